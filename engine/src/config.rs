@@ -1,0 +1,73 @@
+//! Node configuration.
+
+use std::time::Duration;
+
+use crate::error::EngineError;
+
+/// Settings of a [`crate::Node`]. The defaults suit a local cluster.
+///
+/// ```
+/// use raftoral::NodeConfig;
+/// let config = NodeConfig { node_id: 2, ..NodeConfig::default() };
+/// assert_eq!(config.node_id, 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Raft node id; must not be 0 (raft-rs reserves it).
+    pub node_id: u64,
+    /// Interval of a Raft tick.
+    pub tick_interval: Duration,
+    /// Ticks without a heartbeat before a follower campaigns.
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_ticks: usize,
+    /// Longest wait for a proposal to commit.
+    pub proposal_timeout: Duration,
+    /// Largest checkpoint value, input or result, in bytes.
+    pub max_value_bytes: usize,
+    /// Events buffered per subscriber before a slow one is dropped (it then
+    /// resynchronises from the state).
+    pub event_buffer: usize,
+    /// Proposals queued for the Raft loop before proposers wait.
+    pub proposal_queue: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            tick_interval: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            proposal_timeout: Duration::from_secs(10),
+            max_value_bytes: 4 * 1024 * 1024,
+            event_buffer: 65_536,
+            proposal_queue: 4096,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Checks the settings; the message says which one is wrong.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |m: &str| Err(EngineError::Config(m.to_owned()));
+        if self.node_id == 0 {
+            return bad("node_id must be at least 1");
+        }
+        if self.tick_interval.is_zero() {
+            return bad("tick_interval must be positive");
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return bad(
+                "election_ticks must be greater than heartbeat_ticks, which must be at least 1",
+            );
+        }
+        if self.proposal_timeout.is_zero() {
+            return bad("proposal_timeout must be positive");
+        }
+        if self.event_buffer == 0 || self.proposal_queue == 0 {
+            return bad("event_buffer and proposal_queue must be positive");
+        }
+        Ok(())
+    }
+}

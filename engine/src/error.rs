@@ -1,0 +1,137 @@
+//! Errors of the engine.
+
+use std::time::Duration;
+
+use raftoral_proto::sidecar::v1::{ErrorCode, WorkflowStatus};
+
+/// Why the state machine refused a command. Every node refuses the same
+/// commands, so a rejection is as final as a commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The entry carried no command.
+    #[error("the command is empty")]
+    EmptyCommand,
+    /// No workflow has this id.
+    #[error("workflow '{0}' does not exist")]
+    UnknownWorkflow(String),
+    /// The workflow is pending or already finished.
+    #[error("workflow '{workflow_id}' is not running (status {})", status_name(*.status))]
+    NotRunning {
+        /// The workflow.
+        workflow_id: String,
+        /// Its status.
+        status: WorkflowStatus,
+    },
+    /// Only the owner may propose checkpoints and results (fencing).
+    #[error(
+        "node {node} is not the owner of workflow '{workflow_id}' (owner: node {owner}); only the owner proposes"
+    )]
+    NotOwner {
+        /// The workflow.
+        workflow_id: String,
+        /// The current owner.
+        owner: u64,
+        /// The node that proposed.
+        node: u64,
+    },
+    /// The checkpoint seq is not the next one.
+    #[error("workflow '{workflow_id}' expects checkpoint seq {expected}, got {got}")]
+    UnexpectedSeq {
+        /// The workflow.
+        workflow_id: String,
+        /// The next position.
+        expected: u64,
+        /// The proposed position.
+        got: u64,
+    },
+}
+
+impl Rejection {
+    /// The stable app-stream error code for this rejection.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Rejection::EmptyCommand => ErrorCode::MalformedMessage,
+            Rejection::UnknownWorkflow(_) => ErrorCode::UnknownWorkflow,
+            Rejection::NotRunning { .. } => ErrorCode::WorkflowNotRunning,
+            Rejection::NotOwner { .. } => ErrorCode::NotOwner,
+            Rejection::UnexpectedSeq { .. } => ErrorCode::UnexpectedSeq,
+        }
+    }
+}
+
+/// Lower-case status name for messages, e.g. "running".
+pub fn status_name(status: WorkflowStatus) -> &'static str {
+    match status {
+        WorkflowStatus::Unspecified => "unspecified",
+        WorkflowStatus::Pending => "pending",
+        WorkflowStatus::Running => "running",
+        WorkflowStatus::Completed => "completed",
+        WorkflowStatus::Failed => "failed",
+        WorkflowStatus::Cancelled => "cancelled",
+    }
+}
+
+/// Errors returned by [`crate::Node`].
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The state machine refused the command.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// A request argument is invalid.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// This node cannot propose: it is not the leader and no leader is known.
+    #[error(
+        "no Raft leader is known to node {node}; the cluster may be electing one or have lost its quorum, retry shortly"
+    )]
+    NoLeader {
+        /// This node.
+        node: u64,
+    },
+    /// The proposal did not commit in time.
+    #[error(
+        "the proposal was not committed within {0:?}; the cluster may have lost its quorum, retry"
+    )]
+    ProposalTimeout(Duration),
+    /// A wait for a workflow ended before it finished.
+    #[error("workflow '{workflow_id}' did not finish within {timeout:?}: it is {}{}", status_name(*.status), pending_suffix(.pending_reason))]
+    WaitTimeout {
+        /// The workflow.
+        workflow_id: String,
+        /// The timeout that elapsed.
+        timeout: Duration,
+        /// Its status when the wait ended.
+        status: WorkflowStatus,
+        /// Why it is pending, if it is.
+        pending_reason: String,
+    },
+    /// A value exceeds the configured limit.
+    #[error(
+        "{what} is {len} bytes, over the limit of {max} bytes; store large data elsewhere and checkpoint a reference"
+    )]
+    ValueTooLarge {
+        /// What was too large ("checkpoint value", "input", "result").
+        what: String,
+        /// Its size.
+        len: usize,
+        /// The limit (`max_value_bytes`).
+        max: usize,
+    },
+    /// The node is shutting down or its Raft loop has stopped.
+    #[error("the Raftoral node is shutting down")]
+    ShuttingDown,
+    /// raft-rs reported an error.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+fn pending_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({reason})")
+    }
+}

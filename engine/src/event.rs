@@ -1,0 +1,56 @@
+//! Events produced by applying committed commands, delivered to subscribers
+//! such as app sessions and waiters.
+
+use bytes::Bytes;
+use raftoral_proto::sidecar::v1::WorkflowStatus;
+
+use crate::state_machine::NodeId;
+
+/// Something that happened in the replicated state, in commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A node registered a (name, version).
+    WorkerRegistered {
+        /// The node.
+        node_id: NodeId,
+        /// Workflow type.
+        workflow_name: String,
+        /// Workflow version.
+        version: u32,
+    },
+    /// A workflow started running (at start, or when it left PENDING).
+    WorkflowRunning {
+        /// The workflow.
+        workflow_id: String,
+        /// Its owner.
+        owner: NodeId,
+    },
+    /// A checkpoint was committed.
+    CheckpointCommitted {
+        /// The workflow.
+        workflow_id: String,
+        /// 0-based position.
+        seq: u64,
+        /// Checkpoint name.
+        name: String,
+        /// Committed value.
+        value: Bytes,
+    },
+    /// A workflow was cancelled.
+    WorkflowCancelled {
+        /// The workflow.
+        workflow_id: String,
+        /// The reason.
+        reason: String,
+    },
+    /// A workflow reached a terminal status.
+    WorkflowFinished {
+        /// The workflow.
+        workflow_id: String,
+        /// Completed, failed or cancelled.
+        status: WorkflowStatus,
+    },
+    /// Node-local: an app session ended and released its workflows, so other
+    /// sessions on this node may take them over. Not replicated.
+    SessionsChanged,
+}

@@ -1,0 +1,26 @@
+//! Raftoral engine: durable workflows replicated by Raft.
+//!
+//! A [`Node`] runs one raft-rs group whose log holds workflow commands
+//! (start, checkpoint, finish, cancel, worker registration); every node applies
+//! them to the same [`StateMachine`]. [`WorkerSession`] speaks the app protocol
+//! (`raftoral.sidecar.v1`) against a node and is shared by the sidecar (over
+//! gRPC) and embedded apps (over an in-process channel).
+
+mod config;
+mod error;
+mod event;
+mod node;
+mod raft_log;
+mod raft_loop;
+mod state_machine;
+mod worker_session;
+
+pub use config::NodeConfig;
+pub use error::{EngineError, Rejection, status_name};
+pub use event::Event;
+pub use node::{ListFilter, Node, Started};
+pub use raft_loop::RaftStatus;
+pub use state_machine::{Applied, Checkpoint, NodeId, StateMachine, Workflow, is_terminal};
+pub use worker_session::{SessionEnd, WorkerSession};
+
+pub use raftoral_proto as proto;

@@ -1,0 +1,500 @@
+//! [`Node`]: a running Raftoral node and the API the sidecar and embedded apps
+//! call.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use raft::prelude::ConfState;
+use raft::{RawNode, storage::MemStorage};
+use raftoral_proto::cluster::v1::{
+    CancelWorkflow, Command, FinishWorkflow, RecordCheckpoint, RegisterWorker, StartWorkflow,
+    command::Kind,
+};
+use raftoral_proto::sidecar::v1::WorkflowStatus;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::NodeConfig;
+use crate::error::EngineError;
+use crate::event::Event;
+use crate::raft_loop::{Proposal, RaftLoop, RaftStatus};
+use crate::state_machine::{Applied, Checkpoint, NodeId, StateMachine, Workflow};
+
+/// Outcome of [`Node::start_workflow`].
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The workflow right after the start was applied.
+    pub workflow: Workflow,
+    /// True when the id existed already; nothing was started.
+    pub already_started: bool,
+}
+
+/// Filter and paging for [`Node::list_workflows`].
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only this status; `Unspecified` means any.
+    pub status: WorkflowStatus,
+    /// Only this workflow type; empty means any.
+    pub workflow_name: String,
+    /// Page size; 0 means 100, capped at 1000.
+    pub page_size: usize,
+    /// Return workflows with ids after this one (the previous page's last id).
+    pub after: String,
+}
+
+/// A running Raftoral node: one Raft group, its state machine and the local
+/// bookkeeping of which app session runs which workflow.
+///
+/// Cloning is cheap; all clones drive the same node.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), raftoral::EngineError> {
+/// use raftoral::{Node, NodeConfig};
+/// let node = Node::start(NodeConfig::default()).await?;
+/// let started = node.start_workflow(None, "ping_pong", 1, "\"ping\"".into()).await?;
+/// println!("{} is {:?}", started.workflow.id, started.workflow.status);
+/// node.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: NodeConfig,
+    state: Arc<RwLock<StateMachine>>,
+    events: broadcast::Sender<Arc<Event>>,
+    proposals: mpsc::Sender<Proposal>,
+    next_proposal: AtomicU64,
+    status: watch::Receiver<RaftStatus>,
+    /// workflow id → app session that runs it on this node.
+    claims: Mutex<HashMap<String, u64>>,
+    next_session: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    raft_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Node {
+    /// Starts a single-node group with in-memory storage and waits until it
+    /// leads.
+    pub async fn start(config: NodeConfig) -> Result<Node, EngineError> {
+        config.validate()?;
+        let id = config.node_id;
+        let storage = MemStorage::new_with_conf_state(ConfState::from((vec![id], vec![])));
+        let raft_config = raft::Config {
+            id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            pre_vote: true,
+            ..Default::default()
+        };
+        let logger = crate::raft_log::logger(id);
+        let mut raw = RawNode::new(&raft_config, storage, &logger)?;
+        // A group of one elects itself at once instead of waiting for an
+        // election timeout.
+        raw.campaign()?;
+
+        let state = Arc::new(RwLock::new(StateMachine::new()));
+        let (events, _) = broadcast::channel(config.event_buffer);
+        let (proposals_tx, proposals_rx) = mpsc::channel(config.proposal_queue);
+        let (status_tx, mut status_rx) = watch::channel(RaftStatus {
+            id,
+            leader_id: 0,
+            term: 0,
+            commit_index: 0,
+            is_leader: false,
+        });
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let raft_loop = RaftLoop::new(
+            raw,
+            state.clone(),
+            events.clone(),
+            status_tx,
+            config.tick_interval,
+        );
+        let task = tokio::spawn(raft_loop.run(proposals_rx, shutdown_rx));
+        // The campaign is decided in the first Ready round; wait for it so the
+        // first proposal does not race the election.
+        let election =
+            tokio::time::timeout(config.proposal_timeout, status_rx.wait_for(|s| s.is_leader))
+                .await
+                .map(|r| r.is_ok())
+                .unwrap_or(false);
+        if !election {
+            return Err(EngineError::NoLeader { node: id });
+        }
+        tracing::info!(node = id, "raftoral node started (in-memory storage)");
+        Ok(Node {
+            inner: Arc::new(Inner {
+                config,
+                state,
+                events,
+                proposals: proposals_tx,
+                next_proposal: AtomicU64::new(1),
+                status: status_rx,
+                claims: Mutex::new(HashMap::new()),
+                next_session: AtomicU64::new(1),
+                shutdown: shutdown_tx,
+                raft_task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    /// This node's Raft id.
+    pub fn id(&self) -> NodeId {
+        self.inner.config.node_id
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// Current Raft role, leader and indexes.
+    pub fn raft_status(&self) -> RaftStatus {
+        *self.inner.status.borrow()
+    }
+
+    /// Turns true when the node begins to shut down; app sessions and
+    /// waiters end on it.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// Stops the Raft loop and waits for it. Pending proposals fail with
+    /// [`EngineError::ShuttingDown`].
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        let task = self.inner.raft_task.lock().expect("lock").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// Proposes one command and waits until it is applied (or rejected).
+    pub async fn propose(&self, kind: Kind) -> Result<Applied, EngineError> {
+        let command = Command {
+            proposer_node_id: self.id(),
+            proposal_id: self.inner.next_proposal.fetch_add(1, Ordering::Relaxed),
+            proposed_at_ms: now_ms(),
+            kind: Some(kind),
+        };
+        let (reply, answer) = oneshot::channel();
+        let timeout = self.inner.config.proposal_timeout;
+        let queued = tokio::time::timeout(
+            timeout,
+            self.inner.proposals.send(Proposal { command, reply }),
+        )
+        .await;
+        match queued {
+            Err(_) => return Err(EngineError::ProposalTimeout(timeout)),
+            Ok(Err(_)) => return Err(EngineError::ShuttingDown),
+            Ok(Ok(())) => {}
+        }
+        match tokio::time::timeout(timeout, answer).await {
+            Err(_) => Err(EngineError::ProposalTimeout(timeout)),
+            Ok(Err(_)) => Err(EngineError::ShuttingDown),
+            Ok(Ok(outcome)) => outcome,
+        }
+    }
+
+    /// Starts a workflow; idempotent on `workflow_id`. `None` (or an empty id)
+    /// generates a unique id.
+    pub async fn start_workflow(
+        &self,
+        workflow_id: Option<String>,
+        workflow_name: &str,
+        version: u32,
+        input: Bytes,
+    ) -> Result<Started, EngineError> {
+        if workflow_name.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "workflow_name must not be empty".into(),
+            ));
+        }
+        self.check_value_size("input", input.len())?;
+        let workflow_id = match workflow_id {
+            Some(id) if !id.is_empty() => id,
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        // Fast path: a retried start does not need a log entry.
+        if let Some(workflow) = self.workflow(&workflow_id) {
+            return Ok(Started {
+                workflow,
+                already_started: true,
+            });
+        }
+        let applied = self
+            .propose(Kind::StartWorkflow(StartWorkflow {
+                workflow_id: workflow_id.clone(),
+                workflow_name: workflow_name.to_owned(),
+                version,
+                input,
+                origin_node_id: self.id(),
+            }))
+            .await?;
+        let already_started = matches!(
+            applied,
+            Applied::Started {
+                already_started: true,
+                ..
+            }
+        );
+        let workflow = self
+            .workflow(&workflow_id)
+            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.clone()))?;
+        Ok(Started {
+            workflow,
+            already_started,
+        })
+    }
+
+    /// Registers that this node's app runs (name, version).
+    pub async fn register_worker(
+        &self,
+        workflow_name: &str,
+        version: u32,
+    ) -> Result<(), EngineError> {
+        if workflow_name.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "workflow_name must not be empty".into(),
+            ));
+        }
+        if self.read(|sm| sm.is_registered(self.id(), workflow_name, version)) {
+            return Ok(());
+        }
+        self.propose(Kind::RegisterWorker(RegisterWorker {
+            node_id: self.id(),
+            workflow_name: workflow_name.to_owned(),
+            version,
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Proposes checkpoint `seq` of a workflow owned by this node.
+    pub async fn record_checkpoint(
+        &self,
+        workflow_id: &str,
+        seq: u64,
+        name: &str,
+        value: Bytes,
+    ) -> Result<(), EngineError> {
+        self.check_value_size("checkpoint value", value.len())?;
+        self.propose(Kind::RecordCheckpoint(RecordCheckpoint {
+            workflow_id: workflow_id.to_owned(),
+            seq,
+            checkpoint_name: name.to_owned(),
+            value,
+            node_id: self.id(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Proposes the outcome of a workflow owned by this node.
+    pub async fn finish_workflow(
+        &self,
+        workflow_id: &str,
+        outcome: Result<Bytes, String>,
+    ) -> Result<(), EngineError> {
+        let (success, result, error) = match outcome {
+            Ok(result) => {
+                self.check_value_size("result", result.len())?;
+                (true, result, String::new())
+            }
+            Err(error) => (false, Bytes::new(), error),
+        };
+        self.propose(Kind::FinishWorkflow(FinishWorkflow {
+            workflow_id: workflow_id.to_owned(),
+            node_id: self.id(),
+            success,
+            result,
+            error,
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Cancels a pending or running workflow; a finished one is returned as is.
+    pub async fn cancel_workflow(
+        &self,
+        workflow_id: &str,
+        reason: &str,
+    ) -> Result<Workflow, EngineError> {
+        let existing = self
+            .workflow(workflow_id)
+            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()))?;
+        if existing.is_terminal() {
+            return Ok(existing);
+        }
+        self.propose(Kind::CancelWorkflow(CancelWorkflow {
+            workflow_id: workflow_id.to_owned(),
+            reason: reason.to_owned(),
+        }))
+        .await?;
+        self.workflow(workflow_id)
+            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()).into())
+    }
+
+    /// The workflow with this id, if any (this node's applied state).
+    pub fn workflow(&self, workflow_id: &str) -> Option<Workflow> {
+        self.read(|sm| sm.workflow(workflow_id).cloned())
+    }
+
+    /// The committed checkpoints of a workflow.
+    pub fn history(&self, workflow_id: &str) -> Option<Vec<Checkpoint>> {
+        self.read(|sm| sm.workflow(workflow_id).map(|w| w.checkpoints.clone()))
+    }
+
+    /// One page of workflows ordered by id, and whether more follow.
+    pub fn list_workflows(&self, filter: &ListFilter) -> (Vec<Workflow>, bool) {
+        let size = match filter.page_size {
+            0 => 100,
+            n => n.min(1000),
+        };
+        self.read(|sm| {
+            let mut matching = sm.workflows_after(&filter.after).filter(|w| {
+                (filter.status == WorkflowStatus::Unspecified || w.status == filter.status)
+                    && (filter.workflow_name.is_empty() || w.name == filter.workflow_name)
+            });
+            let page: Vec<Workflow> = matching.by_ref().take(size).cloned().collect();
+            let more = matching.next().is_some();
+            (page, more)
+        })
+    }
+
+    /// Waits until the workflow is completed, failed or cancelled.
+    pub async fn wait_workflow(
+        &self,
+        workflow_id: &str,
+        timeout: Duration,
+    ) -> Result<Workflow, EngineError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (mut events, current) = self.subscribe_with(|sm| sm.workflow(workflow_id).cloned());
+            let current =
+                current.ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()))?;
+            if current.is_terminal() {
+                return Ok(current);
+            }
+            let mut shutdown = self.shutdown_signal();
+            loop {
+                let next = tokio::select! {
+                    next = tokio::time::timeout_at(deadline, events.recv()) => next,
+                    _ = crate::node::stopped(&mut shutdown) => return Err(EngineError::ShuttingDown),
+                };
+                match next {
+                    Err(_) => {
+                        let now = self.workflow(workflow_id).unwrap_or(current);
+                        if now.is_terminal() {
+                            return Ok(now);
+                        }
+                        return Err(EngineError::WaitTimeout {
+                            workflow_id: workflow_id.to_owned(),
+                            timeout,
+                            status: now.status,
+                            pending_reason: now.pending_reason,
+                        });
+                    }
+                    Ok(Ok(event)) => {
+                        if let Event::WorkflowFinished {
+                            workflow_id: id, ..
+                        } = event.as_ref()
+                            && id == workflow_id
+                        {
+                            break;
+                        }
+                    }
+                    // Lagged: re-read the state and subscribe again.
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => {
+                        return Err(EngineError::ShuttingDown);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the state machine.
+    pub fn read<T>(&self, f: impl FnOnce(&StateMachine) -> T) -> T {
+        f(&self.inner.state.read().expect("state lock poisoned"))
+    }
+
+    /// Subscribes to events and reads the state atomically: every event
+    /// received afterwards happened after what `f` saw.
+    pub fn subscribe_with<T>(
+        &self,
+        f: impl FnOnce(&StateMachine) -> T,
+    ) -> (broadcast::Receiver<Arc<Event>>, T) {
+        let state = self.inner.state.read().expect("state lock poisoned");
+        let rx = self.inner.events.subscribe();
+        (rx, f(&state))
+    }
+
+    /// A new id for an app session on this node.
+    pub fn new_session_id(&self) -> u64 {
+        self.inner.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Claims a workflow for an app session: exactly one session per node runs
+    /// a workflow. True when `session` holds the claim afterwards.
+    pub fn claim(&self, workflow_id: &str, session: u64) -> bool {
+        let mut claims = self.inner.claims.lock().expect("claims lock");
+        *claims.entry(workflow_id.to_owned()).or_insert(session) == session
+    }
+
+    /// Drops one claim (the workflow finished).
+    pub fn release(&self, workflow_id: &str, session: u64) {
+        let mut claims = self.inner.claims.lock().expect("claims lock");
+        if claims.get(workflow_id) == Some(&session) {
+            claims.remove(workflow_id);
+        }
+    }
+
+    /// Drops every claim of a session that ended and tells the other sessions,
+    /// so one of them can take the workflows over.
+    pub fn release_session(&self, session: u64) {
+        let released = {
+            let mut claims = self.inner.claims.lock().expect("claims lock");
+            let before = claims.len();
+            claims.retain(|_, s| *s != session);
+            before != claims.len()
+        };
+        if released {
+            let _ = self.inner.events.send(Arc::new(Event::SessionsChanged));
+        }
+    }
+
+    fn check_value_size(&self, what: &str, len: usize) -> Result<(), EngineError> {
+        let max = self.inner.config.max_value_bytes;
+        if len > max {
+            return Err(EngineError::ValueTooLarge {
+                what: what.to_owned(),
+                len,
+                max,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Resolves once the shutdown signal is (or was) raised. The guard of
+/// `wait_for` is dropped here, so callers' futures stay `Send`.
+pub(crate) async fn stopped(signal: &mut watch::Receiver<bool>) {
+    let _ = signal.wait_for(|stop| *stop).await;
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,415 @@
+//! The replicated workflow state machine.
+//!
+//! Every node applies the same committed [`Command`]s in the same order, so
+//! everything here must be deterministic: no local clock (times come from the
+//! proposer, inside the command), no randomness, ordered maps where iteration
+//! order matters.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use raftoral_proto::cluster::v1::{
+    CancelWorkflow, Command, FinishWorkflow, RecordCheckpoint, RegisterWorker, StartWorkflow,
+    command::Kind,
+};
+use raftoral_proto::sidecar::v1::{WorkflowInfo, WorkflowStatus};
+
+use crate::error::Rejection;
+use crate::event::Event;
+
+/// Raft node id.
+pub type NodeId = u64;
+
+/// One committed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Name given by the workflow code.
+    pub name: String,
+    /// Encoded value.
+    pub value: Bytes,
+    /// Proposer's clock at commit, ms since the Unix epoch.
+    pub committed_at_ms: u64,
+}
+
+/// The replicated state of one workflow.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    /// Unique id.
+    pub id: String,
+    /// Workflow type.
+    pub name: String,
+    /// Workflow version.
+    pub version: u32,
+    /// Encoded input.
+    pub input: Bytes,
+    /// Lifecycle state.
+    pub status: WorkflowStatus,
+    /// Owner node; 0 while pending.
+    pub owner: NodeId,
+    /// Committed checkpoints, in seq order.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Encoded result when completed.
+    pub result: Bytes,
+    /// Error when failed, reason when cancelled.
+    pub error: String,
+    /// Why the workflow is pending.
+    pub pending_reason: String,
+    /// Start time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Last change, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+}
+
+impl Workflow {
+    /// True once completed, failed or cancelled.
+    pub fn is_terminal(&self) -> bool {
+        is_terminal(self.status)
+    }
+
+    /// The client API view of this workflow.
+    pub fn to_info(&self) -> WorkflowInfo {
+        WorkflowInfo {
+            workflow_id: self.id.clone(),
+            workflow_name: self.name.clone(),
+            version: self.version,
+            status: self.status as i32,
+            owner_node_id: self.owner,
+            checkpoint_count: self.checkpoints.len() as u64,
+            input: self.input.clone(),
+            result: self.result.clone(),
+            error: self.error.clone(),
+            pending_reason: self.pending_reason.clone(),
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+        }
+    }
+}
+
+/// True for the statuses a workflow never leaves.
+pub fn is_terminal(status: WorkflowStatus) -> bool {
+    matches!(
+        status,
+        WorkflowStatus::Completed | WorkflowStatus::Failed | WorkflowStatus::Cancelled
+    )
+}
+
+/// What applying a command produced, returned to the proposer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A worker registration was recorded (or was already known).
+    Registered,
+    /// A workflow was started; `already_started` when the id existed.
+    Started {
+        /// The workflow id.
+        workflow_id: String,
+        /// True when the id existed before this command.
+        already_started: bool,
+    },
+    /// A checkpoint was appended.
+    CheckpointRecorded,
+    /// The workflow reached a terminal status.
+    Finished,
+    /// The workflow was cancelled (or was already terminal: a no-op).
+    Cancelled,
+}
+
+/// The workflow table and the worker registry, identical on every node.
+#[derive(Debug, Default)]
+pub struct StateMachine {
+    workflows: BTreeMap<String, Workflow>,
+    /// (name, version) → nodes whose app registered it.
+    registry: BTreeMap<(String, u32), BTreeSet<NodeId>>,
+    applied_index: u64,
+}
+
+impl StateMachine {
+    /// An empty state machine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Index of the last applied Raft entry.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Records that entries up to `index` are applied (including entries that
+    /// carry no command, such as a new leader's empty entry).
+    pub fn set_applied_index(&mut self, index: u64) {
+        self.applied_index = index;
+    }
+
+    /// Looks a workflow up.
+    pub fn workflow(&self, id: &str) -> Option<&Workflow> {
+        self.workflows.get(id)
+    }
+
+    /// All workflows ordered by id.
+    pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
+        self.workflows.values()
+    }
+
+    /// Workflows with id strictly greater than `after`, ordered by id.
+    pub fn workflows_after<'a>(&'a self, after: &str) -> impl Iterator<Item = &'a Workflow> + 'a {
+        use std::ops::Bound;
+        self.workflows
+            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
+            .map(|(_, w)| w)
+    }
+
+    /// True when `node` registered (name, version).
+    pub fn is_registered(&self, node: NodeId, name: &str, version: u32) -> bool {
+        self.registry
+            .get(&(name.to_owned(), version))
+            .is_some_and(|nodes| nodes.contains(&node))
+    }
+
+    /// Applies one committed command and returns its outcome plus the events
+    /// it produced. Rejections change nothing.
+    pub fn apply(&mut self, command: &Command) -> (Result<Applied, Rejection>, Vec<Event>) {
+        let now = command.proposed_at_ms;
+        let mut events = Vec::new();
+        let outcome = match &command.kind {
+            None => Err(Rejection::EmptyCommand),
+            Some(Kind::RegisterWorker(c)) => Ok(self.register_worker(c, now, &mut events)),
+            Some(Kind::StartWorkflow(c)) => Ok(self.start_workflow(c, now, &mut events)),
+            Some(Kind::RecordCheckpoint(c)) => self.record_checkpoint(c, now, &mut events),
+            Some(Kind::FinishWorkflow(c)) => self.finish_workflow(c, now, &mut events),
+            Some(Kind::CancelWorkflow(c)) => self.cancel_workflow(c, now, &mut events),
+        };
+        (outcome, events)
+    }
+
+    fn register_worker(
+        &mut self,
+        c: &RegisterWorker,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Applied {
+        let key = (c.workflow_name.clone(), c.version);
+        let inserted = self.registry.entry(key).or_default().insert(c.node_id);
+        if inserted {
+            events.push(Event::WorkerRegistered {
+                node_id: c.node_id,
+                workflow_name: c.workflow_name.clone(),
+                version: c.version,
+            });
+        }
+        // Pending workflows of this exact (name, version) can run now.
+        for wf in self.workflows.values_mut() {
+            if wf.status == WorkflowStatus::Pending
+                && wf.name == c.workflow_name
+                && wf.version == c.version
+            {
+                wf.status = WorkflowStatus::Running;
+                wf.owner = c.node_id;
+                wf.pending_reason.clear();
+                wf.updated_at_ms = now;
+                events.push(Event::WorkflowRunning {
+                    workflow_id: wf.id.clone(),
+                    owner: wf.owner,
+                });
+            }
+        }
+        Applied::Registered
+    }
+
+    fn start_workflow(&mut self, c: &StartWorkflow, now: u64, events: &mut Vec<Event>) -> Applied {
+        if self.workflows.contains_key(&c.workflow_id) {
+            return Applied::Started {
+                workflow_id: c.workflow_id.clone(),
+                already_started: true,
+            };
+        }
+        let (status, owner, pending_reason) = match self.place(c) {
+            Ok(owner) => (WorkflowStatus::Running, owner, String::new()),
+            Err(reason) => (WorkflowStatus::Pending, 0, reason),
+        };
+        let wf = Workflow {
+            id: c.workflow_id.clone(),
+            name: c.workflow_name.clone(),
+            version: c.version,
+            input: c.input.clone(),
+            status,
+            owner,
+            checkpoints: Vec::new(),
+            result: Bytes::new(),
+            error: String::new(),
+            pending_reason,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        if status == WorkflowStatus::Running {
+            events.push(Event::WorkflowRunning {
+                workflow_id: wf.id.clone(),
+                owner,
+            });
+        }
+        self.workflows.insert(wf.id.clone(), wf);
+        Applied::Started {
+            workflow_id: c.workflow_id.clone(),
+            already_started: false,
+        }
+    }
+
+    /// Picks the owner: the starting node when it registered the workflow,
+    /// else a registered node chosen by a hash of the id (spreads load, and is
+    /// the same on every replica). Err carries the pending reason.
+    fn place(&self, c: &StartWorkflow) -> Result<NodeId, String> {
+        if let Some(nodes) = self.registry.get(&(c.workflow_name.clone(), c.version))
+            && !nodes.is_empty()
+        {
+            if nodes.contains(&c.origin_node_id) {
+                return Ok(c.origin_node_id);
+            }
+            let index = (stable_hash(&c.workflow_id) % nodes.len() as u64) as usize;
+            return Ok(*nodes.iter().nth(index).expect("index < len"));
+        }
+        let other_versions: Vec<String> = self
+            .registry
+            .iter()
+            .filter(|((name, _), nodes)| *name == c.workflow_name && !nodes.is_empty())
+            .map(|((_, v), _)| v.to_string())
+            .collect();
+        Err(if other_versions.is_empty() {
+            format!(
+                "no worker has registered workflow '{}'; it starts when one registers it",
+                c.workflow_name
+            )
+        } else {
+            format!(
+                "no worker has registered workflow '{}' version {} (registered versions: {}); \
+                 it starts when one registers that version",
+                c.workflow_name,
+                c.version,
+                other_versions.join(", ")
+            )
+        })
+    }
+
+    fn running_owned_by(&self, id: &str, node: NodeId) -> Result<&Workflow, Rejection> {
+        let wf = self
+            .workflows
+            .get(id)
+            .ok_or_else(|| Rejection::UnknownWorkflow(id.to_owned()))?;
+        if wf.status != WorkflowStatus::Running {
+            return Err(Rejection::NotRunning {
+                workflow_id: id.to_owned(),
+                status: wf.status,
+            });
+        }
+        if wf.owner != node {
+            return Err(Rejection::NotOwner {
+                workflow_id: id.to_owned(),
+                owner: wf.owner,
+                node,
+            });
+        }
+        Ok(wf)
+    }
+
+    fn record_checkpoint(
+        &mut self,
+        c: &RecordCheckpoint,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        let expected = self
+            .running_owned_by(&c.workflow_id, c.node_id)?
+            .checkpoints
+            .len() as u64;
+        if c.seq != expected {
+            return Err(Rejection::UnexpectedSeq {
+                workflow_id: c.workflow_id.clone(),
+                expected,
+                got: c.seq,
+            });
+        }
+        let wf = self
+            .workflows
+            .get_mut(&c.workflow_id)
+            .expect("checked above");
+        wf.checkpoints.push(Checkpoint {
+            name: c.checkpoint_name.clone(),
+            value: c.value.clone(),
+            committed_at_ms: now,
+        });
+        wf.updated_at_ms = now;
+        events.push(Event::CheckpointCommitted {
+            workflow_id: c.workflow_id.clone(),
+            seq: c.seq,
+            name: c.checkpoint_name.clone(),
+            value: c.value.clone(),
+        });
+        Ok(Applied::CheckpointRecorded)
+    }
+
+    fn finish_workflow(
+        &mut self,
+        c: &FinishWorkflow,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        self.running_owned_by(&c.workflow_id, c.node_id)?;
+        let wf = self
+            .workflows
+            .get_mut(&c.workflow_id)
+            .expect("checked above");
+        if c.success {
+            wf.status = WorkflowStatus::Completed;
+            wf.result = c.result.clone();
+        } else {
+            wf.status = WorkflowStatus::Failed;
+            wf.error = c.error.clone();
+        }
+        wf.updated_at_ms = now;
+        events.push(Event::WorkflowFinished {
+            workflow_id: c.workflow_id.clone(),
+            status: wf.status,
+        });
+        Ok(Applied::Finished)
+    }
+
+    fn cancel_workflow(
+        &mut self,
+        c: &CancelWorkflow,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        let wf = self
+            .workflows
+            .get_mut(&c.workflow_id)
+            .ok_or_else(|| Rejection::UnknownWorkflow(c.workflow_id.clone()))?;
+        if wf.is_terminal() {
+            return Ok(Applied::Cancelled);
+        }
+        wf.status = WorkflowStatus::Cancelled;
+        wf.error = if c.reason.is_empty() {
+            "cancelled".to_owned()
+        } else {
+            c.reason.clone()
+        };
+        wf.pending_reason.clear();
+        wf.updated_at_ms = now;
+        events.push(Event::WorkflowCancelled {
+            workflow_id: c.workflow_id.clone(),
+            reason: wf.error.clone(),
+        });
+        events.push(Event::WorkflowFinished {
+            workflow_id: c.workflow_id.clone(),
+            status: WorkflowStatus::Cancelled,
+        });
+        Ok(Applied::Cancelled)
+    }
+}
+
+/// FNV-1a: stable across processes and versions, unlike `DefaultHasher`.
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+#[path = "state_machine_tests.rs"]
+mod tests;

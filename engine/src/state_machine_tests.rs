@@ -1,0 +1,210 @@
+use super::*;
+
+fn cmd(kind: Kind) -> Command {
+    Command {
+        proposer_node_id: 1,
+        proposal_id: 1,
+        proposed_at_ms: 1000,
+        kind: Some(kind),
+    }
+}
+
+fn start(id: &str, name: &str, version: u32, origin: u64) -> Command {
+    cmd(Kind::StartWorkflow(StartWorkflow {
+        workflow_id: id.into(),
+        workflow_name: name.into(),
+        version,
+        input: Bytes::from_static(b"\"ping\""),
+        origin_node_id: origin,
+    }))
+}
+
+fn register(node: u64, name: &str, version: u32) -> Command {
+    cmd(Kind::RegisterWorker(RegisterWorker {
+        node_id: node,
+        workflow_name: name.into(),
+        version,
+    }))
+}
+
+fn checkpoint(id: &str, seq: u64, node: u64) -> Command {
+    cmd(Kind::RecordCheckpoint(RecordCheckpoint {
+        workflow_id: id.into(),
+        seq,
+        checkpoint_name: format!("step-{seq}"),
+        value: Bytes::from(seq.to_string()),
+        node_id: node,
+    }))
+}
+
+#[test]
+fn start_without_worker_is_pending_with_reason_then_runs_on_registration() {
+    let mut sm = StateMachine::new();
+    let (outcome, events) = sm.apply(&start("w1", "ping_pong", 1, 1));
+    assert_eq!(
+        outcome,
+        Ok(Applied::Started {
+            workflow_id: "w1".into(),
+            already_started: false
+        })
+    );
+    assert!(events.is_empty());
+    let wf = sm.workflow("w1").unwrap();
+    assert_eq!(wf.status, WorkflowStatus::Pending);
+    assert!(
+        wf.pending_reason
+            .contains("no worker has registered workflow 'ping_pong'")
+    );
+
+    let (_, events) = sm.apply(&register(3, "ping_pong", 1));
+    assert!(events.contains(&Event::WorkflowRunning {
+        workflow_id: "w1".into(),
+        owner: 3
+    }));
+    let wf = sm.workflow("w1").unwrap();
+    assert_eq!((wf.status, wf.owner), (WorkflowStatus::Running, 3));
+    assert!(wf.pending_reason.is_empty());
+}
+
+#[test]
+fn wrong_version_reason_lists_registered_versions() {
+    let mut sm = StateMachine::new();
+    sm.apply(&register(1, "ping_pong", 1));
+    sm.apply(&start("w1", "ping_pong", 7, 1));
+    let wf = sm.workflow("w1").unwrap();
+    assert_eq!(wf.status, WorkflowStatus::Pending);
+    assert!(
+        wf.pending_reason.contains("version 7"),
+        "{}",
+        wf.pending_reason
+    );
+    assert!(
+        wf.pending_reason.contains("registered versions: 1"),
+        "{}",
+        wf.pending_reason
+    );
+}
+
+#[test]
+fn placement_prefers_origin_else_a_registered_node() {
+    let mut sm = StateMachine::new();
+    sm.apply(&register(2, "wf", 1));
+    sm.apply(&register(3, "wf", 1));
+    sm.apply(&start("a", "wf", 1, 3));
+    assert_eq!(sm.workflow("a").unwrap().owner, 3);
+    sm.apply(&start("b", "wf", 1, 1));
+    assert!([2, 3].contains(&sm.workflow("b").unwrap().owner));
+}
+
+#[test]
+fn start_is_idempotent() {
+    let mut sm = StateMachine::new();
+    sm.apply(&register(1, "wf", 1));
+    sm.apply(&start("a", "wf", 1, 1));
+    sm.apply(&checkpoint("a", 0, 1));
+    let (outcome, events) = sm.apply(&start("a", "other", 2, 1));
+    assert_eq!(
+        outcome,
+        Ok(Applied::Started {
+            workflow_id: "a".into(),
+            already_started: true
+        })
+    );
+    assert!(events.is_empty());
+    let wf = sm.workflow("a").unwrap();
+    assert_eq!((wf.name.as_str(), wf.checkpoints.len()), ("wf", 1));
+}
+
+#[test]
+fn checkpoints_are_fenced_by_owner_and_seq() {
+    let mut sm = StateMachine::new();
+    sm.apply(&register(1, "wf", 1));
+    sm.apply(&register(2, "wf", 1));
+    sm.apply(&start("a", "wf", 1, 1));
+    assert_eq!(
+        sm.apply(&checkpoint("a", 0, 1)).0,
+        Ok(Applied::CheckpointRecorded)
+    );
+    assert!(matches!(
+        sm.apply(&checkpoint("a", 1, 2)).0,
+        Err(Rejection::NotOwner {
+            owner: 1,
+            node: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        sm.apply(&checkpoint("a", 0, 1)).0,
+        Err(Rejection::UnexpectedSeq {
+            expected: 1,
+            got: 0,
+            ..
+        })
+    ));
+    assert!(matches!(
+        sm.apply(&checkpoint("a", 5, 1)).0,
+        Err(Rejection::UnexpectedSeq {
+            expected: 1,
+            got: 5,
+            ..
+        })
+    ));
+    assert!(matches!(
+        sm.apply(&checkpoint("nope", 0, 1)).0,
+        Err(Rejection::UnknownWorkflow(_))
+    ));
+    assert_eq!(sm.workflow("a").unwrap().checkpoints.len(), 1);
+}
+
+#[test]
+fn finish_and_cancel_are_terminal() {
+    let mut sm = StateMachine::new();
+    sm.apply(&register(1, "wf", 1));
+    sm.apply(&start("a", "wf", 1, 1));
+    sm.apply(&start("b", "wf", 1, 1));
+    let finish = cmd(Kind::FinishWorkflow(FinishWorkflow {
+        workflow_id: "a".into(),
+        node_id: 1,
+        success: false,
+        result: Bytes::new(),
+        error: "boom".into(),
+    }));
+    let (outcome, events) = sm.apply(&finish);
+    assert_eq!(outcome, Ok(Applied::Finished));
+    assert_eq!(
+        events,
+        vec![Event::WorkflowFinished {
+            workflow_id: "a".into(),
+            status: WorkflowStatus::Failed
+        }]
+    );
+    assert_eq!(sm.workflow("a").unwrap().error, "boom");
+    // A second result for a finished workflow is refused.
+    assert!(matches!(
+        sm.apply(&finish).0,
+        Err(Rejection::NotRunning { .. })
+    ));
+
+    let cancel = cmd(Kind::CancelWorkflow(CancelWorkflow {
+        workflow_id: "b".into(),
+        reason: "user asked".into(),
+    }));
+    let (_, events) = sm.apply(&cancel);
+    assert_eq!(events.len(), 2);
+    let b = sm.workflow("b").unwrap();
+    assert_eq!(
+        (b.status, b.error.as_str()),
+        (WorkflowStatus::Cancelled, "user asked")
+    );
+    assert!(matches!(
+        sm.apply(&checkpoint("b", 0, 1)).0,
+        Err(Rejection::NotRunning { .. })
+    ));
+    // Cancelling a finished workflow changes nothing.
+    let (outcome, events) = sm.apply(&cmd(Kind::CancelWorkflow(CancelWorkflow {
+        workflow_id: "a".into(),
+        reason: String::new(),
+    })));
+    assert_eq!((outcome, events.len()), (Ok(Applied::Cancelled), 0));
+    assert_eq!(sm.workflow("a").unwrap().status, WorkflowStatus::Failed);
+}

@@ -1,0 +1,382 @@
+//! [`WorkerSession`]: the sidecar's half of the app protocol, for one connected
+//! app. It turns app messages into proposals and committed events into app
+//! messages. Transport-agnostic: the sidecar feeds it a gRPC stream, embedded
+//! mode an in-process channel.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use raftoral_proto::sidecar::v1::{
+    CheckpointEvent, CheckpointProposal, CheckpointRecord, ErrorCode, ExecuteWorkflowRequest,
+    HeartbeatResponse, RegisterWorkflowRequest, RegistrationAck, StreamError, WorkflowCancellation,
+    WorkflowResult, WorkflowStatus, WorkflowStreamRequest, WorkflowStreamResponse,
+    workflow_stream_request::Message as AppMsg, workflow_stream_response::Message as SidecarMsg,
+};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::error::EngineError;
+use crate::event::Event;
+use crate::node::Node;
+use crate::state_machine::Workflow;
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd<E> {
+    /// The app closed its side of the stream.
+    AppClosed,
+    /// The app's stream failed (connection reset, undecodable or oversized
+    /// frame, ...); the transport's error.
+    InboundError(E),
+    /// Nobody reads the outbound side any more.
+    OutboundClosed,
+    /// The app fell too far behind the committed events; it must reconnect
+    /// and will be resynchronised from the state (replay).
+    Lagged,
+    /// The node is shutting down.
+    Shutdown,
+}
+
+/// One connected app, from the sidecar's side.
+pub struct WorkerSession {
+    node: Node,
+    id: u64,
+    out: mpsc::Sender<WorkflowStreamResponse>,
+    registered: HashSet<(String, u32)>,
+    /// Workflows this session runs → next checkpoint seq to send.
+    active: HashMap<String, u64>,
+}
+
+impl WorkerSession {
+    /// A session that writes sidecar messages to `out`.
+    pub fn new(node: Node, out: mpsc::Sender<WorkflowStreamResponse>) -> Self {
+        let id = node.new_session_id();
+        Self {
+            node,
+            id,
+            out,
+            registered: HashSet::new(),
+            active: HashMap::new(),
+        }
+    }
+
+    /// Runs until the app goes away or the node stops. Workflows this session
+    /// ran are released so another session (or a reconnect) takes them over.
+    pub async fn run<S, E>(mut self, inbound: S) -> SessionEnd<E>
+    where
+        S: Stream<Item = Result<WorkflowStreamRequest, E>> + Unpin,
+        E: Display + std::fmt::Debug,
+    {
+        let (events, ()) = self.node.subscribe_with(|_| ());
+        let end = self.serve(inbound, events).await;
+        self.node.release_session(self.id);
+        tracing::debug!(session = self.id, end = ?end, "app session ended");
+        end
+    }
+
+    async fn serve<S, E>(
+        &mut self,
+        mut inbound: S,
+        mut events: broadcast::Receiver<Arc<Event>>,
+    ) -> SessionEnd<E>
+    where
+        S: Stream<Item = Result<WorkflowStreamRequest, E>> + Unpin,
+        E: Display,
+    {
+        let mut shutdown = self.node.shutdown_signal();
+        loop {
+            let step = tokio::select! {
+                _ = crate::node::stopped(&mut shutdown) => return SessionEnd::Shutdown,
+                message = inbound.next() => match message {
+                    None => return SessionEnd::AppClosed,
+                    Some(Err(e)) => return SessionEnd::InboundError(e),
+                    Some(Ok(message)) => self.on_app_message(message).await,
+                },
+                event = events.recv() => match event {
+                    Ok(event) => self.on_event(&event).await,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(session = self.id, skipped = n, "app session fell behind committed events; closing it so the app reconnects and replays");
+                        return SessionEnd::Lagged;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return SessionEnd::Shutdown,
+                },
+            };
+            if let Err(end) = step {
+                return end.into_end();
+            }
+        }
+    }
+
+    async fn send(&self, message: SidecarMsg) -> Result<(), OutboundClosed> {
+        self.out
+            .send(WorkflowStreamResponse {
+                message: Some(message),
+            })
+            .await
+            .map_err(|_| OutboundClosed)
+    }
+
+    async fn on_app_message(
+        &mut self,
+        message: WorkflowStreamRequest,
+    ) -> Result<(), OutboundClosed> {
+        match message.message {
+            None => {
+                self.send(stream_error(
+                    ErrorCode::MalformedMessage,
+                    "the message is empty: set one of register_workflow, checkpoint_proposal, workflow_result or heartbeat",
+                    "",
+                    0,
+                ))
+                .await
+            }
+            Some(AppMsg::Heartbeat(hb)) => {
+                self.send(SidecarMsg::HeartbeatResponse(HeartbeatResponse {
+                    timestamp: hb.timestamp,
+                }))
+                .await
+            }
+            Some(AppMsg::RegisterWorkflow(r)) => self.on_register(r).await,
+            Some(AppMsg::CheckpointProposal(p)) => self.on_proposal(p).await,
+            Some(AppMsg::WorkflowResult(r)) => self.on_result(r).await,
+        }
+    }
+
+    async fn on_register(&mut self, r: RegisterWorkflowRequest) -> Result<(), OutboundClosed> {
+        if let Err(e) = self.node.register_worker(&r.workflow_name, r.version).await {
+            return self.send(error_for(&e, "", 0)).await;
+        }
+        tracing::info!(session = self.id, workflow = %r.workflow_name, version = r.version, "app registered workflow");
+        self.send(SidecarMsg::RegistrationAck(RegistrationAck {
+            workflow_name: r.workflow_name.clone(),
+            version: r.version,
+        }))
+        .await?;
+        self.registered.insert((r.workflow_name, r.version));
+        self.dispatch_all().await
+    }
+
+    /// Sends every running workflow this app can run and nobody on this node
+    /// runs yet, with its history.
+    async fn dispatch_all(&mut self) -> Result<(), OutboundClosed> {
+        let candidates: Vec<Workflow> = self.node.read(|sm| {
+            sm.workflows()
+                .filter(|w| {
+                    w.status == WorkflowStatus::Running
+                        && !self.active.contains_key(&w.id)
+                        && self.registered.contains(&(w.name.clone(), w.version))
+                })
+                .cloned()
+                .collect()
+        });
+        for wf in candidates {
+            self.execute(wf).await?;
+        }
+        Ok(())
+    }
+
+    async fn execute(&mut self, wf: Workflow) -> Result<(), OutboundClosed> {
+        if !self.node.claim(&wf.id, self.id) {
+            return Ok(());
+        }
+        let history: Vec<CheckpointRecord> = wf
+            .checkpoints
+            .iter()
+            .enumerate()
+            .map(|(seq, c)| CheckpointRecord {
+                seq: seq as u64,
+                checkpoint_name: c.name.clone(),
+                value: c.value.clone(),
+            })
+            .collect();
+        self.active.insert(wf.id.clone(), history.len() as u64);
+        self.send(SidecarMsg::ExecuteWorkflow(ExecuteWorkflowRequest {
+            workflow_id: wf.id,
+            workflow_name: wf.name,
+            version: wf.version,
+            input: wf.input,
+            is_owner: wf.owner == self.node.id(),
+            history,
+        }))
+        .await
+    }
+
+    async fn on_proposal(&mut self, p: CheckpointProposal) -> Result<(), OutboundClosed> {
+        if p.workflow_id.is_empty() || p.checkpoint_name.is_empty() {
+            return self
+                .send(stream_error(
+                    ErrorCode::MalformedMessage,
+                    "checkpoint_proposal needs a workflow_id and a checkpoint_name",
+                    &p.workflow_id,
+                    p.seq,
+                ))
+                .await;
+        }
+        // The commit is awaited off the session loop so that proposals of
+        // other workflows are not serialised behind it.
+        let node = self.node.clone();
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let result = node
+                .record_checkpoint(&p.workflow_id, p.seq, &p.checkpoint_name, p.value)
+                .await;
+            if let Err(e) = result {
+                tracing::debug!(workflow = %p.workflow_id, seq = p.seq, error = %e, "checkpoint proposal refused");
+                let _ = out
+                    .send(WorkflowStreamResponse {
+                        message: Some(error_for(&e, &p.workflow_id, p.seq)),
+                    })
+                    .await;
+            }
+        });
+        Ok(())
+    }
+
+    async fn on_result(&mut self, r: WorkflowResult) -> Result<(), OutboundClosed> {
+        if r.workflow_id.is_empty() {
+            return self
+                .send(stream_error(
+                    ErrorCode::MalformedMessage,
+                    "workflow_result needs a workflow_id",
+                    "",
+                    0,
+                ))
+                .await;
+        }
+        if !self.active.contains_key(&r.workflow_id) {
+            let known = self.node.workflow(&r.workflow_id).is_some();
+            let (code, message) = if known {
+                (
+                    ErrorCode::NotRegistered,
+                    format!(
+                        "workflow '{}' is not running on this app session; results are accepted only for workflows the sidecar sent",
+                        r.workflow_id
+                    ),
+                )
+            } else {
+                (
+                    ErrorCode::UnknownWorkflow,
+                    format!("workflow '{}' does not exist", r.workflow_id),
+                )
+            };
+            return self
+                .send(stream_error(code, &message, &r.workflow_id, 0))
+                .await;
+        }
+        let node = self.node.clone();
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let outcome = if r.success {
+                Ok(r.result)
+            } else {
+                Err(r.error)
+            };
+            if let Err(e) = node.finish_workflow(&r.workflow_id, outcome).await {
+                tracing::debug!(workflow = %r.workflow_id, error = %e, "workflow result refused");
+                let _ = out
+                    .send(WorkflowStreamResponse {
+                        message: Some(error_for(&e, &r.workflow_id, 0)),
+                    })
+                    .await;
+            }
+        });
+        Ok(())
+    }
+
+    async fn on_event(&mut self, event: &Event) -> Result<(), OutboundClosed> {
+        match event {
+            Event::WorkflowRunning { workflow_id, .. } => {
+                if self.active.contains_key(workflow_id) {
+                    return Ok(());
+                }
+                let Some(wf) = self.node.workflow(workflow_id) else {
+                    return Ok(());
+                };
+                if wf.status == WorkflowStatus::Running
+                    && self.registered.contains(&(wf.name.clone(), wf.version))
+                {
+                    self.execute(wf).await?;
+                }
+                Ok(())
+            }
+            Event::CheckpointCommitted {
+                workflow_id,
+                seq,
+                name,
+                value,
+            } => {
+                let Some(next) = self.active.get_mut(workflow_id) else {
+                    return Ok(());
+                };
+                // The execute request may already have carried this seq.
+                if *seq < *next {
+                    return Ok(());
+                }
+                *next = seq + 1;
+                self.send(SidecarMsg::CheckpointEvent(CheckpointEvent {
+                    workflow_id: workflow_id.clone(),
+                    seq: *seq,
+                    checkpoint_name: name.clone(),
+                    value: value.clone(),
+                }))
+                .await
+            }
+            Event::WorkflowCancelled {
+                workflow_id,
+                reason,
+            } => {
+                if self.active.remove(workflow_id).is_none() {
+                    return Ok(());
+                }
+                self.node.release(workflow_id, self.id);
+                self.send(SidecarMsg::WorkflowCancellation(WorkflowCancellation {
+                    workflow_id: workflow_id.clone(),
+                    reason: reason.clone(),
+                }))
+                .await
+            }
+            Event::WorkflowFinished { workflow_id, .. } => {
+                if self.active.remove(workflow_id).is_some() {
+                    self.node.release(workflow_id, self.id);
+                }
+                Ok(())
+            }
+            Event::SessionsChanged => self.dispatch_all().await,
+            Event::WorkerRegistered { .. } => Ok(()),
+        }
+    }
+}
+
+/// The app no longer reads its stream.
+struct OutboundClosed;
+
+impl OutboundClosed {
+    fn into_end<E>(self) -> SessionEnd<E> {
+        SessionEnd::OutboundClosed
+    }
+}
+
+fn stream_error(code: ErrorCode, message: &str, workflow_id: &str, seq: u64) -> SidecarMsg {
+    SidecarMsg::Error(StreamError {
+        code: code as i32,
+        message: message.to_owned(),
+        workflow_id: workflow_id.to_owned(),
+        seq,
+    })
+}
+
+/// The stream error an app gets for a refused request.
+fn error_for(e: &EngineError, workflow_id: &str, seq: u64) -> SidecarMsg {
+    let code = match e {
+        EngineError::Rejected(r) => r.code(),
+        EngineError::ValueTooLarge { .. } => ErrorCode::MessageTooLarge,
+        EngineError::InvalidArgument(_) | EngineError::Config(_) => ErrorCode::MalformedMessage,
+        EngineError::NoLeader { .. }
+        | EngineError::ProposalTimeout(_)
+        | EngineError::ShuttingDown
+        | EngineError::Raft(_)
+        | EngineError::WaitTimeout { .. } => ErrorCode::Unavailable,
+    };
+    stream_error(code, &e.to_string(), workflow_id, seq)
+}

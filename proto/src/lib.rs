@@ -1,0 +1,35 @@
+//! Generated protocol types for Raftoral.
+//!
+//! The `.proto` files in this crate's directory are the contract; this crate is
+//! generated from them at build time and never edited by hand.
+//!
+//! - [`sidecar::v1`]: the app stream ([`sidecar::v1::app_service_client`]) and the
+//!   client API ([`sidecar::v1::workflow_service_client`]).
+//! - [`cluster::v1`]: the commands stored in the Raft log.
+//!
+//! ```
+//! use raftoral_proto::sidecar::v1::RegisterWorkflowRequest;
+//! let r = RegisterWorkflowRequest { workflow_name: "ping_pong".into(), version: 1 };
+//! assert_eq!(r.version, 1);
+//! ```
+
+/// The public API spoken on the sidecar's localhost port.
+pub mod sidecar {
+    /// Version 1 of the sidecar API.
+    #[allow(missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("raftoral.sidecar.v1");
+    }
+}
+
+/// Node-to-node protocol and the replicated log format.
+pub mod cluster {
+    /// Version 1 of the cluster protocol.
+    #[allow(missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("raftoral.cluster.v1");
+    }
+}
+
+pub use prost;
+pub use prost_types;

@@ -1,0 +1,383 @@
+//! [`RaftoralClient`]: the connection to a sidecar, as a worker (register and
+//! run workflows) and as a client (start, wait, cancel).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftoral_proto::sidecar::v1::{
+    CancelWorkflowRequest, GetWorkflowRequest, RegisterWorkflowRequest, StartWorkflowRequest,
+    WorkflowInfo, workflow_service_client::WorkflowServiceClient,
+    workflow_stream_request::Message as AppMsg,
+};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::context::WorkflowContext;
+use crate::core::{RunHandle, WorkerCore};
+use crate::error::{ClientError, WorkflowError};
+use crate::handle::WorkflowHandle;
+use crate::stream::{StreamOptions, StreamShared, run_stream};
+
+/// Longest wait for a registration to be acknowledged.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A workflow execution handed to the handler of
+/// [`RaftoralClient::handle_workflows`].
+pub struct WorkflowRequest {
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Workflow type.
+    pub workflow_name: String,
+    /// Workflow version.
+    pub version: u32,
+    /// Encoded input (JSON when started by an SDK).
+    pub input: Bytes,
+    /// Checkpoint through this.
+    pub context: WorkflowContext,
+}
+
+impl WorkflowRequest {
+    /// Decodes the JSON input.
+    pub fn input<T: serde::de::DeserializeOwned>(&self) -> Result<T, ClientError> {
+        Ok(serde_json::from_slice(&self.input)?)
+    }
+}
+
+/// Connection to a Raftoral sidecar.
+///
+/// ```no_run
+/// use raftoral_client::{RaftoralClient, WorkflowError, checkpoint};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = RaftoralClient::connect("http://127.0.0.1:9001").await?;
+/// client.register_workflow("ping_pong", 1).await?;
+/// let worker = client.clone();
+/// tokio::spawn(async move {
+///     worker.handle_workflows(|req| async move {
+///         let input: String = req.input()?;
+///         let ctx = req.context;
+///         let out: String = checkpoint!(ctx, "result", if input == "ping" { "pong" } else { "ping" }.to_string());
+///         Ok::<_, WorkflowError>(serde_json::to_vec(&out)?)
+///     }).await
+/// });
+/// let answer: String = client.start_workflow("ping_pong", 1, &"ping").await?.result().await?;
+/// assert_eq!(answer, "pong");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RaftoralClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: String,
+    channel: Channel,
+    options: StreamOptions,
+    shared: Arc<StreamShared>,
+    executes_tx: mpsc::Sender<RunHandle>,
+    executes_rx: Mutex<Option<mpsc::Receiver<RunHandle>>>,
+    stream_task: Mutex<Option<JoinHandle<()>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl RaftoralClient {
+    /// Connects to the sidecar at `endpoint` (e.g. `http://127.0.0.1:9001`).
+    /// Fails fast when nothing listens there.
+    pub async fn connect(endpoint: impl Into<String>) -> Result<Self, ClientError> {
+        Self::connect_with(endpoint, StreamOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with explicit stream timing.
+    pub async fn connect_with(
+        endpoint: impl Into<String>,
+        options: StreamOptions,
+    ) -> Result<Self, ClientError> {
+        let endpoint = endpoint.into();
+        let connect_error = |reason: String| ClientError::Connect {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let channel = Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| connect_error(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
+            .connect()
+            .await
+            .map_err(|e| connect_error(error_chain(&e)))?;
+        let (executes_tx, executes_rx) = mpsc::channel(1024);
+        let (acks, _) = broadcast::channel(256);
+        let (connected, _) = watch::channel(false);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoint,
+                channel,
+                options,
+                shared: Arc::new(StreamShared {
+                    core: Arc::new(WorkerCore::new()),
+                    registrations: Mutex::new(Vec::new()),
+                    acks,
+                    connected,
+                }),
+                executes_tx,
+                executes_rx: Mutex::new(Some(executes_rx)),
+                stream_task: Mutex::new(None),
+                shutdown: watch::channel(false).0,
+            }),
+        })
+    }
+
+    /// The sidecar address.
+    pub fn endpoint(&self) -> &str {
+        &self.inner.endpoint
+    }
+
+    /// The shared checkpoint core (used by language bindings).
+    pub fn core(&self) -> Arc<WorkerCore> {
+        self.inner.shared.core.clone()
+    }
+
+    /// Declares that this app runs `workflow_name` at `version`, and waits
+    /// until the cluster has recorded it. Kept across reconnects.
+    pub async fn register_workflow(
+        &self,
+        workflow_name: &str,
+        version: u32,
+    ) -> Result<(), ClientError> {
+        if workflow_name.is_empty() {
+            return Err(ClientError::Usage("workflow_name must not be empty".into()));
+        }
+        let mut acks = self.inner.shared.acks.subscribe();
+        {
+            let mut regs = self.inner.shared.registrations.lock().expect("lock");
+            if !regs
+                .iter()
+                .any(|(n, v)| n == workflow_name && *v == version)
+            {
+                regs.push((workflow_name.to_owned(), version));
+            }
+        }
+        // When the stream is up, register on it now; otherwise the stream task
+        // sends every registration as soon as it connects.
+        if !self.ensure_stream() && *self.inner.shared.connected.borrow() {
+            self.inner
+                .shared
+                .core
+                .send(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+                    workflow_name: workflow_name.to_owned(),
+                    version,
+                }));
+        }
+        let wait = async {
+            loop {
+                match acks.recv().await {
+                    Ok(ack) if ack.workflow_name == workflow_name && ack.version == version => {
+                        return Ok(());
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Err(ClientError::Shutdown),
+                }
+            }
+        };
+        tokio::time::timeout(REGISTER_TIMEOUT, wait)
+            .await
+            .map_err(|_| {
+                ClientError::Timeout(format!(
+                    "registration of '{workflow_name}' version {version} was not acknowledged within {REGISTER_TIMEOUT:?}; check the sidecar's log"
+                ))
+            })?
+    }
+
+    /// Starts the stream task once. True when this call started it.
+    fn ensure_stream(&self) -> bool {
+        let mut task = self.inner.stream_task.lock().expect("lock");
+        if task.is_some() {
+            return false;
+        }
+        *task = Some(tokio::spawn(run_stream(
+            self.inner.channel.clone(),
+            self.inner.shared.clone(),
+            self.inner.executes_tx.clone(),
+            self.inner.options.clone(),
+            self.inner.shutdown.subscribe(),
+        )));
+        true
+    }
+
+    /// Runs workflows until [`shutdown`](Self::shutdown): every execution the
+    /// sidecar sends runs `handler` in its own task (never inline in the stream
+    /// reader), and its outcome is reported. Call it once per client.
+    pub async fn handle_workflows<F, Fut>(&self, handler: F) -> Result<(), ClientError>
+    where
+        F: Fn(WorkflowRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<u8>, WorkflowError>> + Send + 'static,
+    {
+        let mut executes = self
+            .inner
+            .executes_rx
+            .lock()
+            .expect("lock")
+            .take()
+            .ok_or_else(|| {
+                ClientError::Usage("handle_workflows is already running on this client".into())
+            })?;
+        self.ensure_stream();
+        let handler = Arc::new(handler);
+        let core = self.core();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let mut running = JoinSet::new();
+        loop {
+            tokio::select! {
+                run = executes.recv() => {
+                    let Some(run) = run else { break };
+                    let handler = handler.clone();
+                    let core = core.clone();
+                    running.spawn(async move {
+                        let request = WorkflowRequest {
+                            workflow_id: run.workflow_id.clone(),
+                            workflow_name: run.workflow_name.clone(),
+                            version: run.version,
+                            input: run.input.clone(),
+                            context: WorkflowContext::new(core.clone(), run.clone()),
+                        };
+                        let outcome = match handler(request).await {
+                            Ok(value) => Ok(Bytes::from(value)),
+                            Err(WorkflowError::Client(e)) => Err(e),
+                            Err(WorkflowError::Failed(message)) => Err(ClientError::WorkflowFailed {
+                                workflow_id: run.workflow_id.clone(),
+                                message,
+                            }),
+                        };
+                        core.finish(&run, outcome);
+                    });
+                }
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        // Wake every waiting checkpoint with Shutdown and let the tasks end.
+        core.shutdown();
+        while running.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Stops the worker: the stream closes, `handle_workflows` returns after
+    /// its in-flight runs unwind. Running workflows stay running in the
+    /// cluster and resume (by replay) when a worker connects again.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        self.inner.shared.core.shutdown();
+        let task = self.inner.stream_task.lock().expect("lock").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    fn workflows(&self) -> WorkflowServiceClient<Channel> {
+        WorkflowServiceClient::new(self.inner.channel.clone())
+            .max_decoding_message_size(self.inner.options.max_message_bytes)
+            .max_encoding_message_size(self.inner.options.max_message_bytes)
+    }
+
+    /// Starts a workflow with a JSON input and a generated id.
+    pub async fn start_workflow<I: Serialize + ?Sized>(
+        &self,
+        workflow_name: &str,
+        version: u32,
+        input: &I,
+    ) -> Result<WorkflowHandle, ClientError> {
+        let input = serde_json::to_vec(input)?;
+        self.start_workflow_raw("", workflow_name, version, input.into())
+            .await
+    }
+
+    /// Starts a workflow with a chosen id; starting an existing id returns a
+    /// handle to the existing workflow (idempotent).
+    pub async fn start_workflow_with_id<I: Serialize + ?Sized>(
+        &self,
+        workflow_id: &str,
+        workflow_name: &str,
+        version: u32,
+        input: &I,
+    ) -> Result<WorkflowHandle, ClientError> {
+        let input = serde_json::to_vec(input)?;
+        self.start_workflow_raw(workflow_id, workflow_name, version, input.into())
+            .await
+    }
+
+    /// Starts a workflow with encoded input; an empty id is generated.
+    pub async fn start_workflow_raw(
+        &self,
+        workflow_id: &str,
+        workflow_name: &str,
+        version: u32,
+        input: Bytes,
+    ) -> Result<WorkflowHandle, ClientError> {
+        let response = self
+            .workflows()
+            .start_workflow(StartWorkflowRequest {
+                workflow_id: workflow_id.to_owned(),
+                workflow_name: workflow_name.to_owned(),
+                version,
+                input,
+            })
+            .await
+            .map_err(|s| ClientError::status("StartWorkflow", s))?
+            .into_inner();
+        let info = response.workflow.unwrap_or_default();
+        Ok(WorkflowHandle::new(
+            self.clone(),
+            info.workflow_id.clone(),
+            response.already_started,
+        ))
+    }
+
+    /// The current state of a workflow.
+    pub async fn get_workflow(&self, workflow_id: &str) -> Result<WorkflowInfo, ClientError> {
+        self.workflows()
+            .get_workflow(GetWorkflowRequest {
+                workflow_id: workflow_id.to_owned(),
+            })
+            .await
+            .map_err(|s| ClientError::status("GetWorkflow", s))
+            .map(|r| r.into_inner().workflow.unwrap_or_default())
+    }
+
+    /// Cancels a workflow; every replica's function fails with
+    /// [`ClientError::Cancelled`].
+    pub async fn cancel_workflow(
+        &self,
+        workflow_id: &str,
+        reason: &str,
+    ) -> Result<WorkflowInfo, ClientError> {
+        self.workflows()
+            .cancel_workflow(CancelWorkflowRequest {
+                workflow_id: workflow_id.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .await
+            .map_err(|s| ClientError::status("CancelWorkflow", s))
+            .map(|r| r.into_inner().workflow.unwrap_or_default())
+    }
+
+    pub(crate) fn workflow_service(&self) -> WorkflowServiceClient<Channel> {
+        self.workflows()
+    }
+}
+
+/// The whole `source()` chain of an error, for messages that say what failed.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,130 @@
+//! [`WorkflowContext`]: what a workflow function uses to checkpoint.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::core::{RunHandle, Slot, WorkerCore};
+use crate::error::ClientError;
+
+/// The context of one workflow run.
+///
+/// Every checkpoint is committed through Raft before the function goes on.
+/// On the owner, `compute` runs once per successful commit; on replicas and on
+/// replay the committed value is returned without running it.
+#[derive(Clone)]
+pub struct WorkflowContext {
+    core: Arc<WorkerCore>,
+    run: RunHandle,
+}
+
+impl WorkflowContext {
+    pub(crate) fn new(core: Arc<WorkerCore>, run: RunHandle) -> Self {
+        Self { core, run }
+    }
+
+    /// Id of the workflow instance.
+    pub fn workflow_id(&self) -> &str {
+        &self.run.workflow_id
+    }
+
+    /// Workflow type.
+    pub fn workflow_name(&self) -> &str {
+        &self.run.workflow_name
+    }
+
+    /// Workflow version.
+    pub fn version(&self) -> u32 {
+        self.run.version
+    }
+
+    /// Durable step: `compute` runs on the owner only, its value (JSON) is
+    /// committed, and every replica returns the committed value.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: raftoral_client::WorkflowContext) -> Result<(), raftoral_client::ClientError> {
+    /// let answer: String = ctx.checkpoint("answer", || "pong".to_string()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn checkpoint<T, F>(&self, name: &str, compute: F) -> Result<T, ClientError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        self.checkpoint_compute(name, async move { compute() })
+            .await
+    }
+
+    /// Like [`checkpoint`](Self::checkpoint) for an async computation; the
+    /// future is polled only on the owner.
+    pub async fn checkpoint_compute<T, Fut>(
+        &self,
+        name: &str,
+        compute: Fut,
+    ) -> Result<T, ClientError>
+    where
+        T: Serialize + DeserializeOwned,
+        Fut: Future<Output = T>,
+    {
+        let bytes = self
+            .checkpoint_raw(name, async move {
+                let value = compute.await;
+                serde_json::to_vec(&value)
+                    .map(Bytes::from)
+                    .map_err(ClientError::from)
+            })
+            .await?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// The codec-free form: `compute` yields encoded bytes. Use it to plug in
+    /// another encoding than JSON.
+    pub async fn checkpoint_raw<Fut>(&self, name: &str, compute: Fut) -> Result<Bytes, ClientError>
+    where
+        Fut: Future<Output = Result<Bytes, ClientError>>,
+    {
+        match self.core.checkpoint_slot(&self.run, name).await? {
+            Slot::Committed(value) => Ok(value),
+            Slot::Compute(token) => {
+                let value = compute.await?;
+                self.core.commit(&self.run, token, value).await
+            }
+        }
+    }
+}
+
+/// Checkpoints a value: `checkpoint!(ctx, "name", expr)` computes `expr` on
+/// the owner only and evaluates to the committed value; errors return early
+/// with `?`.
+///
+/// ```no_run
+/// # use raftoral_client::{checkpoint, WorkflowContext, WorkflowError};
+/// # async fn f(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+/// let n: u64 = checkpoint!(ctx, "roll", 4);
+/// # Ok(()) }
+/// ```
+#[macro_export]
+macro_rules! checkpoint {
+    ($ctx:expr, $name:expr, $value:expr) => {
+        $ctx.checkpoint($name, || $value).await?
+    };
+}
+
+/// Checkpoints the output of an async block:
+/// `checkpoint_compute!(ctx, "name", async { ... })`.
+///
+/// ```no_run
+/// # use raftoral_client::{checkpoint_compute, WorkflowContext, WorkflowError};
+/// # async fn f(ctx: WorkflowContext) -> Result<(), WorkflowError> {
+/// let body: String = checkpoint_compute!(ctx, "fetch", async { "data".to_string() });
+/// # Ok(()) }
+/// ```
+#[macro_export]
+macro_rules! checkpoint_compute {
+    ($ctx:expr, $name:expr, $future:expr) => {
+        $ctx.checkpoint_compute($name, $future).await?
+    };
+}

@@ -1,0 +1,450 @@
+//! [`WorkerCore`]: the checkpoint logic every SDK shares.
+//!
+//! The core is FFI-friendly: no generic closures cross it. A language layer
+//! asks for a checkpoint [`Slot`] and gets either a committed value (replay,
+//! or a non-owner replica) or a [`ComputeToken`] (the owner must compute);
+//! it runs user code and hands the encoded value back with
+//! [`WorkerCore::commit`]. Replay, ownership changes, cancellation, retries and
+//! non-determinism checks live here, so every SDK behaves the same.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftoral_proto::sidecar::v1::{
+    CheckpointEvent, CheckpointProposal, ErrorCode, ExecuteWorkflowRequest, OwnershipChange,
+    StreamError, WorkflowCancellation, WorkflowResult, WorkflowStreamRequest,
+    workflow_stream_request::Message as AppMsg,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::ClientError;
+
+/// Pause before re-sending a proposal the sidecar could not commit (no
+/// leader, timeout). Proposals are idempotent thanks to seq fencing.
+const RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// What the workflow code gets for a checkpoint.
+#[derive(Debug)]
+pub enum Slot {
+    /// The committed value: from history on replay, or from the owner when
+    /// this replica is not the owner. Do not compute.
+    Committed(Bytes),
+    /// This replica owns the workflow: compute the value, then call
+    /// [`WorkerCore::commit`] with this token.
+    Compute(ComputeToken),
+}
+
+/// Permission to compute checkpoint `seq`; spend it with
+/// [`WorkerCore::commit`].
+#[derive(Debug)]
+pub struct ComputeToken {
+    seq: u64,
+    name: String,
+}
+
+impl ComputeToken {
+    /// 0-based checkpoint position.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// One workflow run on this worker, as seen by the language layer.
+#[derive(Debug, Clone)]
+pub struct RunHandle {
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Workflow type.
+    pub workflow_name: String,
+    /// Workflow version.
+    pub version: u32,
+    /// Encoded input.
+    pub input: Bytes,
+    generation: u64,
+    changes: watch::Receiver<u64>,
+}
+
+struct RunState {
+    generation: u64,
+    is_owner: bool,
+    /// Committed checkpoints (name, value) in seq order.
+    history: Vec<(String, Bytes)>,
+    /// Next seq the workflow code will ask for.
+    cursor: u64,
+    /// The owner's proposal waiting for its commit; re-sent after a reconnect.
+    in_flight: Option<CheckpointProposal>,
+    /// A refusal of the in-flight proposal.
+    refused: Option<StreamError>,
+    cancelled: Option<String>,
+    changes: watch::Sender<u64>,
+}
+
+impl RunState {
+    fn changed(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+#[derive(Default)]
+struct CoreState {
+    runs: HashMap<String, RunState>,
+    outbound: Option<mpsc::Sender<WorkflowStreamRequest>>,
+    next_generation: u64,
+    shutting_down: bool,
+}
+
+/// The shared worker core. One per client connection; cheap to share in an
+/// `Arc`.
+#[derive(Default)]
+pub struct WorkerCore {
+    state: Mutex<CoreState>,
+}
+
+impl WorkerCore {
+    /// A core with no stream yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CoreState> {
+        self.state.lock().expect("worker core lock poisoned")
+    }
+
+    /// A new stream to the sidecar is up; messages go there from now on.
+    pub fn on_connect(&self, outbound: mpsc::Sender<WorkflowStreamRequest>) {
+        self.lock().outbound = Some(outbound);
+    }
+
+    /// The stream is gone. Runs keep their state; the sidecar re-sends their
+    /// execute requests (with history) on the next connection.
+    pub fn on_disconnect(&self) {
+        self.lock().outbound = None;
+    }
+
+    /// Sends a message on the current stream; dropped when disconnected
+    /// (whatever matters is re-sent after the reconnect).
+    pub fn send(&self, message: AppMsg) {
+        let outbound = self.lock().outbound.clone();
+        if let Some(outbound) = outbound
+            && outbound
+                .try_send(WorkflowStreamRequest {
+                    message: Some(message),
+                })
+                .is_err()
+        {
+            tracing::warn!(
+                "sidecar stream is full or closed; message dropped, it is re-sent after reconnect"
+            );
+        }
+    }
+
+    /// Number of runs in progress on this worker.
+    pub fn running(&self) -> usize {
+        self.lock().runs.len()
+    }
+
+    /// Handles an execute request. Returns a handle when a new run must be
+    /// started; `None` when the run exists (a reconnect): it is brought up
+    /// to date instead, and its in-flight proposal is re-sent if needed.
+    pub fn on_execute(&self, req: ExecuteWorkflowRequest) -> Option<RunHandle> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        if state.shutting_down {
+            return None;
+        }
+        if let Some(run) = state.runs.get_mut(&req.workflow_id) {
+            run.is_owner = req.is_owner;
+            for record in req.history.into_iter().skip(run.history.len()) {
+                run.history.push((record.checkpoint_name, record.value));
+            }
+            if let Some(p) = &run.in_flight
+                && run.is_owner
+                && (run.history.len() as u64) <= p.seq
+                && let Some(outbound) = &state.outbound
+            {
+                let _ = outbound.try_send(WorkflowStreamRequest {
+                    message: Some(AppMsg::CheckpointProposal(p.clone())),
+                });
+            }
+            run.changed();
+            return None;
+        }
+        state.next_generation += 1;
+        let generation = state.next_generation;
+        let (changes, rx) = watch::channel(0);
+        state.runs.insert(
+            req.workflow_id.clone(),
+            RunState {
+                generation,
+                is_owner: req.is_owner,
+                history: req
+                    .history
+                    .into_iter()
+                    .map(|r| (r.checkpoint_name, r.value))
+                    .collect(),
+                cursor: 0,
+                in_flight: None,
+                refused: None,
+                cancelled: None,
+                changes,
+            },
+        );
+        Some(RunHandle {
+            workflow_id: req.workflow_id,
+            workflow_name: req.workflow_name,
+            version: req.version,
+            input: req.input,
+            generation,
+            changes: rx,
+        })
+    }
+
+    /// A checkpoint was committed.
+    pub fn on_checkpoint_event(&self, ev: CheckpointEvent) {
+        let mut state = self.lock();
+        let Some(run) = state.runs.get_mut(&ev.workflow_id) else {
+            return;
+        };
+        let len = run.history.len() as u64;
+        if ev.seq == len {
+            run.history.push((ev.checkpoint_name, ev.value));
+            run.changed();
+        } else if ev.seq > len {
+            // Cannot happen with an ordered stream; say so loudly rather than
+            // misalign the history.
+            tracing::error!(workflow = %ev.workflow_id, seq = ev.seq, have = len, "checkpoint event out of order; ignored");
+        }
+    }
+
+    /// This replica gained or lost ownership.
+    pub fn on_ownership_change(&self, change: OwnershipChange) {
+        let mut state = self.lock();
+        if let Some(run) = state.runs.get_mut(&change.workflow_id) {
+            run.is_owner = change.is_owner;
+            if !change.is_owner {
+                run.in_flight = None;
+            }
+            run.changed();
+        }
+    }
+
+    /// The workflow was cancelled; its next checkpoint fails.
+    pub fn on_cancellation(&self, c: WorkflowCancellation) {
+        let mut state = self.lock();
+        if let Some(run) = state.runs.get_mut(&c.workflow_id) {
+            run.cancelled = Some(c.reason);
+            run.changed();
+        }
+    }
+
+    /// The sidecar refused something. Returns the error back when it
+    /// concerns no run (the caller logs it).
+    pub fn on_stream_error(&self, e: StreamError) -> Option<StreamError> {
+        let mut state = self.lock();
+        let Some(run) = state.runs.get_mut(&e.workflow_id) else {
+            return Some(e);
+        };
+        match e.code() {
+            // Deposed: the new owner will commit this seq; wait for its event.
+            ErrorCode::NotOwner => {
+                run.is_owner = false;
+                run.in_flight = None;
+            }
+            // A re-sent proposal that had committed already.
+            ErrorCode::UnexpectedSeq if (run.history.len() as u64) > e.seq => return None,
+            _ => run.refused = Some(e),
+        }
+        run.changed();
+        None
+    }
+
+    /// Wakes every run with [`ClientError::Shutdown`] and refuses new ones.
+    pub fn shutdown(&self) {
+        let mut state = self.lock();
+        state.shutting_down = true;
+        for run in state.runs.values() {
+            run.changed();
+        }
+    }
+
+    /// The slot for the workflow's next checkpoint, named `name`.
+    pub async fn checkpoint_slot(&self, run: &RunHandle, name: &str) -> Result<Slot, ClientError> {
+        let mut changes = run.changes.clone();
+        loop {
+            changes.borrow_and_update();
+            {
+                let mut state = self.lock();
+                let shutting_down = state.shutting_down;
+                let r = run_state(&mut state, run)?;
+                if shutting_down {
+                    return Err(ClientError::Shutdown);
+                }
+                if let Some(reason) = &r.cancelled {
+                    return Err(cancelled(run, reason));
+                }
+                let seq = r.cursor;
+                if let Some((committed_name, value)) = r.history.get(seq as usize) {
+                    if committed_name != name {
+                        return Err(ClientError::NonDeterminism {
+                            workflow_id: run.workflow_id.clone(),
+                            seq,
+                            expected: committed_name.clone(),
+                            got: name.to_owned(),
+                        });
+                    }
+                    r.cursor += 1;
+                    return Ok(Slot::Committed(value.clone()));
+                }
+                if r.is_owner {
+                    return Ok(Slot::Compute(ComputeToken {
+                        seq,
+                        name: name.to_owned(),
+                    }));
+                }
+            }
+            if changes.changed().await.is_err() {
+                return Err(ClientError::Shutdown);
+            }
+        }
+    }
+
+    /// Proposes the computed value for `token` and waits for the commit.
+    /// Returns the committed value, which every replica continues with.
+    pub async fn commit(
+        &self,
+        run: &RunHandle,
+        token: ComputeToken,
+        value: Bytes,
+    ) -> Result<Bytes, ClientError> {
+        let proposal = CheckpointProposal {
+            workflow_id: run.workflow_id.clone(),
+            seq: token.seq,
+            checkpoint_name: token.name.clone(),
+            value,
+        };
+        {
+            let mut state = self.lock();
+            let r = run_state(&mut state, run)?;
+            r.in_flight = Some(proposal.clone());
+            r.refused = None;
+        }
+        self.send(AppMsg::CheckpointProposal(proposal.clone()));
+        let mut changes = run.changes.clone();
+        loop {
+            changes.borrow_and_update();
+            let mut retry = false;
+            {
+                let mut state = self.lock();
+                let shutting_down = state.shutting_down;
+                let r = run_state(&mut state, run)?;
+                if let Some((committed_name, value)) = r.history.get(token.seq as usize) {
+                    r.in_flight = None;
+                    r.cursor = token.seq + 1;
+                    // After an ownership change another replica may have
+                    // committed this seq; its name must match ours.
+                    if *committed_name != token.name {
+                        return Err(ClientError::NonDeterminism {
+                            workflow_id: run.workflow_id.clone(),
+                            seq: token.seq,
+                            expected: committed_name.clone(),
+                            got: token.name,
+                        });
+                    }
+                    return Ok(value.clone());
+                }
+                if shutting_down {
+                    return Err(ClientError::Shutdown);
+                }
+                if let Some(reason) = &r.cancelled {
+                    return Err(cancelled(run, reason));
+                }
+                if let Some(refusal) = r.refused.take() {
+                    if refusal.code() == ErrorCode::Unavailable && r.is_owner {
+                        retry = true;
+                    } else {
+                        r.in_flight = None;
+                        return Err(ClientError::Rejected {
+                            workflow_id: run.workflow_id.clone(),
+                            code: refusal.code(),
+                            message: refusal.message,
+                        });
+                    }
+                }
+            }
+            if retry {
+                tracing::debug!(workflow = %run.workflow_id, seq = token.seq, "sidecar could not commit; retrying the proposal");
+                tokio::time::sleep(RETRY_DELAY).await;
+                self.send(AppMsg::CheckpointProposal(proposal.clone()));
+                continue;
+            }
+            if changes.changed().await.is_err() {
+                return Err(ClientError::Shutdown);
+            }
+        }
+    }
+
+    /// Reports the workflow's outcome (owner only) and forgets the run.
+    /// Cancellation and shutdown are not outcomes: nothing is reported, so a
+    /// workflow interrupted by a shutdown resumes elsewhere.
+    pub fn finish(&self, run: &RunHandle, outcome: Result<Bytes, ClientError>) {
+        let is_owner = {
+            let mut state = self.lock();
+            match state.runs.get(&run.workflow_id) {
+                Some(r) if r.generation == run.generation => {
+                    let owner = r.is_owner;
+                    state.runs.remove(&run.workflow_id);
+                    owner
+                }
+                _ => return,
+            }
+        };
+        let result = match outcome {
+            Err(ClientError::Cancelled { .. } | ClientError::Shutdown) => return,
+            Ok(value) => WorkflowResult {
+                workflow_id: run.workflow_id.clone(),
+                success: true,
+                result: value,
+                error: String::new(),
+            },
+            Err(e) => WorkflowResult {
+                workflow_id: run.workflow_id.clone(),
+                success: false,
+                result: Bytes::new(),
+                // The function's own failure is stored as its message alone.
+                error: match e {
+                    ClientError::WorkflowFailed { message, .. } => message,
+                    other => other.to_string(),
+                },
+            },
+        };
+        if !result.success {
+            tracing::warn!(workflow = %run.workflow_id, error = %result.error, "workflow failed");
+        }
+        if is_owner {
+            self.send(AppMsg::WorkflowResult(result));
+        }
+    }
+}
+
+fn run_state<'a>(
+    state: &'a mut CoreState,
+    run: &RunHandle,
+) -> Result<&'a mut RunState, ClientError> {
+    match state.runs.get_mut(&run.workflow_id) {
+        Some(r) if r.generation == run.generation => Ok(r),
+        _ => Err(ClientError::Shutdown),
+    }
+}
+
+fn cancelled(run: &RunHandle, reason: &str) -> ClientError {
+    ClientError::Cancelled {
+        workflow_id: run.workflow_id.clone(),
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,27 @@
+//! Raftoral SDK for Rust.
+//!
+//! Connect to a Raftoral sidecar, register workflows and run them; every
+//! checkpoint is committed through Raft before the code goes on, so a workflow
+//! survives the loss of its app or node and resumes by replay.
+//!
+//! - [`RaftoralClient`]: connection, worker loop and client calls.
+//! - [`WorkflowContext`] with [`checkpoint!`] / [`checkpoint_compute!`].
+//! - [`WorkerCore`]: the FFI-friendly checkpoint core the Python and Node
+//!   SDKs bind.
+
+mod client;
+mod context;
+mod core;
+mod error;
+mod handle;
+mod stream;
+
+pub use client::{RaftoralClient, WorkflowRequest};
+pub use context::WorkflowContext;
+pub use core::{ComputeToken, RunHandle, Slot, WorkerCore};
+pub use error::{ClientError, WorkflowError};
+pub use handle::WorkflowHandle;
+pub use raftoral_proto::sidecar::v1::{ErrorCode, WorkflowInfo, WorkflowStatus};
+pub use stream::StreamOptions;
+
+pub use raftoral_proto as proto;

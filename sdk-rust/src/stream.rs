@@ -1,0 +1,176 @@
+//! The app stream to the sidecar: connect, register, heartbeat, dispatch,
+//! reconnect with backoff.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use raftoral_proto::sidecar::v1::{
+    HeartbeatRequest, RegisterWorkflowRequest, RegistrationAck, WorkflowStreamRequest,
+    app_service_client::AppServiceClient, workflow_stream_request::Message as AppMsg,
+    workflow_stream_response::Message as SidecarMsg,
+};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::core::{RunHandle, WorkerCore};
+
+/// Timing of the app stream.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Interval between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Silence from the sidecar after which the stream is considered dead.
+    pub dead_after: Duration,
+    /// First reconnect delay; doubled after each failure.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// Largest message accepted from the sidecar.
+    pub max_message_bytes: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(2),
+            dead_after: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(2),
+            max_message_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Shared between the client and its stream task.
+pub(crate) struct StreamShared {
+    pub core: Arc<WorkerCore>,
+    pub registrations: Mutex<Vec<(String, u32)>>,
+    pub acks: broadcast::Sender<RegistrationAck>,
+    pub connected: watch::Sender<bool>,
+}
+
+/// Runs the stream until `shutdown` turns true, reconnecting as needed.
+/// New runs go to `executes`.
+pub(crate) async fn run_stream(
+    channel: Channel,
+    shared: Arc<StreamShared>,
+    executes: mpsc::Sender<RunHandle>,
+    options: StreamOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut delay = options.reconnect_min;
+    while !*shutdown.borrow() {
+        let (tx, rx) = mpsc::channel::<WorkflowStreamRequest>(4096);
+        // Registrations go first, so the sidecar re-sends running workflows
+        // (with their histories) right after the reconnect.
+        let registrations = shared.registrations.lock().expect("lock").clone();
+        for (workflow_name, version) in registrations {
+            let _ = tx.try_send(WorkflowStreamRequest {
+                message: Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+                    workflow_name,
+                    version,
+                })),
+            });
+        }
+        let mut client = AppServiceClient::new(channel.clone())
+            .max_decoding_message_size(options.max_message_bytes)
+            .max_encoding_message_size(options.max_message_bytes);
+        let opened = tokio::select! {
+            opened = client.workflow_stream(ReceiverStream::new(rx)) => opened,
+            _ = shutdown.changed() => break,
+        };
+        match opened {
+            Ok(response) => {
+                shared.core.on_connect(tx.clone());
+                let _ = shared.connected.send(true);
+                tracing::info!("connected to the Raftoral sidecar");
+                delay = options.reconnect_min;
+                let ended = read_stream(
+                    response.into_inner(),
+                    &tx,
+                    &shared,
+                    &executes,
+                    &options,
+                    &mut shutdown,
+                )
+                .await;
+                shared.core.on_disconnect();
+                let _ = shared.connected.send(false);
+                if *shutdown.borrow() {
+                    break;
+                }
+                tracing::warn!(reason = %ended, "sidecar stream ended; reconnecting");
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), retry_in = ?delay, "cannot open the sidecar stream; retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => break,
+        }
+        delay = (delay * 2).min(options.reconnect_max);
+    }
+    shared.core.on_disconnect();
+}
+
+async fn read_stream(
+    mut inbound: tonic::Streaming<raftoral_proto::sidecar::v1::WorkflowStreamResponse>,
+    tx: &mpsc::Sender<WorkflowStreamRequest>,
+    shared: &StreamShared,
+    executes: &mpsc::Sender<RunHandle>,
+    options: &StreamOptions,
+    shutdown: &mut watch::Receiver<bool>,
+) -> String {
+    let mut heartbeat = tokio::time::interval(options.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            message = inbound.message() => {
+                let message = match message {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return "the sidecar closed the stream".into(),
+                    Err(status) => return format!("{:?}: {}", status.code(), status.message()),
+                };
+                last_heard = tokio::time::Instant::now();
+                let Some(message) = message.message else { continue };
+                match message {
+                    SidecarMsg::ExecuteWorkflow(req) => {
+                        if let Some(run) = shared.core.on_execute(req)
+                            && executes.send(run).await.is_err()
+                        {
+                            return "the worker stopped".into();
+                        }
+                    }
+                    SidecarMsg::CheckpointEvent(ev) => shared.core.on_checkpoint_event(ev),
+                    SidecarMsg::WorkflowCancellation(c) => shared.core.on_cancellation(c),
+                    SidecarMsg::OwnershipChange(c) => shared.core.on_ownership_change(c),
+                    SidecarMsg::RegistrationAck(ack) => {
+                        let _ = shared.acks.send(ack);
+                    }
+                    SidecarMsg::HeartbeatResponse(_) => {}
+                    SidecarMsg::Error(e) => {
+                        if let Some(e) = shared.core.on_stream_error(e) {
+                            tracing::warn!(code = ?e.code(), workflow = %e.workflow_id, message = %e.message, "sidecar reported an error");
+                        }
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > options.dead_after {
+                    return format!("no message from the sidecar for {:?}", options.dead_after);
+                }
+                let timestamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                let _ = tx.try_send(WorkflowStreamRequest {
+                    message: Some(AppMsg::Heartbeat(HeartbeatRequest { timestamp })),
+                });
+            }
+            _ = shutdown.changed() => return "shutdown".into(),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! `raftoral workflow ...`: the client API from the command line. Output is
+//! JSON, one object per line, for scripts.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use raftoral_proto::sidecar::v1::{
+    CancelWorkflowRequest, GetWorkflowHistoryRequest, GetWorkflowRequest, ListWorkflowsRequest,
+    StartWorkflowRequest, WaitWorkflowRequest, WorkflowInfo, WorkflowStatus,
+    workflow_service_client::WorkflowServiceClient,
+};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+/// `raftoral workflow` arguments.
+#[derive(Debug, Args)]
+pub struct WorkflowArgs {
+    /// Sidecar URL.
+    #[arg(
+        long,
+        env = "RAFTORAL_SIDECAR_URL",
+        default_value = "http://127.0.0.1:9001",
+        global = true
+    )]
+    addr: String,
+    #[command(subcommand)]
+    command: WorkflowCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkflowCommand {
+    /// Start a workflow (idempotent with --id).
+    Start {
+        /// Workflow type.
+        name: String,
+        /// Input as JSON text.
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// Workflow version.
+        #[arg(long, default_value_t = 1)]
+        version: u32,
+        /// Workflow id; generated when omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// Wait for the result and print it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a workflow.
+    Get {
+        /// Workflow id.
+        id: String,
+    },
+    /// Wait for a workflow to finish.
+    Wait {
+        /// Workflow id.
+        id: String,
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+    },
+    /// Cancel a workflow.
+    Cancel {
+        /// Workflow id.
+        id: String,
+        /// Reason recorded with the cancellation.
+        #[arg(long, default_value = "cancelled from the command line")]
+        reason: String,
+    },
+    /// List workflows.
+    List {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<StatusArg>,
+        /// Only this workflow type.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show a workflow's committed checkpoints.
+    History {
+        /// Workflow id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StatusArg {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl From<StatusArg> for WorkflowStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Pending => WorkflowStatus::Pending,
+            StatusArg::Running => WorkflowStatus::Running,
+            StatusArg::Completed => WorkflowStatus::Completed,
+            StatusArg::Failed => WorkflowStatus::Failed,
+            StatusArg::Cancelled => WorkflowStatus::Cancelled,
+        }
+    }
+}
+
+/// Runs one `raftoral workflow` command.
+pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
+    let channel = Channel::from_shared(args.addr.clone())
+        .with_context(|| format!("invalid --addr {}", args.addr))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the sidecar at {}", args.addr))?;
+    let mut client = WorkflowServiceClient::new(channel);
+    let status = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());
+    match args.command {
+        WorkflowCommand::Start {
+            name,
+            input,
+            version,
+            id,
+            wait,
+        } => {
+            let parsed: Value = serde_json::from_str(&input).context("--input must be JSON")?;
+            let r = client
+                .start_workflow(StartWorkflowRequest {
+                    workflow_id: id.unwrap_or_default(),
+                    workflow_name: name,
+                    version,
+                    input: serde_json::to_vec(&parsed)?.into(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let info = r.workflow.unwrap_or_default();
+            if wait {
+                let done = client
+                    .wait_workflow(WaitWorkflowRequest {
+                        workflow_id: info.workflow_id.clone(),
+                        timeout: prost_types::Duration::try_from(Duration::from_secs(3600)).ok(),
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                print(info_json(&done.workflow.unwrap_or_default()));
+            } else {
+                let mut v = info_json(&info);
+                v["already_started"] = json!(r.already_started);
+                print(v);
+            }
+        }
+        WorkflowCommand::Get { id } => {
+            let r = client
+                .get_workflow(GetWorkflowRequest { workflow_id: id })
+                .await
+                .map_err(status)?;
+            print(info_json(&r.into_inner().workflow.unwrap_or_default()));
+        }
+        WorkflowCommand::Wait { id, timeout_secs } => {
+            let r = client
+                .wait_workflow(WaitWorkflowRequest {
+                    workflow_id: id,
+                    timeout: prost_types::Duration::try_from(Duration::from_secs(timeout_secs))
+                        .ok(),
+                })
+                .await
+                .map_err(status)?;
+            print(info_json(&r.into_inner().workflow.unwrap_or_default()));
+        }
+        WorkflowCommand::Cancel { id, reason } => {
+            let r = client
+                .cancel_workflow(CancelWorkflowRequest {
+                    workflow_id: id,
+                    reason,
+                })
+                .await
+                .map_err(status)?;
+            print(info_json(&r.into_inner().workflow.unwrap_or_default()));
+        }
+        WorkflowCommand::List {
+            status: s,
+            name,
+            limit,
+        } => {
+            let r = client
+                .list_workflows(ListWorkflowsRequest {
+                    status: s.map(WorkflowStatus::from).unwrap_or_default() as i32,
+                    workflow_name: name,
+                    page_size: limit,
+                    page_token: String::new(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            for w in &r.workflows {
+                print(info_json(w));
+            }
+        }
+        WorkflowCommand::History { id } => {
+            let r = client
+                .get_workflow_history(GetWorkflowHistoryRequest { workflow_id: id })
+                .await
+                .map_err(status)?
+                .into_inner();
+            for e in r.entries {
+                print(json!({
+                    "seq": e.seq,
+                    "name": e.checkpoint_name,
+                    "value": bytes_json(&e.value),
+                    "committed_at_ms": e.committed_at_ms,
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print(v: Value) {
+    println!("{v}");
+}
+
+/// JSON values print as JSON; anything else as a lossy string.
+fn bytes_json(b: &[u8]) -> Value {
+    serde_json::from_slice(b).unwrap_or_else(|_| json!(String::from_utf8_lossy(b)))
+}
+
+fn info_json(w: &WorkflowInfo) -> Value {
+    json!({
+        "workflow_id": w.workflow_id,
+        "workflow_name": w.workflow_name,
+        "version": w.version,
+        "status": raftoral::status_name(w.status()),
+        "owner_node_id": w.owner_node_id,
+        "checkpoint_count": w.checkpoint_count,
+        "input": bytes_json(&w.input),
+        "result": if w.result.is_empty() { Value::Null } else { bytes_json(&w.result) },
+        "error": w.error,
+        "pending_reason": w.pending_reason,
+    })
+}

@@ -1,0 +1,125 @@
+//! `raftoral serve`: binds the listeners, runs the node and the gRPC servers,
+//! and shuts down gracefully on SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use raftoral::Node;
+use raftoral_proto::sidecar::v1::{
+    app_service_server::AppServiceServer, workflow_service_server::WorkflowServiceServer,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::app_api::AppApi;
+use crate::config::ServeArgs;
+use crate::workflow_api::WorkflowApi;
+
+/// Room for the protobuf envelope around the largest allowed value.
+const FRAME_OVERHEAD: usize = 64 * 1024;
+
+/// Runs the sidecar until a termination signal.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.storage_path {
+        bail!(
+            "RAFTORAL_STORAGE_PATH / --storage-path ({}) is not supported by this build yet: \
+             it keeps state in memory only; unset it to run in memory",
+            path.display()
+        );
+    }
+    let sidecar_listener = TcpListener::bind(args.sidecar_listen)
+        .await
+        .with_context(|| format!("cannot listen on --sidecar-listen {}", args.sidecar_listen))?;
+    let raft_listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
+    let sidecar_addr = sidecar_listener.local_addr()?;
+    let raft_addr = raft_listener.local_addr()?;
+
+    let node = Node::start(args.node_config())
+        .await
+        .context("cannot start the Raft node")?;
+    tracing::warn!(
+        node = node.id(),
+        "no storage path: workflow state lives in memory and is lost when this process stops"
+    );
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AppServiceServer<AppApi>>()
+        .await;
+    health_reporter
+        .set_serving::<WorkflowServiceServer<WorkflowApi>>()
+        .await;
+
+    let max_frame = args.max_value_bytes + FRAME_OVERHEAD;
+    let app_api = AppServiceServer::new(AppApi::new(node.clone()))
+        .max_decoding_message_size(max_frame)
+        .max_encoding_message_size(usize::MAX);
+    let workflow_api = WorkflowServiceServer::new(WorkflowApi::new(node.clone()))
+        .max_decoding_message_size(max_frame)
+        .max_encoding_message_size(usize::MAX);
+
+    let mut stop = node.shutdown_signal();
+    let signal_node = node.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("termination signal received; shutting down");
+        // Ends app sessions and waits, so the servers can drain.
+        signal_node.shutdown().await;
+    });
+
+    let sidecar_server = Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service.clone())
+        .add_service(app_api)
+        .add_service(workflow_api)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(sidecar_listener), {
+            let mut stop = stop.clone();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        });
+    // Node-to-node traffic arrives with multi-node clusters; until then the
+    // port serves health checks so deployments can probe it.
+    let raft_server = Server::builder()
+        .add_service(health_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+
+    if let Some(path) = &args.addr_file {
+        write_addr_file(path, sidecar_addr, raft_addr)?;
+    }
+    tracing::info!(node = node.id(), sidecar = %sidecar_addr, raft = %raft_addr, "raftoral sidecar serving");
+
+    let (a, b) = tokio::join!(sidecar_server, raft_server);
+    a.context("app API server failed")?;
+    b.context("node-to-node server failed")?;
+    node.shutdown().await;
+    tracing::info!("raftoral sidecar stopped");
+    Ok(())
+}
+
+/// Writes `{"sidecar": ..., "raft": ...}` atomically (temp file + rename), so
+/// a reader never sees half a file.
+fn write_addr_file(path: &Path, sidecar: SocketAddr, raft: SocketAddr) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "sidecar": sidecar.to_string(), "raft": raft.to_string() });
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body.to_string())
+        .with_context(|| format!("cannot write --addr-file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot write --addr-file {}", path.display()))?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
