@@ -170,7 +170,7 @@ impl Node {
     /// Stops the Raft loop and waits for it. Pending proposals fail with
     /// [`EngineError::ShuttingDown`].
     pub async fn shutdown(&self) {
-        let _ = self.inner.shutdown.send(true);
+        let _ = self.inner.shutdown.send_replace(true);
         let task = self.inner.raft_task.lock().expect("lock").take();
         if let Some(task) = task {
             let _ = task.await;

@@ -37,6 +37,12 @@ fn checkpoint(id: &str, seq: u64, node: u64) -> Command {
     }))
 }
 
+/// Applies a command that must succeed.
+fn ok(sm: &mut StateMachine, command: &Command) {
+    let (outcome, _) = sm.apply(command);
+    assert!(outcome.is_ok(), "{command:?} was rejected: {outcome:?}");
+}
+
 #[test]
 fn start_without_worker_is_pending_with_reason_then_runs_on_registration() {
     let mut sm = StateMachine::new();
@@ -69,8 +75,8 @@ fn start_without_worker_is_pending_with_reason_then_runs_on_registration() {
 #[test]
 fn wrong_version_reason_lists_registered_versions() {
     let mut sm = StateMachine::new();
-    sm.apply(&register(1, "ping_pong", 1));
-    sm.apply(&start("w1", "ping_pong", 7, 1));
+    ok(&mut sm, &register(1, "ping_pong", 1));
+    ok(&mut sm, &start("w1", "ping_pong", 7, 1));
     let wf = sm.workflow("w1").unwrap();
     assert_eq!(wf.status, WorkflowStatus::Pending);
     assert!(
@@ -88,20 +94,20 @@ fn wrong_version_reason_lists_registered_versions() {
 #[test]
 fn placement_prefers_origin_else_a_registered_node() {
     let mut sm = StateMachine::new();
-    sm.apply(&register(2, "wf", 1));
-    sm.apply(&register(3, "wf", 1));
-    sm.apply(&start("a", "wf", 1, 3));
+    ok(&mut sm, &register(2, "wf", 1));
+    ok(&mut sm, &register(3, "wf", 1));
+    ok(&mut sm, &start("a", "wf", 1, 3));
     assert_eq!(sm.workflow("a").unwrap().owner, 3);
-    sm.apply(&start("b", "wf", 1, 1));
+    ok(&mut sm, &start("b", "wf", 1, 1));
     assert!([2, 3].contains(&sm.workflow("b").unwrap().owner));
 }
 
 #[test]
 fn start_is_idempotent() {
     let mut sm = StateMachine::new();
-    sm.apply(&register(1, "wf", 1));
-    sm.apply(&start("a", "wf", 1, 1));
-    sm.apply(&checkpoint("a", 0, 1));
+    ok(&mut sm, &register(1, "wf", 1));
+    ok(&mut sm, &start("a", "wf", 1, 1));
+    ok(&mut sm, &checkpoint("a", 0, 1));
     let (outcome, events) = sm.apply(&start("a", "other", 2, 1));
     assert_eq!(
         outcome,
@@ -118,9 +124,9 @@ fn start_is_idempotent() {
 #[test]
 fn checkpoints_are_fenced_by_owner_and_seq() {
     let mut sm = StateMachine::new();
-    sm.apply(&register(1, "wf", 1));
-    sm.apply(&register(2, "wf", 1));
-    sm.apply(&start("a", "wf", 1, 1));
+    ok(&mut sm, &register(1, "wf", 1));
+    ok(&mut sm, &register(2, "wf", 1));
+    ok(&mut sm, &start("a", "wf", 1, 1));
     assert_eq!(
         sm.apply(&checkpoint("a", 0, 1)).0,
         Ok(Applied::CheckpointRecorded)
@@ -159,9 +165,9 @@ fn checkpoints_are_fenced_by_owner_and_seq() {
 #[test]
 fn finish_and_cancel_are_terminal() {
     let mut sm = StateMachine::new();
-    sm.apply(&register(1, "wf", 1));
-    sm.apply(&start("a", "wf", 1, 1));
-    sm.apply(&start("b", "wf", 1, 1));
+    ok(&mut sm, &register(1, "wf", 1));
+    ok(&mut sm, &start("a", "wf", 1, 1));
+    ok(&mut sm, &start("b", "wf", 1, 1));
     let finish = cmd(Kind::FinishWorkflow(FinishWorkflow {
         workflow_id: "a".into(),
         node_id: 1,

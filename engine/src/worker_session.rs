@@ -213,6 +213,22 @@ impl WorkerSession {
                 ))
                 .await;
         }
+        if p.value.len() > self.node.config().max_value_bytes {
+            let e = EngineError::ValueTooLarge {
+                what: "checkpoint value".into(),
+                len: p.value.len(),
+                max: self.node.config().max_value_bytes,
+            };
+            return self.send(error_for(&e, &p.workflow_id, p.seq)).await;
+        }
+        // Only the session that runs the workflow on this node may propose;
+        // the state machine fences other nodes, this check fences other apps
+        // connected to the same sidecar.
+        if !self.active.contains_key(&p.workflow_id) {
+            return self
+                .send(self.not_running_here(&p.workflow_id, p.seq))
+                .await;
+        }
         // The commit is awaited off the session loop so that proposals of
         // other workflows are not serialised behind it.
         let node = self.node.clone();
@@ -245,24 +261,7 @@ impl WorkerSession {
                 .await;
         }
         if !self.active.contains_key(&r.workflow_id) {
-            let known = self.node.workflow(&r.workflow_id).is_some();
-            let (code, message) = if known {
-                (
-                    ErrorCode::NotRegistered,
-                    format!(
-                        "workflow '{}' is not running on this app session; results are accepted only for workflows the sidecar sent",
-                        r.workflow_id
-                    ),
-                )
-            } else {
-                (
-                    ErrorCode::UnknownWorkflow,
-                    format!("workflow '{}' does not exist", r.workflow_id),
-                )
-            };
-            return self
-                .send(stream_error(code, &message, &r.workflow_id, 0))
-                .await;
+            return self.send(self.not_running_here(&r.workflow_id, 0)).await;
         }
         let node = self.node.clone();
         let out = self.out.clone();
@@ -282,6 +281,27 @@ impl WorkerSession {
             }
         });
         Ok(())
+    }
+
+    /// The error for a message about a workflow this session does not run.
+    fn not_running_here(&self, workflow_id: &str, seq: u64) -> SidecarMsg {
+        if self.node.workflow(workflow_id).is_none() {
+            return stream_error(
+                ErrorCode::UnknownWorkflow,
+                &format!("workflow '{workflow_id}' does not exist"),
+                workflow_id,
+                seq,
+            );
+        }
+        stream_error(
+            ErrorCode::NotOwner,
+            &format!(
+                "workflow '{workflow_id}' is not running on this app session; only the session that \
+                 received its ExecuteWorkflowRequest may send checkpoints and results"
+            ),
+            workflow_id,
+            seq,
+        )
     }
 
     async fn on_event(&mut self, event: &Event) -> Result<(), OutboundClosed> {

@@ -16,7 +16,9 @@
 /// The public API spoken on the sidecar's localhost port.
 pub mod sidecar {
     /// Version 1 of the sidecar API.
-    #[allow(missing_docs)]
+    // Generated code: its doc comments are the .proto comments verbatim, so
+    // clippy's doc-formatting lints do not apply.
+    #[allow(missing_docs, clippy::all)]
     pub mod v1 {
         tonic::include_proto!("raftoral.sidecar.v1");
     }
@@ -25,7 +27,7 @@ pub mod sidecar {
 /// Node-to-node protocol and the replicated log format.
 pub mod cluster {
     /// Version 1 of the cluster protocol.
-    #[allow(missing_docs)]
+    #[allow(missing_docs, clippy::all)]
     pub mod v1 {
         tonic::include_proto!("raftoral.cluster.v1");
     }

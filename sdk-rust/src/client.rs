@@ -270,7 +270,7 @@ impl RaftoralClient {
     /// its in-flight runs unwind. Running workflows stay running in the
     /// cluster and resume (by replay) when a worker connects again.
     pub async fn shutdown(&self) {
-        let _ = self.inner.shutdown.send(true);
+        let _ = self.inner.shutdown.send_replace(true);
         self.inner.shared.core.shutdown();
         let task = self.inner.stream_task.lock().expect("lock").take();
         if let Some(task) = task {

@@ -1,1 +1,315 @@
+//! The core's rules, checked message by message without any transport.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftoral_proto::sidecar::v1::CheckpointRecord;
+
+use super::*;
+
+fn execute(id: &str, is_owner: bool, history: &[(&str, &str)]) -> ExecuteWorkflowRequest {
+    ExecuteWorkflowRequest {
+        workflow_id: id.into(),
+        workflow_name: "wf".into(),
+        version: 1,
+        input: Bytes::from_static(b"null"),
+        is_owner,
+        history: history
+            .iter()
+            .enumerate()
+            .map(|(seq, (name, value))| CheckpointRecord {
+                seq: seq as u64,
+                checkpoint_name: (*name).into(),
+                value: Bytes::copy_from_slice(value.as_bytes()),
+            })
+            .collect(),
+    }
+}
+
+fn event(id: &str, seq: u64, name: &str, value: &str) -> CheckpointEvent {
+    CheckpointEvent {
+        workflow_id: id.into(),
+        seq,
+        checkpoint_name: name.into(),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+    }
+}
+
+fn connected() -> (Arc<WorkerCore>, mpsc::Receiver<WorkflowStreamRequest>) {
+    let core = Arc::new(WorkerCore::new());
+    let (tx, rx) = mpsc::channel(16);
+    core.on_connect(tx);
+    (core, rx)
+}
+
+async fn next_proposal(rx: &mut mpsc::Receiver<WorkflowStreamRequest>) -> CheckpointProposal {
+    let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a message")
+        .expect("open channel");
+    match m.message {
+        Some(AppMsg::CheckpointProposal(p)) => p,
+        other => panic!("expected a proposal, got {other:?}"),
+    }
+}
+
+fn committed(slot: Slot) -> Bytes {
+    match slot {
+        Slot::Committed(v) => v,
+        Slot::Compute(t) => panic!(
+            "expected a committed value, got a compute token for seq {}",
+            t.seq
+        ),
+    }
+}
+
+#[tokio::test]
+async fn replay_returns_history_then_asks_the_owner_to_compute() {
+    let (core, _rx) = connected();
+    let run = core
+        .on_execute(execute("w", true, &[("a", "1"), ("b", "2")]))
+        .unwrap();
+    assert_eq!(
+        committed(core.checkpoint_slot(&run, "a").await.unwrap()),
+        "1"
+    );
+    assert_eq!(
+        committed(core.checkpoint_slot(&run, "b").await.unwrap()),
+        "2"
+    );
+    match core.checkpoint_slot(&run, "c").await.unwrap() {
+        Slot::Compute(token) => assert_eq!(token.seq(), 2),
+        Slot::Committed(_) => panic!("history is exhausted; the owner must compute"),
+    }
+}
+
+#[tokio::test]
+async fn a_different_name_on_replay_is_non_determinism() {
+    let (core, _rx) = connected();
+    let run = core
+        .on_execute(execute("w", true, &[("a", "1"), ("b", "2")]))
+        .unwrap();
+    core.checkpoint_slot(&run, "a").await.unwrap();
+    match core.checkpoint_slot(&run, "z").await {
+        Err(ClientError::NonDeterminism {
+            workflow_id,
+            seq,
+            expected,
+            got,
+        }) => {
+            assert_eq!(
+                (workflow_id.as_str(), seq, expected.as_str(), got.as_str()),
+                ("w", 1, "b", "z")
+            );
+        }
+        other => panic!("expected non-determinism, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn owner_commit_sends_a_proposal_and_returns_the_committed_value() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
+        panic!("owner must compute")
+    };
+    let committing = tokio::spawn({
+        let core = core.clone();
+        let run = run.clone();
+        async move { core.commit(&run, token, Bytes::from_static(b"42")).await }
+    });
+    let p = next_proposal(&mut rx).await;
+    assert_eq!(
+        (p.workflow_id.as_str(), p.seq, p.checkpoint_name.as_str()),
+        ("w", 0, "a")
+    );
+    assert_eq!(p.value, "42");
+    core.on_checkpoint_event(event("w", 0, "a", "42"));
+    assert_eq!(committing.await.unwrap().unwrap(), "42");
+    // The next checkpoint is seq 1.
+    let Slot::Compute(token) = core.checkpoint_slot(&run, "b").await.unwrap() else {
+        panic!("owner must compute")
+    };
+    assert_eq!(token.seq(), 1);
+}
+
+#[tokio::test]
+async fn a_replica_waits_for_the_owner_and_never_computes() {
+    let (core, _rx) = connected();
+    let run = core.on_execute(execute("w", false, &[])).unwrap();
+    let waiting = tokio::spawn({
+        let core = core.clone();
+        let run = run.clone();
+        async move { core.checkpoint_slot(&run, "a").await }
+    });
+    core.on_checkpoint_event(event("w", 0, "a", "7"));
+    assert_eq!(committed(waiting.await.unwrap().unwrap()), "7");
+}
+
+#[tokio::test]
+async fn a_replica_that_becomes_owner_computes_the_pending_checkpoint() {
+    let (core, _rx) = connected();
+    let run = core.on_execute(execute("w", false, &[("a", "1")])).unwrap();
+    committed(core.checkpoint_slot(&run, "a").await.unwrap());
+    let waiting = tokio::spawn({
+        let core = core.clone();
+        let run = run.clone();
+        async move { core.checkpoint_slot(&run, "b").await }
+    });
+    core.on_ownership_change(OwnershipChange {
+        workflow_id: "w".into(),
+        is_owner: true,
+    });
+    match waiting.await.unwrap().unwrap() {
+        Slot::Compute(token) => assert_eq!(token.seq(), 1),
+        Slot::Committed(_) => panic!("nothing was committed; the new owner computes"),
+    }
+}
+
+#[tokio::test]
+async fn cancellation_wakes_a_waiting_checkpoint() {
+    let (core, _rx) = connected();
+    let run = core.on_execute(execute("w", false, &[])).unwrap();
+    let waiting = tokio::spawn({
+        let core = core.clone();
+        let run = run.clone();
+        async move { core.checkpoint_slot(&run, "a").await }
+    });
+    core.on_cancellation(WorkflowCancellation {
+        workflow_id: "w".into(),
+        reason: "stop".into(),
+    });
+    match waiting.await.unwrap() {
+        Err(ClientError::Cancelled { reason, .. }) => assert_eq!(reason, "stop"),
+        other => panic!("expected cancellation, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn after_a_reconnect_the_in_flight_proposal_is_sent_again() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
+        panic!("owner must compute")
+    };
+    let committing = tokio::spawn({
+        let core = core.clone();
+        let run = run.clone();
+        async move { core.commit(&run, token, Bytes::from_static(b"1")).await }
+    });
+    next_proposal(&mut rx).await;
+    core.on_disconnect();
+    let (tx2, mut rx2) = mpsc::channel(16);
+    core.on_connect(tx2);
+    // The sidecar re-sends the execute request; seq 0 is not committed.
+    assert!(
+        core.on_execute(execute("w", true, &[])).is_none(),
+        "an existing run is not started twice"
+    );
+    let again = next_proposal(&mut rx2).await;
+    assert_eq!((again.seq, again.value.as_ref()), (0, b"1".as_ref()));
+    // This time the history carries it: the commit completes from it.
+    assert!(core.on_execute(execute("w", true, &[("a", "1")])).is_none());
+    assert_eq!(committing.await.unwrap().unwrap(), "1");
+}
+
+#[tokio::test]
+async fn a_refused_proposal_fails_the_checkpoint_with_the_code() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
+        panic!("owner must compute")
+    };
+    let committing = tokio::spawn({
+        let core = core.clone();
+        let run = run.clone();
+        async move { core.commit(&run, token, Bytes::from_static(b"huge")).await }
+    });
+    next_proposal(&mut rx).await;
+    assert!(
+        core.on_stream_error(StreamError {
+            code: ErrorCode::MessageTooLarge as i32,
+            message: "too big".into(),
+            workflow_id: "w".into(),
+            seq: 0,
+        })
+        .is_none()
+    );
+    match committing.await.unwrap() {
+        Err(ClientError::Rejected { code, .. }) => assert_eq!(code, ErrorCode::MessageTooLarge),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_deposed_owner_waits_for_the_new_owners_value() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
+        panic!("owner must compute")
+    };
+    let committing = tokio::spawn({
+        let core = core.clone();
+        let run = run.clone();
+        async move { core.commit(&run, token, Bytes::from_static(b"mine")).await }
+    });
+    next_proposal(&mut rx).await;
+    core.on_stream_error(StreamError {
+        code: ErrorCode::NotOwner as i32,
+        message: "deposed".into(),
+        workflow_id: "w".into(),
+        seq: 0,
+    });
+    core.on_checkpoint_event(event("w", 0, "a", "theirs"));
+    assert_eq!(committing.await.unwrap().unwrap(), "theirs");
+}
+
+#[tokio::test]
+async fn shutdown_wakes_waiters_and_reports_nothing() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", false, &[])).unwrap();
+    let waiting = tokio::spawn({
+        let core = core.clone();
+        let run = run.clone();
+        async move { core.checkpoint_slot(&run, "a").await }
+    });
+    core.shutdown();
+    let outcome = waiting.await.unwrap();
+    assert!(matches!(outcome, Err(ClientError::Shutdown)), "{outcome:?}");
+    core.finish(&run, Err(ClientError::Shutdown));
+    assert!(
+        rx.try_recv().is_err(),
+        "a shutdown is not a workflow outcome"
+    );
+    assert!(
+        core.on_execute(execute("x", true, &[])).is_none(),
+        "no new runs while shutting down"
+    );
+}
+
+#[tokio::test]
+async fn only_the_owner_reports_the_result() {
+    let (core, mut rx) = connected();
+    let owner = core.on_execute(execute("a", true, &[])).unwrap();
+    let replica = core.on_execute(execute("b", false, &[])).unwrap();
+    core.finish(&replica, Ok(Bytes::from_static(b"1")));
+    core.finish(
+        &owner,
+        Err(ClientError::WorkflowFailed {
+            workflow_id: "a".into(),
+            message: "boom".into(),
+        }),
+    );
+    let m = rx.try_recv().expect("the owner's result");
+    match m.message {
+        Some(AppMsg::WorkflowResult(r)) => {
+            assert_eq!(
+                (r.workflow_id.as_str(), r.success, r.error.as_str()),
+                ("a", false, "boom")
+            );
+        }
+        other => panic!("expected a result, got {other:?}"),
+    }
+    assert!(rx.try_recv().is_err());
+    assert_eq!(core.running(), 0);
+}

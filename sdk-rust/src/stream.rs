@@ -62,6 +62,12 @@ pub(crate) async fn run_stream(
     let mut delay = options.reconnect_min;
     while !*shutdown.borrow() {
         let (tx, rx) = mpsc::channel::<WorkflowStreamRequest>(4096);
+        // Publish the new outbound first, then snapshot the registrations:
+        // a concurrent `register_workflow` either sees `connected` and sends
+        // its registration itself, or pushed it before this snapshot. Queued
+        // messages flow once the stream opens.
+        shared.core.on_connect(tx.clone());
+        shared.connected.send_replace(true);
         // Registrations go first, so the sidecar re-sends running workflows
         // (with their histories) right after the reconnect.
         let registrations = shared.registrations.lock().expect("lock").clone();
@@ -82,8 +88,6 @@ pub(crate) async fn run_stream(
         };
         match opened {
             Ok(response) => {
-                shared.core.on_connect(tx.clone());
-                let _ = shared.connected.send(true);
                 tracing::info!("connected to the Raftoral sidecar");
                 delay = options.reconnect_min;
                 let ended = read_stream(
@@ -95,8 +99,6 @@ pub(crate) async fn run_stream(
                     &mut shutdown,
                 )
                 .await;
-                shared.core.on_disconnect();
-                let _ = shared.connected.send(false);
                 if *shutdown.borrow() {
                     break;
                 }
@@ -106,6 +108,8 @@ pub(crate) async fn run_stream(
                 tracing::warn!(code = ?status.code(), message = status.message(), retry_in = ?delay, "cannot open the sidecar stream; retrying");
             }
         }
+        shared.core.on_disconnect();
+        shared.connected.send_replace(false);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => break,
@@ -113,6 +117,7 @@ pub(crate) async fn run_stream(
         delay = (delay * 2).min(options.reconnect_max);
     }
     shared.core.on_disconnect();
+    shared.connected.send_replace(false);
 }
 
 async fn read_stream(

@@ -1,0 +1,53 @@
+# Raftoral developer entry points. Everything a target needs is installed into
+# the repository (tools/node_modules for buf); nothing global is assumed beyond
+# the Rust toolchain, Python 3 and Node.js.
+
+CARGO ?= cargo
+NPM ?= npm
+BUF := tools/node_modules/.bin/buf
+
+.PHONY: all build test test-rust lint fmt demo bench tools clean
+
+all: build
+
+## build: debug build of every crate and binary
+build:
+	$(CARGO) build --workspace --bins
+
+## tools: install buf (npm package @bufbuild/buf) into tools/node_modules
+tools: $(BUF)
+
+$(BUF): tools/package.json
+	cd tools && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error
+	@touch $(BUF)
+
+## lint: buf lint + format check, rustfmt check, clippy with warnings denied
+lint: tools
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## fmt: format protos and Rust code
+fmt: tools
+	$(BUF) format -w
+	$(CARGO) fmt --all
+
+## test: install tools, build, lint, run every test
+test: lint build test-rust
+
+test-rust: build
+	$(CARGO) test --workspace
+
+## demo: build, start a sidecar and the ping-pong app, send ping, print pong
+demo:
+	$(CARGO) build -p raftoral-sidecar -p ping-pong
+	scripts/demo.sh
+
+## bench: benchmarks (see docs/PERFORMANCE.md)
+bench:
+	@echo "the benchmark harness is not built yet (issue: Benchmarks)"; exit 1
+
+clean:
+	$(CARGO) clean
+	rm -rf tools/node_modules

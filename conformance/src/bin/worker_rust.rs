@@ -1,0 +1,111 @@
+//! The Rust SDK's conformance worker: registers the scenario workflows and runs
+//! them until SIGTERM. Every SDK has one worker like it, so the same scenarios
+//! check every language.
+//!
+//! Environment: `RAFTORAL_SIDECAR_URL` (sidecar), `CONFORMANCE_EFFECTS` (file
+//! that records each side effect as a line), `CONFORMANCE_HANG=1` (the `steps`
+//! workflow hangs at `hang_at` instead of finishing that step: simulates an app
+//! that dies mid-step).
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use raftoral_client::{RaftoralClient, WorkflowError, WorkflowRequest, checkpoint};
+use raftoral_conformance::StepsInput;
+
+/// Appends one line to the effects file: one `write` with O_APPEND, so
+/// concurrent workflows never interleave within a line.
+fn effect(workflow_id: &str, what: &str, step: u64) {
+    let Ok(path) = std::env::var("CONFORMANCE_EFFECTS") else {
+        return;
+    };
+    let line = format!("{workflow_id} {what} {step}\n");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("open effects file");
+    file.write_all(line.as_bytes()).expect("write effect");
+}
+
+async fn ping_pong(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let input: String = req.input()?;
+    let ctx = req.context;
+    let out: String = checkpoint!(ctx, "result", {
+        if input == "ping" { "pong" } else { "ping" }.to_string()
+    });
+    Ok(serde_json::to_vec(&out)?)
+}
+
+async fn steps(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let input: StepsInput = req.input()?;
+    let ctx = req.context;
+    let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
+    let id = ctx.workflow_id().to_owned();
+    let mut sum = 0u64;
+    for i in 0..input.n {
+        let id = id.clone();
+        let value: u64 = ctx
+            .checkpoint_compute(&format!("step-{i}"), async move {
+                effect(&id, "start", i);
+                if hang && input.hang_at == Some(i) {
+                    // The app "dies" here: the test kills this process.
+                    std::future::pending::<()>().await;
+                }
+                if input.step_delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(input.step_delay_ms)).await;
+                }
+                effect(&id, "done", i);
+                i * 2
+            })
+            .await
+            .inspect_err(|e| {
+                if matches!(e, raftoral_client::ClientError::Cancelled { .. }) {
+                    effect(ctx.workflow_id(), "cancelled", i);
+                }
+            })?;
+        sum += value;
+        if input.fail_at == Some(i) {
+            return Err(format!("failed on purpose at step {i}").into());
+        }
+    }
+    Ok(serde_json::to_vec(&sum)?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let url = std::env::var("RAFTORAL_SIDECAR_URL")?;
+    let client = RaftoralClient::connect(&url).await?;
+    client.register_workflow("ping_pong", 1).await?;
+    client.register_workflow("steps", 1).await?;
+    let worker = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .handle_workflows(|req| async move {
+                    match req.workflow_name.as_str() {
+                        "ping_pong" => ping_pong(req).await,
+                        "steps" => steps(req).await,
+                        other => Err(format!("this worker has no workflow '{other}'").into()),
+                    }
+                })
+                .await
+        })
+    };
+    // Tell the harness we are registered and running.
+    println!("worker ready");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    client.shutdown().await;
+    worker.await??;
+    Ok(())
+}

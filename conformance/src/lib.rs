@@ -1,0 +1,256 @@
+//! Harness for the end-to-end scenarios: real `raftoral serve` processes and
+//! real worker processes on loopback, ports chosen at run time.
+//!
+//! Binaries are looked up next to the test executable (`target/debug`), so
+//! build the workspace first (`make test` does); `RAFTORAL_BIN_DIR` overrides
+//! the directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Input of the `steps` workflow of the conformance workers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StepsInput {
+    /// Number of checkpoints.
+    pub n: u64,
+    /// Fail (return an error) right after this step.
+    #[serde(default)]
+    pub fail_at: Option<u64>,
+    /// With `CONFORMANCE_HANG=1`, hang inside this step's computation.
+    #[serde(default)]
+    pub hang_at: Option<u64>,
+    /// Work time of each step's computation, in milliseconds.
+    #[serde(default)]
+    pub step_delay_ms: u64,
+}
+
+/// How long a harness step may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Directory holding the workspace binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("RAFTORAL_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/<test> → target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`, which `make test` runs)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn eventually<F: FnMut() -> bool>(
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut interval = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        interval.tick().await;
+        if check() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+    }
+}
+
+/// Polls the async `check` until it returns true or `timeout` passes.
+pub async fn eventually_async<F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut interval = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        interval.tick().await;
+        if check().await? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+    }
+}
+
+/// A running `raftoral serve` process.
+pub struct Sidecar {
+    child: Child,
+    /// `http://127.0.0.1:PORT` of the app API.
+    pub url: String,
+    /// Working directory with `sidecar.log`.
+    pub dir: tempfile::TempDir,
+}
+
+impl Sidecar {
+    /// Starts a single-node sidecar with `extra` flags and waits until it
+    /// serves.
+    pub async fn start(extra: &[&str]) -> anyhow::Result<Sidecar> {
+        let dir = tempfile::tempdir()?;
+        let addr_file = dir.path().join("addr.json");
+        let log = std::fs::File::create(dir.path().join("sidecar.log"))?;
+        let mut child = Command::new(binary("raftoral"))
+            .arg("serve")
+            .args(["--sidecar-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .args(extra)
+            .env("RUST_LOG", "info,raftoral=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn raftoral serve")?;
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut interval = tokio::time::interval(Duration::from_millis(10));
+        let addrs = loop {
+            interval.tick().await;
+            if let Ok(text) = std::fs::read_to_string(&addr_file) {
+                break serde_json::from_str::<HashMap<String, String>>(&text)?;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "raftoral serve exited with {status} before serving:\n{}",
+                    std::fs::read_to_string(dir.path().join("sidecar.log")).unwrap_or_default()
+                );
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("raftoral serve did not write its address file within {DEADLINE:?}");
+            }
+        };
+        Ok(Sidecar {
+            child,
+            url: format!("http://{}", addrs["sidecar"]),
+            dir,
+        })
+    }
+
+    /// The sidecar's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sidecar.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub async fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        terminate(&mut self.child).await
+    }
+}
+
+/// A running conformance worker process.
+pub struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    /// Starts the Rust conformance worker against `sidecar_url`; it records
+    /// side effects in `effects`. Waits until it has registered.
+    pub async fn start(
+        sidecar_url: &str,
+        effects: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Worker> {
+        let mut child = Command::new(binary("conformance-worker-rust"))
+            .env("RAFTORAL_SIDECAR_URL", sidecar_url)
+            .env("CONFORMANCE_EFFECTS", effects)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn conformance-worker-rust")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(DEADLINE, async {
+            while let Some(line) = lines.next_line().await? {
+                if line.trim() == "worker ready" {
+                    return Ok(());
+                }
+            }
+            bail!("the worker exited before it was ready")
+        })
+        .await
+        .context("worker did not become ready in time")?;
+        ready?;
+        Ok(Worker { child })
+    }
+
+    /// SIGKILL: the app dies without any goodbye.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub async fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        terminate(&mut self.child).await
+    }
+}
+
+async fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
+    let pid = child.id().context("process already reaped")?;
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("kill -TERM {pid} failed");
+    }
+    Ok(tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .context("process did not exit after SIGTERM")??)
+}
+
+/// The lines of an effects file: (workflow id, what, step).
+pub fn read_effects(path: &Path) -> Vec<(String, String, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split(' ');
+            Some((
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+                parts.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// How many times `what` happened for `step` of `workflow_id`.
+pub fn count_effect(
+    effects: &[(String, String, u64)],
+    workflow_id: &str,
+    what: &str,
+    step: u64,
+) -> usize {
+    effects
+        .iter()
+        .filter(|(id, w, s)| id == workflow_id && w == what && *s == step)
+        .count()
+}

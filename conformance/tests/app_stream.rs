@@ -1,0 +1,219 @@
+//! Bad input on the app stream: each gets a structured error, and other
+//! workflows go on.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use raftoral_client::proto::sidecar::v1::{
+    CheckpointProposal, ErrorCode, HeartbeatRequest, RegisterWorkflowRequest, StreamError,
+    WorkflowResult, WorkflowStreamRequest, WorkflowStreamResponse,
+    app_service_client::AppServiceClient, workflow_stream_request::Message as AppMsg,
+    workflow_stream_response::Message as SidecarMsg,
+};
+use raftoral_client::{RaftoralClient, WorkflowStatus};
+use raftoral_conformance::{DEADLINE, Sidecar, StepsInput, Worker};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+struct RawApp {
+    tx: mpsc::Sender<WorkflowStreamRequest>,
+    rx: tonic::Streaming<WorkflowStreamResponse>,
+}
+
+impl RawApp {
+    async fn open(url: &str) -> anyhow::Result<RawApp> {
+        let mut client = AppServiceClient::connect(url.to_owned()).await?;
+        let (tx, rx) = mpsc::channel(16);
+        let rx = client
+            .workflow_stream(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        Ok(RawApp { tx, rx })
+    }
+
+    async fn send(&self, message: Option<AppMsg>) -> anyhow::Result<()> {
+        self.tx.send(WorkflowStreamRequest { message }).await?;
+        Ok(())
+    }
+
+    /// The next message that is not a heartbeat answer.
+    async fn next(&mut self) -> anyhow::Result<SidecarMsg> {
+        loop {
+            let m = tokio::time::timeout(DEADLINE, self.rx.message())
+                .await??
+                .ok_or_else(|| anyhow::anyhow!("stream closed"))?;
+            match m.message {
+                Some(SidecarMsg::HeartbeatResponse(_)) | None => continue,
+                Some(other) => return Ok(other),
+            }
+        }
+    }
+
+    async fn expect_error(&mut self, code: ErrorCode) -> anyhow::Result<StreamError> {
+        match self.next().await? {
+            SidecarMsg::Error(e) if e.code() == code => Ok(e),
+            other => anyhow::bail!("expected a {code:?} stream error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_stream_input_gets_structured_errors_while_workflows_continue() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&["--max-value-bytes", "4096"]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let _worker = Worker::start(&sidecar.url, &effects, &[]).await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    // A long workflow runs on the real worker throughout.
+    let busy = client
+        .start_workflow(
+            "steps",
+            1,
+            &StepsInput {
+                n: 200,
+                step_delay_ms: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+
+    let mut app = RawApp::open(&sidecar.url).await?;
+    // An empty message.
+    app.send(None).await?;
+    let e = app.expect_error(ErrorCode::MalformedMessage).await?;
+    assert!(e.message.contains("empty"), "{}", e.message);
+    // A registration without a name.
+    app.send(Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+        workflow_name: String::new(),
+        version: 1,
+    })))
+    .await?;
+    app.expect_error(ErrorCode::MalformedMessage).await?;
+    // A checkpoint over the size limit.
+    app.send(Some(AppMsg::CheckpointProposal(CheckpointProposal {
+        workflow_id: busy.workflow_id().to_owned(),
+        seq: 0,
+        checkpoint_name: "big".into(),
+        value: vec![b'x'; 5000].into(),
+    })))
+    .await?;
+    let e = app.expect_error(ErrorCode::MessageTooLarge).await?;
+    assert_eq!(e.workflow_id, busy.workflow_id());
+    assert!(
+        e.message.contains("over the limit of 4096 bytes"),
+        "{}",
+        e.message
+    );
+    // A checkpoint for a workflow that does not exist.
+    app.send(Some(AppMsg::CheckpointProposal(CheckpointProposal {
+        workflow_id: "no-such-workflow".into(),
+        seq: 0,
+        checkpoint_name: "x".into(),
+        value: "1".into(),
+    })))
+    .await?;
+    app.expect_error(ErrorCode::UnknownWorkflow).await?;
+    // A checkpoint for a workflow that runs on another app session: fenced.
+    app.send(Some(AppMsg::CheckpointProposal(CheckpointProposal {
+        workflow_id: busy.workflow_id().to_owned(),
+        seq: 0,
+        checkpoint_name: "step-0".into(),
+        value: "0".into(),
+    })))
+    .await?;
+    let e = app.expect_error(ErrorCode::NotOwner).await?;
+    assert!(
+        e.message.contains("not running on this app session"),
+        "{}",
+        e.message
+    );
+    // A result for an unknown workflow, and for one this session does not run.
+    app.send(Some(AppMsg::WorkflowResult(WorkflowResult {
+        workflow_id: "no-such-workflow".into(),
+        success: true,
+        ..Default::default()
+    })))
+    .await?;
+    app.expect_error(ErrorCode::UnknownWorkflow).await?;
+    app.send(Some(AppMsg::WorkflowResult(WorkflowResult {
+        workflow_id: busy.workflow_id().to_owned(),
+        success: true,
+        ..Default::default()
+    })))
+    .await?;
+    app.expect_error(ErrorCode::NotOwner).await?;
+    // The stream is still usable.
+    app.send(Some(AppMsg::Heartbeat(HeartbeatRequest { timestamp: 7 })))
+        .await?;
+    let hb = tokio::time::timeout(DEADLINE, app.rx.message())
+        .await??
+        .and_then(|m| m.message);
+    assert!(matches!(hb, Some(SidecarMsg::HeartbeatResponse(h)) if h.timestamp == 7));
+
+    // A frame over the transport limit ends that stream with a status...
+    let app2 = RawApp::open(&sidecar.url).await?;
+    let mut rx2 = app2.rx;
+    app2.tx
+        .send(WorkflowStreamRequest {
+            message: Some(AppMsg::CheckpointProposal(CheckpointProposal {
+                workflow_id: "x".into(),
+                seq: 0,
+                checkpoint_name: "huge".into(),
+                value: vec![0u8; 1024 * 1024].into(),
+            })),
+        })
+        .await?;
+    let status = tokio::time::timeout(DEADLINE, rx2.message())
+        .await?
+        .expect_err("oversized frame must end the stream");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
+        "unexpected status {status:?}"
+    );
+
+    // ...and a frame that is not a valid message ends it with a status too.
+    let status = send_garbage(&sidecar.url).await?;
+    assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+
+    // Meanwhile the real workflow went on and completes.
+    let sum: u64 = tokio::time::timeout(DEADLINE, busy.result()).await??;
+    assert_eq!(sum, (0..200u64).map(|i| i * 2).sum::<u64>());
+    assert_eq!(
+        client.get_workflow(busy.workflow_id()).await?.status(),
+        WorkflowStatus::Completed
+    );
+    Ok(())
+}
+
+/// A message whose field 1 is a varint, where the sidecar expects a nested
+/// message: undecodable as a `WorkflowStreamRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Garbage {
+    #[prost(uint64, tag = "1")]
+    junk: u64,
+}
+
+async fn send_garbage(url: &str) -> anyhow::Result<tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .connect()
+        .await?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/raftoral.sidecar.v1.AppService/WorkflowStream",
+    );
+    let codec = tonic_prost::ProstCodec::<Garbage, WorkflowStreamResponse>::default();
+    let outbound =
+        futures::stream::iter(vec![Garbage { junk: 42 }]).chain(futures::stream::pending());
+    let mut inbound = grpc
+        .streaming(tonic::Request::new(outbound), path, codec)
+        .await?
+        .into_inner();
+    let result = tokio::time::timeout(Duration::from_secs(10), inbound.message()).await?;
+    match result {
+        Err(status) => Ok(status),
+        Ok(m) => anyhow::bail!("expected the stream to fail, got {m:?}"),
+    }
+}
