@@ -112,12 +112,36 @@ impl Sidecar {
     /// Starts a single-node sidecar with `extra` flags and waits until it
     /// serves.
     pub async fn start(extra: &[&str]) -> anyhow::Result<Sidecar> {
-        let dir = tempfile::tempdir()?;
+        Self::start_in(tempfile::tempdir()?, "127.0.0.1:0", extra).await
+    }
+
+    /// Stops this sidecar with SIGKILL and starts a new one on the same app
+    /// API address, in the same directory.
+    pub async fn restart(mut self, extra: &[&str]) -> anyhow::Result<Sidecar> {
+        self.child.kill().await?;
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        std::fs::remove_file(self.dir.path().join("addr.json"))?;
+        Self::start_in(self.dir, &addr, extra).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        sidecar_listen: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Sidecar> {
         let addr_file = dir.path().join("addr.json");
-        let log = std::fs::File::create(dir.path().join("sidecar.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("sidecar.log"))?;
         let mut child = Command::new(binary("raftoral"))
             .arg("serve")
-            .args(["--sidecar-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
+            .args([
+                "--sidecar-listen",
+                sidecar_listen,
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .arg("--addr-file")
             .arg(&addr_file)
             .args(extra)

@@ -229,6 +229,68 @@ async fn app_killed_mid_workflow_resumes_by_replay_without_rerunning_steps() -> 
 }
 
 #[tokio::test]
+async fn replay_with_changed_code_fails_with_a_precise_non_determinism_error() -> anyhow::Result<()>
+{
+    let sidecar = Sidecar::start(&[]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let first = Worker::start(&sidecar.url, &effects, &[("CONFORMANCE_HANG", "1")]).await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let input = StepsInput {
+        n: 5,
+        hang_at: Some(2),
+        ..Default::default()
+    };
+    let handle = client.start_workflow("steps", 1, &input).await?;
+    let id = handle.workflow_id().to_owned();
+    eventually(DEADLINE, "the worker to hang in step 2", || {
+        count_effect(&read_effects(&effects), &id, "start", 2) == 1
+    })
+    .await?;
+    first.kill().await?;
+    // The new deployment renamed its checkpoints: replay must not go on.
+    let _second = Worker::start(
+        &sidecar.url,
+        &effects,
+        &[("CONFORMANCE_STEP_PREFIX", "renamed")],
+    )
+    .await?;
+    match result::<u64>(&handle).await {
+        Err(ClientError::WorkflowFailed { message, .. }) => {
+            for part in [
+                id.as_str(),
+                "seq 0",
+                "'step-0'",
+                "'renamed-0'",
+                "non-determinism",
+            ] {
+                assert!(message.contains(part), "{part:?} missing from: {message}");
+            }
+        }
+        other => panic!("expected a non-determinism failure, got {other:?}"),
+    }
+    // Nothing ran again: the replaying worker stopped before computing.
+    let effects = read_effects(&effects);
+    assert_eq!(count_effect(&effects, &id, "start", 0), 1);
+    assert_eq!(client.get_workflow(&id).await?.checkpoint_count, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn worker_reconnects_after_the_sidecar_restarts() -> anyhow::Result<()> {
+    let (sidecar, _worker, client, _) = setup().await?;
+    let handle = client.start_workflow("ping_pong", 1, "ping").await?;
+    assert_eq!(result::<String>(&handle).await?, "pong");
+    // Same address, new process (in memory: a fresh, empty node).
+    let sidecar = sidecar.restart(&[]).await?;
+    // The worker reconnects with backoff and registers again by itself, so a
+    // new workflow runs without any action on the app.
+    let fresh = RaftoralClient::connect(&sidecar.url).await?;
+    let handle = fresh.start_workflow("ping_pong", 1, "pong").await?;
+    assert_eq!(result::<String>(&handle).await?, "ping");
+    Ok(())
+}
+
+#[tokio::test]
 async fn start_is_idempotent_on_workflow_id() -> anyhow::Result<()> {
     let (_sidecar, _worker, client, effects) = setup().await?;
     let input = StepsInput {

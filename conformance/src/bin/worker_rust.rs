@@ -5,7 +5,8 @@
 //! Environment: `RAFTORAL_SIDECAR_URL` (sidecar), `CONFORMANCE_EFFECTS` (file
 //! that records each side effect as a line), `CONFORMANCE_HANG=1` (the `steps`
 //! workflow hangs at `hang_at` instead of finishing that step: simulates an app
-//! that dies mid-step).
+//! that dies mid-step), `CONFORMANCE_STEP_PREFIX` (checkpoint names of `steps`,
+//! default `step`: changing it between runs is a code change replay detects).
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -41,12 +42,15 @@ async fn steps(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     let input: StepsInput = req.input()?;
     let ctx = req.context;
     let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
+    // Another name prefix makes this worker's code differ from the one that
+    // wrote the history: replay must report non-determinism.
+    let prefix = std::env::var("CONFORMANCE_STEP_PREFIX").unwrap_or_else(|_| "step".into());
     let id = ctx.workflow_id().to_owned();
     let mut sum = 0u64;
     for i in 0..input.n {
         let id = id.clone();
         let value: u64 = ctx
-            .checkpoint_compute(&format!("step-{i}"), async move {
+            .checkpoint_compute(&format!("{prefix}-{i}"), async move {
                 effect(&id, "start", i);
                 if hang && input.hang_at == Some(i) {
                     // The app "dies" here: the test kills this process.
