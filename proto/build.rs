@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "raftoral/sidecar/v1/app.proto",
         "raftoral/sidecar/v1/workflow_service.proto",
         "raftoral/cluster/v1/command.proto",
+        "raftoral/cluster/v1/snapshot.proto",
+        "raftoral/cluster/v1/cluster_service.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

@@ -1,8 +1,11 @@
 //! Node configuration.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::EngineError;
+use crate::storage::StorageOptions;
 
 /// Settings of a [`crate::Node`]. The defaults suit a local cluster.
 ///
@@ -30,6 +33,23 @@ pub struct NodeConfig {
     pub event_buffer: usize,
     /// Proposals queued for the Raft loop before proposers wait.
     pub proposal_queue: usize,
+    /// Initial members (id → node-to-node address, this node included) of a
+    /// new cluster. Every node listed starts with the same membership, so
+    /// nodes started at once form exactly one cluster. Empty: a cluster of
+    /// this node alone. Ignored once the storage holds data.
+    pub peers: BTreeMap<u64, String>,
+    /// Start outside any membership and wait to be added (`JoinCluster`).
+    pub join: bool,
+    /// This node's node-to-node address as others reach it.
+    pub advertise: String,
+    /// Directory of the Raft log and snapshots; `None` keeps them in memory.
+    pub storage_path: Option<PathBuf>,
+    /// On-disk log tuning.
+    pub storage: StorageOptions,
+    /// Applied entries between state-machine snapshots.
+    pub snapshot_entries: u64,
+    /// Entries kept behind a snapshot for followers that lag a little.
+    pub snapshot_keep_entries: u64,
 }
 
 impl Default for NodeConfig {
@@ -43,6 +63,13 @@ impl Default for NodeConfig {
             max_value_bytes: 4 * 1024 * 1024,
             event_buffer: 65_536,
             proposal_queue: 4096,
+            peers: BTreeMap::new(),
+            join: false,
+            advertise: String::new(),
+            storage_path: None,
+            storage: StorageOptions::default(),
+            snapshot_entries: 10_000,
+            snapshot_keep_entries: 1_000,
         }
     }
 }
@@ -67,6 +94,20 @@ impl NodeConfig {
         }
         if self.event_buffer == 0 || self.proposal_queue == 0 {
             return bad("event_buffer and proposal_queue must be positive");
+        }
+        if !self.peers.is_empty() && !self.peers.contains_key(&self.node_id) {
+            return bad("the peer list must include this node's own id");
+        }
+        if self.peers.contains_key(&0) {
+            return bad("peer ids must be at least 1");
+        }
+        if self.join && !self.peers.is_empty() {
+            return bad(
+                "a joining node takes no initial peer list: it learns the members from the cluster",
+            );
+        }
+        if self.snapshot_entries == 0 {
+            return bad("snapshot_entries must be positive");
         }
         Ok(())
     }

@@ -117,6 +117,12 @@ pub enum EngineError {
         /// The limit (`max_value_bytes`).
         max: usize,
     },
+    /// The id is (or was) a member already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The node is not a member.
+    #[error("node {0} is not a member of this cluster")]
+    NotMember(u64),
     /// The node is shutting down or its Raft loop has stopped.
     #[error("the Raftoral node is shutting down")]
     ShuttingDown,

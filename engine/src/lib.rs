@@ -6,15 +6,21 @@
 //! (`raftoral.sidecar.v1`) against a node and is shared by the sidecar (over
 //! gRPC) and embedded apps (over an in-process channel).
 
+mod cluster_api;
 mod config;
 mod error;
 mod event;
+mod membership;
 mod node;
 mod raft_log;
 mod raft_loop;
+mod startup;
 mod state_machine;
+pub mod storage;
+pub mod transport;
 mod worker_session;
 
+pub use cluster_api::ClusterApi;
 pub use config::NodeConfig;
 pub use error::{EngineError, Rejection, status_name};
 pub use event::Event;

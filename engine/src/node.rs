@@ -7,8 +7,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use raft::prelude::ConfState;
-use raft::{RawNode, storage::MemStorage};
 use raftoral_proto::cluster::v1::{
     CancelWorkflow, Command, FinishWorkflow, RecordCheckpoint, RegisterWorker, StartWorkflow,
     command::Kind,
@@ -20,8 +18,13 @@ use tokio::task::JoinHandle;
 use crate::config::NodeConfig;
 use crate::error::EngineError;
 use crate::event::Event;
-use crate::raft_loop::{Proposal, RaftLoop, RaftStatus};
+use crate::raft_loop::{LoopInputs, Proposal, RaftLoop, RaftStatus};
 use crate::state_machine::{Applied, Checkpoint, NodeId, StateMachine, Workflow};
+use crate::storage::RaftStore;
+use crate::transport::{Faults, Transport};
+
+/// Raft messages queued from peers before new ones are dropped.
+const INBOUND_QUEUE: usize = 8192;
 
 /// Outcome of [`Node::start_workflow`].
 #[derive(Debug, Clone)]
@@ -69,6 +72,11 @@ struct Inner {
     state: Arc<RwLock<StateMachine>>,
     events: broadcast::Sender<Arc<Event>>,
     proposals: mpsc::Sender<Proposal>,
+    inbound: mpsc::Sender<raft::prelude::Message>,
+    transport: Arc<Transport>,
+    store: RaftStore,
+    /// Why the Raft loop stopped on its own (a storage failure).
+    failure: Arc<Mutex<Option<String>>>,
     next_proposal: AtomicU64,
     status: watch::Receiver<RaftStatus>,
     /// workflow id → app session that runs it on this node.
@@ -79,63 +87,99 @@ struct Inner {
 }
 
 impl Node {
-    /// Starts a single-node group with in-memory storage and waits until it
-    /// leads.
+    /// Starts the node: a new cluster (from `peers`, or alone), a node that
+    /// waits to be added (`join`), or a restart from `storage_path`. A node
+    /// alone in its cluster elects itself and is ready on return.
     pub async fn start(config: NodeConfig) -> Result<Node, EngineError> {
         config.validate()?;
         let id = config.node_id;
-        let storage = MemStorage::new_with_conf_state(ConfState::from((vec![id], vec![])));
-        let raft_config = raft::Config {
-            id,
-            election_tick: config.election_ticks,
-            heartbeat_tick: config.heartbeat_ticks,
-            max_size_per_msg: 1024 * 1024,
-            max_inflight_msgs: 256,
-            pre_vote: true,
-            ..Default::default()
-        };
-        let logger = crate::raft_log::logger(id);
-        let mut raw = RawNode::new(&raft_config, storage, &logger)?;
-        // A group of one elects itself at once instead of waiting for an
-        // election timeout.
-        raw.campaign()?;
+        let opened = crate::startup::open(&config)?;
+        let mut raw = opened.raw;
+        if opened.alone {
+            // A group of one elects itself at once instead of waiting for an
+            // election timeout.
+            raw.campaign()?;
+        }
+        let mut addresses: HashMap<NodeId, String> = opened
+            .state
+            .member_addresses()
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        addresses.extend(config.peers.iter().map(|(k, v)| (*k, v.clone())));
+        addresses.remove(&id);
 
-        let state = Arc::new(RwLock::new(StateMachine::new()));
+        let state = Arc::new(RwLock::new(opened.state));
         let (events, _) = broadcast::channel(config.event_buffer);
         let (proposals_tx, proposals_rx) = mpsc::channel(config.proposal_queue);
-        let (status_tx, mut status_rx) = watch::channel(RaftStatus {
-            id,
-            leader_id: 0,
-            term: 0,
-            commit_index: 0,
-            is_leader: false,
-        });
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        let (unreachable_tx, unreachable_rx) = mpsc::channel(64);
+        let (status_tx, mut status_rx) = watch::channel(RaftStatus::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let transport = Arc::new(Transport::new(
+            id,
+            config.advertise.clone(),
+            addresses,
+            unreachable_tx,
+            shutdown_rx.clone(),
+            Faults::default(),
+        ));
+        let store = raw.store().clone();
         let raft_loop = RaftLoop::new(
             raw,
             state.clone(),
             events.clone(),
             status_tx,
-            config.tick_interval,
+            transport.clone(),
+            config.clone(),
         );
-        let task = tokio::spawn(raft_loop.run(proposals_rx, shutdown_rx));
-        // The campaign is decided in the first Ready round; wait for it so the
-        // first proposal does not race the election.
-        let election =
-            tokio::time::timeout(config.proposal_timeout, status_rx.wait_for(|s| s.is_leader))
-                .await
-                .map(|r| r.is_ok())
-                .unwrap_or(false);
-        if !election {
-            return Err(EngineError::NoLeader { node: id });
+        let failure = Arc::new(Mutex::new(None));
+        let task = {
+            let failure = failure.clone();
+            let shutdown_tx = shutdown_tx.clone();
+            let inputs = LoopInputs {
+                proposals: proposals_rx,
+                inbound: inbound_rx,
+                unreachable: unreachable_rx,
+                shutdown: shutdown_rx,
+            };
+            tokio::spawn(async move {
+                if let Err(e) = raft_loop.run(inputs).await {
+                    tracing::error!(error = %e, "storage failure: the node stops");
+                    *failure.lock().expect("failure lock") = Some(e.to_string());
+                    shutdown_tx.send_replace(true);
+                }
+            })
+        };
+        if opened.alone {
+            // The campaign is decided in the first Ready round; wait for it so
+            // the first proposal does not race the election.
+            let elected =
+                tokio::time::timeout(config.proposal_timeout, status_rx.wait_for(|s| s.is_leader))
+                    .await
+                    .map(|r| r.is_ok())
+                    .unwrap_or(false);
+            if !elected {
+                return Err(EngineError::NoLeader { node: id });
+            }
         }
-        tracing::info!(node = id, "raftoral node started (in-memory storage)");
+        tracing::info!(
+            node = id,
+            restarted = opened.restarted,
+            storage = ?config.storage_path,
+            join = config.join,
+            "raftoral node started"
+        );
         Ok(Node {
             inner: Arc::new(Inner {
                 config,
                 state,
                 events,
                 proposals: proposals_tx,
+                inbound: inbound_tx,
+                transport,
+                store,
+                failure,
                 next_proposal: AtomicU64::new(1),
                 status: status_rx,
                 claims: Mutex::new(HashMap::new()),
@@ -158,7 +202,42 @@ impl Node {
 
     /// Current Raft role, leader and indexes.
     pub fn raft_status(&self) -> RaftStatus {
-        *self.inner.status.borrow()
+        self.inner.status.borrow().clone()
+    }
+
+    /// Waits until `check` holds for the Raft status, or `timeout` passes.
+    pub async fn wait_status(
+        &self,
+        timeout: Duration,
+        check: impl FnMut(&RaftStatus) -> bool,
+    ) -> bool {
+        let mut rx = self.inner.status.clone();
+        tokio::time::timeout(timeout, async move { rx.wait_for(check).await.is_ok() })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Why the node stopped on its own, if it did (a storage failure).
+    pub fn failure(&self) -> Option<String> {
+        self.inner.failure.lock().expect("failure lock").clone()
+    }
+
+    /// The node-to-node transport (addresses, fault injection).
+    pub fn transport(&self) -> &Arc<Transport> {
+        &self.inner.transport
+    }
+
+    /// The Raft log store.
+    pub fn store(&self) -> &RaftStore {
+        &self.inner.store
+    }
+
+    /// Hands raft messages received from a peer to the Raft loop; dropped
+    /// when the loop is saturated (Raft retransmits).
+    pub fn step(&self, message: raft::prelude::Message) {
+        if self.inner.inbound.try_send(message).is_err() {
+            tracing::debug!("raft inbound queue full; message dropped");
+        }
     }
 
     /// Turns true when the node begins to shut down; app sessions and
@@ -181,17 +260,23 @@ impl Node {
     pub async fn propose(&self, kind: Kind) -> Result<Applied, EngineError> {
         let command = Command {
             proposer_node_id: self.id(),
-            proposal_id: self.inner.next_proposal.fetch_add(1, Ordering::Relaxed),
+            proposal_id: self.next_proposal_id(),
             proposed_at_ms: now_ms(),
             kind: Some(kind),
         };
         let (reply, answer) = oneshot::channel();
+        self.submit(Proposal::Command { command, reply }, answer)
+            .await
+    }
+
+    /// Queues a proposal and waits for its outcome, each with a deadline.
+    pub(crate) async fn submit(
+        &self,
+        proposal: Proposal,
+        answer: oneshot::Receiver<Result<Applied, EngineError>>,
+    ) -> Result<Applied, EngineError> {
         let timeout = self.inner.config.proposal_timeout;
-        let queued = tokio::time::timeout(
-            timeout,
-            self.inner.proposals.send(Proposal { command, reply }),
-        )
-        .await;
+        let queued = tokio::time::timeout(timeout, self.inner.proposals.send(proposal)).await;
         match queued {
             Err(_) => return Err(EngineError::ProposalTimeout(timeout)),
             Ok(Err(_)) => return Err(EngineError::ShuttingDown),
@@ -436,6 +521,11 @@ impl Node {
         let state = self.inner.state.read().expect("state lock poisoned");
         let rx = self.inner.events.subscribe();
         (rx, f(&state))
+    }
+
+    /// A new proposal id, unique on this node.
+    pub(crate) fn next_proposal_id(&self) -> u64 {
+        self.inner.next_proposal.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A new id for an app session on this node.

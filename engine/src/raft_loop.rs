@@ -3,38 +3,49 @@
 //! The loop is event-driven: a proposal or an incoming message is handled at
 //! once and followed by a Ready round; ticks run on their own timer. All
 //! proposals waiting in the channel are taken before the Ready round, so a busy
-//! node appends (and, with on-disk storage, syncs) them as one batch: group
-//! commit.
+//! node appends and fsyncs them as one batch: group commit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use prost::Message as _;
-use raft::prelude::{Entry, EntryType, Message};
-use raft::{RawNode, StateRole, storage::MemStorage};
-use raftoral_proto::cluster::v1::Command;
+use protobuf::Message as _;
+use raft::prelude::{ConfChangeType, ConfChangeV2, Entry, EntryType, Message, Snapshot};
+use raft::{RawNode, StateRole};
+use raftoral_proto::cluster::v1::{Command, ConfChangeContext};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::config::NodeConfig;
 use crate::error::{EngineError, Rejection};
 use crate::event::Event;
 use crate::state_machine::{Applied, StateMachine};
+use crate::storage::{RaftStore, StorageError};
+use crate::transport::Transport;
 
 /// The reply a proposer waits for.
 pub(crate) type ProposalReply = oneshot::Sender<Result<Applied, EngineError>>;
 
-/// A command on its way into the log.
-pub(crate) struct Proposal {
-    pub command: Command,
-    pub reply: ProposalReply,
+/// A change on its way into the log.
+pub(crate) enum Proposal {
+    /// A state-machine command.
+    Command {
+        command: Command,
+        reply: ProposalReply,
+    },
+    /// A membership change; its context carries the proposal id.
+    ConfChange {
+        change: ConfChangeV2,
+        proposal_id: u64,
+        reply: ProposalReply,
+    },
 }
 
 /// Most proposals taken from the channel for one Ready round; bounds the
 /// latency a huge burst adds to the first proposal of the next round.
 const MAX_BATCH: usize = 1024;
 
-/// Shared, read-mostly view of the role, for status queries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// This node's view of its Raft group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RaftStatus {
     /// This node's id.
     pub id: u64,
@@ -44,187 +55,326 @@ pub struct RaftStatus {
     pub term: u64,
     /// Highest committed index.
     pub commit_index: u64,
+    /// Highest applied index.
+    pub applied_index: u64,
+    /// Index of the latest snapshot.
+    pub snapshot_index: u64,
+    /// First index still in the log.
+    pub first_index: u64,
     /// True when this node leads.
     pub is_leader: bool,
+    /// Voting members.
+    pub voters: Vec<u64>,
+    /// Non-voting members.
+    pub learners: Vec<u64>,
 }
 
 pub(crate) struct RaftLoop {
-    raw: RawNode<MemStorage>,
+    raw: RawNode<RaftStore>,
+    store: RaftStore,
     state: Arc<RwLock<StateMachine>>,
     events: broadcast::Sender<Arc<Event>>,
+    transport: Arc<Transport>,
     /// proposal_id → waiting proposer (only proposals made on this node).
     pending: HashMap<u64, ProposalReply>,
     status: watch::Sender<RaftStatus>,
-    tick_interval: Duration,
+    config: NodeConfig,
+}
+
+/// Channels the loop reads.
+pub(crate) struct LoopInputs {
+    pub proposals: mpsc::Receiver<Proposal>,
+    pub inbound: mpsc::Receiver<Message>,
+    pub unreachable: mpsc::Receiver<u64>,
+    pub shutdown: watch::Receiver<bool>,
 }
 
 impl RaftLoop {
     pub(crate) fn new(
-        raw: RawNode<MemStorage>,
+        raw: RawNode<RaftStore>,
         state: Arc<RwLock<StateMachine>>,
         events: broadcast::Sender<Arc<Event>>,
         status: watch::Sender<RaftStatus>,
-        tick_interval: Duration,
+        transport: Arc<Transport>,
+        config: NodeConfig,
     ) -> Self {
+        let store = raw.store().clone();
         Self {
             raw,
+            store,
             state,
             events,
+            transport,
             pending: HashMap::new(),
             status,
-            tick_interval,
+            config,
         }
     }
 
-    pub(crate) async fn run(
-        mut self,
-        mut proposals: mpsc::Receiver<Proposal>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let mut ticker = tokio::time::interval(self.tick_interval);
+    /// Runs until shutdown. A storage failure stops the loop with an error:
+    /// after a failed fsync nothing written since can be trusted.
+    pub(crate) async fn run(mut self, mut inputs: LoopInputs) -> Result<(), StorageError> {
+        let mut ticker = tokio::time::interval(self.config.tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        self.publish_status();
+        let result = loop {
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => break,
-                proposal = proposals.recv() => {
-                    let Some(proposal) = proposal else { break };
+                _ = inputs.shutdown.changed() => break Ok(()),
+                proposal = inputs.proposals.recv() => {
+                    let Some(proposal) = proposal else { break Ok(()) };
                     self.propose(proposal);
                     let mut taken = 1;
                     while taken < MAX_BATCH {
-                        let Ok(proposal) = proposals.try_recv() else { break };
+                        let Ok(proposal) = inputs.proposals.try_recv() else { break };
                         self.propose(proposal);
                         taken += 1;
                     }
                 }
+                message = inputs.inbound.recv() => {
+                    let Some(message) = message else { break Ok(()) };
+                    self.step(message);
+                    while let Ok(message) = inputs.inbound.try_recv() {
+                        self.step(message);
+                    }
+                }
+                Some(peer) = inputs.unreachable.recv() => self.raw.report_unreachable(peer),
                 _ = ticker.tick() => {
                     self.raw.tick();
                     // Callers that gave up (timeout) dropped their receiver.
                     self.pending.retain(|_, reply| !reply.is_closed());
                 }
             }
-            self.on_ready();
-        }
+            if let Err(e) = self.on_ready() {
+                break Err(e);
+            }
+        };
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(EngineError::ShuttingDown));
         }
         tracing::debug!(node = self.raw.raft.id, "raft loop stopped");
+        result
+    }
+
+    fn step(&mut self, message: Message) {
+        if let Err(e) = self.raw.step(message) {
+            tracing::debug!(error = %e, "raft message not stepped");
+        }
     }
 
     fn propose(&mut self, proposal: Proposal) {
-        if self.raw.raft.state != StateRole::Leader {
-            let _ = proposal.reply.send(Err(EngineError::NoLeader {
+        // A follower forwards proposals to the leader (raft-rs does it); with
+        // no known leader the proposal would be dropped, so say so at once.
+        if self.raw.raft.leader_id == 0 {
+            let reply = match proposal {
+                Proposal::Command { reply, .. } | Proposal::ConfChange { reply, .. } => reply,
+            };
+            let _ = reply.send(Err(EngineError::NoLeader {
                 node: self.raw.raft.id,
             }));
             return;
         }
-        let id = proposal.command.proposal_id;
-        let data = proposal.command.encode_to_vec();
-        match self.raw.propose(Vec::new(), data) {
+        let (id, result, reply) = match proposal {
+            Proposal::Command { command, reply } => {
+                let data = command.encode_to_vec();
+                (
+                    command.proposal_id,
+                    self.raw.propose(Vec::new(), data),
+                    reply,
+                )
+            }
+            Proposal::ConfChange {
+                change,
+                proposal_id,
+                reply,
+            } => (
+                proposal_id,
+                self.raw.propose_conf_change(Vec::new(), change),
+                reply,
+            ),
+        };
+        match result {
             Ok(()) => {
-                self.pending.insert(id, proposal.reply);
+                self.pending.insert(id, reply);
             }
             Err(e) => {
-                let _ = proposal.reply.send(Err(e.into()));
+                let _ = reply.send(Err(e.into()));
             }
         }
     }
 
     /// One Ready round, in the order raft-rs requires: send messages, apply a
-    /// snapshot, apply committed entries, append new entries, persist the hard
-    /// state, send messages that needed persistence, advance, then handle the
-    /// light ready the same way.
-    fn on_ready(&mut self) {
+    /// snapshot, apply committed entries, append new entries and the hard
+    /// state, fsync once, send messages that needed persistence, advance,
+    /// then handle the light ready the same way.
+    fn on_ready(&mut self) -> Result<(), StorageError> {
         if !self.raw.has_ready() {
-            return;
+            // raft-rs may have asked for a snapshot without producing a Ready.
+            return self.maybe_snapshot();
         }
         let mut ready = self.raw.ready();
-        self.send(ready.take_messages());
+        self.transport.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            let snapshot = ready.snapshot().clone();
-            if let Err(e) = self.raw.mut_store().wl().apply_snapshot(snapshot) {
-                tracing::error!(error = %e, "cannot apply raft snapshot");
-            }
+            self.install_snapshot(ready.snapshot().clone())?;
         }
         let committed = ready.take_committed_entries();
-        self.apply(committed);
-        if !ready.entries().is_empty()
-            && let Err(e) = self.raw.mut_store().wl().append(ready.entries())
-        {
-            tracing::error!(error = %e, "cannot append raft entries");
-        }
+        self.apply(committed)?;
+        self.store.append(ready.entries())?;
         if let Some(hs) = ready.hs() {
-            self.raw.mut_store().wl().set_hardstate(hs.clone());
+            self.store.set_hard_state(hs)?;
         }
-        self.send(ready.take_persisted_messages());
+        self.store.sync()?;
+        self.transport.send(ready.take_persisted_messages());
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
-            self.raw
-                .mut_store()
-                .wl()
-                .mut_hard_state()
-                .set_commit(commit);
+            self.store.set_commit(commit)?;
         }
-        self.send(light.take_messages());
+        self.transport.send(light.take_messages());
         let committed = light.take_committed_entries();
-        self.apply(committed);
+        self.apply(committed)?;
         self.raw.advance_apply();
+        self.maybe_snapshot()?;
         self.publish_status();
+        Ok(())
     }
 
-    fn send(&mut self, messages: Vec<Message>) {
-        for m in messages {
-            // A single-node group never addresses another node; the cluster
-            // transport arrives with multi-node support.
-            tracing::warn!(to = m.to, msg_type = ?m.get_msg_type(), "no transport for raft message; dropped");
+    /// A snapshot from the leader replaces the state machine.
+    fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        let index = snapshot.get_metadata().index;
+        let restored = StateMachine::restore(&snapshot.data, index)
+            .map_err(|e| StorageError::Corrupt(format!("snapshot at index {index}: {e}")))?;
+        self.store.apply_snapshot(snapshot)?;
+        for (id, address) in restored.member_addresses() {
+            self.transport.set_address(*id, address.clone());
         }
+        *self.state.write().expect("state lock poisoned") = restored;
+        tracing::info!(index, "installed a snapshot from the leader");
+        // Sessions re-read the state and run what is theirs.
+        let _ = self.events.send(Arc::new(Event::SessionsChanged));
+        Ok(())
     }
 
-    fn apply(&mut self, entries: Vec<Entry>) {
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), StorageError> {
         if entries.is_empty() {
-            return;
+            return Ok(());
         }
         let mut state = self.state.write().expect("state lock poisoned");
         for entry in entries {
             state.set_applied_index(entry.index);
-            if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
-                continue;
-            }
-            let command = match Command::decode(entry.data.as_ref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    // Every node skips the same undecodable entry, so state stays
-                    // identical; it can only come from a newer, incompatible
-                    // version of this software.
-                    tracing::error!(index = entry.index, error = %e, "undecodable log entry skipped");
-                    continue;
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {}
+                EntryType::EntryNormal => {
+                    let command = match Command::decode(entry.data.as_ref()) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            // Every node skips the same undecodable entry, so
+                            // state stays identical; it can only come from a
+                            // newer, incompatible version of this software.
+                            tracing::error!(index = entry.index, error = %e, "undecodable log entry skipped");
+                            continue;
+                        }
+                    };
+                    let (outcome, events) = state.apply(&command);
+                    if let Err(rejection) = &outcome {
+                        log_rejection(entry.index, rejection);
+                    }
+                    // Events are sent while the state lock is held, so a
+                    // subscriber that took a snapshot under the read lock sees
+                    // every later change once.
+                    for event in events {
+                        let _ = self.events.send(Arc::new(event));
+                    }
+                    if command.proposer_node_id == self.raw.raft.id
+                        && let Some(reply) = self.pending.remove(&command.proposal_id)
+                    {
+                        let _ = reply.send(outcome.map_err(EngineError::from));
+                    }
                 }
-            };
-            let (outcome, events) = state.apply(&command);
-            if let Err(rejection) = &outcome {
-                log_rejection(entry.index, rejection);
-            }
-            // Events are sent while the state lock is held, so a subscriber that
-            // took a snapshot under the read lock sees every later change once.
-            for event in events {
-                let _ = self.events.send(Arc::new(event));
-            }
-            if command.proposer_node_id == self.raw.raft.id
-                && let Some(reply) = self.pending.remove(&command.proposal_id)
-            {
-                let _ = reply.send(outcome.map_err(EngineError::from));
+                EntryType::EntryConfChangeV2 => {
+                    let change = ConfChangeV2::parse_from_bytes(&entry.data).map_err(|e| {
+                        StorageError::Corrupt(format!("conf change at {}: {e}", entry.index))
+                    })?;
+                    let context =
+                        ConfChangeContext::decode(change.context.as_ref()).unwrap_or_default();
+                    let outcome = match self.raw.apply_conf_change(&change) {
+                        Ok(conf_state) => {
+                            self.store.set_conf_state(&conf_state)?;
+                            for single in change.get_changes() {
+                                let node = single.node_id;
+                                match single.get_change_type() {
+                                    ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                                        state.set_member_address(node, context.address.clone());
+                                        self.transport.set_address(node, context.address.clone());
+                                    }
+                                    ConfChangeType::RemoveNode => {
+                                        state.remove_member(node);
+                                        self.transport.remove_peer(node);
+                                        if node == self.raw.raft.id {
+                                            tracing::warn!(
+                                                "this node was removed from the cluster"
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                            tracing::info!(index = entry.index, voters = ?conf_state.voters, "membership changed");
+                            Ok(Applied::MembershipChanged)
+                        }
+                        Err(e) => {
+                            tracing::warn!(index = entry.index, error = %e, "conf change refused");
+                            Err(EngineError::Raft(e))
+                        }
+                    };
+                    if context.proposer_node_id == self.raw.raft.id
+                        && let Some(reply) = self.pending.remove(&context.proposal_id)
+                    {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    tracing::warn!(
+                        index = entry.index,
+                        "v1 conf change ignored: Raftoral proposes v2 only"
+                    );
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Snapshots the state machine and compacts the log once enough entries
+    /// were applied since the last snapshot.
+    fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+        let applied = self.raw.raft.raft_log.applied;
+        let wanted = self.store.take_snapshot_wanted();
+        let due = applied >= self.store.snapshot_index() + self.config.snapshot_entries;
+        if !(due || wanted && applied > self.store.snapshot_index()) {
+            return Ok(());
+        }
+        let data = self.state.read().expect("state lock poisoned").snapshot();
+        self.store
+            .compact(applied, data, self.config.snapshot_keep_entries)?;
+        tracing::debug!(
+            index = applied,
+            "state machine snapshot taken; log compacted"
+        );
+        Ok(())
     }
 
     fn publish_status(&self) {
         let raft = &self.raw.raft;
+        let conf = self.store.conf_state();
         let status = RaftStatus {
             id: raft.id,
             leader_id: raft.leader_id,
             term: raft.term,
             commit_index: raft.raft_log.committed,
+            applied_index: raft.raft_log.applied,
+            snapshot_index: self.store.snapshot_index(),
+            first_index: raft::Storage::first_index(&self.store).unwrap_or(0),
             is_leader: raft.state == StateRole::Leader,
+            voters: conf.voters.clone(),
+            learners: conf.learners.clone(),
         };
         self.status.send_if_modified(|s| {
             let changed = *s != status;

@@ -214,3 +214,34 @@ fn finish_and_cancel_are_terminal() {
     assert_eq!((outcome, events.len()), (Ok(Applied::Cancelled), 0));
     assert_eq!(sm.workflow("a").unwrap().status, WorkflowStatus::Failed);
 }
+
+#[test]
+fn a_snapshot_restores_the_same_state() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "wf", 1));
+    ok(&mut sm, &register(2, "wf", 1));
+    ok(&mut sm, &start("a", "wf", 1, 1));
+    ok(&mut sm, &checkpoint("a", 0, 1));
+    ok(&mut sm, &start("p", "other", 3, 1));
+    sm.set_applied_index(42);
+    let restored = StateMachine::restore(&sm.snapshot(), 42).unwrap();
+    assert_eq!(restored.applied_index(), 42);
+    assert_eq!(restored.snapshot(), sm.snapshot());
+    let a = restored.workflow("a").unwrap();
+    assert_eq!(
+        (a.status, a.owner, a.checkpoints.len()),
+        (WorkflowStatus::Running, 1, 1)
+    );
+    assert_eq!(
+        restored.workflow("p").unwrap().status,
+        WorkflowStatus::Pending
+    );
+    assert!(restored.is_registered(2, "wf", 1));
+    // The restored machine goes on exactly like the original.
+    let mut restored = restored;
+    assert_eq!(
+        restored.apply(&checkpoint("a", 1, 1)).0,
+        Ok(Applied::CheckpointRecorded)
+    );
+    assert!(StateMachine::restore(b"\xff\xff", 1).is_err());
+}

@@ -391,7 +391,10 @@ fn error_for(e: &EngineError, workflow_id: &str, seq: u64) -> SidecarMsg {
     let code = match e {
         EngineError::Rejected(r) => r.code(),
         EngineError::ValueTooLarge { .. } => ErrorCode::MessageTooLarge,
-        EngineError::InvalidArgument(_) | EngineError::Config(_) => ErrorCode::MalformedMessage,
+        EngineError::InvalidArgument(_)
+        | EngineError::Config(_)
+        | EngineError::AlreadyExists(_)
+        | EngineError::NotMember(_) => ErrorCode::MalformedMessage,
         EngineError::NoLeader { .. }
         | EngineError::ProposalTimeout(_)
         | EngineError::ShuttingDown

@@ -1,9 +1,11 @@
 //! `raftoral serve` settings: each a flag and an environment variable.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::{Context, bail};
 use clap::Args;
 use raftoral::NodeConfig;
 
@@ -27,10 +29,45 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTORAL_NODE_ID", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub node_id: u64,
 
+    /// Address other nodes use to reach this one (host:port). Default: the
+    /// listen address, with POD_IP (or 127.0.0.1) when it listens on all
+    /// interfaces.
+    #[arg(long, env = "RAFTORAL_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Initial members of a new cluster as ID=HOST:PORT,... including this
+    /// node. Every listed node starts with this same membership, so nodes
+    /// started at once form exactly one cluster. Ignored on restart.
+    #[arg(long, env = "RAFTORAL_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+
+    /// Number of initial members expected in --peers; a mismatch stops the
+    /// node (guards against a half-edited peer list).
+    #[arg(long, env = "RAFTORAL_BOOTSTRAP_EXPECT")]
+    pub bootstrap_expect: Option<usize>,
+
+    /// Join a running cluster through this member's node-to-node address
+    /// (host:port). The node starts empty and is added as a voter.
+    #[arg(long, env = "RAFTORAL_JOIN", conflicts_with = "peers")]
+    pub join: Option<String>,
+
     /// Directory for the Raft log and snapshots. Without it the node keeps
     /// everything in memory and loses it when it stops.
     #[arg(long, env = "RAFTORAL_STORAGE_PATH")]
     pub storage_path: Option<PathBuf>,
+
+    /// Applied entries between state-machine snapshots (the log is compacted
+    /// behind each).
+    #[arg(long, env = "RAFTORAL_SNAPSHOT_ENTRIES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_entries: u64,
+
+    /// Raft ticks without a leader before a follower campaigns.
+    #[arg(long, env = "RAFTORAL_ELECTION_TICKS", default_value_t = 10)]
+    pub election_ticks: usize,
+
+    /// Raft ticks between leader heartbeats.
+    #[arg(long, env = "RAFTORAL_HEARTBEAT_TICKS", default_value_t = 2)]
+    pub heartbeat_ticks: usize,
 
     /// Largest checkpoint value, workflow input or result, in bytes.
     #[arg(long, env = "RAFTORAL_MAX_VALUE_BYTES", default_value_t = 4 * 1024 * 1024)]
@@ -51,14 +88,72 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The engine configuration these settings describe.
-    pub fn node_config(&self) -> NodeConfig {
-        NodeConfig {
+    /// The engine configuration these settings describe; `advertise` is the
+    /// resolved node-to-node address.
+    pub fn node_config(&self, advertise: String) -> anyhow::Result<NodeConfig> {
+        let peers = parse_peers(&self.peers)?;
+        if let Some(expect) = self.bootstrap_expect
+            && !peers.is_empty()
+            && expect != peers.len()
+        {
+            bail!(
+                "RAFTORAL_BOOTSTRAP_EXPECT is {expect} but RAFTORAL_PEERS lists {} nodes; list every initial member",
+                peers.len()
+            );
+        }
+        let config = NodeConfig {
             node_id: self.node_id,
             tick_interval: Duration::from_millis(self.tick_ms),
+            election_ticks: self.election_ticks,
+            heartbeat_ticks: self.heartbeat_ticks,
             proposal_timeout: Duration::from_millis(self.proposal_timeout_ms),
             max_value_bytes: self.max_value_bytes,
+            peers,
+            join: self.join.is_some(),
+            advertise,
+            storage_path: self.storage_path.clone(),
+            snapshot_entries: self.snapshot_entries,
             ..NodeConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The address other nodes reach this one at.
+    pub fn advertise_for(&self, bound: SocketAddr) -> String {
+        if let Some(a) = &self.advertise {
+            return a.clone();
+        }
+        if bound.ip().is_unspecified() {
+            let host = std::env::var("POD_IP").unwrap_or_else(|_| "127.0.0.1".into());
+            return format!("{host}:{}", bound.port());
+        }
+        bound.to_string()
+    }
+}
+
+/// Parses `ID=HOST:PORT` items.
+fn parse_peers(items: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for item in items.iter().filter(|i| !i.trim().is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .with_context(|| format!("peer '{item}' is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("peer '{item}': the id is not a number"))?;
+        let addr = addr.trim();
+        if addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            bail!("peer '{item}': the address must be HOST:PORT");
+        }
+        if peers.insert(id, addr.to_owned()).is_some() {
+            bail!("peer id {id} appears twice in RAFTORAL_PEERS");
         }
     }
+    Ok(peers)
 }

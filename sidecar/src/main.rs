@@ -1,8 +1,10 @@
 //! `raftoral`: the Raftoral sidecar and its command-line client.
 
 mod app_api;
+mod cli_cluster;
 mod cli_workflow;
 mod config;
+mod join;
 mod server;
 mod status;
 mod workflow_api;
@@ -25,6 +27,8 @@ enum Command {
     Serve(config::ServeArgs),
     /// Start, inspect, wait for and cancel workflows.
     Workflow(cli_workflow::WorkflowArgs),
+    /// Inspect and change the cluster membership.
+    Cluster(cli_cluster::ClusterArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +53,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => server::serve(args).await,
             Command::Workflow(args) => cli_workflow::run(args).await,
+            Command::Cluster(args) => cli_cluster::run(args).await,
         }
     });
     match result {

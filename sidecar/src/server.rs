@@ -22,13 +22,6 @@ const FRAME_OVERHEAD: usize = 64 * 1024;
 
 /// Runs the sidecar until a termination signal.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if let Some(path) = &args.storage_path {
-        bail!(
-            "RAFTORAL_STORAGE_PATH / --storage-path ({}) is not supported by this build yet: \
-             it keeps state in memory only; unset it to run in memory",
-            path.display()
-        );
-    }
     let sidecar_listener = TcpListener::bind(args.sidecar_listen)
         .await
         .with_context(|| format!("cannot listen on --sidecar-listen {}", args.sidecar_listen))?;
@@ -38,13 +31,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sidecar_addr = sidecar_listener.local_addr()?;
     let raft_addr = raft_listener.local_addr()?;
 
-    let node = Node::start(args.node_config())
+    let advertise = args.advertise_for(raft_addr);
+    let config = args.node_config(advertise.clone())?;
+    let node = Node::start(config)
         .await
         .context("cannot start the Raft node")?;
-    tracing::warn!(
-        node = node.id(),
-        "no storage path: workflow state lives in memory and is lost when this process stops"
-    );
+    if args.storage_path.is_none() {
+        tracing::warn!(
+            node = node.id(),
+            "no storage path: workflow state lives in memory and is lost when this process stops"
+        );
+    }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -82,10 +79,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let _ = stop.wait_for(|s| *s).await;
             }
         });
-    // Node-to-node traffic arrives with multi-node clusters; until then the
-    // port serves health checks so deployments can probe it.
     let raft_server = Server::builder()
+        .tcp_nodelay(true)
         .add_service(health_service)
+        .add_service(node.cluster_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), async move {
             let _ = stop.wait_for(|s| *s).await;
         });
@@ -93,12 +90,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.addr_file {
         write_addr_file(path, sidecar_addr, raft_addr)?;
     }
-    tracing::info!(node = node.id(), sidecar = %sidecar_addr, raft = %raft_addr, "raftoral sidecar serving");
+    tracing::info!(node = node.id(), sidecar = %sidecar_addr, raft = %raft_addr, %advertise, "raftoral sidecar serving");
+    if let Some(seed) = &args.join {
+        let (node, seed, advertise) = (node.clone(), seed.clone(), advertise.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::join::join_cluster(&node, &seed, &advertise).await {
+                tracing::error!(error = %format!("{e:#}"), "could not join the cluster; stopping");
+                node.shutdown().await;
+            }
+        });
+    }
 
     let (a, b) = tokio::join!(sidecar_server, raft_server);
     a.context("app API server failed")?;
     b.context("node-to-node server failed")?;
     node.shutdown().await;
+    if let Some(failure) = node.failure() {
+        bail!("the node stopped after a storage failure: {failure}");
+    }
     tracing::info!("raftoral sidecar stopped");
     Ok(())
 }

@@ -21,6 +21,8 @@ pub fn to_status(e: EngineError) -> Status {
         | EngineError::ProposalTimeout(_)
         | EngineError::ShuttingDown => Code::Unavailable,
         EngineError::WaitTimeout { .. } => Code::DeadlineExceeded,
+        EngineError::AlreadyExists(_) => Code::AlreadyExists,
+        EngineError::NotMember(_) => Code::NotFound,
         EngineError::Raft(_) | EngineError::Config(_) => Code::Internal,
     };
     Status::new(code, e.to_string())

@@ -1,0 +1,105 @@
+//! The node-to-node gRPC service (`raftoral.cluster.v1.ClusterService`):
+//! raft message streams, status, join and remove.
+
+use raftoral_proto::cluster::v1::{
+    ClusterStatusRequest, ClusterStatusResponse, JoinClusterRequest, JoinClusterResponse,
+    RaftRequest, RaftResponse, RemoveNodeRequest, RemoveNodeResponse,
+    cluster_service_server::{ClusterService, ClusterServiceServer},
+};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::error::EngineError;
+use crate::node::Node;
+use crate::transport::{MAX_FRAME, decode_envelope};
+
+/// Serves `ClusterService` for one node.
+pub struct ClusterApi {
+    node: Node,
+}
+
+impl Node {
+    /// The node-to-node gRPC service, to mount on the node's listen address.
+    pub fn cluster_service(&self) -> ClusterServiceServer<ClusterApi> {
+        ClusterServiceServer::new(ClusterApi { node: self.clone() })
+            .max_decoding_message_size(MAX_FRAME)
+            .max_encoding_message_size(MAX_FRAME)
+    }
+}
+
+fn status_of(e: EngineError) -> Status {
+    let code = match &e {
+        EngineError::InvalidArgument(_) => Code::InvalidArgument,
+        EngineError::AlreadyExists(_) => Code::AlreadyExists,
+        EngineError::NotMember(_) => Code::NotFound,
+        EngineError::NoLeader { .. }
+        | EngineError::ProposalTimeout(_)
+        | EngineError::ShuttingDown => Code::Unavailable,
+        _ => Code::FailedPrecondition,
+    };
+    Status::new(code, e.to_string())
+}
+
+#[tonic::async_trait]
+impl ClusterService for ClusterApi {
+    async fn raft(
+        &self,
+        request: Request<Streaming<RaftRequest>>,
+    ) -> Result<Response<RaftResponse>, Status> {
+        let mut stream = request.into_inner();
+        let faults = self.node.transport().faults().clone();
+        while let Some(batch) = stream.message().await? {
+            if faults.is_blocked(batch.from_node_id) {
+                continue;
+            }
+            self.node
+                .transport()
+                .set_address(batch.from_node_id, batch.from_address.clone());
+            for envelope in &batch.messages {
+                if let Some(message) = decode_envelope(envelope) {
+                    self.node.step(message);
+                }
+            }
+        }
+        Ok(Response::new(RaftResponse {}))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let status = self.node.raft_status();
+        Ok(Response::new(ClusterStatusResponse {
+            node_id: status.id,
+            leader_id: status.leader_id,
+            term: status.term,
+            commit_index: status.commit_index,
+            applied_index: status.applied_index,
+            snapshot_index: status.snapshot_index,
+            members: self.node.members(),
+            first_index: status.first_index,
+            log_disk_bytes: self.node.store().disk_bytes(),
+        }))
+    }
+
+    async fn join_cluster(
+        &self,
+        request: Request<JoinClusterRequest>,
+    ) -> Result<Response<JoinClusterResponse>, Status> {
+        let r = request.into_inner();
+        let members = self
+            .node
+            .add_node(r.node_id, &r.address)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(JoinClusterResponse { members }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        let r = request.into_inner();
+        let members = self.node.remove_node(r.node_id).await.map_err(status_of)?;
+        Ok(Response::new(RemoveNodeResponse { members }))
+    }
+}

@@ -1,0 +1,545 @@
+//! Raft log storage: [`RaftStore`] implements `raft::Storage` over entries
+//! kept in memory, made durable by an optional write-ahead log ([`wal`]) and
+//! a snapshot file. Without a directory it is purely in memory; the Raft loop
+//! is the same either way.
+//!
+//! Files in the storage directory:
+//! - `node.id`: the node id that owns the directory (checked at start);
+//! - `wal/NNN.wal`: log segments (entries, hard states, conf states);
+//! - `snapshot.bin`: the latest state-machine snapshot (CRC-checked).
+
+mod wal;
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError as RaftStorageError};
+
+use wal::{Record, Wal};
+
+/// Storage failures. Each message names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file operation failed.
+    #[error("cannot {what} {}: {source}; check the storage path's permissions and free space", .path.display())]
+    Io {
+        /// The operation.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The data on disk is damaged beyond the recoverable tail.
+    #[error("corrupt storage: {0}")]
+    Corrupt(String),
+    /// The directory belongs to another node.
+    #[error("storage path {} holds the data of node {found}, not node {expected}; use that node's id or an empty directory", .path.display())]
+    WrongNode {
+        /// The directory.
+        path: PathBuf,
+        /// The id recorded there.
+        found: u64,
+        /// This node's id.
+        expected: u64,
+    },
+    /// A record could not be encoded.
+    #[error("cannot encode a log record: {0}")]
+    Encode(String),
+}
+
+impl StorageError {
+    fn io(what: &'static str, path: &Path, source: std::io::Error) -> Self {
+        StorageError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn encode(e: protobuf::ProtobufError) -> Self {
+        StorageError::Encode(e.to_string())
+    }
+}
+
+/// Tuning of the on-disk log.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// Size at which a log segment is closed and a new one started.
+    pub segment_bytes: u64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+struct Core {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Latest snapshot; its metadata index/term mark the compaction point
+    /// when nothing later was compacted.
+    snapshot: Snapshot,
+    /// Entries with index `offset..`, contiguous.
+    entries: Vec<Entry>,
+    /// Index and term of the last discarded entry (`first_index - 1`).
+    compacted: (u64, u64),
+    wal: Option<Wal>,
+    dir: Option<PathBuf>,
+    /// Set when raft-rs asked for a snapshot the store does not have (too
+    /// old, or taken before the receiving node was a member).
+    snapshot_wanted: bool,
+}
+
+impl Core {
+    fn first_index(&self) -> u64 {
+        self.compacted.0 + 1
+    }
+
+    fn last_index(&self) -> u64 {
+        self.entries.last().map_or(self.compacted.0, |e| e.index)
+    }
+
+    /// Appends with Raft's truncation rule: an entry at index i replaces
+    /// every entry at i and after.
+    fn append_in_memory(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        if first.index <= self.compacted.0 {
+            // Already covered by a snapshot; keep only the newer part.
+            let skip = (self.compacted.0 + 1 - first.index) as usize;
+            if skip >= entries.len() {
+                return Ok(());
+            }
+            return self.append_in_memory(&entries[skip..]);
+        }
+        if first.index > self.last_index() + 1 {
+            return Err(StorageError::Corrupt(format!(
+                "log gap: entry {} follows entry {}",
+                first.index,
+                self.last_index()
+            )));
+        }
+        let keep = (first.index - self.first_index()) as usize;
+        self.entries.truncate(keep);
+        self.entries.extend_from_slice(entries);
+        Ok(())
+    }
+}
+
+/// The Raft log of one node. Clones share the same log.
+#[derive(Clone)]
+pub struct RaftStore {
+    core: Arc<RwLock<Core>>,
+}
+
+impl RaftStore {
+    /// A log kept in memory only.
+    pub fn in_memory(conf_state: ConfState) -> RaftStore {
+        RaftStore::from_core(Core {
+            hard_state: HardState::default(),
+            conf_state,
+            snapshot: Snapshot::default(),
+            entries: Vec::new(),
+            compacted: (0, 0),
+            wal: None,
+            dir: None,
+            snapshot_wanted: false,
+        })
+    }
+
+    /// Opens the log in `dir` for `node_id`, creating it when empty. A new
+    /// directory starts with `initial` as its membership. Returns the store
+    /// and whether it already held data.
+    pub fn open(
+        dir: &Path,
+        node_id: u64,
+        initial: ConfState,
+        options: &StorageOptions,
+    ) -> Result<(RaftStore, bool), StorageError> {
+        fs::create_dir_all(dir)
+            .map_err(|e| StorageError::io("create the storage directory", dir, e))?;
+        check_node_id(dir, node_id)?;
+        let snapshot = read_snapshot(dir)?;
+        let (wal, records) = Wal::open(&dir.join("wal"), options.segment_bytes)?;
+        let existed = snapshot.is_some() || !records.is_empty();
+        let mut core = Core {
+            hard_state: HardState::default(),
+            conf_state: initial,
+            snapshot: Snapshot::default(),
+            entries: Vec::new(),
+            compacted: (0, 0),
+            wal: None,
+            dir: Some(dir.to_path_buf()),
+            snapshot_wanted: false,
+        };
+        if let Some(snap) = snapshot {
+            let meta = snap.get_metadata();
+            core.compacted = (meta.index, meta.term);
+            core.conf_state = meta.get_conf_state().clone();
+            core.hard_state.commit = meta.index;
+            core.hard_state.term = meta.term;
+            core.snapshot = snap;
+        }
+        for record in records {
+            match record {
+                Record::Entry(e) => core.append_in_memory(std::slice::from_ref(&e))?,
+                Record::HardState(hs) => {
+                    let commit = core.hard_state.commit.max(hs.commit);
+                    core.hard_state = hs;
+                    core.hard_state.commit = commit;
+                }
+                Record::ConfState(cs) => core.conf_state = cs,
+            }
+        }
+        // A commit index beyond the surviving log (its tail was torn) is
+        // clamped: the entries after it were never acknowledged as durable.
+        core.hard_state.commit = core.hard_state.commit.min(core.last_index());
+        let mut store = RaftStore::from_core(core);
+        {
+            let mut core = store.wl();
+            let mut wal = wal;
+            if !existed {
+                wal.append_conf_state(&core.conf_state)?;
+                wal.sync()?;
+            }
+            core.wal = Some(wal);
+        }
+        store.log_open(existed);
+        Ok((store, existed))
+    }
+
+    fn from_core(core: Core) -> RaftStore {
+        RaftStore {
+            core: Arc::new(RwLock::new(core)),
+        }
+    }
+
+    fn log_open(&mut self, existed: bool) {
+        let core = self.rl();
+        tracing::info!(
+            existed,
+            first_index = core.first_index(),
+            last_index = core.last_index(),
+            commit = core.hard_state.commit,
+            snapshot_index = core.snapshot.get_metadata().index,
+            "raft log opened"
+        );
+    }
+
+    fn rl(&self) -> RwLockReadGuard<'_, Core> {
+        self.core.read().expect("raft store lock poisoned")
+    }
+
+    fn wl(&self) -> RwLockWriteGuard<'_, Core> {
+        self.core.write().expect("raft store lock poisoned")
+    }
+
+    /// True when the log is backed by disk.
+    pub fn is_durable(&self) -> bool {
+        self.rl().wal.is_some()
+    }
+
+    /// Appends entries (durable after [`sync`](Self::sync)).
+    pub fn append(&self, entries: &[Entry]) -> Result<(), StorageError> {
+        let mut core = self.wl();
+        core.append_in_memory(entries)?;
+        if let Some(wal) = core.wal.as_mut() {
+            wal.append_entries(entries)?;
+        }
+        Ok(())
+    }
+
+    /// Records the hard state (durable after [`sync`](Self::sync)).
+    pub fn set_hard_state(&self, hs: &HardState) -> Result<(), StorageError> {
+        let mut core = self.wl();
+        core.hard_state = hs.clone();
+        if let Some(wal) = core.wal.as_mut() {
+            wal.append_hard_state(hs)?;
+        }
+        Ok(())
+    }
+
+    /// Records a new commit index. It need not be synced on its own: a lost
+    /// commit index is learned again from the leader.
+    pub fn set_commit(&self, commit: u64) -> Result<(), StorageError> {
+        let hs = {
+            let mut core = self.wl();
+            core.hard_state.commit = commit;
+            core.hard_state.clone()
+        };
+        self.set_hard_state(&hs)
+    }
+
+    /// Records the membership after a conf change.
+    pub fn set_conf_state(&self, cs: &ConfState) -> Result<(), StorageError> {
+        let mut core = self.wl();
+        core.conf_state = cs.clone();
+        if let Some(wal) = core.wal.as_mut() {
+            wal.append_conf_state(cs)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every append so far durable: one fsync for the whole Ready.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        let mut core = self.wl();
+        let (hs, cs) = (core.hard_state.clone(), core.conf_state.clone());
+        if let Some(wal) = core.wal.as_mut() {
+            wal.sync()?;
+            if wal.wants_rotation() {
+                wal.rotate(&hs, &cs)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs a snapshot received from the leader: the log restarts after
+    /// it.
+    pub fn apply_snapshot(&self, snapshot: Snapshot) -> Result<(), StorageError> {
+        let mut core = self.wl();
+        let meta = snapshot.get_metadata().clone();
+        if let Some(dir) = core.dir.clone() {
+            write_snapshot(&dir, &snapshot)?;
+        }
+        core.entries.clear();
+        core.compacted = (meta.index, meta.term);
+        core.conf_state = meta.get_conf_state().clone();
+        core.hard_state.commit = core.hard_state.commit.max(meta.index);
+        core.hard_state.term = core.hard_state.term.max(meta.term);
+        core.snapshot = snapshot;
+        let (hs, cs) = (core.hard_state.clone(), core.conf_state.clone());
+        if let Some(wal) = core.wal.as_mut() {
+            // Later segments must not depend on anything before the snapshot.
+            wal.rotate(&hs, &cs)?;
+            wal.purge_to(meta.index)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new cluster's log: a snapshot at index 1, term 1 holding the
+    /// initial membership and state. Every bootstrapping node writes the same
+    /// one, and a node that joins later receives it (or a newer one) first,
+    /// so it learns the initial membership that is in no log entry.
+    pub fn bootstrap(&self, conf_state: ConfState, data: Vec<u8>) -> Result<(), StorageError> {
+        let mut snapshot = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snapshot.mut_metadata();
+        meta.index = 1;
+        meta.term = 1;
+        meta.set_conf_state(conf_state);
+        self.apply_snapshot(snapshot)?;
+        let hs = self.rl().hard_state.clone();
+        self.set_hard_state(&hs)?;
+        self.sync()
+    }
+
+    /// Stores a snapshot of the state machine taken at `index` and compacts
+    /// the log behind it, keeping `keep` entries for followers that lag a
+    /// little (they then catch up from the log instead of a snapshot).
+    pub fn compact(&self, index: u64, data: Vec<u8>, keep: u64) -> Result<(), StorageError> {
+        let mut core = self.wl();
+        if index <= core.snapshot.get_metadata().index || index > core.last_index() {
+            return Ok(());
+        }
+        let term = core
+            .entries
+            .get((index - core.first_index()) as usize)
+            .map(|e| e.term)
+            .unwrap_or(core.compacted.1);
+        let mut snapshot = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(core.conf_state.clone());
+        if let Some(dir) = core.dir.clone() {
+            write_snapshot(&dir, &snapshot)?;
+        }
+        core.snapshot = snapshot;
+        let upto = index.saturating_sub(keep);
+        if upto > core.compacted.0 {
+            let drop = (upto - core.compacted.0) as usize;
+            let boundary_term = core.entries[drop - 1].term;
+            core.entries.drain(..drop);
+            core.compacted = (upto, boundary_term);
+        }
+        let compacted = core.compacted.0;
+        if let Some(wal) = core.wal.as_mut() {
+            wal.purge_to(compacted)?;
+        }
+        Ok(())
+    }
+
+    /// True (once) when raft-rs asked for a newer snapshot than stored.
+    pub fn take_snapshot_wanted(&self) -> bool {
+        std::mem::take(&mut self.wl().snapshot_wanted)
+    }
+
+    /// The latest snapshot (metadata index 0 when none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.rl().snapshot.get_metadata().index
+    }
+
+    /// The state-machine data of the latest snapshot, if any.
+    pub fn snapshot_data(&self) -> Option<(u64, Vec<u8>)> {
+        let core = self.rl();
+        let index = core.snapshot.get_metadata().index;
+        (index > 0).then(|| (index, core.snapshot.data.to_vec()))
+    }
+
+    /// Bytes of log segments on disk (0 in memory).
+    pub fn disk_bytes(&self) -> u64 {
+        self.rl().wal.as_ref().map_or(0, |w| w.disk_bytes())
+    }
+
+    /// The current membership.
+    pub fn conf_state(&self) -> ConfState {
+        self.rl().conf_state.clone()
+    }
+}
+
+impl Storage for RaftStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let core = self.rl();
+        Ok(RaftState {
+            hard_state: core.hard_state.clone(),
+            conf_state: core.conf_state.clone(),
+        })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let core = self.rl();
+        if low < core.first_index() {
+            return Err(raft::Error::Store(RaftStorageError::Compacted));
+        }
+        if high > core.last_index() + 1 {
+            return Err(raft::Error::Store(RaftStorageError::Unavailable));
+        }
+        let offset = core.first_index();
+        let mut out = core.entries[(low - offset) as usize..(high - offset) as usize].to_vec();
+        raft::util::limit_size(&mut out, max_size.into());
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let core = self.rl();
+        if idx == core.compacted.0 {
+            return Ok(core.compacted.1);
+        }
+        if idx < core.first_index() {
+            return Err(raft::Error::Store(RaftStorageError::Compacted));
+        }
+        if idx > core.last_index() {
+            return Err(raft::Error::Store(RaftStorageError::Unavailable));
+        }
+        Ok(core.entries[(idx - core.first_index()) as usize].term)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.rl().first_index())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.rl().last_index())
+    }
+
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let mut core = self.wl();
+        let meta = core.snapshot.get_metadata();
+        let conf = meta.get_conf_state();
+        let has_peer = conf.voters.contains(&to) || conf.learners.contains(&to);
+        // A snapshot that is too old, or that predates the receiver joining
+        // (raft-rs on the receiver refuses those), is replaced: the Raft loop
+        // takes a fresh one after this Ready and raft-rs asks again.
+        if meta.index < request_index || !has_peer {
+            core.snapshot_wanted = true;
+            return Err(raft::Error::Store(
+                RaftStorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        Ok(core.snapshot.clone())
+    }
+}
+
+fn check_node_id(dir: &Path, node_id: u64) -> Result<(), StorageError> {
+    let path = dir.join("node.id");
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let found: u64 = text.trim().parse().map_err(|_| {
+                StorageError::Corrupt(format!("{} does not hold a node id", path.display()))
+            })?;
+            if found != node_id {
+                return Err(StorageError::WrongNode {
+                    path: dir.to_path_buf(),
+                    found,
+                    expected: node_id,
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_atomically(dir, "node.id", format!("{node_id}\n").as_bytes())
+        }
+        Err(e) => Err(StorageError::io("read", &path, e)),
+    }
+}
+
+fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
+    let body = snapshot.write_to_bytes().map_err(StorageError::encode)?;
+    let mut data = crc32fast::hash(&body).to_le_bytes().to_vec();
+    data.extend_from_slice(&body);
+    write_atomically(dir, "snapshot.bin", &data)
+}
+
+fn read_snapshot(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
+    let path = dir.join("snapshot.bin");
+    let data = match fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io("read", &path, e)),
+    };
+    if data.len() < 4 || crc32fast::hash(&data[4..]).to_le_bytes() != data[..4] {
+        return Err(StorageError::Corrupt(format!(
+            "{} fails its checksum; remove the node's storage and re-join it",
+            path.display()
+        )));
+    }
+    Snapshot::parse_from_bytes(&data[4..])
+        .map(Some)
+        .map_err(|e| StorageError::Corrupt(format!("{}: {e}", path.display())))
+}
+
+/// Writes a file so that it is either the old or the new content after a
+/// crash: temp file, fsync, rename, fsync of the directory.
+fn write_atomically(dir: &Path, name: &str, data: &[u8]) -> Result<(), StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| StorageError::io("write", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename into place", &path, e))?;
+    wal::sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! Node-to-node transport: raft-rs messages over gRPC streams.
+//!
+//! Each node keeps one outbound stream per peer, fed by a bounded queue: a
+//! slow or dead peer loses messages (Raft retransmits) instead of blocking the
+//! leader or growing memory. Messages are batched: everything queued for a
+//! peer when its task wakes goes out as one `RaftRequest`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::prelude::Message;
+use raftoral_proto::cluster::v1::{
+    RaftEnvelope, RaftRequest, cluster_service_client::ClusterServiceClient,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+use crate::state_machine::NodeId;
+
+/// The only Raft group today; see `RaftEnvelope.group_id`.
+pub const GROUP_ID: u64 = 0;
+/// Messages queued per peer before new ones are dropped.
+const PEER_QUEUE: usize = 4096;
+/// Messages per batch.
+const MAX_BATCH: usize = 256;
+/// Largest node-to-node frame (snapshots travel inside raft messages).
+pub const MAX_FRAME: usize = 512 * 1024 * 1024;
+
+/// Outbound side of the transport, shared by the Raft loop and the server.
+pub struct Transport {
+    me: NodeId,
+    advertise: String,
+    addresses: Mutex<HashMap<NodeId, String>>,
+    peers: Mutex<HashMap<NodeId, mpsc::Sender<Message>>>,
+    /// Peers whose stream failed, for `report_unreachable`.
+    unreachable: mpsc::Sender<NodeId>,
+    shutdown: watch::Receiver<bool>,
+    faults: Faults,
+}
+
+/// Test hook: peers whose traffic is dropped in both directions, to simulate
+/// a network partition inside one process tree.
+#[derive(Default, Clone)]
+pub struct Faults {
+    blocked: Arc<Mutex<std::collections::HashSet<NodeId>>>,
+}
+
+impl Faults {
+    /// Drops all traffic to and from `peers` (replacing the previous set).
+    pub fn block(&self, peers: impl IntoIterator<Item = NodeId>) {
+        *self.blocked.lock().expect("faults lock") = peers.into_iter().collect();
+    }
+
+    /// True when traffic with `peer` is dropped.
+    pub fn is_blocked(&self, peer: NodeId) -> bool {
+        self.blocked.lock().expect("faults lock").contains(&peer)
+    }
+}
+
+impl Transport {
+    /// A transport for node `me`, reachable at `advertise`.
+    pub fn new(
+        me: NodeId,
+        advertise: String,
+        addresses: HashMap<NodeId, String>,
+        unreachable: mpsc::Sender<NodeId>,
+        shutdown: watch::Receiver<bool>,
+        faults: Faults,
+    ) -> Transport {
+        Transport {
+            me,
+            advertise,
+            addresses: Mutex::new(addresses),
+            peers: Mutex::new(HashMap::new()),
+            unreachable,
+            shutdown,
+            faults,
+        }
+    }
+
+    /// This node's advertised address.
+    pub fn advertise(&self) -> &str {
+        &self.advertise
+    }
+
+    /// The fault injector.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Learns (or updates) a peer's address. A changed address restarts the
+    /// peer's connection.
+    pub fn set_address(&self, node: NodeId, address: String) {
+        if node == self.me || address.is_empty() {
+            return;
+        }
+        let mut addresses = self.addresses.lock().expect("addresses lock");
+        if addresses.get(&node) != Some(&address) {
+            tracing::info!(peer = node, %address, "peer address learned");
+            addresses.insert(node, address);
+            self.peers.lock().expect("peers lock").remove(&node);
+        }
+    }
+
+    /// Forgets a removed peer.
+    pub fn remove_peer(&self, node: NodeId) {
+        self.addresses.lock().expect("addresses lock").remove(&node);
+        self.peers.lock().expect("peers lock").remove(&node);
+    }
+
+    /// Known addresses.
+    pub fn addresses(&self) -> HashMap<NodeId, String> {
+        self.addresses.lock().expect("addresses lock").clone()
+    }
+
+    /// Queues messages for their peers; never blocks.
+    pub fn send(&self, messages: Vec<Message>) {
+        for m in messages {
+            let to = m.to;
+            if self.faults.is_blocked(to) {
+                continue;
+            }
+            let Some(queue) = self.queue_for(to) else {
+                tracing::debug!(to, "no address for peer; raft message dropped");
+                continue;
+            };
+            if let Err(e) = queue.try_send(m) {
+                match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        tracing::debug!(to, "peer queue full; raft message dropped")
+                    }
+                    mpsc::error::TrySendError::Closed(_) => {
+                        self.peers.lock().expect("peers lock").remove(&to);
+                    }
+                }
+            }
+        }
+    }
+
+    fn queue_for(&self, to: NodeId) -> Option<mpsc::Sender<Message>> {
+        let mut peers = self.peers.lock().expect("peers lock");
+        if let Some(q) = peers.get(&to)
+            && !q.is_closed()
+        {
+            return Some(q.clone());
+        }
+        let address = self
+            .addresses
+            .lock()
+            .expect("addresses lock")
+            .get(&to)?
+            .clone();
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        tokio::spawn(run_peer(PeerLink {
+            me: self.me,
+            advertise: self.advertise.clone(),
+            to,
+            address,
+            queue: rx,
+            unreachable: self.unreachable.clone(),
+            shutdown: self.shutdown.clone(),
+        }));
+        peers.insert(to, tx.clone());
+        Some(tx)
+    }
+}
+
+struct PeerLink {
+    me: NodeId,
+    advertise: String,
+    to: NodeId,
+    address: String,
+    queue: mpsc::Receiver<Message>,
+    unreachable: mpsc::Sender<NodeId>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Keeps one stream to a peer open, reconnecting with backoff, until the
+/// queue's sender is dropped (peer removed or address changed) or shutdown.
+async fn run_peer(mut link: PeerLink) {
+    let mut backoff = Duration::from_millis(50);
+    let url = format!("http://{}", link.address);
+    let Ok(endpoint) = Endpoint::from_shared(url.clone()) else {
+        tracing::error!(peer = link.to, address = %link.address, "invalid peer address");
+        return;
+    };
+    let endpoint = endpoint
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    loop {
+        let mut client = ClusterServiceClient::new(endpoint.connect_lazy())
+            .max_encoding_message_size(MAX_FRAME)
+            .max_decoding_message_size(MAX_FRAME);
+        let (batches, rx) = mpsc::channel::<RaftRequest>(64);
+        let call = client.raft(ReceiverStream::new(rx));
+        tokio::pin!(call);
+        let mut sent_any = false;
+        let ended = loop {
+            tokio::select! {
+                result = &mut call => break result.map(|_| ()).map_err(|s| s.to_string()),
+                message = link.queue.recv() => {
+                    let Some(first) = message else { return };
+                    let mut envelopes = Vec::with_capacity(8);
+                    push_envelope(&mut envelopes, first);
+                    while envelopes.len() < MAX_BATCH {
+                        let Ok(m) = link.queue.try_recv() else { break };
+                        push_envelope(&mut envelopes, m);
+                    }
+                    let request = RaftRequest {
+                        from_node_id: link.me,
+                        messages: envelopes,
+                        from_address: link.advertise.clone(),
+                    };
+                    // Never wait on a slow peer: drop the batch, Raft resends.
+                    if batches.try_send(request).is_err() {
+                        tracing::debug!(peer = link.to, "peer stream backlogged; batch dropped");
+                    }
+                    sent_any = true;
+                }
+                _ = link.shutdown.changed() => return,
+            }
+        };
+        if let Err(reason) = ended {
+            tracing::debug!(peer = link.to, %reason, "raft stream to peer ended");
+        }
+        let _ = link.unreachable.try_send(link.to);
+        if sent_any {
+            backoff = Duration::from_millis(50);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = link.shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+fn push_envelope(envelopes: &mut Vec<RaftEnvelope>, m: Message) {
+    match m.write_to_bytes() {
+        Ok(bytes) => envelopes.push(RaftEnvelope {
+            group_id: GROUP_ID,
+            message: bytes.into(),
+        }),
+        Err(e) => tracing::error!(error = %e, "cannot encode a raft message"),
+    }
+}
+
+/// Decodes one received envelope.
+pub fn decode_envelope(envelope: &RaftEnvelope) -> Option<Message> {
+    if envelope.group_id != GROUP_ID {
+        tracing::warn!(
+            group = envelope.group_id,
+            "message for an unknown raft group dropped"
+        );
+        return None;
+    }
+    match Message::parse_from_bytes(&envelope.message) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable raft message dropped");
+            None
+        }
+    }
+}

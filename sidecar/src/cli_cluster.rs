@@ -1,0 +1,112 @@
+//! `raftoral cluster ...`: status and membership from the command line.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use raftoral_proto::cluster::v1::{
+    ClusterStatusRequest, Member, MemberRole, RemoveNodeRequest,
+    cluster_service_client::ClusterServiceClient,
+};
+use serde_json::json;
+
+/// `raftoral cluster` arguments.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Node-to-node address of any member (host:port).
+    #[arg(
+        long,
+        env = "RAFTORAL_CLUSTER_ADDR",
+        default_value = "127.0.0.1:7001",
+        global = true
+    )]
+    addr: String,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Members, leader, term and log positions as the addressed node sees them.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a node from the membership (it never rejoins with that id).
+    Remove {
+        /// Id of the node to remove.
+        node_id: u64,
+    },
+}
+
+fn role(m: &Member) -> &'static str {
+    match m.role() {
+        MemberRole::Leader => "leader",
+        MemberRole::Follower => "follower",
+        MemberRole::Learner => "learner",
+        MemberRole::Unspecified => "unknown",
+    }
+}
+
+/// Runs one `raftoral cluster` command.
+pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let mut client = ClusterServiceClient::connect(format!("http://{}", args.addr))
+        .await
+        .with_context(|| format!("cannot connect to the node at {}", args.addr))?;
+    let status = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());
+    match args.command {
+        ClusterCommand::Status { json } => {
+            let s = client
+                .cluster_status(ClusterStatusRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            if json {
+                let members: Vec<_> = s
+                    .members
+                    .iter()
+                    .map(|m| json!({"id": m.node_id, "address": m.address, "role": role(m)}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({
+                        "node": s.node_id,
+                        "leader": s.leader_id,
+                        "term": s.term,
+                        "commit_index": s.commit_index,
+                        "applied_index": s.applied_index,
+                        "snapshot_index": s.snapshot_index,
+                        "first_index": s.first_index,
+                        "log_disk_bytes": s.log_disk_bytes,
+                        "members": members,
+                    })
+                );
+            } else {
+                println!(
+                    "node {}  leader {}  term {}  commit {}  applied {}  snapshot {}  first index {}  log on disk {} B",
+                    s.node_id,
+                    s.leader_id,
+                    s.term,
+                    s.commit_index,
+                    s.applied_index,
+                    s.snapshot_index,
+                    s.first_index,
+                    s.log_disk_bytes
+                );
+                println!("{:>6}  {:<24}  role", "id", "address");
+                for m in &s.members {
+                    println!("{:>6}  {:<24}  {}", m.node_id, m.address, role(m));
+                }
+            }
+        }
+        ClusterCommand::Remove { node_id } => {
+            let r = client
+                .remove_node(RemoveNodeRequest { node_id })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let ids: Vec<u64> = r.members.iter().map(|m| m.node_id).collect();
+            println!("{}", json!({"removed": node_id, "members": ids}));
+        }
+    }
+    Ok(())
+}
