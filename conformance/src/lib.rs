@@ -5,6 +5,8 @@
 //! build the workspace first (`make test` does); `RAFTORAL_BIN_DIR` overrides
 //! the directory.
 
+pub mod cluster;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

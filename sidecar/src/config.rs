@@ -61,6 +61,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTORAL_SNAPSHOT_ENTRIES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_entries: u64,
 
+    /// Size at which a log segment is closed; compaction deletes whole
+    /// segments, so this bounds the disk a compacted log keeps.
+    #[arg(long, env = "RAFTORAL_LOG_SEGMENT_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
+    pub log_segment_bytes: u64,
+
     /// Raft ticks without a leader before a follower campaigns.
     #[arg(long, env = "RAFTORAL_ELECTION_TICKS", default_value_t = 10)]
     pub election_ticks: usize,
@@ -113,6 +118,9 @@ impl ServeArgs {
             advertise,
             storage_path: self.storage_path.clone(),
             snapshot_entries: self.snapshot_entries,
+            storage: raftoral::storage::StorageOptions {
+                segment_bytes: self.log_segment_bytes,
+            },
             ..NodeConfig::default()
         };
         config.validate()?;

@@ -1,0 +1,238 @@
+//! Multi-node harness: N `raftoral serve` processes forming one cluster over
+//! loopback, with kill, restart and status.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use raftoral_client::proto::cluster::v1::{
+    ClusterStatusRequest, ClusterStatusResponse, cluster_service_client::ClusterServiceClient,
+};
+use tokio::process::{Child, Command};
+
+use crate::{DEADLINE, bin_dir};
+
+/// One node of a [`Cluster`].
+pub struct ClusterNode {
+    /// Raft node id.
+    pub id: u64,
+    /// Node-to-node address.
+    pub raft_addr: String,
+    /// App API URL (changes on restart: port 0).
+    pub url: String,
+    args: Vec<String>,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+/// A cluster of real sidecar processes.
+pub struct Cluster {
+    /// Nodes by id.
+    pub nodes: BTreeMap<u64, ClusterNode>,
+    /// Working directory (logs, storage).
+    pub dir: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+/// A free loopback port, picked by the OS. The listener is closed before the
+/// node binds it; fine on loopback in a test.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Cluster {
+    /// Starts `n` nodes at once with the same peer list. `storage` puts each
+    /// node's log on disk; `extra` flags go to every node.
+    pub async fn start(n: u64, storage: bool, extra: &[&str]) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let mut addrs = BTreeMap::new();
+        for id in 1..=n {
+            addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
+        }
+        let peers: Vec<String> = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect();
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for (id, addr) in &addrs {
+            let mut args = vec!["--peers".to_string(), peers.join(",")];
+            if storage {
+                args.push("--storage-path".into());
+                args.push(
+                    cluster
+                        .dir
+                        .path()
+                        .join(format!("data{id}"))
+                        .display()
+                        .to_string(),
+                );
+            }
+            cluster.spawn(*id, addr.clone(), args)?;
+        }
+        for id in 1..=n {
+            cluster.wait_serving(id).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts a new node that joins through `via`'s node-to-node address.
+    pub async fn join(&mut self, id: u64, via: u64, storage: bool) -> anyhow::Result<()> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let mut args = vec!["--join".to_string(), self.nodes[&via].raft_addr.clone()];
+        if storage {
+            args.push("--storage-path".into());
+            args.push(
+                self.dir
+                    .path()
+                    .join(format!("data{id}"))
+                    .display()
+                    .to_string(),
+            );
+        }
+        self.spawn(id, addr, args)?;
+        self.wait_serving(id).await
+    }
+
+    fn spawn(&mut self, id: u64, raft_addr: String, args: Vec<String>) -> anyhow::Result<()> {
+        let node_dir = self.dir.path().join(format!("node{id}"));
+        std::fs::create_dir_all(&node_dir)?;
+        let mut node = ClusterNode {
+            id,
+            raft_addr,
+            url: String::new(),
+            args,
+            child: None,
+            dir: node_dir,
+        };
+        node.child = Some(self.command(&node)?);
+        self.nodes.insert(id, node);
+        Ok(())
+    }
+
+    fn command(&self, node: &ClusterNode) -> anyhow::Result<Child> {
+        let _ = std::fs::remove_file(node.dir.join("addr.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("sidecar.log"))?;
+        Command::new(bin_dir().join("raftoral"))
+            .arg("serve")
+            .args(["--node-id", &node.id.to_string()])
+            .args([
+                "--listen",
+                &node.raft_addr,
+                "--sidecar-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--tick-ms", "20", "--proposal-timeout-ms", "3000"])
+            .arg("--addr-file")
+            .arg(node.dir.join("addr.json"))
+            .args(&node.args)
+            .args(&self.extra)
+            .env("RUST_LOG", "info,raftoral=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn raftoral serve")
+    }
+
+    async fn wait_serving(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self.nodes.get_mut(&id).expect("node");
+        let file = node.dir.join("addr.json");
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            tick.tick().await;
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                let v: serde_json::Value = serde_json::from_str(&text)?;
+                node.url = format!("http://{}", v["sidecar"].as_str().unwrap_or_default());
+                return Ok(());
+            }
+            if let Some(child) = node.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("node {id} exited with {status}:\n{}", node.log());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("node {id} did not serve within {DEADLINE:?}");
+            }
+        }
+    }
+
+    /// SIGKILLs a node.
+    pub async fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        if let Some(mut child) = self.nodes.get_mut(&id).expect("node").child.take() {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a killed node again with its original arguments and storage.
+    pub async fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let child = self.command(&self.nodes[&id])?;
+        self.nodes.get_mut(&id).expect("node").child = Some(child);
+        self.wait_serving(id).await
+    }
+
+    /// A node's cluster status.
+    pub async fn status(&self, id: u64) -> anyhow::Result<ClusterStatusResponse> {
+        let mut client =
+            ClusterServiceClient::connect(format!("http://{}", self.nodes[&id].raft_addr)).await?;
+        Ok(client
+            .cluster_status(ClusterStatusRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// Waits until every listed node sees the same leader and the members
+    /// `expected`; returns the leader.
+    pub async fn wait_agreement(&self, nodes: &[u64], expected: &[u64]) -> anyhow::Result<u64> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut last = String::new();
+        loop {
+            tick.tick().await;
+            let mut leaders = Vec::new();
+            let mut agreed = true;
+            for id in nodes {
+                match self.status(*id).await {
+                    Ok(s) => {
+                        let members: Vec<u64> = s.members.iter().map(|m| m.node_id).collect();
+                        agreed &= members == expected && s.leader_id != 0;
+                        leaders.push(s.leader_id);
+                        last = format!("node {id}: leader {} members {members:?}", s.leader_id);
+                    }
+                    Err(e) => {
+                        agreed = false;
+                        last = format!("node {id}: {e}");
+                    }
+                }
+            }
+            if agreed && leaders.windows(2).all(|w| w[0] == w[1]) {
+                return Ok(leaders[0]);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "no agreement on leader and members {expected:?} within {DEADLINE:?}; last: {last}"
+                );
+            }
+        }
+    }
+
+    /// A node's log.
+    pub fn log(&self, id: u64) -> String {
+        self.nodes[&id].log()
+    }
+}
+
+impl ClusterNode {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sidecar.log")).unwrap_or_default()
+    }
+}
