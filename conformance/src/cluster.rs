@@ -135,6 +135,7 @@ impl Cluster {
             .args(&node.args)
             .args(&self.extra)
             .env("RUST_LOG", "info,raftoral=debug")
+            .env("RAFTORAL_FAULT_FILE", node.dir.join("faults"))
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
@@ -223,6 +224,28 @@ impl Cluster {
                 );
             }
         }
+    }
+
+    /// Cuts the network between `side` and every other node (both
+    /// directions); an empty `side` heals all partitions.
+    pub fn partition(&self, side: &[u64]) -> anyhow::Result<()> {
+        for (id, node) in &self.nodes {
+            let blocked: Vec<String> = if side.is_empty() {
+                Vec::new()
+            } else if side.contains(id) {
+                self.nodes
+                    .keys()
+                    .filter(|k| !side.contains(k))
+                    .map(|k| k.to_string())
+                    .collect()
+            } else {
+                side.iter().map(|k| k.to_string()).collect()
+            };
+            let tmp = node.dir.join("faults.tmp");
+            std::fs::write(&tmp, blocked.join(" "))?;
+            std::fs::rename(&tmp, node.dir.join("faults"))?;
+        }
+        Ok(())
     }
 
     /// A node's log.

@@ -320,3 +320,52 @@ async fn a_torn_log_tail_is_repaired_at_restart() -> anyhow::Result<()> {
     start_many(&client, 3).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_minority_partition_cannot_commit_and_converges_after_healing() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3, false, &[]).await?;
+    let old_leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
+    let majority: Vec<u64> = (1..=3).filter(|id| *id != old_leader).collect();
+    cluster.partition(&[old_leader])?;
+
+    // The majority elects a leader among itself and commits.
+    let (a, b) = (majority[0], majority[1]);
+    let ca = RaftoralClient::connect(&cluster.nodes[&a].url).await?;
+    eventually_async(
+        DEADLINE,
+        "the majority to elect a leader of its own",
+        || {
+            let cluster = &cluster;
+            let majority = majority.clone();
+            async move {
+                let (sa, sb) = (cluster.status(a).await?, cluster.status(b).await?);
+                Ok(sa.leader_id == sb.leader_id && majority.contains(&sa.leader_id))
+            }
+        },
+    )
+    .await?;
+    let committed = start_many(&ca, 10).await?;
+
+    // The isolated node cannot commit: its starts fail (no leader, or a
+    // timeout), and it never learns the majority's entries.
+    let isolated = RaftoralClient::connect(&cluster.nodes[&old_leader].url).await?;
+    let err = isolated
+        .start_workflow("nobody_runs_this", 1, &())
+        .await
+        .err()
+        .expect("a minority must not commit");
+    assert_eq!(err.code(), Some(tonic::Code::Unavailable), "{err}");
+    assert!(workflow_ids(&isolated).await?.is_disjoint(&committed));
+
+    // Healed: the old leader follows the new one and converges.
+    cluster.partition(&[])?;
+    cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
+    eventually_async(DEADLINE, "the old leader to converge", || {
+        let (isolated, want) = (isolated.clone(), committed.clone());
+        async move { Ok(workflow_ids(&isolated).await?.is_superset(&want)) }
+    })
+    .await?;
+    let cb = RaftoralClient::connect(&cluster.nodes[&b].url).await?;
+    assert_eq!(workflow_ids(&cb).await?, workflow_ids(&isolated).await?);
+    Ok(())
+}

@@ -4,6 +4,7 @@ mod app_api;
 mod cli_cluster;
 mod cli_workflow;
 mod config;
+mod faults;
 mod join;
 mod server;
 mod status;

@@ -17,6 +17,9 @@ use crate::app_api::AppApi;
 use crate::config::ServeArgs;
 use crate::workflow_api::WorkflowApi;
 
+/// Test hook: a file listing peer ids whose traffic this node drops.
+const FAULT_FILE_ENV: &str = "RAFTORAL_FAULT_FILE";
+
 /// Room for the protobuf envelope around the largest allowed value.
 const FRAME_OVERHEAD: usize = 64 * 1024;
 
@@ -91,6 +94,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         write_addr_file(path, sidecar_addr, raft_addr)?;
     }
     tracing::info!(node = node.id(), sidecar = %sidecar_addr, raft = %raft_addr, %advertise, "raftoral sidecar serving");
+    if let Ok(path) = std::env::var(FAULT_FILE_ENV) {
+        crate::faults::watch_fault_file(node.clone(), path.into());
+    }
     if let Some(seed) = &args.join {
         let (node, seed, advertise) = (node.clone(), seed.clone(), advertise.clone());
         tokio::spawn(async move {
