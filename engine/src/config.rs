@@ -50,6 +50,12 @@ pub struct NodeConfig {
     pub snapshot_entries: u64,
     /// Entries kept behind a snapshot for followers that lag a little.
     pub snapshot_keep_entries: u64,
+    /// An owner node the leader has not heard from this long has its
+    /// workflows moved to another node.
+    pub owner_timeout: Duration,
+    /// An owner whose app has been disconnected this long has its workflows
+    /// moved to another node.
+    pub app_timeout: Duration,
 }
 
 impl Default for NodeConfig {
@@ -70,6 +76,8 @@ impl Default for NodeConfig {
             storage: StorageOptions::default(),
             snapshot_entries: 10_000,
             snapshot_keep_entries: 1_000,
+            owner_timeout: Duration::from_secs(3),
+            app_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -25,6 +25,22 @@ pub enum Event {
         /// Its owner.
         owner: NodeId,
     },
+    /// A workflow moved to another owner (failover).
+    OwnerChanged {
+        /// The workflow.
+        workflow_id: String,
+        /// The previous owner.
+        old: NodeId,
+        /// The new owner.
+        new: NodeId,
+    },
+    /// A node's app connected (present) or left.
+    PresenceChanged {
+        /// The node.
+        node_id: NodeId,
+        /// True when an app is connected.
+        present: bool,
+    },
     /// A checkpoint was committed.
     CheckpointCommitted {
         /// The workflow.

@@ -10,6 +10,7 @@ mod cluster_api;
 mod config;
 mod error;
 mod event;
+mod failover;
 mod membership;
 mod node;
 mod raft_log;

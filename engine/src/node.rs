@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{
-    CancelWorkflow, Command, FinishWorkflow, RecordCheckpoint, RegisterWorker, StartWorkflow,
-    command::Kind,
+    CancelWorkflow, Command, FinishWorkflow, RecordCheckpoint, RegisterWorker, SetWorkerPresence,
+    StartWorkflow, command::Kind,
 };
 use raftoral_proto::sidecar::v1::WorkflowStatus;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -82,6 +82,8 @@ struct Inner {
     /// workflow id → app session that runs it on this node.
     claims: Mutex<HashMap<String, u64>>,
     next_session: AtomicU64,
+    /// Connected app sessions with registrations (drives presence).
+    apps: watch::Sender<usize>,
     shutdown: watch::Sender<bool>,
     raft_task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -170,7 +172,7 @@ impl Node {
             join = config.join,
             "raftoral node started"
         );
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(Inner {
                 config,
                 state,
@@ -184,10 +186,13 @@ impl Node {
                 status: status_rx,
                 claims: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(1),
+                apps: watch::channel(0).0,
                 shutdown: shutdown_tx,
                 raft_task: Mutex::new(Some(task)),
             }),
-        })
+        };
+        tokio::spawn(reconcile_presence(node.clone()));
+        Ok(node)
     }
 
     /// This node's Raft id.
@@ -523,6 +528,16 @@ impl Node {
         (rx, f(&state))
     }
 
+    /// An app session registered its first workflow: this node has a worker.
+    pub(crate) fn app_arrived(&self) {
+        self.inner.apps.send_modify(|n| *n += 1);
+    }
+
+    /// An app session with registrations ended.
+    pub(crate) fn app_left(&self) {
+        self.inner.apps.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
     /// A new proposal id, unique on this node.
     pub(crate) fn next_proposal_id(&self) -> u64 {
         self.inner.next_proposal.fetch_add(1, Ordering::Relaxed)
@@ -572,6 +587,33 @@ impl Node {
             });
         }
         Ok(())
+    }
+}
+
+/// Keeps the replicated presence of this node's app equal to the local truth
+/// (any registered app session connected). One task, so changes are proposed
+/// in order; a failed proposal is retried on the next tick.
+async fn reconcile_presence(node: Node) {
+    let mut apps = node.inner.apps.subscribe();
+    let mut shutdown = node.shutdown_signal();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = apps.changed() => {}
+            _ = tick.tick() => {}
+            _ = stopped(&mut shutdown) => return,
+        }
+        let desired = *apps.borrow_and_update() > 0;
+        let replicated = node.read(|sm| sm.is_present(node.id()));
+        if desired != replicated && node.raft_status().leader_id != 0 {
+            let change = Kind::SetWorkerPresence(SetWorkerPresence {
+                node_id: node.id(),
+                present: desired,
+            });
+            if let Err(e) = node.propose(change).await {
+                tracing::debug!(error = %e, "presence not recorded yet; retrying");
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::config::NodeConfig;
 use crate::error::{EngineError, Rejection};
 use crate::event::Event;
+use crate::failover::Failover;
 use crate::state_machine::{Applied, StateMachine};
 use crate::storage::{RaftStore, StorageError};
 use crate::transport::Transport;
@@ -79,7 +80,12 @@ pub(crate) struct RaftLoop {
     pending: HashMap<u64, ProposalReply>,
     status: watch::Sender<RaftStatus>,
     config: NodeConfig,
+    failover: Failover,
+    ticks: u64,
 }
+
+/// Ticks between failover checks.
+const FAILOVER_CHECK_TICKS: u64 = 5;
 
 /// Channels the loop reads.
 pub(crate) struct LoopInputs {
@@ -107,7 +113,9 @@ impl RaftLoop {
             transport,
             pending: HashMap::new(),
             status,
+            failover: Failover::new(config.owner_timeout, config.app_timeout),
             config,
+            ticks: 0,
         }
     }
 
@@ -141,6 +149,10 @@ impl RaftLoop {
                 Some(peer) = inputs.unreachable.recv() => self.raw.report_unreachable(peer),
                 _ = ticker.tick() => {
                     self.raw.tick();
+                    self.ticks += 1;
+                    if self.ticks % FAILOVER_CHECK_TICKS == 0 {
+                        self.check_failover();
+                    }
                     // Callers that gave up (timeout) dropped their receiver.
                     self.pending.retain(|_, reply| !reply.is_closed());
                 }
@@ -157,6 +169,7 @@ impl RaftLoop {
     }
 
     fn step(&mut self, message: Message) {
+        self.failover.heard(message.from);
         if let Err(e) = self.raw.step(message) {
             tracing::debug!(error = %e, "raft message not stepped");
         }
@@ -282,6 +295,9 @@ impl RaftLoop {
                     // subscriber that took a snapshot under the read lock sees
                     // every later change once.
                     for event in events {
+                        if let Event::PresenceChanged { node_id, present } = &event {
+                            self.failover.presence(*node_id, *present);
+                        }
                         let _ = self.events.send(Arc::new(event));
                     }
                     if command.proposer_node_id == self.raw.raft.id
@@ -340,6 +356,30 @@ impl RaftLoop {
             }
         }
         Ok(())
+    }
+
+    /// On the leader: proposes owner changes for workflows whose owner is
+    /// gone. These proposals have no waiter (proposal id 0).
+    fn check_failover(&mut self) {
+        let me = self.raw.raft.id;
+        let is_leader = self.raw.raft.state == StateRole::Leader;
+        let changes = {
+            let state = self.state.read().expect("state lock poisoned");
+            self.failover.check(me, is_leader, &state)
+        };
+        for change in changes {
+            let command = Command {
+                proposer_node_id: me,
+                proposal_id: 0,
+                proposed_at_ms: crate::node::now_ms(),
+                kind: Some(raftoral_proto::cluster::v1::command::Kind::ChangeOwner(
+                    change,
+                )),
+            };
+            if let Err(e) = self.raw.propose(Vec::new(), command.encode_to_vec()) {
+                tracing::debug!(error = %e, "failover proposal dropped");
+            }
+        }
     }
 
     /// Snapshots the state machine and compacts the log once enough entries

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{
-    CancelWorkflow, Command, FinishWorkflow, RecordCheckpoint, RegisterWorker, StartWorkflow,
-    command::Kind,
+    CancelWorkflow, ChangeOwner, Command, FinishWorkflow, RecordCheckpoint, RegisterWorker,
+    SetWorkerPresence, StartWorkflow, command::Kind,
 };
 use raftoral_proto::sidecar::v1::{WorkflowInfo, WorkflowStatus};
 
@@ -113,6 +113,10 @@ pub enum Applied {
     Cancelled,
     /// A membership change was applied.
     MembershipChanged,
+    /// A node's app presence was recorded.
+    PresenceRecorded,
+    /// A workflow changed owner.
+    OwnerChanged,
 }
 
 /// The workflow table and the worker registry, identical on every node.
@@ -125,6 +129,8 @@ pub struct StateMachine {
     addresses: BTreeMap<NodeId, String>,
     /// Ids removed from the cluster; never reused.
     removed: BTreeSet<NodeId>,
+    /// Nodes whose app is connected.
+    present: BTreeSet<NodeId>,
     applied_index: u64,
 }
 
@@ -184,6 +190,55 @@ impl StateMachine {
             .map(|(_, w)| w)
     }
 
+    /// True while `node`'s app is connected.
+    pub fn is_present(&self, node: NodeId) -> bool {
+        self.present.contains(&node)
+    }
+
+    /// Nodes that registered (name, version).
+    pub fn registered_nodes(&self, name: &str, version: u32) -> Vec<NodeId> {
+        self.registry
+            .get(&(name.to_owned(), version))
+            .map(|nodes| nodes.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn set_presence(&mut self, c: &SetWorkerPresence, events: &mut Vec<Event>) -> Applied {
+        let changed = if c.present {
+            self.present.insert(c.node_id)
+        } else {
+            self.present.remove(&c.node_id)
+        };
+        if changed {
+            events.push(Event::PresenceChanged {
+                node_id: c.node_id,
+                present: c.present,
+            });
+        }
+        Applied::PresenceRecorded
+    }
+
+    fn change_owner(
+        &mut self,
+        c: &ChangeOwner,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        self.running_owned_by(&c.workflow_id, c.from_node_id)?;
+        let wf = self
+            .workflows
+            .get_mut(&c.workflow_id)
+            .expect("checked above");
+        wf.owner = c.to_node_id;
+        wf.updated_at_ms = now;
+        events.push(Event::OwnerChanged {
+            workflow_id: c.workflow_id.clone(),
+            old: c.from_node_id,
+            new: c.to_node_id,
+        });
+        Ok(Applied::OwnerChanged)
+    }
+
     /// True when `node` registered (name, version).
     pub fn is_registered(&self, node: NodeId, name: &str, version: u32) -> bool {
         self.registry
@@ -203,6 +258,8 @@ impl StateMachine {
             Some(Kind::RecordCheckpoint(c)) => self.record_checkpoint(c, now, &mut events),
             Some(Kind::FinishWorkflow(c)) => self.finish_workflow(c, now, &mut events),
             Some(Kind::CancelWorkflow(c)) => self.cancel_workflow(c, now, &mut events),
+            Some(Kind::SetWorkerPresence(c)) => Ok(self.set_presence(c, &mut events)),
+            Some(Kind::ChangeOwner(c)) => self.change_owner(c, now, &mut events),
         };
         (outcome, events)
     }
@@ -286,11 +343,22 @@ impl StateMachine {
         if let Some(nodes) = self.registry.get(&(c.workflow_name.clone(), c.version))
             && !nodes.is_empty()
         {
-            if nodes.contains(&c.origin_node_id) {
+            // Nodes with a connected app first; a registered node whose app
+            // is away still gets the workflow when it is the only one.
+            let present: Vec<NodeId> = nodes
+                .iter()
+                .copied()
+                .filter(|n| self.present.contains(n))
+                .collect();
+            let pool: Vec<NodeId> = if present.is_empty() {
+                nodes.iter().copied().collect()
+            } else {
+                present
+            };
+            if pool.contains(&c.origin_node_id) {
                 return Ok(c.origin_node_id);
             }
-            let index = (stable_hash(&c.workflow_id) % nodes.len() as u64) as usize;
-            return Ok(*nodes.iter().nth(index).expect("index < len"));
+            return Ok(pick(&pool, &c.workflow_id));
         }
         let other_versions: Vec<String> = self
             .registry
@@ -430,6 +498,12 @@ impl StateMachine {
     }
 }
 
+/// A deterministic choice among `nodes` (non-empty) for `workflow_id`:
+/// spreads workflows, and is the same on every replica.
+pub fn pick(nodes: &[NodeId], workflow_id: &str) -> NodeId {
+    nodes[(stable_hash(workflow_id) % nodes.len() as u64) as usize]
+}
+
 /// FNV-1a: stable across processes and versions, unlike `DefaultHasher`.
 fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -485,6 +559,7 @@ impl StateMachine {
                 })
                 .collect(),
             removed_node_ids: self.removed.iter().copied().collect(),
+            present_node_ids: self.present.iter().copied().collect(),
             member_addresses: self
                 .addresses
                 .iter()
@@ -551,6 +626,7 @@ impl StateMachine {
                 .map(|m| (m.node_id, m.address))
                 .collect(),
             removed: snap.removed_node_ids.into_iter().collect(),
+            present: snap.present_node_ids.into_iter().collect(),
             applied_index: index,
         })
     }

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use raftoral_proto::sidecar::v1::{
     CheckpointEvent, CheckpointProposal, CheckpointRecord, ErrorCode, ExecuteWorkflowRequest,
-    HeartbeatResponse, RegisterWorkflowRequest, RegistrationAck, StreamError, WorkflowCancellation,
-    WorkflowResult, WorkflowStatus, WorkflowStreamRequest, WorkflowStreamResponse,
-    workflow_stream_request::Message as AppMsg, workflow_stream_response::Message as SidecarMsg,
+    HeartbeatResponse, OwnershipChange, RegisterWorkflowRequest, RegistrationAck, StreamError,
+    WorkflowCancellation, WorkflowResult, WorkflowStatus, WorkflowStreamRequest,
+    WorkflowStreamResponse, workflow_stream_request::Message as AppMsg,
+    workflow_stream_response::Message as SidecarMsg,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -70,6 +71,9 @@ impl WorkerSession {
     {
         let (events, ()) = self.node.subscribe_with(|_| ());
         let end = self.serve(inbound, events).await;
+        if !self.registered.is_empty() {
+            self.node.app_left();
+        }
         self.node.release_session(self.id);
         tracing::debug!(session = self.id, end = ?end, "app session ended");
         end
@@ -153,6 +157,9 @@ impl WorkerSession {
             version: r.version,
         }))
         .await?;
+        if self.registered.is_empty() {
+            self.node.app_arrived();
+        }
         self.registered.insert((r.workflow_name, r.version));
         self.dispatch_all().await
     }
@@ -362,8 +369,32 @@ impl WorkerSession {
                 }
                 Ok(())
             }
+            Event::OwnerChanged {
+                workflow_id, new, ..
+            } => {
+                let me = self.node.id();
+                if self.active.contains_key(workflow_id) {
+                    if *new == me {
+                        tracing::info!(workflow = %workflow_id, "this node took over the workflow");
+                    }
+                    return self
+                        .send(SidecarMsg::OwnershipChange(OwnershipChange {
+                            workflow_id: workflow_id.clone(),
+                            is_owner: *new == me,
+                        }))
+                        .await;
+                }
+                if *new == me
+                    && let Some(wf) = self.node.workflow(workflow_id)
+                    && wf.status == WorkflowStatus::Running
+                    && self.registered.contains(&(wf.name.clone(), wf.version))
+                {
+                    self.execute(wf).await?;
+                }
+                Ok(())
+            }
             Event::SessionsChanged => self.dispatch_all().await,
-            Event::WorkerRegistered { .. } => Ok(()),
+            Event::WorkerRegistered { .. } | Event::PresenceChanged { .. } => Ok(()),
         }
     }
 }

@@ -66,6 +66,16 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTORAL_LOG_SEGMENT_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
     pub log_segment_bytes: u64,
 
+    /// Milliseconds without Raft contact after which an owner node's
+    /// workflows move to another node.
+    #[arg(long, env = "RAFTORAL_OWNER_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub owner_timeout_ms: u64,
+
+    /// Milliseconds an owner's app may stay disconnected before its
+    /// workflows move to another node.
+    #[arg(long, env = "RAFTORAL_APP_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub app_timeout_ms: u64,
+
     /// Raft ticks without a leader before a follower campaigns.
     #[arg(long, env = "RAFTORAL_ELECTION_TICKS", default_value_t = 10)]
     pub election_ticks: usize,
@@ -118,6 +128,8 @@ impl ServeArgs {
             advertise,
             storage_path: self.storage_path.clone(),
             snapshot_entries: self.snapshot_entries,
+            owner_timeout: Duration::from_millis(self.owner_timeout_ms),
+            app_timeout: Duration::from_millis(self.app_timeout_ms),
             storage: raftoral::storage::StorageOptions {
                 segment_bytes: self.log_segment_bytes,
             },

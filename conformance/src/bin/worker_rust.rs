@@ -86,8 +86,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let url = std::env::var("RAFTORAL_SIDECAR_URL")?;
     let client = RaftoralClient::connect(&url).await?;
-    client.register_workflow("ping_pong", 1).await?;
-    client.register_workflow("steps", 1).await?;
+    // CONFORMANCE_WORKFLOWS limits what this worker registers (comma list).
+    let only = std::env::var("CONFORMANCE_WORKFLOWS").unwrap_or_else(|_| "ping_pong,steps".into());
+    for name in only.split(',').filter(|n| !n.is_empty()) {
+        client.register_workflow(name, 1).await?;
+    }
     let worker = {
         let client = client.clone();
         tokio::spawn(async move {
