@@ -20,7 +20,7 @@ pub struct ClusterNode {
     pub id: u64,
     /// Node-to-node address.
     pub raft_addr: String,
-    /// App API URL (changes on restart: port 0).
+    /// App API URL (kept across restarts, so apps reconnect by themselves).
     pub url: String,
     args: Vec<String>,
     child: Option<Child>,
@@ -127,7 +127,7 @@ impl Cluster {
                 "--listen",
                 &node.raft_addr,
                 "--sidecar-listen",
-                "127.0.0.1:0",
+                sidecar_listen(&node.url),
             ])
             .args(["--tick-ms", "20", "--proposal-timeout-ms", "3000"])
             .arg("--addr-file")
@@ -251,6 +251,15 @@ impl Cluster {
     /// A node's log.
     pub fn log(&self, id: u64) -> String {
         self.nodes[&id].log()
+    }
+}
+
+/// Port 0 the first time, then the address the node got.
+fn sidecar_listen(url: &str) -> &str {
+    if url.is_empty() {
+        "127.0.0.1:0"
+    } else {
+        url.trim_start_matches("http://")
     }
 }
 

@@ -237,8 +237,7 @@ async fn whole_cluster_killed_and_restarted_keeps_all_committed_state() -> anyho
         })
         .await?;
     }
-    // And the cluster takes new work (the app API port is new after the
-    // restart, so connect again).
+    // And the cluster takes new work.
     let client = RaftoralClient::connect(&cluster.nodes[&2].url).await?;
     start_many(&client, 1).await?;
     Ok(())

@@ -245,3 +245,67 @@ fn a_snapshot_restores_the_same_state() {
     );
     assert!(StateMachine::restore(b"\xff\xff", 1).is_err());
 }
+
+#[test]
+fn a_deposed_owners_late_proposal_is_refused_and_changes_nothing() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "wf", 1));
+    ok(&mut sm, &register(2, "wf", 1));
+    ok(&mut sm, &start("a", "wf", 1, 1));
+    ok(&mut sm, &checkpoint("a", 0, 1));
+    let failover = cmd(Kind::ChangeOwner(ChangeOwner {
+        workflow_id: "a".into(),
+        from_node_id: 1,
+        to_node_id: 2,
+    }));
+    let (outcome, events) = sm.apply(&failover);
+    assert_eq!(outcome, Ok(Applied::OwnerChanged));
+    assert_eq!(
+        events,
+        vec![Event::OwnerChanged {
+            workflow_id: "a".into(),
+            old: 1,
+            new: 2
+        }]
+    );
+    // Node 1 did not hear of it yet and proposes seq 1: refused.
+    assert!(matches!(
+        sm.apply(&checkpoint("a", 1, 1)).0,
+        Err(Rejection::NotOwner {
+            owner: 2,
+            node: 1,
+            ..
+        })
+    ));
+    assert_eq!(sm.workflow("a").unwrap().checkpoints.len(), 1);
+    // The new owner goes on from seq 1.
+    assert_eq!(
+        sm.apply(&checkpoint("a", 1, 2)).0,
+        Ok(Applied::CheckpointRecorded)
+    );
+    // A second, stale failover (from the old owner) is refused.
+    assert!(matches!(
+        sm.apply(&failover).0,
+        Err(Rejection::NotOwner { .. })
+    ));
+}
+
+#[test]
+fn placement_prefers_nodes_whose_app_is_present() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "wf", 1));
+    ok(&mut sm, &register(2, "wf", 1));
+    ok(
+        &mut sm,
+        &cmd(Kind::SetWorkerPresence(SetWorkerPresence {
+            node_id: 2,
+            present: true,
+        })),
+    );
+    // Node 1 started it but its app is away: node 2 gets it.
+    ok(&mut sm, &start("a", "wf", 1, 1));
+    assert_eq!(sm.workflow("a").unwrap().owner, 2);
+    assert!(sm.is_present(2) && !sm.is_present(1));
+    let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
+    assert!(restored.is_present(2));
+}
