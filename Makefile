@@ -44,9 +44,10 @@ demo:
 	$(CARGO) build -p raftoral-sidecar -p ping-pong
 	scripts/demo.sh
 
-## bench: benchmarks (see docs/PERFORMANCE.md)
+## bench: benchmarks in release mode; figures go to bench/results/ (see docs/PERFORMANCE.md)
 bench:
-	@echo "the benchmark harness is not built yet (issue: Benchmarks)"; exit 1
+	$(CARGO) build --release -p raftoral-bench
+	target/release/raftoral-bench commit --out bench/results/commit.json
 
 clean:
 	$(CARGO) clean

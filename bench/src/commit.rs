@@ -55,12 +55,22 @@ pub async fn run(nodes: u64, durable: bool, run: &CommitRun) -> anyhow::Result<C
     for _ in 0..200 {
         commit_once(&leader, counter.fetch_add(1, Ordering::Relaxed)).await?;
     }
-    let mut recorder = Recorder::new();
-    for _ in 0..run.samples {
-        let t = Instant::now();
-        commit_once(&leader, counter.fetch_add(1, Ordering::Relaxed)).await?;
-        recorder.record(t.elapsed());
-    }
+    // Measured inside a runtime task, like the throughput tasks and like a
+    // real caller (a gRPC handler), not on the blocking main thread.
+    let samples = run.samples;
+    let recorder = tokio::spawn({
+        let (leader, counter) = (leader.clone(), counter.clone());
+        async move {
+            let mut recorder = Recorder::new();
+            for _ in 0..samples {
+                let t = Instant::now();
+                commit_once(&leader, counter.fetch_add(1, Ordering::Relaxed)).await?;
+                recorder.record(t.elapsed());
+            }
+            anyhow::Ok(recorder)
+        }
+    })
+    .await??;
     let mut throughput = Vec::new();
     for &c in &run.concurrency {
         let started = Instant::now();

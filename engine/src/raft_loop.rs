@@ -150,7 +150,7 @@ impl RaftLoop {
                 _ = ticker.tick() => {
                     self.raw.tick();
                     self.ticks += 1;
-                    if self.ticks % FAILOVER_CHECK_TICKS == 0 {
+                    if self.ticks.is_multiple_of(FAILOVER_CHECK_TICKS) {
                         self.check_failover();
                     }
                     // Callers that gave up (timeout) dropped their receiver.
