@@ -365,3 +365,39 @@ async fn two_hundred_workflows_survive_a_node_restart_with_identical_histories()
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_replica_that_diverges_is_reported_and_the_owner_result_stands() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3, false, FAST).await?;
+    cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
+    // Node 2 runs different workflow code: its checkpoint names differ.
+    let _apps = Apps::start(&cluster, &[(2, "CONFORMANCE_STEP_PREFIX", "renamed")]).await?;
+    let c = client(&cluster, 1).await?;
+    let h = c
+        .start_workflow(
+            "steps",
+            1,
+            &StepsInput {
+                n: 3,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let sum: u64 = tokio::time::timeout(DEADLINE, h.result()).await??;
+    assert_eq!(sum, 6, "the owner's result is the workflow's result");
+    eventually_async(DEADLINE, "node 2 to report non-determinism", || {
+        let cluster = &cluster;
+        async move { Ok(cluster.status(2).await?.nondeterminism_reports >= 1) }
+    })
+    .await?;
+    assert!(
+        cluster
+            .log(2)
+            .contains("non-determinism: this replica's result differs")
+    );
+    // Node 3 runs the same code as the owner: nothing to report.
+    let h = c.start_workflow("ping_pong", 1, "ping").await?;
+    let _: String = tokio::time::timeout(DEADLINE, h.result()).await??;
+    assert_eq!(cluster.status(3).await?.nondeterminism_reports, 0);
+    Ok(())
+}

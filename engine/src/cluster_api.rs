@@ -78,6 +78,7 @@ impl ClusterService for ClusterApi {
             members: self.node.members(),
             first_index: status.first_index,
             log_disk_bytes: self.node.store().disk_bytes(),
+            nondeterminism_reports: self.node.nondeterminism_reports(),
         }))
     }
 

@@ -82,6 +82,8 @@ struct Inner {
     /// workflow id → app session that runs it on this node.
     claims: Mutex<HashMap<String, u64>>,
     next_session: AtomicU64,
+    /// Replica results that differed from the owner's.
+    nondeterminism: AtomicU64,
     /// Connected app sessions with registrations (drives presence).
     apps: watch::Sender<usize>,
     shutdown: watch::Sender<bool>,
@@ -187,6 +189,7 @@ impl Node {
                 claims: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(1),
                 apps: watch::channel(0).0,
+                nondeterminism: AtomicU64::new(0),
                 shutdown: shutdown_tx,
                 raft_task: Mutex::new(Some(task)),
             }),
@@ -536,6 +539,17 @@ impl Node {
     /// An app session with registrations ended.
     pub(crate) fn app_left(&self) {
         self.inner.apps.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    /// Counts a replica result that differed from the owner's.
+    pub(crate) fn report_nondeterminism(&self) {
+        self.inner.nondeterminism.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Replica results on this node that differed from the owner's committed
+    /// result since the node started.
+    pub fn nondeterminism_reports(&self) -> u64 {
+        self.inner.nondeterminism.load(Ordering::Relaxed)
     }
 
     /// A new proposal id, unique on this node.

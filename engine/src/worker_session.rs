@@ -47,6 +47,8 @@ pub struct WorkerSession {
     registered: HashSet<(String, u32)>,
     /// Workflows this session runs → next checkpoint seq to send.
     active: HashMap<String, u64>,
+    /// Results of workflows this replica finished before the owner did.
+    replica_results: HashMap<String, WorkflowResult>,
 }
 
 impl WorkerSession {
@@ -59,6 +61,7 @@ impl WorkerSession {
             out,
             registered: HashSet::new(),
             active: HashMap::new(),
+            replica_results: HashMap::new(),
         }
     }
 
@@ -267,6 +270,19 @@ impl WorkerSession {
                 ))
                 .await;
         }
+        // A replica's result is not an outcome: it is checked against the
+        // owner's committed one (now, or when the workflow finishes).
+        if let Some(wf) = self.node.workflow(&r.workflow_id)
+            && wf.owner != self.node.id()
+            && (self.active.contains_key(&r.workflow_id) || wf.is_terminal())
+        {
+            if wf.is_terminal() {
+                self.compare_with_owner(&wf, &r);
+            } else {
+                self.replica_results.insert(r.workflow_id.clone(), r);
+            }
+            return Ok(());
+        }
         if !self.active.contains_key(&r.workflow_id) {
             return self.send(self.not_running_here(&r.workflow_id, 0)).await;
         }
@@ -288,6 +304,29 @@ impl WorkerSession {
             }
         });
         Ok(())
+    }
+
+    /// Reports non-determinism when a replica's result differs from the
+    /// owner's committed outcome.
+    fn compare_with_owner(&self, wf: &Workflow, r: &WorkflowResult) {
+        let same = match wf.status {
+            WorkflowStatus::Completed => r.success && r.result == wf.result,
+            WorkflowStatus::Failed => !r.success && r.error == wf.error,
+            // Cancelled: replicas report nothing; nothing to compare.
+            _ => true,
+        };
+        if !same {
+            self.node.report_nondeterminism();
+            tracing::warn!(
+                workflow = %wf.id,
+                owner = wf.owner,
+                replica = self.node.id(),
+                owner_success = wf.status == WorkflowStatus::Completed,
+                replica_success = r.success,
+                replica_error = %r.error,
+                "non-determinism: this replica's result differs from the owner's committed result"
+            );
+        }
     }
 
     /// The error for a message about a workflow this session does not run.
@@ -366,6 +405,11 @@ impl WorkerSession {
             Event::WorkflowFinished { workflow_id, .. } => {
                 if self.active.remove(workflow_id).is_some() {
                     self.node.release(workflow_id, self.id);
+                }
+                if let Some(r) = self.replica_results.remove(workflow_id)
+                    && let Some(wf) = self.node.workflow(workflow_id)
+                {
+                    self.compare_with_owner(&wf, &r);
                 }
                 Ok(())
             }

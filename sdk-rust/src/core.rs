@@ -385,21 +385,21 @@ impl WorkerCore {
         }
     }
 
-    /// Reports the workflow's outcome (owner only) and forgets the run.
-    /// Cancellation and shutdown are not outcomes: nothing is reported, so a
-    /// workflow interrupted by a shutdown resumes elsewhere.
+    /// Reports the workflow's outcome and forgets the run. The owner's result
+    /// is committed; a replica's is compared with it by the sidecar (a
+    /// difference is reported as non-determinism). Cancellation and shutdown
+    /// are not outcomes: nothing is reported, so a workflow interrupted by a
+    /// shutdown resumes elsewhere.
     pub fn finish(&self, run: &RunHandle, outcome: Result<Bytes, ClientError>) {
-        let is_owner = {
+        {
             let mut state = self.lock();
             match state.runs.get(&run.workflow_id) {
                 Some(r) if r.generation == run.generation => {
-                    let owner = r.is_owner;
                     state.runs.remove(&run.workflow_id);
-                    owner
                 }
                 _ => return,
             }
-        };
+        }
         let result = match outcome {
             Err(ClientError::Cancelled { .. } | ClientError::Shutdown) => return,
             Ok(value) => WorkflowResult {
@@ -422,9 +422,7 @@ impl WorkerCore {
         if !result.success {
             tracing::warn!(workflow = %run.workflow_id, error = %result.error, "workflow failed");
         }
-        if is_owner {
-            self.send(AppMsg::WorkflowResult(result));
-        }
+        self.send(AppMsg::WorkflowResult(result));
     }
 }
 

@@ -288,11 +288,17 @@ async fn shutdown_wakes_waiters_and_reports_nothing() {
 }
 
 #[tokio::test]
-async fn only_the_owner_reports_the_result() {
+async fn owner_and_replica_both_report_their_result() {
     let (core, mut rx) = connected();
     let owner = core.on_execute(execute("a", true, &[])).unwrap();
     let replica = core.on_execute(execute("b", false, &[])).unwrap();
     core.finish(&replica, Ok(Bytes::from_static(b"1")));
+    match rx.try_recv().expect("the replica's result").message {
+        Some(AppMsg::WorkflowResult(r)) => {
+            assert_eq!((r.workflow_id.as_str(), r.success), ("b", true))
+        }
+        other => panic!("expected a result, got {other:?}"),
+    }
     core.finish(
         &owner,
         Err(ClientError::WorkflowFailed {
