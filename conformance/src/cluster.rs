@@ -174,6 +174,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// SIGTERM: the node must shut down gracefully and exit 0.
+    pub async fn terminate(&mut self, id: u64) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self
+            .nodes
+            .get_mut(&id)
+            .expect("node")
+            .child
+            .take()
+            .context("node not running")?;
+        crate::terminate(&mut child).await
+    }
+
     /// Starts a killed node again with its original arguments and storage.
     pub async fn restart(&mut self, id: u64) -> anyhow::Result<()> {
         let child = self.command(&self.nodes[&id])?;

@@ -238,7 +238,7 @@ impl Worker {
     }
 }
 
-async fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
+pub(crate) async fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
     let pid = child.id().context("process already reaped")?;
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -6,10 +6,10 @@ use raftoral_proto::cluster::v1::{
     RaftRequest, RaftResponse, RemoveNodeRequest, RemoveNodeResponse,
     cluster_service_server::{ClusterService, ClusterServiceServer},
 };
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
-use crate::error::EngineError;
 use crate::node::Node;
+use crate::status::to_status;
 use crate::transport::{MAX_FRAME, decode_envelope};
 
 /// Serves `ClusterService` for one node.
@@ -26,19 +26,6 @@ impl Node {
     }
 }
 
-fn status_of(e: EngineError) -> Status {
-    let code = match &e {
-        EngineError::InvalidArgument(_) => Code::InvalidArgument,
-        EngineError::AlreadyExists(_) => Code::AlreadyExists,
-        EngineError::NotMember(_) => Code::NotFound,
-        EngineError::NoLeader { .. }
-        | EngineError::ProposalTimeout(_)
-        | EngineError::ShuttingDown => Code::Unavailable,
-        _ => Code::FailedPrecondition,
-    };
-    Status::new(code, e.to_string())
-}
-
 #[tonic::async_trait]
 impl ClusterService for ClusterApi {
     async fn raft(
@@ -47,7 +34,15 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<RaftResponse>, Status> {
         let mut stream = request.into_inner();
         let faults = self.node.transport().faults().clone();
-        while let Some(batch) = stream.message().await? {
+        let mut stop = self.node.shutdown_signal();
+        loop {
+            // End the stream when this node stops, or graceful shutdown would
+            // wait for peers that keep their streams open.
+            let batch = tokio::select! {
+                batch = stream.message() => batch?,
+                _ = crate::node::stopped(&mut stop) => None,
+            };
+            let Some(batch) = batch else { break };
             if faults.is_blocked(batch.from_node_id) {
                 continue;
             }
@@ -91,7 +86,7 @@ impl ClusterService for ClusterApi {
             .node
             .add_node(r.node_id, &r.address)
             .await
-            .map_err(status_of)?;
+            .map_err(to_status)?;
         Ok(Response::new(JoinClusterResponse { members }))
     }
 
@@ -100,7 +95,7 @@ impl ClusterService for ClusterApi {
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
         let r = request.into_inner();
-        let members = self.node.remove_node(r.node_id).await.map_err(status_of)?;
+        let members = self.node.remove_node(r.node_id).await.map_err(to_status)?;
         Ok(Response::new(RemoveNodeResponse { members }))
     }
 }

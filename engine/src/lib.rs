@@ -6,8 +6,10 @@
 //! (`raftoral.sidecar.v1`) against a node and is shared by the sidecar (over
 //! gRPC) and embedded apps (over an in-process channel).
 
+mod client_api;
 mod cluster_api;
 mod config;
+pub mod embedded;
 mod error;
 mod event;
 mod failover;
@@ -17,10 +19,12 @@ mod raft_log;
 mod raft_loop;
 mod startup;
 mod state_machine;
+mod status;
 pub mod storage;
 pub mod transport;
 mod worker_session;
 
+pub use client_api::ClientApi;
 pub use cluster_api::ClusterApi;
 pub use config::NodeConfig;
 pub use error::{EngineError, Rejection, status_name};
@@ -28,6 +32,7 @@ pub use event::Event;
 pub use node::{ListFilter, Node, Started};
 pub use raft_loop::RaftStatus;
 pub use state_machine::{Applied, Checkpoint, NodeId, StateMachine, Workflow, is_terminal};
-pub use worker_session::{SessionEnd, WorkerSession};
+pub use status::to_status;
+pub use worker_session::{SessionEnd, SessionStream, WorkerSession, serve_app_stream};
 
 pub use raftoral_proto as proto;

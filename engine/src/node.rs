@@ -284,6 +284,11 @@ impl Node {
         answer: oneshot::Receiver<Result<Applied, EngineError>>,
     ) -> Result<Applied, EngineError> {
         let timeout = self.inner.config.proposal_timeout;
+        // During an election there is no leader to forward to: wait for one
+        // (within the same deadline) instead of failing the caller at once.
+        if self.raft_status().leader_id == 0 {
+            self.wait_status(timeout, |s| s.leader_id != 0).await;
+        }
         let queued = tokio::time::timeout(timeout, self.inner.proposals.send(proposal)).await;
         match queued {
             Err(_) => return Err(EngineError::ProposalTimeout(timeout)),

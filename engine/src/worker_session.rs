@@ -478,3 +478,51 @@ fn error_for(e: &EngineError, workflow_id: &str, seq: u64) -> SidecarMsg {
     };
     stream_error(code, &e.to_string(), workflow_id, seq)
 }
+
+/// Messages from a session to its app, ended by a final status when the
+/// session did not end because the app left.
+pub type SessionStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<WorkflowStreamResponse, tonic::Status>> + Send>>;
+
+/// Runs a session for `inbound` on its own task and returns what to send
+/// back: the session's messages, then a final status telling the app why its
+/// stream ended (`inbound_error` turns the app's own stream error into one).
+/// The sidecar feeds it a gRPC stream, embedded mode an in-process channel.
+pub fn serve_app_stream<S, E>(
+    node: Node,
+    inbound: S,
+    inbound_error: fn(E) -> Option<tonic::Status>,
+) -> SessionStream
+where
+    S: Stream<Item = Result<WorkflowStreamRequest, E>> + Unpin + Send + 'static,
+    E: Display + std::fmt::Debug + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
+    let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Option<tonic::Status>>();
+    let session = WorkerSession::new(node, tx);
+    tokio::spawn(async move {
+        let end = session.run(inbound).await;
+        tracing::debug!(end = ?end, "app stream ended");
+        let status = match end {
+            SessionEnd::AppClosed | SessionEnd::OutboundClosed => None,
+            SessionEnd::InboundError(e) => inbound_error(e),
+            SessionEnd::Lagged => Some(tonic::Status::unavailable(
+                "the app fell behind the committed events; reconnect to resume by replay",
+            )),
+            SessionEnd::Shutdown => Some(tonic::Status::unavailable(
+                "the Raftoral node is shutting down",
+            )),
+        };
+        let _ = end_tx.send(status);
+    });
+    let tail =
+        futures::stream::once(end_rx).filter_map(|end| async move { end.ok().flatten().map(Err) });
+    Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(Ok)
+            .chain(tail),
+    )
+}
+
+/// Messages buffered towards one app before the session waits for it.
+const OUTBOUND_BUFFER: usize = 4096;

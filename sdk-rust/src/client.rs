@@ -8,18 +8,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use raftoral_proto::sidecar::v1::{
     CancelWorkflowRequest, GetWorkflowRequest, RegisterWorkflowRequest, StartWorkflowRequest,
-    WorkflowInfo, workflow_service_client::WorkflowServiceClient,
-    workflow_stream_request::Message as AppMsg,
+    WorkflowInfo, workflow_stream_request::Message as AppMsg,
 };
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
-use tonic::transport::{Channel, Endpoint};
 
 use crate::context::WorkflowContext;
 use crate::core::{RunHandle, WorkerCore};
 use crate::error::{ClientError, WorkflowError};
 use crate::handle::WorkflowHandle;
+use crate::link::{GrpcLink, SidecarLink};
 use crate::stream::{StreamOptions, StreamShared, run_stream};
 
 /// Longest wait for a registration to be acknowledged.
@@ -75,7 +74,7 @@ pub struct RaftoralClient {
 
 struct Inner {
     endpoint: String,
-    channel: Channel,
+    link: Arc<dyn SidecarLink>,
     options: StreamOptions,
     shared: Arc<StreamShared>,
     executes_tx: mpsc::Sender<RunHandle>,
@@ -97,26 +96,24 @@ impl RaftoralClient {
         options: StreamOptions,
     ) -> Result<Self, ClientError> {
         let endpoint = endpoint.into();
-        let connect_error = |reason: String| ClientError::Connect {
-            endpoint: endpoint.clone(),
-            reason,
-        };
-        let channel = Endpoint::from_shared(endpoint.clone())
-            .map_err(|e| connect_error(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .connect()
-            .await
-            .map_err(|e| connect_error(error_chain(&e)))?;
+        let link = GrpcLink::connect(&endpoint, options.max_message_bytes).await?;
+        Ok(Self::with_link(endpoint, Arc::new(link), options))
+    }
+
+    /// A client over any [`SidecarLink`]: embedded mode passes the engine's
+    /// in-process link here. `name` is shown as the endpoint.
+    pub fn with_link(
+        name: impl Into<String>,
+        link: Arc<dyn SidecarLink>,
+        options: StreamOptions,
+    ) -> Self {
         let (executes_tx, executes_rx) = mpsc::channel(1024);
         let (acks, _) = broadcast::channel(256);
         let (connected, _) = watch::channel(false);
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
-                endpoint,
-                channel,
+                endpoint: name.into(),
+                link,
                 options,
                 shared: Arc::new(StreamShared {
                     core: Arc::new(WorkerCore::new()),
@@ -129,7 +126,7 @@ impl RaftoralClient {
                 stream_task: Mutex::new(None),
                 shutdown: watch::channel(false).0,
             }),
-        })
+        }
     }
 
     /// The sidecar address.
@@ -200,7 +197,7 @@ impl RaftoralClient {
             return false;
         }
         *task = Some(tokio::spawn(run_stream(
-            self.inner.channel.clone(),
+            self.inner.link.clone(),
             self.inner.shared.clone(),
             self.inner.executes_tx.clone(),
             self.inner.options.clone(),
@@ -262,7 +259,18 @@ impl RaftoralClient {
         }
         // Wake every waiting checkpoint with Shutdown and let the tasks end.
         core.shutdown();
-        while running.join_next().await.is_some() {}
+        let drained = tokio::time::timeout(self.inner.options.shutdown_grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                stuck = running.len(),
+                grace = ?self.inner.options.shutdown_grace,
+                "workflow functions did not return after shutdown; dropping them (their workflows resume elsewhere)"
+            );
+            running.shutdown().await;
+        }
         Ok(())
     }
 
@@ -276,12 +284,6 @@ impl RaftoralClient {
         if let Some(task) = task {
             let _ = task.await;
         }
-    }
-
-    fn workflows(&self) -> WorkflowServiceClient<Channel> {
-        WorkflowServiceClient::new(self.inner.channel.clone())
-            .max_decoding_message_size(self.inner.options.max_message_bytes)
-            .max_encoding_message_size(self.inner.options.max_message_bytes)
     }
 
     /// Starts a workflow with a JSON input and a generated id.
@@ -319,7 +321,8 @@ impl RaftoralClient {
         input: Bytes,
     ) -> Result<WorkflowHandle, ClientError> {
         let response = self
-            .workflows()
+            .inner
+            .link
             .start_workflow(StartWorkflowRequest {
                 workflow_id: workflow_id.to_owned(),
                 workflow_name: workflow_name.to_owned(),
@@ -327,8 +330,7 @@ impl RaftoralClient {
                 input,
             })
             .await
-            .map_err(|s| ClientError::status("StartWorkflow", s))?
-            .into_inner();
+            .map_err(|s| ClientError::status("StartWorkflow", s))?;
         let info = response.workflow.unwrap_or_default();
         Ok(WorkflowHandle::new(
             self.clone(),
@@ -339,13 +341,14 @@ impl RaftoralClient {
 
     /// The current state of a workflow.
     pub async fn get_workflow(&self, workflow_id: &str) -> Result<WorkflowInfo, ClientError> {
-        self.workflows()
+        self.inner
+            .link
             .get_workflow(GetWorkflowRequest {
                 workflow_id: workflow_id.to_owned(),
             })
             .await
             .map_err(|s| ClientError::status("GetWorkflow", s))
-            .map(|r| r.into_inner().workflow.unwrap_or_default())
+            .map(|r| r.workflow.unwrap_or_default())
     }
 
     /// Cancels a workflow; every replica's function fails with
@@ -355,29 +358,18 @@ impl RaftoralClient {
         workflow_id: &str,
         reason: &str,
     ) -> Result<WorkflowInfo, ClientError> {
-        self.workflows()
+        self.inner
+            .link
             .cancel_workflow(CancelWorkflowRequest {
                 workflow_id: workflow_id.to_owned(),
                 reason: reason.to_owned(),
             })
             .await
             .map_err(|s| ClientError::status("CancelWorkflow", s))
-            .map(|r| r.into_inner().workflow.unwrap_or_default())
+            .map(|r| r.workflow.unwrap_or_default())
     }
 
-    pub(crate) fn workflow_service(&self) -> WorkflowServiceClient<Channel> {
-        self.workflows()
+    pub(crate) fn link(&self) -> &Arc<dyn SidecarLink> {
+        &self.inner.link
     }
-}
-
-/// The whole `source()` chain of an error, for messages that say what failed.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

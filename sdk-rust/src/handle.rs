@@ -45,14 +45,14 @@ impl WorkflowHandle {
     pub async fn wait(&self, timeout: Duration) -> Result<WorkflowInfo, ClientError> {
         let timeout = prost_types::Duration::try_from(timeout).ok();
         self.client
-            .workflow_service()
+            .link()
             .wait_workflow(WaitWorkflowRequest {
                 workflow_id: self.workflow_id.clone(),
                 timeout,
             })
             .await
             .map_err(|s| ClientError::status("WaitWorkflow", s))
-            .map(|r| r.into_inner().workflow.unwrap_or_default())
+            .map(|r| r.workflow.unwrap_or_default())
     }
 
     /// Waits for the outcome, however long it takes, and returns the encoded

@@ -14,6 +14,7 @@ mod context;
 mod core;
 mod error;
 mod handle;
+mod link;
 mod stream;
 
 pub use client::{RaftoralClient, WorkflowRequest};
@@ -21,6 +22,7 @@ pub use context::WorkflowContext;
 pub use core::{ComputeToken, RunHandle, Slot, WorkerCore};
 pub use error::{ClientError, WorkflowError};
 pub use handle::WorkflowHandle;
+pub use link::{GrpcLink, ResponseStream, SidecarLink};
 pub use raftoral_proto::sidecar::v1::{ErrorCode, WorkflowInfo, WorkflowStatus};
 pub use stream::StreamOptions;
 

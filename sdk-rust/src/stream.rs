@@ -4,16 +4,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use raftoral_proto::sidecar::v1::{
     HeartbeatRequest, RegisterWorkflowRequest, RegistrationAck, WorkflowStreamRequest,
-    app_service_client::AppServiceClient, workflow_stream_request::Message as AppMsg,
-    workflow_stream_response::Message as SidecarMsg,
+    workflow_stream_request::Message as AppMsg, workflow_stream_response::Message as SidecarMsg,
 };
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use crate::core::{RunHandle, WorkerCore};
+use crate::link::{ResponseStream, SidecarLink};
 
 /// Timing of the app stream.
 #[derive(Debug, Clone)]
@@ -28,6 +27,10 @@ pub struct StreamOptions {
     pub reconnect_max: Duration,
     /// Largest message accepted from the sidecar.
     pub max_message_bytes: usize,
+    /// On shutdown, how long workflow functions may take to unwind (they
+    /// return at their next checkpoint); functions stuck in their own code
+    /// longer are dropped. Their workflows stay running in the cluster.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for StreamOptions {
@@ -38,6 +41,7 @@ impl Default for StreamOptions {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
             max_message_bytes: 64 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -53,7 +57,7 @@ pub(crate) struct StreamShared {
 /// Runs the stream until `shutdown` turns true, reconnecting as needed.
 /// New runs go to `executes`.
 pub(crate) async fn run_stream(
-    channel: Channel,
+    link: Arc<dyn SidecarLink>,
     shared: Arc<StreamShared>,
     executes: mpsc::Sender<RunHandle>,
     options: StreamOptions,
@@ -79,26 +83,16 @@ pub(crate) async fn run_stream(
                 })),
             });
         }
-        let mut client = AppServiceClient::new(channel.clone())
-            .max_decoding_message_size(options.max_message_bytes)
-            .max_encoding_message_size(options.max_message_bytes);
         let opened = tokio::select! {
-            opened = client.workflow_stream(ReceiverStream::new(rx)) => opened,
+            opened = link.open_stream(rx) => opened,
             _ = shutdown.changed() => break,
         };
         match opened {
             Ok(response) => {
                 tracing::info!("connected to the Raftoral sidecar");
                 delay = options.reconnect_min;
-                let ended = read_stream(
-                    response.into_inner(),
-                    &tx,
-                    &shared,
-                    &executes,
-                    &options,
-                    &mut shutdown,
-                )
-                .await;
+                let ended =
+                    read_stream(response, &tx, &shared, &executes, &options, &mut shutdown).await;
                 if *shutdown.borrow() {
                     break;
                 }
@@ -121,7 +115,7 @@ pub(crate) async fn run_stream(
 }
 
 async fn read_stream(
-    mut inbound: tonic::Streaming<raftoral_proto::sidecar::v1::WorkflowStreamResponse>,
+    mut inbound: ResponseStream,
     tx: &mpsc::Sender<WorkflowStreamRequest>,
     shared: &StreamShared,
     executes: &mpsc::Sender<RunHandle>,
@@ -133,11 +127,11 @@ async fn read_stream(
     let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            message = inbound.message() => {
+            message = inbound.next() => {
                 let message = match message {
-                    Ok(Some(m)) => m,
-                    Ok(None) => return "the sidecar closed the stream".into(),
-                    Err(status) => return format!("{:?}: {}", status.code(), status.message()),
+                    Some(Ok(m)) => m,
+                    None => return "the sidecar closed the stream".into(),
+                    Some(Err(status)) => return format!("{:?}: {}", status.code(), status.message()),
                 };
                 last_heard = tokio::time::Instant::now();
                 let Some(message) = message.message else { continue };

@@ -7,7 +7,6 @@ mod config;
 mod faults;
 mod join;
 mod server;
-mod status;
 mod workflow_api;
 
 use clap::{Parser, Subcommand};

@@ -1,6 +1,6 @@
 //! Maps engine errors to precise gRPC status codes.
 
-use raftoral::{EngineError, Rejection};
+use crate::error::{EngineError, Rejection};
 use tonic::{Code, Status};
 
 /// The gRPC status for an engine error.

@@ -1,0 +1,201 @@
+//! Embedded mode: the engine and the SDK in one process. The SDK core talks
+//! to the node over an in-process channel instead of gRPC, so checkpoint
+//! semantics exist once; nodes still talk to each other over gRPC.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use raftoral::NodeConfig;
+//! use raftoral::embedded::EmbeddedNode;
+//! use raftoral_client::{WorkflowError, checkpoint};
+//!
+//! let node = EmbeddedNode::start(NodeConfig::default(), None).await?;
+//! let client = node.client();
+//! client.register_workflow("ping_pong", 1).await?;
+//! let worker = client.clone();
+//! tokio::spawn(async move {
+//!     worker.handle_workflows(|req| async move {
+//!         let input: String = req.input()?;
+//!         let ctx = req.context;
+//!         let out: String = checkpoint!(ctx, "result", if input == "ping" { "pong".into() } else { "ping".into() });
+//!         Ok::<_, WorkflowError>(serde_json::to_vec(&out)?)
+//!     }).await
+//! });
+//! let answer: String = client.start_workflow("ping_pong", 1, "ping").await?.result().await?;
+//! assert_eq!(answer, "pong");
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use raftoral_client::{RaftoralClient, ResponseStream, SidecarLink, StreamOptions};
+use raftoral_proto::sidecar::v1::{
+    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowRequest, GetWorkflowResponse,
+    StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse,
+    WorkflowStreamRequest,
+};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::Status;
+
+use crate::client_api::ClientApi;
+use crate::config::NodeConfig;
+use crate::error::EngineError;
+use crate::node::Node;
+use crate::worker_session::serve_app_stream;
+
+/// The SDK's link to a node in the same process.
+pub struct EmbeddedLink {
+    node: Node,
+    api: ClientApi,
+}
+
+impl EmbeddedLink {
+    /// A link to `node`.
+    pub fn new(node: Node) -> Self {
+        Self {
+            api: ClientApi::new(node.clone()),
+            node,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl SidecarLink for EmbeddedLink {
+    async fn open_stream(
+        &self,
+        requests: mpsc::Receiver<WorkflowStreamRequest>,
+    ) -> Result<ResponseStream, Status> {
+        let inbound = ReceiverStream::new(requests).map(Ok::<_, Infallible>);
+        Ok(serve_app_stream(
+            self.node.clone(),
+            inbound,
+            |never| match never {},
+        ))
+    }
+
+    async fn start_workflow(
+        &self,
+        request: StartWorkflowRequest,
+    ) -> Result<StartWorkflowResponse, Status> {
+        self.api.start_workflow(request).await
+    }
+
+    async fn get_workflow(
+        &self,
+        request: GetWorkflowRequest,
+    ) -> Result<GetWorkflowResponse, Status> {
+        self.api.get_workflow(request).await
+    }
+
+    async fn wait_workflow(
+        &self,
+        request: WaitWorkflowRequest,
+    ) -> Result<WaitWorkflowResponse, Status> {
+        self.api.wait_workflow(request).await
+    }
+
+    async fn cancel_workflow(
+        &self,
+        request: CancelWorkflowRequest,
+    ) -> Result<CancelWorkflowResponse, Status> {
+        self.api.cancel_workflow(request).await
+    }
+}
+
+/// A Raftoral node running inside the application.
+pub struct EmbeddedNode {
+    node: Node,
+    client: RaftoralClient,
+    cluster_addr: Option<SocketAddr>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl EmbeddedNode {
+    /// Starts a node with `config` (the same settings as `raftoral serve`).
+    /// With `listen`, the node serves node-to-node traffic there (needed for
+    /// a cluster; port 0 picks a free port, and an empty `config.advertise`
+    /// becomes the bound address).
+    pub async fn start(
+        mut config: NodeConfig,
+        listen: Option<SocketAddr>,
+    ) -> Result<EmbeddedNode, EngineError> {
+        let listener = match listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| EngineError::Config(format!("cannot listen on {addr}: {e}")))?,
+            ),
+            None => None,
+        };
+        let cluster_addr =
+            match &listener {
+                Some(l) => Some(l.local_addr().map_err(|e| {
+                    EngineError::Config(format!("cannot read the bound address: {e}"))
+                })?),
+                None => None,
+            };
+        if config.advertise.is_empty()
+            && let Some(addr) = cluster_addr
+        {
+            config.advertise = addr.to_string();
+        }
+        let node = Node::start(config).await?;
+        let server = listener.map(|listener| {
+            let (service, mut stop) = (node.cluster_service(), node.shutdown_signal());
+            tokio::spawn(async move {
+                let served = tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                        crate::node::stopped(&mut stop).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "node-to-node server failed");
+                }
+            })
+        });
+        let client = RaftoralClient::with_link(
+            format!("embedded node {}", node.id()),
+            Arc::new(EmbeddedLink::new(node.clone())),
+            StreamOptions::default(),
+        );
+        Ok(EmbeddedNode {
+            node,
+            client,
+            cluster_addr,
+            server,
+        })
+    }
+
+    /// The engine node (cluster status, membership, direct calls).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// An SDK client connected in-process: register and run workflows,
+    /// start them and wait for results. Clones share the connection.
+    pub fn client(&self) -> RaftoralClient {
+        self.client.clone()
+    }
+
+    /// The bound node-to-node address, when listening.
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.cluster_addr
+    }
+
+    /// Stops the worker, the node and its server.
+    pub async fn shutdown(self) {
+        self.client.shutdown().await;
+        self.node.shutdown().await;
+        if let Some(server) = self.server {
+            let _ = server.await;
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Embedded mode: engine and SDK in one process, nodes talking gRPC to each
+//! other over loopback. The same checkpoint core as the sidecar, so the same
+//! scenarios hold.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use raftoral::NodeConfig;
+use raftoral::embedded::{EmbeddedLink, EmbeddedNode};
+use raftoral_client::{
+    ClientError, RaftoralClient, StreamOptions, WorkflowError, WorkflowRequest, WorkflowStatus,
+    checkpoint, checkpoint_compute,
+};
+use tokio::sync::Notify;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Side effects: (workflow id, step) → times computed.
+type Effects = Arc<Mutex<BTreeMap<(String, u64), usize>>>;
+
+/// Registers `steps` on `client` and runs it: `n` steps, each computed with
+/// a counted side effect; `gate` (if set) blocks step `gate.0` until notified.
+fn run_steps(
+    client: &RaftoralClient,
+    effects: Effects,
+    gate: Option<(u64, Arc<Notify>)>,
+) -> tokio::task::JoinHandle<Result<(), ClientError>> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        client.register_workflow("steps", 1).await?;
+        client
+            .handle_workflows(move |req: WorkflowRequest| {
+                let (effects, gate) = (effects.clone(), gate.clone());
+                async move {
+                    let n: u64 = req.input()?;
+                    let ctx = req.context;
+                    let mut sum = 0u64;
+                    for i in 0..n {
+                        let (effects, gate, id) =
+                            (effects.clone(), gate.clone(), ctx.workflow_id().to_owned());
+                        let v: u64 = checkpoint_compute!(ctx, &format!("step-{i}"), async move {
+                            if let Some((at, notify)) = gate
+                                && at == i
+                            {
+                                notify.notified().await;
+                            }
+                            *effects.lock().unwrap().entry((id, i)).or_default() += 1;
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            i * 2
+                        });
+                        sum += v;
+                    }
+                    let done: u64 = checkpoint!(ctx, "sum", sum);
+                    Ok::<_, WorkflowError>(serde_json::to_vec(&done)?)
+                }
+            })
+            .await
+    })
+}
+
+/// Polls `check` every 10 ms until it holds; fails after [`DEADLINE`].
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tick.tick().await;
+    }
+}
+
+fn expected(n: u64) -> u64 {
+    (0..n).map(|i| i * 2).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_single_node_runs_and_replays_after_an_app_restart() -> anyhow::Result<()> {
+    let node = EmbeddedNode::start(NodeConfig::default(), None).await?;
+    let effects: Effects = Default::default();
+    let gate = Arc::new(Notify::new());
+    // The first app is stuck inside step 4 when it shuts down; a short grace
+    // period drops it instead of waiting.
+    let options = StreamOptions {
+        shutdown_grace: Duration::from_millis(100),
+        ..StreamOptions::default()
+    };
+    let first = RaftoralClient::with_link(
+        "first app",
+        Arc::new(EmbeddedLink::new(node.node().clone())),
+        options,
+    );
+    let worker = run_steps(&first, effects.clone(), Some((4, gate.clone())));
+    let handle = first.start_workflow("steps", 1, &8u64).await?;
+    let id = handle.workflow_id().to_owned();
+    // Wait until steps 0..3 are committed and step 4 is blocked.
+    until("steps 0..3 to commit", || {
+        node.node().workflow(&id).map_or(0, |w| w.checkpoints.len()) >= 4
+    })
+    .await;
+    // The app goes away mid-step (graceful shutdown: nothing is reported).
+    first.shutdown().await;
+    worker.await??;
+    assert_eq!(
+        node.node().workflow(&id).unwrap().status,
+        WorkflowStatus::Running
+    );
+
+    // A new app on the same node replays: steps 0..3 are not computed again.
+    let second = RaftoralClient::with_link(
+        "second app",
+        Arc::new(EmbeddedLink::new(node.node().clone())),
+        StreamOptions::default(),
+    );
+    let _worker2 = run_steps(&second, effects.clone(), None);
+    let sum: u64 = tokio::time::timeout(
+        DEADLINE,
+        second
+            .start_workflow_with_id(&id, "steps", 1, &8u64)
+            .await?
+            .result(),
+    )
+    .await??;
+    assert_eq!(sum, expected(8));
+    let effects = effects.lock().unwrap();
+    for i in 0..8 {
+        assert_eq!(
+            effects.get(&(id.clone(), i)).copied().unwrap_or(0),
+            1,
+            "step {i}"
+        );
+    }
+    drop(effects);
+    second.shutdown().await;
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn embedded_cluster(n: u64) -> anyhow::Result<BTreeMap<u64, EmbeddedNode>> {
+    let mut peers = BTreeMap::new();
+    for id in 1..=n {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        peers.insert(id, format!("127.0.0.1:{port}"));
+    }
+    let mut nodes = BTreeMap::new();
+    for (id, addr) in &peers {
+        let config = NodeConfig {
+            node_id: *id,
+            tick_interval: Duration::from_millis(20),
+            peers: peers.clone(),
+            owner_timeout: Duration::from_millis(800),
+            app_timeout: Duration::from_millis(800),
+            ..NodeConfig::default()
+        };
+        nodes.insert(*id, EmbeddedNode::start(config, Some(addr.parse()?)).await?);
+    }
+    let first = nodes.values().next().unwrap().node().clone();
+    assert!(
+        first.wait_status(DEADLINE, |s| s.leader_id != 0).await,
+        "no leader"
+    );
+    Ok(nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_cluster_fails_over_when_the_owner_node_stops() -> anyhow::Result<()> {
+    let mut nodes = embedded_cluster(3).await?;
+    let effects: Effects = Default::default();
+    let mut workers = Vec::new();
+    for node in nodes.values() {
+        workers.push(run_steps(&node.client(), effects.clone(), None));
+    }
+    // Everyone registered before the start, so every node replicates it.
+    for node in nodes.values() {
+        let n = node.node().clone();
+        until("registrations to replicate", || {
+            (1..=3).all(|id| n.read(|sm| sm.is_registered(id, "steps", 1) && sm.is_present(id)))
+        })
+        .await;
+    }
+    let leader = nodes[&1].node().raft_status().leader_id;
+    let owner = (1..=3).find(|id| *id != leader).unwrap();
+    let watcher = (1..=3).find(|id| *id != owner).unwrap();
+    let steps = 60u64;
+    let handle = nodes[&owner]
+        .client()
+        .start_workflow("steps", 1, &steps)
+        .await?;
+    let id = handle.workflow_id().to_owned();
+    let w = nodes[&watcher].node().clone();
+    until("a few steps", || {
+        w.workflow(&id).map_or(0, |wf| wf.checkpoints.len()) >= 5
+    })
+    .await;
+    nodes.remove(&owner).unwrap().shutdown().await;
+    let done = w.wait_workflow(&id, DEADLINE * 2).await?;
+    assert_eq!(done.status, WorkflowStatus::Completed);
+    assert_ne!(done.owner, owner);
+    assert_eq!(
+        serde_json::from_slice::<u64>(&done.result)?,
+        expected(steps)
+    );
+    assert_eq!(done.checkpoints.len() as u64, steps + 1);
+    let effects = effects.lock().unwrap();
+    let reruns: usize = (0..steps).map(|i| effects[&(id.clone(), i)] - 1).sum();
+    assert!(
+        reruns <= 1,
+        "only the step in flight may run twice, {reruns} did"
+    );
+    drop(effects);
+    for node in nodes.into_values() {
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_cluster_cancellation_reaches_every_replica() -> anyhow::Result<()> {
+    let nodes = embedded_cluster(3).await?;
+    let effects: Effects = Default::default();
+    let mut workers = Vec::new();
+    for node in nodes.values() {
+        workers.push(run_steps(&node.client(), effects.clone(), None));
+    }
+    let c1 = nodes[&1].client();
+    // Registration of all three apps is replicated before the start.
+    let n1 = nodes[&1].node().clone();
+    until("registrations to replicate", || {
+        (1..=3).all(|id| n1.read(|sm| sm.is_registered(id, "steps", 1)))
+    })
+    .await;
+    let handle = c1.start_workflow("steps", 1, &100_000u64).await?;
+    let id = handle.workflow_id().to_owned();
+    until("a few steps", || {
+        n1.workflow(&id).map_or(0, |w| w.checkpoints.len()) >= 3
+    })
+    .await;
+    nodes[&2].client().cancel_workflow(&id, "enough").await?;
+    match tokio::time::timeout(DEADLINE, handle.result::<u64>()).await? {
+        Err(ClientError::Cancelled { reason, .. }) => assert_eq!(reason, "enough"),
+        other => panic!("expected a cancellation, got {other:?}"),
+    }
+    // Every app's function saw the cancellation, so every worker is idle again.
+    for node in nodes.values() {
+        let core = node.client().core();
+        until("every replica to drop the cancelled workflow", || {
+            core.running() == 0
+        })
+        .await;
+    }
+    for node in nodes.into_values() {
+        node.shutdown().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! [`SidecarLink`]: how the SDK reaches its sidecar. [`GrpcLink`] speaks gRPC
+//! to a `raftoral serve` process; the engine implements the same trait
+//! in-process for embedded mode, so the checkpoint logic exists once and
+//! "sidecar vs embedded" differs by exactly the gRPC hop.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use raftoral_proto::sidecar::v1::{
+    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowRequest, GetWorkflowResponse,
+    StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse,
+    WorkflowStreamRequest, WorkflowStreamResponse, app_service_client::AppServiceClient,
+    workflow_service_client::WorkflowServiceClient,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::ClientError;
+
+/// Messages from the sidecar on an open app stream.
+pub type ResponseStream =
+    Pin<Box<dyn Stream<Item = Result<WorkflowStreamResponse, Status>> + Send>>;
+
+/// The calls the SDK makes on a sidecar.
+#[tonic::async_trait]
+pub trait SidecarLink: Send + Sync + 'static {
+    /// Opens the app stream; `requests` carries the app's messages.
+    async fn open_stream(
+        &self,
+        requests: mpsc::Receiver<WorkflowStreamRequest>,
+    ) -> Result<ResponseStream, Status>;
+    /// `WorkflowService.StartWorkflow`.
+    async fn start_workflow(
+        &self,
+        request: StartWorkflowRequest,
+    ) -> Result<StartWorkflowResponse, Status>;
+    /// `WorkflowService.GetWorkflow`.
+    async fn get_workflow(
+        &self,
+        request: GetWorkflowRequest,
+    ) -> Result<GetWorkflowResponse, Status>;
+    /// `WorkflowService.WaitWorkflow`.
+    async fn wait_workflow(
+        &self,
+        request: WaitWorkflowRequest,
+    ) -> Result<WaitWorkflowResponse, Status>;
+    /// `WorkflowService.CancelWorkflow`.
+    async fn cancel_workflow(
+        &self,
+        request: CancelWorkflowRequest,
+    ) -> Result<CancelWorkflowResponse, Status>;
+}
+
+/// The link to a sidecar process over gRPC.
+pub struct GrpcLink {
+    channel: Channel,
+    max_message_bytes: usize,
+}
+
+impl GrpcLink {
+    /// Connects to `endpoint` (e.g. `http://127.0.0.1:9001`); fails fast when
+    /// nothing listens there.
+    pub async fn connect(
+        endpoint: &str,
+        max_message_bytes: usize,
+    ) -> Result<GrpcLink, ClientError> {
+        let connect_error = |reason: String| ClientError::Connect {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        let channel = Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| connect_error(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
+            .connect()
+            .await
+            .map_err(|e| connect_error(error_chain(&e)))?;
+        Ok(GrpcLink {
+            channel,
+            max_message_bytes,
+        })
+    }
+
+    fn workflows(&self) -> WorkflowServiceClient<Channel> {
+        WorkflowServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes)
+    }
+}
+
+#[tonic::async_trait]
+impl SidecarLink for GrpcLink {
+    async fn open_stream(
+        &self,
+        requests: mpsc::Receiver<WorkflowStreamRequest>,
+    ) -> Result<ResponseStream, Status> {
+        let mut client = AppServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes);
+        let inbound = client
+            .workflow_stream(ReceiverStream::new(requests))
+            .await?
+            .into_inner();
+        Ok(inbound.boxed())
+    }
+
+    async fn start_workflow(
+        &self,
+        request: StartWorkflowRequest,
+    ) -> Result<StartWorkflowResponse, Status> {
+        Ok(self.workflows().start_workflow(request).await?.into_inner())
+    }
+
+    async fn get_workflow(
+        &self,
+        request: GetWorkflowRequest,
+    ) -> Result<GetWorkflowResponse, Status> {
+        Ok(self.workflows().get_workflow(request).await?.into_inner())
+    }
+
+    async fn wait_workflow(
+        &self,
+        request: WaitWorkflowRequest,
+    ) -> Result<WaitWorkflowResponse, Status> {
+        Ok(self.workflows().wait_workflow(request).await?.into_inner())
+    }
+
+    async fn cancel_workflow(
+        &self,
+        request: CancelWorkflowRequest,
+    ) -> Result<CancelWorkflowResponse, Status> {
+        Ok(self
+            .workflows()
+            .cancel_workflow(request)
+            .await?
+            .into_inner())
+    }
+}
+
+/// The whole `source()` chain of an error, for messages that say what failed.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
