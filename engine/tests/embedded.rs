@@ -72,6 +72,16 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// How many times step `step` of `id` was computed.
+fn count(effects: &Effects, id: &str, step: u64) -> usize {
+    effects
+        .lock()
+        .unwrap()
+        .get(&(id.to_owned(), step))
+        .copied()
+        .unwrap_or(0)
+}
+
 fn expected(n: u64) -> u64 {
     (0..n).map(|i| i * 2).sum()
 }
@@ -124,15 +134,9 @@ async fn embedded_single_node_runs_and_replays_after_an_app_restart() -> anyhow:
     )
     .await??;
     assert_eq!(sum, expected(8));
-    let effects = effects.lock().unwrap();
     for i in 0..8 {
-        assert_eq!(
-            effects.get(&(id.clone(), i)).copied().unwrap_or(0),
-            1,
-            "step {i}"
-        );
+        assert_eq!(count(&effects, &id, i), 1, "step {i}");
     }
-    drop(effects);
     second.shutdown().await;
     node.shutdown().await;
     Ok(())
@@ -205,13 +209,11 @@ async fn embedded_cluster_fails_over_when_the_owner_node_stops() -> anyhow::Resu
         expected(steps)
     );
     assert_eq!(done.checkpoints.len() as u64, steps + 1);
-    let effects = effects.lock().unwrap();
-    let reruns: usize = (0..steps).map(|i| effects[&(id.clone(), i)] - 1).sum();
+    let reruns: usize = (0..steps).map(|i| count(&effects, &id, i) - 1).sum();
     assert!(
         reruns <= 1,
         "only the step in flight may run twice, {reruns} did"
     );
-    drop(effects);
     for node in nodes.into_values() {
         node.shutdown().await;
     }
