@@ -39,7 +39,7 @@ test: lint build test-rust
 test-rust: build
 	$(CARGO) test --workspace
 
-## demo: build, start a sidecar and the ping-pong app, send ping, print pong
+## demo: build, start a local 3-node cluster and the ping-pong app, send ping, print pong
 demo:
 	$(CARGO) build -p raftoral-sidecar -p ping-pong
 	scripts/demo.sh
