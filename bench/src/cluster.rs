@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use raftoral::{Node, NodeConfig};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// Nodes of one cluster; dropped when the value is.
 pub struct LocalCluster {
@@ -57,7 +56,7 @@ impl LocalCluster {
                 tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .add_service(service)
-                    .serve_with_incoming(TcpListenerStream::new(listener)),
+                    .serve_with_incoming(raftoral::transport::nodelay_incoming(listener)),
             );
             nodes.insert(id, node);
         }

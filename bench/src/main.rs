@@ -3,7 +3,9 @@
 
 mod cluster;
 mod commit;
+mod failover;
 mod stats;
+mod workflows;
 
 use std::path::PathBuf;
 
@@ -30,10 +32,32 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Workflow latency and throughput through the SDK, embedded vs sidecar,
+    /// plus sidecar memory and leader failover time.
+    Workflows {
+        /// Sequential runs per workload after 50 warm-ups.
+        #[arg(long, default_value_t = 500)]
+        runs: u64,
+        /// Workflows per throughput measurement (a tenth at concurrency 1).
+        #[arg(long, default_value_t = 2000)]
+        workflows: u64,
+        /// Leader kills for the failover figure.
+        #[arg(long, default_value_t = 5)]
+        kills: u32,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().command {
         Command::Commit { samples, ops, out } => {
             let run = commit::CommitRun {
@@ -72,6 +96,137 @@ async fn main() -> anyhow::Result<()> {
                 println!("wrote {}", out.display());
             }
         }
+        Command::Workflows {
+            runs,
+            workflows: total,
+            kills,
+            out,
+        } => {
+            run_workflows(runs, total, kills, out).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_workflows(
+    runs: u64,
+    total: u64,
+    kills: u32,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use workflows::{Bench, Mode, Shape, Workload};
+    let bin = workflows::raftoral_binary()?;
+    let mut rows = Vec::new();
+    println!(
+        "{:<5} {:<6} {:<9} {:<10} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10} {:>12}",
+        "nodes",
+        "disk",
+        "mode",
+        "workload",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "c=1 wf/s",
+        "c=64 wf/s",
+        "c=256 wf/s",
+        "c=256 cp/s"
+    );
+    for (nodes, durable) in [(1, true), (3, true)] {
+        for mode in [Mode::Embedded, Mode::Sidecar] {
+            let shape = Shape {
+                nodes,
+                durable,
+                mode,
+            };
+            let bench = Arc::new(Bench::start(shape, &bin).await?);
+            for workload in [Workload::PingPong, Workload::Steps(10)] {
+                let row = bench.measure(shape, workload, runs, total).await?;
+                println!(
+                    "{:<5} {:<6} {:<9} {:<10} {:>8.3} {:>8.3} {:>8.3} {:>10.0} {:>10.0} {:>10.0} {:>12.0}",
+                    nodes,
+                    durable,
+                    format!("{mode:?}"),
+                    row.workload,
+                    row.latency.p50_ms,
+                    row.latency.p90_ms,
+                    row.latency.p99_ms,
+                    row.throughput[0].1,
+                    row.throughput[1].1,
+                    row.throughput[2].1,
+                    row.throughput[2].2
+                );
+                rows.push(row);
+            }
+            if let Ok(bench) = Arc::try_unwrap(bench) {
+                bench.stop().await;
+            }
+        }
+    }
+    // Sidecar / embedded latency ratios, same shape and workload.
+    let mut ratios = Vec::new();
+    for r in rows.iter().filter(|r| r.shape.mode == Mode::Sidecar) {
+        if let Some(e) = rows.iter().find(|e| {
+            e.shape.mode == Mode::Embedded
+                && e.shape.nodes == r.shape.nodes
+                && e.workload == r.workload
+        }) {
+            let ratio = r.latency.p50_ms / e.latency.p50_ms;
+            println!(
+                "sidecar/embedded p50 ratio, {} nodes, {}: {ratio:.2}",
+                r.shape.nodes, r.workload
+            );
+            ratios.push(serde_json::json!({"nodes": r.shape.nodes, "workload": r.workload, "p50_ratio": ratio}));
+        }
+    }
+    // Memory: sidecar RSS idle, then with 10,000 running workflows.
+    let shape = Shape {
+        nodes: 3,
+        durable: true,
+        mode: Mode::Sidecar,
+    };
+    let mut bench = Bench::start(shape, &bin).await?;
+    let idle = bench.rss_mib(1).unwrap_or(0.0);
+    for _ in 0..10_000 {
+        bench.client.start_workflow("hold", 1, &()).await?;
+    }
+    let busy = bench.rss_mib(1).unwrap_or(0.0);
+    println!(
+        "sidecar RSS (node 1 of 3, disk): idle {idle:.1} MiB, 10,000 running workflows {busy:.1} MiB"
+    );
+    // Failover: leader SIGKILL under load.
+    let mut gaps = Vec::new();
+    let mut attempts = 0;
+    while gaps.len() < kills as usize && attempts < kills * 4 {
+        attempts += 1;
+        bench.stop().await;
+        bench = Bench::start(shape, &bin).await?;
+        if let Some(gap) = failover::leader_kill(&mut bench).await? {
+            println!("leader kill: next workflow completed {gap:.0} ms after the kill");
+            gaps.push(gap);
+        }
+    }
+    bench.stop().await;
+    gaps.sort_by(|a, b| a.total_cmp(b));
+    let median = gaps.get(gaps.len() / 2).copied();
+    if let Some(m) = median {
+        println!(
+            "failover after a leader kill: median {m:.0} ms over {} kills",
+            gaps.len()
+        );
+    }
+    if let Some(out) = out {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let json = serde_json::json!({
+            "workflows": rows,
+            "ratios": ratios,
+            "memory_mib": {"idle": idle, "running_10000": busy},
+            "leader_failover_ms": {"kills": gaps, "median": median},
+        });
+        std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
+        println!("wrote {}", out.display());
     }
     Ok(())
 }

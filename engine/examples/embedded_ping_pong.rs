@@ -28,7 +28,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let client = client.clone();
         tokio::spawn(async move { client.handle_workflows(ping_pong).await })
     };
-    let answer: String = client.start_workflow("ping_pong", 1, "ping").await?.result().await?;
+    let answer: String = client
+        .start_workflow("ping_pong", 1, "ping")
+        .await?
+        .result()
+        .await?;
     println!("{answer}");
     node.shutdown().await;
     worker.await??;

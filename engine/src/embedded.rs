@@ -40,7 +40,7 @@ use raftoral_proto::sidecar::v1::{
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::client_api::ClientApi;
@@ -152,9 +152,12 @@ impl EmbeddedNode {
                 let served = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .add_service(service)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                        crate::node::stopped(&mut stop).await;
-                    })
+                    .serve_with_incoming_shutdown(
+                        crate::transport::nodelay_incoming(listener),
+                        async move {
+                            crate::node::stopped(&mut stop).await;
+                        },
+                    )
                     .await;
                 if let Err(e) = served {
                     tracing::error!(error = %e, "node-to-node server failed");

@@ -88,6 +88,12 @@ pub enum EngineError {
         /// This node.
         node: u64,
     },
+    /// The leader changed while the proposal was in flight; it may or may
+    /// not have committed. Retrying is safe.
+    #[error(
+        "the Raft leader changed while the request was in flight; retry it (requests are idempotent or fenced)"
+    )]
+    LeaderChanged,
     /// The proposal did not commit in time.
     #[error(
         "the proposal was not committed within {0:?}; the cluster may have lost its quorum, retry"

@@ -82,6 +82,8 @@ pub(crate) struct RaftLoop {
     config: NodeConfig,
     failover: Failover,
     ticks: u64,
+    /// Leader seen at the last Ready; a change fails pending proposals fast.
+    last_leader: u64,
 }
 
 /// Ticks between failover checks.
@@ -116,6 +118,7 @@ impl RaftLoop {
             failover: Failover::new(config.owner_timeout, config.app_timeout),
             config,
             ticks: 0,
+            last_leader: 0,
         }
     }
 
@@ -247,8 +250,34 @@ impl RaftLoop {
         self.apply(committed)?;
         self.raw.advance_apply();
         self.maybe_snapshot()?;
+        self.on_leader_change();
         self.publish_status();
         Ok(())
+    }
+
+    /// A proposal forwarded to a leader that is gone will never commit
+    /// through it; waiting for its timeout would stall the caller. Fail the
+    /// pending ones at once with a retryable error: retries are safe, as
+    /// every command is idempotent or fenced (a retried checkpoint that did
+    /// commit is refused by seq and ignored by the SDK).
+    fn on_leader_change(&mut self) {
+        let leader = self.raw.raft.leader_id;
+        if leader == self.last_leader {
+            return;
+        }
+        let previous = std::mem::replace(&mut self.last_leader, leader);
+        if previous == 0 || self.pending.is_empty() {
+            return;
+        }
+        tracing::info!(
+            previous,
+            leader,
+            pending = self.pending.len(),
+            "leader changed; pending proposals fail for retry"
+        );
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(EngineError::LeaderChanged));
+        }
     }
 
     /// A snapshot from the leader replaces the state machine.

@@ -18,6 +18,7 @@ pub fn to_status(e: EngineError) -> Status {
         }
         // Retryable: no leader yet, quorum lost, or this node is stopping.
         EngineError::NoLeader { .. }
+        | EngineError::LeaderChanged
         | EngineError::ProposalTimeout(_)
         | EngineError::ShuttingDown => Code::Unavailable,
         EngineError::WaitTimeout { .. } => Code::DeadlineExceeded,

@@ -26,6 +26,8 @@ pub const GROUP_ID: u64 = 0;
 const PEER_QUEUE: usize = 4096;
 /// Messages per batch.
 const MAX_BATCH: usize = 256;
+/// A peer that does not take a batch for this long gets a new stream.
+const STALL: Duration = Duration::from_secs(2);
 /// Largest node-to-node frame (snapshots travel inside raft messages).
 pub const MAX_FRAME: usize = 512 * 1024 * 1024;
 
@@ -197,14 +199,23 @@ async fn run_peer(mut link: PeerLink) {
             .max_encoding_message_size(MAX_FRAME)
             .max_decoding_message_size(MAX_FRAME);
         let (batches, rx) = mpsc::channel::<RaftRequest>(64);
-        let call = client.raft(ReceiverStream::new(rx));
-        tokio::pin!(call);
+        // The call runs on its own task so that hyper drives the request body
+        // whatever this loop is doing; this loop may then wait on `batches`.
+        let mut call = tokio::spawn(async move { client.raft(ReceiverStream::new(rx)).await });
         let mut sent_any = false;
         let ended = loop {
             tokio::select! {
-                result = &mut call => break result.map(|_| ()).map_err(|s| s.to_string()),
+                result = &mut call => {
+                    break match result {
+                        Ok(r) => r.map(|_| ()).map_err(|s| s.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                }
                 message = link.queue.recv() => {
-                    let Some(first) = message else { return };
+                    let Some(first) = message else {
+                        call.abort();
+                        return;
+                    };
                     let mut envelopes = Vec::with_capacity(8);
                     push_envelope(&mut envelopes, first);
                     while envelopes.len() < MAX_BATCH {
@@ -216,15 +227,23 @@ async fn run_peer(mut link: PeerLink) {
                         messages: envelopes,
                         from_address: link.advertise.clone(),
                     };
-                    // Never wait on a slow peer: drop the batch, Raft resends.
-                    if batches.try_send(request).is_err() {
-                        tracing::debug!(peer = link.to, "peer stream backlogged; batch dropped");
+                    // Backpressure from a slow peer stops here, in this task:
+                    // the Raft loop only ever try_sends into the bounded
+                    // queue, so it never waits; a peer stuck longer than
+                    // STALL is reconnected.
+                    match tokio::time::timeout(STALL, batches.send(request)).await {
+                        Ok(Ok(())) => sent_any = true,
+                        Ok(Err(_)) => break Err("stream closed".into()),
+                        Err(_) => break Err(format!("peer did not drain its stream for {STALL:?}")),
                     }
-                    sent_any = true;
                 }
-                _ = link.shutdown.changed() => return,
+                _ = link.shutdown.changed() => {
+                    call.abort();
+                    return;
+                }
             }
         };
+        call.abort();
         if let Err(reason) = ended {
             tracing::debug!(peer = link.to, %reason, "raft stream to peer ended");
         }
@@ -266,4 +285,21 @@ pub fn decode_envelope(envelope: &RaftEnvelope) -> Option<Message> {
             None
         }
     }
+}
+
+/// Accepted connections of `listener` with Nagle's algorithm off. tonic's
+/// `tcp_nodelay` applies only to listeners it binds itself; without this a
+/// stream of small messages (app events, raft batches) waits on delayed ACKs
+/// for tens of milliseconds.
+pub fn nodelay_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot disable Nagle on an accepted connection");
+            }
+        })
+    })
 }

@@ -471,6 +471,7 @@ fn error_for(e: &EngineError, workflow_id: &str, seq: u64) -> SidecarMsg {
         | EngineError::AlreadyExists(_)
         | EngineError::NotMember(_) => ErrorCode::MalformedMessage,
         EngineError::NoLeader { .. }
+        | EngineError::LeaderChanged
         | EngineError::ProposalTimeout(_)
         | EngineError::ShuttingDown
         | EngineError::Raft(_)

@@ -10,7 +10,6 @@ use raftoral_proto::sidecar::v1::{
     app_service_server::AppServiceServer, workflow_service_server::WorkflowServiceServer,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::app_api::AppApi;
@@ -76,7 +75,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .add_service(health_service.clone())
         .add_service(app_api)
         .add_service(workflow_api)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(sidecar_listener), {
+        .serve_with_incoming_shutdown(raftoral::transport::nodelay_incoming(sidecar_listener), {
             let mut stop = stop.clone();
             async move {
                 let _ = stop.wait_for(|s| *s).await;
@@ -86,9 +85,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(node.cluster_service())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
+        .serve_with_incoming_shutdown(
+            raftoral::transport::nodelay_incoming(raft_listener),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        );
 
     if let Some(path) = &args.addr_file {
         write_addr_file(path, sidecar_addr, raft_addr)?;

@@ -1,0 +1,340 @@
+//! Workflow benchmarks through the SDK: `ping_pong` (1 checkpoint) and
+//! `steps-10` (10 sequential checkpoints), in embedded mode and through real
+//! sidecar processes, on the same cluster shape in the same run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use raftoral::NodeConfig;
+use raftoral::embedded::EmbeddedNode;
+use raftoral_client::{RaftoralClient, WorkflowError, WorkflowRequest, checkpoint};
+use serde::Serialize;
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::stats::{Latency, Recorder};
+
+/// Where the SDK runs relative to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Mode {
+    /// Engine in the app's process.
+    Embedded,
+    /// Engine in `raftoral serve` processes, SDK over gRPC.
+    Sidecar,
+}
+
+/// Cluster shape of one measurement.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Shape {
+    /// Nodes.
+    pub nodes: u64,
+    /// Log on disk with fsync.
+    pub durable: bool,
+    /// Embedded or sidecar.
+    pub mode: Mode,
+}
+
+/// One row of results.
+#[derive(Debug, Serialize)]
+pub struct WorkflowRow {
+    /// The cluster.
+    pub shape: Shape,
+    /// SDK language.
+    pub sdk: &'static str,
+    /// Workload name.
+    pub workload: String,
+    /// Sequential end-to-end latency (start + result).
+    pub latency: Latency,
+    /// (concurrency, workflows/s, checkpoints/s).
+    pub throughput: Vec<(usize, f64, f64)>,
+}
+
+/// The bench worker's workflows.
+async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let ctx = req.context.clone();
+    match req.workflow_name.as_str() {
+        "ping_pong" => {
+            let input: String = req.input()?;
+            let out: String = checkpoint!(
+                ctx,
+                "result",
+                if input == "ping" { "pong" } else { "ping" }.to_string()
+            );
+            Ok(serde_json::to_vec(&out)?)
+        }
+        "steps" => {
+            let n: u64 = req.input()?;
+            let mut sum = 0u64;
+            for i in 0..n {
+                let v: u64 = ctx.checkpoint(&format!("step-{i}"), || i + 1).await?;
+                sum += v;
+            }
+            Ok(serde_json::to_vec(&sum)?)
+        }
+        "hold" => {
+            let _: u64 = checkpoint!(ctx, "started", 1);
+            // Holds the workflow open (running) for the memory figure; the
+            // bench client's short shutdown grace drops these at the end.
+            ctx.checkpoint_compute("never", std::future::pending::<u64>())
+                .await?;
+            Ok(Vec::new())
+        }
+        other => Err(format!("no workflow '{other}'").into()),
+    }
+}
+
+/// A running cluster with a worker attached to node 1, as the app sees it.
+pub struct Bench {
+    /// Client of node 1 (worker and caller).
+    pub client: RaftoralClient,
+    worker: JoinHandle<Result<(), raftoral_client::ClientError>>,
+    embedded: Vec<EmbeddedNode>,
+    /// Sidecar processes by node id.
+    pub processes: BTreeMap<u64, Child>,
+    /// Node-to-node addresses by node id.
+    pub raft_addrs: BTreeMap<u64, String>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Bench {
+    /// Starts the cluster and the worker.
+    pub async fn start(shape: Shape, raftoral_bin: &Path) -> anyhow::Result<Bench> {
+        let dir = tempfile::tempdir()?;
+        let mut raft_addrs = BTreeMap::new();
+        for id in 1..=shape.nodes {
+            raft_addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
+        }
+        let mut embedded = Vec::new();
+        let mut processes = BTreeMap::new();
+        let client = match shape.mode {
+            Mode::Embedded => {
+                for (id, addr) in &raft_addrs {
+                    let config = NodeConfig {
+                        node_id: *id,
+                        peers: if shape.nodes > 1 {
+                            raft_addrs.clone()
+                        } else {
+                            BTreeMap::new()
+                        },
+                        advertise: addr.clone(),
+                        storage_path: shape.durable.then(|| dir.path().join(format!("n{id}"))),
+                        ..NodeConfig::default()
+                    };
+                    let listen = (shape.nodes > 1).then(|| addr.parse()).transpose()?;
+                    embedded.push(EmbeddedNode::start(config, listen).await?);
+                }
+                embedded[0].client()
+            }
+            Mode::Sidecar => {
+                let peers: Vec<String> = raft_addrs
+                    .iter()
+                    .map(|(id, a)| format!("{id}={a}"))
+                    .collect();
+                let mut url = String::new();
+                for (id, addr) in &raft_addrs {
+                    let addr_file = dir.path().join(format!("addr{id}.json"));
+                    let mut cmd = Command::new(raftoral_bin);
+                    cmd.arg("serve")
+                        .args([
+                            "--node-id",
+                            &id.to_string(),
+                            "--listen",
+                            addr,
+                            "--sidecar-listen",
+                            "127.0.0.1:0",
+                        ])
+                        .arg("--addr-file")
+                        .arg(&addr_file)
+                        .env("RUST_LOG", "warn")
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .kill_on_drop(true);
+                    if shape.nodes > 1 {
+                        cmd.args(["--peers", &peers.join(",")]);
+                    }
+                    if shape.durable {
+                        cmd.arg("--storage-path")
+                            .arg(dir.path().join(format!("n{id}")));
+                    }
+                    processes.insert(*id, cmd.spawn().context("spawn raftoral serve")?);
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    let mut poll = tokio::time::interval(Duration::from_millis(10));
+                    let text = loop {
+                        if let Ok(t) = std::fs::read_to_string(&addr_file) {
+                            break t;
+                        }
+                        if Instant::now() > deadline {
+                            bail!("sidecar {id} did not start");
+                        }
+                        poll.tick().await;
+                    };
+                    let v: serde_json::Value = serde_json::from_str(&text)?;
+                    if *id == 1 {
+                        url = format!("http://{}", v["sidecar"].as_str().unwrap_or_default());
+                    }
+                }
+                let options = raftoral_client::StreamOptions {
+                    shutdown_grace: Duration::from_millis(100),
+                    ..Default::default()
+                };
+                RaftoralClient::connect_with(&url, options).await?
+            }
+        };
+        for name in ["ping_pong", "steps", "hold"] {
+            client.register_workflow(name, 1).await?;
+        }
+        let worker = {
+            let client = client.clone();
+            tokio::spawn(async move { client.handle_workflows(handler).await })
+        };
+        Ok(Bench {
+            client,
+            worker,
+            embedded,
+            processes,
+            raft_addrs,
+            _dir: dir,
+        })
+    }
+
+    async fn run_one(&self, workload: &Workload) -> anyhow::Result<()> {
+        let handle = match workload {
+            Workload::PingPong => self.client.start_workflow("ping_pong", 1, "ping").await?,
+            Workload::Steps(n) => self.client.start_workflow("steps", 1, n).await?,
+        };
+        handle.result_raw().await?;
+        Ok(())
+    }
+
+    /// Measures one workload.
+    pub async fn measure(
+        self: &Arc<Self>,
+        shape: Shape,
+        workload: Workload,
+        runs: u64,
+        throughput_workflows: u64,
+    ) -> anyhow::Result<WorkflowRow> {
+        for _ in 0..50 {
+            self.run_one(&workload).await?;
+        }
+        let this = self.clone();
+        let recorder = tokio::spawn(async move {
+            let mut recorder = Recorder::new();
+            for _ in 0..runs {
+                let t = Instant::now();
+                this.run_one(&workload).await?;
+                recorder.record(t.elapsed());
+            }
+            anyhow::Ok(recorder)
+        })
+        .await??;
+        let mut throughput = Vec::new();
+        for c in [1usize, 64, 256] {
+            let total = if c == 1 {
+                throughput_workflows / 10
+            } else {
+                throughput_workflows
+            };
+            let per_task = (total / c as u64).max(1);
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..c)
+                .map(|_| {
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..per_task {
+                            this.run_one(&workload).await?;
+                        }
+                        anyhow::Ok(())
+                    })
+                })
+                .collect();
+            for t in futures::future::join_all(tasks).await {
+                t??;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let done = (per_task * c as u64) as f64;
+            throughput.push((c, done / secs, done * workload.checkpoints() as f64 / secs));
+        }
+        Ok(WorkflowRow {
+            shape,
+            sdk: "rust",
+            workload: workload.name(),
+            latency: recorder.summary(),
+            throughput,
+        })
+    }
+
+    /// Resident memory of sidecar process `id`, in MiB.
+    pub fn rss_mib(&self, id: u64) -> Option<f64> {
+        let pid = self.processes.get(&id)?.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
+    }
+
+    /// Stops everything.
+    pub async fn stop(self) {
+        self.client.shutdown().await;
+        let _ = self.worker.await;
+        for node in self.embedded {
+            node.shutdown().await;
+        }
+        for (_, mut child) in self.processes {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// A workload.
+#[derive(Debug, Clone, Copy)]
+pub enum Workload {
+    /// One checkpoint.
+    PingPong,
+    /// N sequential checkpoints.
+    Steps(u64),
+}
+
+impl Workload {
+    fn name(&self) -> String {
+        match self {
+            Workload::PingPong => "ping_pong".into(),
+            Workload::Steps(n) => format!("steps-{n}"),
+        }
+    }
+
+    fn checkpoints(&self) -> u64 {
+        match self {
+            Workload::PingPong => 1,
+            Workload::Steps(n) => *n,
+        }
+    }
+}
+
+/// The `raftoral` binary next to this one (same profile).
+pub fn raftoral_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name("raftoral");
+    if !path.exists() {
+        bail!(
+            "{} is missing: build it first (`make bench` does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
