@@ -49,6 +49,7 @@ bench:
 	$(CARGO) build --release -p raftoral-bench -p raftoral-sidecar
 	target/release/raftoral-bench commit --out bench/results/commit.json
 	target/release/raftoral-bench workflows --out bench/results/workflows.json
+	bench/peers/restate/run.sh > bench/results/restate.json
 
 clean:
 	$(CARGO) clean
