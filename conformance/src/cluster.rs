@@ -36,12 +36,33 @@ pub struct Cluster {
     extra: Vec<String>,
 }
 
-/// A free loopback port, picked by the OS. The listener is closed before the
-/// node binds it; fine on loopback in a test.
+/// A free loopback port for a node that must be named in its peers' lists
+/// before it starts. Picked at run time below the kernel's ephemeral range
+/// (32768 and up on Linux): a port the OS handed out with port 0 and that we
+/// released could be taken again at once by any outbound connection of a
+/// parallel test, while ports below that range are only ever bound on purpose.
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64
+        ^ (u64::from(std::process::id()) << 20)
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut x = seed | 1;
+    for _ in 0..200 {
+        // xorshift: a cheap spread over the range, no dependency needed.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20_000 + (x % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port found between 20000 and 32000")
 }
 
 impl Cluster {

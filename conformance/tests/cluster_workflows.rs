@@ -75,6 +75,15 @@ async fn wait_status(c: &RaftoralClient, id: &str, status: WorkflowStatus) -> an
     .await
 }
 
+/// Waits until workflow `id` has at least `n` committed checkpoints.
+async fn committed_at_least(c: &RaftoralClient, id: &str, n: u64) -> anyhow::Result<()> {
+    eventually_async(DEADLINE, &format!("{n} committed steps of {id}"), || {
+        let (c, id) = (c.clone(), id.to_owned());
+        async move { Ok(c.get_workflow(&id).await?.checkpoint_count >= n) }
+    })
+    .await
+}
+
 /// (name, value) of each committed checkpoint, as one node reports them.
 async fn history(cluster: &Cluster, node: u64, id: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut svc = raftoral_client::proto::sidecar::v1::workflow_service_client::WorkflowServiceClient::connect(
@@ -145,11 +154,7 @@ async fn owner_sidecar_killed_mid_workflow_completes_elsewhere_with_each_step_on
         .await?;
     let id = h.workflow_id().to_owned();
     assert_eq!(c.get_workflow(&id).await?.owner_node_id, owner);
-    eventually_async(DEADLINE, "a few committed steps", || {
-        let (c, id) = (c.clone(), id.clone());
-        async move { Ok(c.get_workflow(&id).await?.checkpoint_count >= 5) }
-    })
-    .await?;
+    committed_at_least(&c, &id, 5).await?;
     cluster.kill(owner).await?;
 
     let survivor = client(&cluster, leader).await?;
@@ -200,11 +205,7 @@ async fn owner_app_killed_moves_the_workflow_after_the_app_timeout() -> anyhow::
         .await?;
     let id = h.workflow_id().to_owned();
     assert_eq!(c.get_workflow(&id).await?.owner_node_id, 1);
-    eventually_async(DEADLINE, "a few committed steps", || {
-        let (c, id) = (c.clone(), id.clone());
-        async move { Ok(c.get_workflow(&id).await?.checkpoint_count >= 3) }
-    })
-    .await?;
+    committed_at_least(&c, &id, 3).await?;
     apps.workers.remove(&1).expect("worker 1").kill().await?;
     let sum: u64 = tokio::time::timeout(DEADLINE * 2, h.result()).await??;
     assert_eq!(sum, (0..n).map(|i| i * 2).sum::<u64>());
@@ -231,11 +232,7 @@ async fn cancellation_reaches_every_replica() -> anyhow::Result<()> {
         )
         .await?;
     let id = h.workflow_id().to_owned();
-    eventually_async(DEADLINE, "a few committed steps", || {
-        let (c, id) = (c1.clone(), id.clone());
-        async move { Ok(c.get_workflow(&id).await?.checkpoint_count >= 3) }
-    })
-    .await?;
+    committed_at_least(&c1, &id, 3).await?;
     let c2 = client(&cluster, 2).await?;
     assert_eq!(
         c2.cancel_workflow(&id, "stop everywhere").await?.status(),
@@ -287,11 +284,7 @@ async fn whole_cluster_restart_resumes_workflows_in_flight() -> anyhow::Result<(
         ids.push(h.workflow_id().to_owned());
     }
     let first = ids[0].clone();
-    eventually_async(DEADLINE, "a few committed steps", || {
-        let (c, id) = (c.clone(), first.clone());
-        async move { Ok(c.get_workflow(&id).await?.checkpoint_count >= 3) }
-    })
-    .await?;
+    committed_at_least(&c, &first, 3).await?;
     for node in 1..=3 {
         cluster.kill(node).await?;
     }
@@ -346,6 +339,11 @@ async fn two_hundred_workflows_survive_a_node_restart_with_identical_histories()
     let watcher = client(&cluster, 1 + victim % 3).await?;
     for id in &ids {
         wait_status(&watcher, id, WorkflowStatus::Completed).await?;
+        let result = watcher.get_workflow(id).await?.result;
+        assert_eq!(
+            serde_json::from_slice::<u64>(&result)?,
+            (0..n).map(|i| i * 2).sum::<u64>()
+        );
     }
     for id in &ids {
         let reference = history(&cluster, 1, id).await?;

@@ -122,7 +122,7 @@ impl EmbeddedNode {
     /// a cluster; port 0 picks a free port, and an empty `config.advertise`
     /// becomes the bound address).
     pub async fn start(
-        mut config: NodeConfig,
+        config: NodeConfig,
         listen: Option<SocketAddr>,
     ) -> Result<EmbeddedNode, EngineError> {
         let listener = match listen {
@@ -133,6 +133,16 @@ impl EmbeddedNode {
             ),
             None => None,
         };
+        Self::start_on(config, listener).await
+    }
+
+    /// Like [`start`](Self::start) with a listener bound by the caller: bind
+    /// every node's listener first (port 0), then give each node its peers'
+    /// real addresses, with no window for another process to take a port.
+    pub async fn start_on(
+        mut config: NodeConfig,
+        listener: Option<TcpListener>,
+    ) -> Result<EmbeddedNode, EngineError> {
         let cluster_addr =
             match &listener {
                 Some(l) => Some(l.local_addr().map_err(|e| {

@@ -143,24 +143,26 @@ async fn embedded_single_node_runs_and_replays_after_an_app_restart() -> anyhow:
 }
 
 async fn embedded_cluster(n: u64) -> anyhow::Result<BTreeMap<u64, EmbeddedNode>> {
-    let mut peers = BTreeMap::new();
+    // Bind every listener first, so peers get real, already-held addresses.
+    let mut listeners = BTreeMap::new();
     for id in 1..=n {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        peers.insert(id, format!("127.0.0.1:{port}"));
+        listeners.insert(id, tokio::net::TcpListener::bind("127.0.0.1:0").await?);
     }
+    let peers: BTreeMap<u64, String> = listeners
+        .iter()
+        .map(|(id, l)| Ok((*id, l.local_addr()?.to_string())))
+        .collect::<anyhow::Result<_>>()?;
     let mut nodes = BTreeMap::new();
-    for (id, addr) in &peers {
+    for (id, listener) in listeners {
         let config = NodeConfig {
-            node_id: *id,
+            node_id: id,
             tick_interval: Duration::from_millis(20),
             peers: peers.clone(),
             owner_timeout: Duration::from_millis(800),
             app_timeout: Duration::from_millis(800),
             ..NodeConfig::default()
         };
-        nodes.insert(*id, EmbeddedNode::start(config, Some(addr.parse()?)).await?);
+        nodes.insert(id, EmbeddedNode::start_on(config, Some(listener)).await?);
     }
     let first = nodes.values().next().unwrap().node().clone();
     assert!(
