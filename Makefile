@@ -50,6 +50,7 @@ bench:
 	target/release/raftoral-bench commit --out bench/results/commit.json
 	target/release/raftoral-bench workflows --out bench/results/workflows.json
 	bench/peers/restate/run.sh > bench/results/restate.json
+	bench/peers/temporal/run.sh > bench/results/temporal.json
 
 clean:
 	$(CARGO) clean

@@ -62,7 +62,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         Self {
             node_id: 1,
-            tick_interval: Duration::from_millis(100),
+            tick_interval: Duration::from_millis(50),
             election_ticks: 10,
             heartbeat_ticks: 2,
             proposal_timeout: Duration::from_secs(10),
