@@ -140,6 +140,20 @@ pub enum EngineError {
     Config(String),
 }
 
+impl EngineError {
+    /// True for failures that may succeed when retried: no leader yet, a
+    /// leader change, a timeout. Commands are idempotent or fenced, so a
+    /// retry never applies twice.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            EngineError::NoLeader { .. }
+                | EngineError::LeaderChanged
+                | EngineError::ProposalTimeout(_)
+        )
+    }
+}
+
 fn pending_suffix(reason: &str) -> String {
     if reason.is_empty() {
         String::new()

@@ -151,8 +151,19 @@ impl WorkerSession {
     }
 
     async fn on_register(&mut self, r: RegisterWorkflowRequest) -> Result<(), OutboundClosed> {
-        if let Err(e) = self.node.register_worker(&r.workflow_name, r.version).await {
-            return self.send(error_for(&e, "", 0)).await;
+        // Retried through elections: an app that registered once expects to
+        // get its workflows, not a lost registration.
+        let mut attempt = 0;
+        loop {
+            match self.node.register_worker(&r.workflow_name, r.version).await {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() && attempt < REGISTER_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "registration not committed yet; retrying");
+                    tokio::time::sleep(RESULT_RETRY).await;
+                }
+                Err(e) => return self.send(error_for(&e, "", 0)).await,
+            }
         }
         tracing::info!(session = self.id, workflow = %r.workflow_name, version = r.version, "app registered workflow");
         self.send(SidecarMsg::RegistrationAck(RegistrationAck {
@@ -294,13 +305,37 @@ impl WorkerSession {
             } else {
                 Err(r.error)
             };
-            if let Err(e) = node.finish_workflow(&r.workflow_id, outcome).await {
-                tracing::debug!(workflow = %r.workflow_id, error = %e, "workflow result refused");
-                let _ = out
-                    .send(WorkflowStreamResponse {
-                        message: Some(error_for(&e, &r.workflow_id, 0)),
-                    })
-                    .await;
+            // The app reports a result once and forgets the run, so the
+            // session keeps proposing it through elections and lost
+            // forwards: without this a workflow whose result was lost would
+            // stay running with all its work done. A retry that finds the
+            // workflow already finished is the earlier attempt's success.
+            let mut shutdown = node.shutdown_signal();
+            loop {
+                match node.finish_workflow(&r.workflow_id, outcome.clone()).await {
+                    Ok(()) => break,
+                    Err(e) if e.is_retryable() => {
+                        tracing::debug!(workflow = %r.workflow_id, error = %e, "workflow result not committed yet; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(RESULT_RETRY) => {}
+                            _ = crate::node::stopped(&mut shutdown) => break,
+                        }
+                    }
+                    Err(EngineError::Rejected(crate::Rejection::NotRunning { status, .. }))
+                        if crate::is_terminal(status) =>
+                    {
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(workflow = %r.workflow_id, error = %e, "workflow result refused");
+                        let _ = out
+                            .send(WorkflowStreamResponse {
+                                message: Some(error_for(&e, &r.workflow_id, 0)),
+                            })
+                            .await;
+                        break;
+                    }
+                }
             }
         });
         Ok(())
@@ -527,3 +562,7 @@ where
 
 /// Messages buffered towards one app before the session waits for it.
 const OUTBOUND_BUFFER: usize = 4096;
+/// Attempts to commit a registration before the app is told it failed.
+const REGISTER_ATTEMPTS: u32 = 50;
+/// Pause between attempts to commit a workflow result or a registration.
+const RESULT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
