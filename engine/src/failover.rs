@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use raftoral_proto::cluster::v1::ChangeOwner;
+use raftoral_proto::cluster::v1::{ChangeOwner, SetWorkerPresence, command::Kind};
 use raftoral_proto::sidecar::v1::WorkflowStatus;
 
 use crate::state_machine::{NodeId, StateMachine, pick};
@@ -53,12 +53,7 @@ impl Failover {
 
     /// The owner changes to propose now. Empty unless `me` leads, and for
     /// the first owner timeout of a leadership (peers must first be heard).
-    pub(crate) fn check(
-        &mut self,
-        me: NodeId,
-        is_leader: bool,
-        state: &StateMachine,
-    ) -> Vec<ChangeOwner> {
+    pub(crate) fn check(&mut self, me: NodeId, is_leader: bool, state: &StateMachine) -> Vec<Kind> {
         if !is_leader {
             self.leader_since = None;
             return Vec::new();
@@ -84,6 +79,21 @@ impl Failover {
                     > self.app_timeout
         };
         let mut changes = Vec::new();
+        // A node the leader cannot reach has no usable app either: mark it
+        // absent so new workflows are not placed on it. It marks itself
+        // present again when it is back (its presence reconciler).
+        let mut marked = std::collections::BTreeSet::new();
+        for wf_node in state.present_nodes() {
+            if !alive(wf_node) && !self.in_flight.contains_key(&absent_key(wf_node)) {
+                tracing::info!(node = wf_node, "node unreachable: marking its app absent");
+                self.in_flight.insert(absent_key(wf_node), now);
+                marked.insert(wf_node);
+                changes.push(Kind::SetWorkerPresence(SetWorkerPresence {
+                    node_id: wf_node,
+                    present: false,
+                }));
+            }
+        }
         for wf in state.workflows() {
             if wf.status != WorkflowStatus::Running || self.in_flight.contains_key(&wf.id) {
                 continue;
@@ -96,7 +106,7 @@ impl Failover {
             let candidates: Vec<NodeId> = state
                 .registered_nodes(&wf.name, wf.version)
                 .into_iter()
-                .filter(|n| *n != owner && alive(*n) && state.is_present(*n))
+                .filter(|n| *n != owner && alive(*n) && state.is_present(*n) && !marked.contains(n))
                 .collect();
             if candidates.is_empty() {
                 continue;
@@ -104,12 +114,92 @@ impl Failover {
             let to = pick(&candidates, &wf.id);
             tracing::info!(workflow = %wf.id, from = owner, to, owner_node_lost = dead, owner_app_away = away, "failing the workflow over to a new owner");
             self.in_flight.insert(wf.id.clone(), now);
-            changes.push(ChangeOwner {
+            changes.push(Kind::ChangeOwner(ChangeOwner {
                 workflow_id: wf.id.clone(),
                 from_node_id: owner,
                 to_node_id: to,
-            });
+            }));
         }
         changes
+    }
+}
+
+/// In-flight key of an "app absent" decision (workflow ids never start with
+/// a NUL byte).
+fn absent_key(node: NodeId) -> String {
+    format!("\0absent:{node}")
+}
+
+#[cfg(test)]
+mod tests {
+    use raftoral_proto::cluster::v1::{Command, RegisterWorker, StartWorkflow};
+
+    use super::*;
+
+    fn apply(sm: &mut StateMachine, kind: Kind) {
+        let (outcome, _) = sm.apply(&Command {
+            proposer_node_id: 1,
+            proposal_id: 1,
+            proposed_at_ms: 1,
+            kind: Some(kind),
+        });
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+
+    #[test]
+    fn a_silent_owner_loses_its_workflows_and_its_presence() {
+        let mut sm = StateMachine::new();
+        for node in [1, 2, 3] {
+            apply(
+                &mut sm,
+                Kind::RegisterWorker(RegisterWorker {
+                    node_id: node,
+                    workflow_name: "wf".into(),
+                    version: 1,
+                }),
+            );
+            apply(
+                &mut sm,
+                Kind::SetWorkerPresence(SetWorkerPresence {
+                    node_id: node,
+                    present: true,
+                }),
+            );
+        }
+        apply(
+            &mut sm,
+            Kind::StartWorkflow(StartWorkflow {
+                workflow_id: "a".into(),
+                workflow_name: "wf".into(),
+                version: 1,
+                input: Default::default(),
+                origin_node_id: 2,
+            }),
+        );
+        // Zero timeouts: the leader (1) has heard nobody recently, so 2 and 3
+        // count as lost; only the leader itself is a live candidate.
+        let mut failover = Failover::new(Duration::ZERO, Duration::from_secs(60));
+        assert!(
+            failover.check(1, false, &sm).is_empty(),
+            "only the leader decides"
+        );
+        let changes = failover.check(1, true, &sm);
+        let absent: Vec<u64> = changes
+            .iter()
+            .filter_map(|k| match k {
+                Kind::SetWorkerPresence(p) if !p.present => Some(p.node_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(absent, vec![2, 3]);
+        let moves: Vec<&ChangeOwner> = changes
+            .iter()
+            .filter_map(|k| match k {
+                Kind::ChangeOwner(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(moves.len(), 1);
+        assert_eq!((moves[0].from_node_id, moves[0].to_node_id), (2, 1));
     }
 }

@@ -401,9 +401,7 @@ impl RaftLoop {
                 proposer_node_id: me,
                 proposal_id: 0,
                 proposed_at_ms: crate::node::now_ms(),
-                kind: Some(raftoral_proto::cluster::v1::command::Kind::ChangeOwner(
-                    change,
-                )),
+                kind: Some(change),
             };
             if let Err(e) = self.raw.propose(Vec::new(), command.encode_to_vec()) {
                 tracing::debug!(error = %e, "failover proposal dropped");

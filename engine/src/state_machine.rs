@@ -195,6 +195,11 @@ impl StateMachine {
         self.present.contains(&node)
     }
 
+    /// Nodes whose app is connected.
+    pub fn present_nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.present.iter().copied()
+    }
+
     /// Nodes that registered (name, version).
     pub fn registered_nodes(&self, name: &str, version: u32) -> Vec<NodeId> {
         self.registry
