@@ -33,6 +33,22 @@ pub struct StepsInput {
     pub step_delay_ms: u64,
 }
 
+impl StepsInput {
+    /// A `steps` input of `n` checkpoints, each taking `step_delay_ms` of work.
+    pub fn slow(n: u64, step_delay_ms: u64) -> Self {
+        StepsInput {
+            n,
+            step_delay_ms,
+            ..Default::default()
+        }
+    }
+}
+
+/// The result of a `steps` workflow of `n` checkpoints (step i yields 2i).
+pub fn steps_sum(n: u64) -> u64 {
+    (0..n).map(|i| i * 2).sum()
+}
+
 /// How long a harness step may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 

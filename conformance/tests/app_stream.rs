@@ -11,7 +11,7 @@ use raftoral_client::proto::sidecar::v1::{
     workflow_stream_response::Message as SidecarMsg,
 };
 use raftoral_client::{RaftoralClient, WorkflowStatus};
-use raftoral_conformance::{DEADLINE, Sidecar, StepsInput, Worker};
+use raftoral_conformance::{DEADLINE, Sidecar, StepsInput, Worker, steps_sum};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -65,15 +65,7 @@ async fn bad_stream_input_gets_structured_errors_while_workflows_continue() -> a
     let client = RaftoralClient::connect(&sidecar.url).await?;
     // A long workflow runs on the real worker throughout.
     let busy = client
-        .start_workflow(
-            "steps",
-            1,
-            &StepsInput {
-                n: 200,
-                step_delay_ms: 1,
-                ..Default::default()
-            },
-        )
+        .start_workflow("steps", 1, &StepsInput::slow(200, 1))
         .await?;
 
     let mut app = RawApp::open(&sidecar.url).await?;
@@ -179,7 +171,7 @@ async fn bad_stream_input_gets_structured_errors_while_workflows_continue() -> a
 
     // Meanwhile the real workflow went on and completes.
     let sum: u64 = tokio::time::timeout(DEADLINE, busy.result()).await??;
-    assert_eq!(sum, (0..200u64).map(|i| i * 2).sum::<u64>());
+    assert_eq!(sum, steps_sum(200u64));
     assert_eq!(
         client.get_workflow(busy.workflow_id()).await?.status(),
         WorkflowStatus::Completed

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use raftoral_client::{RaftoralClient, WorkflowStatus};
 use raftoral_conformance::cluster::Cluster;
-use raftoral_conformance::{DEADLINE, StepsInput, Worker, eventually_async};
+use raftoral_conformance::{DEADLINE, StepsInput, Worker, eventually_async, steps_sum};
 
 #[tokio::test]
 async fn three_nodes_form_one_cluster_a_fourth_joins_and_one_is_removed() -> anyhow::Result<()> {
@@ -270,7 +270,7 @@ async fn twenty_thousand_checkpoints_keep_the_log_bounded() -> anyhow::Result<()
         )
         .await?;
     let sum: u64 = tokio::time::timeout(DEADLINE * 6, handle.result()).await??;
-    assert_eq!(sum, (0..20_000u64).map(|i| i * 2).sum::<u64>());
+    assert_eq!(sum, steps_sum(20_000u64));
     let status = cluster.status(1).await?;
     // ~20,000 entries of ~100 bytes were written; compaction keeps at most
     // a few segments of 256 KiB.

@@ -8,6 +8,7 @@ use raftoral_client::{RaftoralClient, WorkflowStatus};
 use raftoral_conformance::cluster::Cluster;
 use raftoral_conformance::{
     DEADLINE, StepsInput, Worker, count_effect, eventually, eventually_async, read_effects,
+    steps_sum,
 };
 
 /// Failover timeouts short enough for tests.
@@ -142,15 +143,7 @@ async fn owner_sidecar_killed_mid_workflow_completes_elsewhere_with_each_step_on
     let c = client(&cluster, owner).await?;
     let n = 40;
     let h = c
-        .start_workflow(
-            "steps",
-            1,
-            &StepsInput {
-                n,
-                step_delay_ms: 20,
-                ..Default::default()
-            },
-        )
+        .start_workflow("steps", 1, &StepsInput::slow(n, 20))
         .await?;
     let id = h.workflow_id().to_owned();
     assert_eq!(c.get_workflow(&id).await?.owner_node_id, owner);
@@ -161,10 +154,7 @@ async fn owner_sidecar_killed_mid_workflow_completes_elsewhere_with_each_step_on
     wait_status(&survivor, &id, WorkflowStatus::Completed).await?;
     let info = survivor.get_workflow(&id).await?;
     assert_ne!(info.owner_node_id, owner, "the workflow moved");
-    assert_eq!(
-        serde_json::from_slice::<u64>(&info.result)?,
-        (0..n).map(|i| i * 2).sum::<u64>()
-    );
+    assert_eq!(serde_json::from_slice::<u64>(&info.result)?, steps_sum(n));
     let (h1, h2) = (
         history(&cluster, leader, &id).await?,
         history(&cluster, other, &id).await?,
@@ -193,22 +183,14 @@ async fn owner_app_killed_moves_the_workflow_after_the_app_timeout() -> anyhow::
     let c = client(&cluster, 1).await?;
     let n = 30;
     let h = c
-        .start_workflow(
-            "steps",
-            1,
-            &StepsInput {
-                n,
-                step_delay_ms: 20,
-                ..Default::default()
-            },
-        )
+        .start_workflow("steps", 1, &StepsInput::slow(n, 20))
         .await?;
     let id = h.workflow_id().to_owned();
     assert_eq!(c.get_workflow(&id).await?.owner_node_id, 1);
     committed_at_least(&c, &id, 3).await?;
     apps.workers.remove(&1).expect("worker 1").kill().await?;
     let sum: u64 = tokio::time::timeout(DEADLINE * 2, h.result()).await??;
-    assert_eq!(sum, (0..n).map(|i| i * 2).sum::<u64>());
+    assert_eq!(sum, steps_sum(n));
     let owner = c.get_workflow(&id).await?.owner_node_id;
     assert!(owner == 2 || owner == 3, "owner is {owner}");
     Ok(())
@@ -221,15 +203,7 @@ async fn cancellation_reaches_every_replica() -> anyhow::Result<()> {
     let apps = Apps::start(&cluster, &[]).await?;
     let c1 = client(&cluster, 1).await?;
     let h = c1
-        .start_workflow(
-            "steps",
-            1,
-            &StepsInput {
-                n: 100_000,
-                step_delay_ms: 5,
-                ..Default::default()
-            },
-        )
+        .start_workflow("steps", 1, &StepsInput::slow(100_000, 5))
         .await?;
     let id = h.workflow_id().to_owned();
     committed_at_least(&c1, &id, 3).await?;
@@ -271,15 +245,7 @@ async fn whole_cluster_restart_resumes_workflows_in_flight() -> anyhow::Result<(
     let mut ids = Vec::new();
     for _ in 0..5 {
         let h = c
-            .start_workflow(
-                "steps",
-                1,
-                &StepsInput {
-                    n,
-                    step_delay_ms: 30,
-                    ..Default::default()
-                },
-            )
+            .start_workflow("steps", 1, &StepsInput::slow(n, 30))
             .await?;
         ids.push(h.workflow_id().to_owned());
     }
@@ -297,10 +263,7 @@ async fn whole_cluster_restart_resumes_workflows_in_flight() -> anyhow::Result<(
     for id in &ids {
         wait_status(&c, id, WorkflowStatus::Completed).await?;
         let info = c.get_workflow(id).await?;
-        assert_eq!(
-            serde_json::from_slice::<u64>(&info.result)?,
-            (0..n).map(|i| i * 2).sum::<u64>()
-        );
+        assert_eq!(serde_json::from_slice::<u64>(&info.result)?, steps_sum(n));
     }
     Ok(())
 }
@@ -316,15 +279,7 @@ async fn two_hundred_workflows_survive_a_node_restart_with_identical_histories()
     for i in 0..200u64 {
         let c = client(&cluster, 1 + i % 3).await?;
         let h = c
-            .start_workflow(
-                "steps",
-                1,
-                &StepsInput {
-                    n,
-                    step_delay_ms: 2,
-                    ..Default::default()
-                },
-            )
+            .start_workflow("steps", 1, &StepsInput::slow(n, 2))
             .await?;
         ids.push(h.workflow_id().to_owned());
     }
@@ -340,10 +295,7 @@ async fn two_hundred_workflows_survive_a_node_restart_with_identical_histories()
     for id in &ids {
         wait_status(&watcher, id, WorkflowStatus::Completed).await?;
         let result = watcher.get_workflow(id).await?.result;
-        assert_eq!(
-            serde_json::from_slice::<u64>(&result)?,
-            (0..n).map(|i| i * 2).sum::<u64>()
-        );
+        assert_eq!(serde_json::from_slice::<u64>(&result)?, steps_sum(n));
     }
     for id in &ids {
         let reference = history(&cluster, 1, id).await?;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use raftoral_client::{ClientError, RaftoralClient, WorkflowStatus};
 use raftoral_conformance::{
-    DEADLINE, Sidecar, StepsInput, Worker, count_effect, eventually, eventually_async, read_effects,
+    DEADLINE, Sidecar, StepsInput, Worker, count_effect, eventually, eventually_async,
+    read_effects, steps_sum,
 };
 
 async fn setup() -> anyhow::Result<(Sidecar, Worker, RaftoralClient, std::path::PathBuf)> {
@@ -53,7 +54,7 @@ async fn hundred_checkpoints_commit_in_order() -> anyhow::Result<()> {
         )
         .await?;
     let sum: u64 = result(&handle).await?;
-    assert_eq!(sum, (0..100u64).map(|i| i * 2).sum::<u64>());
+    assert_eq!(sum, steps_sum(100u64));
     let history = history(&sidecar, handle.workflow_id()).await?;
     assert_eq!(history.len(), 100);
     for (seq, (s, name, value)) in history.iter().enumerate() {
@@ -210,7 +211,7 @@ async fn app_killed_mid_workflow_resumes_by_replay_without_rerunning_steps() -> 
 
     let _second = Worker::start(&sidecar.url, &effects, &[]).await?;
     let sum: u64 = result(&handle).await?;
-    assert_eq!(sum, (0..10u64).map(|i| i * 2).sum::<u64>());
+    assert_eq!(sum, steps_sum(10u64));
     let effects = read_effects(&effects);
     for i in 0..10 {
         assert_eq!(

@@ -46,6 +46,8 @@ fn run_steps(
                                 notify.notified().await;
                             }
                             *effects.lock().unwrap().entry((id, i)).or_default() += 1;
+                            // Simulated work of the step (not a wait for a condition): it gives
+                            // the test time to act between commits.
                             tokio::time::sleep(Duration::from_millis(2)).await;
                             i * 2
                         });

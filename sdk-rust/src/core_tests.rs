@@ -53,6 +53,27 @@ async fn next_proposal(rx: &mut mpsc::Receiver<WorkflowStreamRequest>) -> Checkp
     }
 }
 
+/// Commits `value` for `token` on its own task (the caller plays the sidecar).
+fn spawn_commit(
+    core: &Arc<WorkerCore>,
+    run: &RunHandle,
+    token: ComputeToken,
+    value: Bytes,
+) -> tokio::task::JoinHandle<Result<Bytes, ClientError>> {
+    let (core, run) = (core.clone(), run.clone());
+    tokio::spawn(async move { core.commit(&run, token, value).await })
+}
+
+/// Asks for a slot on its own task (it may wait for an event).
+fn spawn_slot(
+    core: &Arc<WorkerCore>,
+    run: &RunHandle,
+    name: &'static str,
+) -> tokio::task::JoinHandle<Result<Slot, ClientError>> {
+    let (core, run) = (core.clone(), run.clone());
+    tokio::spawn(async move { core.checkpoint_slot(&run, name).await })
+}
+
 fn committed(slot: Slot) -> Bytes {
     match slot {
         Slot::Committed(v) => v,
@@ -113,11 +134,7 @@ async fn owner_commit_sends_a_proposal_and_returns_the_committed_value() {
     let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
         panic!("owner must compute")
     };
-    let committing = tokio::spawn({
-        let core = core.clone();
-        let run = run.clone();
-        async move { core.commit(&run, token, Bytes::from_static(b"42")).await }
-    });
+    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"42"));
     let p = next_proposal(&mut rx).await;
     assert_eq!(
         (p.workflow_id.as_str(), p.seq, p.checkpoint_name.as_str()),
@@ -137,11 +154,7 @@ async fn owner_commit_sends_a_proposal_and_returns_the_committed_value() {
 async fn a_replica_waits_for_the_owner_and_never_computes() {
     let (core, _rx) = connected();
     let run = core.on_execute(execute("w", false, &[])).unwrap();
-    let waiting = tokio::spawn({
-        let core = core.clone();
-        let run = run.clone();
-        async move { core.checkpoint_slot(&run, "a").await }
-    });
+    let waiting = spawn_slot(&core, &run, "a");
     core.on_checkpoint_event(event("w", 0, "a", "7"));
     assert_eq!(committed(waiting.await.unwrap().unwrap()), "7");
 }
@@ -151,11 +164,7 @@ async fn a_replica_that_becomes_owner_computes_the_pending_checkpoint() {
     let (core, _rx) = connected();
     let run = core.on_execute(execute("w", false, &[("a", "1")])).unwrap();
     committed(core.checkpoint_slot(&run, "a").await.unwrap());
-    let waiting = tokio::spawn({
-        let core = core.clone();
-        let run = run.clone();
-        async move { core.checkpoint_slot(&run, "b").await }
-    });
+    let waiting = spawn_slot(&core, &run, "b");
     core.on_ownership_change(OwnershipChange {
         workflow_id: "w".into(),
         is_owner: true,
@@ -170,11 +179,7 @@ async fn a_replica_that_becomes_owner_computes_the_pending_checkpoint() {
 async fn cancellation_wakes_a_waiting_checkpoint() {
     let (core, _rx) = connected();
     let run = core.on_execute(execute("w", false, &[])).unwrap();
-    let waiting = tokio::spawn({
-        let core = core.clone();
-        let run = run.clone();
-        async move { core.checkpoint_slot(&run, "a").await }
-    });
+    let waiting = spawn_slot(&core, &run, "a");
     core.on_cancellation(WorkflowCancellation {
         workflow_id: "w".into(),
         reason: "stop".into(),
@@ -192,11 +197,7 @@ async fn after_a_reconnect_the_in_flight_proposal_is_sent_again() {
     let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
         panic!("owner must compute")
     };
-    let committing = tokio::spawn({
-        let core = core.clone();
-        let run = run.clone();
-        async move { core.commit(&run, token, Bytes::from_static(b"1")).await }
-    });
+    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
     next_proposal(&mut rx).await;
     core.on_disconnect();
     let (tx2, mut rx2) = mpsc::channel(16);
@@ -220,11 +221,7 @@ async fn a_refused_proposal_fails_the_checkpoint_with_the_code() {
     let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
         panic!("owner must compute")
     };
-    let committing = tokio::spawn({
-        let core = core.clone();
-        let run = run.clone();
-        async move { core.commit(&run, token, Bytes::from_static(b"huge")).await }
-    });
+    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"huge"));
     next_proposal(&mut rx).await;
     assert!(
         core.on_stream_error(StreamError {
@@ -248,11 +245,7 @@ async fn a_deposed_owner_waits_for_the_new_owners_value() {
     let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
         panic!("owner must compute")
     };
-    let committing = tokio::spawn({
-        let core = core.clone();
-        let run = run.clone();
-        async move { core.commit(&run, token, Bytes::from_static(b"mine")).await }
-    });
+    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"mine"));
     next_proposal(&mut rx).await;
     core.on_stream_error(StreamError {
         code: ErrorCode::NotOwner as i32,
@@ -268,11 +261,7 @@ async fn a_deposed_owner_waits_for_the_new_owners_value() {
 async fn shutdown_wakes_waiters_and_reports_nothing() {
     let (core, mut rx) = connected();
     let run = core.on_execute(execute("w", false, &[])).unwrap();
-    let waiting = tokio::spawn({
-        let core = core.clone();
-        let run = run.clone();
-        async move { core.checkpoint_slot(&run, "a").await }
-    });
+    let waiting = spawn_slot(&core, &run, "a");
     core.shutdown();
     let outcome = waiting.await.unwrap();
     assert!(matches!(outcome, Err(ClientError::Shutdown)), "{outcome:?}");
