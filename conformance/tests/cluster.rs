@@ -295,11 +295,16 @@ async fn a_torn_log_tail_is_repaired_at_restart() -> anyhow::Result<()> {
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<Vec<_>, _>>()?;
     let last = last.into_iter().max().expect("a segment");
-    let len = std::fs::metadata(&last)?.len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&last)?
-        .set_len(len - 3)?;
+    // Segments are preallocated: the data ends where the zeros begin, and an
+    // unfinished write leaves zeros where its last bytes should be.
+    let mut data = std::fs::read(&last)?;
+    let end = data
+        .iter()
+        .rposition(|b| *b != 0)
+        .expect("the segment holds records")
+        + 1;
+    data[end - 3..end].fill(0);
+    std::fs::write(&last, data)?;
     cluster.restart(1).await?;
     let client = RaftoralClient::connect(&cluster.nodes[&1].url).await?;
     let ids = workflow_ids(&client).await?;

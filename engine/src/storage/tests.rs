@@ -36,6 +36,90 @@ fn all(store: &RaftStore) -> Vec<(u64, u64, String)> {
         .collect()
 }
 
+/// End of the written data in a segment: its preallocated rest is zeros.
+fn data_end(segment: &[u8]) -> usize {
+    segment.iter().rposition(|b| *b != 0).expect("some data") + 1
+}
+
+fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<_> = fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn segments_are_preallocated_and_their_zero_ends_are_not_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let payload = "x".repeat(300);
+    for i in 1..=40u64 {
+        store.append(&[entry(i, 1, &payload)]).unwrap();
+        store.sync().unwrap();
+    }
+    drop(store);
+    let paths = segments(dir.path());
+    assert!(
+        paths.len() >= 3,
+        "40 records of 300 bytes fill several 4 KiB segments"
+    );
+    if cfg!(target_os = "linux") {
+        // Appends write into reserved space; the file does not grow.
+        for path in &paths {
+            assert!(
+                fs::metadata(path).unwrap().len() >= 4096,
+                "{path:?} not preallocated"
+            );
+        }
+        let active = fs::read(paths.last().unwrap()).unwrap();
+        assert!(
+            data_end(&active) < active.len(),
+            "the active segment has a zero end"
+        );
+    }
+    // Every segment, including earlier ones that end in zeros, reads back;
+    // appends after a reopen continue at the end of the data.
+    let store = open(dir.path());
+    assert_eq!(all(&store).len(), 40);
+    store.append(&[entry(41, 1, "after")]).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let all = all(&open(dir.path()));
+    assert_eq!(all.len(), 41);
+    assert_eq!(all[40], (41, 1, "after".to_string()));
+}
+
+#[test]
+fn garbage_after_the_data_of_an_earlier_segment_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let payload = "x".repeat(300);
+    for i in 1..=40u64 {
+        store.append(&[entry(i, 1, &payload)]).unwrap();
+        store.sync().unwrap();
+    }
+    drop(store);
+    let first = segments(dir.path())[0].clone();
+    let mut data = fs::read(&first).unwrap();
+    let end = data_end(&data);
+    data.resize(data.len().max(end + 8), 0);
+    data[end + 4] = 0x5a;
+    fs::write(&first, data).unwrap();
+    let err = RaftStore::open(
+        dir.path(),
+        1,
+        voters(&[1]),
+        &StorageOptions {
+            segment_bytes: 4096,
+        },
+    )
+    .err()
+    .expect("damage before the last segment must not be skipped");
+    assert!(matches!(err, StorageError::Corrupt(_)), "{err}");
+}
+
 #[test]
 fn entries_and_hard_state_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,13 +179,12 @@ fn a_torn_tail_is_cut_off_and_earlier_records_survive() {
         .map(|e| e.unwrap().path())
         .max()
         .unwrap();
-    let len = fs::metadata(&segment).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .unwrap()
-        .set_len(len - 5)
-        .unwrap();
+    // A crash mid-write leaves the record's end unwritten: zeros, as the
+    // segment is preallocated.
+    let mut data = fs::read(&segment).unwrap();
+    let end = data_end(&data);
+    data[end - 5..end].fill(0);
+    fs::write(&segment, data).unwrap();
     let store = open(dir.path());
     assert_eq!(all(&store), vec![(1, 1, "a".into()), (2, 1, "b".into())]);
     // The log is writable again at the cut.
@@ -126,7 +209,7 @@ fn flipped_bits_in_the_tail_are_detected_by_the_checksum() {
         .max()
         .unwrap();
     let mut data = fs::read(&segment).unwrap();
-    let n = data.len();
+    let n = data_end(&data);
     data[n - 3] ^= 0xff;
     fs::write(&segment, data).unwrap();
     assert_eq!(all(&open(dir.path())), vec![(1, 1, "a".into())]);
