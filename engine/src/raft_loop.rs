@@ -239,7 +239,16 @@ impl RaftLoop {
         if let Some(hs) = ready.hs() {
             self.store.set_hard_state(hs)?;
         }
-        self.store.sync()?;
+        // Only new entries, a snapshot, or a new term or vote must be durable
+        // before going on. A hard state that differs only in its commit index
+        // is written but rides on the next fsync: a lower commit index after
+        // a crash is re-learnt from the leader, and everything committed is
+        // already durable on a majority. Without this a leader paid a second
+        // fsync per commit (after applying it) and the next proposal queued
+        // behind it.
+        if ready.must_sync() {
+            self.store.sync()?;
+        }
         self.transport.send(ready.take_persisted_messages());
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
