@@ -405,6 +405,12 @@ impl RaftStore {
         self.rl().wal.as_ref().map_or(0, |w| w.disk_bytes())
     }
 
+    /// fsyncs of log records since the node started (0 in memory). With
+    /// group commit this grows slower than the number of commits.
+    pub fn fsyncs(&self) -> u64 {
+        self.rl().wal.as_ref().map_or(0, |w| w.fsyncs())
+    }
+
     /// The current membership.
     pub fn conf_state(&self) -> ConfState {
         self.rl().conf_state.clone()

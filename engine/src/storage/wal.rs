@@ -53,6 +53,8 @@ pub(crate) struct Wal {
     written: u64,
     segment_bytes: u64,
     dirty: bool,
+    /// fdatasync calls on records so far (the cost that group commit shares).
+    fsyncs: u64,
 }
 
 impl Wal {
@@ -132,6 +134,7 @@ impl Wal {
                 written: active_len,
                 segment_bytes,
                 dirty: false,
+                fsyncs: 0,
             },
             records,
         ))
@@ -191,7 +194,13 @@ impl Wal {
             .and_then(|_| self.writer.get_ref().sync_data())
             .map_err(|e| StorageError::io("fsync the log", &path, e))?;
         self.dirty = false;
+        self.fsyncs += 1;
         Ok(())
+    }
+
+    /// fdatasync calls on records since the log was opened.
+    pub(crate) fn fsyncs(&self) -> u64 {
+        self.fsyncs
     }
 
     /// True when the active segment is over its size budget.
