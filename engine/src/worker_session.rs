@@ -297,6 +297,12 @@ impl WorkerSession {
         if !self.active.contains_key(&r.workflow_id) {
             return self.send(self.not_running_here(&r.workflow_id, 0)).await;
         }
+        self.propose_result(r);
+        Ok(())
+    }
+
+    /// Commits a workflow's result as its owner's, off the session loop.
+    fn propose_result(&self, r: WorkflowResult) {
         let node = self.node.clone();
         let out = self.out.clone();
         tokio::spawn(async move {
@@ -338,7 +344,6 @@ impl WorkerSession {
                 }
             }
         });
-        Ok(())
     }
 
     /// Reports non-determinism when a replica's result differs from the
@@ -452,6 +457,17 @@ impl WorkerSession {
                 workflow_id, new, ..
             } => {
                 let me = self.node.id();
+                if *new == me
+                    && let Some(r) = self.replica_results.remove(workflow_id)
+                {
+                    // This replica finished the run before the owner's result
+                    // was committed, and the app has forgotten the run: the
+                    // result it reported then is now the owner's. Without
+                    // this the workflow stayed running with all its work done.
+                    tracing::info!(workflow = %workflow_id, "this node took over a workflow its replica had finished; committing that result");
+                    self.propose_result(r);
+                    return Ok(());
+                }
                 if self.active.contains_key(workflow_id) {
                     if *new == me {
                         tracing::info!(workflow = %workflow_id, "this node took over the workflow");

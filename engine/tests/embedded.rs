@@ -263,3 +263,72 @@ async fn embedded_cluster_cancellation_reaches_every_replica() -> anyhow::Result
     }
     Ok(())
 }
+
+/// The owner's app blocks after the workflow's last checkpoint, so only the
+/// replicas report a result (kept for comparison); then the owner node stops.
+/// The node that takes over must commit its replica's result: the apps have
+/// forgotten the finished run and will not send it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_finished_first_commits_its_result_when_it_becomes_owner()
+-> anyhow::Result<()> {
+    let mut nodes = embedded_cluster(3).await?;
+    let leader = nodes[&1].node().raft_status().leader_id;
+    let owner = (1..=3).find(|id| *id != leader).unwrap();
+    let finished_replicas = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for (id, node) in &nodes {
+        let (client, stuck) = (node.client(), *id == owner);
+        let finished = finished_replicas.clone();
+        workers.push(tokio::spawn(async move {
+            client.register_workflow("two_steps", 1).await?;
+            client
+                .handle_workflows(move |req: WorkflowRequest| {
+                    let finished = finished.clone();
+                    async move {
+                        let ctx = req.context;
+                        let a: u64 = checkpoint!(ctx, "a", 20);
+                        let b: u64 = checkpoint!(ctx, "b", 22);
+                        if stuck {
+                            // The owner's app hangs before reporting.
+                            std::future::pending::<()>().await;
+                        }
+                        finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Ok::<_, WorkflowError>(serde_json::to_vec(&(a + b))?)
+                    }
+                })
+                .await
+        }));
+    }
+    for node in nodes.values() {
+        let n = node.node().clone();
+        until("registrations to replicate", || {
+            (1..=3).all(|id| n.read(|sm| sm.is_registered(id, "two_steps", 1)))
+        })
+        .await;
+    }
+    let handle = nodes[&owner]
+        .client()
+        .start_workflow("two_steps", 1, &())
+        .await?;
+    let id = handle.workflow_id().to_owned();
+    let watcher = nodes[&leader].node().clone();
+    assert_eq!(watcher.workflow(&id).unwrap().owner, owner);
+    // Both replicas ran to the end and reported; the owner did not.
+    until("both replicas to finish", || {
+        finished_replicas.load(std::sync::atomic::Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(
+        watcher.workflow(&id).unwrap().status,
+        WorkflowStatus::Running
+    );
+    nodes.remove(&owner).unwrap().shutdown().await;
+    let done = watcher.wait_workflow(&id, DEADLINE).await?;
+    assert_eq!(done.status, WorkflowStatus::Completed);
+    assert_ne!(done.owner, owner);
+    assert_eq!(serde_json::from_slice::<u64>(&done.result)?, 42);
+    for node in nodes.into_values() {
+        node.shutdown().await;
+    }
+    Ok(())
+}
