@@ -4,6 +4,7 @@
 mod cluster;
 mod commit;
 mod failover;
+mod sidecars;
 mod stats;
 mod workflows;
 
@@ -33,7 +34,7 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Workflow latency and throughput through the SDK, embedded vs sidecar,
-    /// plus sidecar memory and leader failover time.
+    /// plus sidecar memory and leader and owner failover times.
     Workflows {
         /// Sequential runs per workload after 50 warm-ups.
         #[arg(long, default_value_t = 500)]
@@ -41,7 +42,20 @@ enum Command {
         /// Workflows per throughput measurement (a tenth at concurrency 1).
         #[arg(long, default_value_t = 2000)]
         workflows: u64,
-        /// Leader kills for the failover figure.
+        /// Kills of each kind (leader, owner) for the failover figures.
+        #[arg(long, default_value_t = 5)]
+        kills: u32,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Failover time alone: SIGKILL the leader or a workflow owner under load,
+    /// on a fresh 3-node sidecar cluster per kill.
+    Failover {
+        /// Which node to kill.
+        #[arg(long, value_enum)]
+        kind: failover::Kind,
+        /// Kills (each on a fresh cluster).
         #[arg(long, default_value_t = 5)]
         kills: u32,
         /// Write the results as JSON here.
@@ -54,7 +68,10 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            // The SDK's reconnect warnings are expected: failover kills the
+            // sidecar under a worker, which retries until the bench stops it.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,raftoral_client::stream=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -89,11 +106,7 @@ async fn main() -> anyhow::Result<()> {
                 rows.push(row);
             }
             if let Some(out) = out {
-                if let Some(dir) = out.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                std::fs::write(&out, serde_json::to_string_pretty(&rows)?)?;
-                println!("wrote {}", out.display());
+                write_json(&out, &rows)?;
             }
         }
         Command::Workflows {
@@ -104,7 +117,23 @@ async fn main() -> anyhow::Result<()> {
         } => {
             run_workflows(runs, total, kills, out).await?;
         }
+        Command::Failover { kind, kills, out } => {
+            let series = failover::series(kind, &sidecars::raftoral_binary()?, kills).await?;
+            if let Some(out) = out {
+                write_json(&out, &serde_json::json!({ kind.key(): series }))?;
+            }
+        }
     }
+    Ok(())
+}
+
+/// Writes `value` as pretty JSON to `out`, creating its directory.
+fn write_json(out: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(value)?)?;
+    println!("wrote {}", out.display());
     Ok(())
 }
 
@@ -116,7 +145,7 @@ async fn run_workflows(
 ) -> anyhow::Result<()> {
     use std::sync::Arc;
     use workflows::{Bench, Mode, Shape, Workload};
-    let bin = workflows::raftoral_binary()?;
+    let bin = sidecars::raftoral_binary()?;
     let mut rows = Vec::new();
     println!(
         "{:<5} {:<6} {:<9} {:<10} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10} {:>12}",
@@ -185,7 +214,7 @@ async fn run_workflows(
         durable: true,
         mode: Mode::Sidecar,
     };
-    let mut bench = Bench::start(shape, &bin).await?;
+    let bench = Bench::start(shape, &bin).await?;
     let idle = bench.rss_mib(1).unwrap_or(0.0);
     for _ in 0..10_000 {
         bench.client.start_workflow("hold", 1, &()).await?;
@@ -194,39 +223,19 @@ async fn run_workflows(
     println!(
         "sidecar RSS (node 1 of 3, disk): idle {idle:.1} MiB, 10,000 running workflows {busy:.1} MiB"
     );
-    // Failover: leader SIGKILL under load.
-    let mut gaps = Vec::new();
-    let mut attempts = 0;
-    while gaps.len() < kills as usize && attempts < kills * 4 {
-        attempts += 1;
-        bench.stop().await;
-        bench = Bench::start(shape, &bin).await?;
-        if let Some(gap) = failover::leader_kill(&mut bench).await? {
-            println!("leader kill: next workflow completed {gap:.0} ms after the kill");
-            gaps.push(gap);
-        }
-    }
     bench.stop().await;
-    gaps.sort_by(|a, b| a.total_cmp(b));
-    let median = gaps.get(gaps.len() / 2).copied();
-    if let Some(m) = median {
-        println!(
-            "failover after a leader kill: median {m:.0} ms over {} kills",
-            gaps.len()
-        );
-    }
+    // Failover: leader, then owner SIGKILL under load.
+    let leader = failover::series(failover::Kind::Leader, &bin, kills).await?;
+    let owner = failover::series(failover::Kind::Owner, &bin, kills).await?;
     if let Some(out) = out {
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
         let json = serde_json::json!({
             "workflows": rows,
             "ratios": ratios,
             "memory_mib": {"idle": idle, "running_10000": busy},
-            "leader_failover_ms": {"kills": gaps, "median": median},
+            failover::Kind::Leader.key(): leader,
+            failover::Kind::Owner.key(): owner,
         });
-        std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
-        println!("wrote {}", out.display());
+        write_json(&out, &json)?;
     }
     Ok(())
 }

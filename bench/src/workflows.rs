@@ -3,19 +3,19 @@
 //! sidecar processes, on the same cluster shape in the same run.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use raftoral::NodeConfig;
 use raftoral::embedded::EmbeddedNode;
 use raftoral_client::{RaftoralClient, WorkflowError, WorkflowRequest, checkpoint};
 use serde::Serialize;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::task::JoinHandle;
 
+use crate::sidecars::{self, free_port};
 use crate::stats::{Latency, Recorder};
 
 /// Where the SDK runs relative to the engine.
@@ -87,11 +87,12 @@ async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     }
 }
 
-/// A running cluster with a worker attached to node 1, as the app sees it.
+/// A running cluster with its workers, as the app sees it.
 pub struct Bench {
-    /// Client of node 1 (worker and caller).
+    /// Client of node 1: the caller, and also node 1's worker when it has one.
     pub client: RaftoralClient,
-    worker: JoinHandle<Result<(), raftoral_client::ClientError>>,
+    /// Worker clients and their `handle_workflows` tasks, by node id.
+    workers: BTreeMap<u64, (RaftoralClient, Worker)>,
     embedded: Vec<EmbeddedNode>,
     /// Sidecar processes by node id.
     pub processes: BTreeMap<u64, Child>,
@@ -100,15 +101,22 @@ pub struct Bench {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+type Worker = JoinHandle<Result<(), raftoral_client::ClientError>>;
 
 impl Bench {
-    /// Starts the cluster and the worker.
+    /// Starts the cluster and a worker on node 1, which is also the caller.
     pub async fn start(shape: Shape, raftoral_bin: &Path) -> anyhow::Result<Bench> {
+        Self::start_with_workers(shape, raftoral_bin, &[1]).await
+    }
+
+    /// Starts the cluster with a worker (its own client, registering every
+    /// bench workflow) on each node of `workers`. The caller is node 1's
+    /// client either way; it only runs workflows when 1 is in `workers`.
+    pub async fn start_with_workers(
+        shape: Shape,
+        raftoral_bin: &Path,
+        workers: &[u64],
+    ) -> anyhow::Result<Bench> {
         let dir = tempfile::tempdir()?;
         let mut raft_addrs = BTreeMap::new();
         for id in 1..=shape.nodes {
@@ -116,7 +124,10 @@ impl Bench {
         }
         let mut embedded = Vec::new();
         let mut processes = BTreeMap::new();
-        let client = match shape.mode {
+        // One client per node that needs one: node 1 and the workers'.
+        let mut clients = BTreeMap::new();
+        let wanted = |id: u64| id == 1 || workers.contains(&id);
+        match shape.mode {
             Mode::Embedded => {
                 for (id, addr) in &raft_addrs {
                     let config = NodeConfig {
@@ -131,75 +142,49 @@ impl Bench {
                         ..NodeConfig::default()
                     };
                     let listen = (shape.nodes > 1).then(|| addr.parse()).transpose()?;
-                    embedded.push(EmbeddedNode::start(config, listen).await?);
+                    let node = EmbeddedNode::start(config, listen).await?;
+                    if wanted(*id) {
+                        clients.insert(*id, node.client());
+                    }
+                    embedded.push(node);
                 }
-                embedded[0].client()
             }
             Mode::Sidecar => {
-                let peers: Vec<String> = raft_addrs
-                    .iter()
-                    .map(|(id, a)| format!("{id}={a}"))
-                    .collect();
-                let mut url = String::new();
-                for (id, addr) in &raft_addrs {
-                    let addr_file = dir.path().join(format!("addr{id}.json"));
-                    let mut cmd = Command::new(raftoral_bin);
-                    cmd.arg("serve")
-                        .args([
-                            "--node-id",
-                            &id.to_string(),
-                            "--listen",
-                            addr,
-                            "--sidecar-listen",
-                            "127.0.0.1:0",
-                        ])
-                        .arg("--addr-file")
-                        .arg(&addr_file)
-                        .env("RUST_LOG", "warn")
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .kill_on_drop(true);
-                    if shape.nodes > 1 {
-                        cmd.args(["--peers", &peers.join(",")]);
-                    }
-                    if shape.durable {
-                        cmd.arg("--storage-path")
-                            .arg(dir.path().join(format!("n{id}")));
-                    }
-                    processes.insert(*id, cmd.spawn().context("spawn raftoral serve")?);
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    let mut poll = tokio::time::interval(Duration::from_millis(10));
-                    let text = loop {
-                        if let Ok(t) = std::fs::read_to_string(&addr_file) {
-                            break t;
-                        }
-                        if Instant::now() > deadline {
-                            bail!("sidecar {id} did not start");
-                        }
-                        poll.tick().await;
-                    };
-                    let v: serde_json::Value = serde_json::from_str(&text)?;
-                    if *id == 1 {
-                        url = format!("http://{}", v["sidecar"].as_str().unwrap_or_default());
-                    }
-                }
+                let sidecars =
+                    sidecars::spawn(raftoral_bin, dir.path(), &raft_addrs, shape.durable).await?;
+                processes = sidecars.processes;
+                // A short grace: the hold workflows never return, and the
+                // bench must not wait on them at shutdown.
                 let options = raftoral_client::StreamOptions {
                     shutdown_grace: Duration::from_millis(100),
                     ..Default::default()
                 };
-                RaftoralClient::connect_with(&url, options).await?
+                for (id, url) in sidecars.urls.into_iter().filter(|(id, _)| wanted(*id)) {
+                    clients.insert(
+                        id,
+                        RaftoralClient::connect_with(&url, options.clone()).await?,
+                    );
+                }
             }
-        };
-        for name in ["ping_pong", "steps", "hold"] {
-            client.register_workflow(name, 1).await?;
         }
-        let worker = {
-            let client = client.clone();
-            tokio::spawn(async move { client.handle_workflows(handler).await })
-        };
+        let mut running = BTreeMap::new();
+        for id in workers {
+            let client = clients
+                .get(id)
+                .with_context(|| format!("no node {id} for a worker"))?
+                .clone();
+            for name in ["ping_pong", "steps", "hold"] {
+                client.register_workflow(name, 1).await?;
+            }
+            let worker = {
+                let client = client.clone();
+                tokio::spawn(async move { client.handle_workflows(handler).await })
+            };
+            running.insert(*id, (client, worker));
+        }
         Ok(Bench {
-            client,
-            worker,
+            client: clients.remove(&1).context("no node 1")?,
+            workers: running,
             embedded,
             processes,
             raft_addrs,
@@ -291,7 +276,10 @@ impl Bench {
     /// Stops everything.
     pub async fn stop(self) {
         self.client.shutdown().await;
-        let _ = self.worker.await;
+        for (client, worker) in self.workers.into_values() {
+            client.shutdown().await;
+            let _ = worker.await;
+        }
         for node in self.embedded {
             node.shutdown().await;
         }
@@ -324,17 +312,4 @@ impl Workload {
             Workload::Steps(n) => *n,
         }
     }
-}
-
-/// The `raftoral` binary next to this one (same profile).
-pub fn raftoral_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.with_file_name("raftoral");
-    if !path.exists() {
-        bail!(
-            "{} is missing: build it first (`make bench` does)",
-            path.display()
-        );
-    }
-    Ok(path)
 }
