@@ -76,7 +76,7 @@ impl Default for NodeConfig {
             storage: StorageOptions::default(),
             snapshot_entries: 10_000,
             snapshot_keep_entries: 1_000,
-            owner_timeout: Duration::from_secs(3),
+            owner_timeout: Duration::from_millis(1500),
             app_timeout: Duration::from_secs(5),
         }
     }

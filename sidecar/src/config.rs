@@ -68,7 +68,7 @@ pub struct ServeArgs {
 
     /// Milliseconds without Raft contact after which an owner node's
     /// workflows move to another node.
-    #[arg(long, env = "RAFTORAL_OWNER_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "RAFTORAL_OWNER_TIMEOUT_MS", default_value_t = 1500, value_parser = clap::value_parser!(u64).range(1..))]
     pub owner_timeout_ms: u64,
 
     /// Milliseconds an owner's app may stay disconnected before its
