@@ -47,6 +47,7 @@ demo:
 ## bench: benchmarks in release mode; figures go to bench/results/ (see docs/PERFORMANCE.md)
 bench:
 	$(CARGO) build --release -p raftoral-bench -p raftoral-sidecar
+	target/release/raftoral-bench floors --out bench/results/floors.json
 	target/release/raftoral-bench commit --out bench/results/commit.json
 	target/release/raftoral-bench workflows --out bench/results/workflows.json
 	bench/peers/restate/run.sh > bench/results/restate.json

@@ -4,6 +4,7 @@
 mod cluster;
 mod commit;
 mod failover;
+mod floors;
 mod sidecars;
 mod stats;
 mod workflows;
@@ -49,6 +50,19 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The machine's floors: one fsync of an appended record, one round trip
+    /// between two processes over loopback.
+    Floors {
+        /// Samples of each.
+        #[arg(long, default_value_t = 5000)]
+        samples: u64,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The other process of the round-trip floor (internal).
+    #[command(hide = true)]
+    Echo,
     /// Failover time alone: SIGKILL the leader or a workflow owner under load,
     /// on a fresh 3-node sidecar cluster per kill.
     Failover {
@@ -117,6 +131,23 @@ async fn main() -> anyhow::Result<()> {
         } => {
             run_workflows(runs, total, kills, out).await?;
         }
+        Command::Floors { samples, out } => {
+            let floors = floors::measure(samples).await?;
+            println!(
+                "fsync of an appended {} B record: p50 {:.3} ms, p99 {:.3} ms",
+                floors::PAYLOAD,
+                floors.fsync.p50_ms,
+                floors.fsync.p99_ms
+            );
+            println!(
+                "round trip to another process over loopback TCP: p50 {:.3} ms, p99 {:.3} ms",
+                floors.process_round_trip.p50_ms, floors.process_round_trip.p99_ms
+            );
+            if let Some(out) = out {
+                write_json(&out, &floors)?;
+            }
+        }
+        Command::Echo => floors::echo().await?,
         Command::Failover { kind, kills, out } => {
             let series = failover::series(kind, &sidecars::raftoral_binary()?, kills).await?;
             if let Some(out) = out {
