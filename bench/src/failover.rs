@@ -14,9 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use raftoral_client::WorkflowStatus;
-use raftoral_client::proto::cluster::v1::{
-    ClusterStatusRequest, cluster_service_client::ClusterServiceClient,
-};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
@@ -115,23 +112,11 @@ pub async fn series(kind: Kind, raftoral_bin: &Path, kills: u32) -> anyhow::Resu
     })
 }
 
-async fn leader_of(addr: &str) -> Option<u64> {
-    let mut c = ClusterServiceClient::connect(format!("http://{addr}"))
-        .await
-        .ok()?;
-    let s = c
-        .cluster_status(ClusterStatusRequest {})
-        .await
-        .ok()?
-        .into_inner();
-    (s.leader_id != 0).then_some(s.leader_id)
-}
-
 /// One kill: returns the gap in milliseconds, or None when node 1 led (its
 /// own sidecar cannot be killed under the app).
 pub async fn leader_kill(bench: &mut Bench) -> anyhow::Result<Option<f64>> {
     let addr1 = bench.raft_addrs[&1].clone();
-    let Some(leader) = leader_of(&addr1).await else {
+    let Some(leader) = crate::sidecars::leader_of(&addr1).await else {
         anyhow::bail!("no leader");
     };
     if leader == 1 {
@@ -257,7 +242,7 @@ pub async fn owner_kill(bench: &mut Bench) -> anyhow::Result<Option<OwnerKill>> 
         }
         poll.tick().await;
     }
-    let Some(leader) = leader_of(&bench.raft_addrs[&1]).await else {
+    let Some(leader) = crate::sidecars::leader_of(&bench.raft_addrs[&1]).await else {
         bail!("no leader");
     };
     // Kill a worker node that does not lead, so only ownership moves.

@@ -6,6 +6,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use raftoral_client::proto::cluster::v1::{
+    ClusterStatusRequest, cluster_service_client::ClusterServiceClient,
+};
 use tokio::process::{Child, Command};
 
 /// Running sidecar processes of one cluster.
@@ -23,8 +26,9 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Starts one `raftoral serve` per entry of `raft_addrs` and waits for each
-/// to report its sidecar address. `dir` holds the address files and, when
+/// Starts `raftoral serve` for the nodes `ids` of the cluster `raft_addrs`
+/// (every node's peer list is all of it) and waits for each to report its
+/// sidecar address. `dir` holds the address files and, when
 /// `durable`, each node's storage. With `RAFTORAL_BENCH_LOG_DIR` set, each
 /// sidecar logs at `RUST_LOG` (default info) to a file there, to look into a
 /// failed run; otherwise sidecars log nothing.
@@ -32,6 +36,7 @@ pub async fn spawn(
     raftoral_bin: &Path,
     dir: &Path,
     raft_addrs: &BTreeMap<u64, String>,
+    ids: &[u64],
     durable: bool,
 ) -> anyhow::Result<Sidecars> {
     let peers: Vec<String> = raft_addrs
@@ -44,7 +49,7 @@ pub async fn spawn(
     }
     let mut processes = BTreeMap::new();
     let mut urls = BTreeMap::new();
-    for (id, addr) in raft_addrs {
+    for (id, addr) in raft_addrs.iter().filter(|(id, _)| ids.contains(id)) {
         let addr_file = dir.join(format!("addr{id}.json"));
         let mut cmd = Command::new(raftoral_bin);
         cmd.arg("serve")
@@ -113,4 +118,17 @@ pub fn raftoral_binary() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// The leader known to the node whose node-to-node address is `addr`.
+pub async fn leader_of(addr: &str) -> Option<u64> {
+    let mut c = ClusterServiceClient::connect(format!("http://{addr}"))
+        .await
+        .ok()?;
+    let s = c
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .ok()?
+        .into_inner();
+    (s.leader_id != 0).then_some(s.leader_id)
 }

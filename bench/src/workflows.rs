@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use raftoral::NodeConfig;
 use raftoral::embedded::EmbeddedNode;
 use raftoral_client::{RaftoralClient, WorkflowError, WorkflowRequest, checkpoint};
@@ -123,43 +123,73 @@ impl Bench {
             raft_addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
         }
         let mut embedded = Vec::new();
-        let mut processes = BTreeMap::new();
         // One client per node that needs one: node 1 and the workers'.
         let mut clients = BTreeMap::new();
         let wanted = |id: u64| id == 1 || workers.contains(&id);
+        // A short grace: the hold workflows never return, and the bench must
+        // not wait on them at shutdown.
+        let options = raftoral_client::StreamOptions {
+            shutdown_grace: Duration::from_millis(100),
+            ..Default::default()
+        };
+        // Nodes 2..n are `raftoral serve` processes in both modes, started
+        // first: they elect a leader among themselves, so node 1 (the
+        // caller's) joins as a follower, like two in three workflows' owners,
+        // and the two modes differ only in node 1's app link. (Embedded nodes
+        // in one process would also skip the process hops between nodes.)
+        let others: Vec<u64> = raft_addrs.keys().copied().filter(|id| *id != 1).collect();
+        let mut processes = BTreeMap::new();
+        if !others.is_empty() {
+            let sidecars = sidecars::spawn(
+                raftoral_bin,
+                dir.path(),
+                &raft_addrs,
+                &others,
+                shape.durable,
+            )
+            .await?;
+            processes = sidecars.processes;
+            for (id, url) in sidecars.urls.into_iter().filter(|(id, _)| wanted(*id)) {
+                clients.insert(
+                    id,
+                    RaftoralClient::connect_with(&url, options.clone()).await?,
+                );
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut poll = tokio::time::interval(Duration::from_millis(10));
+            while sidecars::leader_of(&raft_addrs[&others[0]]).await.is_none() {
+                if Instant::now() > deadline {
+                    bail!("nodes {others:?} elected no leader within 30 s");
+                }
+                poll.tick().await;
+            }
+        }
         match shape.mode {
             Mode::Embedded => {
-                for (id, addr) in &raft_addrs {
-                    let config = NodeConfig {
-                        node_id: *id,
-                        peers: if shape.nodes > 1 {
-                            raft_addrs.clone()
-                        } else {
-                            BTreeMap::new()
-                        },
-                        advertise: addr.clone(),
-                        storage_path: shape.durable.then(|| dir.path().join(format!("n{id}"))),
-                        ..NodeConfig::default()
-                    };
-                    let listen = (shape.nodes > 1).then(|| addr.parse()).transpose()?;
-                    let node = EmbeddedNode::start(config, listen).await?;
-                    if wanted(*id) {
-                        clients.insert(*id, node.client());
-                    }
-                    embedded.push(node);
-                }
+                let config = NodeConfig {
+                    node_id: 1,
+                    peers: if shape.nodes > 1 {
+                        raft_addrs.clone()
+                    } else {
+                        BTreeMap::new()
+                    },
+                    advertise: raft_addrs[&1].clone(),
+                    storage_path: shape.durable.then(|| dir.path().join("n1")),
+                    ..NodeConfig::default()
+                };
+                let listen = (shape.nodes > 1)
+                    .then(|| raft_addrs[&1].parse())
+                    .transpose()?;
+                let node = EmbeddedNode::start(config, listen).await?;
+                clients.insert(1, node.client());
+                embedded.push(node);
             }
             Mode::Sidecar => {
                 let sidecars =
-                    sidecars::spawn(raftoral_bin, dir.path(), &raft_addrs, shape.durable).await?;
-                processes = sidecars.processes;
-                // A short grace: the hold workflows never return, and the
-                // bench must not wait on them at shutdown.
-                let options = raftoral_client::StreamOptions {
-                    shutdown_grace: Duration::from_millis(100),
-                    ..Default::default()
-                };
-                for (id, url) in sidecars.urls.into_iter().filter(|(id, _)| wanted(*id)) {
+                    sidecars::spawn(raftoral_bin, dir.path(), &raft_addrs, &[1], shape.durable)
+                        .await?;
+                processes.extend(sidecars.processes);
+                for (id, url) in sidecars.urls {
                     clients.insert(
                         id,
                         RaftoralClient::connect_with(&url, options.clone()).await?,
