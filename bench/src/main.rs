@@ -223,6 +223,14 @@ async fn run_workflows(
             }
         }
     }
+    for r in &rows {
+        if let Some(c) = &r.checkpoint {
+            println!(
+                "checkpoint as the workflow sees it, {} nodes, {:?}, {}: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms",
+                r.shape.nodes, r.shape.mode, r.workload, c.p50_ms, c.p90_ms, c.p99_ms
+            );
+        }
+    }
     // Sidecar / embedded latency ratios, same shape and workload.
     let mut ratios = Vec::new();
     for r in rows.iter().filter(|r| r.shape.mode == Mode::Sidecar) {

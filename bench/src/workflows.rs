@@ -49,9 +49,17 @@ pub struct WorkflowRow {
     pub workload: String,
     /// Sequential end-to-end latency (start + result).
     pub latency: Latency,
+    /// Sequential runs: each checkpoint's latency inside the workflow
+    /// function (proposal to commit); `steps` only.
+    pub checkpoint: Option<Latency>,
     /// (concurrency, workflows/s, checkpoints/s).
     pub throughput: Vec<(usize, f64, f64)>,
 }
+
+/// While set, each checkpoint of `steps` records its latency as the
+/// workflow function sees it (proposal to commit). Only sequential runs set
+/// it, so replicas (none in this bench's rows) would not double-count.
+static CHECKPOINTS: std::sync::Mutex<Option<Recorder>> = std::sync::Mutex::new(None);
 
 /// The bench worker's workflows.
 async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
@@ -70,7 +78,11 @@ async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
             let n: u64 = req.input()?;
             let mut sum = 0u64;
             for i in 0..n {
+                let t = Instant::now();
                 let v: u64 = ctx.checkpoint(&format!("step-{i}"), || i + 1).await?;
+                if let Some(r) = CHECKPOINTS.lock().expect("lock").as_mut() {
+                    r.record(t.elapsed());
+                }
                 sum += v;
             }
             Ok(serde_json::to_vec(&sum)?)
@@ -243,6 +255,7 @@ impl Bench {
             self.run_one(&workload).await?;
         }
         let this = self.clone();
+        *CHECKPOINTS.lock().expect("lock") = Some(Recorder::new());
         let recorder = tokio::spawn(async move {
             let mut recorder = Recorder::new();
             for _ in 0..runs {
@@ -253,6 +266,12 @@ impl Bench {
             anyhow::Ok(recorder)
         })
         .await??;
+        let checkpoint = CHECKPOINTS
+            .lock()
+            .expect("lock")
+            .take()
+            .map(|r| r.summary())
+            .filter(|l| l.count > 0);
         let mut throughput = Vec::new();
         for c in [1usize, 64, 256] {
             let total = if c == 1 {
@@ -285,6 +304,7 @@ impl Bench {
             sdk: "rust",
             workload: workload.name(),
             latency: recorder.summary(),
+            checkpoint,
             throughput,
         })
     }
