@@ -84,6 +84,8 @@ struct Inner {
     next_session: AtomicU64,
     /// Replica results that differed from the owner's.
     nondeterminism: AtomicU64,
+    /// Workflow results whose commit failed retryably and was tried again.
+    result_retries: AtomicU64,
     /// Connected app sessions with registrations (drives presence).
     apps: watch::Sender<usize>,
     shutdown: watch::Sender<bool>,
@@ -190,6 +192,7 @@ impl Node {
                 next_session: AtomicU64::new(1),
                 apps: watch::channel(0).0,
                 nondeterminism: AtomicU64::new(0),
+                result_retries: AtomicU64::new(0),
                 shutdown: shutdown_tx,
                 raft_task: Mutex::new(Some(task)),
             }),
@@ -544,6 +547,19 @@ impl Node {
     /// An app session with registrations ended.
     pub(crate) fn app_left(&self) {
         self.inner.apps.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    /// Counts a workflow result proposed again after a retryable failure.
+    pub(crate) fn note_result_retry(&self) {
+        self.inner.result_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Workflow results this node's sessions had to propose again because
+    /// an attempt failed retryably (no leader, leader change, timeout);
+    /// non-zero after elections or partitions, and each retried result was
+    /// kept rather than lost.
+    pub fn result_retries(&self) -> u64 {
+        self.inner.result_retries.load(Ordering::Relaxed)
     }
 
     /// Counts a replica result that differed from the owner's.

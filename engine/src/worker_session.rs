@@ -321,6 +321,7 @@ impl WorkerSession {
                 match node.finish_workflow(&r.workflow_id, outcome.clone()).await {
                     Ok(()) => break,
                     Err(e) if e.is_retryable() => {
+                        node.note_result_retry();
                         tracing::debug!(workflow = %r.workflow_id, error = %e, "workflow result not committed yet; retrying");
                         tokio::select! {
                             _ = tokio::time::sleep(RESULT_RETRY) => {}

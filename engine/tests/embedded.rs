@@ -145,6 +145,14 @@ async fn embedded_single_node_runs_and_replays_after_an_app_restart() -> anyhow:
 }
 
 async fn embedded_cluster(n: u64) -> anyhow::Result<BTreeMap<u64, EmbeddedNode>> {
+    embedded_cluster_with(n, |_| {}).await
+}
+
+/// `n` nodes (fast ticks, 800 ms owner and app timeouts), then `tweak`.
+async fn embedded_cluster_with(
+    n: u64,
+    tweak: impl Fn(&mut NodeConfig),
+) -> anyhow::Result<BTreeMap<u64, EmbeddedNode>> {
     // Bind every listener first, so peers get real, already-held addresses.
     let mut listeners = BTreeMap::new();
     for id in 1..=n {
@@ -156,7 +164,7 @@ async fn embedded_cluster(n: u64) -> anyhow::Result<BTreeMap<u64, EmbeddedNode>>
         .collect::<anyhow::Result<_>>()?;
     let mut nodes = BTreeMap::new();
     for (id, listener) in listeners {
-        let config = NodeConfig {
+        let mut config = NodeConfig {
             node_id: id,
             tick_interval: Duration::from_millis(20),
             peers: peers.clone(),
@@ -164,6 +172,7 @@ async fn embedded_cluster(n: u64) -> anyhow::Result<BTreeMap<u64, EmbeddedNode>>
             app_timeout: Duration::from_millis(800),
             ..NodeConfig::default()
         };
+        tweak(&mut config);
         nodes.insert(id, EmbeddedNode::start_on(config, Some(listener)).await?);
     }
     let first = nodes.values().next().unwrap().node().clone();
@@ -326,6 +335,89 @@ async fn a_replica_that_finished_first_commits_its_result_when_it_becomes_owner(
     let done = watcher.wait_workflow(&id, DEADLINE).await?;
     assert_eq!(done.status, WorkflowStatus::Completed);
     assert_ne!(done.owner, owner);
+    assert_eq!(serde_json::from_slice::<u64>(&done.result)?, 42);
+    for node in nodes.into_values() {
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
+/// The owner's node is cut off from the cluster when its app reports the
+/// result: the attempt to commit it fails (no leader within the proposal
+/// timeout). The session keeps trying, so once the partition heals the
+/// workflow completes; the app has forgotten the run and would never send the
+/// result again. Failover is set far away so only the retry can finish it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_could_not_be_committed_is_retried_after_a_partition() -> anyhow::Result<()> {
+    let nodes = embedded_cluster_with(3, |c| {
+        c.owner_timeout = Duration::from_secs(600);
+        c.app_timeout = Duration::from_secs(600);
+        c.proposal_timeout = Duration::from_millis(300);
+    })
+    .await?;
+    let leader = nodes[&1].node().raft_status().leader_id;
+    let owner = (1..=3).find(|id| *id != leader).unwrap();
+    // Opens once for every app, whenever each reaches it.
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for node in nodes.values() {
+        let (client, gate) = (node.client(), gate.clone());
+        workers.push(tokio::spawn(async move {
+            client.register_workflow("gated", 1).await?;
+            client
+                .handle_workflows(move |req: WorkflowRequest| {
+                    let mut gate = gate.clone();
+                    async move {
+                        let ctx = req.context;
+                        let a: u64 = checkpoint!(ctx, "a", 41);
+                        let _ = gate.wait_for(|open| *open).await;
+                        Ok::<_, WorkflowError>(serde_json::to_vec(&(a + 1))?)
+                    }
+                })
+                .await
+        }));
+    }
+    for node in nodes.values() {
+        let n = node.node().clone();
+        until("registrations to replicate", || {
+            (1..=3).all(|id| n.read(|sm| sm.is_registered(id, "gated", 1)))
+        })
+        .await;
+    }
+    let owner_node = nodes[&owner].node().clone();
+    let handle = nodes[&owner]
+        .client()
+        .start_workflow("gated", 1, &())
+        .await?;
+    let id = handle.workflow_id().to_owned();
+    until("checkpoint a to commit on the owner", || {
+        owner_node
+            .workflow(&id)
+            .is_some_and(|w| w.checkpoints.len() == 1)
+    })
+    .await;
+    // Cut the owner off, both directions.
+    let others: Vec<u64> = (1..=3).filter(|id| *id != owner).collect();
+    owner_node.transport().faults().block(others);
+    open_gate.send_replace(true);
+    let owner_core = nodes[&owner].client().core();
+    until("the owner's app to report and forget the run", || {
+        owner_core.running() == 0
+    })
+    .await;
+    until("an attempt to commit the result to fail", || {
+        owner_node.result_retries() > 0
+    })
+    .await;
+    assert_eq!(
+        owner_node.workflow(&id).unwrap().status,
+        WorkflowStatus::Running,
+        "nothing can commit on a node cut off from its cluster"
+    );
+    owner_node.transport().faults().block([]);
+    let done = nodes[&leader].node().wait_workflow(&id, DEADLINE).await?;
+    assert_eq!(done.status, WorkflowStatus::Completed);
+    assert_eq!(done.owner, owner, "no failover: the retry finished it");
     assert_eq!(serde_json::from_slice::<u64>(&done.result)?, 42);
     for node in nodes.into_values() {
         node.shutdown().await;
