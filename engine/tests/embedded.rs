@@ -321,6 +321,10 @@ async fn a_replica_that_finished_first_commits_its_result_when_it_becomes_owner(
         .await?;
     let id = handle.workflow_id().to_owned();
     let watcher = nodes[&leader].node().clone();
+    until("the start to apply on the watcher", || {
+        watcher.workflow(&id).is_some()
+    })
+    .await;
     assert_eq!(watcher.workflow(&id).unwrap().owner, owner);
     // Both replicas ran to the end and reported; the owner did not.
     until("both replicas to finish", || {
