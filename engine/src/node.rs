@@ -139,6 +139,9 @@ impl Node {
             transport.clone(),
             config.clone(),
         );
+        // Readers (probes, metrics, waiters) see the real membership and
+        // indexes from the start, not an empty default.
+        raft_loop.publish_status();
         let failure = Arc::new(Mutex::new(None));
         let task = {
             let failure = failure.clone();
@@ -226,6 +229,16 @@ impl Node {
         tokio::time::timeout(timeout, async move { rx.wait_for(check).await.is_ok() })
             .await
             .unwrap_or(false)
+    }
+
+    /// True once the node has begun to shut down.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    /// Connected app sessions that registered workflows.
+    pub fn connected_apps(&self) -> usize {
+        *self.inner.apps.borrow()
     }
 
     /// Why the node stopped on its own, if it did (a storage failure).

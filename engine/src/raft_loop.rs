@@ -437,7 +437,7 @@ impl RaftLoop {
         Ok(())
     }
 
-    fn publish_status(&self) {
+    pub(crate) fn publish_status(&self) {
         let raft = &self.raw.raft;
         let conf = self.store.conf_state();
         let status = RaftStatus {

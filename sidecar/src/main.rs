@@ -5,6 +5,7 @@ mod cli_cluster;
 mod cli_workflow;
 mod config;
 mod faults;
+mod http_api;
 mod join;
 mod server;
 mod workflow_api;

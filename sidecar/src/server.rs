@@ -81,10 +81,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let _ = stop.wait_for(|s| *s).await;
             }
         });
+    // gRPC (node-to-node, grpc.health.v1) and plain HTTP (/health, /ready,
+    // /metrics) share the node-to-node port; HTTP/1.1 is accepted for probes.
+    let mut grpc_routes = tonic::service::Routes::builder();
+    grpc_routes
+        .add_service(health_service)
+        .add_service(node.cluster_service());
+    let routes = grpc_routes
+        .routes()
+        .into_axum_router()
+        .merge(crate::http_api::router(node.clone()))
+        .fallback(crate::http_api::fallback);
     let raft_server = Server::builder()
         .tcp_nodelay(true)
-        .add_service(health_service)
-        .add_service(node.cluster_service())
+        .accept_http1(true)
+        .add_routes(routes.into())
         .serve_with_incoming_shutdown(
             raftoral::transport::nodelay_incoming(raft_listener),
             async move {

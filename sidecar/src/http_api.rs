@@ -1,0 +1,68 @@
+//! `/health`, `/ready` and `/metrics` over plain HTTP, served on the
+//! node-to-node port next to its gRPC services (as etcd does): reachable
+//! from the pod IP for Kubernetes probes and Prometheus, and no extra port
+//! to configure.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use raftoral::Node;
+use raftoral::probes::{ProbeFailure, health, readiness};
+
+/// The HTTP routes, for merging into the node-to-node server.
+pub fn router(node: Node) -> Router {
+    Router::new()
+        .route("/health", get(get_health))
+        .route("/ready", get(get_ready))
+        .route("/metrics", get(get_metrics))
+        .with_state(node)
+}
+
+async fn get_health(State(node): State<Node>) -> impl IntoResponse {
+    probe(health(&node))
+}
+
+async fn get_ready(State(node): State<Node>) -> impl IntoResponse {
+    probe(readiness(&node))
+}
+
+async fn get_metrics(State(node): State<Node>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        raftoral::metrics::render(&node),
+    )
+}
+
+/// Anything else: gRPC callers get UNIMPLEMENTED as gRPC expects, HTTP
+/// callers a 404 naming the endpoints that exist.
+pub async fn fallback(request: axum::extract::Request) -> axum::response::Response {
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        let message = format!("no gRPC method {} on this port", request.uri().path());
+        return tonic::Status::unimplemented(message)
+            .into_http::<axum::body::Body>()
+            .into_response();
+    }
+    (
+        StatusCode::NOT_FOUND,
+        format!(
+            "no {} here; this port serves GET /health, /ready and /metrics\n",
+            request.uri().path()
+        ),
+    )
+        .into_response()
+}
+
+/// 200 "ok", or 503 with the reason (probes log the body).
+fn probe(result: Result<(), ProbeFailure>) -> (StatusCode, String) {
+    match result {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
