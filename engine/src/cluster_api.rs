@@ -3,7 +3,8 @@
 
 use raftoral_proto::cluster::v1::{
     ClusterStatusRequest, ClusterStatusResponse, JoinClusterRequest, JoinClusterResponse,
-    RaftRequest, RaftResponse, RemoveNodeRequest, RemoveNodeResponse,
+    RaftRequest, RaftResponse, RemoveNodeRequest, RemoveNodeResponse, TransferLeaderRequest,
+    TransferLeaderResponse,
     cluster_service_server::{ClusterService, ClusterServiceServer},
 };
 use tonic::{Request, Response, Status, Streaming};
@@ -88,6 +89,22 @@ impl ClusterService for ClusterApi {
             .await
             .map_err(to_status)?;
         Ok(Response::new(JoinClusterResponse { members }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let to = request.into_inner().node_id;
+        // Two election timeouts: raft-rs gives up a transfer after one.
+        let timeout =
+            self.node.config().tick_interval * self.node.config().election_ticks as u32 * 2;
+        let leader_id = self
+            .node
+            .transfer_leadership((to != 0).then_some(to), timeout)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(TransferLeaderResponse { leader_id }))
     }
 
     async fn remove_node(

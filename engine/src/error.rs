@@ -135,6 +135,16 @@ pub enum EngineError {
     /// raft-rs reported an error.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    /// Leadership did not move to the target in time.
+    #[error(
+        "leadership did not move to node {to} within {timeout:?}: it may be unreachable or far behind; check `raftoral cluster status` and retry"
+    )]
+    TransferTimeout {
+        /// The target.
+        to: u64,
+        /// How long it was given.
+        timeout: Duration,
+    },
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -150,6 +160,7 @@ impl EngineError {
             EngineError::NoLeader { .. }
                 | EngineError::LeaderChanged
                 | EngineError::ProposalTimeout(_)
+                | EngineError::TransferTimeout { .. }
         )
     }
 }

@@ -293,6 +293,16 @@ impl Node {
             .await
     }
 
+    /// Hands a request to the Raft loop within the proposal timeout.
+    pub(crate) async fn queue(&self, proposal: Proposal) -> Result<(), EngineError> {
+        let timeout = self.inner.config.proposal_timeout;
+        match tokio::time::timeout(timeout, self.inner.proposals.send(proposal)).await {
+            Err(_) => Err(EngineError::ProposalTimeout(timeout)),
+            Ok(Err(_)) => Err(EngineError::ShuttingDown),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
     /// Queues a proposal and waits for its outcome, each with a deadline.
     pub(crate) async fn submit(
         &self,

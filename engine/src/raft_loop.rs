@@ -39,6 +39,13 @@ pub(crate) enum Proposal {
         proposal_id: u64,
         reply: ProposalReply,
     },
+    /// Hand leadership to `to`, or (None, on the leader) to the most
+    /// caught-up other voter. The reply names the target; the move itself
+    /// completes asynchronously (watch the status).
+    TransferLeader {
+        to: Option<u64>,
+        reply: oneshot::Sender<Result<u64, EngineError>>,
+    },
 }
 
 /// Most proposals taken from the channel for one Ready round; bounds the
@@ -182,15 +189,24 @@ impl RaftLoop {
         // A follower forwards proposals to the leader (raft-rs does it); with
         // no known leader the proposal would be dropped, so say so at once.
         if self.raw.raft.leader_id == 0 {
-            let reply = match proposal {
-                Proposal::Command { reply, .. } | Proposal::ConfChange { reply, .. } => reply,
-            };
-            let _ = reply.send(Err(EngineError::NoLeader {
+            let no_leader = EngineError::NoLeader {
                 node: self.raw.raft.id,
-            }));
+            };
+            match proposal {
+                Proposal::Command { reply, .. } | Proposal::ConfChange { reply, .. } => {
+                    let _ = reply.send(Err(no_leader));
+                }
+                Proposal::TransferLeader { reply, .. } => {
+                    let _ = reply.send(Err(no_leader));
+                }
+            }
             return;
         }
         let (id, result, reply) = match proposal {
+            Proposal::TransferLeader { to, reply } => {
+                let _ = reply.send(self.transfer_leader(to));
+                return;
+            }
             Proposal::Command { command, reply } => {
                 let data = command.encode_to_vec();
                 (
@@ -217,6 +233,39 @@ impl RaftLoop {
                 let _ = reply.send(Err(e.into()));
             }
         }
+    }
+
+    /// Starts a leadership transfer (raft-rs forwards it to the leader from
+    /// a follower); picks the most caught-up other voter when `to` is None.
+    fn transfer_leader(&mut self, to: Option<u64>) -> Result<u64, EngineError> {
+        let me = self.raw.raft.id;
+        let to = match to {
+            Some(to) => to,
+            None => {
+                if self.raw.raft.state != StateRole::Leader {
+                    return Err(EngineError::InvalidArgument(
+                        "only the leader picks a transferee; name the target node".into(),
+                    ));
+                }
+                let voters = self.store.conf_state().voters;
+                let prs = self.raw.raft.prs();
+                voters
+                    .iter()
+                    .filter(|id| **id != me)
+                    .max_by_key(|id| prs.get(**id).map_or(0, |p| p.matched))
+                    .copied()
+                    .ok_or_else(|| {
+                        EngineError::InvalidArgument("no other voter to hand leadership to".into())
+                    })?
+            }
+        };
+        tracing::info!(
+            from = self.raw.raft.leader_id,
+            to,
+            "leadership transfer requested"
+        );
+        self.raw.transfer_leader(to);
+        Ok(to)
     }
 
     /// One Ready round, in the order raft-rs requires: send messages, apply a

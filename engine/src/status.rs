@@ -20,6 +20,7 @@ pub fn to_status(e: EngineError) -> Status {
         EngineError::NoLeader { .. }
         | EngineError::LeaderChanged
         | EngineError::ProposalTimeout(_)
+        | EngineError::TransferTimeout { .. }
         | EngineError::ShuttingDown => Code::Unavailable,
         EngineError::WaitTimeout { .. } => Code::DeadlineExceeded,
         EngineError::AlreadyExists(_) => Code::AlreadyExists,

@@ -525,6 +525,7 @@ fn error_for(e: &EngineError, workflow_id: &str, seq: u64) -> SidecarMsg {
         EngineError::NoLeader { .. }
         | EngineError::LeaderChanged
         | EngineError::ProposalTimeout(_)
+        | EngineError::TransferTimeout { .. }
         | EngineError::ShuttingDown
         | EngineError::Raft(_)
         | EngineError::WaitTimeout { .. } => ErrorCode::Unavailable,

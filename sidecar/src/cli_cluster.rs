@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use raftoral_proto::cluster::v1::{
-    ClusterStatusRequest, Member, MemberRole, RemoveNodeRequest,
+    ClusterStatusRequest, Member, MemberRole, RemoveNodeRequest, TransferLeaderRequest,
     cluster_service_client::ClusterServiceClient,
 };
 use serde_json::json;
@@ -35,6 +35,13 @@ enum ClusterCommand {
     Remove {
         /// Id of the node to remove.
         node_id: u64,
+    },
+    /// Move leadership to another voter, e.g. before taking the leader down
+    /// (`raftoral serve` also does this by itself on SIGTERM).
+    TransferLeader {
+        /// The voter that should lead; omit it to let the leader pick its
+        /// most caught-up follower (then --addr must be the leader's).
+        node_id: Option<u64>,
     },
 }
 
@@ -106,6 +113,16 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 .into_inner();
             let ids: Vec<u64> = r.members.iter().map(|m| m.node_id).collect();
             println!("{}", json!({"removed": node_id, "members": ids}));
+        }
+        ClusterCommand::TransferLeader { node_id } => {
+            let r = client
+                .transfer_leader(TransferLeaderRequest {
+                    node_id: node_id.unwrap_or(0),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("{}", json!({"leader": r.leader_id}));
         }
     }
     Ok(())

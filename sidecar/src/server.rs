@@ -66,6 +66,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("termination signal received; shutting down");
+        hand_over_leadership(&signal_node).await;
         // Ends app sessions and waits, so the servers can drain.
         signal_node.shutdown().await;
     });
@@ -129,6 +130,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("raftoral sidecar stopped");
     Ok(())
+}
+
+/// A leader that stops on purpose hands leadership to its most caught-up
+/// follower first: the cluster then goes on at once instead of waiting out an
+/// election timeout (a rolling restart costs no election). Best effort: on
+/// failure the others elect a leader as after a crash.
+async fn hand_over_leadership(node: &Node) {
+    let status = node.raft_status();
+    if !status.is_leader || status.voters.len() < 2 {
+        return;
+    }
+    let config = node.config();
+    let timeout = config.tick_interval * config.election_ticks as u32 * 2;
+    match node.transfer_leadership(None, timeout).await {
+        Ok(to) => tracing::info!(to, "leadership handed over before stopping"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not hand over leadership before stopping; the others will elect a leader")
+        }
+    }
 }
 
 /// Writes `{"sidecar": ..., "raft": ...}` atomically (temp file + rename), so
