@@ -25,6 +25,7 @@ mod status;
 pub mod storage;
 pub mod transport;
 mod worker_session;
+mod workflow_ops;
 
 pub use client_api::ClientApi;
 pub use cluster_api::ClusterApi;

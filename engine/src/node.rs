@@ -6,11 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use raftoral_proto::cluster::v1::{
-    CancelWorkflow, Command, FinishWorkflow, RecordCheckpoint, RegisterWorker, SetWorkerPresence,
-    StartWorkflow, command::Kind,
-};
+use raftoral_proto::cluster::v1::{Command, SetWorkerPresence, command::Kind};
 use raftoral_proto::sidecar::v1::WorkflowStatus;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -19,7 +15,7 @@ use crate::config::NodeConfig;
 use crate::error::EngineError;
 use crate::event::Event;
 use crate::raft_loop::{LoopInputs, Proposal, RaftLoop, RaftStatus};
-use crate::state_machine::{Applied, Checkpoint, NodeId, StateMachine, Workflow};
+use crate::state_machine::{Applied, NodeId, StateMachine, Workflow};
 use crate::storage::RaftStore;
 use crate::transport::{Faults, Transport};
 
@@ -328,224 +324,6 @@ impl Node {
         }
     }
 
-    /// Starts a workflow; idempotent on `workflow_id`. `None` (or an empty id)
-    /// generates a unique id.
-    pub async fn start_workflow(
-        &self,
-        workflow_id: Option<String>,
-        workflow_name: &str,
-        version: u32,
-        input: Bytes,
-    ) -> Result<Started, EngineError> {
-        if workflow_name.is_empty() {
-            return Err(EngineError::InvalidArgument(
-                "workflow_name must not be empty".into(),
-            ));
-        }
-        self.check_value_size("input", input.len())?;
-        let workflow_id = match workflow_id {
-            Some(id) if !id.is_empty() => id,
-            _ => uuid::Uuid::new_v4().to_string(),
-        };
-        // Fast path: a retried start does not need a log entry.
-        if let Some(workflow) = self.workflow(&workflow_id) {
-            return Ok(Started {
-                workflow,
-                already_started: true,
-            });
-        }
-        let applied = self
-            .propose(Kind::StartWorkflow(StartWorkflow {
-                workflow_id: workflow_id.clone(),
-                workflow_name: workflow_name.to_owned(),
-                version,
-                input,
-                origin_node_id: self.id(),
-            }))
-            .await?;
-        let already_started = matches!(
-            applied,
-            Applied::Started {
-                already_started: true,
-                ..
-            }
-        );
-        let workflow = self
-            .workflow(&workflow_id)
-            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.clone()))?;
-        Ok(Started {
-            workflow,
-            already_started,
-        })
-    }
-
-    /// Registers that this node's app runs (name, version).
-    pub async fn register_worker(
-        &self,
-        workflow_name: &str,
-        version: u32,
-    ) -> Result<(), EngineError> {
-        if workflow_name.is_empty() {
-            return Err(EngineError::InvalidArgument(
-                "workflow_name must not be empty".into(),
-            ));
-        }
-        if self.read(|sm| sm.is_registered(self.id(), workflow_name, version)) {
-            return Ok(());
-        }
-        self.propose(Kind::RegisterWorker(RegisterWorker {
-            node_id: self.id(),
-            workflow_name: workflow_name.to_owned(),
-            version,
-        }))
-        .await
-        .map(|_| ())
-    }
-
-    /// Proposes checkpoint `seq` of a workflow owned by this node.
-    pub async fn record_checkpoint(
-        &self,
-        workflow_id: &str,
-        seq: u64,
-        name: &str,
-        value: Bytes,
-    ) -> Result<(), EngineError> {
-        self.check_value_size("checkpoint value", value.len())?;
-        self.propose(Kind::RecordCheckpoint(RecordCheckpoint {
-            workflow_id: workflow_id.to_owned(),
-            seq,
-            checkpoint_name: name.to_owned(),
-            value,
-            node_id: self.id(),
-        }))
-        .await
-        .map(|_| ())
-    }
-
-    /// Proposes the outcome of a workflow owned by this node.
-    pub async fn finish_workflow(
-        &self,
-        workflow_id: &str,
-        outcome: Result<Bytes, String>,
-    ) -> Result<(), EngineError> {
-        let (success, result, error) = match outcome {
-            Ok(result) => {
-                self.check_value_size("result", result.len())?;
-                (true, result, String::new())
-            }
-            Err(error) => (false, Bytes::new(), error),
-        };
-        self.propose(Kind::FinishWorkflow(FinishWorkflow {
-            workflow_id: workflow_id.to_owned(),
-            node_id: self.id(),
-            success,
-            result,
-            error,
-        }))
-        .await
-        .map(|_| ())
-    }
-
-    /// Cancels a pending or running workflow; a finished one is returned as is.
-    pub async fn cancel_workflow(
-        &self,
-        workflow_id: &str,
-        reason: &str,
-    ) -> Result<Workflow, EngineError> {
-        let existing = self
-            .workflow(workflow_id)
-            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()))?;
-        if existing.is_terminal() {
-            return Ok(existing);
-        }
-        self.propose(Kind::CancelWorkflow(CancelWorkflow {
-            workflow_id: workflow_id.to_owned(),
-            reason: reason.to_owned(),
-        }))
-        .await?;
-        self.workflow(workflow_id)
-            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()).into())
-    }
-
-    /// The workflow with this id, if any (this node's applied state).
-    pub fn workflow(&self, workflow_id: &str) -> Option<Workflow> {
-        self.read(|sm| sm.workflow(workflow_id).cloned())
-    }
-
-    /// The committed checkpoints of a workflow.
-    pub fn history(&self, workflow_id: &str) -> Option<Vec<Checkpoint>> {
-        self.read(|sm| sm.workflow(workflow_id).map(|w| w.checkpoints.clone()))
-    }
-
-    /// One page of workflows ordered by id, and whether more follow.
-    pub fn list_workflows(&self, filter: &ListFilter) -> (Vec<Workflow>, bool) {
-        let size = match filter.page_size {
-            0 => 100,
-            n => n.min(1000),
-        };
-        self.read(|sm| {
-            let mut matching = sm.workflows_after(&filter.after).filter(|w| {
-                (filter.status == WorkflowStatus::Unspecified || w.status == filter.status)
-                    && (filter.workflow_name.is_empty() || w.name == filter.workflow_name)
-            });
-            let page: Vec<Workflow> = matching.by_ref().take(size).cloned().collect();
-            let more = matching.next().is_some();
-            (page, more)
-        })
-    }
-
-    /// Waits until the workflow is completed, failed or cancelled.
-    pub async fn wait_workflow(
-        &self,
-        workflow_id: &str,
-        timeout: Duration,
-    ) -> Result<Workflow, EngineError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let (mut events, current) = self.subscribe_with(|sm| sm.workflow(workflow_id).cloned());
-            let current =
-                current.ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()))?;
-            if current.is_terminal() {
-                return Ok(current);
-            }
-            let mut shutdown = self.shutdown_signal();
-            loop {
-                let next = tokio::select! {
-                    next = tokio::time::timeout_at(deadline, events.recv()) => next,
-                    _ = crate::node::stopped(&mut shutdown) => return Err(EngineError::ShuttingDown),
-                };
-                match next {
-                    Err(_) => {
-                        let now = self.workflow(workflow_id).unwrap_or(current);
-                        if now.is_terminal() {
-                            return Ok(now);
-                        }
-                        return Err(EngineError::WaitTimeout {
-                            workflow_id: workflow_id.to_owned(),
-                            timeout,
-                            status: now.status,
-                            pending_reason: now.pending_reason,
-                        });
-                    }
-                    Ok(Ok(event)) => {
-                        if let Event::WorkflowFinished {
-                            workflow_id: id, ..
-                        } = event.as_ref()
-                            && id == workflow_id
-                        {
-                            break;
-                        }
-                    }
-                    // Lagged: re-read the state and subscribe again.
-                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
-                    Ok(Err(broadcast::error::RecvError::Closed)) => {
-                        return Err(EngineError::ShuttingDown);
-                    }
-                }
-            }
-        }
-    }
-
     /// Reads the state machine.
     pub fn read<T>(&self, f: impl FnOnce(&StateMachine) -> T) -> T {
         f(&self.inner.state.read().expect("state lock poisoned"))
@@ -635,7 +413,8 @@ impl Node {
         }
     }
 
-    fn check_value_size(&self, what: &str, len: usize) -> Result<(), EngineError> {
+    /// Refuses a value over `max_value_bytes`, naming what it was.
+    pub(crate) fn check_value_size(&self, what: &str, len: usize) -> Result<(), EngineError> {
         let max = self.inner.config.max_value_bytes;
         if len > max {
             return Err(EngineError::ValueTooLarge {
