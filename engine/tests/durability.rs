@@ -5,20 +5,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use raftoral::{Node, NodeConfig};
-use tokio::net::TcpListener;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
+mod common;
+
 /// Starts `n` durable nodes on listeners bound to port 0.
 async fn cluster(n: u64, dir: &std::path::Path) -> anyhow::Result<BTreeMap<u64, Node>> {
-    let mut listeners = BTreeMap::new();
-    for id in 1..=n {
-        listeners.insert(id, TcpListener::bind("127.0.0.1:0").await?);
-    }
-    let peers: BTreeMap<u64, String> = listeners
-        .iter()
-        .map(|(id, l)| Ok((*id, l.local_addr()?.to_string())))
-        .collect::<anyhow::Result<_>>()?;
+    let (listeners, peers) = common::bound_peers(n).await?;
     let mut nodes = BTreeMap::new();
     for (id, listener) in listeners {
         let node = Node::start(NodeConfig {

@@ -14,6 +14,8 @@ use raftoral_client::{
 };
 use tokio::sync::Notify;
 
+mod common;
+
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Side effects: (workflow id, step) → times computed.
@@ -71,6 +73,19 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
             "timed out waiting for {what}"
         );
         tick.tick().await;
+    }
+}
+
+/// Waits until every node has applied every node's registration of `name`.
+async fn registered_everywhere(nodes: &BTreeMap<u64, EmbeddedNode>, name: &str) {
+    let ids: Vec<u64> = nodes.keys().copied().collect();
+    for node in nodes.values() {
+        let n = node.node().clone();
+        until("registrations to replicate", || {
+            ids.iter()
+                .all(|id| n.read(|sm| sm.is_registered(*id, name, 1)))
+        })
+        .await;
     }
 }
 
@@ -153,15 +168,7 @@ async fn embedded_cluster_with(
     n: u64,
     tweak: impl Fn(&mut NodeConfig),
 ) -> anyhow::Result<BTreeMap<u64, EmbeddedNode>> {
-    // Bind every listener first, so peers get real, already-held addresses.
-    let mut listeners = BTreeMap::new();
-    for id in 1..=n {
-        listeners.insert(id, tokio::net::TcpListener::bind("127.0.0.1:0").await?);
-    }
-    let peers: BTreeMap<u64, String> = listeners
-        .iter()
-        .map(|(id, l)| Ok((*id, l.local_addr()?.to_string())))
-        .collect::<anyhow::Result<_>>()?;
+    let (listeners, peers) = common::bound_peers(n).await?;
     let mut nodes = BTreeMap::new();
     for (id, listener) in listeners {
         let mut config = NodeConfig {
@@ -308,13 +315,7 @@ async fn a_replica_that_finished_first_commits_its_result_when_it_becomes_owner(
                 .await
         }));
     }
-    for node in nodes.values() {
-        let n = node.node().clone();
-        until("registrations to replicate", || {
-            (1..=3).all(|id| n.read(|sm| sm.is_registered(id, "two_steps", 1)))
-        })
-        .await;
-    }
+    registered_everywhere(&nodes, "two_steps").await;
     let handle = nodes[&owner]
         .client()
         .start_workflow("two_steps", 1, &())
@@ -381,13 +382,7 @@ async fn a_result_that_could_not_be_committed_is_retried_after_a_partition() -> 
                 .await
         }));
     }
-    for node in nodes.values() {
-        let n = node.node().clone();
-        until("registrations to replicate", || {
-            (1..=3).all(|id| n.read(|sm| sm.is_registered(id, "gated", 1)))
-        })
-        .await;
-    }
+    registered_everywhere(&nodes, "gated").await;
     let owner_node = nodes[&owner].node().clone();
     let handle = nodes[&owner]
         .client()

@@ -50,16 +50,20 @@ fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     paths
 }
 
-#[test]
-fn segments_are_preallocated_and_their_zero_ends_are_not_corruption() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+/// 40 synced records of 300 bytes: several 4 KiB segments.
+fn fill_segments(dir: &Path) {
+    let store = open(dir);
     let payload = "x".repeat(300);
     for i in 1..=40u64 {
         store.append(&[entry(i, 1, &payload)]).unwrap();
         store.sync().unwrap();
     }
-    drop(store);
+}
+
+#[test]
+fn segments_are_preallocated_and_their_zero_ends_are_not_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    fill_segments(dir.path());
     let paths = segments(dir.path());
     assert!(
         paths.len() >= 3,
@@ -94,13 +98,7 @@ fn segments_are_preallocated_and_their_zero_ends_are_not_corruption() {
 #[test]
 fn garbage_after_the_data_of_an_earlier_segment_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let payload = "x".repeat(300);
-    for i in 1..=40u64 {
-        store.append(&[entry(i, 1, &payload)]).unwrap();
-        store.sync().unwrap();
-    }
-    drop(store);
+    fill_segments(dir.path());
     let first = segments(dir.path())[0].clone();
     let mut data = fs::read(&first).unwrap();
     let end = data_end(&data);
