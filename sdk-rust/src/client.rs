@@ -23,6 +23,11 @@ use crate::stream::{StreamOptions, StreamShared, run_stream};
 
 /// Longest wait for a registration to be acknowledged.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a start is retried while the sidecar answers UNAVAILABLE (no
+/// leader yet, a leader change) before the error reaches the caller.
+const START_RETRY_FOR: Duration = Duration::from_secs(10);
+/// First pause between start attempts; doubled up to a second.
+const START_RETRY_MIN: Duration = Duration::from_millis(50);
 
 /// A workflow execution handed to the handler of
 /// [`RaftoralClient::handle_workflows`].
@@ -313,6 +318,12 @@ impl RaftoralClient {
     }
 
     /// Starts a workflow with encoded input; an empty id is generated.
+    ///
+    /// The id is generated here, not by the sidecar, and a start that fails
+    /// with UNAVAILABLE (no leader yet, a leader change) is retried with the
+    /// same id for up to 10 s: starts are idempotent on the id, so a retry
+    /// after an answer was lost finds the workflow it started instead of
+    /// starting a second one.
     pub async fn start_workflow_raw(
         &self,
         workflow_id: &str,
@@ -320,22 +331,43 @@ impl RaftoralClient {
         version: u32,
         input: Bytes,
     ) -> Result<WorkflowHandle, ClientError> {
-        let response = self
-            .inner
-            .link
-            .start_workflow(StartWorkflowRequest {
-                workflow_id: workflow_id.to_owned(),
-                workflow_name: workflow_name.to_owned(),
-                version,
-                input,
-            })
-            .await
-            .map_err(|s| ClientError::status("StartWorkflow", s))?;
+        let generated = workflow_id.is_empty();
+        let request = StartWorkflowRequest {
+            workflow_id: if generated {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                workflow_id.to_owned()
+            },
+            workflow_name: workflow_name.to_owned(),
+            version,
+            input,
+        };
+        let deadline = tokio::time::Instant::now() + START_RETRY_FOR;
+        let mut delay = START_RETRY_MIN;
+        let mut retried = false;
+        let response = loop {
+            match self.inner.link.start_workflow(request.clone()).await {
+                Ok(response) => break response,
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable
+                        && tokio::time::Instant::now() + delay < deadline =>
+                {
+                    tracing::debug!(workflow = %request.workflow_id, message = status.message(), retry_in = ?delay, "start not committed yet; retrying with the same id");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                    retried = true;
+                }
+                Err(status) => return Err(ClientError::status("StartWorkflow", status)),
+            }
+        };
         let info = response.workflow.unwrap_or_default();
+        // A generated id is this call's alone: found on a retry, it is the
+        // workflow an earlier attempt of this call started.
+        let already_started = response.already_started && !(generated && retried);
         Ok(WorkflowHandle::new(
             self.clone(),
             info.workflow_id.clone(),
-            response.already_started,
+            already_started,
         ))
     }
 
