@@ -301,3 +301,23 @@ impl ClusterNode {
         std::fs::read_to_string(self.dir.join("sidecar.log")).unwrap_or_default()
     }
 }
+
+/// Lines of each node's log shown when a cluster is dropped.
+const LOG_TAIL_LINES: usize = 40;
+
+impl Drop for Cluster {
+    /// Prints the tail of every node's log. The test harness captures it and
+    /// shows it only for a failing test, where the logs (in a temporary
+    /// directory) would otherwise be gone with the cluster.
+    fn drop(&mut self) {
+        for (id, node) in &self.nodes {
+            let log = node.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!("--- node {id}: last {} lines of its log ---", tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
