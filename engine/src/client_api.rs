@@ -61,6 +61,7 @@ impl ClientApi {
         &self,
         request: GetWorkflowRequest,
     ) -> Result<GetWorkflowResponse, Status> {
+        self.node.read_barrier().await.map_err(to_status)?;
         let id = request.workflow_id;
         let wf = self
             .node
@@ -136,6 +137,7 @@ impl ClientApi {
                 })?
                 .to_owned()
         };
+        self.node.read_barrier().await.map_err(to_status)?;
         let (page, more) = self.node.list_workflows(&ListFilter {
             status,
             workflow_name: r.workflow_name,
@@ -157,6 +159,7 @@ impl ClientApi {
         &self,
         request: GetWorkflowHistoryRequest,
     ) -> Result<GetWorkflowHistoryResponse, Status> {
+        self.node.read_barrier().await.map_err(to_status)?;
         let id = request.workflow_id;
         let history = self.node.history(&id).ok_or_else(|| Self::not_found(&id))?;
         Ok(GetWorkflowHistoryResponse {

@@ -19,6 +19,7 @@ mod node;
 pub mod probes;
 mod raft_log;
 mod raft_loop;
+mod read_index;
 mod startup;
 mod state_machine;
 mod status;

@@ -46,6 +46,11 @@ pub(crate) enum Proposal {
         to: Option<u64>,
         reply: oneshot::Sender<Result<u64, EngineError>>,
     },
+    /// Raft ReadIndex: the reply is a commit index that, once applied here,
+    /// covers every write committed before the request (linearizable reads).
+    ReadIndex {
+        reply: oneshot::Sender<Result<u64, EngineError>>,
+    },
 }
 
 /// Most proposals taken from the channel for one Ready round; bounds the
@@ -91,6 +96,9 @@ pub(crate) struct RaftLoop {
     ticks: u64,
     /// Leader seen at the last Ready; a change fails pending proposals fast.
     last_leader: u64,
+    /// ReadIndex requests in flight, by the context raft-rs echoes back.
+    pending_reads: HashMap<u64, oneshot::Sender<Result<u64, EngineError>>>,
+    next_read: u64,
 }
 
 /// Ticks between failover checks.
@@ -126,6 +134,8 @@ impl RaftLoop {
             config,
             ticks: 0,
             last_leader: 0,
+            pending_reads: HashMap::new(),
+            next_read: 1,
         }
     }
 
@@ -165,6 +175,7 @@ impl RaftLoop {
                     }
                     // Callers that gave up (timeout) dropped their receiver.
                     self.pending.retain(|_, reply| !reply.is_closed());
+                    self.pending_reads.retain(|_, reply| !reply.is_closed());
                 }
             }
             if let Err(e) = self.on_ready() {
@@ -196,7 +207,7 @@ impl RaftLoop {
                 Proposal::Command { reply, .. } | Proposal::ConfChange { reply, .. } => {
                     let _ = reply.send(Err(no_leader));
                 }
-                Proposal::TransferLeader { reply, .. } => {
+                Proposal::TransferLeader { reply, .. } | Proposal::ReadIndex { reply } => {
                     let _ = reply.send(Err(no_leader));
                 }
             }
@@ -205,6 +216,16 @@ impl RaftLoop {
         let (id, result, reply) = match proposal {
             Proposal::TransferLeader { to, reply } => {
                 let _ = reply.send(self.transfer_leader(to));
+                return;
+            }
+            Proposal::ReadIndex { reply } => {
+                // raft-rs forwards it from a follower and drops it on a
+                // leader that has not committed in its term yet; the caller
+                // retries after a while in both lost cases.
+                let context = self.next_read;
+                self.next_read += 1;
+                self.pending_reads.insert(context, reply);
+                self.raw.read_index(context.to_le_bytes().to_vec());
                 return;
             }
             Proposal::Command { command, reply } => {
@@ -278,6 +299,16 @@ impl RaftLoop {
             return self.maybe_snapshot();
         }
         let mut ready = self.raw.ready();
+        for read in ready.take_read_states() {
+            let context = read
+                .request_ctx
+                .as_slice()
+                .try_into()
+                .map(u64::from_le_bytes);
+            if let Some(reply) = context.ok().and_then(|c| self.pending_reads.remove(&c)) {
+                let _ = reply.send(Ok(read.index));
+            }
+        }
         self.transport.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone())?;
@@ -324,7 +355,13 @@ impl RaftLoop {
             return;
         }
         let previous = std::mem::replace(&mut self.last_leader, leader);
-        if previous == 0 || self.pending.is_empty() {
+        if previous == 0 {
+            return;
+        }
+        for (_, reply) in self.pending_reads.drain() {
+            let _ = reply.send(Err(EngineError::LeaderChanged));
+        }
+        if self.pending.is_empty() {
             return;
         }
         tracing::info!(
