@@ -152,8 +152,9 @@ pub enum EngineError {
 
 impl EngineError {
     /// True for failures that may succeed when retried: no leader yet, a
-    /// leader change, a timeout. Commands are idempotent or fenced, so a
-    /// retry never applies twice.
+    /// leader change, a timeout, or a proposal raft-rs dropped (a leadership
+    /// transfer in progress, too much uncommitted). Commands are idempotent
+    /// or fenced, so a retry never applies twice.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -161,6 +162,7 @@ impl EngineError {
                 | EngineError::LeaderChanged
                 | EngineError::ProposalTimeout(_)
                 | EngineError::TransferTimeout { .. }
+                | EngineError::Raft(raft::Error::ProposalDropped)
         )
     }
 }

@@ -25,7 +25,26 @@ pub fn to_status(e: EngineError) -> Status {
         EngineError::WaitTimeout { .. } => Code::DeadlineExceeded,
         EngineError::AlreadyExists(_) => Code::AlreadyExists,
         EngineError::NotMember(_) => Code::NotFound,
+        // Dropped by raft-rs while leadership moves: retry shortly.
+        EngineError::Raft(raft::Error::ProposalDropped) => Code::Unavailable,
         EngineError::Raft(_) | EngineError::Config(_) => Code::Internal,
     };
     Status::new(code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proposal_dropped_during_a_leadership_transfer_is_retried_not_lost() {
+        // raft-rs drops proposals while leadership moves; callers that gave
+        // up on them (a session's workflow result) would lose the outcome.
+        let dropped = EngineError::Raft(raft::Error::ProposalDropped);
+        assert!(dropped.is_retryable());
+        assert_eq!(to_status(dropped).code(), Code::Unavailable);
+        let other = EngineError::Raft(raft::Error::StepLocalMsg);
+        assert!(!other.is_retryable());
+        assert_eq!(to_status(other).code(), Code::Internal);
+    }
 }
