@@ -27,6 +27,7 @@ lint: tools
 	$(BUF) format --diff --exit-code
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
 
 ## fmt: format protos and Rust code
 fmt: tools

@@ -1,5 +1,5 @@
 //! Raft log storage: [`RaftStore`] implements `raft::Storage` over entries
-//! kept in memory, made durable by an optional write-ahead log ([`wal`]) and
+//! kept in memory, made durable by an optional write-ahead log (`wal.rs`) and
 //! a snapshot file. Without a directory it is purely in memory; the Raft loop
 //! is the same either way.
 //!
