@@ -100,3 +100,35 @@ async fn a_leader_stopped_with_sigterm_hands_over_first() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_transfer_to_an_unreachable_node_fails_and_the_leader_stays() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3, false, &[]).await?;
+    let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
+    let target = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.partition(&[target])?;
+    // The fault file is picked up asynchronously: wait until the cut node
+    // has lost its leader.
+    raftoral_conformance::eventually_async(
+        raftoral_conformance::DEADLINE,
+        "the cut node to lose its leader",
+        || async { Ok(cluster.status(target).await?.leader_id == 0) },
+    )
+    .await?;
+    let out = cli(
+        &cluster.nodes[&leader].raft_addr,
+        &["transfer-leader", &target.to_string()],
+    )
+    .await?;
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Unavailable") && err.contains(&format!("did not move to node {target}")),
+        "{err}"
+    );
+    // raft-rs abandons the transfer after an election timeout; the leader
+    // leads on and the majority still agrees on it.
+    let majority: Vec<u64> = (1..=3).filter(|id| *id != target).collect();
+    assert_eq!(cluster.wait_agreement(&majority, &[1, 2, 3]).await?, leader);
+    Ok(())
+}

@@ -50,6 +50,16 @@ fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     paths
 }
 
+/// Rewrites the newest segment after `damage` (given the data and where the
+/// written data ends) changed it.
+fn damage_the_last_record(dir: &Path, damage: impl FnOnce(&mut Vec<u8>, usize)) {
+    let segment = segments(dir).pop().expect("a segment");
+    let mut data = fs::read(&segment).unwrap();
+    let end = data_end(&data);
+    damage(&mut data, end);
+    fs::write(&segment, data).unwrap();
+}
+
 /// 40 synced records of 300 bytes: several 4 KiB segments.
 fn fill_segments(dir: &Path) {
     let store = open(dir);
@@ -172,17 +182,9 @@ fn a_torn_tail_is_cut_off_and_earlier_records_survive() {
         .unwrap();
     store.sync().unwrap();
     drop(store);
-    let segment = fs::read_dir(dir.path().join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .max()
-        .unwrap();
     // A crash mid-write leaves the record's end unwritten: zeros, as the
     // segment is preallocated.
-    let mut data = fs::read(&segment).unwrap();
-    let end = data_end(&data);
-    data[end - 5..end].fill(0);
-    fs::write(&segment, data).unwrap();
+    damage_the_last_record(dir.path(), |data, end| data[end - 5..end].fill(0));
     let store = open(dir.path());
     assert_eq!(all(&store), vec![(1, 1, "a".into()), (2, 1, "b".into())]);
     // The log is writable again at the cut.
@@ -201,15 +203,7 @@ fn flipped_bits_in_the_tail_are_detected_by_the_checksum() {
         .unwrap();
     store.sync().unwrap();
     drop(store);
-    let segment = fs::read_dir(dir.path().join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .max()
-        .unwrap();
-    let mut data = fs::read(&segment).unwrap();
-    let n = data_end(&data);
-    data[n - 3] ^= 0xff;
-    fs::write(&segment, data).unwrap();
+    damage_the_last_record(dir.path(), |data, end| data[end - 3] ^= 0xff);
     assert_eq!(all(&open(dir.path())), vec![(1, 1, "a".into())]);
 }
 
