@@ -47,6 +47,20 @@ impl ClusterService for ClusterApi {
             if faults.is_blocked(batch.from_node_id) {
                 continue;
             }
+            let ours = self.node.transport().cluster_id();
+            if !ours.is_empty() && !batch.cluster_id.is_empty() && batch.cluster_id != ours {
+                tracing::error!(
+                    from = batch.from_node_id,
+                    address = %batch.from_address,
+                    theirs = %batch.cluster_id,
+                    ours = %ours,
+                    "raft traffic from another cluster refused"
+                );
+                return Err(Status::failed_precondition(format!(
+                    "node {} belongs to cluster {}, this node to cluster {ours}: check that every node of a cluster was started with the same --peers list, and that no address is shared between clusters",
+                    batch.from_node_id, batch.cluster_id
+                )));
+            }
             self.node
                 .transport()
                 .set_address(batch.from_node_id, batch.from_address.clone());
@@ -75,6 +89,7 @@ impl ClusterService for ClusterApi {
             first_index: status.first_index,
             log_disk_bytes: self.node.store().disk_bytes(),
             nondeterminism_reports: self.node.nondeterminism_reports(),
+            cluster_id: self.node.transport().cluster_id(),
         }))
     }
 

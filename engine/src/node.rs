@@ -111,6 +111,7 @@ impl Node {
         addresses.extend(config.peers.iter().map(|(k, v)| (*k, v.clone())));
         addresses.remove(&id);
 
+        let cluster_id = opened.state.cluster_id().to_owned();
         let state = Arc::new(RwLock::new(opened.state));
         let (events, _) = broadcast::channel(config.event_buffer);
         let (proposals_tx, proposals_rx) = mpsc::channel(config.proposal_queue);
@@ -126,6 +127,7 @@ impl Node {
             shutdown_rx.clone(),
             Faults::default(),
         ));
+        transport.set_cluster_id(&cluster_id);
         let store = raw.store().clone();
         let raft_loop = RaftLoop::new(
             raw,

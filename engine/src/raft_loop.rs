@@ -384,6 +384,10 @@ impl RaftLoop {
         for (id, address) in restored.member_addresses() {
             self.transport.set_address(*id, address.clone());
         }
+        // A joining node learns its cluster's identity here.
+        if !restored.cluster_id().is_empty() {
+            self.transport.set_cluster_id(restored.cluster_id());
+        }
         *self.state.write().expect("state lock poisoned") = restored;
         tracing::info!(index, "installed a snapshot from the leader");
         // Sessions re-read the state and run what is theirs.

@@ -19,6 +19,24 @@ pub(crate) struct Opened {
     pub restarted: bool,
 }
 
+/// The identity of a cluster bootstrapped from `peers`: the same on every
+/// node started with the same member list (a hash of it), random for a node
+/// alone. Nodes given different lists cannot form one cluster by mistake.
+fn cluster_id_for(peers: &std::collections::BTreeMap<u64, String>) -> String {
+    if peers.is_empty() {
+        return uuid::Uuid::new_v4().to_string();
+    }
+    let list: Vec<String> = peers.iter().map(|(id, a)| format!("{id}={a}")).collect();
+    // FNV-1a: stable across versions and platforms, unlike std's hasher.
+    let hash = list
+        .join(",")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    format!("{hash:016x}")
+}
+
 pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
     let id = config.node_id;
     let initial_voters: Vec<u64> = if config.join {
@@ -46,6 +64,7 @@ pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
     } else {
         // Every bootstrapping node writes the same first snapshot.
         let mut state = StateMachine::new();
+        state.set_cluster_id(cluster_id_for(&config.peers));
         for (peer, address) in &config.peers {
             state.set_member_address(*peer, address.clone());
         }

@@ -131,6 +131,8 @@ pub struct StateMachine {
     removed: BTreeSet<NodeId>,
     /// Nodes whose app is connected.
     present: BTreeSet<NodeId>,
+    /// Fixed at bootstrap; empty in state from before it existed.
+    cluster_id: String,
     applied_index: u64,
 }
 
@@ -138,6 +140,17 @@ impl StateMachine {
     /// An empty state machine.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The cluster's identity; empty when unknown (a node waiting to join,
+    /// or state written before ids existed).
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// Sets the identity (bootstrap only).
+    pub fn set_cluster_id(&mut self, cluster_id: String) {
+        self.cluster_id = cluster_id;
     }
 
     /// Index of the last applied Raft entry.
@@ -565,6 +578,7 @@ impl StateMachine {
                 .collect(),
             removed_node_ids: self.removed.iter().copied().collect(),
             present_node_ids: self.present.iter().copied().collect(),
+            cluster_id: self.cluster_id.clone(),
             member_addresses: self
                 .addresses
                 .iter()
@@ -632,6 +646,7 @@ impl StateMachine {
                 .collect(),
             removed: snap.removed_node_ids.into_iter().collect(),
             present: snap.present_node_ids.into_iter().collect(),
+            cluster_id: snap.cluster_id,
             applied_index: index,
         })
     }

@@ -35,6 +35,9 @@ pub const MAX_FRAME: usize = 512 * 1024 * 1024;
 pub struct Transport {
     me: NodeId,
     advertise: String,
+    /// This node's cluster id, sent with every batch (a joining node learns
+    /// it from the leader's snapshot).
+    cluster_id: Arc<Mutex<String>>,
     addresses: Mutex<HashMap<NodeId, String>>,
     peers: Mutex<HashMap<NodeId, mpsc::Sender<Message>>>,
     /// Peers whose stream failed, for `report_unreachable`.
@@ -75,12 +78,23 @@ impl Transport {
         Transport {
             me,
             advertise,
+            cluster_id: Arc::default(),
             addresses: Mutex::new(addresses),
             peers: Mutex::new(HashMap::new()),
             unreachable,
             shutdown,
             faults,
         }
+    }
+
+    /// This node's cluster id; empty until known.
+    pub fn cluster_id(&self) -> String {
+        self.cluster_id.lock().expect("cluster id lock").clone()
+    }
+
+    /// Sets the cluster id sent to peers and checked on their traffic.
+    pub fn set_cluster_id(&self, cluster_id: &str) {
+        *self.cluster_id.lock().expect("cluster id lock") = cluster_id.to_owned();
     }
 
     /// This node's advertised address.
@@ -159,6 +173,7 @@ impl Transport {
         tokio::spawn(run_peer(PeerLink {
             me: self.me,
             advertise: self.advertise.clone(),
+            cluster_id: self.cluster_id.clone(),
             to,
             address,
             queue: rx,
@@ -173,6 +188,7 @@ impl Transport {
 struct PeerLink {
     me: NodeId,
     advertise: String,
+    cluster_id: Arc<Mutex<String>>,
     to: NodeId,
     address: String,
     queue: mpsc::Receiver<Message>,
@@ -226,6 +242,7 @@ async fn run_peer(mut link: PeerLink) {
                         from_node_id: link.me,
                         messages: envelopes,
                         from_address: link.advertise.clone(),
+                        cluster_id: link.cluster_id.lock().expect("cluster id lock").clone(),
                     };
                     // Backpressure from a slow peer stops here, in this task:
                     // the Raft loop only ever try_sends into the bounded

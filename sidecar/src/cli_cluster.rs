@@ -77,6 +77,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                     "{}",
                     json!({
                         "node": s.node_id,
+                        "cluster_id": s.cluster_id,
                         "leader": s.leader_id,
                         "term": s.term,
                         "commit_index": s.commit_index,
@@ -89,7 +90,8 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 );
             } else {
                 println!(
-                    "node {}  leader {}  term {}  commit {}  applied {}  snapshot {}  first index {}  log on disk {} B",
+                    "cluster {}  node {}  leader {}  term {}  commit {}  applied {}  snapshot {}  first index {}  log on disk {} B",
+                    s.cluster_id,
                     s.node_id,
                     s.leader_id,
                     s.term,
