@@ -27,14 +27,10 @@ fn cluster_id_for(peers: &std::collections::BTreeMap<u64, String>) -> String {
         return uuid::Uuid::new_v4().to_string();
     }
     let list: Vec<String> = peers.iter().map(|(id, a)| format!("{id}={a}")).collect();
-    // FNV-1a: stable across versions and platforms, unlike std's hasher.
-    let hash = list
-        .join(",")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-    format!("{hash:016x}")
+    format!(
+        "{:016x}",
+        crate::state_machine::stable_hash(&list.join(","))
+    )
 }
 
 pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
