@@ -281,6 +281,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// Cuts node `id` off from every other node and waits until it has lost
+    /// its leader (the fault file is picked up asynchronously), so nothing
+    /// the others commit from now on can reach it.
+    pub async fn cut_off(&self, id: u64) -> anyhow::Result<()> {
+        self.partition(&[id])?;
+        crate::eventually_async(DEADLINE, "the cut-off node to lose its leader", || async {
+            Ok(self.status(id).await?.leader_id == 0)
+        })
+        .await
+    }
+
     /// A node's log.
     pub fn log(&self, id: u64) -> String {
         self.nodes[&id].log()

@@ -106,15 +106,7 @@ async fn a_transfer_to_an_unreachable_node_fails_and_the_leader_stays() -> anyho
     let cluster = Cluster::start(3, false, &[]).await?;
     let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
     let target = (1..=3).find(|id| *id != leader).unwrap();
-    cluster.partition(&[target])?;
-    // The fault file is picked up asynchronously: wait until the cut node
-    // has lost its leader.
-    raftoral_conformance::eventually_async(
-        raftoral_conformance::DEADLINE,
-        "the cut node to lose its leader",
-        || async { Ok(cluster.status(target).await?.leader_id == 0) },
-    )
-    .await?;
+    cluster.cut_off(target).await?;
     let out = cli(
         &cluster.nodes[&leader].raft_addr,
         &["transfer-leader", &target.to_string()],

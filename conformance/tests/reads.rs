@@ -51,15 +51,7 @@ async fn a_node_cut_off_from_the_leader_refuses_reads_instead_of_answering_stale
     let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
     let cut = (1..=3).find(|id| *id != leader).unwrap();
     let majority = (1..=3).find(|id| *id != cut).unwrap();
-    cluster.partition(&[cut])?;
-    // The fault file is picked up asynchronously: wait until the cut node
-    // has lost its leader, so the write below cannot reach it.
-    raftoral_conformance::eventually_async(
-        raftoral_conformance::DEADLINE,
-        "the cut node to lose its leader",
-        || async { Ok(cluster.status(cut).await?.leader_id == 0) },
-    )
-    .await?;
+    cluster.cut_off(cut).await?;
     // Written on the majority side after the cut: the cut node cannot know.
     let writer = RaftoralClient::connect(&cluster.nodes[&majority].url).await?;
     writer

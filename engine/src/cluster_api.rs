@@ -112,8 +112,7 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<TransferLeaderResponse>, Status> {
         let to = request.into_inner().node_id;
         // Two election timeouts: raft-rs gives up a transfer after one.
-        let timeout =
-            self.node.config().tick_interval * self.node.config().election_ticks as u32 * 2;
+        let timeout = self.node.config().election_timeout() * 2;
         let leader_id = self
             .node
             .transfer_leadership((to != 0).then_some(to), timeout)

@@ -83,6 +83,12 @@ impl Default for NodeConfig {
 }
 
 impl NodeConfig {
+    /// The base election timeout (`tick_interval` x `election_ticks`);
+    /// raft-rs randomises the real one between this and twice this.
+    pub fn election_timeout(&self) -> Duration {
+        self.tick_interval * self.election_ticks as u32
+    }
+
     /// Checks the settings; the message says which one is wrong.
     pub fn validate(&self) -> Result<(), EngineError> {
         let bad = |m: &str| Err(EngineError::Config(m.to_owned()));

@@ -28,7 +28,7 @@ impl Node {
         let deadline = Instant::now() + timeout;
         // A request raft-rs dropped (a leader not settled in its term, a
         // forward lost with its leader) is sent again after this long.
-        let attempt = config.tick_interval * config.election_ticks as u32;
+        let attempt = config.election_timeout();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {

@@ -12,6 +12,7 @@ use raftoral::{Node, NodeConfig};
 use tokio::net::TcpListener;
 
 mod common;
+use common::until;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -32,18 +33,6 @@ fn serve(node: &Node, listener: TcpListener) {
             .add_service(node.cluster_service())
             .serve_with_incoming(raftoral::transport::nodelay_incoming(listener)),
     );
-}
-
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tick.tick().await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

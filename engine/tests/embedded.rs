@@ -15,6 +15,7 @@ use raftoral_client::{
 use tokio::sync::Notify;
 
 mod common;
+use common::until;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -61,19 +62,6 @@ fn run_steps(
             })
             .await
     })
-}
-
-/// Polls `check` every 10 ms until it holds; fails after [`DEADLINE`].
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tick.tick().await;
-    }
 }
 
 /// Waits until every node has applied every node's registration of `name`.

@@ -141,8 +141,7 @@ async fn hand_over_leadership(node: &Node) {
     if !status.is_leader || status.voters.len() < 2 {
         return;
     }
-    let config = node.config();
-    let timeout = config.tick_interval * config.election_ticks as u32 * 2;
+    let timeout = node.config().election_timeout() * 2;
     match node.transfer_leadership(None, timeout).await {
         Ok(to) => tracing::info!(to, "leadership handed over before stopping"),
         Err(e) => {

@@ -1,6 +1,9 @@
-//! Helpers shared by the engine's integration tests.
+//! Helpers shared by the engine's integration tests (each test crate uses
+//! a subset, hence the allow).
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -18,4 +21,17 @@ pub async fn bound_peers(
         .map(|(id, l)| Ok((*id, l.local_addr()?.to_string())))
         .collect::<anyhow::Result<_>>()?;
     Ok((listeners, peers))
+}
+
+/// Polls `check` every 10 ms until it holds; panics after 30 s naming `what`.
+pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tick.tick().await;
+    }
 }
