@@ -47,8 +47,8 @@ impl ClusterService for ClusterApi {
             if faults.is_blocked(batch.from_node_id) {
                 continue;
             }
-            let ours = self.node.transport().cluster_id();
-            if !ours.is_empty() && !batch.cluster_id.is_empty() && batch.cluster_id != ours {
+            if self.node.transport().is_foreign(&batch.cluster_id) {
+                let ours = self.node.transport().cluster_id();
                 tracing::error!(
                     from = batch.from_node_id,
                     address = %batch.from_address,

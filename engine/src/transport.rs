@@ -92,6 +92,13 @@ impl Transport {
         self.cluster_id.lock().expect("cluster id lock").clone()
     }
 
+    /// True when `theirs` names another cluster than this node's (both
+    /// known). Checked on every received batch, so it does not allocate.
+    pub fn is_foreign(&self, theirs: &str) -> bool {
+        let ours = self.cluster_id.lock().expect("cluster id lock");
+        !ours.is_empty() && !theirs.is_empty() && *ours != theirs
+    }
+
     /// Sets the cluster id sent to peers and checked on their traffic.
     pub fn set_cluster_id(&self, cluster_id: &str) {
         *self.cluster_id.lock().expect("cluster id lock") = cluster_id.to_owned();
