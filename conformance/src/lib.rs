@@ -5,7 +5,9 @@
 //! build the workspace first (`make test` does); `RAFTORAL_BIN_DIR` overrides
 //! the directory.
 
+pub mod apps;
 pub mod cluster;
+pub mod http;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -242,6 +244,12 @@ impl Worker {
         Ok(Worker { child })
     }
 
+    /// Sends a signal by name (`STOP` freezes the app with its stream
+    /// open, `CONT` resumes it).
+    pub async fn signal(&self, name: &str) -> anyhow::Result<()> {
+        signal(&self.child, name).await
+    }
+
     /// SIGKILL: the app dies without any goodbye.
     pub async fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;
@@ -252,6 +260,19 @@ impl Worker {
     pub async fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
         terminate(&mut self.child).await
     }
+}
+
+/// Sends `signal` (a name for `kill -s`, e.g. `STOP`, `CONT`) to a child.
+pub(crate) async fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
+    let pid = child.id().context("process already reaped")?;
+    let status = Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("kill -s {signal} {pid} failed");
+    }
+    Ok(())
 }
 
 pub(crate) async fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {

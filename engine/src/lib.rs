@@ -32,7 +32,7 @@ pub use client_api::ClientApi;
 pub use cluster_api::ClusterApi;
 pub use config::NodeConfig;
 pub use error::{EngineError, Rejection, status_name};
-pub use event::Event;
+pub use event::{Event, EventAt};
 pub use node::{ListFilter, Node, Started};
 pub use raft_loop::RaftStatus;
 pub use state_machine::{Applied, Checkpoint, NodeId, StateMachine, Workflow, is_terminal};

@@ -114,6 +114,7 @@ impl Node {
             proposer_node_id: self.id(),
             proposal_id,
             address: address.to_owned(),
+            proposed_at_ms: crate::node::now_ms(),
         }
         .encode_to_vec()
         .into();

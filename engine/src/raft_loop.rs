@@ -17,11 +17,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::NodeConfig;
 use crate::error::{EngineError, Rejection};
-use crate::event::Event;
+use crate::event::{Event, EventAt};
 use crate::failover::Failover;
 use crate::state_machine::{Applied, StateMachine};
 use crate::storage::{RaftStore, StorageError};
-use crate::transport::Transport;
+use crate::transport::{PeerSignal, Transport};
 
 /// The reply a proposer waits for.
 pub(crate) type ProposalReply = oneshot::Sender<Result<Applied, EngineError>>;
@@ -86,7 +86,7 @@ pub(crate) struct RaftLoop {
     raw: RawNode<RaftStore>,
     store: RaftStore,
     state: Arc<RwLock<StateMachine>>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: broadcast::Sender<Arc<EventAt>>,
     transport: Arc<Transport>,
     /// proposal_id → waiting proposer (only proposals made on this node).
     pending: HashMap<u64, ProposalReply>,
@@ -108,7 +108,7 @@ const FAILOVER_CHECK_TICKS: u64 = 5;
 pub(crate) struct LoopInputs {
     pub proposals: mpsc::Receiver<Proposal>,
     pub inbound: mpsc::Receiver<Message>,
-    pub unreachable: mpsc::Receiver<u64>,
+    pub unreachable: mpsc::Receiver<PeerSignal>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -116,7 +116,7 @@ impl RaftLoop {
     pub(crate) fn new(
         raw: RawNode<RaftStore>,
         state: Arc<RwLock<StateMachine>>,
-        events: broadcast::Sender<Arc<Event>>,
+        events: broadcast::Sender<Arc<EventAt>>,
         status: watch::Sender<RaftStatus>,
         transport: Arc<Transport>,
         config: NodeConfig,
@@ -166,7 +166,16 @@ impl RaftLoop {
                         self.step(message);
                     }
                 }
-                Some(peer) = inputs.unreachable.recv() => self.raw.report_unreachable(peer),
+                Some(signal) = inputs.unreachable.recv() => match signal {
+                    PeerSignal::Unreachable(peer) => self.raw.report_unreachable(peer),
+                    PeerSignal::Down(peer) => {
+                        self.raw.report_unreachable(peer);
+                        // A killed node's workflows move now, not after the
+                        // owner timeout, and nothing new is placed there.
+                        self.failover.down(peer);
+                        self.check_failover();
+                    }
+                },
                 _ = ticker.tick() => {
                     self.raw.tick();
                     self.ticks += 1;
@@ -391,7 +400,10 @@ impl RaftLoop {
         *self.state.write().expect("state lock poisoned") = restored;
         tracing::info!(index, "installed a snapshot from the leader");
         // Sessions re-read the state and run what is theirs.
-        let _ = self.events.send(Arc::new(Event::SessionsChanged));
+        let _ = self.events.send(Arc::new(EventAt {
+            index,
+            event: Event::SessionsChanged,
+        }));
         Ok(())
     }
 
@@ -423,10 +435,8 @@ impl RaftLoop {
                     // subscriber that took a snapshot under the read lock sees
                     // every later change once.
                     for event in events {
-                        if let Event::PresenceChanged { node_id, present } = &event {
-                            self.failover.presence(*node_id, *present);
-                        }
-                        let _ = self.events.send(Arc::new(event));
+                        let index = entry.index;
+                        let _ = self.events.send(Arc::new(EventAt { index, event }));
                     }
                     if command.proposer_node_id == self.raw.raft.id
                         && let Some(reply) = self.pending.remove(&command.proposal_id)
@@ -451,7 +461,14 @@ impl RaftLoop {
                                         self.transport.set_address(node, context.address.clone());
                                     }
                                     ConfChangeType::RemoveNode => {
-                                        state.remove_member(node);
+                                        let moved =
+                                            state.remove_member(node, context.proposed_at_ms);
+                                        for event in moved {
+                                            let index = entry.index;
+                                            let _ = self
+                                                .events
+                                                .send(Arc::new(EventAt { index, event }));
+                                        }
                                         self.transport.remove_peer(node);
                                         if node == self.raw.raft.id {
                                             tracing::warn!(

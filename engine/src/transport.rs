@@ -31,6 +31,16 @@ const STALL: Duration = Duration::from_secs(2);
 /// Largest node-to-node frame (snapshots travel inside raft messages).
 pub const MAX_FRAME: usize = 512 * 1024 * 1024;
 
+/// What the transport learnt about a peer, for the Raft loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerSignal {
+    /// The stream to the peer failed (for raft-rs `report_unreachable`).
+    Unreachable(NodeId),
+    /// The stream failed and the peer's port refuses connections: its
+    /// process is gone (a paused or partitioned peer does not refuse).
+    Down(NodeId),
+}
+
 /// Outbound side of the transport, shared by the Raft loop and the server.
 pub struct Transport {
     me: NodeId,
@@ -40,8 +50,8 @@ pub struct Transport {
     cluster_id: Arc<Mutex<String>>,
     addresses: Mutex<HashMap<NodeId, String>>,
     peers: Mutex<HashMap<NodeId, mpsc::Sender<Message>>>,
-    /// Peers whose stream failed, for `report_unreachable`.
-    unreachable: mpsc::Sender<NodeId>,
+    /// Peers whose stream failed, for `report_unreachable` and failover.
+    unreachable: mpsc::Sender<PeerSignal>,
     shutdown: watch::Receiver<bool>,
     faults: Faults,
 }
@@ -71,7 +81,7 @@ impl Transport {
         me: NodeId,
         advertise: String,
         addresses: HashMap<NodeId, String>,
-        unreachable: mpsc::Sender<NodeId>,
+        unreachable: mpsc::Sender<PeerSignal>,
         shutdown: watch::Receiver<bool>,
         faults: Faults,
     ) -> Transport {
@@ -199,7 +209,7 @@ struct PeerLink {
     to: NodeId,
     address: String,
     queue: mpsc::Receiver<Message>,
-    unreachable: mpsc::Sender<NodeId>,
+    unreachable: mpsc::Sender<PeerSignal>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -271,7 +281,12 @@ async fn run_peer(mut link: PeerLink) {
         if let Err(reason) = ended {
             tracing::debug!(peer = link.to, %reason, "raft stream to peer ended");
         }
-        let _ = link.unreachable.try_send(link.to);
+        let signal = if refuses_connections(&link.address).await {
+            PeerSignal::Down(link.to)
+        } else {
+            PeerSignal::Unreachable(link.to)
+        };
+        let _ = link.unreachable.try_send(signal);
         if sent_any {
             backoff = Duration::from_millis(50);
         }
@@ -280,6 +295,21 @@ async fn run_peer(mut link: PeerLink) {
             _ = link.shutdown.changed() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// True when nothing listens at `address` any more: a connection attempt is
+/// refused at once. That is what a killed process leaves behind; a paused,
+/// slow or partitioned one accepts (or times out) instead.
+async fn refuses_connections(address: &str) -> bool {
+    match tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await
+    {
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        _ => false,
     }
 }
 

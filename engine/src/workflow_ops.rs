@@ -142,7 +142,8 @@ impl Node {
         reason: &str,
     ) -> Result<Workflow, EngineError> {
         let existing = self
-            .workflow(workflow_id)
+            .workflow_linearizable(workflow_id)
+            .await?
             .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()))?;
         if existing.is_terminal() {
             return Ok(existing);
@@ -154,6 +155,22 @@ impl Node {
         .await?;
         self.workflow(workflow_id)
             .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()).into())
+    }
+
+    /// The workflow with this id as of every write completed before the
+    /// call, wherever it was made. A workflow this node has applied is
+    /// returned at once (a start is never undone); an id it does not know
+    /// yet costs a read barrier before it is called missing: a start
+    /// acknowledged by another node may not be applied here yet.
+    pub async fn workflow_linearizable(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<Workflow>, EngineError> {
+        if let Some(wf) = self.workflow(workflow_id) {
+            return Ok(Some(wf));
+        }
+        self.read_barrier().await?;
+        Ok(self.workflow(workflow_id))
     }
 
     /// The workflow with this id, if any (this node's applied state).
@@ -190,6 +207,9 @@ impl Node {
         timeout: Duration,
     ) -> Result<Workflow, EngineError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // A workflow started through another node may not be applied here
+        // yet: make sure before answering that it does not exist.
+        self.workflow_linearizable(workflow_id).await?;
         loop {
             let (mut events, current) = self.subscribe_with(|sm| sm.workflow(workflow_id).cloned());
             let current =
@@ -219,7 +239,7 @@ impl Node {
                     Ok(Ok(event)) => {
                         if let Event::WorkflowFinished {
                             workflow_id: id, ..
-                        } = event.as_ref()
+                        } = &event.event
                             && id == workflow_id
                         {
                             break;

@@ -88,6 +88,7 @@ fn app_stream_messages() {
         S::RegistrationAck(sidecar::RegistrationAck {
             workflow_name: "n".into(),
             version: 3,
+            heartbeat_interval_ms: 1250,
         }),
         S::Error(sidecar::StreamError {
             code: sidecar::ErrorCode::UnexpectedSeq as i32,

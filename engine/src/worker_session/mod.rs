@@ -2,25 +2,38 @@
 //! app. It turns app messages into proposals and committed events into app
 //! messages. Transport-agnostic: the sidecar feeds it a gRPC stream, embedded
 //! mode an in-process channel.
+//!
+//! Order is part of the protocol: everything the app learns about one
+//! workflow reaches it in commit order. Committed events carry their log
+//! index; an execute request records the index of the state it was built
+//! from, and older events for that workflow are skipped. Refusals of
+//! proposals (computed on other tasks) pass through the session loop, which
+//! first forwards every event committed before them.
+
+mod dispatch;
+mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use raftoral_proto::sidecar::v1::{
-    CheckpointEvent, CheckpointProposal, CheckpointRecord, ErrorCode, ExecuteWorkflowRequest,
-    HeartbeatResponse, OwnershipChange, RegisterWorkflowRequest, RegistrationAck, StreamError,
-    WorkflowCancellation, WorkflowResult, WorkflowStatus, WorkflowStreamRequest,
-    WorkflowStreamResponse, workflow_stream_request::Message as AppMsg,
-    workflow_stream_response::Message as SidecarMsg,
+    CheckpointProposal, ErrorCode, HeartbeatResponse, RegisterWorkflowRequest, RegistrationAck,
+    WorkflowResult, WorkflowStatus, WorkflowStreamRequest, WorkflowStreamResponse,
+    workflow_stream_request::Message as AppMsg, workflow_stream_response::Message as SidecarMsg,
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::time::Instant;
 
 use crate::error::EngineError;
-use crate::event::Event;
+use crate::event::EventAt;
 use crate::node::Node;
-use crate::state_machine::Workflow;
+use crate::state_machine::{Workflow, WorkflowType};
+
+pub use wire::{SessionStream, serve_app_stream};
+use wire::{error_for, stream_error};
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,13 +43,36 @@ pub enum SessionEnd<E> {
     /// The app's stream failed (connection reset, undecodable or oversized
     /// frame, ...); the transport's error.
     InboundError(E),
-    /// Nobody reads the outbound side any more.
+    /// Nobody reads the outbound side any more, or the app stopped reading
+    /// it for longer than the app timeout.
     OutboundClosed,
     /// The app fell too far behind the committed events; it must reconnect
     /// and will be resynchronised from the state (replay).
     Lagged,
+    /// The app sent nothing (not even a heartbeat) for the app timeout: a
+    /// frozen app counts as gone, like a closed stream.
+    Silent(Duration),
+    /// The node could not make sure it had applied everything committed
+    /// (no leader reachable): it must not hand out histories yet.
+    NotCaughtUp(String),
     /// The node is shutting down.
     Shutdown,
+}
+
+/// A workflow this session runs.
+struct Run {
+    /// Next checkpoint seq to send.
+    next_seq: u64,
+    /// Applied index of the state the execute request was built from: events
+    /// up to it are already in what the app got.
+    since: u64,
+    /// What the app was last told about its ownership.
+    is_owner: bool,
+}
+
+/// A proposal's refusal, from the task that awaited its commit.
+struct Refusal {
+    message: SidecarMsg,
 }
 
 /// One connected app, from the sidecar's side.
@@ -44,17 +80,30 @@ pub struct WorkerSession {
     node: Node,
     id: u64,
     out: mpsc::Sender<WorkflowStreamResponse>,
-    registered: HashSet<(String, u32)>,
-    /// Workflows this session runs → next checkpoint seq to send.
-    active: HashMap<String, u64>,
+    registered: HashSet<WorkflowType>,
+    /// Workflows this session runs.
+    active: HashMap<String, Run>,
     /// Results of workflows this replica finished before the owner did.
     replica_results: HashMap<String, WorkflowResult>,
+    /// True once the node has applied everything committed before the
+    /// session's first registration: only then are histories handed out.
+    synced: bool,
+    refusals_tx: mpsc::UnboundedSender<Refusal>,
+    refusals: mpsc::UnboundedReceiver<Refusal>,
+    /// Bounds the proposals awaiting their commit (each may hold a value of
+    /// up to the size limit): an app that floods waits for room.
+    in_flight: Arc<Semaphore>,
+    last_heard: Instant,
 }
+
+/// Proposals of one session awaiting their commit at once.
+const MAX_IN_FLIGHT: usize = 1024;
 
 impl WorkerSession {
     /// A session that writes sidecar messages to `out`.
     pub fn new(node: Node, out: mpsc::Sender<WorkflowStreamResponse>) -> Self {
         let id = node.new_session_id();
+        let (refusals_tx, refusals) = mpsc::unbounded_channel();
         Self {
             node,
             id,
@@ -62,6 +111,11 @@ impl WorkerSession {
             registered: HashSet::new(),
             active: HashMap::new(),
             replica_results: HashMap::new(),
+            synced: false,
+            refusals_tx,
+            refusals,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            last_heard: Instant::now(),
         }
     }
 
@@ -75,7 +129,7 @@ impl WorkerSession {
         let (events, ()) = self.node.subscribe_with(|_| ());
         let end = self.serve(inbound, events).await;
         if !self.registered.is_empty() {
-            self.node.app_left();
+            self.node.app_left(self.registered.iter());
         }
         self.node.release_session(self.id);
         tracing::debug!(session = self.id, end = ?end, "app session ended");
@@ -85,20 +139,26 @@ impl WorkerSession {
     async fn serve<S, E>(
         &mut self,
         mut inbound: S,
-        mut events: broadcast::Receiver<Arc<Event>>,
+        mut events: broadcast::Receiver<Arc<EventAt>>,
     ) -> SessionEnd<E>
     where
         S: Stream<Item = Result<WorkflowStreamRequest, E>> + Unpin,
         E: Display,
     {
         let mut shutdown = self.node.shutdown_signal();
+        let app_timeout = self.node.config().app_timeout;
+        let mut silence = tokio::time::interval(app_timeout / 4);
+        silence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let step = tokio::select! {
                 _ = crate::node::stopped(&mut shutdown) => return SessionEnd::Shutdown,
                 message = inbound.next() => match message {
                     None => return SessionEnd::AppClosed,
                     Some(Err(e)) => return SessionEnd::InboundError(e),
-                    Some(Ok(message)) => self.on_app_message(message).await,
+                    Some(Ok(message)) => {
+                        self.last_heard = Instant::now();
+                        self.on_app_message(message).await
+                    }
                 },
                 event = events.recv() => match event {
                     Ok(event) => self.on_event(&event).await,
@@ -108,6 +168,24 @@ impl WorkerSession {
                     }
                     Err(broadcast::error::RecvError::Closed) => return SessionEnd::Shutdown,
                 },
+                Some(refusal) = self.refusals.recv() => {
+                    // Everything committed before the refused entry is in
+                    // `events` already: forward it first, so the app learns
+                    // of a commit (or an ownership change) before the
+                    // refusal it explains.
+                    match self.drain(&mut events).await {
+                        Ok(()) => self.send(refusal.message).await,
+                        Err(end) => Err(end),
+                    }
+                }
+                _ = silence.tick() => {
+                    // Only an app that registered has workflows to lose.
+                    if !self.registered.is_empty() && self.last_heard.elapsed() > app_timeout {
+                        tracing::warn!(session = self.id, silent_for = ?self.last_heard.elapsed(), "app sent nothing for the app timeout; treating it as gone");
+                        return SessionEnd::Silent(app_timeout);
+                    }
+                    Ok(())
+                }
             };
             if let Err(end) = step {
                 return end.into_end();
@@ -115,19 +193,39 @@ impl WorkerSession {
         }
     }
 
-    async fn send(&self, message: SidecarMsg) -> Result<(), OutboundClosed> {
-        self.out
-            .send(WorkflowStreamResponse {
-                message: Some(message),
-            })
-            .await
-            .map_err(|_| OutboundClosed)
+    /// Handles every event already queued for this session.
+    async fn drain(&mut self, events: &mut broadcast::Receiver<Arc<EventAt>>) -> Result<(), End> {
+        loop {
+            match events.try_recv() {
+                Ok(event) => self.on_event(&event).await?,
+                Err(broadcast::error::TryRecvError::Empty) => return Ok(()),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(End::Lagged),
+                Err(broadcast::error::TryRecvError::Closed) => return Err(End::Shutdown),
+            }
+        }
     }
 
-    async fn on_app_message(
-        &mut self,
-        message: WorkflowStreamRequest,
-    ) -> Result<(), OutboundClosed> {
+    /// Sends one message; an app that does not read for the app timeout
+    /// ends the session (its workflows are released), as a closed one does.
+    async fn send(&self, message: SidecarMsg) -> Result<(), End> {
+        let timeout = self.node.config().app_timeout;
+        let response = WorkflowStreamResponse {
+            message: Some(message),
+        };
+        match tokio::time::timeout(timeout, self.out.send(response)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::OutboundClosed),
+            Err(_) => {
+                tracing::warn!(
+                    session = self.id,
+                    "app has not read its stream for the app timeout; closing it"
+                );
+                Err(End::OutboundClosed)
+            }
+        }
+    }
+
+    async fn on_app_message(&mut self, message: WorkflowStreamRequest) -> Result<(), End> {
         match message.message {
             None => {
                 self.send(stream_error(
@@ -150,7 +248,17 @@ impl WorkerSession {
         }
     }
 
-    async fn on_register(&mut self, r: RegisterWorkflowRequest) -> Result<(), OutboundClosed> {
+    async fn on_register(&mut self, r: RegisterWorkflowRequest) -> Result<(), End> {
+        if r.workflow_name.is_empty() {
+            let e = EngineError::InvalidArgument("workflow_name must not be empty".into());
+            return self.send(error_for(&e, "", 0)).await;
+        }
+        let kind = (r.workflow_name.clone(), r.version);
+        // Counted as live before the registration is proposed, so the
+        // presence reconciler never proposes a set without it afterwards.
+        if self.registered.insert(kind.clone()) {
+            self.node.app_registered(self.registered.len() == 1, &kind);
+        }
         // Retried through elections: an app that registered once expects to
         // get its workflows, not a lost registration.
         let mut attempt = 0;
@@ -162,68 +270,37 @@ impl WorkerSession {
                     tracing::debug!(error = %e, attempt, "registration not committed yet; retrying");
                     tokio::time::sleep(RESULT_RETRY).await;
                 }
-                Err(e) => return self.send(error_for(&e, "", 0)).await,
+                Err(e) => {
+                    return Err(End::NotCaughtUp(format!(
+                        "the registration of '{}' could not be committed: {e}",
+                        r.workflow_name
+                    )));
+                }
             }
         }
+        // A node that restarted applies its committed log after it starts
+        // serving. Handing out histories (or deciding ownership) from that
+        // lagging state made apps recompute committed steps: first make
+        // sure everything committed anywhere is applied here.
+        if !self.synced {
+            self.node
+                .read_barrier()
+                .await
+                .map_err(|e| End::NotCaughtUp(e.to_string()))?;
+            self.synced = true;
+        }
         tracing::info!(session = self.id, workflow = %r.workflow_name, version = r.version, "app registered workflow");
+        let app_timeout = self.node.config().app_timeout;
         self.send(SidecarMsg::RegistrationAck(RegistrationAck {
-            workflow_name: r.workflow_name.clone(),
+            workflow_name: r.workflow_name,
             version: r.version,
+            heartbeat_interval_ms: (app_timeout / 4).as_millis().max(1) as u64,
         }))
         .await?;
-        if self.registered.is_empty() {
-            self.node.app_arrived();
-        }
-        self.registered.insert((r.workflow_name, r.version));
         self.dispatch_all().await
     }
 
-    /// Sends every running workflow this app can run and nobody on this node
-    /// runs yet, with its history.
-    async fn dispatch_all(&mut self) -> Result<(), OutboundClosed> {
-        let candidates: Vec<Workflow> = self.node.read(|sm| {
-            sm.workflows()
-                .filter(|w| {
-                    w.status == WorkflowStatus::Running
-                        && !self.active.contains_key(&w.id)
-                        && self.registered.contains(&(w.name.clone(), w.version))
-                })
-                .cloned()
-                .collect()
-        });
-        for wf in candidates {
-            self.execute(wf).await?;
-        }
-        Ok(())
-    }
-
-    async fn execute(&mut self, wf: Workflow) -> Result<(), OutboundClosed> {
-        if !self.node.claim(&wf.id, self.id) {
-            return Ok(());
-        }
-        let history: Vec<CheckpointRecord> = wf
-            .checkpoints
-            .iter()
-            .enumerate()
-            .map(|(seq, c)| CheckpointRecord {
-                seq: seq as u64,
-                checkpoint_name: c.name.clone(),
-                value: c.value.clone(),
-            })
-            .collect();
-        self.active.insert(wf.id.clone(), history.len() as u64);
-        self.send(SidecarMsg::ExecuteWorkflow(ExecuteWorkflowRequest {
-            workflow_id: wf.id,
-            workflow_name: wf.name,
-            version: wf.version,
-            input: wf.input,
-            is_owner: wf.owner == self.node.id(),
-            history,
-        }))
-        .await
-    }
-
-    async fn on_proposal(&mut self, p: CheckpointProposal) -> Result<(), OutboundClosed> {
+    async fn on_proposal(&mut self, p: CheckpointProposal) -> Result<(), End> {
         if p.workflow_id.is_empty() || p.checkpoint_name.is_empty() {
             return self
                 .send(stream_error(
@@ -250,27 +327,30 @@ impl WorkerSession {
                 .send(self.not_running_here(&p.workflow_id, p.seq))
                 .await;
         }
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return Err(End::Shutdown);
+        };
         // The commit is awaited off the session loop so that proposals of
-        // other workflows are not serialised behind it.
+        // other workflows are not serialised behind it; a refusal comes back
+        // through the loop to keep its place in the commit order.
         let node = self.node.clone();
-        let out = self.out.clone();
+        let refusals = self.refusals_tx.clone();
         tokio::spawn(async move {
             let result = node
                 .record_checkpoint(&p.workflow_id, p.seq, &p.checkpoint_name, p.value)
                 .await;
             if let Err(e) = result {
                 tracing::debug!(workflow = %p.workflow_id, seq = p.seq, error = %e, "checkpoint proposal refused");
-                let _ = out
-                    .send(WorkflowStreamResponse {
-                        message: Some(error_for(&e, &p.workflow_id, p.seq)),
-                    })
-                    .await;
+                let _ = refusals.send(Refusal {
+                    message: error_for(&e, &p.workflow_id, p.seq),
+                });
             }
+            drop(permit);
         });
         Ok(())
     }
 
-    async fn on_result(&mut self, r: WorkflowResult) -> Result<(), OutboundClosed> {
+    async fn on_result(&mut self, r: WorkflowResult) -> Result<(), End> {
         if r.workflow_id.is_empty() {
             return self
                 .send(stream_error(
@@ -304,7 +384,7 @@ impl WorkerSession {
     /// Commits a workflow's result as its owner's, off the session loop.
     fn propose_result(&self, r: WorkflowResult) {
         let node = self.node.clone();
-        let out = self.out.clone();
+        let refusals = self.refusals_tx.clone();
         tokio::spawn(async move {
             let outcome = if r.success {
                 Ok(r.result)
@@ -335,11 +415,9 @@ impl WorkerSession {
                     }
                     Err(e) => {
                         tracing::debug!(workflow = %r.workflow_id, error = %e, "workflow result refused");
-                        let _ = out
-                            .send(WorkflowStreamResponse {
-                                message: Some(error_for(&e, &r.workflow_id, 0)),
-                            })
-                            .await;
+                        let _ = refusals.send(Refusal {
+                            message: error_for(&e, &r.workflow_id, 0),
+                        });
                         break;
                     }
                 }
@@ -390,197 +468,28 @@ impl WorkerSession {
             seq,
         )
     }
+}
 
-    async fn on_event(&mut self, event: &Event) -> Result<(), OutboundClosed> {
-        match event {
-            Event::WorkflowRunning { workflow_id, .. } => {
-                if self.active.contains_key(workflow_id) {
-                    return Ok(());
-                }
-                let Some(wf) = self.node.workflow(workflow_id) else {
-                    return Ok(());
-                };
-                if wf.status == WorkflowStatus::Running
-                    && self.registered.contains(&(wf.name.clone(), wf.version))
-                {
-                    self.execute(wf).await?;
-                }
-                Ok(())
-            }
-            Event::CheckpointCommitted {
-                workflow_id,
-                seq,
-                name,
-                value,
-            } => {
-                let Some(next) = self.active.get_mut(workflow_id) else {
-                    return Ok(());
-                };
-                // The execute request may already have carried this seq.
-                if *seq < *next {
-                    return Ok(());
-                }
-                *next = seq + 1;
-                self.send(SidecarMsg::CheckpointEvent(CheckpointEvent {
-                    workflow_id: workflow_id.clone(),
-                    seq: *seq,
-                    checkpoint_name: name.clone(),
-                    value: value.clone(),
-                }))
-                .await
-            }
-            Event::WorkflowCancelled {
-                workflow_id,
-                reason,
-            } => {
-                if self.active.remove(workflow_id).is_none() {
-                    return Ok(());
-                }
-                self.node.release(workflow_id, self.id);
-                self.send(SidecarMsg::WorkflowCancellation(WorkflowCancellation {
-                    workflow_id: workflow_id.clone(),
-                    reason: reason.clone(),
-                }))
-                .await
-            }
-            Event::WorkflowFinished { workflow_id, .. } => {
-                if self.active.remove(workflow_id).is_some() {
-                    self.node.release(workflow_id, self.id);
-                }
-                if let Some(r) = self.replica_results.remove(workflow_id)
-                    && let Some(wf) = self.node.workflow(workflow_id)
-                {
-                    self.compare_with_owner(&wf, &r);
-                }
-                Ok(())
-            }
-            Event::OwnerChanged {
-                workflow_id, new, ..
-            } => {
-                let me = self.node.id();
-                if *new == me
-                    && let Some(r) = self.replica_results.remove(workflow_id)
-                {
-                    // This replica finished the run before the owner's result
-                    // was committed, and the app has forgotten the run: the
-                    // result it reported then is now the owner's. Without
-                    // this the workflow stayed running with all its work done.
-                    tracing::info!(workflow = %workflow_id, "this node took over a workflow its replica had finished; committing that result");
-                    self.propose_result(r);
-                    return Ok(());
-                }
-                if self.active.contains_key(workflow_id) {
-                    if *new == me {
-                        tracing::info!(workflow = %workflow_id, "this node took over the workflow");
-                    }
-                    return self
-                        .send(SidecarMsg::OwnershipChange(OwnershipChange {
-                            workflow_id: workflow_id.clone(),
-                            is_owner: *new == me,
-                        }))
-                        .await;
-                }
-                if *new == me
-                    && let Some(wf) = self.node.workflow(workflow_id)
-                    && wf.status == WorkflowStatus::Running
-                    && self.registered.contains(&(wf.name.clone(), wf.version))
-                {
-                    self.execute(wf).await?;
-                }
-                Ok(())
-            }
-            Event::SessionsChanged => self.dispatch_all().await,
-            Event::WorkerRegistered { .. } | Event::PresenceChanged { .. } => Ok(()),
+/// Why a step of the session loop ends the session.
+enum End {
+    OutboundClosed,
+    Lagged,
+    NotCaughtUp(String),
+    Shutdown,
+}
+
+impl End {
+    fn into_end<E>(self) -> SessionEnd<E> {
+        match self {
+            End::OutboundClosed => SessionEnd::OutboundClosed,
+            End::Lagged => SessionEnd::Lagged,
+            End::NotCaughtUp(reason) => SessionEnd::NotCaughtUp(reason),
+            End::Shutdown => SessionEnd::Shutdown,
         }
     }
 }
 
-/// The app no longer reads its stream.
-struct OutboundClosed;
-
-impl OutboundClosed {
-    fn into_end<E>(self) -> SessionEnd<E> {
-        SessionEnd::OutboundClosed
-    }
-}
-
-fn stream_error(code: ErrorCode, message: &str, workflow_id: &str, seq: u64) -> SidecarMsg {
-    SidecarMsg::Error(StreamError {
-        code: code as i32,
-        message: message.to_owned(),
-        workflow_id: workflow_id.to_owned(),
-        seq,
-    })
-}
-
-/// The stream error an app gets for a refused request.
-fn error_for(e: &EngineError, workflow_id: &str, seq: u64) -> SidecarMsg {
-    let code = match e {
-        EngineError::Rejected(r) => r.code(),
-        EngineError::ValueTooLarge { .. } => ErrorCode::MessageTooLarge,
-        EngineError::InvalidArgument(_)
-        | EngineError::Config(_)
-        | EngineError::AlreadyExists(_)
-        | EngineError::NotMember(_) => ErrorCode::MalformedMessage,
-        EngineError::NoLeader { .. }
-        | EngineError::LeaderChanged
-        | EngineError::ProposalTimeout(_)
-        | EngineError::TransferTimeout { .. }
-        | EngineError::ShuttingDown
-        | EngineError::Raft(_)
-        | EngineError::WaitTimeout { .. } => ErrorCode::Unavailable,
-    };
-    stream_error(code, &e.to_string(), workflow_id, seq)
-}
-
-/// Messages from a session to its app, ended by a final status when the
-/// session did not end because the app left.
-pub type SessionStream =
-    std::pin::Pin<Box<dyn Stream<Item = Result<WorkflowStreamResponse, tonic::Status>> + Send>>;
-
-/// Runs a session for `inbound` on its own task and returns what to send
-/// back: the session's messages, then a final status telling the app why its
-/// stream ended (`inbound_error` turns the app's own stream error into one).
-/// The sidecar feeds it a gRPC stream, embedded mode an in-process channel.
-pub fn serve_app_stream<S, E>(
-    node: Node,
-    inbound: S,
-    inbound_error: fn(E) -> Option<tonic::Status>,
-) -> SessionStream
-where
-    S: Stream<Item = Result<WorkflowStreamRequest, E>> + Unpin + Send + 'static,
-    E: Display + std::fmt::Debug + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
-    let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Option<tonic::Status>>();
-    let session = WorkerSession::new(node, tx);
-    tokio::spawn(async move {
-        let end = session.run(inbound).await;
-        tracing::debug!(end = ?end, "app stream ended");
-        let status = match end {
-            SessionEnd::AppClosed | SessionEnd::OutboundClosed => None,
-            SessionEnd::InboundError(e) => inbound_error(e),
-            SessionEnd::Lagged => Some(tonic::Status::unavailable(
-                "the app fell behind the committed events; reconnect to resume by replay",
-            )),
-            SessionEnd::Shutdown => Some(tonic::Status::unavailable(
-                "the Raftoral node is shutting down",
-            )),
-        };
-        let _ = end_tx.send(status);
-    });
-    let tail =
-        futures::stream::once(end_rx).filter_map(|end| async move { end.ok().flatten().map(Err) });
-    Box::pin(
-        tokio_stream::wrappers::ReceiverStream::new(rx)
-            .map(Ok)
-            .chain(tail),
-    )
-}
-
-/// Messages buffered towards one app before the session waits for it.
-const OUTBOUND_BUFFER: usize = 4096;
-/// Attempts to commit a registration before the app is told it failed.
+/// Attempts to commit a registration before the session gives up.
 const REGISTER_ATTEMPTS: u32 = 50;
 /// Pause between attempts to commit a workflow result or a registration.
 const RESULT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
