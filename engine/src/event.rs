@@ -81,4 +81,8 @@ pub enum Event {
     /// Node-local: an app session ended and released its workflows, so other
     /// sessions on this node may take them over. Not replicated.
     SessionsChanged,
+    /// Node-local: the state was replaced by a snapshot from the leader.
+    /// Events inside the snapshot's range were never produced here, so
+    /// sessions and waiters must read the state again. Not replicated.
+    StateReplaced,
 }

@@ -399,10 +399,11 @@ impl RaftLoop {
         }
         *self.state.write().expect("state lock poisoned") = restored;
         tracing::info!(index, "installed a snapshot from the leader");
-        // Sessions re-read the state and run what is theirs.
+        // Sessions and waiters re-read the state: the events of the entries
+        // the snapshot covers were never produced on this node.
         let _ = self.events.send(Arc::new(EventAt {
             index,
-            event: Event::SessionsChanged,
+            event: Event::StateReplaced,
         }));
         Ok(())
     }

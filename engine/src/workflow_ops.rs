@@ -236,15 +236,15 @@ impl Node {
                             pending_reason: now.pending_reason,
                         });
                     }
-                    Ok(Ok(event)) => {
-                        if let Event::WorkflowFinished {
+                    Ok(Ok(event)) => match &event.event {
+                        Event::WorkflowFinished {
                             workflow_id: id, ..
-                        } = &event.event
-                            && id == workflow_id
-                        {
-                            break;
-                        }
-                    }
+                        } if id == workflow_id => break,
+                        // A snapshot replaced the state: the finish may be
+                        // inside it, with no event of its own.
+                        Event::StateReplaced => break,
+                        _ => {}
+                    },
                     // Lagged: re-read the state and subscribe again.
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
                     Ok(Err(broadcast::error::RecvError::Closed)) => {

@@ -88,6 +88,63 @@ impl WorkerSession {
         .await
     }
 
+    /// Brings the app back in line after a snapshot replaced the state:
+    /// the events of the entries it covers never happened here. Each active
+    /// workflow gets its missing checkpoints (so a replica completes in
+    /// step), its cancellation or its new ownership; then whatever this app
+    /// can run and does not yet is dispatched.
+    async fn resync(&mut self) -> Result<(), End> {
+        let me = self.node.id();
+        let ids: Vec<String> = self.active.keys().cloned().collect();
+        for id in ids {
+            let (wf, index) = self
+                .node
+                .read(|sm| (sm.workflow(&id).cloned(), sm.applied_index()));
+            let Some(wf) = wf else {
+                self.active.remove(&id);
+                self.node.release(&id, self.id);
+                continue;
+            };
+            let next = self.active.get(&id).map_or(0, |run| run.next_seq);
+            for (seq, c) in wf.checkpoints.iter().enumerate().skip(next as usize) {
+                self.send(SidecarMsg::CheckpointEvent(CheckpointEvent {
+                    workflow_id: id.clone(),
+                    seq: seq as u64,
+                    checkpoint_name: c.name.clone(),
+                    value: c.value.clone(),
+                }))
+                .await?;
+            }
+            if let Some(run) = self.active.get_mut(&id) {
+                run.next_seq = run.next_seq.max(wf.checkpoints.len() as u64);
+                run.since = index;
+            }
+            match wf.status {
+                WorkflowStatus::Running => self.set_owner(&id, wf.owner == me).await?,
+                WorkflowStatus::Cancelled => {
+                    self.active.remove(&id);
+                    self.node.release(&id, self.id);
+                    self.send(SidecarMsg::WorkflowCancellation(WorkflowCancellation {
+                        workflow_id: id.clone(),
+                        reason: wf.error.clone(),
+                    }))
+                    .await?;
+                }
+                WorkflowStatus::Completed | WorkflowStatus::Failed => {
+                    self.active.remove(&id);
+                    self.node.release(&id, self.id);
+                    if let Some(r) = self.replica_results.remove(&id) {
+                        self.compare_with_owner(&wf, &r);
+                    }
+                }
+                // Back to pending (its owner was removed): it keeps its
+                // place here and resumes when placed again.
+                _ => {}
+            }
+        }
+        self.dispatch_all().await
+    }
+
     /// Tells the app its ownership of an active workflow, when it changed.
     async fn set_owner(&mut self, workflow_id: &str, is_owner: bool) -> Result<(), End> {
         let Some(run) = self.active.get_mut(workflow_id) else {
@@ -197,6 +254,7 @@ impl WorkerSession {
                 Ok(())
             }
             Event::SessionsChanged => self.dispatch_all().await,
+            Event::StateReplaced => self.resync().await,
             Event::WorkerRegistered { .. } | Event::PresenceChanged { .. } => Ok(()),
         }
     }
