@@ -46,6 +46,18 @@ impl StepsInput {
     }
 }
 
+/// Input of the `blob` workflow: `n` checkpoints, each a string of `size`
+/// bytes; its result is the total length. With `CONFORMANCE_HANG=1` the
+/// worker hangs after the last checkpoint instead of returning (an app that
+/// dies with a large history committed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlobInput {
+    /// Number of checkpoints.
+    pub n: u64,
+    /// Bytes per checkpoint value.
+    pub size: usize,
+}
+
 /// The result of a `steps` workflow of `n` checkpoints (step i yields 2i).
 pub fn steps_sum(n: u64) -> u64 {
     (0..n).map(|i| i * 2).sum()

@@ -11,7 +11,8 @@ use raftoral_client::proto::sidecar::v1::{
 use raftoral_conformance::apps::{Apps, client, committed_at_least, wait_status};
 use raftoral_conformance::cluster::Cluster;
 use raftoral_conformance::{
-    DEADLINE, StepsInput, Worker, eventually, eventually_async, read_effects, steps_sum,
+    BlobInput, DEADLINE, Sidecar, StepsInput, Worker, eventually, eventually_async, read_effects,
+    steps_sum,
 };
 
 /// Failover timeouts short enough for tests.
@@ -372,5 +373,36 @@ async fn a_killed_owner_node_loses_its_workflows_without_waiting_for_the_owner_t
         let sum: u64 = tokio::time::timeout(DEADLINE, h.result()).await??;
         assert_eq!(sum, steps_sum(2));
     }
+    Ok(())
+}
+
+/// A history larger than the app accepts in one message (20 values of
+/// 3.5 MB: 70 MB, over the SDK's 64 MiB) reaches a restarted app in pieces,
+/// and the workflows after it on the same app are dispatched too.
+#[tokio::test]
+async fn a_history_larger_than_one_message_is_replayed_in_pieces() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&[]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let blob_only = ("CONFORMANCE_WORKFLOWS", "blob");
+    let hanging = Worker::start(
+        &sidecar.url,
+        &effects,
+        &[blob_only, ("CONFORMANCE_HANG", "1")],
+    )
+    .await?;
+    let c = raftoral_client::RaftoralClient::connect(&sidecar.url).await?;
+    let (n, size) = (20u64, 3_500_000usize);
+    let big = c.start_workflow("blob", 1, &BlobInput { n, size }).await?;
+    committed_at_least(&c, big.workflow_id(), n).await?;
+    let small = c
+        .start_workflow("blob", 1, &BlobInput { n: 1, size: 10 })
+        .await?;
+    committed_at_least(&c, small.workflow_id(), 1).await?;
+    hanging.kill().await?;
+    let _worker = Worker::start(&sidecar.url, &effects, &[blob_only]).await?;
+    let total: usize = tokio::time::timeout(DEADLINE, big.result()).await??;
+    assert_eq!(total, n as usize * size);
+    let total: usize = tokio::time::timeout(DEADLINE, small.result()).await??;
+    assert_eq!(total, 10);
     Ok(())
 }

@@ -6,6 +6,11 @@ use raftoral_proto::sidecar::v1::{
 };
 
 use super::{End, Run, WorkerSession};
+
+/// Most checkpoint bytes (values and names) one execute request carries;
+/// the rest of a longer history follows as checkpoint events. Documented in
+/// `app.proto` (`ExecuteWorkflowRequest.history`).
+pub(super) const HISTORY_BYTES: usize = 4 * 1024 * 1024;
 use crate::event::{Event, EventAt};
 use crate::state_machine::Workflow;
 
@@ -53,13 +58,26 @@ impl WorkerSession {
         }
     }
 
-    /// Sends `wf` as seen at applied index `since`.
+    /// Sends `wf` as seen at applied index `since`. The request carries at
+    /// most [`HISTORY_BYTES`] of history, so one long history cannot make a
+    /// message the app refuses (which ended the stream at every dispatch and
+    /// starved the workflows after it). The rest follows as checkpoint
+    /// events; an owner is told it owns the workflow only after them, so it
+    /// never computes a step that is committed.
     async fn execute(&mut self, wf: Workflow, since: u64) -> Result<(), End> {
         if !self.node.claim(&wf.id, self.id) {
             return Ok(());
         }
-        let history: Vec<CheckpointRecord> = wf
+        let mut bytes = 0usize;
+        let carried = wf
             .checkpoints
+            .iter()
+            .take_while(|c| {
+                bytes += c.value.len() + c.name.len();
+                bytes <= HISTORY_BYTES
+            })
+            .count();
+        let history: Vec<CheckpointRecord> = wf.checkpoints[..carried]
             .iter()
             .enumerate()
             .map(|(seq, c)| CheckpointRecord {
@@ -68,15 +86,18 @@ impl WorkerSession {
                 value: c.value.clone(),
             })
             .collect();
-        let is_owner = wf.owner == self.node.id();
+        let owner = wf.owner == self.node.id();
+        let complete = carried == wf.checkpoints.len();
+        let is_owner = owner && complete;
         self.active.insert(
             wf.id.clone(),
             Run {
-                next_seq: history.len() as u64,
+                next_seq: carried as u64,
                 since,
                 is_owner,
             },
         );
+        let id = wf.id.clone();
         self.send(SidecarMsg::ExecuteWorkflow(ExecuteWorkflowRequest {
             workflow_id: wf.id,
             workflow_name: wf.name,
@@ -85,7 +106,23 @@ impl WorkerSession {
             is_owner,
             history,
         }))
-        .await
+        .await?;
+        if complete {
+            return Ok(());
+        }
+        for (seq, c) in wf.checkpoints.iter().enumerate().skip(carried) {
+            self.send(SidecarMsg::CheckpointEvent(CheckpointEvent {
+                workflow_id: id.clone(),
+                seq: seq as u64,
+                checkpoint_name: c.name.clone(),
+                value: c.value.clone(),
+            }))
+            .await?;
+        }
+        if let Some(run) = self.active.get_mut(&id) {
+            run.next_seq = wf.checkpoints.len() as u64;
+        }
+        self.set_owner(&id, owner).await
     }
 
     /// Brings the app back in line after a snapshot replaced the state:
