@@ -13,6 +13,7 @@ pub mod embedded;
 mod error;
 mod event;
 mod failover;
+pub mod limits;
 mod membership;
 pub mod metrics;
 mod node;

@@ -26,16 +26,14 @@ impl Node {
         version: u32,
         input: Bytes,
     ) -> Result<Started, EngineError> {
-        if workflow_name.is_empty() {
-            return Err(EngineError::InvalidArgument(
-                "workflow_name must not be empty".into(),
-            ));
-        }
+        crate::limits::check_name("workflow_name", workflow_name)?;
+        let version = crate::limits::version_or_first(version);
         self.check_value_size("input", input.len())?;
         let workflow_id = match workflow_id {
             Some(id) if !id.is_empty() => id,
             _ => uuid::Uuid::new_v4().to_string(),
         };
+        crate::limits::check_len("workflow_id", &workflow_id, crate::limits::MAX_ID_BYTES)?;
         // Fast path: a retried start does not need a log entry.
         if let Some(workflow) = self.workflow(&workflow_id) {
             return Ok(Started {
@@ -74,11 +72,8 @@ impl Node {
         workflow_name: &str,
         version: u32,
     ) -> Result<(), EngineError> {
-        if workflow_name.is_empty() {
-            return Err(EngineError::InvalidArgument(
-                "workflow_name must not be empty".into(),
-            ));
-        }
+        crate::limits::check_name("workflow_name", workflow_name)?;
+        let version = crate::limits::version_or_first(version);
         if self.read(|sm| sm.is_registered(self.id(), workflow_name, version)) {
             return Ok(());
         }
@@ -100,6 +95,7 @@ impl Node {
         value: Bytes,
     ) -> Result<(), EngineError> {
         self.check_value_size("checkpoint value", value.len())?;
+        crate::limits::check_name("checkpoint_name", name)?;
         self.propose(Kind::RecordCheckpoint(RecordCheckpoint {
             workflow_id: workflow_id.to_owned(),
             seq,
@@ -122,7 +118,7 @@ impl Node {
                 self.check_value_size("result", result.len())?;
                 (true, result, String::new())
             }
-            Err(error) => (false, Bytes::new(), error),
+            Err(error) => (false, Bytes::new(), crate::limits::bounded_error(error)),
         };
         self.propose(Kind::FinishWorkflow(FinishWorkflow {
             workflow_id: workflow_id.to_owned(),
@@ -141,6 +137,7 @@ impl Node {
         workflow_id: &str,
         reason: &str,
     ) -> Result<Workflow, EngineError> {
+        crate::limits::check_len("reason", reason, crate::limits::MAX_ID_BYTES)?;
         let existing = self
             .workflow_linearizable(workflow_id)
             .await?

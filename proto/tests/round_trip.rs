@@ -95,6 +95,7 @@ fn app_stream_messages() {
             message: "m".into(),
             workflow_id: "w".into(),
             seq: 4,
+            subject: sidecar::StreamErrorSubject::CheckpointProposal as i32,
         }),
     ];
     for m in responses {

@@ -229,6 +229,7 @@ async fn a_refused_proposal_fails_the_checkpoint_with_the_code() {
             message: "too big".into(),
             workflow_id: "w".into(),
             seq: 0,
+            ..Default::default()
         })
         .is_none()
     );
@@ -252,6 +253,7 @@ async fn a_deposed_owner_waits_for_the_new_owners_value() {
         message: "deposed".into(),
         workflow_id: "w".into(),
         seq: 0,
+        ..Default::default()
     });
     core.on_checkpoint_event(event("w", 0, "a", "theirs"));
     assert_eq!(committing.await.unwrap().unwrap(), "theirs");
@@ -315,6 +317,7 @@ fn refusal(code: ErrorCode, seq: u64) -> StreamError {
         message: format!("{code:?}"),
         workflow_id: "w".into(),
         seq,
+        ..Default::default()
     }
 }
 

@@ -33,7 +33,7 @@ use crate::node::Node;
 use crate::state_machine::{Workflow, WorkflowType};
 
 pub use wire::{SessionStream, serve_app_stream};
-use wire::{error_for, stream_error};
+use wire::{Subject, error_for, stream_error};
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +231,7 @@ impl WorkerSession {
                 self.send(stream_error(
                     ErrorCode::MalformedMessage,
                     "the message is empty: set one of register_workflow, checkpoint_proposal, workflow_result or heartbeat",
+                    Subject::Message,
                     "",
                     0,
                 ))
@@ -249,10 +250,13 @@ impl WorkerSession {
     }
 
     async fn on_register(&mut self, r: RegisterWorkflowRequest) -> Result<(), End> {
-        if r.workflow_name.is_empty() {
-            let e = EngineError::InvalidArgument("workflow_name must not be empty".into());
-            return self.send(error_for(&e, "", 0)).await;
+        if let Err(e) = crate::limits::check_name("workflow_name", &r.workflow_name) {
+            return self.send(error_for(&e, Subject::Registration, "", 0)).await;
         }
+        // The ack echoes what the app asked for; the registry holds 0 as 1.
+        let asked = r.version;
+        let version = crate::limits::version_or_first(r.version);
+        let r = RegisterWorkflowRequest { version, ..r };
         let kind = (r.workflow_name.clone(), r.version);
         // Counted as live before the registration is proposed, so the
         // presence reconciler never proposes a set without it afterwards.
@@ -293,7 +297,7 @@ impl WorkerSession {
         let app_timeout = self.node.config().app_timeout;
         self.send(SidecarMsg::RegistrationAck(RegistrationAck {
             workflow_name: r.workflow_name,
-            version: r.version,
+            version: asked,
             heartbeat_interval_ms: (app_timeout / 4).as_millis().max(1) as u64,
         }))
         .await?;
@@ -301,11 +305,13 @@ impl WorkerSession {
     }
 
     async fn on_proposal(&mut self, p: CheckpointProposal) -> Result<(), End> {
+        let subject = Subject::CheckpointProposal;
         if p.workflow_id.is_empty() || p.checkpoint_name.is_empty() {
             return self
                 .send(stream_error(
                     ErrorCode::MalformedMessage,
                     "checkpoint_proposal needs a workflow_id and a checkpoint_name",
+                    subject,
                     &p.workflow_id,
                     p.seq,
                 ))
@@ -317,14 +323,21 @@ impl WorkerSession {
                 len: p.value.len(),
                 max: self.node.config().max_value_bytes,
             };
-            return self.send(error_for(&e, &p.workflow_id, p.seq)).await;
+            return self
+                .send(error_for(&e, subject, &p.workflow_id, p.seq))
+                .await;
+        }
+        if let Err(e) = crate::limits::check_name("checkpoint_name", &p.checkpoint_name) {
+            return self
+                .send(error_for(&e, subject, &p.workflow_id, p.seq))
+                .await;
         }
         // Only the session that runs the workflow on this node may propose;
         // the state machine fences other nodes, this check fences other apps
         // connected to the same sidecar.
         if !self.active.contains_key(&p.workflow_id) {
             return self
-                .send(self.not_running_here(&p.workflow_id, p.seq))
+                .send(self.not_running_here(subject, &p.workflow_id, p.seq))
                 .await;
         }
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
@@ -342,7 +355,7 @@ impl WorkerSession {
             if let Err(e) = result {
                 tracing::debug!(workflow = %p.workflow_id, seq = p.seq, error = %e, "checkpoint proposal refused");
                 let _ = refusals.send(Refusal {
-                    message: error_for(&e, &p.workflow_id, p.seq),
+                    message: error_for(&e, Subject::CheckpointProposal, &p.workflow_id, p.seq),
                 });
             }
             drop(permit);
@@ -356,6 +369,7 @@ impl WorkerSession {
                 .send(stream_error(
                     ErrorCode::MalformedMessage,
                     "workflow_result needs a workflow_id",
+                    Subject::WorkflowResult,
                     "",
                     0,
                 ))
@@ -375,7 +389,9 @@ impl WorkerSession {
             return Ok(());
         }
         if !self.active.contains_key(&r.workflow_id) {
-            return self.send(self.not_running_here(&r.workflow_id, 0)).await;
+            return self
+                .send(self.not_running_here(Subject::WorkflowResult, &r.workflow_id, 0))
+                .await;
         }
         self.propose_result(r);
         Ok(())
@@ -416,7 +432,7 @@ impl WorkerSession {
                     Err(e) => {
                         tracing::debug!(workflow = %r.workflow_id, error = %e, "workflow result refused");
                         let _ = refusals.send(Refusal {
-                            message: error_for(&e, &r.workflow_id, 0),
+                            message: error_for(&e, Subject::WorkflowResult, &r.workflow_id, 0),
                         });
                         break;
                     }
@@ -448,15 +464,25 @@ impl WorkerSession {
         }
     }
 
-    /// The error for a message about a workflow this session does not run.
-    fn not_running_here(&self, workflow_id: &str, seq: u64) -> SidecarMsg {
-        if self.node.workflow(workflow_id).is_none() {
+    /// The error for a message about a workflow this session does not run:
+    /// unknown, not running any more (say, cancelled: the app's run should
+    /// end quietly), or run by another session.
+    fn not_running_here(&self, subject: Subject, workflow_id: &str, seq: u64) -> SidecarMsg {
+        let Some(wf) = self.node.workflow(workflow_id) else {
             return stream_error(
                 ErrorCode::UnknownWorkflow,
                 &format!("workflow '{workflow_id}' does not exist"),
+                subject,
                 workflow_id,
                 seq,
             );
+        };
+        if wf.status != WorkflowStatus::Running {
+            let e = EngineError::Rejected(crate::Rejection::NotRunning {
+                workflow_id: workflow_id.to_owned(),
+                status: wf.status,
+            });
+            return error_for(&e, subject, workflow_id, seq);
         }
         stream_error(
             ErrorCode::NotOwner,
@@ -464,6 +490,7 @@ impl WorkerSession {
                 "workflow '{workflow_id}' is not running on this app session; only the session that \
                  received its ExecuteWorkflowRequest may send checkpoints and results"
             ),
+            subject,
             workflow_id,
             seq,
         )

@@ -10,6 +10,8 @@ use raftoral_proto::sidecar::v1::{
 };
 use tokio::sync::mpsc;
 
+pub(super) use raftoral_proto::sidecar::v1::StreamErrorSubject as Subject;
+
 use super::{SessionEnd, WorkerSession};
 use crate::error::EngineError;
 use crate::node::Node;
@@ -17,6 +19,7 @@ use crate::node::Node;
 pub(super) fn stream_error(
     code: ErrorCode,
     message: &str,
+    subject: Subject,
     workflow_id: &str,
     seq: u64,
 ) -> SidecarMsg {
@@ -25,11 +28,17 @@ pub(super) fn stream_error(
         message: message.to_owned(),
         workflow_id: workflow_id.to_owned(),
         seq,
+        subject: subject as i32,
     })
 }
 
 /// The stream error an app gets for a refused request.
-pub(super) fn error_for(e: &EngineError, workflow_id: &str, seq: u64) -> SidecarMsg {
+pub(super) fn error_for(
+    e: &EngineError,
+    subject: Subject,
+    workflow_id: &str,
+    seq: u64,
+) -> SidecarMsg {
     let code = match e {
         EngineError::Rejected(r) => r.code(),
         EngineError::ValueTooLarge { .. } => ErrorCode::MessageTooLarge,
@@ -45,7 +54,7 @@ pub(super) fn error_for(e: &EngineError, workflow_id: &str, seq: u64) -> Sidecar
         | EngineError::Raft(_)
         | EngineError::WaitTimeout { .. } => ErrorCode::Unavailable,
     };
-    stream_error(code, &e.to_string(), workflow_id, seq)
+    stream_error(code, &e.to_string(), subject, workflow_id, seq)
 }
 
 /// Messages from a session to its app, ended by a final status when the
