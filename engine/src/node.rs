@@ -260,6 +260,11 @@ impl Node {
     /// Hands raft messages received from a peer to the Raft loop; dropped
     /// when the loop is saturated (Raft retransmits).
     pub fn step(&self, message: raft::prelude::Message) {
+        if message.get_msg_type() == raft::prelude::MessageType::MsgSnapshot
+            && self.inner.transport.faults().drops_snapshot()
+        {
+            return;
+        }
         if self.inner.inbound.try_send(message).is_err() {
             tracing::debug!("raft inbound queue full; message dropped");
         }

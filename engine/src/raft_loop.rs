@@ -101,8 +101,10 @@ pub(crate) struct RaftLoop {
     next_read: u64,
 }
 
-/// Ticks between failover checks.
+/// Ticks between failover checks (and learner promotions).
 const FAILOVER_CHECK_TICKS: u64 = 5;
+/// A learner this close to the commit index counts as caught up.
+const PROMOTE_LAG: u64 = 64;
 
 /// Channels the loop reads.
 pub(crate) struct LoopInputs {
@@ -168,6 +170,15 @@ impl RaftLoop {
                 }
                 Some(signal) = inputs.unreachable.recv() => match signal {
                     PeerSignal::Unreachable(peer) => self.raw.report_unreachable(peer),
+                    PeerSignal::Snapshot(peer, delivered) => {
+                        let status = if delivered {
+                            raft::SnapshotStatus::Finish
+                        } else {
+                            tracing::info!(peer, "a snapshot for the peer was lost; it is sent again");
+                            raft::SnapshotStatus::Failure
+                        };
+                        self.raw.report_snapshot(peer, status);
+                    }
                     PeerSignal::Down(peer) => {
                         self.raw.report_unreachable(peer);
                         // A killed node's workflows move now, not after the
@@ -181,6 +192,7 @@ impl RaftLoop {
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(FAILOVER_CHECK_TICKS) {
                         self.check_failover();
+                        self.promote_learners();
                     }
                     // Callers that gave up (timeout) dropped their receiver.
                     self.pending.retain(|_, reply| !reply.is_closed());
@@ -523,6 +535,51 @@ impl RaftLoop {
             if let Err(e) = self.raw.propose(Vec::new(), command.encode_to_vec()) {
                 tracing::debug!(error = %e, "failover proposal dropped");
             }
+        }
+    }
+
+    /// On the leader: a learner (a joining node) whose log has caught up
+    /// with the commit index becomes a voter. Joining as a learner first
+    /// keeps the quorum the same while the new node receives its snapshot,
+    /// so a slow or lost transfer never stops the cluster's writes.
+    fn promote_learners(&mut self) {
+        if self.raw.raft.state != StateRole::Leader || self.raw.raft.has_pending_conf() {
+            return;
+        }
+        let committed = self.raw.raft.raft_log.committed;
+        let learners = self.store.conf_state().learners;
+        let caught_up = learners.into_iter().find(|id| {
+            self.raw
+                .raft
+                .prs()
+                .get(*id)
+                .is_some_and(|p| p.matched + PROMOTE_LAG >= committed)
+        });
+        let Some(node) = caught_up else { return };
+        let address = self
+            .state
+            .read()
+            .expect("state lock poisoned")
+            .member_addresses()
+            .get(&node)
+            .cloned()
+            .unwrap_or_default();
+        let mut single = raft::prelude::ConfChangeSingle::default();
+        single.set_change_type(ConfChangeType::AddNode);
+        single.node_id = node;
+        let mut change = ConfChangeV2::default();
+        change.set_changes(vec![single].into());
+        change.context = ConfChangeContext {
+            proposer_node_id: self.raw.raft.id,
+            proposal_id: 0,
+            address,
+            proposed_at_ms: crate::node::now_ms(),
+        }
+        .encode_to_vec()
+        .into();
+        match self.raw.propose_conf_change(Vec::new(), change) {
+            Ok(()) => tracing::info!(node, "learner caught up; promoting it to voter"),
+            Err(e) => tracing::debug!(node, error = %e, "learner promotion not proposed yet"),
         }
     }
 
