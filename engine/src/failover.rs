@@ -99,7 +99,7 @@ impl Failover {
             }
         }
         let mut away_since = HashMap::new();
-        for wf in state.workflows() {
+        for wf in state.active_workflows() {
             if wf.status != WorkflowStatus::Running {
                 continue;
             }

@@ -126,6 +126,12 @@ pub enum Applied {
 #[derive(Debug, Default)]
 pub struct StateMachine {
     workflows: BTreeMap<String, Workflow>,
+    /// Ids of pending and running workflows: the work that hot paths
+    /// (failover, dispatch, placement of pending work, metrics) look at, so
+    /// they do not walk every finished workflow.
+    active: BTreeSet<String>,
+    /// Finished workflows by status (completed, failed, cancelled).
+    finished: BTreeMap<i32, u64>,
     /// (name, version) → nodes whose app registered it.
     registry: BTreeMap<(String, u32), BTreeSet<NodeId>>,
     /// Node-to-node addresses of members (from conf changes).
@@ -185,8 +191,7 @@ impl StateMachine {
             nodes.remove(&node);
         }
         let orphans: Vec<(String, WorkflowType)> = self
-            .workflows
-            .values()
+            .active_workflows()
             .filter(|w| w.status == WorkflowStatus::Running && w.owner == node)
             .map(|w| (w.id.clone(), (w.name.clone(), w.version)))
             .collect();
@@ -232,6 +237,44 @@ impl StateMachine {
     /// All workflows ordered by id.
     pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
         self.workflows.values()
+    }
+
+    /// Pending and running workflows ordered by id (an index: no finished
+    /// workflow is visited).
+    pub fn active_workflows(&self) -> impl Iterator<Item = &Workflow> {
+        self.active.iter().filter_map(|id| self.workflows.get(id))
+    }
+
+    /// How many workflows have `status` (kept as counters).
+    pub fn count(&self, status: WorkflowStatus) -> u64 {
+        match status {
+            WorkflowStatus::Pending | WorkflowStatus::Running => self
+                .active_workflows()
+                .filter(|w| w.status == status)
+                .count() as u64,
+            other => self.finished.get(&(other as i32)).copied().unwrap_or(0),
+        }
+    }
+
+    /// Moves a workflow that just reached a terminal status out of the
+    /// active index.
+    fn note_finished(&mut self, id: &str, status: WorkflowStatus) {
+        if self.active.remove(id) {
+            *self.finished.entry(status as i32).or_default() += 1;
+        }
+    }
+
+    /// Rebuilds the indexes from the workflow table (after a restore).
+    fn reindex(&mut self) {
+        self.active.clear();
+        self.finished.clear();
+        for wf in self.workflows.values() {
+            if wf.is_terminal() {
+                *self.finished.entry(wf.status as i32).or_default() += 1;
+            } else {
+                self.active.insert(wf.id.clone());
+            }
+        }
     }
 
     /// Workflows with id strictly greater than `after`, ordered by id.
@@ -339,7 +382,10 @@ impl StateMachine {
         now: u64,
         events: &mut Vec<Event>,
     ) {
-        for wf in self.workflows.values_mut() {
+        for id in &self.active {
+            let Some(wf) = self.workflows.get_mut(id) else {
+                continue;
+            };
             if wf.status == WorkflowStatus::Pending && wf.name == name && wf.version == version {
                 wf.status = WorkflowStatus::Running;
                 wf.owner = node;
@@ -461,6 +507,7 @@ impl StateMachine {
                 owner,
             });
         }
+        self.active.insert(wf.id.clone());
         self.workflows.insert(wf.id.clone(), wf);
         Applied::Started {
             workflow_id: c.workflow_id.clone(),
@@ -591,10 +638,12 @@ impl StateMachine {
             wf.error = c.error.clone();
         }
         wf.updated_at_ms = now;
+        let status = wf.status;
         events.push(Event::WorkflowFinished {
             workflow_id: c.workflow_id.clone(),
-            status: wf.status,
+            status,
         });
+        self.note_finished(&c.workflow_id, status);
         Ok(Applied::Finished)
     }
 
@@ -627,6 +676,7 @@ impl StateMachine {
             workflow_id: c.workflow_id.clone(),
             status: WorkflowStatus::Cancelled,
         });
+        self.note_finished(&c.workflow_id, WorkflowStatus::Cancelled);
         Ok(Applied::Cancelled)
     }
 }

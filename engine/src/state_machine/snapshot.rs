@@ -150,7 +150,7 @@ impl StateMachine {
                 })
                 .collect()
         };
-        Ok(StateMachine {
+        let mut restored = StateMachine {
             workflows,
             registry,
             addresses: snap
@@ -162,6 +162,9 @@ impl StateMachine {
             present,
             cluster_id: snap.cluster_id,
             applied_index: index,
-        })
+            ..StateMachine::default()
+        };
+        restored.reindex();
+        Ok(restored)
     }
 }

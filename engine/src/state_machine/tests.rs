@@ -394,3 +394,45 @@ fn a_removed_owner_s_workflows_move_or_wait_and_it_is_never_placed_again() {
     ok(&mut sm, &start("c", "wf", 1, 4));
     assert_eq!(sm.workflow("c").unwrap().owner, 1);
 }
+
+#[test]
+fn the_active_index_and_counters_follow_every_status_change_and_a_restore() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "wf", 1));
+    ok(&mut sm, &start("a", "wf", 1, 1));
+    ok(&mut sm, &start("b", "wf", 1, 1));
+    ok(&mut sm, &start("p", "nobody", 1, 1));
+    ok(
+        &mut sm,
+        &cmd(Kind::FinishWorkflow(FinishWorkflow {
+            workflow_id: "a".into(),
+            node_id: 1,
+            success: true,
+            result: Bytes::from_static(b"1"),
+            error: String::new(),
+        })),
+    );
+    ok(
+        &mut sm,
+        &cmd(Kind::CancelWorkflow(CancelWorkflow {
+            workflow_id: "p".into(),
+            reason: String::new(),
+        })),
+    );
+    let active: Vec<&str> = sm.active_workflows().map(|w| w.id.as_str()).collect();
+    assert_eq!(active, vec!["b"]);
+    let counts = |sm: &StateMachine| {
+        [
+            WorkflowStatus::Pending,
+            WorkflowStatus::Running,
+            WorkflowStatus::Completed,
+            WorkflowStatus::Failed,
+            WorkflowStatus::Cancelled,
+        ]
+        .map(|s| sm.count(s))
+    };
+    assert_eq!(counts(&sm), [0, 1, 1, 0, 1]);
+    let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
+    assert_eq!(counts(&restored), [0, 1, 1, 0, 1]);
+    assert_eq!(restored.active_workflows().count(), 1);
+}

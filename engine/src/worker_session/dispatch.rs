@@ -23,7 +23,7 @@ impl WorkerSession {
         }
         let (candidates, since): (Vec<Workflow>, u64) = self.node.read(|sm| {
             let running = sm
-                .workflows()
+                .active_workflows()
                 .filter(|w| {
                     w.status == WorkflowStatus::Running
                         && !self.active.contains_key(&w.id)
