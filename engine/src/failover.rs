@@ -25,6 +25,8 @@ pub(crate) struct Failover {
     /// owns workflows of.
     away_since: HashMap<(NodeId, WorkflowType), Instant>,
     leader_since: Option<Instant>,
+    /// When the last check ran: a long gap means this loop stalled.
+    last_check: Option<Instant>,
     /// Failovers proposed and not yet visible in the state.
     in_flight: HashMap<String, Instant>,
 }
@@ -38,6 +40,7 @@ impl Failover {
             down: HashSet::new(),
             away_since: HashMap::new(),
             leader_since: None,
+            last_check: None,
             in_flight: HashMap::new(),
         }
     }
@@ -61,12 +64,31 @@ impl Failover {
     /// first owner timeout of a leadership only nodes known to be down count
     /// as lost (silence means nothing before peers could be heard).
     pub(crate) fn check(&mut self, me: NodeId, is_leader: bool, state: &StateMachine) -> Vec<Kind> {
+        self.check_at(Instant::now(), me, is_leader, state)
+    }
+
+    fn check_at(
+        &mut self,
+        now: Instant,
+        me: NodeId,
+        is_leader: bool,
+        state: &StateMachine,
+    ) -> Vec<Kind> {
+        let previous = self.last_check.replace(now);
         if !is_leader {
             self.leader_since = None;
             self.away_since.clear();
             return Vec::new();
         }
-        let now = Instant::now();
+        // A loop that stalled (a long fsync, a paused process) has not
+        // processed the messages that arrived meanwhile: peers look silent
+        // only because this node did not listen. Start over as a new leader
+        // would, instead of failing every workflow over.
+        if previous.is_some_and(|p| now.duration_since(p) > self.owner_timeout / 2) {
+            tracing::info!(stalled_for = ?now.duration_since(previous.unwrap_or(now)), "the Raft loop stalled; failover waits for peers to be heard again");
+            self.leader_since = Some(now);
+            self.away_since.clear();
+        }
         let since = *self.leader_since.get_or_insert(now);
         let settled = now.duration_since(since) >= self.owner_timeout;
         let timeout = self.owner_timeout;
@@ -310,5 +332,34 @@ mod tests {
         failover.heard(2);
         failover.in_flight.clear();
         assert!(failover.check(1, true, &sm).is_empty());
+    }
+
+    #[test]
+    fn a_stall_of_the_loop_itself_moves_nothing() {
+        let mut sm = StateMachine::new();
+        for node in [1, 2, 3] {
+            register(&mut sm, node, "wf");
+        }
+        start(&mut sm, "w", "wf", 2);
+        let timeout = Duration::from_secs(1);
+        let mut failover = Failover::new(timeout, timeout);
+        let t0 = Instant::now();
+        failover.heard(2);
+        failover.heard(3);
+        assert!(failover.check_at(t0, 1, true, &sm).is_empty());
+        // The loop did not run for 5 s: everyone looks silent.
+        let mut at = t0 + Duration::from_secs(5);
+        assert!(
+            moves(&failover.check_at(at, 1, true, &sm)).is_empty(),
+            "silence during our own stall proves nothing"
+        );
+        // Node 2 stays silent for an owner timeout after the loop resumed
+        // (checks every 250 ms): now it is lost.
+        let mut moved = Vec::new();
+        for _ in 0..6 {
+            at += Duration::from_millis(250);
+            moved.extend(moves(&failover.check_at(at, 1, true, &sm)));
+        }
+        assert_eq!(moved, vec![("w".to_owned(), 2, 1)]);
     }
 }
