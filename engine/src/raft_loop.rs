@@ -99,12 +99,16 @@ pub(crate) struct RaftLoop {
     /// ReadIndex requests in flight, by the context raft-rs echoes back.
     pending_reads: HashMap<u64, oneshot::Sender<Result<u64, EngineError>>>,
     next_read: u64,
+    /// When this leader last proposed a retention purge (ms since epoch).
+    purge_proposed_at: Option<u64>,
 }
 
 /// Ticks between failover checks (and learner promotions).
 const FAILOVER_CHECK_TICKS: u64 = 5;
 /// A learner this close to the commit index counts as caught up.
 const PROMOTE_LAG: u64 = 64;
+/// A retention purge not applied after this long is proposed again.
+const PURGE_RETRY_MS: u64 = 5_000;
 
 /// Channels the loop reads.
 pub(crate) struct LoopInputs {
@@ -138,6 +142,7 @@ impl RaftLoop {
             last_leader: 0,
             pending_reads: HashMap::new(),
             next_read: 1,
+            purge_proposed_at: None,
         }
     }
 
@@ -193,6 +198,7 @@ impl RaftLoop {
                     if self.ticks.is_multiple_of(FAILOVER_CHECK_TICKS) {
                         self.check_failover();
                         self.promote_learners();
+                        self.purge_expired();
                     }
                     // Callers that gave up (timeout) dropped their receiver.
                     self.pending.retain(|_, reply| !reply.is_closed());
@@ -535,6 +541,46 @@ impl RaftLoop {
             if let Err(e) = self.raw.propose(Vec::new(), command.encode_to_vec()) {
                 tracing::debug!(error = %e, "failover proposal dropped");
             }
+        }
+    }
+
+    /// On the leader: proposes the removal of finished workflows past the
+    /// retention period, when there are any (a look at the oldest one).
+    /// At most one purge is in flight: the next is proposed only once the
+    /// previous one is applied, or after a while if it was lost.
+    fn purge_expired(&mut self) {
+        let Some(retention) = self.config.retention else {
+            return;
+        };
+        if self.raw.raft.state != StateRole::Leader {
+            return;
+        }
+        let now = crate::node::now_ms();
+        let cutoff = now.saturating_sub(retention.as_millis() as u64);
+        let due = {
+            let state = self.state.read().expect("state lock poisoned");
+            state.oldest_finished_ms().is_some_and(|at| at < cutoff)
+        };
+        if !due
+            || self
+                .purge_proposed_at
+                .is_some_and(|at| now < at + PURGE_RETRY_MS)
+        {
+            return;
+        }
+        let command = Command {
+            proposer_node_id: self.raw.raft.id,
+            proposal_id: 0,
+            proposed_at_ms: now,
+            kind: Some(raftoral_proto::cluster::v1::command::Kind::PurgeFinished(
+                raftoral_proto::cluster::v1::PurgeFinished {
+                    finished_before_ms: cutoff,
+                },
+            )),
+        };
+        match self.raw.propose(Vec::new(), command.encode_to_vec()) {
+            Ok(()) => self.purge_proposed_at = Some(now),
+            Err(e) => tracing::debug!(error = %e, "retention purge not proposed yet"),
         }
     }
 

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{
-    CancelWorkflow, ChangeOwner, Command, FinishWorkflow, RecordCheckpoint, RegisterWorker,
-    SetWorkerPresence, StartWorkflow, command::Kind,
+    CancelWorkflow, ChangeOwner, Command, FinishWorkflow, PurgeFinished, RecordCheckpoint,
+    RegisterWorker, SetWorkerPresence, StartWorkflow, command::Kind,
 };
 use raftoral_proto::sidecar::v1::{WorkflowInfo, WorkflowStatus};
 
@@ -120,6 +120,8 @@ pub enum Applied {
     PresenceRecorded,
     /// A workflow changed owner.
     OwnerChanged,
+    /// This many finished workflows were removed (retention).
+    Purged(u64),
 }
 
 /// The workflow table and the worker registry, identical on every node.
@@ -132,6 +134,11 @@ pub struct StateMachine {
     active: BTreeSet<String>,
     /// Finished workflows by status (completed, failed, cancelled).
     finished: BTreeMap<i32, u64>,
+    /// Finished workflows by (last change, id): what retention removes
+    /// first.
+    finished_at: BTreeSet<(u64, String)>,
+    /// Finished workflows older than this were removed (retention).
+    purged_before_ms: u64,
     /// (name, version) → nodes whose app registered it.
     registry: BTreeMap<(String, u32), BTreeSet<NodeId>>,
     /// Node-to-node addresses of members (from conf changes).
@@ -256,21 +263,51 @@ impl StateMachine {
         }
     }
 
-    /// Moves a workflow that just reached a terminal status out of the
-    /// active index.
-    fn note_finished(&mut self, id: &str, status: WorkflowStatus) {
+    /// Moves a workflow that just reached a terminal status (at `now`) out
+    /// of the active index.
+    fn note_finished(&mut self, id: &str, status: WorkflowStatus, now: u64) {
         if self.active.remove(id) {
             *self.finished.entry(status as i32).or_default() += 1;
+            self.finished_at.insert((now, id.to_owned()));
         }
+    }
+
+    /// Last-change time of the oldest finished workflow still kept.
+    pub fn oldest_finished_ms(&self) -> Option<u64> {
+        self.finished_at.first().map(|(at, _)| *at)
+    }
+
+    /// Finished workflows older than this were removed by the retention
+    /// period; 0 when none ever was.
+    pub fn purged_before_ms(&self) -> u64 {
+        self.purged_before_ms
+    }
+
+    fn purge_finished(&mut self, c: &PurgeFinished) -> Applied {
+        let keep = self
+            .finished_at
+            .split_off(&(c.finished_before_ms, String::new()));
+        let purged = std::mem::replace(&mut self.finished_at, keep);
+        for (_, id) in &purged {
+            if let Some(wf) = self.workflows.remove(id)
+                && let Some(n) = self.finished.get_mut(&(wf.status as i32))
+            {
+                *n = n.saturating_sub(1);
+            }
+        }
+        self.purged_before_ms = self.purged_before_ms.max(c.finished_before_ms);
+        Applied::Purged(purged.len() as u64)
     }
 
     /// Rebuilds the indexes from the workflow table (after a restore).
     fn reindex(&mut self) {
         self.active.clear();
         self.finished.clear();
+        self.finished_at.clear();
         for wf in self.workflows.values() {
             if wf.is_terminal() {
                 *self.finished.entry(wf.status as i32).or_default() += 1;
+                self.finished_at.insert((wf.updated_at_ms, wf.id.clone()));
             } else {
                 self.active.insert(wf.id.clone());
             }
@@ -441,6 +478,7 @@ impl StateMachine {
             Some(Kind::CancelWorkflow(c)) => self.cancel_workflow(c, now, &mut events),
             Some(Kind::SetWorkerPresence(c)) => Ok(self.set_presence(c, now, &mut events)),
             Some(Kind::ChangeOwner(c)) => self.change_owner(c, now, &mut events),
+            Some(Kind::PurgeFinished(c)) => Ok(self.purge_finished(c)),
         };
         (outcome, events)
     }
@@ -643,7 +681,7 @@ impl StateMachine {
             workflow_id: c.workflow_id.clone(),
             status,
         });
-        self.note_finished(&c.workflow_id, status);
+        self.note_finished(&c.workflow_id, status, now);
         Ok(Applied::Finished)
     }
 
@@ -676,7 +714,7 @@ impl StateMachine {
             workflow_id: c.workflow_id.clone(),
             status: WorkflowStatus::Cancelled,
         });
-        self.note_finished(&c.workflow_id, WorkflowStatus::Cancelled);
+        self.note_finished(&c.workflow_id, WorkflowStatus::Cancelled, now);
         Ok(Applied::Cancelled)
     }
 }

@@ -66,6 +66,7 @@ impl StateMachine {
                 })
                 .collect(),
             cluster_id: self.cluster_id.clone(),
+            purged_before_ms: self.purged_before_ms,
             member_addresses: self
                 .addresses
                 .iter()
@@ -161,6 +162,7 @@ impl StateMachine {
             removed: snap.removed_node_ids.into_iter().collect(),
             present,
             cluster_id: snap.cluster_id,
+            purged_before_ms: snap.purged_before_ms,
             applied_index: index,
             ..StateMachine::default()
         };

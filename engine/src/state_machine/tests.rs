@@ -436,3 +436,40 @@ fn the_active_index_and_counters_follow_every_status_change_and_a_restore() {
     assert_eq!(counts(&restored), [0, 1, 1, 0, 1]);
     assert_eq!(restored.active_workflows().count(), 1);
 }
+
+#[test]
+fn a_purge_removes_only_finished_workflows_older_than_its_cutoff() {
+    let mut sm = StateMachine::new();
+    let at = |ms: u64, kind: Kind| Command {
+        proposer_node_id: 1,
+        proposal_id: 1,
+        proposed_at_ms: ms,
+        kind: Some(kind),
+    };
+    let cancel = |id: &str| {
+        Kind::CancelWorkflow(CancelWorkflow {
+            workflow_id: id.into(),
+            reason: String::new(),
+        })
+    };
+    ok(&mut sm, &start("old", "nobody", 1, 1));
+    ok(&mut sm, &at(1_000, cancel("old")));
+    ok(&mut sm, &start("new", "nobody", 1, 1));
+    ok(&mut sm, &at(5_000, cancel("new")));
+    ok(&mut sm, &start("waiting", "nobody", 1, 1));
+    assert_eq!(sm.oldest_finished_ms(), Some(1_000));
+    let (outcome, _) = sm.apply(&at(
+        9_000,
+        Kind::PurgeFinished(PurgeFinished {
+            finished_before_ms: 3_000,
+        }),
+    ));
+    assert_eq!(outcome, Ok(Applied::Purged(1)));
+    assert!(sm.workflow("old").is_none());
+    assert!(sm.workflow("new").is_some() && sm.workflow("waiting").is_some());
+    assert_eq!(sm.count(WorkflowStatus::Cancelled), 1);
+    assert_eq!(sm.purged_before_ms(), 3_000);
+    let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
+    assert_eq!(restored.purged_before_ms(), 3_000);
+    assert_eq!(restored.oldest_finished_ms(), Some(5_000));
+}
