@@ -144,18 +144,21 @@ impl Node {
         let task = {
             let failure = failure.clone();
             let shutdown_tx = shutdown_tx.clone();
-            let inputs = LoopInputs {
+            let mut inputs = LoopInputs {
                 proposals: proposals_rx,
                 inbound: inbound_rx,
                 unreachable: unreachable_rx,
                 shutdown: shutdown_rx,
             };
             tokio::spawn(async move {
-                if let Err(e) = raft_loop.run(inputs).await {
+                if let Err(e) = raft_loop.run(&mut inputs).await {
                     tracing::error!(error = %e, "storage failure: the node stops");
                     *failure.lock().expect("failure lock") = Some(e.to_string());
                     shutdown_tx.send_replace(true);
                 }
+                // Closes the queues only now: a caller that finds them closed
+                // finds the failure recorded too.
+                drop(inputs);
             })
         };
         if opened.alone {
@@ -244,6 +247,27 @@ impl Node {
         self.inner.failure.lock().expect("failure lock").clone()
     }
 
+    /// The error for a call that found the Raft loop gone: its storage
+    /// failure, if that is why, or a plain shutdown.
+    pub(crate) fn stopped_error(&self) -> EngineError {
+        match self.failure() {
+            Some(reason) => EngineError::StorageFailed(reason),
+            None => EngineError::ShuttingDown,
+        }
+    }
+
+    /// Waits until the node stops (shutdown or storage failure) and returns
+    /// the storage failure, if that is why. An embedding app uses it to learn
+    /// that its node is gone and restart it or exit.
+    pub async fn stopped(&self) -> Option<String> {
+        crate::node::stopped(&mut self.shutdown_signal()).await;
+        let task = self.inner.raft_task.lock().expect("lock").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.failure()
+    }
+
     /// The node-to-node transport (addresses, fault injection).
     pub fn transport(&self) -> &Arc<Transport> {
         &self.inner.transport
@@ -296,7 +320,7 @@ impl Node {
         let timeout = self.inner.config.proposal_timeout;
         match tokio::time::timeout(timeout, self.inner.proposals.send(proposal)).await {
             Err(_) => Err(EngineError::ProposalTimeout(timeout)),
-            Ok(Err(_)) => Err(EngineError::ShuttingDown),
+            Ok(Err(_)) => Err(self.stopped_error()),
             Ok(Ok(())) => Ok(()),
         }
     }
@@ -316,12 +340,12 @@ impl Node {
         let queued = tokio::time::timeout(timeout, self.inner.proposals.send(proposal)).await;
         match queued {
             Err(_) => return Err(EngineError::ProposalTimeout(timeout)),
-            Ok(Err(_)) => return Err(EngineError::ShuttingDown),
+            Ok(Err(_)) => return Err(self.stopped_error()),
             Ok(Ok(())) => {}
         }
         match tokio::time::timeout(timeout, answer).await {
             Err(_) => Err(EngineError::ProposalTimeout(timeout)),
-            Ok(Err(_)) => Err(EngineError::ShuttingDown),
+            Ok(Err(_)) => Err(self.stopped_error()),
             Ok(Ok(outcome)) => outcome,
         }
     }

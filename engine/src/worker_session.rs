@@ -527,6 +527,7 @@ fn error_for(e: &EngineError, workflow_id: &str, seq: u64) -> SidecarMsg {
         | EngineError::ProposalTimeout(_)
         | EngineError::TransferTimeout { .. }
         | EngineError::ShuttingDown
+        | EngineError::StorageFailed(_)
         | EngineError::Raft(_)
         | EngineError::WaitTimeout { .. } => ErrorCode::Unavailable,
     };
