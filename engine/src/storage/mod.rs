@@ -160,11 +160,13 @@ impl Core {
     }
 
     /// Replays the log's records, then puts the snapshot file in place.
+    /// Returns the snapshot's metadata when the snapshot file replaced the
+    /// log (its install was not recorded): the caller records it now.
     fn replay(
         &mut self,
         records: Vec<Record>,
         snapshot: Option<Snapshot>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Option<SnapshotMetadata>, StorageError> {
         // Compaction deletes whole segments, so the log may begin after
         // entry 1: its first entry then sets the base, whose term only the
         // snapshot file knows.
@@ -196,7 +198,8 @@ impl Core {
                     "the log begins after entry {base} but there is no snapshot.bin for what came before; restore that file, or remove the node's storage and join it again under a new id"
                 )));
             }
-            return self.clamp_commit();
+            self.clamp_commit();
+            return Ok(None);
         };
         let meta = snap.get_metadata();
         if meta.index < self.compacted.0 {
@@ -210,6 +213,7 @@ impl Core {
         } else {
             meta.index > self.compacted.0 && self.term_at(meta.index) == Some(meta.term)
         };
+        let mut unrecorded = None;
         if matches {
             // A snapshot taken here: the log before it is compacted, the
             // entries after it stay.
@@ -222,16 +226,17 @@ impl Core {
             // lost the log's record of its install: the log does not match
             // it, so it replaces the log as the install would have.
             self.install(meta);
+            unrecorded = Some(meta.clone());
         }
         self.snapshot = snap;
-        self.clamp_commit()
+        self.clamp_commit();
+        Ok(unrecorded)
     }
 
-    fn clamp_commit(&mut self) -> Result<(), StorageError> {
+    fn clamp_commit(&mut self) {
         // A commit index beyond the surviving log (its tail was torn) is
         // clamped: the entries after it were never acknowledged as durable.
         self.hard_state.commit = self.hard_state.commit.min(self.last_index());
-        Ok(())
     }
 }
 
@@ -281,7 +286,7 @@ impl RaftStore {
             dir: Some(dir.to_path_buf()),
             snapshot_wanted: false,
         };
-        core.replay(records, snapshot)?;
+        let unrecorded = core.replay(records, snapshot)?;
         let mut store = RaftStore::from_core(core);
         {
             let mut core = store.wl();
@@ -289,6 +294,11 @@ impl RaftStore {
             if !existed {
                 wal.append_conf_state(&core.conf_state)?;
                 wal.sync()?;
+            }
+            if let Some(meta) = unrecorded {
+                // Entries appended from now on must not be replayed after
+                // the replaced log's (the snapshot would not match it then).
+                record_install(&mut wal, &core, &meta)?;
             }
             core.wal = Some(wal);
         }
@@ -392,15 +402,10 @@ impl RaftStore {
         }
         core.install(&meta);
         core.snapshot = snapshot;
-        let (hs, cs) = (core.hard_state.clone(), core.conf_state.clone());
-        if let Some(wal) = core.wal.as_mut() {
-            // The new segment records the install, so a replay drops the old
-            // entries even when the older segments are still there (a crash
-            // before the purge); after the purge nothing refers to them.
-            wal.rotate(&hs, &cs)?;
-            wal.append_snapshot(&meta)?;
-            wal.sync()?;
-            wal.purge_inactive()?;
+        if let Some(mut wal) = core.wal.take() {
+            let recorded = record_install(&mut wal, &core, &meta);
+            core.wal = Some(wal);
+            recorded?;
         }
         Ok(())
     }
@@ -594,5 +599,19 @@ impl Storage for RaftStore {
     }
 }
 
+/// Records a snapshot install in the log: a new segment that starts with
+/// the hard and conf state and the install, so a replay drops the old
+/// entries even when older segments are still there (a crash before the
+/// purge); then the older segments, which nothing needs any more, go.
+fn record_install(wal: &mut Wal, core: &Core, meta: &SnapshotMetadata) -> Result<(), StorageError> {
+    wal.rotate(&core.hard_state, &core.conf_state)?;
+    wal.append_snapshot(meta)?;
+    wal.sync()?;
+    wal.purge_inactive()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;

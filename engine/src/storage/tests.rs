@@ -483,3 +483,26 @@ fn a_crash_loses_only_what_was_not_synced() {
     assert_eq!(all(&store), vec![(1, 1, "a".into())]);
     assert_eq!(store.initial_state().unwrap().hard_state.term, 1);
 }
+
+#[test]
+fn the_install_record_holds_when_a_crash_left_the_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = deposed_follower(dir.path());
+    let old: Vec<_> = segments(dir.path())
+        .into_iter()
+        .map(|p| (p.clone(), fs::read(&p).unwrap()))
+        .collect();
+    store
+        .apply_snapshot(snapshot_at(250, 4, "state@250"))
+        .unwrap();
+    store.append(&[entry(251, 4, "new")]).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    // A crash between recording the install and deleting the old segments.
+    for (path, data) in old {
+        fs::write(path, data).unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(all(&store), vec![(251, 4, "new".into())]);
+    assert_eq!(store.term(250).unwrap(), 4);
+}

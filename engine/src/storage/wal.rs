@@ -120,7 +120,7 @@ impl Wal {
                         path.display()
                     )));
                 }
-                tracing::warn!(path = %path.display(), offset, "torn write in the last, unacknowledged batch cut off; recovering to the last fsynced batch");
+                tracing::warn!(path = %path.display(), offset, "torn write at the log tail cut off: it lies in the last batch, which no fsync acknowledged");
                 let f = OpenOptions::new()
                     .write(true)
                     .open(&path)
