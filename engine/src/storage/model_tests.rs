@@ -1,9 +1,9 @@
 //! Model-based recovery test: random sequences of what the Raft loop does to
-//! its log (appends, suffix truncation, hard states, snapshot installs,
-//! compaction), crashes, torn writes and flipped bytes, checked against a
-//! simple in-memory model of the log the node acknowledged. After every
-//! reopen recovery must give exactly the model; damage to acknowledged
-//! records must stop the open instead.
+//! its log (appends, suffix truncation, hard states, commit indexes without
+//! fsync, snapshot installs, compaction), crashes, torn writes and flipped
+//! bytes, checked against a simple in-memory model of the log the node
+//! acknowledged. After every reopen recovery must give exactly the model;
+//! damage to acknowledged records must stop the open instead.
 //!
 //! `PROPTEST_CASES` sets the number of sequences (48 by default, CI-sized);
 //! docs/TESTING.md has the long run.
@@ -31,6 +31,9 @@ enum Op {
         vote: u8,
         commit: u8,
     },
+    /// A higher commit index alone, written without its own fsync (it rides
+    /// on the next one, as the Raft loop does).
+    Commit { raise: u8 },
     /// Installs a leader's snapshot above the commit index (maybe beyond
     /// the log, maybe at a newer term than the local entry there).
     Install { ahead: u8, new_term: bool },
@@ -73,6 +76,7 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (0u8..6, 1u8..8, any::<u8>()).prop_map(|(back, n, size)| Op::Append { back, n, size }),
         4 => (any::<bool>(), 0u8..4, any::<u8>())
             .prop_map(|(new_term, vote, commit)| Op::HardState { new_term, vote, commit }),
+        2 => any::<u8>().prop_map(|raise| Op::Commit { raise }),
         2 => (0u8..8, any::<bool>()).prop_map(|(ahead, new_term)| Op::Install { ahead, new_term }),
         2 => (any::<u8>(), 0u8..6).prop_map(|(at, keep)| Op::Compact { at, keep }),
         2 => Just(Op::Reopen),
@@ -229,8 +233,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     store.set_hard_state(&model.hs()).unwrap();
     store.sync().unwrap();
     // Where the last fsynced batch began: bytes before it were acknowledged
-    // before it was written.
+    // before it was written. A batch begins at the first write after an
+    // fsync, which may be a step before the one that syncs it.
     let mut last_batch: Option<(PathBuf, u64)> = None;
+    let mut unsynced_from: Option<(PathBuf, u64)> = None;
     for (step, op) in ops.iter().enumerate() {
         let before = store.flush_unsynced();
         let (term, _, commit) = model.hard_state;
@@ -242,7 +248,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 store.append(&to_entries(&entries)).unwrap();
                 store.sync().unwrap();
                 model.append(&entries);
-                last_batch = Some(before);
+                last_batch = Some(unsynced_from.take().unwrap_or(before));
             }
             Op::HardState {
                 new_term,
@@ -255,7 +261,14 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 model.hard_state.2 = commit + (last - commit) * u64::from(*raise) / 255;
                 store.set_hard_state(&model.hs()).unwrap();
                 store.sync().unwrap();
-                last_batch = Some(before);
+                last_batch = Some(unsynced_from.take().unwrap_or(before));
+            }
+            Op::Commit { raise } => {
+                // Every step begins with a flush, so a crash keeps the
+                // record unless it is lost with its step's own writes.
+                model.hard_state.2 = commit + (last - commit) * u64::from(*raise) / 255;
+                store.set_commit(model.hard_state.2).unwrap();
+                unsynced_from.get_or_insert(before);
             }
             Op::Install { ahead, new_term } => {
                 let index = commit + 1 + u64::from(*ahead);
@@ -268,6 +281,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 store.set_hard_state(&model.hs()).unwrap();
                 store.sync().unwrap();
                 last_batch = None;
+                unsynced_from = None;
             }
             Op::Compact { at, keep } => {
                 let base = model.snapshot.0;
@@ -285,6 +299,8 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Reopen => {
                 drop(store);
                 store = open(dir).unwrap();
+                // Opening fsyncs what is on disk.
+                unsynced_from = None;
             }
             Op::CrashUnsynced { n } => {
                 let entries = new_entries(last + 1, *n, term, 8);
@@ -294,6 +310,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 store.set_hard_state(&hs).unwrap();
                 store.crash();
                 store = open(dir).unwrap();
+                unsynced_from = None;
             }
             Op::TornBatch { n, at, tear } => {
                 let from = (last + 1).saturating_sub(2).max(commit + 1);
@@ -333,6 +350,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 model.append(&batch[..kept.unwrap()]);
                 // The cut re-synced the segment: its data is acknowledged.
                 last_batch = None;
+                unsynced_from = None;
             }
             Op::InstallCrash { ahead, new_term } => {
                 let index = commit + 1 + u64::from(*ahead);
@@ -351,6 +369,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     model.install(index, snap_term, data);
                 }
                 last_batch = None;
+                unsynced_from = None;
             }
             Op::MidFlip { at, old_segment } => {
                 let files = segment_files(dir);
