@@ -86,6 +86,8 @@ struct Inner {
     apps: watch::Sender<usize>,
     shutdown: watch::Sender<bool>,
     raft_task: Mutex<Option<JoinHandle<()>>>,
+    /// Turns true once the Raft loop has ended and its outcome is recorded.
+    loop_done: watch::Receiver<bool>,
 }
 
 impl Node {
@@ -141,6 +143,7 @@ impl Node {
         // indexes from the start, not an empty default.
         raft_loop.publish_status();
         let failure = Arc::new(Mutex::new(None));
+        let (loop_done_tx, loop_done) = watch::channel(false);
         let task = {
             let failure = failure.clone();
             let shutdown_tx = shutdown_tx.clone();
@@ -159,6 +162,7 @@ impl Node {
                 // Closes the queues only now: a caller that finds them closed
                 // finds the failure recorded too.
                 drop(inputs);
+                loop_done_tx.send_replace(true);
             })
         };
         if opened.alone {
@@ -199,6 +203,7 @@ impl Node {
                 result_retries: AtomicU64::new(0),
                 shutdown: shutdown_tx,
                 raft_task: Mutex::new(Some(task)),
+                loop_done,
             }),
         };
         tokio::spawn(reconcile_presence(node.clone()));
@@ -260,11 +265,7 @@ impl Node {
     /// the storage failure, if that is why. An embedding app uses it to learn
     /// that its node is gone and restart it or exit.
     pub async fn stopped(&self) -> Option<String> {
-        crate::node::stopped(&mut self.shutdown_signal()).await;
-        let task = self.inner.raft_task.lock().expect("lock").take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        let _ = self.inner.loop_done.clone().wait_for(|done| *done).await;
         self.failure()
     }
 
