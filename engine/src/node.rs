@@ -89,6 +89,8 @@ struct Inner {
     apps: watch::Sender<LocalApps>,
     shutdown: watch::Sender<bool>,
     raft_task: Mutex<Option<JoinHandle<()>>>,
+    /// Turns true once the Raft loop has ended and its outcome is recorded.
+    loop_done: watch::Receiver<bool>,
 }
 
 impl Node {
@@ -144,21 +146,26 @@ impl Node {
         // indexes from the start, not an empty default.
         raft_loop.publish_status();
         let failure = Arc::new(Mutex::new(None));
+        let (loop_done_tx, loop_done) = watch::channel(false);
         let task = {
             let failure = failure.clone();
             let shutdown_tx = shutdown_tx.clone();
-            let inputs = LoopInputs {
+            let mut inputs = LoopInputs {
                 proposals: proposals_rx,
                 inbound: inbound_rx,
                 unreachable: unreachable_rx,
                 shutdown: shutdown_rx,
             };
             tokio::spawn(async move {
-                if let Err(e) = raft_loop.run(inputs).await {
+                if let Err(e) = raft_loop.run(&mut inputs).await {
                     tracing::error!(error = %e, "storage failure: the node stops");
                     *failure.lock().expect("failure lock") = Some(e.to_string());
                     shutdown_tx.send_replace(true);
                 }
+                // Closes the queues only now: a caller that finds them closed
+                // finds the failure recorded too.
+                drop(inputs);
+                loop_done_tx.send_replace(true);
             })
         };
         if opened.alone {
@@ -199,6 +206,7 @@ impl Node {
                 result_retries: AtomicU64::new(0),
                 shutdown: shutdown_tx,
                 raft_task: Mutex::new(Some(task)),
+                loop_done,
             }),
         };
         tokio::spawn(reconcile_presence(node.clone()));
@@ -245,6 +253,23 @@ impl Node {
     /// Why the node stopped on its own, if it did (a storage failure).
     pub fn failure(&self) -> Option<String> {
         self.inner.failure.lock().expect("failure lock").clone()
+    }
+
+    /// The error for a call that found the Raft loop gone: its storage
+    /// failure, if that is why, or a plain shutdown.
+    pub(crate) fn stopped_error(&self) -> EngineError {
+        match self.failure() {
+            Some(reason) => EngineError::StorageFailed(reason),
+            None => EngineError::ShuttingDown,
+        }
+    }
+
+    /// Waits until the node stops (shutdown or storage failure) and returns
+    /// the storage failure, if that is why. An embedding app uses it to learn
+    /// that its node is gone and restart it or exit.
+    pub async fn stopped(&self) -> Option<String> {
+        let _ = self.inner.loop_done.clone().wait_for(|done| *done).await;
+        self.failure()
     }
 
     /// The node-to-node transport (addresses, fault injection).
@@ -304,7 +329,7 @@ impl Node {
         let timeout = self.inner.config.proposal_timeout;
         match tokio::time::timeout(timeout, self.inner.proposals.send(proposal)).await {
             Err(_) => Err(EngineError::ProposalTimeout(timeout)),
-            Ok(Err(_)) => Err(EngineError::ShuttingDown),
+            Ok(Err(_)) => Err(self.stopped_error()),
             Ok(Ok(())) => Ok(()),
         }
     }
@@ -324,12 +349,12 @@ impl Node {
         let queued = tokio::time::timeout(timeout, self.inner.proposals.send(proposal)).await;
         match queued {
             Err(_) => return Err(EngineError::ProposalTimeout(timeout)),
-            Ok(Err(_)) => return Err(EngineError::ShuttingDown),
+            Ok(Err(_)) => return Err(self.stopped_error()),
             Ok(Ok(())) => {}
         }
         match tokio::time::timeout(timeout, answer).await {
             Err(_) => Err(EngineError::ProposalTimeout(timeout)),
-            Ok(Err(_)) => Err(EngineError::ShuttingDown),
+            Ok(Err(_)) => Err(self.stopped_error()),
             Ok(Ok(outcome)) => outcome,
         }
     }

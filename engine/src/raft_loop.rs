@@ -146,9 +146,12 @@ impl RaftLoop {
         }
     }
 
-    /// Runs until shutdown. A storage failure stops the loop with an error:
-    /// after a failed fsync nothing written since can be trusted.
-    pub(crate) async fn run(mut self, mut inputs: LoopInputs) -> Result<(), StorageError> {
+    /// Runs until shutdown, then makes the log durable (a commit index
+    /// written without its own fsync is synced). A storage failure stops the
+    /// loop with an error: after a failed fsync nothing written since can be
+    /// trusted. The caller keeps `inputs` until it has recorded the failure,
+    /// so a proposal that finds the queue closed also finds the reason.
+    pub(crate) async fn run(mut self, inputs: &mut LoopInputs) -> Result<(), StorageError> {
         let mut ticker = tokio::time::interval(self.config.tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish_status();
@@ -209,8 +212,14 @@ impl RaftLoop {
                 break Err(e);
             }
         };
+        // The graceful stop OPERATIONS.md promises: what was written is on
+        // disk before the node reports it stopped.
+        let result = result.and_then(|()| self.store.sync());
         for (_, reply) in self.pending.drain() {
-            let _ = reply.send(Err(EngineError::ShuttingDown));
+            let _ = reply.send(Err(match &result {
+                Ok(()) => EngineError::ShuttingDown,
+                Err(e) => EngineError::StorageFailed(e.to_string()),
+            }));
         }
         tracing::debug!(node = self.raw.raft.id, "raft loop stopped");
         result

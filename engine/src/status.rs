@@ -22,6 +22,8 @@ pub fn to_status(e: EngineError) -> Status {
         | EngineError::ProposalTimeout(_)
         | EngineError::TransferTimeout { .. }
         | EngineError::ShuttingDown => Code::Unavailable,
+        // The sidecar exits and is restarted; callers retry meanwhile.
+        EngineError::StorageFailed(_) => Code::Unavailable,
         EngineError::WaitTimeout { .. } => Code::DeadlineExceeded,
         EngineError::AlreadyExists(_) => Code::AlreadyExists,
         EngineError::NotMember(_) => Code::NotFound,

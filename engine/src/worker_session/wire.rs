@@ -51,6 +51,7 @@ pub(super) fn error_for(
         | EngineError::ProposalTimeout(_)
         | EngineError::TransferTimeout { .. }
         | EngineError::ShuttingDown
+        | EngineError::StorageFailed(_)
         | EngineError::Raft(_)
         | EngineError::WaitTimeout { .. } => ErrorCode::Unavailable,
     };
