@@ -43,6 +43,14 @@ async fn bad_settings_stop_the_node_with_a_clear_message() -> anyhow::Result<()>
     .await?;
     assert!(e.contains("RAFTORAL_BOOTSTRAP_EXPECT is 3"), "{e}");
 
+    // The owner timeout must outlast the longest election (2 x 10 x 50 ms).
+    let e = serve_fails(&["--owner-timeout-ms", "1000"]).await?;
+    assert!(
+        e.contains("owner timeout (--owner-timeout-ms) of 1000 ms must be above the longest election timeout"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+
     let e = serve_fails(&["--advertise", "x", "--max-value-bytes", "lots"]).await?;
     assert!(e.contains("invalid value 'lots'"), "{e}");
 
