@@ -10,6 +10,7 @@ use raftoral_proto::cluster::v1::{
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::node::Node;
+use crate::raft_guard::{Receiver, answers_without_cluster_id, check_peer_message};
 use crate::status::to_status;
 use crate::transport::{MAX_FRAME, decode_envelope};
 
@@ -36,6 +37,7 @@ impl ClusterService for ClusterApi {
         let mut stream = request.into_inner();
         let faults = self.node.transport().faults().clone();
         let mut stop = self.node.shutdown_signal();
+        let mut refused: u64 = 0;
         loop {
             // End the stream when this node stops, or graceful shutdown would
             // wait for peers that keep their streams open.
@@ -47,7 +49,19 @@ impl ClusterService for ClusterApi {
             if faults.is_blocked(batch.from_node_id) {
                 continue;
             }
-            if self.node.transport().is_foreign(&batch.cluster_id) {
+            let status = self.node.raft_status();
+            let receiver = Receiver {
+                me: status.id,
+                batch_from: batch.from_node_id,
+                voters: &status.voters,
+                learners: &status.learners,
+                removed: self.node.read(|sm| sm.was_removed(batch.from_node_id)),
+            };
+            let messages: Vec<_> = batch.messages.iter().filter_map(decode_envelope).collect();
+            if self.node.transport().is_foreign(&batch.cluster_id)
+                && !(batch.cluster_id.is_empty()
+                    && answers_without_cluster_id(&messages, &receiver))
+            {
                 let ours = self.node.transport().cluster_id();
                 tracing::error!(
                     from = batch.from_node_id,
@@ -56,19 +70,46 @@ impl ClusterService for ClusterApi {
                     ours = %ours,
                     "raft traffic from another cluster refused"
                 );
+                let theirs = if batch.cluster_id.is_empty() {
+                    "no cluster (it sent no cluster id)".to_owned()
+                } else {
+                    format!("cluster {}", batch.cluster_id)
+                };
                 return Err(Status::failed_precondition(format!(
-                    "node {} belongs to cluster {}, this node to cluster {ours}: check that every node of a cluster was started with the same --peers list, and that no address is shared between clusters",
-                    batch.from_node_id, batch.cluster_id
+                    "node {} belongs to {theirs}, this node to cluster {ours}: check that every node of a cluster was started with the same --peers list, and that no address is shared between clusters",
+                    batch.from_node_id
                 )));
             }
-            self.node
-                .transport()
-                .set_address(batch.from_node_id, batch.from_address.clone());
-            for envelope in &batch.messages {
-                if let Some(message) = decode_envelope(envelope) {
-                    self.node.step(message);
+            let mut accepted = 0;
+            for message in messages {
+                match check_peer_message(&message, &receiver) {
+                    Ok(()) => {
+                        accepted += 1;
+                        self.node.step(message);
+                    }
+                    Err(refusal) => {
+                        // The first refusal on a stream is worth a warning;
+                        // a flood of them is not worth a log line each.
+                        refused += 1;
+                        self.node.transport().note_refused();
+                        if refused == 1 {
+                            tracing::warn!(from = batch.from_node_id, address = %batch.from_address, reason = %refusal, "raft message refused");
+                        } else {
+                            tracing::debug!(from = batch.from_node_id, reason = %refusal, "raft message refused");
+                        }
+                    }
                 }
             }
+            // Only a sender with an acceptable message may change where this
+            // node sends its own traffic.
+            if accepted > 0 {
+                self.node
+                    .transport()
+                    .set_address(batch.from_node_id, batch.from_address.clone());
+            }
+        }
+        if refused > 1 {
+            tracing::warn!(refused, "raft stream ended; messages refused on it");
         }
         Ok(Response::new(RaftResponse {}))
     }

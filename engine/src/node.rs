@@ -2,10 +2,12 @@
 //! call.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt as _;
 use raftoral_proto::cluster::v1::{Command, SetWorkerPresence, command::Kind};
 use raftoral_proto::sidecar::v1::WorkflowStatus;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -14,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::NodeConfig;
 use crate::error::EngineError;
 use crate::event::Event;
+use crate::probes::ProbeFailure;
 use crate::raft_loop::{LoopInputs, Proposal, RaftLoop, RaftStatus};
 use crate::state_machine::{Applied, NodeId, StateMachine, Workflow};
 use crate::storage::RaftStore;
@@ -71,8 +74,8 @@ struct Inner {
     inbound: mpsc::Sender<raft::prelude::Message>,
     transport: Arc<Transport>,
     store: RaftStore,
-    /// Why the Raft loop stopped on its own (a storage failure).
-    failure: Arc<Mutex<Option<String>>>,
+    /// Why the Raft loop stopped on its own.
+    failure: Arc<Mutex<Option<ProbeFailure>>>,
     next_proposal: AtomicU64,
     status: watch::Receiver<RaftStatus>,
     /// workflow id → app session that runs it on this node.
@@ -151,9 +154,26 @@ impl Node {
                 shutdown: shutdown_rx,
             };
             tokio::spawn(async move {
-                if let Err(e) = raft_loop.run(inputs).await {
-                    tracing::error!(error = %e, "storage failure: the node stops");
-                    *failure.lock().expect("failure lock") = Some(e.to_string());
+                // Whatever ends the loop (a storage failure, a panic in
+                // raft-rs or here, or an exit nobody asked for) is recorded
+                // and stops the node: health then fails and the sidecar exits
+                // with an error, instead of a process that answers
+                // "shutting down" forever while its probes say ok.
+                let ended = AssertUnwindSafe(raft_loop.run(inputs)).catch_unwind().await;
+                let failed = match ended {
+                    Ok(Ok(())) if *shutdown_tx.borrow() => None,
+                    Ok(Ok(())) => Some(ProbeFailure::LoopStopped(
+                        "the Raft loop ended although no shutdown was requested".into(),
+                    )),
+                    Ok(Err(e)) => Some(ProbeFailure::StorageFailed(e.to_string())),
+                    Err(panic) => Some(ProbeFailure::LoopStopped(format!(
+                        "the Raft loop panicked: {}",
+                        panic_message(panic.as_ref())
+                    ))),
+                };
+                if let Some(failed) = failed {
+                    tracing::error!(reason = %failed, "the node stops");
+                    *failure.lock().expect("failure lock") = Some(failed);
                     shutdown_tx.send_replace(true);
                 }
             })
@@ -239,8 +259,14 @@ impl Node {
         *self.inner.apps.borrow()
     }
 
-    /// Why the node stopped on its own, if it did (a storage failure).
+    /// Why the node stopped on its own, if it did (a storage failure, or
+    /// its Raft loop ended by a panic or otherwise), as one sentence.
     pub fn failure(&self) -> Option<String> {
+        self.stopped_because().map(|f| f.to_string())
+    }
+
+    /// Why the node stopped on its own, for the probes.
+    pub(crate) fn stopped_because(&self) -> Option<ProbeFailure> {
         self.inner.failure.lock().expect("failure lock").clone()
     }
 
@@ -460,6 +486,17 @@ async fn reconcile_presence(node: Node) {
 /// `wait_for` is dropped here, so callers' futures stay `Send`.
 pub(crate) async fn stopped(signal: &mut watch::Receiver<bool>) {
     let _ = signal.wait_for(|stop| *stop).await;
+}
+
+/// The text of a panic payload (`panic!` with a literal or a format).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
 }
 
 /// Milliseconds since the Unix epoch.

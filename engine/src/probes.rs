@@ -15,6 +15,9 @@ pub enum ProbeFailure {
         "the node stopped after a storage failure: {0}; restart it (its log is intact up to the last fsync)"
     )]
     StorageFailed(String),
+    /// The Raft loop ended otherwise: a panic (a bug) or an unexpected exit.
+    #[error("the node stopped: {0}; restart it")]
+    LoopStopped(String),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -34,8 +37,9 @@ pub enum ProbeFailure {
     },
 }
 
-/// Liveness: the node runs (its Raft loop has not stopped). A node that is
-/// not live must be restarted.
+/// Liveness: the node runs (its Raft loop has not stopped, by a storage
+/// failure, a panic or otherwise). A node that is not live must be
+/// restarted.
 ///
 /// ```no_run
 /// # async fn demo(node: raftoral::Node) {
@@ -46,8 +50,8 @@ pub enum ProbeFailure {
 /// # }
 /// ```
 pub fn health(node: &Node) -> Result<(), ProbeFailure> {
-    if let Some(failure) = node.failure() {
-        return Err(ProbeFailure::StorageFailed(failure));
+    if let Some(failure) = node.stopped_because() {
+        return Err(failure);
     }
     if node.is_shutting_down() {
         return Err(ProbeFailure::ShuttingDown);

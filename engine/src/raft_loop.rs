@@ -168,6 +168,12 @@ impl RaftLoop {
                 }
                 Some(peer) = inputs.unreachable.recv() => self.raw.report_unreachable(peer),
                 _ = ticker.tick() => {
+                    // Test hook (see `Faults::crash_raft_loop`): the way a
+                    // bug in raft-rs or here would end the loop.
+                    assert!(
+                        !self.transport.faults().crash_requested(),
+                        "raft loop crash requested by a test"
+                    );
                     self.raw.tick();
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(FAILOVER_CHECK_TICKS) {
@@ -190,6 +196,11 @@ impl RaftLoop {
     }
 
     fn step(&mut self, message: Message) {
+        if let Err(refusal) = crate::raft_guard::check_against_log(&message, &self.raw.raft) {
+            tracing::warn!(from = message.from, reason = %refusal, "raft message refused");
+            self.transport.note_refused();
+            return;
+        }
         self.failover.heard(message.from);
         if let Err(e) = self.raw.step(message) {
             tracing::debug!(error = %e, "raft message not stepped");

@@ -126,7 +126,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     b.context("node-to-node server failed")?;
     node.shutdown().await;
     if let Some(failure) = node.failure() {
-        bail!("the node stopped after a storage failure: {failure}");
+        bail!("{failure}");
     }
     tracing::info!("raftoral sidecar stopped");
     Ok(())

@@ -35,3 +35,31 @@ pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
         tick.tick().await;
     }
 }
+
+/// A cluster of `n` in-memory nodes serving `ClusterService` on loopback
+/// (fast ticks), with a leader elected: (nodes by id, their addresses).
+pub async fn served_cluster(
+    n: u64,
+) -> anyhow::Result<(BTreeMap<u64, raftoral::Node>, BTreeMap<u64, String>)> {
+    let (listeners, peers) = bound_peers(n).await?;
+    let mut nodes = BTreeMap::new();
+    for (id, listener) in listeners {
+        let node = raftoral::Node::start(raftoral::NodeConfig {
+            node_id: id,
+            tick_interval: Duration::from_millis(20),
+            peers: peers.clone(),
+            advertise: peers[&id].clone(),
+            ..raftoral::NodeConfig::default()
+        })
+        .await?;
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(node.cluster_service())
+                .serve_with_incoming(raftoral::transport::nodelay_incoming(listener)),
+        );
+        nodes.insert(id, node);
+    }
+    let first = nodes[&1].clone();
+    until("a leader", || first.raft_status().leader_id != 0).await;
+    Ok((nodes, peers))
+}
