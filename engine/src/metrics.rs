@@ -125,6 +125,11 @@ pub fn render(node: &Node) -> String {
         node.result_retries(),
     );
     counter(
+        "raftoral_read_index_retries_total",
+        "ReadIndex requests of read barriers sent again after no answer within an election timeout.",
+        node.read_retries(),
+    );
+    counter(
         "raftoral_raft_messages_refused_total",
         "Raft messages from the network dropped before the Raft loop: malformed, from a non-member, or inconsistent with this node's log.",
         node.transport().refused_messages(),

@@ -85,6 +85,8 @@ struct Inner {
     nondeterminism: AtomicU64,
     /// Workflow results whose commit failed retryably and was tried again.
     result_retries: AtomicU64,
+    /// ReadIndex requests sent again because no answer came in time.
+    read_retries: AtomicU64,
     /// Connected app sessions with registrations (drives presence).
     apps: watch::Sender<usize>,
     shutdown: watch::Sender<bool>,
@@ -207,13 +209,19 @@ impl Node {
                 transport,
                 store,
                 failure,
-                next_proposal: AtomicU64::new(1),
+                // Replies are matched on (proposer, proposal id), and an entry
+                // proposed by an earlier run of this node may still be
+                // applied after a restart: a random start keeps the ids of
+                // two runs apart. Below 2^63, so the counter never wraps to 0
+                // (the id of proposals nobody waits for).
+                next_proposal: AtomicU64::new((crate::raft_loop::random_u64() >> 1) + 1),
                 status: status_rx,
                 claims: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(1),
                 apps: watch::channel(0).0,
                 nondeterminism: AtomicU64::new(0),
                 result_retries: AtomicU64::new(0),
+                read_retries: AtomicU64::new(0),
                 shutdown: shutdown_tx,
                 raft_task: Mutex::new(Some(task)),
             }),
@@ -391,6 +399,18 @@ impl Node {
         self.inner.result_retries.load(Ordering::Relaxed)
     }
 
+    /// Counts a ReadIndex request sent again after no answer came.
+    pub(crate) fn note_read_retry(&self) {
+        self.inner.read_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// ReadIndex requests of read barriers sent again because the first
+    /// got no answer within an election timeout (lost with a leader that
+    /// stepped down, or dropped by a leader not settled in its term).
+    pub fn read_retries(&self) -> u64 {
+        self.inner.read_retries.load(Ordering::Relaxed)
+    }
+
     /// Counts a replica result that differed from the owner's.
     pub(crate) fn report_nondeterminism(&self) {
         self.inner.nondeterminism.fetch_add(1, Ordering::Relaxed);
@@ -402,7 +422,7 @@ impl Node {
         self.inner.nondeterminism.load(Ordering::Relaxed)
     }
 
-    /// A new proposal id, unique on this node.
+    /// A new proposal id, unique on this node across restarts.
     pub(crate) fn next_proposal_id(&self) -> u64 {
         self.inner.next_proposal.fetch_add(1, Ordering::Relaxed)
     }
@@ -505,4 +525,24 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn proposal_ids_of_two_runs_do_not_overlap() {
+        // Two starts stand for two runs of one node: ids restarting at the
+        // same value would let an entry of the first run, applied after a
+        // restart, answer a proposal of the second.
+        let first = Node::start(NodeConfig::default()).await.unwrap();
+        let a = first.next_proposal_id();
+        first.shutdown().await;
+        let second = Node::start(NodeConfig::default()).await.unwrap();
+        let b = second.next_proposal_id();
+        second.shutdown().await;
+        assert_ne!(a, b, "both runs start their proposal ids at {a}");
+        assert!(a != 0 && b != 0, "0 is the id of unanswered proposals");
+    }
 }
