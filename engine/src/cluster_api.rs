@@ -5,14 +5,53 @@ use raftoral_proto::cluster::v1::{
     ClusterStatusRequest, ClusterStatusResponse, JoinClusterRequest, JoinClusterResponse,
     RaftRequest, RaftResponse, RemoveNodeRequest, RemoveNodeResponse, TransferLeaderRequest,
     TransferLeaderResponse,
+    cluster_service_client::ClusterServiceClient,
     cluster_service_server::{ClusterService, ClusterServiceServer},
 };
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::error::EngineError;
 use crate::node::Node;
 use crate::raft_guard::{Receiver, answers_without_cluster_id, check_peer_message};
 use crate::status::to_status;
 use crate::transport::{MAX_FRAME, decode_envelope};
+
+/// Metadata key set on a request one node forwards to the leader.
+const FORWARDED: &str = "x-raftoral-forwarded";
+
+impl ClusterApi {
+    /// Sends a removal to the leader and returns its answer as it is.
+    async fn forward_remove(
+        &self,
+        leader: u64,
+        r: RemoveNodeRequest,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        let address = self
+            .node
+            .members()
+            .into_iter()
+            .find(|m| m.node_id == leader)
+            .map(|m| m.address)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| {
+                Status::unavailable(format!(
+                    "the address of leader node {leader} is unknown here; send the request to the leader"
+                ))
+            })?;
+        let mut client = ClusterServiceClient::connect(format!("http://{address}"))
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "cannot reach leader node {leader} at {address}: {e}"
+                ))
+            })?;
+        let mut request = Request::new(r);
+        request
+            .metadata_mut()
+            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        client.remove_node(request).await
+    }
+}
 
 /// Serves `ClusterService` for one node.
 pub struct ClusterApi {
@@ -166,8 +205,17 @@ impl ClusterService for ClusterApi {
         &self,
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
+        let forwarded = request.metadata().contains_key(FORWARDED);
         let r = request.into_inner();
-        let members = self.node.remove_node(r.node_id).await.map_err(to_status)?;
-        Ok(Response::new(RemoveNodeResponse { members }))
+        match self.node.remove_node(r.node_id, r.force).await {
+            Ok(members) => Ok(Response::new(RemoveNodeResponse { members })),
+            // Only the leader knows which voters are live: ask it, once (a
+            // request forwarded to a node that no longer leads fails with
+            // UNAVAILABLE instead of bouncing while leadership moves).
+            Err(EngineError::NotLeader { leader, .. }) if leader != 0 && !forwarded => {
+                self.forward_remove(leader, r).await
+            }
+            Err(e) => Err(to_status(e)),
+        }
     }
 }

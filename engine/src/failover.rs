@@ -42,6 +42,13 @@ impl Failover {
         self.last_heard.insert(node, Instant::now());
     }
 
+    /// True when a Raft message from `node` arrived within `window`.
+    pub(crate) fn heard_within(&self, node: NodeId, window: Duration) -> bool {
+        self.last_heard
+            .get(&node)
+            .is_some_and(|t| t.elapsed() < window)
+    }
+
     /// A node's app presence changed (applied).
     pub(crate) fn presence(&mut self, node: NodeId, present: bool) {
         if present {

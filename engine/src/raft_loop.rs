@@ -51,6 +51,19 @@ pub(crate) enum Proposal {
     ReadIndex {
         reply: oneshot::Sender<Result<u64, EngineError>>,
     },
+    /// The leader's view of which voters are live; see [`Liveness`].
+    Liveness { reply: oneshot::Sender<Liveness> },
+}
+
+/// Which voters a leader has heard from recently, for membership changes
+/// that must not cost the quorum.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Liveness {
+    /// True when the answering node leads (the rest is empty otherwise).
+    pub is_leader: bool,
+    /// Voters heard from within an election timeout (the leader included),
+    /// most caught-up first.
+    pub live_voters: Vec<u64>,
 }
 
 /// Most proposals taken from the channel for one Ready round; bounds the
@@ -257,6 +270,13 @@ impl RaftLoop {
     }
 
     fn propose(&mut self, proposal: Proposal) {
+        let proposal = match proposal {
+            Proposal::Liveness { reply } => {
+                let _ = reply.send(self.liveness());
+                return;
+            }
+            other => other,
+        };
         // A follower forwards proposals to the leader (raft-rs does it); with
         // no known leader the proposal would be dropped, so say so at once.
         if self.raw.raft.leader_id == 0 {
@@ -270,6 +290,7 @@ impl RaftLoop {
                 Proposal::TransferLeader { reply, .. } | Proposal::ReadIndex { reply } => {
                     let _ = reply.send(Err(no_leader));
                 }
+                Proposal::Liveness { .. } => {}
             }
             return;
         }
@@ -278,6 +299,7 @@ impl RaftLoop {
                 let _ = reply.send(self.transfer_leader(to));
                 return;
             }
+            Proposal::Liveness { .. } => return,
             Proposal::ReadIndex { reply } => {
                 // raft-rs forwards it from a follower and drops it on a
                 // leader that has not committed in its term yet; the caller
@@ -317,6 +339,29 @@ impl RaftLoop {
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
             }
+        }
+    }
+
+    /// On the leader: the voters it heard from within an election timeout
+    /// (itself included), most caught-up first.
+    fn liveness(&self) -> Liveness {
+        if self.raw.raft.state != StateRole::Leader {
+            return Liveness::default();
+        }
+        let me = self.raw.raft.id;
+        let window = self.config.election_timeout();
+        let prs = self.raw.raft.prs();
+        let mut live: Vec<u64> = self
+            .store
+            .conf_state()
+            .voters
+            .into_iter()
+            .filter(|id| *id == me || self.failover.heard_within(*id, window))
+            .collect();
+        live.sort_by_key(|id| std::cmp::Reverse(prs.get(*id).map_or(0, |p| p.matched)));
+        Liveness {
+            is_leader: true,
+            live_voters: live,
         }
     }
 

@@ -526,6 +526,8 @@ fn error_for(e: &EngineError, workflow_id: &str, seq: u64) -> SidecarMsg {
         | EngineError::LeaderChanged
         | EngineError::ProposalTimeout(_)
         | EngineError::TransferTimeout { .. }
+        | EngineError::NotLeader { .. }
+        | EngineError::QuorumAtRisk(_)
         | EngineError::ShuttingDown
         | EngineError::Raft(_)
         | EngineError::WaitTimeout { .. } => ErrorCode::Unavailable,
