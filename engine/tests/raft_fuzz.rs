@@ -1,6 +1,7 @@
 //! Fuzzing the node-to-node port: arbitrary bytes and arbitrary well-formed
 //! raft-rs messages (any type, any fields, entries, snapshots), sent through
-//! the real gRPC `ClusterService` of a 3-node in-process cluster. No input
+//! the real gRPC `ClusterService` of a 3-node in-process cluster, mixed
+//! with status, transfer, join and remove calls with arbitrary arguments. No input
 //! may stop a node: every node stays healthy after every case, and the
 //! cluster still commits at the end.
 //!
@@ -23,7 +24,8 @@ use raft::prelude::{
 };
 use raftoral::Node;
 use raftoral::proto::cluster::v1::{
-    RaftEnvelope, RaftRequest, cluster_service_client::ClusterServiceClient,
+    ClusterStatusRequest, JoinClusterRequest, RaftEnvelope, RaftRequest, RemoveNodeRequest,
+    TransferLeaderRequest, cluster_service_client::ClusterServiceClient,
 };
 use tonic::transport::Channel;
 
@@ -88,6 +90,17 @@ enum Frame {
     Forged(Box<Forged>),
 }
 
+/// A call of the other cluster RPCs. Membership changes that succeed are
+/// an operator's decision, not hostile input: joins and removals name ids
+/// that are refused (0, members' own ids at a wrong address, non-members).
+#[derive(Debug, Clone)]
+enum Admin {
+    Status,
+    Transfer(u64),
+    Join(u64, String),
+    Remove(u64, bool),
+}
+
 #[derive(Debug, Clone)]
 struct Case {
     target: u64,
@@ -96,6 +109,16 @@ struct Case {
     cluster: u8,
     group: u64,
     frames: Vec<Frame>,
+    admin: Option<Admin>,
+}
+
+fn admin() -> impl Strategy<Value = Admin> {
+    prop_oneof![
+        Just(Admin::Status),
+        any::<u64>().prop_map(Admin::Transfer),
+        (0u64..=3, ".{0,24}").prop_map(|(id, a)| Admin::Join(id, a)),
+        (prop_oneof![Just(0u64), 10u64..], any::<bool>()).prop_map(|(id, f)| Admin::Remove(id, f)),
+    ]
 }
 
 fn position() -> impl Strategy<Value = Position> {
@@ -195,13 +218,15 @@ fn case() -> impl Strategy<Value = Case> {
         prop_oneof![8 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)],
         prop_oneof![9 => Just(0u64), 1 => any::<u64>()],
         proptest::collection::vec(frame, 1..5),
+        proptest::option::weighted(0.2, admin()),
     )
-        .prop_map(|(target, batch_from, cluster, group, frames)| Case {
+        .prop_map(|(target, batch_from, cluster, group, frames, admin)| Case {
             target,
             batch_from,
             cluster,
             group,
             frames,
+            admin,
         })
 }
 
@@ -310,6 +335,31 @@ async fn send(
     // Refusals (another cluster, no id) are answers too; only the nodes'
     // health matters here.
     let _ = client.raft(tokio_stream::iter(vec![batch])).await;
+    // Refusals are the expected answers; a transfer may even succeed.
+    match &case.admin {
+        None => {}
+        Some(Admin::Status) => {
+            let _ = client.cluster_status(ClusterStatusRequest {}).await;
+        }
+        Some(Admin::Transfer(node_id)) => {
+            let request = TransferLeaderRequest { node_id: *node_id };
+            let _ = client.transfer_leader(request).await;
+        }
+        Some(Admin::Join(node_id, address)) => {
+            let request = JoinClusterRequest {
+                node_id: *node_id,
+                address: address.clone(),
+            };
+            let _ = client.join_cluster(request).await;
+        }
+        Some(Admin::Remove(node_id, force)) => {
+            let request = RemoveNodeRequest {
+                node_id: *node_id,
+                force: *force,
+            };
+            let _ = client.remove_node(request).await;
+        }
+    }
 }
 
 /// Every node healthy; a description of the first that is not.
