@@ -51,6 +51,17 @@ async fn bad_settings_stop_the_node_with_a_clear_message() -> anyhow::Result<()>
     );
     assert_eq!(e.trim().lines().count(), 1, "{e}");
 
+    // A node that cannot join stops with an error, not as a clean exit:
+    // id 1 is the seed's own.
+    let seed = raftoral_conformance::Sidecar::start(&[]).await?;
+    let addrs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(seed.dir.path().join("addr.json"))?)?;
+    let raft = addrs["raft"].as_str().unwrap_or_default().to_owned();
+    let e = serve_fails(&["--node-id", "1", "--join", &raft]).await?;
+    assert!(e.contains("could not join the cluster"), "{e}");
+    assert!(e.contains("already a member"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+
     let e = serve_fails(&["--advertise", "x", "--max-value-bytes", "lots"]).await?;
     assert!(e.contains("invalid value 'lots'"), "{e}");
 

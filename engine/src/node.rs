@@ -164,12 +164,12 @@ impl Node {
                 let ended = AssertUnwindSafe(raft_loop.run(inputs)).catch_unwind().await;
                 let failed = match ended {
                     Ok(Ok(())) if *shutdown_tx.borrow() => None,
-                    Ok(Ok(())) => Some(ProbeFailure::LoopStopped(
-                        "the Raft loop ended although no shutdown was requested".into(),
+                    Ok(Ok(())) => Some(ProbeFailure::Stopped(
+                        "the Raft loop ended although no shutdown was requested; restart it".into(),
                     )),
                     Ok(Err(e)) => Some(ProbeFailure::StorageFailed(e.to_string())),
-                    Err(panic) => Some(ProbeFailure::LoopStopped(format!(
-                        "the Raft loop panicked: {}",
+                    Err(panic) => Some(ProbeFailure::Stopped(format!(
+                        "the Raft loop panicked: {}; restart it",
                         panic_message(panic.as_ref())
                     ))),
                 };
@@ -271,6 +271,21 @@ impl Node {
     /// its Raft loop ended by a panic or otherwise), as one sentence.
     pub fn failure(&self) -> Option<String> {
         self.stopped_because().map(|f| f.to_string())
+    }
+
+    /// Stops the node because a task it cannot run without failed (say,
+    /// joining the cluster, or a server): health fails with `reason` from
+    /// now on and the shutdown signal is raised. The first failure recorded
+    /// is the one reported.
+    pub fn stop_with_failure(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        tracing::error!(%reason, "the node stops");
+        self.inner
+            .failure
+            .lock()
+            .expect("failure lock")
+            .get_or_insert(ProbeFailure::Stopped(reason));
+        self.inner.shutdown.send_replace(true);
     }
 
     /// Why the node stopped on its own, for the probes.

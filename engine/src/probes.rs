@@ -15,9 +15,10 @@ pub enum ProbeFailure {
         "the node stopped after a storage failure: {0}; restart it (its log is intact up to the last fsync)"
     )]
     StorageFailed(String),
-    /// The Raft loop ended otherwise: a panic (a bug) or an unexpected exit.
-    #[error("the node stopped: {0}; restart it")]
-    LoopStopped(String),
+    /// The Raft loop ended otherwise (a panic, i.e. a bug, or an exit
+    /// nobody asked for), or another essential task failed.
+    #[error("the node stopped: {0}")]
+    Stopped(String),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,

@@ -119,7 +119,7 @@ async fn a_raft_loop_that_panics_fails_health_and_stops_the_node() -> anyhow::Re
     until("the node to stop", || node.is_shutting_down()).await;
     let failure = health(&node).expect_err("a dead Raft loop must fail health");
     assert!(
-        matches!(&failure, ProbeFailure::LoopStopped(why) if why.contains("panicked")),
+        matches!(&failure, ProbeFailure::Stopped(why) if why.contains("panicked")),
         "{failure:?}"
     );
     assert!(failure.to_string().contains("restart it"), "{failure}");
