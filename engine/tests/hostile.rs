@@ -111,6 +111,69 @@ async fn empty_proposals_and_read_requests_no_longer_stop_a_node() -> anyhow::Re
     Ok(())
 }
 
+/// An encoded `MsgPropose` from `from` to `to` that would start workflow
+/// `id`: a forged command, as an anonymous client could send it.
+fn forged_start(from: u64, to: u64, id: &str) -> anyhow::Result<Vec<u8>> {
+    use prost::Message as _;
+    use raftoral::proto::cluster::v1::{Command, StartWorkflow, command::Kind};
+    let command = Command {
+        proposer_node_id: from,
+        proposal_id: 0,
+        proposed_at_ms: 0,
+        kind: Some(Kind::StartWorkflow(StartWorkflow {
+            workflow_id: id.into(),
+            workflow_name: "forged".into(),
+            version: 1,
+            input: "null".into(),
+            origin_node_id: to,
+        })),
+    };
+    let mut propose = raft::prelude::Message::default();
+    propose.set_msg_type(raft::prelude::MessageType::MsgPropose);
+    propose.from = from;
+    propose.to = to;
+    propose.entries.push(raft::prelude::Entry {
+        data: command.encode_to_vec().into(),
+        ..Default::default()
+    });
+    Ok(protobuf::Message::write_to_bytes(&propose)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_from_non_members_or_other_groups_are_not_applied() -> anyhow::Result<()> {
+    let (nodes, peers) = common::served_cluster(3).await?;
+    let leader = nodes[&1].raft_status().leader_id;
+    let member = *nodes.keys().find(|id| **id != leader).unwrap();
+    let cluster_id = nodes[&1].transport().cluster_id();
+    // From node 9, which is no member.
+    let stranger = forged_start(9, leader, "from-a-stranger")?;
+    send_frames(&peers[&leader], 9, &cluster_id, &[&stranger]).await?;
+    // From a member's id, but for another Raft group.
+    let mut client = ClusterServiceClient::connect(format!("http://{}", peers[&leader])).await?;
+    let other_group = RaftRequest {
+        from_node_id: member,
+        messages: vec![RaftEnvelope {
+            group_id: 7,
+            message: forged_start(member, leader, "for-another-group")?.into(),
+        }],
+        from_address: String::new(),
+        cluster_id: cluster_id.clone(),
+    };
+    client.raft(tokio_stream::iter(vec![other_group])).await?;
+    until("the stranger's proposal to be refused", || {
+        nodes[&leader].transport().refused_messages() >= 1
+    })
+    .await;
+    // Anything stepped before this commit is applied by its end.
+    commits(&nodes[&leader]).await?;
+    assert!(nodes[&leader].workflow("from-a-stranger").is_none());
+    assert!(nodes[&leader].workflow("for-another-group").is_none());
+    for node in nodes.values() {
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raft_loop_that_panics_fails_health_and_stops_the_node() -> anyhow::Result<()> {
     let node = Node::start(NodeConfig::default()).await?;
