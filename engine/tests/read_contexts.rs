@@ -7,7 +7,13 @@ mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reads_from_two_followers_are_answered_without_retries() -> anyhow::Result<()> {
-    let (nodes, _peers) = common::served_cluster(3).await?;
+    // Slow ticks: a read is asked again after an election timeout (1 s
+    // here), which a loaded machine must not reach by itself.
+    let (nodes, _peers) = common::served_cluster_with(3, |c| {
+        c.tick_interval = std::time::Duration::from_millis(100);
+        c.owner_timeout = std::time::Duration::from_secs(5);
+    })
+    .await?;
     let leader = nodes[&1].raft_status().leader_id;
     let followers: Vec<_> = nodes
         .values()
