@@ -51,6 +51,73 @@ impl ClusterApi {
             .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
         client.remove_node(request).await
     }
+
+    /// Checks one received batch and hands what passes to the Raft loop.
+    /// An error (another cluster) ends the stream; single messages that fail
+    /// their checks are dropped, logged and counted in `refused`.
+    fn take_batch(&self, batch: RaftRequest, refused: &mut u64) -> Result<(), Status> {
+        let from = batch.from_node_id;
+        // A clone per batch: the checks below (a snapshot's decode above
+        // all) must not hold the status lock the Raft loop publishes under.
+        let status = self.node.raft_status();
+        let member = status.voters.contains(&from) || status.learners.contains(&from);
+        let receiver = Receiver {
+            me: status.id,
+            batch_from: from,
+            voters: &status.voters,
+            learners: &status.learners,
+            removed: !member && self.node.read(|sm| sm.was_removed(from)),
+        };
+        let messages: Vec<_> = batch.messages.iter().filter_map(decode_envelope).collect();
+        if self.node.transport().is_foreign(&batch.cluster_id)
+            && !(batch.cluster_id.is_empty() && answers_without_cluster_id(&messages, &receiver))
+        {
+            let ours = self.node.transport().cluster_id();
+            tracing::error!(
+                from,
+                address = %batch.from_address,
+                theirs = %batch.cluster_id,
+                ours = %ours,
+                "raft traffic from another cluster refused"
+            );
+            let theirs = if batch.cluster_id.is_empty() {
+                "no cluster (it sent no cluster id)".to_owned()
+            } else {
+                format!("cluster {}", batch.cluster_id)
+            };
+            return Err(Status::failed_precondition(format!(
+                "node {from} belongs to {theirs}, this node to cluster {ours}: check that every node of a cluster was started with the same --peers list, and that no address is shared between clusters"
+            )));
+        }
+        let mut accepted = false;
+        for message in messages {
+            match check_peer_message(&message, &receiver) {
+                Ok(()) => {
+                    accepted = true;
+                    self.node.step(message);
+                }
+                Err(refusal) => {
+                    // The first refusal on a stream is worth a warning; a
+                    // flood of them is not worth a log line each.
+                    *refused += 1;
+                    self.node.transport().note_refused();
+                    if *refused == 1 {
+                        tracing::warn!(from, address = %batch.from_address, reason = %refusal, "raft message refused");
+                    } else {
+                        tracing::debug!(from, reason = %refusal, "raft message refused");
+                    }
+                }
+            }
+        }
+        // Only a sender with an acceptable message may change where this
+        // node sends its own traffic.
+        if accepted {
+            self.node
+                .transport()
+                .set_address(from, batch.from_address.clone());
+        }
+        Ok(())
+    }
 }
 
 /// Serves `ClusterService` for one node.
@@ -88,64 +155,7 @@ impl ClusterService for ClusterApi {
             if faults.is_blocked(batch.from_node_id) {
                 continue;
             }
-            let status = self.node.raft_status();
-            let receiver = Receiver {
-                me: status.id,
-                batch_from: batch.from_node_id,
-                voters: &status.voters,
-                learners: &status.learners,
-                removed: self.node.read(|sm| sm.was_removed(batch.from_node_id)),
-            };
-            let messages: Vec<_> = batch.messages.iter().filter_map(decode_envelope).collect();
-            if self.node.transport().is_foreign(&batch.cluster_id)
-                && !(batch.cluster_id.is_empty()
-                    && answers_without_cluster_id(&messages, &receiver))
-            {
-                let ours = self.node.transport().cluster_id();
-                tracing::error!(
-                    from = batch.from_node_id,
-                    address = %batch.from_address,
-                    theirs = %batch.cluster_id,
-                    ours = %ours,
-                    "raft traffic from another cluster refused"
-                );
-                let theirs = if batch.cluster_id.is_empty() {
-                    "no cluster (it sent no cluster id)".to_owned()
-                } else {
-                    format!("cluster {}", batch.cluster_id)
-                };
-                return Err(Status::failed_precondition(format!(
-                    "node {} belongs to {theirs}, this node to cluster {ours}: check that every node of a cluster was started with the same --peers list, and that no address is shared between clusters",
-                    batch.from_node_id
-                )));
-            }
-            let mut accepted = 0;
-            for message in messages {
-                match check_peer_message(&message, &receiver) {
-                    Ok(()) => {
-                        accepted += 1;
-                        self.node.step(message);
-                    }
-                    Err(refusal) => {
-                        // The first refusal on a stream is worth a warning;
-                        // a flood of them is not worth a log line each.
-                        refused += 1;
-                        self.node.transport().note_refused();
-                        if refused == 1 {
-                            tracing::warn!(from = batch.from_node_id, address = %batch.from_address, reason = %refusal, "raft message refused");
-                        } else {
-                            tracing::debug!(from = batch.from_node_id, reason = %refusal, "raft message refused");
-                        }
-                    }
-                }
-            }
-            // Only a sender with an acceptable message may change where this
-            // node sends its own traffic.
-            if accepted > 0 {
-                self.node
-                    .transport()
-                    .set_address(batch.from_node_id, batch.from_address.clone());
-            }
+            self.take_batch(batch, &mut refused)?;
         }
         if refused > 1 {
             tracing::warn!(refused, "raft stream ended; messages refused on it");
