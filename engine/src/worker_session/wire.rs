@@ -50,6 +50,8 @@ pub(super) fn error_for(
         | EngineError::LeaderChanged
         | EngineError::ProposalTimeout(_)
         | EngineError::TransferTimeout { .. }
+        | EngineError::NotLeader { .. }
+        | EngineError::QuorumAtRisk(_)
         | EngineError::ShuttingDown
         | EngineError::StorageFailed(_)
         | EngineError::Raft(_)
