@@ -5,8 +5,12 @@
 CARGO ?= cargo
 NPM ?= npm
 BUF := tools/node_modules/.bin/buf
+PYTHON ?= python3
+PY := sdk-python
+# Pinned tools (maturin, ruff, mypy, pytest) live in a venv inside the repo.
+PY_TOOLS := $(PY)/.venv/.installed
 
-.PHONY: all build test test-rust lint fmt demo bench tools clean
+.PHONY: all build test test-rust lint fmt demo bench tools clean python test-python lint-python
 
 all: build
 
@@ -21,8 +25,8 @@ $(BUF): tools/package.json
 	cd tools && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error
 	@touch $(BUF)
 
-## lint: buf lint + format check, rustfmt check, clippy with warnings denied
-lint: tools
+## lint: buf lint + format check, rustfmt check, clippy with warnings denied, Python lint
+lint: tools lint-python
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(CARGO) fmt --all -- --check
@@ -35,10 +39,34 @@ fmt: tools
 	$(CARGO) fmt --all
 
 ## test: install tools, build, lint, run every test
-test: lint build test-rust
+test: lint build test-rust test-python
 
 test-rust: build
 	$(CARGO) test --workspace
+
+$(PY_TOOLS): $(PY)/requirements-dev.txt $(PY)/requirements-test.txt
+	$(PYTHON) -m venv $(PY)/.venv
+	$(PY)/.venv/bin/pip install -q --disable-pip-version-check -r $(PY)/requirements-dev.txt
+	@touch $@
+
+## python: build the Python SDK wheel (abi3, manylinux-checked) into sdk-python/dist
+python: $(PY_TOOLS)
+	rm -rf $(PY)/dist
+	cd $(PY) && .venv/bin/maturin build --out dist
+
+## test-python: install the built wheel into a fresh venv and run pytest against real sidecars
+test-python: python
+	$(CARGO) build --workspace --bins
+	rm -rf $(PY)/.venv-test
+	$(PYTHON) -m venv $(PY)/.venv-test
+	$(PY)/.venv-test/bin/pip install -q --disable-pip-version-check $(PY)/dist/*.whl -r $(PY)/requirements-test.txt
+	cd $(PY) && .venv-test/bin/python -m pytest -q -p no:cacheprovider
+
+## lint-python: ruff check, ruff format --check, mypy --strict (package, tests, example)
+lint-python: $(PY_TOOLS)
+	cd $(PY) && .venv/bin/ruff check . ../examples/ping-pong-python
+	cd $(PY) && .venv/bin/ruff format --check . ../examples/ping-pong-python
+	cd $(PY) && .venv/bin/mypy --strict python/raftoral tests ../examples/ping-pong-python
 
 ## demo: build, start a local 3-node cluster and the ping-pong app, send ping, print pong
 demo:
@@ -56,4 +84,4 @@ bench:
 
 clean:
 	$(CARGO) clean
-	rm -rf tools/node_modules
+	rm -rf tools/node_modules $(PY)/.venv $(PY)/.venv-test $(PY)/dist
