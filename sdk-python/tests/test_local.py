@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import pydantic
 import pytest
 from apps.workflows import ping_pong
 
@@ -121,3 +122,27 @@ def test_workflow_must_be_async() -> None:
         @raftoral.workflow(name="sync", version=1)  # type: ignore[arg-type]
         def sync(ctx: raftoral.WorkflowContext, x: int) -> int:
             return x
+
+
+class Payment(pydantic.BaseModel):
+    amount: int
+    currency: str
+
+
+@raftoral.workflow(name="pay", version=1)
+async def pay(ctx: raftoral.WorkflowContext, p: Payment) -> Payment:
+    assert isinstance(p, Payment)
+    charged = await ctx.checkpoint(
+        "charge", lambda: Payment(amount=p.amount + 1, currency=p.currency), result_type=Payment
+    )
+    assert isinstance(charged, Payment)
+    return charged
+
+
+async def test_pydantic_models_round_trip() -> None:
+    async with raftoral.LocalNode() as node:
+        async with raftoral.Worker(node.client, workflows=[pay]):
+            handle = await node.client.start_workflow(pay, Payment(amount=41, currency="EUR"))
+            assert await handle.result() == Payment(amount=42, currency="EUR")
+            [entry] = await handle.history()
+            assert json.loads(entry.value) == {"amount": 42, "currency": "EUR"}
