@@ -10,7 +10,7 @@ PY := sdk-python
 # Pinned tools (maturin, ruff, mypy, pytest) live in a venv inside the repo.
 PY_TOOLS := $(PY)/.venv/.installed
 
-.PHONY: all build test test-rust lint fmt demo bench tools clean python test-python lint-python
+.PHONY: all build test test-rust lint fmt demo bench tools clean python test-python lint-python conformance-python
 
 all: build
 
@@ -61,12 +61,22 @@ test-python: python
 	$(PYTHON) -m venv $(PY)/.venv-test
 	$(PY)/.venv-test/bin/pip install -q --disable-pip-version-check $(PY)/dist/*.whl -r $(PY)/requirements-test.txt
 	cd $(PY) && .venv-test/bin/python -m pytest -q -p no:cacheprovider
+	$(MAKE) --no-print-directory conformance-python CONFORMANCE_TESTS="--test single_node --test cluster_workflows --test app_stream"
+
+# The shared conformance scenarios with the Python worker (installed wheel).
+# `make test` runs the worker-centred files; plain `make conformance-python`
+# (after test-python) runs every file that starts a worker.
+PY_WORKER := $(CURDIR)/$(PY)/.venv-test/bin/python $(CURDIR)/$(PY)/conformance/worker.py
+CONFORMANCE_TESTS ?= --test single_node --test cluster_workflows --test app_stream --test cluster
+## conformance-python: the conformance scenarios driven through the Python SDK's worker
+conformance-python:
+	CONFORMANCE_WORKER="$(PY_WORKER)" $(CARGO) test -p raftoral-conformance $(CONFORMANCE_TESTS)
 
 ## lint-python: ruff check, ruff format --check, mypy --strict (package, tests, example)
 lint-python: $(PY_TOOLS)
 	cd $(PY) && .venv/bin/ruff check . ../examples/ping-pong-python
 	cd $(PY) && .venv/bin/ruff format --check . ../examples/ping-pong-python
-	cd $(PY) && .venv/bin/mypy --strict python/raftoral tests ../examples/ping-pong-python
+	cd $(PY) && .venv/bin/mypy --strict python/raftoral tests conformance ../examples/ping-pong-python
 
 ## demo: build, start a local 3-node cluster and the ping-pong app, send ping, print pong
 demo:
