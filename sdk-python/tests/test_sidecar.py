@@ -186,9 +186,11 @@ async def test_wait_with_timeout_raises_timeout_while_running(
 async def test_blocking_the_event_loop_ten_seconds_keeps_the_stream(
     tmp_path: Path, effects: Effects, wf_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A CPU-bound step holds the asyncio loop for 10 s while a second node's
-    worker stands by; the app timeout is 2 s. Heartbeats run on Rust threads,
-    so the owner keeps its stream: no failover, the step runs once."""
+    """A CPU-bound step holds the asyncio loop for 11 s, longer than the
+    core's 10 s dead-stream limit, while a second node's worker stands by and
+    the app timeout is 2 s. The stream and its heartbeats run on Rust threads,
+    so the app keeps its one stream (node 1 logs a single app connection): no
+    reconnect, no failover, the step runs once."""
     from harness import Cluster
 
     cluster = Cluster(tmp_path / "cluster", 2, ["--app-timeout-ms", "2000"]).start()
@@ -198,13 +200,14 @@ async def test_blocking_the_event_loop_ten_seconds_keeps_the_stream(
         client = await raftoral.Client.connect(cluster.nodes[1].url)
         async with raftoral.Worker(client, workflows=[steps]):
             handle = await client.start_workflow(
-                steps, StepsInput(n=3, busy_at=1, busy_seconds=10.0), id=wf_id
+                steps, StepsInput(n=3, busy_at=1, busy_seconds=11.0), id=wf_id
             )
             assert await handle.result(timeout=60) == 6
         info = await client.get_workflow(wf_id)
         assert info.owner_node_id == 1
         assert effects.count(wf_id, "compute", 1) == 1
         assert all(parts[3] == "inproc" for parts in effects.find(wf_id, "compute"))
+        assert cluster.nodes[1].log().count("app connected") == 1
     finally:
         await standby.kill()
         cluster.stop()
