@@ -35,8 +35,9 @@ async def test_ping_pong_on_three_nodes(cluster: Cluster, effects: Effects, wf_i
         await worker.kill()
 
 
+@pytest.mark.parametrize("dies", ["app", "node"])
 async def test_owner_failover_to_a_python_worker_on_another_node(
-    cluster: Cluster, effects: Effects, wf_id: str, tmp_path: Path
+    cluster: Cluster, effects: Effects, wf_id: str, tmp_path: Path, dies: str
 ) -> None:
     gate = tmp_path / "gate"
     first = await WorkerProcess.start(cluster.nodes[1].url, effects.path, "first")
@@ -48,10 +49,15 @@ async def test_owner_failover_to_a_python_worker_on_another_node(
         )
         await eventually(lambda: effects.count(wf_id, "compute", 2) == 1, "step 2 to start")
         assert (await handle.get()).owner_node_id == 1
-        await first.kill()  # the owner's app dies; its node stays up
+        if dies == "app":
+            await first.kill()  # the owner's app dies; its node stays up
+        else:
+            cluster.nodes[1].kill()  # the owner's node dies; its app stays
         gate.touch()
-        assert await handle.result(timeout=30) == sum(2 * i for i in range(5))
-        assert (await handle.get()).owner_node_id == 2
+        survivor = await raftoral.Client.connect(cluster.nodes[2].url)
+        result = await survivor.get_handle(wf_id).result(timeout=30)
+        assert result == sum(2 * i for i in range(5))
+        assert (await survivor.get_workflow(wf_id)).owner_node_id == 2
         computed = {(p[2], p[3]) for p in effects.find(wf_id, "compute")}
         # Committed steps ran once, on the first owner; the rest on node 2's
         # worker, which was in step and needed no replay.
