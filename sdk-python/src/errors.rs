@@ -76,11 +76,8 @@ fn build(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
             ("InvalidArgument", (message,).into_pyobject(py)?)
         }
         ClientError::Timeout(_) => ("Timeout", (message,).into_pyobject(py)?),
+        // No catch-all: a new core error must pick its Python class here.
         ClientError::Shutdown => ("ShuttingDown", (message,).into_pyobject(py)?),
-        // ClientError is non-exhaustive in spirit: a new variant still
-        // reaches Python as the base class with its message.
-        #[allow(unreachable_patterns)]
-        _ => ("RaftoralError", (message,).into_pyobject(py)?),
     };
     let module = py.import("raftoral.errors")?;
     let value = module.getattr(class)?.call1(args)?;

@@ -90,42 +90,39 @@ impl Worker {
     }
 
     /// Starts taking executions from the core (once per client).
-    fn start(&self, py: Python<'_>) -> PyResult<()> {
+    fn start(&self) -> PyResult<()> {
         let Some(runs) = self.runs_tx.lock().expect("lock").take() else {
             return Err(PyRuntimeError::new_err("this worker was already started"));
         };
         let client = self.client.clone();
-        // The core's loop must run on the binding's tokio runtime: it spawns
-        // the stream task and one task per run there.
-        let _guard = pyo3_async_runtimes::tokio::get_runtime().enter();
-        let task = py.detach(|| {
-            tokio::spawn(async move {
-                client
-                    .handle_workflows(move |req| {
-                        let runs = runs.clone();
-                        async move {
-                            let (reply, outcome) = oneshot::channel();
-                            let run = Run {
-                                workflow_id: req.workflow_id,
-                                workflow_name: req.workflow_name,
-                                version: req.version,
-                                input: req.input,
-                                context: req.context,
-                                reply: Mutex::new(Some(reply)),
-                            };
-                            if runs.send(run).await.is_err() {
-                                return Err(WorkflowError::Client(ClientError::Shutdown));
-                            }
-                            // A run dropped without an outcome (the Python
-                            // task died) is not an outcome: the workflow
-                            // resumes elsewhere or after a restart.
-                            outcome
-                                .await
-                                .unwrap_or(Err(WorkflowError::Client(ClientError::Shutdown)))
+        // The core's loop runs on the binding's tokio runtime, where it
+        // spawns one task per run; Python only pulls from `runs`.
+        let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            client
+                .handle_workflows(move |req| {
+                    let runs = runs.clone();
+                    async move {
+                        let (reply, outcome) = oneshot::channel();
+                        let run = Run {
+                            workflow_id: req.workflow_id,
+                            workflow_name: req.workflow_name,
+                            version: req.version,
+                            input: req.input,
+                            context: req.context,
+                            reply: Mutex::new(Some(reply)),
+                        };
+                        if runs.send(run).await.is_err() {
+                            return Err(WorkflowError::Client(ClientError::Shutdown));
                         }
-                    })
-                    .await
-            })
+                        // A run dropped without an outcome (its Python task
+                        // died) is not an outcome: the workflow resumes
+                        // elsewhere or after a restart.
+                        outcome
+                            .await
+                            .unwrap_or(Err(WorkflowError::Client(ClientError::Shutdown)))
+                    }
+                })
+                .await
         });
         *self.task.lock().expect("lock") = Some(task);
         Ok(())

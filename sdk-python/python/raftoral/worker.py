@@ -62,10 +62,15 @@ class Worker:
     async def start(self) -> None:
         """Registers the workflows and starts taking executions."""
         native = _core.Worker(self._client._native)
-        for name, version in self._workflows:
-            await native.register(name, version)
         native.start()
         self._native = native
+        try:
+            for name, version in self._workflows:
+                await native.register(name, version)
+        except BaseException:
+            # The stream started with the first registration: stop it.
+            await self.shutdown()
+            raise
         self._loop_task = asyncio.ensure_future(self._take_runs(native))
 
     async def run(self) -> None:
