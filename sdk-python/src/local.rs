@@ -1,6 +1,7 @@
 //! `LocalNode`: a Raftoral node inside the Python process (the engine is
 //! linked into the extension), for tests and single-process apps.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -11,7 +12,7 @@ use raftoral::embedded::EmbeddedNode;
 use crate::client::Client;
 use crate::errors::to_py_err;
 
-/// An in-process, in-memory single-node cluster.
+/// An in-process single-node cluster, in memory or on disk.
 #[pyclass(frozen, module = "raftoral._core")]
 pub struct LocalNode {
     node: Mutex<Option<EmbeddedNode>>,
@@ -19,15 +20,20 @@ pub struct LocalNode {
 
 #[pymethods]
 impl LocalNode {
-    /// Starts a node with the engine's defaults and no storage.
+    /// Starts a node with the engine's defaults; with `storage_path`, its
+    /// Raft log and snapshots live there (fsynced) and a restart on the same
+    /// path resumes every workflow, otherwise it runs in memory.
     #[staticmethod]
-    fn start(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    #[pyo3(signature = (storage_path = None))]
+    fn start(py: Python<'_>, storage_path: Option<PathBuf>) -> PyResult<Bound<'_, PyAny>> {
+        let config = NodeConfig {
+            storage_path,
+            ..NodeConfig::default()
+        };
         crate::future::into_py(py, async move {
-            let node = EmbeddedNode::start(NodeConfig::default(), None)
-                .await
-                .map_err(|e| {
-                    PyRuntimeError::new_err(format!("cannot start the local node: {e}"))
-                })?;
+            let node = EmbeddedNode::start(config, None).await.map_err(|e| {
+                PyRuntimeError::new_err(format!("cannot start the local node: {e}"))
+            })?;
             Ok(LocalNode {
                 node: Mutex::new(Some(node)),
             })

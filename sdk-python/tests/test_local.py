@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import pydantic
 import pytest
 from apps.workflows import ping_pong
+from harness import eventually
 
 import raftoral
 from raftoral import WorkflowStatus
@@ -146,3 +149,38 @@ async def test_pydantic_models_round_trip() -> None:
             assert await handle.result() == Payment(amount=42, currency="EUR")
             [entry] = await handle.history()
             assert json.loads(entry.value) == {"amount": 42, "currency": "EUR"}
+
+
+async def test_local_node_on_disk_resumes_after_a_restart(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    effects = tmp_path / "effects"
+
+    @raftoral.workflow(name="durable", version=1)
+    async def durable(ctx: raftoral.WorkflowContext, _: None) -> int:
+        def first() -> int:
+            with open(effects, "a") as f:
+                f.write("first\n")
+            return 1
+
+        async def second() -> int:
+            while not gate.exists():
+                await asyncio.sleep(0.02)
+            return 2
+
+        return await ctx.checkpoint("first", first) + await ctx.checkpoint("second", second)
+
+    async with raftoral.LocalNode(storage_path=tmp_path / "data") as node:
+        # The second step waits for the gate: the worker cancels it on exit.
+        async with raftoral.Worker(node.client, workflows=[durable], shutdown_grace=0.1):
+            await node.client.start_workflow(durable, None, id="kept")
+            await eventually(lambda: effects.exists(), "the first step to run")
+            await eventually(lambda: _count(node.client, "kept", 1), "the first step to commit")
+    gate.touch()
+    async with raftoral.LocalNode(storage_path=tmp_path / "data") as node:
+        async with raftoral.Worker(node.client, workflows=[durable]):
+            assert await node.client.get_handle("kept").result(timeout=30) == 3
+    assert effects.read_text() == "first\n"  # replayed, not run again
+
+
+async def _count(client: raftoral.Client, workflow_id: str, n: int) -> bool:
+    return (await client.get_workflow(workflow_id)).checkpoint_count == n

@@ -195,13 +195,22 @@ async def test_blocking_the_event_loop_ten_seconds_keeps_the_stream(
 
     cluster = Cluster(tmp_path / "cluster", 2, ["--app-timeout-ms", "2000"]).start()
     monkeypatch.setenv("EFFECTS", str(effects.path))
-    standby = await WorkerProcess.start(cluster.nodes[2].url, effects.path, "standby")
+    gate = tmp_path / "gate"
+    standby = None
     try:
         client = await raftoral.Client.connect(cluster.nodes[1].url)
         async with raftoral.Worker(client, workflows=[steps]):
+            # Started while only node 1's app runs `steps`: node 1 owns it.
             handle = await client.start_workflow(
-                steps, StepsInput(n=3, busy_at=1, busy_seconds=11.0), id=wf_id
+                steps,
+                StepsInput(n=3, gate_at=0, gate=str(gate), busy_at=1, busy_seconds=11.0),
+                id=wf_id,
             )
+            await eventually(lambda: effects.count(wf_id, "compute", 0) == 1, "step 0")
+            assert (await handle.get()).owner_node_id == 1
+            # Node 2's worker joins as a replica, ready to take over.
+            standby = await WorkerProcess.start(cluster.nodes[2].url, effects.path, "standby")
+            gate.touch()
             assert await handle.result(timeout=60) == 6
         info = await client.get_workflow(wf_id)
         assert info.owner_node_id == 1
@@ -209,7 +218,8 @@ async def test_blocking_the_event_loop_ten_seconds_keeps_the_stream(
         assert all(parts[3] == "inproc" for parts in effects.find(wf_id, "compute"))
         assert cluster.nodes[1].log().count("app connected") == 1
     finally:
-        await standby.kill()
+        if standby is not None:
+            await standby.kill()
         cluster.stop()
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
-from typing import Optional
+from typing import Optional, Union
 
 from . import _core
 from .client import Client
@@ -11,8 +12,12 @@ from .codec import Codec
 
 
 class LocalNode:
-    """An in-process, in-memory single-node cluster (the engine is linked into
-    the extension), to run and test workflows without a sidecar.
+    """An in-process single-node cluster (the engine is linked into the
+    extension), to run and test workflows without a sidecar.
+
+    In memory by default. With ``storage_path``, the Raft log and snapshots
+    are kept (fsynced) in that directory, and a node started again on it
+    resumes every running workflow by replay.
 
     >>> async with raftoral.LocalNode() as node:  # doctest: +SKIP
     ...     async with raftoral.Worker(node.client, workflows=[ping_pong]):
@@ -20,7 +25,13 @@ class LocalNode:
     ...         assert await handle.result() == "pong"
     """
 
-    def __init__(self, *, codec: Optional[Codec] = None) -> None:
+    def __init__(
+        self,
+        *,
+        storage_path: Optional[Union[str, os.PathLike[str]]] = None,
+        codec: Optional[Codec] = None,
+    ) -> None:
+        self._storage_path = None if storage_path is None else os.fspath(storage_path)
         self._codec = codec
         self._native: Optional[_core.LocalNode] = None
         self._client: Optional[Client] = None
@@ -34,7 +45,7 @@ class LocalNode:
 
     async def start(self) -> None:
         """Starts the node."""
-        self._native = await _core.LocalNode.start()
+        self._native = await _core.LocalNode.start(self._storage_path)
         self._client = Client(self._native.client(), self._codec)
 
     async def shutdown(self) -> None:

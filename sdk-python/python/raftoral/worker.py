@@ -90,13 +90,20 @@ class Worker:
         native, self._native = self._native, None
         if native is None:
             return
-        await native.shutdown()
-        if self._loop_task is not None:
-            await self._loop_task
+        # The core stops the stream and wakes every waiting checkpoint with
+        # ShuttingDown; it then waits for the runs' outcomes, which come from
+        # the tasks here: so wait for both at once, and cancel the functions
+        # still stuck in their own code after the grace period.
+        stopping = asyncio.ensure_future(native.shutdown())
         if self._tasks:
-            _, stuck = await asyncio.wait(self._tasks, timeout=self._shutdown_grace)
+            _, stuck = await asyncio.wait(set(self._tasks), timeout=self._shutdown_grace)
             for task in stuck:
                 task.cancel()
+            if stuck:
+                await asyncio.wait(stuck)
+        await stopping
+        if self._loop_task is not None:
+            await self._loop_task
 
     async def _take_runs(self, native: _core.Worker) -> None:
         while True:
