@@ -61,6 +61,9 @@ test-python: python
 	$(PYTHON) -m venv $(PY)/.venv-test
 	$(PY)/.venv-test/bin/pip install -q --disable-pip-version-check $(PY)/dist/*.whl -r $(PY)/requirements-test.txt
 	cd $(PY) && .venv-test/bin/python -m pytest -q -p no:cacheprovider
+	@# The shipped stub of the native module must match the module itself.
+	cd $(PY) && PYTHONPATH=$$(echo .venv-test/lib/python3*/site-packages) \
+		.venv/bin/python -m mypy.stubtest raftoral._core --allowlist stubtest-allowlist.txt
 	$(MAKE) --no-print-directory conformance-python CONFORMANCE_TESTS="--test single_node --test cluster_workflows --test app_stream"
 
 # The shared conformance scenarios with the Python worker (installed wheel).
