@@ -10,7 +10,7 @@ PY := sdk-python
 # Pinned tools (maturin, ruff, mypy, pytest) live in a venv inside the repo.
 PY_TOOLS := $(PY)/.venv/.installed
 
-.PHONY: all build test test-rust lint fmt demo bench tools clean python test-python lint-python conformance-python
+.PHONY: all build test test-rust package lint fmt demo bench tools clean python test-python lint-python conformance-python
 
 all: build
 
@@ -25,10 +25,15 @@ $(BUF): tools/package.json
 	cd tools && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error
 	@touch $(BUF)
 
-## lint: buf lint + format check, rustfmt check, clippy with warnings denied, Python lint
+## lint: buf lint + format + breaking check, rustfmt check, clippy with warnings denied, Python lint
 lint: tools lint-python
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
+	@# Wire compatibility with the protocol as it was one commit ago (until a
+	@# release tag exists); a clone without that commit skips the check.
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+		$(BUF) breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking skipped: no previous commit in this clone"; fi
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
@@ -39,7 +44,12 @@ fmt: tools
 	$(CARGO) fmt --all
 
 ## test: install tools, build, lint, run every test
-test: lint build test-rust test-python
+test: lint build test-rust package test-python
+
+## package: the publishable crates package and build from their packaged
+## sources (what `cargo add raftoral-client` gets)
+package:
+	$(CARGO) package --quiet -p raftoral-proto -p raftoral -p raftoral-client --allow-dirty
 
 test-rust: build
 	$(CARGO) test --workspace
