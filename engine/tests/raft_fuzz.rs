@@ -124,6 +124,8 @@ fn admin() -> impl Strategy<Value = Admin> {
 fn position() -> impl Strategy<Value = Position> {
     prop_oneof![
         8 => (-3i8..=3).prop_map(Position::Near),
+        // raft-rs treats 0 specially (no term, no index) in many places.
+        1 => Just(Position::Wild(0)),
         1 => any::<u64>().prop_map(Position::Wild),
     ]
 }
