@@ -275,16 +275,28 @@ pub(crate) fn check_against_log<T: raft::Storage>(
         MessageType::MsgTransferLeader if raft.state != StateRole::Leader => {
             inconsistent("a forwarded transfer reached a node that does not lead")
         }
-        // raft-rs commits to the heartbeat's index without checking it.
-        MessageType::MsgHeartbeat if m.commit > last => {
-            inconsistent("commit index beyond this node's log")
-        }
         // A follower cannot hold more than the leader sent it.
         MessageType::MsgAppendResponse if !m.reject && m.index > last => {
             inconsistent("acknowledges entries this node never had")
         }
         _ => Ok(()),
     }
+}
+
+/// raft-rs commits to a heartbeat's commit index without checking it and
+/// aborts when that lies past its log. A correct leader never sends that
+/// (it sends at most what this node acknowledged), so the leader's view of
+/// this node is wrong, e.g. after a forged acknowledgement. The heartbeat
+/// is kept for the leader contact it proves, with its commit held at this
+/// node's own: nothing unproven is committed, and the node stays a quiet
+/// follower instead of campaigning against a leader that is fine. True when
+/// the commit was held.
+pub(crate) fn hold_heartbeat_commit<T: raft::Storage>(m: &mut Message, raft: &Raft<T>) -> bool {
+    if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > raft.raft_log.last_index() {
+        m.commit = raft.raft_log.committed;
+        return true;
+    }
+    false
 }
 
 #[cfg(test)]

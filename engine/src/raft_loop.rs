@@ -257,11 +257,21 @@ impl RaftLoop {
         result
     }
 
-    fn step(&mut self, message: Message) {
+    fn step(&mut self, mut message: Message) {
         if let Err(refusal) = crate::raft_guard::check_against_log(&message, &self.raw.raft) {
             tracing::warn!(from = message.from, reason = %refusal, "raft message refused");
             self.transport.note_refused();
             return;
+        }
+        let commit = message.commit;
+        if crate::raft_guard::hold_heartbeat_commit(&mut message, &self.raw.raft) {
+            tracing::warn!(
+                from = message.from,
+                commit,
+                last_index = self.raw.raft.raft_log.last_index(),
+                "heartbeat commits past this node's log; commit held"
+            );
+            self.transport.note_refused();
         }
         self.failover.heard(message.from);
         if let Err(e) = self.raw.step(message) {
