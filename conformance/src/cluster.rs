@@ -195,6 +195,13 @@ impl Cluster {
         Ok(())
     }
 
+    /// Sends a signal by name to a node (`STOP` pauses it with its
+    /// connections open, `CONT` resumes it).
+    pub async fn signal(&self, id: u64, name: &str) -> anyhow::Result<()> {
+        let child = self.nodes[&id].child.as_ref().context("node not running")?;
+        crate::signal(child, name).await
+    }
+
     /// SIGTERM: the node must shut down gracefully and exit 0.
     pub async fn terminate(&mut self, id: u64) -> anyhow::Result<std::process::ExitStatus> {
         let mut child = self

@@ -5,7 +5,9 @@
 //! build the workspace first (`make test` does); `RAFTORAL_BIN_DIR` overrides
 //! the directory.
 
+pub mod apps;
 pub mod cluster;
+pub mod http;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +44,18 @@ impl StepsInput {
             ..Default::default()
         }
     }
+}
+
+/// Input of the `blob` workflow: `n` checkpoints, each a string of `size`
+/// bytes; its result is the total length. With `CONFORMANCE_HANG=1` the
+/// worker hangs after the last checkpoint instead of returning (an app that
+/// dies with a large history committed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlobInput {
+    /// Number of checkpoints.
+    pub n: u64,
+    /// Bytes per checkpoint value.
+    pub size: usize,
 }
 
 /// The result of a `steps` workflow of `n` checkpoints (step i yields 2i).
@@ -204,6 +218,21 @@ impl Sidecar {
     }
 }
 
+/// The worker to run: `CONFORMANCE_WORKER` (a command line split on
+/// whitespace, e.g. `python3 sdk-python/conformance/worker.py`) runs another
+/// SDK's worker through the same scenarios; unset, the Rust one.
+fn worker_command() -> anyhow::Result<Command> {
+    match std::env::var("CONFORMANCE_WORKER") {
+        Ok(line) if !line.trim().is_empty() => {
+            let mut words = line.split_whitespace();
+            let mut command = Command::new(words.next().context("empty CONFORMANCE_WORKER")?);
+            command.args(words);
+            Ok(command)
+        }
+        _ => Ok(Command::new(binary("conformance-worker-rust"))),
+    }
+}
+
 /// A running conformance worker process.
 pub struct Worker {
     child: Child,
@@ -217,7 +246,7 @@ impl Worker {
         effects: &Path,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Worker> {
-        let mut child = Command::new(binary("conformance-worker-rust"))
+        let mut child = worker_command()?
             .env("RAFTORAL_SIDECAR_URL", sidecar_url)
             .env("CONFORMANCE_EFFECTS", effects)
             .envs(env.iter().copied())
@@ -225,7 +254,7 @@ impl Worker {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .context("spawn conformance-worker-rust")?;
+            .context("spawn the conformance worker")?;
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(DEADLINE, async {
@@ -242,6 +271,12 @@ impl Worker {
         Ok(Worker { child })
     }
 
+    /// Sends a signal by name (`STOP` freezes the app with its stream
+    /// open, `CONT` resumes it).
+    pub async fn signal(&self, name: &str) -> anyhow::Result<()> {
+        signal(&self.child, name).await
+    }
+
     /// SIGKILL: the app dies without any goodbye.
     pub async fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;
@@ -252,6 +287,19 @@ impl Worker {
     pub async fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
         terminate(&mut self.child).await
     }
+}
+
+/// Sends `signal` (a name for `kill -s`, e.g. `STOP`, `CONT`) to a child.
+pub(crate) async fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
+    let pid = child.id().context("process already reaped")?;
+    let status = Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("kill -s {signal} {pid} failed");
+    }
+    Ok(())
 }
 
 pub(crate) async fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {

@@ -132,6 +132,11 @@ pub enum EngineError {
     /// The node is shutting down or its Raft loop has stopped.
     #[error("the Raftoral node is shutting down")]
     ShuttingDown,
+    /// The node stopped after a storage failure (a failed write or fsync).
+    #[error(
+        "the Raftoral node stopped after a storage failure: {0}; restart it (its log is intact up to the last successful fsync)"
+    )]
+    StorageFailed(String),
     /// raft-rs reported an error.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),

@@ -58,7 +58,7 @@ impl Node {
                 }
                 Ok(Ok(Err(e))) if e.is_retryable() => {}
                 Ok(Ok(Err(e))) => return Err(e),
-                Ok(Err(_)) => return Err(EngineError::ShuttingDown),
+                Ok(Err(_)) => return Err(self.stopped_error()),
                 Err(_) => {}
             }
         }

@@ -23,6 +23,8 @@ pub fn to_status(e: EngineError) -> Status {
         | EngineError::TransferTimeout { .. }
         | EngineError::NotLeader { .. }
         | EngineError::ShuttingDown => Code::Unavailable,
+        // The sidecar exits and is restarted; callers retry meanwhile.
+        EngineError::StorageFailed(_) => Code::Unavailable,
         EngineError::QuorumAtRisk(_) => Code::FailedPrecondition,
         EngineError::WaitTimeout { .. } => Code::DeadlineExceeded,
         EngineError::AlreadyExists(_) => Code::AlreadyExists,
