@@ -33,9 +33,10 @@ use std::sync::Arc;
 use futures::StreamExt;
 use raftoral_client::{RaftoralClient, ResponseStream, SidecarLink, StreamOptions};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowRequest, GetWorkflowResponse,
-    StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse,
-    WorkflowStreamRequest,
+    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
+    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
+    ListWorkflowsResponse, StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest,
+    WaitWorkflowResponse, WorkflowStreamRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -105,6 +106,20 @@ impl SidecarLink for EmbeddedLink {
         request: CancelWorkflowRequest,
     ) -> Result<CancelWorkflowResponse, Status> {
         self.api.cancel_workflow(request).await
+    }
+
+    async fn list_workflows(
+        &self,
+        request: ListWorkflowsRequest,
+    ) -> Result<ListWorkflowsResponse, Status> {
+        self.api.list_workflows(request).await
+    }
+
+    async fn get_workflow_history(
+        &self,
+        request: GetWorkflowHistoryRequest,
+    ) -> Result<GetWorkflowHistoryResponse, Status> {
+        self.api.get_workflow_history(request).await
     }
 }
 
