@@ -5,8 +5,14 @@
 CARGO ?= cargo
 NPM ?= npm
 BUF := tools/node_modules/.bin/buf
+NODE_SDK := sdk-node
+# Pinned tools (@napi-rs/cli, typescript, biome) live in sdk-node/node_modules.
+NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
+# Tarballs from `make node`, and the fresh project `make test-node` installs them into.
+NODE_PACK := target/node-pack
+NODE_FRESH := target/node-test
 
-.PHONY: all build test test-rust lint fmt demo bench tools clean
+.PHONY: all build test test-rust lint fmt demo bench tools clean node test-node lint-node
 
 all: build
 
@@ -21,8 +27,8 @@ $(BUF): tools/package.json
 	cd tools && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error
 	@touch $(BUF)
 
-## lint: buf lint + format check, rustfmt check, clippy with warnings denied
-lint: tools
+## lint: buf lint + format check, rustfmt check, clippy with warnings denied, Node lint
+lint: tools lint-node
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	$(CARGO) fmt --all -- --check
@@ -35,10 +41,39 @@ fmt: tools
 	$(CARGO) fmt --all
 
 ## test: install tools, build, lint, run every test
-test: lint build test-rust
+test: lint build test-rust test-node
 
 test-rust: build
 	$(CARGO) test --workspace
+
+$(NODE_TOOLS): $(NODE_SDK)/package.json
+	cd $(NODE_SDK) && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error
+	@touch $@
+
+## node: build the Node addon (debug), its TypeScript layer, and the npm tarballs into target/node-pack
+node: $(NODE_TOOLS)
+	cd $(NODE_SDK) && node_modules/.bin/napi build --platform -o native --js index.js --dts index.d.ts
+	cp $(NODE_SDK)/native/raftoral.linux-x64-gnu.node $(NODE_SDK)/npm/linux-x64-gnu/
+	cd $(NODE_SDK) && rm -rf dist && node_modules/.bin/tsc -p tsconfig.json
+	rm -rf $(NODE_PACK) && mkdir -p $(NODE_PACK)
+	cd $(NODE_SDK) && $(NPM) pack --silent --pack-destination $(CURDIR)/$(NODE_PACK)
+	cd $(NODE_SDK)/npm/linux-x64-gnu && $(NPM) pack --silent --pack-destination $(CURDIR)/$(NODE_PACK)
+
+## test-node: install the tarballs into a fresh project and run `node --test` against real sidecars
+test-node: node
+	$(CARGO) build -p raftoral-sidecar
+	rm -rf $(NODE_FRESH) && mkdir -p $(NODE_FRESH)
+	cp -r $(NODE_SDK)/tests $(NODE_FRESH)/tests
+	echo '{"name": "raftoral-node-test", "private": true, "type": "module"}' > $(NODE_FRESH)/package.json
+	cd $(NODE_FRESH) && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error \
+		$(CURDIR)/$(NODE_PACK)/*.tgz typescript@5.9.3 @types/node@20.19.25
+	cd $(NODE_FRESH) && RAFTORAL_BIN_DIR=$(CURDIR)/target/debug TSC=node_modules/typescript/bin/tsc \
+		node --test --test-concurrency=2
+
+## lint-node: biome (lint + format check) and tsc --strict on the TypeScript layer
+lint-node: $(NODE_TOOLS)
+	cd $(NODE_SDK) && node_modules/.bin/biome ci .
+	cd $(NODE_SDK) && node_modules/.bin/tsc -p tsconfig.json --noEmit
 
 ## demo: build, start a local 3-node cluster and the ping-pong app, send ping, print pong
 demo:
@@ -56,4 +91,4 @@ bench:
 
 clean:
 	$(CARGO) clean
-	rm -rf tools/node_modules
+	rm -rf tools/node_modules $(NODE_SDK)/node_modules $(NODE_SDK)/dist $(NODE_SDK)/native
