@@ -64,15 +64,16 @@ test-node: node
 	$(CARGO) build -p raftoral-sidecar
 	rm -rf $(NODE_FRESH) && mkdir -p $(NODE_FRESH)
 	cp -r $(NODE_SDK)/tests $(NODE_FRESH)/tests
+	mkdir -p $(NODE_FRESH)/example && cp examples/ping-pong-node/main.ts $(NODE_FRESH)/example/
 	echo '{"name": "raftoral-node-test", "private": true, "type": "module"}' > $(NODE_FRESH)/package.json
 	cd $(NODE_FRESH) && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error \
 		$(CURDIR)/$(NODE_PACK)/*.tgz typescript@5.9.3 @types/node@20.19.25
 	cd $(NODE_FRESH) && RAFTORAL_BIN_DIR=$(CURDIR)/target/debug TSC=node_modules/typescript/bin/tsc \
 		node --test --test-concurrency=2
 
-## lint-node: biome (lint + format check) and tsc --strict on the TypeScript layer
+## lint-node: biome (lint + format check, biome.json) and tsc --strict on the TypeScript layer
 lint-node: $(NODE_TOOLS)
-	cd $(NODE_SDK) && node_modules/.bin/biome ci .
+	$(NODE_SDK)/node_modules/.bin/biome ci .
 	cd $(NODE_SDK) && node_modules/.bin/tsc -p tsconfig.json --noEmit
 
 ## demo: build, start a local 3-node cluster and the ping-pong app, send ping, print pong
