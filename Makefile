@@ -12,7 +12,7 @@ NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
 NODE_PACK := target/node-pack
 NODE_FRESH := target/node-test
 
-.PHONY: all build test test-rust lint fmt demo bench tools clean node test-node lint-node
+.PHONY: all build test test-rust lint fmt demo bench tools clean node node-bindings test-node lint-node
 
 all: build
 
@@ -51,13 +51,21 @@ $(NODE_TOOLS): $(NODE_SDK)/package.json
 	@touch $@
 
 ## node: build the Node addon (debug), its TypeScript layer, and the npm tarballs into target/node-pack
+# The addon is a plain `cargo build`, sharing target/debug with the workspace
+# (`napi build` passes --target and would build every dependency again); the
+# loader and types it generates are committed, see node-bindings.
 node: $(NODE_TOOLS)
-	cd $(NODE_SDK) && node_modules/.bin/napi build --platform -o native --js index.js --dts index.d.ts
-	cp $(NODE_SDK)/native/raftoral.linux-x64-gnu.node $(NODE_SDK)/npm/linux-x64-gnu/
+	$(CARGO) build -p raftoral-node
+	cp target/debug/libraftoral_node.so $(NODE_SDK)/npm/linux-x64-gnu/raftoral.linux-x64-gnu.node
 	cd $(NODE_SDK) && rm -rf dist && node_modules/.bin/tsc -p tsconfig.json
 	rm -rf $(NODE_PACK) && mkdir -p $(NODE_PACK)
 	cd $(NODE_SDK) && $(NPM) pack --silent --pack-destination $(CURDIR)/$(NODE_PACK)
 	cd $(NODE_SDK)/npm/linux-x64-gnu && $(NPM) pack --silent --pack-destination $(CURDIR)/$(NODE_PACK)
+
+## node-bindings: regenerate sdk-node/native/index.{js,d.ts} with napi build (after changing sdk-node/src)
+node-bindings: $(NODE_TOOLS)
+	cd $(NODE_SDK) && node_modules/.bin/napi build --platform -o native --js index.js --dts index.d.ts
+	rm -f $(NODE_SDK)/native/*.node
 
 ## test-node: install the tarballs into a fresh project and run `node --test` against real sidecars
 test-node: node
