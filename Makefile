@@ -73,6 +73,7 @@ test-node: node
 	rm -rf $(NODE_FRESH) && mkdir -p $(NODE_FRESH)
 	cp -r $(NODE_SDK)/tests $(NODE_FRESH)/tests
 	mkdir -p $(NODE_FRESH)/example && cp examples/ping-pong-node/main.ts $(NODE_FRESH)/example/
+	cp -r $(NODE_SDK)/conformance $(NODE_FRESH)/conformance
 	echo '{"name": "raftoral-node-test", "private": true, "type": "module"}' > $(NODE_FRESH)/package.json
 	cd $(NODE_FRESH) && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error \
 		$(CURDIR)/$(NODE_PACK)/*.tgz typescript@5.9.3 @types/node@20.19.25

@@ -120,6 +120,8 @@ export class WorkflowContext {
     if (slot.value != null) {
       return this.#codec.decode(slot.value) as T;
     }
+    // A cancellation seen between the slot and here: do not start the step.
+    this.signal.throwIfAborted();
     const value = await this.#abortable(Promise.resolve().then(fn));
     let data: Uint8Array;
     try {
