@@ -12,7 +12,7 @@ NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
 NODE_PACK := target/node-pack
 NODE_FRESH := target/node-test
 
-.PHONY: all build test test-rust lint fmt demo bench tools clean node node-bindings test-node lint-node
+.PHONY: all build test test-rust lint fmt demo bench tools clean node node-bindings test-node conformance-node lint-node
 
 all: build
 
@@ -79,6 +79,16 @@ test-node: node
 		$(CURDIR)/$(NODE_PACK)/*.tgz typescript@5.9.3 @types/node@20.19.25
 	cd $(NODE_FRESH) && RAFTORAL_BIN_DIR=$(CURDIR)/target/debug TSC=node_modules/typescript/bin/tsc \
 		node --test --test-concurrency=2
+	$(MAKE) --no-print-directory conformance-node
+
+# The shared conformance scenarios with the Node worker, run from the fresh
+# project (the installed tarballs). `make test` runs the worker-centred files;
+# NODE_CONFORMANCE_TESTS="--test hardening --test cluster" adds the others.
+NODE_WORKER := node $(CURDIR)/$(NODE_FRESH)/conformance/worker.mjs
+NODE_CONFORMANCE_TESTS ?= --test single_node --test cluster_workflows --test app_stream
+## conformance-node: the conformance scenarios driven through the Node SDK's worker (after test-node)
+conformance-node:
+	CONFORMANCE_WORKER="$(NODE_WORKER)" $(CARGO) test -p raftoral-conformance $(NODE_CONFORMANCE_TESTS)
 
 ## lint-node: biome (lint + format check, biome.json) and tsc --strict on the TypeScript layer
 lint-node: $(NODE_TOOLS)
