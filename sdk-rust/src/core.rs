@@ -302,6 +302,30 @@ impl WorkerCore {
         }
     }
 
+    /// Resolves with the reason once `run` is cancelled; `None` when the run
+    /// ends (finished, replaced, shut down) without a cancellation. Lets a
+    /// language layer interrupt user code that is between checkpoints
+    /// (Node's `AbortSignal`) instead of waiting for its next checkpoint.
+    pub async fn cancelled(&self, run: &RunHandle) -> Option<String> {
+        let mut changes = run.changes.clone();
+        loop {
+            changes.borrow_and_update();
+            {
+                let mut state = self.lock();
+                if state.shutting_down {
+                    return None;
+                }
+                let r = run_state(&mut state, run).ok()?;
+                if let Some(reason) = &r.cancelled {
+                    return Some(reason.clone());
+                }
+            }
+            // The sender lives in the run's state: an error means the run
+            // is gone.
+            changes.changed().await.ok()?;
+        }
+    }
+
     /// The slot for the workflow's next checkpoint, named `name`.
     pub async fn checkpoint_slot(&self, run: &RunHandle, name: &str) -> Result<Slot, ClientError> {
         let mut changes = run.changes.clone();
