@@ -6,7 +6,7 @@ CARGO ?= cargo
 NPM ?= npm
 BUF := tools/node_modules/.bin/buf
 
-.PHONY: all build test test-rust lint fmt demo bench tools clean
+.PHONY: all build test test-rust lint fmt demo bench fault-run tools clean
 
 all: build
 
@@ -39,6 +39,11 @@ test: lint build test-rust
 
 test-rust: build
 	$(CARGO) test --workspace
+
+## fault-run: the long seeded fault run (FAULT_MINUTES, default 10;
+## FAULT_SEED=n repeats a run's schedule); see docs/TESTING.md
+fault-run: build
+	$(CARGO) test -p raftoral-conformance --test fault_run -- --ignored --nocapture long_fault_run
 
 ## demo: build, start a local 3-node cluster and the ping-pong app, send ping, print pong
 demo:

@@ -187,6 +187,11 @@ impl Cluster {
         }
     }
 
+    /// A running node's process id, for signals such as SIGSTOP/SIGCONT.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes[&id].child.as_ref().and_then(Child::id)
+    }
+
     /// SIGKILLs a node.
     pub async fn kill(&mut self, id: u64) -> anyhow::Result<()> {
         if let Some(mut child) = self.nodes.get_mut(&id).expect("node").child.take() {

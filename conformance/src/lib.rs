@@ -6,6 +6,7 @@
 //! the directory.
 
 pub mod cluster;
+pub mod fault_run;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -242,6 +243,11 @@ impl Worker {
         Ok(Worker { child })
     }
 
+    /// The worker's process id, for signals such as SIGSTOP/SIGCONT.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// SIGKILL: the app dies without any goodbye.
     pub async fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;
@@ -266,6 +272,49 @@ pub(crate) async fn terminate(child: &mut Child) -> anyhow::Result<std::process:
     Ok(tokio::time::timeout(DEADLINE, child.wait())
         .await
         .context("process did not exit after SIGTERM")??)
+}
+
+/// Sends `signal` (a name `kill` knows: `STOP`, `CONT`, ...) to `pid`.
+pub async fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed");
+    }
+    Ok(())
+}
+
+/// One line of an effects file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    /// Workflow id.
+    pub workflow_id: String,
+    /// What happened (`start`, `done`, `cancelled`).
+    pub what: String,
+    /// Step number.
+    pub step: u64,
+    /// When, in milliseconds since the Unix epoch (worker's clock); None
+    /// for a line written without a time.
+    pub at_ms: Option<u64>,
+}
+
+/// Every line of an effects file, with its time.
+pub fn read_effects_timed(path: &Path) -> Vec<Effect> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split(' ');
+            Some(Effect {
+                workflow_id: parts.next()?.to_owned(),
+                what: parts.next()?.to_owned(),
+                step: parts.next()?.parse().ok()?,
+                at_ms: parts.next().and_then(|t| t.parse().ok()),
+            })
+        })
+        .collect()
 }
 
 /// The lines of an effects file: (workflow id, what, step).

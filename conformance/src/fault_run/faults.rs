@@ -1,0 +1,282 @@
+//! The faults, one at a time: what they are, how the seeded generator picks
+//! them, and how each is done and undone on the real processes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use raftoral_client::WorkflowStatus;
+
+use super::checks::list_all;
+use super::load::Nodes;
+use super::rng::Rng;
+use crate::cluster::Cluster;
+use crate::{Worker, signal};
+
+/// `--owner-timeout-ms` of the run's nodes: short, so failovers happen
+/// within the run; node pauses are drawn on both sides of it.
+pub const OWNER_TIMEOUT_MS: u64 = 1000;
+/// `--app-timeout-ms` of the run's nodes: above the SDK's 2 s heartbeat
+/// interval, so a live idle app is never taken for gone; worker pauses are
+/// drawn on both sides of it.
+pub const APP_TIMEOUT_MS: u64 = 3000;
+/// How long a process frozen past its timeout may keep its workflows.
+const MOVE_DEADLINE: Duration = crate::DEADLINE;
+
+/// One fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL a node, leave it down for `down`, restart it on its storage.
+    KillNode { node: u64, down: Duration },
+    /// SIGKILL a node's worker and start a new one.
+    KillWorker { node: u64 },
+    /// SIGSTOP a node for `hold`, then SIGCONT.
+    StopNode { node: u64, hold: Duration },
+    /// SIGSTOP a worker for `hold`, then SIGCONT.
+    StopWorker { node: u64, hold: Duration },
+    /// SIGTERM a node (it must exit 0), restart it on its storage.
+    TermNode { node: u64 },
+    /// SIGKILL every node, restart them all.
+    WholeCluster,
+}
+
+impl Fault {
+    /// The kind, for the figures.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::KillNode { .. } => "node SIGKILL",
+            Fault::KillWorker { .. } => "worker SIGKILL",
+            Fault::StopNode { hold, .. } if !past(*hold, OWNER_TIMEOUT_MS) => {
+                "node SIGSTOP < timeout"
+            }
+            Fault::StopNode { .. } => "node SIGSTOP > timeout",
+            Fault::StopWorker { hold, .. } if !past(*hold, APP_TIMEOUT_MS) => {
+                "worker SIGSTOP < timeout"
+            }
+            Fault::StopWorker { .. } => "worker SIGSTOP > timeout",
+            Fault::TermNode { .. } => "node SIGTERM",
+            Fault::WholeCluster => "whole-cluster SIGKILL",
+        }
+    }
+
+    /// One fault drawn from `rng`, on one of `nodes` (the whole-cluster kill
+    /// is scheduled apart, once per run).
+    pub fn pick(rng: &mut Rng, nodes: &[u64]) -> Fault {
+        let node = nodes[rng.range(0, nodes.len() as u64 - 1) as usize];
+        // Pauses: half shorter than the timeout (nothing may move), half
+        // longer (work must move, then the paused process comes back).
+        let hold = |rng: &mut Rng, timeout: u64, longest: u64| {
+            Duration::from_millis(if rng.chance(1, 2) {
+                rng.range(100, timeout * 7 / 10)
+            } else {
+                rng.range(timeout * 3 / 2, longest)
+            })
+        };
+        match rng.range(0, 8) {
+            0 | 1 => Fault::KillNode {
+                node,
+                down: Duration::from_millis(rng.range(0, 1500)),
+            },
+            2 | 3 => Fault::KillWorker { node },
+            4 | 5 => Fault::StopNode {
+                node,
+                hold: hold(rng, OWNER_TIMEOUT_MS, 5000),
+            },
+            6 | 7 => Fault::StopWorker {
+                node,
+                hold: hold(rng, APP_TIMEOUT_MS, 7500),
+            },
+            _ => Fault::TermNode { node },
+        }
+    }
+}
+
+/// True when `hold` is past `timeout_ms`.
+fn past(hold: Duration, timeout_ms: u64) -> bool {
+    hold.as_millis() > u128::from(timeout_ms)
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::KillNode { node, down } => write!(f, "SIGKILL node {node}, down {down:?}"),
+            Fault::KillWorker { node } => write!(f, "SIGKILL worker {node}"),
+            Fault::StopNode { node, hold } => write!(f, "SIGSTOP node {node} for {hold:?}"),
+            Fault::StopWorker { node, hold } => write!(f, "SIGSTOP worker {node} for {hold:?}"),
+            Fault::TermNode { node } => write!(f, "SIGTERM node {node}"),
+            Fault::WholeCluster => write!(f, "SIGKILL every node"),
+        }
+    }
+}
+
+/// One worker process per node, each with its effects file.
+pub struct Apps {
+    /// Workers by node id.
+    pub workers: BTreeMap<u64, Worker>,
+    /// Effects file of each node's worker (kept across worker restarts).
+    pub effects: BTreeMap<u64, PathBuf>,
+}
+
+impl Apps {
+    /// Starts a worker for every node of `cluster`.
+    pub async fn start(cluster: &Cluster) -> anyhow::Result<Apps> {
+        let mut apps = Apps {
+            workers: BTreeMap::new(),
+            effects: BTreeMap::new(),
+        };
+        for id in cluster.nodes.keys() {
+            let path = cluster.dir.path().join(format!("effects{id}.log"));
+            apps.effects.insert(*id, path);
+            apps.spawn(cluster, *id).await?;
+        }
+        Ok(apps)
+    }
+
+    async fn spawn(&mut self, cluster: &Cluster, id: u64) -> anyhow::Result<()> {
+        // Errors only: the workers' reconnect warnings would bury the run's
+        // own lines.
+        let env = [("RUST_LOG", "error")];
+        let worker = Worker::start(&cluster.nodes[&id].url, &self.effects[&id], &env).await?;
+        self.workers.insert(id, worker);
+        Ok(())
+    }
+
+    fn pid(&self, id: u64) -> anyhow::Result<u32> {
+        self.workers
+            .get(&id)
+            .and_then(Worker::pid)
+            .with_context(|| format!("worker {id} is not running"))
+    }
+}
+
+/// What a fault revealed while it was done, apart from the final checks.
+pub type Complaint = String;
+
+/// Does `fault` and undoes it: every process runs again when this returns.
+/// Returns complaints about how the processes behaved: a SIGTERM that did
+/// not exit 0, a process frozen past its timeout that kept its workflows.
+pub async fn apply(
+    fault: Fault,
+    cluster: &mut Cluster,
+    apps: &mut Apps,
+    nodes: &Nodes,
+) -> anyhow::Result<Vec<Complaint>> {
+    let mut complaints = Vec::new();
+    match fault {
+        Fault::KillNode { node, down } => {
+            cluster.kill(node).await?;
+            // The fault's length, not a wait for a condition.
+            tokio::time::sleep(down).await;
+            cluster.restart(node).await?;
+        }
+        Fault::KillWorker { node } => {
+            apps.workers
+                .remove(&node)
+                .context("worker not running")?
+                .kill()
+                .await?;
+            apps.spawn(cluster, node).await?;
+        }
+        Fault::StopNode { node, hold } => {
+            let pid = cluster.pid(node).context("node not running")?;
+            let must_move = past(hold, OWNER_TIMEOUT_MS);
+            complaints.extend(pause(nodes, node, pid, hold, must_move, "node").await?);
+        }
+        Fault::StopWorker { node, hold } => {
+            let must_move = past(hold, APP_TIMEOUT_MS);
+            complaints.extend(pause(nodes, node, apps.pid(node)?, hold, must_move, "app").await?);
+        }
+        Fault::TermNode { node } => {
+            let status = cluster.terminate(node).await?;
+            if !status.success() {
+                complaints.push(format!(
+                    "node {node} exited with {status} after SIGTERM, not 0"
+                ));
+            }
+            cluster.restart(node).await?;
+        }
+        Fault::WholeCluster => {
+            let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
+            for id in &ids {
+                cluster.kill(*id).await?;
+            }
+            for id in &ids {
+                cluster.restart(*id).await?;
+            }
+        }
+    }
+    Ok(complaints)
+}
+
+/// SIGSTOP for `hold`, then SIGCONT. With `must_move` (a pause past the
+/// timeout), node `node`'s running workflows must have moved to other
+/// nodes before the process is let go: a frozen process is as gone as a
+/// dead one (the frozen side is `what`, "node" or "app").
+async fn pause(
+    nodes: &Nodes,
+    node: u64,
+    pid: u32,
+    hold: Duration,
+    must_move: bool,
+    what: &str,
+) -> anyhow::Result<Option<Complaint>> {
+    let owned = if must_move {
+        owned_by(nodes, node, None).await
+    } else {
+        None
+    };
+    signal(pid, "STOP").await?;
+    // The fault's length, not a wait for a condition.
+    tokio::time::sleep(hold).await;
+    let mut complaint = None;
+    if let Some(owned) = owned.filter(|o| !o.is_empty()) {
+        let deadline = tokio::time::Instant::now() + MOVE_DEADLINE;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            match owned_by(nodes, node, Some(&owned)).await {
+                Some(kept) if kept.is_empty() => break,
+                Some(kept) if tokio::time::Instant::now() > deadline => {
+                    complaint = Some(format!(
+                        "node {node}'s {what} frozen for {:?} still owned {} of its {} running workflows (first: {})",
+                        hold + MOVE_DEADLINE,
+                        kept.len(),
+                        owned.len(),
+                        kept[0]
+                    ));
+                    break;
+                }
+                None if tokio::time::Instant::now() > deadline => {
+                    complaint = Some(format!(
+                        "no other node answered while node {node}'s {what} was frozen"
+                    ));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    signal(pid, "CONT").await?;
+    Ok(complaint)
+}
+
+/// Running workflows owned by `node` (only those among `among` if given),
+/// as another node lists them; None when no other node answered.
+async fn owned_by(nodes: &Nodes, node: u64, among: Option<&[String]>) -> Option<Vec<String>> {
+    for via in nodes.ids().into_iter().filter(|n| *n != node) {
+        let Ok(all) = list_all(nodes, via).await else {
+            continue;
+        };
+        return Some(
+            all.into_iter()
+                .filter(|w| w.status() == WorkflowStatus::Running && w.owner_node_id == node)
+                .map(|w| w.workflow_id)
+                .filter(|id| among.is_none_or(|a| a.contains(id)))
+                .collect(),
+        );
+    }
+    None
+}
