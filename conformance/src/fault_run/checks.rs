@@ -124,13 +124,13 @@ async fn history(nodes: &Nodes, node: u64, id: &str) -> anyhow::Result<Vec<Histo
 /// Histories: through every node, every workflow's history is step-0,
 /// step-1, ... each exactly once with value 2i, as many as a completed
 /// workflow's steps, and the same on every node. Returns each workflow's
-/// commit times by step.
+/// commit times.
 pub async fn histories(
     nodes: &Nodes,
     started: &[Started],
     all: &[WorkflowInfo],
     violations: &mut Vec<String>,
-) -> anyhow::Result<HashMap<String, Vec<u64>>> {
+) -> anyhow::Result<HashMap<String, CommitTimes>> {
     let steps: HashMap<&str, u64> = started
         .iter()
         .map(|s| (s.workflow_id.as_str(), s.n))
@@ -177,7 +177,11 @@ pub async fn histories(
         if let Some((_, entries)) = reference {
             commit_times.insert(
                 id.to_owned(),
-                entries.iter().map(|e| e.committed_at_ms).collect(),
+                CommitTimes {
+                    proposed: entries.iter().map(|e| e.committed_at_ms).collect(),
+                    finished: (wf.status() == WorkflowStatus::Completed)
+                        .then_some(wf.updated_at_ms),
+                },
             );
         }
     }
@@ -195,13 +199,36 @@ pub struct Recomputations {
     pub after_commit: usize,
 }
 
+/// When each step of one workflow was committed, as far as the histories
+/// tell: `proposed[i]` is step i's `committed_at_ms` (stamped when it was
+/// proposed, so a little before it committed), and `later_proposal[i]` the
+/// stamp of the next thing its owner proposed after step i had committed
+/// (step i+1, or the result), so after step i's commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitTimes {
+    /// Step i's `committed_at_ms`.
+    pub proposed: Vec<u64>,
+    /// Finish time of a completed workflow (its `updated_at_ms`).
+    pub finished: Option<u64>,
+}
+
+impl CommitTimes {
+    /// A time by which step `i` had surely committed.
+    fn surely_committed(&self, i: usize) -> Option<u64> {
+        self.proposed.get(i + 1).copied().or(self.finished)
+    }
+}
+
 /// No committed step computed again: a computation of step i that started
-/// after step i's commit time (same machine clock) ran a committed step
-/// again. A second computation of a step that had not committed yet (its
+/// after step i's `committed_at_ms` (same machine clock) is flagged. One
+/// that started after the owner's next proposal ran a committed step again
+/// for sure; one that started in between (the commit was in flight) is
+/// flagged too, with that said, since its start could have raced the
+/// commit. A second computation of a step that had not committed yet (its
 /// owner died or lost the workflow mid-step) is legitimate and only counted.
 pub fn recomputations(
     effects: &[Effect],
-    commit_times: &HashMap<String, Vec<u64>>,
+    commit_times: &HashMap<String, CommitTimes>,
     violations: &mut Vec<String>,
 ) -> Recomputations {
     let mut starts: BTreeMap<(&str, u64), Vec<Option<u64>>> = BTreeMap::new();
@@ -217,17 +244,22 @@ pub fn recomputations(
     };
     for ((id, step), times) in starts {
         figures.total += times.len() - 1;
-        let Some(committed) = commit_times
-            .get(id)
-            .and_then(|c| c.get(step as usize).copied())
-        else {
+        let Some(commits) = commit_times.get(id) else {
             continue;
         };
+        let Some(committed) = commits.proposed.get(step as usize).copied() else {
+            continue;
+        };
+        let surely = commits.surely_committed(step as usize);
         for at in times.into_iter().flatten() {
             if at > committed {
                 figures.after_commit += 1;
+                let how = match surely {
+                    Some(t) if at > t => format!("after the next proposal at {t} ms"),
+                    _ => "while its commit may still have been in flight".to_owned(),
+                };
                 violations.push(format!(
-                    "{id}: step {step} computed again at {at} ms, {} ms after its commit at {committed} ms",
+                    "{id}: step {step} computed again at {at} ms, {} ms after it was proposed ({committed} ms) and {how}",
                     at - committed
                 ));
             }
@@ -284,7 +316,13 @@ mod tests {
 
     #[test]
     fn a_computation_after_the_commit_is_a_violation_one_before_is_not() {
-        let commits = HashMap::from([("w".to_string(), vec![100, 200])]);
+        let commits = HashMap::from([(
+            "w".to_string(),
+            CommitTimes {
+                proposed: vec![100, 200, 300],
+                finished: Some(400),
+            },
+        )]);
         let effects = [
             start("w", 0, 90),
             // The owner died mid-step 1; the next owner computed it again
@@ -293,14 +331,21 @@ mod tests {
             start("w", 1, 180),
             // A step computed again after its commit: the defect.
             start("w", 0, 250),
+            // After step 2 was proposed, before the result was: flagged as
+            // possibly racing its commit.
+            start("w", 2, 290),
+            start("w", 2, 350),
         ];
         let mut violations = Vec::new();
         let figures = recomputations(&effects, &commits, &mut violations);
-        assert_eq!(figures.computations, 4);
-        assert_eq!(figures.total, 2);
-        assert_eq!(figures.after_commit, 1);
-        assert_eq!(violations.len(), 1);
+        assert_eq!(figures.computations, 6);
+        assert_eq!(figures.total, 3);
+        assert_eq!(figures.after_commit, 2);
+        assert_eq!(violations.len(), 2, "{violations:?}");
         assert!(violations[0].contains("w: step 0 computed again at 250"));
+        assert!(violations[0].contains("after the next proposal at 200 ms"));
+        assert!(violations[1].contains("w: step 2 computed again at 350"));
+        assert!(violations[1].contains("may still have been in flight"));
     }
 
     fn info(id: &str, status: WorkflowStatus, result: &str) -> WorkflowInfo {

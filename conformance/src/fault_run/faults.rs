@@ -33,6 +33,9 @@ pub enum Fault {
     KillNode { node: u64, down: Duration },
     /// SIGKILL a node's worker and start a new one.
     KillWorker { node: u64 },
+    /// SIGKILL a node and its worker (a pod lost), restart the node on its
+    /// storage and a new worker that connects the moment the node serves.
+    KillPod { node: u64 },
     /// SIGSTOP a node for `hold`, then SIGCONT.
     StopNode { node: u64, hold: Duration },
     /// SIGSTOP a worker for `hold`, then SIGCONT.
@@ -49,6 +52,7 @@ impl Fault {
         match self {
             Fault::KillNode { .. } => "node SIGKILL",
             Fault::KillWorker { .. } => "worker SIGKILL",
+            Fault::KillPod { .. } => "node+worker SIGKILL",
             Fault::StopNode { hold, .. } if !past(*hold, OWNER_TIMEOUT_MS) => {
                 "node SIGSTOP < timeout"
             }
@@ -75,7 +79,7 @@ impl Fault {
                 rng.range(timeout * 3 / 2, longest)
             })
         };
-        match rng.range(0, 8) {
+        match rng.range(0, 9) {
             0 | 1 => Fault::KillNode {
                 node,
                 down: Duration::from_millis(rng.range(0, 1500)),
@@ -89,7 +93,8 @@ impl Fault {
                 node,
                 hold: hold(rng, APP_TIMEOUT_MS, 7500),
             },
-            _ => Fault::TermNode { node },
+            8 => Fault::TermNode { node },
+            _ => Fault::KillPod { node },
         }
     }
 }
@@ -104,6 +109,7 @@ impl fmt::Display for Fault {
         match self {
             Fault::KillNode { node, down } => write!(f, "SIGKILL node {node}, down {down:?}"),
             Fault::KillWorker { node } => write!(f, "SIGKILL worker {node}"),
+            Fault::KillPod { node } => write!(f, "SIGKILL node {node} and its worker"),
             Fault::StopNode { node, hold } => write!(f, "SIGSTOP node {node} for {hold:?}"),
             Fault::StopWorker { node, hold } => write!(f, "SIGSTOP worker {node} for {hold:?}"),
             Fault::TermNode { node } => write!(f, "SIGTERM node {node}"),
@@ -178,6 +184,16 @@ pub async fn apply(
                 .context("worker not running")?
                 .kill()
                 .await?;
+            apps.spawn(cluster, node).await?;
+        }
+        Fault::KillPod { node } => {
+            cluster.kill(node).await?;
+            apps.workers
+                .remove(&node)
+                .context("worker not running")?
+                .kill()
+                .await?;
+            cluster.restart(node).await?;
             apps.spawn(cluster, node).await?;
         }
         Fault::StopNode { node, hold } => {

@@ -80,6 +80,8 @@ pub struct Report {
     pub complete_ms: (u64, u64, u64),
     /// From the end of the load until nothing was pending or running.
     pub settle: Duration,
+    /// Where the logs and storage were kept, when a check failed.
+    pub kept: Option<std::path::PathBuf>,
     /// Everything a check found; empty when the run passed.
     pub violations: Vec<String>,
 }
@@ -128,6 +130,9 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "settled after load  {:?}", self.settle)?;
         writeln!(f, "violations          {}", self.violations.len())?;
+        if let Some(dir) = &self.kept {
+            writeln!(f, "  logs, storage and effects kept in {}", dir.display())?;
+        }
         for v in self.violations.iter().take(SHOWN) {
             writeln!(f, "  {v}")?;
         }
@@ -239,6 +244,11 @@ pub async fn run(config: FaultRunConfig) -> anyhow::Result<Report> {
     );
     poll_reports(&cluster, &mut seen_reports).await;
     checks::nondeterminism(&cluster, &seen_reports, &mut report.violations).await?;
+    if !report.violations.is_empty() {
+        // Keep the logs, storage and effects files for a look afterwards.
+        cluster.dir.disable_cleanup(true);
+        report.kept = Some(cluster.dir.path().to_owned());
+    }
     eprintln!("fault run: done\n{report}");
     Ok(report)
 }
