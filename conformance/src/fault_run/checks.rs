@@ -195,8 +195,12 @@ pub struct Recomputations {
     pub computations: usize,
     /// Computations of a step beyond its first.
     pub total: usize,
-    /// Of those, started after the step had committed: a violation each.
+    /// Of those, started after the step was proposed and committed: a
+    /// violation each.
     pub after_commit: usize,
+    /// Of those, started after the owner's next proposal: surely after the
+    /// commit, not racing it.
+    pub surely_after_commit: usize,
 }
 
 /// When each step of one workflow was committed, as far as the histories
@@ -255,7 +259,10 @@ pub fn recomputations(
             if at > committed {
                 figures.after_commit += 1;
                 let how = match surely {
-                    Some(t) if at > t => format!("after the next proposal at {t} ms"),
+                    Some(t) if at > t => {
+                        figures.surely_after_commit += 1;
+                        format!("after the next proposal at {t} ms")
+                    }
                     _ => "while its commit may still have been in flight".to_owned(),
                 };
                 violations.push(format!(
@@ -341,6 +348,7 @@ mod tests {
         assert_eq!(figures.computations, 6);
         assert_eq!(figures.total, 3);
         assert_eq!(figures.after_commit, 2);
+        assert_eq!(figures.surely_after_commit, 1);
         assert_eq!(violations.len(), 2, "{violations:?}");
         assert!(violations[0].contains("w: step 0 computed again at 250"));
         assert!(violations[0].contains("after the next proposal at 200 ms"));

@@ -26,22 +26,48 @@ pub const APP_TIMEOUT_MS: u64 = 3000;
 /// How long a process frozen past its timeout may keep its workflows.
 const MOVE_DEADLINE: Duration = crate::DEADLINE;
 
-/// One fault.
+/// One fault. `node` is the node (and its worker) it hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// SIGKILL a node, leave it down for `down`, restart it on its storage.
-    KillNode { node: u64, down: Duration },
+    KillNode {
+        /// The node.
+        node: u64,
+        /// How long it stays down.
+        down: Duration,
+    },
     /// SIGKILL a node's worker and start a new one.
-    KillWorker { node: u64 },
+    KillWorker {
+        /// The worker's node.
+        node: u64,
+    },
     /// SIGKILL a node and its worker (a pod lost), restart the node on its
     /// storage and a new worker that connects the moment the node serves.
-    KillPod { node: u64 },
+    KillPod {
+        /// The node.
+        node: u64,
+    },
     /// SIGSTOP a node for `hold`, then SIGCONT.
-    StopNode { node: u64, hold: Duration },
+    StopNode {
+        /// The node.
+        node: u64,
+        /// How long it stays frozen (longer when its workflows are slow to
+        /// move, up to a deadline).
+        hold: Duration,
+    },
     /// SIGSTOP a worker for `hold`, then SIGCONT.
-    StopWorker { node: u64, hold: Duration },
+    StopWorker {
+        /// The worker's node.
+        node: u64,
+        /// How long it stays frozen (longer when its workflows are slow to
+        /// move, up to a deadline).
+        hold: Duration,
+    },
     /// SIGTERM a node (it must exit 0), restart it on its storage.
-    TermNode { node: u64 },
+    TermNode {
+        /// The node.
+        node: u64,
+    },
     /// SIGKILL every node, restart them all.
     WholeCluster,
 }

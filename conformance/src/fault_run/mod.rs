@@ -93,7 +93,8 @@ impl Report {
             Ok(())
         } else {
             anyhow::bail!(
-                "the fault run failed its checks (FAULT_SEED={}):\n{self}",
+                "the fault run failed {} checks (FAULT_SEED={}); the report above lists them",
+                self.violations.len(),
                 self.seed
             )
         }
@@ -118,10 +119,11 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "re-computations     {} of {} step computations ({} of committed steps)",
+            "re-computations     {} of {} step computations; of committed steps: {} ({} surely after the commit)",
             self.recomputations.total,
             self.recomputations.computations,
-            self.recomputations.after_commit
+            self.recomputations.after_commit,
+            self.recomputations.surely_after_commit
         )?;
         let (p50, p99, max) = self.complete_ms;
         writeln!(
@@ -131,7 +133,11 @@ impl fmt::Display for Report {
         writeln!(f, "settled after load  {:?}", self.settle)?;
         writeln!(f, "violations          {}", self.violations.len())?;
         if let Some(dir) = &self.kept {
-            writeln!(f, "  logs, storage and effects kept in {}", dir.display())?;
+            writeln!(
+                f,
+                "  logs, storage, effects and violations.txt kept in {}",
+                dir.display()
+            )?;
         }
         for v in self.violations.iter().take(SHOWN) {
             writeln!(f, "  {v}")?;
@@ -248,6 +254,11 @@ pub async fn run(config: FaultRunConfig) -> anyhow::Result<Report> {
         // Keep the logs, storage and effects files for a look afterwards.
         cluster.dir.disable_cleanup(true);
         report.kept = Some(cluster.dir.path().to_owned());
+        // The report shows the first few; the file has them all.
+        std::fs::write(
+            cluster.dir.path().join("violations.txt"),
+            report.violations.join("\n") + "\n",
+        )?;
     }
     eprintln!("fault run: done\n{report}");
     Ok(report)
