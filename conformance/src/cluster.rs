@@ -187,17 +187,19 @@ impl Cluster {
         }
     }
 
-    /// A running node's process id, for signals such as SIGSTOP/SIGCONT.
-    pub fn pid(&self, id: u64) -> Option<u32> {
-        self.nodes[&id].child.as_ref().and_then(Child::id)
-    }
-
     /// SIGKILLs a node.
     pub async fn kill(&mut self, id: u64) -> anyhow::Result<()> {
         if let Some(mut child) = self.nodes.get_mut(&id).expect("node").child.take() {
             child.kill().await?;
         }
         Ok(())
+    }
+
+    /// Sends a signal by name to a node (`STOP` pauses it with its
+    /// connections open, `CONT` resumes it).
+    pub async fn signal(&self, id: u64, name: &str) -> anyhow::Result<()> {
+        let child = self.nodes[&id].child.as_ref().context("node not running")?;
+        crate::signal(child, name).await
     }
 
     /// SIGTERM: the node must shut down gracefully and exit 0.

@@ -5,8 +5,10 @@
 //! build the workspace first (`make test` does); `RAFTORAL_BIN_DIR` overrides
 //! the directory.
 
+pub mod apps;
 pub mod cluster;
 pub mod fault_run;
+pub mod http;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,18 @@ impl StepsInput {
             ..Default::default()
         }
     }
+}
+
+/// Input of the `blob` workflow: `n` checkpoints, each a string of `size`
+/// bytes; its result is the total length. With `CONFORMANCE_HANG=1` the
+/// worker hangs after the last checkpoint instead of returning (an app that
+/// dies with a large history committed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlobInput {
+    /// Number of checkpoints.
+    pub n: u64,
+    /// Bytes per checkpoint value.
+    pub size: usize,
 }
 
 /// The result of a `steps` workflow of `n` checkpoints (step i yields 2i).
@@ -243,9 +257,10 @@ impl Worker {
         Ok(Worker { child })
     }
 
-    /// The worker's process id, for signals such as SIGSTOP/SIGCONT.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+    /// Sends a signal by name (`STOP` freezes the app with its stream
+    /// open, `CONT` resumes it).
+    pub async fn signal(&self, name: &str) -> anyhow::Result<()> {
+        signal(&self.child, name).await
     }
 
     /// SIGKILL: the app dies without any goodbye.
@@ -260,6 +275,19 @@ impl Worker {
     }
 }
 
+/// Sends `signal` (a name for `kill -s`, e.g. `STOP`, `CONT`) to a child.
+pub(crate) async fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
+    let pid = child.id().context("process already reaped")?;
+    let status = Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("kill -s {signal} {pid} failed");
+    }
+    Ok(())
+}
+
 pub(crate) async fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
     let pid = child.id().context("process already reaped")?;
     let status = Command::new("kill")
@@ -272,18 +300,6 @@ pub(crate) async fn terminate(child: &mut Child) -> anyhow::Result<std::process:
     Ok(tokio::time::timeout(DEADLINE, child.wait())
         .await
         .context("process did not exit after SIGTERM")??)
-}
-
-/// Sends `signal` (a name `kill` knows: `STOP`, `CONT`, ...) to `pid`.
-pub async fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .await?;
-    if !status.success() {
-        bail!("kill -{signal} {pid} failed");
-    }
-    Ok(())
 }
 
 /// One line of an effects file.

@@ -209,3 +209,70 @@ async fn send_garbage(url: &str) -> anyhow::Result<tonic::Status> {
         Ok(m) => anyhow::bail!("expected the stream to fail, got {m:?}"),
     }
 }
+
+/// Refusals say which message they answer; a result sent after a
+/// cancellation is "not running", not "not the owner"; names are bounded;
+/// version 0 means 1.
+#[tokio::test]
+async fn refusals_name_their_subject_and_a_result_after_a_cancellation_is_not_running()
+-> anyhow::Result<()> {
+    use raftoral_client::proto::sidecar::v1::StreamErrorSubject as Subject;
+    let sidecar = Sidecar::start(&[]).await?;
+    let mut app = RawApp::open(&sidecar.url).await?;
+    app.send(Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+        workflow_name: "n".repeat(257),
+        version: 1,
+    })))
+    .await?;
+    let e = app.expect_error(ErrorCode::MalformedMessage).await?;
+    assert_eq!(e.subject(), Subject::Registration);
+    assert!(e.message.contains("256"), "{}", e.message);
+    // Version 0 is version 1: a start of version 1 runs on this app.
+    app.send(Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+        workflow_name: "raw".into(),
+        version: 0,
+    })))
+    .await?;
+    match app.next().await? {
+        SidecarMsg::RegistrationAck(ack) => {
+            assert_eq!((ack.workflow_name.as_str(), ack.version), ("raw", 0))
+        }
+        other => anyhow::bail!("expected the ack, got {other:?}"),
+    }
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let h = client.start_workflow("raw", 1, &()).await?;
+    let id = h.workflow_id().to_owned();
+    match app.next().await? {
+        SidecarMsg::ExecuteWorkflow(x) => {
+            assert_eq!((x.workflow_id.as_str(), x.is_owner), (id.as_str(), true))
+        }
+        other => anyhow::bail!("expected the execute request, got {other:?}"),
+    }
+    client.cancel_workflow(&id, "stop").await?;
+    match app.next().await? {
+        SidecarMsg::WorkflowCancellation(c) => assert_eq!(c.workflow_id, id),
+        other => anyhow::bail!("expected the cancellation, got {other:?}"),
+    }
+    app.send(Some(AppMsg::WorkflowResult(WorkflowResult {
+        workflow_id: id.clone(),
+        success: true,
+        result: "1".into(),
+        error: String::new(),
+    })))
+    .await?;
+    let e = app.expect_error(ErrorCode::WorkflowNotRunning).await?;
+    assert_eq!(
+        (e.subject(), e.workflow_id.as_str()),
+        (Subject::WorkflowResult, id.as_str())
+    );
+    app.send(Some(AppMsg::CheckpointProposal(CheckpointProposal {
+        workflow_id: id.clone(),
+        seq: 0,
+        checkpoint_name: "a".into(),
+        value: "1".into(),
+    })))
+    .await?;
+    let e = app.expect_error(ErrorCode::WorkflowNotRunning).await?;
+    assert_eq!(e.subject(), Subject::CheckpointProposal);
+    Ok(())
+}

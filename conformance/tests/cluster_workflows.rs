@@ -1,113 +1,15 @@
 //! Workflows across a 3-node cluster, each node a real sidecar with its own
 //! real worker process: placement, owner failover, replay, cancellation.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-use raftoral_client::{RaftoralClient, WorkflowStatus};
+use raftoral_client::WorkflowStatus;
+use raftoral_conformance::apps::{Apps, client, committed_at_least, history, wait_status};
 use raftoral_conformance::cluster::Cluster;
 use raftoral_conformance::{
-    DEADLINE, StepsInput, Worker, count_effect, eventually, eventually_async, read_effects,
-    steps_sum,
+    DEADLINE, StepsInput, count_effect, eventually, eventually_async, read_effects, steps_sum,
 };
 
 /// Failover timeouts short enough for tests.
 const FAST: &[&str] = &["--owner-timeout-ms", "1000", "--app-timeout-ms", "1000"];
-
-struct Apps {
-    workers: BTreeMap<u64, Worker>,
-    effects: BTreeMap<u64, PathBuf>,
-}
-
-impl Apps {
-    async fn start(cluster: &Cluster, env: &[(u64, &str, &str)]) -> anyhow::Result<Apps> {
-        let mut apps = Apps {
-            workers: BTreeMap::new(),
-            effects: BTreeMap::new(),
-        };
-        for id in cluster.nodes.keys() {
-            apps.spawn(cluster, *id, env).await?;
-        }
-        Ok(apps)
-    }
-
-    async fn spawn(
-        &mut self,
-        cluster: &Cluster,
-        id: u64,
-        env: &[(u64, &str, &str)],
-    ) -> anyhow::Result<()> {
-        let path = cluster.dir.path().join(format!("effects{id}.log"));
-        let vars: Vec<(&str, &str)> = env
-            .iter()
-            .filter(|(n, _, _)| *n == id)
-            .map(|(_, k, v)| (*k, *v))
-            .collect();
-        self.workers.insert(
-            id,
-            Worker::start(&cluster.nodes[&id].url, &path, &vars).await?,
-        );
-        self.effects.insert(id, path);
-        Ok(())
-    }
-
-    /// Every effect line of every worker.
-    fn effects(&self) -> Vec<(String, String, u64)> {
-        self.effects
-            .values()
-            .flat_map(|p| read_effects(p))
-            .collect()
-    }
-}
-
-async fn client(cluster: &Cluster, id: u64) -> anyhow::Result<RaftoralClient> {
-    Ok(RaftoralClient::connect(&cluster.nodes[&id].url).await?)
-}
-
-async fn wait_status(c: &RaftoralClient, id: &str, status: WorkflowStatus) -> anyhow::Result<()> {
-    eventually_async(
-        DEADLINE * 2,
-        &format!("workflow {id} to be {status:?}"),
-        || {
-            let (c, id) = (c.clone(), id.to_owned());
-            async move { Ok(c.get_workflow(&id).await?.status() == status) }
-        },
-    )
-    .await
-}
-
-/// Waits until workflow `id` has at least `n` committed checkpoints.
-async fn committed_at_least(c: &RaftoralClient, id: &str, n: u64) -> anyhow::Result<()> {
-    eventually_async(DEADLINE, &format!("{n} committed steps of {id}"), || {
-        let (c, id) = (c.clone(), id.to_owned());
-        async move { Ok(c.get_workflow(&id).await?.checkpoint_count >= n) }
-    })
-    .await
-}
-
-/// (name, value) of each committed checkpoint, as one node reports them.
-async fn history(cluster: &Cluster, node: u64, id: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let mut svc = raftoral_client::proto::sidecar::v1::workflow_service_client::WorkflowServiceClient::connect(
-        cluster.nodes[&node].url.clone(),
-    )
-    .await?;
-    let entries = svc
-        .get_workflow_history(
-            raftoral_client::proto::sidecar::v1::GetWorkflowHistoryRequest {
-                workflow_id: id.into(),
-            },
-        )
-        .await?
-        .into_inner()
-        .entries;
-    for (i, e) in entries.iter().enumerate() {
-        assert_eq!(e.seq, i as u64, "history of {id} on node {node} has a gap");
-    }
-    Ok(entries
-        .into_iter()
-        .map(|e| (e.checkpoint_name, e.value.to_vec()))
-        .collect())
-}
 
 #[tokio::test]
 async fn ping_pong_from_every_node_even_one_whose_app_lacks_it() -> anyhow::Result<()> {

@@ -34,8 +34,16 @@ impl ClientApi {
         Self { node }
     }
 
-    fn not_found(id: &str) -> Status {
-        Status::not_found(format!("workflow '{id}' does not exist"))
+    /// NOT_FOUND for `id`, saying so when retention may have removed it.
+    fn not_found(&self, id: &str) -> Status {
+        let purged = self.node.read(|sm| sm.purged_before_ms()) > 0;
+        match self.node.config().retention {
+            Some(retention) if purged => Status::not_found(format!(
+                "workflow '{id}' does not exist: it never did, or it finished more than the \
+                 retention period ({retention:?}) ago and was removed"
+            )),
+            _ => Status::not_found(format!("workflow '{id}' does not exist")),
+        }
     }
 
     /// `WorkflowService.start_workflow`.
@@ -63,10 +71,7 @@ impl ClientApi {
     ) -> Result<GetWorkflowResponse, Status> {
         self.node.read_barrier().await.map_err(to_status)?;
         let id = request.workflow_id;
-        let wf = self
-            .node
-            .workflow(&id)
-            .ok_or_else(|| Self::not_found(&id))?;
+        let wf = self.node.workflow(&id).ok_or_else(|| self.not_found(&id))?;
         Ok(GetWorkflowResponse {
             workflow: Some(wf.to_info()),
         })
@@ -161,7 +166,7 @@ impl ClientApi {
     ) -> Result<GetWorkflowHistoryResponse, Status> {
         self.node.read_barrier().await.map_err(to_status)?;
         let id = request.workflow_id;
-        let history = self.node.history(&id).ok_or_else(|| Self::not_found(&id))?;
+        let history = self.node.history(&id).ok_or_else(|| self.not_found(&id))?;
         Ok(GetWorkflowHistoryResponse {
             entries: history
                 .into_iter()

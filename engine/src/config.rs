@@ -56,6 +56,10 @@ pub struct NodeConfig {
     /// An owner whose app has been disconnected this long has its workflows
     /// moved to another node.
     pub app_timeout: Duration,
+    /// Finished workflows are removed this long after they finished (decided
+    /// by the leader through Raft, so every node removes the same ones);
+    /// `None` keeps them forever.
+    pub retention: Option<Duration>,
 }
 
 impl Default for NodeConfig {
@@ -78,9 +82,13 @@ impl Default for NodeConfig {
             snapshot_keep_entries: 1_000,
             owner_timeout: Duration::from_millis(1500),
             app_timeout: Duration::from_secs(5),
+            retention: Some(DEFAULT_RETENTION),
         }
     }
 }
+
+/// How long finished workflows stay queryable by default: 7 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl NodeConfig {
     /// The base election timeout (`tick_interval` x `election_ticks`);

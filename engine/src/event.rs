@@ -6,6 +6,18 @@ use raftoral_proto::sidecar::v1::WorkflowStatus;
 
 use crate::state_machine::NodeId;
 
+/// An [`Event`] with the index of the log entry that produced it. A reader
+/// that took a view of the state at applied index `i` has seen every event
+/// with `index <= i` already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventAt {
+    /// Log index of the entry applied (for node-local events, the applied
+    /// index when they happened).
+    pub index: u64,
+    /// What happened.
+    pub event: Event,
+}
+
 /// Something that happened in the replicated state, in commit order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -69,4 +81,8 @@ pub enum Event {
     /// Node-local: an app session ended and released its workflows, so other
     /// sessions on this node may take them over. Not replicated.
     SessionsChanged,
+    /// Node-local: the state was replaced by a snapshot from the leader.
+    /// Events inside the snapshot's range were never produced here, so
+    /// sessions and waiters must read the state again. Not replicated.
+    StateReplaced,
 }

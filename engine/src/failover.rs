@@ -4,13 +4,13 @@
 //! `ChangeOwner` command, fenced on the old owner, so a stale decision (say,
 //! by a deposed leader) is refused by the state machine.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use raftoral_proto::cluster::v1::{ChangeOwner, SetWorkerPresence, command::Kind};
 use raftoral_proto::sidecar::v1::WorkflowStatus;
 
-use crate::state_machine::{NodeId, StateMachine, pick};
+use crate::state_machine::{NodeId, StateMachine, WorkflowType, pick};
 
 /// The leader's view of node and app liveness.
 pub(crate) struct Failover {
@@ -18,9 +18,15 @@ pub(crate) struct Failover {
     app_timeout: Duration,
     /// Last Raft message received from each node (this leader's clock).
     last_heard: HashMap<NodeId, Instant>,
-    /// When each node's app was last seen leaving.
-    absent_since: HashMap<NodeId, Instant>,
+    /// Nodes whose process is known to be gone (their port refused a
+    /// connection) and that were not heard from since.
+    down: HashSet<NodeId>,
+    /// When this leader first saw an owner's app unable to run a type it
+    /// owns workflows of.
+    away_since: HashMap<(NodeId, WorkflowType), Instant>,
     leader_since: Option<Instant>,
+    /// When the last check ran: a long gap means this loop stalled.
+    last_check: Option<Instant>,
     /// Failovers proposed and not yet visible in the state.
     in_flight: HashMap<String, Instant>,
 }
@@ -31,8 +37,10 @@ impl Failover {
             owner_timeout,
             app_timeout,
             last_heard: HashMap::new(),
-            absent_since: HashMap::new(),
+            down: HashSet::new(),
+            away_since: HashMap::new(),
             leader_since: None,
+            last_check: None,
             in_flight: HashMap::new(),
         }
     }
@@ -40,73 +48,103 @@ impl Failover {
     /// A Raft message arrived from `node`.
     pub(crate) fn heard(&mut self, node: NodeId) {
         self.last_heard.insert(node, Instant::now());
+        self.down.remove(&node);
     }
 
-    /// A node's app presence changed (applied).
-    pub(crate) fn presence(&mut self, node: NodeId, present: bool) {
-        if present {
-            self.absent_since.remove(&node);
-        } else {
-            self.absent_since.insert(node, Instant::now());
+    /// `node`'s process is gone: its connection closed and its port refuses
+    /// new ones. Unlike silence (a paused or slow node keeps its workflows
+    /// for the owner timeout), this is certain, so it acts at once.
+    pub(crate) fn down(&mut self, node: NodeId) {
+        if self.down.insert(node) {
+            tracing::info!(node, "node is down (connection refused)");
         }
     }
 
-    /// The owner changes to propose now. Empty unless `me` leads, and for
-    /// the first owner timeout of a leadership (peers must first be heard).
+    /// The owner changes to propose now. Empty unless `me` leads. For the
+    /// first owner timeout of a leadership only nodes known to be down count
+    /// as lost (silence means nothing before peers could be heard).
     pub(crate) fn check(&mut self, me: NodeId, is_leader: bool, state: &StateMachine) -> Vec<Kind> {
+        self.check_at(Instant::now(), me, is_leader, state)
+    }
+
+    fn check_at(
+        &mut self,
+        now: Instant,
+        me: NodeId,
+        is_leader: bool,
+        state: &StateMachine,
+    ) -> Vec<Kind> {
+        let previous = self.last_check.replace(now);
         if !is_leader {
             self.leader_since = None;
+            self.away_since.clear();
             return Vec::new();
         }
-        let now = Instant::now();
+        // A loop that stalled (a long fsync, a paused process) has not
+        // processed the messages that arrived meanwhile: peers look silent
+        // only because this node did not listen. Start over as a new leader
+        // would, instead of failing every workflow over.
+        if previous.is_some_and(|p| now.duration_since(p) > self.owner_timeout / 2) {
+            tracing::info!(stalled_for = ?now.duration_since(previous.unwrap_or(now)), "the Raft loop stalled; failover waits for peers to be heard again");
+            self.leader_since = Some(now);
+            self.away_since.clear();
+        }
         let since = *self.leader_since.get_or_insert(now);
-        if now.duration_since(since) < self.owner_timeout {
-            return Vec::new();
-        }
+        let settled = now.duration_since(since) >= self.owner_timeout;
         let timeout = self.owner_timeout;
         self.in_flight
             .retain(|_, at| now.duration_since(*at) < timeout);
         let alive = |n: NodeId| {
             n == me
-                || self
-                    .last_heard
-                    .get(&n)
-                    .is_some_and(|t| now.duration_since(*t) < self.owner_timeout)
-        };
-        let app_gone = |n: NodeId| {
-            !state.is_present(n)
-                && now.duration_since(*self.absent_since.get(&n).unwrap_or(&since))
-                    > self.app_timeout
+                || !self.down.contains(&n)
+                    && (!settled
+                        || self
+                            .last_heard
+                            .get(&n)
+                            .is_some_and(|t| now.duration_since(*t) < self.owner_timeout))
         };
         let mut changes = Vec::new();
         // A node the leader cannot reach has no usable app either: mark it
         // absent so new workflows are not placed on it. It marks itself
         // present again when it is back (its presence reconciler).
-        let mut marked = std::collections::BTreeSet::new();
-        for wf_node in state.present_nodes() {
-            if !alive(wf_node) && !self.in_flight.contains_key(&absent_key(wf_node)) {
-                tracing::info!(node = wf_node, "node unreachable: marking its app absent");
-                self.in_flight.insert(absent_key(wf_node), now);
-                marked.insert(wf_node);
+        let mut marked = BTreeSet::new();
+        for node in state.present_nodes() {
+            if !alive(node) && !self.in_flight.contains_key(&absent_key(node)) {
+                tracing::info!(node, "node unreachable: marking its app absent");
+                self.in_flight.insert(absent_key(node), now);
+                marked.insert(node);
                 changes.push(Kind::SetWorkerPresence(SetWorkerPresence {
-                    node_id: wf_node,
+                    node_id: node,
                     present: false,
+                    live: Vec::new(),
                 }));
             }
         }
-        for wf in state.workflows() {
-            if wf.status != WorkflowStatus::Running || self.in_flight.contains_key(&wf.id) {
+        let mut away_since = HashMap::new();
+        for wf in state.active_workflows() {
+            if wf.status != WorkflowStatus::Running {
                 continue;
             }
             let owner = wf.owner;
-            let (dead, away) = (!alive(owner), app_gone(owner));
-            if !dead && !away {
+            let kind = (wf.name.clone(), wf.version);
+            // Presence is per workflow type: another app on the owner's node
+            // that cannot run this type does not keep it there.
+            let away = if state.is_live(owner, &wf.name, wf.version) {
+                false
+            } else {
+                let key = (owner, kind);
+                let first = *self.away_since.get(&key).unwrap_or(&now);
+                away_since.insert(key, first);
+                now.duration_since(first) > self.app_timeout
+            };
+            let dead = !alive(owner);
+            if (!dead && !away) || self.in_flight.contains_key(&wf.id) {
                 continue;
             }
             let candidates: Vec<NodeId> = state
-                .registered_nodes(&wf.name, wf.version)
+                .live_nodes(&wf.name, wf.version)
                 .into_iter()
-                .filter(|n| *n != owner && alive(*n) && state.is_present(*n) && !marked.contains(n))
+                .filter(|n| *n != owner && alive(*n) && !marked.contains(n))
                 .collect();
             if candidates.is_empty() {
                 continue;
@@ -120,6 +158,7 @@ impl Failover {
                 to_node_id: to,
             }));
         }
+        self.away_since = away_since;
         changes
     }
 }
@@ -163,6 +202,7 @@ mod tests {
                 Kind::SetWorkerPresence(SetWorkerPresence {
                     node_id: node,
                     present: true,
+                    live: Vec::new(),
                 }),
             );
         }
@@ -201,5 +241,125 @@ mod tests {
             .collect();
         assert_eq!(moves.len(), 1);
         assert_eq!((moves[0].from_node_id, moves[0].to_node_id), (2, 1));
+    }
+
+    fn presence(node: u64, live: &[(&str, u32)]) -> Kind {
+        Kind::SetWorkerPresence(SetWorkerPresence {
+            node_id: node,
+            present: !live.is_empty(),
+            live: live
+                .iter()
+                .map(
+                    |(name, version)| raftoral_proto::cluster::v1::WorkflowType {
+                        workflow_name: (*name).into(),
+                        version: *version,
+                    },
+                )
+                .collect(),
+        })
+    }
+
+    fn register(sm: &mut StateMachine, node: u64, name: &str) {
+        apply(
+            sm,
+            Kind::RegisterWorker(RegisterWorker {
+                node_id: node,
+                workflow_name: name.into(),
+                version: 1,
+            }),
+        );
+    }
+
+    fn start(sm: &mut StateMachine, id: &str, name: &str, origin: u64) {
+        apply(
+            sm,
+            Kind::StartWorkflow(StartWorkflow {
+                workflow_id: id.into(),
+                workflow_name: name.into(),
+                version: 1,
+                input: Default::default(),
+                origin_node_id: origin,
+            }),
+        );
+    }
+
+    fn moves(changes: &[Kind]) -> Vec<(String, u64, u64)> {
+        changes
+            .iter()
+            .filter_map(|k| match k {
+                Kind::ChangeOwner(c) => Some((c.workflow_id.clone(), c.from_node_id, c.to_node_id)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_owner_whose_app_for_the_type_left_loses_it_though_another_app_stays() {
+        let mut sm = StateMachine::new();
+        register(&mut sm, 1, "steps");
+        register(&mut sm, 1, "other");
+        register(&mut sm, 3, "steps");
+        start(&mut sm, "w", "steps", 1);
+        // App A (steps) on node 1 died; app B (other) is still connected.
+        apply(&mut sm, presence(1, &[("other", 1)]));
+        assert!(sm.is_present(1));
+        // Every node reachable; a zero app timeout: away from the second
+        // look on.
+        let mut failover = Failover::new(Duration::from_secs(60), Duration::ZERO);
+        let first = failover.check(2, true, &sm);
+        assert!(moves(&first).is_empty(), "{first:?}");
+        let second = failover.check(2, true, &sm);
+        assert_eq!(moves(&second), vec![("w".to_owned(), 1, 3)]);
+    }
+
+    #[test]
+    fn a_node_that_refuses_connections_loses_its_workflows_at_once() {
+        let mut sm = StateMachine::new();
+        register(&mut sm, 2, "wf");
+        register(&mut sm, 3, "wf");
+        start(&mut sm, "w", "wf", 2);
+        // Long timeouts and a leader just elected: silence proves nothing.
+        let mut failover = Failover::new(Duration::from_secs(60), Duration::from_secs(60));
+        assert!(moves(&failover.check(1, true, &sm)).is_empty());
+        failover.down(2);
+        let changes = failover.check(1, true, &sm);
+        assert_eq!(moves(&changes), vec![("w".to_owned(), 2, 3)]);
+        assert!(changes.iter().any(|k| matches!(
+            k,
+            Kind::SetWorkerPresence(p) if p.node_id == 2 && !p.present
+        )));
+        // Heard again (restarted): no longer down.
+        failover.heard(2);
+        failover.in_flight.clear();
+        assert!(failover.check(1, true, &sm).is_empty());
+    }
+
+    #[test]
+    fn a_stall_of_the_loop_itself_moves_nothing() {
+        let mut sm = StateMachine::new();
+        for node in [1, 2, 3] {
+            register(&mut sm, node, "wf");
+        }
+        start(&mut sm, "w", "wf", 2);
+        let timeout = Duration::from_secs(1);
+        let mut failover = Failover::new(timeout, timeout);
+        let t0 = Instant::now();
+        failover.heard(2);
+        failover.heard(3);
+        assert!(failover.check_at(t0, 1, true, &sm).is_empty());
+        // The loop did not run for 5 s: everyone looks silent.
+        let mut at = t0 + Duration::from_secs(5);
+        assert!(
+            moves(&failover.check_at(at, 1, true, &sm)).is_empty(),
+            "silence during our own stall proves nothing"
+        );
+        // Node 2 stays silent for an owner timeout after the loop resumed
+        // (checks every 250 ms): now it is lost.
+        let mut moved = Vec::new();
+        for _ in 0..6 {
+            at += Duration::from_millis(250);
+            moved.extend(moves(&failover.check_at(at, 1, true, &sm)));
+        }
+        assert_eq!(moved, vec![("w".to_owned(), 2, 1)]);
     }
 }

@@ -13,8 +13,10 @@ use crate::raft_loop::Proposal;
 use crate::state_machine::NodeId;
 
 impl Node {
-    /// Adds `node_id` (reachable at `address`) as a voter. Ids are never
-    /// reused: an id that is or was a member is refused.
+    /// Adds `node_id` (reachable at `address`) as a learner; the leader
+    /// promotes it to voter once it has caught up, so the quorum does not
+    /// change while it receives its snapshot. Ids are never reused: an id
+    /// that is or was a member is refused.
     pub async fn add_node(
         &self,
         node_id: NodeId,
@@ -42,7 +44,7 @@ impl Node {
                 "node id {node_id} was removed from this cluster and is never reused; start the node with a new id and empty storage"
             )));
         }
-        self.change_membership(ConfChangeType::AddNode, node_id, address)
+        self.change_membership(ConfChangeType::AddLearnerNode, node_id, address)
             .await?;
         Ok(self.members())
     }
@@ -114,6 +116,7 @@ impl Node {
             proposer_node_id: self.id(),
             proposal_id,
             address: address.to_owned(),
+            proposed_at_ms: crate::node::now_ms(),
         }
         .encode_to_vec()
         .into();

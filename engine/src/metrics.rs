@@ -9,8 +9,8 @@ use raftoral_proto::sidecar::v1::WorkflowStatus;
 use crate::error::status_name;
 use crate::node::Node;
 
-/// Renders every metric of `node`. Counting workflows reads the state once
-/// (O(workflows)); fine at scrape intervals.
+/// Renders every metric of `node`. Workflow counts come from counters and
+/// the index of active workflows (O(active), not O(all)).
 ///
 /// ```no_run
 /// # async fn demo(node: raftoral::Node) {
@@ -20,25 +20,24 @@ use crate::node::Node;
 /// ```
 pub fn render(node: &Node) -> String {
     let status = node.raft_status();
-    let mut by_status: BTreeMap<&'static str, u64> = [
-        WorkflowStatus::Pending,
-        WorkflowStatus::Running,
-        WorkflowStatus::Completed,
-        WorkflowStatus::Failed,
-        WorkflowStatus::Cancelled,
-    ]
-    .into_iter()
-    .map(|s| (status_name(s), 0))
-    .collect();
-    let owned_here = node.read(|sm| {
-        let mut owned = 0u64;
-        for wf in sm.workflows() {
-            *by_status.entry(status_name(wf.status)).or_default() += 1;
-            if wf.status == WorkflowStatus::Running && wf.owner == status.id {
-                owned += 1;
-            }
-        }
-        owned
+    // Counters and the index of active workflows: a scrape does not walk
+    // every finished workflow under the state lock.
+    let (by_status, owned_here) = node.read(|sm| {
+        let by_status: BTreeMap<&'static str, u64> = [
+            WorkflowStatus::Pending,
+            WorkflowStatus::Running,
+            WorkflowStatus::Completed,
+            WorkflowStatus::Failed,
+            WorkflowStatus::Cancelled,
+        ]
+        .into_iter()
+        .map(|s| (status_name(s), sm.count(s)))
+        .collect();
+        let owned = sm
+            .active_workflows()
+            .filter(|w| w.status == WorkflowStatus::Running && w.owner == status.id)
+            .count() as u64;
+        (by_status, owned)
     });
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {

@@ -6,16 +6,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use raftoral_proto::cluster::v1::{Command, SetWorkerPresence, command::Kind};
+use raftoral_proto::cluster::v1::{
+    Command, SetWorkerPresence, WorkflowType as TypeMsg, command::Kind,
+};
 use raftoral_proto::sidecar::v1::WorkflowStatus;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
 use crate::error::EngineError;
-use crate::event::Event;
+use crate::event::{Event, EventAt};
 use crate::raft_loop::{LoopInputs, Proposal, RaftLoop, RaftStatus};
-use crate::state_machine::{Applied, NodeId, StateMachine, Workflow};
+use crate::state_machine::{Applied, NodeId, StateMachine, Workflow, WorkflowType};
 use crate::storage::RaftStore;
 use crate::transport::{Faults, Transport};
 
@@ -66,7 +68,7 @@ pub struct Node {
 struct Inner {
     config: NodeConfig,
     state: Arc<RwLock<StateMachine>>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: broadcast::Sender<Arc<EventAt>>,
     proposals: mpsc::Sender<Proposal>,
     inbound: mpsc::Sender<raft::prelude::Message>,
     transport: Arc<Transport>,
@@ -82,8 +84,9 @@ struct Inner {
     nondeterminism: AtomicU64,
     /// Workflow results whose commit failed retryably and was tried again.
     result_retries: AtomicU64,
-    /// Connected app sessions with registrations (drives presence).
-    apps: watch::Sender<usize>,
+    /// Connected app sessions with registrations and what they can run
+    /// (drives the replicated presence).
+    apps: watch::Sender<LocalApps>,
     shutdown: watch::Sender<bool>,
     raft_task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -191,7 +194,7 @@ impl Node {
                 status: status_rx,
                 claims: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(1),
-                apps: watch::channel(0).0,
+                apps: watch::channel(LocalApps::default()).0,
                 nondeterminism: AtomicU64::new(0),
                 result_retries: AtomicU64::new(0),
                 shutdown: shutdown_tx,
@@ -236,7 +239,7 @@ impl Node {
 
     /// Connected app sessions that registered workflows.
     pub fn connected_apps(&self) -> usize {
-        *self.inner.apps.borrow()
+        self.inner.apps.borrow().sessions
     }
 
     /// Why the node stopped on its own, if it did (a storage failure).
@@ -257,6 +260,11 @@ impl Node {
     /// Hands raft messages received from a peer to the Raft loop; dropped
     /// when the loop is saturated (Raft retransmits).
     pub fn step(&self, message: raft::prelude::Message) {
+        if message.get_msg_type() == raft::prelude::MessageType::MsgSnapshot
+            && self.inner.transport.faults().drops_snapshot()
+        {
+            return;
+        }
         if self.inner.inbound.try_send(message).is_err() {
             tracing::debug!("raft inbound queue full; message dropped");
         }
@@ -336,20 +344,40 @@ impl Node {
     pub fn subscribe_with<T>(
         &self,
         f: impl FnOnce(&StateMachine) -> T,
-    ) -> (broadcast::Receiver<Arc<Event>>, T) {
+    ) -> (broadcast::Receiver<Arc<EventAt>>, T) {
         let state = self.inner.state.read().expect("state lock poisoned");
         let rx = self.inner.events.subscribe();
         (rx, f(&state))
     }
 
-    /// An app session registered its first workflow: this node has a worker.
-    pub(crate) fn app_arrived(&self) {
-        self.inner.apps.send_modify(|n| *n += 1);
+    /// An app session registered `kind` (`first`: its first registration):
+    /// this node's app can run it.
+    pub(crate) fn app_registered(&self, first: bool, kind: &WorkflowType) {
+        self.inner.apps.send_modify(|apps| {
+            apps.sessions += usize::from(first);
+            *apps.types.entry(kind.clone()).or_default() += 1;
+        });
     }
 
-    /// An app session with registrations ended.
-    pub(crate) fn app_left(&self) {
-        self.inner.apps.send_modify(|n| *n = n.saturating_sub(1));
+    /// An app session that registered `kinds` ended.
+    pub(crate) fn app_left<'a>(&self, kinds: impl IntoIterator<Item = &'a WorkflowType>) {
+        self.inner.apps.send_modify(|apps| {
+            apps.sessions = apps.sessions.saturating_sub(1);
+            for kind in kinds {
+                if let Some(n) = apps.types.get_mut(kind) {
+                    *n -= 1;
+                    if *n == 0 {
+                        apps.types.remove(kind);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Tells this node's subscribers about a node-local event.
+    pub(crate) fn notify_local(&self, event: Event) {
+        let index = self.raft_status().applied_index;
+        let _ = self.inner.events.send(Arc::new(EventAt { index, event }));
     }
 
     /// Counts a workflow result proposed again after a retryable failure.
@@ -411,7 +439,7 @@ impl Node {
             before != claims.len()
         };
         if released {
-            let _ = self.inner.events.send(Arc::new(Event::SessionsChanged));
+            self.notify_local(Event::SessionsChanged);
         }
     }
 
@@ -429,25 +457,42 @@ impl Node {
     }
 }
 
-/// Keeps the replicated presence of this node's app equal to the local truth
-/// (any registered app session connected). One task, so changes are proposed
-/// in order; a failed proposal is retried on the next tick.
+/// The app sessions connected to this node, as presence needs them.
+#[derive(Debug, Default)]
+pub(crate) struct LocalApps {
+    /// Sessions that registered at least one workflow type.
+    sessions: usize,
+    /// Registered types → sessions that registered them.
+    types: std::collections::BTreeMap<WorkflowType, usize>,
+}
+
+/// Keeps the replicated presence of this node (which workflow types its
+/// connected apps can run) equal to the local truth. One task, so changes
+/// are proposed in order; a failed proposal is retried on the next tick.
 async fn reconcile_presence(node: Node) {
     let mut apps = node.inner.apps.subscribe();
     let mut shutdown = node.shutdown_signal();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             _ = apps.changed() => {}
             _ = tick.tick() => {}
             _ = stopped(&mut shutdown) => return,
         }
-        let desired = *apps.borrow_and_update() > 0;
-        let replicated = node.read(|sm| sm.is_present(node.id()));
+        let desired: std::collections::BTreeSet<WorkflowType> =
+            apps.borrow_and_update().types.keys().cloned().collect();
+        let replicated = node.read(|sm| sm.live_types(node.id()));
         if desired != replicated && node.raft_status().leader_id != 0 {
             let change = Kind::SetWorkerPresence(SetWorkerPresence {
                 node_id: node.id(),
-                present: desired,
+                present: !desired.is_empty(),
+                live: desired
+                    .iter()
+                    .map(|(name, version)| TypeMsg {
+                        workflow_name: name.clone(),
+                        version: *version,
+                    })
+                    .collect(),
             });
             if let Err(e) = node.propose(change).await {
                 tracing::debug!(error = %e, "presence not recorded yet; retrying");

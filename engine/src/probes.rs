@@ -21,6 +21,12 @@ pub enum ProbeFailure {
     /// No leader is known: no quorum reachable from here, or an election.
     #[error("no leader known: an election is running or no quorum is reachable from this node")]
     NoLeader,
+    /// The node was removed from the cluster: it will never be a member
+    /// again under this id.
+    #[error(
+        "this node was removed from the cluster and no longer serves as a member; stop it, and start a replacement with a new node id and empty storage"
+    )]
+    Removed,
     /// The node is not a voter or learner (yet).
     #[error("this node is not a member of the cluster yet (waiting to be added after --join)")]
     NotMember,
@@ -61,6 +67,9 @@ pub fn readiness(node: &Node) -> Result<(), ProbeFailure> {
     health(node)?;
     let status = node.raft_status();
     if !status.voters.contains(&status.id) && !status.learners.contains(&status.id) {
+        if node.read(|sm| sm.was_removed(status.id)) {
+            return Err(ProbeFailure::Removed);
+        }
         return Err(ProbeFailure::NotMember);
     }
     if status.leader_id == 0 {

@@ -17,11 +17,11 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::NodeConfig;
 use crate::error::{EngineError, Rejection};
-use crate::event::Event;
+use crate::event::{Event, EventAt};
 use crate::failover::Failover;
 use crate::state_machine::{Applied, StateMachine};
 use crate::storage::{RaftStore, StorageError};
-use crate::transport::Transport;
+use crate::transport::{PeerSignal, Transport};
 
 /// The reply a proposer waits for.
 pub(crate) type ProposalReply = oneshot::Sender<Result<Applied, EngineError>>;
@@ -86,7 +86,7 @@ pub(crate) struct RaftLoop {
     raw: RawNode<RaftStore>,
     store: RaftStore,
     state: Arc<RwLock<StateMachine>>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: broadcast::Sender<Arc<EventAt>>,
     transport: Arc<Transport>,
     /// proposal_id → waiting proposer (only proposals made on this node).
     pending: HashMap<u64, ProposalReply>,
@@ -99,16 +99,22 @@ pub(crate) struct RaftLoop {
     /// ReadIndex requests in flight, by the context raft-rs echoes back.
     pending_reads: HashMap<u64, oneshot::Sender<Result<u64, EngineError>>>,
     next_read: u64,
+    /// When this leader last proposed a retention purge (ms since epoch).
+    purge_proposed_at: Option<u64>,
 }
 
-/// Ticks between failover checks.
+/// Ticks between failover checks (and learner promotions).
 const FAILOVER_CHECK_TICKS: u64 = 5;
+/// A learner this close to the commit index counts as caught up.
+const PROMOTE_LAG: u64 = 64;
+/// A retention purge not applied after this long is proposed again.
+const PURGE_RETRY_MS: u64 = 5_000;
 
 /// Channels the loop reads.
 pub(crate) struct LoopInputs {
     pub proposals: mpsc::Receiver<Proposal>,
     pub inbound: mpsc::Receiver<Message>,
-    pub unreachable: mpsc::Receiver<u64>,
+    pub unreachable: mpsc::Receiver<PeerSignal>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -116,7 +122,7 @@ impl RaftLoop {
     pub(crate) fn new(
         raw: RawNode<RaftStore>,
         state: Arc<RwLock<StateMachine>>,
-        events: broadcast::Sender<Arc<Event>>,
+        events: broadcast::Sender<Arc<EventAt>>,
         status: watch::Sender<RaftStatus>,
         transport: Arc<Transport>,
         config: NodeConfig,
@@ -136,6 +142,7 @@ impl RaftLoop {
             last_leader: 0,
             pending_reads: HashMap::new(),
             next_read: 1,
+            purge_proposed_at: None,
         }
     }
 
@@ -166,12 +173,32 @@ impl RaftLoop {
                         self.step(message);
                     }
                 }
-                Some(peer) = inputs.unreachable.recv() => self.raw.report_unreachable(peer),
+                Some(signal) = inputs.unreachable.recv() => match signal {
+                    PeerSignal::Unreachable(peer) => self.raw.report_unreachable(peer),
+                    PeerSignal::Snapshot(peer, delivered) => {
+                        let status = if delivered {
+                            raft::SnapshotStatus::Finish
+                        } else {
+                            tracing::info!(peer, "a snapshot for the peer was lost; it is sent again");
+                            raft::SnapshotStatus::Failure
+                        };
+                        self.raw.report_snapshot(peer, status);
+                    }
+                    PeerSignal::Down(peer) => {
+                        self.raw.report_unreachable(peer);
+                        // A killed node's workflows move now, not after the
+                        // owner timeout, and nothing new is placed there.
+                        self.failover.down(peer);
+                        self.check_failover();
+                    }
+                },
                 _ = ticker.tick() => {
                     self.raw.tick();
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(FAILOVER_CHECK_TICKS) {
                         self.check_failover();
+                        self.promote_learners();
+                        self.purge_expired();
                     }
                     // Callers that gave up (timeout) dropped their receiver.
                     self.pending.retain(|_, reply| !reply.is_closed());
@@ -390,8 +417,12 @@ impl RaftLoop {
         }
         *self.state.write().expect("state lock poisoned") = restored;
         tracing::info!(index, "installed a snapshot from the leader");
-        // Sessions re-read the state and run what is theirs.
-        let _ = self.events.send(Arc::new(Event::SessionsChanged));
+        // Sessions and waiters re-read the state: the events of the entries
+        // the snapshot covers were never produced on this node.
+        let _ = self.events.send(Arc::new(EventAt {
+            index,
+            event: Event::StateReplaced,
+        }));
         Ok(())
     }
 
@@ -423,10 +454,8 @@ impl RaftLoop {
                     // subscriber that took a snapshot under the read lock sees
                     // every later change once.
                     for event in events {
-                        if let Event::PresenceChanged { node_id, present } = &event {
-                            self.failover.presence(*node_id, *present);
-                        }
-                        let _ = self.events.send(Arc::new(event));
+                        let index = entry.index;
+                        let _ = self.events.send(Arc::new(EventAt { index, event }));
                     }
                     if command.proposer_node_id == self.raw.raft.id
                         && let Some(reply) = self.pending.remove(&command.proposal_id)
@@ -451,7 +480,14 @@ impl RaftLoop {
                                         self.transport.set_address(node, context.address.clone());
                                     }
                                     ConfChangeType::RemoveNode => {
-                                        state.remove_member(node);
+                                        let moved =
+                                            state.remove_member(node, context.proposed_at_ms);
+                                        for event in moved {
+                                            let index = entry.index;
+                                            let _ = self
+                                                .events
+                                                .send(Arc::new(EventAt { index, event }));
+                                        }
                                         self.transport.remove_peer(node);
                                         if node == self.raw.raft.id {
                                             tracing::warn!(
@@ -505,6 +541,91 @@ impl RaftLoop {
             if let Err(e) = self.raw.propose(Vec::new(), command.encode_to_vec()) {
                 tracing::debug!(error = %e, "failover proposal dropped");
             }
+        }
+    }
+
+    /// On the leader: proposes the removal of finished workflows past the
+    /// retention period, when there are any (a look at the oldest one).
+    /// At most one purge is in flight: the next is proposed only once the
+    /// previous one is applied, or after a while if it was lost.
+    fn purge_expired(&mut self) {
+        let Some(retention) = self.config.retention else {
+            return;
+        };
+        if self.raw.raft.state != StateRole::Leader {
+            return;
+        }
+        let now = crate::node::now_ms();
+        let cutoff = now.saturating_sub(retention.as_millis() as u64);
+        let due = {
+            let state = self.state.read().expect("state lock poisoned");
+            state.oldest_finished_ms().is_some_and(|at| at < cutoff)
+        };
+        if !due
+            || self
+                .purge_proposed_at
+                .is_some_and(|at| now < at + PURGE_RETRY_MS)
+        {
+            return;
+        }
+        let command = Command {
+            proposer_node_id: self.raw.raft.id,
+            proposal_id: 0,
+            proposed_at_ms: now,
+            kind: Some(raftoral_proto::cluster::v1::command::Kind::PurgeFinished(
+                raftoral_proto::cluster::v1::PurgeFinished {
+                    finished_before_ms: cutoff,
+                },
+            )),
+        };
+        match self.raw.propose(Vec::new(), command.encode_to_vec()) {
+            Ok(()) => self.purge_proposed_at = Some(now),
+            Err(e) => tracing::debug!(error = %e, "retention purge not proposed yet"),
+        }
+    }
+
+    /// On the leader: a learner (a joining node) whose log has caught up
+    /// with the commit index becomes a voter. Joining as a learner first
+    /// keeps the quorum the same while the new node receives its snapshot,
+    /// so a slow or lost transfer never stops the cluster's writes.
+    fn promote_learners(&mut self) {
+        if self.raw.raft.state != StateRole::Leader || self.raw.raft.has_pending_conf() {
+            return;
+        }
+        let committed = self.raw.raft.raft_log.committed;
+        let learners = self.store.conf_state().learners;
+        let caught_up = learners.into_iter().find(|id| {
+            self.raw
+                .raft
+                .prs()
+                .get(*id)
+                .is_some_and(|p| p.matched + PROMOTE_LAG >= committed)
+        });
+        let Some(node) = caught_up else { return };
+        let address = self
+            .state
+            .read()
+            .expect("state lock poisoned")
+            .member_addresses()
+            .get(&node)
+            .cloned()
+            .unwrap_or_default();
+        let mut single = raft::prelude::ConfChangeSingle::default();
+        single.set_change_type(ConfChangeType::AddNode);
+        single.node_id = node;
+        let mut change = ConfChangeV2::default();
+        change.set_changes(vec![single].into());
+        change.context = ConfChangeContext {
+            proposer_node_id: self.raw.raft.id,
+            proposal_id: 0,
+            address,
+            proposed_at_ms: crate::node::now_ms(),
+        }
+        .encode_to_vec()
+        .into();
+        match self.raw.propose_conf_change(Vec::new(), change) {
+            Ok(()) => tracing::info!(node, "learner caught up; promoting it to voter"),
+            Err(e) => tracing::debug!(node, error = %e, "learner promotion not proposed yet"),
         }
     }
 

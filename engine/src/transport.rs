@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protobuf::Message as _;
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
 use raftoral_proto::cluster::v1::{
     RaftEnvelope, RaftRequest, cluster_service_client::ClusterServiceClient,
 };
@@ -31,6 +31,20 @@ const STALL: Duration = Duration::from_secs(2);
 /// Largest node-to-node frame (snapshots travel inside raft messages).
 pub const MAX_FRAME: usize = 512 * 1024 * 1024;
 
+/// What the transport learnt about a peer, for the Raft loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerSignal {
+    /// The stream to the peer failed (for raft-rs `report_unreachable`).
+    Unreachable(NodeId),
+    /// The stream failed and the peer's port refuses connections: its
+    /// process is gone (a paused or partitioned peer does not refuse).
+    Down(NodeId),
+    /// A snapshot for the peer was handed to its stream (`true`), or was
+    /// dropped (`false`: full queue, failed stream). raft-rs keeps a
+    /// follower waiting for a snapshot until told, so both are reported.
+    Snapshot(NodeId, bool),
+}
+
 /// Outbound side of the transport, shared by the Raft loop and the server.
 pub struct Transport {
     me: NodeId,
@@ -40,8 +54,8 @@ pub struct Transport {
     cluster_id: Arc<Mutex<String>>,
     addresses: Mutex<HashMap<NodeId, String>>,
     peers: Mutex<HashMap<NodeId, mpsc::Sender<Message>>>,
-    /// Peers whose stream failed, for `report_unreachable`.
-    unreachable: mpsc::Sender<NodeId>,
+    /// Peers whose stream failed, for `report_unreachable` and failover.
+    unreachable: mpsc::Sender<PeerSignal>,
     shutdown: watch::Receiver<bool>,
     faults: Faults,
 }
@@ -51,6 +65,9 @@ pub struct Transport {
 #[derive(Default, Clone)]
 pub struct Faults {
     blocked: Arc<Mutex<std::collections::HashSet<NodeId>>>,
+    /// Incoming snapshots dropped while set; the count of those dropped.
+    drop_snapshots: Arc<std::sync::atomic::AtomicBool>,
+    snapshots_dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Faults {
@@ -63,6 +80,31 @@ impl Faults {
     pub fn is_blocked(&self, peer: NodeId) -> bool {
         self.blocked.lock().expect("faults lock").contains(&peer)
     }
+
+    /// Drops (or stops dropping) every incoming snapshot: a transfer lost
+    /// on the way.
+    pub fn drop_snapshots(&self, drop: bool) {
+        self.drop_snapshots
+            .store(drop, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True (and counted) when an incoming snapshot must be dropped.
+    pub fn drops_snapshot(&self) -> bool {
+        let drop = self
+            .drop_snapshots
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if drop {
+            self.snapshots_dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        drop
+    }
+
+    /// Incoming snapshots dropped so far.
+    pub fn snapshots_dropped(&self) -> u64 {
+        self.snapshots_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Transport {
@@ -71,7 +113,7 @@ impl Transport {
         me: NodeId,
         advertise: String,
         addresses: HashMap<NodeId, String>,
-        unreachable: mpsc::Sender<NodeId>,
+        unreachable: mpsc::Sender<PeerSignal>,
         shutdown: watch::Receiver<bool>,
         faults: Faults,
     ) -> Transport {
@@ -146,8 +188,12 @@ impl Transport {
             if self.faults.is_blocked(to) {
                 continue;
             }
+            let snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
             let Some(queue) = self.queue_for(to) else {
                 tracing::debug!(to, "no address for peer; raft message dropped");
+                if snapshot {
+                    let _ = self.unreachable.try_send(PeerSignal::Snapshot(to, false));
+                }
                 continue;
             };
             if let Err(e) = queue.try_send(m) {
@@ -158,6 +204,9 @@ impl Transport {
                     mpsc::error::TrySendError::Closed(_) => {
                         self.peers.lock().expect("peers lock").remove(&to);
                     }
+                }
+                if snapshot {
+                    let _ = self.unreachable.try_send(PeerSignal::Snapshot(to, false));
                 }
             }
         }
@@ -199,7 +248,7 @@ struct PeerLink {
     to: NodeId,
     address: String,
     queue: mpsc::Receiver<Message>,
-    unreachable: mpsc::Sender<NodeId>,
+    unreachable: mpsc::Sender<PeerSignal>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -240,9 +289,11 @@ async fn run_peer(mut link: PeerLink) {
                         return;
                     };
                     let mut envelopes = Vec::with_capacity(8);
+                    let mut snapshot = first.get_msg_type() == MessageType::MsgSnapshot;
                     push_envelope(&mut envelopes, first);
                     while envelopes.len() < MAX_BATCH {
                         let Ok(m) = link.queue.try_recv() else { break };
+                        snapshot |= m.get_msg_type() == MessageType::MsgSnapshot;
                         push_envelope(&mut envelopes, m);
                     }
                     let request = RaftRequest {
@@ -255,7 +306,12 @@ async fn run_peer(mut link: PeerLink) {
                     // the Raft loop only ever try_sends into the bounded
                     // queue, so it never waits; a peer stuck longer than
                     // STALL is reconnected.
-                    match tokio::time::timeout(STALL, batches.send(request)).await {
+                    let sent = tokio::time::timeout(STALL, batches.send(request)).await;
+                    if snapshot {
+                        let ok = matches!(sent, Ok(Ok(())));
+                        let _ = link.unreachable.try_send(PeerSignal::Snapshot(link.to, ok));
+                    }
+                    match sent {
                         Ok(Ok(())) => sent_any = true,
                         Ok(Err(_)) => break Err("stream closed".into()),
                         Err(_) => break Err(format!("peer did not drain its stream for {STALL:?}")),
@@ -271,7 +327,12 @@ async fn run_peer(mut link: PeerLink) {
         if let Err(reason) = ended {
             tracing::debug!(peer = link.to, %reason, "raft stream to peer ended");
         }
-        let _ = link.unreachable.try_send(link.to);
+        let signal = if refuses_connections(&link.address).await {
+            PeerSignal::Down(link.to)
+        } else {
+            PeerSignal::Unreachable(link.to)
+        };
+        let _ = link.unreachable.try_send(signal);
         if sent_any {
             backoff = Duration::from_millis(50);
         }
@@ -280,6 +341,21 @@ async fn run_peer(mut link: PeerLink) {
             _ = link.shutdown.changed() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// True when nothing listens at `address` any more: a connection attempt is
+/// refused at once. That is what a killed process leaves behind; a paused,
+/// slow or partitioned one accepts (or times out) instead.
+async fn refuses_connections(address: &str) -> bool {
+    match tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await
+    {
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        _ => false,
     }
 }
 

@@ -26,16 +26,14 @@ impl Node {
         version: u32,
         input: Bytes,
     ) -> Result<Started, EngineError> {
-        if workflow_name.is_empty() {
-            return Err(EngineError::InvalidArgument(
-                "workflow_name must not be empty".into(),
-            ));
-        }
+        crate::limits::check_name("workflow_name", workflow_name)?;
+        let version = crate::limits::version_or_first(version);
         self.check_value_size("input", input.len())?;
         let workflow_id = match workflow_id {
             Some(id) if !id.is_empty() => id,
             _ => uuid::Uuid::new_v4().to_string(),
         };
+        crate::limits::check_len("workflow_id", &workflow_id, crate::limits::MAX_ID_BYTES)?;
         // Fast path: a retried start does not need a log entry.
         if let Some(workflow) = self.workflow(&workflow_id) {
             return Ok(Started {
@@ -74,11 +72,8 @@ impl Node {
         workflow_name: &str,
         version: u32,
     ) -> Result<(), EngineError> {
-        if workflow_name.is_empty() {
-            return Err(EngineError::InvalidArgument(
-                "workflow_name must not be empty".into(),
-            ));
-        }
+        crate::limits::check_name("workflow_name", workflow_name)?;
+        let version = crate::limits::version_or_first(version);
         if self.read(|sm| sm.is_registered(self.id(), workflow_name, version)) {
             return Ok(());
         }
@@ -100,6 +95,7 @@ impl Node {
         value: Bytes,
     ) -> Result<(), EngineError> {
         self.check_value_size("checkpoint value", value.len())?;
+        crate::limits::check_name("checkpoint_name", name)?;
         self.propose(Kind::RecordCheckpoint(RecordCheckpoint {
             workflow_id: workflow_id.to_owned(),
             seq,
@@ -122,7 +118,7 @@ impl Node {
                 self.check_value_size("result", result.len())?;
                 (true, result, String::new())
             }
-            Err(error) => (false, Bytes::new(), error),
+            Err(error) => (false, Bytes::new(), crate::limits::bounded_error(error)),
         };
         self.propose(Kind::FinishWorkflow(FinishWorkflow {
             workflow_id: workflow_id.to_owned(),
@@ -141,8 +137,10 @@ impl Node {
         workflow_id: &str,
         reason: &str,
     ) -> Result<Workflow, EngineError> {
+        crate::limits::check_len("reason", reason, crate::limits::MAX_ID_BYTES)?;
         let existing = self
-            .workflow(workflow_id)
+            .workflow_linearizable(workflow_id)
+            .await?
             .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()))?;
         if existing.is_terminal() {
             return Ok(existing);
@@ -154,6 +152,22 @@ impl Node {
         .await?;
         self.workflow(workflow_id)
             .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()).into())
+    }
+
+    /// The workflow with this id as of every write completed before the
+    /// call, wherever it was made. A workflow this node has applied is
+    /// returned at once (a start is never undone); an id it does not know
+    /// yet costs a read barrier before it is called missing: a start
+    /// acknowledged by another node may not be applied here yet.
+    pub async fn workflow_linearizable(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<Workflow>, EngineError> {
+        if let Some(wf) = self.workflow(workflow_id) {
+            return Ok(Some(wf));
+        }
+        self.read_barrier().await?;
+        Ok(self.workflow(workflow_id))
     }
 
     /// The workflow with this id, if any (this node's applied state).
@@ -190,6 +204,9 @@ impl Node {
         timeout: Duration,
     ) -> Result<Workflow, EngineError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // A workflow started through another node may not be applied here
+        // yet: make sure before answering that it does not exist.
+        self.workflow_linearizable(workflow_id).await?;
         loop {
             let (mut events, current) = self.subscribe_with(|sm| sm.workflow(workflow_id).cloned());
             let current =
@@ -216,15 +233,15 @@ impl Node {
                             pending_reason: now.pending_reason,
                         });
                     }
-                    Ok(Ok(event)) => {
-                        if let Event::WorkflowFinished {
+                    Ok(Ok(event)) => match &event.event {
+                        Event::WorkflowFinished {
                             workflow_id: id, ..
-                        } = event.as_ref()
-                            && id == workflow_id
-                        {
-                            break;
-                        }
-                    }
+                        } if id == workflow_id => break,
+                        // A snapshot replaced the state: the finish may be
+                        // inside it, with no event of its own.
+                        Event::StateReplaced => break,
+                        _ => {}
+                    },
                     // Lagged: re-read the state and subscribe again.
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
                     Ok(Err(broadcast::error::RecvError::Closed)) => {

@@ -411,3 +411,71 @@ async fn a_result_that_could_not_be_committed_is_retried_after_a_partition() -> 
     }
     Ok(())
 }
+
+/// A replica that falls behind the compacted log catches up by snapshot. The
+/// events of the entries the snapshot covers never happen on it, so its
+/// session must bring the app back in line: the replica's run gets the
+/// checkpoints it missed and ends in step, and a waiter wakes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_caught_up_by_snapshot_finishes_in_step() -> anyhow::Result<()> {
+    let nodes = embedded_cluster_with(3, |c| {
+        c.owner_timeout = Duration::from_secs(600);
+        c.app_timeout = Duration::from_secs(600);
+        c.snapshot_entries = 20;
+        c.snapshot_keep_entries = 5;
+    })
+    .await?;
+    let leader = nodes[&1].node().raft_status().leader_id;
+    let replica = (1..=3).find(|id| *id != leader).unwrap();
+    let effects: Effects = Arc::default();
+    let workers: Vec<_> = nodes
+        .values()
+        .map(|node| run_steps(&node.client(), effects.clone(), None))
+        .collect();
+    registered_everywhere(&nodes, "steps").await;
+    let n = 100u64;
+    let handle = nodes[&leader]
+        .client()
+        .start_workflow("steps", 1, &n)
+        .await?;
+    let id = handle.workflow_id().to_owned();
+    let lagging = nodes[&replica].node().clone();
+    until("the replica to apply a few steps", || {
+        lagging
+            .workflow(&id)
+            .is_some_and(|w| w.checkpoints.len() >= 3)
+    })
+    .await;
+    let others: Vec<u64> = (1..=3).filter(|n| *n != replica).collect();
+    lagging.transport().faults().block(others);
+    let waiter = {
+        let (lagging, id) = (lagging.clone(), id.clone());
+        tokio::spawn(async move { lagging.wait_workflow(&id, DEADLINE).await })
+    };
+    let sum: u64 = tokio::time::timeout(DEADLINE, handle.result()).await??;
+    assert_eq!(sum, expected(n));
+    let head = nodes[&leader].node().clone();
+    until("the leader to compact past the replica", || {
+        head.raft_status().first_index > lagging.raft_status().applied_index + 1
+    })
+    .await;
+    lagging.transport().faults().block([]);
+    let done = waiter.await??;
+    assert_eq!(done.status, WorkflowStatus::Completed);
+    let replica_core = nodes[&replica].client().core();
+    until("the replica's run to end in step", || {
+        replica_core.running() == 0
+    })
+    .await;
+    assert_eq!(lagging.nondeterminism_reports(), 0);
+    for step in 0..n {
+        assert_eq!(count(&effects, &id, step), 1, "step {step} computed once");
+    }
+    for node in nodes.into_values() {
+        node.shutdown().await;
+    }
+    for worker in workers {
+        worker.abort();
+    }
+    Ok(())
+}

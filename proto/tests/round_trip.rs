@@ -88,12 +88,14 @@ fn app_stream_messages() {
         S::RegistrationAck(sidecar::RegistrationAck {
             workflow_name: "n".into(),
             version: 3,
+            heartbeat_interval_ms: 1250,
         }),
         S::Error(sidecar::StreamError {
             code: sidecar::ErrorCode::UnexpectedSeq as i32,
             message: "m".into(),
             workflow_id: "w".into(),
             seq: 4,
+            subject: sidecar::StreamErrorSubject::CheckpointProposal as i32,
         }),
     ];
     for m in responses {

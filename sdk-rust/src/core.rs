@@ -73,11 +73,19 @@ struct RunState {
     history: Vec<(String, Bytes)>,
     /// Next seq the workflow code will ask for.
     cursor: u64,
-    /// The owner's proposal waiting for its commit; re-sent after a reconnect.
+    /// The proposal waiting for its commit. Kept while ownership is away:
+    /// if it comes back before another owner committed the seq, this value
+    /// is proposed again (the step is not computed twice here).
     in_flight: Option<CheckpointProposal>,
+    /// True while `in_flight` is with the sidecar on the current stream and
+    /// this replica owns the workflow; false means it must be (re)sent when
+    /// ownership allows.
+    sent: bool,
     /// A refusal of the in-flight proposal.
     refused: Option<StreamError>,
     cancelled: Option<String>,
+    /// The workflow stopped running in the cluster (finished elsewhere).
+    ended: Option<String>,
     changes: watch::Sender<u64>,
 }
 
@@ -91,6 +99,8 @@ impl RunState {
 struct CoreState {
     runs: HashMap<String, RunState>,
     outbound: Option<mpsc::Sender<WorkflowStreamRequest>>,
+    /// The runtime of the stream, for sends that must wait for room.
+    runtime: Option<tokio::runtime::Handle>,
     next_generation: u64,
     shutting_down: bool,
 }
@@ -113,30 +123,49 @@ impl WorkerCore {
     }
 
     /// A new stream to the sidecar is up; messages go there from now on.
+    /// Call it from within the Tokio runtime that drives the stream.
     pub fn on_connect(&self, outbound: mpsc::Sender<WorkflowStreamRequest>) {
-        self.lock().outbound = Some(outbound);
+        let mut state = self.lock();
+        state.outbound = Some(outbound);
+        state.runtime = tokio::runtime::Handle::try_current().ok();
     }
 
     /// The stream is gone. Runs keep their state; the sidecar re-sends their
-    /// execute requests (with history) on the next connection.
+    /// execute requests (with history) on the next connection, and in-flight
+    /// proposals are sent again then.
     pub fn on_disconnect(&self) {
-        self.lock().outbound = None;
+        let mut state = self.lock();
+        state.outbound = None;
+        for run in state.runs.values_mut() {
+            run.sent = false;
+        }
     }
 
-    /// Sends a message on the current stream; dropped when disconnected
-    /// (whatever matters is re-sent after the reconnect).
+    /// Sends a message on the current stream. A full stream is waited on
+    /// (backpressure) on the stream's runtime, never dropped; a message for
+    /// a closed stream is dropped, as whatever matters is re-sent after the
+    /// reconnect (proposals) or recomputed by replay (results).
     pub fn send(&self, message: AppMsg) {
-        let outbound = self.lock().outbound.clone();
-        if let Some(outbound) = outbound
-            && outbound
-                .try_send(WorkflowStreamRequest {
-                    message: Some(message),
-                })
-                .is_err()
-        {
-            tracing::warn!(
-                "sidecar stream is full or closed; message dropped, it is re-sent after reconnect"
-            );
+        let (outbound, runtime) = {
+            let state = self.lock();
+            (state.outbound.clone(), state.runtime.clone())
+        };
+        let Some(outbound) = outbound else { return };
+        let request = WorkflowStreamRequest {
+            message: Some(message),
+        };
+        match outbound.try_send(request) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(request)) => match runtime {
+                Some(runtime) => {
+                    runtime.spawn(async move {
+                        let _ = outbound.send(request).await;
+                    });
+                }
+                None => tracing::warn!(
+                    "sidecar stream is full and no runtime can wait for room; message dropped, it is re-sent after reconnect"
+                ),
+            },
         }
     }
 
@@ -159,15 +188,9 @@ impl WorkerCore {
             for record in req.history.into_iter().skip(run.history.len()) {
                 run.history.push((record.checkpoint_name, record.value));
             }
-            if let Some(p) = &run.in_flight
-                && run.is_owner
-                && (run.history.len() as u64) <= p.seq
-                && let Some(outbound) = &state.outbound
-            {
-                let _ = outbound.try_send(WorkflowStreamRequest {
-                    message: Some(AppMsg::CheckpointProposal(p.clone())),
-                });
-            }
+            // A new stream: the waiting `commit` re-sends its proposal if
+            // this replica owns the workflow.
+            run.sent = false;
             run.changed();
             return None;
         }
@@ -186,8 +209,10 @@ impl WorkerCore {
                     .collect(),
                 cursor: 0,
                 in_flight: None,
+                sent: false,
                 refused: None,
                 cancelled: None,
+                ended: None,
                 changes,
             },
         );
@@ -218,14 +243,16 @@ impl WorkerCore {
         }
     }
 
-    /// This replica gained or lost ownership.
+    /// This replica gained or lost ownership. A proposal made before a
+    /// loss is kept: when ownership comes back before another owner
+    /// committed its seq, the waiting `commit` proposes it again.
     pub fn on_ownership_change(&self, change: OwnershipChange) {
         let mut state = self.lock();
         if let Some(run) = state.runs.get_mut(&change.workflow_id) {
-            run.is_owner = change.is_owner;
-            if !change.is_owner {
-                run.in_flight = None;
+            if run.is_owner != change.is_owner {
+                run.sent = false;
             }
+            run.is_owner = change.is_owner;
             run.changed();
         }
     }
@@ -247,13 +274,19 @@ impl WorkerCore {
             return Some(e);
         };
         match e.code() {
-            // Deposed: the new owner will commit this seq; wait for its event.
+            // Deposed: the new owner will commit this seq (wait for its
+            // event), or ownership comes back and the proposal is re-sent.
             ErrorCode::NotOwner => {
                 run.is_owner = false;
-                run.in_flight = None;
+                run.sent = false;
             }
-            // A re-sent proposal that had committed already.
-            ErrorCode::UnexpectedSeq if (run.history.len() as u64) > e.seq => return None,
+            // The seq is committed already (a retried or re-sent proposal
+            // whose first attempt committed): its event arrives, or has,
+            // before anything else about this workflow. Never a failure.
+            ErrorCode::UnexpectedSeq => {}
+            // Finished or cancelled elsewhere (say, by the owner that took
+            // over while this app was paused): this run just ends.
+            ErrorCode::WorkflowNotRunning => run.ended = Some(e.message),
             _ => run.refused = Some(e),
         }
         run.changed();
@@ -284,6 +317,9 @@ impl WorkerCore {
                 if let Some(reason) = &r.cancelled {
                     return Err(cancelled(run, reason));
                 }
+                if let Some(message) = &r.ended {
+                    return Err(not_running(run, message));
+                }
                 let seq = r.cursor;
                 if let Some((committed_name, value)) = r.history.get(seq as usize) {
                     if committed_name != name {
@@ -312,6 +348,11 @@ impl WorkerCore {
 
     /// Proposes the computed value for `token` and waits for the commit.
     /// Returns the committed value, which every replica continues with.
+    ///
+    /// The proposal is (re)sent whenever this replica owns the workflow and
+    /// the sidecar does not hold it: first, after a reconnect, after an
+    /// `UNAVAILABLE` refusal (after a pause), and when ownership comes back.
+    /// A duplicate that committed already resolves to the committed value.
     pub async fn commit(
         &self,
         run: &RunHandle,
@@ -328,19 +369,22 @@ impl WorkerCore {
             let mut state = self.lock();
             let r = run_state(&mut state, run)?;
             r.in_flight = Some(proposal.clone());
+            r.sent = false;
             r.refused = None;
         }
-        self.send(AppMsg::CheckpointProposal(proposal.clone()));
         let mut changes = run.changes.clone();
         loop {
             changes.borrow_and_update();
+            let mut send = false;
             let mut retry = false;
             {
                 let mut state = self.lock();
                 let shutting_down = state.shutting_down;
+                let connected = state.outbound.is_some();
                 let r = run_state(&mut state, run)?;
                 if let Some((committed_name, value)) = r.history.get(token.seq as usize) {
                     r.in_flight = None;
+                    r.sent = false;
                     r.cursor = token.seq + 1;
                     // After an ownership change another replica may have
                     // committed this seq; its name must match ours.
@@ -360,8 +404,12 @@ impl WorkerCore {
                 if let Some(reason) = &r.cancelled {
                     return Err(cancelled(run, reason));
                 }
+                if let Some(message) = &r.ended {
+                    return Err(not_running(run, message));
+                }
                 if let Some(refusal) = r.refused.take() {
-                    if refusal.code() == ErrorCode::Unavailable && r.is_owner {
+                    if refusal.code() == ErrorCode::Unavailable {
+                        r.sent = false;
                         retry = true;
                     } else {
                         r.in_flight = None;
@@ -371,12 +419,18 @@ impl WorkerCore {
                             message: refusal.message,
                         });
                     }
+                } else if r.is_owner && !r.sent && connected {
+                    r.sent = true;
+                    send = true;
                 }
+            }
+            if send {
+                self.send(AppMsg::CheckpointProposal(proposal.clone()));
+                continue;
             }
             if retry {
                 tracing::debug!(workflow = %run.workflow_id, seq = token.seq, "sidecar could not commit; retrying the proposal");
                 tokio::time::sleep(RETRY_DELAY).await;
-                self.send(AppMsg::CheckpointProposal(proposal.clone()));
                 continue;
             }
             if changes.changed().await.is_err() {
@@ -401,7 +455,16 @@ impl WorkerCore {
             }
         }
         let result = match outcome {
-            Err(ClientError::Cancelled { .. } | ClientError::Shutdown) => return,
+            // Not outcomes of the workflow: a cancellation is committed
+            // already, a shutdown resumes elsewhere, and a workflow that
+            // finished elsewhere has its outcome. Reporting them would make
+            // a replica's "result" differ from the owner's: a false
+            // non-determinism report.
+            Err(
+                ClientError::Cancelled { .. }
+                | ClientError::Shutdown
+                | ClientError::NotRunning { .. },
+            ) => return,
             Ok(value) => WorkflowResult {
                 workflow_id: run.workflow_id.clone(),
                 success: true,
@@ -433,6 +496,13 @@ fn run_state<'a>(
     match state.runs.get_mut(&run.workflow_id) {
         Some(r) if r.generation == run.generation => Ok(r),
         _ => Err(ClientError::Shutdown),
+    }
+}
+
+fn not_running(run: &RunHandle, message: &str) -> ClientError {
+    ClientError::NotRunning {
+        workflow_id: run.workflow_id.clone(),
+        message: message.to_owned(),
     }
 }
 

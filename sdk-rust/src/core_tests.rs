@@ -229,6 +229,7 @@ async fn a_refused_proposal_fails_the_checkpoint_with_the_code() {
             message: "too big".into(),
             workflow_id: "w".into(),
             seq: 0,
+            ..Default::default()
         })
         .is_none()
     );
@@ -252,6 +253,7 @@ async fn a_deposed_owner_waits_for_the_new_owners_value() {
         message: "deposed".into(),
         workflow_id: "w".into(),
         seq: 0,
+        ..Default::default()
     });
     core.on_checkpoint_event(event("w", 0, "a", "theirs"));
     assert_eq!(committing.await.unwrap().unwrap(), "theirs");
@@ -307,4 +309,111 @@ async fn owner_and_replica_both_report_their_result() {
     }
     assert!(rx.try_recv().is_err());
     assert_eq!(core.running(), 0);
+}
+
+fn refusal(code: ErrorCode, seq: u64) -> StreamError {
+    StreamError {
+        code: code as i32,
+        message: format!("{code:?}"),
+        workflow_id: "w".into(),
+        seq,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn ownership_that_leaves_and_comes_back_before_a_commit_re_proposes_the_step() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
+        panic!("owner must compute")
+    };
+    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
+    next_proposal(&mut rx).await;
+    // Ownership moves away (the late proposal is refused), then comes back
+    // before the other node committed seq 0.
+    core.on_ownership_change(OwnershipChange {
+        workflow_id: "w".into(),
+        is_owner: false,
+    });
+    core.on_stream_error(refusal(ErrorCode::NotOwner, 0));
+    core.on_ownership_change(OwnershipChange {
+        workflow_id: "w".into(),
+        is_owner: true,
+    });
+    let again = next_proposal(&mut rx).await;
+    assert_eq!((again.seq, again.value.as_ref()), (0, b"1".as_ref()));
+    core.on_checkpoint_event(event("w", 0, "a", "1"));
+    assert_eq!(committing.await.unwrap().unwrap(), "1");
+}
+
+#[tokio::test]
+async fn a_duplicate_refused_as_unexpected_seq_resolves_to_the_committed_value() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
+        panic!("owner must compute")
+    };
+    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
+    next_proposal(&mut rx).await;
+    // The refusal of a re-sent duplicate, before the event of the first
+    // attempt's commit: not a failure.
+    core.on_stream_error(refusal(ErrorCode::UnexpectedSeq, 0));
+    tokio::task::yield_now().await;
+    assert!(
+        !committing.is_finished(),
+        "an UNEXPECTED_SEQ must not fail the step"
+    );
+    core.on_checkpoint_event(event("w", 0, "a", "1"));
+    assert_eq!(committing.await.unwrap().unwrap(), "1");
+    assert!(rx.try_recv().is_err(), "nothing else was sent");
+}
+
+#[tokio::test]
+async fn a_workflow_finished_elsewhere_ends_the_run_without_a_result() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
+        panic!("owner must compute")
+    };
+    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
+    next_proposal(&mut rx).await;
+    core.on_stream_error(refusal(ErrorCode::WorkflowNotRunning, 0));
+    let outcome = committing.await.unwrap();
+    assert!(
+        matches!(outcome, Err(ClientError::NotRunning { .. })),
+        "{outcome:?}"
+    );
+    core.finish(&run, outcome.map(|_| Bytes::new()));
+    assert!(
+        rx.try_recv().is_err(),
+        "no result: a replica's made-up failure would be reported as non-determinism"
+    );
+}
+
+#[tokio::test]
+async fn a_full_stream_delays_messages_but_never_drops_them() {
+    let core = Arc::new(WorkerCore::new());
+    let (tx, mut rx) = mpsc::channel(2);
+    core.on_connect(tx);
+    let runs: Vec<RunHandle> = (0..10)
+        .map(|i| {
+            core.on_execute(execute(&format!("r{i}"), true, &[]))
+                .unwrap()
+        })
+        .collect();
+    for run in &runs {
+        core.finish(run, Ok(Bytes::from_static(b"1")));
+    }
+    let mut results = std::collections::BTreeSet::new();
+    while results.len() < runs.len() {
+        let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("every result arrives")
+            .expect("open");
+        if let Some(AppMsg::WorkflowResult(r)) = m.message {
+            results.insert(r.workflow_id);
+        }
+    }
+    assert_eq!(results.len(), 10);
 }

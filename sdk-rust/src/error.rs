@@ -66,6 +66,16 @@ pub enum ClientError {
         /// The sidecar's explanation.
         message: String,
     },
+    /// The workflow is not running any more in the cluster (it finished
+    /// or was cancelled elsewhere, e.g. by the owner that took it over while
+    /// this app was paused). Not a failure of this run: nothing is reported.
+    #[error("workflow '{workflow_id}' is no longer running: {message}")]
+    NotRunning {
+        /// The workflow.
+        workflow_id: String,
+        /// The sidecar's explanation.
+        message: String,
+    },
     /// A value could not be encoded or decoded.
     #[error("cannot encode or decode a value as JSON: {0}")]
     Codec(String),

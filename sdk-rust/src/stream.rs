@@ -122,7 +122,8 @@ async fn read_stream(
     options: &StreamOptions,
     shutdown: &mut watch::Receiver<bool>,
 ) -> String {
-    let mut heartbeat = tokio::time::interval(options.heartbeat_interval);
+    let mut every = options.heartbeat_interval;
+    let mut heartbeat = tokio::time::interval(every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = tokio::time::Instant::now();
     loop {
@@ -147,6 +148,14 @@ async fn read_stream(
                     SidecarMsg::WorkflowCancellation(c) => shared.core.on_cancellation(c),
                     SidecarMsg::OwnershipChange(c) => shared.core.on_ownership_change(c),
                     SidecarMsg::RegistrationAck(ack) => {
+                        // The sidecar counts an app silent for its app
+                        // timeout as gone: beat at least as often as asked.
+                        let asked = Duration::from_millis(ack.heartbeat_interval_ms);
+                        if !asked.is_zero() && asked < every {
+                            every = asked;
+                            heartbeat = tokio::time::interval(every);
+                            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        }
                         let _ = shared.acks.send(ack);
                     }
                     SidecarMsg::HeartbeatResponse(_) => {}

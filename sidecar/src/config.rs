@@ -97,6 +97,13 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTORAL_PROPOSAL_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub proposal_timeout_ms: u64,
 
+    /// How long finished workflows stay queryable: a number with a unit
+    /// (`7d`, `12h`, `30m`, `45s`, `500ms`), or `off` to keep them forever.
+    /// Removal is decided by the leader through Raft: every node removes the
+    /// same ones, and GetWorkflow then answers NOT_FOUND with the reason.
+    #[arg(long, env = "RAFTORAL_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub retention: Retention,
+
     /// Write the bound addresses as JSON to this file once serving
     /// (useful with port 0).
     #[arg(long, env = "RAFTORAL_ADDR_FILE")]
@@ -131,6 +138,7 @@ impl ServeArgs {
             snapshot_entries: self.snapshot_entries,
             owner_timeout: Duration::from_millis(self.owner_timeout_ms),
             app_timeout: Duration::from_millis(self.app_timeout_ms),
+            retention: self.retention.0,
             storage: raftoral::storage::StorageOptions {
                 segment_bytes: self.log_segment_bytes,
             },
@@ -151,6 +159,43 @@ impl ServeArgs {
         }
         bound.to_string()
     }
+}
+
+/// A retention period; `None` keeps finished workflows forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+/// Parses `7d`, `12h`, `30m`, `45s`, `500ms` or `off`.
+fn parse_retention(value: &str) -> Result<Retention, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(Retention(None));
+    }
+    let split = value.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        format!("'{value}' has no unit: write e.g. 7d, 12h, 30m, 45s, 500ms or off")
+    })?;
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{value}' does not start with a number: write e.g. 7d or off"))?;
+    let millis = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "unknown unit '{unit}' in '{value}': use ms, s, m, h or d"
+            ));
+        }
+    };
+    if number == 0 {
+        return Err("a retention of 0 would remove workflows as they finish; write 'off' to keep them forever".into());
+    }
+    Ok(Retention(Some(Duration::from_millis(
+        number.saturating_mul(millis),
+    ))))
 }
 
 /// Parses `ID=HOST:PORT` items.
@@ -177,4 +222,23 @@ fn parse_peers(items: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
         }
     }
     Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_takes_a_unit_or_off() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(parse_retention("7d"), Ok(Retention(Some(day * 7))));
+        assert_eq!(
+            parse_retention("500ms"),
+            Ok(Retention(Some(Duration::from_millis(500))))
+        );
+        assert_eq!(parse_retention("off"), Ok(Retention(None)));
+        for bad in ["7", "d", "7w", "0s", "-1h"] {
+            assert!(parse_retention(bad).is_err(), "{bad} accepted");
+        }
+    }
 }

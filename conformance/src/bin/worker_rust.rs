@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use raftoral_client::{RaftoralClient, WorkflowError, WorkflowRequest, checkpoint};
-use raftoral_conformance::StepsInput;
+use raftoral_conformance::{BlobInput, StepsInput};
 
 /// Appends one line `ID WHAT STEP MS` to the effects file (MS: milliseconds
 /// since the Unix epoch, comparable with the sidecar's commit times on the
@@ -81,6 +81,21 @@ async fn steps(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     Ok(serde_json::to_vec(&sum)?)
 }
 
+async fn blob(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let input: BlobInput = req.input()?;
+    let ctx = req.context;
+    let mut total = 0usize;
+    for i in 0..input.n {
+        let size = input.size;
+        let value: String = checkpoint!(ctx, &format!("blob-{i}"), "x".repeat(size));
+        total += value.len();
+    }
+    if std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1") {
+        std::future::pending::<()>().await;
+    }
+    Ok(serde_json::to_vec(&total)?)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -92,7 +107,8 @@ async fn main() -> anyhow::Result<()> {
     let url = std::env::var("RAFTORAL_SIDECAR_URL")?;
     let client = RaftoralClient::connect(&url).await?;
     // CONFORMANCE_WORKFLOWS limits what this worker registers (comma list).
-    let only = std::env::var("CONFORMANCE_WORKFLOWS").unwrap_or_else(|_| "ping_pong,steps".into());
+    let only =
+        std::env::var("CONFORMANCE_WORKFLOWS").unwrap_or_else(|_| "ping_pong,steps,blob".into());
     for name in only.split(',').filter(|n| !n.is_empty()) {
         client.register_workflow(name, 1).await?;
     }
@@ -104,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
                     match req.workflow_name.as_str() {
                         "ping_pong" => ping_pong(req).await,
                         "steps" => steps(req).await,
+                        "blob" => blob(req).await,
                         other => Err(format!("this worker has no workflow '{other}'").into()),
                     }
                 })

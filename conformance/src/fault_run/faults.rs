@@ -1,9 +1,7 @@
 //! The faults, one at a time: what they are, how the seeded generator picks
 //! them, and how each is done and undone on the real processes.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,8 +11,9 @@ use raftoral_client::WorkflowStatus;
 use super::checks::list_all;
 use super::load::Nodes;
 use super::rng::Rng;
+use crate::Worker;
+use crate::apps::Apps;
 use crate::cluster::Cluster;
-use crate::{Worker, signal};
 
 /// `--owner-timeout-ms` of the run's nodes: short, so failovers happen
 /// within the run; node pauses are drawn on both sides of it.
@@ -144,44 +143,23 @@ impl fmt::Display for Fault {
     }
 }
 
-/// One worker process per node, each with its effects file.
-pub struct Apps {
-    /// Workers by node id.
-    pub workers: BTreeMap<u64, Worker>,
-    /// Effects file of each node's worker (kept across worker restarts).
-    pub effects: BTreeMap<u64, PathBuf>,
+/// Errors only in the workers' logs: their reconnect warnings would bury
+/// the run's own lines.
+const QUIET: &str = "error";
+
+/// Starts (or replaces) node `id`'s worker.
+pub async fn spawn_worker(apps: &mut Apps, cluster: &Cluster, id: u64) -> anyhow::Result<()> {
+    apps.spawn(cluster, id, &[(id, "RUST_LOG", QUIET)]).await
 }
 
-impl Apps {
-    /// Starts a worker for every node of `cluster`.
-    pub async fn start(cluster: &Cluster) -> anyhow::Result<Apps> {
-        let mut apps = Apps {
-            workers: BTreeMap::new(),
-            effects: BTreeMap::new(),
-        };
-        for id in cluster.nodes.keys() {
-            let path = cluster.dir.path().join(format!("effects{id}.log"));
-            apps.effects.insert(*id, path);
-            apps.spawn(cluster, *id).await?;
-        }
-        Ok(apps)
-    }
-
-    async fn spawn(&mut self, cluster: &Cluster, id: u64) -> anyhow::Result<()> {
-        // Errors only: the workers' reconnect warnings would bury the run's
-        // own lines.
-        let env = [("RUST_LOG", "error")];
-        let worker = Worker::start(&cluster.nodes[&id].url, &self.effects[&id], &env).await?;
-        self.workers.insert(id, worker);
-        Ok(())
-    }
-
-    fn pid(&self, id: u64) -> anyhow::Result<u32> {
-        self.workers
-            .get(&id)
-            .and_then(Worker::pid)
-            .with_context(|| format!("worker {id} is not running"))
-    }
+/// One worker per node of `cluster`.
+pub async fn start_workers(cluster: &Cluster) -> anyhow::Result<Apps> {
+    let env: Vec<(u64, &str, &str)> = cluster
+        .nodes
+        .keys()
+        .map(|id| (*id, "RUST_LOG", QUIET))
+        .collect();
+    Apps::start(cluster, &env).await
 }
 
 /// What a fault revealed while it was done, apart from the final checks.
@@ -210,7 +188,7 @@ pub async fn apply(
                 .context("worker not running")?
                 .kill()
                 .await?;
-            apps.spawn(cluster, node).await?;
+            spawn_worker(apps, cluster, node).await?;
         }
         Fault::KillPod { node } => {
             cluster.kill(node).await?;
@@ -220,16 +198,17 @@ pub async fn apply(
                 .kill()
                 .await?;
             cluster.restart(node).await?;
-            apps.spawn(cluster, node).await?;
+            spawn_worker(apps, cluster, node).await?;
         }
         Fault::StopNode { node, hold } => {
-            let pid = cluster.pid(node).context("node not running")?;
             let must_move = past(hold, OWNER_TIMEOUT_MS);
-            complaints.extend(pause(nodes, node, pid, hold, must_move, "node").await?);
+            let frozen = Frozen::Node(cluster, node);
+            complaints.extend(pause(nodes, node, frozen, hold, must_move).await?);
         }
         Fault::StopWorker { node, hold } => {
             let must_move = past(hold, APP_TIMEOUT_MS);
-            complaints.extend(pause(nodes, node, apps.pid(node)?, hold, must_move, "app").await?);
+            let worker = apps.workers.get(&node).context("worker not running")?;
+            complaints.extend(pause(nodes, node, Frozen::App(worker), hold, must_move).await?);
         }
         Fault::TermNode { node } => {
             let status = cluster.terminate(node).await?;
@@ -253,27 +232,51 @@ pub async fn apply(
     Ok(complaints)
 }
 
+/// The process a pause freezes.
+enum Frozen<'a> {
+    /// A node of the cluster.
+    Node(&'a Cluster, u64),
+    /// A worker.
+    App(&'a Worker),
+}
+
+impl Frozen<'_> {
+    async fn signal(&self, name: &str) -> anyhow::Result<()> {
+        match self {
+            Frozen::Node(cluster, id) => cluster.signal(*id, name).await,
+            Frozen::App(worker) => worker.signal(name).await,
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        match self {
+            Frozen::Node(..) => "node",
+            Frozen::App(_) => "app",
+        }
+    }
+}
+
 /// SIGSTOP for `hold`, then SIGCONT. With `must_move` (a pause past the
 /// timeout), node `node`'s running workflows must have moved to other
 /// nodes before the process is let go: a frozen process is as gone as a
-/// dead one (the frozen side is `what`, "node" or "app").
+/// dead one.
 async fn pause(
     nodes: &Nodes,
     node: u64,
-    pid: u32,
+    frozen: Frozen<'_>,
     hold: Duration,
     must_move: bool,
-    what: &str,
 ) -> anyhow::Result<Option<Complaint>> {
     let owned = if must_move {
         owned_by(nodes, node, None).await
     } else {
         None
     };
-    signal(pid, "STOP").await?;
+    frozen.signal("STOP").await?;
     // The fault's length, not a wait for a condition.
     tokio::time::sleep(hold).await;
     let mut complaint = None;
+    let what = frozen.what();
     if let Some(owned) = owned.filter(|o| !o.is_empty()) {
         let deadline = tokio::time::Instant::now() + MOVE_DEADLINE;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -301,7 +304,7 @@ async fn pause(
             }
         }
     }
-    signal(pid, "CONT").await?;
+    frozen.signal("CONT").await?;
     Ok(complaint)
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::cluster::Cluster;
-use faults::{APP_TIMEOUT_MS, Apps, Fault, OWNER_TIMEOUT_MS};
+use faults::{APP_TIMEOUT_MS, Fault, OWNER_TIMEOUT_MS};
 use load::{LoadShape, Nodes};
 use rng::Rng;
 
@@ -172,7 +172,7 @@ pub async fn run(config: FaultRunConfig) -> anyhow::Result<Report> {
     .await?;
     let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
     cluster.wait_agreement(&ids, &ids).await?;
-    let mut apps = Apps::start(&cluster).await?;
+    let mut apps = faults::start_workers(&cluster).await?;
     let urls: Vec<(u64, String)> = cluster
         .nodes
         .iter()

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{
-    CancelWorkflow, ChangeOwner, Command, FinishWorkflow, RecordCheckpoint, RegisterWorker,
-    SetWorkerPresence, StartWorkflow, command::Kind,
+    CancelWorkflow, ChangeOwner, Command, FinishWorkflow, PurgeFinished, RecordCheckpoint,
+    RegisterWorker, SetWorkerPresence, StartWorkflow, command::Kind,
 };
 use raftoral_proto::sidecar::v1::{WorkflowInfo, WorkflowStatus};
 
@@ -19,6 +19,9 @@ use crate::event::Event;
 
 /// Raft node id.
 pub type NodeId = u64;
+
+/// A workflow type: (name, version).
+pub type WorkflowType = (String, u32);
 
 /// One committed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,20 +120,34 @@ pub enum Applied {
     PresenceRecorded,
     /// A workflow changed owner.
     OwnerChanged,
+    /// This many finished workflows were removed (retention).
+    Purged(u64),
 }
 
 /// The workflow table and the worker registry, identical on every node.
 #[derive(Debug, Default)]
 pub struct StateMachine {
     workflows: BTreeMap<String, Workflow>,
+    /// Ids of pending and running workflows: the work that hot paths
+    /// (failover, dispatch, placement of pending work, metrics) look at, so
+    /// they do not walk every finished workflow.
+    active: BTreeSet<String>,
+    /// Finished workflows by status (completed, failed, cancelled).
+    finished: BTreeMap<i32, u64>,
+    /// Finished workflows by (last change, id): what retention removes
+    /// first.
+    finished_at: BTreeSet<(u64, String)>,
+    /// Finished workflows older than this were removed (retention).
+    purged_before_ms: u64,
     /// (name, version) → nodes whose app registered it.
     registry: BTreeMap<(String, u32), BTreeSet<NodeId>>,
     /// Node-to-node addresses of members (from conf changes).
     addresses: BTreeMap<NodeId, String>,
     /// Ids removed from the cluster; never reused.
     removed: BTreeSet<NodeId>,
-    /// Nodes whose app is connected.
-    present: BTreeSet<NodeId>,
+    /// Per node, the (name, version) pairs its connected apps can run now;
+    /// a node without an entry has no app connected.
+    present: BTreeMap<NodeId, BTreeSet<WorkflowType>>,
     /// Fixed at bootstrap; empty in state from before it existed.
     cluster_id: String,
     applied_index: u64,
@@ -169,10 +186,44 @@ impl StateMachine {
         self.addresses.insert(node, address);
     }
 
-    /// Records that a node left the cluster; its id is never reused.
-    pub fn remove_member(&mut self, node: NodeId) {
+    /// Records that a node left the cluster; its id is never reused. Its
+    /// registrations and presence go with it, and its running workflows move
+    /// to a live node that can run them, or back to PENDING with the reason
+    /// (a non-member can never run them). Returns the events of the moves.
+    pub fn remove_member(&mut self, node: NodeId, now: u64) -> Vec<Event> {
         self.addresses.remove(&node);
         self.removed.insert(node);
+        self.present.remove(&node);
+        for nodes in self.registry.values_mut() {
+            nodes.remove(&node);
+        }
+        let orphans: Vec<(String, WorkflowType)> = self
+            .active_workflows()
+            .filter(|w| w.status == WorkflowStatus::Running && w.owner == node)
+            .map(|w| (w.id.clone(), (w.name.clone(), w.version)))
+            .collect();
+        let mut events = Vec::new();
+        for (id, (name, version)) in orphans {
+            let pool = self.live_nodes(&name, version);
+            let wf = self.workflows.get_mut(&id).expect("listed above");
+            wf.updated_at_ms = now;
+            if pool.is_empty() {
+                wf.status = WorkflowStatus::Pending;
+                wf.owner = 0;
+                wf.pending_reason = format!(
+                    "its owner node {node} was removed from the cluster and no connected app \
+                     can run workflow '{name}' version {version}; it resumes when one registers it"
+                );
+            } else {
+                wf.owner = pick(&pool, &id);
+                events.push(Event::OwnerChanged {
+                    workflow_id: id,
+                    old: node,
+                    new: wf.owner,
+                });
+            }
+        }
+        events
     }
 
     /// Known member addresses.
@@ -195,6 +246,74 @@ impl StateMachine {
         self.workflows.values()
     }
 
+    /// Pending and running workflows ordered by id (an index: no finished
+    /// workflow is visited).
+    pub fn active_workflows(&self) -> impl Iterator<Item = &Workflow> {
+        self.active.iter().filter_map(|id| self.workflows.get(id))
+    }
+
+    /// How many workflows have `status` (kept as counters).
+    pub fn count(&self, status: WorkflowStatus) -> u64 {
+        match status {
+            WorkflowStatus::Pending | WorkflowStatus::Running => self
+                .active_workflows()
+                .filter(|w| w.status == status)
+                .count() as u64,
+            other => self.finished.get(&(other as i32)).copied().unwrap_or(0),
+        }
+    }
+
+    /// Moves a workflow that just reached a terminal status (at `now`) out
+    /// of the active index.
+    fn note_finished(&mut self, id: &str, status: WorkflowStatus, now: u64) {
+        if self.active.remove(id) {
+            *self.finished.entry(status as i32).or_default() += 1;
+            self.finished_at.insert((now, id.to_owned()));
+        }
+    }
+
+    /// Last-change time of the oldest finished workflow still kept.
+    pub fn oldest_finished_ms(&self) -> Option<u64> {
+        self.finished_at.first().map(|(at, _)| *at)
+    }
+
+    /// Finished workflows older than this were removed by the retention
+    /// period; 0 when none ever was.
+    pub fn purged_before_ms(&self) -> u64 {
+        self.purged_before_ms
+    }
+
+    fn purge_finished(&mut self, c: &PurgeFinished) -> Applied {
+        let keep = self
+            .finished_at
+            .split_off(&(c.finished_before_ms, String::new()));
+        let purged = std::mem::replace(&mut self.finished_at, keep);
+        for (_, id) in &purged {
+            if let Some(wf) = self.workflows.remove(id)
+                && let Some(n) = self.finished.get_mut(&(wf.status as i32))
+            {
+                *n = n.saturating_sub(1);
+            }
+        }
+        self.purged_before_ms = self.purged_before_ms.max(c.finished_before_ms);
+        Applied::Purged(purged.len() as u64)
+    }
+
+    /// Rebuilds the indexes from the workflow table (after a restore).
+    fn reindex(&mut self) {
+        self.active.clear();
+        self.finished.clear();
+        self.finished_at.clear();
+        for wf in self.workflows.values() {
+            if wf.is_terminal() {
+                *self.finished.entry(wf.status as i32).or_default() += 1;
+                self.finished_at.insert((wf.updated_at_ms, wf.id.clone()));
+            } else {
+                self.active.insert(wf.id.clone());
+            }
+        }
+    }
+
     /// Workflows with id strictly greater than `after`, ordered by id.
     pub fn workflows_after<'a>(&'a self, after: &str) -> impl Iterator<Item = &'a Workflow> + 'a {
         use std::ops::Bound;
@@ -203,14 +322,39 @@ impl StateMachine {
             .map(|(_, w)| w)
     }
 
-    /// True while `node`'s app is connected.
+    /// True while some app connected to `node` can run workflows.
     pub fn is_present(&self, node: NodeId) -> bool {
-        self.present.contains(&node)
+        self.present.get(&node).is_some_and(|live| !live.is_empty())
     }
 
-    /// Nodes whose app is connected.
+    /// Nodes with a connected app.
     pub fn present_nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.present.iter().copied()
+        self.present
+            .iter()
+            .filter(|(_, live)| !live.is_empty())
+            .map(|(node, _)| *node)
+    }
+
+    /// True while an app connected to `node` can run (name, version).
+    pub fn is_live(&self, node: NodeId, name: &str, version: u32) -> bool {
+        self.present
+            .get(&node)
+            .is_some_and(|live| live.contains(&(name.to_owned(), version)))
+    }
+
+    /// The types the apps connected to `node` can run now.
+    pub fn live_types(&self, node: NodeId) -> BTreeSet<WorkflowType> {
+        self.present.get(&node).cloned().unwrap_or_default()
+    }
+
+    /// Members whose connected app can run (name, version), in id order.
+    pub fn live_nodes(&self, name: &str, version: u32) -> Vec<NodeId> {
+        let key = (name.to_owned(), version);
+        self.present
+            .iter()
+            .filter(|(node, live)| live.contains(&key) && !self.removed.contains(node))
+            .map(|(node, _)| *node)
+            .collect()
     }
 
     /// Nodes that registered (name, version).
@@ -221,19 +365,75 @@ impl StateMachine {
             .unwrap_or_default()
     }
 
-    fn set_presence(&mut self, c: &SetWorkerPresence, events: &mut Vec<Event>) -> Applied {
-        let changed = if c.present {
-            self.present.insert(c.node_id)
+    fn set_presence(
+        &mut self,
+        c: &SetWorkerPresence,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Applied {
+        if self.removed.contains(&c.node_id) {
+            return Applied::PresenceRecorded;
+        }
+        let live: BTreeSet<WorkflowType> = if !c.present {
+            BTreeSet::new()
+        } else if c.live.is_empty() {
+            // Written before per-type presence: every registered type.
+            self.registry
+                .iter()
+                .filter(|(_, nodes)| nodes.contains(&c.node_id))
+                .map(|(key, _)| key.clone())
+                .collect()
         } else {
-            self.present.remove(&c.node_id)
+            c.live
+                .iter()
+                .map(|t| (t.workflow_name.clone(), t.version))
+                .collect()
         };
-        if changed {
+        let before = self.present.remove(&c.node_id).unwrap_or_default();
+        let was_present = !before.is_empty();
+        let arrived: Vec<WorkflowType> = live.difference(&before).cloned().collect();
+        if !live.is_empty() {
+            self.present.insert(c.node_id, live);
+        }
+        let is_present = self.is_present(c.node_id);
+        if was_present != is_present || !arrived.is_empty() || before != self.live_types(c.node_id)
+        {
             events.push(Event::PresenceChanged {
                 node_id: c.node_id,
-                present: c.present,
+                present: is_present,
             });
         }
+        for (name, version) in arrived {
+            self.start_pending(c.node_id, &name, version, now, events);
+        }
         Applied::PresenceRecorded
+    }
+
+    /// Pending workflows of (name, version) start on `node`, whose app can
+    /// run them now.
+    fn start_pending(
+        &mut self,
+        node: NodeId,
+        name: &str,
+        version: u32,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) {
+        for id in &self.active {
+            let Some(wf) = self.workflows.get_mut(id) else {
+                continue;
+            };
+            if wf.status == WorkflowStatus::Pending && wf.name == name && wf.version == version {
+                wf.status = WorkflowStatus::Running;
+                wf.owner = node;
+                wf.pending_reason.clear();
+                wf.updated_at_ms = now;
+                events.push(Event::WorkflowRunning {
+                    workflow_id: wf.id.clone(),
+                    owner: node,
+                });
+            }
+        }
     }
 
     fn change_owner(
@@ -276,8 +476,9 @@ impl StateMachine {
             Some(Kind::RecordCheckpoint(c)) => self.record_checkpoint(c, now, &mut events),
             Some(Kind::FinishWorkflow(c)) => self.finish_workflow(c, now, &mut events),
             Some(Kind::CancelWorkflow(c)) => self.cancel_workflow(c, now, &mut events),
-            Some(Kind::SetWorkerPresence(c)) => Ok(self.set_presence(c, &mut events)),
+            Some(Kind::SetWorkerPresence(c)) => Ok(self.set_presence(c, now, &mut events)),
             Some(Kind::ChangeOwner(c)) => self.change_owner(c, now, &mut events),
+            Some(Kind::PurgeFinished(c)) => Ok(self.purge_finished(c)),
         };
         (outcome, events)
     }
@@ -288,8 +489,16 @@ impl StateMachine {
         now: u64,
         events: &mut Vec<Event>,
     ) -> Applied {
+        if self.removed.contains(&c.node_id) {
+            // A removed node's app cannot run anything here any more.
+            return Applied::Registered;
+        }
         let key = (c.workflow_name.clone(), c.version);
-        let inserted = self.registry.entry(key).or_default().insert(c.node_id);
+        let inserted = self
+            .registry
+            .entry(key.clone())
+            .or_default()
+            .insert(c.node_id);
         if inserted {
             events.push(Event::WorkerRegistered {
                 node_id: c.node_id,
@@ -297,22 +506,11 @@ impl StateMachine {
                 version: c.version,
             });
         }
+        // A registration comes from a connected app: the type is live there
+        // (the node's presence reconciler corrects it if the app has left).
+        self.present.entry(c.node_id).or_default().insert(key);
         // Pending workflows of this exact (name, version) can run now.
-        for wf in self.workflows.values_mut() {
-            if wf.status == WorkflowStatus::Pending
-                && wf.name == c.workflow_name
-                && wf.version == c.version
-            {
-                wf.status = WorkflowStatus::Running;
-                wf.owner = c.node_id;
-                wf.pending_reason.clear();
-                wf.updated_at_ms = now;
-                events.push(Event::WorkflowRunning {
-                    workflow_id: wf.id.clone(),
-                    owner: wf.owner,
-                });
-            }
-        }
+        self.start_pending(c.node_id, &c.workflow_name, c.version, now, events);
         Applied::Registered
     }
 
@@ -347,6 +545,7 @@ impl StateMachine {
                 owner,
             });
         }
+        self.active.insert(wf.id.clone());
         self.workflows.insert(wf.id.clone(), wf);
         Applied::Started {
             workflow_id: c.workflow_id.clone(),
@@ -354,29 +553,30 @@ impl StateMachine {
         }
     }
 
-    /// Picks the owner: the starting node when it registered the workflow,
-    /// else a registered node chosen by a hash of the id (spreads load, and is
-    /// the same on every replica). Err carries the pending reason.
+    /// Picks the owner among members whose connected app can run the
+    /// workflow: the starting node when it can, else one chosen by a hash of
+    /// the id (spreads load, and is the same on every replica). A workflow
+    /// nobody connected can run stays PENDING: placing it on a node whose app
+    /// is gone would only make it wait for that app. Err carries the reason.
     fn place(&self, c: &StartWorkflow) -> Result<NodeId, String> {
-        if let Some(nodes) = self.registry.get(&(c.workflow_name.clone(), c.version))
-            && !nodes.is_empty()
-        {
-            // Nodes with a connected app first; a registered node whose app
-            // is away still gets the workflow when it is the only one.
-            let present: Vec<NodeId> = nodes
-                .iter()
-                .copied()
-                .filter(|n| self.present.contains(n))
-                .collect();
-            let pool: Vec<NodeId> = if present.is_empty() {
-                nodes.iter().copied().collect()
-            } else {
-                present
-            };
+        let pool = self.live_nodes(&c.workflow_name, c.version);
+        if !pool.is_empty() {
             if pool.contains(&c.origin_node_id) {
                 return Ok(c.origin_node_id);
             }
             return Ok(pick(&pool, &c.workflow_id));
+        }
+        if let Some(nodes) = self.registry.get(&(c.workflow_name.clone(), c.version))
+            && !nodes.is_empty()
+        {
+            let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+            return Err(format!(
+                "no live worker can run workflow '{}' version {}: the apps that registered it \
+                 (on nodes {}) are not connected now; it starts when one connects",
+                c.workflow_name,
+                c.version,
+                nodes.join(", ")
+            ));
         }
         let other_versions: Vec<String> = self
             .registry
@@ -476,10 +676,12 @@ impl StateMachine {
             wf.error = c.error.clone();
         }
         wf.updated_at_ms = now;
+        let status = wf.status;
         events.push(Event::WorkflowFinished {
             workflow_id: c.workflow_id.clone(),
-            status: wf.status,
+            status,
         });
+        self.note_finished(&c.workflow_id, status, now);
         Ok(Applied::Finished)
     }
 
@@ -512,6 +714,7 @@ impl StateMachine {
             workflow_id: c.workflow_id.clone(),
             status: WorkflowStatus::Cancelled,
         });
+        self.note_finished(&c.workflow_id, WorkflowStatus::Cancelled, now);
         Ok(Applied::Cancelled)
     }
 }

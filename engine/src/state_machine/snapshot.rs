@@ -1,14 +1,17 @@
 //! The state machine as a Raft snapshot: encoding and restoring the whole
 //! replicated state (`raftoral.cluster.v1.StateSnapshot`).
 
-use super::{Checkpoint, StateMachine, Workflow};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Checkpoint, StateMachine, Workflow, WorkflowType};
 
 impl StateMachine {
     /// Encodes the whole state for a Raft snapshot.
     pub fn snapshot(&self) -> Vec<u8> {
         use prost::Message as _;
         use raftoral_proto::cluster::v1::{
-            CheckpointEntry, MemberAddress, Registration, StateSnapshot, WorkflowRecord,
+            CheckpointEntry, MemberAddress, NodePresence, Registration, StateSnapshot,
+            WorkflowRecord, WorkflowType,
         };
         StateSnapshot {
             workflows: self
@@ -47,8 +50,23 @@ impl StateMachine {
                 })
                 .collect(),
             removed_node_ids: self.removed.iter().copied().collect(),
-            present_node_ids: self.present.iter().copied().collect(),
+            present_node_ids: self.present_nodes().collect(),
+            presence: self
+                .present
+                .iter()
+                .map(|(node, live)| NodePresence {
+                    node_id: *node,
+                    live: live
+                        .iter()
+                        .map(|(name, version)| WorkflowType {
+                            workflow_name: name.clone(),
+                            version: *version,
+                        })
+                        .collect(),
+                })
+                .collect(),
             cluster_id: self.cluster_id.clone(),
+            purged_before_ms: self.purged_before_ms,
             member_addresses: self
                 .addresses
                 .iter()
@@ -96,7 +114,7 @@ impl StateMachine {
                 (wf.id.clone(), wf)
             })
             .collect();
-        let registry = snap
+        let registry: BTreeMap<WorkflowType, BTreeSet<u64>> = snap
             .registrations
             .into_iter()
             .map(|r| {
@@ -106,7 +124,34 @@ impl StateMachine {
                 )
             })
             .collect();
-        Ok(StateMachine {
+        let present = if snap.presence.is_empty() {
+            // Written before per-type presence: a present node can run every
+            // type it registered.
+            snap.present_node_ids
+                .iter()
+                .map(|node| {
+                    let live = registry
+                        .iter()
+                        .filter(|(_, nodes)| nodes.contains(node))
+                        .map(|(key, _)| key.clone())
+                        .collect();
+                    (*node, live)
+                })
+                .collect()
+        } else {
+            snap.presence
+                .into_iter()
+                .map(|p| {
+                    let live = p
+                        .live
+                        .into_iter()
+                        .map(|t| (t.workflow_name, t.version))
+                        .collect();
+                    (p.node_id, live)
+                })
+                .collect()
+        };
+        let mut restored = StateMachine {
             workflows,
             registry,
             addresses: snap
@@ -115,9 +160,13 @@ impl StateMachine {
                 .map(|m| (m.node_id, m.address))
                 .collect(),
             removed: snap.removed_node_ids.into_iter().collect(),
-            present: snap.present_node_ids.into_iter().collect(),
+            present,
             cluster_id: snap.cluster_id,
+            purged_before_ms: snap.purged_before_ms,
             applied_index: index,
-        })
+            ..StateMachine::default()
+        };
+        restored.reindex();
+        Ok(restored)
     }
 }

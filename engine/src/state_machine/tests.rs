@@ -290,22 +290,186 @@ fn a_deposed_owners_late_proposal_is_refused_and_changes_nothing() {
     ));
 }
 
+fn presence(node: u64, live: &[(&str, u32)]) -> Command {
+    cmd(Kind::SetWorkerPresence(SetWorkerPresence {
+        node_id: node,
+        present: !live.is_empty(),
+        live: live
+            .iter()
+            .map(
+                |(name, version)| raftoral_proto::cluster::v1::WorkflowType {
+                    workflow_name: (*name).into(),
+                    version: *version,
+                },
+            )
+            .collect(),
+    }))
+}
+
 #[test]
-fn placement_prefers_nodes_whose_app_is_present() {
+fn placement_considers_only_types_a_connected_app_can_run() {
     let mut sm = StateMachine::new();
     ok(&mut sm, &register(1, "wf", 1));
+    ok(&mut sm, &register(1, "other", 1));
     ok(&mut sm, &register(2, "wf", 1));
+    // Node 1's app for "wf" left; another app there still runs "other".
+    ok(&mut sm, &presence(1, &[("other", 1)]));
+    ok(&mut sm, &start("a", "wf", 1, 1));
+    assert_eq!(
+        sm.workflow("a").unwrap().owner,
+        2,
+        "node 1 cannot run wf now"
+    );
+    assert!(sm.is_present(1) && sm.is_live(1, "other", 1) && !sm.is_live(1, "wf", 1));
+    let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
+    assert!(restored.is_live(1, "other", 1) && !restored.is_live(1, "wf", 1));
+    assert!(restored.is_live(2, "wf", 1));
+}
+
+#[test]
+fn a_type_nobody_connected_can_run_is_pending_until_an_app_connects() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(3, "lonely", 1));
+    // The app registered, then closed its stream.
+    ok(&mut sm, &presence(3, &[]));
+    ok(&mut sm, &start("a", "lonely", 1, 3));
+    let wf = sm.workflow("a").unwrap();
+    assert_eq!(wf.status, WorkflowStatus::Pending);
+    assert!(
+        wf.pending_reason.contains("no live worker") && wf.pending_reason.contains('3'),
+        "{}",
+        wf.pending_reason
+    );
+    // The app is back: the workflow runs there.
+    let (outcome, events) = sm.apply(&presence(3, &[("lonely", 1)]));
+    assert!(outcome.is_ok());
+    assert!(events.contains(&Event::WorkflowRunning {
+        workflow_id: "a".into(),
+        owner: 3
+    }));
+    assert_eq!(sm.workflow("a").unwrap().status, WorkflowStatus::Running);
+}
+
+#[test]
+fn presence_without_types_means_every_registered_type() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "wf", 1));
+    ok(&mut sm, &presence(1, &[]));
+    assert!(!sm.is_present(1));
+    // An entry written before per-type presence existed.
     ok(
         &mut sm,
         &cmd(Kind::SetWorkerPresence(SetWorkerPresence {
-            node_id: 2,
+            node_id: 1,
             present: true,
+            live: Vec::new(),
         })),
     );
-    // Node 1 started it but its app is away: node 2 gets it.
+    assert!(sm.is_live(1, "wf", 1));
+}
+
+#[test]
+fn a_removed_owner_s_workflows_move_or_wait_and_it_is_never_placed_again() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "wf", 1));
+    ok(&mut sm, &register(4, "wf", 1));
+    ok(&mut sm, &register(4, "solo", 1));
+    ok(&mut sm, &start("a", "wf", 1, 4));
+    ok(&mut sm, &start("b", "solo", 1, 4));
+    assert_eq!(sm.workflow("a").unwrap().owner, 4);
+    let events = sm.remove_member(4, 5000);
+    assert_eq!(
+        events,
+        vec![Event::OwnerChanged {
+            workflow_id: "a".into(),
+            old: 4,
+            new: 1
+        }]
+    );
+    let b = sm.workflow("b").unwrap();
+    assert_eq!((b.status, b.owner), (WorkflowStatus::Pending, 0));
+    assert!(b.pending_reason.contains("removed"), "{}", b.pending_reason);
+    // Its app's registration (say, still in flight) cannot bring it back.
+    ok(&mut sm, &register(4, "wf", 1));
+    ok(&mut sm, &start("c", "wf", 1, 4));
+    assert_eq!(sm.workflow("c").unwrap().owner, 1);
+}
+
+#[test]
+fn the_active_index_and_counters_follow_every_status_change_and_a_restore() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "wf", 1));
     ok(&mut sm, &start("a", "wf", 1, 1));
-    assert_eq!(sm.workflow("a").unwrap().owner, 2);
-    assert!(sm.is_present(2) && !sm.is_present(1));
+    ok(&mut sm, &start("b", "wf", 1, 1));
+    ok(&mut sm, &start("p", "nobody", 1, 1));
+    ok(
+        &mut sm,
+        &cmd(Kind::FinishWorkflow(FinishWorkflow {
+            workflow_id: "a".into(),
+            node_id: 1,
+            success: true,
+            result: Bytes::from_static(b"1"),
+            error: String::new(),
+        })),
+    );
+    ok(
+        &mut sm,
+        &cmd(Kind::CancelWorkflow(CancelWorkflow {
+            workflow_id: "p".into(),
+            reason: String::new(),
+        })),
+    );
+    let active: Vec<&str> = sm.active_workflows().map(|w| w.id.as_str()).collect();
+    assert_eq!(active, vec!["b"]);
+    let counts = |sm: &StateMachine| {
+        [
+            WorkflowStatus::Pending,
+            WorkflowStatus::Running,
+            WorkflowStatus::Completed,
+            WorkflowStatus::Failed,
+            WorkflowStatus::Cancelled,
+        ]
+        .map(|s| sm.count(s))
+    };
+    assert_eq!(counts(&sm), [0, 1, 1, 0, 1]);
     let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
-    assert!(restored.is_present(2));
+    assert_eq!(counts(&restored), [0, 1, 1, 0, 1]);
+    assert_eq!(restored.active_workflows().count(), 1);
+}
+
+#[test]
+fn a_purge_removes_only_finished_workflows_older_than_its_cutoff() {
+    let mut sm = StateMachine::new();
+    let at = |ms: u64, kind: Kind| Command {
+        proposer_node_id: 1,
+        proposal_id: 1,
+        proposed_at_ms: ms,
+        kind: Some(kind),
+    };
+    let cancel = |id: &str| {
+        Kind::CancelWorkflow(CancelWorkflow {
+            workflow_id: id.into(),
+            reason: String::new(),
+        })
+    };
+    ok(&mut sm, &start("old", "nobody", 1, 1));
+    ok(&mut sm, &at(1_000, cancel("old")));
+    ok(&mut sm, &start("new", "nobody", 1, 1));
+    ok(&mut sm, &at(5_000, cancel("new")));
+    ok(&mut sm, &start("waiting", "nobody", 1, 1));
+    assert_eq!(sm.oldest_finished_ms(), Some(1_000));
+    let (outcome, _) = sm.apply(&at(
+        9_000,
+        Kind::PurgeFinished(PurgeFinished {
+            finished_before_ms: 3_000,
+        }),
+    ));
+    assert_eq!(outcome, Ok(Applied::Purged(1)));
+    assert!(sm.workflow("old").is_none());
+    assert!(sm.workflow("new").is_some() && sm.workflow("waiting").is_some());
+    assert_eq!(sm.count(WorkflowStatus::Cancelled), 1);
+    assert_eq!(sm.purged_before_ms(), 3_000);
+    let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
+    assert_eq!(restored.purged_before_ms(), 3_000);
+    assert_eq!(restored.oldest_finished_ms(), Some(5_000));
 }

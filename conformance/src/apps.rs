@@ -1,0 +1,121 @@
+//! One conformance worker per node of a [`Cluster`], and the client-side
+//! checks the cluster scenarios share.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use raftoral_client::proto::sidecar::v1::{
+    GetWorkflowHistoryRequest, workflow_service_client::WorkflowServiceClient,
+};
+use raftoral_client::{RaftoralClient, WorkflowStatus};
+
+use crate::cluster::Cluster;
+use crate::{DEADLINE, Worker, eventually_async, read_effects};
+
+/// The worker processes of a cluster, by node id, with their effects files.
+pub struct Apps {
+    /// Running workers by node id.
+    pub workers: BTreeMap<u64, Worker>,
+    /// Effects file of each node's worker (kept after the worker is gone).
+    pub effects: BTreeMap<u64, PathBuf>,
+}
+
+impl Apps {
+    /// One worker per node; `env` gives (node, variable, value) settings.
+    pub async fn start(cluster: &Cluster, env: &[(u64, &str, &str)]) -> anyhow::Result<Apps> {
+        let mut apps = Apps {
+            workers: BTreeMap::new(),
+            effects: BTreeMap::new(),
+        };
+        for id in cluster.nodes.keys() {
+            apps.spawn(cluster, *id, env).await?;
+        }
+        Ok(apps)
+    }
+
+    /// Starts (or replaces) node `id`'s worker.
+    pub async fn spawn(
+        &mut self,
+        cluster: &Cluster,
+        id: u64,
+        env: &[(u64, &str, &str)],
+    ) -> anyhow::Result<()> {
+        let path = cluster.dir.path().join(format!("effects{id}.log"));
+        let vars: Vec<(&str, &str)> = env
+            .iter()
+            .filter(|(n, _, _)| *n == id)
+            .map(|(_, k, v)| (*k, *v))
+            .collect();
+        self.workers.insert(
+            id,
+            Worker::start(&cluster.nodes[&id].url, &path, &vars).await?,
+        );
+        self.effects.insert(id, path);
+        Ok(())
+    }
+
+    /// Every effect line of every worker.
+    pub fn effects(&self) -> Vec<(String, String, u64)> {
+        self.effects
+            .values()
+            .flat_map(|p| read_effects(p))
+            .collect()
+    }
+}
+
+/// A client of node `id`.
+pub async fn client(cluster: &Cluster, id: u64) -> anyhow::Result<RaftoralClient> {
+    Ok(RaftoralClient::connect(&cluster.nodes[&id].url).await?)
+}
+
+/// Waits until workflow `id` has `status`.
+pub async fn wait_status(
+    c: &RaftoralClient,
+    id: &str,
+    status: WorkflowStatus,
+) -> anyhow::Result<()> {
+    eventually_async(
+        DEADLINE * 2,
+        &format!("workflow {id} to be {status:?}"),
+        || {
+            let (c, id) = (c.clone(), id.to_owned());
+            async move { Ok(c.get_workflow(&id).await?.status() == status) }
+        },
+    )
+    .await
+}
+
+/// Waits until workflow `id` has at least `n` committed checkpoints.
+pub async fn committed_at_least(c: &RaftoralClient, id: &str, n: u64) -> anyhow::Result<()> {
+    eventually_async(DEADLINE, &format!("{n} committed steps of {id}"), || {
+        let (c, id) = (c.clone(), id.to_owned());
+        async move { Ok(c.get_workflow(&id).await?.checkpoint_count >= n) }
+    })
+    .await
+}
+
+/// (name, value) of each committed checkpoint, as one node reports them.
+pub async fn history(
+    cluster: &Cluster,
+    node: u64,
+    id: &str,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut svc = WorkflowServiceClient::connect(cluster.nodes[&node].url.clone()).await?;
+    let entries = svc
+        .get_workflow_history(GetWorkflowHistoryRequest {
+            workflow_id: id.into(),
+        })
+        .await?
+        .into_inner()
+        .entries;
+    for (i, e) in entries.iter().enumerate() {
+        anyhow::ensure!(
+            e.seq == i as u64,
+            "history of {id} on node {node} has a gap"
+        );
+    }
+    Ok(entries
+        .into_iter()
+        .map(|e| (e.checkpoint_name, e.value.to_vec()))
+        .collect())
+}
