@@ -257,9 +257,9 @@ impl Frozen<'_> {
 }
 
 /// SIGSTOP for `hold`, then SIGCONT. With `must_move` (a pause past the
-/// timeout), node `node`'s running workflows must have moved to other
-/// nodes before the process is let go: a frozen process is as gone as a
-/// dead one.
+/// timeout), every running workflow of node `node` (those it had and any
+/// placed on it while frozen) must have moved to other nodes before the
+/// process is let go: a frozen process is as gone as a dead one.
 async fn pause(
     nodes: &Nodes,
     node: u64,
@@ -267,29 +267,23 @@ async fn pause(
     hold: Duration,
     must_move: bool,
 ) -> anyhow::Result<Option<Complaint>> {
-    let owned = if must_move {
-        owned_by(nodes, node, None).await
-    } else {
-        None
-    };
     frozen.signal("STOP").await?;
     // The fault's length, not a wait for a condition.
     tokio::time::sleep(hold).await;
     let mut complaint = None;
     let what = frozen.what();
-    if let Some(owned) = owned.filter(|o| !o.is_empty()) {
-        let deadline = tokio::time::Instant::now() + MOVE_DEADLINE;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let deadline = tokio::time::Instant::now() + MOVE_DEADLINE;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    if must_move {
         loop {
             tick.tick().await;
-            match owned_by(nodes, node, Some(&owned)).await {
+            match owned_by(nodes, node).await {
                 Some(kept) if kept.is_empty() => break,
                 Some(kept) if tokio::time::Instant::now() > deadline => {
                     complaint = Some(format!(
-                        "node {node}'s {what} frozen for {:?} still owned {} of its {} running workflows (first: {})",
+                        "node {node}'s {what} frozen for {:?} still owned {} running workflows (first: {})",
                         hold + MOVE_DEADLINE,
                         kept.len(),
-                        owned.len(),
                         kept[0]
                     ));
                     break;
@@ -308,9 +302,9 @@ async fn pause(
     Ok(complaint)
 }
 
-/// Running workflows owned by `node` (only those among `among` if given),
-/// as another node lists them; None when no other node answered.
-async fn owned_by(nodes: &Nodes, node: u64, among: Option<&[String]>) -> Option<Vec<String>> {
+/// Running workflows owned by `node`, as another node lists them; None when
+/// no other node answered.
+async fn owned_by(nodes: &Nodes, node: u64) -> Option<Vec<String>> {
     for via in nodes.ids().into_iter().filter(|n| *n != node) {
         let Ok(all) = list_all(nodes, via).await else {
             continue;
@@ -319,7 +313,6 @@ async fn owned_by(nodes: &Nodes, node: u64, among: Option<&[String]>) -> Option<
             all.into_iter()
                 .filter(|w| w.status() == WorkflowStatus::Running && w.owner_node_id == node)
                 .map(|w| w.workflow_id)
-                .filter(|id| among.is_none_or(|a| a.contains(id)))
                 .collect(),
         );
     }
