@@ -67,6 +67,8 @@ pub struct Report {
     pub starts: usize,
     /// Of those, acknowledged.
     pub acknowledged: usize,
+    /// The last error of the first start not acknowledged, if any.
+    pub first_unacknowledged: Option<String>,
     /// Workflows that exist at the end (unacknowledged starts may exist too).
     pub workflows: usize,
     /// Committed steps over all workflows.
@@ -112,6 +114,9 @@ impl fmt::Display for Report {
             "workflows           {} started, {} acknowledged, {} exist, {} steps committed",
             self.starts, self.acknowledged, self.workflows, self.steps
         )?;
+        if let Some(first) = &self.first_unacknowledged {
+            writeln!(f, "  first not acknowledged: {first}")?;
+        }
         let total: usize = self.faults.values().sum();
         writeln!(f, "faults              {total}")?;
         for (kind, n) in &self.faults {
@@ -236,6 +241,13 @@ pub async fn run(config: FaultRunConfig) -> anyhow::Result<Report> {
     report.settle = load_end.elapsed();
     report.starts = started.len();
     report.acknowledged = started.iter().filter(|s| s.acknowledged).count();
+    report.first_unacknowledged = started.iter().find(|s| !s.acknowledged).map(|s| {
+        format!(
+            "{}: {}",
+            s.workflow_id,
+            s.last_error.as_deref().unwrap_or("")
+        )
+    });
     report.workflows = all.len();
     report.steps = all.iter().map(|w| w.checkpoint_count).sum();
     report.complete_ms = completion_times(&all);
