@@ -299,6 +299,29 @@ impl Cluster {
         .await
     }
 
+    /// Makes node `id`'s Raft loop panic (the `crash-raft-loop` word of the
+    /// fault file), as a bug would.
+    pub fn crash_raft_loop(&self, id: u64) -> anyhow::Result<()> {
+        let dir = &self.nodes[&id].dir;
+        std::fs::write(dir.join("faults.tmp"), "crash-raft-loop")?;
+        std::fs::rename(dir.join("faults.tmp"), dir.join("faults"))?;
+        Ok(())
+    }
+
+    /// Waits until node `id`'s process exits by itself; its exit status.
+    pub async fn wait_exit(&mut self, id: u64) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self
+            .nodes
+            .get_mut(&id)
+            .expect("node")
+            .child
+            .take()
+            .context("node not running")?;
+        Ok(tokio::time::timeout(DEADLINE, child.wait())
+            .await
+            .with_context(|| format!("node {id} did not exit within {DEADLINE:?}"))??)
+    }
+
     /// A node's log.
     pub fn log(&self, id: u64) -> String {
         self.nodes[&id].log()

@@ -43,6 +43,25 @@ async fn bad_settings_stop_the_node_with_a_clear_message() -> anyhow::Result<()>
     .await?;
     assert!(e.contains("RAFTORAL_BOOTSTRAP_EXPECT is 3"), "{e}");
 
+    // The owner timeout must outlast the longest election (2 x 10 x 50 ms).
+    let e = serve_fails(&["--owner-timeout-ms", "1000"]).await?;
+    assert!(
+        e.contains("owner timeout (--owner-timeout-ms) of 1000 ms must be above the longest election timeout"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+
+    // A node that cannot join stops with an error, not as a clean exit:
+    // id 1 is the seed's own.
+    let seed = raftoral_conformance::Sidecar::start(&[]).await?;
+    let addrs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(seed.dir.path().join("addr.json"))?)?;
+    let raft = addrs["raft"].as_str().unwrap_or_default().to_owned();
+    let e = serve_fails(&["--node-id", "1", "--join", &raft]).await?;
+    assert!(e.contains("could not join the cluster"), "{e}");
+    assert!(e.contains("already a member"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+
     let e = serve_fails(&["--advertise", "x", "--max-value-bytes", "lots"]).await?;
     assert!(e.contains("invalid value 'lots'"), "{e}");
 

@@ -5,13 +5,120 @@ use raftoral_proto::cluster::v1::{
     ClusterStatusRequest, ClusterStatusResponse, JoinClusterRequest, JoinClusterResponse,
     RaftRequest, RaftResponse, RemoveNodeRequest, RemoveNodeResponse, TransferLeaderRequest,
     TransferLeaderResponse,
+    cluster_service_client::ClusterServiceClient,
     cluster_service_server::{ClusterService, ClusterServiceServer},
 };
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::error::EngineError;
 use crate::node::Node;
+use crate::raft_guard::{Receiver, answers_without_cluster_id, check_peer_message};
 use crate::status::to_status;
 use crate::transport::{MAX_FRAME, decode_envelope};
+
+/// Metadata key set on a request one node forwards to the leader.
+const FORWARDED: &str = "x-raftoral-forwarded";
+
+impl ClusterApi {
+    /// Sends a removal to the leader and returns its answer as it is.
+    async fn forward_remove(
+        &self,
+        leader: u64,
+        r: RemoveNodeRequest,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        let address = self
+            .node
+            .members()
+            .into_iter()
+            .find(|m| m.node_id == leader)
+            .map(|m| m.address)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| {
+                Status::unavailable(format!(
+                    "the address of leader node {leader} is unknown here; send the request to the leader"
+                ))
+            })?;
+        let mut client = ClusterServiceClient::connect(format!("http://{address}"))
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "cannot reach leader node {leader} at {address}: {e}"
+                ))
+            })?;
+        let mut request = Request::new(r);
+        request
+            .metadata_mut()
+            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        client.remove_node(request).await
+    }
+
+    /// Checks one received batch and hands what passes to the Raft loop.
+    /// An error (another cluster) ends the stream; single messages that fail
+    /// their checks are dropped, logged and counted in `refused`.
+    fn take_batch(&self, batch: RaftRequest, refused: &mut u64) -> Result<(), Status> {
+        let from = batch.from_node_id;
+        // A clone per batch: the checks below (a snapshot's decode above
+        // all) must not hold the status lock the Raft loop publishes under.
+        let status = self.node.raft_status();
+        let member = status.voters.contains(&from) || status.learners.contains(&from);
+        let receiver = Receiver {
+            me: status.id,
+            batch_from: from,
+            voters: &status.voters,
+            learners: &status.learners,
+            removed: !member && self.node.read(|sm| sm.was_removed(from)),
+        };
+        let messages: Vec<_> = batch.messages.iter().filter_map(decode_envelope).collect();
+        if self.node.transport().is_foreign(&batch.cluster_id)
+            && !(batch.cluster_id.is_empty() && answers_without_cluster_id(&messages, &receiver))
+        {
+            let ours = self.node.transport().cluster_id();
+            tracing::error!(
+                from,
+                address = %batch.from_address,
+                theirs = %batch.cluster_id,
+                ours = %ours,
+                "raft traffic from another cluster refused"
+            );
+            let theirs = if batch.cluster_id.is_empty() {
+                "no cluster (it sent no cluster id)".to_owned()
+            } else {
+                format!("cluster {}", batch.cluster_id)
+            };
+            return Err(Status::failed_precondition(format!(
+                "node {from} belongs to {theirs}, this node to cluster {ours}: check that every node of a cluster was started with the same --peers list, and that no address is shared between clusters"
+            )));
+        }
+        let mut accepted = false;
+        for message in messages {
+            match check_peer_message(&message, &receiver) {
+                Ok(()) => {
+                    accepted = true;
+                    self.node.step(message);
+                }
+                Err(refusal) => {
+                    // The first refusal on a stream is worth a warning; a
+                    // flood of them is not worth a log line each.
+                    *refused += 1;
+                    self.node.transport().note_refused();
+                    if *refused == 1 {
+                        tracing::warn!(from, address = %batch.from_address, reason = %refusal, "raft message refused");
+                    } else {
+                        tracing::debug!(from, reason = %refusal, "raft message refused");
+                    }
+                }
+            }
+        }
+        // Only a sender with an acceptable message may change where this
+        // node sends its own traffic.
+        if accepted {
+            self.node
+                .transport()
+                .set_address(from, batch.from_address.clone());
+        }
+        Ok(())
+    }
+}
 
 /// Serves `ClusterService` for one node.
 pub struct ClusterApi {
@@ -36,6 +143,7 @@ impl ClusterService for ClusterApi {
         let mut stream = request.into_inner();
         let faults = self.node.transport().faults().clone();
         let mut stop = self.node.shutdown_signal();
+        let mut refused: u64 = 0;
         loop {
             // End the stream when this node stops, or graceful shutdown would
             // wait for peers that keep their streams open.
@@ -47,28 +155,10 @@ impl ClusterService for ClusterApi {
             if faults.is_blocked(batch.from_node_id) {
                 continue;
             }
-            if self.node.transport().is_foreign(&batch.cluster_id) {
-                let ours = self.node.transport().cluster_id();
-                tracing::error!(
-                    from = batch.from_node_id,
-                    address = %batch.from_address,
-                    theirs = %batch.cluster_id,
-                    ours = %ours,
-                    "raft traffic from another cluster refused"
-                );
-                return Err(Status::failed_precondition(format!(
-                    "node {} belongs to cluster {}, this node to cluster {ours}: check that every node of a cluster was started with the same --peers list, and that no address is shared between clusters",
-                    batch.from_node_id, batch.cluster_id
-                )));
-            }
-            self.node
-                .transport()
-                .set_address(batch.from_node_id, batch.from_address.clone());
-            for envelope in &batch.messages {
-                if let Some(message) = decode_envelope(envelope) {
-                    self.node.step(message);
-                }
-            }
+            self.take_batch(batch, &mut refused)?;
+        }
+        if refused > 1 {
+            tracing::warn!(refused, "raft stream ended; messages refused on it");
         }
         Ok(Response::new(RaftResponse {}))
     }
@@ -125,8 +215,17 @@ impl ClusterService for ClusterApi {
         &self,
         request: Request<RemoveNodeRequest>,
     ) -> Result<Response<RemoveNodeResponse>, Status> {
+        let forwarded = request.metadata().contains_key(FORWARDED);
         let r = request.into_inner();
-        let members = self.node.remove_node(r.node_id).await.map_err(to_status)?;
-        Ok(Response::new(RemoveNodeResponse { members }))
+        match self.node.remove_node(r.node_id, r.force).await {
+            Ok(members) => Ok(Response::new(RemoveNodeResponse { members })),
+            // Only the leader knows which voters are live: ask it, once (a
+            // request forwarded to a node that no longer leads fails with
+            // UNAVAILABLE instead of bouncing while leadership moves).
+            Err(EngineError::NotLeader { leader, .. }) if leader != 0 && !forwarded => {
+                self.forward_remove(leader, r).await
+            }
+            Err(e) => Err(to_status(e)),
+        }
     }
 }

@@ -51,7 +51,8 @@ pub struct NodeConfig {
     /// Entries kept behind a snapshot for followers that lag a little.
     pub snapshot_keep_entries: u64,
     /// An owner node the leader has not heard from this long has its
-    /// workflows moved to another node.
+    /// workflows moved to another node. Must be above the longest election
+    /// timeout (twice [`NodeConfig::election_timeout`]).
     pub owner_timeout: Duration,
     /// An owner whose app has been disconnected this long has its workflows
     /// moved to another node.
@@ -131,6 +132,43 @@ impl NodeConfig {
         if self.snapshot_entries == 0 {
             return bad("snapshot_entries must be positive");
         }
+        // A leader elected after a crash has heard from nobody yet; owners
+        // it has not heard from within the owner timeout lose their
+        // workflows, so that timeout must outlast the longest election
+        // (raft-rs randomises it up to twice the base).
+        let longest_election = self.election_timeout() * 2;
+        if self.owner_timeout <= longest_election {
+            return Err(EngineError::Config(format!(
+                "the owner timeout (--owner-timeout-ms) of {} ms must be above the longest election timeout, 2 x election ticks x tick interval = {} ms: raise it or shorten the election timeout",
+                self.owner_timeout.as_millis(),
+                longest_election.as_millis()
+            )));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owner_timeout_within_the_longest_election_is_refused() {
+        let ok = NodeConfig::default();
+        assert!(ok.validate().is_ok());
+        // 2 x 10 ticks x 50 ms = 1 s: equal is not above.
+        let config = NodeConfig {
+            owner_timeout: Duration::from_millis(1000),
+            ..NodeConfig::default()
+        };
+        let e = config.validate().unwrap_err().to_string();
+        assert!(e.contains("owner timeout"), "{e}");
+        assert!(e.contains("1000 ms"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let faster = NodeConfig {
+            tick_interval: Duration::from_millis(20),
+            ..config
+        };
+        assert!(faster.validate().is_ok());
     }
 }

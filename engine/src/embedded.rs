@@ -63,6 +63,25 @@ impl EmbeddedLink {
             node,
         }
     }
+
+    /// A node stopped by a storage failure does not come back by itself, so
+    /// its calls fail with `INTERNAL` and the reason, not the `UNAVAILABLE`
+    /// the SDK would wait out (a sidecar exits and is restarted instead).
+    fn check_alive(&self) -> Result<(), Status> {
+        match self.node.failure() {
+            Some(reason) => Err(Status::internal(
+                EngineError::StorageFailed(reason).to_string(),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn answer<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
+        result.or_else(|status| {
+            self.check_alive()?;
+            Err(status)
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -71,6 +90,7 @@ impl SidecarLink for EmbeddedLink {
         &self,
         requests: mpsc::Receiver<WorkflowStreamRequest>,
     ) -> Result<ResponseStream, Status> {
+        self.check_alive()?;
         let inbound = ReceiverStream::new(requests).map(Ok::<_, Infallible>);
         Ok(serve_app_stream(
             self.node.clone(),
@@ -83,28 +103,36 @@ impl SidecarLink for EmbeddedLink {
         &self,
         request: StartWorkflowRequest,
     ) -> Result<StartWorkflowResponse, Status> {
-        self.api.start_workflow(request).await
+        self.check_alive()?;
+        let result = self.api.start_workflow(request).await;
+        self.answer(result)
     }
 
     async fn get_workflow(
         &self,
         request: GetWorkflowRequest,
     ) -> Result<GetWorkflowResponse, Status> {
-        self.api.get_workflow(request).await
+        self.check_alive()?;
+        let result = self.api.get_workflow(request).await;
+        self.answer(result)
     }
 
     async fn wait_workflow(
         &self,
         request: WaitWorkflowRequest,
     ) -> Result<WaitWorkflowResponse, Status> {
-        self.api.wait_workflow(request).await
+        self.check_alive()?;
+        let result = self.api.wait_workflow(request).await;
+        self.answer(result)
     }
 
     async fn cancel_workflow(
         &self,
         request: CancelWorkflowRequest,
     ) -> Result<CancelWorkflowResponse, Status> {
-        self.api.cancel_workflow(request).await
+        self.check_alive()?;
+        let result = self.api.cancel_workflow(request).await;
+        self.answer(result)
     }
 }
 
@@ -203,6 +231,16 @@ impl EmbeddedNode {
         self.cluster_addr
     }
 
+    /// Waits until the node stops and returns the storage failure that
+    /// stopped it, if one did (`None` after a plain shutdown). The node then
+    /// serves nothing: its health probe fails and its calls fail with the
+    /// reason. Exit, or start a new node on the same storage path: opening
+    /// re-reads the log from the disk, trusting only what an fsync made
+    /// durable.
+    pub async fn stopped(&self) -> Option<String> {
+        self.node.stopped().await
+    }
+
     /// Stops the worker, the node and its server.
     pub async fn shutdown(self) {
         self.client.shutdown().await;
@@ -210,5 +248,86 @@ impl EmbeddedNode {
         if let Some(server) = self.server {
             let _ = server.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_storage_failure_stops_the_node_and_the_app_learns_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = NodeConfig {
+            storage_path: Some(dir.path().to_path_buf()),
+            ..NodeConfig::default()
+        };
+        let node = EmbeddedNode::start(config, None).await.unwrap();
+        let client = node.client();
+        client
+            .start_workflow("ping_pong", 1, "before")
+            .await
+            .expect("a healthy node starts workflows");
+        node.node().store().fail_next_sync();
+        let Err(err) = client.start_workflow("ping_pong", 1, "after").await else {
+            panic!("the fsync of this start fails");
+        };
+        assert!(err.to_string().contains("storage failure"), "{err}");
+        assert!(err.to_string().contains("injected fsync failure"), "{err}");
+        let reason = tokio::time::timeout(std::time::Duration::from_secs(10), node.stopped())
+            .await
+            .expect("the node stops")
+            .expect("with the storage failure as the reason");
+        assert!(reason.contains("fsync"), "{reason}");
+        match crate::probes::health(node.node()) {
+            Err(crate::probes::ProbeFailure::StorageFailed(_)) => {}
+            other => panic!("health must report the storage failure: {other:?}"),
+        }
+        // Every later call fails at once with the reason.
+        let err = node
+            .node()
+            .start_workflow(None, "ping_pong", 1, "\"again\"".into())
+            .await
+            .expect_err("the node is stopped");
+        assert!(matches!(err, EngineError::StorageFailed(_)), "{err}");
+        let err = client.get_workflow("anything").await.expect_err("stopped");
+        assert!(err.to_string().contains("storage failure"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_graceful_shutdown_leaves_the_commit_index_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = NodeConfig {
+            storage_path: Some(dir.path().to_path_buf()),
+            ..NodeConfig::default()
+        };
+        let node = EmbeddedNode::start(config.clone(), None).await.unwrap();
+        for i in 0..5 {
+            node.node()
+                .start_workflow(None, "ping_pong", 1, format!("{i}").into())
+                .await
+                .unwrap();
+        }
+        let applied = node.node().raft_status().applied_index;
+        let store = node.node().store().clone();
+        node.shutdown().await;
+        // Read the disk while the store is still open: without the final
+        // sync its last commit index would sit in a write buffer.
+        let (reopened, _) = crate::storage::RaftStore::open(
+            dir.path(),
+            config.node_id,
+            raft::prelude::ConfState::default(),
+            &config.storage,
+        )
+        .unwrap();
+        let commit = raft::Storage::initial_state(&reopened)
+            .unwrap()
+            .hard_state
+            .commit;
+        assert_eq!(
+            commit, applied,
+            "the commit index was not synced at shutdown"
+        );
+        drop(store);
     }
 }

@@ -132,6 +132,11 @@ pub enum EngineError {
     /// The node is shutting down or its Raft loop has stopped.
     #[error("the Raftoral node is shutting down")]
     ShuttingDown,
+    /// The node stopped after a storage failure (a failed write or fsync).
+    #[error(
+        "the Raftoral node stopped after a storage failure: {0}; restart it (its log is intact up to the last successful fsync)"
+    )]
+    StorageFailed(String),
     /// raft-rs reported an error.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
@@ -148,6 +153,19 @@ pub enum EngineError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Only the leader can do this (it alone knows which voters are live).
+    #[error(
+        "node {node} is not the leader (leader: node {leader}); send the request to the leader, or retry"
+    )]
+    NotLeader {
+        /// This node.
+        node: u64,
+        /// The leader it knows; 0 when none.
+        leader: u64,
+    },
+    /// A membership change would leave the cluster unable to commit.
+    #[error("{0}")]
+    QuorumAtRisk(String),
 }
 
 impl EngineError {
@@ -162,6 +180,7 @@ impl EngineError {
                 | EngineError::LeaderChanged
                 | EngineError::ProposalTimeout(_)
                 | EngineError::TransferTimeout { .. }
+                | EngineError::NotLeader { .. }
                 | EngineError::Raft(raft::Error::ProposalDropped)
         )
     }

@@ -51,6 +51,13 @@ impl Failover {
         self.down.remove(&node);
     }
 
+    /// True when a Raft message from `node` arrived within `window`.
+    pub(crate) fn heard_within(&self, node: NodeId, window: Duration) -> bool {
+        self.last_heard
+            .get(&node)
+            .is_some_and(|t| t.elapsed() < window)
+    }
+
     /// `node`'s process is gone: its connection closed and its port refuses
     /// new ones. Unlike silence (a paused or slow node keeps its workflows
     /// for the owner timeout), this is certain, so it acts at once.

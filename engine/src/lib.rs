@@ -18,6 +18,7 @@ mod membership;
 pub mod metrics;
 mod node;
 pub mod probes;
+mod raft_guard;
 mod raft_log;
 mod raft_loop;
 mod read_index;

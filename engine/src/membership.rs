@@ -49,15 +49,90 @@ impl Node {
         Ok(self.members())
     }
 
-    /// Removes `node_id` from the membership.
-    pub async fn remove_node(&self, node_id: NodeId) -> Result<Vec<Member>, EngineError> {
+    /// Removes `node_id` from the membership. Only the leader decides (the
+    /// gRPC service forwards the request there; elsewhere this answers
+    /// [`EngineError::NotLeader`]): it refuses a removal that would leave
+    /// fewer live voters than a quorum of the new membership, unless
+    /// `force`, and when it removes itself it first hands leadership to the
+    /// most caught-up live voter, since a removed leader would go on leading.
+    ///
+    /// ```no_run
+    /// # async fn demo(leader: raftoral::Node) -> Result<(), raftoral::EngineError> {
+    /// let members = leader.remove_node(3, false).await?;
+    /// assert!(members.iter().all(|m| m.node_id != 3));
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_node(
+        &self,
+        node_id: NodeId,
+        force: bool,
+    ) -> Result<Vec<Member>, EngineError> {
         let status = self.raft_status();
         if !status.voters.contains(&node_id) && !status.learners.contains(&node_id) {
             return Err(EngineError::NotMember(node_id));
         }
+        let live_voters = self.live_voters().await?;
+        let voter = status.voters.contains(&node_id);
+        let remaining: Vec<NodeId> = status
+            .voters
+            .iter()
+            .copied()
+            .filter(|id| *id != node_id)
+            .collect();
+        if voter && remaining.is_empty() {
+            return Err(EngineError::QuorumAtRisk(format!(
+                "node {node_id} is the only voter; add another node before removing it"
+            )));
+        }
+        let live: Vec<NodeId> = live_voters
+            .iter()
+            .copied()
+            .filter(|id| *id != node_id)
+            .collect();
+        let quorum = remaining.len() / 2 + 1;
+        if voter && live.len() < quorum && !force {
+            let down: Vec<NodeId> = remaining
+                .iter()
+                .copied()
+                .filter(|id| !live.contains(id))
+                .collect();
+            return Err(EngineError::QuorumAtRisk(format!(
+                "removing node {node_id} would leave {} live voters of {} ({down:?} not heard from recently), fewer than the {quorum} needed to commit: bring those nodes back first, remove one of them instead, or force the removal (raftoral cluster remove --force)",
+                live.len(),
+                remaining.len()
+            )));
+        }
+        if node_id == self.id() {
+            // The most caught-up live voter takes over; the removal is then
+            // proposed from here as a follower and forwarded by raft-rs.
+            let Some(to) = live.first().copied() else {
+                return Err(EngineError::QuorumAtRisk(format!(
+                    "no other voter is live to take over from node {node_id}; bring one back first"
+                )));
+            };
+            let timeout = self.config().election_timeout() * 2;
+            self.transfer_leadership(Some(to), timeout).await?;
+            tracing::info!(to, "leadership handed over before removing this node");
+        }
         self.change_membership(ConfChangeType::RemoveNode, node_id, "")
             .await?;
         Ok(self.members())
+    }
+
+    /// On the leader: the voters it heard from within an election timeout,
+    /// itself included, most caught-up first. Elsewhere
+    /// [`EngineError::NotLeader`].
+    pub async fn live_voters(&self) -> Result<Vec<NodeId>, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue(Proposal::Liveness { reply }).await?;
+        let liveness = answer.await.map_err(|_| EngineError::ShuttingDown)?;
+        if !liveness.is_leader {
+            return Err(EngineError::NotLeader {
+                node: self.id(),
+                leader: self.raft_status().leader_id,
+            });
+        }
+        Ok(liveness.live_voters)
     }
 
     /// Moves leadership to voter `to`, or (`None`, sent to the leader) to

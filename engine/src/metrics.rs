@@ -123,6 +123,16 @@ pub fn render(node: &Node) -> String {
         "Workflow results proposed again after a retryable failure.",
         node.result_retries(),
     );
+    counter(
+        "raftoral_read_index_retries_total",
+        "ReadIndex requests of read barriers sent again after no answer within an election timeout.",
+        node.read_retries(),
+    );
+    counter(
+        "raftoral_raft_messages_refused_total",
+        "Raft messages from the network dropped before the Raft loop: malformed, from a non-member, or inconsistent with this node's log.",
+        node.transport().refused_messages(),
+    );
     let series: Vec<(String, u64)> = by_status
         .into_iter()
         .map(|(s, n)| (format!("status=\"{s}\""), n))

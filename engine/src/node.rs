@@ -2,10 +2,12 @@
 //! call.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt as _;
 use raftoral_proto::cluster::v1::{
     Command, SetWorkerPresence, WorkflowType as TypeMsg, command::Kind,
 };
@@ -16,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::config::NodeConfig;
 use crate::error::EngineError;
 use crate::event::{Event, EventAt};
+use crate::probes::ProbeFailure;
 use crate::raft_loop::{LoopInputs, Proposal, RaftLoop, RaftStatus};
 use crate::state_machine::{Applied, NodeId, StateMachine, Workflow, WorkflowType};
 use crate::storage::RaftStore;
@@ -73,8 +76,8 @@ struct Inner {
     inbound: mpsc::Sender<raft::prelude::Message>,
     transport: Arc<Transport>,
     store: RaftStore,
-    /// Why the Raft loop stopped on its own (a storage failure).
-    failure: Arc<Mutex<Option<String>>>,
+    /// Why the Raft loop stopped on its own.
+    failure: Arc<Mutex<Option<ProbeFailure>>>,
     next_proposal: AtomicU64,
     status: watch::Receiver<RaftStatus>,
     /// workflow id → app session that runs it on this node.
@@ -84,11 +87,15 @@ struct Inner {
     nondeterminism: AtomicU64,
     /// Workflow results whose commit failed retryably and was tried again.
     result_retries: AtomicU64,
+    /// ReadIndex requests sent again because no answer came in time.
+    read_retries: AtomicU64,
     /// Connected app sessions with registrations and what they can run
     /// (drives the replicated presence).
     apps: watch::Sender<LocalApps>,
     shutdown: watch::Sender<bool>,
     raft_task: Mutex<Option<JoinHandle<()>>>,
+    /// Turns true once the Raft loop has ended and its outcome is recorded.
+    loop_done: watch::Receiver<bool>,
 }
 
 impl Node {
@@ -144,21 +151,45 @@ impl Node {
         // indexes from the start, not an empty default.
         raft_loop.publish_status();
         let failure = Arc::new(Mutex::new(None));
+        let (loop_done_tx, loop_done) = watch::channel(false);
         let task = {
             let failure = failure.clone();
             let shutdown_tx = shutdown_tx.clone();
-            let inputs = LoopInputs {
+            let mut inputs = LoopInputs {
                 proposals: proposals_rx,
                 inbound: inbound_rx,
                 unreachable: unreachable_rx,
                 shutdown: shutdown_rx,
             };
             tokio::spawn(async move {
-                if let Err(e) = raft_loop.run(inputs).await {
-                    tracing::error!(error = %e, "storage failure: the node stops");
-                    *failure.lock().expect("failure lock") = Some(e.to_string());
+                // Whatever ends the loop (a storage failure, a panic in
+                // raft-rs or here, or an exit nobody asked for) is recorded
+                // and stops the node: health then fails and the sidecar exits
+                // with an error, instead of a process that answers
+                // "shutting down" forever while its probes say ok.
+                let ended = AssertUnwindSafe(raft_loop.run(&mut inputs))
+                    .catch_unwind()
+                    .await;
+                let failed = match ended {
+                    Ok(Ok(())) if *shutdown_tx.borrow() => None,
+                    Ok(Ok(())) => Some(ProbeFailure::Stopped(
+                        "the Raft loop ended although no shutdown was requested; restart it".into(),
+                    )),
+                    Ok(Err(e)) => Some(ProbeFailure::StorageFailed(e.to_string())),
+                    Err(panic) => Some(ProbeFailure::Stopped(format!(
+                        "the Raft loop panicked: {}; restart it",
+                        panic_message(panic.as_ref())
+                    ))),
+                };
+                if let Some(failed) = failed {
+                    tracing::error!(reason = %failed, "the node stops");
+                    *failure.lock().expect("failure lock") = Some(failed);
                     shutdown_tx.send_replace(true);
                 }
+                // Closes the queues only now: a caller that finds them closed
+                // finds the failure recorded too.
+                drop(inputs);
+                loop_done_tx.send_replace(true);
             })
         };
         if opened.alone {
@@ -190,15 +221,22 @@ impl Node {
                 transport,
                 store,
                 failure,
-                next_proposal: AtomicU64::new(1),
+                // Replies are matched on (proposer, proposal id), and an entry
+                // proposed by an earlier run of this node may still be
+                // applied after a restart: a random start keeps the ids of
+                // two runs apart. Below 2^63, so the counter never wraps to 0
+                // (the id of proposals nobody waits for).
+                next_proposal: AtomicU64::new((crate::raft_loop::random_u64() >> 1) + 1),
                 status: status_rx,
                 claims: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(1),
                 apps: watch::channel(LocalApps::default()).0,
                 nondeterminism: AtomicU64::new(0),
                 result_retries: AtomicU64::new(0),
+                read_retries: AtomicU64::new(0),
                 shutdown: shutdown_tx,
                 raft_task: Mutex::new(Some(task)),
+                loop_done,
             }),
         };
         tokio::spawn(reconcile_presence(node.clone()));
@@ -242,9 +280,47 @@ impl Node {
         self.inner.apps.borrow().sessions
     }
 
-    /// Why the node stopped on its own, if it did (a storage failure).
+    /// Why the node stopped on its own, if it did (a storage failure, or
+    /// its Raft loop ended by a panic or otherwise), as one sentence.
     pub fn failure(&self) -> Option<String> {
+        self.stopped_because().map(|f| f.to_string())
+    }
+
+    /// Stops the node because a task it cannot run without failed (say,
+    /// joining the cluster, or a server): health fails with `reason` from
+    /// now on and the shutdown signal is raised. The first failure recorded
+    /// is the one reported.
+    pub fn stop_with_failure(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        tracing::error!(%reason, "the node stops");
+        self.inner
+            .failure
+            .lock()
+            .expect("failure lock")
+            .get_or_insert(ProbeFailure::Stopped(reason));
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Why the node stopped on its own, for the probes.
+    pub(crate) fn stopped_because(&self) -> Option<ProbeFailure> {
         self.inner.failure.lock().expect("failure lock").clone()
+    }
+
+    /// The error for a call that found the Raft loop gone: its storage
+    /// failure, if that is why, or a plain shutdown.
+    pub(crate) fn stopped_error(&self) -> EngineError {
+        match self.failure() {
+            Some(reason) => EngineError::StorageFailed(reason),
+            None => EngineError::ShuttingDown,
+        }
+    }
+
+    /// Waits until the node stops (shutdown or storage failure) and returns
+    /// the storage failure, if that is why. An embedding app uses it to learn
+    /// that its node is gone and restart it or exit.
+    pub async fn stopped(&self) -> Option<String> {
+        let _ = self.inner.loop_done.clone().wait_for(|done| *done).await;
+        self.failure()
     }
 
     /// The node-to-node transport (addresses, fault injection).
@@ -304,7 +380,7 @@ impl Node {
         let timeout = self.inner.config.proposal_timeout;
         match tokio::time::timeout(timeout, self.inner.proposals.send(proposal)).await {
             Err(_) => Err(EngineError::ProposalTimeout(timeout)),
-            Ok(Err(_)) => Err(EngineError::ShuttingDown),
+            Ok(Err(_)) => Err(self.stopped_error()),
             Ok(Ok(())) => Ok(()),
         }
     }
@@ -324,12 +400,12 @@ impl Node {
         let queued = tokio::time::timeout(timeout, self.inner.proposals.send(proposal)).await;
         match queued {
             Err(_) => return Err(EngineError::ProposalTimeout(timeout)),
-            Ok(Err(_)) => return Err(EngineError::ShuttingDown),
+            Ok(Err(_)) => return Err(self.stopped_error()),
             Ok(Ok(())) => {}
         }
         match tokio::time::timeout(timeout, answer).await {
             Err(_) => Err(EngineError::ProposalTimeout(timeout)),
-            Ok(Err(_)) => Err(EngineError::ShuttingDown),
+            Ok(Err(_)) => Err(self.stopped_error()),
             Ok(Ok(outcome)) => outcome,
         }
     }
@@ -393,6 +469,18 @@ impl Node {
         self.inner.result_retries.load(Ordering::Relaxed)
     }
 
+    /// Counts a ReadIndex request sent again after no answer came.
+    pub(crate) fn note_read_retry(&self) {
+        self.inner.read_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// ReadIndex requests of read barriers sent again because the first
+    /// got no answer within an election timeout (lost with a leader that
+    /// stepped down, or dropped by a leader not settled in its term).
+    pub fn read_retries(&self) -> u64 {
+        self.inner.read_retries.load(Ordering::Relaxed)
+    }
+
     /// Counts a replica result that differed from the owner's.
     pub(crate) fn report_nondeterminism(&self) {
         self.inner.nondeterminism.fetch_add(1, Ordering::Relaxed);
@@ -404,7 +492,7 @@ impl Node {
         self.inner.nondeterminism.load(Ordering::Relaxed)
     }
 
-    /// A new proposal id, unique on this node.
+    /// A new proposal id, unique on this node across restarts.
     pub(crate) fn next_proposal_id(&self) -> u64 {
         self.inner.next_proposal.fetch_add(1, Ordering::Relaxed)
     }
@@ -507,10 +595,41 @@ pub(crate) async fn stopped(signal: &mut watch::Receiver<bool>) {
     let _ = signal.wait_for(|stop| *stop).await;
 }
 
+/// The text of a panic payload (`panic!` with a literal or a format).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn proposal_ids_of_two_runs_do_not_overlap() {
+        // Two starts stand for two runs of one node: ids restarting at the
+        // same value would let an entry of the first run, applied after a
+        // restart, answer a proposal of the second.
+        let first = Node::start(NodeConfig::default()).await.unwrap();
+        let a = first.next_proposal_id();
+        first.shutdown().await;
+        let second = Node::start(NodeConfig::default()).await.unwrap();
+        let b = second.next_proposal_id();
+        second.shutdown().await;
+        assert_ne!(a, b, "both runs start their proposal ids at {a}");
+        assert!(a != 0 && b != 0, "0 is the id of unanswered proposals");
+    }
 }

@@ -15,6 +15,10 @@ pub enum ProbeFailure {
         "the node stopped after a storage failure: {0}; restart it (its log is intact up to the last fsync)"
     )]
     StorageFailed(String),
+    /// The Raft loop ended otherwise (a panic, i.e. a bug, or an exit
+    /// nobody asked for), or another essential task failed.
+    #[error("the node stopped: {0}")]
+    Stopped(String),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -40,8 +44,9 @@ pub enum ProbeFailure {
     },
 }
 
-/// Liveness: the node runs (its Raft loop has not stopped). A node that is
-/// not live must be restarted.
+/// Liveness: the node runs (its Raft loop has not stopped, by a storage
+/// failure, a panic or otherwise). A node that is not live must be
+/// restarted.
 ///
 /// ```no_run
 /// # async fn demo(node: raftoral::Node) {
@@ -52,8 +57,8 @@ pub enum ProbeFailure {
 /// # }
 /// ```
 pub fn health(node: &Node) -> Result<(), ProbeFailure> {
-    if let Some(failure) = node.failure() {
-        return Err(ProbeFailure::StorageFailed(failure));
+    if let Some(failure) = node.stopped_because() {
+        return Err(failure);
     }
     if node.is_shutting_down() {
         return Err(ProbeFailure::ShuttingDown);

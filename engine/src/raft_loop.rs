@@ -51,6 +51,19 @@ pub(crate) enum Proposal {
     ReadIndex {
         reply: oneshot::Sender<Result<u64, EngineError>>,
     },
+    /// The leader's view of which voters are live; see [`Liveness`].
+    Liveness { reply: oneshot::Sender<Liveness> },
+}
+
+/// Which voters a leader has heard from recently, for membership changes
+/// that must not cost the quorum.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Liveness {
+    /// True when the answering node leads (the rest is empty otherwise).
+    pub is_leader: bool,
+    /// Voters heard from within an election timeout (the leader included),
+    /// most caught-up first.
+    pub live_voters: Vec<u64>,
 }
 
 /// Most proposals taken from the channel for one Ready round; bounds the
@@ -96,11 +109,59 @@ pub(crate) struct RaftLoop {
     ticks: u64,
     /// Leader seen at the last Ready; a change fails pending proposals fast.
     last_leader: u64,
-    /// ReadIndex requests in flight, by the context raft-rs echoes back.
+    /// ReadIndex requests in flight, by the counter of their context.
     pending_reads: HashMap<u64, oneshot::Sender<Result<u64, EngineError>>>,
+    /// Identifies this process's read contexts; see [`ReadContext`].
+    read_nonce: u64,
     next_read: u64,
     /// When this leader last proposed a retention purge (ms since epoch).
     purge_proposed_at: Option<u64>,
+}
+
+/// The context of a ReadIndex request: the leader keeps one pending request
+/// per context and drops a second with the same bytes, so contexts must not
+/// collide between nodes (node id) or with requests of an earlier run of
+/// this node still pending on the leader (a random per-process nonce).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadContext {
+    node: u64,
+    nonce: u64,
+    counter: u64,
+}
+
+impl ReadContext {
+    const LEN: usize = 24;
+
+    fn to_bytes(self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(Self::LEN);
+        for part in [self.node, self.nonce, self.counter] {
+            bytes.extend_from_slice(&part.to_le_bytes());
+        }
+        bytes
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != Self::LEN {
+            return None;
+        }
+        let part = |i: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[i * 8..(i + 1) * 8]);
+            u64::from_le_bytes(word)
+        };
+        Some(Self {
+            node: part(0),
+            nonce: part(1),
+            counter: part(2),
+        })
+    }
+}
+
+/// A random 64-bit value, different in every process (and every node
+/// started in one): seeds proposal ids and read contexts so that nothing a
+/// previous run left in the log or on the leader can be mistaken for ours.
+pub(crate) fn random_u64() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
 }
 
 /// Ticks between failover checks (and learner promotions).
@@ -141,14 +202,18 @@ impl RaftLoop {
             ticks: 0,
             last_leader: 0,
             pending_reads: HashMap::new(),
+            read_nonce: random_u64(),
             next_read: 1,
             purge_proposed_at: None,
         }
     }
 
-    /// Runs until shutdown. A storage failure stops the loop with an error:
-    /// after a failed fsync nothing written since can be trusted.
-    pub(crate) async fn run(mut self, mut inputs: LoopInputs) -> Result<(), StorageError> {
+    /// Runs until shutdown, then makes the log durable (a commit index
+    /// written without its own fsync is synced). A storage failure stops the
+    /// loop with an error: after a failed fsync nothing written since can be
+    /// trusted. The caller keeps `inputs` until it has recorded the failure,
+    /// so a proposal that finds the queue closed also finds the reason.
+    pub(crate) async fn run(mut self, inputs: &mut LoopInputs) -> Result<(), StorageError> {
         let mut ticker = tokio::time::interval(self.config.tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish_status();
@@ -193,6 +258,12 @@ impl RaftLoop {
                     }
                 },
                 _ = ticker.tick() => {
+                    // Test hook (see `Faults::crash_raft_loop`): the way a
+                    // bug in raft-rs or here would end the loop.
+                    assert!(
+                        !self.transport.faults().crash_requested(),
+                        "raft loop crash requested by a test"
+                    );
                     self.raw.tick();
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(FAILOVER_CHECK_TICKS) {
@@ -209,14 +280,25 @@ impl RaftLoop {
                 break Err(e);
             }
         };
+        // The graceful stop OPERATIONS.md promises: what was written is on
+        // disk before the node reports it stopped.
+        let result = result.and_then(|()| self.store.sync());
         for (_, reply) in self.pending.drain() {
-            let _ = reply.send(Err(EngineError::ShuttingDown));
+            let _ = reply.send(Err(match &result {
+                Ok(()) => EngineError::ShuttingDown,
+                Err(e) => EngineError::StorageFailed(e.to_string()),
+            }));
         }
         tracing::debug!(node = self.raw.raft.id, "raft loop stopped");
         result
     }
 
     fn step(&mut self, message: Message) {
+        if let Err(refusal) = crate::raft_guard::check_against_log(&message, &self.raw.raft) {
+            tracing::warn!(from = message.from, reason = %refusal, "raft message refused");
+            self.transport.note_refused();
+            return;
+        }
         self.failover.heard(message.from);
         if let Err(e) = self.raw.step(message) {
             tracing::debug!(error = %e, "raft message not stepped");
@@ -224,6 +306,13 @@ impl RaftLoop {
     }
 
     fn propose(&mut self, proposal: Proposal) {
+        let proposal = match proposal {
+            Proposal::Liveness { reply } => {
+                let _ = reply.send(self.liveness());
+                return;
+            }
+            other => other,
+        };
         // A follower forwards proposals to the leader (raft-rs does it); with
         // no known leader the proposal would be dropped, so say so at once.
         if self.raw.raft.leader_id == 0 {
@@ -237,6 +326,7 @@ impl RaftLoop {
                 Proposal::TransferLeader { reply, .. } | Proposal::ReadIndex { reply } => {
                     let _ = reply.send(Err(no_leader));
                 }
+                Proposal::Liveness { .. } => {}
             }
             return;
         }
@@ -245,14 +335,19 @@ impl RaftLoop {
                 let _ = reply.send(self.transfer_leader(to));
                 return;
             }
+            Proposal::Liveness { .. } => return,
             Proposal::ReadIndex { reply } => {
                 // raft-rs forwards it from a follower and drops it on a
                 // leader that has not committed in its term yet; the caller
                 // retries after a while in both lost cases.
-                let context = self.next_read;
+                let context = ReadContext {
+                    node: self.raw.raft.id,
+                    nonce: self.read_nonce,
+                    counter: self.next_read,
+                };
                 self.next_read += 1;
-                self.pending_reads.insert(context, reply);
-                self.raw.read_index(context.to_le_bytes().to_vec());
+                self.pending_reads.insert(context.counter, reply);
+                self.raw.read_index(context.to_bytes());
                 return;
             }
             Proposal::Command { command, reply } => {
@@ -280,6 +375,29 @@ impl RaftLoop {
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
             }
+        }
+    }
+
+    /// On the leader: the voters it heard from within an election timeout
+    /// (itself included), most caught-up first.
+    fn liveness(&self) -> Liveness {
+        if self.raw.raft.state != StateRole::Leader {
+            return Liveness::default();
+        }
+        let me = self.raw.raft.id;
+        let window = self.config.election_timeout();
+        let prs = self.raw.raft.prs();
+        let mut live: Vec<u64> = self
+            .store
+            .conf_state()
+            .voters
+            .into_iter()
+            .filter(|id| *id == me || self.failover.heard_within(*id, window))
+            .collect();
+        live.sort_by_key(|id| std::cmp::Reverse(prs.get(*id).map_or(0, |p| p.matched)));
+        Liveness {
+            is_leader: true,
+            live_voters: live,
         }
     }
 
@@ -327,12 +445,9 @@ impl RaftLoop {
         }
         let mut ready = self.raw.ready();
         for read in ready.take_read_states() {
-            let context = read
-                .request_ctx
-                .as_slice()
-                .try_into()
-                .map(u64::from_le_bytes);
-            if let Some(reply) = context.ok().and_then(|c| self.pending_reads.remove(&c)) {
+            let ours = ReadContext::from_bytes(&read.request_ctx)
+                .filter(|c| c.node == self.raw.raft.id && c.nonce == self.read_nonce);
+            if let Some(reply) = ours.and_then(|c| self.pending_reads.remove(&c.counter)) {
                 let _ = reply.send(Ok(read.index));
             }
         }
@@ -679,5 +794,28 @@ fn log_rejection(index: u64, rejection: &Rejection) {
             tracing::info!(index, reason = %rejection, "proposal rejected by the state machine")
         }
         _ => tracing::debug!(index, reason = %rejection, "proposal rejected by the state machine"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_contexts_differ_between_nodes_and_runs_and_round_trip() {
+        let a = ReadContext {
+            node: 2,
+            nonce: random_u64(),
+            counter: 1,
+        };
+        let b = ReadContext { node: 3, ..a };
+        let rerun = ReadContext {
+            nonce: random_u64(),
+            ..a
+        };
+        assert_ne!(a.to_bytes(), b.to_bytes());
+        assert_ne!(a.to_bytes(), rerun.to_bytes());
+        assert_eq!(ReadContext::from_bytes(&a.to_bytes()), Some(a));
+        assert_eq!(ReadContext::from_bytes(&1u64.to_le_bytes()), None);
     }
 }

@@ -29,6 +29,7 @@ impl Node {
         // A request raft-rs dropped (a leader not settled in its term, a
         // forward lost with its leader) is sent again after this long.
         let attempt = config.election_timeout();
+        let mut first = true;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -37,6 +38,9 @@ impl Node {
             if self.raft_status().leader_id == 0 {
                 self.wait_status(remaining, |s| s.leader_id != 0).await;
                 continue;
+            }
+            if !std::mem::take(&mut first) {
+                self.note_read_retry();
             }
             let (reply, answer) = oneshot::channel();
             self.queue(Proposal::ReadIndex { reply }).await?;
@@ -54,7 +58,7 @@ impl Node {
                 }
                 Ok(Ok(Err(e))) if e.is_retryable() => {}
                 Ok(Ok(Err(e))) => return Err(e),
-                Ok(Err(_)) => return Err(EngineError::ShuttingDown),
+                Ok(Err(_)) => return Err(self.stopped_error()),
                 Err(_) => {}
             }
         }

@@ -21,7 +21,11 @@ pub fn to_status(e: EngineError) -> Status {
         | EngineError::LeaderChanged
         | EngineError::ProposalTimeout(_)
         | EngineError::TransferTimeout { .. }
+        | EngineError::NotLeader { .. }
         | EngineError::ShuttingDown => Code::Unavailable,
+        // The sidecar exits and is restarted; callers retry meanwhile.
+        EngineError::StorageFailed(_) => Code::Unavailable,
+        EngineError::QuorumAtRisk(_) => Code::FailedPrecondition,
         EngineError::WaitTimeout { .. } => Code::DeadlineExceeded,
         EngineError::AlreadyExists(_) => Code::AlreadyExists,
         EngineError::NotMember(_) => Code::NotFound,

@@ -6,6 +6,7 @@
 //! peer when its task wakes goes out as one `RaftRequest`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,19 +59,34 @@ pub struct Transport {
     unreachable: mpsc::Sender<PeerSignal>,
     shutdown: watch::Receiver<bool>,
     faults: Faults,
+    /// Received Raft messages dropped by the checks of `raft_guard`.
+    refused: AtomicU64,
 }
 
-/// Test hook: peers whose traffic is dropped in both directions, to simulate
-/// a network partition inside one process tree.
+/// Test hooks: peers whose traffic is dropped in both directions, to
+/// simulate a network partition inside one process tree, and a crash of the
+/// Raft loop.
 #[derive(Default, Clone)]
 pub struct Faults {
     blocked: Arc<Mutex<std::collections::HashSet<NodeId>>>,
     /// Incoming snapshots dropped while set; the count of those dropped.
     drop_snapshots: Arc<std::sync::atomic::AtomicBool>,
     snapshots_dropped: Arc<std::sync::atomic::AtomicU64>,
+    crash: Arc<AtomicBool>,
 }
 
 impl Faults {
+    /// Makes the Raft loop panic at its next tick, as a bug would; the node
+    /// must then report itself unhealthy and stop.
+    pub fn crash_raft_loop(&self) {
+        self.crash.store(true, Ordering::Relaxed);
+    }
+
+    /// True once [`Faults::crash_raft_loop`] was called.
+    pub fn crash_requested(&self) -> bool {
+        self.crash.load(Ordering::Relaxed)
+    }
+
     /// Drops all traffic to and from `peers` (replacing the previous set).
     pub fn block(&self, peers: impl IntoIterator<Item = NodeId>) {
         *self.blocked.lock().expect("faults lock") = peers.into_iter().collect();
@@ -126,7 +142,19 @@ impl Transport {
             unreachable,
             shutdown,
             faults,
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a received Raft message that was dropped as malformed, from a
+    /// non-member, or inconsistent with this node's log.
+    pub fn note_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Received Raft messages dropped since the node started.
+    pub fn refused_messages(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// This node's cluster id; empty until known.
@@ -134,11 +162,14 @@ impl Transport {
         self.cluster_id.lock().expect("cluster id lock").clone()
     }
 
-    /// True when `theirs` names another cluster than this node's (both
-    /// known). Checked on every received batch, so it does not allocate.
+    /// True when `theirs` is not this node's cluster id, once this node
+    /// knows it. An empty id is foreign too then: every member knows the id
+    /// (a joining node learns it with its first snapshot, before it sends
+    /// anything but answers), so only a stranger sends none. Checked on
+    /// every received batch, so it does not allocate.
     pub fn is_foreign(&self, theirs: &str) -> bool {
         let ours = self.cluster_id.lock().expect("cluster id lock");
-        !ours.is_empty() && !theirs.is_empty() && *ours != theirs
+        !ours.is_empty() && *ours != theirs
     }
 
     /// Sets the cluster id sent to peers and checked on their traffic.

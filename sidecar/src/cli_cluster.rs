@@ -32,9 +32,15 @@ enum ClusterCommand {
         json: bool,
     },
     /// Remove a node from the membership (it never rejoins with that id).
+    /// Refused when the live voters left would be fewer than a quorum;
+    /// removing the leader hands leadership over first.
     Remove {
         /// Id of the node to remove.
         node_id: u64,
+        /// Remove it even if the cluster then cannot commit until enough
+        /// of the remaining voters are back.
+        #[arg(long)]
+        force: bool,
     },
     /// Move leadership to another voter, e.g. before taking the leader down
     /// (`raftoral serve` also does this by itself on SIGTERM).
@@ -107,9 +113,9 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        ClusterCommand::Remove { node_id } => {
+        ClusterCommand::Remove { node_id, force } => {
             let r = client
-                .remove_node(RemoveNodeRequest { node_id })
+                .remove_node(RemoveNodeRequest { node_id, force })
                 .await
                 .map_err(status)?
                 .into_inner();

@@ -33,6 +33,10 @@ pub fn watch_fault_file(node: Node, path: PathBuf) {
                 "fault injection: dropping traffic with these peers"
             );
             node.transport().faults().block(blocked);
+            if text.contains("crash-raft-loop") {
+                tracing::warn!("fault injection: the Raft loop panics at its next tick");
+                node.transport().faults().crash_raft_loop();
+            }
             current = text;
         }
     });

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use futures::FutureExt as _;
 use raftoral::Node;
 use raftoral_proto::sidecar::v1::{
     app_service_server::AppServiceServer, workflow_service_server::WorkflowServiceServer,
@@ -115,18 +116,35 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (node, seed, advertise) = (node.clone(), seed.clone(), advertise.clone());
         tokio::spawn(async move {
             if let Err(e) = crate::join::join_cluster(&node, &seed, &advertise).await {
-                tracing::error!(error = %format!("{e:#}"), "could not join the cluster; stopping");
+                // Exits non-zero (below): a node that never joined is no
+                // member and must not look like a clean stop.
+                node.stop_with_failure(format!("could not join the cluster: {e:#}"));
                 node.shutdown().await;
             }
         });
     }
 
-    let (a, b) = tokio::join!(sidecar_server, raft_server);
+    // Either server ending on its own stops the node: half a sidecar (no
+    // app API, or no node-to-node port) must not keep running as if well.
+    let essential = |name: &'static str, node: Node| {
+        move |result: Result<(), tonic::transport::Error>| {
+            if let Err(e) = &result {
+                node.stop_with_failure(format!("the {name} server failed: {e}"));
+            } else if !node.is_shutting_down() {
+                node.stop_with_failure(format!("the {name} server stopped"));
+            }
+            result
+        }
+    };
+    let (a, b) = tokio::join!(
+        sidecar_server.map(essential("app API", node.clone())),
+        raft_server.map(essential("node-to-node", node.clone()))
+    );
     a.context("app API server failed")?;
     b.context("node-to-node server failed")?;
     node.shutdown().await;
     if let Some(failure) = node.failure() {
-        bail!("the node stopped after a storage failure: {failure}");
+        bail!("{failure}");
     }
     tracing::info!("raftoral sidecar stopped");
     Ok(())

@@ -8,18 +8,19 @@
 //! - `wal/NNN.wal`: log segments (entries, hard states, conf states);
 //! - `snapshot.bin`: the latest state-machine snapshot (CRC-checked).
 
+mod files;
+mod replay;
 mod wal;
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, HardState, Snapshot};
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError as RaftStorageError};
 
-use wal::{Record, Wal};
+use files::{check_node_id, read_snapshot, write_snapshot};
+use wal::Wal;
 
 /// Storage failures. Each message names the file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,11 @@ pub enum StorageError {
     /// A record could not be encoded.
     #[error("cannot encode a log record: {0}")]
     Encode(String),
+    /// An earlier write or fsync failed; the log takes no more writes.
+    #[error(
+        "the log takes no more writes after an earlier failure ({0}); restart the node: it re-reads the log from the disk and keeps what an fsync made durable"
+    )]
+    Failed(String),
 }
 
 impl StorageError {
@@ -133,6 +139,17 @@ impl Core {
         self.entries.extend_from_slice(entries);
         Ok(())
     }
+
+    /// A snapshot from the leader replaces the whole log: entries after its
+    /// index come from a log that diverged (or are not known to match), so
+    /// none is kept. Used live and when replaying the log's record of it.
+    fn install(&mut self, meta: &SnapshotMetadata) {
+        self.entries.clear();
+        self.compacted = (meta.index, meta.term);
+        self.conf_state = meta.get_conf_state().clone();
+        self.hard_state.commit = self.hard_state.commit.max(meta.index);
+        self.hard_state.term = self.hard_state.term.max(meta.term);
+    }
 }
 
 /// The Raft log of one node. Clones share the same log.
@@ -181,28 +198,7 @@ impl RaftStore {
             dir: Some(dir.to_path_buf()),
             snapshot_wanted: false,
         };
-        if let Some(snap) = snapshot {
-            let meta = snap.get_metadata();
-            core.compacted = (meta.index, meta.term);
-            core.conf_state = meta.get_conf_state().clone();
-            core.hard_state.commit = meta.index;
-            core.hard_state.term = meta.term;
-            core.snapshot = snap;
-        }
-        for record in records {
-            match record {
-                Record::Entry(e) => core.append_in_memory(std::slice::from_ref(&e))?,
-                Record::HardState(hs) => {
-                    let commit = core.hard_state.commit.max(hs.commit);
-                    core.hard_state = hs;
-                    core.hard_state.commit = commit;
-                }
-                Record::ConfState(cs) => core.conf_state = cs,
-            }
-        }
-        // A commit index beyond the surviving log (its tail was torn) is
-        // clamped: the entries after it were never acknowledged as durable.
-        core.hard_state.commit = core.hard_state.commit.min(core.last_index());
+        let unrecorded = core.replay(records, snapshot)?;
         let mut store = RaftStore::from_core(core);
         {
             let mut core = store.wl();
@@ -210,6 +206,11 @@ impl RaftStore {
             if !existed {
                 wal.append_conf_state(&core.conf_state)?;
                 wal.sync()?;
+            }
+            if let Some(meta) = unrecorded {
+                // Entries appended from now on must not be replayed after
+                // the replaced log's (the snapshot would not match it then).
+                record_install(&mut wal, &core, &meta)?;
             }
             core.wal = Some(wal);
         }
@@ -303,24 +304,20 @@ impl RaftStore {
     }
 
     /// Installs a snapshot received from the leader: the log restarts after
-    /// it.
+    /// it, and no entry of the old log survives, in memory or after a
+    /// restart.
     pub fn apply_snapshot(&self, snapshot: Snapshot) -> Result<(), StorageError> {
         let mut core = self.wl();
         let meta = snapshot.get_metadata().clone();
         if let Some(dir) = core.dir.clone() {
             write_snapshot(&dir, &snapshot)?;
         }
-        core.entries.clear();
-        core.compacted = (meta.index, meta.term);
-        core.conf_state = meta.get_conf_state().clone();
-        core.hard_state.commit = core.hard_state.commit.max(meta.index);
-        core.hard_state.term = core.hard_state.term.max(meta.term);
+        core.install(&meta);
         core.snapshot = snapshot;
-        let (hs, cs) = (core.hard_state.clone(), core.conf_state.clone());
-        if let Some(wal) = core.wal.as_mut() {
-            // Later segments must not depend on anything before the snapshot.
-            wal.rotate(&hs, &cs)?;
-            wal.purge_to(meta.index)?;
+        if let Some(mut wal) = core.wal.take() {
+            let recorded = record_install(&mut wal, &core, &meta);
+            core.wal = Some(wal);
+            recorded?;
         }
         Ok(())
     }
@@ -415,6 +412,34 @@ impl RaftStore {
     pub fn conf_state(&self) -> ConfState {
         self.rl().conf_state.clone()
     }
+
+    /// Test hook: the next fsync of the log fails as a disk error would.
+    #[cfg(test)]
+    pub(crate) fn fail_next_sync(&self) {
+        if let Some(wal) = self.wl().wal.as_mut() {
+            wal.fail_next_sync();
+        }
+    }
+
+    /// Test hook: writes buffered records without an fsync; returns the
+    /// active segment and where its written data ends.
+    #[cfg(test)]
+    pub(crate) fn flush_unsynced(&self) -> (PathBuf, u64) {
+        self.wl()
+            .wal
+            .as_mut()
+            .expect("a durable log")
+            .flush_unsynced()
+    }
+
+    /// Test hook: a crash. Buffered, unflushed records are lost; this store
+    /// (and its clones) must not be used afterwards.
+    #[cfg(test)]
+    pub(crate) fn crash(self) {
+        if let Some(wal) = self.wl().wal.take() {
+            wal.crash();
+        }
+    }
 }
 
 impl Storage for RaftStore {
@@ -486,66 +511,19 @@ impl Storage for RaftStore {
     }
 }
 
-fn check_node_id(dir: &Path, node_id: u64) -> Result<(), StorageError> {
-    let path = dir.join("node.id");
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let found: u64 = text.trim().parse().map_err(|_| {
-                StorageError::Corrupt(format!("{} does not hold a node id", path.display()))
-            })?;
-            if found != node_id {
-                return Err(StorageError::WrongNode {
-                    path: dir.to_path_buf(),
-                    found,
-                    expected: node_id,
-                });
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            write_atomically(dir, "node.id", format!("{node_id}\n").as_bytes())
-        }
-        Err(e) => Err(StorageError::io("read", &path, e)),
-    }
+/// Records a snapshot install in the log: a new segment that starts with
+/// the hard and conf state and the install, so a replay drops the old
+/// entries even when older segments are still there (a crash before the
+/// purge); then the older segments, which nothing needs any more, go.
+fn record_install(wal: &mut Wal, core: &Core, meta: &SnapshotMetadata) -> Result<(), StorageError> {
+    wal.rotate(&core.hard_state, &core.conf_state)?;
+    wal.append_snapshot(meta)?;
+    wal.sync()?;
+    wal.purge_inactive()?;
+    Ok(())
 }
 
-fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
-    let body = snapshot.write_to_bytes().map_err(StorageError::encode)?;
-    let mut data = crc32fast::hash(&body).to_le_bytes().to_vec();
-    data.extend_from_slice(&body);
-    write_atomically(dir, "snapshot.bin", &data)
-}
-
-fn read_snapshot(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
-    let path = dir.join("snapshot.bin");
-    let data = match fs::read(&path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StorageError::io("read", &path, e)),
-    };
-    if data.len() < 4 || crc32fast::hash(&data[4..]).to_le_bytes() != data[..4] {
-        return Err(StorageError::Corrupt(format!(
-            "{} fails its checksum; remove the node's storage and re-join it",
-            path.display()
-        )));
-    }
-    Snapshot::parse_from_bytes(&data[4..])
-        .map(Some)
-        .map_err(|e| StorageError::Corrupt(format!("{}: {e}", path.display())))
-}
-
-/// Writes a file so that it is either the old or the new content after a
-/// crash: temp file, fsync, rename, fsync of the directory.
-fn write_atomically(dir: &Path, name: &str, data: &[u8]) -> Result<(), StorageError> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
-    let mut f = fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| StorageError::io("write", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename into place", &path, e))?;
-    wal::sync_dir(dir)
-}
-
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;

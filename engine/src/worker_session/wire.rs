@@ -50,7 +50,10 @@ pub(super) fn error_for(
         | EngineError::LeaderChanged
         | EngineError::ProposalTimeout(_)
         | EngineError::TransferTimeout { .. }
+        | EngineError::NotLeader { .. }
+        | EngineError::QuorumAtRisk(_)
         | EngineError::ShuttingDown
+        | EngineError::StorageFailed(_)
         | EngineError::Raft(_)
         | EngineError::WaitTimeout { .. } => ErrorCode::Unavailable,
     };

@@ -35,3 +35,39 @@ pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
         tick.tick().await;
     }
 }
+
+/// A cluster of `n` in-memory nodes serving `ClusterService` on loopback
+/// (default timing), with a leader elected: (nodes by id, their addresses).
+pub async fn served_cluster(
+    n: u64,
+) -> anyhow::Result<(BTreeMap<u64, raftoral::Node>, BTreeMap<u64, String>)> {
+    served_cluster_with(n, |_| {}).await
+}
+
+/// [`served_cluster`] with `tweak` applied to every node's configuration.
+pub async fn served_cluster_with(
+    n: u64,
+    tweak: impl Fn(&mut raftoral::NodeConfig),
+) -> anyhow::Result<(BTreeMap<u64, raftoral::Node>, BTreeMap<u64, String>)> {
+    let (listeners, peers) = bound_peers(n).await?;
+    let mut nodes = BTreeMap::new();
+    for (id, listener) in listeners {
+        let mut config = raftoral::NodeConfig {
+            node_id: id,
+            peers: peers.clone(),
+            advertise: peers[&id].clone(),
+            ..raftoral::NodeConfig::default()
+        };
+        tweak(&mut config);
+        let node = raftoral::Node::start(config).await?;
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(node.cluster_service())
+                .serve_with_incoming(raftoral::transport::nodelay_incoming(listener)),
+        );
+        nodes.insert(id, node);
+    }
+    let first = nodes[&1].clone();
+    until("a leader", || first.raft_status().leader_id != 0).await;
+    Ok((nodes, peers))
+}
