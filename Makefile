@@ -5,8 +5,12 @@
 CARGO ?= cargo
 NPM ?= npm
 BUF := tools/node_modules/.bin/buf
+PYTHON ?= python3
+PY := sdk-python
+# Pinned tools (maturin, ruff, mypy, pytest) live in a venv inside the repo.
+PY_TOOLS := $(PY)/.venv/.installed
 
-.PHONY: all build test test-rust lint fmt demo bench fault-run tools clean
+.PHONY: all build test test-rust package lint fmt demo bench fault-run tools clean python test-python lint-python conformance-python
 
 all: build
 
@@ -21,10 +25,15 @@ $(BUF): tools/package.json
 	cd tools && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error
 	@touch $(BUF)
 
-## lint: buf lint + format check, rustfmt check, clippy with warnings denied
-lint: tools
+## lint: buf lint + format + breaking check, rustfmt check, clippy with warnings denied, Python lint
+lint: tools lint-python
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
+	@# Wire compatibility with the protocol as it was one commit ago (until a
+	@# release tag exists); a clone without that commit skips the check.
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+		$(BUF) breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking skipped: no previous commit in this clone"; fi
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
@@ -35,10 +44,52 @@ fmt: tools
 	$(CARGO) fmt --all
 
 ## test: install tools, build, lint, run every test
-test: lint build test-rust
+test: lint build test-rust package test-python
+
+## package: the publishable crates package and build from their packaged
+## sources (what `cargo add raftoral-client` gets)
+package:
+	$(CARGO) package --quiet -p raftoral-proto -p raftoral -p raftoral-client --allow-dirty
 
 test-rust: build
 	$(CARGO) test --workspace
+
+$(PY_TOOLS): $(PY)/requirements-dev.txt $(PY)/requirements-test.txt
+	$(PYTHON) -m venv $(PY)/.venv
+	$(PY)/.venv/bin/pip install -q --disable-pip-version-check -r $(PY)/requirements-dev.txt
+	@touch $@
+
+## python: build the Python SDK wheel (abi3, manylinux-checked) into sdk-python/dist
+python: $(PY_TOOLS)
+	rm -rf $(PY)/dist
+	cd $(PY) && .venv/bin/maturin build --out dist
+
+## test-python: install the built wheel into a fresh venv and run pytest against real sidecars
+test-python: python
+	$(CARGO) build --workspace --bins
+	rm -rf $(PY)/.venv-test
+	$(PYTHON) -m venv $(PY)/.venv-test
+	$(PY)/.venv-test/bin/pip install -q --disable-pip-version-check $(PY)/dist/*.whl -r $(PY)/requirements-test.txt
+	cd $(PY) && .venv-test/bin/python -m pytest -q -p no:cacheprovider
+	@# The shipped stub of the native module must match the module itself.
+	cd $(PY) && PYTHONPATH=$$(echo .venv-test/lib/python3*/site-packages) \
+		.venv/bin/python -m mypy.stubtest raftoral._core --allowlist stubtest-allowlist.txt
+	$(MAKE) --no-print-directory conformance-python CONFORMANCE_TESTS="--test single_node --test cluster_workflows --test app_stream"
+
+# The shared conformance scenarios with the Python worker (installed wheel).
+# `make test` runs the worker-centred files; plain `make conformance-python`
+# (after test-python) runs every file that starts a worker.
+PY_WORKER := $(CURDIR)/$(PY)/.venv-test/bin/python $(CURDIR)/$(PY)/conformance/worker.py
+CONFORMANCE_TESTS ?= --test single_node --test cluster_workflows --test app_stream --test cluster
+## conformance-python: the conformance scenarios driven through the Python SDK's worker
+conformance-python:
+	CONFORMANCE_WORKER="$(PY_WORKER)" $(CARGO) test -p raftoral-conformance $(CONFORMANCE_TESTS)
+
+## lint-python: ruff check, ruff format --check, mypy --strict (package, tests, example)
+lint-python: $(PY_TOOLS)
+	cd $(PY) && .venv/bin/ruff check . ../examples/ping-pong-python
+	cd $(PY) && .venv/bin/ruff format --check . ../examples/ping-pong-python
+	cd $(PY) && .venv/bin/mypy --strict python/raftoral tests conformance ../examples/ping-pong-python
 
 ## fault-run: the long seeded fault run (FAULT_MINUTES, default 10;
 ## FAULT_SEED=n repeats a run's schedule); see docs/TESTING.md
@@ -61,4 +112,4 @@ bench:
 
 clean:
 	$(CARGO) clean
-	rm -rf tools/node_modules
+	rm -rf tools/node_modules $(PY)/.venv $(PY)/.venv-test $(PY)/dist

@@ -219,6 +219,21 @@ impl Sidecar {
     }
 }
 
+/// The worker to run: `CONFORMANCE_WORKER` (a command line split on
+/// whitespace, e.g. `python3 sdk-python/conformance/worker.py`) runs another
+/// SDK's worker through the same scenarios; unset, the Rust one.
+fn worker_command() -> anyhow::Result<Command> {
+    match std::env::var("CONFORMANCE_WORKER") {
+        Ok(line) if !line.trim().is_empty() => {
+            let mut words = line.split_whitespace();
+            let mut command = Command::new(words.next().context("empty CONFORMANCE_WORKER")?);
+            command.args(words);
+            Ok(command)
+        }
+        _ => Ok(Command::new(binary("conformance-worker-rust"))),
+    }
+}
+
 /// A running conformance worker process.
 pub struct Worker {
     child: Child,
@@ -232,7 +247,7 @@ impl Worker {
         effects: &Path,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Worker> {
-        let mut child = Command::new(binary("conformance-worker-rust"))
+        let mut child = worker_command()?
             .env("RAFTORAL_SIDECAR_URL", sidecar_url)
             .env("CONFORMANCE_EFFECTS", effects)
             .envs(env.iter().copied())
@@ -240,7 +255,7 @@ impl Worker {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .context("spawn conformance-worker-rust")?;
+            .context("spawn the conformance worker")?;
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(DEADLINE, async {

@@ -33,9 +33,10 @@ use std::sync::Arc;
 use futures::StreamExt;
 use raftoral_client::{RaftoralClient, ResponseStream, SidecarLink, StreamOptions};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowRequest, GetWorkflowResponse,
-    StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse,
-    WorkflowStreamRequest,
+    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
+    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
+    ListWorkflowsResponse, StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest,
+    WaitWorkflowResponse, WorkflowStreamRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -133,6 +134,20 @@ impl SidecarLink for EmbeddedLink {
         self.check_alive()?;
         let result = self.api.cancel_workflow(request).await;
         self.answer(result)
+    }
+
+    async fn list_workflows(
+        &self,
+        request: ListWorkflowsRequest,
+    ) -> Result<ListWorkflowsResponse, Status> {
+        self.api.list_workflows(request).await
+    }
+
+    async fn get_workflow_history(
+        &self,
+        request: GetWorkflowHistoryRequest,
+    ) -> Result<GetWorkflowHistoryResponse, Status> {
+        self.api.get_workflow_history(request).await
     }
 }
 

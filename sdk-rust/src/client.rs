@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, GetWorkflowRequest, RegisterWorkflowRequest, StartWorkflowRequest,
+    CancelWorkflowRequest, GetWorkflowHistoryRequest, GetWorkflowRequest, HistoryEntry,
+    ListWorkflowsRequest, ListWorkflowsResponse, RegisterWorkflowRequest, StartWorkflowRequest,
     WorkflowInfo, workflow_stream_request::Message as AppMsg,
 };
 use serde::Serialize;
@@ -399,6 +400,42 @@ impl RaftoralClient {
             .await
             .map_err(|s| ClientError::status("CancelWorkflow", s))
             .map(|r| r.workflow.unwrap_or_default())
+    }
+
+    /// One page of workflows, filtered by status and name (see
+    /// `ListWorkflowsRequest`); pass the response's `next_page_token` back
+    /// for the next page.
+    pub async fn list_workflows(
+        &self,
+        request: ListWorkflowsRequest,
+    ) -> Result<ListWorkflowsResponse, ClientError> {
+        self.inner
+            .link
+            .list_workflows(request)
+            .await
+            .map_err(|s| ClientError::status("ListWorkflows", s))
+    }
+
+    /// The committed checkpoints of a workflow, in seq order.
+    pub async fn get_workflow_history(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Vec<HistoryEntry>, ClientError> {
+        self.inner
+            .link
+            .get_workflow_history(GetWorkflowHistoryRequest {
+                workflow_id: workflow_id.to_owned(),
+            })
+            .await
+            .map_err(|s| ClientError::status("GetWorkflowHistory", s))
+            .map(|r| r.entries)
+    }
+
+    /// A handle to an existing workflow (started elsewhere or earlier), to
+    /// wait for its result. The id is not checked here; waiting on an
+    /// unknown id fails with NOT_FOUND.
+    pub fn workflow_handle(&self, workflow_id: &str) -> WorkflowHandle {
+        WorkflowHandle::new(self.clone(), workflow_id.to_owned(), true)
     }
 
     pub(crate) fn link(&self) -> &Arc<dyn SidecarLink> {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::core::{RunHandle, Slot, WorkerCore};
+use crate::core::{ComputeToken, RunHandle, Slot, WorkerCore};
 use crate::error::ClientError;
 
 /// The context of one workflow run.
@@ -78,6 +78,22 @@ impl WorkflowContext {
             })
             .await?;
         Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// The lower-level form the language bindings use, where the value is
+    /// computed outside Rust: the slot for the next checkpoint, named
+    /// `name`. [`Slot::Committed`] carries the value to continue with;
+    /// [`Slot::Compute`] means this replica owns the workflow and must
+    /// compute the value and hand it to [`commit`](Self::commit).
+    pub async fn checkpoint_slot(&self, name: &str) -> Result<Slot, ClientError> {
+        self.core.checkpoint_slot(&self.run, name).await
+    }
+
+    /// Proposes the value computed for `token` (from
+    /// [`checkpoint_slot`](Self::checkpoint_slot)) and waits for its commit;
+    /// returns the committed value.
+    pub async fn commit(&self, token: ComputeToken, value: Bytes) -> Result<Bytes, ClientError> {
+        self.core.commit(&self.run, token, value).await
     }
 
     /// The codec-free form: `compute` yields encoded bytes. Use it to plug in

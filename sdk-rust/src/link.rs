@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowRequest, GetWorkflowResponse,
-    StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse,
-    WorkflowStreamRequest, WorkflowStreamResponse, app_service_client::AppServiceClient,
-    workflow_service_client::WorkflowServiceClient,
+    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
+    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
+    ListWorkflowsResponse, StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest,
+    WaitWorkflowResponse, WorkflowStreamRequest, WorkflowStreamResponse,
+    app_service_client::AppServiceClient, workflow_service_client::WorkflowServiceClient,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -52,6 +53,28 @@ pub trait SidecarLink: Send + Sync + 'static {
         &self,
         request: CancelWorkflowRequest,
     ) -> Result<CancelWorkflowResponse, Status>;
+    /// `WorkflowService.ListWorkflows`. Provided so that links written
+    /// before it existed keep compiling; they answer UNIMPLEMENTED.
+    async fn list_workflows(
+        &self,
+        request: ListWorkflowsRequest,
+    ) -> Result<ListWorkflowsResponse, Status> {
+        let _ = request;
+        Err(Status::unimplemented(
+            "this link does not serve ListWorkflows",
+        ))
+    }
+    /// `WorkflowService.GetWorkflowHistory`. Provided like
+    /// [`list_workflows`](Self::list_workflows).
+    async fn get_workflow_history(
+        &self,
+        request: GetWorkflowHistoryRequest,
+    ) -> Result<GetWorkflowHistoryResponse, Status> {
+        let _ = request;
+        Err(Status::unimplemented(
+            "this link does not serve GetWorkflowHistory",
+        ))
+    }
 }
 
 /// The link to a sidecar process over gRPC.
@@ -137,6 +160,24 @@ impl SidecarLink for GrpcLink {
         Ok(self
             .workflows()
             .cancel_workflow(request)
+            .await?
+            .into_inner())
+    }
+
+    async fn list_workflows(
+        &self,
+        request: ListWorkflowsRequest,
+    ) -> Result<ListWorkflowsResponse, Status> {
+        Ok(self.workflows().list_workflows(request).await?.into_inner())
+    }
+
+    async fn get_workflow_history(
+        &self,
+        request: GetWorkflowHistoryRequest,
+    ) -> Result<GetWorkflowHistoryResponse, Status> {
+        Ok(self
+            .workflows()
+            .get_workflow_history(request)
             .await?
             .into_inner())
     }

@@ -1,0 +1,86 @@
+"""The Python SDK's conformance worker: the same contract as the Rust one
+(conformance/src/bin/worker_rust.rs), so the shared scenarios check Python.
+
+Environment: ``RAFTORAL_SIDECAR_URL`` (sidecar), ``CONFORMANCE_EFFECTS`` (file
+that records each side effect as a line), ``CONFORMANCE_HANG=1`` (the
+``steps`` workflow hangs at ``hang_at`` instead of finishing that step),
+``CONFORMANCE_STEP_PREFIX`` (checkpoint names of ``steps``, default
+``step``), ``CONFORMANCE_WORKFLOWS`` (comma list of what to register).
+Prints ``worker ready`` once registered; stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import raftoral
+
+
+def effect(workflow_id: str, what: str, step: int) -> None:
+    """Appends one line with one O_APPEND write: lines never interleave."""
+    path = os.environ.get("CONFORMANCE_EFFECTS")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{workflow_id} {what} {step}\n")
+
+
+@dataclass
+class StepsInput:
+    n: int
+    fail_at: Optional[int] = None
+    hang_at: Optional[int] = None
+    step_delay_ms: int = 0
+
+
+@raftoral.workflow(name="ping_pong", version=1)
+async def ping_pong(ctx: raftoral.WorkflowContext, text: str) -> str:
+    return await ctx.checkpoint("result", lambda: "pong" if text == "ping" else "ping")
+
+
+@raftoral.workflow(name="steps", version=1)
+async def steps(ctx: raftoral.WorkflowContext, inp: StepsInput) -> int:
+    hang = os.environ.get("CONFORMANCE_HANG") == "1"
+    # Another prefix makes this code differ from the one that wrote the
+    # history: replay must report non-determinism.
+    prefix = os.environ.get("CONFORMANCE_STEP_PREFIX", "step")
+    total = 0
+    for i in range(inp.n):
+
+        async def compute(i: int = i) -> int:
+            effect(ctx.workflow_id, "start", i)
+            if hang and inp.hang_at == i:
+                await asyncio.Event().wait()  # the app "dies" here
+            if inp.step_delay_ms > 0:
+                await asyncio.sleep(inp.step_delay_ms / 1000)
+            effect(ctx.workflow_id, "done", i)
+            return i * 2
+
+        try:
+            total += await ctx.checkpoint(f"{prefix}-{i}", compute)
+        except raftoral.Cancelled:
+            effect(ctx.workflow_id, "cancelled", i)
+            raise
+        if inp.fail_at == i:
+            raise raftoral.RaftoralError(f"failed on purpose at step {i}")
+    return total
+
+
+async def main() -> None:
+    client = await raftoral.Client.connect(os.environ["RAFTORAL_SIDECAR_URL"])
+    only = os.environ.get("CONFORMANCE_WORKFLOWS", "ping_pong,steps").split(",")
+    known: dict[str, raftoral.Workflow[Any, Any]] = {"ping_pong": ping_pong, "steps": steps}
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with raftoral.Worker(client, workflows=[known[n] for n in only if n]):
+        print("worker ready", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,186 @@
+"""The client: start workflows and query them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Generic, Optional, TypeVar, Union, overload
+
+from . import _core
+from .codec import Codec, JsonCodec
+from .errors import InvalidArgument, Timeout
+from .types import HistoryEntry, WorkflowInfo, WorkflowStatus
+from .workflow import Workflow
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+
+class Client:
+    """A connection to a Raftoral sidecar (or to a :class:`~raftoral.LocalNode`).
+
+    >>> async def main() -> None:  # doctest: +SKIP
+    ...     client = await raftoral.Client.connect("http://127.0.0.1:9001")
+    ...     handle = await client.start_workflow(ping_pong, "ping", id="order-42")
+    ...     print(await handle.result())
+    """
+
+    def __init__(self, native: _core.Client, codec: Optional[Codec] = None) -> None:
+        self._native = native
+        self.codec: Codec = codec if codec is not None else JsonCodec()
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        codec: Optional[Codec] = None,
+        attempts: int = 5,
+        retry_delay: float = 0.1,
+    ) -> Client:
+        """Connects to the sidecar at ``url`` (e.g. ``http://127.0.0.1:9001``).
+
+        Tries ``attempts`` times, doubling the pause from ``retry_delay``
+        seconds, then raises :class:`~raftoral.Unavailable` naming the address.
+        """
+        native = await _core.Client.connect(url, attempts, retry_delay)
+        return cls(native, codec)
+
+    @property
+    def endpoint(self) -> str:
+        """The sidecar address."""
+        return self._native.endpoint
+
+    @overload
+    async def start_workflow(
+        self, workflow: Workflow[I, O], input: I, *, id: Optional[str] = None
+    ) -> WorkflowHandle[O]: ...
+
+    @overload
+    async def start_workflow(
+        self,
+        workflow: str,
+        input: Any,
+        *,
+        id: Optional[str] = None,
+        version: int = 1,
+    ) -> WorkflowHandle[Any]: ...
+
+    async def start_workflow(
+        self,
+        workflow: Union[Workflow[Any, Any], str],
+        input: Any,
+        *,
+        id: Optional[str] = None,
+        version: int = 1,
+    ) -> WorkflowHandle[Any]:
+        """Starts ``workflow`` (a definition, or a name with ``version``).
+
+        Idempotent on ``id``: starting an existing id returns a handle to the
+        existing workflow (``handle.already_started``). Without an id, one is
+        generated and the start is retried while the cluster has no leader.
+        """
+        if isinstance(workflow, Workflow):
+            name, version, result_type = workflow.name, workflow.version, workflow.result_type
+        else:
+            name, result_type = workflow, None
+        try:
+            data = self.codec.encode(input)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(
+                f"the input of workflow '{name}' cannot be encoded: {e}; nothing was started"
+            ) from e
+        workflow_id, already = await self._native.start_workflow(id or "", name, version, data)
+        return WorkflowHandle(self, workflow_id, already, result_type)
+
+    def get_handle(self, workflow_id: str, result_type: Any = None) -> WorkflowHandle[Any]:
+        """A handle to an existing workflow, to wait for its result."""
+        return WorkflowHandle(self, workflow_id, True, result_type)
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInfo:
+        """The workflow's current state; raises :class:`~raftoral.NotFound`."""
+        return WorkflowInfo._from_native(await self._native.get_workflow(workflow_id))
+
+    async def wait_workflow(
+        self, workflow_id: str, timeout: Optional[float] = None
+    ) -> WorkflowInfo:
+        """Waits up to ``timeout`` seconds (None: as long as it takes) for the
+        workflow to finish and returns its state; raises
+        :class:`~raftoral.Timeout` when it is still running."""
+        return WorkflowInfo._from_native(await self._native.wait_workflow(workflow_id, timeout))
+
+    async def cancel_workflow(self, workflow_id: str, reason: str = "") -> WorkflowInfo:
+        """Cancels the workflow: its function gets :class:`~raftoral.Cancelled`
+        at its next checkpoint. A finished workflow is left as it is."""
+        return WorkflowInfo._from_native(await self._native.cancel_workflow(workflow_id, reason))
+
+    async def list_workflows(
+        self,
+        *,
+        status: Optional[WorkflowStatus] = None,
+        workflow_name: Optional[str] = None,
+        page_size: int = 100,
+    ) -> list[WorkflowInfo]:
+        """Every workflow matching the filters, ordered by id (all pages)."""
+        out: list[WorkflowInfo] = []
+        token = ""
+        while True:
+            page, token = await self._native.list_workflows(
+                int(status or 0), workflow_name or "", page_size, token
+            )
+            out.extend(WorkflowInfo._from_native(d) for d in page)
+            if not token:
+                return out
+
+    async def get_workflow_history(self, workflow_id: str) -> list[HistoryEntry]:
+        """The committed checkpoints of the workflow, in seq order."""
+        entries = await self._native.get_workflow_history(workflow_id)
+        return [HistoryEntry._from_native(d) for d in entries]
+
+
+class WorkflowHandle(Generic[O]):
+    """A started workflow."""
+
+    def __init__(
+        self, client: Client, workflow_id: str, already_started: bool, result_type: Any
+    ) -> None:
+        self._client = client
+        self.workflow_id = workflow_id
+        """The workflow id."""
+        self.already_started = already_started
+        """True when the start found an existing workflow with this id."""
+        self._result_type = result_type
+
+    async def result(self, timeout: Optional[float] = None) -> O:
+        """Waits for the outcome and decodes the result.
+
+        Raises :class:`~raftoral.WorkflowFailed`, :class:`~raftoral.Cancelled`,
+        or :class:`~raftoral.Timeout` when ``timeout`` seconds pass first.
+        """
+        wait = self._client._native.result(self.workflow_id)
+        if timeout is None:
+            data = await wait
+        else:
+            try:
+                data = await asyncio.wait_for(wait, timeout)
+            except asyncio.TimeoutError:
+                raise Timeout(
+                    f"workflow '{self.workflow_id}' did not finish within {timeout} s"
+                ) from None
+        result: O = self._client.codec.decode(data, self._result_type)
+        return result
+
+    async def get(self) -> WorkflowInfo:
+        """The workflow's current state."""
+        return await self._client.get_workflow(self.workflow_id)
+
+    async def wait(self, timeout: Optional[float] = None) -> WorkflowInfo:
+        """See :meth:`Client.wait_workflow`."""
+        return await self._client.wait_workflow(self.workflow_id, timeout)
+
+    async def cancel(self, reason: str = "") -> WorkflowInfo:
+        """See :meth:`Client.cancel_workflow`."""
+        return await self._client.cancel_workflow(self.workflow_id, reason)
+
+    async def history(self) -> list[HistoryEntry]:
+        """See :meth:`Client.get_workflow_history`."""
+        return await self._client.get_workflow_history(self.workflow_id)

@@ -1,0 +1,262 @@
+//! `Client`: the native client (connect, start, get, wait, cancel, list,
+//! history). Results cross to Python as plain dicts and bytes; the Python
+//! layer turns them into typed objects and decodes values with its codec.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use raftoral_client::proto::sidecar::v1::{HistoryEntry, ListWorkflowsRequest};
+use raftoral_client::{ClientError, RaftoralClient, WorkflowInfo};
+use tokio::time::Instant;
+
+use crate::errors::to_py_err;
+
+/// Server-side wait of one WaitWorkflow call when the caller gave no timeout.
+const WAIT_SLICE: Duration = Duration::from_secs(30);
+
+/// A connection to a sidecar (or to a `LocalNode`), shared by clones.
+#[pyclass(frozen, module = "raftoral._core")]
+pub struct Client {
+    pub(crate) inner: RaftoralClient,
+}
+
+/// A Python-owned copy of encoded bytes, created while attached.
+fn py_bytes(b: &[u8]) -> Py<PyBytes> {
+    Python::attach(|py| PyBytes::new(py, b).unbind())
+}
+
+pub(crate) fn info_dict(py: Python<'_>, info: &WorkflowInfo) -> PyResult<Py<PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("workflow_id", &info.workflow_id)?;
+    d.set_item("workflow_name", &info.workflow_name)?;
+    d.set_item("version", info.version)?;
+    d.set_item("status", info.status)?;
+    d.set_item("owner_node_id", info.owner_node_id)?;
+    d.set_item("checkpoint_count", info.checkpoint_count)?;
+    d.set_item("input", PyBytes::new(py, &info.input))?;
+    d.set_item("result", PyBytes::new(py, &info.result))?;
+    d.set_item("error", &info.error)?;
+    d.set_item("pending_reason", &info.pending_reason)?;
+    d.set_item("created_at_ms", info.created_at_ms)?;
+    d.set_item("updated_at_ms", info.updated_at_ms)?;
+    Ok(d.unbind())
+}
+
+fn info_py(info: WorkflowInfo) -> PyResult<Py<PyDict>> {
+    Python::attach(|py| info_dict(py, &info))
+}
+
+fn history_py(entries: Vec<HistoryEntry>) -> PyResult<Vec<Py<PyDict>>> {
+    Python::attach(|py| {
+        entries
+            .iter()
+            .map(|e| {
+                let d = PyDict::new(py);
+                d.set_item("seq", e.seq)?;
+                d.set_item("checkpoint_name", &e.checkpoint_name)?;
+                d.set_item("value", PyBytes::new(py, &e.value))?;
+                d.set_item("committed_at_ms", e.committed_at_ms)?;
+                Ok(d.unbind())
+            })
+            .collect()
+    })
+}
+
+/// Connects with bounded retries: a sidecar that starts at the same time as
+/// its app (same pod) may need a moment, but an address nobody serves must
+/// end in an error that names it, not in a hang.
+async fn connect_with_retries(
+    url: String,
+    attempts: u32,
+    first_delay: Duration,
+) -> Result<RaftoralClient, ClientError> {
+    let mut delay = first_delay;
+    let mut attempt = 1;
+    loop {
+        match RaftoralClient::connect(url.clone()).await {
+            Ok(client) => return Ok(client),
+            Err(ClientError::Connect { endpoint, reason }) if attempt < attempts.max(1) => {
+                tracing::debug!(%endpoint, %reason, attempt, retry_in = ?delay, "sidecar not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                attempt += 1;
+            }
+            Err(ClientError::Connect { endpoint, reason }) => {
+                return Err(ClientError::Connect {
+                    endpoint,
+                    reason: format!("{reason} (gave up after {attempt} attempts)"),
+                });
+            }
+            Err(other) => return Err(other),
+        }
+    }
+}
+
+#[pymethods]
+impl Client {
+    /// Connects to the sidecar at `url`, trying `attempts` times with a
+    /// doubling pause from `retry_delay` seconds.
+    #[staticmethod]
+    #[pyo3(signature = (url, attempts = 5, retry_delay = 0.1))]
+    fn connect(
+        py: Python<'_>,
+        url: String,
+        attempts: u32,
+        retry_delay: f64,
+    ) -> PyResult<Bound<'_, PyAny>> {
+        let first_delay = Duration::from_secs_f64(retry_delay.max(0.0));
+        crate::future::into_py(py, async move {
+            let inner = connect_with_retries(url, attempts, first_delay)
+                .await
+                .map_err(to_py_err)?;
+            Ok(Client { inner })
+        })
+    }
+
+    /// The sidecar address (or the local node's name).
+    #[getter]
+    fn endpoint(&self) -> String {
+        self.inner.endpoint().to_owned()
+    }
+
+    /// Starts a workflow (idempotent on `workflow_id`; empty: generated and
+    /// retried on UNAVAILABLE). Returns `(workflow_id, already_started)`.
+    fn start_workflow<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_id: String,
+        workflow_name: String,
+        version: u32,
+        input: Vec<u8>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.inner.clone();
+        crate::future::into_py(py, async move {
+            let handle = client
+                .start_workflow_raw(&workflow_id, &workflow_name, version, Bytes::from(input))
+                .await
+                .map_err(to_py_err)?;
+            Ok((handle.workflow_id().to_owned(), handle.already_started()))
+        })
+    }
+
+    /// The workflow's state, as a dict of `WorkflowInfo` fields.
+    fn get_workflow<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.inner.clone();
+        crate::future::into_py(py, async move {
+            info_py(client.get_workflow(&workflow_id).await.map_err(to_py_err)?)
+        })
+    }
+
+    /// Waits up to `timeout` seconds (None: until it finishes) for a terminal
+    /// status; raises `Timeout` when it is still running.
+    #[pyo3(signature = (workflow_id, timeout = None))]
+    fn wait_workflow<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_id: String,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.inner.workflow_handle(&workflow_id);
+        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        crate::future::into_py(py, async move {
+            loop {
+                let slice = match deadline {
+                    Some(d) => d.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
+                    None => WAIT_SLICE,
+                };
+                // The server treats a zero timeout as its default; ask for at
+                // least a millisecond so that an elapsed deadline stays short.
+                match handle.wait(slice.max(Duration::from_millis(1))).await {
+                    Ok(info) => return info_py(info),
+                    Err(e)
+                        if e.code() == Some(tonic::Code::DeadlineExceeded)
+                            && deadline.is_none_or(|d| Instant::now() < d) => {}
+                    Err(e) => return Err(to_py_err(e)),
+                }
+            }
+        })
+    }
+
+    /// Waits for the outcome and returns the encoded result; raises
+    /// `WorkflowFailed` or `Cancelled` for the other outcomes.
+    fn result<'py>(&self, py: Python<'py>, workflow_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let handle = self.inner.workflow_handle(&workflow_id);
+        crate::future::into_py(py, async move {
+            let bytes = handle.result_raw().await.map_err(to_py_err)?;
+            Ok(py_bytes(&bytes))
+        })
+    }
+
+    /// Cancels a workflow; returns its state after the cancellation.
+    #[pyo3(signature = (workflow_id, reason = String::new()))]
+    fn cancel_workflow<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_id: String,
+        reason: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.inner.clone();
+        crate::future::into_py(py, async move {
+            info_py(
+                client
+                    .cancel_workflow(&workflow_id, &reason)
+                    .await
+                    .map_err(to_py_err)?,
+            )
+        })
+    }
+
+    /// One page of workflows: `(infos, next_page_token)`.
+    #[pyo3(signature = (status = 0, workflow_name = String::new(), page_size = 0, page_token = String::new()))]
+    fn list_workflows<'py>(
+        &self,
+        py: Python<'py>,
+        status: i32,
+        workflow_name: String,
+        page_size: u32,
+        page_token: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.inner.clone();
+        crate::future::into_py(py, async move {
+            let page = client
+                .list_workflows(ListWorkflowsRequest {
+                    status,
+                    workflow_name,
+                    page_size,
+                    page_token,
+                })
+                .await
+                .map_err(to_py_err)?;
+            let infos = page
+                .workflows
+                .into_iter()
+                .map(info_py)
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok((infos, page.next_page_token))
+        })
+    }
+
+    /// The committed checkpoints of a workflow, as dicts of
+    /// `HistoryEntry` fields.
+    fn get_workflow_history<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.inner.clone();
+        crate::future::into_py(py, async move {
+            history_py(
+                client
+                    .get_workflow_history(&workflow_id)
+                    .await
+                    .map_err(to_py_err)?,
+            )
+        })
+    }
+}

@@ -1,0 +1,46 @@
+//! `raftoral._core`: the native half of the Python SDK.
+//!
+//! A thin binding of `raftoral-client` (the one SDK core) and of the engine
+//! (for `LocalNode`). The stream, reconnects, heartbeats, replay, ownership,
+//! retries, cancellation and non-determinism checks all run here, on tokio
+//! threads; the Python package `raftoral` only adds the API surface
+//! (decorators, context, codec, exceptions, types).
+
+mod client;
+mod errors;
+mod future;
+mod local;
+mod worker;
+
+use pyo3::prelude::*;
+
+/// Tokio worker threads of the binding's runtime. The stream (heartbeats
+/// included) runs on them, never on the asyncio loop, so a Python step that
+/// blocks the loop does not stall it.
+const RUNTIME_THREADS: usize = 2;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Logs of the core go to stderr when RAFTORAL_LOG is set (same syntax as
+    // RUST_LOG); silent otherwise, as a library should be.
+    if let Ok(filter) = std::env::var("RAFTORAL_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
+        .worker_threads(RUNTIME_THREADS)
+        .thread_name("raftoral-core")
+        .enable_all();
+    pyo3_async_runtimes::tokio::init(builder);
+    m.add_function(wrap_pyfunction!(future::quiesce, m)?)?;
+    m.add_class::<client::Client>()?;
+    m.add_class::<worker::Worker>()?;
+    m.add_class::<worker::Run>()?;
+    m.add_class::<worker::ComputeToken>()?;
+    m.add_class::<local::LocalNode>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

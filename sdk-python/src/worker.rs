@@ -1,0 +1,253 @@
+//! `Worker`, `Run` and `ComputeToken`: hands workflow executions to Python.
+//!
+//! The Rust core runs the stream (registration, heartbeats, reconnect,
+//! replay, ownership, retries) on tokio threads. Each execution it starts is
+//! queued here as a [`Run`]; Python pulls runs with `next_run()`, runs the
+//! workflow function in its own asyncio task, and for each checkpoint asks
+//! the core for a slot (a committed value, or a [`ComputeToken`] when this
+//! replica owns the workflow and must compute). The outcome goes back
+//! through `complete` / `fail` / `abandon`, which the core reports exactly as
+//! for a Rust workflow.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use raftoral_client::{ClientError, RaftoralClient, Slot, WorkflowContext, WorkflowError};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::client::Client;
+use crate::errors::to_py_err;
+
+type Outcome = Result<Vec<u8>, WorkflowError>;
+
+/// Runs queued for Python. Bounded: when Python falls behind, the core's
+/// per-run tasks wait here, never the stream reader.
+const RUN_QUEUE: usize = 1024;
+
+/// The worker side of a client: registrations and the run queue.
+#[pyclass(frozen, module = "raftoral._core")]
+pub struct Worker {
+    client: RaftoralClient,
+    runs_tx: Mutex<Option<mpsc::Sender<Run>>>,
+    runs_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Run>>>,
+    task: Mutex<Option<JoinHandle<Result<(), ClientError>>>>,
+}
+
+/// One execution of a workflow on this worker.
+#[pyclass(frozen, module = "raftoral._core")]
+pub struct Run {
+    context: WorkflowContext,
+    #[pyo3(get)]
+    workflow_id: String,
+    #[pyo3(get)]
+    workflow_name: String,
+    #[pyo3(get)]
+    version: u32,
+    input: Bytes,
+    reply: Mutex<Option<oneshot::Sender<Outcome>>>,
+}
+
+/// Permission to compute one checkpoint; spent by `Run.commit`.
+#[pyclass(frozen, module = "raftoral._core")]
+pub struct ComputeToken {
+    token: Mutex<Option<raftoral_client::ComputeToken>>,
+    #[pyo3(get)]
+    seq: u64,
+}
+
+#[pymethods]
+impl Worker {
+    #[new]
+    fn new(client: &Client) -> Self {
+        let (tx, rx) = mpsc::channel(RUN_QUEUE);
+        Worker {
+            client: client.inner.clone(),
+            runs_tx: Mutex::new(Some(tx)),
+            runs_rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            task: Mutex::new(None),
+        }
+    }
+
+    /// Declares that this app runs `workflow_name` at `version`; resolves
+    /// once the cluster has recorded it.
+    fn register<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_name: String,
+        version: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        crate::future::into_py(py, async move {
+            client
+                .register_workflow(&workflow_name, version)
+                .await
+                .map_err(to_py_err)
+        })
+    }
+
+    /// Starts taking executions from the core (once per client).
+    fn start(&self) -> PyResult<()> {
+        let Some(runs) = self.runs_tx.lock().expect("lock").take() else {
+            return Err(PyRuntimeError::new_err("this worker was already started"));
+        };
+        let client = self.client.clone();
+        // The core's loop runs on the binding's tokio runtime, where it
+        // spawns one task per run; Python only pulls from `runs`.
+        let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            client
+                .handle_workflows(move |req| {
+                    let runs = runs.clone();
+                    async move {
+                        let (reply, outcome) = oneshot::channel();
+                        let run = Run {
+                            workflow_id: req.workflow_id,
+                            workflow_name: req.workflow_name,
+                            version: req.version,
+                            input: req.input,
+                            context: req.context,
+                            reply: Mutex::new(Some(reply)),
+                        };
+                        if runs.send(run).await.is_err() {
+                            return Err(WorkflowError::Client(ClientError::Shutdown));
+                        }
+                        // A run dropped without an outcome (its Python task
+                        // died) is not an outcome: the workflow resumes
+                        // elsewhere or after a restart.
+                        outcome
+                            .await
+                            .unwrap_or(Err(WorkflowError::Client(ClientError::Shutdown)))
+                    }
+                })
+                .await
+        });
+        *self.task.lock().expect("lock") = Some(task);
+        Ok(())
+    }
+
+    /// The next execution, or None once the worker has stopped.
+    fn next_run<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let runs = self.runs_rx.clone();
+        crate::future::into_py(py, async move { Ok(runs.lock().await.recv().await) })
+    }
+
+    /// Number of runs in progress in the core.
+    #[getter]
+    fn running(&self) -> usize {
+        self.client.core().running()
+    }
+
+    /// Stops the stream and waits for the core's loop to end. Running
+    /// workflows stay running in the cluster and resume by replay when a
+    /// worker connects again.
+    fn shutdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        let task = self.task.lock().expect("lock").take();
+        crate::future::into_py(py, async move {
+            client.shutdown().await;
+            if let Some(task) = task {
+                match task.await {
+                    Ok(result) => result.map_err(to_py_err)?,
+                    Err(e) => tracing::warn!(error = %e, "the worker loop ended abnormally"),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Run {
+    fn reply(&self, outcome: Outcome) -> PyResult<()> {
+        match self.reply.lock().expect("lock").take() {
+            Some(reply) => {
+                let _ = reply.send(outcome);
+                Ok(())
+            }
+            None => Err(PyRuntimeError::new_err(format!(
+                "workflow '{}' already reported its outcome",
+                self.workflow_id
+            ))),
+        }
+    }
+}
+
+#[pymethods]
+impl Run {
+    /// Encoded input.
+    #[getter]
+    fn input<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.input)
+    }
+
+    /// The slot for the next checkpoint, named `name`: the committed value
+    /// (bytes) or a `ComputeToken`. Raises `Cancelled`, `NonDeterminism`,
+    /// `ShuttingDown`.
+    fn slot<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+        let context = self.context.clone();
+        crate::future::into_py(py, async move {
+            let slot = context.checkpoint_slot(&name).await.map_err(to_py_err)?;
+            Python::attach(|py| match slot {
+                Slot::Committed(value) => Ok(PyBytes::new(py, &value).into_any().unbind()),
+                Slot::Compute(token) => Ok(Bound::new(
+                    py,
+                    ComputeToken {
+                        seq: token.seq(),
+                        token: Mutex::new(Some(token)),
+                    },
+                )?
+                .into_any()
+                .unbind()),
+            })
+        })
+    }
+
+    /// Proposes `value` for `token`'s checkpoint and waits for the commit;
+    /// returns the committed value.
+    fn commit<'py>(
+        &self,
+        py: Python<'py>,
+        token: &ComputeToken,
+        value: Vec<u8>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Some(token) = token.token.lock().expect("lock").take() else {
+            return Err(PyRuntimeError::new_err(
+                "this compute token was already used",
+            ));
+        };
+        let context = self.context.clone();
+        crate::future::into_py(py, async move {
+            let committed = context
+                .commit(token, Bytes::from(value))
+                .await
+                .map_err(to_py_err)?;
+            Ok(Python::attach(|py| PyBytes::new(py, &committed).unbind()))
+        })
+    }
+
+    /// The workflow returned `value` (encoded).
+    fn complete(&self, value: Vec<u8>) -> PyResult<()> {
+        self.reply(Ok(value))
+    }
+
+    /// The workflow failed with `message`.
+    fn fail(&self, message: String) -> PyResult<()> {
+        self.reply(Err(WorkflowError::Failed(message)))
+    }
+
+    /// The workflow was interrupted, not finished: cancelled (with the
+    /// reason) or stopped by a shutdown. Nothing is reported as its outcome.
+    #[pyo3(signature = (cancelled_reason = None))]
+    fn abandon(&self, cancelled_reason: Option<String>) -> PyResult<()> {
+        let error = match cancelled_reason {
+            Some(reason) => ClientError::Cancelled {
+                workflow_id: self.workflow_id.clone(),
+                reason,
+            },
+            None => ClientError::Shutdown,
+        };
+        self.reply(Err(WorkflowError::Client(error)))
+    }
+}

@@ -1,0 +1,75 @@
+"""Workflows of the tests, shared by the worker process and in-process workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import raftoral
+
+
+def record(workflow_id: str, what: str, step: object) -> None:
+    """Appends one effect line (one write with O_APPEND: lines never mix)."""
+    path = os.environ.get("EFFECTS")
+    if not path:
+        return
+    worker = os.environ.get("WORKER_NAME", "inproc")
+    with open(path, "a") as f:
+        f.write(f"{workflow_id} {what} {step} {worker}\n")
+
+
+@raftoral.workflow(name="ping_pong", version=1)
+async def ping_pong(ctx: raftoral.WorkflowContext, text: str) -> str:
+    return await ctx.checkpoint("result", lambda: "pong" if text == "ping" else "ping")
+
+
+@dataclass
+class StepsInput:
+    n: int
+    gate_at: Optional[int] = None
+    gate: Optional[str] = None
+    busy_at: Optional[int] = None
+    busy_seconds: float = 0.0
+
+
+@raftoral.workflow(name="steps", version=1)
+async def steps(ctx: raftoral.WorkflowContext, inp: StepsInput) -> int:
+    """Step i yields 2i. At ``gate_at`` the step waits for the ``gate`` file;
+    at ``busy_at`` it keeps the CPU (and the event loop) busy."""
+    prefix = "renamed" if os.environ.get("RENAME_STEPS") else "step"
+    total = 0
+    try:
+        for i in range(inp.n):
+
+            async def compute(i: int = i) -> int:
+                record(ctx.workflow_id, "compute", i)
+                if i == inp.gate_at and inp.gate:
+                    while not Path(inp.gate).exists():
+                        await asyncio.sleep(0.02)
+                if i == inp.busy_at:
+                    end = time.monotonic() + inp.busy_seconds
+                    while time.monotonic() < end:
+                        pass
+                return 2 * i
+
+            total += await ctx.checkpoint(f"{prefix}-{i}", compute)
+    except raftoral.Cancelled as e:
+        record(ctx.workflow_id, "cancelled", e.reason.replace(" ", "_") or "-")
+        raise
+    except raftoral.NonDeterminism as e:
+        record(ctx.workflow_id, "nondeterminism", f"{e.seq}:{e.expected}:{e.got}")
+        raise
+    return total
+
+
+@raftoral.workflow(name="fails", version=1)
+async def fails(ctx: raftoral.WorkflowContext, message: str) -> None:
+    await ctx.checkpoint("before", lambda: 1)
+    raise ValueError(message)
+
+
+ALL: list[raftoral.Workflow[Any, Any]] = [ping_pong, steps, fails]
