@@ -17,7 +17,7 @@ NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
 NODE_PACK := target/node-pack
 NODE_FRESH := target/node-test
 
-.PHONY: all build test test-rust package lint fmt demo bench tools clean python test-python lint-python conformance-python node node-bindings test-node conformance-node lint-node
+.PHONY: all build test test-rust package lint fmt demo bench tools clean python test-python lint-python conformance-python node node-bindings test-node conformance-node lint-node fault-run
 
 all: build
 
@@ -146,6 +146,11 @@ conformance-node:
 lint-node: $(NODE_TOOLS)
 	$(NODE_SDK)/node_modules/.bin/biome ci .
 	cd $(NODE_SDK) && node_modules/.bin/tsc -p tsconfig.json --noEmit
+
+## fault-run: the long seeded fault run (FAULT_MINUTES, default 10;
+## FAULT_SEED=n repeats a run's schedule); see docs/TESTING.md
+fault-run: build
+	$(CARGO) test -p raftoral-conformance --test fault_run -- --ignored --nocapture long_fault_run
 
 ## demo: build, start a local 3-node cluster and the ping-pong app, send ping, print pong
 demo:
