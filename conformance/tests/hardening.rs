@@ -245,11 +245,36 @@ async fn a_frozen_app_loses_its_workflow_and_reports_nothing_false() -> anyhow::
     assert_eq!(c.get_workflow(&id).await?.owner_node_id, 1);
     committed_at_least(&c, &id, 3).await?;
     apps.workers[&1].signal("STOP").await?;
+    // Started while the app is frozen but still counted present: placed on
+    // node 1, their execute requests wait in the frozen app's socket.
+    let mut during = Vec::new();
+    for _ in 0..5 {
+        during.push(
+            c.start_workflow("steps", 1, &StepsInput::slow(3, 50))
+                .await?,
+        );
+    }
     let sum: u64 = tokio::time::timeout(DEADLINE, h.result()).await??;
+    for h in &during {
+        let s: u64 = tokio::time::timeout(DEADLINE, h.result()).await??;
+        assert_eq!(s, steps_sum(3));
+    }
     apps.workers[&1].signal("CONT").await?;
     assert_eq!(sum, steps_sum(n));
     assert_ne!(c.get_workflow(&id).await?.owner_node_id, 1);
-    no_false_reports(&cluster, &c).await
+    no_false_reports(&cluster, &c).await?;
+    // Woken, the app must not act on the stale requests it still held: it
+    // reconnects and learns that others own (and finished) them.
+    let ids: Vec<&str> = during.iter().map(|h| h.workflow_id()).collect();
+    let stale: Vec<_> = read_effects(&apps.effects[&1])
+        .into_iter()
+        .filter(|(w, what, _)| ids.contains(&w.as_str()) && what == "start")
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "the woken app computed steps it did not own: {stale:?}"
+    );
+    Ok(())
 }
 
 /// A paused owner node (SIGSTOP longer than the owner timeout) loses its

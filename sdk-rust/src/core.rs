@@ -169,6 +169,19 @@ impl WorkerCore {
         }
     }
 
+    /// This process was frozen long enough that the sidecar may have moved
+    /// its workflows: no run may compute on what it knew before. Every run
+    /// waits as a replica until the next stream's execute requests say who
+    /// owns what.
+    pub fn on_stale(&self) {
+        let mut state = self.lock();
+        for run in state.runs.values_mut() {
+            run.is_owner = false;
+            run.sent = false;
+            run.changed();
+        }
+    }
+
     /// Number of runs in progress on this worker.
     pub fn running(&self) -> usize {
         self.lock().runs.len()

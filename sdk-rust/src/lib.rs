@@ -13,6 +13,7 @@ mod client;
 mod context;
 mod core;
 mod error;
+mod freeze;
 mod handle;
 mod link;
 mod stream;
