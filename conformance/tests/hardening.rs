@@ -284,7 +284,7 @@ async fn a_frozen_app_loses_its_workflow_and_reports_nothing_false() -> anyhow::
 async fn a_paused_owner_node_causes_no_false_nondeterminism() -> anyhow::Result<()> {
     let cluster = Cluster::start(3, false, FAST).await?;
     let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
-    let _apps = Apps::start(&cluster, &[]).await?;
+    let apps = Apps::start(&cluster, &[]).await?;
     let owner = (1..=3).find(|n| *n != leader).unwrap();
     let c = client(&cluster, owner).await?;
     let n = 10;
@@ -301,6 +301,9 @@ async fn a_paused_owner_node_causes_no_false_nondeterminism() -> anyhow::Result<
     for id in &ids {
         wait_status(&survivor, id, WorkflowStatus::Completed).await?;
     }
+    let resumed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
     cluster.signal(owner, "CONT").await?;
     // Once the resumed node has applied what it missed, its app's late
     // proposals are refused; give those refusals a moment to come back as
@@ -326,7 +329,23 @@ async fn a_paused_owner_node_causes_no_false_nondeterminism() -> anyhow::Result<
         reported.is_err(),
         "a paused owner was reported as non-deterministic"
     );
-    no_false_reports(&cluster, &c).await
+    no_false_reports(&cluster, &c).await?;
+    // Every one finished elsewhere while the node was paused: what the node
+    // had not forwarded yet was old news, and its app must compute nothing
+    // of them after the resume.
+    let late: Vec<_> = raftoral_conformance::read_effects_timed(&apps.effects[&owner])
+        .into_iter()
+        .filter(|e| {
+            ids.contains(&e.workflow_id)
+                && e.what == "start"
+                && e.at_ms.is_some_and(|at| at >= resumed_at)
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the resumed owner's app computed steps: {late:?}"
+    );
+    Ok(())
 }
 
 /// Runs one more workflow through `c`'s node (so everything the resumed

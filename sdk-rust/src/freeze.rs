@@ -1,6 +1,7 @@
 //! Noticing that this process was frozen (SIGSTOP, a suspended VM, a
-//! debugger) or starved for long enough that what the stream holds may be
-//! stale.
+//! debugger) or starved for long enough that what a stream holds may be
+//! stale. Used by the SDK's stream and by the sidecar's app sessions (a
+//! paused sidecar must not forward events that are old news).
 //!
 //! While an app is frozen the sidecar counts it as gone after its app
 //! timeout and moves its workflows; the messages it had sent before (say,
@@ -22,7 +23,16 @@ const TICK: Duration = Duration::from_millis(100);
 /// A task that ticks on its own and the time of its last tick. A gap
 /// between ticks, or a last tick too long ago, means the process did not
 /// run.
-pub(crate) struct FreezeWatch {
+///
+/// ```no_run
+/// # async fn demo() {
+/// let mut watch = raftoral_client::FreezeWatch::start(std::time::Duration::from_secs(1));
+/// if let Some(stopped) = watch.frozen() {
+///     println!("this process did not run for {stopped:?}");
+/// }
+/// # }
+/// ```
+pub struct FreezeWatch {
     base: Instant,
     /// Milliseconds from `base` to the last tick.
     last_tick: Arc<AtomicU64>,
@@ -37,7 +47,7 @@ pub(crate) struct FreezeWatch {
 
 impl FreezeWatch {
     /// Starts watching; a stop longer than `limit` counts as a freeze.
-    pub(crate) fn start(limit: Duration) -> Self {
+    pub fn start(limit: Duration) -> Self {
         let base = Instant::now();
         let last_tick = Arc::new(AtomicU64::new(0));
         let freezes = Arc::new(AtomicU64::new(0));
@@ -73,7 +83,7 @@ impl FreezeWatch {
     }
 
     /// Changes the limit (the sidecar asked for more frequent heartbeats).
-    pub(crate) fn set_limit(&mut self, limit: Duration) {
+    pub fn set_limit(&mut self, limit: Duration) {
         self.limit_ms
             .store(limit.as_millis() as u64, Ordering::Release);
     }
@@ -81,7 +91,7 @@ impl FreezeWatch {
     /// How long the process was stopped, if it was since the last call: the
     /// ticking task saw a gap, or has not ticked for longer than the limit
     /// (the process just woke and this runs before it).
-    pub(crate) fn frozen(&mut self) -> Option<Duration> {
+    pub fn frozen(&mut self) -> Option<Duration> {
         let now = Instant::now().duration_since(self.base).as_millis() as u64;
         let last = self.last_tick.load(Ordering::Acquire);
         let since_tick = Duration::from_millis(now.saturating_sub(last));

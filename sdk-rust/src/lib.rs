@@ -22,6 +22,7 @@ pub use client::{RaftoralClient, WorkflowRequest};
 pub use context::WorkflowContext;
 pub use core::{ComputeToken, RunHandle, Slot, WorkerCore};
 pub use error::{ClientError, WorkflowError};
+pub use freeze::FreezeWatch;
 pub use handle::WorkflowHandle;
 pub use link::{GrpcLink, ResponseStream, SidecarLink};
 pub use raftoral_proto::sidecar::v1::{ErrorCode, WorkflowInfo, WorkflowStatus};
