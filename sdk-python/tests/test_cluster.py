@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from apps.workflows import StepsInput, ping_pong, steps
-from harness import Cluster, Effects, WorkerProcess, eventually
 
 import raftoral
+from apps.workflows import StepsInput, ping_pong, steps
+from harness import Cluster, Effects, WorkerProcess, eventually
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from harness import REPO, Node, eventually
 
 EXAMPLE = REPO / "examples" / "ping-pong-python" / "ping_pong.py"

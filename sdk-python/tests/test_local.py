@@ -11,10 +11,10 @@ from typing import Any, Optional
 
 import pydantic
 import pytest
-from apps.workflows import ping_pong
-from harness import eventually
 
 import raftoral
+from apps.workflows import ping_pong
+from harness import eventually
 from raftoral import WorkflowStatus
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from apps.workflows import StepsInput, fails, ping_pong, steps
-from harness import Effects, Node, WorkerProcess, eventually
 
 import raftoral
+from apps.workflows import StepsInput, fails, ping_pong, steps
+from harness import Effects, Node, WorkerProcess, eventually
 from raftoral import WorkflowStatus
 
 
