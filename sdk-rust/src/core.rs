@@ -130,14 +130,18 @@ impl WorkerCore {
         state.runtime = tokio::runtime::Handle::try_current().ok();
     }
 
-    /// The stream is gone. Runs keep their state; the sidecar re-sends their
-    /// execute requests (with history) on the next connection, and in-flight
-    /// proposals are sent again then.
+    /// The stream is gone. Runs keep their state but own nothing until the
+    /// next stream's execute requests (with history) say who owns what: a
+    /// proposal sent before then would reach a session that does not run
+    /// the workflow, or a restarted node that does not know it yet.
+    /// In-flight proposals are sent again once the execute request confirms
+    /// the ownership.
     pub fn on_disconnect(&self) {
         let mut state = self.lock();
         state.outbound = None;
         for run in state.runs.values_mut() {
             run.sent = false;
+            run.is_owner = false;
         }
     }
 
@@ -297,6 +301,10 @@ impl WorkerCore {
             // whose first attempt committed): its event arrives, or has,
             // before anything else about this workflow. Never a failure.
             ErrorCode::UnexpectedSeq => {}
+            // Not known to this node (any more): a workflow removed after
+            // it finished. Not a failure of the code: the run ends quietly;
+            // if the workflow does run, the sidecar sends it again.
+            ErrorCode::UnknownWorkflow => run.ended = Some(e.message),
             // Finished or cancelled elsewhere (say, by the owner that took
             // over while this app was paused): this run just ends.
             ErrorCode::WorkflowNotRunning => run.ended = Some(e.message),

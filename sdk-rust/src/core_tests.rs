@@ -446,3 +446,49 @@ async fn cancelled_resolves_with_the_reason_and_none_when_the_run_ends() {
         "a finished run is not cancelled"
     );
 }
+
+#[tokio::test]
+async fn after_a_reconnect_nothing_is_proposed_before_the_execute_request_confirms_ownership() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
+        panic!("owner must compute")
+    };
+    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
+    next_proposal(&mut rx).await;
+    // The old session's answer: not committed, retry (after RETRY_DELAY).
+    core.on_stream_error(refusal(ErrorCode::Unavailable, 0));
+    core.on_disconnect();
+    let (tx2, mut rx2) = mpsc::channel(16);
+    core.on_connect(tx2);
+    // The new session does not run the workflow yet (a restarted node may
+    // not even know it): a proposal now would be refused. Watch past the
+    // retry delay.
+    let early = tokio::time::timeout(RETRY_DELAY * 2, rx2.recv()).await;
+    assert!(
+        early.is_err(),
+        "nothing before the execute request: {early:?}"
+    );
+    assert!(core.on_execute(execute("w", true, &[])).is_none());
+    let again = next_proposal(&mut rx2).await;
+    assert_eq!(again.seq, 0);
+    core.on_checkpoint_event(event("w", 0, "a", "1"));
+    assert_eq!(committing.await.unwrap().unwrap(), "1");
+}
+
+#[tokio::test]
+async fn an_unknown_workflow_refusal_ends_the_run_without_a_result() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
+        panic!("owner must compute")
+    };
+    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
+    next_proposal(&mut rx).await;
+    core.on_stream_error(refusal(ErrorCode::UnknownWorkflow, 0));
+    let outcome = committing.await.unwrap();
+    assert!(
+        matches!(outcome, Err(ClientError::NotRunning { .. })),
+        "{outcome:?}"
+    );
+}
