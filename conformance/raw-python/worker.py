@@ -163,12 +163,14 @@ class Worker:
 
         call = stub.WorkflowStream(requests())
         acked: set[str] = set()
-        state = {"every": HEARTBEAT_S, "heard": time.monotonic()}
+        every, heard, dead = HEARTBEAT_S, time.monotonic(), False
 
         async def heartbeat() -> None:
+            nonlocal dead
             while True:
-                await asyncio.sleep(state["every"])
-                if time.monotonic() - state["heard"] > DEAD_AFTER_S:
+                await asyncio.sleep(every)
+                if time.monotonic() - heard > DEAD_AFTER_S:
+                    dead = True
                     call.cancel()
                     return
                 self.send(heartbeat=pb.HeartbeatRequest(timestamp=int(time.time() * 1000)))
@@ -176,12 +178,12 @@ class Worker:
         beating = asyncio.create_task(heartbeat())
         try:
             async for response in call:
-                state["heard"] = time.monotonic()
+                heard = time.monotonic()
                 kind = response.WhichOneof("message")
                 if kind == "registration_ack":
                     ack = response.registration_ack
-                    if 0 < ack.heartbeat_interval_ms < state["every"] * 1000:
-                        state["every"] = ack.heartbeat_interval_ms / 1000
+                    if 0 < ack.heartbeat_interval_ms < every * 1000:
+                        every = ack.heartbeat_interval_ms / 1000
                     acked.add(ack.workflow_name)
                     if acked >= set(self.registrations):
                         self.ready.set()
@@ -198,6 +200,10 @@ class Worker:
                         run.poke()
                 elif kind == "error":
                     self.on_error(response.error)
+        except asyncio.CancelledError:
+            if not dead:
+                raise  # shutdown
+            print(f"no message from the sidecar for {DEAD_AFTER_S} s", file=sys.stderr)
         finally:
             beating.cancel()
             outbox.put_nowait(None)
