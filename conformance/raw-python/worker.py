@@ -183,7 +183,11 @@ class Worker:
                 if kind == "registration_ack":
                     ack = response.registration_ack
                     if 0 < ack.heartbeat_interval_ms < every * 1000:
+                        # Restart the timer: its current sleep may be longer
+                        # than the sidecar's app timeout.
                         every = ack.heartbeat_interval_ms / 1000
+                        beating.cancel()
+                        beating = asyncio.create_task(heartbeat())
                     acked.add(ack.workflow_name)
                     if acked >= set(self.registrations):
                         self.ready.set()

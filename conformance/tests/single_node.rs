@@ -291,6 +291,33 @@ async fn worker_reconnects_after_the_sidecar_restarts() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An app that beats at the interval its `RegistrationAck` asks for keeps its
+/// stream through a short app timeout: steps whose computation outlasts the
+/// timeout (the app proposes nothing meanwhile) run in one session, each
+/// once, never dropped as a silent app.
+#[tokio::test]
+async fn a_live_app_keeps_its_stream_through_a_short_app_timeout() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&["--app-timeout-ms", "1000"]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let _worker = Worker::start(&sidecar.url, &effects, &[]).await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let handle = client
+        .start_workflow("steps", 1, &StepsInput::slow(3, 1500))
+        .await?;
+    let sum: u64 = result(&handle).await?;
+    assert_eq!(sum, steps_sum(3u64));
+    let effects = read_effects(&effects);
+    for i in 0..3 {
+        assert_eq!(count_effect(&effects, handle.workflow_id(), "start", i), 1);
+    }
+    let log = sidecar.log();
+    assert!(
+        !log.contains("app sent nothing for the app timeout"),
+        "the sidecar dropped a live app as silent"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn start_is_idempotent_on_workflow_id() -> anyhow::Result<()> {
     let (_sidecar, _worker, client, effects) = setup().await?;
