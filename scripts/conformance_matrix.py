@@ -28,7 +28,10 @@ from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "conformance"
-DEFAULT_FILES = ["single_node", "cluster_workflows", "app_stream", "cluster"]
+DEFAULT_FILES = ["single_node", "cluster_workflows", "app_stream", "cluster", "mixed"]
+# Runs once with every worker at a time (one per node, CONFORMANCE_MIXED),
+# not once per worker.
+MIXED = "mixed"
 
 # Scenarios that start no worker process (they drive the client API or the
 # app stream by hand): the same for every worker, so they run in the rust
@@ -59,6 +62,9 @@ class Worker:
     # SDK is not in this tree, which makes its column "n/a", not "fail".
     problem: Optional[str] = None
     absent: bool = False
+    # The command line in CONFORMANCE_MIXED (the Rust worker has no
+    # CONFORMANCE_WORKER value, being the default, but needs one there).
+    line: str = ""
 
 
 def workers() -> dict[str, Worker]:
@@ -68,6 +74,7 @@ def workers() -> dict[str, Worker]:
     found["rust"] = Worker(
         "rust", None, None if rust.exists() else f"{rust} missing: run `make build`"
     )
+    found["rust"].line = str(rust)
     py = ROOT / "sdk-python" / ".venv-test" / "bin" / "python"
     found["python"] = Worker(
         "python",
@@ -110,10 +117,13 @@ def list_tests(cargo: str, file: str) -> list[str]:
 TIMES: list[tuple[str, str, float]] = []
 
 
-def run_file(cargo: str, file: str, worker: Worker, skip: list[str]) -> dict[str, str]:
+def run_file(
+    cargo: str, file: str, worker: Worker, skip: list[str], mixed: str = ""
+) -> dict[str, str]:
     """Runs one test file with one worker; returns test name -> ok/FAILED."""
     env = dict(os.environ)
     env.pop("CONFORMANCE_WORKER", None)
+    env["CONFORMANCE_MIXED"] = mixed
     if worker.command is not None:
         env["CONFORMANCE_WORKER"] = worker.command
     args = [cargo, "test", "-p", "raftoral-conformance", "--test", file, "--", "--exact"]
@@ -130,6 +140,31 @@ def run_file(cargo: str, file: str, worker: Worker, skip: list[str]) -> dict[str
         # The binary did not build or crashed: every test not reported fails.
         print(done.stderr[-4000:], file=sys.stderr)
     return results
+
+
+def run_mixed(
+    cargo: str, chosen: list[Worker], tests: list[str], cells: dict[tuple[str, str], str]
+) -> None:
+    """One run with the runnable workers on the nodes of one cluster."""
+    able = [w for w in chosen if w.problem is None]
+    for w in able:
+        w.line = w.line or (w.command or "")
+    if len(able) < 2:
+        for w in chosen:
+            for t in tests:
+                cells[(f"{MIXED}::{t}", w.name)] = "n/a: needs two runnable workers"
+        return
+    together = Worker("+".join(w.name for w in able), None)
+    results = run_file(cargo, MIXED, together, [], ";".join(w.line for w in able))
+    for w in chosen:
+        for t in tests:
+            if w.problem is not None:
+                verdict = ("n/a: " if w.absent else "fail: ") + w.problem
+            elif results.get(t) == "ok":
+                verdict = f"pass (with {together.name})"
+            else:
+                verdict = f"fail (target/conformance/logs/{MIXED}-{together.name}.log)"
+            cells[(f"{MIXED}::{t}", w.name)] = verdict
 
 
 def main() -> int:
@@ -153,6 +188,8 @@ def main() -> int:
         return 2
 
     cells: dict[tuple[str, str], str] = {}
+    if MIXED in scenarios:
+        run_mixed(cargo, [known[n] for n in names], scenarios.pop(MIXED), cells)
     for name in names:
         worker = known[name]
         for file, tests in scenarios.items():
