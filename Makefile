@@ -10,7 +10,14 @@ PY := sdk-python
 # Pinned tools (maturin, ruff, mypy, pytest) live in a venv inside the repo.
 PY_TOOLS := $(PY)/.venv/.installed
 
-.PHONY: all build test test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test
+NODE_SDK := sdk-node
+# Pinned tools (@napi-rs/cli, typescript, biome) live in sdk-node/node_modules.
+NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
+# Tarballs from `make node`, and the fresh project `make test-node` installs them into.
+NODE_PACK := target/node-pack
+NODE_FRESH := target/node-test
+
+.PHONY: all build test test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run
 
 all: build
 
@@ -25,8 +32,8 @@ $(BUF): tools/package.json
 	cd tools && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error
 	@touch $(BUF)
 
-## lint: buf lint + format + breaking check, rustfmt check, clippy with warnings denied, Python lint
-lint: tools lint-python
+## lint: buf lint + format + breaking check, rustfmt check, clippy with warnings denied, Python and Node lint
+lint: tools lint-python lint-node
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	@# Wire compatibility with the protocol as it was one commit ago (until a
@@ -44,7 +51,7 @@ fmt: tools
 	$(CARGO) fmt --all
 
 ## test: install tools, build, lint, run every test, then the conformance matrix
-test: lint build test-rust package test-python conformance
+test: lint build test-rust package test-python test-node conformance
 
 ## package: the publishable crates package and build from their packaged
 ## sources (what `cargo add raftoral-client` gets)
@@ -126,6 +133,55 @@ lint-python: $(PY_TOOLS)
 	$(PY)/.venv/bin/mypy --strict --python-version 3.10 --follow-imports=skip --ignore-missing-imports \
 		$(RAW)/worker.py scripts/conformance_matrix.py
 
+$(NODE_TOOLS): $(NODE_SDK)/package.json
+	cd $(NODE_SDK) && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error
+	@touch $@
+
+## node: build the Node addon (debug), its TypeScript layer, and the npm tarballs into target/node-pack
+# The addon is a plain `cargo build`, sharing target/debug with the workspace
+# (`napi build` passes --target and would build every dependency again); the
+# loader and types it generates are committed, see node-bindings.
+node: $(NODE_TOOLS)
+	$(CARGO) build -p raftoral-node
+	cp target/debug/libraftoral_node.so $(NODE_SDK)/npm/linux-x64-gnu/raftoral.linux-x64-gnu.node
+	cd $(NODE_SDK) && rm -rf dist && node_modules/.bin/tsc -p tsconfig.json
+	rm -rf $(NODE_PACK) && mkdir -p $(NODE_PACK)
+	cd $(NODE_SDK) && $(NPM) pack --silent --pack-destination $(CURDIR)/$(NODE_PACK)
+	cd $(NODE_SDK)/npm/linux-x64-gnu && $(NPM) pack --silent --pack-destination $(CURDIR)/$(NODE_PACK)
+
+## node-bindings: regenerate sdk-node/native/index.{js,d.ts} with napi build (after changing sdk-node/src)
+node-bindings: $(NODE_TOOLS)
+	cd $(NODE_SDK) && node_modules/.bin/napi build --platform -o native --js index.js --dts index.d.ts
+	rm -f $(NODE_SDK)/native/*.node
+
+## test-node: install the tarballs into a fresh project and run `node --test` against real sidecars
+test-node: node
+	$(CARGO) build -p raftoral-sidecar
+	rm -rf $(NODE_FRESH) && mkdir -p $(NODE_FRESH)
+	cp -r $(NODE_SDK)/tests $(NODE_FRESH)/tests
+	mkdir -p $(NODE_FRESH)/example && cp examples/ping-pong-node/main.ts $(NODE_FRESH)/example/
+	cp -r $(NODE_SDK)/conformance $(NODE_FRESH)/conformance
+	echo '{"name": "raftoral-node-test", "private": true, "type": "module"}' > $(NODE_FRESH)/package.json
+	cd $(NODE_FRESH) && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error \
+		$(CURDIR)/$(NODE_PACK)/*.tgz typescript@5.9.3 @types/node@20.19.25
+	cd $(NODE_FRESH) && RAFTORAL_BIN_DIR=$(CURDIR)/target/debug TSC=node_modules/typescript/bin/tsc \
+		node --test --test-concurrency=2
+
+## conformance-node: the matrix with the Node SDK's worker only (after test-node,
+## which installs the tarballs into the fresh project it runs from)
+conformance-node:
+	$(MAKE) --no-print-directory conformance RAFTORAL_CONFORMANCE_WORKERS=node
+
+## lint-node: biome (lint + format check, biome.json) and tsc --strict on the TypeScript layer
+lint-node: $(NODE_TOOLS)
+	$(NODE_SDK)/node_modules/.bin/biome ci .
+	cd $(NODE_SDK) && node_modules/.bin/tsc -p tsconfig.json --noEmit
+
+## fault-run: the long seeded fault run (FAULT_MINUTES, default 10;
+## FAULT_SEED=n repeats a run's schedule); see docs/TESTING.md
+fault-run: build
+	$(CARGO) test -p raftoral-conformance --test fault_run -- --ignored --nocapture long_fault_run
+
 ## demo: build, start a local 3-node cluster and the ping-pong app, send ping, print pong
 demo:
 	$(CARGO) build -p raftoral-sidecar -p ping-pong
@@ -142,4 +198,6 @@ bench:
 
 clean:
 	$(CARGO) clean
-	rm -rf tools/node_modules $(PY)/.venv $(PY)/.venv-test $(PY)/dist $(RAW)/.venv $(RAW)/gen
+	rm -rf tools/node_modules $(PY)/.venv $(PY)/.venv-test $(PY)/dist $(NODE_SDK)/node_modules $(NODE_SDK)/dist
+	rm -rf $(RAW)/.venv $(RAW)/gen
+	rm -f $(NODE_SDK)/native/*.node

@@ -89,15 +89,17 @@ def workers() -> dict[str, Worker]:
         f"{raw_py} {raw / 'worker.py'}",
         None if ok else "venv or generated stubs missing: run `make raw-worker`",
     )
+    # The Node worker runs from the fresh project `make test-node` installs
+    # the npm tarballs into: what `npm install` gives a user.
     node_dir = ROOT / "sdk-node"
-    node_worker = node_dir / "conformance" / "worker.mjs"
+    node_worker = ROOT / "target" / "node-test" / "conformance" / "worker.mjs"
     if not node_dir.is_dir():
         found["node"] = Worker("node", None, "the Node SDK is not in this tree", absent=True)
     else:
         found["node"] = Worker(
             "node",
             f"node {node_worker}",
-            None if node_worker.exists() else f"{node_worker} missing",
+            None if node_worker.exists() else f"{node_worker} missing: run `make test-node`",
         )
     return found
 

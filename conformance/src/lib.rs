@@ -7,6 +7,7 @@
 
 pub mod apps;
 pub mod cluster;
+pub mod fault_run;
 pub mod http;
 
 use std::collections::HashMap;
@@ -327,6 +328,37 @@ pub(crate) async fn terminate(child: &mut Child) -> anyhow::Result<std::process:
     Ok(tokio::time::timeout(DEADLINE, child.wait())
         .await
         .context("process did not exit after SIGTERM")??)
+}
+
+/// One line of an effects file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    /// Workflow id.
+    pub workflow_id: String,
+    /// What happened (`start`, `done`, `cancelled`).
+    pub what: String,
+    /// Step number.
+    pub step: u64,
+    /// When, in milliseconds since the Unix epoch (worker's clock); None
+    /// for a line written without a time.
+    pub at_ms: Option<u64>,
+}
+
+/// Every line of an effects file, with its time.
+pub fn read_effects_timed(path: &Path) -> Vec<Effect> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split(' ');
+            Some(Effect {
+                workflow_id: parts.next()?.to_owned(),
+                what: parts.next()?.to_owned(),
+                step: parts.next()?.parse().ok()?,
+                at_ms: parts.next().and_then(|t| t.parse().ok()),
+            })
+        })
+        .collect()
 }
 
 /// The lines of an effects file: (workflow id, what, step).

@@ -245,11 +245,36 @@ async fn a_frozen_app_loses_its_workflow_and_reports_nothing_false() -> anyhow::
     assert_eq!(c.get_workflow(&id).await?.owner_node_id, 1);
     committed_at_least(&c, &id, 3).await?;
     apps.workers[&1].signal("STOP").await?;
+    // Started while the app is frozen but still counted present: placed on
+    // node 1, their execute requests wait in the frozen app's socket.
+    let mut during = Vec::new();
+    for _ in 0..5 {
+        during.push(
+            c.start_workflow("steps", 1, &StepsInput::slow(3, 50))
+                .await?,
+        );
+    }
     let sum: u64 = tokio::time::timeout(DEADLINE, h.result()).await??;
+    for h in &during {
+        let s: u64 = tokio::time::timeout(DEADLINE, h.result()).await??;
+        assert_eq!(s, steps_sum(3));
+    }
     apps.workers[&1].signal("CONT").await?;
     assert_eq!(sum, steps_sum(n));
     assert_ne!(c.get_workflow(&id).await?.owner_node_id, 1);
-    no_false_reports(&cluster, &c).await
+    no_false_reports(&cluster, &c).await?;
+    // Woken, the app must not act on the stale requests it still held: it
+    // reconnects and learns that others own (and finished) them.
+    let ids: Vec<&str> = during.iter().map(|h| h.workflow_id()).collect();
+    let stale: Vec<_> = read_effects(&apps.effects[&1])
+        .into_iter()
+        .filter(|(w, what, _)| ids.contains(&w.as_str()) && what == "start")
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "the woken app computed steps it did not own: {stale:?}"
+    );
+    Ok(())
 }
 
 /// A paused owner node (SIGSTOP longer than the owner timeout) loses its
@@ -259,7 +284,7 @@ async fn a_frozen_app_loses_its_workflow_and_reports_nothing_false() -> anyhow::
 async fn a_paused_owner_node_causes_no_false_nondeterminism() -> anyhow::Result<()> {
     let cluster = Cluster::start(3, false, FAST).await?;
     let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
-    let _apps = Apps::start(&cluster, &[]).await?;
+    let apps = Apps::start(&cluster, &[]).await?;
     let owner = (1..=3).find(|n| *n != leader).unwrap();
     let c = client(&cluster, owner).await?;
     let n = 10;
@@ -276,6 +301,9 @@ async fn a_paused_owner_node_causes_no_false_nondeterminism() -> anyhow::Result<
     for id in &ids {
         wait_status(&survivor, id, WorkflowStatus::Completed).await?;
     }
+    let resumed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
     cluster.signal(owner, "CONT").await?;
     // Once the resumed node has applied what it missed, its app's late
     // proposals are refused; give those refusals a moment to come back as
@@ -301,7 +329,23 @@ async fn a_paused_owner_node_causes_no_false_nondeterminism() -> anyhow::Result<
         reported.is_err(),
         "a paused owner was reported as non-deterministic"
     );
-    no_false_reports(&cluster, &c).await
+    no_false_reports(&cluster, &c).await?;
+    // Every one finished elsewhere while the node was paused: what the node
+    // had not forwarded yet was old news, and its app must compute nothing
+    // of them after the resume.
+    let late: Vec<_> = raftoral_conformance::read_effects_timed(&apps.effects[&owner])
+        .into_iter()
+        .filter(|e| {
+            ids.contains(&e.workflow_id)
+                && e.what == "start"
+                && e.at_ms.is_some_and(|at| at >= resumed_at)
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the resumed owner's app computed steps: {late:?}"
+    );
+    Ok(())
 }
 
 /// Runs one more workflow through `c`'s node (so everything the resumed

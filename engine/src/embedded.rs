@@ -140,14 +140,18 @@ impl SidecarLink for EmbeddedLink {
         &self,
         request: ListWorkflowsRequest,
     ) -> Result<ListWorkflowsResponse, Status> {
-        self.api.list_workflows(request).await
+        self.check_alive()?;
+        let result = self.api.list_workflows(request).await;
+        self.answer(result)
     }
 
     async fn get_workflow_history(
         &self,
         request: GetWorkflowHistoryRequest,
     ) -> Result<GetWorkflowHistoryResponse, Status> {
-        self.api.get_workflow_history(request).await
+        self.check_alive()?;
+        let result = self.api.get_workflow_history(request).await;
+        self.answer(result)
     }
 }
 

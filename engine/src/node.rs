@@ -226,7 +226,7 @@ impl Node {
                 // applied after a restart: a random start keeps the ids of
                 // two runs apart. Below 2^63, so the counter never wraps to 0
                 // (the id of proposals nobody waits for).
-                next_proposal: AtomicU64::new((crate::raft_loop::random_u64() >> 1) + 1),
+                next_proposal: AtomicU64::new((random_u64() >> 1) + 1),
                 status: status_rx,
                 claims: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(1),
@@ -604,6 +604,13 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "a panic without a message".to_owned()
     }
+}
+
+/// A random 64-bit value, different in every process (and every node
+/// started in one): seeds proposal ids and read contexts so that nothing a
+/// previous run left in the log or on the leader can be mistaken for ours.
+pub(crate) fn random_u64() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
 }
 
 /// Milliseconds since the Unix epoch.

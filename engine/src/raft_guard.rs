@@ -142,12 +142,14 @@ pub(crate) fn check_peer_message(m: &Message, rx: &Receiver<'_>) -> Result<(), R
     if m.term > MAX_TERM || m.log_term > MAX_TERM {
         return malformed("term out of range");
     }
-    if m.index > MAX_INDEX
-        || m.commit > MAX_INDEX
-        || m.reject_hint > MAX_INDEX
-        || m.request_snapshot > MAX_INDEX
-    {
+    if m.index > MAX_INDEX || m.commit > MAX_INDEX || m.reject_hint > MAX_INDEX {
         return malformed("log index out of range");
+    }
+    // Raftoral never asks for a snapshot by itself (raft-rs's
+    // `request_snapshot`); a forged request would make the leader snapshot
+    // and send its state over and over.
+    if m.request_snapshot != 0 {
+        return malformed("a snapshot request");
     }
     match kind {
         MsgPropose if m.entries.is_empty() => return malformed("no entries"),
@@ -158,6 +160,13 @@ pub(crate) fn check_peer_message(m: &Message, rx: &Receiver<'_>) -> Result<(), R
         MsgAppend => {
             if m.log_term > m.term {
                 return malformed("previous entry's term above the message's term");
+            }
+            // raft-rs reads the term of an index past its log as 0, so a
+            // previous entry "at term 0" past the log would match, and the
+            // commit that follows would abort on an index it does not have
+            // (found by the fuzzer). Every real entry has a term.
+            if m.index > 0 && m.log_term == 0 {
+                return malformed("previous entry without a term");
             }
             check_entries(kind, &m.entries, m.term)?;
             let mut last_term = m.log_term;
@@ -266,19 +275,28 @@ pub(crate) fn check_against_log<T: raft::Storage>(
         MessageType::MsgTransferLeader if raft.state != StateRole::Leader => {
             inconsistent("a forwarded transfer reached a node that does not lead")
         }
-        // raft-rs commits to the heartbeat's index without checking it.
-        MessageType::MsgHeartbeat if m.commit > last => {
-            inconsistent("commit index beyond this node's log")
-        }
         // A follower cannot hold more than the leader sent it.
         MessageType::MsgAppendResponse if !m.reject && m.index > last => {
             inconsistent("acknowledges entries this node never had")
         }
-        MessageType::MsgAppendResponse if m.request_snapshot > last => {
-            inconsistent("asks for a snapshot beyond this node's log")
-        }
         _ => Ok(()),
     }
+}
+
+/// raft-rs commits to a heartbeat's commit index without checking it and
+/// aborts when that lies past its log. A correct leader never sends that
+/// (it sends at most what this node acknowledged), so the leader's view of
+/// this node is wrong, e.g. after a forged acknowledgement. The heartbeat
+/// is kept for the leader contact it proves, with its commit held at this
+/// node's own: nothing unproven is committed, and the node stays a quiet
+/// follower instead of campaigning against a leader that is fine. True when
+/// the commit was held.
+pub(crate) fn hold_heartbeat_commit<T: raft::Storage>(m: &mut Message, raft: &Raft<T>) -> bool {
+    if m.get_msg_type() == MessageType::MsgHeartbeat && m.commit > raft.raft_log.last_index() {
+        m.commit = raft.raft_log.committed;
+        return true;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -379,5 +397,14 @@ mod tests {
         entry.index = 8;
         append.entries.push(entry);
         assert!(check_peer_message(&append, &rx(&voters)).is_err());
+        // A previous entry without a term would match any index past the
+        // receiver's log.
+        let mut beyond = message(MessageType::MsgAppend);
+        beyond.index = 1_000;
+        beyond.commit = 1_000;
+        assert!(check_peer_message(&beyond, &rx(&voters)).is_err());
+        let mut asking = message(MessageType::MsgAppendResponse);
+        asking.request_snapshot = 3;
+        assert!(check_peer_message(&asking, &rx(&voters)).is_err());
     }
 }

@@ -19,6 +19,8 @@ use crate::config::NodeConfig;
 use crate::error::{EngineError, Rejection};
 use crate::event::{Event, EventAt};
 use crate::failover::Failover;
+use crate::node::random_u64;
+use crate::read_index::ReadContext;
 use crate::state_machine::{Applied, StateMachine};
 use crate::storage::{RaftStore, StorageError};
 use crate::transport::{PeerSignal, Transport};
@@ -116,52 +118,6 @@ pub(crate) struct RaftLoop {
     next_read: u64,
     /// When this leader last proposed a retention purge (ms since epoch).
     purge_proposed_at: Option<u64>,
-}
-
-/// The context of a ReadIndex request: the leader keeps one pending request
-/// per context and drops a second with the same bytes, so contexts must not
-/// collide between nodes (node id) or with requests of an earlier run of
-/// this node still pending on the leader (a random per-process nonce).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ReadContext {
-    node: u64,
-    nonce: u64,
-    counter: u64,
-}
-
-impl ReadContext {
-    const LEN: usize = 24;
-
-    fn to_bytes(self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(Self::LEN);
-        for part in [self.node, self.nonce, self.counter] {
-            bytes.extend_from_slice(&part.to_le_bytes());
-        }
-        bytes
-    }
-
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != Self::LEN {
-            return None;
-        }
-        let part = |i: usize| {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[i * 8..(i + 1) * 8]);
-            u64::from_le_bytes(word)
-        };
-        Some(Self {
-            node: part(0),
-            nonce: part(1),
-            counter: part(2),
-        })
-    }
-}
-
-/// A random 64-bit value, different in every process (and every node
-/// started in one): seeds proposal ids and read contexts so that nothing a
-/// previous run left in the log or on the leader can be mistaken for ours.
-pub(crate) fn random_u64() -> u64 {
-    uuid::Uuid::new_v4().as_u64_pair().0
 }
 
 /// Ticks between failover checks (and learner promotions).
@@ -293,11 +249,21 @@ impl RaftLoop {
         result
     }
 
-    fn step(&mut self, message: Message) {
+    fn step(&mut self, mut message: Message) {
         if let Err(refusal) = crate::raft_guard::check_against_log(&message, &self.raw.raft) {
             tracing::warn!(from = message.from, reason = %refusal, "raft message refused");
             self.transport.note_refused();
             return;
+        }
+        let commit = message.commit;
+        if crate::raft_guard::hold_heartbeat_commit(&mut message, &self.raw.raft) {
+            tracing::warn!(
+                from = message.from,
+                commit,
+                last_index = self.raw.raft.raft_log.last_index(),
+                "heartbeat commits past this node's log; commit held"
+            );
+            self.transport.note_refused();
         }
         self.failover.heard(message.from);
         if let Err(e) = self.raw.step(message) {
@@ -794,28 +760,5 @@ fn log_rejection(index: u64, rejection: &Rejection) {
             tracing::info!(index, reason = %rejection, "proposal rejected by the state machine")
         }
         _ => tracing::debug!(index, reason = %rejection, "proposal rejected by the state machine"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_contexts_differ_between_nodes_and_runs_and_round_trip() {
-        let a = ReadContext {
-            node: 2,
-            nonce: random_u64(),
-            counter: 1,
-        };
-        let b = ReadContext { node: 3, ..a };
-        let rerun = ReadContext {
-            nonce: random_u64(),
-            ..a
-        };
-        assert_ne!(a.to_bytes(), b.to_bytes());
-        assert_ne!(a.to_bytes(), rerun.to_bytes());
-        assert_eq!(ReadContext::from_bytes(&a.to_bytes()), Some(a));
-        assert_eq!(ReadContext::from_bytes(&1u64.to_le_bytes()), None);
     }
 }

@@ -64,3 +64,71 @@ impl Node {
         }
     }
 }
+
+/// The context of a ReadIndex request: the leader keeps one pending request
+/// per context and drops a second with the same bytes, so contexts must not
+/// collide between nodes (node id) or with requests of an earlier run of
+/// this node still pending on the leader (a random per-process nonce).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadContext {
+    /// The requesting node.
+    pub node: u64,
+    /// Its per-process nonce.
+    pub nonce: u64,
+    /// Its request counter.
+    pub counter: u64,
+}
+
+impl ReadContext {
+    const LEN: usize = 24;
+
+    /// The bytes raft-rs carries to the leader and back.
+    pub(crate) fn to_bytes(self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(Self::LEN);
+        for part in [self.node, self.nonce, self.counter] {
+            bytes.extend_from_slice(&part.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// Parses [`ReadContext::to_bytes`]; None for anything else.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != Self::LEN {
+            return None;
+        }
+        let part = |i: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[i * 8..(i + 1) * 8]);
+            u64::from_le_bytes(word)
+        };
+        Some(Self {
+            node: part(0),
+            nonce: part(1),
+            counter: part(2),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::random_u64;
+
+    #[test]
+    fn read_contexts_differ_between_nodes_and_runs_and_round_trip() {
+        let a = ReadContext {
+            node: 2,
+            nonce: random_u64(),
+            counter: 1,
+        };
+        let b = ReadContext { node: 3, ..a };
+        let rerun = ReadContext {
+            nonce: random_u64(),
+            ..a
+        };
+        assert_ne!(a.to_bytes(), b.to_bytes());
+        assert_ne!(a.to_bytes(), rerun.to_bytes());
+        assert_eq!(ReadContext::from_bytes(&a.to_bytes()), Some(a));
+        assert_eq!(ReadContext::from_bytes(&1u64.to_le_bytes()), None);
+    }
+}

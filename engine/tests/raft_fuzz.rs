@@ -12,6 +12,10 @@
 //! valid Raft in every respect and impersonates a member (a consistent
 //! snapshot, a membership change) is indistinguishable from the member's
 //! own, so the generator does not forge those; everything else it does.
+//! Some of what it forges is such an impersonation by chance (an
+//! acknowledgement in a follower's name of entries it lacks leaves that
+//! follower behind until the next leader change), so the end check commits
+//! through the leader, not through every node.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -124,6 +128,8 @@ fn admin() -> impl Strategy<Value = Admin> {
 fn position() -> impl Strategy<Value = Position> {
     prop_oneof![
         8 => (-3i8..=3).prop_map(Position::Near),
+        // raft-rs treats 0 specially (no term, no index) in many places.
+        1 => Just(Position::Wild(0)),
         1 => any::<u64>().prop_map(Position::Wild),
     ]
 }
@@ -415,12 +421,26 @@ fn arbitrary_raft_traffic_never_stops_a_node() -> anyhow::Result<()> {
         runtime.block_on(send(&clients, &nodes, &case));
         all_healthy(&nodes).map_err(TestCaseError::fail)
     });
-    // A panic in the Raft loop may land just after its case returned.
+    // A panic in the Raft loop may land just after its case returned. The
+    // cluster commits through its leader; a follower may be left behind by
+    // a forged acknowledgement in its name (impersonation, see above) until
+    // the next leader change, so not every node is asked.
     let settled = runtime.block_on(async {
-        for node in nodes.values() {
-            commits(node).await?;
-        }
-        anyhow::Ok(())
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let leader = loop {
+            let leaders: Vec<u64> = nodes.values().map(|n| n.raft_status().leader_id).collect();
+            // A node may believe in a forged leader id for a while.
+            if let Some(node) = nodes.values().find(|n| n.raft_status().is_leader) {
+                break node.id();
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "no leader: {leaders:?}"
+            );
+            poll.tick().await;
+        };
+        commits(&nodes[&leader]).await
     });
     outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
     all_healthy(&nodes).map_err(|e| anyhow::anyhow!(e))?;

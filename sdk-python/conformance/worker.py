@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -21,11 +22,14 @@ import raftoral
 
 
 def effect(workflow_id: str, what: str, step: int) -> None:
-    """Appends one line with one O_APPEND write: lines never interleave."""
+    """Appends ``ID WHAT STEP MS`` (MS: ms since the epoch, comparable with
+    the sidecar's commit times) with one O_APPEND write: lines never
+    interleave."""
     path = os.environ.get("CONFORMANCE_EFFECTS")
     if path:
+        ms = time.time_ns() // 1_000_000
         with open(path, "a") as f:
-            f.write(f"{workflow_id} {what} {step}\n")
+            f.write(f"{workflow_id} {what} {step} {ms}\n")
 
 
 @dataclass

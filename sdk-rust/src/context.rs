@@ -96,6 +96,14 @@ impl WorkflowContext {
         self.core.commit(&self.run, token, value).await
     }
 
+    /// Resolves with the reason once the workflow is cancelled; `None` when
+    /// the run ends first. The next checkpoint fails with
+    /// [`ClientError::Cancelled`] either way; this lets code between
+    /// checkpoints stop early.
+    pub async fn cancelled(&self) -> Option<String> {
+        self.core.cancelled(&self.run).await
+    }
+
     /// The codec-free form: `compute` yields encoded bytes. Use it to plug in
     /// another encoding than JSON.
     pub async fn checkpoint_raw<Fut>(&self, name: &str, compute: Fut) -> Result<Bytes, ClientError>

@@ -169,6 +169,19 @@ impl WorkerCore {
         }
     }
 
+    /// This process was frozen long enough that the sidecar may have moved
+    /// its workflows: no run may compute on what it knew before. Every run
+    /// waits as a replica until the next stream's execute requests say who
+    /// owns what.
+    pub fn on_stale(&self) {
+        let mut state = self.lock();
+        for run in state.runs.values_mut() {
+            run.is_owner = false;
+            run.sent = false;
+            run.changed();
+        }
+    }
+
     /// Number of runs in progress on this worker.
     pub fn running(&self) -> usize {
         self.lock().runs.len()
@@ -299,6 +312,30 @@ impl WorkerCore {
         state.shutting_down = true;
         for run in state.runs.values() {
             run.changed();
+        }
+    }
+
+    /// Resolves with the reason once `run` is cancelled; `None` when the run
+    /// ends (finished, replaced, shut down) without a cancellation. Lets a
+    /// language layer interrupt user code that is between checkpoints
+    /// (Node's `AbortSignal`) instead of waiting for its next checkpoint.
+    pub async fn cancelled(&self, run: &RunHandle) -> Option<String> {
+        let mut changes = run.changes.clone();
+        loop {
+            changes.borrow_and_update();
+            {
+                let mut state = self.lock();
+                if state.shutting_down {
+                    return None;
+                }
+                let r = run_state(&mut state, run).ok()?;
+                if let Some(reason) = &r.cancelled {
+                    return Some(reason.clone());
+                }
+            }
+            // The sender lives in the run's state: an error means the run
+            // is gone.
+            changes.changed().await.ok()?;
         }
     }
 

@@ -417,3 +417,32 @@ async fn a_full_stream_delays_messages_but_never_drops_them() {
     }
     assert_eq!(results.len(), 10);
 }
+
+#[tokio::test]
+async fn cancelled_resolves_with_the_reason_and_none_when_the_run_ends() {
+    let (core, _rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let waiting = {
+        let core = core.clone();
+        let run = run.clone();
+        tokio::spawn(async move { core.cancelled(&run).await })
+    };
+    core.on_cancellation(WorkflowCancellation {
+        workflow_id: "w".into(),
+        reason: "stop".into(),
+    });
+    assert_eq!(waiting.await.unwrap().as_deref(), Some("stop"));
+
+    let other = core.on_execute(execute("x", true, &[])).unwrap();
+    let waiting = {
+        let core = core.clone();
+        let other = other.clone();
+        tokio::spawn(async move { core.cancelled(&other).await })
+    };
+    core.finish(&other, Ok(Bytes::from_static(b"1")));
+    assert_eq!(
+        waiting.await.unwrap(),
+        None,
+        "a finished run is not cancelled"
+    );
+}

@@ -12,6 +12,7 @@ use raftoral_proto::sidecar::v1::{
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::core::{RunHandle, WorkerCore};
+use crate::freeze::FreezeWatch;
 use crate::link::{ResponseStream, SidecarLink};
 
 /// Timing of the app stream.
@@ -126,6 +127,7 @@ async fn read_stream(
     let mut heartbeat = tokio::time::interval(every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = tokio::time::Instant::now();
+    let mut freeze = FreezeWatch::start(freeze_limit(every));
     loop {
         tokio::select! {
             message = inbound.next() => {
@@ -134,6 +136,10 @@ async fn read_stream(
                     None => return "the sidecar closed the stream".into(),
                     Some(Err(status)) => return format!("{:?}: {}", status.code(), status.message()),
                 };
+                if let Some(stopped) = freeze.frozen() {
+                    shared.core.on_stale();
+                    return format!("this process was stopped for about {stopped:?}: what the stream holds may be stale, reconnecting for the current state");
+                }
                 last_heard = tokio::time::Instant::now();
                 let Some(message) = message.message else { continue };
                 match message {
@@ -155,6 +161,7 @@ async fn read_stream(
                             every = asked;
                             heartbeat = tokio::time::interval(every);
                             heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                            freeze.set_limit(freeze_limit(every));
                         }
                         let _ = shared.acks.send(ack);
                     }
@@ -167,6 +174,10 @@ async fn read_stream(
                 }
             }
             _ = heartbeat.tick() => {
+                if let Some(stopped) = freeze.frozen() {
+                    shared.core.on_stale();
+                    return format!("this process was stopped for about {stopped:?}: what the stream holds may be stale, reconnecting for the current state");
+                }
                 if last_heard.elapsed() > options.dead_after {
                     return format!("no message from the sidecar for {:?}", options.dead_after);
                 }
@@ -181,4 +192,13 @@ async fn read_stream(
             _ = shutdown.changed() => return "shutdown".into(),
         }
     }
+}
+
+/// A stop of the process longer than this makes the stream stale: half the
+/// sidecar's app timeout (twice the heartbeat interval it asks for), so the
+/// app resyncs before its workflows could have moved (one app timeout of
+/// silence, then one more), and never below a second, so scheduling hiccups
+/// of a busy machine do not count.
+fn freeze_limit(heartbeat_every: Duration) -> Duration {
+    (heartbeat_every * 2).max(Duration::from_secs(1))
 }

@@ -14,13 +14,18 @@ use std::time::Duration;
 use raftoral_client::{RaftoralClient, WorkflowError, WorkflowRequest, checkpoint};
 use raftoral_conformance::{BlobInput, StepsInput};
 
-/// Appends one line to the effects file: one `write` with O_APPEND, so
-/// concurrent workflows never interleave within a line.
+/// Appends one line `ID WHAT STEP MS` to the effects file (MS: milliseconds
+/// since the Unix epoch, comparable with the sidecar's commit times on the
+/// same machine): one `write` with O_APPEND, so concurrent workflows never
+/// interleave within a line.
 fn effect(workflow_id: &str, what: &str, step: u64) {
     let Ok(path) = std::env::var("CONFORMANCE_EFFECTS") else {
         return;
     };
-    let line = format!("{workflow_id} {what} {step}\n");
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let line = format!("{workflow_id} {what} {step} {ms}\n");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

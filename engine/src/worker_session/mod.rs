@@ -94,6 +94,9 @@ pub struct WorkerSession {
     /// up to the size limit): an app that floods waits for room.
     in_flight: Arc<Semaphore>,
     last_heard: Instant,
+    /// Notices that this node was stopped (paused): what it would forward
+    /// next is old news then, and its workflows may have moved.
+    freeze: raftoral_client::FreezeWatch,
 }
 
 /// Proposals of one session awaiting their commit at once.
@@ -103,6 +106,7 @@ impl WorkerSession {
     /// A session that writes sidecar messages to `out`.
     pub fn new(node: Node, out: mpsc::Sender<WorkflowStreamResponse>) -> Self {
         let id = node.new_session_id();
+        let node_config = node.config().clone();
         let (refusals_tx, refusals) = mpsc::unbounded_channel();
         Self {
             node,
@@ -116,6 +120,7 @@ impl WorkerSession {
             refusals,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             last_heard: Instant::now(),
+            freeze: raftoral_client::FreezeWatch::start(stall_limit(&node_config)),
         }
     }
 
@@ -156,12 +161,20 @@ impl WorkerSession {
                     None => return SessionEnd::AppClosed,
                     Some(Err(e)) => return SessionEnd::InboundError(e),
                     Some(Ok(message)) => {
+                        if let Some(end) = self.stopped_meanwhile() {
+                            return end;
+                        }
                         self.last_heard = Instant::now();
                         self.on_app_message(message).await
                     }
                 },
                 event = events.recv() => match event {
-                    Ok(event) => self.on_event(&event).await,
+                    Ok(event) => {
+                        if let Some(end) = self.stopped_meanwhile() {
+                            return end;
+                        }
+                        self.on_event(&event).await
+                    }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(session = self.id, skipped = n, "app session fell behind committed events; closing it so the app reconnects and replays");
                         return SessionEnd::Lagged;
@@ -169,6 +182,9 @@ impl WorkerSession {
                     Err(broadcast::error::RecvError::Closed) => return SessionEnd::Shutdown,
                 },
                 Some(refusal) = self.refusals.recv() => {
+                    if let Some(end) = self.stopped_meanwhile() {
+                        return end;
+                    }
                     // Everything committed before the refused entry is in
                     // `events` already: forward it first, so the app learns
                     // of a commit (or an ownership change) before the
@@ -179,6 +195,9 @@ impl WorkerSession {
                     }
                 }
                 _ = silence.tick() => {
+                    if let Some(end) = self.stopped_meanwhile() {
+                        return end;
+                    }
                     // Only an app that registered has workflows to lose.
                     if !self.registered.is_empty() && self.last_heard.elapsed() > app_timeout {
                         tracing::warn!(session = self.id, silent_for = ?self.last_heard.elapsed(), "app sent nothing for the app timeout; treating it as gone");
@@ -191,6 +210,23 @@ impl WorkerSession {
                 return end.into_end();
             }
         }
+    }
+
+    /// Ends the session when this node was stopped for long enough that its
+    /// workflows may have moved: the events it holds are old news (an app
+    /// told of a commit made before the move would compute the next step as
+    /// if it still owned the workflow). The app reconnects and gets the
+    /// current state after a read barrier.
+    fn stopped_meanwhile<E>(&mut self) -> Option<SessionEnd<E>> {
+        let stopped = self.freeze.frozen()?;
+        tracing::warn!(
+            session = self.id,
+            ?stopped,
+            "this node was stopped; ending the app session so the app resyncs"
+        );
+        Some(SessionEnd::NotCaughtUp(format!(
+            "this node was stopped for about {stopped:?}"
+        )))
     }
 
     /// Handles every event already queued for this session.
@@ -514,6 +550,13 @@ impl End {
             End::Shutdown => SessionEnd::Shutdown,
         }
     }
+}
+
+/// A stop of the node longer than this ends its app sessions: half the
+/// owner timeout (after which its workflows may move), at least 500 ms so
+/// the scheduling hiccups of a busy machine do not count.
+fn stall_limit(config: &crate::config::NodeConfig) -> std::time::Duration {
+    (config.owner_timeout / 2).max(std::time::Duration::from_millis(500))
 }
 
 /// Attempts to commit a registration before the session gives up.

@@ -1,0 +1,69 @@
+// The Node SDK's conformance worker: the same contract as the Rust one
+// (conformance/src/bin/worker_rust.rs), so the shared scenarios can check Node.
+//
+// Environment: RAFTORAL_SIDECAR_URL (sidecar), CONFORMANCE_EFFECTS (file that
+// records each side effect as a line), CONFORMANCE_HANG=1 (`steps` hangs at
+// `hang_at` instead of finishing that step, `blob` hangs before returning),
+// CONFORMANCE_STEP_PREFIX (checkpoint names of `steps`, default `step`),
+// CONFORMANCE_WORKFLOWS (comma list of what to register). Prints
+// `worker ready` once registered; stops cleanly on SIGTERM.
+import { appendFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+
+import { Cancelled, Client, RaftoralError, Worker, workflow } from "@raftoral/client";
+
+/** Appends one line with one append write: lines never interleave. */
+function effect(id, what, step) {
+  const path = process.env.CONFORMANCE_EFFECTS;
+  if (path) appendFileSync(path, `${id} ${what} ${step}\n`);
+}
+
+const hang = () => process.env.CONFORMANCE_HANG === "1";
+const forever = () => new Promise(() => {});
+
+const pingPong = workflow("ping_pong", { version: 1 }, async (ctx, text) =>
+  ctx.checkpoint("result", () => (text === "ping" ? "pong" : "ping")),
+);
+
+const steps = workflow("steps", { version: 1 }, async (ctx, inp) => {
+  // Another prefix makes this code differ from the one that wrote the
+  // history: replay must report non-determinism.
+  const prefix = process.env.CONFORMANCE_STEP_PREFIX ?? "step";
+  let total = 0;
+  for (let i = 0; i < inp.n; i++) {
+    try {
+      total += await ctx.checkpoint(`${prefix}-${i}`, async () => {
+        effect(ctx.workflowId, "start", i);
+        if (hang() && inp.hang_at === i) await forever(); // the app "dies" here
+        if (inp.step_delay_ms > 0) await sleep(inp.step_delay_ms);
+        effect(ctx.workflowId, "done", i);
+        return i * 2;
+      });
+    } catch (e) {
+      if (e instanceof Cancelled) effect(ctx.workflowId, "cancelled", i);
+      throw e;
+    }
+    if (inp.fail_at === i) throw new RaftoralError("WORKFLOW_FAILED", `failed on purpose at step ${i}`);
+  }
+  return total;
+});
+
+const blob = workflow("blob", { version: 1 }, async (ctx, inp) => {
+  let total = 0;
+  for (let i = 0; i < inp.n; i++) {
+    total += (await ctx.checkpoint(`blob-${i}`, () => "x".repeat(inp.size))).length;
+  }
+  if (hang()) await forever();
+  return total;
+});
+
+const known = { ping_pong: pingPong, steps, blob };
+const only = (process.env.CONFORMANCE_WORKFLOWS ?? "ping_pong,steps,blob").split(",").filter(Boolean);
+const client = await Client.connect(process.env.RAFTORAL_SIDECAR_URL);
+const worker = await Worker.create(client, { workflows: only.map((n) => known[n]) });
+console.log("worker ready");
+const stop = () => {
+  void worker.shutdown();
+};
+process.once("SIGTERM", stop);
+process.once("SIGINT", stop);

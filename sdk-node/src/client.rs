@@ -1,0 +1,291 @@
+//! `NativeClient`: connect, start, get, wait, cancel, list, history. Values
+//! cross as `Buffer`s of encoded bytes; the TypeScript layer decodes them
+//! with its codec and turns the records into typed objects.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+use raftoral_client::proto::sidecar::v1::{HistoryEntry, ListWorkflowsRequest};
+use raftoral_client::{ClientError, RaftoralClient, WorkflowInfo};
+use tokio::time::Instant;
+
+use crate::errors::to_js_err;
+
+/// Server-side wait of one WaitWorkflow call when the caller gave no timeout.
+const WAIT_SLICE: Duration = Duration::from_secs(30);
+/// Longest pause between two connection attempts.
+const CONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
+
+/// A workflow's state, as the sidecar reports it.
+#[napi(object)]
+pub struct NativeWorkflowInfo {
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Workflow type.
+    pub workflow_name: String,
+    /// Workflow version.
+    pub version: u32,
+    /// `WorkflowStatus` number (1 pending … 5 cancelled).
+    pub status: i32,
+    /// Raft node id of the owner (0: none).
+    pub owner_node_id: f64,
+    /// Committed checkpoints.
+    pub checkpoint_count: f64,
+    /// Encoded input.
+    pub input: Buffer,
+    /// Encoded result (completed workflows).
+    pub result: Buffer,
+    /// Failure message or cancellation reason.
+    pub error: String,
+    /// Why a pending workflow waits.
+    pub pending_reason: String,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: f64,
+    /// Last change, ms since the epoch.
+    pub updated_at_ms: f64,
+}
+
+impl From<WorkflowInfo> for NativeWorkflowInfo {
+    fn from(info: WorkflowInfo) -> Self {
+        Self {
+            status: info.status,
+            owner_node_id: info.owner_node_id as f64,
+            checkpoint_count: info.checkpoint_count as f64,
+            input: info.input.to_vec().into(),
+            result: info.result.to_vec().into(),
+            created_at_ms: info.created_at_ms as f64,
+            updated_at_ms: info.updated_at_ms as f64,
+            workflow_id: info.workflow_id,
+            workflow_name: info.workflow_name,
+            version: info.version,
+            error: info.error,
+            pending_reason: info.pending_reason,
+        }
+    }
+}
+
+/// One committed checkpoint.
+#[napi(object)]
+pub struct NativeHistoryEntry {
+    /// 0-based position.
+    pub seq: f64,
+    /// Checkpoint name.
+    pub checkpoint_name: String,
+    /// Encoded value.
+    pub value: Buffer,
+    /// Commit time, ms since the epoch.
+    pub committed_at_ms: f64,
+}
+
+impl From<HistoryEntry> for NativeHistoryEntry {
+    fn from(e: HistoryEntry) -> Self {
+        Self {
+            seq: e.seq as f64,
+            checkpoint_name: e.checkpoint_name,
+            value: e.value.to_vec().into(),
+            committed_at_ms: e.committed_at_ms as f64,
+        }
+    }
+}
+
+/// What a start returned.
+#[napi(object)]
+pub struct NativeStarted {
+    /// The workflow id (generated when none was given).
+    pub workflow_id: String,
+    /// True when the id named an existing workflow.
+    pub already_started: bool,
+}
+
+/// One page of `listWorkflows`.
+#[napi(object)]
+pub struct NativePage {
+    /// The workflows of this page.
+    pub workflows: Vec<NativeWorkflowInfo>,
+    /// Token of the next page; empty on the last.
+    pub next_page_token: String,
+}
+
+/// A connection to a sidecar (or to a `LocalNode`), shared by clones.
+#[napi]
+pub struct NativeClient {
+    pub(crate) inner: RaftoralClient,
+}
+
+/// Connects with bounded retries: a sidecar that starts at the same time as
+/// its app (same pod) may need a moment, but an address nobody serves must
+/// end in an error that names it, not in a hang.
+async fn connect_with_retries(
+    url: String,
+    attempts: u32,
+    first_delay: Duration,
+) -> Result<RaftoralClient, ClientError> {
+    let mut delay = first_delay;
+    let mut attempt = 1;
+    loop {
+        match RaftoralClient::connect(url.clone()).await {
+            Ok(client) => return Ok(client),
+            Err(ClientError::Connect { endpoint, reason }) if attempt < attempts.max(1) => {
+                tracing::debug!(%endpoint, %reason, attempt, retry_in = ?delay, "sidecar not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(CONNECT_DELAY_MAX);
+                attempt += 1;
+            }
+            Err(ClientError::Connect { endpoint, reason }) => {
+                return Err(ClientError::Connect {
+                    endpoint,
+                    reason: format!("{reason} (gave up after {attempt} attempts)"),
+                });
+            }
+            Err(other) => return Err(other),
+        }
+    }
+}
+
+#[napi]
+impl NativeClient {
+    /// Connects to the sidecar at `url`, trying `attempts` times with a
+    /// doubling pause from `retryDelayMs`.
+    #[napi(factory)]
+    pub async fn connect(url: String, attempts: u32, retry_delay_ms: u32) -> napi::Result<Self> {
+        crate::init_logging();
+        let first_delay = Duration::from_millis(u64::from(retry_delay_ms));
+        let inner = connect_with_retries(url, attempts, first_delay)
+            .await
+            .map_err(to_js_err)?;
+        Ok(Self { inner })
+    }
+
+    /// The sidecar address (or the local node's name).
+    #[napi(getter)]
+    pub fn endpoint(&self) -> String {
+        self.inner.endpoint().to_owned()
+    }
+
+    /// Starts a workflow (idempotent on `workflowId`; empty: generated and
+    /// retried on UNAVAILABLE, as the Rust SDK does).
+    #[napi]
+    pub async fn start_workflow(
+        &self,
+        workflow_id: String,
+        workflow_name: String,
+        version: u32,
+        input: Buffer,
+    ) -> napi::Result<NativeStarted> {
+        let handle = self
+            .inner
+            .start_workflow_raw(
+                &workflow_id,
+                &workflow_name,
+                version,
+                Bytes::from(input.to_vec()),
+            )
+            .await
+            .map_err(to_js_err)?;
+        Ok(NativeStarted {
+            workflow_id: handle.workflow_id().to_owned(),
+            already_started: handle.already_started(),
+        })
+    }
+
+    /// The workflow's state.
+    #[napi]
+    pub async fn get_workflow(&self, workflow_id: String) -> napi::Result<NativeWorkflowInfo> {
+        let info = self
+            .inner
+            .get_workflow(&workflow_id)
+            .await
+            .map_err(to_js_err)?;
+        Ok(info.into())
+    }
+
+    /// Waits up to `timeoutMs` (none: until it finishes) for a terminal
+    /// status; rejects with code `TIMEOUT` when it is still running.
+    #[napi]
+    pub async fn wait_workflow(
+        &self,
+        workflow_id: String,
+        timeout_ms: Option<f64>,
+    ) -> napi::Result<NativeWorkflowInfo> {
+        let handle = self.inner.workflow_handle(&workflow_id);
+        let deadline =
+            timeout_ms.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0) / 1000.0));
+        loop {
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(WAIT_SLICE),
+                None => WAIT_SLICE,
+            };
+            // The server treats a zero timeout as its default; ask for at
+            // least a millisecond so that an elapsed deadline stays short.
+            match handle.wait(slice.max(Duration::from_millis(1))).await {
+                Ok(info) => return Ok(info.into()),
+                Err(e)
+                    if e.code() == Some(tonic::Code::DeadlineExceeded)
+                        && deadline.is_none_or(|d| Instant::now() < d) => {}
+                Err(e) => return Err(to_js_err(e)),
+            }
+        }
+    }
+
+    /// Waits for the outcome and returns the encoded result; rejects with
+    /// `WORKFLOW_FAILED` or `CANCELLED` for the other outcomes.
+    #[napi]
+    pub async fn result(&self, workflow_id: String) -> napi::Result<Buffer> {
+        let handle = self.inner.workflow_handle(&workflow_id);
+        let bytes = handle.result_raw().await.map_err(to_js_err)?;
+        Ok(bytes.to_vec().into())
+    }
+
+    /// Cancels a workflow; returns its state after the cancellation.
+    #[napi]
+    pub async fn cancel_workflow(
+        &self,
+        workflow_id: String,
+        reason: String,
+    ) -> napi::Result<NativeWorkflowInfo> {
+        let info = self
+            .inner
+            .cancel_workflow(&workflow_id, &reason)
+            .await
+            .map_err(to_js_err)?;
+        Ok(info.into())
+    }
+
+    /// One page of workflows, filtered by status number and name.
+    #[napi]
+    pub async fn list_workflows(
+        &self,
+        status: i32,
+        workflow_name: String,
+        page_size: u32,
+        page_token: String,
+    ) -> napi::Result<NativePage> {
+        let page = self
+            .inner
+            .list_workflows(ListWorkflowsRequest {
+                status,
+                workflow_name,
+                page_size,
+                page_token,
+            })
+            .await
+            .map_err(to_js_err)?;
+        Ok(NativePage {
+            workflows: page.workflows.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    /// The committed checkpoints of a workflow, in seq order.
+    #[napi]
+    pub async fn history(&self, workflow_id: String) -> napi::Result<Vec<NativeHistoryEntry>> {
+        let entries = self
+            .inner
+            .get_workflow_history(&workflow_id)
+            .await
+            .map_err(to_js_err)?;
+        Ok(entries.into_iter().map(Into::into).collect())
+    }
+}

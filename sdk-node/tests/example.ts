@@ -1,0 +1,40 @@
+// Type-checked with `tsc --noEmit --strict` in the fresh project: types flow
+// from the workflow definition to startWorkflow and handle.result().
+import { Client, type RaftoralError, Worker, workflow } from "@raftoral/client";
+
+interface Order {
+  id: string;
+  amount: number;
+}
+
+const pingPong = workflow("ping_pong", { version: 1 }, async (ctx, text: string) =>
+  ctx.checkpoint("result", () => (text === "ping" ? "pong" : "ping")),
+);
+
+const charge = workflow("charge", { version: 2 }, async (ctx, order: Order) => {
+  const receipt = await ctx.checkpoint("charge", async () => ({ ok: true, cents: order.amount * 100 }));
+  await ctx.checkpoint("notify", () => {
+    ctx.signal.throwIfAborted();
+  });
+  return receipt.cents;
+});
+
+export async function main(url: string): Promise<void> {
+  const client = await Client.connect(url);
+  const worker = await Worker.create(client, { workflows: [pingPong, charge] });
+  const handle = await client.startWorkflow(pingPong, "ping", { id: "order-42" });
+  const answer: string = await handle.result();
+  const cents: number = await (await client.startWorkflow(charge, { id: "a", amount: 2 })).result();
+  // @ts-expect-error: the input type comes from the definition
+  await client.startWorkflow(charge, "not an order");
+  // @ts-expect-error: so does the result type
+  const wrong: string = await (await client.startWorkflow(charge, { id: "b", amount: 1 })).result();
+  try {
+    await client.getWorkflow("nobody");
+  } catch (e) {
+    const code: RaftoralError["code"] = (e as RaftoralError).code;
+    console.log(code);
+  }
+  console.log(answer, cents, wrong);
+  await worker.shutdown();
+}

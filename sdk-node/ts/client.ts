@@ -1,0 +1,201 @@
+/** {@link Client} and {@link WorkflowHandle}. */
+import { type Codec, jsonCodec } from "./codec";
+import { call } from "./errors";
+import native from "./native";
+import { type HistoryEntry, type ListOptions, STATUSES, type WorkflowInfo, type WorkflowPage } from "./types";
+import type { Workflow } from "./workflow";
+
+/** Options of {@link Client.connect}. */
+export interface ConnectOptions {
+  /** Connection attempts before giving up (default 5). */
+  attempts?: number;
+  /** First pause between attempts, doubled each time (default 100 ms). */
+  retryDelayMs?: number;
+  /** Value codec (default {@link jsonCodec}). */
+  codec?: Codec;
+}
+
+/** Options of {@link Client.startWorkflow}. */
+export interface StartOptions {
+  /**
+   * Workflow id. Starting an existing id returns a handle to that workflow
+   * (idempotent). Absent: generated, and the start is retried with it while
+   * the cluster is unavailable.
+   */
+  id?: string;
+}
+
+/**
+ * A connection to a Raftoral sidecar (`raftoral serve`) or to a `LocalNode`.
+ *
+ * @example
+ * ```ts
+ * const client = await Client.connect("http://127.0.0.1:9001");
+ * const handle = await client.startWorkflow(pingPong, "ping", { id: "order-42" });
+ * console.log(await handle.result());
+ * ```
+ */
+export class Client {
+  /** @internal */
+  readonly native: native.NativeClient;
+  /** The value codec. */
+  readonly codec: Codec;
+
+  /** @internal Use {@link Client.connect} or `LocalNode.client()`. */
+  constructor(nativeClient: native.NativeClient, codec: Codec) {
+    this.native = nativeClient;
+    this.codec = codec;
+  }
+
+  /**
+   * Connects to the sidecar at `url` (e.g. `http://127.0.0.1:9001`). Retries
+   * a few times (a sidecar starting beside its app may need a moment), then
+   * rejects with `Unavailable` naming the address.
+   */
+  static async connect(url: string, options: ConnectOptions = {}): Promise<Client> {
+    const nativeClient = await call(
+      native.NativeClient.connect(url, options.attempts ?? 5, options.retryDelayMs ?? 100),
+    );
+    return new Client(nativeClient, options.codec ?? jsonCodec);
+  }
+
+  /** The sidecar address (or the local node's name). */
+  get endpoint(): string {
+    return this.native.endpoint;
+  }
+
+  /** Starts `wf` with `input`; the handle's result has the workflow's output type. */
+  async startWorkflow<I, O>(
+    wf: Workflow<I, O>,
+    input: I,
+    options: StartOptions = {},
+  ): Promise<WorkflowHandle<O>> {
+    return this.startWorkflowByName<O>(wf.name, wf.version, input, options);
+  }
+
+  /** Starts a workflow by name and version (e.g. one another app runs). */
+  async startWorkflowByName<O = unknown>(
+    name: string,
+    version: number,
+    input: unknown,
+    options: StartOptions = {},
+  ): Promise<WorkflowHandle<O>> {
+    const started = await call(
+      this.native.startWorkflow(options.id ?? "", name, version, Buffer.from(this.codec.encode(input))),
+    );
+    return new WorkflowHandle<O>(this, started.workflowId, started.alreadyStarted);
+  }
+
+  /** A handle to an existing workflow; `O` is its output type. */
+  getHandle<O = unknown>(workflowId: string): WorkflowHandle<O> {
+    return new WorkflowHandle<O>(this, workflowId, true);
+  }
+
+  /** The workflow's state; rejects with `NotFound` for an unknown id. */
+  async getWorkflow(workflowId: string): Promise<WorkflowInfo> {
+    return this.#info(await call(this.native.getWorkflow(workflowId)));
+  }
+
+  /**
+   * Waits up to `timeoutMs` (absent: however long it takes) for a terminal
+   * status; rejects with `Timeout` when it is still running.
+   */
+  async waitWorkflow(workflowId: string, timeoutMs?: number): Promise<WorkflowInfo> {
+    return this.#info(await call(this.native.waitWorkflow(workflowId, timeoutMs)));
+  }
+
+  /** Cancels a workflow; its functions get `Cancelled`. Returns its state. */
+  async cancelWorkflow(workflowId: string, reason = ""): Promise<WorkflowInfo> {
+    return this.#info(await call(this.native.cancelWorkflow(workflowId, reason)));
+  }
+
+  /** One page of workflows, filtered by status and name. */
+  async listWorkflows(options: ListOptions = {}): Promise<WorkflowPage> {
+    const status = options.status === undefined ? 0 : STATUSES.indexOf(options.status);
+    const page = await call(
+      this.native.listWorkflows(
+        status,
+        options.workflowName ?? "",
+        options.pageSize ?? 0,
+        options.pageToken ?? "",
+      ),
+    );
+    return {
+      workflows: page.workflows.map((w) => this.#info(w)),
+      nextPageToken: page.nextPageToken,
+    };
+  }
+
+  /** The committed checkpoints of a workflow, in order. */
+  async history(workflowId: string): Promise<HistoryEntry[]> {
+    const entries = await call(this.native.history(workflowId));
+    return entries.map((e) => ({
+      seq: e.seq,
+      checkpointName: e.checkpointName,
+      value: this.codec.decode(e.value),
+      committedAtMs: e.committedAtMs,
+    }));
+  }
+
+  #info(w: native.NativeWorkflowInfo): WorkflowInfo {
+    return {
+      workflowId: w.workflowId,
+      workflowName: w.workflowName,
+      version: w.version,
+      status: STATUSES[w.status] ?? "UNSPECIFIED",
+      ownerNodeId: w.ownerNodeId,
+      checkpointCount: w.checkpointCount,
+      input: this.codec.decode(w.input),
+      result: this.codec.decode(w.result),
+      error: w.error,
+      pendingReason: w.pendingReason,
+      createdAtMs: w.createdAtMs,
+      updatedAtMs: w.updatedAtMs,
+    };
+  }
+}
+
+/** A started workflow; `O` is its output type. */
+export class WorkflowHandle<O> {
+  readonly #client: Client;
+  /** The workflow id. */
+  readonly workflowId: string;
+  /** True when the start found an existing workflow with this id. */
+  readonly alreadyStarted: boolean;
+
+  /** @internal */
+  constructor(client: Client, workflowId: string, alreadyStarted: boolean) {
+    this.#client = client;
+    this.workflowId = workflowId;
+    this.alreadyStarted = alreadyStarted;
+  }
+
+  /**
+   * Waits for the outcome: the decoded result, or a rejection with
+   * `WorkflowFailed` or `Cancelled`.
+   */
+  async result(): Promise<O> {
+    const data = await call(this.#client.native.result(this.workflowId));
+    return this.#client.codec.decode(data) as O;
+  }
+
+  /** See {@link Client.waitWorkflow}. */
+  wait(timeoutMs?: number): Promise<WorkflowInfo> {
+    return this.#client.waitWorkflow(this.workflowId, timeoutMs);
+  }
+
+  /** See {@link Client.getWorkflow}. */
+  get(): Promise<WorkflowInfo> {
+    return this.#client.getWorkflow(this.workflowId);
+  }
+
+  /** See {@link Client.cancelWorkflow}. */
+  cancel(reason = ""): Promise<WorkflowInfo> {
+    return this.#client.cancelWorkflow(this.workflowId, reason);
+  }
+
+  /** See {@link Client.history}. */
+  history(): Promise<HistoryEntry[]> {
+    return this.#client.history(this.workflowId);
+  }
+}

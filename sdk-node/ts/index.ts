@@ -1,0 +1,53 @@
+/**
+ * Raftoral SDK for Node.js: durable workflows replicated by Raft.
+ *
+ * @example
+ * ```ts
+ * import { Client, Worker, workflow } from "@raftoral/client";
+ *
+ * const pingPong = workflow("ping_pong", { version: 1 }, async (ctx, text: string) =>
+ *   ctx.checkpoint("result", () => (text === "ping" ? "pong" : "ping")));
+ *
+ * const client = await Client.connect("http://127.0.0.1:9001");
+ * const worker = await Worker.create(client, { workflows: [pingPong] });
+ * const handle = await client.startWorkflow(pingPong, "ping", { id: "order-42" });
+ * console.log(await handle.result()); // "pong"
+ * await worker.shutdown();
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { Client, type ConnectOptions, type StartOptions, WorkflowHandle } from "./client";
+export { type Codec, jsonCodec } from "./codec";
+export {
+  Cancelled,
+  type ErrorCode,
+  InvalidArgument,
+  NonDeterminism,
+  NotFound,
+  NotRunning,
+  RaftoralError,
+  Rejected,
+  ShuttingDown,
+  Timeout,
+  Unavailable,
+  WorkflowFailed,
+} from "./errors";
+export { LocalNode } from "./local";
+export type {
+  HistoryEntry,
+  ListOptions,
+  WorkflowInfo,
+  WorkflowPage,
+  WorkflowStatus,
+} from "./types";
+export { Worker, type WorkerOptions } from "./worker";
+export {
+  checkpoint,
+  currentContext,
+  type Workflow,
+  WorkflowContext,
+  type WorkflowFn,
+  type WorkflowOptions,
+  workflow,
+} from "./workflow";

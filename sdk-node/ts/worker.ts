@@ -1,0 +1,142 @@
+/** The {@link Worker}: runs registered workflows as the sidecar hands them over. */
+import type { Client } from "./client";
+import { Cancelled, call, NotRunning, RaftoralError, ShuttingDown } from "./errors";
+import native from "./native";
+import { cancelledError, type Workflow, WorkflowContext } from "./workflow";
+
+/** Options of {@link Worker.create}. */
+export interface WorkerOptions {
+  // biome-ignore lint/suspicious/noExplicitAny: definitions of any input and output types
+  workflows: readonly Workflow<any, any>[];
+  /** On shutdown, how long workflow functions may take to unwind (default 10 s). */
+  shutdownGraceMs?: number;
+}
+
+/**
+ * Runs `workflows` for `client`'s sidecar. One worker per client.
+ *
+ * Workflows still running at shutdown stay running in the cluster and resume
+ * (by replay) when a worker connects again.
+ *
+ * @example
+ * ```ts
+ * const worker = await Worker.create(client, { workflows: [pingPong] });
+ * // ...
+ * await worker.shutdown();
+ * ```
+ */
+export class Worker {
+  readonly #client: Client;
+  readonly #native: native.NativeWorker;
+  // biome-ignore lint/suspicious/noExplicitAny: definitions of any input and output types
+  readonly #workflows = new Map<string, Workflow<any, any>>();
+  readonly #grace: number;
+  readonly #tasks = new Set<Promise<void>>();
+  #loop: Promise<void> | undefined;
+  #stopped = false;
+
+  private constructor(client: Client, options: WorkerOptions) {
+    this.#client = client;
+    this.#native = new native.NativeWorker(client.native);
+    this.#grace = options.shutdownGraceMs ?? 10_000;
+    for (const wf of options.workflows) {
+      this.#workflows.set(`${wf.name}@${wf.version}`, wf);
+    }
+  }
+
+  /**
+   * Registers every workflow, waits until the cluster has recorded them, and
+   * starts taking executions.
+   */
+  static async create(client: Client, options: WorkerOptions): Promise<Worker> {
+    const worker = new Worker(client, options);
+    for (const wf of worker.#workflows.values()) {
+      await call(worker.#native.register(wf.name, wf.version));
+    }
+    await call(worker.#native.start());
+    worker.#loop = worker.#takeRuns();
+    return worker;
+  }
+
+  /** Workflow runs in progress on this worker. */
+  get running(): number {
+    return this.#native.running;
+  }
+
+  /**
+   * Stops the worker. Workflow functions get `ShuttingDown` at their next
+   * checkpoint; those still running after the grace period are left behind
+   * (their workflows resume elsewhere). Nothing of the worker keeps the
+   * process alive afterwards.
+   */
+  async shutdown(): Promise<void> {
+    if (this.#stopped) {
+      return;
+    }
+    this.#stopped = true;
+    await call(this.#native.shutdown());
+    await this.#loop;
+    if (this.#tasks.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#grace);
+      });
+      await Promise.race([Promise.allSettled([...this.#tasks]), grace]);
+      clearTimeout(timer);
+    }
+  }
+
+  async #takeRuns(): Promise<void> {
+    for (;;) {
+      const run = await this.#native.nextRun();
+      if (run === null) {
+        return;
+      }
+      const task = this.#execute(run);
+      this.#tasks.add(task);
+      void task.finally(() => this.#tasks.delete(task));
+    }
+  }
+
+  async #execute(run: native.NativeRun): Promise<void> {
+    const wf = this.#workflows.get(`${run.workflowName}@${run.version}`);
+    if (wf === undefined) {
+      run.fail(`this worker has no workflow '${run.workflowName}' version ${run.version}`);
+      return;
+    }
+    const codec = this.#client.codec;
+    const controller = new AbortController();
+    // Resolves null when the run ends first, so it never outlives the run.
+    void run.cancelled().then(
+      (reason) => {
+        if (reason !== null) {
+          controller.abort(cancelledError(run.workflowId, reason));
+        }
+      },
+      () => undefined,
+    );
+    const ctx = new WorkflowContext(run, codec, controller.signal);
+    let data: Uint8Array;
+    try {
+      const input = codec.decode(run.input);
+      const value = await ctx.runAs(() => wf.fn(ctx, input));
+      data = codec.encode(value);
+    } catch (e) {
+      if (e instanceof Cancelled) {
+        run.abandon(e.reason);
+      } else if (e instanceof ShuttingDown || e instanceof NotRunning) {
+        run.abandon(null);
+      } else if (e instanceof RaftoralError) {
+        run.fail(e.message);
+      } else if (e instanceof Error) {
+        run.fail(`${e.name}: ${e.message}`);
+      } else {
+        run.fail(String(e));
+      }
+      return;
+    } finally {
+      ctx.end();
+    }
+    run.complete(Buffer.from(data));
+  }
+}
