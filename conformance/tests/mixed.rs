@@ -1,10 +1,10 @@
-//! Languages side by side: one 3-node cluster whose nodes run workers of
-//! different SDKs, all registering the same workflow types, so a workflow
-//! one language started is taken over by another (a replica that followed
-//! the commits), and then replayed by new apps from a history that other
-//! languages wrote.
+//! Languages side by side: one cluster (a node per worker, at least three)
+//! whose nodes run workers of different SDKs, all registering the same
+//! workflow types, so a workflow one language started is taken over by
+//! another (a replica that followed the commits), and then replayed by new
+//! apps from a history that other languages wrote.
 //!
-//! `CONFORMANCE_MIXED` gives the workers of nodes 1, 2 and 3 as command lines
+//! `CONFORMANCE_MIXED` gives the workers of nodes 1, 2, 3... as command lines
 //! separated by `;` (the matrix runner sets it to its workers); unset, every
 //! node runs `CONFORMANCE_WORKER` or the Rust worker.
 
@@ -20,7 +20,8 @@ use raftoral_conformance::{
 /// Failover timeouts short enough for tests.
 const FAST: &[&str] = &["--owner-timeout-ms", "1000", "--app-timeout-ms", "1000"];
 
-/// The worker command of each node (`None`: the default worker).
+/// The worker command of each node (`None`: the default worker): one node
+/// per given worker, at least three.
 fn commands() -> BTreeMap<u64, Option<String>> {
     let line = std::env::var("CONFORMANCE_MIXED").unwrap_or_default();
     let given: Vec<&str> = line
@@ -28,7 +29,7 @@ fn commands() -> BTreeMap<u64, Option<String>> {
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .collect();
-    (1..=3u64)
+    (1..=given.len().max(3) as u64)
         .map(|node| {
             let command = (!given.is_empty()).then(|| given[(node as usize - 1) % given.len()]);
             (node, command.map(str::to_owned))
@@ -38,11 +39,13 @@ fn commands() -> BTreeMap<u64, Option<String>> {
 
 #[tokio::test]
 async fn every_language_takes_over_from_another_with_identical_histories() -> anyhow::Result<()> {
-    let cluster = Cluster::start(3, false, FAST).await?;
-    cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
     let commands = commands();
+    let size = commands.len() as u64;
+    let all: Vec<u64> = (1..=size).collect();
+    let cluster = Cluster::start(size, false, FAST).await?;
+    cluster.wait_agreement(&all, &all).await?;
     let mut workers = BTreeMap::new();
-    let effects: BTreeMap<u64, _> = (1..=3u64)
+    let effects: BTreeMap<u64, _> = (1..=size)
         .map(|node| (node, cluster.dir.path().join(format!("effects{node}.log"))))
         .collect();
     for (node, command) in &commands {
@@ -85,8 +88,8 @@ async fn every_language_takes_over_from_another_with_identical_histories() -> an
     for (_, worker) in std::mem::take(&mut workers) {
         worker.kill().await?;
     }
-    for node in 1..=3u64 {
-        let command = commands[&(node % 3 + 1)].as_deref();
+    for node in 1..=size {
+        let command = commands[&(node % size + 1)].as_deref();
         let url = &cluster.nodes[&node].url;
         let worker = Worker::start_as(command, url, &effects[&node], &[]).await?;
         workers.insert(node, worker);
@@ -101,7 +104,7 @@ async fn every_language_takes_over_from_another_with_identical_histories() -> an
             .collect::<std::collections::BTreeSet<_>>()
             .len(),
         3,
-        "every node owned it once: {owners:?}"
+        "three different nodes owned it in turn: {owners:?}"
     );
     // Every node holds the same history, written by three languages.
     let reference = history(&cluster, 1, &id).await?;
@@ -110,7 +113,7 @@ async fn every_language_takes_over_from_another_with_identical_histories() -> an
         assert_eq!(name, &format!("step-{seq}"));
         assert_eq!(value, (seq * 2).to_string().as_bytes());
     }
-    for node in 2..=3 {
+    for node in 2..=size {
         assert_eq!(history(&cluster, node, &id).await?, reference);
     }
     // Committed steps never ran again: at most the step in flight at each
