@@ -17,7 +17,7 @@ NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
 NODE_PACK := target/node-pack
 NODE_FRESH := target/node-test
 
-.PHONY: all build test test-rust package lint fmt demo bench tools clean python test-python lint-python conformance-python node node-bindings test-node conformance-node lint-node fault-run
+.PHONY: all build test test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run
 
 all: build
 
@@ -50,16 +50,22 @@ fmt: tools
 	$(BUF) format -w
 	$(CARGO) fmt --all
 
-## test: install tools, build, lint, run every test
-test: lint build test-rust package test-python test-node
+## test: install tools, build, lint, run every test, then the conformance matrix
+test: lint build test-rust package test-python test-node conformance
 
 ## package: the publishable crates package and build from their packaged
 ## sources (what `cargo add raftoral-client` gets)
 package:
 	$(CARGO) package --quiet -p raftoral-proto -p raftoral -p raftoral-client --allow-dirty
 
+# The conformance files that run once per worker (scripts/conformance_matrix.py,
+# `make conformance`); test-rust runs every other test, so none runs twice.
+MATRIX_FILES := single_node cluster_workflows app_stream cluster mixed
+CONFORMANCE_OTHER := $(filter-out $(MATRIX_FILES),$(basename $(notdir $(wildcard conformance/tests/*.rs))))
+
 test-rust: build
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --exclude raftoral-conformance
+	$(CARGO) test -p raftoral-conformance --lib --bins $(addprefix --test ,$(CONFORMANCE_OTHER))
 
 $(PY_TOOLS): $(PY)/requirements-dev.txt $(PY)/requirements-test.txt
 	$(PYTHON) -m venv $(PY)/.venv
@@ -71,32 +77,61 @@ python: $(PY_TOOLS)
 	rm -rf $(PY)/dist
 	cd $(PY) && .venv/bin/maturin build --out dist
 
-## test-python: install the built wheel into a fresh venv and run pytest against real sidecars
-test-python: python
-	$(CARGO) build --workspace --bins
+# The built wheel installed into a fresh venv: what `pip install` gives.
+python-venv-test: python
 	rm -rf $(PY)/.venv-test
 	$(PYTHON) -m venv $(PY)/.venv-test
 	$(PY)/.venv-test/bin/pip install -q --disable-pip-version-check $(PY)/dist/*.whl -r $(PY)/requirements-test.txt
+
+## test-python: install the built wheel into a fresh venv and run pytest against real sidecars
+test-python: python-venv-test
+	$(CARGO) build --workspace --bins
 	cd $(PY) && .venv-test/bin/python -m pytest -q -p no:cacheprovider
 	@# The shipped stub of the native module must match the module itself.
 	cd $(PY) && PYTHONPATH=$$(echo .venv-test/lib/python3*/site-packages) \
 		.venv/bin/python -m mypy.stubtest raftoral._core --allowlist stubtest-allowlist.txt
-	$(MAKE) --no-print-directory conformance-python CONFORMANCE_TESTS="--test single_node --test cluster_workflows --test app_stream"
 
-# The shared conformance scenarios with the Python worker (installed wheel).
-# `make test` runs the worker-centred files; plain `make conformance-python`
-# (after test-python) runs every file that starts a worker.
-PY_WORKER := $(CURDIR)/$(PY)/.venv-test/bin/python $(CURDIR)/$(PY)/conformance/worker.py
-CONFORMANCE_TESTS ?= --test single_node --test cluster_workflows --test app_stream --test cluster
-## conformance-python: the conformance scenarios driven through the Python SDK's worker
+## conformance: the matrix: every worker-centred scenario once per worker
+## (RAFTORAL_CONFORMANCE_WORKERS=rust,python,raw,node; default every worker in
+## the tree); table in target/conformance/matrix.md. See docs/TESTING.md.
+conformance: build python-venv-test raw-worker
+	RAFTORAL_CONFORMANCE_FILES="$(MATRIX_FILES)" CARGO="$(CARGO)" $(PYTHON) scripts/conformance_matrix.py
+
+## conformance-python: the matrix with the Python SDK's worker only
 conformance-python:
-	CONFORMANCE_WORKER="$(PY_WORKER)" $(CARGO) test -p raftoral-conformance $(CONFORMANCE_TESTS)
+	$(MAKE) --no-print-directory conformance RAFTORAL_CONFORMANCE_WORKERS=python
+
+# The raw worker: Python on stubs that grpcio-tools generates from proto/ at
+# build time (git-ignored), in its own venv with pinned versions; no SDK.
+RAW := conformance/raw-python
+RAW_VENV := $(RAW)/.venv/.installed
+$(RAW_VENV): $(RAW)/requirements.txt
+	rm -rf $(RAW)/.venv
+	$(PYTHON) -m venv $(RAW)/.venv
+	$(RAW)/.venv/bin/pip install -q --disable-pip-version-check -r $(RAW)/requirements.txt
+	@touch $@
+
+$(RAW)/gen/.generated: $(RAW_VENV) $(wildcard proto/raftoral/sidecar/v1/*.proto)
+	rm -rf $(RAW)/gen
+	mkdir -p $(RAW)/gen
+	$(RAW)/.venv/bin/python -m grpc_tools.protoc -Iproto --python_out=$(RAW)/gen \
+		--grpc_python_out=$(RAW)/gen --pyi_out=$(RAW)/gen proto/raftoral/sidecar/v1/app.proto
+	@touch $@
+
+## raw-worker: venv and generated stubs of the raw (SDK-less) conformance worker
+raw-worker: $(RAW)/gen/.generated
 
 ## lint-python: ruff check, ruff format --check, mypy --strict (package, tests, example)
 lint-python: $(PY_TOOLS)
 	cd $(PY) && .venv/bin/ruff check . ../examples/ping-pong-python
 	cd $(PY) && .venv/bin/ruff format --check . ../examples/ping-pong-python
 	cd $(PY) && .venv/bin/mypy --strict python/raftoral tests conformance ../examples/ping-pong-python
+	@# The raw worker and the matrix runner, with the SDK's settings; the raw
+	@# worker's generated stubs and grpc are untyped, so they are not followed.
+	$(PY)/.venv/bin/ruff check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py
+	$(PY)/.venv/bin/ruff format --check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py
+	$(PY)/.venv/bin/mypy --strict --python-version 3.10 --follow-imports=skip --ignore-missing-imports \
+		$(RAW)/worker.py scripts/conformance_matrix.py
 
 $(NODE_TOOLS): $(NODE_SDK)/package.json
 	cd $(NODE_SDK) && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error
@@ -131,16 +166,11 @@ test-node: node
 		$(CURDIR)/$(NODE_PACK)/*.tgz typescript@5.9.3 @types/node@20.19.25
 	cd $(NODE_FRESH) && RAFTORAL_BIN_DIR=$(CURDIR)/target/debug TSC=node_modules/typescript/bin/tsc \
 		node --test --test-concurrency=2
-	$(MAKE) --no-print-directory conformance-node
 
-# The shared conformance scenarios with the Node worker, run from the fresh
-# project (the installed tarballs). `make test` runs the worker-centred files;
-# NODE_CONFORMANCE_TESTS="--test hardening --test cluster" adds the others.
-NODE_WORKER := node $(CURDIR)/$(NODE_FRESH)/conformance/worker.mjs
-NODE_CONFORMANCE_TESTS ?= --test single_node --test cluster_workflows --test app_stream
-## conformance-node: the conformance scenarios driven through the Node SDK's worker (after test-node)
+## conformance-node: the matrix with the Node SDK's worker only (after test-node,
+## which installs the tarballs into the fresh project it runs from)
 conformance-node:
-	CONFORMANCE_WORKER="$(NODE_WORKER)" $(CARGO) test -p raftoral-conformance $(NODE_CONFORMANCE_TESTS)
+	$(MAKE) --no-print-directory conformance RAFTORAL_CONFORMANCE_WORKERS=node
 
 ## lint-node: biome (lint + format check, biome.json) and tsc --strict on the TypeScript layer
 lint-node: $(NODE_TOOLS)
@@ -169,4 +199,5 @@ bench:
 clean:
 	$(CARGO) clean
 	rm -rf tools/node_modules $(PY)/.venv $(PY)/.venv-test $(PY)/dist $(NODE_SDK)/node_modules $(NODE_SDK)/dist
+	rm -rf $(RAW)/.venv $(RAW)/gen
 	rm -f $(NODE_SDK)/native/*.node

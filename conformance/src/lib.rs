@@ -222,9 +222,10 @@ impl Sidecar {
 /// The worker to run: `CONFORMANCE_WORKER` (a command line split on
 /// whitespace, e.g. `python3 sdk-python/conformance/worker.py`) runs another
 /// SDK's worker through the same scenarios; unset, the Rust one.
-fn worker_command() -> anyhow::Result<Command> {
-    match std::env::var("CONFORMANCE_WORKER") {
-        Ok(line) if !line.trim().is_empty() => {
+fn worker_command(line: Option<&str>) -> anyhow::Result<Command> {
+    let from_env = std::env::var("CONFORMANCE_WORKER").ok();
+    match line.or(from_env.as_deref()) {
+        Some(line) if !line.trim().is_empty() => {
             let mut words = line.split_whitespace();
             let mut command = Command::new(words.next().context("empty CONFORMANCE_WORKER")?);
             command.args(words);
@@ -240,14 +241,26 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the Rust conformance worker against `sidecar_url`; it records
+    /// Starts the conformance worker against `sidecar_url`; it records
     /// side effects in `effects`. Waits until it has registered.
     pub async fn start(
         sidecar_url: &str,
         effects: &Path,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Worker> {
-        let mut child = worker_command()?
+        Self::start_as(None, sidecar_url, effects, env).await
+    }
+
+    /// Like [`Worker::start`], with the worker's command line given
+    /// (`None`: `CONFORMANCE_WORKER`, else the Rust worker): scenarios that
+    /// mix languages in one cluster.
+    pub async fn start_as(
+        command: Option<&str>,
+        sidecar_url: &str,
+        effects: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Worker> {
+        let mut child = worker_command(command)?
             .env("RAFTORAL_SIDECAR_URL", sidecar_url)
             .env("CONFORMANCE_EFFECTS", effects)
             .envs(env.iter().copied())

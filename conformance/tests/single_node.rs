@@ -291,6 +291,71 @@ async fn worker_reconnects_after_the_sidecar_restarts() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Unicode workflow ids and an input near the value limit (non-ASCII, so a
+/// worker that counts characters instead of bytes, or keeps gRPC's default
+/// 4 MiB receive limit, fails) reach the worker and come back unchanged.
+#[tokio::test]
+async fn unicode_ids_and_an_input_near_the_limit_round_trip() -> anyhow::Result<()> {
+    let (sidecar, _worker, client, effects) = setup().await?;
+    let id = "заказ-42-✓-注文";
+    let handle = client
+        .start_workflow_with_id(
+            id,
+            "steps",
+            1,
+            &StepsInput {
+                n: 3,
+                ..Default::default()
+            },
+        )
+        .await?;
+    assert_eq!(result::<u64>(&handle).await?, 6);
+    let effects = read_effects(&effects);
+    for i in 0..3 {
+        assert_eq!(count_effect(&effects, id, "done", i), 1, "step {i}");
+    }
+    let history = history(&sidecar, id).await?;
+    assert_eq!(history.len(), 3);
+    // 4 MiB (the default --max-value-bytes) less room for the JSON quotes:
+    // two-byte characters and one four-byte one.
+    let mut big = "é".repeat((4 * 1024 * 1024 - 16) / 2);
+    big.push('🦀');
+    let handle = client
+        .start_workflow_with_id("大きい-🦀", "ping_pong", 1, &big)
+        .await?;
+    assert_eq!(result::<String>(&handle).await?, "ping");
+    let info = client.get_workflow("大きい-🦀").await?;
+    assert_eq!(info.status(), WorkflowStatus::Completed);
+    Ok(())
+}
+
+/// An app that beats at the interval its `RegistrationAck` asks for keeps its
+/// stream through a short app timeout: steps whose computation outlasts the
+/// timeout (the app proposes nothing meanwhile) run in one session, each
+/// once, never dropped as a silent app.
+#[tokio::test]
+async fn a_live_app_keeps_its_stream_through_a_short_app_timeout() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&["--app-timeout-ms", "1000"]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let _worker = Worker::start(&sidecar.url, &effects, &[]).await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let handle = client
+        .start_workflow("steps", 1, &StepsInput::slow(3, 1500))
+        .await?;
+    let sum: u64 = result(&handle).await?;
+    assert_eq!(sum, steps_sum(3u64));
+    let effects = read_effects(&effects);
+    for i in 0..3 {
+        assert_eq!(count_effect(&effects, handle.workflow_id(), "start", i), 1);
+    }
+    let log = sidecar.log();
+    assert!(
+        !log.contains("app sent nothing for the app timeout"),
+        "the sidecar dropped a live app as silent"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn start_is_idempotent_on_workflow_id() -> anyhow::Result<()> {
     let (_sidecar, _worker, client, effects) = setup().await?;
