@@ -56,6 +56,9 @@ test: lint build test-rust package test-python test-node conformance
 ## package: the publishable crates package and build from their packaged
 ## sources (what `cargo add raftoral-client` gets)
 package:
+	@# The packaged sources of an unchanged version are cached there; a stale
+	@# copy would verify the crates against old sources.
+	rm -rf target/package
 	$(CARGO) package --quiet -p raftoral-proto -p raftoral -p raftoral-client --allow-dirty
 
 # The conformance files that run once per worker (scripts/conformance_matrix.py,
