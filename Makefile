@@ -55,11 +55,13 @@ test: lint build test-rust package test-python test-node conformance
 
 ## package: the publishable crates package and build from their packaged
 ## sources (what `cargo add raftoral-client` gets)
+# Verified in a target dir of its own: cargo takes a packaged crate of an
+# unchanged version for immutable (it comes from a registry) and would reuse
+# a build of older sources; the raftoral crates are rebuilt there every time.
+PACKAGE_TARGET := target/package-verify
 package:
-	@# The packaged sources of an unchanged version are cached there; a stale
-	@# copy would verify the crates against old sources.
-	rm -rf target/package
-	$(CARGO) package --quiet -p raftoral-proto -p raftoral -p raftoral-client --allow-dirty
+	rm -rf target/package $(PACKAGE_TARGET)/debug/.fingerprint/raftoral-*
+	CARGO_TARGET_DIR=$(PACKAGE_TARGET) $(CARGO) package --quiet -p raftoral-proto -p raftoral -p raftoral-client --allow-dirty
 
 # The conformance files that run once per worker (scripts/conformance_matrix.py,
 # `make conformance`); test-rust runs every other test, so none runs twice.
@@ -177,6 +179,8 @@ conformance-node:
 
 ## lint-node: biome (lint + format check, biome.json) and tsc --strict on the TypeScript layer
 lint-node: $(NODE_TOOLS)
+	@# One version for the crates, the wheel and the npm packages.
+	node scripts/check_versions.mjs
 	$(NODE_SDK)/node_modules/.bin/biome ci .
 	cd $(NODE_SDK) && node_modules/.bin/tsc -p tsconfig.json --noEmit
 
