@@ -61,6 +61,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTORAL_SNAPSHOT_ENTRIES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_entries: u64,
 
+    /// Entries kept in the log behind a snapshot for followers that lag a
+    /// little; one that lags more is sent the snapshot.
+    #[arg(long, env = "RAFTORAL_SNAPSHOT_KEEP_ENTRIES", default_value_t = 1_000)]
+    pub snapshot_keep_entries: u64,
+
     /// Size at which a log segment is closed; compaction deletes whole
     /// segments, so this bounds the disk a compacted log keeps.
     #[arg(long, env = "RAFTORAL_LOG_SEGMENT_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
@@ -136,6 +141,7 @@ impl ServeArgs {
             advertise,
             storage_path: self.storage_path.clone(),
             snapshot_entries: self.snapshot_entries,
+            snapshot_keep_entries: self.snapshot_keep_entries,
             owner_timeout: Duration::from_millis(self.owner_timeout_ms),
             app_timeout: Duration::from_millis(self.app_timeout_ms),
             retention: self.retention.0,

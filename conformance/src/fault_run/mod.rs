@@ -82,6 +82,9 @@ pub struct Report {
     pub complete_ms: (u64, u64, u64),
     /// From the end of the load until nothing was pending or running.
     pub settle: Duration,
+    /// Snapshots installed from the leader, as the nodes' logs tell (a log
+    /// starts again with its process, so this is a lower bound).
+    pub snapshot_installs: usize,
     /// Where the logs and storage were kept, when a check failed.
     pub kept: Option<std::path::PathBuf>,
     /// Everything a check found; empty when the run passed.
@@ -136,6 +139,11 @@ impl fmt::Display for Report {
             "time to complete    p50 {p50} ms, p99 {p99} ms, max {max} ms"
         )?;
         writeln!(f, "settled after load  {:?}", self.settle)?;
+        writeln!(
+            f,
+            "snapshot installs   {} (at least)",
+            self.snapshot_installs
+        )?;
         writeln!(f, "violations          {}", self.violations.len())?;
         if let Some(dir) = &self.kept {
             writeln!(
@@ -172,6 +180,13 @@ pub async fn run(config: FaultRunConfig) -> anyhow::Result<Report> {
             &owner_timeout,
             "--app-timeout-ms",
             &app_timeout,
+            // Frequent snapshots and a short log behind them: a node that
+            // was down even briefly catches up by snapshot install, so the
+            // run covers installs under load too.
+            "--snapshot-entries",
+            "100",
+            "--snapshot-keep-entries",
+            "20",
         ],
     )
     .await?;
@@ -260,6 +275,16 @@ pub async fn run(config: FaultRunConfig) -> anyhow::Result<Report> {
         &commit_times,
         &mut report.violations,
     );
+    report.snapshot_installs = cluster
+        .nodes
+        .keys()
+        .map(|id| {
+            cluster
+                .log(*id)
+                .matches("installed a snapshot from the leader")
+                .count()
+        })
+        .sum();
     poll_reports(&cluster, &mut seen_reports).await;
     checks::nondeterminism(&cluster, &seen_reports, &mut report.violations).await?;
     if !report.violations.is_empty() {
