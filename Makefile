@@ -80,7 +80,9 @@ $(PY_TOOLS): $(PY)/requirements-dev.txt $(PY)/requirements-test.txt
 ## python: build the Python SDK wheel (abi3, manylinux-checked) into sdk-python/dist
 python: $(PY_TOOLS)
 	rm -rf $(PY)/dist
-	cd $(PY) && .venv/bin/maturin build --out dist
+	@# The dev profile: the tests need no release build, and this one shares
+	@# the workspace's compiled dependencies (deps are built with opt-level 1).
+	cd $(PY) && .venv/bin/maturin build --profile dev --out dist
 
 # The built wheel installed into a fresh venv: what `pip install` gives.
 python-venv-test: python
