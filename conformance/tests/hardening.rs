@@ -197,7 +197,10 @@ async fn a_type_whose_only_app_left_is_pending_until_one_returns() -> anyhow::Re
     // start workflows until one is PENDING; the earlier ones ran or wait too.
     let mut started = Vec::new();
     let deadline = tokio::time::Instant::now() + DEADLINE;
+    // Polls the condition (a start that is PENDING) at a steady cadence.
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(50));
     loop {
+        poll.tick().await;
         let h = c
             .start_workflow("steps", 1, &StepsInput::slow(2, 0))
             .await?;
@@ -215,7 +218,6 @@ async fn a_type_whose_only_app_left_is_pending_until_one_returns() -> anyhow::Re
             tokio::time::Instant::now() < deadline,
             "starts were still placed on node 2 {DEADLINE:?} after its only app died"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let mut apps = Apps {
         workers: Default::default(),

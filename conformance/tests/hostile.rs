@@ -7,24 +7,10 @@ use raftoral_client::proto::cluster::v1::{
 };
 use raftoral_conformance::cluster::Cluster;
 use raftoral_conformance::{DEADLINE, eventually_async};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 GET; returns (status code, body).
 async fn get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("no header end in {response:?}"))?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
-    Ok((code, body.to_owned()))
+    raftoral_conformance::http::http(addr, "GET", path).await
 }
 
 /// One `Raft` call with one batch of raw frames.

@@ -53,6 +53,25 @@ async fn next_proposal(rx: &mut mpsc::Receiver<WorkflowStreamRequest>) -> Checkp
     }
 }
 
+/// An owner run of "w" whose first checkpoint "a" is computed as `value`,
+/// proposed (the proposal taken from `rx`) and awaiting its commit.
+async fn proposing(
+    core: &Arc<WorkerCore>,
+    rx: &mut mpsc::Receiver<WorkflowStreamRequest>,
+    value: &'static [u8],
+) -> (
+    RunHandle,
+    tokio::task::JoinHandle<Result<Bytes, ClientError>>,
+) {
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
+        panic!("owner must compute")
+    };
+    let committing = spawn_commit(core, &run, token, Bytes::from_static(value));
+    next_proposal(rx).await;
+    (run, committing)
+}
+
 /// Commits `value` for `token` on its own task (the caller plays the sidecar).
 fn spawn_commit(
     core: &Arc<WorkerCore>,
@@ -193,12 +212,7 @@ async fn cancellation_wakes_a_waiting_checkpoint() {
 #[tokio::test]
 async fn after_a_reconnect_the_in_flight_proposal_is_sent_again() {
     let (core, mut rx) = connected();
-    let run = core.on_execute(execute("w", true, &[])).unwrap();
-    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
-        panic!("owner must compute")
-    };
-    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
-    next_proposal(&mut rx).await;
+    let (_run, committing) = proposing(&core, &mut rx, b"1").await;
     core.on_disconnect();
     let (tx2, mut rx2) = mpsc::channel(16);
     core.on_connect(tx2);
@@ -217,12 +231,7 @@ async fn after_a_reconnect_the_in_flight_proposal_is_sent_again() {
 #[tokio::test]
 async fn a_refused_proposal_fails_the_checkpoint_with_the_code() {
     let (core, mut rx) = connected();
-    let run = core.on_execute(execute("w", true, &[])).unwrap();
-    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
-        panic!("owner must compute")
-    };
-    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"huge"));
-    next_proposal(&mut rx).await;
+    let (_run, committing) = proposing(&core, &mut rx, b"huge").await;
     assert!(
         core.on_stream_error(StreamError {
             code: ErrorCode::MessageTooLarge as i32,
@@ -242,12 +251,7 @@ async fn a_refused_proposal_fails_the_checkpoint_with_the_code() {
 #[tokio::test]
 async fn a_deposed_owner_waits_for_the_new_owners_value() {
     let (core, mut rx) = connected();
-    let run = core.on_execute(execute("w", true, &[])).unwrap();
-    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
-        panic!("owner must compute")
-    };
-    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"mine"));
-    next_proposal(&mut rx).await;
+    let (_run, committing) = proposing(&core, &mut rx, b"mine").await;
     core.on_stream_error(StreamError {
         code: ErrorCode::NotOwner as i32,
         message: "deposed".into(),
@@ -324,12 +328,7 @@ fn refusal(code: ErrorCode, seq: u64) -> StreamError {
 #[tokio::test]
 async fn ownership_that_leaves_and_comes_back_before_a_commit_re_proposes_the_step() {
     let (core, mut rx) = connected();
-    let run = core.on_execute(execute("w", true, &[])).unwrap();
-    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
-        panic!("owner must compute")
-    };
-    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
-    next_proposal(&mut rx).await;
+    let (_run, committing) = proposing(&core, &mut rx, b"1").await;
     // Ownership moves away (the late proposal is refused), then comes back
     // before the other node committed seq 0.
     core.on_ownership_change(OwnershipChange {
@@ -350,12 +349,7 @@ async fn ownership_that_leaves_and_comes_back_before_a_commit_re_proposes_the_st
 #[tokio::test]
 async fn a_duplicate_refused_as_unexpected_seq_resolves_to_the_committed_value() {
     let (core, mut rx) = connected();
-    let run = core.on_execute(execute("w", true, &[])).unwrap();
-    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
-        panic!("owner must compute")
-    };
-    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
-    next_proposal(&mut rx).await;
+    let (_run, committing) = proposing(&core, &mut rx, b"1").await;
     // The refusal of a re-sent duplicate, before the event of the first
     // attempt's commit: not a failure.
     core.on_stream_error(refusal(ErrorCode::UnexpectedSeq, 0));
@@ -372,12 +366,7 @@ async fn a_duplicate_refused_as_unexpected_seq_resolves_to_the_committed_value()
 #[tokio::test]
 async fn a_workflow_finished_elsewhere_ends_the_run_without_a_result() {
     let (core, mut rx) = connected();
-    let run = core.on_execute(execute("w", true, &[])).unwrap();
-    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
-        panic!("owner must compute")
-    };
-    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
-    next_proposal(&mut rx).await;
+    let (run, committing) = proposing(&core, &mut rx, b"1").await;
     core.on_stream_error(refusal(ErrorCode::WorkflowNotRunning, 0));
     let outcome = committing.await.unwrap();
     assert!(
@@ -450,12 +439,7 @@ async fn cancelled_resolves_with_the_reason_and_none_when_the_run_ends() {
 #[tokio::test]
 async fn after_a_reconnect_nothing_is_proposed_before_the_execute_request_confirms_ownership() {
     let (core, mut rx) = connected();
-    let run = core.on_execute(execute("w", true, &[])).unwrap();
-    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
-        panic!("owner must compute")
-    };
-    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
-    next_proposal(&mut rx).await;
+    let (_run, committing) = proposing(&core, &mut rx, b"1").await;
     // The old session's answer: not committed, retry (after RETRY_DELAY).
     core.on_stream_error(refusal(ErrorCode::Unavailable, 0));
     core.on_disconnect();
@@ -479,12 +463,7 @@ async fn after_a_reconnect_nothing_is_proposed_before_the_execute_request_confir
 #[tokio::test]
 async fn an_unknown_workflow_refusal_ends_the_run_without_a_result() {
     let (core, mut rx) = connected();
-    let run = core.on_execute(execute("w", true, &[])).unwrap();
-    let Slot::Compute(token) = core.checkpoint_slot(&run, "a").await.unwrap() else {
-        panic!("owner must compute")
-    };
-    let committing = spawn_commit(&core, &run, token, Bytes::from_static(b"1"));
-    next_proposal(&mut rx).await;
+    let (_run, committing) = proposing(&core, &mut rx, b"1").await;
     core.on_stream_error(refusal(ErrorCode::UnknownWorkflow, 0));
     let outcome = committing.await.unwrap();
     assert!(
