@@ -3,6 +3,8 @@
 //! follower, presence per workflow type, placement on absent apps, frozen
 //! apps, killed owner nodes, false non-determinism reports.
 
+use std::sync::Arc;
+
 use raftoral_client::WorkflowStatus;
 use raftoral_client::proto::sidecar::v1::{
     CancelWorkflowRequest, ListWorkflowsRequest, StartWorkflowRequest, WaitWorkflowRequest,
@@ -450,5 +452,76 @@ async fn a_history_larger_than_one_message_is_replayed_in_pieces() -> anyhow::Re
     assert_eq!(total, n as usize * size);
     let total: usize = tokio::time::timeout(DEADLINE, small.result()).await??;
     assert_eq!(total, 10);
+    Ok(())
+}
+
+/// A run the app held when its node died, for a workflow that then moved
+/// and completed elsewhere, ends once the app is back: the sidecar sends
+/// every running workflow of a type before the registration ack, and the
+/// SDK core ends the runs that were not among them. They used to wait for
+/// events forever (a leaked run per such workflow).
+#[tokio::test]
+async fn a_run_that_finished_elsewhere_while_its_app_was_away_ends_after_the_reconnect()
+-> anyhow::Result<()> {
+    let mut cluster = Cluster::start(3, true, FAST).await?;
+    let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
+    let node = (1..=3).find(|n| *n != leader).unwrap();
+    // The only app at first, so the workflow lands here; its step finishes
+    // only when the test says so, after the node died: the run then waits
+    // for a commit that this app cannot make any more.
+    let app = client(&cluster, node).await?;
+    app.register_workflow("steps", 1).await?;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let worker = {
+        let (app, release) = (app.clone(), release.clone());
+        tokio::spawn(async move {
+            app.handle_workflows(move |req| {
+                let release = release.clone();
+                async move {
+                    let ctx = req.context.clone();
+                    let _: u64 = ctx
+                        .checkpoint_compute("step-0", async move {
+                            release.notified().await;
+                            0u64
+                        })
+                        .await?;
+                    Ok(Vec::new())
+                }
+            })
+            .await
+        })
+    };
+    let h = app
+        .start_workflow("steps", 1, &StepsInput::slow(2, 0))
+        .await?;
+    let core = app.core();
+    eventually(DEADLINE, "the app runs the workflow", || {
+        core.running() == 1
+    })
+    .await?;
+    // The leader's app takes the workflow over when this node dies, and
+    // completes it while this app is away.
+    let mut apps = Apps {
+        workers: Default::default(),
+        effects: Default::default(),
+    };
+    apps.spawn(&cluster, leader, &[]).await?;
+    cluster.kill(node).await?;
+    release.notify_one();
+    let survivor = client(&cluster, leader).await?;
+    tokio::time::timeout(
+        DEADLINE,
+        wait_status(&survivor, h.workflow_id(), WorkflowStatus::Completed),
+    )
+    .await??;
+    cluster.restart(node).await?;
+    eventually(
+        DEADLINE,
+        "the app drops the run of the workflow that completed while it was away",
+        || core.running() == 0,
+    )
+    .await?;
+    app.shutdown().await;
+    worker.abort();
     Ok(())
 }

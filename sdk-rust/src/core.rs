@@ -68,6 +68,11 @@ pub struct RunHandle {
 
 struct RunState {
     generation: u64,
+    /// Workflow type (name, version; version 0 counted as 1).
+    kind: (String, u32),
+    /// The stream (see `CoreState::connection`) whose execute request last
+    /// confirmed this run.
+    confirmed_on: u64,
     is_owner: bool,
     /// Committed checkpoints (name, value) in seq order.
     history: Vec<(String, Bytes)>,
@@ -102,6 +107,8 @@ struct CoreState {
     /// The runtime of the stream, for sends that must wait for room.
     runtime: Option<tokio::runtime::Handle>,
     next_generation: u64,
+    /// Counts streams: bumped on every connect.
+    connection: u64,
     shutting_down: bool,
 }
 
@@ -128,6 +135,28 @@ impl WorkerCore {
         let mut state = self.lock();
         state.outbound = Some(outbound);
         state.runtime = tokio::runtime::Handle::try_current().ok();
+        state.connection += 1;
+    }
+
+    /// The sidecar acknowledged the registration of `name` version
+    /// `version`. It sends every running workflow of the type before the
+    /// ack, so a run of that type not confirmed on this stream is not
+    /// running in the cluster any more: it finished or was cancelled while
+    /// this app was disconnected. It ends with [`ClientError::NotRunning`]
+    /// instead of waiting forever for events that will not come.
+    pub fn on_registered(&self, name: &str, version: u32) {
+        let mut state = self.lock();
+        let connection = state.connection;
+        let kind = (name.to_owned(), version.max(1));
+        for (id, run) in state.runs.iter_mut() {
+            if run.kind == kind && run.confirmed_on < connection && run.ended.is_none() {
+                tracing::debug!(workflow = %id, "not sent again after the reconnect: not running any more");
+                run.ended = Some(
+                    "the workflow is not running any more: it finished or was cancelled while this app was disconnected".into(),
+                );
+                run.changed();
+            }
+        }
     }
 
     /// The stream is gone. Runs keep their state but own nothing until the
@@ -200,7 +229,9 @@ impl WorkerCore {
         if state.shutting_down {
             return None;
         }
+        let connection = state.connection;
         if let Some(run) = state.runs.get_mut(&req.workflow_id) {
+            run.confirmed_on = connection;
             run.is_owner = req.is_owner;
             for record in req.history.into_iter().skip(run.history.len()) {
                 run.history.push((record.checkpoint_name, record.value));
@@ -218,6 +249,8 @@ impl WorkerCore {
             req.workflow_id.clone(),
             RunState {
                 generation,
+                kind: (req.workflow_name.clone(), req.version.max(1)),
+                confirmed_on: connection,
                 is_owner: req.is_owner,
                 history: req
                     .history

@@ -471,3 +471,32 @@ async fn an_unknown_workflow_refusal_ends_the_run_without_a_result() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn a_run_not_sent_again_before_the_registration_ack_ends_as_not_running() {
+    let (core, _rx) = connected();
+    let gone = core.on_execute(execute("gone", false, &[])).unwrap();
+    let kept = core.on_execute(execute("kept", false, &[])).unwrap();
+    let waiting_gone = spawn_slot(&core, &gone, "a");
+    let waiting_kept = spawn_slot(&core, &kept, "a");
+    // The ack of the first stream ends nothing: both were sent on it.
+    core.on_registered("wf", 1);
+    core.on_disconnect();
+    let (tx2, _rx2) = mpsc::channel(16);
+    core.on_connect(tx2);
+    // "gone" finished while the app was away: only "kept" is sent again,
+    // then the ack. An ack of another type touches neither.
+    assert!(core.on_execute(execute("kept", false, &[])).is_none());
+    core.on_registered("other", 1);
+    core.on_registered("wf", 1);
+    match waiting_gone.await.unwrap() {
+        Err(ClientError::NotRunning { .. }) => {}
+        other => panic!("expected the run to end as not running, got {other:?}"),
+    }
+    // "kept" still waits for its events, and goes on with them.
+    core.on_checkpoint_event(event("kept", 0, "a", "1"));
+    assert!(matches!(
+        waiting_kept.await.unwrap(),
+        Ok(Slot::Committed(v)) if v.as_ref() == b"1"
+    ));
+}

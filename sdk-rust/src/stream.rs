@@ -163,6 +163,7 @@ async fn read_stream(
                             heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                             freeze.set_limit(freeze_limit(every));
                         }
+                        shared.core.on_registered(&ack.workflow_name, ack.version);
                         let _ = shared.acks.send(ack);
                     }
                     SidecarMsg::HeartbeatResponse(_) => {}

@@ -330,14 +330,18 @@ impl WorkerSession {
             self.synced = true;
         }
         tracing::info!(session = self.id, workflow = %r.workflow_name, version = r.version, "app registered workflow");
+        // Every running workflow of the type goes out before the ack, so an
+        // app that reconnects knows, at the ack, that a run it still holds
+        // and was not sent again is not running any more (it finished or
+        // was cancelled while the app was away) and can end it.
+        self.dispatch_all().await?;
         let app_timeout = self.node.config().app_timeout;
         self.send(SidecarMsg::RegistrationAck(RegistrationAck {
             workflow_name: r.workflow_name,
             version: asked,
             heartbeat_interval_ms: (app_timeout / 4).as_millis().max(1) as u64,
         }))
-        .await?;
-        self.dispatch_all().await
+        .await
     }
 
     async fn on_proposal(&mut self, p: CheckpointProposal) -> Result<(), End> {
