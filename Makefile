@@ -17,7 +17,7 @@ NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
 NODE_PACK := target/node-pack
 NODE_FRESH := target/node-test
 
-.PHONY: all build test test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run
+.PHONY: all build test test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run bench-sdks bench-sdks-setup
 
 all: build
 
@@ -130,9 +130,9 @@ raw-worker: $(RAW)/gen/.generated
 
 ## lint-python: ruff check, ruff format --check, mypy --strict (package, tests, example)
 lint-python: $(PY_TOOLS)
-	cd $(PY) && .venv/bin/ruff check . ../examples/ping-pong-python
-	cd $(PY) && .venv/bin/ruff format --check . ../examples/ping-pong-python
-	cd $(PY) && .venv/bin/mypy --strict python/raftoral tests conformance ../examples/ping-pong-python
+	cd $(PY) && .venv/bin/ruff check . ../examples/ping-pong-python ../bench/workers
+	cd $(PY) && .venv/bin/ruff format --check . ../examples/ping-pong-python ../bench/workers
+	cd $(PY) && .venv/bin/mypy --strict python/raftoral tests conformance ../examples/ping-pong-python ../bench/workers
 	@# The raw worker and the matrix runner, with the SDK's settings; the raw
 	@# worker's generated stubs and grpc are untyped, so they are not followed.
 	$(PY)/.venv/bin/ruff check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py
@@ -148,9 +148,11 @@ $(NODE_TOOLS): $(NODE_SDK)/package.json
 # The addon is a plain `cargo build`, sharing target/debug with the workspace
 # (`napi build` passes --target and would build every dependency again); the
 # loader and types it generates are committed, see node-bindings.
+# NODE_PROFILE=release builds the addon for the benchmarks (bench-sdks).
+NODE_PROFILE ?= debug
 node: $(NODE_TOOLS)
-	$(CARGO) build -p raftoral-node
-	cp target/debug/libraftoral_node.so $(NODE_SDK)/npm/linux-x64-gnu/raftoral.linux-x64-gnu.node
+	$(CARGO) build -p raftoral-node $(if $(filter release,$(NODE_PROFILE)),--release,)
+	cp target/$(NODE_PROFILE)/libraftoral_node.so $(NODE_SDK)/npm/linux-x64-gnu/raftoral.linux-x64-gnu.node
 	cd $(NODE_SDK) && rm -rf dist && node_modules/.bin/tsc -p tsconfig.json
 	rm -rf $(NODE_PACK) && mkdir -p $(NODE_PACK)
 	cd $(NODE_SDK) && $(NPM) pack --silent --pack-destination $(CURDIR)/$(NODE_PACK)
@@ -197,13 +199,37 @@ demo:
 	scripts/demo.sh
 
 ## bench: benchmarks in release mode; figures go to bench/results/ (see docs/PERFORMANCE.md)
-bench:
+bench: bench-sdks-setup
 	$(CARGO) build --release -p raftoral-bench -p raftoral-sidecar
 	target/release/raftoral-bench floors --out bench/results/floors.json
 	target/release/raftoral-bench commit --out bench/results/commit.json
 	target/release/raftoral-bench workflows --out bench/results/workflows.json
+	$(BENCH_SDKS)
 	bench/peers/restate/run.sh > bench/results/restate.json
 	bench/peers/temporal/run.sh > bench/results/temporal.json
+
+# The SDKs as users get them, built in release for the benchmarks: the wheel
+# in a venv of its own, the npm tarballs in a project of their own (with the
+# bench worker copied in, so `@raftoral/client` resolves from there).
+BENCH_DIR := target/bench
+BENCH_SDKS = target/release/raftoral-bench sdks --python $(BENCH_DIR)/python/bin/python \
+	--node-project $(BENCH_DIR)/node --out bench/results/sdks.json
+bench-sdks-setup: $(PY_TOOLS)
+	rm -rf $(BENCH_DIR)/wheel $(BENCH_DIR)/python $(BENCH_DIR)/node
+	cd $(PY) && .venv/bin/maturin build --release --out $(CURDIR)/$(BENCH_DIR)/wheel
+	$(PYTHON) -m venv $(BENCH_DIR)/python
+	$(BENCH_DIR)/python/bin/pip install -q --disable-pip-version-check $(BENCH_DIR)/wheel/*.whl
+	$(MAKE) --no-print-directory node NODE_PROFILE=release NODE_PACK=$(BENCH_DIR)/node-pack
+	mkdir -p $(BENCH_DIR)/node
+	echo '{"name": "raftoral-bench-node", "private": true, "type": "module"}' > $(BENCH_DIR)/node/package.json
+	cd $(BENCH_DIR)/node && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error \
+		$(CURDIR)/$(BENCH_DIR)/node-pack/*.tgz
+	cp bench/workers/worker.mjs $(BENCH_DIR)/node/
+
+## bench-sdks: only the SDK comparison part of `make bench` (Rust, Python, Node workers)
+bench-sdks: bench-sdks-setup
+	$(CARGO) build --release -p raftoral-bench -p raftoral-sidecar
+	$(BENCH_SDKS)
 
 clean:
 	$(CARGO) clean

@@ -5,6 +5,7 @@ mod cluster;
 mod commit;
 mod failover;
 mod floors;
+mod sdks;
 mod sidecars;
 mod stats;
 mod workflows;
@@ -60,6 +61,36 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The SDKs side by side: ping_pong and steps-10 on 1 and 3 sidecar
+    /// nodes with a Rust, Python and Node worker in turn, and each worker's
+    /// memory with workflows held open.
+    Sdks {
+        /// Python interpreter with the `raftoral-client` wheel installed
+        /// (`make bench` builds a release wheel into target/bench/python).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// npm project with the `@raftoral/client` tarballs installed and
+        /// bench/workers/worker.mjs copied in (`make bench` makes
+        /// target/bench/node).
+        #[arg(long)]
+        node_project: Option<PathBuf>,
+        /// Sequential runs per workload after 50 warm-ups.
+        #[arg(long, default_value_t = 500)]
+        runs: u64,
+        /// Workflows per throughput measurement (a tenth at concurrency 1).
+        #[arg(long, default_value_t = 2000)]
+        workflows: u64,
+        /// Workflows held open for the worker memory figure.
+        #[arg(long, default_value_t = 10_000)]
+        hold: u64,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The Rust bench worker (internal; `sdks` starts it): serves the bench
+    /// workflows on the sidecar at RAFTORAL_SIDECAR_URL.
+    #[command(hide = true)]
+    Worker,
     /// The other process of the round-trip floor (internal).
     #[command(hide = true)]
     Echo,
@@ -148,6 +179,23 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Echo => floors::echo().await?,
+        Command::Sdks {
+            python,
+            node_project,
+            runs,
+            workflows: total,
+            hold,
+            out,
+        } => {
+            let mut sdks = vec![sdks::Sdk::Rust];
+            sdks.extend(python.map(sdks::Sdk::Python));
+            sdks.extend(node_project.map(sdks::Sdk::Node));
+            let run = sdks::run(&sidecars::raftoral_binary()?, &sdks, runs, total, hold).await?;
+            if let Some(out) = out {
+                write_json(&out, &run)?;
+            }
+        }
+        Command::Worker => workflows::serve_worker().await?,
         Command::Failover { kind, kills, out } => {
             let series = failover::series(kind, &sidecars::raftoral_binary()?, kills).await?;
             if let Some(out) = out {
@@ -201,7 +249,7 @@ async fn run_workflows(
             };
             let bench = Arc::new(Bench::start(shape, &bin).await?);
             for workload in [Workload::PingPong, Workload::Steps(10)] {
-                let row = bench.measure(shape, workload, runs, total).await?;
+                let row = bench.measure(shape, "rust", workload, runs, total).await?;
                 println!(
                     "{:<5} {:<6} {:<9} {:<10} {:>8.3} {:>8.3} {:>8.3} {:>10.0} {:>10.0} {:>10.0} {:>12.0}",
                     nodes,

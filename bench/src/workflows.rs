@@ -56,13 +56,13 @@ pub struct WorkflowRow {
     pub throughput: Vec<(usize, f64, f64)>,
 }
 
-/// While set, each checkpoint of `steps` records its latency as the
-/// workflow function sees it (proposal to commit). Only sequential runs set
-/// it, so replicas (none in this bench's rows) would not double-count.
-static CHECKPOINTS: std::sync::Mutex<Option<Recorder>> = std::sync::Mutex::new(None);
-
-/// The bench worker's workflows.
-async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+/// The bench worker's workflows; every worker language implements the same
+/// contract (`bench/workers/`): `ping_pong` answers "pong" to "ping" after
+/// one checkpoint; `steps` takes N and makes N sequential checkpoints,
+/// returning each one's latency as the workflow function saw it (proposal
+/// to commit, nanoseconds), so every language is timed the same way; `hold`
+/// makes one checkpoint and then never finishes (the memory figures).
+pub async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     let ctx = req.context.clone();
     match req.workflow_name.as_str() {
         "ping_pong" => {
@@ -76,16 +76,13 @@ async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
         }
         "steps" => {
             let n: u64 = req.input()?;
-            let mut sum = 0u64;
+            let mut nanos = Vec::with_capacity(n as usize);
             for i in 0..n {
                 let t = Instant::now();
-                let v: u64 = ctx.checkpoint(&format!("step-{i}"), || i + 1).await?;
-                if let Some(r) = CHECKPOINTS.lock().expect("lock").as_mut() {
-                    r.record(t.elapsed());
-                }
-                sum += v;
+                let _: u64 = ctx.checkpoint(&format!("step-{i}"), || i + 1).await?;
+                nanos.push(t.elapsed().as_nanos() as u64);
             }
-            Ok(serde_json::to_vec(&sum)?)
+            Ok(serde_json::to_vec(&nanos)?)
         }
         "hold" => {
             let _: u64 = checkpoint!(ctx, "started", 1);
@@ -99,6 +96,20 @@ async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     }
 }
 
+/// The Rust bench worker as a process of its own (`raftoral-bench worker`,
+/// started by the `sdks` part): registers the bench workflows on the sidecar
+/// at `RAFTORAL_SIDECAR_URL`, prints `worker ready`, serves until killed.
+pub async fn serve_worker() -> anyhow::Result<()> {
+    let url = std::env::var("RAFTORAL_SIDECAR_URL").context("RAFTORAL_SIDECAR_URL is not set")?;
+    let client = RaftoralClient::connect(url).await?;
+    for name in ["ping_pong", "steps", "hold"] {
+        client.register_workflow(name, 1).await?;
+    }
+    println!("worker ready");
+    client.handle_workflows(handler).await?;
+    Ok(())
+}
+
 /// A running cluster with its workers, as the app sees it.
 pub struct Bench {
     /// Client of node 1: the caller, and also node 1's worker when it has one.
@@ -110,6 +121,8 @@ pub struct Bench {
     pub processes: BTreeMap<u64, Child>,
     /// Node-to-node addresses by node id.
     pub raft_addrs: BTreeMap<u64, String>,
+    /// Client API URLs of the sidecar processes by node id.
+    pub urls: BTreeMap<u64, String>,
     _dir: tempfile::TempDir,
 }
 
@@ -151,6 +164,7 @@ impl Bench {
         // in one process would also skip the process hops between nodes.)
         let others: Vec<u64> = raft_addrs.keys().copied().filter(|id| *id != 1).collect();
         let mut processes = BTreeMap::new();
+        let mut urls = BTreeMap::new();
         if !others.is_empty() {
             let sidecars = sidecars::spawn(
                 raftoral_bin,
@@ -161,6 +175,7 @@ impl Bench {
             )
             .await?;
             processes = sidecars.processes;
+            urls.extend(sidecars.urls.clone());
             for (id, url) in sidecars.urls.into_iter().filter(|(id, _)| wanted(*id)) {
                 clients.insert(
                     id,
@@ -201,6 +216,7 @@ impl Bench {
                     sidecars::spawn(raftoral_bin, dir.path(), &raft_addrs, &[1], shape.durable)
                         .await?;
                 processes.extend(sidecars.processes);
+                urls.extend(sidecars.urls.clone());
                 for (id, url) in sidecars.urls {
                     clients.insert(
                         id,
@@ -230,23 +246,31 @@ impl Bench {
             embedded,
             processes,
             raft_addrs,
+            urls,
             _dir: dir,
         })
     }
 
-    async fn run_one(&self, workload: &Workload) -> anyhow::Result<()> {
+    /// Runs one workflow to its end; for `steps`, the checkpoint latencies
+    /// the worker measured (see [`handler`]).
+    async fn run_one(&self, workload: &Workload) -> anyhow::Result<Vec<u64>> {
         let handle = match workload {
             Workload::PingPong => self.client.start_workflow("ping_pong", 1, "ping").await?,
             Workload::Steps(n) => self.client.start_workflow("steps", 1, n).await?,
         };
-        handle.result_raw().await?;
-        Ok(())
+        let result = handle.result_raw().await?;
+        Ok(match workload {
+            Workload::PingPong => Vec::new(),
+            Workload::Steps(_) => serde_json::from_slice(&result)
+                .context("steps must return its checkpoint latencies in ns")?,
+        })
     }
 
-    /// Measures one workload.
+    /// Measures one workload; `sdk` names the worker's language in the row.
     pub async fn measure(
         self: &Arc<Self>,
         shape: Shape,
+        sdk: &'static str,
         workload: Workload,
         runs: u64,
         throughput_workflows: u64,
@@ -255,23 +279,21 @@ impl Bench {
             self.run_one(&workload).await?;
         }
         let this = self.clone();
-        *CHECKPOINTS.lock().expect("lock") = Some(Recorder::new());
-        let recorder = tokio::spawn(async move {
+        let (recorder, checkpoints) = tokio::spawn(async move {
             let mut recorder = Recorder::new();
+            let mut checkpoints = Recorder::new();
             for _ in 0..runs {
                 let t = Instant::now();
-                this.run_one(&workload).await?;
+                let nanos = this.run_one(&workload).await?;
                 recorder.record(t.elapsed());
+                for ns in nanos {
+                    checkpoints.record(Duration::from_nanos(ns));
+                }
             }
-            anyhow::Ok(recorder)
+            anyhow::Ok((recorder, checkpoints))
         })
         .await??;
-        let checkpoint = CHECKPOINTS
-            .lock()
-            .expect("lock")
-            .take()
-            .map(|r| r.summary())
-            .filter(|l| l.count > 0);
+        let checkpoint = Some(checkpoints.summary()).filter(|l| l.count > 0);
         let mut throughput = Vec::new();
         for c in [1usize, 64, 256] {
             let total = if c == 1 {
@@ -301,7 +323,7 @@ impl Bench {
         }
         Ok(WorkflowRow {
             shape,
-            sdk: "rust",
+            sdk,
             workload: workload.name(),
             latency: recorder.summary(),
             checkpoint,
