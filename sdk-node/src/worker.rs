@@ -14,15 +14,14 @@ use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use raftoral_client::{
-    ClientError, ComputeToken, RaftoralClient, Slot, WorkflowContext, WorkflowError,
+    ClientError, ComputeToken, RaftoralClient, RunOutcome, RunReply, Slot, WorkflowContext,
+    WorkflowError,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::NativeClient;
 use crate::errors::{to_js_err, usage};
-
-type Outcome = Result<Vec<u8>, WorkflowError>;
 
 /// Runs queued for JavaScript. Bounded: when JavaScript falls behind, the
 /// core's per-run tasks wait here, never the stream reader.
@@ -53,7 +52,7 @@ struct RunInner {
     /// `commit`. Checkpoints of one run are sequential (the TypeScript
     /// context queues them), so one is enough.
     token: Mutex<Option<ComputeToken>>,
-    reply: Mutex<Option<oneshot::Sender<Outcome>>>,
+    reply: Mutex<Option<RunReply>>,
 }
 
 /// The answer to `slot`: the committed value, or none when this replica
@@ -97,36 +96,19 @@ impl NativeWorker {
             return Err(usage("this worker was already started".into()));
         };
         let client = self.client.clone();
-        let task = tokio::spawn(async move {
-            client
-                .handle_workflows(move |req| {
-                    let runs = runs.clone();
-                    async move {
-                        let (reply, outcome) = oneshot::channel();
-                        let run = NativeRun {
-                            inner: Arc::new(RunInner {
-                                workflow_id: req.workflow_id,
-                                workflow_name: req.workflow_name,
-                                version: req.version,
-                                input: req.input,
-                                context: req.context,
-                                token: Mutex::new(None),
-                                reply: Mutex::new(Some(reply)),
-                            }),
-                        };
-                        if runs.send(run).await.is_err() {
-                            return Err(WorkflowError::Client(ClientError::Shutdown));
-                        }
-                        // A run dropped without an outcome (its JS side was
-                        // collected) is not an outcome: the workflow resumes
-                        // elsewhere or after a restart.
-                        outcome
-                            .await
-                            .unwrap_or(Err(WorkflowError::Client(ClientError::Shutdown)))
-                    }
-                })
-                .await
-        });
+        // A run dropped without an outcome (its JS side was collected) is
+        // not an outcome: the workflow resumes elsewhere or after a restart.
+        let task = tokio::spawn(client.hand_over_workflows(runs, |req, reply| NativeRun {
+            inner: Arc::new(RunInner {
+                workflow_id: req.workflow_id,
+                workflow_name: req.workflow_name,
+                version: req.version,
+                input: req.input,
+                context: req.context,
+                token: Mutex::new(None),
+                reply: Mutex::new(Some(reply)),
+            }),
+        }));
         *self.task.lock().expect("lock") = Some(task);
         Ok(())
     }
@@ -164,10 +146,10 @@ impl NativeWorker {
 }
 
 impl NativeRun {
-    fn reply(&self, outcome: Outcome) -> napi::Result<()> {
+    fn reply(&self, outcome: RunOutcome) -> napi::Result<()> {
         match self.inner.reply.lock().expect("lock").take() {
             Some(reply) => {
-                let _ = reply.send(outcome);
+                reply.send(outcome);
                 Ok(())
             }
             None => Err(usage(format!(

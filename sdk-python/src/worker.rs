@@ -15,14 +15,14 @@ use bytes::Bytes;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use raftoral_client::{ClientError, RaftoralClient, Slot, WorkflowContext, WorkflowError};
-use tokio::sync::{mpsc, oneshot};
+use raftoral_client::{
+    ClientError, RaftoralClient, RunOutcome, RunReply, Slot, WorkflowContext, WorkflowError,
+};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
 use crate::errors::to_py_err;
-
-type Outcome = Result<Vec<u8>, WorkflowError>;
 
 /// Runs queued for Python. Bounded: when Python falls behind, the core's
 /// per-run tasks wait here, never the stream reader.
@@ -48,7 +48,7 @@ pub struct Run {
     #[pyo3(get)]
     version: u32,
     input: Bytes,
-    reply: Mutex<Option<oneshot::Sender<Outcome>>>,
+    reply: Mutex<Option<RunReply>>,
 }
 
 /// Permission to compute one checkpoint; spent by `Run.commit`.
@@ -97,33 +97,19 @@ impl Worker {
         let client = self.client.clone();
         // The core's loop runs on the binding's tokio runtime, where it
         // spawns one task per run; Python only pulls from `runs`.
-        let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-            client
-                .handle_workflows(move |req| {
-                    let runs = runs.clone();
-                    async move {
-                        let (reply, outcome) = oneshot::channel();
-                        let run = Run {
-                            workflow_id: req.workflow_id,
-                            workflow_name: req.workflow_name,
-                            version: req.version,
-                            input: req.input,
-                            context: req.context,
-                            reply: Mutex::new(Some(reply)),
-                        };
-                        if runs.send(run).await.is_err() {
-                            return Err(WorkflowError::Client(ClientError::Shutdown));
-                        }
-                        // A run dropped without an outcome (its Python task
-                        // died) is not an outcome: the workflow resumes
-                        // elsewhere or after a restart.
-                        outcome
-                            .await
-                            .unwrap_or(Err(WorkflowError::Client(ClientError::Shutdown)))
-                    }
-                })
-                .await
-        });
+        // A run dropped without an outcome (its Python task died) is not an
+        // outcome: the workflow resumes elsewhere or after a restart.
+        let task = pyo3_async_runtimes::tokio::get_runtime().spawn(client.hand_over_workflows(
+            runs,
+            |req, reply| Run {
+                workflow_id: req.workflow_id,
+                workflow_name: req.workflow_name,
+                version: req.version,
+                input: req.input,
+                context: req.context,
+                reply: Mutex::new(Some(reply)),
+            },
+        ));
         *self.task.lock().expect("lock") = Some(task);
         Ok(())
     }
@@ -160,10 +146,10 @@ impl Worker {
 }
 
 impl Run {
-    fn reply(&self, outcome: Outcome) -> PyResult<()> {
+    fn reply(&self, outcome: RunOutcome) -> PyResult<()> {
         match self.reply.lock().expect("lock").take() {
             Some(reply) => {
-                let _ = reply.send(outcome);
+                reply.send(outcome);
                 Ok(())
             }
             None => Err(PyRuntimeError::new_err(format!(
