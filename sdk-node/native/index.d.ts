@@ -69,6 +69,12 @@ export declare class NativeRun {
    */
   slot(name: string): Promise<NativeSlot>
   /**
+   * `slot` without waiting: null when the slot is not decided yet (a
+   * replica waiting for the owner's commit; then await `slot`). The
+   * owner's common case costs no round trip through the event loop.
+   */
+  slotNow(name: string): NativeSlot | null
+  /**
    * Proposes `value` for the checkpoint `slot` asked to compute and waits
    * for the commit; returns the committed value.
    */

@@ -145,6 +145,26 @@ impl NativeWorker {
     }
 }
 
+impl RunInner {
+    /// The slot as JS sees it; a compute token is kept for `commit`.
+    fn native_slot(&self, slot: Slot) -> NativeSlot {
+        match slot {
+            Slot::Committed(value) => NativeSlot {
+                value: Some(value.to_vec().into()),
+                seq: None,
+            },
+            Slot::Compute(token) => {
+                let seq = token.seq() as f64;
+                *self.token.lock().expect("lock") = Some(token);
+                NativeSlot {
+                    value: None,
+                    seq: Some(seq),
+                }
+            }
+        }
+    }
+}
+
 impl NativeRun {
     fn reply(&self, outcome: RunOutcome) -> napi::Result<()> {
         match self.inner.reply.lock().expect("lock").take() {
@@ -190,25 +210,23 @@ impl NativeRun {
     /// `CANCELLED`, `NON_DETERMINISM`, `SHUTTING_DOWN`.
     #[napi]
     pub async fn slot(&self, name: String) -> napi::Result<NativeSlot> {
-        let inner = self.inner.clone();
-        match inner
+        let slot = self
+            .inner
             .context
             .checkpoint_slot(&name)
             .await
-            .map_err(to_js_err)?
-        {
-            Slot::Committed(value) => Ok(NativeSlot {
-                value: Some(value.to_vec().into()),
-                seq: None,
-            }),
-            Slot::Compute(token) => {
-                let seq = token.seq() as f64;
-                *inner.token.lock().expect("lock") = Some(token);
-                Ok(NativeSlot {
-                    value: None,
-                    seq: Some(seq),
-                })
-            }
+            .map_err(to_js_err)?;
+        Ok(self.inner.native_slot(slot))
+    }
+
+    /// `slot` without waiting: null when the slot is not decided yet (a
+    /// replica waiting for the owner's commit; then await `slot`). The
+    /// owner's common case costs no round trip through the event loop.
+    #[napi]
+    pub fn slot_now(&self, name: String) -> napi::Result<Option<NativeSlot>> {
+        match self.inner.context.try_checkpoint_slot(&name) {
+            None => Ok(None),
+            Some(slot) => Ok(Some(self.inner.native_slot(slot.map_err(to_js_err)?))),
         }
     }
 

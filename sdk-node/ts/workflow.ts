@@ -2,7 +2,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 
 import type { Codec } from "./codec";
-import { Cancelled, call, InvalidArgument } from "./errors";
+import { Cancelled, call, callSync, InvalidArgument } from "./errors";
 import type { NativeRun } from "./native";
 
 /** Options of {@link workflow}. */
@@ -116,7 +116,9 @@ export class WorkflowContext {
   }
 
   async #step<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
-    const slot = await call(this.#run.slot(name));
+    // Decided at once for the owner and on replay; a replica ahead of the
+    // owner's commits waits.
+    const slot = callSync(() => this.#run.slotNow(name)) ?? (await call(this.#run.slot(name)));
     if (slot.value != null) {
       return this.#codec.decode(slot.value) as T;
     }

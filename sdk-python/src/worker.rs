@@ -145,6 +145,21 @@ impl Worker {
     }
 }
 
+/// A slot as Python sees it: `bytes` (committed) or a [`ComputeToken`].
+fn slot_to_py(py: Python<'_>, slot: Slot) -> PyResult<Bound<'_, PyAny>> {
+    match slot {
+        Slot::Committed(value) => Ok(PyBytes::new(py, &value).into_any()),
+        Slot::Compute(token) => Ok(Bound::new(
+            py,
+            ComputeToken {
+                seq: token.seq(),
+                token: Mutex::new(Some(token)),
+            },
+        )?
+        .into_any()),
+    }
+}
+
 impl Run {
     fn reply(&self, outcome: RunOutcome) -> PyResult<()> {
         match self.reply.lock().expect("lock").take() {
@@ -175,19 +190,18 @@ impl Run {
         let context = self.context.clone();
         crate::future::into_py(py, async move {
             let slot = context.checkpoint_slot(&name).await.map_err(to_py_err)?;
-            Python::attach(|py| match slot {
-                Slot::Committed(value) => Ok(PyBytes::new(py, &value).into_any().unbind()),
-                Slot::Compute(token) => Ok(Bound::new(
-                    py,
-                    ComputeToken {
-                        seq: token.seq(),
-                        token: Mutex::new(Some(token)),
-                    },
-                )?
-                .into_any()
-                .unbind()),
-            })
+            Python::attach(|py| slot_to_py(py, slot).map(Bound::unbind))
         })
+    }
+
+    /// `slot` without waiting: the committed value, a compute token, or
+    /// None when the slot is not decided yet (then await `slot`). The
+    /// owner's common case costs no round trip through the event loop.
+    fn slot_now<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.context.try_checkpoint_slot(name) {
+            None => Ok(None),
+            Some(slot) => slot_to_py(py, slot.map_err(to_py_err)?).map(Some),
+        }
     }
 
     /// Proposes `value` for `token`'s checkpoint and waits for the commit;

@@ -89,6 +89,13 @@ impl WorkflowContext {
         self.core.checkpoint_slot(&self.run, name).await
     }
 
+    /// [`checkpoint_slot`](Self::checkpoint_slot) without waiting: `None`
+    /// when the slot is not decided yet (a replica waiting for the owner's
+    /// commit); then await `checkpoint_slot`.
+    pub fn try_checkpoint_slot(&self, name: &str) -> Option<Result<Slot, ClientError>> {
+        self.core.try_checkpoint_slot(&self.run, name)
+    }
+
     /// Proposes the value computed for `token` (from
     /// [`checkpoint_slot`](Self::checkpoint_slot)) and waits for its commit;
     /// returns the committed value.

@@ -385,43 +385,59 @@ impl WorkerCore {
         let mut changes = run.changes.clone();
         loop {
             changes.borrow_and_update();
-            {
-                let mut state = self.lock();
-                let shutting_down = state.shutting_down;
-                let r = run_state(&mut state, run)?;
-                if shutting_down {
-                    return Err(ClientError::Shutdown);
-                }
-                if let Some(reason) = &r.cancelled {
-                    return Err(cancelled(run, reason));
-                }
-                if let Some(message) = &r.ended {
-                    return Err(not_running(run, message));
-                }
-                let seq = r.cursor;
-                if let Some((committed_name, value)) = r.history.get(seq as usize) {
-                    if committed_name != name {
-                        return Err(ClientError::NonDeterminism {
-                            workflow_id: run.workflow_id.clone(),
-                            seq,
-                            expected: committed_name.clone(),
-                            got: name.to_owned(),
-                        });
-                    }
-                    r.cursor += 1;
-                    return Ok(Slot::Committed(value.clone()));
-                }
-                if r.is_owner {
-                    return Ok(Slot::Compute(ComputeToken {
-                        seq,
-                        name: name.to_owned(),
-                    }));
-                }
+            if let Some(slot) = self.try_checkpoint_slot(run, name) {
+                return slot;
             }
             if changes.changed().await.is_err() {
                 return Err(ClientError::Shutdown);
             }
         }
+    }
+
+    /// [`checkpoint_slot`](Self::checkpoint_slot) when it can be decided
+    /// now (a committed value, a compute token for the owner, or an error);
+    /// `None` when the run must wait (a replica ahead of the events).
+    /// Bindings call it first: the owner's common case then costs no hop
+    /// through an async bridge.
+    pub fn try_checkpoint_slot(
+        &self,
+        run: &RunHandle,
+        name: &str,
+    ) -> Option<Result<Slot, ClientError>> {
+        let mut state = self.lock();
+        let shutting_down = state.shutting_down;
+        let r = match run_state(&mut state, run) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        if shutting_down {
+            return Some(Err(ClientError::Shutdown));
+        }
+        if let Some(reason) = &r.cancelled {
+            return Some(Err(cancelled(run, reason)));
+        }
+        if let Some(message) = &r.ended {
+            return Some(Err(not_running(run, message)));
+        }
+        let seq = r.cursor;
+        if let Some((committed_name, value)) = r.history.get(seq as usize) {
+            if committed_name != name {
+                return Some(Err(ClientError::NonDeterminism {
+                    workflow_id: run.workflow_id.clone(),
+                    seq,
+                    expected: committed_name.clone(),
+                    got: name.to_owned(),
+                }));
+            }
+            r.cursor += 1;
+            return Some(Ok(Slot::Committed(value.clone())));
+        }
+        r.is_owner.then(|| {
+            Ok(Slot::Compute(ComputeToken {
+                seq,
+                name: name.to_owned(),
+            }))
+        })
     }
 
     /// Proposes the computed value for `token` and waits for the commit.

@@ -500,3 +500,27 @@ async fn a_run_not_sent_again_before_the_registration_ack_ends_as_not_running() 
         Ok(Slot::Committed(v)) if v.as_ref() == b"1"
     ));
 }
+
+#[tokio::test]
+async fn try_checkpoint_slot_decides_at_once_for_the_owner_and_on_replay_only() {
+    let (core, _rx) = connected();
+    let replay = core.on_execute(execute("r", true, &[("a", "1")])).unwrap();
+    assert!(matches!(
+        core.try_checkpoint_slot(&replay, "a"),
+        Some(Ok(Slot::Committed(v))) if v.as_ref() == b"1"
+    ));
+    assert!(matches!(
+        core.try_checkpoint_slot(&replay, "b"),
+        Some(Ok(Slot::Compute(t))) if t.seq() == 1
+    ));
+    let replica = core.on_execute(execute("w", false, &[])).unwrap();
+    assert!(
+        core.try_checkpoint_slot(&replica, "a").is_none(),
+        "a replica ahead of the events must wait"
+    );
+    core.on_checkpoint_event(event("w", 0, "a", "2"));
+    assert!(matches!(
+        core.try_checkpoint_slot(&replica, "x"),
+        Some(Err(ClientError::NonDeterminism { seq: 0, .. }))
+    ));
+}

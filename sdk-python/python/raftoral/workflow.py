@@ -153,7 +153,9 @@ class WorkflowContext:
                 "finished; checkpoints belong inside the workflow function"
             )
         hint = result_type if result_type is not None else _hints(fn).get("return")
-        slot = await self._run.slot(name)
+        slot = self._run.slot_now(name)
+        if slot is None:  # a replica ahead of the owner's commits
+            slot = await self._run.slot(name)
         if isinstance(slot, bytes):
             return typing.cast(T, self._codec.decode(slot, hint))
         value = fn()
