@@ -6,6 +6,7 @@
 //! threads; the Python package `raftoral` only adds the API surface
 //! (decorators, context, codec, exceptions, types).
 
+mod bridge;
 mod client;
 mod errors;
 mod future;
@@ -40,6 +41,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::Worker>()?;
     m.add_class::<worker::Run>()?;
     m.add_class::<worker::ComputeToken>()?;
+    m.add_class::<bridge::CommitBridge>()?;
     m.add_class::<local::LocalNode>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -21,6 +21,7 @@ use raftoral_client::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::bridge::CommitBridge;
 use crate::client::Client;
 use crate::errors::to_py_err;
 
@@ -225,6 +226,27 @@ impl Run {
                 .map_err(to_py_err)?;
             Ok(Python::attach(|py| PyBytes::new(py, &committed).unbind()))
         })
+    }
+
+    /// `commit` through `bridge`: the outcome arrives as `(id, ...)` from
+    /// `bridge.drain()` instead of through an awaitable.
+    fn commit_to(
+        &self,
+        token: &ComputeToken,
+        value: Vec<u8>,
+        bridge: &CommitBridge,
+        id: u64,
+    ) -> PyResult<()> {
+        let Some(token) = token.token.lock().expect("lock").take() else {
+            return Err(PyRuntimeError::new_err(
+                "this compute token was already used",
+            ));
+        };
+        let (context, sender) = (self.context.clone(), bridge.sender());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            sender.send(id, context.commit(token, Bytes::from(value)).await);
+        });
+        Ok(())
     }
 
     /// The workflow returned `value` (encoded).

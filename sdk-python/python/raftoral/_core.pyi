@@ -3,7 +3,16 @@
 from typing import Any, Optional, Union, final
 
 __version__: str
-__all__ = ["Client", "ComputeToken", "LocalNode", "Run", "Worker", "__version__", "quiesce"]
+__all__ = [
+    "Client",
+    "CommitBridge",
+    "ComputeToken",
+    "LocalNode",
+    "Run",
+    "Worker",
+    "__version__",
+    "quiesce",
+]
 
 @final
 class Client:
@@ -47,9 +56,18 @@ class Run:
     async def slot(self, name: str) -> Union[bytes, ComputeToken]: ...
     def slot_now(self, name: str) -> Union[bytes, ComputeToken, None]: ...
     async def commit(self, token: ComputeToken, value: bytes) -> bytes: ...
+    def commit_to(
+        self, token: ComputeToken, value: bytes, bridge: CommitBridge, id: int
+    ) -> None: ...
     def complete(self, value: bytes) -> None: ...
     def fail(self, message: str) -> None: ...
     def abandon(self, cancelled_reason: Optional[str] = None) -> None: ...
+
+@final
+class CommitBridge:
+    def __new__(cls) -> CommitBridge: ...
+    def fileno(self) -> int: ...
+    def drain(self) -> list[tuple[int, bool, Union[bytes, BaseException]]]: ...
 
 @final
 class Worker:

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any, Optional, Sequence
 
 from . import _core
+from ._bridge import Commits
 from .client import Client
 from .errors import Cancelled, NotRunning, RaftoralError, ShuttingDown
 from .workflow import Workflow, WorkflowContext, _current
@@ -46,6 +47,7 @@ class Worker:
         self._native: Optional[_core.Worker] = None
         self._loop_task: Optional[asyncio.Task[None]] = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._commits: Optional[Commits] = None
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -64,6 +66,7 @@ class Worker:
         native = _core.Worker(self._client._native)
         native.start()
         self._native = native
+        self._commits = Commits(asyncio.get_running_loop())
         try:
             for name, version in self._workflows:
                 await native.register(name, version)
@@ -104,6 +107,9 @@ class Worker:
         await stopping
         if self._loop_task is not None:
             await self._loop_task
+        if self._commits is not None:
+            self._commits.close()
+            self._commits = None
 
     async def _take_runs(self, native: _core.Worker) -> None:
         while True:
@@ -120,7 +126,7 @@ class Worker:
             run.fail(f"this worker has no workflow '{run.workflow_name}' version {run.version}")
             return
         codec = self._client.codec
-        ctx = WorkflowContext(run, codec)
+        ctx = WorkflowContext(run, codec, self._commits)
         _current.set(ctx)  # each task runs in its own copy of the context
         try:
             value = await wf.fn(ctx, codec.decode(run.input, wf.input_type))

@@ -22,6 +22,7 @@ from .errors import InvalidArgument
 
 if TYPE_CHECKING:
     from . import _core
+    from ._bridge import Commits
 
 I = TypeVar("I")  # noqa: E741 - the usual name for an input type
 O = TypeVar("O")  # noqa: E741
@@ -101,9 +102,10 @@ class WorkflowContext:
     replicas and on replay the committed value is returned without running it.
     """
 
-    def __init__(self, run: _core.Run, codec: Codec) -> None:
+    def __init__(self, run: _core.Run, codec: Codec, commits: Optional[Commits] = None) -> None:
         self._run = run
         self._codec = codec
+        self._commits = commits
         self._active = True
 
     @property
@@ -170,7 +172,10 @@ class WorkflowContext:
                 "JSON-compatible value, a dataclass or a pydantic model, or pass "
                 "a codec that handles it"
             ) from e
-        committed = await self._run.commit(slot, data)
+        if self._commits is not None:
+            committed = await self._commits.commit(self._run, slot, data)
+        else:
+            committed = await self._run.commit(slot, data)
         return typing.cast(T, self._codec.decode(committed, hint))
 
 

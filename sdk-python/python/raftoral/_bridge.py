@@ -1,0 +1,58 @@
+"""Commit outcomes from the native core to this event loop, without the
+GIL on the core's threads (see ``sdk-python/src/bridge.rs``)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from . import _core
+
+
+class Commits:
+    """Futures of the commits in flight on one event loop.
+
+    The native side writes to a socket when outcomes are waiting; the loop
+    calls :meth:`_on_ready`, which resolves their futures.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._native = _core.CommitBridge()
+        self._pending: dict[int, asyncio.Future[bytes]] = {}
+        self._ids = itertools.count(1)
+        loop.add_reader(self._native.fileno(), self._on_ready)
+
+    def commit(
+        self, run: _core.Run, token: _core.ComputeToken, data: bytes
+    ) -> asyncio.Future[bytes]:
+        """Proposes ``data`` for ``token``; the future resolves with the
+        committed value (or the error)."""
+        key = next(self._ids)
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        self._pending[key] = future
+        try:
+            run.commit_to(token, data, self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
+    def _on_ready(self) -> None:
+        for key, ok, value in self._native.drain():
+            future = self._pending.pop(key, None)
+            if future is None or future.done():  # its task was cancelled
+                continue
+            if ok:
+                assert isinstance(value, bytes)
+                future.set_result(value)
+            else:
+                assert isinstance(value, BaseException)
+                future.set_exception(value)
+
+    def close(self) -> None:
+        """Stops watching; commits still in flight resolve no future."""
+        self._loop.remove_reader(self._native.fileno())
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
