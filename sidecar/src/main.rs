@@ -4,6 +4,7 @@ mod app_api;
 mod cli_cluster;
 mod cli_workflow;
 mod config;
+mod discovery;
 mod faults;
 mod http_api;
 mod join;
@@ -30,7 +31,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a sidecar node.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Start, inspect, wait for and cancel workflows.
     Workflow(cli_workflow::WorkflowArgs),
     /// Inspect and change the cluster membership.
@@ -52,7 +53,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => server::serve(args).await,
+            Command::Serve(args) => server::serve(*args).await,
             Command::Workflow(args) => cli_workflow::run(args).await,
             Command::Cluster(args) => cli_cluster::run(args).await,
         }
