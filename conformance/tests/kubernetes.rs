@@ -5,12 +5,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use raftoral_client::WorkflowStatus;
 use raftoral_client::proto::cluster::v1::MemberRole;
+use raftoral_conformance::apps::{Apps, client, history, wait_status};
 use raftoral_conformance::cluster::Cluster;
 use raftoral_conformance::kubernetes::{
     ApiServer, NAMESPACE, POD_SELECTOR, SERVICE, node_id_for_uid,
 };
-use raftoral_conformance::{DEADLINE, eventually, eventually_async};
+use raftoral_conformance::{DEADLINE, StepsInput, eventually, eventually_async, steps_sum};
+
+/// Failover timeouts short enough for tests.
+const FAST: &[&str] = &["--owner-timeout-ms", "1000", "--app-timeout-ms", "1000"];
 
 /// A cheap random source for start orders and delays; the seed is printed
 /// so a failing order can be replayed.
@@ -49,7 +54,7 @@ struct Sim {
 impl Sim {
     async fn new(expect: usize, remove_after: &'static str) -> anyhow::Result<Sim> {
         let api = ApiServer::start().await?;
-        let cluster = Cluster::empty(&[])?;
+        let cluster = Cluster::empty(FAST)?;
         let kubeconfig = api.kubeconfig(cluster.dir.path())?;
         Ok(Sim {
             api,
@@ -274,5 +279,62 @@ async fn missing_rbac_permission_is_a_clear_error() -> anyhow::Result<()> {
         cluster.log(id).contains("Kubernetes RBAC denies 'list' on 'endpointslices.discovery.k8s.io' in namespace 'raftoral-test'")
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rolling_update_of_every_pod_loses_no_workflow() -> anyhow::Result<()> {
+    let mut sim = Sim::new(3, "1s").await?;
+    for _ in 0..3 {
+        sim.create_pod()?;
+    }
+    sim.one_cluster_of_the_pods().await?;
+    let mut apps = Apps::start(&sim.cluster, &[]).await?;
+    let c = client(&sim.cluster, sim.ids()[0]).await?;
+    let n = 50;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let h = c
+            .start_workflow("steps", 1, &StepsInput::slow(n, 150))
+            .await?;
+        ids.push(h.workflow_id().to_owned());
+    }
+
+    // Like a Deployment with maxSurge 1, maxUnavailable 0: a new pod joins,
+    // then an old one goes (its app first, then its sidecar).
+    for (round, old) in sim.ids().into_iter().enumerate() {
+        let new = sim.create_pod()?;
+        sim.one_cluster_of_the_pods().await?;
+        apps.spawn(&sim.cluster, new, &[]).await?;
+        if round == 0 {
+            // The first old pod goes while every workflow is in flight.
+            for id in &ids {
+                let status = c.get_workflow(id).await?.status();
+                assert_eq!(status, WorkflowStatus::Running, "{id} not in flight");
+            }
+        }
+        if let Some(worker) = apps.workers.remove(&old) {
+            worker.terminate().await?;
+        }
+        sim.delete_pod(old).await?;
+        sim.one_cluster_of_the_pods().await?;
+    }
+
+    let nodes = sim.ids();
+    let c = client(&sim.cluster, nodes[0]).await?;
+    for id in &ids {
+        wait_status(&c, id, WorkflowStatus::Completed).await?;
+        let info = c.get_workflow(id).await?;
+        assert_eq!(serde_json::from_slice::<u64>(&info.result)?, steps_sum(n));
+        let first = history(&sim.cluster, nodes[0], id).await?;
+        assert_eq!(first.len(), n as usize);
+        for node in &nodes[1..] {
+            assert_eq!(
+                history(&sim.cluster, *node, id).await?,
+                first,
+                "histories differ"
+            );
+        }
+    }
     Ok(())
 }
