@@ -230,7 +230,7 @@ impl ApiServer {
     /// Forgets the event history: a watch from any older version gets
     /// `410 Gone` (as after etcd compaction), and open watches are cut so
     /// the clients come back with their old versions.
-    pub fn compact(&mut self) {
+    pub fn compact(&self) {
         {
             let mut state = self.state.lock().expect("state");
             // Every version seen so far is gone; the next one is valid.
