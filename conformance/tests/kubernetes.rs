@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use raftoral_client::WorkflowStatus;
-use raftoral_client::proto::cluster::v1::MemberRole;
+use raftoral_client::proto::cluster::v1::{
+    ClusterStatusRequest, MemberRole, TransferLeaderRequest,
+    cluster_service_client::ClusterServiceClient,
+};
 use raftoral_conformance::apps::{Apps, client, history, wait_status};
 use raftoral_conformance::cluster::Cluster;
 use raftoral_conformance::kubernetes::{
@@ -46,6 +49,8 @@ struct Sim {
     kubeconfig: PathBuf,
     expect: usize,
     remove_after: &'static str,
+    /// Give each pod a storage directory (its Raft log survives a restart).
+    storage: bool,
     created: u64,
     /// Pod name by node id, for the pods that exist.
     pods: std::collections::BTreeMap<u64, String>,
@@ -62,6 +67,7 @@ impl Sim {
             kubeconfig,
             expect,
             remove_after,
+            storage: false,
             created: 0,
             pods: Default::default(),
         })
@@ -100,7 +106,13 @@ impl Sim {
             ),
         ])
         .collect();
-        let port = self.cluster.spawn_pod(id, Vec::new(), env)?;
+        let args = if self.storage {
+            let dir = self.cluster.dir.path().join(format!("data-{name}"));
+            vec!["--storage-path".to_owned(), dir.display().to_string()]
+        } else {
+            Vec::new()
+        };
+        let port = self.cluster.spawn_pod(id, args, env)?;
         self.api.add_pod(&name, &uid, port);
         self.pods.insert(id, name);
         Ok(id)
@@ -248,6 +260,63 @@ async fn an_api_outage_removes_nobody_and_discovery_catches_up() -> anyhow::Resu
 #[ignore = "30 s API outage; run with --ignored"]
 async fn a_thirty_second_api_outage_removes_nobody() -> anyhow::Result<()> {
     api_outage(Duration::from_secs(30)).await
+}
+
+#[tokio::test]
+async fn a_leader_restarted_while_the_api_is_away_removes_nobody() -> anyhow::Result<()> {
+    let mut sim = Sim::new(3, "1s").await?;
+    sim.storage = true;
+    for _ in 0..3 {
+        sim.create_pod()?;
+    }
+    sim.one_cluster_of_the_pods().await?;
+    let ids = sim.ids();
+    sim.api.set_down(true);
+    // A sidecar container restarts inside its pod (same UID, same storage)
+    // while the API is away: it resumes as its member, knows no pod at all,
+    // and is made leader. Its empty view must not look like every other
+    // pod being gone.
+    let restarted = ids[0];
+    sim.cluster.kill(restarted).await?;
+    sim.cluster.restart(restarted).await?;
+    sim.cluster.wait_agreement(&ids, &ids).await?;
+    let mut admin = ClusterServiceClient::connect(format!(
+        "http://{}",
+        sim.cluster.nodes[&restarted].raft_addr
+    ))
+    .await?;
+    eventually_async(DEADLINE, "the restarted node to lead", || {
+        let mut admin = admin.clone();
+        async move {
+            let moved = admin
+                .transfer_leader(TransferLeaderRequest { node_id: restarted })
+                .await;
+            Ok(moved.is_ok_and(|r| r.into_inner().leader_id == restarted))
+        }
+    })
+    .await?;
+    // Well past RAFTORAL_REMOVE_AFTER, checked at a steady cadence.
+    let started = tokio::time::Instant::now();
+    let mut cadence = tokio::time::interval(Duration::from_millis(200));
+    while started.elapsed() < Duration::from_secs(4) {
+        cadence.tick().await;
+        let status = admin
+            .cluster_status(ClusterStatusRequest {})
+            .await?
+            .into_inner();
+        let members: Vec<u64> = status.members.iter().map(|m| m.node_id).collect();
+        assert_eq!(members, ids, "a member was removed while the API was away");
+    }
+    assert!(
+        sim.cluster
+            .log(restarted)
+            .contains("storage holds data: restarting as the member this pod was"),
+        "{}",
+        sim.cluster.log(restarted)
+    );
+    sim.api.set_down(false);
+    sim.one_cluster_of_the_pods().await?;
+    Ok(())
 }
 
 #[tokio::test]
