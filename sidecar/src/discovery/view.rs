@@ -75,3 +75,72 @@ pub fn peers<'a>(
         .map(|p| (p.id, p))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(name: &str, uid: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                uid: Some(uid.into()),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        }
+    }
+
+    fn endpoint(uid: &str, ip: &str, hostname: Option<&str>) -> Endpoint {
+        Endpoint {
+            addresses: vec![ip.into()],
+            hostname: hostname.map(Into::into),
+            target_ref: Some(ObjectReference {
+                uid: Some(uid.into()),
+                ..ObjectReference::default()
+            }),
+            ..Endpoint::default()
+        }
+    }
+
+    #[test]
+    fn addresses_come_from_the_raft_port_and_prefer_stable_names() {
+        let slice = EndpointSlice {
+            endpoints: Some(vec![
+                endpoint("u1", "10.0.0.1", None),
+                endpoint("u2", "10.0.0.2", Some("app-2")),
+                endpoint("u3", "fd00::3", None),
+            ]),
+            ports: Some(vec![
+                EndpointPort {
+                    name: Some("metrics".into()),
+                    port: Some(9090),
+                    ..EndpointPort::default()
+                },
+                EndpointPort {
+                    name: Some(RAFT_PORT_NAME.into()),
+                    port: Some(7001),
+                    ..EndpointPort::default()
+                },
+            ]),
+            ..EndpointSlice::default()
+        };
+        let pods = [
+            pod("a", "u1"),
+            pod("b", "u2"),
+            pod("c", "u3"),
+            pod("d", "u4"),
+        ];
+        let peers = peers(&pods, [&slice], "svc.ns.svc");
+        let address = |uid: &str| peers[&node_id_for_uid(uid)].address.clone();
+        assert_eq!(address("u1").as_deref(), Some("10.0.0.1:7001"));
+        assert_eq!(address("u2").as_deref(), Some("app-2.svc.ns.svc:7001"));
+        assert_eq!(address("u3").as_deref(), Some("[fd00::3]:7001"));
+        // A pod not in any slice yet is a peer without an address.
+        assert_eq!(address("u4"), None);
+        assert_eq!(peers.len(), 4);
+    }
+}
