@@ -10,6 +10,11 @@ PY := sdk-python
 # Pinned tools (maturin, ruff, mypy, pytest) live in a venv inside the repo.
 PY_TOOLS := $(PY)/.venv/.installed
 
+# kubectl (with kustomize) and an offline Kubernetes schema validator, pinned
+# in tools/k8s-requirements.txt, in a venv inside the repo.
+K8S_VENV := tools/.k8s-venv
+K8S_TOOLS := $(K8S_VENV)/.installed
+
 NODE_SDK := sdk-node
 # Pinned tools (@napi-rs/cli, typescript, biome) live in sdk-node/node_modules.
 NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
@@ -17,7 +22,7 @@ NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
 NODE_PACK := target/node-pack
 NODE_FRESH := target/node-test
 
-.PHONY: all build test test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run bench-sdks bench-sdks-setup
+.PHONY: all build test k8s-check test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run bench-sdks bench-sdks-setup
 
 all: build
 
@@ -51,7 +56,18 @@ fmt: tools
 	$(CARGO) fmt --all
 
 ## test: install tools, build, lint, run every test, then the conformance matrix
-test: lint build test-rust package test-python test-node conformance
+test: lint build k8s-check test-rust package test-python test-node conformance
+
+$(K8S_TOOLS): tools/k8s-requirements.txt
+	$(PYTHON) -m venv $(K8S_VENV)
+	$(K8S_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/k8s-requirements.txt
+	@touch $@
+
+## k8s-check: render every kustomization in k8s/, validate it strictly against
+## the Kubernetes API schema (offline), and check the sidecar's env vars and
+## ports against `raftoral serve --help`
+k8s-check: build $(K8S_TOOLS)
+	$(K8S_VENV)/bin/python scripts/check_k8s.py $(K8S_VENV)/bin/kubectl $(K8S_VENV)/bin/kubernetes-validate target/debug/raftoral
 
 ## package: the publishable crates package and build from their packaged
 ## sources (what `cargo add raftoral-client` gets)
@@ -135,10 +151,10 @@ lint-python: $(PY_TOOLS)
 	cd $(PY) && .venv/bin/mypy --strict python/raftoral tests conformance ../examples/ping-pong-python ../bench/workers
 	@# The raw worker and the matrix runner, with the SDK's settings; the raw
 	@# worker's generated stubs and grpc are untyped, so they are not followed.
-	$(PY)/.venv/bin/ruff check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py
-	$(PY)/.venv/bin/ruff format --check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py
+	$(PY)/.venv/bin/ruff check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py
+	$(PY)/.venv/bin/ruff format --check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py
 	$(PY)/.venv/bin/mypy --strict --python-version 3.10 --follow-imports=skip --ignore-missing-imports \
-		$(RAW)/worker.py scripts/conformance_matrix.py
+		$(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py
 
 $(NODE_TOOLS): $(NODE_SDK)/package.json
 	cd $(NODE_SDK) && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error

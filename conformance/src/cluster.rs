@@ -23,6 +23,7 @@ pub struct ClusterNode {
     /// App API URL (kept across restarts, so apps reconnect by themselves).
     pub url: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     dir: PathBuf,
 }
@@ -120,6 +121,16 @@ impl Cluster {
     }
 
     fn spawn(&mut self, id: u64, raft_addr: String, args: Vec<String>) -> anyhow::Result<()> {
+        self.spawn_with(id, raft_addr, args, Vec::new())
+    }
+
+    fn spawn_with(
+        &mut self,
+        id: u64,
+        raft_addr: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<()> {
         let node_dir = self.dir.path().join(format!("node{id}"));
         std::fs::create_dir_all(&node_dir)?;
         let mut node = ClusterNode {
@@ -127,6 +138,7 @@ impl Cluster {
             raft_addr,
             url: String::new(),
             args,
+            env,
             child: None,
             dir: node_dir,
         };
@@ -157,6 +169,7 @@ impl Cluster {
             .args(&self.extra)
             .env("RUST_LOG", "info,raftoral=debug")
             .env("RAFTORAL_FAULT_FILE", node.dir.join("faults"))
+            .envs(node.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
@@ -164,7 +177,41 @@ impl Cluster {
             .context("spawn raftoral serve")
     }
 
-    async fn wait_serving(&mut self, id: u64) -> anyhow::Result<()> {
+    /// A cluster with no node yet: nodes come as pods ([`Cluster::spawn_pod`]).
+    pub fn empty(extra: &[&str]) -> anyhow::Result<Cluster> {
+        Ok(Cluster {
+            nodes: BTreeMap::new(),
+            dir: tempfile::tempdir()?,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    /// Starts node `id` with `args` and `env` on a port picked now, without
+    /// waiting for it (a discovering node serves only once it has decided
+    /// how to start); returns its node-to-node port.
+    pub fn spawn_pod(
+        &mut self,
+        id: u64,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<u16> {
+        let port = free_port()?;
+        self.spawn_with(id, format!("127.0.0.1:{port}"), args, env)?;
+        Ok(port)
+    }
+
+    /// Stops node `id` gracefully (SIGTERM) and forgets it, as when its pod
+    /// is deleted.
+    pub async fn remove(&mut self, id: u64) -> anyhow::Result<()> {
+        if self.nodes[&id].child.is_some() {
+            self.terminate(id).await?;
+        }
+        self.nodes.remove(&id);
+        Ok(())
+    }
+
+    /// Waits until node `id` has written its address file (it serves).
+    pub async fn wait_serving(&mut self, id: u64) -> anyhow::Result<()> {
         let node = self.nodes.get_mut(&id).expect("node");
         let file = node.dir.join("addr.json");
         let deadline = tokio::time::Instant::now() + DEADLINE;

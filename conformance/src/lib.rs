@@ -9,6 +9,7 @@ pub mod apps;
 pub mod cluster;
 pub mod fault_run;
 pub mod http;
+pub mod kubernetes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

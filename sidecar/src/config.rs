@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// (useful with port 0).
     #[arg(long, env = "RAFTORAL_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
+
+    /// Peer discovery (static or Kubernetes).
+    #[command(flatten)]
+    pub discovery: crate::discovery::DiscoveryArgs,
 }
 
 impl ServeArgs {

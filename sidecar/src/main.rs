@@ -4,14 +4,15 @@ mod app_api;
 mod cli_cluster;
 mod cli_workflow;
 mod config;
+mod discovery;
 mod faults;
 mod http_api;
 mod join;
+mod logging;
 mod server;
 mod workflow_api;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// Raftoral: durable workflows replicated by Raft, served to your app on
 /// localhost.
@@ -20,12 +21,17 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// Log format on stderr: `text` (default) or `json`, one JSON object
+    /// per line with the structured fields, for a log pipeline.
+    #[arg(long, env = "RAFTORAL_LOG_FORMAT", global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a sidecar node.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Start, inspect, wait for and cancel workflows.
     Workflow(cli_workflow::WorkflowArgs),
     /// Inspect and change the cluster membership.
@@ -34,12 +40,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,7 +53,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => server::serve(args).await,
+            Command::Serve(args) => server::serve(*args).await,
             Command::Workflow(args) => cli_workflow::run(args).await,
             Command::Cluster(args) => cli_cluster::run(args).await,
         }

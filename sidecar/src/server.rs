@@ -35,6 +35,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let raft_addr = raft_listener.local_addr()?;
 
     let advertise = args.advertise_for(raft_addr);
+    // Kubernetes discovery decides the node id and how it starts before the
+    // node exists; it stops with the process (`_stop_discovery` dropped).
+    let (_stop_discovery, stop_rx) = tokio::sync::watch::channel(false);
+    let mut discovery = None;
+    let args = if args.discovery.discovery == crate::discovery::Mode::Kubernetes {
+        let mut k8s = crate::discovery::Kubernetes::start(&args.discovery, stop_rx).await?;
+        let start = tokio::select! {
+            start = k8s.plan(&args) => start?,
+            _ = wait_for_signal() => {
+                tracing::info!("termination signal received before the node started");
+                return Ok(());
+            }
+        };
+        let args = crate::discovery::apply(args, k8s.node_id, &start);
+        discovery = Some(k8s);
+        args
+    } else {
+        args
+    };
     let config = args.node_config(advertise.clone())?;
     let node = Node::start(config)
         .await
@@ -122,6 +141,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 node.shutdown().await;
             }
         });
+    }
+
+    if let Some(k8s) = discovery {
+        tokio::spawn(crate::discovery::reconcile(k8s, node.clone()));
     }
 
     // Either server ending on its own stops the node: half a sidecar (no

@@ -1,0 +1,409 @@
+//! Kubernetes discovery against the simulated API server
+//! (`raftoral_conformance::kubernetes`), with real `raftoral serve`
+//! processes reaching it through a kubeconfig.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raftoral_client::WorkflowStatus;
+use raftoral_client::proto::cluster::v1::{
+    ClusterStatusRequest, MemberRole, TransferLeaderRequest,
+    cluster_service_client::ClusterServiceClient,
+};
+use raftoral_conformance::apps::{Apps, client, history, wait_status};
+use raftoral_conformance::cluster::Cluster;
+use raftoral_conformance::kubernetes::{
+    ApiServer, NAMESPACE, POD_SELECTOR, SERVICE, node_id_for_uid,
+};
+use raftoral_conformance::{DEADLINE, StepsInput, eventually, eventually_async, steps_sum};
+
+/// Failover timeouts short enough for tests.
+const FAST: &[&str] = &["--owner-timeout-ms", "1000", "--app-timeout-ms", "1000"];
+
+/// A cheap random source for start orders and delays; the seed is printed
+/// so a failing order can be replayed.
+struct Random(u64);
+
+impl Random {
+    fn new() -> Random {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1;
+        eprintln!("random seed {seed}");
+        Random(seed)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// A namespace: the API server, the pods' processes, and who is who.
+struct Sim {
+    api: ApiServer,
+    cluster: Cluster,
+    kubeconfig: PathBuf,
+    expect: usize,
+    remove_after: &'static str,
+    /// Give each pod a storage directory (its Raft log survives a restart).
+    storage: bool,
+    created: u64,
+    /// Pod name by node id, for the pods that exist.
+    pods: std::collections::BTreeMap<u64, String>,
+}
+
+impl Sim {
+    async fn new(expect: usize, remove_after: &'static str) -> anyhow::Result<Sim> {
+        let api = ApiServer::start().await?;
+        let cluster = Cluster::empty(FAST)?;
+        let kubeconfig = api.kubeconfig(cluster.dir.path())?;
+        Ok(Sim {
+            api,
+            cluster,
+            kubeconfig,
+            expect,
+            remove_after,
+            storage: false,
+            created: 0,
+            pods: Default::default(),
+        })
+    }
+
+    /// Creates a pod: its process starts, then it appears in the API (the
+    /// order a kubelet gives varies; discovery must not care).
+    fn create_pod(&mut self) -> anyhow::Result<u64> {
+        self.created += 1;
+        let name = format!("app-{}", self.created);
+        let uid = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            self.created,
+            std::process::id() as u64 * 1000 + self.created
+        );
+        let id = node_id_for_uid(&uid);
+        let env = [
+            ("RAFTORAL_DISCOVERY", "kubernetes"),
+            ("RAFTORAL_SERVICE_NAME", SERVICE),
+            ("RAFTORAL_POD_SELECTOR", POD_SELECTOR),
+            ("RAFTORAL_REMOVE_AFTER", self.remove_after),
+            ("POD_NAMESPACE", NAMESPACE),
+            ("POD_NAME", &name),
+            ("POD_UID", &uid),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .chain([
+            (
+                "KUBECONFIG".to_owned(),
+                self.kubeconfig.display().to_string(),
+            ),
+            (
+                "RAFTORAL_BOOTSTRAP_EXPECT".to_owned(),
+                self.expect.to_string(),
+            ),
+        ])
+        .collect();
+        let args = if self.storage {
+            let dir = self.cluster.dir.path().join(format!("data-{name}"));
+            vec!["--storage-path".to_owned(), dir.display().to_string()]
+        } else {
+            Vec::new()
+        };
+        let port = self.cluster.spawn_pod(id, args, env)?;
+        self.api.add_pod(&name, &uid, port);
+        self.pods.insert(id, name);
+        Ok(id)
+    }
+
+    /// Deletes a pod: gone from the API, its process stopped.
+    async fn delete_pod(&mut self, id: u64) -> anyhow::Result<()> {
+        let name = self.pods.remove(&id).expect("pod");
+        self.api.delete_pod(&name);
+        self.cluster.remove(id).await
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        self.pods.keys().copied().collect()
+    }
+
+    /// Waits until every pod serves and all agree on one leader and on the
+    /// members being exactly the pods, every one a voter.
+    async fn one_cluster_of_the_pods(&mut self) -> anyhow::Result<()> {
+        let ids = self.ids();
+        for id in &ids {
+            self.cluster.wait_serving(*id).await?;
+        }
+        self.cluster.wait_agreement(&ids, &ids).await?;
+        let cluster = &self.cluster;
+        eventually_async(DEADLINE, "every member a voter", || async {
+            let status = cluster.status(ids[0]).await?;
+            Ok(status
+                .members
+                .iter()
+                .all(|m| m.role != MemberRole::Learner as i32))
+        })
+        .await?;
+        for id in &ids {
+            assert_eq!(
+                self.cluster.status(*id).await?.node_id,
+                *id,
+                "the id comes from the pod UID"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One simultaneous start: `expect` pods created in a random order with
+/// random delays; exactly one cluster must form, with all of them as voters.
+async fn simultaneous_start(random: &mut Random) -> anyhow::Result<()> {
+    let mut sim = Sim::new(3, "60s").await?;
+    for _ in 0..3 {
+        sim.create_pod()?;
+        tokio::time::sleep(Duration::from_millis(random.below(400))).await;
+    }
+    sim.one_cluster_of_the_pods().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_started_together_form_exactly_one_cluster_every_time() -> anyhow::Result<()> {
+    let mut random = Random::new();
+    // 20 starts, four at a time (each in its own namespace and API server).
+    for round in 0..5 {
+        let mut starts = Vec::new();
+        for _ in 0..4 {
+            let mut random = Random(random.below(u64::MAX) | 1);
+            starts.push(tokio::spawn(async move {
+                simultaneous_start(&mut random).await
+            }));
+        }
+        for start in starts {
+            start
+                .await?
+                .map_err(|e| anyhow::anyhow!("round {round}: {e:#}"))?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn scaling_up_and_down_and_replacing_a_pod_follow_the_pods() -> anyhow::Result<()> {
+    let mut sim = Sim::new(3, "1s").await?;
+    for _ in 0..3 {
+        sim.create_pod()?;
+    }
+    sim.one_cluster_of_the_pods().await?;
+
+    // 3 -> 5: the new pods join (learners, then voters).
+    sim.create_pod()?;
+    sim.create_pod()?;
+    sim.one_cluster_of_the_pods().await?;
+
+    // 5 -> 3: the leader removes the members whose pods are gone.
+    let ids = sim.ids();
+    sim.delete_pod(ids[3]).await?;
+    sim.delete_pod(ids[0]).await?;
+    sim.one_cluster_of_the_pods().await?;
+
+    // A pod deleted and replaced: the replacement is a new member.
+    let old = sim.ids()[1];
+    sim.delete_pod(old).await?;
+    let new = sim.create_pod()?;
+    assert_ne!(old, new);
+    sim.one_cluster_of_the_pods().await?;
+    Ok(())
+}
+
+/// The API server goes away for `outage`; meanwhile a pod is deleted (the
+/// sidecars cannot see it). Nobody is removed during the outage; after it,
+/// discovery catches up and the gone pod is removed.
+async fn api_outage(outage: Duration) -> anyhow::Result<()> {
+    let mut sim = Sim::new(3, "1s").await?;
+    for _ in 0..4 {
+        sim.create_pod()?;
+    }
+    sim.one_cluster_of_the_pods().await?;
+    let ids = sim.ids();
+    sim.api.set_down(true);
+    // Stop a member while the API is away: it is missing from Raft but the
+    // pod cannot be seen gone, so it must stay a member.
+    let gone = ids[3];
+    let name = sim.pods.remove(&gone).expect("pod");
+    sim.cluster.remove(gone).await?;
+    let started = tokio::time::Instant::now();
+    let survivors: Vec<u64> = ids[..3].to_vec();
+    // Checked at a steady cadence for the whole outage.
+    let mut cadence = tokio::time::interval(Duration::from_millis(200));
+    while started.elapsed() < outage {
+        cadence.tick().await;
+        let leader = sim.cluster.wait_agreement(&survivors, &ids).await?;
+        assert!(survivors.contains(&leader));
+    }
+    sim.api.delete_pod(&name);
+    sim.api.set_down(false);
+    sim.one_cluster_of_the_pods().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_api_outage_removes_nobody_and_discovery_catches_up() -> anyhow::Result<()> {
+    // The 30 s outage runs in the ignored variant below; 5 s keeps
+    // this file's wall time sane and crosses several backoff rounds and
+    // the 1 s removal delay.
+    api_outage(Duration::from_secs(5)).await
+}
+
+#[tokio::test]
+#[ignore = "30 s API outage; run with --ignored"]
+async fn a_thirty_second_api_outage_removes_nobody() -> anyhow::Result<()> {
+    api_outage(Duration::from_secs(30)).await
+}
+
+#[tokio::test]
+async fn a_leader_restarted_while_the_api_is_away_removes_nobody() -> anyhow::Result<()> {
+    let mut sim = Sim::new(3, "1s").await?;
+    sim.storage = true;
+    for _ in 0..3 {
+        sim.create_pod()?;
+    }
+    sim.one_cluster_of_the_pods().await?;
+    let ids = sim.ids();
+    sim.api.set_down(true);
+    // A sidecar container restarts inside its pod (same UID, same storage)
+    // while the API is away: it resumes as its member, knows no pod at all,
+    // and is made leader. Its empty view must not look like every other
+    // pod being gone.
+    let restarted = ids[0];
+    sim.cluster.kill(restarted).await?;
+    sim.cluster.restart(restarted).await?;
+    sim.cluster.wait_agreement(&ids, &ids).await?;
+    let mut admin = ClusterServiceClient::connect(format!(
+        "http://{}",
+        sim.cluster.nodes[&restarted].raft_addr
+    ))
+    .await?;
+    eventually_async(DEADLINE, "the restarted node to lead", || {
+        let mut admin = admin.clone();
+        async move {
+            let moved = admin
+                .transfer_leader(TransferLeaderRequest { node_id: restarted })
+                .await;
+            Ok(moved.is_ok_and(|r| r.into_inner().leader_id == restarted))
+        }
+    })
+    .await?;
+    // Well past RAFTORAL_REMOVE_AFTER, checked at a steady cadence.
+    let started = tokio::time::Instant::now();
+    let mut cadence = tokio::time::interval(Duration::from_millis(200));
+    while started.elapsed() < Duration::from_secs(4) {
+        cadence.tick().await;
+        let status = admin
+            .cluster_status(ClusterStatusRequest {})
+            .await?
+            .into_inner();
+        let members: Vec<u64> = status.members.iter().map(|m| m.node_id).collect();
+        assert_eq!(members, ids, "a member was removed while the API was away");
+    }
+    assert!(
+        sim.cluster
+            .log(restarted)
+            .contains("storage holds data: restarting as the member this pod was"),
+        "{}",
+        sim.cluster.log(restarted)
+    );
+    sim.api.set_down(false);
+    sim.one_cluster_of_the_pods().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_compacted_watch_relists_and_follows_on() -> anyhow::Result<()> {
+    let mut sim = Sim::new(3, "1s").await?;
+    for _ in 0..3 {
+        sim.create_pod()?;
+    }
+    sim.one_cluster_of_the_pods().await?;
+    let lists = sim.api.lists("pods");
+    sim.api.compact();
+    // 410 Gone on the next watch: every sidecar lists again.
+    eventually(DEADLINE, "the sidecars to relist after 410 Gone", || {
+        sim.api.lists("pods") >= lists + 3
+    })
+    .await?;
+    sim.create_pod()?;
+    sim.one_cluster_of_the_pods().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_rbac_permission_is_a_clear_error() -> anyhow::Result<()> {
+    let mut sim = Sim::new(1, "60s").await?;
+    sim.api.deny("list", "endpointslices");
+    let id = sim.create_pod()?;
+    let cluster = &sim.cluster;
+    eventually(DEADLINE, "the RBAC error in the log", || {
+        cluster.log(id).contains("Kubernetes RBAC denies 'list' on 'endpointslices.discovery.k8s.io' in namespace 'raftoral-test'")
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rolling_update_of_every_pod_loses_no_workflow() -> anyhow::Result<()> {
+    let mut sim = Sim::new(3, "1s").await?;
+    for _ in 0..3 {
+        sim.create_pod()?;
+    }
+    sim.one_cluster_of_the_pods().await?;
+    let mut apps = Apps::start(&sim.cluster, &[]).await?;
+    let c = client(&sim.cluster, sim.ids()[0]).await?;
+    let n = 50;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let h = c
+            .start_workflow("steps", 1, &StepsInput::slow(n, 150))
+            .await?;
+        ids.push(h.workflow_id().to_owned());
+    }
+
+    // Like a Deployment with maxSurge 1, maxUnavailable 0: a new pod joins,
+    // then an old one goes (its app first, then its sidecar).
+    for (round, old) in sim.ids().into_iter().enumerate() {
+        let new = sim.create_pod()?;
+        sim.one_cluster_of_the_pods().await?;
+        apps.spawn(&sim.cluster, new, &[]).await?;
+        if round == 0 {
+            // The first old pod goes while every workflow is in flight.
+            for id in &ids {
+                let status = c.get_workflow(id).await?.status();
+                assert_eq!(status, WorkflowStatus::Running, "{id} not in flight");
+            }
+        }
+        if let Some(worker) = apps.workers.remove(&old) {
+            worker.terminate().await?;
+        }
+        sim.delete_pod(old).await?;
+        sim.one_cluster_of_the_pods().await?;
+    }
+
+    let nodes = sim.ids();
+    let c = client(&sim.cluster, nodes[0]).await?;
+    for id in &ids {
+        wait_status(&c, id, WorkflowStatus::Completed).await?;
+        let info = c.get_workflow(id).await?;
+        assert_eq!(serde_json::from_slice::<u64>(&info.result)?, steps_sum(n));
+        let first = history(&sim.cluster, nodes[0], id).await?;
+        assert_eq!(first.len(), n as usize);
+        for node in &nodes[1..] {
+            assert_eq!(
+                history(&sim.cluster, *node, id).await?,
+                first,
+                "histories differ"
+            );
+        }
+    }
+    Ok(())
+}

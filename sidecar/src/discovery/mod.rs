@@ -1,0 +1,402 @@
+//! Peer discovery for `raftoral serve`: `static` (RAFTORAL_PEERS or
+//! --join, the default) or `kubernetes` (pods and EndpointSlices of a
+//! headless Service, read through the API server).
+//!
+//! Kubernetes discovery decides how this node starts (bootstrap a new
+//! cluster, join the one that answers, or restart from its storage), then
+//! keeps watching: the leader removes members whose pod has been gone
+//! longer than RAFTORAL_REMOVE_AFTER. See docs/KUBERNETES.md.
+
+mod bootstrap;
+pub mod identity;
+mod reconcile;
+mod view;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use raftoral_proto::cluster::v1::{
+    ClusterStatusRequest, cluster_service_client::ClusterServiceClient,
+};
+use tokio::sync::watch as channel;
+
+use crate::config::ServeArgs;
+pub use reconcile::reconcile;
+use view::Peer;
+use watch::{Snapshot, Target};
+
+/// The file a pod's service account namespace is mounted at.
+const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// How peers are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Mode {
+    /// RAFTORAL_PEERS (bootstrap) or RAFTORAL_JOIN.
+    #[default]
+    Static,
+    /// The Kubernetes API: pods and EndpointSlices of a headless Service.
+    Kubernetes,
+}
+
+/// Discovery settings of `raftoral serve` (a block of their own).
+#[derive(Debug, Clone, Args)]
+pub struct DiscoveryArgs {
+    /// How peers are found: `static` (RAFTORAL_PEERS or --join) or
+    /// `kubernetes` (the API server; needs RAFTORAL_SERVICE_NAME,
+    /// RAFTORAL_POD_SELECTOR, RAFTORAL_BOOTSTRAP_EXPECT, POD_UID).
+    #[arg(long, env = "RAFTORAL_DISCOVERY", value_enum, default_value_t = Mode::Static)]
+    pub discovery: Mode,
+
+    /// Headless Service (publishNotReadyAddresses: true) whose
+    /// EndpointSlices give the peers' node-to-node addresses (its port
+    /// named `raft`, or its first port).
+    #[arg(long, env = "RAFTORAL_SERVICE_NAME")]
+    pub service_name: Option<String>,
+
+    /// Label selector of the pods that run raftoral (e.g.
+    /// `app.kubernetes.io/name=ping-pong`): their UIDs and creation times
+    /// decide identities and the bootstrap.
+    #[arg(long, env = "RAFTORAL_POD_SELECTOR")]
+    pub pod_selector: Option<String>,
+
+    /// A member whose pod has been gone from the API this long is removed
+    /// from the membership by the leader (never below quorum): `90s`,
+    /// `5m`, `500ms`.
+    #[arg(long, env = "RAFTORAL_REMOVE_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub remove_after: Duration,
+
+    /// This pod's UID (downward API `metadata.uid`): the node id derives
+    /// from it, so a replacement pod is a new member.
+    #[arg(long, env = "POD_UID")]
+    pub pod_uid: Option<String>,
+
+    /// This pod's name (downward API `metadata.name`), for logs.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// This pod's IP (downward API `status.podIP`): the advertised host
+    /// when listening on all interfaces.
+    #[arg(long, env = "POD_IP")]
+    pub pod_ip: Option<String>,
+
+    /// Namespace to watch (downward API `metadata.namespace`); default:
+    /// the service account's namespace file, then the kubeconfig's.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+}
+
+/// Parses `90s`, `5m`, `500ms`, `1h`.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("'{value}' has no unit: write e.g. 90s, 5m or 500ms"))?;
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{value}' does not start with a number: write e.g. 90s"))?;
+    let millis = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => {
+            return Err(format!(
+                "unknown unit '{unit}' in '{value}': use ms, s, m or h"
+            ));
+        }
+    };
+    Ok(Duration::from_millis(number.saturating_mul(millis)))
+}
+
+/// What this node does at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Its storage holds data: resume as the member it was.
+    Restart,
+    /// Form a new cluster with these members (id → address).
+    Bootstrap(BTreeMap<u64, String>),
+    /// Join the cluster that answered at this address.
+    Join(String),
+}
+
+/// Kubernetes discovery running for this node.
+pub struct Kubernetes {
+    /// This node's id (from the pod UID).
+    pub node_id: u64,
+    pods: channel::Receiver<Snapshot<Pod>>,
+    slices: channel::Receiver<Snapshot<EndpointSlice>>,
+    remove_after: Duration,
+    /// `SERVICE.NAMESPACE.svc`: StatefulSet pods' DNS names end with it.
+    dns_suffix: String,
+}
+
+impl Kubernetes {
+    /// Connects to the API server (in-cluster service account, or
+    /// KUBECONFIG) and starts following pods and EndpointSlices.
+    pub async fn start(
+        args: &DiscoveryArgs,
+        stop: channel::Receiver<bool>,
+    ) -> anyhow::Result<Kubernetes> {
+        let missing = |what: &str| format!("RAFTORAL_DISCOVERY=kubernetes needs {what}");
+        let uid = args
+            .pod_uid
+            .clone()
+            .with_context(|| missing("POD_UID (downward API metadata.uid)"))?;
+        let service = args
+            .service_name
+            .clone()
+            .with_context(|| missing("RAFTORAL_SERVICE_NAME (the headless Service)"))?;
+        let selector = args.pod_selector.clone().with_context(|| {
+            missing(
+                "RAFTORAL_POD_SELECTOR (the pods' labels, e.g. app.kubernetes.io/name=ping-pong)",
+            )
+        })?;
+        let config = kube::Config::infer().await.context(
+            "cannot configure the Kubernetes client (no service account token in the pod and no KUBECONFIG)",
+        )?;
+        let namespace = match &args.pod_namespace {
+            Some(ns) => ns.clone(),
+            None => std::fs::read_to_string(NAMESPACE_FILE)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| config.default_namespace.clone()),
+        };
+        let client =
+            kube::Client::try_from(config).context("cannot build the Kubernetes client")?;
+        let node_id = identity::node_id_for_uid(&uid);
+        tracing::info!(
+            node = node_id,
+            pod = args.pod_name.as_deref().unwrap_or(""),
+            uid,
+            namespace,
+            service,
+            selector,
+            "Kubernetes discovery: node id derived from the pod UID"
+        );
+        let pods = watch::spawn(
+            Api::<Pod>::namespaced(client.clone(), &namespace),
+            Target {
+                resource: "pods",
+                group: "",
+                namespace: namespace.clone(),
+                labels: Some(selector),
+            },
+            stop.clone(),
+        );
+        let slices = watch::spawn(
+            Api::<EndpointSlice>::namespaced(client, &namespace),
+            Target {
+                resource: "endpointslices",
+                group: "discovery.k8s.io",
+                namespace: namespace.clone(),
+                labels: Some(format!("kubernetes.io/service-name={service}")),
+            },
+            stop,
+        );
+        let dns_suffix = format!("{service}.{namespace}.svc");
+        Ok(Kubernetes {
+            node_id,
+            pods,
+            slices,
+            remove_after: args.remove_after,
+            dns_suffix,
+        })
+    }
+
+    /// The peers as last seen, and whether both watches are live.
+    fn view(&self) -> (BTreeMap<u64, Peer>, bool) {
+        let pods = self.pods.borrow();
+        let slices = self.slices.borrow();
+        (
+            view::peers(pods.items.values(), slices.items.values(), &self.dns_suffix),
+            pods.live && slices.live,
+        )
+    }
+
+    /// Waits for a change of either watch or `at_most`.
+    async fn changed(&mut self, at_most: Duration) {
+        tokio::select! {
+            _ = self.pods.changed() => {}
+            _ = self.slices.changed() => {}
+            _ = tokio::time::sleep(at_most) => {}
+        }
+    }
+
+    /// Decides how this node starts; see [`bootstrap`] for the rule.
+    pub async fn plan(&mut self, serve: &ServeArgs) -> anyhow::Result<Start> {
+        if let Some(dir) = &serve.storage_path
+            && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+        {
+            // The disk names the member it belongs to: a StatefulSet pod
+            // recreated with a new UID resumes as the member it was.
+            let file = id_file(dir);
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                self.node_id = text.trim().parse().with_context(|| {
+                    format!("{} does not hold a node id; remove the pod's storage to start it as a new member", file.display())
+                })?;
+            }
+            tracing::info!(node = self.node_id, path = %dir.display(), "storage holds data: restarting as the member this pod was");
+            return Ok(Start::Restart);
+        }
+        if let Some(dir) = &serve.storage_path {
+            let file = id_file(dir);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::write(&file, self.node_id.to_string())
+                .with_context(|| format!("cannot write {}", file.display()))?;
+        }
+        let Some(expect) = serve.bootstrap_expect else {
+            bail!(
+                "RAFTORAL_DISCOVERY=kubernetes needs RAFTORAL_BOOTSTRAP_EXPECT: the number of pods that form a new cluster (the replicas)"
+            );
+        };
+        let mut candidate: Option<(Vec<u64>, tokio::time::Instant)> = None;
+        let mut said = String::new();
+        loop {
+            let (peers, live) = self.view();
+            if live {
+                let initial = bootstrap::initial_members(peers.values(), expect);
+                if let Some((address, members)) = self.existing_cluster(&peers).await {
+                    // An initial member that another initial member already
+                    // started with bootstraps from the same list (the same
+                    // first state and cluster id) instead of joining.
+                    if let Some(list) = initial.as_ref().filter(|l| {
+                        let mut ids: Vec<u64> = l.iter().map(|p| p.id).collect();
+                        ids.sort_unstable();
+                        let mut members = members.clone();
+                        members.sort_unstable();
+                        ids.contains(&self.node_id) && ids == members
+                    }) {
+                        tracing::info!(node = self.node_id, seed = %address, "the cluster of the initial members answers: starting as one of them");
+                        return Ok(Start::Bootstrap(
+                            list.iter()
+                                .map(|p| (p.id, p.address.clone().unwrap_or_default()))
+                                .collect(),
+                        ));
+                    }
+                    tracing::info!(node = self.node_id, seed = %address, ?members, "a cluster answers: joining it");
+                    return Ok(Start::Join(address));
+                }
+                let say = match initial {
+                    None => format!(
+                        "waiting for {expect} pods with addresses ({} visible)",
+                        peers.len()
+                    ),
+                    Some(members) => {
+                        let ids: Vec<u64> = members.iter().map(|p| p.id).collect();
+                        let now = tokio::time::Instant::now();
+                        let since = match &candidate {
+                            Some((c, since)) if *c == ids => *since,
+                            _ => {
+                                candidate = Some((ids.clone(), now));
+                                now
+                            }
+                        };
+                        let mine = ids.contains(&self.node_id);
+                        if mine && now.duration_since(since) >= bootstrap::SETTLE {
+                            let list: BTreeMap<u64, String> = members
+                                .iter()
+                                .map(|p| (p.id, p.address.clone().unwrap_or_default()))
+                                .collect();
+                            let names: Vec<&str> =
+                                members.iter().map(|p| p.name.as_str()).collect();
+                            tracing::info!(node = self.node_id, members = ?list, pods = ?names, "bootstrap rule: this pod is among the first {expect} created and no cluster answers; forming the cluster with them");
+                            return Ok(Start::Bootstrap(list));
+                        }
+                        if mine {
+                            format!("initial members {ids:?} include this pod; settling")
+                        } else {
+                            format!(
+                                "initial members {ids:?} do not include this pod; waiting for their cluster to answer, then joining"
+                            )
+                        }
+                    }
+                };
+                if say != said {
+                    tracing::info!(node = self.node_id, "bootstrap: {say}");
+                    said = say;
+                }
+            } else {
+                candidate = None;
+            }
+            self.changed(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// A visible peer that is a member of a cluster: its address and the
+    /// cluster's member ids, if any.
+    async fn existing_cluster(&self, peers: &BTreeMap<u64, Peer>) -> Option<(String, Vec<u64>)> {
+        for peer in peers.values().filter(|p| p.id != self.node_id) {
+            let Some(address) = &peer.address else {
+                continue;
+            };
+            if let Some(members) = probe(address).await {
+                return Some((address.clone(), members));
+            }
+        }
+        None
+    }
+}
+
+/// Where a node's id is kept beside its storage (`PATH.node-id`).
+fn id_file(storage: &std::path::Path) -> std::path::PathBuf {
+    storage.with_extension("node-id")
+}
+
+/// The member ids of the cluster the node at `address` is in; `None` when
+/// it is unreachable or not (yet) a member of any.
+async fn probe(address: &str) -> Option<Vec<u64>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).ok()?;
+    let endpoint = endpoint
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(1));
+    let channel = endpoint.connect().await.ok()?;
+    let status = ClusterServiceClient::new(channel)
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .ok()?
+        .into_inner();
+    let members: Vec<u64> = status.members.iter().map(|m| m.node_id).collect();
+    (!members.is_empty()).then_some(members)
+}
+
+/// The settings `serve` continues with once discovery decided `start`.
+pub fn apply(mut serve: ServeArgs, node_id: u64, start: &Start) -> ServeArgs {
+    serve.node_id = node_id;
+    match start {
+        Start::Restart => {
+            serve.peers.clear();
+            serve.join = None;
+        }
+        Start::Bootstrap(list) => {
+            serve.peers = list.iter().map(|(id, a)| format!("{id}={a}")).collect();
+            serve.join = None;
+        }
+        Start::Join(seed) => {
+            serve.peers.clear();
+            serve.join = Some(seed.clone());
+        }
+    }
+    serve
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("90").is_err());
+        assert!(parse_duration("1d").is_err());
+    }
+}
