@@ -16,6 +16,7 @@ mod error;
 mod freeze;
 mod handle;
 mod link;
+mod security;
 mod stream;
 
 pub use client::{RaftoralClient, WorkflowRequest};
@@ -26,6 +27,7 @@ pub use freeze::FreezeWatch;
 pub use handle::WorkflowHandle;
 pub use link::{GrpcLink, ResponseStream, SidecarLink};
 pub use raftoral_proto::sidecar::v1::{ErrorCode, WorkflowInfo, WorkflowStatus};
+pub use security::{AppToken, ClientTls};
 pub use stream::StreamOptions;
 
 pub use raftoral_proto as proto;

@@ -1,6 +1,7 @@
 //! `raftoral`: the Raftoral sidecar and its command-line client.
 
 mod app_api;
+mod app_auth;
 mod cli_cluster;
 mod cli_workflow;
 mod config;
@@ -8,6 +9,7 @@ mod faults;
 mod http_api;
 mod join;
 mod server;
+mod tls_args;
 mod workflow_api;
 
 use clap::{Parser, Subcommand};
@@ -25,7 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a sidecar node.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Start, inspect, wait for and cancel workflows.
     Workflow(cli_workflow::WorkflowArgs),
     /// Inspect and change the cluster membership.
@@ -52,7 +54,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => server::serve(args).await,
+            Command::Serve(args) => server::serve(*args).await,
             Command::Workflow(args) => cli_workflow::run(args).await,
             Command::Cluster(args) => cli_cluster::run(args).await,
         }
