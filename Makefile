@@ -202,6 +202,7 @@ bench:
 	target/release/raftoral-bench floors --out bench/results/floors.json
 	target/release/raftoral-bench commit --out bench/results/commit.json
 	target/release/raftoral-bench workflows --out bench/results/workflows.json
+	target/release/raftoral-bench tls --out bench/results/tls.json
 	bench/peers/restate/run.sh > bench/results/restate.json
 	bench/peers/temporal/run.sh > bench/results/temporal.json
 
