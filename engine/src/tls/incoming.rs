@@ -68,6 +68,12 @@ async fn handshake(
 ) -> Option<TlsStream<TcpStream>> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            // Closed before a handshake: a port check (a peer's transport
+            // tells a dead node from a slow one this way), not a refusal.
+            tracing::debug!(%peer, port, "connection closed before a TLS handshake");
+            None
+        }
         Ok(Err(e)) => {
             // rustls says why: "peer sent no certificates", "invalid peer
             // certificate: UnknownIssuer", "certificate expired: ...".
