@@ -167,7 +167,8 @@ impl EmbeddedNode {
     /// Starts a node with `config` (the same settings as `raftoral serve`).
     /// With `listen`, the node serves node-to-node traffic there (needed for
     /// a cluster; port 0 picks a free port, and an empty `config.advertise`
-    /// becomes the bound address).
+    /// becomes the bound address). With `config.tls` it serves and dials
+    /// mutual TLS (see [`crate::tls`]).
     pub async fn start(
         config: NodeConfig,
         listen: Option<SocketAddr>,
