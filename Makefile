@@ -221,6 +221,7 @@ bench: bench-sdks-setup
 	target/release/raftoral-bench commit --out bench/results/commit.json
 	target/release/raftoral-bench workflows --out bench/results/workflows.json
 	$(BENCH_SDKS)
+	target/release/raftoral-bench tls --out bench/results/tls.json
 	bench/peers/restate/run.sh > bench/results/restate.json
 	bench/peers/temporal/run.sh > bench/results/temporal.json
 

@@ -24,6 +24,7 @@ const SHAPE: Shape = Shape {
     nodes: 3,
     durable: true,
     mode: Mode::Sidecar,
+    tls: false,
 };
 
 /// Which node is killed.

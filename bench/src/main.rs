@@ -87,6 +87,23 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The cost of mutual TLS between the nodes: 3 durable sidecar nodes,
+    /// steps-10, per-checkpoint latency and checkpoints/s at 256 in flight,
+    /// plaintext and mTLS alternated in the same run.
+    Tls {
+        /// Sequential runs per row after 50 warm-ups.
+        #[arg(long, default_value_t = 500)]
+        runs: u64,
+        /// Workflows per throughput measurement.
+        #[arg(long, default_value_t = 2000)]
+        workflows: u64,
+        /// Plaintext/mTLS pairs of rows.
+        #[arg(long, default_value_t = 2)]
+        rounds: u32,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The Rust bench worker (internal; `sdks` starts it): serves the bench
     /// workflows on the sidecar at RAFTORAL_SIDECAR_URL.
     #[command(hide = true)]
@@ -196,6 +213,17 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Worker => workflows::serve_worker().await?,
+        Command::Tls {
+            runs,
+            workflows,
+            rounds,
+            out,
+        } => {
+            let rows = tls_cost(runs, workflows, rounds).await?;
+            if let Some(out) = out {
+                write_json(&out, &rows)?;
+            }
+        }
         Command::Failover { kind, kills, out } => {
             let series = failover::series(kind, &sidecars::raftoral_binary()?, kills).await?;
             if let Some(out) = out {
@@ -204,6 +232,59 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Plaintext and mTLS rows, alternated so that both see the same machine
+/// load; prints each row and the mTLS/plaintext ratio of each pair.
+async fn tls_cost(
+    runs: u64,
+    total: u64,
+    rounds: u32,
+) -> anyhow::Result<Vec<workflows::WorkflowRow>> {
+    use std::sync::Arc;
+    use workflows::{Bench, Mode, Shape, Workload};
+    let bin = sidecars::raftoral_binary()?;
+    println!(
+        "{:<6} {:<10} {:>14} {:>14} {:>12}",
+        "round", "transport", "cp p50 ms", "cp p99 ms", "c=256 cp/s"
+    );
+    let mut rows = Vec::new();
+    for round in 1..=rounds {
+        let mut pair = Vec::new();
+        for tls in [false, true] {
+            let shape = Shape {
+                nodes: 3,
+                durable: true,
+                mode: Mode::Sidecar,
+                tls,
+            };
+            let bench = Arc::new(Bench::start(shape, &bin).await?);
+            let row = bench
+                .measure(shape, "rust", Workload::Steps(10), runs, total)
+                .await?;
+            let cp = row.checkpoint.clone().unwrap_or_default();
+            let at_256 = row.throughput.last().map(|t| t.2).unwrap_or_default();
+            println!(
+                "{:<6} {:<10} {:>14.3} {:>14.3} {:>12.0}",
+                round,
+                if tls { "mTLS" } else { "plaintext" },
+                cp.p50_ms,
+                cp.p99_ms,
+                at_256
+            );
+            pair.push((cp.p50_ms, at_256));
+            rows.push(row);
+            if let Ok(bench) = Arc::try_unwrap(bench) {
+                bench.stop().await;
+            }
+        }
+        println!(
+            "round {round}: mTLS / plaintext checkpoint p50 {:.3}, c=256 checkpoints/s {:.3}",
+            pair[1].0 / pair[0].0,
+            pair[1].1 / pair[0].1
+        );
+    }
+    Ok(rows)
 }
 
 /// Writes `value` as pretty JSON to `out`, creating its directory.
@@ -246,6 +327,7 @@ async fn run_workflows(
                 nodes,
                 durable,
                 mode,
+                tls: false,
             };
             let bench = Arc::new(Bench::start(shape, &bin).await?);
             for workload in [Workload::PingPong, Workload::Steps(10)] {
@@ -300,6 +382,7 @@ async fn run_workflows(
         nodes: 3,
         durable: true,
         mode: Mode::Sidecar,
+        tls: false,
     };
     let bench = Bench::start(shape, &bin).await?;
     let idle = bench.rss_mib(1).unwrap_or(0.0);

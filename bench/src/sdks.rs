@@ -131,6 +131,7 @@ pub async fn run(
             nodes,
             durable: true,
             mode: Mode::Sidecar,
+            tls: false,
         };
         for sdk in sdks {
             // A fresh cluster per SDK: no worker of another language is

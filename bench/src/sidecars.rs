@@ -6,10 +6,25 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use raftoral::tls::{Tls, TlsFiles};
 use raftoral_client::proto::cluster::v1::{
     ClusterStatusRequest, cluster_service_client::ClusterServiceClient,
 };
+use raftoral_conformance::certs::{TestCa, TlsDir};
 use tokio::process::{Child, Command};
+
+/// A CA and one certificate (for 127.0.0.1, server and client use) that
+/// every node of a bench cluster presents, written under `dir/tls`.
+pub fn cluster_certs(dir: &Path) -> anyhow::Result<TlsFiles> {
+    let ca = TestCa::new("bench CA")?;
+    let files = TlsDir::write(&dir.join("tls"), &ca.issue("bench node")?, &ca.pem())?;
+    Ok(TlsFiles {
+        cert: files.dir.join("tls.crt"),
+        key: files.dir.join("tls.key"),
+        ca: Some(files.dir.join("ca.crt")),
+        server_name: None,
+    })
+}
 
 /// Running sidecar processes of one cluster.
 pub struct Sidecars {
@@ -38,6 +53,7 @@ pub async fn spawn(
     raft_addrs: &BTreeMap<u64, String>,
     ids: &[u64],
     durable: bool,
+    tls: Option<&TlsFiles>,
 ) -> anyhow::Result<Sidecars> {
     let peers: Vec<String> = raft_addrs
         .iter()
@@ -86,6 +102,18 @@ pub async fn spawn(
         if durable {
             cmd.arg("--storage-path").arg(dir.join(format!("n{id}")));
         }
+        if let Some(tls) = tls {
+            cmd.arg("--tls-cert")
+                .arg(&tls.cert)
+                .arg("--tls-key")
+                .arg(&tls.key)
+                .args(
+                    tls.ca
+                        .iter()
+                        .flat_map(|ca| [std::ffi::OsStr::new("--tls-ca"), ca.as_os_str()]),
+                )
+                .args(["--probe-listen", "127.0.0.1:0"]);
+        }
         processes.insert(*id, cmd.spawn().context("spawn raftoral serve")?);
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut poll = tokio::time::interval(Duration::from_millis(10));
@@ -122,9 +150,13 @@ pub fn raftoral_binary() -> anyhow::Result<PathBuf> {
 
 /// The leader known to the node whose node-to-node address is `addr`.
 pub async fn leader_of(addr: &str) -> Option<u64> {
-    let mut c = ClusterServiceClient::connect(format!("http://{addr}"))
-        .await
-        .ok()?;
+    leader_over(addr, None).await
+}
+
+/// [`leader_of`] over mutual TLS when `tls` is set.
+pub async fn leader_over(addr: &str, tls: Option<&Tls>) -> Option<u64> {
+    let endpoint = raftoral::tls::cluster_endpoint(tls, addr).ok()?;
+    let mut c = ClusterServiceClient::connect(endpoint).await.ok()?;
     let s = c
         .cluster_status(ClusterStatusRequest {})
         .await

@@ -36,6 +36,8 @@ pub struct Shape {
     pub durable: bool,
     /// Embedded or sidecar.
     pub mode: Mode,
+    /// Mutual TLS between the nodes (certificates made for the run).
+    pub tls: bool,
 }
 
 /// One row of results.
@@ -143,6 +145,11 @@ impl Bench {
         workers: &[u64],
     ) -> anyhow::Result<Bench> {
         let dir = tempfile::tempdir()?;
+        let tls = if shape.tls {
+            Some(crate::sidecars::cluster_certs(dir.path())?)
+        } else {
+            None
+        };
         let mut raft_addrs = BTreeMap::new();
         for id in 1..=shape.nodes {
             raft_addrs.insert(id, format!("127.0.0.1:{}", free_port()?));
@@ -172,6 +179,7 @@ impl Bench {
                 &raft_addrs,
                 &others,
                 shape.durable,
+                tls.as_ref(),
             )
             .await?;
             processes = sidecars.processes;
@@ -184,7 +192,11 @@ impl Bench {
             }
             let deadline = Instant::now() + Duration::from_secs(30);
             let mut poll = tokio::time::interval(Duration::from_millis(10));
-            while sidecars::leader_of(&raft_addrs[&others[0]]).await.is_none() {
+            let admin = tls.clone().map(raftoral::tls::Tls::load).transpose()?;
+            while sidecars::leader_over(&raft_addrs[&others[0]], admin.as_deref())
+                .await
+                .is_none()
+            {
                 if Instant::now() > deadline {
                     bail!("nodes {others:?} elected no leader within 30 s");
                 }
@@ -202,6 +214,7 @@ impl Bench {
                     },
                     advertise: raft_addrs[&1].clone(),
                     storage_path: shape.durable.then(|| dir.path().join("n1")),
+                    tls: tls.clone(),
                     ..NodeConfig::default()
                 };
                 let listen = (shape.nodes > 1)
@@ -212,9 +225,15 @@ impl Bench {
                 embedded.push(node);
             }
             Mode::Sidecar => {
-                let sidecars =
-                    sidecars::spawn(raftoral_bin, dir.path(), &raft_addrs, &[1], shape.durable)
-                        .await?;
+                let sidecars = sidecars::spawn(
+                    raftoral_bin,
+                    dir.path(),
+                    &raft_addrs,
+                    &[1],
+                    shape.durable,
+                    tls.as_ref(),
+                )
+                .await?;
                 processes.extend(sidecars.processes);
                 urls.extend(sidecars.urls.clone());
                 for (id, url) in sidecars.urls {

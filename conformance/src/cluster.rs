@@ -22,6 +22,8 @@ pub struct ClusterNode {
     pub raft_addr: String,
     /// App API URL (kept across restarts, so apps reconnect by themselves).
     pub url: String,
+    /// The plain HTTP probe address (`--probe-listen`), when the node has one.
+    pub probe_addr: Option<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     child: Option<Child>,
@@ -35,6 +37,9 @@ pub struct Cluster {
     /// Working directory (logs, storage).
     pub dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// TLS for the harness's own admin calls ([`Cluster::status`]) to nodes
+    /// serving mutual TLS.
+    pub admin_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// A free loopback port for a node that must be named in its peers' lists
@@ -68,7 +73,8 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Cluster {
     /// Starts `n` nodes at once with the same peer list. `storage` puts each
-    /// node's log on disk; `extra` flags go to every node.
+    /// node's log on disk; `extra` flags go to every node, with `{id}`
+    /// replaced by the node's id (e.g. per-node certificate files).
     pub async fn start(n: u64, storage: bool, extra: &[&str]) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let mut addrs = BTreeMap::new();
@@ -80,6 +86,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            admin_tls: None,
         };
         for (id, addr) in &addrs {
             let mut args = vec!["--peers".to_string(), peers.join(",")];
@@ -137,6 +144,7 @@ impl Cluster {
             id,
             raft_addr,
             url: String::new(),
+            probe_addr: None,
             args,
             env,
             child: None,
@@ -166,7 +174,11 @@ impl Cluster {
             .arg("--addr-file")
             .arg(node.dir.join("addr.json"))
             .args(&node.args)
-            .args(&self.extra)
+            .args(
+                self.extra
+                    .iter()
+                    .map(|a| a.replace("{id}", &node.id.to_string())),
+            )
             .env("RUST_LOG", "info,raftoral=debug")
             .env("RAFTORAL_FAULT_FILE", node.dir.join("faults"))
             .envs(node.env.iter().map(|(k, v)| (k, v)))
@@ -183,6 +195,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             dir: tempfile::tempdir()?,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            admin_tls: None,
         })
     }
 
@@ -221,6 +234,7 @@ impl Cluster {
             if let Ok(text) = std::fs::read_to_string(&file) {
                 let v: serde_json::Value = serde_json::from_str(&text)?;
                 node.url = format!("http://{}", v["sidecar"].as_str().unwrap_or_default());
+                node.probe_addr = v["probe"].as_str().map(str::to_owned);
                 return Ok(());
             }
             if let Some(child) = node.child.as_mut()
@@ -270,8 +284,13 @@ impl Cluster {
 
     /// A node's cluster status.
     pub async fn status(&self, id: u64) -> anyhow::Result<ClusterStatusResponse> {
-        let mut client =
-            ClusterServiceClient::connect(format!("http://{}", self.nodes[&id].raft_addr)).await?;
+        let addr = &self.nodes[&id].raft_addr;
+        let endpoint = match &self.admin_tls {
+            Some(tls) => tonic::transport::Endpoint::from_shared(format!("https://{addr}"))?
+                .tls_config(tls.clone())?,
+            None => tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?,
+        };
+        let mut client = ClusterServiceClient::connect(endpoint).await?;
         Ok(client
             .cluster_status(ClusterStatusRequest {})
             .await?

@@ -6,6 +6,7 @@
 //! the directory.
 
 pub mod apps;
+pub mod certs;
 pub mod cluster;
 pub mod fault_run;
 pub mod http;
@@ -147,6 +148,11 @@ impl Sidecar {
     /// serves.
     pub async fn start(extra: &[&str]) -> anyhow::Result<Sidecar> {
         Self::start_in(tempfile::tempdir()?, "127.0.0.1:0", extra).await
+    }
+
+    /// Starts a single-node sidecar whose app API listens on `sidecar_listen`.
+    pub async fn start_on(sidecar_listen: &str, extra: &[&str]) -> anyhow::Result<Sidecar> {
+        Self::start_in(tempfile::tempdir()?, sidecar_listen, extra).await
     }
 
     /// Stops this sidecar with SIGKILL and starts a new one on the same app

@@ -38,13 +38,16 @@ impl ClusterApi {
                     "the address of leader node {leader} is unknown here; send the request to the leader"
                 ))
             })?;
-        let mut client = ClusterServiceClient::connect(format!("http://{address}"))
-            .await
-            .map_err(|e| {
-                Status::unavailable(format!(
-                    "cannot reach leader node {leader} at {address}: {e}"
-                ))
-            })?;
+        let endpoint = self
+            .node
+            .transport()
+            .endpoint(&address)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let mut client = ClusterServiceClient::connect(endpoint).await.map_err(|e| {
+            Status::unavailable(format!(
+                "cannot reach leader node {leader} at {address}: {e}"
+            ))
+        })?;
         let mut request = Request::new(r);
         request
             .metadata_mut()

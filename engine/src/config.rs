@@ -61,6 +61,12 @@ pub struct NodeConfig {
     /// by the leader through Raft, so every node removes the same ones);
     /// `None` keeps them forever.
     pub retention: Option<Duration>,
+    /// Mutual TLS on the node-to-node port: this node's certificate and
+    /// key, and the CA every peer's certificate must chain to (required
+    /// here). `None` serves and dials plaintext.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// How often the TLS files are checked for a rotation.
+    pub tls_reload_interval: Duration,
 }
 
 impl Default for NodeConfig {
@@ -84,6 +90,8 @@ impl Default for NodeConfig {
             owner_timeout: Duration::from_millis(1500),
             app_timeout: Duration::from_secs(5),
             retention: Some(DEFAULT_RETENTION),
+            tls: None,
+            tls_reload_interval: crate::tls::DEFAULT_RELOAD_INTERVAL,
         }
     }
 }
@@ -128,6 +136,16 @@ impl NodeConfig {
             return bad(
                 "a joining node takes no initial peer list: it learns the members from the cluster",
             );
+        }
+        if let Some(tls) = &self.tls
+            && tls.ca.is_none()
+        {
+            return bad(
+                "node-to-node TLS needs the CA bundle that signs every node's certificate (RAFTORAL_TLS_CA): without it peers cannot be checked",
+            );
+        }
+        if self.tls.is_some() && self.tls_reload_interval.is_zero() {
+            return bad("tls_reload_interval must be positive");
         }
         if self.snapshot_entries == 0 {
             return bad("snapshot_entries must be positive");

@@ -167,7 +167,8 @@ impl EmbeddedNode {
     /// Starts a node with `config` (the same settings as `raftoral serve`).
     /// With `listen`, the node serves node-to-node traffic there (needed for
     /// a cluster; port 0 picks a free port, and an empty `config.advertise`
-    /// becomes the bound address).
+    /// becomes the bound address). With `config.tls` it serves and dials
+    /// mutual TLS (see [`crate::tls`]).
     pub async fn start(
         config: NodeConfig,
         listen: Option<SocketAddr>,
@@ -205,17 +206,34 @@ impl EmbeddedNode {
         let node = Node::start(config).await?;
         let server = listener.map(|listener| {
             let (service, mut stop) = (node.cluster_service(), node.shutdown_signal());
+            let tls = node.tls().cloned();
             tokio::spawn(async move {
-                let served = tonic::transport::Server::builder()
+                let router = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
-                    .add_service(service)
-                    .serve_with_incoming_shutdown(
-                        crate::transport::nodelay_incoming(listener),
-                        async move {
-                            crate::node::stopped(&mut stop).await;
-                        },
-                    )
-                    .await;
+                    .add_service(service);
+                let stopped = async move {
+                    crate::node::stopped(&mut stop).await;
+                };
+                // With mutual TLS the handshake (and its refusals) happens in
+                // the acceptor; the server sees only authenticated peers.
+                let served = match tls {
+                    Some(tls) => {
+                        router
+                            .serve_with_incoming_shutdown(
+                                crate::tls::incoming(listener, tls, "node-to-node"),
+                                stopped,
+                            )
+                            .await
+                    }
+                    None => {
+                        router
+                            .serve_with_incoming_shutdown(
+                                crate::transport::nodelay_incoming(listener),
+                                stopped,
+                            )
+                            .await
+                    }
+                };
                 if let Err(e) = served {
                     tracing::error!(error = %e, "node-to-node server failed");
                 }

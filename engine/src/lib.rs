@@ -26,6 +26,7 @@ mod startup;
 mod state_machine;
 mod status;
 pub mod storage;
+pub mod tls;
 pub mod transport;
 mod worker_session;
 mod workflow_ops;

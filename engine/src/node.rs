@@ -105,6 +105,14 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, EngineError> {
         config.validate()?;
         let id = config.node_id;
+        // Unusable TLS files stop the start here, before the log is opened.
+        let tls = match &config.tls {
+            Some(files) => Some(
+                crate::tls::Tls::load(files.clone())
+                    .map_err(|e| EngineError::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
         let opened = crate::startup::open(&config)?;
         let mut raw = opened.raw;
         if opened.alone {
@@ -136,7 +144,11 @@ impl Node {
             unreachable_tx,
             shutdown_rx.clone(),
             Faults::default(),
+            tls.clone(),
         ));
+        if let Some(tls) = &tls {
+            tls.watch(config.tls_reload_interval, shutdown_rx.clone());
+        }
         transport.set_cluster_id(&cluster_id);
         let store = raw.store().clone();
         let raft_loop = RaftLoop::new(
@@ -326,6 +338,12 @@ impl Node {
     /// The node-to-node transport (addresses, fault injection).
     pub fn transport(&self) -> &Arc<Transport> {
         &self.inner.transport
+    }
+
+    /// The node-to-node TLS material, when mutual TLS is on: serve the
+    /// node-to-node port with [`crate::tls::incoming`] over it.
+    pub fn tls(&self) -> Option<&Arc<crate::tls::Tls>> {
+        self.inner.transport.tls()
     }
 
     /// The Raft log store.

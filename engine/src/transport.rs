@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use crate::state_machine::NodeId;
+use crate::tls::{Tls, TlsError, cluster_endpoint};
 
 /// The only Raft group today; see `RaftEnvelope.group_id`.
 pub const GROUP_ID: u64 = 0;
@@ -61,6 +62,8 @@ pub struct Transport {
     faults: Faults,
     /// Received Raft messages dropped by the checks of `raft_guard`.
     refused: AtomicU64,
+    /// Mutual TLS for outgoing streams; `None` dials plaintext.
+    tls: Option<Arc<Tls>>,
 }
 
 /// Test hooks: peers whose traffic is dropped in both directions, to
@@ -132,6 +135,7 @@ impl Transport {
         unreachable: mpsc::Sender<PeerSignal>,
         shutdown: watch::Receiver<bool>,
         faults: Faults,
+        tls: Option<Arc<Tls>>,
     ) -> Transport {
         Transport {
             me,
@@ -143,7 +147,18 @@ impl Transport {
             shutdown,
             faults,
             refused: AtomicU64::new(0),
+            tls,
         }
+    }
+
+    /// The TLS material outgoing streams use, when mutual TLS is on.
+    pub fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
+    }
+
+    /// A client endpoint for a node-to-node `address`, over TLS when on.
+    pub fn endpoint(&self, address: &str) -> Result<Endpoint, TlsError> {
+        cluster_endpoint(self.tls.as_deref(), address)
     }
 
     /// Counts a received Raft message that was dropped as malformed, from a
@@ -266,6 +281,7 @@ impl Transport {
             queue: rx,
             unreachable: self.unreachable.clone(),
             shutdown: self.shutdown.clone(),
+            tls: self.tls.clone(),
         }));
         peers.insert(to, tx.clone());
         Some(tx)
@@ -281,23 +297,30 @@ struct PeerLink {
     queue: mpsc::Receiver<Message>,
     unreachable: mpsc::Sender<PeerSignal>,
     shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<Tls>>,
 }
 
 /// Keeps one stream to a peer open, reconnecting with backoff, until the
 /// queue's sender is dropped (peer removed or address changed) or shutdown.
 async fn run_peer(mut link: PeerLink) {
     let mut backoff = Duration::from_millis(50);
-    let url = format!("http://{}", link.address);
-    let Ok(endpoint) = Endpoint::from_shared(url.clone()) else {
-        tracing::error!(peer = link.to, address = %link.address, "invalid peer address");
-        return;
-    };
-    let endpoint = endpoint
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5));
+    // A certificate rotation ends the stream: the next one is dialled with
+    // the new client certificate and CA bundle.
+    let mut rotations = link.tls.as_ref().map(|t| t.rotations());
     loop {
+        // Built per connection, so that it carries the current TLS files.
+        let endpoint = match cluster_endpoint(link.tls.as_deref(), &link.address) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(peer = link.to, address = %link.address, error = %e, "invalid peer address");
+                return;
+            }
+        };
+        let endpoint = endpoint
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
         let mut client = ClusterServiceClient::new(endpoint.connect_lazy())
             .max_encoding_message_size(MAX_FRAME)
             .max_decoding_message_size(MAX_FRAME);
@@ -306,6 +329,7 @@ async fn run_peer(mut link: PeerLink) {
         // whatever this loop is doing; this loop may then wait on `batches`.
         let mut call = tokio::spawn(async move { client.raft(ReceiverStream::new(rx)).await });
         let mut sent_any = false;
+        let mut rotated_now = false;
         let ended = loop {
             tokio::select! {
                 result = &mut call => {
@@ -352,9 +376,22 @@ async fn run_peer(mut link: PeerLink) {
                     call.abort();
                     return;
                 }
+                _ = rotated(&mut rotations) => {
+                    rotated_now = true;
+                    break Ok(());
+                }
             }
         };
         call.abort();
+        if rotated_now {
+            // The peer is fine: reconnect at once, with no unreachable
+            // report to the Raft loop.
+            tracing::debug!(
+                peer = link.to,
+                "TLS files rotated; reconnecting to the peer with them"
+            );
+            continue;
+        }
         if let Err(reason) = ended {
             tracing::debug!(peer = link.to, %reason, "raft stream to peer ended");
         }
@@ -372,6 +409,18 @@ async fn run_peer(mut link: PeerLink) {
             _ = link.shutdown.changed() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Resolves when the TLS material changes; never without TLS.
+async fn rotated(rotations: &mut Option<watch::Receiver<u64>>) {
+    match rotations {
+        Some(r) => {
+            if r.changed().await.is_err() {
+                futures::future::pending::<()>().await;
+            }
+        }
+        None => futures::future::pending().await,
     }
 }
 

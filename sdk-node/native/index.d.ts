@@ -13,9 +13,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeClient {
   /**
    * Connects to the sidecar at `url`, trying `attempts` times with a
-   * doubling pause from `retryDelayMs`.
+   * doubling pause from `retryDelayMs`. `token` goes with every call (the
+   * sidecar's RAFTORAL_APP_TOKEN); `tlsCa` is the PEM file of the CA that
+   * signed the sidecar's certificate, for an https:// URL.
    */
-  static connect(url: string, attempts: number, retryDelayMs: number): Promise<NativeClient>
+  static connect(url: string, attempts: number, retryDelayMs: number, token?: string | undefined | null, tlsCa?: string | undefined | null): Promise<NativeClient>
   /** The sidecar address (or the local node's name). */
   get endpoint(): string
   /**

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use raftoral_client::proto::sidecar::v1::{HistoryEntry, ListWorkflowsRequest};
-use raftoral_client::{ClientError, RaftoralClient, WorkflowInfo};
+use raftoral_client::{
+    AppToken, ClientError, ClientTls, RaftoralClient, StreamOptions, WorkflowInfo,
+};
 use tokio::time::Instant;
 
 use crate::errors::to_js_err;
@@ -121,11 +123,12 @@ async fn connect_with_retries(
     url: String,
     attempts: u32,
     first_delay: Duration,
+    options: StreamOptions,
 ) -> Result<RaftoralClient, ClientError> {
     let mut delay = first_delay;
     let mut attempt = 1;
     loop {
-        match RaftoralClient::connect(url.clone()).await {
+        match RaftoralClient::connect_with(url.clone(), options.clone()).await {
             Ok(client) => return Ok(client),
             Err(ClientError::Connect { endpoint, reason }) if attempt < attempts.max(1) => {
                 tracing::debug!(%endpoint, %reason, attempt, retry_in = ?delay, "sidecar not reachable yet; retrying");
@@ -147,12 +150,28 @@ async fn connect_with_retries(
 #[napi]
 impl NativeClient {
     /// Connects to the sidecar at `url`, trying `attempts` times with a
-    /// doubling pause from `retryDelayMs`.
+    /// doubling pause from `retryDelayMs`. `token` goes with every call (the
+    /// sidecar's RAFTORAL_APP_TOKEN); `tlsCa` is the PEM file of the CA that
+    /// signed the sidecar's certificate, for an https:// URL.
     #[napi(factory)]
-    pub async fn connect(url: String, attempts: u32, retry_delay_ms: u32) -> napi::Result<Self> {
+    pub async fn connect(
+        url: String,
+        attempts: u32,
+        retry_delay_ms: u32,
+        token: Option<String>,
+        tls_ca: Option<String>,
+    ) -> napi::Result<Self> {
         crate::init_logging();
         let first_delay = Duration::from_millis(u64::from(retry_delay_ms));
-        let inner = connect_with_retries(url, attempts, first_delay)
+        let options = StreamOptions {
+            token: token.map(AppToken::new).transpose().map_err(to_js_err)?,
+            tls: tls_ca
+                .map(|ca| ClientTls::from_files(ca, None))
+                .transpose()
+                .map_err(to_js_err)?,
+            ..StreamOptions::default()
+        };
+        let inner = connect_with_retries(url, attempts, first_delay, options)
             .await
             .map_err(to_js_err)?;
         Ok(Self { inner })

@@ -164,3 +164,21 @@ test("a worker shut down by SIGTERM exits by itself: no handle keeps it alive", 
   assert.equal(await (await client.startWorkflow(pingPong, "ping")).result(), "pong");
   assert.equal(await worker.terminate(), 0);
 });
+
+test("a sidecar with an app token refuses calls without it", async () => {
+  const guarded = await singleNode(join(tempDir(), "guarded"), ["--app-token", "node-s3cret"]);
+  try {
+    const anonymous = await Client.connect(guarded.url);
+    await assert.rejects(anonymous.startWorkflow(pingPong, "ping", { id: "refused" }), (e) => {
+      assert.equal(e.code, "UNAUTHENTICATED");
+      return true;
+    });
+    const authed = await Client.connect(guarded.url, { token: "node-s3cret" });
+    const page = await authed.listWorkflows();
+    assert.deepEqual(page.workflows, [], "the refused call started nothing");
+    const handle = await authed.startWorkflow(pingPong, "ping", { id: "accepted" });
+    assert.equal((await handle.get()).workflowId, "accepted");
+  } finally {
+    await guarded.kill();
+  }
+});

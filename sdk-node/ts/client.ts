@@ -13,6 +13,14 @@ export interface ConnectOptions {
   retryDelayMs?: number;
   /** Value codec (default {@link jsonCodec}). */
   codec?: Codec;
+  /**
+   * App token sent with every call, for a sidecar started with
+   * `RAFTORAL_APP_TOKEN`; without it such a sidecar refuses calls with code
+   * `UNAUTHENTICATED`.
+   */
+  token?: string;
+  /** PEM file of the CA that signed the sidecar's certificate, for an `https://` URL. */
+  tlsCa?: string;
 }
 
 /** Options of {@link Client.startWorkflow}. */
@@ -54,7 +62,13 @@ export class Client {
    */
   static async connect(url: string, options: ConnectOptions = {}): Promise<Client> {
     const nativeClient = await call(
-      native.NativeClient.connect(url, options.attempts ?? 5, options.retryDelayMs ?? 100),
+      native.NativeClient.connect(
+        url,
+        options.attempts ?? 5,
+        options.retryDelayMs ?? 100,
+        options.token ?? null,
+        options.tlsCa ?? null,
+      ),
     );
     return new Client(nativeClient, options.codec ?? jsonCodec);
   }

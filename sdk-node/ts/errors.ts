@@ -21,6 +21,7 @@ export type ErrorCode =
   | "NOT_RUNNING"
   | "ALREADY_EXISTS"
   | "FAILED_PRECONDITION"
+  | "UNAUTHENTICATED"
   | "INTERNAL";
 
 /** Base class of every error the SDK throws. */

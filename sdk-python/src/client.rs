@@ -8,7 +8,9 @@ use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use raftoral_client::proto::sidecar::v1::{HistoryEntry, ListWorkflowsRequest};
-use raftoral_client::{ClientError, RaftoralClient, WorkflowInfo};
+use raftoral_client::{
+    AppToken, ClientError, ClientTls, RaftoralClient, StreamOptions, WorkflowInfo,
+};
 use tokio::time::Instant;
 
 use crate::errors::to_py_err;
@@ -71,11 +73,12 @@ async fn connect_with_retries(
     url: String,
     attempts: u32,
     first_delay: Duration,
+    options: StreamOptions,
 ) -> Result<RaftoralClient, ClientError> {
     let mut delay = first_delay;
     let mut attempt = 1;
     loop {
-        match RaftoralClient::connect(url.clone()).await {
+        match RaftoralClient::connect_with(url.clone(), options.clone()).await {
             Ok(client) => return Ok(client),
             Err(ClientError::Connect { endpoint, reason }) if attempt < attempts.max(1) => {
                 tracing::debug!(%endpoint, %reason, attempt, retry_in = ?delay, "sidecar not reachable yet; retrying");
@@ -97,18 +100,30 @@ async fn connect_with_retries(
 #[pymethods]
 impl Client {
     /// Connects to the sidecar at `url`, trying `attempts` times with a
-    /// doubling pause from `retry_delay` seconds.
+    /// doubling pause from `retry_delay` seconds. `token` is sent with every
+    /// call (the sidecar's RAFTORAL_APP_TOKEN); `tls_ca` is the PEM file of
+    /// the CA that signed the sidecar's certificate, for an https:// URL.
     #[staticmethod]
-    #[pyo3(signature = (url, attempts = 5, retry_delay = 0.1))]
+    #[pyo3(signature = (url, attempts = 5, retry_delay = 0.1, token = None, tls_ca = None))]
     fn connect(
         py: Python<'_>,
         url: String,
         attempts: u32,
         retry_delay: f64,
+        token: Option<String>,
+        tls_ca: Option<String>,
     ) -> PyResult<Bound<'_, PyAny>> {
         let first_delay = Duration::from_secs_f64(retry_delay.max(0.0));
+        let options = StreamOptions {
+            token: token.map(AppToken::new).transpose().map_err(to_py_err)?,
+            tls: tls_ca
+                .map(|ca| ClientTls::from_files(ca, None))
+                .transpose()
+                .map_err(to_py_err)?,
+            ..StreamOptions::default()
+        };
         crate::future::into_py(py, async move {
-            let inner = connect_with_retries(url, attempts, first_delay)
+            let inner = connect_with_retries(url, attempts, first_delay, options)
                 .await
                 .map_err(to_py_err)?;
             Ok(Client { inner })

@@ -32,6 +32,7 @@ fn build(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
                 Code::Unavailable => "Unavailable",
                 Code::InvalidArgument | Code::OutOfRange => "InvalidArgument",
                 Code::DeadlineExceeded => "Timeout",
+                Code::Unauthenticated => "Unauthenticated",
                 _ => "RaftoralError",
             };
             (class, (message,).into_pyobject(py)?)

@@ -9,7 +9,7 @@ import pytest
 
 import raftoral
 from apps.workflows import StepsInput, fails, ping_pong, steps
-from harness import Effects, Node, WorkerProcess, eventually
+from harness import Effects, Node, WorkerProcess, eventually, single_node
 from raftoral import WorkflowStatus
 
 
@@ -236,3 +236,17 @@ async def test_thousand_concurrent_workflows_complete(sidecar: Node) -> None:
     assert len({h.workflow_id for h in handles}) == 1000
     completed = await client.list_workflows(status=WorkflowStatus.COMPLETED, page_size=1000)
     assert len(completed) == 1000
+
+
+async def test_a_sidecar_with_an_app_token_refuses_calls_without_it(tmp_path: Path) -> None:
+    node = single_node(tmp_path / "guarded", ["--app-token", "py-s3cret"])
+    try:
+        anonymous = await raftoral.Client.connect(node.url)
+        with pytest.raises(raftoral.Unauthenticated):
+            await anonymous.start_workflow(ping_pong, "ping", id="refused")
+        client = await raftoral.Client.connect(node.url, token="py-s3cret")
+        assert await client.list_workflows() == [], "the refused call started nothing"
+        handle = await client.start_workflow(ping_pong, "ping", id="accepted")
+        assert (await handle.get()).workflow_id == "accepted"
+    finally:
+        node.kill()

@@ -96,13 +96,20 @@ impl RaftoralClient {
         Self::connect_with(endpoint, StreamOptions::default()).await
     }
 
-    /// [`connect`](Self::connect) with explicit stream timing.
+    /// [`connect`](Self::connect) with explicit stream timing, app token
+    /// and TLS settings.
     pub async fn connect_with(
         endpoint: impl Into<String>,
         options: StreamOptions,
     ) -> Result<Self, ClientError> {
         let endpoint = endpoint.into();
-        let link = GrpcLink::connect(&endpoint, options.max_message_bytes).await?;
+        let link = GrpcLink::connect_secure(
+            &endpoint,
+            options.max_message_bytes,
+            options.token.clone(),
+            options.tls.as_ref(),
+        )
+        .await?;
         Ok(Self::with_link(endpoint, Arc::new(link), options))
     }
 

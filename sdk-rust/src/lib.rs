@@ -17,6 +17,7 @@ mod freeze;
 mod hand_over;
 mod handle;
 mod link;
+mod security;
 mod stream;
 
 pub use client::{RaftoralClient, WorkflowRequest};
@@ -28,6 +29,7 @@ pub use hand_over::{RunOutcome, RunReply};
 pub use handle::WorkflowHandle;
 pub use link::{GrpcLink, ResponseStream, SidecarLink};
 pub use raftoral_proto::sidecar::v1::{ErrorCode, WorkflowInfo, WorkflowStatus};
+pub use security::{AppToken, ClientTls};
 pub use stream::StreamOptions;
 
 pub use raftoral_proto as proto;

@@ -20,6 +20,8 @@ use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClientError;
+use crate::security::{AddToken, AppToken, ClientTls};
+use tonic::service::interceptor::InterceptedService;
 
 /// Messages from the sidecar on an open app stream.
 pub type ResponseStream =
@@ -80,8 +82,12 @@ pub trait SidecarLink: Send + Sync + 'static {
 /// The link to a sidecar process over gRPC.
 pub struct GrpcLink {
     channel: Channel,
+    token: AddToken,
     max_message_bytes: usize,
 }
+
+/// The gRPC channel with the app token added to every call.
+type Authed = InterceptedService<Channel, AddToken>;
 
 impl GrpcLink {
     /// Connects to `endpoint` (e.g. `http://127.0.0.1:9001`); fails fast when
@@ -90,12 +96,45 @@ impl GrpcLink {
         endpoint: &str,
         max_message_bytes: usize,
     ) -> Result<GrpcLink, ClientError> {
+        Self::connect_secure(endpoint, max_message_bytes, None, None).await
+    }
+
+    /// [`connect`](Self::connect) to a protected sidecar: `token` goes with
+    /// every call; `tls` (with an `https://` endpoint) checks the sidecar's
+    /// certificate and may present a client certificate.
+    pub async fn connect_secure(
+        endpoint: &str,
+        max_message_bytes: usize,
+        token: Option<AppToken>,
+        tls: Option<&ClientTls>,
+    ) -> Result<GrpcLink, ClientError> {
         let connect_error = |reason: String| ClientError::Connect {
             endpoint: endpoint.to_owned(),
             reason,
         };
-        let channel = Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| connect_error(e.to_string()))?
+        let https = endpoint.starts_with("https://");
+        let mut channel =
+            Endpoint::from_shared(endpoint.to_owned()).map_err(|e| connect_error(e.to_string()))?;
+        match (tls, https) {
+            (Some(tls), true) => {
+                channel = channel
+                    .tls_config(tls.config())
+                    .map_err(|e| connect_error(error_chain(&e)))?;
+            }
+            (Some(_), false) => {
+                return Err(connect_error(
+                    "TLS options were given but the URL is not https://; use https://HOST:PORT"
+                        .into(),
+                ));
+            }
+            (None, true) => {
+                return Err(connect_error(
+                    "an https:// URL needs the TLS option with the CA that signed the sidecar's certificate".into(),
+                ));
+            }
+            (None, false) => {}
+        }
+        let channel = channel
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -105,12 +144,13 @@ impl GrpcLink {
             .map_err(|e| connect_error(error_chain(&e)))?;
         Ok(GrpcLink {
             channel,
+            token: AddToken(token),
             max_message_bytes,
         })
     }
 
-    fn workflows(&self) -> WorkflowServiceClient<Channel> {
-        WorkflowServiceClient::new(self.channel.clone())
+    fn workflows(&self) -> WorkflowServiceClient<Authed> {
+        WorkflowServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes)
     }
@@ -122,9 +162,10 @@ impl SidecarLink for GrpcLink {
         &self,
         requests: mpsc::Receiver<WorkflowStreamRequest>,
     ) -> Result<ResponseStream, Status> {
-        let mut client = AppServiceClient::new(self.channel.clone())
-            .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes);
+        let mut client =
+            AppServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+                .max_decoding_message_size(self.max_message_bytes)
+                .max_encoding_message_size(self.max_message_bytes);
         let inbound = client
             .workflow_stream(ReceiverStream::new(requests))
             .await?

@@ -15,7 +15,7 @@ use crate::core::{RunHandle, WorkerCore};
 use crate::freeze::FreezeWatch;
 use crate::link::{ResponseStream, SidecarLink};
 
-/// Timing of the app stream.
+/// Timing of the app stream, and what a protected sidecar asks for.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
     /// Interval between heartbeats.
@@ -32,6 +32,11 @@ pub struct StreamOptions {
     /// return at their next checkpoint); functions stuck in their own code
     /// longer are dropped. Their workflows stay running in the cluster.
     pub shutdown_grace: Duration,
+    /// Sent as `authorization: Bearer <token>` on every call, for a sidecar
+    /// started with `RAFTORAL_APP_TOKEN`.
+    pub token: Option<crate::AppToken>,
+    /// TLS to a sidecar whose app API serves TLS (with an `https://` URL).
+    pub tls: Option<crate::ClientTls>,
 }
 
 impl Default for StreamOptions {
@@ -43,6 +48,8 @@ impl Default for StreamOptions {
             reconnect_max: Duration::from_secs(2),
             max_message_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            token: None,
+            tls: None,
         }
     }
 }

@@ -19,6 +19,8 @@ pub struct ClusterArgs {
         global = true
     )]
     addr: String,
+    #[command(flatten)]
+    tls: crate::tls_args::NodeTlsArgs,
     #[command(subcommand)]
     command: ClusterCommand,
 }
@@ -62,7 +64,14 @@ fn role(m: &Member) -> &'static str {
 
 /// Runs one `raftoral cluster` command.
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let mut client = ClusterServiceClient::connect(format!("http://{}", args.addr))
+    // Over mutual TLS the command presents the same kind of certificate as
+    // a node: admin calls need one signed by the cluster's CA.
+    let tls = match args.tls.files()? {
+        Some(files) => Some(raftoral::tls::Tls::load(files)?),
+        None => None,
+    };
+    let endpoint = raftoral::tls::cluster_endpoint(tls.as_deref(), &args.addr)?;
+    let mut client = ClusterServiceClient::connect(endpoint)
         .await
         .with_context(|| format!("cannot connect to the node at {}", args.addr))?;
     let status = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());

@@ -24,6 +24,18 @@ pub struct WorkflowArgs {
         global = true
     )]
     addr: String,
+    /// Token the sidecar requires (its RAFTORAL_APP_TOKEN).
+    #[arg(
+        long,
+        env = "RAFTORAL_APP_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    app_token: Option<crate::app_auth::AppToken>,
+    /// CA bundle (PEM) that signed the sidecar's app API certificate, for an
+    /// https:// --addr.
+    #[arg(long, env = "RAFTORAL_APP_CA", global = true)]
+    app_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: WorkflowCommand,
 }
@@ -110,12 +122,30 @@ impl From<StatusArg> for WorkflowStatus {
 
 /// Runs one `raftoral workflow` command.
 pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(args.addr.clone())
-        .with_context(|| format!("invalid --addr {}", args.addr))?
+    let mut endpoint = Channel::from_shared(args.addr.clone())
+        .with_context(|| format!("invalid --addr {}", args.addr))?;
+    if let Some(ca) = &args.app_ca {
+        let pem =
+            std::fs::read(ca).with_context(|| format!("cannot read --app-ca {}", ca.display()))?;
+        endpoint = endpoint.tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+        )?;
+    }
+    let channel = endpoint
         .connect()
         .await
         .with_context(|| format!("cannot connect to the sidecar at {}", args.addr))?;
-    let mut client = WorkflowServiceClient::new(channel);
+    let bearer = args.app_token.as_ref().map(|t| t.header());
+    let mut client =
+        WorkflowServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            if let Some(value) = &bearer {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
+            Ok(request)
+        });
     let status = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());
     match args.command {
         WorkflowCommand::Start {

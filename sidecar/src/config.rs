@@ -109,6 +109,45 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTORAL_RETENTION", default_value = "7d", value_parser = parse_retention)]
     pub retention: Retention,
 
+    #[command(flatten)]
+    pub tls: crate::tls_args::NodeTlsArgs,
+
+    /// Milliseconds between checks of the TLS files for a rotation.
+    #[arg(long, env = "RAFTORAL_TLS_RELOAD_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_reload_ms: u64,
+
+    /// Plain HTTP address for /health, /ready and /metrics. Required with
+    /// node-to-node TLS (the kubelet and Prometheus present no client
+    /// certificate); without TLS these are also served on --listen.
+    #[arg(long, env = "RAFTORAL_PROBE_LISTEN")]
+    pub probe_listen: Option<SocketAddr>,
+
+    /// Certificate (PEM) of the app API; with --app-tls-key the app API
+    /// serves TLS. Needed to bind --sidecar-listen beyond loopback.
+    #[arg(long, env = "RAFTORAL_APP_TLS_CERT", requires = "app_tls_key")]
+    pub app_tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --app-tls-cert.
+    #[arg(long, env = "RAFTORAL_APP_TLS_KEY", requires = "app_tls_cert")]
+    pub app_tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) for app client certificates: when set, apps must
+    /// present a certificate signed by it.
+    #[arg(long, env = "RAFTORAL_APP_TLS_CA", requires = "app_tls_cert")]
+    pub app_tls_ca: Option<PathBuf>,
+
+    /// Bearer token every app stream and client call must carry
+    /// (`authorization: Bearer <token>`); calls without it get
+    /// UNAUTHENTICATED.
+    #[arg(long, env = "RAFTORAL_APP_TOKEN", hide_env_values = true)]
+    pub app_token: Option<crate::app_auth::AppToken>,
+
+    /// Serve the app API in plaintext even on a non-loopback
+    /// --sidecar-listen (anyone who reaches it can start and cancel
+    /// workflows).
+    #[arg(long, env = "RAFTORAL_APP_INSECURE")]
+    pub app_insecure: bool,
+
     /// Write the bound addresses as JSON to this file once serving
     /// (useful with port 0).
     #[arg(long, env = "RAFTORAL_ADDR_FILE")]
@@ -149,6 +188,8 @@ impl ServeArgs {
             owner_timeout: Duration::from_millis(self.owner_timeout_ms),
             app_timeout: Duration::from_millis(self.app_timeout_ms),
             retention: self.retention.0,
+            tls: self.tls.files()?,
+            tls_reload_interval: Duration::from_millis(self.tls_reload_ms),
             storage: raftoral::storage::StorageOptions {
                 segment_bytes: self.log_segment_bytes,
             },
@@ -156,6 +197,36 @@ impl ServeArgs {
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// The app API's TLS files, when it serves TLS.
+    pub fn app_tls(&self) -> Option<raftoral::tls::TlsFiles> {
+        Some(raftoral::tls::TlsFiles {
+            cert: self.app_tls_cert.clone()?,
+            key: self.app_tls_key.clone()?,
+            ca: self.app_tls_ca.clone(),
+            server_name: None,
+        })
+    }
+
+    /// Refuses listener settings that would expose the app API, or leave
+    /// the probes unreachable, before anything is bound.
+    pub fn check_listeners(&self) -> anyhow::Result<()> {
+        if !self.sidecar_listen.ip().is_loopback()
+            && self.app_tls_cert.is_none()
+            && !self.app_insecure
+        {
+            bail!(
+                "--sidecar-listen {} is not a loopback address and the app API has no TLS: set --app-tls-cert and --app-tls-key (RAFTORAL_APP_TLS_CERT, RAFTORAL_APP_TLS_KEY), listen on 127.0.0.1, or pass --app-insecure (RAFTORAL_APP_INSECURE=true) to serve it in plaintext anyway",
+                self.sidecar_listen
+            );
+        }
+        if self.tls.files()?.is_some() && self.probe_listen.is_none() {
+            bail!(
+                "with node-to-node TLS, /health, /ready and /metrics need a plain HTTP port of their own (probes and Prometheus present no client certificate): set --probe-listen (RAFTORAL_PROBE_LISTEN), e.g. 0.0.0.0:7002"
+            );
+        }
+        Ok(())
     }
 
     /// The address other nodes reach this one at.

@@ -1,7 +1,9 @@
-//! `/health`, `/ready` and `/metrics` over plain HTTP, served on the
-//! node-to-node port next to its gRPC services (as etcd does): reachable
-//! from the pod IP for Kubernetes probes and Prometheus, and no extra port
-//! to configure.
+//! `/health`, `/ready` and `/metrics` over plain HTTP. Without TLS they are
+//! served on the node-to-node port next to its gRPC services (as etcd
+//! does): reachable from the pod IP for Kubernetes probes and Prometheus,
+//! and no extra port to configure. With mutual TLS on that port the kubelet
+//! and Prometheus (which present no client certificate) use the plain
+//! `--probe-listen` port instead ([`probe_router`]).
 
 use axum::Router;
 use axum::extract::State;
@@ -18,6 +20,11 @@ pub fn router(node: Node) -> Router {
         .route("/ready", get(get_ready))
         .route("/metrics", get(get_metrics))
         .with_state(node)
+}
+
+/// The HTTP routes on a port of their own (`--probe-listen`).
+pub fn probe_router(node: Node) -> Router {
+    router(node).fallback(fallback)
 }
 
 async fn get_health(State(node): State<Node>) -> impl IntoResponse {

@@ -18,7 +18,8 @@ pub async fn join_cluster(node: &Node, seed: &str, advertise: &str) -> anyhow::R
     let mut delay = Duration::from_millis(100);
     loop {
         let attempt = async {
-            let mut client = ClusterServiceClient::connect(format!("http://{seed}"))
+            let endpoint = node.transport().endpoint(seed)?;
+            let mut client = ClusterServiceClient::connect(endpoint)
                 .await
                 .with_context(|| format!("cannot reach the join address {seed}"))?;
             client

@@ -1,6 +1,7 @@
 //! `raftoral`: the Raftoral sidecar and its command-line client.
 
 mod app_api;
+mod app_auth;
 mod cli_cluster;
 mod cli_workflow;
 mod config;
@@ -10,6 +11,7 @@ mod http_api;
 mod join;
 mod logging;
 mod server;
+mod tls_args;
 mod workflow_api;
 
 use clap::{Parser, Subcommand};

@@ -5,15 +5,21 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use futures::FutureExt as _;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt as _, TryFutureExt as _};
 use raftoral::Node;
+use raftoral::tls::Tls;
 use raftoral_proto::sidecar::v1::{
     app_service_server::AppServiceServer, workflow_service_server::WorkflowServiceServer,
 };
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 use crate::app_api::AppApi;
+use crate::app_auth::TokenCheck;
 use crate::config::ServeArgs;
 use crate::workflow_api::WorkflowApi;
 
@@ -23,16 +29,36 @@ const FAULT_FILE_ENV: &str = "RAFTORAL_FAULT_FILE";
 /// Room for the protobuf envelope around the largest allowed value.
 const FRAME_OVERHEAD: usize = 64 * 1024;
 
+/// A server run to completion; its error as text.
+type Serving = BoxFuture<'static, Result<(), String>>;
+
 /// Runs the sidecar until a termination signal.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    args.check_listeners()?;
+    let app_tls = match args.app_tls() {
+        Some(files) => Some(Tls::load(files).context("cannot use the app API's TLS files")?),
+        None => None,
+    };
     let sidecar_listener = TcpListener::bind(args.sidecar_listen)
         .await
         .with_context(|| format!("cannot listen on --sidecar-listen {}", args.sidecar_listen))?;
     let raft_listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
+    let probe_listener = match args.probe_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --probe-listen {addr}"))?,
+        ),
+        None => None,
+    };
     let sidecar_addr = sidecar_listener.local_addr()?;
     let raft_addr = raft_listener.local_addr()?;
+    let probe_addr = probe_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
 
     let advertise = args.advertise_for(raft_addr);
     // Kubernetes discovery decides the node id and how it starts before the
@@ -64,6 +90,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "no storage path: workflow state lives in memory and is lost when this process stops"
         );
     }
+    if node.tls().is_none() && !raft_addr.ip().is_loopback() {
+        tracing::warn!(
+            listen = %raft_addr,
+            "node-to-node port open beyond loopback without TLS: anyone who reaches it can send Raft traffic and change the membership; set RAFTORAL_TLS_CERT, RAFTORAL_TLS_KEY and RAFTORAL_TLS_CA"
+        );
+    }
+    if app_tls.is_none() && !sidecar_addr.ip().is_loopback() {
+        tracing::warn!(
+            listen = %sidecar_addr,
+            "app API open beyond loopback without TLS (--app-insecure): anyone who reaches it can start and cancel workflows"
+        );
+    }
+    if let Some(tls) = &app_tls {
+        tls.watch(
+            Duration::from_millis(args.tls_reload_ms),
+            node.shutdown_signal(),
+        );
+    }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -74,14 +118,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await;
 
     let max_frame = args.max_value_bytes + FRAME_OVERHEAD;
-    let app_api = AppServiceServer::new(AppApi::new(node.clone()))
-        .max_decoding_message_size(max_frame)
-        .max_encoding_message_size(usize::MAX);
-    let workflow_api = WorkflowServiceServer::new(WorkflowApi::new(node.clone()))
-        .max_decoding_message_size(max_frame)
-        .max_encoding_message_size(usize::MAX);
+    // The token is checked before a call reaches the services: a refused
+    // StartWorkflow starts nothing, a refused stream opens no session.
+    let token = TokenCheck::new(args.app_token.as_ref());
+    let app_api = InterceptedService::new(
+        AppServiceServer::new(AppApi::new(node.clone()))
+            .max_decoding_message_size(max_frame)
+            .max_encoding_message_size(usize::MAX),
+        token.clone(),
+    );
+    let workflow_api = InterceptedService::new(
+        WorkflowServiceServer::new(WorkflowApi::new(node.clone()))
+            .max_decoding_message_size(max_frame)
+            .max_encoding_message_size(usize::MAX),
+        token,
+    );
 
-    let mut stop = node.shutdown_signal();
+    let stop = node.shutdown_signal();
+    let stopped = move || {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
     let signal_node = node.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -91,43 +150,77 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signal_node.shutdown().await;
     });
 
-    let sidecar_server = Server::builder()
+    let sidecar_router = Server::builder()
         .tcp_nodelay(true)
         .add_service(health_service.clone())
         .add_service(app_api)
-        .add_service(workflow_api)
-        .serve_with_incoming_shutdown(raftoral::transport::nodelay_incoming(sidecar_listener), {
-            let mut stop = stop.clone();
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }
-        });
-    // gRPC (node-to-node, grpc.health.v1) and plain HTTP (/health, /ready,
-    // /metrics) share the node-to-node port; HTTP/1.1 is accepted for probes.
+        .add_service(workflow_api);
+    let sidecar_server: Serving = match app_tls {
+        Some(tls) => sidecar_router
+            .serve_with_incoming_shutdown(
+                raftoral::tls::incoming(sidecar_listener, tls, "app API"),
+                stopped(),
+            )
+            .map_err(|e| e.to_string())
+            .boxed(),
+        None => sidecar_router
+            .serve_with_incoming_shutdown(
+                raftoral::transport::nodelay_incoming(sidecar_listener),
+                stopped(),
+            )
+            .map_err(|e| e.to_string())
+            .boxed(),
+    };
     let mut grpc_routes = tonic::service::Routes::builder();
     grpc_routes
         .add_service(health_service)
         .add_service(node.cluster_service());
-    let routes = grpc_routes
-        .routes()
-        .into_axum_router()
-        .merge(crate::http_api::router(node.clone()))
-        .fallback(crate::http_api::fallback);
-    let raft_server = Server::builder()
-        .tcp_nodelay(true)
-        .accept_http1(true)
-        .add_routes(routes.into())
-        .serve_with_incoming_shutdown(
-            raftoral::transport::nodelay_incoming(raft_listener),
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        );
+    let raft_server: Serving = match node.tls().cloned() {
+        // Mutual TLS: gRPC only, and only after the handshake; the probes
+        // are on their own plain port (checked above).
+        Some(tls) => Server::builder()
+            .tcp_nodelay(true)
+            .add_routes(grpc_routes.routes())
+            .serve_with_incoming_shutdown(
+                raftoral::tls::incoming(raft_listener, tls, "node-to-node"),
+                stopped(),
+            )
+            .map_err(|e| e.to_string())
+            .boxed(),
+        // Plaintext: gRPC (node-to-node, grpc.health.v1) and plain HTTP
+        // (/health, /ready, /metrics) share the port; HTTP/1.1 is accepted
+        // for probes.
+        None => {
+            let routes = grpc_routes
+                .routes()
+                .into_axum_router()
+                .merge(crate::http_api::router(node.clone()))
+                .fallback(crate::http_api::fallback);
+            Server::builder()
+                .tcp_nodelay(true)
+                .accept_http1(true)
+                .add_routes(routes.into())
+                .serve_with_incoming_shutdown(
+                    raftoral::transport::nodelay_incoming(raft_listener),
+                    stopped(),
+                )
+                .map_err(|e| e.to_string())
+                .boxed()
+        }
+    };
+    let probe_server: Serving = match probe_listener {
+        Some(listener) => axum::serve(listener, crate::http_api::probe_router(node.clone()))
+            .with_graceful_shutdown(stopped())
+            .into_future()
+            .map_err(|e| e.to_string())
+            .boxed(),
+        None => futures::future::ok(()).boxed(),
+    };
 
     if let Some(path) = &args.addr_file {
-        write_addr_file(path, sidecar_addr, raft_addr)?;
+        write_addr_file(path, sidecar_addr, raft_addr, probe_addr)?;
     }
-    tracing::info!(node = node.id(), sidecar = %sidecar_addr, raft = %raft_addr, %advertise, "raftoral sidecar serving");
+    tracing::info!(node = node.id(), sidecar = %sidecar_addr, raft = %raft_addr, probe = ?probe_addr, %advertise, tls = node.tls().is_some(), "raftoral sidecar serving");
     if let Ok(path) = std::env::var(FAULT_FILE_ENV) {
         crate::faults::watch_fault_file(node.clone(), path.into());
     }
@@ -147,10 +240,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::discovery::reconcile(k8s, node.clone()));
     }
 
-    // Either server ending on its own stops the node: half a sidecar (no
-    // app API, or no node-to-node port) must not keep running as if well.
+    // Any server ending on its own stops the node: half a sidecar (no app
+    // API, no node-to-node port, no probes) must not keep running as if
+    // well.
     let essential = |name: &'static str, node: Node| {
-        move |result: Result<(), tonic::transport::Error>| {
+        move |result: Result<(), String>| {
             if let Err(e) = &result {
                 node.stop_with_failure(format!("the {name} server failed: {e}"));
             } else if !node.is_shutting_down() {
@@ -159,12 +253,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             result
         }
     };
-    let (a, b) = tokio::join!(
+    let probes_on_own_port = args.probe_listen.is_some();
+    let probe_node = node.clone();
+    let (a, b, c) = tokio::join!(
         sidecar_server.map(essential("app API", node.clone())),
-        raft_server.map(essential("node-to-node", node.clone()))
+        raft_server.map(essential("node-to-node", node.clone())),
+        async move {
+            let result = probe_server.await;
+            if probes_on_own_port {
+                essential("probe", probe_node)(result)
+            } else {
+                result
+            }
+        }
     );
-    a.context("app API server failed")?;
-    b.context("node-to-node server failed")?;
+    a.map_err(anyhow::Error::msg)
+        .context("app API server failed")?;
+    b.map_err(anyhow::Error::msg)
+        .context("node-to-node server failed")?;
+    c.map_err(anyhow::Error::msg)
+        .context("probe server failed")?;
     node.shutdown().await;
     if let Some(failure) = node.failure() {
         bail!("{failure}");
@@ -191,10 +299,18 @@ async fn hand_over_leadership(node: &Node) {
     }
 }
 
-/// Writes `{"sidecar": ..., "raft": ...}` atomically (temp file + rename), so
+/// Writes `{"sidecar": ..., "raft": ..., "probe": ...}` atomically (temp file + rename), so
 /// a reader never sees half a file.
-fn write_addr_file(path: &Path, sidecar: SocketAddr, raft: SocketAddr) -> anyhow::Result<()> {
-    let body = serde_json::json!({ "sidecar": sidecar.to_string(), "raft": raft.to_string() });
+fn write_addr_file(
+    path: &Path,
+    sidecar: SocketAddr,
+    raft: SocketAddr,
+    probe: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let mut body = serde_json::json!({ "sidecar": sidecar.to_string(), "raft": raft.to_string() });
+    if let Some(probe) = probe {
+        body["probe"] = probe.to_string().into();
+    }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, body.to_string())
         .with_context(|| format!("cannot write --addr-file {}", tmp.display()))?;

@@ -26,6 +26,7 @@ from .errors import (
     Rejected,
     ShuttingDown,
     Timeout,
+    Unauthenticated,
     Unavailable,
     WorkflowFailed,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Rejected",
     "ShuttingDown",
     "Timeout",
+    "Unauthenticated",
     "Unavailable",
     "Worker",
     "Workflow",

@@ -17,7 +17,13 @@ __all__ = [
 @final
 class Client:
     @staticmethod
-    async def connect(url: str, attempts: int = 5, retry_delay: float = 0.1) -> Client: ...
+    async def connect(
+        url: str,
+        attempts: int = 5,
+        retry_delay: float = 0.1,
+        token: Optional[str] = None,
+        tls_ca: Optional[str] = None,
+    ) -> Client: ...
     @property
     def endpoint(self) -> str: ...
     async def start_workflow(

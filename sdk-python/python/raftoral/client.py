@@ -36,13 +36,20 @@ class Client:
         codec: Optional[Codec] = None,
         attempts: int = 5,
         retry_delay: float = 0.1,
+        token: Optional[str] = None,
+        tls_ca: Optional[str] = None,
     ) -> Client:
         """Connects to the sidecar at ``url`` (e.g. ``http://127.0.0.1:9001``).
 
         Tries ``attempts`` times, doubling the pause from ``retry_delay``
         seconds, then raises :class:`~raftoral.Unavailable` naming the address.
+        ``token`` is sent with every call, for a sidecar started with
+        ``RAFTORAL_APP_TOKEN`` (without it such a sidecar answers
+        :class:`~raftoral.Unauthenticated`-coded errors); ``tls_ca`` is the PEM
+        file of the CA that signed the sidecar's certificate, for an
+        ``https://`` URL.
         """
-        native = await _core.Client.connect(url, attempts, retry_delay)
+        native = await _core.Client.connect(url, attempts, retry_delay, token, tls_ca)
         return cls(native, codec)
 
     @property

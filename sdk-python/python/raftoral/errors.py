@@ -67,6 +67,12 @@ class Unavailable(RaftoralError):
         self.address = address
 
 
+class Unauthenticated(RaftoralError):
+    """The sidecar requires an app token (its ``RAFTORAL_APP_TOKEN``) and the
+    call carried none or a wrong one (gRPC UNAUTHENTICATED); pass ``token=``
+    to :meth:`raftoral.Client.connect`."""
+
+
 class InvalidArgument(RaftoralError):
     """The call or a value was wrong: an unencodable value, a checkpoint
     outside a workflow, a bad filter (gRPC INVALID_ARGUMENT)."""
