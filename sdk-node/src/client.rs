@@ -8,17 +8,13 @@ use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use raftoral_client::proto::sidecar::v1::{HistoryEntry, ListWorkflowsRequest};
-use raftoral_client::{
-    AppToken, ClientError, ClientTls, RaftoralClient, StreamOptions, WorkflowInfo,
-};
+use raftoral_client::{AppToken, ClientTls, RaftoralClient, StreamOptions, WorkflowInfo};
 use tokio::time::Instant;
 
 use crate::errors::to_js_err;
 
 /// Server-side wait of one WaitWorkflow call when the caller gave no timeout.
 const WAIT_SLICE: Duration = Duration::from_secs(30);
-/// Longest pause between two connection attempts.
-const CONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 
 /// A workflow's state, as the sidecar reports it.
 #[napi(object)]
@@ -116,37 +112,6 @@ pub struct NativeClient {
     pub(crate) inner: RaftoralClient,
 }
 
-/// Connects with bounded retries: a sidecar that starts at the same time as
-/// its app (same pod) may need a moment, but an address nobody serves must
-/// end in an error that names it, not in a hang.
-async fn connect_with_retries(
-    url: String,
-    attempts: u32,
-    first_delay: Duration,
-    options: StreamOptions,
-) -> Result<RaftoralClient, ClientError> {
-    let mut delay = first_delay;
-    let mut attempt = 1;
-    loop {
-        match RaftoralClient::connect_with(url.clone(), options.clone()).await {
-            Ok(client) => return Ok(client),
-            Err(ClientError::Connect { endpoint, reason }) if attempt < attempts.max(1) => {
-                tracing::debug!(%endpoint, %reason, attempt, retry_in = ?delay, "sidecar not reachable yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(CONNECT_DELAY_MAX);
-                attempt += 1;
-            }
-            Err(ClientError::Connect { endpoint, reason }) => {
-                return Err(ClientError::Connect {
-                    endpoint,
-                    reason: format!("{reason} (gave up after {attempt} attempts)"),
-                });
-            }
-            Err(other) => return Err(other),
-        }
-    }
-}
-
 #[napi]
 impl NativeClient {
     /// Connects to the sidecar at `url`, trying `attempts` times with a
@@ -171,7 +136,7 @@ impl NativeClient {
                 .map_err(to_js_err)?,
             ..StreamOptions::default()
         };
-        let inner = connect_with_retries(url, attempts, first_delay, options)
+        let inner = RaftoralClient::connect_retrying(url, options, attempts, first_delay)
             .await
             .map_err(to_js_err)?;
         Ok(Self { inner })

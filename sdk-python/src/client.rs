@@ -8,9 +8,7 @@ use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use raftoral_client::proto::sidecar::v1::{HistoryEntry, ListWorkflowsRequest};
-use raftoral_client::{
-    AppToken, ClientError, ClientTls, RaftoralClient, StreamOptions, WorkflowInfo,
-};
+use raftoral_client::{AppToken, ClientTls, RaftoralClient, StreamOptions, WorkflowInfo};
 use tokio::time::Instant;
 
 use crate::errors::to_py_err;
@@ -66,37 +64,6 @@ fn history_py(entries: Vec<HistoryEntry>) -> PyResult<Vec<Py<PyDict>>> {
     })
 }
 
-/// Connects with bounded retries: a sidecar that starts at the same time as
-/// its app (same pod) may need a moment, but an address nobody serves must
-/// end in an error that names it, not in a hang.
-async fn connect_with_retries(
-    url: String,
-    attempts: u32,
-    first_delay: Duration,
-    options: StreamOptions,
-) -> Result<RaftoralClient, ClientError> {
-    let mut delay = first_delay;
-    let mut attempt = 1;
-    loop {
-        match RaftoralClient::connect_with(url.clone(), options.clone()).await {
-            Ok(client) => return Ok(client),
-            Err(ClientError::Connect { endpoint, reason }) if attempt < attempts.max(1) => {
-                tracing::debug!(%endpoint, %reason, attempt, retry_in = ?delay, "sidecar not reachable yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-                attempt += 1;
-            }
-            Err(ClientError::Connect { endpoint, reason }) => {
-                return Err(ClientError::Connect {
-                    endpoint,
-                    reason: format!("{reason} (gave up after {attempt} attempts)"),
-                });
-            }
-            Err(other) => return Err(other),
-        }
-    }
-}
-
 #[pymethods]
 impl Client {
     /// Connects to the sidecar at `url`, trying `attempts` times with a
@@ -123,7 +90,7 @@ impl Client {
             ..StreamOptions::default()
         };
         crate::future::into_py(py, async move {
-            let inner = connect_with_retries(url, attempts, first_delay, options)
+            let inner = RaftoralClient::connect_retrying(url, options, attempts, first_delay)
                 .await
                 .map_err(to_py_err)?;
             Ok(Client { inner })

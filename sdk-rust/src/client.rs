@@ -27,6 +27,9 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a start is retried while the sidecar answers UNAVAILABLE (no
 /// leader yet, a leader change) before the error reaches the caller.
 const START_RETRY_FOR: Duration = Duration::from_secs(10);
+/// Longest pause between connection attempts of
+/// [`RaftoralClient::connect_retrying`].
+const CONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
 /// First pause between start attempts; doubled up to a second.
 const START_RETRY_MIN: Duration = Duration::from_millis(50);
 
@@ -111,6 +114,39 @@ impl RaftoralClient {
         )
         .await?;
         Ok(Self::with_link(endpoint, Arc::new(link), options))
+    }
+
+    /// [`connect_with`](Self::connect_with), tried `attempts` times while
+    /// nothing listens at `endpoint` yet (an app that starts beside its
+    /// sidecar), with a pause from `first_delay` doubling up to 2 s. Other
+    /// errors (bad URL, TLS settings) are returned at once.
+    pub async fn connect_retrying(
+        endpoint: impl Into<String>,
+        options: StreamOptions,
+        attempts: u32,
+        first_delay: Duration,
+    ) -> Result<Self, ClientError> {
+        let endpoint = endpoint.into();
+        let mut delay = first_delay;
+        let mut attempt = 1;
+        loop {
+            match Self::connect_with(endpoint.clone(), options.clone()).await {
+                Ok(client) => return Ok(client),
+                Err(ClientError::Connect { endpoint, reason }) if attempt < attempts.max(1) => {
+                    tracing::debug!(%endpoint, %reason, attempt, retry_in = ?delay, "sidecar not reachable yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(CONNECT_DELAY_MAX);
+                    attempt += 1;
+                }
+                Err(ClientError::Connect { endpoint, reason }) => {
+                    return Err(ClientError::Connect {
+                        endpoint,
+                        reason: format!("{reason} (gave up after {attempt} attempts)"),
+                    });
+                }
+                Err(other) => return Err(other),
+            }
+        }
     }
 
     /// A client over any [`SidecarLink`]: embedded mode passes the engine's
