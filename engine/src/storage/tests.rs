@@ -236,7 +236,10 @@ fn compaction_bounds_the_disk_and_a_reopen_starts_from_the_snapshot() {
     ));
     drop(store);
     let store = open(dir.path());
-    assert_eq!(store.snapshot_data(), Some((2000, b"state@2000".to_vec())));
+    assert_eq!(
+        store.snapshot_data().unwrap(),
+        Some((2000, b"state@2000".to_vec()))
+    );
     assert_eq!(store.last_index().unwrap(), 2000);
     assert!(store.snapshot(2000, 1).is_ok());
     // Too old for the request, or taken before the receiver was a member:
@@ -339,7 +342,10 @@ fn entries_after_an_installed_snapshot_do_not_come_back_after_a_restart() {
     );
     assert_eq!(store.term(250).unwrap(), 4);
     assert_eq!(store.first_index().unwrap(), 251);
-    assert_eq!(store.snapshot_data(), Some((250, b"state@250".to_vec())));
+    assert_eq!(
+        store.snapshot_data().unwrap(),
+        Some((250, b"state@250".to_vec()))
+    );
     // What the node appends after the snapshot survives, and only that.
     store.append(&[entry(251, 4, "new")]).unwrap();
     store.sync().unwrap();
