@@ -50,6 +50,11 @@ pub struct NodeConfig {
     pub snapshot_entries: u64,
     /// Entries kept behind a snapshot for followers that lag a little.
     pub snapshot_keep_entries: u64,
+    /// On the leader, the log is kept back to the slowest healthy follower
+    /// (heard from within `owner_timeout`), so a short hiccup does not cost
+    /// it a whole snapshot, but never more than this many entries behind
+    /// a snapshot.
+    pub snapshot_max_retained_entries: u64,
     /// Largest node-to-node gRPC message, both ways. Snapshots travel in
     /// chunks of [`NodeConfig::snapshot_chunk_bytes`], so their size has no
     /// bound.
@@ -88,6 +93,7 @@ impl Default for NodeConfig {
             storage: StorageOptions::default(),
             snapshot_entries: 10_000,
             snapshot_keep_entries: 1_000,
+            snapshot_max_retained_entries: 50_000,
             max_frame_bytes: crate::transport::MAX_FRAME,
             snapshot_chunk_bytes: 1024 * 1024,
             owner_timeout: Duration::from_millis(1500),

@@ -879,12 +879,44 @@ impl RaftLoop {
     ) -> Result<(), StorageError> {
         let state = state?;
         let index = state.reference.index;
-        self.store
-            .compact_to(state, conf_state, self.config.snapshot_keep_entries)?;
+        let keep = self.retained_entries(index);
+        self.store.compact_to(state, conf_state, keep)?;
         tracing::debug!(index, "snapshot stored; log compacted");
         self.publish_status();
         // raft-rs may be waiting for it to send a follower.
         self.maybe_snapshot()
+    }
+
+    /// Entries to keep behind a snapshot at `index`: `snapshot_keep_entries`,
+    /// or on the leader back to the slowest healthy follower's matched
+    /// index, so a follower that missed a moment (a pause, a short
+    /// partition) catches up from the log instead of a whole snapshot;
+    /// never more than `snapshot_max_retained_entries`. Healthy: heard from
+    /// within the owner timeout, the point at which failover takes a node
+    /// for gone; a follower silent for longer gets a snapshot when it
+    /// returns.
+    fn retained_entries(&self, index: u64) -> u64 {
+        let keep = self.config.snapshot_keep_entries;
+        if self.raw.raft.state != StateRole::Leader {
+            return keep;
+        }
+        let me = self.raw.raft.id;
+        let window = self.config.owner_timeout;
+        let slowest = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != me && self.failover.heard_within(**id, window))
+            .map(|(_, p)| p.matched)
+            .min();
+        match slowest {
+            Some(matched) => index
+                .saturating_sub(matched)
+                .min(self.config.snapshot_max_retained_entries)
+                .max(keep),
+            None => keep,
+        }
     }
 
     pub(crate) fn publish_status(&self) {

@@ -212,3 +212,73 @@ async fn the_raft_loop_commits_while_a_snapshot_is_encoded() -> anyhow::Result<(
     node.shutdown().await;
     Ok(())
 }
+
+/// A follower misses 200 commits (a blocked link, shorter than the owner
+/// timeout) while the leader snapshots every 50 entries; returns (the
+/// leader's first index at the end of the hiccup, the follower's applied
+/// index before it, snapshots the follower received).
+async fn hiccup(max_retained: u64) -> anyhow::Result<(u64, u64, u64)> {
+    let (nodes, _) = common::served_cluster_with(3, |c| {
+        c.tick_interval = Duration::from_millis(20);
+        c.snapshot_entries = 50;
+        c.snapshot_keep_entries = 10;
+        c.snapshot_max_retained_entries = max_retained;
+        // The hiccup must stay shorter than this for the follower to count
+        // as healthy, whatever the machine's speed.
+        c.owner_timeout = Duration::from_secs(20);
+    })
+    .await?;
+    let leader_id = nodes[&1].raft_status().leader_id;
+    let leader = nodes[&leader_id].clone();
+    let lagging_id = (1..=3).find(|id| *id != leader_id).unwrap();
+    let lagging = nodes[&lagging_id].clone();
+    commit_run(&leader, "before", 20).await?;
+    until("the lagging node to be in step", || {
+        lagging.raft_status().applied_index >= leader.raft_status().commit_index
+    })
+    .await;
+    let behind = lagging.raft_status().applied_index;
+    lagging.transport().faults().block([1, 2, 3]);
+    leader.transport().faults().block([lagging_id]);
+    commit_run(&leader, "during", 200).await?;
+    until("the leader to snapshot past the lagging node", || {
+        leader.raft_status().snapshot_index > behind + 100
+    })
+    .await;
+    let first_index = leader.raft_status().first_index;
+    lagging.transport().faults().block([]);
+    leader.transport().faults().block([]);
+    until("the lagging node to catch up", || {
+        lagging.raft_status().applied_index >= leader.raft_status().commit_index
+    })
+    .await;
+    let received = lagging.snapshot_transfers().hooks().completed();
+    for node in nodes.values() {
+        node.shutdown().await;
+    }
+    Ok((first_index, behind, received))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_back_from_a_hiccup_catches_up_from_the_log() -> anyhow::Result<()> {
+    let (first_index, behind, received) = hiccup(50_000).await?;
+    assert!(
+        first_index <= behind + 1,
+        "the leader kept the log back to the lagging node ({first_index} > {})",
+        behind + 1
+    );
+    assert_eq!(received, 0, "caught up from the log, without a snapshot");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_kept_for_a_slow_follower_is_bounded() -> anyhow::Result<()> {
+    let (first_index, behind, received) = hiccup(30).await?;
+    assert!(
+        first_index > behind + 1,
+        "at most 30 entries kept behind a snapshot ({first_index} <= {})",
+        behind + 1
+    );
+    assert!(received >= 1, "the lagging node got a snapshot instead");
+    Ok(())
+}

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a sidecar node.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Start, inspect, wait for and cancel workflows.
     Workflow(cli_workflow::WorkflowArgs),
     /// Inspect and change the cluster membership.
@@ -52,7 +52,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => server::serve(args).await,
+            Command::Serve(args) => server::serve(*args).await,
             Command::Workflow(args) => cli_workflow::run(args).await,
             Command::Cluster(args) => cli_cluster::run(args).await,
         }
