@@ -249,6 +249,44 @@ impl StateMachine {
         self.workflows.get(id).map(|w| &**w)
     }
 
+    /// A workflow's record, shared with the state (no copy of its history).
+    pub fn shared(&self, id: &str) -> Option<Arc<Workflow>> {
+        self.workflows.get(id).cloned()
+    }
+
+    /// Up to `size` workflows with ids after `after` that match `keep`,
+    /// ordered by id, shared with the state (no history is copied), and
+    /// whether more follow. With `active_only` only the active index is
+    /// read, not the finished workflows.
+    pub fn page(
+        &self,
+        after: &str,
+        active_only: bool,
+        size: usize,
+        keep: impl Fn(&Workflow) -> bool,
+    ) -> (Vec<Arc<Workflow>>, bool) {
+        use std::ops::Bound;
+        let range = (Bound::Excluded(after), Bound::Unbounded);
+        let mut matching: Box<dyn Iterator<Item = &Arc<Workflow>>> = if active_only {
+            Box::new(
+                self.active
+                    .range::<str, _>(range)
+                    .filter_map(|id| self.workflows.get(id)),
+            )
+        } else {
+            Box::new(self.workflows.range::<_, str>(range).map(|(_, w)| w))
+        };
+        let mut matching = matching.by_ref().filter(|w| keep(w));
+        let page: Vec<Arc<Workflow>> = matching.by_ref().take(size).cloned().collect();
+        let more = matching.next().is_some();
+        (page, more)
+    }
+
+    /// Pending and running workflows ordered by id, shared with the state.
+    pub fn active_shared(&self) -> impl Iterator<Item = &Arc<Workflow>> {
+        self.active.iter().filter_map(|id| self.workflows.get(id))
+    }
+
     /// All workflows ordered by id.
     pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
         self.workflows.values().map(|w| &**w)
