@@ -443,7 +443,10 @@ impl RaftStore {
         let mut core = self.wl();
         let index = state.reference.index;
         if index <= core.snapshot.get_metadata().index || index > core.last_index() {
-            if let SnapshotBlob::File(path) = &state.blob {
+            let current = core.state.as_ref().map(|s| &s.blob);
+            if let SnapshotBlob::File(path) = &state.blob
+                && !matches!(current, Some(SnapshotBlob::File(p)) if p == path)
+            {
                 let _ = fs::remove_file(path);
             }
             return Ok(());
