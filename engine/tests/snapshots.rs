@@ -115,6 +115,12 @@ async fn a_snapshot_larger_than_a_frame_goes_in_chunks_and_installs() -> anyhow:
         files.iter().any(|f| f.ends_with(".state")),
         "a state file on disk: {files:?}"
     );
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.ends_with(".part") || f.ends_with(".tmp")),
+        "no partial transfer or temp file left: {files:?}"
+    );
     first.shutdown().await;
     joiner.shutdown().await;
     Ok(())

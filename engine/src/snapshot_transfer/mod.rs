@@ -105,6 +105,7 @@ pub struct SnapshotHooks {
     resumed: AtomicU64,
     completed: AtomicU64,
     chunks_received: AtomicU64,
+    partials_started: AtomicU64,
 }
 
 impl SnapshotHooks {

@@ -117,7 +117,13 @@ impl SnapshotTransfers {
             Some(dir) => {
                 let snapshots = dir.join(snapshot_state::SNAPSHOT_DIR);
                 fs::create_dir_all(&snapshots).map_err(|e| io_status("create", &snapshots, e))?;
-                let path = snapshots.join(format!("incoming-{from}.part"));
+                // A name of its own per partial: a stream that outlives its
+                // sender's attempt never writes into a newer partial's file.
+                let n = self.hooks.partials_started.fetch_add(1, Ordering::Relaxed);
+                let path = snapshots.join(format!(
+                    "incoming-{}-{}-{from}-{n}.part",
+                    reference.index, reference.term
+                ));
                 let file = fs::File::create(&path).map_err(|e| io_status("create", &path, e))?;
                 Sink::File { path, file }
             }

@@ -187,9 +187,10 @@ pub fn write_state(
     })
 }
 
-/// Removes state files older than `index` and leftovers of interrupted
-/// writes (temp files). Files at `index` or later may be a snapshot on its
-/// way in (received, not installed yet) and stay.
+/// Removes state files older than `index`, snapshots received or being
+/// received (`incoming-<index>-...`) older than it, and leftovers of
+/// interrupted writes (temp files). Files at `index` or later may be a
+/// snapshot on its way in and stay.
 pub fn remove_older(dir: &Path, index: u64) {
     let snapshots = dir.join(SNAPSHOT_DIR);
     let Ok(entries) = fs::read_dir(&snapshots) else {
@@ -203,6 +204,7 @@ pub fn remove_older(dir: &Path, index: u64) {
         } else if let Some(stem) = name
             .strip_suffix(".state")
             .or_else(|| name.strip_suffix(".ready"))
+            .or_else(|| name.strip_suffix(".part"))
         {
             let stem = stem.strip_prefix("incoming-").unwrap_or(stem);
             stem.split('-')
