@@ -196,12 +196,16 @@ demo:
 	$(CARGO) build -p raftoral-sidecar -p ping-pong
 	scripts/demo.sh
 
+# Finished workflows the growth bench ends with (the goal in issue 16 is 1 M).
+GROWTH_WORKFLOWS ?= 1000000
+
 ## bench: benchmarks in release mode; figures go to bench/results/ (see docs/PERFORMANCE.md)
 bench:
 	$(CARGO) build --release -p raftoral-bench -p raftoral-sidecar
 	target/release/raftoral-bench floors --out bench/results/floors.json
 	target/release/raftoral-bench commit --out bench/results/commit.json
 	target/release/raftoral-bench workflows --out bench/results/workflows.json
+	target/release/raftoral-bench growth --workflows $(GROWTH_WORKFLOWS) --out bench/results/growth.json
 	bench/peers/restate/run.sh > bench/results/restate.json
 	bench/peers/temporal/run.sh > bench/results/temporal.json
 
