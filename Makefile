@@ -214,6 +214,9 @@ demo:
 	$(CARGO) build -p raftoral-sidecar -p ping-pong
 	scripts/demo.sh
 
+# Finished workflows the growth bench ends with (the goal in issue 16 is 1 M).
+GROWTH_WORKFLOWS ?= 1000000
+
 ## bench: benchmarks in release mode; figures go to bench/results/ (see docs/PERFORMANCE.md)
 bench: bench-sdks-setup
 	$(CARGO) build --release -p raftoral-bench -p raftoral-sidecar
@@ -222,6 +225,7 @@ bench: bench-sdks-setup
 	target/release/raftoral-bench workflows --out bench/results/workflows.json
 	$(BENCH_SDKS)
 	target/release/raftoral-bench tls --out bench/results/tls.json
+	target/release/raftoral-bench growth --workflows $(GROWTH_WORKFLOWS) --out bench/results/growth.json
 	bench/peers/restate/run.sh > bench/results/restate.json
 	bench/peers/temporal/run.sh > bench/results/temporal.json
 

@@ -5,6 +5,7 @@ mod cluster;
 mod commit;
 mod failover;
 mod floors;
+mod growth;
 mod sdks;
 mod sidecars;
 mod stats;
@@ -83,6 +84,18 @@ enum Command {
         /// Workflows held open for the worker memory figure.
         #[arg(long, default_value_t = 10_000)]
         hold: u64,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Growth: one durable sidecar node from 0 to N finished ping_pong
+    /// workflows (64 in flight): throughput, RSS and snapshot size per
+    /// tenth, latency with and without a snapshot being written, restart to
+    /// serving.
+    Growth {
+        /// Finished workflows at the end.
+        #[arg(long, default_value_t = 1_000_000)]
+        workflows: u64,
         /// Write the results as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -222,6 +235,25 @@ async fn main() -> anyhow::Result<()> {
             let rows = tls_cost(runs, workflows, rounds).await?;
             if let Some(out) = out {
                 write_json(&out, &rows)?;
+            }
+        }
+        Command::Growth { workflows, out } => {
+            let growth = growth::run(&sidecars::raftoral_binary()?, workflows).await?;
+            for (name, l) in [
+                ("no snapshot being written", &growth.outside_snapshot),
+                ("overlapping a snapshot write", &growth.during_snapshot),
+            ] {
+                println!(
+                    "workflow latency, {name}: {} runs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    l.count, l.p50_ms, l.p99_ms, l.max_ms
+                );
+            }
+            println!(
+                "restart (SIGKILL) to serving: {:.0} ms",
+                growth.restart_to_serving_ms
+            );
+            if let Some(out) = out {
+                write_json(&out, &growth)?;
             }
         }
         Command::Failover { kind, kills, out } => {

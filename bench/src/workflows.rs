@@ -350,6 +350,11 @@ impl Bench {
         })
     }
 
+    /// The directory of the cluster's files (node `n`'s storage is `n<id>`).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// Resident memory of sidecar process `id`, in MiB.
     pub fn rss_mib(&self, id: u64) -> Option<f64> {
         let pid = self.processes.get(&id)?.id()?;

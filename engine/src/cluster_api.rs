@@ -3,8 +3,8 @@
 
 use raftoral_proto::cluster::v1::{
     ClusterStatusRequest, ClusterStatusResponse, JoinClusterRequest, JoinClusterResponse,
-    RaftRequest, RaftResponse, RemoveNodeRequest, RemoveNodeResponse, TransferLeaderRequest,
-    TransferLeaderResponse,
+    RaftRequest, RaftResponse, RemoveNodeRequest, RemoveNodeResponse, SendSnapshotRequest,
+    TransferLeaderRequest, TransferLeaderResponse,
     cluster_service_client::ClusterServiceClient,
     cluster_service_server::{ClusterService, ClusterServiceServer},
 };
@@ -14,7 +14,8 @@ use crate::error::EngineError;
 use crate::node::Node;
 use crate::raft_guard::{Receiver, answers_without_cluster_id, check_peer_message};
 use crate::status::to_status;
-use crate::transport::{MAX_FRAME, decode_envelope};
+use crate::storage::snapshot_state::decode_ref;
+use crate::transport::decode_envelope;
 
 /// Metadata key set on a request one node forwards to the leader.
 const FORWARDED: &str = "x-raftoral-forwarded";
@@ -53,6 +54,72 @@ impl ClusterApi {
             .metadata_mut()
             .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
         client.remove_node(request).await
+    }
+
+    /// Checks the header of a snapshot transfer: from a member of this
+    /// cluster, a MsgSnapshot for this node that passes the checks of any
+    /// raft message, whose data is a reference to the state that follows.
+    fn check_snapshot_header(
+        &self,
+        first: Option<SendSnapshotRequest>,
+    ) -> Result<
+        (
+            u64,
+            raft::prelude::Message,
+            raftoral_proto::cluster::v1::SnapshotRef,
+        ),
+        Status,
+    > {
+        let header = first.and_then(|r| r.header).ok_or_else(|| {
+            Status::invalid_argument(
+                "the first request of a snapshot transfer must carry its header",
+            )
+        })?;
+        let from = header.from_node_id;
+        if self.node.transport().is_foreign(&header.cluster_id) {
+            return Err(Status::failed_precondition(format!(
+                "node {from} belongs to cluster '{}', this node to cluster {}; a snapshot from another cluster is refused",
+                header.cluster_id,
+                self.node.transport().cluster_id()
+            )));
+        }
+        let message = header
+            .message
+            .as_ref()
+            .and_then(decode_envelope)
+            .filter(|m| m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot)
+            .ok_or_else(|| {
+                Status::failed_precondition("a snapshot transfer must carry a MsgSnapshot")
+            })?;
+        let status = self.node.raft_status();
+        let member = status.voters.contains(&from) || status.learners.contains(&from);
+        let receiver = Receiver {
+            me: status.id,
+            batch_from: from,
+            voters: &status.voters,
+            learners: &status.learners,
+            removed: !member && self.node.read(|sm| sm.was_removed(from)),
+        };
+        check_peer_message(&message, &receiver).map_err(|refusal| {
+            self.node.transport().note_refused();
+            Status::failed_precondition(format!("snapshot refused: {refusal}"))
+        })?;
+        let reference = message
+            .snapshot
+            .as_ref()
+            .and_then(|s| decode_ref(&s.data))
+            .ok_or_else(|| {
+                Status::failed_precondition(
+                    "a snapshot transfer's MsgSnapshot must carry a reference, not the state",
+                )
+            })?;
+        let meta = message.get_snapshot().get_metadata();
+        if reference.index != meta.index || reference.term != meta.term {
+            return Err(Status::failed_precondition(
+                "the snapshot reference does not match the snapshot's metadata",
+            ));
+        }
+        Ok((from, message, reference))
     }
 
     /// Checks one received batch and hands what passes to the Raft loop.
@@ -131,9 +198,10 @@ pub struct ClusterApi {
 impl Node {
     /// The node-to-node gRPC service, to mount on the node's listen address.
     pub fn cluster_service(&self) -> ClusterServiceServer<ClusterApi> {
+        let max_frame = self.config().max_frame_bytes;
         ClusterServiceServer::new(ClusterApi { node: self.clone() })
-            .max_decoding_message_size(MAX_FRAME)
-            .max_encoding_message_size(MAX_FRAME)
+            .max_decoding_message_size(max_frame)
+            .max_encoding_message_size(max_frame)
     }
 }
 
@@ -164,6 +232,27 @@ impl ClusterService for ClusterApi {
             tracing::warn!(refused, "raft stream ended; messages refused on it");
         }
         Ok(Response::new(RaftResponse {}))
+    }
+
+    type SendSnapshotStream = crate::snapshot_transfer::Acks;
+
+    async fn send_snapshot(
+        &self,
+        request: Request<Streaming<SendSnapshotRequest>>,
+    ) -> Result<Response<Self::SendSnapshotStream>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream.message().await?;
+        let (from, message, reference) = self.check_snapshot_header(first)?;
+        let faults = self.node.transport().faults();
+        if faults.is_blocked(from) {
+            return Err(Status::unavailable("partitioned by a test"));
+        }
+        let node = self.node.clone();
+        let acks =
+            self.node
+                .snapshot_transfers()
+                .receive(from, message, reference, stream, move |m| node.step(m))?;
+        Ok(Response::new(acks))
     }
 
     async fn cluster_status(

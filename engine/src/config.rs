@@ -50,6 +50,18 @@ pub struct NodeConfig {
     pub snapshot_entries: u64,
     /// Entries kept behind a snapshot for followers that lag a little.
     pub snapshot_keep_entries: u64,
+    /// On the leader, the log is kept back to the slowest healthy follower
+    /// (heard from within `owner_timeout`), so a short hiccup does not cost
+    /// it a whole snapshot, but never more than this many entries behind
+    /// a snapshot.
+    pub snapshot_max_retained_entries: u64,
+    /// Largest node-to-node gRPC message, both ways. Snapshots travel in
+    /// chunks of [`NodeConfig::snapshot_chunk_bytes`], so their size has no
+    /// bound.
+    pub max_frame_bytes: usize,
+    /// Bytes of snapshot state per chunk of a transfer; below
+    /// `max_frame_bytes`.
+    pub snapshot_chunk_bytes: usize,
     /// An owner node the leader has not heard from this long has its
     /// workflows moved to another node. Must be above the longest election
     /// timeout (twice [`NodeConfig::election_timeout`]).
@@ -87,6 +99,9 @@ impl Default for NodeConfig {
             storage: StorageOptions::default(),
             snapshot_entries: 10_000,
             snapshot_keep_entries: 1_000,
+            snapshot_max_retained_entries: 50_000,
+            max_frame_bytes: crate::transport::MAX_FRAME,
+            snapshot_chunk_bytes: 1024 * 1024,
             owner_timeout: Duration::from_millis(1500),
             app_timeout: Duration::from_secs(5),
             retention: Some(DEFAULT_RETENTION),
@@ -146,6 +161,12 @@ impl NodeConfig {
         }
         if self.tls.is_some() && self.tls_reload_interval.is_zero() {
             return bad("tls_reload_interval must be positive");
+        }
+        if self.snapshot_chunk_bytes == 0 || self.snapshot_chunk_bytes + 1024 > self.max_frame_bytes
+        {
+            return bad(
+                "snapshot_chunk_bytes must be positive and at least 1 KiB below max_frame_bytes",
+            );
         }
         if self.snapshot_entries == 0 {
             return bad("snapshot_entries must be positive");

@@ -22,6 +22,7 @@ mod raft_guard;
 mod raft_log;
 mod raft_loop;
 mod read_index;
+pub mod snapshot_transfer;
 mod startup;
 mod state_machine;
 mod status;

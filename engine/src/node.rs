@@ -20,6 +20,7 @@ use crate::error::EngineError;
 use crate::event::{Event, EventAt};
 use crate::probes::ProbeFailure;
 use crate::raft_loop::{LoopInputs, Proposal, RaftLoop, RaftStatus};
+use crate::snapshot_transfer::SnapshotTransfers;
 use crate::state_machine::{Applied, NodeId, StateMachine, Workflow, WorkflowType};
 use crate::storage::RaftStore;
 use crate::transport::{Faults, Transport};
@@ -76,6 +77,8 @@ struct Inner {
     inbound: mpsc::Sender<raft::prelude::Message>,
     transport: Arc<Transport>,
     store: RaftStore,
+    /// Snapshot transfers to and from peers.
+    snapshots: Arc<SnapshotTransfers>,
     /// Why the Raft loop stopped on its own.
     failure: Arc<Mutex<Option<ProbeFailure>>>,
     next_proposal: AtomicU64,
@@ -151,12 +154,18 @@ impl Node {
         }
         transport.set_cluster_id(&cluster_id);
         let store = raw.store().clone();
+        let snapshots = Arc::new(SnapshotTransfers::new(
+            config.storage_path.clone(),
+            config.snapshot_chunk_bytes,
+            config.max_frame_bytes,
+        ));
         let raft_loop = RaftLoop::new(
             raw,
             state.clone(),
             events.clone(),
             status_tx,
             transport.clone(),
+            snapshots.clone(),
             config.clone(),
         );
         // Readers (probes, metrics, waiters) see the real membership and
@@ -232,6 +241,7 @@ impl Node {
                 inbound: inbound_tx,
                 transport,
                 store,
+                snapshots,
                 failure,
                 // Replies are matched on (proposer, proposal id), and an entry
                 // proposed by an earlier run of this node may still be
@@ -333,6 +343,11 @@ impl Node {
     pub async fn stopped(&self) -> Option<String> {
         let _ = self.inner.loop_done.clone().wait_for(|done| *done).await;
         self.failure()
+    }
+
+    /// Snapshot transfers to and from peers (counters, test hooks).
+    pub fn snapshot_transfers(&self) -> &Arc<SnapshotTransfers> {
+        &self.inner.snapshots
     }
 
     /// The node-to-node transport (addresses, fault injection).

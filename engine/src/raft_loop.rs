@@ -21,7 +21,9 @@ use crate::event::{Event, EventAt};
 use crate::failover::Failover;
 use crate::node::random_u64;
 use crate::read_index::ReadContext;
-use crate::state_machine::{Applied, StateMachine};
+use crate::snapshot_transfer::SnapshotTransfers;
+use crate::state_machine::{Applied, NodeId, StateMachine};
+use crate::storage::snapshot_state::{SnapshotState, decode_ref, write_state};
 use crate::storage::{RaftStore, StorageError};
 use crate::transport::{PeerSignal, Transport};
 
@@ -118,7 +120,28 @@ pub(crate) struct RaftLoop {
     next_read: u64,
     /// When this leader last proposed a retention purge (ms since epoch).
     purge_proposed_at: Option<u64>,
+    /// Snapshot transfers to and from peers.
+    snapshots: Arc<SnapshotTransfers>,
+    /// A snapshot is being written off the loop.
+    snapshotting: bool,
+    /// Written snapshots come back here (the receiver lives in `run`).
+    snapshot_written: mpsc::Sender<Written>,
+    /// Outcomes of snapshot transfers to peers.
+    snapshot_reports: mpsc::Sender<(NodeId, bool)>,
+    /// Receivers of the two above, taken by `run`.
+    snapshot_inputs: Option<SnapshotInputs>,
+    /// The node's shutdown signal, for transfers (set by `run`).
+    shutdown: Option<watch::Receiver<bool>>,
 }
+
+/// A snapshot written by the encoding thread: its state and the membership
+/// at its index.
+type Written = (
+    Result<SnapshotState, StorageError>,
+    raft::prelude::ConfState,
+);
+/// Written snapshots and outcomes of transfers, read by `run`.
+type SnapshotInputs = (mpsc::Receiver<Written>, mpsc::Receiver<(NodeId, bool)>);
 
 /// Ticks between failover checks (and learner promotions).
 const FAILOVER_CHECK_TICKS: u64 = 5;
@@ -142,9 +165,12 @@ impl RaftLoop {
         events: broadcast::Sender<Arc<EventAt>>,
         status: watch::Sender<RaftStatus>,
         transport: Arc<Transport>,
+        snapshots: Arc<SnapshotTransfers>,
         config: NodeConfig,
     ) -> Self {
         let store = raw.store().clone();
+        let (snapshot_written, written) = mpsc::channel(1);
+        let (snapshot_reports, reports) = mpsc::channel(64);
         Self {
             raw,
             store,
@@ -161,6 +187,12 @@ impl RaftLoop {
             read_nonce: random_u64(),
             next_read: 1,
             purge_proposed_at: None,
+            snapshots,
+            snapshotting: false,
+            snapshot_written,
+            snapshot_reports,
+            snapshot_inputs: Some((written, reports)),
+            shutdown: None,
         }
     }
 
@@ -173,10 +205,29 @@ impl RaftLoop {
         let mut ticker = tokio::time::interval(self.config.tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish_status();
+        self.shutdown = Some(inputs.shutdown.clone());
+        let (mut written, mut reports) = self
+            .snapshot_inputs
+            .take()
+            .expect("the Raft loop runs once");
         let result = loop {
             tokio::select! {
                 biased;
                 _ = inputs.shutdown.changed() => break Ok(()),
+                Some((state, conf_state)) = written.recv() => {
+                    self.snapshotting = false;
+                    if let Err(e) = self.snapshot_written(state, conf_state) {
+                        break Err(e);
+                    }
+                }
+                Some((peer, delivered)) = reports.recv() => {
+                    let status = if delivered {
+                        raft::SnapshotStatus::Finish
+                    } else {
+                        raft::SnapshotStatus::Failure
+                    };
+                    self.raw.report_snapshot(peer, status);
+                }
                 proposal = inputs.proposals.recv() => {
                     let Some(proposal) = proposal else { break Ok(()) };
                     self.propose(proposal);
@@ -264,6 +315,22 @@ impl RaftLoop {
                 "heartbeat commits past this node's log; commit held"
             );
             self.transport.note_refused();
+        }
+        if let Some(snapshot) = message.snapshot.as_ref()
+            && decode_ref(&snapshot.data).is_some()
+        {
+            let meta = snapshot.get_metadata();
+            if !self.snapshots.is_prepared(meta.index, meta.term) {
+                // Its state did not arrive (or a newer one replaced it): the
+                // leader learns of the failure from the transfer.
+                tracing::warn!(
+                    from = message.from,
+                    index = meta.index,
+                    "a snapshot whose state was not received is refused"
+                );
+                self.transport.note_refused();
+                return;
+            }
         }
         self.failover.heard(message.from);
         if let Err(e) = self.raw.step(message) {
@@ -417,7 +484,7 @@ impl RaftLoop {
                 let _ = reply.send(Ok(read.index));
             }
         }
-        self.transport.send(ready.take_messages());
+        self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone())?;
         }
@@ -437,12 +504,12 @@ impl RaftLoop {
         if ready.must_sync() {
             self.store.sync()?;
         }
-        self.transport.send(ready.take_persisted_messages());
+        self.send(ready.take_persisted_messages());
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.store.set_commit(commit)?;
         }
-        self.transport.send(light.take_messages());
+        self.send(light.take_messages());
         let committed = light.take_committed_entries();
         self.apply(committed)?;
         self.raw.advance_apply();
@@ -483,12 +550,60 @@ impl RaftLoop {
         }
     }
 
-    /// A snapshot from the leader replaces the state machine.
+    /// Hands messages to the transport, except snapshots: those go by a
+    /// transfer of their own with the stored state (`snapshot_transfer`).
+    fn send(&self, messages: Vec<Message>) {
+        let (snapshots, others): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|m| m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot);
+        self.transport.send(others);
+        for message in snapshots {
+            let to = message.to;
+            if self.transport.faults().is_blocked(to) {
+                continue;
+            }
+            let meta = message.get_snapshot().get_metadata();
+            let state = self
+                .store
+                .snapshot_state()
+                .filter(|s| s.reference.index == meta.index && s.reference.term == meta.term);
+            let (Some(state), Some(shutdown)) = (state, self.shutdown.clone()) else {
+                let _ = self.snapshot_reports.try_send((to, false));
+                continue;
+            };
+            self.snapshots.send(
+                &self.transport,
+                message,
+                state,
+                self.snapshot_reports.clone(),
+                shutdown,
+            );
+        }
+    }
+
+    /// A snapshot from the leader replaces the state machine: the state
+    /// that arrived with it and was decoded off the loop, or (from an
+    /// older leader) the state inside the message.
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
-        let index = snapshot.get_metadata().index;
-        let restored = StateMachine::restore(&snapshot.data, index)
-            .map_err(|e| StorageError::Corrupt(format!("snapshot at index {index}: {e}")))?;
-        self.store.apply_snapshot(snapshot)?;
+        let meta = snapshot.get_metadata().clone();
+        let index = meta.index;
+        let restored = if decode_ref(&snapshot.data).is_some() {
+            let prepared = self
+                .snapshots
+                .take_prepared(index, meta.term)
+                .ok_or_else(|| {
+                    StorageError::Corrupt(format!(
+                        "the state of the snapshot at index {index} is gone before its install"
+                    ))
+                })?;
+            self.store.install_snapshot(meta, prepared.snapshot)?;
+            prepared.state
+        } else {
+            let restored = StateMachine::restore(&snapshot.data, index)
+                .map_err(|e| StorageError::Corrupt(format!("snapshot at index {index}: {e}")))?;
+            self.store.apply_snapshot(snapshot)?;
+            restored
+        };
         for (id, address) in restored.member_addresses() {
             self.transport.set_address(*id, address.clone());
         }
@@ -710,23 +825,98 @@ impl RaftLoop {
         }
     }
 
-    /// Snapshots the state machine and compacts the log once enough entries
-    /// were applied since the last snapshot.
+    /// Starts a snapshot once enough entries were applied since the last
+    /// one (or raft-rs needs a newer one for a follower): a point-in-time
+    /// view of the state is taken here, in O(1) for the workflow table, and
+    /// encoded to a file on a blocking thread while the loop goes on; the
+    /// log is compacted when it is written ([`Self::snapshot_written`]).
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+        if self.snapshotting {
+            return Ok(());
+        }
         let applied = self.raw.raft.raft_log.applied;
         let wanted = self.store.take_snapshot_wanted();
         let due = applied >= self.store.snapshot_index() + self.config.snapshot_entries;
         if !(due || wanted && applied > self.store.snapshot_index()) {
             return Ok(());
         }
-        let data = self.state.read().expect("state lock poisoned").snapshot();
-        self.store
-            .compact(applied, data, self.config.snapshot_keep_entries)?;
-        tracing::debug!(
-            index = applied,
-            "state machine snapshot taken; log compacted"
-        );
+        let Some(term) = self.store.term_of(applied) else {
+            return Ok(());
+        };
+        let view = self.state.read().expect("state lock poisoned").view();
+        let conf_state = self.store.conf_state();
+        let dir = self.store.dir();
+        let done = self.snapshot_written.clone();
+        let snapshots = self.snapshots.clone();
+        self.snapshotting = true;
+        tokio::task::spawn_blocking(move || {
+            snapshots.hooks().encoding_starts();
+            let started = std::time::Instant::now();
+            let written = write_state(dir.as_deref(), applied, term, |mut out| {
+                view.encode_to(&mut out)
+            });
+            if let Ok(state) = &written {
+                tracing::debug!(
+                    index = applied,
+                    workflows = view.workflow_count(),
+                    bytes = state.reference.size,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "state machine snapshot written"
+                );
+            }
+            let _ = done.blocking_send((written, conf_state));
+        });
         Ok(())
+    }
+
+    /// A snapshot was written off the loop: it becomes the latest and the
+    /// log is compacted behind it. A failed write stops the node like any
+    /// storage failure.
+    fn snapshot_written(
+        &mut self,
+        state: Result<SnapshotState, StorageError>,
+        conf_state: raft::prelude::ConfState,
+    ) -> Result<(), StorageError> {
+        let state = state?;
+        let index = state.reference.index;
+        let keep = self.retained_entries(index);
+        self.store.compact_to(state, conf_state, keep)?;
+        tracing::debug!(index, "snapshot stored; log compacted");
+        self.publish_status();
+        // raft-rs may be waiting for it to send a follower.
+        self.maybe_snapshot()
+    }
+
+    /// Entries to keep behind a snapshot at `index`: `snapshot_keep_entries`,
+    /// or on the leader back to the slowest healthy follower's matched
+    /// index, so a follower that missed a moment (a pause, a short
+    /// partition) catches up from the log instead of a whole snapshot;
+    /// never more than `snapshot_max_retained_entries`. Healthy: heard from
+    /// within the owner timeout, the point at which failover takes a node
+    /// for gone; a follower silent for longer gets a snapshot when it
+    /// returns.
+    fn retained_entries(&self, index: u64) -> u64 {
+        let keep = self.config.snapshot_keep_entries;
+        if self.raw.raft.state != StateRole::Leader {
+            return keep;
+        }
+        let me = self.raw.raft.id;
+        let window = self.config.owner_timeout;
+        let slowest = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| **id != me && self.failover.heard_within(**id, window))
+            .map(|(_, p)| p.matched)
+            .min();
+        match slowest {
+            Some(matched) => index
+                .saturating_sub(matched)
+                .min(self.config.snapshot_max_retained_entries)
+                .max(keep),
+            None => keep,
+        }
     }
 
     pub(crate) fn publish_status(&self) {

@@ -48,7 +48,10 @@ pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
         None => (RaftStore::in_memory(ConfState::default()), false),
     };
     let state = if restarted {
-        match store.snapshot_data() {
+        let data = store
+            .snapshot_data()
+            .map_err(|e| EngineError::Config(e.to_string()))?;
+        match data {
             Some((index, data)) => StateMachine::restore(&data, index).map_err(|e| {
                 EngineError::Config(format!("the stored snapshot cannot be decoded: {e}"))
             })?,
@@ -83,7 +86,9 @@ pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
         election_tick: config.election_ticks,
         heartbeat_tick: config.heartbeat_ticks,
         applied: state.applied_index(),
-        max_size_per_msg: 1024 * 1024,
+        // Appends fit the frame limit with room for a batch of them (a
+        // single entry larger than this still goes alone).
+        max_size_per_msg: (config.max_frame_bytes as u64 / 8).min(1024 * 1024),
         max_inflight_msgs: 256,
         pre_vote: true,
         check_quorum: true,

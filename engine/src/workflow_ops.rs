@@ -2,6 +2,7 @@
 //! a checkpoint, finish, cancel, and the reads and waits the client API
 //! needs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -180,20 +181,21 @@ impl Node {
         self.read(|sm| sm.workflow(workflow_id).map(|w| w.checkpoints.clone()))
     }
 
-    /// One page of workflows ordered by id, and whether more follow.
-    pub fn list_workflows(&self, filter: &ListFilter) -> (Vec<Workflow>, bool) {
+    /// One page of workflows ordered by id, and whether more follow. The
+    /// records are shared with the state: nothing is copied under its lock,
+    /// and a filter on PENDING or RUNNING reads only the active index.
+    pub fn list_workflows(&self, filter: &ListFilter) -> (Vec<Arc<Workflow>>, bool) {
         let size = match filter.page_size {
             0 => 100,
             n => n.min(1000),
         };
+        let active_only = !crate::state_machine::is_terminal(filter.status)
+            && filter.status != WorkflowStatus::Unspecified;
         self.read(|sm| {
-            let mut matching = sm.workflows_after(&filter.after).filter(|w| {
+            sm.page(&filter.after, active_only, size, |w| {
                 (filter.status == WorkflowStatus::Unspecified || w.status == filter.status)
                     && (filter.workflow_name.is_empty() || w.name == filter.workflow_name)
-            });
-            let page: Vec<Workflow> = matching.by_ref().take(size).cloned().collect();
-            let more = matching.next().is_some();
-            (page, more)
+            })
         })
     }
 

@@ -110,3 +110,68 @@ async fn embedded_nodes_over_mutual_tls_run_a_workflow_and_refuse_plaintext() ->
     }
     Ok(())
 }
+
+/// A node joining an mTLS cluster whose log was compacted gets the state
+/// by a snapshot transfer, which runs over mutual TLS like every other
+/// node-to-node call (a plaintext transfer would never reach it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_reaches_a_joining_node_over_mutual_tls() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let files = write_certs(dir.path())?;
+    let (mut listeners, peers) = common::bound_peers(2).await?;
+    let config = |id: u64| NodeConfig {
+        node_id: id,
+        advertise: peers[&id].clone(),
+        tick_interval: Duration::from_millis(20),
+        storage_path: Some(dir.path().join(format!("node{id}"))),
+        snapshot_entries: 50,
+        snapshot_keep_entries: 10,
+        snapshot_max_retained_entries: 10,
+        tls: Some(files.clone()),
+        ..NodeConfig::default()
+    };
+    let first = EmbeddedNode::start_on(
+        NodeConfig {
+            peers: peers
+                .iter()
+                .filter(|(id, _)| **id == 1)
+                .map(|(k, v)| (*k, v.clone()))
+                .collect(),
+            ..config(1)
+        },
+        listeners.remove(&1),
+    )
+    .await?;
+    let leader = first.node().clone();
+    until("a leader over mTLS", || leader.raft_status().leader_id == 1).await;
+    for i in 0..200 {
+        leader
+            .start_workflow(Some(format!("w{i}")), "nobody_runs_this", 1, "null".into())
+            .await?;
+    }
+    until("the log compacted past the start", || {
+        leader.store().snapshot_state().is_some()
+    })
+    .await;
+    let joiner = EmbeddedNode::start_on(
+        NodeConfig {
+            join: true,
+            ..config(2)
+        },
+        listeners.remove(&2),
+    )
+    .await?;
+    leader.add_node(2, &peers[&2]).await?;
+    let second = joiner.node().clone();
+    until("the joiner to hold every workflow", || {
+        second.read(|sm| sm.workflows().count()) == 200
+    })
+    .await;
+    assert!(
+        second.snapshot_transfers().hooks().completed() >= 1,
+        "the state came by a snapshot transfer"
+    );
+    joiner.shutdown().await;
+    first.shutdown().await;
+    Ok(())
+}

@@ -66,6 +66,17 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTORAL_SNAPSHOT_KEEP_ENTRIES", default_value_t = 1_000)]
     pub snapshot_keep_entries: u64,
 
+    /// On the leader, the log is kept back to the slowest follower heard
+    /// from within the owner timeout (so a short hiccup does not cost it a
+    /// whole snapshot), but never more than this many entries behind a
+    /// snapshot.
+    #[arg(
+        long,
+        env = "RAFTORAL_SNAPSHOT_MAX_RETAINED_ENTRIES",
+        default_value_t = 50_000
+    )]
+    pub snapshot_max_retained_entries: u64,
+
     /// Size at which a log segment is closed; compaction deletes whole
     /// segments, so this bounds the disk a compacted log keeps.
     #[arg(long, env = "RAFTORAL_LOG_SEGMENT_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
@@ -185,6 +196,7 @@ impl ServeArgs {
             storage_path: self.storage_path.clone(),
             snapshot_entries: self.snapshot_entries,
             snapshot_keep_entries: self.snapshot_keep_entries,
+            snapshot_max_retained_entries: self.snapshot_max_retained_entries,
             owner_timeout: Duration::from_millis(self.owner_timeout_ms),
             app_timeout: Duration::from_millis(self.app_timeout_ms),
             retention: self.retention.0,

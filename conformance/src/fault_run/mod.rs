@@ -187,6 +187,10 @@ pub async fn run(config: FaultRunConfig) -> anyhow::Result<Report> {
             "100",
             "--snapshot-keep-entries",
             "20",
+            // Nor kept back for a node that is down (it is heard from again
+            // within the owner timeout only after a short pause).
+            "--snapshot-max-retained-entries",
+            "20",
         ],
     )
     .await?;

@@ -6,6 +6,7 @@
 //! order matters.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{
@@ -127,7 +128,10 @@ pub enum Applied {
 /// The workflow table and the worker registry, identical on every node.
 #[derive(Debug, Default)]
 pub struct StateMachine {
-    workflows: BTreeMap<String, Workflow>,
+    /// A persistent map of shared records: a snapshot takes a copy in O(1)
+    /// and encodes it off the Raft loop while applying goes on (a change
+    /// copies only the path to the record it changes).
+    workflows: imbl::OrdMap<String, Arc<Workflow>>,
     /// Ids of pending and running workflows: the work that hot paths
     /// (failover, dispatch, placement of pending work, metrics) look at, so
     /// they do not walk every finished workflow.
@@ -205,7 +209,11 @@ impl StateMachine {
         let mut events = Vec::new();
         for (id, (name, version)) in orphans {
             let pool = self.live_nodes(&name, version);
-            let wf = self.workflows.get_mut(&id).expect("listed above");
+            let wf = self
+                .workflows
+                .get_mut(&id)
+                .map(Arc::make_mut)
+                .expect("listed above");
             wf.updated_at_ms = now;
             if pool.is_empty() {
                 wf.status = WorkflowStatus::Pending;
@@ -238,18 +246,58 @@ impl StateMachine {
 
     /// Looks a workflow up.
     pub fn workflow(&self, id: &str) -> Option<&Workflow> {
-        self.workflows.get(id)
+        self.workflows.get(id).map(|w| &**w)
+    }
+
+    /// A workflow's record, shared with the state (no copy of its history).
+    pub fn shared(&self, id: &str) -> Option<Arc<Workflow>> {
+        self.workflows.get(id).cloned()
+    }
+
+    /// Up to `size` workflows with ids after `after` that match `keep`,
+    /// ordered by id, shared with the state (no history is copied), and
+    /// whether more follow. With `active_only` only the active index is
+    /// read, not the finished workflows.
+    pub fn page(
+        &self,
+        after: &str,
+        active_only: bool,
+        size: usize,
+        keep: impl Fn(&Workflow) -> bool,
+    ) -> (Vec<Arc<Workflow>>, bool) {
+        use std::ops::Bound;
+        let range = (Bound::Excluded(after), Bound::Unbounded);
+        let mut matching: Box<dyn Iterator<Item = &Arc<Workflow>>> = if active_only {
+            Box::new(
+                self.active
+                    .range::<str, _>(range)
+                    .filter_map(|id| self.workflows.get(id)),
+            )
+        } else {
+            Box::new(self.workflows.range::<_, str>(range).map(|(_, w)| w))
+        };
+        let mut matching = matching.by_ref().filter(|w| keep(w));
+        let page: Vec<Arc<Workflow>> = matching.by_ref().take(size).cloned().collect();
+        let more = matching.next().is_some();
+        (page, more)
+    }
+
+    /// Pending and running workflows ordered by id, shared with the state.
+    pub fn active_shared(&self) -> impl Iterator<Item = &Arc<Workflow>> {
+        self.active.iter().filter_map(|id| self.workflows.get(id))
     }
 
     /// All workflows ordered by id.
     pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
-        self.workflows.values()
+        self.workflows.values().map(|w| &**w)
     }
 
     /// Pending and running workflows ordered by id (an index: no finished
     /// workflow is visited).
     pub fn active_workflows(&self) -> impl Iterator<Item = &Workflow> {
-        self.active.iter().filter_map(|id| self.workflows.get(id))
+        self.active
+            .iter()
+            .filter_map(|id| self.workflows.get(id).map(|w| &**w))
     }
 
     /// How many workflows have `status` (kept as counters).
@@ -318,8 +366,8 @@ impl StateMachine {
     pub fn workflows_after<'a>(&'a self, after: &str) -> impl Iterator<Item = &'a Workflow> + 'a {
         use std::ops::Bound;
         self.workflows
-            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
-            .map(|(_, w)| w)
+            .range::<_, str>((Bound::Excluded(after), Bound::Unbounded))
+            .map(|(_, w)| &**w)
     }
 
     /// True while some app connected to `node` can run workflows.
@@ -420,7 +468,7 @@ impl StateMachine {
         events: &mut Vec<Event>,
     ) {
         for id in &self.active {
-            let Some(wf) = self.workflows.get_mut(id) else {
+            let Some(wf) = self.workflows.get_mut(id).map(Arc::make_mut) else {
                 continue;
             };
             if wf.status == WorkflowStatus::Pending && wf.name == name && wf.version == version {
@@ -446,6 +494,7 @@ impl StateMachine {
         let wf = self
             .workflows
             .get_mut(&c.workflow_id)
+            .map(Arc::make_mut)
             .expect("checked above");
         wf.owner = c.to_node_id;
         wf.updated_at_ms = now;
@@ -546,7 +595,7 @@ impl StateMachine {
             });
         }
         self.active.insert(wf.id.clone());
-        self.workflows.insert(wf.id.clone(), wf);
+        self.workflows.insert(wf.id.clone(), Arc::new(wf));
         Applied::Started {
             workflow_id: c.workflow_id.clone(),
             already_started: false,
@@ -604,6 +653,7 @@ impl StateMachine {
         let wf = self
             .workflows
             .get(id)
+            .map(|w| &**w)
             .ok_or_else(|| Rejection::UnknownWorkflow(id.to_owned()))?;
         if wf.status != WorkflowStatus::Running {
             return Err(Rejection::NotRunning {
@@ -641,6 +691,7 @@ impl StateMachine {
         let wf = self
             .workflows
             .get_mut(&c.workflow_id)
+            .map(Arc::make_mut)
             .expect("checked above");
         wf.checkpoints.push(Checkpoint {
             name: c.checkpoint_name.clone(),
@@ -667,6 +718,7 @@ impl StateMachine {
         let wf = self
             .workflows
             .get_mut(&c.workflow_id)
+            .map(Arc::make_mut)
             .expect("checked above");
         if c.success {
             wf.status = WorkflowStatus::Completed;
@@ -694,6 +746,7 @@ impl StateMachine {
         let wf = self
             .workflows
             .get_mut(&c.workflow_id)
+            .map(Arc::make_mut)
             .ok_or_else(|| Rejection::UnknownWorkflow(c.workflow_id.clone()))?;
         if wf.is_terminal() {
             return Ok(Applied::Cancelled);

@@ -473,3 +473,62 @@ fn a_purge_removes_only_finished_workflows_older_than_its_cutoff() {
     assert_eq!(restored.purged_before_ms(), 3_000);
     assert_eq!(restored.oldest_finished_ms(), Some(5_000));
 }
+
+fn finish(id: &str, node: u64) -> Command {
+    cmd(Kind::FinishWorkflow(FinishWorkflow {
+        workflow_id: id.into(),
+        node_id: node,
+        success: true,
+        result: Bytes::from_static(b"1"),
+        error: String::new(),
+    }))
+}
+
+#[test]
+fn a_snapshot_view_keeps_its_point_in_time_while_commands_apply() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "steps", 1));
+    ok(&mut sm, &start("w1", "steps", 1, 1));
+    ok(&mut sm, &checkpoint("w1", 0, 1));
+    let view = sm.view();
+    // Changes after the view: a checkpoint, a finish, a new workflow.
+    ok(&mut sm, &checkpoint("w1", 1, 1));
+    ok(&mut sm, &finish("w1", 1));
+    ok(&mut sm, &start("w2", "steps", 1, 1));
+    let mut encoded = Vec::new();
+    view.encode_to(&mut encoded).unwrap();
+    let then = StateMachine::restore(&encoded, 3).unwrap();
+    let w1 = then.workflow("w1").unwrap();
+    assert_eq!(w1.checkpoints.len(), 1);
+    assert_eq!(w1.status, WorkflowStatus::Running);
+    assert!(then.workflow("w2").is_none());
+    // The live state has them all; the encoding of the whole state is the
+    // same whether taken through a view or at once.
+    assert_eq!(sm.workflow("w1").unwrap().checkpoints.len(), 2);
+    let mut now = Vec::new();
+    sm.view().encode_to(&mut now).unwrap();
+    assert_eq!(now, sm.snapshot());
+}
+
+#[test]
+fn pages_share_records_and_an_active_filter_reads_only_active_ones() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "ping_pong", 1));
+    for i in 0..6 {
+        ok(&mut sm, &start(&format!("w{i}"), "ping_pong", 1, 1));
+    }
+    for i in [0, 2, 4] {
+        ok(&mut sm, &finish(&format!("w{i}"), 1));
+    }
+    let running = |w: &Workflow| w.status == WorkflowStatus::Running;
+    let (page, more) = sm.page("", true, 2, running);
+    let ids: Vec<&str> = page.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!((ids, more), (vec!["w1", "w3"], true));
+    let (page, more) = sm.page("w3", true, 2, running);
+    assert_eq!(page.len(), 1);
+    assert_eq!((page[0].id.as_str(), more), ("w5", false));
+    // The page holds the state's records, not copies of their histories.
+    assert!(Arc::ptr_eq(&page[0], &sm.shared("w5").unwrap()));
+    let (all, more) = sm.page("", false, 10, |_| true);
+    assert_eq!((all.len(), more), (6, false));
+}

@@ -6,10 +6,14 @@
 //! Files in the storage directory:
 //! - `node.id`: the node id that owns the directory (checked at start);
 //! - `wal/NNN.wal`: log segments (entries, hard states, conf states);
-//! - `snapshot.bin`: the latest state-machine snapshot (CRC-checked).
+//! - `snapshot.bin`: the latest snapshot's Raft metadata and a reference to
+//!   its state (CRC-checked);
+//! - `snapshots/<index>-<term>.state`: the state itself (size and CRC in the
+//!   reference); see `snapshot_state.rs`.
 
 mod files;
 mod replay;
+pub mod snapshot_state;
 mod wal;
 
 use std::fs;
@@ -20,6 +24,8 @@ use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError as RaftStorageError};
 
 use files::{check_node_id, read_snapshot, write_snapshot};
+use raftoral_proto::cluster::v1::SnapshotRef;
+use snapshot_state::{SnapshotBlob, SnapshotState, decode_ref, encode_ref, state_file};
 use wal::Wal;
 
 /// Storage failures. Each message names the file and what to do.
@@ -91,8 +97,10 @@ struct Core {
     hard_state: HardState,
     conf_state: ConfState,
     /// Latest snapshot; its metadata index/term mark the compaction point
-    /// when nothing later was compacted.
+    /// when nothing later was compacted. Its data is a reference to `state`.
     snapshot: Snapshot,
+    /// The state bytes of `snapshot` (None before the first snapshot).
+    state: Option<SnapshotState>,
     /// Entries with index `offset..`, contiguous.
     entries: Vec<Entry>,
     /// Index and term of the last discarded entry (`first_index - 1`).
@@ -111,6 +119,14 @@ impl Core {
 
     fn last_index(&self) -> u64 {
         self.entries.last().map_or(self.compacted.0, |e| e.index)
+    }
+
+    /// Term of `index`, which is the compaction point or in the log.
+    fn term_known(&self, index: u64) -> u64 {
+        self.entries
+            .get(index.wrapping_sub(self.first_index()) as usize)
+            .map(|e| e.term)
+            .unwrap_or(self.compacted.1)
     }
 
     /// Appends with Raft's truncation rule: an entry at index i replaces
@@ -165,6 +181,7 @@ impl RaftStore {
             hard_state: HardState::default(),
             conf_state,
             snapshot: Snapshot::default(),
+            state: None,
             entries: Vec::new(),
             compacted: (0, 0),
             wal: None,
@@ -186,12 +203,14 @@ impl RaftStore {
             .map_err(|e| StorageError::io("create the storage directory", dir, e))?;
         check_node_id(dir, node_id)?;
         let snapshot = read_snapshot(dir)?;
+        let state = snapshot.as_ref().map(|s| state_of(dir, s));
         let (wal, records) = Wal::open(&dir.join("wal"), options.segment_bytes)?;
         let existed = snapshot.is_some() || !records.is_empty();
         let mut core = Core {
             hard_state: HardState::default(),
             conf_state: initial,
             snapshot: Snapshot::default(),
+            state: None,
             entries: Vec::new(),
             compacted: (0, 0),
             wal: None,
@@ -199,6 +218,10 @@ impl RaftStore {
             snapshot_wanted: false,
         };
         let unrecorded = core.replay(records, snapshot)?;
+        if let Some(state) = state {
+            core.snapshot.data = encode_ref(&state.reference);
+            core.state = Some(state);
+        }
         let mut store = RaftStore::from_core(core);
         {
             let mut core = store.wl();
@@ -303,17 +326,49 @@ impl RaftStore {
         Ok(())
     }
 
+    /// Installs a snapshot whose state is inline in `snapshot.data` (the
+    /// bootstrap snapshot; tests): the state is written to its own file
+    /// first. See [`install_snapshot`](Self::install_snapshot).
+    pub fn apply_snapshot(&self, snapshot: Snapshot) -> Result<(), StorageError> {
+        let meta = snapshot.get_metadata().clone();
+        let dir = self.rl().dir.clone();
+        let state = snapshot_state::write_state(dir.as_deref(), meta.index, meta.term, |w| {
+            w.write_all(&snapshot.data)
+        })?;
+        self.install_snapshot(meta, state)
+    }
+
     /// Installs a snapshot received from the leader: the log restarts after
     /// it, and no entry of the old log survives, in memory or after a
-    /// restart.
-    pub fn apply_snapshot(&self, snapshot: Snapshot) -> Result<(), StorageError> {
+    /// restart. A state file elsewhere (a received one) is moved to its
+    /// place first.
+    pub fn install_snapshot(
+        &self,
+        meta: SnapshotMetadata,
+        mut state: SnapshotState,
+    ) -> Result<(), StorageError> {
         let mut core = self.wl();
-        let meta = snapshot.get_metadata().clone();
+        if let (Some(dir), SnapshotBlob::File(path)) = (core.dir.clone(), &state.blob) {
+            let place = state_file(&dir, meta.index, meta.term);
+            if *path != place {
+                fs::rename(path, &place)
+                    .map_err(|e| StorageError::io("rename into place", &place, e))?;
+                wal::sync_dir(&dir.join(snapshot_state::SNAPSHOT_DIR))?;
+                state.blob = SnapshotBlob::File(place);
+            }
+        }
+        let mut snapshot = Snapshot {
+            data: encode_ref(&state.reference),
+            ..Default::default()
+        };
+        snapshot.set_metadata(meta.clone());
         if let Some(dir) = core.dir.clone() {
             write_snapshot(&dir, &snapshot)?;
+            snapshot_state::remove_older(&dir, meta.index);
         }
         core.install(&meta);
         core.snapshot = snapshot;
+        core.state = Some(state);
         if let Some(mut wal) = core.wal.take() {
             let recorded = record_install(&mut wal, &core, &meta);
             core.wal = Some(wal);
@@ -344,28 +399,72 @@ impl RaftStore {
     /// Stores a snapshot of the state machine taken at `index` and compacts
     /// the log behind it, keeping `keep` entries for followers that lag a
     /// little (they then catch up from the log instead of a snapshot).
+    /// Encodes in place: the Raft loop uses
+    /// [`compact_to`](Self::compact_to) with state written off the loop.
     pub fn compact(&self, index: u64, data: Vec<u8>, keep: u64) -> Result<(), StorageError> {
+        let (dir, term, conf_state) = {
+            let core = self.rl();
+            if index <= core.snapshot.get_metadata().index || index > core.last_index() {
+                return Ok(());
+            }
+            (
+                core.dir.clone(),
+                core.term_known(index),
+                core.conf_state.clone(),
+            )
+        };
+        let state =
+            snapshot_state::write_state(dir.as_deref(), index, term, |w| w.write_all(&data))?;
+        self.compact_to(state, conf_state, keep)
+    }
+
+    /// Term of `index` when the log still knows it (for a snapshot taken
+    /// there); `None` once compacted away.
+    pub fn term_of(&self, index: u64) -> Option<u64> {
+        let core = self.rl();
+        (index >= core.compacted.0 && index <= core.last_index()).then(|| core.term_known(index))
+    }
+
+    /// The storage directory; `None` in memory.
+    pub fn dir(&self) -> Option<PathBuf> {
+        self.rl().dir.clone()
+    }
+
+    /// Makes `state` (written at its reference's index, when the membership
+    /// was `conf_state`) the latest snapshot and compacts the log behind
+    /// it, keeping `keep` entries. A state no newer than the current
+    /// snapshot (one installed from the leader meanwhile) is dropped.
+    pub fn compact_to(
+        &self,
+        state: SnapshotState,
+        conf_state: ConfState,
+        keep: u64,
+    ) -> Result<(), StorageError> {
         let mut core = self.wl();
+        let index = state.reference.index;
         if index <= core.snapshot.get_metadata().index || index > core.last_index() {
+            let current = core.state.as_ref().map(|s| &s.blob);
+            if let SnapshotBlob::File(path) = &state.blob
+                && !matches!(current, Some(SnapshotBlob::File(p)) if p == path)
+            {
+                let _ = fs::remove_file(path);
+            }
             return Ok(());
         }
-        let term = core
-            .entries
-            .get((index - core.first_index()) as usize)
-            .map(|e| e.term)
-            .unwrap_or(core.compacted.1);
         let mut snapshot = Snapshot {
-            data: data.into(),
+            data: encode_ref(&state.reference),
             ..Default::default()
         };
         let meta = snapshot.mut_metadata();
         meta.index = index;
-        meta.term = term;
-        meta.set_conf_state(core.conf_state.clone());
+        meta.term = state.reference.term;
+        meta.set_conf_state(conf_state);
         if let Some(dir) = core.dir.clone() {
             write_snapshot(&dir, &snapshot)?;
+            snapshot_state::remove_older(&dir, index);
         }
         core.snapshot = snapshot;
+        core.state = Some(state);
         let upto = index.saturating_sub(keep);
         if upto > core.compacted.0 {
             let drop = (upto - core.compacted.0) as usize;
@@ -390,11 +489,21 @@ impl RaftStore {
         self.rl().snapshot.get_metadata().index
     }
 
-    /// The state-machine data of the latest snapshot, if any.
-    pub fn snapshot_data(&self) -> Option<(u64, Vec<u8>)> {
+    /// The state-machine data of the latest snapshot, if any, checked
+    /// against its size and CRC.
+    pub fn snapshot_data(&self) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+        let Some(state) = self.snapshot_state() else {
+            return Ok(None);
+        };
+        Ok(Some((state.reference.index, state.read_all()?)))
+    }
+
+    /// The state bytes of the latest snapshot, to send to a follower.
+    pub fn snapshot_state(&self) -> Option<SnapshotState> {
         let core = self.rl();
-        let index = core.snapshot.get_metadata().index;
-        (index > 0).then(|| (index, core.snapshot.data.to_vec()))
+        core.state
+            .clone()
+            .filter(|_| core.snapshot.get_metadata().index > 0)
     }
 
     /// Bytes of log segments on disk (0 in memory).
@@ -508,6 +617,27 @@ impl Storage for RaftStore {
             ));
         }
         Ok(core.snapshot.clone())
+    }
+}
+
+/// The state of a snapshot read from `snapshot.bin`: its file when the
+/// data is a reference, or the inline state an older version wrote.
+fn state_of(dir: &Path, snapshot: &Snapshot) -> SnapshotState {
+    let meta = snapshot.get_metadata();
+    match decode_ref(&snapshot.data) {
+        Some(reference) => SnapshotState {
+            blob: SnapshotBlob::File(state_file(dir, meta.index, meta.term)),
+            reference,
+        },
+        None => SnapshotState {
+            reference: SnapshotRef {
+                index: meta.index,
+                term: meta.term,
+                size: snapshot.data.len() as u64,
+                crc32: crc32fast::hash(&snapshot.data),
+            },
+            blob: SnapshotBlob::Memory(snapshot.data.clone()),
+        },
     }
 }
 

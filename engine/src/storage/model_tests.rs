@@ -141,7 +141,10 @@ impl Model {
         let snapshot = (
             meta.index,
             meta.term,
-            String::from_utf8(core.snapshot.data.to_vec()).unwrap(),
+            core.state
+                .as_ref()
+                .map(|s| String::from_utf8(s.read_all().unwrap()).unwrap())
+                .unwrap_or_default(),
         );
         let entries = core
             .entries

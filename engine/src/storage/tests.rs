@@ -236,7 +236,10 @@ fn compaction_bounds_the_disk_and_a_reopen_starts_from_the_snapshot() {
     ));
     drop(store);
     let store = open(dir.path());
-    assert_eq!(store.snapshot_data(), Some((2000, b"state@2000".to_vec())));
+    assert_eq!(
+        store.snapshot_data().unwrap(),
+        Some((2000, b"state@2000".to_vec()))
+    );
     assert_eq!(store.last_index().unwrap(), 2000);
     assert!(store.snapshot(2000, 1).is_ok());
     // Too old for the request, or taken before the receiver was a member:
@@ -339,7 +342,10 @@ fn entries_after_an_installed_snapshot_do_not_come_back_after_a_restart() {
     );
     assert_eq!(store.term(250).unwrap(), 4);
     assert_eq!(store.first_index().unwrap(), 251);
-    assert_eq!(store.snapshot_data(), Some((250, b"state@250".to_vec())));
+    assert_eq!(
+        store.snapshot_data().unwrap(),
+        Some((250, b"state@250".to_vec()))
+    );
     // What the node appends after the snapshot survives, and only that.
     store.append(&[entry(251, 4, "new")]).unwrap();
     store.sync().unwrap();
@@ -505,4 +511,67 @@ fn the_install_record_holds_when_a_crash_left_the_old_segments() {
     let store = open(dir.path());
     assert_eq!(all(&store), vec![(251, 4, "new".into())]);
     assert_eq!(store.term(250).unwrap(), 4);
+}
+
+#[test]
+fn snapshot_state_lives_in_its_own_file_and_only_the_latest_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for i in 1..=30u64 {
+        store.append(&[entry(i, 1, "x")]).unwrap();
+    }
+    store.sync().unwrap();
+    store.compact(10, b"state@10".to_vec(), 2).unwrap();
+    store.compact(20, b"state@20".to_vec(), 2).unwrap();
+    let states = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir.join("snapshots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(states(dir.path()), vec!["20-1.state".to_owned()]);
+    // The raft-rs snapshot carries a reference, not the state.
+    let snapshot = store.snapshot(0, 1).unwrap();
+    let reference = snapshot_state::decode_ref(&snapshot.data).expect("a reference");
+    assert_eq!((reference.index, reference.size), (20, 8));
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        store.snapshot_data().unwrap(),
+        Some((20, b"state@20".to_vec()))
+    );
+    drop(store);
+    // A damaged state file is found when it is read, not used.
+    let path = dir.path().join("snapshots/20-1.state");
+    let mut data = fs::read(&path).unwrap();
+    data[0] ^= 0xff;
+    fs::write(&path, data).unwrap();
+    let store = open(dir.path());
+    assert!(matches!(
+        store.snapshot_data(),
+        Err(StorageError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn a_snapshot_bin_with_inline_state_from_an_older_version_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut snapshot = Snapshot {
+        data: b"old inline state".to_vec().into(),
+        ..Default::default()
+    };
+    snapshot.mut_metadata().index = 5;
+    snapshot.mut_metadata().term = 2;
+    snapshot.mut_metadata().set_conf_state(voters(&[1]));
+    fs::write(dir.path().join("node.id"), "1\n").unwrap();
+    files::write_snapshot(dir.path(), &snapshot).unwrap();
+    let store = open(dir.path());
+    assert_eq!(
+        store.snapshot_data().unwrap(),
+        Some((5, b"old inline state".to_vec()))
+    );
+    let sent = store.snapshot(0, 1).unwrap();
+    assert!(snapshot_state::decode_ref(&sent.data).is_some());
 }

@@ -21,9 +21,10 @@ impl WorkerSession {
         if !self.synced {
             return Ok(());
         }
-        let (candidates, since): (Vec<Workflow>, u64) = self.node.read(|sm| {
+        // Shared records: histories are copied after the lock is released.
+        let (candidates, since): (Vec<std::sync::Arc<Workflow>>, u64) = self.node.read(|sm| {
             let running = sm
-                .active_workflows()
+                .active_shared()
                 .filter(|w| {
                     w.status == WorkflowStatus::Running
                         && !self.active.contains_key(&w.id)
@@ -34,7 +35,7 @@ impl WorkerSession {
             (running, sm.applied_index())
         });
         for wf in candidates {
-            self.execute(wf, since).await?;
+            self.execute(Workflow::clone(&wf), since).await?;
         }
         Ok(())
     }

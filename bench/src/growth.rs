@@ -1,0 +1,204 @@
+//! Growth: one durable sidecar node taken from 0 to N finished `ping_pong`
+//! workflows at 64 in flight. Per tenth of N: throughput, sidecar RSS and
+//! snapshot size; over the whole run, workflow latency with and without a
+//! snapshot being written (a `.tmp` state file in the storage directory);
+//! at the end, the time from a SIGKILL restart to serving again.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raftoral_client::RaftoralClient;
+use serde::Serialize;
+
+use crate::sidecars;
+use crate::stats::{Latency, Recorder};
+use crate::workflows::{Bench, Mode, Shape};
+
+/// Workflows in flight.
+const IN_FLIGHT: usize = 64;
+
+/// One tenth of the run.
+#[derive(Debug, Serialize)]
+pub struct Step {
+    /// Finished workflows at the end of the step.
+    pub finished: u64,
+    /// Workflows per second during the step.
+    pub throughput: f64,
+    /// Sidecar resident memory at the end of the step, MiB.
+    pub rss_mib: f64,
+    /// Size of the latest snapshot's state file, bytes.
+    pub snapshot_bytes: u64,
+}
+
+/// The whole run.
+#[derive(Debug, Serialize)]
+pub struct Growth {
+    /// Per tenth of the run.
+    pub steps: Vec<Step>,
+    /// Workflow latency (start to result) while no snapshot was written.
+    pub outside_snapshot: Latency,
+    /// Workflow latency of workflows that overlapped a snapshot write.
+    pub during_snapshot: Latency,
+    /// SIGKILL, restart, until a start is acknowledged, ms.
+    pub restart_to_serving_ms: f64,
+}
+
+/// Intervals during which a snapshot was being written (a `.tmp` file in
+/// `snapshots/`), as seen by polling every 2 ms.
+#[derive(Default)]
+struct Writes {
+    spans: Vec<(Instant, Instant)>,
+    open: Option<Instant>,
+}
+
+impl Writes {
+    fn overlaps(&self, start: Instant, end: Instant) -> bool {
+        self.spans.iter().any(|(s, e)| *s <= end && *e >= start)
+            || self.open.is_some_and(|s| s <= end)
+    }
+}
+
+fn writing(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+    })
+}
+
+fn snapshot_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".state"))
+            .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+            .max()
+            .unwrap_or(0)
+    })
+}
+
+/// Runs the growth measurement to `total` finished workflows.
+pub async fn run(raftoral_bin: &Path, total: u64) -> anyhow::Result<Growth> {
+    let shape = Shape {
+        nodes: 1,
+        durable: true,
+        mode: Mode::Sidecar,
+        tls: false,
+    };
+    let mut bench = Bench::start(shape, raftoral_bin).await?;
+    let snapshots = bench.dir().join("n1").join("snapshots");
+    let writes = Arc::new(Mutex::new(Writes::default()));
+    let poller = {
+        let (writes, snapshots) = (writes.clone(), snapshots.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
+            loop {
+                tick.tick().await;
+                let now = Instant::now();
+                let busy = writing(&snapshots);
+                let mut w = writes.lock().expect("writes lock");
+                match (busy, w.open) {
+                    (true, None) => w.open = Some(now),
+                    (false, Some(start)) => {
+                        w.spans.push((start, now));
+                        w.open = None;
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    let latencies: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
+    let mut steps = Vec::new();
+    let per_step = (total / 10).max(IN_FLIGHT as u64);
+    let mut finished = 0;
+    for _ in 0..10 {
+        let per_task = per_step / IN_FLIGHT as u64;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..IN_FLIGHT)
+            .map(|_| {
+                let (client, latencies) = (bench.client.clone(), latencies.clone());
+                tokio::spawn(async move {
+                    let mut mine = Vec::with_capacity(per_task as usize);
+                    for _ in 0..per_task {
+                        let t = Instant::now();
+                        let handle = client.start_workflow("ping_pong", 1, "ping").await?;
+                        handle.result_raw().await?;
+                        mine.push((t, Instant::now()));
+                    }
+                    latencies.lock().expect("latencies lock").extend(mine);
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for t in futures::future::join_all(tasks).await {
+            t??;
+        }
+        let done = per_task * IN_FLIGHT as u64;
+        finished += done;
+        let step = Step {
+            finished,
+            throughput: done as f64 / started.elapsed().as_secs_f64(),
+            rss_mib: bench.rss_mib(1).unwrap_or(0.0),
+            snapshot_bytes: snapshot_bytes(&snapshots),
+        };
+        println!(
+            "{:>10} finished  {:>8.0} wf/s  RSS {:>7.1} MiB  snapshot {:>6.1} MB",
+            step.finished,
+            step.throughput,
+            step.rss_mib,
+            step.snapshot_bytes as f64 / 1e6
+        );
+        steps.push(step);
+    }
+    poller.abort();
+    let (mut outside, mut during) = (Recorder::new(), Recorder::new());
+    {
+        let writes = writes.lock().expect("writes lock");
+        for (start, end) in latencies.lock().expect("latencies lock").iter() {
+            if writes.overlaps(*start, *end) {
+                during.record(*end - *start);
+            } else {
+                outside.record(*end - *start);
+            }
+        }
+    }
+    let restart_to_serving_ms = restart(&mut bench, raftoral_bin).await?;
+    bench.stop().await;
+    Ok(Growth {
+        steps,
+        outside_snapshot: outside.summary(),
+        during_snapshot: during.summary(),
+        restart_to_serving_ms,
+    })
+}
+
+/// SIGKILLs node 1 and starts it again on its storage; the time until a
+/// new client's start is acknowledged.
+async fn restart(bench: &mut Bench, raftoral_bin: &Path) -> anyhow::Result<f64> {
+    let mut child = bench.processes.remove(&1).expect("node 1 runs");
+    child.kill().await?;
+    let started = Instant::now();
+    let dir = bench.dir().to_path_buf();
+    let _ = std::fs::remove_file(dir.join("addr1.json"));
+    let sidecars = sidecars::spawn(raftoral_bin, &dir, &bench.raft_addrs, &[1], true, None).await?;
+    let url = sidecars.urls[&1].clone();
+    bench.processes.extend(sidecars.processes);
+    let mut poll = tokio::time::interval(Duration::from_millis(5));
+    loop {
+        if let Ok(client) = RaftoralClient::connect(&url).await
+            && client
+                .start_workflow("nobody_runs_this", 1, "x")
+                .await
+                .is_ok()
+        {
+            return Ok(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "node 1 did not serve within 120 s of its restart"
+        );
+        poll.tick().await;
+    }
+}

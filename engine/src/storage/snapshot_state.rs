@@ -1,0 +1,221 @@
+//! The state bytes of a snapshot, kept apart from the Raft metadata: in a
+//! file of their own (`snapshots/<index>-<term>.state`) on a durable node,
+//! in memory otherwise. The raft-rs `Snapshot` (in `snapshot.bin`, in
+//! memory, and in the MsgSnapshot the leader sends) carries only a
+//! [`SnapshotRef`] naming them, so its size never depends on the state's.
+
+use std::fs;
+use std::io::{Seek as _, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use prost::Message as _;
+use raftoral_proto::cluster::v1::SnapshotRef;
+
+use super::{StorageError, wal};
+
+/// Prefix of a [`SnapshotRef`] inside a raft-rs snapshot's data. A
+/// `StateSnapshot` (the inline state older nodes sent) never starts with a
+/// zero byte: a protobuf tag is at least 1.
+const REF_MARKER: &[u8; 4] = b"\0RSR";
+
+/// The subdirectory of the storage directory that holds state files.
+pub const SNAPSHOT_DIR: &str = "snapshots";
+
+/// The data of a raft-rs snapshot that stands for `reference`.
+pub fn encode_ref(reference: &SnapshotRef) -> Bytes {
+    let mut data = REF_MARKER.to_vec();
+    reference.encode(&mut data).expect("a Vec grows as needed");
+    data.into()
+}
+
+/// The reference inside a raft-rs snapshot's data; `None` when the data is
+/// inline state (from an older node) or undecodable.
+pub fn decode_ref(data: &[u8]) -> Option<SnapshotRef> {
+    let rest = data.strip_prefix(REF_MARKER)?;
+    SnapshotRef::decode(rest).ok()
+}
+
+/// Where the state bytes of one snapshot are.
+#[derive(Debug, Clone)]
+pub enum SnapshotBlob {
+    /// A file (fsynced before it was named here).
+    File(PathBuf),
+    /// In memory (a node without a storage directory).
+    Memory(Bytes),
+}
+
+/// The state bytes of one snapshot and the reference that names them.
+#[derive(Debug, Clone)]
+pub struct SnapshotState {
+    /// Index, term, size and checksum of the bytes.
+    pub reference: SnapshotRef,
+    /// Where they are.
+    pub blob: SnapshotBlob,
+}
+
+impl SnapshotState {
+    /// The whole state, checked against the reference's size and CRC.
+    pub fn read_all(&self) -> Result<Vec<u8>, StorageError> {
+        let data = match &self.blob {
+            SnapshotBlob::Memory(bytes) => bytes.to_vec(),
+            SnapshotBlob::File(path) => {
+                fs::read(path).map_err(|e| StorageError::io("read", path, e))?
+            }
+        };
+        if data.len() as u64 != self.reference.size
+            || crc32fast::hash(&data) != self.reference.crc32
+        {
+            return Err(StorageError::Corrupt(format!(
+                "the state of the snapshot at index {} fails its size or checksum; remove the node's storage and re-join it",
+                self.reference.index
+            )));
+        }
+        Ok(data)
+    }
+
+    /// A reader of the bytes from `offset` on.
+    pub fn reader_at(&self, offset: u64) -> Result<Box<dyn std::io::Read + Send>, StorageError> {
+        match &self.blob {
+            SnapshotBlob::Memory(bytes) => {
+                let start = (offset as usize).min(bytes.len());
+                Ok(Box::new(std::io::Cursor::new(bytes.slice(start..))))
+            }
+            SnapshotBlob::File(path) => {
+                let mut file =
+                    fs::File::open(path).map_err(|e| StorageError::io("open", path, e))?;
+                file.seek(SeekFrom::Start(offset))
+                    .map_err(|e| StorageError::io("seek in", path, e))?;
+                Ok(Box::new(std::io::BufReader::with_capacity(
+                    256 * 1024,
+                    file,
+                )))
+            }
+        }
+    }
+}
+
+/// The file name of the state taken (or installed) at (index, term).
+pub fn state_file(dir: &Path, index: u64, term: u64) -> PathBuf {
+    dir.join(SNAPSHOT_DIR).join(format!("{index}-{term}.state"))
+}
+
+/// Counts bytes and their CRC on their way to a writer.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+
+    /// The writer, the number of bytes written and their CRC.
+    pub fn finish(self) -> (W, u64, u32) {
+        (self.inner, self.len, self.hasher.finalize())
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes the state that `encode` produces for (index, term): into
+/// `dir/snapshots/<index>-<term>.state` (temp file, fsync, rename, fsync of
+/// the directory) when there is a directory, in memory otherwise. Runs off
+/// the Raft loop: encoding a large state takes a while.
+pub fn write_state(
+    dir: Option<&Path>,
+    index: u64,
+    term: u64,
+    encode: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<SnapshotState, StorageError> {
+    let Some(dir) = dir else {
+        let mut out = HashingWriter::new(Vec::new());
+        encode(&mut out).map_err(|e| StorageError::Encode(e.to_string()))?;
+        let (data, size, crc32) = out.finish();
+        return Ok(SnapshotState {
+            reference: SnapshotRef {
+                index,
+                term,
+                size,
+                crc32,
+            },
+            blob: SnapshotBlob::Memory(data.into()),
+        });
+    };
+    let snapshots = dir.join(SNAPSHOT_DIR);
+    fs::create_dir_all(&snapshots)
+        .map_err(|e| StorageError::io("create the snapshot directory", &snapshots, e))?;
+    let path = state_file(dir, index, term);
+    let tmp = path.with_extension("tmp");
+    let file = fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
+    let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+    encode(&mut out).map_err(|e| StorageError::io("write", &tmp, e))?;
+    let (buffered, size, crc32) = out.finish();
+    let file = buffered
+        .into_inner()
+        .map_err(|e| StorageError::io("write", &tmp, e.into_error()))?;
+    file.sync_all()
+        .map_err(|e| StorageError::io("fsync", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename into place", &path, e))?;
+    wal::sync_dir(&snapshots)?;
+    Ok(SnapshotState {
+        reference: SnapshotRef {
+            index,
+            term,
+            size,
+            crc32,
+        },
+        blob: SnapshotBlob::File(path),
+    })
+}
+
+/// Removes state files older than `index`, snapshots received or being
+/// received (`incoming-<index>-...`) older than it, and leftovers of
+/// interrupted writes (temp files). Files at `index` or later may be a
+/// snapshot on its way in and stay.
+pub fn remove_older(dir: &Path, index: u64) {
+    let snapshots = dir.join(SNAPSHOT_DIR);
+    let Ok(entries) = fs::read_dir(&snapshots) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let stale = if name.ends_with(".tmp") {
+            true
+        } else if let Some(stem) = name
+            .strip_suffix(".state")
+            .or_else(|| name.strip_suffix(".ready"))
+            .or_else(|| name.strip_suffix(".part"))
+        {
+            let stem = stem.strip_prefix("incoming-").unwrap_or(stem);
+            stem.split('-')
+                .next()
+                .and_then(|i| i.parse::<u64>().ok())
+                .is_some_and(|i| i < index)
+        } else {
+            false
+        };
+        if stale && let Err(e) = fs::remove_file(entry.path()) {
+            tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove an old snapshot file");
+        }
+    }
+}
