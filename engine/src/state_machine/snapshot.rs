@@ -116,7 +116,7 @@ impl StateMachine {
     }
 
     /// Encodes the whole state for a Raft snapshot, in memory (the Raft
-    /// loop writes snapshot files through [`StateView::encode_to`]).
+    /// loop writes snapshot files through `StateView::encode_to`).
     pub fn snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.view()

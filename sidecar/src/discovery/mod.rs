@@ -258,13 +258,23 @@ impl Kubernetes {
                 "RAFTORAL_DISCOVERY=kubernetes needs RAFTORAL_BOOTSTRAP_EXPECT: the number of pods that form a new cluster (the replicas)"
             );
         };
+        // With mutual TLS on, peers answer only calls that present this
+        // node's certificate: a plaintext probe would never see an existing
+        // cluster, and a pod started later would wait forever.
+        let tls = serve
+            .tls
+            .files()?
+            .map(raftoral::tls::Tls::load)
+            .transpose()?;
         let mut candidate: Option<(Vec<u64>, tokio::time::Instant)> = None;
         let mut said = String::new();
         loop {
             let (peers, live) = self.view();
             if live {
                 let initial = bootstrap::initial_members(peers.values(), expect);
-                if let Some((address, members)) = self.existing_cluster(&peers).await {
+                if let Some((address, members)) =
+                    self.existing_cluster(&peers, tls.as_deref()).await
+                {
                     // An initial member that another initial member already
                     // started with bootstraps from the same list (the same
                     // first state and cluster id) instead of joining.
@@ -333,12 +343,16 @@ impl Kubernetes {
 
     /// A visible peer that is a member of a cluster: its address and the
     /// cluster's member ids, if any.
-    async fn existing_cluster(&self, peers: &BTreeMap<u64, Peer>) -> Option<(String, Vec<u64>)> {
+    async fn existing_cluster(
+        &self,
+        peers: &BTreeMap<u64, Peer>,
+        tls: Option<&raftoral::tls::Tls>,
+    ) -> Option<(String, Vec<u64>)> {
         for peer in peers.values().filter(|p| p.id != self.node_id) {
             let Some(address) = &peer.address else {
                 continue;
             };
-            if let Some(members) = probe(address).await {
+            if let Some(members) = probe(address, tls).await {
                 return Some((address.clone(), members));
             }
         }
@@ -352,18 +366,27 @@ fn id_file(storage: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// The member ids of the cluster the node at `address` is in; `None` when
-/// it is unreachable or not (yet) a member of any.
-async fn probe(address: &str) -> Option<Vec<u64>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).ok()?;
-    let endpoint = endpoint
-        .connect_timeout(Duration::from_millis(300))
-        .timeout(Duration::from_secs(1));
-    let channel = endpoint.connect().await.ok()?;
-    let status = ClusterServiceClient::new(channel)
-        .cluster_status(ClusterStatusRequest {})
-        .await
-        .ok()?
-        .into_inner();
+/// it is unreachable or not (yet) a member of any. Over mutual TLS when
+/// `tls` is given, like every other node-to-node call.
+async fn probe(address: &str, tls: Option<&raftoral::tls::Tls>) -> Option<Vec<u64>> {
+    // One deadline over connect, handshake and call: a peer that bound its
+    // port but does not serve yet (still deciding, like this node) accepts
+    // the TCP connection and never answers a TLS handshake.
+    let endpoint = raftoral::tls::cluster_endpoint(tls, address).ok()?;
+    let status = tokio::time::timeout(Duration::from_secs(1), async move {
+        let channel = endpoint
+            .connect_timeout(Duration::from_millis(300))
+            .connect()
+            .await
+            .ok()?;
+        ClusterServiceClient::new(channel)
+            .cluster_status(ClusterStatusRequest {})
+            .await
+            .ok()
+    })
+    .await
+    .ok()??
+    .into_inner();
     let members: Vec<u64> = status.members.iter().map(|m| m.node_id).collect();
     (!members.is_empty()).then_some(members)
 }
