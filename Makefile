@@ -74,9 +74,14 @@ k8s-check: build $(K8S_TOOLS)
 # Verified in a target dir of its own: cargo takes a packaged crate of an
 # unchanged version for immutable (it comes from a registry) and would reuse
 # a build of older sources; the raftoral crates are rebuilt there every time.
+# Cargo also keeps the sources it unpacked from the temporary registry of an
+# earlier run under CARGO_HOME and reuses them for the same version: they go.
 PACKAGE_TARGET := target/package-verify
+CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 package:
-	rm -rf target/package $(PACKAGE_TARGET)/debug/.fingerprint/raftoral-*
+	rm -rf $(PACKAGE_TARGET)/package $(PACKAGE_TARGET)/debug/.fingerprint/raftoral-* $(PACKAGE_TARGET)/debug/build/raftoral-*
+	rm -rf $(foreach c,raftoral raftoral-proto raftoral-client,$(CARGO_HOME_DIR)/registry/src/*/$(c)-$(VERSION))
 	CARGO_TARGET_DIR=$(PACKAGE_TARGET) $(CARGO) package --quiet -p raftoral-proto -p raftoral -p raftoral-client --allow-dirty
 
 # The conformance files that run once per worker (scripts/conformance_matrix.py,
