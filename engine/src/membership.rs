@@ -9,8 +9,13 @@ use tokio::sync::oneshot;
 
 use crate::error::EngineError;
 use crate::node::Node;
-use crate::raft_loop::Proposal;
+use crate::raft_loop::{Proposal, RaftStatus};
 use crate::state_machine::NodeId;
+
+/// Proposals of a removal that met a leader change, after the first.
+const REMOVE_ATTEMPTS: u32 = 5;
+/// Pause before the next one, times the attempt: lets an election settle.
+const REMOVE_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 impl Node {
     /// Adds `node_id` (reachable at `address`) as a learner; the leader
@@ -114,8 +119,33 @@ impl Node {
             self.transfer_leadership(Some(to), timeout).await?;
             tracing::info!(to, "leadership handed over before removing this node");
         }
-        self.change_membership(ConfChangeType::RemoveNode, node_id, "")
-            .await?;
+        // Proposed right after a hand-over (above, or one under way), the
+        // change can meet the leader change and fail with a retryable
+        // error although it may have committed: catch up with the leader,
+        // and propose again only if the node is still a member.
+        let mut attempt = 0;
+        while let Err(e) = self
+            .change_membership(ConfChangeType::RemoveNode, node_id, "")
+            .await
+        {
+            if !e.is_retryable() || attempt >= REMOVE_ATTEMPTS {
+                return Err(e);
+            }
+            attempt += 1;
+            tracing::info!(node_id, attempt, error = %e, "the removal met a leader change; checking and retrying");
+            tokio::time::sleep(REMOVE_RETRY_PAUSE * attempt).await;
+            if self.read_barrier().await.is_ok() {
+                let status = self.raft_status();
+                if !status.voters.contains(&node_id) && !status.learners.contains(&node_id) {
+                    break;
+                }
+            }
+        }
+        // The reply comes when the change is applied; the status this node
+        // publishes follows a moment later. Answer with the membership as
+        // changed, not the one before.
+        let gone = |s: &RaftStatus| !s.voters.contains(&node_id) && !s.learners.contains(&node_id);
+        let _ = self.wait_status(self.config().proposal_timeout, gone).await;
         Ok(self.members())
     }
 
