@@ -123,6 +123,7 @@ impl Node {
         // change can meet the leader change and fail with a retryable
         // error although it may have committed: catch up with the leader,
         // and propose again only if the node is still a member.
+        let gone = |s: &RaftStatus| !s.voters.contains(&node_id) && !s.learners.contains(&node_id);
         let mut attempt = 0;
         while let Err(e) = self
             .change_membership(ConfChangeType::RemoveNode, node_id, "")
@@ -133,18 +134,18 @@ impl Node {
             }
             attempt += 1;
             tracing::info!(node_id, attempt, error = %e, "the removal met a leader change; checking and retrying");
-            tokio::time::sleep(REMOVE_RETRY_PAUSE * attempt).await;
-            if self.read_barrier().await.is_ok() {
-                let status = self.raft_status();
-                if !status.voters.contains(&node_id) && !status.learners.contains(&node_id) {
-                    break;
-                }
+            // Applied here already? (A removed node hears from no leader
+            // any more, so it could not catch up by a read barrier.)
+            if self.wait_status(REMOVE_RETRY_PAUSE * attempt, gone).await {
+                break;
+            }
+            if self.read_barrier().await.is_ok() && gone(&self.raft_status()) {
+                break;
             }
         }
         // The reply comes when the change is applied; the status this node
         // publishes follows a moment later. Answer with the membership as
         // changed, not the one before.
-        let gone = |s: &RaftStatus| !s.voters.contains(&node_id) && !s.learners.contains(&node_id);
         let _ = self.wait_status(self.config().proposal_timeout, gone).await;
         Ok(self.members())
     }

@@ -24,6 +24,17 @@ async fn removing_the_leader_hands_leadership_over_first() -> anyhow::Result<()>
     let (nodes, peers) = common::served_cluster(3).await?;
     let leader = nodes[&1].raft_status().leader_id;
     let follower = *nodes.keys().find(|id| **id != leader).unwrap();
+    // The removal is refused while a voter has not been heard from (the
+    // quorum check): a cluster just formed waits for its first replies.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(10));
+    while nodes[&leader].live_voters().await?.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the leader never heard from every voter"
+        );
+        poll.tick().await;
+    }
     // Sent to a follower: forwarded to the leader, which removes itself.
     let members = remove(&peers[&follower], leader, false).await?;
     assert!(!members.contains(&leader), "{members:?}");
