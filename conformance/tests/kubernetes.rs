@@ -182,6 +182,7 @@ async fn simultaneous_start(random: &mut Random) -> anyhow::Result<()> {
     let mut sim = Sim::new(3, "60s").await?;
     for _ in 0..3 {
         sim.create_pod()?;
+        // The scenario, not a wait: pods start at random moments.
         tokio::time::sleep(Duration::from_millis(random.below(400))).await;
     }
     sim.one_cluster_of_the_pods().await

@@ -21,6 +21,22 @@ use crate::transport::decode_envelope;
 const FORWARDED: &str = "x-raftoral-forwarded";
 
 impl ClusterApi {
+    /// What the checks of a message from `from` need to know of this node.
+    fn receiver<'a>(
+        &self,
+        status: &'a crate::RaftStatus,
+        from: crate::state_machine::NodeId,
+    ) -> Receiver<'a> {
+        let member = status.voters.contains(&from) || status.learners.contains(&from);
+        Receiver {
+            me: status.id,
+            batch_from: from,
+            voters: &status.voters,
+            learners: &status.learners,
+            removed: !member && self.node.read(|sm| sm.was_removed(from)),
+        }
+    }
+
     /// Sends a removal to the leader and returns its answer as it is.
     async fn forward_remove(
         &self,
@@ -92,14 +108,7 @@ impl ClusterApi {
                 Status::failed_precondition("a snapshot transfer must carry a MsgSnapshot")
             })?;
         let status = self.node.raft_status();
-        let member = status.voters.contains(&from) || status.learners.contains(&from);
-        let receiver = Receiver {
-            me: status.id,
-            batch_from: from,
-            voters: &status.voters,
-            learners: &status.learners,
-            removed: !member && self.node.read(|sm| sm.was_removed(from)),
-        };
+        let receiver = self.receiver(&status, from);
         check_peer_message(&message, &receiver).map_err(|refusal| {
             self.node.transport().note_refused();
             Status::failed_precondition(format!("snapshot refused: {refusal}"))
@@ -130,14 +139,7 @@ impl ClusterApi {
         // A clone per batch: the checks below (a snapshot's decode above
         // all) must not hold the status lock the Raft loop publishes under.
         let status = self.node.raft_status();
-        let member = status.voters.contains(&from) || status.learners.contains(&from);
-        let receiver = Receiver {
-            me: status.id,
-            batch_from: from,
-            voters: &status.voters,
-            learners: &status.learners,
-            removed: !member && self.node.read(|sm| sm.was_removed(from)),
-        };
+        let receiver = self.receiver(&status, from);
         let messages: Vec<_> = batch.messages.iter().filter_map(decode_envelope).collect();
         if self.node.transport().is_foreign(&batch.cluster_id)
             && !(batch.cluster_id.is_empty() && answers_without_cluster_id(&messages, &receiver))

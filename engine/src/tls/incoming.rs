@@ -16,6 +16,9 @@ use super::Tls;
 
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (out of file descriptors and the like), so
+/// the loop does not spin on the error.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// Accepted connections waiting for the server to take them.
 const READY_QUEUE: usize = 64;
 
@@ -41,7 +44,7 @@ pub fn incoming(
                     // Out of file descriptors and the like: back off a
                     // little instead of spinning on the error.
                     tracing::warn!(port, error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     continue;
                 }
             };
