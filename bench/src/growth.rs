@@ -27,8 +27,8 @@ pub struct Step {
     pub throughput: f64,
     /// Sidecar resident memory at the end of the step, MiB.
     pub rss_mib: f64,
-    /// Size of the latest snapshot's state file, bytes.
-    pub snapshot_bytes: u64,
+    /// Size of the state machine's store (`state/`), bytes.
+    pub store_bytes: u64,
 }
 
 /// The whole run.
@@ -67,14 +67,12 @@ fn writing(dir: &Path) -> bool {
     })
 }
 
-fn snapshot_bytes(dir: &Path) -> u64 {
+fn store_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir).map_or(0, |entries| {
         entries
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".state"))
             .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-            .max()
-            .unwrap_or(0)
+            .sum()
     })
 }
 
@@ -88,6 +86,7 @@ pub async fn run(raftoral_bin: &Path, total: u64) -> anyhow::Result<Growth> {
     };
     let mut bench = Bench::start(shape, raftoral_bin).await?;
     let snapshots = bench.dir().join("n1").join("snapshots");
+    let store = bench.dir().join("n1").join("state");
     let writes = Arc::new(Mutex::new(Writes::default()));
     let poller = {
         let (writes, snapshots) = (writes.clone(), snapshots.clone());
@@ -141,14 +140,14 @@ pub async fn run(raftoral_bin: &Path, total: u64) -> anyhow::Result<Growth> {
             finished,
             throughput: done as f64 / started.elapsed().as_secs_f64(),
             rss_mib: bench.rss_mib(1).unwrap_or(0.0),
-            snapshot_bytes: snapshot_bytes(&snapshots),
+            store_bytes: store_bytes(&store),
         };
         println!(
-            "{:>10} finished  {:>8.0} wf/s  RSS {:>7.1} MiB  snapshot {:>6.1} MB",
+            "{:>10} finished  {:>8.0} wf/s  RSS {:>7.1} MiB  store {:>6.1} MB",
             step.finished,
             step.throughput,
             step.rss_mib,
-            step.snapshot_bytes as f64 / 1e6
+            step.store_bytes as f64 / 1e6
         );
         steps.push(step);
     }

@@ -39,7 +39,10 @@ pub use error::{EngineError, Rejection, status_name};
 pub use event::{Event, EventAt};
 pub use node::{ListFilter, Node, Started};
 pub use raft_loop::RaftStatus;
-pub use state_machine::{Applied, Checkpoint, NodeId, StateMachine, Workflow, is_terminal};
+pub use state_machine::{
+    Applied, Archive, ArchiveError, Checkpoint, NodeId, PageFilter, RestoreError, StateMachine,
+    Workflow, is_terminal,
+};
 pub use status::to_status;
 pub use worker_session::{SessionEnd, SessionStream, WorkerSession, serve_app_stream};
 

@@ -176,6 +176,7 @@ impl Node {
         let task = {
             let failure = failure.clone();
             let shutdown_tx = shutdown_tx.clone();
+            let state = state.clone();
             let mut inputs = LoopInputs {
                 proposals: proposals_rx,
                 inbound: inbound_rx,
@@ -207,6 +208,12 @@ impl Node {
                     *failure.lock().expect("failure lock") = Some(failed);
                     shutdown_tx.send_replace(true);
                 }
+                // The store's file is released, so the node can be started
+                // again in this process (embedded apps, tests).
+                state
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .close_archive();
                 // Closes the queues only now: a caller that finds them closed
                 // finds the failure recorded too.
                 drop(inputs);

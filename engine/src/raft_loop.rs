@@ -122,8 +122,10 @@ pub(crate) struct RaftLoop {
     purge_proposed_at: Option<u64>,
     /// Snapshot transfers to and from peers.
     snapshots: Arc<SnapshotTransfers>,
-    /// A snapshot is being written off the loop.
+    /// A flush is being written off the loop.
     snapshotting: bool,
+    /// raft-rs asked for a snapshot to send while a flush was in flight.
+    snapshot_wanted: bool,
     /// Written snapshots come back here (the receiver lives in `run`).
     snapshot_written: mpsc::Sender<Written>,
     /// Outcomes of snapshot transfers to peers.
@@ -134,12 +136,16 @@ pub(crate) struct RaftLoop {
     shutdown: Option<watch::Receiver<bool>>,
 }
 
-/// A snapshot written by the encoding thread: its state and the membership
-/// at its index.
-type Written = (
-    Result<SnapshotState, StorageError>,
-    raft::prelude::ConfState,
-);
+/// A flush written by the flushing thread: the index and term it is the
+/// state of, the membership there, and (on success) the ids of the
+/// finished workflows it archived and the snapshot encoded from it when
+/// one was wanted.
+struct Written {
+    index: u64,
+    term: u64,
+    conf_state: raft::prelude::ConfState,
+    outcome: Result<(Vec<String>, Option<SnapshotState>), StorageError>,
+}
 /// Written snapshots and outcomes of transfers, read by `run`.
 type SnapshotInputs = (mpsc::Receiver<Written>, mpsc::Receiver<(NodeId, bool)>);
 
@@ -189,6 +195,7 @@ impl RaftLoop {
             purge_proposed_at: None,
             snapshots,
             snapshotting: false,
+            snapshot_wanted: false,
             snapshot_written,
             snapshot_reports,
             snapshot_inputs: Some((written, reports)),
@@ -214,9 +221,9 @@ impl RaftLoop {
             tokio::select! {
                 biased;
                 _ = inputs.shutdown.changed() => break Ok(()),
-                Some((state, conf_state)) = written.recv() => {
+                Some(flush) = written.recv() => {
                     self.snapshotting = false;
-                    if let Err(e) = self.snapshot_written(state, conf_state) {
+                    if let Err(e) = self.flush_written(flush) {
                         break Err(e);
                     }
                 }
@@ -597,7 +604,11 @@ impl RaftLoop {
                     ))
                 })?;
             self.store.install_snapshot(meta, prepared.snapshot)?;
-            prepared.state
+            // The log now starts after the snapshot: its store becomes the
+            // node's (a restart before this rebuilds it from the snapshot).
+            let mut state = prepared.state;
+            state.promote_archive()?;
+            state
         } else {
             let restored = StateMachine::restore(&snapshot.data, index)
                 .map_err(|e| StorageError::Corrupt(format!("snapshot at index {index}: {e}")))?;
@@ -643,6 +654,9 @@ impl RaftLoop {
                         }
                     };
                     let (outcome, events) = state.apply(&command);
+                    if let Some(failure) = state.take_archive_failure() {
+                        return Err(StorageError::Failed(failure));
+                    }
                     if let Err(rejection) = &outcome {
                         log_rejection(entry.index, rejection);
                     }
@@ -825,25 +839,34 @@ impl RaftLoop {
         }
     }
 
-    /// Starts a snapshot once enough entries were applied since the last
-    /// one (or raft-rs needs a newer one for a follower): a point-in-time
-    /// view of the state is taken here, in O(1) for the workflow table, and
-    /// encoded to a file on a blocking thread while the loop goes on; the
-    /// log is compacted when it is written ([`Self::snapshot_written`]).
+    /// Starts a flush once enough entries were applied since the last one,
+    /// or when raft-rs needs a snapshot for a follower: what memory holds
+    /// is taken here, in O(1) for the workflow table, and written to the
+    /// archive on a blocking thread while the loop goes on; a wanted
+    /// snapshot is then encoded from the archive. The log is compacted
+    /// once the flush is durable ([`Self::flush_written`]).
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
         if self.snapshotting {
             return Ok(());
         }
         let applied = self.raw.raft.raft_log.applied;
-        let wanted = self.store.take_snapshot_wanted();
+        let wanted = self.snapshot_wanted || self.store.take_snapshot_wanted();
         let due = applied >= self.store.snapshot_index() + self.config.snapshot_entries;
-        if !(due || wanted && applied > self.store.snapshot_index()) {
+        if !(due || wanted) {
             return Ok(());
         }
+        let (flush, writer) = {
+            let state = self.state.read().expect("state lock poisoned");
+            (state.flush(), state.archive().writer())
+        };
+        // The state machine's applied index, which the flush is the state of
+        // (the same as raft-rs' here, after `advance_apply`).
+        let applied = flush.index;
         let Some(term) = self.store.term_of(applied) else {
+            self.snapshot_wanted = wanted;
             return Ok(());
         };
-        let view = self.state.read().expect("state lock poisoned").view();
+        self.snapshot_wanted = false;
         let conf_state = self.store.conf_state();
         let dir = self.store.dir();
         let done = self.snapshot_written.clone();
@@ -852,38 +875,60 @@ impl RaftLoop {
         tokio::task::spawn_blocking(move || {
             snapshots.hooks().encoding_starts();
             let started = std::time::Instant::now();
-            let written = write_state(dir.as_deref(), applied, term, |mut out| {
-                view.encode_to(&mut out)
-            });
-            if let Ok(state) = &written {
+            let outcome = writer
+                .write(&flush)
+                .map_err(StorageError::from)
+                .and_then(|ids| {
+                    let state = if wanted {
+                        let written = write_state(dir.as_deref(), applied, term, |out| {
+                            writer
+                                .encode_to(out)
+                                .map(|_| ())
+                                .map_err(std::io::Error::other)
+                        })?;
+                        Some(written)
+                    } else {
+                        None
+                    };
+                    Ok((ids, state))
+                });
+            if let Ok((ids, state)) = &outcome {
                 tracing::debug!(
                     index = applied,
-                    workflows = view.workflow_count(),
-                    bytes = state.reference.size,
+                    archived = ids.len(),
+                    snapshot_bytes = state.as_ref().map(|s| s.reference.size),
                     elapsed_ms = started.elapsed().as_millis() as u64,
-                    "state machine snapshot written"
+                    "state machine flushed"
                 );
             }
-            let _ = done.blocking_send((written, conf_state));
+            let _ = done.blocking_send(Written {
+                index: applied,
+                term,
+                conf_state,
+                outcome,
+            });
         });
         Ok(())
     }
 
-    /// A snapshot was written off the loop: it becomes the latest and the
-    /// log is compacted behind it. A failed write stops the node like any
-    /// storage failure.
-    fn snapshot_written(
-        &mut self,
-        state: Result<SnapshotState, StorageError>,
-        conf_state: raft::prelude::ConfState,
-    ) -> Result<(), StorageError> {
-        let state = state?;
-        let index = state.reference.index;
-        let keep = self.retained_entries(index);
-        self.store.compact_to(state, conf_state, keep)?;
-        tracing::debug!(index, "snapshot stored; log compacted");
+    /// A flush was written off the loop: the finished workflows it archived
+    /// leave memory, it becomes the latest snapshot point (with the encoded
+    /// state when one was wanted) and the log is compacted behind it. A
+    /// failed write stops the node like any storage failure.
+    fn flush_written(&mut self, flush: Written) -> Result<(), StorageError> {
+        let (ids, state) = flush.outcome?;
+        self.state
+            .write()
+            .expect("state lock poisoned")
+            .flushed(&ids)?;
+        let keep = self.retained_entries(flush.index);
+        let wanted_now = state.is_none() && self.store.take_snapshot_wanted();
+        self.store
+            .compact_to(flush.index, flush.term, flush.conf_state, state, keep)?;
+        tracing::debug!(index = flush.index, "state flushed; log compacted");
         self.publish_status();
-        // raft-rs may be waiting for it to send a follower.
+        // raft-rs may have asked for a snapshot meanwhile.
+        self.snapshot_wanted |= wanted_now;
         self.maybe_snapshot()
     }
 

@@ -6,7 +6,7 @@ use raft::{RawNode, Storage};
 
 use crate::config::NodeConfig;
 use crate::error::EngineError;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{Archive, StateMachine};
 use crate::storage::RaftStore;
 
 /// A Raft node ready to run, with the state machine that matches its log.
@@ -47,22 +47,18 @@ pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
             .map_err(|e| EngineError::Config(e.to_string()))?,
         None => (RaftStore::in_memory(ConfState::default()), false),
     };
+    let archive = match &config.storage_path {
+        Some(dir) => Archive::open_dir(dir).map_err(|e| EngineError::Config(e.to_string()))?,
+        None => Archive::in_memory(),
+    };
     let state = if restarted {
-        let data = store
-            .snapshot_data()
-            .map_err(|e| EngineError::Config(e.to_string()))?;
-        match data {
-            Some((index, data)) => StateMachine::restore(&data, index).map_err(|e| {
-                EngineError::Config(format!("the stored snapshot cannot be decoded: {e}"))
-            })?,
-            None => StateMachine::new(),
-        }
+        restart_state(&store, archive, config.storage_path.as_deref())?
     } else if initial_voters.is_empty() {
         // A joining node learns everything from the leader's snapshot.
-        StateMachine::new()
+        StateMachine::with_archive(archive)
     } else {
         // Every bootstrapping node writes the same first snapshot.
-        let mut state = StateMachine::new();
+        let mut state = StateMachine::with_archive(archive);
         state.set_cluster_id(cluster_id_for(&config.peers));
         for (peer, address) in &config.peers {
             state.set_member_address(*peer, address.clone());
@@ -79,6 +75,11 @@ pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
             .map_err(|e| EngineError::Config(e.to_string()))?;
         state
     };
+    // The store's flush may be ahead of the commit index the log recorded
+    // (it is not synced for a commit alone): what was applied was committed.
+    store
+        .commit_at_least(state.applied_index())
+        .map_err(|e| EngineError::Config(e.to_string()))?;
     let conf = store.initial_state()?.conf_state;
     let alone = conf.voters == vec![id] && conf.learners.is_empty();
     let raft_config = raft::Config {
@@ -102,4 +103,51 @@ pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
         alone,
         restarted,
     })
+}
+
+/// The state a restart resumes from: the store's last flush when it is at
+/// or past the log's snapshot point (the log replays the rest), else (a
+/// crash between installing a snapshot and making its store the node's, a
+/// store lost, or data from before the store existed) the store rebuilt
+/// from the snapshot's state file.
+fn restart_state(
+    store: &RaftStore,
+    archive: Archive,
+    dir: Option<&std::path::Path>,
+) -> Result<StateMachine, EngineError> {
+    let config = |e: String| EngineError::Config(e);
+    let snapshot_index = store.snapshot_index();
+    if let Some(state) = StateMachine::load(archive).map_err(|e| config(e.to_string()))?
+        && state.applied_index() >= snapshot_index
+    {
+        tracing::info!(
+            applied = state.applied_index(),
+            snapshot_index,
+            "state machine read from its store"
+        );
+        return Ok(state);
+    }
+    let Some(snapshot) = store.snapshot_state() else {
+        if snapshot_index > 1 {
+            return Err(config(format!(
+                "the state machine's store is behind the log's snapshot at index {snapshot_index} and no state file is left to rebuild it; remove the node's storage and re-join it"
+            )));
+        }
+        return Archive::open_dir(dir.expect("a restart has a storage directory"))
+            .map(StateMachine::with_archive)
+            .map_err(|e| config(e.to_string()));
+    };
+    let index = snapshot.reference.index;
+    tracing::info!(
+        index,
+        "rebuilding the state machine's store from the snapshot"
+    );
+    let reader = snapshot
+        .verified_reader()
+        .map_err(|e| config(e.to_string()))?;
+    let archive = Archive::create_for_snapshot(dir, index).map_err(|e| config(e.to_string()))?;
+    let mut state = StateMachine::restore_into(reader, index, archive)
+        .map_err(|e| config(format!("the stored snapshot cannot be restored: {e}")))?;
+    state.promote_archive().map_err(|e| config(e.to_string()))?;
+    Ok(state)
 }

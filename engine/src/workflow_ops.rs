@@ -173,7 +173,8 @@ impl Node {
 
     /// The workflow with this id, if any (this node's applied state).
     pub fn workflow(&self, workflow_id: &str) -> Option<Workflow> {
-        self.read(|sm| sm.workflow(workflow_id).cloned())
+        self.read(|sm| sm.workflow(workflow_id))
+            .map(Arc::unwrap_or_clone)
     }
 
     /// The committed checkpoints of a workflow.
@@ -189,14 +190,11 @@ impl Node {
             0 => 100,
             n => n.min(1000),
         };
-        let active_only = !crate::state_machine::is_terminal(filter.status)
-            && filter.status != WorkflowStatus::Unspecified;
-        self.read(|sm| {
-            sm.page(&filter.after, active_only, size, |w| {
-                (filter.status == WorkflowStatus::Unspecified || w.status == filter.status)
-                    && (filter.workflow_name.is_empty() || w.name == filter.workflow_name)
-            })
-        })
+        let page = crate::state_machine::PageFilter {
+            status: (filter.status != WorkflowStatus::Unspecified).then_some(filter.status),
+            name: (!filter.workflow_name.is_empty()).then_some(filter.workflow_name.as_str()),
+        };
+        self.read(|sm| sm.page(&filter.after, &page, size))
     }
 
     /// Waits until the workflow is completed, failed or cancelled.
@@ -210,7 +208,8 @@ impl Node {
         // yet: make sure before answering that it does not exist.
         self.workflow_linearizable(workflow_id).await?;
         loop {
-            let (mut events, current) = self.subscribe_with(|sm| sm.workflow(workflow_id).cloned());
+            let (mut events, current) =
+                self.subscribe_with(|sm| sm.workflow(workflow_id).map(Arc::unwrap_or_clone));
             let current =
                 current.ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()))?;
             if current.is_terminal() {

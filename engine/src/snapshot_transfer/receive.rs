@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use super::{Prepared, SnapshotTransfers};
-use crate::state_machine::{NodeId, StateMachine};
+use crate::state_machine::{Archive, NodeId, StateMachine};
 use crate::storage::snapshot_state::{self, SnapshotBlob, SnapshotState};
 
 /// The part of a snapshot received so far from one sender.
@@ -184,9 +184,15 @@ impl SnapshotTransfers {
         };
         let snapshot = SnapshotState { reference, blob };
         let decoding = snapshot.clone();
+        let dir = self.dir.clone();
         let state = tokio::task::spawn_blocking(move || {
-            let data = decoding.read_all().map_err(|e| e.to_string())?;
-            StateMachine::restore(&data, decoding.reference.index).map_err(|e| e.to_string())
+            // Loaded into a store of its own, made the node's at the
+            // install; the finished workflows go to disk as they are read.
+            let index = decoding.reference.index;
+            let reader = decoding.verified_reader().map_err(|e| e.to_string())?;
+            let archive =
+                Archive::create_for_snapshot(dir.as_deref(), index).map_err(|e| e.to_string())?;
+            StateMachine::restore_into(reader, index, archive).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| Status::internal(format!("snapshot decoding stopped: {e}")))?

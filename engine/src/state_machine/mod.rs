@@ -6,7 +6,7 @@
 //! order matters.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{
@@ -17,6 +17,9 @@ use raftoral_proto::sidecar::v1::{WorkflowInfo, WorkflowStatus};
 
 use crate::error::Rejection;
 use crate::event::Event;
+
+pub use archive::{Archive, ArchiveError};
+pub use snapshot::RestoreError;
 
 /// Raft node id.
 pub type NodeId = u64;
@@ -126,20 +129,31 @@ pub enum Applied {
 }
 
 /// The workflow table and the worker registry, identical on every node.
+///
+/// Memory holds the pending and running workflows and those finished since
+/// the last flush; the others are in the [`Archive`] (see `archive.rs`).
+/// Every lookup reads memory first, then the archive as of its last flush:
+/// together they are exactly the workflows of the applied state.
 #[derive(Debug, Default)]
 pub struct StateMachine {
-    /// A persistent map of shared records: a snapshot takes a copy in O(1)
-    /// and encodes it off the Raft loop while applying goes on (a change
+    /// A persistent map of shared records: a flush takes a copy in O(1)
+    /// and writes it off the Raft loop while applying goes on (a change
     /// copies only the path to the record it changes).
     workflows: imbl::OrdMap<String, Arc<Workflow>>,
+    /// Finished workflows as of the last flush, on disk.
+    archive: Archive,
+    /// A read of the archive failed: the node must stop (set by lookups
+    /// that cannot return an error; the Raft loop checks it after each
+    /// command).
+    archive_failure: Mutex<Option<String>>,
     /// Ids of pending and running workflows: the work that hot paths
     /// (failover, dispatch, placement of pending work, metrics) look at, so
     /// they do not walk every finished workflow.
     active: BTreeSet<String>,
     /// Finished workflows by status (completed, failed, cancelled).
     finished: BTreeMap<i32, u64>,
-    /// Finished workflows by (last change, id): what retention removes
-    /// first.
+    /// Finished workflows still in memory by (last change, id): what
+    /// retention removes first (the archive has its own index).
     finished_at: BTreeSet<(u64, String)>,
     /// Finished workflows older than this were removed (retention).
     purged_before_ms: u64,
@@ -244,29 +258,59 @@ impl StateMachine {
         self.removed.contains(&node)
     }
 
-    /// Looks a workflow up.
-    pub fn workflow(&self, id: &str) -> Option<&Workflow> {
-        self.workflows.get(id).map(|w| &**w)
+    /// Looks a workflow up (memory, then the archive): shared with the
+    /// state when it is in memory (no copy of its history).
+    pub fn workflow(&self, id: &str) -> Option<Arc<Workflow>> {
+        match self.workflows.get(id) {
+            Some(w) => Some(w.clone()),
+            None => self.archived(id).map(Arc::new),
+        }
     }
 
-    /// A workflow's record, shared with the state (no copy of its history).
-    pub fn shared(&self, id: &str) -> Option<Arc<Workflow>> {
-        self.workflows.get(id).cloned()
+    /// True when a workflow with this id exists.
+    fn exists(&self, id: &str) -> bool {
+        self.workflows.contains_key(id) || self.archived(id).is_some()
     }
 
-    /// Up to `size` workflows with ids after `after` that match `keep`,
-    /// ordered by id, shared with the state (no history is copied), and
-    /// whether more follow. With `active_only` only the active index is
-    /// read, not the finished workflows.
+    /// A finished workflow from the archive, unless retention removed it
+    /// since the last flush.
+    fn archived(&self, id: &str) -> Option<Workflow> {
+        match self.archive.get(id) {
+            Ok(found) => found.filter(|w| w.updated_at_ms >= self.purged_before_ms),
+            Err(e) => {
+                self.archive_failed(e);
+                None
+            }
+        }
+    }
+
+    fn archive_failed(&self, e: ArchiveError) {
+        tracing::error!(error = %e, "the workflow store failed");
+        let mut failure = self.archive_failure.lock().expect("failure lock");
+        failure.get_or_insert_with(|| e.to_string());
+    }
+
+    /// Why the node must stop, when a read of the archive failed.
+    pub fn take_archive_failure(&self) -> Option<String> {
+        self.archive_failure.lock().expect("failure lock").take()
+    }
+
+    /// Up to `size` workflows with ids after `after` that match `filter`,
+    /// ordered by id, and whether more follow. The archive is read through
+    /// its indexes (by name, by status), never scanned; a filter on PENDING
+    /// or RUNNING reads only the active index.
     pub fn page(
         &self,
         after: &str,
-        active_only: bool,
+        filter: &PageFilter<'_>,
         size: usize,
-        keep: impl Fn(&Workflow) -> bool,
     ) -> (Vec<Arc<Workflow>>, bool) {
         use std::ops::Bound;
         let range = (Bound::Excluded(after), Bound::Unbounded);
+        let keep = |w: &Workflow| {
+            filter.status.is_none_or(|s| w.status == s) && filter.name.is_none_or(|n| w.name == n)
+        };
+        let active_only = filter.status.is_some_and(|s| !is_terminal(s));
         let mut matching: Box<dyn Iterator<Item = &Arc<Workflow>>> = if active_only {
             Box::new(
                 self.active
@@ -276,10 +320,74 @@ impl StateMachine {
         } else {
             Box::new(self.workflows.range::<_, str>(range).map(|(_, w)| w))
         };
-        let mut matching = matching.by_ref().filter(|w| keep(w));
-        let page: Vec<Arc<Workflow>> = matching.by_ref().take(size).cloned().collect();
-        let more = matching.next().is_some();
-        (page, more)
+        let memory: Vec<Arc<Workflow>> = matching
+            .by_ref()
+            .filter(|w| keep(w))
+            .take(size + 1)
+            .cloned()
+            .collect();
+        let archived = if active_only {
+            Vec::new()
+        } else {
+            self.archived_page(after, filter, size + 1)
+        };
+        let mut merged = Vec::with_capacity(size + 1);
+        let (mut m, mut a) = (
+            memory.into_iter().peekable(),
+            archived.into_iter().peekable(),
+        );
+        while merged.len() <= size {
+            let next = match (m.peek(), a.peek()) {
+                (Some(x), Some(y)) if y.id < x.id => a.next(),
+                (Some(_), _) => m.next(),
+                (None, Some(_)) => a.next(),
+                (None, None) => break,
+            };
+            merged.extend(next);
+        }
+        let more = merged.len() > size;
+        merged.truncate(size);
+        (merged, more)
+    }
+
+    /// Up to `want` archived workflows after `after` matching `filter`
+    /// that are not in memory (those are listed from memory) and were not
+    /// purged since the last flush.
+    fn archived_page(
+        &self,
+        after: &str,
+        filter: &PageFilter<'_>,
+        want: usize,
+    ) -> Vec<Arc<Workflow>> {
+        let mut out = Vec::new();
+        let mut cursor = after.to_owned();
+        let status = filter.status.map(|s| s as i32);
+        while out.len() < want {
+            let ids = match self.archive.ids_after(&cursor, filter.name, status, want) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    self.archive_failed(e);
+                    break;
+                }
+            };
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
+            let full = ids.len() == want;
+            for id in ids {
+                if !self.workflows.contains_key(&id)
+                    && let Some(w) = self.archived(&id)
+                {
+                    out.push(Arc::new(w));
+                }
+            }
+            if !full {
+                break;
+            }
+            cursor = last;
+        }
+        out.truncate(want);
+        out
     }
 
     /// Pending and running workflows ordered by id, shared with the state.
@@ -287,9 +395,15 @@ impl StateMachine {
         self.active.iter().filter_map(|id| self.workflows.get(id))
     }
 
-    /// All workflows ordered by id.
-    pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
-        self.workflows.values().map(|w| &**w)
+    /// How many workflows memory holds: the active ones and those
+    /// finished since the last flush (the others are in the archive).
+    pub fn resident_workflows(&self) -> usize {
+        self.workflows.len()
+    }
+
+    /// How many workflows there are (kept as counters).
+    pub fn workflow_count(&self) -> u64 {
+        self.active.len() as u64 + self.finished.values().sum::<u64>()
     }
 
     /// Pending and running workflows ordered by id (an index: no finished
@@ -322,7 +436,15 @@ impl StateMachine {
 
     /// Last-change time of the oldest finished workflow still kept.
     pub fn oldest_finished_ms(&self) -> Option<u64> {
-        self.finished_at.first().map(|(at, _)| *at)
+        let memory = self.finished_at.first().map(|(at, _)| *at);
+        let archived = match self.archive.oldest_from(self.purged_before_ms) {
+            Ok(at) => at,
+            Err(e) => {
+                self.archive_failed(e);
+                None
+            }
+        };
+        memory.into_iter().chain(archived).min()
     }
 
     /// Finished workflows older than this were removed by the retention
@@ -332,6 +454,24 @@ impl StateMachine {
     }
 
     fn purge_finished(&mut self, c: &PurgeFinished) -> Applied {
+        // Archived ones first, those not also in memory (a flush in
+        // flight): memory's are counted below.
+        let archived = self
+            .archive
+            .finished_between(self.purged_before_ms, c.finished_before_ms)
+            .unwrap_or_else(|e| {
+                self.archive_failed(e);
+                Vec::new()
+            });
+        let mut count = 0;
+        for (id, status) in archived {
+            if !self.workflows.contains_key(&id) {
+                if let Some(n) = self.finished.get_mut(&status) {
+                    *n = n.saturating_sub(1);
+                }
+                count += 1;
+            }
+        }
         let keep = self
             .finished_at
             .split_off(&(c.finished_before_ms, String::new()));
@@ -344,30 +484,7 @@ impl StateMachine {
             }
         }
         self.purged_before_ms = self.purged_before_ms.max(c.finished_before_ms);
-        Applied::Purged(purged.len() as u64)
-    }
-
-    /// Rebuilds the indexes from the workflow table (after a restore).
-    fn reindex(&mut self) {
-        self.active.clear();
-        self.finished.clear();
-        self.finished_at.clear();
-        for wf in self.workflows.values() {
-            if wf.is_terminal() {
-                *self.finished.entry(wf.status as i32).or_default() += 1;
-                self.finished_at.insert((wf.updated_at_ms, wf.id.clone()));
-            } else {
-                self.active.insert(wf.id.clone());
-            }
-        }
-    }
-
-    /// Workflows with id strictly greater than `after`, ordered by id.
-    pub fn workflows_after<'a>(&'a self, after: &str) -> impl Iterator<Item = &'a Workflow> + 'a {
-        use std::ops::Bound;
-        self.workflows
-            .range::<_, str>((Bound::Excluded(after), Bound::Unbounded))
-            .map(|(_, w)| &**w)
+        Applied::Purged(count + purged.len() as u64)
     }
 
     /// True while some app connected to `node` can run workflows.
@@ -564,7 +681,7 @@ impl StateMachine {
     }
 
     fn start_workflow(&mut self, c: &StartWorkflow, now: u64, events: &mut Vec<Event>) -> Applied {
-        if self.workflows.contains_key(&c.workflow_id) {
+        if self.exists(&c.workflow_id) {
             return Applied::Started {
                 workflow_id: c.workflow_id.clone(),
                 already_started: true,
@@ -650,11 +767,16 @@ impl StateMachine {
     }
 
     fn running_owned_by(&self, id: &str, node: NodeId) -> Result<&Workflow, Rejection> {
-        let wf = self
-            .workflows
-            .get(id)
-            .map(|w| &**w)
-            .ok_or_else(|| Rejection::UnknownWorkflow(id.to_owned()))?;
+        let Some(wf) = self.workflows.get(id).map(|w| &**w) else {
+            // Finished and flushed, or unknown.
+            return Err(match self.archived(id) {
+                Some(w) => Rejection::NotRunning {
+                    workflow_id: id.to_owned(),
+                    status: w.status,
+                },
+                None => Rejection::UnknownWorkflow(id.to_owned()),
+            });
+        };
         if wf.status != WorkflowStatus::Running {
             return Err(Rejection::NotRunning {
                 workflow_id: id.to_owned(),
@@ -743,11 +865,13 @@ impl StateMachine {
         now: u64,
         events: &mut Vec<Event>,
     ) -> Result<Applied, Rejection> {
-        let wf = self
-            .workflows
-            .get_mut(&c.workflow_id)
-            .map(Arc::make_mut)
-            .ok_or_else(|| Rejection::UnknownWorkflow(c.workflow_id.clone()))?;
+        let Some(wf) = self.workflows.get_mut(&c.workflow_id).map(Arc::make_mut) else {
+            // A flushed workflow is finished: cancelling it is a no-op.
+            return match self.archived(&c.workflow_id) {
+                Some(_) => Ok(Applied::Cancelled),
+                None => Err(Rejection::UnknownWorkflow(c.workflow_id.clone())),
+            };
+        };
         if wf.is_terminal() {
             return Ok(Applied::Cancelled);
         }
@@ -785,6 +909,16 @@ pub(crate) fn stable_hash(s: &str) -> u64 {
     })
 }
 
+/// What [`StateMachine::page`] lists.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageFilter<'a> {
+    /// Only this status.
+    pub status: Option<WorkflowStatus>,
+    /// Only this workflow type name.
+    pub name: Option<&'a str>,
+}
+
+pub mod archive;
 mod snapshot;
 #[cfg(test)]
 mod tests;

@@ -484,30 +484,155 @@ fn finish(id: &str, node: u64) -> Command {
     }))
 }
 
+/// Writes a flush of `sm` and lets memory drop what it archived.
+fn flush_now(sm: &mut StateMachine) {
+    let ids = sm.archive().writer().write(&sm.flush()).unwrap();
+    sm.flushed(&ids).unwrap();
+}
+
 #[test]
-fn a_snapshot_view_keeps_its_point_in_time_while_commands_apply() {
+fn a_flush_keeps_its_point_in_time_while_commands_apply() {
     let mut sm = StateMachine::new();
     ok(&mut sm, &register(1, "steps", 1));
     ok(&mut sm, &start("w1", "steps", 1, 1));
     ok(&mut sm, &checkpoint("w1", 0, 1));
-    let view = sm.view();
-    // Changes after the view: a checkpoint, a finish, a new workflow.
+    sm.set_applied_index(3);
+    let flush = sm.flush();
+    // Changes after the flush was taken: a checkpoint, a finish, a new
+    // workflow.
     ok(&mut sm, &checkpoint("w1", 1, 1));
     ok(&mut sm, &finish("w1", 1));
     ok(&mut sm, &start("w2", "steps", 1, 1));
+    let writer = sm.archive().writer();
+    writer.write(&flush).unwrap();
     let mut encoded = Vec::new();
-    view.encode_to(&mut encoded).unwrap();
+    assert_eq!(writer.encode_to(&mut encoded).unwrap(), 3);
     let then = StateMachine::restore(&encoded, 3).unwrap();
     let w1 = then.workflow("w1").unwrap();
     assert_eq!(w1.checkpoints.len(), 1);
     assert_eq!(w1.status, WorkflowStatus::Running);
     assert!(then.workflow("w2").is_none());
-    // The live state has them all; the encoding of the whole state is the
-    // same whether taken through a view or at once.
     assert_eq!(sm.workflow("w1").unwrap().checkpoints.len(), 2);
-    let mut now = Vec::new();
-    sm.view().encode_to(&mut now).unwrap();
-    assert_eq!(now, sm.snapshot());
+}
+
+#[test]
+fn flushed_finished_workflows_leave_memory_and_stay_readable() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "ping_pong", 1));
+    for i in 0..4 {
+        ok(&mut sm, &start(&format!("w{i}"), "ping_pong", 1, 1));
+    }
+    ok(&mut sm, &finish("w0", 1));
+    ok(&mut sm, &finish("w1", 1));
+    flush_now(&mut sm);
+    assert_eq!(
+        sm.workflows.len(),
+        2,
+        "only the running ones stay in memory"
+    );
+    let w0 = sm.workflow("w0").unwrap();
+    assert_eq!(
+        (w0.status, w0.result.as_ref()),
+        (WorkflowStatus::Completed, &b"1"[..])
+    );
+    assert_eq!(sm.workflow_count(), 4);
+    assert_eq!(sm.count(WorkflowStatus::Completed), 2);
+    // Commands on an archived workflow see it: a start is idempotent, a
+    // checkpoint is refused as not running, a cancel is a no-op.
+    let (outcome, _) = sm.apply(&start("w0", "ping_pong", 1, 1));
+    assert_eq!(
+        outcome,
+        Ok(Applied::Started {
+            workflow_id: "w0".into(),
+            already_started: true
+        })
+    );
+    let (outcome, _) = sm.apply(&checkpoint("w0", 0, 1));
+    assert!(
+        matches!(outcome, Err(Rejection::NotRunning { .. })),
+        "{outcome:?}"
+    );
+    let (outcome, events) = sm.apply(&cmd(Kind::CancelWorkflow(CancelWorkflow {
+        workflow_id: "w1".into(),
+        reason: String::new(),
+    })));
+    assert_eq!((outcome, events.len()), (Ok(Applied::Cancelled), 0));
+    assert_eq!(sm.workflow("w1").unwrap().status, WorkflowStatus::Completed);
+    // The whole state encodes the same from memory and from the archive.
+    let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
+    assert_eq!(restored.workflow_count(), 4);
+    assert_eq!(restored.count(WorkflowStatus::Completed), 2);
+    assert_eq!(
+        restored.workflow("w1").unwrap().status,
+        WorkflowStatus::Completed
+    );
+}
+
+#[test]
+fn a_store_on_disk_gives_back_the_flushed_state_without_the_finished_workflows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = StateMachine::with_archive(Archive::open_dir(dir.path()).unwrap());
+    ok(&mut sm, &register(1, "ping_pong", 1));
+    ok(&mut sm, &start("done", "ping_pong", 1, 1));
+    ok(&mut sm, &start("running", "ping_pong", 1, 1));
+    ok(&mut sm, &checkpoint("running", 0, 1));
+    ok(&mut sm, &finish("done", 1));
+    sm.set_applied_index(42);
+    flush_now(&mut sm);
+    drop(sm);
+    let again = StateMachine::load(Archive::open_dir(dir.path()).unwrap())
+        .unwrap()
+        .expect("a flushed store");
+    assert_eq!(again.applied_index(), 42);
+    assert_eq!(
+        again.workflows.len(),
+        1,
+        "only the running one is read into memory"
+    );
+    assert_eq!(again.workflow("running").unwrap().checkpoints.len(), 1);
+    assert_eq!(
+        again.workflow("done").unwrap().status,
+        WorkflowStatus::Completed
+    );
+    assert_eq!(again.count(WorkflowStatus::Completed), 1);
+    assert!(again.is_registered(1, "ping_pong", 1));
+}
+
+#[test]
+fn retention_removes_archived_workflows_at_once_and_from_the_store_at_the_next_flush() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "ping_pong", 1));
+    for (id, at) in [("old", 1_000), ("new", 5_000)] {
+        ok(&mut sm, &start(id, "ping_pong", 1, 1));
+        let mut c = finish(id, 1);
+        c.proposed_at_ms = at;
+        ok(&mut sm, &c);
+    }
+    flush_now(&mut sm);
+    assert_eq!(sm.oldest_finished_ms(), Some(1_000));
+    let (outcome, _) = sm.apply(&cmd(Kind::PurgeFinished(PurgeFinished {
+        finished_before_ms: 3_000,
+    })));
+    assert_eq!(outcome, Ok(Applied::Purged(1)));
+    assert!(sm.workflow("old").is_none());
+    assert_eq!(sm.count(WorkflowStatus::Completed), 1);
+    assert_eq!(sm.oldest_finished_ms(), Some(5_000));
+    // A purged id can be used again.
+    let (outcome, _) = sm.apply(&start("old", "ping_pong", 1, 1));
+    assert!(matches!(
+        outcome,
+        Ok(Applied::Started {
+            already_started: false,
+            ..
+        })
+    ));
+    flush_now(&mut sm);
+    let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
+    assert_eq!(restored.count(WorkflowStatus::Completed), 1);
+    assert_eq!(
+        restored.workflow("old").unwrap().status,
+        WorkflowStatus::Running
+    );
 }
 
 #[test]
@@ -520,15 +645,67 @@ fn pages_share_records_and_an_active_filter_reads_only_active_ones() {
     for i in [0, 2, 4] {
         ok(&mut sm, &finish(&format!("w{i}"), 1));
     }
-    let running = |w: &Workflow| w.status == WorkflowStatus::Running;
-    let (page, more) = sm.page("", true, 2, running);
+    let running = PageFilter {
+        status: Some(WorkflowStatus::Running),
+        name: None,
+    };
+    let (page, more) = sm.page("", &running, 2);
     let ids: Vec<&str> = page.iter().map(|w| w.id.as_str()).collect();
     assert_eq!((ids, more), (vec!["w1", "w3"], true));
-    let (page, more) = sm.page("w3", true, 2, running);
+    let (page, more) = sm.page("w3", &running, 2);
     assert_eq!(page.len(), 1);
     assert_eq!((page[0].id.as_str(), more), ("w5", false));
     // The page holds the state's records, not copies of their histories.
-    assert!(Arc::ptr_eq(&page[0], &sm.shared("w5").unwrap()));
-    let (all, more) = sm.page("", false, 10, |_| true);
+    assert!(Arc::ptr_eq(&page[0], &sm.workflow("w5").unwrap()));
+    let (all, more) = sm.page("", &PageFilter::default(), 10);
     assert_eq!((all.len(), more), (6, false));
+}
+
+#[test]
+fn pages_merge_memory_and_the_archive_in_id_order_through_its_indexes() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "a", 1));
+    ok(&mut sm, &register(1, "b", 1));
+    // Archived: a0 a2 b4 (finished); then in memory: a1 (finished), a3 b5
+    // (running).
+    for (id, name) in [("a0", "a"), ("a2", "a"), ("b4", "b")] {
+        ok(&mut sm, &start(id, name, 1, 1));
+        ok(&mut sm, &finish(id, 1));
+    }
+    flush_now(&mut sm);
+    for (id, name) in [("a1", "a"), ("a3", "a"), ("b5", "b")] {
+        ok(&mut sm, &start(id, name, 1, 1));
+    }
+    ok(&mut sm, &finish("a1", 1));
+    let list = |after: &str, filter: PageFilter<'_>, size| {
+        let (page, more) = sm.page(after, &filter, size);
+        (page.iter().map(|w| w.id.clone()).collect::<Vec<_>>(), more)
+    };
+    let all = PageFilter::default();
+    assert_eq!(
+        list("", all, 4),
+        (
+            vec!["a0".into(), "a1".into(), "a2".into(), "a3".into()],
+            true
+        )
+    );
+    assert_eq!(list("a3", all, 4), (vec!["b4".into(), "b5".into()], false));
+    let named_a = PageFilter {
+        name: Some("a"),
+        status: None,
+    };
+    assert_eq!(
+        list("a1", named_a, 10),
+        (vec!["a2".into(), "a3".into()], false)
+    );
+    let completed = PageFilter {
+        status: Some(WorkflowStatus::Completed),
+        name: None,
+    };
+    assert_eq!(list("", completed, 10).0, vec!["a0", "a1", "a2", "b4"]);
+    let completed_b = PageFilter {
+        status: Some(WorkflowStatus::Completed),
+        name: Some("b"),
+    };
+    assert_eq!(list("", completed_b, 10), (vec!["b4".into()], false));
 }

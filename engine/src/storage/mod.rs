@@ -6,10 +6,13 @@
 //! Files in the storage directory:
 //! - `node.id`: the node id that owns the directory (checked at start);
 //! - `wal/NNN.wal`: log segments (entries, hard states, conf states);
-//! - `snapshot.bin`: the latest snapshot's Raft metadata and a reference to
-//!   its state (CRC-checked);
-//! - `snapshots/<index>-<term>.state`: the state itself (size and CRC in the
-//!   reference); see `snapshot_state.rs`.
+//! - `snapshot.bin`: the latest snapshot point's Raft metadata and, when the
+//!   state was encoded there for a follower, a reference to it (CRC-checked);
+//! - `snapshots/<index>-<term>.state`: that encoded state (size and CRC in
+//!   the reference); see `snapshot_state.rs`.
+//!
+//! The state machine itself is in `state/` (`state_machine/archive.rs`); a
+//! snapshot point is where it was flushed durably.
 
 mod files;
 mod replay;
@@ -57,6 +60,9 @@ pub enum StorageError {
     /// A record could not be encoded.
     #[error("cannot encode a log record: {0}")]
     Encode(String),
+    /// The state machine's store failed.
+    #[error(transparent)]
+    Archive(#[from] crate::state_machine::ArchiveError),
     /// An earlier write or fsync failed; the log takes no more writes.
     #[error(
         "the log takes no more writes after an earlier failure ({0}); restart the node: it re-reads the log from the disk and keeps what an fsync made durable"
@@ -203,7 +209,7 @@ impl RaftStore {
             .map_err(|e| StorageError::io("create the storage directory", dir, e))?;
         check_node_id(dir, node_id)?;
         let snapshot = read_snapshot(dir)?;
-        let state = snapshot.as_ref().map(|s| state_of(dir, s));
+        let state = snapshot.as_ref().and_then(|s| state_of(dir, s));
         let (wal, records) = Wal::open(&dir.join("wal"), options.segment_bytes)?;
         let existed = snapshot.is_some() || !records.is_empty();
         let mut core = Core {
@@ -301,6 +307,25 @@ impl RaftStore {
             core.hard_state.clone()
         };
         self.set_hard_state(&hs)
+    }
+
+    /// Raises the recorded commit index to `index` (at start: the state
+    /// machine's store was flushed at `index`, so it was committed).
+    pub fn commit_at_least(&self, index: u64) -> Result<(), StorageError> {
+        let (commit, last) = {
+            let core = self.rl();
+            (core.hard_state.commit, core.last_index())
+        };
+        if index <= commit {
+            return Ok(());
+        }
+        if index > last {
+            return Err(StorageError::Corrupt(format!(
+                "the state machine's store was applied to index {index} but the log ends at {last}; remove the node's storage and re-join it"
+            )));
+        }
+        self.set_commit(index)?;
+        self.sync()
     }
 
     /// Records the membership after a conf change.
@@ -415,7 +440,7 @@ impl RaftStore {
         };
         let state =
             snapshot_state::write_state(dir.as_deref(), index, term, |w| w.write_all(&data))?;
-        self.compact_to(state, conf_state, keep)
+        self.compact_to(index, term, conf_state, Some(state), keep)
     }
 
     /// Term of `index` when the log still knows it (for a snapshot taken
@@ -430,41 +455,56 @@ impl RaftStore {
         self.rl().dir.clone()
     }
 
-    /// Makes `state` (written at its reference's index, when the membership
-    /// was `conf_state`) the latest snapshot and compacts the log behind
-    /// it, keeping `keep` entries. A state no newer than the current
-    /// snapshot (one installed from the leader meanwhile) is dropped.
+    /// Makes (index, term) the latest snapshot point, the membership there
+    /// being `conf_state`, and compacts the log behind it, keeping `keep`
+    /// entries. The state machine's store holds the state at `index`
+    /// (durably) before this is called; `state` is that state encoded for
+    /// followers, when one was wanted (raft-rs asks again otherwise). A
+    /// point older than the current one (a snapshot installed from the
+    /// leader meanwhile) is dropped, as is an encoding of the current one
+    /// when it has one.
     pub fn compact_to(
         &self,
-        state: SnapshotState,
+        index: u64,
+        term: u64,
         conf_state: ConfState,
+        state: Option<SnapshotState>,
         keep: u64,
     ) -> Result<(), StorageError> {
         let mut core = self.wl();
-        let index = state.reference.index;
-        if index <= core.snapshot.get_metadata().index || index > core.last_index() {
-            let current = core.state.as_ref().map(|s| &s.blob);
-            if let SnapshotBlob::File(path) = &state.blob
-                && !matches!(current, Some(SnapshotBlob::File(p)) if p == path)
+        let current = core.snapshot.get_metadata().index;
+        let stale = index < current
+            || index > core.last_index()
+            || (index == current && (state.is_none() || core.state.is_some()));
+        if stale {
+            let kept = core.state.as_ref().map(|s| &s.blob);
+            if let Some(SnapshotState {
+                blob: SnapshotBlob::File(path),
+                ..
+            }) = &state
+                && !matches!(kept, Some(SnapshotBlob::File(p)) if p == path)
             {
                 let _ = fs::remove_file(path);
             }
             return Ok(());
         }
         let mut snapshot = Snapshot {
-            data: encode_ref(&state.reference),
+            data: state
+                .as_ref()
+                .map(|s| encode_ref(&s.reference))
+                .unwrap_or_default(),
             ..Default::default()
         };
         let meta = snapshot.mut_metadata();
         meta.index = index;
-        meta.term = state.reference.term;
+        meta.term = term;
         meta.set_conf_state(conf_state);
         if let Some(dir) = core.dir.clone() {
             write_snapshot(&dir, &snapshot)?;
             snapshot_state::remove_older(&dir, index);
         }
         core.snapshot = snapshot;
-        core.state = Some(state);
+        core.state = state;
         let upto = index.saturating_sub(keep);
         if upto > core.compacted.0 {
             let drop = (upto - core.compacted.0) as usize;
@@ -610,7 +650,7 @@ impl Storage for RaftStore {
         // A snapshot that is too old, or that predates the receiver joining
         // (raft-rs on the receiver refuses those), is replaced: the Raft loop
         // takes a fresh one after this Ready and raft-rs asks again.
-        if meta.index < request_index || !has_peer {
+        if meta.index < request_index || !has_peer || core.state.is_none() {
             core.snapshot_wanted = true;
             return Err(raft::Error::Store(
                 RaftStorageError::SnapshotTemporarilyUnavailable,
@@ -622,9 +662,13 @@ impl Storage for RaftStore {
 
 /// The state of a snapshot read from `snapshot.bin`: its file when the
 /// data is a reference, or the inline state an older version wrote.
-fn state_of(dir: &Path, snapshot: &Snapshot) -> SnapshotState {
+fn state_of(dir: &Path, snapshot: &Snapshot) -> Option<SnapshotState> {
     let meta = snapshot.get_metadata();
-    match decode_ref(&snapshot.data) {
+    if snapshot.data.is_empty() {
+        // A flush point: the state is in the state machine's store.
+        return None;
+    }
+    Some(match decode_ref(&snapshot.data) {
         Some(reference) => SnapshotState {
             blob: SnapshotBlob::File(state_file(dir, meta.index, meta.term)),
             reference,
@@ -638,7 +682,7 @@ fn state_of(dir: &Path, snapshot: &Snapshot) -> SnapshotState {
             },
             blob: SnapshotBlob::Memory(snapshot.data.clone()),
         },
-    }
+    })
 }
 
 /// Records a snapshot install in the log: a new segment that starts with

@@ -5,7 +5,7 @@
 //! [`SnapshotRef`] naming them, so its size never depends on the state's.
 
 use std::fs;
-use std::io::{Seek as _, SeekFrom, Write};
+use std::io::{Read as _, Seek as _, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -72,6 +72,35 @@ impl SnapshotState {
             )));
         }
         Ok(data)
+    }
+
+    /// A reader of all the bytes, once they are checked against the
+    /// reference's size and CRC (a first pass over them, in chunks).
+    pub fn verified_reader(&self) -> Result<Box<dyn std::io::Read + Send>, StorageError> {
+        let mut reader = self.reader_at(0)?;
+        let mut hasher = crc32fast::Hasher::new();
+        let mut len = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| {
+                StorageError::Corrupt(format!(
+                    "cannot read the state of the snapshot at index {}: {e}",
+                    self.reference.index
+                ))
+            })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            len += n as u64;
+        }
+        if len != self.reference.size || hasher.finalize() != self.reference.crc32 {
+            return Err(StorageError::Corrupt(format!(
+                "the state of the snapshot at index {} fails its size or checksum; remove the node's storage and re-join it",
+                self.reference.index
+            )));
+        }
+        self.reader_at(0)
     }
 
     /// A reader of the bytes from `offset` on.

@@ -5,6 +5,8 @@ use raftoral_proto::sidecar::v1::{
     WorkflowCancellation, WorkflowStatus, workflow_stream_response::Message as SidecarMsg,
 };
 
+use std::sync::Arc;
+
 use super::{End, Run, WorkerSession};
 
 /// Most checkpoint bytes (values and names) one execute request carries;
@@ -47,7 +49,8 @@ impl WorkerSession {
         }
         let (wf, since) = self
             .node
-            .read(|sm| (sm.workflow(workflow_id).cloned(), sm.applied_index()));
+            .read(|sm| (sm.workflow(workflow_id), sm.applied_index()));
+        let wf = wf.map(Arc::unwrap_or_clone);
         match wf {
             Some(wf)
                 if wf.status == WorkflowStatus::Running
@@ -135,9 +138,8 @@ impl WorkerSession {
         let me = self.node.id();
         let ids: Vec<String> = self.active.keys().cloned().collect();
         for id in ids {
-            let (wf, index) = self
-                .node
-                .read(|sm| (sm.workflow(&id).cloned(), sm.applied_index()));
+            let (wf, index) = self.node.read(|sm| (sm.workflow(&id), sm.applied_index()));
+            let wf = wf.map(Arc::unwrap_or_clone);
             let Some(wf) = wf else {
                 self.active.remove(&id);
                 self.node.release(&id, self.id);
