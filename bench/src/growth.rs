@@ -1,8 +1,9 @@
 //! Growth: one durable sidecar node taken from 0 to N finished `ping_pong`
 //! workflows at 64 in flight. Per tenth of N: throughput, sidecar RSS and
-//! snapshot size; over the whole run, workflow latency with and without a
+//! the size of the state store; over the whole run, workflow latency with and without a
 //! snapshot being written (a `.tmp` state file in the storage directory);
-//! at the end, the time from a SIGKILL restart to serving again.
+//! at the end, the time from a SIGKILL restart to serving again, then a
+//! second node joining (`joining.rs`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,8 @@ pub struct Growth {
     pub during_snapshot: Latency,
     /// SIGKILL, restart, until a start is acknowledged, ms.
     pub restart_to_serving_ms: f64,
+    /// A second node joining the node that holds them all.
+    pub join: crate::joining::Join,
 }
 
 /// Intervals during which a snapshot was being written (a `.tmp` file in
@@ -164,12 +167,20 @@ pub async fn run(raftoral_bin: &Path, total: u64) -> anyhow::Result<Growth> {
         }
     }
     let restart_to_serving_ms = restart(&mut bench, raftoral_bin).await?;
+    let join = crate::joining::measure(
+        raftoral_bin,
+        bench.dir(),
+        &bench.raft_addrs[&1],
+        &bench.urls[&1],
+    )
+    .await?;
     bench.stop().await;
     Ok(Growth {
         steps,
         outside_snapshot: outside.summary(),
         during_snapshot: during.summary(),
         restart_to_serving_ms,
+        join,
     })
 }
 
@@ -183,6 +194,7 @@ async fn restart(bench: &mut Bench, raftoral_bin: &Path) -> anyhow::Result<f64> 
     let _ = std::fs::remove_file(dir.join("addr1.json"));
     let sidecars = sidecars::spawn(raftoral_bin, &dir, &bench.raft_addrs, &[1], true, None).await?;
     let url = sidecars.urls[&1].clone();
+    bench.urls.insert(1, url.clone());
     bench.processes.extend(sidecars.processes);
     let mut poll = tokio::time::interval(Duration::from_millis(5));
     loop {

@@ -6,6 +6,7 @@ mod commit;
 mod failover;
 mod floors;
 mod growth;
+mod joining;
 mod sdks;
 mod sidecars;
 mod stats;
@@ -251,6 +252,15 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "restart (SIGKILL) to serving: {:.0} ms",
                 growth.restart_to_serving_ms
+            );
+            let j = &growth.join;
+            println!(
+                "a node joining: caught up as a voter in {:.0} ms; {} commits and {} refused meanwhile; leader lost in {} samples; joiner RSS {:.0} MiB",
+                j.caught_up_ms,
+                j.commits_during,
+                j.refused_during,
+                j.leader_lost_samples,
+                j.joiner_rss_mib
             );
             if let Some(out) = out {
                 write_json(&out, &growth)?;

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use raftoral_client::proto::sidecar::v1::{
-    CheckpointProposal, ErrorCode, HeartbeatRequest, RegisterWorkflowRequest, StreamError,
-    WorkflowResult, WorkflowStreamRequest, WorkflowStreamResponse,
-    app_service_client::AppServiceClient, workflow_stream_request::Message as AppMsg,
-    workflow_stream_response::Message as SidecarMsg,
+    CheckpointProposal, ErrorCode, ExecuteWorkflowRequest, HeartbeatRequest, HeldRun,
+    RegisterWorkflowRequest, StreamError, WorkflowResult, WorkflowStreamRequest,
+    WorkflowStreamResponse, app_service_client::AppServiceClient,
+    workflow_stream_request::Message as AppMsg, workflow_stream_response::Message as SidecarMsg,
 };
 use raftoral_client::{RaftoralClient, WorkflowStatus};
 use raftoral_conformance::{DEADLINE, Sidecar, StepsInput, Worker, steps_sum};
@@ -75,6 +75,7 @@ async fn bad_stream_input_gets_structured_errors_while_workflows_continue() -> a
     assert!(e.message.contains("empty"), "{}", e.message);
     // A registration without a name.
     app.send(Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+        held_runs: Vec::new(),
         workflow_name: String::new(),
         version: 1,
     })))
@@ -220,6 +221,7 @@ async fn refusals_name_their_subject_and_a_result_after_a_cancellation_is_not_ru
     let sidecar = Sidecar::start(&[]).await?;
     let mut app = RawApp::open(&sidecar.url).await?;
     app.send(Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+        held_runs: Vec::new(),
         workflow_name: "n".repeat(257),
         version: 1,
     })))
@@ -229,6 +231,7 @@ async fn refusals_name_their_subject_and_a_result_after_a_cancellation_is_not_ru
     assert!(e.message.contains("256"), "{}", e.message);
     // Version 0 is version 1: a start of version 1 runs on this app.
     app.send(Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+        held_runs: Vec::new(),
         workflow_name: "raw".into(),
         version: 0,
     })))
@@ -274,5 +277,96 @@ async fn refusals_name_their_subject_and_a_result_after_a_cancellation_is_not_ru
     .await?;
     let e = app.expect_error(ErrorCode::WorkflowNotRunning).await?;
     assert_eq!(e.subject(), Subject::CheckpointProposal);
+    Ok(())
+}
+
+impl RawApp {
+    /// Registers `raw` version 1 declaring `held` runs; returns the execute
+    /// requests sent before the ack.
+    async fn register(
+        &mut self,
+        held: Vec<HeldRun>,
+    ) -> anyhow::Result<Vec<ExecuteWorkflowRequest>> {
+        self.send(Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+            workflow_name: "raw".into(),
+            version: 1,
+            held_runs: held,
+        })))
+        .await?;
+        let mut executes = Vec::new();
+        loop {
+            match self.next().await? {
+                SidecarMsg::ExecuteWorkflow(x) => executes.push(x),
+                SidecarMsg::RegistrationAck(_) => return Ok(executes),
+                other => anyhow::bail!("expected execute requests then the ack, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// A reconnecting app that declares the runs it holds gets only the
+/// history after what each knows; one that declares nothing (or more than
+/// is committed) gets it whole.
+#[tokio::test]
+async fn a_reconnect_declaring_held_runs_gets_only_the_missing_history() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&[]).await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let mut app = RawApp::open(&sidecar.url).await?;
+    app.register(Vec::new()).await?;
+    let id = client
+        .start_workflow("raw", 1, &())
+        .await?
+        .workflow_id()
+        .to_owned();
+    match app.next().await? {
+        SidecarMsg::ExecuteWorkflow(x) => assert!(x.is_owner),
+        other => anyhow::bail!("expected the execute request, got {other:?}"),
+    }
+    // Five committed checkpoints, each confirmed by its event.
+    for seq in 0..5u64 {
+        app.send(Some(AppMsg::CheckpointProposal(CheckpointProposal {
+            workflow_id: id.clone(),
+            seq,
+            checkpoint_name: format!("step-{seq}"),
+            value: seq.to_string().into(),
+        })))
+        .await?;
+        match app.next().await? {
+            SidecarMsg::CheckpointEvent(e) => assert_eq!(e.seq, seq),
+            other => anyhow::bail!("expected checkpoint event {seq}, got {other:?}"),
+        }
+    }
+    drop(app);
+
+    let held = |checkpoints| {
+        vec![HeldRun {
+            workflow_id: id.clone(),
+            checkpoints,
+        }]
+    };
+    // The app knew 3 of them: seq 3 and 4 come, marked as starting at 3.
+    let mut app = RawApp::open(&sidecar.url).await?;
+    let sent = app.register(held(3)).await?;
+    assert_eq!(sent.len(), 1);
+    let x = &sent[0];
+    assert_eq!(x.history_start, 3);
+    let seqs: Vec<(u64, &str)> = x
+        .history
+        .iter()
+        .map(|r| (r.seq, r.checkpoint_name.as_str()))
+        .collect();
+    assert_eq!(seqs, [(3, "step-3"), (4, "step-4")]);
+    assert!(x.is_owner);
+    drop(app);
+
+    // Nothing declared, or more than is committed: the whole history.
+    for declared in [Vec::new(), held(9)] {
+        let mut app = RawApp::open(&sidecar.url).await?;
+        let sent = app.register(declared).await?;
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].history_start, 0);
+        assert_eq!(sent[0].history.len(), 5);
+        drop(app);
+    }
     Ok(())
 }

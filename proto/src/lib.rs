@@ -9,7 +9,11 @@
 //!
 //! ```
 //! use raftoral_proto::sidecar::v1::RegisterWorkflowRequest;
-//! let r = RegisterWorkflowRequest { workflow_name: "ping_pong".into(), version: 1 };
+//! let r = RegisterWorkflowRequest {
+//!     workflow_name: "ping_pong".into(),
+//!     version: 1,
+//!     held_runs: Vec::new(),
+//! };
 //! assert_eq!(r.version, 1);
 //! ```
 

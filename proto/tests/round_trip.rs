@@ -39,6 +39,10 @@ fn app_stream_messages() {
         A::RegisterWorkflow(sidecar::RegisterWorkflowRequest {
             workflow_name: "n".into(),
             version: 1,
+            held_runs: vec![sidecar::HeldRun {
+                workflow_id: "w".into(),
+                checkpoints: 3,
+            }],
         }),
         A::CheckpointProposal(sidecar::CheckpointProposal {
             workflow_id: "w".into(),
@@ -65,10 +69,11 @@ fn app_stream_messages() {
             input: "i".into(),
             is_owner: true,
             history: vec![sidecar::CheckpointRecord {
-                seq: 0,
+                seq: 2,
                 checkpoint_name: "c".into(),
                 value: "v".into(),
             }],
+            history_start: 2,
         }),
         S::CheckpointEvent(sidecar::CheckpointEvent {
             workflow_id: "w".into(),

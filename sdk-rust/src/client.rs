@@ -217,6 +217,8 @@ impl RaftoralClient {
                 .send(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
                     workflow_name: workflow_name.to_owned(),
                     version,
+                    // No run of a type is held before its first registration.
+                    held_runs: Vec::new(),
                 }));
         }
         let wait = async {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raftoral_proto::sidecar::v1::{
-    CheckpointEvent, CheckpointProposal, ErrorCode, ExecuteWorkflowRequest, OwnershipChange,
-    StreamError, WorkflowCancellation, WorkflowResult, WorkflowStreamRequest,
+    CheckpointEvent, CheckpointProposal, ErrorCode, ExecuteWorkflowRequest, HeldRun,
+    OwnershipChange, StreamError, WorkflowCancellation, WorkflowResult, WorkflowStreamRequest,
     workflow_stream_request::Message as AppMsg,
 };
 use tokio::sync::{mpsc, watch};
@@ -215,6 +215,22 @@ impl WorkerCore {
         }
     }
 
+    /// The runs of (name, version) in progress, with the committed
+    /// checkpoints each knows: declared when registering again after a
+    /// reconnect, so the sidecar sends only the history after that.
+    pub fn held_runs(&self, name: &str, version: u32) -> Vec<HeldRun> {
+        let kind = (name.to_owned(), version.max(1));
+        self.lock()
+            .runs
+            .iter()
+            .filter(|(_, run)| run.kind == kind && run.ended.is_none())
+            .map(|(id, run)| HeldRun {
+                workflow_id: id.clone(),
+                checkpoints: run.history.len() as u64,
+            })
+            .collect()
+    }
+
     /// Number of runs in progress on this worker.
     pub fn running(&self) -> usize {
         self.lock().runs.len()
@@ -233,13 +249,23 @@ impl WorkerCore {
         if let Some(run) = state.runs.get_mut(&req.workflow_id) {
             run.confirmed_on = connection;
             run.is_owner = req.is_owner;
-            for record in req.history.into_iter().skip(run.history.len()) {
-                run.history.push((record.checkpoint_name, record.value));
+            // The history may start where this run's ends (it declared
+            // what it knows: `held_runs`); what it has already is skipped.
+            for (record, seq) in req.history.into_iter().zip(req.history_start..) {
+                if seq == run.history.len() as u64 {
+                    run.history.push((record.checkpoint_name, record.value));
+                }
             }
             // A new stream: the waiting `commit` re-sends its proposal if
             // this replica owns the workflow.
             run.sent = false;
             run.changed();
+            return None;
+        }
+        if req.history_start > 0 {
+            // Sent for a run this app declared it held, which has finished
+            // since (its result went out on this stream): nothing to run.
+            tracing::debug!(workflow = %req.workflow_id, "a run declared as held has ended; its execute request is ignored");
             return None;
         }
         state.next_generation += 1;

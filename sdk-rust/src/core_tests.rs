@@ -23,6 +23,7 @@ fn execute(id: &str, is_owner: bool, history: &[(&str, &str)]) -> ExecuteWorkflo
                 value: Bytes::copy_from_slice(value.as_bytes()),
             })
             .collect(),
+        history_start: 0,
     }
 }
 
@@ -523,4 +524,46 @@ async fn try_checkpoint_slot_decides_at_once_for_the_owner_and_on_replay_only() 
         core.try_checkpoint_slot(&replica, "x"),
         Some(Err(ClientError::NonDeterminism { seq: 0, .. }))
     ));
+}
+
+#[tokio::test]
+async fn a_held_run_is_declared_with_what_it_knows_and_takes_the_rest_of_its_history() {
+    let (core, _rx) = connected();
+    let run = core
+        .on_execute(execute("held", false, &[("a", "1"), ("b", "2")]))
+        .unwrap();
+    core.on_execute(execute("other-type", false, &[]))
+        .map(|_| ())
+        .unwrap();
+    // Reconnect: the registration names the run and the 2 checkpoints it
+    // knows (only runs of the registered type).
+    core.on_disconnect();
+    let (tx2, _rx2) = mpsc::channel(16);
+    core.on_connect(tx2);
+    let held = core.held_runs("wf", 1);
+    assert_eq!(held.len(), 2, "both runs are of type wf: {held:?}");
+    let declared = held.iter().find(|h| h.workflow_id == "held").unwrap();
+    assert_eq!(declared.checkpoints, 2);
+    assert!(core.held_runs("wf", 2).is_empty());
+    // The sidecar sends only seq 2 on: it is appended after what the run has.
+    let mut rest = execute("held", false, &[("c", "3")]);
+    rest.history[0].seq = 2;
+    rest.history_start = 2;
+    assert!(core.on_execute(rest).is_none());
+    let mut replayed = Vec::new();
+    for name in ["a", "b", "c"] {
+        replayed.push(committed(
+            spawn_slot(&core, &run, name).await.unwrap().unwrap(),
+        ));
+    }
+    assert_eq!(replayed, [&b"1"[..], b"2", b"3"]);
+}
+
+#[tokio::test]
+async fn a_partial_history_for_a_run_no_longer_held_starts_nothing() {
+    let (core, _rx) = connected();
+    let mut rest = execute("finished-meanwhile", true, &[("c", "3")]);
+    rest.history_start = 2;
+    assert!(core.on_execute(rest).is_none());
+    assert_eq!(core.running(), 0);
 }

@@ -83,11 +83,15 @@ pub(crate) async fn run_stream(
         // Registrations go first, so the sidecar re-sends running workflows
         // (with their histories) right after the reconnect.
         let registrations = shared.registrations.lock().expect("lock").clone();
+        // Each names the runs this app still holds, so their histories come
+        // back only from where they are.
         for (workflow_name, version) in registrations {
+            let held_runs = shared.core.held_runs(&workflow_name, version);
             let _ = tx.try_send(WorkflowStreamRequest {
                 message: Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
                     workflow_name,
                     version,
+                    held_runs,
                 })),
             });
         }

@@ -37,7 +37,7 @@ impl WorkerSession {
             (running, sm.applied_index())
         });
         for wf in candidates {
-            self.execute(Workflow::clone(&wf), since).await?;
+            self.execute(wf, since).await?;
         }
         Ok(())
     }
@@ -50,7 +50,6 @@ impl WorkerSession {
         let (wf, since) = self
             .node
             .read(|sm| (sm.workflow(workflow_id), sm.applied_index()));
-        let wf = wf.map(Arc::unwrap_or_clone);
         match wf {
             Some(wf)
                 if wf.status == WorkflowStatus::Running
@@ -67,25 +66,31 @@ impl WorkerSession {
     /// message the app refuses (which ended the stream at every dispatch and
     /// starved the workflows after it). The rest follows as checkpoint
     /// events; an owner is told it owns the workflow only after them, so it
-    /// never computes a step that is committed.
-    async fn execute(&mut self, wf: Workflow, since: u64) -> Result<(), End> {
+    /// never computes a step that is committed. A run the app declared it
+    /// holds gets only the history after what it knows.
+    async fn execute(&mut self, wf: Arc<Workflow>, since: u64) -> Result<(), End> {
         if !self.node.claim(&wf.id, self.id) {
             return Ok(());
         }
+        let start = self
+            .held
+            .remove(&wf.id)
+            .filter(|known| *known as usize <= wf.checkpoints.len())
+            .unwrap_or(0) as usize;
         let mut bytes = 0usize;
-        let carried = wf
-            .checkpoints
+        let carried = start
+            + wf.checkpoints[start..]
+                .iter()
+                .take_while(|c| {
+                    bytes += c.value.len() + c.name.len();
+                    bytes <= HISTORY_BYTES
+                })
+                .count();
+        let history: Vec<CheckpointRecord> = wf.checkpoints[start..carried]
             .iter()
-            .take_while(|c| {
-                bytes += c.value.len() + c.name.len();
-                bytes <= HISTORY_BYTES
-            })
-            .count();
-        let history: Vec<CheckpointRecord> = wf.checkpoints[..carried]
-            .iter()
-            .enumerate()
-            .map(|(seq, c)| CheckpointRecord {
-                seq: seq as u64,
+            .zip(start as u64..)
+            .map(|(c, seq)| CheckpointRecord {
+                seq,
                 checkpoint_name: c.name.clone(),
                 value: c.value.clone(),
             })
@@ -103,12 +108,13 @@ impl WorkerSession {
         );
         let id = wf.id.clone();
         self.send(SidecarMsg::ExecuteWorkflow(ExecuteWorkflowRequest {
-            workflow_id: wf.id,
-            workflow_name: wf.name,
+            workflow_id: wf.id.clone(),
+            workflow_name: wf.name.clone(),
             version: wf.version,
-            input: wf.input,
+            input: wf.input.clone(),
             is_owner,
             history,
+            history_start: start as u64,
         }))
         .await?;
         if complete {

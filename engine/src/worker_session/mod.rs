@@ -85,6 +85,10 @@ pub struct WorkerSession {
     active: HashMap<String, Run>,
     /// Results of workflows this replica finished before the owner did.
     replica_results: HashMap<String, WorkflowResult>,
+    /// Runs the app declared it holds from an earlier stream, with the
+    /// committed checkpoints each knows: their histories are sent from
+    /// there (`RegisterWorkflowRequest.held_runs`).
+    held: HashMap<String, u64>,
     /// True once the node has applied everything committed before the
     /// session's first registration: only then are histories handed out.
     synced: bool,
@@ -115,6 +119,7 @@ impl WorkerSession {
             registered: HashSet::new(),
             active: HashMap::new(),
             replica_results: HashMap::new(),
+            held: HashMap::new(),
             synced: false,
             refusals_tx,
             refusals,
@@ -293,6 +298,9 @@ impl WorkerSession {
         let asked = r.version;
         let version = crate::limits::version_or_first(r.version);
         let r = RegisterWorkflowRequest { version, ..r };
+        for run in &r.held_runs {
+            self.held.insert(run.workflow_id.clone(), run.checkpoints);
+        }
         let kind = (r.workflow_name.clone(), r.version);
         // Counted as live before the registration is proposed, so the
         // presence reconciler never proposes a set without it afterwards.
@@ -335,6 +343,10 @@ impl WorkerSession {
         // and was not sent again is not running any more (it finished or
         // was cancelled while the app was away) and can end it.
         self.dispatch_all().await?;
+        // Declared runs not dispatched are not running any more.
+        for run in &r.held_runs {
+            self.held.remove(&run.workflow_id);
+        }
         let app_timeout = self.node.config().app_timeout;
         self.send(SidecarMsg::RegistrationAck(RegistrationAck {
             workflow_name: r.workflow_name,

@@ -1,0 +1,134 @@
+//! A node joining a node that holds the growth run's workflows: the time
+//! until it is a voter with the leader's commit index applied, while starts
+//! go on against the leader (each a commit) and the leader is watched.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use raftoral_client::RaftoralClient;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::{Child, Command};
+
+use crate::sidecars;
+
+/// Starts in flight against the leader during the join.
+const LOAD_TASKS: usize = 4;
+
+/// What the join measured.
+#[derive(Debug, Serialize)]
+pub struct Join {
+    /// From the joiner's process start until it is a voter and has applied
+    /// the leader's commit index, ms.
+    pub caught_up_ms: f64,
+    /// Starts acknowledged by the leader meanwhile.
+    pub commits_during: u64,
+    /// Starts refused or failed meanwhile.
+    pub refused_during: u64,
+    /// Samples (every 20 ms) in which node 1 was not the leader.
+    pub leader_lost_samples: u64,
+    /// The joiner's resident memory once caught up, MiB.
+    pub joiner_rss_mib: f64,
+}
+
+/// One gauge of a node's `/metrics` (served on its node-to-node port).
+async fn gauge(raft_addr: &str, name: &str) -> Option<f64> {
+    let mut stream = tokio::net::TcpStream::connect(raft_addr).await.ok()?;
+    let request =
+        format!("GET /metrics HTTP/1.1\r\nHost: {raft_addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn rss_mib(child: &Child) -> f64 {
+    child
+        .id()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Starts node 2 with `--join` through node 1 (at `leader_raft`, client API
+/// `leader_url`), storage in `dir`, and measures it catching up.
+pub async fn measure(
+    raftoral_bin: &Path,
+    dir: &Path,
+    leader_raft: &str,
+    leader_url: &str,
+) -> anyhow::Result<Join> {
+    let client = RaftoralClient::connect(leader_url).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load: Vec<_> = (0..LOAD_TASKS)
+        .map(|_| {
+            let (client, stop, ok, refused) =
+                (client.clone(), stop.clone(), ok.clone(), refused.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match client.start_workflow("nobody_runs_this", 1, "x").await {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => refused.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    let address = format!("127.0.0.1:{}", sidecars::free_port()?);
+    let started = Instant::now();
+    let mut joiner = Command::new(raftoral_bin)
+        .args(["serve", "--node-id", "2", "--listen", &address])
+        .args(["--sidecar-listen", "127.0.0.1:0", "--join", leader_raft])
+        .arg("--storage-path")
+        .arg(dir.join("n2"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawn the joiner")?;
+    let mut lost = 0;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    let caught_up_ms = loop {
+        poll.tick().await;
+        if gauge(leader_raft, "raftoral_raft_is_leader").await != Some(1.0) {
+            lost += 1;
+        }
+        let voters = gauge(leader_raft, "raftoral_raft_voters").await;
+        let commit = gauge(leader_raft, "raftoral_raft_commit_index").await;
+        let applied = gauge(&address, "raftoral_raft_applied_index").await;
+        if voters == Some(2.0) && applied.zip(commit).is_some_and(|(a, c)| a >= c) {
+            break started.elapsed().as_secs_f64() * 1000.0;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "the joiner did not catch up within 300 s"
+        );
+        if let Some(status) = joiner.try_wait()? {
+            anyhow::bail!("the joiner exited: {status}");
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        let _ = task.await;
+    }
+    let joiner_rss_mib = rss_mib(&joiner);
+    joiner.kill().await?;
+    Ok(Join {
+        caught_up_ms,
+        commits_during: ok.load(Ordering::Relaxed),
+        refused_during: refused.load(Ordering::Relaxed),
+        leader_lost_samples: lost,
+        joiner_rss_mib,
+    })
+}
