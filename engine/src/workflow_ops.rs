@@ -32,7 +32,8 @@ impl Node {
         self.check_value_size("input", input.len())?;
         let workflow_id = match workflow_id {
             Some(id) if !id.is_empty() => id,
-            _ => uuid::Uuid::new_v4().to_string(),
+            // Time-ordered (UUIDv7), as the SDKs generate them.
+            _ => uuid::Uuid::now_v7().to_string(),
         };
         crate::limits::check_len("workflow_id", &workflow_id, crate::limits::MAX_ID_BYTES)?;
         // Fast path: a retried start does not need a log entry.

@@ -380,7 +380,9 @@ impl RaftoralClient {
         let generated = workflow_id.is_empty();
         let request = StartWorkflowRequest {
             workflow_id: if generated {
-                uuid::Uuid::new_v4().to_string()
+                // Time-ordered (UUIDv7): lists come in start order, and the
+                // sidecar's store appends instead of inserting at random.
+                uuid::Uuid::now_v7().to_string()
             } else {
                 workflow_id.to_owned()
             },

@@ -46,9 +46,12 @@ const BY_STATUS: TableDefinition<(u8, &str), ()> = TableDefinition::new("finishe
 /// `counts` (finished workflows by status: u32 status, u64 count, LE).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Memory redb may use for its page cache: the finished workflows stay on
-/// disk, reads of them are rare and go through the OS page cache anyway.
-const CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// Memory redb may use for its page cache. The pages flushes write (the
+/// ends of the indexes, with time-ordered ids) and the inner pages of every
+/// table stay cached: the growth bench held its throughput to 1 M finished
+/// workflows at 93 MiB of RSS with 64 MiB, lost a quarter of it with 16 MiB,
+/// and used 293 MiB with 256 MiB for no gain (docs/PERFORMANCE.md).
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Records per transaction while a snapshot is loaded into a new store
 /// (bounds the dirty pages held in memory).

@@ -75,6 +75,28 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
         return {}
 
 
+def _return_hint(fn: Callable[..., Any]) -> Any:
+    """The return annotation of a step function, resolved once per code
+    object: a step's lambda is a new object at every call but the same code,
+    and resolving hints costs more than the rest of a replayed step."""
+    annotations = getattr(fn, "__annotations__", None)
+    if not annotations or "return" not in annotations:
+        return None  # lambdas, unannotated defs: nothing to resolve
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return _hints(fn).get("return")
+    try:
+        return _RETURN_HINTS[code]
+    except KeyError:
+        hint = _hints(fn).get("return")
+        if len(_RETURN_HINTS) < 4096:
+            _RETURN_HINTS[code] = hint
+        return hint
+
+
+_RETURN_HINTS: dict[Any, Any] = {}
+
+
 def workflow(
     *, name: Optional[str] = None, version: int = 1
 ) -> Callable[[Callable[[WorkflowContext, I], Awaitable[O]]], Workflow[I, O]]:
@@ -154,7 +176,7 @@ class WorkflowContext:
                 f"checkpoint '{name}' called after workflow '{self.workflow_id}' "
                 "finished; checkpoints belong inside the workflow function"
             )
-        hint = result_type if result_type is not None else _hints(fn).get("return")
+        hint = result_type if result_type is not None else _return_hint(fn)
         slot = self._run.slot_now(name)
         if slot is None:  # a replica ahead of the owner's commits
             slot = await self._run.slot(name)
