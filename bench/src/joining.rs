@@ -1,6 +1,8 @@
 //! A node joining a node that holds the growth run's workflows: the time
 //! until it is a voter with the leader's commit index applied, while starts
-//! go on against the leader (each a commit) and the leader is watched.
+//! go on against the leader (each a commit) and the leader is watched. The
+//! starts' latency during the join (the leader encodes and sends a snapshot
+//! of everything) is compared with the same load just before it.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -15,9 +17,12 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::{Child, Command};
 
 use crate::sidecars;
+use crate::stats::{Latency, Recorder};
 
 /// Starts in flight against the leader during the join.
 const LOAD_TASKS: usize = 4;
+/// The same load before the join, as the baseline of its latency.
+const BASELINE: Duration = Duration::from_secs(3);
 
 /// What the join measured.
 #[derive(Debug, Serialize)]
@@ -33,6 +38,10 @@ pub struct Join {
     pub leader_lost_samples: u64,
     /// The joiner's resident memory once caught up, MiB.
     pub joiner_rss_mib: f64,
+    /// Latency of a start (one commit) in the seconds before the join.
+    pub start_before: Latency,
+    /// Latency of a start while the node joined.
+    pub start_during: Latency,
 }
 
 /// One gauge of a node's `/metrics` (served on its node-to-node port).
@@ -69,24 +78,46 @@ pub async fn measure(
 ) -> anyhow::Result<Join> {
     let client = RaftoralClient::connect(leader_url).await?;
     let stop = Arc::new(AtomicBool::new(false));
+    let joining = Arc::new(AtomicBool::new(false));
     let (ok, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let load: Vec<_> = (0..LOAD_TASKS)
         .map(|_| {
-            let (client, stop, ok, refused) =
-                (client.clone(), stop.clone(), ok.clone(), refused.clone());
+            let (client, stop, joining, ok, refused) = (
+                client.clone(),
+                stop.clone(),
+                joining.clone(),
+                ok.clone(),
+                refused.clone(),
+            );
             tokio::spawn(async move {
+                let (mut before, mut during) = (Vec::new(), Vec::new());
                 while !stop.load(Ordering::Relaxed) {
-                    match client.start_workflow("nobody_runs_this", 1, "x").await {
-                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => refused.fetch_add(1, Ordering::Relaxed),
-                    };
+                    let t = Instant::now();
+                    let outcome = client.start_workflow("nobody_runs_this", 1, "x").await;
+                    let during_join = joining.load(Ordering::Relaxed);
+                    match outcome {
+                        Ok(_) if during_join => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            during.push(t.elapsed());
+                        }
+                        Ok(_) => before.push(t.elapsed()),
+                        Err(_) if during_join => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {}
+                    }
                 }
+                (before, during)
             })
         })
         .collect();
+    tokio::time::sleep(BASELINE).await;
+    joining.store(true, Ordering::Relaxed);
     let address = format!("127.0.0.1:{}", sidecars::free_port()?);
     let started = Instant::now();
-    let mut joiner = Command::new(raftoral_bin)
+    let mut joiner = Command::new("nice")
+        .args(["-n", "19"])
+        .arg(raftoral_bin)
         .args(["serve", "--node-id", "2", "--listen", &address])
         .args(["--sidecar-listen", "127.0.0.1:0", "--join", leader_raft])
         .arg("--storage-path")
@@ -119,8 +150,11 @@ pub async fn measure(
         }
     };
     stop.store(true, Ordering::Relaxed);
+    let (mut before, mut during) = (Recorder::new(), Recorder::new());
     for task in load {
-        let _ = task.await;
+        let (b, d) = task.await?;
+        b.into_iter().for_each(|x| before.record(x));
+        d.into_iter().for_each(|x| during.record(x));
     }
     let joiner_rss_mib = rss_mib(&joiner);
     joiner.kill().await?;
@@ -130,5 +164,7 @@ pub async fn measure(
         refused_during: refused.load(Ordering::Relaxed),
         leader_lost_samples: lost,
         joiner_rss_mib,
+        start_before: before.summary(),
+        start_during: during.summary(),
     })
 }

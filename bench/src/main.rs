@@ -262,6 +262,15 @@ async fn main() -> anyhow::Result<()> {
                 j.leader_lost_samples,
                 j.joiner_rss_mib
             );
+            for (name, l) in [
+                ("before the join", &j.start_before),
+                ("during the join", &j.start_during),
+            ] {
+                println!(
+                    "a start (one commit) {name}: {} runs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    l.count, l.p50_ms, l.p99_ms, l.max_ms
+                );
+            }
             if let Some(out) = out {
                 write_json(&out, &growth)?;
             }

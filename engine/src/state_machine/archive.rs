@@ -472,6 +472,11 @@ impl ArchiveWriter {
             let mut active = tx.open_table(ACTIVE).map_err(|x| e(x.into()))?;
             active.retain(|_, _| false).map_err(|x| e(x.into()))?;
             let mut tables = Tables::open(&tx).map_err(&e)?;
+            // Retention first: a purged id started again and finished since
+            // is written after, not removed with the old record.
+            tables
+                .purge_before(flush.rest.purged_before_ms)
+                .map_err(&e)?;
             let mut buf = Vec::with_capacity(1024);
             for w in flush.workflows.values() {
                 buf.clear();
@@ -489,9 +494,6 @@ impl ArchiveWriter {
                         .map_err(|x| e(x.into()))?;
                 }
             }
-            tables
-                .purge_before(flush.rest.purged_before_ms)
-                .map_err(&e)?;
             let mut meta = tx.open_table(META).map_err(|x| e(x.into()))?;
             write_meta(&mut meta, flush.index, &flush.rest, &flush.counts).map_err(&e)?;
         }

@@ -617,7 +617,8 @@ fn retention_removes_archived_workflows_at_once_and_from_the_store_at_the_next_f
     assert!(sm.workflow("old").is_none());
     assert_eq!(sm.count(WorkflowStatus::Completed), 1);
     assert_eq!(sm.oldest_finished_ms(), Some(5_000));
-    // A purged id can be used again.
+    // A purged id can be used again, and finished again before the flush
+    // that removes its old record from the store.
     let (outcome, _) = sm.apply(&start("old", "ping_pong", 1, 1));
     assert!(matches!(
         outcome,
@@ -626,13 +627,25 @@ fn retention_removes_archived_workflows_at_once_and_from_the_store_at_the_next_f
             ..
         })
     ));
+    let mut again = finish("old", 1);
+    again.proposed_at_ms = 7_000;
+    ok(&mut sm, &again);
     flush_now(&mut sm);
-    let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
-    assert_eq!(restored.count(WorkflowStatus::Completed), 1);
+    let reused = sm
+        .workflow("old")
+        .expect("the new workflow with the reused id");
     assert_eq!(
-        restored.workflow("old").unwrap().status,
-        WorkflowStatus::Running
+        (reused.status, reused.updated_at_ms),
+        (WorkflowStatus::Completed, 7_000)
     );
+    let named = PageFilter {
+        name: Some("ping_pong"),
+        status: None,
+    };
+    assert_eq!(sm.page("", &named, 10).0.len(), 2, "both in the name index");
+    let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
+    assert_eq!(restored.count(WorkflowStatus::Completed), 2);
+    assert_eq!(restored.workflow("old").unwrap().updated_at_ms, 7_000);
 }
 
 #[test]
