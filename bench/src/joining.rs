@@ -115,9 +115,7 @@ pub async fn measure(
     joining.store(true, Ordering::Relaxed);
     let address = format!("127.0.0.1:{}", sidecars::free_port()?);
     let started = Instant::now();
-    let mut joiner = Command::new("nice")
-        .args(["-n", "19"])
-        .arg(raftoral_bin)
+    let mut joiner = Command::new(raftoral_bin)
         .args(["serve", "--node-id", "2", "--listen", &address])
         .args(["--sidecar-listen", "127.0.0.1:0", "--join", leader_raft])
         .arg("--storage-path")
