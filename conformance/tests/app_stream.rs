@@ -281,6 +281,19 @@ async fn refusals_name_their_subject_and_a_result_after_a_cancellation_is_not_ru
 }
 
 impl RawApp {
+    /// Ends the stream and waits for the sidecar to end its side, which it
+    /// does once the session has released its workflows (so the next
+    /// stream gets them).
+    async fn close(self) -> anyhow::Result<()> {
+        let RawApp { tx, mut rx } = self;
+        drop(tx);
+        while tokio::time::timeout(DEADLINE, rx.message())
+            .await??
+            .is_some()
+        {}
+        Ok(())
+    }
+
     /// Registers `raw` version 1 declaring `held` runs; returns the execute
     /// requests sent before the ack.
     async fn register(
@@ -336,7 +349,7 @@ async fn a_reconnect_declaring_held_runs_gets_only_the_missing_history() -> anyh
             other => anyhow::bail!("expected checkpoint event {seq}, got {other:?}"),
         }
     }
-    drop(app);
+    app.close().await?;
 
     let held = |checkpoints| {
         vec![HeldRun {
@@ -357,7 +370,7 @@ async fn a_reconnect_declaring_held_runs_gets_only_the_missing_history() -> anyh
         .collect();
     assert_eq!(seqs, [(3, "step-3"), (4, "step-4")]);
     assert!(x.is_owner);
-    drop(app);
+    app.close().await?;
 
     // Nothing declared, or more than is committed: the whole history.
     for declared in [Vec::new(), held(9)] {
@@ -366,7 +379,7 @@ async fn a_reconnect_declaring_held_runs_gets_only_the_missing_history() -> anyh
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].history_start, 0);
         assert_eq!(sent[0].history.len(), 5);
-        drop(app);
+        app.close().await?;
     }
     Ok(())
 }

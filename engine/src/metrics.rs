@@ -9,8 +9,9 @@ use raftoral_proto::sidecar::v1::WorkflowStatus;
 use crate::error::status_name;
 use crate::node::Node;
 
-/// Renders every metric of `node`. Workflow counts come from counters and
-/// the index of active workflows (O(active), not O(all)).
+/// Renders every metric of `node`. Workflow counts by status are counters;
+/// the running workflows owned here are counted over the index of active
+/// workflows (O(active), never O(all)).
 ///
 /// ```no_run
 /// # async fn demo(node: raftoral::Node) {

@@ -152,6 +152,9 @@ pub struct StateMachine {
     active: BTreeSet<String>,
     /// Finished workflows by status (completed, failed, cancelled).
     finished: BTreeMap<i32, u64>,
+    /// Pending and running workflows by status: counters, so `/metrics`
+    /// does not walk the active workflows.
+    active_by_status: BTreeMap<i32, u64>,
     /// Finished workflows still in memory by (last change, id): what
     /// retention removes first (the archive has its own index).
     finished_at: BTreeSet<(u64, String)>,
@@ -221,6 +224,7 @@ impl StateMachine {
             .map(|w| (w.id.clone(), (w.name.clone(), w.version)))
             .collect();
         let mut events = Vec::new();
+        let mut back_to_pending = 0;
         for (id, (name, version)) in orphans {
             let pool = self.live_nodes(&name, version);
             let wf = self
@@ -230,6 +234,7 @@ impl StateMachine {
                 .expect("listed above");
             wf.updated_at_ms = now;
             if pool.is_empty() {
+                back_to_pending += 1;
                 wf.status = WorkflowStatus::Pending;
                 wf.owner = 0;
                 wf.pending_reason = format!(
@@ -245,6 +250,11 @@ impl StateMachine {
                 });
             }
         }
+        self.count_active(
+            Some(WorkflowStatus::Running),
+            Some(WorkflowStatus::Pending),
+            back_to_pending,
+        );
         events
     }
 
@@ -416,19 +426,31 @@ impl StateMachine {
 
     /// How many workflows have `status` (kept as counters).
     pub fn count(&self, status: WorkflowStatus) -> u64 {
-        match status {
-            WorkflowStatus::Pending | WorkflowStatus::Running => self
-                .active_workflows()
-                .filter(|w| w.status == status)
-                .count() as u64,
-            other => self.finished.get(&(other as i32)).copied().unwrap_or(0),
+        let counters = match status {
+            WorkflowStatus::Pending | WorkflowStatus::Running => &self.active_by_status,
+            _ => &self.finished,
+        };
+        counters.get(&(status as i32)).copied().unwrap_or(0)
+    }
+
+    /// Counts `n` active workflows moving from status `from` to `to` (`None`:
+    /// arriving or leaving the active ones).
+    fn count_active(&mut self, from: Option<WorkflowStatus>, to: Option<WorkflowStatus>, n: u64) {
+        if let Some(from) = from
+            && let Some(c) = self.active_by_status.get_mut(&(from as i32))
+        {
+            *c = c.saturating_sub(n);
+        }
+        if let Some(to) = to {
+            *self.active_by_status.entry(to as i32).or_default() += n;
         }
     }
 
-    /// Moves a workflow that just reached a terminal status (at `now`) out
-    /// of the active index.
-    fn note_finished(&mut self, id: &str, status: WorkflowStatus, now: u64) {
+    /// Moves a workflow that just reached a terminal status (at `now`) from
+    /// status `was` out of the active index.
+    fn note_finished(&mut self, id: &str, was: WorkflowStatus, status: WorkflowStatus, now: u64) {
         if self.active.remove(id) {
+            self.count_active(Some(was), None, 1);
             *self.finished.entry(status as i32).or_default() += 1;
             self.finished_at.insert((now, id.to_owned()));
         }
@@ -584,11 +606,13 @@ impl StateMachine {
         now: u64,
         events: &mut Vec<Event>,
     ) {
+        let mut started = 0;
         for id in &self.active {
             let Some(wf) = self.workflows.get_mut(id).map(Arc::make_mut) else {
                 continue;
             };
             if wf.status == WorkflowStatus::Pending && wf.name == name && wf.version == version {
+                started += 1;
                 wf.status = WorkflowStatus::Running;
                 wf.owner = node;
                 wf.pending_reason.clear();
@@ -599,6 +623,11 @@ impl StateMachine {
                 });
             }
         }
+        self.count_active(
+            Some(WorkflowStatus::Pending),
+            Some(WorkflowStatus::Running),
+            started,
+        );
     }
 
     fn change_owner(
@@ -713,6 +742,7 @@ impl StateMachine {
         }
         self.active.insert(wf.id.clone());
         self.workflows.insert(wf.id.clone(), Arc::new(wf));
+        self.count_active(None, Some(status), 1);
         Applied::Started {
             workflow_id: c.workflow_id.clone(),
             already_started: false,
@@ -855,7 +885,7 @@ impl StateMachine {
             workflow_id: c.workflow_id.clone(),
             status,
         });
-        self.note_finished(&c.workflow_id, status, now);
+        self.note_finished(&c.workflow_id, WorkflowStatus::Running, status, now);
         Ok(Applied::Finished)
     }
 
@@ -875,6 +905,7 @@ impl StateMachine {
         if wf.is_terminal() {
             return Ok(Applied::Cancelled);
         }
+        let was = wf.status;
         wf.status = WorkflowStatus::Cancelled;
         wf.error = if c.reason.is_empty() {
             "cancelled".to_owned()
@@ -891,7 +922,7 @@ impl StateMachine {
             workflow_id: c.workflow_id.clone(),
             status: WorkflowStatus::Cancelled,
         });
-        self.note_finished(&c.workflow_id, WorkflowStatus::Cancelled, now);
+        self.note_finished(&c.workflow_id, was, WorkflowStatus::Cancelled, now);
         Ok(Applied::Cancelled)
     }
 }

@@ -276,6 +276,7 @@ impl StateMachine {
 
     fn set_active(&mut self, active: Vec<Workflow>) {
         for wf in active {
+            self.count_active(None, Some(wf.status), 1);
             self.active.insert(wf.id.clone());
             self.workflows.insert(wf.id.clone(), Arc::new(wf));
         }

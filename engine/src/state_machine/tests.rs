@@ -435,6 +435,29 @@ fn the_active_index_and_counters_follow_every_status_change_and_a_restore() {
     let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
     assert_eq!(counts(&restored), [0, 1, 1, 0, 1]);
     assert_eq!(restored.active_workflows().count(), 1);
+    // Pending ones start when an app registers their type, go back to
+    // pending when their owner node leaves, and the counters follow (they
+    // are what /metrics reads, so they must match a walk).
+    let walk = |sm: &StateMachine, status| {
+        sm.active_workflows().filter(|w| w.status == status).count() as u64
+    };
+    let mut sm = restored;
+    ok(&mut sm, &start("q1", "later", 1, 1));
+    ok(&mut sm, &start("q2", "later", 1, 1));
+    assert_eq!(counts(&sm)[..2], [2, 1]);
+    ok(&mut sm, &register(2, "later", 1));
+    assert_eq!(counts(&sm)[..2], [0, 3]);
+    sm.remove_member(2, 2_000);
+    assert_eq!(counts(&sm)[..2], [2, 1]);
+    for status in [WorkflowStatus::Pending, WorkflowStatus::Running] {
+        assert_eq!(sm.count(status), walk(&sm, status), "{status:?}");
+    }
+    let cancel = cmd(Kind::CancelWorkflow(CancelWorkflow {
+        workflow_id: "q1".into(),
+        reason: String::new(),
+    }));
+    ok(&mut sm, &cancel);
+    assert_eq!(counts(&sm), [1, 1, 1, 0, 2]);
 }
 
 #[test]
