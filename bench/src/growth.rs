@@ -1,7 +1,7 @@
 //! Growth: one durable sidecar node taken from 0 to N finished `ping_pong`
 //! workflows at 64 in flight. Per tenth of N: throughput, sidecar RSS and
 //! the size of the state store; over the whole run, workflow latency with and without a
-//! snapshot being written (a `.tmp` state file in the storage directory);
+//! flush or a snapshot being written;
 //! at the end, the time from a SIGKILL restart to serving again, then a
 //! second node joining (`joining.rs`).
 
@@ -37,17 +37,20 @@ pub struct Step {
 pub struct Growth {
     /// Per tenth of the run.
     pub steps: Vec<Step>,
-    /// Workflow latency (start to result) while no snapshot was written.
-    pub outside_snapshot: Latency,
-    /// Workflow latency of workflows that overlapped a snapshot write.
-    pub during_snapshot: Latency,
+    /// Workflow latency (start to result) while no flush to the state store
+    /// and no snapshot was being written.
+    pub outside_flush: Latency,
+    /// Workflow latency of workflows that overlapped a flush or a snapshot
+    /// write.
+    pub during_flush: Latency,
     /// SIGKILL, restart, until a start is acknowledged, ms.
     pub restart_to_serving_ms: f64,
     /// A second node joining the node that holds them all.
     pub join: crate::joining::Join,
 }
 
-/// Intervals during which a snapshot was being written (a `.tmp` file in
+/// Intervals during which a flush to the state store was being written
+/// (`raftoral_state_flush_in_progress`) or a snapshot (a `.tmp` file in
 /// `snapshots/`), as seen by polling every 2 ms.
 #[derive(Default)]
 struct Writes {
@@ -93,12 +96,16 @@ pub async fn run(raftoral_bin: &Path, total: u64) -> anyhow::Result<Growth> {
     let writes = Arc::new(Mutex::new(Writes::default()));
     let poller = {
         let (writes, snapshots) = (writes.clone(), snapshots.clone());
+        let raft_addr = bench.raft_addrs[&1].clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(2));
             loop {
                 tick.tick().await;
                 let now = Instant::now();
-                let busy = writing(&snapshots);
+                let metrics = crate::joining::scrape(&raft_addr).await;
+                let flushing = crate::joining::gauge(&metrics, "raftoral_state_flush_in_progress")
+                    == Some(1.0);
+                let busy = flushing || writing(&snapshots);
                 let mut w = writes.lock().expect("writes lock");
                 match (busy, w.open) {
                     (true, None) => w.open = Some(now),
@@ -177,8 +184,8 @@ pub async fn run(raftoral_bin: &Path, total: u64) -> anyhow::Result<Growth> {
     bench.stop().await;
     Ok(Growth {
         steps,
-        outside_snapshot: outside.summary(),
-        during_snapshot: during.summary(),
+        outside_flush: outside.summary(),
+        during_flush: during.summary(),
         restart_to_serving_ms,
         join,
     })

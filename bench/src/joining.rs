@@ -46,7 +46,7 @@ pub struct Join {
 
 /// A node's `/metrics` (served on its node-to-node port); empty when it
 /// does not answer.
-async fn scrape(raft_addr: &str) -> String {
+pub async fn scrape(raft_addr: &str) -> String {
     let fetch = async {
         let mut stream = tokio::net::TcpStream::connect(raft_addr).await?;
         let request =
@@ -60,7 +60,7 @@ async fn scrape(raft_addr: &str) -> String {
 }
 
 /// One gauge of a scraped `/metrics`.
-fn gauge(metrics: &str, name: &str) -> Option<f64> {
+pub fn gauge(metrics: &str, name: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())

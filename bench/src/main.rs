@@ -241,8 +241,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Growth { workflows, out } => {
             let growth = growth::run(&sidecars::raftoral_binary()?, workflows).await?;
             for (name, l) in [
-                ("no snapshot being written", &growth.outside_snapshot),
-                ("overlapping a snapshot write", &growth.during_snapshot),
+                ("no flush or snapshot being written", &growth.outside_flush),
+                (
+                    "overlapping a flush or a snapshot write",
+                    &growth.during_flush,
+                ),
             ] {
                 println!(
                     "workflow latency, {name}: {} runs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",

@@ -13,6 +13,7 @@ pub mod embedded;
 mod error;
 mod event;
 mod failover;
+mod flush_thread;
 pub mod limits;
 mod membership;
 pub mod metrics;

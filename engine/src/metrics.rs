@@ -92,6 +92,11 @@ pub fn render(node: &Node) -> String {
         status.learners.len() as u64,
     );
     gauge(
+        "raftoral_state_flush_in_progress",
+        "1 while a flush of the state machine to its store is being written.",
+        u64::from(status.flushing),
+    );
+    gauge(
         "raftoral_log_disk_bytes",
         "Bytes of log segments on disk (preallocated space included).",
         node.store().disk_bytes(),

@@ -19,6 +19,7 @@ use crate::config::NodeConfig;
 use crate::error::{EngineError, Rejection};
 use crate::event::{Event, EventAt};
 use crate::failover::Failover;
+use crate::flush_thread::FlushThread;
 use crate::node::random_u64;
 use crate::read_index::ReadContext;
 use crate::snapshot_transfer::SnapshotTransfers;
@@ -97,6 +98,9 @@ pub struct RaftStatus {
     pub voters: Vec<u64>,
     /// Non-voting members.
     pub learners: Vec<u64>,
+    /// A flush of the state machine to its store is being written (off
+    /// the Raft loop; see `state_machine/archive.rs`).
+    pub flushing: bool,
 }
 
 pub(crate) struct RaftLoop {
@@ -126,6 +130,9 @@ pub(crate) struct RaftLoop {
     snapshotting: bool,
     /// raft-rs asked for a snapshot to send while a flush was in flight.
     snapshot_wanted: bool,
+    /// Writes flushes (and snapshots wanted after them), at a lower
+    /// priority than the loop.
+    flusher: FlushThread,
     /// Written snapshots come back here (the receiver lives in `run`).
     snapshot_written: mpsc::Sender<Written>,
     /// Outcomes of snapshot transfers to peers.
@@ -196,6 +203,7 @@ impl RaftLoop {
             snapshots,
             snapshotting: false,
             snapshot_wanted: false,
+            flusher: FlushThread::start(),
             snapshot_written,
             snapshot_reports,
             snapshot_inputs: Some((written, reports)),
@@ -842,7 +850,7 @@ impl RaftLoop {
     /// Starts a flush once enough entries were applied since the last one,
     /// or when raft-rs needs a snapshot for a follower: what memory holds
     /// is taken here, in O(1) for the workflow table, and written to the
-    /// archive on a blocking thread while the loop goes on; a wanted
+    /// archive on the flush thread (lower priority) while the loop goes on; a wanted
     /// snapshot is then encoded from the archive. The log is compacted
     /// once the flush is durable ([`Self::flush_written`]).
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
@@ -872,7 +880,8 @@ impl RaftLoop {
         let done = self.snapshot_written.clone();
         let snapshots = self.snapshots.clone();
         self.snapshotting = true;
-        tokio::task::spawn_blocking(move || {
+        self.publish_status();
+        self.flusher.run(move || {
             snapshots.hooks().encoding_starts();
             let started = std::time::Instant::now();
             let outcome = writer
@@ -978,6 +987,7 @@ impl RaftLoop {
             is_leader: raft.state == StateRole::Leader,
             voters: conf.voters.clone(),
             learners: conf.learners.clone(),
+            flushing: self.snapshotting,
         };
         self.status.send_if_modified(|s| {
             let changed = *s != status;

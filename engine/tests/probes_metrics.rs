@@ -55,6 +55,8 @@ async fn a_single_node_is_healthy_ready_and_counts_its_workflows() -> anyhow::Re
     assert_eq!(m["raftoral_node_ready"], 1);
     assert_eq!(m["raftoral_node_healthy"], 1);
     assert_eq!(m["raftoral_raft_voters"], 1);
+    // An in-memory node idle since its start is not flushing.
+    assert_eq!(m["raftoral_state_flush_in_progress"], 0);
     assert!(m["raftoral_raft_applied_index"] >= 3);
     assert_eq!(
         m["raftoral_raft_applied_index"],
