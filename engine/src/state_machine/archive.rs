@@ -202,11 +202,7 @@ impl Archive {
     }
 
     fn err(&self, what: &'static str) -> impl Fn(redb::Error) -> ArchiveError + '_ {
-        move |source| ArchiveError {
-            place: self.place.to_string(),
-            what,
-            source: Box::new(source),
-        }
+        failure(&self.place, what)
     }
 
     /// Creates the tables (a no-op when they exist) and reads them.
@@ -450,11 +446,7 @@ pub struct ArchiveWriter {
 
 impl ArchiveWriter {
     fn err(&self, what: &'static str) -> impl Fn(redb::Error) -> ArchiveError + '_ {
-        move |source| ArchiveError {
-            place: self.place.to_string(),
-            what,
-            source: Box::new(source),
-        }
+        failure(&self.place, what)
     }
 
     /// Writes `flush` in one durable transaction: the finished workflows
@@ -700,6 +692,15 @@ impl<'a> Restorer<'a> {
             }
         }
         tx.commit().map_err(|x| e(x.into()))
+    }
+}
+
+/// Turns a redb error into one that names the store and the operation.
+fn failure<'a>(place: &'a str, what: &'static str) -> impl Fn(redb::Error) -> ArchiveError + 'a {
+    move |source| ArchiveError {
+        place: place.to_owned(),
+        what,
+        source: Box::new(source),
     }
 }
 
