@@ -15,14 +15,16 @@ use raftoral_client::RaftoralClient;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::{Child, Command};
+use tokio::sync::Notify;
 
 use crate::sidecars;
 use crate::stats::{Latency, Recorder};
 
 /// Starts in flight against the leader during the join.
 const LOAD_TASKS: usize = 4;
-/// The same load before the join, as the baseline of its latency.
-const BASELINE: Duration = Duration::from_secs(3);
+/// Starts of the same load before the join, as the baseline of its
+/// latency: the join begins once they are in.
+const BASELINE_STARTS: u64 = 10_000;
 
 /// What the join measured.
 #[derive(Debug, Serialize)]
@@ -38,7 +40,8 @@ pub struct Join {
     pub leader_lost_samples: u64,
     /// The joiner's resident memory once caught up, MiB.
     pub joiner_rss_mib: f64,
-    /// Latency of a start (one commit) in the seconds before the join.
+    /// Latency of a start (one commit) in the [`BASELINE_STARTS`] starts
+    /// before the join.
     pub start_before: Latency,
     /// Latency of a start while the node joined.
     pub start_during: Latency,
@@ -89,6 +92,7 @@ pub async fn measure(
     let client = RaftoralClient::connect(leader_url).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let joining = Arc::new(AtomicBool::new(false));
+    let (baseline_count, baseline_done) = (Arc::new(AtomicU64::new(0)), Arc::new(Notify::new()));
     let (ok, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let load: Vec<_> = (0..LOAD_TASKS)
         .map(|_| {
@@ -99,6 +103,7 @@ pub async fn measure(
                 ok.clone(),
                 refused.clone(),
             );
+            let (baseline_count, baseline_done) = (baseline_count.clone(), baseline_done.clone());
             tokio::spawn(async move {
                 let (mut before, mut during) = (Vec::new(), Vec::new());
                 while !stop.load(Ordering::Relaxed) {
@@ -110,7 +115,14 @@ pub async fn measure(
                             ok.fetch_add(1, Ordering::Relaxed);
                             during.push(t.elapsed());
                         }
-                        Ok(_) => before.push(t.elapsed()),
+                        Ok(_) => {
+                            before.push(t.elapsed());
+                            if baseline_count.fetch_add(1, Ordering::Relaxed) + 1 == BASELINE_STARTS
+                            {
+                                // A permit is kept if nobody waits yet.
+                                baseline_done.notify_one();
+                            }
+                        }
                         Err(_) if during_join => {
                             refused.fetch_add(1, Ordering::Relaxed);
                         }
@@ -121,7 +133,9 @@ pub async fn measure(
             })
         })
         .collect();
-    tokio::time::sleep(BASELINE).await;
+    tokio::time::timeout(Duration::from_secs(120), baseline_done.notified())
+        .await
+        .context("the baseline starts did not complete within 120 s")?;
     joining.store(true, Ordering::Relaxed);
     let address = format!("127.0.0.1:{}", sidecars::free_port()?);
     let started = Instant::now();

@@ -41,8 +41,6 @@ pub fn incoming(
             let (tcp, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off a
-                    // little instead of spinning on the error.
                     tracing::warn!(port, error = %e, "cannot accept a connection");
                     tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     continue;
