@@ -12,17 +12,20 @@ const NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// One long-lived thread that runs the jobs given to it in order; it ends
-/// when this handle is dropped.
+/// One long-lived thread that runs the jobs given to it in order. Dropping
+/// the handle waits for the jobs given so far: a node stopped in a process
+/// that starts it again on the same storage (tests, embedded apps) must
+/// not find a flush or a compaction's files still being written.
 pub(crate) struct FlushThread {
-    jobs: mpsc::Sender<Job>,
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FlushThread {
     /// Starts the thread.
     pub(crate) fn start() -> FlushThread {
         let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raftoral-flush".into())
             .spawn(move || {
                 lower_priority();
@@ -31,13 +34,29 @@ impl FlushThread {
                 }
             })
             .expect("the OS starts a thread");
-        FlushThread { jobs }
+        FlushThread {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        }
     }
 
     /// Runs `job` on the thread after the jobs before it.
     pub(crate) fn run(&self, job: impl FnOnce() + Send + 'static) {
-        // The thread only ends when this handle is gone.
-        let _ = self.jobs.send(Box::new(job));
+        if let Some(jobs) = &self.jobs {
+            // The thread only ends when this handle is gone.
+            let _ = jobs.send(Box::new(job));
+        }
+    }
+}
+
+impl Drop for FlushThread {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("a job of the flush thread panicked");
+        }
     }
 }
 
@@ -76,5 +95,27 @@ mod tests {
             seen,
             [(0, expected_nice), (1, expected_nice), (2, expected_nice)]
         );
+    }
+
+    #[test]
+    fn dropping_the_handle_waits_for_the_jobs_given() {
+        let thread = FlushThread::start();
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        thread.run(move || {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        started.recv().unwrap();
+        let dropper = std::thread::spawn(move || drop(thread));
+        // A negative can only be watched for a while: the drop must still
+        // be waiting for the held job 200 ms on.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        while std::time::Instant::now() < deadline {
+            assert!(!dropper.is_finished(), "the drop did not wait for the job");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        release.send(()).unwrap();
+        dropper.join().unwrap();
     }
 }

@@ -23,7 +23,7 @@ use crate::flush_thread::FlushThread;
 use crate::node::random_u64;
 use crate::read_index::ReadContext;
 use crate::snapshot_transfer::SnapshotTransfers;
-use crate::state_machine::{Applied, NodeId, StateMachine};
+use crate::state_machine::{Applied, Archived, NodeId, StateMachine};
 use crate::storage::snapshot_state::{SnapshotState, decode_ref, write_state};
 use crate::storage::{RaftStore, StorageError};
 use crate::transport::{PeerSignal, Transport};
@@ -128,6 +128,8 @@ pub(crate) struct RaftLoop {
     snapshots: Arc<SnapshotTransfers>,
     /// A flush is being written off the loop.
     snapshotting: bool,
+    /// Workflows the last flush archived are still in memory.
+    evicting: bool,
     /// raft-rs asked for a snapshot to send while a flush was in flight.
     snapshot_wanted: bool,
     /// Writes flushes (and snapshots wanted after them), at a lower
@@ -137,7 +139,9 @@ pub(crate) struct RaftLoop {
     snapshot_written: mpsc::Sender<Written>,
     /// Outcomes of snapshot transfers to peers.
     snapshot_reports: mpsc::Sender<(NodeId, bool)>,
-    /// Receivers of the two above, taken by `run`.
+    /// A compaction's files could not be written (on the flush thread).
+    files_failed: mpsc::UnboundedSender<StorageError>,
+    /// Receivers of the three above, taken by `run`.
     snapshot_inputs: Option<SnapshotInputs>,
     /// The node's shutdown signal, for transfers (set by `run`).
     shutdown: Option<watch::Receiver<bool>>,
@@ -151,10 +155,19 @@ struct Written {
     index: u64,
     term: u64,
     conf_state: raft::prelude::ConfState,
-    outcome: Result<(Vec<String>, Option<SnapshotState>), StorageError>,
+    outcome: Result<(Vec<Archived>, Option<SnapshotState>), StorageError>,
 }
-/// Written snapshots and outcomes of transfers, read by `run`.
-type SnapshotInputs = (mpsc::Receiver<Written>, mpsc::Receiver<(NodeId, bool)>);
+/// Written snapshots, outcomes of transfers and failures of compactions'
+/// files, read by `run`.
+type SnapshotInputs = (
+    mpsc::Receiver<Written>,
+    mpsc::Receiver<(NodeId, bool)>,
+    mpsc::UnboundedReceiver<StorageError>,
+);
+
+/// Archived workflows removed from memory per Ready round: about 0.1 ms
+/// of work, so a flush of thousands never stalls the loop at once.
+const EVICT_BATCH: usize = 256;
 
 /// Ticks between failover checks (and learner promotions).
 const FAILOVER_CHECK_TICKS: u64 = 5;
@@ -184,6 +197,7 @@ impl RaftLoop {
         let store = raw.store().clone();
         let (snapshot_written, written) = mpsc::channel(1);
         let (snapshot_reports, reports) = mpsc::channel(64);
+        let (files_failed, failed_files) = mpsc::unbounded_channel();
         Self {
             raw,
             store,
@@ -202,11 +216,13 @@ impl RaftLoop {
             purge_proposed_at: None,
             snapshots,
             snapshotting: false,
+            evicting: false,
             snapshot_wanted: false,
             flusher: FlushThread::start(),
             snapshot_written,
             snapshot_reports,
-            snapshot_inputs: Some((written, reports)),
+            files_failed,
+            snapshot_inputs: Some((written, reports, failed_files)),
             shutdown: None,
         }
     }
@@ -221,7 +237,7 @@ impl RaftLoop {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish_status();
         self.shutdown = Some(inputs.shutdown.clone());
-        let (mut written, mut reports) = self
+        let (mut written, mut reports, mut failed_files) = self
             .snapshot_inputs
             .take()
             .expect("the Raft loop runs once");
@@ -235,6 +251,7 @@ impl RaftLoop {
                         break Err(e);
                     }
                 }
+                Some(e) = failed_files.recv() => break Err(e),
                 Some((peer, delivered)) = reports.recv() => {
                     let status = if delivered {
                         raft::SnapshotStatus::Finish
@@ -487,6 +504,7 @@ impl RaftLoop {
     /// state, fsync once, send messages that needed persistence, advance,
     /// then handle the light ready the same way.
     fn on_ready(&mut self) -> Result<(), StorageError> {
+        self.evict_archived();
         if !self.raw.has_ready() {
             // raft-rs may have asked for a snapshot without producing a Ready.
             return self.maybe_snapshot();
@@ -864,7 +882,10 @@ impl RaftLoop {
             return Ok(());
         }
         let (flush, writer) = {
-            let state = self.state.read().expect("state lock poisoned");
+            let mut state = self.state.write().expect("state lock poisoned");
+            // What the last flush archived leaves memory first, or this one
+            // writes it again.
+            state.evict_archived(usize::MAX);
             (state.flush(), state.archive().writer())
         };
         // The state machine's applied index, which the flush is the state of
@@ -901,10 +922,14 @@ impl RaftLoop {
                     };
                     Ok((ids, state))
                 });
-            if let Ok((ids, state)) = &outcome {
+            // Memory drops the archived workflows next: the flush's copy of
+            // the table must be gone by then, or each removal copies the
+            // nodes it still shares.
+            drop(flush);
+            if let Ok((archived, state)) = &outcome {
                 tracing::debug!(
                     index = applied,
-                    archived = ids.len(),
+                    archived = archived.len(),
                     snapshot_bytes = state.as_ref().map(|s| s.reference.size),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "state machine flushed"
@@ -920,20 +945,43 @@ impl RaftLoop {
         Ok(())
     }
 
+    /// Lets a batch of the workflows the last flush archived leave memory,
+    /// a little per Ready round rather than a whole flush at once.
+    fn evict_archived(&mut self) {
+        if self.evicting {
+            let left = self
+                .state
+                .write()
+                .expect("state lock poisoned")
+                .evict_archived(EVICT_BATCH);
+            self.evicting = left > 0;
+        }
+    }
+
     /// A flush was written off the loop: the finished workflows it archived
     /// leave memory, it becomes the latest snapshot point (with the encoded
     /// state when one was wanted) and the log is compacted behind it. A
     /// failed write stops the node like any storage failure.
     fn flush_written(&mut self, flush: Written) -> Result<(), StorageError> {
-        let (ids, state) = flush.outcome?;
+        let (archived, state) = flush.outcome?;
         self.state
             .write()
             .expect("state lock poisoned")
-            .flushed(&ids)?;
+            .flushed(archived)?;
+        self.evicting = true;
         let keep = self.retained_entries(flush.index);
         let wanted_now = state.is_none() && self.store.take_snapshot_wanted();
-        self.store
-            .compact_to(flush.index, flush.term, flush.conf_state, state, keep)?;
+        let files =
+            self.store
+                .compact_to(flush.index, flush.term, flush.conf_state, state, keep)?;
+        if let Some(files) = files {
+            let failed = self.files_failed.clone();
+            self.flusher.run(move || {
+                if let Err(e) = files.persist() {
+                    let _ = failed.send(e);
+                }
+            });
+        }
         tracing::debug!(index = flush.index, "state flushed; log compacted");
         self.publish_status();
         // raft-rs may have asked for a snapshot meanwhile.

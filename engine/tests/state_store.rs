@@ -193,25 +193,36 @@ async fn a_node_whose_store_is_gone_refuses_to_start_and_says_what_to_do() -> an
     let dir = tempfile::tempdir()?;
     let (_listeners, addrs) = common::bound_peers(1).await?;
     let peers = BTreeMap::from([(1, addrs[&1].clone())]);
-    let node = Node::start(NodeConfig {
+    // Small log segments, so compaction deletes some: a flush point with
+    // every segment still on disk is not a compacted log (a restart
+    // replays it all).
+    let small_segments = || NodeConfig {
         peers: peers.clone(),
+        storage: raftoral::storage::StorageOptions {
+            segment_bytes: 4096,
+        },
         ..config(1, &addrs[&1], dir.path())
-    })
-    .await?;
+    };
+    let node = Node::start(small_segments()).await?;
+    let wal = dir.path().join("node1/wal");
+    let oldest_segment = || {
+        std::fs::read_dir(&wal)
+            .expect("the log's directory")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .min()
+    };
+    let at_start = oldest_segment().expect("a log segment");
     started_and_half_cancelled(&node, 100).await?;
-    until("the log compacted behind a flush", || {
-        node.raft_status().first_index > 1
+    until("a log segment deleted behind a flush", || {
+        oldest_segment().is_some_and(|oldest| oldest > at_start)
     })
     .await;
     node.shutdown().await;
     std::fs::remove_dir_all(dir.path().join("node1/state"))?;
-    let err = Node::start(NodeConfig {
-        peers,
-        ..config(1, &addrs[&1], dir.path())
-    })
-    .await
-    .err()
-    .expect("no empty start over a compacted log");
+    let err = Node::start(small_segments())
+        .await
+        .err()
+        .expect("no empty start over a compacted log");
     let message = err.to_string();
     assert!(
         message.contains("behind the log's snapshot") && message.contains("re-join"),

@@ -83,6 +83,18 @@ pub struct Flush {
     pub(super) counts: Counts,
 }
 
+/// A finished workflow a flush wrote: which record, so memory drops that
+/// one and not a newer record under the same id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    /// The workflow's id.
+    pub id: String,
+    /// When the written record was created.
+    pub created_at_ms: u64,
+    /// When the written record last changed.
+    pub updated_at_ms: u64,
+}
+
 /// What a restart reads back from the store.
 pub(super) struct Loaded {
     pub applied: u64,
@@ -452,9 +464,9 @@ impl ArchiveWriter {
     /// Writes `flush` in one durable transaction: the finished workflows
     /// in it join the archive, the active ones replace the previous
     /// flush's, retention removes what the state says it purged, and the
-    /// applied index is recorded. Returns the ids of the finished workflows
-    /// written (memory may drop them once the view is refreshed).
-    pub fn write(&self, flush: &Flush) -> Result<Vec<String>, ArchiveError> {
+    /// applied index is recorded. Returns the finished workflows written
+    /// (memory may drop them once the view is refreshed).
+    pub fn write(&self, flush: &Flush) -> Result<Vec<Archived>, ArchiveError> {
         let e = self.err("write a flush");
         let mut tx = self.db.begin_write().map_err(|x| e(x.into()))?;
         tx.set_durability(Durability::Immediate)
@@ -479,7 +491,11 @@ impl ArchiveWriter {
                     tables
                         .insert(&w.id, &w.name, w.status as i32, w.updated_at_ms, &buf)
                         .map_err(&e)?;
-                    finished_ids.push(w.id.clone());
+                    finished_ids.push(Archived {
+                        id: w.id.clone(),
+                        created_at_ms: w.created_at_ms,
+                        updated_at_ms: w.updated_at_ms,
+                    });
                 } else {
                     active
                         .insert(w.id.as_str(), buf.as_slice())

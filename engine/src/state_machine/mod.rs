@@ -5,7 +5,7 @@
 //! proposer, inside the command), no randomness, ordered maps where iteration
 //! order matters.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use raftoral_proto::sidecar::v1::{WorkflowInfo, WorkflowStatus};
 use crate::error::Rejection;
 use crate::event::Event;
 
-pub use archive::{Archive, ArchiveError};
+pub use archive::{Archive, ArchiveError, Archived};
 pub use pages::PageFilter;
 pub use snapshot::RestoreError;
 
@@ -143,6 +143,9 @@ pub struct StateMachine {
     workflows: imbl::OrdMap<String, Arc<Workflow>>,
     /// Finished workflows as of the last flush, on disk.
     archive: Archive,
+    /// Workflows written by the last flush, still in memory too: removed a
+    /// batch at a time by the Raft loop.
+    evicting: VecDeque<Archived>,
     /// A read of the archive failed: the node must stop (set by lookups
     /// that cannot return an error; the Raft loop checks it after each
     /// command).

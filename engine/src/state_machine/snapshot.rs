@@ -9,7 +9,7 @@ use std::sync::Arc;
 use prost::Message as _;
 use raftoral_proto::cluster::v1::{CheckpointEntry, StateSnapshot, WorkflowRecord};
 
-use super::archive::{Archive, ArchiveError, Counts, Flush, Restorer};
+use super::archive::{Archive, ArchiveError, Archived, Counts, Flush, Restorer};
 use super::{Checkpoint, StateMachine, Workflow, WorkflowType};
 
 /// A snapshot that cannot be restored.
@@ -136,19 +136,38 @@ impl StateMachine {
     }
 
     /// A flush was written: the archive's view moves to it, and the
-    /// finished workflows it holds (`ids`) leave memory.
-    pub fn flushed(&mut self, ids: &[String]) -> Result<(), ArchiveError> {
+    /// finished workflows it holds (`archived`) are queued to leave memory
+    /// ([`Self::evict_archived`]): reads find them in either place until
+    /// then.
+    pub fn flushed(&mut self, archived: Vec<Archived>) -> Result<(), ArchiveError> {
         self.archive.refresh()?;
-        for id in ids {
-            if let Some(wf) = self.workflows.get(id)
-                && wf.is_terminal()
-            {
-                let at = wf.updated_at_ms;
-                self.finished_at.remove(&(at, id.clone()));
-                self.workflows.remove(id);
+        self.evicting.extend(archived);
+        Ok(())
+    }
+
+    /// Removes up to `max` of the workflows queued by [`Self::flushed`]
+    /// from memory; returns how many stay queued. The Raft loop calls it a
+    /// batch at a time: removing a whole flush (thousands) at once stalled
+    /// it for milliseconds on a busy machine.
+    pub fn evict_archived(&mut self, max: usize) -> usize {
+        for _ in 0..max {
+            let Some(archived) = self.evicting.pop_front() else {
+                break;
+            };
+            // Only the record the flush wrote: an id purged by retention,
+            // started again and changed since is a newer record.
+            let same = self.workflows.get(&archived.id).is_some_and(|wf| {
+                wf.is_terminal()
+                    && wf.created_at_ms == archived.created_at_ms
+                    && wf.updated_at_ms == archived.updated_at_ms
+            });
+            if same {
+                self.finished_at
+                    .remove(&(archived.updated_at_ms, archived.id.clone()));
+                self.workflows.remove(&archived.id);
             }
         }
-        Ok(())
+        self.evicting.len()
     }
 
     /// The archive (to flush to it and encode snapshots from it).

@@ -509,8 +509,9 @@ fn finish(id: &str, node: u64) -> Command {
 
 /// Writes a flush of `sm` and lets memory drop what it archived.
 fn flush_now(sm: &mut StateMachine) {
-    let ids = sm.archive().writer().write(&sm.flush()).unwrap();
-    sm.flushed(&ids).unwrap();
+    let archived = sm.archive().writer().write(&sm.flush()).unwrap();
+    sm.flushed(archived).unwrap();
+    assert_eq!(sm.evict_archived(usize::MAX), 0);
 }
 
 #[test]
@@ -669,6 +670,35 @@ fn retention_removes_archived_workflows_at_once_and_from_the_store_at_the_next_f
     let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
     assert_eq!(restored.count(WorkflowStatus::Completed), 2);
     assert_eq!(restored.workflow("old").unwrap().updated_at_ms, 7_000);
+}
+
+#[test]
+fn eviction_after_a_flush_drops_the_record_it_wrote_not_a_newer_one_under_its_id() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "ping_pong", 1));
+    for id in ["kept", "reused"] {
+        ok(&mut sm, &start(id, "ping_pong", 1, 1));
+        ok(&mut sm, &finish(id, 1));
+    }
+    let archived = sm.archive().writer().write(&sm.flush()).unwrap();
+    assert_eq!(archived.len(), 2);
+    sm.flushed(archived).unwrap();
+    // Before memory let go of it, "reused" is purged, started again and
+    // finished again: memory holds a record the flush never wrote.
+    let (outcome, _) = sm.apply(&cmd(Kind::PurgeFinished(PurgeFinished {
+        finished_before_ms: 3_000,
+    })));
+    assert_eq!(outcome, Ok(Applied::Purged(2)));
+    ok(&mut sm, &start("reused", "ping_pong", 1, 1));
+    let mut again = finish("reused", 1);
+    again.proposed_at_ms = 7_000;
+    ok(&mut sm, &again);
+    assert_eq!(sm.evict_archived(1), 1, "one at a time");
+    assert_eq!(sm.evict_archived(10), 0);
+    let reused = sm.workflow("reused").expect("the newer record stays");
+    assert_eq!(reused.updated_at_ms, 7_000);
+    assert!(sm.workflow("kept").is_none(), "purged, and out of memory");
+    assert_eq!(sm.resident_workflows(), 1);
 }
 
 #[test]

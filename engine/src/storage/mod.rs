@@ -14,6 +14,7 @@
 //! The state machine itself is in `state/` (`state_machine/archive.rs`); a
 //! snapshot point is where it was flushed durably.
 
+mod compaction;
 mod files;
 mod replay;
 pub mod snapshot_state;
@@ -21,7 +22,7 @@ mod wal;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError as RaftStorageError};
@@ -30,6 +31,9 @@ use files::{check_node_id, read_snapshot, write_snapshot};
 use raftoral_proto::cluster::v1::SnapshotRef;
 use snapshot_state::{SnapshotBlob, SnapshotState, decode_ref, encode_ref, state_file};
 use wal::Wal;
+
+pub use compaction::Compaction;
+use compaction::PersistedPoint;
 
 /// Storage failures. Each message names the file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +182,8 @@ impl Core {
 #[derive(Clone)]
 pub struct RaftStore {
     core: Arc<RwLock<Core>>,
+    /// The snapshot point in `snapshot.bin` (see [`Compaction`]).
+    persisted: PersistedPoint,
 }
 
 impl RaftStore {
@@ -249,6 +255,7 @@ impl RaftStore {
 
     fn from_core(core: Core) -> RaftStore {
         RaftStore {
+            persisted: Arc::new(Mutex::new(core.snapshot.get_metadata().index)),
             core: Arc::new(RwLock::new(core)),
         }
     }
@@ -388,8 +395,10 @@ impl RaftStore {
         };
         snapshot.set_metadata(meta.clone());
         if let Some(dir) = core.dir.clone() {
+            let mut persisted = self.persisted.lock().expect("snapshot point lock");
             write_snapshot(&dir, &snapshot)?;
             snapshot_state::remove_older(&dir, meta.index);
+            *persisted = meta.index;
         }
         core.install(&meta);
         core.snapshot = snapshot;
@@ -440,7 +449,10 @@ impl RaftStore {
         };
         let state =
             snapshot_state::write_state(dir.as_deref(), index, term, |w| w.write_all(&data))?;
-        self.compact_to(index, term, conf_state, Some(state), keep)
+        match self.compact_to(index, term, conf_state, Some(state), keep)? {
+            Some(files) => files.persist(),
+            None => Ok(()),
+        }
     }
 
     /// Term of `index` when the log still knows it (for a snapshot taken
@@ -463,6 +475,9 @@ impl RaftStore {
     /// point older than the current one (a snapshot installed from the
     /// leader meanwhile) is dropped, as is an encoding of the current one
     /// when it has one.
+    ///
+    /// Done in memory; with a storage directory, the files are left to
+    /// the returned [`Compaction`], to persist off the Raft loop.
     pub fn compact_to(
         &self,
         index: u64,
@@ -470,7 +485,7 @@ impl RaftStore {
         conf_state: ConfState,
         state: Option<SnapshotState>,
         keep: u64,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Option<Compaction>, StorageError> {
         let mut core = self.wl();
         let current = core.snapshot.get_metadata().index;
         let stale = index < current
@@ -486,7 +501,7 @@ impl RaftStore {
             {
                 let _ = fs::remove_file(path);
             }
-            return Ok(());
+            return Ok(None);
         }
         let mut snapshot = Snapshot {
             data: state
@@ -499,10 +514,8 @@ impl RaftStore {
         meta.index = index;
         meta.term = term;
         meta.set_conf_state(conf_state);
-        if let Some(dir) = core.dir.clone() {
-            write_snapshot(&dir, &snapshot)?;
-            snapshot_state::remove_older(&dir, index);
-        }
+        let dir = core.dir.clone();
+        let written = snapshot.clone();
         core.snapshot = snapshot;
         core.state = state;
         let upto = index.saturating_sub(keep);
@@ -513,10 +526,17 @@ impl RaftStore {
             core.compacted = (upto, boundary_term);
         }
         let compacted = core.compacted.0;
-        if let Some(wal) = core.wal.as_mut() {
-            wal.purge_to(compacted)?;
-        }
-        Ok(())
+        let segments = core
+            .wal
+            .as_mut()
+            .map(|wal| wal.detach_to(compacted))
+            .unwrap_or_default();
+        Ok(dir.map(|dir| Compaction {
+            dir,
+            snapshot: written,
+            segments,
+            persisted: self.persisted.clone(),
+        }))
     }
 
     /// True (once) when raft-rs asked for a newer snapshot than stored.

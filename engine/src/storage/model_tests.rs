@@ -39,6 +39,10 @@ enum Op {
     Install { ahead: u8, new_term: bool },
     /// Snapshots at a committed index and compacts, keeping `keep` entries.
     Compact { at: u8, keep: u8 },
+    /// Compacts in memory at a committed index (a flush point), then
+    /// crashes before the compaction's files are persisted: the log comes
+    /// back whole from the previous point.
+    CompactCrash { at: u8, keep: u8 },
     /// A clean restart.
     Reopen,
     /// Writes entries and a new term without fsync, then crashes: the
@@ -79,6 +83,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<u8>().prop_map(|raise| Op::Commit { raise }),
         2 => (0u8..8, any::<bool>()).prop_map(|(ahead, new_term)| Op::Install { ahead, new_term }),
         2 => (any::<u8>(), 0u8..6).prop_map(|(at, keep)| Op::Compact { at, keep }),
+        1 => (any::<u8>(), 0u8..6).prop_map(|(at, keep)| Op::CompactCrash { at, keep }),
         2 => Just(Op::Reopen),
         1 => (1u8..6).prop_map(|n| Op::CrashUnsynced { n }),
         2 => (1u8..10, any::<u16>(), tear).prop_map(|(n, at, tear)| Op::TornBatch { n, at, tear }),
@@ -299,6 +304,21 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     model.entries.retain(|e| e.0 > index);
                 }
             }
+            Op::CompactCrash { at, keep } => {
+                let base = model.snapshot.0;
+                if commit > base {
+                    let index = base + 1 + (commit - base - 1) * u64::from(*at) / 255;
+                    let term = model.term_at(index).unwrap();
+                    let conf = store.conf_state();
+                    let files = store
+                        .compact_to(index, term, conf, None, u64::from(*keep))
+                        .unwrap();
+                    drop(files);
+                    drop(store);
+                    store = open(dir).unwrap();
+                    unsynced_from = None;
+                }
+            }
             Op::Reopen => {
                 drop(store);
                 store = open(dir).unwrap();
@@ -407,7 +427,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         prop_assert_eq!(&got, &model, "step {} ({:?}): live store differs", step, op);
         if matches!(
             op,
-            Op::Reopen | Op::CrashUnsynced { .. } | Op::InstallCrash { .. }
+            Op::Reopen
+                | Op::CrashUnsynced { .. }
+                | Op::InstallCrash { .. }
+                | Op::CompactCrash { .. }
         ) {
             prop_assert_eq!(store.last_index().unwrap(), model.last_index());
         }

@@ -575,3 +575,63 @@ fn a_snapshot_bin_with_inline_state_from_an_older_version_still_opens() {
     let sent = store.snapshot(0, 1).unwrap();
     assert!(snapshot_state::decode_ref(&sent.data).is_some());
 }
+
+#[test]
+fn a_flush_point_reaches_the_disk_only_when_its_compaction_is_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    fill_segments(dir.path());
+    let store = open(dir.path());
+    let before = segments(dir.path());
+    assert!(before.len() > 3, "{before:?}");
+    let files = store
+        .compact_to(30, 1, voters(&[1]), None, 2)
+        .unwrap()
+        .expect("files to persist");
+    assert_eq!(store.first_index().unwrap(), 29, "compacted in memory");
+    assert_eq!(segments(dir.path()), before, "nothing deleted yet");
+    // A crash now restarts from the old point, with every entry.
+    let crashed = tempfile::tempdir().unwrap();
+    for path in &before {
+        fs::create_dir_all(crashed.path().join("wal")).unwrap();
+        fs::copy(
+            path,
+            crashed.path().join("wal").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    fs::copy(dir.path().join("node.id"), crashed.path().join("node.id")).unwrap();
+    let reopened = open(crashed.path());
+    assert_eq!(reopened.first_index().unwrap(), 1);
+    assert_eq!(reopened.last_index().unwrap(), 40);
+
+    files.persist().unwrap();
+    let after = segments(dir.path());
+    assert!(after.len() < before.len(), "{after:?}");
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.snapshot_index(), 30);
+    assert_eq!(store.first_index().unwrap(), 31);
+    assert_eq!(all(&store).last().map(|e| e.0), Some(40));
+}
+
+#[test]
+fn a_late_compaction_never_writes_over_a_newer_installed_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    fill_segments(dir.path());
+    let store = open(dir.path());
+    let files = store
+        .compact_to(30, 1, voters(&[1]), None, 2)
+        .unwrap()
+        .expect("files to persist");
+    store
+        .apply_snapshot(snapshot_at(50, 2, "state@50"))
+        .unwrap();
+    files.persist().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.snapshot_index(), 50);
+    assert_eq!(
+        store.snapshot_data().unwrap(),
+        Some((50, b"state@50".to_vec()))
+    );
+}

@@ -333,10 +333,16 @@ impl Wal {
         sync_dir(&self.dir)
     }
 
-    /// Deletes segments (never the active one) whose entries are all at or
-    /// below `index`, which a durable snapshot covers.
-    pub(crate) fn purge_to(&mut self, index: u64) -> Result<usize, StorageError> {
-        self.purge_while(|s| s.max_index <= index)
+    /// Takes out of the log the segments (never the active one) whose
+    /// entries are all at or below `index` and returns their paths: they
+    /// are deleted once a snapshot point at `index` is durable
+    /// ([`delete_segments`]), off the Raft loop.
+    pub(crate) fn detach_to(&mut self, index: u64) -> Vec<PathBuf> {
+        let mut detached = Vec::new();
+        while self.segments.len() > 1 && self.segments[0].max_index <= index {
+            detached.push(self.segments.remove(0).path);
+        }
+        detached
     }
 
     /// Deletes every segment but the active one: after a snapshot install
@@ -349,9 +355,7 @@ impl Wal {
         let mut removed = 0;
         while self.segments.len() > 1 && purge(&self.segments[0]) {
             let segment = self.segments.remove(0);
-            fs::remove_file(&segment.path).map_err(|e| {
-                StorageError::io("delete a compacted log segment", &segment.path, e)
-            })?;
+            delete_segment(&segment.path)?;
             removed += 1;
         }
         if removed > 0 {
@@ -367,6 +371,23 @@ impl Wal {
             .filter_map(|s| fs::metadata(&s.path).ok())
             .map(|m| m.len())
             .sum()
+    }
+}
+
+/// Deletes segments taken out of the log by [`Wal::detach_to`]. Without
+/// an fsync of the directory: a deletion lost in a crash leaves a segment
+/// whose entries are all behind the durable snapshot point, skipped when
+/// the log is read again and deleted at the next compaction.
+pub(crate) fn delete_segments(paths: &[PathBuf]) -> Result<(), StorageError> {
+    paths.iter().try_for_each(|path| delete_segment(path))
+}
+
+fn delete_segment(path: &Path) -> Result<(), StorageError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StorageError::io("delete a compacted log segment", path, e))
+        }
+        _ => Ok(()),
     }
 }
 
