@@ -71,7 +71,11 @@ impl ClientApi {
     ) -> Result<GetWorkflowResponse, Status> {
         self.node.read_barrier().await.map_err(to_status)?;
         let id = request.workflow_id;
-        let wf = self.node.workflow(&id).ok_or_else(|| self.not_found(&id))?;
+        let wf = self
+            .node
+            .find_workflow(&id)
+            .map_err(to_status)?
+            .ok_or_else(|| self.not_found(&id))?;
         Ok(GetWorkflowResponse {
             workflow: Some(wf.to_info()),
         })
@@ -143,12 +147,15 @@ impl ClientApi {
                 .to_owned()
         };
         self.node.read_barrier().await.map_err(to_status)?;
-        let (page, more) = self.node.list_workflows(&ListFilter {
-            status,
-            workflow_name: r.workflow_name,
-            page_size: r.page_size as usize,
-            after,
-        });
+        let (page, more) = self
+            .node
+            .list_workflows(&ListFilter {
+                status,
+                workflow_name: r.workflow_name,
+                page_size: r.page_size as usize,
+                after,
+            })
+            .map_err(to_status)?;
         let next_page_token = match (more, page.last()) {
             (true, Some(last)) => format!("{PAGE_TOKEN_PREFIX}{}", last.id),
             _ => String::new(),
@@ -166,7 +173,11 @@ impl ClientApi {
     ) -> Result<GetWorkflowHistoryResponse, Status> {
         self.node.read_barrier().await.map_err(to_status)?;
         let id = request.workflow_id;
-        let history = self.node.history(&id).ok_or_else(|| self.not_found(&id))?;
+        let history = self
+            .node
+            .history(&id)
+            .map_err(to_status)?
+            .ok_or_else(|| self.not_found(&id))?;
         Ok(GetWorkflowHistoryResponse {
             entries: history
                 .into_iter()

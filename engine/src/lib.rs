@@ -28,6 +28,8 @@ mod startup;
 mod state_machine;
 mod status;
 pub mod storage;
+#[cfg(test)]
+mod store_fault_tests;
 pub mod tls;
 pub mod transport;
 mod worker_session;

@@ -455,6 +455,18 @@ impl Node {
         f(&self.inner.state.read().expect("state lock poisoned"))
     }
 
+    /// [`read`](Self::read) for answers to clients: an error instead of a
+    /// wrong answer (a workflow called missing) when the state store could
+    /// not be read, by this read or an earlier one (the node stops then).
+    pub fn read_checked<T>(&self, f: impl FnOnce(&StateMachine) -> T) -> Result<T, EngineError> {
+        let state = self.inner.state.read().expect("state lock poisoned");
+        let value = f(&state);
+        match state.archive_failure() {
+            Some(failure) => Err(EngineError::StorageFailed(failure)),
+            None => Ok(value),
+        }
+    }
+
     /// Subscribes to events and reads the state atomically: every event
     /// received afterwards happened after what `f` saw.
     pub fn subscribe_with<T>(

@@ -504,6 +504,15 @@ impl RaftLoop {
     /// state, fsync once, send messages that needed persistence, advance,
     /// then handle the light ready the same way.
     fn on_ready(&mut self) -> Result<(), StorageError> {
+        // A query may have found the store unreadable.
+        if let Some(failure) = self
+            .state
+            .read()
+            .expect("state lock poisoned")
+            .archive_failure()
+        {
+            return Err(StorageError::Failed(failure));
+        }
         self.evict_archived();
         if !self.raw.has_ready() {
             // raft-rs may have asked for a snapshot without producing a Ready.
@@ -680,7 +689,7 @@ impl RaftLoop {
                         }
                     };
                     let (outcome, events) = state.apply(&command);
-                    if let Some(failure) = state.take_archive_failure() {
+                    if let Some(failure) = state.archive_failure() {
                         return Err(StorageError::Failed(failure));
                     }
                     if let Err(rejection) = &outcome {

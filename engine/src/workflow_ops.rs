@@ -165,11 +165,18 @@ impl Node {
         &self,
         workflow_id: &str,
     ) -> Result<Option<Workflow>, EngineError> {
-        if let Some(wf) = self.workflow(workflow_id) {
+        if let Some(wf) = self.find_workflow(workflow_id)? {
             return Ok(Some(wf));
         }
         self.read_barrier().await?;
-        Ok(self.workflow(workflow_id))
+        self.find_workflow(workflow_id)
+    }
+
+    /// The workflow with this id, if any, or the storage failure that
+    /// keeps this node from knowing (an answer to a client).
+    pub fn find_workflow(&self, workflow_id: &str) -> Result<Option<Workflow>, EngineError> {
+        self.read_checked(|sm| sm.workflow(workflow_id))
+            .map(|found| found.map(Arc::unwrap_or_clone))
     }
 
     /// The workflow with this id, if any (this node's applied state).
@@ -179,14 +186,17 @@ impl Node {
     }
 
     /// The committed checkpoints of a workflow.
-    pub fn history(&self, workflow_id: &str) -> Option<Vec<Checkpoint>> {
-        self.read(|sm| sm.workflow(workflow_id).map(|w| w.checkpoints.clone()))
+    pub fn history(&self, workflow_id: &str) -> Result<Option<Vec<Checkpoint>>, EngineError> {
+        self.read_checked(|sm| sm.workflow(workflow_id).map(|w| w.checkpoints.clone()))
     }
 
     /// One page of workflows ordered by id, and whether more follow. The
     /// records are shared with the state: nothing is copied under its lock,
     /// and a filter on PENDING or RUNNING reads only the active index.
-    pub fn list_workflows(&self, filter: &ListFilter) -> (Vec<Arc<Workflow>>, bool) {
+    pub fn list_workflows(
+        &self,
+        filter: &ListFilter,
+    ) -> Result<(Vec<Arc<Workflow>>, bool), EngineError> {
         let size = match filter.page_size {
             0 => 100,
             n => n.min(1000),
@@ -195,7 +205,7 @@ impl Node {
             status: (filter.status != WorkflowStatus::Unspecified).then_some(filter.status),
             name: (!filter.workflow_name.is_empty()).then_some(filter.workflow_name.as_str()),
         };
-        self.read(|sm| sm.page(&filter.after, &page, size))
+        self.read_checked(|sm| sm.page(&filter.after, &page, size))
     }
 
     /// Waits until the workflow is completed, failed or cancelled.

@@ -58,7 +58,8 @@ fn all_with(node: &Node, status: WorkflowStatus, size: usize) -> Vec<String> {
             after: ids.last().cloned().unwrap_or_default(),
             page_size: size,
             ..ListFilter::default()
-        });
+        })
+        .expect("the store reads");
         ids.extend(page.iter().map(|w| w.id.clone()));
         if !more {
             return ids;

@@ -35,9 +35,16 @@ export async function eventually(check, what, timeoutMs = DEADLINE_MS) {
   }
 }
 
-/** A fresh temporary directory. */
+const made = [];
+process.on("exit", () => {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh temporary directory, removed when the test process exits. */
 export function tempDir(prefix = "raftoral-node-") {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
 }
 
 export const newId = (p = "wf") => `${p}-${randomUUID()}`;

@@ -22,6 +22,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use prost::Message as _;
 use raftoral_proto::cluster::v1::{StateSnapshot, WorkflowRecord};
@@ -107,6 +108,7 @@ pub(super) struct Loaded {
 pub struct Archive {
     db: Arc<Database>,
     place: Arc<str>,
+    faults: Arc<Faults>,
     /// `Some(path)` for a file; a `.tmp` path until promoted.
     path: Option<PathBuf>,
     view: Option<View>,
@@ -145,6 +147,7 @@ impl Archive {
         let mut archive = Archive {
             db: Arc::new(db),
             place: "in memory".into(),
+            faults: Arc::default(),
             path: None,
             view: None,
         };
@@ -206,6 +209,7 @@ impl Archive {
         let mut archive = Archive {
             db: Arc::new(db),
             place,
+            faults: Arc::default(),
             path: Some(path),
             view: None,
         };
@@ -258,11 +262,24 @@ impl Archive {
         self.view.as_ref().expect("the view is read at open")
     }
 
+    /// Test hook: the next flush written fails.
+    #[cfg(test)]
+    pub(crate) fn fail_next_write(&self) {
+        self.faults.write.store(true, Ordering::SeqCst);
+    }
+
+    /// Test hook: the next read of a workflow fails.
+    #[cfg(test)]
+    pub(crate) fn fail_next_read(&self) {
+        self.faults.read.store(true, Ordering::SeqCst);
+    }
+
     /// A handle for flushing from another thread.
     pub fn writer(&self) -> ArchiveWriter {
         ArchiveWriter {
             db: self.db.clone(),
             place: self.place.clone(),
+            faults: self.faults.clone(),
         }
     }
 
@@ -302,6 +319,7 @@ impl Archive {
 
     /// A finished workflow as of the last flush.
     pub(super) fn get(&self, id: &str) -> Result<Option<Workflow>, ArchiveError> {
+        Faults::check(&self.faults.read, &self.place, "read a workflow")?;
         let e = self.err("read a workflow");
         let Some(bytes) = self.view().finished.get(id).map_err(|x| e(x.into()))? else {
             return Ok(None);
@@ -454,6 +472,26 @@ impl Archive {
 pub struct ArchiveWriter {
     db: Arc<Database>,
     place: Arc<str>,
+    faults: Arc<Faults>,
+}
+
+/// Test hooks: the next flush or read of the store fails as a disk error
+/// would (the check compiles away outside tests).
+#[derive(Default)]
+struct Faults {
+    write: AtomicBool,
+    read: AtomicBool,
+}
+
+impl Faults {
+    fn check(flag: &AtomicBool, place: &str, what: &'static str) -> Result<(), ArchiveError> {
+        if cfg!(test) && flag.swap(false, Ordering::SeqCst) {
+            return Err(failure(place, what)(redb::Error::Io(
+                std::io::Error::other("injected store failure"),
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl ArchiveWriter {
@@ -467,6 +505,7 @@ impl ArchiveWriter {
     /// applied index is recorded. Returns the finished workflows written
     /// (memory may drop them once the view is refreshed).
     pub fn write(&self, flush: &Flush) -> Result<Vec<Archived>, ArchiveError> {
+        Faults::check(&self.faults.write, &self.place, "write a flush")?;
         let e = self.err("write a flush");
         let mut tx = self.db.begin_write().map_err(|x| e(x.into()))?;
         tx.set_durability(Durability::Immediate)

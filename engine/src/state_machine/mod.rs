@@ -148,7 +148,7 @@ pub struct StateMachine {
     evicting: VecDeque<Archived>,
     /// A read of the archive failed: the node must stop (set by lookups
     /// that cannot return an error; the Raft loop checks it after each
-    /// command).
+    /// command and each Ready round, queries after each read).
     archive_failure: Mutex<Option<String>>,
     /// Ids of pending and running workflows: the work that hot paths
     /// (failover, dispatch, placement of pending work, metrics) look at, so
@@ -304,14 +304,21 @@ impl StateMachine {
         failure.get_or_insert_with(|| e.to_string());
     }
 
-    /// Why the node must stop, when a read of the archive failed.
-    pub fn take_archive_failure(&self) -> Option<String> {
-        self.archive_failure.lock().expect("failure lock").take()
+    /// Why the node must stop, once a read of the archive failed. Sticky:
+    /// every later query answers with it too.
+    pub fn archive_failure(&self) -> Option<String> {
+        self.archive_failure.lock().expect("failure lock").clone()
     }
 
     /// Pending and running workflows ordered by id, shared with the state.
     pub fn active_shared(&self) -> impl Iterator<Item = &Arc<Workflow>> {
         self.active.iter().filter_map(|id| self.workflows.get(id))
+    }
+
+    /// True while this workflow's record is held in memory (tests).
+    #[cfg(test)]
+    pub(crate) fn is_resident(&self, id: &str) -> bool {
+        self.workflows.contains_key(id)
     }
 
     /// How many workflows memory holds: the active ones and those
