@@ -1,9 +1,10 @@
 //! Growth: one durable sidecar node taken from 0 to N finished `ping_pong`
 //! workflows at 64 in flight. Per tenth of N: throughput, sidecar RSS and
-//! the size of the state store; over the whole run, workflow latency with and without a
-//! flush or a snapshot being written;
-//! at the end, the time from a SIGKILL restart to serving again, then a
-//! second node joining (`joining.rs`).
+//! the size of the state store; over the whole run, workflow latency with
+//! and without a flush or a snapshot being written. At the end: the full
+//! node's throughput against a new, empty node's in alternated rounds, the
+//! time from a SIGKILL restart to serving again, then a second node joining
+//! (`joining.rs`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,9 @@ pub struct Growth {
     /// Workflow latency of workflows that overlapped a flush or a snapshot
     /// write.
     pub during_flush: Latency,
+    /// The full node's throughput against an empty node's, measured in the
+    /// same minutes.
+    pub against_empty: AgainstEmpty,
     /// SIGKILL, restart, until a start is acknowledged, ms.
     pub restart_to_serving_ms: f64,
     /// A second node joining the node that holds them all.
@@ -123,32 +127,11 @@ pub async fn run(raftoral_bin: &Path, total: u64) -> anyhow::Result<Growth> {
     let per_step = (total / 10).max(IN_FLIGHT as u64);
     let mut finished = 0;
     for _ in 0..10 {
-        let per_task = per_step / IN_FLIGHT as u64;
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..IN_FLIGHT)
-            .map(|_| {
-                let (client, latencies) = (bench.client.clone(), latencies.clone());
-                tokio::spawn(async move {
-                    let mut mine = Vec::with_capacity(per_task as usize);
-                    for _ in 0..per_task {
-                        let t = Instant::now();
-                        let handle = client.start_workflow("ping_pong", 1, "ping").await?;
-                        handle.result_raw().await?;
-                        mine.push((t, Instant::now()));
-                    }
-                    latencies.lock().expect("latencies lock").extend(mine);
-                    anyhow::Ok(())
-                })
-            })
-            .collect();
-        for t in futures::future::join_all(tasks).await {
-            t??;
-        }
-        let done = per_task * IN_FLIGHT as u64;
+        let (done, throughput) = drive(&bench.client, per_step, Some(&latencies)).await?;
         finished += done;
         let step = Step {
             finished,
-            throughput: done as f64 / started.elapsed().as_secs_f64(),
+            throughput,
             rss_mib: bench.rss_mib(1).unwrap_or(0.0),
             store_bytes: store_bytes(&store),
         };
@@ -173,6 +156,11 @@ pub async fn run(raftoral_bin: &Path, total: u64) -> anyhow::Result<Growth> {
             }
         }
     }
+    let against_empty = against_empty(&bench, raftoral_bin).await?;
+    println!(
+        "alternated with an empty node: {:.0} vs {:.0} wf/s ({:.2})",
+        against_empty.full_wf_s, against_empty.empty_wf_s, against_empty.ratio
+    );
     let restart_to_serving_ms = restart(&mut bench, raftoral_bin).await?;
     let join = crate::joining::measure(
         raftoral_bin,
@@ -186,9 +174,94 @@ pub async fn run(raftoral_bin: &Path, total: u64) -> anyhow::Result<Growth> {
         steps,
         outside_flush: outside.summary(),
         during_flush: during.summary(),
+        against_empty,
         restart_to_serving_ms,
         join,
     })
+}
+
+/// Workflows per round of [`against_empty`], for each node.
+const ROUND: u64 = 20_000;
+
+/// Rounds of [`against_empty`].
+const ROUNDS: usize = 3;
+
+/// The full node against an empty one, alternated.
+#[derive(Debug, Serialize)]
+pub struct AgainstEmpty {
+    /// wf/s of the node holding the run's workflows, over its rounds.
+    pub full_wf_s: f64,
+    /// wf/s of a new, empty durable node, over its rounds.
+    pub empty_wf_s: f64,
+    /// `full_wf_s / empty_wf_s`: the goal is at least 0.8.
+    pub ratio: f64,
+}
+
+/// Throughput of the full node against a new, empty one (same shape, its
+/// own worker), in alternated rounds of [`ROUND`] workflows. The first
+/// tenth of the run stands for the empty node in the steps, but it ran
+/// minutes earlier: on a shared machine whose speed drifts by 15% from one
+/// minute to the next, only a comparison made in the same minutes holds.
+async fn against_empty(full: &Bench, raftoral_bin: &Path) -> anyhow::Result<AgainstEmpty> {
+    let shape = Shape {
+        nodes: 1,
+        durable: true,
+        mode: Mode::Sidecar,
+        tls: false,
+    };
+    let empty = Bench::start(shape, raftoral_bin).await?;
+    let (mut full_secs, mut empty_secs) = (0.0, 0.0);
+    let mut done = (0, 0);
+    for _ in 0..ROUNDS {
+        let (n, rate) = drive(&full.client, ROUND, None).await?;
+        done.0 += n;
+        full_secs += n as f64 / rate;
+        let (n, rate) = drive(&empty.client, ROUND, None).await?;
+        done.1 += n;
+        empty_secs += n as f64 / rate;
+    }
+    empty.stop().await;
+    let (full_wf_s, empty_wf_s) = (done.0 as f64 / full_secs, done.1 as f64 / empty_secs);
+    Ok(AgainstEmpty {
+        full_wf_s,
+        empty_wf_s,
+        ratio: full_wf_s / empty_wf_s,
+    })
+}
+
+/// Runs about `count` ping_pongs at [`IN_FLIGHT`]; returns how many ran and
+/// the workflows per second, and records each one's start and end in
+/// `latencies` when given.
+async fn drive(
+    client: &RaftoralClient,
+    count: u64,
+    latencies: Option<&Arc<Mutex<Vec<(Instant, Instant)>>>>,
+) -> anyhow::Result<(u64, f64)> {
+    let per_task = count / IN_FLIGHT as u64;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let (client, latencies) = (client.clone(), latencies.cloned());
+            tokio::spawn(async move {
+                let mut mine = Vec::with_capacity(per_task as usize);
+                for _ in 0..per_task {
+                    let t = Instant::now();
+                    let handle = client.start_workflow("ping_pong", 1, "ping").await?;
+                    handle.result_raw().await?;
+                    mine.push((t, Instant::now()));
+                }
+                if let Some(latencies) = latencies {
+                    latencies.lock().expect("latencies lock").extend(mine);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for t in futures::future::join_all(tasks).await {
+        t??;
+    }
+    let done = per_task * IN_FLIGHT as u64;
+    Ok((done, done as f64 / started.elapsed().as_secs_f64()))
 }
 
 /// SIGKILLs node 1 and starts it again on its storage; the time until a

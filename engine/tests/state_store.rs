@@ -53,13 +53,14 @@ async fn started_and_half_cancelled(node: &Node, count: usize) -> anyhow::Result
 fn all_with(node: &Node, status: WorkflowStatus, size: usize) -> Vec<String> {
     let mut ids = Vec::new();
     loop {
-        let (page, more) = node.list_workflows(&ListFilter {
-            status,
-            after: ids.last().cloned().unwrap_or_default(),
-            page_size: size,
-            ..ListFilter::default()
-        })
-        .expect("the store reads");
+        let (page, more) = node
+            .list_workflows(&ListFilter {
+                status,
+                after: ids.last().cloned().unwrap_or_default(),
+                page_size: size,
+                ..ListFilter::default()
+            })
+            .expect("the store reads");
         ids.extend(page.iter().map(|w| w.id.clone()));
         if !more {
             return ids;
