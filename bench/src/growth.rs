@@ -20,6 +20,9 @@ use crate::workflows::{Bench, Mode, Shape};
 /// Workflows in flight.
 const IN_FLIGHT: usize = 64;
 
+/// Start and end of each workflow run, shared by the tasks that run them.
+type Spans = Arc<Mutex<Vec<(Instant, Instant)>>>;
+
 /// One tenth of the run.
 #[derive(Debug, Serialize)]
 pub struct Step {
@@ -122,7 +125,7 @@ pub async fn run(raftoral_bin: &Path, total: u64) -> anyhow::Result<Growth> {
             }
         })
     };
-    let latencies: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
+    let latencies: Spans = Arc::default();
     let mut steps = Vec::new();
     let per_step = (total / 10).max(IN_FLIGHT as u64);
     let mut finished = 0;
@@ -235,7 +238,7 @@ async fn against_empty(full: &Bench, raftoral_bin: &Path) -> anyhow::Result<Agai
 async fn drive(
     client: &RaftoralClient,
     count: u64,
-    latencies: Option<&Arc<Mutex<Vec<(Instant, Instant)>>>>,
+    latencies: Option<&Spans>,
 ) -> anyhow::Result<(u64, f64)> {
     let per_task = count / IN_FLIGHT as u64;
     let started = Instant::now();
