@@ -1,14 +1,15 @@
-//! `CommitBridge`: commit results handed to asyncio without the GIL.
+//! `CommitBridge` and `RunBridge`: commit results and workflow runs handed
+//! to asyncio without the GIL.
 //!
 //! Awaiting a Rust future through pyo3-async-runtimes costs, per await, two
 //! tokio spawns, a blocking thread that takes the GIL, and
 //! `call_soon_threadsafe`; under load that was most of what the binding
-//! added to a checkpoint. A commit is the one await of every step, so it
-//! takes a shorter path: the tokio task that waits for the commit pushes the
-//! outcome onto a queue and, when the queue was empty, writes one byte to a
-//! socket the event loop watches (`loop.add_reader`). The loop's callback
-//! drains the queue and resolves the futures. No Rust thread ever takes the
-//! GIL; Python objects (values, exceptions) are made on the loop's thread.
+//! added to a checkpoint (a commit) and to a workflow (its run). Both take a
+//! shorter path: the tokio task that has the item pushes it onto a queue
+//! and, when the queue was empty, writes one byte to a socket the event loop
+//! watches (`loop.add_reader`). The loop's callback drains the queue. No
+//! Rust thread ever takes the GIL; Python objects (values, exceptions, runs)
+//! are made on the loop's thread.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
@@ -21,44 +22,99 @@ use pyo3::types::PyBytes;
 use raftoral_client::ClientError;
 
 use crate::errors::to_py_err;
+use crate::worker::Run;
 
 type Outcome = Result<Bytes, ClientError>;
 
-struct Shared {
-    done: Mutex<Vec<(u64, Outcome)>>,
-    /// Written (one byte) when `done` goes from empty to not empty.
+/// A queue of `T` for one event loop, and the socket that wakes it.
+struct Queue<T> {
+    items: Mutex<Items<T>>,
+    /// Written (one byte) when `items` goes from empty to not empty.
     wake: UnixStream,
     /// What the event loop watches.
     watched: UnixStream,
 }
 
+struct Items<T> {
+    queued: Vec<T>,
+    /// No more items will come.
+    closed: bool,
+}
+
+impl<T> Queue<T> {
+    fn new() -> PyResult<Self> {
+        let (wake, watched) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        watched.set_nonblocking(true)?;
+        Ok(Queue {
+            items: Mutex::new(Items {
+                queued: Vec::new(),
+                closed: false,
+            }),
+            wake,
+            watched,
+        })
+    }
+
+    /// Adds `item` (or, with `None`, closes the queue) and wakes the loop
+    /// when nothing was waiting; from any thread.
+    fn push(&self, item: Option<T>) {
+        let first = {
+            let mut items = self.items.lock().expect("bridge lock");
+            let was_empty = items.queued.is_empty() && !items.closed;
+            match item {
+                Some(item) => items.queued.push(item),
+                None => items.closed = true,
+            }
+            was_empty
+        };
+        if first {
+            // WouldBlock: bytes are waiting already, so a wake-up is due.
+            let _ = (&self.wake).write(&[1]);
+        }
+    }
+
+    /// What was queued since the last call, and whether the queue is
+    /// closed.
+    fn drain(&self) -> (Vec<T>, bool) {
+        // Bytes first, then the queue: a push after this read writes again.
+        let mut buf = [0u8; 256];
+        loop {
+            match (&self.watched).read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let mut items = self.items.lock().expect("bridge lock");
+        (std::mem::take(&mut items.queued), items.closed)
+    }
+
+    fn fileno(&self) -> i32 {
+        self.watched.as_raw_fd()
+    }
+}
+
 /// The queue of finished commits of one event loop (the worker's).
 #[pyclass(frozen, module = "raftoral._core")]
 pub struct CommitBridge {
-    shared: Arc<Shared>,
+    queue: Arc<Queue<(u64, Outcome)>>,
 }
 
 impl CommitBridge {
     /// A handle tokio tasks use to hand outcomes over.
     pub(crate) fn sender(&self) -> CommitSender {
-        CommitSender(self.shared.clone())
+        CommitSender(self.queue.clone())
     }
 }
 
 /// Hands one outcome to the bridge from any thread.
-pub(crate) struct CommitSender(Arc<Shared>);
+pub(crate) struct CommitSender(Arc<Queue<(u64, Outcome)>>);
 
 impl CommitSender {
     pub(crate) fn send(&self, id: u64, outcome: Outcome) {
-        let first = {
-            let mut done = self.0.done.lock().expect("bridge lock");
-            done.push((id, outcome));
-            done.len() == 1
-        };
-        if first {
-            // WouldBlock: bytes are waiting already, so a wake-up is due.
-            let _ = (&self.0.wake).write(&[1]);
-        }
+        self.0.push(Some((id, outcome)));
     }
 }
 
@@ -66,37 +122,20 @@ impl CommitSender {
 impl CommitBridge {
     #[new]
     fn new() -> PyResult<Self> {
-        let (wake, watched) = UnixStream::pair()?;
-        wake.set_nonblocking(true)?;
-        watched.set_nonblocking(true)?;
         Ok(CommitBridge {
-            shared: Arc::new(Shared {
-                done: Mutex::new(Vec::new()),
-                wake,
-                watched,
-            }),
+            queue: Arc::new(Queue::new()?),
         })
     }
 
     /// The file descriptor to watch for readability.
     fn fileno(&self) -> i32 {
-        self.shared.watched.as_raw_fd()
+        self.queue.fileno()
     }
 
     /// The finished commits since the last call: `(id, ok, value)` with the
     /// committed bytes when `ok`, else the exception to raise.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Vec<(u64, bool, Bound<'py, PyAny>)>> {
-        // Bytes first, then the queue: a push after this read writes again.
-        let mut buf = [0u8; 256];
-        loop {
-            match (&self.shared.watched).read(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
-        }
-        let done = std::mem::take(&mut *self.shared.done.lock().expect("bridge lock"));
+        let (done, _) = self.queue.drain();
         Ok(done
             .into_iter()
             .map(|(id, outcome)| match outcome {
@@ -108,5 +147,61 @@ impl CommitBridge {
                 ),
             })
             .collect())
+    }
+}
+
+/// The workflow runs the core hands to one event loop (the worker's), in
+/// the order it started them. Unbounded: what waits here is at most the
+/// workflows placed on this app, each a small Rust value until drained.
+#[pyclass(frozen, module = "raftoral._core")]
+pub struct RunBridge {
+    queue: Arc<Queue<Run>>,
+}
+
+impl RunBridge {
+    /// A handle the worker's forwarding task pushes runs with.
+    pub(crate) fn sender(&self) -> RunSender {
+        RunSender(self.queue.clone())
+    }
+}
+
+/// Hands runs to the bridge from any thread; dropping it closes the bridge.
+pub(crate) struct RunSender(Arc<Queue<Run>>);
+
+impl RunSender {
+    pub(crate) fn send(&self, run: Run) {
+        self.0.push(Some(run));
+    }
+}
+
+impl Drop for RunSender {
+    fn drop(&mut self) {
+        self.0.push(None);
+    }
+}
+
+#[pymethods]
+impl RunBridge {
+    #[new]
+    fn new() -> PyResult<Self> {
+        Ok(RunBridge {
+            queue: Arc::new(Queue::new()?),
+        })
+    }
+
+    /// The file descriptor to watch for readability.
+    fn fileno(&self) -> i32 {
+        self.queue.fileno()
+    }
+
+    /// The runs handed over since the last call, and whether the core has
+    /// stopped handing any (the worker shut down).
+    fn drain(&self, py: Python<'_>) -> PyResult<(Vec<Py<Run>>, bool)> {
+        let (runs, closed) = self.queue.drain();
+        let runs = runs
+            .into_iter()
+            .map(|run| Py::new(py, run))
+            .collect::<PyResult<_>>()?;
+        Ok((runs, closed))
     }
 }

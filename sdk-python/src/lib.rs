@@ -42,6 +42,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::Run>()?;
     m.add_class::<worker::ComputeToken>()?;
     m.add_class::<bridge::CommitBridge>()?;
+    m.add_class::<bridge::RunBridge>()?;
     m.add_class::<local::LocalNode>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

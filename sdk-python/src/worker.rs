@@ -2,10 +2,11 @@
 //!
 //! The Rust core runs the stream (registration, heartbeats, reconnect,
 //! replay, ownership, retries) on tokio threads. Each execution it starts is
-//! queued here as a [`Run`]; Python pulls runs with `next_run()`, runs the
-//! workflow function in its own asyncio task, and for each checkpoint asks
-//! the core for a slot (a committed value, or a [`ComputeToken`] when this
-//! replica owns the workflow and must compute). The outcome goes back
+//! queued here as a [`Run`] and handed to the event loop through a
+//! [`RunBridge`]; Python runs each workflow function in its own asyncio
+//! task, and for each checkpoint asks the core for a slot (a committed
+//! value, or a [`ComputeToken`] when this replica owns the workflow and
+//! must compute). The outcome goes back
 //! through `complete` / `fail` / `abandon`, which the core reports exactly as
 //! for a Rust workflow.
 
@@ -21,12 +22,13 @@ use raftoral_client::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::bridge::CommitBridge;
+use crate::bridge::{CommitBridge, RunBridge};
 use crate::client::Client;
 use crate::errors::to_py_err;
 
-/// Runs queued for Python. Bounded: when Python falls behind, the core's
-/// per-run tasks wait here, never the stream reader.
+/// Runs between the core and the task that forwards them to the bridge
+/// (which drains it at once; the bridge's queue is what holds runs the
+/// event loop has not taken yet).
 const RUN_QUEUE: usize = 1024;
 
 /// The worker side of a client: registrations and the run queue.
@@ -115,10 +117,16 @@ impl Worker {
         Ok(())
     }
 
-    /// The next execution, or None once the worker has stopped.
-    fn next_run<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let runs = self.runs_rx.clone();
-        crate::future::into_py(py, async move { Ok(runs.lock().await.recv().await) })
+    /// Hands every execution the core starts to `bridge`, which the event
+    /// loop drains; the bridge closes once the worker has stopped.
+    fn forward_runs(&self, bridge: &RunBridge) {
+        let (runs, sender) = (self.runs_rx.clone(), bridge.sender());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            let mut runs = runs.lock().await;
+            while let Some(run) = runs.recv().await {
+                sender.send(run);
+            }
+        });
     }
 
     /// Number of runs in progress in the core.

@@ -1,10 +1,12 @@
-"""Commit outcomes from the native core to this event loop, without the
-GIL on the core's threads (see ``sdk-python/src/bridge.rs``)."""
+"""Commit outcomes and workflow runs from the native core to this event
+loop, without the GIL on the core's threads (see
+``sdk-python/src/bridge.rs``)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Callable
 
 from . import _core
 
@@ -56,3 +58,37 @@ class Commits:
         for future in self._pending.values():
             future.cancel()
         self._pending.clear()
+
+
+class Runs:
+    """The workflow runs the native worker starts, handed to ``on_run`` on
+    this event loop as they come (no awaitable per run).
+
+    :attr:`ended` resolves once the worker has stopped handing runs out.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        worker: _core.Worker,
+        on_run: Callable[[_core.Run], None],
+    ) -> None:
+        self._loop = loop
+        self._native = _core.RunBridge()
+        self._on_run = on_run
+        self.ended: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(self._native.fileno(), self._on_ready)
+        worker.forward_runs(self._native)
+
+    def _on_ready(self) -> None:
+        runs, closed = self._native.drain()
+        for run in runs:
+            self._on_run(run)
+        if closed:
+            self.close()
+
+    def close(self) -> None:
+        """Stops watching; :attr:`ended` resolves."""
+        if not self.ended.done():
+            self._loop.remove_reader(self._native.fileno())
+            self.ended.set_result(None)

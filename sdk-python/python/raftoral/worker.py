@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any, Optional, Sequence
 
 from . import _core
-from ._bridge import Commits
+from ._bridge import Commits, Runs
 from .client import Client
 from .errors import Cancelled, NotRunning, RaftoralError, ShuttingDown
 from .workflow import Workflow, WorkflowContext, _current
@@ -45,7 +45,7 @@ class Worker:
             self._workflows[(wf.name, wf.version)] = wf
         self._shutdown_grace = shutdown_grace
         self._native: Optional[_core.Worker] = None
-        self._loop_task: Optional[asyncio.Task[None]] = None
+        self._runs: Optional[Runs] = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._commits: Optional[Commits] = None
 
@@ -66,7 +66,9 @@ class Worker:
         native = _core.Worker(self._client._native)
         native.start()
         self._native = native
-        self._commits = Commits(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self._commits = Commits(loop)
+        self._runs = Runs(loop, native, self._spawn)
         try:
             for name, version in self._workflows:
                 await native.register(name, version)
@@ -74,7 +76,6 @@ class Worker:
             # The stream started with the first registration: stop it.
             await self.shutdown()
             raise
-        self._loop_task = asyncio.ensure_future(self._take_runs(native))
 
     async def run(self) -> None:
         """Runs until the calling task is cancelled (e.g. on SIGTERM)."""
@@ -105,20 +106,17 @@ class Worker:
             if stuck:
                 await asyncio.wait(stuck)
         await stopping
-        if self._loop_task is not None:
-            await self._loop_task
+        if self._runs is not None:
+            await self._runs.ended
+            self._runs = None
         if self._commits is not None:
             self._commits.close()
             self._commits = None
 
-    async def _take_runs(self, native: _core.Worker) -> None:
-        while True:
-            run = await native.next_run()
-            if run is None:
-                return
-            task = asyncio.ensure_future(self._execute(run))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _spawn(self, run: _core.Run) -> None:
+        task = asyncio.ensure_future(self._execute(run))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _execute(self, run: _core.Run) -> None:
         wf = self._workflows.get((run.workflow_name, run.version))
