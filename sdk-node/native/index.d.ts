@@ -109,8 +109,13 @@ export declare class NativeWorker {
   register(workflowName: string, version: number): Promise<void>
   /** Starts taking executions from the core (once per worker). */
   start(): Promise<void>
-  /** The next execution, or null once the worker has stopped. */
-  nextRun(): Promise<NativeRun | null>
+  /**
+   * The executions queued since the last call, after waiting for at
+   * least one; an empty list once the worker has stopped. One promise
+   * per batch, not per run: under load a hand-off to the JS thread per
+   * workflow was a large part of what the addon cost.
+   */
+  nextRuns(): Promise<Array<NativeRun>>
   /** Number of runs in progress in the core. */
   get running(): number
   /**

@@ -2,7 +2,7 @@
 //!
 //! The Rust core runs the stream (registration, heartbeats, reconnect,
 //! replay, ownership, retries) on tokio threads. Each execution it starts is
-//! queued here as a [`NativeRun`]; JavaScript pulls runs with `nextRun()`,
+//! queued here as a [`NativeRun`]; JavaScript pulls runs in batches with `nextRuns()`,
 //! runs the workflow function, and for each checkpoint asks the core for a
 //! slot (a committed value, or permission to compute when this replica owns
 //! the workflow). The outcome goes back through `complete` / `fail` /
@@ -26,6 +26,9 @@ use crate::errors::{to_js_err, usage};
 /// Runs queued for JavaScript. Bounded: when JavaScript falls behind, the
 /// core's per-run tasks wait here, never the stream reader.
 const RUN_QUEUE: usize = 1024;
+
+/// Most runs one `nextRuns` call hands to JavaScript.
+const RUN_BATCH: usize = 256;
 
 /// The worker side of a client: registrations and the run queue.
 #[napi]
@@ -113,10 +116,24 @@ impl NativeWorker {
         Ok(())
     }
 
-    /// The next execution, or null once the worker has stopped.
+    /// The executions queued since the last call, after waiting for at
+    /// least one; an empty list once the worker has stopped. One promise
+    /// per batch, not per run: under load a hand-off to the JS thread per
+    /// workflow was a large part of what the addon cost.
     #[napi]
-    pub async fn next_run(&self) -> Option<NativeRun> {
-        self.runs_rx.lock().await.recv().await
+    pub async fn next_runs(&self) -> Vec<NativeRun> {
+        let mut runs = self.runs_rx.lock().await;
+        let Some(first) = runs.recv().await else {
+            return Vec::new();
+        };
+        let mut batch = vec![first];
+        while batch.len() < RUN_BATCH {
+            match runs.try_recv() {
+                Ok(run) => batch.push(run),
+                Err(_) => break,
+            }
+        }
+        batch
     }
 
     /// Number of runs in progress in the core.
@@ -138,7 +155,7 @@ impl NativeWorker {
                 Err(e) => tracing::warn!(error = %e, "the worker loop ended abnormally"),
             }
         }
-        // Wake a pending `nextRun` (it resolves null), so nothing of this
+        // Wake a pending `nextRuns` (it resolves empty), so nothing of this
         // worker keeps the Node process alive.
         self.runs_rx.lock().await.close();
         Ok(())

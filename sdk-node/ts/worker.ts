@@ -88,13 +88,15 @@ export class Worker {
 
   async #takeRuns(): Promise<void> {
     for (;;) {
-      const run = await this.#native.nextRun();
-      if (run === null) {
+      const runs = await this.#native.nextRuns();
+      if (runs.length === 0) {
         return;
       }
-      const task = this.#execute(run);
-      this.#tasks.add(task);
-      void task.finally(() => this.#tasks.delete(task));
+      for (const run of runs) {
+        const task = this.#execute(run);
+        this.#tasks.add(task);
+        void task.finally(() => this.#tasks.delete(task));
+      }
     }
   }
 
