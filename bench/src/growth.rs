@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::sidecars;
 use crate::stats::{Latency, Recorder};
-use crate::workflows::{Bench, Mode, Shape};
+use crate::workflows::{Bench, Mode, Shape, concurrently};
 
 /// Workflows in flight.
 const IN_FLIGHT: usize = 64;
@@ -234,37 +234,29 @@ async fn against_empty(full: &Bench, raftoral_bin: &Path) -> anyhow::Result<Agai
 
 /// Runs about `count` ping_pongs at [`IN_FLIGHT`]; returns how many ran and
 /// the workflows per second, and records each one's start and end in
-/// `latencies` when given.
+/// `spans` when given.
 async fn drive(
     client: &RaftoralClient,
     count: u64,
-    latencies: Option<&Spans>,
+    spans: Option<&Spans>,
 ) -> anyhow::Result<(u64, f64)> {
     let per_task = count / IN_FLIGHT as u64;
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..IN_FLIGHT)
-        .map(|_| {
-            let (client, latencies) = (client.clone(), latencies.cloned());
-            tokio::spawn(async move {
-                let mut mine = Vec::with_capacity(per_task as usize);
-                for _ in 0..per_task {
-                    let t = Instant::now();
-                    let handle = client.start_workflow("ping_pong", 1, "ping").await?;
-                    handle.result_raw().await?;
-                    mine.push((t, Instant::now()));
-                }
-                if let Some(latencies) = latencies {
-                    latencies.lock().expect("latencies lock").extend(mine);
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for t in futures::future::join_all(tasks).await {
-        t??;
-    }
-    let done = per_task * IN_FLIGHT as u64;
-    Ok((done, done as f64 / started.elapsed().as_secs_f64()))
+    let (client, spans) = (client.clone(), spans.cloned());
+    let rate = concurrently(IN_FLIGHT, per_task, move || {
+        let (client, spans) = (client.clone(), spans.clone());
+        async move {
+            let started = Instant::now();
+            let handle = client.start_workflow("ping_pong", 1, "ping").await?;
+            handle.result_raw().await?;
+            if let Some(spans) = spans {
+                let span = (started, Instant::now());
+                spans.lock().expect("spans lock").push(span);
+            }
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+    Ok((per_task * IN_FLIGHT as u64, rate))
 }
 
 /// SIGKILLs node 1 and starts it again on its storage; the time until a

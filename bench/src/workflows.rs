@@ -321,24 +321,13 @@ impl Bench {
                 throughput_workflows
             };
             let per_task = (total / c as u64).max(1);
-            let started = Instant::now();
-            let tasks: Vec<_> = (0..c)
-                .map(|_| {
-                    let this = self.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..per_task {
-                            this.run_one(&workload).await?;
-                        }
-                        anyhow::Ok(())
-                    })
-                })
-                .collect();
-            for t in futures::future::join_all(tasks).await {
-                t??;
-            }
-            let secs = started.elapsed().as_secs_f64();
-            let done = (per_task * c as u64) as f64;
-            throughput.push((c, done / secs, done * workload.checkpoints() as f64 / secs));
+            let this = self.clone();
+            let rate = concurrently(c, per_task, move || {
+                let this = this.clone();
+                async move { this.run_one(&workload).await.map(|_| ()) }
+            })
+            .await?;
+            throughput.push((c, rate, rate * workload.checkpoints() as f64));
         }
         Ok(WorkflowRow {
             shape,
@@ -383,6 +372,31 @@ impl Bench {
             let _ = child.kill().await;
         }
     }
+}
+
+/// Runs `one` `per_task` times over in each of `tasks` concurrent tasks;
+/// returns the calls per second.
+pub async fn concurrently<F, Fut>(tasks: usize, per_task: u64, one: F) -> anyhow::Result<f64>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let one = one.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    one().await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for handle in futures::future::join_all(handles).await {
+        handle??;
+    }
+    Ok((per_task * tasks as u64) as f64 / started.elapsed().as_secs_f64())
 }
 
 /// A workload.

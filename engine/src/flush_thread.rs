@@ -107,15 +107,21 @@ mod tests {
             release_rx.recv().unwrap();
         });
         started.recv().unwrap();
-        let dropper = std::thread::spawn(move || drop(thread));
+        let (dropped_tx, dropped) = mpsc::channel();
+        let dropper = std::thread::spawn(move || {
+            drop(thread);
+            dropped_tx.send(()).unwrap();
+        });
         // A negative can only be watched for a while: the drop must still
         // be waiting for the held job 200 ms on.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
-        while std::time::Instant::now() < deadline {
-            assert!(!dropper.is_finished(), "the drop did not wait for the job");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        assert!(
+            dropped
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "the drop did not wait for the job"
+        );
         release.send(()).unwrap();
+        dropped.recv().unwrap();
         dropper.join().unwrap();
     }
 }

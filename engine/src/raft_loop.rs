@@ -973,11 +973,12 @@ impl RaftLoop {
     /// failed write stops the node like any storage failure.
     fn flush_written(&mut self, flush: Written) -> Result<(), StorageError> {
         let (archived, state) = flush.outcome?;
-        self.state
-            .write()
-            .expect("state lock poisoned")
-            .flushed(archived)?;
-        self.evicting = true;
+        {
+            let mut sm = self.state.write().expect("state lock poisoned");
+            sm.flushed(archived)?;
+            // The first batch now; the rest a batch per Ready round.
+            self.evicting = sm.evict_archived(EVICT_BATCH) > 0;
+        }
         let keep = self.retained_entries(flush.index);
         let wanted_now = state.is_none() && self.store.take_snapshot_wanted();
         let files =
