@@ -28,7 +28,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
 use raftoral_client::{RaftoralClient, ResponseStream, SidecarLink, StreamOptions};
@@ -184,6 +184,31 @@ impl EmbeddedNode {
         Self::start_on(config, listener).await
     }
 
+    /// [`start`](Self::start) without a listener, on a process-wide runtime
+    /// of the engine's own (two worker threads named `raftoral-node`),
+    /// whichever runtime awaits it. The Raft loop fsyncs on its runtime's
+    /// threads; a caller whose own runtime must answer at once (the Python
+    /// and Node bindings drive their SDK core on one worker thread, so that
+    /// a commit crosses no more threads than it must) keeps those fsyncs
+    /// off it this way. [`shutdown`](Self::shutdown) works from any
+    /// runtime.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), raftoral::EngineError> {
+    /// use raftoral::NodeConfig;
+    /// use raftoral::embedded::EmbeddedNode;
+    ///
+    /// let node = EmbeddedNode::start_on_engine_runtime(NodeConfig::default()).await?;
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_on_engine_runtime(config: NodeConfig) -> Result<EmbeddedNode, EngineError> {
+        engine_runtime()?
+            .spawn(Self::start(config, None))
+            .await
+            .map_err(|e| EngineError::Config(format!("the node's start did not finish: {e}")))?
+    }
+
     /// Like [`start`](Self::start) with a listener bound by the caller: bind
     /// every node's listener first (port 0), then give each node its peers'
     /// real addresses, with no window for another process to take a port.
@@ -288,6 +313,27 @@ impl EmbeddedNode {
     }
 }
 
+/// The runtime of [`EmbeddedNode::start_on_engine_runtime`], built on
+/// first use and kept for the life of the process.
+fn engine_runtime() -> Result<&'static tokio::runtime::Runtime, EngineError> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("raftoral-node")
+        .enable_all()
+        .build()
+        .map_err(|e| EngineError::Config(format!("cannot start the engine's threads: {e}")))?;
+    // Two callers racing here: the loser's runtime is dropped unused (in a
+    // thread of its own, as a runtime may not be dropped inside another).
+    if let Err(spare) = RUNTIME.set(runtime) {
+        std::thread::spawn(move || drop(spare));
+    }
+    Ok(RUNTIME.get().expect("set above"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +412,39 @@ mod tests {
             "the commit index was not synced at shutdown"
         );
         drop(store);
+    }
+
+    /// The bindings start their local node from a runtime with one worker
+    /// thread; the node's Raft loop (and its fsyncs) must live elsewhere.
+    /// A runtime that is gone runs nothing: the node still answers after
+    /// the runtime that started it was dropped.
+    #[test]
+    fn a_node_on_the_engine_runtime_outlives_the_runtime_that_started_it() {
+        let current_thread = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let node = current_thread()
+            .block_on(EmbeddedNode::start_on_engine_runtime(NodeConfig::default()))
+            .unwrap();
+        current_thread().block_on(async {
+            let started = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                node.node()
+                    .start_workflow(None, "ping_pong", 1, "\"ping\"".into()),
+            )
+            .await
+            .expect("the Raft loop runs on the engine's runtime")
+            .unwrap();
+            let found = node
+                .node()
+                .find_workflow(&started.workflow.id)
+                .unwrap()
+                .expect("the started workflow is known");
+            assert_eq!(found.name, "ping_pong");
+            node.shutdown().await;
+        });
     }
 }

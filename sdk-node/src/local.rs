@@ -23,7 +23,7 @@ impl NativeLocalNode {
     #[napi(factory)]
     pub async fn start() -> napi::Result<Self> {
         crate::init_logging();
-        let node = EmbeddedNode::start(NodeConfig::default(), None)
+        let node = EmbeddedNode::start_on_engine_runtime(NodeConfig::default())
             .await
             .map_err(|e| usage(format!("cannot start the local node: {e}")))?;
         Ok(Self {

@@ -16,9 +16,13 @@ mod worker;
 use pyo3::prelude::*;
 
 /// Tokio worker threads of the binding's runtime. The stream (heartbeats
-/// included) runs on them, never on the asyncio loop, so a Python step that
-/// blocks the loop does not stall it.
-const RUNTIME_THREADS: usize = 2;
+/// included) runs there, never on the asyncio loop, so a Python step that
+/// blocks the loop does not stall it. One thread: a checkpoint then crosses
+/// from the loop to that thread and back, and no further. With two, tokio
+/// woke the idle one to steal each handed-over task, and the extra wake-ups
+/// cost 0.07 ms per checkpoint on a 2-vCPU machine (docs/PERFORMANCE.md).
+/// `LocalNode`'s engine runs on a runtime of its own.
+const RUNTIME_THREADS: usize = 1;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {

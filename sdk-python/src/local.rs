@@ -31,9 +31,11 @@ impl LocalNode {
             ..NodeConfig::default()
         };
         crate::future::into_py(py, async move {
-            let node = EmbeddedNode::start(config, None).await.map_err(|e| {
-                PyRuntimeError::new_err(format!("cannot start the local node: {e}"))
-            })?;
+            let node = EmbeddedNode::start_on_engine_runtime(config)
+                .await
+                .map_err(|e| {
+                    PyRuntimeError::new_err(format!("cannot start the local node: {e}"))
+                })?;
             Ok(LocalNode {
                 node: Mutex::new(Some(node)),
             })
