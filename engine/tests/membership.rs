@@ -19,6 +19,34 @@ async fn remove(address: &str, node_id: u64, force: bool) -> Result<Vec<u64>, to
     Ok(r.into_inner().members.iter().map(|m| m.node_id).collect())
 }
 
+/// [`remove`] as a client is told to use it: UNAVAILABLE (no leader known
+/// while an election runs, a leader that stepped down mid-request) is
+/// retried. A retry that finds the node gone (NOT_FOUND) means an earlier
+/// attempt committed although its answer was lost; then the members are
+/// read from `members_now`.
+async fn remove_retrying(
+    address: &str,
+    node_id: u64,
+    members_now: impl Fn() -> Vec<u64>,
+) -> Result<Vec<u64>, tonic::Status> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(50));
+    let mut retried = false;
+    loop {
+        match remove(address, node_id, false).await {
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(s);
+                }
+                retried = true;
+                poll.tick().await;
+            }
+            Err(s) if retried && s.code() == tonic::Code::NotFound => return Ok(members_now()),
+            answer => return answer,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_leader_hands_leadership_over_first() -> anyhow::Result<()> {
     let (nodes, peers) = common::served_cluster(3).await?;
@@ -36,7 +64,12 @@ async fn removing_the_leader_hands_leadership_over_first() -> anyhow::Result<()>
         poll.tick().await;
     }
     // Sent to a follower: forwarded to the leader, which removes itself.
-    let members = remove(&peers[&follower], leader, false).await?;
+    // Under load an election can start first (a heartbeat late on busy
+    // cores), and the follower then knows no leader for a moment.
+    let members = remove_retrying(&peers[&follower], leader, || {
+        nodes[&follower].raft_status().voters
+    })
+    .await?;
     assert!(!members.contains(&leader), "{members:?}");
     let rest: Vec<_> = nodes.values().filter(|n| n.id() != leader).collect();
     until(
