@@ -78,11 +78,13 @@ impl<T> Queue<T> {
     /// closed.
     fn drain(&self) -> (Vec<T>, bool) {
         // Bytes first, then the queue: a push after this read writes again.
+        // A read shorter than the buffer emptied the socket; reading on to
+        // WouldBlock would cost a system call per hand-over for nothing.
         let mut buf = [0u8; 256];
         loop {
             match (&self.watched).read(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => continue,
+                Ok(n) if n == buf.len() => continue,
+                Ok(_) => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
