@@ -156,11 +156,14 @@ impl Node {
             .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()).into())
     }
 
-    /// The workflow with this id as of every write completed before the
-    /// call, wherever it was made. A workflow this node has applied is
-    /// returned at once (a start is never undone); an id it does not know
-    /// yet costs a read barrier before it is called missing: a start
-    /// acknowledged by another node may not be applied here yet.
+    /// The workflow with this id, missing only if no start of it completed
+    /// before the call, wherever it was made. A workflow this node has
+    /// applied is returned at once, as applied here (a start is never
+    /// undone, but its status may lag the leader's: callers that need the
+    /// latest state take [`read_barrier`](Self::read_barrier) first, as the
+    /// client API does); an id it does not know yet costs a read barrier
+    /// before it is called missing: a start acknowledged by another node
+    /// may not be applied here yet.
     pub async fn workflow_linearizable(
         &self,
         workflow_id: &str,
