@@ -314,24 +314,21 @@ impl EmbeddedNode {
 }
 
 /// The runtime of [`EmbeddedNode::start_on_engine_runtime`], built on
-/// first use and kept for the life of the process.
+/// first use and kept for the life of the process (a failure to build it,
+/// threads the system would not give, is kept too).
 fn engine_runtime() -> Result<&'static tokio::runtime::Runtime, EngineError> {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime);
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("raftoral-node")
-        .enable_all()
-        .build()
-        .map_err(|e| EngineError::Config(format!("cannot start the engine's threads: {e}")))?;
-    // Two callers racing here: the loser's runtime is dropped unused (in a
-    // thread of its own, as a runtime may not be dropped inside another).
-    if let Err(spare) = RUNTIME.set(runtime) {
-        std::thread::spawn(move || drop(spare));
-    }
-    Ok(RUNTIME.get().expect("set above"))
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("raftoral-node")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Config(format!("cannot start the engine's threads: {e}")))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! A thin binding of `raftoral-client` (the one SDK core) and of the engine
 //! (for `LocalNode`). The stream, reconnects, heartbeats, replay, ownership,
 //! retries, cancellation and non-determinism checks all run here, on the
-//! addon's tokio threads; the TypeScript layer only adds the API surface
+//! addon's tokio thread; the TypeScript layer only adds the API surface
 //! (workflow definitions, context, codec, error classes, types). A step that
 //! blocks the JS thread therefore never stalls the heartbeats.
 
@@ -14,26 +14,16 @@ mod worker;
 
 use napi_derive::napi;
 
-/// Tokio worker threads of the addon's runtime, which drives every async
-/// method and the SDK core's stream. One thread: a checkpoint then crosses
-/// from the JS thread to that thread and back, and no further. With napi's
-/// default runtime (a worker per core), tokio woke an idle worker to steal
-/// each handed-over task, and the extra wake-ups cost 0.11 ms per
-/// checkpoint on a 2-vCPU machine (docs/PERFORMANCE.md). `LocalNode`'s
-/// engine runs on a runtime of its own.
-const RUNTIME_THREADS: usize = 1;
-
+/// The addon's runtime, which drives every async method and the SDK
+/// core's stream: one worker thread off the JS thread (see
+/// `binding_runtime`); `LocalNode`'s engine runs on a runtime of its own.
 #[napi_derive::module_init]
 fn init_runtime() {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(RUNTIME_THREADS)
-        .thread_name("raftoral-core")
-        .enable_all()
-        .build()
-    {
+    match raftoral_client::binding_runtime().build() {
         Ok(runtime) => napi::bindgen_prelude::create_custom_tokio_runtime(runtime),
         // napi then builds its default runtime on first use.
         Err(e) => {
+            init_logging();
             tracing::warn!(error = %e, "cannot build the addon's runtime; using napi's default")
         }
     }

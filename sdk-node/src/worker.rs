@@ -1,7 +1,7 @@
 //! `NativeWorker` and `NativeRun`: hand workflow executions to JavaScript.
 //!
 //! The Rust core runs the stream (registration, heartbeats, reconnect,
-//! replay, ownership, retries) on tokio threads. Each execution it starts is
+//! replay, ownership, retries) on a tokio thread. Each execution it starts is
 //! queued here as a [`NativeRun`]; JavaScript pulls runs in batches with `nextRuns()`,
 //! runs the workflow function, and for each checkpoint asks the core for a
 //! slot (a committed value, or permission to compute when this replica owns

@@ -15,15 +15,6 @@ mod worker;
 
 use pyo3::prelude::*;
 
-/// Tokio worker threads of the binding's runtime. The stream (heartbeats
-/// included) runs there, never on the asyncio loop, so a Python step that
-/// blocks the loop does not stall it. One thread: a checkpoint then crosses
-/// from the loop to that thread and back, and no further. With two, tokio
-/// woke the idle one to steal each handed-over task, and the extra wake-ups
-/// cost 0.07 ms per checkpoint on a 2-vCPU machine (docs/PERFORMANCE.md).
-/// `LocalNode`'s engine runs on a runtime of its own.
-const RUNTIME_THREADS: usize = 1;
-
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Logs of the core go to stderr when RAFTORAL_LOG is set (same syntax as
@@ -34,12 +25,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
             .with_writer(std::io::stderr)
             .try_init();
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder
-        .worker_threads(RUNTIME_THREADS)
-        .thread_name("raftoral-core")
-        .enable_all();
-    pyo3_async_runtimes::tokio::init(builder);
+    // One worker thread for the core, off the asyncio loop (see
+    // `binding_runtime`); `LocalNode`'s engine runs on a runtime of its own.
+    pyo3_async_runtimes::tokio::init(raftoral_client::binding_runtime());
     m.add_function(wrap_pyfunction!(future::quiesce, m)?)?;
     m.add_class::<client::Client>()?;
     m.add_class::<worker::Worker>()?;

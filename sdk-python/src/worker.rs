@@ -1,7 +1,7 @@
 //! `Worker`, `Run` and `ComputeToken`: hands workflow executions to Python.
 //!
 //! The Rust core runs the stream (registration, heartbeats, reconnect,
-//! replay, ownership, retries) on tokio threads. Each execution it starts is
+//! replay, ownership, retries) on a tokio thread. Each execution it starts is
 //! queued here as a [`Run`] and handed to the event loop through a
 //! [`RunBridge`]; Python runs each workflow function in its own asyncio
 //! task, and for each checkpoint asks the core for a slot (a committed

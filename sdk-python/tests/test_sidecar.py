@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 import pytest
 
@@ -134,12 +134,17 @@ async def test_changed_step_name_on_replay_is_non_determinism(
         await second.kill()
 
 
+@pytest.mark.parametrize(
+    "value",
+    [object, lambda: float("nan")],
+    ids=["an object", "NaN (the codec's encoder refuses it, as strict JSON does)"],
+)
 async def test_unencodable_value_names_the_checkpoint_and_commits_nothing(
-    sidecar: Node, wf_id: str
+    sidecar: Node, wf_id: str, value: Callable[[], object]
 ) -> None:
     @raftoral.workflow(name="unencodable", version=1)
     async def unencodable(ctx: raftoral.WorkflowContext, _: None) -> object:
-        return await ctx.checkpoint("make-socket", lambda: object())
+        return await ctx.checkpoint("make-socket", value)
 
     client = await raftoral.Client.connect(sidecar.url)
     async with raftoral.Worker(client, workflows=[unencodable]):

@@ -11,6 +11,33 @@ use tokio::sync::{mpsc, oneshot};
 use crate::client::{RaftoralClient, WorkflowRequest};
 use crate::error::{ClientError, WorkflowError};
 
+/// The runtime a language binding drives this core on: one tokio worker
+/// thread (named `raftoral-core`), I/O and timers enabled.
+///
+/// The stream (heartbeats included) runs there, never on the language's
+/// event loop, so a step that blocks that loop does not stall it. One
+/// worker, because a checkpoint then crosses from the language thread to
+/// it and back, and no further: with more, tokio wakes an idle worker to
+/// steal each task handed in from outside (a commit) and each task a
+/// commit's answer wakes, and on a 2-vCPU machine those wake-ups cost the
+/// Python and Node bindings 0.07-0.11 ms per checkpoint
+/// (docs/PERFORMANCE.md). Do not run an engine (its fsyncs) on it: see
+/// `EmbeddedNode::start_on_engine_runtime` in the `raftoral` crate.
+///
+/// ```
+/// let runtime = raftoral_client::binding_runtime().build().unwrap();
+/// assert_eq!(runtime.metrics().num_workers(), 1);
+/// runtime.block_on(async { /* connect, register, hand over runs */ });
+/// ```
+pub fn binding_runtime() -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
+        .worker_threads(1)
+        .thread_name("raftoral-core")
+        .enable_all();
+    builder
+}
+
 /// The outcome of one run: the encoded result, or why it did not complete.
 pub type RunOutcome = Result<Vec<u8>, WorkflowError>;
 

@@ -25,7 +25,7 @@ pub use context::WorkflowContext;
 pub use core::{ComputeToken, RunHandle, Slot, WorkerCore};
 pub use error::{ClientError, WorkflowError};
 pub use freeze::FreezeWatch;
-pub use hand_over::{RunOutcome, RunReply};
+pub use hand_over::{RunOutcome, RunReply, binding_runtime};
 pub use handle::WorkflowHandle;
 pub use link::{GrpcLink, ResponseStream, SidecarLink};
 pub use raftoral_proto::sidecar::v1::{ErrorCode, WorkflowInfo, WorkflowStatus};
