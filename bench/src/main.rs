@@ -7,6 +7,7 @@ mod failover;
 mod floors;
 mod growth;
 mod joining;
+mod language_thread;
 mod sdks;
 mod sidecars;
 mod stats;
@@ -121,7 +122,12 @@ enum Command {
     /// The Rust bench worker (internal; `sdks` starts it): serves the bench
     /// workflows on the sidecar at RAFTORAL_SIDECAR_URL.
     #[command(hide = true)]
-    Worker,
+    Worker {
+        /// Run the workflow functions on threads of their own, as the
+        /// bindings do (the `rust-thread` control rows).
+        #[arg(long)]
+        language_thread: bool,
+    },
     /// The other process of the round-trip floor (internal).
     #[command(hide = true)]
     Echo,
@@ -218,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
             hold,
             out,
         } => {
-            let mut sdks = vec![sdks::Sdk::Rust];
+            let mut sdks = vec![sdks::Sdk::Rust, sdks::Sdk::RustThread];
             sdks.extend(python.map(sdks::Sdk::Python));
             sdks.extend(node_project.map(sdks::Sdk::Node));
             let run = sdks::run(&sidecars::raftoral_binary()?, &sdks, runs, total, hold).await?;
@@ -226,7 +232,18 @@ async fn main() -> anyhow::Result<()> {
                 write_json(&out, &run)?;
             }
         }
-        Command::Worker => workflows::serve_worker().await?,
+        Command::Worker {
+            language_thread: false,
+        } => workflows::serve_worker().await?,
+        Command::Worker {
+            language_thread: true,
+        } => {
+            // Its own runtime (the bindings'), so off this one's threads.
+            let worker = std::thread::spawn(language_thread::serve);
+            tokio::task::spawn_blocking(move || worker.join())
+                .await?
+                .map_err(|_| anyhow::anyhow!("the language-thread worker panicked"))??
+        }
         Command::Tls {
             runs,
             workflows,

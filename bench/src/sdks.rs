@@ -3,7 +3,9 @@
 //! (Rust, Python, Node), each implementing the contract of
 //! [`crate::workflows::handler`] (`bench/workers/`). Each worker times its
 //! own checkpoints (proposal to commit, inside the workflow function), so
-//! the per-checkpoint figures compare the bindings directly.
+//! the per-checkpoint figures compare the bindings directly. A control
+//! worker, `rust-thread` ([`crate::language_thread`]), crosses threads per
+//! checkpoint as the bindings do, without a language runtime.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,6 +24,10 @@ use crate::workflows::{Bench, Mode, Shape, WorkflowRow, Workload};
 pub enum Sdk {
     /// `raftoral-bench worker`: the Rust SDK in a process of its own.
     Rust,
+    /// `raftoral-bench worker --language-thread`: the control for the
+    /// bindings, workflow functions on threads of their own
+    /// ([`crate::language_thread`]).
+    RustThread,
     /// `bench/workers/bench_worker.py` run by this interpreter (a venv with the
     /// `raftoral-client` wheel installed).
     Python(PathBuf),
@@ -35,6 +41,7 @@ impl Sdk {
     pub fn name(&self) -> &'static str {
         match self {
             Sdk::Rust => "rust",
+            Sdk::RustThread => "rust-thread",
             Sdk::Python(_) => "python",
             Sdk::Node(_) => "node",
         }
@@ -45,6 +52,11 @@ impl Sdk {
             Sdk::Rust => {
                 let mut c = Command::new(std::env::current_exe()?);
                 c.arg("worker");
+                c
+            }
+            Sdk::RustThread => {
+                let mut c = Command::new(std::env::current_exe()?);
+                c.args(["worker", "--language-thread"]);
                 c
             }
             Sdk::Python(python) => {
@@ -146,7 +158,8 @@ pub async fn run(
                 print_row(&row);
                 rows.push(row);
             }
-            if nodes == 3 {
+            // The control's `hold` runs as the Rust worker's does.
+            if nodes == 3 && !matches!(sdk, Sdk::RustThread) {
                 let m = held_memory(&bench, sdk, &worker, hold).await?;
                 println!(
                     "{} worker RSS: idle {:.1} MiB, {} running workflows {:.1} MiB",
