@@ -16,28 +16,19 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use raftoral_client::{RaftoralClient, WorkflowError, WorkflowRequest};
+use raftoral_client::{WorkflowError, WorkflowRequest};
 use tokio::runtime::Handle;
 
-use crate::workflows::handler;
+use crate::workflows::{handler, serve_worker};
 
 /// Serves the bench workflows with their functions on threads of their own
-/// until the stream ends; blocks the calling thread (not a runtime's).
+/// until the stream ends; blocks the calling thread, which must not be a
+/// runtime's worker (a `spawn_blocking` thread will do).
 pub fn serve() -> anyhow::Result<()> {
     let runtime = raftoral_client::binding_runtime()
         .build()
         .context("build the binding runtime")?;
-    runtime.block_on(async {
-        let url =
-            std::env::var("RAFTORAL_SIDECAR_URL").context("RAFTORAL_SIDECAR_URL is not set")?;
-        let client = RaftoralClient::connect(url).await?;
-        for name in ["ping_pong", "steps", "hold"] {
-            client.register_workflow(name, 1).await?;
-        }
-        println!("worker ready");
-        client.handle_workflows(on_a_thread).await?;
-        Ok(())
-    })
+    runtime.block_on(serve_worker(on_a_thread))
 }
 
 /// `ping_pong` and `steps` of [`handler`], run on a blocking thread;

@@ -234,16 +234,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Worker {
             language_thread: false,
-        } => workflows::serve_worker().await?,
+        } => workflows::serve_worker(workflows::handler).await?,
+        // On the bindings' runtime, driven from a thread off this one's.
         Command::Worker {
             language_thread: true,
-        } => {
-            // Its own runtime (the bindings'), so off this one's threads.
-            let worker = std::thread::spawn(language_thread::serve);
-            tokio::task::spawn_blocking(move || worker.join())
-                .await?
-                .map_err(|_| anyhow::anyhow!("the language-thread worker panicked"))??
-        }
+        } => tokio::task::spawn_blocking(language_thread::serve).await??,
         Command::Tls {
             runs,
             workflows,

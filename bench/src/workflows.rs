@@ -100,15 +100,20 @@ pub async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
 
 /// The Rust bench worker as a process of its own (`raftoral-bench worker`,
 /// started by the `sdks` part): registers the bench workflows on the sidecar
-/// at `RAFTORAL_SIDECAR_URL`, prints `worker ready`, serves until killed.
-pub async fn serve_worker() -> anyhow::Result<()> {
+/// at `RAFTORAL_SIDECAR_URL`, prints `worker ready`, and runs them with
+/// `run` (such as [`handler`]) until killed.
+pub async fn serve_worker<F, Fut>(run: F) -> anyhow::Result<()>
+where
+    F: Fn(WorkflowRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<u8>, WorkflowError>> + Send + 'static,
+{
     let url = std::env::var("RAFTORAL_SIDECAR_URL").context("RAFTORAL_SIDECAR_URL is not set")?;
     let client = RaftoralClient::connect(url).await?;
     for name in ["ping_pong", "steps", "hold"] {
         client.register_workflow(name, 1).await?;
     }
     println!("worker ready");
-    client.handle_workflows(handler).await?;
+    client.handle_workflows(run).await?;
     Ok(())
 }
 
