@@ -37,7 +37,7 @@ $(BUF): tools/package.json
 	cd tools && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error
 	@touch $(BUF)
 
-## lint: buf lint + format + breaking check, rustfmt check, clippy with warnings denied, Python and Node lint
+## lint: buf lint + format + breaking check, rustfmt check, the layout check, clippy with warnings denied, Python and Node lint
 lint: tools lint-python lint-node
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
@@ -47,6 +47,8 @@ lint: tools lint-python lint-node
 		$(BUF) breaking --against '.git#ref=HEAD~1'; \
 	else echo "buf breaking skipped: no previous commit in this clone"; fi
 	$(CARGO) fmt --all -- --check
+	@# No two files import each other; no layer imports one above it.
+	$(PYTHON) scripts/check_layout.py
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
 
@@ -81,8 +83,8 @@ CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 package:
 	rm -rf $(PACKAGE_TARGET)/package $(PACKAGE_TARGET)/debug/.fingerprint/raftoral-* $(PACKAGE_TARGET)/debug/build/raftoral-*
-	rm -rf $(foreach c,raftoral raftoral-proto raftoral-client,$(CARGO_HOME_DIR)/registry/src/*/$(c)-$(VERSION))
-	CARGO_TARGET_DIR=$(PACKAGE_TARGET) $(CARGO) package --quiet -p raftoral-proto -p raftoral -p raftoral-client --allow-dirty
+	rm -rf $(foreach c,raftoral raftoral-proto raftoral-client raftoral-embedded,$(CARGO_HOME_DIR)/registry/src/*/$(c)-$(VERSION))
+	CARGO_TARGET_DIR=$(PACKAGE_TARGET) $(CARGO) package --quiet -p raftoral-proto -p raftoral -p raftoral-client -p raftoral-embedded --allow-dirty
 
 # The conformance files that run once per worker (scripts/conformance_matrix.py,
 # `make conformance`); test-rust runs every other test, so none runs twice.
@@ -156,10 +158,10 @@ lint-python: $(PY_TOOLS)
 	cd $(PY) && .venv/bin/mypy --strict python/raftoral tests conformance ../examples/ping-pong-python ../bench/workers
 	@# The raw worker and the matrix runner, with the SDK's settings; the raw
 	@# worker's generated stubs and grpc are untyped, so they are not followed.
-	$(PY)/.venv/bin/ruff check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py
-	$(PY)/.venv/bin/ruff format --check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py
+	$(PY)/.venv/bin/ruff check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py
+	$(PY)/.venv/bin/ruff format --check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py
 	$(PY)/.venv/bin/mypy --strict --python-version 3.10 --follow-imports=skip --ignore-missing-imports \
-		$(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py
+		$(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py
 
 $(NODE_TOOLS): $(NODE_SDK)/package.json
 	cd $(NODE_SDK) && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error

@@ -56,7 +56,9 @@ impl LocalCluster {
                 tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .add_service(service)
-                    .serve_with_incoming(raftoral::transport::nodelay_incoming(listener)),
+                    .serve_with_incoming(raftoral::consensus::transport::nodelay_incoming(
+                        listener,
+                    )),
             );
             nodes.insert(id, node);
         }

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use raftoral::tls::{Tls, TlsFiles};
+use raftoral::consensus::tls::{Tls, TlsFiles};
 use raftoral_client::proto::cluster::v1::{
     ClusterStatusRequest, cluster_service_client::ClusterServiceClient,
 };
@@ -155,7 +155,7 @@ pub async fn leader_of(addr: &str) -> Option<u64> {
 
 /// [`leader_of`] over mutual TLS when `tls` is set.
 pub async fn leader_over(addr: &str, tls: Option<&Tls>) -> Option<u64> {
-    let endpoint = raftoral::tls::cluster_endpoint(tls, addr).ok()?;
+    let endpoint = raftoral::consensus::tls::cluster_endpoint(tls, addr).ok()?;
     let mut c = ClusterServiceClient::connect(endpoint).await.ok()?;
     let s = c
         .cluster_status(ClusterStatusRequest {})

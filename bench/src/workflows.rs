@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use raftoral::NodeConfig;
-use raftoral::embedded::EmbeddedNode;
 use raftoral_client::{RaftoralClient, WorkflowError, WorkflowRequest, checkpoint};
+use raftoral_embedded::EmbeddedNode;
 use serde::Serialize;
 use tokio::process::Child;
 use tokio::task::JoinHandle;
@@ -197,7 +197,10 @@ impl Bench {
             }
             let deadline = Instant::now() + Duration::from_secs(30);
             let mut poll = tokio::time::interval(Duration::from_millis(10));
-            let admin = tls.clone().map(raftoral::tls::Tls::load).transpose()?;
+            let admin = tls
+                .clone()
+                .map(raftoral::consensus::tls::Tls::load)
+                .transpose()?;
             while sidecars::leader_over(&raft_addrs[&others[0]], admin.as_deref())
                 .await
                 .is_none()

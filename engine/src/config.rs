@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::consensus::storage::StorageOptions;
 use crate::error::EngineError;
-use crate::storage::StorageOptions;
 
 /// Settings of a [`crate::Node`]. The defaults suit a local cluster.
 ///
@@ -76,7 +76,7 @@ pub struct NodeConfig {
     /// Mutual TLS on the node-to-node port: this node's certificate and
     /// key, and the CA every peer's certificate must chain to (required
     /// here). `None` serves and dials plaintext.
-    pub tls: Option<crate::tls::TlsFiles>,
+    pub tls: Option<crate::consensus::tls::TlsFiles>,
     /// How often the TLS files are checked for a rotation.
     pub tls_reload_interval: Duration,
 }
@@ -100,13 +100,13 @@ impl Default for NodeConfig {
             snapshot_entries: 10_000,
             snapshot_keep_entries: 1_000,
             snapshot_max_retained_entries: 50_000,
-            max_frame_bytes: crate::transport::MAX_FRAME,
+            max_frame_bytes: crate::consensus::transport::MAX_FRAME,
             snapshot_chunk_bytes: 1024 * 1024,
             owner_timeout: Duration::from_millis(1500),
             app_timeout: Duration::from_secs(5),
             retention: Some(DEFAULT_RETENTION),
             tls: None,
-            tls_reload_interval: crate::tls::DEFAULT_RELOAD_INTERVAL,
+            tls_reload_interval: crate::consensus::tls::DEFAULT_RELOAD_INTERVAL,
         }
     }
 }

@@ -193,3 +193,40 @@ fn pending_suffix(reason: &str) -> String {
         format!(" ({reason})")
     }
 }
+
+/// Why a node is not healthy, or not ready.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeFailure {
+    /// The Raft loop stopped after a storage failure.
+    #[error(
+        "the node stopped after a storage failure: {0}; restart it (its log is intact up to the last fsync)"
+    )]
+    StorageFailed(String),
+    /// The Raft loop ended otherwise (a panic, i.e. a bug, or an exit
+    /// nobody asked for), or another essential task failed.
+    #[error("the node stopped: {0}")]
+    Stopped(String),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// No leader is known: no quorum reachable from here, or an election.
+    #[error("no leader known: an election is running or no quorum is reachable from this node")]
+    NoLeader,
+    /// The node was removed from the cluster: it will never be a member
+    /// again under this id.
+    #[error(
+        "this node was removed from the cluster and no longer serves as a member; stop it, and start a replacement with a new node id and empty storage"
+    )]
+    Removed,
+    /// The node is not a voter or learner (yet).
+    #[error("this node is not a member of the cluster yet (waiting to be added after --join)")]
+    NotMember,
+    /// The node is still applying its log.
+    #[error("catching up: applied index {applied} of {commit} committed")]
+    CatchingUp {
+        /// Highest applied index.
+        applied: u64,
+        /// Highest committed index.
+        commit: u64,
+    },
+}

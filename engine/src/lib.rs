@@ -4,49 +4,43 @@
 //! (start, checkpoint, finish, cancel, worker registration); every node applies
 //! them to the same [`StateMachine`]. [`WorkerSession`] speaks the app protocol
 //! (`raftoral.sidecar.v1`) against a node and is shared by the sidecar (over
-//! gRPC) and embedded apps (over an in-process channel).
+//! gRPC) and embedded apps (over an in-process channel, in the
+//! `raftoral-embedded` crate).
+//!
+//! The engine has three parts, one folder each, and imports flow down:
+//!
+//! - [`api`]: how the world reaches a node (client calls, the node-to-node
+//!   service, probes, metrics, gRPC statuses);
+//! - [`workflows`]: what the log means (the state machine, failover,
+//!   workflow operations, app sessions, limits);
+//! - [`consensus`]: one durable, ordered log on every node (the Raft loop,
+//!   storage, snapshots, membership, reads, transport, TLS).
+//!
+//! `node.rs` ties them together into a [`Node`]; `config.rs` and `error.rs`
+//! are shared by all. `scripts/check_layout.py` checks that no two files
+//! import each other and that no layer imports one above it.
 
-mod client_api;
-mod cluster_api;
+pub mod api;
 mod config;
-pub mod embedded;
+pub mod consensus;
 mod error;
-mod event;
-mod failover;
-mod flush_thread;
-pub mod limits;
-mod membership;
-pub mod metrics;
 mod node;
-pub mod probes;
-mod raft_guard;
-mod raft_log;
-mod raft_loop;
-mod read_index;
-pub mod snapshot_transfer;
-mod startup;
-mod state_machine;
-mod status;
-pub mod storage;
+mod shutdown;
 #[cfg(test)]
 mod store_fault_tests;
-pub mod tls;
-pub mod transport;
-mod worker_session;
-mod workflow_ops;
+pub mod workflows;
 
-pub use client_api::ClientApi;
-pub use cluster_api::ClusterApi;
+pub use api::client::ClientApi;
+pub use api::cluster::ClusterApi;
+pub use api::status::to_status;
 pub use config::NodeConfig;
+pub use consensus::raft_loop::RaftStatus;
 pub use error::{EngineError, Rejection, status_name};
-pub use event::{Event, EventAt};
 pub use node::{ListFilter, Node, Started};
-pub use raft_loop::RaftStatus;
-pub use state_machine::{
-    Applied, Archive, ArchiveError, Checkpoint, NodeId, PageFilter, RestoreError, StateMachine,
-    Workflow, is_terminal,
+pub use workflows::state_machine::{
+    Applied, Archive, ArchiveError, Checkpoint, Event, EventAt, NodeId, PageFilter, RestoreError,
+    StateMachine, Workflow, is_terminal,
 };
-pub use status::to_status;
-pub use worker_session::{SessionEnd, SessionStream, WorkerSession, serve_app_stream};
+pub use workflows::worker_session::{SessionEnd, SessionStream, WorkerSession, serve_app_stream};
 
 pub use raftoral_proto as proto;

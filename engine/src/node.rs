@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::FutureExt as _;
 use raftoral_proto::cluster::v1::{
@@ -16,14 +16,15 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
-use crate::error::EngineError;
-use crate::event::{Event, EventAt};
-use crate::probes::ProbeFailure;
-use crate::raft_loop::{LoopInputs, Proposal, RaftLoop, RaftStatus};
-use crate::snapshot_transfer::SnapshotTransfers;
-use crate::state_machine::{Applied, NodeId, StateMachine, Workflow, WorkflowType};
-use crate::storage::RaftStore;
-use crate::transport::{Faults, Transport};
+use crate::error::{EngineError, ProbeFailure};
+use crate::workflows::state_machine::{Event, EventAt};
+
+use crate::consensus::proposal::{Proposal, now_ms, random_u64};
+use crate::consensus::raft_loop::{LoopInputs, RaftLoop, RaftStatus};
+use crate::consensus::snapshot_transfer::SnapshotTransfers;
+use crate::consensus::storage::RaftStore;
+use crate::consensus::transport::{Faults, Transport};
+use crate::workflows::state_machine::{Applied, NodeId, StateMachine, Workflow, WorkflowType};
 
 /// Raft messages queued from peers before new ones are dropped.
 const INBOUND_QUEUE: usize = 8192;
@@ -111,12 +112,12 @@ impl Node {
         // Unusable TLS files stop the start here, before the log is opened.
         let tls = match &config.tls {
             Some(files) => Some(
-                crate::tls::Tls::load(files.clone())
+                crate::consensus::tls::Tls::load(files.clone())
                     .map_err(|e| EngineError::Config(e.to_string()))?,
             ),
             None => None,
         };
-        let opened = crate::startup::open(&config)?;
+        let opened = crate::consensus::startup::open(&config)?;
         let mut raw = opened.raw;
         if opened.alone {
             // A group of one elects itself at once instead of waiting for an
@@ -363,8 +364,8 @@ impl Node {
     }
 
     /// The node-to-node TLS material, when mutual TLS is on: serve the
-    /// node-to-node port with [`crate::tls::incoming`] over it.
-    pub fn tls(&self) -> Option<&Arc<crate::tls::Tls>> {
+    /// node-to-node port with [`crate::consensus::tls::incoming`] over it.
+    pub fn tls(&self) -> Option<&Arc<crate::consensus::tls::Tls>> {
         self.inner.transport.tls()
     }
 
@@ -617,7 +618,7 @@ async fn reconcile_presence(node: Node) {
         tokio::select! {
             _ = apps.changed() => {}
             _ = tick.tick() => {}
-            _ = stopped(&mut shutdown) => return,
+            _ = crate::shutdown::stopped(&mut shutdown) => return,
         }
         let desired: std::collections::BTreeSet<WorkflowType> =
             apps.borrow_and_update().types.keys().cloned().collect();
@@ -641,12 +642,6 @@ async fn reconcile_presence(node: Node) {
     }
 }
 
-/// Resolves once the shutdown signal is (or was) raised. The guard of
-/// `wait_for` is dropped here, so callers' futures stay `Send`.
-pub(crate) async fn stopped(signal: &mut watch::Receiver<bool>) {
-    let _ = signal.wait_for(|stop| *stop).await;
-}
-
 /// The text of a panic payload (`panic!` with a literal or a format).
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -656,21 +651,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "a panic without a message".to_owned()
     }
-}
-
-/// A random 64-bit value, different in every process (and every node
-/// started in one): seeds proposal ids and read contexts so that nothing a
-/// previous run left in the log or on the leader can be mistaken for ours.
-pub(crate) fn random_u64() -> u64 {
-    uuid::Uuid::new_v4().as_u64_pair().0
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ async fn a_snapshot_point_that_cannot_be_written_stops_the_node_and_a_restart_lo
     // (off the Raft loop); a directory in the way of its temp file makes
     // that write fail as a full or read-only disk would.
     let config = NodeConfig {
-        storage: crate::storage::StorageOptions {
+        storage: crate::consensus::storage::StorageOptions {
             segment_bytes: 4096,
         },
         ..config(dir.path())
@@ -146,7 +146,7 @@ async fn an_unreadable_store_is_an_error_for_clients_not_a_missing_workflow() {
     let err = node.find_workflow("w000").unwrap_err();
     assert!(matches!(err, EngineError::StorageFailed(_)), "{err}");
     assert_eq!(
-        crate::status::to_status(err).code(),
+        crate::api::status::to_status(err).code(),
         tonic::Code::Unavailable
     );
     let reason = stop_reason(&node).await;

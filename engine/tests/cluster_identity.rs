@@ -31,7 +31,7 @@ fn serve(node: &Node, listener: TcpListener) {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(node.cluster_service())
-            .serve_with_incoming(raftoral::transport::nodelay_incoming(listener)),
+            .serve_with_incoming(raftoral::consensus::transport::nodelay_incoming(listener)),
     );
 }
 

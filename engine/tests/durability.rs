@@ -27,7 +27,7 @@ async fn cluster(n: u64, dir: &std::path::Path) -> anyhow::Result<BTreeMap<u64, 
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(node.cluster_service())
-                .serve_with_incoming(raftoral::transport::nodelay_incoming(listener)),
+                .serve_with_incoming(raftoral::consensus::transport::nodelay_incoming(listener)),
         );
         nodes.insert(id, node);
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use raftoral::probes::{ProbeFailure, health, readiness};
+use raftoral::api::probes::{ProbeFailure, health, readiness};
 use raftoral::proto::cluster::v1::{
     RaftEnvelope, RaftRequest, cluster_service_client::ClusterServiceClient,
 };
@@ -188,7 +188,7 @@ async fn a_raft_loop_that_panics_fails_health_and_stops_the_node() -> anyhow::Re
     assert!(failure.to_string().contains("restart it"), "{failure}");
     assert_eq!(readiness(&node), Err(failure.clone()));
     assert_eq!(node.failure(), Some(failure.to_string()));
-    let metrics = raftoral::metrics::render(&node);
+    let metrics = raftoral::api::metrics::render(&node);
     assert!(metrics.contains("\nraftoral_node_healthy 0\n"), "{metrics}");
     assert!(metrics.contains("\nraftoral_node_ready 0\n"), "{metrics}");
     // Shutdown still returns: the task ended, it did not hang.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use raftoral::probes::{ProbeFailure, health, readiness};
+use raftoral::api::probes::{ProbeFailure, health, readiness};
 use raftoral::{Node, NodeConfig};
 
 /// Checks the exposition format and returns the samples by series.
@@ -47,7 +47,7 @@ async fn a_single_node_is_healthy_ready_and_counts_its_workflows() -> anyhow::Re
     for _ in 0..2 {
         node.start_workflow(None, "nobody", 1, "x".into()).await?;
     }
-    let m = parse(&raftoral::metrics::render(&node));
+    let m = parse(&raftoral::api::metrics::render(&node));
     assert_eq!(m["raftoral_workflows{status=\"pending\"}"], 2);
     assert_eq!(m["raftoral_workflows{status=\"running\"}"], 0);
     assert_eq!(m["raftoral_raft_is_leader"], 1);
@@ -64,7 +64,7 @@ async fn a_single_node_is_healthy_ready_and_counts_its_workflows() -> anyhow::Re
     );
     node.shutdown().await;
     assert_eq!(health(&node), Err(ProbeFailure::ShuttingDown));
-    let m = parse(&raftoral::metrics::render(&node));
+    let m = parse(&raftoral::api::metrics::render(&node));
     assert_eq!(m["raftoral_node_healthy"], 0);
     assert_eq!(m["raftoral_node_ready"], 0);
     Ok(())

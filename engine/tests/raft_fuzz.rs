@@ -371,7 +371,7 @@ async fn send(
 /// Every node healthy; a description of the first that is not.
 fn all_healthy(nodes: &BTreeMap<u64, Node>) -> Result<(), String> {
     for node in nodes.values() {
-        if let Err(e) = raftoral::probes::health(node) {
+        if let Err(e) = raftoral::api::probes::health(node) {
             return Err(format!("node {}: {e}", node.id()));
         }
     }

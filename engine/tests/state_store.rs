@@ -19,7 +19,7 @@ fn serve(node: &Node, listener: TcpListener) {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(node.cluster_service())
-            .serve_with_incoming(raftoral::transport::nodelay_incoming(listener)),
+            .serve_with_incoming(raftoral::consensus::transport::nodelay_incoming(listener)),
     );
 }
 
@@ -200,7 +200,7 @@ async fn a_node_whose_store_is_gone_refuses_to_start_and_says_what_to_do() -> an
     // replays it all).
     let small_segments = || NodeConfig {
         peers: peers.clone(),
-        storage: raftoral::storage::StorageOptions {
+        storage: raftoral::consensus::storage::StorageOptions {
             segment_bytes: 4096,
         },
         ..config(1, &addrs[&1], dir.path())

@@ -6,6 +6,8 @@
 //! - [`sidecar::v1`]: the app stream ([`sidecar::v1::app_service_client`]) and the
 //!   client API ([`sidecar::v1::workflow_service_client`]).
 //! - [`cluster::v1`]: the commands stored in the Raft log.
+//! - [`freeze`]: the rule both ends of the app stream keep after this
+//!   process was stopped (drop what the stream holds and reconnect).
 //!
 //! ```
 //! use raftoral_proto::sidecar::v1::RegisterWorkflowRequest;
@@ -36,6 +38,8 @@ pub mod cluster {
         tonic::include_proto!("raftoral.cluster.v1");
     }
 }
+
+pub mod freeze;
 
 pub use prost;
 pub use prost_types;

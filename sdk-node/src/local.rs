@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use napi_derive::napi;
 use raftoral::NodeConfig;
-use raftoral::embedded::EmbeddedNode;
 use raftoral_client::ClientError;
+use raftoral_embedded::EmbeddedNode;
 
 use crate::client::NativeClient;
 use crate::errors::{to_js_err, usage};

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use raftoral::NodeConfig;
-use raftoral::embedded::EmbeddedNode;
+use raftoral_embedded::EmbeddedNode;
 
 use crate::client::Client;
 use crate::errors::to_py_err;

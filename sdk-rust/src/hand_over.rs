@@ -22,7 +22,7 @@ use crate::error::{ClientError, WorkflowError};
 /// commit's answer wakes, and on a 2-vCPU machine those wake-ups cost the
 /// Python and Node bindings 0.07-0.11 ms per checkpoint
 /// (docs/PERFORMANCE.md). Do not run an engine (its fsyncs) on it: see
-/// `EmbeddedNode::start_on_engine_runtime` in the `raftoral` crate.
+/// `EmbeddedNode::start_on_engine_runtime` in the `raftoral-embedded` crate.
 ///
 /// ```
 /// let runtime = raftoral_client::binding_runtime().build().unwrap();

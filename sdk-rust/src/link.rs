@@ -1,5 +1,5 @@
 //! [`SidecarLink`]: how the SDK reaches its sidecar. [`GrpcLink`] speaks gRPC
-//! to a `raftoral serve` process; the engine implements the same trait
+//! to a `raftoral serve` process; `raftoral-embedded` implements the same trait
 //! in-process for embedded mode, so the checkpoint logic exists once and
 //! "sidecar vs embedded" differs by exactly the gRPC hop.
 

@@ -12,8 +12,8 @@ use raftoral_proto::sidecar::v1::{
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::core::{RunHandle, WorkerCore};
-use crate::freeze::FreezeWatch;
 use crate::link::{ResponseStream, SidecarLink};
+use raftoral_proto::freeze::FreezeWatch;
 
 /// Timing of the app stream, and what a protected sidecar asks for.
 #[derive(Debug, Clone)]

@@ -67,10 +67,10 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     // Over mutual TLS the command presents the same kind of certificate as
     // a node: admin calls need one signed by the cluster's CA.
     let tls = match args.tls.files()? {
-        Some(files) => Some(raftoral::tls::Tls::load(files)?),
+        Some(files) => Some(raftoral::consensus::tls::Tls::load(files)?),
         None => None,
     };
-    let endpoint = raftoral::tls::cluster_endpoint(tls.as_deref(), &args.addr)?;
+    let endpoint = raftoral::consensus::tls::cluster_endpoint(tls.as_deref(), &args.addr)?;
     let mut client = ClusterServiceClient::connect(endpoint)
         .await
         .with_context(|| format!("cannot connect to the node at {}", args.addr))?;

@@ -202,7 +202,7 @@ impl ServeArgs {
             retention: self.retention.0,
             tls: self.tls.files()?,
             tls_reload_interval: Duration::from_millis(self.tls_reload_ms),
-            storage: raftoral::storage::StorageOptions {
+            storage: raftoral::consensus::storage::StorageOptions {
                 segment_bytes: self.log_segment_bytes,
             },
             ..NodeConfig::default()
@@ -212,8 +212,8 @@ impl ServeArgs {
     }
 
     /// The app API's TLS files, when it serves TLS.
-    pub fn app_tls(&self) -> Option<raftoral::tls::TlsFiles> {
-        Some(raftoral::tls::TlsFiles {
+    pub fn app_tls(&self) -> Option<raftoral::consensus::tls::TlsFiles> {
+        Some(raftoral::consensus::tls::TlsFiles {
             cert: self.app_tls_cert.clone()?,
             key: self.app_tls_key.clone()?,
             ca: self.app_tls_ca.clone(),

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use raftoral::Node;
-use raftoral::probes::{ProbeFailure, health, readiness};
+use raftoral::api::probes::{ProbeFailure, health, readiness};
 
 /// The HTTP routes, for merging into the node-to-node server.
 pub fn router(node: Node) -> Router {
@@ -38,7 +38,7 @@ async fn get_ready(State(node): State<Node>) -> impl IntoResponse {
 async fn get_metrics(State(node): State<Node>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        raftoral::metrics::render(&node),
+        raftoral::api::metrics::render(&node),
     )
 }
 

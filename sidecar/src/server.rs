@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, TryFutureExt as _};
 use raftoral::Node;
-use raftoral::tls::Tls;
+use raftoral::consensus::tls::Tls;
 use raftoral_proto::sidecar::v1::{
     app_service_server::AppServiceServer, workflow_service_server::WorkflowServiceServer,
 };
@@ -158,14 +158,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sidecar_server: Serving = match app_tls {
         Some(tls) => sidecar_router
             .serve_with_incoming_shutdown(
-                raftoral::tls::incoming(sidecar_listener, tls, "app API"),
+                raftoral::consensus::tls::incoming(sidecar_listener, tls, "app API"),
                 stopped(),
             )
             .map_err(|e| e.to_string())
             .boxed(),
         None => sidecar_router
             .serve_with_incoming_shutdown(
-                raftoral::transport::nodelay_incoming(sidecar_listener),
+                raftoral::consensus::transport::nodelay_incoming(sidecar_listener),
                 stopped(),
             )
             .map_err(|e| e.to_string())
@@ -182,7 +182,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .tcp_nodelay(true)
             .add_routes(grpc_routes.routes())
             .serve_with_incoming_shutdown(
-                raftoral::tls::incoming(raft_listener, tls, "node-to-node"),
+                raftoral::consensus::tls::incoming(raft_listener, tls, "node-to-node"),
                 stopped(),
             )
             .map_err(|e| e.to_string())
@@ -201,7 +201,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .accept_http1(true)
                 .add_routes(routes.into())
                 .serve_with_incoming_shutdown(
-                    raftoral::transport::nodelay_incoming(raft_listener),
+                    raftoral::consensus::transport::nodelay_incoming(raft_listener),
                     stopped(),
                 )
                 .map_err(|e| e.to_string())

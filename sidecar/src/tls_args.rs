@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
-use raftoral::tls::TlsFiles;
+use raftoral::consensus::tls::TlsFiles;
 
 /// Mutual TLS on the node-to-node port.
 #[derive(Debug, Clone, Args)]

@@ -63,7 +63,7 @@ pub async fn served_cluster_with(
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(node.cluster_service())
-                .serve_with_incoming(raftoral::transport::nodelay_incoming(listener)),
+                .serve_with_incoming(raftoral::consensus::transport::nodelay_incoming(listener)),
         );
         nodes.insert(id, node);
     }

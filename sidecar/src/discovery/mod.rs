@@ -7,6 +7,7 @@
 //! keeps watching: the leader removes members whose pod has been gone
 //! longer than RAFTORAL_REMOVE_AFTER. See docs/KUBERNETES.md.
 
+mod args;
 mod bootstrap;
 pub mod identity;
 mod reconcile;
@@ -17,7 +18,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
@@ -27,93 +27,13 @@ use raftoral_proto::cluster::v1::{
 use tokio::sync::watch as channel;
 
 use crate::config::ServeArgs;
+pub use args::{DiscoveryArgs, Mode};
 pub use reconcile::reconcile;
 use view::Peer;
 use watch::{Snapshot, Target};
 
 /// The file a pod's service account namespace is mounted at.
 const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-
-/// How peers are found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum Mode {
-    /// RAFTORAL_PEERS (bootstrap) or RAFTORAL_JOIN.
-    #[default]
-    Static,
-    /// The Kubernetes API: pods and EndpointSlices of a headless Service.
-    Kubernetes,
-}
-
-/// Discovery settings of `raftoral serve` (a block of their own).
-#[derive(Debug, Clone, Args)]
-pub struct DiscoveryArgs {
-    /// How peers are found: `static` (RAFTORAL_PEERS or --join) or
-    /// `kubernetes` (the API server; needs RAFTORAL_SERVICE_NAME,
-    /// RAFTORAL_POD_SELECTOR, RAFTORAL_BOOTSTRAP_EXPECT, POD_UID).
-    #[arg(long, env = "RAFTORAL_DISCOVERY", value_enum, default_value_t = Mode::Static)]
-    pub discovery: Mode,
-
-    /// Headless Service (publishNotReadyAddresses: true) whose
-    /// EndpointSlices give the peers' node-to-node addresses (its port
-    /// named `raft`, or its first port).
-    #[arg(long, env = "RAFTORAL_SERVICE_NAME")]
-    pub service_name: Option<String>,
-
-    /// Label selector of the pods that run raftoral (e.g.
-    /// `app.kubernetes.io/name=ping-pong`): their UIDs and creation times
-    /// decide identities and the bootstrap.
-    #[arg(long, env = "RAFTORAL_POD_SELECTOR")]
-    pub pod_selector: Option<String>,
-
-    /// A member whose pod has been gone from the API this long is removed
-    /// from the membership by the leader (never below quorum): `90s`,
-    /// `5m`, `500ms`.
-    #[arg(long, env = "RAFTORAL_REMOVE_AFTER", default_value = "60s", value_parser = parse_duration)]
-    pub remove_after: Duration,
-
-    /// This pod's UID (downward API `metadata.uid`): the node id derives
-    /// from it, so a replacement pod is a new member.
-    #[arg(long, env = "POD_UID")]
-    pub pod_uid: Option<String>,
-
-    /// This pod's name (downward API `metadata.name`), for logs.
-    #[arg(long, env = "POD_NAME")]
-    pub pod_name: Option<String>,
-
-    /// This pod's IP (downward API `status.podIP`): the advertised host
-    /// when listening on all interfaces.
-    #[arg(long, env = "POD_IP")]
-    pub pod_ip: Option<String>,
-
-    /// Namespace to watch (downward API `metadata.namespace`); default:
-    /// the service account's namespace file, then the kubeconfig's.
-    #[arg(long, env = "POD_NAMESPACE")]
-    pub pod_namespace: Option<String>,
-}
-
-/// Parses `90s`, `5m`, `500ms`, `1h`.
-fn parse_duration(value: &str) -> Result<Duration, String> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("'{value}' has no unit: write e.g. 90s, 5m or 500ms"))?;
-    let (number, unit) = value.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("'{value}' does not start with a number: write e.g. 90s"))?;
-    let millis = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => {
-            return Err(format!(
-                "unknown unit '{unit}' in '{value}': use ms, s, m or h"
-            ));
-        }
-    };
-    Ok(Duration::from_millis(number.saturating_mul(millis)))
-}
 
 /// What this node does at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,7 +184,7 @@ impl Kubernetes {
         let tls = serve
             .tls
             .files()?
-            .map(raftoral::tls::Tls::load)
+            .map(raftoral::consensus::tls::Tls::load)
             .transpose()?;
         let mut candidate: Option<(Vec<u64>, tokio::time::Instant)> = None;
         let mut said = String::new();
@@ -346,7 +266,7 @@ impl Kubernetes {
     async fn existing_cluster(
         &self,
         peers: &BTreeMap<u64, Peer>,
-        tls: Option<&raftoral::tls::Tls>,
+        tls: Option<&raftoral::consensus::tls::Tls>,
     ) -> Option<(String, Vec<u64>)> {
         for peer in peers.values().filter(|p| p.id != self.node_id) {
             let Some(address) = &peer.address else {
@@ -368,11 +288,11 @@ fn id_file(storage: &std::path::Path) -> std::path::PathBuf {
 /// The member ids of the cluster the node at `address` is in; `None` when
 /// it is unreachable or not (yet) a member of any. Over mutual TLS when
 /// `tls` is given, like every other node-to-node call.
-async fn probe(address: &str, tls: Option<&raftoral::tls::Tls>) -> Option<Vec<u64>> {
+async fn probe(address: &str, tls: Option<&raftoral::consensus::tls::Tls>) -> Option<Vec<u64>> {
     // One deadline over connect, handshake and call: a peer that bound its
     // port but does not serve yet (still deciding, like this node) accepts
     // the TCP connection and never answers a TLS handshake.
-    let endpoint = raftoral::tls::cluster_endpoint(tls, address).ok()?;
+    let endpoint = raftoral::consensus::tls::cluster_endpoint(tls, address).ok()?;
     let status = tokio::time::timeout(Duration::from_secs(1), async move {
         let channel = endpoint
             .connect_timeout(Duration::from_millis(300))
@@ -409,17 +329,4 @@ pub fn apply(mut serve: ServeArgs, node_id: u64, start: &Start) -> ServeArgs {
         }
     }
     serve
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_need_a_unit() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("90").is_err());
-        assert!(parse_duration("1d").is_err());
-    }
 }

@@ -1,0 +1,194 @@
+//! The client API (`raftoral.sidecar.v1.WorkflowService`) as plain calls on a
+//! node: the sidecar serves it over gRPC, embedded mode calls it in-process.
+
+use std::time::Duration;
+
+use raftoral_proto::sidecar::v1::{
+    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
+    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, HistoryEntry,
+    ListWorkflowsRequest, ListWorkflowsResponse, StartWorkflowRequest, StartWorkflowResponse,
+    WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStatus,
+};
+use tonic::Status;
+
+use crate::api::status::to_status;
+use crate::node::{ListFilter, Node};
+
+/// Wait used when WaitWorkflow gives no timeout.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// Longest wait a WaitWorkflow call may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+/// Page tokens are the last id of the previous page behind this prefix, so the
+/// format can change without breaking old tokens unnoticed.
+const PAGE_TOKEN_PREFIX: &str = "after:";
+
+/// The client API of one node.
+#[derive(Clone)]
+pub struct ClientApi {
+    node: Node,
+}
+
+impl ClientApi {
+    /// A client API backed by `node`.
+    pub fn new(node: Node) -> Self {
+        Self { node }
+    }
+
+    /// NOT_FOUND for `id`, saying so when retention may have removed it.
+    fn not_found(&self, id: &str) -> Status {
+        let purged = self.node.read(|sm| sm.purged_before_ms()) > 0;
+        match self.node.config().retention {
+            Some(retention) if purged => Status::not_found(format!(
+                "workflow '{id}' does not exist: it never did, or it finished more than the \
+                 retention period ({retention:?}) ago and was removed"
+            )),
+            _ => Status::not_found(format!("workflow '{id}' does not exist")),
+        }
+    }
+
+    /// `WorkflowService.start_workflow`.
+    pub async fn start_workflow(
+        &self,
+        request: StartWorkflowRequest,
+    ) -> Result<StartWorkflowResponse, Status> {
+        let r = request;
+        let started = self
+            .node
+            .start_workflow(Some(r.workflow_id), &r.workflow_name, r.version, r.input)
+            .await
+            .map_err(to_status)?;
+        tracing::debug!(workflow = %started.workflow.id, name = %started.workflow.name, already = started.already_started, "workflow started");
+        Ok(StartWorkflowResponse {
+            workflow: Some(started.workflow.to_info()),
+            already_started: started.already_started,
+        })
+    }
+
+    /// `WorkflowService.get_workflow`.
+    pub async fn get_workflow(
+        &self,
+        request: GetWorkflowRequest,
+    ) -> Result<GetWorkflowResponse, Status> {
+        self.node.read_barrier().await.map_err(to_status)?;
+        let id = request.workflow_id;
+        let wf = self
+            .node
+            .find_workflow(&id)
+            .map_err(to_status)?
+            .ok_or_else(|| self.not_found(&id))?;
+        Ok(GetWorkflowResponse {
+            workflow: Some(wf.to_info()),
+        })
+    }
+
+    /// `WorkflowService.wait_workflow`.
+    pub async fn wait_workflow(
+        &self,
+        request: WaitWorkflowRequest,
+    ) -> Result<WaitWorkflowResponse, Status> {
+        let r = request;
+        let timeout = match r.timeout {
+            None => DEFAULT_WAIT,
+            Some(d) => {
+                let d = Duration::try_from(d).map_err(|_| {
+                    Status::invalid_argument("timeout must be a non-negative duration")
+                })?;
+                if d.is_zero() {
+                    DEFAULT_WAIT
+                } else {
+                    d.min(MAX_WAIT)
+                }
+            }
+        };
+        let wf = self
+            .node
+            .wait_workflow(&r.workflow_id, timeout)
+            .await
+            .map_err(to_status)?;
+        Ok(WaitWorkflowResponse {
+            workflow: Some(wf.to_info()),
+        })
+    }
+
+    /// `WorkflowService.cancel_workflow`.
+    pub async fn cancel_workflow(
+        &self,
+        request: CancelWorkflowRequest,
+    ) -> Result<CancelWorkflowResponse, Status> {
+        let r = request;
+        let wf = self
+            .node
+            .cancel_workflow(&r.workflow_id, &r.reason)
+            .await
+            .map_err(to_status)?;
+        Ok(CancelWorkflowResponse {
+            workflow: Some(wf.to_info()),
+        })
+    }
+
+    /// `WorkflowService.list_workflows`.
+    pub async fn list_workflows(
+        &self,
+        request: ListWorkflowsRequest,
+    ) -> Result<ListWorkflowsResponse, Status> {
+        let r = request;
+        let status = WorkflowStatus::try_from(r.status)
+            .map_err(|_| Status::invalid_argument(format!("unknown status value {}", r.status)))?;
+        let after = if r.page_token.is_empty() {
+            String::new()
+        } else {
+            r.page_token
+                .strip_prefix(PAGE_TOKEN_PREFIX)
+                .ok_or_else(|| {
+                    Status::invalid_argument(
+                        "page_token is not a token returned by ListWorkflows; pass next_page_token unchanged",
+                    )
+                })?
+                .to_owned()
+        };
+        self.node.read_barrier().await.map_err(to_status)?;
+        let (page, more) = self
+            .node
+            .list_workflows(&ListFilter {
+                status,
+                workflow_name: r.workflow_name,
+                page_size: r.page_size as usize,
+                after,
+            })
+            .map_err(to_status)?;
+        let next_page_token = match (more, page.last()) {
+            (true, Some(last)) => format!("{PAGE_TOKEN_PREFIX}{}", last.id),
+            _ => String::new(),
+        };
+        Ok(ListWorkflowsResponse {
+            workflows: page.iter().map(|w| w.to_info()).collect(),
+            next_page_token,
+        })
+    }
+
+    /// `WorkflowService.get_workflow_history`.
+    pub async fn get_workflow_history(
+        &self,
+        request: GetWorkflowHistoryRequest,
+    ) -> Result<GetWorkflowHistoryResponse, Status> {
+        self.node.read_barrier().await.map_err(to_status)?;
+        let id = request.workflow_id;
+        let history = self
+            .node
+            .history(&id)
+            .map_err(to_status)?
+            .ok_or_else(|| self.not_found(&id))?;
+        Ok(GetWorkflowHistoryResponse {
+            entries: history
+                .into_iter()
+                .enumerate()
+                .map(|(seq, c)| HistoryEntry {
+                    seq: seq as u64,
+                    checkpoint_name: c.name,
+                    value: c.value,
+                    committed_at_ms: c.committed_at_ms,
+                })
+                .collect(),
+        })
+    }
+}

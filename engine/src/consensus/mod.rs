@@ -1,0 +1,31 @@
+//! Consensus: everything that makes one ordered, durable log on every node.
+//!
+//! Holds the Raft loop that drives raft-rs (`raft_loop.rs`) and what it
+//! hands work to (the proposals it takes, `proposal.rs`; the thread that
+//! flushes the state store, `flush_thread.rs`), the checks on Raft messages
+//! from the network (`raft_guard.rs`), raft-rs's log bridged into `tracing`
+//! (`raft_log.rs`), opening a node's group at start (`startup.rs`), the log
+//! store and write-ahead log (`storage/`), snapshots sent between nodes
+//! (`snapshot_transfer/`), the node-to-node transport (`transport.rs`) and
+//! its TLS (`tls/`). The node's consensus operations sit here too, as
+//! `impl Node` blocks: membership changes (`membership.rs`) and
+//! linearizable reads (`read_index.rs`).
+//!
+//! May import: the workflow state machine (what the log applies to) and the
+//! leader's workflow services (`workflows::failover`), `config`, `error`.
+//! May not import: `api/`, the workflows' operations and sessions, or
+//! `node.rs` (except `membership.rs` and `read_index.rs`, which extend
+//! `Node`). `scripts/check_layout.py` checks it.
+
+pub(crate) mod flush_thread;
+pub(crate) mod membership;
+pub(crate) mod proposal;
+pub(crate) mod raft_guard;
+pub(crate) mod raft_log;
+pub(crate) mod raft_loop;
+pub(crate) mod read_index;
+pub mod snapshot_transfer;
+pub(crate) mod startup;
+pub mod storage;
+pub mod tls;
+pub mod transport;

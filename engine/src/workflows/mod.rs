@@ -1,0 +1,22 @@
+//! Workflows: what the log means, and the work it drives.
+//!
+//! Holds the replicated state machine that applies committed commands, its
+//! store of finished workflows, its snapshots and the events applying
+//! produces (`state_machine/`); owner failover, which the leader runs
+//! (`failover.rs`); the node's workflow operations, start, wait, cancel,
+//! read (`operations.rs`, `impl Node`); the app protocol's session, one
+//! per connected worker (`worker_session/`); the size limits on what apps
+//! and clients send (`limits.rs`). A leader-run service (a timer service)
+//! goes beside `failover.rs`; a new replicated record in `state_machine/`.
+//!
+//! May import: `consensus/` (sessions and operations use the node), `node.rs`,
+//! `config`, `error`. May not import: `api/`. The state machine imports
+//! nothing outside `state_machine/` but `error` and `limits`: it is pure
+//! apply, and knows neither the log nor who listens to its events.
+//! `scripts/check_layout.py` checks it.
+
+pub(crate) mod failover;
+pub mod limits;
+pub(crate) mod operations;
+pub mod state_machine;
+pub(crate) mod worker_session;

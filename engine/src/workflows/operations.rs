@@ -1,0 +1,281 @@
+//! The workflow operations of a [`Node`]: start, register a worker, record
+//! a checkpoint, finish, cancel, and the reads and waits the client API
+//! needs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftoral_proto::cluster::v1::{
+    CancelWorkflow, FinishWorkflow, RecordCheckpoint, RegisterWorker, StartWorkflow, command::Kind,
+};
+use raftoral_proto::sidecar::v1::WorkflowStatus;
+use tokio::sync::broadcast;
+
+use crate::error::EngineError;
+use crate::node::{ListFilter, Node, Started};
+use crate::workflows::state_machine::Event;
+use crate::workflows::state_machine::{Applied, Checkpoint, Workflow};
+
+impl Node {
+    /// Starts a workflow; idempotent on `workflow_id`. `None` (or an empty id)
+    /// generates a unique id.
+    pub async fn start_workflow(
+        &self,
+        workflow_id: Option<String>,
+        workflow_name: &str,
+        version: u32,
+        input: Bytes,
+    ) -> Result<Started, EngineError> {
+        crate::workflows::limits::check_name("workflow_name", workflow_name)?;
+        let version = crate::workflows::limits::version_or_first(version);
+        self.check_value_size("input", input.len())?;
+        let workflow_id = match workflow_id {
+            Some(id) if !id.is_empty() => id,
+            // Time-ordered (UUIDv7), as the SDKs generate them.
+            _ => uuid::Uuid::now_v7().to_string(),
+        };
+        crate::workflows::limits::check_len(
+            "workflow_id",
+            &workflow_id,
+            crate::workflows::limits::MAX_ID_BYTES,
+        )?;
+        // Fast path: a retried start does not need a log entry.
+        if let Some(workflow) = self.workflow(&workflow_id) {
+            return Ok(Started {
+                workflow,
+                already_started: true,
+            });
+        }
+        let applied = self
+            .propose(Kind::StartWorkflow(StartWorkflow {
+                workflow_id: workflow_id.clone(),
+                workflow_name: workflow_name.to_owned(),
+                version,
+                input,
+                origin_node_id: self.id(),
+            }))
+            .await?;
+        let already_started = matches!(
+            applied,
+            Applied::Started {
+                already_started: true,
+                ..
+            }
+        );
+        let workflow = self
+            .workflow(&workflow_id)
+            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.clone()))?;
+        Ok(Started {
+            workflow,
+            already_started,
+        })
+    }
+
+    /// Registers that this node's app runs (name, version).
+    pub async fn register_worker(
+        &self,
+        workflow_name: &str,
+        version: u32,
+    ) -> Result<(), EngineError> {
+        crate::workflows::limits::check_name("workflow_name", workflow_name)?;
+        let version = crate::workflows::limits::version_or_first(version);
+        if self.read(|sm| sm.is_registered(self.id(), workflow_name, version)) {
+            return Ok(());
+        }
+        self.propose(Kind::RegisterWorker(RegisterWorker {
+            node_id: self.id(),
+            workflow_name: workflow_name.to_owned(),
+            version,
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Proposes checkpoint `seq` of a workflow owned by this node.
+    pub async fn record_checkpoint(
+        &self,
+        workflow_id: &str,
+        seq: u64,
+        name: &str,
+        value: Bytes,
+    ) -> Result<(), EngineError> {
+        self.check_value_size("checkpoint value", value.len())?;
+        crate::workflows::limits::check_name("checkpoint_name", name)?;
+        self.propose(Kind::RecordCheckpoint(RecordCheckpoint {
+            workflow_id: workflow_id.to_owned(),
+            seq,
+            checkpoint_name: name.to_owned(),
+            value,
+            node_id: self.id(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Proposes the outcome of a workflow owned by this node.
+    pub async fn finish_workflow(
+        &self,
+        workflow_id: &str,
+        outcome: Result<Bytes, String>,
+    ) -> Result<(), EngineError> {
+        let (success, result, error) = match outcome {
+            Ok(result) => {
+                self.check_value_size("result", result.len())?;
+                (true, result, String::new())
+            }
+            Err(error) => (
+                false,
+                Bytes::new(),
+                crate::workflows::limits::bounded_error(error),
+            ),
+        };
+        self.propose(Kind::FinishWorkflow(FinishWorkflow {
+            workflow_id: workflow_id.to_owned(),
+            node_id: self.id(),
+            success,
+            result,
+            error,
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Cancels a pending or running workflow; a finished one is returned as is.
+    pub async fn cancel_workflow(
+        &self,
+        workflow_id: &str,
+        reason: &str,
+    ) -> Result<Workflow, EngineError> {
+        crate::workflows::limits::check_len(
+            "reason",
+            reason,
+            crate::workflows::limits::MAX_ID_BYTES,
+        )?;
+        let existing = self
+            .workflow_linearizable(workflow_id)
+            .await?
+            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()))?;
+        if existing.is_terminal() {
+            return Ok(existing);
+        }
+        self.propose(Kind::CancelWorkflow(CancelWorkflow {
+            workflow_id: workflow_id.to_owned(),
+            reason: reason.to_owned(),
+        }))
+        .await?;
+        self.workflow(workflow_id)
+            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()).into())
+    }
+
+    /// The workflow with this id, missing only if no start of it completed
+    /// before the call, wherever it was made. A workflow this node has
+    /// applied is returned at once, as applied here (a start is never
+    /// undone, but its status may lag the leader's: callers that need the
+    /// latest state take [`read_barrier`](Self::read_barrier) first, as the
+    /// client API does); an id it does not know yet costs a read barrier
+    /// before it is called missing: a start acknowledged by another node
+    /// may not be applied here yet.
+    pub async fn workflow_linearizable(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Option<Workflow>, EngineError> {
+        if let Some(wf) = self.find_workflow(workflow_id)? {
+            return Ok(Some(wf));
+        }
+        self.read_barrier().await?;
+        self.find_workflow(workflow_id)
+    }
+
+    /// The workflow with this id, if any, or the storage failure that
+    /// keeps this node from knowing (an answer to a client).
+    pub fn find_workflow(&self, workflow_id: &str) -> Result<Option<Workflow>, EngineError> {
+        self.read_checked(|sm| sm.workflow(workflow_id))
+            .map(|found| found.map(Arc::unwrap_or_clone))
+    }
+
+    /// The workflow with this id, if any (this node's applied state).
+    pub fn workflow(&self, workflow_id: &str) -> Option<Workflow> {
+        self.read(|sm| sm.workflow(workflow_id))
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// The committed checkpoints of a workflow.
+    pub fn history(&self, workflow_id: &str) -> Result<Option<Vec<Checkpoint>>, EngineError> {
+        self.read_checked(|sm| sm.workflow(workflow_id).map(|w| w.checkpoints.clone()))
+    }
+
+    /// One page of workflows ordered by id, and whether more follow. The
+    /// records are shared with the state: nothing is copied under its lock,
+    /// and a filter on PENDING or RUNNING reads only the active index.
+    pub fn list_workflows(
+        &self,
+        filter: &ListFilter,
+    ) -> Result<(Vec<Arc<Workflow>>, bool), EngineError> {
+        let size = match filter.page_size {
+            0 => 100,
+            n => n.min(1000),
+        };
+        let page = crate::workflows::state_machine::PageFilter {
+            status: (filter.status != WorkflowStatus::Unspecified).then_some(filter.status),
+            name: (!filter.workflow_name.is_empty()).then_some(filter.workflow_name.as_str()),
+        };
+        self.read_checked(|sm| sm.page(&filter.after, &page, size))
+    }
+
+    /// Waits until the workflow is completed, failed or cancelled.
+    pub async fn wait_workflow(
+        &self,
+        workflow_id: &str,
+        timeout: Duration,
+    ) -> Result<Workflow, EngineError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // A workflow started through another node may not be applied here
+        // yet: make sure before answering that it does not exist.
+        self.workflow_linearizable(workflow_id).await?;
+        loop {
+            let (mut events, current) =
+                self.subscribe_with(|sm| sm.workflow(workflow_id).map(Arc::unwrap_or_clone));
+            let current =
+                current.ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()))?;
+            if current.is_terminal() {
+                return Ok(current);
+            }
+            let mut shutdown = self.shutdown_signal();
+            loop {
+                let next = tokio::select! {
+                    next = tokio::time::timeout_at(deadline, events.recv()) => next,
+                    _ = crate::shutdown::stopped(&mut shutdown) => return Err(EngineError::ShuttingDown),
+                };
+                match next {
+                    Err(_) => {
+                        let now = self.workflow(workflow_id).unwrap_or(current);
+                        if now.is_terminal() {
+                            return Ok(now);
+                        }
+                        return Err(EngineError::WaitTimeout {
+                            workflow_id: workflow_id.to_owned(),
+                            timeout,
+                            status: now.status,
+                            pending_reason: now.pending_reason,
+                        });
+                    }
+                    Ok(Ok(event)) => match &event.event {
+                        Event::WorkflowFinished {
+                            workflow_id: id, ..
+                        } if id == workflow_id => break,
+                        // A snapshot replaced the state: the finish may be
+                        // inside it, with no event of its own.
+                        Event::StateReplaced => break,
+                        _ => {}
+                    },
+                    // Lagged: re-read the state and subscribe again.
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => {
+                        return Err(EngineError::ShuttingDown);
+                    }
+                }
+            }
+        }
+    }
+}

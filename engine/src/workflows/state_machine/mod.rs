@@ -1,0 +1,791 @@
+//! The replicated workflow state machine.
+//!
+//! Every node applies the same committed [`Command`]s in the same order, so
+//! everything here must be deterministic: no local clock (times come from the
+//! proposer, inside the command), no randomness, ordered maps where iteration
+//! order matters.
+//!
+//! Pure apply: imports nothing of the engine but `error` (and its own
+//! files). It does not know the log that feeds it nor who listens to the
+//! [`Event`]s applying returns (the node's event bus, app sessions).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use raftoral_proto::cluster::v1::{
+    CancelWorkflow, ChangeOwner, Command, FinishWorkflow, PurgeFinished, RecordCheckpoint,
+    RegisterWorker, SetWorkerPresence, StartWorkflow, command::Kind,
+};
+use raftoral_proto::sidecar::v1::WorkflowStatus;
+
+use crate::error::Rejection;
+
+pub use archive::{Archive, ArchiveError, Archived};
+pub use events::{Event, EventAt};
+pub use pages::PageFilter;
+pub use snapshot::RestoreError;
+pub use workflow::{Checkpoint, NodeId, Workflow, WorkflowType, is_terminal};
+
+/// What applying a command produced, returned to the proposer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A worker registration was recorded (or was already known).
+    Registered,
+    /// A workflow was started; `already_started` when the id existed.
+    Started {
+        /// The workflow id.
+        workflow_id: String,
+        /// True when the id existed before this command.
+        already_started: bool,
+    },
+    /// A checkpoint was appended.
+    CheckpointRecorded,
+    /// The workflow reached a terminal status.
+    Finished,
+    /// The workflow was cancelled (or was already terminal: a no-op).
+    Cancelled,
+    /// A membership change was applied.
+    MembershipChanged,
+    /// A node's app presence was recorded.
+    PresenceRecorded,
+    /// A workflow changed owner.
+    OwnerChanged,
+    /// This many finished workflows were removed (retention).
+    Purged(u64),
+}
+
+/// The workflow table and the worker registry, identical on every node.
+///
+/// Memory holds the pending and running workflows and those finished since
+/// the last flush; the others are in the [`Archive`] (see `archive.rs`).
+/// Every lookup reads memory first, then the archive as of its last flush:
+/// together they are exactly the workflows of the applied state.
+#[derive(Debug, Default)]
+pub struct StateMachine {
+    /// A persistent map of shared records: a flush takes a copy in O(1)
+    /// and writes it off the Raft loop while applying goes on (a change
+    /// copies only the path to the record it changes).
+    workflows: imbl::OrdMap<String, Arc<Workflow>>,
+    /// Finished workflows as of the last flush, on disk.
+    archive: Archive,
+    /// Workflows written by the last flush, still in memory too: removed a
+    /// batch at a time by the Raft loop.
+    evicting: VecDeque<Archived>,
+    /// A read of the archive failed: the node must stop (set by lookups
+    /// that cannot return an error; the Raft loop checks it after each
+    /// command and each Ready round, queries after each read).
+    archive_failure: Mutex<Option<String>>,
+    /// Ids of pending and running workflows: the work that hot paths
+    /// (failover, dispatch, placement of pending work, metrics) look at, so
+    /// they do not walk every finished workflow.
+    active: BTreeSet<String>,
+    /// Finished workflows by status (completed, failed, cancelled).
+    finished: BTreeMap<i32, u64>,
+    /// Pending and running workflows by status: counters, so `/metrics`
+    /// does not walk the active workflows.
+    active_by_status: BTreeMap<i32, u64>,
+    /// Finished workflows still in memory by (last change, id): what
+    /// retention removes first (the archive has its own index).
+    finished_at: BTreeSet<(u64, String)>,
+    /// Finished workflows older than this were removed (retention).
+    purged_before_ms: u64,
+    /// (name, version) → nodes whose app registered it.
+    registry: BTreeMap<(String, u32), BTreeSet<NodeId>>,
+    /// Node-to-node addresses of members (from conf changes).
+    addresses: BTreeMap<NodeId, String>,
+    /// Ids removed from the cluster; never reused.
+    removed: BTreeSet<NodeId>,
+    /// Per node, the (name, version) pairs its connected apps can run now;
+    /// a node without an entry has no app connected.
+    present: BTreeMap<NodeId, BTreeSet<WorkflowType>>,
+    /// Fixed at bootstrap; empty in state from before it existed.
+    cluster_id: String,
+    applied_index: u64,
+}
+
+impl StateMachine {
+    /// An empty state machine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The cluster's identity; empty when unknown (a node waiting to join,
+    /// or state written before ids existed).
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// Sets the identity (bootstrap only).
+    pub fn set_cluster_id(&mut self, cluster_id: String) {
+        self.cluster_id = cluster_id;
+    }
+
+    /// Index of the last applied Raft entry.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Records that entries up to `index` are applied (including entries that
+    /// carry no command, such as a new leader's empty entry).
+    pub fn set_applied_index(&mut self, index: u64) {
+        self.applied_index = index;
+    }
+
+    /// Records a member's address (a node was added, or bootstrap).
+    pub fn set_member_address(&mut self, node: NodeId, address: String) {
+        self.addresses.insert(node, address);
+    }
+
+    /// Records that a node left the cluster; its id is never reused. Its
+    /// registrations and presence go with it, and its running workflows move
+    /// to a live node that can run them, or back to PENDING with the reason
+    /// (a non-member can never run them). Returns the events of the moves.
+    pub fn remove_member(&mut self, node: NodeId, now: u64) -> Vec<Event> {
+        self.addresses.remove(&node);
+        self.removed.insert(node);
+        self.present.remove(&node);
+        for nodes in self.registry.values_mut() {
+            nodes.remove(&node);
+        }
+        let orphans: Vec<(String, WorkflowType)> = self
+            .active_workflows()
+            .filter(|w| w.status == WorkflowStatus::Running && w.owner == node)
+            .map(|w| (w.id.clone(), (w.name.clone(), w.version)))
+            .collect();
+        let mut events = Vec::new();
+        let mut back_to_pending = 0;
+        for (id, (name, version)) in orphans {
+            let pool = self.live_nodes(&name, version);
+            let wf = self
+                .workflows
+                .get_mut(&id)
+                .map(Arc::make_mut)
+                .expect("listed above");
+            wf.updated_at_ms = now;
+            if pool.is_empty() {
+                back_to_pending += 1;
+                wf.status = WorkflowStatus::Pending;
+                wf.owner = 0;
+                wf.pending_reason = format!(
+                    "its owner node {node} was removed from the cluster and no connected app \
+                     can run workflow '{name}' version {version}; it resumes when one registers it"
+                );
+            } else {
+                wf.owner = pick(&pool, &id);
+                events.push(Event::OwnerChanged {
+                    workflow_id: id,
+                    old: node,
+                    new: wf.owner,
+                });
+            }
+        }
+        self.count_active(
+            Some(WorkflowStatus::Running),
+            Some(WorkflowStatus::Pending),
+            back_to_pending,
+        );
+        events
+    }
+
+    /// Known member addresses.
+    pub fn member_addresses(&self) -> &BTreeMap<NodeId, String> {
+        &self.addresses
+    }
+
+    /// True when `node` was removed from the cluster at some point.
+    pub fn was_removed(&self, node: NodeId) -> bool {
+        self.removed.contains(&node)
+    }
+
+    /// Looks a workflow up (memory, then the archive): shared with the
+    /// state when it is in memory (no copy of its history).
+    pub fn workflow(&self, id: &str) -> Option<Arc<Workflow>> {
+        match self.workflows.get(id) {
+            Some(w) => Some(w.clone()),
+            None => self.archived(id).map(Arc::new),
+        }
+    }
+
+    /// True when a workflow with this id exists.
+    fn exists(&self, id: &str) -> bool {
+        self.workflows.contains_key(id) || self.archived(id).is_some()
+    }
+
+    /// A finished workflow from the archive, unless retention removed it
+    /// since the last flush.
+    fn archived(&self, id: &str) -> Option<Workflow> {
+        match self.archive.get(id) {
+            Ok(found) => found.filter(|w| w.updated_at_ms >= self.purged_before_ms),
+            Err(e) => {
+                self.archive_failed(e);
+                None
+            }
+        }
+    }
+
+    fn archive_failed(&self, e: ArchiveError) {
+        tracing::error!(error = %e, "the workflow store failed");
+        let mut failure = self.archive_failure.lock().expect("failure lock");
+        failure.get_or_insert_with(|| e.to_string());
+    }
+
+    /// Why the node must stop, once a read of the archive failed. Sticky:
+    /// every later query answers with it too.
+    pub fn archive_failure(&self) -> Option<String> {
+        self.archive_failure.lock().expect("failure lock").clone()
+    }
+
+    /// Pending and running workflows ordered by id, shared with the state.
+    pub fn active_shared(&self) -> impl Iterator<Item = &Arc<Workflow>> {
+        self.active.iter().filter_map(|id| self.workflows.get(id))
+    }
+
+    /// True while this workflow's record is held in memory (tests).
+    #[cfg(test)]
+    pub(crate) fn is_resident(&self, id: &str) -> bool {
+        self.workflows.contains_key(id)
+    }
+
+    /// How many workflows memory holds: the active ones and those
+    /// finished since the last flush (the others are in the archive).
+    pub fn resident_workflows(&self) -> usize {
+        self.workflows.len()
+    }
+
+    /// How many workflows there are (kept as counters).
+    pub fn workflow_count(&self) -> u64 {
+        self.active.len() as u64 + self.finished.values().sum::<u64>()
+    }
+
+    /// Pending and running workflows ordered by id (an index: no finished
+    /// workflow is visited).
+    pub fn active_workflows(&self) -> impl Iterator<Item = &Workflow> {
+        self.active
+            .iter()
+            .filter_map(|id| self.workflows.get(id).map(|w| &**w))
+    }
+
+    /// How many workflows have `status` (kept as counters).
+    pub fn count(&self, status: WorkflowStatus) -> u64 {
+        let counters = match status {
+            WorkflowStatus::Pending | WorkflowStatus::Running => &self.active_by_status,
+            _ => &self.finished,
+        };
+        counters.get(&(status as i32)).copied().unwrap_or(0)
+    }
+
+    /// Counts `n` active workflows moving from status `from` to `to` (`None`:
+    /// arriving or leaving the active ones).
+    fn count_active(&mut self, from: Option<WorkflowStatus>, to: Option<WorkflowStatus>, n: u64) {
+        if let Some(from) = from
+            && let Some(c) = self.active_by_status.get_mut(&(from as i32))
+        {
+            *c = c.saturating_sub(n);
+        }
+        if let Some(to) = to {
+            *self.active_by_status.entry(to as i32).or_default() += n;
+        }
+    }
+
+    /// Moves a workflow that just reached a terminal status (at `now`) from
+    /// status `was` out of the active index.
+    fn note_finished(&mut self, id: &str, was: WorkflowStatus, status: WorkflowStatus, now: u64) {
+        if self.active.remove(id) {
+            self.count_active(Some(was), None, 1);
+            *self.finished.entry(status as i32).or_default() += 1;
+            self.finished_at.insert((now, id.to_owned()));
+        }
+    }
+
+    /// Last-change time of the oldest finished workflow still kept.
+    pub fn oldest_finished_ms(&self) -> Option<u64> {
+        let memory = self.finished_at.first().map(|(at, _)| *at);
+        let archived = match self.archive.oldest_from(self.purged_before_ms) {
+            Ok(at) => at,
+            Err(e) => {
+                self.archive_failed(e);
+                None
+            }
+        };
+        memory.into_iter().chain(archived).min()
+    }
+
+    /// Finished workflows older than this were removed by the retention
+    /// period; 0 when none ever was.
+    pub fn purged_before_ms(&self) -> u64 {
+        self.purged_before_ms
+    }
+
+    fn purge_finished(&mut self, c: &PurgeFinished) -> Applied {
+        // Archived ones first, those not also in memory (a flush in
+        // flight): memory's are counted below.
+        let archived = self
+            .archive
+            .finished_between(self.purged_before_ms, c.finished_before_ms)
+            .unwrap_or_else(|e| {
+                self.archive_failed(e);
+                Vec::new()
+            });
+        let mut count = 0;
+        for (id, status) in archived {
+            if !self.workflows.contains_key(&id) {
+                if let Some(n) = self.finished.get_mut(&status) {
+                    *n = n.saturating_sub(1);
+                }
+                count += 1;
+            }
+        }
+        let keep = self
+            .finished_at
+            .split_off(&(c.finished_before_ms, String::new()));
+        let purged = std::mem::replace(&mut self.finished_at, keep);
+        for (_, id) in &purged {
+            if let Some(wf) = self.workflows.remove(id)
+                && let Some(n) = self.finished.get_mut(&(wf.status as i32))
+            {
+                *n = n.saturating_sub(1);
+            }
+        }
+        self.purged_before_ms = self.purged_before_ms.max(c.finished_before_ms);
+        Applied::Purged(count + purged.len() as u64)
+    }
+
+    /// True while some app connected to `node` can run workflows.
+    pub fn is_present(&self, node: NodeId) -> bool {
+        self.present.get(&node).is_some_and(|live| !live.is_empty())
+    }
+
+    /// Nodes with a connected app.
+    pub fn present_nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.present
+            .iter()
+            .filter(|(_, live)| !live.is_empty())
+            .map(|(node, _)| *node)
+    }
+
+    /// True while an app connected to `node` can run (name, version).
+    pub fn is_live(&self, node: NodeId, name: &str, version: u32) -> bool {
+        self.present
+            .get(&node)
+            .is_some_and(|live| live.contains(&(name.to_owned(), version)))
+    }
+
+    /// The types the apps connected to `node` can run now.
+    pub fn live_types(&self, node: NodeId) -> BTreeSet<WorkflowType> {
+        self.present.get(&node).cloned().unwrap_or_default()
+    }
+
+    /// Members whose connected app can run (name, version), in id order.
+    pub fn live_nodes(&self, name: &str, version: u32) -> Vec<NodeId> {
+        let key = (name.to_owned(), version);
+        self.present
+            .iter()
+            .filter(|(node, live)| live.contains(&key) && !self.removed.contains(node))
+            .map(|(node, _)| *node)
+            .collect()
+    }
+
+    /// Nodes that registered (name, version).
+    pub fn registered_nodes(&self, name: &str, version: u32) -> Vec<NodeId> {
+        self.registry
+            .get(&(name.to_owned(), version))
+            .map(|nodes| nodes.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn set_presence(
+        &mut self,
+        c: &SetWorkerPresence,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Applied {
+        if self.removed.contains(&c.node_id) {
+            return Applied::PresenceRecorded;
+        }
+        let live: BTreeSet<WorkflowType> = if !c.present {
+            BTreeSet::new()
+        } else if c.live.is_empty() {
+            // Written before per-type presence: every registered type.
+            self.registry
+                .iter()
+                .filter(|(_, nodes)| nodes.contains(&c.node_id))
+                .map(|(key, _)| key.clone())
+                .collect()
+        } else {
+            c.live
+                .iter()
+                .map(|t| (t.workflow_name.clone(), t.version))
+                .collect()
+        };
+        let before = self.present.remove(&c.node_id).unwrap_or_default();
+        let was_present = !before.is_empty();
+        let arrived: Vec<WorkflowType> = live.difference(&before).cloned().collect();
+        if !live.is_empty() {
+            self.present.insert(c.node_id, live);
+        }
+        let is_present = self.is_present(c.node_id);
+        if was_present != is_present || !arrived.is_empty() || before != self.live_types(c.node_id)
+        {
+            events.push(Event::PresenceChanged {
+                node_id: c.node_id,
+                present: is_present,
+            });
+        }
+        for (name, version) in arrived {
+            self.start_pending(c.node_id, &name, version, now, events);
+        }
+        Applied::PresenceRecorded
+    }
+
+    /// Pending workflows of (name, version) start on `node`, whose app can
+    /// run them now.
+    fn start_pending(
+        &mut self,
+        node: NodeId,
+        name: &str,
+        version: u32,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) {
+        let mut started = 0;
+        for id in &self.active {
+            let Some(wf) = self.workflows.get_mut(id).map(Arc::make_mut) else {
+                continue;
+            };
+            if wf.status == WorkflowStatus::Pending && wf.name == name && wf.version == version {
+                started += 1;
+                wf.status = WorkflowStatus::Running;
+                wf.owner = node;
+                wf.pending_reason.clear();
+                wf.updated_at_ms = now;
+                events.push(Event::WorkflowRunning {
+                    workflow_id: wf.id.clone(),
+                    owner: node,
+                });
+            }
+        }
+        self.count_active(
+            Some(WorkflowStatus::Pending),
+            Some(WorkflowStatus::Running),
+            started,
+        );
+    }
+
+    fn change_owner(
+        &mut self,
+        c: &ChangeOwner,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        self.running_owned_by(&c.workflow_id, c.from_node_id)?;
+        let wf = self
+            .workflows
+            .get_mut(&c.workflow_id)
+            .map(Arc::make_mut)
+            .expect("checked above");
+        wf.owner = c.to_node_id;
+        wf.updated_at_ms = now;
+        events.push(Event::OwnerChanged {
+            workflow_id: c.workflow_id.clone(),
+            old: c.from_node_id,
+            new: c.to_node_id,
+        });
+        Ok(Applied::OwnerChanged)
+    }
+
+    /// True when `node` registered (name, version).
+    pub fn is_registered(&self, node: NodeId, name: &str, version: u32) -> bool {
+        self.registry
+            .get(&(name.to_owned(), version))
+            .is_some_and(|nodes| nodes.contains(&node))
+    }
+
+    /// Applies one committed command and returns its outcome plus the events
+    /// it produced. Rejections change nothing.
+    pub fn apply(&mut self, command: &Command) -> (Result<Applied, Rejection>, Vec<Event>) {
+        let now = command.proposed_at_ms;
+        let mut events = Vec::new();
+        let outcome = match &command.kind {
+            None => Err(Rejection::EmptyCommand),
+            Some(Kind::RegisterWorker(c)) => Ok(self.register_worker(c, now, &mut events)),
+            Some(Kind::StartWorkflow(c)) => Ok(self.start_workflow(c, now, &mut events)),
+            Some(Kind::RecordCheckpoint(c)) => self.record_checkpoint(c, now, &mut events),
+            Some(Kind::FinishWorkflow(c)) => self.finish_workflow(c, now, &mut events),
+            Some(Kind::CancelWorkflow(c)) => self.cancel_workflow(c, now, &mut events),
+            Some(Kind::SetWorkerPresence(c)) => Ok(self.set_presence(c, now, &mut events)),
+            Some(Kind::ChangeOwner(c)) => self.change_owner(c, now, &mut events),
+            Some(Kind::PurgeFinished(c)) => Ok(self.purge_finished(c)),
+        };
+        (outcome, events)
+    }
+
+    fn register_worker(
+        &mut self,
+        c: &RegisterWorker,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Applied {
+        if self.removed.contains(&c.node_id) {
+            // A removed node's app cannot run anything here any more.
+            return Applied::Registered;
+        }
+        let key = (c.workflow_name.clone(), c.version);
+        let inserted = self
+            .registry
+            .entry(key.clone())
+            .or_default()
+            .insert(c.node_id);
+        if inserted {
+            events.push(Event::WorkerRegistered {
+                node_id: c.node_id,
+                workflow_name: c.workflow_name.clone(),
+                version: c.version,
+            });
+        }
+        // A registration comes from a connected app: the type is live there
+        // (the node's presence reconciler corrects it if the app has left).
+        self.present.entry(c.node_id).or_default().insert(key);
+        // Pending workflows of this exact (name, version) can run now.
+        self.start_pending(c.node_id, &c.workflow_name, c.version, now, events);
+        Applied::Registered
+    }
+
+    fn start_workflow(&mut self, c: &StartWorkflow, now: u64, events: &mut Vec<Event>) -> Applied {
+        if self.exists(&c.workflow_id) {
+            return Applied::Started {
+                workflow_id: c.workflow_id.clone(),
+                already_started: true,
+            };
+        }
+        let (status, owner, pending_reason) = match self.place(c) {
+            Ok(owner) => (WorkflowStatus::Running, owner, String::new()),
+            Err(reason) => (WorkflowStatus::Pending, 0, reason),
+        };
+        let wf = Workflow {
+            id: c.workflow_id.clone(),
+            name: c.workflow_name.clone(),
+            version: c.version,
+            input: c.input.clone(),
+            status,
+            owner,
+            checkpoints: Vec::new(),
+            result: Bytes::new(),
+            error: String::new(),
+            pending_reason,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        if status == WorkflowStatus::Running {
+            events.push(Event::WorkflowRunning {
+                workflow_id: wf.id.clone(),
+                owner,
+            });
+        }
+        self.active.insert(wf.id.clone());
+        self.workflows.insert(wf.id.clone(), Arc::new(wf));
+        self.count_active(None, Some(status), 1);
+        Applied::Started {
+            workflow_id: c.workflow_id.clone(),
+            already_started: false,
+        }
+    }
+
+    /// Picks the owner among members whose connected app can run the
+    /// workflow: the starting node when it can, else one chosen by a hash of
+    /// the id (spreads load, and is the same on every replica). A workflow
+    /// nobody connected can run stays PENDING: placing it on a node whose app
+    /// is gone would only make it wait for that app. Err carries the reason.
+    fn place(&self, c: &StartWorkflow) -> Result<NodeId, String> {
+        let pool = self.live_nodes(&c.workflow_name, c.version);
+        if !pool.is_empty() {
+            if pool.contains(&c.origin_node_id) {
+                return Ok(c.origin_node_id);
+            }
+            return Ok(pick(&pool, &c.workflow_id));
+        }
+        if let Some(nodes) = self.registry.get(&(c.workflow_name.clone(), c.version))
+            && !nodes.is_empty()
+        {
+            let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+            return Err(format!(
+                "no live worker can run workflow '{}' version {}: the apps that registered it \
+                 (on nodes {}) are not connected now; it starts when one connects",
+                c.workflow_name,
+                c.version,
+                nodes.join(", ")
+            ));
+        }
+        let other_versions: Vec<String> = self
+            .registry
+            .iter()
+            .filter(|((name, _), nodes)| *name == c.workflow_name && !nodes.is_empty())
+            .map(|((_, v), _)| v.to_string())
+            .collect();
+        Err(if other_versions.is_empty() {
+            format!(
+                "no worker has registered workflow '{}'; it starts when one registers it",
+                c.workflow_name
+            )
+        } else {
+            format!(
+                "no worker has registered workflow '{}' version {} (registered versions: {}); \
+                 it starts when one registers that version",
+                c.workflow_name,
+                c.version,
+                other_versions.join(", ")
+            )
+        })
+    }
+
+    fn running_owned_by(&self, id: &str, node: NodeId) -> Result<&Workflow, Rejection> {
+        let Some(wf) = self.workflows.get(id).map(|w| &**w) else {
+            // Finished and flushed, or unknown.
+            return Err(match self.archived(id) {
+                Some(w) => Rejection::NotRunning {
+                    workflow_id: id.to_owned(),
+                    status: w.status,
+                },
+                None => Rejection::UnknownWorkflow(id.to_owned()),
+            });
+        };
+        if wf.status != WorkflowStatus::Running {
+            return Err(Rejection::NotRunning {
+                workflow_id: id.to_owned(),
+                status: wf.status,
+            });
+        }
+        if wf.owner != node {
+            return Err(Rejection::NotOwner {
+                workflow_id: id.to_owned(),
+                owner: wf.owner,
+                node,
+            });
+        }
+        Ok(wf)
+    }
+
+    fn record_checkpoint(
+        &mut self,
+        c: &RecordCheckpoint,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        let expected = self
+            .running_owned_by(&c.workflow_id, c.node_id)?
+            .checkpoints
+            .len() as u64;
+        if c.seq != expected {
+            return Err(Rejection::UnexpectedSeq {
+                workflow_id: c.workflow_id.clone(),
+                expected,
+                got: c.seq,
+            });
+        }
+        let wf = self
+            .workflows
+            .get_mut(&c.workflow_id)
+            .map(Arc::make_mut)
+            .expect("checked above");
+        wf.checkpoints.push(Checkpoint {
+            name: c.checkpoint_name.clone(),
+            value: c.value.clone(),
+            committed_at_ms: now,
+        });
+        wf.updated_at_ms = now;
+        events.push(Event::CheckpointCommitted {
+            workflow_id: c.workflow_id.clone(),
+            seq: c.seq,
+            name: c.checkpoint_name.clone(),
+            value: c.value.clone(),
+        });
+        Ok(Applied::CheckpointRecorded)
+    }
+
+    fn finish_workflow(
+        &mut self,
+        c: &FinishWorkflow,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        self.running_owned_by(&c.workflow_id, c.node_id)?;
+        let wf = self
+            .workflows
+            .get_mut(&c.workflow_id)
+            .map(Arc::make_mut)
+            .expect("checked above");
+        if c.success {
+            wf.status = WorkflowStatus::Completed;
+            wf.result = c.result.clone();
+        } else {
+            wf.status = WorkflowStatus::Failed;
+            wf.error = c.error.clone();
+        }
+        wf.updated_at_ms = now;
+        let status = wf.status;
+        events.push(Event::WorkflowFinished {
+            workflow_id: c.workflow_id.clone(),
+            status,
+        });
+        self.note_finished(&c.workflow_id, WorkflowStatus::Running, status, now);
+        Ok(Applied::Finished)
+    }
+
+    fn cancel_workflow(
+        &mut self,
+        c: &CancelWorkflow,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        let Some(wf) = self.workflows.get_mut(&c.workflow_id).map(Arc::make_mut) else {
+            // A flushed workflow is finished: cancelling it is a no-op.
+            return match self.archived(&c.workflow_id) {
+                Some(_) => Ok(Applied::Cancelled),
+                None => Err(Rejection::UnknownWorkflow(c.workflow_id.clone())),
+            };
+        };
+        if wf.is_terminal() {
+            return Ok(Applied::Cancelled);
+        }
+        let was = wf.status;
+        wf.status = WorkflowStatus::Cancelled;
+        wf.error = if c.reason.is_empty() {
+            "cancelled".to_owned()
+        } else {
+            c.reason.clone()
+        };
+        wf.pending_reason.clear();
+        wf.updated_at_ms = now;
+        events.push(Event::WorkflowCancelled {
+            workflow_id: c.workflow_id.clone(),
+            reason: wf.error.clone(),
+        });
+        events.push(Event::WorkflowFinished {
+            workflow_id: c.workflow_id.clone(),
+            status: WorkflowStatus::Cancelled,
+        });
+        self.note_finished(&c.workflow_id, was, WorkflowStatus::Cancelled, now);
+        Ok(Applied::Cancelled)
+    }
+}
+
+/// A deterministic choice among `nodes` (non-empty) for `workflow_id`:
+/// spreads workflows, and is the same on every replica.
+pub fn pick(nodes: &[NodeId], workflow_id: &str) -> NodeId {
+    nodes[(stable_hash(workflow_id) % nodes.len() as u64) as usize]
+}
+
+/// FNV-1a: stable across processes and versions, unlike `DefaultHasher`.
+pub(crate) fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+pub mod archive;
+mod events;
+mod pages;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+mod workflow;
