@@ -525,13 +525,84 @@ async fn unsafe_listener_settings_refuse_to_start_with_one_clear_line() -> anyho
     );
     assert_eq!(e.trim().lines().count(), 1, "{e}");
 
-    // With the explicit flag it starts, and warns once.
-    let open = Sidecar::start_on("0.0.0.0:0", &["--app-insecure"]).await?;
-    let warnings = open
+    // Plaintext allowed but still no credentials asked: refused too.
+    let e = serve_fails(&["--sidecar-listen", "0.0.0.0:0", "--app-insecure"]).await?;
+    assert!(
+        e.contains("the app API asks callers for no credentials"),
+        "{e}"
+    );
+    assert!(e.contains("--app-unauthenticated"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+
+    // With the explicit flags it starts, and warns once for each.
+    let open = Sidecar::start_on("0.0.0.0:0", &["--app-insecure", "--app-unauthenticated"]).await?;
+    for warning in [
+        "app API open beyond loopback without TLS",
+        "app API open beyond loopback without authentication",
+    ] {
+        let count = open.log().lines().filter(|l| l.contains(warning)).count();
+        assert_eq!(count, 1, "{warning}: {}", open.log());
+    }
+    // A token is authentication enough: no flag, no warning.
+    let with_token =
+        Sidecar::start_on("0.0.0.0:0", &["--app-insecure", "--app-token", "tok"]).await?;
+    assert!(
+        !with_token.log().contains("without authentication"),
+        "{}",
+        with_token.log()
+    );
+    Ok(())
+}
+
+/// A server certificate encrypts the app API but proves nothing about the
+/// caller: beyond loopback without a token or client certificates the
+/// sidecar refuses to start unless told the exposure is wanted.
+#[tokio::test]
+async fn an_app_api_with_tls_but_no_credentials_beyond_loopback_needs_a_flag() -> anyhow::Result<()>
+{
+    let ca = TestCa::new("app CA")?;
+    let dir = tempfile::tempdir()?;
+    let files = TlsDir::write(dir.path(), &ca.issue("sidecar")?, &ca.pem())?;
+    let path = |n: &str| files.dir.join(n).display().to_string();
+    let cert = [
+        "--app-tls-cert",
+        &path("tls.crt"),
+        "--app-tls-key",
+        &path("tls.key"),
+    ];
+    let e = serve_fails(&[&["--sidecar-listen", "0.0.0.0:0"][..], &cert[..]].concat()).await?;
+    assert!(
+        e.contains("the app API asks callers for no credentials"),
+        "{e}"
+    );
+    assert!(
+        e.contains("--app-token") && e.contains("--app-tls-ca"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    // Client certificates are credentials.
+    let ca_file = path("ca.crt");
+    let mutual = Sidecar::start_on(
+        "0.0.0.0:0",
+        &[&cert[..], &["--app-tls-ca", &ca_file]].concat(),
+    )
+    .await?;
+    assert!(
+        !mutual.log().contains("without authentication"),
+        "{}",
+        mutual.log()
+    );
+    // The explicit flag: it starts and warns once.
+    let open = Sidecar::start_on(
+        "0.0.0.0:0",
+        &[&cert[..], &["--app-unauthenticated"]].concat(),
+    )
+    .await?;
+    let count = open
         .log()
         .lines()
-        .filter(|l| l.contains("app API open beyond loopback without TLS"))
+        .filter(|l| l.contains("app API open beyond loopback without authentication"))
         .count();
-    assert_eq!(warnings, 1, "{}", open.log());
+    assert_eq!(count, 1, "{}", open.log());
     Ok(())
 }

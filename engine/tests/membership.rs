@@ -141,3 +141,47 @@ async fn a_removal_that_would_lose_the_quorum_is_refused_unless_forced() -> anyh
     }
     Ok(())
 }
+
+/// Issue 24, defect 5: a removal retried after a leader change finds the
+/// node to remove leading now. It hands leadership over before proposing
+/// again: raft-rs would keep the removed node leading for an election
+/// timeout, with nobody allowed to take over meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_removal_of_a_node_that_became_leader_hands_leadership_over_first()
+-> anyhow::Result<()> {
+    let (nodes, _peers) = common::served_cluster(3).await?;
+    until("one leader known everywhere", || {
+        let l = nodes[&1].raft_status().leader_id;
+        l != 0 && nodes.values().all(|n| n.raft_status().leader_id == l)
+    })
+    .await;
+    let leader = nodes[&1].raft_status().leader_id;
+    // The remover was the leader when the removal began; the node it
+    // removes took over since (what made the first attempt fail).
+    let remover = leader;
+    let target = *nodes.keys().find(|id| **id != remover).unwrap();
+    let other = *nodes
+        .keys()
+        .find(|id| **id != remover && **id != target)
+        .unwrap();
+    nodes[&remover]
+        .transfer_leadership(Some(target), std::time::Duration::from_secs(10))
+        .await?;
+    until("the target to lead everywhere", || {
+        nodes.values().all(|n| n.raft_status().leader_id == target)
+    })
+    .await;
+    nodes[&remover]
+        .propose_removal(target, &[remover, other])
+        .await?;
+    until("the removal to apply on the remover", || {
+        !nodes[&remover].raft_status().voters.contains(&target)
+    })
+    .await;
+    let status = nodes[&remover].raft_status();
+    assert!(
+        status.leader_id != target && status.voters.contains(&status.leader_id),
+        "the removed node still leads: {status:?}"
+    );
+    Ok(())
+}

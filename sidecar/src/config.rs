@@ -159,6 +159,13 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTORAL_APP_INSECURE")]
     pub app_insecure: bool,
 
+    /// Serve the app API without authentication (no --app-token, no
+    /// --app-tls-ca) on a non-loopback --sidecar-listen: anyone who
+    /// reaches the port can register as a worker, start and cancel
+    /// workflows.
+    #[arg(long, env = "RAFTORAL_APP_UNAUTHENTICATED")]
+    pub app_unauthenticated: bool,
+
     /// Write the bound addresses as JSON to this file once serving
     /// (useful with port 0).
     #[arg(long, env = "RAFTORAL_ADDR_FILE")]
@@ -233,12 +240,27 @@ impl ServeArgs {
                 self.sidecar_listen
             );
         }
+        if !self.sidecar_listen.ip().is_loopback()
+            && !self.app_authenticated()
+            && !self.app_unauthenticated
+        {
+            bail!(
+                "--sidecar-listen {} is not a loopback address and the app API asks callers for no credentials: set --app-token (RAFTORAL_APP_TOKEN) or --app-tls-ca (RAFTORAL_APP_TLS_CA, client certificates), listen on 127.0.0.1, or pass --app-unauthenticated (RAFTORAL_APP_UNAUTHENTICATED=true) to let anyone who reaches the port run workflows",
+                self.sidecar_listen
+            );
+        }
         if self.tls.files()?.is_some() && self.probe_listen.is_none() {
             bail!(
                 "with node-to-node TLS, /health, /ready and /metrics need a plain HTTP port of their own (probes and Prometheus present no client certificate): set --probe-listen (RAFTORAL_PROBE_LISTEN), e.g. 0.0.0.0:7002"
             );
         }
         Ok(())
+    }
+
+    /// True when app API callers must prove who they are: a bearer token,
+    /// or a client certificate signed by --app-tls-ca.
+    pub fn app_authenticated(&self) -> bool {
+        self.app_token.is_some() || (self.app_tls_cert.is_some() && self.app_tls_ca.is_some())
     }
 
     /// The address other nodes reach this one at.

@@ -102,6 +102,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "app API open beyond loopback without TLS (--app-insecure): anyone who reaches it can start and cancel workflows"
         );
     }
+    if !args.app_authenticated() && !sidecar_addr.ip().is_loopback() {
+        tracing::warn!(
+            listen = %sidecar_addr,
+            "app API open beyond loopback without authentication (--app-unauthenticated): anyone who reaches it can register as a worker, start and cancel workflows; set RAFTORAL_APP_TOKEN or RAFTORAL_APP_TLS_CA"
+        );
+    }
     if let Some(tls) = &app_tls {
         tls.watch(
             Duration::from_millis(args.tls_reload_ms),

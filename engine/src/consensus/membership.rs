@@ -120,30 +120,8 @@ impl Node {
             self.transfer_leadership(Some(to), timeout).await?;
             tracing::info!(to, "leadership handed over before removing this node");
         }
-        // Proposed right after a hand-over (above, or one under way), the
-        // change can meet the leader change and fail with a retryable
-        // error although it may have committed: catch up with the leader,
-        // and propose again only if the node is still a member.
+        self.propose_removal(node_id, &live).await?;
         let gone = |s: &RaftStatus| !s.voters.contains(&node_id) && !s.learners.contains(&node_id);
-        let mut attempt = 0;
-        while let Err(e) = self
-            .change_membership(ConfChangeType::RemoveNode, node_id, "")
-            .await
-        {
-            if !e.is_retryable() || attempt >= REMOVE_ATTEMPTS {
-                return Err(e);
-            }
-            attempt += 1;
-            tracing::info!(node_id, attempt, error = %e, "the removal met a leader change; checking and retrying");
-            // Applied here already? (A removed node hears from no leader
-            // any more, so it could not catch up by a read barrier.)
-            if self.wait_status(REMOVE_RETRY_PAUSE * attempt, gone).await {
-                break;
-            }
-            if self.read_barrier().await.is_ok() && gone(&self.raft_status()) {
-                break;
-            }
-        }
         // The reply comes when the change is applied; the status this node
         // publishes follows a moment later. Answer with the membership as
         // changed, not the one before.
@@ -205,6 +183,83 @@ impl Node {
         } else {
             Err(EngineError::TransferTimeout { to, timeout })
         }
+    }
+
+    /// The removal of `node_id` proposed until it commits, after the checks
+    /// of [`remove_node`](Self::remove_node) (`live`: the live voters but
+    /// `node_id`). Public for tests of the retry path only.
+    #[doc(hidden)]
+    pub async fn propose_removal(
+        &self,
+        node_id: NodeId,
+        live: &[NodeId],
+    ) -> Result<(), EngineError> {
+        // Proposed right after a hand-over (in remove_node, or one under
+        // way), the change can meet the leader change and fail with a
+        // retryable error although it may have committed: catch up with
+        // the leader, and propose again only if the node is still a member.
+        let gone = |s: &RaftStatus| !s.voters.contains(&node_id) && !s.learners.contains(&node_id);
+        let mut attempt = 0;
+        loop {
+            // Checked before every attempt: the node to remove may have
+            // become the leader meanwhile (a leader change is what makes an
+            // attempt fail). raft-rs keeps a removed leader leading for an
+            // election timeout with no one allowed to take over, so it hands
+            // leadership to a live voter first, as a node removing itself
+            // does.
+            self.hand_over_before_removal(node_id, live).await?;
+            let Err(e) = self
+                .change_membership(ConfChangeType::RemoveNode, node_id, "")
+                .await
+            else {
+                return Ok(());
+            };
+            if !e.is_retryable() || attempt >= REMOVE_ATTEMPTS {
+                return Err(e);
+            }
+            attempt += 1;
+            tracing::info!(node_id, attempt, error = %e, "the removal met a leader change; checking and retrying");
+            // Applied here already? (A removed node hears from no leader
+            // any more, so it could not catch up by a read barrier.)
+            if self.wait_status(REMOVE_RETRY_PAUSE * attempt, gone).await {
+                return Ok(());
+            }
+            if self.read_barrier().await.is_ok() && gone(&self.raft_status()) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// When `node_id` leads, moves leadership to this node (a voter that
+    /// is not being removed) or to the first of `live`, and waits for it.
+    async fn hand_over_before_removal(
+        &self,
+        node_id: NodeId,
+        live: &[NodeId],
+    ) -> Result<(), EngineError> {
+        let status = self.raft_status();
+        if status.leader_id != node_id {
+            return Ok(());
+        }
+        let me = self.id();
+        let to = if me != node_id && status.voters.contains(&me) {
+            Some(me)
+        } else {
+            live.iter().copied().find(|id| *id != node_id)
+        };
+        let Some(to) = to else {
+            return Err(EngineError::QuorumAtRisk(format!(
+                "node {node_id} became the leader and no other voter is live to take over; bring one back first"
+            )));
+        };
+        let timeout = self.config().election_timeout() * 2;
+        self.transfer_leadership(Some(to), timeout).await?;
+        tracing::info!(
+            node_id,
+            to,
+            "the node to remove had become the leader; leadership handed over first"
+        );
+        Ok(())
     }
 
     async fn change_membership(

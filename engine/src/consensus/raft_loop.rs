@@ -131,6 +131,11 @@ const EVICT_BATCH: usize = 256;
 const FAILOVER_CHECK_TICKS: u64 = 5;
 /// A learner this close to the commit index counts as caught up.
 const PROMOTE_LAG: u64 = 64;
+/// Most finished workflows one retention purge removes (see
+/// `StateMachine::purge_cutoff`); a backlog goes in chunks of this size,
+/// the next proposed as soon as the previous one applied.
+const PURGE_CHUNK: usize = 4096;
+
 /// A retention purge not applied after this long is proposed again.
 const PURGE_RETRY_MS: u64 = 5_000;
 
@@ -655,6 +660,15 @@ impl RaftLoop {
                     if let Err(rejection) = &outcome {
                         log_rejection(entry.index, rejection);
                     }
+                    // This leader's purge applied: the next chunk of a
+                    // backlog may go at the next check.
+                    if matches!(
+                        command.kind,
+                        Some(raftoral_proto::cluster::v1::command::Kind::PurgeFinished(_))
+                    ) && command.proposer_node_id == self.raw.raft.id
+                    {
+                        self.purge_proposed_at = None;
+                    }
                     // Events are sent while the state lock is held, so a
                     // subscriber that took a snapshot under the read lock sees
                     // every later change once.
@@ -676,7 +690,12 @@ impl RaftLoop {
                         ConfChangeContext::decode(change.context.as_ref()).unwrap_or_default();
                     let outcome = match self.raw.apply_conf_change(&change) {
                         Ok(conf_state) => {
+                            // Durable before anything that follows it: a
+                            // store flush covering this entry must never
+                            // reach the disk first (the restart would then
+                            // skip the entry with the record of it lost).
                             self.store.set_conf_state(&conf_state)?;
+                            self.store.sync()?;
                             for single in change.get_changes() {
                                 let node = single.node_id;
                                 match single.get_change_type() {
@@ -685,8 +704,8 @@ impl RaftLoop {
                                         self.transport.set_address(node, context.address.clone());
                                     }
                                     ConfChangeType::RemoveNode => {
-                                        let moved =
-                                            state.remove_member(node, context.proposed_at_ms);
+                                        let now = state.advance_log_time(context.proposed_at_ms);
+                                        let moved = state.remove_member(node, now);
                                         for event in moved {
                                             let index = entry.index;
                                             let _ = self
@@ -761,10 +780,16 @@ impl RaftLoop {
             return;
         }
         let now = now_ms();
-        let cutoff = now.saturating_sub(retention.as_millis() as u64);
-        let due = {
+        let wanted = now.saturating_sub(retention.as_millis() as u64);
+        let (due, cutoff) = {
             let state = self.state.read().expect("state lock poisoned");
-            state.oldest_finished_ms().is_some_and(|at| at < cutoff)
+            let due = state.oldest_finished_ms().is_some_and(|at| at < wanted);
+            let cutoff = if due {
+                state.purge_cutoff(wanted, PURGE_CHUNK)
+            } else {
+                wanted
+            };
+            (due, cutoff)
         };
         if !due
             || self

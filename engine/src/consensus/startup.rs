@@ -1,8 +1,9 @@
 //! Opening a node's Raft group: new cluster, joining node, or restart from
 //! storage.
 
-use raft::prelude::ConfState;
-use raft::{RawNode, Storage};
+use protobuf::Message as _;
+use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, EntryType};
+use raft::{Changer, GetEntriesContext, ProgressTracker, RawNode, Storage};
 
 use crate::config::NodeConfig;
 use crate::consensus::storage::RaftStore;
@@ -80,6 +81,9 @@ pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
     store
         .commit_at_least(state.applied_index())
         .map_err(|e| EngineError::Config(e.to_string()))?;
+    if restarted {
+        recover_membership(&store, state.applied_index())?;
+    }
     let conf = store.initial_state()?.conf_state;
     let alone = conf.voters == vec![id] && conf.learners.is_empty();
     let raft_config = raft::Config {
@@ -150,4 +154,158 @@ fn restart_state(
         .map_err(|e| config(format!("the stored snapshot cannot be restored: {e}")))?;
     state.promote_archive().map_err(|e| config(e.to_string()))?;
     Ok(state)
+}
+
+/// Sets the log's membership to the one as of `applied`, computed from the
+/// log itself: the snapshot's membership with every conf change the log
+/// holds after it, up to `applied`, applied the way raft-rs applies them.
+/// The membership record the log keeps is written when a change applies;
+/// should it be lost while the state store's flush covering the change was
+/// not (the restart then resumes after the change's entry and never applies
+/// it again), the node would run with a stale voter set for good. Changes
+/// after `applied` are applied again by the Raft loop.
+fn recover_membership(store: &RaftStore, applied: u64) -> Result<(), EngineError> {
+    let Some(derived) = membership_at(store, applied) else {
+        return Ok(());
+    };
+    let recorded = store.initial_state()?.conf_state;
+    let sorted = |cs: &ConfState| {
+        let (mut v, mut l) = (cs.voters.clone(), cs.learners.clone());
+        v.sort_unstable();
+        l.sort_unstable();
+        (v, l)
+    };
+    if sorted(&derived) == sorted(&recorded) {
+        return Ok(());
+    }
+    tracing::warn!(
+        applied,
+        recorded_voters = ?recorded.voters,
+        recorded_learners = ?recorded.learners,
+        voters = ?derived.voters,
+        learners = ?derived.learners,
+        "the log's membership record disagrees with its entries; taking the entries'"
+    );
+    let failed = |e: crate::consensus::storage::StorageError| EngineError::Config(e.to_string());
+    store.set_conf_state(&derived).map_err(failed)?;
+    store.sync().map_err(failed)
+}
+
+/// The membership as of `applied` (see [`recover_membership`]); None when
+/// it cannot be derived (no snapshot, a joint configuration, entries the
+/// log no longer holds), and the recorded one stands.
+fn membership_at(store: &RaftStore, applied: u64) -> Option<ConfState> {
+    let (index, base) = store.snapshot_conf_state()?;
+    if !base.voters_outgoing.is_empty() || applied < index {
+        return None;
+    }
+    let mut tracker = ProgressTracker::new(1);
+    let mut conf = ConfState::default();
+    let singles = base
+        .voters
+        .iter()
+        .map(|id| (ConfChangeType::AddNode, *id))
+        .chain(
+            base.learners
+                .iter()
+                .map(|id| (ConfChangeType::AddLearnerNode, *id)),
+        );
+    for (kind, id) in singles {
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(kind);
+        single.node_id = id;
+        let (cfg, changes) = Changer::new(&tracker).simple(&[single]).ok()?;
+        conf = cfg.to_conf_state();
+        tracker.apply_conf(cfg, changes, index + 1);
+    }
+    if applied == index {
+        return Some(conf);
+    }
+    let entries = store
+        .entries(
+            index + 1,
+            applied + 1,
+            None,
+            GetEntriesContext::empty(false),
+        )
+        .ok()?;
+    for entry in entries {
+        if entry.get_entry_type() != EntryType::EntryConfChangeV2 {
+            continue;
+        }
+        let change = ConfChangeV2::parse_from_bytes(&entry.data).ok()?;
+        if change.leave_joint() || change.enter_joint().is_some() {
+            return None;
+        }
+        // A change raft-rs refused when it applied changed nothing then.
+        if let Ok((cfg, changes)) = Changer::new(&tracker).simple(change.get_changes()) {
+            conf = cfg.to_conf_state();
+            tracker.apply_conf(cfg, changes, entry.index + 1);
+        }
+    }
+    Some(conf)
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::prelude::{Entry, HardState};
+
+    use super::*;
+
+    /// Issue 24, defect 2: the state store's flush covers a membership
+    /// change whose record in the log was lost (written, never synced).
+    /// The restart resumes after the change's entry; it must still run
+    /// with the membership the entry made.
+    #[test]
+    fn a_restart_takes_the_membership_of_the_log_s_entries_over_a_lost_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = NodeConfig {
+            storage_path: Some(dir.path().to_path_buf()),
+            ..NodeConfig::default()
+        };
+        let opened = open(&config).unwrap();
+        assert!(!opened.restarted);
+        let store = opened.raw.store().clone();
+        let (snapshot_index, _) = store.snapshot_conf_state().expect("bootstrap snapshot");
+        // The conf change entry, committed and durable, applied in memory
+        // but with no membership record in the log.
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(ConfChangeType::AddNode);
+        single.node_id = 2;
+        let mut change = ConfChangeV2::default();
+        change.set_changes(vec![single].into());
+        let mut entry = Entry::default();
+        entry.set_entry_type(EntryType::EntryConfChangeV2);
+        entry.index = snapshot_index + 1;
+        entry.term = 1;
+        entry.data = change.write_to_bytes().unwrap().into();
+        store.append(&[entry]).unwrap();
+        let hs = HardState {
+            term: 1,
+            commit: snapshot_index + 1,
+            ..HardState::default()
+        };
+        store.set_hard_state(&hs).unwrap();
+        store.sync().unwrap();
+        // The state store's flush covers the entry, durably.
+        let mut state = opened.state;
+        state.set_applied_index(snapshot_index + 1);
+        let archived = state.archive().writer().write(&state.flush()).unwrap();
+        state.flushed(archived).unwrap();
+        drop((state, opened.raw, store));
+
+        let reopened = open(&config).unwrap();
+        assert!(reopened.restarted);
+        assert_eq!(reopened.state.applied_index(), snapshot_index + 1);
+        let mut voters = reopened
+            .raw
+            .store()
+            .initial_state()
+            .unwrap()
+            .conf_state
+            .voters;
+        voters.sort_unstable();
+        assert_eq!(voters, vec![config.node_id, 2]);
+        assert!(!reopened.alone, "node 2 is a voter now");
+    }
 }

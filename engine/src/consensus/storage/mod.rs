@@ -547,6 +547,14 @@ impl RaftStore {
         std::mem::take(&mut self.wl().snapshot_wanted)
     }
 
+    /// The membership recorded with the latest snapshot, at its index;
+    /// None when there is no snapshot.
+    pub fn snapshot_conf_state(&self) -> Option<(u64, ConfState)> {
+        let core = self.rl();
+        let meta = core.snapshot.get_metadata();
+        (meta.index > 0).then(|| (meta.index, meta.get_conf_state().clone()))
+    }
+
     /// The latest snapshot (metadata index 0 when none).
     pub fn snapshot_index(&self) -> u64 {
         self.rl().snapshot.get_metadata().index

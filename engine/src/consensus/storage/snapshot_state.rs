@@ -259,10 +259,12 @@ pub fn remove_older(dir: &Path, index: u64) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let stale = if name.ends_with(".tmp") {
-            true
-        } else if let Some(stem) = name
+        // A `.tmp` is a state being encoded on the flush thread: it has
+        // one owner, its writer, and goes only when it is older than
+        // `index` (left over from a crash), like the finished files.
+        let stale = if let Some(stem) = name
             .strip_suffix(".state")
+            .or_else(|| name.strip_suffix(".tmp"))
             .or_else(|| name.strip_suffix(".ready"))
             .or_else(|| name.strip_suffix(".part"))
         {

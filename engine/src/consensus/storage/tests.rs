@@ -635,3 +635,23 @@ fn a_late_compaction_never_writes_over_a_newer_installed_snapshot() {
         Some((50, b"state@50".to_vec()))
     );
 }
+
+/// Issue 24, defect 3: a snapshot state being encoded (`.tmp`, written by
+/// the flush thread) for an index at or past a compaction is not removed
+/// by that compaction; a leftover of an older one is.
+#[test]
+fn compaction_leaves_a_state_being_encoded_to_its_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("snapshots");
+    std::fs::create_dir_all(&snapshots).unwrap();
+    for name in ["50-1.tmp", "50-1.state", "100-2.tmp", "120-2.state"] {
+        std::fs::write(snapshots.join(name), b"x").unwrap();
+    }
+    super::snapshot_state::remove_older(dir.path(), 100);
+    let mut left: Vec<String> = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["100-2.tmp", "120-2.state"]);
+}

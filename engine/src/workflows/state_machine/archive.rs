@@ -306,9 +306,21 @@ impl Archive {
         fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| fail("sync the directory", e))?;
+        // Older stores go; a newer one (`<n>.redb.tmp`, a restore of a
+        // later snapshot under way) belongs to its restore and stays.
+        let index_of = |p: &Path| {
+            let name = p.file_name()?.to_str()?;
+            let stem = name.strip_suffix(".tmp").unwrap_or(name);
+            stem.strip_suffix(".redb")?.parse::<u64>().ok()
+        };
+        let own = index_of(&final_path);
         for entry in fs::read_dir(dir).map_err(|e| fail("list the directory", e))? {
             let other = entry.map_err(|e| fail("list the directory", e))?.path();
-            if other != final_path {
+            let older = match (index_of(&other), own) {
+                (Some(theirs), Some(own)) => theirs < own,
+                _ => true,
+            };
+            if other != final_path && older {
                 let _ = fs::remove_file(other);
             }
         }
@@ -340,6 +352,27 @@ impl Archive {
             Some(item) => Ok(Some(item.map_err(|x| e(x.into()))?.0.value().0)),
             None => Ok(None),
         }
+    }
+
+    /// The last-change times of the `n` oldest finished workflows at or
+    /// after `from_ms`, oldest first (a walk of `n` index entries).
+    pub(super) fn oldest_times_from(
+        &self,
+        from_ms: u64,
+        n: usize,
+    ) -> Result<Vec<u64>, ArchiveError> {
+        let e = self.err("read");
+        let mut out = Vec::with_capacity(n.min(1024));
+        for item in self
+            .view()
+            .by_time
+            .range((from_ms, "")..)
+            .map_err(|x| e(x.into()))?
+            .take(n)
+        {
+            out.push(item.map_err(|x| e(x.into()))?.0.value().0);
+        }
+        Ok(out)
     }
 
     /// Finished workflows with last change in `[from_ms, before_ms)`: their

@@ -90,6 +90,12 @@ pub struct StateMachine {
     finished_at: BTreeSet<(u64, String)>,
     /// Finished workflows older than this were removed (retention).
     purged_before_ms: u64,
+    /// The log's own time: the highest stamp applied so far (ms since the
+    /// Unix epoch). Every command applies at `max(this, its stamp)`, so
+    /// time never runs backwards in the replicated state whatever the
+    /// proposers' clocks say, and a record changed after a purge is never
+    /// older than the purge's cut-off.
+    log_time_ms: u64,
     /// (name, version) → nodes whose app registered it.
     registry: BTreeMap<(String, u32), BTreeSet<NodeId>>,
     /// Node-to-node addresses of members (from conf changes).
@@ -141,6 +147,21 @@ impl StateMachine {
     /// registrations and presence go with it, and its running workflows move
     /// to a live node that can run them, or back to PENDING with the reason
     /// (a non-member can never run them). Returns the events of the moves.
+    /// Advances the log's time to `stamp` (a committed entry's proposer
+    /// time) and returns the time the entry applies at: never earlier than
+    /// an entry applied before it.
+    pub fn advance_log_time(&mut self, stamp: u64) -> u64 {
+        self.log_time_ms = self.log_time_ms.max(stamp);
+        self.log_time_ms
+    }
+
+    /// The log's own time: the highest stamp applied (ms since the epoch).
+    pub fn log_time_ms(&self) -> u64 {
+        self.log_time_ms
+    }
+
+    /// Removes `node` from the members at the log time of the entry that
+    /// removed it (see [`advance_log_time`](Self::advance_log_time)).
     pub fn remove_member(&mut self, node: NodeId, now: u64) -> Vec<Event> {
         self.addresses.remove(&node);
         self.removed.insert(node);
@@ -311,18 +332,62 @@ impl StateMachine {
         memory.into_iter().chain(archived).min()
     }
 
+    /// The cut-off for the next retention purge: `wanted`, or earlier so
+    /// that the purge removes about `max` workflows at most (more only
+    /// when more than `max` finished in the same millisecond). Applying a
+    /// purge walks what it removes on every node's Raft loop, so a backlog
+    /// (retention just enabled over millions of finished workflows) goes in
+    /// bounded chunks, one log entry each, instead of one stall longer than
+    /// an election timeout.
+    pub fn purge_cutoff(&self, wanted: u64, max: usize) -> u64 {
+        let mut times: Vec<u64> = self
+            .finished_at
+            .iter()
+            .take(max + 1)
+            .map(|(at, _)| *at)
+            .collect();
+        match self
+            .archive
+            .oldest_times_from(self.purged_before_ms, max + 1)
+        {
+            Ok(archived) => times.extend(archived),
+            Err(e) => self.archive_failed(e),
+        }
+        times.sort_unstable();
+        let (Some(&oldest), Some(&bound)) = (times.first(), times.get(max)) else {
+            return wanted;
+        };
+        // Everything older than `bound` is at most `max` workflows; when
+        // they all share the oldest time, take that millisecond whole.
+        let bound = if bound == oldest { oldest + 1 } else { bound };
+        wanted.min(bound)
+    }
+
     /// Finished workflows older than this were removed by the retention
     /// period; 0 when none ever was.
     pub fn purged_before_ms(&self) -> u64 {
         self.purged_before_ms
     }
 
-    fn purge_finished(&mut self, c: &PurgeFinished) -> Applied {
+    /// Removes the finished workflows older than the command's cut-off,
+    /// clamped to the log's time `now`: a purge never reaches past what
+    /// the log has seen (a leader's clock ahead of the log), so every
+    /// workflow that finishes after it records a time at or past its
+    /// cut-off, and the same filter holds in memory and in the store.
+    fn purge_finished(&mut self, c: &PurgeFinished, now: u64) -> Applied {
+        let cutoff = c.finished_before_ms.min(now);
+        if cutoff < c.finished_before_ms {
+            tracing::warn!(
+                asked = c.finished_before_ms,
+                log_time = now,
+                "retention purge ahead of the log's time clamped to it"
+            );
+        }
         // Archived ones first, those not also in memory (a flush in
         // flight): memory's are counted below.
         let archived = self
             .archive
-            .finished_between(self.purged_before_ms, c.finished_before_ms)
+            .finished_between(self.purged_before_ms, cutoff)
             .unwrap_or_else(|e| {
                 self.archive_failed(e);
                 Vec::new()
@@ -336,9 +401,7 @@ impl StateMachine {
                 count += 1;
             }
         }
-        let keep = self
-            .finished_at
-            .split_off(&(c.finished_before_ms, String::new()));
+        let keep = self.finished_at.split_off(&(cutoff, String::new()));
         let purged = std::mem::replace(&mut self.finished_at, keep);
         for (_, id) in &purged {
             if let Some(wf) = self.workflows.remove(id)
@@ -347,7 +410,7 @@ impl StateMachine {
                 *n = n.saturating_sub(1);
             }
         }
-        self.purged_before_ms = self.purged_before_ms.max(c.finished_before_ms);
+        self.purged_before_ms = self.purged_before_ms.max(cutoff);
         Applied::Purged(count + purged.len() as u64)
     }
 
@@ -504,7 +567,9 @@ impl StateMachine {
     /// Applies one committed command and returns its outcome plus the events
     /// it produced. Rejections change nothing.
     pub fn apply(&mut self, command: &Command) -> (Result<Applied, Rejection>, Vec<Event>) {
-        let now = command.proposed_at_ms;
+        // Times come from the log, never from this node's clock, and only
+        // move forward: replicas agree on every time they record.
+        let now = self.advance_log_time(command.proposed_at_ms);
         let mut events = Vec::new();
         let outcome = match &command.kind {
             None => Err(Rejection::EmptyCommand),
@@ -515,7 +580,7 @@ impl StateMachine {
             Some(Kind::CancelWorkflow(c)) => self.cancel_workflow(c, now, &mut events),
             Some(Kind::SetWorkerPresence(c)) => Ok(self.set_presence(c, now, &mut events)),
             Some(Kind::ChangeOwner(c)) => self.change_owner(c, now, &mut events),
-            Some(Kind::PurgeFinished(c)) => Ok(self.purge_finished(c)),
+            Some(Kind::PurgeFinished(c)) => Ok(self.purge_finished(c, now)),
         };
         (outcome, events)
     }

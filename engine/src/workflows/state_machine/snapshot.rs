@@ -62,6 +62,7 @@ impl StateMachine {
                 .collect(),
             cluster_id: self.cluster_id.clone(),
             purged_before_ms: self.purged_before_ms,
+            log_time_ms: self.log_time_ms,
             member_addresses: self
                 .addresses
                 .iter()
@@ -298,6 +299,9 @@ impl StateMachine {
         self.removed = snap.removed_node_ids.into_iter().collect();
         self.cluster_id = snap.cluster_id;
         self.purged_before_ms = snap.purged_before_ms;
+        // State written before the field existed: the purge cut-off is a
+        // time the log had reached.
+        self.log_time_ms = snap.log_time_ms.max(snap.purged_before_ms);
     }
 }
 

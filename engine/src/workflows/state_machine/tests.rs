@@ -684,10 +684,13 @@ fn eviction_after_a_flush_drops_the_record_it_wrote_not_a_newer_one_under_its_id
     assert_eq!(archived.len(), 2);
     sm.flushed(archived).unwrap();
     // Before memory let go of it, "reused" is purged, started again and
-    // finished again: memory holds a record the flush never wrote.
-    let (outcome, _) = sm.apply(&cmd(Kind::PurgeFinished(PurgeFinished {
+    // finished again: memory holds a record the flush never wrote. (The
+    // purge is stamped at its cut-off: one past the log's time is clamped.)
+    let mut purge = cmd(Kind::PurgeFinished(PurgeFinished {
         finished_before_ms: 3_000,
-    })));
+    }));
+    purge.proposed_at_ms = 3_000;
+    let (outcome, _) = sm.apply(&purge);
     assert_eq!(outcome, Ok(Applied::Purged(2)));
     ok(&mut sm, &start("reused", "ping_pong", 1, 1));
     let mut again = finish("reused", 1);
@@ -774,4 +777,174 @@ fn pages_merge_memory_and_the_archive_in_id_order_through_its_indexes() {
         name: Some("b"),
     };
     assert_eq!(list("", completed_b, 10), (vec!["b4".into()], false));
+}
+
+/// Issue 24, defect 1: a workflow that finishes after a purge, stamped by a
+/// proposer whose clock is behind the purge's cut-off, must look the same
+/// on a replica that flushed it to its store and on one that did not.
+#[test]
+fn a_finish_stamped_before_an_applied_purge_reads_alike_on_every_replica() {
+    let at = |ms: u64, mut c: Command| {
+        c.proposed_at_ms = ms;
+        c
+    };
+    let purge = |cutoff: u64| {
+        cmd(Kind::PurgeFinished(PurgeFinished {
+            finished_before_ms: cutoff,
+        }))
+    };
+    let commands = [
+        at(10_000, register(1, "ping_pong", 1)),
+        at(10_000, start("w1", "ping_pong", 1, 1)),
+        // The leader purges up to 5 s...
+        at(10_000, purge(5_000)),
+        // ...then the owner, its clock 9 s behind, finishes w1.
+        at(1_000, finish("w1", 1)),
+    ];
+    let (mut flushed, mut in_memory) = (StateMachine::new(), StateMachine::new());
+    for command in &commands {
+        let a = flushed.apply(command).0;
+        let b = in_memory.apply(command).0;
+        assert_eq!(a, b, "{command:?}");
+    }
+    flush_now(&mut flushed);
+    for (name, sm) in [("flushed", &flushed), ("in memory", &in_memory)] {
+        let w1 = sm
+            .workflow("w1")
+            .unwrap_or_else(|| panic!("{name}: the finished workflow is gone"));
+        assert_eq!(w1.status, WorkflowStatus::Completed, "{name}");
+        assert!(
+            w1.updated_at_ms >= sm.purged_before_ms(),
+            "{name}: finished at {} before the purge's cut-off {}",
+            w1.updated_at_ms,
+            sm.purged_before_ms()
+        );
+        assert_eq!(sm.count(WorkflowStatus::Completed), 1, "{name}");
+    }
+    // A client's retried start of the same id is a no-op on both.
+    let retry = at(10_500, start("w1", "ping_pong", 1, 1));
+    for sm in [&mut flushed, &mut in_memory] {
+        assert!(matches!(
+            sm.apply(&retry).0,
+            Ok(Applied::Started {
+                already_started: true,
+                ..
+            })
+        ));
+    }
+    let restored = StateMachine::restore(&flushed.snapshot(), 5).unwrap();
+    assert_eq!(restored.log_time_ms(), 10_500);
+    assert!(restored.workflow("w1").is_some());
+}
+
+/// A purge whose cut-off is ahead of the log's own time (a leader whose
+/// clock jumped) removes only what the log has reached.
+#[test]
+fn a_purge_ahead_of_the_log_s_time_is_clamped_to_it() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "ping_pong", 1));
+    for (id, finished_at) in [("old", 2_000), ("recent", 9_000)] {
+        let mut s = start(id, "ping_pong", 1, 1);
+        s.proposed_at_ms = finished_at;
+        ok(&mut sm, &s);
+        let mut f = finish(id, 1);
+        f.proposed_at_ms = finished_at;
+        ok(&mut sm, &f);
+    }
+    // Proposed with a stamp the log has not reached and a cut-off past it.
+    let mut purge = cmd(Kind::PurgeFinished(PurgeFinished {
+        finished_before_ms: 50_000,
+    }));
+    purge.proposed_at_ms = 5_000;
+    assert_eq!(sm.apply(&purge).0, Ok(Applied::Purged(1)));
+    assert_eq!(sm.purged_before_ms(), 9_000);
+    assert!(sm.workflow("old").is_none());
+    assert!(
+        sm.workflow("recent").is_some(),
+        "finished at the log's time"
+    );
+    // Time never runs backwards: a later entry stamped earlier applies at
+    // the log's time.
+    let mut s = start("late", "ping_pong", 1, 1);
+    s.proposed_at_ms = 100;
+    ok(&mut sm, &s);
+    assert_eq!(sm.workflow("late").unwrap().created_at_ms, 9_000);
+}
+
+/// Issue 24, defect 4: a retention backlog is purged in bounded chunks,
+/// each one log entry, so no apply walks the whole backlog at once.
+#[test]
+fn a_purge_backlog_goes_in_bounded_chunks() {
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "ping_pong", 1));
+    // 25 finished workflows, one per millisecond, half of them flushed to
+    // the store, and three more in one millisecond.
+    let finish_at = |sm: &mut StateMachine, id: &str, at: u64| {
+        let mut s = start(id, "ping_pong", 1, 1);
+        s.proposed_at_ms = at;
+        ok(sm, &s);
+        let mut f = finish(id, 1);
+        f.proposed_at_ms = at;
+        ok(sm, &f);
+    };
+    for i in 0..12u64 {
+        finish_at(&mut sm, &format!("a{i:02}"), 1_000 + i);
+    }
+    flush_now(&mut sm);
+    for i in 12..25u64 {
+        finish_at(&mut sm, &format!("a{i:02}"), 1_000 + i);
+    }
+    for id in ["t1", "t2", "t3"] {
+        finish_at(&mut sm, id, 2_000);
+    }
+    let wanted = 10_000;
+    let mut purged = Vec::new();
+    while sm.oldest_finished_ms().is_some_and(|at| at < wanted) {
+        let cutoff = sm.purge_cutoff(wanted, 10);
+        let mut purge = cmd(Kind::PurgeFinished(PurgeFinished {
+            finished_before_ms: cutoff,
+        }));
+        purge.proposed_at_ms = wanted;
+        let (outcome, _) = sm.apply(&purge);
+        let Ok(Applied::Purged(n)) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(n <= 10, "a chunk of {n}");
+        purged.push(n);
+        assert!(purged.len() < 10, "no progress: {purged:?}");
+    }
+    assert_eq!(purged.iter().sum::<u64>(), 28, "{purged:?}");
+    assert!(purged.len() >= 3, "{purged:?}");
+    // Three in one millisecond, with a chunk of two: that millisecond whole.
+    let mut sm = StateMachine::new();
+    ok(&mut sm, &register(1, "ping_pong", 1));
+    for id in ["t1", "t2", "t3"] {
+        finish_at(&mut sm, id, 2_000);
+    }
+    assert_eq!(sm.purge_cutoff(wanted, 2), 2_001);
+    assert_eq!(
+        sm.purge_cutoff(1_500, 2),
+        1_500,
+        "never past the wanted cut-off"
+    );
+}
+
+/// Issue 24, defect 3: promoting a restored store removes the older
+/// stores, not the file of a restore of a later snapshot under way.
+#[test]
+fn promoting_a_store_leaves_a_newer_restore_s_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    drop(Archive::open_dir(dir.path()).unwrap());
+    let mut restored = Archive::create_for_snapshot(Some(dir.path()), 7).unwrap();
+    let newer = Archive::create_for_snapshot(Some(dir.path()), 9).unwrap();
+    restored.promote().unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["7.redb", "9.redb.tmp"]);
+    drop(newer);
 }
