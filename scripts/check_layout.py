@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,8 +36,14 @@ LAYERS: list[tuple[str, str, list[str], list[str]]] = [
     (
         "engine/src",
         "workflows/state_machine/",
-        ["consensus/", "api/", "node.rs", "workflows/failover.rs",
-         "workflows/operations.rs", "workflows/worker_session/"],
+        [
+            "consensus/",
+            "api/",
+            "node.rs",
+            "workflows/failover.rs",
+            "workflows/operations.rs",
+            "workflows/worker_session/",
+        ],
         [],
     ),
     # Consensus knows the state machine it applies to and the leader's
@@ -109,12 +116,12 @@ class Crate:
         """The file that defines what an absolute path names."""
         module: tuple[str, ...] = ()
         for i, seg in enumerate(segments):
-            child = module + (seg,)
+            child = (*module, seg)
             if child in self.files:
                 module = child
                 continue
             target = self.reexports.get(module, {}).get(seg)
-            key = "::".join(module + (seg,))
+            key = "::".join((*module, seg))
             if target is not None and key not in seen:
                 return self.resolve(target + segments[i + 1 :], seen | {key})
             return module
@@ -149,24 +156,24 @@ def expand(tree: str) -> list[list[str]]:
                 continue
             if ch == "}":
                 if token:
-                    out.append(current + [token])
+                    out.append([*current, token])
                 return out, i + 1
             if ch == ",":
                 if token:
-                    out.append(current + [token])
+                    out.append([*current, token])
                 current, token = list(prefix), ""
                 i += 1
                 continue
             if s.startswith("::", i):
                 if token:
-                    current = current + [token]
+                    current = [*current, token]
                 token = ""
                 i += 2
                 continue
             token += ch
             i += 1
         if token:
-            out.append(current + [token])
+            out.append([*current, token])
         return out, i
 
     paths, _ = parse(tree, 0, [])
@@ -177,8 +184,8 @@ def local_paths(crate: Crate, module: tuple[str, ...], tree: str) -> list[list[s
     """The paths of a use tree, `child::Item` written as `self::child::Item`."""
     out: list[list[str]] = []
     for path in expand(tree):
-        if path and path[0] not in ("crate", "self", "super") and module + (path[0],) in crate.files:
-            path = ["self"] + path
+        if path and path[0] not in ("crate", "self", "super") and (*module, path[0]) in crate.files:
+            path = ["self", *path]
         out.append(path)
     return out
 
@@ -266,7 +273,9 @@ def crate_problems() -> list[str]:
         for table in ("dependencies", "build-dependencies"):
             for dep in sorted(manifest.get(table, {})):
                 if dep in forbidden:
-                    problems.append(f"{folder}/Cargo.toml: {table} has {dep}, which {folder} may not use")
+                    problems.append(
+                        f"{folder}/Cargo.toml: {table} has {dep}, which {folder} may not use"
+                    )
     return problems
 
 

@@ -6,6 +6,10 @@
 //! cluster, join the one that answers, or restart from its storage), then
 //! keeps watching: the leader removes members whose pod has been gone
 //! longer than RAFTORAL_REMOVE_AFTER. See docs/KUBERNETES.md.
+//!
+//! Reads the serve configuration (`crate::config`), which holds only this
+//! folder's flags (`args.rs`); nothing else of the sidecar imports it but
+//! `server.rs`.
 
 mod args;
 mod bootstrap;
