@@ -318,7 +318,7 @@ impl RaftLoop {
         {
             let meta = snapshot.get_metadata();
             if !self.snapshots.is_prepared(meta.index, meta.term) {
-                // Its state did not arrive (or a newer one replaced it): the
+                // Its state did not arrive (or was dropped as stale): the
                 // leader learns of the failure from the transfer.
                 tracing::warn!(
                     from = message.from,

@@ -15,7 +15,7 @@
 mod receive;
 mod send;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -48,8 +48,13 @@ pub struct SnapshotTransfers {
     /// Incomplete incoming transfers, by sender: what a resumed stream
     /// continues.
     partials: Mutex<HashMap<NodeId, Partial>>,
-    /// The latest completely received snapshot.
-    prepared: Mutex<Option<Prepared>>,
+    /// Completely received snapshots by (index, term), until the Raft loop
+    /// installs one. Not a single slot: a newer transfer that completes
+    /// between the loop's check of a snapshot and its install must not take
+    /// that snapshot's state away (the install would fail and stop the
+    /// node). Each entry has one owner: the transfer that prepared it, then
+    /// the install that takes it.
+    prepared: Mutex<BTreeMap<(u64, u64), Prepared>>,
     hooks: SnapshotHooks,
 }
 
@@ -71,29 +76,39 @@ impl SnapshotTransfers {
         &self.hooks
     }
 
+    /// Keeps a completely received snapshot until its install; beyond
+    /// [`MAX_PREPARED`] the oldest goes (it would be older than one a
+    /// leader sent since, and never installed).
+    pub(crate) fn prepare(&self, prepared: Prepared) {
+        let key = (prepared.reference.index, prepared.reference.term);
+        let mut all = self.prepared.lock().expect("prepared lock");
+        all.insert(key, prepared);
+        while all.len() > MAX_PREPARED {
+            all.pop_first();
+        }
+    }
+
     /// True when a received snapshot at (index, term) is ready to install.
     pub(crate) fn is_prepared(&self, index: u64, term: u64) -> bool {
         self.prepared
             .lock()
             .expect("prepared lock")
-            .as_ref()
-            .is_some_and(|p| p.reference.index == index && p.reference.term == term)
+            .contains_key(&(index, term))
     }
 
-    /// Takes the received snapshot at (index, term), if that is the one
-    /// prepared.
+    /// Takes the received snapshot at (index, term) for its install; the
+    /// ones at or below its index can never be installed after it and go.
     pub(crate) fn take_prepared(&self, index: u64, term: u64) -> Option<Prepared> {
-        let mut slot = self.prepared.lock().expect("prepared lock");
-        if slot
-            .as_ref()
-            .is_some_and(|p| p.reference.index == index && p.reference.term == term)
-        {
-            slot.take()
-        } else {
-            None
-        }
+        let mut all = self.prepared.lock().expect("prepared lock");
+        let taken = all.remove(&(index, term));
+        all.retain(|(i, _), _| *i > index);
+        taken
     }
 }
+
+/// Received snapshots kept at once for their install (one per leader that
+/// sent one is the common case; more means stale ones).
+const MAX_PREPARED: usize = 4;
 
 /// Counters of snapshot work and hooks that tests use to provoke faults.
 #[derive(Default)]
@@ -158,5 +173,48 @@ impl SnapshotHooks {
     /// Chunks received by incoming transfers.
     pub fn chunks_received(&self) -> u64 {
         self.chunks_received.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::consensus::storage::snapshot_state::SnapshotBlob;
+
+    fn prepared(index: u64, term: u64) -> Prepared {
+        let reference = SnapshotRef {
+            index,
+            term,
+            ..SnapshotRef::default()
+        };
+        Prepared {
+            snapshot: SnapshotState {
+                reference,
+                blob: SnapshotBlob::Memory(Bytes::new()),
+            },
+            reference,
+            state: StateMachine::new(),
+        }
+    }
+
+    /// Issue 24, defect 3: a newer snapshot completing between the Raft
+    /// loop's check of one and its install leaves the checked one in place.
+    #[test]
+    fn a_newer_transfer_completing_before_an_install_leaves_the_checked_snapshot() {
+        let transfers = SnapshotTransfers::new(None, 1024, 1 << 20);
+        transfers.prepare(prepared(10, 2));
+        assert!(transfers.is_prepared(10, 2), "checked by the loop");
+        transfers.prepare(prepared(20, 2));
+        assert!(transfers.take_prepared(10, 2).is_some(), "installed");
+        assert!(transfers.is_prepared(20, 2), "the newer one stays");
+        transfers.prepare(prepared(5, 1));
+        assert!(transfers.take_prepared(20, 2).is_some());
+        assert!(!transfers.is_prepared(5, 1), "older than the install: gone");
+        for i in 0..10 {
+            transfers.prepare(prepared(100 + i, 3));
+        }
+        assert!(!transfers.is_prepared(100, 3) && transfers.is_prepared(109, 3));
     }
 }

@@ -86,7 +86,7 @@ impl SnapshotTransfers {
             }
             match this.complete(from, partial).await {
                 Ok(prepared) => {
-                    *this.prepared.lock().expect("prepared lock") = Some(prepared);
+                    this.prepare(prepared);
                     this.hooks.completed.fetch_add(1, Ordering::Relaxed);
                     step(message);
                     let _ = acks
