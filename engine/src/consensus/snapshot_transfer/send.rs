@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use super::SnapshotTransfers;
-use crate::consensus::storage::snapshot_state::SnapshotState;
+use crate::consensus::storage::snapshot_state::{OpenSnapshot, SnapshotState};
 use crate::consensus::transport::{GROUP_ID, Transport};
 use crate::workflows::state_machine::NodeId;
 
@@ -115,10 +115,19 @@ impl SnapshotTransfers {
                 },
             }),
         };
+        // Held open for every attempt: a compaction may remove the file's
+        // name meanwhile, and a resumed stream still reads it.
+        let bytes = match state.open() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(peer = to, error = %e, "the snapshot's state is gone; raft sends a newer one");
+                return false;
+            }
+        };
         let mut backoff = Duration::from_millis(50);
         for attempt in 1..=ATTEMPTS {
             let outcome = tokio::select! {
-                outcome = self.attempt(&endpoint, &header, &state) => outcome,
+                outcome = self.attempt(&endpoint, &header, &state.reference, &bytes) => outcome,
                 _ = crate::shutdown::stopped(&mut shutdown) => return false,
             };
             match outcome {
@@ -142,7 +151,8 @@ impl SnapshotTransfers {
         &self,
         endpoint: &Endpoint,
         header: &SnapshotHeader,
-        state: &SnapshotState,
+        reference: &raftoral_proto::cluster::v1::SnapshotRef,
+        bytes: &OpenSnapshot,
     ) -> Result<(), String> {
         let mut client = ClusterServiceClient::new(endpoint.connect_lazy())
             .max_encoding_message_size(self.max_frame)
@@ -166,14 +176,14 @@ impl SnapshotTransfers {
             .await
             .map_err(|s| s.to_string())?
             .ok_or("the receiver closed the stream")?;
-        let from = first.received.min(state.reference.size);
+        let from = first.received.min(reference.size);
         // File reads block: they run on a blocking thread that feeds the
         // stream; dropping `requests` there ends the stream (the receiver
         // then checks what it got).
-        let state = state.clone();
+        let bytes = bytes.clone();
         let chunk = self.chunk_bytes;
         let producer = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let mut reader = state.reader_at(from).map_err(|e| e.to_string())?;
+            let mut reader = bytes.reader_at(from);
             let mut offset = from;
             loop {
                 let mut data = vec![0; chunk];

@@ -124,6 +124,68 @@ impl SnapshotState {
     }
 }
 
+impl SnapshotState {
+    /// The bytes held open for a transfer: a file stays readable through
+    /// its open handle after a compaction removed its name, so a transfer
+    /// that resumes (a reset stream) never finds its snapshot gone.
+    pub fn open(&self) -> Result<OpenSnapshot, StorageError> {
+        Ok(match &self.blob {
+            SnapshotBlob::Memory(bytes) => OpenSnapshot::Memory(bytes.clone()),
+            SnapshotBlob::File(path) => OpenSnapshot::File(std::sync::Arc::new(
+                fs::File::open(path).map_err(|e| StorageError::io("open", path, e))?,
+            )),
+        })
+    }
+}
+
+/// A snapshot's state held open (see [`SnapshotState::open`]). Clones
+/// share the handle; readers read at their own positions.
+#[derive(Debug, Clone)]
+pub enum OpenSnapshot {
+    /// An open file.
+    File(std::sync::Arc<fs::File>),
+    /// In memory.
+    Memory(Bytes),
+}
+
+impl OpenSnapshot {
+    /// A reader of the bytes from `offset` on. Positional reads: two
+    /// readers of one handle (a stream's and its retry's) never move each
+    /// other's position.
+    pub fn reader_at(&self, offset: u64) -> Box<dyn std::io::Read + Send> {
+        match self {
+            OpenSnapshot::Memory(bytes) => {
+                let start = (offset as usize).min(bytes.len());
+                Box::new(std::io::Cursor::new(bytes.slice(start..)))
+            }
+            OpenSnapshot::File(file) => Box::new(std::io::BufReader::with_capacity(
+                256 * 1024,
+                PositionalReader {
+                    file: file.clone(),
+                    at: offset,
+                },
+            )),
+        }
+    }
+}
+
+/// Reads a shared file handle from its own position.
+struct PositionalReader {
+    file: std::sync::Arc<fs::File>,
+    at: u64,
+}
+
+impl std::io::Read for PositionalReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(&*self.file, buf, self.at)?;
+        #[cfg(windows)]
+        let n = std::os::windows::fs::FileExt::seek_read(&*self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 /// The file name of the state taken (or installed) at (index, term).
 pub fn state_file(dir: &Path, index: u64, term: u64) -> PathBuf {
     dir.join(SNAPSHOT_DIR).join(format!("{index}-{term}.state"))

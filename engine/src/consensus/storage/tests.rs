@@ -655,3 +655,26 @@ fn compaction_leaves_a_state_being_encoded_to_its_writer() {
     left.sort();
     assert_eq!(left, ["100-2.tmp", "120-2.state"]);
 }
+
+/// Issue 24, defect 3 (fourth race): a transfer holds its snapshot open;
+/// a compaction that removes the file meanwhile does not take the bytes
+/// from a stream that resumes at an offset.
+#[test]
+fn an_open_snapshot_reads_on_after_its_file_is_removed() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    let state = super::snapshot_state::write_state(Some(dir.path()), 7, 2, |out| {
+        out.write_all(&(0..=255u8).cycle().take(10_000).collect::<Vec<_>>())
+    })
+    .unwrap();
+    let open = state.open().unwrap();
+    super::snapshot_state::remove_older(dir.path(), 8);
+    assert!(state.reader_at(0).is_err(), "the name is gone");
+    let mut first = open.reader_at(0);
+    let mut resumed = open.reader_at(4_000);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    resumed.read_to_end(&mut b).unwrap();
+    first.read_to_end(&mut a).unwrap();
+    assert_eq!(a.len(), 10_000);
+    assert_eq!(b, a[4_000..]);
+}
