@@ -28,9 +28,13 @@ pub struct Peer {
     pub address: Option<String>,
 }
 
-/// Joins pods and slices: every pod of the Service that has a UID is a
-/// peer, with the address its slice gives (publishNotReadyAddresses makes a
-/// starting pod visible before it is ready). An endpoint with a hostname (a
+/// Joins pods and slices: every pod of the Service that has a UID and has
+/// not ended is a peer, with the address its slice gives
+/// (publishNotReadyAddresses makes a starting pod visible before it is
+/// ready). A pod whose phase is `Failed` (an evicted pod, among others) or
+/// `Succeeded` runs no container any more and is never coming back: the API
+/// keeps its object, but it is no peer, so its member is removed like a
+/// pod that is gone. An endpoint with a hostname (a
 /// StatefulSet pod) is addressed by its stable DNS name
 /// `HOSTNAME.{dns_suffix}`, other endpoints by IP. Keyed by node id.
 pub fn peers<'a>(
@@ -62,6 +66,7 @@ pub fn peers<'a>(
         }
     }
     pods.into_iter()
+        .filter(|pod| !has_ended(pod))
         .filter_map(|pod| {
             let uid = pod.metadata.uid.clone()?;
             Some(Peer {
@@ -74,6 +79,12 @@ pub fn peers<'a>(
         })
         .map(|p| (p.id, p))
         .collect()
+}
+
+/// True for a pod in a terminal phase (`Failed`, `Succeeded`).
+fn has_ended(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(phase, Some("Failed" | "Succeeded"))
 }
 
 #[cfg(test)]
@@ -142,5 +153,31 @@ mod tests {
         // A pod not in any slice yet is a peer without an address.
         assert_eq!(address("u4"), None);
         assert_eq!(peers.len(), 4);
+    }
+
+    /// Issue 25, defect 3: an evicted pod (phase Failed) keeps its object
+    /// in the API but is no peer; a running or pending one is.
+    #[test]
+    fn evicted_and_finished_pods_are_no_peers() {
+        use k8s_openapi::api::core::v1::PodStatus;
+        let with_phase = |name: &str, uid: &str, phase: &str, reason: Option<&str>| Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                reason: reason.map(Into::into),
+                ..PodStatus::default()
+            }),
+            ..pod(name, uid)
+        };
+        let pods = [
+            with_phase("a", "u1", "Running", None),
+            with_phase("b", "u2", "Failed", Some("Evicted")),
+            with_phase("c", "u3", "Succeeded", None),
+            with_phase("d", "u4", "Pending", None),
+            pod("e", "u5"),
+        ];
+        let found = peers(&pods, [], "svc.ns.svc");
+        let mut names: Vec<&str> = found.values().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "d", "e"]);
     }
 }
