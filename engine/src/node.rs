@@ -16,15 +16,15 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
-use crate::error::{EngineError, ProbeFailure};
-use crate::workflows::state_machine::{Event, EventAt};
-
 use crate::consensus::proposal::{Proposal, now_ms, random_u64};
 use crate::consensus::raft_loop::{LoopInputs, RaftLoop, RaftStatus};
 use crate::consensus::snapshot_transfer::SnapshotTransfers;
 use crate::consensus::storage::RaftStore;
 use crate::consensus::transport::{Faults, Transport};
-use crate::workflows::state_machine::{Applied, NodeId, StateMachine, Workflow, WorkflowType};
+use crate::error::{EngineError, ProbeFailure};
+use crate::workflows::state_machine::{
+    Applied, Event, EventAt, NodeId, StateMachine, Workflow, WorkflowType,
+};
 
 /// Raft messages queued from peers before new ones are dropped.
 const INBOUND_QUEUE: usize = 8192;
