@@ -224,6 +224,15 @@ impl Node {
             if self.wait_status(REMOVE_RETRY_PAUSE * attempt, gone).await {
                 return Ok(());
             }
+            if node_id == self.id() {
+                // A node removing itself may never see its removal apply:
+                // the leader stops replicating to it once it applies the
+                // change. Only another member can tell, so the caller asks
+                // again through any node (NOT_FOUND once it applied)
+                // instead of this node retrying blind until its timeouts
+                // run out (it knows no leader any more).
+                return Err(e);
+            }
             if self.read_barrier().await.is_ok() && gone(&self.raft_status()) {
                 return Ok(());
             }
