@@ -108,18 +108,9 @@ impl Node {
                 remaining.len()
             )));
         }
-        if node_id == self.id() {
-            // The most caught-up live voter takes over; the removal is then
-            // proposed from here as a follower and forwarded by raft-rs.
-            let Some(to) = live.first().copied() else {
-                return Err(EngineError::QuorumAtRisk(format!(
-                    "no other voter is live to take over from node {node_id}; bring one back first"
-                )));
-            };
-            let timeout = self.config().election_timeout() * 2;
-            self.transfer_leadership(Some(to), timeout).await?;
-            tracing::info!(to, "leadership handed over before removing this node");
-        }
+        // A leader removing itself hands over first (to the most caught-up
+        // live voter, the first of `live`): propose_removal checks that
+        // before every attempt.
         self.propose_removal(node_id, &live).await?;
         let gone = |s: &RaftStatus| !s.voters.contains(&node_id) && !s.learners.contains(&node_id);
         // The reply comes when the change is applied; the status this node
@@ -258,7 +249,7 @@ impl Node {
         };
         let Some(to) = to else {
             return Err(EngineError::QuorumAtRisk(format!(
-                "node {node_id} became the leader and no other voter is live to take over; bring one back first"
+                "no other voter is live to take over from node {node_id}, the leader; bring one back first"
             )));
         };
         let timeout = self.config().election_timeout() * 2;
@@ -266,7 +257,7 @@ impl Node {
         tracing::info!(
             node_id,
             to,
-            "the node to remove had become the leader; leadership handed over first"
+            "leadership handed over before removing the leader"
         );
         Ok(())
     }
