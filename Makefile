@@ -22,7 +22,7 @@ NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
 NODE_PACK := target/node-pack
 NODE_FRESH := target/node-test
 
-.PHONY: all build test k8s-check test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run bench-sdks bench-sdks-setup
+.PHONY: all build test k8s-check test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run simulate bench-sdks bench-sdks-setup
 
 all: build
 
@@ -215,6 +215,14 @@ lint-node: $(NODE_TOOLS)
 ## FAULT_SEED=n repeats a run's schedule); see docs/TESTING.md
 fault-run: build
 	$(CARGO) test -p raftoral-conformance --test fault_run -- --ignored --nocapture long_fault_run
+
+## simulate: the deterministic simulation's seeds, optimized build (SEEDS,
+## default 10000; FIRST=s starts elsewhere; SEED=s replays one with its
+## trace); see docs/TESTING.md. `make test` runs 1,000 in the debug build.
+simulate:
+	RAFTORAL_SIM_SEEDS=$(or $(SEEDS),10000) $(if $(FIRST),RAFTORAL_SIM_FIRST=$(FIRST)) \
+	$(if $(SEED),RAFTORAL_SIM_SEED=$(SEED)) \
+	$(CARGO) test --release -p raftoral --lib simulation::tests::seeds -- --nocapture
 
 ## demo: build, start a local 3-node cluster and the ping-pong app, send ping, print pong
 demo:

@@ -27,6 +27,8 @@ mod error;
 mod node;
 mod shutdown;
 #[cfg(test)]
+mod simulation;
+#[cfg(test)]
 mod store_fault_tests;
 pub mod workflows;
 

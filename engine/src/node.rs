@@ -165,7 +165,11 @@ impl Node {
             state.clone(),
             events.clone(),
             status_tx,
-            transport.clone(),
+            crate::consensus::environment::Environment::process(
+                transport.clone(),
+                snapshots.clone(),
+                shutdown_rx.clone(),
+            ),
             snapshots.clone(),
             config.clone(),
         );

@@ -17,6 +17,7 @@
 //! `node.rs` (except `membership.rs` and `read_index.rs`, which extend
 //! `Node`). `scripts/check_layout.py` checks it.
 
+pub(crate) mod environment;
 pub(crate) mod flush_thread;
 pub(crate) mod membership;
 pub(crate) mod proposal;

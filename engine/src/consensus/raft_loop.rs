@@ -16,14 +16,12 @@ use raftoral_proto::cluster::v1::{Command, ConfChangeContext};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::NodeConfig;
-use crate::consensus::flush_thread::FlushThread;
-use crate::consensus::proposal::{
-    Liveness, Proposal, ProposalReply, ReadContext, now_ms, random_u64,
-};
+use crate::consensus::environment::{Clock, Environment, Jobs, Outbox};
+use crate::consensus::proposal::{Liveness, Proposal, ProposalReply, ReadContext, random_u64};
 use crate::consensus::snapshot_transfer::SnapshotTransfers;
 use crate::consensus::storage::snapshot_state::{SnapshotState, decode_ref, write_state};
 use crate::consensus::storage::{RaftStore, StorageError};
-use crate::consensus::transport::{PeerSignal, Transport};
+use crate::consensus::transport::PeerSignal;
 use crate::error::{EngineError, Rejection};
 use crate::workflows::failover::Failover;
 use crate::workflows::state_machine::{Applied, Archived, NodeId, StateMachine};
@@ -66,7 +64,10 @@ pub(crate) struct RaftLoop {
     store: RaftStore,
     state: Arc<RwLock<StateMachine>>,
     events: broadcast::Sender<Arc<EventAt>>,
-    transport: Arc<Transport>,
+    /// Time (see `environment.rs`).
+    clock: Arc<dyn Clock>,
+    /// The network: Raft messages out, members' addresses.
+    outbox: Arc<dyn Outbox>,
     /// proposal_id → waiting proposer (only proposals made on this node).
     pending: HashMap<u64, ProposalReply>,
     status: watch::Sender<RaftStatus>,
@@ -90,26 +91,24 @@ pub(crate) struct RaftLoop {
     evicting: bool,
     /// raft-rs asked for a snapshot to send while a flush was in flight.
     snapshot_wanted: bool,
-    /// Writes flushes (and snapshots wanted after them), at a lower
-    /// priority than the loop.
-    flusher: FlushThread,
+    /// Writes flushes (and snapshots wanted after them) off the loop: the
+    /// flush thread, at a lower priority than the loop.
+    jobs: Box<dyn Jobs>,
     /// Written snapshots come back here (the receiver lives in `run`).
     snapshot_written: mpsc::Sender<Written>,
     /// Outcomes of snapshot transfers to peers.
     snapshot_reports: mpsc::Sender<(NodeId, bool)>,
     /// A compaction's files could not be written (on the flush thread).
     files_failed: mpsc::UnboundedSender<StorageError>,
-    /// Receivers of the three above, taken by `run`.
+    /// Receivers of the three above, taken by `run` (or the simulation).
     snapshot_inputs: Option<SnapshotInputs>,
-    /// The node's shutdown signal, for transfers (set by `run`).
-    shutdown: Option<watch::Receiver<bool>>,
 }
 
 /// A flush written by the flushing thread: the index and term it is the
 /// state of, the membership there, and (on success) the ids of the
 /// finished workflows it archived and the snapshot encoded from it when
 /// one was wanted.
-struct Written {
+pub(crate) struct Written {
     index: u64,
     term: u64,
     conf_state: raft::prelude::ConfState,
@@ -117,7 +116,7 @@ struct Written {
 }
 /// Written snapshots, outcomes of transfers and failures of compactions'
 /// files, read by `run`.
-type SnapshotInputs = (
+pub(crate) type SnapshotInputs = (
     mpsc::Receiver<Written>,
     mpsc::Receiver<(NodeId, bool)>,
     mpsc::UnboundedReceiver<StorageError>,
@@ -139,6 +138,20 @@ const PURGE_CHUNK: usize = 4096;
 /// A retention purge not applied after this long is proposed again.
 const PURGE_RETRY_MS: u64 = 5_000;
 
+/// One thing for the loop to handle (see [`RaftLoop::handle`]).
+pub(crate) enum Input {
+    /// A proposal from this node.
+    Proposal(Proposal),
+    /// A Raft message from a peer.
+    Message(Message),
+    /// A flush was written off the loop.
+    Flushed(Written),
+    /// News of a peer from the network (or of a snapshot transfer).
+    Signal(PeerSignal),
+    /// A tick of the Raft clock.
+    Tick,
+}
+
 /// Channels the loop reads.
 pub(crate) struct LoopInputs {
     pub proposals: mpsc::Receiver<Proposal>,
@@ -153,7 +166,7 @@ impl RaftLoop {
         state: Arc<RwLock<StateMachine>>,
         events: broadcast::Sender<Arc<EventAt>>,
         status: watch::Sender<RaftStatus>,
-        transport: Arc<Transport>,
+        env: Environment,
         snapshots: Arc<SnapshotTransfers>,
         config: NodeConfig,
     ) -> Self {
@@ -166,7 +179,8 @@ impl RaftLoop {
             store,
             state,
             events,
-            transport,
+            clock: env.clock,
+            outbox: env.outbox,
             pending: HashMap::new(),
             status,
             failover: Failover::new(config.owner_timeout, config.app_timeout),
@@ -181,12 +195,11 @@ impl RaftLoop {
             snapshotting: false,
             evicting: false,
             snapshot_wanted: false,
-            flusher: FlushThread::start(),
+            jobs: env.jobs,
             snapshot_written,
             snapshot_reports,
             files_failed,
             snapshot_inputs: Some((written, reports, failed_files)),
-            shutdown: None,
         }
     }
 
@@ -199,86 +212,40 @@ impl RaftLoop {
         let mut ticker = tokio::time::interval(self.config.tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish_status();
-        self.shutdown = Some(inputs.shutdown.clone());
-        let (mut written, mut reports, mut failed_files) = self
-            .snapshot_inputs
-            .take()
-            .expect("the Raft loop runs once");
+        let (mut written, mut reports, mut failed_files) = self.take_inputs();
         let result = loop {
-            tokio::select! {
+            let handled = tokio::select! {
                 biased;
                 _ = inputs.shutdown.changed() => break Ok(()),
-                Some(flush) = written.recv() => {
-                    self.snapshotting = false;
-                    if let Err(e) = self.flush_written(flush) {
-                        break Err(e);
-                    }
-                }
+                Some(flush) = written.recv() => self.handle(Input::Flushed(flush)),
                 Some(e) = failed_files.recv() => break Err(e),
                 Some((peer, delivered)) = reports.recv() => {
-                    let status = if delivered {
-                        raft::SnapshotStatus::Finish
-                    } else {
-                        raft::SnapshotStatus::Failure
-                    };
-                    self.raw.report_snapshot(peer, status);
+                    self.handle(Input::Signal(PeerSignal::Snapshot(peer, delivered)))
                 }
                 proposal = inputs.proposals.recv() => {
                     let Some(proposal) = proposal else { break Ok(()) };
-                    self.propose(proposal);
+                    let mut handled = self.handle(Input::Proposal(proposal));
                     let mut taken = 1;
-                    while taken < MAX_BATCH {
+                    while handled.is_ok() && taken < MAX_BATCH {
                         let Ok(proposal) = inputs.proposals.try_recv() else { break };
-                        self.propose(proposal);
+                        handled = self.handle(Input::Proposal(proposal));
                         taken += 1;
                     }
+                    handled
                 }
                 message = inputs.inbound.recv() => {
                     let Some(message) = message else { break Ok(()) };
-                    self.step(message);
-                    while let Ok(message) = inputs.inbound.try_recv() {
-                        self.step(message);
+                    let mut handled = self.handle(Input::Message(message));
+                    while handled.is_ok() {
+                        let Ok(message) = inputs.inbound.try_recv() else { break };
+                        handled = self.handle(Input::Message(message));
                     }
+                    handled
                 }
-                Some(signal) = inputs.unreachable.recv() => match signal {
-                    PeerSignal::Unreachable(peer) => self.raw.report_unreachable(peer),
-                    PeerSignal::Snapshot(peer, delivered) => {
-                        let status = if delivered {
-                            raft::SnapshotStatus::Finish
-                        } else {
-                            tracing::info!(peer, "a snapshot for the peer was lost; it is sent again");
-                            raft::SnapshotStatus::Failure
-                        };
-                        self.raw.report_snapshot(peer, status);
-                    }
-                    PeerSignal::Down(peer) => {
-                        self.raw.report_unreachable(peer);
-                        // A killed node's workflows move now, not after the
-                        // owner timeout, and nothing new is placed there.
-                        self.failover.down(peer);
-                        self.check_failover();
-                    }
-                },
-                _ = ticker.tick() => {
-                    // Test hook (see `Faults::crash_raft_loop`): the way a
-                    // bug in raft-rs or here would end the loop.
-                    assert!(
-                        !self.transport.faults().crash_requested(),
-                        "raft loop crash requested by a test"
-                    );
-                    self.raw.tick();
-                    self.ticks += 1;
-                    if self.ticks.is_multiple_of(FAILOVER_CHECK_TICKS) {
-                        self.check_failover();
-                        self.promote_learners();
-                        self.purge_expired();
-                    }
-                    // Callers that gave up (timeout) dropped their receiver.
-                    self.pending.retain(|_, reply| !reply.is_closed());
-                    self.pending_reads.retain(|_, reply| !reply.is_closed());
-                }
-            }
-            if let Err(e) = self.on_ready() {
+                Some(signal) = inputs.unreachable.recv() => self.handle(Input::Signal(signal)),
+                _ = ticker.tick() => self.handle(Input::Tick),
+            };
+            if let Err(e) = handled.and_then(|()| self.ready()) {
                 break Err(e);
             }
         };
@@ -295,12 +262,78 @@ impl RaftLoop {
         result
     }
 
+    /// The receivers of written flushes, transfer outcomes and failed
+    /// compaction files; taken once, by whoever drives the loop.
+    pub(crate) fn take_inputs(&mut self) -> SnapshotInputs {
+        self.snapshot_inputs
+            .take()
+            .expect("the Raft loop is driven once")
+    }
+
+    /// Handles one input; the caller runs a Ready round ([`Self::ready`])
+    /// after one or a batch of them. `run` drives it from channels and a
+    /// timer; the simulation calls it directly.
+    pub(crate) fn handle(&mut self, input: Input) -> Result<(), StorageError> {
+        match input {
+            Input::Proposal(proposal) => self.propose(proposal),
+            Input::Message(message) => self.step(message),
+            Input::Flushed(flush) => {
+                self.snapshotting = false;
+                self.flush_written(flush)?;
+            }
+            Input::Signal(signal) => match signal {
+                PeerSignal::Unreachable(peer) => self.raw.report_unreachable(peer),
+                PeerSignal::Snapshot(peer, delivered) => {
+                    let status = if delivered {
+                        raft::SnapshotStatus::Finish
+                    } else {
+                        tracing::info!(peer, "a snapshot for the peer was lost; it is sent again");
+                        raft::SnapshotStatus::Failure
+                    };
+                    self.raw.report_snapshot(peer, status);
+                }
+                PeerSignal::Down(peer) => {
+                    self.raw.report_unreachable(peer);
+                    // A killed node's workflows move now, not after the
+                    // owner timeout, and nothing new is placed there.
+                    self.failover.down(peer);
+                    self.check_failover();
+                }
+            },
+            Input::Tick => {
+                // Test hook (see `Faults::crash_raft_loop`): the way a bug
+                // in raft-rs or here would end the loop.
+                assert!(
+                    !self.outbox.crash_requested(),
+                    "raft loop crash requested by a test"
+                );
+                self.raw.tick();
+                self.ticks += 1;
+                if self.ticks.is_multiple_of(FAILOVER_CHECK_TICKS) {
+                    self.check_failover();
+                    self.promote_learners();
+                    self.purge_expired();
+                }
+                // Callers that gave up (timeout) dropped their receiver.
+                self.pending.retain(|_, reply| !reply.is_closed());
+                self.pending_reads.retain(|_, reply| !reply.is_closed());
+            }
+        }
+        Ok(())
+    }
+
+    /// The raft-rs node (the simulation reads its term and role).
+    #[cfg(test)]
+    pub(crate) fn raw(&self) -> &RawNode<RaftStore> {
+        &self.raw
+    }
+
     fn step(&mut self, mut message: Message) {
         if let Err(refusal) =
             crate::consensus::raft_guard::check_against_log(&message, &self.raw.raft)
         {
             tracing::warn!(from = message.from, reason = %refusal, "raft message refused");
-            self.transport.note_refused();
+            self.outbox.note_refused();
             return;
         }
         let commit = message.commit;
@@ -311,7 +344,7 @@ impl RaftLoop {
                 last_index = self.raw.raft.raft_log.last_index(),
                 "heartbeat commits past this node's log; commit held"
             );
-            self.transport.note_refused();
+            self.outbox.note_refused();
         }
         if let Some(snapshot) = message.snapshot.as_ref()
             && decode_ref(&snapshot.data).is_some()
@@ -325,11 +358,11 @@ impl RaftLoop {
                     index = meta.index,
                     "a snapshot whose state was not received is refused"
                 );
-                self.transport.note_refused();
+                self.outbox.note_refused();
                 return;
             }
         }
-        self.failover.heard(message.from);
+        self.failover.heard(message.from, self.clock.now());
         if let Err(e) = self.raw.step(message) {
             tracing::debug!(error = %e, "raft message not stepped");
         }
@@ -416,13 +449,14 @@ impl RaftLoop {
         }
         let me = self.raw.raft.id;
         let window = self.config.election_timeout();
+        let now = self.clock.now();
         let prs = self.raw.raft.prs();
         let mut live: Vec<u64> = self
             .store
             .conf_state()
             .voters
             .into_iter()
-            .filter(|id| *id == me || self.failover.heard_within(*id, window))
+            .filter(|id| *id == me || self.failover.heard_within(*id, window, now))
             .collect();
         live.sort_by_key(|id| std::cmp::Reverse(prs.get(*id).map_or(0, |p| p.matched)));
         Liveness {
@@ -468,7 +502,7 @@ impl RaftLoop {
     /// snapshot, apply committed entries, append new entries and the hard
     /// state, fsync once, send messages that needed persistence, advance,
     /// then handle the light ready the same way.
-    fn on_ready(&mut self) -> Result<(), StorageError> {
+    pub(crate) fn ready(&mut self) -> Result<(), StorageError> {
         // A query may have found the store unreadable.
         if let Some(failure) = self
             .state
@@ -557,34 +591,26 @@ impl RaftLoop {
         }
     }
 
-    /// Hands messages to the transport, except snapshots: those go by a
+    /// Hands messages to the network, except snapshots: those go by a
     /// transfer of their own with the stored state (`snapshot_transfer`).
     fn send(&self, messages: Vec<Message>) {
         let (snapshots, others): (Vec<_>, Vec<_>) = messages
             .into_iter()
             .partition(|m| m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot);
-        self.transport.send(others);
+        self.outbox.send(others);
         for message in snapshots {
             let to = message.to;
-            if self.transport.faults().is_blocked(to) {
-                continue;
-            }
             let meta = message.get_snapshot().get_metadata();
             let state = self
                 .store
                 .snapshot_state()
                 .filter(|s| s.reference.index == meta.index && s.reference.term == meta.term);
-            let (Some(state), Some(shutdown)) = (state, self.shutdown.clone()) else {
+            let Some(state) = state else {
                 let _ = self.snapshot_reports.try_send((to, false));
                 continue;
             };
-            self.snapshots.send(
-                &self.transport,
-                message,
-                state,
-                self.snapshot_reports.clone(),
-                shutdown,
-            );
+            self.outbox
+                .send_snapshot(message, state, self.snapshot_reports.clone());
         }
     }
 
@@ -616,11 +642,11 @@ impl RaftLoop {
             restored
         };
         for (id, address) in restored.member_addresses() {
-            self.transport.set_address(*id, address.clone());
+            self.outbox.set_address(*id, address.clone());
         }
         // A joining node learns its cluster's identity here.
         if !restored.cluster_id().is_empty() {
-            self.transport.set_cluster_id(restored.cluster_id());
+            self.outbox.set_cluster_id(restored.cluster_id());
         }
         *self.state.write().expect("state lock poisoned") = restored;
         tracing::info!(index, "installed a snapshot from the leader");
@@ -701,7 +727,7 @@ impl RaftLoop {
                                 match single.get_change_type() {
                                     ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
                                         state.set_member_address(node, context.address.clone());
-                                        self.transport.set_address(node, context.address.clone());
+                                        self.outbox.set_address(node, context.address.clone());
                                     }
                                     ConfChangeType::RemoveNode => {
                                         let now = state.advance_log_time(context.proposed_at_ms);
@@ -712,11 +738,12 @@ impl RaftLoop {
                                                 .events
                                                 .send(Arc::new(EventAt { index, event }));
                                         }
-                                        self.transport.remove_peer(node);
+                                        self.outbox.remove_peer(node);
                                         if node == self.raw.raft.id {
                                             tracing::warn!(
                                                 "this node was removed from the cluster"
                                             );
+                                            step_down_if_leading(&mut self.raw.raft);
                                         }
                                     }
                                 }
@@ -753,13 +780,13 @@ impl RaftLoop {
         let is_leader = self.raw.raft.state == StateRole::Leader;
         let changes = {
             let state = self.state.read().expect("state lock poisoned");
-            self.failover.check(me, is_leader, &state)
+            self.failover.check(self.clock.now(), me, is_leader, &state)
         };
         for change in changes {
             let command = Command {
                 proposer_node_id: me,
                 proposal_id: 0,
-                proposed_at_ms: now_ms(),
+                proposed_at_ms: self.clock.now_ms(),
                 kind: Some(change),
             };
             if let Err(e) = self.raw.propose(Vec::new(), command.encode_to_vec()) {
@@ -779,7 +806,7 @@ impl RaftLoop {
         if self.raw.raft.state != StateRole::Leader {
             return;
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let wanted = now.saturating_sub(retention.as_millis() as u64);
         let (due, cutoff) = {
             let state = self.state.read().expect("state lock poisoned");
@@ -849,7 +876,7 @@ impl RaftLoop {
             proposer_node_id: self.raw.raft.id,
             proposal_id: 0,
             address,
-            proposed_at_ms: now_ms(),
+            proposed_at_ms: self.clock.now_ms(),
         }
         .encode_to_vec()
         .into();
@@ -896,7 +923,7 @@ impl RaftLoop {
         let snapshots = self.snapshots.clone();
         self.snapshotting = true;
         self.publish_status();
-        self.flusher.run(move || {
+        self.jobs.run(Box::new(move || {
             snapshots.hooks().encoding_starts();
             let started = std::time::Instant::now();
             let outcome = writer
@@ -935,7 +962,7 @@ impl RaftLoop {
                 conf_state,
                 outcome,
             });
-        });
+        }));
         Ok(())
     }
 
@@ -971,11 +998,11 @@ impl RaftLoop {
                 .compact_to(flush.index, flush.term, flush.conf_state, state, keep)?;
         if let Some(files) = files {
             let failed = self.files_failed.clone();
-            self.flusher.run(move || {
+            self.jobs.run(Box::new(move || {
                 if let Err(e) = files.persist() {
                     let _ = failed.send(e);
                 }
-            });
+            }));
         }
         tracing::debug!(index = flush.index, "state flushed; log compacted");
         self.publish_status();
@@ -999,12 +1026,13 @@ impl RaftLoop {
         }
         let me = self.raw.raft.id;
         let window = self.config.owner_timeout;
+        let now = self.clock.now();
         let slowest = self
             .raw
             .raft
             .prs()
             .iter()
-            .filter(|(id, _)| **id != me && self.failover.heard_within(**id, window))
+            .filter(|(id, _)| **id != me && self.failover.heard_within(**id, window, now))
             .map(|(_, p)| p.matched)
             .min();
         match slowest {
@@ -1037,6 +1065,23 @@ impl RaftLoop {
             *s = status;
             changed
         });
+    }
+}
+
+/// A leader that applied its own removal steps down at once. raft-rs
+/// keeps it leading (an untested branch of `post_conf_change`), and the
+/// next append response it handles panics the loop: its own progress
+/// is gone from the tracker. The hand-over before a removal
+/// (`membership.rs`) makes this rare, not impossible: leadership can
+/// move to the node between that check and the commit. Found by the
+/// simulation (`simulation/`). It steps down in its term, so its vote
+/// stands; as a non-voter it never campaigns again, and the others
+/// elect a leader after an election timeout.
+fn step_down_if_leading(raft: &mut raft::Raft<RaftStore>) {
+    if raft.state == StateRole::Leader {
+        tracing::info!(term = raft.term, "a removed leader steps down");
+        let term = raft.term;
+        raft.become_follower(term, raft::INVALID_ID);
     }
 }
 

@@ -35,6 +35,16 @@ fn cluster_id_for(peers: &std::collections::BTreeMap<u64, String>) -> String {
 }
 
 pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
+    open_with(config, |_| {})
+}
+
+/// [`open`], with a last word on raft-rs's configuration: the simulation
+/// fixes the election timeout (raft-rs draws it from a random source no
+/// seed reaches) and jitters its nodes' ticks instead.
+pub(crate) fn open_with(
+    config: &NodeConfig,
+    tune: impl FnOnce(&mut raft::Config),
+) -> Result<Opened, EngineError> {
     let id = config.node_id;
     let initial_voters: Vec<u64> = if config.join {
         Vec::new()
@@ -86,7 +96,7 @@ pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
     }
     let conf = store.initial_state()?.conf_state;
     let alone = conf.voters == vec![id] && conf.learners.is_empty();
-    let raft_config = raft::Config {
+    let mut raft_config = raft::Config {
         id,
         election_tick: config.election_ticks,
         heartbeat_tick: config.heartbeat_ticks,
@@ -99,6 +109,7 @@ pub(crate) fn open(config: &NodeConfig) -> Result<Opened, EngineError> {
         check_quorum: true,
         ..Default::default()
     };
+    tune(&mut raft_config);
     let logger = crate::consensus::raft_log::logger(id);
     let raw = RawNode::new(&raft_config, store, &logger)?;
     Ok(Opened {

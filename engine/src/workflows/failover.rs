@@ -45,17 +45,18 @@ impl Failover {
         }
     }
 
-    /// A Raft message arrived from `node`.
-    pub(crate) fn heard(&mut self, node: NodeId) {
-        self.last_heard.insert(node, Instant::now());
+    /// A Raft message arrived from `node` at `now`.
+    pub(crate) fn heard(&mut self, node: NodeId, now: Instant) {
+        self.last_heard.insert(node, now);
         self.down.remove(&node);
     }
 
-    /// True when a Raft message from `node` arrived within `window`.
-    pub(crate) fn heard_within(&self, node: NodeId, window: Duration) -> bool {
+    /// True when a Raft message from `node` arrived within `window` before
+    /// `now`.
+    pub(crate) fn heard_within(&self, node: NodeId, window: Duration, now: Instant) -> bool {
         self.last_heard
             .get(&node)
-            .is_some_and(|t| t.elapsed() < window)
+            .is_some_and(|t| now.saturating_duration_since(*t) < window)
     }
 
     /// `node`'s process is gone: its connection closed and its port refuses
@@ -70,11 +71,7 @@ impl Failover {
     /// The owner changes to propose now. Empty unless `me` leads. For the
     /// first owner timeout of a leadership only nodes known to be down count
     /// as lost (silence means nothing before peers could be heard).
-    pub(crate) fn check(&mut self, me: NodeId, is_leader: bool, state: &StateMachine) -> Vec<Kind> {
-        self.check_at(Instant::now(), me, is_leader, state)
-    }
-
-    fn check_at(
+    pub(crate) fn check(
         &mut self,
         now: Instant,
         me: NodeId,
@@ -227,10 +224,10 @@ mod tests {
         // count as lost; only the leader itself is a live candidate.
         let mut failover = Failover::new(Duration::ZERO, Duration::from_secs(60));
         assert!(
-            failover.check(1, false, &sm).is_empty(),
+            failover.check(Instant::now(), 1, false, &sm).is_empty(),
             "only the leader decides"
         );
-        let changes = failover.check(1, true, &sm);
+        let changes = failover.check(Instant::now(), 1, true, &sm);
         let absent: Vec<u64> = changes
             .iter()
             .filter_map(|k| match k {
@@ -313,9 +310,9 @@ mod tests {
         // Every node reachable; a zero app timeout: away from the second
         // look on.
         let mut failover = Failover::new(Duration::from_secs(60), Duration::ZERO);
-        let first = failover.check(2, true, &sm);
+        let first = failover.check(Instant::now(), 2, true, &sm);
         assert!(moves(&first).is_empty(), "{first:?}");
-        let second = failover.check(2, true, &sm);
+        let second = failover.check(Instant::now(), 2, true, &sm);
         assert_eq!(moves(&second), vec![("w".to_owned(), 1, 3)]);
     }
 
@@ -327,18 +324,18 @@ mod tests {
         start(&mut sm, "w", "wf", 2);
         // Long timeouts and a leader just elected: silence proves nothing.
         let mut failover = Failover::new(Duration::from_secs(60), Duration::from_secs(60));
-        assert!(moves(&failover.check(1, true, &sm)).is_empty());
+        assert!(moves(&failover.check(Instant::now(), 1, true, &sm)).is_empty());
         failover.down(2);
-        let changes = failover.check(1, true, &sm);
+        let changes = failover.check(Instant::now(), 1, true, &sm);
         assert_eq!(moves(&changes), vec![("w".to_owned(), 2, 3)]);
         assert!(changes.iter().any(|k| matches!(
             k,
             Kind::SetWorkerPresence(p) if p.node_id == 2 && !p.present
         )));
         // Heard again (restarted): no longer down.
-        failover.heard(2);
+        failover.heard(2, Instant::now());
         failover.in_flight.clear();
-        assert!(failover.check(1, true, &sm).is_empty());
+        assert!(failover.check(Instant::now(), 1, true, &sm).is_empty());
     }
 
     #[test]
@@ -351,13 +348,13 @@ mod tests {
         let timeout = Duration::from_secs(1);
         let mut failover = Failover::new(timeout, timeout);
         let t0 = Instant::now();
-        failover.heard(2);
-        failover.heard(3);
-        assert!(failover.check_at(t0, 1, true, &sm).is_empty());
+        failover.heard(2, t0);
+        failover.heard(3, t0);
+        assert!(failover.check(t0, 1, true, &sm).is_empty());
         // The loop did not run for 5 s: everyone looks silent.
         let mut at = t0 + Duration::from_secs(5);
         assert!(
-            moves(&failover.check_at(at, 1, true, &sm)).is_empty(),
+            moves(&failover.check(at, 1, true, &sm)).is_empty(),
             "silence during our own stall proves nothing"
         );
         // Node 2 stays silent for an owner timeout after the loop resumed
@@ -365,7 +362,7 @@ mod tests {
         let mut moved = Vec::new();
         for _ in 0..6 {
             at += Duration::from_millis(250);
-            moved.extend(moves(&failover.check_at(at, 1, true, &sm)));
+            moved.extend(moves(&failover.check(at, 1, true, &sm)));
         }
         assert_eq!(moved, vec![("w".to_owned(), 2, 1)]);
     }

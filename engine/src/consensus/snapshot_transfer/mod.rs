@@ -25,6 +25,8 @@ use raftoral_proto::cluster::v1::SnapshotRef;
 use crate::consensus::storage::snapshot_state::SnapshotState;
 use crate::workflows::state_machine::{NodeId, StateMachine};
 
+#[cfg(test)]
+pub(crate) use receive::decode;
 pub(crate) use receive::{Acks, Partial};
 
 /// A received snapshot, checked and decoded, waiting for the Raft loop to

@@ -183,28 +183,32 @@ impl SnapshotTransfers {
             }
         };
         let snapshot = SnapshotState { reference, blob };
-        let decoding = snapshot.clone();
         let dir = self.dir.clone();
-        let state = tokio::task::spawn_blocking(move || {
-            // Loaded into a store of its own, made the node's at the
-            // install; the finished workflows go to disk as they are read.
-            let index = decoding.reference.index;
-            let reader = decoding.verified_reader().map_err(|e| e.to_string())?;
-            let archive =
-                Archive::create_for_snapshot(dir.as_deref(), index).map_err(|e| e.to_string())?;
-            StateMachine::restore_into(reader, index, archive).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| Status::internal(format!("snapshot decoding stopped: {e}")))?
-        .map_err(|e| {
-            Status::invalid_argument(format!("the received snapshot does not decode: {e}"))
-        })?;
-        Ok(Prepared {
-            reference,
-            state,
-            snapshot,
-        })
+        tokio::task::spawn_blocking(move || decode(dir.as_deref(), snapshot))
+            .await
+            .map_err(|e| Status::internal(format!("snapshot decoding stopped: {e}")))?
+            .map_err(|e| {
+                Status::invalid_argument(format!("the received snapshot does not decode: {e}"))
+            })
     }
+}
+
+/// Decodes a received snapshot's state into a store of its own (in `dir`),
+/// made the node's at the install; the finished workflows go to disk as
+/// they are read. Blocking.
+pub(crate) fn decode(
+    dir: Option<&std::path::Path>,
+    snapshot: SnapshotState,
+) -> Result<Prepared, String> {
+    let index = snapshot.reference.index;
+    let reader = snapshot.verified_reader().map_err(|e| e.to_string())?;
+    let archive = Archive::create_for_snapshot(dir, index).map_err(|e| e.to_string())?;
+    let state = StateMachine::restore_into(reader, index, archive).map_err(|e| e.to_string())?;
+    Ok(Prepared {
+        reference: snapshot.reference,
+        state,
+        snapshot,
+    })
 }
 
 impl Partial {

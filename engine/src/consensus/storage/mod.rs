@@ -614,6 +614,15 @@ impl RaftStore {
             .flush_unsynced()
     }
 
+    /// Test hook: a power loss (see `Wal::power_loss`); this store (and
+    /// its clones) must not be used afterwards.
+    #[cfg(test)]
+    pub(crate) fn power_loss(&self, keep: impl FnOnce(u64) -> u64) {
+        if let Some(wal) = self.wl().wal.take() {
+            wal.power_loss(keep);
+        }
+    }
+
     /// Test hook: a crash. Buffered, unflushed records are lost; this store
     /// (and its clones) must not be used afterwards.
     #[cfg(test)]

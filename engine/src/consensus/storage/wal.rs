@@ -73,6 +73,9 @@ pub(crate) struct Wal {
     segments: Vec<Segment>,
     writer: BufWriter<File>,
     written: u64,
+    /// Where the active segment's data known to be durable ends (the
+    /// simulation's power loss keeps no more than this for sure).
+    synced: u64,
     segment_bytes: u64,
     dirty: bool,
     /// Sequence number of the latest batch mark written or read.
@@ -166,6 +169,7 @@ impl Wal {
                 segments,
                 writer: BufWriter::with_capacity(256 * 1024, file),
                 written: active_len,
+                synced: active_len,
                 segment_bytes,
                 dirty: false,
                 batch,
@@ -269,6 +273,7 @@ impl Wal {
             return Err(e);
         }
         self.dirty = false;
+        self.synced = self.written;
         self.batch_due = true;
         self.fsyncs += 1;
         Ok(())
@@ -295,6 +300,24 @@ impl Wal {
         let (_file, _lost) = self.writer.into_parts();
     }
 
+    /// Test hook: a power loss. Of the bytes appended since the last fsync,
+    /// only the first `keep(unsynced)` reach the disk (0: all lost; a cut
+    /// inside a record: a torn write); the rest of the active segment reads
+    /// as the zeros it was preallocated with.
+    #[cfg(test)]
+    pub(crate) fn power_loss(mut self, keep: impl FnOnce(u64) -> u64) {
+        let unsynced = self.written - self.synced;
+        let from = self.synced + keep(unsynced).min(unsynced);
+        let path = self.segments.last().expect("one segment").path.clone();
+        self.writer.flush().expect("flush the log buffer");
+        let file = self.writer.get_mut();
+        file.seek(SeekFrom::Start(from)).expect("seek the log");
+        let zeros = vec![0u8; (self.written - from) as usize];
+        file.write_all(&zeros).expect("zero the lost bytes");
+        file.sync_data()
+            .unwrap_or_else(|e| panic!("sync {}: {e}", path.display()));
+    }
+
     /// fdatasync calls on records since the log was opened.
     pub(crate) fn fsyncs(&self) -> u64 {
         self.fsyncs
@@ -316,6 +339,7 @@ impl Wal {
         let file = open_segment(&path, 0, self.segment_bytes)?;
         self.writer = BufWriter::with_capacity(256 * 1024, file);
         self.written = 0;
+        self.synced = 0;
         self.segments.push(Segment {
             seq,
             path,

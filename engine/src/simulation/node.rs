@@ -1,0 +1,300 @@
+//! One simulated node: the real Raft loop, log store, state machine and
+//! state store, opened from a directory by the real startup code, with its
+//! environment (clock, network, flush thread) replaced by the simulator's.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use raft::prelude::Message;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::config::NodeConfig;
+use crate::consensus::environment::{Clock, Environment, Jobs, Outbox};
+use crate::consensus::raft_loop::{Input, RaftLoop, RaftStatus, SnapshotInputs};
+use crate::consensus::snapshot_transfer::SnapshotTransfers;
+use crate::consensus::storage::RaftStore;
+use crate::consensus::storage::snapshot_state::{OpenSnapshot, SnapshotState};
+use crate::workflows::state_machine::{NodeId, StateMachine};
+
+/// Wall time at the start of every simulation (ms since the Unix epoch).
+pub(super) const EPOCH_MS: u64 = 1_800_000_000_000;
+
+/// A node's clock: the simulation's time plus this node's skew (which
+/// jumps when the simulator says so) for wall time; the simulation's time
+/// alone for monotonic time.
+pub(super) struct SimClock {
+    pub now: Arc<AtomicU64>,
+    pub skew_ms: Arc<AtomicI64>,
+    pub base: Instant,
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        let now = EPOCH_MS + self.now.load(Ordering::Relaxed);
+        now.saturating_add_signed(self.skew_ms.load(Ordering::Relaxed))
+    }
+
+    fn now(&self) -> Instant {
+        self.base + Duration::from_millis(self.now.load(Ordering::Relaxed))
+    }
+}
+
+/// A snapshot on its way: the message, the sender's open state and where
+/// the outcome goes.
+pub(super) struct SnapshotSend {
+    pub message: Message,
+    pub state: SnapshotState,
+    /// Opened when sent, as the real sender does: a compaction that
+    /// deletes the file meanwhile does not take the bytes away.
+    pub open: Result<OpenSnapshot, String>,
+    pub report: mpsc::Sender<(NodeId, bool)>,
+}
+
+/// What a node sent during one step, collected for the simulated network.
+#[derive(Default)]
+pub(super) struct Sent {
+    pub messages: Vec<Message>,
+    pub snapshots: Vec<SnapshotSend>,
+}
+
+struct SimOutbox {
+    sent: Arc<Mutex<Sent>>,
+}
+
+impl Outbox for SimOutbox {
+    fn send(&self, messages: Vec<Message>) {
+        self.sent.lock().expect("sent").messages.extend(messages);
+    }
+
+    fn send_snapshot(
+        &self,
+        message: Message,
+        state: SnapshotState,
+        report: mpsc::Sender<(NodeId, bool)>,
+    ) {
+        let open = state.open().map_err(|e| e.to_string());
+        self.sent
+            .lock()
+            .expect("sent")
+            .snapshots
+            .push(SnapshotSend {
+                message,
+                state,
+                open,
+                report,
+            });
+    }
+
+    fn set_address(&self, _: NodeId, _: String) {}
+    fn remove_peer(&self, _: NodeId) {}
+    fn set_cluster_id(&self, _: &str) {}
+    fn note_refused(&self) {}
+    fn crash_requested(&self) -> bool {
+        false
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The flush thread, as a queue the simulator runs one job of at a time.
+struct SimJobs {
+    queue: Arc<Mutex<VecDeque<Job>>>,
+}
+
+impl Jobs for SimJobs {
+    fn run(&self, job: Job) {
+        self.queue.lock().expect("jobs").push_back(job);
+    }
+}
+
+/// A node while its process runs.
+pub(super) struct Running {
+    raft: RaftLoop,
+    pub state: Arc<RwLock<StateMachine>>,
+    store: RaftStore,
+    pub snapshots: Arc<SnapshotTransfers>,
+    sent: Arc<Mutex<Sent>>,
+    jobs: Arc<Mutex<VecDeque<Job>>>,
+    inputs: SnapshotInputs,
+    _events: broadcast::Receiver<Arc<crate::workflows::state_machine::EventAt>>,
+    _status: watch::Receiver<RaftStatus>,
+}
+
+/// A node: its configuration and directory, and its process when it runs.
+pub(super) struct SimNode {
+    pub id: NodeId,
+    pub config: NodeConfig,
+    pub running: Option<Running>,
+    /// Bumped at every crash: events scheduled for an earlier process of
+    /// this node are dropped.
+    pub generation: u64,
+    pub skew_ms: Arc<AtomicI64>,
+    /// Ticks per election timeout (fixed here; see `startup::open_with`).
+    pub election_ticks: usize,
+    /// Removed from the cluster: stopped for good, out of every check.
+    pub removed: bool,
+}
+
+impl SimNode {
+    /// Opens the node from its directory (new or restarted).
+    pub(super) fn start(&mut self, now: &Arc<AtomicU64>, base: Instant) -> Result<(), String> {
+        let ticks = self.election_ticks;
+        let opened = crate::consensus::startup::open_with(&self.config, |c| {
+            c.min_election_tick = ticks;
+            c.max_election_tick = ticks + 1;
+        })
+        .map_err(|e| format!("node {} does not start: {e}", self.id))?;
+        let store = opened.raw.store().clone();
+        let state = Arc::new(RwLock::new(opened.state));
+        let (events, events_rx) = broadcast::channel(64);
+        let (status, status_rx) = watch::channel(RaftStatus::default());
+        let snapshots = Arc::new(SnapshotTransfers::new(
+            self.config.storage_path.clone(),
+            self.config.snapshot_chunk_bytes,
+            self.config.max_frame_bytes,
+        ));
+        let sent = Arc::new(Mutex::new(Sent::default()));
+        let jobs = Arc::new(Mutex::new(VecDeque::new()));
+        let env = Environment {
+            clock: Arc::new(SimClock {
+                now: now.clone(),
+                skew_ms: self.skew_ms.clone(),
+                base,
+            }),
+            outbox: Arc::new(SimOutbox { sent: sent.clone() }),
+            jobs: Box::new(SimJobs {
+                queue: jobs.clone(),
+            }),
+        };
+        let mut raft = RaftLoop::new(
+            opened.raw,
+            state.clone(),
+            events,
+            status,
+            env,
+            snapshots.clone(),
+            self.config.clone(),
+        );
+        let inputs = raft.take_inputs();
+        self.running = Some(Running {
+            raft,
+            state,
+            store,
+            snapshots,
+            sent,
+            jobs,
+            inputs,
+            _events: events_rx,
+            _status: status_rx,
+        });
+        Ok(())
+    }
+
+    /// A power loss: of the log's bytes written since its last fsync, the
+    /// first `keep(n)` survive; queued flush jobs never run.
+    pub(super) fn crash(&mut self, keep: impl FnOnce(u64) -> u64) {
+        if let Some(running) = self.running.take() {
+            running.store.power_loss(keep);
+            drop(running);
+        }
+        self.generation += 1;
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        self.running.is_some()
+    }
+}
+
+impl Running {
+    /// Handles one input and runs the Ready round after it, then what the
+    /// round produced for the loop itself (transfer outcomes).
+    pub(super) fn input(&mut self, input: Input) -> Result<(), String> {
+        self.raft
+            .handle(input)
+            .and_then(|()| self.raft.ready())
+            .map_err(|e| format!("storage failed: {e}"))?;
+        self.drain()
+    }
+
+    /// Feeds the loop what came back on its own channels.
+    pub(super) fn drain(&mut self) -> Result<(), String> {
+        loop {
+            if let Ok(e) = self.inputs.2.try_recv() {
+                return Err(format!("compaction files failed: {e}"));
+            }
+            let input = if let Ok(flush) = self.inputs.0.try_recv() {
+                Input::Flushed(flush)
+            } else if let Ok((peer, ok)) = self.inputs.1.try_recv() {
+                Input::Signal(crate::consensus::transport::PeerSignal::Snapshot(peer, ok))
+            } else {
+                return Ok(());
+            };
+            self.raft
+                .handle(input)
+                .and_then(|()| self.raft.ready())
+                .map_err(|e| format!("storage failed: {e}"))?;
+        }
+    }
+
+    /// Runs the oldest queued background job; false when none is queued.
+    pub(super) fn run_job(&mut self) -> Result<bool, String> {
+        let job = self.jobs.lock().expect("jobs").pop_front();
+        let Some(job) = job else { return Ok(false) };
+        job();
+        self.drain()?;
+        Ok(true)
+    }
+
+    pub(super) fn has_jobs(&self) -> bool {
+        !self.jobs.lock().expect("jobs").is_empty()
+    }
+
+    pub(super) fn take_sent(&self) -> Sent {
+        std::mem::take(&mut *self.sent.lock().expect("sent"))
+    }
+
+    /// The membership this node's log store holds (as applied).
+    pub(super) fn conf(&self) -> raft::prelude::ConfState {
+        self.store.conf_state()
+    }
+
+    pub(super) fn raft(&self) -> &raft::RawNode<RaftStore> {
+        self.raft.raw()
+    }
+
+    pub(super) fn read<T>(&self, f: impl FnOnce(&StateMachine) -> T) -> T {
+        f(&self.state.read().expect("state lock"))
+    }
+}
+
+/// Receives a whole snapshot into `dir` as the transfer's receiver would
+/// (a file under its final name, decoded into a store of its own) and
+/// makes it ready for the loop's install.
+pub(super) fn receive_snapshot(
+    dir: &Path,
+    snapshots: &SnapshotTransfers,
+    send: &SnapshotSend,
+) -> Result<(), String> {
+    use crate::consensus::storage::snapshot_state::{SNAPSHOT_DIR, SnapshotBlob};
+    let reference = send.state.reference;
+    let mut bytes = Vec::new();
+    let open = send.open.as_ref().map_err(|e| e.clone())?;
+    std::io::Read::read_to_end(&mut open.reader_at(0), &mut bytes).map_err(|e| e.to_string())?;
+    let folder = dir.join(SNAPSHOT_DIR);
+    std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+    let path = folder.join(format!(
+        "incoming-{}-{}.ready",
+        reference.index, reference.term
+    ));
+    std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+    let received = SnapshotState {
+        reference,
+        blob: SnapshotBlob::File(path),
+    };
+    let prepared = crate::consensus::snapshot_transfer::decode(Some(dir), received)?;
+    snapshots.prepare(prepared);
+    Ok(())
+}
