@@ -710,7 +710,9 @@ impl World {
         // The membership most up nodes applied.
         let mut seen: BTreeMap<(Vec<NodeId>, Vec<NodeId>), usize> = BTreeMap::new();
         for id in &up {
-            let conf = self.nodes[id].running.as_ref().expect("up").conf();
+            let mut conf = self.nodes[id].running.as_ref().expect("up").conf();
+            conf.voters.sort_unstable();
+            conf.learners.sort_unstable();
             *seen.entry((conf.voters, conf.learners)).or_default() += 1;
         }
         let ((voters, learners), _) = seen
@@ -718,6 +720,10 @@ impl World {
             .max_by_key(|(_, n)| *n)
             .expect("one node up");
         let via = self.rng.pick(&up);
+        let replacing = self.replacing;
+        self.log(|| {
+            format!("membership {voters:?} learners {learners:?}; {replacing:?} via {via}")
+        });
         use raft::prelude::ConfChangeType::{AddLearnerNode, RemoveNode};
         match self.replacing {
             None => {
@@ -933,6 +939,22 @@ impl World {
                         raft.raft_log.committed,
                         raft.raft_log.applied,
                     ));
+                    why.push_str(&format!(
+                        "\n    membership: stored {:?}, raft's {:?}",
+                        running.conf(),
+                        raft.prs().conf().to_conf_state()
+                    ));
+                    if raft.state == StateRole::Leader {
+                        why.push_str(&format!(
+                            "\n    last index {}, pending conf at {}, progress {:?}",
+                            raft.raft_log.last_index(),
+                            raft.pending_conf_index,
+                            raft.prs()
+                                .iter()
+                                .map(|(id, p)| (*id, (p.matched, p.state)))
+                                .collect::<BTreeMap<_, _>>()
+                        ));
+                    }
                 }
             }
         }
