@@ -448,6 +448,16 @@ impl World {
                 let node = self.nodes.get_mut(&id).expect("node");
                 node.start(&now, base)?;
                 let generation = node.generation;
+                if self.trace {
+                    let running = self.nodes[&id].running.as_ref().expect("started");
+                    let (conf, applied) = (running.conf(), running.raft().raft.raft_log.applied);
+                    self.log(|| {
+                        format!(
+                            "node {id} restarted: voters {:?} learners {:?} applied {applied}",
+                            conf.voters, conf.learners
+                        )
+                    });
+                }
                 self.at(1, Event::Tick(id, generation));
             }
             Event::Partition => {
@@ -701,25 +711,18 @@ impl World {
         }
     }
 
-    /// The next move of a voter replacement, or the start of one.
+    /// The next move of a voter replacement, or the start of one. Each
+    /// move reads the membership the current leader applied: applied means
+    /// committed, so a removal it shows can never be undone (any other
+    /// node's view may be empty or stale, as a restarted joiner's is).
     fn membership(&mut self) -> Result<(), String> {
-        let up: Vec<NodeId> = self.up();
-        if up.is_empty() {
+        let Some(via) = self.leader() else {
             return Ok(());
-        }
-        // The membership most up nodes applied.
-        let mut seen: BTreeMap<(Vec<NodeId>, Vec<NodeId>), usize> = BTreeMap::new();
-        for id in &up {
-            let mut conf = self.nodes[id].running.as_ref().expect("up").conf();
-            conf.voters.sort_unstable();
-            conf.learners.sort_unstable();
-            *seen.entry((conf.voters, conf.learners)).or_default() += 1;
-        }
-        let ((voters, learners), _) = seen
-            .into_iter()
-            .max_by_key(|(_, n)| *n)
-            .expect("one node up");
-        let via = self.rng.pick(&up);
+        };
+        let mut conf = self.nodes[&via].running.as_ref().expect("up").conf();
+        conf.voters.sort_unstable();
+        conf.learners.sort_unstable();
+        let (voters, learners) = (conf.voters, conf.learners);
         let replacing = self.replacing;
         self.log(|| {
             format!("membership {voters:?} learners {learners:?}; {replacing:?} via {via}")
