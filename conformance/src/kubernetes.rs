@@ -1,8 +1,10 @@
 //! A simulated Kubernetes API server for discovery tests: real Kubernetes
 //! JSON (k8s-openapi types) for the pods and EndpointSlices of one
 //! namespace, with list, watch from a resourceVersion, bookmarks,
-//! `410 Gone` after compaction, `403 Forbidden` on denied verbs, and an
-//! outage that refuses connections and cuts open watches. The sidecar
+//! `410 Gone` after compaction, `403 Forbidden` on denied verbs, an
+//! outage that refuses connections and cuts open watches, open watches that
+//! go silent with their connection held (a half-open connection), and a
+//! silent server that accepts requests and never answers. The sidecar
 //! reaches it with its real Kubernetes client through a kubeconfig file.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,6 +81,10 @@ pub struct ApiServer {
     changes: watch::Sender<u64>,
     /// Bumped to cut every open watch.
     cuts: watch::Sender<u64>,
+    /// Bumped to silence every open watch (the connection stays open).
+    stalls: watch::Sender<u64>,
+    /// True while requests are held unanswered.
+    silent: watch::Sender<bool>,
     addr: SocketAddr,
     serving: Option<tokio::task::JoinHandle<()>>,
 }
@@ -95,6 +101,8 @@ impl ApiServer {
             })),
             changes: watch::channel(1).0,
             cuts: watch::channel(0).0,
+            stalls: watch::channel(0).0,
+            silent: watch::channel(false).0,
             addr,
             serving: None,
         };
@@ -103,23 +111,26 @@ impl ApiServer {
     }
 
     fn serve(&mut self, listener: TcpListener) {
-        let (state, changes, cuts) = (self.state.clone(), self.changes.clone(), self.cuts.clone());
+        let channels = Channels {
+            changes: self.changes.clone(),
+            cuts: self.cuts.clone(),
+            stalls: self.stalls.clone(),
+        };
+        let (state, silent) = (self.state.clone(), self.silent.clone());
         self.serving = Some(tokio::spawn(async move {
             // Connections live in this set: aborting the task (an outage)
             // drops them all, as a dead API server would.
             let mut connections = JoinSet::new();
             while let Ok((socket, _)) = listener.accept().await {
-                let (state, changes, cuts) = (state.clone(), changes.clone(), cuts.clone());
+                let (state, channels, silent) = (state.clone(), channels.clone(), silent.clone());
                 let service =
                     hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                        let (state, changes, cuts) = (state.clone(), changes.clone(), cuts.clone());
+                        let (state, channels) = (state.clone(), channels.clone());
+                        let mut silent = silent.subscribe();
                         async move {
-                            Ok::<_, Infallible>(handle(
-                                &state,
-                                &changes,
-                                &cuts,
-                                request.map(Body::new),
-                            ))
+                            // A silent server holds every request.
+                            let _ = silent.wait_for(|s| !*s).await;
+                            Ok::<_, Infallible>(handle(&state, &channels, request.map(Body::new)))
                         }
                     });
                 connections.spawn(async move {
@@ -253,6 +264,37 @@ impl ApiServer {
         state.lists.get(resource).copied().unwrap_or(0)
     }
 
+    /// Every open watch goes silent with its connection held open (no
+    /// events, no bookmarks, no end), as through a half-open connection;
+    /// new requests are answered.
+    pub fn stall_watches(&self) {
+        self.stalls.send_modify(|n| *n += 1);
+    }
+
+    /// `true`: the server accepts connections but answers nothing (open
+    /// watches go silent too); `false`: held requests are answered.
+    pub fn set_silent(&self, silent: bool) {
+        if silent {
+            self.stall_watches();
+        }
+        self.silent.send_replace(silent);
+    }
+
+    /// Sets a pod's `Ready` condition, as the kubelet does from its
+    /// readiness probe.
+    pub fn set_pod_ready(&self, name: &str, ready: bool) {
+        let mut state = self.state.lock().expect("state");
+        let Some(mut pod) = state.objects.get(&(Kind::Pod, name.to_owned())).cloned() else {
+            return;
+        };
+        pod["status"]["conditions"] = json!([{
+            "type": "Ready",
+            "status": if ready { "True" } else { "False" },
+        }]);
+        put(&mut state, Kind::Pod, name, pod, "MODIFIED");
+        self.changes.send_replace(state.rv);
+    }
+
     /// `true`: the server goes away (connections refused, open watches cut);
     /// `false`: it serves again on the same address.
     pub fn set_down(&mut self, down: bool) {
@@ -342,12 +384,15 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
         .expect("response")
 }
 
-fn handle(
-    state: &Arc<Mutex<State>>,
-    changes: &watch::Sender<u64>,
-    cuts: &watch::Sender<u64>,
-    request: Request,
-) -> Response {
+/// What a watch stream listens to.
+#[derive(Clone)]
+struct Channels {
+    changes: watch::Sender<u64>,
+    cuts: watch::Sender<u64>,
+    stalls: watch::Sender<u64>,
+}
+
+fn handle(state: &Arc<Mutex<State>>, channels: &Channels, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let query: BTreeMap<String, String> = request
         .uri()
@@ -433,7 +478,12 @@ fn handle(
             .expect("response");
     }
     drop(guard);
-    let (state, mut changes, mut cuts) = (state.clone(), changes.subscribe(), cuts.subscribe());
+    let (state, mut changes, mut cuts, mut stalls) = (
+        state.clone(),
+        channels.changes.subscribe(),
+        channels.cuts.subscribe(),
+        channels.stalls.subscribe(),
+    );
     let stream = async_stream(
         move |tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>| async move {
             let mut last = from;
@@ -461,6 +511,15 @@ fn handle(
                     }
                 }
                 tokio::select! {
+                    // A stall comes first: a change made after it must
+                    // not slip through.
+                    biased;
+                    _ = stalls.changed() => {
+                        // Silent from now on, the connection held until
+                        // the client gives up on it.
+                        tx.closed().await;
+                        return;
+                    }
                     _ = changes.changed() => {}
                     _ = tokio::time::sleep_until(deadline) => return,
                     _ = cuts.changed() => {

@@ -166,6 +166,19 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTORAL_APP_UNAUTHENTICATED")]
     pub app_unauthenticated: bool,
 
+    /// On SIGTERM, leave the cluster before stopping: hand leadership over,
+    /// then have the leader remove this node (its running workflows move
+    /// to the others). For members that never come back under the same
+    /// id, such as a Kubernetes Deployment's pods; not for a node that
+    /// restarts from its storage (a StatefulSet's pods).
+    #[arg(long, env = "RAFTORAL_LEAVE_ON_STOP")]
+    pub leave_on_stop: bool,
+
+    /// Longest a leave may take before the node stops anyway (`20s`);
+    /// keep it below the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "RAFTORAL_LEAVE_TIMEOUT", default_value = "20s", value_parser = crate::discovery::parse_duration)]
+    pub leave_timeout: Duration,
+
     /// Write the bound addresses as JSON to this file once serving
     /// (useful with port 0).
     #[arg(long, env = "RAFTORAL_ADDR_FILE")]

@@ -11,31 +11,42 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use raftoral::Node;
-use raftoral::api::probes::{ProbeFailure, health, readiness};
+use raftoral::api::probes::{health, readiness};
+
+use crate::discovery::JoinGate;
+
+/// What the probes read: the node, and the join gate of a pod that joined
+/// a cluster through Kubernetes discovery.
+#[derive(Clone)]
+struct Probes {
+    node: Node,
+    gate: Option<JoinGate>,
+}
 
 /// The HTTP routes, for merging into the node-to-node server.
-pub fn router(node: Node) -> Router {
+pub fn router(node: Node, gate: Option<JoinGate>) -> Router {
     Router::new()
         .route("/health", get(get_health))
         .route("/ready", get(get_ready))
         .route("/metrics", get(get_metrics))
-        .with_state(node)
+        .with_state(Probes { node, gate })
 }
 
 /// The HTTP routes on a port of their own (`--probe-listen`).
-pub fn probe_router(node: Node) -> Router {
-    router(node).fallback(fallback)
+pub fn probe_router(node: Node, gate: Option<JoinGate>) -> Router {
+    router(node, gate).fallback(fallback)
 }
 
-async fn get_health(State(node): State<Node>) -> impl IntoResponse {
-    probe(health(&node))
+async fn get_health(State(probes): State<Probes>) -> impl IntoResponse {
+    probe(health(&probes.node).map_err(|e| e.to_string()))
 }
 
-async fn get_ready(State(node): State<Node>) -> impl IntoResponse {
-    probe(readiness(&node))
+async fn get_ready(State(probes): State<Probes>) -> impl IntoResponse {
+    let ready = readiness(&probes.node).map_err(|e| e.to_string());
+    probe(ready.and_then(|()| probes.gate.as_ref().map_or(Ok(()), JoinGate::check)))
 }
 
-async fn get_metrics(State(node): State<Node>) -> impl IntoResponse {
+async fn get_metrics(State(Probes { node, .. }): State<Probes>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         raftoral::api::metrics::render(&node),
@@ -67,7 +78,7 @@ pub async fn fallback(request: axum::extract::Request) -> axum::response::Respon
 }
 
 /// 200 "ok", or 503 with the reason (probes log the body).
-fn probe(result: Result<(), ProbeFailure>) -> (StatusCode, String) {
+fn probe(result: Result<(), String>) -> (StatusCode, String) {
     match result {
         Ok(()) => (StatusCode::OK, "ok\n".into()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),

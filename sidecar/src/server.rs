@@ -65,6 +65,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // node exists; it stops with the process (`_stop_discovery` dropped).
     let (_stop_discovery, stop_rx) = tokio::sync::watch::channel(false);
     let mut discovery = None;
+    // A pod that joins a running cluster reports ready only once the
+    // membership can lose one more pod (discovery/gate.rs).
+    let mut join_gate = None;
     let args = if args.discovery.discovery == crate::discovery::Mode::Kubernetes {
         let mut k8s = crate::discovery::Kubernetes::start(&args.discovery, stop_rx).await?;
         let start = tokio::select! {
@@ -75,6 +78,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         };
         let args = crate::discovery::apply(args, k8s.node_id, &start);
+        if matches!(start, crate::discovery::Start::Join(_)) {
+            join_gate = Some(crate::discovery::JoinGate::closed());
+        }
         discovery = Some(k8s);
         args
     } else {
@@ -148,10 +154,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let signal_node = node.clone();
+    let leave = args.leave_on_stop.then_some(args.leave_timeout);
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("termination signal received; shutting down");
         hand_over_leadership(&signal_node).await;
+        if let Some(timeout) = leave {
+            leave_cluster(&signal_node, timeout).await;
+        }
         // Ends app sessions and waits, so the servers can drain.
         signal_node.shutdown().await;
     });
@@ -200,7 +210,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let routes = grpc_routes
                 .routes()
                 .into_axum_router()
-                .merge(crate::http_api::router(node.clone()))
+                .merge(crate::http_api::router(node.clone(), join_gate.clone()))
                 .fallback(crate::http_api::fallback);
             Server::builder()
                 .tcp_nodelay(true)
@@ -215,11 +225,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let probe_server: Serving = match probe_listener {
-        Some(listener) => axum::serve(listener, crate::http_api::probe_router(node.clone()))
-            .with_graceful_shutdown(stopped())
-            .into_future()
-            .map_err(|e| e.to_string())
-            .boxed(),
+        Some(listener) => axum::serve(
+            listener,
+            crate::http_api::probe_router(node.clone(), join_gate.clone()),
+        )
+        .with_graceful_shutdown(stopped())
+        .into_future()
+        .map_err(|e| e.to_string())
+        .boxed(),
         None => futures::future::ok(()).boxed(),
     };
 
@@ -243,7 +256,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     if let Some(k8s) = discovery {
-        tokio::spawn(crate::discovery::reconcile(k8s, node.clone()));
+        tokio::spawn(crate::discovery::reconcile(k8s, node.clone(), join_gate));
     }
 
     // Any server ending on its own stops the node: half a sidecar (no app
@@ -302,6 +315,38 @@ async fn hand_over_leadership(node: &Node) {
         Err(e) => {
             tracing::warn!(error = %e, "could not hand over leadership before stopping; the others will elect a leader")
         }
+    }
+}
+
+/// A node that stops for good leaves its cluster first (`--leave-on-stop`):
+/// the members left then need no dead one removed to keep a quorum, so a
+/// rolling update replacing every pod at a controller's speed never
+/// piles up dead voters. Bounded by `timeout`; on failure it stops anyway
+/// and the leader removes it when its pod is deleted.
+async fn leave_cluster(node: &Node, timeout: Duration) {
+    let status = node.raft_status();
+    let me = node.id();
+    let members = status.voters.len() + status.learners.len();
+    if members < 2 || !(status.voters.contains(&me) || status.learners.contains(&me)) {
+        return;
+    }
+    match tokio::time::timeout(timeout, node.leave()).await {
+        Ok(Ok(members)) => {
+            let ids: Vec<u64> = members.iter().map(|m| m.node_id).collect();
+            tracing::info!(members = ?ids, "left the cluster before stopping");
+        }
+        Ok(Err(status)) if status.code() == tonic::Code::Unavailable => tracing::info!(
+            reason = status.message(),
+            "asked to leave the cluster; the removal may have applied without this node seeing it"
+        ),
+        Ok(Err(status)) => tracing::warn!(
+            reason = status.message(),
+            "could not leave the cluster before stopping; the leader removes this member once its pod is gone"
+        ),
+        Err(_) => tracing::warn!(
+            ?timeout,
+            "leaving the cluster took too long; stopping anyway"
+        ),
     }
 }
 

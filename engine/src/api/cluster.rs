@@ -205,6 +205,35 @@ impl Node {
             .max_decoding_message_size(max_frame)
             .max_encoding_message_size(max_frame)
     }
+
+    /// Removes this node from its cluster, as `raftoral cluster remove` of
+    /// its own id would: through the leader (asked over gRPC when this node
+    /// does not lead), which refuses if the others could not keep a quorum
+    /// and hands leadership over first if this node leads. The running
+    /// workflows this node owns move to the others. For a node about to
+    /// stop for good (a Kubernetes Deployment's pod on SIGTERM).
+    ///
+    /// A node that is removed may not see its removal apply (the leader
+    /// stops replicating to it): an `UNAVAILABLE` answer then means "maybe
+    /// removed", which the caller checks with another member if it cares.
+    ///
+    /// ```no_run
+    /// # async fn demo(node: raftoral::Node) {
+    /// if let Err(e) = node.leave().await {
+    ///     eprintln!("still a member (or unsure): {e}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn leave(&self) -> Result<Vec<raftoral_proto::cluster::v1::Member>, Status> {
+        let api = ClusterApi { node: self.clone() };
+        let request = Request::new(RemoveNodeRequest {
+            node_id: self.id(),
+            force: false,
+        });
+        api.remove_node(request)
+            .await
+            .map(|r| r.into_inner().members)
+    }
 }
 
 #[tonic::async_trait]

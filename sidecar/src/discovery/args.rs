@@ -64,7 +64,7 @@ pub struct DiscoveryArgs {
 }
 
 /// Parses `90s`, `5m`, `500ms`, `1h`.
-fn parse_duration(value: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
     let value = value.trim();
     let split = value
         .find(|c: char| !c.is_ascii_digit())

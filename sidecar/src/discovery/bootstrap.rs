@@ -47,6 +47,7 @@ mod tests {
             name: uid.into(),
             created: Some(Timestamp::from_second(second).expect("time")),
             address: Some(format!("{uid}:7001")),
+            ready: true,
         }
     }
 

@@ -4,8 +4,10 @@
 //!
 //! Kubernetes discovery decides how this node starts (bootstrap a new
 //! cluster, join the one that answers, or restart from its storage), then
-//! keeps watching: the leader removes members whose pod has been gone
-//! longer than RAFTORAL_REMOVE_AFTER. See docs/KUBERNETES.md.
+//! keeps watching: the leader removes members whose pod was deleted, or has
+//! been gone longer than RAFTORAL_REMOVE_AFTER, and a pod that joined
+//! reports ready only when the membership can lose one more pod
+//! (`gate.rs`). See docs/KUBERNETES.md.
 //!
 //! Reads the serve configuration (`crate::config`), which holds only this
 //! folder's flags (`args.rs`); nothing else of the sidecar imports it but
@@ -13,6 +15,7 @@
 
 mod args;
 mod bootstrap;
+mod gate;
 pub mod identity;
 mod reconcile;
 mod view;
@@ -31,10 +34,12 @@ use raftoral_proto::cluster::v1::{
 use tokio::sync::watch as channel;
 
 use crate::config::ServeArgs;
+pub(crate) use args::parse_duration;
 pub use args::{DiscoveryArgs, Mode};
+pub use gate::JoinGate;
 pub use reconcile::reconcile;
 use view::Peer;
-use watch::{Snapshot, Target};
+use watch::{Relist, Snapshot, Target};
 
 /// The file a pod's service account namespace is mounted at.
 const NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -56,6 +61,8 @@ pub struct Kubernetes {
     pub node_id: u64,
     pods: channel::Receiver<Snapshot<Pod>>,
     slices: channel::Receiver<Snapshot<EndpointSlice>>,
+    /// Asks both watches to list again.
+    relist: Relist,
     remove_after: Duration,
     /// `SERVICE.NAMESPACE.svc`: StatefulSet pods' DNS names end with it.
     dns_suffix: String,
@@ -103,6 +110,7 @@ impl Kubernetes {
             selector,
             "Kubernetes discovery: node id derived from the pod UID"
         );
+        let relist = Relist::default();
         let pods = watch::spawn(
             Api::<Pod>::namespaced(client.clone(), &namespace),
             Target {
@@ -111,6 +119,7 @@ impl Kubernetes {
                 namespace: namespace.clone(),
                 labels: Some(selector),
             },
+            relist.clone(),
             stop.clone(),
         );
         let slices = watch::spawn(
@@ -121,6 +130,7 @@ impl Kubernetes {
                 namespace: namespace.clone(),
                 labels: Some(format!("kubernetes.io/service-name={service}")),
             },
+            relist.clone(),
             stop,
         );
         let dns_suffix = format!("{service}.{namespace}.svc");
@@ -128,6 +138,7 @@ impl Kubernetes {
             node_id,
             pods,
             slices,
+            relist,
             remove_after: args.remove_after,
             dns_suffix,
         })
@@ -141,6 +152,16 @@ impl Kubernetes {
             view::peers(pods.items.values(), slices.items.values(), &self.dns_suffix),
             pods.live && slices.live,
         )
+    }
+
+    /// Lists made by both watches so far (the fewer of the two).
+    fn lists(&self) -> u64 {
+        self.pods.borrow().lists.min(self.slices.borrow().lists)
+    }
+
+    /// Asks both watches to list again.
+    fn request_relist(&self) {
+        self.relist.request();
     }
 
     /// Waits for a change of either watch or `at_most`.

@@ -26,6 +26,10 @@ pub struct Peer {
     pub created: Option<Timestamp>,
     /// `HOST:PORT` for node-to-node traffic, once an EndpointSlice lists it.
     pub address: Option<String>,
+    /// False when the pod's `Ready` condition says `False` or `Unknown`
+    /// (its container stopped answering, or its node is lost); true
+    /// otherwise, also before the kubelet set any condition.
+    pub ready: bool,
 }
 
 /// Joins pods and slices: every pod of the Service that has a UID and has
@@ -74,11 +78,21 @@ pub fn peers<'a>(
                 name: pod.metadata.name.clone().unwrap_or_default(),
                 created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 address: addresses.get(&uid).cloned(),
+                ready: !known_unready(pod),
                 uid,
             })
         })
         .map(|p| (p.id, p))
         .collect()
+}
+
+/// True when the pod's `Ready` condition is there and not `True`.
+fn known_unready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status != "True")
 }
 
 /// True for a pod in a terminal phase (`Failed`, `Succeeded`).

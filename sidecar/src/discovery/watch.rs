@@ -10,7 +10,15 @@
 //!   stale and retries with exponential backoff; the copy is kept, so the
 //!   cluster goes on with what it knew;
 //! - `403 Forbidden` logs an error naming the verb and resource the
-//!   service account lacks.
+//!   service account lacks;
+//! - a watch that stays silent past its timeout (a half-open connection:
+//!   the server or a proxy stopped sending but the socket stays up) and a
+//!   list or watch request that does not answer are cut, the copy marked
+//!   stale, and the objects listed again: a copy is never older than
+//!   [`SILENCE`] without being marked stale;
+//! - on request ([`Relist`]) the objects are listed again, so a decision
+//!   that would remove a member rests on a list made after the member was
+//!   first missed, not on a watch that may have stalled.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -30,7 +38,8 @@ pub struct Snapshot<K> {
     /// True while the copy follows the API server (listed, watch open);
     /// false after an error until the next successful list or watch.
     pub live: bool,
-    /// Successful lists so far (tests and logs use it to see relists).
+    /// Successful lists so far: a list counted after a moment saw the
+    /// objects as they were after it.
     pub lists: u64,
 }
 
@@ -41,6 +50,24 @@ impl<K> Default for Snapshot<K> {
             live: false,
             lists: 0,
         }
+    }
+}
+
+/// Asks the watches given it to list their objects again (see the module
+/// docs).
+#[derive(Clone)]
+pub struct Relist(std::sync::Arc<watch::Sender<u64>>);
+
+impl Default for Relist {
+    fn default() -> Self {
+        Relist(std::sync::Arc::new(watch::channel(0).0))
+    }
+}
+
+impl Relist {
+    /// Every watch lists again soon (requests made before it did are one).
+    pub fn request(&self) {
+        self.0.send_modify(|n| *n += 1);
     }
 }
 
@@ -70,14 +97,22 @@ impl Target {
 /// Shortest and longest wait between retries after an API error.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Watches are reopened this often even when quiet (server-side timeout).
-const WATCH_TIMEOUT_SECS: u32 = 240;
+/// Watches are reopened this often even when quiet (the server's timeout).
+/// Short, so a silent connection is told from a quiet one quickly: a
+/// re-watch from the last version costs the server next to nothing.
+const WATCH_TIMEOUT_SECS: u32 = 15;
+/// Longest a list or the opening of a watch may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest silence on an open watch: its timeout plus slack. Past it the
+/// connection is taken for stalled.
+pub const SILENCE: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64 + 10);
 
-/// Starts following `target` through `api`; the receiver sees every change.
-/// The task ends when `stop` turns true.
+/// Starts following `target` through `api`; the receiver sees every change,
+/// `relist` makes it list again. The task ends when `stop` turns true.
 pub fn spawn<K>(
     api: Api<K>,
     target: Target,
+    relist: Relist,
     mut stop: watch::Receiver<bool>,
 ) -> watch::Receiver<Snapshot<K>>
 where
@@ -87,7 +122,7 @@ where
     tokio::spawn(async move {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => {}
-            _ = follow(api, target, tx) => {}
+            _ = follow(api, target, relist, tx) => {}
         }
     });
     rx
@@ -101,26 +136,45 @@ enum Ended {
     Gone,
     /// An error: back off, then watch again (or list, if never listed).
     Failed,
+    /// Silent past its timeout: the copy is stale; list again.
+    Stalled,
+    /// A relist was asked for.
+    Relist,
 }
 
-async fn follow<K>(api: Api<K>, target: Target, tx: watch::Sender<Snapshot<K>>)
+async fn follow<K>(api: Api<K>, target: Target, relist: Relist, tx: watch::Sender<Snapshot<K>>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let mut backoff = BACKOFF_MIN;
     let mut version: Option<String> = None;
+    let mut asked = relist.0.subscribe();
     loop {
         let ended = match &version {
             None => list(&api, &target, &tx).await.map_or(Ended::Failed, |v| {
                 version = Some(v);
                 Ended::Quietly
             }),
-            Some(v) => watch_from(&api, &target, &tx, v.clone(), &mut version).await,
+            Some(v) => {
+                tokio::select! {
+                    ended = watch_from(&api, &target, &tx, v.clone(), &mut version) => ended,
+                    Ok(()) = asked.changed() => Ended::Relist,
+                }
+            }
         };
         match ended {
             Ended::Quietly => backoff = BACKOFF_MIN,
             Ended::Gone => {
                 tracing::info!(resource = %target.qualified(), "watch version expired (410 Gone); listing again");
+                version = None;
+            }
+            Ended::Relist => {
+                tracing::debug!(resource = %target.qualified(), "listing again on request");
+                version = None;
+            }
+            Ended::Stalled => {
+                tx.send_modify(|s| s.live = false);
+                tracing::warn!(resource = %target.qualified(), silent_for = ?SILENCE, "the watch stayed silent past its timeout (a stalled connection); the copy is stale until a new list");
                 version = None;
             }
             Ended::Failed => {
@@ -141,7 +195,14 @@ where
     if let Some(labels) = &target.labels {
         params = params.labels(labels);
     }
-    match api.list(&params).await {
+    let listed = match tokio::time::timeout(REQUEST_TIMEOUT, api.list(&params)).await {
+        Ok(listed) => listed,
+        Err(_) => {
+            tracing::warn!(resource = %target.qualified(), timeout = ?REQUEST_TIMEOUT, "Kubernetes API list did not answer in time");
+            return None;
+        }
+    };
+    match listed {
         Ok(list) => {
             let items = list
                 .items
@@ -177,14 +238,18 @@ where
     if let Some(labels) = &target.labels {
         params = params.labels(labels);
     }
-    let stream = match api.watch(&params, &from).await {
-        Ok(s) => s,
-        Err(e) => return ended_by(&e, "watch", target),
+    let stream = match tokio::time::timeout(REQUEST_TIMEOUT, api.watch(&params, &from)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return ended_by(&e, "watch", target),
+        Err(_) => return Ended::Stalled,
     };
     tx.send_modify(|s| s.live = true);
     let mut stream = stream.boxed();
     loop {
-        match stream.try_next().await {
+        let Ok(next) = tokio::time::timeout(SILENCE, stream.try_next()).await else {
+            return Ended::Stalled;
+        };
+        match next {
             Ok(Some(event)) => match event {
                 WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                     *version = o.resource_version().or(version.take());
