@@ -213,6 +213,24 @@ impl Cluster {
         Ok(port)
     }
 
+    /// A port for a pod whose address is published before its process
+    /// starts ([`Cluster::spawn_pod_on`]).
+    pub fn pick_port() -> anyhow::Result<u16> {
+        free_port()
+    }
+
+    /// Starts node `id` on `port` without waiting for it, like
+    /// [`Cluster::spawn_pod`].
+    pub fn spawn_pod_on(
+        &mut self,
+        id: u64,
+        port: u16,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<()> {
+        self.spawn_with(id, format!("127.0.0.1:{port}"), args, env)
+    }
+
     /// Stops node `id` gracefully (SIGTERM) and forgets it, as when its pod
     /// is deleted.
     pub async fn remove(&mut self, id: u64) -> anyhow::Result<()> {

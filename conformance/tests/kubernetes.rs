@@ -47,6 +47,16 @@ impl Random {
     }
 }
 
+/// A pod decided but not necessarily started.
+struct PlannedPod {
+    id: u64,
+    name: String,
+    uid: String,
+    port: u16,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
 /// A namespace: the API server, the pods' processes, and who is who.
 struct Sim {
     api: ApiServer,
@@ -87,6 +97,32 @@ impl Sim {
     /// Creates a pod: its process starts, then it appears in the API (the
     /// order a kubelet gives varies; discovery must not care).
     fn create_pod(&mut self) -> anyhow::Result<u64> {
+        let pod = self.plan_pod()?;
+        let id = pod.id;
+        let port = self.cluster.spawn_pod(id, pod.args, pod.env)?;
+        self.api.add_pod(&pod.name, &pod.uid, port);
+        self.pods.insert(id, pod.name);
+        Ok(id)
+    }
+
+    /// Creates a pod whose process has not started yet (a kubelet slow to
+    /// start its containers): it is in the API with its address.
+    fn create_pod_not_started(&mut self) -> anyhow::Result<PlannedPod> {
+        let pod = self.plan_pod()?;
+        let port = Cluster::pick_port()?;
+        self.api.add_pod(&pod.name, &pod.uid, port);
+        self.pods.insert(pod.id, pod.name.clone());
+        Ok(PlannedPod { port, ..pod })
+    }
+
+    /// Starts the process of a pod made by [`Sim::create_pod_not_started`].
+    fn start_pod(&mut self, pod: PlannedPod) -> anyhow::Result<()> {
+        self.cluster
+            .spawn_pod_on(pod.id, pod.port, pod.args, pod.env)
+    }
+
+    /// The name, UID, id, arguments and environment of the next pod.
+    fn plan_pod(&mut self) -> anyhow::Result<PlannedPod> {
         self.created += 1;
         let name = format!("app-{}", self.created);
         let uid = format!(
@@ -140,10 +176,14 @@ impl Sim {
                 "localhost".to_owned(),
             ));
         }
-        let port = self.cluster.spawn_pod(id, args, env)?;
-        self.api.add_pod(&name, &uid, port);
-        self.pods.insert(id, name);
-        Ok(id)
+        Ok(PlannedPod {
+            id,
+            name,
+            uid,
+            port: 0,
+            args,
+            env,
+        })
     }
 
     /// Deletes a pod: gone from the API, its process stopped.
@@ -623,6 +663,40 @@ async fn a_silent_api_server_removes_nobody_until_it_answers() -> anyhow::Result
     }
     sim.api.set_silent(false);
     sim.one_cluster_of_the_pods().await?;
+    Ok(())
+}
+
+/// One of the first three pods is deleted (and replaced) after two of them
+/// formed the cluster and before the third started: the third's view of
+/// the first three pods changed. It starts as the initial member it is,
+/// from the cluster's member list. (It joined before: a member with no
+/// voters in its view, refusing votes; with the deleted pod's member dead,
+/// no leader ever.)
+#[tokio::test]
+async fn a_pod_deleted_during_bootstrap_leaves_one_cluster() -> anyhow::Result<()> {
+    let mut sim = Sim::new(3, "1s").await?;
+    let a = sim.create_pod()?;
+    let late = sim.create_pod_not_started()?;
+    let c = sim.create_pod()?;
+    let late_id = late.id;
+    // A and C form the cluster with the late pod listed.
+    sim.cluster.wait_serving(a).await?;
+    sim.cluster.wait_serving(c).await?;
+    let mut listed = vec![a, late_id, c];
+    listed.sort_unstable();
+    sim.cluster.wait_agreement(&[a, c], &listed).await?;
+    // C is deleted and replaced before the late pod's process starts.
+    sim.stop_pod(c, true).await?;
+    let d = sim.create_pod()?;
+    sim.start_pod(late)?;
+    sim.one_cluster_of_the_pods().await?;
+    assert_eq!(sim.ids().len(), 3);
+    assert!(sim.ids().contains(&d) && sim.ids().contains(&late_id));
+    let log = sim.cluster.log(late_id);
+    assert!(
+        log.contains("this pod is an initial member of the cluster that answers"),
+        "{log}"
+    );
     Ok(())
 }
 

@@ -26,7 +26,7 @@ pub(crate) mod raft_log;
 pub(crate) mod raft_loop;
 pub(crate) mod read_index;
 pub mod snapshot_transfer;
-pub(crate) mod startup;
+pub mod startup;
 pub mod storage;
 pub mod tls;
 pub mod transport;

@@ -1,5 +1,5 @@
 //! Opening a node's Raft group: new cluster, joining node, or restart from
-//! storage.
+//! storage. Public for [`cluster_id_for`] only.
 
 use protobuf::Message as _;
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, EntryType};
@@ -23,7 +23,15 @@ pub(crate) struct Opened {
 /// The identity of a cluster bootstrapped from `peers`: the same on every
 /// node started with the same member list (a hash of it), random for a node
 /// alone. Nodes given different lists cannot form one cluster by mistake.
-fn cluster_id_for(peers: &std::collections::BTreeMap<u64, String>) -> String {
+/// Discovery uses it to tell the cluster bootstrapped from a list.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use raftoral::consensus::startup::cluster_id_for;
+/// let list: BTreeMap<u64, String> = [(1, "a:7001".to_owned()), (2, "b:7001".to_owned())].into();
+/// assert_eq!(cluster_id_for(&list), cluster_id_for(&list.clone()));
+/// ```
+pub fn cluster_id_for(peers: &std::collections::BTreeMap<u64, String>) -> String {
     if peers.is_empty() {
         return uuid::Uuid::new_v4().to_string();
     }

@@ -29,7 +29,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use raftoral_proto::cluster::v1::{
-    ClusterStatusRequest, cluster_service_client::ClusterServiceClient,
+    ClusterStatusRequest, ClusterStatusResponse, cluster_service_client::ClusterServiceClient,
 };
 use tokio::sync::watch as channel;
 
@@ -217,9 +217,28 @@ impl Kubernetes {
             let (peers, live) = self.view();
             if live {
                 let initial = bootstrap::initial_members(peers.values(), expect);
-                if let Some((address, members)) =
-                    self.existing_cluster(&peers, tls.as_deref()).await
+                if let Some((address, answer)) = self.existing_cluster(&peers, tls.as_deref()).await
                 {
+                    // This pod is a member of the cluster that answers, and
+                    // the cluster is the one bootstrapped from its member
+                    // list (same id): another initial member decided with a
+                    // list that included this pod, whose own view of the
+                    // first pods changed since (one of them was deleted).
+                    // Joining would start it empty, a member that knows no
+                    // voters and refuses their votes; it bootstraps from
+                    // that list instead, as the others did.
+                    let list: BTreeMap<u64, String> = answer
+                        .members
+                        .iter()
+                        .map(|m| (m.node_id, m.address.clone()))
+                        .collect();
+                    if list.contains_key(&self.node_id)
+                        && raftoral::consensus::startup::cluster_id_for(&list) == answer.cluster_id
+                    {
+                        tracing::info!(node = self.node_id, seed = %address, members = ?list, "this pod is an initial member of the cluster that answers: starting as one of them from its member list");
+                        return Ok(Start::Bootstrap(list));
+                    }
+                    let members: Vec<u64> = list.keys().copied().collect();
                     // An initial member that another initial member already
                     // started with bootstraps from the same list (the same
                     // first state and cluster id) instead of joining.
@@ -292,13 +311,13 @@ impl Kubernetes {
         &self,
         peers: &BTreeMap<u64, Peer>,
         tls: Option<&raftoral::consensus::tls::Tls>,
-    ) -> Option<(String, Vec<u64>)> {
+    ) -> Option<(String, ClusterStatusResponse)> {
         for peer in peers.values().filter(|p| p.id != self.node_id) {
             let Some(address) = &peer.address else {
                 continue;
             };
-            if let Some(members) = probe(address, tls).await {
-                return Some((address.clone(), members));
+            if let Some(answer) = probe(address, tls).await {
+                return Some((address.clone(), answer));
             }
         }
         None
@@ -313,7 +332,10 @@ fn id_file(storage: &std::path::Path) -> std::path::PathBuf {
 /// The member ids of the cluster the node at `address` is in; `None` when
 /// it is unreachable or not (yet) a member of any. Over mutual TLS when
 /// `tls` is given, like every other node-to-node call.
-async fn probe(address: &str, tls: Option<&raftoral::consensus::tls::Tls>) -> Option<Vec<u64>> {
+async fn probe(
+    address: &str,
+    tls: Option<&raftoral::consensus::tls::Tls>,
+) -> Option<ClusterStatusResponse> {
     // One deadline over connect, handshake and call: a peer that bound its
     // port but does not serve yet (still deciding, like this node) accepts
     // the TCP connection and never answers a TLS handshake.
@@ -332,8 +354,7 @@ async fn probe(address: &str, tls: Option<&raftoral::consensus::tls::Tls>) -> Op
     .await
     .ok()??
     .into_inner();
-    let members: Vec<u64> = status.members.iter().map(|m| m.node_id).collect();
-    (!members.is_empty()).then_some(members)
+    (!status.members.is_empty()).then_some(status)
 }
 
 /// The settings `serve` continues with once discovery decided `start`.
