@@ -51,6 +51,19 @@ enum ClusterCommand {
         /// most caught-up follower (then --addr must be the leader's).
         node_id: Option<u64>,
     },
+    /// Offline, after a quorum is lost for good: make the stopped node
+    /// whose storage is given the only voter of its cluster, keeping every
+    /// workflow its log holds (see docs/OPERATIONS.md for what it can lose).
+    /// Without --yes, only says what it would do. Then start that node,
+    /// wipe the others' storage and let them join it.
+    Recover {
+        /// The stopped node's storage directory (its --storage-path).
+        #[arg(long)]
+        storage_path: std::path::PathBuf,
+        /// Do it.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn role(m: &Member) -> &'static str {
@@ -64,6 +77,9 @@ fn role(m: &Member) -> &'static str {
 
 /// Runs one `raftoral cluster` command.
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    if let ClusterCommand::Recover { storage_path, yes } = &args.command {
+        return recover(storage_path, *yes);
+    }
     // Over mutual TLS the command presents the same kind of certificate as
     // a node: admin calls need one signed by the cluster's CA.
     let tls = match args.tls.files()? {
@@ -131,6 +147,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             let ids: Vec<u64> = r.members.iter().map(|m| m.node_id).collect();
             println!("{}", json!({"removed": node_id, "members": ids}));
         }
+        ClusterCommand::Recover { .. } => unreachable!("handled above: it needs no node"),
         ClusterCommand::TransferLeader { node_id } => {
             let r = client
                 .transfer_leader(TransferLeaderRequest {
@@ -142,5 +159,33 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             println!("{}", json!({"leader": r.leader_id}));
         }
     }
+    Ok(())
+}
+
+/// `raftoral cluster recover`: offline, on a stopped node's storage.
+fn recover(dir: &std::path::Path, yes: bool) -> anyhow::Result<()> {
+    let plan = raftoral::consensus::recovery::recover_alone(dir, !yes)?;
+    let report = json!({
+        "node": plan.node_id,
+        "committed_before": plan.committed_before,
+        "last_index": plan.last_index,
+        "last_term": plan.last_term,
+        "removed": plan.removed,
+        "done": yes,
+    });
+    println!("{report}");
+    if !yes {
+        anyhow::bail!(
+            "nothing changed: node {} would become the only voter, entries {}..={} counted as committed, members {:?} removed; compare last_index and last_term with the other nodes' storage, then re-run with --yes on the most advanced one",
+            plan.node_id,
+            plan.committed_before + 1,
+            plan.last_index,
+            plan.removed
+        );
+    }
+    eprintln!(
+        "node {} is now the only voter; start it, wipe the other nodes' storage and let them join it",
+        plan.node_id
+    );
     Ok(())
 }

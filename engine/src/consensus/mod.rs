@@ -25,6 +25,7 @@ pub(crate) mod raft_guard;
 pub(crate) mod raft_log;
 pub(crate) mod raft_loop;
 pub(crate) mod read_index;
+pub mod recovery;
 pub mod snapshot_transfer;
 pub mod startup;
 pub mod storage;

@@ -213,7 +213,7 @@ fn recover_membership(store: &RaftStore, applied: u64) -> Result<(), EngineError
 /// The membership as of `applied` (see [`recover_membership`]); None when
 /// it cannot be derived (no snapshot, a joint configuration, entries the
 /// log no longer holds), and the recorded one stands.
-fn membership_at(store: &RaftStore, applied: u64) -> Option<ConfState> {
+pub(crate) fn membership_at(store: &RaftStore, applied: u64) -> Option<ConfState> {
     let (index, base) = store.snapshot_conf_state()?;
     if !base.voters_outgoing.is_empty() || applied < index {
         return None;

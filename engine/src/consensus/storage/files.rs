@@ -10,6 +10,18 @@ use raft::prelude::Snapshot;
 
 use super::{StorageError, wal};
 
+/// The node id recorded in `dir`, if any.
+pub(super) fn stored_node_id(dir: &Path) -> Result<Option<u64>, StorageError> {
+    let path = dir.join("node.id");
+    match fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+            StorageError::Corrupt(format!("{} does not hold a node id", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("read", &path, e)),
+    }
+}
+
 pub(super) fn check_node_id(dir: &Path, node_id: u64) -> Result<(), StorageError> {
     let path = dir.join("node.id");
     match fs::read_to_string(&path) {

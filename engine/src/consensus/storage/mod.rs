@@ -205,6 +205,12 @@ impl RaftStore {
         })
     }
 
+    /// The node id the storage in `dir` belongs to; None when it records
+    /// none (no node ever opened it).
+    pub fn stored_node_id(dir: &Path) -> Result<Option<u64>, StorageError> {
+        files::stored_node_id(dir)
+    }
+
     /// Opens the log in `dir` for `node_id`, creating it when empty. A new
     /// directory starts with `initial` as its membership. Returns the store
     /// and whether it already held data.
