@@ -22,7 +22,7 @@ NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
 NODE_PACK := target/node-pack
 NODE_FRESH := target/node-test
 
-.PHONY: all build test k8s-check test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run simulate bench-sdks bench-sdks-setup
+.PHONY: all build test k8s-check compose-check test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run simulate bench-sdks bench-sdks-setup
 
 all: build
 
@@ -58,7 +58,7 @@ fmt: tools
 	$(CARGO) fmt --all
 
 ## test: install tools, build, lint, run every test, then the conformance matrix
-test: lint build k8s-check test-rust package test-python test-node conformance
+test: lint build k8s-check compose-check test-rust package test-python test-node conformance
 
 $(K8S_TOOLS): tools/k8s-requirements.txt
 	$(PYTHON) -m venv $(K8S_VENV)
@@ -70,6 +70,15 @@ $(K8S_TOOLS): tools/k8s-requirements.txt
 ## ports against `raftoral serve --help`
 k8s-check: build $(K8S_TOOLS)
 	$(K8S_VENV)/bin/python scripts/check_k8s.py $(K8S_VENV)/bin/kubectl $(K8S_VENV)/bin/kubernetes-validate target/debug/raftoral
+
+## compose-check: validate compose.yaml against the Compose specification
+## (compose-go, the loader docker compose uses; built once into .tools) and
+## check it against `raftoral serve --help` (scripts/check_compose.py)
+COMPOSE_CHECK := .tools/compose-check
+$(COMPOSE_CHECK): scripts/compose-check/go.mod scripts/compose-check/go.sum scripts/compose-check/main.go
+	cd scripts/compose-check && go build -o ../../$(COMPOSE_CHECK) .
+compose-check: build $(COMPOSE_CHECK)
+	$(PYTHON) scripts/check_compose.py $(COMPOSE_CHECK) target/debug/raftoral
 
 ## package: the publishable crates package and build from their packaged
 ## sources (what `cargo add raftoral-client` gets)
@@ -158,10 +167,10 @@ lint-python: $(PY_TOOLS)
 	cd $(PY) && .venv/bin/mypy --strict python/raftoral tests conformance ../examples/ping-pong-python ../bench/workers
 	@# The raw worker and the matrix runner, with the SDK's settings; the raw
 	@# worker's generated stubs and grpc are untyped, so they are not followed.
-	$(PY)/.venv/bin/ruff check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py
-	$(PY)/.venv/bin/ruff format --check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py
+	$(PY)/.venv/bin/ruff check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py scripts/check_compose.py
+	$(PY)/.venv/bin/ruff format --check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py scripts/check_compose.py
 	$(PY)/.venv/bin/mypy --strict --python-version 3.10 --follow-imports=skip --ignore-missing-imports \
-		$(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py
+		$(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py scripts/check_compose.py
 
 $(NODE_TOOLS): $(NODE_SDK)/package.json
 	cd $(NODE_SDK) && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error
