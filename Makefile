@@ -13,6 +13,7 @@ PY_TOOLS := $(PY)/.venv/.installed
 # kubectl (with kustomize) and an offline Kubernetes schema validator, pinned
 # in tools/k8s-requirements.txt, in a venv inside the repo.
 K8S_VENV := tools/.k8s-venv
+KUBE_APISERVER := .tools/kube-test-apiserver
 K8S_TOOLS := $(K8S_VENV)/.installed
 
 NODE_SDK := sdk-node
@@ -22,7 +23,7 @@ NODE_TOOLS := $(NODE_SDK)/node_modules/.installed
 NODE_PACK := target/node-pack
 NODE_FRESH := target/node-test
 
-.PHONY: all build test k8s-check compose-check test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run simulate bench-sdks bench-sdks-setup
+.PHONY: all build test k8s-check compose-check kube-apiserver test-rust package lint fmt demo bench tools clean python test-python lint-python conformance conformance-python raw-worker python-venv-test node node-bindings test-node conformance-node lint-node fault-run simulate bench-sdks bench-sdks-setup
 
 all: build
 
@@ -100,9 +101,20 @@ package:
 MATRIX_FILES := single_node cluster_workflows app_stream cluster mixed
 CONFORMANCE_OTHER := $(filter-out $(MATRIX_FILES),$(basename $(notdir $(wildcard conformance/tests/*.rs))))
 
-test-rust: build
+# kubernetes_real.rs runs discovery against a real kube-apiserver (built
+# once into .tools) with kubectl from the k8s-check tools.
+test-rust: build $(KUBE_APISERVER) $(K8S_TOOLS)
 	$(CARGO) test --workspace --exclude raftoral-conformance
+	RAFTORAL_KUBE_APISERVER=$(CURDIR)/$(KUBE_APISERVER) RAFTORAL_KUBECTL=$(CURDIR)/$(K8S_VENV)/bin/kubectl \
 	$(CARGO) test -p raftoral-conformance --lib --bins $(addprefix --test ,$(CONFORMANCE_OTHER))
+
+## kube-apiserver: a real Kubernetes API server (k8s.io/kubernetes
+## v1.34.3's kube-apiserver over an embedded etcd; conformance/kube-apiserver)
+## for conformance/tests/kubernetes_real.rs, built once into .tools (about
+## 7 minutes on 2 cores from an empty Go cache)
+$(KUBE_APISERVER): conformance/kube-apiserver/go.mod conformance/kube-apiserver/go.sum conformance/kube-apiserver/main.go
+	cd conformance/kube-apiserver && go build -o ../../$(KUBE_APISERVER) .
+kube-apiserver: $(KUBE_APISERVER)
 
 $(PY_TOOLS): $(PY)/requirements-dev.txt $(PY)/requirements-test.txt
 	$(PYTHON) -m venv $(PY)/.venv

@@ -231,6 +231,19 @@ impl Cluster {
         self.spawn_with(id, format!("127.0.0.1:{port}"), args, env)
     }
 
+    /// Starts node `id` listening for node-to-node traffic on `raft_addr`
+    /// (`HOST:PORT`, a host address other than loopback where a test needs
+    /// one) without waiting for it.
+    pub fn spawn_pod_at(
+        &mut self,
+        id: u64,
+        raft_addr: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<()> {
+        self.spawn_with(id, raft_addr, args, env)
+    }
+
     /// Stops node `id` gracefully (SIGTERM) and forgets it, as when its pod
     /// is deleted.
     pub async fn remove(&mut self, id: u64) -> anyhow::Result<()> {
