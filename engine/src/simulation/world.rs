@@ -267,28 +267,18 @@ impl World {
         world.at(0, Event::Clients);
         world.at(100, Event::Check);
         let s = &world.scenario;
-        let (crash, partition, jump, replace, quiesce) = (
-            s.crash_every_ms,
-            s.partition_every_ms,
-            s.clock_jump_every_ms,
-            s.replace_every_ms,
-            s.fault_ms,
-        );
-        if replace > 0 {
-            let t = world.rng.range(0, replace * 2);
-            world.at(t, Event::Membership);
-        }
-        if crash > 0 {
-            let t = world.rng.range(0, crash * 2);
-            world.at(t, Event::Crash);
-        }
-        if partition > 0 {
-            let t = world.rng.range(0, partition * 2);
-            world.at(t, Event::Partition);
-        }
-        if jump > 0 {
-            let t = world.rng.range(0, jump * 2);
-            world.at(t, Event::ClockJump);
+        let faults = [
+            (s.replace_every_ms, Event::Membership),
+            (s.crash_every_ms, Event::Crash),
+            (s.partition_every_ms, Event::Partition),
+            (s.clock_jump_every_ms, Event::ClockJump),
+        ];
+        let quiesce = s.fault_ms;
+        for (every, event) in faults {
+            if every > 0 {
+                let t = world.rng.range(0, every * 2);
+                world.at(t, event);
+            }
         }
         world.at(quiesce, Event::Quiesce);
         Ok(world)
