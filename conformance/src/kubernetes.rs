@@ -224,6 +224,25 @@ impl ApiServer {
         self.changes.send_replace(state.rv);
     }
 
+    /// Marks a pod as being deleted (`metadata.deletionTimestamp`), as the
+    /// API server does before the kubelet sends SIGTERM.
+    pub fn mark_deleting(&self, name: &str) {
+        let mut state = self.state.lock().expect("state");
+        let Some(mut pod) = state.objects.get(&(Kind::Pod, name.to_owned())).cloned() else {
+            return;
+        };
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let now = k8s_openapi::jiff::Timestamp::from_second(second)
+            .expect("time")
+            .to_string();
+        pod["metadata"]["deletionTimestamp"] = json!(now);
+        put(&mut state, Kind::Pod, name, pod, "MODIFIED");
+        self.changes.send_replace(state.rv);
+    }
+
     /// Deletes a pod and its EndpointSlice.
     pub fn delete_pod(&self, name: &str) {
         let mut state = self.state.lock().expect("state");

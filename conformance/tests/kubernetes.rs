@@ -208,13 +208,14 @@ impl Sim {
         Ok(())
     }
 
-    /// A pod goes as a controller deletes it: SIGTERM (or, `kill`, a
-    /// SIGKILL: a force delete or a lost node) and, once its process
-    /// ended, its object leaves the API.
+    /// A pod goes as a controller deletes it: its deletion time is set,
+    /// SIGTERM (or, `kill`, a SIGKILL: a force delete or a lost node) and,
+    /// once its process ended, its object leaves the API.
     async fn stop_pod(&mut self, id: u64, kill: bool) -> anyhow::Result<()> {
         if kill {
             self.cluster.kill(id).await?;
         } else {
+            self.api.mark_deleting(&self.pods[&id]);
             let status = self.cluster.terminate(id).await?;
             anyhow::ensure!(status.success(), "pod {id} stopped with {status}");
             let log = self.cluster.log(id);
@@ -582,6 +583,7 @@ async fn two_drains_and_a_scale_down_to_2_and_back_keep_quorum() -> anyhow::Resu
             worker.terminate().await?;
         }
         for id in &going {
+            sim.api.mark_deleting(&sim.pods[id]);
             sim.cluster.signal(*id, "TERM").await?;
         }
         for id in going {
@@ -603,6 +605,29 @@ async fn two_drains_and_a_scale_down_to_2_and_back_keep_quorum() -> anyhow::Resu
         Ok(gone)
     })
     .await
+}
+
+/// A container restarted inside its pod (SIGTERM, no deletion: a liveness
+/// failure, an OOM kill's restart) keeps its volume and comes back as its
+/// member: it must not leave on that SIGTERM, or it would come back
+/// removed, with an id that can never rejoin.
+#[tokio::test]
+async fn a_container_restarted_in_its_pod_does_not_leave() -> anyhow::Result<()> {
+    let mut sim = Sim::new(3, "60s").await?;
+    sim.leave = true;
+    sim.storage = true;
+    for _ in 0..3 {
+        sim.create_pod()?;
+    }
+    sim.one_cluster_of_the_pods().await?;
+    let id = sim.ids()[1];
+    let status = sim.cluster.terminate(id).await?;
+    anyhow::ensure!(status.success(), "stopped with {status}");
+    let log = sim.cluster.log(id);
+    assert!(log.contains("staying a member"), "{log}");
+    sim.cluster.restart(id).await?;
+    sim.one_cluster_of_the_pods().await?;
+    Ok(())
 }
 
 /// The leader's watch goes silent with its connection held open; a pod

@@ -155,12 +155,27 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let signal_node = node.clone();
     let leave = args.leave_on_stop.then_some(args.leave_timeout);
+    let mut deletion = discovery
+        .as_ref()
+        .map(crate::discovery::Kubernetes::deletion);
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("termination signal received; shutting down");
         hand_over_leadership(&signal_node).await;
         if let Some(timeout) = leave {
-            leave_cluster(&signal_node, timeout).await;
+            // With Kubernetes discovery only a pod that is deleted leaves;
+            // a container restarted in its pod comes back as its member.
+            let going = match deletion.as_mut() {
+                Some(deletion) => deletion.deleting(LEAVE_WAIT_FOR_DELETION).await,
+                None => true,
+            };
+            if going {
+                leave_cluster(&signal_node, timeout).await;
+            } else {
+                tracing::info!(
+                    "this pod is not being deleted (a container restart): staying a member"
+                );
+            }
         }
         // Ends app sessions and waits, so the servers can drain.
         signal_node.shutdown().await;
@@ -317,6 +332,9 @@ async fn hand_over_leadership(node: &Node) {
         }
     }
 }
+
+/// How long a SIGTERM waits for discovery to show this pod's deletion.
+const LEAVE_WAIT_FOR_DELETION: Duration = Duration::from_secs(3);
 
 /// A node that stops for good leaves its cluster first (`--leave-on-stop`):
 /// the members left then need no dead one removed to keep a quorum, so a

@@ -59,6 +59,8 @@ pub enum Start {
 pub struct Kubernetes {
     /// This node's id (from the pod UID).
     pub node_id: u64,
+    /// This pod's UID.
+    uid: String,
     pods: channel::Receiver<Snapshot<Pod>>,
     slices: channel::Receiver<Snapshot<EndpointSlice>>,
     /// Asks both watches to list again.
@@ -136,6 +138,7 @@ impl Kubernetes {
         let dns_suffix = format!("{service}.{namespace}.svc");
         Ok(Kubernetes {
             node_id,
+            uid,
             pods,
             slices,
             relist,
@@ -152,6 +155,14 @@ impl Kubernetes {
             view::peers(pods.items.values(), slices.items.values(), &self.dns_suffix),
             pods.live && slices.live,
         )
+    }
+
+    /// Whether this pod is being deleted, for the leave on SIGTERM.
+    pub fn deletion(&self) -> PodDeletion {
+        PodDeletion {
+            uid: self.uid.clone(),
+            pods: self.pods.clone(),
+        }
     }
 
     /// Lists made by both watches so far (the fewer of the two).
@@ -321,6 +332,36 @@ impl Kubernetes {
             }
         }
         None
+    }
+}
+
+/// Tells a pod being deleted (its `deletionTimestamp` set, or its object
+/// gone) from a container restarted in a pod that stays: only the first
+/// leaves the cluster on SIGTERM. A restarted container keeps its
+/// `emptyDir` and resumes as its member; had it left, it would come back
+/// removed, with an id that can never rejoin.
+#[derive(Clone)]
+pub struct PodDeletion {
+    uid: String,
+    pods: channel::Receiver<Snapshot<Pod>>,
+}
+
+impl PodDeletion {
+    /// True once the view shows this pod deleted or being deleted. The
+    /// kubelet sends SIGTERM after the API server set the deletion time,
+    /// so the watch may lag it a little: this waits up to `within`.
+    pub async fn deleting(&mut self, within: Duration) -> bool {
+        let uid = self.uid.clone();
+        let seen = |s: &Snapshot<Pod>| {
+            s.live
+                && s.items
+                    .values()
+                    .find(|p| p.metadata.uid.as_deref() == Some(uid.as_str()))
+                    .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+        };
+        tokio::time::timeout(within, self.pods.wait_for(seen))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }
 
