@@ -128,6 +128,10 @@ mod tests {
     async fn a_stop_longer_than_the_limit_is_seen_once() {
         let mut watch = FreezeWatch::start(Duration::from_millis(500));
         let mut tick = tokio::time::interval(TICK);
+        // Delay, not the default burst: after the stop, each tick waits a
+        // period, so the watching task runs between them (a burst of missed
+        // ticks returned at once and, under load, left it no turn).
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         for _ in 0..4 {
             tick.tick().await;
         }
