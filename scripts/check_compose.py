@@ -12,27 +12,22 @@
    loopback; every build's Dockerfile exists.
 
 Usage: check_compose.py COMPOSE_CHECK RAFTORAL_BINARY [compose.yaml]
-Exits 1 and prints every problem.
+Exits 1 and prints every problem. First checks itself: each rule must
+report a copy of the model broken for it.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from check_k8s import serve_env_vars
+
 ROOT = Path(__file__).resolve().parent.parent
 SIDECAR_IMAGE = "raftoral/raftoral:"
-
-
-def serve_env_vars(binary: str) -> set[str]:
-    help_text = subprocess.run(
-        [binary, "serve", "--help"], check=True, capture_output=True, text=True
-    ).stdout
-    return set(re.findall(r"env: ([A-Z0-9_]+)", help_text))
 
 
 def load(tool: str, compose: Path) -> dict[str, Any]:
@@ -101,10 +96,38 @@ def check(model: dict[str, Any], known: set[str]) -> list[str]:
     return problems
 
 
+def self_test(model: dict[str, Any], known: set[str]) -> None:
+    """Each rule must fire on a model broken for it: a check that cannot
+    fail proves nothing."""
+    services = model["services"]
+    first, second = sorted(n for n in services if n.startswith("raftoral-"))[:2]
+    app = next(n for n in services if not n.startswith("raftoral-"))
+    breakages: list[tuple[str, str, str, str]] = [
+        (first, "RAFTORAL_LOG_FORMT", "json", "no setting"),
+        (
+            second,
+            "RAFTORAL_NODE_ID",
+            services[first]["environment"]["RAFTORAL_NODE_ID"],
+            "used twice",
+        ),
+        (first, "RAFTORAL_SIDECAR_LISTEN", "0.0.0.0:9001", "not loopback"),
+        (first, "RAFTORAL_STORAGE_PATH", "/elsewhere/raft", "on no volume"),
+        (app, "RAFTORAL_SIDECAR_URL", "http://127.0.0.1:1", "is not"),
+    ]
+    for service, var, value, expected in breakages:
+        broken = json.loads(json.dumps(model))
+        broken["services"][service]["environment"][var] = value
+        found = check(broken, known)
+        if not any(expected in p for p in found):
+            sys.exit(f"self-test: setting {var}={value} on {service} went unnoticed ({found})")
+
+
 def main() -> None:
     tool, binary = sys.argv[1:3]
     compose = Path(sys.argv[3]) if len(sys.argv) > 3 else ROOT / "compose.yaml"
-    problems = check(load(tool, compose), serve_env_vars(binary))
+    model, known = load(tool, compose), serve_env_vars(binary)
+    self_test(model, known)
+    problems = check(model, known)
     for problem in problems:
         print(f"compose.yaml: {problem}")
     if problems:

@@ -214,21 +214,9 @@ impl Cluster {
     }
 
     /// A port for a pod whose address is published before its process
-    /// starts ([`Cluster::spawn_pod_on`]).
+    /// starts ([`Cluster::spawn_pod_at`]).
     pub fn pick_port() -> anyhow::Result<u16> {
         free_port()
-    }
-
-    /// Starts node `id` on `port` without waiting for it, like
-    /// [`Cluster::spawn_pod`].
-    pub fn spawn_pod_on(
-        &mut self,
-        id: u64,
-        port: u16,
-        args: Vec<String>,
-        env: Vec<(String, String)>,
-    ) -> anyhow::Result<()> {
-        self.spawn_with(id, format!("127.0.0.1:{port}"), args, env)
     }
 
     /// Starts node `id` listening for node-to-node traffic on `raft_addr`

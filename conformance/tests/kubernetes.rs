@@ -118,7 +118,7 @@ impl Sim {
     /// Starts the process of a pod made by [`Sim::create_pod_not_started`].
     fn start_pod(&mut self, pod: PlannedPod) -> anyhow::Result<()> {
         self.cluster
-            .spawn_pod_on(pod.id, pod.port, pod.args, pod.env)
+            .spawn_pod_at(pod.id, format!("127.0.0.1:{}", pod.port), pod.args, pod.env)
     }
 
     /// The name, UID, id, arguments and environment of the next pod.
@@ -231,6 +231,14 @@ impl Sim {
         self.cluster.remove(id).await
     }
 
+    /// Creates `n` pods and waits for them to be one cluster.
+    async fn form(&mut self, n: usize) -> anyhow::Result<()> {
+        for _ in 0..n {
+            self.create_pod()?;
+        }
+        self.one_cluster_of_the_pods().await
+    }
+
     fn ids(&self) -> Vec<u64> {
         self.pods.keys().copied().collect()
     }
@@ -299,10 +307,7 @@ async fn pods_started_together_form_exactly_one_cluster_every_time() -> anyhow::
 #[tokio::test]
 async fn scaling_up_and_down_and_replacing_a_pod_follow_the_pods() -> anyhow::Result<()> {
     let mut sim = Sim::new(3, "1s").await?;
-    for _ in 0..3 {
-        sim.create_pod()?;
-    }
-    sim.one_cluster_of_the_pods().await?;
+    sim.form(3).await?;
 
     // 3 -> 5: the new pods join (learners, then voters).
     sim.create_pod()?;
@@ -329,10 +334,7 @@ async fn scaling_up_and_down_and_replacing_a_pod_follow_the_pods() -> anyhow::Re
 /// discovery catches up and the gone pod is removed.
 async fn api_outage(outage: Duration) -> anyhow::Result<()> {
     let mut sim = Sim::new(3, "1s").await?;
-    for _ in 0..4 {
-        sim.create_pod()?;
-    }
-    sim.one_cluster_of_the_pods().await?;
+    sim.form(4).await?;
     let ids = sim.ids();
     sim.api.set_down(true);
     // Stop a member while the API is away: it is missing from Raft but the
@@ -367,10 +369,7 @@ async fn a_thirty_second_api_outage_removes_nobody_and_discovery_catches_up() ->
 async fn a_leader_restarted_while_the_api_is_away_removes_nobody() -> anyhow::Result<()> {
     let mut sim = Sim::new(3, "1s").await?;
     sim.storage = true;
-    for _ in 0..3 {
-        sim.create_pod()?;
-    }
-    sim.one_cluster_of_the_pods().await?;
+    sim.form(3).await?;
     let ids = sim.ids();
     sim.api.set_down(true);
     // A sidecar container restarts inside its pod (same UID, same storage)
@@ -423,10 +422,7 @@ async fn a_leader_restarted_while_the_api_is_away_removes_nobody() -> anyhow::Re
 #[tokio::test]
 async fn a_compacted_watch_relists_and_follows_on() -> anyhow::Result<()> {
     let mut sim = Sim::new(3, "1s").await?;
-    for _ in 0..3 {
-        sim.create_pod()?;
-    }
-    sim.one_cluster_of_the_pods().await?;
+    sim.form(3).await?;
     let lists = sim.api.lists("pods");
     sim.api.compact();
     // 410 Gone on the next watch: every sidecar lists again.
@@ -465,10 +461,7 @@ async fn workflows_survive(
     // after 60 s, a Deployment's pods leave on SIGTERM.
     let mut sim = Sim::new(replicas, "60s").await?;
     sim.leave = true;
-    for _ in 0..replicas {
-        sim.create_pod()?;
-    }
-    sim.one_cluster_of_the_pods().await?;
+    sim.form(replicas).await?;
     for id in sim.ids() {
         sim.wait_ready(id).await?;
     }
@@ -594,9 +587,8 @@ async fn two_drains_and_a_scale_down_to_2_and_back_keep_quorum() -> anyhow::Resu
             sim.cluster.remove(id).await?;
             gone += 1;
         }
-        let left = sim.ids();
-        sim.cluster.wait_agreement(&left, &left).await?;
-        // And back to 5.
+        // And back to 5 at once, as the controller does, without waiting
+        // for the membership.
         for _ in 0..3 {
             let new = sim.create_pod()?;
             sim.wait_ready(new).await?;
@@ -605,6 +597,44 @@ async fn two_drains_and_a_scale_down_to_2_and_back_keep_quorum() -> anyhow::Resu
         Ok(gone)
     })
     .await
+}
+
+/// A leave the others cannot afford (with another member already dead,
+/// the one left could not make a quorum) is refused by the leader: the pod
+/// says so, stops anyway within its grace period, and stays a member.
+#[tokio::test]
+async fn a_leave_that_would_break_the_quorum_is_refused_and_the_pod_stops_anyway()
+-> anyhow::Result<()> {
+    let mut sim = Sim::new(3, "60s").await?;
+    sim.leave = true;
+    sim.form(3).await?;
+    let ids = sim.ids();
+    let leader = sim.cluster.wait_agreement(&ids, &ids).await?;
+    let followers: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
+    sim.cluster.kill(followers[0]).await?;
+    let cluster = &sim.cluster;
+    eventually(DEADLINE, "the leader to see the killed node down", || {
+        cluster
+            .log(leader)
+            .contains("node is down (connection refused)")
+    })
+    .await?;
+    let going = followers[1];
+    sim.api.mark_deleting(&sim.pods[&going]);
+    let status = sim.cluster.terminate(going).await?;
+    anyhow::ensure!(status.success(), "stopped with {status}");
+    let log = sim.cluster.log(going);
+    assert!(log.contains("could not leave the cluster"), "{log}");
+    let members: Vec<u64> = sim
+        .cluster
+        .status(leader)
+        .await?
+        .members
+        .iter()
+        .map(|m| m.node_id)
+        .collect();
+    assert_eq!(members, ids, "a refused leave removed nobody");
+    Ok(())
 }
 
 /// A container restarted inside its pod (SIGTERM, no deletion: a liveness
@@ -616,10 +646,7 @@ async fn a_container_restarted_in_its_pod_does_not_leave() -> anyhow::Result<()>
     let mut sim = Sim::new(3, "60s").await?;
     sim.leave = true;
     sim.storage = true;
-    for _ in 0..3 {
-        sim.create_pod()?;
-    }
-    sim.one_cluster_of_the_pods().await?;
+    sim.form(3).await?;
     let id = sim.ids()[1];
     let status = sim.cluster.terminate(id).await?;
     anyhow::ensure!(status.success(), "stopped with {status}");
@@ -637,10 +664,7 @@ async fn a_container_restarted_in_its_pod_does_not_leave() -> anyhow::Result<()>
 #[tokio::test]
 async fn a_stalled_watch_removes_no_member_that_joined_meanwhile() -> anyhow::Result<()> {
     let mut sim = Sim::new(3, "1s").await?;
-    for _ in 0..3 {
-        sim.create_pod()?;
-    }
-    sim.one_cluster_of_the_pods().await?;
+    sim.form(3).await?;
     sim.api.stall_watches();
     let new = sim.create_pod()?;
     sim.one_cluster_of_the_pods().await?;
@@ -669,10 +693,7 @@ async fn a_stalled_watch_removes_no_member_that_joined_meanwhile() -> anyhow::Re
 #[tokio::test]
 async fn a_silent_api_server_removes_nobody_until_it_answers() -> anyhow::Result<()> {
     let mut sim = Sim::new(3, "1s").await?;
-    for _ in 0..4 {
-        sim.create_pod()?;
-    }
-    sim.one_cluster_of_the_pods().await?;
+    sim.form(4).await?;
     let ids = sim.ids();
     let leader = sim.cluster.wait_agreement(&ids, &ids).await?;
     let gone = *ids.iter().find(|id| **id != leader).expect("a follower");
@@ -741,10 +762,7 @@ async fn over_mutual_tls_a_pod_started_later_finds_the_cluster_and_joins() -> an
             .domain_name("localhost"),
     );
     sim.tls = Some(ca);
-    for _ in 0..3 {
-        sim.create_pod()?;
-    }
-    sim.one_cluster_of_the_pods().await?;
+    sim.form(3).await?;
     sim.create_pod()?;
     sim.one_cluster_of_the_pods().await?;
     Ok(())

@@ -29,6 +29,8 @@ struct RealApi {
     dir: tempfile::TempDir,
     kubectl: PathBuf,
     admin: PathBuf,
+    /// The API server's HTTPS port on 127.0.0.1.
+    port: u16,
 }
 
 impl RealApi {
@@ -85,6 +87,7 @@ impl RealApi {
             dir,
             kubectl: kubectl.into(),
             admin,
+            port,
         };
         eventually_async(
             Duration::from_secs(90),
@@ -125,15 +128,6 @@ impl RealApi {
             String::from_utf8_lossy(&out.stderr)
         );
         Ok(String::from_utf8(out.stdout)?)
-    }
-
-    fn port(&self) -> anyhow::Result<u16> {
-        let text = std::fs::read_to_string(&self.admin)?;
-        let server = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("server: https://127.0.0.1:"))
-            .ok_or_else(|| anyhow::anyhow!("no server in the kubeconfig"))?;
-        Ok(server.trim().parse()?)
     }
 }
 
@@ -244,7 +238,7 @@ async fn discovery_forms_and_shrinks_a_cluster_against_a_real_api_server_with_rb
         .kubectl(&["-n", NAMESPACE, "create", "token", ACCOUNT, "--duration=1h"])
         .await?;
     let sidecar_config = api.dir.path().join("sidecar.kubeconfig");
-    write_kubeconfig(&sidecar_config, api.port()?, token.trim())?;
+    write_kubeconfig(&sidecar_config, api.port, token.trim())?;
 
     let mut cluster = Cluster::empty(&["--owner-timeout-ms", "1000", "--app-timeout-ms", "1000"])?;
     let ip = host_ip()?;

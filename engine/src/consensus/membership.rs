@@ -1,7 +1,6 @@
 //! Membership changes (Raft conf changes) and the cluster view.
 
-use prost::Message as _;
-use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use raft::prelude::ConfChangeType;
 use raftoral_proto::cluster::v1::{ConfChangeContext, Member, MemberRole};
 use std::time::Duration;
 
@@ -269,19 +268,16 @@ impl Node {
         address: &str,
     ) -> Result<(), EngineError> {
         let proposal_id = self.next_proposal_id();
-        let mut single = ConfChangeSingle::default();
-        single.set_change_type(change_type);
-        single.node_id = node_id;
-        let mut change = ConfChangeV2::default();
-        change.set_changes(vec![single].into());
-        change.context = ConfChangeContext {
-            proposer_node_id: self.id(),
-            proposal_id,
-            address: address.to_owned(),
-            proposed_at_ms: crate::consensus::proposal::now_ms(),
-        }
-        .encode_to_vec()
-        .into();
+        let change = crate::consensus::proposal::single_change(
+            change_type,
+            node_id,
+            &ConfChangeContext {
+                proposer_node_id: self.id(),
+                proposal_id,
+                address: address.to_owned(),
+                proposed_at_ms: crate::consensus::proposal::now_ms(),
+            },
+        );
         let (reply, answer) = oneshot::channel();
         self.submit(
             Proposal::ConfChange {

@@ -4,8 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use raft::prelude::ConfChangeV2;
-use raftoral_proto::cluster::v1::Command;
+use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use raftoral_proto::cluster::v1::{Command, ConfChangeContext};
 use tokio::sync::oneshot;
 
 use crate::error::EngineError;
@@ -52,6 +52,22 @@ pub(crate) struct Liveness {
     /// Voters heard from within an election timeout (the leader included),
     /// most caught-up first.
     pub live_voters: Vec<u64>,
+}
+
+/// A membership change of one node (never a joint one: each commits with
+/// the quorum of the membership it changes), with its context.
+pub(crate) fn single_change(
+    kind: ConfChangeType,
+    node: u64,
+    context: &ConfChangeContext,
+) -> ConfChangeV2 {
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(kind);
+    single.node_id = node;
+    let mut change = ConfChangeV2::default();
+    change.set_changes(vec![single].into());
+    change.context = prost::Message::encode_to_vec(context).into();
+    change
 }
 
 /// A random 64-bit value, different in every process (and every node

@@ -456,7 +456,12 @@ impl RaftLoop {
             .conf_state()
             .voters
             .into_iter()
-            .filter(|id| *id == me || self.failover.heard_within(*id, window, now))
+            .filter(|id| {
+                // A node whose port refuses connections is gone even if it
+                // spoke a moment ago: a removal must not count on it.
+                *id == me
+                    || self.failover.heard_within(*id, window, now) && !self.failover.is_down(*id)
+            })
             .collect();
         live.sort_by_key(|id| std::cmp::Reverse(prs.get(*id).map_or(0, |p| p.matched)));
         Liveness {
@@ -867,19 +872,16 @@ impl RaftLoop {
             .get(&node)
             .cloned()
             .unwrap_or_default();
-        let mut single = raft::prelude::ConfChangeSingle::default();
-        single.set_change_type(ConfChangeType::AddNode);
-        single.node_id = node;
-        let mut change = ConfChangeV2::default();
-        change.set_changes(vec![single].into());
-        change.context = ConfChangeContext {
-            proposer_node_id: self.raw.raft.id,
-            proposal_id: 0,
-            address,
-            proposed_at_ms: self.clock.now_ms(),
-        }
-        .encode_to_vec()
-        .into();
+        let change = crate::consensus::proposal::single_change(
+            ConfChangeType::AddNode,
+            node,
+            &ConfChangeContext {
+                proposer_node_id: self.raw.raft.id,
+                proposal_id: 0,
+                address,
+                proposed_at_ms: self.clock.now_ms(),
+            },
+        );
         match self.raw.propose_conf_change(Vec::new(), change) {
             Ok(()) => tracing::info!(node, "learner caught up; promoting it to voter"),
             Err(e) => tracing::debug!(node, error = %e, "learner promotion not proposed yet"),

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use protobuf::Message as _;
 use raft::Storage;
-use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
+use raft::prelude::{ConfChangeType, Entry, EntryType};
 use raftoral_proto::cluster::v1::ConfChangeContext;
 
 use crate::consensus::storage::{RaftStore, StorageOptions};
@@ -135,18 +135,16 @@ fn change_entry(
     index: u64,
     now: u64,
 ) -> Entry {
-    let mut single = ConfChangeSingle::default();
-    single.set_change_type(kind);
-    single.node_id = node;
-    let mut change = ConfChangeV2::default();
-    change.set_changes(vec![single].into());
-    change.context = prost::Message::encode_to_vec(&ConfChangeContext {
-        proposer_node_id: me,
-        proposal_id: 0,
-        address: String::new(),
-        proposed_at_ms: now,
-    })
-    .into();
+    let change = crate::consensus::proposal::single_change(
+        kind,
+        node,
+        &ConfChangeContext {
+            proposer_node_id: me,
+            proposal_id: 0,
+            address: String::new(),
+            proposed_at_ms: now,
+        },
+    );
     let mut entry = Entry::default();
     entry.set_entry_type(EntryType::EntryConfChangeV2);
     entry.term = term;

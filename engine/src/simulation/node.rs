@@ -139,6 +139,19 @@ pub(super) struct SimNode {
 }
 
 impl SimNode {
+    /// A node that has not started yet.
+    pub(super) fn new(config: NodeConfig, skew_ms: i64, election_ticks: usize) -> SimNode {
+        SimNode {
+            id: config.node_id,
+            config,
+            running: None,
+            generation: 0,
+            skew_ms: Arc::new(AtomicI64::new(skew_ms)),
+            election_ticks,
+            removed: false,
+        }
+    }
+
     /// Opens the node from its directory (new or restarted).
     pub(super) fn start(&mut self, now: &Arc<AtomicU64>, base: Instant) -> Result<(), String> {
         let ticks = self.election_ticks;
@@ -212,11 +225,16 @@ impl Running {
     /// Handles one input and runs the Ready round after it, then what the
     /// round produced for the loop itself (transfer outcomes).
     pub(super) fn input(&mut self, input: Input) -> Result<(), String> {
+        self.step(input)?;
+        self.drain()
+    }
+
+    /// One input and its Ready round.
+    fn step(&mut self, input: Input) -> Result<(), String> {
         self.raft
             .handle(input)
             .and_then(|()| self.raft.ready())
-            .map_err(|e| format!("storage failed: {e}"))?;
-        self.drain()
+            .map_err(|e| format!("storage failed: {e}"))
     }
 
     /// Feeds the loop what came back on its own channels.
@@ -232,10 +250,7 @@ impl Running {
             } else {
                 return Ok(());
             };
-            self.raft
-                .handle(input)
-                .and_then(|()| self.raft.ready())
-                .map_err(|e| format!("storage failed: {e}"))?;
+            self.step(input)?;
         }
     }
 

@@ -97,18 +97,14 @@ impl Workload {
         }
     }
 
-    fn command(&mut self, node: NodeId, stamp: u64, kind: Kind) -> (Command, u64) {
+    fn command(&mut self, node: NodeId, stamp: u64, kind: Kind) -> Command {
         self.next_proposal += 1;
-        let id = self.next_proposal;
-        (
-            Command {
-                proposer_node_id: node,
-                proposal_id: id,
-                proposed_at_ms: stamp,
-                kind: Some(kind),
-            },
-            id,
-        )
+        Command {
+            proposer_node_id: node,
+            proposal_id: self.next_proposal,
+            proposed_at_ms: stamp,
+            kind: Some(kind),
+        }
     }
 
     fn propose(
@@ -119,7 +115,7 @@ impl Workload {
         kind: Kind,
         what: What,
     ) -> (Proposal, Pending) {
-        let (command, _) = self.command(node, stamp, kind);
+        let command = self.command(node, stamp, kind);
         let (reply, rx) = oneshot::channel();
         (
             Proposal::Command { command, reply },

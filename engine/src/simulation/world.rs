@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use raft::StateRole;
@@ -222,15 +222,8 @@ impl World {
                 retention: scenario.retention_ms.map(Duration::from_millis),
                 ..NodeConfig::default()
             };
-            let mut node = SimNode {
-                id: *id,
-                config,
-                running: None,
-                generation: 0,
-                skew_ms: Arc::new(AtomicI64::new(rng.range(0, 200) as i64 - 100)),
-                election_ticks: ELECTION_TICKS,
-                removed: false,
-            };
+            let skew = rng.range(0, 200) as i64 - 100;
+            let mut node = SimNode::new(config, skew, ELECTION_TICKS);
             node.start(&now, base)?;
             nodes.insert(*id, node);
         }
@@ -746,15 +739,7 @@ impl World {
                 config.storage_path = config
                     .storage_path
                     .map(|dir| dir.with_file_name(format!("n{id}")));
-                let mut node = SimNode {
-                    id,
-                    config,
-                    running: None,
-                    generation: 0,
-                    skew_ms: Arc::new(AtomicI64::new(0)),
-                    election_ticks: ELECTION_TICKS,
-                    removed: false,
-                };
+                let mut node = SimNode::new(config, 0, ELECTION_TICKS);
                 node.start(&self.now, self.base)?;
                 self.nodes.insert(id, node);
                 self.log(|| format!("node {victim} removed; node {id} joins"));
@@ -785,20 +770,16 @@ impl World {
         node: NodeId,
         kind: raft::prelude::ConfChangeType,
     ) -> Result<(), String> {
-        use prost::Message as _;
-        let mut single = raft::prelude::ConfChangeSingle::default();
-        single.set_change_type(kind);
-        single.node_id = node;
-        let mut change = raft::prelude::ConfChangeV2::default();
-        change.set_changes(vec![single].into());
-        change.context = raftoral_proto::cluster::v1::ConfChangeContext {
-            proposer_node_id: via,
-            proposal_id: 0,
-            address: format!("sim-{node}"),
-            proposed_at_ms: self.stamp(via),
-        }
-        .encode_to_vec()
-        .into();
+        let change = crate::consensus::proposal::single_change(
+            kind,
+            node,
+            &raftoral_proto::cluster::v1::ConfChangeContext {
+                proposer_node_id: via,
+                proposal_id: 0,
+                address: format!("sim-{node}"),
+                proposed_at_ms: self.stamp(via),
+            },
+        );
         let (reply, _) = tokio::sync::oneshot::channel();
         let proposal = crate::consensus::proposal::Proposal::ConfChange {
             change,

@@ -59,6 +59,12 @@ impl Failover {
             .is_some_and(|t| now.saturating_duration_since(*t) < window)
     }
 
+    /// True when `node`'s process is known to be gone (see [`Self::down`])
+    /// and it was not heard from since.
+    pub(crate) fn is_down(&self, node: NodeId) -> bool {
+        self.down.contains(&node)
+    }
+
     /// `node`'s process is gone: its connection closed and its port refuses
     /// new ones. Unlike silence (a paused or slow node keeps its workflows
     /// for the owner timeout), this is certain, so it acts at once.
