@@ -131,7 +131,10 @@ impl Cluster {
         self.spawn_with(id, raft_addr, args, Vec::new())
     }
 
-    fn spawn_with(
+    /// Starts node `id` listening for node-to-node traffic on `raft_addr`
+    /// (`HOST:PORT`; a host address other than loopback where a test needs
+    /// one) with `args` and `env`, without waiting for it.
+    pub fn spawn_with(
         &mut self,
         id: u64,
         raft_addr: String,
@@ -214,22 +217,9 @@ impl Cluster {
     }
 
     /// A port for a pod whose address is published before its process
-    /// starts ([`Cluster::spawn_pod_at`]).
+    /// starts ([`Cluster::spawn_with`]).
     pub fn pick_port() -> anyhow::Result<u16> {
         free_port()
-    }
-
-    /// Starts node `id` listening for node-to-node traffic on `raft_addr`
-    /// (`HOST:PORT`, a host address other than loopback where a test needs
-    /// one) without waiting for it.
-    pub fn spawn_pod_at(
-        &mut self,
-        id: u64,
-        raft_addr: String,
-        args: Vec<String>,
-        env: Vec<(String, String)>,
-    ) -> anyhow::Result<()> {
-        self.spawn_with(id, raft_addr, args, env)
     }
 
     /// Stops node `id` gracefully (SIGTERM) and forgets it, as when its pod

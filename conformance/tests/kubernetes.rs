@@ -118,7 +118,7 @@ impl Sim {
     /// Starts the process of a pod made by [`Sim::create_pod_not_started`].
     fn start_pod(&mut self, pod: PlannedPod) -> anyhow::Result<()> {
         self.cluster
-            .spawn_pod_at(pod.id, format!("127.0.0.1:{}", pod.port), pod.args, pod.env)
+            .spawn_with(pod.id, format!("127.0.0.1:{}", pod.port), pod.args, pod.env)
     }
 
     /// The name, UID, id, arguments and environment of the next pod.

@@ -263,7 +263,7 @@ async fn discovery_forms_and_shrinks_a_cluster_against_a_real_api_server_with_rb
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        cluster.spawn_pod_at(id, format!("{ip}:{port}"), Vec::new(), env)?;
+        cluster.spawn_with(id, format!("{ip}:{port}"), Vec::new(), env)?;
         pods.push((id, name));
     }
     let ids: Vec<u64> = {
