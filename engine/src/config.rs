@@ -73,6 +73,11 @@ pub struct NodeConfig {
     /// by the leader through Raft, so every node removes the same ones);
     /// `None` keeps them forever.
     pub retention: Option<Duration>,
+    /// Most finished workflows one retention purge removes; a backlog
+    /// (retention enabled over millions of finished workflows) goes in
+    /// chunks of this size, one log entry each, so applying a purge never
+    /// stalls a node's Raft loop for long. At least 1.
+    pub purge_chunk: usize,
     /// Mutual TLS on the node-to-node port: this node's certificate and
     /// key, and the CA every peer's certificate must chain to (required
     /// here). `None` serves and dials plaintext.
@@ -105,6 +110,7 @@ impl Default for NodeConfig {
             owner_timeout: Duration::from_millis(1500),
             app_timeout: Duration::from_secs(5),
             retention: Some(DEFAULT_RETENTION),
+            purge_chunk: 4096,
             tls: None,
             tls_reload_interval: crate::consensus::tls::DEFAULT_RELOAD_INTERVAL,
         }
@@ -134,6 +140,9 @@ impl NodeConfig {
             return bad(
                 "election_ticks must be greater than heartbeat_ticks, which must be at least 1",
             );
+        }
+        if self.purge_chunk == 0 {
+            return bad("purge_chunk must be at least 1");
         }
         if self.proposal_timeout.is_zero() {
             return bad("proposal_timeout must be positive");

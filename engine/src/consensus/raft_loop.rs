@@ -16,7 +16,7 @@ use raftoral_proto::cluster::v1::{Command, ConfChangeContext};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::NodeConfig;
-use crate::consensus::environment::{Clock, Environment, Jobs, Outbox};
+use crate::consensus::environment::{Clock, Environment, Jobs, Outbox, pause_point};
 use crate::consensus::proposal::{Liveness, Proposal, ProposalReply, ReadContext, random_u64};
 use crate::consensus::snapshot_transfer::SnapshotTransfers;
 use crate::consensus::storage::snapshot_state::{SnapshotState, decode_ref, write_state};
@@ -130,11 +130,6 @@ const EVICT_BATCH: usize = 256;
 const FAILOVER_CHECK_TICKS: u64 = 5;
 /// A learner this close to the commit index counts as caught up.
 const PROMOTE_LAG: u64 = 64;
-/// Most finished workflows one retention purge removes (see
-/// `StateMachine::purge_cutoff`); a backlog goes in chunks of this size,
-/// the next proposed as soon as the previous one applied.
-const PURGE_CHUNK: usize = 4096;
-
 /// A retention purge not applied after this long is proposed again.
 const PURGE_RETRY_MS: u64 = 5_000;
 
@@ -817,7 +812,9 @@ impl RaftLoop {
             let state = self.state.read().expect("state lock poisoned");
             let due = state.oldest_finished_ms().is_some_and(|at| at < wanted);
             let cutoff = if due {
-                state.purge_cutoff(wanted, PURGE_CHUNK)
+                // A backlog goes in chunks (`NodeConfig::purge_chunk`), the
+                // next proposed as soon as the previous one applied.
+                state.purge_cutoff(wanted, self.config.purge_chunk)
             } else {
                 wanted
             };
@@ -927,11 +924,13 @@ impl RaftLoop {
         self.publish_status();
         self.jobs.run(Box::new(move || {
             snapshots.hooks().encoding_starts();
+            pause_point("flush starts");
             let started = std::time::Instant::now();
             let outcome = writer
                 .write(&flush)
                 .map_err(StorageError::from)
                 .and_then(|ids| {
+                    pause_point("flush archived");
                     let state = if wanted {
                         let written = write_state(dir.as_deref(), applied, term, |out| {
                             writer

@@ -23,6 +23,25 @@ impl Leaders {
     }
 }
 
+/// A purge applied in one step removes about `chunk` workflows at most
+/// (twice that: those that finish at the newest millisecond it covers
+/// while it is in flight join it), or one millisecond's (`purges`:
+/// removed, distinct milliseconds). Applying a purge runs on every node's
+/// Raft loop, and one over a whole backlog stalls it past an election
+/// timeout.
+pub(super) fn bounded_purges(purges: &[(u64, usize)], chunk: usize) -> Result<(), String> {
+    let most = 2 * chunk as u64;
+    match purges
+        .iter()
+        .find(|(removed, spread)| *removed > most && *spread > 1)
+    {
+        Some((removed, spread)) => Err(format!(
+            "one purge removed {removed} workflows finished over {spread} milliseconds; at most {most} (or one millisecond's) per entry"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The replicated state a node shows for the workload's workflows, as
 /// lines (one per workflow, then the totals): equal on two nodes at the
 /// same applied index, or the replicas diverged.

@@ -18,6 +18,7 @@
 //! how to read its trace. `make simulate SEEDS=N` runs many.
 
 mod invariants;
+mod lanes;
 mod node;
 mod rng;
 #[cfg(test)]
@@ -25,6 +26,7 @@ mod tests;
 mod workload;
 mod world;
 
+pub(crate) use lanes::pause;
 pub(crate) use world::{Outcome, Scenario, World};
 
 /// Runs one seed: Ok with what happened, or the violated invariant (a

@@ -2,8 +2,7 @@
 //! state store, opened from a directory by the real startup code, with its
 //! environment (clock, network, flush thread) replaced by the simulator's.
 
-use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -11,8 +10,9 @@ use std::time::{Duration, Instant};
 use raft::prelude::Message;
 use tokio::sync::{broadcast, mpsc, watch};
 
+use super::lanes::{Lane, Slice};
 use crate::config::NodeConfig;
-use crate::consensus::environment::{Clock, Environment, Jobs, Outbox};
+use crate::consensus::environment::{Clock, Environment, Outbox};
 use crate::consensus::raft_loop::{Input, RaftLoop, RaftStatus, SnapshotInputs};
 use crate::consensus::snapshot_transfer::SnapshotTransfers;
 use crate::consensus::storage::RaftStore;
@@ -97,17 +97,21 @@ impl Outbox for SimOutbox {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The flush thread, as a queue the simulator runs one job of at a time.
-struct SimJobs {
-    queue: Arc<Mutex<VecDeque<Job>>>,
+/// A snapshot's state received (or not) by a receiver lane: its message
+/// goes to the loop next.
+pub(super) struct Arrived {
+    pub from: NodeId,
+    pub message: Message,
+    pub received: Result<(), String>,
 }
 
-impl Jobs for SimJobs {
-    fn run(&self, job: Job) {
-        self.queue.lock().expect("jobs").push_back(job);
-    }
+/// A node's background threads, each a [`Lane`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum LaneId {
+    /// The flush thread: flushes, snapshot encodes, compactions' files.
+    Flush,
+    /// The snapshot receiver: a received state decoded into a store.
+    Receive,
 }
 
 /// A node while its process runs.
@@ -117,10 +121,14 @@ pub(super) struct Running {
     store: RaftStore,
     pub snapshots: Arc<SnapshotTransfers>,
     sent: Arc<Mutex<Sent>>,
-    jobs: Arc<Mutex<VecDeque<Job>>>,
     inputs: SnapshotInputs,
+    arrived: Arc<Mutex<Vec<Arrived>>>,
+    dir: PathBuf,
     _events: broadcast::Receiver<Arc<crate::workflows::state_machine::EventAt>>,
     _status: watch::Receiver<RaftStatus>,
+    // Last: dropped after the loop, and each waits for its thread.
+    flush: Lane,
+    receive: Lane,
 }
 
 /// A node: its configuration and directory, and its process when it runs.
@@ -170,7 +178,8 @@ impl SimNode {
             self.config.max_frame_bytes,
         ));
         let sent = Arc::new(Mutex::new(Sent::default()));
-        let jobs = Arc::new(Mutex::new(VecDeque::new()));
+        let flush = Lane::start(&format!("sim-flush-{}", self.id));
+        let receive = Lane::start(&format!("sim-receive-{}", self.id));
         let env = Environment {
             clock: Arc::new(SimClock {
                 now: now.clone(),
@@ -178,9 +187,7 @@ impl SimNode {
                 base,
             }),
             outbox: Arc::new(SimOutbox { sent: sent.clone() }),
-            jobs: Box::new(SimJobs {
-                queue: jobs.clone(),
-            }),
+            jobs: flush.jobs(),
         };
         let mut raft = RaftLoop::new(
             opened.raw,
@@ -198,10 +205,17 @@ impl SimNode {
             store,
             snapshots,
             sent,
-            jobs,
             inputs,
+            arrived: Arc::default(),
+            dir: self
+                .config
+                .storage_path
+                .clone()
+                .expect("a simulated node has a directory"),
             _events: events_rx,
             _status: status_rx,
+            flush,
+            receive,
         });
         Ok(())
     }
@@ -224,8 +238,17 @@ impl SimNode {
 impl Running {
     /// Handles one input and runs the Ready round after it, then what the
     /// round produced for the loop itself (transfer outcomes).
-    pub(super) fn input(&mut self, input: Input) -> Result<(), String> {
-        self.step(input)?;
+    /// With `interleave`, a receive under way moves one slice between
+    /// the input and its Ready round (in a process a receiver finishes
+    /// whenever it does, also between a check of the loop and the act
+    /// that relies on it).
+    pub(super) fn input(&mut self, input: Input, interleave: bool) -> Result<(), String> {
+        let storage = |e| format!("storage failed: {e}");
+        self.raft.handle(input).map_err(storage)?;
+        if interleave && self.receive.has_work() {
+            self.receive.slice()?;
+        }
+        self.raft.ready().map_err(storage)?;
         self.drain()
     }
 
@@ -254,17 +277,53 @@ impl Running {
         }
     }
 
-    /// Runs the oldest queued background job; false when none is queued.
-    pub(super) fn run_job(&mut self) -> Result<bool, String> {
-        let job = self.jobs.lock().expect("jobs").pop_front();
-        let Some(job) = job else { return Ok(false) };
-        job();
+    /// Moves `lane`'s work to its next pause point or end, then feeds
+    /// the loop what that produced.
+    pub(super) fn slice(&mut self, lane: LaneId) -> Result<Slice, String> {
+        let slice = match lane {
+            LaneId::Flush => self.flush.slice()?,
+            LaneId::Receive => self.receive.slice()?,
+        };
         self.drain()?;
-        Ok(true)
+        Ok(slice)
     }
 
-    pub(super) fn has_jobs(&self) -> bool {
-        !self.jobs.lock().expect("jobs").is_empty()
+    /// The lanes with a job under way or queued.
+    pub(super) fn busy_lanes(&self) -> Vec<LaneId> {
+        let mut busy = Vec::new();
+        if self.flush.has_work() {
+            busy.push(LaneId::Flush);
+        }
+        if self.receive.has_work() {
+            busy.push(LaneId::Receive);
+        }
+        busy
+    }
+
+    /// Queues the receive of `send` from `from` on the receiver lane; its
+    /// outcome comes back through [`Self::take_arrived`].
+    pub(super) fn receive(&self, from: NodeId, send: SnapshotSend) {
+        let dir = self.dir.clone();
+        let snapshots = self.snapshots.clone();
+        let arrived = self.arrived.clone();
+        // A receiver that dies before the end (even before it starts)
+        // breaks the sender's stream, which reports the failure (raft-rs
+        // then sends again).
+        let report = FailUnlessReported(Some((send.report.clone(), send.message.to)));
+        self.receive.push(Box::new(move || {
+            let received = receive_snapshot(&dir, &snapshots, &send);
+            report.report(received.is_ok());
+            arrived.lock().expect("arrived").push(Arrived {
+                from,
+                message: send.message,
+                received,
+            });
+        }));
+    }
+
+    /// Receives finished since the last call.
+    pub(super) fn take_arrived(&self) -> Vec<Arrived> {
+        std::mem::take(&mut *self.arrived.lock().expect("arrived"))
     }
 
     pub(super) fn take_sent(&self) -> Sent {
@@ -282,6 +341,26 @@ impl Running {
 
     pub(super) fn read<T>(&self, f: impl FnOnce(&StateMachine) -> T) -> T {
         f(&self.state.read().expect("state lock"))
+    }
+}
+
+/// Reports a snapshot's outcome to its sender once; a failure when
+/// dropped unreported (the receiving process died).
+struct FailUnlessReported(Option<(mpsc::Sender<(NodeId, bool)>, NodeId)>);
+
+impl FailUnlessReported {
+    fn report(mut self, received: bool) {
+        if let Some((report, to)) = self.0.take() {
+            let _ = report.try_send((to, received));
+        }
+    }
+}
+
+impl Drop for FailUnlessReported {
+    fn drop(&mut self) {
+        if let Some((report, to)) = self.0.take() {
+            let _ = report.try_send((to, false));
+        }
     }
 }
 
@@ -305,6 +384,7 @@ pub(super) fn receive_snapshot(
         reference.index, reference.term
     ));
     std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+    crate::consensus::environment::pause_point("snapshot received, not decoded");
     let received = SnapshotState {
         reference,
         blob: SnapshotBlob::File(path),

@@ -40,6 +40,7 @@ fn seeds(half: u64) {
     let started = std::time::Instant::now();
     let mut failures = Vec::new();
     let (mut events, mut crashes, mut sim_ms, mut terms, mut commits) = (0, 0, 0, 0, 0);
+    let mut snapshots = 0;
     for seed in first..first + count {
         match run_seed(seed, false) {
             Ok(outcome) => {
@@ -48,6 +49,7 @@ fn seeds(half: u64) {
                 sim_ms += outcome.sim_ms;
                 terms += outcome.terms;
                 commits += outcome.committed;
+                snapshots += outcome.snapshots;
             }
             Err(e) => {
                 eprintln!(
@@ -59,7 +61,8 @@ fn seeds(half: u64) {
     }
     eprintln!(
         "{count} seeds from {first:#x} in {:.1} s: {:.0} simulated s, {events} events, \
-         {commits} entries, {terms} terms, {crashes} crashes; {} failed",
+         {commits} entries, {terms} terms, {crashes} crashes, {snapshots} snapshots received; \
+         {} failed",
         started.elapsed().as_secs_f64(),
         sim_ms as f64 / 1000.0,
         failures.len()

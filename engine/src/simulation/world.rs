@@ -15,8 +15,8 @@ use crate::config::NodeConfig;
 use crate::consensus::raft_loop::Input;
 use crate::workflows::state_machine::NodeId;
 
-use super::invariants::{Leaders, check_end, digest, first_difference};
-use super::node::{SimNode, SnapshotSend, receive_snapshot};
+use super::invariants::{Leaders, bounded_purges, check_end, digest, first_difference};
+use super::node::{Arrived, LaneId, SimNode, SnapshotSend};
 use super::rng::Rng;
 use super::workload::Workload;
 
@@ -27,6 +27,9 @@ pub(crate) struct Scenario {
     pub workflows: usize,
     pub snapshot_entries: u64,
     pub snapshot_keep_entries: u64,
+    /// How far back the leader keeps the log for a slow follower (as
+    /// little as `snapshot_keep_entries`: any lag costs a snapshot).
+    pub snapshot_max_retained_entries: u64,
     pub retention_ms: Option<u64>,
     /// Faults stop after this long (simulation ms); then the world heals.
     pub fault_ms: u64,
@@ -45,6 +48,13 @@ pub(crate) struct Scenario {
     pub max_job_delay_ms: u64,
     /// Mean time between replacements of a voter by a new node (0: none).
     pub replace_every_ms: u64,
+    /// Most workflows one retention purge removes (small here, so the
+    /// few workflows of a seed make a backlog).
+    pub purge_chunk: usize,
+    /// While the faults last, messages to the last node take up to this
+    /// long (0: no slow node): it lags, is fed snapshots, and their
+    /// messages overtake each other.
+    pub slow_node_ms: u64,
 }
 
 impl Scenario {
@@ -56,6 +66,7 @@ impl Scenario {
             workflows: 3,
             snapshot_entries: 100,
             snapshot_keep_entries: 20,
+            snapshot_max_retained_entries: 80,
             retention_ms: None,
             fault_ms: 1_000,
             settle_ms: 30_000,
@@ -68,6 +79,8 @@ impl Scenario {
             max_clock_jump_ms: 0,
             max_job_delay_ms: 10,
             replace_every_ms: 0,
+            purge_chunk: 2,
+            slow_node_ms: 0,
         }
     }
 
@@ -75,11 +88,11 @@ impl Scenario {
     pub(crate) fn of(seed: u64) -> Scenario {
         let mut rng = Rng::new(seed ^ 0x5CE7_A410);
         let hostile = rng.chance(0.8);
-        Scenario {
+        let mut scenario = Scenario {
             nodes: if rng.chance(0.7) { 3 } else { 5 },
-            workflows: rng.range(3, 12) as usize,
-            snapshot_entries: rng.range(15, 150),
-            snapshot_keep_entries: rng.range(2, 30),
+            workflows: rng.range(3, 20) as usize,
+            snapshot_entries: rng.range(5, 80),
+            snapshot_keep_entries: rng.range(1, 20),
             retention_ms: rng.chance(0.4).then(|| rng.range(500, 6_000)),
             fault_ms: rng.range(3_000, 12_000),
             settle_ms: 60_000,
@@ -112,7 +125,16 @@ impl Scenario {
             } else {
                 0
             },
+            purge_chunk: rng.range(1, 4) as usize,
+            snapshot_max_retained_entries: 0,
+            slow_node_ms: 0,
+        };
+        scenario.snapshot_max_retained_entries =
+            scenario.snapshot_keep_entries * rng.pick(&[1, 1, 2, 4]);
+        if rng.chance(0.3) {
+            scenario.slow_node_ms = rng.range(100, 2_500);
         }
+        scenario
     }
 }
 
@@ -132,6 +154,8 @@ pub(crate) struct Outcome {
     pub crashes: u64,
     pub terms: u64,
     pub committed: u64,
+    /// Snapshots received (a state decoded off the loop).
+    pub snapshots: u64,
 }
 
 enum Event {
@@ -139,10 +163,12 @@ enum Event {
     Deliver(NodeId, Message),
     Snapshot(NodeId, NodeId, SnapshotSend),
     Poll(NodeId),
-    Job(NodeId, u64),
+    Job(NodeId, u64, LaneId),
     App(NodeId),
     Clients,
     Crash,
+    /// One power loss, not the start of a series.
+    PowerLoss,
     Restart(NodeId),
     Partition,
     Heal,
@@ -166,14 +192,15 @@ pub(crate) struct World {
     nodes: BTreeMap<NodeId, SimNode>,
     /// Directed links that drop everything.
     blocked: BTreeSet<(NodeId, NodeId)>,
-    /// Nodes with a Job event queued.
-    job_scheduled: BTreeSet<NodeId>,
+    /// Lanes with a Job event queued.
+    job_scheduled: BTreeSet<(NodeId, LaneId)>,
     faults_on: bool,
     /// A voter replacement under way: the node going, then the one coming.
     replacing: Option<Replacement>,
     workload: Workload,
     leaders: Leaders,
     crashes: u64,
+    snapshots: u64,
     events: u64,
     trace: bool,
     _dir: tempfile::TempDir,
@@ -218,8 +245,9 @@ impl World {
                 storage_path: Some(PathBuf::from(dir.path()).join(format!("n{id}"))),
                 snapshot_entries: scenario.snapshot_entries,
                 snapshot_keep_entries: scenario.snapshot_keep_entries,
-                snapshot_max_retained_entries: scenario.snapshot_keep_entries * 4,
+                snapshot_max_retained_entries: scenario.snapshot_max_retained_entries,
                 retention: scenario.retention_ms.map(Duration::from_millis),
+                purge_chunk: scenario.purge_chunk,
                 ..NodeConfig::default()
             };
             let skew = rng.range(0, 200) as i64 - 100;
@@ -228,7 +256,7 @@ impl World {
             nodes.insert(*id, node);
         }
         let flows = (0..scenario.workflows)
-            .map(|_| (rng.range(0, 5), rng.range(0, scenario.fault_ms)))
+            .map(|_| (rng.range(0, 25), rng.range(0, scenario.fault_ms)))
             .collect();
         let workload = Workload::new(flows, rng.next_u64() >> 2);
         let mut world = World {
@@ -246,6 +274,7 @@ impl World {
             replacing: None,
             workload,
             leaders: Leaders::default(),
+            snapshots: 0,
             crashes: 0,
             events: 0,
             trace,
@@ -394,13 +423,13 @@ impl World {
                     self.after_step(id)?;
                 }
             }
-            Event::Job(id, generation) => {
-                self.job_scheduled.remove(&id);
+            Event::Job(id, generation, lane) => {
+                self.job_scheduled.remove(&(id, lane));
                 if self.nodes[&id].generation == generation
                     && let Some(running) = self.node_mut(id)
                 {
-                    running.run_job()?;
-                    self.log(|| format!("node {id} ran a background job"));
+                    let slice = running.slice(lane).map_err(|e| format!("node {id}: {e}"))?;
+                    self.log(|| format!("node {id} {lane:?} lane: {slice:?}"));
                     self.after_step(id)?;
                 }
             }
@@ -422,6 +451,7 @@ impl World {
                 self.at(next, Event::Clients);
             }
             Event::Crash => self.crash()?,
+            Event::PowerLoss => self.power_loss(),
             Event::Restart(id) => {
                 if self.nodes[&id].is_up() || self.nodes[&id].removed {
                     return Ok(false);
@@ -525,11 +555,17 @@ impl World {
     }
 
     fn input(&mut self, id: NodeId, input: Input) -> Result<(), String> {
-        let Some(running) = self.node_mut(id) else {
+        let Some(running) = self.nodes.get(&id).and_then(|n| n.running.as_ref()) else {
             return Ok(());
         };
+        let receiving = running.busy_lanes().contains(&LaneId::Receive);
+        let interleave = receiving && self.rng.chance(0.5);
+        let running = self.node_mut(id).expect("up");
         running
-            .input(input)
+            .input(input, interleave)
+            .map_err(|e| format!("node {id}: {e}"))?;
+        let purges = std::mem::take(&mut running.state.write().expect("state").purges);
+        bounded_purges(&purges, self.scenario.purge_chunk)
             .map_err(|e| format!("node {id}: {e}"))?;
         self.after_step(id)
     }
@@ -545,7 +581,8 @@ impl World {
             self.leaders.saw(raft.term, id)?;
         }
         let sent = running.take_sent();
-        let has_jobs = running.has_jobs();
+        let busy = running.busy_lanes();
+        let arrived = running.take_arrived();
         for message in sent.messages {
             self.send(message);
         }
@@ -554,10 +591,29 @@ impl World {
             let delay = self.rng.range(1, self.scenario.max_delay_ms * 4);
             self.at(delay, Event::Snapshot(id, to, send));
         }
-        if has_jobs && self.job_scheduled.insert(id) {
-            let generation = self.nodes[&id].generation;
-            let delay = self.rng.range(1, self.scenario.max_job_delay_ms);
-            self.at(delay, Event::Job(id, generation));
+        for lane in busy {
+            if self.job_scheduled.insert((id, lane)) {
+                let generation = self.nodes[&id].generation;
+                let delay = self.rng.range(1, self.scenario.max_job_delay_ms);
+                self.at(delay, Event::Job(id, generation, lane));
+            }
+        }
+        for Arrived {
+            from,
+            message,
+            received,
+        } in arrived
+        {
+            self.log(|| format!("snapshot {from}->{id} received: {received:?}"));
+            // The sender learns the outcome from the transfer.
+            self.at(0, Event::Poll(from));
+            if received.is_ok() {
+                self.snapshots += 1;
+                // Its message goes on the network (delayed, lost,
+                // duplicated like any other): other receives and installs
+                // may come before it.
+                self.send(message);
+            }
         }
         Ok(())
     }
@@ -577,8 +633,14 @@ impl World {
         } else {
             1
         };
+        let slow = hostile && self.scenario.slow_node_ms > 0 && to == self.scenario.nodes as NodeId;
+        let most = if slow {
+            self.scenario.slow_node_ms
+        } else {
+            self.scenario.max_delay_ms
+        };
         for _ in 0..copies {
-            let delay = self.rng.range(0, self.scenario.max_delay_ms);
+            let delay = self.rng.range(0, most);
             self.at(delay, Event::Deliver(to, message.clone()));
         }
     }
@@ -590,26 +652,20 @@ impl World {
         send: SnapshotSend,
     ) -> Result<(), String> {
         let reachable = !self.blocked.contains(&(from, to));
-        let delivered = match self.nodes.get(&to).and_then(|n| n.running.as_ref()) {
+        match self.nodes.get(&to).and_then(|n| n.running.as_ref()) {
             Some(running) if reachable => {
-                let dir = self.nodes[&to].config.storage_path.clone().expect("a dir");
-                match receive_snapshot(&dir, &running.snapshots, &send) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        self.log(|| format!("snapshot {from}->{to} not received: {e}"));
-                        false
-                    }
-                }
+                // Received off the loop, on the node's receiver lane.
+                running.receive(from, send);
+                self.log(|| format!("snapshot {from}->{to} arrives"));
+                self.after_step(to)
             }
-            _ => false,
-        };
-        self.log(|| format!("snapshot {from}->{to} delivered: {delivered}"));
-        let _ = send.report.try_send((to, delivered));
-        if delivered {
-            self.input(to, Input::Message(send.message))?;
+            _ => {
+                self.log(|| format!("snapshot {from}->{to} lost"));
+                let _ = send.report.try_send((to, false));
+                self.at(0, Event::Poll(from));
+                Ok(())
+            }
         }
-        self.at(0, Event::Poll(from));
-        Ok(())
     }
 
     fn propose(&mut self, proposals: Vec<super::workload::Propose>) -> Result<(), String> {
@@ -638,8 +694,26 @@ impl World {
     /// A power loss on a random node (while a majority stays up, so the
     /// run makes progress), restarted a while later.
     fn crash(&mut self) -> Result<(), String> {
+        self.power_loss();
+        let next = self.rng.range(1, self.scenario.crash_every_ms * 2);
+        self.at(next, Event::Crash);
+        Ok(())
+    }
+
+    /// Right after a membership change applied, a power loss now and then:
+    /// the moment its durability matters (the record of the change against
+    /// the state store's flushes).
+    fn power_loss_soon(&mut self) {
+        if self.scenario.crash_every_ms > 0 && self.rng.chance(0.5) {
+            let soon = self.rng.range(0, 300);
+            self.at(soon, Event::PowerLoss);
+        }
+    }
+
+    /// A node loses power (while a majority stays up, mostly).
+    fn power_loss(&mut self) {
         if !self.faults_on {
-            return Ok(());
+            return;
         }
         let up = self.up();
         let majority = self.scenario.nodes / 2 + 1;
@@ -659,9 +733,6 @@ impl World {
             let back = self.rng.range(50, 4_000);
             self.at(back, Event::Restart(id));
         }
-        let next = self.rng.range(1, self.scenario.crash_every_ms * 2);
-        self.at(next, Event::Crash);
-        Ok(())
     }
 
     fn partition(&mut self) {
@@ -746,12 +817,14 @@ impl World {
                 self.at(1, Event::Tick(id, 0));
                 self.at(1, Event::App(id));
                 self.replacing = Some(Replacement::Adding(id));
+                self.power_loss_soon();
                 self.propose_conf(via, id, AddLearnerNode)
             }
             Some(Replacement::Adding(id)) => {
                 if voters.contains(&id) {
                     self.log(|| format!("node {id} is a voter"));
                     self.replacing = None;
+                    self.power_loss_soon();
                     return Ok(());
                 }
                 if !learners.contains(&id) {
@@ -878,6 +951,7 @@ impl World {
             events: self.events,
             sim_ms: self.now(),
             crashes: self.crashes,
+            snapshots: self.snapshots,
             terms,
             committed,
         })

@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use super::{Prepared, SnapshotTransfers};
+use crate::consensus::environment::pause_point;
 use crate::consensus::storage::snapshot_state::{self, SnapshotBlob, SnapshotState};
 use crate::workflows::state_machine::{Archive, NodeId, StateMachine};
 
@@ -204,6 +205,7 @@ pub(crate) fn decode(
     let reader = snapshot.verified_reader().map_err(|e| e.to_string())?;
     let archive = Archive::create_for_snapshot(dir, index).map_err(|e| e.to_string())?;
     let state = StateMachine::restore_into(reader, index, archive).map_err(|e| e.to_string())?;
+    pause_point("snapshot restored, not prepared");
     Ok(Prepared {
         reference: snapshot.reference,
         state,

@@ -18,6 +18,7 @@ use super::StorageError;
 use super::files::write_snapshot;
 use super::snapshot_state;
 use super::wal;
+use crate::consensus::environment::pause_point;
 
 /// The index of the snapshot point in `snapshot.bin`, shared by the Raft
 /// loop (installs) and the thread that persists compactions, so a
@@ -55,10 +56,11 @@ impl Compaction {
             let newer = index > *persisted || (index == *persisted && encoded);
             if newer {
                 write_snapshot(&self.dir, &self.snapshot)?;
-                snapshot_state::remove_older(&self.dir, index);
+                snapshot_state::remove_older(&self.dir, index, snapshot_state::Temps::Older);
                 *persisted = index;
             }
         }
+        pause_point("snapshot point persisted");
         wal::delete_segments(&self.segments)
     }
 }

@@ -406,7 +406,7 @@ impl RaftStore {
         if let Some(dir) = core.dir.clone() {
             let mut persisted = self.persisted.lock().expect("snapshot point lock");
             write_snapshot(&dir, &snapshot)?;
-            snapshot_state::remove_older(&dir, meta.index);
+            snapshot_state::remove_older(&dir, meta.index, snapshot_state::Temps::Keep);
             *persisted = meta.index;
         }
         core.install(&meta);

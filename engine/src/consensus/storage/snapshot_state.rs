@@ -13,6 +13,7 @@ use prost::Message as _;
 use raftoral_proto::cluster::v1::SnapshotRef;
 
 use super::{StorageError, wal};
+use crate::consensus::environment::pause_point;
 
 /// Prefix of a [`SnapshotRef`] inside a raft-rs snapshot's data. A
 /// `StateSnapshot` (the inline state older nodes sent) never starts with a
@@ -296,6 +297,7 @@ pub fn write_state(
         .file;
     file.sync_all()
         .map_err(|e| StorageError::io("fsync", &tmp, e))?;
+    pause_point("state encoded, not in place");
     fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename into place", &path, e))?;
     wal::sync_dir(&snapshots)?;
     Ok(SnapshotState {
@@ -309,11 +311,22 @@ pub fn write_state(
     })
 }
 
+/// Which temp files (states being encoded) [`remove_older`] may remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temps {
+    /// Those older than the index: the caller is the flush thread, which
+    /// runs the encodes in order, so an older one is a crash's leftover.
+    Older,
+    /// None: the caller is the Raft loop (installing a snapshot), and the
+    /// flush thread may be encoding a state at any index meanwhile.
+    Keep,
+}
+
 /// Removes state files older than `index`, snapshots received or being
-/// received (`incoming-<index>-...`) older than it, and leftovers of
-/// interrupted writes (temp files). Files at `index` or later may be a
+/// received (`incoming-<index>-...`) older than it, and (per `temps`)
+/// leftovers of interrupted encodes. Files at `index` or later may be a
 /// snapshot on its way in and stay.
-pub fn remove_older(dir: &Path, index: u64) {
+pub fn remove_older(dir: &Path, index: u64, temps: Temps) {
     let snapshots = dir.join(SNAPSHOT_DIR);
     let Ok(entries) = fs::read_dir(&snapshots) else {
         return;
@@ -322,11 +335,12 @@ pub fn remove_older(dir: &Path, index: u64) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         // A `.tmp` is a state being encoded on the flush thread: it has
-        // one owner, its writer, and goes only when it is older than
-        // `index` (left over from a crash), like the finished files.
+        // one owner, its writer. Only that thread removes one, when it is
+        // older than `index` (left over from a crash).
+        let temp = name.strip_suffix(".tmp").filter(|_| temps == Temps::Older);
         let stale = if let Some(stem) = name
             .strip_suffix(".state")
-            .or_else(|| name.strip_suffix(".tmp"))
+            .or(temp)
             .or_else(|| name.strip_suffix(".ready"))
             .or_else(|| name.strip_suffix(".part"))
         {

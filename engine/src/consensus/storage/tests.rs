@@ -1,3 +1,4 @@
+use super::snapshot_state::Temps;
 use super::*;
 
 fn entry(index: u64, term: u64, data: &str) -> Entry {
@@ -647,13 +648,40 @@ fn compaction_leaves_a_state_being_encoded_to_its_writer() {
     for name in ["50-1.tmp", "50-1.state", "100-2.tmp", "120-2.state"] {
         std::fs::write(snapshots.join(name), b"x").unwrap();
     }
-    super::snapshot_state::remove_older(dir.path(), 100);
+    super::snapshot_state::remove_older(dir.path(), 100, Temps::Older);
     let mut left: Vec<String> = std::fs::read_dir(&snapshots)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
     assert_eq!(left, ["100-2.tmp", "120-2.state"]);
+}
+
+/// An install on the Raft loop removes older states but no temp file: the
+/// flush thread may be encoding one at an older index (a leader that
+/// stepped down mid-encode and now installs its successor's snapshot),
+/// and its rename would fail and stop the node. The encode's own stale
+/// result is dropped by the compaction it reaches.
+#[test]
+fn an_install_leaves_every_state_being_encoded_to_its_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("snapshots");
+    std::fs::create_dir_all(&snapshots).unwrap();
+    for name in [
+        "50-1.tmp",
+        "50-1.state",
+        "incoming-60-1.ready",
+        "120-2.state",
+    ] {
+        std::fs::write(snapshots.join(name), b"x").unwrap();
+    }
+    super::snapshot_state::remove_older(dir.path(), 100, Temps::Keep);
+    let mut left: Vec<String> = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["120-2.state", "50-1.tmp"]);
 }
 
 /// Issue 24, defect 3 (fourth race): a transfer holds its snapshot open;
@@ -668,7 +696,7 @@ fn an_open_snapshot_reads_on_after_its_file_is_removed() {
     })
     .unwrap();
     let open = state.open().unwrap();
-    super::snapshot_state::remove_older(dir.path(), 8);
+    super::snapshot_state::remove_older(dir.path(), 8, Temps::Older);
     assert!(state.reader_at(0).is_err(), "the name is gone");
     let mut first = open.reader_at(0);
     let mut resumed = open.reader_at(4_000);

@@ -108,6 +108,11 @@ pub struct StateMachine {
     /// Fixed at bootstrap; empty in state from before it existed.
     cluster_id: String,
     applied_index: u64,
+    /// Test hook: per purge applied, how many workflows it removed and
+    /// over how many distinct milliseconds (the simulation checks that a
+    /// purge's work is bounded).
+    #[cfg(test)]
+    pub(crate) purges: Vec<(u64, usize)>,
 }
 
 impl StateMachine {
@@ -354,8 +359,14 @@ impl StateMachine {
             Err(e) => self.archive_failed(e),
         }
         times.sort_unstable();
-        let (Some(&oldest), Some(&bound)) = (times.first(), times.get(max)) else {
+        let (Some(&oldest), Some(&newest)) = (times.first(), times.last()) else {
             return wanted;
+        };
+        let Some(&bound) = times.get(max) else {
+            // All of them fit: no further than the newest seen, or
+            // workflows finishing before the purge applies (with times
+            // behind a leader clock far ahead) would join it unbounded.
+            return wanted.min(newest + 1);
         };
         // Everything older than `bound` is at most `max` workflows; when
         // they all share the oldest time, take that millisecond whole.
@@ -401,8 +412,22 @@ impl StateMachine {
                 count += 1;
             }
         }
+        #[cfg(test)]
+        let archived_times = self
+            .archive
+            .oldest_times_from(self.purged_before_ms, usize::MAX)
+            .unwrap_or_default();
         let keep = self.finished_at.split_off(&(cutoff, String::new()));
         let purged = std::mem::replace(&mut self.finished_at, keep);
+        #[cfg(test)]
+        {
+            let times: BTreeSet<u64> = purged
+                .iter()
+                .map(|(at, _)| *at)
+                .chain(archived_times.into_iter().filter(|at| *at < cutoff))
+                .collect();
+            self.purges.push((count + purged.len() as u64, times.len()));
+        }
         for (_, id) in &purged {
             if let Some(wf) = self.workflows.remove(id)
                 && let Some(n) = self.finished.get_mut(&(wf.status as i32))
