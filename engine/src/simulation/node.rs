@@ -15,8 +15,9 @@ use crate::config::NodeConfig;
 use crate::consensus::environment::{Clock, Environment, Outbox};
 use crate::consensus::raft_loop::{Input, RaftLoop, RaftStatus, SnapshotInputs};
 use crate::consensus::snapshot_transfer::SnapshotTransfers;
+use crate::consensus::snapshot_transfer::Transfer;
 use crate::consensus::storage::RaftStore;
-use crate::consensus::storage::snapshot_state::{OpenSnapshot, SnapshotState};
+use crate::consensus::storage::snapshot_state::SnapshotState;
 use crate::workflows::state_machine::{NodeId, StateMachine};
 
 /// Wall time at the start of every simulation (ms since the Unix epoch).
@@ -47,9 +48,9 @@ impl Clock for SimClock {
 pub(super) struct SnapshotSend {
     pub message: Message,
     pub state: SnapshotState,
-    /// Opened when sent, as the real sender does: a compaction that
-    /// deletes the file meanwhile does not take the bytes away.
-    pub open: Result<OpenSnapshot, String>,
+    /// Begun when sent, by the real sender's code: a compaction that
+    /// deletes the file meanwhile must not take the bytes away.
+    pub transfer: Result<Transfer, String>,
     pub report: mpsc::Sender<(NodeId, bool)>,
 }
 
@@ -75,7 +76,7 @@ impl Outbox for SimOutbox {
         state: SnapshotState,
         report: mpsc::Sender<(NodeId, bool)>,
     ) {
-        let open = state.open().map_err(|e| e.to_string());
+        let transfer = Transfer::begin(&state);
         self.sent
             .lock()
             .expect("sent")
@@ -83,7 +84,7 @@ impl Outbox for SimOutbox {
             .push(SnapshotSend {
                 message,
                 state,
-                open,
+                transfer,
                 report,
             });
     }
@@ -238,15 +239,17 @@ impl SimNode {
 impl Running {
     /// Handles one input and runs the Ready round after it, then what the
     /// round produced for the loop itself (transfer outcomes).
-    /// With `interleave`, a receive under way moves one slice between
-    /// the input and its Ready round (in a process a receiver finishes
+    /// With `interleave`, a receive under way runs to its end between the
+    /// input and its Ready round (in a process a receiver finishes
     /// whenever it does, also between a check of the loop and the act
     /// that relies on it).
     pub(super) fn input(&mut self, input: Input, interleave: bool) -> Result<(), String> {
         let storage = |e| format!("storage failed: {e}");
         self.raft.handle(input).map_err(storage)?;
-        if interleave && self.receive.has_work() {
-            self.receive.slice()?;
+        while interleave && self.receive.has_work() {
+            if self.receive.slice()? == Slice::Finished {
+                break;
+            }
         }
         self.raft.ready().map_err(storage)?;
         self.drain()
@@ -364,6 +367,10 @@ impl Drop for FailUnlessReported {
     }
 }
 
+/// How a receive's error starts when the sender could not read its own
+/// snapshot (an invariant's violation, not a lost transfer).
+pub(super) const SENDER_FAILED: &str = "the sender cannot read its snapshot: ";
+
 /// Receives a whole snapshot into `dir` as the transfer's receiver would
 /// (a file under its final name, decoded into a store of its own) and
 /// makes it ready for the loop's install.
@@ -373,10 +380,28 @@ pub(super) fn receive_snapshot(
     send: &SnapshotSend,
 ) -> Result<(), String> {
     use crate::consensus::storage::snapshot_state::{SNAPSHOT_DIR, SnapshotBlob};
+    use std::io::Read as _;
     let reference = send.state.reference;
+    let transfer = send.transfer.as_ref().map_err(|e| e.clone())?;
+    // Two streams: the first breaks halfway (the loop, a compaction
+    // included, may run meanwhile) and the transfer resumes where the
+    // receiver stands. The sender failing to read its own state is a
+    // defect, not a network fault.
+    let sender = |e: String| format!("{SENDER_FAILED}{e}");
+    let half = reference.size / 2;
     let mut bytes = Vec::new();
-    let open = send.open.as_ref().map_err(|e| e.clone())?;
-    std::io::Read::read_to_end(&mut open.reader_at(0), &mut bytes).map_err(|e| e.to_string())?;
+    transfer
+        .read_from(0)
+        .map_err(sender)?
+        .take(half)
+        .read_to_end(&mut bytes)
+        .map_err(|e| sender(e.to_string()))?;
+    crate::consensus::environment::pause_point("snapshot half sent, the stream breaks");
+    transfer
+        .read_from(bytes.len() as u64)
+        .map_err(sender)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| sender(e.to_string()))?;
     let folder = dir.join(SNAPSHOT_DIR);
     std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
     let path = folder.join(format!(

@@ -16,7 +16,7 @@ use crate::consensus::raft_loop::Input;
 use crate::workflows::state_machine::NodeId;
 
 use super::invariants::{Leaders, bounded_purges, check_end, digest, first_difference};
-use super::node::{Arrived, LaneId, SimNode, SnapshotSend};
+use super::node::{Arrived, LaneId, SENDER_FAILED, SimNode, SnapshotSend};
 use super::rng::Rng;
 use super::workload::Workload;
 
@@ -46,6 +46,8 @@ pub(crate) struct Scenario {
     pub max_clock_jump_ms: u64,
     /// Slowest background job (the flush thread on a slow disk), ms.
     pub max_job_delay_ms: u64,
+    /// Slowest slice of a snapshot's receive, ms.
+    pub max_receive_delay_ms: u64,
     /// Mean time between replacements of a voter by a new node (0: none).
     pub replace_every_ms: u64,
     /// Most workflows one retention purge removes (small here, so the
@@ -78,6 +80,7 @@ impl Scenario {
             clock_jump_every_ms: 0,
             max_clock_jump_ms: 0,
             max_job_delay_ms: 10,
+            max_receive_delay_ms: 10,
             replace_every_ms: 0,
             purge_chunk: 2,
             slow_node_ms: 0,
@@ -128,13 +131,46 @@ impl Scenario {
             purge_chunk: rng.range(1, 4) as usize,
             snapshot_max_retained_entries: 0,
             slow_node_ms: 0,
+            max_receive_delay_ms: 0,
         };
+        scenario.max_receive_delay_ms = scenario.max_job_delay_ms;
         scenario.snapshot_max_retained_entries =
             scenario.snapshot_keep_entries * rng.pick(&[1, 1, 2, 4]);
         if rng.chance(0.3) {
             scenario.slow_node_ms = rng.range(100, 2_500);
         }
+        // Families that aim at one kind of race (drawn last, so the other
+        // seeds keep the scenario they had before the families existed).
+        match rng.range(0, 99) {
+            0..=11 if hostile => scenario.snapshot_storm(&mut rng),
+            12..=21 if hostile => scenario.membership_churn(&mut rng),
+            _ => {}
+        }
         scenario
+    }
+
+    /// A slow node fed snapshot after snapshot, compacted behind at once:
+    /// receives overlap, and their messages overtake each other.
+    fn snapshot_storm(&mut self, rng: &mut Rng) {
+        self.snapshot_entries = rng.range(3, 12);
+        self.snapshot_keep_entries = rng.range(1, 3);
+        self.snapshot_max_retained_entries = self.snapshot_keep_entries;
+        self.slow_node_ms = rng.range(300, 2_500);
+        self.max_job_delay_ms = rng.range(1, 40);
+        self.max_receive_delay_ms = rng.range(100, 800);
+        // Lost appends make the leader send the laggard what it compacted.
+        self.drop_rate = rng.range(5, 20) as f64 / 100.0;
+    }
+
+    /// A light load with frequent voter replacements, flushes and power
+    /// losses: the log is often quiet between a membership change and
+    /// the next fsync, while a flush covering the change reaches the disk.
+    fn membership_churn(&mut self, rng: &mut Rng) {
+        self.workflows = rng.range(2, 5) as usize;
+        self.snapshot_entries = rng.range(3, 10);
+        self.replace_every_ms = rng.range(200, 900);
+        self.crash_every_ms = rng.range(200, 1_000);
+        self.max_job_delay_ms = rng.range(1, 100);
     }
 }
 
@@ -594,7 +630,11 @@ impl World {
         for lane in busy {
             if self.job_scheduled.insert((id, lane)) {
                 let generation = self.nodes[&id].generation;
-                let delay = self.rng.range(1, self.scenario.max_job_delay_ms);
+                let most = match lane {
+                    LaneId::Flush => self.scenario.max_job_delay_ms,
+                    LaneId::Receive => self.scenario.max_receive_delay_ms,
+                };
+                let delay = self.rng.range(1, most);
                 self.at(delay, Event::Job(id, generation, lane));
             }
         }
@@ -605,6 +645,11 @@ impl World {
         } in arrived
         {
             self.log(|| format!("snapshot {from}->{id} received: {received:?}"));
+            if let Err(e) = &received
+                && e.starts_with(SENDER_FAILED)
+            {
+                return Err(format!("snapshot {from}->{id}: {e}"));
+            }
             // The sender learns the outcome from the transfer.
             self.at(0, Event::Poll(from));
             if received.is_ok() {

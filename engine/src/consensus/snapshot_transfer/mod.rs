@@ -28,6 +28,8 @@ use crate::workflows::state_machine::{NodeId, StateMachine};
 #[cfg(test)]
 pub(crate) use receive::decode;
 pub(crate) use receive::{Acks, Partial};
+#[cfg(test)]
+pub(crate) use send::Transfer;
 
 /// A received snapshot, checked and decoded, waiting for the Raft loop to
 /// step its MsgSnapshot and install it.

@@ -25,6 +25,29 @@ const ATTEMPTS: u32 = 5;
 /// Chunks queued ahead of the stream.
 const AHEAD: usize = 4;
 
+/// The bytes one transfer sends, over however many streams it takes.
+#[derive(Clone)]
+pub(crate) struct Transfer {
+    bytes: OpenSnapshot,
+}
+
+impl Transfer {
+    /// Opens the state once for the whole transfer: a compaction may
+    /// remove the file's name meanwhile, and a resumed stream still reads
+    /// it (the file has one owner at a time; from here, the transfer).
+    pub(crate) fn begin(state: &SnapshotState) -> Result<Transfer, String> {
+        Ok(Transfer {
+            bytes: state.open().map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// What one stream reads: the bytes from `offset` (where the receiver
+    /// stands) on. The simulation resumes its transfers through here.
+    pub(crate) fn read_from(&self, offset: u64) -> Result<Box<dyn std::io::Read + Send>, String> {
+        Ok(self.bytes.reader_at(offset))
+    }
+}
+
 impl SnapshotTransfers {
     /// Starts sending `message` (a MsgSnapshot) with its state to the
     /// peer, unless a transfer to that peer is under way already (its
@@ -115,9 +138,7 @@ impl SnapshotTransfers {
                 },
             }),
         };
-        // Held open for every attempt: a compaction may remove the file's
-        // name meanwhile, and a resumed stream still reads it.
-        let bytes = match state.open() {
+        let bytes = match Transfer::begin(&state) {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::warn!(peer = to, error = %e, "the snapshot's state is gone; raft sends a newer one");
@@ -152,7 +173,7 @@ impl SnapshotTransfers {
         endpoint: &Endpoint,
         header: &SnapshotHeader,
         reference: &raftoral_proto::cluster::v1::SnapshotRef,
-        bytes: &OpenSnapshot,
+        bytes: &Transfer,
     ) -> Result<(), String> {
         let mut client = ClusterServiceClient::new(endpoint.connect_lazy())
             .max_encoding_message_size(self.max_frame)
@@ -183,7 +204,7 @@ impl SnapshotTransfers {
         let bytes = bytes.clone();
         let chunk = self.chunk_bytes;
         let producer = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let mut reader = bytes.reader_at(from);
+            let mut reader = bytes.read_from(from)?;
             let mut offset = from;
             loop {
                 let mut data = vec![0; chunk];
