@@ -80,16 +80,6 @@ impl Jobs for FlushThread {
     }
 }
 
-/// A point in background work (a flush, a compaction's files, a snapshot
-/// restore) where the simulation may run the Raft loop before the work
-/// goes on, as the loop does in a process: between two file operations
-/// that another thread's could race with. Nothing in a process.
-#[inline]
-pub(crate) fn pause_point(_at: &'static str) {
-    #[cfg(test)]
-    crate::simulation::pause(_at);
-}
-
 /// The loop's seams, together.
 pub(crate) struct Environment {
     pub clock: Arc<dyn Clock>,

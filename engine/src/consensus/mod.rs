@@ -4,7 +4,8 @@
 //! hands work to (the proposals it takes, `proposal.rs`; the thread that
 //! flushes the state store, `flush_thread.rs`), the checks on Raft messages
 //! from the network (`raft_guard.rs`), raft-rs's log bridged into `tracing`
-//! (`raft_log.rs`), opening a node's group at start (`startup.rs`), the log
+//! (`raft_log.rs`), the pause points of background work that the
+//! simulation interleaves with the loop (`pause.rs`), opening a node's group at start (`startup.rs`), the log
 //! store and write-ahead log (`storage/`), snapshots sent between nodes
 //! (`snapshot_transfer/`), the node-to-node transport (`transport.rs`) and
 //! its TLS (`tls/`). The node's consensus operations sit here too, as
@@ -20,6 +21,7 @@
 pub(crate) mod environment;
 pub(crate) mod flush_thread;
 pub(crate) mod membership;
+pub(crate) mod pause;
 pub(crate) mod proposal;
 pub(crate) mod raft_guard;
 pub(crate) mod raft_log;

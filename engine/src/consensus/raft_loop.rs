@@ -16,7 +16,8 @@ use raftoral_proto::cluster::v1::{Command, ConfChangeContext};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::NodeConfig;
-use crate::consensus::environment::{Clock, Environment, Jobs, Outbox, pause_point};
+use crate::consensus::environment::{Clock, Environment, Jobs, Outbox};
+use crate::consensus::pause::pause_point;
 use crate::consensus::proposal::{Liveness, Proposal, ProposalReply, ReadContext, random_u64};
 use crate::consensus::snapshot_transfer::SnapshotTransfers;
 use crate::consensus::storage::snapshot_state::{SnapshotState, decode_ref, write_state};
@@ -345,7 +346,7 @@ impl RaftLoop {
             && decode_ref(&snapshot.data).is_some()
         {
             let meta = snapshot.get_metadata();
-            if !self.snapshots.is_prepared(meta.index, meta.term) {
+            if !self.snapshots.claim(meta.index, meta.term) {
                 // Its state did not arrive (or was dropped as stale): the
                 // leader learns of the failure from the transfer.
                 tracing::warn!(

@@ -6,66 +6,19 @@
 //! between two loop steps can never meet those races, so a lane runs its
 //! jobs on a thread of their own that only moves when the simulator hands
 //! it the baton: to the job's next pause point
-//! ([`crate::consensus::environment::pause_point`]) or its end, while the
+//! ([`crate::consensus::pause::pause_point`]) or its end, while the
 //! simulator's thread waits. One thread runs at a time, so a seed replays
 //! exactly; which loop steps come between two slices is the seed's choice.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
 use crate::consensus::environment::Jobs;
+use crate::consensus::pause::baton::{self, Aborted, Go, Report};
 
 pub(super) type Job = Box<dyn FnOnce() + Send>;
-
-/// What the simulator tells a lane's thread.
-enum Go {
-    Run,
-    /// The node's process dies: the job in progress stops where it is.
-    Abort,
-}
-
-/// What a lane's thread answers after a slice.
-enum Report {
-    /// Nothing was queued.
-    Idle,
-    /// The job reached a pause point.
-    Paused(&'static str),
-    Finished,
-    Panicked(String),
-}
-
-/// The unwind payload of an aborted job (not a panic of the code).
-struct Aborted;
-
-struct Baton {
-    go: Receiver<Go>,
-    report: Sender<Report>,
-}
-
-thread_local! {
-    static BATON: RefCell<Option<Baton>> = const { RefCell::new(None) };
-}
-
-/// Called at a pause point: on a lane's thread, waits for the next slice
-/// (or unwinds when the process dies); elsewhere nothing.
-pub(crate) fn pause(at: &'static str) {
-    let abort = BATON.with(|baton| {
-        let baton = baton.borrow();
-        let Some(baton) = baton.as_ref() else {
-            return false;
-        };
-        if baton.report.send(Report::Paused(at)).is_err() {
-            return true;
-        }
-        !matches!(baton.go.recv(), Ok(Go::Run))
-    });
-    if abort {
-        std::panic::resume_unwind(Box::new(Aborted));
-    }
-}
 
 /// What a slice of a lane did.
 #[derive(Debug, PartialEq, Eq)]
@@ -95,14 +48,9 @@ impl Lane {
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let baton = Baton {
-                    go: go_rx,
-                    report: report_tx.clone(),
-                };
-                BATON.with(|b| *b.borrow_mut() = Some(baton));
+                baton::install(go_rx, report_tx.clone());
                 loop {
-                    let go = BATON.with(|b| b.borrow().as_ref().map(|b| b.go.recv()));
-                    if !matches!(go, Some(Ok(Go::Run))) {
+                    if !matches!(baton::next(), Some(Go::Run)) {
                         return;
                     }
                     let job = jobs.lock().expect("lane queue").pop_front();

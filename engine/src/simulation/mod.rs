@@ -26,7 +26,6 @@ mod tests;
 mod workload;
 mod world;
 
-pub(crate) use lanes::pause;
 pub(crate) use world::{Outcome, Scenario, World};
 
 /// Runs one seed: Ok with what happened, or the violated invariant (a

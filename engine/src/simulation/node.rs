@@ -396,7 +396,7 @@ pub(super) fn receive_snapshot(
         .take(half)
         .read_to_end(&mut bytes)
         .map_err(|e| sender(e.to_string()))?;
-    crate::consensus::environment::pause_point("snapshot half sent, the stream breaks");
+    crate::consensus::pause::pause_point("snapshot half sent, the stream breaks");
     transfer
         .read_from(bytes.len() as u64)
         .map_err(sender)?
@@ -409,7 +409,7 @@ pub(super) fn receive_snapshot(
         reference.index, reference.term
     ));
     std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
-    crate::consensus::environment::pause_point("snapshot received, not decoded");
+    crate::consensus::pause::pause_point("snapshot received, not decoded");
     let received = SnapshotState {
         reference,
         blob: SnapshotBlob::File(path),

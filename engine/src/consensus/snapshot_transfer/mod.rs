@@ -58,7 +58,7 @@ pub struct SnapshotTransfers {
     /// that snapshot's state away (the install would fail and stop the
     /// node). Each entry has one owner: the transfer that prepared it, then
     /// the install that takes it.
-    prepared: Mutex<BTreeMap<(u64, u64), Prepared>>,
+    prepared: Mutex<PreparedSet>,
     hooks: SnapshotHooks,
 }
 
@@ -85,29 +85,56 @@ impl SnapshotTransfers {
     /// leader sent since, and never installed).
     pub(crate) fn prepare(&self, prepared: Prepared) {
         let key = (prepared.reference.index, prepared.reference.term);
-        let mut all = self.prepared.lock().expect("prepared lock");
-        all.insert(key, prepared);
-        while all.len() > MAX_PREPARED {
-            all.pop_first();
+        let mut set = self.prepared.lock().expect("prepared lock");
+        set.all.insert(key, prepared);
+        while set.all.len() > MAX_PREPARED {
+            // Never the one the loop claimed: it is being installed.
+            let claimed = set.claimed;
+            let Some(oldest) = set.all.keys().copied().find(|k| Some(*k) != claimed) else {
+                break;
+            };
+            set.all.remove(&oldest);
         }
     }
 
     /// True when a received snapshot at (index, term) is ready to install.
+    #[cfg(test)]
     pub(crate) fn is_prepared(&self, index: u64, term: u64) -> bool {
         self.prepared
             .lock()
             .expect("prepared lock")
+            .all
             .contains_key(&(index, term))
+    }
+
+    /// The Raft loop's check before it steps a MsgSnapshot: true when the
+    /// snapshot at (index, term) is ready, which then stays until the
+    /// install takes it (or the loop claims another), whatever transfers
+    /// complete meanwhile.
+    pub(crate) fn claim(&self, index: u64, term: u64) -> bool {
+        let mut set = self.prepared.lock().expect("prepared lock");
+        let ready = set.all.contains_key(&(index, term));
+        set.claimed = ready.then_some((index, term));
+        ready
     }
 
     /// Takes the received snapshot at (index, term) for its install; the
     /// ones at or below its index can never be installed after it and go.
     pub(crate) fn take_prepared(&self, index: u64, term: u64) -> Option<Prepared> {
-        let mut all = self.prepared.lock().expect("prepared lock");
-        let taken = all.remove(&(index, term));
-        all.retain(|(i, _), _| *i > index);
+        let mut set = self.prepared.lock().expect("prepared lock");
+        let taken = set.all.remove(&(index, term));
+        set.all.retain(|(i, _), _| *i > index);
+        set.claimed = None;
         taken
     }
+}
+
+/// Received snapshots waiting for their install, and the one the loop
+/// checked before stepping its message.
+#[derive(Default)]
+struct PreparedSet {
+    all: BTreeMap<(u64, u64), Prepared>,
+    claimed: Option<(u64, u64)>,
 }
 
 /// Received snapshots kept at once for their install (one per leader that
@@ -220,5 +247,23 @@ mod tests {
             transfers.prepare(prepared(100 + i, 3));
         }
         assert!(!transfers.is_prepared(100, 3) && transfers.is_prepared(109, 3));
+    }
+
+    /// Found by the simulation (seed 0x20001253 of the long run): with the
+    /// set full, transfers completing between the loop's check of the
+    /// oldest snapshot and its install evicted it, and the install failed.
+    #[test]
+    fn a_full_set_never_evicts_the_snapshot_the_loop_claimed() {
+        let transfers = SnapshotTransfers::new(None, 1024, 1 << 20);
+        for i in 0..MAX_PREPARED as u64 {
+            transfers.prepare(prepared(10 + i, 2));
+        }
+        assert!(transfers.claim(10, 2), "the oldest, checked by the loop");
+        for i in 0..3 {
+            transfers.prepare(prepared(20 + i, 2));
+        }
+        assert!(transfers.take_prepared(10, 2).is_some(), "installed");
+        assert!(!transfers.claim(11, 2), "unclaimed old ones went");
+        assert!(transfers.claim(22, 2));
     }
 }

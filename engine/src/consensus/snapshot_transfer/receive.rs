@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use super::{Prepared, SnapshotTransfers};
-use crate::consensus::environment::pause_point;
+use crate::consensus::pause::pause_point;
 use crate::consensus::storage::snapshot_state::{self, SnapshotBlob, SnapshotState};
 use crate::workflows::state_machine::{Archive, NodeId, StateMachine};
 

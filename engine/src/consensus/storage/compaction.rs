@@ -18,7 +18,7 @@ use super::StorageError;
 use super::files::write_snapshot;
 use super::snapshot_state;
 use super::wal;
-use crate::consensus::environment::pause_point;
+use crate::consensus::pause::pause_point;
 
 /// The index of the snapshot point in `snapshot.bin`, shared by the Raft
 /// loop (installs) and the thread that persists compactions, so a

@@ -13,7 +13,7 @@ use prost::Message as _;
 use raftoral_proto::cluster::v1::SnapshotRef;
 
 use super::{StorageError, wal};
-use crate::consensus::environment::pause_point;
+use crate::consensus::pause::pause_point;
 
 /// Prefix of a [`SnapshotRef`] inside a raft-rs snapshot's data. A
 /// `StateSnapshot` (the inline state older nodes sent) never starts with a
