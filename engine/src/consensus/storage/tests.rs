@@ -642,19 +642,30 @@ fn a_late_compaction_never_writes_over_a_newer_installed_snapshot() {
 /// by that compaction; a leftover of an older one is.
 #[test]
 fn compaction_leaves_a_state_being_encoded_to_its_writer() {
+    let left = snapshot_files_left(
+        &["50-1.tmp", "50-1.state", "100-2.tmp", "120-2.state"],
+        100,
+        Temps::Older,
+    );
+    assert_eq!(left, ["100-2.tmp", "120-2.state"]);
+}
+
+/// The snapshot files of `names` that `remove_older(index, temps)` leaves,
+/// sorted.
+fn snapshot_files_left(names: &[&str], index: u64, temps: Temps) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let snapshots = dir.path().join("snapshots");
     std::fs::create_dir_all(&snapshots).unwrap();
-    for name in ["50-1.tmp", "50-1.state", "100-2.tmp", "120-2.state"] {
+    for name in names {
         std::fs::write(snapshots.join(name), b"x").unwrap();
     }
-    super::snapshot_state::remove_older(dir.path(), 100, Temps::Older);
+    super::snapshot_state::remove_older(dir.path(), index, temps);
     let mut left: Vec<String> = std::fs::read_dir(&snapshots)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, ["100-2.tmp", "120-2.state"]);
+    left
 }
 
 /// An install on the Raft loop removes older states but no temp file: the
@@ -664,23 +675,16 @@ fn compaction_leaves_a_state_being_encoded_to_its_writer() {
 /// result is dropped by the compaction it reaches.
 #[test]
 fn an_install_leaves_every_state_being_encoded_to_its_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let snapshots = dir.path().join("snapshots");
-    std::fs::create_dir_all(&snapshots).unwrap();
-    for name in [
-        "50-1.tmp",
-        "50-1.state",
-        "incoming-60-1.ready",
-        "120-2.state",
-    ] {
-        std::fs::write(snapshots.join(name), b"x").unwrap();
-    }
-    super::snapshot_state::remove_older(dir.path(), 100, Temps::Keep);
-    let mut left: Vec<String> = std::fs::read_dir(&snapshots)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
+    let left = snapshot_files_left(
+        &[
+            "50-1.tmp",
+            "50-1.state",
+            "incoming-60-1.ready",
+            "120-2.state",
+        ],
+        100,
+        Temps::Keep,
+    );
     assert_eq!(left, ["120-2.state", "50-1.tmp"]);
 }
 
