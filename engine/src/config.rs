@@ -219,4 +219,14 @@ mod tests {
         };
         assert!(faster.validate().is_ok());
     }
+
+    #[test]
+    fn a_purge_chunk_of_zero_is_refused() {
+        let config = NodeConfig {
+            purge_chunk: 0,
+            ..NodeConfig::default()
+        };
+        let e = config.validate().unwrap_err().to_string();
+        assert!(e.contains("purge_chunk must be at least 1"), "{e}");
+    }
 }

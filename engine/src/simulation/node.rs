@@ -244,6 +244,13 @@ impl Running {
     /// whenever it does, also between a check of the loop and the act
     /// that relies on it).
     pub(super) fn input(&mut self, input: Input, interleave: bool) -> Result<(), String> {
+        self.step(input, interleave)?;
+        self.drain()
+    }
+
+    /// One input and its Ready round (with a receive between them when
+    /// `interleave`).
+    fn step(&mut self, input: Input, interleave: bool) -> Result<(), String> {
         let storage = |e| format!("storage failed: {e}");
         self.raft.handle(input).map_err(storage)?;
         while interleave && self.receive.has_work() {
@@ -251,16 +258,7 @@ impl Running {
                 break;
             }
         }
-        self.raft.ready().map_err(storage)?;
-        self.drain()
-    }
-
-    /// One input and its Ready round.
-    fn step(&mut self, input: Input) -> Result<(), String> {
-        self.raft
-            .handle(input)
-            .and_then(|()| self.raft.ready())
-            .map_err(|e| format!("storage failed: {e}"))
+        self.raft.ready().map_err(storage)
     }
 
     /// Feeds the loop what came back on its own channels.
@@ -276,7 +274,7 @@ impl Running {
             } else {
                 return Ok(());
             };
-            self.step(input)?;
+            self.step(input, false)?;
         }
     }
 
@@ -392,14 +390,12 @@ pub(super) fn receive_snapshot(
     let mut bytes = Vec::new();
     transfer
         .read_from(0)
-        .map_err(sender)?
         .take(half)
         .read_to_end(&mut bytes)
         .map_err(|e| sender(e.to_string()))?;
     crate::consensus::pause::pause_point("snapshot half sent, the stream breaks");
     transfer
         .read_from(bytes.len() as u64)
-        .map_err(sender)?
         .read_to_end(&mut bytes)
         .map_err(|e| sender(e.to_string()))?;
     let folder = dir.join(SNAPSHOT_DIR);

@@ -43,8 +43,8 @@ impl Transfer {
 
     /// What one stream reads: the bytes from `offset` (where the receiver
     /// stands) on. The simulation resumes its transfers through here.
-    pub(crate) fn read_from(&self, offset: u64) -> Result<Box<dyn std::io::Read + Send>, String> {
-        Ok(self.bytes.reader_at(offset))
+    pub(crate) fn read_from(&self, offset: u64) -> Box<dyn std::io::Read + Send> {
+        self.bytes.reader_at(offset)
     }
 }
 
@@ -204,7 +204,7 @@ impl SnapshotTransfers {
         let bytes = bytes.clone();
         let chunk = self.chunk_bytes;
         let producer = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let mut reader = bytes.read_from(from)?;
+            let mut reader = bytes.read_from(from);
             let mut offset = from;
             loop {
                 let mut data = vec![0; chunk];
