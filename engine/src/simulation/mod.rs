@@ -7,9 +7,11 @@
 //! themselves comes from the seed through the loop's seams
 //! (`consensus/environment.rs`): each node's clock (skews, jumps), the
 //! network (delay, reordering, loss, duplication, partitions, one-way
-//! links), when the flush thread runs its jobs (a slow disk), and power
-//! losses that keep none, all or a torn part of what was written since the
-//! last fsync. The users are simulated too (`workload.rs`): clients that
+//! links), and power losses that keep none, all or a torn part of what
+//! was written since the last fsync; the background threads (flushes,
+//! snapshot receives) move between pause points (`consensus/pause.rs`)
+//! when the seed says (`lanes.rs`). What a seed draws is its scenario
+//! (`scenario.rs`); `world.rs` runs it. The users are simulated too (`workload.rs`): clients that
 //! start workflows and retry with the same ids, and an app per node that
 //! runs the workflows its node owns, step by step. Every check of
 //! `invariants.rs` runs during the run and at its end.
@@ -21,12 +23,14 @@ mod invariants;
 mod lanes;
 mod node;
 mod rng;
+mod scenario;
 #[cfg(test)]
 mod tests;
 mod workload;
 mod world;
 
-pub(crate) use world::{Outcome, Scenario, World};
+pub(crate) use scenario::Scenario;
+pub(crate) use world::{Outcome, World};
 
 /// Runs one seed: Ok with what happened, or the violated invariant (a
 /// panic in the engine counts as one).
