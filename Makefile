@@ -166,7 +166,8 @@ $(RAW)/gen/.generated: $(RAW_VENV) $(wildcard proto/raftoral/sidecar/v1/*.proto)
 	rm -rf $(RAW)/gen
 	mkdir -p $(RAW)/gen
 	$(RAW)/.venv/bin/python -m grpc_tools.protoc -Iproto --python_out=$(RAW)/gen \
-		--grpc_python_out=$(RAW)/gen --pyi_out=$(RAW)/gen proto/raftoral/sidecar/v1/app.proto
+		--grpc_python_out=$(RAW)/gen --pyi_out=$(RAW)/gen proto/raftoral/sidecar/v1/failure.proto \
+		proto/raftoral/sidecar/v1/app.proto
 	@touch $@
 
 ## raw-worker: venv and generated stubs of the raw (SDK-less) conformance worker

@@ -3,6 +3,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
+        "raftoral/sidecar/v1/failure.proto",
         "raftoral/sidecar/v1/app.proto",
         "raftoral/sidecar/v1/workflow_service.proto",
         "raftoral/cluster/v1/command.proto",

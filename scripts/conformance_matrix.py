@@ -41,6 +41,7 @@ WORKERLESS = {
     "app_stream::refusals_name_their_subject_and_a_result_after_a_cancellation_is_not_running": (
         "drives the app stream by hand"
     ),
+    "app_stream::step_proposals_are_checked_and_fenced": "drives the app stream by hand",
     "cluster::three_nodes_form_one_cluster_a_fourth_joins_and_one_is_removed": "membership only",
     "cluster::restarted_follower_catches_up_by_log_then_by_snapshot": "starts workflows, runs none",
     "cluster::whole_cluster_killed_and_restarted_keeps_all_committed_state": (

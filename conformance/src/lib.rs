@@ -38,6 +38,26 @@ pub struct StepsInput {
     pub step_delay_ms: u64,
 }
 
+/// Input of the `flaky` workflow: one step `flaky` whose attempts fail
+/// while their number is at most `fail_times`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FlakyInput {
+    /// Attempts that fail (`Flaky`, "attempt N failed").
+    pub fail_times: u32,
+    /// The policy's maximum attempts.
+    pub max_attempts: u32,
+    /// The policy's initial interval, in milliseconds.
+    pub initial_ms: u64,
+    /// The policy's backoff coefficient.
+    pub coefficient: f64,
+    /// The failures are non-retryable.
+    #[serde(default)]
+    pub non_retryable: bool,
+    /// Catch the step's failure and return it instead of failing.
+    #[serde(default)]
+    pub catch: bool,
+}
+
 impl StepsInput {
     /// A `steps` input of `n` checkpoints, each taking `step_delay_ms` of work.
     pub fn slow(n: u64, step_delay_ms: u64) -> Self {

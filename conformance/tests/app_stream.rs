@@ -78,6 +78,7 @@ async fn bad_stream_input_gets_structured_errors_while_workflows_continue() -> a
         held_runs: Vec::new(),
         workflow_name: String::new(),
         version: 1,
+        ..Default::default()
     })))
     .await?;
     app.expect_error(ErrorCode::MalformedMessage).await?;
@@ -87,6 +88,7 @@ async fn bad_stream_input_gets_structured_errors_while_workflows_continue() -> a
         seq: 0,
         checkpoint_name: "big".into(),
         value: vec![b'x'; 5000].into(),
+        ..Default::default()
     })))
     .await?;
     let e = app.expect_error(ErrorCode::MessageTooLarge).await?;
@@ -102,6 +104,7 @@ async fn bad_stream_input_gets_structured_errors_while_workflows_continue() -> a
         seq: 0,
         checkpoint_name: "x".into(),
         value: "1".into(),
+        ..Default::default()
     })))
     .await?;
     app.expect_error(ErrorCode::UnknownWorkflow).await?;
@@ -111,6 +114,7 @@ async fn bad_stream_input_gets_structured_errors_while_workflows_continue() -> a
         seq: 0,
         checkpoint_name: "step-0".into(),
         value: "0".into(),
+        ..Default::default()
     })))
     .await?;
     let e = app.expect_error(ErrorCode::NotOwner).await?;
@@ -152,6 +156,7 @@ async fn bad_stream_input_gets_structured_errors_while_workflows_continue() -> a
                 seq: 0,
                 checkpoint_name: "huge".into(),
                 value: vec![0u8; 1024 * 1024].into(),
+                ..Default::default()
             })),
         })
         .await?;
@@ -224,6 +229,7 @@ async fn refusals_name_their_subject_and_a_result_after_a_cancellation_is_not_ru
         held_runs: Vec::new(),
         workflow_name: "n".repeat(257),
         version: 1,
+        ..Default::default()
     })))
     .await?;
     let e = app.expect_error(ErrorCode::MalformedMessage).await?;
@@ -234,6 +240,7 @@ async fn refusals_name_their_subject_and_a_result_after_a_cancellation_is_not_ru
         held_runs: Vec::new(),
         workflow_name: "raw".into(),
         version: 0,
+        ..Default::default()
     })))
     .await?;
     match app.next().await? {
@@ -261,6 +268,7 @@ async fn refusals_name_their_subject_and_a_result_after_a_cancellation_is_not_ru
         success: true,
         result: "1".into(),
         error: String::new(),
+        ..Default::default()
     })))
     .await?;
     let e = app.expect_error(ErrorCode::WorkflowNotRunning).await?;
@@ -273,6 +281,7 @@ async fn refusals_name_their_subject_and_a_result_after_a_cancellation_is_not_ru
         seq: 0,
         checkpoint_name: "a".into(),
         value: "1".into(),
+        ..Default::default()
     })))
     .await?;
     let e = app.expect_error(ErrorCode::WorkflowNotRunning).await?;
@@ -304,6 +313,7 @@ impl RawApp {
             workflow_name: "raw".into(),
             version: 1,
             held_runs: held,
+            ..Default::default()
         })))
         .await?;
         let mut executes = Vec::new();
@@ -342,6 +352,7 @@ async fn a_reconnect_declaring_held_runs_gets_only_the_missing_history() -> anyh
             seq,
             checkpoint_name: format!("step-{seq}"),
             value: seq.to_string().into(),
+            ..Default::default()
         })))
         .await?;
         match app.next().await? {
@@ -380,6 +391,145 @@ async fn a_reconnect_declaring_held_runs_gets_only_the_missing_history() -> anyh
         assert_eq!(sent[0].history_start, 0);
         assert_eq!(sent[0].history.len(), 5);
         app.close().await?;
+    }
+    Ok(())
+}
+
+/// Step proposals of protocol 2, driven by hand: a failure entry is
+/// checked (kind and failure agree, details are JSON), attempts follow one
+/// another, a seq far past the open ones is refused, and an app of an
+/// older protocol is not given a history it cannot read.
+#[tokio::test]
+async fn step_proposals_are_checked_and_fenced() -> anyhow::Result<()> {
+    use raftoral_client::proto::sidecar::v1::{Failure, HistoryEntryKind};
+    let sidecar = Sidecar::start(&[]).await?;
+    let mut app = RawApp::open(&sidecar.url).await?;
+    app.send(Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+        workflow_name: "raw".into(),
+        version: 1,
+        protocol_version: 2,
+        ..Default::default()
+    })))
+    .await?;
+    match app.next().await? {
+        SidecarMsg::RegistrationAck(_) => {}
+        other => anyhow::bail!("expected the ack, got {other:?}"),
+    }
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let h = client.start_workflow("raw", 1, &()).await?;
+    let id = h.workflow_id().to_owned();
+    match app.next().await? {
+        SidecarMsg::ExecuteWorkflow(x) => assert!(x.is_owner),
+        other => anyhow::bail!("expected the execute request, got {other:?}"),
+    }
+    let failure = |details: &str| Failure {
+        r#type: "Boom".into(),
+        message: "boom".into(),
+        details_json: details.into(),
+        ..Failure::default()
+    };
+    let step = |seq, kind: HistoryEntryKind, failure: Option<Failure>, attempt| {
+        Some(AppMsg::CheckpointProposal(CheckpointProposal {
+            workflow_id: id.clone(),
+            seq,
+            checkpoint_name: format!("s{seq}"),
+            value: if failure.is_none() {
+                "1".into()
+            } else {
+                Default::default()
+            },
+            kind: kind as i32,
+            failure,
+            attempt,
+            retry_delay_ms: 50,
+        }))
+    };
+    // A failed step without its failure, and details that are not JSON.
+    app.send(step(0, HistoryEntryKind::StepFailed, None, 1))
+        .await?;
+    let e = app.expect_error(ErrorCode::MalformedMessage).await?;
+    assert!(e.message.contains("needs its failure"), "{}", e.message);
+    app.send(step(
+        0,
+        HistoryEntryKind::StepFailed,
+        Some(failure("{x")),
+        1,
+    ))
+    .await?;
+    let e = app.expect_error(ErrorCode::MalformedMessage).await?;
+    assert!(e.message.contains("JSON"), "{}", e.message);
+    // Attempt 1 fails and commits; sent again, it is refused as stale, and
+    // attempt 3 cannot skip attempt 2.
+    let attempt = |n| {
+        step(
+            0,
+            HistoryEntryKind::StepAttemptFailed,
+            Some(failure("{}")),
+            n,
+        )
+    };
+    app.send(attempt(1)).await?;
+    match app.next().await? {
+        SidecarMsg::CheckpointEvent(ev) => {
+            assert_eq!(
+                (ev.seq, ev.kind(), ev.attempt, ev.history_index),
+                (0, HistoryEntryKind::StepAttemptFailed, 1, 0)
+            );
+            assert_eq!(ev.next_attempt_at_ms, ev.committed_at_ms + 50);
+        }
+        other => anyhow::bail!("expected the attempt's event, got {other:?}"),
+    }
+    app.send(attempt(1)).await?;
+    app.expect_error(ErrorCode::UnexpectedSeq).await?;
+    app.send(attempt(3)).await?;
+    app.expect_error(ErrorCode::UnexpectedSeq).await?;
+    // Steps side by side: seq 1 may resolve before seq 0, but not 256 past
+    // the first open one.
+    app.send(step(1, HistoryEntryKind::Unspecified, None, 1))
+        .await?;
+    match app.next().await? {
+        SidecarMsg::CheckpointEvent(ev) => assert_eq!((ev.seq, ev.history_index), (1, 1)),
+        other => anyhow::bail!("expected seq 1's event, got {other:?}"),
+    }
+    app.send(step(256, HistoryEntryKind::Unspecified, None, 1))
+        .await?;
+    let e = app.expect_error(ErrorCode::TooManyOpenSteps).await?;
+    assert_eq!(e.seq, 256);
+    // The history now has a failed attempt and an out-of-order seq: an app
+    // of protocol 1 is not given the workflow, one of protocol 2 is.
+    app.close().await?;
+    let mut old = RawApp::open(&sidecar.url).await?;
+    old.send(Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+        workflow_name: "raw".into(),
+        version: 1,
+        ..Default::default()
+    })))
+    .await?;
+    match old.next().await? {
+        SidecarMsg::RegistrationAck(_) => {}
+        other => anyhow::bail!("protocol 1 got {other:?} before its ack"),
+    }
+    old.close().await?;
+    let mut new = RawApp::open(&sidecar.url).await?;
+    new.send(Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+        workflow_name: "raw".into(),
+        version: 1,
+        protocol_version: 2,
+        ..Default::default()
+    })))
+    .await?;
+    match new.next().await? {
+        SidecarMsg::ExecuteWorkflow(x) => {
+            let kinds: Vec<_> = x.history.iter().map(|r| (r.seq, r.kind())).collect();
+            assert_eq!(
+                kinds,
+                vec![
+                    (0, HistoryEntryKind::StepAttemptFailed),
+                    (1, HistoryEntryKind::Unspecified)
+                ]
+            );
+        }
+        other => anyhow::bail!("expected the execute request, got {other:?}"),
     }
     Ok(())
 }

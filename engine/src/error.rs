@@ -44,6 +44,37 @@ pub enum Rejection {
         /// The proposed position.
         got: u64,
     },
+    /// A step entry contradicts itself (a value with a failure, a failure
+    /// without one).
+    #[error("{0}")]
+    InvalidStep(String),
+    /// The seq is too far past the first open step.
+    #[error(
+        "workflow '{workflow_id}' has step {first_open} open; step {seq} is 256 or more past it: wait for open steps to finish before starting more side by side"
+    )]
+    TooManyOpenSteps {
+        /// The workflow.
+        workflow_id: String,
+        /// The first unresolved seq.
+        first_open: u64,
+        /// The proposed seq.
+        seq: u64,
+    },
+    /// The attempt number does not follow the committed attempts of its
+    /// seq (another proposal for it came first).
+    #[error(
+        "step {seq} of workflow '{workflow_id}' has {last} failed attempts committed; attempt {got} does not follow them"
+    )]
+    UnexpectedAttempt {
+        /// The workflow.
+        workflow_id: String,
+        /// The step.
+        seq: u64,
+        /// The last committed failed attempt.
+        last: u32,
+        /// The proposed attempt.
+        got: u32,
+    },
 }
 
 impl Rejection {
@@ -54,7 +85,11 @@ impl Rejection {
             Rejection::UnknownWorkflow(_) => ErrorCode::UnknownWorkflow,
             Rejection::NotRunning { .. } => ErrorCode::WorkflowNotRunning,
             Rejection::NotOwner { .. } => ErrorCode::NotOwner,
-            Rejection::UnexpectedSeq { .. } => ErrorCode::UnexpectedSeq,
+            Rejection::UnexpectedSeq { .. } | Rejection::UnexpectedAttempt { .. } => {
+                ErrorCode::UnexpectedSeq
+            }
+            Rejection::InvalidStep(_) => ErrorCode::MalformedMessage,
+            Rejection::TooManyOpenSteps { .. } => ErrorCode::TooManyOpenSteps,
         }
     }
 }
@@ -77,6 +112,10 @@ pub enum EngineError {
     /// The state machine refused the command.
     #[error(transparent)]
     Rejected(#[from] Rejection),
+    /// A member's engine is too old for the command (a rolling upgrade is
+    /// under way); retryable.
+    #[error("{0}")]
+    Upgrading(String),
     /// A request argument is invalid.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -177,6 +216,7 @@ impl EngineError {
         matches!(
             self,
             EngineError::NoLeader { .. }
+                | EngineError::Upgrading(_)
                 | EngineError::LeaderChanged
                 | EngineError::ProposalTimeout(_)
                 | EngineError::TransferTimeout { .. }

@@ -626,8 +626,14 @@ async fn reconcile_presence(node: Node) {
         }
         let desired: std::collections::BTreeSet<WorkflowType> =
             apps.borrow_and_update().types.keys().cloned().collect();
-        let replicated = node.read(|sm| sm.live_types(node.id()));
-        if desired != replicated && node.raft_status().leader_id != 0 {
+        let (replicated, level) = node.read(|sm| {
+            (
+                sm.live_types(node.id()),
+                sm.recorded_command_level(node.id()),
+            )
+        });
+        let current = level == crate::workflows::state_machine::COMMAND_LEVEL;
+        if (desired != replicated || !current) && node.raft_status().leader_id != 0 {
             let change = Kind::SetWorkerPresence(SetWorkerPresence {
                 node_id: node.id(),
                 present: !desired.is_empty(),
@@ -638,6 +644,9 @@ async fn reconcile_presence(node: Node) {
                         version: *version,
                     })
                     .collect(),
+                // Recorded with the presence, so the cluster knows when
+                // every member applies the newest commands.
+                command_level: crate::workflows::state_machine::COMMAND_LEVEL,
             });
             if let Err(e) = node.propose(change).await {
                 tracing::debug!(error = %e, "presence not recorded yet; retrying");

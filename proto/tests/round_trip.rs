@@ -14,6 +14,16 @@ fn round_trip<M: Message + Default + PartialEq + std::fmt::Debug>(m: M) {
     assert_eq!(M::decode(bytes.as_slice()).expect("decode"), m);
 }
 
+fn failure() -> sidecar::Failure {
+    sidecar::Failure {
+        r#type: "T".into(),
+        message: "m".into(),
+        details_json: "{}".into(),
+        non_retryable: true,
+        stack: "s".into(),
+    }
+}
+
 fn info() -> sidecar::WorkflowInfo {
     sidecar::WorkflowInfo {
         workflow_id: "w".into(),
@@ -28,6 +38,8 @@ fn info() -> sidecar::WorkflowInfo {
         pending_reason: "p".into(),
         created_at_ms: 5,
         updated_at_ms: 6,
+        history_length: 7,
+        failure: Some(failure()),
     }
 }
 
@@ -43,18 +55,24 @@ fn app_stream_messages() {
                 workflow_id: "w".into(),
                 checkpoints: 3,
             }],
+            protocol_version: 2,
         }),
         A::CheckpointProposal(sidecar::CheckpointProposal {
             workflow_id: "w".into(),
             seq: 9,
             checkpoint_name: "c".into(),
             value: "v".into(),
+            kind: sidecar::HistoryEntryKind::StepAttemptFailed as i32,
+            failure: Some(failure()),
+            attempt: 2,
+            retry_delay_ms: 1000,
         }),
         A::WorkflowResult(sidecar::WorkflowResult {
             workflow_id: "w".into(),
             success: true,
             result: "r".into(),
             error: "e".into(),
+            failure: Some(failure()),
         }),
         A::Heartbeat(sidecar::HeartbeatRequest { timestamp: 7 }),
     ];
@@ -72,6 +90,11 @@ fn app_stream_messages() {
                 seq: 2,
                 checkpoint_name: "c".into(),
                 value: "v".into(),
+                kind: sidecar::HistoryEntryKind::StepFailed as i32,
+                failure: Some(failure()),
+                attempt: 3,
+                next_attempt_at_ms: 11,
+                committed_at_ms: 10,
             }],
             history_start: 2,
         }),
@@ -80,6 +103,12 @@ fn app_stream_messages() {
             seq: 1,
             checkpoint_name: "c".into(),
             value: "v".into(),
+            kind: sidecar::HistoryEntryKind::StepAttemptFailed as i32,
+            failure: Some(failure()),
+            attempt: 1,
+            next_attempt_at_ms: 12,
+            committed_at_ms: 10,
+            history_index: 5,
         }),
         S::WorkflowCancellation(sidecar::WorkflowCancellation {
             workflow_id: "w".into(),
@@ -163,6 +192,10 @@ fn client_api_messages() {
             checkpoint_name: "c".into(),
             value: "v".into(),
             committed_at_ms: 2,
+            kind: sidecar::HistoryEntryKind::StepAttemptFailed as i32,
+            failure: Some(failure()),
+            attempt: 1,
+            next_attempt_at_ms: 3,
         }],
     });
 }
@@ -196,6 +229,27 @@ fn log_commands() {
             success: false,
             result: "r".into(),
             error: "e".into(),
+            failure: Some(failure()),
+        }),
+        Kind::RecordStep(cluster::RecordStep {
+            workflow_id: "w".into(),
+            seq: 4,
+            checkpoint_name: "c".into(),
+            node_id: 5,
+            kind: sidecar::HistoryEntryKind::StepFailed as i32,
+            value: "v".into(),
+            failure: Some(failure()),
+            attempt: 2,
+            retry_delay_ms: 6,
+        }),
+        Kind::SetWorkerPresence(cluster::SetWorkerPresence {
+            node_id: 1,
+            present: true,
+            live: vec![cluster::WorkflowType {
+                workflow_name: "n".into(),
+                version: 1,
+            }],
+            command_level: 2,
         }),
         Kind::CancelWorkflow(cluster::CancelWorkflow {
             workflow_id: "w".into(),

@@ -73,6 +73,12 @@ fn details(e: &ClientError) -> Value {
         ClientError::NotRunning { workflow_id, .. } => {
             json!({"code": "NOT_RUNNING", "message": message, "workflowId": workflow_id})
         }
+        ClientError::StepFailed(f) => json!({
+            "code": "STEP_FAILED", "message": message, "workflowId": f.workflow_id,
+            "seq": f.seq, "step": f.step, "attempts": f.attempts,
+            "type": f.failure.r#type, "error": f.failure.message,
+            "detailsJson": f.failure.details_json, "nonRetryable": f.failure.non_retryable,
+        }),
         ClientError::Codec(_) | ClientError::Usage(_) => {
             json!({"code": "INVALID_ARGUMENT", "message": message})
         }

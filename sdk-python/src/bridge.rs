@@ -16,15 +16,15 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
-use raftoral_client::ClientError;
+use raftoral_client::{ClientError, Slot};
 
 use crate::errors::to_py_err;
-use crate::worker::Run;
+use crate::worker::{Run, slot_to_py};
 
-type Outcome = Result<Bytes, ClientError>;
+/// A commit's committed value, or (after a failed step) the next
+/// attempt's token or another owner's value; or the error to raise.
+type Outcome = Result<Slot, ClientError>;
 
 /// A queue of `T` for one event loop, and the socket that wakes it.
 struct Queue<T> {
@@ -135,20 +135,20 @@ impl CommitBridge {
     }
 
     /// The finished commits since the last call: `(id, ok, value)` with the
-    /// committed bytes when `ok`, else the exception to raise.
+    /// committed bytes (or, after a failed attempt, the next attempt's
+    /// `ComputeToken`) when `ok`, else the exception to raise.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Vec<(u64, bool, Bound<'py, PyAny>)>> {
         let (done, _) = self.queue.drain();
-        Ok(done
-            .into_iter()
+        done.into_iter()
             .map(|(id, outcome)| match outcome {
-                Ok(value) => (id, true, PyBytes::new(py, &value).into_any()),
-                Err(e) => (
+                Ok(slot) => Ok((id, true, slot_to_py(py, slot)?)),
+                Err(e) => Ok((
                     id,
                     false,
                     to_py_err(e).into_value(py).into_bound(py).into_any(),
-                ),
+                )),
             })
-            .collect())
+            .collect()
     }
 }
 

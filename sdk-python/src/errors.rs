@@ -81,6 +81,21 @@ fn build(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
             "NotRunning",
             (message, workflow_id.clone()).into_pyobject(py)?,
         ),
+        ClientError::StepFailed(f) => (
+            "StepFailed",
+            (
+                message,
+                f.workflow_id.clone(),
+                f.seq,
+                f.step.clone(),
+                f.attempts,
+                f.failure.r#type.clone(),
+                f.failure.message.clone(),
+                f.failure.details_json.clone(),
+                f.failure.non_retryable,
+            )
+                .into_pyobject(py)?,
+        ),
         // No catch-all: a new core error must pick its Python class here.
         ClientError::Shutdown => ("ShuttingDown", (message,).into_pyobject(py)?),
     };

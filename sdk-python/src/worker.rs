@@ -17,7 +17,8 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use raftoral_client::{
-    ClientError, RaftoralClient, RunOutcome, RunReply, Slot, WorkflowContext, WorkflowError,
+    ClientError, Failure, RaftoralClient, RunOutcome, RunReply, Slot, StepFailure, WorkflowContext,
+    WorkflowError,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -54,12 +55,67 @@ pub struct Run {
     reply: Mutex<Option<RunReply>>,
 }
 
-/// Permission to compute one checkpoint; spent by `Run.commit`.
+/// Permission to compute one attempt of a checkpoint; spent by
+/// `Run.commit` (a value) or `Run.fail_step_to` (an error).
 #[pyclass(frozen, module = "raftoral._core")]
 pub struct ComputeToken {
     token: Mutex<Option<raftoral_client::ComputeToken>>,
     #[pyo3(get)]
     seq: u64,
+    /// 1-based attempt number, counted across owners.
+    #[pyo3(get)]
+    attempt: u32,
+}
+
+impl ComputeToken {
+    fn take(&self) -> PyResult<raftoral_client::ComputeToken> {
+        self.token
+            .lock()
+            .expect("lock")
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("this compute token was already used"))
+    }
+}
+
+/// A step retry policy, checked when it is made (`raftoral.RetryPolicy`
+/// wraps it).
+#[pyclass(frozen, module = "raftoral._core")]
+pub struct RetryPolicy {
+    pub(crate) policy: raftoral_client::RetryPolicy,
+}
+
+#[pymethods]
+impl RetryPolicy {
+    /// Intervals in seconds; `maximum_attempts` None: no limit. Raises
+    /// `InvalidArgument` naming the setting that is wrong.
+    #[new]
+    #[pyo3(signature = (initial_interval, backoff_coefficient, maximum_interval, maximum_attempts, jitter, non_retryable_error_types))]
+    fn new(
+        initial_interval: f64,
+        backoff_coefficient: f64,
+        maximum_interval: f64,
+        maximum_attempts: Option<u32>,
+        jitter: f64,
+        non_retryable_error_types: Vec<String>,
+    ) -> PyResult<Self> {
+        let seconds = |name: &str, v: f64| {
+            std::time::Duration::try_from_secs_f64(v).map_err(|_| {
+                to_py_err(ClientError::Usage(format!(
+                    "retry policy: {name} must be a number of seconds of at least 0, got {v}"
+                )))
+            })
+        };
+        let policy = raftoral_client::RetryPolicy {
+            initial_interval: seconds("initial_interval", initial_interval)?,
+            backoff_coefficient,
+            maximum_interval: seconds("maximum_interval", maximum_interval)?,
+            maximum_attempts,
+            jitter,
+            non_retryable_error_types,
+        };
+        policy.validate().map_err(to_py_err)?;
+        Ok(RetryPolicy { policy })
+    }
 }
 
 #[pymethods]
@@ -155,13 +211,14 @@ impl Worker {
 }
 
 /// A slot as Python sees it: `bytes` (committed) or a [`ComputeToken`].
-fn slot_to_py(py: Python<'_>, slot: Slot) -> PyResult<Bound<'_, PyAny>> {
+pub(crate) fn slot_to_py(py: Python<'_>, slot: Slot) -> PyResult<Bound<'_, PyAny>> {
     match slot {
         Slot::Committed(value) => Ok(PyBytes::new(py, &value).into_any()),
         Slot::Compute(token) => Ok(Bound::new(
             py,
             ComputeToken {
                 seq: token.seq(),
+                attempt: token.attempt(),
                 token: Mutex::new(Some(token)),
             },
         )?
@@ -221,11 +278,7 @@ impl Run {
         token: &ComputeToken,
         value: Vec<u8>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let Some(token) = token.token.lock().expect("lock").take() else {
-            return Err(PyRuntimeError::new_err(
-                "this compute token was already used",
-            ));
-        };
+        let token = token.take()?;
         let context = self.context.clone();
         crate::future::into_py(py, async move {
             let committed = context
@@ -245,14 +298,47 @@ impl Run {
         bridge: &CommitBridge,
         id: u64,
     ) -> PyResult<()> {
-        let Some(token) = token.token.lock().expect("lock").take() else {
-            return Err(PyRuntimeError::new_err(
-                "this compute token was already used",
-            ));
-        };
+        let token = token.take()?;
         let (context, sender) = (self.context.clone(), bridge.sender());
         pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-            sender.send(id, context.commit(token, Bytes::from(value)).await);
+            let committed = context.commit(token, Bytes::from(value)).await;
+            sender.send(id, committed.map(Slot::Committed));
+        });
+        Ok(())
+    }
+
+    /// The step's code raised `failure` (type, message, details as JSON,
+    /// non-retryable, stack) in `token`'s attempt: the core commits it as a
+    /// failed attempt or as the step's failure, per `policy`. The outcome
+    /// arrives through `bridge` as `(id, ...)`: the next attempt's
+    /// `ComputeToken` once its delay has passed, another owner's committed
+    /// value, or the exception (`StepFailed`, `Cancelled`, ...).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (token, error_type, message, details_json, non_retryable, stack, policy, bridge, id))]
+    fn fail_step_to(
+        &self,
+        token: &ComputeToken,
+        error_type: String,
+        message: String,
+        details_json: String,
+        non_retryable: bool,
+        stack: String,
+        policy: &RetryPolicy,
+        bridge: &CommitBridge,
+        id: u64,
+    ) -> PyResult<()> {
+        let token = token.take()?;
+        let failure = Failure {
+            r#type: error_type,
+            message,
+            details_json,
+            non_retryable,
+            stack,
+        };
+        let (context, sender, policy) =
+            (self.context.clone(), bridge.sender(), policy.policy.clone());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            sender.send(id, context.fail(token, failure, &policy).await);
         });
         Ok(())
     }
@@ -265,6 +351,39 @@ impl Run {
     /// The workflow failed with `message`.
     fn fail(&self, message: String) -> PyResult<()> {
         self.reply(Err(WorkflowError::Failed(message)))
+    }
+
+    /// The workflow failed with a step's failure it did not catch: the
+    /// workflow's error is that step's, with its structure (type, message,
+    /// details), as every SDK reports it.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (seq, step, attempts, error_type, message, details_json, non_retryable))]
+    fn fail_with_step(
+        &self,
+        seq: u64,
+        step: String,
+        attempts: u32,
+        error_type: String,
+        message: String,
+        details_json: String,
+        non_retryable: bool,
+    ) -> PyResult<()> {
+        let failure = StepFailure {
+            workflow_id: self.workflow_id.clone(),
+            seq,
+            step,
+            attempts,
+            failure: Failure {
+                r#type: error_type,
+                message,
+                details_json,
+                non_retryable,
+                stack: String::new(),
+            },
+        };
+        self.reply(Err(WorkflowError::Client(ClientError::StepFailed(
+            Box::new(failure),
+        ))))
     }
 
     /// The workflow was interrupted, not finished: cancelled (with the

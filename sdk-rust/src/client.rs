@@ -219,6 +219,7 @@ impl RaftoralClient {
                     version,
                     // No run of a type is held before its first registration.
                     held_runs: Vec::new(),
+                    protocol_version: crate::core::PROTOCOL_VERSION,
                 }));
         }
         let wait = async {

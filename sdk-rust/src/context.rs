@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::core::{ComputeToken, RunHandle, Slot, WorkerCore};
-use crate::error::ClientError;
+use crate::error::{ClientError, StepError};
+use crate::retry::RetryPolicy;
 
 /// The context of one workflow run.
 ///
@@ -103,6 +104,95 @@ impl WorkflowContext {
         self.core.commit(&self.run, token, value).await
     }
 
+    /// A step that may fail: `compute` runs on the owner, and an `Err` is
+    /// retried with the default [`RetryPolicy`] (1 s, ×2, up to 60 s, 10
+    /// attempts). Once it fails for good (non-retryable, or the attempts
+    /// are spent) the failure is committed and returned as
+    /// [`ClientError::StepFailed`], here and on every replica and replay:
+    /// catch it to compensate.
+    ///
+    /// ```no_run
+    /// # use raftoral_client::{ClientError, StepError, WorkflowContext};
+    /// # async fn f(ctx: WorkflowContext) -> Result<(), ClientError> {
+    /// let charged = ctx
+    ///     .try_checkpoint("charge", || -> Result<u64, StepError> {
+    ///         Err(StepError::new("CardDeclined", "declined").non_retryable())
+    ///     })
+    ///     .await;
+    /// if let Err(ClientError::StepFailed(_)) = charged {
+    ///     ctx.checkpoint("refund", || true).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn try_checkpoint<T, E, F>(
+        &self,
+        name: &str,
+        mut compute: F,
+    ) -> Result<T, ClientError>
+    where
+        T: Serialize + DeserializeOwned,
+        E: Into<StepError>,
+        F: FnMut() -> Result<T, E>,
+    {
+        self.try_checkpoint_compute(name, &RetryPolicy::default(), |_| {
+            std::future::ready(compute())
+        })
+        .await
+    }
+
+    /// [`try_checkpoint`](Self::try_checkpoint) for async code, with a
+    /// policy: `compute` gets the attempt number (1-based, counted across
+    /// owners) and runs once per attempt on the owner only.
+    pub async fn try_checkpoint_compute<T, E, F, Fut>(
+        &self,
+        name: &str,
+        policy: &RetryPolicy,
+        mut compute: F,
+    ) -> Result<T, ClientError>
+    where
+        T: Serialize + DeserializeOwned,
+        E: Into<StepError>,
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        policy.validate()?;
+        let mut slot = self.core.checkpoint_slot(&self.run, name).await?;
+        loop {
+            let token = match slot {
+                Slot::Committed(bytes) => return Ok(serde_json::from_slice(&bytes)?),
+                Slot::Compute(token) => token,
+            };
+            match compute(token.attempt()).await {
+                Ok(value) => {
+                    let bytes = Bytes::from(serde_json::to_vec(&value)?);
+                    let committed = self.core.commit(&self.run, token, bytes).await?;
+                    return Ok(serde_json::from_slice(&committed)?);
+                }
+                Err(e) => {
+                    let failure = e.into().into_failure();
+                    slot = self
+                        .core
+                        .fail(&self.run, token, failure, policy, jitter())
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// The failure-aware form of [`commit`](Self::commit) for bindings:
+    /// the step's code raised `failure` in the attempt of `token`; see
+    /// [`WorkerCore::fail`].
+    pub async fn fail(
+        &self,
+        token: ComputeToken,
+        failure: raftoral_proto::sidecar::v1::Failure,
+        policy: &RetryPolicy,
+    ) -> Result<Slot, ClientError> {
+        self.core
+            .fail(&self.run, token, failure, policy, jitter())
+            .await
+    }
+
     /// Resolves with the reason once the workflow is cancelled; `None` when
     /// the run ends first. The next checkpoint fails with
     /// [`ClientError::Cancelled`] either way; this lets code between
@@ -158,4 +248,13 @@ macro_rules! checkpoint_compute {
     ($ctx:expr, $name:expr, $future:expr) => {
         $ctx.checkpoint_compute($name, $future).await?
     };
+}
+
+/// A number in `[0, 1)` for a retry delay's jitter: not replayed (the
+/// delay drawn is committed), so any source will do.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

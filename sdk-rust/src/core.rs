@@ -4,8 +4,10 @@
 //! asks for a checkpoint [`Slot`] and gets either a committed value (replay,
 //! or a non-owner replica) or a [`ComputeToken`] (the owner must compute);
 //! it runs user code and hands the encoded value back with
-//! [`WorkerCore::commit`]. Replay, ownership changes, cancellation, retries and
-//! non-determinism checks live here, so every SDK behaves the same.
+//! [`WorkerCore::commit`], or the error it raised with [`WorkerCore::fail`].
+//! Replay, ownership changes, cancellation, step failures and their retry
+//! policy, and non-determinism checks live here, so every SDK behaves the
+//! same.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,13 +15,26 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raftoral_proto::sidecar::v1::{
-    CheckpointEvent, CheckpointProposal, ErrorCode, ExecuteWorkflowRequest, HeldRun,
-    OwnershipChange, StreamError, WorkflowCancellation, WorkflowResult, WorkflowStreamRequest,
-    workflow_stream_request::Message as AppMsg,
+    CheckpointEvent, CheckpointProposal, ErrorCode, ExecuteWorkflowRequest, Failure, HeldRun,
+    HistoryEntryKind, OwnershipChange, StreamError, WorkflowCancellation, WorkflowResult,
+    WorkflowStreamRequest, workflow_stream_request::Message as AppMsg,
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::error::ClientError;
+use crate::error::{ClientError, StepFailure};
+use crate::history::{Entry, History};
+use crate::retry::RetryPolicy;
+
+/// The app protocol this core speaks (see app.proto): failed steps,
+/// attempts and out-of-order seqs in histories.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Largest failure message and details of a failed attempt, and of a final
+/// failure (the sidecar's limits); longer messages are cut, longer details
+/// dropped with a warning.
+const ATTEMPT_FAILURE_BYTES: usize = 4 * 1024;
+const FINAL_FAILURE_BYTES: usize = 64 * 1024;
+const STACK_BYTES: usize = 16 * 1024;
 
 /// Pause before re-sending a proposal the sidecar could not commit (no
 /// leader, timeout). Proposals are idempotent thanks to seq fencing.
@@ -36,18 +51,25 @@ pub enum Slot {
     Compute(ComputeToken),
 }
 
-/// Permission to compute checkpoint `seq`; spend it with
-/// [`WorkerCore::commit`].
+/// Permission to compute attempt `attempt` of checkpoint `seq`; spend it
+/// with [`WorkerCore::commit`] or [`WorkerCore::fail`].
 #[derive(Debug)]
 pub struct ComputeToken {
     seq: u64,
     name: String,
+    attempt: u32,
 }
 
 impl ComputeToken {
     /// 0-based checkpoint position.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// 1-based attempt number (more than 1 after failed attempts, also
+    /// those of a previous owner).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
     }
 }
 
@@ -74,8 +96,8 @@ struct RunState {
     /// confirmed this run.
     confirmed_on: u64,
     is_owner: bool,
-    /// Committed checkpoints (name, value) in seq order.
-    history: Vec<(String, Bytes)>,
+    /// Committed entries in commit order.
+    history: History,
     /// Next seq the workflow code will ask for.
     cursor: u64,
     /// The proposal waiting for its commit. Kept while ownership is away:
@@ -226,7 +248,7 @@ impl WorkerCore {
             .filter(|(_, run)| run.kind == kind && run.ended.is_none())
             .map(|(id, run)| HeldRun {
                 workflow_id: id.clone(),
-                checkpoints: run.history.len() as u64,
+                checkpoints: run.history.len(),
             })
             .collect()
     }
@@ -251,9 +273,9 @@ impl WorkerCore {
             run.is_owner = req.is_owner;
             // The history may start where this run's ends (it declared
             // what it knows: `held_runs`); what it has already is skipped.
-            for (record, seq) in req.history.into_iter().zip(req.history_start..) {
-                if seq == run.history.len() as u64 {
-                    run.history.push((record.checkpoint_name, record.value));
+            for (record, index) in req.history.into_iter().zip(req.history_start..) {
+                if index == run.history.len() {
+                    run.history.push(record.into());
                 }
             }
             // A new stream: the waiting `commit` re-sends its proposal if
@@ -271,6 +293,10 @@ impl WorkerCore {
         state.next_generation += 1;
         let generation = state.next_generation;
         let (changes, rx) = watch::channel(0);
+        let mut history = History::default();
+        for record in req.history {
+            history.push(record.into());
+        }
         state.runs.insert(
             req.workflow_id.clone(),
             RunState {
@@ -278,11 +304,7 @@ impl WorkerCore {
                 kind: (req.workflow_name.clone(), req.version.max(1)),
                 confirmed_on: connection,
                 is_owner: req.is_owner,
-                history: req
-                    .history
-                    .into_iter()
-                    .map(|r| (r.checkpoint_name, r.value))
-                    .collect(),
+                history,
                 cursor: 0,
                 in_flight: None,
                 sent: false,
@@ -308,14 +330,14 @@ impl WorkerCore {
         let Some(run) = state.runs.get_mut(&ev.workflow_id) else {
             return;
         };
-        let len = run.history.len() as u64;
-        if ev.seq == len {
-            run.history.push((ev.checkpoint_name, ev.value));
+        let len = run.history.len();
+        if ev.history_index == len {
+            run.history.push(Entry::from(ev));
             run.changed();
-        } else if ev.seq > len {
+        } else if ev.history_index > len {
             // Cannot happen with an ordered stream; say so loudly rather than
             // misalign the history.
-            tracing::error!(workflow = %ev.workflow_id, seq = ev.seq, have = len, "checkpoint event out of order; ignored");
+            tracing::error!(workflow = %ev.workflow_id, index = ev.history_index, have = len, "checkpoint event out of order; ignored");
         }
     }
 
@@ -414,8 +436,14 @@ impl WorkerCore {
             if let Some(slot) = self.try_checkpoint_slot(run, name) {
                 return slot;
             }
-            if changes.changed().await.is_err() {
-                return Err(ClientError::Shutdown);
+            let wake = self.wake_at(run);
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() {
+                    return Err(ClientError::Shutdown);
+                },
+                // The backoff before the next attempt: a new owner waits
+                // out what is left of the committed delay.
+                () = sleep_until(wake) => {}
             }
         }
     }
@@ -446,28 +474,44 @@ impl WorkerCore {
             return Some(Err(not_running(run, message)));
         }
         let seq = r.cursor;
-        if let Some((committed_name, value)) = r.history.get(seq as usize) {
-            if committed_name != name {
-                return Some(Err(ClientError::NonDeterminism {
-                    workflow_id: run.workflow_id.clone(),
-                    seq,
-                    expected: committed_name.clone(),
-                    got: name.to_owned(),
-                }));
-            }
+        if let Some(entry) = r.history.resolution(seq) {
+            let resolved = resolved(run, entry, name);
             r.cursor += 1;
-            return Some(Ok(Slot::Committed(value.clone())));
+            return Some(resolved.map(Slot::Committed));
+        }
+        let mut attempt = 1;
+        if let Some(attempts) = r.history.attempts(seq) {
+            if attempts.name != name {
+                return Some(Err(non_determinism(run, seq, &attempts.name, name)));
+            }
+            // Before its time (`wake_at` tells the async caller when).
+            if tokio::time::Instant::now() < attempts.due {
+                return None;
+            }
+            attempt = attempts.last + 1;
         }
         r.is_owner.then(|| {
             Ok(Slot::Compute(ComputeToken {
                 seq,
                 name: name.to_owned(),
+                attempt,
             }))
         })
     }
 
+    /// When the next attempt of the run's current step is due, while it is
+    /// not yet and this replica owns the run.
+    fn wake_at(&self, run: &RunHandle) -> Option<tokio::time::Instant> {
+        let mut state = self.lock();
+        let r = run_state(&mut state, run).ok()?;
+        let due = r.history.attempts(r.cursor)?.due;
+        (r.is_owner && tokio::time::Instant::now() < due).then_some(due)
+    }
+
     /// Proposes the computed value for `token` and waits for the commit.
-    /// Returns the committed value, which every replica continues with.
+    /// Returns the committed value, which every replica continues with (or
+    /// the committed failure, as [`ClientError::StepFailed`], when another
+    /// owner failed the step first).
     ///
     /// The proposal is (re)sent whenever this replica owns the workflow and
     /// the sidecar does not hold it: first, after a reconnect, after an
@@ -484,7 +528,76 @@ impl WorkerCore {
             seq: token.seq,
             checkpoint_name: token.name.clone(),
             value,
+            attempt: token.attempt,
+            ..CheckpointProposal::default()
         };
+        match self.propose(run, proposal).await? {
+            Settled::Resolved(value) => Ok(value),
+            // Only a failed attempt settles without resolving the step, and
+            // a value proposal is re-based past those: unreachable.
+            Settled::AttemptCommitted => Err(ClientError::Usage(format!(
+                "step '{}' of workflow '{}' did not resolve",
+                token.name, run.workflow_id
+            ))),
+        }
+    }
+
+    /// The step's code raised `failure` in the attempt of `token`. With
+    /// `policy`, the core decides: a retryable failure with attempts left
+    /// is committed as a failed attempt with the policy's delay, and once
+    /// that delay has passed the result is the token for the next attempt
+    /// ([`Slot::Compute`]); otherwise the failure is committed as the
+    /// step's, and returned as [`ClientError::StepFailed`], on this replica
+    /// as on every other and in every replay. `jitter` in `[0, 1)` draws
+    /// the delay's jitter (the binding's random source). If another owner
+    /// resolved the step first, its value or failure wins.
+    pub async fn fail(
+        &self,
+        run: &RunHandle,
+        token: ComputeToken,
+        failure: Failure,
+        policy: &RetryPolicy,
+        jitter: f64,
+    ) -> Result<Slot, ClientError> {
+        let is_final = policy.is_final(token.attempt, &failure.r#type, failure.non_retryable);
+        let (kind, limit, delay) = if is_final {
+            (HistoryEntryKind::StepFailed, FINAL_FAILURE_BYTES, 0)
+        } else {
+            let delay = policy.delay(token.attempt, jitter).as_millis() as u64;
+            (
+                HistoryEntryKind::StepAttemptFailed,
+                ATTEMPT_FAILURE_BYTES,
+                delay,
+            )
+        };
+        let proposal = CheckpointProposal {
+            workflow_id: run.workflow_id.clone(),
+            seq: token.seq,
+            checkpoint_name: token.name.clone(),
+            kind: kind as i32,
+            failure: Some(bounded(failure, limit, &run.workflow_id)),
+            attempt: token.attempt,
+            retry_delay_ms: delay,
+            ..CheckpointProposal::default()
+        };
+        match self.propose(run, proposal).await? {
+            Settled::Resolved(value) => Ok(Slot::Committed(value)),
+            // The attempt is committed: the next one after its delay (the
+            // cursor still points at this step).
+            Settled::AttemptCommitted => self.checkpoint_slot(run, &token.name).await,
+        }
+    }
+
+    /// Sends `proposal` for the run's current step until it settles: the
+    /// step resolves (the result, whoever committed it), or, for a failed
+    /// attempt, an attempt of that number commits.
+    async fn propose(
+        &self,
+        run: &RunHandle,
+        mut proposal: CheckpointProposal,
+    ) -> Result<Settled, ClientError> {
+        let seq = proposal.seq;
+        let is_attempt = proposal.kind() == HistoryEntryKind::StepAttemptFailed;
         {
             let mut state = self.lock();
             let r = run_state(&mut state, run)?;
@@ -502,21 +615,38 @@ impl WorkerCore {
                 let shutting_down = state.shutting_down;
                 let connected = state.outbound.is_some();
                 let r = run_state(&mut state, run)?;
-                if let Some((committed_name, value)) = r.history.get(token.seq as usize) {
+                if let Some(entry) = r.history.resolution(seq) {
                     r.in_flight = None;
                     r.sent = false;
-                    r.cursor = token.seq + 1;
+                    r.cursor = seq + 1;
                     // After an ownership change another replica may have
                     // committed this seq; its name must match ours.
-                    if *committed_name != token.name {
-                        return Err(ClientError::NonDeterminism {
-                            workflow_id: run.workflow_id.clone(),
-                            seq: token.seq,
-                            expected: committed_name.clone(),
-                            got: token.name,
-                        });
+                    return resolved(run, entry, &proposal.checkpoint_name).map(Settled::Resolved);
+                }
+                if let Some(attempts) = r.history.attempts(seq)
+                    && attempts.last >= proposal.attempt
+                {
+                    if attempts.name != proposal.checkpoint_name {
+                        r.in_flight = None;
+                        return Err(non_determinism(
+                            run,
+                            seq,
+                            &attempts.name,
+                            &proposal.checkpoint_name,
+                        ));
                     }
-                    return Ok(value.clone());
+                    if is_attempt {
+                        // This attempt failed (here, or on another owner
+                        // that ran it too): settled either way.
+                        r.in_flight = None;
+                        r.sent = false;
+                        return Ok(Settled::AttemptCommitted);
+                    }
+                    // Another owner failed this attempt meanwhile: this
+                    // outcome is the next attempt's.
+                    proposal.attempt = attempts.last + 1;
+                    r.in_flight = Some(proposal.clone());
+                    r.sent = false;
                 }
                 if shutting_down {
                     return Err(ClientError::Shutdown);
@@ -549,7 +679,7 @@ impl WorkerCore {
                 continue;
             }
             if retry {
-                tracing::debug!(workflow = %run.workflow_id, seq = token.seq, "sidecar could not commit; retrying the proposal");
+                tracing::debug!(workflow = %run.workflow_id, seq, "sidecar could not commit; retrying the proposal");
                 tokio::time::sleep(RETRY_DELAY).await;
                 continue;
             }
@@ -590,22 +720,104 @@ impl WorkerCore {
                 success: true,
                 result: value,
                 error: String::new(),
+                failure: None,
             },
-            Err(e) => WorkflowResult {
-                workflow_id: run.workflow_id.clone(),
-                success: false,
-                result: Bytes::new(),
-                // The function's own failure is stored as its message alone.
-                error: match e {
-                    ClientError::WorkflowFailed { message, .. } => message,
-                    other => other.to_string(),
-                },
-            },
+            Err(e) => {
+                // An uncaught step failure fails the workflow with the
+                // step's error, structured.
+                let failure = match &e {
+                    ClientError::StepFailed(f) => Some(f.failure.clone()),
+                    _ => None,
+                };
+                WorkflowResult {
+                    workflow_id: run.workflow_id.clone(),
+                    success: false,
+                    result: Bytes::new(),
+                    // The function's own failure is stored as its message alone.
+                    error: match e {
+                        ClientError::WorkflowFailed { message, .. } => message,
+                        other => other.to_string(),
+                    },
+                    failure,
+                }
+            }
         };
         if !result.success {
             tracing::warn!(workflow = %run.workflow_id, error = %result.error, "workflow failed");
         }
         self.send(AppMsg::WorkflowResult(result));
+    }
+}
+
+/// How a proposal for a step settled.
+enum Settled {
+    /// The step resolved with this value.
+    Resolved(Bytes),
+    /// The failed attempt proposed is committed.
+    AttemptCommitted,
+}
+
+/// The value of a resolved step, or its committed failure; a different
+/// name than the code's is non-determinism.
+fn resolved(run: &RunHandle, entry: &Entry, name: &str) -> Result<Bytes, ClientError> {
+    if entry.name != name {
+        return Err(non_determinism(run, entry.seq, &entry.name, name));
+    }
+    match &entry.failure {
+        Some(failure) if entry.kind == HistoryEntryKind::StepFailed => {
+            Err(ClientError::StepFailed(Box::new(StepFailure {
+                workflow_id: run.workflow_id.clone(),
+                seq: entry.seq,
+                step: entry.name.clone(),
+                attempts: entry.attempt,
+                failure: failure.clone(),
+            })))
+        }
+        _ => Ok(entry.value.clone()),
+    }
+}
+
+fn non_determinism(run: &RunHandle, seq: u64, expected: &str, got: &str) -> ClientError {
+    ClientError::NonDeterminism {
+        workflow_id: run.workflow_id.clone(),
+        seq,
+        expected: expected.to_owned(),
+        got: got.to_owned(),
+    }
+}
+
+/// `failure` within the sidecar's limits: message cut to `limit`, details
+/// past it dropped (with a warning: they are the caller's structure, and a
+/// cut one would not be JSON), stack cut, an empty type named "Error".
+fn bounded(mut failure: Failure, limit: usize, workflow_id: &str) -> Failure {
+    if failure.r#type.is_empty() {
+        failure.r#type = "Error".into();
+    }
+    cut(&mut failure.r#type, 256);
+    cut(&mut failure.message, limit);
+    cut(&mut failure.stack, STACK_BYTES);
+    if failure.details_json.len() > limit {
+        tracing::warn!(workflow = %workflow_id, bytes = failure.details_json.len(), limit, "failure details too large to commit; dropped");
+        failure.details_json.clear();
+    }
+    failure
+}
+
+fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -636,3 +848,7 @@ fn cancelled(run: &RunHandle, reason: &str) -> ClientError {
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "core_failure_tests.rs"]
+mod failure_tests;

@@ -7,7 +7,11 @@ use raftoral_proto::sidecar::v1::CheckpointRecord;
 
 use super::*;
 
-fn execute(id: &str, is_owner: bool, history: &[(&str, &str)]) -> ExecuteWorkflowRequest {
+pub(super) fn execute(
+    id: &str,
+    is_owner: bool,
+    history: &[(&str, &str)],
+) -> ExecuteWorkflowRequest {
     ExecuteWorkflowRequest {
         workflow_id: id.into(),
         workflow_name: "wf".into(),
@@ -21,29 +25,34 @@ fn execute(id: &str, is_owner: bool, history: &[(&str, &str)]) -> ExecuteWorkflo
                 seq: seq as u64,
                 checkpoint_name: (*name).into(),
                 value: Bytes::copy_from_slice(value.as_bytes()),
+                ..CheckpointRecord::default()
             })
             .collect(),
         history_start: 0,
     }
 }
 
-fn event(id: &str, seq: u64, name: &str, value: &str) -> CheckpointEvent {
+pub(super) fn event(id: &str, seq: u64, name: &str, value: &str) -> CheckpointEvent {
     CheckpointEvent {
         workflow_id: id.into(),
         seq,
         checkpoint_name: name.into(),
         value: Bytes::copy_from_slice(value.as_bytes()),
+        history_index: seq,
+        ..CheckpointEvent::default()
     }
 }
 
-fn connected() -> (Arc<WorkerCore>, mpsc::Receiver<WorkflowStreamRequest>) {
+pub(super) fn connected() -> (Arc<WorkerCore>, mpsc::Receiver<WorkflowStreamRequest>) {
     let core = Arc::new(WorkerCore::new());
     let (tx, rx) = mpsc::channel(16);
     core.on_connect(tx);
     (core, rx)
 }
 
-async fn next_proposal(rx: &mut mpsc::Receiver<WorkflowStreamRequest>) -> CheckpointProposal {
+pub(super) async fn next_proposal(
+    rx: &mut mpsc::Receiver<WorkflowStreamRequest>,
+) -> CheckpointProposal {
     let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("a message")

@@ -1,6 +1,39 @@
 //! SDK errors.
 
-use raftoral_proto::sidecar::v1::ErrorCode;
+use raftoral_proto::sidecar::v1::{ErrorCode, Failure};
+
+/// A step that failed for good: its committed failure, raised at its
+/// position on the owner, on every replica and in every replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepFailure {
+    /// The workflow.
+    pub workflow_id: String,
+    /// The step's position.
+    pub seq: u64,
+    /// The step's name.
+    pub step: String,
+    /// Attempts made, the last included.
+    pub attempts: u32,
+    /// The error of the last attempt, as the language that raised it gave
+    /// it (type, message, details as JSON).
+    pub failure: Failure,
+}
+
+impl std::fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = if self.attempts == 1 { "" } else { "s" };
+        write!(
+            f,
+            "step '{}' (seq {}) of workflow '{}' failed after {} attempt{s}: {}: {}",
+            self.step,
+            self.seq,
+            self.workflow_id,
+            self.attempts,
+            self.failure.r#type,
+            self.failure.message
+        )
+    }
+}
 
 /// Errors of the Raftoral SDK.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -40,6 +73,10 @@ pub enum ClientError {
         /// Name the code used.
         got: String,
     },
+    /// A step failed for good (its code raised a non-retryable error, or
+    /// every attempt failed); catch it to compensate.
+    #[error("{0}")]
+    StepFailed(Box<StepFailure>),
     /// The workflow was cancelled.
     #[error("workflow '{workflow_id}' was cancelled: {reason}")]
     Cancelled {
@@ -112,6 +149,72 @@ impl ClientError {
             ClientError::Status { code, .. } => Some(*code),
             _ => None,
         }
+    }
+}
+
+/// The error a step's code returns from
+/// [`try_checkpoint`](crate::WorkflowContext::try_checkpoint): it crosses
+/// languages as a type name, a message and details (JSON), and is retried
+/// per the step's [`RetryPolicy`](crate::RetryPolicy) unless marked
+/// non-retryable.
+///
+/// Any `std::error::Error` converts into one (its type name and Display),
+/// so `?` works in a step; build one to choose the type and details:
+///
+/// ```
+/// use raftoral_client::StepError;
+/// let e = StepError::new("CardDeclined", "card declined")
+///     .details(serde_json::json!({"code": "insufficient_funds"}))
+///     .non_retryable();
+/// assert_eq!(e.failure().r#type, "CardDeclined");
+/// ```
+#[derive(Debug, Clone)]
+pub struct StepError {
+    failure: Failure,
+}
+
+impl StepError {
+    /// An error of type `type_name` (1 to 256 bytes) with `message`.
+    pub fn new(type_name: impl Into<String>, message: impl Into<String>) -> Self {
+        StepError {
+            failure: Failure {
+                r#type: type_name.into(),
+                message: message.into(),
+                ..Failure::default()
+            },
+        }
+    }
+
+    /// Structured details, committed as JSON (at most 64 KiB; 4 KiB while
+    /// attempts remain).
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.failure.details_json = details.to_string();
+        self
+    }
+
+    /// Not retried whatever the policy: the step fails at once.
+    pub fn non_retryable(mut self) -> Self {
+        self.failure.non_retryable = true;
+        self
+    }
+
+    /// The error as it is committed.
+    pub fn failure(&self) -> &Failure {
+        &self.failure
+    }
+
+    pub(crate) fn into_failure(self) -> Failure {
+        self.failure
+    }
+}
+
+impl<E: std::error::Error> From<E> for StepError {
+    fn from(e: E) -> Self {
+        let full = std::any::type_name::<E>();
+        // `my_crate::module::MyError<T>` is committed as `MyError`.
+        let base = full.split('<').next().unwrap_or(full);
+        let name = base.rsplit("::").next().unwrap_or(base);
+        StepError::new(name, e.to_string())
     }
 }
 

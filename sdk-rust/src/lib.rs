@@ -15,19 +15,22 @@ mod core;
 mod error;
 mod hand_over;
 mod handle;
+mod history;
 mod link;
+mod retry;
 mod security;
 mod stream;
 
 pub use client::{RaftoralClient, WorkflowRequest};
 pub use context::WorkflowContext;
-pub use core::{ComputeToken, RunHandle, Slot, WorkerCore};
-pub use error::{ClientError, WorkflowError};
+pub use core::{ComputeToken, PROTOCOL_VERSION, RunHandle, Slot, WorkerCore};
+pub use error::{ClientError, StepError, StepFailure, WorkflowError};
 pub use hand_over::{RunOutcome, RunReply, binding_runtime};
 pub use handle::WorkflowHandle;
 pub use link::{GrpcLink, ResponseStream, SidecarLink};
 pub use raftoral_proto::freeze::FreezeWatch;
-pub use raftoral_proto::sidecar::v1::{ErrorCode, WorkflowInfo, WorkflowStatus};
+pub use raftoral_proto::sidecar::v1::{ErrorCode, Failure, WorkflowInfo, WorkflowStatus};
+pub use retry::RetryPolicy;
 pub use security::{AppToken, ClientTls};
 pub use stream::StreamOptions;
 

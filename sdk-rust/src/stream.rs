@@ -92,6 +92,7 @@ pub(crate) async fn run_stream(
                     workflow_name,
                     version,
                     held_runs,
+                    protocol_version: crate::core::PROTOCOL_VERSION,
                 })),
             });
         }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, GetWorkflowHistoryRequest, GetWorkflowRequest, ListWorkflowsRequest,
-    StartWorkflowRequest, WaitWorkflowRequest, WorkflowInfo, WorkflowStatus,
-    workflow_service_client::WorkflowServiceClient,
+    CancelWorkflowRequest, Failure, GetWorkflowHistoryRequest, GetWorkflowRequest,
+    HistoryEntryKind, ListWorkflowsRequest, StartWorkflowRequest, WaitWorkflowRequest,
+    WorkflowInfo, WorkflowStatus, workflow_service_client::WorkflowServiceClient,
 };
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -237,12 +237,28 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
                 .map_err(status)?
                 .into_inner();
             for e in r.entries {
-                print(json!({
+                let mut line = json!({
                     "seq": e.seq,
                     "name": e.checkpoint_name,
                     "value": bytes_json(&e.value),
                     "committed_at_ms": e.committed_at_ms,
-                }));
+                });
+                // Failed steps and attempts say so; values print as before.
+                if e.kind() != HistoryEntryKind::Unspecified {
+                    line["kind"] = json!(match e.kind() {
+                        HistoryEntryKind::StepFailed => "step_failed",
+                        _ => "attempt_failed",
+                    });
+                    line["value"] = Value::Null;
+                    line["attempt"] = json!(e.attempt.max(1));
+                    line["failure"] = failure_json(e.failure.as_ref());
+                    if e.next_attempt_at_ms > 0 {
+                        line["next_attempt_at_ms"] = json!(e.next_attempt_at_ms);
+                    }
+                } else if e.attempt > 1 {
+                    line["attempt"] = json!(e.attempt);
+                }
+                print(line);
             }
         }
     }
@@ -258,6 +274,19 @@ fn bytes_json(b: &[u8]) -> Value {
     serde_json::from_slice(b).unwrap_or_else(|_| json!(String::from_utf8_lossy(b)))
 }
 
+/// A failure as the CLI prints it: type, message, details (as JSON).
+fn failure_json(f: Option<&Failure>) -> Value {
+    match f {
+        None => Value::Null,
+        Some(f) => json!({
+            "type": f.r#type,
+            "message": f.message,
+            "details": if f.details_json.is_empty() { Value::Null } else { bytes_json(f.details_json.as_bytes()) },
+            "non_retryable": f.non_retryable,
+        }),
+    }
+}
+
 fn info_json(w: &WorkflowInfo) -> Value {
     json!({
         "workflow_id": w.workflow_id,
@@ -269,6 +298,7 @@ fn info_json(w: &WorkflowInfo) -> Value {
         "input": bytes_json(&w.input),
         "result": if w.result.is_empty() { Value::Null } else { bytes_json(&w.result) },
         "error": w.error,
+        "failure": failure_json(w.failure.as_ref()),
         "pending_reason": w.pending_reason,
     })
 }

@@ -11,8 +11,10 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use raftoral_client::{RaftoralClient, WorkflowError, WorkflowRequest, checkpoint};
-use raftoral_conformance::{BlobInput, StepsInput};
+use raftoral_client::{
+    ClientError, RaftoralClient, RetryPolicy, StepError, WorkflowError, WorkflowRequest, checkpoint,
+};
+use raftoral_conformance::{BlobInput, FlakyInput, StepsInput};
 
 /// Appends one line `ID WHAT STEP MS` to the effects file (MS: milliseconds
 /// since the Unix epoch, comparable with the sidecar's commit times on the
@@ -96,6 +98,91 @@ async fn blob(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     Ok(serde_json::to_vec(&total)?)
 }
 
+/// `saga`: a charge that fails for good (non-retryable `CardDeclined` with
+/// details), caught, then a refund and a final step (which hangs under
+/// `CONFORMANCE_HANG=1`).
+async fn saga(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    let charged = ctx
+        .try_checkpoint("charge", || -> Result<bool, StepError> {
+            effect(&id, "start", 0);
+            Err(StepError::new("CardDeclined", "card declined")
+                .details(serde_json::json!({"code": "insufficient_funds", "amount": 42}))
+                .non_retryable())
+        })
+        .await;
+    let caught = match charged {
+        Err(ClientError::StepFailed(f)) => f,
+        Err(other) => return Err(other.into()),
+        Ok(_) => return Err("the charge cannot succeed".into()),
+    };
+    let refunded: bool = ctx
+        .checkpoint("refund", || {
+            effect(&id, "done", 1);
+            true
+        })
+        .await?;
+    let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
+    let _: bool = ctx
+        .checkpoint_compute("finish", async {
+            effect(&id, "start", 2);
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            true
+        })
+        .await?;
+    let details: serde_json::Value =
+        serde_json::from_str(&caught.failure.details_json).unwrap_or_default();
+    Ok(serde_json::to_vec(&serde_json::json!({
+        "caught": {
+            "type": caught.failure.r#type,
+            "message": caught.failure.message,
+            "details": details,
+            "attempts": caught.attempts,
+        },
+        "refunded": refunded,
+    }))?)
+}
+
+/// `flaky`: one step whose first `fail_times` attempts fail.
+async fn flaky(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let input: FlakyInput = req.input()?;
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    let policy = RetryPolicy {
+        initial_interval: Duration::from_millis(input.initial_ms),
+        backoff_coefficient: input.coefficient,
+        maximum_interval: Duration::from_secs(60).max(Duration::from_millis(input.initial_ms)),
+        maximum_attempts: Some(input.max_attempts),
+        jitter: 0.0,
+        non_retryable_error_types: Vec::new(),
+    };
+    let outcome = ctx
+        .try_checkpoint_compute("flaky", &policy, |attempt| {
+            effect(&id, "attempt", u64::from(attempt));
+            let failed = attempt <= input.fail_times;
+            let non_retryable = input.non_retryable;
+            async move {
+                if failed {
+                    let e = StepError::new("Flaky", format!("attempt {attempt} failed"));
+                    return Err(if non_retryable { e.non_retryable() } else { e });
+                }
+                Ok(attempt)
+            }
+        })
+        .await;
+    let out = match outcome {
+        Ok(attempts) => serde_json::json!({"attempts": attempts}),
+        Err(ClientError::StepFailed(f)) if input.catch => serde_json::json!({
+            "caught": {"type": f.failure.r#type, "message": f.failure.message, "attempts": f.attempts},
+        }),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(serde_json::to_vec(&out)?)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -121,6 +208,8 @@ async fn main() -> anyhow::Result<()> {
                         "ping_pong" => ping_pong(req).await,
                         "steps" => steps(req).await,
                         "blob" => blob(req).await,
+                        "saga" => saga(req).await,
+                        "flaky" => flaky(req).await,
                         other => Err(format!("this worker has no workflow '{other}'").into()),
                     }
                 })

@@ -181,12 +181,15 @@ impl ClientApi {
         Ok(GetWorkflowHistoryResponse {
             entries: history
                 .into_iter()
-                .enumerate()
-                .map(|(seq, c)| HistoryEntry {
-                    seq: seq as u64,
+                .map(|c| HistoryEntry {
+                    seq: c.seq,
                     checkpoint_name: c.name,
                     value: c.value,
                     committed_at_ms: c.committed_at_ms,
+                    kind: c.kind as i32,
+                    failure: c.failure.map(|f| *f),
+                    attempt: c.attempt,
+                    next_attempt_at_ms: c.next_attempt_at_ms,
                 })
                 .collect(),
         })

@@ -8,10 +8,13 @@ pub fn to_status(e: EngineError) -> Status {
     let code = match &e {
         EngineError::Rejected(r) => match r {
             Rejection::UnknownWorkflow(_) => Code::NotFound,
-            Rejection::EmptyCommand => Code::InvalidArgument,
+            Rejection::EmptyCommand | Rejection::InvalidStep(_) => Code::InvalidArgument,
+            Rejection::TooManyOpenSteps { .. } => Code::ResourceExhausted,
             Rejection::NotRunning { .. } => Code::FailedPrecondition,
             // Fencing conflicts: another writer won; the caller re-reads.
-            Rejection::NotOwner { .. } | Rejection::UnexpectedSeq { .. } => Code::Aborted,
+            Rejection::NotOwner { .. }
+            | Rejection::UnexpectedSeq { .. }
+            | Rejection::UnexpectedAttempt { .. } => Code::Aborted,
         },
         EngineError::InvalidArgument(_) | EngineError::ValueTooLarge { .. } => {
             Code::InvalidArgument
@@ -22,6 +25,7 @@ pub fn to_status(e: EngineError) -> Status {
         | EngineError::ProposalTimeout(_)
         | EngineError::TransferTimeout { .. }
         | EngineError::NotLeader { .. }
+        | EngineError::Upgrading(_)
         | EngineError::ShuttingDown => Code::Unavailable,
         // The sidecar exits and is restarted; callers retry meanwhile.
         EngineError::StorageFailed(_) => Code::Unavailable,

@@ -1091,7 +1091,9 @@ fn log_rejection(index: u64, rejection: &Rejection) {
     match rejection {
         // Fencing at work: a deposed owner's late proposal. Expected after a
         // failover, so not an error, but worth seeing.
-        Rejection::NotOwner { .. } | Rejection::UnexpectedSeq { .. } => {
+        Rejection::NotOwner { .. }
+        | Rejection::UnexpectedSeq { .. }
+        | Rejection::UnexpectedAttempt { .. } => {
             tracing::info!(index, reason = %rejection, "proposal rejected by the state machine")
         }
         _ => tracing::debug!(index, reason = %rejection, "proposal rejected by the state machine"),

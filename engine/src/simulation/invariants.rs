@@ -1,10 +1,10 @@
 //! What must hold at every step and at the end of a simulation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::workflows::state_machine::{NodeId, StateMachine, is_terminal};
 
-use super::workload::Workload;
+use super::workload::{Resolution, Workload};
 
 /// The first leader seen per term: a second one is a split brain.
 #[derive(Default)]
@@ -58,7 +58,16 @@ pub(super) fn digest(state: &StateMachine, workload: &Workload) -> Vec<String> {
                 w.owner,
                 w.checkpoints
                     .iter()
-                    .map(|c| (c.name.as_str(), c.value.clone(), c.committed_at_ms))
+                    .map(|c| (
+                        c.seq,
+                        c.name.as_str(),
+                        c.kind,
+                        c.value.clone(),
+                        c.failure.as_ref().map(|f| f.message.as_str()),
+                        c.attempt,
+                        c.next_attempt_at_ms,
+                        c.committed_at_ms
+                    ))
                     .collect::<Vec<_>>(),
                 w.result,
                 w.error,
@@ -110,29 +119,82 @@ pub(super) fn check_end(
                 "node {node}: workflow {} never finished ({:?}, {} of {} steps, owner {})",
                 flow.id,
                 w.status,
-                w.checkpoints.len(),
+                w.resolved_steps(),
                 flow.steps,
                 w.owner
             ));
         }
-        if w.checkpoints.len() as u64 != flow.steps {
+        if w.resolved_steps() != flow.steps {
             return Err(format!(
                 "node {node}: workflow {} finished with {} steps, its code has {}",
                 flow.id,
-                w.checkpoints.len(),
+                w.resolved_steps(),
                 flow.steps
             ));
         }
+        history_shape(&w).map_err(|e| format!("node {node}: workflow {}: {e}", flow.id))?;
     }
-    for ((id, seq), value) in &workload.acked.checkpoints {
+    for ((id, seq), resolution) in &workload.acked.checkpoints {
         let Some(w) = state.workflow(id) else {
             continue; // purged (checked above)
         };
-        let got = w.checkpoints.get(*seq as usize).map(|c| c.value.clone());
-        if got.as_ref() != Some(value) {
+        let got = w
+            .checkpoints
+            .iter()
+            .find(|c| c.seq == *seq && c.resolves())
+            .map(|c| match &c.failure {
+                Some(f) => Resolution::Failed(f.message.clone()),
+                None => Resolution::Value(c.value.clone()),
+            });
+        if got.as_ref() != Some(resolution) {
             return Err(format!(
-                "node {node}: acknowledged checkpoint {id}#{seq} lost (history has {got:?})"
+                "node {node}: acknowledged step {id}#{seq} lost (history has {got:?})"
             ));
+        }
+    }
+    for (id, seq, attempt) in &workload.acked.attempts {
+        let Some(w) = state.workflow(id) else {
+            continue;
+        };
+        let kept = w
+            .checkpoints
+            .iter()
+            .any(|c| c.seq == *seq && c.attempt == *attempt && !c.resolves());
+        if !kept {
+            return Err(format!(
+                "node {node}: acknowledged failed attempt {attempt} of {id}#{seq} lost"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A history's own rules: each seq resolved once, after its failed
+/// attempts numbered 1, 2, ... without a gap, and the resolution's attempt
+/// after them.
+fn history_shape(w: &crate::workflows::state_machine::Workflow) -> Result<(), String> {
+    let mut attempts: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut resolved = BTreeSet::new();
+    for c in &w.checkpoints {
+        if resolved.contains(&c.seq) {
+            return Err(format!("step {} has an entry after its resolution", c.seq));
+        }
+        let last = attempts.get(&c.seq).copied().unwrap_or(0);
+        if c.resolves() {
+            if c.attempt <= last {
+                return Err(format!(
+                    "step {} resolved by attempt {} after attempt {last} failed",
+                    c.seq, c.attempt
+                ));
+            }
+            resolved.insert(c.seq);
+        } else if c.attempt != last + 1 {
+            return Err(format!(
+                "step {} failed attempt {} after attempt {last}",
+                c.seq, c.attempt
+            ));
+        } else {
+            attempts.insert(c.seq, c.attempt);
         }
     }
     Ok(())

@@ -8,15 +8,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost::bytes::Bytes;
 use raftoral_proto::cluster::v1::command::Kind;
 use raftoral_proto::cluster::v1::{
-    Command, FinishWorkflow, RecordCheckpoint, RegisterWorker, SetWorkerPresence, StartWorkflow,
-    WorkflowType,
+    Command, FinishWorkflow, RecordCheckpoint, RecordStep, RegisterWorker, SetWorkerPresence,
+    StartWorkflow, WorkflowType,
 };
-use raftoral_proto::sidecar::v1::WorkflowStatus;
+use raftoral_proto::sidecar::v1::{Failure, HistoryEntryKind, WorkflowStatus};
 use tokio::sync::oneshot;
 
 use crate::consensus::proposal::Proposal;
 use crate::error::EngineError;
-use crate::workflows::state_machine::{Applied, NodeId, StateMachine};
+use crate::workflows::state_machine::{Applied, NodeId, StateMachine, Workflow, stable_hash};
 
 /// The workflow type every app runs.
 pub(super) const TYPE: &str = "sim";
@@ -41,7 +41,8 @@ enum What {
     Start(usize),
     Register,
     Presence,
-    Checkpoint(String, u64, Bytes),
+    Checkpoint(String, u64, Resolution),
+    Attempt(String, u64, u32),
     Finish(String),
 }
 
@@ -51,12 +52,34 @@ struct Pending {
     deadline: u64,
 }
 
+/// How a step resolved: its value, or a final failure with this message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Resolution {
+    Value(Bytes),
+    Failed(String),
+}
+
 /// What the cluster acknowledged: each must survive to the end.
 #[derive(Default)]
 pub(super) struct Acked {
     pub starts: BTreeSet<String>,
-    pub checkpoints: BTreeMap<(String, u64), Bytes>,
+    pub checkpoints: BTreeMap<(String, u64), Resolution>,
+    /// Failed attempts: (workflow, seq, attempt).
+    pub attempts: BTreeSet<(String, u64, u32)>,
     pub finishes: BTreeSet<String>,
+}
+
+/// What attempt `attempt` of step `seq` of workflow `id` does, the same in
+/// every seed (a hash, not the seed's random source, so seeds keep their
+/// scenarios): about one step in four fails its first one or two attempts,
+/// one in sixteen fails for good at once (the code catches it and goes on).
+fn outcome(id: &str, seq: u64, attempt: u32) -> Option<HistoryEntryKind> {
+    let h = stable_hash(&format!("{id}:{seq}"));
+    if h % 16 == 1 {
+        return Some(HistoryEntryKind::StepFailed);
+    }
+    let failing = if h.is_multiple_of(4) { 1 + (h >> 8) % 2 } else { 0 };
+    (u64::from(attempt) <= failing).then_some(HistoryEntryKind::StepAttemptFailed)
 }
 
 /// Clients and apps.
@@ -139,8 +162,11 @@ impl Workload {
                 flow.started = true;
                 self.acked.starts.insert(flow.id.clone());
             }
-            (What::Checkpoint(id, seq, value), Applied::CheckpointRecorded) => {
-                self.acked.checkpoints.insert((id, seq), value);
+            (What::Checkpoint(id, seq, resolution), Applied::CheckpointRecorded) => {
+                self.acked.checkpoints.insert((id, seq), resolution);
+            }
+            (What::Attempt(id, seq, attempt), Applied::CheckpointRecorded) => {
+                self.acked.attempts.insert((id, seq, attempt));
             }
             (What::Finish(id), Applied::Finished) => {
                 self.acked.finishes.insert(id);
@@ -234,54 +260,100 @@ impl Workload {
                     workflow_name: TYPE.into(),
                     version: 1,
                 }],
+                command_level: crate::workflows::state_machine::COMMAND_LEVEL,
             });
             let (proposal, pending) = self.propose(node, stamp, now, kind, What::Presence);
             app.insert("\0presence".into(), pending);
             out.push((node, proposal));
         }
-        let owned: Vec<(String, u64)> = state
-            .active_workflows()
+        let owned: Vec<std::sync::Arc<Workflow>> = state
+            .active_shared()
             .filter(|w| w.status == WorkflowStatus::Running && w.owner == node)
             .filter(|w| !app.contains_key(&w.id))
-            .map(|w| (w.id.clone(), w.checkpoints.len() as u64))
+            .cloned()
             .collect();
-        for (id, seq) in owned {
+        for w in owned {
             let steps = self
                 .flows
                 .iter()
-                .find(|f| f.id == id)
+                .find(|f| f.id == w.id)
                 .map_or(0, |f| f.steps);
-            // Checkpoint sequence numbers start at 0.
-            let (kind, what) = if seq < steps {
-                *self.computed.entry((id.clone(), seq)).or_default() += 1;
-                let value = Bytes::from(format!("{id}:{seq}"));
-                (
-                    Kind::RecordCheckpoint(RecordCheckpoint {
-                        workflow_id: id.clone(),
-                        seq,
-                        checkpoint_name: format!("step-{seq}"),
-                        value: value.clone(),
-                        node_id: node,
-                    }),
-                    What::Checkpoint(id.clone(), seq, value),
-                )
-            } else {
-                (
-                    Kind::FinishWorkflow(FinishWorkflow {
-                        workflow_id: id.clone(),
-                        node_id: node,
-                        success: true,
-                        result: Bytes::from(format!("done:{id}")),
-                        error: String::new(),
-                    }),
-                    What::Finish(id.clone()),
-                )
-            };
+            let (kind, what) = self.next_step(node, &w, steps);
             let (proposal, pending) = self.propose(node, stamp, now, kind, what);
-            app.insert(id, pending);
+            app.insert(w.id.clone(), pending);
             out.push((node, proposal));
         }
         self.apps.insert(node, app);
         out
+    }
+
+    /// The owner's next move for `w`: the next attempt of its first open
+    /// step (a value as before kinds existed while the history is plain, a
+    /// `RecordStep` otherwise, as a node proposes them), or its finish.
+    fn next_step(&mut self, node: NodeId, w: &Workflow, steps: u64) -> (Kind, What) {
+        let id = w.id.clone();
+        let seq = w.first_open_step();
+        if seq >= steps {
+            let finish = Kind::FinishWorkflow(FinishWorkflow {
+                workflow_id: id.clone(),
+                node_id: node,
+                success: true,
+                result: Bytes::from(format!("done:{id}")),
+                error: String::new(),
+                failure: None,
+            });
+            return (finish, What::Finish(id));
+        }
+        *self.computed.entry((id.clone(), seq)).or_default() += 1;
+        let attempt = w.last_failed_attempt(seq) + 1;
+        let name = format!("step-{seq}");
+        let Some(kind) = outcome(&id, seq, attempt) else {
+            let value = Bytes::from(format!("{id}:{seq}"));
+            let what = What::Checkpoint(id.clone(), seq, Resolution::Value(value.clone()));
+            if attempt == 1 && w.is_plain_history() && w.checkpoints.len() as u64 == seq {
+                let c = RecordCheckpoint {
+                    workflow_id: id,
+                    seq,
+                    checkpoint_name: name,
+                    value,
+                    node_id: node,
+                };
+                return (Kind::RecordCheckpoint(c), what);
+            }
+            let step = RecordStep {
+                workflow_id: id,
+                seq,
+                checkpoint_name: name,
+                node_id: node,
+                kind: HistoryEntryKind::Unspecified as i32,
+                value,
+                failure: None,
+                attempt,
+                retry_delay_ms: 0,
+            };
+            return (Kind::RecordStep(step), what);
+        };
+        let message = format!("{id}:{seq} attempt {attempt} failed");
+        let what = if kind == HistoryEntryKind::StepFailed {
+            What::Checkpoint(id.clone(), seq, Resolution::Failed(message.clone()))
+        } else {
+            What::Attempt(id.clone(), seq, attempt)
+        };
+        let step = RecordStep {
+            workflow_id: id,
+            seq,
+            checkpoint_name: name,
+            node_id: node,
+            kind: kind as i32,
+            value: Bytes::new(),
+            failure: Some(Failure {
+                r#type: "Sim".into(),
+                message,
+                ..Failure::default()
+            }),
+            attempt,
+            retry_delay_ms: u64::from(attempt) * 100,
+        };
+        (Kind::RecordStep(step), what)
     }
 }

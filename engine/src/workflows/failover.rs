@@ -127,6 +127,8 @@ impl Failover {
                     node_id: node,
                     present: false,
                     live: Vec::new(),
+                    // Unchanged: the leader does not know it.
+                    command_level: 0,
                 }));
             }
         }
@@ -213,6 +215,7 @@ mod tests {
                     node_id: node,
                     present: true,
                     live: Vec::new(),
+                    command_level: 0,
                 }),
             );
         }
@@ -266,6 +269,7 @@ mod tests {
                     },
                 )
                 .collect(),
+            command_level: 0,
         })
     }
 

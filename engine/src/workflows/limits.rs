@@ -1,7 +1,20 @@
 //! Size limits on what apps and clients send, checked where requests enter
 //! the engine (documented in the `.proto` files).
 
+use raftoral_proto::sidecar::v1::Failure;
+
 use crate::error::EngineError;
+
+pub use crate::workflows::state_machine::{MAX_OPEN_STEPS, MAX_RETRY_DELAY_MS};
+
+/// Largest failure details (JSON) and message of a final step or workflow
+/// failure.
+pub const MAX_FAILURE_BYTES: usize = 64 * 1024;
+/// Largest details and message of one failed attempt: attempts pile up in
+/// the running record, so each is kept small.
+pub const MAX_ATTEMPT_FAILURE_BYTES: usize = 4 * 1024;
+/// Longest stack trace kept with a failure.
+pub const MAX_STACK_BYTES: usize = 16 * 1024;
 
 /// Longest workflow id or cancellation reason, in bytes.
 pub const MAX_ID_BYTES: usize = 1024;
@@ -39,20 +52,74 @@ pub(crate) fn version_or_first(version: u32) -> u32 {
 }
 
 /// `error` cut to [`MAX_ERROR_BYTES`] at a character boundary.
-pub(crate) fn bounded_error(mut error: String) -> String {
-    if error.len() > MAX_ERROR_BYTES {
-        let mut end = MAX_ERROR_BYTES;
-        while !error.is_char_boundary(end) {
+pub(crate) fn bounded_error(error: String) -> String {
+    cut(error, MAX_ERROR_BYTES)
+}
+
+/// `text` cut to `max` bytes at a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
             end -= 1;
         }
-        error.truncate(end);
+        text.truncate(end);
     }
-    error
+    text
+}
+
+/// Checks a failure an app sent and cuts what may be cut: its type must be
+/// 1 to 256 bytes and its details empty or JSON of at most `max` bytes
+/// ([`MAX_FAILURE_BYTES`], or [`MAX_ATTEMPT_FAILURE_BYTES`] for an
+/// attempt); the message is cut to `max` and the stack to
+/// [`MAX_STACK_BYTES`].
+pub(crate) fn bounded_failure(failure: Failure, max: usize) -> Result<Failure, EngineError> {
+    check_name("failure type", &failure.r#type)?;
+    if !failure.details_json.is_empty() {
+        check_len("failure details", &failure.details_json, max)?;
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&failure.details_json) {
+            return Err(EngineError::InvalidArgument(format!(
+                "failure details must be JSON text (or empty): {e}"
+            )));
+        }
+    }
+    Ok(Failure {
+        message: cut(failure.message, max),
+        stack: cut(failure.stack, MAX_STACK_BYTES),
+        ..failure
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failure(r#type: &str, details_json: &str) -> Failure {
+        Failure {
+            r#type: r#type.into(),
+            message: "m".repeat(10_000),
+            details_json: details_json.into(),
+            non_retryable: false,
+            stack: String::new(),
+        }
+    }
+
+    #[test]
+    fn failures_need_a_type_and_json_details() {
+        let ok = bounded_failure(failure("CardDeclined", r#"{"code":1}"#), 4096).unwrap();
+        assert_eq!(ok.message.len(), 4096, "the message is cut to the limit");
+        assert_eq!(ok.details_json, r#"{"code":1}"#);
+        let e = bounded_failure(failure("", ""), 4096).unwrap_err();
+        assert!(
+            e.to_string().contains("failure type must not be empty"),
+            "{e}"
+        );
+        let e = bounded_failure(failure("X", "{not json"), 4096).unwrap_err();
+        assert!(e.to_string().contains("must be JSON"), "{e}");
+        let big = format!("\"{}\"", "x".repeat(5000));
+        let e = bounded_failure(failure("X", &big), 4096).unwrap_err();
+        assert!(e.to_string().contains("at most 4096"), "{e}");
+    }
 
     #[test]
     fn errors_are_cut_at_a_character_boundary() {

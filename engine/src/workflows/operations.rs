@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{
-    CancelWorkflow, FinishWorkflow, RecordCheckpoint, RegisterWorker, StartWorkflow, command::Kind,
+    CancelWorkflow, FinishWorkflow, RecordCheckpoint, RecordStep, RegisterWorker, StartWorkflow,
+    command::Kind,
 };
-use raftoral_proto::sidecar::v1::WorkflowStatus;
+use raftoral_proto::sidecar::v1::{CheckpointProposal, Failure, HistoryEntryKind, WorkflowStatus};
 use tokio::sync::broadcast;
 
 use crate::error::EngineError;
 use crate::node::{ListFilter, Node, Started};
 use crate::workflows::state_machine::Event;
-use crate::workflows::state_machine::{Applied, Checkpoint, Workflow};
+use crate::workflows::state_machine::{Applied, COMMAND_LEVEL, Checkpoint, Workflow};
 
 impl Node {
     /// Starts a workflow; idempotent on `workflow_id`. `None` (or an empty id)
@@ -92,25 +93,100 @@ impl Node {
         .map(|_| ())
     }
 
-    /// Proposes checkpoint `seq` of a workflow owned by this node.
-    pub async fn record_checkpoint(
-        &self,
-        workflow_id: &str,
-        seq: u64,
-        name: &str,
-        value: Bytes,
-    ) -> Result<(), EngineError> {
-        self.check_value_size("checkpoint value", value.len())?;
-        crate::workflows::limits::check_name("checkpoint_name", name)?;
-        self.propose(Kind::RecordCheckpoint(RecordCheckpoint {
-            workflow_id: workflow_id.to_owned(),
-            seq,
-            checkpoint_name: name.to_owned(),
-            value,
-            node_id: self.id(),
-        }))
-        .await
-        .map(|_| ())
+    /// Proposes one history entry of a workflow owned by this node: a
+    /// step's value, its final failure or one failed attempt (see
+    /// `CheckpointProposal` in app.proto). A value that extends a plain
+    /// history is written as before kinds existed (`RecordCheckpoint`), so
+    /// every engine applies it; anything else needs every member's engine
+    /// to know `RecordStep` and waits up to the proposal timeout for that
+    /// (a cluster in the middle of a rolling upgrade), then fails as
+    /// retryable.
+    pub async fn record_step(&self, p: CheckpointProposal) -> Result<(), EngineError> {
+        use crate::workflows::limits::{
+            MAX_ATTEMPT_FAILURE_BYTES, MAX_FAILURE_BYTES, MAX_RETRY_DELAY_MS, bounded_failure,
+            check_name,
+        };
+        check_name("checkpoint_name", &p.checkpoint_name)?;
+        self.check_value_size("checkpoint value", p.value.len())?;
+        let kind = p.kind();
+        let failure = match (kind, p.failure) {
+            (HistoryEntryKind::Unspecified, None) => None,
+            (HistoryEntryKind::Unspecified, Some(_)) => {
+                return Err(EngineError::InvalidArgument(
+                    "a step value carries no failure: set kind to STEP_FAILED or STEP_ATTEMPT_FAILED, or drop the failure".into(),
+                ));
+            }
+            (_, None) => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "a {} entry needs its failure (type and message)",
+                    kind.as_str_name()
+                )));
+            }
+            (HistoryEntryKind::StepAttemptFailed, Some(f)) => {
+                Some(bounded_failure(f, MAX_ATTEMPT_FAILURE_BYTES)?)
+            }
+            (_, Some(f)) => Some(bounded_failure(f, MAX_FAILURE_BYTES)?),
+        };
+        if kind != HistoryEntryKind::Unspecified && !p.value.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "a failed step or attempt carries no value".into(),
+            ));
+        }
+        if p.retry_delay_ms > MAX_RETRY_DELAY_MS {
+            return Err(EngineError::InvalidArgument(format!(
+                "retry_delay_ms is {}; at most {MAX_RETRY_DELAY_MS} (7 days)",
+                p.retry_delay_ms
+            )));
+        }
+        let plain_next = kind == HistoryEntryKind::Unspecified
+            && p.attempt <= 1
+            && self.read(|sm| {
+                sm.workflow(&p.workflow_id)
+                    .is_some_and(|w| w.is_plain_history() && w.checkpoints.len() as u64 == p.seq)
+            });
+        let command = if plain_next {
+            Kind::RecordCheckpoint(RecordCheckpoint {
+                workflow_id: p.workflow_id,
+                seq: p.seq,
+                checkpoint_name: p.checkpoint_name,
+                value: p.value,
+                node_id: self.id(),
+            })
+        } else {
+            self.wait_command_level(COMMAND_LEVEL).await?;
+            Kind::RecordStep(RecordStep {
+                workflow_id: p.workflow_id,
+                seq: p.seq,
+                checkpoint_name: p.checkpoint_name,
+                node_id: self.id(),
+                kind: kind as i32,
+                value: p.value,
+                failure,
+                attempt: p.attempt.max(1),
+                retry_delay_ms: p.retry_delay_ms,
+            })
+        };
+        self.propose(command).await.map(|_| ())
+    }
+
+    /// Waits (up to the proposal timeout) until every member recorded a
+    /// command level of at least `level`.
+    async fn wait_command_level(&self, level: u32) -> Result<(), EngineError> {
+        let deadline = tokio::time::Instant::now() + self.config().proposal_timeout;
+        loop {
+            let now_level = self.read(|sm| sm.command_level());
+            if now_level >= level {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::Upgrading(format!(
+                    "a member's engine does not apply failed or out-of-order steps yet (cluster level {now_level}, needed {level}): finish upgrading every node, then retry"
+                )));
+            }
+            // Levels are recorded by each node's presence reconciler within
+            // a few hundred milliseconds of its start.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Proposes the outcome of a workflow owned by this node.
@@ -118,7 +194,15 @@ impl Node {
         &self,
         workflow_id: &str,
         outcome: Result<Bytes, String>,
+        failure: Option<Failure>,
     ) -> Result<(), EngineError> {
+        let failure = match failure {
+            Some(f) if outcome.is_err() => Some(crate::workflows::limits::bounded_failure(
+                f,
+                crate::workflows::limits::MAX_FAILURE_BYTES,
+            )?),
+            _ => None,
+        };
         let (success, result, error) = match outcome {
             Ok(result) => {
                 self.check_value_size("result", result.len())?;
@@ -136,6 +220,7 @@ impl Node {
             success,
             result,
             error,
+            failure,
         }))
         .await
         .map(|_| ())

@@ -8,6 +8,7 @@ __all__ = [
     "CommitBridge",
     "ComputeToken",
     "LocalNode",
+    "RetryPolicy",
     "Run",
     "RunBridge",
     "Worker",
@@ -49,6 +50,20 @@ class Client:
 class ComputeToken:
     @property
     def seq(self) -> int: ...
+    @property
+    def attempt(self) -> int: ...
+
+@final
+class RetryPolicy:
+    def __new__(
+        cls,
+        initial_interval: float,
+        backoff_coefficient: float,
+        maximum_interval: float,
+        maximum_attempts: Optional[int],
+        jitter: float,
+        non_retryable_error_types: list[str],
+    ) -> RetryPolicy: ...
 
 @final
 class Run:
@@ -66,15 +81,37 @@ class Run:
     def commit_to(
         self, token: ComputeToken, value: bytes, bridge: CommitBridge, id: int
     ) -> None: ...
+    def fail_step_to(
+        self,
+        token: ComputeToken,
+        error_type: str,
+        message: str,
+        details_json: str,
+        non_retryable: bool,
+        stack: str,
+        policy: RetryPolicy,
+        bridge: CommitBridge,
+        id: int,
+    ) -> None: ...
     def complete(self, value: bytes) -> None: ...
     def fail(self, message: str) -> None: ...
+    def fail_with_step(
+        self,
+        seq: int,
+        step: str,
+        attempts: int,
+        error_type: str,
+        message: str,
+        details_json: str,
+        non_retryable: bool,
+    ) -> None: ...
     def abandon(self, cancelled_reason: Optional[str] = None) -> None: ...
 
 @final
 class CommitBridge:
     def __new__(cls) -> CommitBridge: ...
     def fileno(self) -> int: ...
-    def drain(self) -> list[tuple[int, bool, Union[bytes, BaseException]]]: ...
+    def drain(self) -> list[tuple[int, bool, Union[bytes, ComputeToken, BaseException]]]: ...
 
 @final
 class RunBridge:

@@ -7,6 +7,9 @@ with the sidecar's or the core's message.
 
 from __future__ import annotations
 
+import json
+from typing import Optional
+
 
 class RaftoralError(Exception):
     """Base class of every error the SDK raises."""
@@ -108,15 +111,101 @@ class Rejected(RaftoralError):
         self.code = code
 
 
+class ApplicationError(RaftoralError):
+    """An error a step's code raises on purpose, with a type name and
+    structured details that cross languages (a Node or Rust replica raises a
+    failure with the same type, message and details)::
+
+        raise ApplicationError("card declined", type="CardDeclined",
+                               details={"code": "insufficient_funds"},
+                               non_retryable=True)
+
+    ``type`` defaults to the class name, so subclasses name themselves. Any
+    other exception works too: its class name is the type and ``str(e)`` the
+    message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type: Optional[str] = None,
+        details: object = None,
+        non_retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.type = type or self.__class__.__name__
+        self.details = details
+        self.non_retryable = non_retryable
+
+
+class NonRetryableError(ApplicationError):
+    """An :class:`ApplicationError` that fails its step at once, whatever the
+    retry policy: for business errors such as a declined card, which no
+    retry fixes."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type: Optional[str] = None,
+        details: object = None,
+    ) -> None:
+        super().__init__(message, type=type, details=details, non_retryable=True)
+
+
+class StepFailed(RaftoralError):
+    """A step failed for good: its code raised a non-retryable error, or every
+    attempt failed. The failure is committed, so the same exception is raised
+    at the same step on every replica and in every replay, whichever language
+    raised it first. Catch it to compensate::
+
+        try:
+            await ctx.checkpoint("charge", charge)
+        except StepFailed as e:
+            if e.type == "CardDeclined":
+                await ctx.checkpoint("refund", refund)
+
+    ``type``, ``message`` and ``details`` (decoded JSON, or ``None``) are the
+    error as the step's code gave it; ``attempts`` counts the attempts made.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        workflow_id: str = "",
+        seq: int = 0,
+        step: str = "",
+        attempts: int = 1,
+        type: str = "",
+        error_message: str = "",
+        details_json: str = "",
+        non_retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.workflow_id = workflow_id
+        self.seq = seq
+        self.step = step
+        self.attempts = attempts
+        self.type = type
+        self.error_message = error_message
+        self.details_json = details_json
+        self.details: object = json.loads(details_json) if details_json else None
+        self.non_retryable = non_retryable
+
+
 __all__ = [
+    "ApplicationError",
     "Cancelled",
     "InvalidArgument",
     "NonDeterminism",
+    "NonRetryableError",
     "NotFound",
     "NotRunning",
     "RaftoralError",
     "Rejected",
     "ShuttingDown",
+    "StepFailed",
     "Timeout",
     "Unavailable",
     "WorkflowFailed",

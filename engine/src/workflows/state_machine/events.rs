@@ -1,10 +1,9 @@
 //! Events produced by applying committed commands, delivered to subscribers
 //! such as app sessions and waiters.
 
-use bytes::Bytes;
 use raftoral_proto::sidecar::v1::WorkflowStatus;
 
-use super::workflow::NodeId;
+use super::workflow::{Checkpoint, NodeId};
 
 /// An [`Event`] with the index of the log entry that produced it. A reader
 /// that took a view of the state at applied index `i` has seen every event
@@ -53,16 +52,15 @@ pub enum Event {
         /// True when an app is connected.
         present: bool,
     },
-    /// A checkpoint was committed.
+    /// A history entry (a step's value, final failure or failed attempt)
+    /// was committed.
     CheckpointCommitted {
         /// The workflow.
         workflow_id: String,
-        /// 0-based position.
-        seq: u64,
-        /// Checkpoint name.
-        name: String,
-        /// Committed value.
-        value: Bytes,
+        /// The entry's place in the history's commit order.
+        history_index: u64,
+        /// The entry.
+        entry: Checkpoint,
     },
     /// A workflow was cancelled.
     WorkflowCancelled {

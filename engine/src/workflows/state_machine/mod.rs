@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{
-    CancelWorkflow, ChangeOwner, Command, FinishWorkflow, PurgeFinished, RecordCheckpoint,
-    RegisterWorker, SetWorkerPresence, StartWorkflow, command::Kind,
+    CancelWorkflow, ChangeOwner, Command, FinishWorkflow, PurgeFinished, RegisterWorker,
+    SetWorkerPresence, StartWorkflow, command::Kind,
 };
 use raftoral_proto::sidecar::v1::WorkflowStatus;
 
@@ -25,7 +25,8 @@ pub use archive::{Archive, ArchiveError, Archived};
 pub use events::{Event, EventAt};
 pub use pages::PageFilter;
 pub use snapshot::RestoreError;
-pub use workflow::{Checkpoint, NodeId, Workflow, WorkflowType, is_terminal};
+pub use steps::{COMMAND_LEVEL, MAX_OPEN_STEPS, MAX_RETRY_DELAY_MS};
+pub use workflow::{Checkpoint, NodeId, StepIndex, Workflow, WorkflowType, is_terminal};
 
 /// What applying a command produced, returned to the proposer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +106,8 @@ pub struct StateMachine {
     /// Per node, the (name, version) pairs its connected apps can run now;
     /// a node without an entry has no app connected.
     present: BTreeMap<NodeId, BTreeSet<WorkflowType>>,
+    /// Per node, the command level its engine recorded (0: none yet).
+    levels: BTreeMap<NodeId, u32>,
     /// Fixed at bootstrap; empty in state from before it existed.
     cluster_id: String,
     applied_index: u64,
@@ -171,6 +174,7 @@ impl StateMachine {
         self.addresses.remove(&node);
         self.removed.insert(node);
         self.present.remove(&node);
+        self.levels.remove(&node);
         for nodes in self.registry.values_mut() {
             nodes.remove(&node);
         }
@@ -491,6 +495,9 @@ impl StateMachine {
         if self.removed.contains(&c.node_id) {
             return Applied::PresenceRecorded;
         }
+        if c.command_level > 0 {
+            self.levels.insert(c.node_id, c.command_level);
+        }
         let live: BTreeSet<WorkflowType> = if !c.present {
             BTreeSet::new()
         } else if c.live.is_empty() {
@@ -582,6 +589,22 @@ impl StateMachine {
         Ok(Applied::OwnerChanged)
     }
 
+    /// The command level `node`'s engine recorded (0: none yet).
+    pub fn recorded_command_level(&self, node: NodeId) -> u32 {
+        self.levels.get(&node).copied().unwrap_or(0)
+    }
+
+    /// The lowest command level among the members: a command of a higher
+    /// level would be skipped by some member's engine, so it is not
+    /// proposed. A member that recorded none counts as 0.
+    pub fn command_level(&self) -> u32 {
+        self.addresses
+            .keys()
+            .map(|node| self.recorded_command_level(*node))
+            .min()
+            .unwrap_or(0)
+    }
+
     /// True when `node` registered (name, version).
     pub fn is_registered(&self, node: NodeId, name: &str, version: u32) -> bool {
         self.registry
@@ -606,6 +629,7 @@ impl StateMachine {
             Some(Kind::SetWorkerPresence(c)) => Ok(self.set_presence(c, now, &mut events)),
             Some(Kind::ChangeOwner(c)) => self.change_owner(c, now, &mut events),
             Some(Kind::PurgeFinished(c)) => Ok(self.purge_finished(c, now)),
+            Some(Kind::RecordStep(c)) => self.record_step(c, now, &mut events),
         };
         (outcome, events)
     }
@@ -660,8 +684,10 @@ impl StateMachine {
             status,
             owner,
             checkpoints: Vec::new(),
+            steps: StepIndex::default(),
             result: Bytes::new(),
             error: String::new(),
+            failure: None,
             pending_reason,
             created_at_ms: now,
             updated_at_ms: now,
@@ -755,43 +781,6 @@ impl StateMachine {
         Ok(wf)
     }
 
-    fn record_checkpoint(
-        &mut self,
-        c: &RecordCheckpoint,
-        now: u64,
-        events: &mut Vec<Event>,
-    ) -> Result<Applied, Rejection> {
-        let expected = self
-            .running_owned_by(&c.workflow_id, c.node_id)?
-            .checkpoints
-            .len() as u64;
-        if c.seq != expected {
-            return Err(Rejection::UnexpectedSeq {
-                workflow_id: c.workflow_id.clone(),
-                expected,
-                got: c.seq,
-            });
-        }
-        let wf = self
-            .workflows
-            .get_mut(&c.workflow_id)
-            .map(Arc::make_mut)
-            .expect("checked above");
-        wf.checkpoints.push(Checkpoint {
-            name: c.checkpoint_name.clone(),
-            value: c.value.clone(),
-            committed_at_ms: now,
-        });
-        wf.updated_at_ms = now;
-        events.push(Event::CheckpointCommitted {
-            workflow_id: c.workflow_id.clone(),
-            seq: c.seq,
-            name: c.checkpoint_name.clone(),
-            value: c.value.clone(),
-        });
-        Ok(Applied::CheckpointRecorded)
-    }
-
     fn finish_workflow(
         &mut self,
         c: &FinishWorkflow,
@@ -810,6 +799,7 @@ impl StateMachine {
         } else {
             wf.status = WorkflowStatus::Failed;
             wf.error = c.error.clone();
+            wf.failure = c.failure.clone().map(Box::new);
         }
         wf.updated_at_ms = now;
         let status = wf.status;
@@ -876,6 +866,9 @@ pub mod archive;
 mod events;
 mod pages;
 mod snapshot;
+#[cfg(test)]
+mod step_tests;
+mod steps;
 #[cfg(test)]
 mod tests;
 mod workflow;

@@ -31,7 +31,7 @@ impl StateMachine {
     /// Everything but the workflows (small: members, registrations).
     fn rest(&self) -> StateSnapshot {
         use raftoral_proto::cluster::v1::{
-            MemberAddress, NodePresence, Registration, WorkflowType,
+            MemberAddress, NodeCommandLevel, NodePresence, Registration, WorkflowType,
         };
         StateSnapshot {
             workflows: Vec::new(),
@@ -69,6 +69,14 @@ impl StateMachine {
                 .map(|(id, address)| MemberAddress {
                     node_id: *id,
                     address: address.clone(),
+                })
+                .collect(),
+            command_levels: self
+                .levels
+                .iter()
+                .map(|(node, level)| NodeCommandLevel {
+                    node_id: *node,
+                    level: *level,
                 })
                 .collect(),
         }
@@ -297,6 +305,11 @@ impl StateMachine {
             .map(|m| (m.node_id, m.address))
             .collect();
         self.removed = snap.removed_node_ids.into_iter().collect();
+        self.levels = snap
+            .command_levels
+            .into_iter()
+            .map(|l| (l.node_id, l.level))
+            .collect();
         self.cluster_id = snap.cluster_id;
         self.purged_before_ms = snap.purged_before_ms;
         // State written before the field existed: the purge cut-off is a

@@ -1,4 +1,5 @@
 use super::*;
+use raftoral_proto::cluster::v1::RecordCheckpoint;
 
 fn cmd(kind: Kind) -> Command {
     Command {
@@ -174,6 +175,7 @@ fn finish_and_cancel_are_terminal() {
         success: false,
         result: Bytes::new(),
         error: "boom".into(),
+        failure: None,
     }));
     let (outcome, events) = sm.apply(&finish);
     assert_eq!(outcome, Ok(Applied::Finished));
@@ -303,6 +305,7 @@ fn presence(node: u64, live: &[(&str, u32)]) -> Command {
                 },
             )
             .collect(),
+        command_level: 0,
     }))
 }
 
@@ -363,6 +366,7 @@ fn presence_without_types_means_every_registered_type() {
             node_id: 1,
             present: true,
             live: Vec::new(),
+            command_level: 0,
         })),
     );
     assert!(sm.is_live(1, "wf", 1));
@@ -410,6 +414,7 @@ fn the_active_index_and_counters_follow_every_status_change_and_a_restore() {
             success: true,
             result: Bytes::from_static(b"1"),
             error: String::new(),
+            failure: None,
         })),
     );
     ok(
@@ -504,6 +509,7 @@ fn finish(id: &str, node: u64) -> Command {
         success: true,
         result: Bytes::from_static(b"1"),
         error: String::new(),
+        failure: None,
     }))
 }
 

@@ -1,9 +1,12 @@
 //! The replicated record of one workflow, and its form in snapshots and in
 //! the store (`raftoral.cluster.v1.WorkflowRecord`).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{CheckpointEntry, WorkflowRecord};
-use raftoral_proto::sidecar::v1::{WorkflowInfo, WorkflowStatus};
+use raftoral_proto::sidecar::v1::{Failure, HistoryEntryKind, WorkflowInfo, WorkflowStatus};
+
 
 /// Raft node id.
 pub type NodeId = u64;
@@ -11,15 +14,54 @@ pub type NodeId = u64;
 /// A workflow type: (name, version).
 pub type WorkflowType = (String, u32);
 
-/// One committed checkpoint.
+/// One entry of a workflow's history: a step's value, its final failure,
+/// or one failed attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The step position this entry is about.
+    pub seq: u64,
     /// Name given by the workflow code.
     pub name: String,
-    /// Encoded value.
+    /// What the entry records (`Unspecified`: a value).
+    pub kind: HistoryEntryKind,
+    /// Encoded value (values only).
     pub value: Bytes,
-    /// Proposer's clock at commit, ms since the Unix epoch.
+    /// The failure (failed steps and attempts only); boxed, as most entries
+    /// are values.
+    pub failure: Option<Box<Failure>>,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// For a failed attempt: when the next one may start (log time).
+    pub next_attempt_at_ms: u64,
+    /// The log's time at commit, ms since the Unix epoch.
     pub committed_at_ms: u64,
+}
+
+impl Checkpoint {
+    /// A step's value at `seq`, attempt 1.
+    pub fn value(seq: u64, name: impl Into<String>, value: Bytes, committed_at_ms: u64) -> Self {
+        Checkpoint {
+            seq,
+            name: name.into(),
+            kind: HistoryEntryKind::Unspecified,
+            value,
+            failure: None,
+            attempt: 1,
+            next_attempt_at_ms: 0,
+            committed_at_ms,
+        }
+    }
+
+    /// True when this entry, at `position` in its history, is what a plain
+    /// history holds there: a value of seq `position`.
+    pub fn is_plain_at(&self, position: u64) -> bool {
+        self.kind == HistoryEntryKind::Unspecified && self.seq == position
+    }
+
+    /// True when the entry resolves its step (a value or a final failure).
+    pub fn resolves(&self) -> bool {
+        self.kind != HistoryEntryKind::StepAttemptFailed
+    }
 }
 
 /// The replicated state of one workflow.
@@ -37,12 +79,17 @@ pub struct Workflow {
     pub status: WorkflowStatus,
     /// Owner node; 0 while pending.
     pub owner: NodeId,
-    /// Committed checkpoints, in seq order.
+    /// The history: committed entries in commit order (for a history of
+    /// values written in order, entry i is seq i).
     pub checkpoints: Vec<Checkpoint>,
+    /// Which steps the history resolved (derived from `checkpoints`).
+    pub(super) steps: StepIndex,
     /// Encoded result when completed.
     pub result: Bytes,
     /// Error when failed, reason when cancelled.
     pub error: String,
+    /// The structured failure when failed (from apps that give one).
+    pub failure: Option<Box<Failure>>,
     /// Why the workflow is pending.
     pub pending_reason: String,
     /// Start time, ms since the Unix epoch.
@@ -65,14 +112,37 @@ impl Workflow {
             version: self.version,
             status: self.status as i32,
             owner_node_id: self.owner,
-            checkpoint_count: self.checkpoints.len() as u64,
+            checkpoint_count: self.steps.resolved(),
             input: self.input.clone(),
             result: self.result.clone(),
             error: self.error.clone(),
             pending_reason: self.pending_reason.clone(),
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
+            history_length: self.checkpoints.len() as u64,
+            failure: self.failure.as_deref().cloned(),
         }
+    }
+
+    /// The number of resolved steps.
+    pub fn resolved_steps(&self) -> u64 {
+        self.steps.resolved()
+    }
+
+    /// True while every entry is a value and entry i is seq i: the history
+    /// an app of any protocol version reads.
+    pub fn is_plain_history(&self) -> bool {
+        self.steps.is_plain()
+    }
+
+    /// The last failed attempt of unresolved step `seq` (0: none).
+    pub fn last_failed_attempt(&self, seq: u64) -> u32 {
+        self.steps.last_attempt(seq)
+    }
+
+    /// The first step position not resolved yet.
+    pub fn first_open_step(&self) -> u64 {
+        self.steps.low()
     }
 }
 
@@ -86,6 +156,7 @@ pub fn is_terminal(status: WorkflowStatus) -> bool {
 
 /// A workflow as a snapshot or the store holds it.
 pub(super) fn record(w: &Workflow) -> WorkflowRecord {
+    let plain = w.steps.is_plain();
     WorkflowRecord {
         workflow_id: w.id.clone(),
         workflow_name: w.name.clone(),
@@ -100,8 +171,17 @@ pub(super) fn record(w: &Workflow) -> WorkflowRecord {
                 checkpoint_name: c.name.clone(),
                 value: c.value.clone(),
                 committed_at_ms: c.committed_at_ms,
+                // A plain history is written as before kinds existed, so an
+                // older engine reading it sees what it always did.
+                seq: if plain { 0 } else { c.seq },
+                kind: c.kind as i32,
+                failure: c.failure.as_deref().cloned(),
+                attempt: if plain { 0 } else { c.attempt },
+                next_attempt_at_ms: c.next_attempt_at_ms,
             })
             .collect(),
+        history_format: u32::from(!plain),
+        failure: w.failure.as_deref().cloned(),
         result: w.result.clone(),
         error: w.error.clone(),
         pending_reason: w.pending_reason.clone(),
@@ -113,6 +193,22 @@ pub(super) fn record(w: &Workflow) -> WorkflowRecord {
 /// A workflow from its snapshot or store form.
 pub(super) fn workflow(w: WorkflowRecord) -> Workflow {
     let status = w.status();
+    let plain = w.history_format == 0;
+    let checkpoints: Vec<Checkpoint> = w
+        .checkpoints
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| Checkpoint {
+            kind: c.kind(),
+            seq: if plain { i as u64 } else { c.seq },
+            name: c.checkpoint_name,
+            value: c.value,
+            failure: c.failure.map(Box::new),
+            attempt: c.attempt.max(1),
+            next_attempt_at_ms: c.next_attempt_at_ms,
+            committed_at_ms: c.committed_at_ms,
+        })
+        .collect();
     Workflow {
         id: w.workflow_id,
         name: w.workflow_name,
@@ -120,19 +216,87 @@ pub(super) fn workflow(w: WorkflowRecord) -> Workflow {
         input: w.input,
         status,
         owner: w.owner_node_id,
-        checkpoints: w
-            .checkpoints
-            .into_iter()
-            .map(|c| Checkpoint {
-                name: c.checkpoint_name,
-                value: c.value,
-                committed_at_ms: c.committed_at_ms,
-            })
-            .collect(),
+        steps: StepIndex::of(&checkpoints),
+        checkpoints,
         result: w.result,
         error: w.error,
+        failure: w.failure.map(Box::new),
         pending_reason: w.pending_reason,
         created_at_ms: w.created_at_ms,
         updated_at_ms: w.updated_at_ms,
+    }
+}
+
+/// Which steps a history resolved, derived from its entries (never
+/// serialized: rebuilt when a record is read, kept up to date on apply).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepIndex {
+    /// Every seq below this is resolved.
+    low: u64,
+    /// Resolved seqs above `low` (steps that finished out of order).
+    above: BTreeSet<u64>,
+    /// The last failed attempt of each unresolved seq that has one.
+    attempts: BTreeMap<u64, u32>,
+    /// Some entry is not a value or is not at its own seq's index.
+    mixed: bool,
+    /// Resolved steps.
+    resolved: u64,
+}
+
+impl StepIndex {
+    /// The index of `entries`, in commit order.
+    pub fn of(entries: &[Checkpoint]) -> Self {
+        let mut index = StepIndex::default();
+        for (i, entry) in entries.iter().enumerate() {
+            index.add(i as u64, entry);
+        }
+        index
+    }
+
+    /// Notes `entry`, the history's entry number `position`.
+    pub(super) fn add(&mut self, position: u64, entry: &Checkpoint) {
+        if !entry.is_plain_at(position) {
+            self.mixed = true;
+        }
+        if !entry.resolves() {
+            self.attempts.insert(entry.seq, entry.attempt);
+            return;
+        }
+        self.attempts.remove(&entry.seq);
+        self.resolved += 1;
+        if entry.seq == self.low {
+            self.low += 1;
+            while self.above.remove(&self.low) {
+                self.low += 1;
+            }
+        } else {
+            self.above.insert(entry.seq);
+        }
+    }
+
+    /// True when `seq` has its value or final failure.
+    pub fn is_resolved(&self, seq: u64) -> bool {
+        seq < self.low || self.above.contains(&seq)
+    }
+
+    /// The first unresolved seq.
+    pub fn low(&self) -> u64 {
+        self.low
+    }
+
+    /// Resolved steps.
+    pub fn resolved(&self) -> u64 {
+        self.resolved
+    }
+
+    /// The last failed attempt of unresolved `seq` (0: none).
+    pub fn last_attempt(&self, seq: u64) -> u32 {
+        self.attempts.get(&seq).copied().unwrap_or(0)
+    }
+
+    /// Every entry is a value at its own seq's index: the history reads the
+    /// same to apps that predate kinds.
+    pub fn is_plain(&self) -> bool {
+        !self.mixed
     }
 }

@@ -13,8 +13,38 @@ use super::{End, Run, WorkerSession};
 /// the rest of a longer history follows as checkpoint events. Documented in
 /// `app.proto` (`ExecuteWorkflowRequest.history`).
 pub(super) const HISTORY_BYTES: usize = 4 * 1024 * 1024;
-use crate::workflows::state_machine::Workflow;
+use crate::workflows::state_machine::{Checkpoint, Workflow};
 use crate::workflows::state_machine::{Event, EventAt};
+
+/// A history entry as an execute request carries it.
+fn record_of(c: &Checkpoint) -> CheckpointRecord {
+    CheckpointRecord {
+        seq: c.seq,
+        checkpoint_name: c.name.clone(),
+        value: c.value.clone(),
+        kind: c.kind as i32,
+        failure: c.failure.as_deref().cloned(),
+        attempt: c.attempt,
+        next_attempt_at_ms: c.next_attempt_at_ms,
+        committed_at_ms: c.committed_at_ms,
+    }
+}
+
+/// A history entry as a checkpoint event carries it.
+fn event_of(workflow_id: &str, history_index: u64, c: &Checkpoint) -> CheckpointEvent {
+    CheckpointEvent {
+        workflow_id: workflow_id.to_owned(),
+        seq: c.seq,
+        checkpoint_name: c.name.clone(),
+        value: c.value.clone(),
+        kind: c.kind as i32,
+        failure: c.failure.as_deref().cloned(),
+        attempt: c.attempt,
+        next_attempt_at_ms: c.next_attempt_at_ms,
+        committed_at_ms: c.committed_at_ms,
+        history_index,
+    }
+}
 
 impl WorkerSession {
     /// Sends every running workflow this app can run and nobody on this node
@@ -32,6 +62,7 @@ impl WorkerSession {
                         && !self.active.contains_key(&w.id)
                         && self.registered.contains(&(w.name.clone(), w.version))
                 })
+                .filter(|w| self.reads(w))
                 .cloned()
                 .collect();
             (running, sm.applied_index())
@@ -53,7 +84,8 @@ impl WorkerSession {
         match wf {
             Some(wf)
                 if wf.status == WorkflowStatus::Running
-                    && self.registered.contains(&(wf.name.clone(), wf.version)) =>
+                    && self.registered.contains(&(wf.name.clone(), wf.version))
+                    && self.reads(&wf) =>
             {
                 self.execute(wf, since).await
             }
@@ -88,12 +120,7 @@ impl WorkerSession {
                 .count();
         let history: Vec<CheckpointRecord> = wf.checkpoints[start..carried]
             .iter()
-            .zip(start as u64..)
-            .map(|(c, seq)| CheckpointRecord {
-                seq,
-                checkpoint_name: c.name.clone(),
-                value: c.value.clone(),
-            })
+            .map(record_of)
             .collect();
         let owner = wf.owner == self.node.id();
         let complete = carried == wf.checkpoints.len();
@@ -101,7 +128,7 @@ impl WorkerSession {
         self.active.insert(
             wf.id.clone(),
             Run {
-                next_seq: carried as u64,
+                sent: carried as u64,
                 since,
                 is_owner,
             },
@@ -120,17 +147,12 @@ impl WorkerSession {
         if complete {
             return Ok(());
         }
-        for (seq, c) in wf.checkpoints.iter().enumerate().skip(carried) {
-            self.send(SidecarMsg::CheckpointEvent(CheckpointEvent {
-                workflow_id: id.clone(),
-                seq: seq as u64,
-                checkpoint_name: c.name.clone(),
-                value: c.value.clone(),
-            }))
-            .await?;
+        for (index, c) in wf.checkpoints.iter().enumerate().skip(carried) {
+            self.send(SidecarMsg::CheckpointEvent(event_of(&id, index as u64, c)))
+                .await?;
         }
         if let Some(run) = self.active.get_mut(&id) {
-            run.next_seq = wf.checkpoints.len() as u64;
+            run.sent = wf.checkpoints.len() as u64;
         }
         self.set_owner(&id, owner).await
     }
@@ -151,18 +173,17 @@ impl WorkerSession {
                 self.node.release(&id, self.id);
                 continue;
             };
-            let next = self.active.get(&id).map_or(0, |run| run.next_seq);
-            for (seq, c) in wf.checkpoints.iter().enumerate().skip(next as usize) {
-                self.send(SidecarMsg::CheckpointEvent(CheckpointEvent {
-                    workflow_id: id.clone(),
-                    seq: seq as u64,
-                    checkpoint_name: c.name.clone(),
-                    value: c.value.clone(),
-                }))
-                .await?;
+            if !self.reads(&wf) {
+                self.drop_unreadable(&id);
+                continue;
+            }
+            let next = self.active.get(&id).map_or(0, |run| run.sent);
+            for (index, c) in wf.checkpoints.iter().enumerate().skip(next as usize) {
+                self.send(SidecarMsg::CheckpointEvent(event_of(&id, index as u64, c)))
+                    .await?;
             }
             if let Some(run) = self.active.get_mut(&id) {
-                run.next_seq = run.next_seq.max(wf.checkpoints.len() as u64);
+                run.sent = run.sent.max(wf.checkpoints.len() as u64);
                 run.since = index;
             }
             match wf.status {
@@ -189,6 +210,32 @@ impl WorkerSession {
             }
         }
         self.dispatch_all().await
+    }
+
+    /// True when the app can read `wf`'s history: a plain one, or any with
+    /// protocol 2.
+    fn reads(&self, wf: &Workflow) -> bool {
+        if self.protocol >= 2 || wf.is_plain_history() {
+            return true;
+        }
+        tracing::warn!(
+            workflow = %wf.id,
+            session = self.id,
+            "the app declared an app protocol below 2, and this workflow's history has failed or out-of-order steps: it is left to apps that read them (upgrade the SDK)"
+        );
+        false
+    }
+
+    /// Stops running a workflow whose history this app cannot read any
+    /// more (a newer app on another node recorded a failed step).
+    fn drop_unreadable(&mut self, workflow_id: &str) {
+        tracing::warn!(
+            workflow = %workflow_id,
+            session = self.id,
+            "the workflow's history now has failed or out-of-order steps, which this app (protocol below 2) cannot read: it stops receiving it (upgrade the SDK)"
+        );
+        self.active.remove(workflow_id);
+        self.node.release(workflow_id, self.id);
     }
 
     /// Tells the app its ownership of an active workflow, when it changed.
@@ -229,24 +276,26 @@ impl WorkerSession {
             }
             Event::CheckpointCommitted {
                 workflow_id,
-                seq,
-                name,
-                value,
+                history_index,
+                entry,
             } => {
                 let Some(run) = self.active.get_mut(workflow_id) else {
                     return Ok(());
                 };
-                // The execute request may already have carried this seq.
-                if *seq < run.next_seq {
+                // The execute request may already have carried this entry.
+                if *history_index < run.sent {
                     return Ok(());
                 }
-                run.next_seq = seq + 1;
-                self.send(SidecarMsg::CheckpointEvent(CheckpointEvent {
-                    workflow_id: workflow_id.clone(),
-                    seq: *seq,
-                    checkpoint_name: name.clone(),
-                    value: value.clone(),
-                }))
+                run.sent = history_index + 1;
+                if self.protocol < 2 && (!entry.is_plain_at(*history_index)) {
+                    self.drop_unreadable(workflow_id);
+                    return Ok(());
+                }
+                self.send(SidecarMsg::CheckpointEvent(event_of(
+                    workflow_id,
+                    *history_index,
+                    entry,
+                )))
                 .await
             }
             Event::WorkflowCancelled {

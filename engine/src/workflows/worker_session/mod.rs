@@ -63,8 +63,9 @@ pub enum SessionEnd<E> {
 
 /// A workflow this session runs.
 struct Run {
-    /// Next checkpoint seq to send.
-    next_seq: u64,
+    /// History entries the app has (sent, or declared held): the next
+    /// entry to send is this one in commit order.
+    sent: u64,
     /// Applied index of the state the execute request was built from: events
     /// up to it are already in what the app got.
     since: u64,
@@ -94,6 +95,9 @@ pub struct WorkerSession {
     /// True once the node has applied everything committed before the
     /// session's first registration: only then are histories handed out.
     synced: bool,
+    /// The app protocol the app declared (the highest of its
+    /// registrations): below 2 it gets only plain histories.
+    protocol: u32,
     refusals_tx: mpsc::UnboundedSender<Refusal>,
     refusals: mpsc::UnboundedReceiver<Refusal>,
     /// Bounds the proposals awaiting their commit (each may hold a value of
@@ -123,6 +127,7 @@ impl WorkerSession {
             replica_results: HashMap::new(),
             held: HashMap::new(),
             synced: false,
+            protocol: 0,
             refusals_tx,
             refusals,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -303,6 +308,7 @@ impl WorkerSession {
         for run in &r.held_runs {
             self.held.insert(run.workflow_id.clone(), run.checkpoints);
         }
+        self.protocol = self.protocol.max(r.protocol_version);
         let kind = (r.workflow_name.clone(), r.version);
         // Counted as live before the registration is proposed, so the
         // presence reconciler never proposes a set without it afterwards.
@@ -381,12 +387,6 @@ impl WorkerSession {
                 .send(error_for(&e, subject, &p.workflow_id, p.seq))
                 .await;
         }
-        if let Err(e) = crate::workflows::limits::check_name("checkpoint_name", &p.checkpoint_name)
-        {
-            return self
-                .send(error_for(&e, subject, &p.workflow_id, p.seq))
-                .await;
-        }
         // Only the session that runs the workflow on this node may propose;
         // the state machine fences other nodes, this check fences other apps
         // connected to the same sidecar.
@@ -404,13 +404,11 @@ impl WorkerSession {
         let node = self.node.clone();
         let refusals = self.refusals_tx.clone();
         tokio::spawn(async move {
-            let result = node
-                .record_checkpoint(&p.workflow_id, p.seq, &p.checkpoint_name, p.value)
-                .await;
-            if let Err(e) = result {
-                tracing::debug!(workflow = %p.workflow_id, seq = p.seq, error = %e, "checkpoint proposal refused");
+            let (workflow_id, seq) = (p.workflow_id.clone(), p.seq);
+            if let Err(e) = node.record_step(p).await {
+                tracing::debug!(workflow = %workflow_id, seq, error = %e, "checkpoint proposal refused");
                 let _ = refusals.send(Refusal {
-                    message: error_for(&e, Subject::CheckpointProposal, &p.workflow_id, p.seq),
+                    message: error_for(&e, Subject::CheckpointProposal, &workflow_id, seq),
                 });
             }
             drop(permit);
@@ -462,6 +460,7 @@ impl WorkerSession {
             } else {
                 Err(r.error)
             };
+            let failure = r.failure;
             // The app reports a result once and forgets the run, so the
             // session keeps proposing it through elections and lost
             // forwards: without this a workflow whose result was lost would
@@ -469,7 +468,10 @@ impl WorkerSession {
             // workflow already finished is the earlier attempt's success.
             let mut shutdown = node.shutdown_signal();
             loop {
-                match node.finish_workflow(&r.workflow_id, outcome.clone()).await {
+                match node
+                    .finish_workflow(&r.workflow_id, outcome.clone(), failure.clone())
+                    .await
+                {
                     Ok(()) => break,
                     Err(e) if e.is_retryable() => {
                         node.note_result_retry();

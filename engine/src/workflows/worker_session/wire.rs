@@ -47,6 +47,7 @@ pub(super) fn error_for(
         | EngineError::AlreadyExists(_)
         | EngineError::NotMember(_) => ErrorCode::MalformedMessage,
         EngineError::NoLeader { .. }
+        | EngineError::Upgrading(_)
         | EngineError::LeaderChanged
         | EngineError::ProposalTimeout(_)
         | EngineError::TransferTimeout { .. }

@@ -1,0 +1,319 @@
+//! The error model: a failed step is part of the history (caught, it
+//! replays at its position after the app dies), retries follow the step's
+//! policy with each failed attempt committed, and a step that fails for
+//! good fails its workflow with the structured error.
+//!
+//! The workers register `saga` and `flaky` only when asked
+//! (`CONFORMANCE_WORKFLOWS`). Run with the Rust worker until every SDK has
+//! the error model (then they join the matrix).
+
+use raftoral_client::proto::sidecar::v1::{
+    GetWorkflowHistoryRequest, HistoryEntry, HistoryEntryKind,
+    workflow_service_client::WorkflowServiceClient,
+};
+use raftoral_client::{ClientError, RaftoralClient, WorkflowStatus};
+use raftoral_conformance::{
+    DEADLINE, FlakyInput, Sidecar, Worker, count_effect, eventually, read_effects,
+    read_effects_timed,
+};
+
+const WORKFLOWS: (&str, &str) = ("CONFORMANCE_WORKFLOWS", "saga,flaky");
+
+async fn entries(url: &str, id: &str) -> anyhow::Result<Vec<HistoryEntry>> {
+    let mut svc = WorkflowServiceClient::connect(url.to_owned()).await?;
+    Ok(svc
+        .get_workflow_history(GetWorkflowHistoryRequest {
+            workflow_id: id.into(),
+        })
+        .await?
+        .into_inner()
+        .entries)
+}
+
+/// (seq, kind, attempt) of each entry.
+fn shape(entries: &[HistoryEntry]) -> Vec<(u64, HistoryEntryKind, u32)> {
+    entries
+        .iter()
+        .map(|e| (e.seq, e.kind(), e.attempt.max(1)))
+        .collect()
+}
+
+async fn result(client: &RaftoralClient, id: &str) -> Result<serde_json::Value, ClientError> {
+    let handle = client.workflow_handle(id);
+    tokio::time::timeout(DEADLINE * 2, handle.result::<serde_json::Value>())
+        .await
+        .expect("the workflow finishes in time")
+}
+
+#[tokio::test]
+async fn a_caught_step_failure_replays_after_the_app_is_killed() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&[]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let hanging = Worker::start(
+        &sidecar.url,
+        &effects,
+        &[WORKFLOWS, ("CONFORMANCE_HANG", "1")],
+    )
+    .await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let handle = client
+        .start_workflow("saga", 1, &serde_json::json!({}))
+        .await?;
+    let id = handle.workflow_id().to_owned();
+    // The charge failed and was caught, the refund committed, and the app
+    // hangs in the last step: kill it there.
+    eventually(DEADLINE, "the final step to start", || {
+        count_effect(&read_effects(&effects), &id, "start", 2) == 1
+    })
+    .await?;
+    hanging.kill().await?;
+    let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
+    let out = result(&client, &id).await?;
+    assert_eq!(
+        out,
+        serde_json::json!({
+            "caught": {
+                "type": "CardDeclined",
+                "message": "card declined",
+                "details": {"code": "insufficient_funds", "amount": 42},
+                "attempts": 1,
+            },
+            "refunded": true,
+        })
+    );
+    let effects = read_effects(&effects);
+    assert_eq!(count_effect(&effects, &id, "start", 0), 1, "charged once");
+    assert_eq!(count_effect(&effects, &id, "done", 1), 1, "refunded once");
+    let history = entries(&sidecar.url, &id).await?;
+    assert_eq!(
+        shape(&history),
+        vec![
+            (0, HistoryEntryKind::StepFailed, 1),
+            (1, HistoryEntryKind::Unspecified, 1),
+            (2, HistoryEntryKind::Unspecified, 1),
+        ]
+    );
+    let failure = history[0]
+        .failure
+        .clone()
+        .expect("the failure is committed");
+    assert_eq!(failure.r#type, "CardDeclined");
+    assert!(failure.non_retryable);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&failure.details_json)?,
+        serde_json::json!({"code": "insufficient_funds", "amount": 42})
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_attempts_are_committed_and_retried_after_their_delay() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&[]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let input = FlakyInput {
+        fail_times: 2,
+        max_attempts: 5,
+        initial_ms: 300,
+        coefficient: 1.0,
+        ..FlakyInput::default()
+    };
+    let handle = client.start_workflow("flaky", 1, &input).await?;
+    let id = handle.workflow_id().to_owned();
+    assert_eq!(
+        result(&client, &id).await?,
+        serde_json::json!({"attempts": 3})
+    );
+    let history = entries(&sidecar.url, &id).await?;
+    assert_eq!(
+        shape(&history),
+        vec![
+            (0, HistoryEntryKind::StepAttemptFailed, 1),
+            (0, HistoryEntryKind::StepAttemptFailed, 2),
+            (0, HistoryEntryKind::Unspecified, 3),
+        ]
+    );
+    let first = &history[0];
+    assert_eq!(first.next_attempt_at_ms, first.committed_at_ms + 300);
+    assert_eq!(
+        first.failure.as_ref().map(|f| f.message.as_str()),
+        Some("attempt 1 failed")
+    );
+    let timed = read_effects_timed(&effects);
+    let attempts: Vec<_> = timed.iter().filter(|e| e.what == "attempt").collect();
+    assert_eq!(
+        attempts.iter().map(|e| e.step).collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "each attempt once"
+    );
+    // The second attempt waited for the committed delay (same machine,
+    // same clock: the log's time is this clock's).
+    let second = attempts[1].at_ms.expect("timed");
+    assert!(
+        second >= first.next_attempt_at_ms.saturating_sub(50),
+        "attempt 2 at {second}, due at {}",
+        first.next_attempt_at_ms
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_non_retryable_error_fails_the_step_at_once() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&[]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let input = FlakyInput {
+        fail_times: 5,
+        max_attempts: 5,
+        initial_ms: 10,
+        coefficient: 1.0,
+        non_retryable: true,
+        catch: true,
+    };
+    let handle = client.start_workflow("flaky", 1, &input).await?;
+    let id = handle.workflow_id().to_owned();
+    assert_eq!(
+        result(&client, &id).await?,
+        serde_json::json!({"caught": {"type": "Flaky", "message": "attempt 1 failed", "attempts": 1}})
+    );
+    assert_eq!(count_effect(&read_effects(&effects), &id, "attempt", 1), 1);
+    assert_eq!(
+        shape(&entries(&sidecar.url, &id).await?),
+        vec![(0, HistoryEntryKind::StepFailed, 1)]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn exhausted_attempts_fail_the_workflow_with_the_last_error() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&[]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let input = FlakyInput {
+        fail_times: 9,
+        max_attempts: 3,
+        initial_ms: 0,
+        coefficient: 1.0,
+        ..FlakyInput::default()
+    };
+    let handle = client.start_workflow("flaky", 1, &input).await?;
+    let id = handle.workflow_id().to_owned();
+    let Err(ClientError::WorkflowFailed { message, .. }) = result(&client, &id).await else {
+        panic!("the workflow fails");
+    };
+    assert!(message.contains("attempt 3 failed"), "{message}");
+    let info = client.get_workflow(&id).await?;
+    assert_eq!(info.status(), WorkflowStatus::Failed);
+    let failure = info.failure.expect("a structured failure");
+    assert_eq!(
+        (failure.r#type.as_str(), failure.message.as_str()),
+        ("Flaky", "attempt 3 failed")
+    );
+    assert_eq!(
+        shape(&entries(&sidecar.url, &id).await?),
+        vec![
+            (0, HistoryEntryKind::StepAttemptFailed, 1),
+            (0, HistoryEntryKind::StepAttemptFailed, 2),
+            (0, HistoryEntryKind::StepFailed, 3),
+        ]
+    );
+    Ok(())
+}
+
+/// Failover timeouts short enough for tests.
+const FAST: &[&str] = &["--owner-timeout-ms", "1000", "--app-timeout-ms", "1000"];
+
+#[tokio::test]
+async fn retries_continue_their_count_and_delay_after_the_owner_dies_during_backoff()
+-> anyhow::Result<()> {
+    use raftoral_conformance::apps::{Apps, client, wait_status};
+    use raftoral_conformance::cluster::Cluster;
+    let mut cluster = Cluster::start(3, false, FAST).await?;
+    let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
+    let env: Vec<(u64, &str, &str)> = (1..=3).map(|n| (n, WORKFLOWS.0, WORKFLOWS.1)).collect();
+    let mut apps = Apps::start(&cluster, &env).await?;
+    let owner = (1..=3).find(|n| *n != leader).expect("a follower");
+    let c = client(&cluster, owner).await?;
+    let delay = 3000;
+    let input = FlakyInput {
+        fail_times: 2,
+        max_attempts: 5,
+        initial_ms: delay,
+        coefficient: 1.0,
+        ..FlakyInput::default()
+    };
+    let h = c.start_workflow("flaky", 1, &input).await?;
+    let id = h.workflow_id().to_owned();
+    assert_eq!(c.get_workflow(&id).await?.owner_node_id, owner);
+    let leader_url = cluster.nodes[&leader].url.clone();
+    // Attempt 1 failed and is committed; halfway through its delay the
+    // owner dies.
+    raftoral_conformance::eventually_async(DEADLINE, "attempt 1 to fail", || {
+        let (url, id) = (leader_url.clone(), id.clone());
+        async move { Ok(!entries(&url, &id).await?.is_empty()) }
+    })
+    .await?;
+    let first = entries(&leader_url, &id).await?.remove(0);
+    assert_eq!(first.kind(), HistoryEntryKind::StepAttemptFailed);
+    let committed = first.committed_at_ms;
+    eventually(DEADLINE, "half the delay to pass", || {
+        now_ms() >= committed + delay / 2
+    })
+    .await?;
+    // The other apps restart too: the new owner's app learns the failed
+    // attempt from its history after the kill, not from the event when it
+    // committed, so only the committed time tells it how long is left.
+    for node in (1..=3).filter(|n| *n != owner) {
+        apps.workers.remove(&node).expect("an app").kill().await?;
+    }
+    cluster.kill(owner).await?;
+    for node in (1..=3).filter(|n| *n != owner) {
+        apps.spawn(&cluster, node, &env).await?;
+    }
+    let survivor = client(&cluster, leader).await?;
+    wait_status(&survivor, &id, WorkflowStatus::Completed).await?;
+    let out: serde_json::Value = serde_json::from_slice(&survivor.get_workflow(&id).await?.result)?;
+    assert_eq!(out, serde_json::json!({"attempts": 3}), "the count went on");
+    assert_eq!(
+        shape(&entries(&leader_url, &id).await?),
+        vec![
+            (0, HistoryEntryKind::StepAttemptFailed, 1),
+            (0, HistoryEntryKind::StepAttemptFailed, 2),
+            (0, HistoryEntryKind::Unspecified, 3),
+        ]
+    );
+    let timed: Vec<_> = apps
+        .effects
+        .values()
+        .flat_map(|p| read_effects_timed(p))
+        .filter(|e| e.workflow_id == id && e.what == "attempt")
+        .collect();
+    let mut numbers: Vec<u64> = timed.iter().map(|e| e.step).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, vec![1, 2, 3], "each attempt ran once");
+    let second = timed.iter().find(|e| e.step == 2).and_then(|e| e.at_ms);
+    let second = second.expect("a timed attempt 2");
+    // The new owner waited what was left of the committed delay: not less,
+    // and not a fresh delay from its takeover (which came after the kill,
+    // itself half a delay in).
+    assert!(
+        second + 200 >= committed + delay,
+        "attempt 2 at +{} ms: earlier than the committed delay",
+        second.saturating_sub(committed)
+    );
+    assert!(
+        second < committed + delay / 2 + delay,
+        "attempt 2 at +{} ms: a fresh delay after the takeover",
+        second.saturating_sub(committed)
+    );
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

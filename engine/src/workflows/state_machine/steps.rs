@@ -1,0 +1,160 @@
+//! Recording a workflow's steps: values, final failures and failed attempts
+//! (`RecordStep`, and `RecordCheckpoint` from before kinds existed).
+//!
+//! A history lists entries in commit order. Positions (seqs) are taken by
+//! the workflow code in call order; steps running side by side commit as
+//! they finish, so a history's seqs may be out of order. Each seq is
+//! resolved once (a value or a final failure), after its failed attempts,
+//! numbered 1, 2, ... Everything else a proposal could do (resolve a seq
+//! twice, skip an attempt, open steps without bound) is refused here, on
+//! every replica alike.
+
+use std::sync::Arc;
+
+use raftoral_proto::cluster::v1::{RecordCheckpoint, RecordStep};
+use raftoral_proto::sidecar::v1::HistoryEntryKind;
+
+use super::workflow::Checkpoint;
+use super::{Applied, Event, StateMachine};
+use crate::error::Rejection;
+
+/// Most positions a workflow may have open at once: a seq at or past the
+/// first unresolved one plus this is refused, which bounds the index below
+/// and what a replica holds for steps it has not seen resolve.
+pub const MAX_OPEN_STEPS: u64 = 256;
+
+/// The highest command level this engine applies: 2 knows `RecordStep`.
+/// Recorded per node (`SetWorkerPresence.command_level`); a command of a
+/// level is proposed only once every member recorded at least it.
+pub const COMMAND_LEVEL: u32 = 2;
+
+/// Longest delay a failed attempt may ask for before the next one.
+pub const MAX_RETRY_DELAY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// A step entry as proposed, from either command.
+struct Proposed<'a> {
+    workflow_id: &'a str,
+    node_id: u64,
+    entry: Checkpoint,
+    retry_delay_ms: u64,
+}
+
+impl StateMachine {
+    /// `RecordCheckpoint` (before kinds): the value of the next seq of a
+    /// plain history. Its rule is unchanged (`seq` must equal the number
+    /// of entries), so engines with and without kinds apply it alike.
+    pub(super) fn record_checkpoint(
+        &mut self,
+        c: &RecordCheckpoint,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        let expected = self
+            .running_owned_by(&c.workflow_id, c.node_id)?
+            .checkpoints
+            .len() as u64;
+        if c.seq != expected {
+            return Err(Rejection::UnexpectedSeq {
+                workflow_id: c.workflow_id.clone(),
+                expected,
+                got: c.seq,
+            });
+        }
+        let entry = Checkpoint::value(c.seq, c.checkpoint_name.clone(), c.value.clone(), now);
+        self.append_step(&c.workflow_id, entry, now, events);
+        Ok(Applied::CheckpointRecorded)
+    }
+
+    /// `RecordStep`: a value, a final failure or a failed attempt of any
+    /// open seq.
+    pub(super) fn record_step(
+        &mut self,
+        c: &RecordStep,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        let kind = c.kind();
+        if (kind == HistoryEntryKind::Unspecified) == c.failure.is_some() {
+            return Err(Rejection::InvalidStep(format!(
+                "step {} of workflow '{}': a value entry carries no failure and a failed one must",
+                c.seq, c.workflow_id
+            )));
+        }
+        let proposed = Proposed {
+            workflow_id: &c.workflow_id,
+            node_id: c.node_id,
+            retry_delay_ms: c.retry_delay_ms.min(MAX_RETRY_DELAY_MS),
+            entry: Checkpoint {
+                seq: c.seq,
+                name: c.checkpoint_name.clone(),
+                kind,
+                value: c.value.clone(),
+                failure: c.failure.clone().map(Box::new),
+                attempt: c.attempt.max(1),
+                next_attempt_at_ms: 0,
+                committed_at_ms: now,
+            },
+        };
+        self.check_step(&proposed)?;
+        let mut entry = proposed.entry;
+        if !entry.resolves() {
+            entry.next_attempt_at_ms = now.saturating_add(proposed.retry_delay_ms);
+        }
+        self.append_step(&c.workflow_id, entry, now, events);
+        Ok(Applied::CheckpointRecorded)
+    }
+
+    /// The owner fence, then: the seq is open and inside the window, and
+    /// the attempt follows the committed ones.
+    fn check_step(&self, p: &Proposed<'_>) -> Result<(), Rejection> {
+        let wf = self.running_owned_by(p.workflow_id, p.node_id)?;
+        let (seq, steps) = (p.entry.seq, &wf.steps);
+        if steps.is_resolved(seq) {
+            return Err(Rejection::UnexpectedSeq {
+                workflow_id: p.workflow_id.to_owned(),
+                expected: steps.low(),
+                got: seq,
+            });
+        }
+        if seq >= steps.low().saturating_add(MAX_OPEN_STEPS) {
+            return Err(Rejection::TooManyOpenSteps {
+                workflow_id: p.workflow_id.to_owned(),
+                first_open: steps.low(),
+                seq,
+            });
+        }
+        let last = steps.last_attempt(seq);
+        let fits = if p.entry.resolves() {
+            p.entry.attempt > last
+        } else {
+            p.entry.attempt == last + 1
+        };
+        if !fits {
+            return Err(Rejection::UnexpectedAttempt {
+                workflow_id: p.workflow_id.to_owned(),
+                seq,
+                last,
+                got: p.entry.attempt,
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends a checked entry and tells every listener.
+    fn append_step(&mut self, id: &str, entry: Checkpoint, now: u64, events: &mut Vec<Event>) {
+        let wf = self
+            .workflows
+            .get_mut(id)
+            .map(Arc::make_mut)
+            .expect("checked by the caller");
+        let position = wf.checkpoints.len() as u64;
+        wf.steps.add(position, &entry);
+        wf.updated_at_ms = now;
+        events.push(Event::CheckpointCommitted {
+            workflow_id: id.to_owned(),
+            history_index: position,
+            entry: entry.clone(),
+        });
+        wf.checkpoints.push(entry);
+    }
+}

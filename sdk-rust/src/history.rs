@@ -1,0 +1,124 @@
+//! A run's committed history as the core keeps it: entries in commit order,
+//! found by the step position (seq) they resolve, and the failed attempts
+//! of steps not resolved yet with when the next attempt is due here.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use raftoral_proto::sidecar::v1::{CheckpointEvent, CheckpointRecord, Failure, HistoryEntryKind};
+use tokio::time::Instant;
+
+/// One committed history entry.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub seq: u64,
+    pub name: String,
+    pub kind: HistoryEntryKind,
+    pub value: Bytes,
+    pub failure: Option<Failure>,
+    pub attempt: u32,
+    pub next_attempt_at_ms: u64,
+    pub committed_at_ms: u64,
+}
+
+impl From<CheckpointRecord> for Entry {
+    fn from(r: CheckpointRecord) -> Self {
+        Entry {
+            kind: r.kind(),
+            seq: r.seq,
+            name: r.checkpoint_name,
+            value: r.value,
+            failure: r.failure,
+            attempt: r.attempt.max(1),
+            next_attempt_at_ms: r.next_attempt_at_ms,
+            committed_at_ms: r.committed_at_ms,
+        }
+    }
+}
+
+impl From<CheckpointEvent> for Entry {
+    fn from(e: CheckpointEvent) -> Self {
+        Entry {
+            kind: e.kind(),
+            seq: e.seq,
+            name: e.checkpoint_name,
+            value: e.value,
+            failure: e.failure,
+            attempt: e.attempt.max(1),
+            next_attempt_at_ms: e.next_attempt_at_ms,
+            committed_at_ms: e.committed_at_ms,
+        }
+    }
+}
+
+/// The failed attempts of one unresolved step.
+#[derive(Debug, Clone)]
+pub(crate) struct Attempts {
+    /// The step's name, as the attempts committed it.
+    pub name: String,
+    /// The last failed attempt (1-based).
+    pub last: u32,
+    /// When the next attempt may start on this process's clock.
+    pub due: Instant,
+}
+
+/// A run's history.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    entries: Vec<Entry>,
+    /// seq → index of the entry that resolved it.
+    resolved: HashMap<u64, usize>,
+    /// Unresolved seqs with failed attempts.
+    attempts: HashMap<u64, Attempts>,
+}
+
+impl History {
+    /// Entries held (the next one to append has this index).
+    pub fn len(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    /// Appends the next entry in commit order.
+    pub fn push(&mut self, entry: Entry) {
+        let index = self.entries.len();
+        if entry.kind == HistoryEntryKind::StepAttemptFailed {
+            self.attempts.insert(
+                entry.seq,
+                Attempts {
+                    name: entry.name.clone(),
+                    last: entry.attempt,
+                    due: due_here(entry.next_attempt_at_ms, entry.committed_at_ms),
+                },
+            );
+        } else {
+            self.attempts.remove(&entry.seq);
+            self.resolved.insert(entry.seq, index);
+        }
+        self.entries.push(entry);
+    }
+
+    /// The entry that resolved `seq`, if any.
+    pub fn resolution(&self, seq: u64) -> Option<&Entry> {
+        self.resolved.get(&seq).map(|i| &self.entries[*i])
+    }
+
+    /// The failed attempts of unresolved `seq`, if any.
+    pub fn attempts(&self, seq: u64) -> Option<&Attempts> {
+        self.attempts.get(&seq)
+    }
+}
+
+/// When an attempt due at `next_at` (log time) may start here: the
+/// remaining wait on this clock, clamped to `[0, next_at − committed_at]`:
+/// a clock behind the log's time waits the committed delay at most (never
+/// hours for a skewed node), one ahead of it waits less (at worst not at
+/// all). Taken when the entry arrives, so later checks do not re-clamp.
+fn due_here(next_at_ms: u64, committed_at_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let delay = next_at_ms.saturating_sub(committed_at_ms);
+    let left = next_at_ms.saturating_sub(now_ms).min(delay);
+    Instant::now() + Duration::from_millis(left)
+}
