@@ -28,7 +28,7 @@ from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "conformance"
-DEFAULT_FILES = ["single_node", "cluster_workflows", "app_stream", "cluster", "mixed"]
+DEFAULT_FILES = ["single_node", "cluster_workflows", "app_stream", "cluster", "mixed", "errors"]
 # Runs once with every worker at a time (one per node, CONFORMANCE_MIXED),
 # not once per worker.
 MIXED = "mixed"

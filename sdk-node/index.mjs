@@ -3,16 +3,19 @@
 import sdk from "./dist/index.js";
 
 export const {
+  ApplicationError,
   Cancelled,
   Client,
   InvalidArgument,
   LocalNode,
   NonDeterminism,
+  NonRetryableError,
   NotFound,
   NotRunning,
   RaftoralError,
   Rejected,
   ShuttingDown,
+  StepFailed,
   Timeout,
   Unavailable,
   Worker,

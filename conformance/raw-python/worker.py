@@ -1,30 +1,51 @@
 """A conformance worker written without any Raftoral SDK.
 
-It speaks the app stream (proto/raftoral/sidecar/v1/app.proto) through the
-code grpcio-tools generates from proto/, and nothing else, so it shows what a
-new language's SDK has to do, and it tests the sidecar's protocol handling
-independently of the Rust core the other SDKs share. It follows the worker
-contract in conformance/WORKERS.md.
+It speaks the app stream (proto/raftoral/sidecar/v1/app.proto and
+failure.proto) through the code grpcio-tools generates from proto/, and
+nothing else, so it shows what a new language's SDK has to do, and it tests
+the sidecar's protocol handling independently of the Rust core the other SDKs
+share. It follows the worker contract in conformance/WORKERS.md.
 
-The protocol, as this file implements it:
-- open WorkflowStream, send one RegisterWorkflowRequest per workflow type,
-  wait for each RegistrationAck; heartbeat at least every
-  heartbeat_interval_ms;
+The protocol, as this file implements it (protocol_version 2):
+- open WorkflowStream, send one RegisterWorkflowRequest per workflow type
+  (with protocol_version=2), wait for each RegistrationAck; heartbeat at
+  least every heartbeat_interval_ms;
 - ExecuteWorkflowRequest starts a run (or, for a run this process already
   has, after a reconnect, brings its history up to date);
-- a checkpoint first replays the history (names must match, else
-  non-determinism); past it, the owner computes and sends a
-  CheckpointProposal, a replica waits; both continue with the value of the
-  CheckpointEvent that commits the seq;
+- a history is a list of entries in commit order; a CheckpointEvent is
+  appended when its history_index is the length of the history held. Each
+  entry is about one step position (seq): a value or a STEP_FAILED failure
+  resolves the seq; STEP_ATTEMPT_FAILED entries (attempts 1, 2, ...) come
+  before the resolution;
+- a step first looks for its seq's resolution (names must match, else
+  non-determinism): a value is returned, a failure raised as StepFailed, on
+  the owner, on replicas and on replay alike. Unresolved, the owner runs the
+  step's code (a replica waits) once the backoff of the last failed attempt
+  has passed: clamp(next_attempt_at_ms - now, 0, next_attempt_at_ms -
+  committed_at_ms), counted from when the entry was learned, so a new owner
+  after a failover waits what is left of the committed delay;
+- the owner proposes a value, a failed attempt (the step's code raised, the
+  error is retryable and the workflow's policy has attempts left; with the
+  delay before the next one) or the step's failure; it continues with the
+  CheckpointEvents, never with its own proposal: another owner may have
+  resolved the seq, or failed the same attempt, first (then a value or
+  failure is re-based on the next attempt number);
 - OwnershipChange and StreamError(NOT_OWNER) switch a run between owner and
   replica; a proposal the sidecar does not hold is (re)sent when the run owns
-  the workflow again; UNEXPECTED_SEQ means the seq committed (its event
-  follows), UNAVAILABLE means retry, WORKFLOW_NOT_RUNNING ends the run;
+  the workflow again; UNEXPECTED_SEQ means the seq (or the attempt)
+  committed (its event came first), UNAVAILABLE means retry,
+  WORKFLOW_NOT_RUNNING ends the run;
 - WorkflowCancellation makes the next checkpoint fail; a run ended by a
   cancellation, by WORKFLOW_NOT_RUNNING or by shutdown reports nothing;
-  every other run sends a WorkflowResult;
-- a closed stream is reopened with backoff; registrations are sent again and
-  the sidecar re-sends every running workflow with its history.
+  every other run sends a WorkflowResult (a step failure the code did not
+  catch fails the workflow with the step's Failure, structured);
+- a closed stream is reopened with backoff; meanwhile no run owns anything.
+  Registrations are sent again and the sidecar re-sends every running
+  workflow with its whole history and who owns it now.
+
+One step runs at a time per run (no parallel steps): resolutions are then
+handed to the code in commit order, which is all the release rule of
+app.proto asks.
 
 Run it with the interpreter of conformance/raw-python/.venv after `make
 raw-worker` generated the stubs into conformance/raw-python/gen.
@@ -34,10 +55,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import random
 import signal
 import sys
 import time
+import traceback
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen"))
@@ -45,18 +70,32 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen
 import grpc
 from raftoral.sidecar.v1 import app_pb2 as pb
 from raftoral.sidecar.v1 import app_pb2_grpc
+from raftoral.sidecar.v1 import failure_pb2 as fpb
 
+PROTOCOL_VERSION = 2  # histories with entry kinds, attempts, failures
 # Histories travel in ExecuteWorkflowRequest: up to 4 MiB plus a value or two
 # (see its comment), far above gRPC's default 4 MiB receive limit.
 MAX_MESSAGE = 64 * 1024 * 1024
 HEARTBEAT_S = 2.0  # our own interval, shortened to what the sidecar asks
 DEAD_AFTER_S = 10.0  # silence after which the stream is presumed dead
 RETRY_S = 0.2  # pause before re-sending a proposal refused as UNAVAILABLE
+# The sidecar's limits on a Failure (failure.proto): message and details of
+# a failed attempt, of a step's final failure, and the stack.
+ATTEMPT_FAILURE_BYTES = 4 * 1024
+FINAL_FAILURE_BYTES = 64 * 1024
+STACK_BYTES = 16 * 1024
+TYPE_BYTES = 256
+MAX_DELAY_MS = 7 * 24 * 60 * 60 * 1000  # longest retry delay accepted
+
+STEP_FAILED = fpb.HISTORY_ENTRY_KIND_STEP_FAILED
+STEP_ATTEMPT_FAILED = fpb.HISTORY_ENTRY_KIND_STEP_ATTEMPT_FAILED
 
 
 def encode(value: Any) -> bytes:
-    """JSON as the Rust and Python SDKs write it: compact, UTF-8."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """JSON as the SDKs write it: compact, UTF-8. Object keys are sorted, as
+    serde_json (the Rust SDK) writes them, so a result that is an object has
+    the same bytes as the Rust worker's."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
 
 
 def effect(workflow_id: str, what: str, step: int) -> None:
@@ -64,7 +103,7 @@ def effect(workflow_id: str, what: str, step: int) -> None:
     path = os.environ.get("CONFORMANCE_EFFECTS")
     if path:
         with open(path, "a") as f:
-            f.write(f"{workflow_id} {what} {step}\n")
+            f.write(f"{workflow_id} {what} {step} {int(time.time() * 1000)}\n")
 
 
 class Stop(Exception):
@@ -73,6 +112,183 @@ class Stop(Exception):
 
 class Cancelled(Stop):
     """The workflow was cancelled."""
+
+
+class StepError(Exception):
+    """What a step's code raises to choose the committed failure: its type,
+    message, details (any JSON value) and whether it may be retried. Any
+    other exception is committed with its class name and str()."""
+
+    def __init__(
+        self, type_name: str, message: str, details: Any = None, non_retryable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.message = message
+        self.details = details
+        self.non_retryable = non_retryable
+
+
+class StepFailed(Exception):
+    """A step failed for good: raised at its position from the committed
+    STEP_FAILED entry, here and on every replica and replay. Its text is
+    the Rust SDK's, so a workflow that does not catch it fails with the same
+    error in every language."""
+
+    def __init__(self, workflow_id: str, seq: int, step: str, attempts: int, failure: Any) -> None:
+        s = "" if attempts == 1 else "s"
+        super().__init__(
+            f"step '{step}' (seq {seq}) of workflow '{workflow_id}' failed after "
+            f"{attempts} attempt{s}: {failure.type}: {failure.message}"
+        )
+        self.workflow_id = workflow_id
+        self.seq = seq
+        self.step = step
+        self.attempts = attempts
+        self.failure = failure  # the committed fpb.Failure
+        self.type: str = failure.type
+        self.message: str = failure.message
+        self.details: Any = json.loads(failure.details_json) if failure.details_json else None
+
+
+def non_determinism(workflow_id: str, seq: int, committed: str, asked: str) -> RuntimeError:
+    return RuntimeError(
+        f"non-determinism in workflow '{workflow_id}' at checkpoint seq {seq}: "
+        f"history has '{committed}', the code asked for '{asked}'; keep "
+        "checkpoint names and order stable, or register a new workflow version"
+    )
+
+
+# -- retries ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failing step is retried (the Rust core's RetryPolicy)."""
+
+    initial_ms: float = 1000.0
+    coefficient: float = 2.0
+    maximum_ms: float = 60_000.0
+    maximum_attempts: Optional[int] = 10  # None: no limit
+    jitter: float = 0.2  # share of each delay removed at random
+    non_retryable_types: tuple[str, ...] = ()
+
+    def is_final(self, attempt: int, failure: Any) -> bool:
+        """True when `failure` at `attempt` (1-based) fails the step."""
+        return (
+            failure.non_retryable
+            or (self.maximum_attempts is not None and attempt >= self.maximum_attempts)
+            or failure.type in self.non_retryable_types
+        )
+
+    def delay_ms(self, attempt: int) -> int:
+        """The delay after failed attempt `attempt`: min(maximum, initial *
+        coefficient**(attempt-1)), shortened (never lengthened) by jitter."""
+        try:
+            grown = self.initial_ms * self.coefficient ** (attempt - 1)
+        except OverflowError:
+            grown = math.inf
+        capped = min(self.maximum_ms, grown)
+        return min(MAX_DELAY_MS, int(capped * (1 - self.jitter * random.random())))
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, at a character boundary."""
+    data = text.encode()
+    return text if len(data) <= limit else data[:limit].decode(errors="ignore")
+
+
+def failure_of(e: Exception) -> Any:
+    """The Failure a step's code raised, as failure.proto carries it."""
+    if isinstance(e, StepError):
+        failure = fpb.Failure(type=e.type_name, message=e.message, non_retryable=e.non_retryable)
+        if e.details is not None:
+            failure.details_json = encode(e.details).decode()
+    else:
+        failure = fpb.Failure(type=type(e).__name__, message=str(e))
+    failure.stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    return failure
+
+
+def bounded(failure: Any, limit: int) -> Any:
+    """`failure` within the sidecar's limits: message cut to `limit` bytes,
+    details over it dropped (cut, they would not be JSON), stack cut."""
+    failure.type = cut(failure.type or "Error", TYPE_BYTES)
+    failure.message = cut(failure.message, limit)
+    failure.stack = cut(failure.stack, STACK_BYTES)
+    if len(failure.details_json.encode()) > limit:
+        print(f"failure details over {limit} bytes dropped", file=sys.stderr)
+        failure.details_json = ""
+    return failure
+
+
+# -- a run's history --------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One committed history entry (from a CheckpointRecord or an event)."""
+
+    seq: int
+    name: str
+    kind: int
+    value: bytes
+    failure: Any  # fpb.Failure, or None
+    attempt: int
+    next_attempt_at_ms: int
+    committed_at_ms: int
+
+    @classmethod
+    def of(cls, m: Any) -> Entry:
+        return cls(
+            seq=m.seq,
+            name=m.checkpoint_name,
+            kind=m.kind,
+            value=m.value,
+            failure=m.failure if m.HasField("failure") else None,
+            attempt=max(m.attempt, 1),  # 0 from older sidecars: 1
+            next_attempt_at_ms=m.next_attempt_at_ms,
+            committed_at_ms=m.committed_at_ms,
+        )
+
+
+@dataclass
+class Attempts:
+    """The failed attempts of a step not resolved yet."""
+
+    name: str
+    last: int  # the last failed attempt
+    due: float  # when the next one may start, on time.monotonic()
+
+
+class History:
+    """Entries in commit order, found by the seq they are about."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.resolved: dict[int, Entry] = {}  # seq -> its value or failure
+        self.attempts: dict[int, Attempts] = {}  # unresolved seq -> attempts
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def push(self, entry: Entry) -> None:
+        """Appends the next entry in commit order."""
+        self.entries.append(entry)
+        if entry.kind == STEP_ATTEMPT_FAILED:
+            # The wait left, taken now (when the entry is learned): a clock
+            # behind the log's waits the committed delay at most.
+            delay = max(0, entry.next_attempt_at_ms - entry.committed_at_ms)
+            left = min(max(0.0, entry.next_attempt_at_ms - time.time() * 1000), delay)
+            self.attempts[entry.seq] = Attempts(
+                entry.name, entry.attempt, time.monotonic() + left / 1000
+            )
+        else:
+            self.attempts.pop(entry.seq, None)
+            self.resolved[entry.seq] = entry
 
 
 class Run:
@@ -84,34 +300,35 @@ class Run:
         self.raw_input = req.input
         self.input: Any = None
         self.is_owner = req.is_owner
-        self.history: list[tuple[str, bytes]] = [(r.checkpoint_name, r.value) for r in req.history]
+        self.history = History()
+        for record in req.history:
+            self.history.push(Entry.of(record))
         self.cursor = 0  # next seq the workflow code asks for
-        self.sent = False  # the sidecar holds our pending proposal
+        self.sent: set[int] = set()  # seqs whose proposal the sidecar holds
+        self.refused: dict[int, str] = {}  # seq -> why its proposal was refused
         self.stop: Optional[Stop] = None
-        self.refused: Optional[str] = None
         self._changed = asyncio.Event()
 
     def poke(self) -> None:
         self._changed.set()
 
-    async def changed(self) -> None:
+    async def changed(self, timeout: Optional[float] = None) -> None:
         # Callers check the state, then wait: no await in between, so no
         # poke is lost.
         self._changed.clear()
-        await self._changed.wait()
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
-    def committed(self, seq: int, name: str) -> Optional[bytes]:
-        """The committed value of seq, checking the name; None if not yet."""
-        if seq >= len(self.history):
-            return None
-        committed_name, value = self.history[seq]
-        if committed_name != name:
-            raise RuntimeError(
-                f"non-determinism in workflow '{self.id}' at checkpoint seq {seq}: "
-                f"history has '{committed_name}', the code asked for '{name}'; keep "
-                "checkpoint names and order stable, or register a new workflow version"
-            )
-        return value
+    def resolution(self, entry: Entry, name: str) -> Any:
+        """The step's committed value, or its committed failure raised."""
+        if entry.name != name:
+            raise non_determinism(self.id, entry.seq, entry.name, name)
+        if entry.kind == STEP_FAILED:
+            failure = entry.failure if entry.failure is not None else fpb.Failure(type="Error")
+            raise StepFailed(self.id, entry.seq, entry.name, entry.attempt, failure)
+        return json.loads(entry.value)
 
 
 class Worker:
@@ -155,7 +372,11 @@ class Worker:
         self.outbox = outbox
         # Registrations first: the sidecar then re-sends running workflows.
         for name in self.registrations:
-            self.send(register_workflow=pb.RegisterWorkflowRequest(workflow_name=name, version=1))
+            self.send(
+                register_workflow=pb.RegisterWorkflowRequest(
+                    workflow_name=name, version=1, protocol_version=PROTOCOL_VERSION
+                )
+            )
 
         async def requests() -> AsyncIterator[pb.WorkflowStreamRequest]:
             while (message := await outbox.get()) is not None:
@@ -211,16 +432,29 @@ class Worker:
         finally:
             beating.cancel()
             outbox.put_nowait(None)
+            # Until the next stream's ExecuteWorkflowRequests say who owns
+            # what, no run owns anything: the sidecar may hand its workflows
+            # to another node meanwhile, and a backoff that ends now must not
+            # run an attempt here.
+            for run in self.runs.values():
+                run.is_owner = False
+                run.sent.clear()
+                run.poke()
 
     def on_execute(self, req: pb.ExecuteWorkflowRequest) -> None:
         run = self.runs.get(req.workflow_id)
         if run is not None:
-            # A reconnect: the run goes on; catch up and re-send the proposal.
+            # A reconnect: the run goes on; append the entries it lacks and
+            # re-send its pending proposal (the new stream holds none).
             run.is_owner = req.is_owner
-            run.history += [(r.checkpoint_name, r.value) for r in req.history[len(run.history) :]]
-            run.sent = False
+            for index, record in enumerate(req.history, start=req.history_start):
+                if index == len(run.history):
+                    run.history.push(Entry.of(record))
+            run.sent.clear()
             run.poke()
             return
+        if req.history_start > 0:
+            return  # a run declared as held that ended since (never here)
         run = Run(req)
         self.runs[run.id] = run
         task = asyncio.create_task(self.execute(run))
@@ -229,15 +463,20 @@ class Worker:
 
     def on_event(self, ev: pb.CheckpointEvent) -> None:
         run = self.runs.get(ev.workflow_id)
-        if run is not None and ev.seq == len(run.history):
-            run.history.append((ev.checkpoint_name, ev.value))
+        if run is None:
+            return
+        if ev.history_index == len(run.history):
+            run.history.push(Entry.of(ev))
             run.poke()
+        elif ev.history_index > len(run.history):
+            # Cannot happen on an ordered stream; never misalign the history.
+            print(f"event {ev.history_index} of '{run.id}' out of order", file=sys.stderr)
 
     def on_ownership(self, change: pb.OwnershipChange) -> None:
         run = self.runs.get(change.workflow_id)
         if run is not None:
             if run.is_owner != change.is_owner:
-                run.sent = False
+                run.sent.clear()
             run.is_owner = change.is_owner
             run.poke()
 
@@ -247,51 +486,118 @@ class Worker:
             print(f"sidecar error: {pb.ErrorCode.Name(e.code)}: {e.message}", file=sys.stderr)
             return
         if e.code == pb.ERROR_CODE_NOT_OWNER:
-            run.is_owner, run.sent = False, False
+            run.is_owner = False
+            run.sent.clear()
         elif e.code == pb.ERROR_CODE_UNEXPECTED_SEQ:
-            pass  # the seq is committed; its event came before this error
+            pass  # the seq or attempt is committed; its event came before this
         elif e.code == pb.ERROR_CODE_UNAVAILABLE:
 
-            def resend(run: Run = run) -> None:
-                run.sent = False
+            def resend(run: Run = run, seq: int = e.seq) -> None:
+                run.sent.discard(seq)
                 run.poke()
 
             asyncio.get_running_loop().call_later(RETRY_S, resend)
         elif e.code == pb.ERROR_CODE_WORKFLOW_NOT_RUNNING:
             run.stop = run.stop or Stop(e.message)
         else:
-            run.refused = f"{pb.ErrorCode.Name(e.code)}: {e.message}"
+            run.refused[e.seq] = f"{pb.ErrorCode.Name(e.code)}: {e.message}"
         run.poke()
 
     # -- workflow runs ------------------------------------------------------
 
-    async def checkpoint(self, run: Run, name: str, compute: Callable[[], Awaitable[Any]]) -> Any:
-        """The value of the run's next checkpoint: replayed, computed or awaited."""
+    async def step(
+        self,
+        run: Run,
+        name: str,
+        compute: Callable[[int], Awaitable[Any]],
+        policy: RetryPolicy = DEFAULT_POLICY,
+    ) -> Any:
+        """The value of the run's next step: replayed, computed (by the
+        owner, `compute(attempt)`, retried per `policy`) or awaited. Raises
+        StepFailed when the step failed for good, now or in the history."""
         seq = run.cursor
         while True:
-            value = run.committed(seq, name)
-            if value is not None:  # replayed, or committed by the owner
-                run.cursor += 1
-                return json.loads(value)
+            entry = run.history.resolved.get(seq)
+            if entry is not None:  # replayed, or committed by an owner
+                run.cursor = seq + 1
+                return run.resolution(entry, name)
             if run.stop:
                 raise run.stop
-            if run.is_owner:
-                break
-            await run.changed()  # a replica waits for the owner's value
+            failed = run.history.attempts.get(seq)
+            if failed is not None and failed.name != name:
+                raise non_determinism(run.id, seq, failed.name, name)
+            wait = failed.due - time.monotonic() if failed else 0.0
+            if not run.is_owner:
+                await run.changed()  # a replica waits for the owner's entries
+            elif wait > 0:
+                await run.changed(timeout=wait)  # the backoff of the last attempt
+            else:
+                attempt = failed.last + 1 if failed else 1
+                proposal = await self.run_attempt(run, seq, name, attempt, compute, policy)
+                await self.propose(run, proposal)
+
+    async def checkpoint(self, run: Run, name: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+        """A step whose code does not care about the attempt number."""
+        return await self.step(run, name, lambda _attempt: compute())
+
+    async def run_attempt(
+        self,
+        run: Run,
+        seq: int,
+        name: str,
+        attempt: int,
+        compute: Callable[[int], Awaitable[Any]],
+        policy: RetryPolicy,
+    ) -> pb.CheckpointProposal:
+        """Runs attempt `attempt` of a step: the proposal of its outcome."""
         proposal = pb.CheckpointProposal(
-            workflow_id=run.id, seq=seq, checkpoint_name=name, value=encode(await compute())
+            workflow_id=run.id, seq=seq, checkpoint_name=name, attempt=attempt
         )
-        run.sent, run.refused = False, None
-        while (value := run.committed(seq, name)) is None:
-            if run.stop:
-                raise run.stop
-            if run.refused:
-                raise RuntimeError(f"checkpoint '{name}' refused: {run.refused}")
-            if run.is_owner and not run.sent:
-                run.sent = self.send(checkpoint_proposal=proposal)
-            await run.changed()
-        run.cursor += 1
-        return json.loads(value)
+        try:
+            value = await compute(attempt)
+        except Exception as e:  # the step's code failed
+            failure = failure_of(e)
+            if policy.is_final(attempt, failure):  # the step fails
+                proposal.kind = STEP_FAILED
+                proposal.failure.CopyFrom(bounded(failure, FINAL_FAILURE_BYTES))
+            else:  # one attempt failed; the next after the delay
+                proposal.kind = STEP_ATTEMPT_FAILED
+                proposal.failure.CopyFrom(bounded(failure, ATTEMPT_FAILURE_BYTES))
+                proposal.retry_delay_ms = policy.delay_ms(attempt)
+            return proposal
+        proposal.value = encode(value)
+        return proposal
+
+    async def propose(self, run: Run, proposal: pb.CheckpointProposal) -> None:
+        """Sends `proposal` until it settles: its seq is resolved (by
+        whichever owner), or, for a failed attempt, that attempt committed.
+        The caller reads the outcome from the history."""
+        seq = proposal.seq
+        run.sent.discard(seq)
+        run.refused.pop(seq, None)
+        try:
+            while seq not in run.history.resolved:
+                failed = run.history.attempts.get(seq)
+                if failed is not None and failed.last >= proposal.attempt:
+                    if failed.name != proposal.checkpoint_name:
+                        raise non_determinism(run.id, seq, failed.name, proposal.checkpoint_name)
+                    if proposal.kind == STEP_ATTEMPT_FAILED:
+                        return  # this attempt failed (here, or on another owner)
+                    # Another owner failed this attempt meanwhile: our outcome
+                    # is the next attempt's.
+                    proposal.attempt = failed.last + 1
+                    run.sent.discard(seq)
+                if run.stop:
+                    raise run.stop
+                if seq in run.refused:
+                    raise RuntimeError(
+                        f"checkpoint '{proposal.checkpoint_name}' refused: {run.refused[seq]}"
+                    )
+                if run.is_owner and seq not in run.sent and self.send(checkpoint_proposal=proposal):
+                    run.sent.add(seq)
+                await run.changed()
+        finally:
+            run.sent.discard(seq)
 
     async def execute(self, run: Run) -> None:
         result: Optional[pb.WorkflowResult] = None
@@ -304,6 +610,10 @@ class Worker:
             result = pb.WorkflowResult(workflow_id=run.id, success=True, result=encode(value))
         except Stop:
             pass  # cancelled or finished elsewhere: not an outcome
+        except StepFailed as e:  # not caught: the workflow fails with it
+            result = pb.WorkflowResult(
+                workflow_id=run.id, success=False, error=str(e), failure=e.failure
+            )
         except Exception as e:
             result = pb.WorkflowResult(workflow_id=run.id, success=False, error=str(e))
         finally:
@@ -362,10 +672,75 @@ async def blob(w: Worker, run: Run) -> Any:
     return total
 
 
+async def saga(w: Worker, run: Run) -> Any:
+    async def charge(attempt: int) -> bool:
+        effect(run.id, "start", 0)
+        details = {"code": "insufficient_funds", "amount": 42}
+        raise StepError("CardDeclined", "card declined", details, non_retryable=True)
+
+    try:
+        await w.step(run, "charge", charge)
+    except StepFailed as e:
+        caught = e  # compensate below
+    else:
+        raise RuntimeError("the charge cannot succeed")
+
+    async def refund() -> bool:
+        effect(run.id, "done", 1)
+        return True
+
+    async def finish() -> bool:
+        effect(run.id, "start", 2)
+        if os.environ.get("CONFORMANCE_HANG") == "1":
+            await asyncio.Event().wait()  # the app "dies" here
+        return True
+
+    refunded = await w.checkpoint(run, "refund", refund)
+    await w.checkpoint(run, "finish", finish)
+    return {
+        "caught": {
+            "type": caught.type,
+            "message": caught.message,
+            "details": caught.details,
+            "attempts": caught.attempts,
+        },
+        "refunded": refunded,
+    }
+
+
+async def flaky(w: Worker, run: Run) -> Any:
+    inp = run.input
+    policy = RetryPolicy(
+        initial_ms=inp["initial_ms"],
+        coefficient=inp["coefficient"],
+        maximum_ms=max(60_000, inp["initial_ms"]),
+        maximum_attempts=inp["max_attempts"],
+        jitter=0.0,
+    )
+
+    async def attempt(a: int) -> int:
+        effect(run.id, "attempt", a)
+        if a <= inp["fail_times"]:
+            raise StepError(
+                "Flaky", f"attempt {a} failed", non_retryable=bool(inp.get("non_retryable"))
+            )
+        return a
+
+    try:
+        attempts = await w.step(run, "flaky", attempt, policy)
+    except StepFailed as e:
+        if not inp.get("catch"):
+            raise  # fails the workflow with the step's failure
+        return {"caught": {"type": e.type, "message": e.message, "attempts": e.attempts}}
+    return {"attempts": attempts}
+
+
 WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "ping_pong": ping_pong,
     "steps": steps,
     "blob": blob,
+    "saga": saga,  # registered only when CONFORMANCE_WORKFLOWS names it
+    "flaky": flaky,  # likewise
 }
 
 

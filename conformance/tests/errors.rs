@@ -4,8 +4,8 @@
 //! good fails its workflow with the structured error.
 //!
 //! The workers register `saga` and `flaky` only when asked
-//! (`CONFORMANCE_WORKFLOWS`). Run with the Rust worker until every SDK has
-//! the error model (then they join the matrix).
+//! (`CONFORMANCE_WORKFLOWS`). Every worker runs these scenarios (the
+//! conformance matrix).
 
 use raftoral_client::proto::sidecar::v1::{
     GetWorkflowHistoryRequest, HistoryEntry, HistoryEntryKind,

@@ -3,19 +3,33 @@
 //
 // Environment: RAFTORAL_SIDECAR_URL (sidecar), CONFORMANCE_EFFECTS (file that
 // records each side effect as a line), CONFORMANCE_HANG=1 (`steps` hangs at
-// `hang_at` instead of finishing that step, `blob` hangs before returning),
-// CONFORMANCE_STEP_PREFIX (checkpoint names of `steps`, default `step`),
-// CONFORMANCE_WORKFLOWS (comma list of what to register). Prints
-// `worker ready` once registered; stops cleanly on SIGTERM.
+// `hang_at` instead of finishing that step, `blob` hangs before returning,
+// `saga` hangs in its last step), CONFORMANCE_STEP_PREFIX (checkpoint names
+// of `steps`, default `step`), CONFORMANCE_WORKFLOWS (comma list of what to
+// register; default `ping_pong,steps,blob`, `saga` and `flaky` only when
+// named). Prints `worker ready` once registered; stops cleanly on SIGTERM.
 import { appendFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 
-import { Cancelled, Client, RaftoralError, Worker, workflow } from "@raftoral/client";
+import {
+  ApplicationError,
+  Cancelled,
+  Client,
+  NonRetryableError,
+  RaftoralError,
+  StepFailed,
+  Worker,
+  workflow,
+} from "@raftoral/client";
 
-/** Appends one line with one append write: lines never interleave. */
+/**
+ * Appends one line `ID WHAT STEP MS` (MS: milliseconds since the Unix epoch,
+ * comparable with the sidecar's commit times on the same machine) with one
+ * append write: lines never interleave.
+ */
 function effect(id, what, step) {
   const path = process.env.CONFORMANCE_EFFECTS;
-  if (path) appendFileSync(path, `${id} ${what} ${step}\n`);
+  if (path) appendFileSync(path, `${id} ${what} ${step} ${Date.now()}\n`);
 }
 
 const hang = () => process.env.CONFORMANCE_HANG === "1";
@@ -57,7 +71,72 @@ const blob = workflow("blob", { version: 1 }, async (ctx, inp) => {
   return total;
 });
 
-const known = { ping_pong: pingPong, steps, blob };
+// A charge that fails for good (non-retryable CardDeclined with details),
+// caught, then a refund and a final step (which hangs under CONFORMANCE_HANG=1).
+const saga = workflow("saga", { version: 1 }, async (ctx) => {
+  const id = ctx.workflowId;
+  let caught;
+  try {
+    await ctx.checkpoint("charge", () => {
+      effect(id, "start", 0);
+      throw new NonRetryableError("card declined", {
+        type: "CardDeclined",
+        details: { code: "insufficient_funds", amount: 42 },
+      });
+    });
+    throw new RaftoralError("WORKFLOW_FAILED", "the charge cannot succeed");
+  } catch (e) {
+    if (!(e instanceof StepFailed)) throw e;
+    caught = e;
+  }
+  const refunded = await ctx.checkpoint("refund", () => {
+    effect(id, "done", 1);
+    return true;
+  });
+  await ctx.checkpoint("finish", async () => {
+    effect(id, "start", 2);
+    if (hang()) await forever(); // the app "dies" here
+    return true;
+  });
+  return {
+    caught: { type: caught.type, message: caught.error, details: caught.details, attempts: caught.attempts },
+    refunded,
+  };
+});
+
+// One step whose first `fail_times` attempts fail.
+const flaky = workflow("flaky", { version: 1 }, async (ctx, inp) => {
+  const retry = {
+    initialIntervalMs: inp.initial_ms,
+    backoffCoefficient: inp.coefficient,
+    maximumIntervalMs: Math.max(60_000, inp.initial_ms),
+    maximumAttempts: inp.max_attempts,
+    jitter: 0,
+  };
+  try {
+    const attempts = await ctx.checkpoint(
+      "flaky",
+      ({ attempt }) => {
+        effect(ctx.workflowId, "attempt", attempt);
+        if (attempt <= inp.fail_times) {
+          const message = `attempt ${attempt} failed`;
+          const options = { type: "Flaky" };
+          throw inp.non_retryable
+            ? new NonRetryableError(message, options)
+            : new ApplicationError(message, options);
+        }
+        return attempt;
+      },
+      { retry },
+    );
+    return { attempts };
+  } catch (e) {
+    if (!(e instanceof StepFailed) || !inp.catch) throw e;
+    return { caught: { type: e.type, message: e.error, attempts: e.attempts } };
+  }
+});
+
+const known = { ping_pong: pingPong, steps, blob, saga, flaky };
 const only = (process.env.CONFORMANCE_WORKFLOWS ?? "ping_pong,steps,blob").split(",").filter(Boolean);
 const client = await Client.connect(process.env.RAFTORAL_SIDECAR_URL);
 const worker = await Worker.create(client, { workflows: only.map((n) => known[n]) });

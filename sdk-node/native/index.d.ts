@@ -82,6 +82,16 @@ export declare class NativeRun {
    */
   commit(value: Buffer): Promise<Buffer>
   /**
+   * The step's code threw `failure` in the attempt `slot` (or the last
+   * `failStep`) handed out. The core commits it per `policy`: resolves
+   * with the next attempt to compute (`seq`, `attempt`) once its delay
+   * has passed, or with the committed value if another owner resolved
+   * the step first; rejects with `STEP_FAILED` when the step failed for
+   * good (here and on every replica), and with `INVALID_ARGUMENT` for a
+   * bad policy (nothing is committed then).
+   */
+  failStep(failure: NativeFailure, policy: NativeRetryPolicy): Promise<NativeSlot>
+  /**
    * Resolves with the reason once the workflow is cancelled, or null when
    * the run ends first (drives the context's `AbortSignal`).
    */
@@ -90,6 +100,12 @@ export declare class NativeRun {
   complete(value: Buffer): void
   /** The workflow failed with `message`. */
   fail(message: string): void
+  /**
+   * The workflow failed with an uncaught step failure: its error text
+   * is the one the Rust SDK gives, and the failure is recorded with the
+   * workflow's outcome, structured.
+   */
+  failWithStep(failed: NativeStepFailure): void
   /**
    * The workflow was interrupted, not finished: cancelled (with the
    * reason) or stopped by a shutdown (no reason). Nothing is reported as
@@ -126,6 +142,23 @@ export declare class NativeWorker {
   shutdown(): Promise<void>
 }
 
+/**
+ * What a step's code threw, as it is committed (the core cuts what is
+ * too long).
+ */
+export interface NativeFailure {
+  /** The error's type name (1 to 256 bytes; empty: `Error`). */
+  type: string
+  /** The error's message. */
+  message: string
+  /** Structured details as JSON text; empty or absent: none. */
+  detailsJson?: string
+  /** True when the error must not be retried, whatever the policy. */
+  nonRetryable?: boolean
+  /** The stack trace, for people. */
+  stack?: string
+}
+
 /** One committed checkpoint. */
 export interface NativeHistoryEntry {
   /** 0-based position. */
@@ -147,14 +180,42 @@ export interface NativePage {
 }
 
 /**
- * The answer to `slot`: the committed value, or none when this replica
- * must compute it (then `seq` is its position).
+ * A step's retry policy; an absent field takes the core's default (1 s,
+ * ×2, at most 60 s, 10 attempts, jitter 0.2, no non-retryable types).
+ */
+export interface NativeRetryPolicy {
+  /** Delay before the second attempt, in milliseconds. */
+  initialIntervalMs?: number
+  /** Factor applied to the delay after each attempt (at least 1). */
+  backoffCoefficient?: number
+  /** Longest delay between two attempts, in milliseconds. */
+  maximumIntervalMs?: number
+  /** Attempts in all, the first included; `Infinity`: no limit. */
+  maximumAttempts?: number
+  /** Share of each delay removed at random, in `[0, 1]`. */
+  jitter?: number
+  /** Error types that fail the step at once. */
+  nonRetryableErrorTypes?: Array<string>
+}
+
+/**
+ * The answer to `slot` and `failStep`: the committed value, or none when
+ * this replica must compute it (then `seq` is its position and `attempt`
+ * the attempt to run).
  */
 export interface NativeSlot {
-  /** The committed value to continue with; absent: compute, then `commit`. */
+  /**
+   * The committed value to continue with; absent: compute, then `commit`
+   * (or `failStep` if the step's code throws).
+   */
   value?: Buffer
   /** 0-based position of the checkpoint to compute. */
   seq?: number
+  /**
+   * 1-based attempt to compute (more than 1 after failed attempts, also
+   * those of a previous owner).
+   */
+  attempt?: number
 }
 
 /** What a start returned. */
@@ -163,6 +224,23 @@ export interface NativeStarted {
   workflowId: string
   /** True when the id named an existing workflow. */
   alreadyStarted: boolean
+}
+
+/**
+ * An uncaught step failure, as JavaScript's `StepFailed` carries it: the
+ * workflow fails with it, structured.
+ */
+export interface NativeStepFailure {
+  /** The workflow whose step failed. */
+  workflowId: string
+  /** The step's position. */
+  seq: number
+  /** The step's name. */
+  step: string
+  /** Attempts made, the last included. */
+  attempts: number
+  /** The step's error. */
+  failure: NativeFailure
 }
 
 /** Version of the native addon (the crate version). */
@@ -195,3 +273,10 @@ export interface NativeWorkflowInfo {
   /** Last change, ms since the epoch. */
   updatedAtMs: number
 }
+
+/**
+ * Checks a retry policy; throws `INVALID_ARGUMENT` saying what is wrong.
+ * The TypeScript layer calls it where a policy is given (definition
+ * time), so a bad one never waits for a failure to show.
+ */
+export declare function validateRetryPolicy(policy: NativeRetryPolicy): void

@@ -840,3 +840,4 @@ module.exports.NativeLocalNode = nativeBinding.NativeLocalNode
 module.exports.NativeRun = nativeBinding.NativeRun
 module.exports.NativeWorker = nativeBinding.NativeWorker
 module.exports.nativeVersion = nativeBinding.nativeVersion
+module.exports.validateRetryPolicy = nativeBinding.validateRetryPolicy

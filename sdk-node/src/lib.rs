@@ -10,6 +10,7 @@
 mod client;
 mod errors;
 mod local;
+mod retry;
 mod worker;
 
 use napi_derive::napi;

@@ -5,8 +5,11 @@
 //! queued here as a [`NativeRun`]; JavaScript pulls runs in batches with `nextRuns()`,
 //! runs the workflow function, and for each checkpoint asks the core for a
 //! slot (a committed value, or permission to compute when this replica owns
-//! the workflow). The outcome goes back through `complete` / `fail` /
-//! `abandon`, which the core reports exactly as for a Rust workflow.
+//! the workflow). A step's code that throws hands its error to `failStep`:
+//! the core commits the failure and says whether to run the step again
+//! (after the retry policy's delay) or raises `STEP_FAILED`. The outcome
+//! goes back through `complete` / `fail` / `failWithStep` / `abandon`,
+//! which the core reports exactly as for a Rust workflow.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,14 +17,15 @@ use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use raftoral_client::{
-    ClientError, ComputeToken, RaftoralClient, RunOutcome, RunReply, Slot, WorkflowContext,
-    WorkflowError,
+    ClientError, ComputeToken, Failure, RaftoralClient, RunOutcome, RunReply, Slot, StepFailure,
+    WorkflowContext, WorkflowError,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::NativeClient;
 use crate::errors::{to_js_err, usage};
+use crate::retry::NativeRetryPolicy;
 
 /// Runs queued for JavaScript. Bounded: when JavaScript falls behind, the
 /// core's per-run tasks wait here, never the stream reader.
@@ -51,21 +55,71 @@ struct RunInner {
     workflow_name: String,
     version: u32,
     input: Bytes,
-    /// The permission to compute the checkpoint `slot` asked for; spent by
-    /// `commit`. Checkpoints of one run are sequential (the TypeScript
+    /// The permission to compute the checkpoint `slot` (or `failStep`)
+    /// asked for; spent by `commit` or `failStep`. Checkpoints of one run are sequential (the TypeScript
     /// context queues them), so one is enough.
     token: Mutex<Option<ComputeToken>>,
     reply: Mutex<Option<RunReply>>,
 }
 
-/// The answer to `slot`: the committed value, or none when this replica
-/// must compute it (then `seq` is its position).
+/// The answer to `slot` and `failStep`: the committed value, or none when
+/// this replica must compute it (then `seq` is its position and `attempt`
+/// the attempt to run).
 #[napi(object)]
 pub struct NativeSlot {
-    /// The committed value to continue with; absent: compute, then `commit`.
+    /// The committed value to continue with; absent: compute, then `commit`
+    /// (or `failStep` if the step's code throws).
     pub value: Option<Buffer>,
     /// 0-based position of the checkpoint to compute.
     pub seq: Option<f64>,
+    /// 1-based attempt to compute (more than 1 after failed attempts, also
+    /// those of a previous owner).
+    pub attempt: Option<u32>,
+}
+
+/// What a step's code threw, as it is committed (the core cuts what is
+/// too long).
+#[napi(object)]
+pub struct NativeFailure {
+    /// The error's type name (1 to 256 bytes; empty: `Error`).
+    #[napi(js_name = "type")]
+    pub error_type: String,
+    /// The error's message.
+    pub message: String,
+    /// Structured details as JSON text; empty or absent: none.
+    pub details_json: Option<String>,
+    /// True when the error must not be retried, whatever the policy.
+    pub non_retryable: Option<bool>,
+    /// The stack trace, for people.
+    pub stack: Option<String>,
+}
+
+impl From<NativeFailure> for Failure {
+    fn from(f: NativeFailure) -> Self {
+        Failure {
+            r#type: f.error_type,
+            message: f.message,
+            details_json: f.details_json.unwrap_or_default(),
+            non_retryable: f.non_retryable.unwrap_or(false),
+            stack: f.stack.unwrap_or_default(),
+        }
+    }
+}
+
+/// An uncaught step failure, as JavaScript's `StepFailed` carries it: the
+/// workflow fails with it, structured.
+#[napi(object)]
+pub struct NativeStepFailure {
+    /// The workflow whose step failed.
+    pub workflow_id: String,
+    /// The step's position.
+    pub seq: f64,
+    /// The step's name.
+    pub step: String,
+    /// Attempts made, the last included.
+    pub attempts: u32,
+    /// The step's error.
+    pub failure: NativeFailure,
 }
 
 #[napi]
@@ -169,13 +223,16 @@ impl RunInner {
             Slot::Committed(value) => NativeSlot {
                 value: Some(value.to_vec().into()),
                 seq: None,
+                attempt: None,
             },
             Slot::Compute(token) => {
                 let seq = token.seq() as f64;
+                let attempt = token.attempt();
                 *self.token.lock().expect("lock") = Some(token);
                 NativeSlot {
                     value: None,
                     seq: Some(seq),
+                    attempt: Some(attempt),
                 }
             }
         }
@@ -266,6 +323,35 @@ impl NativeRun {
         Ok(committed.to_vec().into())
     }
 
+    /// The step's code threw `failure` in the attempt `slot` (or the last
+    /// `failStep`) handed out. The core commits it per `policy`: resolves
+    /// with the next attempt to compute (`seq`, `attempt`) once its delay
+    /// has passed, or with the committed value if another owner resolved
+    /// the step first; rejects with `STEP_FAILED` when the step failed for
+    /// good (here and on every replica), and with `INVALID_ARGUMENT` for a
+    /// bad policy (nothing is committed then).
+    #[napi]
+    pub async fn fail_step(
+        &self,
+        failure: NativeFailure,
+        policy: NativeRetryPolicy,
+    ) -> napi::Result<NativeSlot> {
+        let inner = self.inner.clone();
+        let policy = policy.to_policy().map_err(to_js_err)?;
+        let Some(token) = inner.token.lock().expect("lock").take() else {
+            return Err(usage(format!(
+                "workflow '{}': failStep without a slot to compute",
+                inner.workflow_id
+            )));
+        };
+        let slot = inner
+            .context
+            .fail(token, failure.into(), &policy)
+            .await
+            .map_err(to_js_err)?;
+        Ok(inner.native_slot(slot))
+    }
+
     /// Resolves with the reason once the workflow is cancelled, or null when
     /// the run ends first (drives the context's `AbortSignal`).
     #[napi]
@@ -286,6 +372,23 @@ impl NativeRun {
         self.reply(Err(WorkflowError::Failed(message)))
     }
 
+    /// The workflow failed with an uncaught step failure: its error text
+    /// is the one the Rust SDK gives, and the failure is recorded with the
+    /// workflow's outcome, structured.
+    #[napi]
+    pub fn fail_with_step(&self, failed: NativeStepFailure) -> napi::Result<()> {
+        let failure = StepFailure {
+            workflow_id: failed.workflow_id,
+            seq: failed.seq as u64,
+            step: failed.step,
+            attempts: failed.attempts,
+            failure: recordable(failed.failure.into()),
+        };
+        self.reply(Err(WorkflowError::Client(ClientError::StepFailed(
+            Box::new(failure),
+        ))))
+    }
+
     /// The workflow was interrupted, not finished: cancelled (with the
     /// reason) or stopped by a shutdown (no reason). Nothing is reported as
     /// its outcome.
@@ -299,5 +402,38 @@ impl NativeRun {
             None => ClientError::Shutdown,
         };
         self.reply(Err(WorkflowError::Client(error)))
+    }
+}
+
+/// Largest failure message and details the sidecar records with a
+/// workflow's outcome; the longest stack it keeps.
+const FAILURE_BYTES: usize = 64 * 1024;
+const STACK_BYTES: usize = 16 * 1024;
+
+/// `failure` as the sidecar accepts it in a workflow's outcome. A
+/// `StepFailed` the core raised is within bounds already; one built by
+/// hand in JavaScript may not be: an empty type becomes `Error`, long texts
+/// are cut, details that are not JSON (or too long) are dropped.
+fn recordable(mut failure: Failure) -> Failure {
+    if failure.r#type.is_empty() {
+        failure.r#type = "Error".into();
+    }
+    cut(&mut failure.r#type, 256);
+    cut(&mut failure.message, FAILURE_BYTES);
+    cut(&mut failure.stack, STACK_BYTES);
+    let json = serde_json::from_str::<serde_json::Value>(&failure.details_json);
+    if failure.details_json.len() > FAILURE_BYTES || json.is_err() {
+        failure.details_json.clear();
+    }
+    failure
+}
+
+fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }

@@ -1,6 +1,14 @@
 // Type-checked with `tsc --noEmit --strict` in the fresh project: types flow
 // from the workflow definition to startWorkflow and handle.result().
-import { Client, type RaftoralError, Worker, workflow } from "@raftoral/client";
+import {
+  Client,
+  NonRetryableError,
+  type RaftoralError,
+  type RetryPolicy,
+  StepFailed,
+  Worker,
+  workflow,
+} from "@raftoral/client";
 
 interface Order {
   id: string;
@@ -19,9 +27,28 @@ const charge = workflow("charge", { version: 2 }, async (ctx, order: Order) => {
   return receipt.cents;
 });
 
+const retry: RetryPolicy = { initialIntervalMs: 100, maximumAttempts: Infinity };
+
+const saga = workflow("saga", { version: 1, retry }, async (ctx, order: Order) => {
+  try {
+    const attempts: number = await ctx.checkpoint(
+      "pay",
+      ({ attempt }) => {
+        if (order.amount > 10) throw new NonRetryableError("declined", { type: "CardDeclined" });
+        return attempt;
+      },
+      { retry: { maximumAttempts: 3, nonRetryableErrorTypes: ["Fraud"] } },
+    );
+    return attempts;
+  } catch (e) {
+    if (e instanceof StepFailed && e.type === "CardDeclined") return -e.attempts;
+    throw e;
+  }
+});
+
 export async function main(url: string): Promise<void> {
   const client = await Client.connect(url);
-  const worker = await Worker.create(client, { workflows: [pingPong, charge] });
+  const worker = await Worker.create(client, { workflows: [pingPong, charge, saga], retry });
   const handle = await client.startWorkflow(pingPong, "ping", { id: "order-42" });
   const answer: string = await handle.result();
   const cents: number = await (await client.startWorkflow(charge, { id: "a", amount: 2 })).result();

@@ -19,6 +19,8 @@ export type ErrorCode =
   | "SHUTTING_DOWN"
   | "REJECTED"
   | "NOT_RUNNING"
+  | "STEP_FAILED"
+  | "APPLICATION_ERROR"
   | "ALREADY_EXISTS"
   | "FAILED_PRECONDITION"
   | "UNAUTHENTICATED"
@@ -154,6 +156,161 @@ export class Rejected extends RaftoralError {
   }
 }
 
+/**
+ * A step failed for good: its code threw a non-retryable error, or every
+ * attempt failed. The failure is committed, so the same error is thrown at
+ * the same step on every replica and in every replay, whichever language
+ * threw it first. Catch it to compensate:
+ *
+ * ```ts
+ * try {
+ *   await ctx.checkpoint("charge", charge);
+ * } catch (e) {
+ *   if (e instanceof StepFailed && e.type === "CardDeclined") {
+ *     await ctx.checkpoint("refund", refund);
+ *   } else throw e;
+ * }
+ * ```
+ */
+export class StepFailed extends RaftoralError {
+  constructor(
+    message: string,
+    readonly workflowId = "",
+    readonly seq = 0,
+    readonly step = "",
+    readonly attempts = 1,
+    /** The error's type name, as the step's code gave it. */
+    readonly type = "",
+    /** The error's own message. */
+    readonly error = "",
+    /** The error's details (decoded JSON), or `undefined`. */
+    readonly details: unknown = undefined,
+    readonly nonRetryable = false,
+  ) {
+    super("STEP_FAILED", message);
+  }
+}
+
+/**
+ * Options of {@link ApplicationError}.
+ *
+ * @example
+ * ```ts
+ * const options: ApplicationErrorOptions = { type: "OutOfStock", details: { sku: "a-1" }, nonRetryable: true };
+ * throw new ApplicationError("no stock left", options);
+ * ```
+ */
+export interface ApplicationErrorOptions {
+  /**
+   * The error's type name, as it is committed and as `StepFailed.type`
+   * gives it back (default: the class name, e.g. `ApplicationError` or that
+   * of your subclass). Name it for `RetryPolicy.nonRetryableErrorTypes`.
+   */
+  type?: string;
+  /** Structured details, committed as JSON (`StepFailed.details`). */
+  details?: unknown;
+  /** True: the step fails at once, whatever its retry policy. */
+  nonRetryable?: boolean;
+}
+
+/**
+ * An error a step throws on purpose, with a type, details and whether it
+ * may be retried. Any error a step throws fails that attempt; this one says
+ * how it is recorded: its `type` (instead of the class name) and `details`
+ * (as JSON) reach `StepFailed` on every replica and in every replay, in any
+ * language.
+ *
+ * @example
+ * ```ts
+ * await ctx.checkpoint("reserve", async () => {
+ *   const r = await fetch(`https://stock.example/reserve/${sku}`, { method: "POST" });
+ *   if (r.status === 503) {
+ *     throw new ApplicationError("stock service busy", { type: "StockBusy", details: { sku } });
+ *   }
+ *   return (await r.json()) as { reservation: string };
+ * });
+ * ```
+ */
+export class ApplicationError extends RaftoralError {
+  /** The error's type name (default: the class name). */
+  readonly type: string;
+  /** Structured details (committed as JSON), or `undefined`. */
+  readonly details: unknown;
+  /** True: not retried, the step fails at once. */
+  readonly nonRetryable: boolean;
+
+  constructor(message: string, options: ApplicationErrorOptions = {}) {
+    super("APPLICATION_ERROR", message);
+    this.type = options.type || new.target.name;
+    this.details = options.details;
+    this.nonRetryable = options.nonRetryable ?? false;
+  }
+}
+
+/**
+ * An {@link ApplicationError} that must not be retried: the step fails at
+ * once with it, whatever its retry policy. Throw it for business outcomes
+ * that another attempt cannot change (a declined card, an unknown
+ * customer), and catch the resulting `StepFailed` in the workflow to
+ * compensate.
+ *
+ * @example
+ * ```ts
+ * await ctx.checkpoint("charge", async () => {
+ *   const r = await pay(order);
+ *   if (r.declined) {
+ *     throw new NonRetryableError("card declined", { type: "CardDeclined", details: { code: r.code } });
+ *   }
+ *   return r.receipt;
+ * });
+ * ```
+ */
+export class NonRetryableError extends ApplicationError {
+  constructor(message: string, options: Omit<ApplicationErrorOptions, "nonRetryable"> = {}) {
+    super(message, { ...options, nonRetryable: true });
+  }
+}
+
+/** @internal A step's error as it is committed (the native `NativeFailure`). */
+export interface FailureRecord {
+  type: string;
+  message: string;
+  detailsJson: string;
+  nonRetryable: boolean;
+  stack: string;
+}
+
+/**
+ * @internal What a step threw, as it is committed: the type is `type` for
+ * an {@link ApplicationError}, else the class name (or `name`) of an
+ * `Error`, else `Error`; details (JSON) of an `ApplicationError` only.
+ */
+export function failureOf(e: unknown): FailureRecord {
+  if (!(e instanceof Error)) {
+    return { type: "Error", message: String(e), detailsJson: "", nonRetryable: false, stack: "" };
+  }
+  const app = e instanceof ApplicationError;
+  const type = app ? e.type : e.constructor?.name || e.name || "Error";
+  return {
+    type,
+    message: e.message,
+    detailsJson: app ? detailsJson(e.details) : "",
+    nonRetryable: app && e.nonRetryable,
+    stack: e.stack ?? "",
+  };
+}
+
+/** @internal `details` as compact JSON; empty when there are none or JSON cannot encode them. */
+export function detailsJson(details: unknown): string {
+  if (details === undefined) return "";
+  try {
+    return JSON.stringify(details) ?? "";
+  } catch {
+    // A BigInt or a cycle: the failure still counts, without its details.
+    return "";
+  }
+}
+
 const PREFIX = "RAFTORAL_ERROR ";
 
 interface Details {
@@ -167,6 +324,11 @@ interface Details {
   got?: string;
   address?: string;
   streamCode?: string;
+  step?: string;
+  attempts?: number;
+  type?: string;
+  detailsJson?: string;
+  nonRetryable?: boolean;
 }
 
 /** The SDK error for what a native call threw; other errors pass through. */
@@ -197,6 +359,18 @@ export function fromNative(e: unknown): unknown {
       return new NotRunning(m, d.workflowId);
     case "REJECTED":
       return new Rejected(m, d.workflowId, d.streamCode);
+    case "STEP_FAILED":
+      return new StepFailed(
+        m,
+        d.workflowId,
+        d.seq,
+        d.step,
+        d.attempts,
+        d.type,
+        d.error,
+        d.detailsJson ? (JSON.parse(d.detailsJson) as unknown) : undefined,
+        d.nonRetryable,
+      );
     default:
       return new RaftoralError(d.code, m);
   }

@@ -20,20 +20,25 @@
 export { Client, type ConnectOptions, type StartOptions, WorkflowHandle } from "./client";
 export { type Codec, jsonCodec } from "./codec";
 export {
+  ApplicationError,
+  type ApplicationErrorOptions,
   Cancelled,
   type ErrorCode,
   InvalidArgument,
   NonDeterminism,
+  NonRetryableError,
   NotFound,
   NotRunning,
   RaftoralError,
   Rejected,
   ShuttingDown,
+  StepFailed,
   Timeout,
   Unavailable,
   WorkflowFailed,
 } from "./errors";
 export { LocalNode } from "./local";
+export type { RetryPolicy } from "./retry";
 export type {
   HistoryEntry,
   ListOptions,
@@ -43,8 +48,11 @@ export type {
 } from "./types";
 export { Worker, type WorkerOptions } from "./worker";
 export {
+  type CheckpointOptions,
   checkpoint,
   currentContext,
+  type StepFn,
+  type StepInfo,
   type Workflow,
   WorkflowContext,
   type WorkflowFn,

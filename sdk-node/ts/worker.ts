@@ -1,7 +1,8 @@
 /** The {@link Worker}: runs registered workflows as the sidecar hands them over. */
 import type { Client } from "./client";
-import { Cancelled, call, NotRunning, RaftoralError, ShuttingDown } from "./errors";
+import { Cancelled, call, detailsJson, NotRunning, RaftoralError, ShuttingDown, StepFailed } from "./errors";
 import native from "./native";
+import { checkRetryPolicy, type RetryPolicy } from "./retry";
 import { cancelledError, type Workflow, WorkflowContext } from "./workflow";
 
 /** Options of {@link Worker.create}. */
@@ -10,6 +11,12 @@ export interface WorkerOptions {
   workflows: readonly Workflow<any, any>[];
   /** On shutdown, how long workflow functions may take to unwind (default 10 s). */
   shutdownGraceMs?: number;
+  /**
+   * Retry policy of the steps whose step and workflow give none (default:
+   * 1 s, ×2, at most 60 s, 10 attempts, jitter 0.2). A bad one makes
+   * `create` reject with `InvalidArgument`.
+   */
+  retry?: RetryPolicy;
 }
 
 /**
@@ -20,7 +27,7 @@ export interface WorkerOptions {
  *
  * @example
  * ```ts
- * const worker = await Worker.create(client, { workflows: [pingPong] });
+ * const worker = await Worker.create(client, { workflows: [pingPong], retry: { maximumAttempts: 3 } });
  * // ...
  * await worker.shutdown();
  * ```
@@ -31,11 +38,22 @@ export class Worker {
   // biome-ignore lint/suspicious/noExplicitAny: definitions of any input and output types
   readonly #workflows = new Map<string, Workflow<any, any>>();
   readonly #grace: number;
+  /** Retry policy of each workflow's steps without one, by `name@version`. */
+  readonly #retries = new Map<string, native.NativeRetryPolicy>();
   readonly #tasks = new Set<Promise<void>>();
   #loop: Promise<void> | undefined;
   #stopped = false;
 
   private constructor(client: Client, options: WorkerOptions) {
+    // Checked before anything is created: a bad policy leaves nothing behind.
+    const retry = options.retry === undefined ? {} : checkRetryPolicy(options.retry, "the Worker");
+    for (const wf of options.workflows) {
+      const key = `${wf.name}@${wf.version}`;
+      this.#retries.set(
+        key,
+        wf.retry === undefined ? retry : checkRetryPolicy(wf.retry, `workflow '${wf.name}'`),
+      );
+    }
     this.#client = client;
     this.#native = new native.NativeWorker(client.native);
     this.#grace = options.shutdownGraceMs ?? 10_000;
@@ -117,7 +135,12 @@ export class Worker {
       },
       () => undefined,
     );
-    const ctx = new WorkflowContext(run, codec, controller.signal);
+    const ctx = new WorkflowContext(
+      run,
+      codec,
+      controller.signal,
+      this.#retries.get(`${run.workflowName}@${run.version}`),
+    );
     let data: Uint8Array;
     try {
       const input = codec.decode(run.input);
@@ -128,6 +151,20 @@ export class Worker {
         run.abandon(e.reason);
       } else if (e instanceof ShuttingDown || e instanceof NotRunning) {
         run.abandon(null);
+      } else if (e instanceof StepFailed) {
+        // An uncaught step failure: the workflow fails with it, structured.
+        run.failWithStep({
+          workflowId: e.workflowId,
+          seq: e.seq,
+          step: e.step,
+          attempts: e.attempts,
+          failure: {
+            type: e.type,
+            message: e.error,
+            detailsJson: detailsJson(e.details),
+            nonRetryable: e.nonRetryable,
+          },
+        });
       } else if (e instanceof RaftoralError) {
         run.fail(e.message);
       } else if (e instanceof Error) {

@@ -2,14 +2,71 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 
 import type { Codec } from "./codec";
-import { Cancelled, call, callSync, InvalidArgument } from "./errors";
-import type { NativeRun } from "./native";
+import { Cancelled, call, callSync, failureOf, InvalidArgument } from "./errors";
+import type { NativeRetryPolicy, NativeRun, NativeSlot } from "./native";
+import { checkRetryPolicy, type RetryPolicy } from "./retry";
 
 /** Options of {@link workflow}. */
 export interface WorkflowOptions {
   /** Version registered with the cluster (default 1). */
   version?: number;
+  /**
+   * Retry policy of the workflow's steps that have none of their own
+   * (default: the worker's, else 1 s, ×2, at most 60 s, 10 attempts).
+   * Checked here: a bad one throws {@link InvalidArgument}.
+   */
+  retry?: RetryPolicy;
 }
+
+/**
+ * Options of {@link WorkflowContext.checkpoint}.
+ *
+ * @example
+ * ```ts
+ * const options: CheckpointOptions = { retry: { maximumAttempts: 3, initialIntervalMs: 200 } };
+ * await ctx.checkpoint("reserve", () => reserve(sku), options);
+ * ```
+ */
+export interface CheckpointOptions {
+  /**
+   * Retry policy of this step when its function throws (default: the
+   * workflow's, else the worker's, else 1 s, ×2, at most 60 s, 10 attempts).
+   */
+  retry?: RetryPolicy;
+}
+
+/**
+ * What a step's function is told about its run.
+ *
+ * @example
+ * ```ts
+ * await ctx.checkpoint("charge", ({ attempt }: StepInfo) =>
+ *   pay(order, { idempotencyKey: `${order.id}-${attempt}` }));
+ * ```
+ */
+export interface StepInfo {
+  /**
+   * 1-based attempt number: more than 1 after failed attempts, counted
+   * across owners (a new owner after a failover goes on with the count).
+   */
+  readonly attempt: number;
+}
+
+/**
+ * The function of a step: sync or async, told its attempt number. Its value
+ * is committed; what it throws fails the attempt (see {@link RetryPolicy}).
+ *
+ * @example
+ * ```ts
+ * const fetchRate: StepFn<number> = async ({ attempt }) => {
+ *   const r = await fetch(`https://rates.example/eur?try=${attempt}`);
+ *   if (!r.ok) throw new ApplicationError(`rates answered ${r.status}`, { type: "RatesDown" });
+ *   return ((await r.json()) as { rate: number }).rate;
+ * };
+ * const rate = await ctx.checkpoint("rate", fetchRate);
+ * ```
+ */
+export type StepFn<T> = (step: StepInfo) => T | Promise<T>;
 
 /** The function of a workflow: `(ctx, input) => output`. */
 export type WorkflowFn<I, O> = (ctx: WorkflowContext, input: I) => O | Promise<O>;
@@ -25,15 +82,22 @@ export interface Workflow<I, O> {
   readonly version: number;
   /** The function. */
   readonly fn: WorkflowFn<I, O>;
+  /** Retry policy of its steps that have none of their own. */
+  readonly retry?: RetryPolicy;
 }
 
 /**
- * Declares a workflow.
+ * Declares a workflow. Throws {@link InvalidArgument} for an empty name, a
+ * bad version or a bad `retry` policy.
  *
  * @example
  * ```ts
  * const pingPong = workflow("ping_pong", { version: 1 }, async (ctx, text: string) =>
  *   ctx.checkpoint("result", () => (text === "ping" ? "pong" : "ping")));
+ *
+ * // Steps of `order` that fail are tried 5 times, from 500 ms apart.
+ * const order = workflow("order", { version: 1, retry: { initialIntervalMs: 500, maximumAttempts: 5 } },
+ *   async (ctx, id: string) => ctx.checkpoint("ship", () => ship(id)));
  * ```
  */
 export function workflow<I, O>(name: string, options: WorkflowOptions, fn: WorkflowFn<I, O>): Workflow<I, O> {
@@ -44,7 +108,12 @@ export function workflow<I, O>(name: string, options: WorkflowOptions, fn: Workf
   if (!Number.isInteger(version) || version < 0) {
     throw new InvalidArgument(`workflow '${name}': version must be a non-negative integer`);
   }
-  return Object.freeze({ name, version, fn });
+  if (options.retry === undefined) {
+    return Object.freeze({ name, version, fn });
+  }
+  // Checked here, where it is written; the worker uses this checked copy.
+  const retry: RetryPolicy = checkRetryPolicy(options.retry, `workflow '${name}'`);
+  return Object.freeze({ name, version, fn, retry });
 }
 
 const current = new AsyncLocalStorage<WorkflowContext>();
@@ -55,21 +124,27 @@ const current = new AsyncLocalStorage<WorkflowContext>();
  * Every checkpoint is committed through Raft before the function goes on.
  * On the owner, the step's function runs once per successful commit; on
  * replicas and on replay the committed value is returned without running it.
+ * A step whose function throws is retried per its {@link RetryPolicy}, and
+ * once it fails for good it throws `StepFailed`, the same on every replica
+ * and in every replay.
  */
 export class WorkflowContext {
   /** Aborted when the workflow is cancelled; pass it to `fetch` and the like. */
   readonly signal: AbortSignal;
   #run: NativeRun;
   #codec: Codec;
+  /** Policy of the steps without one (the workflow's, the worker's or the defaults). */
+  #retry: NativeRetryPolicy;
   #active = true;
   /** Checkpoints of a run are taken in call order, one at a time. */
   #tail: Promise<unknown> = Promise.resolve();
 
   /** @internal Created by the worker. */
-  constructor(run: NativeRun, codec: Codec, signal: AbortSignal) {
+  constructor(run: NativeRun, codec: Codec, signal: AbortSignal, retry: NativeRetryPolicy = {}) {
     this.#run = run;
     this.#codec = codec;
     this.signal = signal;
+    this.#retry = retry;
   }
 
   /** Id of this workflow instance. */
@@ -91,17 +166,36 @@ export class WorkflowContext {
    * A durable step named `name`: `fn` (sync or async) runs on the owner only,
    * its value is committed, and every replica returns the committed value.
    *
-   * Rejects with {@link Cancelled} when the workflow is cancelled (also while
-   * `fn` runs: `ctx.signal` fires), with `NonDeterminism` when the history has
-   * another name at this position, with {@link InvalidArgument} when the value
-   * cannot be encoded (nothing is committed then).
+   * When `fn` throws, the attempt's failure is committed and `fn` runs again
+   * after the delay of the retry policy (`options.retry`, else the
+   * workflow's, the worker's or the defaults: 1 s, ×2, at most 60 s, 10
+   * attempts); `fn` gets the attempt number (`{ attempt }`, 1-based). Once
+   * the step fails for good (a `NonRetryableError`, a non-retryable
+   * type, or the attempts are spent) it rejects with `StepFailed`, here and
+   * on every replica and replay: catch it to compensate, or let it fail the
+   * workflow with the step's error.
+   *
+   * Also rejects with {@link Cancelled} when the workflow is cancelled (also
+   * while `fn` runs: `ctx.signal` fires), with `NonDeterminism` when the
+   * history has another name at this position, with {@link InvalidArgument}
+   * when the value cannot be encoded (nothing is committed then) or the
+   * retry policy is wrong.
    *
    * @example
    * ```ts
    * const total = await ctx.checkpoint("total", async () => (await fetchPrices()).sum);
+   *
+   * try {
+   *   await ctx.checkpoint("charge", ({ attempt }) => pay(order, { idempotencyKey: `${order.id}-${attempt}` }), {
+   *     retry: { maximumAttempts: 3, nonRetryableErrorTypes: ["CardDeclined"] },
+   *   });
+   * } catch (e) {
+   *   if (!(e instanceof StepFailed)) throw e;
+   *   await ctx.checkpoint("cancel order", () => cancelOrder(order));
+   * }
    * ```
    */
-  checkpoint<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
+  checkpoint<T>(name: string, fn: StepFn<T>, options?: CheckpointOptions): Promise<T> {
     if (!this.#active) {
       return Promise.reject(
         new InvalidArgument(
@@ -109,22 +203,44 @@ export class WorkflowContext {
         ),
       );
     }
-    const step = (): Promise<T> => this.#step(name, fn);
+    let policy = this.#retry;
+    if (options?.retry !== undefined) {
+      try {
+        policy = checkRetryPolicy(options.retry, `step '${name}' of workflow '${this.workflowId}'`);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    const step = (): Promise<T> => this.#step(name, fn, policy);
     const result = this.#tail.then(step, step);
     this.#tail = result.catch(() => undefined);
     return result;
   }
 
-  async #step<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
+  async #step<T>(name: string, fn: StepFn<T>, policy: NativeRetryPolicy): Promise<T> {
     // Decided at once for the owner and on replay; a replica ahead of the
     // owner's commits waits.
-    const slot = callSync(() => this.#run.slotNow(name)) ?? (await call(this.#run.slot(name)));
-    if (slot.value != null) {
-      return this.#codec.decode(slot.value) as T;
+    let slot: NativeSlot = callSync(() => this.#run.slotNow(name)) ?? (await call(this.#run.slot(name)));
+    let value: T;
+    for (;;) {
+      if (slot.value != null) {
+        // A committed value; a committed failure rejected with StepFailed.
+        return this.#codec.decode(slot.value) as T;
+      }
+      // A cancellation seen between the slot and here: do not start the step.
+      this.signal.throwIfAborted();
+      const info: StepInfo = Object.freeze({ attempt: slot.attempt ?? 1 });
+      try {
+        value = await this.#abortable(Promise.resolve().then(() => fn(info)));
+        break;
+      } catch (e) {
+        // Cancelled meanwhile: nothing is committed, the cancellation ends the run.
+        this.signal.throwIfAborted();
+        // The core commits the failure and answers with the next attempt
+        // (after its delay), or rejects with StepFailed.
+        slot = await call(this.#run.failStep(failureOf(e), policy));
+      }
     }
-    // A cancellation seen between the slot and here: do not start the step.
-    this.signal.throwIfAborted();
-    const value = await this.#abortable(Promise.resolve().then(fn));
     let data: Uint8Array;
     try {
       data = this.#codec.encode(value);
@@ -185,9 +301,9 @@ export function currentContext(): WorkflowContext {
  * {@link WorkflowContext.checkpoint} on the workflow running in this async
  * call chain; rejects with {@link InvalidArgument} outside a workflow.
  */
-export function checkpoint<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
+export function checkpoint<T>(name: string, fn: StepFn<T>, options?: CheckpointOptions): Promise<T> {
   try {
-    return currentContext().checkpoint(name, fn);
+    return currentContext().checkpoint(name, fn, options);
   } catch (e) {
     return Promise.reject(e);
   }

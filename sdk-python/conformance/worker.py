@@ -73,10 +73,95 @@ async def steps(ctx: raftoral.WorkflowContext, inp: StepsInput) -> int:
     return total
 
 
+@raftoral.workflow(name="saga", version=1)
+async def saga(ctx: raftoral.WorkflowContext, _inp: dict[str, Any]) -> dict[str, Any]:
+    hang = os.environ.get("CONFORMANCE_HANG") == "1"
+
+    def charge() -> bool:
+        effect(ctx.workflow_id, "start", 0)
+        raise raftoral.NonRetryableError(
+            "card declined",
+            type="CardDeclined",
+            details={"code": "insufficient_funds", "amount": 42},
+        )
+
+    try:
+        await ctx.checkpoint("charge", charge)
+        raise raftoral.RaftoralError("the charge cannot succeed")
+    except raftoral.StepFailed as e:
+        caught = e
+
+    def refund() -> bool:
+        effect(ctx.workflow_id, "done", 1)
+        return True
+
+    refunded = await ctx.checkpoint("refund", refund)
+
+    async def finish() -> bool:
+        effect(ctx.workflow_id, "start", 2)
+        if hang:
+            await asyncio.Event().wait()  # the app "dies" here
+        return True
+
+    await ctx.checkpoint("finish", finish)
+    return {
+        "caught": {
+            "type": caught.type,
+            "message": caught.error_message,
+            "details": caught.details,
+            "attempts": caught.attempts,
+        },
+        "refunded": refunded,
+    }
+
+
+@dataclass
+class FlakyInput:
+    fail_times: int
+    max_attempts: int
+    initial_ms: int
+    coefficient: float
+    non_retryable: bool = False
+    catch: bool = False
+
+
+@raftoral.workflow(name="flaky", version=1)
+async def flaky(ctx: raftoral.WorkflowContext, inp: FlakyInput) -> dict[str, Any]:
+    policy = raftoral.RetryPolicy(
+        initial_interval=inp.initial_ms / 1000,
+        backoff_coefficient=inp.coefficient,
+        maximum_interval=max(60.0, inp.initial_ms / 1000),
+        maximum_attempts=inp.max_attempts,
+        jitter=0.0,
+    )
+
+    def attempt() -> int:
+        n = raftoral.step_attempt()
+        effect(ctx.workflow_id, "attempt", n)
+        if n <= inp.fail_times:
+            raise raftoral.ApplicationError(
+                f"attempt {n} failed", type="Flaky", non_retryable=inp.non_retryable
+            )
+        return n
+
+    try:
+        attempts = await ctx.checkpoint("flaky", attempt, retry=policy)
+    except raftoral.StepFailed as e:
+        if not inp.catch:
+            raise
+        return {"caught": {"type": e.type, "message": e.error_message, "attempts": e.attempts}}
+    return {"attempts": attempts}
+
+
 async def main() -> None:
     client = await raftoral.Client.connect(os.environ["RAFTORAL_SIDECAR_URL"])
     only = os.environ.get("CONFORMANCE_WORKFLOWS", "ping_pong,steps").split(",")
-    known: dict[str, raftoral.Workflow[Any, Any]] = {"ping_pong": ping_pong, "steps": steps}
+    known: dict[str, raftoral.Workflow[Any, Any]] = {
+        "ping_pong": ping_pong,
+        "steps": steps,
+        "saga": saga,
+        "flaky": flaky,
+    }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,25 +17,37 @@ from ._core import quiesce as _quiesce
 from .client import Client, WorkflowHandle
 from .codec import Codec, JsonCodec
 from .errors import (
+    ApplicationError,
     Cancelled,
     InvalidArgument,
     NonDeterminism,
+    NonRetryableError,
     NotFound,
     NotRunning,
     RaftoralError,
     Rejected,
     ShuttingDown,
+    StepFailed,
     Timeout,
     Unauthenticated,
     Unavailable,
     WorkflowFailed,
 )
 from .local import LocalNode
+from .retry import RetryPolicy
 from .types import HistoryEntry, WorkflowInfo, WorkflowStatus
 from .worker import Worker
-from .workflow import Workflow, WorkflowContext, checkpoint, current_context, workflow
+from .workflow import (
+    Workflow,
+    WorkflowContext,
+    checkpoint,
+    current_context,
+    step_attempt,
+    workflow,
+)
 
 __all__ = [
+    "ApplicationError",
     "Cancelled",
     "Client",
     "Codec",
@@ -44,11 +56,14 @@ __all__ = [
     "JsonCodec",
     "LocalNode",
     "NonDeterminism",
+    "NonRetryableError",
     "NotFound",
     "NotRunning",
     "RaftoralError",
     "Rejected",
+    "RetryPolicy",
     "ShuttingDown",
+    "StepFailed",
     "Timeout",
     "Unauthenticated",
     "Unavailable",
@@ -62,6 +77,7 @@ __all__ = [
     "__version__",
     "checkpoint",
     "current_context",
+    "step_attempt",
     "workflow",
 ]
 

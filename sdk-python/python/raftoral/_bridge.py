@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Callable
+from typing import Callable, Union
 
 from . import _core
+
+Slot = Union[bytes, _core.ComputeToken]
 
 
 class Commits:
@@ -21,18 +23,16 @@ class Commits:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._native = _core.CommitBridge()
-        self._pending: dict[int, asyncio.Future[bytes]] = {}
+        self._pending: dict[int, asyncio.Future[Slot]] = {}
         self._ids = itertools.count(1)
         loop.add_reader(self._native.fileno(), self._on_ready)
 
     def commit(
         self, run: _core.Run, token: _core.ComputeToken, data: bytes
-    ) -> asyncio.Future[bytes]:
+    ) -> asyncio.Future[Slot]:
         """Proposes ``data`` for ``token``; the future resolves with the
         committed value (or the error)."""
-        key = next(self._ids)
-        future: asyncio.Future[bytes] = self._loop.create_future()
-        self._pending[key] = future
+        key, future = self._new()
         try:
             run.commit_to(token, data, self._native, key)
         except BaseException:
@@ -40,13 +40,38 @@ class Commits:
             raise
         return future
 
+    def fail(
+        self,
+        run: _core.Run,
+        token: _core.ComputeToken,
+        failure: tuple[str, str, str, bool, str],
+        policy: _core.RetryPolicy,
+    ) -> asyncio.Future[Slot]:
+        """Reports that ``token``'s attempt raised ``failure`` (type,
+        message, details JSON, non-retryable, stack); the future resolves
+        with the next attempt's token once its delay has passed, or another
+        owner's value, or raises the step's failure."""
+        key, future = self._new()
+        try:
+            run.fail_step_to(token, *failure, policy, self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
+    def _new(self) -> tuple[int, asyncio.Future[Slot]]:
+        key = next(self._ids)
+        future: asyncio.Future[Slot] = self._loop.create_future()
+        self._pending[key] = future
+        return key, future
+
     def _on_ready(self) -> None:
         for key, ok, value in self._native.drain():
             future = self._pending.pop(key, None)
             if future is None or future.done():  # its task was cancelled
                 continue
             if ok:
-                assert isinstance(value, bytes)
+                assert not isinstance(value, BaseException)
                 future.set_result(value)
             else:
                 assert isinstance(value, BaseException)

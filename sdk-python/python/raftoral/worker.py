@@ -10,7 +10,8 @@ from typing import Any, Optional, Sequence
 from . import _core
 from ._bridge import Commits, Runs
 from .client import Client
-from .errors import Cancelled, NotRunning, RaftoralError, ShuttingDown
+from .errors import Cancelled, NotRunning, RaftoralError, ShuttingDown, StepFailed
+from .retry import RetryPolicy
 from .workflow import Workflow, WorkflowContext, _current
 
 log = logging.getLogger("raftoral")
@@ -25,7 +26,8 @@ class Worker:
     Entering registers every workflow and waits until the cluster has recorded
     them; leaving stops the stream. Workflows still running stay running in
     the cluster and resume (by replay) when a worker connects again. One
-    worker per client.
+    worker per client. ``retry`` is the policy of steps whose workflow and
+    call name none.
     """
 
     def __init__(
@@ -34,8 +36,10 @@ class Worker:
         workflows: Sequence[Workflow[Any, Any]],
         *,
         shutdown_grace: float = 10.0,
+        retry: Optional[RetryPolicy] = None,
     ) -> None:
         self._client = client
+        self._retry = retry
         self._workflows: dict[tuple[str, int], Workflow[Any, Any]] = {}
         for wf in workflows:
             if not isinstance(wf, Workflow):
@@ -124,7 +128,7 @@ class Worker:
             run.fail(f"this worker has no workflow '{run.workflow_name}' version {run.version}")
             return
         codec = self._client.codec
-        ctx = WorkflowContext(run, codec, self._commits)
+        ctx = WorkflowContext(run, codec, self._commits, wf.retry or self._retry)
         _current.set(ctx)  # each task runs in its own copy of the context
         try:
             value = await wf.fn(ctx, codec.decode(run.input, wf.input_type))
@@ -140,6 +144,19 @@ class Worker:
         except asyncio.CancelledError:
             run.abandon(None)
             raise
+        except StepFailed as e:
+            # The step's failure, structured, becomes the workflow's: the
+            # same error text as every SDK reports.
+            run.fail_with_step(
+                e.seq,
+                e.step,
+                e.attempts,
+                e.type,
+                e.error_message,
+                e.details_json,
+                e.non_retryable,
+            )
+            return
         except RaftoralError as e:
             run.fail(e.message)
             return

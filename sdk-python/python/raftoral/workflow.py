@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
+import json
+import traceback
 import typing
 from typing import (
     TYPE_CHECKING,
@@ -18,7 +21,8 @@ from typing import (
 )
 
 from .codec import Codec
-from .errors import InvalidArgument
+from .errors import Cancelled, InvalidArgument, NonDeterminism, NotRunning, ShuttingDown
+from .retry import DEFAULT, RetryPolicy
 
 if TYPE_CHECKING:
     from . import _core
@@ -33,6 +37,19 @@ _current: contextvars.ContextVar[Optional[WorkflowContext]] = contextvars.Contex
 )
 """The context of the workflow running in the current asyncio task."""
 
+_attempt: contextvars.ContextVar[int] = contextvars.ContextVar("raftoral_step_attempt", default=0)
+"""The attempt number of the step function running in this task."""
+
+
+def step_attempt() -> int:
+    """The attempt number (1-based, counted across owners) of the step
+    function running now; 0 outside one.
+
+    >>> step_attempt()
+    0
+    """
+    return _attempt.get()
+
 
 class Workflow(Generic[I, O]):
     """A workflow definition: its name, version and function.
@@ -46,6 +63,7 @@ class Workflow(Generic[I, O]):
         fn: Callable[[WorkflowContext, I], Awaitable[O]],
         name: str,
         version: int,
+        retry: Optional[RetryPolicy] = None,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise InvalidArgument(
@@ -56,6 +74,7 @@ class Workflow(Generic[I, O]):
         self.fn = fn
         self.name = name
         self.version = version
+        self.retry = retry
         hints = _hints(fn)
         params = list(inspect.signature(fn).parameters)
         self.input_type: Any = hints.get(params[1]) if len(params) > 1 else None
@@ -98,7 +117,7 @@ _RETURN_HINTS: dict[Any, Any] = {}
 
 
 def workflow(
-    *, name: Optional[str] = None, version: int = 1
+    *, name: Optional[str] = None, version: int = 1, retry: Optional[RetryPolicy] = None
 ) -> Callable[[Callable[[WorkflowContext, I], Awaitable[O]]], Workflow[I, O]]:
     """Declares an ``async def fn(ctx, input)`` as a workflow.
 
@@ -108,10 +127,13 @@ def workflow(
     ...     return await ctx.checkpoint("result", lambda: "pong" if text == "ping" else "ping")
     >>> ping_pong.name, ping_pong.version
     ('ping_pong', 1)
+
+    ``retry`` is the policy of its steps that name none (else the worker's,
+    else :data:`raftoral.retry.DEFAULT`).
     """
 
     def wrap(fn: Callable[[WorkflowContext, I], Awaitable[O]]) -> Workflow[I, O]:
-        return Workflow(fn, name or str(getattr(fn, "__name__", "")), version)
+        return Workflow(fn, name or str(getattr(fn, "__name__", "")), version, retry)
 
     return wrap
 
@@ -124,10 +146,17 @@ class WorkflowContext:
     replicas and on replay the committed value is returned without running it.
     """
 
-    def __init__(self, run: _core.Run, codec: Codec, commits: Optional[Commits] = None) -> None:
+    def __init__(
+        self,
+        run: _core.Run,
+        codec: Codec,
+        commits: Optional[Commits] = None,
+        retry: Optional[RetryPolicy] = None,
+    ) -> None:
         self._run = run
         self._codec = codec
         self._commits = commits
+        self._retry = retry or DEFAULT
         self._active = True
 
     @property
@@ -147,11 +176,23 @@ class WorkflowContext:
 
     @overload
     async def checkpoint(
-        self, name: str, fn: Callable[[], Awaitable[T]], *, result_type: Any = None
+        self,
+        name: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        result_type: Any = None,
+        retry: Optional[RetryPolicy] = None,
     ) -> T: ...
 
     @overload
-    async def checkpoint(self, name: str, fn: Callable[[], T], *, result_type: Any = None) -> T: ...
+    async def checkpoint(
+        self,
+        name: str,
+        fn: Callable[[], T],
+        *,
+        result_type: Any = None,
+        retry: Optional[RetryPolicy] = None,
+    ) -> T: ...
 
     async def checkpoint(
         self,
@@ -159,6 +200,7 @@ class WorkflowContext:
         fn: Callable[[], Union[Awaitable[T], T]],
         *,
         result_type: Any = None,
+        retry: Optional[RetryPolicy] = None,
     ) -> T:
         """A durable step named ``name``: ``fn`` (sync or async) runs on the
         owner only, its value is committed, and every replica returns the
@@ -166,6 +208,19 @@ class WorkflowContext:
 
         The value is decoded into ``result_type``, or into ``fn``'s return
         annotation, so dataclasses come back as dataclasses on every replica.
+        When ``fn`` raises, the attempt fails and is retried per ``retry``
+        (else the workflow's or the worker's policy, else 1 s, x2, at most
+        60 s, 10 attempts); :func:`raftoral.step_attempt` tells ``fn`` which
+        attempt it runs. Once the step fails for good (a non-retryable error,
+        or no attempt left) the failure is committed and
+        :class:`~raftoral.StepFailed` is raised here, on every replica and in
+        every replay: catch it to compensate::
+
+            try:
+                await ctx.checkpoint("charge", charge)
+            except raftoral.StepFailed as e:
+                await ctx.checkpoint("refund", refund)
+
         Raises :class:`~raftoral.Cancelled` when the workflow was cancelled,
         :class:`~raftoral.NonDeterminism` when the history has another name at
         this position, :class:`~raftoral.InvalidArgument` when the value
@@ -180,25 +235,68 @@ class WorkflowContext:
         slot = self._run.slot_now(name)
         if slot is None:  # a replica ahead of the owner's commits
             slot = await self._run.slot(name)
-        if isinstance(slot, bytes):
-            return typing.cast(T, self._codec.decode(slot, hint))
-        value = fn()
-        if inspect.isawaitable(value):
-            value = await value
-        try:
-            data = self._codec.encode(value)
-        except (TypeError, ValueError) as e:
-            raise InvalidArgument(
-                f"checkpoint '{name}' (seq {slot.seq}) of workflow "
-                f"'{self.workflow_id}': cannot encode its value: {e}; return a "
-                "JSON-compatible value, a dataclass or a pydantic model, or pass "
-                "a codec that handles it"
-            ) from e
-        if self._commits is not None:
-            committed = await self._commits.commit(self._run, slot, data)
-        else:
-            committed = await self._run.commit(slot, data)
-        return typing.cast(T, self._codec.decode(committed, hint))
+        policy = retry or self._retry
+        while not isinstance(slot, bytes):
+            token = slot
+            reset = _attempt.set(token.attempt)
+            try:
+                value = fn()
+                if inspect.isawaitable(value):
+                    value = await value
+            except (Cancelled, ShuttingDown, NotRunning, NonDeterminism, asyncio.CancelledError):
+                # The run's own end, not the step's failure: it propagates.
+                raise
+            except Exception as e:
+                slot = await self._fail(token, e, policy)
+                continue
+            finally:
+                _attempt.reset(reset)
+            try:
+                data = self._codec.encode(value)
+            except (TypeError, ValueError) as e:
+                raise InvalidArgument(
+                    f"checkpoint '{name}' (seq {token.seq}) of workflow "
+                    f"'{self.workflow_id}': cannot encode its value: {e}; return a "
+                    "JSON-compatible value, a dataclass or a pydantic model, or pass "
+                    "a codec that handles it"
+                ) from e
+            if self._commits is not None:
+                slot = await self._commits.commit(self._run, token, data)
+            else:
+                slot = await self._run.commit(token, data)
+        return typing.cast(T, self._codec.decode(slot, hint))
+
+    async def _fail(
+        self, token: _core.ComputeToken, e: Exception, policy: RetryPolicy
+    ) -> Union[bytes, _core.ComputeToken]:
+        """Commits ``e`` as the failure of ``token``'s attempt; returns the
+        next attempt's token (after its delay) or another owner's value, or
+        raises the step's failure."""
+        if self._commits is None:
+            raise InvalidArgument("failed steps need the worker's commit bridge")
+        return await self._commits.fail(self._run, token, _failure(e), policy._native)
+
+
+def _failure(e: Exception) -> tuple[str, str, str, bool, str]:
+    """What crosses languages of an exception: type name, message, details
+    as compact JSON, non-retryable, stack."""
+    error_type = getattr(e, "type", None)
+    if not isinstance(error_type, str) or not error_type:
+        error_type = type(e).__name__
+    details = getattr(e, "details", None)
+    try:
+        details_json = (
+            ""
+            if details is None
+            else json.dumps(details, separators=(",", ":"), ensure_ascii=False)
+        )
+    except (TypeError, ValueError):
+        details_json = json.dumps(repr(details))
+    message = getattr(e, "message", None)
+    if not isinstance(message, str):
+        message = str(e)
+    stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    return (error_type, message, details_json, bool(getattr(e, "non_retryable", False)), stack)
 
 
 def current_context() -> WorkflowContext:
