@@ -78,7 +78,11 @@ fn outcome(id: &str, seq: u64, attempt: u32) -> Option<HistoryEntryKind> {
     if h % 16 == 1 {
         return Some(HistoryEntryKind::StepFailed);
     }
-    let failing = if h.is_multiple_of(4) { 1 + (h >> 8) % 2 } else { 0 };
+    let failing = if h.is_multiple_of(4) {
+        1 + (h >> 8) % 2
+    } else {
+        0
+    };
     (u64::from(attempt) <= failing).then_some(HistoryEntryKind::StepAttemptFailed)
 }
 

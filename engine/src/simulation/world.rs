@@ -683,7 +683,11 @@ impl World {
                 self.propose_conf(via, victim, RemoveNode)
             }
             Some(Replacement::Removing(victim)) => {
-                if voters.contains(&victim) {
+                // Gone from voters is not removed: a leader that has not
+                // applied its whole log yet may show the victim as the
+                // learner it was before its promotion (seed 0x20015574
+                // stopped such a voter for good).
+                if voters.contains(&victim) || learners.contains(&victim) {
                     return self.propose_conf(via, victim, RemoveNode);
                 }
                 // Removed: its process stops for good; a new node joins.

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use raftoral_proto::cluster::v1::{CheckpointEntry, WorkflowRecord};
 use raftoral_proto::sidecar::v1::{Failure, HistoryEntryKind, WorkflowInfo, WorkflowStatus};
 
-
 /// Raft node id.
 pub type NodeId = u64;
 
