@@ -396,7 +396,12 @@ async fn run_workflows(
                 tls: false,
             };
             let bench = Arc::new(Bench::start(shape, &bin).await?);
-            for workload in [Workload::PingPong, Workload::Steps(10)] {
+            for workload in [
+                Workload::PingPong,
+                Workload::Steps(10),
+                Workload::Parallel(10),
+                Workload::FlakyOnce,
+            ] {
                 let row = bench.measure(shape, "rust", workload, runs, total).await?;
                 println!(
                     "{:<5} {:<6} {:<9} {:<10} {:>8.3} {:>8.3} {:>8.3} {:>10.0} {:>10.0} {:>10.0} {:>12.0}",
@@ -424,6 +429,31 @@ async fn run_workflows(
             println!(
                 "checkpoint as the workflow sees it, {} nodes, {:?}, {}: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms",
                 r.shape.nodes, r.shape.mode, r.workload, c.p50_ms, c.p90_ms, c.p99_ms
+            );
+        }
+    }
+    // Issue 26's goals, measured in this run: 10 steps awaited together
+    // against the same 10 in sequence, and a step that fails once.
+    let p50 = |shape: &workflows::Shape, name: &str| {
+        rows.iter()
+            .find(|r| {
+                r.shape.nodes == shape.nodes && r.shape.mode == shape.mode && r.workload == name
+            })
+            .map(|r| r.latency.p50_ms)
+    };
+    for r in rows.iter().filter(|r| r.workload == "steps-10") {
+        if let (Some(seq), Some(par), Some(flaky), Some(plain)) = (
+            p50(&r.shape, "steps-10"),
+            p50(&r.shape, "parallel-10"),
+            p50(&r.shape, "flaky_once"),
+            p50(&r.shape, "ping_pong"),
+        ) {
+            println!(
+                "{} nodes, {:?}: steps-10 / parallel-10 p50 {:.2} (goal >= 4); flaky_once / ping_pong p50 {:.2} (goal <= 2)",
+                r.shape.nodes,
+                r.shape.mode,
+                seq / par,
+                flaky / plain
             );
         }
     }

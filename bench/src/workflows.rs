@@ -58,6 +58,9 @@ pub struct WorkflowRow {
     pub throughput: Vec<(usize, f64, f64)>,
 }
 
+/// The workflow types every bench worker registers.
+pub const WORKFLOWS: [&str; 5] = ["ping_pong", "steps", "parallel", "flaky_once", "hold"];
+
 /// The bench worker's workflows; every worker language implements the same
 /// contract (`bench/workers/`): `ping_pong` answers "pong" to "ping" after
 /// one checkpoint; `steps` takes N and makes N sequential checkpoints,
@@ -86,6 +89,36 @@ pub async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
             }
             Ok(serde_json::to_vec(&nanos)?)
         }
+        "parallel" => {
+            // N independent steps awaited together: positions in call
+            // order, all N proposals in flight at once.
+            let n: u64 = req.input()?;
+            let steps = (0..n).map(|i| {
+                let ctx = ctx.clone();
+                async move { ctx.checkpoint(&format!("step-{i}"), || i + 1).await }
+            });
+            let values = futures::future::try_join_all(steps).await?;
+            Ok(serde_json::to_vec(&values.len())?)
+        }
+        "flaky_once" => {
+            // One step that fails its first attempt and succeeds on the
+            // retry, with no delay: the cost of the failure path.
+            let policy = raftoral_client::RetryPolicy {
+                initial_interval: std::time::Duration::ZERO,
+                jitter: 0.0,
+                ..raftoral_client::RetryPolicy::default()
+            };
+            let attempts: u32 = ctx
+                .try_checkpoint_compute("flaky", &policy, |attempt| async move {
+                    if attempt == 1 {
+                        Err(raftoral_client::StepError::new("Flaky", "first attempt"))
+                    } else {
+                        Ok(attempt)
+                    }
+                })
+                .await?;
+            Ok(serde_json::to_vec(&attempts)?)
+        }
         "hold" => {
             let _: u64 = checkpoint!(ctx, "started", 1);
             // Holds the workflow open (running) for the memory figure; the
@@ -109,7 +142,7 @@ where
 {
     let url = std::env::var("RAFTORAL_SIDECAR_URL").context("RAFTORAL_SIDECAR_URL is not set")?;
     let client = RaftoralClient::connect(url).await?;
-    for name in ["ping_pong", "steps", "hold"] {
+    for name in WORKFLOWS {
         client.register_workflow(name, 1).await?;
     }
     println!("worker ready");
@@ -258,7 +291,7 @@ impl Bench {
                 .get(id)
                 .with_context(|| format!("no node {id} for a worker"))?
                 .clone();
-            for name in ["ping_pong", "steps", "hold"] {
+            for name in WORKFLOWS {
                 client.register_workflow(name, 1).await?;
             }
             let worker = {
@@ -284,10 +317,12 @@ impl Bench {
         let handle = match workload {
             Workload::PingPong => self.client.start_workflow("ping_pong", 1, "ping").await?,
             Workload::Steps(n) => self.client.start_workflow("steps", 1, n).await?,
+            Workload::Parallel(n) => self.client.start_workflow("parallel", 1, n).await?,
+            Workload::FlakyOnce => self.client.start_workflow("flaky_once", 1, &()).await?,
         };
         let result = handle.result_raw().await?;
         Ok(match workload {
-            Workload::PingPong => Vec::new(),
+            Workload::PingPong | Workload::Parallel(_) | Workload::FlakyOnce => Vec::new(),
             Workload::Steps(_) => serde_json::from_slice(&result)
                 .context("steps must return its checkpoint latencies in ns")?,
         })
@@ -414,6 +449,10 @@ pub enum Workload {
     PingPong,
     /// N sequential checkpoints.
     Steps(u64),
+    /// N checkpoints awaited together.
+    Parallel(u64),
+    /// One step that fails once and succeeds on a retry with no delay.
+    FlakyOnce,
 }
 
 impl Workload {
@@ -421,13 +460,16 @@ impl Workload {
         match self {
             Workload::PingPong => "ping_pong".into(),
             Workload::Steps(n) => format!("steps-{n}"),
+            Workload::Parallel(n) => format!("parallel-{n}"),
+            Workload::FlakyOnce => "flaky_once".into(),
         }
     }
 
     fn checkpoints(&self) -> u64 {
         match self {
             Workload::PingPong => 1,
-            Workload::Steps(n) => *n,
+            Workload::Steps(n) | Workload::Parallel(n) => *n,
+            Workload::FlakyOnce => 2,
         }
     }
 }

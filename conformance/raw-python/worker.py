@@ -17,6 +17,11 @@ The protocol, as this file implements it (protocol_version 2):
   entry is about one step position (seq): a value or a STEP_FAILED failure
   resolves the seq; STEP_ATTEMPT_FAILED entries (attempts 1, 2, ...) come
   before the resolution;
+- a step takes its position (seq = the run's cursor, then the cursor moves
+  on) synchronously when the code calls it, before any await, so steps
+  started side by side (asyncio.gather) get positions in call order;
+- several steps of one run may be in flight at once (parallel steps): their
+  entries commit in the order the steps finish, so seqs come out of order;
 - a step first looks for its seq's resolution (names must match, else
   non-determinism): a value is returned, a failure raised as StepFailed, on
   the owner, on replicas and on replay alike. Unresolved, the owner runs the
@@ -24,28 +29,40 @@ The protocol, as this file implements it (protocol_version 2):
   has passed: clamp(next_attempt_at_ms - now, 0, next_attempt_at_ms -
   committed_at_ms), counted from when the entry was learned, so a new owner
   after a failover waits what is left of the committed delay;
+- resolutions reach the code in commit order (the release rule of
+  app.proto): a resolved step waits until every resolution committed before
+  it was handed out (so those steps were asked for) and is then woken; a
+  counter of released resolutions walks the history's commit order, one
+  release per turn of the event loop, so each woken step's code runs up to
+  its next step before the next wakes. A resolution at hand when the step
+  is called (a replay) is handed out on a later turn too, as a live commit
+  is: branches started side by side all take their first positions before
+  any of them continues, live and in a replay alike;
 - the owner proposes a value, a failed attempt (the step's code raised, the
   error is retryable and the workflow's policy has attempts left; with the
   delay before the next one) or the step's failure; it continues with the
   CheckpointEvents, never with its own proposal: another owner may have
   resolved the seq, or failed the same attempt, first (then a value or
   failure is re-based on the next attempt number);
+- several proposals may be pending, one per open seq, each with its own
+  sent flag and refusal; none is sent for a seq 256 or more positions past
+  the first unresolved one (the sidecar's limit; ERROR_CODE_TOO_MANY_OPEN_STEPS
+  beyond): it waits for open steps to resolve;
 - OwnershipChange and StreamError(NOT_OWNER) switch a run between owner and
-  replica; a proposal the sidecar does not hold is (re)sent when the run owns
-  the workflow again; UNEXPECTED_SEQ means the seq (or the attempt)
+  replica; every proposal the sidecar does not hold is (re)sent when the run
+  owns the workflow again; UNEXPECTED_SEQ means the seq (or the attempt)
   committed (its event came first), UNAVAILABLE means retry,
   WORKFLOW_NOT_RUNNING ends the run;
 - WorkflowCancellation makes the next checkpoint fail; a run ended by a
   cancellation, by WORKFLOW_NOT_RUNNING or by shutdown reports nothing;
   every other run sends a WorkflowResult (a step failure the code did not
-  catch fails the workflow with the step's Failure, structured);
+  catch fails the workflow with the step's Failure, structured); steps still
+  in flight when the workflow function ends (a branch that failed ended a
+  gather) stop without proposing anything more;
 - a closed stream is reopened with backoff; meanwhile no run owns anything.
   Registrations are sent again and the sidecar re-sends every running
-  workflow with its whole history and who owns it now.
-
-One step runs at a time per run (no parallel steps): resolutions are then
-handed to the code in commit order, which is all the release rule of
-app.proto asks.
+  workflow with its whole history and who owns it now; every pending
+  proposal is sent again.
 
 Run it with the interpreter of conformance/raw-python/.venv after `make
 raw-worker` generated the stubs into conformance/raw-python/gen.
@@ -63,7 +80,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Optional
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen"))
 
@@ -86,6 +103,9 @@ FINAL_FAILURE_BYTES = 64 * 1024
 STACK_BYTES = 16 * 1024
 TYPE_BYTES = 256
 MAX_DELAY_MS = 7 * 24 * 60 * 60 * 1000  # longest retry delay accepted
+# A proposal's seq must be below the first unresolved seq plus this (the
+# sidecar's limit on steps open at once).
+MAX_OPEN_STEPS = 256
 
 STEP_FAILED = fpb.HISTORY_ENTRY_KIND_STEP_FAILED
 STEP_ATTEMPT_FAILED = fpb.HISTORY_ENTRY_KIND_STEP_ATTEMPT_FAILED
@@ -172,6 +192,23 @@ class RetryPolicy:
     maximum_attempts: Optional[int] = 10  # None: no limit
     jitter: float = 0.2  # share of each delay removed at random
     non_retryable_types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuses a policy that cannot work, saying which setting is wrong."""
+        bad = ""
+        if not self.initial_ms >= 0 or not self.maximum_ms >= self.initial_ms:
+            bad = (
+                "intervals must be at least 0 and the maximum at least the initial, "
+                f"got {self.initial_ms} and {self.maximum_ms} ms"
+            )
+        elif not self.coefficient >= 1:
+            bad = f"backoff coefficient must be at least 1, got {self.coefficient}"
+        elif self.maximum_attempts is not None and self.maximum_attempts < 1:
+            bad = f"maximum attempts must be at least 1, got {self.maximum_attempts}"
+        elif not 0 <= self.jitter <= 1:
+            bad = f"jitter must be between 0 and 1, got {self.jitter}"
+        if bad:
+            raise ValueError(f"retry policy: {bad}")
 
     def is_final(self, attempt: int, failure: Any) -> bool:
         """True when `failure` at `attempt` (1-based) fails the step."""
@@ -265,12 +302,16 @@ class Attempts:
 
 
 class History:
-    """Entries in commit order, found by the seq they are about."""
+    """Entries in commit order, found by the seq they are about, and how
+    many resolutions the code was handed (the release rule)."""
 
     def __init__(self) -> None:
         self.entries: list[Entry] = []
         self.resolved: dict[int, Entry] = {}  # seq -> its value or failure
         self.attempts: dict[int, Attempts] = {}  # unresolved seq -> attempts
+        self.order: list[int] = []  # resolved seqs in commit order
+        self.released = 0  # resolutions handed to the code: order[:released]
+        self.low = 0  # the first unresolved seq
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -289,6 +330,24 @@ class History:
         else:
             self.attempts.pop(entry.seq, None)
             self.resolved[entry.seq] = entry
+            self.order.append(entry.seq)
+            while self.low in self.resolved:
+                self.low += 1
+
+    def next_release(self) -> Optional[int]:
+        """The seq whose resolution is the next to hand out, if committed."""
+        return self.order[self.released] if self.released < len(self.order) else None
+
+
+@dataclass
+class Pending:
+    """A proposal waiting for its commit."""
+
+    proposal: pb.CheckpointProposal
+    sent: bool = False  # the sidecar holds it (on this stream)
+    # Refused as TOO_MANY_OPEN_STEPS: not sent again before the history
+    # is longer than this.
+    hold: int = -1
 
 
 class Run:
@@ -304,13 +363,61 @@ class Run:
         for record in req.history:
             self.history.push(Entry.of(record))
         self.cursor = 0  # next seq the workflow code asks for
-        self.sent: set[int] = set()  # seqs whose proposal the sidecar holds
+        self.pending: dict[int, Pending] = {}  # seq -> its proposal
         self.refused: dict[int, str] = {}  # seq -> why its proposal was refused
+        # Resolved steps waiting for their turn: seq -> what wakes them.
+        self.ready: dict[int, asyncio.Future[Entry]] = {}
         self.stop: Optional[Stop] = None
         self._changed = asyncio.Event()
+        self._release_soon = False
 
     def poke(self) -> None:
+        """Something changed: steps look again, and resolutions that are
+        due are handed out."""
         self._changed.set()
+        self.release_soon()
+
+    def unsend(self) -> None:
+        """The sidecar holds none of the pending proposals (a new stream,
+        another owner): they are sent again when the run owns its workflow."""
+        for pending in self.pending.values():
+            pending.sent = False
+
+    def wait_turn(self, seq: int) -> asyncio.Future[Entry]:
+        """What wakes the step of resolved `seq` when its resolution is
+        handed out. Never at once: a later turn of the event loop, as a live
+        commit would, so gathered branches all take their positions first."""
+        turn: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        self.ready[seq] = turn
+        self.release_soon()
+        return turn
+
+    def release_soon(self) -> None:
+        if not self._release_soon:
+            self._release_soon = True
+            asyncio.get_running_loop().call_soon(self._release)
+
+    def _release(self) -> None:
+        """Hands out the next resolution in commit order if its step waits
+        for it, then comes back on the next turn for the one after: the woken
+        step's code runs up to its next step (taking its position) before
+        the next is woken, as when commits come one by one. After a stop,
+        every waiting step gets the stop instead."""
+        self._release_soon = False
+        if self.stop is not None:
+            for turn in self.ready.values():
+                if not turn.done():
+                    turn.set_exception(self.stop)
+            self.ready.clear()
+            return
+        seq = self.history.next_release()
+        if seq is None or seq not in self.ready:
+            return  # not committed yet, or its step was not asked for yet
+        turn = self.ready.pop(seq)
+        self.history.released += 1
+        if not turn.done():  # not cancelled (shutdown)
+            turn.set_result(self.history.resolved[seq])
+        self.release_soon()
 
     async def changed(self, timeout: Optional[float] = None) -> None:
         # Callers check the state, then wait: no await in between, so no
@@ -438,19 +545,19 @@ class Worker:
             # run an attempt here.
             for run in self.runs.values():
                 run.is_owner = False
-                run.sent.clear()
+                run.unsend()
                 run.poke()
 
     def on_execute(self, req: pb.ExecuteWorkflowRequest) -> None:
         run = self.runs.get(req.workflow_id)
         if run is not None:
             # A reconnect: the run goes on; append the entries it lacks and
-            # re-send its pending proposal (the new stream holds none).
+            # re-send its pending proposals (the new stream holds none).
             run.is_owner = req.is_owner
             for index, record in enumerate(req.history, start=req.history_start):
                 if index == len(run.history):
                     run.history.push(Entry.of(record))
-            run.sent.clear()
+            run.unsend()
             run.poke()
             return
         if req.history_start > 0:
@@ -476,7 +583,7 @@ class Worker:
         run = self.runs.get(change.workflow_id)
         if run is not None:
             if run.is_owner != change.is_owner:
-                run.sent.clear()
+                run.unsend()
             run.is_owner = change.is_owner
             run.poke()
 
@@ -485,18 +592,27 @@ class Worker:
         if run is None:
             print(f"sidecar error: {pb.ErrorCode.Name(e.code)}: {e.message}", file=sys.stderr)
             return
+        pending = run.pending.get(e.seq)
         if e.code == pb.ERROR_CODE_NOT_OWNER:
             run.is_owner = False
-            run.sent.clear()
+            run.unsend()
         elif e.code == pb.ERROR_CODE_UNEXPECTED_SEQ:
             pass  # the seq or attempt is committed; its event came before this
         elif e.code == pb.ERROR_CODE_UNAVAILABLE:
 
-            def resend(run: Run = run, seq: int = e.seq) -> None:
-                run.sent.discard(seq)
+            def resend(run: Run = run, pending: Optional[Pending] = pending) -> None:
+                if pending is not None:
+                    pending.sent = False
                 run.poke()
 
             asyncio.get_running_loop().call_later(RETRY_S, resend)
+        elif e.code == pb.ERROR_CODE_TOO_MANY_OPEN_STEPS:
+            # Too far past the first open step. flush() holds such
+            # proposals back, so this is not expected; should it come, the
+            # proposal waits until more entries are committed.
+            if pending is not None:
+                pending.sent = False
+                pending.hold = len(run.history)
         elif e.code == pb.ERROR_CODE_WORKFLOW_NOT_RUNNING:
             run.stop = run.stop or Stop(e.message)
         else:
@@ -505,22 +621,33 @@ class Worker:
 
     # -- workflow runs ------------------------------------------------------
 
-    async def step(
+    def step(
         self,
         run: Run,
         name: str,
         compute: Callable[[int], Awaitable[Any]],
         policy: RetryPolicy = DEFAULT_POLICY,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
         """The value of the run's next step: replayed, computed (by the
         owner, `compute(attempt)`, retried per `policy`) or awaited. Raises
-        StepFailed when the step failed for good, now or in the history."""
+        StepFailed when the step failed for good, now or in the history.
+
+        The step takes its position here, when the code calls it, not when
+        the result is awaited: steps started side by side (asyncio.gather)
+        get their positions in call order."""
         seq = run.cursor
-        while True:
-            entry = run.history.resolved.get(seq)
-            if entry is not None:  # replayed, or committed by an owner
-                run.cursor = seq + 1
-                return run.resolution(entry, name)
+        run.cursor += 1
+        return self._step(run, seq, name, compute, policy)
+
+    async def _step(
+        self,
+        run: Run,
+        seq: int,
+        name: str,
+        compute: Callable[[int], Awaitable[Any]],
+        policy: RetryPolicy,
+    ) -> Any:
+        while seq not in run.history.resolved:
             if run.stop:
                 raise run.stop
             failed = run.history.attempts.get(seq)
@@ -535,10 +662,18 @@ class Worker:
                 attempt = failed.last + 1 if failed else 1
                 proposal = await self.run_attempt(run, seq, name, attempt, compute, policy)
                 await self.propose(run, proposal)
+        # Resolved (replayed, or committed by an owner): a different name is
+        # non-determinism at once; else the resolution waits for its turn.
+        entry = run.history.resolved[seq]
+        if entry.name != name:
+            raise non_determinism(run.id, seq, entry.name, name)
+        return run.resolution(await run.wait_turn(seq), name)
 
-    async def checkpoint(self, run: Run, name: str, compute: Callable[[], Awaitable[Any]]) -> Any:
+    def checkpoint(
+        self, run: Run, name: str, compute: Callable[[], Awaitable[Any]]
+    ) -> Coroutine[Any, Any, Any]:
         """A step whose code does not care about the attempt number."""
-        return await self.step(run, name, lambda _attempt: compute())
+        return self.step(run, name, lambda _attempt: compute())
 
     async def run_attempt(
         self,
@@ -573,7 +708,8 @@ class Worker:
         whichever owner), or, for a failed attempt, that attempt committed.
         The caller reads the outcome from the history."""
         seq = proposal.seq
-        run.sent.discard(seq)
+        pending = Pending(proposal)
+        run.pending[seq] = pending
         run.refused.pop(seq, None)
         try:
             while seq not in run.history.resolved:
@@ -586,18 +722,42 @@ class Worker:
                     # Another owner failed this attempt meanwhile: our outcome
                     # is the next attempt's.
                     proposal.attempt = failed.last + 1
-                    run.sent.discard(seq)
+                    pending.sent = False
                 if run.stop:
                     raise run.stop
                 if seq in run.refused:
                     raise RuntimeError(
                         f"checkpoint '{proposal.checkpoint_name}' refused: {run.refused[seq]}"
                     )
-                if run.is_owner and seq not in run.sent and self.send(checkpoint_proposal=proposal):
-                    run.sent.add(seq)
+                self.flush(run)
                 await run.changed()
         finally:
-            run.sent.discard(seq)
+            if run.pending.get(seq) is pending:
+                del run.pending[seq]
+
+    def flush(self, run: Run) -> None:
+        """Sends every pending proposal of `run` the sidecar does not hold,
+        in seq order, while the run owns its workflow: none for a seq too far
+        past the first unresolved one (those wait for open steps to resolve),
+        none that is settled or must be re-based on a later attempt (its
+        step does that first)."""
+        if not run.is_owner or run.stop or self.outbox is None:
+            return
+        limit = run.history.low + MAX_OPEN_STEPS
+        for seq in sorted(run.pending):
+            if seq >= limit:
+                break
+            pending = run.pending[seq]
+            failed = run.history.attempts.get(seq)
+            if (
+                pending.sent
+                or len(run.history) <= pending.hold
+                or seq in run.history.resolved
+                or (failed is not None and failed.last >= pending.proposal.attempt)
+            ):
+                continue
+            if self.send(checkpoint_proposal=pending.proposal):
+                pending.sent = True
 
     async def execute(self, run: Run) -> None:
         result: Optional[pb.WorkflowResult] = None
@@ -619,6 +779,10 @@ class Worker:
         finally:
             if self.runs.get(run.id) is run:
                 del self.runs[run.id]
+            # Steps still in flight (branches of a gather one of which
+            # failed) end without proposing anything more.
+            run.stop = run.stop or Stop("the workflow function ended")
+            run.poke()
         if result is not None:
             self.send(workflow_result=result)
 
@@ -735,16 +899,61 @@ async def flaky(w: Worker, run: Run) -> Any:
     return {"attempts": attempts}
 
 
+async def fanout(w: Worker, run: Run) -> Any:
+    inp = run.input
+    n: int = inp["n"]
+    delays: list[int] = inp.get("delays_ms") or []
+    chain = bool(inp.get("chain"))
+
+    async def branch(i: int) -> int:
+        # Nothing else awaited between the steps: a branch's next position
+        # follows from the release order alone.
+        async def first() -> int:
+            await asyncio.sleep((delays[i] if i < len(delays) else 0) / 1000)
+            effect(run.id, "done", i)
+            return i * i
+
+        value: int = await w.checkpoint(run, f"branch-{i}", first)
+        if not chain:
+            return value
+
+        async def second() -> int:
+            effect(run.id, "done", 1000 + i)
+            return value + 1
+
+        last: int = await w.checkpoint(run, f"branch-{i}-b", second)
+        return last
+
+    # gather starts the branches in order 0..n-1, so their first steps take
+    # positions 0..n-1.
+    values = await asyncio.gather(*(branch(i) for i in range(n)))
+
+    async def total() -> int:
+        effect(run.id, "start", n)
+        if os.environ.get("CONFORMANCE_HANG") == "1":
+            await asyncio.Event().wait()  # the app "dies" here
+        return sum(values)
+
+    return {"sum": await w.checkpoint(run, "sum", total)}
+
+
 WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "ping_pong": ping_pong,
     "steps": steps,
     "blob": blob,
     "saga": saga,  # registered only when CONFORMANCE_WORKFLOWS names it
     "flaky": flaky,  # likewise
+    "fanout": fanout,  # likewise
 }
 
 
 async def main() -> None:
+    # A bad retry policy stops the worker before it registers anything.
+    bad = os.environ.get("CONFORMANCE_BAD_POLICY")
+    if bad == "negative_interval":
+        RetryPolicy(initial_ms=-1)
+    elif bad == "zero_attempts":
+        RetryPolicy(maximum_attempts=0)
     only = os.environ.get("CONFORMANCE_WORKFLOWS", "ping_pong,steps,blob")
     worker = Worker(os.environ["RAFTORAL_SIDECAR_URL"], [n for n in only.split(",") if n])
     stop = asyncio.Event()

@@ -94,6 +94,34 @@ pub async fn committed_at_least(c: &RaftoralClient, id: &str, n: u64) -> anyhow:
     .await
 }
 
+/// Every history entry of workflow `id` in commit order, as node `node`
+/// reports them: (seq, name, kind, attempt, value).
+pub async fn history_entries(
+    cluster: &Cluster,
+    node: u64,
+    id: &str,
+) -> anyhow::Result<Vec<(u64, String, i32, u32, Vec<u8>)>> {
+    let mut svc = WorkflowServiceClient::connect(cluster.nodes[&node].url.clone()).await?;
+    Ok(svc
+        .get_workflow_history(GetWorkflowHistoryRequest {
+            workflow_id: id.into(),
+        })
+        .await?
+        .into_inner()
+        .entries
+        .into_iter()
+        .map(|e| {
+            (
+                e.seq,
+                e.checkpoint_name,
+                e.kind,
+                e.attempt,
+                e.value.to_vec(),
+            )
+        })
+        .collect())
+}
+
 /// (name, value) of each committed checkpoint, as one node reports them.
 pub async fn history(
     cluster: &Cluster,

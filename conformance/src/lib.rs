@@ -58,6 +58,26 @@ pub struct FlakyInput {
     pub catch: bool,
 }
 
+/// Input of the `fanout` workflow: `n` branches side by side.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FanoutInput {
+    /// Branches.
+    pub n: u64,
+    /// Work time of branch i's first step, in milliseconds (0 past the end).
+    #[serde(default)]
+    pub delays_ms: Vec<u64>,
+    /// Each branch takes a second step after its first.
+    #[serde(default)]
+    pub chain: bool,
+}
+
+impl FanoutInput {
+    /// The sum `fanout` returns for this input.
+    pub fn sum(&self) -> u64 {
+        (0..self.n).map(|i| i * i + u64::from(self.chain)).sum()
+    }
+}
+
 impl StepsInput {
     /// A `steps` input of `n` checkpoints, each taking `step_delay_ms` of work.
     pub fn slow(n: u64, step_delay_ms: u64) -> Self {
@@ -268,6 +288,32 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Runs the conformance worker with `env`, expecting it to stop by
+    /// itself before it is ready (bad settings); returns whether it printed
+    /// `worker ready`, its exit status and its stderr.
+    pub async fn start_expecting_failure(
+        sidecar_url: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<(bool, std::process::ExitStatus, String)> {
+        let child = worker_command(None)?
+            .env("RAFTORAL_SIDECAR_URL", sidecar_url)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn the conformance worker")?;
+        let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+            .await
+            .context("the worker did not stop by itself")??;
+        let ready = String::from_utf8_lossy(&out.stdout).contains("worker ready");
+        Ok((
+            ready,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
     /// Starts the conformance worker against `sidecar_url`; it records
     /// side effects in `effects`. Waits until it has registered.
     pub async fn start(

@@ -1,7 +1,8 @@
 //! The error model: a failed step is part of the history (caught, it
 //! replays at its position after the app dies), retries follow the step's
-//! policy with each failed attempt committed, and a step that fails for
-//! good fails its workflow with the structured error.
+//! policy with each failed attempt committed, a step that fails for good
+//! fails its workflow with the structured error, and steps run side by
+//! side commit as they finish and replay by position.
 //!
 //! The workers register `saga` and `flaky` only when asked
 //! (`CONFORMANCE_WORKFLOWS`). Every worker runs these scenarios (the
@@ -13,11 +14,11 @@ use raftoral_client::proto::sidecar::v1::{
 };
 use raftoral_client::{ClientError, RaftoralClient, WorkflowStatus};
 use raftoral_conformance::{
-    DEADLINE, FlakyInput, Sidecar, Worker, count_effect, eventually, read_effects,
+    DEADLINE, FanoutInput, FlakyInput, Sidecar, Worker, count_effect, eventually, read_effects,
     read_effects_timed,
 };
 
-const WORKFLOWS: (&str, &str) = ("CONFORMANCE_WORKFLOWS", "saga,flaky");
+const WORKFLOWS: (&str, &str) = ("CONFORMANCE_WORKFLOWS", "saga,flaky,fanout");
 
 async fn entries(url: &str, id: &str) -> anyhow::Result<Vec<HistoryEntry>> {
     let mut svc = WorkflowServiceClient::connect(url.to_owned()).await?;
@@ -316,4 +317,159 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Entries' seqs are each resolved once, and names follow the positions
+/// `fanout` gives them.
+fn check_fanout_history(history: &[HistoryEntry], input: &FanoutInput) {
+    let mut resolved = std::collections::BTreeSet::new();
+    for e in history {
+        assert!(resolved.insert(e.seq), "seq {} resolved twice", e.seq);
+        if e.seq < input.n {
+            assert_eq!(e.checkpoint_name, format!("branch-{}", e.seq));
+        }
+    }
+    let steps = input.n * (1 + u64::from(input.chain)) + 1;
+    assert_eq!(resolved.len() as u64, steps);
+    assert_eq!(
+        history.last().map(|e| e.checkpoint_name.as_str()),
+        Some("sum")
+    );
+}
+
+#[tokio::test]
+async fn parallel_steps_commit_in_finish_order_and_replay_by_position() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&[]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let hanging = Worker::start(
+        &sidecar.url,
+        &effects,
+        &[WORKFLOWS, ("CONFORMANCE_HANG", "1")],
+    )
+    .await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    // The first branch works longest: run side by side, the last branch's
+    // step commits first.
+    let input = FanoutInput {
+        n: 6,
+        delays_ms: vec![600, 500, 400, 300, 200, 100],
+        chain: true,
+    };
+    let handle = client.start_workflow("fanout", 1, &input).await?;
+    let id = handle.workflow_id().to_owned();
+    eventually(DEADLINE, "the sum step to start", || {
+        count_effect(&read_effects(&effects), &id, "start", input.n) == 1
+    })
+    .await?;
+    let before = entries(&sidecar.url, &id).await?;
+    let first_seqs: Vec<u64> = before.iter().take(6).map(|e| e.seq).collect();
+    assert_ne!(
+        first_seqs,
+        (0..6).collect::<Vec<_>>(),
+        "the branches ran one after another"
+    );
+    // The app dies in the last step; a new one replays the branches from
+    // a history in finish order.
+    hanging.kill().await?;
+    let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
+    assert_eq!(
+        result(&client, &id).await?,
+        serde_json::json!({"sum": input.sum()})
+    );
+    let effects = read_effects(&effects);
+    for i in 0..input.n {
+        assert_eq!(count_effect(&effects, &id, "done", i), 1, "branch-{i}");
+        assert_eq!(
+            count_effect(&effects, &id, "done", 1000 + i),
+            1,
+            "branch-{i}-b"
+        );
+    }
+    let history = entries(&sidecar.url, &id).await?;
+    assert_eq!(
+        history[..before.len()]
+            .iter()
+            .map(|e| (e.seq, e.checkpoint_name.clone()))
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|e| (e.seq, e.checkpoint_name.clone()))
+            .collect::<Vec<_>>(),
+        "the replay kept the history"
+    );
+    check_fanout_history(&history, &input);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_parallel_batch_interrupted_by_an_owner_kill_completes_once_per_step()
+-> anyhow::Result<()> {
+    use raftoral_conformance::apps::{Apps, client, committed_at_least, wait_status};
+    use raftoral_conformance::cluster::Cluster;
+    let mut cluster = Cluster::start(3, false, FAST).await?;
+    let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
+    let env: Vec<(u64, &str, &str)> = (1..=3).map(|n| (n, WORKFLOWS.0, WORKFLOWS.1)).collect();
+    let apps = Apps::start(&cluster, &env).await?;
+    let owner = (1..=3).find(|n| *n != leader).expect("a follower");
+    let other = (1..=3)
+        .find(|n| *n != leader && *n != owner)
+        .expect("a third");
+    let c = client(&cluster, owner).await?;
+    let input = FanoutInput {
+        n: 8,
+        delays_ms: (0..8).map(|i| i * 250).collect(),
+        chain: true,
+    };
+    let h = c.start_workflow("fanout", 1, &input).await?;
+    let id = h.workflow_id().to_owned();
+    assert_eq!(c.get_workflow(&id).await?.owner_node_id, owner);
+    // Some branches are done, the others still in their steps.
+    committed_at_least(&c, &id, 3).await?;
+    cluster.kill(owner).await?;
+    let survivor = client(&cluster, leader).await?;
+    wait_status(&survivor, &id, WorkflowStatus::Completed).await?;
+    let out: serde_json::Value = serde_json::from_slice(&survivor.get_workflow(&id).await?.result)?;
+    assert_eq!(out, serde_json::json!({"sum": input.sum()}));
+    let history = entries(&cluster.nodes[&leader].url, &id).await?;
+    check_fanout_history(&history, &input);
+    let elsewhere = entries(&cluster.nodes[&other].url, &id).await?;
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| (e.seq, e.value.clone()))
+            .collect::<Vec<_>>(),
+        elsewhere
+            .iter()
+            .map(|e| (e.seq, e.value.clone()))
+            .collect::<Vec<_>>(),
+        "replicas hold the same history"
+    );
+    // Only steps in flight at the kill ran twice; committed ones never.
+    let effects = apps.effects();
+    for i in 0..input.n {
+        for step in [i, 1000 + i] {
+            let done = count_effect(&effects, &id, "done", step);
+            assert!((1..=2).contains(&done), "step {step} ran {done} times");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bad_retry_policy_is_refused_when_the_workflow_is_defined() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&[]).await?;
+    for bad in ["negative_interval", "zero_attempts"] {
+        let (ready, status, stderr) = Worker::start_expecting_failure(
+            &sidecar.url,
+            &[WORKFLOWS, ("CONFORMANCE_BAD_POLICY", bad)],
+        )
+        .await?;
+        assert!(!ready, "{bad}: the worker got ready with a bad policy");
+        assert!(!status.success(), "{bad}: exit status {status}");
+        assert!(
+            stderr.contains("retry policy"),
+            "{bad}: the error does not say what is wrong: {stderr}"
+        );
+    }
+    Ok(())
 }

@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 
 use raftoral_client::WorkflowStatus;
-use raftoral_conformance::apps::{client, committed_at_least, history, wait_status};
+use raftoral_conformance::apps::{
+    client, committed_at_least, history, history_entries, wait_status,
+};
 use raftoral_conformance::cluster::Cluster;
 use raftoral_conformance::{
     DEADLINE, StepsInput, Worker, count_effect, eventually_async, read_effects, steps_sum,
@@ -126,5 +128,134 @@ async fn every_language_takes_over_from_another_with_identical_histories() -> an
         rerun += done - 1;
     }
     assert!(rerun <= 3, "{rerun} steps ran twice");
+    Ok(())
+}
+
+/// Failed steps, caught failures and steps side by side written by one
+/// language and replayed by another: every app is killed while the
+/// workflows wait in their last step, and each node restarts with the next
+/// node's language.
+#[tokio::test]
+async fn failures_and_parallel_steps_replay_in_every_language() -> anyhow::Result<()> {
+    use raftoral_conformance::{FanoutInput, FlakyInput};
+    let commands = commands();
+    let size = commands.len() as u64;
+    let all: Vec<u64> = (1..=size).collect();
+    let cluster = Cluster::start(size, false, FAST).await?;
+    cluster.wait_agreement(&all, &all).await?;
+    let effects: BTreeMap<u64, _> = (1..=size)
+        .map(|node| (node, cluster.dir.path().join(format!("effects{node}.log"))))
+        .collect();
+    let types = ("CONFORMANCE_WORKFLOWS", "saga,flaky,fanout");
+    let mut workers = BTreeMap::new();
+    for (node, command) in &commands {
+        let url = &cluster.nodes[node].url;
+        // Node 1's language writes the histories and hangs in the last steps.
+        let env: &[(&str, &str)] = if *node == 1 {
+            &[types, ("CONFORMANCE_HANG", "1")]
+        } else {
+            &[types]
+        };
+        let worker = Worker::start_as(command.as_deref(), url, &effects[node], env).await?;
+        workers.insert(*node, worker);
+    }
+    let c = client(&cluster, 1).await?;
+    let saga = c.start_workflow("saga", 1, &serde_json::json!({})).await?;
+    let fanout_input = FanoutInput {
+        n: 5,
+        delays_ms: vec![250, 200, 150, 100, 50],
+        chain: true,
+    };
+    let fanout = c.start_workflow("fanout", 1, &fanout_input).await?;
+    let flaky_input = FlakyInput {
+        fail_times: 1,
+        max_attempts: 1,
+        initial_ms: 0,
+        coefficient: 1.0,
+        non_retryable: false,
+        catch: true,
+    };
+    let flaky = c.start_workflow("flaky", 1, &flaky_input).await?;
+    let ids = [
+        saga.workflow_id().to_owned(),
+        fanout.workflow_id().to_owned(),
+        flaky.workflow_id().to_owned(),
+    ];
+    // saga and fanout wait in their last step (hung on node 1); flaky is
+    // done, its failure caught.
+    eventually_async(DEADLINE, "the workflows to reach their last step", || {
+        let (effects, ids, n) = (effects[&1].clone(), ids.clone(), fanout_input.n);
+        let c = c.clone();
+        async move {
+            let lines = read_effects(&effects);
+            let flaky_done = c.get_workflow(&ids[2]).await?.status() == WorkflowStatus::Completed;
+            Ok(count_effect(&lines, &ids[0], "start", 2) == 1
+                && count_effect(&lines, &ids[1], "start", n) == 1
+                && flaky_done)
+        }
+    })
+    .await?;
+    for (_, worker) in std::mem::take(&mut workers) {
+        worker.kill().await?;
+    }
+    for node in 1..=size {
+        let command = commands[&(node % size + 1)].as_deref();
+        let url = &cluster.nodes[&node].url;
+        let worker = Worker::start_as(command, url, &effects[&node], &[types]).await?;
+        workers.insert(node, worker);
+    }
+    for id in &ids {
+        wait_status(&c, id, WorkflowStatus::Completed).await?;
+    }
+    let result = |id: &str| {
+        let c = c.clone();
+        let id = id.to_owned();
+        async move {
+            let info = c.get_workflow(&id).await?;
+            anyhow::Ok(serde_json::from_slice::<serde_json::Value>(&info.result)?)
+        }
+    };
+    assert_eq!(
+        result(&ids[0]).await?,
+        serde_json::json!({
+            "caught": {
+                "type": "CardDeclined",
+                "message": "card declined",
+                "details": {"code": "insufficient_funds", "amount": 42},
+                "attempts": 1,
+            },
+            "refunded": true,
+        }),
+        "the failure another language wrote was raised with its type and details"
+    );
+    assert_eq!(
+        result(&ids[1]).await?,
+        serde_json::json!({"sum": fanout_input.sum()})
+    );
+    assert_eq!(
+        result(&ids[2]).await?,
+        serde_json::json!({"caught": {"type": "Flaky", "message": "attempt 1 failed", "attempts": 1}})
+    );
+    // The same histories everywhere, and no committed step ran again.
+    let all_effects: Vec<_> = effects.values().flat_map(|p| read_effects(p)).collect();
+    assert_eq!(
+        count_effect(&all_effects, &ids[0], "start", 0),
+        1,
+        "charged once"
+    );
+    for i in 0..fanout_input.n {
+        assert_eq!(count_effect(&all_effects, &ids[1], "done", i), 1);
+        assert_eq!(count_effect(&all_effects, &ids[1], "done", 1000 + i), 1);
+    }
+    for id in &ids {
+        let reference = history_entries(&cluster, 1, id).await?;
+        for node in 2..=size {
+            assert_eq!(
+                history_entries(&cluster, node, id).await?,
+                reference,
+                "history of {id} on node {node}"
+            );
+        }
+    }
     Ok(())
 }

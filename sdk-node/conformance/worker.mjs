@@ -4,10 +4,13 @@
 // Environment: RAFTORAL_SIDECAR_URL (sidecar), CONFORMANCE_EFFECTS (file that
 // records each side effect as a line), CONFORMANCE_HANG=1 (`steps` hangs at
 // `hang_at` instead of finishing that step, `blob` hangs before returning,
-// `saga` hangs in its last step), CONFORMANCE_STEP_PREFIX (checkpoint names
-// of `steps`, default `step`), CONFORMANCE_WORKFLOWS (comma list of what to
-// register; default `ping_pong,steps,blob`, `saga` and `flaky` only when
-// named). Prints `worker ready` once registered; stops cleanly on SIGTERM.
+// `saga` hangs in its last step, `fanout` in its `sum` step),
+// CONFORMANCE_STEP_PREFIX (checkpoint names of `steps`, default `step`),
+// CONFORMANCE_WORKFLOWS (comma list of what to register; default
+// `ping_pong,steps,blob`, `saga`, `flaky` and `fanout` only when named),
+// CONFORMANCE_BAD_POLICY (`negative_interval` or `zero_attempts`: a workflow
+// defined with that retry policy, which the SDK refuses before anything is
+// registered). Prints `worker ready` once registered; stops cleanly on SIGTERM.
 import { appendFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -136,7 +139,43 @@ const flaky = workflow("flaky", { version: 1 }, async (ctx, inp) => {
   }
 });
 
-const known = { ping_pong: pingPong, steps, blob, saga, flaky };
+// Branches side by side: Promise.all starts them in order, so their first
+// steps take positions 0..n-1; nothing but steps is awaited in a branch.
+// Then a `sum` step (which hangs under CONFORMANCE_HANG=1).
+const fanout = workflow("fanout", { version: 1 }, async (ctx, inp) => {
+  const id = ctx.workflowId;
+  const delays = inp.delays_ms ?? [];
+  const branch = async (i) => {
+    const first = await ctx.checkpoint(`branch-${i}`, async () => {
+      await sleep(delays[i] ?? 0);
+      effect(id, "done", i);
+      return i * i;
+    });
+    if (!inp.chain) return first;
+    return ctx.checkpoint(`branch-${i}-b`, () => {
+      effect(id, "done", 1000 + i);
+      return first + 1;
+    });
+  };
+  const values = await Promise.all(Array.from({ length: inp.n }, (_, i) => branch(i)));
+  const sum = await ctx.checkpoint("sum", async () => {
+    effect(id, "start", inp.n);
+    if (hang()) await forever(); // the app "dies" here
+    return values.reduce((a, b) => a + b, 0);
+  });
+  return { sum };
+});
+
+const known = { ping_pong: pingPong, steps, blob, saga, flaky, fanout };
+
+// A bad retry policy (CONFORMANCE_BAD_POLICY) stops the worker before it
+// registers anything: the SDK refuses it where it is defined.
+const bad = process.env.CONFORMANCE_BAD_POLICY;
+if (bad === "negative_interval" || bad === "zero_attempts") {
+  const retry = bad === "negative_interval" ? { initialIntervalMs: -1 } : { maximumAttempts: 0 };
+  workflow("bad_policy", { version: 1, retry }, async () => null);
+}
+
 const only = (process.env.CONFORMANCE_WORKFLOWS ?? "ping_pong,steps,blob").split(",").filter(Boolean);
 const client = await Client.connect(process.env.RAFTORAL_SIDECAR_URL);
 const worker = await Worker.create(client, { workflows: only.map((n) => known[n]) });

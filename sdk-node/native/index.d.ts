@@ -66,31 +66,43 @@ export declare class NativeRun {
   /** Encoded input. */
   get input(): Buffer
   /**
-   * The slot for the next checkpoint, named `name`. Rejects with
-   * `CANCELLED`, `NON_DETERMINISM`, `SHUTTING_DOWN`.
+   * Takes the next step position for a step named `name`, at once, and
+   * returns it: steps started side by side (`Promise.all`) get positions
+   * in call order. Throws `NON_DETERMINISM` when the history has another
+   * name there.
    */
-  slot(name: string): Promise<NativeSlot>
+  request(name: string): number
   /**
-   * `slot` without waiting: null when the slot is not decided yet (a
-   * replica waiting for the owner's commit; then await `slot`). The
-   * owner's common case costs no round trip through the event loop.
+   * The slot of step `seq` when it can be decided now: the committed
+   * value (handed out now), or the attempt to compute; null when it must
+   * be waited for (a replica ahead of the owner's commits, a resolution
+   * not yet its turn, a backoff, or an outcome of this run still queued
+   * for JavaScript), then `slot`. Throws `CANCELLED`, `NON_DETERMINISM`,
+   * `SHUTTING_DOWN`, `STEP_FAILED`. The owner's common case and a replay
+   * cost no round trip through the event loop.
    */
-  slotNow(name: string): NativeSlot | null
+  slotNow(seq: number): NativeSlot | null
   /**
-   * Proposes `value` for the checkpoint `slot` asked to compute and waits
-   * for the commit; returns the committed value.
+   * Waits for the slot of step `seq`; the outcome (as `slotNow` answers
+   * or throws) is delivered with `key` (`takeDeliveries`).
    */
-  commit(value: Buffer): Promise<Buffer>
+  slot(seq: number, key: number): void
   /**
-   * The step's code threw `failure` in the attempt `slot` (or the last
-   * `failStep`) handed out. The core commits it per `policy`: resolves
-   * with the next attempt to compute (`seq`, `attempt`) once its delay
-   * has passed, or with the committed value if another owner resolved
-   * the step first; rejects with `STEP_FAILED` when the step failed for
-   * good (here and on every replica), and with `INVALID_ARGUMENT` for a
-   * bad policy (nothing is committed then).
+   * Proposes `value` for the attempt of step `seq` that `slotNow` or a
+   * delivery handed out to compute; the committed value (or another
+   * owner's committed failure, `STEP_FAILED`) is delivered with `key`.
    */
-  failStep(failure: NativeFailure, policy: NativeRetryPolicy): Promise<NativeSlot>
+  commit(seq: number, value: Buffer, key: number): void
+  /**
+   * The step's code threw `failure` in the attempt of step `seq` handed
+   * out to compute. The core commits it per `policy`, and delivers with
+   * `key` the next attempt to compute (`seq`, `attempt`) once its delay
+   * has passed, or the committed value if another owner resolved the
+   * step first, or `STEP_FAILED` when the step failed for good (here and
+   * on every replica). Throws `INVALID_ARGUMENT` for a bad policy
+   * (nothing is committed then).
+   */
+  failStep(seq: number, failure: NativeFailure, policy: NativeRetryPolicy, key: number): void
   /**
    * Resolves with the reason once the workflow is cancelled, or null when
    * the run ends first (drives the context's `AbortSignal`).
@@ -132,6 +144,14 @@ export declare class NativeWorker {
    * workflow was a large part of what the addon cost.
    */
   nextRuns(): Promise<Array<NativeRun>>
+  /**
+   * Resolves once outcomes of waits (`slot`, `commit`, `failStep` of any
+   * run) are queued; then `takeDeliveries`. One promise per batch, and
+   * outcomes in the order the core handed them out (see `steps.rs`).
+   */
+  waitDeliveries(): Promise<void>
+  /** The outcomes queued since the last call, in order (empty when none). */
+  takeDeliveries(): Array<NativeDelivery>
   /** Number of runs in progress in the core. */
   get running(): number
   /**
@@ -140,6 +160,22 @@ export declare class NativeWorker {
    * worker connects again.
    */
   shutdown(): Promise<void>
+}
+
+/**
+ * The outcome of one wait started with `key` (`slot`, `commit`,
+ * `failStep`): a slot, or the error a native call would have thrown.
+ */
+export interface NativeDelivery {
+  /** The key the wait was started with. */
+  key: number
+  /** The slot: a committed value, or the attempt to compute. */
+  slot?: NativeSlot
+  /**
+   * The message of the error to throw (the SDK's error details, as in
+   * the errors native calls throw); absent when `slot` is set.
+   */
+  error?: string
 }
 
 /**
@@ -199,9 +235,9 @@ export interface NativeRetryPolicy {
 }
 
 /**
- * The answer to `slot` and `failStep`: the committed value, or none when
- * this replica must compute it (then `seq` is its position and `attempt`
- * the attempt to run).
+ * The answer to `slotNow` and of a delivered wait: the committed value, or
+ * none when this replica must compute the step (then `seq` is its position
+ * and `attempt` the attempt to run).
  */
 export interface NativeSlot {
   /**

@@ -11,6 +11,7 @@ mod client;
 mod errors;
 mod local;
 mod retry;
+mod steps;
 mod worker;
 
 use napi_derive::napi;

@@ -3,13 +3,18 @@
 //! The Rust core runs the stream (registration, heartbeats, reconnect,
 //! replay, ownership, retries) on a tokio thread. Each execution it starts is
 //! queued here as a [`NativeRun`]; JavaScript pulls runs in batches with `nextRuns()`,
-//! runs the workflow function, and for each checkpoint asks the core for a
-//! slot (a committed value, or permission to compute when this replica owns
-//! the workflow). A step's code that throws hands its error to `failStep`:
-//! the core commits the failure and says whether to run the step again
-//! (after the retry policy's delay) or raises `STEP_FAILED`. The outcome
-//! goes back through `complete` / `fail` / `failWithStep` / `abandon`,
-//! which the core reports exactly as for a Rust workflow.
+//! runs the workflow function, and for each checkpoint takes its position
+//! (`request`, at call time, so steps started side by side get positions in
+//! call order) and asks the core for its slot (a committed value, or
+//! permission to compute when this replica owns the workflow). A step's code
+//! that throws hands its error to `failStep`: the core commits the failure
+//! and says whether to run the step again (after the retry policy's delay)
+//! or raises `STEP_FAILED`. Several steps of a run may be in flight at once;
+//! the outcomes of their waits reach JavaScript through the worker's FIFO
+//! (`waitDeliveries` / `takeDeliveries`) in the order the core hands them
+//! out (see `steps.rs` for why). The outcome of the run goes back through
+//! `complete` / `fail` / `failWithStep` / `abandon`, which the core reports
+//! exactly as for a Rust workflow.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,8 +22,7 @@ use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use raftoral_client::{
-    ClientError, ComputeToken, Failure, RaftoralClient, RunOutcome, RunReply, Slot, StepFailure,
-    WorkflowContext, WorkflowError,
+    ClientError, Failure, RaftoralClient, RunOutcome, RunReply, StepFailure, WorkflowError,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -26,6 +30,7 @@ use tokio::task::JoinHandle;
 use crate::client::NativeClient;
 use crate::errors::{to_js_err, usage};
 use crate::retry::NativeRetryPolicy;
+use crate::steps::{Deliveries, NativeDelivery, NativeSlot, Steps};
 
 /// Runs queued for JavaScript. Bounded: when JavaScript falls behind, the
 /// core's per-run tasks wait here, never the stream reader.
@@ -41,6 +46,8 @@ pub struct NativeWorker {
     runs_tx: Mutex<Option<mpsc::Sender<NativeRun>>>,
     runs_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<NativeRun>>>,
     task: Mutex<Option<JoinHandle<Result<(), ClientError>>>>,
+    /// Outcomes of the runs' waits, on their way to JavaScript.
+    deliveries: Arc<Deliveries>,
 }
 
 /// One execution of a workflow on this worker.
@@ -50,31 +57,13 @@ pub struct NativeRun {
 }
 
 struct RunInner {
-    context: WorkflowContext,
+    /// Its steps in flight: positions, compute tokens, waits.
+    steps: Arc<Steps>,
     workflow_id: String,
     workflow_name: String,
     version: u32,
     input: Bytes,
-    /// The permission to compute the checkpoint `slot` (or `failStep`)
-    /// asked for; spent by `commit` or `failStep`. Checkpoints of one run are sequential (the TypeScript
-    /// context queues them), so one is enough.
-    token: Mutex<Option<ComputeToken>>,
     reply: Mutex<Option<RunReply>>,
-}
-
-/// The answer to `slot` and `failStep`: the committed value, or none when
-/// this replica must compute it (then `seq` is its position and `attempt`
-/// the attempt to run).
-#[napi(object)]
-pub struct NativeSlot {
-    /// The committed value to continue with; absent: compute, then `commit`
-    /// (or `failStep` if the step's code throws).
-    pub value: Option<Buffer>,
-    /// 0-based position of the checkpoint to compute.
-    pub seq: Option<f64>,
-    /// 1-based attempt to compute (more than 1 after failed attempts, also
-    /// those of a previous owner).
-    pub attempt: Option<u32>,
 }
 
 /// What a step's code threw, as it is committed (the core cuts what is
@@ -133,6 +122,7 @@ impl NativeWorker {
             runs_tx: Mutex::new(Some(tx)),
             runs_rx: Arc::new(tokio::sync::Mutex::new(rx)),
             task: Mutex::new(None),
+            deliveries: Deliveries::new(),
         }
     }
 
@@ -152,20 +142,21 @@ impl NativeWorker {
         let Some(runs) = self.runs_tx.lock().expect("lock").take() else {
             return Err(usage("this worker was already started".into()));
         };
-        let client = self.client.clone();
+        let (client, deliveries) = (self.client.clone(), self.deliveries.clone());
         // A run dropped without an outcome (its JS side was collected) is
         // not an outcome: the workflow resumes elsewhere or after a restart.
-        let task = tokio::spawn(client.hand_over_workflows(runs, |req, reply| NativeRun {
-            inner: Arc::new(RunInner {
-                workflow_id: req.workflow_id,
-                workflow_name: req.workflow_name,
-                version: req.version,
-                input: req.input,
-                context: req.context,
-                token: Mutex::new(None),
-                reply: Mutex::new(Some(reply)),
+        let task = tokio::spawn(
+            client.hand_over_workflows(runs, move |req, reply| NativeRun {
+                inner: Arc::new(RunInner {
+                    workflow_id: req.workflow_id,
+                    workflow_name: req.workflow_name,
+                    version: req.version,
+                    input: req.input,
+                    steps: Steps::new(req.context, deliveries.clone()),
+                    reply: Mutex::new(Some(reply)),
+                }),
             }),
-        }));
+        );
         *self.task.lock().expect("lock") = Some(task);
         Ok(())
     }
@@ -188,6 +179,20 @@ impl NativeWorker {
             }
         }
         batch
+    }
+
+    /// Resolves once outcomes of waits (`slot`, `commit`, `failStep` of any
+    /// run) are queued; then `takeDeliveries`. One promise per batch, and
+    /// outcomes in the order the core handed them out (see `steps.rs`).
+    #[napi]
+    pub async fn wait_deliveries(&self) {
+        self.deliveries.wait().await;
+    }
+
+    /// The outcomes queued since the last call, in order (empty when none).
+    #[napi]
+    pub fn take_deliveries(&self) -> Vec<NativeDelivery> {
+        self.deliveries.take()
     }
 
     /// Number of runs in progress in the core.
@@ -213,29 +218,6 @@ impl NativeWorker {
         // worker keeps the Node process alive.
         self.runs_rx.lock().await.close();
         Ok(())
-    }
-}
-
-impl RunInner {
-    /// The slot as JS sees it; a compute token is kept for `commit`.
-    fn native_slot(&self, slot: Slot) -> NativeSlot {
-        match slot {
-            Slot::Committed(value) => NativeSlot {
-                value: Some(value.to_vec().into()),
-                seq: None,
-                attempt: None,
-            },
-            Slot::Compute(token) => {
-                let seq = token.seq() as f64;
-                let attempt = token.attempt();
-                *self.token.lock().expect("lock") = Some(token);
-                NativeSlot {
-                    value: None,
-                    seq: Some(seq),
-                    attempt: Some(attempt),
-                }
-            }
-        }
     }
 }
 
@@ -280,76 +262,67 @@ impl NativeRun {
         self.inner.input.to_vec().into()
     }
 
-    /// The slot for the next checkpoint, named `name`. Rejects with
-    /// `CANCELLED`, `NON_DETERMINISM`, `SHUTTING_DOWN`.
+    /// Takes the next step position for a step named `name`, at once, and
+    /// returns it: steps started side by side (`Promise.all`) get positions
+    /// in call order. Throws `NON_DETERMINISM` when the history has another
+    /// name there.
     #[napi]
-    pub async fn slot(&self, name: String) -> napi::Result<NativeSlot> {
-        let slot = self
-            .inner
-            .context
-            .checkpoint_slot(&name)
-            .await
-            .map_err(to_js_err)?;
-        Ok(self.inner.native_slot(slot))
+    pub fn request(&self, name: String) -> napi::Result<f64> {
+        let seq = self.inner.steps.request(&name).map_err(to_js_err)?;
+        Ok(seq as f64)
     }
 
-    /// `slot` without waiting: null when the slot is not decided yet (a
-    /// replica waiting for the owner's commit; then await `slot`). The
-    /// owner's common case costs no round trip through the event loop.
+    /// The slot of step `seq` when it can be decided now: the committed
+    /// value (handed out now), or the attempt to compute; null when it must
+    /// be waited for (a replica ahead of the owner's commits, a resolution
+    /// not yet its turn, a backoff, or an outcome of this run still queued
+    /// for JavaScript), then `slot`. Throws `CANCELLED`, `NON_DETERMINISM`,
+    /// `SHUTTING_DOWN`, `STEP_FAILED`. The owner's common case and a replay
+    /// cost no round trip through the event loop.
     #[napi]
-    pub fn slot_now(&self, name: String) -> napi::Result<Option<NativeSlot>> {
-        match self.inner.context.try_checkpoint_slot(&name) {
-            None => Ok(None),
-            Some(slot) => Ok(Some(self.inner.native_slot(slot.map_err(to_js_err)?))),
-        }
+    pub fn slot_now(&self, seq: f64) -> napi::Result<Option<NativeSlot>> {
+        self.inner.steps.slot_now(seq as u64).map_err(to_js_err)
     }
 
-    /// Proposes `value` for the checkpoint `slot` asked to compute and waits
-    /// for the commit; returns the committed value.
+    /// Waits for the slot of step `seq`; the outcome (as `slotNow` answers
+    /// or throws) is delivered with `key` (`takeDeliveries`).
     #[napi]
-    pub async fn commit(&self, value: Buffer) -> napi::Result<Buffer> {
-        let inner = self.inner.clone();
-        let Some(token) = inner.token.lock().expect("lock").take() else {
-            return Err(usage(format!(
-                "workflow '{}': commit without a slot to compute",
-                inner.workflow_id
-            )));
-        };
-        let committed = inner
-            .context
-            .commit(token, Bytes::from(value.to_vec()))
-            .await
-            .map_err(to_js_err)?;
-        Ok(committed.to_vec().into())
+    pub fn slot(&self, seq: f64, key: u32) -> napi::Result<()> {
+        self.inner.steps.slot(seq as u64, key).map_err(to_js_err)
     }
 
-    /// The step's code threw `failure` in the attempt `slot` (or the last
-    /// `failStep`) handed out. The core commits it per `policy`: resolves
-    /// with the next attempt to compute (`seq`, `attempt`) once its delay
-    /// has passed, or with the committed value if another owner resolved
-    /// the step first; rejects with `STEP_FAILED` when the step failed for
-    /// good (here and on every replica), and with `INVALID_ARGUMENT` for a
-    /// bad policy (nothing is committed then).
+    /// Proposes `value` for the attempt of step `seq` that `slotNow` or a
+    /// delivery handed out to compute; the committed value (or another
+    /// owner's committed failure, `STEP_FAILED`) is delivered with `key`.
     #[napi]
-    pub async fn fail_step(
+    pub fn commit(&self, seq: f64, value: Buffer, key: u32) -> napi::Result<()> {
+        let value = Bytes::from(value.to_vec());
+        self.inner
+            .steps
+            .commit(seq as u64, value, key)
+            .map_err(to_js_err)
+    }
+
+    /// The step's code threw `failure` in the attempt of step `seq` handed
+    /// out to compute. The core commits it per `policy`, and delivers with
+    /// `key` the next attempt to compute (`seq`, `attempt`) once its delay
+    /// has passed, or the committed value if another owner resolved the
+    /// step first, or `STEP_FAILED` when the step failed for good (here and
+    /// on every replica). Throws `INVALID_ARGUMENT` for a bad policy
+    /// (nothing is committed then).
+    #[napi]
+    pub fn fail_step(
         &self,
+        seq: f64,
         failure: NativeFailure,
         policy: NativeRetryPolicy,
-    ) -> napi::Result<NativeSlot> {
-        let inner = self.inner.clone();
+        key: u32,
+    ) -> napi::Result<()> {
         let policy = policy.to_policy().map_err(to_js_err)?;
-        let Some(token) = inner.token.lock().expect("lock").take() else {
-            return Err(usage(format!(
-                "workflow '{}': failStep without a slot to compute",
-                inner.workflow_id
-            )));
-        };
-        let slot = inner
-            .context
-            .fail(token, failure.into(), &policy)
-            .await
-            .map_err(to_js_err)?;
-        Ok(inner.native_slot(slot))
+        self.inner
+            .steps
+            .fail(seq as u64, failure.into(), policy, key)
+            .map_err(to_js_err)
     }
 
     /// Resolves with the reason once the workflow is cancelled, or null when
@@ -357,7 +330,7 @@ impl NativeRun {
     #[napi]
     pub async fn cancelled(&self) -> Option<String> {
         let inner = self.inner.clone();
-        inner.context.cancelled().await
+        inner.steps.context().cancelled().await
     }
 
     /// The workflow returned `value` (encoded).

@@ -1,5 +1,6 @@
 /** The {@link Worker}: runs registered workflows as the sidecar hands them over. */
 import type { Client } from "./client";
+import { Deliveries } from "./deliveries";
 import { Cancelled, call, detailsJson, NotRunning, RaftoralError, ShuttingDown, StepFailed } from "./errors";
 import native from "./native";
 import { checkRetryPolicy, type RetryPolicy } from "./retry";
@@ -35,6 +36,8 @@ export interface WorkerOptions {
 export class Worker {
   readonly #client: Client;
   readonly #native: native.NativeWorker;
+  /** Outcomes of the runs' native waits, in the order the core hands them out. */
+  readonly #deliveries: Deliveries;
   // biome-ignore lint/suspicious/noExplicitAny: definitions of any input and output types
   readonly #workflows = new Map<string, Workflow<any, any>>();
   readonly #grace: number;
@@ -56,6 +59,7 @@ export class Worker {
     }
     this.#client = client;
     this.#native = new native.NativeWorker(client.native);
+    this.#deliveries = new Deliveries(this.#native);
     this.#grace = options.shutdownGraceMs ?? 10_000;
     for (const wf of options.workflows) {
       this.#workflows.set(`${wf.name}@${wf.version}`, wf);
@@ -139,6 +143,7 @@ export class Worker {
       run,
       codec,
       controller.signal,
+      this.#deliveries,
       this.#retries.get(`${run.workflowName}@${run.version}`),
     );
     let data: Uint8Array;

@@ -2,7 +2,8 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 
 import type { Codec } from "./codec";
-import { Cancelled, call, callSync, failureOf, InvalidArgument } from "./errors";
+import type { Deliveries, Outcome } from "./deliveries";
+import { Cancelled, callSync, failureOf, fromNative, InvalidArgument } from "./errors";
 import type { NativeRetryPolicy, NativeRun, NativeSlot } from "./native";
 import { checkRetryPolicy, type RetryPolicy } from "./retry";
 
@@ -127,6 +128,14 @@ const current = new AsyncLocalStorage<WorkflowContext>();
  * A step whose function throws is retried per its {@link RetryPolicy}, and
  * once it fails for good it throws `StepFailed`, the same on every replica
  * and in every replay.
+ *
+ * Steps may run side by side: `await Promise.all([ctx.checkpoint("a", fa),
+ * ctx.checkpoint("b", fb)])` runs `fa` and `fb` at once. Each step takes its
+ * position when it is called, and the branches get their results in the
+ * order the steps committed, one branch at a time, so a replay takes the
+ * same positions. Between steps, branches running side by side should
+ * await only this context's operations (a non-durable await can make a
+ * replay diverge).
  */
 export class WorkflowContext {
   /** Aborted when the workflow is cancelled; pass it to `fetch` and the like. */
@@ -136,14 +145,30 @@ export class WorkflowContext {
   /** Policy of the steps without one (the workflow's, the worker's or the defaults). */
   #retry: NativeRetryPolicy;
   #active = true;
-  /** Checkpoints of a run are taken in call order, one at a time. */
-  #tail: Promise<unknown> = Promise.resolve();
+  /** Where the outcomes of this run's native waits come from (the worker's). */
+  #deliveries: Deliveries;
+  /**
+   * Outcomes ready for this run's code, in the order the core handed them
+   * out, each given in a turn of the event loop of its own (see #handOut).
+   */
+  #ready: (() => void)[] = [];
+  #handing = false;
+  /** Rejects the step functions running now (see #abortable). */
+  #running = new Set<(reason: unknown) => void>();
+  #listening = false;
 
   /** @internal Created by the worker. */
-  constructor(run: NativeRun, codec: Codec, signal: AbortSignal, retry: NativeRetryPolicy = {}) {
+  constructor(
+    run: NativeRun,
+    codec: Codec,
+    signal: AbortSignal,
+    deliveries: Deliveries,
+    retry: NativeRetryPolicy = {},
+  ) {
     this.#run = run;
     this.#codec = codec;
     this.signal = signal;
+    this.#deliveries = deliveries;
     this.#retry = retry;
   }
 
@@ -211,16 +236,19 @@ export class WorkflowContext {
         return Promise.reject(e);
       }
     }
-    const step = (): Promise<T> => this.#step(name, fn, policy);
-    const result = this.#tail.then(step, step);
-    this.#tail = result.catch(() => undefined);
-    return result;
+    // The position is taken now, before any await: steps started side by
+    // side (Promise.all) get positions in call order.
+    let seq: number;
+    try {
+      seq = callSync(() => this.#run.request(name));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#step(seq, name, fn, policy);
   }
 
-  async #step<T>(name: string, fn: StepFn<T>, policy: NativeRetryPolicy): Promise<T> {
-    // Decided at once for the owner and on replay; a replica ahead of the
-    // owner's commits waits.
-    let slot: NativeSlot = callSync(() => this.#run.slotNow(name)) ?? (await call(this.#run.slot(name)));
+  async #step<T>(seq: number, name: string, fn: StepFn<T>, policy: NativeRetryPolicy): Promise<T> {
+    let slot = await this.#slot(seq);
     let value: T;
     for (;;) {
       if (slot.value != null) {
@@ -238,7 +266,8 @@ export class WorkflowContext {
         this.signal.throwIfAborted();
         // The core commits the failure and answers with the next attempt
         // (after its delay), or rejects with StepFailed.
-        slot = await call(this.#run.failStep(failureOf(e), policy));
+        const failure = failureOf(e);
+        slot = await this.#wait((key) => this.#run.failStep(seq, failure, policy, key));
       }
     }
     let data: Uint8Array;
@@ -246,12 +275,74 @@ export class WorkflowContext {
       data = this.#codec.encode(value);
     } catch (e) {
       throw new InvalidArgument(
-        `checkpoint '${name}' (seq ${slot.seq}) of workflow '${this.workflowId}': cannot encode its value: ${(e as Error).message}; return a JSON-compatible value or pass a codec that handles it`,
+        `checkpoint '${name}' (seq ${seq}) of workflow '${this.workflowId}': cannot encode its value: ${(e as Error).message}; return a JSON-compatible value or pass a codec that handles it`,
       );
     }
-    const committed = await call(this.#run.commit(Buffer.from(data)));
-    return this.#codec.decode(committed) as T;
+    const committed = await this.#wait((key) => this.#run.commit(seq, Buffer.from(data), key));
+    return this.#codec.decode(committed.value ?? Buffer.alloc(0)) as T;
   }
+
+  /**
+   * The slot of step `seq`: an attempt to compute at once; a value (or an
+   * error) decided now or waited for, handed out in its turn.
+   */
+  #slot(seq: number): NativeSlot | Promise<NativeSlot> {
+    let now: NativeSlot | null;
+    try {
+      now = this.#run.slotNow(seq);
+    } catch (e) {
+      // A committed failure (StepFailed) is handed out in its turn too.
+      return this.#inTurn({ error: fromNative(e) });
+    }
+    if (now === null) {
+      // A replica ahead of the owner's commits, a resolution whose turn has
+      // not come, a backoff: the core delivers the slot when it is decided.
+      return this.#wait((key) => this.#run.slot(seq, key));
+    }
+    // The owner's attempt to compute: no resolution, nothing to order.
+    return now.value == null ? now : this.#inTurn({ slot: now });
+  }
+
+  /** A native wait (started by `start` with its key); its outcome in its turn. */
+  #wait(start: (key: number) => void): Promise<NativeSlot> {
+    return new Promise<NativeSlot>((resolve, reject) => {
+      this.#deliveries.wait(
+        (key) => callSync(() => start(key)),
+        (outcome) => this.#handOut(outcome, resolve, reject),
+      );
+    });
+  }
+
+  /** `outcome`, decided now, handed out in its turn. */
+  #inTurn(outcome: Outcome): Promise<NativeSlot> {
+    return new Promise<NativeSlot>((resolve, reject) => this.#handOut(outcome, resolve, reject));
+  }
+
+  /**
+   * Hands `outcome` to the code waiting for it, after the outcomes before it
+   * and in a turn of the event loop of its own (setImmediate): the branch
+   * that gets it runs on, through any number of awaits of resolved promises,
+   * until it waits for a step again (having taken that step's position)
+   * before the next branch gets its outcome. Live and in a replay the
+   * outcomes come in the same order (the core's release rule), so the
+   * branches take the same positions, whatever the depth of their code.
+   */
+  #handOut(outcome: Outcome, resolve: (slot: NativeSlot) => void, reject: (e: unknown) => void): void {
+    this.#ready.push("slot" in outcome ? () => resolve(outcome.slot) : () => reject(outcome.error));
+    if (!this.#handing) {
+      this.#handing = true;
+      setImmediate(this.#handNext);
+    }
+  }
+
+  #handNext = (): void => {
+    this.#ready.shift()?.();
+    if (this.#ready.length > 0) {
+      setImmediate(this.#handNext);
+    } else {
+      this.#handing = false;
+    }
+  };
 
   /** `p`, or a {@link Cancelled} rejection as soon as the signal fires. */
   #abortable<T>(p: Promise<T>): Promise<T> {
@@ -260,10 +351,22 @@ export class WorkflowContext {
       p.catch(() => undefined);
       return Promise.reject(signal.reason);
     }
+    // One listener for every step running now (steps side by side would
+    // otherwise add one each, past Node's warning threshold).
+    if (!this.#listening) {
+      this.#listening = true;
+      signal.addEventListener(
+        "abort",
+        () => {
+          for (const reject of this.#running) reject(signal.reason);
+          this.#running.clear();
+        },
+        { once: true },
+      );
+    }
     return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-      p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+      this.#running.add(reject);
+      p.then(resolve, reject).finally(() => this.#running.delete(reject));
     });
   }
 

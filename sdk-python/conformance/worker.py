@@ -15,7 +15,7 @@ import asyncio
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import raftoral
@@ -153,7 +153,53 @@ async def flaky(ctx: raftoral.WorkflowContext, inp: FlakyInput) -> dict[str, Any
     return {"attempts": attempts}
 
 
+@dataclass
+class FanoutInput:
+    n: int
+    delays_ms: list[int] = field(default_factory=list)
+    chain: bool = False
+
+
+@raftoral.workflow(name="fanout", version=1)
+async def fanout(ctx: raftoral.WorkflowContext, inp: FanoutInput) -> dict[str, int]:
+    async def branch(i: int) -> int:
+        delay = inp.delays_ms[i] if i < len(inp.delays_ms) else 0
+
+        async def first() -> int:
+            await asyncio.sleep(delay / 1000)
+            effect(ctx.workflow_id, "done", i)
+            return i * i
+
+        value = await ctx.checkpoint(f"branch-{i}", first)
+        if not inp.chain:
+            return value
+
+        def second() -> int:
+            effect(ctx.workflow_id, "done", 1000 + i)
+            return value + 1
+
+        return await ctx.checkpoint(f"branch-{i}-b", second)
+
+    values = await asyncio.gather(*(branch(i) for i in range(inp.n)))
+    hang = os.environ.get("CONFORMANCE_HANG") == "1"
+
+    async def total() -> int:
+        effect(ctx.workflow_id, "start", inp.n)
+        if hang:
+            await asyncio.Event().wait()  # the app "dies" here
+        return sum(values)
+
+    return {"sum": await ctx.checkpoint("sum", total)}
+
+
 async def main() -> None:
+    # A bad retry policy stops the worker before it registers anything: the
+    # SDK refuses it where it is defined.
+    bad = os.environ.get("CONFORMANCE_BAD_POLICY")
+    if bad == "negative_interval":
+        raftoral.RetryPolicy(initial_interval=-1)
+    elif bad == "zero_attempts":
+        raftoral.RetryPolicy(maximum_attempts=0)
     client = await raftoral.Client.connect(os.environ["RAFTORAL_SIDECAR_URL"])
     only = os.environ.get("CONFORMANCE_WORKFLOWS", "ping_pong,steps").split(",")
     known: dict[str, raftoral.Workflow[Any, Any]] = {
@@ -161,6 +207,7 @@ async def main() -> None:
         "steps": steps,
         "saga": saga,
         "flaky": flaky,
+        "fanout": fanout,
     }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

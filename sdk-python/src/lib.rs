@@ -34,6 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::Run>()?;
     m.add_class::<worker::ComputeToken>()?;
     m.add_class::<worker::RetryPolicy>()?;
+    m.add_class::<worker::SlotRequest>()?;
     m.add_class::<bridge::CommitBridge>()?;
     m.add_class::<bridge::RunBridge>()?;
     m.add_class::<local::LocalNode>()?;

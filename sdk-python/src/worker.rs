@@ -77,6 +77,15 @@ impl ComputeToken {
     }
 }
 
+/// A step position the workflow code took (`Run.request`).
+#[pyclass(frozen, module = "raftoral._core")]
+pub struct SlotRequest {
+    req: raftoral_client::SlotRequest,
+    /// 0-based step position.
+    #[pyo3(get)]
+    seq: u64,
+}
+
 /// A step retry policy, checked when it is made (`raftoral.RetryPolicy`
 /// wraps it).
 #[pyclass(frozen, module = "raftoral._core")]
@@ -249,22 +258,48 @@ impl Run {
         PyBytes::new(py, &self.input)
     }
 
-    /// The slot for the next checkpoint, named `name`: the committed value
-    /// (bytes) or a `ComputeToken`. Raises `Cancelled`, `NonDeterminism`,
-    /// `ShuttingDown`.
-    fn slot<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let context = self.context.clone();
+    /// Takes the next step position for a step named `name`, at once:
+    /// steps started side by side (`asyncio.gather`) get positions in call
+    /// order. Raises `NonDeterminism` when the history has another name
+    /// there.
+    fn request(&self, name: &str) -> PyResult<SlotRequest> {
+        let req = self.context.request(name).map_err(to_py_err)?;
+        Ok(SlotRequest {
+            seq: req.seq(),
+            req,
+        })
+    }
+
+    /// The slot of `req`, waiting for it: the committed value (bytes) or a
+    /// `ComputeToken`. Raises `Cancelled`, `NonDeterminism`, `ShuttingDown`,
+    /// `StepFailed`.
+    fn slot<'py>(&self, py: Python<'py>, req: &SlotRequest) -> PyResult<Bound<'py, PyAny>> {
+        let (context, req) = (self.context.clone(), req.req.clone());
         crate::future::into_py(py, async move {
-            let slot = context.checkpoint_slot(&name).await.map_err(to_py_err)?;
+            let slot = context.slot(&req).await.map_err(to_py_err)?;
             Python::attach(|py| slot_to_py(py, slot).map(Bound::unbind))
         })
+    }
+
+    /// `slot` through `bridge`: the outcome arrives as `(id, ...)` from
+    /// `bridge.drain()`, in the order the core hands resolutions out (the
+    /// order branches running side by side must continue in).
+    fn slot_to(&self, req: &SlotRequest, bridge: &CommitBridge, id: u64) {
+        let (context, req, sender) = (self.context.clone(), req.req.clone(), bridge.sender());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            sender.send(id, context.slot(&req).await);
+        });
     }
 
     /// `slot` without waiting: the committed value, a compute token, or
     /// None when the slot is not decided yet (then await `slot`). The
     /// owner's common case costs no round trip through the event loop.
-    fn slot_now<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        match self.context.try_checkpoint_slot(name) {
+    fn slot_now<'py>(
+        &self,
+        py: Python<'py>,
+        req: &SlotRequest,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.context.try_slot(&req.req) {
             None => Ok(None),
             Some(slot) => slot_to_py(py, slot.map_err(to_py_err)?).map(Some),
         }

@@ -184,3 +184,16 @@ async def test_local_node_on_disk_resumes_after_a_restart(tmp_path: Path) -> Non
 
 async def _count(client: raftoral.Client, workflow_id: str, n: int) -> bool:
     return (await client.get_workflow(workflow_id)).checkpoint_count == n
+
+
+@raftoral.workflow
+async def greet(ctx: raftoral.WorkflowContext, who: str) -> str:
+    return await ctx.checkpoint("greeting", lambda: f"hello {who}")
+
+
+async def test_the_workflow_decorator_works_without_parentheses() -> None:
+    assert (greet.name, greet.version, greet.retry) == ("greet", 1, None)
+    async with raftoral.LocalNode() as node:
+        async with raftoral.Worker(node.client, workflows=[greet]):
+            handle = await node.client.start_workflow(greet, "you")
+            assert await handle.result() == "hello you"

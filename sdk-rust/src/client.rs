@@ -464,7 +464,9 @@ impl RaftoralClient {
             .map_err(|s| ClientError::status("ListWorkflows", s))
     }
 
-    /// The committed checkpoints of a workflow, in seq order.
+    /// The committed history entries of a workflow, in commit order (steps
+    /// side by side may commit out of seq order; failed attempts are
+    /// entries too).
     pub async fn get_workflow_history(
         &self,
         workflow_id: &str,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::core::{ComputeToken, RunHandle, Slot, WorkerCore};
+use crate::core::{ComputeToken, RunHandle, Slot, SlotRequest, WorkerCore};
 use crate::error::{ClientError, StepError};
 use crate::retry::RetryPolicy;
 
@@ -90,11 +90,22 @@ impl WorkflowContext {
         self.core.checkpoint_slot(&self.run, name).await
     }
 
-    /// [`checkpoint_slot`](Self::checkpoint_slot) without waiting: `None`
-    /// when the slot is not decided yet (a replica waiting for the owner's
-    /// commit); then await `checkpoint_slot`.
-    pub fn try_checkpoint_slot(&self, name: &str) -> Option<Result<Slot, ClientError>> {
-        self.core.try_checkpoint_slot(&self.run, name)
+    /// Takes the next step position for a step named `name`, at once (so
+    /// steps started side by side get positions in call order); then
+    /// [`try_slot`](Self::try_slot) or [`slot`](Self::slot). For bindings.
+    pub fn request(&self, name: &str) -> Result<SlotRequest, ClientError> {
+        self.core.request(&self.run, name)
+    }
+
+    /// The slot of `req` when it is decided now; `None` when it must be
+    /// awaited with [`slot`](Self::slot).
+    pub fn try_slot(&self, req: &SlotRequest) -> Option<Result<Slot, ClientError>> {
+        self.core.try_slot(&self.run, req)
+    }
+
+    /// The slot of `req`, waiting for it.
+    pub async fn slot(&self, req: &SlotRequest) -> Result<Slot, ClientError> {
+        self.core.slot(&self.run, req).await
     }
 
     /// Proposes the value computed for `token` (from

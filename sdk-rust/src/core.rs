@@ -9,32 +9,24 @@
 //! policy, and non-determinism checks live here, so every SDK behaves the
 //! same.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 use raftoral_proto::sidecar::v1::{
-    CheckpointEvent, CheckpointProposal, ErrorCode, ExecuteWorkflowRequest, Failure, HeldRun,
-    HistoryEntryKind, OwnershipChange, StreamError, WorkflowCancellation, WorkflowResult,
-    WorkflowStreamRequest, workflow_stream_request::Message as AppMsg,
+    CheckpointEvent, ErrorCode, ExecuteWorkflowRequest, HeldRun, OwnershipChange, StreamError,
+    WorkflowCancellation, WorkflowResult, WorkflowStreamRequest,
+    workflow_stream_request::Message as AppMsg,
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::error::{ClientError, StepFailure};
+use crate::error::ClientError;
 use crate::history::{Entry, History};
-use crate::retry::RetryPolicy;
 
 /// The app protocol this core speaks (see app.proto): failed steps,
 /// attempts and out-of-order seqs in histories.
 pub const PROTOCOL_VERSION: u32 = 2;
-
-/// Largest failure message and details of a failed attempt, and of a final
-/// failure (the sidecar's limits); longer messages are cut, longer details
-/// dropped with a warning.
-const ATTEMPT_FAILURE_BYTES: usize = 4 * 1024;
-const FINAL_FAILURE_BYTES: usize = 64 * 1024;
-const STACK_BYTES: usize = 16 * 1024;
 
 /// Pause before re-sending a proposal the sidecar could not commit (no
 /// leader, timeout). Proposals are idempotent thanks to seq fencing.
@@ -96,29 +88,45 @@ struct RunState {
     /// confirmed this run.
     confirmed_on: u64,
     is_owner: bool,
-    /// Committed entries in commit order.
+    /// Committed entries in commit order, and which resolutions the code
+    /// was handed.
     history: History,
-    /// Next seq the workflow code will ask for.
+    /// The next position the workflow code takes (positions are taken when
+    /// a step is asked for, in call order).
     cursor: u64,
-    /// The proposal waiting for its commit. Kept while ownership is away:
-    /// if it comes back before another owner committed the seq, this value
-    /// is proposed again (the step is not computed twice here).
-    in_flight: Option<CheckpointProposal>,
-    /// True while `in_flight` is with the sidecar on the current stream and
-    /// this replica owns the workflow; false means it must be (re)sent when
-    /// ownership allows.
-    sent: bool,
-    /// A refusal of the in-flight proposal.
-    refused: Option<StreamError>,
+    /// The proposals waiting for their commit, by seq. Kept while ownership
+    /// is away: if it comes back before another owner committed the seq,
+    /// the same outcome is proposed again (the step is not computed twice
+    /// here).
+    pending: BTreeMap<u64, Pending>,
+    /// Refusals of pending proposals, by seq.
+    refused: HashMap<u64, StreamError>,
     cancelled: Option<String>,
     /// The workflow stopped running in the cluster (finished elsewhere).
     ended: Option<String>,
     changes: watch::Sender<u64>,
 }
 
+/// A proposal waiting for its commit (the waiting `commit` or `fail`
+/// holds the proposal itself).
+struct Pending {
+    /// True while it is with the sidecar on the current stream and this
+    /// replica owns the workflow; false means it must be (re)sent when
+    /// ownership allows.
+    sent: bool,
+}
+
 impl RunState {
     fn changed(&self) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Every pending proposal must be sent again (a new stream, or
+    /// ownership that changed).
+    fn unsend(&mut self) {
+        for pending in self.pending.values_mut() {
+            pending.sent = false;
+        }
     }
 }
 
@@ -191,7 +199,7 @@ impl WorkerCore {
         let mut state = self.lock();
         state.outbound = None;
         for run in state.runs.values_mut() {
-            run.sent = false;
+            run.unsend();
             run.is_owner = false;
         }
     }
@@ -232,7 +240,7 @@ impl WorkerCore {
         let mut state = self.lock();
         for run in state.runs.values_mut() {
             run.is_owner = false;
-            run.sent = false;
+            run.unsend();
             run.changed();
         }
     }
@@ -278,9 +286,9 @@ impl WorkerCore {
                     run.history.push(record.into());
                 }
             }
-            // A new stream: the waiting `commit` re-sends its proposal if
-            // this replica owns the workflow.
-            run.sent = false;
+            // A new stream: the waiting `commit`s re-send their proposals
+            // if this replica owns the workflow.
+            run.unsend();
             run.changed();
             return None;
         }
@@ -306,9 +314,8 @@ impl WorkerCore {
                 is_owner: req.is_owner,
                 history,
                 cursor: 0,
-                in_flight: None,
-                sent: false,
-                refused: None,
+                pending: BTreeMap::new(),
+                refused: HashMap::new(),
                 cancelled: None,
                 ended: None,
                 changes,
@@ -348,7 +355,7 @@ impl WorkerCore {
         let mut state = self.lock();
         if let Some(run) = state.runs.get_mut(&change.workflow_id) {
             if run.is_owner != change.is_owner {
-                run.sent = false;
+                run.unsend();
             }
             run.is_owner = change.is_owner;
             run.changed();
@@ -376,7 +383,7 @@ impl WorkerCore {
             // event), or ownership comes back and the proposal is re-sent.
             ErrorCode::NotOwner => {
                 run.is_owner = false;
-                run.sent = false;
+                run.unsend();
             }
             // The seq is committed already (a retried or re-sent proposal
             // whose first attempt committed): its event arrives, or has,
@@ -389,7 +396,13 @@ impl WorkerCore {
             // Finished or cancelled elsewhere (say, by the owner that took
             // over while this app was paused): this run just ends.
             ErrorCode::WorkflowNotRunning => run.ended = Some(e.message),
-            _ => run.refused = Some(e),
+            // About one proposal: its waiting `commit` takes it.
+            _ if run.pending.contains_key(&e.seq) => {
+                run.refused.insert(e.seq, e);
+            }
+            _ => {
+                tracing::warn!(workflow = %e.workflow_id, seq = e.seq, code = ?e.code(), message = %e.message, "the sidecar refused a message of this run");
+            }
         }
         run.changed();
         None
@@ -425,267 +438,6 @@ impl WorkerCore {
             // The sender lives in the run's state: an error means the run
             // is gone.
             changes.changed().await.ok()?;
-        }
-    }
-
-    /// The slot for the workflow's next checkpoint, named `name`.
-    pub async fn checkpoint_slot(&self, run: &RunHandle, name: &str) -> Result<Slot, ClientError> {
-        let mut changes = run.changes.clone();
-        loop {
-            changes.borrow_and_update();
-            if let Some(slot) = self.try_checkpoint_slot(run, name) {
-                return slot;
-            }
-            let wake = self.wake_at(run);
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() {
-                    return Err(ClientError::Shutdown);
-                },
-                // The backoff before the next attempt: a new owner waits
-                // out what is left of the committed delay.
-                () = sleep_until(wake) => {}
-            }
-        }
-    }
-
-    /// [`checkpoint_slot`](Self::checkpoint_slot) when it can be decided
-    /// now (a committed value, a compute token for the owner, or an error);
-    /// `None` when the run must wait (a replica ahead of the events).
-    /// Bindings call it first: the owner's common case then costs no hop
-    /// through an async bridge.
-    pub fn try_checkpoint_slot(
-        &self,
-        run: &RunHandle,
-        name: &str,
-    ) -> Option<Result<Slot, ClientError>> {
-        let mut state = self.lock();
-        let shutting_down = state.shutting_down;
-        let r = match run_state(&mut state, run) {
-            Ok(r) => r,
-            Err(e) => return Some(Err(e)),
-        };
-        if shutting_down {
-            return Some(Err(ClientError::Shutdown));
-        }
-        if let Some(reason) = &r.cancelled {
-            return Some(Err(cancelled(run, reason)));
-        }
-        if let Some(message) = &r.ended {
-            return Some(Err(not_running(run, message)));
-        }
-        let seq = r.cursor;
-        if let Some(entry) = r.history.resolution(seq) {
-            let resolved = resolved(run, entry, name);
-            r.cursor += 1;
-            return Some(resolved.map(Slot::Committed));
-        }
-        let mut attempt = 1;
-        if let Some(attempts) = r.history.attempts(seq) {
-            if attempts.name != name {
-                return Some(Err(non_determinism(run, seq, &attempts.name, name)));
-            }
-            // Before its time (`wake_at` tells the async caller when).
-            if tokio::time::Instant::now() < attempts.due {
-                return None;
-            }
-            attempt = attempts.last + 1;
-        }
-        r.is_owner.then(|| {
-            Ok(Slot::Compute(ComputeToken {
-                seq,
-                name: name.to_owned(),
-                attempt,
-            }))
-        })
-    }
-
-    /// When the next attempt of the run's current step is due, while it is
-    /// not yet and this replica owns the run.
-    fn wake_at(&self, run: &RunHandle) -> Option<tokio::time::Instant> {
-        let mut state = self.lock();
-        let r = run_state(&mut state, run).ok()?;
-        let due = r.history.attempts(r.cursor)?.due;
-        (r.is_owner && tokio::time::Instant::now() < due).then_some(due)
-    }
-
-    /// Proposes the computed value for `token` and waits for the commit.
-    /// Returns the committed value, which every replica continues with (or
-    /// the committed failure, as [`ClientError::StepFailed`], when another
-    /// owner failed the step first).
-    ///
-    /// The proposal is (re)sent whenever this replica owns the workflow and
-    /// the sidecar does not hold it: first, after a reconnect, after an
-    /// `UNAVAILABLE` refusal (after a pause), and when ownership comes back.
-    /// A duplicate that committed already resolves to the committed value.
-    pub async fn commit(
-        &self,
-        run: &RunHandle,
-        token: ComputeToken,
-        value: Bytes,
-    ) -> Result<Bytes, ClientError> {
-        let proposal = CheckpointProposal {
-            workflow_id: run.workflow_id.clone(),
-            seq: token.seq,
-            checkpoint_name: token.name.clone(),
-            value,
-            attempt: token.attempt,
-            ..CheckpointProposal::default()
-        };
-        match self.propose(run, proposal).await? {
-            Settled::Resolved(value) => Ok(value),
-            // Only a failed attempt settles without resolving the step, and
-            // a value proposal is re-based past those: unreachable.
-            Settled::AttemptCommitted => Err(ClientError::Usage(format!(
-                "step '{}' of workflow '{}' did not resolve",
-                token.name, run.workflow_id
-            ))),
-        }
-    }
-
-    /// The step's code raised `failure` in the attempt of `token`. With
-    /// `policy`, the core decides: a retryable failure with attempts left
-    /// is committed as a failed attempt with the policy's delay, and once
-    /// that delay has passed the result is the token for the next attempt
-    /// ([`Slot::Compute`]); otherwise the failure is committed as the
-    /// step's, and returned as [`ClientError::StepFailed`], on this replica
-    /// as on every other and in every replay. `jitter` in `[0, 1)` draws
-    /// the delay's jitter (the binding's random source). If another owner
-    /// resolved the step first, its value or failure wins.
-    pub async fn fail(
-        &self,
-        run: &RunHandle,
-        token: ComputeToken,
-        failure: Failure,
-        policy: &RetryPolicy,
-        jitter: f64,
-    ) -> Result<Slot, ClientError> {
-        let is_final = policy.is_final(token.attempt, &failure.r#type, failure.non_retryable);
-        let (kind, limit, delay) = if is_final {
-            (HistoryEntryKind::StepFailed, FINAL_FAILURE_BYTES, 0)
-        } else {
-            let delay = policy.delay(token.attempt, jitter).as_millis() as u64;
-            (
-                HistoryEntryKind::StepAttemptFailed,
-                ATTEMPT_FAILURE_BYTES,
-                delay,
-            )
-        };
-        let proposal = CheckpointProposal {
-            workflow_id: run.workflow_id.clone(),
-            seq: token.seq,
-            checkpoint_name: token.name.clone(),
-            kind: kind as i32,
-            failure: Some(bounded(failure, limit, &run.workflow_id)),
-            attempt: token.attempt,
-            retry_delay_ms: delay,
-            ..CheckpointProposal::default()
-        };
-        match self.propose(run, proposal).await? {
-            Settled::Resolved(value) => Ok(Slot::Committed(value)),
-            // The attempt is committed: the next one after its delay (the
-            // cursor still points at this step).
-            Settled::AttemptCommitted => self.checkpoint_slot(run, &token.name).await,
-        }
-    }
-
-    /// Sends `proposal` for the run's current step until it settles: the
-    /// step resolves (the result, whoever committed it), or, for a failed
-    /// attempt, an attempt of that number commits.
-    async fn propose(
-        &self,
-        run: &RunHandle,
-        mut proposal: CheckpointProposal,
-    ) -> Result<Settled, ClientError> {
-        let seq = proposal.seq;
-        let is_attempt = proposal.kind() == HistoryEntryKind::StepAttemptFailed;
-        {
-            let mut state = self.lock();
-            let r = run_state(&mut state, run)?;
-            r.in_flight = Some(proposal.clone());
-            r.sent = false;
-            r.refused = None;
-        }
-        let mut changes = run.changes.clone();
-        loop {
-            changes.borrow_and_update();
-            let mut send = false;
-            let mut retry = false;
-            {
-                let mut state = self.lock();
-                let shutting_down = state.shutting_down;
-                let connected = state.outbound.is_some();
-                let r = run_state(&mut state, run)?;
-                if let Some(entry) = r.history.resolution(seq) {
-                    r.in_flight = None;
-                    r.sent = false;
-                    r.cursor = seq + 1;
-                    // After an ownership change another replica may have
-                    // committed this seq; its name must match ours.
-                    return resolved(run, entry, &proposal.checkpoint_name).map(Settled::Resolved);
-                }
-                if let Some(attempts) = r.history.attempts(seq)
-                    && attempts.last >= proposal.attempt
-                {
-                    if attempts.name != proposal.checkpoint_name {
-                        r.in_flight = None;
-                        return Err(non_determinism(
-                            run,
-                            seq,
-                            &attempts.name,
-                            &proposal.checkpoint_name,
-                        ));
-                    }
-                    if is_attempt {
-                        // This attempt failed (here, or on another owner
-                        // that ran it too): settled either way.
-                        r.in_flight = None;
-                        r.sent = false;
-                        return Ok(Settled::AttemptCommitted);
-                    }
-                    // Another owner failed this attempt meanwhile: this
-                    // outcome is the next attempt's.
-                    proposal.attempt = attempts.last + 1;
-                    r.in_flight = Some(proposal.clone());
-                    r.sent = false;
-                }
-                if shutting_down {
-                    return Err(ClientError::Shutdown);
-                }
-                if let Some(reason) = &r.cancelled {
-                    return Err(cancelled(run, reason));
-                }
-                if let Some(message) = &r.ended {
-                    return Err(not_running(run, message));
-                }
-                if let Some(refusal) = r.refused.take() {
-                    if refusal.code() == ErrorCode::Unavailable {
-                        r.sent = false;
-                        retry = true;
-                    } else {
-                        r.in_flight = None;
-                        return Err(ClientError::Rejected {
-                            workflow_id: run.workflow_id.clone(),
-                            code: refusal.code(),
-                            message: refusal.message,
-                        });
-                    }
-                } else if r.is_owner && !r.sent && connected {
-                    r.sent = true;
-                    send = true;
-                }
-            }
-            if send {
-                self.send(AppMsg::CheckpointProposal(proposal.clone()));
-                continue;
-            }
-            if retry {
-                tracing::debug!(workflow = %run.workflow_id, seq, "sidecar could not commit; retrying the proposal");
-                tokio::time::sleep(RETRY_DELAY).await;
-                continue;
-            }
-            if changes.changed().await.is_err() {
-                return Err(ClientError::Shutdown);
-            }
         }
     }
 
@@ -749,78 +501,6 @@ impl WorkerCore {
     }
 }
 
-/// How a proposal for a step settled.
-enum Settled {
-    /// The step resolved with this value.
-    Resolved(Bytes),
-    /// The failed attempt proposed is committed.
-    AttemptCommitted,
-}
-
-/// The value of a resolved step, or its committed failure; a different
-/// name than the code's is non-determinism.
-fn resolved(run: &RunHandle, entry: &Entry, name: &str) -> Result<Bytes, ClientError> {
-    if entry.name != name {
-        return Err(non_determinism(run, entry.seq, &entry.name, name));
-    }
-    match &entry.failure {
-        Some(failure) if entry.kind == HistoryEntryKind::StepFailed => {
-            Err(ClientError::StepFailed(Box::new(StepFailure {
-                workflow_id: run.workflow_id.clone(),
-                seq: entry.seq,
-                step: entry.name.clone(),
-                attempts: entry.attempt,
-                failure: failure.clone(),
-            })))
-        }
-        _ => Ok(entry.value.clone()),
-    }
-}
-
-fn non_determinism(run: &RunHandle, seq: u64, expected: &str, got: &str) -> ClientError {
-    ClientError::NonDeterminism {
-        workflow_id: run.workflow_id.clone(),
-        seq,
-        expected: expected.to_owned(),
-        got: got.to_owned(),
-    }
-}
-
-/// `failure` within the sidecar's limits: message cut to `limit`, details
-/// past it dropped (with a warning: they are the caller's structure, and a
-/// cut one would not be JSON), stack cut, an empty type named "Error".
-fn bounded(mut failure: Failure, limit: usize, workflow_id: &str) -> Failure {
-    if failure.r#type.is_empty() {
-        failure.r#type = "Error".into();
-    }
-    cut(&mut failure.r#type, 256);
-    cut(&mut failure.message, limit);
-    cut(&mut failure.stack, STACK_BYTES);
-    if failure.details_json.len() > limit {
-        tracing::warn!(workflow = %workflow_id, bytes = failure.details_json.len(), limit, "failure details too large to commit; dropped");
-        failure.details_json.clear();
-    }
-    failure
-}
-
-fn cut(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-}
-
-/// Sleeps until `at`, or forever without one.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 fn run_state<'a>(
     state: &'a mut CoreState,
     run: &RunHandle,
@@ -844,6 +524,10 @@ fn cancelled(run: &RunHandle, reason: &str) -> ClientError {
         reason: reason.to_owned(),
     }
 }
+
+#[path = "core_steps.rs"]
+mod steps;
+pub use steps::SlotRequest;
 
 #[cfg(test)]
 #[path = "core_tests.rs"]

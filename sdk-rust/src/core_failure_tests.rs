@@ -4,10 +4,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use raftoral_proto::sidecar::v1::CheckpointRecord;
+use raftoral_proto::sidecar::v1::{
+    CheckpointProposal, CheckpointRecord, Failure, HistoryEntryKind,
+};
 
 use super::tests::{connected, event, execute, next_proposal};
 use super::*;
+use crate::retry::RetryPolicy;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -145,11 +148,9 @@ async fn a_new_owner_waits_what_is_left_of_the_committed_delay_never_more() {
     let arrived = tokio::time::Instant::now();
     let run = core.on_execute(req).unwrap();
     let started = arrived;
-    assert!(
-        core.try_checkpoint_slot(&run, "pay").is_none(),
-        "not due yet"
-    );
-    let token = compute(core.checkpoint_slot(&run, "pay").await);
+    let pay = core.request(&run, "pay").unwrap();
+    assert!(core.try_slot(&run, &pay).is_none(), "not due yet");
+    let token = compute(core.slot(&run, &pay).await);
     assert_eq!(token.attempt(), 2, "the count goes on");
     let waited = started.elapsed();
     assert!(
@@ -233,4 +234,60 @@ async fn a_value_is_re_based_past_an_attempt_another_owner_failed() {
     core.on_checkpoint_event(committed(&again, 1));
     assert_eq!(&committing.await.unwrap().unwrap()[..], b"7");
     let _ = event("w", 0, "pay", "7");
+}
+
+#[tokio::test]
+async fn steps_side_by_side_are_all_in_flight_and_resolve_in_commit_order() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    // Positions are taken when the steps are called, in call order.
+    let a = core.request(&run, "a").unwrap();
+    let b = core.request(&run, "b").unwrap();
+    assert_eq!((a.seq(), b.seq()), (0, 1));
+    let (ta, tb) = (
+        compute(core.slot(&run, &a).await),
+        compute(core.slot(&run, &b).await),
+    );
+    let spawn = |token: ComputeToken, value: &'static [u8]| {
+        let (core, run) = (core.clone(), run.clone());
+        tokio::spawn(async move { core.commit(&run, token, Bytes::from_static(value)).await })
+    };
+    let (ca, cb) = (spawn(ta, b"10"), spawn(tb, b"11"));
+    let mut sent = [next_proposal(&mut rx).await, next_proposal(&mut rx).await];
+    sent.sort_by_key(|p| p.seq);
+    assert_eq!([sent[0].seq, sent[1].seq], [0, 1], "both are in flight");
+    // b commits first.
+    core.on_checkpoint_event(committed(&sent[1], 0));
+    assert_eq!(&cb.await.unwrap().unwrap()[..], b"11");
+    assert!(!ca.is_finished());
+    core.on_checkpoint_event(committed(&sent[0], 1));
+    assert_eq!(&ca.await.unwrap().unwrap()[..], b"10");
+}
+
+#[tokio::test]
+async fn a_replay_hands_resolutions_out_in_commit_order() {
+    let (core, _rx) = connected();
+    let mut req = execute("w", false, &[]);
+    let mut b = entry(1, "b", HistoryEntryKind::Unspecified, 1);
+    b.value = Bytes::from_static(b"11");
+    let mut a = entry(0, "a", HistoryEntryKind::Unspecified, 1);
+    a.value = Bytes::from_static(b"10");
+    req.history = vec![b, a];
+    let run = core.on_execute(req).unwrap();
+    let (ra, rb) = (
+        core.request(&run, "a").unwrap(),
+        core.request(&run, "b").unwrap(),
+    );
+    assert!(
+        core.try_slot(&run, &ra).is_none(),
+        "a committed after b: it waits until b is handed out"
+    );
+    let Some(Ok(Slot::Committed(v))) = core.try_slot(&run, &rb) else {
+        panic!("b is first");
+    };
+    assert_eq!(&v[..], b"11");
+    let Some(Ok(Slot::Committed(v))) = core.try_slot(&run, &ra) else {
+        panic!("then a");
+    };
+    assert_eq!(&v[..], b"10");
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use raftoral_proto::sidecar::v1::CheckpointRecord;
+use raftoral_proto::sidecar::v1::{CheckpointProposal, CheckpointRecord};
 
 use super::*;
 
@@ -512,26 +512,34 @@ async fn a_run_not_sent_again_before_the_registration_ack_ends_as_not_running() 
 }
 
 #[tokio::test]
-async fn try_checkpoint_slot_decides_at_once_for_the_owner_and_on_replay_only() {
+async fn try_slot_decides_at_once_for_the_owner_and_on_replay_only() {
     let (core, _rx) = connected();
     let replay = core.on_execute(execute("r", true, &[("a", "1")])).unwrap();
+    let a = core.request(&replay, "a").unwrap();
     assert!(matches!(
-        core.try_checkpoint_slot(&replay, "a"),
+        core.try_slot(&replay, &a),
         Some(Ok(Slot::Committed(v))) if v.as_ref() == b"1"
     ));
+    let b = core.request(&replay, "b").unwrap();
     assert!(matches!(
-        core.try_checkpoint_slot(&replay, "b"),
+        core.try_slot(&replay, &b),
         Some(Ok(Slot::Compute(t))) if t.seq() == 1
     ));
     let replica = core.on_execute(execute("w", false, &[])).unwrap();
+    let a = core.request(&replica, "a").unwrap();
     assert!(
-        core.try_checkpoint_slot(&replica, "a").is_none(),
+        core.try_slot(&replica, &a).is_none(),
         "a replica ahead of the events must wait"
     );
     core.on_checkpoint_event(event("w", 0, "a", "2"));
     assert!(matches!(
-        core.try_checkpoint_slot(&replica, "x"),
-        Some(Err(ClientError::NonDeterminism { seq: 0, .. }))
+        core.try_slot(&replica, &a),
+        Some(Ok(Slot::Committed(v))) if v.as_ref() == b"2"
+    ));
+    core.on_checkpoint_event(event("w", 1, "b", "3"));
+    assert!(matches!(
+        core.request(&replica, "x"),
+        Err(ClientError::NonDeterminism { seq: 1, .. })
     ));
 }
 

@@ -63,7 +63,13 @@ pub(crate) struct Attempts {
     pub due: Instant,
 }
 
-/// A run's history.
+/// A run's history, and the resolutions the workflow code was handed.
+///
+/// The release rule: resolutions (a value or a final failure) reach the
+/// code in commit order, each once the code asked for its seq and every
+/// earlier one was handed out. Live, on a replica and in a replay alike,
+/// branches running side by side then continue in the same order, so they
+/// take the same positions for their next steps.
 #[derive(Debug, Default)]
 pub(crate) struct History {
     entries: Vec<Entry>,
@@ -71,6 +77,10 @@ pub(crate) struct History {
     resolved: HashMap<u64, usize>,
     /// Unresolved seqs with failed attempts.
     attempts: HashMap<u64, Attempts>,
+    /// Resolved seqs in commit order.
+    order: Vec<u64>,
+    /// Resolutions handed to the code (a prefix of `order`).
+    released: usize,
 }
 
 impl History {
@@ -94,6 +104,7 @@ impl History {
         } else {
             self.attempts.remove(&entry.seq);
             self.resolved.insert(entry.seq, index);
+            self.order.push(entry.seq);
         }
         self.entries.push(entry);
     }
@@ -101,6 +112,16 @@ impl History {
     /// The entry that resolved `seq`, if any.
     pub fn resolution(&self, seq: u64) -> Option<&Entry> {
         self.resolved.get(&seq).map(|i| &self.entries[*i])
+    }
+
+    /// True when the resolution of `seq` is the next to hand out.
+    pub fn is_next_release(&self, seq: u64) -> bool {
+        self.order.get(self.released) == Some(&seq)
+    }
+
+    /// The resolution of `seq` was handed out (it was the next one).
+    pub fn release(&mut self) {
+        self.released += 1;
     }
 
     /// The failed attempts of unresolved `seq`, if any.

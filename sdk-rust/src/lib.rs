@@ -23,7 +23,7 @@ mod stream;
 
 pub use client::{RaftoralClient, WorkflowRequest};
 pub use context::WorkflowContext;
-pub use core::{ComputeToken, PROTOCOL_VERSION, RunHandle, Slot, WorkerCore};
+pub use core::{ComputeToken, PROTOCOL_VERSION, RunHandle, Slot, SlotRequest, WorkerCore};
 pub use error::{ClientError, StepError, StepFailure, WorkflowError};
 pub use hand_over::{RunOutcome, RunReply, binding_runtime};
 pub use handle::WorkflowHandle;

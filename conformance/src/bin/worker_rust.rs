@@ -14,7 +14,7 @@ use std::time::Duration;
 use raftoral_client::{
     ClientError, RaftoralClient, RetryPolicy, StepError, WorkflowError, WorkflowRequest, checkpoint,
 };
-use raftoral_conformance::{BlobInput, FlakyInput, StepsInput};
+use raftoral_conformance::{BlobInput, FanoutInput, FlakyInput, StepsInput};
 
 /// Appends one line `ID WHAT STEP MS` to the effects file (MS: milliseconds
 /// since the Unix epoch, comparable with the sidecar's commit times on the
@@ -183,6 +183,67 @@ async fn flaky(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     Ok(serde_json::to_vec(&out)?)
 }
 
+/// `fanout`: branches side by side (`join_all` polls them in order, so
+/// their first steps take positions 0..n), then a sum step.
+async fn fanout(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let input: FanoutInput = req.input()?;
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    let branches = (0..input.n).map(|i| {
+        let (ctx, id) = (ctx.clone(), id.clone());
+        let delay = input.delays_ms.get(i as usize).copied().unwrap_or(0);
+        let chain = input.chain;
+        async move {
+            let first: u64 = ctx
+                .checkpoint_compute(&format!("branch-{i}"), async {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    effect(&id, "done", i);
+                    i * i
+                })
+                .await?;
+            if !chain {
+                return Ok::<u64, ClientError>(first);
+            }
+            ctx.checkpoint(&format!("branch-{i}-b"), || {
+                effect(&id, "done", 1000 + i);
+                first + 1
+            })
+            .await
+        }
+    });
+    let values = futures::future::try_join_all(branches).await?;
+    let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
+    let n = input.n;
+    let sum: u64 = ctx
+        .checkpoint_compute("sum", async {
+            effect(&id, "start", n);
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            values.iter().sum::<u64>()
+        })
+        .await?;
+    Ok(serde_json::to_vec(&serde_json::json!({ "sum": sum }))?)
+}
+
+/// The policy `CONFORMANCE_BAD_POLICY` names. A negative interval cannot
+/// be a `Duration`: it is refused where the number becomes one.
+fn bad_policy(which: &str) -> anyhow::Result<RetryPolicy> {
+    let ms: f64 = if which == "negative_interval" {
+        -1.0
+    } else {
+        1000.0
+    };
+    let initial_interval = Duration::try_from_secs_f64(ms / 1000.0).map_err(|_| {
+        anyhow::anyhow!("retry policy: initial_interval must be at least 0, got {ms} ms")
+    })?;
+    Ok(RetryPolicy {
+        initial_interval,
+        maximum_attempts: Some(if which == "zero_attempts" { 0 } else { 3 }),
+        ..RetryPolicy::default()
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -191,6 +252,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A bad retry policy stops the worker before it registers anything:
+    // the SDK refuses it where it is defined.
+    if let Ok(bad) = std::env::var("CONFORMANCE_BAD_POLICY") {
+        bad_policy(&bad)?.validate()?;
+    }
     let url = std::env::var("RAFTORAL_SIDECAR_URL")?;
     let client = RaftoralClient::connect(&url).await?;
     // CONFORMANCE_WORKFLOWS limits what this worker registers (comma list).
@@ -210,6 +276,7 @@ async fn main() -> anyhow::Result<()> {
                         "blob" => blob(req).await,
                         "saga" => saga(req).await,
                         "flaky" => flaky(req).await,
+                        "fanout" => fanout(req).await,
                         other => Err(format!("this worker has no workflow '{other}'").into()),
                     }
                 })

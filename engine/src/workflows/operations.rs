@@ -138,34 +138,48 @@ impl Node {
                 p.retry_delay_ms
             )));
         }
-        let plain_next = kind == HistoryEntryKind::Unspecified
+        // Once every member applies RecordStep, it is the only form: steps
+        // side by side commit in any order. Before (a rolling upgrade), a
+        // value that extends a plain history is written as every engine
+        // applies it; should a concurrent step commit first (its seq is no
+        // longer the history's length), it waits for the upgrade instead.
+        let upgraded = self.read(|sm| sm.command_level()) >= COMMAND_LEVEL;
+        let plain_next = !upgraded
+            && kind == HistoryEntryKind::Unspecified
             && p.attempt <= 1
             && self.read(|sm| {
                 sm.workflow(&p.workflow_id)
                     .is_some_and(|w| w.is_plain_history() && w.checkpoints.len() as u64 == p.seq)
             });
-        let command = if plain_next {
-            Kind::RecordCheckpoint(RecordCheckpoint {
-                workflow_id: p.workflow_id,
+        if plain_next {
+            let command = Kind::RecordCheckpoint(RecordCheckpoint {
+                workflow_id: p.workflow_id.clone(),
                 seq: p.seq,
-                checkpoint_name: p.checkpoint_name,
-                value: p.value,
+                checkpoint_name: p.checkpoint_name.clone(),
+                value: p.value.clone(),
                 node_id: self.id(),
-            })
-        } else {
-            self.wait_command_level(COMMAND_LEVEL).await?;
-            Kind::RecordStep(RecordStep {
-                workflow_id: p.workflow_id,
-                seq: p.seq,
-                checkpoint_name: p.checkpoint_name,
-                node_id: self.id(),
-                kind: kind as i32,
-                value: p.value,
-                failure,
-                attempt: p.attempt.max(1),
-                retry_delay_ms: p.retry_delay_ms,
-            })
-        };
+            });
+            match self.propose(command).await {
+                Err(EngineError::Rejected(crate::Rejection::UnexpectedSeq { .. }))
+                    if self.read(|sm| {
+                        sm.workflow(&p.workflow_id)
+                            .is_some_and(|w| !w.is_step_resolved(p.seq))
+                    }) => {}
+                other => return other.map(|_| ()),
+            }
+        }
+        self.wait_command_level(COMMAND_LEVEL).await?;
+        let command = Kind::RecordStep(RecordStep {
+            workflow_id: p.workflow_id,
+            seq: p.seq,
+            checkpoint_name: p.checkpoint_name,
+            node_id: self.id(),
+            kind: kind as i32,
+            value: p.value,
+            failure,
+            attempt: p.attempt.max(1),
+            retry_delay_ms: p.retry_delay_ms,
+        });
         self.propose(command).await.map(|_| ())
     }
 

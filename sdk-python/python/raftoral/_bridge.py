@@ -59,6 +59,17 @@ class Commits:
             raise
         return future
 
+    def slot(self, run: _core.Run, req: _core.SlotRequest) -> asyncio.Future[Slot]:
+        """The slot of ``req`` once decided: futures resolve in the order the
+        core hands resolutions out, so branches continue in commit order."""
+        key, future = self._new()
+        try:
+            run.slot_to(req, self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
     def _new(self) -> tuple[int, asyncio.Future[Slot]]:
         key = next(self._ids)
         future: asyncio.Future[Slot] = self._loop.create_future()

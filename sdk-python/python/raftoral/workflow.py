@@ -116,10 +116,31 @@ def _return_hint(fn: Callable[..., Any]) -> Any:
 _RETURN_HINTS: dict[Any, Any] = {}
 
 
+@overload
+def workflow(
+    fn: Callable[[WorkflowContext, I], Awaitable[O]],
+) -> Workflow[I, O]: ...
+
+
+@overload
 def workflow(
     *, name: Optional[str] = None, version: int = 1, retry: Optional[RetryPolicy] = None
-) -> Callable[[Callable[[WorkflowContext, I], Awaitable[O]]], Workflow[I, O]]:
-    """Declares an ``async def fn(ctx, input)`` as a workflow.
+) -> Callable[[Callable[[WorkflowContext, I], Awaitable[O]]], Workflow[I, O]]: ...
+
+
+def workflow(
+    fn: Optional[Callable[[WorkflowContext, I], Awaitable[O]]] = None,
+    *,
+    name: Optional[str] = None,
+    version: int = 1,
+    retry: Optional[RetryPolicy] = None,
+) -> Union[
+    Workflow[I, O],
+    Callable[[Callable[[WorkflowContext, I], Awaitable[O]]], Workflow[I, O]],
+]:
+    """Declares an ``async def fn(ctx, input)`` as a workflow, with or
+    without arguments (``@raftoral.workflow`` names it after the function,
+    version 1).
 
     >>> import raftoral
     >>> @raftoral.workflow(name="ping_pong", version=1)
@@ -127,14 +148,21 @@ def workflow(
     ...     return await ctx.checkpoint("result", lambda: "pong" if text == "ping" else "ping")
     >>> ping_pong.name, ping_pong.version
     ('ping_pong', 1)
+    >>> @raftoral.workflow
+    ... async def greet(ctx: raftoral.WorkflowContext, who: str) -> str:
+    ...     return await ctx.checkpoint("greeting", lambda: f"hello {who}")
+    >>> greet.name, greet.version
+    ('greet', 1)
 
     ``retry`` is the policy of its steps that name none (else the worker's,
     else :data:`raftoral.retry.DEFAULT`).
     """
 
-    def wrap(fn: Callable[[WorkflowContext, I], Awaitable[O]]) -> Workflow[I, O]:
-        return Workflow(fn, name or str(getattr(fn, "__name__", "")), version, retry)
+    def wrap(f: Callable[[WorkflowContext, I], Awaitable[O]]) -> Workflow[I, O]:
+        return Workflow(f, name or str(getattr(f, "__name__", "")), version, retry)
 
+    if fn is not None:
+        return wrap(fn)
     return wrap
 
 
@@ -232,9 +260,20 @@ class WorkflowContext:
                 "finished; checkpoints belong inside the workflow function"
             )
         hint = result_type if result_type is not None else _return_hint(fn)
-        slot = self._run.slot_now(name)
-        if slot is None:  # a replica ahead of the owner's commits
-            slot = await self._run.slot(name)
+        # The position is taken now, in call order (asyncio.gather of steps
+        # gives them positions in the order it starts them).
+        req = self._run.request(name)
+        slot = self._run.slot_now(req)
+        if slot is None:  # a replica ahead of the owner, or not its turn yet
+            if self._commits is not None:
+                slot = await self._commits.slot(self._run, req)
+            else:
+                slot = await self._run.slot(req)
+        elif isinstance(slot, bytes):
+            # A replayed value is handed out at once; yield once as a live
+            # commit does, so side-by-side branches take their next
+            # positions in the same order live and in a replay.
+            await asyncio.sleep(0)
         policy = retry or self._retry
         while not isinstance(slot, bytes):
             token = slot

@@ -134,6 +134,11 @@ impl Workflow {
         self.steps.is_plain()
     }
 
+    /// True when step `seq` has its value or final failure.
+    pub fn is_step_resolved(&self, seq: u64) -> bool {
+        self.steps.is_resolved(seq)
+    }
+
     /// The last failed attempt of unresolved step `seq` (0: none).
     pub fn last_failed_attempt(&self, seq: u64) -> u32 {
         self.steps.last_attempt(seq)

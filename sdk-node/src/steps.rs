@@ -1,0 +1,366 @@
+//! The steps of one run, several in flight at once (branches joined with
+//! `Promise.all`), and the way their outcomes reach JavaScript: in the order
+//! the core hands them out.
+//!
+//! Why the order needs care. The core hands out a run's resolutions (a
+//! committed value, a step's final failure) in commit order, each once the
+//! code asked for it and every earlier one was handed out (the release rule).
+//! The branch that receives a resolution first continues first, and so takes
+//! the next step position first: that is what makes a replay take the same
+//! positions as the live run. An async napi method resolves its promise
+//! through a threadsafe function of its own, and the JS thread runs the calls
+//! of different threadsafe functions in no promised order (each has its own
+//! queue and async handle); promises resolved from different tokio tasks could
+//! then reach the code out of order.
+//!
+//! So every outcome of a wait (`slot`, `commit`, `failStep`) goes through one
+//! FIFO per worker, [`Deliveries`], instead of a promise of its own:
+//!
+//! - the task that waits on the core polls it with the run's hand-out lock
+//!   held and queues the outcome before releasing the lock ([`InOrder`]), so
+//!   a run's outcomes enter the FIFO in the order the core handed them out;
+//! - JavaScript awaits one promise per batch (`waitDeliveries`) and takes the
+//!   whole FIFO in one synchronous call (`takeDeliveries`), in order;
+//! - `slotNow`, which may hand a value out synchronously on the JS thread,
+//!   takes the same lock and answers null (wait) while an outcome of the run
+//!   is queued and not yet taken, so a value never overtakes an earlier one
+//!   still in the FIFO.
+//!
+//! The TypeScript context then hands each run's outcomes to the code one per
+//! turn of the event loop, in that order (`ts/workflow.ts`).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+use raftoral_client::{
+    ClientError, ComputeToken, Failure, RetryPolicy, Slot, SlotRequest, WorkflowContext,
+};
+use tokio::sync::Notify;
+
+use crate::errors::to_js_err;
+
+/// What the core answers a wait with.
+type Outcome = Result<Slot, ClientError>;
+
+/// The answer to `slotNow` and of a delivered wait: the committed value, or
+/// none when this replica must compute the step (then `seq` is its position
+/// and `attempt` the attempt to run).
+#[napi(object)]
+pub struct NativeSlot {
+    /// The committed value to continue with; absent: compute, then `commit`
+    /// (or `failStep` if the step's code throws).
+    pub value: Option<Buffer>,
+    /// 0-based position of the checkpoint to compute.
+    pub seq: Option<f64>,
+    /// 1-based attempt to compute (more than 1 after failed attempts, also
+    /// those of a previous owner).
+    pub attempt: Option<u32>,
+}
+
+/// The outcome of one wait started with `key` (`slot`, `commit`,
+/// `failStep`): a slot, or the error a native call would have thrown.
+#[napi(object)]
+pub struct NativeDelivery {
+    /// The key the wait was started with.
+    pub key: u32,
+    /// The slot: a committed value, or the attempt to compute.
+    pub slot: Option<NativeSlot>,
+    /// The message of the error to throw (the SDK's error details, as in
+    /// the errors native calls throw); absent when `slot` is set.
+    pub error: Option<String>,
+}
+
+/// A slot as it leaves the run: a value, or the attempt to compute (its
+/// token stays with the run, for `commit` or `failStep`).
+enum Handed {
+    Value(Bytes),
+    Compute { seq: u64, attempt: u32 },
+}
+
+impl From<Handed> for NativeSlot {
+    fn from(h: Handed) -> Self {
+        match h {
+            Handed::Value(value) => NativeSlot {
+                value: Some(value.to_vec().into()),
+                seq: None,
+                attempt: None,
+            },
+            Handed::Compute { seq, attempt } => NativeSlot {
+                value: None,
+                seq: Some(seq as f64),
+                attempt: Some(attempt),
+            },
+        }
+    }
+}
+
+/// The outcomes of a worker's waits, in the order they were queued.
+pub(crate) struct Deliveries {
+    queue: Mutex<VecDeque<Delivered>>,
+    /// Signalled at each push; a permit left behind only costs a look at an
+    /// empty queue.
+    ready: Notify,
+}
+
+struct Delivered {
+    key: u32,
+    /// Its run's count of queued outcomes not yet taken.
+    untaken: Arc<AtomicUsize>,
+    outcome: Result<Handed, ClientError>,
+}
+
+impl Deliveries {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Deliveries {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+        })
+    }
+
+    fn push(&self, delivered: Delivered) {
+        self.queue.lock().expect("lock").push_back(delivered);
+        self.ready.notify_one();
+    }
+
+    /// Returns once an outcome is queued.
+    pub(crate) async fn wait(&self) {
+        loop {
+            if !self.queue.lock().expect("lock").is_empty() {
+                return;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// Everything queued, in order. On the JS thread, which also runs
+    /// `slotNow`: a run's count of untaken outcomes drops here, as its
+    /// outcomes reach JavaScript.
+    pub(crate) fn take(&self) -> Vec<NativeDelivery> {
+        let taken: Vec<Delivered> = self.queue.lock().expect("lock").drain(..).collect();
+        taken
+            .into_iter()
+            .map(|d| {
+                d.untaken.fetch_sub(1, Ordering::SeqCst);
+                match d.outcome {
+                    Ok(handed) => NativeDelivery {
+                        key: d.key,
+                        slot: Some(handed.into()),
+                        error: None,
+                    },
+                    Err(e) => NativeDelivery {
+                        key: d.key,
+                        slot: None,
+                        error: Some(to_js_err(e).reason),
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+/// The steps of one run.
+pub(crate) struct Steps {
+    context: WorkflowContext,
+    deliveries: Arc<Deliveries>,
+    /// Outcomes of this run queued in `deliveries` and not taken yet.
+    untaken: Arc<AtomicUsize>,
+    /// The steps asked for and not resolved, by seq. Its lock is also the
+    /// run's hand-out lock: held while the core may hand a resolution out
+    /// and until that resolution is queued (or returned by `slot_now`).
+    open: Mutex<HashMap<u64, Open>>,
+}
+
+/// A step asked for and not resolved.
+struct Open {
+    req: SlotRequest,
+    /// The permission to compute its current attempt, once handed out;
+    /// spent by `commit` or `fail`.
+    token: Option<ComputeToken>,
+}
+
+impl Steps {
+    pub(crate) fn new(context: WorkflowContext, deliveries: Arc<Deliveries>) -> Arc<Self> {
+        Arc::new(Steps {
+            context,
+            deliveries,
+            untaken: Arc::new(AtomicUsize::new(0)),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn context(&self) -> &WorkflowContext {
+        &self.context
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Open>> {
+        self.open.lock().expect("lock")
+    }
+
+    /// Takes the next step position for a step named `name`.
+    pub(crate) fn request(&self, name: &str) -> Result<u64, ClientError> {
+        let mut open = self.lock();
+        let req = self.context.request(name)?;
+        let seq = req.seq();
+        open.insert(seq, Open { req, token: None });
+        Ok(seq)
+    }
+
+    /// The slot of step `seq` when it is decided now and no outcome of this
+    /// run is queued ahead of it; `None`: wait with [`slot`](Self::slot).
+    pub(crate) fn slot_now(&self, seq: u64) -> Result<Option<NativeSlot>, ClientError> {
+        let mut open = self.lock();
+        if self.untaken.load(Ordering::SeqCst) > 0 {
+            return Ok(None);
+        }
+        let req = self.req(&open, seq)?;
+        match self.context.try_slot(&req) {
+            None => Ok(None),
+            Some(outcome) => settle(&mut open, seq, outcome).map(|h| Some(h.into())),
+        }
+    }
+
+    /// Waits for the slot of step `seq`; the outcome is delivered with `key`.
+    pub(crate) fn slot(self: &Arc<Self>, seq: u64, key: u32) -> Result<(), ClientError> {
+        let req = self.req(&self.lock(), seq)?;
+        let context = self.context.clone();
+        self.deliver(seq, key, async move { context.slot(&req).await });
+        Ok(())
+    }
+
+    /// Proposes `value` for the attempt of step `seq` handed out to compute;
+    /// the committed value is delivered with `key`.
+    pub(crate) fn commit(
+        self: &Arc<Self>,
+        seq: u64,
+        value: Bytes,
+        key: u32,
+    ) -> Result<(), ClientError> {
+        let token = self.token(seq, "commit")?;
+        let context = self.context.clone();
+        self.deliver(seq, key, async move {
+            context.commit(token, value).await.map(Slot::Committed)
+        });
+        Ok(())
+    }
+
+    /// The attempt of step `seq` handed out to compute threw `failure`; the
+    /// next attempt, another owner's value or the step's failure is
+    /// delivered with `key`.
+    pub(crate) fn fail(
+        self: &Arc<Self>,
+        seq: u64,
+        failure: Failure,
+        policy: RetryPolicy,
+        key: u32,
+    ) -> Result<(), ClientError> {
+        let token = self.token(seq, "failStep")?;
+        let context = self.context.clone();
+        self.deliver(seq, key, async move {
+            context.fail(token, failure, &policy).await
+        });
+        Ok(())
+    }
+
+    fn req(&self, open: &HashMap<u64, Open>, seq: u64) -> Result<SlotRequest, ClientError> {
+        open.get(&seq).map(|o| o.req.clone()).ok_or_else(|| {
+            ClientError::Usage(format!(
+                "workflow '{}': step {seq} was not asked for, or is resolved already",
+                self.context.workflow_id()
+            ))
+        })
+    }
+
+    fn token(&self, seq: u64, what: &str) -> Result<ComputeToken, ClientError> {
+        self.lock()
+            .get_mut(&seq)
+            .and_then(|o| o.token.take())
+            .ok_or_else(|| {
+                ClientError::Usage(format!(
+                    "workflow '{}': {what} of step {seq} without a slot to compute",
+                    self.context.workflow_id()
+                ))
+            })
+    }
+
+    /// Runs `wait` on the addon's runtime and queues its outcome with `key`.
+    fn deliver<F>(self: &Arc<Self>, seq: u64, key: u32, wait: F)
+    where
+        F: Future<Output = Outcome> + Send + 'static,
+    {
+        napi::bindgen_prelude::spawn(InOrder {
+            steps: self.clone(),
+            seq,
+            key,
+            wait: Box::pin(wait),
+        });
+    }
+}
+
+/// Notes what a step's outcome leaves behind: a token to compute with is
+/// kept; a resolution or an error closes the step.
+fn settle(
+    open: &mut HashMap<u64, Open>,
+    seq: u64,
+    outcome: Outcome,
+) -> Result<Handed, ClientError> {
+    match outcome {
+        Ok(Slot::Compute(token)) => {
+            let handed = Handed::Compute {
+                seq: token.seq(),
+                attempt: token.attempt(),
+            };
+            if let Some(step) = open.get_mut(&seq) {
+                step.token = Some(token);
+            }
+            Ok(handed)
+        }
+        Ok(Slot::Committed(value)) => {
+            open.remove(&seq);
+            Ok(Handed::Value(value))
+        }
+        Err(e) => {
+            open.remove(&seq);
+            Err(e)
+        }
+    }
+}
+
+/// A wait on the core whose outcome is queued for JavaScript before the
+/// core can hand out the run's next one: each poll holds the run's hand-out
+/// lock, and the poll that completes queues the outcome under it. The lock
+/// is held only while polling (never across an await), and always taken
+/// before the core's own, as `slot_now` does.
+struct InOrder<F> {
+    steps: Arc<Steps>,
+    seq: u64,
+    key: u32,
+    wait: Pin<Box<F>>,
+}
+
+impl<F: Future<Output = Outcome>> Future for InOrder<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut open = this.steps.lock();
+        let Poll::Ready(outcome) = this.wait.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        let outcome = settle(&mut open, this.seq, outcome);
+        // Counted before it can be taken (taking it uncounts it).
+        this.steps.untaken.fetch_add(1, Ordering::SeqCst);
+        this.steps.deliveries.push(Delivered {
+            key: this.key,
+            untaken: this.steps.untaken.clone(),
+            outcome,
+        });
+        Poll::Ready(())
+    }
+}

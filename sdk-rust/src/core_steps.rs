@@ -1,0 +1,442 @@
+//! The steps of a run: positions taken in call order, slots, commits and
+//! failures, several at once (steps running side by side), with their
+//! resolutions handed to the code in commit order (the release rule, see
+//! `history.rs`).
+
+use bytes::Bytes;
+use raftoral_proto::sidecar::v1::{CheckpointProposal, ErrorCode, Failure, HistoryEntryKind};
+
+use super::{
+    ComputeToken, Pending, RunHandle, Slot, WorkerCore, cancelled, not_running, run_state,
+};
+use crate::error::{ClientError, StepFailure};
+use crate::history::Entry;
+use crate::retry::RetryPolicy;
+use raftoral_proto::sidecar::v1::workflow_stream_request::Message as AppMsg;
+
+/// Largest failure message and details of a failed attempt, and of a final
+/// failure (the sidecar's limits); longer messages are cut, longer details
+/// dropped with a warning.
+const ATTEMPT_FAILURE_BYTES: usize = 4 * 1024;
+const FINAL_FAILURE_BYTES: usize = 64 * 1024;
+const STACK_BYTES: usize = 16 * 1024;
+
+/// A step position the workflow code took, by name; ask for its slot with
+/// [`WorkerCore::slot`]. Taken synchronously, when the code calls the step,
+/// so steps started side by side get positions in call order.
+#[derive(Debug, Clone)]
+pub struct SlotRequest {
+    seq: u64,
+    name: String,
+}
+
+impl SlotRequest {
+    /// 0-based step position.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The step's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl WorkerCore {
+    /// Takes the next step position for a step named `name`. A committed
+    /// entry at that position with another name is non-determinism.
+    pub fn request(&self, run: &RunHandle, name: &str) -> Result<SlotRequest, ClientError> {
+        let mut state = self.lock();
+        let r = run_state(&mut state, run)?;
+        let seq = r.cursor;
+        let known = r
+            .history
+            .resolution(seq)
+            .map(|e| e.name.clone())
+            .or_else(|| r.history.attempts(seq).map(|a| a.name.clone()));
+        if let Some(known) = known
+            && known != name
+        {
+            return Err(non_determinism(run, seq, &known, name));
+        }
+        r.cursor += 1;
+        Ok(SlotRequest {
+            seq,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The slot of the workflow's next step, named `name`: takes its
+    /// position ([`request`](Self::request)) and waits for its slot. A
+    /// slot decided at once (a replayed value) still yields to the runtime
+    /// once, as a live commit does, so branches joined side by side take
+    /// their next positions in the same order live and in a replay.
+    pub async fn checkpoint_slot(&self, run: &RunHandle, name: &str) -> Result<Slot, ClientError> {
+        let req = self.request(run, name)?;
+        if let Some(slot) = self.try_slot(run, &req) {
+            tokio::task::yield_now().await;
+            return slot;
+        }
+        self.slot(run, &req).await
+    }
+
+    /// The slot of `req`: its resolution (a value, or its committed failure
+    /// as [`ClientError::StepFailed`]) once it is the next to hand out, or
+    /// a [`ComputeToken`] when this replica owns the run and the step's
+    /// backoff (after failed attempts) has passed.
+    pub async fn slot(&self, run: &RunHandle, req: &SlotRequest) -> Result<Slot, ClientError> {
+        let mut changes = run.changes.clone();
+        loop {
+            changes.borrow_and_update();
+            if let Some(slot) = self.try_slot(run, req) {
+                return slot;
+            }
+            let wake = self.wake_at(run, req.seq);
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() {
+                    return Err(ClientError::Shutdown);
+                },
+                // The backoff before the next attempt: a new owner waits
+                // out what is left of the committed delay.
+                () = sleep_until(wake) => {}
+            }
+        }
+    }
+
+    /// [`slot`](Self::slot) when it can be decided now; `None` when the
+    /// run must wait (a replica ahead of the events, a resolution behind
+    /// one not handed out yet, a backoff). Bindings call it first: the
+    /// owner's common case then costs no hop through an async bridge.
+    pub fn try_slot(
+        &self,
+        run: &RunHandle,
+        req: &SlotRequest,
+    ) -> Option<Result<Slot, ClientError>> {
+        let mut state = self.lock();
+        let shutting_down = state.shutting_down;
+        let r = match run_state(&mut state, run) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        if shutting_down {
+            return Some(Err(ClientError::Shutdown));
+        }
+        if let Some(reason) = &r.cancelled {
+            return Some(Err(cancelled(run, reason)));
+        }
+        if let Some(message) = &r.ended {
+            return Some(Err(not_running(run, message)));
+        }
+        let seq = req.seq;
+        if let Some(entry) = r.history.resolution(seq) {
+            if !r.history.is_next_release(seq) {
+                return None;
+            }
+            let out = resolved(run, entry, &req.name);
+            r.history.release();
+            r.changed();
+            return Some(out.map(Slot::Committed));
+        }
+        let mut attempt = 1;
+        if let Some(attempts) = r.history.attempts(seq) {
+            if attempts.name != req.name {
+                return Some(Err(non_determinism(run, seq, &attempts.name, &req.name)));
+            }
+            // Before its time (`wake_at` tells the async caller when).
+            if tokio::time::Instant::now() < attempts.due {
+                return None;
+            }
+            attempt = attempts.last + 1;
+        }
+        // An outcome of this seq already waits for its commit (a binding
+        // that asks again): no second computation.
+        if !r.is_owner || r.pending.contains_key(&seq) {
+            return None;
+        }
+        Some(Ok(Slot::Compute(ComputeToken {
+            seq,
+            name: req.name.clone(),
+            attempt,
+        })))
+    }
+
+    /// When the next attempt of step `seq` is due, while it is not yet and
+    /// this replica owns the run.
+    fn wake_at(&self, run: &RunHandle, seq: u64) -> Option<tokio::time::Instant> {
+        let mut state = self.lock();
+        let r = run_state(&mut state, run).ok()?;
+        let due = r.history.attempts(seq)?.due;
+        (r.is_owner && tokio::time::Instant::now() < due).then_some(due)
+    }
+
+    /// Proposes the computed value for `token` and waits for the commit.
+    /// Returns the committed value, which every replica continues with (or
+    /// the committed failure, as [`ClientError::StepFailed`], when another
+    /// owner failed the step first), once it is the next to hand out.
+    ///
+    /// The proposal is (re)sent whenever this replica owns the workflow and
+    /// the sidecar does not hold it: first, after a reconnect, after an
+    /// `UNAVAILABLE` refusal (after a pause), and when ownership comes back.
+    /// A duplicate that committed already resolves to the committed value.
+    pub async fn commit(
+        &self,
+        run: &RunHandle,
+        token: ComputeToken,
+        value: Bytes,
+    ) -> Result<Bytes, ClientError> {
+        let proposal = CheckpointProposal {
+            workflow_id: run.workflow_id.clone(),
+            seq: token.seq,
+            checkpoint_name: token.name.clone(),
+            value,
+            attempt: token.attempt,
+            ..CheckpointProposal::default()
+        };
+        match self.propose(run, proposal).await? {
+            Settled::Resolved(value) => Ok(value),
+            // Only a failed attempt settles without resolving the step, and
+            // a value proposal is re-based past those: unreachable.
+            Settled::AttemptCommitted => Err(ClientError::Usage(format!(
+                "step '{}' of workflow '{}' did not resolve",
+                token.name, run.workflow_id
+            ))),
+        }
+    }
+
+    /// The step's code raised `failure` in the attempt of `token`. With
+    /// `policy`, the core decides: a retryable failure with attempts left
+    /// is committed as a failed attempt with the policy's delay, and once
+    /// that delay has passed the result is the token for the next attempt
+    /// ([`Slot::Compute`]); otherwise the failure is committed as the
+    /// step's, and returned as [`ClientError::StepFailed`], on this replica
+    /// as on every other and in every replay. `jitter` in `[0, 1)` draws
+    /// the delay's jitter (the binding's random source). If another owner
+    /// resolved the step first, its value or failure wins.
+    pub async fn fail(
+        &self,
+        run: &RunHandle,
+        token: ComputeToken,
+        failure: Failure,
+        policy: &RetryPolicy,
+        jitter: f64,
+    ) -> Result<Slot, ClientError> {
+        let is_final = policy.is_final(token.attempt, &failure.r#type, failure.non_retryable);
+        let (kind, limit, delay) = if is_final {
+            (HistoryEntryKind::StepFailed, FINAL_FAILURE_BYTES, 0)
+        } else {
+            let delay = policy.delay(token.attempt, jitter).as_millis() as u64;
+            (
+                HistoryEntryKind::StepAttemptFailed,
+                ATTEMPT_FAILURE_BYTES,
+                delay,
+            )
+        };
+        let proposal = CheckpointProposal {
+            workflow_id: run.workflow_id.clone(),
+            seq: token.seq,
+            checkpoint_name: token.name.clone(),
+            kind: kind as i32,
+            failure: Some(bounded(failure, limit, &run.workflow_id)),
+            attempt: token.attempt,
+            retry_delay_ms: delay,
+            ..CheckpointProposal::default()
+        };
+        match self.propose(run, proposal).await? {
+            Settled::Resolved(value) => Ok(Slot::Committed(value)),
+            // The attempt is committed: the next one after its delay.
+            Settled::AttemptCommitted => {
+                let req = SlotRequest {
+                    seq: token.seq,
+                    name: token.name,
+                };
+                self.slot(run, &req).await
+            }
+        }
+    }
+
+    /// Sends `proposal` until it settles: its step resolves (the result,
+    /// whoever committed it, once it is the next to hand out), or, for a
+    /// failed attempt, an attempt of that number commits.
+    async fn propose(
+        &self,
+        run: &RunHandle,
+        mut proposal: CheckpointProposal,
+    ) -> Result<Settled, ClientError> {
+        let seq = proposal.seq;
+        let is_attempt = proposal.kind() == HistoryEntryKind::StepAttemptFailed;
+        {
+            let mut state = self.lock();
+            let r = run_state(&mut state, run)?;
+            r.pending.insert(seq, Pending { sent: false });
+            r.refused.remove(&seq);
+        }
+        let mut changes = run.changes.clone();
+        let outcome = loop {
+            changes.borrow_and_update();
+            let mut send = false;
+            let mut retry = false;
+            {
+                let mut state = self.lock();
+                let shutting_down = state.shutting_down;
+                let connected = state.outbound.is_some();
+                let r = run_state(&mut state, run)?;
+                if let Some(entry) = r.history.resolution(seq) {
+                    // Committed (here or by another owner): no more sends,
+                    // and the result waits for its turn.
+                    r.pending.remove(&seq);
+                    if r.history.is_next_release(seq) {
+                        let out = resolved(run, entry, &proposal.checkpoint_name);
+                        r.history.release();
+                        r.changed();
+                        break out.map(Settled::Resolved);
+                    }
+                } else if let Some(attempts) = r.history.attempts(seq)
+                    && attempts.last >= proposal.attempt
+                {
+                    if attempts.name != proposal.checkpoint_name {
+                        r.pending.remove(&seq);
+                        break Err(non_determinism(
+                            run,
+                            seq,
+                            &attempts.name,
+                            &proposal.checkpoint_name,
+                        ));
+                    }
+                    if is_attempt {
+                        // This attempt failed (here, or on another owner
+                        // that ran it too): settled either way.
+                        r.pending.remove(&seq);
+                        break Ok(Settled::AttemptCommitted);
+                    }
+                    // Another owner failed this attempt meanwhile: this
+                    // outcome is the next attempt's.
+                    proposal.attempt = attempts.last + 1;
+                    r.pending.insert(seq, Pending { sent: false });
+                }
+                if shutting_down {
+                    break Err(ClientError::Shutdown);
+                }
+                if let Some(reason) = &r.cancelled {
+                    break Err(cancelled(run, reason));
+                }
+                if let Some(message) = &r.ended {
+                    break Err(not_running(run, message));
+                }
+                let is_owner = r.is_owner;
+                if let Some(refusal) = r.refused.remove(&seq) {
+                    if refusal.code() == ErrorCode::Unavailable {
+                        if let Some(p) = r.pending.get_mut(&seq) {
+                            p.sent = false;
+                        }
+                        retry = true;
+                    } else {
+                        r.pending.remove(&seq);
+                        break Err(ClientError::Rejected {
+                            workflow_id: run.workflow_id.clone(),
+                            code: refusal.code(),
+                            message: refusal.message,
+                        });
+                    }
+                } else if let Some(p) = r.pending.get_mut(&seq)
+                    && is_owner
+                    && !p.sent
+                    && connected
+                {
+                    p.sent = true;
+                    send = true;
+                }
+            }
+            if send {
+                self.send(AppMsg::CheckpointProposal(proposal.clone()));
+                continue;
+            }
+            if retry {
+                tracing::debug!(workflow = %run.workflow_id, seq, "sidecar could not commit; retrying the proposal");
+                tokio::time::sleep(super::RETRY_DELAY).await;
+                continue;
+            }
+            if changes.changed().await.is_err() {
+                break Err(ClientError::Shutdown);
+            }
+        };
+        if outcome.is_err() {
+            let mut state = self.lock();
+            if let Ok(r) = run_state(&mut state, run) {
+                r.pending.remove(&seq);
+            }
+        }
+        outcome
+    }
+}
+
+/// How a proposal for a step settled.
+enum Settled {
+    /// The step resolved with this value.
+    Resolved(Bytes),
+    /// The failed attempt proposed is committed.
+    AttemptCommitted,
+}
+
+/// The value of a resolved step, or its committed failure; a different
+/// name than the code's is non-determinism.
+fn resolved(run: &RunHandle, entry: &Entry, name: &str) -> Result<Bytes, ClientError> {
+    if entry.name != name {
+        return Err(non_determinism(run, entry.seq, &entry.name, name));
+    }
+    match &entry.failure {
+        Some(failure) if entry.kind == HistoryEntryKind::StepFailed => {
+            Err(ClientError::StepFailed(Box::new(StepFailure {
+                workflow_id: run.workflow_id.clone(),
+                seq: entry.seq,
+                step: entry.name.clone(),
+                attempts: entry.attempt,
+                failure: failure.clone(),
+            })))
+        }
+        _ => Ok(entry.value.clone()),
+    }
+}
+
+fn non_determinism(run: &RunHandle, seq: u64, expected: &str, got: &str) -> ClientError {
+    ClientError::NonDeterminism {
+        workflow_id: run.workflow_id.clone(),
+        seq,
+        expected: expected.to_owned(),
+        got: got.to_owned(),
+    }
+}
+
+/// `failure` within the sidecar's limits: message cut to `limit`, details
+/// past it dropped (with a warning: they are the caller's structure, and a
+/// cut one would not be JSON), stack cut, an empty type named "Error".
+fn bounded(mut failure: Failure, limit: usize, workflow_id: &str) -> Failure {
+    if failure.r#type.is_empty() {
+        failure.r#type = "Error".into();
+    }
+    cut(&mut failure.r#type, 256);
+    cut(&mut failure.message, limit);
+    cut(&mut failure.stack, STACK_BYTES);
+    if failure.details_json.len() > limit {
+        tracing::warn!(workflow = %workflow_id, bytes = failure.details_json.len(), limit, "failure details too large to commit; dropped");
+        failure.details_json.clear();
+    }
+    failure
+}
+
+fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
