@@ -202,10 +202,18 @@ async fn exhausted_attempts_fail_the_workflow_with_the_last_error() -> anyhow::R
     };
     let handle = client.start_workflow("flaky", 1, &input).await?;
     let id = handle.workflow_id().to_owned();
-    let Err(ClientError::WorkflowFailed { message, .. }) = result(&client, &id).await else {
+    let Err(ClientError::WorkflowFailed {
+        message, failure, ..
+    }) = result(&client, &id).await
+    else {
         panic!("the workflow fails");
     };
     assert!(message.contains("attempt 3 failed"), "{message}");
+    assert_eq!(
+        failure.map(|f| (f.r#type, f.message)),
+        Some(("Flaky".to_owned(), "attempt 3 failed".to_owned())),
+        "the client gets the failure, structured"
+    );
     let info = client.get_workflow(&id).await?;
     assert_eq!(info.status(), WorkflowStatus::Failed);
     let failure = info.failure.expect("a structured failure");

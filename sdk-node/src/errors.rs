@@ -61,8 +61,16 @@ fn details(e: &ClientError) -> Value {
         ClientError::WorkflowFailed {
             workflow_id,
             message: error,
+            failure,
         } => {
-            json!({"code": "WORKFLOW_FAILED", "message": message, "workflowId": workflow_id, "error": error})
+            let (kind, details) = failure
+                .as_deref()
+                .map(|f| (f.r#type.clone(), f.details_json.clone()))
+                .unwrap_or_default();
+            json!({
+                "code": "WORKFLOW_FAILED", "message": message, "workflowId": workflow_id,
+                "error": error, "type": kind, "detailsJson": details,
+            })
         }
         ClientError::Rejected {
             workflow_id, code, ..

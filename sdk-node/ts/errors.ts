@@ -44,6 +44,13 @@ export class WorkflowFailed extends RaftoralError {
     message: string,
     readonly workflowId = "",
     readonly error = message,
+    /**
+     * The failure's type when the workflow failed with a step's failure it
+     * did not catch (e.g. `"CardDeclined"`); empty otherwise.
+     */
+    readonly type = "",
+    /** That failure's details (decoded JSON), or `undefined`. */
+    readonly details: unknown = undefined,
   ) {
     super("WORKFLOW_FAILED", message);
   }
@@ -340,7 +347,13 @@ export function fromNative(e: unknown): unknown {
   const m = d.message;
   switch (d.code) {
     case "WORKFLOW_FAILED":
-      return new WorkflowFailed(m, d.workflowId, d.error);
+      return new WorkflowFailed(
+        m,
+        d.workflowId,
+        d.error,
+        d.type,
+        d.detailsJson ? (JSON.parse(d.detailsJson) as unknown) : undefined,
+      );
     case "CANCELLED":
       return new Cancelled(m, d.workflowId, d.reason);
     case "NON_DETERMINISM":

@@ -63,10 +63,24 @@ fn build(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
         ClientError::WorkflowFailed {
             workflow_id,
             message: error,
-        } => (
-            "WorkflowFailed",
-            (message, workflow_id.clone(), error.clone()).into_pyobject(py)?,
-        ),
+            failure,
+        } => {
+            let (error_type, details) = failure
+                .as_deref()
+                .map(|f| (f.r#type.clone(), f.details_json.clone()))
+                .unwrap_or_default();
+            (
+                "WorkflowFailed",
+                (
+                    message,
+                    workflow_id.clone(),
+                    error.clone(),
+                    error_type,
+                    details,
+                )
+                    .into_pyobject(py)?,
+            )
+        }
         ClientError::Rejected {
             workflow_id, code, ..
         } => (

@@ -79,6 +79,7 @@ async def test_attempts_retry_per_the_workflow_policy_then_fail_the_workflow() -
                 f"step 'flaky' (seq 0) of workflow '{failing.workflow_id}' failed "
                 "after 3 attempts: ValueError: attempt 3 failed"
             )
+            assert e.value.type == "ValueError" and e.value.details is None
             info = await node.client.get_workflow(failing.workflow_id)
             assert info.status is WorkflowStatus.FAILED
 

@@ -300,6 +300,7 @@ impl RaftoralClient {
                             Err(WorkflowError::Failed(message)) => Err(ClientError::WorkflowFailed {
                                 workflow_id: run.workflow_id.clone(),
                                 message,
+                                failure: None,
                             }),
                         };
                         core.finish(&run, outcome);

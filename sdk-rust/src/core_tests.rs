@@ -309,6 +309,7 @@ async fn owner_and_replica_both_report_their_result() {
         Err(ClientError::WorkflowFailed {
             workflow_id: "a".into(),
             message: "boom".into(),
+            failure: None,
         }),
     );
     let m = rx.try_recv().expect("the owner's result");

@@ -92,6 +92,9 @@ pub enum ClientError {
         workflow_id: String,
         /// The error the workflow function returned.
         message: String,
+        /// The failure, structured (type, message, JSON details), when the
+        /// workflow failed with a step's failure it did not catch.
+        failure: Option<Box<Failure>>,
     },
     /// The sidecar refused a message (stable code, see `ErrorCode`).
     #[error("the sidecar refused a message for workflow '{workflow_id}' ({code:?}): {message}")]

@@ -88,6 +88,7 @@ fn outcome(info: WorkflowInfo) -> Result<Bytes, ClientError> {
         _ => Err(ClientError::WorkflowFailed {
             workflow_id: info.workflow_id,
             message: info.error,
+            failure: info.failure.map(Box::new),
         }),
     }
 }

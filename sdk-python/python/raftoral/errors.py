@@ -20,12 +20,23 @@ class RaftoralError(Exception):
 
 
 class WorkflowFailed(RaftoralError):
-    """The workflow function raised; ``error`` is its message."""
+    """The workflow function raised; ``error`` is its message. When it failed
+    with a step's failure it did not catch, ``type`` and ``details`` are that
+    failure's (the same in every SDK); else empty and ``None``."""
 
-    def __init__(self, message: str, workflow_id: str = "", error: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        workflow_id: str = "",
+        error: str = "",
+        type: str = "",
+        details_json: str = "",
+    ) -> None:
         super().__init__(message)
         self.workflow_id = workflow_id
         self.error = error or message
+        self.type = type
+        self.details: object = json.loads(details_json) if details_json else None
 
 
 class Cancelled(RaftoralError):
