@@ -15,6 +15,7 @@
 //!     workflow_name: "ping_pong".into(),
 //!     version: 1,
 //!     held_runs: Vec::new(),
+//!     protocol_version: 2,
 //! };
 //! assert_eq!(r.version, 1);
 //! ```
