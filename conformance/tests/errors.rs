@@ -481,3 +481,50 @@ async fn a_bad_retry_policy_is_refused_when_the_workflow_is_defined() -> anyhow:
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_caught_step_failure_replays_on_a_replica_after_the_owner_node_dies() -> anyhow::Result<()>
+{
+    use raftoral_conformance::apps::{Apps, client, history_entries, wait_status};
+    use raftoral_conformance::cluster::Cluster;
+    let mut cluster = Cluster::start(3, false, FAST).await?;
+    let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
+    let owner = (1..=3).find(|n| *n != leader).expect("a follower");
+    let other = (1..=3)
+        .find(|n| *n != leader && *n != owner)
+        .expect("a third");
+    // The owner's app hangs in the last step; the replicas' apps follow
+    // the commits, raising the charge's failure from the record.
+    let mut env: Vec<(u64, &str, &str)> = (1..=3).map(|n| (n, WORKFLOWS.0, WORKFLOWS.1)).collect();
+    env.push((owner, "CONFORMANCE_HANG", "1"));
+    let apps = Apps::start(&cluster, &env).await?;
+    let c = client(&cluster, owner).await?;
+    let h = c.start_workflow("saga", 1, &serde_json::json!({})).await?;
+    let id = h.workflow_id().to_owned();
+    assert_eq!(c.get_workflow(&id).await?.owner_node_id, owner);
+    eventually(DEADLINE, "the owner to reach the last step", || {
+        count_effect(&read_effects(&apps.effects[&owner]), &id, "start", 2) == 1
+    })
+    .await?;
+    cluster.kill(owner).await?;
+    let survivor = client(&cluster, leader).await?;
+    wait_status(&survivor, &id, WorkflowStatus::Completed).await?;
+    let out: serde_json::Value = serde_json::from_slice(&survivor.get_workflow(&id).await?.result)?;
+    assert_eq!(out["caught"]["type"], "CardDeclined");
+    assert_eq!(out["refunded"], true);
+    let effects = apps.effects();
+    assert_eq!(count_effect(&effects, &id, "start", 0), 1, "charged once");
+    assert_eq!(count_effect(&effects, &id, "done", 1), 1, "refunded once");
+    assert_eq!(
+        history_entries(&cluster, leader, &id).await?,
+        history_entries(&cluster, other, &id).await?
+    );
+    for node in [leader, other] {
+        assert_eq!(
+            cluster.status(node).await?.nondeterminism_reports,
+            0,
+            "node {node}: a replica raised the same failure at the same step"
+        );
+    }
+    Ok(())
+}
