@@ -58,6 +58,20 @@ pub struct FlakyInput {
     pub catch: bool,
 }
 
+/// What the `saga` workflow returns: the caught failure of its charge
+/// (WORKERS.md), whichever language raised or replayed it.
+pub fn saga_result() -> serde_json::Value {
+    serde_json::json!({
+        "caught": {
+            "type": "CardDeclined",
+            "message": "card declined",
+            "details": {"code": "insufficient_funds", "amount": 42},
+            "attempts": 1,
+        },
+        "refunded": true,
+    })
+}
+
 /// Input of the `fanout` workflow: `n` branches side by side.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FanoutInput {

@@ -15,7 +15,7 @@ use raftoral_client::proto::sidecar::v1::{
 use raftoral_client::{ClientError, RaftoralClient, WorkflowStatus};
 use raftoral_conformance::{
     DEADLINE, FanoutInput, FlakyInput, Sidecar, Worker, count_effect, eventually, read_effects,
-    read_effects_timed,
+    read_effects_timed, saga_result,
 };
 
 const WORKFLOWS: (&str, &str) = ("CONFORMANCE_WORKFLOWS", "saga,flaky,fanout");
@@ -37,6 +37,16 @@ fn shape(entries: &[HistoryEntry]) -> Vec<(u64, HistoryEntryKind, u32)> {
         .iter()
         .map(|e| (e.seq, e.kind(), e.attempt.max(1)))
         .collect()
+}
+
+/// One sidecar with a worker of the error-model types, its effects file
+/// and a client.
+async fn one_node() -> anyhow::Result<(Sidecar, std::path::PathBuf, Worker, RaftoralClient)> {
+    let sidecar = Sidecar::start(&[]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    Ok((sidecar, effects, worker, client))
 }
 
 async fn result(client: &RaftoralClient, id: &str) -> Result<serde_json::Value, ClientError> {
@@ -70,18 +80,7 @@ async fn a_caught_step_failure_replays_after_the_app_is_killed() -> anyhow::Resu
     hanging.kill().await?;
     let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
     let out = result(&client, &id).await?;
-    assert_eq!(
-        out,
-        serde_json::json!({
-            "caught": {
-                "type": "CardDeclined",
-                "message": "card declined",
-                "details": {"code": "insufficient_funds", "amount": 42},
-                "attempts": 1,
-            },
-            "refunded": true,
-        })
-    );
+    assert_eq!(out, saga_result());
     let effects = read_effects(&effects);
     assert_eq!(count_effect(&effects, &id, "start", 0), 1, "charged once");
     assert_eq!(count_effect(&effects, &id, "done", 1), 1, "refunded once");
@@ -109,10 +108,7 @@ async fn a_caught_step_failure_replays_after_the_app_is_killed() -> anyhow::Resu
 
 #[tokio::test]
 async fn failed_attempts_are_committed_and_retried_after_their_delay() -> anyhow::Result<()> {
-    let sidecar = Sidecar::start(&[]).await?;
-    let effects = sidecar.dir.path().join("effects.log");
-    let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
-    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let (sidecar, effects, _worker, client) = one_node().await?;
     let input = FlakyInput {
         fail_times: 2,
         max_attempts: 5,
@@ -161,10 +157,7 @@ async fn failed_attempts_are_committed_and_retried_after_their_delay() -> anyhow
 
 #[tokio::test]
 async fn a_non_retryable_error_fails_the_step_at_once() -> anyhow::Result<()> {
-    let sidecar = Sidecar::start(&[]).await?;
-    let effects = sidecar.dir.path().join("effects.log");
-    let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
-    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let (sidecar, effects, _worker, client) = one_node().await?;
     let input = FlakyInput {
         fail_times: 5,
         max_attempts: 5,
@@ -189,10 +182,7 @@ async fn a_non_retryable_error_fails_the_step_at_once() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn exhausted_attempts_fail_the_workflow_with_the_last_error() -> anyhow::Result<()> {
-    let sidecar = Sidecar::start(&[]).await?;
-    let effects = sidecar.dir.path().join("effects.log");
-    let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
-    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let (sidecar, _effects, _worker, client) = one_node().await?;
     let input = FlakyInput {
         fail_times: 9,
         max_attempts: 3,

@@ -292,6 +292,12 @@ impl Node {
         self.inner.status.borrow().clone()
     }
 
+    /// Changes of the Raft status: it is published after every round of
+    /// the Raft loop that applied entries or changed roles.
+    pub(crate) fn status_changes(&self) -> watch::Receiver<RaftStatus> {
+        self.inner.status.clone()
+    }
+
     /// Waits until `check` holds for the Raft status, or `timeout` passes.
     pub async fn wait_status(
         &self,

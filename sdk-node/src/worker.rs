@@ -355,7 +355,8 @@ impl NativeRun {
             seq: failed.seq as u64,
             step: failed.step,
             attempts: failed.attempts,
-            failure: recordable(failed.failure.into()),
+            // Bounded by the core, as every failure it sends.
+            failure: failed.failure.into(),
         };
         self.reply(Err(WorkflowError::Client(ClientError::StepFailed(
             Box::new(failure),
@@ -375,38 +376,5 @@ impl NativeRun {
             None => ClientError::Shutdown,
         };
         self.reply(Err(WorkflowError::Client(error)))
-    }
-}
-
-/// Largest failure message and details the sidecar records with a
-/// workflow's outcome; the longest stack it keeps.
-const FAILURE_BYTES: usize = 64 * 1024;
-const STACK_BYTES: usize = 16 * 1024;
-
-/// `failure` as the sidecar accepts it in a workflow's outcome. A
-/// `StepFailed` the core raised is within bounds already; one built by
-/// hand in JavaScript may not be: an empty type becomes `Error`, long texts
-/// are cut, details that are not JSON (or too long) are dropped.
-fn recordable(mut failure: Failure) -> Failure {
-    if failure.r#type.is_empty() {
-        failure.r#type = "Error".into();
-    }
-    cut(&mut failure.r#type, 256);
-    cut(&mut failure.message, FAILURE_BYTES);
-    cut(&mut failure.stack, STACK_BYTES);
-    let json = serde_json::from_str::<serde_json::Value>(&failure.details_json);
-    if failure.details_json.len() > FAILURE_BYTES || json.is_err() {
-        failure.details_json.clear();
-    }
-    failure
-}
-
-fn cut(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
     }
 }

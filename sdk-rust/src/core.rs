@@ -478,7 +478,11 @@ impl WorkerCore {
                 // An uncaught step failure fails the workflow with the
                 // step's error, structured.
                 let failure = match &e {
-                    ClientError::StepFailed(f) => Some(f.failure.clone()),
+                    ClientError::StepFailed(f) => Some(steps::bounded(
+                        f.failure.clone(),
+                        steps::FINAL_FAILURE_BYTES,
+                        &run.workflow_id,
+                    )),
                     _ => None,
                 };
                 WorkflowResult {

@@ -291,3 +291,27 @@ async fn a_replay_hands_resolutions_out_in_commit_order() {
     };
     assert_eq!(&v[..], b"10");
 }
+
+#[tokio::test]
+async fn details_that_are_not_json_are_dropped_not_sent_to_be_refused() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let token = compute(core.checkpoint_slot(&run, "pay").await);
+    let bad = Failure {
+        details_json: "{not json".into(),
+        r#type: String::new(),
+        ..boom(true)
+    };
+    let failing = {
+        let (core, run) = (core.clone(), run.clone());
+        tokio::spawn(async move {
+            core.fail(&run, token, bad, &RetryPolicy::default(), 0.0)
+                .await
+        })
+    };
+    let p = next_proposal(&mut rx).await;
+    let sent = p.failure.expect("a failure");
+    assert_eq!(sent.details_json, "", "the sidecar would refuse it");
+    assert_eq!(sent.r#type, "Error", "an empty type is named");
+    failing.abort();
+}

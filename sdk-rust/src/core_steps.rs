@@ -18,7 +18,7 @@ use raftoral_proto::sidecar::v1::workflow_stream_request::Message as AppMsg;
 /// failure (the sidecar's limits); longer messages are cut, longer details
 /// dropped with a warning.
 const ATTEMPT_FAILURE_BYTES: usize = 4 * 1024;
-const FINAL_FAILURE_BYTES: usize = 64 * 1024;
+pub(super) const FINAL_FAILURE_BYTES: usize = 64 * 1024;
 const STACK_BYTES: usize = 16 * 1024;
 
 /// A step position the workflow code took, by name; ask for its slot with
@@ -351,6 +351,8 @@ impl WorkerCore {
                 continue;
             }
             if retry {
+                // A backoff before re-sending what the sidecar could not
+                // commit (no leader yet); a change of the run ends no wait.
                 tracing::debug!(workflow = %run.workflow_id, seq, "sidecar could not commit; retrying the proposal");
                 tokio::time::sleep(super::RETRY_DELAY).await;
                 continue;
@@ -406,10 +408,12 @@ fn non_determinism(run: &RunHandle, seq: u64, expected: &str, got: &str) -> Clie
     }
 }
 
-/// `failure` within the sidecar's limits: message cut to `limit`, details
-/// past it dropped (with a warning: they are the caller's structure, and a
-/// cut one would not be JSON), stack cut, an empty type named "Error".
-fn bounded(mut failure: Failure, limit: usize, workflow_id: &str) -> Failure {
+/// `failure` as the sidecar accepts it: message cut to `limit`, details
+/// that are not JSON or longer than `limit` dropped (with a warning: they
+/// are the caller's structure, and a cut one would not be JSON), stack cut,
+/// an empty type named "Error". Every failure the core sends passes here
+/// (steps' and workflows' outcomes), whichever language built it.
+pub(super) fn bounded(mut failure: Failure, limit: usize, workflow_id: &str) -> Failure {
     if failure.r#type.is_empty() {
         failure.r#type = "Error".into();
     }
@@ -418,6 +422,11 @@ fn bounded(mut failure: Failure, limit: usize, workflow_id: &str) -> Failure {
     cut(&mut failure.stack, STACK_BYTES);
     if failure.details_json.len() > limit {
         tracing::warn!(workflow = %workflow_id, bytes = failure.details_json.len(), limit, "failure details too large to commit; dropped");
+        failure.details_json.clear();
+    } else if !failure.details_json.is_empty()
+        && serde_json::from_str::<serde::de::IgnoredAny>(&failure.details_json).is_err()
+    {
+        tracing::warn!(workflow = %workflow_id, "failure details are not JSON; dropped");
         failure.details_json.clear();
     }
     failure
@@ -433,7 +442,8 @@ fn cut(text: &mut String, max: usize) {
     }
 }
 
-/// Sleeps until `at`, or forever without one.
+/// The retry timer: sleeps until the next attempt is due (`at`), or
+/// forever without one (the caller also waits for the run's changes).
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,

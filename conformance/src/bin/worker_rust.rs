@@ -196,6 +196,8 @@ async fn fanout(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
         async move {
             let first: u64 = ctx
                 .checkpoint_compute(&format!("branch-{i}"), async {
+                    // The branch's work time (`Di` of WORKERS.md), so
+                    // branches finish in another order than they started.
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                     effect(&id, "done", i);
                     i * i

@@ -184,22 +184,25 @@ impl Node {
     }
 
     /// Waits (up to the proposal timeout) until every member recorded a
-    /// command level of at least `level`.
+    /// command level of at least `level`: checked again each time this
+    /// node applies entries (its published status changes).
     async fn wait_command_level(&self, level: u32) -> Result<(), EngineError> {
         let deadline = tokio::time::Instant::now() + self.config().proposal_timeout;
+        let mut applied = self.status_changes();
         loop {
             let now_level = self.read(|sm| sm.command_level());
             if now_level >= level {
                 return Ok(());
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(EngineError::Upgrading(format!(
-                    "a member's engine does not apply failed or out-of-order steps yet (cluster level {now_level}, needed {level}): finish upgrading every node, then retry"
-                )));
+            match tokio::time::timeout_at(deadline, applied.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(EngineError::ShuttingDown),
+                Err(_) => {
+                    return Err(EngineError::Upgrading(format!(
+                        "a member's engine does not apply failed or out-of-order steps yet (cluster level {now_level}, needed {level}): finish upgrading every node, then retry"
+                    )));
+                }
             }
-            // Levels are recorded by each node's presence reconciler within
-            // a few hundred milliseconds of its start.
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
