@@ -79,3 +79,46 @@ async fn a_sequential_commit_costs_the_leader_one_fsync() -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+/// Commands handed over together (`Node::propose_all`, what an app's
+/// steps side by side become) share one append and one fsync, where one
+/// by one each would pay its own.
+#[tokio::test]
+async fn commands_proposed_together_share_one_fsync() -> anyhow::Result<()> {
+    use raftoral::proto::cluster::v1::{StartWorkflow, command::Kind};
+    let dir = tempfile::tempdir()?;
+    let nodes = cluster(1, dir.path()).await?;
+    let node = &nodes[&1];
+    assert!(
+        node.wait_status(DEADLINE, |s| s.leader_id == 1).await,
+        "the single node leads"
+    );
+    node.start_workflow(None, "nobody_runs_this", 1, "warm-up".into())
+        .await?;
+    const COMMANDS: u64 = 50;
+    let kinds = (0..COMMANDS)
+        .map(|i| {
+            Kind::StartWorkflow(StartWorkflow {
+                workflow_id: format!("together-{i}"),
+                workflow_name: "nobody_runs_this".into(),
+                version: 1,
+                input: "{}".into(),
+                origin_node_id: 1,
+            })
+        })
+        .collect();
+    let before = node.store().fsyncs();
+    let outcomes = node.propose_all(kinds).await;
+    let fsyncs = node.store().fsyncs() - before;
+    assert_eq!(outcomes.len() as u64, COMMANDS);
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    for i in 0..COMMANDS {
+        assert!(node.workflow(&format!("together-{i}")).is_some());
+    }
+    assert!(
+        fsyncs <= 2,
+        "{fsyncs} fsyncs for {COMMANDS} commands proposed together"
+    );
+    node.shutdown().await;
+    Ok(())
+}

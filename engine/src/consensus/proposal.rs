@@ -41,6 +41,9 @@ pub(crate) enum Proposal {
     },
     /// The leader's view of which voters are live; see [`Liveness`].
     Liveness { reply: oneshot::Sender<Liveness> },
+    /// Commands handed over together (steps an app sent side by side):
+    /// proposed in one go, so they share one append and one fsync.
+    Commands(Vec<(Command, ProposalReply)>),
 }
 
 /// Which voters a leader has heard from recently, for membership changes

@@ -366,6 +366,12 @@ impl RaftLoop {
 
     fn propose(&mut self, proposal: Proposal) {
         let proposal = match proposal {
+            Proposal::Commands(commands) => {
+                for (command, reply) in commands {
+                    self.propose(Proposal::Command { command, reply });
+                }
+                return;
+            }
             Proposal::Liveness { reply } => {
                 let _ = reply.send(self.liveness());
                 return;
@@ -385,7 +391,7 @@ impl RaftLoop {
                 Proposal::TransferLeader { reply, .. } | Proposal::ReadIndex { reply } => {
                     let _ = reply.send(Err(no_leader));
                 }
-                Proposal::Liveness { .. } => {}
+                Proposal::Liveness { .. } | Proposal::Commands(_) => {}
             }
             return;
         }
@@ -394,7 +400,7 @@ impl RaftLoop {
                 let _ = reply.send(self.transfer_leader(to));
                 return;
             }
-            Proposal::Liveness { .. } => return,
+            Proposal::Liveness { .. } | Proposal::Commands(_) => return,
             Proposal::ReadIndex { reply } => {
                 // raft-rs forwards it from a follower and drops it on a
                 // leader that has not committed in its term yet; the caller

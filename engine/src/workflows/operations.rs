@@ -102,6 +102,79 @@ impl Node {
     /// (a cluster in the middle of a rolling upgrade), then fails as
     /// retryable.
     pub async fn record_step(&self, p: CheckpointProposal) -> Result<(), EngineError> {
+        let step = self.step_command(p)?;
+        // Once every member applies RecordStep, it is the only form: steps
+        // side by side commit in any order. Before (a rolling upgrade), a
+        // value that extends a plain history is written as every engine
+        // applies it; should a concurrent step commit first (its seq is no
+        // longer the history's length), it waits for the upgrade instead.
+        let upgraded = self.read(|sm| sm.command_level()) >= COMMAND_LEVEL;
+        let plain_next = !upgraded
+            && step.kind() == HistoryEntryKind::Unspecified
+            && step.attempt <= 1
+            && self.read(|sm| {
+                sm.workflow(&step.workflow_id)
+                    .is_some_and(|w| w.is_plain_history() && w.checkpoints.len() as u64 == step.seq)
+            });
+        if plain_next {
+            let command = Kind::RecordCheckpoint(RecordCheckpoint {
+                workflow_id: step.workflow_id.clone(),
+                seq: step.seq,
+                checkpoint_name: step.checkpoint_name.clone(),
+                value: step.value.clone(),
+                node_id: self.id(),
+            });
+            match self.propose(command).await {
+                Err(EngineError::Rejected(crate::Rejection::UnexpectedSeq { .. }))
+                    if self.read(|sm| {
+                        sm.workflow(&step.workflow_id)
+                            .is_some_and(|w| !w.is_step_resolved(step.seq))
+                    }) => {}
+                other => return other.map(|_| ()),
+            }
+        }
+        self.wait_command_level(COMMAND_LEVEL).await?;
+        self.propose(Kind::RecordStep(step)).await.map(|_| ())
+    }
+
+    /// [`record_step`](Self::record_step) for proposals an app sent
+    /// together (steps side by side): once every member applies
+    /// `RecordStep`, they go to the Raft loop as one input, so they share an
+    /// append and an fsync. One outcome per proposal, in order.
+    pub async fn record_steps(
+        &self,
+        proposals: Vec<CheckpointProposal>,
+    ) -> Vec<Result<(), EngineError>> {
+        if proposals.len() == 1 || self.read(|sm| sm.command_level()) < COMMAND_LEVEL {
+            // One at a time: the upgrade path decides per proposal.
+            let each = proposals.into_iter().map(|p| self.record_step(p));
+            return futures::future::join_all(each).await;
+        }
+        let mut outcomes: Vec<Option<Result<(), EngineError>>> = Vec::new();
+        let (mut kinds, mut proposed) = (Vec::new(), Vec::new());
+        for p in proposals {
+            match self.step_command(p) {
+                Ok(step) => {
+                    proposed.push(outcomes.len());
+                    outcomes.push(None);
+                    kinds.push(Kind::RecordStep(step));
+                }
+                Err(e) => outcomes.push(Some(Err(e))),
+            }
+        }
+        for (i, outcome) in proposed.into_iter().zip(self.propose_all(kinds).await) {
+            outcomes[i] = Some(outcome.map(|_| ()));
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Err(EngineError::ShuttingDown)))
+            .collect()
+    }
+
+    /// The `RecordStep` command of a proposal, checked: names and sizes,
+    /// a failure where the kind needs one (and none on a value), bounded
+    /// failure texts, the retry delay's limit.
+    fn step_command(&self, p: CheckpointProposal) -> Result<RecordStep, EngineError> {
         use crate::workflows::limits::{
             MAX_ATTEMPT_FAILURE_BYTES, MAX_FAILURE_BYTES, MAX_RETRY_DELAY_MS, bounded_failure,
             check_name,
@@ -138,38 +211,7 @@ impl Node {
                 p.retry_delay_ms
             )));
         }
-        // Once every member applies RecordStep, it is the only form: steps
-        // side by side commit in any order. Before (a rolling upgrade), a
-        // value that extends a plain history is written as every engine
-        // applies it; should a concurrent step commit first (its seq is no
-        // longer the history's length), it waits for the upgrade instead.
-        let upgraded = self.read(|sm| sm.command_level()) >= COMMAND_LEVEL;
-        let plain_next = !upgraded
-            && kind == HistoryEntryKind::Unspecified
-            && p.attempt <= 1
-            && self.read(|sm| {
-                sm.workflow(&p.workflow_id)
-                    .is_some_and(|w| w.is_plain_history() && w.checkpoints.len() as u64 == p.seq)
-            });
-        if plain_next {
-            let command = Kind::RecordCheckpoint(RecordCheckpoint {
-                workflow_id: p.workflow_id.clone(),
-                seq: p.seq,
-                checkpoint_name: p.checkpoint_name.clone(),
-                value: p.value.clone(),
-                node_id: self.id(),
-            });
-            match self.propose(command).await {
-                Err(EngineError::Rejected(crate::Rejection::UnexpectedSeq { .. }))
-                    if self.read(|sm| {
-                        sm.workflow(&p.workflow_id)
-                            .is_some_and(|w| !w.is_step_resolved(p.seq))
-                    }) => {}
-                other => return other.map(|_| ()),
-            }
-        }
-        self.wait_command_level(COMMAND_LEVEL).await?;
-        let command = Kind::RecordStep(RecordStep {
+        Ok(RecordStep {
             workflow_id: p.workflow_id,
             seq: p.seq,
             checkpoint_name: p.checkpoint_name,
@@ -179,8 +221,7 @@ impl Node {
             failure,
             attempt: p.attempt.max(1),
             retry_delay_ms: p.retry_delay_ms,
-        });
-        self.propose(command).await.map(|_| ())
+        })
     }
 
     /// Waits (up to the proposal timeout) until every member recorded a

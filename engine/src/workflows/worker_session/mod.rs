@@ -13,6 +13,7 @@
 //! Imports the node, the state machine and the limits; never the APIs.
 
 mod dispatch;
+mod proposals;
 mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -20,13 +21,13 @@ use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use raftoral_proto::sidecar::v1::{
     CheckpointProposal, ErrorCode, HeartbeatResponse, RegisterWorkflowRequest, RegistrationAck,
     WorkflowResult, WorkflowStatus, WorkflowStreamRequest, WorkflowStreamResponse,
     workflow_stream_request::Message as AppMsg, workflow_stream_response::Message as SidecarMsg,
 };
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::error::EngineError;
@@ -103,6 +104,9 @@ pub struct WorkerSession {
     /// Bounds the proposals awaiting their commit (each may hold a value of
     /// up to the size limit): an app that floods waits for room.
     in_flight: Arc<Semaphore>,
+    /// Proposals received together, proposed together once no other app
+    /// message is waiting (`proposals.rs`).
+    batch: Vec<(CheckpointProposal, OwnedSemaphorePermit)>,
     last_heard: Instant,
     /// Notices that this node was stopped (paused): what it would forward
     /// next is old news then, and its workflows may have moved.
@@ -111,6 +115,10 @@ pub struct WorkerSession {
 
 /// Proposals of one session awaiting their commit at once.
 const MAX_IN_FLIGHT: usize = 1024;
+
+/// App messages handled in one go when they arrive together, before the
+/// session looks at committed events again.
+const READY_AT_ONCE: usize = 256;
 
 impl WorkerSession {
     /// A session that writes sidecar messages to `out`.
@@ -131,6 +139,7 @@ impl WorkerSession {
             refusals_tx,
             refusals,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            batch: Vec::new(),
             last_heard: Instant::now(),
             freeze: raftoral_proto::freeze::FreezeWatch::start(stall_limit(&node_config)),
         }
@@ -177,7 +186,21 @@ impl WorkerSession {
                             return end;
                         }
                         self.last_heard = Instant::now();
-                        self.on_app_message(message).await
+                        // Messages received together are handled together:
+                        // proposals among them share one Raft append.
+                        let mut handled = self.on_app_message(message).await;
+                        let mut more = READY_AT_ONCE;
+                        while handled.is_ok() && more > 0 {
+                            match inbound.next().now_or_never() {
+                                Some(Some(Ok(message))) => {
+                                    handled = self.on_app_message(message).await;
+                                    more -= 1;
+                                }
+                                Some(Some(Err(e))) => return SessionEnd::InboundError(e),
+                                Some(None) | None => break,
+                            }
+                        }
+                        handled.map(|()| self.flush_proposals())
                     }
                 },
                 event = events.recv() => match event {
@@ -274,6 +297,11 @@ impl WorkerSession {
     }
 
     async fn on_app_message(&mut self, message: WorkflowStreamRequest) -> Result<(), End> {
+        // Anything but a proposal keeps its place after the proposals
+        // received before it.
+        if !matches!(message.message, Some(AppMsg::CheckpointProposal(_))) {
+            self.flush_proposals();
+        }
         match message.message {
             None => {
                 self.send(stream_error(
@@ -364,58 +392,6 @@ impl WorkerSession {
         .await
     }
 
-    async fn on_proposal(&mut self, p: CheckpointProposal) -> Result<(), End> {
-        let subject = Subject::CheckpointProposal;
-        if p.workflow_id.is_empty() || p.checkpoint_name.is_empty() {
-            return self
-                .send(stream_error(
-                    ErrorCode::MalformedMessage,
-                    "checkpoint_proposal needs a workflow_id and a checkpoint_name",
-                    subject,
-                    &p.workflow_id,
-                    p.seq,
-                ))
-                .await;
-        }
-        if p.value.len() > self.node.config().max_value_bytes {
-            let e = EngineError::ValueTooLarge {
-                what: "checkpoint value".into(),
-                len: p.value.len(),
-                max: self.node.config().max_value_bytes,
-            };
-            return self
-                .send(error_for(&e, subject, &p.workflow_id, p.seq))
-                .await;
-        }
-        // Only the session that runs the workflow on this node may propose;
-        // the state machine fences other nodes, this check fences other apps
-        // connected to the same sidecar.
-        if !self.active.contains_key(&p.workflow_id) {
-            return self
-                .send(self.not_running_here(subject, &p.workflow_id, p.seq))
-                .await;
-        }
-        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
-            return Err(End::Shutdown);
-        };
-        // The commit is awaited off the session loop so that proposals of
-        // other workflows are not serialised behind it; a refusal comes back
-        // through the loop to keep its place in the commit order.
-        let node = self.node.clone();
-        let refusals = self.refusals_tx.clone();
-        tokio::spawn(async move {
-            let (workflow_id, seq) = (p.workflow_id.clone(), p.seq);
-            if let Err(e) = node.record_step(p).await {
-                tracing::debug!(workflow = %workflow_id, seq, error = %e, "checkpoint proposal refused");
-                let _ = refusals.send(Refusal {
-                    message: error_for(&e, Subject::CheckpointProposal, &workflow_id, seq),
-                });
-            }
-            drop(permit);
-        });
-        Ok(())
-    }
-
     async fn on_result(&mut self, r: WorkflowResult) -> Result<(), End> {
         if r.workflow_id.is_empty() {
             return self
@@ -502,7 +478,7 @@ impl WorkerSession {
     /// owner's committed outcome.
     fn compare_with_owner(&self, wf: &Workflow, r: &WorkflowResult) {
         let same = match wf.status {
-            WorkflowStatus::Completed => r.success && r.result == wf.result,
+            WorkflowStatus::Completed => r.success && same_result(&r.result, &wf.result),
             WorkflowStatus::Failed => !r.success && r.error == wf.error,
             // Cancelled: replicas report nothing; nothing to compare.
             _ => true,
@@ -584,3 +560,39 @@ fn stall_limit(config: &crate::config::NodeConfig) -> std::time::Duration {
 const REGISTER_ATTEMPTS: u32 = 50;
 /// Pause between attempts to commit a workflow result or a registration.
 const RESULT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Two encoded results are the same outcome: the same bytes, or the same
+/// JSON value (languages write object keys in different orders: Rust sorts
+/// them, Python and JavaScript keep insertion order, so a mixed cluster's
+/// replicas would otherwise report false non-determinism). Parsed only when
+/// the bytes differ.
+fn same_result(a: &[u8], b: &[u8]) -> bool {
+    a == b
+        || matches!(
+            (
+                serde_json::from_slice::<serde_json::Value>(a),
+                serde_json::from_slice::<serde_json::Value>(b),
+            ),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+#[cfg(test)]
+mod result_tests {
+    use super::same_result;
+
+    #[test]
+    fn results_compare_as_json_values_whatever_the_key_order() {
+        assert!(same_result(
+            br#"{"a":1,"b":[2,3]}"#,
+            br#"{"b":[2,3],"a":1}"#
+        ));
+        assert!(
+            same_result(b"\x00raw", b"\x00raw"),
+            "non-JSON bytes: equal bytes"
+        );
+        assert!(!same_result(br#"{"a":1}"#, br#"{"a":2}"#));
+        assert!(!same_result(b"\x00raw", b"\x00raW"));
+        assert!(!same_result(b"1", b"1.5"));
+    }
+}
