@@ -28,7 +28,15 @@ from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "conformance"
-DEFAULT_FILES = ["single_node", "cluster_workflows", "app_stream", "cluster", "mixed", "errors"]
+DEFAULT_FILES = [
+    "single_node",
+    "cluster_workflows",
+    "app_stream",
+    "cluster",
+    "mixed",
+    "errors",
+    "helpers",
+]
 # Runs once with every worker at a time (one per node, CONFORMANCE_MIXED),
 # not once per worker.
 MIXED = "mixed"

@@ -4,10 +4,12 @@ import sdk from "./dist/index.js";
 
 export const {
   ApplicationError,
+  AttemptTimeout,
   Cancelled,
   Client,
   InvalidArgument,
   LocalNode,
+  NOW_STEP,
   NonDeterminism,
   NonRetryableError,
   NotFound,
@@ -23,6 +25,7 @@ export const {
   WorkflowFailed,
   WorkflowHandle,
   checkpoint,
+  consoleSink,
   currentContext,
   jsonCodec,
   workflow,

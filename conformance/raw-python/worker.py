@@ -192,6 +192,7 @@ class RetryPolicy:
     maximum_attempts: Optional[int] = 10  # None: no limit
     jitter: float = 0.2  # share of each delay removed at random
     non_retryable_types: tuple[str, ...] = ()
+    attempt_timeout_ms: Optional[float] = None  # None: no limit
 
     def __post_init__(self) -> None:
         """Refuses a policy that cannot work, saying which setting is wrong."""
@@ -207,6 +208,8 @@ class RetryPolicy:
             bad = f"maximum attempts must be at least 1, got {self.maximum_attempts}"
         elif not 0 <= self.jitter <= 1:
             bad = f"jitter must be between 0 and 1, got {self.jitter}"
+        elif self.attempt_timeout_ms is not None and not self.attempt_timeout_ms > 0:
+            bad = f"attempt timeout must be more than 0, got {self.attempt_timeout_ms} ms"
         if bad:
             raise ValueError(f"retry policy: {bad}")
 
@@ -350,6 +353,39 @@ class Pending:
     hold: int = -1
 
 
+MASK64 = (1 << 64) - 1
+
+
+class Random:
+    """The run's deterministic generator, SplitMix64 as docs/ARCHITECTURE.md
+    specifies it ("Deterministic helpers"): seeded by the sidecar's
+    random_seed, or (0) by the FNV-1a 64 hash of the workflow id."""
+
+    def __init__(self, seed: int, workflow_id: str) -> None:
+        if seed == 0:
+            seed = 0xCBF29CE484222325
+            for b in workflow_id.encode():
+                seed = ((seed ^ b) * 0x100000001B3) & MASK64
+        self.state = seed
+
+    def draw(self) -> int:
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+    def random(self) -> float:
+        return (self.draw() >> 11) / float(1 << 53)
+
+    def uuid(self) -> str:
+        b = bytearray(self.draw().to_bytes(8, "big") + self.draw().to_bytes(8, "big"))
+        b[6] = (b[6] & 0x0F) | 0x40
+        b[8] = (b[8] & 0x3F) | 0x80
+        h = b.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 class Run:
     """One workflow run on this worker."""
 
@@ -363,6 +399,7 @@ class Run:
         for record in req.history:
             self.history.push(Entry.of(record))
         self.cursor = 0  # next seq the workflow code asks for
+        self.random = Random(req.random_seed, req.workflow_id)
         self.pending: dict[int, Pending] = {}  # seq -> its proposal
         self.refused: dict[int, str] = {}  # seq -> why its proposal was refused
         # Resolved steps waiting for their turn: seq -> what wakes them.
@@ -688,10 +725,18 @@ class Worker:
         proposal = pb.CheckpointProposal(
             workflow_id=run.id, seq=seq, checkpoint_name=name, attempt=attempt
         )
+        timeout = policy.attempt_timeout_ms
         try:
-            value = await compute(attempt)
-        except Exception as e:  # the step's code failed
-            failure = failure_of(e)
+            if timeout is None:
+                value = await compute(attempt)
+            else:  # wait_for cancels the attempt when its time is up
+                value = await asyncio.wait_for(compute(attempt), timeout / 1000)
+        except Exception as e:  # the step's code failed, or ran out of time
+            if isinstance(e, asyncio.TimeoutError):
+                message = f"attempt {attempt} timed out after {int(timeout or 0)} ms"
+                failure = fpb.Failure(type="AttemptTimeout", message=message)
+            else:
+                failure = failure_of(e)
             if policy.is_final(attempt, failure):  # the step fails
                 proposal.kind = STEP_FAILED
                 proposal.failure.CopyFrom(bounded(failure, FINAL_FAILURE_BYTES))
@@ -773,6 +818,14 @@ class Worker:
         except StepFailed as e:  # not caught: the workflow fails with it
             result = pb.WorkflowResult(
                 workflow_id=run.id, success=False, error=str(e), failure=e.failure
+            )
+        except StepError as e:  # the workflow's own structured error
+            failure = bounded(failure_of(e), FINAL_FAILURE_BYTES)
+            result = pb.WorkflowResult(
+                workflow_id=run.id,
+                success=False,
+                error=f"{failure.type}: {failure.message}",
+                failure=failure,
             )
         except Exception as e:
             result = pb.WorkflowResult(workflow_id=run.id, success=False, error=str(e))
@@ -860,6 +913,8 @@ async def saga(w: Worker, run: Run) -> Any:
         return True
 
     refunded = await w.checkpoint(run, "refund", refund)
+    if (run.input or {}).get("fail"):
+        raise StepError("OrderFailed", "order failed after refund", {"refunded": refunded})
     await w.checkpoint(run, "finish", finish)
     return {
         "caught": {
@@ -880,10 +935,13 @@ async def flaky(w: Worker, run: Run) -> Any:
         maximum_ms=max(60_000, inp["initial_ms"]),
         maximum_attempts=inp["max_attempts"],
         jitter=0.0,
+        attempt_timeout_ms=inp.get("timeout_ms"),
     )
 
     async def attempt(a: int) -> int:
         effect(run.id, "attempt", a)
+        if a <= inp.get("hang_times", 0):
+            await asyncio.Event().wait()  # until the attempt timeout stops it
         if a <= inp["fail_times"]:
             raise StepError(
                 "Flaky", f"attempt {a} failed", non_retryable=bool(inp.get("non_retryable"))
@@ -937,6 +995,36 @@ async def fanout(w: Worker, run: Run) -> Any:
     return {"sum": await w.checkpoint(run, "sum", total)}
 
 
+NOW_STEP = "raftoral.now"  # the step the SDKs' now() commits
+
+
+async def helpers(w: Worker, run: Run) -> Any:
+    r = run.random.random()
+    u = run.random.uuid()
+
+    async def clock() -> int:
+        return int(time.time() * 1000)
+
+    t: int = await w.checkpoint(run, NOW_STEP, clock)
+    drawn = {"random": r, "uuid": u, "now": t}
+
+    async def record() -> Any:
+        effect(run.id, "start", 0)
+        return drawn
+
+    recorded = await w.checkpoint(run, "record", record)
+    after = run.random.random()
+
+    async def gate() -> bool:
+        effect(run.id, "start", 1)
+        if os.environ.get("CONFORMANCE_HANG") == "1":
+            await asyncio.Event().wait()  # the app "dies" here
+        return True
+
+    await w.checkpoint(run, "gate", gate)
+    return {"recorded": recorded, "replayed": drawn, "after": after}
+
+
 WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "ping_pong": ping_pong,
     "steps": steps,
@@ -944,6 +1032,7 @@ WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "saga": saga,  # registered only when CONFORMANCE_WORKFLOWS names it
     "flaky": flaky,  # likewise
     "fanout": fanout,  # likewise
+    "helpers": helpers,  # likewise
 }
 
 

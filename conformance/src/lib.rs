@@ -56,6 +56,16 @@ pub struct FlakyInput {
     /// Catch the step's failure and return it instead of failing.
     #[serde(default)]
     pub catch: bool,
+    /// The policy's attempt timeout, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Attempts that hang (until the attempt timeout stops them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hang_times: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What the `saga` workflow returns: the caught failure of its charge

@@ -165,6 +165,7 @@ async fn a_non_retryable_error_fails_the_step_at_once() -> anyhow::Result<()> {
         coefficient: 1.0,
         non_retryable: true,
         catch: true,
+        ..FlakyInput::default()
     };
     let handle = client.start_workflow("flaky", 1, &input).await?;
     let id = handle.workflow_id().to_owned();
@@ -219,6 +220,100 @@ async fn exhausted_attempts_fail_the_workflow_with_the_last_error() -> anyhow::R
             (0, HistoryEntryKind::StepFailed, 3),
         ]
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_workflow_error_raised_outside_a_step_reaches_the_client_structured() -> anyhow::Result<()>
+{
+    let (sidecar, effects, _worker, client) = one_node().await?;
+    let handle = client
+        .start_workflow("saga", 1, &serde_json::json!({"fail": true}))
+        .await?;
+    let id = handle.workflow_id().to_owned();
+    let Err(ClientError::WorkflowFailed {
+        message, failure, ..
+    }) = result(&client, &id).await
+    else {
+        panic!("the workflow fails");
+    };
+    assert!(message.contains("order failed after refund"), "{message}");
+    let failure = failure.expect("the client gets the failure, structured");
+    assert_eq!(
+        (failure.r#type.as_str(), failure.message.as_str()),
+        ("OrderFailed", "order failed after refund")
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&failure.details_json)?,
+        serde_json::json!({"refunded": true})
+    );
+    let info = client.get_workflow(&id).await?;
+    assert_eq!(info.status(), WorkflowStatus::Failed);
+    assert_eq!(
+        info.failure.map(|f| f.r#type),
+        Some("OrderFailed".to_owned())
+    );
+    // The workflow's steps ran once; its own error is no step of the
+    // history.
+    assert_eq!(count_effect(&read_effects(&effects), &id, "done", 1), 1);
+    assert_eq!(
+        shape(&entries(&sidecar.url, &id).await?),
+        vec![
+            (0, HistoryEntryKind::StepFailed, 1),
+            (1, HistoryEntryKind::Unspecified, 1),
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_attempt_that_outlasts_its_timeout_is_stopped_and_retried() -> anyhow::Result<()> {
+    let (sidecar, effects, _worker, client) = one_node().await?;
+    let input = FlakyInput {
+        hang_times: 1,
+        timeout_ms: Some(300),
+        max_attempts: 3,
+        initial_ms: 0,
+        coefficient: 1.0,
+        ..FlakyInput::default()
+    };
+    let handle = client.start_workflow("flaky", 1, &input).await?;
+    let id = handle.workflow_id().to_owned();
+    assert_eq!(
+        result(&client, &id).await?,
+        serde_json::json!({"attempts": 2})
+    );
+    let history = entries(&sidecar.url, &id).await?;
+    assert_eq!(
+        shape(&history),
+        vec![
+            (0, HistoryEntryKind::StepAttemptFailed, 1),
+            (0, HistoryEntryKind::Unspecified, 2),
+        ]
+    );
+    let failure = history[0]
+        .failure
+        .clone()
+        .expect("the timeout is committed");
+    assert_eq!(
+        (
+            failure.r#type.as_str(),
+            failure.message.as_str(),
+            failure.non_retryable
+        ),
+        ("AttemptTimeout", "attempt 1 timed out after 300 ms", false)
+    );
+    // The hanging attempt was stopped by its timeout, not before it.
+    let timed = read_effects_timed(&effects);
+    let started = |a: u64| {
+        timed
+            .iter()
+            .find(|e| e.workflow_id == id && e.what == "attempt" && e.step == a)
+            .and_then(|e| e.at_ms)
+            .expect("attempt ran, with its time")
+    };
+    assert!(started(2) >= started(1) + 300, "{timed:?}");
+    assert_eq!(count_effect(&read_effects(&effects), &id, "attempt", 2), 1);
     Ok(())
 }
 

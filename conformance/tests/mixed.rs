@@ -146,7 +146,7 @@ async fn failures_and_parallel_steps_replay_in_every_language() -> anyhow::Resul
     let effects: BTreeMap<u64, _> = (1..=size)
         .map(|node| (node, cluster.dir.path().join(format!("effects{node}.log"))))
         .collect();
-    let types = ("CONFORMANCE_WORKFLOWS", "saga,flaky,fanout");
+    let types = ("CONFORMANCE_WORKFLOWS", "saga,flaky,fanout,helpers");
     let mut workers = BTreeMap::new();
     for (node, command) in &commands {
         let url = &cluster.nodes[node].url;
@@ -172,14 +172,18 @@ async fn failures_and_parallel_steps_replay_in_every_language() -> anyhow::Resul
         max_attempts: 1,
         initial_ms: 0,
         coefficient: 1.0,
-        non_retryable: false,
         catch: true,
+        ..FlakyInput::default()
     };
     let flaky = c.start_workflow("flaky", 1, &flaky_input).await?;
+    let helpers = c
+        .start_workflow("helpers", 1, &serde_json::json!({}))
+        .await?;
     let ids = [
         saga.workflow_id().to_owned(),
         fanout.workflow_id().to_owned(),
         flaky.workflow_id().to_owned(),
+        helpers.workflow_id().to_owned(),
     ];
     // saga and fanout wait in their last step (hung on node 1); flaky is
     // done, its failure caught.
@@ -191,6 +195,7 @@ async fn failures_and_parallel_steps_replay_in_every_language() -> anyhow::Resul
             let flaky_done = c.get_workflow(&ids[2]).await?.status() == WorkflowStatus::Completed;
             Ok(count_effect(&lines, &ids[0], "start", 2) == 1
                 && count_effect(&lines, &ids[1], "start", n) == 1
+                && count_effect(&lines, &ids[3], "start", 1) == 1
                 && flaky_done)
         }
     })
@@ -228,6 +233,19 @@ async fn failures_and_parallel_steps_replay_in_every_language() -> anyhow::Resul
         result(&ids[2]).await?,
         serde_json::json!({"caught": {"type": "Flaky", "message": "attempt 1 failed", "attempts": 1}})
     );
+    // Another language replayed the draws and the time node 1's recorded.
+    let drawn = result(&ids[3]).await?;
+    assert_eq!(drawn["recorded"], drawn["replayed"]);
+    // Every replica's result is the owner's: the same JSON value, whatever
+    // order its language writes object keys in (compared as bytes, the
+    // saga's and helpers' results differed between Rust and Python).
+    for node in 1..=size {
+        assert_eq!(
+            cluster.status(node).await?.nondeterminism_reports,
+            0,
+            "non-determinism reported on node {node}"
+        );
+    }
     // The same histories everywhere, and no committed step ran again.
     let all_effects: Vec<_> = effects.values().flat_map(|p| read_effects(p)).collect();
     assert_eq!(

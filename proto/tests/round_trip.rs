@@ -97,6 +97,7 @@ fn app_stream_messages() {
                 committed_at_ms: 10,
             }],
             history_start: 2,
+            random_seed: 0x5eed,
         }),
         S::CheckpointEvent(sidecar::CheckpointEvent {
             workflow_id: "w".into(),

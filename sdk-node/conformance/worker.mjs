@@ -4,10 +4,12 @@
 // Environment: RAFTORAL_SIDECAR_URL (sidecar), CONFORMANCE_EFFECTS (file that
 // records each side effect as a line), CONFORMANCE_HANG=1 (`steps` hangs at
 // `hang_at` instead of finishing that step, `blob` hangs before returning,
-// `saga` hangs in its last step, `fanout` in its `sum` step),
+// `saga` hangs in its last step, `fanout` in its `sum` step, `helpers` in
+// its `gate` step),
 // CONFORMANCE_STEP_PREFIX (checkpoint names of `steps`, default `step`),
 // CONFORMANCE_WORKFLOWS (comma list of what to register; default
-// `ping_pong,steps,blob`, `saga`, `flaky` and `fanout` only when named),
+// `ping_pong,steps,blob`; `saga`, `flaky`, `fanout` and `helpers` only when
+// named),
 // CONFORMANCE_BAD_POLICY (`negative_interval` or `zero_attempts`: a workflow
 // defined with that retry policy, which the SDK refuses before anything is
 // registered). Prints `worker ready` once registered; stops cleanly on SIGTERM.
@@ -75,8 +77,10 @@ const blob = workflow("blob", { version: 1 }, async (ctx, inp) => {
 });
 
 // A charge that fails for good (non-retryable CardDeclined with details),
-// caught, then a refund and a final step (which hangs under CONFORMANCE_HANG=1).
-const saga = workflow("saga", { version: 1 }, async (ctx) => {
+// caught, then a refund and a final step (which hangs under CONFORMANCE_HANG=1);
+// with {"fail":true} the workflow fails with its own structured error right
+// after the refund, raised outside any step.
+const saga = workflow("saga", { version: 1 }, async (ctx, inp) => {
   const id = ctx.workflowId;
   let caught;
   try {
@@ -96,6 +100,9 @@ const saga = workflow("saga", { version: 1 }, async (ctx) => {
     effect(id, "done", 1);
     return true;
   });
+  if (inp?.fail) {
+    throw new ApplicationError("order failed after refund", { type: "OrderFailed", details: { refunded } });
+  }
   await ctx.checkpoint("finish", async () => {
     effect(id, "start", 2);
     if (hang()) await forever(); // the app "dies" here
@@ -107,7 +114,8 @@ const saga = workflow("saga", { version: 1 }, async (ctx) => {
   };
 });
 
-// One step whose first `fail_times` attempts fail.
+// One step whose first `hang_times` attempts hang (until the attempt timeout
+// `timeout_ms` stops them) and whose first `fail_times` attempts fail.
 const flaky = workflow("flaky", { version: 1 }, async (ctx, inp) => {
   const retry = {
     initialIntervalMs: inp.initial_ms,
@@ -115,12 +123,17 @@ const flaky = workflow("flaky", { version: 1 }, async (ctx, inp) => {
     maximumIntervalMs: Math.max(60_000, inp.initial_ms),
     maximumAttempts: inp.max_attempts,
     jitter: 0,
+    ...(inp.timeout_ms === undefined ? {} : { attemptTimeoutMs: inp.timeout_ms }),
   };
   try {
     const attempts = await ctx.checkpoint(
       "flaky",
-      ({ attempt }) => {
+      async ({ attempt, signal }) => {
         effect(ctx.workflowId, "attempt", attempt);
+        if (attempt <= (inp.hang_times ?? 0)) {
+          // Until the attempt timeout aborts the attempt's signal.
+          await new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
+        }
         if (attempt <= inp.fail_times) {
           const message = `attempt ${attempt} failed`;
           const options = { type: "Flaky" };
@@ -166,7 +179,29 @@ const fanout = workflow("fanout", { version: 1 }, async (ctx, inp) => {
   return { sum };
 });
 
-const known = { ping_pong: pingPong, steps, blob, saga, flaky, fanout };
+// The deterministic helpers' draws and recorded time, kept in step `record`
+// and returned again after step `gate` (which hangs under CONFORMANCE_HANG=1),
+// so a replay shows whether they changed.
+const helpers = workflow("helpers", { version: 1 }, async (ctx) => {
+  const id = ctx.workflowId;
+  const random = ctx.random();
+  const uuid = ctx.uuid();
+  const now = (await ctx.now()).getTime();
+  const drawn = { random, uuid, now };
+  const recorded = await ctx.checkpoint("record", () => {
+    effect(id, "start", 0);
+    return drawn;
+  });
+  const after = ctx.random();
+  await ctx.checkpoint("gate", async () => {
+    effect(id, "start", 1);
+    if (hang()) await forever(); // the app "dies" here
+    return true;
+  });
+  return { recorded, replayed: drawn, after };
+});
+
+const known = { ping_pong: pingPong, steps, blob, saga, flaky, fanout, helpers };
 
 // A bad retry policy (CONFORMANCE_BAD_POLICY) stops the worker before it
 // registers anything: the SDK refuses it where it is defined.

@@ -108,6 +108,27 @@ export declare class NativeRun {
    * the run ends first (drives the context's `AbortSignal`).
    */
   cancelled(): Promise<string | null>
+  /**
+   * A float in `[0, 1)` from the run's seeded generator: the same on
+   * every replica and in every replay (nothing is committed). Throws
+   * `SHUTTING_DOWN` once the core no longer holds the run.
+   */
+  random(): number
+  /**
+   * A version 4 UUID (lowercase 8-4-4-4-12) from the same generator as
+   * `random` (two draws).
+   */
+  uuid(): string
+  /**
+   * True while the code repeats what already happened: a replay, or
+   * this replica does not own the workflow (also once the run is gone).
+   */
+  get isReplaying(): boolean
+  /**
+   * The position the code's next step takes (0-based): the step a log
+   * line is written before. The core's cursor (0 once the run is gone).
+   */
+  get nextPosition(): number
   /** The workflow returned `value` (encoded). */
   complete(value: Buffer): void
   /** The workflow failed with `message`. */
@@ -118,6 +139,14 @@ export declare class NativeRun {
    * workflow's outcome, structured.
    */
   failWithStep(failed: NativeStepFailure): void
+  /**
+   * The workflow function threw its own structured error (an
+   * `ApplicationError`): the workflow fails with it as the Rust SDK's
+   * `WorkflowError::Application` does, its error text `Type: message`
+   * and the failure (type, message, details, non-retryable) recorded
+   * with its outcome, which clients read as `WorkflowInfo.failure`.
+   */
+  failWithApplicationError(failure: NativeFailure): void
   /**
    * The workflow was interrupted, not finished: cancelled (with the
    * reason) or stopped by a shutdown (no reason). Nothing is reported as
@@ -163,6 +192,16 @@ export declare class NativeWorker {
 }
 
 /**
+ * The failure of attempt `attempt` (1-based) of a step with `policy`
+ * stopped by its attempt timeout, as the core builds it (type
+ * `AttemptTimeout`, message `attempt N timed out after T ms`, retryable):
+ * the TypeScript layer commits it with `failStep`, and gives its text to
+ * the attempt's `AbortSignal`. Throws `INVALID_ARGUMENT` for a policy
+ * without an attempt timeout.
+ */
+export declare function attemptTimeoutFailure(policy: NativeRetryPolicy, attempt: number): NativeFailure
+
+/**
  * The outcome of one wait started with `key` (`slot`, `commit`,
  * `failStep`): a slot, or the error a native call would have thrown.
  */
@@ -180,7 +219,8 @@ export interface NativeDelivery {
 
 /**
  * What a step's code threw, as it is committed (the core cuts what is
- * too long).
+ * too long); also a workflow's own structured failure, and the failure a
+ * client reads in a workflow's state.
  */
 export interface NativeFailure {
   /** The error's type name (1 to 256 bytes; empty: `Error`). */
@@ -217,7 +257,8 @@ export interface NativePage {
 
 /**
  * A step's retry policy; an absent field takes the core's default (1 s,
- * ×2, at most 60 s, 10 attempts, jitter 0.2, no non-retryable types).
+ * ×2, at most 60 s, 10 attempts, jitter 0.2, no non-retryable types, no
+ * attempt timeout).
  */
 export interface NativeRetryPolicy {
   /** Delay before the second attempt, in milliseconds. */
@@ -232,6 +273,11 @@ export interface NativeRetryPolicy {
   jitter?: number
   /** Error types that fail the step at once. */
   nonRetryableErrorTypes?: Array<string>
+  /**
+   * Longest one attempt may run on the owner, in milliseconds (more
+   * than 0); `Infinity`: no limit.
+   */
+  attemptTimeoutMs?: number
 }
 
 /**
@@ -264,11 +310,9 @@ export interface NativeStarted {
 
 /**
  * An uncaught step failure, as JavaScript's `StepFailed` carries it: the
- * workflow fails with it, structured.
+ * workflow (the run's) fails with it, structured.
  */
 export interface NativeStepFailure {
-  /** The workflow whose step failed. */
-  workflowId: string
   /** The step's position. */
   seq: number
   /** The step's name. */
@@ -302,6 +346,11 @@ export interface NativeWorkflowInfo {
   result: Buffer
   /** Failure message or cancellation reason. */
   error: string
+  /**
+   * The failure, structured, when the workflow failed with one (its own
+   * application error, or a step failure it did not catch).
+   */
+  failure?: NativeFailure
   /** Why a pending workflow waits. */
   pendingReason: string
   /** Creation time, ms since the epoch. */
@@ -309,6 +358,12 @@ export interface NativeWorkflowInfo {
   /** Last change, ms since the epoch. */
   updatedAtMs: number
 }
+
+/**
+ * The step name `now()` commits the owner's clock under (milliseconds
+ * since the Unix epoch, a JSON integer), the same in every SDK.
+ */
+export declare const NOW_STEP: string
 
 /**
  * Checks a retry policy; throws `INVALID_ARGUMENT` saying what is wrong.

@@ -839,5 +839,7 @@ module.exports.NativeClient = nativeBinding.NativeClient
 module.exports.NativeLocalNode = nativeBinding.NativeLocalNode
 module.exports.NativeRun = nativeBinding.NativeRun
 module.exports.NativeWorker = nativeBinding.NativeWorker
+module.exports.attemptTimeoutFailure = nativeBinding.attemptTimeoutFailure
 module.exports.nativeVersion = nativeBinding.nativeVersion
+module.exports.NOW_STEP = nativeBinding.NOW_STEP
 module.exports.validateRetryPolicy = nativeBinding.validateRetryPolicy

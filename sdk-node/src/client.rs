@@ -12,6 +12,7 @@ use raftoral_client::{AppToken, ClientTls, RaftoralClient, StreamOptions, Workfl
 use tokio::time::Instant;
 
 use crate::errors::to_js_err;
+use crate::worker::NativeFailure;
 
 /// Server-side wait of one WaitWorkflow call when the caller gave no timeout.
 const WAIT_SLICE: Duration = Duration::from_secs(30);
@@ -37,6 +38,9 @@ pub struct NativeWorkflowInfo {
     pub result: Buffer,
     /// Failure message or cancellation reason.
     pub error: String,
+    /// The failure, structured, when the workflow failed with one (its own
+    /// application error, or a step failure it did not catch).
+    pub failure: Option<NativeFailure>,
     /// Why a pending workflow waits.
     pub pending_reason: String,
     /// Creation time, ms since the epoch.
@@ -59,6 +63,7 @@ impl From<WorkflowInfo> for NativeWorkflowInfo {
             workflow_name: info.workflow_name,
             version: info.version,
             error: info.error,
+            failure: info.failure.map(Into::into),
             pending_reason: info.pending_reason,
         }
     }

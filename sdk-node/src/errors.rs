@@ -63,13 +63,17 @@ fn details(e: &ClientError) -> Value {
             message: error,
             failure,
         } => {
-            let (kind, details) = failure
-                .as_deref()
-                .map(|f| (f.r#type.clone(), f.details_json.clone()))
-                .unwrap_or_default();
+            // The structured failure (an uncaught step failure, or the
+            // workflow's own application error); null without one.
+            let failure = failure.as_deref().map(|f| {
+                json!({
+                    "type": f.r#type, "message": f.message,
+                    "detailsJson": f.details_json, "nonRetryable": f.non_retryable,
+                })
+            });
             json!({
                 "code": "WORKFLOW_FAILED", "message": message, "workflowId": workflow_id,
-                "error": error, "type": kind, "detailsJson": details,
+                "error": error, "failure": failure,
             })
         }
         ClientError::Rejected {

@@ -9,9 +9,11 @@ use napi_derive::napi;
 use raftoral_client::{ClientError, RetryPolicy};
 
 use crate::errors::to_js_err;
+use crate::worker::NativeFailure;
 
 /// A step's retry policy; an absent field takes the core's default (1 s,
-/// ×2, at most 60 s, 10 attempts, jitter 0.2, no non-retryable types).
+/// ×2, at most 60 s, 10 attempts, jitter 0.2, no non-retryable types, no
+/// attempt timeout).
 #[napi(object)]
 pub struct NativeRetryPolicy {
     /// Delay before the second attempt, in milliseconds.
@@ -26,6 +28,9 @@ pub struct NativeRetryPolicy {
     pub jitter: Option<f64>,
     /// Error types that fail the step at once.
     pub non_retryable_error_types: Option<Vec<String>>,
+    /// Longest one attempt may run on the owner, in milliseconds (more
+    /// than 0); `Infinity`: no limit.
+    pub attempt_timeout_ms: Option<f64>,
 }
 
 impl NativeRetryPolicy {
@@ -51,6 +56,7 @@ impl NativeRetryPolicy {
             },
             jitter: self.jitter.unwrap_or(d.jitter),
             non_retryable_error_types: self.non_retryable_error_types.clone().unwrap_or_default(),
+            attempt_timeout: timeout(self.attempt_timeout_ms)?,
         };
         policy.validate().map_err(|e| match e {
             ClientError::Usage(message) => ClientError::Usage(js_names(&message)),
@@ -69,6 +75,27 @@ impl NativeRetryPolicy {
 #[napi]
 pub fn validate_retry_policy(policy: NativeRetryPolicy) -> napi::Result<()> {
     policy.to_policy().map(|_| ()).map_err(to_js_err)
+}
+
+/// The failure of attempt `attempt` (1-based) of a step with `policy`
+/// stopped by its attempt timeout, as the core builds it (type
+/// `AttemptTimeout`, message `attempt N timed out after T ms`, retryable):
+/// the TypeScript layer commits it with `failStep`, and gives its text to
+/// the attempt's `AbortSignal`. Throws `INVALID_ARGUMENT` for a policy
+/// without an attempt timeout.
+#[cfg_attr(test, allow(dead_code))]
+#[napi]
+pub fn attempt_timeout_failure(
+    policy: NativeRetryPolicy,
+    attempt: u32,
+) -> napi::Result<NativeFailure> {
+    let policy = policy.to_policy().map_err(to_js_err)?;
+    if policy.attempt_timeout.is_none() {
+        return Err(to_js_err(refuse(
+            "this policy has no attemptTimeoutMs, so no attempt times out".into(),
+        )));
+    }
+    Ok(policy.timeout_failure(attempt).into())
 }
 
 fn refuse(what: String) -> ClientError {
@@ -91,6 +118,25 @@ fn interval(name: &str, ms: Option<f64>, default: Duration) -> Result<Duration, 
     })
 }
 
+/// The attempt timeout: none when absent or `Infinity`. Zero is left to
+/// the core to refuse, with its words.
+fn timeout(ms: Option<f64>) -> Result<Option<Duration>, ClientError> {
+    match ms {
+        None => Ok(None),
+        Some(ms) if ms == f64::INFINITY => Ok(None),
+        Some(ms) if ms.is_nan() || ms < 0.0 => Err(refuse(format!(
+            "attemptTimeoutMs must be a number of milliseconds more than 0, or Infinity for no limit, got {ms}"
+        ))),
+        Some(ms) => Duration::try_from_secs_f64(ms / 1000.0)
+            .map(Some)
+            .map_err(|_| {
+                refuse(format!(
+                    "attemptTimeoutMs is too large, got {ms}; use Infinity for no limit"
+                ))
+            }),
+    }
+}
+
 fn attempts(n: f64) -> Result<Option<u32>, ClientError> {
     if n == f64::INFINITY {
         return Ok(None);
@@ -110,6 +156,7 @@ fn js_names(message: &str) -> String {
         ("maximum_interval", "maximumIntervalMs"),
         ("backoff_coefficient", "backoffCoefficient"),
         ("maximum_attempts", "maximumAttempts"),
+        ("attempt_timeout", "attemptTimeoutMs"),
         ("none: no limit", "Infinity: no limit"),
     ]
     .iter()

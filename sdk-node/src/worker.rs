@@ -13,8 +13,10 @@
 //! the outcomes of their waits reach JavaScript through the worker's FIFO
 //! (`waitDeliveries` / `takeDeliveries`) in the order the core hands them
 //! out (see `steps.rs` for why). The outcome of the run goes back through
-//! `complete` / `fail` / `failWithStep` / `abandon`, which the core reports
-//! exactly as for a Rust workflow.
+//! `complete` / `fail` / `failWithStep` / `failWithApplicationError` /
+//! `abandon`, which the core reports exactly as for a Rust workflow. The deterministic helpers (`random`,
+//! `uuid`, `isReplaying`, `nextPosition`, and `NOW_STEP` for `now()`) are
+//! the core's, so every SDK draws and decides the same.
 
 use std::sync::{Arc, Mutex};
 
@@ -22,7 +24,8 @@ use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use raftoral_client::{
-    ClientError, Failure, RaftoralClient, RunOutcome, RunReply, StepFailure, WorkflowError,
+    ClientError, Failure, RaftoralClient, RunOutcome, RunReply, StepError, StepFailure,
+    WorkflowError,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -38,6 +41,14 @@ const RUN_QUEUE: usize = 1024;
 
 /// Most runs one `nextRuns` call hands to JavaScript.
 const RUN_BATCH: usize = 256;
+
+/// The step name `now()` commits the owner's clock under (milliseconds
+/// since the Unix epoch, a JSON integer), the same in every SDK.
+// Read from JavaScript only: the test build (no napi registration) sees
+// no reader.
+#[cfg_attr(test, allow(dead_code))]
+#[napi]
+pub const NOW_STEP: &str = raftoral_client::NOW_STEP;
 
 /// The worker side of a client: registrations and the run queue.
 #[napi]
@@ -67,7 +78,8 @@ struct RunInner {
 }
 
 /// What a step's code threw, as it is committed (the core cuts what is
-/// too long).
+/// too long); also a workflow's own structured failure, and the failure a
+/// client reads in a workflow's state.
 #[napi(object)]
 pub struct NativeFailure {
     /// The error's type name (1 to 256 bytes; empty: `Error`).
@@ -83,6 +95,18 @@ pub struct NativeFailure {
     pub stack: Option<String>,
 }
 
+impl From<Failure> for NativeFailure {
+    fn from(f: Failure) -> Self {
+        NativeFailure {
+            error_type: f.r#type,
+            message: f.message,
+            details_json: Some(f.details_json),
+            non_retryable: Some(f.non_retryable),
+            stack: Some(f.stack),
+        }
+    }
+}
+
 impl From<NativeFailure> for Failure {
     fn from(f: NativeFailure) -> Self {
         Failure {
@@ -96,11 +120,9 @@ impl From<NativeFailure> for Failure {
 }
 
 /// An uncaught step failure, as JavaScript's `StepFailed` carries it: the
-/// workflow fails with it, structured.
+/// workflow (the run's) fails with it, structured.
 #[napi(object)]
 pub struct NativeStepFailure {
-    /// The workflow whose step failed.
-    pub workflow_id: String,
     /// The step's position.
     pub seq: f64,
     /// The step's name.
@@ -333,6 +355,35 @@ impl NativeRun {
         inner.steps.context().cancelled().await
     }
 
+    /// A float in `[0, 1)` from the run's seeded generator: the same on
+    /// every replica and in every replay (nothing is committed). Throws
+    /// `SHUTTING_DOWN` once the core no longer holds the run.
+    #[napi]
+    pub fn random(&self) -> napi::Result<f64> {
+        self.inner.steps.context().random().map_err(to_js_err)
+    }
+
+    /// A version 4 UUID (lowercase 8-4-4-4-12) from the same generator as
+    /// `random` (two draws).
+    #[napi]
+    pub fn uuid(&self) -> napi::Result<String> {
+        self.inner.steps.context().uuid().map_err(to_js_err)
+    }
+
+    /// True while the code repeats what already happened: a replay, or
+    /// this replica does not own the workflow (also once the run is gone).
+    #[napi(getter)]
+    pub fn is_replaying(&self) -> bool {
+        self.inner.steps.context().is_replaying()
+    }
+
+    /// The position the code's next step takes (0-based): the step a log
+    /// line is written before. The core's cursor (0 once the run is gone).
+    #[napi(getter)]
+    pub fn next_position(&self) -> f64 {
+        self.inner.steps.context().next_position() as f64
+    }
+
     /// The workflow returned `value` (encoded).
     #[napi]
     pub fn complete(&self, value: Buffer) -> napi::Result<()> {
@@ -351,7 +402,7 @@ impl NativeRun {
     #[napi]
     pub fn fail_with_step(&self, failed: NativeStepFailure) -> napi::Result<()> {
         let failure = StepFailure {
-            workflow_id: failed.workflow_id,
+            workflow_id: self.inner.workflow_id.clone(),
             seq: failed.seq as u64,
             step: failed.step,
             attempts: failed.attempts,
@@ -361,6 +412,32 @@ impl NativeRun {
         self.reply(Err(WorkflowError::Client(ClientError::StepFailed(
             Box::new(failure),
         ))))
+    }
+
+    /// The workflow function threw its own structured error (an
+    /// `ApplicationError`): the workflow fails with it as the Rust SDK's
+    /// `WorkflowError::Application` does, its error text `Type: message`
+    /// and the failure (type, message, details, non-retryable) recorded
+    /// with its outcome, which clients read as `WorkflowInfo.failure`.
+    #[napi]
+    pub fn fail_with_application_error(&self, failure: NativeFailure) -> napi::Result<()> {
+        let failure = Failure::from(failure);
+        let mut error = StepError::new(failure.r#type, failure.message);
+        if !failure.details_json.is_empty() {
+            // JSON.stringify's text; one serde_json cannot read (nested
+            // deeper than it goes) is dropped, as details too large are.
+            match serde_json::from_str(&failure.details_json) {
+                Ok(details) => error = error.details(details),
+                Err(e) => tracing::warn!(
+                    workflow = %self.inner.workflow_id, error = %e,
+                    "the workflow's error details are dropped: not readable as JSON"
+                ),
+            }
+        }
+        if failure.non_retryable {
+            error = error.non_retryable();
+        }
+        self.reply(Err(WorkflowError::Application(error)))
     }
 
     /// The workflow was interrupted, not finished: cancelled (with the

@@ -1,6 +1,8 @@
 // Failed steps on LocalNode: retry policies (checked where they are given,
 // applied step > workflow > worker > defaults), what a thrown error is
-// committed as, and StepFailed caught or failing the workflow.
+// committed as, and StepFailed caught or failing the workflow; the
+// workflow's own structured error (an ApplicationError thrown outside any
+// step), as clients read it.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
@@ -94,6 +96,26 @@ const uncaught = workflow("uncaught", { version: 1 }, async (ctx) => {
   });
 });
 
+class OrderRejected extends ApplicationError {}
+
+/** What the workflow function throws, outside any step, after one step. */
+const bodyThrowers = {
+  app: () =>
+    new ApplicationError("order failed after refund", {
+      type: "OrderFailed",
+      details: { refunded: true, items: [1, 2] },
+    }),
+  nonRetryable: () => new NonRetryableError("gone for good", { type: "Gone" }),
+  subclass: () => new OrderRejected("no stock"),
+  plain: () => new TypeError("not a function"),
+};
+
+/** Fails with `bodyThrowers[kind]` after its step `refund`. */
+const orderFails = workflow("order_fails", { version: 1 }, async (ctx, kind) => {
+  await ctx.checkpoint("refund", () => true);
+  throw bodyThrowers[kind]();
+});
+
 /** A step with a bad policy: refused before it runs. */
 let ran = false;
 const badStep = workflow("bad_step", { version: 1 }, async (ctx) => {
@@ -119,7 +141,7 @@ before(async () => {
   client = node.client();
   // The worker's policy: 2 attempts, for workflows and steps without one.
   worker = await Worker.create(client, {
-    workflows: [thrower, flaky, alwaysFails, uncaught, badStep],
+    workflows: [thrower, flaky, alwaysFails, uncaught, badStep, orderFails],
     retry: { ...fast, maximumAttempts: 2 },
   });
 });
@@ -162,12 +184,24 @@ test("a bad retry policy is refused where it is written, saying what is wrong", 
   refused(define({ nonRetryableErrorTypes: "CardDeclined" }), /nonRetryableErrorTypes must be an array/);
   refused(define(3), /expected an object/);
   refused(define({ jitter: 2 }), /\(the retry option of workflow 'w'\)$/);
+  refused(
+    define({ attemptTimeoutMs: 0 }),
+    /attemptTimeoutMs must be more than 0 \(Infinity: no limit\), got 0/,
+  );
+  refused(
+    define({ attemptTimeoutMs: -5 }),
+    /attemptTimeoutMs must be a number of milliseconds more than 0.*got -5/,
+  );
+  refused(define({ attemptTimeoutMs: Number.NaN }), /attemptTimeoutMs.*got NaN/);
+  refused(define({ attemptTimeoutMs: "5s" }), /attemptTimeoutMs must be a number, got a string/);
   // Good ones, including no limit on attempts.
   for (const retry of [
     {},
     { maximumAttempts: Infinity },
     { maximumAttempts: 1 },
     { ...fast, maximumIntervalMs: 1 },
+    { attemptTimeoutMs: 250 },
+    { attemptTimeoutMs: Infinity, maximumAttempts: 3 },
   ]) {
     assert.deepEqual(define(retry)().retry, retry);
   }
@@ -274,4 +308,68 @@ test("an uncaught StepFailed fails the workflow with the Rust SDK's text", async
   const info = await handle.get();
   assert.equal(info.status, "FAILED");
   assert.equal(info.error, text);
+  // Its failure is the step's, structured.
+  assert.deepEqual(info.failure, {
+    type: "CardDeclined",
+    message: "card declined",
+    details: { code: "x" },
+    nonRetryable: true,
+  });
+});
+
+test("an ApplicationError thrown by the workflow fails it with that failure, structured", async () => {
+  const expect = {
+    app: {
+      type: "OrderFailed",
+      message: "order failed after refund",
+      details: { refunded: true, items: [1, 2] },
+      nonRetryable: false,
+    },
+    nonRetryable: { type: "Gone", message: "gone for good", details: undefined, nonRetryable: true },
+    subclass: { type: "OrderRejected", message: "no stock", details: undefined, nonRetryable: false },
+  };
+  for (const [kind, failure] of Object.entries(expect)) {
+    const handle = await client.startWorkflow(orderFails, kind);
+    const id = handle.workflowId;
+    const text = `${failure.type}: ${failure.message}`;
+    await assert.rejects(handle.result(), (e) => {
+      assert.ok(e instanceof WorkflowFailed, String(e));
+      assert.equal(e.message, `workflow '${id}' failed: ${text}`);
+      assert.deepEqual([e.workflowId, e.error, e.type, e.details], [id, text, failure.type, failure.details]);
+      assert.deepEqual(e.failure, failure, kind);
+      return true;
+    });
+    const listed = await client.listWorkflows({ workflowName: "order_fails", status: "FAILED" });
+    for (const info of [
+      await client.getWorkflow(id),
+      await handle.wait(5_000),
+      listed.workflows.find((w) => w.workflowId === id),
+    ]) {
+      assert.equal(info.status, "FAILED");
+      assert.equal(info.error, text);
+      assert.deepEqual(info.failure, failure, kind);
+    }
+    // The step before it ran; the error is no step of the history.
+    assert.deepEqual(
+      (await handle.history()).map((h) => [h.checkpointName, h.value]),
+      [["refund", true]],
+    );
+  }
+});
+
+test("any other error thrown by the workflow fails it with its text, unstructured", async () => {
+  const handle = await client.startWorkflow(orderFails, "plain");
+  await assert.rejects(handle.result(), (e) => {
+    assert.ok(e instanceof WorkflowFailed, String(e));
+    assert.deepEqual(
+      [e.error, e.type, e.details, e.failure],
+      ["TypeError: not a function", "", undefined, undefined],
+    );
+    return true;
+  });
+  const info = await handle.get();
+  assert.deepEqual(
+    [info.status, info.error, info.failure],
+    ["FAILED", "TypeError: not a function", undefined],
+  );
 });

@@ -2,6 +2,8 @@
 // from the workflow definition to startWorkflow and handle.result().
 import {
   Client,
+  type LogRecord,
+  type LogSink,
   NonRetryableError,
   type RaftoralError,
   type RetryPolicy,
@@ -46,9 +48,30 @@ const saga = workflow("saga", { version: 1, retry }, async (ctx, order: Order) =
   }
 });
 
+const helpers = workflow("helpers", { version: 1 }, async (ctx) => {
+  const started: Date = await ctx.now();
+  const r: number = ctx.random();
+  const key: string = ctx.uuid();
+  const replaying: boolean = ctx.isReplaying;
+  ctx.log.info("charging", { key }, 42);
+  ctx.log.warn("slow");
+  // @ts-expect-error: random() is synchronous, no step
+  const late: Promise<number> = ctx.random();
+  return { at: started.getTime(), r, key, replaying, late };
+});
+
+const lines: LogRecord[] = [];
+const logSink: LogSink = (record) => {
+  lines.push(record);
+};
+
 export async function main(url: string): Promise<void> {
   const client = await Client.connect(url);
-  const worker = await Worker.create(client, { workflows: [pingPong, charge, saga], retry });
+  const worker = await Worker.create(client, {
+    workflows: [pingPong, charge, saga, helpers],
+    retry,
+    logSink,
+  });
   const handle = await client.startWorkflow(pingPong, "ping", { id: "order-42" });
   const answer: string = await handle.result();
   const cents: number = await (await client.startWorkflow(charge, { id: "a", amount: 2 })).result();

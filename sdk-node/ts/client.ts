@@ -1,6 +1,6 @@
 /** {@link Client} and {@link WorkflowHandle}. */
 import { type Codec, jsonCodec } from "./codec";
-import { call } from "./errors";
+import { call, workflowFailure } from "./errors";
 import native from "./native";
 import { type HistoryEntry, type ListOptions, STATUSES, type WorkflowInfo, type WorkflowPage } from "./types";
 import type { Workflow } from "./workflow";
@@ -162,6 +162,7 @@ export class Client {
       input: this.codec.decode(w.input),
       result: this.codec.decode(w.result),
       error: w.error,
+      failure: w.failure ? workflowFailure(w.failure) : undefined,
       pendingReason: w.pendingReason,
       createdAtMs: w.createdAtMs,
       updatedAtMs: w.updatedAtMs,
@@ -186,7 +187,8 @@ export class WorkflowHandle<O> {
 
   /**
    * Waits for the outcome: the decoded result, or a rejection with
-   * `WorkflowFailed` or `Cancelled`.
+   * `WorkflowFailed` (its `failure` has the type, message and details of a
+   * structured failure) or `Cancelled`.
    */
   async result(): Promise<O> {
     const data = await call(this.#client.native.result(this.workflowId));

@@ -7,6 +7,8 @@
  * of these classes with the core's message, which says what to do.
  */
 
+import type { WorkflowFailure } from "./types";
+
 /** The stable codes of {@link RaftoralError}. */
 export type ErrorCode =
   | "WORKFLOW_FAILED"
@@ -20,6 +22,7 @@ export type ErrorCode =
   | "REJECTED"
   | "NOT_RUNNING"
   | "STEP_FAILED"
+  | "ATTEMPT_TIMEOUT"
   | "APPLICATION_ERROR"
   | "ALREADY_EXISTS"
   | "FAILED_PRECONDITION"
@@ -38,19 +41,35 @@ export class RaftoralError extends Error {
   }
 }
 
-/** The workflow function threw; `error` is its message. */
+/**
+ * The workflow failed; `error` is its error text. When it failed with a
+ * structured failure (an {@link ApplicationError} its function threw, or a
+ * step's failure it did not catch), `failure` has it: type, message,
+ * details, in any language the workflow ran in.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await handle.result();
+ * } catch (e) {
+ *   if (e instanceof WorkflowFailed && e.failure?.type === "OrderFailed") {
+ *     console.log(e.failure.message, e.failure.details);
+ *   } else throw e;
+ * }
+ * ```
+ */
 export class WorkflowFailed extends RaftoralError {
   constructor(
     message: string,
     readonly workflowId = "",
+    /** The workflow's error text (`Type: message` for a structured failure). */
     readonly error = message,
-    /**
-     * The failure's type when the workflow failed with a step's failure it
-     * did not catch (e.g. `"CardDeclined"`); empty otherwise.
-     */
+    /** The structured failure's type (e.g. `"CardDeclined"`); empty without one. */
     readonly type = "",
-    /** That failure's details (decoded JSON), or `undefined`. */
+    /** The structured failure's details (decoded JSON), or `undefined`. */
     readonly details: unknown = undefined,
+    /** The structured failure, or `undefined` (the workflow threw another error). */
+    readonly failure: WorkflowFailure | undefined = undefined,
   ) {
     super("WORKFLOW_FAILED", message);
   }
@@ -199,6 +218,34 @@ export class StepFailed extends RaftoralError {
 }
 
 /**
+ * An attempt of a step outlasted its retry policy's `attemptTimeoutMs`. The
+ * attempt's `AbortSignal` (`StepInfo.signal`) is aborted with it, the SDK
+ * stops waiting for the attempt, and the attempt fails with it: committed
+ * as type `AttemptTimeout` (`type`) and this message
+ * (`attempt N timed out after T ms`), the same in every SDK, and retried
+ * per the policy. When no attempt is left the step fails with it
+ * (`StepFailed` of type `AttemptTimeout`).
+ */
+export class AttemptTimeout extends RaftoralError {
+  constructor(
+    message: string,
+    readonly workflowId: string,
+    /** The step's name. */
+    readonly step: string,
+    /** The step's position. */
+    readonly seq: number,
+    /** The attempt that timed out (1-based). */
+    readonly attempt: number,
+    /** The policy's `attemptTimeoutMs`. */
+    readonly timeoutMs: number,
+    /** The failure's type as it is committed: `"AttemptTimeout"`. */
+    readonly type = "AttemptTimeout",
+  ) {
+    super("ATTEMPT_TIMEOUT", message);
+  }
+}
+
+/**
  * Options of {@link ApplicationError}.
  *
  * @example
@@ -226,6 +273,11 @@ export interface ApplicationErrorOptions {
  * how it is recorded: its `type` (instead of the class name) and `details`
  * (as JSON) reach `StepFailed` on every replica and in every replay, in any
  * language.
+ *
+ * Thrown by the workflow function itself (outside any step), it fails the
+ * workflow with that structured failure: clients get it as
+ * `WorkflowFailed.failure` from `handle.result()`, and as
+ * `WorkflowInfo.failure` from `client.getWorkflow(id)`.
  *
  * @example
  * ```ts
@@ -296,6 +348,10 @@ export function failureOf(e: unknown): FailureRecord {
   if (!(e instanceof Error)) {
     return { type: "Error", message: String(e), detailsJson: "", nonRetryable: false, stack: "" };
   }
+  if (e instanceof AttemptTimeout) {
+    // The core's failure, as every SDK commits it (no stack).
+    return { type: e.type, message: e.message, detailsJson: "", nonRetryable: false, stack: "" };
+  }
   const app = e instanceof ApplicationError;
   const type = app ? e.type : e.constructor?.name || e.name || "Error";
   return {
@@ -318,6 +374,37 @@ export function detailsJson(details: unknown): string {
   }
 }
 
+/**
+ * @internal Details committed as JSON text, decoded: `undefined` for none;
+ * the text itself if it is not JSON (another SDK's mistake, kept readable).
+ */
+export function decodeDetails(json: string | undefined | null): unknown {
+  if (!json) return undefined;
+  try {
+    return JSON.parse(json) as unknown;
+  } catch {
+    return json;
+  }
+}
+
+/** @internal A structured failure as the native layer gives it. */
+export interface NativeFailureRecord {
+  type: string;
+  message: string;
+  detailsJson?: string | null;
+  nonRetryable?: boolean | null;
+}
+
+/** @internal {@link WorkflowFailure} of a native failure record. */
+export function workflowFailure(f: NativeFailureRecord): WorkflowFailure {
+  return {
+    type: f.type,
+    message: f.message,
+    details: decodeDetails(f.detailsJson),
+    nonRetryable: f.nonRetryable ?? false,
+  };
+}
+
 const PREFIX = "RAFTORAL_ERROR ";
 
 interface Details {
@@ -336,6 +423,7 @@ interface Details {
   type?: string;
   detailsJson?: string;
   nonRetryable?: boolean;
+  failure?: NativeFailureRecord | null;
 }
 
 /** The SDK error for what a native call threw; other errors pass through. */
@@ -346,14 +434,10 @@ export function fromNative(e: unknown): unknown {
   const d = JSON.parse(e.message.slice(PREFIX.length)) as Details;
   const m = d.message;
   switch (d.code) {
-    case "WORKFLOW_FAILED":
-      return new WorkflowFailed(
-        m,
-        d.workflowId,
-        d.error,
-        d.type,
-        d.detailsJson ? (JSON.parse(d.detailsJson) as unknown) : undefined,
-      );
+    case "WORKFLOW_FAILED": {
+      const failure = d.failure ? workflowFailure(d.failure) : undefined;
+      return new WorkflowFailed(m, d.workflowId, d.error, failure?.type, failure?.details, failure);
+    }
     case "CANCELLED":
       return new Cancelled(m, d.workflowId, d.reason);
     case "NON_DETERMINISM":
@@ -381,7 +465,7 @@ export function fromNative(e: unknown): unknown {
         d.attempts,
         d.type,
         d.error,
-        d.detailsJson ? (JSON.parse(d.detailsJson) as unknown) : undefined,
+        decodeDetails(d.detailsJson),
         d.nonRetryable,
       );
     default:

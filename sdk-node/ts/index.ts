@@ -17,11 +17,13 @@
  *
  * @packageDocumentation
  */
+export type { StepFn, StepInfo } from "./attempt";
 export { Client, type ConnectOptions, type StartOptions, WorkflowHandle } from "./client";
 export { type Codec, jsonCodec } from "./codec";
 export {
   ApplicationError,
   type ApplicationErrorOptions,
+  AttemptTimeout,
   Cancelled,
   type ErrorCode,
   InvalidArgument,
@@ -38,10 +40,12 @@ export {
   WorkflowFailed,
 } from "./errors";
 export { LocalNode } from "./local";
+export { consoleSink, type LogLevel, type LogRecord, type LogSink, type WorkflowLogger } from "./log";
 export type { RetryPolicy } from "./retry";
 export type {
   HistoryEntry,
   ListOptions,
+  WorkflowFailure,
   WorkflowInfo,
   WorkflowPage,
   WorkflowStatus,
@@ -51,8 +55,7 @@ export {
   type CheckpointOptions,
   checkpoint,
   currentContext,
-  type StepFn,
-  type StepInfo,
+  NOW_STEP,
   type Workflow,
   WorkflowContext,
   type WorkflowFn,

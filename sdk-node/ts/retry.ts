@@ -5,7 +5,8 @@ import native from "./native";
 /**
  * How a step whose function throws is retried. Every field is optional; an
  * absent one takes the default: 1 s before the second attempt, ×2 after
- * each attempt, at most 60 s between two, 10 attempts in all, jitter 0.2.
+ * each attempt, at most 60 s between two, 10 attempts in all, jitter 0.2,
+ * no attempt timeout.
  *
  * The delay before attempt `n + 1` is
  * `min(maximumIntervalMs, initialIntervalMs × backoffCoefficient^(n−1))`,
@@ -27,8 +28,9 @@ import native from "./native";
  *   initialIntervalMs: 200,
  *   maximumAttempts: 5,
  *   nonRetryableErrorTypes: ["CardDeclined"],
+ *   attemptTimeoutMs: 10_000,
  * };
- * await ctx.checkpoint("charge", () => charge(order), { retry });
+ * await ctx.checkpoint("charge", ({ signal }) => charge(order, { signal }), { retry });
  * ```
  */
 export interface RetryPolicy {
@@ -44,6 +46,17 @@ export interface RetryPolicy {
   jitter?: number;
   /** Error types (see `ApplicationError`) that fail the step at once. */
   nonRetryableErrorTypes?: readonly string[];
+  /**
+   * Longest one attempt may run, in ms, more than 0; `Infinity`: no limit
+   * (the default). On the owner, an attempt that outlasts it has its
+   * `AbortSignal` (`StepInfo.signal`) aborted with an `AttemptTimeout`, is
+   * no longer waited for, and fails as a retryable error of type
+   * `AttemptTimeout`, message `attempt N timed out after T ms` (list
+   * `"AttemptTimeout"` in `nonRetryableErrorTypes` to stop at the first).
+   * Timed on the owner running the attempt: one cut short by a failover
+   * starts again with the whole timeout.
+   */
+  attemptTimeoutMs?: number;
 }
 
 const NUMBERS = [
@@ -52,6 +65,7 @@ const NUMBERS = [
   "maximumIntervalMs",
   "maximumAttempts",
   "jitter",
+  "attemptTimeoutMs",
 ] as const;
 const OPTIONS: readonly string[] = [...NUMBERS, "nonRetryableErrorTypes"];
 

@@ -13,6 +13,30 @@ export const STATUSES: readonly WorkflowStatus[] = [
   "CANCELLED",
 ];
 
+/**
+ * The structured failure of a failed workflow: an `ApplicationError` its
+ * function threw (outside any step), or a step's failure it did not catch;
+ * whichever language the workflow ran in.
+ *
+ * @example
+ * ```ts
+ * const info = await client.getWorkflow(id);
+ * if (info.status === "FAILED" && info.failure?.type === "OrderFailed") {
+ *   refundCustomer(info.failure.details);
+ * }
+ * ```
+ */
+export interface WorkflowFailure {
+  /** The error's type name (e.g. `"OrderFailed"`, `"CardDeclined"`). */
+  type: string;
+  /** The error's own message (without the type). */
+  message: string;
+  /** Its details, decoded from JSON; `undefined` when there are none. */
+  details: unknown;
+  /** True when it was raised as non-retryable (`NonRetryableError`). */
+  nonRetryable: boolean;
+}
+
 /** A workflow's state. `input` and `result` are decoded with the client's codec. */
 export interface WorkflowInfo {
   workflowId: string;
@@ -27,6 +51,12 @@ export interface WorkflowInfo {
   result: unknown;
   /** Failure message or cancellation reason. */
   error: string;
+  /**
+   * The failure, structured, when the workflow failed with one (an
+   * `ApplicationError` thrown by its function, or a step failure it did not
+   * catch); else `undefined`.
+   */
+  failure: WorkflowFailure | undefined;
   /** Why a pending workflow waits. */
   pendingReason: string;
   createdAtMs: number;

@@ -1,7 +1,18 @@
 /** The {@link Worker}: runs registered workflows as the sidecar hands them over. */
 import type { Client } from "./client";
 import { Deliveries } from "./deliveries";
-import { Cancelled, call, detailsJson, NotRunning, RaftoralError, ShuttingDown, StepFailed } from "./errors";
+import {
+  ApplicationError,
+  Cancelled,
+  call,
+  detailsJson,
+  failureOf,
+  NotRunning,
+  RaftoralError,
+  ShuttingDown,
+  StepFailed,
+} from "./errors";
+import type { LogSink } from "./log";
 import native from "./native";
 import { checkRetryPolicy, type RetryPolicy } from "./retry";
 import { cancelledError, type Workflow, WorkflowContext } from "./workflow";
@@ -18,6 +29,12 @@ export interface WorkerOptions {
    * `create` reject with `InvalidArgument`.
    */
   retry?: RetryPolicy;
+  /**
+   * Where the workflows' `ctx.log` lines go (default: `console`, with the
+   * prefix `[workflow ID step N] `). It gets only the lines to write, never
+   * those of a replay.
+   */
+  logSink?: LogSink;
 }
 
 /**
@@ -44,6 +61,7 @@ export class Worker {
   /** Retry policy of each workflow's steps without one, by `name@version`. */
   readonly #retries = new Map<string, native.NativeRetryPolicy>();
   readonly #tasks = new Set<Promise<void>>();
+  readonly #logSink: LogSink | undefined;
   #loop: Promise<void> | undefined;
   #stopped = false;
 
@@ -61,6 +79,7 @@ export class Worker {
     this.#native = new native.NativeWorker(client.native);
     this.#deliveries = new Deliveries(this.#native);
     this.#grace = options.shutdownGraceMs ?? 10_000;
+    this.#logSink = options.logSink;
     for (const wf of options.workflows) {
       this.#workflows.set(`${wf.name}@${wf.version}`, wf);
     }
@@ -145,6 +164,7 @@ export class Worker {
       controller.signal,
       this.#deliveries,
       this.#retries.get(`${run.workflowName}@${run.version}`),
+      this.#logSink,
     );
     let data: Uint8Array;
     try {
@@ -159,7 +179,6 @@ export class Worker {
       } else if (e instanceof StepFailed) {
         // An uncaught step failure: the workflow fails with it, structured.
         run.failWithStep({
-          workflowId: e.workflowId,
           seq: e.seq,
           step: e.step,
           attempts: e.attempts,
@@ -170,6 +189,10 @@ export class Worker {
             nonRetryable: e.nonRetryable,
           },
         });
+      } else if (e instanceof ApplicationError) {
+        // The workflow's own structured error: clients read its type,
+        // message and details (WorkflowInfo.failure, WorkflowFailed.failure).
+        run.failWithApplicationError(failureOf(e));
       } else if (e instanceof RaftoralError) {
         run.fail(e.message);
       } else if (e instanceof Error) {

@@ -1,11 +1,23 @@
 /** Workflow definitions ({@link workflow}) and {@link WorkflowContext}. */
 import { AsyncLocalStorage } from "node:async_hooks";
 
-import type { Codec } from "./codec";
+import { Attempts, type StepFn } from "./attempt";
+import { type Codec, jsonCodec } from "./codec";
 import type { Deliveries, Outcome } from "./deliveries";
 import { Cancelled, callSync, failureOf, fromNative, InvalidArgument } from "./errors";
-import type { NativeRetryPolicy, NativeRun, NativeSlot } from "./native";
+import { consoleSink, type LogSink, type WorkflowLogger, workflowLogger } from "./log";
+import native from "./native";
 import { checkRetryPolicy, type RetryPolicy } from "./retry";
+
+type NativeRetryPolicy = native.NativeRetryPolicy;
+type NativeRun = native.NativeRun;
+type NativeSlot = native.NativeSlot;
+
+/**
+ * The step name {@link WorkflowContext.now} commits the owner's clock under
+ * (`"raftoral.now"`, the same in every SDK), as it appears in a history.
+ */
+export const NOW_STEP: string = native.NOW_STEP;
 
 /** Options of {@link workflow}. */
 export interface WorkflowOptions {
@@ -35,39 +47,6 @@ export interface CheckpointOptions {
    */
   retry?: RetryPolicy;
 }
-
-/**
- * What a step's function is told about its run.
- *
- * @example
- * ```ts
- * await ctx.checkpoint("charge", ({ attempt }: StepInfo) =>
- *   pay(order, { idempotencyKey: `${order.id}-${attempt}` }));
- * ```
- */
-export interface StepInfo {
-  /**
-   * 1-based attempt number: more than 1 after failed attempts, counted
-   * across owners (a new owner after a failover goes on with the count).
-   */
-  readonly attempt: number;
-}
-
-/**
- * The function of a step: sync or async, told its attempt number. Its value
- * is committed; what it throws fails the attempt (see {@link RetryPolicy}).
- *
- * @example
- * ```ts
- * const fetchRate: StepFn<number> = async ({ attempt }) => {
- *   const r = await fetch(`https://rates.example/eur?try=${attempt}`);
- *   if (!r.ok) throw new ApplicationError(`rates answered ${r.status}`, { type: "RatesDown" });
- *   return ((await r.json()) as { rate: number }).rate;
- * };
- * const rate = await ctx.checkpoint("rate", fetchRate);
- * ```
- */
-export type StepFn<T> = (step: StepInfo) => T | Promise<T>;
 
 /** The function of a workflow: `(ctx, input) => output`. */
 export type WorkflowFn<I, O> = (ctx: WorkflowContext, input: I) => O | Promise<O>;
@@ -136,6 +115,12 @@ const current = new AsyncLocalStorage<WorkflowContext>();
  * same positions. Between steps, branches running side by side should
  * await only this context's operations (a non-durable await can make a
  * replay diverge).
+ *
+ * Code between steps runs again in every replay and on every replica, so it
+ * must decide the same each time: take the time from
+ * {@link WorkflowContext.now}, random numbers and ids from
+ * {@link WorkflowContext.random} and {@link WorkflowContext.uuid}, and log
+ * through {@link WorkflowContext.log}, which writes each line once.
  */
 export class WorkflowContext {
   /** Aborted when the workflow is cancelled; pass it to `fetch` and the like. */
@@ -153,9 +138,10 @@ export class WorkflowContext {
    */
   #ready: (() => void)[] = [];
   #handing = false;
-  /** Rejects the step functions running now (see #abortable). */
-  #running = new Set<(reason: unknown) => void>();
-  #listening = false;
+  /** Runs the attempts of this run's steps (cancellation, attempt timeouts). */
+  #attempts: Attempts;
+  #sink: LogSink;
+  #log: WorkflowLogger | undefined;
 
   /** @internal Created by the worker. */
   constructor(
@@ -164,12 +150,15 @@ export class WorkflowContext {
     signal: AbortSignal,
     deliveries: Deliveries,
     retry: NativeRetryPolicy = {},
+    sink: LogSink = consoleSink,
   ) {
     this.#run = run;
     this.#codec = codec;
     this.signal = signal;
+    this.#attempts = new Attempts(signal);
     this.#deliveries = deliveries;
     this.#retry = retry;
+    this.#sink = sink;
   }
 
   /** Id of this workflow instance. */
@@ -194,7 +183,10 @@ export class WorkflowContext {
    * When `fn` throws, the attempt's failure is committed and `fn` runs again
    * after the delay of the retry policy (`options.retry`, else the
    * workflow's, the worker's or the defaults: 1 s, ×2, at most 60 s, 10
-   * attempts); `fn` gets the attempt number (`{ attempt }`, 1-based). Once
+   * attempts); `fn` gets the attempt number (`{ attempt }`, 1-based) and
+   * the attempt's `signal`. An attempt that outlasts the policy's
+   * `attemptTimeoutMs` has that signal aborted, is no longer waited for and
+   * fails as type `AttemptTimeout` (retried like any failure). Once
    * the step fails for good (a `NonRetryableError`, a non-retryable
    * type, or the attempts are spent) it rejects with `StepFailed`, here and
    * on every replica and replay: catch it to compensate, or let it fail the
@@ -221,6 +213,104 @@ export class WorkflowContext {
    * ```
    */
   checkpoint<T>(name: string, fn: StepFn<T>, options?: CheckpointOptions): Promise<T> {
+    return this.#checkpoint(name, fn, options, this.#codec);
+  }
+
+  /**
+   * The current time, recorded: the owner reads its clock (`Date.now()`) in
+   * a step named {@link NOW_STEP}, so replicas and every replay get the same
+   * instant. It costs a step: read it once and keep it, not in a loop. Its
+   * value is committed as a JSON integer (milliseconds since the Unix
+   * epoch) whatever the client's codec, as every SDK commits it.
+   *
+   * Rejects as {@link WorkflowContext.checkpoint} does.
+   *
+   * @example
+   * ```ts
+   * const started = await ctx.now();
+   * const deadline = new Date(started.getTime() + 24 * 3600 * 1000);
+   * ```
+   */
+  async now(): Promise<Date> {
+    const ms = await this.#checkpoint(NOW_STEP, () => Date.now(), undefined, jsonCodec);
+    return new Date(ms);
+  }
+
+  /**
+   * A float in `[0, 1)`, the same on every replica and in every replay:
+   * drawn from a generator seeded per workflow (SplitMix64), in call order.
+   * Nothing is committed, so it costs no step. Not for secrets.
+   *
+   * @example
+   * ```ts
+   * const shard = Math.floor(ctx.random() * 16);
+   * ```
+   */
+  random(): number {
+    this.#refuseAfterEnd("random()");
+    return callSync(() => this.#run.random());
+  }
+
+  /**
+   * A version 4 UUID (lowercase, `8-4-4-4-12`) from the same generator as
+   * {@link WorkflowContext.random}: stable across replays, so it can serve as the
+   * idempotency key of a call a step makes. Costs no step. Not for secrets.
+   *
+   * @example
+   * ```ts
+   * const key = ctx.uuid();
+   * await ctx.checkpoint("charge", () => pay(order, { idempotencyKey: key }));
+   * ```
+   */
+  uuid(): string {
+    this.#refuseAfterEnd("uuid()");
+    return callSync(() => this.#run.uuid());
+  }
+
+  /**
+   * True while the code repeats what already happened: a replay of the
+   * committed history, or a replica that does not own the workflow.
+   *
+   * @example
+   * ```ts
+   * if (!ctx.isReplaying) metrics.increment("orders.resumed");
+   * ```
+   */
+  get isReplaying(): boolean {
+    return this.#run.isReplaying;
+  }
+
+  /**
+   * A logger that writes each line once: nothing while replaying, and
+   * otherwise `console.debug/info/warn/error` (or the worker's `logSink`)
+   * with the prefix `[workflow ID step N] `, `N` the position of the next
+   * step.
+   *
+   * @example
+   * ```ts
+   * ctx.log.info("charging the card", { amount });
+   * const receipt = await ctx.checkpoint("charge", () => charge(amount));
+   * ```
+   */
+  get log(): WorkflowLogger {
+    this.#log ??= workflowLogger(this, () => this.#run.nextPosition, this.#sink);
+    return this.#log;
+  }
+
+  #refuseAfterEnd(what: string): void {
+    if (!this.#active) {
+      throw new InvalidArgument(
+        `${what} called after workflow '${this.workflowId}' finished; it belongs inside the workflow function`,
+      );
+    }
+  }
+
+  #checkpoint<T>(
+    name: string,
+    fn: StepFn<T>,
+    options: CheckpointOptions | undefined,
+    codec: Codec,
+  ): Promise<T> {
     if (!this.#active) {
       return Promise.reject(
         new InvalidArgument(
@@ -244,42 +334,49 @@ export class WorkflowContext {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.#step(seq, name, fn, policy);
+    return this.#step(seq, name, fn, policy, codec);
   }
 
-  async #step<T>(seq: number, name: string, fn: StepFn<T>, policy: NativeRetryPolicy): Promise<T> {
+  async #step<T>(
+    seq: number,
+    name: string,
+    fn: StepFn<T>,
+    policy: NativeRetryPolicy,
+    codec: Codec,
+  ): Promise<T> {
     let slot = await this.#slot(seq);
     let value: T;
     for (;;) {
       if (slot.value != null) {
         // A committed value; a committed failure rejected with StepFailed.
-        return this.#codec.decode(slot.value) as T;
+        return codec.decode(slot.value) as T;
       }
       // A cancellation seen between the slot and here: do not start the step.
       this.signal.throwIfAborted();
-      const info: StepInfo = Object.freeze({ attempt: slot.attempt ?? 1 });
+      const of = { workflowId: this.workflowId, step: name, seq, attempt: slot.attempt ?? 1 };
       try {
-        value = await this.#abortable(Promise.resolve().then(() => fn(info)));
+        value = await this.#attempts.run(fn, of, policy);
         break;
       } catch (e) {
         // Cancelled meanwhile: nothing is committed, the cancellation ends the run.
         this.signal.throwIfAborted();
-        // The core commits the failure and answers with the next attempt
-        // (after its delay), or rejects with StepFailed.
+        // The core commits the failure (a timeout's is the core's own) and
+        // answers with the next attempt (after its delay), or rejects with
+        // StepFailed.
         const failure = failureOf(e);
         slot = await this.#wait((key) => this.#run.failStep(seq, failure, policy, key));
       }
     }
     let data: Uint8Array;
     try {
-      data = this.#codec.encode(value);
+      data = codec.encode(value);
     } catch (e) {
       throw new InvalidArgument(
         `checkpoint '${name}' (seq ${seq}) of workflow '${this.workflowId}': cannot encode its value: ${(e as Error).message}; return a JSON-compatible value or pass a codec that handles it`,
       );
     }
     const committed = await this.#wait((key) => this.#run.commit(seq, Buffer.from(data), key));
-    return this.#codec.decode(committed.value ?? Buffer.alloc(0)) as T;
+    return codec.decode(committed.value ?? Buffer.alloc(0)) as T;
   }
 
   /**
@@ -343,32 +440,6 @@ export class WorkflowContext {
       this.#handing = false;
     }
   };
-
-  /** `p`, or a {@link Cancelled} rejection as soon as the signal fires. */
-  #abortable<T>(p: Promise<T>): Promise<T> {
-    const signal = this.signal;
-    if (signal.aborted) {
-      p.catch(() => undefined);
-      return Promise.reject(signal.reason);
-    }
-    // One listener for every step running now (steps side by side would
-    // otherwise add one each, past Node's warning threshold).
-    if (!this.#listening) {
-      this.#listening = true;
-      signal.addEventListener(
-        "abort",
-        () => {
-          for (const reject of this.#running) reject(signal.reason);
-          this.#running.clear();
-        },
-        { once: true },
-      );
-    }
-    return new Promise<T>((resolve, reject) => {
-      this.#running.add(reject);
-      p.then(resolve, reject).finally(() => this.#running.delete(reject));
-    });
-  }
 
   /** @internal Runs `f` with this context as the current one. */
   runAs<R>(f: () => R): R {

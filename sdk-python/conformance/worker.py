@@ -5,7 +5,10 @@ Environment: ``RAFTORAL_SIDECAR_URL`` (sidecar), ``CONFORMANCE_EFFECTS`` (file
 that records each side effect as a line), ``CONFORMANCE_HANG=1`` (the
 ``steps`` workflow hangs at ``hang_at`` instead of finishing that step),
 ``CONFORMANCE_STEP_PREFIX`` (checkpoint names of ``steps``, default
-``step``), ``CONFORMANCE_WORKFLOWS`` (comma list of what to register).
+``step``), ``CONFORMANCE_WORKFLOWS`` (comma list of what to register;
+``saga``, ``flaky``, ``fanout`` and ``helpers`` only when named),
+``CONFORMANCE_BAD_POLICY`` (a retry policy the SDK refuses, made before
+anything is registered).
 Prints ``worker ready`` once registered; stops cleanly on SIGTERM.
 """
 
@@ -74,7 +77,9 @@ async def steps(ctx: raftoral.WorkflowContext, inp: StepsInput) -> int:
 
 
 @raftoral.workflow(name="saga", version=1)
-async def saga(ctx: raftoral.WorkflowContext, _inp: dict[str, Any]) -> dict[str, Any]:
+async def saga(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str, Any]:
+    """A charge that fails for good, caught; a refund; then a last step, or
+    with ``{"fail": true}`` the workflow's own structured error."""
     hang = os.environ.get("CONFORMANCE_HANG") == "1"
 
     def charge() -> bool:
@@ -96,6 +101,11 @@ async def saga(ctx: raftoral.WorkflowContext, _inp: dict[str, Any]) -> dict[str,
         return True
 
     refunded = await ctx.checkpoint("refund", refund)
+    if inp.get("fail"):
+        # Raised outside any step: the workflow fails with it, structured.
+        raise raftoral.ApplicationError(
+            "order failed after refund", type="OrderFailed", details={"refunded": refunded}
+        )
 
     async def finish() -> bool:
         effect(ctx.workflow_id, "start", 2)
@@ -115,6 +125,34 @@ async def saga(ctx: raftoral.WorkflowContext, _inp: dict[str, Any]) -> dict[str,
     }
 
 
+@raftoral.workflow(name="helpers", version=1)
+async def helpers(ctx: raftoral.WorkflowContext, _inp: dict[str, Any]) -> dict[str, Any]:
+    """The deterministic helpers' draws and recorded time, kept in a step and
+    returned again after a later step (which hangs under
+    ``CONFORMANCE_HANG=1``), so a replay shows whether they changed."""
+    hang = os.environ.get("CONFORMANCE_HANG") == "1"
+    random = ctx.random()
+    uuid = str(ctx.uuid())
+    now = round((await ctx.now()).timestamp() * 1000)
+    drawn = {"random": random, "uuid": uuid, "now": now}
+
+    def record() -> dict[str, Any]:
+        effect(ctx.workflow_id, "start", 0)
+        return drawn
+
+    recorded = await ctx.checkpoint("record", record)
+    after = ctx.random()
+
+    async def gate() -> bool:
+        effect(ctx.workflow_id, "start", 1)
+        if hang:
+            await asyncio.Event().wait()  # the app "dies" here
+        return True
+
+    await ctx.checkpoint("gate", gate)
+    return {"recorded": recorded, "replayed": drawn, "after": after}
+
+
 @dataclass
 class FlakyInput:
     fail_times: int
@@ -123,6 +161,8 @@ class FlakyInput:
     coefficient: float
     non_retryable: bool = False
     catch: bool = False
+    timeout_ms: Optional[int] = None
+    hang_times: int = 0
 
 
 @raftoral.workflow(name="flaky", version=1)
@@ -133,11 +173,14 @@ async def flaky(ctx: raftoral.WorkflowContext, inp: FlakyInput) -> dict[str, Any
         maximum_interval=max(60.0, inp.initial_ms / 1000),
         maximum_attempts=inp.max_attempts,
         jitter=0.0,
+        attempt_timeout=None if inp.timeout_ms is None else inp.timeout_ms / 1000,
     )
 
-    def attempt() -> int:
+    async def attempt() -> int:
         n = raftoral.step_attempt()
         effect(ctx.workflow_id, "attempt", n)
+        if n <= inp.hang_times:
+            await asyncio.Event().wait()  # until the attempt timeout cancels it
         if n <= inp.fail_times:
             raise raftoral.ApplicationError(
                 f"attempt {n} failed", type="Flaky", non_retryable=inp.non_retryable
@@ -208,6 +251,7 @@ async def main() -> None:
         "saga": saga,
         "flaky": flaky,
         "fanout": fanout,
+        "helpers": helpers,
     }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

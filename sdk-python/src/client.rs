@@ -41,6 +41,19 @@ pub(crate) fn info_dict(py: Python<'_>, info: &WorkflowInfo) -> PyResult<Py<PyDi
     d.set_item("pending_reason", &info.pending_reason)?;
     d.set_item("created_at_ms", info.created_at_ms)?;
     d.set_item("updated_at_ms", info.updated_at_ms)?;
+    // The structured failure of a FAILED workflow that has one (an uncaught
+    // step failure, or the function's own `ApplicationError`); else None.
+    match &info.failure {
+        Some(f) => {
+            let failure = PyDict::new(py);
+            failure.set_item("type", &f.r#type)?;
+            failure.set_item("message", &f.message)?;
+            failure.set_item("details_json", &f.details_json)?;
+            failure.set_item("non_retryable", f.non_retryable)?;
+            d.set_item("failure", failure)?;
+        }
+        None => d.set_item("failure", py.None())?,
+    }
     Ok(d.unbind())
 }
 

@@ -65,9 +65,16 @@ fn build(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
             message: error,
             failure,
         } => {
-            let (error_type, details) = failure
+            let (error_type, details, error_message, non_retryable) = failure
                 .as_deref()
-                .map(|f| (f.r#type.clone(), f.details_json.clone()))
+                .map(|f| {
+                    (
+                        f.r#type.clone(),
+                        f.details_json.clone(),
+                        f.message.clone(),
+                        f.non_retryable,
+                    )
+                })
                 .unwrap_or_default();
             (
                 "WorkflowFailed",
@@ -77,6 +84,8 @@ fn build(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
                     error.clone(),
                     error_type,
                     details,
+                    error_message,
+                    non_retryable,
                 )
                     .into_pyobject(py)?,
             )

@@ -39,5 +39,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bridge::RunBridge>()?;
     m.add_class::<local::LocalNode>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The step name `WorkflowContext.now()` commits the clock under.
+    m.add("NOW_STEP", raftoral_client::NOW_STEP)?;
     Ok(())
 }

@@ -8,17 +8,22 @@
 //! value, or a [`ComputeToken`] when this replica owns the workflow and
 //! must compute). The outcome goes back
 //! through `complete` / `fail` / `abandon`, which the core reports exactly as
-//! for a Rust workflow.
+//! for a Rust workflow. The deterministic helpers (`random`, `uuid`,
+//! `is_replaying`, `next_position`, and the module's `NOW_STEP` for
+//! `now()`) are the core's, so every SDK draws and decides the same.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use raftoral_client::{
-    ClientError, Failure, RaftoralClient, RunOutcome, RunReply, Slot, StepFailure, WorkflowContext,
-    WorkflowError,
+    ClientError, Failure, RaftoralClient, RunOutcome, RunReply, Slot, StepError, StepFailure,
+    WorkflowContext, WorkflowError,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -95,10 +100,12 @@ pub struct RetryPolicy {
 
 #[pymethods]
 impl RetryPolicy {
-    /// Intervals in seconds; `maximum_attempts` None: no limit. Raises
-    /// `InvalidArgument` naming the setting that is wrong.
+    /// Intervals in seconds; `maximum_attempts` and `attempt_timeout`
+    /// None: no limit. Raises `InvalidArgument` naming the setting that is
+    /// wrong (the core's checks).
     #[new]
-    #[pyo3(signature = (initial_interval, backoff_coefficient, maximum_interval, maximum_attempts, jitter, non_retryable_error_types))]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (initial_interval, backoff_coefficient, maximum_interval, maximum_attempts, jitter, non_retryable_error_types, attempt_timeout = None))]
     fn new(
         initial_interval: f64,
         backoff_coefficient: f64,
@@ -106,6 +113,7 @@ impl RetryPolicy {
         maximum_attempts: Option<u32>,
         jitter: f64,
         non_retryable_error_types: Vec<String>,
+        attempt_timeout: Option<f64>,
     ) -> PyResult<Self> {
         let seconds = |name: &str, v: f64| {
             std::time::Duration::try_from_secs_f64(v).map_err(|_| {
@@ -121,9 +129,39 @@ impl RetryPolicy {
             maximum_attempts,
             jitter,
             non_retryable_error_types,
+            attempt_timeout: attempt_timeout
+                .map(|v| {
+                    std::time::Duration::try_from_secs_f64(v).map_err(|_| {
+                        to_py_err(ClientError::Usage(format!(
+                            "retry policy: attempt_timeout must be a number of seconds more than 0 (None: no limit), got {v}"
+                        )))
+                    })
+                })
+                .transpose()?,
         };
+        // Zero is refused here, by the core.
         policy.validate().map_err(to_py_err)?;
         Ok(RetryPolicy { policy })
+    }
+
+    /// The longest one attempt may run, in seconds; None: no limit.
+    #[getter]
+    fn attempt_timeout(&self) -> Option<f64> {
+        self.policy.attempt_timeout.map(|d| d.as_secs_f64())
+    }
+
+    /// The failure of attempt `attempt` stopped by the attempt timeout, as
+    /// the core makes it (every SDK commits the same): `(type, message,
+    /// details_json, non_retryable, stack)`.
+    fn timeout_failure(&self, attempt: u32) -> (String, String, String, bool, String) {
+        let f = self.policy.timeout_failure(attempt);
+        (
+            f.r#type,
+            f.message,
+            f.details_json,
+            f.non_retryable,
+            f.stack,
+        )
     }
 }
 
@@ -268,6 +306,64 @@ impl Run {
             seq: req.seq(),
             req,
         })
+    }
+
+    /// A float in `[0, 1)` from the run's seeded generator: the same
+    /// sequence on every replica and in every replay (no step). Raises
+    /// `ShuttingDown` once the core no longer holds the run.
+    fn random(&self) -> PyResult<f64> {
+        self.context.random().map_err(to_py_err)
+    }
+
+    /// A version 4 UUID (lowercase 8-4-4-4-12 text) from the same
+    /// generator as `random`.
+    fn uuid(&self) -> PyResult<String> {
+        self.context.uuid().map_err(to_py_err)
+    }
+
+    /// True while the code repeats what already happened: a replay, or
+    /// this replica does not own the workflow (or the run is gone).
+    #[getter]
+    fn is_replaying(&self) -> bool {
+        self.context.is_replaying()
+    }
+
+    /// The 0-based position the code's next step takes (the step a log
+    /// line is written before).
+    #[getter]
+    fn next_position(&self) -> u64 {
+        self.context.next_position()
+    }
+
+    /// The reason the workflow was cancelled, if the core knows it is now;
+    /// None otherwise (also once the run is gone). Does not wait.
+    fn cancelled_now(&self) -> Option<String> {
+        // The core's `cancelled` looks at the run's state before it waits
+        // for a change: one poll answers without waiting.
+        let waiting = self.context.cancelled();
+        match pin!(waiting).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(reason) => reason,
+            Poll::Pending => None,
+        }
+    }
+
+    /// Resolves through `bridge` as `(id, ...)` once the workflow is
+    /// cancelled, with the `Cancelled` exception; with empty bytes when the
+    /// run ends first (or the worker stops). Lets the event loop stop the
+    /// step attempts running when the cancellation comes.
+    fn cancelled_to(&self, bridge: &CommitBridge, id: u64) {
+        let (context, sender) = (self.context.clone(), bridge.sender());
+        let workflow_id = self.workflow_id.clone();
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            let outcome = match context.cancelled().await {
+                Some(reason) => Err(ClientError::Cancelled {
+                    workflow_id,
+                    reason,
+                }),
+                None => Ok(Slot::Committed(Bytes::new())),
+            };
+            sender.send(id, outcome);
+        });
     }
 
     /// The slot of `req`, waiting for it: the committed value (bytes) or a
@@ -419,6 +515,38 @@ impl Run {
         self.reply(Err(WorkflowError::Client(ClientError::StepFailed(
             Box::new(failure),
         ))))
+    }
+
+    /// The workflow failed with its own structured error, raised outside
+    /// any step (`raftoral.ApplicationError`): type, message, details as
+    /// JSON (empty: none), non-retryable. Clients get it as the workflow's
+    /// failure (`WorkflowInfo.failure`, `WorkflowFailed.type`...) and its
+    /// error text is the core's (`Type: message`), as for a Rust
+    /// `WorkflowError::Application`.
+    #[pyo3(signature = (error_type, message, details_json, non_retryable))]
+    fn fail_application(
+        &self,
+        error_type: String,
+        message: String,
+        details_json: String,
+        non_retryable: bool,
+    ) -> PyResult<()> {
+        // The core's text for it; the failure itself is passed as Python
+        // encoded it (the details' JSON is kept byte for byte, as a step's).
+        let text = WorkflowError::Application(StepError::new(error_type.clone(), message.clone()))
+            .to_string();
+        let failure = Failure {
+            r#type: error_type,
+            message,
+            details_json,
+            non_retryable,
+            stack: String::new(),
+        };
+        self.reply(Err(WorkflowError::Client(ClientError::WorkflowFailed {
+            workflow_id: self.workflow_id.clone(),
+            message: text,
+            failure: Some(Box::new(failure)),
+        })))
     }
 
     /// The workflow was interrupted, not finished: cancelled (with the

@@ -302,6 +302,14 @@ impl RaftoralClient {
                                 message,
                                 failure: None,
                             }),
+                            Err(WorkflowError::Application(e)) => {
+                                let failure = e.into_failure();
+                                Err(ClientError::WorkflowFailed {
+                                    workflow_id: run.workflow_id.clone(),
+                                    message: format!("{}: {}", failure.r#type, failure.message),
+                                    failure: Some(Box::new(failure)),
+                                })
+                            }
                         };
                         core.finish(&run, outcome);
                     });

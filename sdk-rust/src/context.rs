@@ -2,12 +2,14 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::core::{ComputeToken, RunHandle, Slot, SlotRequest, WorkerCore};
+use crate::determinism::NOW_STEP;
 use crate::error::{ClientError, StepError};
 use crate::retry::RetryPolicy;
 
@@ -173,14 +175,22 @@ impl WorkflowContext {
                 Slot::Committed(bytes) => return Ok(serde_json::from_slice(&bytes)?),
                 Slot::Compute(token) => token,
             };
-            match compute(token.attempt()).await {
+            let attempt = token.attempt();
+            let outcome = match policy.attempt_timeout {
+                None => compute(attempt).await.map_err(|e| e.into().into_failure()),
+                // Dropping the attempt's future stops it.
+                Some(limit) => match tokio::time::timeout(limit, compute(attempt)).await {
+                    Ok(done) => done.map_err(|e| e.into().into_failure()),
+                    Err(_) => Err(policy.timeout_failure(attempt)),
+                },
+            };
+            match outcome {
                 Ok(value) => {
                     let bytes = Bytes::from(serde_json::to_vec(&value)?);
                     let committed = self.core.commit(&self.run, token, bytes).await?;
                     return Ok(serde_json::from_slice(&committed)?);
                 }
-                Err(e) => {
-                    let failure = e.into().into_failure();
+                Err(failure) => {
                     slot = self
                         .core
                         .fail(&self.run, token, failure, policy, jitter())
@@ -212,6 +222,73 @@ impl WorkflowContext {
         self.core.cancelled(&self.run).await
     }
 
+    /// The current time, recorded: on the owner the clock is read and
+    /// committed as a step (named [`NOW_STEP`]), so replicas and every
+    /// replay get the same instant. It costs a step; read it once and keep
+    /// it rather than in a loop.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: raftoral_client::WorkflowContext) -> Result<(), raftoral_client::ClientError> {
+    /// let started = ctx.now().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn now(&self) -> Result<SystemTime, ClientError> {
+        let ms: u64 = self
+            .checkpoint(NOW_STEP, || {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64)
+            })
+            .await?;
+        Ok(UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// A float in `[0, 1)`, the same on every replica and in every replay:
+    /// drawn from a generator seeded per workflow (no step is committed).
+    /// Not for secrets.
+    pub fn random(&self) -> Result<f64, ClientError> {
+        self.core.random(&self.run)
+    }
+
+    /// A version 4 UUID from the same generator as
+    /// [`random`](Self::random): stable across replays, so it can serve as
+    /// an idempotency key for a call a step makes.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: raftoral_client::WorkflowContext) -> Result<(), raftoral_client::ClientError> {
+    /// let key = ctx.uuid()?;
+    /// ctx.checkpoint("charge", || format!("charged with key {key}")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn uuid(&self) -> Result<String, ClientError> {
+        self.core.uuid(&self.run)
+    }
+
+    /// True while the code repeats what already happened (a replay, or
+    /// this replica does not own the workflow).
+    pub fn is_replaying(&self) -> bool {
+        self.core.is_replaying(&self.run)
+    }
+
+    /// The position (0-based) the code's next step takes: the step a log
+    /// line is written before.
+    pub fn next_position(&self) -> u64 {
+        self.core.next_position(&self.run)
+    }
+
+    /// A logger that writes each line once: on the owner, when the code
+    /// is past its replay; tagged with the workflow id and the position of
+    /// the next step.
+    ///
+    /// ```no_run
+    /// # fn f(ctx: raftoral_client::WorkflowContext) {
+    /// ctx.log().info("charging the card");
+    /// # }
+    /// ```
+    pub fn log(&self) -> WorkflowLog<'_> {
+        WorkflowLog { ctx: self }
+    }
+
     /// The codec-free form: `compute` yields encoded bytes. Use it to plug in
     /// another encoding than JSON.
     pub async fn checkpoint_raw<Fut>(&self, name: &str, compute: Fut) -> Result<Bytes, ClientError>
@@ -225,6 +302,60 @@ impl WorkflowContext {
                 self.core.commit(&self.run, token, value).await
             }
         }
+    }
+}
+
+/// The replay-aware logger of a run ([`WorkflowContext::log`]): `tracing`
+/// events with target `raftoral::workflow` and the fields `workflow_id`
+/// and `step`, none while replaying.
+pub struct WorkflowLog<'a> {
+    ctx: &'a WorkflowContext,
+}
+
+impl WorkflowLog<'_> {
+    /// Writes `message` at `level`, unless replaying.
+    pub fn event(&self, level: tracing::Level, message: impl std::fmt::Display) {
+        let ctx = self.ctx;
+        if ctx.is_replaying() {
+            return;
+        }
+        let (workflow_id, step) = (ctx.workflow_id(), ctx.next_position());
+        // `tracing`'s macros take the level as a constant.
+        match level {
+            tracing::Level::ERROR => {
+                tracing::error!(target: "raftoral::workflow", workflow_id, step, "{message}")
+            }
+            tracing::Level::WARN => {
+                tracing::warn!(target: "raftoral::workflow", workflow_id, step, "{message}")
+            }
+            tracing::Level::INFO => {
+                tracing::info!(target: "raftoral::workflow", workflow_id, step, "{message}")
+            }
+            tracing::Level::DEBUG => {
+                tracing::debug!(target: "raftoral::workflow", workflow_id, step, "{message}")
+            }
+            _ => tracing::trace!(target: "raftoral::workflow", workflow_id, step, "{message}"),
+        }
+    }
+
+    /// An info line.
+    pub fn info(&self, message: impl std::fmt::Display) {
+        self.event(tracing::Level::INFO, message);
+    }
+
+    /// A warning.
+    pub fn warn(&self, message: impl std::fmt::Display) {
+        self.event(tracing::Level::WARN, message);
+    }
+
+    /// An error line.
+    pub fn error(&self, message: impl std::fmt::Display) {
+        self.event(tracing::Level::ERROR, message);
+    }
+
+    /// A debug line.
+    pub fn debug(&self, message: impl std::fmt::Display) {
+        self.event(tracing::Level::DEBUG, message);
     }
 }
 

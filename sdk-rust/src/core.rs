@@ -21,6 +21,7 @@ use raftoral_proto::sidecar::v1::{
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::determinism::Random;
 use crate::error::ClientError;
 use crate::history::{Entry, History};
 
@@ -102,6 +103,8 @@ struct RunState {
     /// Refusals of pending proposals, by seq.
     refused: HashMap<u64, StreamError>,
     cancelled: Option<String>,
+    /// The generator of `random` and `uuid`.
+    random: Random,
     /// The workflow stopped running in the cluster (finished elsewhere).
     ended: Option<String>,
     changes: watch::Sender<u64>,
@@ -317,6 +320,7 @@ impl WorkerCore {
                 pending: BTreeMap::new(),
                 refused: HashMap::new(),
                 cancelled: None,
+                random: Random::new(req.random_seed, &req.workflow_id),
                 ended: None,
                 changes,
             },
@@ -476,15 +480,16 @@ impl WorkerCore {
             },
             Err(e) => {
                 // An uncaught step failure fails the workflow with the
-                // step's error, structured.
+                // step's error, structured; so does the function's own
+                // structured error.
                 let failure = match &e {
-                    ClientError::StepFailed(f) => Some(steps::bounded(
-                        f.failure.clone(),
-                        steps::FINAL_FAILURE_BYTES,
-                        &run.workflow_id,
-                    )),
+                    ClientError::StepFailed(f) => Some(&f.failure),
+                    ClientError::WorkflowFailed {
+                        failure: Some(f), ..
+                    } => Some(&**f),
                     _ => None,
-                };
+                }
+                .map(|f| steps::bounded(f.clone(), steps::FINAL_FAILURE_BYTES, &run.workflow_id));
                 WorkflowResult {
                     workflow_id: run.workflow_id.clone(),
                     success: false,
@@ -529,6 +534,8 @@ fn cancelled(run: &RunHandle, reason: &str) -> ClientError {
     }
 }
 
+#[path = "core_determinism.rs"]
+mod helpers;
 #[path = "core_steps.rs"]
 mod steps;
 pub use steps::SlotRequest;

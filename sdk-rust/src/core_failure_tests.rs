@@ -293,6 +293,24 @@ async fn a_replay_hands_resolutions_out_in_commit_order() {
 }
 
 #[tokio::test]
+async fn a_step_waiting_behind_a_resolution_the_code_never_asked_for_is_a_stall() {
+    let (core, _rx) = connected();
+    let mut req = execute("w", false, &[]);
+    let mut b = entry(1, "b", HistoryEntryKind::Unspecified, 1);
+    b.value = Bytes::from_static(b"11");
+    req.history = vec![b, entry(0, "a", HistoryEntryKind::Unspecified, 1)];
+    let run = core.on_execute(req).unwrap();
+    // Code that changed: it waits on "a" alone, never taking position 1.
+    let ra = core.request(&run, "a").unwrap();
+    assert!(core.try_slot(&run, &ra).is_none());
+    assert_eq!(core.stalled_behind(&run, &ra), Some((1, "b".to_owned())));
+    // Code that took both positions is only waiting its turn.
+    let rb = core.request(&run, "b").unwrap();
+    assert_eq!(core.stalled_behind(&run, &ra), None);
+    assert_eq!(core.stalled_behind(&run, &rb), None);
+}
+
+#[tokio::test]
 async fn details_that_are_not_json_are_dropped_not_sent_to_be_refused() {
     let (core, mut rx) = connected();
     let run = core.on_execute(execute("w", true, &[])).unwrap();

@@ -20,6 +20,9 @@ use raftoral_proto::sidecar::v1::workflow_stream_request::Message as AppMsg;
 const ATTEMPT_FAILURE_BYTES: usize = 4 * 1024;
 pub(super) const FINAL_FAILURE_BYTES: usize = 64 * 1024;
 const STACK_BYTES: usize = 16 * 1024;
+/// How long a step waits behind a resolution the code never asked for
+/// before that is logged as a likely non-deterministic replay.
+const STALL_WARNING: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A step position the workflow code took, by name; ask for its slot with
 /// [`WorkerCore::slot`]. Taken synchronously, when the code calls the step,
@@ -86,6 +89,9 @@ impl WorkerCore {
     /// backoff (after failed attempts) has passed.
     pub async fn slot(&self, run: &RunHandle, req: &SlotRequest) -> Result<Slot, ClientError> {
         let mut changes = run.changes.clone();
+        let stall_check = tokio::time::sleep(STALL_WARNING);
+        tokio::pin!(stall_check);
+        let mut warned = false;
         loop {
             changes.borrow_and_update();
             if let Some(slot) = self.try_slot(run, req) {
@@ -93,6 +99,10 @@ impl WorkerCore {
             }
             let wake = self.wake_at(run, req.seq);
             tokio::select! {
+                () = &mut stall_check, if !warned => {
+                    warned = true;
+                    self.warn_if_stalled(run, req);
+                }
                 changed = changes.changed() => if changed.is_err() {
                     return Err(ClientError::Shutdown);
                 },
@@ -162,6 +172,44 @@ impl WorkerCore {
 
     /// When the next attempt of step `seq` is due, while it is not yet and
     /// this replica owns the run.
+    /// Says so when `req` waits behind a resolution whose step the code has
+    /// not taken: the history resolved it next, so a deterministic replay
+    /// takes it before it needs `req`. Code that waits on `req` first has
+    /// changed (or awaits something other than workflow operations between
+    /// steps running side by side) and will wait for good.
+    fn warn_if_stalled(&self, run: &RunHandle, req: &SlotRequest) {
+        let Some((head, name)) = self.stalled_behind(run, req) else {
+            return;
+        };
+        tracing::warn!(
+            workflow = %run.workflow_id,
+            waiting_seq = req.seq,
+            waiting_step = %req.name,
+            next_seq = head,
+            next_step = %name,
+            "replay stalled: the history resolved step seq {head} ('{name}') before seq {} ('{}'), and the code has not asked for it; is the workflow code deterministic? (between steps running side by side, await only workflow operations)",
+            req.seq,
+            req.name,
+        );
+    }
+
+    /// The resolution (seq, step name) `req` waits behind that the code
+    /// has not asked for, if any.
+    pub(super) fn stalled_behind(
+        &self,
+        run: &RunHandle,
+        req: &SlotRequest,
+    ) -> Option<(u64, String)> {
+        let mut state = self.lock();
+        let r = run_state(&mut state, run).ok()?;
+        let head = r.history.next_release()?;
+        if head == req.seq || head < r.cursor {
+            return None;
+        }
+        let name = r.history.resolution(head).map(|e| e.name.clone());
+        Some((head, name.unwrap_or_default()))
+    }
+
     fn wake_at(&self, run: &RunHandle, seq: u64) -> Option<tokio::time::Instant> {
         let mut state = self.lock();
         let r = run_state(&mut state, run).ok()?;

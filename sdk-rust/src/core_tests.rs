@@ -29,6 +29,7 @@ pub(super) fn execute(
             })
             .collect(),
         history_start: 0,
+        random_seed: 0,
     }
 }
 

@@ -230,9 +230,27 @@ pub enum WorkflowError {
     /// An SDK error, e.g. cancellation or non-determinism.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// The workflow's own failure.
+    /// The workflow's own failure, as a message.
     #[error("{0}")]
     Failed(String),
+    /// The workflow's own failure, structured (type, message, JSON
+    /// details): clients read it as `WorkflowInfo.failure`, in every SDK.
+    ///
+    /// ```
+    /// # use raftoral_client::{StepError, WorkflowError};
+    /// let e: WorkflowError = StepError::new("OrderRejected", "no stock")
+    ///     .details(serde_json::json!({"sku": "A-1"}))
+    ///     .into();
+    /// assert_eq!(e.to_string(), "OrderRejected: no stock");
+    /// ```
+    #[error("{}: {}", .0.failure().r#type, .0.failure().message)]
+    Application(StepError),
+}
+
+impl From<StepError> for WorkflowError {
+    fn from(e: StepError) -> Self {
+        WorkflowError::Application(e)
+    }
 }
 
 impl From<serde_json::Error> for WorkflowError {

@@ -81,6 +81,8 @@ pub(crate) struct History {
     order: Vec<u64>,
     /// Resolutions handed to the code (a prefix of `order`).
     released: usize,
+    /// The highest seq any entry names, if any.
+    highest: Option<u64>,
 }
 
 impl History {
@@ -92,6 +94,7 @@ impl History {
     /// Appends the next entry in commit order.
     pub fn push(&mut self, entry: Entry) {
         let index = self.entries.len();
+        self.highest = self.highest.max(Some(entry.seq));
         if entry.kind == HistoryEntryKind::StepAttemptFailed {
             self.attempts.insert(
                 entry.seq,
@@ -119,9 +122,20 @@ impl History {
         self.order.get(self.released) == Some(&seq)
     }
 
+    /// The seq whose resolution is the next to hand out, if any.
+    pub fn next_release(&self) -> Option<u64> {
+        self.order.get(self.released).copied()
+    }
+
     /// The resolution of `seq` was handed out (it was the next one).
     pub fn release(&mut self) {
         self.released += 1;
+    }
+
+    /// True when an entry names `seq` or a later position: code that has
+    /// not yet taken `seq` is catching up on what happened.
+    pub fn reaches(&self, seq: u64) -> bool {
+        self.highest.is_some_and(|h| h >= seq)
     }
 
     /// The failed attempts of unresolved `seq`, if any.

@@ -12,6 +12,7 @@
 mod client;
 mod context;
 mod core;
+mod determinism;
 mod error;
 mod hand_over;
 mod handle;
@@ -22,15 +23,16 @@ mod security;
 mod stream;
 
 pub use client::{RaftoralClient, WorkflowRequest};
-pub use context::WorkflowContext;
+pub use context::{WorkflowContext, WorkflowLog};
 pub use core::{ComputeToken, PROTOCOL_VERSION, RunHandle, Slot, SlotRequest, WorkerCore};
+pub use determinism::NOW_STEP;
 pub use error::{ClientError, StepError, StepFailure, WorkflowError};
 pub use hand_over::{RunOutcome, RunReply, binding_runtime};
 pub use handle::WorkflowHandle;
 pub use link::{GrpcLink, ResponseStream, SidecarLink};
 pub use raftoral_proto::freeze::FreezeWatch;
 pub use raftoral_proto::sidecar::v1::{ErrorCode, Failure, WorkflowInfo, WorkflowStatus};
-pub use retry::RetryPolicy;
+pub use retry::{ATTEMPT_TIMEOUT, RetryPolicy};
 pub use security::{AppToken, ClientTls};
 pub use stream::StreamOptions;
 

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use raftoral_proto::sidecar::v1::Failure;
+
 use crate::error::ClientError;
 
 /// How a failing step is retried.
@@ -15,9 +17,14 @@ use crate::error::ClientError;
 /// shortened by up to `jitter` of itself (never lengthened, so the
 /// committed delay bounds the wait on every owner).
 ///
-/// Defaults: 1 s, ×2, at most 60 s, 10 attempts, jitter 0.2. Errors marked
-/// non-retryable, or whose type is in `non_retryable_error_types`, fail the
-/// step at once.
+/// Defaults: 1 s, ×2, at most 60 s, 10 attempts, jitter 0.2, no attempt
+/// timeout. Errors marked non-retryable, or whose type is in
+/// `non_retryable_error_types`, fail the step at once. An attempt that
+/// outlasts `attempt_timeout` is stopped and fails as retryable, type
+/// [`ATTEMPT_TIMEOUT`]. No timeout by default: how long a step may take is
+/// the application's to say, and a default that cut legitimate long work
+/// would be worse than none (Restate has none either; Temporal asks for one
+/// on every activity).
 ///
 /// ```
 /// use std::time::Duration;
@@ -44,7 +51,16 @@ pub struct RetryPolicy {
     pub jitter: f64,
     /// Error types that fail the step at once.
     pub non_retryable_error_types: Vec<String>,
+    /// Longest one attempt may run on the owner; `None`: no limit. Timed
+    /// on the owner that runs the attempt: an attempt cut short by a
+    /// failover starts again with the whole timeout.
+    pub attempt_timeout: Option<Duration>,
 }
+
+/// The error type of an attempt stopped by its policy's
+/// [`attempt_timeout`](RetryPolicy::attempt_timeout), the same in every
+/// SDK.
+pub const ATTEMPT_TIMEOUT: &str = "AttemptTimeout";
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -55,6 +71,7 @@ impl Default for RetryPolicy {
             maximum_attempts: Some(10),
             jitter: 0.2,
             non_retryable_error_types: Vec::new(),
+            attempt_timeout: None,
         }
     }
 }
@@ -97,6 +114,9 @@ impl RetryPolicy {
                 "maximum_attempts must be at least 1 (1: no retry; none: no limit), got 0".into(),
             );
         }
+        if self.attempt_timeout == Some(Duration::ZERO) {
+            return bad("attempt_timeout must be more than 0 (none: no limit), got 0".into());
+        }
         if !(0.0..=1.0).contains(&self.jitter) {
             return bad(format!(
                 "jitter must be between 0 and 1, got {}",
@@ -115,6 +135,18 @@ impl RetryPolicy {
                 .non_retryable_error_types
                 .iter()
                 .any(|t| t == error_type)
+    }
+
+    /// The failure of attempt `attempt` stopped by the attempt timeout:
+    /// type [`ATTEMPT_TIMEOUT`], message `attempt N timed out after T ms`,
+    /// retryable. Bindings commit it as the attempt's failure.
+    pub fn timeout_failure(&self, attempt: u32) -> Failure {
+        let ms = self.attempt_timeout.unwrap_or_default().as_millis();
+        Failure {
+            r#type: ATTEMPT_TIMEOUT.to_owned(),
+            message: format!("attempt {attempt} timed out after {ms} ms"),
+            ..Failure::default()
+        }
     }
 
     /// The delay after failed attempt `attempt` (1-based); `unit` in
@@ -179,6 +211,23 @@ mod tests {
             "backoff_coefficient",
         );
         check(RetryPolicy { jitter: 1.5, ..d() }, "jitter");
+        check(
+            RetryPolicy {
+                attempt_timeout: Some(Duration::ZERO),
+                ..d()
+            },
+            "attempt_timeout",
+        );
+        let timed = RetryPolicy {
+            attempt_timeout: Some(Duration::from_millis(250)),
+            ..d()
+        };
+        timed.validate().unwrap();
+        let f = timed.timeout_failure(2);
+        assert_eq!(
+            (f.r#type.as_str(), f.message.as_str(), f.non_retryable),
+            ("AttemptTimeout", "attempt 2 timed out after 250 ms", false)
+        );
         check(
             RetryPolicy {
                 maximum_interval: Duration::from_millis(10),

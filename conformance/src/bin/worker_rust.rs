@@ -100,8 +100,11 @@ async fn blob(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
 
 /// `saga`: a charge that fails for good (non-retryable `CardDeclined` with
 /// details), caught, then a refund and a final step (which hangs under
-/// `CONFORMANCE_HANG=1`).
+/// `CONFORMANCE_HANG=1`); with `{"fail":true}` the workflow fails with its
+/// own structured error after the refund instead.
 async fn saga(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let input: serde_json::Value = req.input()?;
+    let fail = input["fail"].as_bool().unwrap_or(false);
     let ctx = req.context;
     let id = ctx.workflow_id().to_owned();
     let charged = ctx
@@ -123,6 +126,11 @@ async fn saga(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
             true
         })
         .await?;
+    if fail {
+        return Err(StepError::new("OrderFailed", "order failed after refund")
+            .details(serde_json::json!({"refunded": refunded}))
+            .into());
+    }
     let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
     let _: bool = ctx
         .checkpoint_compute("finish", async {
@@ -146,6 +154,43 @@ async fn saga(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     }))?)
 }
 
+/// `helpers`: the deterministic helpers' draws and recorded time, kept in
+/// a step and returned again after a later step (which hangs under
+/// `CONFORMANCE_HANG=1`), so a replay shows whether they changed.
+async fn helpers(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    let random = ctx.random()?;
+    let uuid = ctx.uuid()?;
+    let now = ctx.now().await?;
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let drawn = serde_json::json!({"random": random, "uuid": uuid, "now": now_ms});
+    let recorded: serde_json::Value = ctx
+        .checkpoint("record", || {
+            effect(&id, "start", 0);
+            drawn.clone()
+        })
+        .await?;
+    let after = ctx.random()?;
+    let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
+    let _: bool = ctx
+        .checkpoint_compute("gate", async {
+            effect(&id, "start", 1);
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            true
+        })
+        .await?;
+    Ok(serde_json::to_vec(&serde_json::json!({
+        "recorded": recorded,
+        "replayed": drawn,
+        "after": after,
+    }))?)
+}
+
 /// `flaky`: one step whose first `fail_times` attempts fail.
 async fn flaky(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     let input: FlakyInput = req.input()?;
@@ -158,13 +203,19 @@ async fn flaky(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
         maximum_attempts: Some(input.max_attempts),
         jitter: 0.0,
         non_retryable_error_types: Vec::new(),
+        attempt_timeout: input.timeout_ms.map(Duration::from_millis),
     };
     let outcome = ctx
         .try_checkpoint_compute("flaky", &policy, |attempt| {
             effect(&id, "attempt", u64::from(attempt));
+            let hangs = attempt <= input.hang_times;
             let failed = attempt <= input.fail_times;
             let non_retryable = input.non_retryable;
             async move {
+                if hangs {
+                    // Until the attempt timeout stops it.
+                    std::future::pending::<()>().await;
+                }
                 if failed {
                     let e = StepError::new("Flaky", format!("attempt {attempt} failed"));
                     return Err(if non_retryable { e.non_retryable() } else { e });
@@ -279,6 +330,7 @@ async fn main() -> anyhow::Result<()> {
                         "saga" => saga(req).await,
                         "flaky" => flaky(req).await,
                         "fanout" => fanout(req).await,
+                        "helpers" => helpers(req).await,
                         other => Err(format!("this worker has no workflow '{other}'").into()),
                     }
                 })

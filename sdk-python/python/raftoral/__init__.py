@@ -35,7 +35,7 @@ from .errors import (
 )
 from .local import LocalNode
 from .retry import RetryPolicy
-from .types import HistoryEntry, WorkflowInfo, WorkflowStatus
+from .types import Failure, HistoryEntry, WorkflowInfo, WorkflowStatus
 from .worker import Worker
 from .workflow import (
     Workflow,
@@ -51,6 +51,7 @@ __all__ = [
     "Cancelled",
     "Client",
     "Codec",
+    "Failure",
     "HistoryEntry",
     "InvalidArgument",
     "JsonCodec",

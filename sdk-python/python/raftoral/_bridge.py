@@ -70,6 +70,18 @@ class Commits:
             raise
         return future
 
+    def cancelled(self, run: _core.Run) -> asyncio.Future[Slot]:
+        """Resolves once the workflow of ``run`` is cancelled, with the
+        :class:`~raftoral.Cancelled` exception; with empty bytes when the run
+        ends first (or the worker stops)."""
+        key, future = self._new()
+        try:
+            run.cancelled_to(self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
     def _new(self) -> tuple[int, asyncio.Future[Slot]]:
         key = next(self._ids)
         future: asyncio.Future[Slot] = self._loop.create_future()

@@ -139,7 +139,8 @@ class Client:
                 return out
 
     async def get_workflow_history(self, workflow_id: str) -> list[HistoryEntry]:
-        """The committed checkpoints of the workflow, in seq order."""
+        """The committed history entries of the workflow, in commit order
+        (steps run side by side may commit out of seq order)."""
         entries = await self._native.get_workflow_history(workflow_id)
         return [HistoryEntry._from_native(d) for d in entries]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Optional
 
+from .types import Failure
+
 
 class RaftoralError(Exception):
     """Base class of every error the SDK raises."""
@@ -20,9 +22,24 @@ class RaftoralError(Exception):
 
 
 class WorkflowFailed(RaftoralError):
-    """The workflow function raised; ``error`` is its message. When it failed
-    with a step's failure it did not catch, ``type`` and ``details`` are that
-    failure's (the same in every SDK); else empty and ``None``."""
+    """The workflow function raised; ``error`` is its error text.
+
+    When the workflow failed with a structured error (a step's failure it
+    did not catch, or an :class:`ApplicationError` its function raised
+    outside any step), ``failure`` is that error
+    (:class:`~raftoral.Failure`, the same in every SDK), and ``type``,
+    ``error_message``, ``details`` (decoded JSON) and ``non_retryable`` are
+    its fields; ``error`` is then ``"<type>: <message>"`` (for a step's, the
+    step's failure text). Otherwise ``failure`` is ``None``, ``type`` and
+    ``error_message`` are empty. ``message`` is the whole text of this
+    exception, as for every :class:`RaftoralError`::
+
+        try:
+            await handle.result()
+        except raftoral.WorkflowFailed as e:
+            if e.type == "OrderFailed":
+                notify(e.error_message, e.details)
+    """
 
     def __init__(
         self,
@@ -31,12 +48,20 @@ class WorkflowFailed(RaftoralError):
         error: str = "",
         type: str = "",
         details_json: str = "",
+        error_message: str = "",
+        non_retryable: bool = False,
     ) -> None:
         super().__init__(message)
         self.workflow_id = workflow_id
         self.error = error or message
         self.type = type
-        self.details: object = json.loads(details_json) if details_json else None
+        self.error_message = error_message
+        self.non_retryable = non_retryable
+        # A failure always has a type (1 to 256 bytes).
+        self.failure: Optional[Failure] = (
+            Failure._from_json(type, error_message, details_json, non_retryable) if type else None
+        )
+        self.details: object = self.failure.details if self.failure is not None else None
 
 
 class Cancelled(RaftoralError):
@@ -132,8 +157,20 @@ class ApplicationError(RaftoralError):
                                non_retryable=True)
 
     ``type`` defaults to the class name, so subclasses name themselves. Any
-    other exception works too: its class name is the type and ``str(e)`` the
-    message.
+    other exception works too in a step: its class name is the type and
+    ``str(e)`` the message.
+
+    Raised by the workflow function itself, outside any step, it fails the
+    workflow with that error structured: clients get it as
+    :attr:`WorkflowFailed.failure` from ``handle.result()`` and as
+    :attr:`WorkflowInfo.failure <raftoral.WorkflowInfo>` (type, message,
+    details), and the error text is ``"<type>: <message>"``::
+
+        await ctx.checkpoint("refund", refund)
+        raise ApplicationError("order failed after refund", type="OrderFailed",
+                               details={"refunded": True})
+
+    (Another exception raised there fails the workflow with its text only.)
     """
 
     def __init__(

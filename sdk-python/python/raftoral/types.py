@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 
 class WorkflowStatus(enum.IntEnum):
@@ -28,9 +29,48 @@ class WorkflowStatus(enum.IntEnum):
 
 
 @dataclass(frozen=True)
+class Failure:
+    """An error raised by workflow code, structured, as every SDK reads it:
+    ``type`` (the error's type name, e.g. ``"CardDeclined"``), ``message``,
+    ``details`` (decoded from its JSON; ``None`` when it has none) and
+    ``non_retryable``.
+
+    :attr:`WorkflowInfo.failure` and :attr:`WorkflowFailed.failure
+    <raftoral.WorkflowFailed>` of a failed workflow are one: the failure of
+    a step it did not catch, or the :class:`~raftoral.ApplicationError` its
+    function raised outside any step.
+    """
+
+    type: str
+    message: str
+    details: Any = None
+    non_retryable: bool = False
+
+    @classmethod
+    def _from_json(cls, type: str, message: str, details_json: str, non_retryable: bool) -> Failure:
+        details: Any = None
+        if details_json:
+            try:
+                details = json.loads(details_json)
+            except ValueError:  # not JSON (cut to its size limit): the text
+                details = details_json
+        return cls(type, message, details, non_retryable)
+
+    @classmethod
+    def _from_native(cls, d: Mapping[str, Any]) -> Failure:
+        return cls._from_json(d["type"], d["message"], d["details_json"], d["non_retryable"])
+
+
+@dataclass(frozen=True)
 class WorkflowInfo:
     """The replicated state of one workflow. ``input`` and ``result`` are
-    encoded; decode them with the client's codec (``client.codec``)."""
+    encoded; decode them with the client's codec (``client.codec``).
+
+    ``error`` is the error text of a FAILED workflow; ``failure`` its error
+    structured (:class:`Failure`) when it has one: a step failure the
+    workflow did not catch, or the :class:`~raftoral.ApplicationError` its
+    function raised; ``None`` otherwise (another exception: only ``error``).
+    """
 
     workflow_id: str
     workflow_name: str
@@ -44,11 +84,14 @@ class WorkflowInfo:
     pending_reason: str
     created_at_ms: int
     updated_at_ms: int
+    failure: Optional[Failure] = None
 
     @classmethod
     def _from_native(cls, d: Mapping[str, Any]) -> WorkflowInfo:
         fields = dict(d)
         fields["status"] = WorkflowStatus(fields["status"])
+        failure = fields.get("failure")
+        fields["failure"] = None if failure is None else Failure._from_native(failure)
         return cls(**fields)
 
 

@@ -8,9 +8,17 @@ from types import TracebackType
 from typing import Any, Optional, Sequence
 
 from . import _core
+from ._attempts import _failure
 from ._bridge import Commits, Runs
 from .client import Client
-from .errors import Cancelled, NotRunning, RaftoralError, ShuttingDown, StepFailed
+from .errors import (
+    ApplicationError,
+    Cancelled,
+    NotRunning,
+    RaftoralError,
+    ShuttingDown,
+    StepFailed,
+)
 from .retry import RetryPolicy
 from .workflow import Workflow, WorkflowContext, _current
 
@@ -156,6 +164,13 @@ class Worker:
                 e.details_json,
                 e.non_retryable,
             )
+            return
+        except ApplicationError as e:
+            # The function's own error, raised outside any step: structured
+            # too (WorkflowInfo.failure), as the Rust SDK's
+            # WorkflowError::Application.
+            error_type, message, details_json, non_retryable, _ = _failure(e)
+            run.fail_application(error_type, message, details_json, non_retryable)
             return
         except RaftoralError as e:
             run.fail(e.message)

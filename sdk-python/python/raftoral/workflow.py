@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import json
-import traceback
+import logging
+import time
 import typing
+from datetime import datetime, timedelta, timezone
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -19,14 +20,18 @@ from typing import (
     Union,
     overload,
 )
+from uuid import UUID
 
-from .codec import Codec
+from . import _core
+from ._attempts import _CANCELLED, _TIMED_OUT, _Attempt, _failure, _TimedOut
+from ._core import NOW_STEP
+from ._log import _WorkflowLogger
+from .codec import Codec, JsonCodec
 from .errors import Cancelled, InvalidArgument, NonDeterminism, NotRunning, ShuttingDown
 from .retry import DEFAULT, RetryPolicy
 
 if TYPE_CHECKING:
-    from . import _core
-    from ._bridge import Commits
+    from ._bridge import Commits, Slot
 
 I = TypeVar("I")  # noqa: E741 - the usual name for an input type
 O = TypeVar("O")  # noqa: E741
@@ -186,6 +191,12 @@ class WorkflowContext:
         self._commits = commits
         self._retry = retry or DEFAULT
         self._active = True
+        self._logger: Optional[_WorkflowLogger] = None
+        # The workflow's cancellation, once the core reported it (see _watch).
+        self._cancel: Optional[Cancelled] = None
+        self._cancel_outcome: Optional[asyncio.Future[Optional[str]]] = None
+        # Step attempts awaited now, which a cancellation stops.
+        self._running: set[_Attempt] = set()
 
     @property
     def workflow_id(self) -> str:
@@ -210,6 +221,7 @@ class WorkflowContext:
         *,
         result_type: Any = None,
         retry: Optional[RetryPolicy] = None,
+        thread: bool = False,
     ) -> T: ...
 
     @overload
@@ -220,6 +232,7 @@ class WorkflowContext:
         *,
         result_type: Any = None,
         retry: Optional[RetryPolicy] = None,
+        thread: bool = False,
     ) -> T: ...
 
     async def checkpoint(
@@ -229,6 +242,7 @@ class WorkflowContext:
         *,
         result_type: Any = None,
         retry: Optional[RetryPolicy] = None,
+        thread: bool = False,
     ) -> T:
         """A durable step named ``name``: ``fn`` (sync or async) runs on the
         owner only, its value is committed, and every replica returns the
@@ -249,17 +263,62 @@ class WorkflowContext:
             except raftoral.StepFailed as e:
                 await ctx.checkpoint("refund", refund)
 
+        The policy's ``attempt_timeout`` bounds each attempt (see
+        :class:`~raftoral.RetryPolicy`): an async ``fn`` still running then
+        is cancelled and the attempt fails with type ``AttemptTimeout``.
+
+        A sync ``fn`` runs on the event loop by default, which it blocks
+        while it runs: keep it short (computing, formatting, a quick local
+        call). ``thread=True`` runs it in the loop's default executor
+        (:func:`asyncio.to_thread`, with this task's context variables, so
+        :func:`raftoral.step_attempt` works there) for blocking work such
+        as a synchronous HTTP client or a file copy; other workflows and the
+        heartbeats go on meanwhile. It is not the default because a thread
+        costs a hand-over per attempt (0.05 to 0.2 ms, more than the rest
+        of a short step), and because sync steps on the loop never run
+        at the same time as one another: steps side by side that share
+        state need no lock, code that touches asyncio objects works. The
+        step's position is taken when ``checkpoint`` is called either way,
+        so steps side by side keep their call order in the history whatever
+        order their threads finish in. A thread cannot be interrupted: when
+        the workflow is cancelled or the attempt times out, the step stops
+        waiting for it and the thread runs on to its end, its value unused.
+
+        When the workflow is cancelled while an async ``fn`` (or a threaded
+        one) runs on the owner, its attempt is cancelled:
+        :class:`asyncio.CancelledError` reaches ``fn`` at its current
+        ``await`` (clean up in ``finally``, or let it propagate), nothing is
+        committed, and this call raises :class:`~raftoral.Cancelled`, as
+        later steps do. ``fn`` can also look at :attr:`is_cancelled` or
+        await :meth:`wait_cancelled`.
+
         Raises :class:`~raftoral.Cancelled` when the workflow was cancelled,
         :class:`~raftoral.NonDeterminism` when the history has another name at
         this position, :class:`~raftoral.InvalidArgument` when the value
-        cannot be encoded (nothing is committed then).
+        cannot be encoded (nothing is committed then) or ``thread=True`` is
+        given an ``async`` function.
         """
-        if not self._active:
+        self._check_active(name)
+        if thread and inspect.iscoroutinefunction(fn):
             raise InvalidArgument(
-                f"checkpoint '{name}' called after workflow '{self.workflow_id}' "
-                "finished; checkpoints belong inside the workflow function"
+                f"checkpoint '{name}': thread=True runs a sync function in a thread; "
+                f"{getattr(fn, '__name__', 'fn')} is async: drop thread=True"
             )
         hint = result_type if result_type is not None else _return_hint(fn)
+        return await self._step(name, fn, hint, retry or self._retry, self._codec, thread)
+
+    async def _step(
+        self,
+        name: str,
+        fn: Callable[[], Union[Awaitable[T], T]],
+        hint: Any,
+        policy: RetryPolicy,
+        codec: Codec,
+        thread: bool = False,
+    ) -> T:
+        """The step ``name``: its committed value, or ``fn``'s (retried per
+        ``policy``; in a thread with ``thread``) once committed; values go
+        through ``codec``."""
         # The position is taken now, in call order (asyncio.gather of steps
         # gives them positions in the order it starts them).
         req = self._run.request(name)
@@ -274,24 +333,39 @@ class WorkflowContext:
             # commit does, so side-by-side branches take their next
             # positions in the same order live and in a replay.
             await asyncio.sleep(0)
-        policy = retry or self._retry
         while not isinstance(slot, bytes):
             token = slot
+            if self._cancel is not None:
+                # Cancelled before this attempt: start none, commit nothing.
+                raise self._cancelled()
             reset = _attempt.set(token.attempt)
+            limit = policy.attempt_timeout
             try:
-                value = fn()
-                if inspect.isawaitable(value):
-                    value = await value
+                if thread:
+                    value = await self._guarded(asyncio.to_thread(fn), limit)
+                else:
+                    started = time.monotonic() if limit is not None else 0.0
+                    value = fn()
+                    if inspect.isawaitable(value):
+                        value = await self._guarded(value, limit)
+                    elif limit is not None and time.monotonic() - started > limit:
+                        # A sync function cannot be stopped: it ran to its
+                        # end, past the limit, so its value is dropped.
+                        raise _TimedOut
+            except _TimedOut:
+                timed_out = policy._native.timeout_failure(token.attempt)
+                slot = await self._fail(token, timed_out, policy)
+                continue
             except (Cancelled, ShuttingDown, NotRunning, NonDeterminism, asyncio.CancelledError):
                 # The run's own end, not the step's failure: it propagates.
                 raise
             except Exception as e:
-                slot = await self._fail(token, e, policy)
+                slot = await self._fail(token, _failure(e), policy)
                 continue
             finally:
                 _attempt.reset(reset)
             try:
-                data = self._codec.encode(value)
+                data = codec.encode(value)
             except (TypeError, ValueError) as e:
                 raise InvalidArgument(
                     f"checkpoint '{name}' (seq {token.seq}) of workflow "
@@ -303,39 +377,208 @@ class WorkflowContext:
                 slot = await self._commits.commit(self._run, token, data)
             else:
                 slot = await self._run.commit(token, data)
-        return typing.cast(T, self._codec.decode(slot, hint))
+        return typing.cast(T, codec.decode(slot, hint))
+
+    async def now(self) -> datetime:
+        """The current time, recorded: the owner reads its clock once and
+        commits it as a step named ``raftoral.now`` (integer milliseconds
+        since the Unix epoch, as JSON whatever the codec, so every SDK reads
+        it back), and replicas and every replay get that same instant. A
+        timezone-aware UTC :class:`~datetime.datetime`, to the millisecond.
+
+        It costs a step (a Raft commit): read it once and keep it rather
+        than calling it in a loop::
+
+            started = await ctx.now()
+            await ctx.checkpoint("receipt", lambda: f"paid at {started.isoformat()}")
+
+        Raises what :meth:`checkpoint` raises (:class:`~raftoral.Cancelled`,
+        :class:`~raftoral.NonDeterminism`, ...).
+        """
+        self._check_active(NOW_STEP)
+        ms = await self._step(NOW_STEP, _clock_ms, int, self._retry, _JSON)
+        return _EPOCH + timedelta(milliseconds=ms)
+
+    def random(self) -> float:
+        """A float in ``[0, 1)``, the same on every replica and in every
+        replay: drawn from a generator the core seeds per run (the same
+        numbers in every SDK). Nothing is committed, so it costs no step.
+        Draws follow call order. Not for secrets or keys::
+
+            backoff = 1.0 + ctx.random()  # jitter that replays the same
+        """
+        return self._run.random()
+
+    def uuid(self) -> UUID:
+        """A version 4 UUID from the same generator as :meth:`random` (no
+        step): stable across replays, so it can serve as the idempotency key
+        of a call a step makes. Not for secrets or tokens::
+
+            key = ctx.uuid()
+            await ctx.checkpoint("charge", lambda: pay(order, idempotency_key=str(key)))
+        """
+        return UUID(self._run.uuid())
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the code repeats what already happened: it replays the
+        committed history (after a restart or a failover), or this replica
+        does not own the workflow. Steps do not run then. Keep it out of
+        what decides which steps run::
+
+            if not ctx.is_replaying:
+                metrics.increment("orders.resumed_past_history")
+        """
+        return self._run.is_replaying
+
+    @property
+    def is_cancelled(self) -> bool:
+        """True once the workflow is cancelled (as the core knows it now).
+
+        For step code that works in a loop and can stop between two pieces
+        of work, a sync function in a thread included (``thread=True``)::
+
+            def copy_files() -> int:
+                done = 0
+                for path in paths:
+                    if ctx.is_cancelled:
+                        break  # the step has raised Cancelled already: nothing is committed
+                    copy(path)
+                    done += 1
+                return done
+
+        An async step function needs no check: its attempt is cancelled
+        (:class:`asyncio.CancelledError`) when the cancellation comes. The
+        next step raises :class:`~raftoral.Cancelled` either way.
+        """
+        return self._cancel is not None or self._run.cancelled_now() is not None
+
+    async def wait_cancelled(self) -> Optional[str]:
+        """Waits until the workflow is cancelled and returns the reason given
+        to ``cancel_workflow``; returns ``None`` when the run ends first
+        (the workflow finished, or this worker stops). For code that races
+        work against the cancellation::
+
+            watch = asyncio.ensure_future(ctx.wait_cancelled())
+            ...
+            watch.cancel()
+        """
+        self._watch()
+        if self._cancel_outcome is None:
+            raise InvalidArgument("waiting for a cancellation needs the worker's commit bridge")
+        return await asyncio.shield(self._cancel_outcome)
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger (the ``raftoral.workflow`` logger, through a
+        :class:`logging.LoggerAdapter`) that writes each line once: on the
+        owner only, and only once the code is past the history it replays
+        (while :attr:`is_replaying` is true, records are dropped). Each
+        record has the attributes ``workflow_id`` and ``step`` (the position
+        of the next step) and its message starts with
+        ``[workflow ID step N]``, so a default formatter shows them::
+
+            ctx.logger.info("charging order %s", order_id)
+            await ctx.checkpoint("charge", charge)
+
+        A line written just before a crash may be written again by the next
+        owner.
+        """
+        if self._logger is None:
+            self._logger = _WorkflowLogger(self._run)
+        return self._logger
+
+    def _check_active(self, name: str) -> None:
+        if not self._active:
+            raise InvalidArgument(
+                f"checkpoint '{name}' called after workflow '{self.workflow_id}' "
+                "finished; checkpoints belong inside the workflow function"
+            )
 
     async def _fail(
-        self, token: _core.ComputeToken, e: Exception, policy: RetryPolicy
+        self,
+        token: _core.ComputeToken,
+        failure: tuple[str, str, str, bool, str],
+        policy: RetryPolicy,
     ) -> Union[bytes, _core.ComputeToken]:
-        """Commits ``e`` as the failure of ``token``'s attempt; returns the
-        next attempt's token (after its delay) or another owner's value, or
-        raises the step's failure."""
+        """Commits ``failure`` (see :func:`_failure`) as the failure of
+        ``token``'s attempt; returns the next attempt's token (after its
+        delay) or another owner's value, or raises the step's failure."""
         if self._commits is None:
             raise InvalidArgument("failed steps need the worker's commit bridge")
-        return await self._commits.fail(self._run, token, _failure(e), policy._native)
+        return await self._commits.fail(self._run, token, failure, policy._native)
+
+    async def _guarded(self, attempt: Awaitable[T], limit: Optional[float]) -> T:
+        """Awaits a step's attempt so that the workflow's cancellation and the
+        attempt timeout (``limit`` seconds) can stop it: either cancels the
+        task that awaits it (this one), as :func:`asyncio.timeout` does, so
+        the :class:`asyncio.CancelledError` reaches the step's code and no
+        task is made per attempt. Raises :class:`~raftoral.Cancelled` or
+        :class:`_TimedOut` when one of them stopped it, whatever the code
+        then did."""
+        task = asyncio.current_task()
+        if task is None:  # not in a task (a worker always runs one)
+            return await attempt
+        self._watch()
+        running = _Attempt(task)
+        if limit is not None:
+            loop = asyncio.get_running_loop()
+            running.timer = loop.call_later(limit, running.stop, _TIMED_OUT)
+        self._running.add(running)
+        try:
+            value = await attempt
+        except (Exception, asyncio.CancelledError):
+            self._running.discard(running)
+            if running.end() is None:
+                raise  # the step's own error, or another cancellation
+            if self._cancel is not None:
+                raise self._cancelled() from None
+            raise _TimedOut from None
+        self._running.discard(running)
+        if running.end() is None:
+            return value
+        if self._cancel is not None:
+            raise self._cancelled()
+        raise _TimedOut
+
+    def _watch(self) -> None:
+        """Listens for the workflow's cancellation (once per run, from the
+        first attempt that can be stopped or the first wait for it)."""
+        if self._cancel_outcome is not None or self._commits is None:
+            return
+        self._cancel_outcome = asyncio.get_running_loop().create_future()
+        self._commits.cancelled(self._run).add_done_callback(self._on_cancel)
+
+    def _on_cancel(self, outcome: asyncio.Future[Slot]) -> None:
+        """The core's answer to :meth:`_watch`: the workflow was cancelled
+        (stop the attempts running), or the run ended."""
+        error = None if outcome.cancelled() else outcome.exception()
+        reason: Optional[str] = None
+        if isinstance(error, Cancelled):
+            self._cancel = error
+            reason = error.reason
+            for running in list(self._running):
+                running.stop(_CANCELLED)
+        waiting = self._cancel_outcome
+        if waiting is not None and not waiting.done():
+            waiting.set_result(reason)
+
+    def _cancelled(self) -> Cancelled:
+        """A new :class:`~raftoral.Cancelled` like the core's."""
+        e = self._cancel
+        assert e is not None
+        return Cancelled(e.message, e.workflow_id, e.reason)
 
 
-def _failure(e: Exception) -> tuple[str, str, str, bool, str]:
-    """What crosses languages of an exception: type name, message, details
-    as compact JSON, non-retryable, stack."""
-    error_type = getattr(e, "type", None)
-    if not isinstance(error_type, str) or not error_type:
-        error_type = type(e).__name__
-    details = getattr(e, "details", None)
-    try:
-        details_json = (
-            ""
-            if details is None
-            else json.dumps(details, separators=(",", ":"), ensure_ascii=False)
-        )
-    except (TypeError, ValueError):
-        details_json = json.dumps(repr(details))
-    message = getattr(e, "message", None)
-    if not isinstance(message, str):
-        message = str(e)
-    stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-    return (error_type, message, details_json, bool(getattr(e, "non_retryable", False)), stack)
+_JSON = JsonCodec()
+"""The codec of the helpers' steps: their values are the same JSON in every SDK."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _clock_ms() -> int:
+    """This machine's clock, in integer milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
 
 
 def current_context() -> WorkflowContext:
@@ -354,12 +597,24 @@ def current_context() -> WorkflowContext:
 
 @overload
 async def checkpoint(
-    name: str, fn: Callable[[], Awaitable[T]], *, result_type: Any = None
+    name: str,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    result_type: Any = None,
+    retry: Optional[RetryPolicy] = None,
+    thread: bool = False,
 ) -> T: ...
 
 
 @overload
-async def checkpoint(name: str, fn: Callable[[], T], *, result_type: Any = None) -> T: ...
+async def checkpoint(
+    name: str,
+    fn: Callable[[], T],
+    *,
+    result_type: Any = None,
+    retry: Optional[RetryPolicy] = None,
+    thread: bool = False,
+) -> T: ...
 
 
 async def checkpoint(
@@ -367,8 +622,16 @@ async def checkpoint(
     fn: Callable[[], Union[Awaitable[T], T]],
     *,
     result_type: Any = None,
+    retry: Optional[RetryPolicy] = None,
+    thread: bool = False,
 ) -> T:
     """:meth:`WorkflowContext.checkpoint` on the workflow running in this
     task; raises :class:`~raftoral.InvalidArgument` outside a workflow."""
     ctx = current_context()
-    return await ctx.checkpoint(name, typing.cast(Callable[[], T], fn), result_type=result_type)
+    return await ctx.checkpoint(
+        name,
+        typing.cast(Callable[[], T], fn),
+        result_type=result_type,
+        retry=retry,
+        thread=thread,
+    )

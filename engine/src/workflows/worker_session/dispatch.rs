@@ -142,6 +142,7 @@ impl WorkerSession {
             is_owner,
             history,
             history_start: start as u64,
+            random_seed: wf.random_seed(),
         }))
         .await?;
         if complete {
