@@ -187,8 +187,10 @@ export declare class NativeWorker {
    * Stops the stream and waits for the core's loop to end. Running
    * workflows stay running in the cluster and resume by replay when a
    * worker connects again.
+   * `grace_ms`: how long workflow functions may take to unwind (the
+   * worker's `shutdownGraceMs`).
    */
-  shutdown(): Promise<void>
+  shutdown(graceMs: number): Promise<void>
 }
 
 /**

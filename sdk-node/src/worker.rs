@@ -226,9 +226,13 @@ impl NativeWorker {
     /// Stops the stream and waits for the core's loop to end. Running
     /// workflows stay running in the cluster and resume by replay when a
     /// worker connects again.
+    /// `grace_ms`: how long workflow functions may take to unwind (the
+    /// worker's `shutdownGraceMs`).
     #[napi]
-    pub async fn shutdown(&self) -> napi::Result<()> {
-        self.client.shutdown().await;
+    pub async fn shutdown(&self, grace_ms: f64) -> napi::Result<()> {
+        let grace = std::time::Duration::try_from_secs_f64(grace_ms.max(0.0) / 1000.0)
+            .unwrap_or(std::time::Duration::MAX);
+        self.client.shutdown_within(grace).await;
         let task = self.task.lock().expect("lock").take();
         if let Some(task) = task {
             match task.await {

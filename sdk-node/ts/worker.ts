@@ -115,7 +115,7 @@ export class Worker {
       return;
     }
     this.#stopped = true;
-    await call(this.#native.shutdown());
+    await call(this.#native.shutdown(this.#grace));
     await this.#loop;
     if (this.#tasks.size > 0) {
       let timer: NodeJS.Timeout | undefined;

@@ -241,11 +241,15 @@ impl Worker {
     /// Stops the stream and waits for the core's loop to end. Running
     /// workflows stay running in the cluster and resume by replay when a
     /// worker connects again.
-    fn shutdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// `grace`: seconds the workflow functions may take to unwind (the
+    /// worker's `shutdown_grace`).
+    fn shutdown<'py>(&self, py: Python<'py>, grace: f64) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
         let task = self.task.lock().expect("lock").take();
+        let grace = std::time::Duration::try_from_secs_f64(grace.max(0.0))
+            .unwrap_or(std::time::Duration::MAX);
         crate::future::into_py(py, async move {
-            client.shutdown().await;
+            client.shutdown_within(grace).await;
             if let Some(task) = task {
                 match task.await {
                     Ok(result) => result.map_err(to_py_err)?,

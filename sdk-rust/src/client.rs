@@ -90,6 +90,9 @@ struct Inner {
     executes_rx: Mutex<Option<mpsc::Receiver<RunHandle>>>,
     stream_task: Mutex<Option<JoinHandle<()>>>,
     shutdown: watch::Sender<bool>,
+    /// The shutdown grace in force (`options.shutdown_grace` unless
+    /// [`shutdown_within`](RaftoralClient::shutdown_within) set another).
+    grace: Mutex<Duration>,
 }
 
 impl RaftoralClient {
@@ -163,6 +166,7 @@ impl RaftoralClient {
             inner: Arc::new(Inner {
                 endpoint: name.into(),
                 link,
+                grace: Mutex::new(options.shutdown_grace),
                 options,
                 shared: Arc::new(StreamShared {
                     core: Arc::new(WorkerCore::new()),
@@ -320,19 +324,28 @@ impl RaftoralClient {
         }
         // Wake every waiting checkpoint with Shutdown and let the tasks end.
         core.shutdown();
-        let drained = tokio::time::timeout(self.inner.options.shutdown_grace, async {
+        let grace = *self.inner.grace.lock().expect("lock");
+        let drained = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
             tracing::warn!(
                 stuck = running.len(),
-                grace = ?self.inner.options.shutdown_grace,
+                ?grace,
                 "workflow functions did not return after shutdown; dropping them (their workflows resume elsewhere)"
             );
             running.shutdown().await;
         }
         Ok(())
+    }
+
+    /// [`shutdown`](Self::shutdown) with another grace than the one
+    /// connected with: bindings pass their worker's, so a function stuck in
+    /// its own code is waited for as long as the user said.
+    pub async fn shutdown_within(&self, grace: Duration) {
+        *self.inner.grace.lock().expect("lock") = grace;
+        self.shutdown().await;
     }
 
     /// Stops the worker: the stream closes, `handle_workflows` returns after

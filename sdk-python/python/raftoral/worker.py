@@ -110,7 +110,7 @@ class Worker:
         # ShuttingDown; it then waits for the runs' outcomes, which come from
         # the tasks here: so wait for both at once, and cancel the functions
         # still stuck in their own code after the grace period.
-        stopping = asyncio.ensure_future(native.shutdown())
+        stopping = asyncio.ensure_future(native.shutdown(self._shutdown_grace))
         if self._tasks:
             _, stuck = await asyncio.wait(set(self._tasks), timeout=self._shutdown_grace)
             for task in stuck:
