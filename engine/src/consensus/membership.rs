@@ -76,7 +76,6 @@ impl Node {
         if !status.voters.contains(&node_id) && !status.learners.contains(&node_id) {
             return Err(EngineError::NotMember(node_id));
         }
-        let live_voters = self.live_voters().await?;
         let voter = status.voters.contains(&node_id);
         let remaining: Vec<NodeId> = status
             .voters
@@ -89,12 +88,29 @@ impl Node {
                 "node {node_id} is the only voter; add another node before removing it"
             )));
         }
-        let live: Vec<NodeId> = live_voters
-            .iter()
-            .copied()
-            .filter(|id| *id != node_id)
-            .collect();
         let quorum = remaining.len() / 2 + 1;
+        // A leader that took over a moment ago (say, from the node now
+        // asking to leave) has heard only from the voters that elected it:
+        // the others answer its first heartbeats. So a removal that looks
+        // unsafe is checked again for up to an election timeout, the
+        // window in which a live voter is heard, before it is refused.
+        let config = self.config();
+        let recheck_until = tokio::time::Instant::now() + config.election_timeout();
+        let live = loop {
+            let live: Vec<NodeId> = self
+                .live_voters()
+                .await?
+                .into_iter()
+                .filter(|id| *id != node_id)
+                .collect();
+            if !voter || live.len() >= quorum || force {
+                break live;
+            }
+            if tokio::time::Instant::now() >= recheck_until {
+                break live;
+            }
+            tokio::time::sleep(config.tick_interval * config.heartbeat_ticks as u32).await;
+        };
         if voter && live.len() < quorum && !force {
             let down: Vec<NodeId> = remaining
                 .iter()
