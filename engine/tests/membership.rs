@@ -185,3 +185,45 @@ async fn a_retried_removal_of_a_node_that_became_leader_hands_leadership_over_fi
     );
     Ok(())
 }
+
+/// A voter the leader has not heard from lately but that answers within an
+/// election timeout (as the followers of a leader elected a moment ago do)
+/// does not get a safe removal refused: the leader checks again before it
+/// refuses. Without the re-check the removal failed at once, and a pod
+/// leaving on SIGTERM right after handing leadership over stayed a member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_waits_for_a_voter_heard_again_within_an_election_timeout() -> anyhow::Result<()>
+{
+    let (nodes, _peers) = common::served_cluster(3).await?;
+    let leader_id = nodes[&1].raft_status().leader_id;
+    let leader = nodes[&leader_id].clone();
+    let mut followers = nodes.keys().copied().filter(|id| *id != leader_id);
+    let (quiet, going) = (followers.next().unwrap(), followers.next().unwrap());
+    // The leader stops hearing `quiet` until it counts it as not live.
+    let faults = leader.transport().faults().clone();
+    faults.block([quiet]);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(10));
+    while leader.live_voters().await?.contains(&quiet) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node {quiet} still counted live"
+        );
+        poll.tick().await;
+    }
+    // Removing `going` leaves {leader, quiet}: safe once `quiet` is heard,
+    // which it is again within a heartbeat of the link coming back.
+    let removal = {
+        let leader = leader.clone();
+        tokio::spawn(async move { leader.remove_node(going, false).await })
+    };
+    faults.block([]);
+    let members = removal.await??;
+    let ids: Vec<u64> = members.iter().map(|m| m.node_id).collect();
+    assert!(!ids.contains(&going), "{ids:?}");
+    assert!(ids.contains(&quiet), "{ids:?}");
+    for node in nodes.values() {
+        node.shutdown().await;
+    }
+    Ok(())
+}
