@@ -12,6 +12,49 @@ use raftoral_client::{RaftoralClient, WorkflowStatus};
 use crate::cluster::Cluster;
 use crate::{DEADLINE, Worker, eventually_async, read_effects};
 
+/// Three nodes with a worker of `workflows` (`CONFORMANCE_WORKFLOWS`) on
+/// each, and `owner`, a follower where the scenario starts its workflows
+/// (so it owns them) and kills them mid-way to watch a replica take over.
+/// With `hang_owner` its worker hangs in its steps (`CONFORMANCE_HANG=1`).
+pub struct ThreeApps {
+    /// The cluster (started with `args`).
+    pub cluster: Cluster,
+    /// Its workers.
+    pub apps: Apps,
+    /// The leader when the workers started.
+    pub leader: u64,
+    /// The follower that owns the workflows started through it.
+    pub owner: u64,
+    /// The third node.
+    pub other: u64,
+}
+
+impl ThreeApps {
+    /// Starts the cluster and its workers.
+    pub async fn start(workflows: &str, hang_owner: bool, args: &[&str]) -> anyhow::Result<Self> {
+        let cluster = Cluster::start(3, false, args).await?;
+        let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
+        let owner = (1..=3).find(|n| *n != leader).expect("a follower");
+        let other = (1..=3)
+            .find(|n| *n != leader && *n != owner)
+            .expect("a third");
+        let mut env: Vec<(u64, &str, &str)> = (1..=3)
+            .map(|n| (n, "CONFORMANCE_WORKFLOWS", workflows))
+            .collect();
+        if hang_owner {
+            env.push((owner, "CONFORMANCE_HANG", "1"));
+        }
+        let apps = Apps::start(&cluster, &env).await?;
+        Ok(ThreeApps {
+            cluster,
+            apps,
+            leader,
+            owner,
+            other,
+        })
+    }
+}
+
 /// The worker processes of a cluster, by node id, with their effects files.
 pub struct Apps {
     /// Running workers by node id.

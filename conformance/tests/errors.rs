@@ -267,6 +267,52 @@ async fn a_workflow_error_raised_outside_a_step_reaches_the_client_structured() 
 }
 
 #[tokio::test]
+async fn an_attempt_cut_short_by_its_app_dying_runs_again_with_its_whole_timeout()
+-> anyhow::Result<()> {
+    let (sidecar, effects, first, client) = one_node().await?;
+    let input = FlakyInput {
+        hang_times: 1,
+        timeout_ms: Some(2000),
+        max_attempts: 3,
+        initial_ms: 0,
+        coefficient: 1.0,
+        ..FlakyInput::default()
+    };
+    let handle = client.start_workflow("flaky", 1, &input).await?;
+    let id = handle.workflow_id().to_owned();
+    // The app dies inside attempt 1, long before its timeout: nothing of
+    // the attempt is committed.
+    eventually(DEADLINE, "attempt 1 to start", || {
+        count_effect(&read_effects(&effects), &id, "attempt", 1) == 1
+    })
+    .await?;
+    first.kill().await?;
+    let _second = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
+    assert_eq!(
+        result(&client, &id).await?,
+        serde_json::json!({"attempts": 2})
+    );
+    // The next app ran attempt 1 again (same number: none was committed),
+    // timed it out in full, then attempt 2.
+    let effects = read_effects(&effects);
+    assert_eq!(count_effect(&effects, &id, "attempt", 1), 2);
+    assert_eq!(count_effect(&effects, &id, "attempt", 2), 1);
+    let history = entries(&sidecar.url, &id).await?;
+    assert_eq!(
+        shape(&history),
+        vec![
+            (0, HistoryEntryKind::StepAttemptFailed, 1),
+            (0, HistoryEntryKind::Unspecified, 2),
+        ]
+    );
+    assert_eq!(
+        history[0].failure.as_ref().map(|f| f.message.as_str()),
+        Some("attempt 1 timed out after 2000 ms")
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_attempt_that_outlasts_its_timeout_is_stopped_and_retried() -> anyhow::Result<()> {
     let (sidecar, effects, _worker, client) = one_node().await?;
     let input = FlakyInput {
@@ -323,13 +369,14 @@ const FAST: &[&str] = &["--owner-timeout-ms", "1000", "--app-timeout-ms", "1000"
 #[tokio::test]
 async fn retries_continue_their_count_and_delay_after_the_owner_dies_during_backoff()
 -> anyhow::Result<()> {
-    use raftoral_conformance::apps::{Apps, client, wait_status};
-    use raftoral_conformance::cluster::Cluster;
-    let mut cluster = Cluster::start(3, false, FAST).await?;
-    let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
-    let env: Vec<(u64, &str, &str)> = (1..=3).map(|n| (n, WORKFLOWS.0, WORKFLOWS.1)).collect();
-    let mut apps = Apps::start(&cluster, &env).await?;
-    let owner = (1..=3).find(|n| *n != leader).expect("a follower");
+    use raftoral_conformance::apps::{ThreeApps, client, wait_status};
+    let ThreeApps {
+        mut cluster,
+        mut apps,
+        leader,
+        owner,
+        ..
+    } = ThreeApps::start(WORKFLOWS.1, false, FAST).await?;
     let c = client(&cluster, owner).await?;
     let delay = 3000;
     let input = FlakyInput {
@@ -365,7 +412,8 @@ async fn retries_continue_their_count_and_delay_after_the_owner_dies_during_back
     }
     cluster.kill(owner).await?;
     for node in (1..=3).filter(|n| *n != owner) {
-        apps.spawn(&cluster, node, &env).await?;
+        apps.spawn(&cluster, node, &[(node, WORKFLOWS.0, WORKFLOWS.1)])
+            .await?;
     }
     let survivor = client(&cluster, leader).await?;
     wait_status(&survivor, &id, WorkflowStatus::Completed).await?;
@@ -497,16 +545,14 @@ async fn parallel_steps_commit_in_finish_order_and_replay_by_position() -> anyho
 #[tokio::test]
 async fn a_parallel_batch_interrupted_by_an_owner_kill_completes_once_per_step()
 -> anyhow::Result<()> {
-    use raftoral_conformance::apps::{Apps, client, committed_at_least, wait_status};
-    use raftoral_conformance::cluster::Cluster;
-    let mut cluster = Cluster::start(3, false, FAST).await?;
-    let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
-    let env: Vec<(u64, &str, &str)> = (1..=3).map(|n| (n, WORKFLOWS.0, WORKFLOWS.1)).collect();
-    let apps = Apps::start(&cluster, &env).await?;
-    let owner = (1..=3).find(|n| *n != leader).expect("a follower");
-    let other = (1..=3)
-        .find(|n| *n != leader && *n != owner)
-        .expect("a third");
+    use raftoral_conformance::apps::{ThreeApps, client, committed_at_least, wait_status};
+    let ThreeApps {
+        mut cluster,
+        apps,
+        leader,
+        owner,
+        other,
+    } = ThreeApps::start(WORKFLOWS.1, false, FAST).await?;
     let c = client(&cluster, owner).await?;
     let input = FanoutInput {
         n: 8,
@@ -570,19 +616,16 @@ async fn a_bad_retry_policy_is_refused_when_the_workflow_is_defined() -> anyhow:
 #[tokio::test]
 async fn a_caught_step_failure_replays_on_a_replica_after_the_owner_node_dies() -> anyhow::Result<()>
 {
-    use raftoral_conformance::apps::{Apps, client, history_entries, wait_status};
-    use raftoral_conformance::cluster::Cluster;
-    let mut cluster = Cluster::start(3, false, FAST).await?;
-    let leader = cluster.wait_agreement(&[1, 2, 3], &[1, 2, 3]).await?;
-    let owner = (1..=3).find(|n| *n != leader).expect("a follower");
-    let other = (1..=3)
-        .find(|n| *n != leader && *n != owner)
-        .expect("a third");
+    use raftoral_conformance::apps::{ThreeApps, client, history_entries, wait_status};
     // The owner's app hangs in the last step; the replicas' apps follow
     // the commits, raising the charge's failure from the record.
-    let mut env: Vec<(u64, &str, &str)> = (1..=3).map(|n| (n, WORKFLOWS.0, WORKFLOWS.1)).collect();
-    env.push((owner, "CONFORMANCE_HANG", "1"));
-    let apps = Apps::start(&cluster, &env).await?;
+    let ThreeApps {
+        mut cluster,
+        apps,
+        leader,
+        owner,
+        other,
+    } = ThreeApps::start(WORKFLOWS.1, true, FAST).await?;
     let c = client(&cluster, owner).await?;
     let h = c.start_workflow("saga", 1, &serde_json::json!({})).await?;
     let id = h.workflow_id().to_owned();

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
-use crate::consensus::proposal::{Proposal, now_ms, random_u64};
+use crate::consensus::proposal::{Proposal, ProposalReply, now_ms, random_u64};
 use crate::consensus::raft_loop::{LoopInputs, RaftLoop, RaftStatus};
 use crate::consensus::snapshot_transfer::SnapshotTransfers;
 use crate::consensus::storage::RaftStore;
@@ -415,13 +415,7 @@ impl Node {
 
     /// Proposes one command and waits until it is applied (or rejected).
     pub async fn propose(&self, kind: Kind) -> Result<Applied, EngineError> {
-        let command = Command {
-            proposer_node_id: self.id(),
-            proposal_id: self.next_proposal_id(),
-            proposed_at_ms: now_ms(),
-            kind: Some(kind),
-        };
-        let (reply, answer) = oneshot::channel();
+        let (command, reply, answer) = self.command(kind);
         self.submit(Proposal::Command { command, reply }, answer)
             .await
     }
@@ -431,46 +425,40 @@ impl Node {
     /// side by an app, cost one fsync instead of two or more). One outcome
     /// per command, in order.
     pub async fn propose_all(&self, kinds: Vec<Kind>) -> Vec<Result<Applied, EngineError>> {
-        let mut commands = Vec::with_capacity(kinds.len());
-        let mut answers = Vec::with_capacity(kinds.len());
-        for kind in kinds {
-            let command = Command {
-                proposer_node_id: self.id(),
-                proposal_id: self.next_proposal_id(),
-                proposed_at_ms: now_ms(),
-                kind: Some(kind),
+        let (commands, answers): (Vec<_>, Vec<_>) = kinds
+            .into_iter()
+            .map(|kind| {
+                let (command, reply, answer) = self.command(kind);
+                ((command, reply), answer)
+            })
+            .unzip();
+        if let Err(e) = self.hand_to_loop(Proposal::Commands(commands)).await {
+            let each = || match &e {
+                EngineError::ProposalTimeout(t) => EngineError::ProposalTimeout(*t),
+                _ => self.stopped_error(),
             };
-            let (reply, answer) = oneshot::channel();
-            commands.push((command, reply));
-            answers.push(answer);
+            return answers.iter().map(|_| Err(each())).collect();
         }
-        let timeout = self.inner.config.proposal_timeout;
-        if self.raft_status().leader_id == 0 {
-            self.wait_status(timeout, |s| s.leader_id != 0).await;
-        }
-        let queued = tokio::time::timeout(
-            timeout,
-            self.inner.proposals.send(Proposal::Commands(commands)),
-        )
-        .await;
-        match queued {
-            Err(_) => {
-                return answers
-                    .iter()
-                    .map(|_| Err(EngineError::ProposalTimeout(timeout)))
-                    .collect();
-            }
-            Ok(Err(_)) => return answers.iter().map(|_| Err(self.stopped_error())).collect(),
-            Ok(Ok(())) => {}
-        }
-        futures::future::join_all(answers.into_iter().map(|answer| async move {
-            match tokio::time::timeout(timeout, answer).await {
-                Err(_) => Err(EngineError::ProposalTimeout(timeout)),
-                Ok(Err(_)) => Err(self.stopped_error()),
-                Ok(Ok(outcome)) => outcome,
-            }
-        }))
-        .await
+        futures::future::join_all(answers.into_iter().map(|a| self.outcome(a))).await
+    }
+
+    /// A command of this node, stamped, with the channel of its outcome.
+    fn command(
+        &self,
+        kind: Kind,
+    ) -> (
+        Command,
+        ProposalReply,
+        oneshot::Receiver<Result<Applied, EngineError>>,
+    ) {
+        let command = Command {
+            proposer_node_id: self.id(),
+            proposal_id: self.next_proposal_id(),
+            proposed_at_ms: now_ms(),
+            kind: Some(kind),
+        };
+        let (reply, answer) = oneshot::channel();
+        (command, reply, answer)
     }
 
     /// Hands a request to the Raft loop within the proposal timeout.
@@ -483,29 +471,38 @@ impl Node {
         }
     }
 
+    /// [`queue`](Self::queue) for a change of the log: during an election
+    /// there is no leader to forward to, so it first waits for one (within
+    /// the same deadline) instead of failing the caller at once.
+    async fn hand_to_loop(&self, proposal: Proposal) -> Result<(), EngineError> {
+        if self.raft_status().leader_id == 0 {
+            let timeout = self.inner.config.proposal_timeout;
+            self.wait_status(timeout, |s| s.leader_id != 0).await;
+        }
+        self.queue(proposal).await
+    }
+
+    /// The outcome of a queued proposal, within the proposal timeout.
+    async fn outcome(
+        &self,
+        answer: oneshot::Receiver<Result<Applied, EngineError>>,
+    ) -> Result<Applied, EngineError> {
+        let timeout = self.inner.config.proposal_timeout;
+        match tokio::time::timeout(timeout, answer).await {
+            Err(_) => Err(EngineError::ProposalTimeout(timeout)),
+            Ok(Err(_)) => Err(self.stopped_error()),
+            Ok(Ok(outcome)) => outcome,
+        }
+    }
+
     /// Queues a proposal and waits for its outcome, each with a deadline.
     pub(crate) async fn submit(
         &self,
         proposal: Proposal,
         answer: oneshot::Receiver<Result<Applied, EngineError>>,
     ) -> Result<Applied, EngineError> {
-        let timeout = self.inner.config.proposal_timeout;
-        // During an election there is no leader to forward to: wait for one
-        // (within the same deadline) instead of failing the caller at once.
-        if self.raft_status().leader_id == 0 {
-            self.wait_status(timeout, |s| s.leader_id != 0).await;
-        }
-        let queued = tokio::time::timeout(timeout, self.inner.proposals.send(proposal)).await;
-        match queued {
-            Err(_) => return Err(EngineError::ProposalTimeout(timeout)),
-            Ok(Err(_)) => return Err(self.stopped_error()),
-            Ok(Ok(())) => {}
-        }
-        match tokio::time::timeout(timeout, answer).await {
-            Err(_) => Err(EngineError::ProposalTimeout(timeout)),
-            Ok(Err(_)) => Err(self.stopped_error()),
-            Ok(Ok(outcome)) => outcome,
-        }
+        self.hand_to_loop(proposal).await?;
+        self.outcome(answer).await
     }
 
     /// Reads the state machine.

@@ -225,3 +225,23 @@ export class WorkerProcess {
     return gone;
   }
 }
+
+/** A promise and the function that resolves it. */
+export function latch() {
+  let open;
+  const opened = new Promise((resolve) => {
+    open = resolve;
+  });
+  return { open, opened };
+}
+
+const latches = new Map();
+
+/**
+ * The latch `name` (`{ open, opened }`), made on first use: a test and the
+ * workflows it runs share it, so a step can wait until the test opens it.
+ */
+export function named(name) {
+  if (!latches.has(name)) latches.set(name, latch());
+  return latches.get(name);
+}

@@ -9,23 +9,7 @@ import { after, before, test } from "node:test";
 
 import { Client, LocalNode, NonRetryableError, StepFailed, Worker, workflow } from "@raftoral/client";
 
-import { singleNode, tempDir } from "./harness.mjs";
-
-/** A promise and the function that resolves it. */
-function latch() {
-  let open;
-  const opened = new Promise((resolve) => {
-    open = resolve;
-  });
-  return { open, opened };
-}
-
-/** Latches by name, made on first use (the test and the workflow share them). */
-const latches = new Map();
-function named(name) {
-  if (!latches.has(name)) latches.set(name, latch());
-  return latches.get(name);
-}
+import { latch, named, singleNode, tempDir } from "./harness.mjs";
 
 /** What step functions ran, as `ID step`, in the order they ran. */
 const ran = [];

@@ -89,17 +89,22 @@ impl WorkerCore {
     /// backoff (after failed attempts) has passed.
     pub async fn slot(&self, run: &RunHandle, req: &SlotRequest) -> Result<Slot, ClientError> {
         let mut changes = run.changes.clone();
-        let stall_check = tokio::time::sleep(STALL_WARNING);
-        tokio::pin!(stall_check);
+        // When the wait first looks stuck behind a resolution the code has
+        // not asked for, a warning is due STALL_WARNING later (no timer is
+        // armed for the common wait, a commit on its way).
+        let mut warn_at: Option<tokio::time::Instant> = None;
         let mut warned = false;
         loop {
             changes.borrow_and_update();
             if let Some(slot) = self.try_slot(run, req) {
                 return slot;
             }
+            if warn_at.is_none() && self.stalled_behind(run, req).is_some() {
+                warn_at = Some(tokio::time::Instant::now() + STALL_WARNING);
+            }
             let wake = self.wake_at(run, req.seq);
             tokio::select! {
-                () = &mut stall_check, if !warned => {
+                () = sleep_until(warn_at.filter(|_| !warned)) => {
                     warned = true;
                     self.warn_if_stalled(run, req);
                 }

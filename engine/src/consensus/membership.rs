@@ -89,28 +89,12 @@ impl Node {
             )));
         }
         let quorum = remaining.len() / 2 + 1;
-        // A leader that took over a moment ago (say, from the node now
-        // asking to leave) has heard only from the voters that elected it:
-        // the others answer its first heartbeats. So a removal that looks
-        // unsafe is checked again for up to an election timeout, the
-        // window in which a live voter is heard, before it is refused.
-        let config = self.config();
-        let recheck_until = tokio::time::Instant::now() + config.election_timeout();
-        let live = loop {
-            let live: Vec<NodeId> = self
-                .live_voters()
-                .await?
-                .into_iter()
-                .filter(|id| *id != node_id)
-                .collect();
-            if !voter || live.len() >= quorum || force {
-                break live;
-            }
-            if tokio::time::Instant::now() >= recheck_until {
-                break live;
-            }
-            tokio::time::sleep(config.tick_interval * config.heartbeat_ticks as u32).await;
-        };
+        let live: Vec<NodeId> = self
+            .live_voters()
+            .await?
+            .into_iter()
+            .filter(|id| *id != node_id)
+            .collect();
         if voter && live.len() < quorum && !force {
             let down: Vec<NodeId> = remaining
                 .iter()
@@ -137,18 +121,27 @@ impl Node {
 
     /// On the leader: the voters it heard from within an election timeout,
     /// itself included, most caught-up first. Elsewhere
-    /// [`EngineError::NotLeader`].
+    /// [`EngineError::NotLeader`]. A leader elected less than an election
+    /// timeout ago that has not heard from every voter waits until that
+    /// window has passed: its followers answer its first heartbeats, and
+    /// before then a missing voter is one not asked yet (a pod leaving on
+    /// SIGTERM asks the leader it just handed over to for its removal).
     pub async fn live_voters(&self) -> Result<Vec<NodeId>, EngineError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue(Proposal::Liveness { reply }).await?;
-        let liveness = answer.await.map_err(|_| EngineError::ShuttingDown)?;
-        if !liveness.is_leader {
-            return Err(EngineError::NotLeader {
-                node: self.id(),
-                leader: self.raft_status().leader_id,
-            });
+        loop {
+            let (reply, answer) = oneshot::channel();
+            self.queue(Proposal::Liveness { reply }).await?;
+            let liveness = answer.await.map_err(|_| EngineError::ShuttingDown)?;
+            if !liveness.is_leader {
+                return Err(EngineError::NotLeader {
+                    node: self.id(),
+                    leader: self.raft_status().leader_id,
+                });
+            }
+            if liveness.settles_in.is_zero() {
+                return Ok(liveness.live_voters);
+            }
+            tokio::time::sleep(liveness.settles_in).await;
         }
-        Ok(liveness.live_voters)
     }
 
     /// Moves leadership to voter `to`, or (`None`, sent to the leader) to

@@ -55,6 +55,12 @@ pub(crate) struct Liveness {
     /// Voters heard from within an election timeout (the leader included),
     /// most caught-up first.
     pub live_voters: Vec<u64>,
+    /// Zero when `live_voters` can be trusted; otherwise how long until it
+    /// can: a leader elected less than an election timeout ago that has not
+    /// heard from every voter yet (its followers answer its first
+    /// heartbeats; until the window has passed, "not heard" means "not asked
+    /// yet", not "dead").
+    pub settles_in: std::time::Duration,
 }
 
 /// A membership change of one node (never a joint one: each commits with

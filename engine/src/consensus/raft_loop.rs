@@ -77,6 +77,8 @@ pub(crate) struct RaftLoop {
     ticks: u64,
     /// Leader seen at the last Ready; a change fails pending proposals fast.
     last_leader: u64,
+    /// When this node last became the leader (`liveness`).
+    leading_since: Option<std::time::Instant>,
     /// ReadIndex requests in flight, by the counter of their context.
     pending_reads: HashMap<u64, oneshot::Sender<Result<u64, EngineError>>>,
     /// Identifies this process's read contexts; see [`ReadContext`].
@@ -183,6 +185,7 @@ impl RaftLoop {
             config,
             ticks: 0,
             last_leader: 0,
+            leading_since: None,
             pending_reads: HashMap::new(),
             read_nonce: random_u64(),
             next_read: 1,
@@ -466,9 +469,18 @@ impl RaftLoop {
             })
             .collect();
         live.sort_by_key(|id| std::cmp::Reverse(prs.get(*id).map_or(0, |p| p.matched)));
+        let led_for = self
+            .leading_since
+            .map_or(window, |since| now.saturating_duration_since(since));
+        let everyone = live.len() == self.store.conf_state().voters.len();
         Liveness {
             is_leader: true,
             live_voters: live,
+            settles_in: if everyone {
+                std::time::Duration::ZERO
+            } else {
+                window.saturating_sub(led_for)
+            },
         }
     }
 
@@ -578,6 +590,7 @@ impl RaftLoop {
             return;
         }
         let previous = std::mem::replace(&mut self.last_leader, leader);
+        self.leading_since = (leader == self.raw.raft.id).then(|| self.clock.now());
         if previous == 0 {
             return;
         }

@@ -129,15 +129,9 @@ impl Workflow {
     /// numbers, and a later workflow reusing the id draws others. Never 0
     /// (0 means "no seed" to the SDKs).
     pub fn random_seed(&self) -> u64 {
-        // FNV-1a of the id, mixed with the time by SplitMix64's finalizer.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.id.as_bytes() {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        let mut z = h ^ self.created_at_ms;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)).max(1)
+        // The SDKs' generator mixes its state before every draw, so the
+        // seed needs no mixing of its own.
+        (super::stable_hash(&self.id) ^ self.created_at_ms).max(1)
     }
 
     /// The number of resolved steps.
