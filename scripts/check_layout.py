@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, str, list[str], list[str]]] = [
             "api/",
             "node.rs",
             "workflows/failover.rs",
+            "workflows/timer_service.rs",
             "workflows/operations.rs",
             "workflows/worker_session/",
         ],

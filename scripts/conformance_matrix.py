@@ -36,6 +36,7 @@ DEFAULT_FILES = [
     "mixed",
     "errors",
     "helpers",
+    "timers",
 ]
 # Runs once with every worker at a time (one per node, CONFORMANCE_MIXED),
 # not once per worker.

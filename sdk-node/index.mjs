@@ -28,6 +28,7 @@ export const {
   consoleSink,
   currentContext,
   jsonCodec,
+  parseDuration,
   workflow,
 } = sdk;
 export default sdk;

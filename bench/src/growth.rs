@@ -261,7 +261,7 @@ async fn drive(
 
 /// SIGKILLs node 1 and starts it again on its storage; the time until a
 /// new client's start is acknowledged.
-async fn restart(bench: &mut Bench, raftoral_bin: &Path) -> anyhow::Result<f64> {
+pub async fn restart(bench: &mut Bench, raftoral_bin: &Path) -> anyhow::Result<f64> {
     let mut child = bench.processes.remove(&1).expect("node 1 runs");
     child.kill().await?;
     let started = Instant::now();

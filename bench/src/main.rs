@@ -11,6 +11,7 @@ mod language_thread;
 mod sdks;
 mod sidecars;
 mod stats;
+mod timers;
 mod workflows;
 
 use std::path::PathBuf;
@@ -115,6 +116,20 @@ enum Command {
         /// Plaintext/mTLS pairs of rows.
         #[arg(long, default_value_t = 2)]
         rounds: u32,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Durable timers: lateness of workflows each sleeping 5 s on three
+    /// durable nodes, and many timers pending at once on one node (RSS,
+    /// restart to serving, all of them fired after the restart).
+    Timers {
+        /// Workflows of the lateness measurement.
+        #[arg(long, default_value_t = 10_000)]
+        workflows: u64,
+        /// Timers pending at once in the scale measurement.
+        #[arg(long, default_value_t = 100_000)]
+        pending: u64,
         /// Write the results as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -248,6 +263,16 @@ async fn main() -> anyhow::Result<()> {
             let rows = tls_cost(runs, workflows, rounds).await?;
             if let Some(out) = out {
                 write_json(&out, &rows)?;
+            }
+        }
+        Command::Timers {
+            workflows,
+            pending,
+            out,
+        } => {
+            let timers = timers::run(&sidecars::raftoral_binary()?, workflows, pending).await?;
+            if let Some(out) = out {
+                write_json(&out, &timers)?;
             }
         }
         Command::Growth { workflows, out } => {

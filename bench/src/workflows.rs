@@ -61,6 +61,11 @@ pub struct WorkflowRow {
 /// The workflow types every bench worker registers.
 pub const WORKFLOWS: [&str; 5] = ["ping_pong", "steps", "parallel", "flaky_once", "hold"];
 
+/// The types only the in-process Rust workers register: `sleep` takes a
+/// number of milliseconds, sleeps durably that long and returns `true`
+/// (the timers bench, `timers.rs`).
+pub const RUST_ONLY: [&str; 1] = ["sleep"];
+
 /// The bench worker's workflows; every worker language implements the same
 /// contract (`bench/workers/`): `ping_pong` answers "pong" to "ping" after
 /// one checkpoint; `steps` takes N and makes N sequential checkpoints,
@@ -118,6 +123,11 @@ pub async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
                 })
                 .await?;
             Ok(serde_json::to_vec(&attempts)?)
+        }
+        "sleep" => {
+            let ms: u64 = req.input()?;
+            ctx.sleep(std::time::Duration::from_millis(ms)).await?;
+            Ok(serde_json::to_vec(&true)?)
         }
         "hold" => {
             let _: u64 = checkpoint!(ctx, "started", 1);
@@ -291,7 +301,7 @@ impl Bench {
                 .get(id)
                 .with_context(|| format!("no node {id} for a worker"))?
                 .clone();
-            for name in WORKFLOWS {
+            for name in WORKFLOWS.iter().chain(RUST_ONLY.iter()) {
                 client.register_workflow(name, 1).await?;
             }
             let worker = {

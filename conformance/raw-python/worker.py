@@ -89,7 +89,7 @@ from raftoral.sidecar.v1 import app_pb2 as pb
 from raftoral.sidecar.v1 import app_pb2_grpc
 from raftoral.sidecar.v1 import failure_pb2 as fpb
 
-PROTOCOL_VERSION = 2  # histories with entry kinds, attempts, failures
+PROTOCOL_VERSION = 3  # histories with entry kinds, attempts, failures, timers
 # Histories travel in ExecuteWorkflowRequest: up to 4 MiB plus a value or two
 # (see its comment), far above gRPC's default 4 MiB receive limit.
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -109,6 +109,9 @@ MAX_OPEN_STEPS = 256
 
 STEP_FAILED = fpb.HISTORY_ENTRY_KIND_STEP_FAILED
 STEP_ATTEMPT_FAILED = fpb.HISTORY_ENTRY_KIND_STEP_ATTEMPT_FAILED
+TIMER_STARTED = fpb.HISTORY_ENTRY_KIND_TIMER_STARTED
+TIMER_FIRED = fpb.HISTORY_ENTRY_KIND_TIMER_FIRED
+TIMER_CANCELLED = fpb.HISTORY_ENTRY_KIND_TIMER_CANCELLED
 
 
 def encode(value: Any) -> bytes:
@@ -312,7 +315,12 @@ class History:
         self.entries: list[Entry] = []
         self.resolved: dict[int, Entry] = {}  # seq -> its value or failure
         self.attempts: dict[int, Attempts] = {}  # unresolved seq -> attempts
+        self.timers: dict[int, str] = {}  # started, unfired timer's seq -> name
         self.order: list[int] = []  # resolved seqs in commit order
+        self.order_of: dict[int, int] = {}  # seq -> its place in order
+        # Positions the code gave up on (a race's losers): their resolutions
+        # are skipped when their turn comes.
+        self.abandoned: set[int] = set()
         self.released = 0  # resolutions handed to the code: order[:released]
         self.low = 0  # the first unresolved seq
 
@@ -322,7 +330,9 @@ class History:
     def push(self, entry: Entry) -> None:
         """Appends the next entry in commit order."""
         self.entries.append(entry)
-        if entry.kind == STEP_ATTEMPT_FAILED:
+        if entry.kind == TIMER_STARTED:
+            self.timers[entry.seq] = entry.name  # resolved by its TIMER_FIRED
+        elif entry.kind == STEP_ATTEMPT_FAILED:
             # The wait left, taken now (when the entry is learned): a clock
             # behind the log's waits the committed delay at most.
             delay = max(0, entry.next_attempt_at_ms - entry.committed_at_ms)
@@ -332,7 +342,9 @@ class History:
             )
         else:
             self.attempts.pop(entry.seq, None)
+            self.timers.pop(entry.seq, None)
             self.resolved[entry.seq] = entry
+            self.order_of[entry.seq] = len(self.order)
             self.order.append(entry.seq)
             while self.low in self.resolved:
                 self.low += 1
@@ -340,6 +352,19 @@ class History:
     def next_release(self) -> Optional[int]:
         """The seq whose resolution is the next to hand out, if committed."""
         return self.order[self.released] if self.released < len(self.order) else None
+
+    def passed(self, seq: int) -> bool:
+        """True when the resolution of `seq` is behind the release cursor."""
+        return seq in self.order_of and self.order_of[seq] < self.released
+
+    def first_of(self, seqs: list[int]) -> Optional[int]:
+        """Among `seqs`, the index of the one resolved first in commit
+        order, once it is handed out or the next to be (a race's winner)."""
+        placed = [(self.order_of[s], i) for i, s in enumerate(seqs) if s in self.order_of]
+        if not placed:
+            return None
+        place, i = min(placed)
+        return i if place <= self.released else None
 
 
 @dataclass
@@ -402,6 +427,7 @@ class Run:
         self.random = Random(req.random_seed, req.workflow_id)
         self.pending: dict[int, Pending] = {}  # seq -> its proposal
         self.refused: dict[int, str] = {}  # seq -> why its proposal was refused
+        self.timers: dict[int, str] = {}  # timer positions the code took -> name
         # Resolved steps waiting for their turn: seq -> what wakes them.
         self.ready: dict[int, asyncio.Future[Entry]] = {}
         self.stop: Optional[Stop] = None
@@ -448,10 +474,15 @@ class Run:
             self.ready.clear()
             return
         seq = self.history.next_release()
+        while seq is not None and seq in self.history.abandoned:
+            self.history.released += 1  # a race's loser: skipped
+            self._changed.set()  # a race waits for its losers to pass
+            seq = self.history.next_release()
         if seq is None or seq not in self.ready:
             return  # not committed yet, or its step was not asked for yet
         turn = self.ready.pop(seq)
         self.history.released += 1
+        self._changed.set()
         if not turn.done():  # not cancelled (shutdown)
             turn.set_result(self.history.resolved[seq])
         self.release_soon()
@@ -687,6 +718,8 @@ class Worker:
         while seq not in run.history.resolved:
             if run.stop:
                 raise run.stop
+            if seq in run.history.timers:
+                raise non_determinism(run.id, seq, f"timer:{run.history.timers[seq]}", name)
             failed = run.history.attempts.get(seq)
             if failed is not None and failed.name != name:
                 raise non_determinism(run.id, seq, failed.name, name)
@@ -702,9 +735,97 @@ class Worker:
         # Resolved (replayed, or committed by an owner): a different name is
         # non-determinism at once; else the resolution waits for its turn.
         entry = run.history.resolved[seq]
+        if entry.kind in (TIMER_FIRED, TIMER_CANCELLED):
+            raise non_determinism(run.id, seq, f"timer:{entry.name}", name)
         if entry.name != name:
             raise non_determinism(run.id, seq, entry.name, name)
+        if seq in run.history.abandoned:
+            return None  # lost a race: nobody reads it
         return run.resolution(await run.wait_turn(seq), name)
+
+    def sleep(self, run: Run, name: str, ms: int) -> Coroutine[Any, Any, None]:
+        """A durable sleep of `ms` at the run's next position (app.proto
+        "Timers"): the owner proposes TIMER_STARTED with the duration; the
+        position resolves when the cluster commits TIMER_FIRED. Taken when
+        called, like a step's."""
+        if ms < 0:
+            raise ValueError(f"sleep '{name}' of {ms} ms: a duration cannot be negative")
+        seq = run.cursor
+        run.cursor += 1
+        run.timers[seq] = name
+        return self._sleep(run, seq, name, ms)
+
+    async def _sleep(self, run: Run, seq: int, name: str, ms: int) -> None:
+        while seq not in run.history.resolved:
+            if run.stop:
+                raise run.stop
+            failed = run.history.attempts.get(seq)
+            if failed is not None:
+                raise non_determinism(run.id, seq, failed.name, f"timer:{name}")
+            started = run.history.timers.get(seq)
+            if started is not None and started != name:
+                raise non_determinism(run.id, seq, f"timer:{started}", f"timer:{name}")
+            if seq in run.history.abandoned:
+                return  # lost a race: the race cancels the timer
+            if started is not None or not run.is_owner:
+                await run.changed()  # the firing comes from the cluster
+            else:
+                proposal = pb.CheckpointProposal(
+                    workflow_id=run.id,
+                    seq=seq,
+                    checkpoint_name=name,
+                    attempt=1,
+                    kind=TIMER_STARTED,
+                    timer_duration_ms=ms,
+                )
+                await self.propose(run, proposal)
+        entry = run.history.resolved[seq]
+        timer = entry.kind in (TIMER_FIRED, TIMER_CANCELLED)
+        if not timer or entry.name != name:
+            label = f"timer:{entry.name}" if timer else entry.name
+            raise non_determinism(run.id, seq, label, f"timer:{name}")
+        if seq not in run.history.abandoned:
+            await run.wait_turn(seq)
+
+    async def first(self, run: Run, seqs: list[int]) -> int:
+        """Races the operations at positions `seqs` (started, not awaited):
+        the index of the one resolved first in commit order, the same on
+        every replica and in every replay. The others are abandoned; the
+        owner cancels a losing timer (TIMER_CANCELLED), a losing step runs
+        on to its commit. Returns once each losing timer's resolution is
+        behind the release cursor, live as in a replay (the raced
+        operations run as tasks meanwhile, so the winner takes its turn)."""
+        while True:
+            if run.stop:
+                raise run.stop
+            winner = run.history.first_of(seqs)
+            if winner is not None:
+                break
+            await run.changed()
+        run.history.abandoned.update(s for i, s in enumerate(seqs) if i != winner)
+        run.poke()
+        for i, seq in enumerate(seqs):
+            if i == winner or seq not in run.timers or seq in run.history.resolved:
+                continue
+            if not run.is_owner:
+                continue  # the owner cancels it (a new owner replays this race)
+            pending = run.pending.get(seq)
+            if pending is not None and not pending.sent:
+                del run.pending[seq]  # its start is never sent
+            cancel = pb.CheckpointProposal(
+                workflow_id=run.id,
+                seq=seq,
+                checkpoint_name=run.timers[seq],
+                attempt=1,
+                kind=TIMER_CANCELLED,
+            )
+            await self.propose(run, cancel)
+        for i, seq in enumerate(seqs):
+            while i != winner and seq in run.timers and not run.history.passed(seq):
+                if run.stop:
+                    raise run.stop
+                await run.changed()
+        return winner
 
     def checkpoint(
         self, run: Run, name: str, compute: Callable[[], Awaitable[Any]]
@@ -758,6 +879,8 @@ class Worker:
         run.refused.pop(seq, None)
         try:
             while seq not in run.history.resolved:
+                if proposal.kind == TIMER_STARTED and seq in run.history.timers:
+                    return  # started (here or by another owner): it fires later
                 failed = run.history.attempts.get(seq)
                 if failed is not None and failed.last >= proposal.attempt:
                     if failed.name != proposal.checkpoint_name:
@@ -798,6 +921,7 @@ class Worker:
                 pending.sent
                 or len(run.history) <= pending.hold
                 or seq in run.history.resolved
+                or (seq in run.history.timers and pending.proposal.kind == TIMER_STARTED)
                 or (failed is not None and failed.last >= pending.proposal.attempt)
             ):
                 continue
@@ -1025,6 +1149,66 @@ async def helpers(w: Worker, run: Run) -> Any:
     return {"recorded": recorded, "replayed": drawn, "after": after}
 
 
+async def sleeper(w: Worker, run: Run) -> Any:
+    async def before() -> bool:
+        effect(run.id, "start", 0)
+        return True
+
+    await w.checkpoint(run, "before", before)
+    sleeps: list[int] = run.input["sleeps"]
+    for i, ms in enumerate(sleeps):
+        await w.sleep(run, f"nap-{i}", ms)
+
+    async def after() -> bool:
+        effect(run.id, "start", 1)
+        if os.environ.get("CONFORMANCE_HANG") == "1":
+            await asyncio.Event().wait()  # the app "dies" here
+        return True
+
+    await w.checkpoint(run, "after", after)
+    return {"slept": len(sleeps)}
+
+
+async def racer(w: Worker, run: Run) -> Any:
+    async def work() -> str:
+        effect(run.id, "start", 0)
+        await asyncio.sleep(run.input["step_ms"] / 1000)  # inside the step: not durable
+        effect(run.id, "done", 0)
+        return "worked"
+
+    timer_seq = run.cursor
+    deadline = asyncio.ensure_future(w.sleep(run, "deadline", run.input["timer_ms"]))
+    step_seq = run.cursor
+    working = asyncio.ensure_future(w.checkpoint(run, "work", work))
+    tasks = [deadline, working]
+    winner = await w.first(run, [timer_seq, step_seq])
+    for i, task in enumerate(tasks):
+        if i != winner:  # a loser: nobody reads its outcome
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    out: dict[str, Any] = {"winner": "timer"}
+    if winner == 1:
+        out = {"winner": "step", "value": await working}
+    else:
+        await deadline
+
+    async def after() -> bool:
+        effect(run.id, "start", 1)
+        if os.environ.get("CONFORMANCE_HANG") == "1":
+            await asyncio.Event().wait()  # the app "dies" here
+        return True
+
+    await w.checkpoint(run, "after", after)
+    return out
+
+
+async def scheduled(w: Worker, run: Run) -> Any:
+    async def ran() -> int:
+        effect(run.id, "start", 0)
+        return int(time.time() * 1000)
+
+    return {"input": run.input, "ran_at": await w.checkpoint(run, "ran", ran)}
+
+
 WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "ping_pong": ping_pong,
     "steps": steps,
@@ -1033,6 +1217,9 @@ WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "flaky": flaky,  # likewise
     "fanout": fanout,  # likewise
     "helpers": helpers,  # likewise
+    "sleeper": sleeper,  # likewise
+    "racer": racer,  # likewise
+    "scheduled": scheduled,  # likewise
 }
 
 

@@ -165,6 +165,22 @@ pub async fn history_entries(
         .collect())
 }
 
+/// Workflow `id`'s history as the node serving `url` reports it, in commit
+/// order.
+pub async fn history_at(
+    url: &str,
+    id: &str,
+) -> anyhow::Result<Vec<raftoral_client::proto::sidecar::v1::HistoryEntry>> {
+    let mut svc = WorkflowServiceClient::connect(url.to_owned()).await?;
+    Ok(svc
+        .get_workflow_history(GetWorkflowHistoryRequest {
+            workflow_id: id.into(),
+        })
+        .await?
+        .into_inner()
+        .entries)
+}
+
 /// (name, value) of each committed checkpoint, as one node reports them.
 pub async fn history(
     cluster: &Cluster,

@@ -442,6 +442,7 @@ async fn step_proposals_are_checked_and_fenced() -> anyhow::Result<()> {
             failure,
             attempt,
             retry_delay_ms: 50,
+            timer_duration_ms: 0,
         }))
     };
     // A failed step without its failure, and details that are not JSON.
@@ -530,6 +531,117 @@ async fn step_proposals_are_checked_and_fenced() -> anyhow::Result<()> {
             );
         }
         other => anyhow::bail!("expected the execute request, got {other:?}"),
+    }
+    Ok(())
+}
+
+/// Timer proposals of protocol 3, driven by hand: a start is checked (no
+/// failure, no value, at most 366 days, an app never fires one), committed
+/// with its deadline, sent again it is a duplicate, and the position
+/// resolves by the leader's firing; an app of protocol 2 is not given the
+/// history.
+#[tokio::test]
+async fn timer_proposals_are_checked_and_fired_by_the_cluster() -> anyhow::Result<()> {
+    use raftoral_client::proto::sidecar::v1::{Failure, HistoryEntryKind};
+    let sidecar = Sidecar::start(&[]).await?;
+    let register = |protocol_version| {
+        Some(AppMsg::RegisterWorkflow(RegisterWorkflowRequest {
+            workflow_name: "raw".into(),
+            version: 1,
+            protocol_version,
+            ..Default::default()
+        }))
+    };
+    let mut app = RawApp::open(&sidecar.url).await?;
+    app.send(register(3)).await?;
+    match app.next().await? {
+        SidecarMsg::RegistrationAck(_) => {}
+        other => anyhow::bail!("expected the ack, got {other:?}"),
+    }
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let id = client
+        .start_workflow("raw", 1, &())
+        .await?
+        .workflow_id()
+        .to_owned();
+    match app.next().await? {
+        SidecarMsg::ExecuteWorkflow(x) => assert!(x.is_owner),
+        other => anyhow::bail!("expected the execute request, got {other:?}"),
+    }
+    let timer = |kind: HistoryEntryKind, ms: u64| CheckpointProposal {
+        workflow_id: id.clone(),
+        seq: 0,
+        checkpoint_name: "nap".into(),
+        kind: kind as i32,
+        attempt: 1,
+        timer_duration_ms: ms,
+        ..CheckpointProposal::default()
+    };
+    let refused = [
+        (
+            CheckpointProposal {
+                failure: Some(Failure {
+                    r#type: "Boom".into(),
+                    ..Failure::default()
+                }),
+                ..timer(HistoryEntryKind::TimerStarted, 10)
+            },
+            "no failure",
+        ),
+        (
+            timer(HistoryEntryKind::TimerStarted, 366 * 86_400_000 + 1),
+            "366 days",
+        ),
+        (timer(HistoryEntryKind::TimerFired, 0), "leader fires"),
+        (
+            timer(HistoryEntryKind::Unspecified, 10),
+            "TIMER_STARTED entry only",
+        ),
+    ];
+    for (proposal, says) in refused {
+        app.send(Some(AppMsg::CheckpointProposal(proposal))).await?;
+        let e = app.expect_error(ErrorCode::MalformedMessage).await?;
+        assert!(e.message.contains(says), "{}", e.message);
+    }
+    let start = timer(HistoryEntryKind::TimerStarted, 200);
+    app.send(Some(AppMsg::CheckpointProposal(start.clone())))
+        .await?;
+    let deadline = match app.next().await? {
+        SidecarMsg::CheckpointEvent(ev) => {
+            assert_eq!(ev.kind(), HistoryEntryKind::TimerStarted);
+            assert_eq!(ev.fire_at_ms, ev.committed_at_ms + 200);
+            ev.fire_at_ms
+        }
+        other => anyhow::bail!("expected the start's event, got {other:?}"),
+    };
+    app.send(Some(AppMsg::CheckpointProposal(start))).await?;
+    app.expect_error(ErrorCode::UnexpectedSeq).await?;
+    // A step value at the sleeping position is refused.
+    app.send(Some(AppMsg::CheckpointProposal(CheckpointProposal {
+        value: "1".into(),
+        ..timer(HistoryEntryKind::Unspecified, 0)
+    })))
+    .await?;
+    let e = app.expect_error(ErrorCode::MalformedMessage).await?;
+    assert!(e.message.contains("running timer"), "{}", e.message);
+    match app.next().await? {
+        SidecarMsg::CheckpointEvent(ev) => {
+            assert_eq!(
+                (ev.seq, ev.kind(), ev.history_index),
+                (0, HistoryEntryKind::TimerFired, 1)
+            );
+            assert_eq!(ev.fire_at_ms, deadline);
+            assert!(ev.committed_at_ms >= deadline, "fired before its deadline");
+        }
+        other => anyhow::bail!("expected the firing, got {other:?}"),
+    }
+    app.close().await?;
+    // The history has timers: protocol 2 is not given the workflow.
+    let mut old = RawApp::open(&sidecar.url).await?;
+    old.send(register(2)).await?;
+    match old.next().await? {
+        SidecarMsg::RegistrationAck(_) => {}
+        other => anyhow::bail!("protocol 2 got {other:?} before its ack"),
     }
     Ok(())
 }

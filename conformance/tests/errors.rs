@@ -8,28 +8,15 @@
 //! (`CONFORMANCE_WORKFLOWS`). Every worker runs these scenarios (the
 //! conformance matrix).
 
-use raftoral_client::proto::sidecar::v1::{
-    GetWorkflowHistoryRequest, HistoryEntry, HistoryEntryKind,
-    workflow_service_client::WorkflowServiceClient,
-};
+use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind};
 use raftoral_client::{ClientError, RaftoralClient, WorkflowStatus};
+use raftoral_conformance::apps::history_at;
 use raftoral_conformance::{
     DEADLINE, FanoutInput, FlakyInput, Sidecar, Worker, count_effect, eventually, read_effects,
     read_effects_timed, saga_result,
 };
 
 const WORKFLOWS: (&str, &str) = ("CONFORMANCE_WORKFLOWS", "saga,flaky,fanout");
-
-async fn entries(url: &str, id: &str) -> anyhow::Result<Vec<HistoryEntry>> {
-    let mut svc = WorkflowServiceClient::connect(url.to_owned()).await?;
-    Ok(svc
-        .get_workflow_history(GetWorkflowHistoryRequest {
-            workflow_id: id.into(),
-        })
-        .await?
-        .into_inner()
-        .entries)
-}
 
 /// (seq, kind, attempt) of each entry.
 fn shape(entries: &[HistoryEntry]) -> Vec<(u64, HistoryEntryKind, u32)> {
@@ -84,7 +71,7 @@ async fn a_caught_step_failure_replays_after_the_app_is_killed() -> anyhow::Resu
     let effects = read_effects(&effects);
     assert_eq!(count_effect(&effects, &id, "start", 0), 1, "charged once");
     assert_eq!(count_effect(&effects, &id, "done", 1), 1, "refunded once");
-    let history = entries(&sidecar.url, &id).await?;
+    let history = history_at(&sidecar.url, &id).await?;
     assert_eq!(
         shape(&history),
         vec![
@@ -122,7 +109,7 @@ async fn failed_attempts_are_committed_and_retried_after_their_delay() -> anyhow
         result(&client, &id).await?,
         serde_json::json!({"attempts": 3})
     );
-    let history = entries(&sidecar.url, &id).await?;
+    let history = history_at(&sidecar.url, &id).await?;
     assert_eq!(
         shape(&history),
         vec![
@@ -175,7 +162,7 @@ async fn a_non_retryable_error_fails_the_step_at_once() -> anyhow::Result<()> {
     );
     assert_eq!(count_effect(&read_effects(&effects), &id, "attempt", 1), 1);
     assert_eq!(
-        shape(&entries(&sidecar.url, &id).await?),
+        shape(&history_at(&sidecar.url, &id).await?),
         vec![(0, HistoryEntryKind::StepFailed, 1)]
     );
     Ok(())
@@ -213,7 +200,7 @@ async fn exhausted_attempts_fail_the_workflow_with_the_last_error() -> anyhow::R
         ("Flaky", "attempt 3 failed")
     );
     assert_eq!(
-        shape(&entries(&sidecar.url, &id).await?),
+        shape(&history_at(&sidecar.url, &id).await?),
         vec![
             (0, HistoryEntryKind::StepAttemptFailed, 1),
             (0, HistoryEntryKind::StepAttemptFailed, 2),
@@ -257,7 +244,7 @@ async fn a_workflow_error_raised_outside_a_step_reaches_the_client_structured() 
     // history.
     assert_eq!(count_effect(&read_effects(&effects), &id, "done", 1), 1);
     assert_eq!(
-        shape(&entries(&sidecar.url, &id).await?),
+        shape(&history_at(&sidecar.url, &id).await?),
         vec![
             (0, HistoryEntryKind::StepFailed, 1),
             (1, HistoryEntryKind::Unspecified, 1),
@@ -297,7 +284,7 @@ async fn an_attempt_cut_short_by_its_app_dying_runs_again_with_its_whole_timeout
     let effects = read_effects(&effects);
     assert_eq!(count_effect(&effects, &id, "attempt", 1), 2);
     assert_eq!(count_effect(&effects, &id, "attempt", 2), 1);
-    let history = entries(&sidecar.url, &id).await?;
+    let history = history_at(&sidecar.url, &id).await?;
     assert_eq!(
         shape(&history),
         vec![
@@ -329,7 +316,7 @@ async fn an_attempt_that_outlasts_its_timeout_is_stopped_and_retried() -> anyhow
         result(&client, &id).await?,
         serde_json::json!({"attempts": 2})
     );
-    let history = entries(&sidecar.url, &id).await?;
+    let history = history_at(&sidecar.url, &id).await?;
     assert_eq!(
         shape(&history),
         vec![
@@ -394,10 +381,10 @@ async fn retries_continue_their_count_and_delay_after_the_owner_dies_during_back
     // owner dies.
     raftoral_conformance::eventually_async(DEADLINE, "attempt 1 to fail", || {
         let (url, id) = (leader_url.clone(), id.clone());
-        async move { Ok(!entries(&url, &id).await?.is_empty()) }
+        async move { Ok(!history_at(&url, &id).await?.is_empty()) }
     })
     .await?;
-    let first = entries(&leader_url, &id).await?.remove(0);
+    let first = history_at(&leader_url, &id).await?.remove(0);
     assert_eq!(first.kind(), HistoryEntryKind::StepAttemptFailed);
     let committed = first.committed_at_ms;
     eventually(DEADLINE, "half the delay to pass", || {
@@ -420,7 +407,7 @@ async fn retries_continue_their_count_and_delay_after_the_owner_dies_during_back
     let out: serde_json::Value = serde_json::from_slice(&survivor.get_workflow(&id).await?.result)?;
     assert_eq!(out, serde_json::json!({"attempts": 3}), "the count went on");
     assert_eq!(
-        shape(&entries(&leader_url, &id).await?),
+        shape(&history_at(&leader_url, &id).await?),
         vec![
             (0, HistoryEntryKind::StepAttemptFailed, 1),
             (0, HistoryEntryKind::StepAttemptFailed, 2),
@@ -502,7 +489,7 @@ async fn parallel_steps_commit_in_finish_order_and_replay_by_position() -> anyho
         count_effect(&read_effects(&effects), &id, "start", input.n) == 1
     })
     .await?;
-    let before = entries(&sidecar.url, &id).await?;
+    let before = history_at(&sidecar.url, &id).await?;
     let first_seqs: Vec<u64> = before.iter().take(6).map(|e| e.seq).collect();
     assert_ne!(
         first_seqs,
@@ -526,7 +513,7 @@ async fn parallel_steps_commit_in_finish_order_and_replay_by_position() -> anyho
             "branch-{i}-b"
         );
     }
-    let history = entries(&sidecar.url, &id).await?;
+    let history = history_at(&sidecar.url, &id).await?;
     assert_eq!(
         history[..before.len()]
             .iter()
@@ -569,9 +556,9 @@ async fn a_parallel_batch_interrupted_by_an_owner_kill_completes_once_per_step()
     wait_status(&survivor, &id, WorkflowStatus::Completed).await?;
     let out: serde_json::Value = serde_json::from_slice(&survivor.get_workflow(&id).await?.result)?;
     assert_eq!(out, serde_json::json!({"sum": input.sum()}));
-    let history = entries(&cluster.nodes[&leader].url, &id).await?;
+    let history = history_at(&cluster.nodes[&leader].url, &id).await?;
     check_fanout_history(&history, &input);
-    let elsewhere = entries(&cluster.nodes[&other].url, &id).await?;
+    let elsewhere = history_at(&cluster.nodes[&other].url, &id).await?;
     assert_eq!(
         history
             .iter()

@@ -105,6 +105,7 @@ async fn cancel_and_wait_through_a_follower_right_after_a_start_find_the_workflo
             workflow_name: "nobody_runs_this".into(),
             version: 1,
             input: "null".into(),
+            ..Default::default()
         };
         through_leader
             .start_workflow(start(format!("c{i}")))

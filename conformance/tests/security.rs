@@ -365,6 +365,7 @@ async fn the_app_token_guards_every_call_and_a_refused_call_starts_nothing() -> 
                 workflow_name: "anything".into(),
                 version: 1,
                 input: b"null".to_vec().into(),
+                ..Default::default()
             })
             .await
             .expect_err("started without the right token");

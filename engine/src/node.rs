@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
-use crate::consensus::proposal::{Proposal, ProposalReply, now_ms, random_u64};
+use crate::consensus::proposal::{Proposal, ProposalReply, random_u64};
 use crate::consensus::raft_loop::{LoopInputs, RaftLoop, RaftStatus};
 use crate::consensus::snapshot_transfer::SnapshotTransfers;
 use crate::consensus::storage::RaftStore;
@@ -49,6 +49,8 @@ pub struct ListFilter {
     pub page_size: usize,
     /// Return workflows with ids after this one (the previous page's last id).
     pub after: String,
+    /// Only workflows waiting on a durable timer.
+    pub sleeping: bool,
 }
 
 /// A running Raftoral node: one Raft group, its state machine and the local
@@ -83,6 +85,8 @@ struct Inner {
     /// Why the Raft loop stopped on its own.
     failure: Arc<Mutex<Option<ProbeFailure>>>,
     next_proposal: AtomicU64,
+    /// The stamps of this node's proposals, shared with the Raft loop.
+    log_clock: Arc<crate::consensus::log_clock::LogClock>,
     status: watch::Receiver<RaftStatus>,
     /// workflow id → app session that runs it on this node.
     claims: Mutex<HashMap<String, u64>>,
@@ -176,6 +180,7 @@ impl Node {
         // Readers (probes, metrics, waiters) see the real membership and
         // indexes from the start, not an empty default.
         raft_loop.publish_status();
+        let log_clock = raft_loop.log_clock();
         let failure = Arc::new(Mutex::new(None));
         let (loop_done_tx, loop_done) = watch::channel(false);
         let task = {
@@ -261,6 +266,7 @@ impl Node {
                 // two runs apart. Below 2^63, so the counter never wraps to 0
                 // (the id of proposals nobody waits for).
                 next_proposal: AtomicU64::new((random_u64() >> 1) + 1),
+                log_clock,
                 status: status_rx,
                 claims: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(1),
@@ -442,6 +448,11 @@ impl Node {
         futures::future::join_all(answers.into_iter().map(|a| self.outcome(a))).await
     }
 
+    /// The stamp of a proposal made now (see `consensus/log_clock.rs`).
+    pub(crate) fn stamp(&self) -> u64 {
+        self.inner.log_clock.stamp()
+    }
+
     /// A command of this node, stamped, with the channel of its outcome.
     fn command(
         &self,
@@ -454,7 +465,7 @@ impl Node {
         let command = Command {
             proposer_node_id: self.id(),
             proposal_id: self.next_proposal_id(),
-            proposed_at_ms: now_ms(),
+            proposed_at_ms: self.stamp(),
             kind: Some(kind),
         };
         let (reply, answer) = oneshot::channel();

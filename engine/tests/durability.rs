@@ -104,6 +104,8 @@ async fn commands_proposed_together_share_one_fsync() -> anyhow::Result<()> {
                 version: 1,
                 input: "{}".into(),
                 origin_node_id: 1,
+                start_delay_ms: 0,
+                execution_timeout_ms: 0,
             })
         })
         .collect();

@@ -126,6 +126,8 @@ fn forged_start(from: u64, to: u64, id: &str) -> anyhow::Result<Vec<u8>> {
             version: 1,
             input: "null".into(),
             origin_node_id: to,
+            start_delay_ms: 0,
+            execution_timeout_ms: 0,
         })),
     };
     let mut propose = raft::prelude::Message::default();

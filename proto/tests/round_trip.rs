@@ -40,6 +40,13 @@ fn info() -> sidecar::WorkflowInfo {
         updated_at_ms: 6,
         history_length: 7,
         failure: Some(failure()),
+        pending_timers: vec![sidecar::PendingTimer {
+            seq: 8,
+            name: "nap".into(),
+            fire_at_ms: 9,
+        }],
+        start_at_ms: 10,
+        timeout_at_ms: 11,
     }
 }
 
@@ -66,6 +73,7 @@ fn app_stream_messages() {
             failure: Some(failure()),
             attempt: 2,
             retry_delay_ms: 1000,
+            timer_duration_ms: 7,
         }),
         A::WorkflowResult(sidecar::WorkflowResult {
             workflow_id: "w".into(),
@@ -95,6 +103,7 @@ fn app_stream_messages() {
                 attempt: 3,
                 next_attempt_at_ms: 11,
                 committed_at_ms: 10,
+                fire_at_ms: 13,
             }],
             history_start: 2,
             random_seed: 0x5eed,
@@ -110,6 +119,7 @@ fn app_stream_messages() {
             next_attempt_at_ms: 12,
             committed_at_ms: 10,
             history_index: 5,
+            fire_at_ms: 14,
         }),
         S::WorkflowCancellation(sidecar::WorkflowCancellation {
             workflow_id: "w".into(),
@@ -146,6 +156,8 @@ fn client_api_messages() {
         workflow_name: "n".into(),
         version: 1,
         input: "i".into(),
+        start_delay_ms: 2,
+        execution_timeout_ms: 3,
     });
     round_trip(sidecar::StartWorkflowResponse {
         workflow: Some(info()),
@@ -179,6 +191,7 @@ fn client_api_messages() {
         workflow_name: "n".into(),
         page_size: 10,
         page_token: "t".into(),
+        sleeping: true,
     });
     round_trip(sidecar::ListWorkflowsResponse {
         workflows: vec![info(), info()],
@@ -197,6 +210,7 @@ fn client_api_messages() {
             failure: Some(failure()),
             attempt: 1,
             next_attempt_at_ms: 3,
+            fire_at_ms: 4,
         }],
     });
 }
@@ -216,6 +230,8 @@ fn log_commands() {
             version: 1,
             input: "i".into(),
             origin_node_id: 3,
+            start_delay_ms: 4,
+            execution_timeout_ms: 5,
         }),
         Kind::RecordCheckpoint(cluster::RecordCheckpoint {
             workflow_id: "w".into(),
@@ -242,6 +258,14 @@ fn log_commands() {
             failure: Some(failure()),
             attempt: 2,
             retry_delay_ms: 6,
+            timer_duration_ms: 7,
+        }),
+        Kind::FireTimers(cluster::FireTimers {
+            timers: vec![cluster::TimerRef {
+                workflow_id: "w".into(),
+                seq: 3,
+                kind: cluster::TimerKind::ExecutionTimeout as i32,
+            }],
         }),
         Kind::SetWorkerPresence(cluster::SetWorkerPresence {
             node_id: 1,

@@ -5,11 +5,11 @@
 // records each side effect as a line), CONFORMANCE_HANG=1 (`steps` hangs at
 // `hang_at` instead of finishing that step, `blob` hangs before returning,
 // `saga` hangs in its last step, `fanout` in its `sum` step, `helpers` in
-// its `gate` step),
+// its `gate` step, `sleeper` and `racer` in their `after` step),
 // CONFORMANCE_STEP_PREFIX (checkpoint names of `steps`, default `step`),
 // CONFORMANCE_WORKFLOWS (comma list of what to register; default
-// `ping_pong,steps,blob`; `saga`, `flaky`, `fanout` and `helpers` only when
-// named),
+// `ping_pong,steps,blob`; `saga`, `flaky`, `fanout`, `helpers`, `sleeper`,
+// `racer` and `scheduled` only when named),
 // CONFORMANCE_BAD_POLICY (`negative_interval` or `zero_attempts`: a workflow
 // defined with that retry policy, which the SDK refuses before anything is
 // registered). Prints `worker ready` once registered; stops cleanly on SIGTERM.
@@ -201,7 +201,59 @@ const helpers = workflow("helpers", { version: 1 }, async (ctx) => {
   return { recorded, replayed: drawn, after };
 });
 
-const known = { ping_pong: pingPong, steps, blob, saga, flaky, fanout, helpers };
+// Step `before`, a durable sleep `nap-i` of each of `sleeps` (milliseconds,
+// possibly negative or huge: the SDK's error then fails the workflow), then
+// step `after` (which hangs under CONFORMANCE_HANG=1).
+const sleeper = workflow("sleeper", { version: 1 }, async (ctx, inp) => {
+  const id = ctx.workflowId;
+  await ctx.checkpoint("before", () => {
+    effect(id, "start", 0);
+    return true;
+  });
+  for (const [i, ms] of inp.sleeps.entries()) {
+    await ctx.sleep(ms, { name: `nap-${i}` });
+  }
+  await ctx.checkpoint("after", async () => {
+    effect(id, "start", 1);
+    if (hang()) await forever(); // the app "dies" here
+    return true;
+  });
+  return { slept: inp.sleeps.length };
+});
+
+// A durable sleep `deadline` (position 0) raced with step `work` (position
+// 1, an ordinary wait of `step_ms` inside), then step `after` (which hangs
+// under CONFORMANCE_HANG=1). A losing step runs on; a losing sleep is
+// cancelled.
+const racer = workflow("racer", { version: 1 }, async (ctx, inp) => {
+  const id = ctx.workflowId;
+  const deadline = ctx.sleep(inp.timer_ms, { name: "deadline" });
+  const work = ctx.checkpoint("work", async () => {
+    effect(id, "start", 0);
+    await sleep(inp.step_ms);
+    effect(id, "done", 0);
+    return "worked";
+  });
+  const won = await ctx.first(deadline, work);
+  const out = won.index === 0 ? { winner: "timer" } : { winner: "step", value: won.value };
+  await ctx.checkpoint("after", async () => {
+    effect(id, "start", 1);
+    if (hang()) await forever(); // the app "dies" here
+    return true;
+  });
+  return out;
+});
+
+// One step recording when it ran (started with a start delay).
+const scheduled = workflow("scheduled", { version: 1 }, async (ctx, input) => {
+  const ranAt = await ctx.checkpoint("ran", () => {
+    effect(ctx.workflowId, "start", 0);
+    return Date.now();
+  });
+  return { input, ran_at: ranAt };
+});
+
+const known = { ping_pong: pingPong, steps, blob, saga, flaky, fanout, helpers, sleeper, racer, scheduled };
 
 // A bad retry policy (CONFORMANCE_BAD_POLICY) stops the worker before it
 // registers anything: the SDK refuses it where it is defined.

@@ -22,9 +22,15 @@ export declare class NativeClient {
   get endpoint(): string
   /**
    * Starts a workflow (idempotent on `workflowId`; empty: generated and
-   * retried on UNAVAILABLE, as the Rust SDK does).
+   * retried on UNAVAILABLE, as the Rust SDK does). `startDelayMs`: start
+   * this long after the start is committed (PENDING until then; absent
+   * or 0: at once); `executionTimeoutMs`: fail the workflow with the
+   * failure type `raftoral.WorkflowTimeout` if it has not finished this
+   * long after it started (absent: no limit). Fractions round up; both
+   * at most 366 days. Throws `INVALID_ARGUMENT` for a negative or NaN
+   * one, a zero timeout, or one beyond 366 days.
    */
-  startWorkflow(workflowId: string, workflowName: string, version: number, input: Buffer): Promise<NativeStarted>
+  startWorkflow(workflowId: string, workflowName: string, version: number, input: Buffer, startDelayMs?: number | undefined | null, executionTimeoutMs?: number | undefined | null): Promise<NativeStarted>
   /** The workflow's state. */
   getWorkflow(workflowId: string): Promise<NativeWorkflowInfo>
   /**
@@ -39,8 +45,11 @@ export declare class NativeClient {
   result(workflowId: string): Promise<Buffer>
   /** Cancels a workflow; returns its state after the cancellation. */
   cancelWorkflow(workflowId: string, reason: string): Promise<NativeWorkflowInfo>
-  /** One page of workflows, filtered by status number and name. */
-  listWorkflows(status: number, workflowName: string, pageSize: number, pageToken: string): Promise<NativePage>
+  /**
+   * One page of workflows, filtered by status number and name, and with
+   * `sleeping` to those waiting on a durable timer.
+   */
+  listWorkflows(status: number, workflowName: string, pageSize: number, pageToken: string, sleeping?: boolean | undefined | null): Promise<NativePage>
   /** The committed checkpoints of a workflow, in seq order. */
   history(workflowId: string): Promise<Array<NativeHistoryEntry>>
 }
@@ -103,6 +112,38 @@ export declare class NativeRun {
    * (nothing is committed then).
    */
   failStep(seq: number, failure: NativeFailure, policy: NativeRetryPolicy, key: number): void
+  /**
+   * Takes the next position for a durable timer named `name` that fires
+   * `ms` milliseconds after its start is committed (a fraction rounds
+   * up), at once, and returns it: sleeps and steps started side by side
+   * get positions in call order. Then `timer`. Throws
+   * `INVALID_ARGUMENT` for a negative or NaN `ms` and for one beyond
+   * 366 days (the core's limit; nothing is taken then), and
+   * `NON_DETERMINISM` when the history has a step or another name there.
+   */
+  requestTimer(name: string, ms: number): number
+  /**
+   * Waits for the timer `requestTimer` took at `seq` to fire: the core
+   * commits its start when this replica owns the workflow (once), and
+   * the cluster fires it. The firing (`{ fired: true }`), or the error
+   * (`CANCELLED`, `NON_DETERMINISM`, `SHUTTING_DOWN`, `REJECTED`...), is
+   * delivered with `key` (`takeDeliveries`) in its turn.
+   */
+  timer(seq: number, key: number): void
+  /**
+   * Races the operations the code took at positions `seqs` (sleeps and
+   * steps whose waits are started): the index of the one resolved first
+   * in commit order (`{ winner }`), the same on every replica and in
+   * every replay, is delivered with `key` (`takeDeliveries`) once its
+   * resolution is handed out or is the next to be. The others are
+   * abandoned: their resolutions are skipped, a losing timer is
+   * cancelled by the owner (`TIMER_CANCELLED`, committed before the
+   * delivery), a losing step runs on to its commit. Throws
+   * `INVALID_ARGUMENT` for no position, a position given twice or one
+   * that is not a non-negative integer; delivers `CANCELLED`,
+   * `SHUTTING_DOWN`, `NOT_RUNNING` as a wait does.
+   */
+  firstOf(seqs: Array<number>, key: number): void
   /**
    * Resolves with the reason once the workflow is cancelled, or null when
    * the run ends first (drives the context's `AbortSignal`).
@@ -205,7 +246,8 @@ export declare function attemptTimeoutFailure(policy: NativeRetryPolicy, attempt
 
 /**
  * The outcome of one wait started with `key` (`slot`, `commit`,
- * `failStep`): a slot, or the error a native call would have thrown.
+ * `failStep`, `timer`, `firstOf`): a slot, or the error a native call
+ * would have thrown.
  */
 export interface NativeDelivery {
   /** The key the wait was started with. */
@@ -247,6 +289,17 @@ export interface NativeHistoryEntry {
   value: Buffer
   /** Commit time, ms since the epoch. */
   committedAtMs: number
+  /**
+   * What the entry records: `VALUE`, `STEP_FAILED`,
+   * `STEP_ATTEMPT_FAILED`, `TIMER_STARTED`, `TIMER_FIRED`,
+   * `TIMER_CANCELLED` (`UNKNOWN` for a kind newer than this SDK).
+   */
+  kind: string
+  /**
+   * For `TIMER_STARTED`, `TIMER_FIRED` and `TIMER_CANCELLED`: the
+   * timer's deadline (log time, ms since the epoch); absent otherwise.
+   */
+  fireAtMs?: number
 }
 
 /** One page of `listWorkflows`. */
@@ -255,6 +308,16 @@ export interface NativePage {
   workflows: Array<NativeWorkflowInfo>
   /** Token of the next page; empty on the last. */
   nextPageToken: string
+}
+
+/** A durable timer a workflow waits on. */
+export interface NativePendingTimer {
+  /** The timer's position in the workflow's history. */
+  seq: number
+  /** The timer's name (default `sleep`). */
+  name: string
+  /** When it fires (log time, ms since the epoch). */
+  fireAtMs: number
 }
 
 /**
@@ -285,7 +348,8 @@ export interface NativeRetryPolicy {
 /**
  * The answer to `slotNow` and of a delivered wait: the committed value, or
  * none when this replica must compute the step (then `seq` is its position
- * and `attempt` the attempt to run).
+ * and `attempt` the attempt to run); for a `timer` wait, `fired`; for a
+ * `firstOf` wait, `winner`.
  */
 export interface NativeSlot {
   /**
@@ -300,6 +364,18 @@ export interface NativeSlot {
    * those of a previous owner).
    */
   attempt?: number
+  /**
+   * True when the timer waited for fired (the outcome of a `timer`
+   * wait; absent otherwise). A timer that lost a race is resolved by
+   * its cancellation and answers `fired` too.
+   */
+  fired?: boolean
+  /**
+   * The index (into the `seqs` of `firstOf`) of the operation resolved
+   * first in commit order (the outcome of a `firstOf` wait; absent
+   * otherwise).
+   */
+  winner?: number
 }
 
 /** What a start returned. */
@@ -359,6 +435,18 @@ export interface NativeWorkflowInfo {
   createdAtMs: number
   /** Last change, ms since the epoch. */
   updatedAtMs: number
+  /** Its durable timers started and not fired yet, earliest first. */
+  pendingTimers: Array<NativePendingTimer>
+  /**
+   * A delayed start not due yet: when the workflow starts (log time, ms
+   * since the epoch); absent otherwise.
+   */
+  startAtMs?: number
+  /**
+   * When the workflow times out (log time, ms since the epoch), if it
+   * has an execution timeout; absent otherwise.
+   */
+  timeoutAtMs?: number
 }
 
 /**

@@ -7,11 +7,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use raftoral_client::proto::sidecar::v1::{HistoryEntry, ListWorkflowsRequest};
-use raftoral_client::{AppToken, ClientTls, RaftoralClient, StreamOptions, WorkflowInfo};
+use raftoral_client::proto::sidecar::v1::PendingTimer;
+use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind, ListWorkflowsRequest};
+use raftoral_client::{
+    AppToken, ClientTls, MAX_TIMER, RaftoralClient, StartOptions, StreamOptions, WorkflowInfo,
+};
 use tokio::time::Instant;
 
-use crate::errors::to_js_err;
+use crate::errors::{to_js_err, usage};
 use crate::worker::NativeFailure;
 
 /// Server-side wait of one WaitWorkflow call when the caller gave no timeout.
@@ -47,6 +50,40 @@ pub struct NativeWorkflowInfo {
     pub created_at_ms: f64,
     /// Last change, ms since the epoch.
     pub updated_at_ms: f64,
+    /// Its durable timers started and not fired yet, earliest first.
+    pub pending_timers: Vec<NativePendingTimer>,
+    /// A delayed start not due yet: when the workflow starts (log time, ms
+    /// since the epoch); absent otherwise.
+    pub start_at_ms: Option<f64>,
+    /// When the workflow times out (log time, ms since the epoch), if it
+    /// has an execution timeout; absent otherwise.
+    pub timeout_at_ms: Option<f64>,
+}
+
+/// A durable timer a workflow waits on.
+#[napi(object)]
+pub struct NativePendingTimer {
+    /// The timer's position in the workflow's history.
+    pub seq: f64,
+    /// The timer's name (default `sleep`).
+    pub name: String,
+    /// When it fires (log time, ms since the epoch).
+    pub fire_at_ms: f64,
+}
+
+impl From<PendingTimer> for NativePendingTimer {
+    fn from(t: PendingTimer) -> Self {
+        Self {
+            seq: t.seq as f64,
+            name: t.name,
+            fire_at_ms: t.fire_at_ms as f64,
+        }
+    }
+}
+
+/// A time of the protocol where 0 means none.
+fn ms_or_none(ms: u64) -> Option<f64> {
+    (ms != 0).then_some(ms as f64)
 }
 
 impl From<WorkflowInfo> for NativeWorkflowInfo {
@@ -59,6 +96,9 @@ impl From<WorkflowInfo> for NativeWorkflowInfo {
             result: info.result.to_vec().into(),
             created_at_ms: info.created_at_ms as f64,
             updated_at_ms: info.updated_at_ms as f64,
+            start_at_ms: ms_or_none(info.start_at_ms),
+            timeout_at_ms: ms_or_none(info.timeout_at_ms),
+            pending_timers: info.pending_timers.into_iter().map(Into::into).collect(),
             workflow_id: info.workflow_id,
             workflow_name: info.workflow_name,
             version: info.version,
@@ -80,15 +120,34 @@ pub struct NativeHistoryEntry {
     pub value: Buffer,
     /// Commit time, ms since the epoch.
     pub committed_at_ms: f64,
+    /// What the entry records: `VALUE`, `STEP_FAILED`,
+    /// `STEP_ATTEMPT_FAILED`, `TIMER_STARTED`, `TIMER_FIRED`,
+    /// `TIMER_CANCELLED` (`UNKNOWN` for a kind newer than this SDK).
+    pub kind: String,
+    /// For `TIMER_STARTED`, `TIMER_FIRED` and `TIMER_CANCELLED`: the
+    /// timer's deadline (log time, ms since the epoch); absent otherwise.
+    pub fire_at_ms: Option<f64>,
 }
 
 impl From<HistoryEntry> for NativeHistoryEntry {
     fn from(e: HistoryEntry) -> Self {
+        let kind = match HistoryEntryKind::try_from(e.kind) {
+            Ok(HistoryEntryKind::Unspecified) => "VALUE",
+            Ok(HistoryEntryKind::StepFailed) => "STEP_FAILED",
+            Ok(HistoryEntryKind::StepAttemptFailed) => "STEP_ATTEMPT_FAILED",
+            Ok(HistoryEntryKind::TimerStarted) => "TIMER_STARTED",
+            Ok(HistoryEntryKind::TimerFired) => "TIMER_FIRED",
+            Ok(HistoryEntryKind::TimerCancelled) => "TIMER_CANCELLED",
+            Err(_) => "UNKNOWN",
+        };
+        let timer = matches!(kind, "TIMER_STARTED" | "TIMER_FIRED" | "TIMER_CANCELLED");
         Self {
             seq: e.seq as f64,
             checkpoint_name: e.checkpoint_name,
             value: e.value.to_vec().into(),
             committed_at_ms: e.committed_at_ms as f64,
+            kind: kind.to_owned(),
+            fire_at_ms: timer.then_some(e.fire_at_ms as f64),
         }
     }
 }
@@ -154,7 +213,13 @@ impl NativeClient {
     }
 
     /// Starts a workflow (idempotent on `workflowId`; empty: generated and
-    /// retried on UNAVAILABLE, as the Rust SDK does).
+    /// retried on UNAVAILABLE, as the Rust SDK does). `startDelayMs`: start
+    /// this long after the start is committed (PENDING until then; absent
+    /// or 0: at once); `executionTimeoutMs`: fail the workflow with the
+    /// failure type `raftoral.WorkflowTimeout` if it has not finished this
+    /// long after it started (absent: no limit). Fractions round up; both
+    /// at most 366 days. Throws `INVALID_ARGUMENT` for a negative or NaN
+    /// one, a zero timeout, or one beyond 366 days.
     #[napi]
     pub async fn start_workflow(
         &self,
@@ -162,14 +227,37 @@ impl NativeClient {
         workflow_name: String,
         version: u32,
         input: Buffer,
+        start_delay_ms: Option<f64>,
+        execution_timeout_ms: Option<f64>,
     ) -> napi::Result<NativeStarted> {
+        let start_delay = match start_delay_ms {
+            Some(ms) => duration("startDelay", ms)?,
+            None => Duration::ZERO,
+        };
+        let execution_timeout = match execution_timeout_ms {
+            Some(ms) => {
+                let timeout = duration("executionTimeout", ms)?;
+                if timeout.is_zero() {
+                    return Err(usage(
+                        "executionTimeout is 0: give a positive timeout, or none".into(),
+                    ));
+                }
+                Some(timeout)
+            }
+            None => None,
+        };
+        let options = StartOptions {
+            workflow_id: (!workflow_id.is_empty()).then_some(workflow_id),
+            start_delay,
+            execution_timeout,
+        };
         let handle = self
             .inner
-            .start_workflow_raw(
-                &workflow_id,
+            .start_workflow_raw_with(
                 &workflow_name,
                 version,
                 Bytes::from(input.to_vec()),
+                &options,
             )
             .await
             .map_err(to_js_err)?;
@@ -242,7 +330,8 @@ impl NativeClient {
         Ok(info.into())
     }
 
-    /// One page of workflows, filtered by status number and name.
+    /// One page of workflows, filtered by status number and name, and with
+    /// `sleeping` to those waiting on a durable timer.
     #[napi]
     pub async fn list_workflows(
         &self,
@@ -250,6 +339,7 @@ impl NativeClient {
         workflow_name: String,
         page_size: u32,
         page_token: String,
+        sleeping: Option<bool>,
     ) -> napi::Result<NativePage> {
         let page = self
             .inner
@@ -258,6 +348,7 @@ impl NativeClient {
                 workflow_name,
                 page_size,
                 page_token,
+                sleeping: sleeping.unwrap_or(false),
             })
             .await
             .map_err(to_js_err)?;
@@ -277,4 +368,20 @@ impl NativeClient {
             .map_err(to_js_err)?;
         Ok(entries.into_iter().map(Into::into).collect())
     }
+}
+
+/// `ms` milliseconds of the start option `what` (a fraction rounds up):
+/// not negative, not NaN, at most 366 days.
+fn duration(what: &str, ms: f64) -> napi::Result<Duration> {
+    if ms.is_nan() || ms < 0.0 {
+        return Err(usage(format!(
+            "{what} is {ms} ms; it must not be negative (nor NaN)"
+        )));
+    }
+    // Saturating: Infinity and anything beyond u64 are beyond the limit.
+    let d = Duration::from_millis(ms.ceil() as u64);
+    if d > MAX_TIMER {
+        return Err(usage(format!("{what} is {ms} ms; at most 366 days")));
+    }
+    Ok(d)
 }

@@ -13,8 +13,9 @@
 //! queue and async handle); promises resolved from different tokio tasks could
 //! then reach the code out of order.
 //!
-//! So every outcome of a wait (`slot`, `commit`, `failStep`) goes through one
-//! FIFO per worker, [`Deliveries`], instead of a promise of its own:
+//! So every outcome of a wait (`slot`, `commit`, `failStep`, `timer`) goes
+//! through one FIFO per worker, [`Deliveries`], instead of a promise of its
+//! own:
 //!
 //! - the task that waits on the core polls it with the run's hand-out lock
 //!   held and queues the outcome before releasing the lock ([`InOrder`]), so
@@ -28,6 +29,20 @@
 //!
 //! The TypeScript context then hands each run's outcomes to the code one per
 //! turn of the event loop, in that order (`ts/workflow.ts`).
+//!
+//! Durable timers (`ctx.sleep`) take a position like a step and resolve
+//! when the cluster fires them, handed out in the same order:
+//! `request_timer` takes the position on the JS thread, under the hand-out
+//! lock, as `request` takes a step's (`WorkflowContext::request_timer`);
+//! `timer` then waits for the firing on the addon's runtime
+//! (`WorkflowContext::timer`), like a step's wait.
+//!
+//! `first` races positions the code took (sleeps and steps, their waits
+//! already started): `WorkflowContext::first_of` answers the index of the
+//! one resolved first in commit order, delivered through the same FIFO.
+//! The losers are abandoned by the core: their resolutions are skipped by
+//! the release rule (a losing step's wait may then never be answered, or
+//! answered once it commits), a losing timer is cancelled.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -35,6 +50,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
@@ -47,11 +63,24 @@ use tokio::sync::Notify;
 use crate::errors::to_js_err;
 
 /// What the core answers a wait with.
-type Outcome = Result<Slot, ClientError>;
+type Outcome = Result<Answer, ClientError>;
+
+/// A resolution from the core: a step's slot, a timer's firing, or the
+/// winner of a race.
+enum Answer {
+    Slot(Slot),
+    Fired,
+    First(usize),
+}
+
+/// A sleep whose position is taken (its future polled once) and whose
+/// wait for the firing has not started yet.
+type TimerWait = Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>>;
 
 /// The answer to `slotNow` and of a delivered wait: the committed value, or
 /// none when this replica must compute the step (then `seq` is its position
-/// and `attempt` the attempt to run).
+/// and `attempt` the attempt to run); for a `timer` wait, `fired`; for a
+/// `firstOf` wait, `winner`.
 #[napi(object)]
 pub struct NativeSlot {
     /// The committed value to continue with; absent: compute, then `commit`
@@ -62,10 +91,19 @@ pub struct NativeSlot {
     /// 1-based attempt to compute (more than 1 after failed attempts, also
     /// those of a previous owner).
     pub attempt: Option<u32>,
+    /// True when the timer waited for fired (the outcome of a `timer`
+    /// wait; absent otherwise). A timer that lost a race is resolved by
+    /// its cancellation and answers `fired` too.
+    pub fired: Option<bool>,
+    /// The index (into the `seqs` of `firstOf`) of the operation resolved
+    /// first in commit order (the outcome of a `firstOf` wait; absent
+    /// otherwise).
+    pub winner: Option<u32>,
 }
 
 /// The outcome of one wait started with `key` (`slot`, `commit`,
-/// `failStep`): a slot, or the error a native call would have thrown.
+/// `failStep`, `timer`, `firstOf`): a slot, or the error a native call
+/// would have thrown.
 #[napi(object)]
 pub struct NativeDelivery {
     /// The key the wait was started with.
@@ -78,10 +116,13 @@ pub struct NativeDelivery {
 }
 
 /// A slot as it leaves the run: a value, or the attempt to compute (its
-/// token stays with the run, for `commit` or `failStep`).
+/// token stays with the run, for `commit` or `failStep`), a timer's
+/// firing, or the winner of a race.
 enum Handed {
     Value(Bytes),
     Compute { seq: u64, attempt: u32 },
+    Fired,
+    First(u32),
 }
 
 impl From<Handed> for NativeSlot {
@@ -91,11 +132,29 @@ impl From<Handed> for NativeSlot {
                 value: Some(value.to_vec().into()),
                 seq: None,
                 attempt: None,
+                fired: None,
+                winner: None,
             },
             Handed::Compute { seq, attempt } => NativeSlot {
                 value: None,
                 seq: Some(seq as f64),
                 attempt: Some(attempt),
+                fired: None,
+                winner: None,
+            },
+            Handed::Fired => NativeSlot {
+                value: None,
+                seq: None,
+                attempt: None,
+                fired: Some(true),
+                winner: None,
+            },
+            Handed::First(index) => NativeSlot {
+                value: None,
+                seq: None,
+                attempt: None,
+                fired: None,
+                winner: Some(index),
             },
         }
     }
@@ -175,6 +234,9 @@ pub(crate) struct Steps {
     /// run's hand-out lock: held while the core may hand a resolution out
     /// and until that resolution is queued (or returned by `slot_now`).
     open: Mutex<HashMap<u64, Open>>,
+    /// Sleeps whose position is taken and whose wait is not started, by
+    /// seq. Locked after `open` when both are.
+    timers: Mutex<HashMap<u64, TimerWait>>,
 }
 
 /// A step asked for and not resolved.
@@ -192,6 +254,7 @@ impl Steps {
             deliveries,
             untaken: Arc::new(AtomicUsize::new(0)),
             open: Mutex::new(HashMap::new()),
+            timers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -222,7 +285,9 @@ impl Steps {
         let req = self.req(&open, seq)?;
         match self.context.try_slot(&req) {
             None => Ok(None),
-            Some(outcome) => settle(&mut open, seq, outcome).map(|h| Some(h.into())),
+            Some(outcome) => {
+                settle(&mut open, Some(seq), outcome.map(Answer::Slot)).map(|h| Some(h.into()))
+            }
         }
     }
 
@@ -230,7 +295,9 @@ impl Steps {
     pub(crate) fn slot(self: &Arc<Self>, seq: u64, key: u32) -> Result<(), ClientError> {
         let req = self.req(&self.lock(), seq)?;
         let context = self.context.clone();
-        self.deliver(seq, key, async move { context.slot(&req).await });
+        self.deliver(Some(seq), key, async move {
+            context.slot(&req).await.map(Answer::Slot)
+        });
         Ok(())
     }
 
@@ -244,8 +311,11 @@ impl Steps {
     ) -> Result<(), ClientError> {
         let token = self.token(seq, "commit")?;
         let context = self.context.clone();
-        self.deliver(seq, key, async move {
-            context.commit(token, value).await.map(Slot::Committed)
+        self.deliver(Some(seq), key, async move {
+            context
+                .commit(token, value)
+                .await
+                .map(|v| Answer::Slot(Slot::Committed(v)))
         });
         Ok(())
     }
@@ -262,8 +332,77 @@ impl Steps {
     ) -> Result<(), ClientError> {
         let token = self.token(seq, "failStep")?;
         let context = self.context.clone();
-        self.deliver(seq, key, async move {
-            context.fail(token, failure, &policy).await
+        self.deliver(Some(seq), key, async move {
+            context
+                .fail(token, failure, &policy)
+                .await
+                .map(Answer::Slot)
+        });
+        Ok(())
+    }
+
+    /// Takes the next position for a durable timer named `name` of
+    /// `duration`, at once, and returns it (then [`timer`](Self::timer)).
+    /// The core refuses a duration beyond its `MAX_TIMER` (366 days) here,
+    /// before any position is taken, and a position whose history holds a
+    /// step (non-determinism).
+    pub(crate) fn request_timer(&self, name: &str, duration: Duration) -> Result<u64, ClientError> {
+        // The hand-out lock, as `request` takes it: positions are taken
+        // one at a time.
+        let _open = self.lock();
+        let req = self.context.request_timer(name, duration)?;
+        let seq = req.seq();
+        let context = self.context.clone();
+        let wait: TimerWait = Box::pin(async move { context.timer(&req).await });
+        self.timers.lock().expect("lock").insert(seq, wait);
+        Ok(seq)
+    }
+
+    /// Waits for the timer at `seq` (from [`request_timer`](Self::request_timer))
+    /// to fire; the firing (or the error) is delivered with `key`.
+    pub(crate) fn timer(self: &Arc<Self>, seq: u64, key: u32) -> Result<(), ClientError> {
+        let wait = self
+            .timers
+            .lock()
+            .expect("lock")
+            .remove(&seq)
+            .ok_or_else(|| {
+                ClientError::Usage(format!(
+                    "workflow '{}': timer {seq} was not requested, or is waited for already",
+                    self.context.workflow_id()
+                ))
+            })?;
+        self.deliver(
+            Some(seq),
+            key,
+            async move { wait.await.map(|()| Answer::Fired) },
+        );
+        Ok(())
+    }
+
+    /// Races the operations at positions `seqs` (sleeps and steps taken
+    /// and waited for): the index of the one resolved first in commit
+    /// order, the same on every replica and in every replay, is delivered
+    /// with `key` (`WorkflowContext::first_of`). The others are abandoned:
+    /// a losing timer is cancelled (the wait ends once the cancellation is
+    /// committed), a losing step runs on to its commit. An empty or
+    /// repeated `seqs` is a usage error.
+    pub(crate) fn first(self: &Arc<Self>, seqs: Vec<u64>, key: u32) -> Result<(), ClientError> {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(seq) = seqs.iter().find(|s| !seen.insert(**s)) {
+            return Err(ClientError::Usage(format!(
+                "workflow '{}': first() got the operation at position {seq} twice",
+                self.context.workflow_id()
+            )));
+        }
+        if seqs.is_empty() {
+            return Err(ClientError::Usage(
+                "first() needs at least one operation".into(),
+            ));
+        }
+        let context = self.context.clone();
+        self.deliver(None, key, async move {
+            context.first_of(&seqs).await.map(Answer::First)
         });
         Ok(())
     }
@@ -289,8 +428,9 @@ impl Steps {
             })
     }
 
-    /// Runs `wait` on the addon's runtime and queues its outcome with `key`.
-    fn deliver<F>(self: &Arc<Self>, seq: u64, key: u32, wait: F)
+    /// Runs `wait` on the addon's runtime and queues its outcome with `key`;
+    /// `seq`: the step (or timer) it is the wait of, none for a race.
+    fn deliver<F>(self: &Arc<Self>, seq: Option<u64>, key: u32, wait: F)
     where
         F: Future<Output = Outcome> + Send + 'static,
     {
@@ -304,29 +444,37 @@ impl Steps {
 }
 
 /// Notes what a step's outcome leaves behind: a token to compute with is
-/// kept; a resolution or an error closes the step.
+/// kept; a resolution or an error closes the step (`seq`: none for a
+/// race, which closes nothing).
 fn settle(
     open: &mut HashMap<u64, Open>,
-    seq: u64,
+    seq: Option<u64>,
     outcome: Outcome,
 ) -> Result<Handed, ClientError> {
     match outcome {
-        Ok(Slot::Compute(token)) => {
+        Ok(Answer::Slot(Slot::Compute(token))) => {
             let handed = Handed::Compute {
                 seq: token.seq(),
                 attempt: token.attempt(),
             };
-            if let Some(step) = open.get_mut(&seq) {
+            if let Some(step) = seq.and_then(|seq| open.get_mut(&seq)) {
                 step.token = Some(token);
             }
             Ok(handed)
         }
-        Ok(Slot::Committed(value)) => {
-            open.remove(&seq);
+        Ok(Answer::Slot(Slot::Committed(value))) => {
+            if let Some(seq) = seq {
+                open.remove(&seq);
+            }
             Ok(Handed::Value(value))
         }
+        // A timer is not among the open steps.
+        Ok(Answer::Fired) => Ok(Handed::Fired),
+        Ok(Answer::First(index)) => Ok(Handed::First(index as u32)),
         Err(e) => {
-            open.remove(&seq);
+            if let Some(seq) = seq {
+                open.remove(&seq);
+            }
             Err(e)
         }
     }
@@ -339,7 +487,7 @@ fn settle(
 /// before the core's own, as `slot_now` does.
 struct InOrder<F> {
     steps: Arc<Steps>,
-    seq: u64,
+    seq: Option<u64>,
     key: u32,
     wait: Pin<Box<F>>,
 }

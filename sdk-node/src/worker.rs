@@ -9,7 +9,10 @@
 //! permission to compute when this replica owns the workflow). A step's code
 //! that throws hands its error to `failStep`: the core commits the failure
 //! and says whether to run the step again (after the retry policy's delay)
-//! or raises `STEP_FAILED`. Several steps of a run may be in flight at once;
+//! or raises `STEP_FAILED`. A durable timer (`ctx.sleep`) takes its
+//! position the same way (`requestTimer`), and `timer` waits for the
+//! cluster to fire it; `firstOf` races positions taken (sleeps and steps)
+//! and delivers the index of the one resolved first in commit order. Several steps of a run may be in flight at once;
 //! the outcomes of their waits reach JavaScript through the worker's FIFO
 //! (`waitDeliveries` / `takeDeliveries`) in the order the core hands them
 //! out (see `steps.rs` for why). The outcome of the run goes back through
@@ -19,6 +22,7 @@
 //! the core's, so every SDK draws and decides the same.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
@@ -230,8 +234,8 @@ impl NativeWorker {
     /// worker's `shutdownGraceMs`).
     #[napi]
     pub async fn shutdown(&self, grace_ms: f64) -> napi::Result<()> {
-        let grace = std::time::Duration::try_from_secs_f64(grace_ms.max(0.0) / 1000.0)
-            .unwrap_or(std::time::Duration::MAX);
+        let grace =
+            Duration::try_from_secs_f64(grace_ms.max(0.0) / 1000.0).unwrap_or(Duration::MAX);
         self.client.shutdown_within(grace).await;
         let task = self.task.lock().expect("lock").take();
         if let Some(task) = task {
@@ -349,6 +353,68 @@ impl NativeRun {
             .steps
             .fail(seq as u64, failure.into(), policy, key)
             .map_err(to_js_err)
+    }
+
+    /// Takes the next position for a durable timer named `name` that fires
+    /// `ms` milliseconds after its start is committed (a fraction rounds
+    /// up), at once, and returns it: sleeps and steps started side by side
+    /// get positions in call order. Then `timer`. Throws
+    /// `INVALID_ARGUMENT` for a negative or NaN `ms` and for one beyond
+    /// 366 days (the core's limit; nothing is taken then), and
+    /// `NON_DETERMINISM` when the history has a step or another name there.
+    #[napi]
+    pub fn request_timer(&self, name: String, ms: f64) -> napi::Result<f64> {
+        if ms.is_nan() || ms < 0.0 {
+            return Err(usage(format!(
+                "sleep '{name}' of workflow '{}': the duration is {ms} ms; it must not be negative (nor NaN)",
+                self.inner.workflow_id
+            )));
+        }
+        // Saturating: Infinity and anything beyond u64 become a duration the
+        // core refuses with its own message (366 days).
+        let duration = Duration::from_millis(ms.ceil() as u64);
+        let seq = self
+            .inner
+            .steps
+            .request_timer(&name, duration)
+            .map_err(to_js_err)?;
+        Ok(seq as f64)
+    }
+
+    /// Waits for the timer `requestTimer` took at `seq` to fire: the core
+    /// commits its start when this replica owns the workflow (once), and
+    /// the cluster fires it. The firing (`{ fired: true }`), or the error
+    /// (`CANCELLED`, `NON_DETERMINISM`, `SHUTTING_DOWN`, `REJECTED`...), is
+    /// delivered with `key` (`takeDeliveries`) in its turn.
+    #[napi]
+    pub fn timer(&self, seq: f64, key: u32) -> napi::Result<()> {
+        self.inner.steps.timer(seq as u64, key).map_err(to_js_err)
+    }
+
+    /// Races the operations the code took at positions `seqs` (sleeps and
+    /// steps whose waits are started): the index of the one resolved first
+    /// in commit order (`{ winner }`), the same on every replica and in
+    /// every replay, is delivered with `key` (`takeDeliveries`) once its
+    /// resolution is handed out or is the next to be. The others are
+    /// abandoned: their resolutions are skipped, a losing timer is
+    /// cancelled by the owner (`TIMER_CANCELLED`, committed before the
+    /// delivery), a losing step runs on to its commit. Throws
+    /// `INVALID_ARGUMENT` for no position, a position given twice or one
+    /// that is not a non-negative integer; delivers `CANCELLED`,
+    /// `SHUTTING_DOWN`, `NOT_RUNNING` as a wait does.
+    #[napi]
+    pub fn first_of(&self, seqs: Vec<f64>, key: u32) -> napi::Result<()> {
+        let mut positions = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            if !(seq >= 0.0 && seq.fract() == 0.0 && seq <= u64::MAX as f64) {
+                return Err(usage(format!(
+                    "first() of workflow '{}': {seq} is not a position",
+                    self.inner.workflow_id
+                )));
+            }
+            positions.push(seq as u64);
+        }
+        self.inner.steps.first(positions, key).map_err(to_js_err)
     }
 
     /// Resolves with the reason once the workflow is cancelled, or null when

@@ -56,3 +56,116 @@ test("the conformance worker runs ping_pong, steps and blob as the Rust one does
     await sidecar.kill();
   }
 });
+
+test("the conformance worker's sleeper sleeps durably and fails on bad durations", {
+  skip: !existsSync(WORKER) && "conformance worker not copied",
+  timeout: 60_000,
+}, async () => {
+  const dir = tempDir();
+  const sidecar = await singleNode(join(dir, "sidecar"));
+  const effects = new Effects(join(dir, "effects.txt"));
+  const proc = spawn(process.execPath, [WORKER], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: {
+      ...process.env,
+      RAFTORAL_SIDECAR_URL: sidecar.url,
+      CONFORMANCE_EFFECTS: effects.path,
+      CONFORMANCE_WORKFLOWS: "sleeper",
+    },
+  });
+  let out = "";
+  proc.stdout.on("data", (d) => {
+    out += d;
+  });
+  try {
+    await eventually(() => out.includes("worker ready"), "the worker to register");
+    const client = await Client.connect(sidecar.url);
+    const id = newId();
+    const began = performance.now();
+    const slept = await client.startWorkflowByName("sleeper", 1, { sleeps: [300, 0] }, { id });
+    assert.deepEqual(await slept.result(), { slept: 2 });
+    assert.ok(performance.now() - began >= 300);
+    assert.deepEqual(
+      (await slept.history()).map((e) => `${e.checkpointName} ${e.kind}`),
+      [
+        "before VALUE",
+        "nap-0 TIMER_STARTED",
+        "nap-0 TIMER_FIRED",
+        "nap-1 TIMER_STARTED",
+        "nap-1 TIMER_FIRED",
+        "after VALUE",
+      ],
+    );
+    assert.deepEqual(
+      effects
+        .lines()
+        .filter((l) => l[0] === id)
+        .map((l) => `${l[1]} ${l[2]}`),
+      ["start 0", "start 1"],
+    );
+    // 366 days and one millisecond.
+    for (const [ms, says] of [
+      [-5, /negative/],
+      [31_622_400_001, /366 days/],
+    ]) {
+      const bad = await client.startWorkflowByName("sleeper", 1, { sleeps: [ms] });
+      await assert.rejects(bad.result(), (e) => e instanceof WorkflowFailed && says.test(e.error));
+      assert.ok(!(await bad.history()).some((e) => e.kind === "TIMER_STARTED"));
+    }
+  } finally {
+    proc.kill("SIGKILL");
+    await sidecar.kill();
+  }
+});
+
+test("the conformance worker's racer races a sleep with a step, and scheduled runs after its delay", {
+  skip: !existsSync(WORKER) && "conformance worker not copied",
+  timeout: 60_000,
+}, async () => {
+  const dir = tempDir();
+  const sidecar = await singleNode(join(dir, "sidecar"));
+  const effects = new Effects(join(dir, "effects.txt"));
+  const proc = spawn(process.execPath, [WORKER], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: {
+      ...process.env,
+      RAFTORAL_SIDECAR_URL: sidecar.url,
+      CONFORMANCE_EFFECTS: effects.path,
+      CONFORMANCE_WORKFLOWS: "racer,scheduled",
+    },
+  });
+  let out = "";
+  proc.stdout.on("data", (d) => {
+    out += d;
+  });
+  try {
+    await eventually(() => out.includes("worker ready"), "the worker to register");
+    const client = await Client.connect(sidecar.url);
+    const kinds = async (handle) =>
+      (await handle.history()).map((e) => `${e.seq} ${e.checkpointName} ${e.kind}`);
+    const stepWins = await client.startWorkflowByName("racer", 1, { timer_ms: 60_000, step_ms: 0 });
+    assert.deepEqual(await stepWins.result(), { winner: "step", value: "worked" });
+    assert.deepEqual(await kinds(stepWins), [
+      "0 deadline TIMER_STARTED",
+      "1 work VALUE",
+      "0 deadline TIMER_CANCELLED",
+      "2 after VALUE",
+    ]);
+    const timerWins = await client.startWorkflowByName("racer", 1, { timer_ms: 100, step_ms: 2000 });
+    assert.deepEqual(await timerWins.result(), { winner: "timer" });
+    assert.deepEqual((await kinds(timerWins)).slice(0, 2), [
+      "0 deadline TIMER_STARTED",
+      "0 deadline TIMER_FIRED",
+    ]);
+    const id = newId();
+    const before = Date.now();
+    const later = await client.startWorkflowByName("scheduled", 1, { x: 1 }, { id, startDelay: 300 });
+    const { input, ran_at: ranAt } = await later.result();
+    assert.deepEqual(input, { x: 1 });
+    assert.ok(ranAt >= before + 300, `ran ${ranAt - before} ms after the start call`);
+    assert.equal(effects.count(id, "start", 0), 1);
+  } finally {
+    proc.kill("SIGKILL");
+    await sidecar.kill();
+  }
+});

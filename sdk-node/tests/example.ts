@@ -2,11 +2,16 @@
 // from the workflow definition to startWorkflow and handle.result().
 import {
   Client,
+  type Duration,
+  type FirstResult,
+  type HistoryEntryKind,
   type LogRecord,
   type LogSink,
   NonRetryableError,
+  type PendingTimer,
   type RaftoralError,
   type RetryPolicy,
+  type StartOptions,
   StepFailed,
   Worker,
   workflow,
@@ -60,6 +65,36 @@ const helpers = workflow("helpers", { version: 1 }, async (ctx) => {
   return { at: started.getTime(), r, key, replaying, late };
 });
 
+const sleeper = workflow("sleeper", { version: 1 }, async (ctx, naps: Duration[]) => {
+  for (const nap of naps) {
+    const slept: Promise<void> = ctx.sleep(nap, { name: "nap" });
+    await slept;
+  }
+  await Promise.all([ctx.sleep("1h30m"), ctx.checkpoint("meanwhile", () => 1)]);
+  await ctx.sleepUntil(new Date(Date.now() + 1000));
+  await ctx.sleepUntil(0, { name: "epoch" });
+  // @ts-expect-error: a duration is a number or a string
+  await ctx.sleep({ ms: 1 });
+  // @ts-expect-error: sleepUntil takes a Date or epoch milliseconds
+  await ctx.sleepUntil("tomorrow");
+  return naps.length;
+});
+
+const racer = workflow("racer", { version: 1 }, async (ctx, ms: number) => {
+  const deadline = ctx.sleep(ms, { name: "deadline" });
+  const work = ctx.checkpoint("work", () => ({ cents: 5 }));
+  const won: FirstResult<[Promise<void>, Promise<{ cents: number }>]> = await ctx.first(deadline, work);
+  if (won.index === 1) {
+    const cents: number = won.value.cents;
+    return cents;
+  }
+  // @ts-expect-error: the timer's value (void) has no cents
+  won.value.cents;
+  const many = await ctx.first(...[ctx.sleep(1), ctx.sleep(2)]);
+  const index: number = many.index;
+  return index;
+});
+
 const lines: LogRecord[] = [];
 const logSink: LogSink = (record) => {
   lines.push(record);
@@ -68,7 +103,7 @@ const logSink: LogSink = (record) => {
 export async function main(url: string): Promise<void> {
   const client = await Client.connect(url);
   const worker = await Worker.create(client, {
-    workflows: [pingPong, charge, saga, helpers],
+    workflows: [pingPong, charge, saga, helpers, sleeper, racer],
     retry,
     logSink,
   });
@@ -85,6 +120,16 @@ export async function main(url: string): Promise<void> {
     const code: RaftoralError["code"] = (e as RaftoralError).code;
     console.log(code);
   }
-  console.log(answer, cents, wrong);
+  const naps: number = await (await client.startWorkflow(sleeper, [250, "30s"])).result();
+  const kinds: HistoryEntryKind[] = (await handle.history()).map((e) => e.kind);
+  const later: StartOptions = { startDelay: "1h", executionTimeout: 86_400_000 };
+  // @ts-expect-error: a duration is a number or a string
+  const wrongDelay: StartOptions = { startDelay: new Date() };
+  const raced: number = await (await client.startWorkflow(racer, 100, later)).result();
+  const info = await client.getWorkflow(handle.workflowId);
+  const timers: PendingTimer[] = info.pendingTimers;
+  const startAt: number | undefined = info.startAtMs ?? info.timeoutAtMs;
+  const sleeping = await client.listWorkflows({ sleeping: true });
+  console.log(answer, cents, wrong, naps, kinds, raced, timers, startAt, sleeping, wrongDelay);
   await worker.shutdown();
 }

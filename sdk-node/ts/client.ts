@@ -1,8 +1,17 @@
 /** {@link Client} and {@link WorkflowHandle}. */
 import { type Codec, jsonCodec } from "./codec";
+import { type Duration, parseDuration } from "./duration";
 import { call, workflowFailure } from "./errors";
 import native from "./native";
-import { type HistoryEntry, type ListOptions, STATUSES, type WorkflowInfo, type WorkflowPage } from "./types";
+import {
+  type HistoryEntry,
+  type HistoryEntryKind,
+  KINDS,
+  type ListOptions,
+  STATUSES,
+  type WorkflowInfo,
+  type WorkflowPage,
+} from "./types";
 import type { Workflow } from "./workflow";
 
 /** Options of {@link Client.connect}. */
@@ -23,7 +32,15 @@ export interface ConnectOptions {
   tlsCa?: string;
 }
 
-/** Options of {@link Client.startWorkflow}. */
+/**
+ * Options of {@link Client.startWorkflow}.
+ *
+ * @example
+ * ```ts
+ * // Starts in an hour; fails with raftoral.WorkflowTimeout if not done a day later.
+ * await client.startWorkflow(reminder, order, { startDelay: "1h", executionTimeout: "1d" });
+ * ```
+ */
 export interface StartOptions {
   /**
    * Workflow id. Starting an existing id returns a handle to that workflow
@@ -31,6 +48,23 @@ export interface StartOptions {
    * the cluster is unavailable.
    */
   id?: string;
+  /**
+   * Start this long after the start is committed (a number of
+   * milliseconds or a string such as `"30s"` or `"1h30m"`, as
+   * `ctx.sleep` takes; see {@link parseDuration}): the workflow stays
+   * `PENDING` (`WorkflowInfo.startAtMs` says until when) and the cluster
+   * starts it then, whichever node took the request. Absent or 0: at once.
+   * At most 366 days.
+   */
+  startDelay?: Duration;
+  /**
+   * Fail the workflow if it has not finished this long after it started
+   * (after `startDelay`): its status becomes `FAILED` with the failure type
+   * `raftoral.WorkflowTimeout`, and its run stops as for a cancellation
+   * (`WorkflowInfo.timeoutAtMs` says when). A duration as `startDelay`
+   * takes, more than 0. Absent: no limit. At most 366 days.
+   */
+  executionTimeout?: Duration;
 }
 
 /**
@@ -78,7 +112,12 @@ export class Client {
     return this.native.endpoint;
   }
 
-  /** Starts `wf` with `input`; the handle's result has the workflow's output type. */
+  /**
+   * Starts `wf` with `input`; the handle's result has the workflow's output
+   * type. Rejects with `TypeError` for a `startDelay` or `executionTimeout`
+   * it cannot read, with `InvalidArgument` for a negative one, one beyond
+   * 366 days, or an `executionTimeout` of 0.
+   */
   async startWorkflow<I, O>(
     wf: Workflow<I, O>,
     input: I,
@@ -87,15 +126,25 @@ export class Client {
     return this.startWorkflowByName<O>(wf.name, wf.version, input, options);
   }
 
-  /** Starts a workflow by name and version (e.g. one another app runs). */
+  /** Starts a workflow by name and version (e.g. one another app runs); see {@link Client.startWorkflow}. */
   async startWorkflowByName<O = unknown>(
     name: string,
     version: number,
     input: unknown,
     options: StartOptions = {},
   ): Promise<WorkflowHandle<O>> {
+    const delay = options.startDelay === undefined ? undefined : parseDuration(options.startDelay);
+    const timeout =
+      options.executionTimeout === undefined ? undefined : parseDuration(options.executionTimeout);
     const started = await call(
-      this.native.startWorkflow(options.id ?? "", name, version, Buffer.from(this.codec.encode(input))),
+      this.native.startWorkflow(
+        options.id ?? "",
+        name,
+        version,
+        Buffer.from(this.codec.encode(input)),
+        delay,
+        timeout,
+      ),
     );
     return new WorkflowHandle<O>(this, started.workflowId, started.alreadyStarted);
   }
@@ -123,7 +172,10 @@ export class Client {
     return this.#info(await call(this.native.cancelWorkflow(workflowId, reason)));
   }
 
-  /** One page of workflows, filtered by status and name. */
+  /**
+   * One page of workflows, filtered by status and name, and with
+   * `sleeping: true` to those waiting on a durable timer.
+   */
   async listWorkflows(options: ListOptions = {}): Promise<WorkflowPage> {
     const status = options.status === undefined ? 0 : STATUSES.indexOf(options.status);
     const page = await call(
@@ -132,6 +184,7 @@ export class Client {
         options.workflowName ?? "",
         options.pageSize ?? 0,
         options.pageToken ?? "",
+        options.sleeping ?? false,
       ),
     );
     return {
@@ -143,12 +196,21 @@ export class Client {
   /** The committed checkpoints of a workflow, in order. */
   async history(workflowId: string): Promise<HistoryEntry[]> {
     const entries = await call(this.native.history(workflowId));
-    return entries.map((e) => ({
-      seq: e.seq,
-      checkpointName: e.checkpointName,
-      value: this.codec.decode(e.value),
-      committedAtMs: e.committedAtMs,
-    }));
+    return entries.map((e) => {
+      const kind = (KINDS as readonly string[]).includes(e.kind) ? (e.kind as HistoryEntryKind) : "UNKNOWN";
+      const entry: HistoryEntry = {
+        seq: e.seq,
+        checkpointName: e.checkpointName,
+        // Only a value entry holds an encoded value (the others hold none).
+        value: kind === "VALUE" ? this.codec.decode(e.value) : undefined,
+        committedAtMs: e.committedAtMs,
+        kind,
+      };
+      if (e.fireAtMs != null) {
+        entry.fireAtMs = e.fireAtMs;
+      }
+      return entry;
+    });
   }
 
   #info(w: native.NativeWorkflowInfo): WorkflowInfo {
@@ -166,6 +228,9 @@ export class Client {
       pendingReason: w.pendingReason,
       createdAtMs: w.createdAtMs,
       updatedAtMs: w.updatedAtMs,
+      pendingTimers: w.pendingTimers.map((t) => ({ seq: t.seq, name: t.name, fireAtMs: t.fireAtMs })),
+      startAtMs: w.startAtMs ?? undefined,
+      timeoutAtMs: w.timeoutAtMs ?? undefined,
     };
   }
 }

@@ -20,6 +20,7 @@
 export type { StepFn, StepInfo } from "./attempt";
 export { Client, type ConnectOptions, type StartOptions, WorkflowHandle } from "./client";
 export { type Codec, jsonCodec } from "./codec";
+export { type Duration, parseDuration } from "./duration";
 export {
   ApplicationError,
   type ApplicationErrorOptions,
@@ -44,7 +45,9 @@ export { consoleSink, type LogLevel, type LogRecord, type LogSink, type Workflow
 export type { RetryPolicy } from "./retry";
 export type {
   HistoryEntry,
+  HistoryEntryKind,
   ListOptions,
+  PendingTimer,
   WorkflowFailure,
   WorkflowInfo,
   WorkflowPage,
@@ -55,7 +58,9 @@ export {
   type CheckpointOptions,
   checkpoint,
   currentContext,
+  type FirstResult,
   NOW_STEP,
+  type SleepOptions,
   type Workflow,
   WorkflowContext,
   type WorkflowFn,

@@ -61,14 +61,94 @@ export interface WorkflowInfo {
   pendingReason: string;
   createdAtMs: number;
   updatedAtMs: number;
+  /**
+   * Its durable timers started and not fired yet, earliest first (running
+   * and pending workflows; empty otherwise).
+   */
+  pendingTimers: PendingTimer[];
+  /**
+   * A delayed start not due yet (`startDelay`): when the workflow starts
+   * (log time, milliseconds since the Unix epoch); else `undefined`.
+   */
+  startAtMs: number | undefined;
+  /**
+   * When the workflow times out, if it was started with an
+   * `executionTimeout` (log time, milliseconds since the Unix epoch); else
+   * `undefined`.
+   */
+  timeoutAtMs: number | undefined;
 }
 
-/** One committed checkpoint; `value` is decoded with the client's codec. */
+/**
+ * A durable timer a workflow waits on (`WorkflowInfo.pendingTimers`).
+ *
+ * @example
+ * ```ts
+ * for (const t of (await client.getWorkflow(id)).pendingTimers) {
+ *   console.log(`${t.name} (seq ${t.seq}) fires at ${new Date(t.fireAtMs).toISOString()}`);
+ * }
+ * ```
+ */
+export interface PendingTimer {
+  /** The timer's position in the workflow's history. */
+  seq: number;
+  /** The timer's name (`"sleep"` unless the sleep named it). */
+  name: string;
+  /** When it fires (log time, milliseconds since the Unix epoch). */
+  fireAtMs: number;
+}
+
+/**
+ * What a history entry records: a step's value (`VALUE`), a step's final
+ * failure, one failed attempt of a step, a durable timer's start, its
+ * firing, or its cancellation (a timer that lost a `ctx.first`): the
+ * firing or the cancellation resolves the timer's position. `UNKNOWN`: a
+ * kind newer than this SDK.
+ */
+export type HistoryEntryKind =
+  | "VALUE"
+  | "STEP_FAILED"
+  | "STEP_ATTEMPT_FAILED"
+  | "TIMER_STARTED"
+  | "TIMER_FIRED"
+  | "TIMER_CANCELLED"
+  | "UNKNOWN";
+
+/** The kinds the addon reports. */
+export const KINDS: readonly HistoryEntryKind[] = [
+  "VALUE",
+  "STEP_FAILED",
+  "STEP_ATTEMPT_FAILED",
+  "TIMER_STARTED",
+  "TIMER_FIRED",
+  "TIMER_CANCELLED",
+];
+
+/**
+ * One committed checkpoint; `value` is decoded with the client's codec.
+ *
+ * @example
+ * ```ts
+ * // The deadlines of a workflow's timers.
+ * const deadlines = (await handle.history())
+ *   .filter((e) => e.kind === "TIMER_STARTED")
+ *   .map((e) => ({ name: e.checkpointName, at: new Date(e.fireAtMs ?? 0) }));
+ * ```
+ */
 export interface HistoryEntry {
   seq: number;
   checkpointName: string;
+  /** The step's value (`kind` `VALUE`); `undefined` for the other kinds. */
   value: unknown;
   committedAtMs: number;
+  /** What the entry records. */
+  kind: HistoryEntryKind;
+  /**
+   * For `TIMER_STARTED`, `TIMER_FIRED` and `TIMER_CANCELLED`: the timer's
+   * deadline (log time, milliseconds since the Unix epoch); else
+   * `undefined`.
+   */
+  fireAtMs?: number;
 }
 
 /** Filter and paging of `client.listWorkflows`. */
@@ -79,6 +159,11 @@ export interface ListOptions {
   pageSize?: number;
   /** `nextPageToken` of the previous page. */
   pageToken?: string;
+  /**
+   * Only workflows waiting on a durable timer (running or pending ones
+   * with a timer started and not fired).
+   */
+  sleeping?: boolean;
 }
 
 /** One page of `client.listWorkflows`. */

@@ -4,6 +4,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { Attempts, type StepFn } from "./attempt";
 import { type Codec, jsonCodec } from "./codec";
 import type { Deliveries, Outcome } from "./deliveries";
+import { type Duration, parseDuration } from "./duration";
 import { Cancelled, callSync, failureOf, fromNative, InvalidArgument } from "./errors";
 import { consoleSink, type LogSink, type WorkflowLogger, workflowLogger } from "./log";
 import native from "./native";
@@ -47,6 +48,53 @@ export interface CheckpointOptions {
    */
   retry?: RetryPolicy;
 }
+
+/**
+ * Options of {@link WorkflowContext.sleep} and
+ * {@link WorkflowContext.sleepUntil}.
+ *
+ * @example
+ * ```ts
+ * await ctx.sleep("1h", { name: "cool-down" });
+ * ```
+ */
+export interface SleepOptions {
+  /**
+   * The timer's name in the history, checked on replay as a step's name is
+   * (default `"sleep"`). Not empty; at most 256 bytes.
+   */
+  name?: string;
+}
+
+/** The timer name of a sleep without one, the same in every SDK. */
+const SLEEP = "sleep";
+
+/**
+ * What {@link WorkflowContext.first} resolves with: `index`, the position
+ * among its arguments of the operation resolved first (in the workflow's
+ * history, the same on every replica and in every replay), and `value`,
+ * what that operation's promise resolved with. For arguments of known
+ * types (a tuple), a union with one member per argument: testing `index`
+ * narrows `value` to that argument's type.
+ *
+ * @example
+ * ```ts
+ * const deadline: Promise<void> = ctx.sleep("30m", { name: "deadline" });
+ * const payment: Promise<string> = ctx.checkpoint("payment", () => pay(order));
+ * const won: FirstResult<[Promise<void>, Promise<string>]> = await ctx.first(deadline, payment);
+ * if (won.index === 1) {
+ *   const receipt: string = won.value;
+ * }
+ * ```
+ */
+export type FirstResult<T extends readonly unknown[]> = {
+  [K in keyof T]: {
+    /** The index of the winning argument. */
+    index: K extends `${infer N extends number}` ? N : number;
+    /** What the winner resolved with. */
+    value: Awaited<T[K]>;
+  };
+}[number];
 
 /** The function of a workflow: `(ctx, input) => output`. */
 export type WorkflowFn<I, O> = (ctx: WorkflowContext, input: I) => O | Promise<O>;
@@ -116,6 +164,11 @@ const current = new AsyncLocalStorage<WorkflowContext>();
  * await only this context's operations (a non-durable await can make a
  * replay diverge).
  *
+ * Durable timers ({@link WorkflowContext.sleep},
+ * {@link WorkflowContext.sleepUntil}) take positions as steps do and may run
+ * side by side with them; {@link WorkflowContext.first} races sleeps and
+ * steps started side by side (a deadline, say), deterministically.
+ *
  * Code between steps runs again in every replay and on every replica, so it
  * must decide the same each time: take the time from
  * {@link WorkflowContext.now}, random numbers and ids from
@@ -142,6 +195,16 @@ export class WorkflowContext {
   #attempts: Attempts;
   #sink: LogSink;
   #log: WorkflowLogger | undefined;
+  /**
+   * The positions of the durable operations (sleeps, steps) the code
+   * started, by the promise each returned: what {@link WorkflowContext.first}
+   * races.
+   */
+  readonly #positions = new WeakMap<Promise<unknown>, number>();
+  /** Operations refused before they took a position: `first` rejects with their error. */
+  readonly #refused = new WeakSet<Promise<unknown>>();
+  /** Operations that lost a `first`: abandoned, never raced again. */
+  readonly #lost = new WeakSet<Promise<unknown>>();
 
   /** @internal Created by the worker. */
   constructor(
@@ -217,6 +280,98 @@ export class WorkflowContext {
   }
 
   /**
+   * Races durable operations already started (their positions taken): the
+   * promises returned by {@link WorkflowContext.sleep},
+   * {@link WorkflowContext.sleepUntil}, {@link WorkflowContext.checkpoint}
+   * (or the `checkpoint` function) and {@link WorkflowContext.now} of this
+   * workflow, not awaited yet. Resolves with the winner
+   * ({@link FirstResult}: its `index` among the arguments and its `value`):
+   * the operation whose resolution the workflow's history committed first,
+   * the same on the owner, on every replica and in every replay, so the
+   * code after it takes the same positions each time (which a
+   * `Promise.race` of the same promises does not promise).
+   *
+   * The others lose and are abandoned: a losing sleep is cancelled (its
+   * timer never fires; the history records `TIMER_CANCELLED` at its
+   * position, and `first` resolves once that is committed); a losing step
+   * runs on to its commit (its value is committed if the workflow is still
+   * running then) and its result is dropped. A loser's promise may settle
+   * later or never; its rejection is never unhandled. A lost operation
+   * cannot be raced again.
+   *
+   * A step that fails for good is a resolution too: when it wins, `first`
+   * rejects with its `StepFailed`. Also rejects with `TypeError` for an
+   * argument that is not such a promise of this workflow (a plain promise,
+   * a `Promise.race`, a promise of another workflow, an operation that
+   * lost a race), with {@link InvalidArgument} for no argument or the same
+   * operation twice, with the error of an operation refused before it took
+   * a position (a bad duration), and with {@link Cancelled} when the
+   * workflow is cancelled meanwhile.
+   *
+   * @example
+   * ```ts
+   * const deadline = ctx.sleep("30m", { name: "payment-deadline" });
+   * const payment = ctx.checkpoint("wait for payment", () => waitForPayment(order));
+   * const won = await ctx.first(deadline, payment);
+   * if (won.index === 0) {
+   *   await ctx.checkpoint("cancel order", () => cancelOrder(order));
+   * } else {
+   *   await ctx.checkpoint("ship", () => ship(order, won.value));
+   * }
+   * ```
+   */
+  async first<T extends Promise<unknown>[]>(...ops: T): Promise<FirstResult<T>> {
+    // Whatever happens next, a loser's rejection is never unhandled (the
+    // winner's still reaches the await below).
+    for (const op of ops) {
+      if (op instanceof Promise) {
+        op.catch(ignore);
+      }
+    }
+    if (!this.#active) {
+      throw new InvalidArgument(
+        `first() called after workflow '${this.workflowId}' finished; it belongs inside the workflow function`,
+      );
+    }
+    if (ops.length === 0) {
+      throw new InvalidArgument("first() needs at least one operation");
+    }
+    const seqs: number[] = [];
+    for (const [i, op] of ops.entries()) {
+      if (op instanceof Promise && this.#refused.has(op)) {
+        // Refused before it took a position: its own error says why.
+        await op;
+      }
+      const seq = op instanceof Promise ? this.#positions.get(op) : undefined;
+      if (seq === undefined) {
+        let what: string = typeof op;
+        if (op instanceof Promise) {
+          what = this.#lost.has(op) ? "an operation that lost a race" : "another promise";
+        }
+        throw new TypeError(
+          `first() takes the promises of this workflow's ctx.sleep, ctx.sleepUntil, ctx.checkpoint and ctx.now calls; argument ${i} is ${what}`,
+        );
+      }
+      if (seqs.includes(seq)) {
+        throw new InvalidArgument(`first() got the operation at position ${seq} twice (argument ${i})`);
+      }
+      seqs.push(seq);
+    }
+    // The winner, handed out in its turn like a step's value; the core has
+    // abandoned (and cancelled, for a timer) the others by then.
+    const { winner } = await this.#wait((key) => this.#run.firstOf(seqs, key));
+    const index = winner ?? 0;
+    for (const [i, op] of ops.entries()) {
+      if (i !== index) {
+        this.#positions.delete(op);
+        this.#lost.add(op);
+      }
+    }
+    const value = await ops[index];
+    return { index, value } as FirstResult<T>;
+  }
+
+  /**
    * The current time, recorded: the owner reads its clock (`Date.now()`) in
    * a step named {@link NOW_STEP}, so replicas and every replay get the same
    * instant. It costs a step: read it once and keep it, not in a loop. Its
@@ -231,9 +386,88 @@ export class WorkflowContext {
    * const deadline = new Date(started.getTime() + 24 * 3600 * 1000);
    * ```
    */
-  async now(): Promise<Date> {
-    const ms = await this.#checkpoint(NOW_STEP, () => Date.now(), undefined, jsonCodec);
-    return new Date(ms);
+  now(): Promise<Date> {
+    const step = this.#checkpoint(NOW_STEP, () => Date.now(), undefined, jsonCodec);
+    // The same operation for `first`: its position is the step's.
+    return this.#sameAs(
+      step,
+      step.then((ms) => new Date(ms)),
+    );
+  }
+
+  /**
+   * Sleeps durably for `duration`: a number of milliseconds, or a string
+   * such as `"250ms"`, `"30s"`, `"5m"`, `"2h"`, `"1d"`, `"1h30m"` (see
+   * {@link parseDuration}). The timer is committed with its deadline (the
+   * start's commit time plus `duration`) and fired by the cluster, never
+   * by a worker's clock: the sleep survives the death of its worker, of
+   * the owner and of the Raft leader, resumes on whichever worker runs the
+   * workflow then, and a replay of a sleep that already fired returns
+   * without waiting. At most 366 days: sleep in several steps for longer.
+   *
+   * Takes a position as a step does, when it is called (before the promise
+   * is returned): `Promise.all([ctx.sleep("1s"), ctx.checkpoint("a", fa)])`
+   * takes the sleep's position, then the step's. `options.name` names the
+   * timer in the history (default `"sleep"`); on replay a step where the
+   * history has a timer, or a timer with another name, is non-determinism
+   * (a changed duration is not: the committed deadline stands).
+   *
+   * Rejects with `TypeError` for a duration it cannot read, with
+   * {@link InvalidArgument} for a negative one (its message says
+   * `negative`) or one beyond 366 days (it says `366 days`), with
+   * {@link Cancelled} when the workflow is cancelled meanwhile (its timer
+   * is dropped), with `NonDeterminism` as above.
+   *
+   * @example
+   * ```ts
+   * await ctx.checkpoint("send reminder", () => mail(user, "Your trial ends tomorrow"));
+   * await ctx.sleep("1d", { name: "trial-end" });
+   * await ctx.checkpoint("end trial", () => endTrial(user));
+   *
+   * // A timer raced against a step: whichever the history resolved first.
+   * const timeout = ctx.sleep(30_000, { name: "ask-timeout" });
+   * const reply = ctx.checkpoint("ask", () => ask(user));
+   * const won = await ctx.first(timeout, reply);
+   * const answer = won.index === 1 ? won.value : null;
+   * ```
+   */
+  sleep(duration: Duration, options?: SleepOptions): Promise<void> {
+    let ms: number;
+    try {
+      ms = parseDuration(duration);
+    } catch (e) {
+      return this.#refuse(e);
+    }
+    return this.#sleep(ms, options);
+  }
+
+  /**
+   * Sleeps durably until `when` (a `Date`, or milliseconds since the Unix
+   * epoch): a {@link WorkflowContext.sleep} of `when` minus the current
+   * time (`Date.now()`), or of 0 when `when` has passed (that timer is
+   * still recorded, and fires at once). The duration is what is committed
+   * when the timer starts, so a replay waits for the same deadline
+   * whatever its clock says.
+   *
+   * Rejects with `TypeError` for anything but a valid `Date` or a number,
+   * otherwise as {@link WorkflowContext.sleep} does.
+   *
+   * @example
+   * ```ts
+   * const started = await ctx.now();
+   * await ctx.sleepUntil(new Date(started.getTime() + 7 * 24 * 3600 * 1000), { name: "one week in" });
+   * ```
+   */
+  sleepUntil(when: Date | number, options?: SleepOptions): Promise<void> {
+    const at = when instanceof Date ? when.getTime() : when;
+    if (typeof at !== "number" || Number.isNaN(at)) {
+      return this.#refuse(
+        new TypeError(
+          `sleepUntil takes a valid Date or a number of milliseconds since the Unix epoch, not ${String(when)}`,
+        ),
+      );
+    }
+    return this.#sleep(Math.max(0, at - Date.now()), options);
   }
 
   /**
@@ -312,7 +546,7 @@ export class WorkflowContext {
     codec: Codec,
   ): Promise<T> {
     if (!this.#active) {
-      return Promise.reject(
+      return this.#refuse(
         new InvalidArgument(
           `checkpoint '${name}' called after workflow '${this.workflowId}' finished; checkpoints belong inside the workflow function`,
         ),
@@ -323,7 +557,7 @@ export class WorkflowContext {
       try {
         policy = checkRetryPolicy(options.retry, `step '${name}' of workflow '${this.workflowId}'`);
       } catch (e) {
-        return Promise.reject(e);
+        return this.#refuse(e);
       }
     }
     // The position is taken now, before any await: steps started side by
@@ -332,9 +566,59 @@ export class WorkflowContext {
     try {
       seq = callSync(() => this.#run.request(name));
     } catch (e) {
-      return Promise.reject(e);
+      return this.#refuse(e);
     }
-    return this.#step(seq, name, fn, policy, codec);
+    return this.#durable(seq, this.#step(seq, name, fn, policy, codec));
+  }
+
+  #sleep(ms: number, options: SleepOptions | undefined): Promise<void> {
+    const name = options?.name ?? SLEEP;
+    if (typeof name !== "string" || name === "") {
+      return this.#refuse(new InvalidArgument("the name of a sleep must be a non-empty string"));
+    }
+    if (!this.#active) {
+      return this.#refuse(
+        new InvalidArgument(
+          `sleep '${name}' called after workflow '${this.workflowId}' finished; sleeps belong inside the workflow function`,
+        ),
+      );
+    }
+    // The position is taken now, before any await, as a step's is.
+    let seq: number;
+    try {
+      seq = callSync(() => this.#run.requestTimer(name, ms));
+    } catch (e) {
+      return this.#refuse(e);
+    }
+    // The firing, handed out in its turn like a step's value.
+    return this.#durable(
+      seq,
+      this.#wait((key) => this.#run.timer(seq, key)).then(() => undefined),
+    );
+  }
+
+  /** `op`, the promise of the durable operation at `seq`: `first` can race it. */
+  #durable<T>(seq: number, op: Promise<T>): Promise<T> {
+    this.#positions.set(op, seq);
+    return op;
+  }
+
+  /** An operation refused before it took a position, rejected with `e`. */
+  #refuse(e: unknown): Promise<never> {
+    const op = Promise.reject(e);
+    this.#refused.add(op);
+    return op;
+  }
+
+  /** `derived` (made from `op`) stands for the same operation as `op` in `first`. */
+  #sameAs<T>(op: Promise<unknown>, derived: Promise<T>): Promise<T> {
+    const seq = this.#positions.get(op);
+    if (seq !== undefined) {
+      this.#positions.set(derived, seq);
+    } else if (this.#refused.has(op)) {
+      this.#refused.add(derived);
+    }
+    return derived;
   }
 
   async #step<T>(
@@ -456,6 +740,9 @@ export class WorkflowContext {
     return this.#active;
   }
 }
+
+/** Ignores what a promise rejects with (a loser of `first`). */
+function ignore(): void {}
 
 /**
  * The context of the workflow running in this async call chain. Throws

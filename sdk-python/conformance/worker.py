@@ -6,7 +6,8 @@ that records each side effect as a line), ``CONFORMANCE_HANG=1`` (the
 ``steps`` workflow hangs at ``hang_at`` instead of finishing that step),
 ``CONFORMANCE_STEP_PREFIX`` (checkpoint names of ``steps``, default
 ``step``), ``CONFORMANCE_WORKFLOWS`` (comma list of what to register;
-``saga``, ``flaky``, ``fanout`` and ``helpers`` only when named),
+``saga``, ``flaky``, ``fanout``, ``helpers``, ``sleeper``, ``racer`` and
+``scheduled`` only when named),
 ``CONFORMANCE_BAD_POLICY`` (a retry policy the SDK refuses, made before
 anything is registered).
 Prints ``worker ready`` once registered; stops cleanly on SIGTERM.
@@ -153,6 +154,76 @@ async def helpers(ctx: raftoral.WorkflowContext, _inp: dict[str, Any]) -> dict[s
     return {"recorded": recorded, "replayed": drawn, "after": after}
 
 
+@raftoral.workflow(name="sleeper", version=1)
+async def sleeper(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str, int]:
+    """A step, a durable sleep ``nap-i`` of each ``sleeps[i]`` milliseconds,
+    a step (which hangs under ``CONFORMANCE_HANG=1``). A duration the SDK
+    refuses (negative, beyond 366 days) fails the workflow with its error."""
+    hang = os.environ.get("CONFORMANCE_HANG") == "1"
+    sleeps: list[int] = inp["sleeps"]
+
+    def before() -> bool:
+        effect(ctx.workflow_id, "start", 0)
+        return True
+
+    await ctx.checkpoint("before", before)
+    for i, ms in enumerate(sleeps):
+        await ctx.sleep(ms / 1000, name=f"nap-{i}")
+
+    async def after() -> bool:
+        effect(ctx.workflow_id, "start", 1)
+        if hang:
+            await asyncio.Event().wait()  # the app "dies" here
+        return True
+
+    await ctx.checkpoint("after", after)
+    return {"slept": len(sleeps)}
+
+
+@dataclass
+class RacerInput:
+    timer_ms: int
+    step_ms: int
+
+
+@raftoral.workflow(name="racer", version=1)
+async def racer(ctx: raftoral.WorkflowContext, inp: RacerInput) -> dict[str, Any]:
+    """A durable sleep ``deadline`` (position 0) raced against step
+    ``work`` (position 1), then a step (which hangs under
+    ``CONFORMANCE_HANG=1``)."""
+    hang = os.environ.get("CONFORMANCE_HANG") == "1"
+    deadline = ctx.sleep(inp.timer_ms / 1000, name="deadline")
+
+    async def work() -> str:
+        effect(ctx.workflow_id, "start", 0)
+        await asyncio.sleep(inp.step_ms / 1000)  # an ordinary wait, in the step
+        effect(ctx.workflow_id, "done", 0)
+        return "worked"
+
+    index, value = await ctx.first(deadline, ctx.checkpoint("work", work))
+    out: dict[str, Any] = {"winner": "timer"} if index == 0 else {"winner": "step", "value": value}
+
+    async def after() -> bool:
+        effect(ctx.workflow_id, "start", 1)
+        if hang:
+            await asyncio.Event().wait()  # the app "dies" here
+        return True
+
+    await ctx.checkpoint("after", after)
+    return out
+
+
+@raftoral.workflow(name="scheduled", version=1)
+async def scheduled(ctx: raftoral.WorkflowContext, inp: Any) -> dict[str, Any]:
+    """One step recording when it ran (started with a start delay)."""
+
+    def ran() -> int:
+        effect(ctx.workflow_id, "start", 0)
+        return time.time_ns() // 1_000_000
+
+    return {"input": inp, "ran_at": await ctx.checkpoint("ran", ran)}
+
+
 @dataclass
 class FlakyInput:
     fail_times: int
@@ -252,6 +323,9 @@ async def main() -> None:
         "flaky": flaky,
         "fanout": fanout,
         "helpers": helpers,
+        "sleeper": sleeper,
+        "racer": racer,
+        "scheduled": scheduled,
     }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -22,9 +22,24 @@ use raftoral_client::{ClientError, Slot};
 use crate::errors::to_py_err;
 use crate::worker::{Run, slot_to_py};
 
-/// A commit's committed value, or (after a failed step) the next
-/// attempt's token or another owner's value; or the error to raise.
-type Outcome = Result<Slot, ClientError>;
+/// What a wait hands asyncio: a commit's committed value, or (after a
+/// failed step) the next attempt's token or another owner's value; or the
+/// winner of a race (`Run.first_to`); or the error to raise.
+type Outcome = Result<Handed, ClientError>;
+
+/// A successful outcome.
+pub(crate) enum Handed {
+    /// A slot (committed bytes, or a compute token).
+    Slot(Slot),
+    /// The index of a race's winner (a Python `int`).
+    Winner(usize),
+}
+
+impl From<Slot> for Handed {
+    fn from(slot: Slot) -> Self {
+        Handed::Slot(slot)
+    }
+}
 
 /// A queue of `T` for one event loop, and the socket that wakes it.
 struct Queue<T> {
@@ -115,8 +130,13 @@ impl CommitBridge {
 pub(crate) struct CommitSender(Arc<Queue<(u64, Outcome)>>);
 
 impl CommitSender {
-    pub(crate) fn send(&self, id: u64, outcome: Outcome) {
-        self.0.push(Some((id, outcome)));
+    pub(crate) fn send<T: Into<Handed>>(&self, id: u64, outcome: Result<T, ClientError>) {
+        self.0.push(Some((id, outcome.map(Into::into))));
+    }
+
+    /// The winner of a race (its index), or the error.
+    pub(crate) fn send_winner(&self, id: u64, outcome: Result<usize, ClientError>) {
+        self.0.push(Some((id, outcome.map(Handed::Winner))));
     }
 }
 
@@ -136,12 +156,14 @@ impl CommitBridge {
 
     /// The finished commits since the last call: `(id, ok, value)` with the
     /// committed bytes (or, after a failed attempt, the next attempt's
-    /// `ComputeToken`) when `ok`, else the exception to raise.
+    /// `ComputeToken`; for a race, the winner's index) when `ok`, else the
+    /// exception to raise.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Vec<(u64, bool, Bound<'py, PyAny>)>> {
         let (done, _) = self.queue.drain();
         done.into_iter()
             .map(|(id, outcome)| match outcome {
-                Ok(slot) => Ok((id, true, slot_to_py(py, slot)?)),
+                Ok(Handed::Slot(slot)) => Ok((id, true, slot_to_py(py, slot)?)),
+                Ok(Handed::Winner(index)) => Ok((id, true, index.into_pyobject(py)?.into_any())),
                 Err(e) => Ok((
                     id,
                     false,

@@ -7,8 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use raftoral_client::proto::sidecar::v1::{HistoryEntry, ListWorkflowsRequest};
-use raftoral_client::{AppToken, ClientTls, RaftoralClient, StreamOptions, WorkflowInfo};
+use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind, ListWorkflowsRequest};
+use raftoral_client::{
+    AppToken, ClientError, ClientTls, RaftoralClient, StartOptions, StreamOptions, WorkflowInfo,
+};
 use tokio::time::Instant;
 
 use crate::errors::to_py_err;
@@ -41,6 +43,15 @@ pub(crate) fn info_dict(py: Python<'_>, info: &WorkflowInfo) -> PyResult<Py<PyDi
     d.set_item("pending_reason", &info.pending_reason)?;
     d.set_item("created_at_ms", info.created_at_ms)?;
     d.set_item("updated_at_ms", info.updated_at_ms)?;
+    // Timers started and not fired yet, earliest first: (seq, name, fire_at_ms).
+    let timers = info
+        .pending_timers
+        .iter()
+        .map(|t| (t.seq, t.name.as_str(), t.fire_at_ms))
+        .collect::<Vec<_>>();
+    d.set_item("pending_timers", timers)?;
+    d.set_item("start_at_ms", info.start_at_ms)?;
+    d.set_item("timeout_at_ms", info.timeout_at_ms)?;
     // The structured failure of a FAILED workflow that has one (an uncaught
     // step failure, or the function's own `ApplicationError`); else None.
     match &info.failure {
@@ -57,8 +68,47 @@ pub(crate) fn info_dict(py: Python<'_>, info: &WorkflowInfo) -> PyResult<Py<PyDi
     Ok(d.unbind())
 }
 
+/// `seconds` of start option `what` as a duration: refused when negative
+/// (or, with `positive`, zero) or not a number. Beyond 366 days is left to
+/// the core, which refuses it with its own message.
+fn start_seconds(what: &str, seconds: f64, positive: bool) -> PyResult<Duration> {
+    let refused = if seconds.is_nan() {
+        "must be a number of seconds"
+    } else if seconds < 0.0 || (positive && seconds == 0.0) {
+        if positive {
+            "must be more than 0 (None: no limit)"
+        } else {
+            "cannot be negative"
+        }
+    } else {
+        ""
+    };
+    if !refused.is_empty() {
+        return Err(to_py_err(ClientError::Usage(format!(
+            "{what} is {seconds} s: it {refused}; nothing was started"
+        ))));
+    }
+    // To the millisecond, the protocol's unit; too big for a duration is
+    // beyond the limit anyway.
+    Ok(Duration::try_from_secs_f64((seconds * 1000.0).round() / 1000.0).unwrap_or(Duration::MAX))
+}
+
 fn info_py(info: WorkflowInfo) -> PyResult<Py<PyDict>> {
     Python::attach(|py| info_dict(py, &info))
+}
+
+/// What a history entry records, as `HistoryEntry.kind` names it: the
+/// proto's name without its prefix, and `VALUE` for a step's value (the
+/// proto's UNSPECIFIED).
+fn kind_name(kind: HistoryEntryKind) -> &'static str {
+    match kind {
+        HistoryEntryKind::Unspecified => "VALUE",
+        HistoryEntryKind::StepFailed => "STEP_FAILED",
+        HistoryEntryKind::StepAttemptFailed => "STEP_ATTEMPT_FAILED",
+        HistoryEntryKind::TimerStarted => "TIMER_STARTED",
+        HistoryEntryKind::TimerFired => "TIMER_FIRED",
+        HistoryEntryKind::TimerCancelled => "TIMER_CANCELLED",
+    }
 }
 
 fn history_py(entries: Vec<HistoryEntry>) -> PyResult<Vec<Py<PyDict>>> {
@@ -71,6 +121,8 @@ fn history_py(entries: Vec<HistoryEntry>) -> PyResult<Vec<Py<PyDict>>> {
                 d.set_item("checkpoint_name", &e.checkpoint_name)?;
                 d.set_item("value", PyBytes::new(py, &e.value))?;
                 d.set_item("committed_at_ms", e.committed_at_ms)?;
+                d.set_item("kind", kind_name(e.kind()))?;
+                d.set_item("fire_at_ms", e.fire_at_ms)?;
                 Ok(d.unbind())
             })
             .collect()
@@ -118,6 +170,12 @@ impl Client {
 
     /// Starts a workflow (idempotent on `workflow_id`; empty: generated and
     /// retried on UNAVAILABLE). Returns `(workflow_id, already_started)`.
+    /// `start_delay`: seconds to wait before it starts (PENDING until then);
+    /// `execution_timeout`: seconds it may run once started (None: no
+    /// limit). Raises `InvalidArgument` for a negative delay, a timeout of
+    /// 0 or less, or either beyond 366 days (nothing is started).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (workflow_id, workflow_name, version, input, start_delay = 0.0, execution_timeout = None))]
     fn start_workflow<'py>(
         &self,
         py: Python<'py>,
@@ -125,11 +183,20 @@ impl Client {
         workflow_name: String,
         version: u32,
         input: Vec<u8>,
+        start_delay: f64,
+        execution_timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let options = StartOptions {
+            workflow_id: (!workflow_id.is_empty()).then_some(workflow_id),
+            start_delay: start_seconds("start_delay", start_delay, false)?,
+            execution_timeout: execution_timeout
+                .map(|t| start_seconds("execution_timeout", t, true))
+                .transpose()?,
+        };
         let client = self.inner.clone();
         crate::future::into_py(py, async move {
             let handle = client
-                .start_workflow_raw(&workflow_id, &workflow_name, version, Bytes::from(input))
+                .start_workflow_raw_with(&workflow_name, version, Bytes::from(input), &options)
                 .await
                 .map_err(to_py_err)?;
             Ok((handle.workflow_id().to_owned(), handle.already_started()))
@@ -207,8 +274,9 @@ impl Client {
         })
     }
 
-    /// One page of workflows: `(infos, next_page_token)`.
-    #[pyo3(signature = (status = 0, workflow_name = String::new(), page_size = 0, page_token = String::new()))]
+    /// One page of workflows: `(infos, next_page_token)`; with `sleeping`,
+    /// only the workflows waiting on a durable timer.
+    #[pyo3(signature = (status = 0, workflow_name = String::new(), page_size = 0, page_token = String::new(), sleeping = false))]
     fn list_workflows<'py>(
         &self,
         py: Python<'py>,
@@ -216,6 +284,7 @@ impl Client {
         workflow_name: String,
         page_size: u32,
         page_token: String,
+        sleeping: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.inner.clone();
         crate::future::into_py(py, async move {
@@ -225,6 +294,7 @@ impl Client {
                     workflow_name,
                     page_size,
                     page_token,
+                    sleeping,
                 })
                 .await
                 .map_err(to_py_err)?;

@@ -11,6 +11,7 @@ mod client;
 mod errors;
 mod future;
 mod local;
+mod timers;
 mod worker;
 
 use pyo3::prelude::*;
@@ -35,6 +36,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::ComputeToken>()?;
     m.add_class::<worker::RetryPolicy>()?;
     m.add_class::<worker::SlotRequest>()?;
+    m.add_class::<timers::TimerRequest>()?;
     m.add_class::<bridge::CommitBridge>()?;
     m.add_class::<bridge::RunBridge>()?;
     m.add_class::<local::LocalNode>()?;

@@ -8,7 +8,9 @@
 //! value, or a [`ComputeToken`] when this replica owns the workflow and
 //! must compute). The outcome goes back
 //! through `complete` / `fail` / `abandon`, which the core reports exactly as
-//! for a Rust workflow. The deterministic helpers (`random`, `uuid`,
+//! for a Rust workflow. Durable timers (`request_timer`, `timer`) are in
+//! `timers.rs`; races of timers and steps (`first_of`, `first_to`) are the
+//! core's `first`. The deterministic helpers (`random`, `uuid`,
 //! `is_replaying`, `next_position`, and the module's `NOW_STEP` for
 //! `now()`) are the core's, so every SDK draws and decides the same.
 
@@ -31,6 +33,7 @@ use tokio::task::JoinHandle;
 use crate::bridge::{CommitBridge, RunBridge};
 use crate::client::Client;
 use crate::errors::to_py_err;
+use crate::timers::TimerRequest;
 
 /// Runs between the core and the task that forwards them to the bridge
 /// (which drains it at once; the bridge's queue is what holds runs the
@@ -403,6 +406,60 @@ impl Run {
             None => Ok(None),
             Some(slot) => slot_to_py(py, slot.map_err(to_py_err)?).map(Some),
         }
+    }
+
+    /// Takes the next position for a durable timer named `name` of
+    /// `seconds`, at once, like `request`: sleeps and steps started side
+    /// by side get positions in call order. Raises `InvalidArgument` for a
+    /// negative duration or one beyond 366 days (nothing is taken then),
+    /// `NonDeterminism` when the history has a step (or another name)
+    /// there.
+    fn request_timer(&self, name: &str, seconds: f64) -> PyResult<TimerRequest> {
+        TimerRequest::take(&self.context, name, seconds)
+    }
+
+    /// Waits for the timer of `req` to fire (its start is committed first
+    /// when this replica owns the run). Raises `Cancelled`,
+    /// `NonDeterminism`, `ShuttingDown`, `NotRunning`.
+    fn timer<'py>(&self, py: Python<'py>, req: &TimerRequest) -> PyResult<Bound<'py, PyAny>> {
+        let wait = req.wait()?;
+        crate::future::into_py(py, async move { wait.await.map_err(to_py_err) })
+    }
+
+    /// `timer` through `bridge`: the outcome arrives as `(id, ...)` from
+    /// `bridge.drain()` (empty bytes once fired), in the order the core
+    /// hands resolutions out, as `slot_to`'s.
+    fn timer_to(&self, req: &TimerRequest, bridge: &CommitBridge, id: u64) -> PyResult<()> {
+        let (wait, sender) = (req.wait()?, bridge.sender());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            sender.send(id, wait.await.map(|()| Slot::Committed(Bytes::new())));
+        });
+        Ok(())
+    }
+
+    /// Races the operations at positions `seqs` (timers and steps the code
+    /// took and started, not awaited yet): resolves to the index (in
+    /// `seqs`) of the one the history resolved first, the same on every
+    /// replica and in every replay (the core's `first`). The others are
+    /// abandoned: their resolutions are skipped, and a losing timer is
+    /// cancelled (`TIMER_CANCELLED`, committed before this resolves).
+    /// Raises `InvalidArgument` for no seqs, `Cancelled`, `ShuttingDown`,
+    /// `NotRunning`.
+    fn first_of<'py>(&self, py: Python<'py>, seqs: Vec<u64>) -> PyResult<Bound<'py, PyAny>> {
+        let context = self.context.clone();
+        crate::future::into_py(py, async move {
+            context.first_of(&seqs).await.map_err(to_py_err)
+        })
+    }
+
+    /// `first_of` through `bridge`: the winner's index arrives as
+    /// `(id, True, index)` from `bridge.drain()`, in the order the core
+    /// hands resolutions out, as `slot_to`'s.
+    fn first_to(&self, seqs: Vec<u64>, bridge: &CommitBridge, id: u64) {
+        let (context, sender) = (self.context.clone(), bridge.sender());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            sender.send_winner(id, context.first_of(&seqs).await);
+        });
     }
 
     /// Proposes `value` for `token`'s checkpoint and waits for the commit;

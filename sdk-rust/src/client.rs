@@ -20,6 +20,7 @@ use crate::core::{RunHandle, WorkerCore};
 use crate::error::{ClientError, WorkflowError};
 use crate::handle::WorkflowHandle;
 use crate::link::{GrpcLink, SidecarLink};
+use crate::start_options::StartOptions;
 use crate::stream::{StreamOptions, StreamShared, run_stream};
 
 /// Longest wait for a registration to be acknowledged.
@@ -386,6 +387,33 @@ impl RaftoralClient {
             .await
     }
 
+    /// Starts a workflow with a JSON input and start options: a chosen id,
+    /// a delayed start, an execution timeout.
+    ///
+    /// ```no_run
+    /// # async fn f(client: raftoral_client::RaftoralClient) -> Result<(), raftoral_client::ClientError> {
+    /// use std::time::Duration;
+    /// use raftoral_client::StartOptions;
+    /// let options = StartOptions {
+    ///     start_delay: Duration::from_secs(3600),
+    ///     execution_timeout: Some(Duration::from_secs(24 * 3600)),
+    ///     ..StartOptions::default()
+    /// };
+    /// client.start_workflow_with("reminder", 1, &"order-7", &options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_workflow_with<I: Serialize + ?Sized>(
+        &self,
+        workflow_name: &str,
+        version: u32,
+        input: &I,
+        options: &StartOptions,
+    ) -> Result<WorkflowHandle, ClientError> {
+        let input = serde_json::to_vec(input)?;
+        self.start_workflow_raw_with(workflow_name, version, input.into(), options)
+            .await
+    }
+
     /// Starts a workflow with encoded input; an empty id is generated.
     ///
     /// The id is generated here, not by the sidecar, and a start that fails
@@ -400,6 +428,24 @@ impl RaftoralClient {
         version: u32,
         input: Bytes,
     ) -> Result<WorkflowHandle, ClientError> {
+        let options = StartOptions {
+            workflow_id: (!workflow_id.is_empty()).then(|| workflow_id.to_owned()),
+            ..StartOptions::default()
+        };
+        self.start_workflow_raw_with(workflow_name, version, input, &options)
+            .await
+    }
+
+    /// [`start_workflow_raw`](Self::start_workflow_raw) with start options.
+    pub async fn start_workflow_raw_with(
+        &self,
+        workflow_name: &str,
+        version: u32,
+        input: Bytes,
+        options: &StartOptions,
+    ) -> Result<WorkflowHandle, ClientError> {
+        let (start_delay_ms, execution_timeout_ms) = options.millis()?;
+        let workflow_id = options.workflow_id.as_deref().unwrap_or_default();
         let generated = workflow_id.is_empty();
         let request = StartWorkflowRequest {
             workflow_id: if generated {
@@ -412,6 +458,8 @@ impl RaftoralClient {
             workflow_name: workflow_name.to_owned(),
             version,
             input,
+            start_delay_ms,
+            execution_timeout_ms,
         };
         let deadline = tokio::time::Instant::now() + START_RETRY_FOR;
         let mut delay = START_RETRY_MIN;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::core::{ComputeToken, RunHandle, Slot, SlotRequest, WorkerCore};
+use crate::core::{ComputeToken, RunHandle, Slot, SlotRequest, TimerRequest, WorkerCore};
 use crate::determinism::NOW_STEP;
 use crate::error::{ClientError, StepError};
 use crate::retry::RetryPolicy;
@@ -20,8 +20,8 @@ use crate::retry::RetryPolicy;
 /// replay the committed value is returned without running it.
 #[derive(Clone)]
 pub struct WorkflowContext {
-    core: Arc<WorkerCore>,
-    run: RunHandle,
+    pub(crate) core: Arc<WorkerCore>,
+    pub(crate) run: RunHandle,
 }
 
 impl WorkflowContext {
@@ -241,6 +241,54 @@ impl WorkflowContext {
             })
             .await?;
         Ok(UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// Sleeps durably for `duration`: the timer is committed with its
+    /// deadline and fired by the cluster, so the wait survives any owner
+    /// or leader failover and a replay of a finished sleep returns at
+    /// once. Takes a position like a step (named `"sleep"`; see
+    /// [`sleep_named`](Self::sleep_named)). At most [`MAX_TIMER`](crate::MAX_TIMER).
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: raftoral_client::WorkflowContext) -> Result<(), raftoral_client::ClientError> {
+    /// use std::time::Duration;
+    /// ctx.sleep(Duration::from_secs(24 * 60 * 60)).await?;
+    /// ctx.checkpoint("reminder", || "sent".to_string()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn sleep(&self, duration: Duration) -> Result<(), ClientError> {
+        self.sleep_named("sleep", duration).await
+    }
+
+    /// [`sleep`](Self::sleep) with the timer's own name, checked on replay
+    /// like a step's (a changed duration is not non-determinism; a step
+    /// where the history has a timer is).
+    pub async fn sleep_named(&self, name: &str, duration: Duration) -> Result<(), ClientError> {
+        self.core.sleep(&self.run, name, duration).await
+    }
+
+    /// The synchronous half of a sleep, for language bindings: takes the
+    /// timer's position now (so sleeps and steps started side by side take
+    /// positions in call order); wait with [`timer`](Self::timer).
+    pub fn request_timer(
+        &self,
+        name: &str,
+        duration: Duration,
+    ) -> Result<TimerRequest, ClientError> {
+        self.core.request_timer(&self.run, name, duration)
+    }
+
+    /// Waits for the timer of `req` to fire (see [`WorkerCore::timer`]).
+    pub async fn timer(&self, req: &TimerRequest) -> Result<(), ClientError> {
+        self.core.timer(&self.run, req).await
+    }
+
+    /// Sleeps durably until `at`: the duration is taken on the owner when
+    /// the timer starts (0 when `at` has passed) and committed, so a
+    /// replay waits for the same deadline whatever its clock says.
+    pub async fn sleep_until(&self, at: SystemTime) -> Result<(), ClientError> {
+        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+        self.sleep_named("sleep", left).await
     }
 
     /// A float in `[0, 1)`, the same on every replica and in every replay:

@@ -26,8 +26,8 @@ use crate::error::ClientError;
 use crate::history::{Entry, History};
 
 /// The app protocol this core speaks (see app.proto): failed steps,
-/// attempts and out-of-order seqs in histories.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// attempts and out-of-order seqs in histories (2), durable timers (3).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Pause before re-sending a proposal the sidecar could not commit (no
 /// leader, timeout). Proposals are idempotent thanks to seq fencing.
@@ -95,6 +95,9 @@ struct RunState {
     /// The next position the workflow code takes (positions are taken when
     /// a step is asked for, in call order).
     cursor: u64,
+    /// Positions the code took for timers, with their names (a losing
+    /// timer of a `first` is cancelled; a losing step runs on).
+    timer_positions: HashMap<u64, String>,
     /// The proposals waiting for their commit, by seq. Kept while ownership
     /// is away: if it comes back before another owner committed the seq,
     /// the same outcome is proposed again (the step is not computed twice
@@ -317,6 +320,7 @@ impl WorkerCore {
                 is_owner: req.is_owner,
                 history,
                 cursor: 0,
+                timer_positions: Default::default(),
                 pending: BTreeMap::new(),
                 refused: HashMap::new(),
                 cancelled: None,
@@ -539,6 +543,9 @@ mod helpers;
 #[path = "core_steps.rs"]
 mod steps;
 pub use steps::SlotRequest;
+#[path = "core_timers.rs"]
+mod timers;
+pub use timers::{MAX_TIMER, TimerRequest};
 
 #[cfg(test)]
 #[path = "core_tests.rs"]
@@ -547,3 +554,7 @@ mod tests;
 #[cfg(test)]
 #[path = "core_failure_tests.rs"]
 mod failure_tests;
+
+#[cfg(test)]
+#[path = "core_timer_tests.rs"]
+mod timer_tests;

@@ -64,6 +64,7 @@ fn committed(p: &CheckpointProposal, index: u64) -> CheckpointEvent {
         },
         committed_at_ms: at,
         history_index: index,
+        fire_at_ms: 0,
     }
 }
 

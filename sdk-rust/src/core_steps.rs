@@ -47,22 +47,36 @@ impl SlotRequest {
 
 impl WorkerCore {
     /// Takes the next step position for a step named `name`. A committed
-    /// entry at that position with another name is non-determinism.
+    /// entry at that position with another name, or a timer's, is
+    /// non-determinism.
     pub fn request(&self, run: &RunHandle, name: &str) -> Result<SlotRequest, ClientError> {
+        self.take_position(run, name, false)
+    }
+
+    /// Takes the next position for a step (`timer` false) or a timer.
+    pub(super) fn take_position(
+        &self,
+        run: &RunHandle,
+        name: &str,
+        timer: bool,
+    ) -> Result<SlotRequest, ClientError> {
         let mut state = self.lock();
         let r = run_state(&mut state, run)?;
         let seq = r.cursor;
-        let known = r
-            .history
-            .resolution(seq)
-            .map(|e| e.name.clone())
-            .or_else(|| r.history.attempts(seq).map(|a| a.name.clone()));
-        if let Some(known) = known
-            && known != name
+        if let Some((known, was_timer)) = r.history.known(seq)
+            && (known != name || was_timer != timer)
         {
-            return Err(non_determinism(run, seq, &known, name));
+            return Err(non_determinism(
+                run,
+                seq,
+                &label(known, was_timer),
+                &label(name, timer),
+            ));
         }
         r.cursor += 1;
+        if timer {
+            r.timer_positions.insert(seq, name.to_owned());
+        }
         Ok(SlotRequest {
             seq,
             name: name.to_owned(),
@@ -147,7 +161,7 @@ impl WorkerCore {
             if !r.history.is_next_release(seq) {
                 return None;
             }
-            let out = resolved(run, entry, &req.name);
+            let out = resolved(run, entry, &req.name, false);
             r.history.release();
             r.changed();
             return Some(out.map(Slot::Committed));
@@ -310,13 +324,17 @@ impl WorkerCore {
     /// Sends `proposal` until it settles: its step resolves (the result,
     /// whoever committed it, once it is the next to hand out), or, for a
     /// failed attempt, an attempt of that number commits.
-    async fn propose(
+    pub(super) async fn propose(
         &self,
         run: &RunHandle,
         mut proposal: CheckpointProposal,
     ) -> Result<Settled, ClientError> {
         let seq = proposal.seq;
         let is_attempt = proposal.kind() == HistoryEntryKind::StepAttemptFailed;
+        let is_timer = matches!(
+            proposal.kind(),
+            HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled
+        );
         {
             let mut state = self.lock();
             let r = run_state(&mut state, run)?;
@@ -335,14 +353,29 @@ impl WorkerCore {
                 let r = run_state(&mut state, run)?;
                 if let Some(entry) = r.history.resolution(seq) {
                     // Committed (here or by another owner): no more sends,
-                    // and the result waits for its turn.
+                    // and the result waits for its turn; a position the
+                    // code gave up on (the loser of a `first`) has none.
                     r.pending.remove(&seq);
+                    if r.history.is_abandoned(seq) {
+                        break resolved(run, entry, &proposal.checkpoint_name, is_timer)
+                            .map(Settled::Resolved);
+                    }
                     if r.history.is_next_release(seq) {
-                        let out = resolved(run, entry, &proposal.checkpoint_name);
+                        let out = resolved(run, entry, &proposal.checkpoint_name, is_timer);
                         r.history.release();
                         r.changed();
                         break out.map(Settled::Resolved);
                     }
+                } else if proposal.kind() == HistoryEntryKind::TimerStarted
+                    && r.history.timer(seq).is_some()
+                {
+                    // The timer's start is committed: it resolves when the
+                    // leader fires it, nothing more to send.
+                    r.pending.remove(&seq);
+                } else if r.history.is_abandoned(seq) && !r.pending.contains_key(&seq) {
+                    // A losing timer whose start was never sent: `first`
+                    // cancels its position; nothing more to wait for here.
+                    break Ok(Settled::Resolved(Bytes::new()));
                 } else if let Some(attempts) = r.history.attempts(seq)
                     && attempts.last >= proposal.attempt
                 {
@@ -425,7 +458,7 @@ impl WorkerCore {
 }
 
 /// How a proposal for a step settled.
-enum Settled {
+pub(super) enum Settled {
     /// The step resolved with this value.
     Resolved(Bytes),
     /// The failed attempt proposed is committed.
@@ -434,9 +467,17 @@ enum Settled {
 
 /// The value of a resolved step, or its committed failure; a different
 /// name than the code's is non-determinism.
-fn resolved(run: &RunHandle, entry: &Entry, name: &str) -> Result<Bytes, ClientError> {
-    if entry.name != name {
-        return Err(non_determinism(run, entry.seq, &entry.name, name));
+/// `timer` says whether the code asked for a timer at the position: a
+/// resolution of the other kind (arriving after the position was taken) is
+/// non-determinism too.
+fn resolved(run: &RunHandle, entry: &Entry, name: &str, timer: bool) -> Result<Bytes, ClientError> {
+    if entry.name != name || entry.is_timer() != timer {
+        return Err(non_determinism(
+            run,
+            entry.seq,
+            &label(&entry.name, entry.is_timer()),
+            &label(name, timer),
+        ));
     }
     match &entry.failure {
         Some(failure) if entry.kind == HistoryEntryKind::StepFailed => {
@@ -452,7 +493,17 @@ fn resolved(run: &RunHandle, entry: &Entry, name: &str) -> Result<Bytes, ClientE
     }
 }
 
-fn non_determinism(run: &RunHandle, seq: u64, expected: &str, got: &str) -> ClientError {
+/// How a non-determinism error names a position: a timer as
+/// `timer:NAME`, a step by its name.
+fn label(name: &str, timer: bool) -> String {
+    if timer {
+        format!("timer:{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+pub(super) fn non_determinism(run: &RunHandle, seq: u64, expected: &str, got: &str) -> ClientError {
     ClientError::NonDeterminism {
         workflow_id: run.workflow_id.clone(),
         seq,

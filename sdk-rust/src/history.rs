@@ -2,7 +2,7 @@
 //! found by the step position (seq) they resolve, and the failed attempts
 //! of steps not resolved yet with when the next attempt is due here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -20,6 +20,18 @@ pub(crate) struct Entry {
     pub attempt: u32,
     pub next_attempt_at_ms: u64,
     pub committed_at_ms: u64,
+}
+
+impl Entry {
+    /// True for a timer's entries.
+    pub fn is_timer(&self) -> bool {
+        matches!(
+            self.kind,
+            HistoryEntryKind::TimerStarted
+                | HistoryEntryKind::TimerFired
+                | HistoryEntryKind::TimerCancelled
+        )
+    }
 }
 
 impl From<CheckpointRecord> for Entry {
@@ -77,8 +89,15 @@ pub(crate) struct History {
     resolved: HashMap<u64, usize>,
     /// Unresolved seqs with failed attempts.
     attempts: HashMap<u64, Attempts>,
+    /// Timers started and not fired yet: seq → the timer's name.
+    timers: HashMap<u64, String>,
     /// Resolved seqs in commit order.
     order: Vec<u64>,
+    /// seq → its place in `order`.
+    order_of: HashMap<u64, usize>,
+    /// Positions the code gave up on (the losers of a `first`): their
+    /// resolutions are skipped when their turn comes.
+    abandoned: HashSet<u64>,
     /// Resolutions handed to the code (a prefix of `order`).
     released: usize,
     /// The highest seq any entry names, if any.
@@ -95,7 +114,9 @@ impl History {
     pub fn push(&mut self, entry: Entry) {
         let index = self.entries.len();
         self.highest = self.highest.max(Some(entry.seq));
-        if entry.kind == HistoryEntryKind::StepAttemptFailed {
+        if entry.kind == HistoryEntryKind::TimerStarted {
+            self.timers.insert(entry.seq, entry.name.clone());
+        } else if entry.kind == HistoryEntryKind::StepAttemptFailed {
             self.attempts.insert(
                 entry.seq,
                 Attempts {
@@ -106,10 +127,13 @@ impl History {
             );
         } else {
             self.attempts.remove(&entry.seq);
+            self.timers.remove(&entry.seq);
             self.resolved.insert(entry.seq, index);
+            self.order_of.insert(entry.seq, self.order.len());
             self.order.push(entry.seq);
         }
         self.entries.push(entry);
+        self.skip_abandoned();
     }
 
     /// The entry that resolved `seq`, if any.
@@ -130,12 +154,72 @@ impl History {
     /// The resolution of `seq` was handed out (it was the next one).
     pub fn release(&mut self) {
         self.released += 1;
+        self.skip_abandoned();
+    }
+
+    /// The code gave up on `seq`: its resolution, now or when it commits,
+    /// is not handed out and holds up no later one.
+    pub fn abandon(&mut self, seq: u64) {
+        self.abandoned.insert(seq);
+        self.skip_abandoned();
+    }
+
+    /// True when the resolution of `seq` is behind the release cursor:
+    /// handed out, or skipped as abandoned.
+    pub fn passed(&self, seq: u64) -> bool {
+        self.order_of
+            .get(&seq)
+            .is_some_and(|place| *place < self.released)
+    }
+
+    /// True when the code gave up on `seq`.
+    pub fn is_abandoned(&self, seq: u64) -> bool {
+        self.abandoned.contains(&seq)
+    }
+
+    /// Among `seqs`, the index of the one resolved first in commit order,
+    /// once its resolution is handed out or is the next to be; `None`
+    /// before.
+    pub fn first_of(&self, seqs: &[u64]) -> Option<usize> {
+        let (i, place) = seqs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, seq)| self.order_of.get(seq).map(|place| (i, *place)))
+            .min_by_key(|(_, place)| *place)?;
+        (place <= self.released).then_some(i)
+    }
+
+    fn skip_abandoned(&mut self) {
+        while self
+            .order
+            .get(self.released)
+            .is_some_and(|seq| self.abandoned.contains(seq))
+        {
+            self.released += 1;
+        }
     }
 
     /// True when an entry names `seq` or a later position: code that has
     /// not yet taken `seq` is catching up on what happened.
     pub fn reaches(&self, seq: u64) -> bool {
         self.highest.is_some_and(|h| h >= seq)
+    }
+
+    /// The name of the timer started at unresolved `seq`, if one is.
+    pub fn timer(&self, seq: u64) -> Option<&str> {
+        self.timers.get(&seq).map(String::as_str)
+    }
+
+    /// What the history says was at `seq`: its name and whether it is a
+    /// timer (from its resolution, a started timer or failed attempts).
+    pub fn known(&self, seq: u64) -> Option<(&str, bool)> {
+        if let Some(entry) = self.resolution(seq) {
+            return Some((&entry.name, entry.is_timer()));
+        }
+        if let Some(name) = self.timer(seq) {
+            return Some((name, true));
+        }
+        self.attempts(seq).map(|a| (a.name.as_str(), false))
     }
 
     /// The failed attempts of unresolved `seq`, if any.

@@ -18,22 +18,29 @@ mod hand_over;
 mod handle;
 mod history;
 mod link;
+mod race;
 mod retry;
 mod security;
+mod start_options;
 mod stream;
 
 pub use client::{RaftoralClient, WorkflowRequest};
 pub use context::{WorkflowContext, WorkflowLog};
-pub use core::{ComputeToken, PROTOCOL_VERSION, RunHandle, Slot, SlotRequest, WorkerCore};
+pub use core::{
+    ComputeToken, MAX_TIMER, PROTOCOL_VERSION, RunHandle, Slot, SlotRequest, TimerRequest,
+    WorkerCore,
+};
 pub use determinism::NOW_STEP;
 pub use error::{ClientError, StepError, StepFailure, WorkflowError};
 pub use hand_over::{RunOutcome, RunReply, binding_runtime};
 pub use handle::WorkflowHandle;
 pub use link::{GrpcLink, ResponseStream, SidecarLink};
+pub use race::{Durable, Either};
 pub use raftoral_proto::freeze::FreezeWatch;
 pub use raftoral_proto::sidecar::v1::{ErrorCode, Failure, WorkflowInfo, WorkflowStatus};
 pub use retry::{ATTEMPT_TIMEOUT, RetryPolicy};
 pub use security::{AppToken, ClientTls};
+pub use start_options::StartOptions;
 pub use stream::StreamOptions;
 
 pub use raftoral_proto as proto;

@@ -58,6 +58,14 @@ enum WorkflowCommand {
         /// Wait for the result and print it.
         #[arg(long)]
         wait: bool,
+        /// Start this many milliseconds from now (a delayed start; the
+        /// workflow is PENDING until then).
+        #[arg(long, default_value_t = 0)]
+        start_delay_ms: u64,
+        /// Fail the workflow if it has not finished this many milliseconds
+        /// after it started.
+        #[arg(long, default_value_t = 0)]
+        execution_timeout_ms: u64,
     },
     /// Show a workflow.
     Get {
@@ -91,6 +99,9 @@ enum WorkflowCommand {
         /// Page size.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Only workflows waiting on a durable timer.
+        #[arg(long)]
+        sleeping: bool,
     },
     /// Show a workflow's committed checkpoints.
     History {
@@ -154,6 +165,8 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
             version,
             id,
             wait,
+            start_delay_ms,
+            execution_timeout_ms,
         } => {
             let parsed: Value = serde_json::from_str(&input).context("--input must be JSON")?;
             let r = client
@@ -162,6 +175,8 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
                     workflow_name: name,
                     version,
                     input: serde_json::to_vec(&parsed)?.into(),
+                    start_delay_ms,
+                    execution_timeout_ms,
                 })
                 .await
                 .map_err(status)?
@@ -215,6 +230,7 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
             status: s,
             name,
             limit,
+            sleeping,
         } => {
             let r = client
                 .list_workflows(ListWorkflowsRequest {
@@ -222,6 +238,7 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
                     workflow_name: name,
                     page_size: limit,
                     page_token: String::new(),
+                    sleeping,
                 })
                 .await
                 .map_err(status)?
@@ -243,20 +260,36 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
                     "value": bytes_json(&e.value),
                     "committed_at_ms": e.committed_at_ms,
                 });
-                // Failed steps and attempts say so; values print as before.
-                if e.kind() != HistoryEntryKind::Unspecified {
-                    line["kind"] = json!(match e.kind() {
-                        HistoryEntryKind::StepFailed => "step_failed",
-                        _ => "attempt_failed",
-                    });
-                    line["value"] = Value::Null;
-                    line["attempt"] = json!(e.attempt.max(1));
-                    line["failure"] = failure_json(e.failure.as_ref());
-                    if e.next_attempt_at_ms > 0 {
-                        line["next_attempt_at_ms"] = json!(e.next_attempt_at_ms);
+                // Failed steps, attempts and timers say so; values print
+                // as before.
+                match e.kind() {
+                    HistoryEntryKind::Unspecified => {
+                        if e.attempt > 1 {
+                            line["attempt"] = json!(e.attempt);
+                        }
                     }
-                } else if e.attempt > 1 {
-                    line["attempt"] = json!(e.attempt);
+                    HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerFired => {
+                        line["kind"] = json!(if e.kind() == HistoryEntryKind::TimerStarted {
+                            "timer_started"
+                        } else {
+                            "timer_fired"
+                        });
+                        line["value"] = Value::Null;
+                        line["fire_at_ms"] = json!(e.fire_at_ms);
+                    }
+                    kind => {
+                        line["kind"] = json!(if kind == HistoryEntryKind::StepFailed {
+                            "step_failed"
+                        } else {
+                            "attempt_failed"
+                        });
+                        line["value"] = Value::Null;
+                        line["attempt"] = json!(e.attempt.max(1));
+                        line["failure"] = failure_json(e.failure.as_ref());
+                        if e.next_attempt_at_ms > 0 {
+                            line["next_attempt_at_ms"] = json!(e.next_attempt_at_ms);
+                        }
+                    }
                 }
                 print(line);
             }
@@ -300,5 +333,12 @@ fn info_json(w: &WorkflowInfo) -> Value {
         "error": w.error,
         "failure": failure_json(w.failure.as_ref()),
         "pending_reason": w.pending_reason,
+        "start_at_ms": (w.start_at_ms > 0).then_some(w.start_at_ms),
+        "timeout_at_ms": (w.timeout_at_ms > 0).then_some(w.timeout_at_ms),
+        "pending_timers": w.pending_timers.iter().map(|t| json!({
+            "seq": t.seq,
+            "name": t.name,
+            "fire_at_ms": t.fire_at_ms,
+        })).collect::<Vec<_>>(),
     })
 }

@@ -191,6 +191,102 @@ async fn helpers(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     }))?)
 }
 
+/// `sleeper`: a step, durable sleeps of the given milliseconds, a step
+/// (which hangs under `CONFORMANCE_HANG=1`).
+async fn sleeper(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        sleeps: Vec<i64>,
+    }
+    let input: Input = req.input()?;
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    let _: bool = ctx
+        .checkpoint("before", || {
+            effect(&id, "start", 0);
+            true
+        })
+        .await?;
+    for (i, ms) in input.sleeps.iter().enumerate() {
+        // A Duration cannot be negative: the Rust SDK cannot be asked for
+        // one, so the worker refuses it itself (WORKERS.md).
+        let ms = u64::try_from(*ms)
+            .map_err(|_| format!("sleep nap-{i} of {ms} ms: a duration cannot be negative"))?;
+        ctx.sleep_named(&format!("nap-{i}"), Duration::from_millis(ms))
+            .await?;
+    }
+    let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
+    let _: bool = ctx
+        .checkpoint_compute("after", async {
+            effect(&id, "start", 1);
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            true
+        })
+        .await?;
+    Ok(serde_json::to_vec(
+        &serde_json::json!({"slept": input.sleeps.len()}),
+    )?)
+}
+
+/// `racer`: a durable sleep raced against a step.
+async fn racer(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        timer_ms: u64,
+        step_ms: u64,
+    }
+    let input: Input = req.input()?;
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    let deadline = ctx.start_sleep("deadline", Duration::from_millis(input.timer_ms))?;
+    let work = {
+        let id = id.clone();
+        ctx.start_checkpoint("work", async move {
+            effect(&id, "start", 0);
+            tokio::time::sleep(Duration::from_millis(input.step_ms)).await;
+            effect(&id, "done", 0);
+            "worked".to_string()
+        })?
+    };
+    let out = match ctx.first(deadline, work).await? {
+        raftoral_client::Either::First(()) => serde_json::json!({"winner": "timer"}),
+        raftoral_client::Either::Second(value) => {
+            serde_json::json!({"winner": "step", "value": value})
+        }
+    };
+    let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
+    let _: bool = ctx
+        .checkpoint_compute("after", async {
+            effect(&id, "start", 1);
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            true
+        })
+        .await?;
+    Ok(serde_json::to_vec(&out)?)
+}
+
+/// `scheduled`: one step recording when it ran.
+async fn scheduled(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let input: serde_json::Value = req.input()?;
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    let ran_at: u64 = ctx
+        .checkpoint("ran", || {
+            effect(&id, "start", 0);
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        })
+        .await?;
+    Ok(serde_json::to_vec(
+        &serde_json::json!({"input": input, "ran_at": ran_at}),
+    )?)
+}
+
 /// `flaky`: one step whose first `fail_times` attempts fail.
 async fn flaky(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     let input: FlakyInput = req.input()?;
@@ -331,6 +427,9 @@ async fn main() -> anyhow::Result<()> {
                         "flaky" => flaky(req).await,
                         "fanout" => fanout(req).await,
                         "helpers" => helpers(req).await,
+                        "sleeper" => sleeper(req).await,
+                        "racer" => racer(req).await,
+                        "scheduled" => scheduled(req).await,
                         other => Err(format!("this worker has no workflow '{other}'").into()),
                     }
                 })

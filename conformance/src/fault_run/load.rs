@@ -142,6 +142,7 @@ async fn start(
         workflow_name: "steps".into(),
         version: 1,
         input: serde_json::to_vec(input).expect("json").into(),
+        ..Default::default()
     };
     let deadline = tokio::time::Instant::now() + START_RETRY_FOR;
     let mut last = String::new();

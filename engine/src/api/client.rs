@@ -52,9 +52,20 @@ impl ClientApi {
         request: StartWorkflowRequest,
     ) -> Result<StartWorkflowResponse, Status> {
         let r = request;
+        let options = crate::StartOptions {
+            start_delay: std::time::Duration::from_millis(r.start_delay_ms),
+            execution_timeout: (r.execution_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(r.execution_timeout_ms)),
+        };
         let started = self
             .node
-            .start_workflow(Some(r.workflow_id), &r.workflow_name, r.version, r.input)
+            .start_workflow_with(
+                Some(r.workflow_id),
+                &r.workflow_name,
+                r.version,
+                r.input,
+                options,
+            )
             .await
             .map_err(to_status)?;
         tracing::debug!(workflow = %started.workflow.id, name = %started.workflow.name, already = started.already_started, "workflow started");
@@ -154,6 +165,7 @@ impl ClientApi {
                 workflow_name: r.workflow_name,
                 page_size: r.page_size as usize,
                 after,
+                sleeping: r.sleeping,
             })
             .map_err(to_status)?;
         let next_page_token = match (more, page.last()) {
@@ -183,13 +195,18 @@ impl ClientApi {
                 .into_iter()
                 .map(|c| HistoryEntry {
                     seq: c.seq,
+                    fire_at_ms: c.fire_at_ms(),
+                    next_attempt_at_ms: if c.is_timer() {
+                        0
+                    } else {
+                        c.next_attempt_at_ms
+                    },
                     checkpoint_name: c.name,
                     value: c.value,
                     committed_at_ms: c.committed_at_ms,
                     kind: c.kind as i32,
                     failure: c.failure.map(|f| *f),
                     attempt: c.attempt,
-                    next_attempt_at_ms: c.next_attempt_at_ms,
                 })
                 .collect(),
         })

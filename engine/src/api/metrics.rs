@@ -23,7 +23,7 @@ pub fn render(node: &Node) -> String {
     let status = node.raft_status();
     // Counters and the index of active workflows: a scrape does not walk
     // every finished workflow under the state lock.
-    let (by_status, owned_here) = node.read(|sm| {
+    let (by_status, owned_here, pending_timers, timers) = node.read(|sm| {
         let by_status: BTreeMap<&'static str, u64> = [
             WorkflowStatus::Pending,
             WorkflowStatus::Running,
@@ -38,7 +38,12 @@ pub fn render(node: &Node) -> String {
             .active_workflows()
             .filter(|w| w.status == WorkflowStatus::Running && w.owner == status.id)
             .count() as u64;
-        (by_status, owned)
+        (
+            by_status,
+            owned,
+            sm.pending_timers() as u64,
+            sm.timer_stats().clone(),
+        )
     });
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {
@@ -111,6 +116,11 @@ pub fn render(node: &Node) -> String {
         "Running workflows this node owns.",
         owned_here,
     );
+    gauge(
+        "raftoral_timers_pending",
+        "Durable timers started and not fired (the whole cluster's).",
+        pending_timers,
+    );
     let mut counter = |name: &str, help: &str, value: u64| {
         metric(&mut out, name, "counter", help, &[(String::new(), value)]);
     };
@@ -139,6 +149,12 @@ pub fn render(node: &Node) -> String {
         "Raft messages from the network dropped before the Raft loop: malformed, from a non-member, or inconsistent with this node's log.",
         node.transport().refused_messages(),
     );
+    counter(
+        "raftoral_timers_fired_total",
+        "Durable timers this node applied the firing of since it started.",
+        timers.fired,
+    );
+    lateness(&mut out, &timers);
     let series: Vec<(String, u64)> = by_status
         .into_iter()
         .map(|(s, n)| (format!("status=\"{s}\""), n))
@@ -151,6 +167,29 @@ pub fn render(node: &Node) -> String {
         &series,
     );
     out
+}
+
+/// `raftoral_timer_lateness_seconds`: how long after its deadline each
+/// timer fired, in log time.
+fn lateness(out: &mut String, timers: &crate::workflows::state_machine::TimerStats) {
+    use crate::workflows::state_machine::LATENESS_BUCKETS_MS;
+    let name = "raftoral_timer_lateness_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from a durable timer's deadline to the commit of its firing (log time)."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (i, count) in timers.lateness.iter().enumerate() {
+        cumulative += count;
+        let le = LATENESS_BUCKETS_MS.get(i).map_or_else(
+            || "+Inf".to_owned(),
+            |ms| format!("{}", *ms as f64 / 1000.0),
+        );
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_sum {}", timers.lateness_sum_ms as f64 / 1000.0);
+    let _ = writeln!(out, "{name}_count {}", timers.fired);
 }
 
 /// One metric family: HELP, TYPE and one sample per label set.

@@ -284,7 +284,7 @@ impl Node {
                 proposer_node_id: self.id(),
                 proposal_id,
                 address: address.to_owned(),
-                proposed_at_ms: crate::consensus::proposal::now_ms(),
+                proposed_at_ms: self.stamp(),
             },
         );
         let (reply, answer) = oneshot::channel();

@@ -1,7 +1,8 @@
 //! Consensus: everything that makes one ordered, durable log on every node.
 //!
 //! Holds the Raft loop that drives raft-rs (`raft_loop.rs`) and what it
-//! hands work to (the proposals it takes, `proposal.rs`; the thread that
+//! hands work to (the proposals it takes, `proposal.rs`, stamped by
+//! `log_clock.rs`; the thread that
 //! flushes the state store, `flush_thread.rs`), the checks on Raft messages
 //! from the network (`raft_guard.rs`), raft-rs's log bridged into `tracing`
 //! (`raft_log.rs`), the pause points of background work that the
@@ -20,6 +21,7 @@
 
 pub(crate) mod environment;
 pub(crate) mod flush_thread;
+pub(crate) mod log_clock;
 pub(crate) mod membership;
 pub(crate) mod pause;
 pub(crate) mod proposal;

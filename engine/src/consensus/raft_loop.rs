@@ -17,6 +17,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::NodeConfig;
 use crate::consensus::environment::{Clock, Environment, Jobs, Outbox};
+use crate::consensus::log_clock::LogClock;
 use crate::consensus::pause::pause_point;
 use crate::consensus::proposal::{Liveness, Proposal, ProposalReply, ReadContext, random_u64};
 use crate::consensus::snapshot_transfer::SnapshotTransfers;
@@ -27,6 +28,7 @@ use crate::error::{EngineError, Rejection};
 use crate::workflows::failover::Failover;
 use crate::workflows::state_machine::{Applied, Archived, NodeId, StateMachine};
 use crate::workflows::state_machine::{Event, EventAt};
+use crate::workflows::timer_service::TimerService;
 
 /// Most proposals taken from the channel for one Ready round; bounds the
 /// latency a huge burst adds to the first proposal of the next round.
@@ -67,6 +69,8 @@ pub(crate) struct RaftLoop {
     events: broadcast::Sender<Arc<EventAt>>,
     /// Time (see `environment.rs`).
     clock: Arc<dyn Clock>,
+    /// The stamps of this node's proposals (see `log_clock.rs`).
+    log_clock: Arc<LogClock>,
     /// The network: Raft messages out, members' addresses.
     outbox: Arc<dyn Outbox>,
     /// proposal_id → waiting proposer (only proposals made on this node).
@@ -74,6 +78,8 @@ pub(crate) struct RaftLoop {
     status: watch::Sender<RaftStatus>,
     config: NodeConfig,
     failover: Failover,
+    /// Fires due durable timers while this node leads.
+    timers: TimerService,
     ticks: u64,
     /// Leader seen at the last Ready; a change fails pending proposals fast.
     last_leader: u64,
@@ -172,16 +178,20 @@ impl RaftLoop {
         let (snapshot_written, written) = mpsc::channel(1);
         let (snapshot_reports, reports) = mpsc::channel(64);
         let (files_failed, failed_files) = mpsc::unbounded_channel();
+        let log_time = state.read().expect("state lock poisoned").log_time_ms();
+        let log_clock = Arc::new(LogClock::new(env.clock.clone(), log_time));
         Self {
             raw,
             store,
             state,
             events,
             clock: env.clock,
+            log_clock,
             outbox: env.outbox,
             pending: HashMap::new(),
             status,
             failover: Failover::new(config.owner_timeout, config.app_timeout),
+            timers: TimerService::default(),
             config,
             ticks: 0,
             last_leader: 0,
@@ -261,6 +271,12 @@ impl RaftLoop {
         result
     }
 
+    /// The clock that stamps this node's proposals; the node's own
+    /// proposals take their stamps from it too.
+    pub(crate) fn log_clock(&self) -> Arc<LogClock> {
+        self.log_clock.clone()
+    }
+
     /// The receivers of written flushes, transfer outcomes and failed
     /// compaction files; taken once, by whoever drives the loop.
     pub(crate) fn take_inputs(&mut self) -> SnapshotInputs {
@@ -308,6 +324,7 @@ impl RaftLoop {
                 );
                 self.raw.tick();
                 self.ticks += 1;
+                self.fire_timers();
                 if self.ticks.is_multiple_of(FAILOVER_CHECK_TICKS) {
                     self.check_failover();
                     self.promote_learners();
@@ -668,6 +685,7 @@ impl RaftLoop {
         if !restored.cluster_id().is_empty() {
             self.outbox.set_cluster_id(restored.cluster_id());
         }
+        self.log_clock.observe(restored.log_time_ms());
         *self.state.write().expect("state lock poisoned") = restored;
         tracing::info!(index, "installed a snapshot from the leader");
         // Sessions and waiters re-read the state: the events of the entries
@@ -790,6 +808,7 @@ impl RaftLoop {
                 }
             }
         }
+        self.log_clock.observe(state.log_time_ms());
         Ok(())
     }
 
@@ -806,12 +825,34 @@ impl RaftLoop {
             let command = Command {
                 proposer_node_id: me,
                 proposal_id: 0,
-                proposed_at_ms: self.clock.now_ms(),
+                proposed_at_ms: self.log_clock.stamp(),
                 kind: Some(change),
             };
             if let Err(e) = self.raw.propose(Vec::new(), command.encode_to_vec()) {
                 tracing::debug!(error = %e, "failover proposal dropped");
             }
+        }
+    }
+
+    /// On the leader: proposes the firing of due durable timers (every
+    /// tick, so a timer fires within a tick of its deadline plus a commit).
+    fn fire_timers(&mut self) {
+        let is_leader = self.raw.raft.state == StateRole::Leader;
+        let stamp = self.log_clock.stamp();
+        let fire = {
+            let state = self.state.read().expect("state lock poisoned");
+            self.timers
+                .check(self.clock.now(), stamp, is_leader, &state)
+        };
+        let Some(kind) = fire else { return };
+        let command = Command {
+            proposer_node_id: self.raw.raft.id,
+            proposal_id: 0,
+            proposed_at_ms: stamp,
+            kind: Some(kind),
+        };
+        if let Err(e) = self.raw.propose(Vec::new(), command.encode_to_vec()) {
+            tracing::debug!(error = %e, "timer firing not proposed yet");
         }
     }
 
@@ -826,7 +867,7 @@ impl RaftLoop {
         if self.raw.raft.state != StateRole::Leader {
             return;
         }
-        let now = self.clock.now_ms();
+        let now = self.log_clock.stamp();
         let wanted = now.saturating_sub(retention.as_millis() as u64);
         let (due, cutoff) = {
             let state = self.state.read().expect("state lock poisoned");
@@ -896,7 +937,7 @@ impl RaftLoop {
                 proposer_node_id: self.raw.raft.id,
                 proposal_id: 0,
                 address,
-                proposed_at_ms: self.clock.now_ms(),
+                proposed_at_ms: self.log_clock.stamp(),
             },
         );
         match self.raw.propose_conf_change(Vec::new(), change) {

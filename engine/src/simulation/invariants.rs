@@ -152,6 +152,19 @@ pub(super) fn check_end(
             ));
         }
     }
+    for (id, seq) in &workload.acked.timers {
+        let Some(w) = state.workflow(id) else {
+            continue;
+        };
+        let kept = w.checkpoints.iter().any(|c| {
+            c.seq == *seq && c.kind == raftoral_proto::sidecar::v1::HistoryEntryKind::TimerStarted
+        });
+        if !kept {
+            return Err(format!(
+                "node {node}: acknowledged timer start {id}#{seq} lost"
+            ));
+        }
+    }
     for (id, seq, attempt) in &workload.acked.attempts {
         let Some(w) = state.workflow(id) else {
             continue;
@@ -173,11 +186,41 @@ pub(super) fn check_end(
 /// attempts numbered 1, 2, ... without a gap, and the resolution's attempt
 /// after them.
 fn history_shape(w: &crate::workflows::state_machine::Workflow) -> Result<(), String> {
+    use raftoral_proto::sidecar::v1::HistoryEntryKind;
     let mut attempts: BTreeMap<u64, u32> = BTreeMap::new();
     let mut resolved = BTreeSet::new();
+    // Timers: started once, before anything else at their position; fired
+    // only after their start and never before its deadline in log time.
+    let mut started: BTreeMap<u64, u64> = BTreeMap::new();
     for c in &w.checkpoints {
         if resolved.contains(&c.seq) {
             return Err(format!("step {} has an entry after its resolution", c.seq));
+        }
+        match c.kind {
+            HistoryEntryKind::TimerStarted => {
+                if attempts.contains_key(&c.seq) || started.contains_key(&c.seq) {
+                    return Err(format!("timer {} started after other entries", c.seq));
+                }
+                started.insert(c.seq, c.next_attempt_at_ms);
+                continue;
+            }
+            HistoryEntryKind::TimerFired => {
+                let Some(deadline) = started.get(&c.seq) else {
+                    return Err(format!("timer {} fired without a start", c.seq));
+                };
+                if c.committed_at_ms < *deadline {
+                    return Err(format!(
+                        "timer {} fired at {} before its deadline {deadline}",
+                        c.seq, c.committed_at_ms
+                    ));
+                }
+                resolved.insert(c.seq);
+                continue;
+            }
+            _ if started.contains_key(&c.seq) => {
+                return Err(format!("step entry at timer position {}", c.seq));
+            }
+            _ => {}
         }
         let last = attempts.get(&c.seq).copied().unwrap_or(0);
         if c.resolves() {

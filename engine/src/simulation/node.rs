@@ -145,6 +145,10 @@ pub(super) struct SimNode {
     pub election_ticks: usize,
     /// Removed from the cluster: stopped for good, out of every check.
     pub removed: bool,
+    /// The highest skew this node's clock had when one of its processes
+    /// started: a start trusts the wall clock once (`log_clock.rs`), so
+    /// this is how far ahead of true time its stamps may run.
+    pub max_start_skew_ms: i64,
 }
 
 impl SimNode {
@@ -158,12 +162,16 @@ impl SimNode {
             skew_ms: Arc::new(AtomicI64::new(skew_ms)),
             election_ticks,
             removed: false,
+            max_start_skew_ms: skew_ms,
         }
     }
 
     /// Opens the node from its directory (new or restarted).
     pub(super) fn start(&mut self, now: &Arc<AtomicU64>, base: Instant) -> Result<(), String> {
         let ticks = self.election_ticks;
+        self.max_start_skew_ms = self
+            .max_start_skew_ms
+            .max(self.skew_ms.load(Ordering::Relaxed));
         let opened = crate::consensus::startup::open_with(&self.config, |c| {
             c.min_election_tick = ticks;
             c.max_election_tick = ticks + 1;
@@ -338,6 +346,11 @@ impl Running {
 
     pub(super) fn raft(&self) -> &raft::RawNode<RaftStore> {
         self.raft.raw()
+    }
+
+    /// The stamp a proposal made here now carries (`Node::stamp`).
+    pub(super) fn stamp(&self) -> u64 {
+        self.raft.log_clock().stamp()
     }
 
     pub(super) fn read<T>(&self, f: impl FnOnce(&StateMachine) -> T) -> T {

@@ -43,6 +43,7 @@ enum What {
     Presence,
     Checkpoint(String, u64, Resolution),
     Attempt(String, u64, u32),
+    Sleep(String, u64),
     Finish(String),
 }
 
@@ -66,6 +67,8 @@ pub(super) struct Acked {
     pub checkpoints: BTreeMap<(String, u64), Resolution>,
     /// Failed attempts: (workflow, seq, attempt).
     pub attempts: BTreeSet<(String, u64, u32)>,
+    /// Started timers: (workflow, seq).
+    pub timers: BTreeSet<(String, u64)>,
     pub finishes: BTreeSet<String>,
 }
 
@@ -84,6 +87,15 @@ fn outcome(id: &str, seq: u64, attempt: u32) -> Option<HistoryEntryKind> {
         0
     };
     (u64::from(attempt) <= failing).then_some(HistoryEntryKind::StepAttemptFailed)
+}
+
+/// The durable sleep at step `seq` of workflow `id`, if the code sleeps
+/// there (about one position in five), with its duration (ms): a hash, as
+/// for [`outcome`].
+fn sleep_at(id: &str, seq: u64) -> Option<u64> {
+    let h = stable_hash(&format!("{id}:{seq}:sleep"));
+    h.is_multiple_of(5)
+        .then(|| [0, 100, 1_000, 5_000][((h >> 8) % 4) as usize])
 }
 
 /// Clients and apps.
@@ -172,6 +184,9 @@ impl Workload {
             (What::Attempt(id, seq, attempt), Applied::CheckpointRecorded) => {
                 self.acked.attempts.insert((id, seq, attempt));
             }
+            (What::Sleep(id, seq), Applied::CheckpointRecorded) => {
+                self.acked.timers.insert((id, seq));
+            }
             (What::Finish(id), Applied::Finished) => {
                 self.acked.finishes.insert(id);
             }
@@ -219,6 +234,8 @@ impl Workload {
                 version: 1,
                 input: Bytes::from(format!("input-{i}")),
                 origin_node_id: node,
+                start_delay_ms: 0,
+                execution_timeout_ms: 0,
             });
             let (proposal, pending) = self.propose(node, stamp, now, kind, What::Start(i));
             self.flows[i].pending = Some(pending);
@@ -282,6 +299,10 @@ impl Workload {
                 .iter()
                 .find(|f| f.id == w.id)
                 .map_or(0, |f| f.steps);
+            // Asleep: the leader's timer service fires it, nothing to do.
+            if w.open_timer(w.first_open_step()).is_some() {
+                continue;
+            }
             let (kind, what) = self.next_step(node, &w, steps);
             let (proposal, pending) = self.propose(node, stamp, now, kind, what);
             app.insert(w.id.clone(), pending);
@@ -307,6 +328,21 @@ impl Workload {
                 failure: None,
             });
             return (finish, What::Finish(id));
+        }
+        if let Some(duration) = sleep_at(&id, seq) {
+            let start = RecordStep {
+                workflow_id: id.clone(),
+                seq,
+                checkpoint_name: format!("nap-{seq}"),
+                node_id: node,
+                kind: HistoryEntryKind::TimerStarted as i32,
+                value: Bytes::new(),
+                failure: None,
+                attempt: 1,
+                retry_delay_ms: 0,
+                timer_duration_ms: duration,
+            };
+            return (Kind::RecordStep(start), What::Sleep(id, seq));
         }
         *self.computed.entry((id.clone(), seq)).or_default() += 1;
         let attempt = w.last_failed_attempt(seq) + 1;
@@ -334,6 +370,7 @@ impl Workload {
                 failure: None,
                 attempt,
                 retry_delay_ms: 0,
+                timer_duration_ms: 0,
             };
             return (Kind::RecordStep(step), what);
         };
@@ -357,6 +394,7 @@ impl Workload {
             }),
             attempt,
             retry_delay_ms: u64::from(attempt) * 100,
+            timer_duration_ms: 0,
         };
         (Kind::RecordStep(step), what)
     }

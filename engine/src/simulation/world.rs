@@ -431,10 +431,42 @@ impl World {
         self.nodes.get_mut(&id).and_then(|n| n.running.as_mut())
     }
 
-    /// The stamp a proposal made on `id` now carries: its wall clock.
+    /// The stamp a proposal made on `id` now carries: its wall clock
+    /// bounded by elapsed time, as a node stamps (`log_clock.rs`).
     fn stamp(&self, id: NodeId) -> u64 {
-        let skew = self.nodes[&id].skew_ms.load(Ordering::Relaxed);
-        (super::node::EPOCH_MS + self.now()).saturating_add_signed(skew)
+        match self.nodes[&id].running.as_ref() {
+            Some(running) => running.stamp(),
+            None => {
+                let skew = self.nodes[&id].skew_ms.load(Ordering::Relaxed);
+                (super::node::EPOCH_MS + self.now()).saturating_add_signed(skew)
+            }
+        }
+    }
+
+    /// The log's time never runs ahead of true time by more than a clock
+    /// was ahead when its process started: a clock that jumps while its
+    /// node runs moves no stamp, so it fires no timer early.
+    fn log_time_bounded(&self, id: NodeId) -> Result<(), String> {
+        let Some(running) = self.nodes[&id].running.as_ref() else {
+            return Ok(());
+        };
+        let ahead = self
+            .nodes
+            .values()
+            .map(|n| n.max_start_skew_ms)
+            .max()
+            .unwrap_or(0)
+            .max(0);
+        let log_time = running.state.read().expect("state").log_time_ms();
+        let bound = (super::node::EPOCH_MS + self.now()).saturating_add_signed(ahead);
+        if log_time > bound {
+            return Err(format!(
+                "node {id}: the log's time {log_time} runs {} ms ahead of true time, \
+                 more than the {ahead} ms a clock was ahead at a start",
+                log_time - (super::node::EPOCH_MS + self.now())
+            ));
+        }
+        Ok(())
     }
 
     fn input(&mut self, id: NodeId, input: Input) -> Result<(), String> {
@@ -450,6 +482,7 @@ impl World {
         let purges = std::mem::take(&mut running.state.write().expect("state").purges);
         bounded_purges(&purges, self.scenario.purge_chunk)
             .map_err(|e| format!("node {id}: {e}"))?;
+        self.log_time_bounded(id)?;
         self.after_step(id)
     }
 

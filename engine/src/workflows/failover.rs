@@ -227,6 +227,8 @@ mod tests {
                 version: 1,
                 input: Default::default(),
                 origin_node_id: 2,
+                start_delay_ms: 0,
+                execution_timeout_ms: 0,
             }),
         );
         // Zero timeouts: the leader (1) has heard nobody recently, so 2 and 3
@@ -293,6 +295,8 @@ mod tests {
                 version: 1,
                 input: Default::default(),
                 origin_node_id: origin,
+                start_delay_ms: 0,
+                execution_timeout_ms: 0,
             }),
         );
     }

@@ -2,12 +2,12 @@
 //!
 //! Holds the replicated state machine that applies committed commands, its
 //! store of finished workflows, its snapshots and the events applying
-//! produces (`state_machine/`); owner failover, which the leader runs
-//! (`failover.rs`); the node's workflow operations, start, wait, cancel,
+//! produces (`state_machine/`); owner failover and the timer service,
+//! which the leader runs (`failover.rs`, `timer_service.rs`); the node's workflow operations, start, wait, cancel,
 //! read (`operations.rs`, `impl Node`); the app protocol's session, one
 //! per connected worker (`worker_session/`); the size limits on what apps
-//! and clients send (`limits.rs`). A leader-run service (a timer service)
-//! goes beside `failover.rs`; a new replicated record in `state_machine/`.
+//! and clients send (`limits.rs`). A new leader-run service goes beside
+//! `failover.rs`; a new replicated record in `state_machine/`.
 //!
 //! May import: `consensus/` (sessions and operations use the node), `node.rs`,
 //! `config`, `error`. May not import: `api/`. The state machine imports
@@ -17,6 +17,7 @@
 
 pub(crate) mod failover;
 pub mod limits;
-pub(crate) mod operations;
+pub mod operations;
 pub mod state_machine;
+pub(crate) mod timer_service;
 pub(crate) mod worker_session;

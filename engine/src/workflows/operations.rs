@@ -16,7 +16,47 @@ use tokio::sync::broadcast;
 use crate::error::EngineError;
 use crate::node::{ListFilter, Node, Started};
 use crate::workflows::state_machine::Event;
-use crate::workflows::state_machine::{Applied, COMMAND_LEVEL, Checkpoint, Workflow};
+use crate::workflows::state_machine::{
+    Applied, Checkpoint, MAX_TIMER_MS, STEPS_LEVEL, TIMERS_LEVEL, Workflow,
+};
+
+/// When a started workflow runs, and how long it may take
+/// ([`Node::start_workflow_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// Start this long after the start is committed (a delayed start);
+    /// zero: at once. At most 366 days.
+    pub start_delay: Duration,
+    /// Fail the workflow (failure type `raftoral.WorkflowTimeout`) if it
+    /// has not finished this long after it started; `None`: no limit. At
+    /// most 366 days.
+    pub execution_timeout: Option<Duration>,
+}
+
+impl StartOptions {
+    fn checked(&self) -> Result<(u64, u64), EngineError> {
+        let ms = |what: &str, d: Duration| {
+            let ms = d.as_millis();
+            if ms > u128::from(MAX_TIMER_MS) {
+                return Err(EngineError::InvalidArgument(format!(
+                    "{what} is {d:?}; at most 366 days"
+                )));
+            }
+            Ok(ms as u64)
+        };
+        let delay = ms("start_delay", self.start_delay)?;
+        let timeout = match self.execution_timeout {
+            Some(t) if t.is_zero() => {
+                return Err(EngineError::InvalidArgument(
+                    "execution_timeout is zero: give a positive timeout, or none".into(),
+                ));
+            }
+            Some(t) => ms("execution_timeout", t)?,
+            None => 0,
+        };
+        Ok((delay, timeout))
+    }
+}
 
 impl Node {
     /// Starts a workflow; idempotent on `workflow_id`. `None` (or an empty id)
@@ -28,6 +68,28 @@ impl Node {
         version: u32,
         input: Bytes,
     ) -> Result<Started, EngineError> {
+        self.start_workflow_with(
+            workflow_id,
+            workflow_name,
+            version,
+            input,
+            StartOptions::default(),
+        )
+        .await
+    }
+
+    /// [`start_workflow`](Self::start_workflow) with a delayed start or an
+    /// execution timeout. A retried start of an existing id changes
+    /// nothing, whatever its options.
+    pub async fn start_workflow_with(
+        &self,
+        workflow_id: Option<String>,
+        workflow_name: &str,
+        version: u32,
+        input: Bytes,
+        options: StartOptions,
+    ) -> Result<Started, EngineError> {
+        let (start_delay_ms, execution_timeout_ms) = options.checked()?;
         crate::workflows::limits::check_name("workflow_name", workflow_name)?;
         let version = crate::workflows::limits::version_or_first(version);
         self.check_value_size("input", input.len())?;
@@ -48,6 +110,10 @@ impl Node {
                 already_started: true,
             });
         }
+        if start_delay_ms > 0 || execution_timeout_ms > 0 {
+            // An engine before timers would start it at once, unbounded.
+            self.wait_command_level(TIMERS_LEVEL).await?;
+        }
         let applied = self
             .propose(Kind::StartWorkflow(StartWorkflow {
                 workflow_id: workflow_id.clone(),
@@ -55,6 +121,8 @@ impl Node {
                 version,
                 input,
                 origin_node_id: self.id(),
+                start_delay_ms,
+                execution_timeout_ms,
             }))
             .await?;
         let already_started = matches!(
@@ -108,7 +176,8 @@ impl Node {
         // value that extends a plain history is written as every engine
         // applies it; should a concurrent step commit first (its seq is no
         // longer the history's length), it waits for the upgrade instead.
-        let upgraded = self.read(|sm| sm.command_level()) >= COMMAND_LEVEL;
+        let level = needed_level(&step);
+        let upgraded = self.read(|sm| sm.command_level()) >= STEPS_LEVEL;
         let plain_next = !upgraded
             && step.kind() == HistoryEntryKind::Unspecified
             && step.attempt <= 1
@@ -133,7 +202,7 @@ impl Node {
                 other => return other.map(|_| ()),
             }
         }
-        self.wait_command_level(COMMAND_LEVEL).await?;
+        self.wait_command_level(level).await?;
         self.propose(Kind::RecordStep(step)).await.map(|_| ())
     }
 
@@ -145,7 +214,17 @@ impl Node {
         &self,
         proposals: Vec<CheckpointProposal>,
     ) -> Vec<Result<(), EngineError>> {
-        if proposals.len() == 1 || self.read(|sm| sm.command_level()) < COMMAND_LEVEL {
+        let wanted = if proposals.iter().any(|p| {
+            matches!(
+                p.kind(),
+                HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled
+            )
+        }) {
+            TIMERS_LEVEL
+        } else {
+            STEPS_LEVEL
+        };
+        if proposals.len() == 1 || self.read(|sm| sm.command_level()) < wanted {
             // One at a time: the upgrade path decides per proposal.
             let each = proposals.into_iter().map(|p| self.record_step(p));
             return futures::future::join_all(each).await;
@@ -183,7 +262,23 @@ impl Node {
         self.check_value_size("checkpoint value", p.value.len())?;
         let kind = p.kind();
         let failure = match (kind, p.failure) {
-            (HistoryEntryKind::Unspecified, None) => None,
+            (
+                HistoryEntryKind::Unspecified
+                | HistoryEntryKind::TimerStarted
+                | HistoryEntryKind::TimerCancelled,
+                None,
+            ) => None,
+            (HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled, Some(_)) => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "a {} entry carries no failure",
+                    kind.as_str_name()
+                )));
+            }
+            (HistoryEntryKind::TimerFired, _) => {
+                return Err(EngineError::InvalidArgument(
+                    "an app does not propose TIMER_FIRED: the Raft leader fires timers".into(),
+                ));
+            }
             (HistoryEntryKind::Unspecified, Some(_)) => {
                 return Err(EngineError::InvalidArgument(
                     "a step value carries no failure: set kind to STEP_FAILED or STEP_ATTEMPT_FAILED, or drop the failure".into(),
@@ -202,7 +297,19 @@ impl Node {
         };
         if kind != HistoryEntryKind::Unspecified && !p.value.is_empty() {
             return Err(EngineError::InvalidArgument(
-                "a failed step or attempt carries no value".into(),
+                "only a step's value entry carries a value".into(),
+            ));
+        }
+        if p.timer_duration_ms > MAX_TIMER_MS {
+            return Err(EngineError::InvalidArgument(format!(
+                "timer_duration_ms is {}; a timer runs at most {MAX_TIMER_MS} ms (366 days): \
+                 sleep in several steps for longer",
+                p.timer_duration_ms
+            )));
+        }
+        if p.timer_duration_ms > 0 && kind != HistoryEntryKind::TimerStarted {
+            return Err(EngineError::InvalidArgument(
+                "timer_duration_ms belongs to a TIMER_STARTED entry only".into(),
             ));
         }
         if p.retry_delay_ms > MAX_RETRY_DELAY_MS {
@@ -221,6 +328,7 @@ impl Node {
             failure,
             attempt: p.attempt.max(1),
             retry_delay_ms: p.retry_delay_ms,
+            timer_duration_ms: p.timer_duration_ms,
         })
     }
 
@@ -362,6 +470,7 @@ impl Node {
         let page = crate::workflows::state_machine::PageFilter {
             status: (filter.status != WorkflowStatus::Unspecified).then_some(filter.status),
             name: (!filter.workflow_name.is_empty()).then_some(filter.workflow_name.as_str()),
+            sleeping: filter.sleeping,
         };
         self.read_checked(|sm| sm.page(&filter.after, &page, size))
     }
@@ -420,5 +529,17 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+/// The command level a step command needs every member to apply.
+fn needed_level(step: &RecordStep) -> u32 {
+    if matches!(
+        step.kind(),
+        HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled
+    ) {
+        TIMERS_LEVEL
+    } else {
+        STEPS_LEVEL
     }
 }

@@ -35,9 +35,17 @@ from .errors import (
 )
 from .local import LocalNode
 from .retry import RetryPolicy
-from .types import Failure, HistoryEntry, WorkflowInfo, WorkflowStatus
+from .types import (
+    Failure,
+    HistoryEntry,
+    HistoryEntryKind,
+    PendingTimer,
+    WorkflowInfo,
+    WorkflowStatus,
+)
 from .worker import Worker
 from .workflow import (
+    Durable,
     Workflow,
     WorkflowContext,
     checkpoint,
@@ -51,8 +59,10 @@ __all__ = [
     "Cancelled",
     "Client",
     "Codec",
+    "Durable",
     "Failure",
     "HistoryEntry",
+    "HistoryEntryKind",
     "InvalidArgument",
     "JsonCodec",
     "LocalNode",
@@ -60,6 +70,7 @@ __all__ = [
     "NonRetryableError",
     "NotFound",
     "NotRunning",
+    "PendingTimer",
     "RaftoralError",
     "Rejected",
     "RetryPolicy",

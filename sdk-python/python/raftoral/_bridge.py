@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 from . import _core
 
@@ -23,7 +23,8 @@ class Commits:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._native = _core.CommitBridge()
-        self._pending: dict[int, asyncio.Future[Slot]] = {}
+        # Slots, and the winners of races (int) for `first`.
+        self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         loop.add_reader(self._native.fileno(), self._on_ready)
 
@@ -70,6 +71,29 @@ class Commits:
             raise
         return future
 
+    def timer(self, run: _core.Run, req: _core.TimerRequest) -> asyncio.Future[Slot]:
+        """Resolves (with empty bytes) once the timer of ``req`` has fired,
+        in the order the core hands resolutions out, as :meth:`slot`."""
+        key, future = self._new()
+        try:
+            run.timer_to(req, self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
+    def first(self, run: _core.Run, seqs: list[int]) -> asyncio.Future[int]:
+        """Resolves with the index (in ``seqs``) of the operation the
+        history resolved first (the core's race, ``Run.first_to``), in the
+        order the core hands resolutions out, as :meth:`slot`."""
+        key, future = self._new()
+        try:
+            run.first_to(seqs, self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
     def cancelled(self, run: _core.Run) -> asyncio.Future[Slot]:
         """Resolves once the workflow of ``run`` is cancelled, with the
         :class:`~raftoral.Cancelled` exception; with empty bytes when the run
@@ -82,9 +106,9 @@ class Commits:
             raise
         return future
 
-    def _new(self) -> tuple[int, asyncio.Future[Slot]]:
+    def _new(self) -> tuple[int, asyncio.Future[Any]]:
         key = next(self._ids)
-        future: asyncio.Future[Slot] = self._loop.create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         self._pending[key] = future
         return key, future
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any, Generic, Optional, TypeVar, Union, overload
 
 from . import _core
@@ -59,7 +60,13 @@ class Client:
 
     @overload
     async def start_workflow(
-        self, workflow: Workflow[I, O], input: I, *, id: Optional[str] = None
+        self,
+        workflow: Workflow[I, O],
+        input: I,
+        *,
+        id: Optional[str] = None,
+        start_delay: Union[float, timedelta, None] = None,
+        execution_timeout: Union[float, timedelta, None] = None,
     ) -> WorkflowHandle[O]: ...
 
     @overload
@@ -70,6 +77,8 @@ class Client:
         *,
         id: Optional[str] = None,
         version: int = 1,
+        start_delay: Union[float, timedelta, None] = None,
+        execution_timeout: Union[float, timedelta, None] = None,
     ) -> WorkflowHandle[Any]: ...
 
     async def start_workflow(
@@ -79,24 +88,46 @@ class Client:
         *,
         id: Optional[str] = None,
         version: int = 1,
+        start_delay: Union[float, timedelta, None] = None,
+        execution_timeout: Union[float, timedelta, None] = None,
     ) -> WorkflowHandle[Any]:
         """Starts ``workflow`` (a definition, or a name with ``version``).
 
         Idempotent on ``id``: starting an existing id returns a handle to the
-        existing workflow (``handle.already_started``). Without an id, one is
-        generated and the start is retried while the cluster has no leader.
+        existing workflow (``handle.already_started``; the options below are
+        then those it was started with). Without an id, one is generated and
+        the start is retried while the cluster has no leader.
+
+        ``start_delay`` (seconds, or a :class:`~datetime.timedelta`) starts
+        it that long after the start is committed: it stays PENDING until
+        then (``WorkflowInfo.start_at_ms`` says when), and the cluster
+        places it on a worker, whoever took the request. ``execution_timeout``
+        fails it if it has not finished that long after it started (after
+        the delay): FAILED, with the failure type ``raftoral.WorkflowTimeout``
+        (``WorkflowInfo.timeout_at_ms`` says when); its function is stopped
+        as for a cancellation. Both to the millisecond, at most 366 days;
+        a negative delay, a timeout of 0 or less, or a longer one raises
+        :class:`~raftoral.InvalidArgument` and starts nothing::
+
+            handle = await client.start_workflow(
+                send_reminder, user, start_delay=timedelta(hours=24)
+            )
         """
         if isinstance(workflow, Workflow):
             name, version, result_type = workflow.name, workflow.version, workflow.result_type
         else:
             name, result_type = workflow, None
+        delay = _seconds(name, "start_delay", start_delay)
+        timeout = _seconds(name, "execution_timeout", execution_timeout)
         try:
             data = self.codec.encode(input)
         except (TypeError, ValueError) as e:
             raise InvalidArgument(
                 f"the input of workflow '{name}' cannot be encoded: {e}; nothing was started"
             ) from e
-        workflow_id, already = await self._native.start_workflow(id or "", name, version, data)
+        workflow_id, already = await self._native.start_workflow(
+            id or "", name, version, data, delay or 0.0, timeout
+        )
         return WorkflowHandle(self, workflow_id, already, result_type)
 
     def get_handle(self, workflow_id: str, result_type: Any = None) -> WorkflowHandle[Any]:
@@ -126,13 +157,17 @@ class Client:
         status: Optional[WorkflowStatus] = None,
         workflow_name: Optional[str] = None,
         page_size: int = 100,
+        sleeping: bool = False,
     ) -> list[WorkflowInfo]:
-        """Every workflow matching the filters, ordered by id (all pages)."""
+        """Every workflow matching the filters, ordered by id (all pages);
+        with ``sleeping``, only those waiting on a durable timer (running or
+        pending, with a sleep started and not fired: see
+        ``WorkflowInfo.pending_timers``)."""
         out: list[WorkflowInfo] = []
         token = ""
         while True:
             page, token = await self._native.list_workflows(
-                int(status or 0), workflow_name or "", page_size, token
+                int(status or 0), workflow_name or "", page_size, token, sleeping
             )
             out.extend(WorkflowInfo._from_native(d) for d in page)
             if not token:
@@ -143,6 +178,21 @@ class Client:
         (steps run side by side may commit out of seq order)."""
         entries = await self._native.get_workflow_history(workflow_id)
         return [HistoryEntry._from_native(d) for d in entries]
+
+
+def _seconds(name: str, what: str, value: Union[float, timedelta, None]) -> Optional[float]:
+    """A start option in seconds (None: not given); the native side checks
+    the range."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise InvalidArgument(
+        f"{what} of workflow '{name}' is a number of seconds or a datetime.timedelta, "
+        f"got {type(value).__name__}; nothing was started"
+    )
 
 
 class WorkflowHandle(Generic[O]):

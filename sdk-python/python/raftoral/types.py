@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional
 
 
 class WorkflowStatus(enum.IntEnum):
@@ -62,6 +62,19 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class PendingTimer:
+    """A durable timer a workflow waits on: started, not fired yet
+    (:attr:`WorkflowInfo.pending_timers`)."""
+
+    seq: int
+    """The timer's position in the workflow's history."""
+    name: str
+    """The sleep's name (``"sleep"`` unless the code named it)."""
+    fire_at_ms: int
+    """When it fires (log time, ms since the Unix epoch)."""
+
+
+@dataclass(frozen=True)
 class WorkflowInfo:
     """The replicated state of one workflow. ``input`` and ``result`` are
     encoded; decode them with the client's codec (``client.codec``).
@@ -70,6 +83,14 @@ class WorkflowInfo:
     structured (:class:`Failure`) when it has one: a step failure the
     workflow did not catch, or the :class:`~raftoral.ApplicationError` its
     function raised; ``None`` otherwise (another exception: only ``error``).
+
+    ``pending_timers`` are its durable sleeps started and not fired yet,
+    earliest first (:class:`PendingTimer`; running and pending workflows
+    only). ``start_at_ms`` is when a delayed start not due yet starts it
+    (``start_workflow(..., start_delay=...)``; 0 otherwise), and
+    ``timeout_at_ms`` when it times out, with an ``execution_timeout`` (0
+    otherwise); both in log time, ms since the Unix epoch, as
+    ``created_at_ms``.
     """
 
     workflow_id: str
@@ -85,6 +106,9 @@ class WorkflowInfo:
     created_at_ms: int
     updated_at_ms: int
     failure: Optional[Failure] = None
+    pending_timers: tuple[PendingTimer, ...] = ()
+    start_at_ms: int = 0
+    timeout_at_ms: int = 0
 
     @classmethod
     def _from_native(cls, d: Mapping[str, Any]) -> WorkflowInfo:
@@ -92,17 +116,41 @@ class WorkflowInfo:
         fields["status"] = WorkflowStatus(fields["status"])
         failure = fields.get("failure")
         fields["failure"] = None if failure is None else Failure._from_native(failure)
+        fields["pending_timers"] = tuple(PendingTimer(*t) for t in fields["pending_timers"])
         return cls(**fields)
+
+
+HistoryEntryKind = Literal[
+    "VALUE",
+    "STEP_FAILED",
+    "STEP_ATTEMPT_FAILED",
+    "TIMER_STARTED",
+    "TIMER_FIRED",
+    "TIMER_CANCELLED",
+]
+"""What a :class:`HistoryEntry` records."""
 
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One committed checkpoint; ``value`` is encoded."""
+    """One committed entry of a workflow's history; ``value`` is encoded.
+
+    ``kind`` (:data:`HistoryEntryKind`) says what it records: ``"VALUE"``
+    (a step's value), ``"STEP_FAILED"``, ``"STEP_ATTEMPT_FAILED"``,
+    ``"TIMER_STARTED"`` (a durable sleep began; ``fire_at_ms`` is its
+    deadline, log time in ms since the Unix epoch), ``"TIMER_FIRED"`` (the
+    sleep ended) or ``"TIMER_CANCELLED"`` (the sleep lost a race,
+    :meth:`WorkflowContext.first <raftoral.WorkflowContext.first>`, and
+    never fires). ``fire_at_ms`` is the timer's deadline on a timer's
+    entries, 0 on the others.
+    """
 
     seq: int
     checkpoint_name: str
     value: bytes
     committed_at_ms: int
+    kind: HistoryEntryKind = "VALUE"
+    fire_at_ms: int = 0
 
     @classmethod
     def _from_native(cls, d: Mapping[str, Any]) -> HistoryEntry:

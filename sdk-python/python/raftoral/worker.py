@@ -59,6 +59,8 @@ class Worker:
         self._native: Optional[_core.Worker] = None
         self._runs: Optional[Runs] = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # The losing steps of races (WorkflowContext.first) still running.
+        self._abandoned: set[asyncio.Task[Any]] = set()
         self._commits: Optional[Commits] = None
 
     async def __aenter__(self) -> Worker:
@@ -102,7 +104,9 @@ class Worker:
     async def shutdown(self) -> None:
         """Stops the worker; waits up to ``shutdown_grace`` seconds for the
         workflow functions to unwind (they get
-        :class:`~raftoral.ShuttingDown` at their next checkpoint)."""
+        :class:`~raftoral.ShuttingDown` at their next checkpoint). The
+        losing steps of races still running then are cancelled (their
+        values were not used)."""
         native, self._native = self._native, None
         if native is None:
             return
@@ -117,6 +121,11 @@ class Worker:
                 task.cancel()
             if stuck:
                 await asyncio.wait(stuck)
+        if self._abandoned:
+            abandoned = set(self._abandoned)
+            for task in abandoned:
+                task.cancel()
+            await asyncio.wait(abandoned)
         await stopping
         if self._runs is not None:
             await self._runs.ended
@@ -136,7 +145,7 @@ class Worker:
             run.fail(f"this worker has no workflow '{run.workflow_name}' version {run.version}")
             return
         codec = self._client.codec
-        ctx = WorkflowContext(run, codec, self._commits, wf.retry or self._retry)
+        ctx = WorkflowContext(run, codec, self._commits, wf.retry or self._retry, self._abandoned)
         _current.set(ctx)  # each task runs in its own copy of the context
         try:
             value = await wf.fn(ctx, codec.decode(run.input, wf.input_type))

@@ -9,11 +9,14 @@ import logging
 import time
 import typing
 from datetime import datetime, timedelta, timezone
+from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
     Awaitable,
     Callable,
+    Coroutine,
+    Generator,
     Generic,
     Optional,
     TypeVar,
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 I = TypeVar("I")  # noqa: E741 - the usual name for an input type
 O = TypeVar("O")  # noqa: E741
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
 
 _current: contextvars.ContextVar[Optional[WorkflowContext]] = contextvars.ContextVar(
     "raftoral_workflow_context", default=None
@@ -54,6 +59,81 @@ def step_attempt() -> int:
     0
     """
     return _attempt.get()
+
+
+class Durable(Coroutine[Any, Any, T]):
+    """A durable operation whose position in the workflow's history is
+    already taken: what :meth:`WorkflowContext.checkpoint` and
+    :meth:`WorkflowContext.sleep` (and :meth:`~WorkflowContext.sleep_until`)
+    return.
+
+    The position is taken when the method is called, before anything is
+    awaited, so operations keep their call order in the history however
+    they are awaited afterwards. Then, once:
+
+    - ``await`` it for its result (``await ctx.checkpoint(...)``);
+    - or run it with others (``asyncio.gather``, ``asyncio.create_task``:
+      it is a coroutine);
+    - or race it with :meth:`WorkflowContext.first`, which needs it not
+      awaited yet.
+
+    Not awaiting it at all leaves its position taken and never resolved.
+    """
+
+    __slots__ = ("_coro", "_ctx", "_started", "is_timer", "name", "seq")
+
+    def __init__(
+        self,
+        ctx: WorkflowContext,
+        seq: int,
+        name: str,
+        is_timer: bool,
+        coro: Coroutine[Any, Any, T],
+    ) -> None:
+        self._ctx = ctx
+        self._coro = coro
+        self._started = False
+        self.seq = seq
+        """The 0-based position of the operation in the workflow's history."""
+        self.name = name
+        """The step's or the sleep's name."""
+        self.is_timer = is_timer
+        """True for a durable sleep, False for a step."""
+
+    def __await__(self) -> Generator[Any, None, T]:
+        self._started = True
+        return self._coro.__await__()
+
+    def send(self, value: Any) -> Any:
+        self._started = True
+        return self._coro.send(value)
+
+    def throw(
+        self, typ: Any, val: Any = None, tb: Optional[TracebackType] = None
+    ) -> Any:  # the signatures of Coroutine.throw
+        self._started = True
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)  # pragma: no cover - legacy form
+
+    def close(self) -> None:
+        self._coro.close()
+
+    @property
+    def __name__(self) -> str:  # what asyncio shows of a task running it
+        what = "sleep" if self.is_timer else "checkpoint"
+        return f"Durable[{what} {self.name!r} seq={self.seq}]"
+
+    def __repr__(self) -> str:
+        what = "sleep" if self.is_timer else "checkpoint"
+        return f"<Durable {what} {self.name!r} seq={self.seq}>"
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Marks the outcome of a task nobody awaits as seen (asyncio logs
+    exceptions never retrieved)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Workflow(Generic[I, O]):
@@ -185,6 +265,7 @@ class WorkflowContext:
         codec: Codec,
         commits: Optional[Commits] = None,
         retry: Optional[RetryPolicy] = None,
+        abandoned: Optional[set[asyncio.Task[Any]]] = None,
     ) -> None:
         self._run = run
         self._codec = codec
@@ -197,6 +278,9 @@ class WorkflowContext:
         self._cancel_outcome: Optional[asyncio.Future[Optional[str]]] = None
         # Step attempts awaited now, which a cancellation stops.
         self._running: set[_Attempt] = set()
+        # The losing steps of races, still running (the worker's set: it
+        # stops those left when it shuts down).
+        self._abandoned: set[asyncio.Task[Any]] = abandoned if abandoned is not None else set()
 
     @property
     def workflow_id(self) -> str:
@@ -214,7 +298,7 @@ class WorkflowContext:
         return self._run.version
 
     @overload
-    async def checkpoint(
+    def checkpoint(
         self,
         name: str,
         fn: Callable[[], Awaitable[T]],
@@ -222,10 +306,10 @@ class WorkflowContext:
         result_type: Any = None,
         retry: Optional[RetryPolicy] = None,
         thread: bool = False,
-    ) -> T: ...
+    ) -> Durable[T]: ...
 
     @overload
-    async def checkpoint(
+    def checkpoint(
         self,
         name: str,
         fn: Callable[[], T],
@@ -233,9 +317,9 @@ class WorkflowContext:
         result_type: Any = None,
         retry: Optional[RetryPolicy] = None,
         thread: bool = False,
-    ) -> T: ...
+    ) -> Durable[T]: ...
 
-    async def checkpoint(
+    def checkpoint(
         self,
         name: str,
         fn: Callable[[], Union[Awaitable[T], T]],
@@ -243,7 +327,7 @@ class WorkflowContext:
         result_type: Any = None,
         retry: Optional[RetryPolicy] = None,
         thread: bool = False,
-    ) -> T:
+    ) -> Durable[T]:
         """A durable step named ``name``: ``fn`` (sync or async) runs on the
         owner only, its value is committed, and every replica returns the
         committed value.
@@ -292,11 +376,16 @@ class WorkflowContext:
         later steps do. ``fn`` can also look at :attr:`is_cancelled` or
         await :meth:`wait_cancelled`.
 
+        The step's position is taken when ``checkpoint`` is called: it
+        returns a :class:`~raftoral.Durable` to await (once), to run side by
+        side with others, or to race with :meth:`first`.
+
         Raises :class:`~raftoral.Cancelled` when the workflow was cancelled,
         :class:`~raftoral.NonDeterminism` when the history has another name at
         this position, :class:`~raftoral.InvalidArgument` when the value
         cannot be encoded (nothing is committed then) or ``thread=True`` is
-        given an ``async`` function.
+        given an ``async`` function (that one, and a non-determinism, at the
+        call).
         """
         self._check_active(name)
         if thread and inspect.iscoroutinefunction(fn):
@@ -305,7 +394,10 @@ class WorkflowContext:
                 f"{getattr(fn, '__name__', 'fn')} is async: drop thread=True"
             )
         hint = result_type if result_type is not None else _return_hint(fn)
-        return await self._step(name, fn, hint, retry or self._retry, self._codec, thread)
+        # The position is taken now, in call order.
+        req = self._run.request(name)
+        settle = self._settle(name, req, fn, hint, retry or self._retry, self._codec, thread)
+        return Durable(self, req.seq, name, False, settle)
 
     async def _step(
         self,
@@ -314,14 +406,24 @@ class WorkflowContext:
         hint: Any,
         policy: RetryPolicy,
         codec: Codec,
+    ) -> T:
+        """The step ``name`` (its position taken now): see :meth:`_settle`."""
+        req = self._run.request(name)
+        return await self._settle(name, req, fn, hint, policy, codec)
+
+    async def _settle(
+        self,
+        name: str,
+        req: _core.SlotRequest,
+        fn: Callable[[], Union[Awaitable[T], T]],
+        hint: Any,
+        policy: RetryPolicy,
+        codec: Codec,
         thread: bool = False,
     ) -> T:
-        """The step ``name``: its committed value, or ``fn``'s (retried per
-        ``policy``; in a thread with ``thread``) once committed; values go
-        through ``codec``."""
-        # The position is taken now, in call order (asyncio.gather of steps
-        # gives them positions in the order it starts them).
-        req = self._run.request(name)
+        """The step ``name`` at the position of ``req``: its committed
+        value, or ``fn``'s (retried per ``policy``; in a thread with
+        ``thread``) once committed; values go through ``codec``."""
         slot = self._run.slot_now(req)
         if slot is None:  # a replica ahead of the owner, or not its turn yet
             if self._commits is not None:
@@ -398,6 +500,173 @@ class WorkflowContext:
         self._check_active(NOW_STEP)
         ms = await self._step(NOW_STEP, _clock_ms, int, self._retry, _JSON)
         return _EPOCH + timedelta(milliseconds=ms)
+
+    def sleep(self, delay: Union[float, timedelta], *, name: str = "sleep") -> Durable[None]:
+        """Sleeps durably for ``delay`` (seconds, or a
+        :class:`~datetime.timedelta`): the timer is committed with its
+        deadline and the cluster fires it, so the wait survives the death of
+        this worker, of its node or of the Raft leader, and a replay of a
+        sleep that already fired returns at once::
+
+            await ctx.checkpoint("order", place_order)
+            await ctx.sleep(timedelta(days=1), name="wait-a-day")
+            await ctx.checkpoint("reminder", send_reminder)
+
+        A sleep takes a position in the history like a step, when ``sleep``
+        is called (it returns a :class:`~raftoral.Durable`, to await once),
+        so sleeps and steps started side by side keep their call order::
+
+            await asyncio.gather(ctx.sleep(5), ctx.checkpoint("poll", poll))
+
+        Race it with a step to wait at most so long (see :meth:`first`)::
+
+            index, receipt = await ctx.first(
+                ctx.sleep(timedelta(minutes=30), name="deadline"),
+                ctx.checkpoint("payment", wait_for_payment),
+            )
+
+        ``name`` is checked on replay as a step's: the code must sleep where
+        the history has a sleep of that name (a changed duration is not
+        non-determinism: the committed deadline stands). Durations are kept
+        to the millisecond; 0 is a sleep too (committed, fired at once).
+
+        Raises :class:`~raftoral.InvalidArgument` for a negative duration or
+        one longer than 366 days (sleep in several steps for longer), and
+        :class:`~raftoral.NonDeterminism` when the history has something
+        else at this position, at the call; :class:`~raftoral.Cancelled`
+        when the workflow is cancelled while it sleeps.
+        """
+        self._check_active(name)
+        if isinstance(delay, timedelta):
+            seconds = delay.total_seconds()
+        elif isinstance(delay, (int, float)) and not isinstance(delay, bool):
+            seconds = float(delay)
+        else:
+            raise InvalidArgument(
+                f"sleep '{name}' of workflow '{self.workflow_id}': the delay is a number "
+                f"of seconds or a datetime.timedelta, got {type(delay).__name__}"
+            )
+        # The position is taken now, in call order, as a step's is.
+        req = self._run.request_timer(name, seconds)
+        return Durable(self, req.seq, name, True, self._timer(req))
+
+    async def _timer(self, req: _core.TimerRequest) -> None:
+        """Waits for the timer of ``req`` to fire (its start is proposed
+        first)."""
+        if self._commits is not None:
+            await self._commits.timer(self._run, req)
+        else:
+            await self._run.timer(req)
+
+    def sleep_until(self, when: datetime, *, name: str = "sleep") -> Durable[None]:
+        """Sleeps durably until ``when``, a timezone-aware
+        :class:`~datetime.datetime`: a :meth:`sleep` of the time left on
+        this machine's clock when it is called (0 once ``when`` has passed).
+        The duration is committed, so a replay or another owner waits for
+        the same deadline whatever its own clock says::
+
+            due = datetime(2030, 1, 1, 9, 0, tzinfo=timezone.utc)
+            await ctx.sleep_until(due, name="new-year")
+
+        Raises :class:`ValueError` for a naive datetime (its time zone is
+        unknown), and what :meth:`sleep` raises.
+        """
+        if not isinstance(when, datetime):
+            raise InvalidArgument(
+                f"sleep_until '{name}': expected a datetime.datetime, got {type(when).__name__}"
+            )
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(
+                f"sleep_until '{name}' of workflow '{self.workflow_id}': {when.isoformat()} "
+                "is a naive datetime; give it a time zone (e.g. tzinfo=timezone.utc)"
+            )
+        left = (when - datetime.now(timezone.utc)).total_seconds()
+        return self.sleep(max(0.0, left), name=name)
+
+    @overload
+    async def first(self, a: Durable[A], b: Durable[B], /) -> tuple[int, Union[A, B]]: ...
+
+    @overload
+    async def first(
+        self, a: Durable[Any], b: Durable[Any], /, *more: Durable[Any]
+    ) -> tuple[int, Any]: ...
+
+    async def first(
+        self, a: Durable[Any], b: Durable[Any], /, *more: Durable[Any]
+    ) -> tuple[int, Any]:
+        """Races durable operations (sleeps and steps, as :meth:`sleep`,
+        :meth:`sleep_until` and :meth:`checkpoint` return them, not awaited
+        yet): returns ``(index, value)`` of the one the history resolved
+        first, ``index`` its place among the arguments (0 for ``a``) and
+        ``value`` its result (``None`` for a sleep). The winner is decided
+        by commit order, so it is the same on the owner, on every replica
+        and in every replay, whatever the clocks say::
+
+            index, receipt = await ctx.first(
+                ctx.sleep(timedelta(minutes=30), name="deadline"),
+                ctx.checkpoint("payment", wait_for_payment),
+            )
+            if index == 0:
+                await ctx.checkpoint("cancel-order", cancel_order)
+
+        Every operation starts here (a step's function runs on the owner, a
+        sleep's timer is committed). The others are abandoned: a losing
+        sleep is cancelled (its timer never fires: a ``TIMER_CANCELLED``
+        entry is committed before this returns); a losing step runs on to
+        its commit, its value unused (a step still running when the worker
+        shuts down is cancelled). A winner that raised (a step that failed
+        for good: :class:`~raftoral.StepFailed`) raises here.
+
+        Raises :class:`TypeError` for an argument that is not such an
+        operation, :class:`~raftoral.InvalidArgument` for one already
+        awaited (or given twice, or of another workflow), and what the
+        operations raise (:class:`~raftoral.Cancelled`, ...).
+        """
+        ops = (a, b, *more)
+        for i, op in enumerate(ops):
+            if not isinstance(op, Durable):
+                raise TypeError(
+                    f"first() races what ctx.sleep(), ctx.sleep_until() and "
+                    f"ctx.checkpoint() return, not awaited yet; argument {i} is "
+                    f"{type(op).__name__}"
+                )
+            if op._ctx is not self:
+                raise InvalidArgument(
+                    f"first(): {op!r} belongs to another workflow run than '{self.workflow_id}'"
+                )
+            if op._started:
+                raise InvalidArgument(
+                    f"first(): {op!r} was awaited or started already; pass operations "
+                    "as ctx.sleep() and ctx.checkpoint() return them"
+                )
+        if len({id(op) for op in ops}) < len(ops):
+            raise InvalidArgument("first(): the same operation is given twice")
+        for op in ops:
+            op._started = True
+        # Each one runs in a task of its own (a step computes, a timer's
+        # start is proposed); the core decides the winner from the history.
+        tasks = [asyncio.ensure_future(op) for op in ops]
+        seqs = [op.seq for op in ops]
+        try:
+            if self._commits is not None:
+                index = await self._commits.first(self._run, seqs)
+            else:
+                index = await self._run.first_of(seqs)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+                task.add_done_callback(_retrieve)
+            raise
+        for i, (op, task) in enumerate(zip(ops, tasks)):
+            if i == index:
+                continue
+            task.add_done_callback(_retrieve)
+            if op.is_timer:
+                task.cancel()  # the core cancelled the timer already
+            elif not task.done():
+                self._abandoned.add(task)
+                task.add_done_callback(self._abandoned.discard)
+        return index, await tasks[index]
 
     def random(self) -> float:
         """A float in ``[0, 1)``, the same on every replica and in every
@@ -596,39 +865,40 @@ def current_context() -> WorkflowContext:
 
 
 @overload
-async def checkpoint(
+def checkpoint(
     name: str,
     fn: Callable[[], Awaitable[T]],
     *,
     result_type: Any = None,
     retry: Optional[RetryPolicy] = None,
     thread: bool = False,
-) -> T: ...
+) -> Durable[T]: ...
 
 
 @overload
-async def checkpoint(
+def checkpoint(
     name: str,
     fn: Callable[[], T],
     *,
     result_type: Any = None,
     retry: Optional[RetryPolicy] = None,
     thread: bool = False,
-) -> T: ...
+) -> Durable[T]: ...
 
 
-async def checkpoint(
+def checkpoint(
     name: str,
     fn: Callable[[], Union[Awaitable[T], T]],
     *,
     result_type: Any = None,
     retry: Optional[RetryPolicy] = None,
     thread: bool = False,
-) -> T:
+) -> Durable[T]:
     """:meth:`WorkflowContext.checkpoint` on the workflow running in this
-    task; raises :class:`~raftoral.InvalidArgument` outside a workflow."""
+    task (its position taken at the call, as there); raises
+    :class:`~raftoral.InvalidArgument` outside a workflow."""
     ctx = current_context()
-    return await ctx.checkpoint(
+    return ctx.checkpoint(
         name,
         typing.cast(Callable[[], T], fn),
         result_type=result_type,

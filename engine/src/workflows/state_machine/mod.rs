@@ -25,7 +25,10 @@ pub use archive::{Archive, ArchiveError, Archived};
 pub use events::{Event, EventAt};
 pub use pages::PageFilter;
 pub use snapshot::RestoreError;
-pub use steps::{COMMAND_LEVEL, MAX_OPEN_STEPS, MAX_RETRY_DELAY_MS};
+pub use steps::{
+    COMMAND_LEVEL, MAX_OPEN_STEPS, MAX_RETRY_DELAY_MS, MAX_TIMER_MS, STEPS_LEVEL, TIMERS_LEVEL,
+};
+pub use timers::{LATENESS_BUCKETS_MS, TimerKey, TimerSlot, TimerStats};
 pub use workflow::{Checkpoint, NodeId, StepIndex, Workflow, WorkflowType, is_terminal};
 
 /// What applying a command produced, returned to the proposer.
@@ -54,6 +57,8 @@ pub enum Applied {
     OwnerChanged,
     /// This many finished workflows were removed (retention).
     Purged(u64),
+    /// This many timers fired (the others named were not open or not due).
+    TimersFired(u64),
 }
 
 /// The workflow table and the worker registry, identical on every node.
@@ -91,6 +96,11 @@ pub struct StateMachine {
     finished_at: BTreeSet<(u64, String)>,
     /// Finished workflows older than this were removed (retention).
     purged_before_ms: u64,
+    /// Open durable timers by deadline (`timers.rs`): derived from the
+    /// running workflows' histories.
+    timers: BTreeSet<timers::TimerKey>,
+    /// Timers fired here since this process started (`/metrics` only).
+    timer_stats: timers::TimerStats,
     /// The log's own time: the highest stamp applied so far (ms since the
     /// Unix epoch). Every command applies at `max(this, its stamp)`, so
     /// time never runs backwards in the replicated state whatever the
@@ -321,6 +331,7 @@ impl StateMachine {
     /// Moves a workflow that just reached a terminal status (at `now`) from
     /// status `was` out of the active index.
     fn note_finished(&mut self, id: &str, was: WorkflowStatus, status: WorkflowStatus, now: u64) {
+        self.drop_timers(id);
         if self.active.remove(id) {
             self.count_active(Some(was), None, 1);
             *self.finished.entry(status as i32).or_default() += 1;
@@ -548,7 +559,12 @@ impl StateMachine {
             let Some(wf) = self.workflows.get_mut(id).map(Arc::make_mut) else {
                 continue;
             };
-            if wf.status == WorkflowStatus::Pending && wf.name == name && wf.version == version {
+            // A delayed start waits for its timer, not for a worker.
+            if wf.status == WorkflowStatus::Pending
+                && wf.start_at_ms == 0
+                && wf.name == name
+                && wf.version == version
+            {
                 started += 1;
                 wf.status = WorkflowStatus::Running;
                 wf.owner = node;
@@ -630,6 +646,7 @@ impl StateMachine {
             Some(Kind::ChangeOwner(c)) => self.change_owner(c, now, &mut events),
             Some(Kind::PurgeFinished(c)) => Ok(self.purge_finished(c, now)),
             Some(Kind::RecordStep(c)) => self.record_step(c, now, &mut events),
+            Some(Kind::FireTimers(c)) => Ok(self.fire_timers(c, now, &mut events)),
         };
         (outcome, events)
     }
@@ -672,9 +689,30 @@ impl StateMachine {
                 already_started: true,
             };
         }
-        let (status, owner, pending_reason) = match self.place(c) {
-            Ok(owner) => (WorkflowStatus::Running, owner, String::new()),
-            Err(reason) => (WorkflowStatus::Pending, 0, reason),
+        let start_at_ms = match c.start_delay_ms.min(MAX_TIMER_MS) {
+            0 => 0,
+            delay => now.saturating_add(delay),
+        };
+        let timeout_at_ms = match c.execution_timeout_ms.min(MAX_TIMER_MS) {
+            0 => 0,
+            timeout => now.max(start_at_ms).saturating_add(timeout),
+        };
+        let (status, owner, pending_reason) = if start_at_ms > 0 {
+            (
+                WorkflowStatus::Pending,
+                0,
+                format!("scheduled: starts at {start_at_ms} (log time, ms since the Unix epoch)"),
+            )
+        } else {
+            match self.place(
+                &c.workflow_name,
+                c.version,
+                &c.workflow_id,
+                c.origin_node_id,
+            ) {
+                Ok(owner) => (WorkflowStatus::Running, owner, String::new()),
+                Err(reason) => (WorkflowStatus::Pending, 0, reason),
+            }
         };
         let wf = Workflow {
             id: c.workflow_id.clone(),
@@ -691,7 +729,10 @@ impl StateMachine {
             pending_reason,
             created_at_ms: now,
             updated_at_ms: now,
+            start_at_ms,
+            timeout_at_ms,
         };
+        self.add_timers(&wf);
         if status == WorkflowStatus::Running {
             events.push(Event::WorkflowRunning {
                 workflow_id: wf.id.clone(),
@@ -712,43 +753,43 @@ impl StateMachine {
     /// the id (spreads load, and is the same on every replica). A workflow
     /// nobody connected can run stays PENDING: placing it on a node whose app
     /// is gone would only make it wait for that app. Err carries the reason.
-    fn place(&self, c: &StartWorkflow) -> Result<NodeId, String> {
-        let pool = self.live_nodes(&c.workflow_name, c.version);
+    fn place(&self, name: &str, version: u32, id: &str, origin: NodeId) -> Result<NodeId, String> {
+        let pool = self.live_nodes(name, version);
         if !pool.is_empty() {
-            if pool.contains(&c.origin_node_id) {
-                return Ok(c.origin_node_id);
+            if pool.contains(&origin) {
+                return Ok(origin);
             }
-            return Ok(pick(&pool, &c.workflow_id));
+            return Ok(pick(&pool, id));
         }
-        if let Some(nodes) = self.registry.get(&(c.workflow_name.clone(), c.version))
+        if let Some(nodes) = self.registry.get(&(name.to_owned(), version))
             && !nodes.is_empty()
         {
             let nodes: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
             return Err(format!(
                 "no live worker can run workflow '{}' version {}: the apps that registered it \
                  (on nodes {}) are not connected now; it starts when one connects",
-                c.workflow_name,
-                c.version,
+                name,
+                version,
                 nodes.join(", ")
             ));
         }
         let other_versions: Vec<String> = self
             .registry
             .iter()
-            .filter(|((name, _), nodes)| *name == c.workflow_name && !nodes.is_empty())
+            .filter(|((n, _), nodes)| *n == name && !nodes.is_empty())
             .map(|((_, v), _)| v.to_string())
             .collect();
         Err(if other_versions.is_empty() {
             format!(
                 "no worker has registered workflow '{}'; it starts when one registers it",
-                c.workflow_name
+                name
             )
         } else {
             format!(
                 "no worker has registered workflow '{}' version {} (registered versions: {}); \
                  it starts when one registers that version",
-                c.workflow_name,
-                c.version,
+                name,
+                version,
                 other_versions.join(", ")
             )
         })
@@ -871,4 +912,7 @@ mod step_tests;
 mod steps;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod timer_tests;
+mod timers;
 mod workflow;

@@ -15,6 +15,8 @@ pub struct PageFilter<'a> {
     pub status: Option<WorkflowStatus>,
     /// Only this workflow type name.
     pub name: Option<&'a str>,
+    /// Only workflows waiting on a durable timer.
+    pub sleeping: bool,
 }
 
 impl StateMachine {
@@ -31,9 +33,13 @@ impl StateMachine {
         use std::ops::Bound;
         let range = (Bound::Excluded(after), Bound::Unbounded);
         let keep = |w: &Workflow| {
-            filter.status.is_none_or(|s| w.status == s) && filter.name.is_none_or(|n| w.name == n)
+            filter.status.is_none_or(|s| w.status == s)
+                && filter.name.is_none_or(|n| w.name == n)
+                && (!filter.sleeping || w.open_timers().next().is_some())
         };
-        let active_only = filter.status.is_some_and(|s| !is_terminal(s));
+        // Finished workflows have no timers: a sleeping filter reads only
+        // the active index.
+        let active_only = filter.sleeping || filter.status.is_some_and(|s| !is_terminal(s));
         let mut matching: Box<dyn Iterator<Item = &Arc<Workflow>>> = if active_only {
             Box::new(
                 self.active

@@ -256,6 +256,7 @@ impl StateMachine {
         for wf in active {
             self.count_active(None, Some(wf.status), 1);
             self.active.insert(wf.id.clone());
+            self.add_timers(&wf);
             self.workflows.insert(wf.id.clone(), Arc::new(wf));
         }
     }

@@ -5,7 +5,7 @@ use super::*;
 use raftoral_proto::cluster::v1::{RecordCheckpoint, RecordStep};
 use raftoral_proto::sidecar::v1::{Failure, HistoryEntryKind};
 
-fn cmd_at(at: u64, kind: Kind) -> Command {
+pub(super) fn cmd_at(at: u64, kind: Kind) -> Command {
     Command {
         proposer_node_id: 1,
         proposal_id: 1,
@@ -15,7 +15,7 @@ fn cmd_at(at: u64, kind: Kind) -> Command {
 }
 
 /// A machine where node 1 owns workflow "w".
-fn running() -> StateMachine {
+pub(super) fn running() -> StateMachine {
     let mut sm = StateMachine::new();
     for kind in [
         Kind::RegisterWorker(RegisterWorker {
@@ -29,6 +29,8 @@ fn running() -> StateMachine {
             version: 1,
             input: Bytes::new(),
             origin_node_id: 1,
+            start_delay_ms: 0,
+            execution_timeout_ms: 0,
         }),
     ] {
         let (outcome, _) = sm.apply(&cmd_at(1000, kind));
@@ -37,7 +39,7 @@ fn running() -> StateMachine {
     sm
 }
 
-fn failure(r#type: &str) -> Failure {
+pub(super) fn failure(r#type: &str) -> Failure {
     Failure {
         r#type: r#type.into(),
         message: format!("{type} happened"),
@@ -47,7 +49,7 @@ fn failure(r#type: &str) -> Failure {
     }
 }
 
-fn value(seq: u64, attempt: u32) -> RecordStep {
+pub(super) fn value(seq: u64, attempt: u32) -> RecordStep {
     RecordStep {
         workflow_id: "w".into(),
         seq,
@@ -58,10 +60,11 @@ fn value(seq: u64, attempt: u32) -> RecordStep {
         failure: None,
         attempt,
         retry_delay_ms: 0,
+        timer_duration_ms: 0,
     }
 }
 
-fn failed(seq: u64, kind: HistoryEntryKind, attempt: u32, delay: u64) -> RecordStep {
+pub(super) fn failed(seq: u64, kind: HistoryEntryKind, attempt: u32, delay: u64) -> RecordStep {
     RecordStep {
         kind: kind as i32,
         value: Bytes::new(),
@@ -71,12 +74,12 @@ fn failed(seq: u64, kind: HistoryEntryKind, attempt: u32, delay: u64) -> RecordS
     }
 }
 
-fn step(sm: &mut StateMachine, at: u64, c: RecordStep) -> Result<Applied, Rejection> {
+pub(super) fn step(sm: &mut StateMachine, at: u64, c: RecordStep) -> Result<Applied, Rejection> {
     sm.apply(&cmd_at(at, Kind::RecordStep(c))).0
 }
 
 /// The history as (seq, kind, attempt).
-fn shape(sm: &StateMachine) -> Vec<(u64, HistoryEntryKind, u32)> {
+pub(super) fn shape(sm: &StateMachine) -> Vec<(u64, HistoryEntryKind, u32)> {
     sm.workflow("w")
         .unwrap()
         .checkpoints

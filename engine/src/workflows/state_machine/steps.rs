@@ -23,13 +23,23 @@ use crate::error::Rejection;
 /// and what a replica holds for steps it has not seen resolve.
 pub const MAX_OPEN_STEPS: u64 = 256;
 
-/// The highest command level this engine applies: 2 knows `RecordStep`.
+/// The highest command level this engine applies: 2 knows `RecordStep`,
+/// 3 durable timers (`RecordStep` of kind `TIMER_STARTED`, `FireTimers`).
 /// Recorded per node (`SetWorkerPresence.command_level`); a command of a
 /// level is proposed only once every member recorded at least it.
-pub const COMMAND_LEVEL: u32 = 2;
+pub const COMMAND_LEVEL: u32 = 3;
+
+/// The command level of `RecordStep` (values, failures, attempts).
+pub const STEPS_LEVEL: u32 = 2;
+
+/// The command level of durable timers.
+pub const TIMERS_LEVEL: u32 = 3;
 
 /// Longest delay a failed attempt may ask for before the next one.
 pub const MAX_RETRY_DELAY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Longest a durable timer may run: 366 days (a year, leap or not).
+pub const MAX_TIMER_MS: u64 = 366 * 24 * 60 * 60 * 1000;
 
 /// A step entry as proposed, from either command.
 struct Proposed<'a> {
@@ -74,9 +84,19 @@ impl StateMachine {
         events: &mut Vec<Event>,
     ) -> Result<Applied, Rejection> {
         let kind = c.kind();
-        if (kind == HistoryEntryKind::Unspecified) == c.failure.is_some() {
+        let needs_failure = matches!(
+            kind,
+            HistoryEntryKind::StepFailed | HistoryEntryKind::StepAttemptFailed
+        );
+        if needs_failure != c.failure.is_some() {
             return Err(Rejection::InvalidStep(format!(
-                "step {} of workflow '{}': a value entry carries no failure and a failed one must",
+                "step {} of workflow '{}': a failed step or attempt carries its failure and no other entry does",
+                c.seq, c.workflow_id
+            )));
+        }
+        if kind == HistoryEntryKind::TimerFired {
+            return Err(Rejection::InvalidStep(format!(
+                "step {} of workflow '{}': a timer fires by the leader's FireTimers only",
                 c.seq, c.workflow_id
             )));
         }
@@ -97,7 +117,20 @@ impl StateMachine {
         };
         self.check_step(&proposed)?;
         let mut entry = proposed.entry;
-        if !entry.resolves() {
+        if entry.kind == HistoryEntryKind::TimerStarted {
+            let fire_at = now.saturating_add(c.timer_duration_ms.min(MAX_TIMER_MS));
+            entry.next_attempt_at_ms = fire_at;
+            self.timers.insert((
+                fire_at,
+                c.workflow_id.clone(),
+                super::TimerSlot::Sleep(entry.seq),
+            ));
+        } else if entry.kind == HistoryEntryKind::TimerCancelled {
+            if let Some(at) = self.workflows[&c.workflow_id].open_timer(entry.seq) {
+                entry.next_attempt_at_ms = at;
+                self.drop_sleep(&c.workflow_id, entry.seq, at);
+            }
+        } else if !entry.resolves() {
             entry.next_attempt_at_ms = now.saturating_add(proposed.retry_delay_ms);
         }
         self.append_step(&c.workflow_id, entry, now, events);
@@ -123,7 +156,32 @@ impl StateMachine {
                 seq,
             });
         }
+        // A timer is cancelled running, or before its start commits (the
+        // start then finds its position resolved).
+        let cancel = p.entry.kind == HistoryEntryKind::TimerCancelled;
+        if wf.open_timer(seq).is_some() && !cancel {
+            // A re-sent start of the same timer is a duplicate; anything
+            // else at a sleeping position is code that changed.
+            return Err(if p.entry.kind == HistoryEntryKind::TimerStarted {
+                Rejection::UnexpectedSeq {
+                    workflow_id: p.workflow_id.to_owned(),
+                    expected: steps.low(),
+                    got: seq,
+                }
+            } else {
+                Rejection::InvalidStep(format!(
+                    "position {seq} of workflow '{}' is a running timer, not a step",
+                    p.workflow_id
+                ))
+            });
+        }
         let last = steps.last_attempt(seq);
+        if (p.entry.kind == HistoryEntryKind::TimerStarted || cancel) && last > 0 {
+            return Err(Rejection::InvalidStep(format!(
+                "position {seq} of workflow '{}' is a step with failed attempts, not a timer",
+                p.workflow_id
+            )));
+        }
         let fits = if p.entry.resolves() {
             p.entry.attempt > last
         } else {
@@ -141,7 +199,13 @@ impl StateMachine {
     }
 
     /// Appends a checked entry and tells every listener.
-    fn append_step(&mut self, id: &str, entry: Checkpoint, now: u64, events: &mut Vec<Event>) {
+    pub(super) fn append_step(
+        &mut self,
+        id: &str,
+        entry: Checkpoint,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) {
         let wf = self
             .workflows
             .get_mut(id)

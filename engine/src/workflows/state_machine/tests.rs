@@ -17,6 +17,8 @@ fn start(id: &str, name: &str, version: u32, origin: u64) -> Command {
         version,
         input: Bytes::from_static(b"\"ping\""),
         origin_node_id: origin,
+        start_delay_ms: 0,
+        execution_timeout_ms: 0,
     }))
 }
 
@@ -671,6 +673,7 @@ fn retention_removes_archived_workflows_at_once_and_from_the_store_at_the_next_f
     let named = PageFilter {
         name: Some("ping_pong"),
         status: None,
+        sleeping: false,
     };
     assert_eq!(sm.page("", &named, 10).0.len(), 2, "both in the name index");
     let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
@@ -723,6 +726,7 @@ fn pages_share_records_and_an_active_filter_reads_only_active_ones() {
     let running = PageFilter {
         status: Some(WorkflowStatus::Running),
         name: None,
+        sleeping: false,
     };
     let (page, more) = sm.page("", &running, 2);
     let ids: Vec<&str> = page.iter().map(|w| w.id.as_str()).collect();
@@ -768,6 +772,7 @@ fn pages_merge_memory_and_the_archive_in_id_order_through_its_indexes() {
     let named_a = PageFilter {
         name: Some("a"),
         status: None,
+        sleeping: false,
     };
     assert_eq!(
         list("a1", named_a, 10),
@@ -776,11 +781,13 @@ fn pages_merge_memory_and_the_archive_in_id_order_through_its_indexes() {
     let completed = PageFilter {
         status: Some(WorkflowStatus::Completed),
         name: None,
+        sleeping: false,
     };
     assert_eq!(list("", completed, 10).0, vec!["a0", "a1", "a2", "b4"]);
     let completed_b = PageFilter {
         status: Some(WorkflowStatus::Completed),
         name: Some("b"),
+        sleeping: false,
     };
     assert_eq!(list("", completed_b, 10), (vec!["b4".into()], false));
 }

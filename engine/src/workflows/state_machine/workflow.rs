@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{CheckpointEntry, WorkflowRecord};
-use raftoral_proto::sidecar::v1::{Failure, HistoryEntryKind, WorkflowInfo, WorkflowStatus};
+use raftoral_proto::sidecar::v1::{
+    Failure, HistoryEntryKind, PendingTimer, WorkflowInfo, WorkflowStatus,
+};
 
 /// Raft node id.
 pub type NodeId = u64;
@@ -57,9 +59,46 @@ impl Checkpoint {
         self.kind == HistoryEntryKind::Unspecified && self.seq == position
     }
 
-    /// True when the entry resolves its step (a value or a final failure).
+    /// True when the entry resolves its position (a value, a final
+    /// failure, a fired timer).
     pub fn resolves(&self) -> bool {
-        self.kind != HistoryEntryKind::StepAttemptFailed
+        !matches!(
+            self.kind,
+            HistoryEntryKind::StepAttemptFailed | HistoryEntryKind::TimerStarted
+        )
+    }
+
+    /// True for the entries of a durable timer.
+    pub fn is_timer(&self) -> bool {
+        matches!(
+            self.kind,
+            HistoryEntryKind::TimerStarted
+                | HistoryEntryKind::TimerFired
+                | HistoryEntryKind::TimerCancelled
+        )
+    }
+
+    /// A timer's deadline (log time); 0 for other entries. Kept in
+    /// `next_attempt_at_ms`, the field of "when the next thing happens".
+    pub fn fire_at_ms(&self) -> u64 {
+        if self.is_timer() {
+            self.next_attempt_at_ms
+        } else {
+            0
+        }
+    }
+
+    /// The app protocol that reads this entry, the history's entry number
+    /// `position`: 0 for a plain value, 2 for failures and out-of-order
+    /// seqs, 3 for timers (app.proto).
+    pub fn protocol_at(&self, position: u64) -> u32 {
+        if self.is_timer() {
+            3
+        } else if self.is_plain_at(position) {
+            0
+        } else {
+            2
+        }
     }
 }
 
@@ -93,6 +132,10 @@ pub struct Workflow {
     pub pending_reason: String,
     /// Start time, ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// A delayed start not due yet (log time); 0: none.
+    pub start_at_ms: u64,
+    /// When the workflow times out (log time); 0: no execution timeout.
+    pub timeout_at_ms: u64,
     /// Last change, ms since the Unix epoch.
     pub updated_at_ms: u64,
 }
@@ -120,7 +163,34 @@ impl Workflow {
             updated_at_ms: self.updated_at_ms,
             history_length: self.checkpoints.len() as u64,
             failure: self.failure.as_deref().cloned(),
+            pending_timers: self.pending_timers(),
+            start_at_ms: self.start_at_ms,
+            timeout_at_ms: self.timeout_at_ms,
         }
+    }
+
+    /// The open timers with their names, earliest deadline first; none
+    /// once the workflow finished (they will never fire).
+    pub fn pending_timers(&self) -> Vec<PendingTimer> {
+        if self.is_terminal() {
+            return Vec::new();
+        }
+        let mut timers: Vec<PendingTimer> = self
+            .open_timers()
+            .map(|(seq, fire_at_ms)| PendingTimer {
+                seq,
+                fire_at_ms,
+                name: self
+                    .checkpoints
+                    .iter()
+                    .rev()
+                    .find(|c| c.seq == seq && c.kind == HistoryEntryKind::TimerStarted)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        timers.sort_by_key(|t| (t.fire_at_ms, t.seq));
+        timers
     }
 
     /// Seed of the run's deterministic random numbers
@@ -143,6 +213,28 @@ impl Workflow {
     /// an app of any protocol version reads.
     pub fn is_plain_history(&self) -> bool {
         self.steps.is_plain()
+    }
+
+    /// The app protocol that reads this history (see
+    /// [`Checkpoint::protocol_at`]).
+    pub fn protocol_needed(&self) -> u32 {
+        if self.steps.timed {
+            3
+        } else if self.steps.is_plain() {
+            0
+        } else {
+            2
+        }
+    }
+
+    /// The open timers: (seq, deadline in log time).
+    pub fn open_timers(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.steps.timers.iter().map(|(seq, at)| (*seq, *at))
+    }
+
+    /// The deadline of the open timer at `seq`, if there is one.
+    pub fn open_timer(&self, seq: u64) -> Option<u64> {
+        self.steps.timers.get(&seq).copied()
     }
 
     /// True when step `seq` has its value or final failure.
@@ -202,6 +294,8 @@ pub(super) fn record(w: &Workflow) -> WorkflowRecord {
         pending_reason: w.pending_reason.clone(),
         created_at_ms: w.created_at_ms,
         updated_at_ms: w.updated_at_ms,
+        start_at_ms: w.start_at_ms,
+        timeout_at_ms: w.timeout_at_ms,
     }
 }
 
@@ -239,6 +333,8 @@ pub(super) fn workflow(w: WorkflowRecord) -> Workflow {
         pending_reason: w.pending_reason,
         created_at_ms: w.created_at_ms,
         updated_at_ms: w.updated_at_ms,
+        start_at_ms: w.start_at_ms,
+        timeout_at_ms: w.timeout_at_ms,
     }
 }
 
@@ -256,6 +352,10 @@ pub struct StepIndex {
     mixed: bool,
     /// Resolved steps.
     resolved: u64,
+    /// Open timers: seq → deadline (log time).
+    pub(super) timers: BTreeMap<u64, u64>,
+    /// Some entry is a timer's (the history needs app protocol 3).
+    pub(super) timed: bool,
 }
 
 impl StepIndex {
@@ -272,6 +372,14 @@ impl StepIndex {
     pub(super) fn add(&mut self, position: u64, entry: &Checkpoint) {
         if !entry.is_plain_at(position) {
             self.mixed = true;
+        }
+        if entry.is_timer() {
+            self.timed = true;
+            if entry.kind == HistoryEntryKind::TimerStarted {
+                self.timers.insert(entry.seq, entry.next_attempt_at_ms);
+                return;
+            }
+            self.timers.remove(&entry.seq);
         }
         if !entry.resolves() {
             self.attempts.insert(entry.seq, entry.attempt);

@@ -25,8 +25,9 @@ fn record_of(c: &Checkpoint) -> CheckpointRecord {
         kind: c.kind as i32,
         failure: c.failure.as_deref().cloned(),
         attempt: c.attempt,
-        next_attempt_at_ms: c.next_attempt_at_ms,
+        next_attempt_at_ms: attempt_at(c),
         committed_at_ms: c.committed_at_ms,
+        fire_at_ms: c.fire_at_ms(),
     }
 }
 
@@ -40,9 +41,20 @@ fn event_of(workflow_id: &str, history_index: u64, c: &Checkpoint) -> Checkpoint
         kind: c.kind as i32,
         failure: c.failure.as_deref().cloned(),
         attempt: c.attempt,
-        next_attempt_at_ms: c.next_attempt_at_ms,
+        next_attempt_at_ms: attempt_at(c),
         committed_at_ms: c.committed_at_ms,
         history_index,
+        fire_at_ms: c.fire_at_ms(),
+    }
+}
+
+/// `next_attempt_at_ms` as apps read it: set on failed attempts only (the
+/// engine keeps a timer's deadline in the same field).
+fn attempt_at(c: &Checkpoint) -> u64 {
+    if c.is_timer() {
+        0
+    } else {
+        c.next_attempt_at_ms
     }
 }
 
@@ -213,27 +225,31 @@ impl WorkerSession {
         self.dispatch_all().await
     }
 
-    /// True when the app can read `wf`'s history: a plain one, or any with
-    /// protocol 2.
+    /// True when the app can read `wf`'s history: its protocol is at least
+    /// the one the history needs.
     fn reads(&self, wf: &Workflow) -> bool {
-        if self.protocol >= 2 || wf.is_plain_history() {
+        let needed = wf.protocol_needed();
+        if self.protocol >= needed {
             return true;
         }
         tracing::warn!(
             workflow = %wf.id,
             session = self.id,
-            "the app declared an app protocol below 2, and this workflow's history has failed or out-of-order steps: it is left to apps that read them (upgrade the SDK)"
+            app_protocol = self.protocol,
+            needed,
+            "this workflow's history needs a newer app protocol than the app declared (failed or out-of-order steps need 2, timers 3): it is left to apps that read it (upgrade the SDK)"
         );
         false
     }
 
     /// Stops running a workflow whose history this app cannot read any
-    /// more (a newer app on another node recorded a failed step).
+    /// more (a newer app on another node recorded a failed step or a timer).
     fn drop_unreadable(&mut self, workflow_id: &str) {
         tracing::warn!(
             workflow = %workflow_id,
             session = self.id,
-            "the workflow's history now has failed or out-of-order steps, which this app (protocol below 2) cannot read: it stops receiving it (upgrade the SDK)"
+            app_protocol = self.protocol,
+            "the workflow's history now has entries this app's protocol cannot read (failed or out-of-order steps need 2, timers 3): it stops receiving it (upgrade the SDK)"
         );
         self.active.remove(workflow_id);
         self.node.release(workflow_id, self.id);
@@ -288,7 +304,7 @@ impl WorkerSession {
                     return Ok(());
                 }
                 run.sent = history_index + 1;
-                if self.protocol < 2 && (!entry.is_plain_at(*history_index)) {
+                if self.protocol < entry.protocol_at(*history_index) {
                     self.drop_unreadable(workflow_id);
                     return Ok(());
                 }
