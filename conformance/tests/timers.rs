@@ -470,3 +470,40 @@ async fn a_delayed_start_waits_its_delay_then_runs_once_and_a_timeout_fails_a_sl
     );
     Ok(())
 }
+
+/// More sleeping workflows than a worker's stream buffers: a worker that
+/// connects (registers) while they are all running gets its registration
+/// acknowledged and runs every one to its end. Fails when the SDK hands
+/// re-sent runs to the worker through a bounded queue that only the
+/// worker's run loop, started after registering, drains.
+#[tokio::test]
+async fn a_new_worker_takes_over_more_sleeping_workflows_than_its_buffers() -> anyhow::Result<()> {
+    const N: usize = 1_100;
+    let cluster = Cluster::start(1, false, &[]).await?;
+    let mut apps = Apps::start(&cluster, &[(1, WORKFLOWS.0, WORKFLOWS.1)]).await?;
+    let c = client(&cluster, 1).await?;
+    let starts = (0..N).map(|_| {
+        let c = c.clone();
+        async move {
+            c.start_workflow("sleeper", 1, &serde_json::json!({"sleeps": [3_000]}))
+                .await
+                .map(|h| h.workflow_id().to_owned())
+        }
+    });
+    let ids: Vec<String> = futures::future::try_join_all(starts).await?;
+    let metrics = cluster.nodes[&1].raft_addr.clone();
+    eventually_async(DEADLINE, "every sleep started", || {
+        let metrics = metrics.clone();
+        async move { Ok(metric(&metrics, "raftoral_timers_pending").await? == Some(N as u64)) }
+    })
+    .await?;
+    apps.workers.remove(&1).expect("the worker").kill().await?;
+    // Ready means registered: acknowledged after every running workflow
+    // was sent to it.
+    apps.spawn(&cluster, 1, &[(1, WORKFLOWS.0, WORKFLOWS.1)])
+        .await?;
+    for id in &ids {
+        wait_status(&c, id, WorkflowStatus::Completed).await?;
+    }
+    Ok(())
+}

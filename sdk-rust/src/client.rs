@@ -87,8 +87,13 @@ struct Inner {
     link: Arc<dyn SidecarLink>,
     options: StreamOptions,
     shared: Arc<StreamShared>,
-    executes_tx: mpsc::Sender<RunHandle>,
-    executes_rx: Mutex<Option<mpsc::Receiver<RunHandle>>>,
+    /// Runs handed to `handle_workflows`. Unbounded: the runs are held by
+    /// the core anyway, and a bound would stop the stream reader before
+    /// the registration's acknowledgement when more running workflows are
+    /// re-sent than it holds and `handle_workflows` has not started yet
+    /// (registering comes first), so `register_workflow` would time out.
+    executes_tx: mpsc::UnboundedSender<RunHandle>,
+    executes_rx: Mutex<Option<mpsc::UnboundedReceiver<RunHandle>>>,
     stream_task: Mutex<Option<JoinHandle<()>>>,
     shutdown: watch::Sender<bool>,
     /// The shutdown grace in force (`options.shutdown_grace` unless
@@ -160,7 +165,7 @@ impl RaftoralClient {
         link: Arc<dyn SidecarLink>,
         options: StreamOptions,
     ) -> Self {
-        let (executes_tx, executes_rx) = mpsc::channel(1024);
+        let (executes_tx, executes_rx) = mpsc::unbounded_channel();
         let (acks, _) = broadcast::channel(256);
         let (connected, _) = watch::channel(false);
         Self {

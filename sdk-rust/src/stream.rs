@@ -67,7 +67,7 @@ pub(crate) struct StreamShared {
 pub(crate) async fn run_stream(
     link: Arc<dyn SidecarLink>,
     shared: Arc<StreamShared>,
-    executes: mpsc::Sender<RunHandle>,
+    executes: mpsc::UnboundedSender<RunHandle>,
     options: StreamOptions,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -131,7 +131,7 @@ async fn read_stream(
     mut inbound: ResponseStream,
     tx: &mpsc::Sender<WorkflowStreamRequest>,
     shared: &StreamShared,
-    executes: &mpsc::Sender<RunHandle>,
+    executes: &mpsc::UnboundedSender<RunHandle>,
     options: &StreamOptions,
     shutdown: &mut watch::Receiver<bool>,
 ) -> String {
@@ -157,7 +157,7 @@ async fn read_stream(
                 match message {
                     SidecarMsg::ExecuteWorkflow(req) => {
                         if let Some(run) = shared.core.on_execute(req)
-                            && executes.send(run).await.is_err()
+                            && executes.send(run).is_err()
                         {
                             return "the worker stopped".into();
                         }
