@@ -146,7 +146,10 @@ async fn failures_and_parallel_steps_replay_in_every_language() -> anyhow::Resul
     let effects: BTreeMap<u64, _> = (1..=size)
         .map(|node| (node, cluster.dir.path().join(format!("effects{node}.log"))))
         .collect();
-    let types = ("CONFORMANCE_WORKFLOWS", "saga,flaky,fanout,helpers");
+    let types = (
+        "CONFORMANCE_WORKFLOWS",
+        "saga,flaky,fanout,helpers,sleeper,racer",
+    );
     let mut workers = BTreeMap::new();
     for (node, command) in &commands {
         let url = &cluster.nodes[node].url;
@@ -179,11 +182,24 @@ async fn failures_and_parallel_steps_replay_in_every_language() -> anyhow::Resul
     let helpers = c
         .start_workflow("helpers", 1, &serde_json::json!({}))
         .await?;
+    let sleeper = c
+        .start_workflow("sleeper", 1, &serde_json::json!({"sleeps": [100, 100]}))
+        .await?;
+    // The step wins the race: the timer is cancelled in the history.
+    let racer = c
+        .start_workflow(
+            "racer",
+            1,
+            &serde_json::json!({"timer_ms": 600_000, "step_ms": 10}),
+        )
+        .await?;
     let ids = [
         saga.workflow_id().to_owned(),
         fanout.workflow_id().to_owned(),
         flaky.workflow_id().to_owned(),
         helpers.workflow_id().to_owned(),
+        sleeper.workflow_id().to_owned(),
+        racer.workflow_id().to_owned(),
     ];
     // saga and fanout wait in their last step (hung on node 1); flaky is
     // done, its failure caught.
@@ -196,6 +212,8 @@ async fn failures_and_parallel_steps_replay_in_every_language() -> anyhow::Resul
             Ok(count_effect(&lines, &ids[0], "start", 2) == 1
                 && count_effect(&lines, &ids[1], "start", n) == 1
                 && count_effect(&lines, &ids[3], "start", 1) == 1
+                && count_effect(&lines, &ids[4], "start", 1) == 1
+                && count_effect(&lines, &ids[5], "start", 1) == 1
                 && flaky_done)
         }
     })
@@ -236,6 +254,12 @@ async fn failures_and_parallel_steps_replay_in_every_language() -> anyhow::Resul
     // Another language replayed the draws and the time node 1's recorded.
     let drawn = result(&ids[3]).await?;
     assert_eq!(drawn["recorded"], drawn["replayed"]);
+    // And the timers it started and fired, and the race it decided.
+    assert_eq!(result(&ids[4]).await?, serde_json::json!({"slept": 2}));
+    assert_eq!(
+        result(&ids[5]).await?,
+        serde_json::json!({"winner": "step", "value": "worked"})
+    );
     // Every replica's result is the owner's: the same JSON value, whatever
     // order its language writes object keys in (compared as bytes, the
     // saga's and helpers' results differed between Rust and Python).
@@ -252,6 +276,11 @@ async fn failures_and_parallel_steps_replay_in_every_language() -> anyhow::Resul
         count_effect(&all_effects, &ids[0], "start", 0),
         1,
         "charged once"
+    );
+    assert_eq!(
+        count_effect(&all_effects, &ids[5], "start", 0),
+        1,
+        "the race's step ran once"
     );
     for i in 0..fanout_input.n {
         assert_eq!(count_effect(&all_effects, &ids[1], "done", i), 1);
