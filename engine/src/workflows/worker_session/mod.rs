@@ -235,10 +235,28 @@ impl WorkerSession {
                     }
                     // Only an app that registered has workflows to lose.
                     if !self.registered.is_empty() && self.last_heard.elapsed() > app_timeout {
-                        tracing::warn!(session = self.id, silent_for = ?self.last_heard.elapsed(), "app sent nothing for the app timeout; treating it as gone");
-                        return SessionEnd::Silent(app_timeout);
+                        // The session may have been busy for that long
+                        // itself (a registration waits for a restarted
+                        // node to catch up, then sends every running
+                        // workflow): what the app sent meanwhile waits
+                        // unread, and is not silence.
+                        match inbound.next().now_or_never() {
+                            Some(Some(Ok(message))) => {
+                                self.last_heard = Instant::now();
+                                self.on_app_message(message)
+                                    .await
+                                    .map(|()| self.flush_proposals())
+                            }
+                            Some(Some(Err(e))) => return SessionEnd::InboundError(e),
+                            Some(None) => return SessionEnd::AppClosed,
+                            None => {
+                                tracing::warn!(session = self.id, silent_for = ?self.last_heard.elapsed(), "app sent nothing for the app timeout; treating it as gone");
+                                return SessionEnd::Silent(app_timeout);
+                            }
+                        }
+                    } else {
+                        Ok(())
                     }
-                    Ok(())
                 }
             };
             if let Err(end) = step {
