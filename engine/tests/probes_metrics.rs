@@ -13,7 +13,7 @@ fn parse(text: &str) -> BTreeMap<String, u64> {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
-            assert!(["gauge", "counter"].contains(&kind), "{line}");
+            assert!(["gauge", "counter", "histogram"].contains(&kind), "{line}");
             typed.insert(name.to_owned());
             continue;
         }
@@ -26,7 +26,20 @@ fn parse(text: &str) -> BTreeMap<String, u64> {
             name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
             "bad metric name in {line:?}"
         );
-        assert!(typed.contains(name), "{name} sampled before its TYPE line");
+        // A histogram's series carry suffixes of its name; its sum is in
+        // seconds (a float).
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix).filter(|f| typed.contains(*f)))
+            .unwrap_or(name);
+        assert!(typed.contains(family), "{name} sampled before its TYPE line");
+        if name.ends_with("_sum") && family != name {
+            let sum: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            assert!(sum >= 0.0, "{line}");
+            continue;
+        }
         let value: u64 = value
             .parse()
             .unwrap_or_else(|_| panic!("bad value in {line:?}"));
@@ -55,6 +68,10 @@ async fn a_single_node_is_healthy_ready_and_counts_its_workflows() -> anyhow::Re
     assert_eq!(m["raftoral_node_ready"], 1);
     assert_eq!(m["raftoral_node_healthy"], 1);
     assert_eq!(m["raftoral_raft_voters"], 1);
+    assert_eq!(m["raftoral_timers_pending"], 0);
+    assert_eq!(m["raftoral_timers_fired_total"], 0);
+    assert_eq!(m["raftoral_timer_lateness_seconds_bucket{le=\"+Inf\"}"], 0);
+    assert_eq!(m["raftoral_timer_lateness_seconds_count"], 0);
     // An in-memory node idle since its start is not flushing.
     assert_eq!(m["raftoral_state_flush_in_progress"], 0);
     assert!(m["raftoral_raft_applied_index"] >= 3);

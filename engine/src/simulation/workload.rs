@@ -95,7 +95,7 @@ fn outcome(id: &str, seq: u64, attempt: u32) -> Option<HistoryEntryKind> {
 fn sleep_at(id: &str, seq: u64) -> Option<u64> {
     let h = stable_hash(&format!("{id}:{seq}:sleep"));
     h.is_multiple_of(5)
-        .then(|| [0, 100, 1_000, 5_000][((h >> 8) % 4) as usize])
+        .then(|| [0, 50, 300, 1_000][((h >> 8) % 4) as usize])
 }
 
 /// Clients and apps.
