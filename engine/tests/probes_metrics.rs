@@ -32,7 +32,10 @@ fn parse(text: &str) -> BTreeMap<String, u64> {
             .iter()
             .find_map(|suffix| name.strip_suffix(suffix).filter(|f| typed.contains(*f)))
             .unwrap_or(name);
-        assert!(typed.contains(family), "{name} sampled before its TYPE line");
+        assert!(
+            typed.contains(family),
+            "{name} sampled before its TYPE line"
+        );
         if name.ends_with("_sum") && family != name {
             let sum: f64 = value
                 .parse()
