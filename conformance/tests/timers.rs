@@ -507,3 +507,50 @@ async fn a_new_worker_takes_over_more_sleeping_workflows_than_its_buffers() -> a
     }
     Ok(())
 }
+
+/// A delayed start and an execution timeout are timers of the workflow
+/// itself, in the replicated table: the leader that fires them may be
+/// another than the one that took the start.
+#[tokio::test]
+async fn a_delayed_start_and_a_timeout_fire_after_a_leader_change() -> anyhow::Result<()> {
+    // `_apps` keeps the workers running to the end.
+    let ThreeApps {
+        mut cluster,
+        apps: _apps,
+        leader,
+        owner,
+        ..
+    } = ThreeApps::start(WORKFLOWS.1, false, FAST).await?;
+    let c = client(&cluster, owner).await?;
+    let delayed = raftoral_client::StartOptions {
+        start_delay: Duration::from_millis(1_500),
+        ..Default::default()
+    };
+    let scheduled = c
+        .start_workflow_with("scheduled", 1, &"after the election", &delayed)
+        .await?;
+    let bounded = raftoral_client::StartOptions {
+        execution_timeout: Some(Duration::from_millis(1_500)),
+        ..Default::default()
+    };
+    let sleeper = c
+        .start_workflow_with(
+            "sleeper",
+            1,
+            &serde_json::json!({"sleeps": [600_000]}),
+            &bounded,
+        )
+        .await?;
+    let info = c.get_workflow(scheduled.workflow_id()).await?;
+    assert_eq!(info.status(), WorkflowStatus::Pending);
+    cluster.kill(leader).await?;
+    let out = result(&c, scheduled.workflow_id()).await?;
+    assert!(out["ran_at"].as_u64() >= Some(info.start_at_ms));
+    wait_status(&c, sleeper.workflow_id(), WorkflowStatus::Failed).await?;
+    let info = c.get_workflow(sleeper.workflow_id()).await?;
+    assert_eq!(
+        info.failure.as_ref().map(|f| f.r#type.as_str()),
+        Some("raftoral.WorkflowTimeout")
+    );
+    Ok(())
+}

@@ -108,8 +108,8 @@ impl WorkflowContext {
     /// let deadline = ctx.start_sleep("deadline", Duration::from_secs(30 * 60))?;
     /// let payment = ctx.start_checkpoint("payment", async { "paid".to_string() })?;
     /// match ctx.first(deadline, payment).await? {
-    ///     Either::First(()) => ctx.info("gave up on the payment"),
-    ///     Either::Second(receipt) => ctx.info(format!("paid: {receipt}")),
+    ///     Either::First(()) => ctx.log().info("gave up on the payment"),
+    ///     Either::Second(receipt) => ctx.log().info(format!("paid: {receipt}")),
     /// }
     /// # Ok(()) }
     /// ```
