@@ -967,6 +967,20 @@ class Worker:
 # -- the contract's workflow types ------------------------------------------
 
 
+async def hanging_step(w: Worker, run: Run, name: str, step: int) -> bool:
+    """The last step of several types: appends `ID start STEP`, hangs
+    forever under CONFORMANCE_HANG=1 (the app "dies" there), yields true."""
+
+    async def compute() -> bool:
+        effect(run.id, "start", step)
+        if os.environ.get("CONFORMANCE_HANG") == "1":
+            await asyncio.Event().wait()  # the app "dies" here
+        return True
+
+    result: bool = await w.checkpoint(run, name, compute)
+    return result
+
+
 async def ping_pong(w: Worker, run: Run) -> Any:
     async def answer() -> str:
         return "pong" if run.input == "ping" else "ping"
@@ -1030,16 +1044,10 @@ async def saga(w: Worker, run: Run) -> Any:
         effect(run.id, "done", 1)
         return True
 
-    async def finish() -> bool:
-        effect(run.id, "start", 2)
-        if os.environ.get("CONFORMANCE_HANG") == "1":
-            await asyncio.Event().wait()  # the app "dies" here
-        return True
-
     refunded = await w.checkpoint(run, "refund", refund)
     if (run.input or {}).get("fail"):
         raise StepError("OrderFailed", "order failed after refund", {"refunded": refunded})
-    await w.checkpoint(run, "finish", finish)
+    await hanging_step(w, run, "finish", 2)
     return {
         "caught": {
             "type": caught.type,
@@ -1139,13 +1147,7 @@ async def helpers(w: Worker, run: Run) -> Any:
     recorded = await w.checkpoint(run, "record", record)
     after = run.random.random()
 
-    async def gate() -> bool:
-        effect(run.id, "start", 1)
-        if os.environ.get("CONFORMANCE_HANG") == "1":
-            await asyncio.Event().wait()  # the app "dies" here
-        return True
-
-    await w.checkpoint(run, "gate", gate)
+    await hanging_step(w, run, "gate", 1)
     return {"recorded": recorded, "replayed": drawn, "after": after}
 
 
@@ -1159,20 +1161,16 @@ async def sleeper(w: Worker, run: Run) -> Any:
     for i, ms in enumerate(sleeps):
         await w.sleep(run, f"nap-{i}", ms)
 
-    async def after() -> bool:
-        effect(run.id, "start", 1)
-        if os.environ.get("CONFORMANCE_HANG") == "1":
-            await asyncio.Event().wait()  # the app "dies" here
-        return True
-
-    await w.checkpoint(run, "after", after)
+    await hanging_step(w, run, "after", 1)
     return {"slept": len(sleeps)}
 
 
 async def racer(w: Worker, run: Run) -> Any:
     async def work() -> str:
         effect(run.id, "start", 0)
-        await asyncio.sleep(run.input["step_ms"] / 1000)  # inside the step: not durable
+        # The step's own work, S ms (WORKERS.md): a delay the race is
+        # about, inside the step (not durable), not a wait for a condition.
+        await asyncio.sleep(run.input["step_ms"] / 1000)
         effect(run.id, "done", 0)
         return "worked"
 
@@ -1191,13 +1189,7 @@ async def racer(w: Worker, run: Run) -> Any:
     else:
         await deadline
 
-    async def after() -> bool:
-        effect(run.id, "start", 1)
-        if os.environ.get("CONFORMANCE_HANG") == "1":
-            await asyncio.Event().wait()  # the app "dies" here
-        return True
-
-    await w.checkpoint(run, "after", after)
+    await hanging_step(w, run, "after", 1)
     return out
 
 

@@ -111,6 +111,19 @@ pub async fn client(cluster: &Cluster, id: u64) -> anyhow::Result<RaftoralClient
     Ok(RaftoralClient::connect(&cluster.nodes[&id].url).await?)
 }
 
+/// The result of workflow `id` as JSON, waiting for it (twice the
+/// harness's deadline at most: a workflow that does not finish fails the
+/// test).
+pub async fn result_json(
+    c: &RaftoralClient,
+    id: &str,
+) -> Result<serde_json::Value, raftoral_client::ClientError> {
+    let handle = c.workflow_handle(id);
+    tokio::time::timeout(DEADLINE * 2, handle.result::<serde_json::Value>())
+        .await
+        .expect("the workflow finishes in time")
+}
+
 /// Waits until workflow `id` has `status`.
 pub async fn wait_status(
     c: &RaftoralClient,

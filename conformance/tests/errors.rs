@@ -10,7 +10,7 @@
 
 use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind};
 use raftoral_client::{ClientError, RaftoralClient, WorkflowStatus};
-use raftoral_conformance::apps::history_at;
+use raftoral_conformance::apps::{history_at, result_json};
 use raftoral_conformance::{
     DEADLINE, FanoutInput, FlakyInput, Sidecar, Worker, count_effect, eventually, read_effects,
     read_effects_timed, saga_result,
@@ -36,13 +36,6 @@ async fn one_node() -> anyhow::Result<(Sidecar, std::path::PathBuf, Worker, Raft
     Ok((sidecar, effects, worker, client))
 }
 
-async fn result(client: &RaftoralClient, id: &str) -> Result<serde_json::Value, ClientError> {
-    let handle = client.workflow_handle(id);
-    tokio::time::timeout(DEADLINE * 2, handle.result::<serde_json::Value>())
-        .await
-        .expect("the workflow finishes in time")
-}
-
 #[tokio::test]
 async fn a_caught_step_failure_replays_after_the_app_is_killed() -> anyhow::Result<()> {
     let sidecar = Sidecar::start(&[]).await?;
@@ -66,7 +59,7 @@ async fn a_caught_step_failure_replays_after_the_app_is_killed() -> anyhow::Resu
     .await?;
     hanging.kill().await?;
     let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
-    let out = result(&client, &id).await?;
+    let out = result_json(&client, &id).await?;
     assert_eq!(out, saga_result());
     let effects = read_effects(&effects);
     assert_eq!(count_effect(&effects, &id, "start", 0), 1, "charged once");
@@ -106,7 +99,7 @@ async fn failed_attempts_are_committed_and_retried_after_their_delay() -> anyhow
     let handle = client.start_workflow("flaky", 1, &input).await?;
     let id = handle.workflow_id().to_owned();
     assert_eq!(
-        result(&client, &id).await?,
+        result_json(&client, &id).await?,
         serde_json::json!({"attempts": 3})
     );
     let history = history_at(&sidecar.url, &id).await?;
@@ -157,7 +150,7 @@ async fn a_non_retryable_error_fails_the_step_at_once() -> anyhow::Result<()> {
     let handle = client.start_workflow("flaky", 1, &input).await?;
     let id = handle.workflow_id().to_owned();
     assert_eq!(
-        result(&client, &id).await?,
+        result_json(&client, &id).await?,
         serde_json::json!({"caught": {"type": "Flaky", "message": "attempt 1 failed", "attempts": 1}})
     );
     assert_eq!(count_effect(&read_effects(&effects), &id, "attempt", 1), 1);
@@ -182,7 +175,7 @@ async fn exhausted_attempts_fail_the_workflow_with_the_last_error() -> anyhow::R
     let id = handle.workflow_id().to_owned();
     let Err(ClientError::WorkflowFailed {
         message, failure, ..
-    }) = result(&client, &id).await
+    }) = result_json(&client, &id).await
     else {
         panic!("the workflow fails");
     };
@@ -220,7 +213,7 @@ async fn a_workflow_error_raised_outside_a_step_reaches_the_client_structured() 
     let id = handle.workflow_id().to_owned();
     let Err(ClientError::WorkflowFailed {
         message, failure, ..
-    }) = result(&client, &id).await
+    }) = result_json(&client, &id).await
     else {
         panic!("the workflow fails");
     };
@@ -276,7 +269,7 @@ async fn an_attempt_cut_short_by_its_app_dying_runs_again_with_its_whole_timeout
     first.kill().await?;
     let _second = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
     assert_eq!(
-        result(&client, &id).await?,
+        result_json(&client, &id).await?,
         serde_json::json!({"attempts": 2})
     );
     // The next app ran attempt 1 again (same number: none was committed),
@@ -313,7 +306,7 @@ async fn an_attempt_that_outlasts_its_timeout_is_stopped_and_retried() -> anyhow
     let handle = client.start_workflow("flaky", 1, &input).await?;
     let id = handle.workflow_id().to_owned();
     assert_eq!(
-        result(&client, &id).await?,
+        result_json(&client, &id).await?,
         serde_json::json!({"attempts": 2})
     );
     let history = history_at(&sidecar.url, &id).await?;
@@ -501,7 +494,7 @@ async fn parallel_steps_commit_in_finish_order_and_replay_by_position() -> anyho
     hanging.kill().await?;
     let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
     assert_eq!(
-        result(&client, &id).await?,
+        result_json(&client, &id).await?,
         serde_json::json!({"sum": input.sum()})
     );
     let effects = read_effects(&effects);

@@ -12,9 +12,12 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind};
+use raftoral_client::proto::sidecar::v1::{
+    HistoryEntry, HistoryEntryKind, StartWorkflowRequest,
+    workflow_service_client::WorkflowServiceClient,
+};
 use raftoral_client::{RaftoralClient, WorkflowStatus};
-use raftoral_conformance::apps::{Apps, ThreeApps, client, history_at, wait_status};
+use raftoral_conformance::apps::{Apps, ThreeApps, client, history_at, result_json, wait_status};
 use raftoral_conformance::cluster::Cluster;
 use raftoral_conformance::http::metric;
 use raftoral_conformance::{
@@ -109,15 +112,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn result(client: &RaftoralClient, id: &str) -> anyhow::Result<serde_json::Value> {
-    let handle = client.workflow_handle(id);
-    Ok(
-        tokio::time::timeout(DEADLINE * 2, handle.result::<serde_json::Value>())
-            .await
-            .expect("the workflow finishes in time")?,
-    )
-}
-
 #[tokio::test]
 async fn a_sleep_ends_when_the_cluster_fires_it_and_zero_is_recorded_too() -> anyhow::Result<()> {
     let sidecar = Sidecar::start(&[]).await?;
@@ -129,7 +123,10 @@ async fn a_sleep_ends_when_the_cluster_fires_it_and_zero_is_recorded_too() -> an
         .start_workflow("sleeper", 1, &serde_json::json!({"sleeps": [800, 0]}))
         .await?;
     let id = handle.workflow_id().to_owned();
-    assert_eq!(result(&client, &id).await?, serde_json::json!({"slept": 2}));
+    assert_eq!(
+        result_json(&client, &id).await?,
+        serde_json::json!({"slept": 2})
+    );
     assert!(
         began.elapsed() >= Duration::from_millis(800),
         "returned after {:?}, before the sleep's 800 ms",
@@ -163,7 +160,10 @@ async fn a_replay_after_the_app_died_does_not_sleep_again() -> anyhow::Result<()
     .await?;
     hanging.kill().await?;
     let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
-    assert_eq!(result(&client, &id).await?, serde_json::json!({"slept": 3}));
+    assert_eq!(
+        result_json(&client, &id).await?,
+        serde_json::json!({"slept": 3})
+    );
     check_slept(&history_at(&sidecar.url, &id).await?, &sleeps);
     let effects = read_effects(&effects);
     assert_eq!(
@@ -199,7 +199,7 @@ async fn the_owner_killed_mid_sleep_leaves_the_timer_to_fire_on_its_successor() 
     cluster.kill(owner).await?;
     let survivor = client(&cluster, other).await?;
     assert_eq!(
-        result(&survivor, &id).await?,
+        result_json(&survivor, &id).await?,
         serde_json::json!({"slept": 1})
     );
     check_slept(&history_at(&url, &id).await?, &[2000]);
@@ -235,7 +235,7 @@ async fn the_leader_killed_mid_sleep_fires_the_timer_once_after_an_election() ->
     cluster.kill(leader).await?;
     let survivor = client(&cluster, other).await?;
     assert_eq!(
-        result(&survivor, &id).await?,
+        result_json(&survivor, &id).await?,
         serde_json::json!({"slept": 1})
     );
     check_slept(&history_at(&url, &id).await?, &[1500]);
@@ -270,7 +270,10 @@ async fn the_whole_cluster_down_past_the_deadline_fires_the_timer_after_the_rest
         cluster.restart(n).await?;
     }
     let again = client(&cluster, 1).await?;
-    assert_eq!(result(&again, &id).await?, serde_json::json!({"slept": 1}));
+    assert_eq!(
+        result_json(&again, &id).await?,
+        serde_json::json!({"slept": 1})
+    );
     check_slept(&history_at(&cluster.nodes[&1].url, &id).await?, &[1500]);
     Ok(())
 }
@@ -341,6 +344,45 @@ async fn negative_and_too_long_sleeps_fail_the_workflow_with_a_clear_error() -> 
         let history = history_at(&sidecar.url, &id).await?;
         assert!(of_kind(&history, HistoryEntryKind::TimerStarted).is_empty());
     }
+    // Start options past the limit, or a zero timeout, through the client
+    // API itself (the SDKs refuse them before sending): INVALID_ARGUMENT,
+    // nothing started.
+    let mut api = WorkflowServiceClient::connect(sidecar.url.clone()).await?;
+    for (delay, timeout) in [(31_622_400_001, 0), (0, 31_622_400_001)] {
+        let refused = api
+            .start_workflow(StartWorkflowRequest {
+                workflow_id: format!("bad-{delay}-{timeout}"),
+                workflow_name: "sleeper".into(),
+                version: 1,
+                input: r#"{"sleeps":[]}"#.into(),
+                start_delay_ms: delay,
+                execution_timeout_ms: timeout,
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(
+            refused.message().contains("366 days"),
+            "{}",
+            refused.message()
+        );
+    }
+    assert!(client.get_workflow("bad-31622400001-0").await.is_err());
+    // The CLI schedules a start: the workflow is PENDING with its start time.
+    let scheduled = cli(
+        &sidecar.url,
+        &[
+            "start",
+            "scheduled",
+            "--input",
+            "1",
+            "--start-delay-ms",
+            "600000",
+        ],
+    )
+    .await?;
+    assert_eq!(scheduled[0]["status"], "pending");
+    assert!(scheduled[0]["start_at_ms"].as_u64() > Some(now_ms() + 500_000));
     Ok(())
 }
 
@@ -377,7 +419,7 @@ async fn race(
         .kill()
         .await?;
     let survivor = client(&cluster, other).await?;
-    let out = result(&survivor, &id).await?;
+    let out = result_json(&survivor, &id).await?;
     let history = history_at(&cluster.nodes[&other].url, &id).await?;
     assert_eq!(
         cluster.status(other).await?.nondeterminism_reports,
@@ -433,7 +475,7 @@ async fn a_delayed_start_waits_its_delay_then_runs_once_and_a_timeout_fails_a_sl
     let info = client.get_workflow(&id).await?;
     assert_eq!(info.status(), WorkflowStatus::Pending);
     assert_eq!(info.start_at_ms, info.created_at_ms + 1000);
-    let out = result(&client, &id).await?;
+    let out = result_json(&client, &id).await?;
     assert_eq!(out["input"], "later");
     assert!(
         out["ran_at"].as_u64() >= Some(info.start_at_ms),
@@ -544,7 +586,7 @@ async fn a_delayed_start_and_a_timeout_fire_after_a_leader_change() -> anyhow::R
     let info = c.get_workflow(scheduled.workflow_id()).await?;
     assert_eq!(info.status(), WorkflowStatus::Pending);
     cluster.kill(leader).await?;
-    let out = result(&c, scheduled.workflow_id()).await?;
+    let out = result_json(&c, scheduled.workflow_id()).await?;
     assert!(out["ran_at"].as_u64() >= Some(info.start_at_ms));
     wait_status(&c, sleeper.workflow_id(), WorkflowStatus::Failed).await?;
     let info = c.get_workflow(sleeper.workflow_id()).await?;

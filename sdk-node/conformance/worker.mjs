@@ -230,6 +230,8 @@ const racer = workflow("racer", { version: 1 }, async (ctx, inp) => {
   const deadline = ctx.sleep(inp.timer_ms, { name: "deadline" });
   const work = ctx.checkpoint("work", async () => {
     effect(id, "start", 0);
+    // The step's own work, S ms (WORKERS.md): a delay the race is about,
+    // not a wait for a condition.
     await sleep(inp.step_ms);
     effect(id, "done", 0);
     return "worked";

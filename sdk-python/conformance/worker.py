@@ -44,6 +44,20 @@ class StepsInput:
     step_delay_ms: int = 0
 
 
+async def hanging_step(ctx: raftoral.WorkflowContext, name: str, step: int) -> bool:
+    """The last step of several types: appends ``ID start STEP``, hangs
+    forever under ``CONFORMANCE_HANG=1`` (the app "dies" there), yields
+    true."""
+
+    async def compute() -> bool:
+        effect(ctx.workflow_id, "start", step)
+        if os.environ.get("CONFORMANCE_HANG") == "1":
+            await asyncio.Event().wait()  # the app "dies" here
+        return True
+
+    return await ctx.checkpoint(name, compute)
+
+
 @raftoral.workflow(name="ping_pong", version=1)
 async def ping_pong(ctx: raftoral.WorkflowContext, text: str) -> str:
     return await ctx.checkpoint("result", lambda: "pong" if text == "ping" else "ping")
@@ -81,7 +95,6 @@ async def steps(ctx: raftoral.WorkflowContext, inp: StepsInput) -> int:
 async def saga(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str, Any]:
     """A charge that fails for good, caught; a refund; then a last step, or
     with ``{"fail": true}`` the workflow's own structured error."""
-    hang = os.environ.get("CONFORMANCE_HANG") == "1"
 
     def charge() -> bool:
         effect(ctx.workflow_id, "start", 0)
@@ -108,13 +121,7 @@ async def saga(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str, 
             "order failed after refund", type="OrderFailed", details={"refunded": refunded}
         )
 
-    async def finish() -> bool:
-        effect(ctx.workflow_id, "start", 2)
-        if hang:
-            await asyncio.Event().wait()  # the app "dies" here
-        return True
-
-    await ctx.checkpoint("finish", finish)
+    await hanging_step(ctx, "finish", 2)
     return {
         "caught": {
             "type": caught.type,
@@ -131,7 +138,6 @@ async def helpers(ctx: raftoral.WorkflowContext, _inp: dict[str, Any]) -> dict[s
     """The deterministic helpers' draws and recorded time, kept in a step and
     returned again after a later step (which hangs under
     ``CONFORMANCE_HANG=1``), so a replay shows whether they changed."""
-    hang = os.environ.get("CONFORMANCE_HANG") == "1"
     random = ctx.random()
     uuid = str(ctx.uuid())
     now = round((await ctx.now()).timestamp() * 1000)
@@ -144,13 +150,7 @@ async def helpers(ctx: raftoral.WorkflowContext, _inp: dict[str, Any]) -> dict[s
     recorded = await ctx.checkpoint("record", record)
     after = ctx.random()
 
-    async def gate() -> bool:
-        effect(ctx.workflow_id, "start", 1)
-        if hang:
-            await asyncio.Event().wait()  # the app "dies" here
-        return True
-
-    await ctx.checkpoint("gate", gate)
+    await hanging_step(ctx, "gate", 1)
     return {"recorded": recorded, "replayed": drawn, "after": after}
 
 
@@ -159,7 +159,6 @@ async def sleeper(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[st
     """A step, a durable sleep ``nap-i`` of each ``sleeps[i]`` milliseconds,
     a step (which hangs under ``CONFORMANCE_HANG=1``). A duration the SDK
     refuses (negative, beyond 366 days) fails the workflow with its error."""
-    hang = os.environ.get("CONFORMANCE_HANG") == "1"
     sleeps: list[int] = inp["sleeps"]
 
     def before() -> bool:
@@ -170,13 +169,7 @@ async def sleeper(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[st
     for i, ms in enumerate(sleeps):
         await ctx.sleep(ms / 1000, name=f"nap-{i}")
 
-    async def after() -> bool:
-        effect(ctx.workflow_id, "start", 1)
-        if hang:
-            await asyncio.Event().wait()  # the app "dies" here
-        return True
-
-    await ctx.checkpoint("after", after)
+    await hanging_step(ctx, "after", 1)
     return {"slept": len(sleeps)}
 
 
@@ -191,25 +184,20 @@ async def racer(ctx: raftoral.WorkflowContext, inp: RacerInput) -> dict[str, Any
     """A durable sleep ``deadline`` (position 0) raced against step
     ``work`` (position 1), then a step (which hangs under
     ``CONFORMANCE_HANG=1``)."""
-    hang = os.environ.get("CONFORMANCE_HANG") == "1"
     deadline = ctx.sleep(inp.timer_ms / 1000, name="deadline")
 
     async def work() -> str:
         effect(ctx.workflow_id, "start", 0)
-        await asyncio.sleep(inp.step_ms / 1000)  # an ordinary wait, in the step
+        # The step's own work, S ms (WORKERS.md): a delay the race is
+        # about, inside the step, not a wait for a condition.
+        await asyncio.sleep(inp.step_ms / 1000)
         effect(ctx.workflow_id, "done", 0)
         return "worked"
 
     index, value = await ctx.first(deadline, ctx.checkpoint("work", work))
     out: dict[str, Any] = {"winner": "timer"} if index == 0 else {"winner": "step", "value": value}
 
-    async def after() -> bool:
-        effect(ctx.workflow_id, "start", 1)
-        if hang:
-            await asyncio.Event().wait()  # the app "dies" here
-        return True
-
-    await ctx.checkpoint("after", after)
+    await hanging_step(ctx, "after", 1)
     return out
 
 

@@ -131,16 +131,7 @@ async fn saga(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
             .details(serde_json::json!({"refunded": refunded}))
             .into());
     }
-    let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
-    let _: bool = ctx
-        .checkpoint_compute("finish", async {
-            effect(&id, "start", 2);
-            if hang {
-                std::future::pending::<()>().await;
-            }
-            true
-        })
-        .await?;
+    hanging_step(&ctx, &id, "finish", 2).await?;
     let details: serde_json::Value =
         serde_json::from_str(&caught.failure.details_json).unwrap_or_default();
     Ok(serde_json::to_vec(&serde_json::json!({
@@ -174,16 +165,7 @@ async fn helpers(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
         })
         .await?;
     let after = ctx.random()?;
-    let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
-    let _: bool = ctx
-        .checkpoint_compute("gate", async {
-            effect(&id, "start", 1);
-            if hang {
-                std::future::pending::<()>().await;
-            }
-            true
-        })
-        .await?;
+    hanging_step(&ctx, &id, "gate", 1).await?;
     Ok(serde_json::to_vec(&serde_json::json!({
         "recorded": recorded,
         "replayed": drawn,
@@ -215,16 +197,7 @@ async fn sleeper(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
         ctx.sleep_named(&format!("nap-{i}"), Duration::from_millis(ms))
             .await?;
     }
-    let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
-    let _: bool = ctx
-        .checkpoint_compute("after", async {
-            effect(&id, "start", 1);
-            if hang {
-                std::future::pending::<()>().await;
-            }
-            true
-        })
-        .await?;
+    hanging_step(&ctx, &id, "after", 1).await?;
     Ok(serde_json::to_vec(
         &serde_json::json!({"slept": input.sleeps.len()}),
     )?)
@@ -245,6 +218,8 @@ async fn racer(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
         let id = id.clone();
         ctx.start_checkpoint("work", async move {
             effect(&id, "start", 0);
+            // The step's own work, S ms long (WORKERS.md): a delay the
+            // race is about, not a wait for a condition.
             tokio::time::sleep(Duration::from_millis(input.step_ms)).await;
             effect(&id, "done", 0);
             "worked".to_string()
@@ -256,16 +231,7 @@ async fn racer(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
             serde_json::json!({"winner": "step", "value": value})
         }
     };
-    let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
-    let _: bool = ctx
-        .checkpoint_compute("after", async {
-            effect(&id, "start", 1);
-            if hang {
-                std::future::pending::<()>().await;
-            }
-            true
-        })
-        .await?;
+    hanging_step(&ctx, &id, "after", 1).await?;
     Ok(serde_json::to_vec(&out)?)
 }
 
@@ -285,6 +251,25 @@ async fn scheduled(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     Ok(serde_json::to_vec(
         &serde_json::json!({"input": input, "ran_at": ran_at}),
     )?)
+}
+
+/// The last step of several types: appends `ID start STEP`, hangs forever
+/// under `CONFORMANCE_HANG=1` (the app "dies" there), and yields `true`.
+async fn hanging_step(
+    ctx: &raftoral_client::WorkflowContext,
+    id: &str,
+    name: &str,
+    step: u64,
+) -> Result<bool, raftoral_client::ClientError> {
+    let hang = std::env::var("CONFORMANCE_HANG").is_ok_and(|v| v == "1");
+    ctx.checkpoint_compute(name, async {
+        effect(id, "start", step);
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        true
+    })
+    .await
 }
 
 /// `flaky`: one step whose first `fail_times` attempts fail.

@@ -122,8 +122,9 @@ impl Node {
     /// On the leader: the voters it heard from within an election timeout,
     /// itself included, most caught-up first. Elsewhere
     /// [`EngineError::NotLeader`]. A leader elected less than an election
-    /// timeout ago that has not heard from every voter waits until that
-    /// window has passed: its followers answer its first heartbeats, and
+    /// timeout ago that has not heard from every voter waits until it has,
+    /// or until that window has passed: its followers answer its first
+    /// heartbeats, and
     /// before then a missing voter is one not asked yet (a pod leaving on
     /// SIGTERM asks the leader it just handed over to for its removal).
     pub async fn live_voters(&self) -> Result<Vec<NodeId>, EngineError> {
@@ -140,7 +141,12 @@ impl Node {
             if liveness.settles_in.is_zero() {
                 return Ok(liveness.live_voters);
             }
-            tokio::time::sleep(liveness.settles_in).await;
+            // Asked again each heartbeat: the answer is final as soon as
+            // every voter was heard, and at the latest when the window
+            // ends (`settles_in` shrinks to zero), so this loop is bounded.
+            let config = self.config();
+            let heartbeat = config.tick_interval * config.heartbeat_ticks as u32;
+            tokio::time::sleep(liveness.settles_in.min(heartbeat)).await;
         }
     }
 
