@@ -84,6 +84,10 @@ pub struct NodeConfig {
     pub tls: Option<crate::consensus::tls::TlsFiles>,
     /// How often the TLS files are checked for a rotation.
     pub tls_reload_interval: Duration,
+    /// How long a cancelled running workflow's code may clean up (run
+    /// compensation steps) before it is cancelled whatever it does, when
+    /// the cancel gives no window of its own. Zero cancels at once.
+    pub cancel_cleanup: Duration,
 }
 
 impl Default for NodeConfig {
@@ -113,9 +117,18 @@ impl Default for NodeConfig {
             purge_chunk: 4096,
             tls: None,
             tls_reload_interval: crate::consensus::tls::DEFAULT_RELOAD_INTERVAL,
+            cancel_cleanup: DEFAULT_CANCEL_CLEANUP,
         }
     }
 }
+
+/// The cleanup window of a cancel by default: 30 s. Long enough for a few
+/// compensation steps (each a commit of milliseconds, plus the call it
+/// makes), short enough that a workflow whose code ignores the
+/// cancellation, or whose app hangs, still ends soon. Temporal leaves it
+/// unbounded (a workflow may ignore a cancel forever); a bound keeps the
+/// promise that a cancel ends the workflow.
+pub const DEFAULT_CANCEL_CLEANUP: Duration = Duration::from_secs(30);
 
 /// How long finished workflows stay queryable by default: 7 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -6,6 +6,7 @@
 //! - [`sidecar::v1`]: the app stream ([`sidecar::v1::app_service_client`]) and the
 //!   client API ([`sidecar::v1::workflow_service_client`]).
 //! - [`cluster::v1`]: the commands stored in the Raft log.
+//! - [`cancel`]: the mark of a delivered cancel request in a history.
 //! - [`freeze`]: the rule both ends of the app stream keep after this
 //!   process was stopped (drop what the stream holds and reconnect).
 //!
@@ -40,6 +41,7 @@ pub mod cluster {
     }
 }
 
+pub mod cancel;
 pub mod freeze;
 
 pub use prost;

@@ -47,6 +47,8 @@ fn info() -> sidecar::WorkflowInfo {
         }],
         start_at_ms: 10,
         timeout_at_ms: 11,
+        cancel_reason: "c".into(),
+        cancel_deadline_ms: 12,
     }
 }
 
@@ -124,6 +126,8 @@ fn app_stream_messages() {
         S::WorkflowCancellation(sidecar::WorkflowCancellation {
             workflow_id: "w".into(),
             reason: "r".into(),
+            requested: true,
+            cleanup_until_ms: 9,
         }),
         S::HeartbeatResponse(sidecar::HeartbeatResponse { timestamp: 8 }),
         S::OwnershipChange(sidecar::OwnershipChange {
@@ -182,6 +186,7 @@ fn client_api_messages() {
     round_trip(sidecar::CancelWorkflowRequest {
         workflow_id: "w".into(),
         reason: "r".into(),
+        cleanup_ms: Some(0),
     });
     round_trip(sidecar::CancelWorkflowResponse {
         workflow: Some(info()),
@@ -279,6 +284,7 @@ fn log_commands() {
         Kind::CancelWorkflow(cluster::CancelWorkflow {
             workflow_id: "w".into(),
             reason: "r".into(),
+            cleanup_ms: 30_000,
         }),
     ];
     for kind in kinds {

@@ -80,13 +80,19 @@ enum WorkflowCommand {
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
     },
-    /// Cancel a workflow.
+    /// Cancel a workflow. A running one gets a request: its code may run
+    /// compensation steps, for up to the cleanup window, and it ends
+    /// CANCELLED when its code ends with the cancellation (`wait` for it).
     Cancel {
         /// Workflow id.
         id: String,
         /// Reason recorded with the cancellation.
         #[arg(long, default_value = "cancelled from the command line")]
         reason: String,
+        /// How long the code may clean up, in milliseconds (default: the
+        /// sidecar's --cancel-cleanup-ms); 0 cancels at once.
+        #[arg(long)]
+        cleanup_ms: Option<u64>,
     },
     /// List workflows.
     List {
@@ -216,11 +222,16 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
                 .map_err(status)?;
             print(info_json(&r.into_inner().workflow.unwrap_or_default()));
         }
-        WorkflowCommand::Cancel { id, reason } => {
+        WorkflowCommand::Cancel {
+            id,
+            reason,
+            cleanup_ms,
+        } => {
             let r = client
                 .cancel_workflow(CancelWorkflowRequest {
                     workflow_id: id,
                     reason,
+                    cleanup_ms,
                 })
                 .await
                 .map_err(status)?;
@@ -335,6 +346,10 @@ fn info_json(w: &WorkflowInfo) -> Value {
         "pending_reason": w.pending_reason,
         "start_at_ms": (w.start_at_ms > 0).then_some(w.start_at_ms),
         "timeout_at_ms": (w.timeout_at_ms > 0).then_some(w.timeout_at_ms),
+        "cancel_requested": (w.cancel_deadline_ms > 0).then(|| json!({
+            "reason": w.cancel_reason,
+            "cleanup_until_ms": w.cancel_deadline_ms,
+        })),
         "pending_timers": w.pending_timers.iter().map(|t| json!({
             "seq": t.seq,
             "name": t.name,

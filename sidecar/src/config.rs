@@ -92,6 +92,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RAFTORAL_APP_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     pub app_timeout_ms: u64,
 
+    /// Milliseconds a cancelled running workflow's code may clean up (run
+    /// compensation steps) when the cancel gives no window; 0 cancels at
+    /// once.
+    #[arg(long, env = "RAFTORAL_CANCEL_CLEANUP_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=31_622_400_000))]
+    pub cancel_cleanup_ms: u64,
+
     /// Raft ticks without a leader before a follower campaigns.
     #[arg(long, env = "RAFTORAL_ELECTION_TICKS", default_value_t = 10)]
     pub election_ticks: usize,
@@ -219,6 +225,7 @@ impl ServeArgs {
             snapshot_max_retained_entries: self.snapshot_max_retained_entries,
             owner_timeout: Duration::from_millis(self.owner_timeout_ms),
             app_timeout: Duration::from_millis(self.app_timeout_ms),
+            cancel_cleanup: Duration::from_millis(self.cancel_cleanup_ms),
             retention: self.retention.0,
             tls: self.tls.files()?,
             tls_reload_interval: Duration::from_millis(self.tls_reload_ms),

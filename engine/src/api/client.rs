@@ -129,7 +129,11 @@ impl ClientApi {
         let r = request;
         let wf = self
             .node
-            .cancel_workflow(&r.workflow_id, &r.reason)
+            .cancel_workflow_with(
+                &r.workflow_id,
+                &r.reason,
+                r.cleanup_ms.map(std::time::Duration::from_millis),
+            )
             .await
             .map_err(to_status)?;
         Ok(CancelWorkflowResponse {

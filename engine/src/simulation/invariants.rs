@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use raftoral_proto::sidecar::v1::WorkflowStatus;
+
 use crate::workflows::state_machine::{NodeId, StateMachine, is_terminal};
 
 use super::workload::{Resolution, Workload};
@@ -124,7 +126,30 @@ pub(super) fn check_end(
                 w.owner
             ));
         }
-        if w.resolved_steps() != flow.steps {
+        if w.status == WorkflowStatus::Cancelled {
+            // Only a cancel ends a workflow CANCELLED: by its code, after
+            // the delivery, or by the window, not before its deadline.
+            if flow.cancel.is_none() {
+                return Err(format!(
+                    "node {node}: workflow {} cancelled, nobody asked",
+                    flow.id
+                ));
+            }
+            let delivered = w.checkpoints.iter().any(|c| c.is_cancellation());
+            let by_window = w.error.contains("cleanup window ran out");
+            if by_window && w.updated_at_ms < w.cancel_deadline_ms {
+                return Err(format!(
+                    "node {node}: workflow {} cut off at {} before its cleanup deadline {}",
+                    flow.id, w.updated_at_ms, w.cancel_deadline_ms
+                ));
+            }
+            if !by_window && !delivered && w.cancel_deadline_ms > 0 {
+                return Err(format!(
+                    "node {node}: workflow {} ended cancelled by its code without a delivery",
+                    flow.id
+                ));
+            }
+        } else if w.resolved_steps() != flow.steps {
             return Err(format!(
                 "node {node}: workflow {} finished with {} steps, its code has {}",
                 flow.id,
@@ -202,6 +227,11 @@ fn history_shape(w: &crate::workflows::state_machine::Workflow) -> Result<(), St
                     return Err(format!("timer {} started after other entries", c.seq));
                 }
                 started.insert(c.seq, c.next_attempt_at_ms);
+                continue;
+            }
+            // A sleep's cancellation (a delivered cancel request).
+            HistoryEntryKind::TimerCancelled => {
+                resolved.insert(c.seq);
                 continue;
             }
             HistoryEntryKind::TimerFired => {

@@ -1,22 +1,27 @@
 //! The simulated users: clients that start workflows (retrying with the
-//! same ids until a start is acknowledged) and one app per node that
-//! registers its workflow type and runs the workflows its node owns, step
-//! by step, from its replica's state, as the SDK core does.
+//! same ids until a start is acknowledged) and cancel some of them with a
+//! cleanup window, and one app per node that registers its workflow type
+//! and runs the workflows its node owns, step by step, from its replica's
+//! state, as the SDK core does (a cancel request delivered at the first
+//! open position, then the end as cancelled, or, for a stubborn cleanup,
+//! nothing until the window runs out).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use prost::bytes::Bytes;
 use raftoral_proto::cluster::v1::command::Kind;
 use raftoral_proto::cluster::v1::{
-    Command, FinishWorkflow, RecordCheckpoint, RecordStep, RegisterWorker, SetWorkerPresence,
-    StartWorkflow, WorkflowType,
+    CancelWorkflow, Command, FinishWorkflow, RecordCheckpoint, RecordStep, RegisterWorker,
+    SetWorkerPresence, StartWorkflow, WorkflowType,
 };
 use raftoral_proto::sidecar::v1::{Failure, HistoryEntryKind, WorkflowStatus};
 use tokio::sync::oneshot;
 
 use crate::consensus::proposal::Proposal;
 use crate::error::EngineError;
-use crate::workflows::state_machine::{Applied, NodeId, StateMachine, Workflow, stable_hash};
+use crate::workflows::state_machine::{
+    Applied, CANCELLED_FAILURE_TYPE, NodeId, StateMachine, Workflow, stable_hash,
+};
 
 /// The workflow type every app runs.
 pub(super) const TYPE: &str = "sim";
@@ -34,11 +39,40 @@ pub(super) struct Flow {
     /// The start was acknowledged; the client stops.
     pub started: bool,
     pending: Option<Pending>,
+    /// A cancel its client asks for, if any.
+    pub cancel: Option<CancelPlan>,
+    /// The cancel was acknowledged.
+    pub cancel_acked: bool,
+    cancel_pending: Option<Pending>,
+}
+
+/// A client's cancel of a workflow: when (after the start), with which
+/// cleanup window, and whether the code's cleanup never ends.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CancelPlan {
+    pub after_ms: u64,
+    pub cleanup_ms: u64,
+    pub stubborn: bool,
+}
+
+/// The reason of every simulated cancel.
+pub(super) const CANCEL_REASON: &str = "sim cancel";
+
+/// The cancel of workflow `id`, if its client cancels it (about one in
+/// five): a hash, as for [`outcome`].
+fn cancel_plan(id: &str) -> Option<CancelPlan> {
+    let h = stable_hash(&format!("{id}:cancel"));
+    h.is_multiple_of(5).then(|| CancelPlan {
+        after_ms: [0, 100, 400, 1_500][((h >> 8) % 4) as usize],
+        cleanup_ms: [300, 2_000][((h >> 12) % 2) as usize],
+        stubborn: (h >> 16).is_multiple_of(3),
+    })
 }
 
 #[derive(Debug)]
 enum What {
     Start(usize),
+    Cancel(usize),
     Register,
     Presence,
     Checkpoint(String, u64, Resolution),
@@ -126,6 +160,9 @@ impl Workload {
                     start_at,
                     started: false,
                     pending: None,
+                    cancel: cancel_plan(&format!("wf-{i}")),
+                    cancel_acked: false,
+                    cancel_pending: None,
                 })
                 .collect(),
             apps: BTreeMap::new(),
@@ -190,6 +227,9 @@ impl Workload {
             (What::Finish(id), Applied::Finished) => {
                 self.acked.finishes.insert(id);
             }
+            (What::Cancel(i), Applied::CancelRequested | Applied::Cancelled) => {
+                self.flows[i].cancel_acked = true;
+            }
             _ => {}
         }
     }
@@ -217,12 +257,32 @@ impl Workload {
         }
     }
 
-    /// The clients' turn: starts the workflows due, through `node`.
+    /// The clients' turn: starts the workflows due, and cancels those
+    /// whose cancel is due, through `node`.
     pub(super) fn clients(&mut self, node: NodeId, stamp: u64, now: u64) -> Vec<Propose> {
         let mut out = Vec::new();
         for i in 0..self.flows.len() {
             if let Some(p) = self.flows[i].pending.take() {
                 self.flows[i].pending = self.settle(p, now);
+            }
+            if let Some(p) = self.flows[i].cancel_pending.take() {
+                self.flows[i].cancel_pending = self.settle(p, now);
+            }
+            let flow = &self.flows[i];
+            if let Some(plan) = flow.cancel
+                && flow.started
+                && !flow.cancel_acked
+                && flow.cancel_pending.is_none()
+                && now >= flow.start_at + plan.after_ms
+            {
+                let kind = Kind::CancelWorkflow(CancelWorkflow {
+                    workflow_id: flow.id.clone(),
+                    reason: CANCEL_REASON.into(),
+                    cleanup_ms: plan.cleanup_ms,
+                });
+                let (proposal, pending) = self.propose(node, stamp, now, kind, What::Cancel(i));
+                self.flows[i].cancel_pending = Some(pending);
+                out.push((node, proposal));
             }
             let flow = &self.flows[i];
             if flow.started || flow.pending.is_some() || flow.start_at > now {
@@ -294,22 +354,83 @@ impl Workload {
             .cloned()
             .collect();
         for w in owned {
-            let steps = self
+            let (steps, stubborn) = self
                 .flows
                 .iter()
                 .find(|f| f.id == w.id)
-                .map_or(0, |f| f.steps);
-            // Asleep: the leader's timer service fires it, nothing to do.
-            if w.open_timer(w.first_open_step()).is_some() {
+                .map_or((0, false), |f| {
+                    (f.steps, f.cancel.is_some_and(|c| c.stubborn))
+                });
+            let cancel = w.cancel_requested() && w.first_open_step() < steps;
+            let (kind, what) = if cancel {
+                match self.cancel_move(node, &w, stubborn) {
+                    Some(next) => next,
+                    None => continue, // a cleanup that never ends
+                }
+            } else if w.open_timer(w.first_open_step()).is_some() {
+                // Asleep: the leader's timer service fires it.
                 continue;
-            }
-            let (kind, what) = self.next_step(node, &w, steps);
+            } else {
+                self.next_step(node, &w, steps)
+            };
             let (proposal, pending) = self.propose(node, stamp, now, kind, what);
             app.insert(w.id.clone(), pending);
             out.push((node, proposal));
         }
         self.apps.insert(node, app);
         out
+    }
+
+    /// The owner's move for `w` whose cancel is requested: deliver it at
+    /// the first open position (a step's final failure, or the sleep's
+    /// cancellation there), then end as cancelled; `None` for a stubborn
+    /// cleanup once delivered (the window ends it).
+    fn cancel_move(&mut self, node: NodeId, w: &Workflow, stubborn: bool) -> Option<(Kind, What)> {
+        let id = w.id.clone();
+        let failure = Failure {
+            r#type: CANCELLED_FAILURE_TYPE.into(),
+            message: CANCEL_REASON.into(),
+            ..Failure::default()
+        };
+        if w.checkpoints.iter().any(|c| c.is_cancellation()) {
+            if stubborn {
+                return None;
+            }
+            let finish = Kind::FinishWorkflow(FinishWorkflow {
+                workflow_id: id.clone(),
+                node_id: node,
+                success: false,
+                result: Bytes::new(),
+                error: format!("{CANCELLED_FAILURE_TYPE}: {CANCEL_REASON}"),
+                failure: Some(failure),
+            });
+            return Some((finish, What::Finish(id)));
+        }
+        let seq = w.first_open_step();
+        let (kind, attempt) = if w.open_timer(seq).is_some() {
+            (HistoryEntryKind::TimerCancelled, 1)
+        } else {
+            (HistoryEntryKind::StepFailed, w.last_failed_attempt(seq) + 1)
+        };
+        let name = if kind == HistoryEntryKind::TimerCancelled {
+            format!("nap-{seq}")
+        } else {
+            format!("step-{seq}")
+        };
+        let step = RecordStep {
+            workflow_id: id.clone(),
+            seq,
+            checkpoint_name: name,
+            node_id: node,
+            kind: kind as i32,
+            value: Bytes::new(),
+            failure: Some(failure),
+            attempt,
+            retry_delay_ms: 0,
+            timer_duration_ms: 0,
+        };
+        let what = What::Checkpoint(id, seq, Resolution::Failed(CANCEL_REASON.into()));
+        Some((Kind::RecordStep(step), what))
     }
 
     /// The owner's next move for `w`: the next attempt of its first open

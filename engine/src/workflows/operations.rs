@@ -17,7 +17,7 @@ use crate::error::EngineError;
 use crate::node::{ListFilter, Node, Started};
 use crate::workflows::state_machine::Event;
 use crate::workflows::state_machine::{
-    Applied, Checkpoint, MAX_TIMER_MS, STEPS_LEVEL, TIMERS_LEVEL, Workflow,
+    Applied, CANCEL_LEVEL, Checkpoint, MAX_TIMER_MS, STEPS_LEVEL, TIMERS_LEVEL, Workflow,
 };
 
 /// When a started workflow runs, and how long it may take
@@ -268,6 +268,12 @@ impl Node {
                 | HistoryEntryKind::TimerCancelled,
                 None,
             ) => None,
+            // The delivery of a cancel request at a sleep (`cancel.rs`).
+            (HistoryEntryKind::TimerCancelled, Some(f))
+                if f.r#type == crate::workflows::state_machine::CANCELLED_FAILURE_TYPE =>
+            {
+                Some(bounded_failure(f, MAX_FAILURE_BYTES)?)
+            }
             (HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled, Some(_)) => {
                 return Err(EngineError::InvalidArgument(format!(
                     "a {} entry carries no failure",
@@ -392,12 +398,48 @@ impl Node {
         .map(|_| ())
     }
 
-    /// Cancels a pending or running workflow; a finished one is returned as is.
+    /// Cancels a pending or running workflow with this node's cleanup
+    /// window ([`NodeConfig::cancel_cleanup`](crate::NodeConfig)); see
+    /// [`cancel_workflow_with`](Self::cancel_workflow_with).
     pub async fn cancel_workflow(
         &self,
         workflow_id: &str,
         reason: &str,
     ) -> Result<Workflow, EngineError> {
+        self.cancel_workflow_with(workflow_id, reason, None).await
+    }
+
+    /// Cancels a workflow; a finished one is returned as is. A pending
+    /// workflow is cancelled at once, and so is a running one when
+    /// `cleanup` is zero. Otherwise (`None`: this node's default) the
+    /// cancel is a request: the workflow stays RUNNING while its code gets
+    /// the cancellation and may clean up, and ends CANCELLED when the code
+    /// ends with it or when `cleanup` has passed (log time). While a member
+    /// runs an engine without cancel requests the cancel is immediate.
+    pub async fn cancel_workflow_with(
+        &self,
+        workflow_id: &str,
+        reason: &str,
+        cleanup: Option<Duration>,
+    ) -> Result<Workflow, EngineError> {
+        let cleanup = cleanup.unwrap_or(self.config().cancel_cleanup);
+        if cleanup.as_millis() > u128::from(MAX_TIMER_MS) {
+            return Err(EngineError::InvalidArgument(format!(
+                "the cleanup window is {cleanup:?}; at most 366 days"
+            )));
+        }
+        let mut cleanup_ms = cleanup.as_millis() as u64;
+        if cleanup_ms > 0 && self.read(|sm| sm.command_level()) < CANCEL_LEVEL {
+            // A member that recorded no level yet (a node started a moment
+            // ago) is waited for, as a start with options is; one whose
+            // engine predates requests gets an immediate cancel.
+            let older = self.read(|sm| sm.predates(CANCEL_LEVEL))
+                || self.wait_command_level(CANCEL_LEVEL).await.is_err();
+            if older {
+                tracing::info!(workflow = %workflow_id, "a member's engine predates cancel requests: cancelling at once, with no cleanup");
+                cleanup_ms = 0;
+            }
+        }
         crate::workflows::limits::check_len(
             "reason",
             reason,
@@ -413,6 +455,7 @@ impl Node {
         self.propose(Kind::CancelWorkflow(CancelWorkflow {
             workflow_id: workflow_id.to_owned(),
             reason: reason.to_owned(),
+            cleanup_ms,
         }))
         .await?;
         self.workflow(workflow_id)

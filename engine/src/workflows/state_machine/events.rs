@@ -69,6 +69,16 @@ pub enum Event {
         /// The reason.
         reason: String,
     },
+    /// A running workflow's cancel was requested: its code may clean up
+    /// until `cleanup_until_ms`.
+    WorkflowCancelRequested {
+        /// The workflow.
+        workflow_id: String,
+        /// The reason.
+        reason: String,
+        /// When the cleanup window ends (log time).
+        cleanup_until_ms: u64,
+    },
     /// A workflow reached a terminal status.
     WorkflowFinished {
         /// The workflow.

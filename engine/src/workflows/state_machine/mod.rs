@@ -14,14 +14,15 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{
-    CancelWorkflow, ChangeOwner, Command, FinishWorkflow, PurgeFinished, RegisterWorker,
-    SetWorkerPresence, StartWorkflow, command::Kind,
+    ChangeOwner, Command, FinishWorkflow, PurgeFinished, RegisterWorker, SetWorkerPresence,
+    StartWorkflow, command::Kind,
 };
 use raftoral_proto::sidecar::v1::WorkflowStatus;
 
 use crate::error::Rejection;
 
 pub use archive::{Archive, ArchiveError, Archived};
+pub use cancel::CANCEL_LEVEL;
 pub use events::{Event, EventAt};
 pub use pages::PageFilter;
 pub use snapshot::RestoreError;
@@ -29,7 +30,9 @@ pub use steps::{
     COMMAND_LEVEL, MAX_OPEN_STEPS, MAX_RETRY_DELAY_MS, MAX_TIMER_MS, STEPS_LEVEL, TIMERS_LEVEL,
 };
 pub use timers::{LATENESS_BUCKETS_MS, TimerKey, TimerSlot, TimerStats};
-pub use workflow::{Checkpoint, NodeId, StepIndex, Workflow, WorkflowType, is_terminal};
+pub use workflow::{
+    CANCELLED_FAILURE_TYPE, Checkpoint, NodeId, StepIndex, Workflow, WorkflowType, is_terminal,
+};
 
 /// What applying a command produced, returned to the proposer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +52,8 @@ pub enum Applied {
     Finished,
     /// The workflow was cancelled (or was already terminal: a no-op).
     Cancelled,
+    /// A cancel request was recorded: the running workflow cleans up.
+    CancelRequested,
     /// A membership change was applied.
     MembershipChanged,
     /// A node's app presence was recorded.
@@ -621,6 +626,16 @@ impl StateMachine {
             .unwrap_or(0)
     }
 
+    /// True when a member recorded a command level below `level` (not
+    /// none): its engine predates what `level` brings. A member that
+    /// recorded none yet (it just started) is not counted.
+    pub fn predates(&self, level: u32) -> bool {
+        self.addresses.keys().any(|node| {
+            let recorded = self.recorded_command_level(*node);
+            recorded > 0 && recorded < level
+        })
+    }
+
     /// True when `node` registered (name, version).
     pub fn is_registered(&self, node: NodeId, name: &str, version: u32) -> bool {
         self.registry
@@ -731,6 +746,8 @@ impl StateMachine {
             updated_at_ms: now,
             start_at_ms,
             timeout_at_ms,
+            cancel_reason: String::new(),
+            cancel_deadline_ms: 0,
         };
         self.add_timers(&wf);
         if status == WorkflowStatus::Running {
@@ -837,6 +854,10 @@ impl StateMachine {
         if c.success {
             wf.status = WorkflowStatus::Completed;
             wf.result = c.result.clone();
+        } else if cancel::ends_cancelled(wf, c.failure.as_ref()) {
+            // The code ended with the cancellation it was delivered.
+            wf.status = WorkflowStatus::Cancelled;
+            wf.error = wf.cancel_reason.clone();
         } else {
             wf.status = WorkflowStatus::Failed;
             wf.error = c.error.clone();
@@ -850,43 +871,6 @@ impl StateMachine {
         });
         self.note_finished(&c.workflow_id, WorkflowStatus::Running, status, now);
         Ok(Applied::Finished)
-    }
-
-    fn cancel_workflow(
-        &mut self,
-        c: &CancelWorkflow,
-        now: u64,
-        events: &mut Vec<Event>,
-    ) -> Result<Applied, Rejection> {
-        let Some(wf) = self.workflows.get_mut(&c.workflow_id).map(Arc::make_mut) else {
-            // A flushed workflow is finished: cancelling it is a no-op.
-            return match self.archived(&c.workflow_id) {
-                Some(_) => Ok(Applied::Cancelled),
-                None => Err(Rejection::UnknownWorkflow(c.workflow_id.clone())),
-            };
-        };
-        if wf.is_terminal() {
-            return Ok(Applied::Cancelled);
-        }
-        let was = wf.status;
-        wf.status = WorkflowStatus::Cancelled;
-        wf.error = if c.reason.is_empty() {
-            "cancelled".to_owned()
-        } else {
-            c.reason.clone()
-        };
-        wf.pending_reason.clear();
-        wf.updated_at_ms = now;
-        events.push(Event::WorkflowCancelled {
-            workflow_id: c.workflow_id.clone(),
-            reason: wf.error.clone(),
-        });
-        events.push(Event::WorkflowFinished {
-            workflow_id: c.workflow_id.clone(),
-            status: WorkflowStatus::Cancelled,
-        });
-        self.note_finished(&c.workflow_id, was, WorkflowStatus::Cancelled, now);
-        Ok(Applied::Cancelled)
     }
 }
 
@@ -904,6 +888,9 @@ pub(crate) fn stable_hash(s: &str) -> u64 {
 }
 
 pub mod archive;
+mod cancel;
+#[cfg(test)]
+mod cancel_tests;
 mod events;
 mod pages;
 mod snapshot;

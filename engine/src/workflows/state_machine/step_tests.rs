@@ -311,8 +311,15 @@ fn the_command_level_is_the_lowest_a_member_recorded() {
         )
     };
     assert_eq!(sm.command_level(), 0, "nobody recorded one");
+    assert!(
+        !sm.predates(COMMAND_LEVEL),
+        "none recorded: nothing older known"
+    );
     sm.apply(&level(1, COMMAND_LEVEL)).0.unwrap();
     assert_eq!(sm.command_level(), 0, "node 2 has not");
+    sm.apply(&level(2, COMMAND_LEVEL - 1)).0.unwrap();
+    assert!(sm.predates(COMMAND_LEVEL), "node 2's engine is older");
+    assert!(!sm.predates(COMMAND_LEVEL - 1));
     sm.apply(&level(2, COMMAND_LEVEL)).0.unwrap();
     assert_eq!(sm.command_level(), COMMAND_LEVEL);
     // The leader marking a node absent does not know its level: 0 keeps it.

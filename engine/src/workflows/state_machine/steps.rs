@@ -14,7 +14,7 @@ use std::sync::Arc;
 use raftoral_proto::cluster::v1::{RecordCheckpoint, RecordStep};
 use raftoral_proto::sidecar::v1::HistoryEntryKind;
 
-use super::workflow::Checkpoint;
+use super::workflow::{CANCELLED_FAILURE_TYPE, Checkpoint};
 use super::{Applied, Event, StateMachine};
 use crate::error::Rejection;
 
@@ -24,10 +24,11 @@ use crate::error::Rejection;
 pub const MAX_OPEN_STEPS: u64 = 256;
 
 /// The highest command level this engine applies: 2 knows `RecordStep`,
-/// 3 durable timers (`RecordStep` of kind `TIMER_STARTED`, `FireTimers`).
+/// 3 durable timers (`RecordStep` of kind `TIMER_STARTED`, `FireTimers`),
+/// 4 cancel requests (`CancelWorkflow.cleanup_ms`).
 /// Recorded per node (`SetWorkerPresence.command_level`); a command of a
 /// level is proposed only once every member recorded at least it.
-pub const COMMAND_LEVEL: u32 = 3;
+pub const COMMAND_LEVEL: u32 = 4;
 
 /// The command level of `RecordStep` (values, failures, attempts).
 pub const STEPS_LEVEL: u32 = 2;
@@ -84,11 +85,17 @@ impl StateMachine {
         events: &mut Vec<Event>,
     ) -> Result<Applied, Rejection> {
         let kind = c.kind();
+        // A sleep's cancellation may carry the failure that delivers a
+        // cancel request (`cancel.rs`).
+        let delivers_cancel = kind == HistoryEntryKind::TimerCancelled
+            && c.failure
+                .as_ref()
+                .is_some_and(|f| f.r#type == CANCELLED_FAILURE_TYPE);
         let needs_failure = matches!(
             kind,
             HistoryEntryKind::StepFailed | HistoryEntryKind::StepAttemptFailed
         );
-        if needs_failure != c.failure.is_some() {
+        if needs_failure != c.failure.is_some() && !delivers_cancel {
             return Err(Rejection::InvalidStep(format!(
                 "step {} of workflow '{}': a failed step or attempt carries its failure and no other entry does",
                 c.seq, c.workflow_id
@@ -142,6 +149,13 @@ impl StateMachine {
     fn check_step(&self, p: &Proposed<'_>) -> Result<(), Rejection> {
         let wf = self.running_owned_by(p.workflow_id, p.node_id)?;
         let (seq, steps) = (p.entry.seq, &wf.steps);
+        if p.entry.is_cancellation() && !wf.cancel_requested() {
+            return Err(Rejection::InvalidStep(format!(
+                "position {seq} of workflow '{}': the failure type {} is reserved for delivering \
+                 a cancel request, and none is running; give the error another type",
+                p.workflow_id, CANCELLED_FAILURE_TYPE
+            )));
+        }
         if steps.is_resolved(seq) {
             return Err(Rejection::UnexpectedSeq {
                 workflow_id: p.workflow_id.to_owned(),

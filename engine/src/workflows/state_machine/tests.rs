@@ -1,4 +1,5 @@
 use super::*;
+use raftoral_proto::cluster::v1::CancelWorkflow;
 use raftoral_proto::cluster::v1::RecordCheckpoint;
 
 fn cmd(kind: Kind) -> Command {
@@ -198,6 +199,7 @@ fn finish_and_cancel_are_terminal() {
     let cancel = cmd(Kind::CancelWorkflow(CancelWorkflow {
         workflow_id: "b".into(),
         reason: "user asked".into(),
+        cleanup_ms: 0,
     }));
     let (_, events) = sm.apply(&cancel);
     assert_eq!(events.len(), 2);
@@ -214,6 +216,7 @@ fn finish_and_cancel_are_terminal() {
     let (outcome, events) = sm.apply(&cmd(Kind::CancelWorkflow(CancelWorkflow {
         workflow_id: "a".into(),
         reason: String::new(),
+        cleanup_ms: 0,
     })));
     assert_eq!((outcome, events.len()), (Ok(Applied::Cancelled), 0));
     assert_eq!(sm.workflow("a").unwrap().status, WorkflowStatus::Failed);
@@ -424,6 +427,7 @@ fn the_active_index_and_counters_follow_every_status_change_and_a_restore() {
         &cmd(Kind::CancelWorkflow(CancelWorkflow {
             workflow_id: "p".into(),
             reason: String::new(),
+            cleanup_ms: 0,
         })),
     );
     let active: Vec<&str> = sm.active_workflows().map(|w| w.id.as_str()).collect();
@@ -462,6 +466,7 @@ fn the_active_index_and_counters_follow_every_status_change_and_a_restore() {
     let cancel = cmd(Kind::CancelWorkflow(CancelWorkflow {
         workflow_id: "q1".into(),
         reason: String::new(),
+        cleanup_ms: 0,
     }));
     ok(&mut sm, &cancel);
     assert_eq!(counts(&sm), [1, 1, 1, 0, 2]);
@@ -480,6 +485,7 @@ fn a_purge_removes_only_finished_workflows_older_than_its_cutoff() {
         Kind::CancelWorkflow(CancelWorkflow {
             workflow_id: id.into(),
             reason: String::new(),
+            cleanup_ms: 0,
         })
     };
     ok(&mut sm, &start("old", "nobody", 1, 1));
@@ -587,6 +593,7 @@ fn flushed_finished_workflows_leave_memory_and_stay_readable() {
     let (outcome, events) = sm.apply(&cmd(Kind::CancelWorkflow(CancelWorkflow {
         workflow_id: "w1".into(),
         reason: String::new(),
+        cleanup_ms: 0,
     })));
     assert_eq!((outcome, events.len()), (Ok(Applied::Cancelled), 0));
     assert_eq!(sm.workflow("w1").unwrap().status, WorkflowStatus::Completed);

@@ -3,7 +3,7 @@
 
 use super::step_tests::{cmd_at, failed, running, shape, step, value};
 use super::*;
-use raftoral_proto::cluster::v1::{FireTimers, RecordStep};
+use raftoral_proto::cluster::v1::{CancelWorkflow, FireTimers, RecordStep};
 use raftoral_proto::sidecar::v1::HistoryEntryKind;
 
 fn sleep(seq: u64, duration_ms: u64) -> RecordStep {
@@ -133,6 +133,7 @@ fn finishing_or_cancelling_a_workflow_drops_its_timers() {
     let cancel = Kind::CancelWorkflow(CancelWorkflow {
         workflow_id: "w".into(),
         reason: "stop".into(),
+        cleanup_ms: 0,
     });
     sm.apply(&cmd_at(2500, cancel)).0.unwrap();
     assert_eq!(sm.pending_timers(), 0);

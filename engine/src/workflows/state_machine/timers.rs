@@ -6,8 +6,10 @@
 //! each. The table here is derived from the active workflows (rebuilt when
 //! a snapshot or the store is read, never serialized), ordered by deadline,
 //! so the leader's timer service looks only at its head. A timer leaves it
-//! when it fires, when the owner cancels it (a sleep that lost a `first`),
-//! or when its workflow finishes or is cancelled.
+//! when it fires, when the owner cancels it (a sleep that lost a `first`,
+//! or one a cancel request was delivered to), or when its workflow
+//! finishes or is cancelled. A cancel request's cleanup window is a timer
+//! of its workflow too (`cancel.rs`).
 
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ pub enum TimerSlot {
     Start,
     /// The execution timeout.
     ExecutionTimeout,
+    /// The end of a cancel request's cleanup window (`cancel.rs`).
+    CancelCleanup,
 }
 
 impl TimerSlot {
@@ -36,6 +40,7 @@ impl TimerSlot {
             TimerKind::Unspecified => TimerSlot::Sleep(r.seq),
             TimerKind::Start => TimerSlot::Start,
             TimerKind::ExecutionTimeout => TimerSlot::ExecutionTimeout,
+            TimerKind::CancelCleanup => TimerSlot::CancelCleanup,
         }
     }
 
@@ -45,6 +50,7 @@ impl TimerSlot {
             TimerSlot::Sleep(seq) => (TimerKind::Unspecified, seq),
             TimerSlot::Start => (TimerKind::Start, 0),
             TimerSlot::ExecutionTimeout => (TimerKind::ExecutionTimeout, 0),
+            TimerSlot::CancelCleanup => (TimerKind::CancelCleanup, 0),
         };
         TimerRef {
             workflow_id,
@@ -124,6 +130,7 @@ impl StateMachine {
                 }
                 TimerSlot::Start => self.start_due(id, now, events),
                 TimerSlot::ExecutionTimeout => self.time_out(id, now, events),
+                TimerSlot::CancelCleanup => self.cleanup_expired(id, now, events),
             }
         }
         Applied::TimersFired(fired)
@@ -166,34 +173,24 @@ impl StateMachine {
     /// The execution timeout passed: the workflow fails with
     /// [`TIMEOUT_FAILURE_TYPE`], and its apps stop the run as for a cancel.
     fn time_out(&mut self, id: &str, now: u64, events: &mut Vec<Event>) {
-        let wf = self
-            .workflows
-            .get_mut(id)
-            .map(Arc::make_mut)
-            .expect("checked by the caller");
-        let was = wf.status;
         let message = format!(
             "the workflow did not finish within its execution timeout (it timed out at {} ms, log time)",
-            wf.timeout_at_ms
+            self.workflows[id].timeout_at_ms
         );
-        wf.status = WorkflowStatus::Failed;
-        wf.error = format!("{TIMEOUT_FAILURE_TYPE}: {message}");
-        wf.failure = Some(Box::new(Failure {
+        let error = format!("{TIMEOUT_FAILURE_TYPE}: {message}");
+        let failure = Failure {
             r#type: TIMEOUT_FAILURE_TYPE.into(),
             message,
             ..Failure::default()
-        }));
-        wf.pending_reason.clear();
-        wf.updated_at_ms = now;
-        events.push(Event::WorkflowCancelled {
-            workflow_id: id.to_owned(),
-            reason: wf.error.clone(),
-        });
-        events.push(Event::WorkflowFinished {
-            workflow_id: id.to_owned(),
-            status: WorkflowStatus::Failed,
-        });
-        self.note_finished(id, was, WorkflowStatus::Failed, now);
+        };
+        self.stop_run(
+            id,
+            WorkflowStatus::Failed,
+            error,
+            Some(failure),
+            now,
+            events,
+        );
     }
 
     /// The open timers due at `now` (log time), earliest first, at most
@@ -258,6 +255,13 @@ fn keys(wf: &Workflow) -> Vec<TimerKey> {
     if wf.timeout_at_ms > 0 {
         keys.push((wf.timeout_at_ms, wf.id.clone(), TimerSlot::ExecutionTimeout));
     }
+    if wf.cancel_deadline_ms > 0 {
+        keys.push((
+            wf.cancel_deadline_ms,
+            wf.id.clone(),
+            TimerSlot::CancelCleanup,
+        ));
+    }
     keys
 }
 
@@ -273,6 +277,7 @@ fn open_deadline(wf: &Workflow, slot: TimerSlot) -> Option<u64> {
             (wf.status == WorkflowStatus::Pending && wf.start_at_ms > 0).then_some(wf.start_at_ms)
         }
         TimerSlot::ExecutionTimeout => (wf.timeout_at_ms > 0).then_some(wf.timeout_at_ms),
+        TimerSlot::CancelCleanup => wf.cancel_requested().then_some(wf.cancel_deadline_ms),
     }
 }
 

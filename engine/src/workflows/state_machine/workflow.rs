@@ -12,6 +12,8 @@ use raftoral_proto::sidecar::v1::{
 /// Raft node id.
 pub type NodeId = u64;
 
+pub use raftoral_proto::cancel::CANCELLED_FAILURE_TYPE;
+
 /// A workflow type: (name, version).
 pub type WorkflowType = (String, u32);
 
@@ -88,11 +90,20 @@ impl Checkpoint {
         }
     }
 
+    /// True for an entry that delivered a cancel request: a step's final
+    /// failure or a timer's cancellation of type
+    /// [`CANCELLED_FAILURE_TYPE`](CANCELLED_FAILURE_TYPE).
+    pub fn is_cancellation(&self) -> bool {
+        raftoral_proto::cancel::delivers_cancel(self.kind, self.failure.as_deref())
+    }
+
     /// The app protocol that reads this entry, the history's entry number
     /// `position`: 0 for a plain value, 2 for failures and out-of-order
-    /// seqs, 3 for timers (app.proto).
+    /// seqs, 3 for timers, 4 for a delivered cancellation (app.proto).
     pub fn protocol_at(&self, position: u64) -> u32 {
-        if self.is_timer() {
+        if self.is_cancellation() {
+            4
+        } else if self.is_timer() {
             3
         } else if self.is_plain_at(position) {
             0
@@ -136,6 +147,11 @@ pub struct Workflow {
     pub start_at_ms: u64,
     /// When the workflow times out (log time); 0: no execution timeout.
     pub timeout_at_ms: u64,
+    /// The reason of a cancel request (`cancel.rs`); empty: none.
+    pub cancel_reason: String,
+    /// When a cancel request's cleanup window ends (log time); 0: no cancel
+    /// was requested. Kept once the workflow finished (its timer is gone).
+    pub cancel_deadline_ms: u64,
     /// Last change, ms since the Unix epoch.
     pub updated_at_ms: u64,
 }
@@ -166,7 +182,22 @@ impl Workflow {
             pending_timers: self.pending_timers(),
             start_at_ms: self.start_at_ms,
             timeout_at_ms: self.timeout_at_ms,
+            cancel_reason: if self.is_terminal() {
+                String::new()
+            } else {
+                self.cancel_reason.clone()
+            },
+            cancel_deadline_ms: if self.is_terminal() {
+                0
+            } else {
+                self.cancel_deadline_ms
+            },
         }
+    }
+
+    /// True while a cancel request's cleanup runs (`cancel.rs`).
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel_deadline_ms > 0 && !self.is_terminal()
     }
 
     /// The open timers with their names, earliest deadline first; none
@@ -218,7 +249,9 @@ impl Workflow {
     /// The app protocol that reads this history (see
     /// [`Checkpoint::protocol_at`]).
     pub fn protocol_needed(&self) -> u32 {
-        if self.steps.timed {
+        if self.steps.cancelled {
+            4
+        } else if self.steps.timed {
             3
         } else if self.steps.is_plain() {
             0
@@ -296,6 +329,8 @@ pub(super) fn record(w: &Workflow) -> WorkflowRecord {
         updated_at_ms: w.updated_at_ms,
         start_at_ms: w.start_at_ms,
         timeout_at_ms: w.timeout_at_ms,
+        cancel_reason: w.cancel_reason.clone(),
+        cancel_deadline_ms: w.cancel_deadline_ms,
     }
 }
 
@@ -335,6 +370,8 @@ pub(super) fn workflow(w: WorkflowRecord) -> Workflow {
         updated_at_ms: w.updated_at_ms,
         start_at_ms: w.start_at_ms,
         timeout_at_ms: w.timeout_at_ms,
+        cancel_reason: w.cancel_reason,
+        cancel_deadline_ms: w.cancel_deadline_ms,
     }
 }
 
@@ -356,6 +393,8 @@ pub struct StepIndex {
     pub(super) timers: BTreeMap<u64, u64>,
     /// Some entry is a timer's (the history needs app protocol 3).
     pub(super) timed: bool,
+    /// Some entry delivered a cancel request (app protocol 4).
+    pub(super) cancelled: bool,
 }
 
 impl StepIndex {
@@ -372,6 +411,9 @@ impl StepIndex {
     pub(super) fn add(&mut self, position: u64, entry: &Checkpoint) {
         if !entry.is_plain_at(position) {
             self.mixed = true;
+        }
+        if entry.is_cancellation() {
+            self.cancelled = true;
         }
         if entry.is_timer() {
             self.timed = true;

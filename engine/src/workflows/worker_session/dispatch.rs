@@ -113,6 +113,12 @@ impl WorkerSession {
     /// never computes a step that is committed. A run the app declared it
     /// holds gets only the history after what it knows.
     async fn execute(&mut self, wf: Arc<Workflow>, since: u64) -> Result<(), End> {
+        self.send_run(&wf, since).await?;
+        // A cancel requested before the run was sent follows it.
+        self.cancel_requested(&wf).await
+    }
+
+    async fn send_run(&mut self, wf: &Workflow, since: u64) -> Result<(), End> {
         if !self.node.claim(&wf.id, self.id) {
             return Ok(());
         }
@@ -200,13 +206,17 @@ impl WorkerSession {
                 run.since = index;
             }
             match wf.status {
-                WorkflowStatus::Running => self.set_owner(&id, wf.owner == me).await?,
+                WorkflowStatus::Running => {
+                    self.set_owner(&id, wf.owner == me).await?;
+                    self.cancel_requested(&wf).await?;
+                }
                 WorkflowStatus::Cancelled => {
                     self.active.remove(&id);
                     self.node.release(&id, self.id);
                     self.send(SidecarMsg::WorkflowCancellation(WorkflowCancellation {
                         workflow_id: id.clone(),
                         reason: wf.error.clone(),
+                        ..WorkflowCancellation::default()
                     }))
                     .await?;
                 }
@@ -326,8 +336,18 @@ impl WorkerSession {
                 self.send(SidecarMsg::WorkflowCancellation(WorkflowCancellation {
                     workflow_id: workflow_id.clone(),
                     reason: reason.clone(),
+                    ..WorkflowCancellation::default()
                 }))
                 .await
+            }
+            Event::WorkflowCancelRequested { workflow_id, .. } => {
+                if stale(workflow_id) {
+                    return Ok(());
+                }
+                match self.node.workflow(workflow_id) {
+                    Some(wf) => self.cancel_requested(&wf).await,
+                    None => Ok(()),
+                }
             }
             Event::WorkflowFinished { workflow_id, .. } => {
                 if !stale(workflow_id) && self.active.remove(workflow_id).is_some() {
@@ -358,7 +378,13 @@ impl WorkerSession {
                     return Ok(());
                 }
                 if self.active.contains_key(workflow_id) {
-                    return self.set_owner(workflow_id, *new == me).await;
+                    self.set_owner(workflow_id, *new == me).await?;
+                    // An older app that now owns a workflow whose cancel is
+                    // requested has it finished (a newer one knows it).
+                    return match self.node.workflow(workflow_id) {
+                        Some(wf) if *new == me => self.cancel_requested(&wf).await,
+                        _ => Ok(()),
+                    };
                 }
                 if *new == me {
                     return self.dispatch_one(workflow_id).await;

@@ -12,6 +12,7 @@
 //!
 //! Imports the node, the state machine and the limits; never the APIs.
 
+mod cancel;
 mod dispatch;
 mod proposals;
 mod wire;
