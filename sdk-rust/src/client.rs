@@ -507,18 +507,46 @@ impl RaftoralClient {
             .map(|r| r.workflow.unwrap_or_default())
     }
 
-    /// Cancels a workflow; every replica's function fails with
-    /// [`ClientError::Cancelled`].
+    /// Cancels a workflow with the sidecar's cleanup window (30 s unless
+    /// configured); see [`cancel_workflow_with`](Self::cancel_workflow_with).
     pub async fn cancel_workflow(
         &self,
         workflow_id: &str,
         reason: &str,
+    ) -> Result<WorkflowInfo, ClientError> {
+        self.cancel_workflow_with(workflow_id, reason, None).await
+    }
+
+    /// Cancels a workflow. A pending one is CANCELLED at once. A running
+    /// one gets a request: the returned info is still RUNNING (with
+    /// `cancel_reason` and `cancel_deadline_ms`), the step or sleep its
+    /// code awaits fails with [`ClientError::Cancelled`], and the code may
+    /// catch it to run compensation steps for up to `cleanup` (`None`: the
+    /// sidecar's default; zero: no cleanup, cancelled now). The workflow
+    /// ends CANCELLED when its function returns that error, or when the
+    /// window runs out; wait for it with
+    /// [`WorkflowHandle::result`](crate::WorkflowHandle::result).
+    ///
+    /// ```no_run
+    /// # async fn f(client: raftoral_client::RaftoralClient) -> Result<(), raftoral_client::ClientError> {
+    /// use std::time::Duration;
+    /// client
+    ///     .cancel_workflow_with("order-42", "customer asked", Some(Duration::from_secs(60)))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel_workflow_with(
+        &self,
+        workflow_id: &str,
+        reason: &str,
+        cleanup: Option<Duration>,
     ) -> Result<WorkflowInfo, ClientError> {
         self.inner
             .link
             .cancel_workflow(CancelWorkflowRequest {
                 workflow_id: workflow_id.to_owned(),
                 reason: reason.to_owned(),
+                cleanup_ms: cleanup.map(|c| c.as_millis().min(u128::from(u64::MAX)) as u64),
             })
             .await
             .map_err(|s| ClientError::status("CancelWorkflow", s))

@@ -169,20 +169,32 @@ impl WorkflowContext {
         Fut: Future<Output = Result<T, E>>,
     {
         policy.validate()?;
-        let mut slot = self.core.checkpoint_slot(&self.run, name).await?;
+        let req = self.core.request(&self.run, name)?;
+        let mut slot = self.core.first_slot(&self.run, &req).await?;
         loop {
             let token = match slot {
                 Slot::Committed(bytes) => return Ok(serde_json::from_slice(&bytes)?),
                 Slot::Compute(token) => token,
             };
             let attempt = token.attempt();
-            let outcome = match policy.attempt_timeout {
-                None => compute(attempt).await.map_err(|e| e.into().into_failure()),
-                // Dropping the attempt's future stops it.
-                Some(limit) => match tokio::time::timeout(limit, compute(attempt)).await {
-                    Ok(done) => done.map_err(|e| e.into().into_failure()),
-                    Err(_) => Err(policy.timeout_failure(attempt)),
-                },
+            let run_attempt = async {
+                match policy.attempt_timeout {
+                    None => compute(attempt).await.map_err(|e| e.into().into_failure()),
+                    // Dropping the attempt's future stops it.
+                    Some(limit) => match tokio::time::timeout(limit, compute(attempt)).await {
+                        Ok(done) => done.map_err(|e| e.into().into_failure()),
+                        Err(_) => Err(policy.timeout_failure(attempt)),
+                    },
+                }
+            };
+            let outcome = match self.attempt(&req, &token, run_attempt).await {
+                Some(outcome) => outcome,
+                // Stopped: the cancellation was delivered here, or the
+                // position resolved elsewhere.
+                None => {
+                    slot = self.core.slot(&self.run, &req).await?;
+                    continue;
+                }
             };
             match outcome {
                 Ok(value) => {
@@ -214,12 +226,42 @@ impl WorkflowContext {
             .await
     }
 
-    /// Resolves with the reason once the workflow is cancelled; `None` when
-    /// the run ends first. The next checkpoint fails with
-    /// [`ClientError::Cancelled`] either way; this lets code between
-    /// checkpoints stop early.
+    /// Resolves with the reason once the workflow's cancel is requested
+    /// (or it is cancelled for good); `None` when the run ends first.
+    ///
+    /// A cancel request reaches the code as [`ClientError::Cancelled`] at
+    /// the step or sleep it awaits (a running step is stopped), or at its
+    /// next one; catch it to run compensation steps, which run as usual,
+    /// then return the error so the workflow ends CANCELLED:
+    ///
+    /// ```no_run
+    /// # use raftoral_client::{ClientError, WorkflowContext};
+    /// # async fn f(ctx: WorkflowContext) -> Result<(), ClientError> {
+    /// match ctx.checkpoint_compute("charge", async { 42u64 }).await {
+    ///     Err(cancel @ ClientError::Cancelled { .. }) => {
+    ///         ctx.checkpoint("refund", || true).await?;
+    ///         Err(cancel)
+    ///     }
+    ///     other => other.map(|_| ()),
+    /// }
+    /// # }
+    /// ```
     pub async fn cancelled(&self) -> Option<String> {
         self.core.cancelled(&self.run).await
+    }
+
+    /// For bindings: the run's interruptions so far (see
+    /// [`WorkerCore::interrupted`]).
+    pub fn interrupts(&self) -> u64 {
+        self.core.interrupts(&self.run)
+    }
+
+    /// For bindings: resolves once the run has more than `after`
+    /// interruptions (stop the running step attempts and ask for their
+    /// slots again), with the reason and the new count; `None` when the
+    /// run ends first. See [`WorkerCore::interrupted`].
+    pub async fn interrupted(&self, after: u64) -> Option<(String, u64)> {
+        self.core.interrupted(&self.run, after).await
     }
 
     /// The current time, recorded: on the owner the clock is read and
@@ -343,12 +385,38 @@ impl WorkflowContext {
     where
         Fut: Future<Output = Result<Bytes, ClientError>>,
     {
-        match self.core.checkpoint_slot(&self.run, name).await? {
-            Slot::Committed(value) => Ok(value),
-            Slot::Compute(token) => {
-                let value = compute.await?;
-                self.core.commit(&self.run, token, value).await
+        let req = self.core.request(&self.run, name)?;
+        let mut slot = self.core.first_slot(&self.run, &req).await?;
+        let mut compute = std::pin::pin!(compute);
+        loop {
+            let token = match slot {
+                Slot::Committed(value) => return Ok(value),
+                Slot::Compute(token) => token,
+            };
+            match self.attempt(&req, &token, compute.as_mut()).await {
+                Some(value) => return self.core.commit(&self.run, token, value?).await,
+                // The core decides what the position gets (a computation
+                // given back goes on with the same future).
+                None => slot = self.core.slot(&self.run, &req).await?,
             }
+        }
+    }
+
+    /// Runs a step attempt until it ends (`Some`), or until it must stop
+    /// (`None`): a cancel request delivered at its position, the position
+    /// resolved by another owner, the run's end. A cancellation reaches
+    /// the code at once this way, even while a step hangs.
+    async fn attempt<T>(
+        &self,
+        req: &SlotRequest,
+        token: &ComputeToken,
+        attempt: impl Future<Output = T>,
+    ) -> Option<T> {
+        debug_assert_eq!(req.seq(), token.seq());
+        tokio::select! {
+            biased;
+            outcome = attempt => Some(outcome),
+            () = self.core.interrupted_at(&self.run, token.seq()) => None,
         }
     }
 }

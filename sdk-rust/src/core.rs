@@ -26,8 +26,9 @@ use crate::error::ClientError;
 use crate::history::{Entry, History};
 
 /// The app protocol this core speaks (see app.proto): failed steps,
-/// attempts and out-of-order seqs in histories (2), durable timers (3).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// attempts and out-of-order seqs in histories (2), durable timers (3),
+/// cancel requests delivered into the code (4).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Pause before re-sending a proposal the sidecar could not commit (no
 /// leader, timeout). Proposals are idempotent thanks to seq fencing.
@@ -105,6 +106,21 @@ struct RunState {
     pending: BTreeMap<u64, Pending>,
     /// Refusals of pending proposals, by seq.
     refused: HashMap<u64, StreamError>,
+    /// Positions the code took that were not resolved then, with their
+    /// names and whether each is a timer's (pruned as they resolve): what
+    /// a cancel request is delivered to (`core_cancel.rs`).
+    open: BTreeMap<u64, (String, bool)>,
+    /// The reason of the workflow's cancel request, once the sidecar sent
+    /// it: the code gets it as `Cancelled` where the owner delivers it.
+    cancel_request: Option<String>,
+    /// The owner's proposals delivering the cancel request, by seq: true
+    /// while sent on the current stream.
+    cancel_proposals: BTreeMap<u64, bool>,
+    /// Counts the times running attempts must stop: a cancel request
+    /// delivered to new positions, or the run cancelled for good.
+    interrupts: u64,
+    /// The workflow was cancelled for good (no cleanup): every operation
+    /// of the code fails with this reason.
     cancelled: Option<String>,
     /// The generator of `random` and `uuid`.
     random: Random,
@@ -127,11 +143,24 @@ impl RunState {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
+    /// Appends the next committed entry; a position it resolves is not
+    /// open any more.
+    fn push(&mut self, entry: Entry) {
+        let seq = entry.seq;
+        self.history.push(entry);
+        if self.history.resolution(seq).is_some() {
+            self.open.remove(&seq);
+        }
+    }
+
     /// Every pending proposal must be sent again (a new stream, or
     /// ownership that changed).
     fn unsend(&mut self) {
         for pending in self.pending.values_mut() {
             pending.sent = false;
+        }
+        for sent in self.cancel_proposals.values_mut() {
+            *sent = false;
         }
     }
 }
@@ -289,13 +318,16 @@ impl WorkerCore {
             // what it knows: `held_runs`); what it has already is skipped.
             for (record, index) in req.history.into_iter().zip(req.history_start..) {
                 if index == run.history.len() {
-                    run.history.push(record.into());
+                    run.push(record.into());
                 }
             }
             // A new stream: the waiting `commit`s re-send their proposals
             // if this replica owns the workflow.
             run.unsend();
             run.changed();
+            let id = req.workflow_id.clone();
+            drop(guard);
+            self.deliver_cancel(&id);
             return None;
         }
         if req.history_start > 0 {
@@ -323,6 +355,10 @@ impl WorkerCore {
                 timer_positions: Default::default(),
                 pending: BTreeMap::new(),
                 refused: HashMap::new(),
+                open: BTreeMap::new(),
+                cancel_request: None,
+                cancel_proposals: BTreeMap::new(),
+                interrupts: 0,
                 cancelled: None,
                 random: Random::new(req.random_seed, &req.workflow_id),
                 ended: None,
@@ -341,18 +377,34 @@ impl WorkerCore {
 
     /// A checkpoint was committed.
     pub fn on_checkpoint_event(&self, ev: CheckpointEvent) {
-        let mut state = self.lock();
-        let Some(run) = state.runs.get_mut(&ev.workflow_id) else {
-            return;
+        let id = ev.workflow_id.clone();
+        let deliver = {
+            let mut state = self.lock();
+            let Some(run) = state.runs.get_mut(&ev.workflow_id) else {
+                return;
+            };
+            let len = run.history.len();
+            if ev.history_index == len {
+                // A failed attempt committed before a cancellation of its
+                // step: that cancellation needs the next attempt number.
+                if ev.kind() == raftoral_proto::sidecar::v1::HistoryEntryKind::StepAttemptFailed
+                    && let Some(sent) = run.cancel_proposals.get_mut(&ev.seq)
+                {
+                    *sent = false;
+                }
+                run.push(Entry::from(ev));
+                run.changed();
+            } else if ev.history_index > len {
+                // Cannot happen with an ordered stream; say so loudly rather than
+                // misalign the history.
+                tracing::error!(workflow = %ev.workflow_id, index = ev.history_index, have = len, "checkpoint event out of order; ignored");
+                return;
+            }
+            run.cancel_request.is_some()
         };
-        let len = run.history.len();
-        if ev.history_index == len {
-            run.history.push(Entry::from(ev));
-            run.changed();
-        } else if ev.history_index > len {
-            // Cannot happen with an ordered stream; say so loudly rather than
-            // misalign the history.
-            tracing::error!(workflow = %ev.workflow_id, index = ev.history_index, have = len, "checkpoint event out of order; ignored");
+        // The common case (no cancel requested) takes the lock once.
+        if deliver {
+            self.deliver_cancel(&id);
         }
     }
 
@@ -360,23 +412,40 @@ impl WorkerCore {
     /// loss is kept: when ownership comes back before another owner
     /// committed its seq, the waiting `commit` proposes it again.
     pub fn on_ownership_change(&self, change: OwnershipChange) {
-        let mut state = self.lock();
-        if let Some(run) = state.runs.get_mut(&change.workflow_id) {
-            if run.is_owner != change.is_owner {
-                run.unsend();
+        {
+            let mut state = self.lock();
+            if let Some(run) = state.runs.get_mut(&change.workflow_id) {
+                if run.is_owner != change.is_owner {
+                    run.unsend();
+                }
+                run.is_owner = change.is_owner;
+                run.changed();
             }
-            run.is_owner = change.is_owner;
-            run.changed();
         }
+        self.deliver_cancel(&change.workflow_id);
     }
 
-    /// The workflow was cancelled; its next checkpoint fails.
+    /// The workflow was cancelled: for good (every operation of its code
+    /// fails from now on), or, with `requested`, as a request the code
+    /// gets where the owner delivers it (see `core_cancel.rs`).
     pub fn on_cancellation(&self, c: WorkflowCancellation) {
-        let mut state = self.lock();
-        if let Some(run) = state.runs.get_mut(&c.workflow_id) {
-            run.cancelled = Some(c.reason);
+        {
+            let mut state = self.lock();
+            let Some(run) = state.runs.get_mut(&c.workflow_id) else {
+                return;
+            };
+            if c.requested {
+                if run.cancel_request.is_some() {
+                    return;
+                }
+                run.cancel_request = Some(c.reason);
+            } else {
+                run.cancelled = Some(c.reason);
+                run.interrupts += 1;
+            }
             run.changed();
         }
+        self.deliver_cancel(&c.workflow_id);
     }
 
     /// The sidecar refused something. Returns the error back when it
@@ -404,6 +473,11 @@ impl WorkerCore {
             // Finished or cancelled elsewhere (say, by the owner that took
             // over while this app was paused): this run just ends.
             ErrorCode::WorkflowNotRunning => run.ended = Some(e.message),
+            // A delivery the cluster could not commit yet: sent again at
+            // the run's next change (its waiting steps look every 200 ms).
+            ErrorCode::Unavailable if run.cancel_proposals.contains_key(&e.seq) => {
+                run.cancel_proposals.insert(e.seq, false);
+            }
             // About one proposal: its waiting `commit` takes it.
             _ if run.pending.contains_key(&e.seq) => {
                 run.refused.insert(e.seq, e);
@@ -425,46 +499,38 @@ impl WorkerCore {
         }
     }
 
-    /// Resolves with the reason once `run` is cancelled; `None` when the run
-    /// ends (finished, replaced, shut down) without a cancellation. Lets a
-    /// language layer interrupt user code that is between checkpoints
-    /// (Node's `AbortSignal`) instead of waiting for its next checkpoint.
-    pub async fn cancelled(&self, run: &RunHandle) -> Option<String> {
-        let mut changes = run.changes.clone();
-        loop {
-            changes.borrow_and_update();
-            {
-                let mut state = self.lock();
-                if state.shutting_down {
-                    return None;
-                }
-                let r = run_state(&mut state, run).ok()?;
-                if let Some(reason) = &r.cancelled {
-                    return Some(reason.clone());
-                }
-            }
-            // The sender lives in the run's state: an error means the run
-            // is gone.
-            changes.changed().await.ok()?;
-        }
-    }
-
     /// Reports the workflow's outcome and forgets the run. The owner's result
     /// is committed; a replica's is compared with it by the sidecar (a
     /// difference is reported as non-determinism). Cancellation and shutdown
     /// are not outcomes: nothing is reported, so a workflow interrupted by a
     /// shutdown resumes elsewhere.
     pub fn finish(&self, run: &RunHandle, outcome: Result<Bytes, ClientError>) {
-        {
+        let cleaning_up = {
             let mut state = self.lock();
             match state.runs.get(&run.workflow_id) {
                 Some(r) if r.generation == run.generation => {
+                    let cleaning_up = r.cancel_request.is_some() && r.cancelled.is_none();
                     state.runs.remove(&run.workflow_id);
+                    cleaning_up
                 }
                 _ => return,
             }
-        }
+        };
         let result = match outcome {
+            // The code ended with the cancellation it was delivered: the
+            // workflow is CANCELLED (the sidecar checks a cancel was
+            // requested).
+            Err(ClientError::Cancelled { reason, .. }) if cleaning_up => WorkflowResult {
+                workflow_id: run.workflow_id.clone(),
+                success: false,
+                result: Bytes::new(),
+                error: format!("{}: {reason}", crate::history::CANCELLED_TYPE),
+                failure: Some(raftoral_proto::sidecar::v1::Failure {
+                    r#type: crate::history::CANCELLED_TYPE.into(),
+                    message: reason,
+                    ..Default::default()
+                }),
+            },
             // Not outcomes of the workflow: a cancellation is committed
             // already, a shutdown resumes elsewhere, and a workflow that
             // finished elsewhere has its outcome. Reporting them would make
@@ -507,7 +573,9 @@ impl WorkerCore {
                 }
             }
         };
-        if !result.success {
+        if cleaning_up && !result.success {
+            tracing::info!(workflow = %run.workflow_id, error = %result.error, "workflow ended after its cancel request");
+        } else if !result.success {
             tracing::warn!(workflow = %run.workflow_id, error = %result.error, "workflow failed");
         }
         self.send(AppMsg::WorkflowResult(result));
@@ -538,6 +606,8 @@ fn cancelled(run: &RunHandle, reason: &str) -> ClientError {
     }
 }
 
+#[path = "core_cancel.rs"]
+mod cancel;
 #[path = "core_determinism.rs"]
 mod helpers;
 #[path = "core_steps.rs"]
@@ -558,3 +628,7 @@ mod failure_tests;
 #[cfg(test)]
 #[path = "core_timer_tests.rs"]
 mod timer_tests;
+
+#[cfg(test)]
+#[path = "core_cancel_tests.rs"]
+mod cancel_tests;

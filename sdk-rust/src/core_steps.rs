@@ -60,22 +60,32 @@ impl WorkerCore {
         name: &str,
         timer: bool,
     ) -> Result<SlotRequest, ClientError> {
-        let mut state = self.lock();
-        let r = run_state(&mut state, run)?;
-        let seq = r.cursor;
-        if let Some((known, was_timer)) = r.history.known(seq)
-            && (known != name || was_timer != timer)
-        {
-            return Err(non_determinism(
-                run,
-                seq,
-                &label(known, was_timer),
-                &label(name, timer),
-            ));
-        }
-        r.cursor += 1;
-        if timer {
-            r.timer_positions.insert(seq, name.to_owned());
+        let (seq, deliver) = {
+            let mut state = self.lock();
+            let r = run_state(&mut state, run)?;
+            let seq = r.cursor;
+            if let Some((known, was_timer)) = r.history.known(seq)
+                && (known != name || was_timer != timer)
+            {
+                return Err(non_determinism(
+                    run,
+                    seq,
+                    &label(known, was_timer),
+                    &label(name, timer),
+                ));
+            }
+            r.cursor += 1;
+            if timer {
+                r.timer_positions.insert(seq, name.to_owned());
+            }
+            if r.history.resolution(seq).is_none() {
+                r.open.insert(seq, (name.to_owned(), timer));
+            }
+            (seq, r.cancel_request.is_some())
+        };
+        // A cancel request not delivered yet goes to this position.
+        if deliver {
+            self.deliver_cancel(&run.workflow_id);
         }
         Ok(SlotRequest {
             seq,
@@ -90,11 +100,21 @@ impl WorkerCore {
     /// their next positions in the same order live and in a replay.
     pub async fn checkpoint_slot(&self, run: &RunHandle, name: &str) -> Result<Slot, ClientError> {
         let req = self.request(run, name)?;
-        if let Some(slot) = self.try_slot(run, &req) {
+        self.first_slot(run, &req).await
+    }
+
+    /// The slot of `req`, just taken: [`try_slot`](Self::try_slot), with
+    /// a yield as a live commit has, else [`slot`](Self::slot).
+    pub(crate) async fn first_slot(
+        &self,
+        run: &RunHandle,
+        req: &SlotRequest,
+    ) -> Result<Slot, ClientError> {
+        if let Some(slot) = self.try_slot(run, req) {
             tokio::task::yield_now().await;
             return slot;
         }
-        self.slot(run, &req).await
+        self.slot(run, req).await
     }
 
     /// The slot of `req`: its resolution (a value, or its committed failure
@@ -113,6 +133,7 @@ impl WorkerCore {
             if let Some(slot) = self.try_slot(run, req) {
                 return slot;
             }
+            self.deliver_cancel(&run.workflow_id);
             if warn_at.is_none() && self.stalled_behind(run, req).is_some() {
                 warn_at = Some(tokio::time::Instant::now() + STALL_WARNING);
             }
@@ -178,8 +199,9 @@ impl WorkerCore {
             attempt = attempts.last + 1;
         }
         // An outcome of this seq already waits for its commit (a binding
-        // that asks again): no second computation.
-        if !r.is_owner || r.pending.contains_key(&seq) {
+        // that asks again): no second computation; nor where the
+        // cancellation is being delivered.
+        if !r.is_owner || r.pending.contains_key(&seq) || r.cancelling(seq) {
             return None;
         }
         Some(Ok(Slot::Compute(ComputeToken {
@@ -427,6 +449,7 @@ impl WorkerCore {
                     && is_owner
                     && !p.sent
                     && connected
+                    && !r.cancel_proposals.contains_key(&seq)
                 {
                     p.sent = true;
                     send = true;
@@ -441,6 +464,7 @@ impl WorkerCore {
                 // commit (no leader yet); a change of the run ends no wait.
                 tracing::debug!(workflow = %run.workflow_id, seq, "sidecar could not commit; retrying the proposal");
                 tokio::time::sleep(super::RETRY_DELAY).await;
+                self.deliver_cancel(&run.workflow_id);
                 continue;
             }
             if changes.changed().await.is_err() {
@@ -480,6 +504,8 @@ fn resolved(run: &RunHandle, entry: &Entry, name: &str, timer: bool) -> Result<B
         ));
     }
     match &entry.failure {
+        // The workflow's cancel request, delivered here.
+        Some(failure) if entry.is_cancellation() => Err(cancelled(run, &failure.message)),
         Some(failure) if entry.kind == HistoryEntryKind::StepFailed => {
             Err(ClientError::StepFailed(Box::new(StepFailure {
                 workflow_id: run.workflow_id.clone(),

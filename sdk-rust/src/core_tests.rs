@@ -213,6 +213,7 @@ async fn cancellation_wakes_a_waiting_checkpoint() {
     core.on_cancellation(WorkflowCancellation {
         workflow_id: "w".into(),
         reason: "stop".into(),
+        ..WorkflowCancellation::default()
     });
     match waiting.await.unwrap() {
         Err(ClientError::Cancelled { reason, .. }) => assert_eq!(reason, "stop"),
@@ -431,6 +432,7 @@ async fn cancelled_resolves_with_the_reason_and_none_when_the_run_ends() {
     core.on_cancellation(WorkflowCancellation {
         workflow_id: "w".into(),
         reason: "stop".into(),
+        ..WorkflowCancellation::default()
     });
     assert_eq!(waiting.await.unwrap().as_deref(), Some("stop"));
 

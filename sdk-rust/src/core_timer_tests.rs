@@ -154,6 +154,7 @@ async fn cancelling_ends_a_sleep_and_too_long_is_refused_before_a_position() {
     core.on_cancellation(WorkflowCancellation {
         workflow_id: "w".into(),
         reason: "stop".into(),
+        ..WorkflowCancellation::default()
     });
     let err = sleeping.await.unwrap().unwrap_err();
     assert!(matches!(err, ClientError::Cancelled { .. }), "{err}");

@@ -22,7 +22,16 @@ pub(crate) struct Entry {
     pub committed_at_ms: u64,
 }
 
+pub(crate) use raftoral_proto::cancel::CANCELLED_FAILURE_TYPE as CANCELLED_TYPE;
+
 impl Entry {
+    /// True for an entry that delivered the workflow's cancel request: a
+    /// step's final failure or a sleep's cancellation of type
+    /// [`CANCELLED_TYPE`].
+    pub fn is_cancellation(&self) -> bool {
+        raftoral_proto::cancel::delivers_cancel(self.kind, self.failure.as_ref())
+    }
+
     /// True for a timer's entries.
     pub fn is_timer(&self) -> bool {
         matches!(
@@ -102,6 +111,8 @@ pub(crate) struct History {
     released: usize,
     /// The highest seq any entry names, if any.
     highest: Option<u64>,
+    /// Seqs resolved by a delivered cancellation.
+    cancellations: Vec<u64>,
 }
 
 impl History {
@@ -128,6 +139,9 @@ impl History {
         } else {
             self.attempts.remove(&entry.seq);
             self.timers.remove(&entry.seq);
+            if entry.is_cancellation() {
+                self.cancellations.push(entry.seq);
+            }
             self.resolved.insert(entry.seq, index);
             self.order_of.insert(entry.seq, self.order.len());
             self.order.push(entry.seq);
@@ -170,6 +184,14 @@ impl History {
         self.order_of
             .get(&seq)
             .is_some_and(|place| *place < self.released)
+    }
+
+    /// True when a cancellation resolved a position the code did not give
+    /// up on: the cancel request reached (or will reach) the code.
+    pub fn cancel_delivered(&self) -> bool {
+        self.cancellations
+            .iter()
+            .any(|seq| !self.abandoned.contains(seq))
     }
 
     /// True when the code gave up on `seq`.
