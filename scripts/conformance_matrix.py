@@ -37,6 +37,7 @@ DEFAULT_FILES = [
     "errors",
     "helpers",
     "timers",
+    "cancel",
 ]
 # Runs once with every worker at a time (one per node, CONFORMANCE_MIXED),
 # not once per worker.

@@ -89,7 +89,8 @@ from raftoral.sidecar.v1 import app_pb2 as pb
 from raftoral.sidecar.v1 import app_pb2_grpc
 from raftoral.sidecar.v1 import failure_pb2 as fpb
 
-PROTOCOL_VERSION = 3  # histories with entry kinds, attempts, failures, timers
+PROTOCOL_VERSION = 4  # entry kinds, attempts, failures, timers, cancel requests
+CANCELLED_TYPE = "raftoral.Cancelled"  # a delivered cancel request's failure
 # Histories travel in ExecuteWorkflowRequest: up to 4 MiB plus a value or two
 # (see its comment), far above gRPC's default 4 MiB receive limit.
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -135,6 +136,25 @@ class Stop(Exception):
 
 class Cancelled(Stop):
     """The workflow was cancelled."""
+
+
+class CancelledHere(Exception):
+    """The workflow's cancel request, delivered at a position (app.proto
+    WorkflowCancellation): the code may catch it and clean up; raised out
+    of the function, it ends the workflow CANCELLED."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def is_cancellation(entry: Entry) -> bool:
+    """True for an entry that delivered the cancel request."""
+    return (
+        entry.kind in (STEP_FAILED, TIMER_CANCELLED)
+        and entry.failure is not None
+        and entry.failure.type == CANCELLED_TYPE
+    )
 
 
 class StepError(Exception):
@@ -431,6 +451,13 @@ class Run:
         # Resolved steps waiting for their turn: seq -> what wakes them.
         self.ready: dict[int, asyncio.Future[Entry]] = {}
         self.stop: Optional[Stop] = None
+        # A cancel request (its reason), the positions the code took (name,
+        # is a timer), the owner's delivery in flight, and the running step
+        # attempts (stopped when the cancel is delivered at their position).
+        self.cancel_request: Optional[str] = None
+        self.names: dict[int, tuple[str, bool]] = {}
+        self.cancel_targets: set[int] = set()
+        self.attempt_tasks: dict[int, asyncio.Future[Any]] = {}
         self._changed = asyncio.Event()
         self._release_soon = False
 
@@ -500,6 +527,8 @@ class Run:
         """The step's committed value, or its committed failure raised."""
         if entry.name != name:
             raise non_determinism(self.id, entry.seq, entry.name, name)
+        if is_cancellation(entry):
+            raise CancelledHere(entry.failure.message)
         if entry.kind == STEP_FAILED:
             failure = entry.failure if entry.failure is not None else fpb.Failure(type="Error")
             raise StepFailed(self.id, entry.seq, entry.name, entry.attempt, failure)
@@ -596,7 +625,11 @@ class Worker:
                 elif kind == "workflow_cancellation":
                     c = response.workflow_cancellation
                     if run := self.runs.get(c.workflow_id):
-                        run.stop = run.stop or Cancelled(c.reason)
+                        if c.requested:
+                            run.cancel_request = run.cancel_request or c.reason
+                        else:
+                            run.stop = run.stop or Cancelled(c.reason)
+                        self.deliver(run)
                         run.poke()
                 elif kind == "error":
                     self.on_error(response.error)
@@ -626,6 +659,7 @@ class Worker:
                 if index == len(run.history):
                     run.history.push(Entry.of(record))
             run.unsend()
+            self.deliver(run)
             run.poke()
             return
         if req.history_start > 0:
@@ -642,6 +676,7 @@ class Worker:
             return
         if ev.history_index == len(run.history):
             run.history.push(Entry.of(ev))
+            self.deliver(run)
             run.poke()
         elif ev.history_index > len(run.history):
             # Cannot happen on an ordered stream; never misalign the history.
@@ -653,6 +688,7 @@ class Worker:
             if run.is_owner != change.is_owner:
                 run.unsend()
             run.is_owner = change.is_owner
+            self.deliver(run)
             run.poke()
 
     def on_error(self, e: pb.StreamError) -> None:
@@ -705,6 +741,8 @@ class Worker:
         get their positions in call order."""
         seq = run.cursor
         run.cursor += 1
+        run.names[seq] = (name, False)
+        self.deliver(run)
         return self._step(run, seq, name, compute, policy)
 
     async def _step(
@@ -724,14 +762,17 @@ class Worker:
             if failed is not None and failed.name != name:
                 raise non_determinism(run.id, seq, failed.name, name)
             wait = failed.due - time.monotonic() if failed else 0.0
-            if not run.is_owner:
-                await run.changed()  # a replica waits for the owner's entries
+            if not run.is_owner or seq in run.cancel_targets:
+                # A replica waits for the owner's entries; the owner for
+                # the cancellation it delivers here.
+                await run.changed()
             elif wait > 0:
                 await run.changed(timeout=wait)  # the backoff of the last attempt
             else:
                 attempt = failed.last + 1 if failed else 1
                 proposal = await self.run_attempt(run, seq, name, attempt, compute, policy)
-                await self.propose(run, proposal)
+                if proposal is not None:  # None: stopped by the cancellation
+                    await self.propose(run, proposal)
         # Resolved (replayed, or committed by an owner): a different name is
         # non-determinism at once; else the resolution waits for its turn.
         entry = run.history.resolved[seq]
@@ -753,6 +794,8 @@ class Worker:
         seq = run.cursor
         run.cursor += 1
         run.timers[seq] = name
+        run.names[seq] = (name, True)
+        self.deliver(run)
         return self._sleep(run, seq, name, ms)
 
     async def _sleep(self, run: Run, seq: int, name: str, ms: int) -> None:
@@ -786,6 +829,8 @@ class Worker:
             raise non_determinism(run.id, seq, label, f"timer:{name}")
         if seq not in run.history.abandoned:
             await run.wait_turn(seq)
+            if is_cancellation(entry):
+                raise CancelledHere(entry.failure.message)
 
     async def first(self, run: Run, seqs: list[int]) -> int:
         """Races the operations at positions `seqs` (started, not awaited):
@@ -803,6 +848,7 @@ class Worker:
                 break
             await run.changed()
         run.history.abandoned.update(s for i, s in enumerate(seqs) if i != winner)
+        self.deliver(run)  # a delivery to a loser does not count
         run.poke()
         for i, seq in enumerate(seqs):
             if i == winner or seq not in run.timers or seq in run.history.resolved:
@@ -841,17 +887,27 @@ class Worker:
         attempt: int,
         compute: Callable[[int], Awaitable[Any]],
         policy: RetryPolicy,
-    ) -> pb.CheckpointProposal:
-        """Runs attempt `attempt` of a step: the proposal of its outcome."""
+    ) -> Optional[pb.CheckpointProposal]:
+        """Runs attempt `attempt` of a step: the proposal of its outcome;
+        None when the cancel request's delivery at `seq` stopped it."""
         proposal = pb.CheckpointProposal(
             workflow_id=run.id, seq=seq, checkpoint_name=name, attempt=attempt
         )
         timeout = policy.attempt_timeout_ms
+        if timeout is None:
+            task = asyncio.ensure_future(compute(attempt))
+        else:  # wait_for cancels the attempt when its time is up
+            task = asyncio.ensure_future(asyncio.wait_for(compute(attempt), timeout / 1000))
+        run.attempt_tasks[seq] = task
         try:
-            if timeout is None:
-                value = await compute(attempt)
-            else:  # wait_for cancels the attempt when its time is up
-                value = await asyncio.wait_for(compute(attempt), timeout / 1000)
+            await asyncio.wait([task])
+        finally:
+            run.attempt_tasks.pop(seq, None)
+            task.cancel()  # only does something when this coroutine is cancelled
+        if task.cancelled():
+            return None
+        try:
+            value = task.result()
         except Exception as e:  # the step's code failed, or ran out of time
             if isinstance(e, asyncio.TimeoutError):
                 message = f"attempt {attempt} timed out after {int(timeout or 0)} ms"
@@ -903,6 +959,48 @@ class Worker:
             if run.pending.get(seq) is pending:
                 del run.pending[seq]
 
+    def deliver(self, run: Run) -> None:
+        """The owner delivers the cancel request (app.proto
+        WorkflowCancellation): once nothing delivered it yet nor is on its
+        way, a raftoral.Cancelled entry at every position the code awaits
+        and did not give up on (none: the next one it takes), and the
+        attempts running there stop."""
+        if run.cancel_request is None or run.stop is not None or not run.is_owner:
+            return
+        h = run.history
+        run.cancel_targets = {
+            s for s in run.cancel_targets if s not in h.resolved and s not in h.abandoned
+        }
+        delivered = any(is_cancellation(e) and s not in h.abandoned for s, e in h.resolved.items())
+        if delivered or run.cancel_targets:
+            return
+        for seq in range(run.cursor):
+            if seq in h.resolved or seq in h.abandoned:
+                continue
+            run.cancel_targets.add(seq)
+            if task := run.attempt_tasks.get(seq):
+                task.cancel()
+            name, timer = run.names[seq]
+            proposal = pb.CheckpointProposal(
+                workflow_id=run.id,
+                seq=seq,
+                checkpoint_name=name,
+                kind=TIMER_CANCELLED if timer else STEP_FAILED,
+                attempt=1 if timer or seq not in h.attempts else h.attempts[seq].last + 1,
+            )
+            proposal.failure.CopyFrom(fpb.Failure(type=CANCELLED_TYPE, message=run.cancel_request))
+            task = asyncio.ensure_future(self.deliver_at(run, proposal))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def deliver_at(self, run: Run, proposal: pb.CheckpointProposal) -> None:
+        try:
+            await self.propose(run, proposal)
+        except Exception:
+            pass  # refused or ended: the next change delivers again if needed
+        finally:
+            run.poke()
+
     def flush(self, run: Run) -> None:
         """Sends every pending proposal of `run` the sidecar does not hold,
         in seq order, while the run owns its workflow: none for a seq too far
@@ -939,6 +1037,14 @@ class Worker:
             result = pb.WorkflowResult(workflow_id=run.id, success=True, result=encode(value))
         except Stop:
             pass  # cancelled or finished elsewhere: not an outcome
+        except CancelledHere as e:  # the code ended with its cancellation
+            failure = fpb.Failure(type=CANCELLED_TYPE, message=e.reason)
+            result = pb.WorkflowResult(
+                workflow_id=run.id,
+                success=False,
+                error=f"{CANCELLED_TYPE}: {e.reason}",
+                failure=failure,
+            )
         except StepFailed as e:  # not caught: the workflow fails with it
             result = pb.WorkflowResult(
                 workflow_id=run.id, success=False, error=str(e), failure=e.failure
@@ -1006,7 +1112,7 @@ async def steps(w: Worker, run: Run) -> Any:
 
         try:
             total += await w.checkpoint(run, f"{prefix}-{i}", compute)
-        except Cancelled:
+        except (Cancelled, CancelledHere):
             effect(run.id, "cancelled", i)
             raise
         if inp.get("fail_at") == i:
@@ -1025,6 +1131,39 @@ async def blob(w: Worker, run: Run) -> Any:
     if os.environ.get("CONFORMANCE_HANG") == "1":
         await asyncio.Event().wait()
     return total
+
+
+async def compensate(w: Worker, run: Run) -> Any:
+    async def reserve() -> bool:
+        effect(run.id, "done", 0)
+        return True
+
+    await w.checkpoint(run, "reserve", reserve)
+
+    async def charge() -> bool:
+        effect(run.id, "start", 1)
+        await asyncio.Event().wait()  # only the cancellation stops it
+        return True
+
+    try:
+        if (run.input or {}).get("at") == "sleep":
+            await w.sleep(run, "hold", 3_600_000)
+        else:
+            await w.checkpoint(run, "charge", charge)
+    except CancelledHere as e:
+        cancel = e
+    else:
+        raise RuntimeError("only a cancellation ends the charge")
+    await hanging_step(w, run, "refund", 2)
+    if (run.input or {}).get("stubborn"):
+
+        async def stuck() -> bool:
+            effect(run.id, "start", 3)
+            await asyncio.Event().wait()
+            return True
+
+        await w.checkpoint(run, "stuck", stuck)
+    raise cancel
 
 
 async def saga(w: Worker, run: Run) -> Any:
@@ -1212,6 +1351,7 @@ WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "sleeper": sleeper,  # likewise
     "racer": racer,  # likewise
     "scheduled": scheduled,  # likewise
+    "compensate": compensate,  # likewise
 }
 
 

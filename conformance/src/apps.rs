@@ -219,3 +219,22 @@ pub async fn history(
         .map(|e| (e.checkpoint_name, e.value.to_vec()))
         .collect())
 }
+
+/// Runs `raftoral workflow --addr URL ARGS...` (the CLI as users run it)
+/// and returns its output, one JSON value per line.
+pub async fn workflow_cli(url: &str, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let out = tokio::process::Command::new(crate::bin_dir().join("raftoral"))
+        .args(["workflow", "--addr", url])
+        .args(args)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "raftoral workflow {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}

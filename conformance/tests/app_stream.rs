@@ -259,10 +259,19 @@ async fn refusals_name_their_subject_and_a_result_after_a_cancellation_is_not_ru
         other => anyhow::bail!("expected the execute request, got {other:?}"),
     }
     client.cancel_workflow(&id, "stop").await?;
+    // An app of protocol 0 takes no cancel request: the workflow is
+    // cancelled at once (no cleanup) and the app told the plain way.
     match app.next().await? {
-        SidecarMsg::WorkflowCancellation(c) => assert_eq!(c.workflow_id, id),
+        SidecarMsg::WorkflowCancellation(c) => {
+            assert_eq!((c.workflow_id.as_str(), c.requested), (id.as_str(), false))
+        }
         other => anyhow::bail!("expected the cancellation, got {other:?}"),
     }
+    let info = client.get_workflow(&id).await?;
+    assert_eq!(
+        (info.status(), info.error.as_str()),
+        (WorkflowStatus::Cancelled, "stop")
+    );
     app.send(Some(AppMsg::WorkflowResult(WorkflowResult {
         workflow_id: id.clone(),
         success: true,

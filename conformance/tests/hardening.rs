@@ -114,6 +114,7 @@ async fn cancel_and_wait_through_a_follower_right_after_a_start_find_the_workflo
             .cancel_workflow(CancelWorkflowRequest {
                 workflow_id: format!("c{i}"),
                 reason: "test".into(),
+                cleanup_ms: None,
             })
             .await
             .map_err(|s| anyhow::anyhow!("cancel #{i} through the follower: {s}"))?;

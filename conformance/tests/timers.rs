@@ -17,7 +17,9 @@ use raftoral_client::proto::sidecar::v1::{
     workflow_service_client::WorkflowServiceClient,
 };
 use raftoral_client::{RaftoralClient, WorkflowStatus};
-use raftoral_conformance::apps::{Apps, ThreeApps, client, history_at, result_json, wait_status};
+use raftoral_conformance::apps::{
+    Apps, ThreeApps, client, history_at, result_json, wait_status, workflow_cli as cli,
+};
 use raftoral_conformance::cluster::Cluster;
 use raftoral_conformance::http::metric;
 use raftoral_conformance::{
@@ -86,24 +88,6 @@ fn check_slept(entries: &[HistoryEntry], durations_ms: &[u64]) {
             fired.fire_at_ms
         );
     }
-}
-
-/// The JSON lines `raftoral workflow --addr URL ARGS...` prints.
-async fn cli(url: &str, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
-    let out = tokio::process::Command::new(raftoral_conformance::bin_dir().join("raftoral"))
-        .args(["workflow", "--addr", url])
-        .args(args)
-        .output()
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "raftoral workflow {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)?
-        .lines()
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
 }
 
 fn now_ms() -> u64 {

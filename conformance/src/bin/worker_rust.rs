@@ -253,6 +253,50 @@ async fn scheduled(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     )?)
 }
 
+/// `compensate`: a charge (a step that hangs, or a one-hour sleep) that
+/// only a cancellation ends; the cancellation is caught, the refund runs,
+/// then the cancellation is returned (the workflow ends CANCELLED), or,
+/// `stubborn`, a cleanup step that never ends.
+async fn compensate(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let input: serde_json::Value = req.input()?;
+    let at_sleep = input["at"].as_str() == Some("sleep");
+    let stubborn = input["stubborn"].as_bool().unwrap_or(false);
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    let reserved = id.clone();
+    ctx.checkpoint("reserve", move || {
+        effect(&reserved, "done", 0);
+        true
+    })
+    .await?;
+    let waited = if at_sleep {
+        ctx.sleep_named("hold", Duration::from_secs(3600)).await
+    } else {
+        let charging = id.clone();
+        ctx.checkpoint_compute("charge", async move {
+            effect(&charging, "start", 1);
+            std::future::pending::<bool>().await
+        })
+        .await
+        .map(|_| ())
+    };
+    let cancel = match waited {
+        Err(cancel @ ClientError::Cancelled { .. }) => cancel,
+        Err(other) => return Err(other.into()),
+        Ok(()) => return Err("only a cancellation ends the charge".into()),
+    };
+    hanging_step(&ctx, &id, "refund", 2).await?;
+    if stubborn {
+        let stuck = id.clone();
+        ctx.checkpoint_compute("stuck", async move {
+            effect(&stuck, "start", 3);
+            std::future::pending::<bool>().await
+        })
+        .await?;
+    }
+    Err(cancel.into())
+}
+
 /// The last step of several types: appends `ID start STEP`, hangs forever
 /// under `CONFORMANCE_HANG=1` (the app "dies" there), and yields `true`.
 async fn hanging_step(
@@ -415,6 +459,7 @@ async fn main() -> anyhow::Result<()> {
                         "sleeper" => sleeper(req).await,
                         "racer" => racer(req).await,
                         "scheduled" => scheduled(req).await,
+                        "compensate" => compensate(req).await,
                         other => Err(format!("this worker has no workflow '{other}'").into()),
                     }
                 })
