@@ -6,8 +6,8 @@ that records each side effect as a line), ``CONFORMANCE_HANG=1`` (the
 ``steps`` workflow hangs at ``hang_at`` instead of finishing that step),
 ``CONFORMANCE_STEP_PREFIX`` (checkpoint names of ``steps``, default
 ``step``), ``CONFORMANCE_WORKFLOWS`` (comma list of what to register;
-``saga``, ``flaky``, ``fanout``, ``helpers``, ``sleeper``, ``racer`` and
-``scheduled`` only when named),
+``saga``, ``flaky``, ``fanout``, ``helpers``, ``sleeper``, ``racer``,
+``scheduled`` and ``compensate`` only when named),
 ``CONFORMANCE_BAD_POLICY`` (a retry policy the SDK refuses, made before
 anything is registered).
 Prints ``worker ready`` once registered; stops cleanly on SIGTERM.
@@ -212,6 +212,37 @@ async def scheduled(ctx: raftoral.WorkflowContext, inp: Any) -> dict[str, Any]:
     return {"input": inp, "ran_at": await ctx.checkpoint("ran", ran)}
 
 
+@raftoral.workflow(name="compensate", version=1)
+async def compensate(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> bool:
+    """A charge (a step that hangs, or a one-hour sleep) that only a
+    cancellation ends; the cancellation is caught, the refund runs, then the
+    cancellation is raised again (the workflow ends CANCELLED), or, with
+    ``stubborn``, a cleanup step that never ends (the window cuts it off)."""
+    wid = ctx.workflow_id
+
+    def reserve() -> bool:
+        effect(wid, "done", 0)
+        return True
+
+    async def forever(step: int) -> bool:
+        effect(wid, "start", step)
+        await asyncio.get_running_loop().create_future()  # never resolves
+        return True
+
+    await ctx.checkpoint("reserve", reserve)
+    try:
+        if inp.get("at") == "sleep":
+            await ctx.sleep(3600, name="hold")
+        else:
+            await ctx.checkpoint("charge", lambda: forever(1))
+    except raftoral.Cancelled:
+        await hanging_step(ctx, "refund", 2)
+        if inp.get("stubborn"):
+            await ctx.checkpoint("stuck", lambda: forever(3))
+        raise
+    raise raftoral.RaftoralError("only a cancellation ends the charge")
+
+
 @dataclass
 class FlakyInput:
     fail_times: int
@@ -314,6 +345,7 @@ async def main() -> None:
         "sleeper": sleeper,
         "racer": racer,
         "scheduled": scheduled,
+        "compensate": compensate,
     }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -24,7 +24,8 @@ use crate::worker::{Run, slot_to_py};
 
 /// What a wait hands asyncio: a commit's committed value, or (after a
 /// failed step) the next attempt's token or another owner's value; or the
-/// winner of a race (`Run.first_to`); or the error to raise.
+/// winner of a race (`Run.first_to`); or a run's interruption
+/// (`Run.interrupted_to`); or the error to raise.
 type Outcome = Result<Handed, ClientError>;
 
 /// A successful outcome.
@@ -33,6 +34,9 @@ pub(crate) enum Handed {
     Slot(Slot),
     /// The index of a race's winner (a Python `int`).
     Winner(usize),
+    /// A run's interruption: `(reason, count)` (a Python tuple), or `None`
+    /// when the run ended first.
+    Interrupted(Option<(String, u64)>),
 }
 
 impl From<Slot> for Handed {
@@ -138,6 +142,13 @@ impl CommitSender {
     pub(crate) fn send_winner(&self, id: u64, outcome: Result<usize, ClientError>) {
         self.0.push(Some((id, outcome.map(Handed::Winner))));
     }
+
+    /// A run's interruption (reason and new count), or `None`: the run
+    /// ended first.
+    pub(crate) fn send_interrupted(&self, id: u64, interruption: Option<(String, u64)>) {
+        self.0
+            .push(Some((id, Ok(Handed::Interrupted(interruption)))));
+    }
 }
 
 #[pymethods]
@@ -156,14 +167,17 @@ impl CommitBridge {
 
     /// The finished commits since the last call: `(id, ok, value)` with the
     /// committed bytes (or, after a failed attempt, the next attempt's
-    /// `ComputeToken`; for a race, the winner's index) when `ok`, else the
-    /// exception to raise.
+    /// `ComputeToken`; for a race, the winner's index; for an interruption,
+    /// `(reason, count)` or None) when `ok`, else the exception to raise.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Vec<(u64, bool, Bound<'py, PyAny>)>> {
         let (done, _) = self.queue.drain();
         done.into_iter()
             .map(|(id, outcome)| match outcome {
                 Ok(Handed::Slot(slot)) => Ok((id, true, slot_to_py(py, slot)?)),
                 Ok(Handed::Winner(index)) => Ok((id, true, index.into_pyobject(py)?.into_any())),
+                Ok(Handed::Interrupted(interruption)) => {
+                    Ok((id, true, interruption.into_pyobject(py)?.into_any()))
+                }
                 Err(e) => Ok((
                     id,
                     false,

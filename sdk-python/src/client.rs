@@ -52,6 +52,10 @@ pub(crate) fn info_dict(py: Python<'_>, info: &WorkflowInfo) -> PyResult<Py<PyDi
     d.set_item("pending_timers", timers)?;
     d.set_item("start_at_ms", info.start_at_ms)?;
     d.set_item("timeout_at_ms", info.timeout_at_ms)?;
+    // A cancel request whose cleanup runs: its reason, and when the window
+    // ends (0: none).
+    d.set_item("cancel_reason", &info.cancel_reason)?;
+    d.set_item("cancel_deadline_ms", info.cancel_deadline_ms)?;
     // The structured failure of a FAILED workflow that has one (an uncaught
     // step failure, or the function's own `ApplicationError`); else None.
     match &info.failure {
@@ -90,6 +94,19 @@ fn start_seconds(what: &str, seconds: f64, positive: bool) -> PyResult<Duration>
     }
     // To the millisecond, the protocol's unit; too big for a duration is
     // beyond the limit anyway.
+    Ok(Duration::try_from_secs_f64((seconds * 1000.0).round() / 1000.0).unwrap_or(Duration::MAX))
+}
+
+/// A cancel's cleanup window of `seconds`: refused when negative or not a
+/// number. Beyond 366 days is left to the sidecar, which refuses it.
+fn cleanup_seconds(seconds: f64) -> PyResult<Duration> {
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(to_py_err(ClientError::Usage(format!(
+            "the cleanup window is {seconds} s: it must be a number of seconds of at least 0 \
+             (0: cancel at once; None: the sidecar's default); nothing was cancelled"
+        ))));
+    }
+    // To the millisecond, the protocol's unit.
     Ok(Duration::try_from_secs_f64((seconds * 1000.0).round() / 1000.0).unwrap_or(Duration::MAX))
 }
 
@@ -256,18 +273,24 @@ impl Client {
     }
 
     /// Cancels a workflow; returns its state after the cancellation.
-    #[pyo3(signature = (workflow_id, reason = String::new()))]
+    /// `cleanup`: seconds a running workflow's code may clean up after it
+    /// gets `Cancelled` (None: the sidecar's default; 0: cancelled at
+    /// once). Raises `InvalidArgument` for a negative one (nothing is
+    /// cancelled) and, from the sidecar, one beyond 366 days.
+    #[pyo3(signature = (workflow_id, reason = String::new(), cleanup = None))]
     fn cancel_workflow<'py>(
         &self,
         py: Python<'py>,
         workflow_id: String,
         reason: String,
+        cleanup: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let cleanup = cleanup.map(cleanup_seconds).transpose()?;
         let client = self.inner.clone();
         crate::future::into_py(py, async move {
             info_py(
                 client
-                    .cancel_workflow(&workflow_id, &reason)
+                    .cancel_workflow_with(&workflow_id, &reason, cleanup)
                     .await
                     .map_err(to_py_err)?,
             )

@@ -342,8 +342,10 @@ impl Run {
         self.context.next_position()
     }
 
-    /// The reason the workflow was cancelled, if the core knows it is now;
-    /// None otherwise (also once the run is gone). Does not wait.
+    /// The reason of the workflow's cancellation once the core knows of it
+    /// (a cancel request, or a cancel for good); None otherwise (also once
+    /// the run is gone). Does not wait. For `ctx.is_cancelled`: where the
+    /// code gets `Cancelled` is the core's to decide (`interrupted_to`).
     fn cancelled_now(&self) -> Option<String> {
         // The core's `cancelled` looks at the run's state before it waits
         // for a change: one poll answers without waiting.
@@ -354,10 +356,10 @@ impl Run {
         }
     }
 
-    /// Resolves through `bridge` as `(id, ...)` once the workflow is
-    /// cancelled, with the `Cancelled` exception; with empty bytes when the
-    /// run ends first (or the worker stops). Lets the event loop stop the
-    /// step attempts running when the cancellation comes.
+    /// Resolves through `bridge` as `(id, ...)` once the workflow's cancel
+    /// is requested (or it is cancelled for good), with the `Cancelled`
+    /// exception; with empty bytes when the run ends first (or the worker
+    /// stops). For `ctx.wait_cancelled()`.
     fn cancelled_to(&self, bridge: &CommitBridge, id: u64) {
         let (context, sender) = (self.context.clone(), bridge.sender());
         let workflow_id = self.workflow_id.clone();
@@ -370,6 +372,27 @@ impl Run {
                 None => Ok(Slot::Committed(Bytes::new())),
             };
             sender.send(id, outcome);
+        });
+    }
+
+    /// The run's interruptions so far (see `interrupted_to`).
+    #[getter]
+    fn interrupts(&self) -> u64 {
+        self.context.interrupts()
+    }
+
+    /// Resolves through `bridge` as `(id, True, (reason, count))` once the
+    /// run has more than `after` interruptions, `count` the new number;
+    /// with None when the run ends first (or the worker stops). An
+    /// interruption means: stop the step attempts running now and ask the
+    /// core for their slots again (`slot_now` / `slot_to`), which answers
+    /// `Cancelled` where the cancellation was delivered, a value committed
+    /// meanwhile, or a new `ComputeToken`. One watcher per run, armed
+    /// again with the count after each interruption.
+    fn interrupted_to(&self, bridge: &CommitBridge, id: u64, after: u64) {
+        let (context, sender) = (self.context.clone(), bridge.sender());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            sender.send_interrupted(id, context.interrupted(after).await);
         });
     }
 
@@ -610,8 +633,12 @@ impl Run {
         })))
     }
 
-    /// The workflow was interrupted, not finished: cancelled (with the
-    /// reason) or stopped by a shutdown. Nothing is reported as its outcome.
+    /// The workflow function ended with `Cancelled` (with the reason), or
+    /// was stopped by a shutdown (None). A function that ends with the
+    /// cancellation delivered to it while its cancel request's cleanup
+    /// window runs ends the workflow CANCELLED (the core reports it);
+    /// otherwise nothing is reported as its outcome (a cancel for good is
+    /// committed already; a shutdown resumes elsewhere).
     #[pyo3(signature = (cancelled_reason = None))]
     fn abandon(&self, cancelled_reason: Option<String>) -> PyResult<()> {
         let error = match cancelled_reason {

@@ -71,15 +71,21 @@ async def test_cancellation_reaches_the_workflow_as_cancelled(
     try:
         client = await raftoral.Client.connect(sidecar.url)
         handle = await client.start_workflow(
-            steps, StepsInput(n=3, gate_at=1, gate=str(gate)), id=wf_id
+            steps,
+            StepsInput(n=3, gate_at=1, gate=str(gate)),
+            id=wf_id,
         )
         await eventually(lambda: effects.count(wf_id, "compute", 1) == 1, "step 1 to start")
-        info = await handle.cancel("changed my mind")
-        assert info.status is WorkflowStatus.CANCELLED
-        gate.touch()  # the step returns; its commit meets the cancellation
+        # A cancel request (the sidecar's window): the step's attempt is
+        # stopped (it would wait for the gate forever), the checkpoint
+        # raises Cancelled, and the function lets it end the run.
+        await handle.cancel("changed my mind")
         with pytest.raises(raftoral.Cancelled) as raised:
             await handle.result(timeout=30)
         assert raised.value.reason == "changed my mind"
+        done = await handle.get()
+        assert done.status is WorkflowStatus.CANCELLED and done.error == "changed my mind"
+        assert (done.cancel_reason, done.cancel_deadline_ms) == ("", 0)
         assert isinstance(raised.value, raftoral.RaftoralError)
         await eventually(
             lambda: effects.find(wf_id, "cancelled") != [], "the function to see Cancelled"

@@ -1,5 +1,6 @@
 """A step attempt in flight on the owner, what can stop it (an attempt
-timeout, a cancellation), and what an exception of step code commits."""
+timeout, an interruption of the run), and what an exception of step code
+commits."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Optional
 
-_CANCELLED = "cancelled"
+_INTERRUPTED = "interrupted"
 _TIMED_OUT = "timed out"
 
 
@@ -17,14 +18,21 @@ class _TimedOut(Exception):
     """A step's attempt outlasted its policy's ``attempt_timeout``."""
 
 
+class _Interrupted(Exception):
+    """The core interrupted the run while a step's attempt ran (a
+    cancellation): the attempt is given up, and its slot asked for again."""
+
+
 class _Attempt:
     """A step attempt awaited in ``task``, and what stopped it (None:
-    nothing did)."""
+    nothing did). ``epoch`` is the run's interruption count read before the
+    attempt's slot was asked for: only a later interruption stops it."""
 
-    __slots__ = ("reason", "task", "timer")
+    __slots__ = ("epoch", "reason", "task", "timer")
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
+    def __init__(self, task: asyncio.Task[Any], epoch: int) -> None:
         self.task = task
+        self.epoch = epoch
         self.reason: Optional[str] = None
         self.timer: Optional[asyncio.TimerHandle] = None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 from . import _core
 
@@ -95,12 +95,25 @@ class Commits:
         return future
 
     def cancelled(self, run: _core.Run) -> asyncio.Future[Slot]:
-        """Resolves once the workflow of ``run`` is cancelled, with the
-        :class:`~raftoral.Cancelled` exception; with empty bytes when the run
-        ends first (or the worker stops)."""
+        """Resolves once the workflow of ``run`` has a cancel requested (or
+        is cancelled for good), with the :class:`~raftoral.Cancelled`
+        exception; with empty bytes when the run ends first (or the worker
+        stops)."""
         key, future = self._new()
         try:
             run.cancelled_to(self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
+    def interrupted(self, run: _core.Run, after: int) -> asyncio.Future[Optional[tuple[str, int]]]:
+        """Resolves with ``(reason, count)`` once ``run`` has more than
+        ``after`` interruptions (stop its running step attempts and ask for
+        their slots again); with None when the run ends first."""
+        key, future = self._new()
+        try:
+            run.interrupted_to(self._native, key, after)
         except BaseException:
             del self._pending[key]
             raise

@@ -146,10 +146,57 @@ class Client:
         :class:`~raftoral.Timeout` when it is still running."""
         return WorkflowInfo._from_native(await self._native.wait_workflow(workflow_id, timeout))
 
-    async def cancel_workflow(self, workflow_id: str, reason: str = "") -> WorkflowInfo:
-        """Cancels the workflow: its function gets :class:`~raftoral.Cancelled`
-        at its next checkpoint. A finished workflow is left as it is."""
-        return WorkflowInfo._from_native(await self._native.cancel_workflow(workflow_id, reason))
+    async def cancel_workflow(
+        self,
+        workflow_id: str,
+        reason: str = "",
+        cleanup: Union[float, timedelta, None] = None,
+    ) -> WorkflowInfo:
+        """Cancels the workflow and returns its state after the cancel. A
+        finished workflow is left as it is; a pending one is CANCELLED at
+        once.
+
+        A running one gets a cancel *request*: it stays RUNNING (the
+        returned ``cancel_reason`` and ``cancel_deadline_ms`` say so) while
+        its function gets :class:`~raftoral.Cancelled` at the step or sleep
+        it awaits (a running step's attempt is stopped), or at the next one
+        it takes. The function may catch it and run compensation steps for
+        up to ``cleanup`` (seconds, or a :class:`~datetime.timedelta`; None:
+        the sidecar's default, 30 s unless configured; 0: no cleanup, the
+        workflow is CANCELLED at once). It ends CANCELLED when the function
+        raises the :class:`~raftoral.Cancelled` again (COMPLETED or FAILED
+        when it returns a value or raises another error), or when the window
+        runs out, whatever the function is doing then (its error says "the
+        cleanup window ran out"). Wait for the end with
+        :meth:`WorkflowHandle.result`, which raises
+        :class:`~raftoral.Cancelled`::
+
+            @raftoral.workflow(name="order", version=1)
+            async def order(ctx: raftoral.WorkflowContext, order_id: str) -> str:
+                await ctx.checkpoint("reserve", lambda: reserve(order_id))
+                try:
+                    return await ctx.checkpoint("charge", lambda: charge(order_id))
+                except raftoral.Cancelled:
+                    await ctx.checkpoint("refund", lambda: refund(order_id))
+                    await ctx.checkpoint("release", lambda: release(order_id))
+                    raise  # the workflow ends CANCELLED
+
+
+            await client.cancel_workflow("order-42", "customer asked", cleanup=60)
+            try:
+                await client.get_handle("order-42").result()
+            except raftoral.Cancelled as e:
+                print("cancelled:", e.reason)  # "customer asked"
+
+        A negative ``cleanup`` raises :class:`~raftoral.InvalidArgument`
+        (nothing is cancelled), and so does one beyond 366 days (from the
+        sidecar). A second cancel keeps the first's earlier deadline; a
+        second one with ``cleanup=0`` cancels at once.
+        """
+        window = _cleanup_seconds(workflow_id, cleanup)
+        return WorkflowInfo._from_native(
+            await self._native.cancel_workflow(workflow_id, reason, window)
+        )
 
     async def list_workflows(
         self,
@@ -195,6 +242,21 @@ def _seconds(name: str, what: str, value: Union[float, timedelta, None]) -> Opti
     )
 
 
+def _cleanup_seconds(workflow_id: str, value: Union[float, timedelta, None]) -> Optional[float]:
+    """A cancel's cleanup window in seconds (None: the sidecar's default);
+    the native side refuses a negative one."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise InvalidArgument(
+        f"the cleanup window of the cancel of workflow '{workflow_id}' is a number of "
+        f"seconds or a datetime.timedelta, got {type(value).__name__}; nothing was cancelled"
+    )
+
+
 class WorkflowHandle(Generic[O]):
     """A started workflow."""
 
@@ -235,9 +297,11 @@ class WorkflowHandle(Generic[O]):
         """See :meth:`Client.wait_workflow`."""
         return await self._client.wait_workflow(self.workflow_id, timeout)
 
-    async def cancel(self, reason: str = "") -> WorkflowInfo:
+    async def cancel(
+        self, reason: str = "", cleanup: Union[float, timedelta, None] = None
+    ) -> WorkflowInfo:
         """See :meth:`Client.cancel_workflow`."""
-        return await self._client.cancel_workflow(self.workflow_id, reason)
+        return await self._client.cancel_workflow(self.workflow_id, reason, cleanup)
 
     async def history(self) -> list[HistoryEntry]:
         """See :meth:`Client.get_workflow_history`."""

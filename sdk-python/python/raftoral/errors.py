@@ -67,8 +67,22 @@ class WorkflowFailed(RaftoralError):
 class Cancelled(RaftoralError):
     """The workflow was cancelled.
 
-    Raised inside the workflow function at its next checkpoint (let it
-    propagate: nothing more is committed), and by ``handle.result()``.
+    Raised inside the workflow function at the step or sleep it awaits when
+    its cancel is requested (or at the next one it takes), on the owner, on
+    every replica and in every replay alike. Steps taken after it run as
+    usual: catch it to compensate, then raise it again so that the workflow
+    ends CANCELLED::
+
+        try:
+            await ctx.checkpoint("charge", charge)
+        except raftoral.Cancelled:
+            await ctx.checkpoint("refund", refund)
+            raise
+
+    Once the cancel's cleanup window has run out (or for a cancel with
+    ``cleanup=0``) every step raises it. Also raised by ``handle.result()``
+    for a CANCELLED workflow; ``reason`` is the reason given to
+    ``cancel_workflow`` (with a note when the cleanup window ran out).
     """
 
     def __init__(self, message: str, workflow_id: str = "", reason: str = "") -> None:

@@ -91,6 +91,12 @@ class WorkflowInfo:
     ``timeout_at_ms`` when it times out, with an ``execution_timeout`` (0
     otherwise); both in log time, ms since the Unix epoch, as
     ``created_at_ms``.
+
+    ``cancel_reason`` and ``cancel_deadline_ms`` are set while a RUNNING
+    workflow's cancel request runs (``cancel_workflow(..., cleanup=...)``):
+    the reason given, and when its cleanup window ends (log time, ms since
+    the Unix epoch); the workflow is CANCELLED then if its code has not
+    ended. ``""`` and 0 otherwise.
     """
 
     workflow_id: str
@@ -109,6 +115,8 @@ class WorkflowInfo:
     pending_timers: tuple[PendingTimer, ...] = ()
     start_at_ms: int = 0
     timeout_at_ms: int = 0
+    cancel_reason: str = ""
+    cancel_deadline_ms: int = 0
 
     @classmethod
     def _from_native(cls, d: Mapping[str, Any]) -> WorkflowInfo:

@@ -151,6 +151,9 @@ class Worker:
             value = await wf.fn(ctx, codec.decode(run.input, wf.input_type))
             data = codec.encode(value)
         except Cancelled as e:
+            # The cancellation the core delivered, raised again after any
+            # cleanup: the core reports the workflow CANCELLED while its
+            # cancel request runs; a cancel for good reports nothing.
             run.abandon(e.reason)
             return
         except (ShuttingDown, NotRunning):

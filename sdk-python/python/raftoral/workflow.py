@@ -26,7 +26,7 @@ from typing import (
 from uuid import UUID
 
 from . import _core
-from ._attempts import _CANCELLED, _TIMED_OUT, _Attempt, _failure, _TimedOut
+from ._attempts import _INTERRUPTED, _TIMED_OUT, _Attempt, _failure, _Interrupted, _TimedOut
 from ._core import NOW_STEP
 from ._log import _WorkflowLogger
 from .codec import Codec, JsonCodec
@@ -273,10 +273,13 @@ class WorkflowContext:
         self._retry = retry or DEFAULT
         self._active = True
         self._logger: Optional[_WorkflowLogger] = None
-        # The workflow's cancellation, once the core reported it (see _watch).
-        self._cancel: Optional[Cancelled] = None
+        # The reason of the workflow's cancellation, once known here (see
+        # _on_cancel, _on_interrupt); what wait_cancelled awaits.
+        self._cancel_reason: Optional[str] = None
         self._cancel_outcome: Optional[asyncio.Future[Optional[str]]] = None
-        # Step attempts awaited now, which a cancellation stops.
+        # True once the run's interruption watcher is armed (see _watch).
+        self._watching = False
+        # Step attempts awaited now, which an interruption stops.
         self._running: set[_Attempt] = set()
         # The losing steps of races, still running (the worker's set: it
         # stops those left when it shuts down).
@@ -368,19 +371,33 @@ class WorkflowContext:
         the workflow is cancelled or the attempt times out, the step stops
         waiting for it and the thread runs on to its end, its value unused.
 
-        When the workflow is cancelled while an async ``fn`` (or a threaded
-        one) runs on the owner, its attempt is cancelled:
+        When the workflow's cancel is requested while an async ``fn`` (or
+        a threaded one) runs on the owner, its attempt is cancelled:
         :class:`asyncio.CancelledError` reaches ``fn`` at its current
-        ``await`` (clean up in ``finally``, or let it propagate), nothing is
-        committed, and this call raises :class:`~raftoral.Cancelled`, as
-        later steps do. ``fn`` can also look at :attr:`is_cancelled` or
-        await :meth:`wait_cancelled`.
+        ``await`` (clean up in ``finally``, or let it propagate), nothing of
+        it is committed, and this call raises :class:`~raftoral.Cancelled`
+        (a step or sleep awaited then raises it; with none awaited, the next
+        one taken does). Steps taken after that run as usual: catch it to
+        compensate, then raise it again so the workflow ends CANCELLED (a
+        value returned ends it COMPLETED, another error FAILED)::
+
+            try:
+                await ctx.checkpoint("charge", charge)
+            except raftoral.Cancelled:
+                await ctx.checkpoint("refund", refund)
+                raise
+
+        The cleanup has until the cancel's window runs out
+        (``client.cancel_workflow(..., cleanup=...)``); then every step
+        raises :class:`~raftoral.Cancelled`. ``fn`` can also look at
+        :attr:`is_cancelled` or await :meth:`wait_cancelled`.
 
         The step's position is taken when ``checkpoint`` is called: it
         returns a :class:`~raftoral.Durable` to await (once), to run side by
         side with others, or to race with :meth:`first`.
 
-        Raises :class:`~raftoral.Cancelled` when the workflow was cancelled,
+        Raises :class:`~raftoral.Cancelled` where the workflow's cancellation
+        is delivered (or once it is cancelled for good),
         :class:`~raftoral.NonDeterminism` when the history has another name at
         this position, :class:`~raftoral.InvalidArgument` when the value
         cannot be encoded (nothing is committed then) or ``thread=True`` is
@@ -424,44 +441,50 @@ class WorkflowContext:
         """The step ``name`` at the position of ``req``: its committed
         value, or ``fn``'s (retried per ``policy``; in a thread with
         ``thread``) once committed; values go through ``codec``."""
-        slot = self._run.slot_now(req)
-        if slot is None:  # a replica ahead of the owner, or not its turn yet
-            if self._commits is not None:
-                slot = await self._commits.slot(self._run, req)
-            else:
-                slot = await self._run.slot(req)
-        elif isinstance(slot, bytes):
-            # A replayed value is handed out at once; yield once as a live
-            # commit does, so side-by-side branches take their next
-            # positions in the same order live and in a replay.
-            await asyncio.sleep(0)
+        # The run's interruptions before the slot is asked for: only later
+        # ones stop the attempt it may hand out (see _guarded).
+        epoch = self._run.interrupts
+        slot = await self._slot(req)
         while not isinstance(slot, bytes):
             token = slot
-            if self._cancel is not None:
-                # Cancelled before this attempt: start none, commit nothing.
-                raise self._cancelled()
+            if self._run.interrupts > epoch:
+                # Interrupted since: start nothing, the core decides again
+                # what this position gets (Cancelled, a value, an attempt).
+                epoch = self._run.interrupts
+                slot = await self._slot(req)
+                continue
             reset = _attempt.set(token.attempt)
             limit = policy.attempt_timeout
             try:
                 if thread:
-                    value = await self._guarded(asyncio.to_thread(fn), limit)
+                    value = await self._guarded(asyncio.to_thread(fn), limit, epoch)
                 else:
                     started = time.monotonic() if limit is not None else 0.0
                     value = fn()
                     if inspect.isawaitable(value):
-                        value = await self._guarded(value, limit)
+                        value = await self._guarded(value, limit, epoch)
                     elif limit is not None and time.monotonic() - started > limit:
                         # A sync function cannot be stopped: it ran to its
                         # end, past the limit, so its value is dropped.
                         raise _TimedOut
+            except _Interrupted:
+                # The attempt was stopped (a cancellation came): nothing of
+                # it is committed, and the core decides what the position
+                # gets: Cancelled where the cancellation was delivered, a
+                # value committed meanwhile, or the attempt again.
+                epoch = self._run.interrupts
+                slot = await self._slot(req)
+                continue
             except _TimedOut:
                 timed_out = policy._native.timeout_failure(token.attempt)
+                epoch = self._run.interrupts
                 slot = await self._fail(token, timed_out, policy)
                 continue
             except (Cancelled, ShuttingDown, NotRunning, NonDeterminism, asyncio.CancelledError):
                 # The run's own end, not the step's failure: it propagates.
                 raise
             except Exception as e:
+                epoch = self._run.interrupts
                 slot = await self._fail(token, _failure(e), policy)
                 continue
             finally:
@@ -480,6 +503,22 @@ class WorkflowContext:
             else:
                 slot = await self._run.commit(token, data)
         return typing.cast(T, codec.decode(slot, hint))
+
+    async def _slot(self, req: _core.SlotRequest) -> Slot:
+        """The slot of ``req``: its committed value, or a compute token;
+        raises what the core decided there (:class:`~raftoral.Cancelled`,
+        :class:`~raftoral.StepFailed`, ...)."""
+        slot = self._run.slot_now(req)
+        if slot is None:  # a replica ahead of the owner, or not its turn yet
+            if self._commits is not None:
+                return await self._commits.slot(self._run, req)
+            return await self._run.slot(req)
+        if isinstance(slot, bytes):
+            # A replayed value is handed out at once; yield once as a live
+            # commit does, so side-by-side branches take their next
+            # positions in the same order live and in a replay.
+            await asyncio.sleep(0)
+        return slot
 
     async def now(self) -> datetime:
         """The current time, recorded: the owner reads its clock once and
@@ -702,7 +741,9 @@ class WorkflowContext:
 
     @property
     def is_cancelled(self) -> bool:
-        """True once the workflow is cancelled (as the core knows it now).
+        """True once the workflow's cancel is requested (as the core knows
+        it now): its code gets :class:`~raftoral.Cancelled` at the step or
+        sleep it awaits, and may be cleaning up.
 
         For step code that works in a loop and can stop between two pieces
         of work, a sync function in a thread included (``thread=True``)::
@@ -711,30 +752,35 @@ class WorkflowContext:
                 done = 0
                 for path in paths:
                     if ctx.is_cancelled:
-                        break  # the step has raised Cancelled already: nothing is committed
+                        break  # the step is given up: this value is not committed
                     copy(path)
                     done += 1
                 return done
 
         An async step function needs no check: its attempt is cancelled
-        (:class:`asyncio.CancelledError`) when the cancellation comes. The
-        next step raises :class:`~raftoral.Cancelled` either way.
+        (:class:`asyncio.CancelledError`) when the cancellation comes. Steps
+        taken after the workflow caught :class:`~raftoral.Cancelled`
+        (compensation) see it true as well.
         """
-        return self._cancel is not None or self._run.cancelled_now() is not None
+        return self._cancel_reason is not None or self._run.cancelled_now() is not None
 
     async def wait_cancelled(self) -> Optional[str]:
-        """Waits until the workflow is cancelled and returns the reason given
-        to ``cancel_workflow``; returns ``None`` when the run ends first
-        (the workflow finished, or this worker stops). For code that races
-        work against the cancellation::
+        """Waits until the workflow's cancel is requested and returns the
+        reason given to ``cancel_workflow``; returns ``None`` when the run
+        ends first (the workflow finished, or this worker stops). For code
+        that races work against the cancellation::
 
             watch = asyncio.ensure_future(ctx.wait_cancelled())
             ...
             watch.cancel()
+
+        The next step or sleep raises :class:`~raftoral.Cancelled` then.
         """
-        self._watch()
         if self._cancel_outcome is None:
-            raise InvalidArgument("waiting for a cancellation needs the worker's commit bridge")
+            if self._commits is None:
+                raise InvalidArgument("waiting for a cancellation needs the worker's commit bridge")
+            self._cancel_outcome = asyncio.get_running_loop().create_future()
+            self._commits.cancelled(self._run).add_done_callback(self._on_cancel)
         return await asyncio.shield(self._cancel_outcome)
 
     @property
@@ -777,19 +823,20 @@ class WorkflowContext:
             raise InvalidArgument("failed steps need the worker's commit bridge")
         return await self._commits.fail(self._run, token, failure, policy._native)
 
-    async def _guarded(self, attempt: Awaitable[T], limit: Optional[float]) -> T:
-        """Awaits a step's attempt so that the workflow's cancellation and the
-        attempt timeout (``limit`` seconds) can stop it: either cancels the
-        task that awaits it (this one), as :func:`asyncio.timeout` does, so
-        the :class:`asyncio.CancelledError` reaches the step's code and no
-        task is made per attempt. Raises :class:`~raftoral.Cancelled` or
-        :class:`_TimedOut` when one of them stopped it, whatever the code
-        then did."""
+    async def _guarded(self, attempt: Awaitable[T], limit: Optional[float], epoch: int) -> T:
+        """Awaits a step's attempt so that an interruption of the run (a
+        cancellation) and the attempt timeout (``limit`` seconds) can stop
+        it: either cancels the task that awaits it (this one), as
+        :func:`asyncio.timeout` does, so the :class:`asyncio.CancelledError`
+        reaches the step's code and no task is made per attempt. Raises
+        :class:`_Interrupted` or :class:`_TimedOut` when one of them stopped
+        it, whatever the code then did. ``epoch``: the run's interruption
+        count read before the attempt's slot was asked for."""
         task = asyncio.current_task()
         if task is None:  # not in a task (a worker always runs one)
             return await attempt
         self._watch()
-        running = _Attempt(task)
+        running = _Attempt(task, epoch)
         if limit is not None:
             loop = asyncio.get_running_loop()
             running.timer = loop.call_later(limit, running.stop, _TIMED_OUT)
@@ -798,45 +845,64 @@ class WorkflowContext:
             value = await attempt
         except (Exception, asyncio.CancelledError):
             self._running.discard(running)
-            if running.end() is None:
+            stopped = running.end()
+            if stopped is None:
                 raise  # the step's own error, or another cancellation
-            if self._cancel is not None:
-                raise self._cancelled() from None
+            if stopped == _INTERRUPTED:
+                raise _Interrupted from None
             raise _TimedOut from None
         self._running.discard(running)
-        if running.end() is None:
+        stopped = running.end()
+        if stopped is None:
             return value
-        if self._cancel is not None:
-            raise self._cancelled()
+        if stopped == _INTERRUPTED:
+            raise _Interrupted
         raise _TimedOut
 
     def _watch(self) -> None:
-        """Listens for the workflow's cancellation (once per run, from the
-        first attempt that can be stopped or the first wait for it)."""
-        if self._cancel_outcome is not None or self._commits is None:
+        """Arms the run's interruption watcher: once per run, from its first
+        step attempt that can be stopped, then again after each
+        interruption (see :meth:`_on_interrupt`)."""
+        if self._watching or self._commits is None:
             return
-        self._cancel_outcome = asyncio.get_running_loop().create_future()
-        self._commits.cancelled(self._run).add_done_callback(self._on_cancel)
+        self._watching = True
+        self._commits.interrupted(self._run, 0).add_done_callback(self._on_interrupt)
+
+    def _on_interrupt(self, outcome: asyncio.Future[Optional[tuple[str, int]]]) -> None:
+        """The core interrupted the run (a cancellation is delivered, or the
+        workflow is cancelled for good): the step attempts that started
+        before it stop (their slots are asked for again, see
+        :meth:`_settle`), and the watcher is armed again; or the run
+        ended."""
+        if outcome.cancelled() or outcome.exception() is not None:
+            return  # the worker stopped
+        interruption = outcome.result()
+        if interruption is None:
+            return  # the run ended
+        reason, count = interruption
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+        for running in list(self._running):
+            # A race's losing step runs on (its value unused): the
+            # cancellation is not delivered there.
+            if running.epoch < count and running.task not in self._abandoned:
+                running.stop(_INTERRUPTED)
+        if self._commits is not None:
+            self._commits.interrupted(self._run, count).add_done_callback(self._on_interrupt)
 
     def _on_cancel(self, outcome: asyncio.Future[Slot]) -> None:
-        """The core's answer to :meth:`_watch`: the workflow was cancelled
-        (stop the attempts running), or the run ended."""
+        """The core's answer to :meth:`wait_cancelled`: the workflow's
+        cancel was requested (or it was cancelled for good), or the run
+        ended."""
         error = None if outcome.cancelled() else outcome.exception()
         reason: Optional[str] = None
         if isinstance(error, Cancelled):
-            self._cancel = error
             reason = error.reason
-            for running in list(self._running):
-                running.stop(_CANCELLED)
+            if self._cancel_reason is None:
+                self._cancel_reason = reason
         waiting = self._cancel_outcome
         if waiting is not None and not waiting.done():
             waiting.set_result(reason)
-
-    def _cancelled(self) -> Cancelled:
-        """A new :class:`~raftoral.Cancelled` like the core's."""
-        e = self._cancel
-        assert e is not None
-        return Cancelled(e.message, e.workflow_id, e.reason)
 
 
 _JSON = JsonCodec()
