@@ -5,11 +5,12 @@
 // records each side effect as a line), CONFORMANCE_HANG=1 (`steps` hangs at
 // `hang_at` instead of finishing that step, `blob` hangs before returning,
 // `saga` hangs in its last step, `fanout` in its `sum` step, `helpers` in
-// its `gate` step, `sleeper` and `racer` in their `after` step),
+// its `gate` step, `sleeper` and `racer` in their `after` step, `compensate`
+// in its `refund` step),
 // CONFORMANCE_STEP_PREFIX (checkpoint names of `steps`, default `step`),
 // CONFORMANCE_WORKFLOWS (comma list of what to register; default
 // `ping_pong,steps,blob`; `saga`, `flaky`, `fanout`, `helpers`, `sleeper`,
-// `racer` and `scheduled` only when named),
+// `racer`, `scheduled` and `compensate` only when named),
 // CONFORMANCE_BAD_POLICY (`negative_interval` or `zero_attempts`: a workflow
 // defined with that retry policy, which the SDK refuses before anything is
 // registered). Prints `worker ready` once registered; stops cleanly on SIGTERM.
@@ -59,6 +60,8 @@ const steps = workflow("steps", { version: 1 }, async (ctx, inp) => {
         return i * 2;
       });
     } catch (e) {
+      // Thrown again: a cancellation delivered here ends the workflow
+      // CANCELLED (a request's cleanup has nothing to do).
       if (e instanceof Cancelled) effect(ctx.workflowId, "cancelled", i);
       throw e;
     }
@@ -255,7 +258,59 @@ const scheduled = workflow("scheduled", { version: 1 }, async (ctx, input) => {
   return { input, ran_at: ranAt };
 });
 
-const known = { ping_pong: pingPong, steps, blob, saga, flaky, fanout, helpers, sleeper, racer, scheduled };
+// Step `reserve`, then at position 1 a wait only a cancellation ends: step
+// `charge`, which waits forever (the SDK stops waiting for it), or a durable
+// sleep `hold` of an hour. The cancellation is caught there and cleaned up
+// after: step `refund` (which hangs under CONFORMANCE_HANG=1), then with
+// `stubborn` step `stuck`, which never ends (the cleanup window cuts it
+// off); otherwise the cancellation is thrown again: the workflow ends
+// CANCELLED.
+const compensate = workflow("compensate", { version: 1 }, async (ctx, inp) => {
+  const id = ctx.workflowId;
+  await ctx.checkpoint("reserve", () => {
+    effect(id, "done", 0);
+    return true;
+  });
+  try {
+    if (inp.at === "sleep") {
+      await ctx.sleep(3_600_000, { name: "hold" });
+    } else {
+      await ctx.checkpoint("charge", async () => {
+        effect(id, "start", 1);
+        return forever();
+      });
+    }
+  } catch (e) {
+    if (!(e instanceof Cancelled)) throw e;
+    await ctx.checkpoint("refund", async () => {
+      effect(id, "start", 2);
+      if (hang()) await forever(); // the app "dies" here
+      return true;
+    });
+    if (inp.stubborn) {
+      await ctx.checkpoint("stuck", async () => {
+        effect(id, "start", 3);
+        return forever();
+      });
+    }
+    throw e;
+  }
+  throw new RaftoralError("WORKFLOW_FAILED", "the wait at position 1 ended without a cancellation");
+});
+
+const known = {
+  ping_pong: pingPong,
+  steps,
+  blob,
+  saga,
+  flaky,
+  fanout,
+  helpers,
+  sleeper,
+  racer,
+  scheduled,
+  compensate,
+};
 
 // A bad retry policy (CONFORMANCE_BAD_POLICY) stops the worker before it
 // registers anything: the SDK refuses it where it is defined.

@@ -43,8 +43,17 @@ export declare class NativeClient {
    * `WORKFLOW_FAILED` or `CANCELLED` for the other outcomes.
    */
   result(workflowId: string): Promise<Buffer>
-  /** Cancels a workflow; returns its state after the cancellation. */
-  cancelWorkflow(workflowId: string, reason: string): Promise<NativeWorkflowInfo>
+  /**
+   * Cancels a workflow; returns its state after the cancellation. A
+   * pending one is CANCELLED at once; a running one gets a request and
+   * may clean up for `cleanupMs` (absent: the sidecar's default, 30 s
+   * unless configured; 0: no cleanup, CANCELLED at once): it stays
+   * RUNNING (with `cancelReason` and `cancelDeadlineMs`) until its code
+   * ends or the window runs out. Throws `INVALID_ARGUMENT` for a
+   * `cleanupMs` that is not a whole number of milliseconds from 0 to 366
+   * days.
+   */
+  cancelWorkflow(workflowId: string, reason: string, cleanupMs?: number | undefined | null): Promise<NativeWorkflowInfo>
   /**
    * One page of workflows, filtered by status number and name, and with
    * `sleeping` to those waiting on a durable timer.
@@ -145,10 +154,27 @@ export declare class NativeRun {
    */
   firstOf(seqs: Array<number>, key: number): void
   /**
-   * Resolves with the reason once the workflow is cancelled, or null when
-   * the run ends first (drives the context's `AbortSignal`).
+   * Resolves with the reason once the workflow's cancel is requested (a
+   * cleanup window runs) or it is cancelled for good, or null when the
+   * run ends first (drives the context's `AbortSignal`). Says only that
+   * the workflow is being cancelled: where the code gets `CANCELLED` is
+   * the core's to decide (see `interrupted`).
    */
   cancelled(): Promise<string | null>
+  /** The run's interruptions so far (see `interrupted`). */
+  get interrupts(): number
+  /**
+   * Resolves once the run has more than `after` interruptions, with the
+   * cancel's reason and the new count; null when the run ends first. An
+   * interruption (a cancel request delivered into the code, or a cancel
+   * for good) means: stop the step attempts handed out with fewer
+   * interruptions than the new count (`NativeSlot.interrupts`), drop
+   * their outcomes, and ask for their slots again (`slot`); the core
+   * answers `CANCELLED` where the cancellation was delivered, a value
+   * committed meanwhile, or the attempt to run again. One watcher per
+   * run: `n = 0; for (;;) { ({ count: n } = await interrupted(n)); stop }`.
+   */
+  interrupted(after: number): Promise<NativeInterruption | null>
   /**
    * A float in `[0, 1)` from the run's seeded generator: the same on
    * every replica and in every replay (nothing is committed). Throws
@@ -189,9 +215,13 @@ export declare class NativeRun {
    */
   failWithApplicationError(failure: NativeFailure): void
   /**
-   * The workflow was interrupted, not finished: cancelled (with the
-   * reason) or stopped by a shutdown (no reason). Nothing is reported as
-   * its outcome.
+   * The workflow function ended with the SDK's `Cancelled` (with its
+   * reason), or was stopped by a shutdown (no reason). While a cancel
+   * request's cleanup window runs, the first ends the workflow
+   * CANCELLED with that reason (its code re-threw the cancellation it
+   * was delivered, after any compensation); otherwise nothing is
+   * reported as its outcome (cancelled for good already, or resumed
+   * elsewhere after a shutdown).
    */
   abandon(cancelledReason?: string | undefined | null): void
 }
@@ -302,6 +332,14 @@ export interface NativeHistoryEntry {
   fireAtMs?: number
 }
 
+/** An interruption of a run (`interrupted`). */
+export interface NativeInterruption {
+  /** The cancel's reason. */
+  reason: string
+  /** The run's interruptions so far: pass it to the next `interrupted`. */
+  count: number
+}
+
 /** One page of `listWorkflows`. */
 export interface NativePage {
   /** The workflows of this page. */
@@ -376,6 +414,12 @@ export interface NativeSlot {
    * otherwise).
    */
   winner?: number
+  /**
+   * For an attempt to compute: the run's interruptions counted before
+   * it was handed out. An interruption beyond this count (`interrupted`)
+   * stops the attempt: its outcome is not wanted, ask for the slot again.
+   */
+  interrupts?: number
 }
 
 /** What a start returned. */
@@ -447,6 +491,17 @@ export interface NativeWorkflowInfo {
    * has an execution timeout; absent otherwise.
    */
   timeoutAtMs?: number
+  /**
+   * The reason of the cancel request the running workflow is cleaning
+   * up after; absent otherwise.
+   */
+  cancelReason?: string
+  /**
+   * When that cleanup window ends (log time, ms since the epoch): the
+   * workflow is CANCELLED then if its code has not ended; absent while
+   * no cancel request runs.
+   */
+  cancelDeadlineMs?: number
 }
 
 /**

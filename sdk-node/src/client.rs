@@ -58,6 +58,13 @@ pub struct NativeWorkflowInfo {
     /// When the workflow times out (log time, ms since the epoch), if it
     /// has an execution timeout; absent otherwise.
     pub timeout_at_ms: Option<f64>,
+    /// The reason of the cancel request the running workflow is cleaning
+    /// up after; absent otherwise.
+    pub cancel_reason: Option<String>,
+    /// When that cleanup window ends (log time, ms since the epoch): the
+    /// workflow is CANCELLED then if its code has not ended; absent while
+    /// no cancel request runs.
+    pub cancel_deadline_ms: Option<f64>,
 }
 
 /// A durable timer a workflow waits on.
@@ -98,6 +105,8 @@ impl From<WorkflowInfo> for NativeWorkflowInfo {
             updated_at_ms: info.updated_at_ms as f64,
             start_at_ms: ms_or_none(info.start_at_ms),
             timeout_at_ms: ms_or_none(info.timeout_at_ms),
+            cancel_deadline_ms: ms_or_none(info.cancel_deadline_ms),
+            cancel_reason: (info.cancel_deadline_ms != 0).then_some(info.cancel_reason),
             pending_timers: info.pending_timers.into_iter().map(Into::into).collect(),
             workflow_id: info.workflow_id,
             workflow_name: info.workflow_name,
@@ -315,16 +324,25 @@ impl NativeClient {
         Ok(bytes.to_vec().into())
     }
 
-    /// Cancels a workflow; returns its state after the cancellation.
+    /// Cancels a workflow; returns its state after the cancellation. A
+    /// pending one is CANCELLED at once; a running one gets a request and
+    /// may clean up for `cleanupMs` (absent: the sidecar's default, 30 s
+    /// unless configured; 0: no cleanup, CANCELLED at once): it stays
+    /// RUNNING (with `cancelReason` and `cancelDeadlineMs`) until its code
+    /// ends or the window runs out. Throws `INVALID_ARGUMENT` for a
+    /// `cleanupMs` that is not a whole number of milliseconds from 0 to 366
+    /// days.
     #[napi]
     pub async fn cancel_workflow(
         &self,
         workflow_id: String,
         reason: String,
+        cleanup_ms: Option<f64>,
     ) -> napi::Result<NativeWorkflowInfo> {
+        let cleanup = cleanup_ms.map(cleanup).transpose()?;
         let info = self
             .inner
-            .cancel_workflow(&workflow_id, &reason)
+            .cancel_workflow_with(&workflow_id, &reason, cleanup)
             .await
             .map_err(to_js_err)?;
         Ok(info.into())
@@ -382,6 +400,21 @@ fn duration(what: &str, ms: f64) -> napi::Result<Duration> {
     let d = Duration::from_millis(ms.ceil() as u64);
     if d > MAX_TIMER {
         return Err(usage(format!("{what} is {ms} ms; at most 366 days")));
+    }
+    Ok(d)
+}
+
+/// A cancel's cleanup window of `ms` milliseconds: a whole number from 0 to
+/// 366 days (the sidecar's limit).
+fn cleanup(ms: f64) -> napi::Result<Duration> {
+    if !(ms.is_finite() && ms >= 0.0 && ms.fract() == 0.0) {
+        return Err(usage(format!(
+            "cleanupMs is {ms}; give a whole number of milliseconds, 0 or more (0: cancel at once), or none for the sidecar's default"
+        )));
+    }
+    let d = Duration::from_millis(ms as u64);
+    if d > MAX_TIMER {
+        return Err(usage(format!("cleanupMs is {ms}; at most 366 days")));
     }
     Ok(d)
 }

@@ -43,6 +43,16 @@
 //! The losers are abandoned by the core: their resolutions are skipped by
 //! the release rule (a losing step's wait may then never be answered, or
 //! answered once it commits), a losing timer is cancelled.
+//!
+//! Interruptions (a cancel request delivered into the code, or a cancel for
+//! good) stop the step attempts running in JavaScript, which then ask for
+//! their slots again (`slot`): the core answers `CANCELLED` where the
+//! cancellation was delivered, a value committed meanwhile, or the attempt
+//! to run again. An attempt handed out carries the run's count of
+//! interruptions read *before* the hand-out (`NativeSlot.interrupts`), so
+//! JavaScript knows which interruptions it must stop for: those counted
+//! beyond it (`WorkflowContext::interrupted`, one watcher per run in
+//! `ts/attempt.ts`).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -99,6 +109,10 @@ pub struct NativeSlot {
     /// first in commit order (the outcome of a `firstOf` wait; absent
     /// otherwise).
     pub winner: Option<u32>,
+    /// For an attempt to compute: the run's interruptions counted before
+    /// it was handed out. An interruption beyond this count (`interrupted`)
+    /// stops the attempt: its outcome is not wanted, ask for the slot again.
+    pub interrupts: Option<f64>,
 }
 
 /// The outcome of one wait started with `key` (`slot`, `commit`,
@@ -120,7 +134,11 @@ pub struct NativeDelivery {
 /// firing, or the winner of a race.
 enum Handed {
     Value(Bytes),
-    Compute { seq: u64, attempt: u32 },
+    Compute {
+        seq: u64,
+        attempt: u32,
+        interrupts: u64,
+    },
     Fired,
     First(u32),
 }
@@ -134,13 +152,19 @@ impl From<Handed> for NativeSlot {
                 attempt: None,
                 fired: None,
                 winner: None,
+                interrupts: None,
             },
-            Handed::Compute { seq, attempt } => NativeSlot {
+            Handed::Compute {
+                seq,
+                attempt,
+                interrupts,
+            } => NativeSlot {
                 value: None,
                 seq: Some(seq as f64),
                 attempt: Some(attempt),
                 fired: None,
                 winner: None,
+                interrupts: Some(interrupts as f64),
             },
             Handed::Fired => NativeSlot {
                 value: None,
@@ -148,6 +172,7 @@ impl From<Handed> for NativeSlot {
                 attempt: None,
                 fired: Some(true),
                 winner: None,
+                interrupts: None,
             },
             Handed::First(index) => NativeSlot {
                 value: None,
@@ -155,6 +180,7 @@ impl From<Handed> for NativeSlot {
                 attempt: None,
                 fired: None,
                 winner: Some(index),
+                interrupts: None,
             },
         }
     }
@@ -283,19 +309,29 @@ impl Steps {
             return Ok(None);
         }
         let req = self.req(&open, seq)?;
+        // Read before the hand-out: see `NativeSlot::interrupts`.
+        let interrupts = self.context.interrupts();
         match self.context.try_slot(&req) {
             None => Ok(None),
-            Some(outcome) => {
-                settle(&mut open, Some(seq), outcome.map(Answer::Slot)).map(|h| Some(h.into()))
-            }
+            Some(outcome) => settle(&mut open, Some(seq), outcome.map(Answer::Slot), interrupts)
+                .map(|h| Some(h.into())),
         }
     }
 
     /// Waits for the slot of step `seq`; the outcome is delivered with `key`.
+    /// Also asks again after an interruption stopped the attempt handed out
+    /// (its token is dropped: its outcome is not wanted).
     pub(crate) fn slot(self: &Arc<Self>, seq: u64, key: u32) -> Result<(), ClientError> {
-        let req = self.req(&self.lock(), seq)?;
+        let req = {
+            let mut open = self.lock();
+            let req = self.req(&open, seq)?;
+            if let Some(step) = open.get_mut(&seq) {
+                step.token = None;
+            }
+            req
+        };
         let context = self.context.clone();
-        self.deliver(Some(seq), key, async move {
+        self.deliver_counted(Some(seq), key, async move {
             context.slot(&req).await.map(Answer::Slot)
         });
         Ok(())
@@ -332,7 +368,7 @@ impl Steps {
     ) -> Result<(), ClientError> {
         let token = self.token(seq, "failStep")?;
         let context = self.context.clone();
-        self.deliver(Some(seq), key, async move {
+        self.deliver_counted(Some(seq), key, async move {
             context
                 .fail(token, failure, &policy)
                 .await
@@ -434,10 +470,28 @@ impl Steps {
     where
         F: Future<Output = Outcome> + Send + 'static,
     {
+        self.spawn(seq, key, false, wait);
+    }
+
+    /// [`deliver`](Self::deliver) for a wait that may hand out an attempt
+    /// to compute: the run's interruptions are read before each poll, so
+    /// the attempt carries the count from before its hand-out.
+    fn deliver_counted<F>(self: &Arc<Self>, seq: Option<u64>, key: u32, wait: F)
+    where
+        F: Future<Output = Outcome> + Send + 'static,
+    {
+        self.spawn(seq, key, true, wait);
+    }
+
+    fn spawn<F>(self: &Arc<Self>, seq: Option<u64>, key: u32, counted: bool, wait: F)
+    where
+        F: Future<Output = Outcome> + Send + 'static,
+    {
         napi::bindgen_prelude::spawn(InOrder {
             steps: self.clone(),
             seq,
             key,
+            counted,
             wait: Box::pin(wait),
         });
     }
@@ -445,17 +499,20 @@ impl Steps {
 
 /// Notes what a step's outcome leaves behind: a token to compute with is
 /// kept; a resolution or an error closes the step (`seq`: none for a
-/// race, which closes nothing).
+/// race, which closes nothing). `interrupts`: the run's interruptions
+/// counted before the outcome was handed out.
 fn settle(
     open: &mut HashMap<u64, Open>,
     seq: Option<u64>,
     outcome: Outcome,
+    interrupts: u64,
 ) -> Result<Handed, ClientError> {
     match outcome {
         Ok(Answer::Slot(Slot::Compute(token))) => {
             let handed = Handed::Compute {
                 seq: token.seq(),
                 attempt: token.attempt(),
+                interrupts,
             };
             if let Some(step) = seq.and_then(|seq| open.get_mut(&seq)) {
                 step.token = Some(token);
@@ -489,6 +546,9 @@ struct InOrder<F> {
     steps: Arc<Steps>,
     seq: Option<u64>,
     key: u32,
+    /// Read the run's interruptions before each poll (a wait that may hand
+    /// out an attempt to compute).
+    counted: bool,
     wait: Pin<Box<F>>,
 }
 
@@ -498,10 +558,19 @@ impl<F: Future<Output = Outcome>> Future for InOrder<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let mut open = this.steps.lock();
+        // Read before the poll that may hand an attempt out, so no
+        // interruption after the hand-out goes unnoticed; one between this
+        // read and the hand-out stops the attempt for nothing (the slot is
+        // asked for again), which costs a rerun at worst.
+        let interrupts = if this.counted {
+            this.steps.context.interrupts()
+        } else {
+            0
+        };
         let Poll::Ready(outcome) = this.wait.as_mut().poll(cx) else {
             return Poll::Pending;
         };
-        let outcome = settle(&mut open, this.seq, outcome);
+        let outcome = settle(&mut open, this.seq, outcome, interrupts);
         // Counted before it can be taken (taking it uncounts it).
         this.steps.untaken.fetch_add(1, Ordering::SeqCst);
         this.steps.deliveries.push(Delivered {

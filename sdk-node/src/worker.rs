@@ -17,7 +17,12 @@
 //! (`waitDeliveries` / `takeDeliveries`) in the order the core hands them
 //! out (see `steps.rs` for why). The outcome of the run goes back through
 //! `complete` / `fail` / `failWithStep` / `failWithApplicationError` /
-//! `abandon`, which the core reports exactly as for a Rust workflow. The deterministic helpers (`random`,
+//! `abandon`, which the core reports exactly as for a Rust workflow. A
+//! cancel request reaches the code where the core delivers it (as
+//! `CANCELLED` from a step's or a sleep's wait): `interrupted` tells
+//! JavaScript when to stop the attempts running, which then ask for their
+//! slots again, and `cancelled` only says that the workflow is being
+//! cancelled (the context's `AbortSignal`). The deterministic helpers (`random`,
 //! `uuid`, `isReplaying`, `nextPosition`, and `NOW_STEP` for `now()`) are
 //! the core's, so every SDK draws and decides the same.
 
@@ -121,6 +126,15 @@ impl From<NativeFailure> for Failure {
             stack: f.stack.unwrap_or_default(),
         }
     }
+}
+
+/// An interruption of a run (`interrupted`).
+#[napi(object)]
+pub struct NativeInterruption {
+    /// The cancel's reason.
+    pub reason: String,
+    /// The run's interruptions so far: pass it to the next `interrupted`.
+    pub count: f64,
 }
 
 /// An uncaught step failure, as JavaScript's `StepFailed` carries it: the
@@ -417,12 +431,45 @@ impl NativeRun {
         self.inner.steps.first(positions, key).map_err(to_js_err)
     }
 
-    /// Resolves with the reason once the workflow is cancelled, or null when
-    /// the run ends first (drives the context's `AbortSignal`).
+    /// Resolves with the reason once the workflow's cancel is requested (a
+    /// cleanup window runs) or it is cancelled for good, or null when the
+    /// run ends first (drives the context's `AbortSignal`). Says only that
+    /// the workflow is being cancelled: where the code gets `CANCELLED` is
+    /// the core's to decide (see `interrupted`).
     #[napi]
     pub async fn cancelled(&self) -> Option<String> {
         let inner = self.inner.clone();
         inner.steps.context().cancelled().await
+    }
+
+    /// The run's interruptions so far (see `interrupted`).
+    #[napi(getter)]
+    pub fn interrupts(&self) -> f64 {
+        self.inner.steps.context().interrupts() as f64
+    }
+
+    /// Resolves once the run has more than `after` interruptions, with the
+    /// cancel's reason and the new count; null when the run ends first. An
+    /// interruption (a cancel request delivered into the code, or a cancel
+    /// for good) means: stop the step attempts handed out with fewer
+    /// interruptions than the new count (`NativeSlot.interrupts`), drop
+    /// their outcomes, and ask for their slots again (`slot`); the core
+    /// answers `CANCELLED` where the cancellation was delivered, a value
+    /// committed meanwhile, or the attempt to run again. One watcher per
+    /// run: `n = 0; for (;;) { ({ count: n } = await interrupted(n)); stop }`.
+    #[napi]
+    pub async fn interrupted(&self, after: f64) -> Option<NativeInterruption> {
+        let inner = self.inner.clone();
+        let after = if after.is_finite() && after > 0.0 {
+            after as u64
+        } else {
+            0
+        };
+        let (reason, count) = inner.steps.context().interrupted(after).await?;
+        Some(NativeInterruption {
+            reason,
+            count: count as f64,
+        })
     }
 
     /// A float in `[0, 1)` from the run's seeded generator: the same on
@@ -510,9 +557,13 @@ impl NativeRun {
         self.reply(Err(WorkflowError::Application(error)))
     }
 
-    /// The workflow was interrupted, not finished: cancelled (with the
-    /// reason) or stopped by a shutdown (no reason). Nothing is reported as
-    /// its outcome.
+    /// The workflow function ended with the SDK's `Cancelled` (with its
+    /// reason), or was stopped by a shutdown (no reason). While a cancel
+    /// request's cleanup window runs, the first ends the workflow
+    /// CANCELLED with that reason (its code re-threw the cancellation it
+    /// was delivered, after any compensation); otherwise nothing is
+    /// reported as its outcome (cancelled for good already, or resumed
+    /// elsewhere after a shutdown).
     #[napi]
     pub fn abandon(&self, cancelled_reason: Option<String>) -> napi::Result<()> {
         let error = match cancelled_reason {

@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 
-import { Client, WorkflowFailed } from "@raftoral/client";
+import { Cancelled, Client, WorkflowFailed } from "@raftoral/client";
 
 import { Effects, eventually, newId, singleNode, tempDir } from "./harness.mjs";
 
@@ -164,6 +164,84 @@ test("the conformance worker's racer races a sleep with a step, and scheduled ru
     assert.deepEqual(input, { x: 1 });
     assert.ok(ranAt >= before + 300, `ran ${ranAt - before} ms after the start call`);
     assert.equal(effects.count(id, "start", 0), 1);
+  } finally {
+    proc.kill("SIGKILL");
+    await sidecar.kill();
+  }
+});
+
+test("the conformance worker's compensate refunds on a cancel at a step or a sleep; a stubborn one is cut off", {
+  skip: !existsSync(WORKER) && "conformance worker not copied",
+  timeout: 60_000,
+}, async () => {
+  const dir = tempDir();
+  const sidecar = await singleNode(join(dir, "sidecar"));
+  const effects = new Effects(join(dir, "effects.txt"));
+  const proc = spawn(process.execPath, [WORKER], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: {
+      ...process.env,
+      RAFTORAL_SIDECAR_URL: sidecar.url,
+      CONFORMANCE_EFFECTS: effects.path,
+      CONFORMANCE_WORKFLOWS: "compensate,steps",
+    },
+  });
+  let out = "";
+  proc.stdout.on("data", (d) => {
+    out += d;
+  });
+  try {
+    await eventually(() => out.includes("worker ready"), "the worker to register");
+    const client = await Client.connect(sidecar.url);
+    const lines = (id) =>
+      effects
+        .lines()
+        .filter((l) => l[0] === id)
+        .map((l) => `${l[1]} ${l[2]}`);
+    const kinds = async (handle) =>
+      (await handle.history()).map((e) => `${e.seq} ${e.checkpointName} ${e.kind}`);
+    const cancelled = async (handle, says) =>
+      assert.rejects(handle.result(), (e) => e instanceof Cancelled && says.test(e.reason));
+
+    // At a step: the charge is stopped, the refund runs, CANCELLED.
+    const id = newId();
+    const atStep = await client.startWorkflowByName("compensate", 1, { at: "step" }, { id });
+    await eventually(() => effects.count(id, "start", 1) === 1, "the charge to start");
+    assert.equal((await atStep.cancel({ reason: "customer asked", cleanupMs: 30_000 })).status, "RUNNING");
+    await cancelled(atStep, /^customer asked$/);
+    assert.deepEqual(lines(id), ["done 0", "start 1", "start 2"]);
+    assert.deepEqual(await kinds(atStep), ["0 reserve VALUE", "1 charge STEP_FAILED", "2 refund VALUE"]);
+
+    // At a sleep, with the sidecar's window.
+    const sleeping = await client.startWorkflowByName("compensate", 1, { at: "sleep" });
+    await eventually(
+      async () => (await kinds(sleeping)).includes("1 hold TIMER_STARTED"),
+      "the timer to start",
+    );
+    await sleeping.cancel("no more waiting");
+    await cancelled(sleeping, /^no more waiting$/);
+    assert.deepEqual(lines(sleeping.workflowId), ["done 0", "start 2"]);
+    assert.deepEqual((await kinds(sleeping)).slice(1), [
+      "1 hold TIMER_STARTED",
+      "1 hold TIMER_CANCELLED",
+      "2 refund VALUE",
+    ]);
+
+    // A cleanup that never ends is cut off by its window.
+    const stubborn = await client.startWorkflowByName("compensate", 1, { at: "step", stubborn: true });
+    const sid = stubborn.workflowId;
+    await eventually(() => effects.count(sid, "start", 1) === 1, "the charge to start");
+    await stubborn.cancel({ reason: "customer asked", cleanupMs: 500 });
+    await cancelled(stubborn, /cleanup window ran out/);
+    assert.deepEqual(lines(sid), ["done 0", "start 1", "start 2", "start 3"]);
+
+    // `steps` notes the cancellation delivered at its step and throws it again.
+    const sid2 = newId();
+    const steps = await client.startWorkflowByName("steps", 1, { n: 3, step_delay_ms: 60_000 }, { id: sid2 });
+    await eventually(() => effects.count(sid2, "start", 0) === 1, "step 0 to start");
+    await steps.cancel({ reason: "enough" });
+    await cancelled(steps, /^enough$/);
+    assert.deepEqual(lines(sid2), ["start 0", "cancelled 0"]);
   } finally {
     proc.kill("SIGKILL");
     await sidecar.kill();

@@ -1,6 +1,8 @@
 // Type-checked with `tsc --noEmit --strict` in the fresh project: types flow
 // from the workflow definition to startWorkflow and handle.result().
 import {
+  Cancelled,
+  type CancelOptions,
   Client,
   type Duration,
   type FirstResult,
@@ -49,6 +51,20 @@ const saga = workflow("saga", { version: 1, retry }, async (ctx, order: Order) =
     return attempts;
   } catch (e) {
     if (e instanceof StepFailed && e.type === "CardDeclined") return -e.attempts;
+    throw e;
+  }
+});
+
+const refunding = workflow("refunding", { version: 1 }, async (ctx, order: Order) => {
+  try {
+    await ctx.checkpoint("charge", ({ signal }) =>
+      fetch(`https://pay.example/${order.id}`, { signal }).then(() => 1),
+    );
+  } catch (e) {
+    if (e instanceof Cancelled) {
+      const reason: string = e.reason;
+      await ctx.checkpoint("refund", () => reason.length);
+    }
     throw e;
   }
 });
@@ -103,7 +119,7 @@ const logSink: LogSink = (record) => {
 export async function main(url: string): Promise<void> {
   const client = await Client.connect(url);
   const worker = await Worker.create(client, {
-    workflows: [pingPong, charge, saga, helpers, sleeper, racer],
+    workflows: [pingPong, charge, saga, refunding, helpers, sleeper, racer],
     retry,
     logSink,
   });
@@ -130,6 +146,15 @@ export async function main(url: string): Promise<void> {
   const timers: PendingTimer[] = info.pendingTimers;
   const startAt: number | undefined = info.startAtMs ?? info.timeoutAtMs;
   const sleeping = await client.listWorkflows({ sleeping: true });
-  console.log(answer, cents, wrong, naps, kinds, raced, timers, startAt, sleeping, wrongDelay);
+  const cleanup: CancelOptions = { reason: "customer asked", cleanupMs: 60_000 };
+  const requested = await client.cancelWorkflow(handle.workflowId, cleanup);
+  const until: number | undefined = requested.cancelDeadlineMs;
+  const why: string | undefined = requested.cancelReason;
+  await handle.cancel("old style");
+  await handle.cancel({ cleanupMs: 0 });
+  await client.cancelWorkflow("order-43");
+  // @ts-expect-error: cleanupMs is a number of milliseconds
+  await handle.cancel({ cleanupMs: "30s" });
+  console.log(answer, cents, wrong, naps, kinds, raced, timers, startAt, sleeping, wrongDelay, until, why);
   await worker.shutdown();
 }

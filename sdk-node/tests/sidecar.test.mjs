@@ -85,7 +85,7 @@ test("an app SIGKILLed mid-workflow replays its committed steps, not recomputes 
   }
 });
 
-test("cancellation fires ctx.signal and the pending checkpoint rejects with Cancelled", async () => {
+test("a cancel without cleanup fires ctx.signal and the pending checkpoint rejects with Cancelled", async () => {
   const effects = effectsFile();
   const gate = join(tempDir(), "gate"); // never opened: only the signal ends the step
   const worker = await WorkerProcess.start(sidecar.url, effects.path, "a");
@@ -93,7 +93,8 @@ test("cancellation fires ctx.signal and the pending checkpoint rejects with Canc
     const id = newId();
     const handle = await client.startWorkflow(steps, { n: 3, gateAt: 1, gate }, { id });
     await eventually(() => effects.count(id, "compute", 1) === 1, "step 1 to start");
-    const info = await handle.cancel("changed my mind");
+    // No cleanup window: CANCELLED at once (cancel.test.mjs has requests).
+    const info = await handle.cancel({ reason: "changed my mind", cleanupMs: 0 });
     assert.equal(info.status, "CANCELLED");
     await eventually(() => effects.count(id, "aborted", 1) === 1, "the step to see the abort signal");
     await eventually(() => effects.count(id, "cancelled") === 1, "the checkpoint to reject with Cancelled");

@@ -1,9 +1,10 @@
 /**
  * One attempt of a step's function ({@link StepFn}): what it is told
  * ({@link StepInfo}), and how it is run on the owner: stopped by the
- * workflow's cancellation and by its retry policy's attempt timeout.
+ * workflow's cancellation (the core's interruptions) and by its retry
+ * policy's attempt timeout.
  */
-import { AttemptTimeout, callSync } from "./errors";
+import { AttemptTimeout, callSync, cancelledError } from "./errors";
 import native from "./native";
 
 /**
@@ -22,10 +23,14 @@ export interface StepInfo {
    */
   readonly attempt: number;
   /**
-   * Aborted when this attempt must stop: with `Cancelled` when the workflow
-   * is cancelled (as `ctx.signal` is), with {@link AttemptTimeout} when the
-   * attempt outlasts its retry policy's `attemptTimeoutMs`. Pass it to
-   * `fetch` and the like, so a stopped attempt stops its work too.
+   * This attempt's own signal, aborted when the attempt must stop: with
+   * `Cancelled` when the workflow's cancellation stops it (a cancel request
+   * delivered while it runs, or a cancel for good), with
+   * {@link AttemptTimeout} when it outlasts its retry policy's
+   * `attemptTimeoutMs`. Pass it to `fetch` and the like, so a stopped
+   * attempt stops its work too. Not the workflow's `ctx.signal`: a step
+   * that runs after a cancellation was delivered (compensation) gets a
+   * signal that is not aborted.
    */
   readonly signal: AbortSignal;
 }
@@ -53,61 +58,99 @@ export interface AttemptOf {
   step: string;
   seq: number;
   attempt: number;
+  /**
+   * The run's interruptions counted before this attempt was handed out
+   * (`NativeSlot.interrupts`): an interruption beyond it stops the attempt.
+   */
+  interrupts: number;
 }
+
+/**
+ * @internal What {@link Attempts.run} rejects with when an interruption
+ * stopped the attempt: its outcome is not wanted; ask the core for the
+ * step's slot again (it answers `Cancelled` where the cancellation was
+ * delivered, a value committed meanwhile, or the attempt to run again).
+ */
+export const INTERRUPTED: unique symbol = Symbol("raftoral.interrupted");
 
 /** Longest delay `setTimeout` takes (a longer one fires at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
- * @internal Runs the attempts of one run's steps on the owner. One listener
- * on the workflow's signal serves every attempt running now (steps side by
- * side would otherwise add one each, past Node's warning threshold).
+ * @internal Runs the attempts of one run's steps on the owner. One watcher
+ * of the run's interruptions (`NativeRun.interrupted`) serves every attempt
+ * of the run, started with its first attempt (replicas and replays never
+ * run one) and re-armed after each interruption; it ends with the run.
  */
 export class Attempts {
-  /** The workflow's: aborted when it is cancelled. */
-  readonly #signal: AbortSignal;
-  /** Stops each attempt running now, with a reason. */
-  readonly #running = new Set<(reason: unknown) => void>();
-  #listening = false;
+  readonly #run: native.NativeRun;
+  /**
+   * Stops each attempt running now, by the interruptions counted before
+   * it was handed out.
+   */
+  readonly #running = new Map<(reason: unknown) => void, number>();
+  /** The interruptions the watcher has seen; undefined until it starts. */
+  #seen: number | undefined;
 
-  constructor(signal: AbortSignal) {
-    this.#signal = signal;
+  constructor(run: native.NativeRun) {
+    this.#run = run;
   }
 
   /**
    * Runs attempt `of.attempt` of `fn` under `policy`: its value, or what it
-   * threw. Without waiting for `fn` any longer, rejects with the
-   * cancellation as soon as the workflow is cancelled, and with an
-   * {@link AttemptTimeout} (the core's failure) once the policy's
-   * `attemptTimeoutMs` has passed; the attempt's signal is aborted with the
-   * same reason. `fn` is not called when the workflow is cancelled already.
+   * threw. Without waiting for `fn` any longer, rejects with
+   * {@link INTERRUPTED} as soon as an interruption counted after the
+   * attempt's hand-out stops it (the attempt's signal is aborted with
+   * `Cancelled`), and with an {@link AttemptTimeout} (the core's failure)
+   * once the policy's `attemptTimeoutMs` has passed (the signal is aborted
+   * with it). `fn` is not called when such an interruption was seen
+   * already.
    */
   run<T>(fn: StepFn<T>, of: AttemptOf, policy: native.NativeRetryPolicy): Promise<T> {
-    const workflow = this.#signal;
-    if (workflow.aborted) {
-      return Promise.reject(workflow.reason);
+    if (this.#seen === undefined) {
+      void this.#watch(of.interrupts);
+    } else if (of.interrupts < this.#seen) {
+      return Promise.reject(INTERRUPTED);
     }
-    this.#listen();
     const limit = policy.attemptTimeoutMs;
     const timed = limit !== undefined && limit !== Number.POSITIVE_INFINITY;
-    // Without a timeout the attempt's signal is the workflow's: nothing to make.
-    const own = timed ? new AbortController() : undefined;
-    const info: StepInfo = Object.freeze({ attempt: of.attempt, signal: own?.signal ?? workflow });
+    // The attempt's signal: made now for a timed attempt (before its clock
+    // starts), else when the step's function asks for it (most never do),
+    // aborted then if the attempt was stopped already.
+    let own: AbortController | undefined = timed ? new AbortController() : undefined;
+    let stopped = false;
+    let abortReason: unknown;
+    const info: StepInfo = Object.freeze({
+      attempt: of.attempt,
+      get signal(): AbortSignal {
+        if (own === undefined) {
+          own = new AbortController();
+          if (stopped) own.abort(abortReason);
+        }
+        return own.signal;
+      },
+    });
     return new Promise<T>((resolve, reject) => {
       let cancelTimer: (() => void) | undefined;
       const settled = (): void => {
-        this.#running.delete(stop);
+        this.#running.delete(interrupt);
         cancelTimer?.();
       };
-      // The first of: the attempt's outcome, the cancellation, the timeout.
-      const stop = (reason: unknown): void => {
+      // The first of: the attempt's outcome, an interruption, the timeout.
+      const stop = (rejection: unknown, reason: unknown): void => {
         settled();
-        reject(reason);
+        reject(rejection);
+        stopped = true;
+        abortReason = reason;
         own?.abort(reason);
       };
-      this.#running.add(stop);
+      const interrupt = (reason: unknown): void => stop(INTERRUPTED, reason);
+      this.#running.set(interrupt, of.interrupts);
       if (timed) {
-        cancelTimer = after(limit, () => stop(timedOut(of, policy, limit)));
+        cancelTimer = after(limit, () => {
+          const e = timedOut(of, policy, limit);
+          stop(e, e);
+        });
       }
       Promise.resolve()
         .then(() => fn(info))
@@ -124,17 +167,28 @@ export class Attempts {
     });
   }
 
-  #listen(): void {
-    if (this.#listening) return;
-    this.#listening = true;
-    const signal = this.#signal;
-    signal.addEventListener(
-      "abort",
-      () => {
-        for (const stop of [...this.#running]) stop(signal.reason);
-      },
-      { once: true },
-    );
+  /**
+   * The run's watcher: each interruption beyond `after` stops the attempts
+   * handed out before it. Ends when the run does (null).
+   */
+  async #watch(after: number): Promise<void> {
+    this.#seen = after;
+    for (;;) {
+      let next: native.NativeInterruption | null;
+      try {
+        next = await this.#run.interrupted(this.#seen);
+      } catch {
+        return;
+      }
+      if (next === null) {
+        return;
+      }
+      this.#seen = next.count;
+      const reason = cancelledError(this.#run.workflowId, next.reason);
+      for (const [interrupt, handedAt] of [...this.#running]) {
+        if (handedAt < next.count) interrupt(reason);
+      }
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 /** {@link Client} and {@link WorkflowHandle}. */
 import { type Codec, jsonCodec } from "./codec";
 import { type Duration, parseDuration } from "./duration";
-import { call, workflowFailure } from "./errors";
+import { call, InvalidArgument, workflowFailure } from "./errors";
 import native from "./native";
 import {
   type HistoryEntry,
@@ -65,6 +65,34 @@ export interface StartOptions {
    * takes, more than 0. Absent: no limit. At most 366 days.
    */
   executionTimeout?: Duration;
+}
+
+/**
+ * Options of {@link Client.cancelWorkflow} and {@link WorkflowHandle.cancel}.
+ *
+ * @example
+ * ```ts
+ * // The workflow's code may compensate for up to a minute.
+ * await client.cancelWorkflow("order-42", { reason: "customer asked", cleanupMs: 60_000 });
+ * // No cleanup: CANCELLED at once.
+ * await client.cancelWorkflow("order-43", { reason: "fraud", cleanupMs: 0 });
+ * ```
+ */
+export interface CancelOptions {
+  /**
+   * Why: the `reason` of the `Cancelled` the workflow's code gets, and the
+   * workflow's `error` once it is CANCELLED (empty or absent: the
+   * sidecar's `"cancelled"`).
+   */
+  reason?: string;
+  /**
+   * How long a running workflow's code may clean up, in milliseconds: a
+   * whole number from 0 to 366 days. Absent: the sidecar's default (its
+   * `--cancel-cleanup-ms`, 30 s unless set). 0: no cleanup, the workflow
+   * is CANCELLED at once and its code's next step or sleep rejects with
+   * `Cancelled`. A pending workflow is always cancelled at once.
+   */
+  cleanupMs?: number;
 }
 
 /**
@@ -167,9 +195,59 @@ export class Client {
     return this.#info(await call(this.native.waitWorkflow(workflowId, timeoutMs)));
   }
 
-  /** Cancels a workflow; its functions get `Cancelled`. Returns its state. */
-  async cancelWorkflow(workflowId: string, reason = ""): Promise<WorkflowInfo> {
-    return this.#info(await call(this.native.cancelWorkflow(workflowId, reason)));
+  /**
+   * Cancels a workflow; `options` is the reason (a string) or
+   * {@link CancelOptions}. Returns its state after the cancel.
+   *
+   * A pending workflow, or a cancel with `cleanupMs: 0`, is CANCELLED at
+   * once: its code's next step or sleep rejects with `Cancelled`, and
+   * nothing more is committed. A running one otherwise gets a request and
+   * stays `RUNNING` (the returned state has `cancelReason` and
+   * `cancelDeadlineMs`): the step or sleep its code awaits rejects with
+   * `Cancelled` (a running attempt's `signal` aborts), and the steps it
+   * takes after that run as usual, so it can compensate. The workflow
+   * ends `CANCELLED` when its function throws that `Cancelled` again,
+   * `COMPLETED` or `FAILED` when it returns a value or throws another
+   * error, and `CANCELLED` anyway when the cleanup window runs out (its
+   * `error` then says `cleanup window ran out`). Wait for the end with
+   * {@link WorkflowHandle.result} or {@link Client.waitWorkflow}.
+   *
+   * Rejects with `InvalidArgument` for a `cleanupMs` that is not a whole
+   * number of milliseconds from 0 to 366 days (nothing is cancelled
+   * then), with `NotFound` for an unknown id.
+   *
+   * @example
+   * ```ts
+   * // A saga that refunds when it is cancelled.
+   * const order = workflow("order", { version: 1 }, async (ctx, id: string) => {
+   *   const receipt = await ctx.checkpoint("charge", ({ signal }) => charge(id, { signal }));
+   *   try {
+   *     await ctx.checkpoint("ship", ({ signal }) => ship(id, { signal }));
+   *   } catch (e) {
+   *     if (e instanceof Cancelled) {
+   *       await ctx.checkpoint("refund", () => refund(receipt));
+   *     }
+   *     throw e;
+   *   }
+   * });
+   *
+   * const handle = await client.startWorkflow(order, "order-42");
+   * const info = await client.cancelWorkflow(handle.workflowId, { reason: "customer asked", cleanupMs: 60_000 });
+   * console.log(info.status, info.cancelDeadlineMs); // RUNNING, the end of the window
+   * await handle.result().catch((e) => console.log(e instanceof Cancelled)); // true, once refunded
+   * ```
+   */
+  async cancelWorkflow(workflowId: string, options: string | CancelOptions = {}): Promise<WorkflowInfo> {
+    const { reason, cleanupMs } = typeof options === "string" ? { reason: options } : options;
+    if (cleanupMs !== undefined && !(Number.isInteger(cleanupMs) && cleanupMs >= 0)) {
+      const what =
+        typeof cleanupMs === "number" ? String(cleanupMs) : `${String(cleanupMs)} (a ${typeof cleanupMs})`;
+      throw new InvalidArgument(
+        `cleanupMs is ${what}; give a whole number of milliseconds, 0 or more (0: cancel at once), or none for the sidecar's default`,
+      );
+    }
+    // The addon checks the upper limit (366 days, the sidecar's).
+    return this.#info(await call(this.native.cancelWorkflow(workflowId, reason ?? "", cleanupMs)));
   }
 
   /**
@@ -231,6 +309,8 @@ export class Client {
       pendingTimers: w.pendingTimers.map((t) => ({ seq: t.seq, name: t.name, fireAtMs: t.fireAtMs })),
       startAtMs: w.startAtMs ?? undefined,
       timeoutAtMs: w.timeoutAtMs ?? undefined,
+      cancelReason: w.cancelReason ?? undefined,
+      cancelDeadlineMs: w.cancelDeadlineMs ?? undefined,
     };
   }
 }
@@ -253,7 +333,8 @@ export class WorkflowHandle<O> {
   /**
    * Waits for the outcome: the decoded result, or a rejection with
    * `WorkflowFailed` (its `failure` has the type, message and details of a
-   * structured failure) or `Cancelled`.
+   * structured failure) or `Cancelled` (once the workflow is CANCELLED: a
+   * cancel request waits for its cleanup to end).
    */
   async result(): Promise<O> {
     const data = await call(this.#client.native.result(this.workflowId));
@@ -270,9 +351,18 @@ export class WorkflowHandle<O> {
     return this.#client.getWorkflow(this.workflowId);
   }
 
-  /** See {@link Client.cancelWorkflow}. */
-  cancel(reason = ""): Promise<WorkflowInfo> {
-    return this.#client.cancelWorkflow(this.workflowId, reason);
+  /**
+   * Cancels this workflow: the reason, or {@link CancelOptions} (a
+   * `cleanupMs` of 0 cancels at once); see {@link Client.cancelWorkflow}.
+   *
+   * @example
+   * ```ts
+   * await handle.cancel({ reason: "customer asked", cleanupMs: 10_000 });
+   * await handle.result(); // rejects with Cancelled once the code has cleaned up
+   * ```
+   */
+  cancel(options: string | CancelOptions = {}): Promise<WorkflowInfo> {
+    return this.#client.cancelWorkflow(this.workflowId, options);
   }
 
   /** See {@link Client.history}. */

@@ -76,18 +76,45 @@ export class WorkflowFailed extends RaftoralError {
 }
 
 /**
- * The workflow was cancelled. Thrown inside the workflow function by its
- * pending or next checkpoint (let it propagate: nothing more is committed),
- * and by `handle.result()`.
+ * The workflow was cancelled. `handle.result()` rejects with it once the
+ * workflow is CANCELLED.
+ *
+ * Inside the workflow function, a cancel request (`client.cancelWorkflow`)
+ * rejects with it the step or sleep the function awaits then (a running
+ * step's attempt is stopped: its `signal` aborts), or the next one it
+ * takes; the same step on every replica and in every replay. Steps taken
+ * after that run as usual: catch it to compensate within the cancel's
+ * cleanup window, then throw it again so that the workflow ends CANCELLED
+ * (returning a value ends it COMPLETED, another error FAILED). Once the
+ * window has run out (or for a cancel without cleanup), every step and
+ * sleep rejects with it and nothing more is committed.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await ctx.checkpoint("charge", ({ signal }) => pay(order, { signal }));
+ * } catch (e) {
+ *   if (e instanceof Cancelled) {
+ *     await ctx.checkpoint("refund", () => refund(order));
+ *   }
+ *   throw e;
+ * }
+ * ```
  */
 export class Cancelled extends RaftoralError {
   constructor(
     message: string,
     readonly workflowId = "",
+    /** The reason given to the cancel. */
     readonly reason = "",
   ) {
     super("CANCELLED", message);
   }
+}
+
+/** @internal A {@link Cancelled} for a cancelled run, with the core's message. */
+export function cancelledError(workflowId: string, reason: string): Cancelled {
+  return new Cancelled(`workflow '${workflowId}' was cancelled: ${reason}`, workflowId, reason);
 }
 
 /**

@@ -18,7 +18,7 @@
  * @packageDocumentation
  */
 export type { StepFn, StepInfo } from "./attempt";
-export { Client, type ConnectOptions, type StartOptions, WorkflowHandle } from "./client";
+export { type CancelOptions, Client, type ConnectOptions, type StartOptions, WorkflowHandle } from "./client";
 export { type Codec, jsonCodec } from "./codec";
 export { type Duration, parseDuration } from "./duration";
 export {

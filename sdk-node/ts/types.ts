@@ -77,6 +77,18 @@ export interface WorkflowInfo {
    * `undefined`.
    */
   timeoutAtMs: number | undefined;
+  /**
+   * The reason of the cancel request the running workflow is cleaning up
+   * after (`client.cancelWorkflow` with a cleanup window); else
+   * `undefined`.
+   */
+  cancelReason: string | undefined;
+  /**
+   * When that cleanup window ends (log time, milliseconds since the Unix
+   * epoch): the workflow is CANCELLED then if its code has not ended; else
+   * `undefined`.
+   */
+  cancelDeadlineMs: number | undefined;
 }
 
 /**

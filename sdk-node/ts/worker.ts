@@ -5,6 +5,7 @@ import {
   ApplicationError,
   Cancelled,
   call,
+  cancelledError,
   detailsJson,
   failureOf,
   NotRunning,
@@ -15,7 +16,7 @@ import {
 import type { LogSink } from "./log";
 import native from "./native";
 import { checkRetryPolicy, type RetryPolicy } from "./retry";
-import { cancelledError, type Workflow, WorkflowContext } from "./workflow";
+import { type Workflow, WorkflowContext } from "./workflow";
 
 /** Options of {@link Worker.create}. */
 export interface WorkerOptions {
@@ -148,6 +149,9 @@ export class Worker {
       return;
     }
     const codec = this.#client.codec;
+    // ctx.signal: aborted once the workflow's cancel is requested (or it is
+    // cancelled for good). Where the code gets Cancelled is the core's to
+    // decide (steps and sleeps reject with it where it is delivered).
     const controller = new AbortController();
     // Resolves null when the run ends first, so it never outlives the run.
     void run.cancelled().then(
@@ -173,6 +177,10 @@ export class Worker {
       data = codec.encode(value);
     } catch (e) {
       if (e instanceof Cancelled) {
+        // The function ended with the cancellation (after any compensation):
+        // while a cancel request's cleanup runs, the core reports the
+        // workflow CANCELLED with this reason; otherwise nothing (it was
+        // cancelled for good already).
         run.abandon(e.reason);
       } else if (e instanceof ShuttingDown || e instanceof NotRunning) {
         run.abandon(null);

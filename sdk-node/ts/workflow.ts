@@ -1,11 +1,11 @@
 /** Workflow definitions ({@link workflow}) and {@link WorkflowContext}. */
 import { AsyncLocalStorage } from "node:async_hooks";
 
-import { Attempts, type StepFn } from "./attempt";
+import { Attempts, INTERRUPTED, type StepFn } from "./attempt";
 import { type Codec, jsonCodec } from "./codec";
 import type { Deliveries, Outcome } from "./deliveries";
 import { type Duration, parseDuration } from "./duration";
-import { Cancelled, callSync, failureOf, fromNative, InvalidArgument } from "./errors";
+import { type Cancelled, callSync, failureOf, fromNative, InvalidArgument } from "./errors";
 import { consoleSink, type LogSink, type WorkflowLogger, workflowLogger } from "./log";
 import native from "./native";
 import { checkRetryPolicy, type RetryPolicy } from "./retry";
@@ -174,9 +174,39 @@ const current = new AsyncLocalStorage<WorkflowContext>();
  * {@link WorkflowContext.now}, random numbers and ids from
  * {@link WorkflowContext.random} and {@link WorkflowContext.uuid}, and log
  * through {@link WorkflowContext.log}, which writes each line once.
+ *
+ * A cancel (`client.cancelWorkflow`) of a running workflow is a request
+ * with a cleanup window: the step or sleep the function awaits rejects
+ * with {@link Cancelled} (or the next one it takes), the same on every
+ * replica and in every replay; the steps after it run as usual, so the
+ * function can compensate, then throw the `Cancelled` again to end the
+ * workflow CANCELLED:
+ *
+ * ```ts
+ * const order = workflow("order", { version: 1 }, async (ctx, id: string) => {
+ *   await ctx.checkpoint("reserve", () => reserve(id));
+ *   try {
+ *     await ctx.checkpoint("charge", ({ signal }) => charge(id, { signal }));
+ *   } catch (e) {
+ *     if (e instanceof Cancelled) {
+ *       await ctx.checkpoint("release", () => release(id));
+ *     }
+ *     throw e;
+ *   }
+ *   return ctx.checkpoint("ship", () => ship(id));
+ * });
+ * ```
  */
 export class WorkflowContext {
-  /** Aborted when the workflow is cancelled; pass it to `fetch` and the like. */
+  /**
+   * Aborted (with {@link Cancelled}) once the workflow's cancel is
+   * requested, or it is cancelled for good, and aborted for good: code
+   * between steps can check it to stop early, or pass it to work that
+   * must stop then. A step's function gets a signal of its own
+   * (`StepInfo.signal`), aborted only when that attempt must stop: use
+   * that one inside steps, as compensation steps run after a cancellation
+   * with `ctx.signal` aborted.
+   */
   readonly signal: AbortSignal;
   #run: NativeRun;
   #codec: Codec;
@@ -191,7 +221,7 @@ export class WorkflowContext {
    */
   #ready: (() => void)[] = [];
   #handing = false;
-  /** Runs the attempts of this run's steps (cancellation, attempt timeouts). */
+  /** Runs the attempts of this run's steps (interruptions, attempt timeouts). */
   #attempts: Attempts;
   #sink: LogSink;
   #log: WorkflowLogger | undefined;
@@ -218,7 +248,7 @@ export class WorkflowContext {
     this.#run = run;
     this.#codec = codec;
     this.signal = signal;
-    this.#attempts = new Attempts(signal);
+    this.#attempts = new Attempts(run);
     this.#deliveries = deliveries;
     this.#retry = retry;
     this.#sink = sink;
@@ -255,11 +285,15 @@ export class WorkflowContext {
    * on every replica and replay: catch it to compensate, or let it fail the
    * workflow with the step's error.
    *
-   * Also rejects with {@link Cancelled} when the workflow is cancelled (also
-   * while `fn` runs: `ctx.signal` fires), with `NonDeterminism` when the
-   * history has another name at this position, with {@link InvalidArgument}
-   * when the value cannot be encoded (nothing is committed then) or the
-   * retry policy is wrong.
+   * Also rejects with {@link Cancelled} where the workflow's cancellation is
+   * delivered: a cancel request reaches the steps and sleeps the workflow
+   * awaits then (a running attempt is stopped: its `signal` aborts, and
+   * its outcome is dropped), or the next one it takes; the steps after it
+   * run as usual (compensation), until the cleanup window runs out or for
+   * a cancel without cleanup, when every step rejects with it. Rejects
+   * with `NonDeterminism` when the history has another name at this
+   * position, with {@link InvalidArgument} when the value cannot be
+   * encoded (nothing is committed then) or the retry policy is wrong.
    *
    * @example
    * ```ts
@@ -415,8 +449,10 @@ export class WorkflowContext {
    * Rejects with `TypeError` for a duration it cannot read, with
    * {@link InvalidArgument} for a negative one (its message says
    * `negative`) or one beyond 366 days (it says `366 days`), with
-   * {@link Cancelled} when the workflow is cancelled meanwhile (its timer
-   * is dropped), with `NonDeterminism` as above.
+   * {@link Cancelled} when the workflow's cancellation is delivered there
+   * (a cancel request while it sleeps: the timer is cancelled, and the
+   * steps after it run as usual; see {@link WorkflowContext.checkpoint}),
+   * with `NonDeterminism` as above.
    *
    * @example
    * ```ts
@@ -632,18 +668,29 @@ export class WorkflowContext {
     let value: T;
     for (;;) {
       if (slot.value != null) {
-        // A committed value; a committed failure rejected with StepFailed.
+        // A committed value; a committed failure rejected with StepFailed,
+        // a cancellation delivered here with Cancelled.
         return codec.decode(slot.value) as T;
       }
-      // A cancellation seen between the slot and here: do not start the step.
-      this.signal.throwIfAborted();
-      const of = { workflowId: this.workflowId, step: name, seq, attempt: slot.attempt ?? 1 };
+      const of = {
+        workflowId: this.workflowId,
+        step: name,
+        seq,
+        attempt: slot.attempt ?? 1,
+        interrupts: slot.interrupts ?? 0,
+      };
       try {
         value = await this.#attempts.run(fn, of, policy);
         break;
       } catch (e) {
-        // Cancelled meanwhile: nothing is committed, the cancellation ends the run.
-        this.signal.throwIfAborted();
+        if (e === INTERRUPTED) {
+          // Stopped by the workflow's cancellation: nothing is committed for
+          // this attempt, and the core says what the step gets now: Cancelled
+          // where the cancellation was delivered, a value committed
+          // meanwhile, or the attempt to run again.
+          slot = await this.#wait((key) => this.#run.slot(seq, key));
+          continue;
+        }
         // The core commits the failure (a timeout's is the core's own) and
         // answers with the next attempt (after its delay), or rejects with
         // StepFailed.
@@ -768,9 +815,4 @@ export function checkpoint<T>(name: string, fn: StepFn<T>, options?: CheckpointO
   } catch (e) {
     return Promise.reject(e);
   }
-}
-
-/** @internal A {@link Cancelled} for a cancelled run. */
-export function cancelledError(workflowId: string, reason: string): Cancelled {
-  return new Cancelled(`workflow '${workflowId}' was cancelled: ${reason}`, workflowId, reason);
 }
