@@ -38,6 +38,40 @@ impl ClusterApi {
     }
 
     /// Sends a removal to the leader and returns its answer as it is.
+    /// Asks `leader` to remove a node. A leader removing itself cannot
+    /// tell whether its removal applied once it is out, nor retry a
+    /// proposal lost with the leader change it causes: this member can.
+    /// On `UNAVAILABLE` it catches up; a node gone is the request done,
+    /// one still a member is asked for again, here if this node leads now,
+    /// else through the new leader (a few times).
+    async fn remove_through_leader(
+        &self,
+        mut leader: u64,
+        r: RemoveNodeRequest,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        let done = || {
+            Ok(Response::new(RemoveNodeResponse {
+                members: self.node.members(),
+            }))
+        };
+        let mut attempt = 0;
+        loop {
+            let refused = match self.forward_remove(leader, r).await {
+                Err(status) if status.code() == tonic::Code::Unavailable && attempt < 3 => status,
+                other => return other,
+            };
+            attempt += 1;
+            if self.node.read_barrier().await.is_err() {
+                return Err(refused);
+            }
+            match self.node.remove_node(r.node_id, r.force).await {
+                Ok(_) | Err(EngineError::NotMember(_)) => return done(),
+                Err(EngineError::NotLeader { leader: now, .. }) if now != 0 => leader = now,
+                Err(e) => return Err(to_status(e)),
+            }
+        }
+    }
+
     async fn forward_remove(
         &self,
         leader: u64,
@@ -346,7 +380,7 @@ impl ClusterService for ClusterApi {
             // request forwarded to a node that no longer leads fails with
             // UNAVAILABLE instead of bouncing while leadership moves).
             Err(EngineError::NotLeader { leader, .. }) if leader != 0 && !forwarded => {
-                self.forward_remove(leader, r).await
+                self.remove_through_leader(leader, r).await
             }
             Err(e) => Err(to_status(e)),
         }

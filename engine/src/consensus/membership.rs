@@ -212,11 +212,16 @@ impl Node {
             // election timeout with no one allowed to take over, so it hands
             // leadership to a live voter first, as a node removing itself
             // does.
-            self.hand_over_before_removal(node_id, live).await?;
-            let Err(e) = self
-                .change_membership(ConfChangeType::RemoveNode, node_id, "")
-                .await
-            else {
+            // A hand-over that meets another leader change is retried like
+            // the change itself.
+            let attempted = match self.hand_over_before_removal(node_id, live).await {
+                Ok(()) => {
+                    self.change_membership(ConfChangeType::RemoveNode, node_id, "")
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let Err(e) = attempted else {
                 return Ok(());
             };
             if !e.is_retryable() || attempt >= REMOVE_ATTEMPTS {
