@@ -75,6 +75,33 @@ pub enum Rejection {
         /// The proposed attempt.
         got: u32,
     },
+    /// An event for a workflow that has ended.
+    #[error(
+        "workflow '{workflow_id}' has ended (status {}): events go to running or pending workflows only",
+        status_name(*.status)
+    )]
+    Ended {
+        /// The workflow.
+        workflow_id: String,
+        /// Its final status.
+        status: WorkflowStatus,
+    },
+    /// A workflow's inbox holds as many events or bytes as it may.
+    #[error(
+        "the inbox of workflow '{workflow_id}' is full ({events} events, {bytes} bytes; at most {max_events} events and {max_bytes} bytes): the workflow must consume events before more are sent"
+    )]
+    InboxFull {
+        /// The workflow.
+        workflow_id: String,
+        /// Events in the inbox.
+        events: usize,
+        /// Their payloads' bytes.
+        bytes: usize,
+        /// The limit on events.
+        max_events: usize,
+        /// The limit on bytes.
+        max_bytes: usize,
+    },
 }
 
 impl Rejection {
@@ -90,6 +117,9 @@ impl Rejection {
             }
             Rejection::InvalidStep(_) => ErrorCode::MalformedMessage,
             Rejection::TooManyOpenSteps { .. } => ErrorCode::TooManyOpenSteps,
+            // Client API rejections only (events); never about an app's message.
+            Rejection::Ended { .. } => ErrorCode::WorkflowNotRunning,
+            Rejection::InboxFull { .. } => ErrorCode::MalformedMessage,
         }
     }
 }

@@ -49,6 +49,12 @@ fn info() -> sidecar::WorkflowInfo {
         timeout_at_ms: 11,
         cancel_reason: "c".into(),
         cancel_deadline_ms: 12,
+        inbox_size: 2,
+        event_waits: vec![sidecar::EventWait {
+            seq: 3,
+            name: "approval".into(),
+            timeout_at_ms: 13,
+        }],
     }
 }
 

@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use raftoral_proto::sidecar::v1::{
     CancelWorkflowRequest, Failure, GetWorkflowHistoryRequest, GetWorkflowRequest,
-    HistoryEntryKind, ListWorkflowsRequest, StartWorkflowRequest, WaitWorkflowRequest,
-    WorkflowInfo, WorkflowStatus, workflow_service_client::WorkflowServiceClient,
+    HistoryEntryKind, ListWorkflowsRequest, SignalWorkflowRequest, StartWorkflowRequest,
+    WaitWorkflowRequest, WorkflowInfo, WorkflowStatus,
+    workflow_service_client::WorkflowServiceClient,
 };
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -93,6 +94,20 @@ enum WorkflowCommand {
         /// sidecar's --cancel-cleanup-ms); 0 cancels at once.
         #[arg(long)]
         cleanup_ms: Option<u64>,
+    },
+    /// Send an event to a workflow (what its code waits for with
+    /// wait_event); answered once committed.
+    Signal {
+        /// Workflow id.
+        id: String,
+        /// Event name.
+        name: String,
+        /// Payload as JSON text.
+        #[arg(long, default_value = "null")]
+        payload: String,
+        /// Idempotency key: the same key twice delivers once.
+        #[arg(long)]
+        key: Option<String>,
     },
     /// List workflows.
     List {
@@ -237,6 +252,27 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
                 .map_err(status)?;
             print(info_json(&r.into_inner().workflow.unwrap_or_default()));
         }
+        WorkflowCommand::Signal {
+            id,
+            name,
+            payload,
+            key,
+        } => {
+            let parsed: Value = serde_json::from_str(&payload).context("--payload must be JSON")?;
+            let r = client
+                .signal_workflow(SignalWorkflowRequest {
+                    workflow_id: id,
+                    name,
+                    payload: serde_json::to_vec(&parsed)?.into(),
+                    idempotency_key: key.unwrap_or_default(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let mut out = info_json(&r.workflow.unwrap_or_default());
+            out["duplicate"] = json!(r.duplicate);
+            print(out);
+        }
         WorkflowCommand::List {
             status: s,
             name,
@@ -279,14 +315,26 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
                             line["attempt"] = json!(e.attempt);
                         }
                     }
-                    HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerFired => {
-                        line["kind"] = json!(if e.kind() == HistoryEntryKind::TimerStarted {
-                            "timer_started"
-                        } else {
-                            "timer_fired"
-                        });
+                    HistoryEntryKind::TimerStarted
+                    | HistoryEntryKind::TimerFired
+                    | HistoryEntryKind::TimerCancelled
+                    | HistoryEntryKind::EventWaiting
+                    | HistoryEntryKind::EventTimedOut => {
+                        line["kind"] = json!(
+                            e.kind()
+                                .as_str_name()
+                                .trim_start_matches("HISTORY_ENTRY_KIND_")
+                                .to_ascii_lowercase()
+                        );
                         line["value"] = Value::Null;
                         line["fire_at_ms"] = json!(e.fire_at_ms);
+                        if e.failure.is_some() {
+                            line["failure"] = failure_json(e.failure.as_ref());
+                        }
+                    }
+                    HistoryEntryKind::EventReceived => {
+                        // The value is the event's payload.
+                        line["kind"] = json!("event_received");
                     }
                     kind => {
                         line["kind"] = json!(if kind == HistoryEntryKind::StepFailed {
@@ -346,6 +394,12 @@ fn info_json(w: &WorkflowInfo) -> Value {
         "pending_reason": w.pending_reason,
         "start_at_ms": (w.start_at_ms > 0).then_some(w.start_at_ms),
         "timeout_at_ms": (w.timeout_at_ms > 0).then_some(w.timeout_at_ms),
+        "inbox_size": w.inbox_size,
+        "event_waits": w.event_waits.iter().map(|e| json!({
+            "seq": e.seq,
+            "name": e.name,
+            "timeout_at_ms": (e.timeout_at_ms > 0).then_some(e.timeout_at_ms),
+        })).collect::<Vec<_>>(),
         "cancel_requested": (w.cancel_deadline_ms > 0).then(|| json!({
             "reason": w.cancel_reason,
             "cleanup_until_ms": w.cancel_deadline_ms,

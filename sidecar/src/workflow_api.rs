@@ -5,8 +5,9 @@ use raftoral::{ClientApi, Node};
 use raftoral_proto::sidecar::v1::{
     CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
     GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
-    ListWorkflowsResponse, StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest,
-    WaitWorkflowResponse, workflow_service_server::WorkflowService,
+    ListWorkflowsResponse, SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest,
+    StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse,
+    workflow_service_server::WorkflowService,
 };
 use tonic::{Request, Response, Status};
 
@@ -62,6 +63,16 @@ impl WorkflowService for WorkflowApi {
     ) -> Result<Response<CancelWorkflowResponse>, Status> {
         self.api
             .cancel_workflow(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn signal_workflow(
+        &self,
+        request: Request<SignalWorkflowRequest>,
+    ) -> Result<Response<SignalWorkflowResponse>, Status> {
+        self.api
+            .signal_workflow(request.into_inner())
             .await
             .map(Response::new)
     }

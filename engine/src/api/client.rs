@@ -6,8 +6,9 @@ use std::time::Duration;
 use raftoral_proto::sidecar::v1::{
     CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
     GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, HistoryEntry,
-    ListWorkflowsRequest, ListWorkflowsResponse, StartWorkflowRequest, StartWorkflowResponse,
-    WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStatus,
+    ListWorkflowsRequest, ListWorkflowsResponse, SignalWorkflowRequest, SignalWorkflowResponse,
+    StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse,
+    WorkflowStatus,
 };
 use tonic::Status;
 
@@ -138,6 +139,28 @@ impl ClientApi {
             .map_err(to_status)?;
         Ok(CancelWorkflowResponse {
             workflow: Some(wf.to_info()),
+        })
+    }
+
+    /// `WorkflowService.signal_workflow`.
+    pub async fn signal_workflow(
+        &self,
+        request: SignalWorkflowRequest,
+    ) -> Result<SignalWorkflowResponse, Status> {
+        let r = request;
+        let sent = self
+            .node
+            .signal_workflow(&r.workflow_id, &r.name, r.payload, &r.idempotency_key)
+            .await
+            .map_err(|e| match e {
+                crate::EngineError::Rejected(crate::Rejection::UnknownWorkflow(id)) => {
+                    self.not_found(&id)
+                }
+                other => to_status(other),
+            })?;
+        Ok(SignalWorkflowResponse {
+            duplicate: sent.duplicate,
+            workflow: Some(sent.workflow.to_info()),
         })
     }
 

@@ -9,8 +9,10 @@ pub fn to_status(e: EngineError) -> Status {
         EngineError::Rejected(r) => match r {
             Rejection::UnknownWorkflow(_) => Code::NotFound,
             Rejection::EmptyCommand | Rejection::InvalidStep(_) => Code::InvalidArgument,
-            Rejection::TooManyOpenSteps { .. } => Code::ResourceExhausted,
-            Rejection::NotRunning { .. } => Code::FailedPrecondition,
+            Rejection::TooManyOpenSteps { .. } | Rejection::InboxFull { .. } => {
+                Code::ResourceExhausted
+            }
+            Rejection::NotRunning { .. } | Rejection::Ended { .. } => Code::FailedPrecondition,
             // Fencing conflicts: another writer won; the caller re-reads.
             Rejection::NotOwner { .. }
             | Rejection::UnexpectedSeq { .. }

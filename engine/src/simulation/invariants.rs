@@ -54,7 +54,7 @@ pub(super) fn digest(state: &StateMachine, workload: &Workload) -> Vec<String> {
         .map(|f| match state.workflow(&f.id) {
             None => format!("{} absent", f.id),
             Some(w) => format!(
-                "{} {:?} owner={} steps={:?} result={:?} error={:?} created={} updated={}",
+                "{} {:?} owner={} steps={:?} result={:?} error={:?} created={} updated={} inbox={:?}",
                 w.id,
                 w.status,
                 w.owner,
@@ -75,6 +75,13 @@ pub(super) fn digest(state: &StateMachine, workload: &Workload) -> Vec<String> {
                 w.error,
                 w.created_at_ms,
                 w.updated_at_ms,
+                w.inbox.as_ref().map(|i| (
+                    i.events
+                        .iter()
+                        .map(|e| (e.name.as_str(), e.payload.clone()))
+                        .collect::<Vec<_>>(),
+                    &i.keys
+                )),
             ),
         })
         .collect();
@@ -182,11 +189,42 @@ pub(super) fn check_end(
             continue;
         };
         let kept = w.checkpoints.iter().any(|c| {
-            c.seq == *seq && c.kind == raftoral_proto::sidecar::v1::HistoryEntryKind::TimerStarted
+            c.seq == *seq
+                && matches!(
+                    c.kind,
+                    raftoral_proto::sidecar::v1::HistoryEntryKind::TimerStarted
+                        | raftoral_proto::sidecar::v1::HistoryEntryKind::EventWaiting
+                )
         });
         if !kept {
             return Err(format!(
-                "node {node}: acknowledged timer start {id}#{seq} lost"
+                "node {node}: acknowledged timer start or event wait {id}#{seq} lost"
+            ));
+        }
+    }
+    // Every acknowledged event is consumed or in the inbox, exactly once
+    // (its key makes a client's retries one delivery).
+    for (id, payload) in &workload.acked.events {
+        let Some(w) = state.workflow(id) else {
+            continue;
+        };
+        let consumed = w
+            .checkpoints
+            .iter()
+            .filter(|c| {
+                c.kind == raftoral_proto::sidecar::v1::HistoryEntryKind::EventReceived
+                    && c.value == payload.as_bytes()
+            })
+            .count();
+        let waiting = w.inbox.as_ref().map_or(0, |i| {
+            i.events
+                .iter()
+                .filter(|e| e.payload == payload.as_bytes())
+                .count()
+        });
+        if consumed + waiting != 1 {
+            return Err(format!(
+                "node {node}: acknowledged event {payload} of {id} consumed {consumed} times, in the inbox {waiting} times"
             ));
         }
     }
@@ -217,6 +255,9 @@ fn history_shape(w: &crate::workflows::state_machine::Workflow) -> Result<(), St
     // Timers: started once, before anything else at their position; fired
     // only after their start and never before its deadline in log time.
     let mut started: BTreeMap<u64, u64> = BTreeMap::new();
+    // Event waits: committed once, resolved by an event or a timeout never
+    // before its deadline (and never without one).
+    let mut waits: BTreeMap<u64, u64> = BTreeMap::new();
     for c in &w.checkpoints {
         if resolved.contains(&c.seq) {
             return Err(format!("step {} has an entry after its resolution", c.seq));
@@ -231,6 +272,28 @@ fn history_shape(w: &crate::workflows::state_machine::Workflow) -> Result<(), St
             }
             // A sleep's cancellation (a delivered cancel request).
             HistoryEntryKind::TimerCancelled => {
+                resolved.insert(c.seq);
+                continue;
+            }
+            HistoryEntryKind::EventWaiting => {
+                if attempts.contains_key(&c.seq) || waits.contains_key(&c.seq) {
+                    return Err(format!("event wait {} after other entries", c.seq));
+                }
+                waits.insert(c.seq, c.next_attempt_at_ms);
+                continue;
+            }
+            HistoryEntryKind::EventReceived | HistoryEntryKind::EventTimedOut => {
+                let Some(deadline) = waits.get(&c.seq) else {
+                    return Err(format!("event wait {} resolved without a wait", c.seq));
+                };
+                if c.kind == HistoryEntryKind::EventTimedOut
+                    && (*deadline == 0 || c.committed_at_ms < *deadline)
+                {
+                    return Err(format!(
+                        "event wait {} timed out at {} before its deadline {deadline}",
+                        c.seq, c.committed_at_ms
+                    ));
+                }
                 resolved.insert(c.seq);
                 continue;
             }

@@ -12,7 +12,7 @@ use prost::bytes::Bytes;
 use raftoral_proto::cluster::v1::command::Kind;
 use raftoral_proto::cluster::v1::{
     CancelWorkflow, Command, FinishWorkflow, RecordCheckpoint, RecordStep, RegisterWorker,
-    SetWorkerPresence, StartWorkflow, WorkflowType,
+    SendEvent, SetWorkerPresence, StartWorkflow, WorkflowType,
 };
 use raftoral_proto::sidecar::v1::{Failure, HistoryEntryKind, WorkflowStatus};
 use tokio::sync::oneshot;
@@ -41,6 +41,10 @@ pub(super) struct Flow {
     pending: Option<Pending>,
     /// A cancel its client asks for, if any.
     pub cancel: Option<CancelPlan>,
+    /// Events its client sends (one per event wait of its code), and which
+    /// were acknowledged.
+    pub events_acked: Vec<bool>,
+    event_pending: Option<Pending>,
     /// The cancel was acknowledged.
     pub cancel_acked: bool,
     cancel_pending: Option<Pending>,
@@ -73,6 +77,8 @@ fn cancel_plan(id: &str) -> Option<CancelPlan> {
 enum What {
     Start(usize),
     Cancel(usize),
+    Signal(usize, usize),
+    Wait(String, u64),
     Register,
     Presence,
     Checkpoint(String, u64, Resolution),
@@ -101,8 +107,10 @@ pub(super) struct Acked {
     pub checkpoints: BTreeMap<(String, u64), Resolution>,
     /// Failed attempts: (workflow, seq, attempt).
     pub attempts: BTreeSet<(String, u64, u32)>,
-    /// Started timers: (workflow, seq).
+    /// Started timers and event waits: (workflow, seq).
     pub timers: BTreeSet<(String, u64)>,
+    /// Delivered events: (workflow, payload).
+    pub events: BTreeSet<(String, String)>,
     pub finishes: BTreeSet<String>,
 }
 
@@ -130,6 +138,26 @@ fn sleep_at(id: &str, seq: u64) -> Option<u64> {
     let h = stable_hash(&format!("{id}:{seq}:sleep"));
     h.is_multiple_of(5)
         .then(|| [0, 50, 300, 1_000][((h >> 8) % 4) as usize])
+}
+
+/// The event wait at step `seq` of workflow `id`, if the code waits there
+/// (about one position in six that is not a sleep), with its timeout (ms;
+/// 0: none): a hash, as for [`outcome`].
+fn wait_at(id: &str, seq: u64) -> Option<u64> {
+    if sleep_at(id, seq).is_some() {
+        return None;
+    }
+    let h = stable_hash(&format!("{id}:{seq}:event"));
+    h.is_multiple_of(6)
+        .then(|| [0, 200, 1_500][((h >> 8) % 3) as usize])
+}
+
+/// The name of every simulated event.
+pub(super) const EVENT: &str = "go";
+
+/// The payload (and idempotency key) of event `j` sent to workflow `id`.
+pub(super) fn event_payload(id: &str, j: usize) -> String {
+    format!("{id}:ev{j}")
 }
 
 /// Clients and apps.
@@ -161,6 +189,13 @@ impl Workload {
                     started: false,
                     pending: None,
                     cancel: cancel_plan(&format!("wf-{i}")),
+                    events_acked: vec![
+                        false;
+                        (0..steps)
+                            .filter(|seq| wait_at(&format!("wf-{i}"), *seq).is_some())
+                            .count()
+                    ],
+                    event_pending: None,
                     cancel_acked: false,
                     cancel_pending: None,
                 })
@@ -230,6 +265,16 @@ impl Workload {
             (What::Cancel(i), Applied::CancelRequested | Applied::Cancelled) => {
                 self.flows[i].cancel_acked = true;
             }
+            (What::Signal(i, j), Applied::EventSent { .. }) => {
+                self.flows[i].events_acked[j] = true;
+                self.acked.events.insert((
+                    self.flows[i].id.clone(),
+                    event_payload(&self.flows[i].id, j),
+                ));
+            }
+            (What::Wait(id, seq), Applied::CheckpointRecorded) => {
+                self.acked.timers.insert((id, seq));
+            }
             _ => {}
         }
     }
@@ -267,6 +312,29 @@ impl Workload {
             }
             if let Some(p) = self.flows[i].cancel_pending.take() {
                 self.flows[i].cancel_pending = self.settle(p, now);
+            }
+            if let Some(p) = self.flows[i].event_pending.take() {
+                self.flows[i].event_pending = self.settle(p, now);
+            }
+            // The next event, every 300 ms after the start, retried with
+            // its key until acknowledged.
+            let flow = &self.flows[i];
+            let next = flow.events_acked.iter().position(|acked| !acked);
+            if let Some(j) = next
+                && flow.started
+                && flow.event_pending.is_none()
+                && now >= flow.start_at + 300 * (j as u64 + 1)
+            {
+                let payload = event_payload(&flow.id, j);
+                let kind = Kind::SendEvent(SendEvent {
+                    workflow_id: flow.id.clone(),
+                    name: EVENT.into(),
+                    payload: Bytes::from(payload.clone()),
+                    idempotency_key: payload,
+                });
+                let (proposal, pending) = self.propose(node, stamp, now, kind, What::Signal(i, j));
+                self.flows[i].event_pending = Some(pending);
+                out.push((node, proposal));
             }
             let flow = &self.flows[i];
             if let Some(plan) = flow.cancel
@@ -367,8 +435,10 @@ impl Workload {
                     Some(next) => next,
                     None => continue, // a cleanup that never ends
                 }
-            } else if w.open_timer(w.first_open_step()).is_some() {
-                // Asleep: the leader's timer service fires it.
+            } else if w.open_timer(w.first_open_step()).is_some()
+                || w.open_wait(w.first_open_step()).is_some()
+            {
+                // Asleep or waiting: the cluster resolves it.
                 continue;
             } else {
                 self.next_step(node, &w, steps)
@@ -449,6 +519,21 @@ impl Workload {
                 failure: None,
             });
             return (finish, What::Finish(id));
+        }
+        if let Some(timeout) = wait_at(&id, seq) {
+            let wait = RecordStep {
+                workflow_id: id.clone(),
+                seq,
+                checkpoint_name: EVENT.into(),
+                node_id: node,
+                kind: HistoryEntryKind::EventWaiting as i32,
+                value: Bytes::new(),
+                failure: None,
+                attempt: 1,
+                retry_delay_ms: 0,
+                timer_duration_ms: timeout,
+            };
+            return (Kind::RecordStep(wait), What::Wait(id, seq));
         }
         if let Some(duration) = sleep_at(&id, seq) {
             let start = RecordStep {

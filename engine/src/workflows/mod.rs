@@ -4,7 +4,7 @@
 //! store of finished workflows, its snapshots and the events applying
 //! produces (`state_machine/`); owner failover and the timer service,
 //! which the leader runs (`failover.rs`, `timer_service.rs`); the node's workflow operations, start, wait, cancel,
-//! read (`operations.rs`, `impl Node`); the app protocol's session, one
+//! read (`operations.rs`, `impl Node`), send events (`signals.rs`); the app protocol's session, one
 //! per connected worker (`worker_session/`); the size limits on what apps
 //! and clients send (`limits.rs`). A new leader-run service goes beside
 //! `failover.rs`; a new replicated record in `state_machine/`.
@@ -18,6 +18,7 @@
 pub(crate) mod failover;
 pub mod limits;
 pub mod operations;
+pub mod signals;
 pub mod state_machine;
 pub(crate) mod timer_service;
 pub(crate) mod worker_session;

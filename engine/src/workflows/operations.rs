@@ -17,7 +17,8 @@ use crate::error::EngineError;
 use crate::node::{ListFilter, Node, Started};
 use crate::workflows::state_machine::Event;
 use crate::workflows::state_machine::{
-    Applied, CANCEL_LEVEL, Checkpoint, MAX_TIMER_MS, STEPS_LEVEL, TIMERS_LEVEL, Workflow,
+    Applied, CANCEL_LEVEL, Checkpoint, EVENTS_LEVEL, MAX_TIMER_MS, STEPS_LEVEL, TIMERS_LEVEL,
+    Workflow,
 };
 
 /// When a started workflow runs, and how long it may take
@@ -214,7 +215,12 @@ impl Node {
         &self,
         proposals: Vec<CheckpointProposal>,
     ) -> Vec<Result<(), EngineError>> {
-        let wanted = if proposals.iter().any(|p| {
+        let wanted = if proposals
+            .iter()
+            .any(|p| p.kind() == HistoryEntryKind::EventWaiting)
+        {
+            EVENTS_LEVEL
+        } else if proposals.iter().any(|p| {
             matches!(
                 p.kind(),
                 HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled
@@ -265,9 +271,20 @@ impl Node {
             (
                 HistoryEntryKind::Unspecified
                 | HistoryEntryKind::TimerStarted
-                | HistoryEntryKind::TimerCancelled,
+                | HistoryEntryKind::TimerCancelled
+                | HistoryEntryKind::EventWaiting,
                 None,
             ) => None,
+            (HistoryEntryKind::EventReceived | HistoryEntryKind::EventTimedOut, _) => {
+                return Err(EngineError::InvalidArgument(
+                    "an app does not propose EVENT_RECEIVED or EVENT_TIMED_OUT: the cluster resolves an event wait".into(),
+                ));
+            }
+            (HistoryEntryKind::EventWaiting, Some(_)) => {
+                return Err(EngineError::InvalidArgument(
+                    "an EVENT_WAITING entry carries no failure".into(),
+                ));
+            }
             // The delivery of a cancel request at a sleep (`cancel.rs`).
             (HistoryEntryKind::TimerCancelled, Some(f))
                 if f.r#type == crate::workflows::state_machine::CANCELLED_FAILURE_TYPE =>
@@ -313,9 +330,14 @@ impl Node {
                 p.timer_duration_ms
             )));
         }
-        if p.timer_duration_ms > 0 && kind != HistoryEntryKind::TimerStarted {
+        if p.timer_duration_ms > 0
+            && !matches!(
+                kind,
+                HistoryEntryKind::TimerStarted | HistoryEntryKind::EventWaiting
+            )
+        {
             return Err(EngineError::InvalidArgument(
-                "timer_duration_ms belongs to a TIMER_STARTED entry only".into(),
+                "timer_duration_ms belongs to a TIMER_STARTED or EVENT_WAITING entry only".into(),
             ));
         }
         if p.retry_delay_ms > MAX_RETRY_DELAY_MS {
@@ -341,7 +363,7 @@ impl Node {
     /// Waits (up to the proposal timeout) until every member recorded a
     /// command level of at least `level`: checked again each time this
     /// node applies entries (its published status changes).
-    async fn wait_command_level(&self, level: u32) -> Result<(), EngineError> {
+    pub(crate) async fn wait_command_level(&self, level: u32) -> Result<(), EngineError> {
         let deadline = tokio::time::Instant::now() + self.config().proposal_timeout;
         let mut applied = self.status_changes();
         loop {
@@ -577,12 +599,9 @@ impl Node {
 
 /// The command level a step command needs every member to apply.
 fn needed_level(step: &RecordStep) -> u32 {
-    if matches!(
-        step.kind(),
-        HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled
-    ) {
-        TIMERS_LEVEL
-    } else {
-        STEPS_LEVEL
+    match step.kind() {
+        HistoryEntryKind::EventWaiting => EVENTS_LEVEL,
+        HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled => TIMERS_LEVEL,
+        _ => STEPS_LEVEL,
     }
 }

@@ -24,6 +24,7 @@ use crate::error::Rejection;
 pub use archive::{Archive, ArchiveError, Archived};
 pub use cancel::CANCEL_LEVEL;
 pub use events::{Event, EventAt};
+pub use inbox::EVENTS_LEVEL;
 pub use pages::PageFilter;
 pub use snapshot::RestoreError;
 pub use steps::{
@@ -31,7 +32,8 @@ pub use steps::{
 };
 pub use timers::{LATENESS_BUCKETS_MS, TimerKey, TimerSlot, TimerStats};
 pub use workflow::{
-    CANCELLED_FAILURE_TYPE, Checkpoint, NodeId, StepIndex, Workflow, WorkflowType, is_terminal,
+    CANCELLED_FAILURE_TYPE, Checkpoint, Inbox, MAX_EVENT_KEYS, MAX_INBOX_BYTES, MAX_INBOX_EVENTS,
+    NodeId, StepIndex, Workflow, WorkflowType, is_terminal,
 };
 
 /// What applying a command produced, returned to the proposer.
@@ -64,6 +66,12 @@ pub enum Applied {
     Purged(u64),
     /// This many timers fired (the others named were not open or not due).
     TimersFired(u64),
+    /// An event was delivered (consumed by a wait or kept in the inbox),
+    /// or, `duplicate`, its idempotency key was delivered before.
+    EventSent {
+        /// True when nothing was delivered (a key seen before).
+        duplicate: bool,
+    },
 }
 
 /// The workflow table and the worker registry, identical on every node.
@@ -662,6 +670,7 @@ impl StateMachine {
             Some(Kind::PurgeFinished(c)) => Ok(self.purge_finished(c, now)),
             Some(Kind::RecordStep(c)) => self.record_step(c, now, &mut events),
             Some(Kind::FireTimers(c)) => Ok(self.fire_timers(c, now, &mut events)),
+            Some(Kind::SendEvent(c)) => self.send_event(c, now, &mut events),
         };
         (outcome, events)
     }
@@ -748,6 +757,7 @@ impl StateMachine {
             timeout_at_ms,
             cancel_reason: String::new(),
             cancel_deadline_ms: 0,
+            inbox: None,
         };
         self.add_timers(&wf);
         if status == WorkflowStatus::Running {
@@ -892,6 +902,9 @@ mod cancel;
 #[cfg(test)]
 mod cancel_tests;
 mod events;
+mod inbox;
+#[cfg(test)]
+mod inbox_tests;
 mod pages;
 mod snapshot;
 #[cfg(test)]

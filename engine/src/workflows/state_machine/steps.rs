@@ -25,10 +25,11 @@ pub const MAX_OPEN_STEPS: u64 = 256;
 
 /// The highest command level this engine applies: 2 knows `RecordStep`,
 /// 3 durable timers (`RecordStep` of kind `TIMER_STARTED`, `FireTimers`),
-/// 4 cancel requests (`CancelWorkflow.cleanup_ms`).
+/// 4 cancel requests (`CancelWorkflow.cleanup_ms`), 5 events (`SendEvent`,
+/// `EVENT_WAITING`).
 /// Recorded per node (`SetWorkerPresence.command_level`); a command of a
 /// level is proposed only once every member recorded at least it.
-pub const COMMAND_LEVEL: u32 = 4;
+pub const COMMAND_LEVEL: u32 = 5;
 
 /// The command level of `RecordStep` (values, failures, attempts).
 pub const STEPS_LEVEL: u32 = 2;
@@ -48,6 +49,24 @@ struct Proposed<'a> {
     node_id: u64,
     entry: Checkpoint,
     retry_delay_ms: u64,
+}
+
+/// The refusal of `p` at a position where a timer runs or a wait waits
+/// (`opened` is the entry that opened it): the same entry re-sent is a
+/// duplicate; anything else is code that changed.
+fn busy(p: &Proposed<'_>, low: u64, opened: HistoryEntryKind, what: &str) -> Rejection {
+    if p.entry.kind == opened {
+        Rejection::UnexpectedSeq {
+            workflow_id: p.workflow_id.to_owned(),
+            expected: low,
+            got: p.entry.seq,
+        }
+    } else {
+        Rejection::InvalidStep(format!(
+            "position {} of workflow '{}' {what}, not a step",
+            p.entry.seq, p.workflow_id
+        ))
+    }
 }
 
 impl StateMachine {
@@ -107,6 +126,15 @@ impl StateMachine {
                 c.seq, c.workflow_id
             )));
         }
+        if matches!(
+            kind,
+            HistoryEntryKind::EventReceived | HistoryEntryKind::EventTimedOut
+        ) {
+            return Err(Rejection::InvalidStep(format!(
+                "step {} of workflow '{}': an event wait is resolved by the cluster (an event sent, or its timeout), never by the app",
+                c.seq, c.workflow_id
+            )));
+        }
         let proposed = Proposed {
             workflow_id: &c.workflow_id,
             node_id: c.node_id,
@@ -137,8 +165,30 @@ impl StateMachine {
                 entry.next_attempt_at_ms = at;
                 self.drop_sleep(&c.workflow_id, entry.seq, at);
             }
+        } else if entry.kind == HistoryEntryKind::EventWaiting {
+            let timeout = c.timer_duration_ms.min(MAX_TIMER_MS);
+            let at = if timeout > 0 {
+                now.saturating_add(timeout)
+            } else {
+                0
+            };
+            entry.next_attempt_at_ms = at;
+            let (seq, name) = (entry.seq, entry.name.clone());
+            self.append_step(&c.workflow_id, entry, now, events);
+            self.wait_started(&c.workflow_id, seq, &name, at, now, events);
+            return Ok(Applied::CheckpointRecorded);
         } else if !entry.resolves() {
             entry.next_attempt_at_ms = now.saturating_add(proposed.retry_delay_ms);
+        }
+        // A cancellation delivered at a wait ends it, and its timeout.
+        if let Some((_, at)) = self.workflows[&c.workflow_id].open_wait(entry.seq)
+            && at > 0
+        {
+            self.timers.remove(&(
+                at,
+                c.workflow_id.clone(),
+                super::TimerSlot::EventTimeout(entry.seq),
+            ));
         }
         self.append_step(&c.workflow_id, entry, now, events);
         Ok(Applied::CheckpointRecorded)
@@ -170,27 +220,32 @@ impl StateMachine {
                 seq,
             });
         }
+        // An open wait takes nothing but the delivery of a cancel request.
+        if wf.open_wait(seq).is_some() && !p.entry.is_cancellation() {
+            return Err(busy(
+                p,
+                steps.low(),
+                HistoryEntryKind::EventWaiting,
+                "waits for an event",
+            ));
+        }
         // A timer is cancelled running, or before its start commits (the
         // start then finds its position resolved).
         let cancel = p.entry.kind == HistoryEntryKind::TimerCancelled;
         if wf.open_timer(seq).is_some() && !cancel {
-            // A re-sent start of the same timer is a duplicate; anything
-            // else at a sleeping position is code that changed.
-            return Err(if p.entry.kind == HistoryEntryKind::TimerStarted {
-                Rejection::UnexpectedSeq {
-                    workflow_id: p.workflow_id.to_owned(),
-                    expected: steps.low(),
-                    got: seq,
-                }
-            } else {
-                Rejection::InvalidStep(format!(
-                    "position {seq} of workflow '{}' is a running timer, not a step",
-                    p.workflow_id
-                ))
-            });
+            return Err(busy(
+                p,
+                steps.low(),
+                HistoryEntryKind::TimerStarted,
+                "is a running timer",
+            ));
         }
         let last = steps.last_attempt(seq);
-        if (p.entry.kind == HistoryEntryKind::TimerStarted || cancel) && last > 0 {
+        if (p.entry.kind == HistoryEntryKind::TimerStarted
+            || p.entry.kind == HistoryEntryKind::EventWaiting
+            || cancel)
+            && last > 0
+        {
             return Err(Rejection::InvalidStep(format!(
                 "position {seq} of workflow '{}' is a step with failed attempts, not a timer",
                 p.workflow_id

@@ -31,6 +31,8 @@ pub enum TimerSlot {
     ExecutionTimeout,
     /// The end of a cancel request's cleanup window (`cancel.rs`).
     CancelCleanup,
+    /// The timeout of an event wait at this position (`inbox.rs`).
+    EventTimeout(u64),
 }
 
 impl TimerSlot {
@@ -41,6 +43,7 @@ impl TimerSlot {
             TimerKind::Start => TimerSlot::Start,
             TimerKind::ExecutionTimeout => TimerSlot::ExecutionTimeout,
             TimerKind::CancelCleanup => TimerSlot::CancelCleanup,
+            TimerKind::EventTimeout => TimerSlot::EventTimeout(r.seq),
         }
     }
 
@@ -51,6 +54,7 @@ impl TimerSlot {
             TimerSlot::Start => (TimerKind::Start, 0),
             TimerSlot::ExecutionTimeout => (TimerKind::ExecutionTimeout, 0),
             TimerSlot::CancelCleanup => (TimerKind::CancelCleanup, 0),
+            TimerSlot::EventTimeout(seq) => (TimerKind::EventTimeout, seq),
         };
         TimerRef {
             workflow_id,
@@ -131,6 +135,7 @@ impl StateMachine {
                 TimerSlot::Start => self.start_due(id, now, events),
                 TimerSlot::ExecutionTimeout => self.time_out(id, now, events),
                 TimerSlot::CancelCleanup => self.cleanup_expired(id, now, events),
+                TimerSlot::EventTimeout(seq) => self.wait_timed_out(id, seq, now, events),
             }
         }
         Applied::TimersFired(fired)
@@ -262,6 +267,10 @@ fn keys(wf: &Workflow) -> Vec<TimerKey> {
             TimerSlot::CancelCleanup,
         ));
     }
+    keys.extend(
+        wf.timed_waits()
+            .map(|(seq, at)| (at, wf.id.clone(), TimerSlot::EventTimeout(seq))),
+    );
     keys
 }
 
@@ -278,6 +287,7 @@ fn open_deadline(wf: &Workflow, slot: TimerSlot) -> Option<u64> {
         }
         TimerSlot::ExecutionTimeout => (wf.timeout_at_ms > 0).then_some(wf.timeout_at_ms),
         TimerSlot::CancelCleanup => wf.cancel_requested().then_some(wf.cancel_deadline_ms),
+        TimerSlot::EventTimeout(seq) => wf.open_wait(seq).map(|(_, at)| at).filter(|at| *at > 0),
     }
 }
 

@@ -1,12 +1,12 @@
 //! The replicated record of one workflow, and its form in snapshots and in
 //! the store (`raftoral.cluster.v1.WorkflowRecord`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
-use raftoral_proto::cluster::v1::{CheckpointEntry, WorkflowRecord};
+use raftoral_proto::cluster::v1::{CheckpointEntry, InboxEvent, WorkflowRecord};
 use raftoral_proto::sidecar::v1::{
-    Failure, HistoryEntryKind, PendingTimer, WorkflowInfo, WorkflowStatus,
+    EventWait, Failure, HistoryEntryKind, PendingTimer, WorkflowInfo, WorkflowStatus,
 };
 
 /// Raft node id.
@@ -62,11 +62,23 @@ impl Checkpoint {
     }
 
     /// True when the entry resolves its position (a value, a final
-    /// failure, a fired timer).
+    /// failure, a fired timer, a received or timed-out event).
     pub fn resolves(&self) -> bool {
         !matches!(
             self.kind,
-            HistoryEntryKind::StepAttemptFailed | HistoryEntryKind::TimerStarted
+            HistoryEntryKind::StepAttemptFailed
+                | HistoryEntryKind::TimerStarted
+                | HistoryEntryKind::EventWaiting
+        )
+    }
+
+    /// True for the entries of an event wait.
+    pub fn is_event(&self) -> bool {
+        matches!(
+            self.kind,
+            HistoryEntryKind::EventWaiting
+                | HistoryEntryKind::EventReceived
+                | HistoryEntryKind::EventTimedOut
         )
     }
 
@@ -80,10 +92,11 @@ impl Checkpoint {
         )
     }
 
-    /// A timer's deadline (log time); 0 for other entries. Kept in
-    /// `next_attempt_at_ms`, the field of "when the next thing happens".
+    /// A timer's deadline, or an event wait's timeout (log time; 0: none);
+    /// 0 for other entries. Kept in `next_attempt_at_ms`, the field of
+    /// "when the next thing happens".
     pub fn fire_at_ms(&self) -> u64 {
-        if self.is_timer() {
+        if self.is_timer() || self.is_event() {
             self.next_attempt_at_ms
         } else {
             0
@@ -99,9 +112,12 @@ impl Checkpoint {
 
     /// The app protocol that reads this entry, the history's entry number
     /// `position`: 0 for a plain value, 2 for failures and out-of-order
-    /// seqs, 3 for timers, 4 for a delivered cancellation (app.proto).
+    /// seqs, 3 for timers, 4 for a delivered cancellation, 5 for event
+    /// waits (app.proto).
     pub fn protocol_at(&self, position: u64) -> u32 {
-        if self.is_cancellation() {
+        if self.is_event() {
+            5
+        } else if self.is_cancellation() {
             4
         } else if self.is_timer() {
             3
@@ -110,6 +126,50 @@ impl Checkpoint {
         } else {
             2
         }
+    }
+}
+
+/// Most events an inbox holds.
+pub const MAX_INBOX_EVENTS: usize = 1_000;
+/// Most payload bytes an inbox holds.
+pub const MAX_INBOX_BYTES: usize = 16 * 1024 * 1024;
+/// Most idempotency keys a workflow remembers (the oldest are forgotten).
+pub const MAX_EVENT_KEYS: usize = 10_000;
+
+/// A workflow's events not consumed yet, in the order they were sent, and
+/// the idempotency keys of the events delivered to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inbox {
+    /// Events waiting for a wait of their name.
+    pub events: VecDeque<InboxEvent>,
+    /// Payload bytes of `events`.
+    pub bytes: usize,
+    /// Delivered keys, oldest first (at most [`MAX_EVENT_KEYS`]).
+    pub keys: VecDeque<String>,
+    /// The same keys, to look up.
+    pub key_set: BTreeSet<String>,
+}
+
+impl Inbox {
+    /// Remembers a delivered key, forgetting the oldest beyond the limit.
+    pub fn remember(&mut self, key: &str) {
+        if key.is_empty() || !self.key_set.insert(key.to_owned()) {
+            return;
+        }
+        self.keys.push_back(key.to_owned());
+        if self.keys.len() > MAX_EVENT_KEYS
+            && let Some(old) = self.keys.pop_front()
+        {
+            self.key_set.remove(&old);
+        }
+    }
+
+    /// Takes the first event named `name`, if any.
+    pub fn take(&mut self, name: &str) -> Option<InboxEvent> {
+        let at = self.events.iter().position(|e| e.name == name)?;
+        let event = self.events.remove(at)?;
+        self.bytes -= event.payload.len();
+        Some(event)
     }
 }
 
@@ -152,6 +212,9 @@ pub struct Workflow {
     /// When a cancel request's cleanup window ends (log time); 0: no cancel
     /// was requested. Kept once the workflow finished (its timer is gone).
     pub cancel_deadline_ms: u64,
+    /// Events sent and not consumed, and the idempotency keys delivered
+    /// (`inbox.rs`); none for most workflows.
+    pub inbox: Option<Box<Inbox>>,
     /// Last change, ms since the Unix epoch.
     pub updated_at_ms: u64,
 }
@@ -192,7 +255,51 @@ impl Workflow {
             } else {
                 self.cancel_deadline_ms
             },
+            inbox_size: self.inbox.as_ref().map_or(0, |i| i.events.len() as u64),
+            event_waits: self.event_waits(),
         }
+    }
+
+    /// The open event waits, by position; none once the workflow finished.
+    pub fn event_waits(&self) -> Vec<EventWait> {
+        if self.is_terminal() {
+            return Vec::new();
+        }
+        self.steps
+            .waits
+            .iter()
+            .map(|(seq, (name, at))| EventWait {
+                seq: *seq,
+                name: name.clone(),
+                timeout_at_ms: *at,
+            })
+            .collect()
+    }
+
+    /// The open wait at `seq`: its event name and timeout (0: none).
+    pub fn open_wait(&self, seq: u64) -> Option<(&str, u64)> {
+        self.steps
+            .waits
+            .get(&seq)
+            .map(|(name, at)| (name.as_str(), *at))
+    }
+
+    /// The earliest open wait (lowest position) for events named `name`.
+    pub fn first_wait_for(&self, name: &str) -> Option<u64> {
+        self.steps
+            .waits
+            .iter()
+            .find(|(_, (n, _))| n == name)
+            .map(|(seq, _)| *seq)
+    }
+
+    /// The open event waits with a timeout: (seq, timeout in log time).
+    pub fn timed_waits(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.steps
+            .waits
+            .iter()
+            .filter(|(_, (_, at))| *at > 0)
+            .map(|(seq, (_, at))| (*seq, *at))
     }
 
     /// True while a cancel request's cleanup runs (`cancel.rs`).
@@ -249,7 +356,9 @@ impl Workflow {
     /// The app protocol that reads this history (see
     /// [`Checkpoint::protocol_at`]).
     pub fn protocol_needed(&self) -> u32 {
-        if self.steps.cancelled {
+        if self.steps.evented {
+            5
+        } else if self.steps.cancelled {
             4
         } else if self.steps.timed {
             3
@@ -331,6 +440,16 @@ pub(super) fn record(w: &Workflow) -> WorkflowRecord {
         timeout_at_ms: w.timeout_at_ms,
         cancel_reason: w.cancel_reason.clone(),
         cancel_deadline_ms: w.cancel_deadline_ms,
+        inbox: w
+            .inbox
+            .as_ref()
+            .map(|i| i.events.iter().cloned().collect())
+            .unwrap_or_default(),
+        event_keys: w
+            .inbox
+            .as_ref()
+            .map(|i| i.keys.iter().cloned().collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -372,7 +491,24 @@ pub(super) fn workflow(w: WorkflowRecord) -> Workflow {
         timeout_at_ms: w.timeout_at_ms,
         cancel_reason: w.cancel_reason,
         cancel_deadline_ms: w.cancel_deadline_ms,
+        inbox: inbox_of(w.inbox, w.event_keys),
     }
+}
+
+/// The inbox of a record: none when it holds no event and no key.
+fn inbox_of(events: Vec<InboxEvent>, keys: Vec<String>) -> Option<Box<Inbox>> {
+    if events.is_empty() && keys.is_empty() {
+        return None;
+    }
+    let mut inbox = Inbox {
+        bytes: events.iter().map(|e| e.payload.len()).sum(),
+        events: events.into(),
+        ..Inbox::default()
+    };
+    for key in &keys {
+        inbox.remember(key);
+    }
+    Some(Box::new(inbox))
 }
 
 /// Which steps a history resolved, derived from its entries (never
@@ -395,6 +531,10 @@ pub struct StepIndex {
     pub(super) timed: bool,
     /// Some entry delivered a cancel request (app protocol 4).
     pub(super) cancelled: bool,
+    /// Open event waits: seq → (event name, timeout in log time; 0: none).
+    pub(super) waits: BTreeMap<u64, (String, u64)>,
+    /// Some entry is an event wait's (app protocol 5).
+    pub(super) evented: bool,
 }
 
 impl StepIndex {
@@ -414,6 +554,19 @@ impl StepIndex {
         }
         if entry.is_cancellation() {
             self.cancelled = true;
+        }
+        if entry.is_event() {
+            self.evented = true;
+            if entry.kind == HistoryEntryKind::EventWaiting {
+                self.waits
+                    .insert(entry.seq, (entry.name.clone(), entry.next_attempt_at_ms));
+                return;
+            }
+        }
+        if entry.resolves() {
+            // A received or timed-out event, or a cancellation delivered
+            // at a wait.
+            self.waits.remove(&entry.seq);
         }
         if entry.is_timer() {
             self.timed = true;

@@ -1,0 +1,163 @@
+//! Events (`SendEvent`) and the waits that consume them.
+//!
+//! An event sent to a workflow is consumed at once by the earliest open
+//! wait of its name (an `EVENT_RECEIVED` entry at the wait's position),
+//! else kept in the workflow's inbox, first in first out per name, until a
+//! wait for it commits (`steps.rs` calls [`StateMachine::wait_started`]).
+//! A wait with a timeout has a timer; when it fires first the position
+//! resolves as `EVENT_TIMED_OUT` and a later event stays in the inbox. All
+//! of it on apply, so every node and every replay decides the same.
+
+use std::sync::Arc;
+
+use raftoral_proto::cluster::v1::{InboxEvent, SendEvent};
+use raftoral_proto::sidecar::v1::{HistoryEntryKind, WorkflowStatus};
+
+use super::workflow::{Checkpoint, Inbox, MAX_INBOX_BYTES, MAX_INBOX_EVENTS};
+use super::{Applied, Event, StateMachine, TimerSlot};
+use crate::error::Rejection;
+
+/// The command level of events (`SendEvent`, `EVENT_WAITING`).
+pub const EVENTS_LEVEL: u32 = 5;
+
+impl StateMachine {
+    /// `SendEvent`: consumed by a wait, or kept in the inbox.
+    pub(super) fn send_event(
+        &mut self,
+        c: &SendEvent,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        let Some(wf) = self.workflows.get(&c.workflow_id) else {
+            return Err(match self.archived(&c.workflow_id) {
+                Some(w) => Rejection::Ended {
+                    workflow_id: c.workflow_id.clone(),
+                    status: w.status,
+                },
+                None => Rejection::UnknownWorkflow(c.workflow_id.clone()),
+            });
+        };
+        if wf.is_terminal() {
+            return Err(Rejection::Ended {
+                workflow_id: c.workflow_id.clone(),
+                status: wf.status,
+            });
+        }
+        let inbox = wf.inbox.as_deref();
+        if !c.idempotency_key.is_empty()
+            && inbox.is_some_and(|i| i.key_set.contains(&c.idempotency_key))
+        {
+            return Ok(Applied::EventSent { duplicate: true });
+        }
+        let waiting = (wf.status == WorkflowStatus::Running)
+            .then(|| wf.first_wait_for(&c.name))
+            .flatten();
+        if waiting.is_none() {
+            let (count, bytes) = inbox.map_or((0, 0), |i| (i.events.len(), i.bytes));
+            if count >= MAX_INBOX_EVENTS || bytes + c.payload.len() > MAX_INBOX_BYTES {
+                return Err(Rejection::InboxFull {
+                    workflow_id: c.workflow_id.clone(),
+                    events: count,
+                    bytes,
+                    max_events: MAX_INBOX_EVENTS,
+                    max_bytes: MAX_INBOX_BYTES,
+                });
+            }
+        }
+        let wf = self
+            .workflows
+            .get_mut(&c.workflow_id)
+            .map(Arc::make_mut)
+            .expect("checked above");
+        let inbox = wf.inbox.get_or_insert_with(Box::<Inbox>::default);
+        inbox.remember(&c.idempotency_key);
+        wf.updated_at_ms = now;
+        let event = InboxEvent {
+            name: c.name.clone(),
+            payload: c.payload.clone(),
+        };
+        match waiting {
+            Some(seq) => self.receive(&c.workflow_id, seq, event, now, events),
+            None => {
+                inbox.bytes += event.payload.len();
+                inbox.events.push_back(event);
+            }
+        }
+        Ok(Applied::EventSent { duplicate: false })
+    }
+
+    /// A wait for `name` at `seq` just committed (its `EVENT_WAITING`
+    /// appended): it takes the inbox's first event of the name, or waits,
+    /// with its timer when it has a timeout.
+    pub(super) fn wait_started(
+        &mut self,
+        id: &str,
+        seq: u64,
+        name: &str,
+        timeout_at: u64,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) {
+        let wf = self
+            .workflows
+            .get_mut(id)
+            .map(Arc::make_mut)
+            .expect("checked by the caller");
+        match wf.inbox.as_mut().and_then(|i| i.take(name)) {
+            Some(event) => self.receive(id, seq, event, now, events),
+            None if timeout_at > 0 => {
+                self.timers
+                    .insert((timeout_at, id.to_owned(), TimerSlot::EventTimeout(seq)));
+            }
+            None => {}
+        }
+    }
+
+    /// Resolves the wait at `seq` with `event` (`EVENT_RECEIVED`).
+    fn receive(
+        &mut self,
+        id: &str,
+        seq: u64,
+        event: InboxEvent,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) {
+        let at = self.workflows[id].open_wait(seq).map_or(0, |(_, at)| at);
+        if at > 0 {
+            self.timers
+                .remove(&(at, id.to_owned(), TimerSlot::EventTimeout(seq)));
+        }
+        let entry = Checkpoint {
+            seq,
+            name: event.name,
+            kind: HistoryEntryKind::EventReceived,
+            value: event.payload,
+            failure: None,
+            attempt: 1,
+            next_attempt_at_ms: at,
+            committed_at_ms: now,
+        };
+        self.append_step(id, entry, now, events);
+    }
+
+    /// The wait at `seq` timed out (its timer fired): `EVENT_TIMED_OUT`.
+    pub(super) fn wait_timed_out(&mut self, id: &str, seq: u64, now: u64, events: &mut Vec<Event>) {
+        let Some((name, at)) = self.workflows[id]
+            .open_wait(seq)
+            .map(|(n, at)| (n.to_owned(), at))
+        else {
+            return;
+        };
+        let entry = Checkpoint {
+            seq,
+            name,
+            kind: HistoryEntryKind::EventTimedOut,
+            value: Default::default(),
+            failure: None,
+            attempt: 1,
+            next_attempt_at_ms: at,
+            committed_at_ms: now,
+        };
+        self.append_step(id, entry, now, events);
+    }
+}
