@@ -35,8 +35,8 @@ use raftoral_client::{RaftoralClient, ResponseStream, SidecarLink, StreamOptions
 use raftoral_proto::sidecar::v1::{
     CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
     GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
-    ListWorkflowsResponse, StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest,
-    WaitWorkflowResponse, WorkflowStreamRequest,
+    ListWorkflowsResponse, SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest,
+    StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStreamRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -129,6 +129,15 @@ impl SidecarLink for EmbeddedLink {
     ) -> Result<CancelWorkflowResponse, Status> {
         self.check_alive()?;
         let result = self.api.cancel_workflow(request).await;
+        self.answer(result)
+    }
+
+    async fn signal_workflow(
+        &self,
+        request: SignalWorkflowRequest,
+    ) -> Result<SignalWorkflowResponse, Status> {
+        self.check_alive()?;
+        let result = self.api.signal_workflow(request).await;
         self.answer(result)
     }
 

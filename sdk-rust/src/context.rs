@@ -325,6 +325,51 @@ impl WorkflowContext {
         self.core.timer(&self.run, req).await
     }
 
+    /// Waits durably for the event `name` sent to this workflow
+    /// ([`RaftoralClient::signal_workflow`](crate::RaftoralClient::signal_workflow)):
+    /// its payload (JSON), or `None` when `timeout` passed first. An event
+    /// sent before the wait waits in the workflow's inbox; events of a
+    /// name are taken first in, first out. Which of the event and the
+    /// timeout comes first is decided by the log, the same in every replay;
+    /// an event that comes after the timeout stays for the next wait. Takes
+    /// a position like a step.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: raftoral_client::WorkflowContext) -> Result<(), raftoral_client::ClientError> {
+    /// use std::time::Duration;
+    /// let approved: Option<bool> = ctx
+    ///     .wait_event("approval", Some(Duration::from_secs(24 * 60 * 60)))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_event<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<T>, ClientError> {
+        let req = self.core.request_event(&self.run, name, timeout)?;
+        match self.core.event(&self.run, &req).await? {
+            Some(payload) => Ok(Some(serde_json::from_slice(&payload)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// For bindings: the synchronous half of a wait for an event (takes
+    /// its position now); wait with [`event`](Self::event).
+    pub fn request_event(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<crate::EventRequest, ClientError> {
+        self.core.request_event(&self.run, name, timeout)
+    }
+
+    /// For bindings: the encoded payload of the event of `req`, or `None`
+    /// on timeout (see [`WorkerCore::event`]).
+    pub async fn event(&self, req: &crate::EventRequest) -> Result<Option<Bytes>, ClientError> {
+        self.core.event(&self.run, req).await
+    }
+
     /// Sleeps durably until `at`: the duration is taken on the owner when
     /// the timer starts (0 when `at` has passed) and committed, so a
     /// replay waits for the same deadline whatever its clock says.

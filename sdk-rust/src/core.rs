@@ -27,8 +27,8 @@ use crate::history::{Entry, History};
 
 /// The app protocol this core speaks (see app.proto): failed steps,
 /// attempts and out-of-order seqs in histories (2), durable timers (3),
-/// cancel requests delivered into the code (4).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// cancel requests delivered into the code (4), event waits (5).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Pause before re-sending a proposal the sidecar could not commit (no
 /// leader, timeout). Proposals are idempotent thanks to seq fencing.
@@ -107,9 +107,9 @@ struct RunState {
     /// Refusals of pending proposals, by seq.
     refused: HashMap<u64, StreamError>,
     /// Positions the code took that were not resolved then, with their
-    /// names and whether each is a timer's (pruned as they resolve): what
+    /// names and operations (pruned as they resolve): what
     /// a cancel request is delivered to (`core_cancel.rs`).
-    open: BTreeMap<u64, (String, bool)>,
+    open: BTreeMap<u64, (String, crate::history::Op)>,
     /// The reason of the workflow's cancel request, once the sidecar sent
     /// it: the code gets it as `Cancelled` where the owner delivers it.
     cancel_request: Option<String>,
@@ -608,8 +608,11 @@ fn cancelled(run: &RunHandle, reason: &str) -> ClientError {
 
 #[path = "core_cancel.rs"]
 mod cancel;
+#[path = "core_events.rs"]
+mod events;
 #[path = "core_determinism.rs"]
 mod helpers;
+pub use events::EventRequest;
 #[path = "core_steps.rs"]
 mod steps;
 pub use steps::SlotRequest;
@@ -632,3 +635,7 @@ mod timer_tests;
 #[cfg(test)]
 #[path = "core_cancel_tests.rs"]
 mod cancel_tests;
+
+#[cfg(test)]
+#[path = "core_event_tests.rs"]
+mod event_tests;

@@ -18,7 +18,7 @@ use raftoral_proto::sidecar::v1::workflow_stream_request::Message as AppMsg;
 use raftoral_proto::sidecar::v1::{CheckpointProposal, Failure, HistoryEntryKind};
 
 use super::{RunHandle, RunState, WorkerCore, run_state};
-use crate::history::CANCELLED_TYPE;
+use crate::history::{CANCELLED_TYPE, Op};
 
 impl WorkerCore {
     /// Resolves with the reason once `run`'s workflow is cancelled (a
@@ -175,9 +175,12 @@ impl RunState {
                 continue;
             }
             *sent = true;
-            let (name, timer) = self.open.get(seq).cloned().unwrap_or_default();
-            let (kind, attempt) = if timer {
+            let (name, op) = self.open.get(seq).cloned().unwrap_or_default();
+            let (kind, attempt) = if op == Op::Timer {
                 (HistoryEntryKind::TimerCancelled, 1)
+            } else if op == Op::Event {
+                // A wait ends with the step failure (app.proto, Events).
+                (HistoryEntryKind::StepFailed, 1)
             } else {
                 let last = history.attempts(*seq).map_or(0, |a| a.last);
                 (HistoryEntryKind::StepFailed, last + 1)

@@ -10,7 +10,7 @@ use super::{
     ComputeToken, Pending, RunHandle, Slot, WorkerCore, cancelled, not_running, run_state,
 };
 use crate::error::{ClientError, StepFailure};
-use crate::history::Entry;
+use crate::history::{Entry, Op};
 use crate::retry::RetryPolicy;
 use raftoral_proto::sidecar::v1::workflow_stream_request::Message as AppMsg;
 
@@ -50,36 +50,36 @@ impl WorkerCore {
     /// entry at that position with another name, or a timer's, is
     /// non-determinism.
     pub fn request(&self, run: &RunHandle, name: &str) -> Result<SlotRequest, ClientError> {
-        self.take_position(run, name, false)
+        self.take_position(run, name, Op::Step)
     }
 
-    /// Takes the next position for a step (`timer` false) or a timer.
+    /// Takes the next position for an operation `op` named `name`.
     pub(super) fn take_position(
         &self,
         run: &RunHandle,
         name: &str,
-        timer: bool,
+        op: Op,
     ) -> Result<SlotRequest, ClientError> {
         let (seq, deliver) = {
             let mut state = self.lock();
             let r = run_state(&mut state, run)?;
             let seq = r.cursor;
-            if let Some((known, was_timer)) = r.history.known(seq)
-                && (known != name || was_timer != timer)
+            if let Some((known, was)) = r.history.known(seq)
+                && (known != name || was.is_some_and(|was| was != op))
             {
                 return Err(non_determinism(
                     run,
                     seq,
-                    &label(known, was_timer),
-                    &label(name, timer),
+                    &was.unwrap_or(op).label(known),
+                    &op.label(name),
                 ));
             }
             r.cursor += 1;
-            if timer {
+            if op == Op::Timer {
                 r.timer_positions.insert(seq, name.to_owned());
             }
             if r.history.resolution(seq).is_none() {
-                r.open.insert(seq, (name.to_owned(), timer));
+                r.open.insert(seq, (name.to_owned(), op));
             }
             (seq, r.cancel_request.is_some())
         };
@@ -182,7 +182,7 @@ impl WorkerCore {
             if !r.history.is_next_release(seq) {
                 return None;
             }
-            let out = resolved(run, entry, &req.name, false);
+            let out = resolved(run, entry, &req.name, Op::Step);
             r.history.release();
             r.changed();
             return Some(out.map(Slot::Committed));
@@ -353,10 +353,11 @@ impl WorkerCore {
     ) -> Result<Settled, ClientError> {
         let seq = proposal.seq;
         let is_attempt = proposal.kind() == HistoryEntryKind::StepAttemptFailed;
-        let is_timer = matches!(
-            proposal.kind(),
-            HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled
-        );
+        let op = match proposal.kind() {
+            HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled => Op::Timer,
+            HistoryEntryKind::EventWaiting => Op::Event,
+            _ => Op::Step,
+        };
         {
             let mut state = self.lock();
             let r = run_state(&mut state, run)?;
@@ -379,20 +380,22 @@ impl WorkerCore {
                     // code gave up on (the loser of a `first`) has none.
                     r.pending.remove(&seq);
                     if r.history.is_abandoned(seq) {
-                        break resolved(run, entry, &proposal.checkpoint_name, is_timer)
+                        break resolved(run, entry, &proposal.checkpoint_name, op)
                             .map(Settled::Resolved);
                     }
                     if r.history.is_next_release(seq) {
-                        let out = resolved(run, entry, &proposal.checkpoint_name, is_timer);
+                        let out = resolved(run, entry, &proposal.checkpoint_name, op);
                         r.history.release();
                         r.changed();
                         break out.map(Settled::Resolved);
                     }
-                } else if proposal.kind() == HistoryEntryKind::TimerStarted
-                    && r.history.timer(seq).is_some()
+                } else if (proposal.kind() == HistoryEntryKind::TimerStarted
+                    && r.history.timer(seq).is_some())
+                    || (proposal.kind() == HistoryEntryKind::EventWaiting
+                        && r.history.wait(seq).is_some())
                 {
-                    // The timer's start is committed: it resolves when the
-                    // leader fires it, nothing more to send.
+                    // The timer's start (the wait) is committed: the
+                    // cluster resolves it, nothing more to send.
                     r.pending.remove(&seq);
                 } else if r.history.is_abandoned(seq) && !r.pending.contains_key(&seq) {
                     // A losing timer whose start was never sent: `first`
@@ -491,16 +494,21 @@ pub(super) enum Settled {
 
 /// The value of a resolved step, or its committed failure; a different
 /// name than the code's is non-determinism.
-/// `timer` says whether the code asked for a timer at the position: a
-/// resolution of the other kind (arriving after the position was taken) is
-/// non-determinism too.
-fn resolved(run: &RunHandle, entry: &Entry, name: &str, timer: bool) -> Result<Bytes, ClientError> {
-    if entry.name != name || entry.is_timer() != timer {
+/// `op` is what the code does at the position: a resolution of another
+/// operation (arriving after the position was taken) is non-determinism
+/// too; a delivered cancellation fits every operation.
+pub(super) fn resolved(
+    run: &RunHandle,
+    entry: &Entry,
+    name: &str,
+    op: Op,
+) -> Result<Bytes, ClientError> {
+    if entry.name != name || (entry.op() != op && !entry.is_cancellation()) {
         return Err(non_determinism(
             run,
             entry.seq,
-            &label(&entry.name, entry.is_timer()),
-            &label(name, timer),
+            &entry.op().label(&entry.name),
+            &op.label(name),
         ));
     }
     match &entry.failure {
@@ -516,16 +524,6 @@ fn resolved(run: &RunHandle, entry: &Entry, name: &str, timer: bool) -> Result<B
             })))
         }
         _ => Ok(entry.value.clone()),
-    }
-}
-
-/// How a non-determinism error names a position: a timer as
-/// `timer:NAME`, a step by its name.
-fn label(name: &str, timer: bool) -> String {
-    if timer {
-        format!("timer:{name}")
-    } else {
-        name.to_owned()
     }
 }
 

@@ -63,7 +63,7 @@ impl WorkerCore {
                 run.workflow_id
             )));
         }
-        let req = self.take_position(run, name, true)?;
+        let req = self.take_position(run, name, crate::history::Op::Timer)?;
         Ok(TimerRequest {
             seq: req.seq(),
             name: name.to_owned(),

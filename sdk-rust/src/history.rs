@@ -24,22 +24,50 @@ pub(crate) struct Entry {
 
 pub(crate) use raftoral_proto::cancel::CANCELLED_FAILURE_TYPE as CANCELLED_TYPE;
 
+/// What the code does at a position: a step, a durable sleep, or a wait
+/// for an event. A history entry of one kind at a position the code uses
+/// for another is non-determinism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Op {
+    /// A step (its value, failure or attempts).
+    #[default]
+    Step,
+    /// A durable timer.
+    Timer,
+    /// A wait for an event.
+    Event,
+}
+
+impl Op {
+    /// How a non-determinism error names an operation named `name`.
+    pub fn label(self, name: &str) -> String {
+        match self {
+            Op::Step => name.to_owned(),
+            Op::Timer => format!("timer:{name}"),
+            Op::Event => format!("event:{name}"),
+        }
+    }
+}
+
 impl Entry {
+    /// The operation this entry is about.
+    pub fn op(&self) -> Op {
+        match self.kind {
+            HistoryEntryKind::TimerStarted
+            | HistoryEntryKind::TimerFired
+            | HistoryEntryKind::TimerCancelled => Op::Timer,
+            HistoryEntryKind::EventWaiting
+            | HistoryEntryKind::EventReceived
+            | HistoryEntryKind::EventTimedOut => Op::Event,
+            _ => Op::Step,
+        }
+    }
+
     /// True for an entry that delivered the workflow's cancel request: a
     /// step's final failure or a sleep's cancellation of type
     /// [`CANCELLED_TYPE`].
     pub fn is_cancellation(&self) -> bool {
         raftoral_proto::cancel::delivers_cancel(self.kind, self.failure.as_ref())
-    }
-
-    /// True for a timer's entries.
-    pub fn is_timer(&self) -> bool {
-        matches!(
-            self.kind,
-            HistoryEntryKind::TimerStarted
-                | HistoryEntryKind::TimerFired
-                | HistoryEntryKind::TimerCancelled
-        )
     }
 }
 
@@ -100,6 +128,8 @@ pub(crate) struct History {
     attempts: HashMap<u64, Attempts>,
     /// Timers started and not fired yet: seq → the timer's name.
     timers: HashMap<u64, String>,
+    /// Event waits committed and not resolved yet: seq → the event name.
+    waits: HashMap<u64, String>,
     /// Resolved seqs in commit order.
     order: Vec<u64>,
     /// seq → its place in `order`.
@@ -127,6 +157,8 @@ impl History {
         self.highest = self.highest.max(Some(entry.seq));
         if entry.kind == HistoryEntryKind::TimerStarted {
             self.timers.insert(entry.seq, entry.name.clone());
+        } else if entry.kind == HistoryEntryKind::EventWaiting {
+            self.waits.insert(entry.seq, entry.name.clone());
         } else if entry.kind == HistoryEntryKind::StepAttemptFailed {
             self.attempts.insert(
                 entry.seq,
@@ -139,6 +171,7 @@ impl History {
         } else {
             self.attempts.remove(&entry.seq);
             self.timers.remove(&entry.seq);
+            self.waits.remove(&entry.seq);
             if entry.is_cancellation() {
                 self.cancellations.push(entry.seq);
             }
@@ -232,16 +265,27 @@ impl History {
         self.timers.get(&seq).map(String::as_str)
     }
 
-    /// What the history says was at `seq`: its name and whether it is a
-    /// timer (from its resolution, a started timer or failed attempts).
-    pub fn known(&self, seq: u64) -> Option<(&str, bool)> {
+    /// The event name of the wait committed at unresolved `seq`, if one is.
+    pub fn wait(&self, seq: u64) -> Option<&str> {
+        self.waits.get(&seq).map(String::as_str)
+    }
+
+    /// What the history says was at `seq`: its name and operation (from
+    /// its resolution, a started timer or wait, or failed attempts). A
+    /// delivered cancellation says nothing of the operation.
+    pub fn known(&self, seq: u64) -> Option<(&str, Option<Op>)> {
         if let Some(entry) = self.resolution(seq) {
-            return Some((&entry.name, entry.is_timer()));
+            let op = (!entry.is_cancellation()).then(|| entry.op());
+            return Some((&entry.name, op));
         }
         if let Some(name) = self.timer(seq) {
-            return Some((name, true));
+            return Some((name, Some(Op::Timer)));
         }
-        self.attempts(seq).map(|a| (a.name.as_str(), false))
+        if let Some(name) = self.wait(seq) {
+            return Some((name, Some(Op::Event)));
+        }
+        self.attempts(seq)
+            .map(|a| (a.name.as_str(), Some(Op::Step)))
     }
 
     /// The failed attempts of unresolved `seq`, if any.

@@ -27,8 +27,8 @@ mod stream;
 pub use client::{RaftoralClient, WorkflowRequest};
 pub use context::{WorkflowContext, WorkflowLog};
 pub use core::{
-    ComputeToken, MAX_TIMER, PROTOCOL_VERSION, RunHandle, Slot, SlotRequest, TimerRequest,
-    WorkerCore,
+    ComputeToken, EventRequest, MAX_TIMER, PROTOCOL_VERSION, RunHandle, Slot, SlotRequest,
+    TimerRequest, WorkerCore,
 };
 pub use determinism::NOW_STEP;
 pub use error::{ClientError, StepError, StepFailure, WorkflowError};

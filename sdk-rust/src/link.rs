@@ -10,9 +10,10 @@ use futures::{Stream, StreamExt};
 use raftoral_proto::sidecar::v1::{
     CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
     GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
-    ListWorkflowsResponse, StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest,
-    WaitWorkflowResponse, WorkflowStreamRequest, WorkflowStreamResponse,
-    app_service_client::AppServiceClient, workflow_service_client::WorkflowServiceClient,
+    ListWorkflowsResponse, SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest,
+    StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStreamRequest,
+    WorkflowStreamResponse, app_service_client::AppServiceClient,
+    workflow_service_client::WorkflowServiceClient,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -75,6 +76,17 @@ pub trait SidecarLink: Send + Sync + 'static {
         let _ = request;
         Err(Status::unimplemented(
             "this link does not serve GetWorkflowHistory",
+        ))
+    }
+    /// `WorkflowService.SignalWorkflow`. Provided like
+    /// [`list_workflows`](Self::list_workflows).
+    async fn signal_workflow(
+        &self,
+        request: SignalWorkflowRequest,
+    ) -> Result<SignalWorkflowResponse, Status> {
+        let _ = request;
+        Err(Status::unimplemented(
+            "this link does not serve SignalWorkflow",
         ))
     }
 }
@@ -219,6 +231,17 @@ impl SidecarLink for GrpcLink {
         Ok(self
             .workflows()
             .get_workflow_history(request)
+            .await?
+            .into_inner())
+    }
+
+    async fn signal_workflow(
+        &self,
+        request: SignalWorkflowRequest,
+    ) -> Result<SignalWorkflowResponse, Status> {
+        Ok(self
+            .workflows()
+            .signal_workflow(request)
             .await?
             .into_inner())
     }

@@ -1,0 +1,136 @@
+//! Event waits in the core: proposed once by the owner, resolved by the
+//! cluster's entries, replayed, checked for determinism.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftoral_proto::sidecar::v1::{
+    CheckpointEvent, CheckpointRecord, HistoryEntryKind, WorkflowStreamRequest,
+};
+use tokio::sync::mpsc;
+
+use super::ClientError;
+use super::tests::{connected, execute, next_proposal};
+
+fn entry(seq: u64, index: u64, kind: HistoryEntryKind, value: &str) -> CheckpointEvent {
+    CheckpointEvent {
+        workflow_id: "w".into(),
+        seq,
+        checkpoint_name: "approval".into(),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+        kind: kind as i32,
+        attempt: 1,
+        history_index: index,
+        ..CheckpointEvent::default()
+    }
+}
+
+fn nothing_sent(rx: &mut mpsc::Receiver<WorkflowStreamRequest>) {
+    if let Ok(m) = rx.try_recv() {
+        panic!("nothing should be sent, got {m:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_owner_proposes_a_wait_once_and_the_cluster_resolves_it() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let req = core
+        .request_event(&run, "approval", Some(Duration::from_secs(60)))
+        .unwrap();
+    let waiting = {
+        let (core, run, req) = (core.clone(), run.clone(), req.clone());
+        tokio::spawn(async move { core.event(&run, &req).await })
+    };
+    let p = next_proposal(&mut rx).await;
+    assert_eq!(
+        (
+            p.seq,
+            p.kind(),
+            p.checkpoint_name.as_str(),
+            p.timer_duration_ms
+        ),
+        (0, HistoryEntryKind::EventWaiting, "approval", 60_000)
+    );
+    core.on_checkpoint_event(entry(0, 0, HistoryEntryKind::EventWaiting, ""));
+    core.on_checkpoint_event(entry(0, 1, HistoryEntryKind::EventReceived, "true"));
+    let got = waiting.await.unwrap().unwrap();
+    assert_eq!(got.as_deref(), Some(&b"true"[..]));
+    nothing_sent(&mut rx);
+
+    // A timeout that came first: no payload.
+    let second = core.request_event(&run, "approval", None).unwrap();
+    let waiting = {
+        let (core, run) = (core.clone(), run.clone());
+        tokio::spawn(async move { core.event(&run, &second).await })
+    };
+    let p = next_proposal(&mut rx).await;
+    assert_eq!((p.seq, p.timer_duration_ms), (1, 0), "no timeout");
+    core.on_checkpoint_event(entry(1, 2, HistoryEntryKind::EventWaiting, ""));
+    core.on_checkpoint_event(entry(1, 3, HistoryEntryKind::EventTimedOut, ""));
+    assert_eq!(waiting.await.unwrap().unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_replay_returns_the_committed_event_and_a_changed_code_is_non_determinism() {
+    let (core, mut rx) = connected();
+    let mut req = execute("w", true, &[]);
+    for (kind, value) in [
+        (HistoryEntryKind::EventWaiting, ""),
+        (HistoryEntryKind::EventReceived, "\"yes\""),
+    ] {
+        req.history.push(CheckpointRecord {
+            seq: 0,
+            checkpoint_name: "approval".into(),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            kind: kind as i32,
+            attempt: 1,
+            ..CheckpointRecord::default()
+        });
+    }
+    let run = core.on_execute(req.clone()).unwrap();
+    let wait = core.request_event(&run, "approval", None).unwrap();
+    assert_eq!(
+        core.event(&run, &wait).await.unwrap().as_deref(),
+        Some(&b"\"yes\""[..])
+    );
+    nothing_sent(&mut rx);
+
+    // The same history under code that runs a step there, or waits for
+    // another event.
+    let (core, _rx) = connected();
+    let run = core.on_execute(req.clone()).unwrap();
+    let err = core.request(&run, "approval").unwrap_err();
+    assert!(
+        matches!(&err, ClientError::NonDeterminism { expected, .. } if expected == "event:approval"),
+        "{err}"
+    );
+    let (core, _rx) = connected();
+    let run = core.on_execute(req).unwrap();
+    let err = core.request_event(&run, "payment", None).unwrap_err();
+    assert!(matches!(err, ClientError::NonDeterminism { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_replica_proposes_no_wait_and_a_too_long_timeout_takes_no_position() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", false, &[])).unwrap();
+    let err = core
+        .request_event(&run, "approval", Some(Duration::from_secs(367 * 24 * 3600)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Usage(m) if m.contains("366 days")),
+        "{err}"
+    );
+    assert_eq!(core.next_position(&run), 0);
+    let req = core.request_event(&run, "approval", None).unwrap();
+    let waiting = {
+        let (core, run) = (core.clone(), run.clone());
+        tokio::spawn(async move { core.event(&run, &req).await })
+    };
+    tokio::task::yield_now().await;
+    nothing_sent(&mut rx);
+    core.on_checkpoint_event(entry(0, 0, HistoryEntryKind::EventWaiting, ""));
+    core.on_checkpoint_event(entry(0, 1, HistoryEntryKind::EventReceived, "1"));
+    assert_eq!(waiting.await.unwrap().unwrap().as_deref(), Some(&b"1"[..]));
+}

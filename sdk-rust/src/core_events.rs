@@ -1,0 +1,101 @@
+//! Waits for events (app protocol 5): a wait takes a position like a
+//! step; the owner commits it (`EVENT_WAITING`, with its timeout), and the
+//! cluster resolves it: `EVENT_RECEIVED` with the payload of the first
+//! event of the name sent (before or after the wait), or `EVENT_TIMED_OUT`
+//! when the timeout passed first, decided by log order, the same on every
+//! replica and in every replay. Nothing here reads a clock.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftoral_proto::sidecar::v1::{CheckpointProposal, HistoryEntryKind};
+
+use super::steps::Settled;
+use super::timers::MAX_TIMER;
+use super::{RunHandle, WorkerCore, run_state};
+use crate::error::ClientError;
+use crate::history::Op;
+
+/// An event wait's position the workflow code took (with
+/// [`WorkerCore::request_event`]); wait with [`WorkerCore::event`]. Taken
+/// synchronously, when the code calls the wait, so waits and steps started
+/// side by side get positions in call order.
+#[derive(Debug, Clone)]
+pub struct EventRequest {
+    seq: u64,
+    name: String,
+    timeout: Option<Duration>,
+}
+
+impl EventRequest {
+    /// 0-based position.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl WorkerCore {
+    /// Takes the next position for a wait for the event `name`, with an
+    /// optional timeout (at most [`MAX_TIMER`], else a usage error before
+    /// any position is taken). A position whose history holds another
+    /// operation, or a wait for another name, is non-determinism.
+    pub fn request_event(
+        &self,
+        run: &RunHandle,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<EventRequest, ClientError> {
+        if timeout.is_some_and(|t| t > MAX_TIMER) {
+            return Err(ClientError::Usage(format!(
+                "the wait for event '{name}' of workflow '{}' has a timeout over 366 days; wait in several steps for longer",
+                run.workflow_id
+            )));
+        }
+        let req = self.take_position(run, name, Op::Event)?;
+        Ok(EventRequest {
+            seq: req.seq(),
+            name: name.to_owned(),
+            timeout,
+        })
+    }
+
+    /// Waits for the event of `req`: its payload, or `None` when its
+    /// timeout passed first. The owner proposes the wait when the history
+    /// has none; the resolution is handed out in commit order like a
+    /// step's value.
+    pub async fn event(
+        &self,
+        run: &RunHandle,
+        req: &EventRequest,
+    ) -> Result<Option<Bytes>, ClientError> {
+        // A replayed wait resolves at once; yield once as a live one does,
+        // so branches side by side go on in the same order.
+        tokio::task::yield_now().await;
+        let proposal = CheckpointProposal {
+            workflow_id: run.workflow_id.clone(),
+            seq: req.seq,
+            checkpoint_name: req.name.clone(),
+            kind: HistoryEntryKind::EventWaiting as i32,
+            attempt: 1,
+            // 0: no timeout; a zero timeout waits at least a millisecond.
+            timer_duration_ms: req.timeout.map_or(0, |t| (t.as_millis() as u64).max(1)),
+            ..CheckpointProposal::default()
+        };
+        let value = match self.propose(run, proposal).await? {
+            Settled::Resolved(value) => value,
+            Settled::AttemptCommitted => {
+                return Err(ClientError::Usage(format!(
+                    "the wait for event '{}' of workflow '{}' did not resolve",
+                    req.name, run.workflow_id
+                )));
+            }
+        };
+        let mut state = self.lock();
+        let r = run_state(&mut state, run)?;
+        let received = r
+            .history
+            .resolution(req.seq)
+            .is_some_and(|e| e.kind == HistoryEntryKind::EventReceived);
+        Ok(received.then_some(value))
+    }
+}
