@@ -38,6 +38,7 @@ DEFAULT_FILES = [
     "helpers",
     "timers",
     "cancel",
+    "events",
 ]
 # Runs once with every worker at a time (one per node, CONFORMANCE_MIXED),
 # not once per worker.

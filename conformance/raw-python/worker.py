@@ -89,7 +89,7 @@ from raftoral.sidecar.v1 import app_pb2 as pb
 from raftoral.sidecar.v1 import app_pb2_grpc
 from raftoral.sidecar.v1 import failure_pb2 as fpb
 
-PROTOCOL_VERSION = 4  # entry kinds, attempts, failures, timers, cancel requests
+PROTOCOL_VERSION = 5  # entry kinds, attempts, failures, timers, cancel requests, events
 CANCELLED_TYPE = "raftoral.Cancelled"  # a delivered cancel request's failure
 # Histories travel in ExecuteWorkflowRequest: up to 4 MiB plus a value or two
 # (see its comment), far above gRPC's default 4 MiB receive limit.
@@ -113,6 +113,9 @@ STEP_ATTEMPT_FAILED = fpb.HISTORY_ENTRY_KIND_STEP_ATTEMPT_FAILED
 TIMER_STARTED = fpb.HISTORY_ENTRY_KIND_TIMER_STARTED
 TIMER_FIRED = fpb.HISTORY_ENTRY_KIND_TIMER_FIRED
 TIMER_CANCELLED = fpb.HISTORY_ENTRY_KIND_TIMER_CANCELLED
+EVENT_WAITING = fpb.HISTORY_ENTRY_KIND_EVENT_WAITING
+EVENT_RECEIVED = fpb.HISTORY_ENTRY_KIND_EVENT_RECEIVED
+EVENT_TIMED_OUT = fpb.HISTORY_ENTRY_KIND_EVENT_TIMED_OUT
 
 
 def encode(value: Any) -> bytes:
@@ -336,6 +339,7 @@ class History:
         self.resolved: dict[int, Entry] = {}  # seq -> its value or failure
         self.attempts: dict[int, Attempts] = {}  # unresolved seq -> attempts
         self.timers: dict[int, str] = {}  # started, unfired timer's seq -> name
+        self.waits: dict[int, str] = {}  # committed, unresolved event wait's seq -> name
         self.order: list[int] = []  # resolved seqs in commit order
         self.order_of: dict[int, int] = {}  # seq -> its place in order
         # Positions the code gave up on (a race's losers): their resolutions
@@ -352,6 +356,8 @@ class History:
         self.entries.append(entry)
         if entry.kind == TIMER_STARTED:
             self.timers[entry.seq] = entry.name  # resolved by its TIMER_FIRED
+        elif entry.kind == EVENT_WAITING:
+            self.waits[entry.seq] = entry.name  # resolved by the cluster
         elif entry.kind == STEP_ATTEMPT_FAILED:
             # The wait left, taken now (when the entry is learned): a clock
             # behind the log's waits the committed delay at most.
@@ -363,6 +369,7 @@ class History:
         else:
             self.attempts.pop(entry.seq, None)
             self.timers.pop(entry.seq, None)
+            self.waits.pop(entry.seq, None)
             self.resolved[entry.seq] = entry
             self.order_of[entry.seq] = len(self.order)
             self.order.append(entry.seq)
@@ -758,6 +765,8 @@ class Worker:
                 raise run.stop
             if seq in run.history.timers:
                 raise non_determinism(run.id, seq, f"timer:{run.history.timers[seq]}", name)
+            if seq in run.history.waits:
+                raise non_determinism(run.id, seq, f"event:{run.history.waits[seq]}", name)
             failed = run.history.attempts.get(seq)
             if failed is not None and failed.name != name:
                 raise non_determinism(run.id, seq, failed.name, name)
@@ -778,6 +787,8 @@ class Worker:
         entry = run.history.resolved[seq]
         if entry.kind in (TIMER_FIRED, TIMER_CANCELLED):
             raise non_determinism(run.id, seq, f"timer:{entry.name}", name)
+        if entry.kind in (EVENT_RECEIVED, EVENT_TIMED_OUT):
+            raise non_determinism(run.id, seq, f"event:{entry.name}", name)
         if entry.name != name:
             raise non_determinism(run.id, seq, entry.name, name)
         if seq in run.history.abandoned:
@@ -831,6 +842,57 @@ class Worker:
             await run.wait_turn(seq)
             if is_cancellation(entry):
                 raise CancelledHere(entry.failure.message)
+
+    def wait_event(
+        self, run: Run, name: str, timeout_ms: Optional[int]
+    ) -> Coroutine[Any, Any, Any]:
+        """A durable wait for the event `name` at the run's next position
+        (app.proto "Events"): the owner proposes EVENT_WAITING with the
+        timeout (0: none); the cluster resolves it with EVENT_RECEIVED (the
+        payload) or EVENT_TIMED_OUT (None). Taken when called."""
+        seq = run.cursor
+        run.cursor += 1
+        run.names[seq] = (name, False)  # a cancellation here is a STEP_FAILED
+        self.deliver(run)
+        return self._wait_event(run, seq, name, timeout_ms or 0)
+
+    async def _wait_event(self, run: Run, seq: int, name: str, timeout_ms: int) -> Any:
+        label = f"event:{name}"
+        while seq not in run.history.resolved:
+            if run.stop:
+                raise run.stop
+            if seq in run.history.attempts:
+                raise non_determinism(run.id, seq, run.history.attempts[seq].name, label)
+            if seq in run.history.timers:
+                raise non_determinism(run.id, seq, f"timer:{run.history.timers[seq]}", label)
+            waiting = run.history.waits.get(seq)
+            if waiting is not None and waiting != name:
+                raise non_determinism(run.id, seq, f"event:{waiting}", label)
+            if waiting is not None or not run.is_owner or seq in run.cancel_targets:
+                await run.changed()  # the cluster resolves it
+            else:
+                proposal = pb.CheckpointProposal(
+                    workflow_id=run.id,
+                    seq=seq,
+                    checkpoint_name=name,
+                    attempt=1,
+                    kind=EVENT_WAITING,
+                    timer_duration_ms=timeout_ms,
+                )
+                await self.propose(run, proposal)
+        entry = run.history.resolved[seq]
+        if is_cancellation(entry):
+            await run.wait_turn(seq)
+            raise CancelledHere(entry.failure.message)
+        if entry.kind not in (EVENT_RECEIVED, EVENT_TIMED_OUT) or entry.name != name:
+            committed = (
+                f"event:{entry.name}"
+                if entry.kind in (EVENT_RECEIVED, EVENT_TIMED_OUT)
+                else entry.name
+            )
+            raise non_determinism(run.id, seq, committed, label)
+        await run.wait_turn(seq)
+        return json.loads(entry.value) if entry.kind == EVENT_RECEIVED else None
 
     async def first(self, run: Run, seqs: list[int]) -> int:
         """Races the operations at positions `seqs` (started, not awaited):
@@ -937,6 +999,8 @@ class Worker:
             while seq not in run.history.resolved:
                 if proposal.kind == TIMER_STARTED and seq in run.history.timers:
                     return  # started (here or by another owner): it fires later
+                if proposal.kind == EVENT_WAITING and seq in run.history.waits:
+                    return  # committed: the cluster resolves it
                 failed = run.history.attempts.get(seq)
                 if failed is not None and failed.last >= proposal.attempt:
                     if failed.name != proposal.checkpoint_name:
@@ -1020,6 +1084,7 @@ class Worker:
                 or len(run.history) <= pending.hold
                 or seq in run.history.resolved
                 or (seq in run.history.timers and pending.proposal.kind == TIMER_STARTED)
+                or (seq in run.history.waits and pending.proposal.kind == EVENT_WAITING)
                 or (failed is not None and failed.last >= pending.proposal.attempt)
             ):
                 continue
@@ -1131,6 +1196,20 @@ async def blob(w: Worker, run: Run) -> Any:
     if os.environ.get("CONFORMANCE_HANG") == "1":
         await asyncio.Event().wait()
     return total
+
+
+async def waiter(w: Worker, run: Run) -> Any:
+    async def before() -> bool:
+        effect(run.id, "start", 0)
+        return True
+
+    await w.checkpoint(run, "before", before)
+    inp = run.input
+    events = []
+    for _ in range(inp["waits"]):
+        events.append(await w.wait_event(run, inp["name"], inp.get("timeout_ms")))
+    await hanging_step(w, run, "after", 1)
+    return {"events": events}
 
 
 async def compensate(w: Worker, run: Run) -> Any:
@@ -1352,6 +1431,7 @@ WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "racer": racer,  # likewise
     "scheduled": scheduled,  # likewise
     "compensate": compensate,  # likewise
+    "waiter": waiter,  # likewise
 }
 
 

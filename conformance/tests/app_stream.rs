@@ -604,7 +604,7 @@ async fn timer_proposals_are_checked_and_fired_by_the_cluster() -> anyhow::Resul
         (timer(HistoryEntryKind::TimerFired, 0), "leader fires"),
         (
             timer(HistoryEntryKind::Unspecified, 10),
-            "TIMER_STARTED entry only",
+            "TIMER_STARTED or EVENT_WAITING entry only",
         ),
     ];
     for (proposal, says) in refused {

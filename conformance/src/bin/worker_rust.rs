@@ -297,6 +297,34 @@ async fn compensate(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     Err(cancel.into())
 }
 
+/// `waiter`: waits for events of one name, one after another.
+async fn waiter(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        name: String,
+        waits: u64,
+        timeout_ms: Option<u64>,
+    }
+    let input: Input = req.input()?;
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    let before = id.clone();
+    ctx.checkpoint("before", move || {
+        effect(&before, "start", 0);
+        true
+    })
+    .await?;
+    let mut events = Vec::new();
+    for _ in 0..input.waits {
+        let got: Option<serde_json::Value> = ctx
+            .wait_event(&input.name, input.timeout_ms.map(Duration::from_millis))
+            .await?;
+        events.push(got.unwrap_or(serde_json::Value::Null));
+    }
+    hanging_step(&ctx, &id, "after", 1).await?;
+    Ok(serde_json::to_vec(&serde_json::json!({"events": events}))?)
+}
+
 /// The last step of several types: appends `ID start STEP`, hangs forever
 /// under `CONFORMANCE_HANG=1` (the app "dies" there), and yields `true`.
 async fn hanging_step(
@@ -460,6 +488,7 @@ async fn main() -> anyhow::Result<()> {
                         "racer" => racer(req).await,
                         "scheduled" => scheduled(req).await,
                         "compensate" => compensate(req).await,
+                        "waiter" => waiter(req).await,
                         other => Err(format!("this worker has no workflow '{other}'").into()),
                     }
                 })
