@@ -7,7 +7,7 @@ that records each side effect as a line), ``CONFORMANCE_HANG=1`` (the
 ``CONFORMANCE_STEP_PREFIX`` (checkpoint names of ``steps``, default
 ``step``), ``CONFORMANCE_WORKFLOWS`` (comma list of what to register;
 ``saga``, ``flaky``, ``fanout``, ``helpers``, ``sleeper``, ``racer``,
-``scheduled`` and ``compensate`` only when named),
+``scheduled``, ``compensate`` and ``waiter`` only when named),
 ``CONFORMANCE_BAD_POLICY`` (a retry policy the SDK refuses, made before
 anything is registered).
 Prints ``worker ready`` once registered; stops cleanly on SIGTERM.
@@ -243,6 +243,29 @@ async def compensate(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> bool
     raise raftoral.RaftoralError("only a cancellation ends the charge")
 
 
+@raftoral.workflow(name="waiter", version=1)
+async def waiter(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str, Any]:
+    """A step, ``waits`` durable waits one after another for the event
+    ``name`` (each with a timeout of ``timeout_ms`` when given), a step
+    (which hangs under ``CONFORMANCE_HANG=1``). Returns the payloads, None
+    for a wait whose timeout passed first."""
+    name: str = inp["name"]
+    timeout_ms: Optional[int] = inp.get("timeout_ms")
+    timeout = None if timeout_ms is None else timeout_ms / 1000
+
+    def before() -> bool:
+        effect(ctx.workflow_id, "start", 0)
+        return True
+
+    await ctx.checkpoint("before", before)
+    events: list[Any] = []
+    for _ in range(inp["waits"]):
+        events.append(await ctx.wait_event(name, timeout))
+
+    await hanging_step(ctx, "after", 1)
+    return {"events": events}
+
+
 @dataclass
 class FlakyInput:
     fail_times: int
@@ -346,6 +369,7 @@ async def main() -> None:
         "racer": racer,
         "scheduled": scheduled,
         "compensate": compensate,
+        "waiter": waiter,
     }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -16,7 +16,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use raftoral_client::{ClientError, Slot};
 
 use crate::errors::to_py_err;
@@ -25,7 +27,8 @@ use crate::worker::{Run, slot_to_py};
 /// What a wait hands asyncio: a commit's committed value, or (after a
 /// failed step) the next attempt's token or another owner's value; or the
 /// winner of a race (`Run.first_to`); or a run's interruption
-/// (`Run.interrupted_to`); or the error to raise.
+/// (`Run.interrupted_to`); or an event wait's resolution (`Run.event_to`);
+/// or the error to raise.
 type Outcome = Result<Handed, ClientError>;
 
 /// A successful outcome.
@@ -37,6 +40,9 @@ pub(crate) enum Handed {
     /// A run's interruption: `(reason, count)` (a Python tuple), or `None`
     /// when the run ended first.
     Interrupted(Option<(String, u64)>),
+    /// An event wait's resolution: the payload (Python `bytes`), or `None`
+    /// when its timeout passed first.
+    Event(Option<Bytes>),
 }
 
 impl From<Slot> for Handed {
@@ -149,6 +155,11 @@ impl CommitSender {
         self.0
             .push(Some((id, Ok(Handed::Interrupted(interruption)))));
     }
+
+    /// An event wait's payload, `None` on timeout, or the error.
+    pub(crate) fn send_event(&self, id: u64, outcome: Result<Option<Bytes>, ClientError>) {
+        self.0.push(Some((id, outcome.map(Handed::Event))));
+    }
 }
 
 #[pymethods]
@@ -168,7 +179,8 @@ impl CommitBridge {
     /// The finished commits since the last call: `(id, ok, value)` with the
     /// committed bytes (or, after a failed attempt, the next attempt's
     /// `ComputeToken`; for a race, the winner's index; for an interruption,
-    /// `(reason, count)` or None) when `ok`, else the exception to raise.
+    /// `(reason, count)` or None; for an event wait, the payload or None)
+    /// when `ok`, else the exception to raise.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Vec<(u64, bool, Bound<'py, PyAny>)>> {
         let (done, _) = self.queue.drain();
         done.into_iter()
@@ -178,6 +190,10 @@ impl CommitBridge {
                 Ok(Handed::Interrupted(interruption)) => {
                     Ok((id, true, interruption.into_pyobject(py)?.into_any()))
                 }
+                Ok(Handed::Event(Some(payload))) => {
+                    Ok((id, true, PyBytes::new(py, &payload).into_any()))
+                }
+                Ok(Handed::Event(None)) => Ok((id, true, py.None().into_bound(py))),
                 Err(e) => Ok((
                     id,
                     false,

@@ -1,5 +1,5 @@
-//! `Client`: the native client (connect, start, get, wait, cancel, list,
-//! history). Results cross to Python as plain dicts and bytes; the Python
+//! `Client`: the native client (connect, start, get, wait, cancel, signal,
+//! list, history). Results cross to Python as plain dicts and bytes; the Python
 //! layer turns them into typed objects and decodes values with its codec.
 
 use std::time::Duration;
@@ -56,6 +56,15 @@ pub(crate) fn info_dict(py: Python<'_>, info: &WorkflowInfo) -> PyResult<Py<PyDi
     // ends (0: none).
     d.set_item("cancel_reason", &info.cancel_reason)?;
     d.set_item("cancel_deadline_ms", info.cancel_deadline_ms)?;
+    // Events sent and not consumed yet, and the code's open waits, earliest
+    // first: (seq, name, timeout_at_ms).
+    d.set_item("inbox_size", info.inbox_size)?;
+    let waits = info
+        .event_waits
+        .iter()
+        .map(|w| (w.seq, w.name.as_str(), w.timeout_at_ms))
+        .collect::<Vec<_>>();
+    d.set_item("event_waits", waits)?;
     // The structured failure of a FAILED workflow that has one (an uncaught
     // step failure, or the function's own `ApplicationError`); else None.
     match &info.failure {
@@ -125,6 +134,9 @@ fn kind_name(kind: HistoryEntryKind) -> &'static str {
         HistoryEntryKind::TimerStarted => "TIMER_STARTED",
         HistoryEntryKind::TimerFired => "TIMER_FIRED",
         HistoryEntryKind::TimerCancelled => "TIMER_CANCELLED",
+        HistoryEntryKind::EventWaiting => "EVENT_WAITING",
+        HistoryEntryKind::EventReceived => "EVENT_RECEIVED",
+        HistoryEntryKind::EventTimedOut => "EVENT_TIMED_OUT",
     }
 }
 
@@ -294,6 +306,48 @@ impl Client {
                     .await
                     .map_err(to_py_err)?,
             )
+        })
+    }
+
+    /// Sends the event `name` with the encoded `payload` to a workflow;
+    /// resolves once it is committed (in the workflow's inbox, or consumed
+    /// by a wait) with `(duplicate, info)`: `duplicate` when an event with
+    /// the same `idempotency_key` was delivered before (nothing was
+    /// delivered now), `info` the workflow's state after it. Raises
+    /// `NotFound` (unknown workflow), `NotRunning` (it has ended),
+    /// `InvalidArgument` (a bad name or key, a payload over the limit),
+    /// `ResourceExhausted` (its inbox is full).
+    #[pyo3(signature = (workflow_id, name, payload, idempotency_key = None))]
+    fn signal_workflow<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_id: String,
+        name: String,
+        payload: Vec<u8>,
+        idempotency_key: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.inner.clone();
+        crate::future::into_py(py, async move {
+            let answer = client
+                .signal_workflow_raw(
+                    &workflow_id,
+                    &name,
+                    Bytes::from(payload),
+                    idempotency_key.as_deref(),
+                )
+                .await
+                .map_err(|e| match e {
+                    // The workflow has ended: the same error as a step of a
+                    // workflow that is no longer running.
+                    ClientError::Status {
+                        code: tonic::Code::FailedPrecondition,
+                        message,
+                        ..
+                    } => crate::errors::not_running(&workflow_id, &message),
+                    e => to_py_err(e),
+                })?;
+            let info = info_py(answer.workflow.unwrap_or_default())?;
+            Ok((answer.duplicate, info))
         })
     }
 

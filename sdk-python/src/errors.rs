@@ -19,6 +19,21 @@ pub(crate) fn to_py_err(e: ClientError) -> PyErr {
     })
 }
 
+/// `raftoral.errors.NotRunning` with `message` as it is (the sidecar's
+/// text, which names the workflow already): a signal to a workflow that
+/// has ended (FAILED_PRECONDITION).
+pub(crate) fn not_running(workflow_id: &str, message: &str) -> PyErr {
+    Python::attach(|py| {
+        let made = py
+            .import("raftoral.errors")
+            .and_then(|m| m.getattr("NotRunning")?.call1((message, workflow_id)));
+        match made {
+            Ok(value) => PyErr::from_value(value),
+            Err(import_error) => PyRuntimeError::new_err(format!("{message} ({import_error})")),
+        }
+    })
+}
+
 fn build(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
     let message = e.to_string();
     let (class, args): (&str, Bound<'_, PyTuple>) = match e {
@@ -33,6 +48,7 @@ fn build(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
                 Code::InvalidArgument | Code::OutOfRange => "InvalidArgument",
                 Code::DeadlineExceeded => "Timeout",
                 Code::Unauthenticated => "Unauthenticated",
+                Code::ResourceExhausted => "ResourceExhausted",
                 _ => "RaftoralError",
             };
             (class, (message,).into_pyobject(py)?)

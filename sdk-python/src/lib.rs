@@ -9,6 +9,7 @@
 mod bridge;
 mod client;
 mod errors;
+mod events;
 mod future;
 mod local;
 mod timers;
@@ -37,6 +38,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::RetryPolicy>()?;
     m.add_class::<worker::SlotRequest>()?;
     m.add_class::<timers::TimerRequest>()?;
+    m.add_class::<events::EventRequest>()?;
     m.add_class::<bridge::CommitBridge>()?;
     m.add_class::<bridge::RunBridge>()?;
     m.add_class::<local::LocalNode>()?;

@@ -32,7 +32,7 @@ impl TimerRequest {
     /// usage error, and the core's refusals (more than 366 days,
     /// non-determinism, the run gone) at once.
     pub(crate) fn take(context: &WorkflowContext, name: &str, seconds: f64) -> PyResult<Self> {
-        let duration = duration(context.workflow_id(), name, seconds)?;
+        let duration = duration(&format!("sleep '{name}'"), context.workflow_id(), seconds)?;
         let req = context
             .request_timer(name, duration)
             .map_err(crate::errors::to_py_err)?;
@@ -55,11 +55,12 @@ impl TimerRequest {
     }
 }
 
-/// `seconds` as a duration: refused when negative or not a number; more
-/// than the core can hold is kept beyond the limit, for the core to refuse
-/// with its own message (366 days). Rounded to the millisecond, the
-/// protocol's unit, so whole milliseconds given as seconds stay exact.
-fn duration(workflow_id: &str, name: &str, seconds: f64) -> PyResult<Duration> {
+/// `seconds` as a duration of `what` (`sleep 'nap'`, ...): refused when
+/// negative or not a number; more than the core can hold is kept beyond
+/// the limit, for the core to refuse with its own message (366 days).
+/// Rounded to the millisecond, the protocol's unit, so whole milliseconds
+/// given as seconds stay exact.
+pub(crate) fn duration(what: &str, workflow_id: &str, seconds: f64) -> PyResult<Duration> {
     let refused = if seconds.is_nan() {
         "a duration must be a number of seconds"
     } else if seconds < 0.0 {
@@ -69,7 +70,7 @@ fn duration(workflow_id: &str, name: &str, seconds: f64) -> PyResult<Duration> {
     };
     if !refused.is_empty() {
         return Err(crate::errors::to_py_err(ClientError::Usage(format!(
-            "sleep '{name}' of workflow '{workflow_id}' is {seconds} s: {refused}"
+            "{what} of workflow '{workflow_id}' is {seconds} s: {refused}"
         ))));
     }
     let ms = (seconds * 1000.0).round();

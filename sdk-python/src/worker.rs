@@ -9,8 +9,9 @@
 //! must compute). The outcome goes back
 //! through `complete` / `fail` / `abandon`, which the core reports exactly as
 //! for a Rust workflow. Durable timers (`request_timer`, `timer`) are in
-//! `timers.rs`; races of timers and steps (`first_of`, `first_to`) are the
-//! core's `first`. The deterministic helpers (`random`, `uuid`,
+//! `timers.rs`; waits for events (`request_event`, `event`) in `events.rs`;
+//! races of timers and steps (`first_of`, `first_to`) are the core's
+//! `first`. The deterministic helpers (`random`, `uuid`,
 //! `is_replaying`, `next_position`, and the module's `NOW_STEP` for
 //! `now()`) are the core's, so every SDK draws and decides the same.
 
@@ -33,6 +34,7 @@ use tokio::task::JoinHandle;
 use crate::bridge::{CommitBridge, RunBridge};
 use crate::client::Client;
 use crate::errors::to_py_err;
+use crate::events::EventRequest;
 use crate::timers::TimerRequest;
 
 /// Runs between the core and the task that forwards them to the bridge
@@ -264,6 +266,11 @@ impl Worker {
     }
 }
 
+/// A Python-owned copy of `b`, made while attached.
+fn py_bytes(b: &[u8]) -> Py<PyBytes> {
+    Python::attach(|py| PyBytes::new(py, b).unbind())
+}
+
 /// A slot as Python sees it: `bytes` (committed) or a [`ComputeToken`].
 pub(crate) fn slot_to_py(py: Python<'_>, slot: Slot) -> PyResult<Bound<'_, PyAny>> {
     match slot {
@@ -456,6 +463,40 @@ impl Run {
         let (wait, sender) = (req.wait()?, bridge.sender());
         pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
             sender.send(id, wait.await.map(|()| Slot::Committed(Bytes::new())));
+        });
+        Ok(())
+    }
+
+    /// Takes the next position for a wait for the event `name`, at once,
+    /// like `request`: waits, sleeps and steps started side by side get
+    /// positions in call order. `timeout` in seconds (None: no timeout).
+    /// Raises `InvalidArgument` for a negative timeout or one beyond 366
+    /// days (nothing is taken then), `NonDeterminism` when the history has
+    /// something else (or a wait for another name) there.
+    #[pyo3(signature = (name, timeout = None))]
+    fn request_event(&self, name: &str, timeout: Option<f64>) -> PyResult<EventRequest> {
+        EventRequest::take(&self.context, name, timeout)
+    }
+
+    /// Waits for the event of `req` (the wait is committed first when this
+    /// replica owns the run): its payload (bytes), or None when its timeout
+    /// passed first. Raises `Cancelled`, `NonDeterminism`, `ShuttingDown`,
+    /// `NotRunning`.
+    fn event<'py>(&self, py: Python<'py>, req: &EventRequest) -> PyResult<Bound<'py, PyAny>> {
+        let wait = req.wait()?;
+        crate::future::into_py(py, async move {
+            let payload = wait.await.map_err(to_py_err)?;
+            Ok(payload.map(|p| py_bytes(&p)))
+        })
+    }
+
+    /// `event` through `bridge`: the outcome arrives as `(id, True,
+    /// payload or None)` from `bridge.drain()`, in the order the core hands
+    /// resolutions out, as `slot_to`'s.
+    fn event_to(&self, req: &EventRequest, bridge: &CommitBridge, id: u64) -> PyResult<()> {
+        let (wait, sender) = (req.wait()?, bridge.sender());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            sender.send_event(id, wait.await);
         });
         Ok(())
     }

@@ -26,6 +26,7 @@ from .errors import (
     NotRunning,
     RaftoralError,
     Rejected,
+    ResourceExhausted,
     ShuttingDown,
     StepFailed,
     Timeout,
@@ -36,10 +37,12 @@ from .errors import (
 from .local import LocalNode
 from .retry import RetryPolicy
 from .types import (
+    EventWait,
     Failure,
     HistoryEntry,
     HistoryEntryKind,
     PendingTimer,
+    SignalResult,
     WorkflowInfo,
     WorkflowStatus,
 )
@@ -60,6 +63,7 @@ __all__ = [
     "Client",
     "Codec",
     "Durable",
+    "EventWait",
     "Failure",
     "HistoryEntry",
     "HistoryEntryKind",
@@ -73,8 +77,10 @@ __all__ = [
     "PendingTimer",
     "RaftoralError",
     "Rejected",
+    "ResourceExhausted",
     "RetryPolicy",
     "ShuttingDown",
+    "SignalResult",
     "StepFailed",
     "Timeout",
     "Unauthenticated",

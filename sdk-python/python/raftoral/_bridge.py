@@ -82,6 +82,18 @@ class Commits:
             raise
         return future
 
+    def event(self, run: _core.Run, req: _core.EventRequest) -> asyncio.Future[Optional[bytes]]:
+        """Resolves with the payload of the event the wait of ``req`` got,
+        or None when its timeout passed first, in the order the core hands
+        resolutions out, as :meth:`slot`."""
+        key, future = self._new()
+        try:
+            run.event_to(req, self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
     def first(self, run: _core.Run, seqs: list[int]) -> asyncio.Future[int]:
         """Resolves with the index (in ``seqs``) of the operation the
         history resolved first (the core's race, ``Run.first_to``), in the

@@ -1,4 +1,4 @@
-"""The client: start workflows and query them."""
+"""The client: start workflows, query them, send them events."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Generic, Optional, TypeVar, Union, overload
 from . import _core
 from .codec import Codec, JsonCodec
 from .errors import InvalidArgument, Timeout
-from .types import HistoryEntry, WorkflowInfo, WorkflowStatus
+from .types import HistoryEntry, SignalResult, WorkflowInfo, WorkflowStatus
 from .workflow import Workflow
 
 I = TypeVar("I")  # noqa: E741
@@ -198,6 +198,52 @@ class Client:
             await self._native.cancel_workflow(workflow_id, reason, window)
         )
 
+    async def signal_workflow(
+        self,
+        workflow_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        idempotency_key: Optional[str] = None,
+    ) -> SignalResult:
+        """Sends the event ``name`` with ``payload`` (encoded with
+        :attr:`codec`) to a running or pending workflow, whose code waits for
+        it with :meth:`WorkflowContext.wait_event
+        <raftoral.WorkflowContext.wait_event>`. Returns once the event is
+        committed: consumed by the earliest open wait of that name, or kept
+        in the workflow's durable inbox (events of a name are consumed first
+        in, first out) for a wait to come, whatever node took the call and
+        whether or not a worker is connected::
+
+            await client.signal_workflow("order-42", "approval", {"by": "ana"},
+                                         idempotency_key="approval-order-42")
+
+        With ``idempotency_key`` (at most 256 bytes), an event whose key was
+        delivered to this workflow before is not delivered again: the call
+        succeeds and the returned :class:`~raftoral.SignalResult` says
+        ``duplicate`` (``delivered`` is False). Its ``workflow`` is the
+        workflow's state once the event was committed.
+
+        Raises :class:`~raftoral.NotFound` for an unknown workflow,
+        :class:`~raftoral.NotRunning` for one that has ended,
+        :class:`~raftoral.InvalidArgument` for an empty or too long name (1
+        to 256 bytes) or key, a payload that cannot be encoded or is over
+        the sidecar's value limit (``--max-value-bytes``), and
+        :class:`~raftoral.ResourceExhausted` when the workflow's inbox is
+        full. Nothing is delivered then.
+        """
+        try:
+            data = self.codec.encode(payload)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(
+                f"the payload of event '{name}' for workflow '{workflow_id}' cannot be "
+                f"encoded: {e}; nothing was sent"
+            ) from e
+        duplicate, info = await self._native.signal_workflow(
+            workflow_id, name, data, idempotency_key
+        )
+        return SignalResult(duplicate, WorkflowInfo._from_native(info))
+
     async def list_workflows(
         self,
         *,
@@ -302,6 +348,15 @@ class WorkflowHandle(Generic[O]):
     ) -> WorkflowInfo:
         """See :meth:`Client.cancel_workflow`."""
         return await self._client.cancel_workflow(self.workflow_id, reason, cleanup)
+
+    async def signal(
+        self, name: str, payload: Any = None, idempotency_key: Optional[str] = None
+    ) -> SignalResult:
+        """Sends the event ``name`` to this workflow: see
+        :meth:`Client.signal_workflow`."""
+        return await self._client.signal_workflow(
+            self.workflow_id, name, payload, idempotency_key=idempotency_key
+        )
 
     async def history(self) -> list[HistoryEntry]:
         """See :meth:`Client.get_workflow_history`."""

@@ -126,6 +126,15 @@ class Unauthenticated(RaftoralError):
     to :meth:`raftoral.Client.connect`."""
 
 
+class ResourceExhausted(RaftoralError):
+    """A limit of the cluster was reached (gRPC RESOURCE_EXHAUSTED): for
+    :meth:`Client.signal_workflow <raftoral.Client.signal_workflow>`, the
+    workflow's inbox of events is full (the message gives its limits); the
+    workflow must consume events (:meth:`WorkflowContext.wait_event
+    <raftoral.WorkflowContext.wait_event>`) before more are sent. Nothing was
+    delivered: send again later."""
+
+
 class InvalidArgument(RaftoralError):
     """The call or a value was wrong: an unencodable value, a checkpoint
     outside a workflow, a bad filter (gRPC INVALID_ARGUMENT)."""
@@ -144,7 +153,12 @@ class NotRunning(RaftoralError):
     """The workflow is no longer running in the cluster: it finished or was
     cancelled elsewhere (say, by the owner that took it over while this app
     was paused). Raised at a checkpoint; let it propagate: the run ends and
-    reports nothing, since the workflow already has its outcome."""
+    reports nothing, since the workflow already has its outcome.
+
+    Also raised by :meth:`Client.signal_workflow
+    <raftoral.Client.signal_workflow>` for a workflow that has ended
+    (COMPLETED, FAILED or CANCELLED; gRPC FAILED_PRECONDITION): events go
+    to running and pending workflows only."""
 
     def __init__(self, message: str, workflow_id: str = "") -> None:
         super().__init__(message)
@@ -266,6 +280,7 @@ __all__ = [
     "NotRunning",
     "RaftoralError",
     "Rejected",
+    "ResourceExhausted",
     "ShuttingDown",
     "StepFailed",
     "Timeout",

@@ -75,6 +75,20 @@ class PendingTimer:
 
 
 @dataclass(frozen=True)
+class EventWait:
+    """A position where a workflow's code waits for an event
+    (:meth:`WorkflowContext.wait_event <raftoral.WorkflowContext.wait_event>`;
+    :attr:`WorkflowInfo.event_waits`)."""
+
+    seq: int
+    """The wait's position in the workflow's history."""
+    name: str
+    """The event name it waits for."""
+    timeout_at_ms: int
+    """When the wait times out (log time, ms since the Unix epoch); 0: never."""
+
+
+@dataclass(frozen=True)
 class WorkflowInfo:
     """The replicated state of one workflow. ``input`` and ``result`` are
     encoded; decode them with the client's codec (``client.codec``).
@@ -97,6 +111,11 @@ class WorkflowInfo:
     the reason given, and when its cleanup window ends (log time, ms since
     the Unix epoch); the workflow is CANCELLED then if its code has not
     ended. ``""`` and 0 otherwise.
+
+    ``inbox_size`` counts the events sent to it and not consumed yet
+    (:meth:`Client.signal_workflow <raftoral.Client.signal_workflow>`);
+    ``event_waits`` are the waits of its code not resolved yet, earliest
+    first (:class:`EventWait`).
     """
 
     workflow_id: str
@@ -117,6 +136,8 @@ class WorkflowInfo:
     timeout_at_ms: int = 0
     cancel_reason: str = ""
     cancel_deadline_ms: int = 0
+    inbox_size: int = 0
+    event_waits: tuple[EventWait, ...] = ()
 
     @classmethod
     def _from_native(cls, d: Mapping[str, Any]) -> WorkflowInfo:
@@ -125,7 +146,25 @@ class WorkflowInfo:
         failure = fields.get("failure")
         fields["failure"] = None if failure is None else Failure._from_native(failure)
         fields["pending_timers"] = tuple(PendingTimer(*t) for t in fields["pending_timers"])
+        fields["event_waits"] = tuple(EventWait(*w) for w in fields["event_waits"])
         return cls(**fields)
+
+
+@dataclass(frozen=True)
+class SignalResult:
+    """What :meth:`Client.signal_workflow <raftoral.Client.signal_workflow>`
+    did: ``duplicate`` is True when an event with the same idempotency key
+    was delivered to the workflow before (this one was not delivered
+    again); ``workflow`` is the workflow's state once the event was
+    committed (its ``inbox_size`` and ``event_waits`` included)."""
+
+    duplicate: bool
+    workflow: WorkflowInfo
+
+    @property
+    def delivered(self) -> bool:
+        """True when this call delivered the event (not a duplicate)."""
+        return not self.duplicate
 
 
 HistoryEntryKind = Literal[
@@ -135,6 +174,9 @@ HistoryEntryKind = Literal[
     "TIMER_STARTED",
     "TIMER_FIRED",
     "TIMER_CANCELLED",
+    "EVENT_WAITING",
+    "EVENT_RECEIVED",
+    "EVENT_TIMED_OUT",
 ]
 """What a :class:`HistoryEntry` records."""
 
@@ -149,8 +191,13 @@ class HistoryEntry:
     deadline, log time in ms since the Unix epoch), ``"TIMER_FIRED"`` (the
     sleep ended) or ``"TIMER_CANCELLED"`` (the sleep lost a race,
     :meth:`WorkflowContext.first <raftoral.WorkflowContext.first>`, and
-    never fires). ``fire_at_ms`` is the timer's deadline on a timer's
-    entries, 0 on the others.
+    never fires), ``"EVENT_WAITING"`` (the code waits for the event
+    ``checkpoint_name``; ``fire_at_ms`` is its timeout, 0: none),
+    ``"EVENT_RECEIVED"`` (an event was consumed there: ``value`` is its
+    payload) or ``"EVENT_TIMED_OUT"`` (the timeout passed first; see
+    :meth:`WorkflowContext.wait_event
+    <raftoral.WorkflowContext.wait_event>`). ``fire_at_ms`` is the timer's
+    (or the wait's timeout) deadline on those entries, 0 on the others.
     """
 
     seq: int

@@ -63,9 +63,9 @@ def step_attempt() -> int:
 
 class Durable(Coroutine[Any, Any, T]):
     """A durable operation whose position in the workflow's history is
-    already taken: what :meth:`WorkflowContext.checkpoint` and
+    already taken: what :meth:`WorkflowContext.checkpoint`,
     :meth:`WorkflowContext.sleep` (and :meth:`~WorkflowContext.sleep_until`)
-    return.
+    and :meth:`WorkflowContext.wait_event` return.
 
     The position is taken when the method is called, before anything is
     awaited, so operations keep their call order in the history however
@@ -75,12 +75,13 @@ class Durable(Coroutine[Any, Any, T]):
     - or run it with others (``asyncio.gather``, ``asyncio.create_task``:
       it is a coroutine);
     - or race it with :meth:`WorkflowContext.first`, which needs it not
-      awaited yet.
+      awaited yet (sleeps and steps only: a wait for an event takes a
+      timeout instead).
 
     Not awaiting it at all leaves its position taken and never resolved.
     """
 
-    __slots__ = ("_coro", "_ctx", "_started", "is_timer", "name", "seq")
+    __slots__ = ("_coro", "_ctx", "_started", "is_event", "is_timer", "name", "seq")
 
     def __init__(
         self,
@@ -89,6 +90,7 @@ class Durable(Coroutine[Any, Any, T]):
         name: str,
         is_timer: bool,
         coro: Coroutine[Any, Any, T],
+        is_event: bool = False,
     ) -> None:
         self._ctx = ctx
         self._coro = coro
@@ -96,9 +98,11 @@ class Durable(Coroutine[Any, Any, T]):
         self.seq = seq
         """The 0-based position of the operation in the workflow's history."""
         self.name = name
-        """The step's or the sleep's name."""
+        """The step's or the sleep's name, or the event's a wait is for."""
         self.is_timer = is_timer
-        """True for a durable sleep, False for a step."""
+        """True for a durable sleep, False for a step or a wait for an event."""
+        self.is_event = is_event
+        """True for a wait for an event (:meth:`WorkflowContext.wait_event`)."""
 
     def __await__(self) -> Generator[Any, None, T]:
         self._started = True
@@ -120,13 +124,17 @@ class Durable(Coroutine[Any, Any, T]):
         self._coro.close()
 
     @property
+    def _what(self) -> str:
+        if self.is_event:
+            return "wait_event"
+        return "sleep" if self.is_timer else "checkpoint"
+
+    @property
     def __name__(self) -> str:  # what asyncio shows of a task running it
-        what = "sleep" if self.is_timer else "checkpoint"
-        return f"Durable[{what} {self.name!r} seq={self.seq}]"
+        return f"Durable[{self._what} {self.name!r} seq={self.seq}]"
 
     def __repr__(self) -> str:
-        what = "sleep" if self.is_timer else "checkpoint"
-        return f"<Durable {what} {self.name!r} seq={self.seq}>"
+        return f"<Durable {self._what} {self.name!r} seq={self.seq}>"
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -623,6 +631,107 @@ class WorkflowContext:
         return self.sleep(max(0.0, left), name=name)
 
     @overload
+    def wait_event(
+        self,
+        name: str,
+        timeout: Union[float, timedelta, None] = None,
+        *,
+        result_type: type[T],
+    ) -> Durable[Optional[T]]: ...
+
+    @overload
+    def wait_event(
+        self,
+        name: str,
+        timeout: Union[float, timedelta, None] = None,
+        *,
+        result_type: Any = None,
+    ) -> Durable[Any]: ...
+
+    def wait_event(
+        self,
+        name: str,
+        timeout: Union[float, timedelta, None] = None,
+        *,
+        result_type: Any = None,
+    ) -> Durable[Any]:
+        """Waits durably for the event ``name`` sent to this workflow from
+        outside (:meth:`Client.signal_workflow <raftoral.Client.signal_workflow>`,
+        ``handle.signal(...)``, or any SDK's client): resolves to its payload,
+        decoded into ``result_type`` as a step's value is, or to ``None``
+        when ``timeout`` (seconds, or a :class:`~datetime.timedelta`; None:
+        wait as long as it takes) passed first. An approval that must come
+        within a day::
+
+            @raftoral.workflow(name="expense", version=1)
+            async def expense(ctx: raftoral.WorkflowContext, claim: Claim) -> str:
+                await ctx.checkpoint("submit", lambda: notify_manager(claim))
+                decision = await ctx.wait_event(
+                    "approval", timedelta(hours=24), result_type=Decision
+                )
+                if decision is None:
+                    return await ctx.checkpoint("escalate", lambda: escalate(claim))
+                if not decision.approved:
+                    return "rejected"
+                return await ctx.checkpoint("pay", lambda: pay(claim))
+
+            # elsewhere, when the manager clicks:
+            await client.signal_workflow(claim_id, "approval", Decision(approved=True))
+
+        The wait is durable: it survives the death of this worker, of its
+        node or of the Raft leader, and a replay of a wait that already
+        resolved returns its payload (or ``None``) at once. The cluster
+        decides it, by log order, the same on every replica and in every
+        replay: an event sent before the wait waits in the workflow's
+        inbox and is taken at once; events of a name are taken first in,
+        first out, one per wait; when the timeout passes first the wait
+        resolves to ``None`` and an event sent after it stays in the inbox
+        for the next wait of that name. A payload of JSON ``null`` also
+        decodes to ``None``: send a value if the code must tell it from a
+        timeout.
+
+        The position is taken when ``wait_event`` is called, like a step's
+        (it returns a :class:`~raftoral.Durable`, to await once), so waits,
+        sleeps and steps started side by side keep their call order. ``name``
+        is checked on replay as a step's. It cannot be raced with
+        :meth:`first` (a losing wait would still take an event later): give
+        it a ``timeout`` instead.
+
+        Raises :class:`~raftoral.InvalidArgument` for a negative timeout or
+        one longer than 366 days, and :class:`~raftoral.NonDeterminism` when
+        the history has something else at this position, at the call;
+        :class:`~raftoral.Cancelled` when the workflow is cancelled while it
+        waits.
+        """
+        self._check_active(name)
+        seconds: Optional[float]
+        if timeout is None:
+            seconds = None
+        elif isinstance(timeout, timedelta):
+            seconds = timeout.total_seconds()
+        elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+            seconds = float(timeout)
+        else:
+            raise InvalidArgument(
+                f"wait_event '{name}' of workflow '{self.workflow_id}': the timeout is a "
+                f"number of seconds, a datetime.timedelta or None, got {type(timeout).__name__}"
+            )
+        # The position is taken now, in call order, as a step's is.
+        req = self._run.request_event(name, seconds)
+        return Durable(self, req.seq, name, False, self._event(req, result_type), is_event=True)
+
+    async def _event(self, req: _core.EventRequest, hint: Any) -> Any:
+        """The payload the wait of ``req`` got, decoded into ``hint``, or
+        None when its timeout passed first (the wait is proposed first)."""
+        if self._commits is not None:
+            payload = await self._commits.event(self._run, req)
+        else:
+            payload = await self._run.event(req)
+        if payload is None:
+            return None
+        return self._codec.decode(payload, hint)
+
+    @overload
     async def first(self, a: Durable[A], b: Durable[B], /) -> tuple[int, Union[A, B]]: ...
 
     @overload
@@ -658,7 +767,8 @@ class WorkflowContext:
 
         Raises :class:`TypeError` for an argument that is not such an
         operation, :class:`~raftoral.InvalidArgument` for one already
-        awaited (or given twice, or of another workflow), and what the
+        awaited (or given twice, or of another workflow, or a wait for an
+        event: give :meth:`wait_event` a timeout instead), and what the
         operations raise (:class:`~raftoral.Cancelled`, ...).
         """
         ops = (a, b, *more)
@@ -668,6 +778,12 @@ class WorkflowContext:
                     f"first() races what ctx.sleep(), ctx.sleep_until() and "
                     f"ctx.checkpoint() return, not awaited yet; argument {i} is "
                     f"{type(op).__name__}"
+                )
+            if op.is_event:
+                raise InvalidArgument(
+                    f"first(): {op!r} is a wait for an event, which first() does not "
+                    "race (a losing wait would still take an event later); give "
+                    "ctx.wait_event a timeout instead"
                 )
             if op._ctx is not self:
                 raise InvalidArgument(

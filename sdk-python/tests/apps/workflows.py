@@ -72,4 +72,27 @@ async def fails(ctx: raftoral.WorkflowContext, message: str) -> None:
     raise ValueError(message)
 
 
-ALL: list[raftoral.Workflow[Any, Any]] = [ping_pong, steps, fails]
+@dataclass
+class EventInput:
+    name: str
+    gate: str
+
+
+@raftoral.workflow(name="event_then_gate", version=1)
+async def event_then_gate(ctx: raftoral.WorkflowContext, inp: EventInput) -> Any:
+    """Waits for the event ``name``, records the payload it got (on every
+    run, replays included), then a step waits for the ``gate`` file."""
+    payload = await ctx.wait_event(inp.name)
+    record(ctx.workflow_id, "got", payload)
+
+    async def gate() -> bool:
+        record(ctx.workflow_id, "compute", "gate")
+        while not Path(inp.gate).exists():
+            await asyncio.sleep(0.02)
+        return True
+
+    await ctx.checkpoint("gate", gate)
+    return payload
+
+
+ALL: list[raftoral.Workflow[Any, Any]] = [ping_pong, steps, fails, event_then_gate]

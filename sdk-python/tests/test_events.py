@@ -1,0 +1,370 @@
+"""Events (``ctx.wait_event``, ``client.signal_workflow``): sent from
+outside, kept in the workflow's durable inbox or consumed by its earliest
+open wait, first in first out per name; a wait with a timeout resolves to
+``None`` when the timeout passes first (decided by the log) and a later
+event stays for the next wait; an idempotency key delivers once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+import raftoral
+from apps.workflows import EventInput, event_then_gate
+from harness import Effects, Node, WorkerProcess, eventually, single_node
+from raftoral import WorkflowStatus
+
+seen: defaultdict[str, list[str]] = defaultdict(list)
+"""Per workflow id, what its function saw (in order)."""
+
+gates: dict[str, asyncio.Event] = {}
+"""Per workflow id, what a gate step waits for."""
+
+
+def kinds(history: list[raftoral.HistoryEntry]) -> list[tuple[int, str, str]]:
+    return [(e.seq, e.checkpoint_name, e.kind) for e in history]
+
+
+@dataclass
+class Approval:
+    approved: bool
+    by: str
+
+
+@dataclass
+class Waits:
+    name: str
+    waits: int
+    timeout: Optional[float] = None
+
+
+@raftoral.workflow(name="events_waiter", version=1)
+async def waiter(ctx: raftoral.WorkflowContext, inp: Waits) -> list[Any]:
+    """``waits`` waits, one after another, for the event ``name``."""
+    return [await ctx.wait_event(inp.name, inp.timeout) for _ in range(inp.waits)]
+
+
+async def test_an_event_sent_before_the_wait_waits_in_the_inbox_and_is_consumed(
+    sidecar: Node, wf_id: str
+) -> None:
+    client = await raftoral.Client.connect(sidecar.url)
+    # No worker runs `events_waiter` yet: the workflow is pending, and the
+    # event is committed in its inbox all the same.
+    handle = await client.start_workflow(waiter, Waits("approval", 1), id=wf_id)
+    sent = await handle.signal("approval", {"approved": True, "by": "ana"})
+    assert sent.delivered and not sent.duplicate
+    assert sent.workflow.workflow_id == wf_id
+    assert sent.workflow.status is WorkflowStatus.PENDING
+    assert (sent.workflow.inbox_size, sent.workflow.event_waits) == (1, ())
+    assert (await handle.get()).inbox_size == 1
+    async with raftoral.Worker(client, workflows=[waiter]):
+        assert await handle.result(timeout=30) == [{"approved": True, "by": "ana"}]
+    info = await handle.get()
+    assert (info.inbox_size, info.event_waits) == (0, ())
+    history = await handle.history()
+    assert kinds(history) == [(0, "approval", "EVENT_WAITING"), (0, "approval", "EVENT_RECEIVED")]
+    assert history[0].fire_at_ms == 0, "no timeout"
+    assert client.codec.decode(history[1].value) == {"approved": True, "by": "ana"}
+
+
+@raftoral.workflow(name="typed_waiter", version=1)
+async def typed_waiter(ctx: raftoral.WorkflowContext, _: None) -> str:
+    approval = await ctx.wait_event("approval", result_type=Approval)
+    assert approval is not None
+    seen[ctx.workflow_id].append(type(approval).__name__)
+    return f"{approval.by}:{approval.approved}"
+
+
+async def test_the_payload_is_decoded_into_result_type(sidecar: Node, wf_id: str) -> None:
+    client = await raftoral.Client.connect(sidecar.url)
+    async with raftoral.Worker(client, workflows=[typed_waiter]):
+        handle = await client.start_workflow(typed_waiter, None, id=wf_id)
+        await client.signal_workflow(wf_id, "approval", Approval(approved=True, by="bo"))
+        assert await handle.result(timeout=30) == "bo:True"
+    assert seen[wf_id] == ["Approval"]
+
+
+async def test_events_of_a_name_are_consumed_first_in_first_out(sidecar: Node, wf_id: str) -> None:
+    client = await raftoral.Client.connect(sidecar.url)
+    handle = await client.start_workflow(waiter, Waits("item", 3), id=wf_id)
+    for payload in ("first", "second"):
+        await handle.signal("item", payload)
+    # Another name between them: not taken by the waits for "item".
+    await handle.signal("other", "not-this-one")
+    sent = await handle.signal("item", "third")
+    assert sent.workflow.inbox_size == 4
+    async with raftoral.Worker(client, workflows=[waiter]):
+        assert await handle.result(timeout=30) == ["first", "second", "third"]
+    # The other name's event stays in the inbox (the workflow has ended).
+    assert (await handle.get()).inbox_size == 1
+    received = [e for e in await handle.history() if e.kind == "EVENT_RECEIVED"]
+    assert [(e.seq, client.codec.decode(e.value)) for e in received] == [
+        (0, "first"),
+        (1, "second"),
+        (2, "third"),
+    ]
+
+
+async def test_the_same_idempotency_key_twice_delivers_once(sidecar: Node, wf_id: str) -> None:
+    client = await raftoral.Client.connect(sidecar.url)
+    # The second wait times out: only one event was delivered.
+    handle = await client.start_workflow(waiter, Waits("pay", 2, timeout=0.2), id=wf_id)
+    first = await client.signal_workflow(wf_id, "pay", 10, idempotency_key="pay-1")
+    again = await client.signal_workflow(wf_id, "pay", 10, idempotency_key="pay-1")
+    assert (first.duplicate, first.delivered) == (False, True)
+    assert (again.duplicate, again.delivered) == (True, False)
+    assert again.workflow.inbox_size == 1
+    async with raftoral.Worker(client, workflows=[waiter]):
+        assert await handle.result(timeout=30) == [10, None]
+    assert (await handle.get()).inbox_size == 0
+    received = [e for e in await handle.history() if e.kind == "EVENT_RECEIVED"]
+    assert len(received) == 1
+
+
+@raftoral.workflow(name="late_event", version=1)
+async def late_event(ctx: raftoral.WorkflowContext, timeout: float) -> list[Any]:
+    """A wait that times out, a step that waits for the test, then a wait
+    with no timeout."""
+    early = await ctx.wait_event("late", timeout)
+
+    async def gate() -> bool:
+        await gates[ctx.workflow_id].wait()
+        return True
+
+    await ctx.checkpoint("gate", gate)
+    return [early, await ctx.wait_event("late")]
+
+
+async def test_a_timed_out_wait_returns_none_and_a_later_event_stays_for_the_next_wait(
+    sidecar: Node, wf_id: str
+) -> None:
+    gate = gates[wf_id] = asyncio.Event()
+    client = await raftoral.Client.connect(sidecar.url)
+    async with raftoral.Worker(client, workflows=[late_event]):
+        handle = await client.start_workflow(late_event, 0.2, id=wf_id)
+
+        async def timed_out() -> bool:
+            return any(e.kind == "EVENT_TIMED_OUT" for e in await handle.history())
+
+        await eventually(timed_out, "the first wait to time out")
+        sent = await handle.signal("late", "after-the-timeout")
+        # The timed-out wait does not take it: it waits in the inbox.
+        assert (sent.workflow.inbox_size, sent.workflow.event_waits) == (1, ())
+        gate.set()
+        assert await handle.result(timeout=30) == [None, "after-the-timeout"]
+        history = await handle.history()
+    assert kinds(history) == [
+        (0, "late", "EVENT_WAITING"),
+        (0, "late", "EVENT_TIMED_OUT"),
+        (1, "gate", "VALUE"),
+        (2, "late", "EVENT_WAITING"),
+        (2, "late", "EVENT_RECEIVED"),
+    ]
+    waiting, timed_out_entry = history[0], history[1]
+    assert waiting.fire_at_ms == waiting.committed_at_ms + 200, "timeout = commit + 0.2 s"
+    assert timed_out_entry.committed_at_ms >= waiting.fire_at_ms
+    assert history[3].fire_at_ms == 0
+
+
+@raftoral.workflow(name="long_wait", version=1)
+async def long_wait(ctx: raftoral.WorkflowContext, _: None) -> Any:
+    return await ctx.wait_event("approval", timedelta(hours=24))
+
+
+async def test_open_waits_and_the_inbox_are_reported(sidecar: Node, wf_id: str) -> None:
+    client = await raftoral.Client.connect(sidecar.url)
+    async with raftoral.Worker(client, workflows=[long_wait]):
+        handle = await client.start_workflow(long_wait, None, id=wf_id)
+
+        async def waiting() -> bool:
+            return bool((await handle.get()).event_waits)
+
+        await eventually(waiting, "the wait to be committed")
+        info = await handle.get()
+        [wait] = info.event_waits
+        [entry] = await handle.history()
+        assert entry.kind == "EVENT_WAITING"
+        assert wait == raftoral.EventWait(seq=0, name="approval", timeout_at_ms=entry.fire_at_ms)
+        assert wait.timeout_at_ms == entry.committed_at_ms + 24 * 3600 * 1000
+        assert info.inbox_size == 0
+        # Consumed at once by the open wait: nothing stays in the inbox.
+        sent = await handle.signal("approval", True)
+        assert (sent.workflow.inbox_size, sent.workflow.event_waits) == (0, ())
+        assert await handle.result(timeout=30) is True
+    listed = await client.list_workflows(workflow_name="long_wait")
+    assert [(w.workflow_id, w.inbox_size, w.event_waits) for w in listed] == [(wf_id, 0, ())]
+
+
+@raftoral.workflow(name="cancelled_wait", version=1)
+async def cancelled_wait(ctx: raftoral.WorkflowContext, _: None) -> Any:
+    try:
+        return await ctx.wait_event("never")
+    except raftoral.Cancelled as e:
+        seen[ctx.workflow_id].append(f"wait raised Cancelled: {e.reason}")
+        raise
+
+
+async def test_cancelling_a_waiting_workflow_ends_its_wait(sidecar: Node, wf_id: str) -> None:
+    client = await raftoral.Client.connect(sidecar.url)
+    async with raftoral.Worker(client, workflows=[cancelled_wait]):
+        handle = await client.start_workflow(cancelled_wait, None, id=wf_id)
+
+        async def waiting() -> bool:
+            return bool((await handle.get()).event_waits)
+
+        await eventually(waiting, "the wait to be committed")
+        await handle.cancel("no more waiting")
+        with pytest.raises(raftoral.Cancelled):
+            await handle.result(timeout=30)
+        await eventually(lambda: bool(seen[wf_id]), "the wait to end")
+    assert seen[wf_id] == ["wait raised Cancelled: no more waiting"]
+
+
+async def test_signals_to_an_unknown_or_ended_workflow_raise_distinct_errors(
+    sidecar: Node, wf_id: str
+) -> None:
+    client = await raftoral.Client.connect(sidecar.url)
+    with pytest.raises(raftoral.NotFound) as unknown:
+        await client.signal_workflow("no-such-workflow", "approval", True)
+    assert "no-such-workflow" in unknown.value.message
+    async with raftoral.Worker(client, workflows=[waiter]):
+        handle = await client.start_workflow(waiter, Waits("approval", 0), id=wf_id)
+        assert await handle.result(timeout=30) == []
+    with pytest.raises(raftoral.NotRunning) as ended:
+        await handle.signal("approval", True)
+    assert ended.value.workflow_id == wf_id
+    assert "has ended (status completed)" in ended.value.message, ended.value.message
+    assert not isinstance(ended.value, raftoral.NotFound)
+    assert not isinstance(unknown.value, raftoral.NotRunning)
+
+
+async def test_bad_names_and_payloads_are_refused(tmp_path: Path, wf_id: str) -> None:
+    node = single_node(tmp_path / "sidecar", ["--max-value-bytes", "1024"])
+    try:
+        client = await raftoral.Client.connect(node.url)
+        handle = await client.start_workflow(waiter, Waits("big", 1), id=wf_id)
+        with pytest.raises(raftoral.InvalidArgument) as too_big:
+            await handle.signal("big", "x" * 2000)
+        assert "1024" in too_big.value.message, too_big.value.message
+        with pytest.raises(raftoral.InvalidArgument):
+            await handle.signal("", True)
+        with pytest.raises(raftoral.InvalidArgument):
+            await handle.signal("n" * 257, True)
+        with pytest.raises(raftoral.InvalidArgument):
+            await handle.signal("big", True, idempotency_key="k" * 257)
+        with pytest.raises(raftoral.InvalidArgument) as unencodable:
+            await handle.signal("big", object())
+        assert "nothing was sent" in unencodable.value.message
+        # Nothing was delivered; a payload at the limit is.
+        assert (await handle.get()).inbox_size == 0
+        sent = await handle.signal("big", "x" * 1000)
+        assert sent.workflow.inbox_size == 1
+    finally:
+        node.kill()
+
+
+@raftoral.workflow(name="bad_wait", version=1)
+async def bad_wait(ctx: raftoral.WorkflowContext, timeout: float) -> str:
+    try:
+        await ctx.wait_event("approval", timeout)
+    except raftoral.InvalidArgument as e:
+        # Refused before a position was taken: the next step takes seq 0.
+        seen[ctx.workflow_id].append(e.message)
+        return await ctx.checkpoint("after", lambda: "refused")
+    return "waited"
+
+
+@pytest.mark.parametrize(
+    ("timeout", "says"),
+    [(-1.0, "negative"), (366 * 24 * 3600 + 0.001, "366 days")],
+    ids=["negative", "beyond-366-days"],
+)
+async def test_a_negative_or_too_long_timeout_raises_and_commits_nothing(
+    timeout: float, says: str
+) -> None:
+    async with raftoral.LocalNode() as node:
+        async with raftoral.Worker(node.client, workflows=[bad_wait]):
+            handle = await node.client.start_workflow(bad_wait, timeout)
+            assert await handle.result(timeout=30) == "refused"
+            history = await handle.history()
+    [message] = seen[handle.workflow_id]
+    assert says in message and "'approval'" in message, message
+    assert kinds(history) == [(0, "after", "VALUE")]
+
+
+@raftoral.workflow(name="race_wait", version=1)
+async def race_wait(ctx: raftoral.WorkflowContext, _: None) -> str:
+    wait = ctx.wait_event("approval", 0.05)
+    nap = ctx.sleep(0.01)
+    try:
+        await ctx.first(wait, nap)
+    except raftoral.InvalidArgument as e:
+        seen[ctx.workflow_id].append(e.message)
+    assert repr(wait) == "<Durable wait_event 'approval' seq=0>"
+    assert await wait is None
+    await nap
+    return "done"
+
+
+async def test_a_wait_for_an_event_is_not_raced_with_first() -> None:
+    async with raftoral.LocalNode() as node:
+        async with raftoral.Worker(node.client, workflows=[race_wait]):
+            handle = await node.client.start_workflow(race_wait, None)
+            assert await handle.result(timeout=30) == "done"
+    [message] = seen[handle.workflow_id]
+    assert "wait_event a timeout" in message, message
+
+
+async def test_a_worker_killed_after_consuming_an_event_replays_the_same_payload(
+    sidecar: Node, effects: Effects, wf_id: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    first = await WorkerProcess.start(sidecar.url, effects.path, "first")
+    client = await raftoral.Client.connect(sidecar.url)
+    handle = await client.start_workflow(
+        event_then_gate, EventInput(name="go", gate=str(gate)), id=wf_id
+    )
+    await handle.signal("go", "payload-1")
+    # The step after the wait runs only once the event is consumed.
+    await eventually(lambda: effects.count(wf_id, "compute", "gate") == 1, "the gate step")
+    await first.kill()
+    # Sent after the kill: the replay must not take it in place of the first.
+    await handle.signal("go", "payload-2")
+    gate.touch()
+    second = await WorkerProcess.start(sidecar.url, effects.path, "second")
+    try:
+        assert await handle.result(timeout=30) == "payload-1"
+    finally:
+        await second.kill()
+    assert [(p[2], p[3]) for p in effects.find(wf_id, "got")] == [
+        ("payload-1", "first"),
+        ("payload-1", "second"),
+    ]
+    received = [e for e in await handle.history() if e.kind == "EVENT_RECEIVED"]
+    assert [client.codec.decode(e.value) for e in received] == ["payload-1"]
+    assert (await handle.get()).inbox_size == 1
+
+
+async def test_a_full_inbox_refuses_more_events() -> None:
+    async with raftoral.LocalNode() as node:
+        client = node.client
+        # Nobody runs it: every event stays in the inbox.
+        handle = await client.start_workflow(waiter, Waits("fill", 1))
+        limit = 1000  # the engine's MAX_INBOX_EVENTS
+        assert (await handle.signal("fill", 0, idempotency_key="fill-0")).delivered
+        for batch in range(1, limit, 111):
+            end = min(batch + 111, limit)
+            await asyncio.gather(*(handle.signal("fill", i) for i in range(batch, end)))
+        assert (await handle.get()).inbox_size == limit
+        with pytest.raises(raftoral.ResourceExhausted) as full:
+            await handle.signal("fill", "one-too-many")
+        assert "inbox" in full.value.message and "full" in full.value.message, full.value.message
+        # A duplicate is no new event: answered as such, not refused.
+        again = await handle.signal("fill", 0, idempotency_key="fill-0")
+        assert again.duplicate and again.workflow.inbox_size == limit
