@@ -16,6 +16,7 @@ export const {
   NotRunning,
   RaftoralError,
   Rejected,
+  ResourceExhausted,
   ShuttingDown,
   StepFailed,
   Timeout,

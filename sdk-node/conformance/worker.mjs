@@ -5,12 +5,12 @@
 // records each side effect as a line), CONFORMANCE_HANG=1 (`steps` hangs at
 // `hang_at` instead of finishing that step, `blob` hangs before returning,
 // `saga` hangs in its last step, `fanout` in its `sum` step, `helpers` in
-// its `gate` step, `sleeper` and `racer` in their `after` step, `compensate`
-// in its `refund` step),
+// its `gate` step, `sleeper`, `racer` and `waiter` in their `after` step,
+// `compensate` in its `refund` step),
 // CONFORMANCE_STEP_PREFIX (checkpoint names of `steps`, default `step`),
 // CONFORMANCE_WORKFLOWS (comma list of what to register; default
 // `ping_pong,steps,blob`; `saga`, `flaky`, `fanout`, `helpers`, `sleeper`,
-// `racer`, `scheduled` and `compensate` only when named),
+// `racer`, `scheduled`, `compensate` and `waiter` only when named),
 // CONFORMANCE_BAD_POLICY (`negative_interval` or `zero_attempts`: a workflow
 // defined with that retry policy, which the SDK refuses before anything is
 // registered). Prints `worker ready` once registered; stops cleanly on SIGTERM.
@@ -298,6 +298,30 @@ const compensate = workflow("compensate", { version: 1 }, async (ctx, inp) => {
   throw new RaftoralError("WORKFLOW_FAILED", "the wait at position 1 ended without a cancellation");
 });
 
+// Step `before`, then `waits` durable waits, one after another, for the
+// event `name` (with `timeout_ms`, a timeout; else none): each gives the
+// event's payload, or null when the timeout passed first. Then step `after`
+// (which hangs under CONFORMANCE_HANG=1).
+const waiter = workflow("waiter", { version: 1 }, async (ctx, inp) => {
+  const id = ctx.workflowId;
+  await ctx.checkpoint("before", () => {
+    effect(id, "start", 0);
+    return true;
+  });
+  const options = inp.timeout_ms == null ? {} : { timeout: inp.timeout_ms };
+  const events = [];
+  for (let i = 0; i < inp.waits; i++) {
+    // An event sent without a payload decodes as undefined: null in JSON.
+    events.push((await ctx.waitEvent(inp.name, options)) ?? null);
+  }
+  await ctx.checkpoint("after", async () => {
+    effect(id, "start", 1);
+    if (hang()) await forever(); // the app "dies" here
+    return true;
+  });
+  return { events };
+});
+
 const known = {
   ping_pong: pingPong,
   steps,
@@ -310,6 +334,7 @@ const known = {
   racer,
   scheduled,
   compensate,
+  waiter,
 };
 
 // A bad retry policy (CONFORMANCE_BAD_POLICY) stops the worker before it

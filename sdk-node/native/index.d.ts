@@ -59,6 +59,17 @@ export declare class NativeClient {
    * `sleeping` to those waiting on a durable timer.
    */
   listWorkflows(status: number, workflowName: string, pageSize: number, pageToken: string, sleeping?: boolean | undefined | null): Promise<NativePage>
+  /**
+   * Sends the event `name` with the encoded `payload` to a workflow;
+   * resolves once it is committed in the workflow's inbox (or consumed
+   * by a wait). With `idempotencyKey` (non-empty), an event with a key
+   * already delivered is not delivered again (`duplicate`). Rejects with
+   * `NOT_FOUND` (unknown workflow), `NOT_RUNNING` (it has ended; the
+   * sidecar's `FAILED_PRECONDITION`), `INVALID_ARGUMENT` (a bad name or
+   * key, a payload over the sidecar's value limit), `RESOURCE_EXHAUSTED`
+   * (its inbox is full).
+   */
+  signalWorkflow(workflowId: string, name: string, payload: Buffer, idempotencyKey?: string | undefined | null): Promise<NativeSignalled>
   /** The committed checkpoints of a workflow, in seq order. */
   history(workflowId: string): Promise<Array<NativeHistoryEntry>>
 }
@@ -139,6 +150,27 @@ export declare class NativeRun {
    * delivered with `key` (`takeDeliveries`) in its turn.
    */
   timer(seq: number, key: number): void
+  /**
+   * Takes the next position for a wait for the event `name`, at once,
+   * and returns it: waits, sleeps and steps started side by side get
+   * positions in call order. Then `event`. `timeoutMs`: the wait ends
+   * empty (`timedOut`) when no event came this long after the wait is
+   * committed (a fraction rounds up; 0 waits at least a millisecond);
+   * absent: no timeout. Throws `INVALID_ARGUMENT` for a negative or NaN
+   * timeout and for one beyond 366 days (nothing is taken then), and
+   * `NON_DETERMINISM` when the history has another operation or a wait
+   * for another name there.
+   */
+  requestEvent(name: string, timeoutMs?: number | undefined | null): number
+  /**
+   * Waits for the event wait `requestEvent` took at `seq`: the core
+   * commits the wait when this replica owns the workflow (once), and the
+   * cluster resolves it. The event's payload (`{ value }`), the timeout
+   * (`{ timedOut: true }`), or the error (`CANCELLED`,
+   * `NON_DETERMINISM`, `SHUTTING_DOWN`, `REJECTED`...) is delivered with
+   * `key` (`takeDeliveries`) in its turn.
+   */
+  event(seq: number, key: number): void
   /**
    * Races the operations the code took at positions `seqs` (sleeps and
    * steps whose waits are started): the index of the one resolved first
@@ -276,7 +308,7 @@ export declare function attemptTimeoutFailure(policy: NativeRetryPolicy, attempt
 
 /**
  * The outcome of one wait started with `key` (`slot`, `commit`,
- * `failStep`, `timer`, `firstOf`): a slot, or the error a native call
+ * `failStep`, `timer`, `firstOf`, `event`): a slot, or the error a native call
  * would have thrown.
  */
 export interface NativeDelivery {
@@ -289,6 +321,19 @@ export interface NativeDelivery {
    * the errors native calls throw); absent when `slot` is set.
    */
   error?: string
+}
+
+/** A position where a workflow's code waits for an event. */
+export interface NativeEventWait {
+  /** The wait's position in the workflow's history. */
+  seq: number
+  /** The event name it waits for. */
+  name: string
+  /**
+   * When the wait times out (log time, ms since the epoch); absent:
+   * never.
+   */
+  timeoutAtMs?: number
 }
 
 /**
@@ -322,12 +367,14 @@ export interface NativeHistoryEntry {
   /**
    * What the entry records: `VALUE`, `STEP_FAILED`,
    * `STEP_ATTEMPT_FAILED`, `TIMER_STARTED`, `TIMER_FIRED`,
-   * `TIMER_CANCELLED` (`UNKNOWN` for a kind newer than this SDK).
+   * `TIMER_CANCELLED`, `EVENT_WAITING`, `EVENT_RECEIVED`,
+   * `EVENT_TIMED_OUT` (`UNKNOWN` for a kind newer than this SDK).
    */
   kind: string
   /**
    * For `TIMER_STARTED`, `TIMER_FIRED` and `TIMER_CANCELLED`: the
-   * timer's deadline (log time, ms since the epoch); absent otherwise.
+   * timer's deadline; for `EVENT_*`, the wait's timeout when it has one
+   * (log time, ms since the epoch); absent otherwise.
    */
   fireAtMs?: number
 }
@@ -383,16 +430,29 @@ export interface NativeRetryPolicy {
   attemptTimeoutMs?: number
 }
 
+/** What `signalWorkflow` returned. */
+export interface NativeSignalled {
+  /**
+   * True when an event with the same idempotency key was sent before:
+   * this one was not delivered again.
+   */
+  duplicate: boolean
+  /** The workflow after the event was committed. */
+  workflow?: NativeWorkflowInfo
+}
+
 /**
  * The answer to `slotNow` and of a delivered wait: the committed value, or
  * none when this replica must compute the step (then `seq` is its position
  * and `attempt` the attempt to run); for a `timer` wait, `fired`; for a
- * `firstOf` wait, `winner`.
+ * `firstOf` wait, `winner`; for an `event` wait, the event's payload as
+ * `value`, or `timedOut`.
  */
 export interface NativeSlot {
   /**
    * The committed value to continue with; absent: compute, then `commit`
-   * (or `failStep` if the step's code throws).
+   * (or `failStep` if the step's code throws). For an `event` wait: the
+   * event's encoded payload (possibly empty).
    */
   value?: Buffer
   /** 0-based position of the checkpoint to compute. */
@@ -420,6 +480,11 @@ export interface NativeSlot {
    * stops the attempt: its outcome is not wanted, ask for the slot again.
    */
   interrupts?: number
+  /**
+   * True when the event wait's timeout passed before an event came (the
+   * outcome of an `event` wait without `value`; absent otherwise).
+   */
+  timedOut?: boolean
 }
 
 /** What a start returned. */
@@ -502,6 +567,10 @@ export interface NativeWorkflowInfo {
    * no cancel request runs.
    */
   cancelDeadlineMs?: number
+  /** Events sent and not consumed yet (the inbox). */
+  inboxSize: number
+  /** The event waits of the running code, earliest first. */
+  eventWaits: Array<NativeEventWait>
 }
 
 /**

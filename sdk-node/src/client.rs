@@ -7,10 +7,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use raftoral_client::proto::sidecar::v1::PendingTimer;
+use raftoral_client::proto::sidecar::v1::{EventWait, PendingTimer};
 use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind, ListWorkflowsRequest};
 use raftoral_client::{
-    AppToken, ClientTls, MAX_TIMER, RaftoralClient, StartOptions, StreamOptions, WorkflowInfo,
+    AppToken, ClientError, ClientTls, MAX_TIMER, RaftoralClient, StartOptions, StreamOptions,
+    WorkflowInfo,
 };
 use tokio::time::Instant;
 
@@ -65,6 +66,42 @@ pub struct NativeWorkflowInfo {
     /// workflow is CANCELLED then if its code has not ended; absent while
     /// no cancel request runs.
     pub cancel_deadline_ms: Option<f64>,
+    /// Events sent and not consumed yet (the inbox).
+    pub inbox_size: f64,
+    /// The event waits of the running code, earliest first.
+    pub event_waits: Vec<NativeEventWait>,
+}
+
+/// A position where a workflow's code waits for an event.
+#[napi(object)]
+pub struct NativeEventWait {
+    /// The wait's position in the workflow's history.
+    pub seq: f64,
+    /// The event name it waits for.
+    pub name: String,
+    /// When the wait times out (log time, ms since the epoch); absent:
+    /// never.
+    pub timeout_at_ms: Option<f64>,
+}
+
+impl From<EventWait> for NativeEventWait {
+    fn from(w: EventWait) -> Self {
+        Self {
+            seq: w.seq as f64,
+            name: w.name,
+            timeout_at_ms: ms_or_none(w.timeout_at_ms),
+        }
+    }
+}
+
+/// What `signalWorkflow` returned.
+#[napi(object)]
+pub struct NativeSignalled {
+    /// True when an event with the same idempotency key was sent before:
+    /// this one was not delivered again.
+    pub duplicate: bool,
+    /// The workflow after the event was committed.
+    pub workflow: Option<NativeWorkflowInfo>,
 }
 
 /// A durable timer a workflow waits on.
@@ -108,6 +145,8 @@ impl From<WorkflowInfo> for NativeWorkflowInfo {
             cancel_deadline_ms: ms_or_none(info.cancel_deadline_ms),
             cancel_reason: (info.cancel_deadline_ms != 0).then_some(info.cancel_reason),
             pending_timers: info.pending_timers.into_iter().map(Into::into).collect(),
+            inbox_size: info.inbox_size as f64,
+            event_waits: info.event_waits.into_iter().map(Into::into).collect(),
             workflow_id: info.workflow_id,
             workflow_name: info.workflow_name,
             version: info.version,
@@ -131,10 +170,12 @@ pub struct NativeHistoryEntry {
     pub committed_at_ms: f64,
     /// What the entry records: `VALUE`, `STEP_FAILED`,
     /// `STEP_ATTEMPT_FAILED`, `TIMER_STARTED`, `TIMER_FIRED`,
-    /// `TIMER_CANCELLED` (`UNKNOWN` for a kind newer than this SDK).
+    /// `TIMER_CANCELLED`, `EVENT_WAITING`, `EVENT_RECEIVED`,
+    /// `EVENT_TIMED_OUT` (`UNKNOWN` for a kind newer than this SDK).
     pub kind: String,
     /// For `TIMER_STARTED`, `TIMER_FIRED` and `TIMER_CANCELLED`: the
-    /// timer's deadline (log time, ms since the epoch); absent otherwise.
+    /// timer's deadline; for `EVENT_*`, the wait's timeout when it has one
+    /// (log time, ms since the epoch); absent otherwise.
     pub fire_at_ms: Option<f64>,
 }
 
@@ -147,16 +188,24 @@ impl From<HistoryEntry> for NativeHistoryEntry {
             Ok(HistoryEntryKind::TimerStarted) => "TIMER_STARTED",
             Ok(HistoryEntryKind::TimerFired) => "TIMER_FIRED",
             Ok(HistoryEntryKind::TimerCancelled) => "TIMER_CANCELLED",
+            Ok(HistoryEntryKind::EventWaiting) => "EVENT_WAITING",
+            Ok(HistoryEntryKind::EventReceived) => "EVENT_RECEIVED",
+            Ok(HistoryEntryKind::EventTimedOut) => "EVENT_TIMED_OUT",
             Err(_) => "UNKNOWN",
         };
-        let timer = matches!(kind, "TIMER_STARTED" | "TIMER_FIRED" | "TIMER_CANCELLED");
+        let fire_at_ms = match kind {
+            "TIMER_STARTED" | "TIMER_FIRED" | "TIMER_CANCELLED" => Some(e.fire_at_ms as f64),
+            // 0: a wait without a timeout.
+            "EVENT_WAITING" | "EVENT_RECEIVED" | "EVENT_TIMED_OUT" => ms_or_none(e.fire_at_ms),
+            _ => None,
+        };
         Self {
             seq: e.seq as f64,
             checkpoint_name: e.checkpoint_name,
             value: e.value.to_vec().into(),
             committed_at_ms: e.committed_at_ms as f64,
             kind: kind.to_owned(),
-            fire_at_ms: timer.then_some(e.fire_at_ms as f64),
+            fire_at_ms,
         }
     }
 }
@@ -373,6 +422,51 @@ impl NativeClient {
         Ok(NativePage {
             workflows: page.workflows.into_iter().map(Into::into).collect(),
             next_page_token: page.next_page_token,
+        })
+    }
+
+    /// Sends the event `name` with the encoded `payload` to a workflow;
+    /// resolves once it is committed in the workflow's inbox (or consumed
+    /// by a wait). With `idempotencyKey` (non-empty), an event with a key
+    /// already delivered is not delivered again (`duplicate`). Rejects with
+    /// `NOT_FOUND` (unknown workflow), `NOT_RUNNING` (it has ended; the
+    /// sidecar's `FAILED_PRECONDITION`), `INVALID_ARGUMENT` (a bad name or
+    /// key, a payload over the sidecar's value limit), `RESOURCE_EXHAUSTED`
+    /// (its inbox is full).
+    #[napi]
+    pub async fn signal_workflow(
+        &self,
+        workflow_id: String,
+        name: String,
+        payload: Buffer,
+        idempotency_key: Option<String>,
+    ) -> napi::Result<NativeSignalled> {
+        let key = idempotency_key.filter(|k| !k.is_empty());
+        let sent = self
+            .inner
+            .signal_workflow_raw(
+                &workflow_id,
+                &name,
+                Bytes::from(payload.to_vec()),
+                key.as_deref(),
+            )
+            .await
+            .map_err(|e| match e {
+                // The workflow has ended: the error a step of a workflow no
+                // longer running gets, with the sidecar's explanation.
+                ClientError::Status {
+                    code: tonic::Code::FailedPrecondition,
+                    message,
+                    ..
+                } => to_js_err(ClientError::NotRunning {
+                    workflow_id: workflow_id.clone(),
+                    message,
+                }),
+                e => to_js_err(e),
+            })?;
+        Ok(NativeSignalled {
+            duplicate: sent.duplicate,
+            workflow: sent.workflow.map(Into::into),
         })
     }
 

@@ -38,6 +38,7 @@ fn details(e: &ClientError) -> Value {
                 Code::DeadlineExceeded => "TIMEOUT",
                 Code::AlreadyExists => "ALREADY_EXISTS",
                 Code::FailedPrecondition => "FAILED_PRECONDITION",
+                Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
                 Code::Unauthenticated => "UNAUTHENTICATED",
                 _ => "INTERNAL",
             };

@@ -44,6 +44,12 @@
 //! the release rule (a losing step's wait may then never be answered, or
 //! answered once it commits), a losing timer is cancelled.
 //!
+//! Event waits (`ctx.waitEvent`) take a position the same way
+//! (`request_event`, `WorkflowContext::request_event`), and `event` waits
+//! on the addon's runtime for the cluster to resolve it: the event's
+//! payload, or its timeout (`WorkflowContext::event`), handed out in the
+//! same order.
+//!
 //! Interruptions (a cancel request delivered into the code, or a cancel for
 //! good) stop the step attempts running in JavaScript, which then ask for
 //! their slots again (`slot`): the core answers `CANCELLED` where the
@@ -75,26 +81,33 @@ use crate::errors::to_js_err;
 /// What the core answers a wait with.
 type Outcome = Result<Answer, ClientError>;
 
-/// A resolution from the core: a step's slot, a timer's firing, or the
-/// winner of a race.
+/// A resolution from the core: a step's slot, a timer's firing, the
+/// winner of a race, or an event wait's payload (none: it timed out).
 enum Answer {
     Slot(Slot),
     Fired,
     First(usize),
+    Event(Option<Bytes>),
 }
 
 /// A sleep whose position is taken (its future polled once) and whose
 /// wait for the firing has not started yet.
 type TimerWait = Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>>;
 
+/// An event wait whose position is taken and whose wait for the event has
+/// not started yet.
+type EventWait = Pin<Box<dyn Future<Output = Result<Option<Bytes>, ClientError>> + Send>>;
+
 /// The answer to `slotNow` and of a delivered wait: the committed value, or
 /// none when this replica must compute the step (then `seq` is its position
 /// and `attempt` the attempt to run); for a `timer` wait, `fired`; for a
-/// `firstOf` wait, `winner`.
+/// `firstOf` wait, `winner`; for an `event` wait, the event's payload as
+/// `value`, or `timedOut`.
 #[napi(object)]
 pub struct NativeSlot {
     /// The committed value to continue with; absent: compute, then `commit`
-    /// (or `failStep` if the step's code throws).
+    /// (or `failStep` if the step's code throws). For an `event` wait: the
+    /// event's encoded payload (possibly empty).
     pub value: Option<Buffer>,
     /// 0-based position of the checkpoint to compute.
     pub seq: Option<f64>,
@@ -113,10 +126,13 @@ pub struct NativeSlot {
     /// it was handed out. An interruption beyond this count (`interrupted`)
     /// stops the attempt: its outcome is not wanted, ask for the slot again.
     pub interrupts: Option<f64>,
+    /// True when the event wait's timeout passed before an event came (the
+    /// outcome of an `event` wait without `value`; absent otherwise).
+    pub timed_out: Option<bool>,
 }
 
 /// The outcome of one wait started with `key` (`slot`, `commit`,
-/// `failStep`, `timer`, `firstOf`): a slot, or the error a native call
+/// `failStep`, `timer`, `firstOf`, `event`): a slot, or the error a native call
 /// would have thrown.
 #[napi(object)]
 pub struct NativeDelivery {
@@ -131,7 +147,8 @@ pub struct NativeDelivery {
 
 /// A slot as it leaves the run: a value, or the attempt to compute (its
 /// token stays with the run, for `commit` or `failStep`), a timer's
-/// firing, or the winner of a race.
+/// firing, the winner of a race, or an event wait's timeout (a received
+/// event is a `Value`: its payload).
 enum Handed {
     Value(Bytes),
     Compute {
@@ -141,46 +158,46 @@ enum Handed {
     },
     Fired,
     First(u32),
+    TimedOut,
 }
 
 impl From<Handed> for NativeSlot {
     fn from(h: Handed) -> Self {
+        let none = NativeSlot {
+            value: None,
+            seq: None,
+            attempt: None,
+            fired: None,
+            winner: None,
+            interrupts: None,
+            timed_out: None,
+        };
         match h {
             Handed::Value(value) => NativeSlot {
                 value: Some(value.to_vec().into()),
-                seq: None,
-                attempt: None,
-                fired: None,
-                winner: None,
-                interrupts: None,
+                ..none
             },
             Handed::Compute {
                 seq,
                 attempt,
                 interrupts,
             } => NativeSlot {
-                value: None,
                 seq: Some(seq as f64),
                 attempt: Some(attempt),
-                fired: None,
-                winner: None,
                 interrupts: Some(interrupts as f64),
+                ..none
             },
             Handed::Fired => NativeSlot {
-                value: None,
-                seq: None,
-                attempt: None,
                 fired: Some(true),
-                winner: None,
-                interrupts: None,
+                ..none
             },
             Handed::First(index) => NativeSlot {
-                value: None,
-                seq: None,
-                attempt: None,
-                fired: None,
                 winner: Some(index),
-                interrupts: None,
+                ..none
+            },
+            Handed::TimedOut => NativeSlot {
+                timed_out: Some(true),
+                ..none
             },
         }
     }
@@ -263,6 +280,9 @@ pub(crate) struct Steps {
     /// Sleeps whose position is taken and whose wait is not started, by
     /// seq. Locked after `open` when both are.
     timers: Mutex<HashMap<u64, TimerWait>>,
+    /// Event waits whose position is taken and whose wait is not started,
+    /// by seq. Locked after `open` when both are.
+    events: Mutex<HashMap<u64, EventWait>>,
 }
 
 /// A step asked for and not resolved.
@@ -281,6 +301,7 @@ impl Steps {
             untaken: Arc::new(AtomicUsize::new(0)),
             open: Mutex::new(HashMap::new()),
             timers: Mutex::new(HashMap::new()),
+            events: Mutex::new(HashMap::new()),
         })
     }
 
@@ -416,6 +437,47 @@ impl Steps {
         Ok(())
     }
 
+    /// Takes the next position for a wait for the event `name`, with an
+    /// optional timeout, at once, and returns it (then
+    /// [`event`](Self::event)). The core refuses a timeout beyond its
+    /// `MAX_TIMER` (366 days) here, before any position is taken, and a
+    /// position whose history holds another operation or a wait for
+    /// another name (non-determinism).
+    pub(crate) fn request_event(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<u64, ClientError> {
+        // The hand-out lock, as `request` takes it: positions are taken
+        // one at a time.
+        let _open = self.lock();
+        let req = self.context.request_event(name, timeout)?;
+        let seq = req.seq();
+        let context = self.context.clone();
+        let wait: EventWait = Box::pin(async move { context.event(&req).await });
+        self.events.lock().expect("lock").insert(seq, wait);
+        Ok(seq)
+    }
+
+    /// Waits for the event wait at `seq` (from
+    /// [`request_event`](Self::request_event)) to resolve; the payload, the
+    /// timeout (or the error) is delivered with `key`.
+    pub(crate) fn event(self: &Arc<Self>, seq: u64, key: u32) -> Result<(), ClientError> {
+        let wait = self
+            .events
+            .lock()
+            .expect("lock")
+            .remove(&seq)
+            .ok_or_else(|| {
+                ClientError::Usage(format!(
+                    "workflow '{}': event wait {seq} was not requested, or is waited for already",
+                    self.context.workflow_id()
+                ))
+            })?;
+        self.deliver(Some(seq), key, async move { wait.await.map(Answer::Event) });
+        Ok(())
+    }
+
     /// Races the operations at positions `seqs` (sleeps and steps taken
     /// and waited for): the index of the one resolved first in commit
     /// order, the same on every replica and in every replay, is delivered
@@ -528,6 +590,9 @@ fn settle(
         // A timer is not among the open steps.
         Ok(Answer::Fired) => Ok(Handed::Fired),
         Ok(Answer::First(index)) => Ok(Handed::First(index as u32)),
+        // An event wait is not among the open steps either.
+        Ok(Answer::Event(Some(payload))) => Ok(Handed::Value(payload)),
+        Ok(Answer::Event(None)) => Ok(Handed::TimedOut),
         Err(e) => {
             if let Some(seq) = seq {
                 open.remove(&seq);

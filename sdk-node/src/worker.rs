@@ -12,7 +12,10 @@
 //! or raises `STEP_FAILED`. A durable timer (`ctx.sleep`) takes its
 //! position the same way (`requestTimer`), and `timer` waits for the
 //! cluster to fire it; `firstOf` races positions taken (sleeps and steps)
-//! and delivers the index of the one resolved first in commit order. Several steps of a run may be in flight at once;
+//! and delivers the index of the one resolved first in commit order. A
+//! wait for an event (`ctx.waitEvent`) takes its position with
+//! `requestEvent`, and `event` waits for the cluster to resolve it (the
+//! event's payload, or its timeout). Several steps of a run may be in flight at once;
 //! the outcomes of their waits reach JavaScript through the worker's FIFO
 //! (`waitDeliveries` / `takeDeliveries`) in the order the core hands them
 //! out (see `steps.rs` for why). The outcome of the run goes back through
@@ -403,6 +406,48 @@ impl NativeRun {
     #[napi]
     pub fn timer(&self, seq: f64, key: u32) -> napi::Result<()> {
         self.inner.steps.timer(seq as u64, key).map_err(to_js_err)
+    }
+
+    /// Takes the next position for a wait for the event `name`, at once,
+    /// and returns it: waits, sleeps and steps started side by side get
+    /// positions in call order. Then `event`. `timeoutMs`: the wait ends
+    /// empty (`timedOut`) when no event came this long after the wait is
+    /// committed (a fraction rounds up; 0 waits at least a millisecond);
+    /// absent: no timeout. Throws `INVALID_ARGUMENT` for a negative or NaN
+    /// timeout and for one beyond 366 days (nothing is taken then), and
+    /// `NON_DETERMINISM` when the history has another operation or a wait
+    /// for another name there.
+    #[napi]
+    pub fn request_event(&self, name: String, timeout_ms: Option<f64>) -> napi::Result<f64> {
+        let timeout = match timeout_ms {
+            Some(ms) if ms.is_nan() || ms < 0.0 => {
+                return Err(usage(format!(
+                    "the wait for event '{name}' of workflow '{}': the timeout is {ms} ms; it must not be negative (nor NaN)",
+                    self.inner.workflow_id
+                )));
+            }
+            // Saturating: Infinity and anything beyond u64 become a timeout
+            // the core refuses with its own message (366 days).
+            Some(ms) => Some(Duration::from_millis(ms.ceil() as u64)),
+            None => None,
+        };
+        let seq = self
+            .inner
+            .steps
+            .request_event(&name, timeout)
+            .map_err(to_js_err)?;
+        Ok(seq as f64)
+    }
+
+    /// Waits for the event wait `requestEvent` took at `seq`: the core
+    /// commits the wait when this replica owns the workflow (once), and the
+    /// cluster resolves it. The event's payload (`{ value }`), the timeout
+    /// (`{ timedOut: true }`), or the error (`CANCELLED`,
+    /// `NON_DETERMINISM`, `SHUTTING_DOWN`, `REJECTED`...) is delivered with
+    /// `key` (`takeDeliveries`) in its turn.
+    #[napi]
+    pub fn event(&self, seq: f64, key: u32) -> napi::Result<()> {
+        self.inner.steps.event(seq as u64, key).map_err(to_js_err)
     }
 
     /// Races the operations the code took at positions `seqs` (sleeps and

@@ -247,3 +247,59 @@ test("the conformance worker's compensate refunds on a cancel at a step or a sle
     await sidecar.kill();
   }
 });
+
+test("the conformance worker's waiter waits for events, with and without a timeout", {
+  skip: !existsSync(WORKER) && "conformance worker not copied",
+  timeout: 60_000,
+}, async () => {
+  const dir = tempDir();
+  const sidecar = await singleNode(join(dir, "sidecar"));
+  const effects = new Effects(join(dir, "effects.txt"));
+  const proc = spawn(process.execPath, [WORKER], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: {
+      ...process.env,
+      RAFTORAL_SIDECAR_URL: sidecar.url,
+      CONFORMANCE_EFFECTS: effects.path,
+      CONFORMANCE_WORKFLOWS: "waiter",
+    },
+  });
+  let out = "";
+  proc.stdout.on("data", (d) => {
+    out += d;
+  });
+  try {
+    await eventually(() => out.includes("worker ready"), "the worker to register");
+    const client = await Client.connect(sidecar.url);
+    const kinds = async (handle) =>
+      (await handle.history()).map((e) => `${e.seq} ${e.checkpointName} ${e.kind}`);
+    const id = newId();
+    const waiting = await client.startWorkflowByName("waiter", 1, { name: "go", waits: 2 }, { id });
+    // The first event before the first wait is committed or after: either way it is kept.
+    await client.signalWorkflow(id, "go", { a: 1 });
+    await eventually(
+      async () => (await kinds(waiting)).includes("2 go EVENT_WAITING"),
+      "the second wait to be committed",
+    );
+    await waiting.signal("go", 2);
+    assert.deepEqual(await waiting.result(), { events: [{ a: 1 }, 2] });
+    assert.deepEqual(
+      effects
+        .lines()
+        .filter((l) => l[0] === id)
+        .map((l) => `${l[1]} ${l[2]}`),
+      ["start 0", "start 1"],
+    );
+    const timing = await client.startWorkflowByName("waiter", 1, { name: "go", waits: 1, timeout_ms: 100 });
+    assert.deepEqual(await timing.result(), { events: [null] });
+    assert.deepEqual(await kinds(timing), [
+      "0 before VALUE",
+      "1 go EVENT_WAITING",
+      "1 go EVENT_TIMED_OUT",
+      "2 after VALUE",
+    ]);
+  } finally {
+    proc.kill("SIGKILL");
+    await sidecar.kill();
+  }
+});

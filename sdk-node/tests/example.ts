@@ -5,6 +5,7 @@ import {
   type CancelOptions,
   Client,
   type Duration,
+  type EventWait,
   type FirstResult,
   type HistoryEntryKind,
   type LogRecord,
@@ -12,9 +13,13 @@ import {
   NonRetryableError,
   type PendingTimer,
   type RaftoralError,
+  ResourceExhausted,
   type RetryPolicy,
+  type SignalOptions,
+  type SignalResult,
   type StartOptions,
   StepFailed,
+  type WaitEventOptions,
   Worker,
   workflow,
 } from "@raftoral/client";
@@ -111,6 +116,23 @@ const racer = workflow("racer", { version: 1 }, async (ctx, ms: number) => {
   return index;
 });
 
+const approval = workflow("approval", { version: 1 }, async (ctx, order: Order) => {
+  const options: WaitEventOptions = { timeout: "24h" };
+  const answer: { approved: boolean } | null = await ctx.waitEvent<{ approved: boolean }>(
+    "approval",
+    options,
+  );
+  const [a, b] = await Promise.all([ctx.waitEvent<string>("a", { timeout: 30_000 }), ctx.waitEvent("b")]);
+  const first: string | null = a;
+  const other: unknown = b;
+  // @ts-expect-error: null on timeout
+  const never: { approved: boolean } = await ctx.waitEvent<{ approved: boolean }>("again");
+  // @ts-expect-error: a timeout is a duration
+  await ctx.waitEvent("x", { timeout: new Date() });
+  console.log(first, other, never);
+  return answer?.approved === true ? order.id : null;
+});
+
 const lines: LogRecord[] = [];
 const logSink: LogSink = (record) => {
   lines.push(record);
@@ -119,7 +141,7 @@ const logSink: LogSink = (record) => {
 export async function main(url: string): Promise<void> {
   const client = await Client.connect(url);
   const worker = await Worker.create(client, {
-    workflows: [pingPong, charge, saga, refunding, helpers, sleeper, racer],
+    workflows: [pingPong, charge, saga, refunding, helpers, sleeper, racer, approval],
     retry,
     logSink,
   });
@@ -155,6 +177,29 @@ export async function main(url: string): Promise<void> {
   await client.cancelWorkflow("order-43");
   // @ts-expect-error: cleanupMs is a number of milliseconds
   await handle.cancel({ cleanupMs: "30s" });
+  const waiting = await client.startWorkflow(approval, { id: "c", amount: 3 });
+  const key: SignalOptions = { idempotencyKey: "approval-c" };
+  const sent: SignalResult = await client.signalWorkflow(
+    waiting.workflowId,
+    "approval",
+    { approved: true },
+    key,
+  );
+  const duplicate: boolean = sent.duplicate;
+  const inbox: number = sent.workflow.inboxSize;
+  const waits: EventWait[] = (await waiting.get()).eventWaits;
+  const deadline: number | undefined = waits[0]?.timeoutAtMs;
+  await waiting.signal("a", "ay");
+  await waiting.signal("b");
+  try {
+    await waiting.signal("b", 1, key);
+  } catch (e) {
+    if (e instanceof ResourceExhausted) console.log(e.code === "RESOURCE_EXHAUSTED");
+  }
+  // @ts-expect-error: the key is a string
+  await waiting.signal("b", 1, { idempotencyKey: 7 });
+  const approved: string | null = await waiting.result();
+  console.log(duplicate, inbox, deadline, approved);
   console.log(answer, cents, wrong, naps, kinds, raced, timers, startAt, sleeping, wrongDelay, until, why);
   await worker.shutdown();
 }

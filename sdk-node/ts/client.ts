@@ -8,6 +8,7 @@ import {
   type HistoryEntryKind,
   KINDS,
   type ListOptions,
+  type SignalResult,
   STATUSES,
   type WorkflowInfo,
   type WorkflowPage,
@@ -93,6 +94,24 @@ export interface CancelOptions {
    * `Cancelled`. A pending workflow is always cancelled at once.
    */
   cleanupMs?: number;
+}
+
+/**
+ * Options of {@link Client.signalWorkflow} and {@link WorkflowHandle.signal}.
+ *
+ * @example
+ * ```ts
+ * // Sent twice (a retry after a lost answer), delivered once.
+ * await client.signalWorkflow("order-42", "approval", { approved: true }, { idempotencyKey: "approval-42" });
+ * ```
+ */
+export interface SignalOptions {
+  /**
+   * An event with a key already delivered to this workflow is not
+   * delivered again: the call resolves with `duplicate: true`. Give one to
+   * retry a send safely. Empty or absent: none. At most 256 bytes.
+   */
+  idempotencyKey?: string;
 }
 
 /**
@@ -271,6 +290,65 @@ export class Client {
     };
   }
 
+  /**
+   * Sends the event `name` with `payload` (encoded with the client's
+   * codec; absent: no payload, which a wait gets as `undefined` with the
+   * JSON codec) to a workflow. Resolves once the event is committed in the
+   * workflow's durable inbox, or consumed at once by the earliest open
+   * `ctx.waitEvent` of its name, whichever node took the call and whether
+   * or not a worker is connected. Events of a name are consumed first in,
+   * first out. A pending workflow (not started yet) keeps them for its
+   * waits.
+   *
+   * Resolves with {@link SignalResult}: `duplicate` is true when an event
+   * with the same `options.idempotencyKey` was delivered before (nothing
+   * is delivered again), and `workflow` its state after the event.
+   *
+   * Rejects with `NotFound` for an unknown workflow, with `NotRunning`
+   * (code `NOT_RUNNING`) for one that has ended, with `InvalidArgument` for
+   * a bad name (empty, over 256 bytes) or key, a payload the codec cannot
+   * encode or over the sidecar's value limit (`--max-value-bytes`, 4 MiB
+   * by default), and with `ResourceExhausted` (code `RESOURCE_EXHAUSTED`)
+   * when the workflow's inbox is full. Not retried by the SDK: give an
+   * idempotency key and retry a send whose answer was lost.
+   *
+   * @example
+   * ```ts
+   * const approval = workflow("approval", { version: 1 }, async (ctx, order: string) => {
+   *   const answer = await ctx.waitEvent<{ approved: boolean }>("approval", { timeout: "24h" });
+   *   return answer?.approved ?? false;
+   * });
+   *
+   * const handle = await client.startWorkflow(approval, "order-42");
+   * await client.signalWorkflow(handle.workflowId, "approval", { approved: true }, { idempotencyKey: "approval-42" });
+   * console.log(await handle.result()); // true
+   * ```
+   */
+  async signalWorkflow(
+    workflowId: string,
+    name: string,
+    payload?: unknown,
+    options: SignalOptions = {},
+  ): Promise<SignalResult> {
+    const key = options.idempotencyKey;
+    if (key !== undefined && typeof key !== "string") {
+      throw new InvalidArgument(`idempotencyKey must be a string, not a value of type ${typeof key}`);
+    }
+    let data: Uint8Array;
+    try {
+      data = this.codec.encode(payload);
+    } catch (e) {
+      throw new InvalidArgument(
+        `event '${name}' for workflow '${workflowId}': cannot encode its payload: ${(e as Error).message}`,
+      );
+    }
+    const sent = await call(this.native.signalWorkflow(workflowId, name, Buffer.from(data), key ?? null));
+    return {
+      duplicate: sent.duplicate,
+      workflow: sent.workflow ? this.#info(sent.workflow) : await this.getWorkflow(workflowId),
+    };
+  }
+
   /** The committed checkpoints of a workflow, in order. */
   async history(workflowId: string): Promise<HistoryEntry[]> {
     const entries = await call(this.native.history(workflowId));
@@ -279,8 +357,8 @@ export class Client {
       const entry: HistoryEntry = {
         seq: e.seq,
         checkpointName: e.checkpointName,
-        // Only a value entry holds an encoded value (the others hold none).
-        value: kind === "VALUE" ? this.codec.decode(e.value) : undefined,
+        // Only a value entry and a received event hold an encoded value.
+        value: kind === "VALUE" || kind === "EVENT_RECEIVED" ? this.codec.decode(e.value) : undefined,
         committedAtMs: e.committedAtMs,
         kind,
       };
@@ -311,6 +389,12 @@ export class Client {
       timeoutAtMs: w.timeoutAtMs ?? undefined,
       cancelReason: w.cancelReason ?? undefined,
       cancelDeadlineMs: w.cancelDeadlineMs ?? undefined,
+      inboxSize: w.inboxSize,
+      eventWaits: w.eventWaits.map((e) => ({
+        seq: e.seq,
+        name: e.name,
+        timeoutAtMs: e.timeoutAtMs ?? undefined,
+      })),
     };
   }
 }
@@ -363,6 +447,19 @@ export class WorkflowHandle<O> {
    */
   cancel(options: string | CancelOptions = {}): Promise<WorkflowInfo> {
     return this.#client.cancelWorkflow(this.workflowId, options);
+  }
+
+  /**
+   * Sends the event `name` with `payload` to this workflow; see
+   * {@link Client.signalWorkflow}.
+   *
+   * @example
+   * ```ts
+   * const { duplicate } = await handle.signal("approval", { approved: true }, { idempotencyKey: "approval-42" });
+   * ```
+   */
+  signal(name: string, payload?: unknown, options?: SignalOptions): Promise<SignalResult> {
+    return this.#client.signalWorkflow(this.workflowId, name, payload, options);
   }
 
   /** See {@link Client.history}. */

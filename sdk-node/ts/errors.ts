@@ -26,6 +26,7 @@ export type ErrorCode =
   | "APPLICATION_ERROR"
   | "ALREADY_EXISTS"
   | "FAILED_PRECONDITION"
+  | "RESOURCE_EXHAUSTED"
   | "UNAUTHENTICATED"
   | "INTERNAL";
 
@@ -183,8 +184,11 @@ export class ShuttingDown extends RaftoralError {
 }
 
 /**
- * The workflow stopped running in the cluster while this run was in it
- * (finished or cancelled elsewhere); not a failure of this run.
+ * The workflow is not running any more. Inside a workflow run: it stopped
+ * running in the cluster while this run was in it (finished or cancelled
+ * elsewhere); not a failure of this run. From `client.signalWorkflow`: the
+ * workflow has ended (COMPLETED, FAILED or CANCELLED), so it takes no more
+ * events (the sidecar's `FAILED_PRECONDITION`).
  */
 export class NotRunning extends RaftoralError {
   constructor(
@@ -192,6 +196,28 @@ export class NotRunning extends RaftoralError {
     readonly workflowId = "",
   ) {
     super("NOT_RUNNING", message);
+  }
+}
+
+/**
+ * A limit of the cluster is reached (gRPC RESOURCE_EXHAUSTED): from
+ * `client.signalWorkflow`, the workflow's inbox is full (the message says
+ * how many events and bytes it holds, and the limits); the workflow must
+ * consume events before more can be sent.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await client.signalWorkflow(id, "item", item);
+ * } catch (e) {
+ *   if (e instanceof ResourceExhausted) await backOff();
+ *   else throw e;
+ * }
+ * ```
+ */
+export class ResourceExhausted extends RaftoralError {
+  constructor(message: string) {
+    super("RESOURCE_EXHAUSTED", message);
   }
 }
 
@@ -483,6 +509,8 @@ export function fromNative(e: unknown): unknown {
       return new NotRunning(m, d.workflowId);
     case "REJECTED":
       return new Rejected(m, d.workflowId, d.streamCode);
+    case "RESOURCE_EXHAUSTED":
+      return new ResourceExhausted(m);
     case "STEP_FAILED":
       return new StepFailed(
         m,

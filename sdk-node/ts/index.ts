@@ -18,7 +18,14 @@
  * @packageDocumentation
  */
 export type { StepFn, StepInfo } from "./attempt";
-export { type CancelOptions, Client, type ConnectOptions, type StartOptions, WorkflowHandle } from "./client";
+export {
+  type CancelOptions,
+  Client,
+  type ConnectOptions,
+  type SignalOptions,
+  type StartOptions,
+  WorkflowHandle,
+} from "./client";
 export { type Codec, jsonCodec } from "./codec";
 export { type Duration, parseDuration } from "./duration";
 export {
@@ -34,6 +41,7 @@ export {
   NotRunning,
   RaftoralError,
   Rejected,
+  ResourceExhausted,
   ShuttingDown,
   StepFailed,
   Timeout,
@@ -44,10 +52,12 @@ export { LocalNode } from "./local";
 export { consoleSink, type LogLevel, type LogRecord, type LogSink, type WorkflowLogger } from "./log";
 export type { RetryPolicy } from "./retry";
 export type {
+  EventWait,
   HistoryEntry,
   HistoryEntryKind,
   ListOptions,
   PendingTimer,
+  SignalResult,
   WorkflowFailure,
   WorkflowInfo,
   WorkflowPage,
@@ -61,6 +71,7 @@ export {
   type FirstResult,
   NOW_STEP,
   type SleepOptions,
+  type WaitEventOptions,
   type Workflow,
   WorkflowContext,
   type WorkflowFn,

@@ -89,6 +89,57 @@ export interface WorkflowInfo {
    * `undefined`.
    */
   cancelDeadlineMs: number | undefined;
+  /**
+   * Events sent to the workflow (`client.signalWorkflow`) and not consumed
+   * yet: its inbox. An event a wait consumed at once is not counted.
+   */
+  inboxSize: number;
+  /** The event waits (`ctx.waitEvent`) of its running code, earliest first. */
+  eventWaits: EventWait[];
+}
+
+/**
+ * A position where a workflow's code waits for an event
+ * (`WorkflowInfo.eventWaits`).
+ *
+ * @example
+ * ```ts
+ * const info = await client.getWorkflow(id);
+ * if (info.eventWaits.some((w) => w.name === "approval")) {
+ *   await client.signalWorkflow(id, "approval", { approved: true });
+ * }
+ * ```
+ */
+export interface EventWait {
+  /** The wait's position in the workflow's history. */
+  seq: number;
+  /** The event name it waits for. */
+  name: string;
+  /**
+   * When the wait times out (log time, milliseconds since the Unix epoch);
+   * `undefined`: it has no timeout.
+   */
+  timeoutAtMs: number | undefined;
+}
+
+/**
+ * What `client.signalWorkflow` and `handle.signal` resolve with, once the
+ * event is committed.
+ *
+ * @example
+ * ```ts
+ * const { duplicate } = await handle.signal("approval", { approved: true }, { idempotencyKey: "approval-1" });
+ * if (duplicate) console.log("sent before: not delivered again");
+ * ```
+ */
+export interface SignalResult {
+  /**
+   * True when an event with the same idempotency key was sent to this
+   * workflow before: this one was not delivered again.
+   */
+  duplicate: boolean;
+  /** The workflow's state after the event was committed. */
+  workflow: WorkflowInfo;
 }
 
 /**
@@ -114,8 +165,11 @@ export interface PendingTimer {
  * What a history entry records: a step's value (`VALUE`), a step's final
  * failure, one failed attempt of a step, a durable timer's start, its
  * firing, or its cancellation (a timer that lost a `ctx.first`): the
- * firing or the cancellation resolves the timer's position. `UNKNOWN`: a
- * kind newer than this SDK.
+ * firing or the cancellation resolves the timer's position. A wait for an
+ * event (`ctx.waitEvent`): `EVENT_WAITING` when the wait is committed,
+ * then `EVENT_RECEIVED` (the event's payload is the entry's `value`) or
+ * `EVENT_TIMED_OUT` resolves its position. `UNKNOWN`: a kind newer than
+ * this SDK.
  */
 export type HistoryEntryKind =
   | "VALUE"
@@ -124,6 +178,9 @@ export type HistoryEntryKind =
   | "TIMER_STARTED"
   | "TIMER_FIRED"
   | "TIMER_CANCELLED"
+  | "EVENT_WAITING"
+  | "EVENT_RECEIVED"
+  | "EVENT_TIMED_OUT"
   | "UNKNOWN";
 
 /** The kinds the addon reports. */
@@ -134,6 +191,9 @@ export const KINDS: readonly HistoryEntryKind[] = [
   "TIMER_STARTED",
   "TIMER_FIRED",
   "TIMER_CANCELLED",
+  "EVENT_WAITING",
+  "EVENT_RECEIVED",
+  "EVENT_TIMED_OUT",
 ];
 
 /**
@@ -150,15 +210,19 @@ export const KINDS: readonly HistoryEntryKind[] = [
 export interface HistoryEntry {
   seq: number;
   checkpointName: string;
-  /** The step's value (`kind` `VALUE`); `undefined` for the other kinds. */
+  /**
+   * The step's value (`kind` `VALUE`) or the event's payload
+   * (`EVENT_RECEIVED`); `undefined` for the other kinds.
+   */
   value: unknown;
   committedAtMs: number;
   /** What the entry records. */
   kind: HistoryEntryKind;
   /**
    * For `TIMER_STARTED`, `TIMER_FIRED` and `TIMER_CANCELLED`: the timer's
-   * deadline (log time, milliseconds since the Unix epoch); else
-   * `undefined`.
+   * deadline; for `EVENT_WAITING`, `EVENT_RECEIVED` and `EVENT_TIMED_OUT`,
+   * the wait's timeout when it has one (log time, milliseconds since the
+   * Unix epoch); else `undefined`.
    */
   fireAtMs?: number;
 }

@@ -66,6 +66,26 @@ export interface SleepOptions {
   name?: string;
 }
 
+/**
+ * Options of {@link WorkflowContext.waitEvent}.
+ *
+ * @example
+ * ```ts
+ * const options: WaitEventOptions = { timeout: "24h" };
+ * const approval = await ctx.waitEvent<{ approved: boolean }>("approval", options);
+ * ```
+ */
+export interface WaitEventOptions {
+  /**
+   * How long to wait after the wait is committed: a number of milliseconds
+   * or a string such as `"30s"` or `"24h"` (see {@link parseDuration}), at
+   * most 366 days. When it passes before an event comes, the wait resolves
+   * with `null`. Absent: no timeout (the wait lasts until an event comes,
+   * or the workflow is cancelled).
+   */
+  timeout?: Duration;
+}
+
 /** The timer name of a sleep without one, the same in every SDK. */
 const SLEEP = "sleep";
 
@@ -167,7 +187,9 @@ const current = new AsyncLocalStorage<WorkflowContext>();
  * Durable timers ({@link WorkflowContext.sleep},
  * {@link WorkflowContext.sleepUntil}) take positions as steps do and may run
  * side by side with them; {@link WorkflowContext.first} races sleeps and
- * steps started side by side (a deadline, say), deterministically.
+ * steps started side by side (a deadline, say), deterministically. A
+ * workflow waits durably for an event sent from outside
+ * (`client.signalWorkflow`) with {@link WorkflowContext.waitEvent}.
  *
  * Code between steps runs again in every replay and on every replica, so it
  * must decide the same each time: take the time from
@@ -504,6 +526,81 @@ export class WorkflowContext {
       );
     }
     return this.#sleep(Math.max(0, at - Date.now()), options);
+  }
+
+  /**
+   * Waits durably for the event `name` sent to this workflow
+   * (`client.signalWorkflow(id, name, payload)` or `handle.signal`):
+   * resolves with its payload, decoded with the client's codec, or with
+   * `null` when `options.timeout` passed before an event came. (With the
+   * JSON codec, an event sent without a payload resolves with `undefined`;
+   * send something other than `null` when the code must tell an event
+   * from a timeout.)
+   *
+   * Events sent before the wait wait in the workflow's durable inbox, and
+   * the events of a name are taken first in, first out, each by one wait.
+   * Which of the event and the timeout comes first is decided by the
+   * cluster's log, the same on the owner, on every replica and in every
+   * replay; an event sent after a wait timed out stays in the inbox for the
+   * next wait of its name. The wait survives the death of its worker, of
+   * the owner and of the Raft leader, like a sleep.
+   *
+   * Takes a position as a step does, when it is called (before the promise
+   * is returned), so `Promise.all([ctx.waitEvent("a"), ctx.waitEvent("b")])`
+   * waits for both, with positions in call order. On replay a step, a
+   * sleep or a wait for another name at that position is non-determinism.
+   * A wait cannot be raced with {@link WorkflowContext.first}: give it a
+   * `timeout` instead.
+   *
+   * Throws at the call, before any position is taken:
+   * {@link InvalidArgument} for an empty name, a `timeout` it cannot read,
+   * a negative one or one beyond 366 days (sleep in several steps and wait
+   * again for longer), or a call after the workflow finished;
+   * `NonDeterminism` as above. The promise rejects with {@link Cancelled}
+   * when the workflow's cancellation is delivered there (a cancel request
+   * while it waits ends the wait; the steps after it run as usual, see
+   * {@link WorkflowContext.checkpoint}).
+   *
+   * @example
+   * ```ts
+   * // An order waits a day for a person's approval.
+   * const order = workflow("order", { version: 1 }, async (ctx, id: string) => {
+   *   await ctx.checkpoint("ask", () => askForApproval(id));
+   *   const answer = await ctx.waitEvent<{ approved: boolean }>("approval", { timeout: "24h" });
+   *   if (answer === null) {
+   *     return ctx.checkpoint("expire", () => expire(id)); // nobody answered within 24 h
+   *   }
+   *   return answer.approved ? ctx.checkpoint("ship", () => ship(id)) : "rejected";
+   * });
+   *
+   * // Elsewhere, when the person clicks "approve":
+   * await client.signalWorkflow("order-42", "approval", { approved: true });
+   * ```
+   */
+  waitEvent<T = unknown>(name: string, options?: WaitEventOptions): Promise<T | null> {
+    if (typeof name !== "string" || name === "") {
+      throw new InvalidArgument("the name of an event wait must be a non-empty string");
+    }
+    this.#refuseAfterEnd(`waitEvent('${name}')`);
+    const timeout = options?.timeout;
+    let timeoutMs: number | undefined;
+    if (timeout !== undefined) {
+      try {
+        timeoutMs = parseDuration(timeout);
+      } catch (e) {
+        throw new InvalidArgument(
+          `the wait for event '${name}' of workflow '${this.workflowId}': bad timeout: ${(e as Error).message}`,
+        );
+      }
+    }
+    // The position is taken now, before any await, as a step's is; the
+    // addon refuses a timeout beyond 366 days (nothing is taken then).
+    const seq = callSync(() => this.#run.requestEvent(name, timeoutMs));
+    const codec = this.#codec;
+    // The resolution, handed out in its turn like a step's value.
+    return this.#wait((key) => this.#run.event(seq, key)).then((slot) =>
+      slot.value == null ? null : (codec.decode(slot.value) as T),
+    );
   }
 
   /**
