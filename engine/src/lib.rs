@@ -40,7 +40,7 @@ pub use consensus::raft_loop::RaftStatus;
 pub use error::{EngineError, Rejection, status_name};
 pub use node::{ListFilter, Node, Started};
 pub use workflows::operations::StartOptions;
-pub use workflows::signals::Signalled;
+pub use workflows::signals::{Signal, Signalled, SignalledWithStart};
 pub use workflows::state_machine::{
     Applied, Archive, ArchiveError, Checkpoint, Event, EventAt, NodeId, PageFilter, RestoreError,
     StateMachine, Workflow, is_terminal,

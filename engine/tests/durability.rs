@@ -106,6 +106,7 @@ async fn commands_proposed_together_share_one_fsync() -> anyhow::Result<()> {
                 origin_node_id: 1,
                 start_delay_ms: 0,
                 execution_timeout_ms: 0,
+                signal: None,
             })
         })
         .collect();

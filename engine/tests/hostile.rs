@@ -128,6 +128,7 @@ fn forged_start(from: u64, to: u64, id: &str) -> anyhow::Result<Vec<u8>> {
             origin_node_id: to,
             start_delay_ms: 0,
             execution_timeout_ms: 0,
+            signal: None,
         })),
     };
     let mut propose = raft::prelude::Message::default();

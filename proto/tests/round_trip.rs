@@ -243,6 +243,12 @@ fn log_commands() {
             origin_node_id: 3,
             start_delay_ms: 4,
             execution_timeout_ms: 5,
+            signal: Some(cluster::SendEvent {
+                workflow_id: "w".into(),
+                name: "e".into(),
+                payload: "p".into(),
+                idempotency_key: "k".into(),
+            }),
         }),
         Kind::RecordCheckpoint(cluster::RecordCheckpoint {
             workflow_id: "w".into(),

@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, Failure, GetWorkflowHistoryRequest, GetWorkflowRequest,
-    HistoryEntryKind, ListWorkflowsRequest, SignalWorkflowRequest, StartWorkflowRequest,
-    WaitWorkflowRequest, WorkflowInfo, WorkflowStatus,
+    CancelWorkflowRequest, Failure, GetStatusRequest, GetWorkflowHistoryRequest,
+    GetWorkflowRequest, HistoryEntryKind, ListWorkflowsRequest, SignalWithStartRequest,
+    SignalWorkflowRequest, StartWorkflowRequest, WaitWorkflowRequest, WorkflowInfo, WorkflowStatus,
     workflow_service_client::WorkflowServiceClient,
 };
 use serde_json::{Value, json};
@@ -108,6 +108,24 @@ enum WorkflowCommand {
         /// Idempotency key: the same key twice delivers once.
         #[arg(long)]
         key: Option<String>,
+        /// Signal-with-start: start a workflow of this type with this id
+        /// unless one exists, then deliver the event, in one entry.
+        #[arg(long, value_name = "TYPE")]
+        start: Option<String>,
+        /// With --start: the input as JSON text.
+        #[arg(long, default_value = "null", requires = "start")]
+        input: String,
+        /// With --start: the workflow version.
+        #[arg(long, default_value_t = 1, requires = "start")]
+        version: u32,
+    },
+    /// Show the status values a workflow's code set (set_status): the
+    /// latest value of each key, from any node, also after it ended.
+    Status {
+        /// Workflow id.
+        id: String,
+        /// Only these keys (default: every key).
+        keys: Vec<String>,
     },
     /// List workflows.
     List {
@@ -257,6 +275,40 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
             name,
             payload,
             key,
+            start: Some(workflow_name),
+            input,
+            version,
+        } => {
+            let parsed: Value = serde_json::from_str(&payload).context("--payload must be JSON")?;
+            let input: Value = serde_json::from_str(&input).context("--input must be JSON")?;
+            let r = client
+                .signal_with_start(SignalWithStartRequest {
+                    start: Some(StartWorkflowRequest {
+                        workflow_id: id,
+                        workflow_name,
+                        version,
+                        input: serde_json::to_vec(&input)?.into(),
+                        ..StartWorkflowRequest::default()
+                    }),
+                    name,
+                    payload: serde_json::to_vec(&parsed)?.into(),
+                    idempotency_key: key.unwrap_or_default(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let mut out = info_json(&r.workflow.unwrap_or_default());
+            out["started"] = json!(r.started);
+            out["duplicate"] = json!(r.duplicate);
+            print(out);
+        }
+        WorkflowCommand::Signal {
+            id,
+            name,
+            payload,
+            key,
+            start: None,
+            ..
         } => {
             let parsed: Value = serde_json::from_str(&payload).context("--payload must be JSON")?;
             let r = client
@@ -272,6 +324,26 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
             let mut out = info_json(&r.workflow.unwrap_or_default());
             out["duplicate"] = json!(r.duplicate);
             print(out);
+        }
+        WorkflowCommand::Status { id, keys } => {
+            let r = client
+                .get_status(GetStatusRequest {
+                    workflow_id: id.clone(),
+                    keys,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let values: serde_json::Map<String, Value> = r
+                .values
+                .iter()
+                .map(|v| (v.key.clone(), bytes_json(&v.value)))
+                .collect();
+            print(json!({
+                "workflow_id": id,
+                "status": raftoral::status_name(r.workflow_status()),
+                "values": values,
+            }));
         }
         WorkflowCommand::List {
             status: s,
@@ -335,6 +407,10 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
                     HistoryEntryKind::EventReceived => {
                         // The value is the event's payload.
                         line["kind"] = json!("event_received");
+                    }
+                    HistoryEntryKind::StatusSet => {
+                        // The name is the key, the value the status.
+                        line["kind"] = json!("status_set");
                     }
                     kind => {
                         line["kind"] = json!(if kind == HistoryEntryKind::StepFailed {

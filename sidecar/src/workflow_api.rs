@@ -3,11 +3,11 @@
 
 use raftoral::{ClientApi, Node};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
-    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
-    ListWorkflowsResponse, SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest,
-    StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse,
-    workflow_service_server::WorkflowService,
+    CancelWorkflowRequest, CancelWorkflowResponse, GetStatusRequest, GetStatusResponse,
+    GetWorkflowHistoryRequest, GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse,
+    ListWorkflowsRequest, ListWorkflowsResponse, SignalWithStartRequest, SignalWithStartResponse,
+    SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest, StartWorkflowResponse,
+    WaitWorkflowRequest, WaitWorkflowResponse, workflow_service_server::WorkflowService,
 };
 use tonic::{Request, Response, Status};
 
@@ -73,6 +73,26 @@ impl WorkflowService for WorkflowApi {
     ) -> Result<Response<SignalWorkflowResponse>, Status> {
         self.api
             .signal_workflow(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn signal_with_start(
+        &self,
+        request: Request<SignalWithStartRequest>,
+    ) -> Result<Response<SignalWithStartResponse>, Status> {
+        self.api
+            .signal_with_start(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_status(
+        &self,
+        request: Request<GetStatusRequest>,
+    ) -> Result<Response<GetStatusResponse>, Status> {
+        self.api
+            .get_status(request.into_inner())
             .await
             .map(Response::new)
     }

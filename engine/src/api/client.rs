@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
-    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, HistoryEntry,
-    ListWorkflowsRequest, ListWorkflowsResponse, SignalWorkflowRequest, SignalWorkflowResponse,
-    StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse,
-    WorkflowStatus,
+    CancelWorkflowRequest, CancelWorkflowResponse, GetStatusRequest, GetStatusResponse,
+    GetWorkflowHistoryRequest, GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse,
+    HistoryEntry, ListWorkflowsRequest, ListWorkflowsResponse, SignalWithStartRequest,
+    SignalWithStartResponse, SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest,
+    StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStatus,
 };
 use tonic::Status;
 
@@ -22,6 +22,15 @@ const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// Page tokens are the last id of the previous page behind this prefix, so the
 /// format can change without breaking old tokens unnoticed.
 const PAGE_TOKEN_PREFIX: &str = "after:";
+
+/// The start options of a start request's fields.
+fn start_options(start_delay_ms: u64, execution_timeout_ms: u64) -> crate::StartOptions {
+    crate::StartOptions {
+        start_delay: Duration::from_millis(start_delay_ms),
+        execution_timeout: (execution_timeout_ms > 0)
+            .then(|| Duration::from_millis(execution_timeout_ms)),
+    }
+}
 
 /// The client API of one node.
 #[derive(Clone)]
@@ -53,11 +62,7 @@ impl ClientApi {
         request: StartWorkflowRequest,
     ) -> Result<StartWorkflowResponse, Status> {
         let r = request;
-        let options = crate::StartOptions {
-            start_delay: std::time::Duration::from_millis(r.start_delay_ms),
-            execution_timeout: (r.execution_timeout_ms > 0)
-                .then(|| std::time::Duration::from_millis(r.execution_timeout_ms)),
-        };
+        let options = start_options(r.start_delay_ms, r.execution_timeout_ms);
         let started = self
             .node
             .start_workflow_with(
@@ -161,6 +166,55 @@ impl ClientApi {
         Ok(SignalWorkflowResponse {
             duplicate: sent.duplicate,
             workflow: Some(sent.workflow.to_info()),
+        })
+    }
+
+    /// `WorkflowService.signal_with_start`.
+    pub async fn signal_with_start(
+        &self,
+        request: SignalWithStartRequest,
+    ) -> Result<SignalWithStartResponse, Status> {
+        let r = request;
+        let start = r.start.ok_or_else(|| {
+            Status::invalid_argument("start is missing: name the workflow to start if needed")
+        })?;
+        let signal = crate::Signal {
+            name: r.name,
+            payload: r.payload,
+            idempotency_key: r.idempotency_key,
+        };
+        let done = self
+            .node
+            .signal_with_start(
+                &start.workflow_id,
+                &start.workflow_name,
+                start.version,
+                start.input,
+                start_options(start.start_delay_ms, start.execution_timeout_ms),
+                signal,
+            )
+            .await
+            .map_err(to_status)?;
+        tracing::debug!(workflow = %done.workflow.id, started = done.started, duplicate = done.duplicate, "signal-with-start committed");
+        Ok(SignalWithStartResponse {
+            started: done.started,
+            duplicate: done.duplicate,
+            workflow: Some(done.workflow.to_info()),
+        })
+    }
+
+    /// `WorkflowService.get_status`.
+    pub async fn get_status(&self, request: GetStatusRequest) -> Result<GetStatusResponse, Status> {
+        self.node.read_barrier().await.map_err(to_status)?;
+        let id = request.workflow_id;
+        let (wf, values) = self
+            .node
+            .workflow_status_values(&id, &request.keys)
+            .map_err(to_status)?
+            .ok_or_else(|| self.not_found(&id))?;
+        Ok(GetStatusResponse {
+            values,
+            workflow_status: wf.status as i32,
         })
     }
 

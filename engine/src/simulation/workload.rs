@@ -160,6 +160,24 @@ pub(super) fn event_payload(id: &str, j: usize) -> String {
     format!("{id}:ev{j}")
 }
 
+/// Event `j` of workflow `id`, keyed by its payload.
+fn event_command(id: &str, j: usize) -> SendEvent {
+    let payload = event_payload(id, j);
+    SendEvent {
+        workflow_id: id.to_owned(),
+        name: EVENT.into(),
+        payload: Bytes::from(payload.clone()),
+        idempotency_key: payload,
+    }
+}
+
+/// True when workflow `id`'s start carries its first event (a
+/// signal-with-start, retried like any start): about half of those that
+/// wait for events.
+fn signal_starts(id: &str) -> bool {
+    stable_hash(&format!("{id}:signal-start")).is_multiple_of(2)
+}
+
 /// Clients and apps.
 pub(super) struct Workload {
     pub flows: Vec<Flow>,
@@ -250,6 +268,14 @@ impl Workload {
                 flow.started = true;
                 self.acked.starts.insert(flow.id.clone());
             }
+            (What::Start(i), Applied::SignalledWithStart { .. }) => {
+                let flow = &mut self.flows[i];
+                flow.started = true;
+                flow.events_acked[0] = true;
+                self.acked.starts.insert(flow.id.clone());
+                let payload = event_payload(&flow.id, 0);
+                self.acked.events.insert((flow.id.clone(), payload));
+            }
             (What::Checkpoint(id, seq, resolution), Applied::CheckpointRecorded) => {
                 self.acked.checkpoints.insert((id, seq), resolution);
             }
@@ -325,13 +351,7 @@ impl Workload {
                 && flow.event_pending.is_none()
                 && now >= flow.start_at + 300 * (j as u64 + 1)
             {
-                let payload = event_payload(&flow.id, j);
-                let kind = Kind::SendEvent(SendEvent {
-                    workflow_id: flow.id.clone(),
-                    name: EVENT.into(),
-                    payload: Bytes::from(payload.clone()),
-                    idempotency_key: payload,
-                });
+                let kind = Kind::SendEvent(event_command(&flow.id, j));
                 let (proposal, pending) = self.propose(node, stamp, now, kind, What::Signal(i, j));
                 self.flows[i].event_pending = Some(pending);
                 out.push((node, proposal));
@@ -364,6 +384,8 @@ impl Workload {
                 origin_node_id: node,
                 start_delay_ms: 0,
                 execution_timeout_ms: 0,
+                signal: (!flow.events_acked.is_empty() && signal_starts(&flow.id))
+                    .then(|| event_command(&flow.id, 0)),
             });
             let (proposal, pending) = self.propose(node, stamp, now, kind, What::Start(i));
             self.flows[i].pending = Some(pending);

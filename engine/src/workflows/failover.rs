@@ -229,6 +229,7 @@ mod tests {
                 origin_node_id: 2,
                 start_delay_ms: 0,
                 execution_timeout_ms: 0,
+                signal: None,
             }),
         );
         // Zero timeouts: the leader (1) has heard nobody recently, so 2 and 3
@@ -297,6 +298,7 @@ mod tests {
                 origin_node_id: origin,
                 start_delay_ms: 0,
                 execution_timeout_ms: 0,
+                signal: None,
             }),
         );
     }

@@ -17,8 +17,8 @@ use crate::error::EngineError;
 use crate::node::{ListFilter, Node, Started};
 use crate::workflows::state_machine::Event;
 use crate::workflows::state_machine::{
-    Applied, CANCEL_LEVEL, Checkpoint, EVENTS_LEVEL, MAX_TIMER_MS, STEPS_LEVEL, TIMERS_LEVEL,
-    Workflow,
+    Applied, CANCEL_LEVEL, Checkpoint, EVENTS_LEVEL, MAX_STATUS_BYTES, MAX_TIMER_MS, STATUS_LEVEL,
+    STEPS_LEVEL, TIMERS_LEVEL, Workflow,
 };
 
 /// When a started workflow runs, and how long it may take
@@ -90,6 +90,46 @@ impl Node {
         input: Bytes,
         options: StartOptions,
     ) -> Result<Started, EngineError> {
+        let start = self.start_command(workflow_id, workflow_name, version, input, options)?;
+        // Fast path: a retried start does not need a log entry.
+        if let Some(workflow) = self.workflow(&start.workflow_id) {
+            return Ok(Started {
+                workflow,
+                already_started: true,
+            });
+        }
+        if start.start_delay_ms > 0 || start.execution_timeout_ms > 0 {
+            // An engine before timers would start it at once, unbounded.
+            self.wait_command_level(TIMERS_LEVEL).await?;
+        }
+        let workflow_id = start.workflow_id.clone();
+        let applied = self.propose(Kind::StartWorkflow(start)).await?;
+        let already_started = matches!(
+            applied,
+            Applied::Started {
+                already_started: true,
+                ..
+            }
+        );
+        let workflow = self
+            .workflow(&workflow_id)
+            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.clone()))?;
+        Ok(Started {
+            workflow,
+            already_started,
+        })
+    }
+
+    /// The checked `StartWorkflow` command of a start request (a
+    /// generated id when `workflow_id` is `None` or empty).
+    pub(crate) fn start_command(
+        &self,
+        workflow_id: Option<String>,
+        workflow_name: &str,
+        version: u32,
+        input: Bytes,
+        options: StartOptions,
+    ) -> Result<StartWorkflow, EngineError> {
         let (start_delay_ms, execution_timeout_ms) = options.checked()?;
         crate::workflows::limits::check_name("workflow_name", workflow_name)?;
         let version = crate::workflows::limits::version_or_first(version);
@@ -104,41 +144,15 @@ impl Node {
             &workflow_id,
             crate::workflows::limits::MAX_ID_BYTES,
         )?;
-        // Fast path: a retried start does not need a log entry.
-        if let Some(workflow) = self.workflow(&workflow_id) {
-            return Ok(Started {
-                workflow,
-                already_started: true,
-            });
-        }
-        if start_delay_ms > 0 || execution_timeout_ms > 0 {
-            // An engine before timers would start it at once, unbounded.
-            self.wait_command_level(TIMERS_LEVEL).await?;
-        }
-        let applied = self
-            .propose(Kind::StartWorkflow(StartWorkflow {
-                workflow_id: workflow_id.clone(),
-                workflow_name: workflow_name.to_owned(),
-                version,
-                input,
-                origin_node_id: self.id(),
-                start_delay_ms,
-                execution_timeout_ms,
-            }))
-            .await?;
-        let already_started = matches!(
-            applied,
-            Applied::Started {
-                already_started: true,
-                ..
-            }
-        );
-        let workflow = self
-            .workflow(&workflow_id)
-            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.clone()))?;
-        Ok(Started {
-            workflow,
-            already_started,
+        Ok(StartWorkflow {
+            workflow_id,
+            workflow_name: workflow_name.to_owned(),
+            version,
+            input,
+            origin_node_id: self.id(),
+            start_delay_ms,
+            execution_timeout_ms,
+            signal: None,
         })
     }
 
@@ -215,21 +229,11 @@ impl Node {
         &self,
         proposals: Vec<CheckpointProposal>,
     ) -> Vec<Result<(), EngineError>> {
-        let wanted = if proposals
+        let wanted = proposals
             .iter()
-            .any(|p| p.kind() == HistoryEntryKind::EventWaiting)
-        {
-            EVENTS_LEVEL
-        } else if proposals.iter().any(|p| {
-            matches!(
-                p.kind(),
-                HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled
-            )
-        }) {
-            TIMERS_LEVEL
-        } else {
-            STEPS_LEVEL
-        };
+            .map(|p| level_of(p.kind()))
+            .max()
+            .unwrap_or(STEPS_LEVEL);
         if proposals.len() == 1 || self.read(|sm| sm.command_level()) < wanted {
             // One at a time: the upgrade path decides per proposal.
             let each = proposals.into_iter().map(|p| self.record_step(p));
@@ -272,7 +276,8 @@ impl Node {
                 HistoryEntryKind::Unspecified
                 | HistoryEntryKind::TimerStarted
                 | HistoryEntryKind::TimerCancelled
-                | HistoryEntryKind::EventWaiting,
+                | HistoryEntryKind::EventWaiting
+                | HistoryEntryKind::StatusSet,
                 None,
             ) => None,
             (HistoryEntryKind::EventReceived | HistoryEntryKind::EventTimedOut, _) => {
@@ -280,10 +285,11 @@ impl Node {
                     "an app does not propose EVENT_RECEIVED or EVENT_TIMED_OUT: the cluster resolves an event wait".into(),
                 ));
             }
-            (HistoryEntryKind::EventWaiting, Some(_)) => {
-                return Err(EngineError::InvalidArgument(
-                    "an EVENT_WAITING entry carries no failure".into(),
-                ));
+            (HistoryEntryKind::EventWaiting | HistoryEntryKind::StatusSet, Some(_)) => {
+                return Err(EngineError::InvalidArgument(format!(
+                    "a {} entry carries no failure",
+                    kind.as_str_name()
+                )));
             }
             // The delivery of a cancel request at a sleep (`cancel.rs`).
             (HistoryEntryKind::TimerCancelled, Some(f))
@@ -318,10 +324,22 @@ impl Node {
             }
             (_, Some(f)) => Some(bounded_failure(f, MAX_FAILURE_BYTES)?),
         };
-        if kind != HistoryEntryKind::Unspecified && !p.value.is_empty() {
+        if !matches!(
+            kind,
+            HistoryEntryKind::Unspecified | HistoryEntryKind::StatusSet
+        ) && !p.value.is_empty()
+        {
             return Err(EngineError::InvalidArgument(
-                "only a step's value entry carries a value".into(),
+                "only a step's value entry or a status carries a value".into(),
             ));
+        }
+        if kind == HistoryEntryKind::StatusSet && p.value.len() > MAX_STATUS_BYTES {
+            return Err(EngineError::InvalidArgument(format!(
+                "status '{}' is {} bytes, over the {MAX_STATUS_BYTES}-byte limit of a status \
+                 value; keep a status small and put data in a step's value",
+                p.checkpoint_name,
+                p.value.len()
+            )));
         }
         if p.timer_duration_ms > MAX_TIMER_MS {
             return Err(EngineError::InvalidArgument(format!(
@@ -599,7 +617,13 @@ impl Node {
 
 /// The command level a step command needs every member to apply.
 fn needed_level(step: &RecordStep) -> u32 {
-    match step.kind() {
+    level_of(step.kind())
+}
+
+/// The command level of an entry of `kind`.
+fn level_of(kind: HistoryEntryKind) -> u32 {
+    match kind {
+        HistoryEntryKind::StatusSet => STATUS_LEVEL,
         HistoryEntryKind::EventWaiting => EVENTS_LEVEL,
         HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled => TIMERS_LEVEL,
         _ => STEPS_LEVEL,

@@ -1,14 +1,38 @@
-//! Sending events to workflows (`impl Node`): the client API's
-//! `SignalWorkflow`, checked here, decided in the state machine
-//! (`state_machine/inbox.rs`).
+//! Talking to running workflows (`impl Node`): the client API's
+//! `SignalWorkflow`, `SignalWithStart` and `GetStatus`, checked here,
+//! decided in the state machine (`state_machine/inbox.rs`, `status.rs`).
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{SendEvent, command::Kind};
+use raftoral_proto::sidecar::v1::StatusValue;
 
 use crate::error::EngineError;
 use crate::node::Node;
 use crate::workflows::limits::{MAX_NAME_BYTES, check_len, check_name};
-use crate::workflows::state_machine::{Applied, EVENTS_LEVEL, Workflow};
+use crate::workflows::operations::StartOptions;
+use crate::workflows::state_machine::{Applied, EVENTS_LEVEL, STATUS_LEVEL, Workflow};
+
+/// An event to send (with [`Node::signal_with_start`]).
+#[derive(Debug, Clone, Default)]
+pub struct Signal {
+    /// The event's name (what the code waits for).
+    pub name: String,
+    /// Encoded payload.
+    pub payload: Bytes,
+    /// Idempotency key; empty: none.
+    pub idempotency_key: String,
+}
+
+/// What a signal-with-start did.
+#[derive(Debug, Clone)]
+pub struct SignalledWithStart {
+    /// True when this call started the workflow.
+    pub started: bool,
+    /// True when the event's idempotency key was delivered before.
+    pub duplicate: bool,
+    /// The workflow right after the entry was committed.
+    pub workflow: Workflow,
+}
 
 /// What sending an event did.
 #[derive(Debug, Clone)]
@@ -53,6 +77,77 @@ impl Node {
             duplicate,
             workflow,
         })
+    }
+
+    /// Starts workflow `workflow_id` unless it exists, then sends it
+    /// `signal`, in one log entry (see `SignalWithStart` in
+    /// workflow_service.proto). Errors: those of a start and of a send; a
+    /// workflow that has ended is refused (its id is not reused).
+    pub async fn signal_with_start(
+        &self,
+        workflow_id: &str,
+        workflow_name: &str,
+        version: u32,
+        input: Bytes,
+        options: StartOptions,
+        signal: Signal,
+    ) -> Result<SignalledWithStart, EngineError> {
+        if workflow_id.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "signal-with-start needs a workflow_id: the event needs a known target, and a \
+                 retry must not start a second workflow"
+                    .into(),
+            ));
+        }
+        check_name("event name", &signal.name)?;
+        check_len("idempotency_key", &signal.idempotency_key, MAX_NAME_BYTES)?;
+        self.check_value_size("event payload", signal.payload.len())?;
+        let mut start = self.start_command(
+            Some(workflow_id.to_owned()),
+            workflow_name,
+            version,
+            input,
+            options,
+        )?;
+        start.signal = Some(SendEvent {
+            workflow_id: workflow_id.to_owned(),
+            name: signal.name,
+            payload: signal.payload,
+            idempotency_key: signal.idempotency_key,
+        });
+        // Engines before it would start the workflow and drop the event.
+        self.wait_command_level(STATUS_LEVEL).await?;
+        let applied = self.propose(Kind::StartWorkflow(start)).await?;
+        let (started, duplicate) = match applied {
+            Applied::SignalledWithStart { started, duplicate } => (started, duplicate),
+            _ => (false, false),
+        };
+        let workflow = self
+            .workflow(workflow_id)
+            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id.to_owned()))?;
+        Ok(SignalledWithStart {
+            started,
+            duplicate,
+            workflow,
+        })
+    }
+
+    /// The status values workflow `workflow_id`'s code set, the latest of
+    /// each key in `keys` (every key when empty), with the workflow; `None`
+    /// for an unknown workflow. This node's applied state: call
+    /// [`read_barrier`](Self::read_barrier) first for a linearizable read.
+    pub fn workflow_status_values(
+        &self,
+        workflow_id: &str,
+        keys: &[String],
+    ) -> Result<Option<(Workflow, Vec<StatusValue>)>, EngineError> {
+        for key in keys {
+            check_name("status key", key)?;
+        }
+        Ok(self.find_workflow(workflow_id)?.map(|wf| {
+            let values = wf.status_values(keys);
+            (wf, values)
+        }))
     }
 
     /// Events need every member's engine to apply them.

@@ -10,10 +10,10 @@
 
 use std::sync::Arc;
 
-use raftoral_proto::cluster::v1::{InboxEvent, SendEvent};
+use raftoral_proto::cluster::v1::{InboxEvent, SendEvent, StartWorkflow};
 use raftoral_proto::sidecar::v1::{HistoryEntryKind, WorkflowStatus};
 
-use super::workflow::{Checkpoint, Inbox, MAX_INBOX_BYTES, MAX_INBOX_EVENTS};
+use super::workflow::{Checkpoint, Inbox, MAX_INBOX_BYTES, MAX_INBOX_EVENTS, Workflow};
 use super::{Applied, Event, StateMachine, TimerSlot};
 use crate::error::Rejection;
 
@@ -28,27 +28,33 @@ impl StateMachine {
         now: u64,
         events: &mut Vec<Event>,
     ) -> Result<Applied, Rejection> {
-        let Some(wf) = self.workflows.get(&c.workflow_id) else {
-            return Err(match self.archived(&c.workflow_id) {
-                Some(w) => Rejection::Ended {
-                    workflow_id: c.workflow_id.clone(),
-                    status: w.status,
-                },
-                None => Rejection::UnknownWorkflow(c.workflow_id.clone()),
-            });
+        // A key delivered before answers `duplicate`, also once the
+        // workflow has ended: a sender retrying after a lost answer learns
+        // that its event was delivered.
+        let delivered = |w: &Workflow| {
+            !c.idempotency_key.is_empty()
+                && w.inbox
+                    .as_deref()
+                    .is_some_and(|i| i.key_set.contains(&c.idempotency_key))
         };
-        if wf.is_terminal() {
-            return Err(Rejection::Ended {
-                workflow_id: c.workflow_id.clone(),
-                status: wf.status,
-            });
-        }
-        let inbox = wf.inbox.as_deref();
-        if !c.idempotency_key.is_empty()
-            && inbox.is_some_and(|i| i.key_set.contains(&c.idempotency_key))
-        {
+        let ended = |w: &Workflow| Rejection::Ended {
+            workflow_id: c.workflow_id.clone(),
+            status: w.status,
+        };
+        let Some(wf) = self.workflows.get(&c.workflow_id) else {
+            return match self.archived(&c.workflow_id) {
+                Some(w) if delivered(&w) => Ok(Applied::EventSent { duplicate: true }),
+                Some(w) => Err(ended(&w)),
+                None => Err(Rejection::UnknownWorkflow(c.workflow_id.clone())),
+            };
+        };
+        if delivered(wf) {
             return Ok(Applied::EventSent { duplicate: true });
         }
+        if wf.is_terminal() {
+            return Err(ended(wf));
+        }
+        let inbox = wf.inbox.as_deref();
         let waiting = (wf.status == WorkflowStatus::Running)
             .then(|| wf.first_wait_for(&c.name))
             .flatten();
@@ -84,6 +90,42 @@ impl StateMachine {
             }
         }
         Ok(Applied::EventSent { duplicate: false })
+    }
+
+    /// `StartWorkflow` with a signal: starts the workflow unless it
+    /// exists, then sends the event. All or nothing: a refused event
+    /// starts nothing.
+    pub(super) fn signal_with_start(
+        &mut self,
+        c: &StartWorkflow,
+        signal: &SendEvent,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        // The start names the target, whatever the signal says.
+        let send = SendEvent {
+            workflow_id: c.workflow_id.clone(),
+            ..signal.clone()
+        };
+        let started = !self.exists(&c.workflow_id);
+        if started {
+            // A new inbox is empty: only its byte limit could refuse.
+            if send.payload.len() > MAX_INBOX_BYTES {
+                return Err(Rejection::InboxFull {
+                    workflow_id: c.workflow_id.clone(),
+                    events: 0,
+                    bytes: 0,
+                    max_events: MAX_INBOX_EVENTS,
+                    max_bytes: MAX_INBOX_BYTES,
+                });
+            }
+            self.start_workflow(c, now, events);
+        }
+        let duplicate = matches!(
+            self.send_event(&send, now, events)?,
+            Applied::EventSent { duplicate: true }
+        );
+        Ok(Applied::SignalledWithStart { started, duplicate })
     }
 
     /// A wait for `name` at `seq` just committed (its `EVENT_WAITING`

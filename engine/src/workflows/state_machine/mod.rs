@@ -27,6 +27,7 @@ pub use events::{Event, EventAt};
 pub use inbox::EVENTS_LEVEL;
 pub use pages::PageFilter;
 pub use snapshot::RestoreError;
+pub use status::{MAX_STATUS_BYTES, STATUS_LEVEL};
 pub use steps::{
     COMMAND_LEVEL, MAX_OPEN_STEPS, MAX_RETRY_DELAY_MS, MAX_TIMER_MS, STEPS_LEVEL, TIMERS_LEVEL,
 };
@@ -69,6 +70,14 @@ pub enum Applied {
     /// An event was delivered (consumed by a wait or kept in the inbox),
     /// or, `duplicate`, its idempotency key was delivered before.
     EventSent {
+        /// True when nothing was delivered (a key seen before).
+        duplicate: bool,
+    },
+    /// A signal-with-start was applied: the workflow started (or ran
+    /// already) and the event was delivered, or was a `duplicate`.
+    SignalledWithStart {
+        /// True when this entry started the workflow.
+        started: bool,
         /// True when nothing was delivered (a key seen before).
         duplicate: bool,
     },
@@ -661,7 +670,10 @@ impl StateMachine {
         let outcome = match &command.kind {
             None => Err(Rejection::EmptyCommand),
             Some(Kind::RegisterWorker(c)) => Ok(self.register_worker(c, now, &mut events)),
-            Some(Kind::StartWorkflow(c)) => Ok(self.start_workflow(c, now, &mut events)),
+            Some(Kind::StartWorkflow(c)) => match &c.signal {
+                Some(signal) => self.signal_with_start(c, signal, now, &mut events),
+                None => Ok(self.start_workflow(c, now, &mut events)),
+            },
             Some(Kind::RecordCheckpoint(c)) => self.record_checkpoint(c, now, &mut events),
             Some(Kind::FinishWorkflow(c)) => self.finish_workflow(c, now, &mut events),
             Some(Kind::CancelWorkflow(c)) => self.cancel_workflow(c, now, &mut events),
@@ -706,7 +718,12 @@ impl StateMachine {
         Applied::Registered
     }
 
-    fn start_workflow(&mut self, c: &StartWorkflow, now: u64, events: &mut Vec<Event>) -> Applied {
+    pub(super) fn start_workflow(
+        &mut self,
+        c: &StartWorkflow,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Applied {
         if self.exists(&c.workflow_id) {
             return Applied::Started {
                 workflow_id: c.workflow_id.clone(),
@@ -907,6 +924,9 @@ mod inbox;
 mod inbox_tests;
 mod pages;
 mod snapshot;
+mod status;
+#[cfg(test)]
+mod status_tests;
 #[cfg(test)]
 mod step_tests;
 mod steps;

@@ -31,6 +31,7 @@ pub(super) fn running() -> StateMachine {
             origin_node_id: 1,
             start_delay_ms: 0,
             execution_timeout_ms: 0,
+            signal: None,
         }),
     ] {
         let (outcome, _) = sm.apply(&cmd_at(1000, kind));

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use raftoral_proto::cluster::v1::{RecordCheckpoint, RecordStep};
 use raftoral_proto::sidecar::v1::HistoryEntryKind;
 
+use super::status::MAX_STATUS_BYTES;
 use super::workflow::{CANCELLED_FAILURE_TYPE, Checkpoint};
 use super::{Applied, Event, StateMachine};
 use crate::error::Rejection;
@@ -26,10 +27,11 @@ pub const MAX_OPEN_STEPS: u64 = 256;
 /// The highest command level this engine applies: 2 knows `RecordStep`,
 /// 3 durable timers (`RecordStep` of kind `TIMER_STARTED`, `FireTimers`),
 /// 4 cancel requests (`CancelWorkflow.cleanup_ms`), 5 events (`SendEvent`,
-/// `EVENT_WAITING`).
+/// `EVENT_WAITING`), 6 status values (`STATUS_SET`) and signal-with-start
+/// (`StartWorkflow.signal`).
 /// Recorded per node (`SetWorkerPresence.command_level`); a command of a
 /// level is proposed only once every member recorded at least it.
-pub const COMMAND_LEVEL: u32 = 5;
+pub const COMMAND_LEVEL: u32 = 6;
 
 /// The command level of `RecordStep` (values, failures, attempts).
 pub const STEPS_LEVEL: u32 = 2;
@@ -133,6 +135,15 @@ impl StateMachine {
             return Err(Rejection::InvalidStep(format!(
                 "step {} of workflow '{}': an event wait is resolved by the cluster (an event sent, or its timeout), never by the app",
                 c.seq, c.workflow_id
+            )));
+        }
+        if kind == HistoryEntryKind::StatusSet && c.value.len() > MAX_STATUS_BYTES {
+            return Err(Rejection::InvalidStep(format!(
+                "status '{}' of workflow '{}' is {} bytes, over the {MAX_STATUS_BYTES}-byte \
+                 limit of a status value; keep a status small and put data in a step's value",
+                c.checkpoint_name,
+                c.workflow_id,
+                c.value.len()
             )));
         }
         let proposed = Proposed {

@@ -20,6 +20,7 @@ fn start(id: &str, name: &str, version: u32, origin: u64) -> Command {
         origin_node_id: origin,
         start_delay_ms: 0,
         execution_timeout_ms: 0,
+        signal: None,
     }))
 }
 

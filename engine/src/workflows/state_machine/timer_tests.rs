@@ -254,6 +254,7 @@ fn start_with(delay_ms: u64, timeout_ms: u64) -> Kind {
         origin_node_id: 1,
         start_delay_ms: delay_ms,
         execution_timeout_ms: timeout_ms,
+        signal: None,
     })
 }
 

@@ -113,9 +113,11 @@ impl Checkpoint {
     /// The app protocol that reads this entry, the history's entry number
     /// `position`: 0 for a plain value, 2 for failures and out-of-order
     /// seqs, 3 for timers, 4 for a delivered cancellation, 5 for event
-    /// waits (app.proto).
+    /// waits, 6 for status values (app.proto).
     pub fn protocol_at(&self, position: u64) -> u32 {
-        if self.is_event() {
+        if self.kind == HistoryEntryKind::StatusSet {
+            6
+        } else if self.is_event() {
             5
         } else if self.is_cancellation() {
             4
@@ -356,17 +358,7 @@ impl Workflow {
     /// The app protocol that reads this history (see
     /// [`Checkpoint::protocol_at`]).
     pub fn protocol_needed(&self) -> u32 {
-        if self.steps.evented {
-            5
-        } else if self.steps.cancelled {
-            4
-        } else if self.steps.timed {
-            3
-        } else if self.steps.is_plain() {
-            0
-        } else {
-            2
-        }
+        self.steps.protocol
     }
 
     /// The open timers: (seq, deadline in log time).
@@ -527,14 +519,10 @@ pub struct StepIndex {
     resolved: u64,
     /// Open timers: seq → deadline (log time).
     pub(super) timers: BTreeMap<u64, u64>,
-    /// Some entry is a timer's (the history needs app protocol 3).
-    pub(super) timed: bool,
-    /// Some entry delivered a cancel request (app protocol 4).
-    pub(super) cancelled: bool,
     /// Open event waits: seq → (event name, timeout in log time; 0: none).
     pub(super) waits: BTreeMap<u64, (String, u64)>,
-    /// Some entry is an event wait's (app protocol 5).
-    pub(super) evented: bool,
+    /// The highest app protocol an entry needs (`Checkpoint::protocol_at`).
+    pub(super) protocol: u32,
 }
 
 impl StepIndex {
@@ -552,16 +540,11 @@ impl StepIndex {
         if !entry.is_plain_at(position) {
             self.mixed = true;
         }
-        if entry.is_cancellation() {
-            self.cancelled = true;
-        }
-        if entry.is_event() {
-            self.evented = true;
-            if entry.kind == HistoryEntryKind::EventWaiting {
-                self.waits
-                    .insert(entry.seq, (entry.name.clone(), entry.next_attempt_at_ms));
-                return;
-            }
+        self.protocol = self.protocol.max(entry.protocol_at(position));
+        if entry.kind == HistoryEntryKind::EventWaiting {
+            self.waits
+                .insert(entry.seq, (entry.name.clone(), entry.next_attempt_at_ms));
+            return;
         }
         if entry.resolves() {
             // A received or timed-out event, or a cancellation delivered
@@ -569,7 +552,6 @@ impl StepIndex {
             self.waits.remove(&entry.seq);
         }
         if entry.is_timer() {
-            self.timed = true;
             if entry.kind == HistoryEntryKind::TimerStarted {
                 self.timers.insert(entry.seq, entry.next_attempt_at_ms);
                 return;
