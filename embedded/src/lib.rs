@@ -33,10 +33,11 @@ use std::sync::{Arc, OnceLock};
 use futures::StreamExt;
 use raftoral_client::{RaftoralClient, ResponseStream, SidecarLink, StreamOptions};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
-    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
-    ListWorkflowsResponse, SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest,
-    StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStreamRequest,
+    CancelWorkflowRequest, CancelWorkflowResponse, GetStatusRequest, GetStatusResponse,
+    GetWorkflowHistoryRequest, GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse,
+    ListWorkflowsRequest, ListWorkflowsResponse, SignalWithStartRequest, SignalWithStartResponse,
+    SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest, StartWorkflowResponse,
+    WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStreamRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -138,6 +139,21 @@ impl SidecarLink for EmbeddedLink {
     ) -> Result<SignalWorkflowResponse, Status> {
         self.check_alive()?;
         let result = self.api.signal_workflow(request).await;
+        self.answer(result)
+    }
+
+    async fn signal_with_start(
+        &self,
+        request: SignalWithStartRequest,
+    ) -> Result<SignalWithStartResponse, Status> {
+        self.check_alive()?;
+        let result = self.api.signal_with_start(request).await;
+        self.answer(result)
+    }
+
+    async fn get_status(&self, request: GetStatusRequest) -> Result<GetStatusResponse, Status> {
+        self.check_alive()?;
+        let result = self.api.get_status(request).await;
         self.answer(result)
     }
 

@@ -8,9 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use raftoral_proto::sidecar::v1::{
     CancelWorkflowRequest, GetWorkflowHistoryRequest, GetWorkflowRequest, HistoryEntry,
-    ListWorkflowsRequest, ListWorkflowsResponse, RegisterWorkflowRequest, SignalWorkflowRequest,
-    SignalWorkflowResponse, StartWorkflowRequest, WorkflowInfo,
-    workflow_stream_request::Message as AppMsg,
+    ListWorkflowsRequest, ListWorkflowsResponse, RegisterWorkflowRequest, StartWorkflowRequest,
+    WorkflowInfo, workflow_stream_request::Message as AppMsg,
 };
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -552,52 +551,6 @@ impl RaftoralClient {
             .await
             .map_err(|s| ClientError::status("CancelWorkflow", s))
             .map(|r| r.workflow.unwrap_or_default())
-    }
-
-    /// Sends event `name` with `payload` (JSON) to a workflow; returns once
-    /// it is committed in the workflow's durable inbox (or consumed by a
-    /// waiting `wait_event`). With `idempotency_key`, a second event with
-    /// the same key is not delivered again (`duplicate` in the answer).
-    /// Errors: `NOT_FOUND` for an unknown workflow, `FAILED_PRECONDITION`
-    /// for one that has ended, `RESOURCE_EXHAUSTED` for a full inbox.
-    ///
-    /// ```no_run
-    /// # async fn f(client: raftoral_client::RaftoralClient) -> Result<(), raftoral_client::ClientError> {
-    /// client
-    ///     .signal_workflow("order-42", "approval", &true, Some("approval-1"))
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn signal_workflow<P: Serialize + ?Sized>(
-        &self,
-        workflow_id: &str,
-        name: &str,
-        payload: &P,
-        idempotency_key: Option<&str>,
-    ) -> Result<SignalWorkflowResponse, ClientError> {
-        let payload = Bytes::from(serde_json::to_vec(payload)?);
-        self.signal_workflow_raw(workflow_id, name, payload, idempotency_key)
-            .await
-    }
-
-    /// [`signal_workflow`](Self::signal_workflow) with an encoded payload.
-    pub async fn signal_workflow_raw(
-        &self,
-        workflow_id: &str,
-        name: &str,
-        payload: Bytes,
-        idempotency_key: Option<&str>,
-    ) -> Result<SignalWorkflowResponse, ClientError> {
-        self.inner
-            .link
-            .signal_workflow(SignalWorkflowRequest {
-                workflow_id: workflow_id.to_owned(),
-                name: name.to_owned(),
-                payload,
-                idempotency_key: idempotency_key.unwrap_or_default().to_owned(),
-            })
-            .await
-            .map_err(|s| ClientError::status("SignalWorkflow", s))
     }
 
     /// One page of workflows, filtered by status and name (see

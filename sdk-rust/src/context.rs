@@ -354,6 +354,32 @@ impl WorkflowContext {
         }
     }
 
+    /// Sets this workflow's readable status `key` to `value` (JSON, at most
+    /// 64 KiB): committed like a step, read by any client from any node
+    /// with [`RaftoralClient::get_status`](crate::RaftoralClient::get_status),
+    /// also while this workflow's node is down and after it ended. Takes a
+    /// position like a step; a replay does not set it again.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: raftoral_client::WorkflowContext) -> Result<(), raftoral_client::ClientError> {
+    /// ctx.set_status("stage", &"charged").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_status<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), ClientError> {
+        let value = Bytes::from(serde_json::to_vec(value)?);
+        self.set_status_raw(key, value).await
+    }
+
+    /// For bindings: [`set_status`](Self::set_status) with an encoded
+    /// value.
+    pub async fn set_status_raw(&self, key: &str, value: Bytes) -> Result<(), ClientError> {
+        self.core.set_status(&self.run, key, value).await
+    }
+
     /// For bindings: the synchronous half of a wait for an event (takes
     /// its position now); wait with [`event`](Self::event).
     pub fn request_event(

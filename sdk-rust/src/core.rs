@@ -27,8 +27,9 @@ use crate::history::{Entry, History};
 
 /// The app protocol this core speaks (see app.proto): failed steps,
 /// attempts and out-of-order seqs in histories (2), durable timers (3),
-/// cancel requests delivered into the code (4), event waits (5).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// cancel requests delivered into the code (4), event waits (5), status
+/// values (6).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Pause before re-sending a proposal the sidecar could not commit (no
 /// leader, timeout). Proposals are idempotent thanks to seq fencing.
@@ -613,6 +614,9 @@ mod events;
 #[path = "core_determinism.rs"]
 mod helpers;
 pub use events::EventRequest;
+#[path = "core_status.rs"]
+mod status;
+pub use status::MAX_STATUS_BYTES;
 #[path = "core_steps.rs"]
 mod steps;
 pub use steps::SlotRequest;
@@ -639,3 +643,6 @@ mod cancel_tests;
 #[cfg(test)]
 #[path = "core_event_tests.rs"]
 mod event_tests;
+#[cfg(test)]
+#[path = "core_status_tests.rs"]
+mod status_tests;

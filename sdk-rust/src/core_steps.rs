@@ -353,11 +353,7 @@ impl WorkerCore {
     ) -> Result<Settled, ClientError> {
         let seq = proposal.seq;
         let is_attempt = proposal.kind() == HistoryEntryKind::StepAttemptFailed;
-        let op = match proposal.kind() {
-            HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled => Op::Timer,
-            HistoryEntryKind::EventWaiting => Op::Event,
-            _ => Op::Step,
-        };
+        let op = Op::of(proposal.kind());
         {
             let mut state = self.lock();
             let r = run_state(&mut state, run)?;

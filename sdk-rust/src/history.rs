@@ -36,15 +36,32 @@ pub(crate) enum Op {
     Timer,
     /// A wait for an event.
     Event,
+    /// A readable status value set by the code.
+    Status,
 }
 
 impl Op {
+    /// The operation an entry (or a proposal) of `kind` is about.
+    pub fn of(kind: HistoryEntryKind) -> Op {
+        match kind {
+            HistoryEntryKind::TimerStarted
+            | HistoryEntryKind::TimerFired
+            | HistoryEntryKind::TimerCancelled => Op::Timer,
+            HistoryEntryKind::EventWaiting
+            | HistoryEntryKind::EventReceived
+            | HistoryEntryKind::EventTimedOut => Op::Event,
+            HistoryEntryKind::StatusSet => Op::Status,
+            _ => Op::Step,
+        }
+    }
+
     /// How a non-determinism error names an operation named `name`.
     pub fn label(self, name: &str) -> String {
         match self {
             Op::Step => name.to_owned(),
             Op::Timer => format!("timer:{name}"),
             Op::Event => format!("event:{name}"),
+            Op::Status => format!("status:{name}"),
         }
     }
 }
@@ -52,15 +69,7 @@ impl Op {
 impl Entry {
     /// The operation this entry is about.
     pub fn op(&self) -> Op {
-        match self.kind {
-            HistoryEntryKind::TimerStarted
-            | HistoryEntryKind::TimerFired
-            | HistoryEntryKind::TimerCancelled => Op::Timer,
-            HistoryEntryKind::EventWaiting
-            | HistoryEntryKind::EventReceived
-            | HistoryEntryKind::EventTimedOut => Op::Event,
-            _ => Op::Step,
-        }
+        Op::of(self.kind)
     }
 
     /// True for an entry that delivered the workflow's cancel request: a

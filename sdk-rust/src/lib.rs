@@ -21,14 +21,15 @@ mod link;
 mod race;
 mod retry;
 mod security;
+mod signals;
 mod start_options;
 mod stream;
 
 pub use client::{RaftoralClient, WorkflowRequest};
 pub use context::{WorkflowContext, WorkflowLog};
 pub use core::{
-    ComputeToken, EventRequest, MAX_TIMER, PROTOCOL_VERSION, RunHandle, Slot, SlotRequest,
-    TimerRequest, WorkerCore,
+    ComputeToken, EventRequest, MAX_STATUS_BYTES, MAX_TIMER, PROTOCOL_VERSION, RunHandle, Slot,
+    SlotRequest, TimerRequest, WorkerCore,
 };
 pub use determinism::NOW_STEP;
 pub use error::{ClientError, StepError, StepFailure, WorkflowError};
@@ -40,6 +41,7 @@ pub use raftoral_proto::freeze::FreezeWatch;
 pub use raftoral_proto::sidecar::v1::{ErrorCode, Failure, WorkflowInfo, WorkflowStatus};
 pub use retry::{ATTEMPT_TIMEOUT, RetryPolicy};
 pub use security::{AppToken, ClientTls};
+pub use signals::Signal;
 pub use start_options::StartOptions;
 pub use stream::StreamOptions;
 

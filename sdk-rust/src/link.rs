@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, CancelWorkflowResponse, GetWorkflowHistoryRequest,
-    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
-    ListWorkflowsResponse, SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest,
-    StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStreamRequest,
-    WorkflowStreamResponse, app_service_client::AppServiceClient,
-    workflow_service_client::WorkflowServiceClient,
+    CancelWorkflowRequest, CancelWorkflowResponse, GetStatusRequest, GetStatusResponse,
+    GetWorkflowHistoryRequest, GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse,
+    ListWorkflowsRequest, ListWorkflowsResponse, SignalWithStartRequest, SignalWithStartResponse,
+    SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest, StartWorkflowResponse,
+    WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStreamRequest, WorkflowStreamResponse,
+    app_service_client::AppServiceClient, workflow_service_client::WorkflowServiceClient,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -88,6 +88,23 @@ pub trait SidecarLink: Send + Sync + 'static {
         Err(Status::unimplemented(
             "this link does not serve SignalWorkflow",
         ))
+    }
+    /// `WorkflowService.SignalWithStart`. Provided like
+    /// [`list_workflows`](Self::list_workflows).
+    async fn signal_with_start(
+        &self,
+        request: SignalWithStartRequest,
+    ) -> Result<SignalWithStartResponse, Status> {
+        let _ = request;
+        Err(Status::unimplemented(
+            "this link does not serve SignalWithStart",
+        ))
+    }
+    /// `WorkflowService.GetStatus`. Provided like
+    /// [`list_workflows`](Self::list_workflows).
+    async fn get_status(&self, request: GetStatusRequest) -> Result<GetStatusResponse, Status> {
+        let _ = request;
+        Err(Status::unimplemented("this link does not serve GetStatus"))
     }
 }
 
@@ -244,6 +261,21 @@ impl SidecarLink for GrpcLink {
             .signal_workflow(request)
             .await?
             .into_inner())
+    }
+
+    async fn signal_with_start(
+        &self,
+        request: SignalWithStartRequest,
+    ) -> Result<SignalWithStartResponse, Status> {
+        Ok(self
+            .workflows()
+            .signal_with_start(request)
+            .await?
+            .into_inner())
+    }
+
+    async fn get_status(&self, request: GetStatusRequest) -> Result<GetStatusResponse, Status> {
+        Ok(self.workflows().get_status(request).await?.into_inner())
     }
 }
 

@@ -1,0 +1,60 @@
+//! Readable status values (app protocol 6): `set_status` takes a position
+//! like a step and commits a `STATUS_SET` entry with the key and value;
+//! clients read the latest value of each key from the history on any
+//! node. In a replay the committed entry is handed out as a step's value
+//! is, so the code's positions stay the same.
+
+use bytes::Bytes;
+use raftoral_proto::sidecar::v1::{CheckpointProposal, HistoryEntryKind};
+
+use super::steps::Settled;
+use super::{RunHandle, WorkerCore};
+use crate::error::ClientError;
+use crate::history::Op;
+
+/// Largest status value (the sidecar refuses more): a status is a small
+/// summary read by clients, not data.
+pub const MAX_STATUS_BYTES: usize = 64 * 1024;
+
+impl WorkerCore {
+    /// Sets the workflow's status value `key` to `value` (encoded; at most
+    /// [`MAX_STATUS_BYTES`], else a usage error before any position is
+    /// taken). Returns once committed; a replay returns at once. A
+    /// position whose history holds another operation or key is
+    /// non-determinism.
+    pub async fn set_status(
+        &self,
+        run: &RunHandle,
+        key: &str,
+        value: Bytes,
+    ) -> Result<(), ClientError> {
+        if value.len() > MAX_STATUS_BYTES {
+            return Err(ClientError::Usage(format!(
+                "status '{key}' of workflow '{}' is {} bytes, over the {MAX_STATUS_BYTES}-byte \
+                 limit; keep a status small and put data in a step's value",
+                run.workflow_id,
+                value.len()
+            )));
+        }
+        let req = self.take_position(run, key, Op::Status)?;
+        // A replayed status resolves at once; yield once as a live one
+        // does, so branches side by side go on in the same order.
+        tokio::task::yield_now().await;
+        let proposal = CheckpointProposal {
+            workflow_id: run.workflow_id.clone(),
+            seq: req.seq(),
+            checkpoint_name: key.to_owned(),
+            kind: HistoryEntryKind::StatusSet as i32,
+            value,
+            attempt: 1,
+            ..CheckpointProposal::default()
+        };
+        match self.propose(run, proposal).await? {
+            Settled::Resolved(_) => Ok(()),
+            Settled::AttemptCommitted => Err(ClientError::Usage(format!(
+                "status '{key}' of workflow '{}' did not resolve",
+                run.workflow_id
+            ))),
+        }
+    }
+}
