@@ -39,6 +39,7 @@ DEFAULT_FILES = [
     "timers",
     "cancel",
     "events",
+    "status",
 ]
 # Runs once with every worker at a time (one per node, CONFORMANCE_MIXED),
 # not once per worker.

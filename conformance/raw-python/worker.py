@@ -89,7 +89,7 @@ from raftoral.sidecar.v1 import app_pb2 as pb
 from raftoral.sidecar.v1 import app_pb2_grpc
 from raftoral.sidecar.v1 import failure_pb2 as fpb
 
-PROTOCOL_VERSION = 5  # entry kinds, attempts, failures, timers, cancel requests, events
+PROTOCOL_VERSION = 6  # entry kinds, attempts, failures, timers, cancel requests, events, status
 CANCELLED_TYPE = "raftoral.Cancelled"  # a delivered cancel request's failure
 # Histories travel in ExecuteWorkflowRequest: up to 4 MiB plus a value or two
 # (see its comment), far above gRPC's default 4 MiB receive limit.
@@ -116,6 +116,7 @@ TIMER_CANCELLED = fpb.HISTORY_ENTRY_KIND_TIMER_CANCELLED
 EVENT_WAITING = fpb.HISTORY_ENTRY_KIND_EVENT_WAITING
 EVENT_RECEIVED = fpb.HISTORY_ENTRY_KIND_EVENT_RECEIVED
 EVENT_TIMED_OUT = fpb.HISTORY_ENTRY_KIND_EVENT_TIMED_OUT
+STATUS_SET = fpb.HISTORY_ENTRY_KIND_STATUS_SET
 
 
 def encode(value: Any) -> bytes:
@@ -789,6 +790,8 @@ class Worker:
             raise non_determinism(run.id, seq, f"timer:{entry.name}", name)
         if entry.kind in (EVENT_RECEIVED, EVENT_TIMED_OUT):
             raise non_determinism(run.id, seq, f"event:{entry.name}", name)
+        if entry.kind == STATUS_SET:
+            raise non_determinism(run.id, seq, f"status:{entry.name}", name)
         if entry.name != name:
             raise non_determinism(run.id, seq, entry.name, name)
         if seq in run.history.abandoned:
@@ -893,6 +896,46 @@ class Worker:
             raise non_determinism(run.id, seq, committed, label)
         await run.wait_turn(seq)
         return json.loads(entry.value) if entry.kind == EVENT_RECEIVED else None
+
+    async def set_status(self, run: Run, key: str, value: Any) -> None:
+        """Sets the readable status `key` to `value` at the run's next
+        position (app.proto "Status"): the owner proposes STATUS_SET with
+        the value as JSON; it resolves the position like a step's value, and
+        a replay finds it committed."""
+        seq = run.cursor
+        run.cursor += 1
+        run.names[seq] = (key, False)  # a cancellation here is a STEP_FAILED
+        self.deliver(run)
+        label = f"status:{key}"
+        while seq not in run.history.resolved:
+            if run.stop:
+                raise run.stop
+            if seq in run.history.attempts:
+                raise non_determinism(run.id, seq, run.history.attempts[seq].name, label)
+            if seq in run.history.timers:
+                raise non_determinism(run.id, seq, f"timer:{run.history.timers[seq]}", label)
+            if seq in run.history.waits:
+                raise non_determinism(run.id, seq, f"event:{run.history.waits[seq]}", label)
+            if not run.is_owner or seq in run.cancel_targets:
+                await run.changed()  # the owner commits it
+            else:
+                proposal = pb.CheckpointProposal(
+                    workflow_id=run.id,
+                    seq=seq,
+                    checkpoint_name=key,
+                    attempt=1,
+                    kind=STATUS_SET,
+                    value=encode(value),
+                )
+                await self.propose(run, proposal)
+        entry = run.history.resolved[seq]
+        if is_cancellation(entry):
+            await run.wait_turn(seq)
+            raise CancelledHere(entry.failure.message)
+        if entry.kind != STATUS_SET or entry.name != key:
+            committed = f"status:{entry.name}" if entry.kind == STATUS_SET else entry.name
+            raise non_determinism(run.id, seq, committed, label)
+        await run.wait_turn(seq)
 
     async def first(self, run: Run, seqs: list[int]) -> int:
         """Races the operations at positions `seqs` (started, not awaited):
@@ -1205,9 +1248,16 @@ async def waiter(w: Worker, run: Run) -> Any:
 
     await w.checkpoint(run, "before", before)
     inp = run.input
+    status = bool(inp.get("status"))
+    if status:
+        await w.set_status(run, "stage", "waiting")
     events = []
-    for _ in range(inp["waits"]):
+    for i in range(1, inp["waits"] + 1):
         events.append(await w.wait_event(run, inp["name"], inp.get("timeout_ms")))
+        if status:
+            await w.set_status(run, "received", i)
+    if status:
+        await w.set_status(run, "stage", "done")
     await hanging_step(w, run, "after", 1)
     return {"events": events}
 

@@ -304,6 +304,8 @@ async fn waiter(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
         name: String,
         waits: u64,
         timeout_ms: Option<u64>,
+        #[serde(default)]
+        status: bool,
     }
     let input: Input = req.input()?;
     let ctx = req.context;
@@ -314,12 +316,21 @@ async fn waiter(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
         true
     })
     .await?;
+    if input.status {
+        ctx.set_status("stage", "waiting").await?;
+    }
     let mut events = Vec::new();
-    for _ in 0..input.waits {
+    for i in 1..=input.waits {
         let got: Option<serde_json::Value> = ctx
             .wait_event(&input.name, input.timeout_ms.map(Duration::from_millis))
             .await?;
         events.push(got.unwrap_or(serde_json::Value::Null));
+        if input.status {
+            ctx.set_status("received", &i).await?;
+        }
+    }
+    if input.status {
+        ctx.set_status("stage", "done").await?;
     }
     hanging_step(&ctx, &id, "after", 1).await?;
     Ok(serde_json::to_vec(&serde_json::json!({"events": events}))?)
