@@ -19,6 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Values are shared by every session that receives them: `Bytes` makes
         // those copies reference counts instead of memcpy.
         .bytes(".")
+        // Every command travels by value through the Raft loop's queue: a
+        // signal-with-start's event (with its optional failure) boxed keeps
+        // the common command small.
+        .boxed(".raftoral.cluster.v1.StartWorkflow.signal")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -41,6 +41,7 @@ pub mod cluster {
     }
 }
 
+pub mod awakeable;
 pub mod cancel;
 pub mod freeze;
 

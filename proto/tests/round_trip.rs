@@ -243,12 +243,13 @@ fn log_commands() {
             origin_node_id: 3,
             start_delay_ms: 4,
             execution_timeout_ms: 5,
-            signal: Some(cluster::SendEvent {
+            signal: Some(Box::new(cluster::SendEvent {
                 workflow_id: "w".into(),
                 name: "e".into(),
                 payload: "p".into(),
                 idempotency_key: "k".into(),
-            }),
+                failure: None,
+            })),
         }),
         Kind::RecordCheckpoint(cluster::RecordCheckpoint {
             workflow_id: "w".into(),

@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, Failure, GetStatusRequest, GetWorkflowHistoryRequest,
-    GetWorkflowRequest, HistoryEntryKind, ListWorkflowsRequest, SignalWithStartRequest,
-    SignalWorkflowRequest, StartWorkflowRequest, WaitWorkflowRequest, WorkflowInfo, WorkflowStatus,
-    workflow_service_client::WorkflowServiceClient,
+    CancelWorkflowRequest, CompleteAwakeableRequest, Failure, GetStatusRequest,
+    GetWorkflowHistoryRequest, GetWorkflowRequest, HistoryEntryKind, ListWorkflowsRequest,
+    SignalWithStartRequest, SignalWorkflowRequest, StartWorkflowRequest, WaitWorkflowRequest,
+    WorkflowInfo, WorkflowStatus, workflow_service_client::WorkflowServiceClient,
 };
 use serde_json::{Value, json};
 use tonic::transport::Channel;
@@ -118,6 +118,21 @@ enum WorkflowCommand {
         /// With --start: the workflow version.
         #[arg(long, default_value_t = 1, requires = "start")]
         version: u32,
+    },
+    /// Resolve (or, with --reject, reject) an awakeable by the id its
+    /// workflow's code handed out; once.
+    Resolve {
+        /// Awakeable id (awk/SEQ/WORKFLOW_ID).
+        id: String,
+        /// Value as JSON text.
+        #[arg(long, default_value = "null")]
+        payload: String,
+        /// Reject with this message instead: the code's wait fails.
+        #[arg(long)]
+        reject: Option<String>,
+        /// With --reject: the failure's type.
+        #[arg(long, default_value = "Rejected", requires = "reject")]
+        reject_type: String,
     },
     /// Show the status values a workflow's code set (set_status): the
     /// latest value of each key, from any node, also after it ended.
@@ -324,6 +339,33 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
             let mut out = info_json(&r.workflow.unwrap_or_default());
             out["duplicate"] = json!(r.duplicate);
             print(out);
+        }
+        WorkflowCommand::Resolve {
+            id,
+            payload,
+            reject,
+            reject_type,
+        } => {
+            let parsed: Value = serde_json::from_str(&payload).context("--payload must be JSON")?;
+            let failure = reject.map(|message| Failure {
+                r#type: reject_type,
+                message,
+                ..Failure::default()
+            });
+            let payload = match failure {
+                Some(_) => Default::default(),
+                None => serde_json::to_vec(&parsed)?.into(),
+            };
+            let r = client
+                .complete_awakeable(CompleteAwakeableRequest {
+                    awakeable_id: id,
+                    payload,
+                    failure,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            print(info_json(&r.workflow.unwrap_or_default()));
         }
         WorkflowCommand::Status { id, keys } => {
             let r = client

@@ -3,11 +3,12 @@
 
 use raftoral::{ClientApi, Node};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, CancelWorkflowResponse, GetStatusRequest, GetStatusResponse,
-    GetWorkflowHistoryRequest, GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse,
-    ListWorkflowsRequest, ListWorkflowsResponse, SignalWithStartRequest, SignalWithStartResponse,
-    SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest, StartWorkflowResponse,
-    WaitWorkflowRequest, WaitWorkflowResponse, workflow_service_server::WorkflowService,
+    CancelWorkflowRequest, CancelWorkflowResponse, CompleteAwakeableRequest,
+    CompleteAwakeableResponse, GetStatusRequest, GetStatusResponse, GetWorkflowHistoryRequest,
+    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
+    ListWorkflowsResponse, SignalWithStartRequest, SignalWithStartResponse, SignalWorkflowRequest,
+    SignalWorkflowResponse, StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest,
+    WaitWorkflowResponse, workflow_service_server::WorkflowService,
 };
 use tonic::{Request, Response, Status};
 
@@ -83,6 +84,16 @@ impl WorkflowService for WorkflowApi {
     ) -> Result<Response<SignalWithStartResponse>, Status> {
         self.api
             .signal_with_start(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn complete_awakeable(
+        &self,
+        request: Request<CompleteAwakeableRequest>,
+    ) -> Result<Response<CompleteAwakeableResponse>, Status> {
+        self.api
+            .complete_awakeable(request.into_inner())
             .await
             .map(Response::new)
     }

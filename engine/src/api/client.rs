@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, CancelWorkflowResponse, GetStatusRequest, GetStatusResponse,
-    GetWorkflowHistoryRequest, GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse,
-    HistoryEntry, ListWorkflowsRequest, ListWorkflowsResponse, SignalWithStartRequest,
-    SignalWithStartResponse, SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest,
-    StartWorkflowResponse, WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStatus,
+    CancelWorkflowRequest, CancelWorkflowResponse, CompleteAwakeableRequest,
+    CompleteAwakeableResponse, GetStatusRequest, GetStatusResponse, GetWorkflowHistoryRequest,
+    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, HistoryEntry,
+    ListWorkflowsRequest, ListWorkflowsResponse, SignalWithStartRequest, SignalWithStartResponse,
+    SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest, StartWorkflowResponse,
+    WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStatus,
 };
 use tonic::Status;
 
@@ -200,6 +201,27 @@ impl ClientApi {
             started: done.started,
             duplicate: done.duplicate,
             workflow: Some(done.workflow.to_info()),
+        })
+    }
+
+    /// `WorkflowService.complete_awakeable`.
+    pub async fn complete_awakeable(
+        &self,
+        request: CompleteAwakeableRequest,
+    ) -> Result<CompleteAwakeableResponse, Status> {
+        let r = request;
+        let wf = self
+            .node
+            .complete_awakeable(&r.awakeable_id, r.payload, r.failure)
+            .await
+            .map_err(|e| match e {
+                crate::EngineError::Rejected(crate::Rejection::UnknownWorkflow(id)) => {
+                    self.not_found(&id)
+                }
+                other => to_status(other),
+            })?;
+        Ok(CompleteAwakeableResponse {
+            workflow: Some(wf.to_info()),
         })
     }
 

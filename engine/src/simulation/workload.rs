@@ -168,6 +168,7 @@ fn event_command(id: &str, j: usize) -> SendEvent {
         name: EVENT.into(),
         payload: Bytes::from(payload.clone()),
         idempotency_key: payload,
+        failure: None,
     }
 }
 
@@ -385,7 +386,7 @@ impl Workload {
                 start_delay_ms: 0,
                 execution_timeout_ms: 0,
                 signal: (!flow.events_acked.is_empty() && signal_starts(&flow.id))
-                    .then(|| event_command(&flow.id, 0)),
+                    .then(|| Box::new(event_command(&flow.id, 0))),
             });
             let (proposal, pending) = self.propose(node, stamp, now, kind, What::Start(i));
             self.flows[i].pending = Some(pending);

@@ -1,14 +1,20 @@
 //! Talking to running workflows (`impl Node`): the client API's
-//! `SignalWorkflow`, `SignalWithStart` and `GetStatus`, checked here,
-//! decided in the state machine (`state_machine/inbox.rs`, `status.rs`).
+//! `SignalWorkflow`, `SignalWithStart`, `CompleteAwakeable` and
+//! `GetStatus`, checked here, decided in the state machine
+//! (`state_machine/inbox.rs`, `status.rs`). An awakeable is an event wait
+//! for a reserved name (`raftoral_proto::awakeable`): completing it sends
+//! that event once.
 
 use bytes::Bytes;
+use raftoral_proto::awakeable;
 use raftoral_proto::cluster::v1::{SendEvent, command::Kind};
-use raftoral_proto::sidecar::v1::StatusValue;
+use raftoral_proto::sidecar::v1::{Failure, StatusValue};
 
 use crate::error::EngineError;
 use crate::node::Node;
-use crate::workflows::limits::{MAX_NAME_BYTES, check_len, check_name};
+use crate::workflows::limits::{
+    MAX_FAILURE_BYTES, MAX_NAME_BYTES, bounded_failure, check_len, check_name,
+};
 use crate::workflows::operations::StartOptions;
 use crate::workflows::state_machine::{Applied, EVENTS_LEVEL, STATUS_LEVEL, Workflow};
 
@@ -57,7 +63,7 @@ impl Node {
         payload: Bytes,
         idempotency_key: &str,
     ) -> Result<Signalled, EngineError> {
-        check_name("event name", name)?;
+        check_event_name(name)?;
         check_len("idempotency_key", idempotency_key, MAX_NAME_BYTES)?;
         self.check_value_size("event payload", payload.len())?;
         self.wait_events_level().await?;
@@ -67,6 +73,7 @@ impl Node {
                 name: name.to_owned(),
                 payload,
                 idempotency_key: idempotency_key.to_owned(),
+                failure: None,
             }))
             .await?;
         let duplicate = matches!(applied, Applied::EventSent { duplicate: true });
@@ -99,7 +106,7 @@ impl Node {
                     .into(),
             ));
         }
-        check_name("event name", &signal.name)?;
+        check_event_name(&signal.name)?;
         check_len("idempotency_key", &signal.idempotency_key, MAX_NAME_BYTES)?;
         self.check_value_size("event payload", signal.payload.len())?;
         let mut start = self.start_command(
@@ -109,12 +116,13 @@ impl Node {
             input,
             options,
         )?;
-        start.signal = Some(SendEvent {
+        start.signal = Some(Box::new(SendEvent {
             workflow_id: workflow_id.to_owned(),
             name: signal.name,
             payload: signal.payload,
             idempotency_key: signal.idempotency_key,
-        });
+            failure: None,
+        }));
         // Engines before it would start the workflow and drop the event.
         self.wait_command_level(STATUS_LEVEL).await?;
         let applied = self.propose(Kind::StartWorkflow(start)).await?;
@@ -130,6 +138,48 @@ impl Node {
             duplicate,
             workflow,
         })
+    }
+
+    /// Completes the awakeable `awakeable_id`: resolves it with `payload`,
+    /// or rejects it with `failure` (raised in the code). Once: a second
+    /// completion is `AlreadyExists`. A completion that comes before the
+    /// code waits is kept until it does. Errors besides: a malformed id,
+    /// an unknown or ended workflow, a payload over the value limit.
+    pub async fn complete_awakeable(
+        &self,
+        awakeable_id: &str,
+        payload: Bytes,
+        failure: Option<Failure>,
+    ) -> Result<Workflow, EngineError> {
+        let Some((workflow_id, seq)) = awakeable::parse(awakeable_id) else {
+            return Err(EngineError::InvalidArgument(format!(
+                "'{awakeable_id}' is not an awakeable id; pass the id the workflow's code got \
+                 from awakeable() unchanged (it looks like awk/SEQ/WORKFLOW_ID)"
+            )));
+        };
+        self.check_value_size("awakeable payload", payload.len())?;
+        let failure = failure
+            .map(|f| bounded_failure(f, MAX_FAILURE_BYTES))
+            .transpose()?;
+        self.wait_command_level(STATUS_LEVEL).await?;
+        let name = awakeable::event_name(seq);
+        let applied = self
+            .propose(Kind::SendEvent(SendEvent {
+                workflow_id: workflow_id.clone(),
+                name: name.clone(),
+                payload,
+                idempotency_key: name,
+                failure,
+            }))
+            .await?;
+        if matches!(applied, Applied::EventSent { duplicate: true }) {
+            return Err(EngineError::AlreadyExists(format!(
+                "awakeable '{awakeable_id}' was already completed; an awakeable is resolved or \
+                 rejected once"
+            )));
+        }
+        self.workflow(&workflow_id)
+            .ok_or_else(|| crate::Rejection::UnknownWorkflow(workflow_id).into())
     }
 
     /// The status values workflow `workflow_id`'s code set, the latest of
@@ -154,4 +204,17 @@ impl Node {
     async fn wait_events_level(&self) -> Result<(), EngineError> {
         self.wait_command_level(EVENTS_LEVEL).await
     }
+}
+
+/// A user event's name: 1 to 256 bytes, not one reserved for awakeables.
+fn check_event_name(name: &str) -> Result<(), EngineError> {
+    check_name("event name", name)?;
+    if name.starts_with(awakeable::EVENT_PREFIX) {
+        return Err(EngineError::InvalidArgument(format!(
+            "event name '{name}' starts with '{}', which is reserved for awakeables: complete \
+             an awakeable with CompleteAwakeable, or name the event otherwise",
+            awakeable::EVENT_PREFIX
+        )));
+    }
+    Ok(())
 }

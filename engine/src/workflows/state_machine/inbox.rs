@@ -81,6 +81,7 @@ impl StateMachine {
         let event = InboxEvent {
             name: c.name.clone(),
             payload: c.payload.clone(),
+            failure: c.failure.clone(),
         };
         match waiting {
             Some(seq) => self.receive(&c.workflow_id, seq, event, now, events),
@@ -174,7 +175,8 @@ impl StateMachine {
             name: event.name,
             kind: HistoryEntryKind::EventReceived,
             value: event.payload,
-            failure: None,
+            // An awakeable's rejection, raised in the code.
+            failure: event.failure.map(Box::new),
             attempt: 1,
             next_attempt_at_ms: at,
             committed_at_ms: now,

@@ -11,6 +11,7 @@ fn event(name: &str, payload: &str, key: &str) -> Kind {
         name: name.into(),
         payload: Bytes::copy_from_slice(payload.as_bytes()),
         idempotency_key: key.into(),
+        failure: None,
     })
 }
 
@@ -227,4 +228,30 @@ fn a_cancel_request_delivered_at_a_wait_ends_it_and_its_timeout() {
     // An event sent now waits in the inbox.
     sm.apply(&cmd_at(2300, event("go", "late", ""))).0.unwrap();
     assert_eq!(sm.workflow("w").unwrap().to_info().inbox_size, 1);
+}
+
+#[test]
+fn an_awakeables_rejection_reaches_its_wait_with_the_failure() {
+    let mut sm = running();
+    let name = raftoral_proto::awakeable::event_name(0);
+    // Completed before the code waits: kept, then taken with its failure.
+    let reject = Kind::SendEvent(SendEvent {
+        workflow_id: "w".into(),
+        name: name.clone(),
+        idempotency_key: name.clone(),
+        failure: Some(super::step_tests::failure("Declined")),
+        ..SendEvent::default()
+    });
+    sm.apply(&cmd_at(1500, reject.clone())).0.unwrap();
+    step(&mut sm, 2000, wait(0, &name, 0)).unwrap();
+    let wf = sm.workflow("w").unwrap();
+    let received = wf.checkpoints.last().unwrap();
+    assert_eq!(received.kind, HistoryEntryKind::EventReceived);
+    assert_eq!(received.failure.as_ref().unwrap().r#type, "Declined");
+    assert_eq!(wf.protocol_needed(), 6, "awakeables need protocol 6");
+    // A second completion is a duplicate (the node answers ALREADY_EXISTS).
+    assert_eq!(
+        sm.apply(&cmd_at(2100, reject)).0,
+        Ok(Applied::EventSent { duplicate: true })
+    );
 }

@@ -90,13 +90,14 @@ fn signal_start(id: &str, payload: &str, key: &str) -> Kind {
         version: 1,
         input: Bytes::from_static(b"first"),
         origin_node_id: 1,
-        signal: Some(SendEvent {
+        signal: Some(Box::new(SendEvent {
             // The start names the target, whatever this says.
             workflow_id: "ignored".into(),
             name: "go".into(),
             payload: Bytes::copy_from_slice(payload.as_bytes()),
             idempotency_key: key.into(),
-        }),
+            failure: None,
+        })),
         ..StartWorkflow::default()
     })
 }

@@ -113,9 +113,13 @@ impl Checkpoint {
     /// The app protocol that reads this entry, the history's entry number
     /// `position`: 0 for a plain value, 2 for failures and out-of-order
     /// seqs, 3 for timers, 4 for a delivered cancellation, 5 for event
-    /// waits, 6 for status values (app.proto).
+    /// waits, 6 for status values and awakeables (app.proto).
     pub fn protocol_at(&self, position: u64) -> u32 {
-        if self.kind == HistoryEntryKind::StatusSet {
+        let awakeable = self.is_event()
+            && self
+                .name
+                .starts_with(raftoral_proto::awakeable::EVENT_PREFIX);
+        if self.kind == HistoryEntryKind::StatusSet || awakeable {
             6
         } else if self.is_event() {
             5
