@@ -33,11 +33,12 @@ use std::sync::{Arc, OnceLock};
 use futures::StreamExt;
 use raftoral_client::{RaftoralClient, ResponseStream, SidecarLink, StreamOptions};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, CancelWorkflowResponse, GetStatusRequest, GetStatusResponse,
-    GetWorkflowHistoryRequest, GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse,
-    ListWorkflowsRequest, ListWorkflowsResponse, SignalWithStartRequest, SignalWithStartResponse,
-    SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest, StartWorkflowResponse,
-    WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStreamRequest,
+    CancelWorkflowRequest, CancelWorkflowResponse, CompleteAwakeableRequest,
+    CompleteAwakeableResponse, GetStatusRequest, GetStatusResponse, GetWorkflowHistoryRequest,
+    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
+    ListWorkflowsResponse, SignalWithStartRequest, SignalWithStartResponse, SignalWorkflowRequest,
+    SignalWorkflowResponse, StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest,
+    WaitWorkflowResponse, WorkflowStreamRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -148,6 +149,15 @@ impl SidecarLink for EmbeddedLink {
     ) -> Result<SignalWithStartResponse, Status> {
         self.check_alive()?;
         let result = self.api.signal_with_start(request).await;
+        self.answer(result)
+    }
+
+    async fn complete_awakeable(
+        &self,
+        request: CompleteAwakeableRequest,
+    ) -> Result<CompleteAwakeableResponse, Status> {
+        self.check_alive()?;
+        let result = self.api.complete_awakeable(request).await;
         self.answer(result)
     }
 

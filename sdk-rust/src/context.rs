@@ -380,6 +380,61 @@ impl WorkflowContext {
         self.core.set_status(&self.run, key, value).await
     }
 
+    /// For bindings: the synchronous half of a status (checks the value's
+    /// size and takes the position now); commit with
+    /// [`status`](Self::status).
+    pub fn request_status(
+        &self,
+        key: &str,
+        value: Bytes,
+    ) -> Result<crate::StatusRequest, ClientError> {
+        self.core.request_status(&self.run, key, value)
+    }
+
+    /// For bindings: commits the status of `req` (see
+    /// [`WorkerCore::status`]).
+    pub async fn status(&self, req: &crate::StatusRequest) -> Result<(), ClientError> {
+        self.core.status(&self.run, req).await
+    }
+
+    /// Creates an awakeable: a durable future that anyone holding its id
+    /// completes once, through any node, with
+    /// [`RaftoralClient::resolve_awakeable`](crate::RaftoralClient::resolve_awakeable)
+    /// or `reject_awakeable` (a webhook's callback, say). Takes a position
+    /// like a step; hand [`id`](crate::AwakeableRequest::id) out (in a
+    /// step, or with [`set_status`](Self::set_status)), then wait with
+    /// [`wait_awakeable`](Self::wait_awakeable).
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: raftoral_client::WorkflowContext) -> Result<(), raftoral_client::ClientError> {
+    /// let paid = ctx.awakeable()?;
+    /// ctx.set_status("payment_callback", paid.id()).await?;
+    /// let receipt: String = ctx.wait_awakeable(&paid).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn awakeable(&self) -> Result<crate::AwakeableRequest, ClientError> {
+        self.core.request_awakeable(&self.run)
+    }
+
+    /// Waits for the awakeable `req` to be completed: its value (JSON), or
+    /// [`ClientError::StepFailed`] with the failure it was rejected with.
+    pub async fn wait_awakeable<T: DeserializeOwned>(
+        &self,
+        req: &crate::AwakeableRequest,
+    ) -> Result<T, ClientError> {
+        let value = self.core.awakeable(&self.run, req).await?;
+        Ok(serde_json::from_slice(&value)?)
+    }
+
+    /// For bindings: the encoded value of the awakeable `req` (see
+    /// [`WorkerCore::awakeable`]).
+    pub async fn awakeable_value(
+        &self,
+        req: &crate::AwakeableRequest,
+    ) -> Result<Bytes, ClientError> {
+        self.core.awakeable(&self.run, req).await
+    }
+
     /// For bindings: the synchronous half of a wait for an event (takes
     /// its position now); wait with [`event`](Self::event).
     pub fn request_event(

@@ -613,10 +613,10 @@ mod cancel;
 mod events;
 #[path = "core_determinism.rs"]
 mod helpers;
-pub use events::EventRequest;
+pub use events::{AwakeableRequest, EventRequest};
 #[path = "core_status.rs"]
 mod status;
-pub use status::MAX_STATUS_BYTES;
+pub use status::{MAX_STATUS_BYTES, StatusRequest};
 #[path = "core_steps.rs"]
 mod steps;
 pub use steps::SlotRequest;

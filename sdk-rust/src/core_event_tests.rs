@@ -134,3 +134,44 @@ async fn a_replica_proposes_no_wait_and_a_too_long_timeout_takes_no_position() {
     core.on_checkpoint_event(entry(0, 1, HistoryEntryKind::EventReceived, "1"));
     assert_eq!(waiting.await.unwrap().unwrap().as_deref(), Some(&b"1"[..]));
 }
+
+#[tokio::test]
+async fn an_awakeable_waits_for_its_reserved_event_and_raises_its_rejection() {
+    let (core, mut rx) = connected();
+    let run = core.on_execute(execute("w", true, &[])).unwrap();
+    let err = core
+        .request_event(&run, "raftoral.awakeable.0", None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Usage(m) if m.contains("reserved")),
+        "{err}"
+    );
+    let req = core.request_awakeable(&run).unwrap();
+    assert_eq!((req.id(), req.seq()), ("awk/0/w", 0));
+    let waiting = {
+        let (core, run, req) = (core.clone(), run.clone(), req.clone());
+        tokio::spawn(async move { core.awakeable(&run, &req).await })
+    };
+    let p = next_proposal(&mut rx).await;
+    assert_eq!(
+        (p.seq, p.kind(), p.checkpoint_name.as_str(), p.timer_duration_ms),
+        (0, HistoryEntryKind::EventWaiting, "raftoral.awakeable.0", 0)
+    );
+    let name = |mut e: CheckpointEvent| {
+        e.checkpoint_name = "raftoral.awakeable.0".into();
+        e
+    };
+    core.on_checkpoint_event(name(entry(0, 0, HistoryEntryKind::EventWaiting, "")));
+    let mut rejected = name(entry(0, 1, HistoryEntryKind::EventReceived, ""));
+    rejected.failure = Some(raftoral_proto::sidecar::v1::Failure {
+        r#type: "Declined".into(),
+        message: "card declined".into(),
+        ..Default::default()
+    });
+    core.on_checkpoint_event(rejected);
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, ClientError::StepFailed(f) if f.failure.r#type == "Declined" && f.step == "awk/0/w"),
+        "{err}"
+    );
+}

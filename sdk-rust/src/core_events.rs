@@ -8,13 +8,37 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use raftoral_proto::awakeable;
 use raftoral_proto::sidecar::v1::{CheckpointProposal, HistoryEntryKind};
 
 use super::steps::Settled;
 use super::timers::MAX_TIMER;
 use super::{RunHandle, WorkerCore, run_state};
-use crate::error::ClientError;
+use crate::error::{ClientError, StepFailure};
 use crate::history::Op;
+
+/// An awakeable the workflow code created (with
+/// [`WorkerCore::request_awakeable`], app protocol 6): hand [`id`](Self::id)
+/// to whoever completes it (`complete_awakeable` through any node), and
+/// wait with [`WorkerCore::awakeable`]. It is an event wait for a reserved
+/// name, at a position taken like a step's.
+#[derive(Debug, Clone)]
+pub struct AwakeableRequest {
+    wait: EventRequest,
+    id: String,
+}
+
+impl AwakeableRequest {
+    /// The id that completes it: `awk/{seq}/{workflow_id}`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// 0-based position.
+    pub fn seq(&self) -> u64 {
+        self.wait.seq
+    }
+}
 
 /// An event wait's position the workflow code took (with
 /// [`WorkerCore::request_event`]); wait with [`WorkerCore::event`]. Taken
@@ -45,6 +69,13 @@ impl WorkerCore {
         name: &str,
         timeout: Option<Duration>,
     ) -> Result<EventRequest, ClientError> {
+        if name.starts_with(awakeable::EVENT_PREFIX) {
+            return Err(ClientError::Usage(format!(
+                "event name '{name}' starts with '{}', which is reserved for awakeables; use \
+                 awakeable() for a completion from outside, or name the event otherwise",
+                awakeable::EVENT_PREFIX
+            )));
+        }
         if timeout.is_some_and(|t| t > MAX_TIMER) {
             return Err(ClientError::Usage(format!(
                 "the wait for event '{name}' of workflow '{}' has a timeout over 366 days; wait in several steps for longer",
@@ -97,5 +128,43 @@ impl WorkerCore {
             .resolution(req.seq)
             .is_some_and(|e| e.kind == HistoryEntryKind::EventReceived);
         Ok(received.then_some(value))
+    }
+
+    /// Creates an awakeable at the next position (its id is known at
+    /// once, from the position). Wait for it with
+    /// [`awakeable`](Self::awakeable).
+    pub fn request_awakeable(&self, run: &RunHandle) -> Result<AwakeableRequest, ClientError> {
+        let req = self.take_position_as(run, Op::Event, awakeable::event_name)?;
+        Ok(AwakeableRequest {
+            id: awakeable::id(&run.workflow_id, req.seq()),
+            wait: EventRequest {
+                seq: req.seq(),
+                name: awakeable::event_name(req.seq()),
+                timeout: None,
+            },
+        })
+    }
+
+    /// Waits for the awakeable of `req` to be completed: its payload, or
+    /// [`ClientError::StepFailed`] with the failure it was rejected with.
+    pub async fn awakeable(
+        &self,
+        run: &RunHandle,
+        req: &AwakeableRequest,
+    ) -> Result<Bytes, ClientError> {
+        let value = self.event(run, &req.wait).await?;
+        let mut state = self.lock();
+        let r = run_state(&mut state, run)?;
+        let entry = r.history.resolution(req.seq());
+        if let Some(failure) = entry.and_then(|e| e.failure.clone()) {
+            return Err(ClientError::StepFailed(Box::new(StepFailure {
+                workflow_id: run.workflow_id.clone(),
+                seq: req.seq(),
+                step: req.id.clone(),
+                attempts: 1,
+                failure,
+            })));
+        }
+        Ok(value.unwrap_or_default())
     }
 }

@@ -60,10 +60,23 @@ impl WorkerCore {
         name: &str,
         op: Op,
     ) -> Result<SlotRequest, ClientError> {
-        let (seq, deliver) = {
+        self.take_position_as(run, op, |_| name.to_owned())
+    }
+
+    /// [`take_position`](Self::take_position) for an operation whose name
+    /// derives from its position (an awakeable's reserved event name).
+    pub(super) fn take_position_as(
+        &self,
+        run: &RunHandle,
+        op: Op,
+        name_at: impl FnOnce(u64) -> String,
+    ) -> Result<SlotRequest, ClientError> {
+        let (seq, name, deliver) = {
             let mut state = self.lock();
             let r = run_state(&mut state, run)?;
             let seq = r.cursor;
+            let name = name_at(seq);
+            let name = name.as_str();
             if let Some((known, was)) = r.history.known(seq)
                 && (known != name || was.is_some_and(|was| was != op))
             {
@@ -81,16 +94,13 @@ impl WorkerCore {
             if r.history.resolution(seq).is_none() {
                 r.open.insert(seq, (name.to_owned(), op));
             }
-            (seq, r.cancel_request.is_some())
+            (seq, name.to_owned(), r.cancel_request.is_some())
         };
         // A cancel request not delivered yet goes to this position.
         if deliver {
             self.deliver_cancel(&run.workflow_id);
         }
-        Ok(SlotRequest {
-            seq,
-            name: name.to_owned(),
-        })
+        Ok(SlotRequest { seq, name })
     }
 
     /// The slot of the workflow's next step, named `name`: takes its

@@ -28,8 +28,8 @@ mod stream;
 pub use client::{RaftoralClient, WorkflowRequest};
 pub use context::{WorkflowContext, WorkflowLog};
 pub use core::{
-    ComputeToken, EventRequest, MAX_STATUS_BYTES, MAX_TIMER, PROTOCOL_VERSION, RunHandle, Slot,
-    SlotRequest, TimerRequest, WorkerCore,
+    AwakeableRequest, ComputeToken, EventRequest, MAX_STATUS_BYTES, MAX_TIMER, PROTOCOL_VERSION,
+    RunHandle, Slot, SlotRequest, StatusRequest, TimerRequest, WorkerCore,
 };
 pub use determinism::NOW_STEP;
 pub use error::{ClientError, StepError, StepFailure, WorkflowError};

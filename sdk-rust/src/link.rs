@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use raftoral_proto::sidecar::v1::{
-    CancelWorkflowRequest, CancelWorkflowResponse, GetStatusRequest, GetStatusResponse,
-    GetWorkflowHistoryRequest, GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse,
-    ListWorkflowsRequest, ListWorkflowsResponse, SignalWithStartRequest, SignalWithStartResponse,
-    SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest, StartWorkflowResponse,
-    WaitWorkflowRequest, WaitWorkflowResponse, WorkflowStreamRequest, WorkflowStreamResponse,
+    CancelWorkflowRequest, CancelWorkflowResponse, CompleteAwakeableRequest,
+    CompleteAwakeableResponse, GetStatusRequest, GetStatusResponse, GetWorkflowHistoryRequest,
+    GetWorkflowHistoryResponse, GetWorkflowRequest, GetWorkflowResponse, ListWorkflowsRequest,
+    ListWorkflowsResponse, SignalWithStartRequest, SignalWithStartResponse, SignalWorkflowRequest,
+    SignalWorkflowResponse, StartWorkflowRequest, StartWorkflowResponse, WaitWorkflowRequest,
+    WaitWorkflowResponse, WorkflowStreamRequest, WorkflowStreamResponse,
     app_service_client::AppServiceClient, workflow_service_client::WorkflowServiceClient,
 };
 use tokio::sync::mpsc;
@@ -98,6 +99,17 @@ pub trait SidecarLink: Send + Sync + 'static {
         let _ = request;
         Err(Status::unimplemented(
             "this link does not serve SignalWithStart",
+        ))
+    }
+    /// `WorkflowService.CompleteAwakeable`. Provided like
+    /// [`list_workflows`](Self::list_workflows).
+    async fn complete_awakeable(
+        &self,
+        request: CompleteAwakeableRequest,
+    ) -> Result<CompleteAwakeableResponse, Status> {
+        let _ = request;
+        Err(Status::unimplemented(
+            "this link does not serve CompleteAwakeable",
         ))
     }
     /// `WorkflowService.GetStatus`. Provided like
@@ -276,6 +288,17 @@ impl SidecarLink for GrpcLink {
 
     async fn get_status(&self, request: GetStatusRequest) -> Result<GetStatusResponse, Status> {
         Ok(self.workflows().get_status(request).await?.into_inner())
+    }
+
+    async fn complete_awakeable(
+        &self,
+        request: CompleteAwakeableRequest,
+    ) -> Result<CompleteAwakeableResponse, Status> {
+        Ok(self
+            .workflows()
+            .complete_awakeable(request)
+            .await?
+            .into_inner())
     }
 }
 

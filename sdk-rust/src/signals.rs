@@ -1,11 +1,13 @@
 //! Talking to running workflows from a client: events
-//! ([`RaftoralClient::signal_workflow`]), signal-with-start, and the
-//! status values the code sets ([`RaftoralClient::get_status`]).
+//! ([`RaftoralClient::signal_workflow`]), signal-with-start, awakeables'
+//! completions ([`RaftoralClient::resolve_awakeable`]), and the status
+//! values the code sets ([`RaftoralClient::get_status`]).
 
 use bytes::Bytes;
 use raftoral_proto::sidecar::v1::{
-    GetStatusRequest, GetStatusResponse, SignalWithStartRequest, SignalWithStartResponse,
-    SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest,
+    CompleteAwakeableRequest, Failure, GetStatusRequest, GetStatusResponse, SignalWithStartRequest,
+    SignalWithStartResponse, SignalWorkflowRequest, SignalWorkflowResponse, StartWorkflowRequest,
+    WorkflowInfo,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -122,6 +124,21 @@ impl RaftoralClient {
         options: &StartOptions,
         signal: Signal,
     ) -> Result<SignalWithStartResponse, ClientError> {
+        let input = Bytes::from(serde_json::to_vec(input)?);
+        self.signal_with_start_raw(workflow_name, version, input, options, signal)
+            .await
+    }
+
+    /// [`signal_with_start`](Self::signal_with_start) with an encoded
+    /// input.
+    pub async fn signal_with_start_raw(
+        &self,
+        workflow_name: &str,
+        version: u32,
+        input: Bytes,
+        options: &StartOptions,
+        signal: Signal,
+    ) -> Result<SignalWithStartResponse, ClientError> {
         let Some(workflow_id) = options.workflow_id.clone().filter(|id| !id.is_empty()) else {
             return Err(ClientError::Usage(
                 "signal_with_start needs StartOptions::workflow_id: the event needs a known \
@@ -135,7 +152,7 @@ impl RaftoralClient {
                 workflow_id,
                 workflow_name: workflow_name.to_owned(),
                 version,
-                input: Bytes::from(serde_json::to_vec(input)?),
+                input,
                 start_delay_ms,
                 execution_timeout_ms,
             }),
@@ -147,6 +164,62 @@ impl RaftoralClient {
             .signal_with_start(request)
             .await
             .map_err(|s| ClientError::status("SignalWithStart", s))
+    }
+
+    /// Resolves the awakeable `awakeable_id` (as the workflow's code got it
+    /// from `ctx.awakeable()`) with `value` (JSON): the code's wait returns
+    /// it. Once: a second completion fails with `ALREADY_EXISTS`. Any node
+    /// takes it, also while the workflow's owner is down.
+    ///
+    /// ```no_run
+    /// # async fn f(client: raftoral_client::RaftoralClient) -> Result<(), raftoral_client::ClientError> {
+    /// client.resolve_awakeable("awk/3/order-42", &"receipt-9").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn resolve_awakeable<T: Serialize + ?Sized>(
+        &self,
+        awakeable_id: &str,
+        value: &T,
+    ) -> Result<WorkflowInfo, ClientError> {
+        let payload = Bytes::from(serde_json::to_vec(value)?);
+        self.complete_awakeable(awakeable_id, payload, None).await
+    }
+
+    /// Rejects the awakeable `awakeable_id`: the code's wait fails with a
+    /// step failure of `error_type` and `message`. Once, as
+    /// [`resolve_awakeable`](Self::resolve_awakeable).
+    pub async fn reject_awakeable(
+        &self,
+        awakeable_id: &str,
+        error_type: &str,
+        message: &str,
+    ) -> Result<WorkflowInfo, ClientError> {
+        let failure = Failure {
+            r#type: error_type.to_owned(),
+            message: message.to_owned(),
+            ..Failure::default()
+        };
+        self.complete_awakeable(awakeable_id, Bytes::new(), Some(failure))
+            .await
+    }
+
+    /// Completes an awakeable with an encoded value, or rejects it with
+    /// `failure` (see `CompleteAwakeable`).
+    pub async fn complete_awakeable(
+        &self,
+        awakeable_id: &str,
+        payload: Bytes,
+        failure: Option<Failure>,
+    ) -> Result<WorkflowInfo, ClientError> {
+        self.link()
+            .complete_awakeable(CompleteAwakeableRequest {
+                awakeable_id: awakeable_id.to_owned(),
+                payload,
+                failure,
+            })
+            .await
+            .map_err(|s| ClientError::status("CompleteAwakeable", s))
+            .map(|r| r.workflow.unwrap_or_default())
     }
 
     /// The status values a workflow's code set (`ctx.set_status`): the
