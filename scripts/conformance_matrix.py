@@ -40,6 +40,7 @@ DEFAULT_FILES = [
     "cancel",
     "events",
     "status",
+    "awakeables",
 ]
 # Runs once with every worker at a time (one per node, CONFORMANCE_MIXED),
 # not once per worker.

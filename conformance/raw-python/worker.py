@@ -895,7 +895,19 @@ class Worker:
             )
             raise non_determinism(run.id, seq, committed, label)
         await run.wait_turn(seq)
+        if entry.kind == EVENT_RECEIVED and entry.failure is not None:
+            # A rejected awakeable (the only events with a failure).
+            raise StepFailed(run.id, seq, f"awk/{seq}/{run.id}", 1, entry.failure)
         return json.loads(entry.value) if entry.kind == EVENT_RECEIVED else None
+
+    def awakeable(self, run: Run) -> tuple[str, Coroutine[Any, Any, Any]]:
+        """An awakeable at the run's next position (app.proto "Awakeables"):
+        its id `awk/SEQ/ID`, and the wait for the reserved event
+        `raftoral.awakeable.SEQ` (no timeout) that gives its value or
+        raises StepFailed with its rejection. Taken when called."""
+        seq = run.cursor
+        name = f"raftoral.awakeable.{seq}"
+        return f"awk/{seq}/{run.id}", self.wait_event(run, name, None)
 
     async def set_status(self, run: Run, key: str, value: Any) -> None:
         """Sets the readable status `key` to `value` at the run's next
@@ -1262,6 +1274,20 @@ async def waiter(w: Worker, run: Run) -> Any:
     return {"events": events}
 
 
+async def awakener(w: Worker, run: Run) -> Any:
+    async def before() -> bool:
+        effect(run.id, "start", 0)
+        return True
+
+    await w.checkpoint(run, "before", before)
+    awakeable_id, completed = w.awakeable(run)
+    await w.set_status(run, "awakeable", awakeable_id)
+    try:
+        return {"value": await completed}
+    except StepFailed as e:
+        return {"rejected": {"type": e.type, "message": e.message}}
+
+
 async def compensate(w: Worker, run: Run) -> Any:
     async def reserve() -> bool:
         effect(run.id, "done", 0)
@@ -1482,6 +1508,7 @@ WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "scheduled": scheduled,  # likewise
     "compensate": compensate,  # likewise
     "waiter": waiter,  # likewise
+    "awakener": awakener,  # likewise
 }
 
 

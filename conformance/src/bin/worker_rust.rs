@@ -336,6 +336,27 @@ async fn waiter(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     Ok(serde_json::to_vec(&serde_json::json!({"events": events}))?)
 }
 
+/// `awakener`: waits for an awakeable whose id it publishes as a status.
+async fn awakener(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    ctx.checkpoint("before", move || {
+        effect(&id, "start", 0);
+        true
+    })
+    .await?;
+    let awakeable = ctx.awakeable()?;
+    ctx.set_status("awakeable", awakeable.id()).await?;
+    let out = match ctx.wait_awakeable::<serde_json::Value>(&awakeable).await {
+        Ok(value) => serde_json::json!({"value": value}),
+        Err(raftoral_client::ClientError::StepFailed(f)) => serde_json::json!({
+            "rejected": {"type": f.failure.r#type, "message": f.failure.message}
+        }),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(serde_json::to_vec(&out)?)
+}
+
 /// The last step of several types: appends `ID start STEP`, hangs forever
 /// under `CONFORMANCE_HANG=1` (the app "dies" there), and yields `true`.
 async fn hanging_step(
@@ -500,6 +521,7 @@ async fn main() -> anyhow::Result<()> {
                         "scheduled" => scheduled(req).await,
                         "compensate" => compensate(req).await,
                         "waiter" => waiter(req).await,
+                        "awakener" => awakener(req).await,
                         other => Err(format!("this worker has no workflow '{other}'").into()),
                     }
                 })
