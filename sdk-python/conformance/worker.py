@@ -248,19 +248,28 @@ async def waiter(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str
     """A step, ``waits`` durable waits one after another for the event
     ``name`` (each with a timeout of ``timeout_ms`` when given), a step
     (which hangs under ``CONFORMANCE_HANG=1``). Returns the payloads, None
-    for a wait whose timeout passed first."""
+    for a wait whose timeout passed first. With ``status``, it also sets
+    the status ``stage`` ("waiting" before the first wait, "done" after the
+    last) and ``received`` (the number of waits done, after each)."""
     name: str = inp["name"]
     timeout_ms: Optional[int] = inp.get("timeout_ms")
     timeout = None if timeout_ms is None else timeout_ms / 1000
+    status = bool(inp.get("status"))
 
     def before() -> bool:
         effect(ctx.workflow_id, "start", 0)
         return True
 
     await ctx.checkpoint("before", before)
+    if status:
+        await ctx.set_status("stage", "waiting")
     events: list[Any] = []
-    for _ in range(inp["waits"]):
+    for i in range(inp["waits"]):
         events.append(await ctx.wait_event(name, timeout))
+        if status:
+            await ctx.set_status("received", i + 1)
+    if status:
+        await ctx.set_status("stage", "done")
 
     await hanging_step(ctx, "after", 1)
     return {"events": events}

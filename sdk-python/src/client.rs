@@ -1,15 +1,21 @@
 //! `Client`: the native client (connect, start, get, wait, cancel, signal,
-//! list, history). Results cross to Python as plain dicts and bytes; the Python
-//! layer turns them into typed objects and decodes values with its codec.
+//! signal-with-start, status, list, history). Results cross to Python as
+//! plain dicts and bytes; the Python layer turns them into typed objects
+//! and decodes values with its codec.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind, ListWorkflowsRequest};
+use raftoral_client::proto::sidecar::v1::{
+    HistoryEntry, HistoryEntryKind, ListWorkflowsRequest, SignalWithStartRequest,
+    StartWorkflowRequest,
+};
 use raftoral_client::{
-    AppToken, ClientError, ClientTls, RaftoralClient, StartOptions, StreamOptions, WorkflowInfo,
+    AppToken, ClientError, ClientTls, GrpcLink, MAX_TIMER, RaftoralClient, SidecarLink,
+    StartOptions, StreamOptions, WorkflowInfo,
 };
 use tokio::time::Instant;
 
@@ -18,10 +24,68 @@ use crate::errors::to_py_err;
 /// Server-side wait of one WaitWorkflow call when the caller gave no timeout.
 const WAIT_SLICE: Duration = Duration::from_secs(30);
 
+/// Longest pause between two connection attempts (as the core's
+/// `RaftoralClient::connect_retrying`).
+const CONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
+
 /// A connection to a sidecar (or to a `LocalNode`), shared by clones.
 #[pyclass(frozen, module = "raftoral._core")]
 pub struct Client {
     pub(crate) inner: RaftoralClient,
+    /// The link `inner` talks through, for the calls the core has only
+    /// with a JSON-serialized input (`signal_with_start`): the binding
+    /// holds encoded bytes, which go into the request as they are.
+    pub(crate) link: Arc<dyn SidecarLink>,
+}
+
+impl Client {
+    /// A client over `link`, shown as `name`.
+    pub(crate) fn over(name: String, link: Arc<dyn SidecarLink>, options: StreamOptions) -> Self {
+        Client {
+            inner: RaftoralClient::with_link(name, link.clone(), options),
+            link,
+        }
+    }
+}
+
+/// The gRPC link to the sidecar at `url`, tried `attempts` times while
+/// nothing listens there, with a pause from `first_delay` doubling up to
+/// 2 s; other errors (bad URL, TLS settings) at once. What the core's
+/// `RaftoralClient::connect_retrying` does, keeping the link (see
+/// [`Client::link`]).
+async fn connect_link(
+    url: &str,
+    options: &StreamOptions,
+    attempts: u32,
+    first_delay: Duration,
+) -> Result<GrpcLink, ClientError> {
+    let mut delay = first_delay;
+    let mut attempt = 1;
+    loop {
+        let connected = GrpcLink::connect_secure(
+            url,
+            options.max_message_bytes,
+            options.token.clone(),
+            options.tls.as_ref(),
+        )
+        .await;
+        match connected {
+            Ok(link) => return Ok(link),
+            Err(ClientError::Connect { endpoint, reason }) if attempt < attempts.max(1) => {
+                tracing::debug!(%endpoint, %reason, attempt, retry_in = ?delay, "sidecar not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(CONNECT_DELAY_MAX);
+                attempt += 1;
+            }
+            Err(ClientError::Connect { endpoint, reason }) => {
+                return Err(ClientError::Connect {
+                    endpoint,
+                    reason: format!("{reason} (gave up after {attempt} attempts)"),
+                });
+            }
+            Err(other) => return Err(other),
+        }
+    }
 }
 
 /// A Python-owned copy of encoded bytes, created while attached.
@@ -106,6 +170,18 @@ fn start_seconds(what: &str, seconds: f64, positive: bool) -> PyResult<Duration>
     Ok(Duration::try_from_secs_f64((seconds * 1000.0).round() / 1000.0).unwrap_or(Duration::MAX))
 }
 
+/// A start option's duration in milliseconds, as the protocol has it:
+/// refused beyond 366 days (the core's `StartOptions` check, for the
+/// requests this binding builds itself).
+fn start_millis(what: &str, d: Duration) -> PyResult<u64> {
+    if d > MAX_TIMER {
+        return Err(to_py_err(ClientError::Usage(format!(
+            "{what} is {d:?}; at most 366 days"
+        ))));
+    }
+    Ok(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A cancel's cleanup window of `seconds`: refused when negative or not a
 /// number. Beyond 366 days is left to the sidecar, which refuses it.
 fn cleanup_seconds(seconds: f64) -> PyResult<Duration> {
@@ -137,6 +213,7 @@ fn kind_name(kind: HistoryEntryKind) -> &'static str {
         HistoryEntryKind::EventWaiting => "EVENT_WAITING",
         HistoryEntryKind::EventReceived => "EVENT_RECEIVED",
         HistoryEntryKind::EventTimedOut => "EVENT_TIMED_OUT",
+        HistoryEntryKind::StatusSet => "STATUS_SET",
     }
 }
 
@@ -184,10 +261,10 @@ impl Client {
             ..StreamOptions::default()
         };
         crate::future::into_py(py, async move {
-            let inner = RaftoralClient::connect_retrying(url, options, attempts, first_delay)
+            let link = connect_link(&url, &options, attempts, first_delay)
                 .await
                 .map_err(to_py_err)?;
-            Ok(Client { inner })
+            Ok(Client::over(url, Arc::new(link), options))
         })
     }
 
@@ -348,6 +425,122 @@ impl Client {
                 })?;
             let info = info_py(answer.workflow.unwrap_or_default())?;
             Ok((answer.duplicate, info))
+        })
+    }
+
+    /// Starts the workflow `workflow_id` (required) unless it exists, then
+    /// sends it the event `name` with the encoded `payload`, in one
+    /// committed entry (the core's `signal_with_start`, with the encoded
+    /// `input` as it is). Resolves with `(started, duplicate, info)`:
+    /// `started` when this call started it, `duplicate` as for
+    /// `signal_workflow`, `info` the workflow's state after it. A workflow
+    /// that exists keeps its input and options. Raises `InvalidArgument`
+    /// (no id, a bad name, key, payload or start option), `NotRunning`
+    /// (it has ended), `ResourceExhausted` (its inbox is full); nothing is
+    /// started or sent then.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (workflow_id, workflow_name, version, input, name, payload, idempotency_key = None, start_delay = 0.0, execution_timeout = None))]
+    fn signal_with_start<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_id: String,
+        workflow_name: String,
+        version: u32,
+        input: Vec<u8>,
+        name: String,
+        payload: Vec<u8>,
+        idempotency_key: Option<String>,
+        start_delay: f64,
+        execution_timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if workflow_id.is_empty() {
+            return Err(to_py_err(ClientError::Usage(format!(
+                "signal_with_start of workflow '{workflow_name}' needs an id: the event needs \
+                 a known target, and a retry must find the workflow it started; nothing was \
+                 started or sent"
+            ))));
+        }
+        let start_delay_ms = start_millis(
+            "start_delay",
+            start_seconds("start_delay", start_delay, false)?,
+        )?;
+        let execution_timeout_ms = match execution_timeout {
+            None => 0,
+            Some(t) => {
+                let t = start_seconds("execution_timeout", t, true)?;
+                if t.is_zero() {
+                    // Under a millisecond: the protocol's 0 is "no limit".
+                    return Err(to_py_err(ClientError::Usage(
+                        "execution_timeout is zero: give a positive timeout, or None".into(),
+                    )));
+                }
+                start_millis("execution_timeout", t)?
+            }
+        };
+        let request = SignalWithStartRequest {
+            start: Some(StartWorkflowRequest {
+                workflow_id: workflow_id.clone(),
+                workflow_name,
+                version,
+                input: Bytes::from(input),
+                start_delay_ms,
+                execution_timeout_ms,
+            }),
+            name,
+            payload: Bytes::from(payload),
+            idempotency_key: idempotency_key.unwrap_or_default(),
+        };
+        let link = self.link.clone();
+        crate::future::into_py(py, async move {
+            let answer = link.signal_with_start(request).await.map_err(|s| {
+                match s.code() {
+                    // The workflow has ended: as `signal_workflow` says it.
+                    tonic::Code::FailedPrecondition => {
+                        crate::errors::not_running(&workflow_id, s.message())
+                    }
+                    code => to_py_err(ClientError::Status {
+                        call: "SignalWithStart",
+                        code,
+                        message: s.message().to_owned(),
+                    }),
+                }
+            })?;
+            let info = info_py(answer.workflow.unwrap_or_default())?;
+            Ok((answer.started, answer.duplicate, info))
+        })
+    }
+
+    /// The status values the workflow's code set (`ctx.set_status`): the
+    /// latest of each of `keys` (None or empty: every key) that was set,
+    /// as `(values, workflow_status)` with `values` a list of `(key,
+    /// value, set_at_ms, history_index)` (`value` encoded). Raises
+    /// `NotFound` for an unknown workflow, `InvalidArgument` for a bad key.
+    #[pyo3(signature = (workflow_id, keys = None))]
+    fn get_status<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_id: String,
+        keys: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.inner.clone();
+        crate::future::into_py(py, async move {
+            let keys = keys.unwrap_or_default();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let answer = client
+                .get_status(&workflow_id, &keys)
+                .await
+                .map_err(to_py_err)?;
+            let values = Python::attach(|py| {
+                answer
+                    .values
+                    .iter()
+                    .map(|v| {
+                        let value = PyBytes::new(py, &v.value).unbind();
+                        (v.key.clone(), value, v.set_at_ms, v.history_index)
+                    })
+                    .collect::<Vec<_>>()
+            });
+            Ok((values, answer.workflow_status))
         })
     }
 

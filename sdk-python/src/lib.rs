@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod future;
 mod local;
+mod status;
 mod timers;
 mod worker;
 
@@ -39,6 +40,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::SlotRequest>()?;
     m.add_class::<timers::TimerRequest>()?;
     m.add_class::<events::EventRequest>()?;
+    m.add_class::<status::StatusRequest>()?;
     m.add_class::<bridge::CommitBridge>()?;
     m.add_class::<bridge::RunBridge>()?;
     m.add_class::<local::LocalNode>()?;

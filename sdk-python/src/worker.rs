@@ -10,6 +10,7 @@
 //! through `complete` / `fail` / `abandon`, which the core reports exactly as
 //! for a Rust workflow. Durable timers (`request_timer`, `timer`) are in
 //! `timers.rs`; waits for events (`request_event`, `event`) in `events.rs`;
+//! status values (`request_status`, `status`) in `status.rs`;
 //! races of timers and steps (`first_of`, `first_to`) are the core's
 //! `first`. The deterministic helpers (`random`, `uuid`,
 //! `is_replaying`, `next_position`, and the module's `NOW_STEP` for
@@ -35,6 +36,7 @@ use crate::bridge::{CommitBridge, RunBridge};
 use crate::client::Client;
 use crate::errors::to_py_err;
 use crate::events::EventRequest;
+use crate::status::StatusRequest;
 use crate::timers::TimerRequest;
 
 /// Runs between the core and the task that forwards them to the bridge
@@ -497,6 +499,36 @@ impl Run {
         let (wait, sender) = (req.wait()?, bridge.sender());
         pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
             sender.send_event(id, wait.await);
+        });
+        Ok(())
+    }
+
+    /// Takes the next position for setting the workflow's readable status
+    /// `key` to `value` (encoded JSON, at most 64 KiB), at once, like
+    /// `request`: statuses, waits, sleeps and steps started side by side
+    /// get positions in call order. Raises `InvalidArgument` for a value
+    /// that is not JSON or is too big (nothing is taken then),
+    /// `NonDeterminism` when the history has something else (or another
+    /// key) there.
+    fn request_status(&self, key: &str, value: Vec<u8>) -> PyResult<StatusRequest> {
+        StatusRequest::take(&self.context, key, value)
+    }
+
+    /// Waits for the status of `req` to be committed (at once in a
+    /// replay). Raises `Cancelled`, `NonDeterminism`, `ShuttingDown`,
+    /// `NotRunning`.
+    fn status<'py>(&self, py: Python<'py>, req: &StatusRequest) -> PyResult<Bound<'py, PyAny>> {
+        let set = req.set()?;
+        crate::future::into_py(py, async move { set.await.map_err(to_py_err) })
+    }
+
+    /// `status` through `bridge`: the outcome arrives as `(id, True, b"")`
+    /// from `bridge.drain()`, in the order the core hands resolutions out,
+    /// as `slot_to`'s.
+    fn status_to(&self, req: &StatusRequest, bridge: &CommitBridge, id: u64) -> PyResult<()> {
+        let (set, sender) = (req.set()?, bridge.sender());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            sender.send(id, set.await.map(|()| Slot::Committed(Bytes::new())));
         });
         Ok(())
     }

@@ -43,6 +43,7 @@ from .types import (
     HistoryEntryKind,
     PendingTimer,
     SignalResult,
+    SignalWithStartResult,
     WorkflowInfo,
     WorkflowStatus,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "RetryPolicy",
     "ShuttingDown",
     "SignalResult",
+    "SignalWithStartResult",
     "StepFailed",
     "Timeout",
     "Unauthenticated",

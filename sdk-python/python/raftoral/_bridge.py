@@ -94,6 +94,18 @@ class Commits:
             raise
         return future
 
+    def status(self, run: _core.Run, req: _core.StatusRequest) -> asyncio.Future[Slot]:
+        """Resolves (with empty bytes) once the status of ``req`` is
+        committed, in the order the core hands resolutions out, as
+        :meth:`slot`."""
+        key, future = self._new()
+        try:
+            run.status_to(req, self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
     def first(self, run: _core.Run, seqs: list[int]) -> asyncio.Future[int]:
         """Resolves with the index (in ``seqs``) of the operation the
         history resolved first (the core's race, ``Run.first_to``), in the

@@ -15,6 +15,7 @@ __all__ = [
     "Run",
     "RunBridge",
     "SlotRequest",
+    "StatusRequest",
     "TimerRequest",
     "Worker",
     "__version__",
@@ -66,6 +67,21 @@ class Client:
         payload: bytes,
         idempotency_key: Optional[str] = None,
     ) -> tuple[bool, dict[str, Any]]: ...
+    async def signal_with_start(
+        self,
+        workflow_id: str,
+        workflow_name: str,
+        version: int,
+        input: bytes,
+        name: str,
+        payload: bytes,
+        idempotency_key: Optional[str] = None,
+        start_delay: float = 0.0,
+        execution_timeout: Optional[float] = None,
+    ) -> tuple[bool, bool, dict[str, Any]]: ...
+    async def get_status(
+        self, workflow_id: str, keys: Optional[list[str]] = None
+    ) -> tuple[list[tuple[str, bytes, int, int]], int]: ...
 
 @final
 class ComputeToken:
@@ -86,6 +102,11 @@ class TimerRequest:
 
 @final
 class EventRequest:
+    @property
+    def seq(self) -> int: ...
+
+@final
+class StatusRequest:
     @property
     def seq(self) -> int: ...
 
@@ -136,6 +157,9 @@ class Run:
     def request_event(self, name: str, timeout: Optional[float] = None) -> EventRequest: ...
     async def event(self, req: EventRequest) -> Optional[bytes]: ...
     def event_to(self, req: EventRequest, bridge: CommitBridge, id: int) -> None: ...
+    def request_status(self, key: str, value: bytes) -> StatusRequest: ...
+    async def status(self, req: StatusRequest) -> None: ...
+    def status_to(self, req: StatusRequest, bridge: CommitBridge, id: int) -> None: ...
     async def first_of(self, seqs: list[int]) -> int: ...
     def first_to(self, seqs: list[int], bridge: CommitBridge, id: int) -> None: ...
     async def commit(self, token: ComputeToken, value: bytes) -> bytes: ...

@@ -1,15 +1,22 @@
-"""The client: start workflows, query them, send them events."""
+"""The client: start workflows, query them, send them events, read their
+status."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, Generic, Optional, TypeVar, Union, overload
+from typing import Any, Generic, Optional, Sequence, TypeVar, Union, overload
 
 from . import _core
 from .codec import Codec, JsonCodec
 from .errors import InvalidArgument, Timeout
-from .types import HistoryEntry, SignalResult, WorkflowInfo, WorkflowStatus
+from .types import (
+    HistoryEntry,
+    SignalResult,
+    SignalWithStartResult,
+    WorkflowInfo,
+    WorkflowStatus,
+)
 from .workflow import Workflow
 
 I = TypeVar("I")  # noqa: E741
@@ -244,6 +251,140 @@ class Client:
         )
         return SignalResult(duplicate, WorkflowInfo._from_native(info))
 
+    @overload
+    async def signal_with_start(
+        self,
+        workflow: Workflow[I, Any],
+        input: I,
+        *,
+        id: str,
+        event: str,
+        payload: Any = None,
+        key: Optional[str] = None,
+        start_delay: Union[float, timedelta, None] = None,
+        execution_timeout: Union[float, timedelta, None] = None,
+    ) -> SignalWithStartResult: ...
+
+    @overload
+    async def signal_with_start(
+        self,
+        workflow: str,
+        input: Any,
+        *,
+        id: str,
+        event: str,
+        payload: Any = None,
+        key: Optional[str] = None,
+        version: int = 1,
+        start_delay: Union[float, timedelta, None] = None,
+        execution_timeout: Union[float, timedelta, None] = None,
+    ) -> SignalWithStartResult: ...
+
+    async def signal_with_start(
+        self,
+        workflow: Union[Workflow[Any, Any], str],
+        input: Any,
+        *,
+        id: str,
+        event: str,
+        payload: Any = None,
+        key: Optional[str] = None,
+        version: int = 1,
+        start_delay: Union[float, timedelta, None] = None,
+        execution_timeout: Union[float, timedelta, None] = None,
+    ) -> SignalWithStartResult:
+        """Starts ``workflow`` (a definition, or a name with ``version``)
+        with ``input`` as the workflow ``id`` unless a workflow of that id
+        exists, and sends it the event ``event`` with ``payload``, in one
+        committed entry: there is no moment where the workflow was started
+        and the event lost, or the event refused and the workflow started.
+        Concurrent calls for one id start one workflow and deliver every
+        event. A cart that exists from its first item::
+
+            result = await client.signal_with_start(
+                cart, CartInput(user="ana"), id="cart-ana", event="add_item",
+                payload={"sku": "book-1"}, key="add-book-1",
+            )
+            if result.started:
+                print("new cart")
+
+        and its code waits for the items with :meth:`WorkflowContext.wait_event
+        <raftoral.WorkflowContext.wait_event>`. A workflow that exists keeps
+        its input and options (those given here are used only to start it);
+        the returned :class:`~raftoral.SignalWithStartResult` says whether
+        this call ``started`` it, whether the event was a ``duplicate`` (with
+        ``key``, an idempotency key as :meth:`signal_workflow`'s), and the
+        ``workflow``'s state once committed. ``input`` and ``payload`` are
+        encoded with :attr:`codec`; ``start_delay`` and ``execution_timeout``
+        are :meth:`start_workflow`'s (a delayed workflow keeps the event in
+        its inbox until it starts).
+
+        ``id`` is required: the event needs a known target, and a retry of
+        the call must find the workflow it started. Raises
+        :class:`~raftoral.InvalidArgument` for a missing or empty id, an
+        input or payload that cannot be encoded (or a payload over the
+        value limit), a bad event name or key, or a bad start option;
+        :class:`~raftoral.NotRunning` when the workflow has ended (an id is
+        not reused while the workflow is retained);
+        :class:`~raftoral.ResourceExhausted` when its inbox is full. Nothing
+        is started or sent then.
+        """
+        if isinstance(workflow, Workflow):
+            name, version = workflow.name, workflow.version
+        else:
+            name = workflow
+        delay = _seconds(name, "start_delay", start_delay)
+        timeout = _seconds(name, "execution_timeout", execution_timeout)
+        try:
+            data = self.codec.encode(input)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(
+                f"the input of workflow '{name}' cannot be encoded: {e}; nothing was started "
+                "or sent"
+            ) from e
+        try:
+            event_data = self.codec.encode(payload)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(
+                f"the payload of event '{event}' for workflow '{id}' cannot be encoded: {e}; "
+                "nothing was started or sent"
+            ) from e
+        started, duplicate, info = await self._native.signal_with_start(
+            id or "", name, version, data, event, event_data, key, delay or 0.0, timeout
+        )
+        return SignalWithStartResult(started, duplicate, WorkflowInfo._from_native(info))
+
+    async def get_status(
+        self, workflow_id: str, keys: Optional[Sequence[str]] = None
+    ) -> dict[str, Any]:
+        """The status values the workflow's code set
+        (:meth:`WorkflowContext.set_status <raftoral.WorkflowContext.set_status>`,
+        or any SDK's): the latest value of each key, decoded with
+        :attr:`codec`, by key. With ``keys``, only those (an empty sequence:
+        none); a key the code has not set is absent::
+
+            status = await client.get_status("order-42")
+            print(status.get("stage"))  # "shipping"
+            received = (await client.get_status("order-42", ["received"])).get("received", 0)
+
+        Read from the replicated history, so any node answers, also while
+        the workflow's owner is down and after it ended (until retention
+        removes it). Raises :class:`~raftoral.NotFound` for an unknown
+        workflow, :class:`~raftoral.InvalidArgument` for a bad key.
+        """
+        if isinstance(keys, str):
+            raise InvalidArgument(
+                f"get_status of workflow '{workflow_id}': keys is a sequence of key names, "
+                f"got the str {keys!r}; pass [{keys!r}]"
+            )
+        wanted = None if keys is None else list(keys)
+        # An empty list would be "every key" on the wire: ask for every key
+        # (the workflow must exist) and return none.
+        values, _ = await self._native.get_status(workflow_id, wanted or None)
+        if wanted is not None and not wanted:
+            return {}
+        return {key: self.codec.decode(value) for key, value, _, _ in values}
+
     async def list_workflows(
         self,
         *,
@@ -357,6 +498,10 @@ class WorkflowHandle(Generic[O]):
         return await self._client.signal_workflow(
             self.workflow_id, name, payload, idempotency_key=idempotency_key
         )
+
+    async def get_status(self, keys: Optional[Sequence[str]] = None) -> dict[str, Any]:
+        """This workflow's status values: see :meth:`Client.get_status`."""
+        return await self._client.get_status(self.workflow_id, keys)
 
     async def history(self) -> list[HistoryEntry]:
         """See :meth:`Client.get_workflow_history`."""

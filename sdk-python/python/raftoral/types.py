@@ -167,6 +167,25 @@ class SignalResult:
         return not self.duplicate
 
 
+@dataclass(frozen=True)
+class SignalWithStartResult:
+    """What :meth:`Client.signal_with_start
+    <raftoral.Client.signal_with_start>` did: ``started`` is True when this
+    call started the workflow (False: it existed, and kept its input and
+    options); ``duplicate`` is True when an event with the same idempotency
+    key was delivered to it before (this one was not delivered again);
+    ``workflow`` is the workflow's state once the entry was committed."""
+
+    started: bool
+    duplicate: bool
+    workflow: WorkflowInfo
+
+    @property
+    def delivered(self) -> bool:
+        """True when this call delivered the event (not a duplicate)."""
+        return not self.duplicate
+
+
 HistoryEntryKind = Literal[
     "VALUE",
     "STEP_FAILED",
@@ -177,6 +196,7 @@ HistoryEntryKind = Literal[
     "EVENT_WAITING",
     "EVENT_RECEIVED",
     "EVENT_TIMED_OUT",
+    "STATUS_SET",
 ]
 """What a :class:`HistoryEntry` records."""
 
@@ -196,7 +216,10 @@ class HistoryEntry:
     ``"EVENT_RECEIVED"`` (an event was consumed there: ``value`` is its
     payload) or ``"EVENT_TIMED_OUT"`` (the timeout passed first; see
     :meth:`WorkflowContext.wait_event
-    <raftoral.WorkflowContext.wait_event>`). ``fire_at_ms`` is the timer's
+    <raftoral.WorkflowContext.wait_event>`) or ``"STATUS_SET"`` (the code
+    set its status ``checkpoint_name`` to ``value``, see
+    :meth:`WorkflowContext.set_status
+    <raftoral.WorkflowContext.set_status>`). ``fire_at_ms`` is the timer's
     (or the wait's timeout) deadline on those entries, 0 on the others.
     """
 

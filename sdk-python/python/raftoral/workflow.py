@@ -64,8 +64,9 @@ def step_attempt() -> int:
 class Durable(Coroutine[Any, Any, T]):
     """A durable operation whose position in the workflow's history is
     already taken: what :meth:`WorkflowContext.checkpoint`,
-    :meth:`WorkflowContext.sleep` (and :meth:`~WorkflowContext.sleep_until`)
-    and :meth:`WorkflowContext.wait_event` return.
+    :meth:`WorkflowContext.sleep` (and :meth:`~WorkflowContext.sleep_until`),
+    :meth:`WorkflowContext.wait_event` and :meth:`WorkflowContext.set_status`
+    return.
 
     The position is taken when the method is called, before anything is
     awaited, so operations keep their call order in the history however
@@ -76,12 +77,12 @@ class Durable(Coroutine[Any, Any, T]):
       it is a coroutine);
     - or race it with :meth:`WorkflowContext.first`, which needs it not
       awaited yet (sleeps and steps only: a wait for an event takes a
-      timeout instead).
+      timeout instead, and a status set is no race).
 
     Not awaiting it at all leaves its position taken and never resolved.
     """
 
-    __slots__ = ("_coro", "_ctx", "_started", "is_event", "is_timer", "name", "seq")
+    __slots__ = ("_coro", "_ctx", "_started", "is_event", "is_status", "is_timer", "name", "seq")
 
     def __init__(
         self,
@@ -91,6 +92,7 @@ class Durable(Coroutine[Any, Any, T]):
         is_timer: bool,
         coro: Coroutine[Any, Any, T],
         is_event: bool = False,
+        is_status: bool = False,
     ) -> None:
         self._ctx = ctx
         self._coro = coro
@@ -98,11 +100,15 @@ class Durable(Coroutine[Any, Any, T]):
         self.seq = seq
         """The 0-based position of the operation in the workflow's history."""
         self.name = name
-        """The step's or the sleep's name, or the event's a wait is for."""
+        """The step's or the sleep's name, the event's a wait is for, or the
+        status key a status set sets."""
         self.is_timer = is_timer
-        """True for a durable sleep, False for a step or a wait for an event."""
+        """True for a durable sleep, False for a step, a wait for an event
+        or a status set."""
         self.is_event = is_event
         """True for a wait for an event (:meth:`WorkflowContext.wait_event`)."""
+        self.is_status = is_status
+        """True for a status set (:meth:`WorkflowContext.set_status`)."""
 
     def __await__(self) -> Generator[Any, None, T]:
         self._started = True
@@ -127,6 +133,8 @@ class Durable(Coroutine[Any, Any, T]):
     def _what(self) -> str:
         if self.is_event:
             return "wait_event"
+        if self.is_status:
+            return "set_status"
         return "sleep" if self.is_timer else "checkpoint"
 
     @property
@@ -731,6 +739,67 @@ class WorkflowContext:
             return None
         return self._codec.decode(payload, hint)
 
+    def set_status(self, key: str, value: Any) -> Durable[None]:
+        """Sets this workflow's readable status ``key`` to ``value``
+        (encoded with the worker's codec, as a step's value is: JSON by
+        default), for clients to read with :meth:`Client.get_status
+        <raftoral.Client.get_status>` (or any SDK's) from any node, also
+        while this workflow's node is down and after it ended. What a
+        dashboard shows of a long workflow, without a step to compute it::
+
+            @raftoral.workflow(name="order", version=1)
+            async def order(ctx: raftoral.WorkflowContext, order_id: str) -> str:
+                await ctx.set_status("stage", "charging")
+                await ctx.checkpoint("charge", lambda: charge(order_id))
+                await ctx.set_status("stage", "shipping")
+                await ctx.wait_event("shipped")
+                await ctx.set_status("stage", "done")
+                return "ok"
+
+            # elsewhere:
+            status = await client.get_status("order-42")  # {"stage": "shipping"}
+
+        Each call commits a ``STATUS_SET`` entry with the key and value; a
+        client reads the latest value of each key. It takes a position in
+        the history like a step, when ``set_status`` is called (it returns
+        a :class:`~raftoral.Durable`, to await once: ``await
+        ctx.set_status(...)`` returns once the value is committed), so
+        statuses, steps, sleeps and waits started side by side keep their
+        call order; ``key`` is checked on replay as a step's name. A replay
+        (after a restart or a failover) returns at once and does not set
+        it again. It cannot be raced with :meth:`first`.
+
+        A status is a small summary, not data: the encoded value must be
+        JSON (what every SDK's ``get_status`` decodes) of at most 64 KiB.
+
+        Raises :class:`~raftoral.InvalidArgument` for a value that cannot
+        be encoded, that is not JSON or is over 64 KiB (nothing is
+        committed and no position is taken then), and
+        :class:`~raftoral.NonDeterminism` when the history has something
+        else (or another key) at this position, at the call;
+        :class:`~raftoral.Cancelled` where the workflow's cancellation is
+        delivered.
+        """
+        self._check_active(key)
+        try:
+            data = self._codec.encode(value)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(
+                f"status '{key}' of workflow '{self.workflow_id}': cannot encode its value: "
+                f"{e}; nothing was set"
+            ) from e
+        # The position is taken now, in call order, as a step's is.
+        req = self._run.request_status(key, data)
+        return Durable(self, req.seq, key, False, self._status(req), is_status=True)
+
+    async def _status(self, req: _core.StatusRequest) -> None:
+        """Waits for the status of ``req`` to be committed (at once in a
+        replay)."""
+        if self._commits is not None:
+            await self._commits.status(self._run, req)
+        else:
+            await self._run.status(req)
+
     @overload
     async def first(self, a: Durable[A], b: Durable[B], /) -> tuple[int, Union[A, B]]: ...
 
@@ -768,8 +837,8 @@ class WorkflowContext:
         Raises :class:`TypeError` for an argument that is not such an
         operation, :class:`~raftoral.InvalidArgument` for one already
         awaited (or given twice, or of another workflow, or a wait for an
-        event: give :meth:`wait_event` a timeout instead), and what the
-        operations raise (:class:`~raftoral.Cancelled`, ...).
+        event: give :meth:`wait_event` a timeout instead, or a status set),
+        and what the operations raise (:class:`~raftoral.Cancelled`, ...).
         """
         ops = (a, b, *more)
         for i, op in enumerate(ops):
@@ -784,6 +853,11 @@ class WorkflowContext:
                     f"first(): {op!r} is a wait for an event, which first() does not "
                     "race (a losing wait would still take an event later); give "
                     "ctx.wait_event a timeout instead"
+                )
+            if op.is_status:
+                raise InvalidArgument(
+                    f"first(): {op!r} is a status set, which first() does not race "
+                    "(it is committed whatever wins); await it instead"
                 )
             if op._ctx is not self:
                 raise InvalidArgument(

@@ -95,4 +95,22 @@ async def event_then_gate(ctx: raftoral.WorkflowContext, inp: EventInput) -> Any
     return payload
 
 
-ALL: list[raftoral.Workflow[Any, Any]] = [ping_pong, steps, fails, event_then_gate]
+@raftoral.workflow(name="status_then_event", version=1)
+async def status_then_event(ctx: raftoral.WorkflowContext, event: str) -> Any:
+    """Sets the status ``stage`` to "waiting" and records ``status``
+    (on every run, replays included), waits for the event ``event``, then
+    sets ``stage`` to "done"."""
+    await ctx.set_status("stage", "waiting")
+    record(ctx.workflow_id, "status", "waiting")
+    payload = await ctx.wait_event(event)
+    await ctx.set_status("stage", "done")
+    return payload
+
+
+ALL: list[raftoral.Workflow[Any, Any]] = [
+    ping_pong,
+    steps,
+    fails,
+    event_then_gate,
+    status_then_event,
+]
