@@ -300,8 +300,10 @@ const compensate = workflow("compensate", { version: 1 }, async (ctx, inp) => {
 
 // Step `before`, then `waits` durable waits, one after another, for the
 // event `name` (with `timeout_ms`, a timeout; else none): each gives the
-// event's payload, or null when the timeout passed first. Then step `after`
-// (which hangs under CONFORMANCE_HANG=1).
+// event's payload, or null when the timeout passed first. With `status`,
+// status values too: `stage` "waiting" before the first wait, `received`
+// the number of waits done after each, `stage` "done" after the last.
+// Then step `after` (which hangs under CONFORMANCE_HANG=1).
 const waiter = workflow("waiter", { version: 1 }, async (ctx, inp) => {
   const id = ctx.workflowId;
   await ctx.checkpoint("before", () => {
@@ -309,11 +311,14 @@ const waiter = workflow("waiter", { version: 1 }, async (ctx, inp) => {
     return true;
   });
   const options = inp.timeout_ms == null ? {} : { timeout: inp.timeout_ms };
+  if (inp.status) await ctx.setStatus("stage", "waiting");
   const events = [];
-  for (let i = 0; i < inp.waits; i++) {
+  for (let i = 1; i <= inp.waits; i++) {
     // An event sent without a payload decodes as undefined: null in JSON.
     events.push((await ctx.waitEvent(inp.name, options)) ?? null);
+    if (inp.status) await ctx.setStatus("received", i);
   }
+  if (inp.status) await ctx.setStatus("stage", "done");
   await ctx.checkpoint("after", async () => {
     effect(id, "start", 1);
     if (hang()) await forever(); // the app "dies" here

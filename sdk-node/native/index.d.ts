@@ -70,6 +70,29 @@ export declare class NativeClient {
    * (its inbox is full).
    */
   signalWorkflow(workflowId: string, name: string, payload: Buffer, idempotencyKey?: string | undefined | null): Promise<NativeSignalled>
+  /**
+   * Starts the workflow `workflowId` (required: non-empty) of
+   * `workflowName` at `version` with the encoded `input` unless it
+   * exists, then sends it the event `name` with the encoded `payload`
+   * (`idempotencyKey` as `signalWorkflow` takes it), in one committed
+   * entry: concurrent calls start one workflow and deliver every event.
+   * A workflow that exists keeps its input and options. The input must
+   * be JSON text (the core sends it as a JSON value; empty: `null`).
+   * `startDelayMs` and `executionTimeoutMs` as `startWorkflow` takes
+   * them. Rejects with `INVALID_ARGUMENT` (no id, bad options, an input
+   * that is not JSON, a bad name or key, a payload over the limit),
+   * `NOT_RUNNING` (the workflow has ended; the sidecar's
+   * `FAILED_PRECONDITION`), `RESOURCE_EXHAUSTED` (its inbox is full).
+   */
+  signalWithStart(workflowId: string, workflowName: string, version: number, input: Buffer, name: string, payload: Buffer, idempotencyKey?: string | undefined | null, startDelayMs?: number | undefined | null, executionTimeoutMs?: number | undefined | null): Promise<NativeSignalledWithStart>
+  /**
+   * The status values the workflow's code set (`ctx.setStatus`): the
+   * latest value of each key in `keys` (every key when empty), from the
+   * replicated history, so any node answers, also after the workflow
+   * ended. Rejects with `NOT_FOUND` (unknown workflow),
+   * `INVALID_ARGUMENT` (a bad key).
+   */
+  getStatus(workflowId: string, keys: Array<string>): Promise<NativeStatus>
   /** The committed checkpoints of a workflow, in seq order. */
   history(workflowId: string): Promise<Array<NativeHistoryEntry>>
 }
@@ -171,6 +194,25 @@ export declare class NativeRun {
    * `key` (`takeDeliveries`) in its turn.
    */
   event(seq: number, key: number): void
+  /**
+   * Takes the next position for setting the workflow's status `key` to
+   * the encoded `value`, at once, and returns it: status values, waits,
+   * sleeps and steps started side by side get positions in call order.
+   * Then `status`. The value must be JSON text (empty: `null`), at most
+   * 64 KiB (`MAX_STATUS_BYTES`). Throws `INVALID_ARGUMENT` for a value
+   * that is not JSON or too large (nothing is taken then), and
+   * `NON_DETERMINISM` when the history has another operation or another
+   * key there.
+   */
+  requestStatus(key: string, value: Buffer): number
+  /**
+   * Waits for the status value `requestStatus` took at `seq`: the core
+   * commits it when this replica owns the workflow (once; a replay finds
+   * it committed). The commit (`{}`), or the error (`CANCELLED`,
+   * `NON_DETERMINISM`, `SHUTTING_DOWN`, `REJECTED`...), is delivered
+   * with `key` (`takeDeliveries`) in its turn.
+   */
+  status(seq: number, key: number): void
   /**
    * Races the operations the code took at positions `seqs` (sleeps and
    * steps whose waits are started): the index of the one resolved first
@@ -308,7 +350,7 @@ export declare function attemptTimeoutFailure(policy: NativeRetryPolicy, attempt
 
 /**
  * The outcome of one wait started with `key` (`slot`, `commit`,
- * `failStep`, `timer`, `firstOf`, `event`): a slot, or the error a native call
+ * `failStep`, `timer`, `firstOf`, `event`, `status`): a slot, or the error a native call
  * would have thrown.
  */
 export interface NativeDelivery {
@@ -368,7 +410,8 @@ export interface NativeHistoryEntry {
    * What the entry records: `VALUE`, `STEP_FAILED`,
    * `STEP_ATTEMPT_FAILED`, `TIMER_STARTED`, `TIMER_FIRED`,
    * `TIMER_CANCELLED`, `EVENT_WAITING`, `EVENT_RECEIVED`,
-   * `EVENT_TIMED_OUT` (`UNKNOWN` for a kind newer than this SDK).
+   * `EVENT_TIMED_OUT`, `STATUS_SET` (`UNKNOWN` for a kind newer than
+   * this SDK).
    */
   kind: string
   /**
@@ -441,12 +484,26 @@ export interface NativeSignalled {
   workflow?: NativeWorkflowInfo
 }
 
+/** What `signalWithStart` returned. */
+export interface NativeSignalledWithStart {
+  /** True when this call started the workflow (false: it existed). */
+  started: boolean
+  /**
+   * True when an event with the same idempotency key was sent before:
+   * this one was not delivered again.
+   */
+  duplicate: boolean
+  /** The workflow after the entry was committed. */
+  workflow?: NativeWorkflowInfo
+}
+
 /**
  * The answer to `slotNow` and of a delivered wait: the committed value, or
  * none when this replica must compute the step (then `seq` is its position
  * and `attempt` the attempt to run); for a `timer` wait, `fired`; for a
  * `firstOf` wait, `winner`; for an `event` wait, the event's payload as
- * `value`, or `timedOut`.
+ * `value`, or `timedOut`; for a `status` wait, nothing (the status is
+ * committed).
  */
 export interface NativeSlot {
   /**
@@ -493,6 +550,29 @@ export interface NativeStarted {
   workflowId: string
   /** True when the id named an existing workflow. */
   alreadyStarted: boolean
+}
+
+/** What `getStatus` returned. */
+export interface NativeStatus {
+  /**
+   * The latest value of each key asked for that the code set, ordered
+   * by key; a key never set is absent.
+   */
+  values: Array<NativeStatusValue>
+  /** The workflow's `WorkflowStatus` number (1 pending … 5 cancelled). */
+  workflowStatus: number
+}
+
+/** The latest value of one status key (`getStatus`). */
+export interface NativeStatusValue {
+  /** The key. */
+  key: string
+  /** Encoded value. */
+  value: Buffer
+  /** When it was set (log time, ms since the epoch). */
+  setAtMs: number
+  /** Its entry's index in the workflow's history. */
+  historyIndex: number
 }
 
 /**

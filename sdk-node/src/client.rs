@@ -1,20 +1,22 @@
-//! `NativeClient`: connect, start, get, wait, cancel, list, history. Values
-//! cross as `Buffer`s of encoded bytes; the TypeScript layer decodes them
-//! with its codec and turns the records into typed objects.
+//! `NativeClient`: connect, start, get, wait, cancel, list, history,
+//! events (signal, signal-with-start) and status reads. Values cross as
+//! `Buffer`s of encoded bytes; the TypeScript layer decodes them with its
+//! codec and turns the records into typed objects.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use raftoral_client::proto::sidecar::v1::{EventWait, PendingTimer};
+use raftoral_client::proto::sidecar::v1::{EventWait, PendingTimer, StatusValue};
 use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind, ListWorkflowsRequest};
 use raftoral_client::{
-    AppToken, ClientError, ClientTls, MAX_TIMER, RaftoralClient, StartOptions, StreamOptions,
-    WorkflowInfo,
+    AppToken, ClientError, ClientTls, MAX_TIMER, RaftoralClient, Signal, StartOptions,
+    StreamOptions, WorkflowInfo,
 };
 use tokio::time::Instant;
 
+use crate::codec::json_text;
 use crate::errors::{to_js_err, usage};
 use crate::worker::NativeFailure;
 
@@ -104,6 +106,52 @@ pub struct NativeSignalled {
     pub workflow: Option<NativeWorkflowInfo>,
 }
 
+/// What `signalWithStart` returned.
+#[napi(object)]
+pub struct NativeSignalledWithStart {
+    /// True when this call started the workflow (false: it existed).
+    pub started: bool,
+    /// True when an event with the same idempotency key was sent before:
+    /// this one was not delivered again.
+    pub duplicate: bool,
+    /// The workflow after the entry was committed.
+    pub workflow: Option<NativeWorkflowInfo>,
+}
+
+/// The latest value of one status key (`getStatus`).
+#[napi(object)]
+pub struct NativeStatusValue {
+    /// The key.
+    pub key: String,
+    /// Encoded value.
+    pub value: Buffer,
+    /// When it was set (log time, ms since the epoch).
+    pub set_at_ms: f64,
+    /// Its entry's index in the workflow's history.
+    pub history_index: f64,
+}
+
+impl From<StatusValue> for NativeStatusValue {
+    fn from(v: StatusValue) -> Self {
+        Self {
+            key: v.key,
+            value: v.value.to_vec().into(),
+            set_at_ms: v.set_at_ms as f64,
+            history_index: v.history_index as f64,
+        }
+    }
+}
+
+/// What `getStatus` returned.
+#[napi(object)]
+pub struct NativeStatus {
+    /// The latest value of each key asked for that the code set, ordered
+    /// by key; a key never set is absent.
+    pub values: Vec<NativeStatusValue>,
+    /// The workflow's `WorkflowStatus` number (1 pending … 5 cancelled).
+    pub workflow_status: i32,
+}
+
 /// A durable timer a workflow waits on.
 #[napi(object)]
 pub struct NativePendingTimer {
@@ -171,7 +219,8 @@ pub struct NativeHistoryEntry {
     /// What the entry records: `VALUE`, `STEP_FAILED`,
     /// `STEP_ATTEMPT_FAILED`, `TIMER_STARTED`, `TIMER_FIRED`,
     /// `TIMER_CANCELLED`, `EVENT_WAITING`, `EVENT_RECEIVED`,
-    /// `EVENT_TIMED_OUT` (`UNKNOWN` for a kind newer than this SDK).
+    /// `EVENT_TIMED_OUT`, `STATUS_SET` (`UNKNOWN` for a kind newer than
+    /// this SDK).
     pub kind: String,
     /// For `TIMER_STARTED`, `TIMER_FIRED` and `TIMER_CANCELLED`: the
     /// timer's deadline; for `EVENT_*`, the wait's timeout when it has one
@@ -191,6 +240,7 @@ impl From<HistoryEntry> for NativeHistoryEntry {
             Ok(HistoryEntryKind::EventWaiting) => "EVENT_WAITING",
             Ok(HistoryEntryKind::EventReceived) => "EVENT_RECEIVED",
             Ok(HistoryEntryKind::EventTimedOut) => "EVENT_TIMED_OUT",
+            Ok(HistoryEntryKind::StatusSet) => "STATUS_SET",
             Err(_) => "UNKNOWN",
         };
         let fire_at_ms = match kind {
@@ -288,27 +338,7 @@ impl NativeClient {
         start_delay_ms: Option<f64>,
         execution_timeout_ms: Option<f64>,
     ) -> napi::Result<NativeStarted> {
-        let start_delay = match start_delay_ms {
-            Some(ms) => duration("startDelay", ms)?,
-            None => Duration::ZERO,
-        };
-        let execution_timeout = match execution_timeout_ms {
-            Some(ms) => {
-                let timeout = duration("executionTimeout", ms)?;
-                if timeout.is_zero() {
-                    return Err(usage(
-                        "executionTimeout is 0: give a positive timeout, or none".into(),
-                    ));
-                }
-                Some(timeout)
-            }
-            None => None,
-        };
-        let options = StartOptions {
-            workflow_id: (!workflow_id.is_empty()).then_some(workflow_id),
-            start_delay,
-            execution_timeout,
-        };
+        let options = start_options(workflow_id, start_delay_ms, execution_timeout_ms)?;
         let handle = self
             .inner
             .start_workflow_raw_with(
@@ -451,22 +481,85 @@ impl NativeClient {
                 key.as_deref(),
             )
             .await
-            .map_err(|e| match e {
-                // The workflow has ended: the error a step of a workflow no
-                // longer running gets, with the sidecar's explanation.
-                ClientError::Status {
-                    code: tonic::Code::FailedPrecondition,
-                    message,
-                    ..
-                } => to_js_err(ClientError::NotRunning {
-                    workflow_id: workflow_id.clone(),
-                    message,
-                }),
-                e => to_js_err(e),
-            })?;
+            .map_err(|e| signal_err(&workflow_id, e))?;
         Ok(NativeSignalled {
             duplicate: sent.duplicate,
             workflow: sent.workflow.map(Into::into),
+        })
+    }
+
+    /// Starts the workflow `workflowId` (required: non-empty) of
+    /// `workflowName` at `version` with the encoded `input` unless it
+    /// exists, then sends it the event `name` with the encoded `payload`
+    /// (`idempotencyKey` as `signalWorkflow` takes it), in one committed
+    /// entry: concurrent calls start one workflow and deliver every event.
+    /// A workflow that exists keeps its input and options. The input must
+    /// be JSON text (the core sends it as a JSON value; empty: `null`).
+    /// `startDelayMs` and `executionTimeoutMs` as `startWorkflow` takes
+    /// them. Rejects with `INVALID_ARGUMENT` (no id, bad options, an input
+    /// that is not JSON, a bad name or key, a payload over the limit),
+    /// `NOT_RUNNING` (the workflow has ended; the sidecar's
+    /// `FAILED_PRECONDITION`), `RESOURCE_EXHAUSTED` (its inbox is full).
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub async fn signal_with_start(
+        &self,
+        workflow_id: String,
+        workflow_name: String,
+        version: u32,
+        input: Buffer,
+        name: String,
+        payload: Buffer,
+        idempotency_key: Option<String>,
+        start_delay_ms: Option<f64>,
+        execution_timeout_ms: Option<f64>,
+    ) -> napi::Result<NativeSignalledWithStart> {
+        if workflow_id.is_empty() {
+            return Err(usage(format!(
+                "signalWithStart of '{workflow_name}' needs an id: the event needs a known \
+                 target, and a retry must find the workflow it started"
+            )));
+        }
+        let options = start_options(workflow_id.clone(), start_delay_ms, execution_timeout_ms)?;
+        let input = json_text(&format!("the input of workflow '{workflow_id}'"), &input)
+            .map_err(to_js_err)?;
+        let signal = Signal {
+            name,
+            payload: Bytes::from(payload.to_vec()),
+            idempotency_key: idempotency_key.filter(|k| !k.is_empty()),
+        };
+        let sent = self
+            .inner
+            .signal_with_start(&workflow_name, version, &input, &options, signal)
+            .await
+            .map_err(|e| signal_err(&workflow_id, e))?;
+        Ok(NativeSignalledWithStart {
+            started: sent.started,
+            duplicate: sent.duplicate,
+            workflow: sent.workflow.map(Into::into),
+        })
+    }
+
+    /// The status values the workflow's code set (`ctx.setStatus`): the
+    /// latest value of each key in `keys` (every key when empty), from the
+    /// replicated history, so any node answers, also after the workflow
+    /// ended. Rejects with `NOT_FOUND` (unknown workflow),
+    /// `INVALID_ARGUMENT` (a bad key).
+    #[napi]
+    pub async fn get_status(
+        &self,
+        workflow_id: String,
+        keys: Vec<String>,
+    ) -> napi::Result<NativeStatus> {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let found = self
+            .inner
+            .get_status(&workflow_id, &keys)
+            .await
+            .map_err(to_js_err)?;
+        Ok(NativeStatus {
+            workflow_status: found.workflow_status,
+            values: found.values.into_iter().map(Into::into).collect(),
         })
     }
 
@@ -479,6 +572,53 @@ impl NativeClient {
             .await
             .map_err(to_js_err)?;
         Ok(entries.into_iter().map(Into::into).collect())
+    }
+}
+
+/// The start options of `startWorkflow` and `signalWithStart` (an empty
+/// id: none), checked as `startWorkflow` documents.
+fn start_options(
+    workflow_id: String,
+    start_delay_ms: Option<f64>,
+    execution_timeout_ms: Option<f64>,
+) -> napi::Result<StartOptions> {
+    let start_delay = match start_delay_ms {
+        Some(ms) => duration("startDelay", ms)?,
+        None => Duration::ZERO,
+    };
+    let execution_timeout = match execution_timeout_ms {
+        Some(ms) => {
+            let timeout = duration("executionTimeout", ms)?;
+            if timeout.is_zero() {
+                return Err(usage(
+                    "executionTimeout is 0: give a positive timeout, or none".into(),
+                ));
+            }
+            Some(timeout)
+        }
+        None => None,
+    };
+    Ok(StartOptions {
+        workflow_id: (!workflow_id.is_empty()).then_some(workflow_id),
+        start_delay,
+        execution_timeout,
+    })
+}
+
+/// The error of an event sent to `workflow_id`: one that has ended (the
+/// sidecar's `FAILED_PRECONDITION`) is the error a step of a workflow no
+/// longer running gets (`NOT_RUNNING`), with the sidecar's explanation.
+fn signal_err(workflow_id: &str, e: ClientError) -> napi::Error {
+    match e {
+        ClientError::Status {
+            code: tonic::Code::FailedPrecondition,
+            message,
+            ..
+        } => to_js_err(ClientError::NotRunning {
+            workflow_id: workflow_id.to_owned(),
+            message,
+        }),
+        e => to_js_err(e),
     }
 }
 

@@ -8,6 +8,7 @@
 //! blocks the JS thread therefore never stalls the heartbeats.
 
 mod client;
+mod codec;
 mod errors;
 mod local;
 mod retry;

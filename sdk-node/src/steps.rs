@@ -50,6 +50,12 @@
 //! payload, or its timeout (`WorkflowContext::event`), handed out in the
 //! same order.
 //!
+//! A status value (`ctx.setStatus`) takes a position the same way
+//! (`request_status`): the core's `set_status` takes it in its first poll,
+//! made on the JS thread under the hand-out lock, and `status` drives the
+//! rest (the commit, or the replayed entry) on the addon's runtime; its
+//! resolution is handed out in the same order.
+//!
 //! Interruptions (a cancel request delivered into the code, or a cancel for
 //! good) stop the step attempts running in JavaScript, which then ask for
 //! their slots again (`slot`): the core answers `CANCELLED` where the
@@ -65,7 +71,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,6 +80,7 @@ use napi_derive::napi;
 use raftoral_client::{
     ClientError, ComputeToken, Failure, RetryPolicy, Slot, SlotRequest, WorkflowContext,
 };
+use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use crate::errors::to_js_err;
@@ -82,12 +89,14 @@ use crate::errors::to_js_err;
 type Outcome = Result<Answer, ClientError>;
 
 /// A resolution from the core: a step's slot, a timer's firing, the
-/// winner of a race, or an event wait's payload (none: it timed out).
+/// winner of a race, an event wait's payload (none: it timed out), or a
+/// status value's commit.
 enum Answer {
     Slot(Slot),
     Fired,
     First(usize),
     Event(Option<Bytes>),
+    StatusSet,
 }
 
 /// A sleep whose position is taken (its future polled once) and whose
@@ -98,11 +107,16 @@ type TimerWait = Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>>;
 /// not started yet.
 type EventWait = Pin<Box<dyn Future<Output = Result<Option<Bytes>, ClientError>> + Send>>;
 
+/// A status value whose position is taken (its future polled once) and
+/// whose commit is not waited for yet.
+type StatusWait = Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>>;
+
 /// The answer to `slotNow` and of a delivered wait: the committed value, or
 /// none when this replica must compute the step (then `seq` is its position
 /// and `attempt` the attempt to run); for a `timer` wait, `fired`; for a
 /// `firstOf` wait, `winner`; for an `event` wait, the event's payload as
-/// `value`, or `timedOut`.
+/// `value`, or `timedOut`; for a `status` wait, nothing (the status is
+/// committed).
 #[napi(object)]
 pub struct NativeSlot {
     /// The committed value to continue with; absent: compute, then `commit`
@@ -132,7 +146,7 @@ pub struct NativeSlot {
 }
 
 /// The outcome of one wait started with `key` (`slot`, `commit`,
-/// `failStep`, `timer`, `firstOf`, `event`): a slot, or the error a native call
+/// `failStep`, `timer`, `firstOf`, `event`, `status`): a slot, or the error a native call
 /// would have thrown.
 #[napi(object)]
 pub struct NativeDelivery {
@@ -147,8 +161,8 @@ pub struct NativeDelivery {
 
 /// A slot as it leaves the run: a value, or the attempt to compute (its
 /// token stays with the run, for `commit` or `failStep`), a timer's
-/// firing, the winner of a race, or an event wait's timeout (a received
-/// event is a `Value`: its payload).
+/// firing, the winner of a race, an event wait's timeout (a received
+/// event is a `Value`: its payload), or a status value's commit.
 enum Handed {
     Value(Bytes),
     Compute {
@@ -159,6 +173,7 @@ enum Handed {
     Fired,
     First(u32),
     TimedOut,
+    StatusSet,
 }
 
 impl From<Handed> for NativeSlot {
@@ -199,6 +214,7 @@ impl From<Handed> for NativeSlot {
                 timed_out: Some(true),
                 ..none
             },
+            Handed::StatusSet => none,
         }
     }
 }
@@ -283,6 +299,9 @@ pub(crate) struct Steps {
     /// Event waits whose position is taken and whose wait is not started,
     /// by seq. Locked after `open` when both are.
     events: Mutex<HashMap<u64, EventWait>>,
+    /// Status values whose position is taken and whose commit is not
+    /// waited for, by seq. Locked after `open` when both are.
+    statuses: Mutex<HashMap<u64, StatusWait>>,
 }
 
 /// A step asked for and not resolved.
@@ -302,6 +321,7 @@ impl Steps {
             open: Mutex::new(HashMap::new()),
             timers: Mutex::new(HashMap::new()),
             events: Mutex::new(HashMap::new()),
+            statuses: Mutex::new(HashMap::new()),
         })
     }
 
@@ -478,6 +498,59 @@ impl Steps {
         Ok(())
     }
 
+    /// Takes the next position for setting the status `key` to `value`,
+    /// at once, and returns it (then [`status`](Self::status)). The core's
+    /// `set_status` checks the size (at most `MAX_STATUS_BYTES`) and takes
+    /// the position in the first poll of its future, made here; its
+    /// refusals (too large, non-determinism: the history holds another
+    /// operation or key there) come back here, before any position is
+    /// taken.
+    pub(crate) fn request_status(
+        &self,
+        key: &str,
+        value: Box<RawValue>,
+    ) -> Result<u64, ClientError> {
+        // The hand-out lock, as `request` takes it: positions are taken
+        // one at a time, so the cursor read here is the position taken.
+        let _open = self.lock();
+        let seq = self.context.next_position();
+        let context = self.context.clone();
+        let key = key.to_owned();
+        let mut wait: StatusWait = Box::pin(async move { context.set_status(&key, &value).await });
+        // The first poll runs up to the core's first await (a yield, live
+        // or replayed), having taken the position; nothing waits on this
+        // waker: the task of `status` polls the future again.
+        let wait = match wait.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Ready(Ok(())) => Box::pin(async { Ok(()) }),
+            Poll::Pending => wait,
+        };
+        self.statuses.lock().expect("lock").insert(seq, wait);
+        Ok(seq)
+    }
+
+    /// Waits for the status value at `seq` (from
+    /// [`request_status`](Self::request_status)) to be committed (a replay
+    /// finds it committed); the commit (or the error) is delivered with
+    /// `key`.
+    pub(crate) fn status(self: &Arc<Self>, seq: u64, key: u32) -> Result<(), ClientError> {
+        let wait = self
+            .statuses
+            .lock()
+            .expect("lock")
+            .remove(&seq)
+            .ok_or_else(|| {
+                ClientError::Usage(format!(
+                    "workflow '{}': status {seq} was not set, or is waited for already",
+                    self.context.workflow_id()
+                ))
+            })?;
+        self.deliver(Some(seq), key, async move {
+            wait.await.map(|()| Answer::StatusSet)
+        });
+        Ok(())
+    }
+
     /// Races the operations at positions `seqs` (sleeps and steps taken
     /// and waited for): the index of the one resolved first in commit
     /// order, the same on every replica and in every replay, is delivered
@@ -593,6 +666,8 @@ fn settle(
         // An event wait is not among the open steps either.
         Ok(Answer::Event(Some(payload))) => Ok(Handed::Value(payload)),
         Ok(Answer::Event(None)) => Ok(Handed::TimedOut),
+        // Nor is a status value.
+        Ok(Answer::StatusSet) => Ok(Handed::StatusSet),
         Err(e) => {
             if let Some(seq) = seq {
                 open.remove(&seq);

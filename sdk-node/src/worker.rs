@@ -15,7 +15,9 @@
 //! and delivers the index of the one resolved first in commit order. A
 //! wait for an event (`ctx.waitEvent`) takes its position with
 //! `requestEvent`, and `event` waits for the cluster to resolve it (the
-//! event's payload, or its timeout). Several steps of a run may be in flight at once;
+//! event's payload, or its timeout). A status value (`ctx.setStatus`)
+//! takes its position with `requestStatus`, and `status` waits for its
+//! commit. Several steps of a run may be in flight at once;
 //! the outcomes of their waits reach JavaScript through the worker's FIFO
 //! (`waitDeliveries` / `takeDeliveries`) in the order the core hands them
 //! out (see `steps.rs` for why). The outcome of the run goes back through
@@ -43,6 +45,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::NativeClient;
+use crate::codec::json_text;
 use crate::errors::{to_js_err, usage};
 use crate::retry::NativeRetryPolicy;
 use crate::steps::{Deliveries, NativeDelivery, NativeSlot, Steps};
@@ -448,6 +451,36 @@ impl NativeRun {
     #[napi]
     pub fn event(&self, seq: f64, key: u32) -> napi::Result<()> {
         self.inner.steps.event(seq as u64, key).map_err(to_js_err)
+    }
+
+    /// Takes the next position for setting the workflow's status `key` to
+    /// the encoded `value`, at once, and returns it: status values, waits,
+    /// sleeps and steps started side by side get positions in call order.
+    /// Then `status`. The value must be JSON text (empty: `null`), at most
+    /// 64 KiB (`MAX_STATUS_BYTES`). Throws `INVALID_ARGUMENT` for a value
+    /// that is not JSON or too large (nothing is taken then), and
+    /// `NON_DETERMINISM` when the history has another operation or another
+    /// key there.
+    #[napi]
+    pub fn request_status(&self, key: String, value: Buffer) -> napi::Result<f64> {
+        let what = format!("status '{key}' of workflow '{}'", self.inner.workflow_id);
+        let value = json_text(&what, &value).map_err(to_js_err)?;
+        let seq = self
+            .inner
+            .steps
+            .request_status(&key, value)
+            .map_err(to_js_err)?;
+        Ok(seq as f64)
+    }
+
+    /// Waits for the status value `requestStatus` took at `seq`: the core
+    /// commits it when this replica owns the workflow (once; a replay finds
+    /// it committed). The commit (`{}`), or the error (`CANCELLED`,
+    /// `NON_DETERMINISM`, `SHUTTING_DOWN`, `REJECTED`...), is delivered
+    /// with `key` (`takeDeliveries`) in its turn.
+    #[napi]
+    pub fn status(&self, seq: f64, key: u32) -> napi::Result<()> {
+        self.inner.steps.status(seq as u64, key).map_err(to_js_err)
     }
 
     /// Races the operations the code took at positions `seqs` (sleeps and

@@ -248,7 +248,7 @@ test("the conformance worker's compensate refunds on a cancel at a step or a sle
   }
 });
 
-test("the conformance worker's waiter waits for events, with and without a timeout", {
+test("the conformance worker's waiter waits for events, with and without a timeout, and sets status values", {
   skip: !existsSync(WORKER) && "conformance worker not copied",
   timeout: 60_000,
 }, async () => {
@@ -290,6 +290,32 @@ test("the conformance worker's waiter waits for events, with and without a timeo
         .map((l) => `${l[1]} ${l[2]}`),
       ["start 0", "start 1"],
     );
+    // With `status`: stage, then the count of waits done, then stage done.
+    const reporting = await client.startWorkflowByName("waiter", 1, { name: "go", waits: 2, status: true });
+    await eventually(
+      async () => (await reporting.getStatus()).stage === "waiting",
+      "the stage to be set before the first wait",
+    );
+    await reporting.signal("go", "a");
+    await eventually(
+      async () => (await reporting.getStatus()).received === 1,
+      "the first wait to be counted",
+    );
+    await reporting.signal("go", "b");
+    assert.deepEqual(await reporting.result(), { events: ["a", "b"] });
+    assert.deepEqual(await reporting.getStatus(), { stage: "done", received: 2 });
+    assert.deepEqual(await kinds(reporting), [
+      "0 before VALUE",
+      "1 stage STATUS_SET",
+      "2 go EVENT_WAITING",
+      "2 go EVENT_RECEIVED",
+      "3 received STATUS_SET",
+      "4 go EVENT_WAITING",
+      "4 go EVENT_RECEIVED",
+      "5 received STATUS_SET",
+      "6 stage STATUS_SET",
+      "7 after VALUE",
+    ]);
     const timing = await client.startWorkflowByName("waiter", 1, { name: "go", waits: 1, timeout_ms: 100 });
     assert.deepEqual(await timing.result(), { events: [null] });
     assert.deepEqual(await kinds(timing), [

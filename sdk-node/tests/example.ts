@@ -17,6 +17,8 @@ import {
   type RetryPolicy,
   type SignalOptions,
   type SignalResult,
+  type SignalWithStartOptions,
+  type SignalWithStartResult,
   type StartOptions,
   StepFailed,
   type WaitEventOptions,
@@ -133,6 +135,21 @@ const approval = workflow("approval", { version: 1 }, async (ctx, order: Order) 
   return answer?.approved === true ? order.id : null;
 });
 
+const cart = workflow("cart", { version: 1 }, async (ctx, items: string[]) => {
+  await ctx.setStatus("stage", "open");
+  for (;;) {
+    const item = await ctx.waitEvent<string>("add", { timeout: "1h" });
+    if (item === null) break;
+    items.push(item);
+    const set: Promise<void> = ctx.setStatus("items", { count: items.length, last: item });
+    await set;
+  }
+  await ctx.setStatus("stage", "checked out");
+  // @ts-expect-error: a status key is a string
+  await ctx.setStatus(1, "x");
+  return items.length;
+});
+
 const lines: LogRecord[] = [];
 const logSink: LogSink = (record) => {
   lines.push(record);
@@ -141,7 +158,7 @@ const logSink: LogSink = (record) => {
 export async function main(url: string): Promise<void> {
   const client = await Client.connect(url);
   const worker = await Worker.create(client, {
-    workflows: [pingPong, charge, saga, refunding, helpers, sleeper, racer, approval],
+    workflows: [pingPong, charge, saga, refunding, helpers, sleeper, racer, approval, cart],
     retry,
     logSink,
   });
@@ -198,6 +215,29 @@ export async function main(url: string): Promise<void> {
   }
   // @ts-expect-error: the key is a string
   await waiting.signal("b", 1, { idempotencyKey: 7 });
+  const add: SignalWithStartOptions = { id: "cart-7", event: "add", payload: "book", key: "book-7" };
+  const fed: SignalWithStartResult = await client.signalWithStart(cart, [], add);
+  const started: boolean = fed.started;
+  const fedInbox: number = fed.workflow.inboxSize;
+  await client.signalWithStart(cart, [], {
+    id: "cart-7",
+    event: "add",
+    startDelay: "1s",
+    executionTimeout: "1d",
+  });
+  await client.signalWithStartByName("cart", 1, null, { id: "cart-8", event: "add", payload: 1 });
+  // @ts-expect-error: the input type comes from the definition
+  await client.signalWithStart(cart, "not a list", add);
+  // @ts-expect-error: the id is required
+  await client.signalWithStart(cart, [], { event: "add" });
+  // @ts-expect-error: so is the event
+  await client.signalWithStart(cart, [], { id: "cart-9" });
+  const status: Record<string, unknown> = await client.getStatus("cart-7", ["stage", "items"]);
+  const everything: Record<string, unknown> = await client.getHandle("cart-7").getStatus();
+  const stage: unknown = status.stage;
+  // @ts-expect-error: keys are a list of strings
+  await client.getStatus("cart-7", "stage");
+  console.log(started, fedInbox, stage, everything);
   const approved: string | null = await waiting.result();
   console.log(duplicate, inbox, deadline, approved);
   console.log(answer, cents, wrong, naps, kinds, raced, timers, startAt, sleeping, wrongDelay, until, why);

@@ -9,6 +9,7 @@ import {
   KINDS,
   type ListOptions,
   type SignalResult,
+  type SignalWithStartResult,
   STATUSES,
   type WorkflowInfo,
   type WorkflowPage,
@@ -112,6 +113,44 @@ export interface SignalOptions {
    * retry a send safely. Empty or absent: none. At most 256 bytes.
    */
   idempotencyKey?: string;
+}
+
+/**
+ * Options of {@link Client.signalWithStart}: the workflow's id, the event
+ * to send, and the options of the start when the workflow does not exist
+ * yet ({@link StartOptions}).
+ *
+ * @example
+ * ```ts
+ * const options: SignalWithStartOptions = {
+ *   id: "cart-7",
+ *   event: "add",
+ *   payload: { sku: "book" },
+ *   key: "add-book-7",
+ *   executionTimeout: "1d",
+ * };
+ * await client.signalWithStart(cart, [], options);
+ * ```
+ */
+export interface SignalWithStartOptions extends StartOptions {
+  /**
+   * Workflow id: required (not empty), so that the event has a known
+   * target and a retry finds the workflow the first call started.
+   */
+  id: string;
+  /** The event's name, as `ctx.waitEvent` waits for it. 1 to 256 bytes. */
+  event: string;
+  /**
+   * The event's payload, encoded with the client's codec. Absent: no
+   * payload (a wait gets `undefined` with the JSON codec).
+   */
+  payload?: unknown;
+  /**
+   * Idempotency key of the event, as {@link SignalOptions.idempotencyKey}:
+   * an event with a key already delivered to this workflow is not
+   * delivered again (`duplicate: true`). Empty or absent: none.
+   */
+  key?: string;
 }
 
 /**
@@ -349,6 +388,153 @@ export class Client {
     };
   }
 
+  /**
+   * Starts the workflow `options.id` of `wf` with `input` unless a
+   * workflow of that id exists, then sends it the event `options.event`
+   * with `options.payload` (and `options.key`, an idempotency key), in one
+   * committed entry: there is no moment where the workflow started and
+   * the event is lost, and concurrent calls for one id start one workflow
+   * and deliver every event. The pattern of an entity fed by events (a
+   * cart, an account, a chat session): the first event starts it, every
+   * later one reaches the running workflow. A workflow that exists keeps
+   * its input and start options; the event goes to its inbox, or at once
+   * to its open `ctx.waitEvent`, as {@link Client.signalWorkflow} sends it.
+   *
+   * Resolves with {@link SignalWithStartResult}: `started` is true when
+   * this call started the workflow, `duplicate` as
+   * {@link Client.signalWorkflow} says it, `workflow` its state after the
+   * entry. `options.id` is required; the other start options
+   * (`startDelay`, `executionTimeout`) are those of
+   * {@link Client.startWorkflow}, used when this call starts it. The input
+   * is sent as JSON, as every SDK reads it: with a codec whose output is
+   * not JSON text it is refused, and an `undefined` input arrives as
+   * `null`.
+   *
+   * Rejects with `InvalidArgument` for a missing or empty `id`, bad start
+   * options (as {@link Client.startWorkflow}), an input or payload the
+   * codec cannot encode, a bad event name or key, a payload over the
+   * sidecar's value limit; with `NotRunning` (code `NOT_RUNNING`) when the
+   * workflow of that id has ended (an id is not reused while its workflow
+   * is retained), and with `ResourceExhausted` when its inbox is full. Not
+   * retried by the SDK: give a `key` and retry a call whose answer was
+   * lost (the workflow is started once, the event delivered once).
+   *
+   * @example
+   * ```ts
+   * // A cart lives as long as items come in; the first item starts it.
+   * const cart = workflow("cart", { version: 1 }, async (ctx, items: string[]) => {
+   *   for (;;) {
+   *     const item = await ctx.waitEvent<string>("add", { timeout: "1h" });
+   *     if (item === null) return items; // an hour without an item: checkout
+   *     items.push(item);
+   *     await ctx.setStatus("items", items.length);
+   *   }
+   * });
+   *
+   * const { started } = await client.signalWithStart(cart, [], { id: "cart-7", event: "add", payload: "book" });
+   * await client.signalWithStart(cart, [], { id: "cart-7", event: "add", payload: "pen", key: "pen-1" });
+   * ```
+   */
+  async signalWithStart<I, O>(
+    wf: Workflow<I, O>,
+    input: I,
+    options: SignalWithStartOptions,
+  ): Promise<SignalWithStartResult> {
+    return this.signalWithStartByName(wf.name, wf.version, input, options);
+  }
+
+  /** {@link Client.signalWithStart} of a workflow by name and version (e.g. one another app runs). */
+  async signalWithStartByName(
+    name: string,
+    version: number,
+    input: unknown,
+    options: SignalWithStartOptions,
+  ): Promise<SignalWithStartResult> {
+    const { id, event, key } = options ?? {};
+    if (typeof id !== "string" || id === "") {
+      throw new InvalidArgument(
+        `signalWithStart of '${name}' needs an id (options.id, a non-empty string): the event needs a known target, and a retry must find the workflow it started`,
+      );
+    }
+    if (typeof event !== "string") {
+      throw new InvalidArgument(
+        `signalWithStart: event must be the event's name (a string), not a ${typeof event}`,
+      );
+    }
+    if (key !== undefined && typeof key !== "string") {
+      throw new InvalidArgument(`signalWithStart: key must be a string, not a value of type ${typeof key}`);
+    }
+    const delay = options.startDelay === undefined ? undefined : parseDuration(options.startDelay);
+    const timeout =
+      options.executionTimeout === undefined ? undefined : parseDuration(options.executionTimeout);
+    let data: Uint8Array;
+    try {
+      data = this.codec.encode(input);
+    } catch (e) {
+      throw new InvalidArgument(`workflow '${id}': cannot encode its input: ${(e as Error).message}`);
+    }
+    let payload: Uint8Array;
+    try {
+      payload = this.codec.encode(options.payload);
+    } catch (e) {
+      throw new InvalidArgument(
+        `event '${event}' for workflow '${id}': cannot encode its payload: ${(e as Error).message}`,
+      );
+    }
+    const sent = await call(
+      this.native.signalWithStart(
+        id,
+        name,
+        version,
+        Buffer.from(data),
+        event,
+        Buffer.from(payload),
+        key ?? null,
+        delay,
+        timeout,
+      ),
+    );
+    return {
+      started: sent.started,
+      duplicate: sent.duplicate,
+      workflow: sent.workflow ? this.#info(sent.workflow) : await this.getWorkflow(id),
+    };
+  }
+
+  /**
+   * The status values a workflow's code set with `ctx.setStatus`: the
+   * latest value of each key, decoded with the client's codec, by key. A
+   * key never set is absent; `keys` (absent or empty: every key) limits
+   * the answer to those keys. Read from the replicated history, so any
+   * node answers, also while the workflow's owner is down and after the
+   * workflow ended (until retention removes it); a value is there once
+   * its `setStatus` resolved in the workflow.
+   *
+   * Rejects with `NotFound` for an unknown workflow, with
+   * `InvalidArgument` for a bad key (empty, over 256 bytes).
+   *
+   * @example
+   * ```ts
+   * const order = workflow("order", { version: 1 }, async (ctx, id: string) => {
+   *   await ctx.setStatus("stage", "charging");
+   *   await ctx.checkpoint("charge", () => charge(id));
+   *   await ctx.setStatus("stage", "shipping");
+   *   return ctx.checkpoint("ship", () => ship(id));
+   * });
+   *
+   * const { stage } = await client.getStatus("order-42", ["stage"]);
+   * console.log(stage); // "charging", "shipping", or undefined before the first setStatus
+   * ```
+   */
+  async getStatus(workflowId: string, keys: string[] = []): Promise<Record<string, unknown>> {
+    if (!Array.isArray(keys) || keys.some((k) => typeof k !== "string")) {
+      throw new InvalidArgument("getStatus: keys must be an array of strings (absent or empty: every key)");
+    }
+    const found = await call(this.native.getStatus(workflowId, keys));
+    // fromEntries defines own properties: a key such as "__proto__" stays a key.
+    return Object.fromEntries(found.values.map((v) => [v.key, this.codec.decode(v.value)]));
+  }
+
   /** The committed checkpoints of a workflow, in order. */
   async history(workflowId: string): Promise<HistoryEntry[]> {
     const entries = await call(this.native.history(workflowId));
@@ -357,8 +543,11 @@ export class Client {
       const entry: HistoryEntry = {
         seq: e.seq,
         checkpointName: e.checkpointName,
-        // Only a value entry and a received event hold an encoded value.
-        value: kind === "VALUE" || kind === "EVENT_RECEIVED" ? this.codec.decode(e.value) : undefined,
+        // Only a value entry, a received event and a status hold an encoded value.
+        value:
+          kind === "VALUE" || kind === "EVENT_RECEIVED" || kind === "STATUS_SET"
+            ? this.codec.decode(e.value)
+            : undefined,
         committedAtMs: e.committedAtMs,
         kind,
       };
@@ -460,6 +649,19 @@ export class WorkflowHandle<O> {
    */
   signal(name: string, payload?: unknown, options?: SignalOptions): Promise<SignalResult> {
     return this.#client.signalWorkflow(this.workflowId, name, payload, options);
+  }
+
+  /**
+   * The status values this workflow's code set (`ctx.setStatus`), by key;
+   * see {@link Client.getStatus}.
+   *
+   * @example
+   * ```ts
+   * const { stage, received } = await handle.getStatus();
+   * ```
+   */
+  getStatus(keys?: string[]): Promise<Record<string, unknown>> {
+    return this.#client.getStatus(this.workflowId, keys);
   }
 
   /** See {@link Client.history}. */

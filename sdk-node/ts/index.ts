@@ -23,6 +23,7 @@ export {
   Client,
   type ConnectOptions,
   type SignalOptions,
+  type SignalWithStartOptions,
   type StartOptions,
   WorkflowHandle,
 } from "./client";
@@ -58,6 +59,7 @@ export type {
   ListOptions,
   PendingTimer,
   SignalResult,
+  SignalWithStartResult,
   WorkflowFailure,
   WorkflowInfo,
   WorkflowPage,

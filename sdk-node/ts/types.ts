@@ -143,6 +143,28 @@ export interface SignalResult {
 }
 
 /**
+ * What `client.signalWithStart` resolves with, once the entry that starts
+ * the workflow (when needed) and delivers the event is committed.
+ *
+ * @example
+ * ```ts
+ * const { started, duplicate, workflow } = await client.signalWithStart(cart, [], {
+ *   id: "cart-7",
+ *   event: "add",
+ *   payload: { sku: "book" },
+ * });
+ * console.log(started ? "started it" : "it was running", duplicate, workflow.inboxSize);
+ * ```
+ */
+export interface SignalWithStartResult extends SignalResult {
+  /**
+   * True when this call started the workflow; false when a workflow of
+   * that id existed (it keeps its input and options, and gets the event).
+   */
+  started: boolean;
+}
+
+/**
  * A durable timer a workflow waits on (`WorkflowInfo.pendingTimers`).
  *
  * @example
@@ -168,8 +190,9 @@ export interface PendingTimer {
  * firing or the cancellation resolves the timer's position. A wait for an
  * event (`ctx.waitEvent`): `EVENT_WAITING` when the wait is committed,
  * then `EVENT_RECEIVED` (the event's payload is the entry's `value`) or
- * `EVENT_TIMED_OUT` resolves its position. `UNKNOWN`: a kind newer than
- * this SDK.
+ * `EVENT_TIMED_OUT` resolves its position. `STATUS_SET`: a status value
+ * the code set (`ctx.setStatus`; the key is the entry's `checkpointName`,
+ * the value its `value`). `UNKNOWN`: a kind newer than this SDK.
  */
 export type HistoryEntryKind =
   | "VALUE"
@@ -181,6 +204,7 @@ export type HistoryEntryKind =
   | "EVENT_WAITING"
   | "EVENT_RECEIVED"
   | "EVENT_TIMED_OUT"
+  | "STATUS_SET"
   | "UNKNOWN";
 
 /** The kinds the addon reports. */
@@ -194,6 +218,7 @@ export const KINDS: readonly HistoryEntryKind[] = [
   "EVENT_WAITING",
   "EVENT_RECEIVED",
   "EVENT_TIMED_OUT",
+  "STATUS_SET",
 ];
 
 /**
@@ -211,8 +236,9 @@ export interface HistoryEntry {
   seq: number;
   checkpointName: string;
   /**
-   * The step's value (`kind` `VALUE`) or the event's payload
-   * (`EVENT_RECEIVED`); `undefined` for the other kinds.
+   * The step's value (`kind` `VALUE`), the event's payload
+   * (`EVENT_RECEIVED`) or the status value (`STATUS_SET`); `undefined` for
+   * the other kinds.
    */
   value: unknown;
   committedAtMs: number;

@@ -189,7 +189,9 @@ const current = new AsyncLocalStorage<WorkflowContext>();
  * side by side with them; {@link WorkflowContext.first} races sleeps and
  * steps started side by side (a deadline, say), deterministically. A
  * workflow waits durably for an event sent from outside
- * (`client.signalWorkflow`) with {@link WorkflowContext.waitEvent}.
+ * (`client.signalWorkflow`, `client.signalWithStart`) with
+ * {@link WorkflowContext.waitEvent}, and tells the outside how it is
+ * doing with {@link WorkflowContext.setStatus} (`client.getStatus`).
  *
  * Code between steps runs again in every replay and on every replica, so it
  * must decide the same each time: take the time from
@@ -601,6 +603,78 @@ export class WorkflowContext {
     return this.#wait((key) => this.#run.event(seq, key)).then((slot) =>
       slot.value == null ? null : (codec.decode(slot.value) as T),
     );
+  }
+
+  /**
+   * Sets this workflow's readable status `key` to `value`: a small summary
+   * for the outside (a stage, a progress count, the last error), read
+   * with `client.getStatus(id)` from any node, also while this workflow's
+   * owner is down and after the workflow ended. The value is encoded with
+   * the client's codec, as a step's value is, and must come out as JSON
+   * text, which every SDK reads (an `undefined` value is stored as
+   * `null`); at most 64 KiB encoded: data belongs in a step's value.
+   * Setting a key again replaces what readers get; the history keeps every
+   * value (`STATUS_SET` entries).
+   *
+   * Takes a position as a step does, when it is called (before the promise
+   * is returned), and resolves once the value is committed; a replay (or a
+   * replica) resolves at once without setting it again. On replay a step,
+   * a sleep, a wait or another key at that position is non-determinism.
+   * Not for racing with {@link WorkflowContext.first}.
+   *
+   * Rejects, before any position is taken, with {@link InvalidArgument}
+   * for an empty key, a value the codec cannot encode or that is not JSON,
+   * a value over 64 KiB encoded (the message says `over the 65536-byte
+   * limit`), or a call after the workflow finished; with `NonDeterminism`
+   * as above; with {@link Cancelled} where the workflow's cancellation is
+   * delivered, as a step does.
+   *
+   * @example
+   * ```ts
+   * const order = workflow("order", { version: 1 }, async (ctx, id: string) => {
+   *   await ctx.setStatus("stage", "charging");
+   *   await ctx.checkpoint("charge", () => charge(id));
+   *   await ctx.setStatus("stage", "shipping");
+   *   await ctx.checkpoint("ship", () => ship(id));
+   *   await ctx.setStatus("stage", "done");
+   * });
+   *
+   * // Elsewhere, at any time:
+   * const { stage } = await client.getStatus("order-42");
+   * ```
+   */
+  setStatus(key: string, value: unknown): Promise<void> {
+    if (typeof key !== "string" || key === "") {
+      return Promise.reject(new InvalidArgument("the key of a status value must be a non-empty string"));
+    }
+    if (!this.#active) {
+      return Promise.reject(
+        new InvalidArgument(
+          `setStatus('${key}') called after workflow '${this.workflowId}' finished; it belongs inside the workflow function`,
+        ),
+      );
+    }
+    let data: Uint8Array;
+    try {
+      data = this.#codec.encode(value);
+    } catch (e) {
+      return Promise.reject(
+        new InvalidArgument(
+          `status '${key}' of workflow '${this.workflowId}': cannot encode its value: ${(e as Error).message}; set a JSON-compatible value`,
+        ),
+      );
+    }
+    // The position is taken now, before any await, as a step's is; the
+    // addon refuses a value that is not JSON or over 64 KiB (nothing is
+    // taken then).
+    let seq: number;
+    try {
+      seq = callSync(() => this.#run.requestStatus(key, Buffer.from(data)));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // The commit, handed out in its turn like a step's value.
+    return this.#wait((k) => this.#run.status(seq, k)).then(() => undefined);
   }
 
   /**
