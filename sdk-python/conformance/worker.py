@@ -7,7 +7,8 @@ that records each side effect as a line), ``CONFORMANCE_HANG=1`` (the
 ``CONFORMANCE_STEP_PREFIX`` (checkpoint names of ``steps``, default
 ``step``), ``CONFORMANCE_WORKFLOWS`` (comma list of what to register;
 ``saga``, ``flaky``, ``fanout``, ``helpers``, ``sleeper``, ``racer``,
-``scheduled``, ``compensate`` and ``waiter`` only when named),
+``scheduled``, ``compensate``, ``waiter`` and ``awakener`` only when
+named),
 ``CONFORMANCE_BAD_POLICY`` (a retry policy the SDK refuses, made before
 anything is registered).
 Prints ``worker ready`` once registered; stops cleanly on SIGTERM.
@@ -275,6 +276,26 @@ async def waiter(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str
     return {"events": events}
 
 
+@raftoral.workflow(name="awakener", version=1)
+async def awakener(ctx: raftoral.WorkflowContext, _inp: Any) -> dict[str, Any]:
+    """A step, then an awakeable whose id it publishes as the status
+    ``awakeable``; returns the value it was resolved with, or the type and
+    message it was rejected with (the step failure it raises, caught)."""
+
+    def before() -> bool:
+        effect(ctx.workflow_id, "start", 0)
+        return True
+
+    await ctx.checkpoint("before", before)
+    awakeable = ctx.awakeable()
+    await ctx.set_status("awakeable", awakeable.id)
+    try:
+        value = await awakeable
+    except raftoral.StepFailed as e:
+        return {"rejected": {"type": e.type, "message": e.error_message}}
+    return {"value": value}
+
+
 @dataclass
 class FlakyInput:
     fail_times: int
@@ -379,6 +400,7 @@ async def main() -> None:
         "scheduled": scheduled,
         "compensate": compensate,
         "waiter": waiter,
+        "awakener": awakener,
     }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,21 +1,18 @@
 //! `Client`: the native client (connect, start, get, wait, cancel, signal,
-//! signal-with-start, status, list, history). Results cross to Python as
-//! plain dicts and bytes; the Python layer turns them into typed objects
-//! and decodes values with its codec.
+//! signal-with-start, awakeables' completions, status, list, history).
+//! Results cross to Python as plain dicts and bytes; the Python layer turns
+//! them into typed objects and decodes values with its codec.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use raftoral_client::proto::sidecar::v1::{
-    HistoryEntry, HistoryEntryKind, ListWorkflowsRequest, SignalWithStartRequest,
-    StartWorkflowRequest,
-};
+use raftoral_client::proto::awakeable;
+use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind, ListWorkflowsRequest};
 use raftoral_client::{
-    AppToken, ClientError, ClientTls, GrpcLink, MAX_TIMER, RaftoralClient, SidecarLink,
-    StartOptions, StreamOptions, WorkflowInfo,
+    AppToken, ClientError, ClientTls, Failure, RaftoralClient, Signal, StartOptions, StreamOptions,
+    WorkflowInfo,
 };
 use tokio::time::Instant;
 
@@ -24,68 +21,10 @@ use crate::errors::to_py_err;
 /// Server-side wait of one WaitWorkflow call when the caller gave no timeout.
 const WAIT_SLICE: Duration = Duration::from_secs(30);
 
-/// Longest pause between two connection attempts (as the core's
-/// `RaftoralClient::connect_retrying`).
-const CONNECT_DELAY_MAX: Duration = Duration::from_secs(2);
-
 /// A connection to a sidecar (or to a `LocalNode`), shared by clones.
 #[pyclass(frozen, module = "raftoral._core")]
 pub struct Client {
     pub(crate) inner: RaftoralClient,
-    /// The link `inner` talks through, for the calls the core has only
-    /// with a JSON-serialized input (`signal_with_start`): the binding
-    /// holds encoded bytes, which go into the request as they are.
-    pub(crate) link: Arc<dyn SidecarLink>,
-}
-
-impl Client {
-    /// A client over `link`, shown as `name`.
-    pub(crate) fn over(name: String, link: Arc<dyn SidecarLink>, options: StreamOptions) -> Self {
-        Client {
-            inner: RaftoralClient::with_link(name, link.clone(), options),
-            link,
-        }
-    }
-}
-
-/// The gRPC link to the sidecar at `url`, tried `attempts` times while
-/// nothing listens there, with a pause from `first_delay` doubling up to
-/// 2 s; other errors (bad URL, TLS settings) at once. What the core's
-/// `RaftoralClient::connect_retrying` does, keeping the link (see
-/// [`Client::link`]).
-async fn connect_link(
-    url: &str,
-    options: &StreamOptions,
-    attempts: u32,
-    first_delay: Duration,
-) -> Result<GrpcLink, ClientError> {
-    let mut delay = first_delay;
-    let mut attempt = 1;
-    loop {
-        let connected = GrpcLink::connect_secure(
-            url,
-            options.max_message_bytes,
-            options.token.clone(),
-            options.tls.as_ref(),
-        )
-        .await;
-        match connected {
-            Ok(link) => return Ok(link),
-            Err(ClientError::Connect { endpoint, reason }) if attempt < attempts.max(1) => {
-                tracing::debug!(%endpoint, %reason, attempt, retry_in = ?delay, "sidecar not reachable yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(CONNECT_DELAY_MAX);
-                attempt += 1;
-            }
-            Err(ClientError::Connect { endpoint, reason }) => {
-                return Err(ClientError::Connect {
-                    endpoint,
-                    reason: format!("{reason} (gave up after {attempt} attempts)"),
-                });
-            }
-            Err(other) => return Err(other),
-        }
-    }
 }
 
 /// A Python-owned copy of encoded bytes, created while attached.
@@ -170,18 +109,6 @@ fn start_seconds(what: &str, seconds: f64, positive: bool) -> PyResult<Duration>
     Ok(Duration::try_from_secs_f64((seconds * 1000.0).round() / 1000.0).unwrap_or(Duration::MAX))
 }
 
-/// A start option's duration in milliseconds, as the protocol has it:
-/// refused beyond 366 days (the core's `StartOptions` check, for the
-/// requests this binding builds itself).
-fn start_millis(what: &str, d: Duration) -> PyResult<u64> {
-    if d > MAX_TIMER {
-        return Err(to_py_err(ClientError::Usage(format!(
-            "{what} is {d:?}; at most 366 days"
-        ))));
-    }
-    Ok(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// A cancel's cleanup window of `seconds`: refused when negative or not a
 /// number. Beyond 366 days is left to the sidecar, which refuses it.
 fn cleanup_seconds(seconds: f64) -> PyResult<Duration> {
@@ -261,10 +188,10 @@ impl Client {
             ..StreamOptions::default()
         };
         crate::future::into_py(py, async move {
-            let link = connect_link(&url, &options, attempts, first_delay)
+            let inner = RaftoralClient::connect_retrying(url, options, attempts, first_delay)
                 .await
                 .map_err(to_py_err)?;
-            Ok(Client::over(url, Arc::new(link), options))
+            Ok(Client { inner })
         })
     }
 
@@ -430,7 +357,7 @@ impl Client {
 
     /// Starts the workflow `workflow_id` (required) unless it exists, then
     /// sends it the event `name` with the encoded `payload`, in one
-    /// committed entry (the core's `signal_with_start`, with the encoded
+    /// committed entry (the core's `signal_with_start_raw`, with the encoded
     /// `input` as it is). Resolves with `(started, duplicate, info)`:
     /// `started` when this call started it, `duplicate` as for
     /// `signal_workflow`, `info` the workflow's state after it. A workflow
@@ -460,53 +387,90 @@ impl Client {
                  started or sent"
             ))));
         }
-        let start_delay_ms = start_millis(
-            "start_delay",
-            start_seconds("start_delay", start_delay, false)?,
-        )?;
-        let execution_timeout_ms = match execution_timeout {
-            None => 0,
-            Some(t) => {
-                let t = start_seconds("execution_timeout", t, true)?;
-                if t.is_zero() {
-                    // Under a millisecond: the protocol's 0 is "no limit".
-                    return Err(to_py_err(ClientError::Usage(
-                        "execution_timeout is zero: give a positive timeout, or None".into(),
-                    )));
-                }
-                start_millis("execution_timeout", t)?
-            }
+        let options = StartOptions {
+            workflow_id: Some(workflow_id.clone()),
+            start_delay: start_seconds("start_delay", start_delay, false)?,
+            execution_timeout: execution_timeout
+                .map(|t| start_seconds("execution_timeout", t, true))
+                .transpose()?,
         };
-        let request = SignalWithStartRequest {
-            start: Some(StartWorkflowRequest {
-                workflow_id: workflow_id.clone(),
-                workflow_name,
-                version,
-                input: Bytes::from(input),
-                start_delay_ms,
-                execution_timeout_ms,
-            }),
+        let signal = Signal {
             name,
             payload: Bytes::from(payload),
-            idempotency_key: idempotency_key.unwrap_or_default(),
+            idempotency_key,
         };
-        let link = self.link.clone();
+        let client = self.inner.clone();
         crate::future::into_py(py, async move {
-            let answer = link.signal_with_start(request).await.map_err(|s| {
-                match s.code() {
+            let answer = client
+                .signal_with_start_raw(
+                    &workflow_name,
+                    version,
+                    Bytes::from(input),
+                    &options,
+                    signal,
+                )
+                .await
+                .map_err(|e| match e {
                     // The workflow has ended: as `signal_workflow` says it.
-                    tonic::Code::FailedPrecondition => {
-                        crate::errors::not_running(&workflow_id, s.message())
-                    }
-                    code => to_py_err(ClientError::Status {
-                        call: "SignalWithStart",
-                        code,
-                        message: s.message().to_owned(),
-                    }),
-                }
-            })?;
+                    ClientError::Status {
+                        code: tonic::Code::FailedPrecondition,
+                        message,
+                        ..
+                    } => crate::errors::not_running(&workflow_id, &message),
+                    e => to_py_err(e),
+                })?;
             let info = info_py(answer.workflow.unwrap_or_default())?;
             Ok((answer.started, answer.duplicate, info))
+        })
+    }
+
+    /// Completes the awakeable `awakeable_id` (as the workflow's code got
+    /// it): resolves it with the encoded `payload`, or, with `failure` as
+    /// `(type, message)`, rejects it (the code's wait raises `StepFailed`
+    /// with them). Resolves with the workflow's state once committed.
+    /// Raises `AlreadyCompleted` when it was completed before (once: gRPC
+    /// ALREADY_EXISTS), `InvalidArgument` (not an awakeable id, a payload
+    /// over the value limit, a bad failure), `NotFound` (unknown
+    /// workflow), `NotRunning` (it has ended).
+    #[pyo3(signature = (awakeable_id, payload, failure = None))]
+    fn complete_awakeable<'py>(
+        &self,
+        py: Python<'py>,
+        awakeable_id: String,
+        payload: Vec<u8>,
+        failure: Option<(String, String)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let failure = failure.map(|(r#type, message)| Failure {
+            r#type,
+            message,
+            ..Failure::default()
+        });
+        let client = self.inner.clone();
+        crate::future::into_py(py, async move {
+            let info = client
+                .complete_awakeable(&awakeable_id, Bytes::from(payload), failure)
+                .await
+                .map_err(|e| match e {
+                    ClientError::Status {
+                        code: tonic::Code::AlreadyExists,
+                        message,
+                        ..
+                    } => crate::errors::already_completed(&awakeable_id, &message),
+                    // The workflow has ended (the awakeable was not
+                    // completed before): as `signal_workflow` says it.
+                    ClientError::Status {
+                        code: tonic::Code::FailedPrecondition,
+                        message,
+                        ..
+                    } => {
+                        let workflow_id = awakeable::parse(&awakeable_id)
+                            .map(|(workflow_id, _)| workflow_id)
+                            .unwrap_or_default();
+                        crate::errors::not_running(&workflow_id, &message)
+                    }
+                    e => to_py_err(e),
+                })?;
+            info_py(info)
         })
     }
 

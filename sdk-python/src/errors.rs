@@ -23,10 +23,23 @@ pub(crate) fn to_py_err(e: ClientError) -> PyErr {
 /// text, which names the workflow already): a signal to a workflow that
 /// has ended (FAILED_PRECONDITION).
 pub(crate) fn not_running(workflow_id: &str, message: &str) -> PyErr {
+    named("NotRunning", message, workflow_id)
+}
+
+/// `raftoral.errors.AlreadyCompleted` with `message` as it is (the
+/// sidecar's text, which names the awakeable): a second completion of an
+/// awakeable (ALREADY_EXISTS).
+pub(crate) fn already_completed(awakeable_id: &str, message: &str) -> PyErr {
+    named("AlreadyCompleted", message, awakeable_id)
+}
+
+/// The exception `class` of `raftoral.errors`, made as `class(message,
+/// subject)`.
+fn named(class: &str, message: &str, subject: &str) -> PyErr {
     Python::attach(|py| {
         let made = py
             .import("raftoral.errors")
-            .and_then(|m| m.getattr("NotRunning")?.call1((message, workflow_id)));
+            .and_then(|m| m.getattr(class)?.call1((message, subject)));
         match made {
             Ok(value) => PyErr::from_value(value),
             Err(import_error) => PyRuntimeError::new_err(format!("{message} ({import_error})")),

@@ -6,6 +6,7 @@
 //! threads; the Python package `raftoral` only adds the API surface
 //! (decorators, context, codec, exceptions, types).
 
+mod awakeables;
 mod bridge;
 mod client;
 mod errors;
@@ -41,6 +42,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<timers::TimerRequest>()?;
     m.add_class::<events::EventRequest>()?;
     m.add_class::<status::StatusRequest>()?;
+    m.add_class::<awakeables::AwakeableRequest>()?;
     m.add_class::<bridge::CommitBridge>()?;
     m.add_class::<bridge::RunBridge>()?;
     m.add_class::<local::LocalNode>()?;

@@ -2,12 +2,12 @@
 //! linked into the extension), for tests and single-process apps.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use raftoral::NodeConfig;
-use raftoral_embedded::{EmbeddedLink, EmbeddedNode};
+use raftoral_embedded::EmbeddedNode;
 
 use crate::client::Client;
 use crate::errors::to_py_err;
@@ -47,9 +47,6 @@ impl LocalNode {
         match &*self.node.lock().expect("lock") {
             Some(node) => Ok(Client {
                 inner: node.client(),
-                // Beside the node's client, for the calls the binding makes
-                // on the link itself (see `Client::link`).
-                link: Arc::new(EmbeddedLink::new(node.node().clone())),
             }),
             None => Err(to_py_err(raftoral_client::ClientError::Shutdown)),
         }

@@ -10,7 +10,8 @@
 //! through `complete` / `fail` / `abandon`, which the core reports exactly as
 //! for a Rust workflow. Durable timers (`request_timer`, `timer`) are in
 //! `timers.rs`; waits for events (`request_event`, `event`) in `events.rs`;
-//! status values (`request_status`, `status`) in `status.rs`;
+//! status values (`request_status`, `status`) in `status.rs`; awakeables
+//! (`awakeable`, `awakeable_value`) in `awakeables.rs`;
 //! races of timers and steps (`first_of`, `first_to`) are the core's
 //! `first`. The deterministic helpers (`random`, `uuid`,
 //! `is_replaying`, `next_position`, and the module's `NOW_STEP` for
@@ -32,6 +33,7 @@ use raftoral_client::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::awakeables::AwakeableRequest;
 use crate::bridge::{CommitBridge, RunBridge};
 use crate::client::Client;
 use crate::errors::to_py_err;
@@ -504,12 +506,11 @@ impl Run {
     }
 
     /// Takes the next position for setting the workflow's readable status
-    /// `key` to `value` (encoded JSON, at most 64 KiB), at once, like
+    /// `key` to `value` (encoded, at most 64 KiB), at once, like
     /// `request`: statuses, waits, sleeps and steps started side by side
     /// get positions in call order. Raises `InvalidArgument` for a value
-    /// that is not JSON or is too big (nothing is taken then),
-    /// `NonDeterminism` when the history has something else (or another
-    /// key) there.
+    /// that is too big (nothing is taken then), `NonDeterminism` when the
+    /// history has something else (or another key) there.
     fn request_status(&self, key: &str, value: Vec<u8>) -> PyResult<StatusRequest> {
         StatusRequest::take(&self.context, key, value)
     }
@@ -529,6 +530,41 @@ impl Run {
         let (set, sender) = (req.set()?, bridge.sender());
         pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
             sender.send(id, set.await.map(|()| Slot::Committed(Bytes::new())));
+        });
+        Ok(())
+    }
+
+    /// Creates an awakeable at the next position, at once, like `request`
+    /// (its id, `awk/SEQ/WORKFLOW_ID`, is known from the position).
+    /// Raises `NonDeterminism` when the history has something else there.
+    fn awakeable(&self) -> PyResult<AwakeableRequest> {
+        AwakeableRequest::take(&self.context)
+    }
+
+    /// Waits for the awakeable of `req` to be completed (the wait is
+    /// committed first when this replica owns the run): the encoded value
+    /// it was resolved with (bytes). Raises `StepFailed` with the
+    /// rejection's type and message when it was rejected, `Cancelled`,
+    /// `NonDeterminism`, `ShuttingDown`, `NotRunning`.
+    fn awakeable_value<'py>(
+        &self,
+        py: Python<'py>,
+        req: &AwakeableRequest,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let wait = req.wait()?;
+        crate::future::into_py(py, async move {
+            let value = wait.await.map_err(to_py_err)?;
+            Ok(py_bytes(&value))
+        })
+    }
+
+    /// `awakeable_value` through `bridge`: the outcome arrives as `(id,
+    /// True, value)` (or the error) from `bridge.drain()`, in the order the
+    /// core hands resolutions out, as `slot_to`'s.
+    fn awakeable_to(&self, req: &AwakeableRequest, bridge: &CommitBridge, id: u64) -> PyResult<()> {
+        let (wait, sender) = (req.wait()?, bridge.sender());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            sender.send(id, wait.await.map(Slot::Committed));
         });
         Ok(())
     }

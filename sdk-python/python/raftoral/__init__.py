@@ -17,6 +17,7 @@ from ._core import quiesce as _quiesce
 from .client import Client, WorkflowHandle
 from .codec import Codec, JsonCodec
 from .errors import (
+    AlreadyCompleted,
     ApplicationError,
     Cancelled,
     InvalidArgument,
@@ -49,6 +50,7 @@ from .types import (
 )
 from .worker import Worker
 from .workflow import (
+    Awakeable,
     Durable,
     Workflow,
     WorkflowContext,
@@ -59,7 +61,9 @@ from .workflow import (
 )
 
 __all__ = [
+    "AlreadyCompleted",
     "ApplicationError",
+    "Awakeable",
     "Cancelled",
     "Client",
     "Codec",

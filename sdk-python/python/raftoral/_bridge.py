@@ -106,6 +106,19 @@ class Commits:
             raise
         return future
 
+    def awakeable(self, run: _core.Run, req: _core.AwakeableRequest) -> asyncio.Future[Slot]:
+        """Resolves with the encoded value the awakeable of ``req`` was
+        resolved with, or raises :class:`~raftoral.StepFailed` with the
+        rejection, in the order the core hands resolutions out, as
+        :meth:`slot`."""
+        key, future = self._new()
+        try:
+            run.awakeable_to(req, self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
     def first(self, run: _core.Run, seqs: list[int]) -> asyncio.Future[int]:
         """Resolves with the index (in ``seqs``) of the operation the
         history resolved first (the core's race, ``Run.first_to``), in the

@@ -1,5 +1,5 @@
-"""The client: start workflows, query them, send them events, read their
-status."""
+"""The client: start workflows, query them, send them events, complete
+their awakeables, read their status."""
 
 from __future__ import annotations
 
@@ -353,6 +353,69 @@ class Client:
             id or "", name, version, data, event, event_data, key, delay or 0.0, timeout
         )
         return SignalWithStartResult(started, duplicate, WorkflowInfo._from_native(info))
+
+    async def resolve_awakeable(self, awakeable_id: str, value: Any = None) -> WorkflowInfo:
+        """Resolves the awakeable ``awakeable_id`` (the
+        :attr:`Awakeable.id <raftoral.Awakeable.id>` a workflow's code got
+        from :meth:`WorkflowContext.awakeable
+        <raftoral.WorkflowContext.awakeable>`, or any SDK's, passed
+        unchanged) with ``value``, encoded with :attr:`codec`: the code's
+        ``await`` on it returns the value. A payment provider's webhook,
+        say::
+
+            async def on_payment_callback(callback_id: str, amount: int) -> None:
+                try:
+                    await client.resolve_awakeable(callback_id, Receipt(amount=amount))
+                except raftoral.AlreadyCompleted:
+                    pass  # a retried callback: completed the first time
+
+        Returns the workflow's state once the completion is committed,
+        through any node, also while the workflow's owner is down; one that
+        comes before the code waits is kept until it does. Once: a second
+        completion (resolve or reject) raises
+        :class:`~raftoral.AlreadyCompleted` and changes nothing.
+
+        Raises :class:`~raftoral.InvalidArgument` for an id that is not an
+        awakeable id or a value that cannot be encoded (or is over the
+        sidecar's value limit), :class:`~raftoral.NotFound` for an unknown
+        workflow, :class:`~raftoral.NotRunning` for one that has ended (the
+        awakeable was not completed before). Nothing is completed then.
+        """
+        try:
+            data = self.codec.encode(value)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(
+                f"the value for awakeable '{awakeable_id}' cannot be encoded: {e}; nothing "
+                "was completed"
+            ) from e
+        info = await self._native.complete_awakeable(awakeable_id, data)
+        return WorkflowInfo._from_native(info)
+
+    async def reject_awakeable(
+        self, awakeable_id: str, message: str, type: str = "Rejected"
+    ) -> WorkflowInfo:
+        """Rejects the awakeable ``awakeable_id`` (see
+        :meth:`resolve_awakeable`): the code's ``await`` on it raises
+        :class:`~raftoral.StepFailed` with ``type`` (1 to 256 bytes) and
+        ``message`` as its ``type`` and ``error_message``, which the code
+        can catch as a step's failure::
+
+            await client.reject_awakeable(callback_id, "card declined", type="Declined")
+
+            # in the workflow:
+            try:
+                receipt = await paid
+            except raftoral.StepFailed as e:
+                assert (e.type, e.error_message) == ("Declined", "card declined")
+
+        Returns the workflow's state once committed. Once, as
+        :meth:`resolve_awakeable`: a second completion raises
+        :class:`~raftoral.AlreadyCompleted`. Raises what
+        :meth:`resolve_awakeable` raises, and
+        :class:`~raftoral.InvalidArgument` for an empty or too long type.
+        """
+        info = await self._native.complete_awakeable(awakeable_id, b"", (type, message))
+        return WorkflowInfo._from_native(info)
 
     async def get_status(
         self, workflow_id: str, keys: Optional[Sequence[str]] = None

@@ -156,13 +156,34 @@ class NotRunning(RaftoralError):
     reports nothing, since the workflow already has its outcome.
 
     Also raised by :meth:`Client.signal_workflow
-    <raftoral.Client.signal_workflow>` for a workflow that has ended
-    (COMPLETED, FAILED or CANCELLED; gRPC FAILED_PRECONDITION): events go
-    to running and pending workflows only."""
+    <raftoral.Client.signal_workflow>` (and ``signal_with_start``,
+    ``resolve_awakeable``, ``reject_awakeable``) for a workflow that has
+    ended (COMPLETED, FAILED or CANCELLED; gRPC FAILED_PRECONDITION):
+    events go to running and pending workflows only."""
 
     def __init__(self, message: str, workflow_id: str = "") -> None:
         super().__init__(message)
         self.workflow_id = workflow_id
+
+
+class AlreadyCompleted(RaftoralError):
+    """The awakeable was completed before (gRPC ALREADY_EXISTS): an
+    awakeable is resolved or rejected once, by whoever comes first
+    (:meth:`Client.resolve_awakeable <raftoral.Client.resolve_awakeable>`,
+    :meth:`Client.reject_awakeable <raftoral.Client.reject_awakeable>` or
+    any SDK's), and this completion was not applied. ``awakeable_id`` is
+    the id given. A retry of a completion that may have been applied can
+    treat it as done::
+
+        try:
+            await client.resolve_awakeable(awakeable_id, receipt)
+        except raftoral.AlreadyCompleted:
+            pass  # completed by an earlier try (or by someone else)
+    """
+
+    def __init__(self, message: str, awakeable_id: str = "") -> None:
+        super().__init__(message)
+        self.awakeable_id = awakeable_id
 
 
 class Rejected(RaftoralError):
@@ -242,8 +263,15 @@ class StepFailed(RaftoralError):
             if e.type == "CardDeclined":
                 await ctx.checkpoint("refund", refund)
 
-    ``type``, ``message`` and ``details`` (decoded JSON, or ``None``) are the
-    error as the step's code gave it; ``attempts`` counts the attempts made.
+    ``type``, ``error_message`` and ``details`` (decoded JSON, or ``None``)
+    are the error as the step's code gave it; ``attempts`` counts the
+    attempts made.
+
+    Also raised by an awakeable that was rejected
+    (:meth:`WorkflowContext.awakeable <raftoral.WorkflowContext.awakeable>`,
+    :meth:`Client.reject_awakeable <raftoral.Client.reject_awakeable>`):
+    ``type`` and ``error_message`` are the rejection's, ``step`` the
+    awakeable's id, ``attempts`` 1.
     """
 
     def __init__(
@@ -271,6 +299,7 @@ class StepFailed(RaftoralError):
 
 
 __all__ = [
+    "AlreadyCompleted",
     "ApplicationError",
     "Cancelled",
     "InvalidArgument",

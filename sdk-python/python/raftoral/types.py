@@ -78,7 +78,9 @@ class PendingTimer:
 class EventWait:
     """A position where a workflow's code waits for an event
     (:meth:`WorkflowContext.wait_event <raftoral.WorkflowContext.wait_event>`;
-    :attr:`WorkflowInfo.event_waits`)."""
+    :attr:`WorkflowInfo.event_waits`), or for an awakeable (the reserved
+    name ``raftoral.awakeable.SEQ``, see :meth:`WorkflowContext.awakeable
+    <raftoral.WorkflowContext.awakeable>`)."""
 
     seq: int
     """The wait's position in the workflow's history."""
@@ -221,6 +223,12 @@ class HistoryEntry:
     :meth:`WorkflowContext.set_status
     <raftoral.WorkflowContext.set_status>`). ``fire_at_ms`` is the timer's
     (or the wait's timeout) deadline on those entries, 0 on the others.
+
+    An awakeable (:meth:`WorkflowContext.awakeable
+    <raftoral.WorkflowContext.awakeable>`) at position SEQ is a wait for the
+    reserved event ``raftoral.awakeable.SEQ``: ``"EVENT_WAITING"``, then
+    ``"EVENT_RECEIVED"`` with the value it was resolved with (empty when it
+    was rejected).
     """
 
     seq: int

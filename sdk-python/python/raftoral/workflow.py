@@ -66,7 +66,7 @@ class Durable(Coroutine[Any, Any, T]):
     already taken: what :meth:`WorkflowContext.checkpoint`,
     :meth:`WorkflowContext.sleep` (and :meth:`~WorkflowContext.sleep_until`),
     :meth:`WorkflowContext.wait_event` and :meth:`WorkflowContext.set_status`
-    return.
+    return, and :meth:`WorkflowContext.awakeable` (an :class:`Awakeable`).
 
     The position is taken when the method is called, before anything is
     awaited, so operations keep their call order in the history however
@@ -77,7 +77,8 @@ class Durable(Coroutine[Any, Any, T]):
       it is a coroutine);
     - or race it with :meth:`WorkflowContext.first`, which needs it not
       awaited yet (sleeps and steps only: a wait for an event takes a
-      timeout instead, and a status set is no race).
+      timeout instead, and neither a status set nor an awakeable is
+      raced).
 
     Not awaiting it at all leaves its position taken and never resolved.
     """
@@ -100,8 +101,8 @@ class Durable(Coroutine[Any, Any, T]):
         self.seq = seq
         """The 0-based position of the operation in the workflow's history."""
         self.name = name
-        """The step's or the sleep's name, the event's a wait is for, or the
-        status key a status set sets."""
+        """The step's or the sleep's name, the event's a wait is for, the
+        status key a status set sets, or an awakeable's id."""
         self.is_timer = is_timer
         """True for a durable sleep, False for a step, a wait for an event
         or a status set."""
@@ -143,6 +144,39 @@ class Durable(Coroutine[Any, Any, T]):
 
     def __repr__(self) -> str:
         return f"<Durable {self._what} {self.name!r} seq={self.seq}>"
+
+
+class Awakeable(Durable[T]):
+    """A durable future that is completed from outside by its :attr:`id`:
+    what :meth:`WorkflowContext.awakeable` returns. Hand the id out (to a
+    payment provider's callback, a person's approval link, another
+    service), then ``await`` the awakeable (once) for the value it was
+    resolved with, decoded as a step's value is; it raises
+    :class:`~raftoral.StepFailed` when it was rejected. A
+    :class:`Durable`: it can also run side by side with other operations
+    (``asyncio.gather``), but not be raced with
+    :meth:`WorkflowContext.first`.
+    """
+
+    __slots__ = ("id",)
+
+    def __init__(
+        self, ctx: WorkflowContext, seq: int, id: str, coro: Coroutine[Any, Any, T]
+    ) -> None:
+        super().__init__(ctx, seq, id, False, coro)
+        self.id = id
+        """The id that completes it, ``awk/SEQ/WORKFLOW_ID``: pass it
+        unchanged to :meth:`Client.resolve_awakeable
+        <raftoral.Client.resolve_awakeable>` or :meth:`Client.reject_awakeable
+        <raftoral.Client.reject_awakeable>` (or any SDK's). The same on every
+        replica and in every replay."""
+
+    @property
+    def _what(self) -> str:
+        return "awakeable"
+
+    def __repr__(self) -> str:
+        return f"<Awakeable {self.id!r} seq={self.seq}>"
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -759,8 +793,9 @@ class WorkflowContext:
             # elsewhere:
             status = await client.get_status("order-42")  # {"stage": "shipping"}
 
-        Each call commits a ``STATUS_SET`` entry with the key and value; a
-        client reads the latest value of each key. It takes a position in
+        Each call commits a ``STATUS_SET`` entry with the key and value (the
+        encoded bytes as they are); a client reads the latest value of each
+        key. It takes a position in
         the history like a step, when ``set_status`` is called (it returns
         a :class:`~raftoral.Durable`, to await once: ``await
         ctx.set_status(...)`` returns once the value is committed), so
@@ -769,12 +804,14 @@ class WorkflowContext:
         (after a restart or a failover) returns at once and does not set
         it again. It cannot be raced with :meth:`first`.
 
-        A status is a small summary, not data: the encoded value must be
-        JSON (what every SDK's ``get_status`` decodes) of at most 64 KiB.
+        A status is a small summary, not data: the encoded value must be at
+        most 64 KiB. Any codec's output is kept; a client decodes it with
+        its own codec, so read it with the same codec (JSON, the default,
+        is what every SDK's ``get_status`` reads).
 
         Raises :class:`~raftoral.InvalidArgument` for a value that cannot
-        be encoded, that is not JSON or is over 64 KiB (nothing is
-        committed and no position is taken then), and
+        be encoded or is over 64 KiB (nothing is committed and no position
+        is taken then), and
         :class:`~raftoral.NonDeterminism` when the history has something
         else (or another key) at this position, at the call;
         :class:`~raftoral.Cancelled` where the workflow's cancellation is
@@ -799,6 +836,81 @@ class WorkflowContext:
             await self._commits.status(self._run, req)
         else:
             await self._run.status(req)
+
+    @overload
+    def awakeable(self, *, result_type: type[T]) -> Awakeable[T]: ...
+
+    @overload
+    def awakeable(self, *, result_type: Any = None) -> Awakeable[Any]: ...
+
+    def awakeable(self, *, result_type: Any = None) -> Awakeable[Any]:
+        """Creates an awakeable: a durable future that anyone holding its
+        :attr:`~raftoral.Awakeable.id` completes once, through any node,
+        with :meth:`Client.resolve_awakeable
+        <raftoral.Client.resolve_awakeable>` (a value) or
+        :meth:`Client.reject_awakeable <raftoral.Client.reject_awakeable>`
+        (an error), or any SDK's. For a completion that comes from outside
+        and is addressed by an id you hand out, such as a payment
+        provider's webhook::
+
+            @raftoral.workflow(name="checkout", version=1)
+            async def checkout(ctx: raftoral.WorkflowContext, order: Order) -> str:
+                paid = ctx.awakeable(result_type=Receipt)
+                # The provider calls back with this id once the customer paid.
+                await ctx.checkpoint("payment", lambda: create_payment(order, paid.id))
+                try:
+                    receipt = await paid
+                except raftoral.StepFailed as e:  # rejected: e.type, e.error_message
+                    await ctx.checkpoint("release", lambda: release_stock(order))
+                    return f"not paid: {e.error_message}"
+                return await ctx.checkpoint("ship", lambda: ship(order, receipt))
+
+            # in the webhook handler, any process, any node:
+            await client.resolve_awakeable(callback_id, Receipt(amount=42))
+            # or: await client.reject_awakeable(callback_id, "card declined", type="Declined")
+
+        (The id can also be published with :meth:`set_status`, for a
+        client that reads it with ``get_status``.)
+
+        The awaited awakeable returns the value it was resolved with,
+        decoded with the worker's codec into ``result_type`` as a step's
+        value is (``None`` for ``resolve_awakeable(id)`` without a value),
+        or raises :class:`~raftoral.StepFailed` with the rejection's
+        ``type`` and ``error_message`` (``step`` is the id; catch it as a
+        step's failure). A completion that comes before the code awaits it
+        is kept until it does. The wait is durable, like
+        :meth:`wait_event`'s (it is an event wait for a reserved name, with
+        no timeout): it survives the death of this worker, of its node or
+        of the Raft leader, and a replay gets the same value (or the same
+        rejection) at once.
+
+        The position is taken when ``awakeable`` is called, like a step's
+        (it returns an :class:`~raftoral.Awakeable`, a
+        :class:`~raftoral.Durable` to await once), so the id is known at
+        once and is the same in every replay: ``awk/SEQ/WORKFLOW_ID``, SEQ
+        its position. It cannot be raced with :meth:`first` (a losing wait
+        would still take its completion later).
+
+        Raises :class:`~raftoral.NonDeterminism` when the history has
+        something else at this position, at the call;
+        :class:`~raftoral.Cancelled` when the workflow is cancelled while
+        it waits.
+        """
+        self._check_active("awakeable")
+        # The position (and so the id) is taken now, in call order.
+        req = self._run.awakeable()
+        return Awakeable(self, req.seq, req.id, self._awakeable(req, result_type))
+
+    async def _awakeable(self, req: _core.AwakeableRequest, hint: Any) -> Any:
+        """The value the awakeable of ``req`` was resolved with, decoded
+        into ``hint`` (the wait is proposed first); raises
+        :class:`~raftoral.StepFailed` when it was rejected."""
+        if self._commits is not None:
+            value = await self._commits.awakeable(self._run, req)
+        else:
+            value = await self._run.awakeable_value(req)
+        assert isinstance(value, bytes)
+        return self._codec.decode(value, hint)
 
     @overload
     async def first(self, a: Durable[A], b: Durable[B], /) -> tuple[int, Union[A, B]]: ...
@@ -837,7 +949,8 @@ class WorkflowContext:
         Raises :class:`TypeError` for an argument that is not such an
         operation, :class:`~raftoral.InvalidArgument` for one already
         awaited (or given twice, or of another workflow, or a wait for an
-        event: give :meth:`wait_event` a timeout instead, or a status set),
+        event: give :meth:`wait_event` a timeout instead, or an awakeable,
+        or a status set),
         and what the operations raise (:class:`~raftoral.Cancelled`, ...).
         """
         ops = (a, b, *more)
@@ -847,6 +960,11 @@ class WorkflowContext:
                     f"first() races what ctx.sleep(), ctx.sleep_until() and "
                     f"ctx.checkpoint() return, not awaited yet; argument {i} is "
                     f"{type(op).__name__}"
+                )
+            if isinstance(op, Awakeable):
+                raise InvalidArgument(
+                    f"first(): {op!r} is an awakeable, which first() does not race (a "
+                    "losing wait would still take its completion later); await it instead"
                 )
             if op.is_event:
                 raise InvalidArgument(

@@ -107,10 +107,35 @@ async def status_then_event(ctx: raftoral.WorkflowContext, event: str) -> Any:
     return payload
 
 
+@raftoral.workflow(name="awakeable_then_gate", version=1)
+async def awakeable_then_gate(ctx: raftoral.WorkflowContext, gate: str) -> Any:
+    """Creates an awakeable and publishes its id as the status
+    ``awakeable``, records the value it got (on every run, replays
+    included), then a step waits for the ``gate`` file."""
+    awakeable = ctx.awakeable()
+    await ctx.set_status("awakeable", awakeable.id)
+    value = await awakeable
+    record(ctx.workflow_id, "got", value)
+
+    async def gate_step() -> bool:
+        record(ctx.workflow_id, "compute", "gate")
+        # Polls for the file the test creates, with a deadline.
+        deadline = time.monotonic() + 60
+        while not Path(gate).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the gate file {gate} did not appear within 60 s")
+            await asyncio.sleep(0.02)
+        return True
+
+    await ctx.checkpoint("gate", gate_step)
+    return value
+
+
 ALL: list[raftoral.Workflow[Any, Any]] = [
     ping_pong,
     steps,
     fails,
     event_then_gate,
     status_then_event,
+    awakeable_then_gate,
 ]
