@@ -154,7 +154,12 @@ async fn an_awakeable_waits_for_its_reserved_event_and_raises_its_rejection() {
     };
     let p = next_proposal(&mut rx).await;
     assert_eq!(
-        (p.seq, p.kind(), p.checkpoint_name.as_str(), p.timer_duration_ms),
+        (
+            p.seq,
+            p.kind(),
+            p.checkpoint_name.as_str(),
+            p.timer_duration_ms
+        ),
         (0, HistoryEntryKind::EventWaiting, "raftoral.awakeable.0", 0)
     );
     let name = |mut e: CheckpointEvent| {

@@ -57,6 +57,17 @@ impl ClientApi {
         }
     }
 
+    /// The status of `e`; an unknown workflow's NOT_FOUND says when
+    /// retention may have removed it.
+    fn status_of(&self, e: crate::EngineError) -> Status {
+        match e {
+            crate::EngineError::Rejected(crate::Rejection::UnknownWorkflow(id)) => {
+                self.not_found(&id)
+            }
+            other => to_status(other),
+        }
+    }
+
     /// `WorkflowService.start_workflow`.
     pub async fn start_workflow(
         &self,
@@ -158,12 +169,7 @@ impl ClientApi {
             .node
             .signal_workflow(&r.workflow_id, &r.name, r.payload, &r.idempotency_key)
             .await
-            .map_err(|e| match e {
-                crate::EngineError::Rejected(crate::Rejection::UnknownWorkflow(id)) => {
-                    self.not_found(&id)
-                }
-                other => to_status(other),
-            })?;
+            .map_err(|e| self.status_of(e))?;
         Ok(SignalWorkflowResponse {
             duplicate: sent.duplicate,
             workflow: Some(sent.workflow.to_info()),
@@ -214,12 +220,7 @@ impl ClientApi {
             .node
             .complete_awakeable(&r.awakeable_id, r.payload, r.failure)
             .await
-            .map_err(|e| match e {
-                crate::EngineError::Rejected(crate::Rejection::UnknownWorkflow(id)) => {
-                    self.not_found(&id)
-                }
-                other => to_status(other),
-            })?;
+            .map_err(|e| self.status_of(e))?;
         Ok(CompleteAwakeableResponse {
             workflow: Some(wf.to_info()),
         })
