@@ -3,6 +3,7 @@
 import sdk from "./dist/index.js";
 
 export const {
+  AlreadyCompleted,
   ApplicationError,
   AttemptTimeout,
   Cancelled,

@@ -10,7 +10,8 @@
 // CONFORMANCE_STEP_PREFIX (checkpoint names of `steps`, default `step`),
 // CONFORMANCE_WORKFLOWS (comma list of what to register; default
 // `ping_pong,steps,blob`; `saga`, `flaky`, `fanout`, `helpers`, `sleeper`,
-// `racer`, `scheduled`, `compensate` and `waiter` only when named),
+// `racer`, `scheduled`, `compensate`, `waiter` and `awakener` only when
+// named),
 // CONFORMANCE_BAD_POLICY (`negative_interval` or `zero_attempts`: a workflow
 // defined with that retry policy, which the SDK refuses before anything is
 // registered). Prints `worker ready` once registered; stops cleanly on SIGTERM.
@@ -327,6 +328,26 @@ const waiter = workflow("waiter", { version: 1 }, async (ctx, inp) => {
   return { events };
 });
 
+// Step `before`, then an awakeable whose id it publishes as the status
+// `awakeable`, and a wait for it: the value it was resolved with, or the
+// type and message it was rejected with (the SDK's step failure, caught).
+const awakener = workflow("awakener", { version: 1 }, async (ctx) => {
+  const id = ctx.workflowId;
+  await ctx.checkpoint("before", () => {
+    effect(id, "start", 0);
+    return true;
+  });
+  const awakeable = ctx.awakeable();
+  await ctx.setStatus("awakeable", awakeable.id);
+  try {
+    // A completion without a value decodes as undefined: null in JSON.
+    return { value: (await awakeable.promise) ?? null };
+  } catch (e) {
+    if (!(e instanceof StepFailed)) throw e;
+    return { rejected: { type: e.type, message: e.error } };
+  }
+});
+
 const known = {
   ping_pong: pingPong,
   steps,
@@ -340,6 +361,7 @@ const known = {
   scheduled,
   compensate,
   waiter,
+  awakener,
 };
 
 // A bad retry policy (CONFORMANCE_BAD_POLICY) stops the worker before it

@@ -76,15 +76,30 @@ export declare class NativeClient {
    * exists, then sends it the event `name` with the encoded `payload`
    * (`idempotencyKey` as `signalWorkflow` takes it), in one committed
    * entry: concurrent calls start one workflow and deliver every event.
-   * A workflow that exists keeps its input and options. The input must
-   * be JSON text (the core sends it as a JSON value; empty: `null`).
+   * A workflow that exists keeps its input and options. The input is
+   * any encoding (the client's codec), as `startWorkflow` sends it.
    * `startDelayMs` and `executionTimeoutMs` as `startWorkflow` takes
-   * them. Rejects with `INVALID_ARGUMENT` (no id, bad options, an input
-   * that is not JSON, a bad name or key, a payload over the limit),
+   * them. Rejects with `INVALID_ARGUMENT` (no id, bad options, a bad
+   * name or key, an input or payload over the limit),
    * `NOT_RUNNING` (the workflow has ended; the sidecar's
    * `FAILED_PRECONDITION`), `RESOURCE_EXHAUSTED` (its inbox is full).
    */
   signalWithStart(workflowId: string, workflowName: string, version: number, input: Buffer, name: string, payload: Buffer, idempotencyKey?: string | undefined | null, startDelayMs?: number | undefined | null, executionTimeoutMs?: number | undefined | null): Promise<NativeSignalledWithStart>
+  /**
+   * Completes the awakeable `awakeableId` (as the workflow's code got it
+   * from `requestAwakeable`): resolves it with the encoded `payload`, or,
+   * with `failure`, rejects it (the code's wait fails with `STEP_FAILED`
+   * of that type and message; `payload` is ignored then). Once: resolves
+   * with the workflow's state once the completion is committed (kept
+   * until the code waits, if it does not wait yet), whichever node took
+   * the call, also while the workflow's owner is down. Rejects with
+   * `ALREADY_COMPLETED` (the sidecar's `ALREADY_EXISTS`: resolved or
+   * rejected before), `INVALID_ARGUMENT` (a malformed id, a payload over
+   * the sidecar's value limit, a bad failure type), `NOT_FOUND` (unknown
+   * workflow), `NOT_RUNNING` (the workflow has ended; the sidecar's
+   * `FAILED_PRECONDITION`).
+   */
+  completeAwakeable(awakeableId: string, payload: Buffer, failure?: NativeFailure | undefined | null): Promise<NativeWorkflowInfo>
   /**
    * The status values the workflow's code set (`ctx.setStatus`): the
    * latest value of each key in `keys` (every key when empty), from the
@@ -186,23 +201,23 @@ export declare class NativeRun {
    */
   requestEvent(name: string, timeoutMs?: number | undefined | null): number
   /**
-   * Waits for the event wait `requestEvent` took at `seq`: the core
-   * commits the wait when this replica owns the workflow (once), and the
-   * cluster resolves it. The event's payload (`{ value }`), the timeout
-   * (`{ timedOut: true }`), or the error (`CANCELLED`,
-   * `NON_DETERMINISM`, `SHUTTING_DOWN`, `REJECTED`...) is delivered with
-   * `key` (`takeDeliveries`) in its turn.
+   * Waits for the event wait `requestEvent` (or the awakeable
+   * `requestAwakeable`) took at `seq`: the core commits the wait when
+   * this replica owns the workflow (once), and the cluster resolves it.
+   * The event's payload (`{ value }`), the timeout (`{ timedOut: true }`),
+   * or the error (`CANCELLED`, `NON_DETERMINISM`, `SHUTTING_DOWN`,
+   * `REJECTED`...; `STEP_FAILED` for a rejected awakeable) is delivered
+   * with `key` (`takeDeliveries`) in its turn.
    */
   event(seq: number, key: number): void
   /**
    * Takes the next position for setting the workflow's status `key` to
    * the encoded `value`, at once, and returns it: status values, waits,
    * sleeps and steps started side by side get positions in call order.
-   * Then `status`. The value must be JSON text (empty: `null`), at most
-   * 64 KiB (`MAX_STATUS_BYTES`). Throws `INVALID_ARGUMENT` for a value
-   * that is not JSON or too large (nothing is taken then), and
-   * `NON_DETERMINISM` when the history has another operation or another
-   * key there.
+   * Then `status`. The value is any encoding (the client's codec), at
+   * most 64 KiB (`MAX_STATUS_BYTES`). Throws `INVALID_ARGUMENT` for a
+   * value too large (nothing is taken then), and `NON_DETERMINISM` when
+   * the history has another operation or another key there.
    */
   requestStatus(key: string, value: Buffer): number
   /**
@@ -213,6 +228,18 @@ export declare class NativeRun {
    * with `key` (`takeDeliveries`) in its turn.
    */
   status(seq: number, key: number): void
+  /**
+   * Creates an awakeable at the next position, at once: its position
+   * (`seq`) and the id that completes it (`id`, `awk/SEQ/WORKFLOW_ID`,
+   * for `completeAwakeable` through any node). Awakeables, waits, sleeps
+   * and steps started side by side get positions in call order. Then
+   * `event(seq, key)` waits for it: the value it was resolved with
+   * (`{ value }`, possibly empty), or `STEP_FAILED` with the type and
+   * message it was rejected with, or the errors of an event wait
+   * (`CANCELLED`, `NON_DETERMINISM`, `SHUTTING_DOWN`...). Throws
+   * `NON_DETERMINISM` when the history has another operation there.
+   */
+  requestAwakeable(): NativeAwakeable
   /**
    * Races the operations the code took at positions `seqs` (sleeps and
    * steps whose waits are started): the index of the one resolved first
@@ -347,6 +374,14 @@ export declare class NativeWorker {
  * without an attempt timeout.
  */
 export declare function attemptTimeoutFailure(policy: NativeRetryPolicy, attempt: number): NativeFailure
+
+/** An awakeable the code created (`requestAwakeable`). */
+export interface NativeAwakeable {
+  /** Its position in the workflow's history. */
+  seq: number
+  /** The id that completes it: `awk/SEQ/WORKFLOW_ID`. */
+  id: string
+}
 
 /**
  * The outcome of one wait started with `key` (`slot`, `commit`,

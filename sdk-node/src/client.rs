@@ -1,5 +1,6 @@
 //! `NativeClient`: connect, start, get, wait, cancel, list, history,
-//! events (signal, signal-with-start) and status reads. Values cross as
+//! events (signal, signal-with-start), awakeables' completions and status
+//! reads. Values cross as
 //! `Buffer`s of encoded bytes; the TypeScript layer decodes them with its
 //! codec and turns the records into typed objects.
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
+use raftoral_client::proto::awakeable;
 use raftoral_client::proto::sidecar::v1::{EventWait, PendingTimer, StatusValue};
 use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind, ListWorkflowsRequest};
 use raftoral_client::{
@@ -16,8 +18,7 @@ use raftoral_client::{
 };
 use tokio::time::Instant;
 
-use crate::codec::json_text;
-use crate::errors::{to_js_err, usage};
+use crate::errors::{already_completed, to_js_err, usage};
 use crate::worker::NativeFailure;
 
 /// Server-side wait of one WaitWorkflow call when the caller gave no timeout.
@@ -493,11 +494,11 @@ impl NativeClient {
     /// exists, then sends it the event `name` with the encoded `payload`
     /// (`idempotencyKey` as `signalWorkflow` takes it), in one committed
     /// entry: concurrent calls start one workflow and deliver every event.
-    /// A workflow that exists keeps its input and options. The input must
-    /// be JSON text (the core sends it as a JSON value; empty: `null`).
+    /// A workflow that exists keeps its input and options. The input is
+    /// any encoding (the client's codec), as `startWorkflow` sends it.
     /// `startDelayMs` and `executionTimeoutMs` as `startWorkflow` takes
-    /// them. Rejects with `INVALID_ARGUMENT` (no id, bad options, an input
-    /// that is not JSON, a bad name or key, a payload over the limit),
+    /// them. Rejects with `INVALID_ARGUMENT` (no id, bad options, a bad
+    /// name or key, an input or payload over the limit),
     /// `NOT_RUNNING` (the workflow has ended; the sidecar's
     /// `FAILED_PRECONDITION`), `RESOURCE_EXHAUSTED` (its inbox is full).
     #[napi]
@@ -521,8 +522,6 @@ impl NativeClient {
             )));
         }
         let options = start_options(workflow_id.clone(), start_delay_ms, execution_timeout_ms)?;
-        let input = json_text(&format!("the input of workflow '{workflow_id}'"), &input)
-            .map_err(to_js_err)?;
         let signal = Signal {
             name,
             payload: Bytes::from(payload.to_vec()),
@@ -530,7 +529,13 @@ impl NativeClient {
         };
         let sent = self
             .inner
-            .signal_with_start(&workflow_name, version, &input, &options, signal)
+            .signal_with_start_raw(
+                &workflow_name,
+                version,
+                Bytes::from(input.to_vec()),
+                &options,
+                signal,
+            )
             .await
             .map_err(|e| signal_err(&workflow_id, e))?;
         Ok(NativeSignalledWithStart {
@@ -538,6 +543,51 @@ impl NativeClient {
             duplicate: sent.duplicate,
             workflow: sent.workflow.map(Into::into),
         })
+    }
+
+    /// Completes the awakeable `awakeableId` (as the workflow's code got it
+    /// from `requestAwakeable`): resolves it with the encoded `payload`, or,
+    /// with `failure`, rejects it (the code's wait fails with `STEP_FAILED`
+    /// of that type and message; `payload` is ignored then). Once: resolves
+    /// with the workflow's state once the completion is committed (kept
+    /// until the code waits, if it does not wait yet), whichever node took
+    /// the call, also while the workflow's owner is down. Rejects with
+    /// `ALREADY_COMPLETED` (the sidecar's `ALREADY_EXISTS`: resolved or
+    /// rejected before), `INVALID_ARGUMENT` (a malformed id, a payload over
+    /// the sidecar's value limit, a bad failure type), `NOT_FOUND` (unknown
+    /// workflow), `NOT_RUNNING` (the workflow has ended; the sidecar's
+    /// `FAILED_PRECONDITION`).
+    #[napi]
+    pub async fn complete_awakeable(
+        &self,
+        awakeable_id: String,
+        payload: Buffer,
+        failure: Option<NativeFailure>,
+    ) -> napi::Result<NativeWorkflowInfo> {
+        let info = self
+            .inner
+            .complete_awakeable(
+                &awakeable_id,
+                Bytes::from(payload.to_vec()),
+                failure.map(Into::into),
+            )
+            .await
+            .map_err(|e| match e {
+                ClientError::Status {
+                    code: tonic::Code::AlreadyExists,
+                    message,
+                    ..
+                } => already_completed(&awakeable_id, message),
+                e => {
+                    // The workflow of a well-formed id (a malformed one is
+                    // INVALID_ARGUMENT, never FAILED_PRECONDITION).
+                    let workflow_id = awakeable::parse(&awakeable_id)
+                        .map(|(id, _)| id)
+                        .unwrap_or_default();
+                    signal_err(&workflow_id, e)
+                }
+            })?;
+        Ok(info.into())
     }
 
     /// The status values the workflow's code set (`ctx.setStatus`): the

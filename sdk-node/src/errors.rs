@@ -24,6 +24,14 @@ pub(crate) fn usage(message: String) -> napi::Error {
     to_js_err(ClientError::Usage(message))
 }
 
+/// An awakeable completed a second time (the sidecar's `ALREADY_EXISTS`
+/// from `CompleteAwakeable`), with the sidecar's `message`.
+pub(crate) fn already_completed(awakeable_id: &str, message: String) -> napi::Error {
+    let details =
+        json!({"code": "ALREADY_COMPLETED", "message": message, "awakeableId": awakeable_id});
+    napi::Error::new(Status::GenericFailure, format!("{PREFIX}{details}"))
+}
+
 fn details(e: &ClientError) -> Value {
     let message = e.to_string();
     match e {

@@ -8,7 +8,6 @@
 //! blocks the JS thread therefore never stalls the heartbeats.
 
 mod client;
-mod codec;
 mod errors;
 mod local;
 mod retry;

@@ -51,10 +51,17 @@
 //! same order.
 //!
 //! A status value (`ctx.setStatus`) takes a position the same way
-//! (`request_status`): the core's `set_status` takes it in its first poll,
-//! made on the JS thread under the hand-out lock, and `status` drives the
-//! rest (the commit, or the replayed entry) on the addon's runtime; its
-//! resolution is handed out in the same order.
+//! (`request_status`, `WorkflowContext::request_status`, which also checks
+//! the value's size), and `status` waits on the addon's runtime for its
+//! commit, or finds it committed in a replay (`WorkflowContext::status`);
+//! its resolution is handed out in the same order.
+//!
+//! An awakeable (`ctx.awakeable`) takes a position the same way
+//! (`request_awakeable`, `WorkflowContext::awakeable`, which gives its id
+//! at once), and is waited for like an event wait (`event`, on the
+//! addon's runtime: `WorkflowContext::awakeable_value`): the value it was
+//! resolved with, or the step failure it was rejected with, handed out in
+//! the same order.
 //!
 //! Interruptions (a cancel request delivered into the code, or a cancel for
 //! good) stop the step attempts running in JavaScript, which then ask for
@@ -71,7 +78,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -80,7 +87,6 @@ use napi_derive::napi;
 use raftoral_client::{
     ClientError, ComputeToken, Failure, RetryPolicy, Slot, SlotRequest, WorkflowContext,
 };
-use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use crate::errors::to_js_err;
@@ -103,12 +109,12 @@ enum Answer {
 /// wait for the firing has not started yet.
 type TimerWait = Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>>;
 
-/// An event wait whose position is taken and whose wait for the event has
-/// not started yet.
+/// An event wait (or an awakeable: its value, never a timeout) whose
+/// position is taken and whose wait has not started yet.
 type EventWait = Pin<Box<dyn Future<Output = Result<Option<Bytes>, ClientError>> + Send>>;
 
-/// A status value whose position is taken (its future polled once) and
-/// whose commit is not waited for yet.
+/// A status value whose position is taken and whose commit is not waited
+/// for yet.
 type StatusWait = Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>>;
 
 /// The answer to `slotNow` and of a delivered wait: the committed value, or
@@ -296,8 +302,8 @@ pub(crate) struct Steps {
     /// Sleeps whose position is taken and whose wait is not started, by
     /// seq. Locked after `open` when both are.
     timers: Mutex<HashMap<u64, TimerWait>>,
-    /// Event waits whose position is taken and whose wait is not started,
-    /// by seq. Locked after `open` when both are.
+    /// Event waits and awakeables whose position is taken and whose wait is
+    /// not started, by seq. Locked after `open` when both are.
     events: Mutex<HashMap<u64, EventWait>>,
     /// Status values whose position is taken and whose commit is not
     /// waited for, by seq. Locked after `open` when both are.
@@ -480,8 +486,10 @@ impl Steps {
     }
 
     /// Waits for the event wait at `seq` (from
-    /// [`request_event`](Self::request_event)) to resolve; the payload, the
-    /// timeout (or the error) is delivered with `key`.
+    /// [`request_event`](Self::request_event), or an awakeable from
+    /// [`request_awakeable`](Self::request_awakeable)) to resolve; the
+    /// payload, the timeout (or the error: an awakeable's rejection is
+    /// `STEP_FAILED`) is delivered with `key`.
     pub(crate) fn event(self: &Arc<Self>, seq: u64, key: u32) -> Result<(), ClientError> {
         let wait = self
             .events
@@ -498,35 +506,40 @@ impl Steps {
         Ok(())
     }
 
-    /// Takes the next position for setting the status `key` to `value`,
-    /// at once, and returns it (then [`status`](Self::status)). The core's
-    /// `set_status` checks the size (at most `MAX_STATUS_BYTES`) and takes
-    /// the position in the first poll of its future, made here; its
-    /// refusals (too large, non-determinism: the history holds another
-    /// operation or key there) come back here, before any position is
-    /// taken.
-    pub(crate) fn request_status(
-        &self,
-        key: &str,
-        value: Box<RawValue>,
-    ) -> Result<u64, ClientError> {
+    /// Takes the next position for setting the status `key` to the encoded
+    /// `value`, at once, and returns it (then [`status`](Self::status)).
+    /// The core refuses a value over its `MAX_STATUS_BYTES` (64 KiB) here,
+    /// before any position is taken, and a position whose history holds
+    /// another operation or key (non-determinism).
+    pub(crate) fn request_status(&self, key: &str, value: Bytes) -> Result<u64, ClientError> {
         // The hand-out lock, as `request` takes it: positions are taken
-        // one at a time, so the cursor read here is the position taken.
+        // one at a time.
         let _open = self.lock();
-        let seq = self.context.next_position();
+        let req = self.context.request_status(key, value)?;
+        let seq = req.seq();
         let context = self.context.clone();
-        let key = key.to_owned();
-        let mut wait: StatusWait = Box::pin(async move { context.set_status(&key, &value).await });
-        // The first poll runs up to the core's first await (a yield, live
-        // or replayed), having taken the position; nothing waits on this
-        // waker: the task of `status` polls the future again.
-        let wait = match wait.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Ready(Ok(())) => Box::pin(async { Ok(()) }),
-            Poll::Pending => wait,
-        };
+        let wait: StatusWait = Box::pin(async move { context.status(&req).await });
         self.statuses.lock().expect("lock").insert(seq, wait);
         Ok(seq)
+    }
+
+    /// Creates an awakeable at the next position, at once, and returns the
+    /// position and the awakeable's id (then [`event`](Self::event), which
+    /// delivers the value it is resolved with, or the step failure it is
+    /// rejected with). A position whose history holds another operation is
+    /// non-determinism.
+    pub(crate) fn request_awakeable(&self) -> Result<(u64, String), ClientError> {
+        // The hand-out lock, as `request` takes it: positions are taken
+        // one at a time.
+        let _open = self.lock();
+        let req = self.context.awakeable()?;
+        let seq = req.seq();
+        let id = req.id().to_owned();
+        let context = self.context.clone();
+        let wait: EventWait =
+            Box::pin(async move { context.awakeable_value(&req).await.map(Some) });
+        self.events.lock().expect("lock").insert(seq, wait);
+        Ok((seq, id))
     }
 
     /// Waits for the status value at `seq` (from

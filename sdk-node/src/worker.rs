@@ -17,10 +17,12 @@
 //! `requestEvent`, and `event` waits for the cluster to resolve it (the
 //! event's payload, or its timeout). A status value (`ctx.setStatus`)
 //! takes its position with `requestStatus`, and `status` waits for its
-//! commit. Several steps of a run may be in flight at once;
-//! the outcomes of their waits reach JavaScript through the worker's FIFO
-//! (`waitDeliveries` / `takeDeliveries`) in the order the core hands them
-//! out (see `steps.rs` for why). The outcome of the run goes back through
+//! commit. An awakeable (`ctx.awakeable`) takes its position and gets its
+//! id with `requestAwakeable`, and `event` waits for its completion.
+//! Several steps of a run may be in flight at once; the outcomes of their
+//! waits reach JavaScript through the worker's FIFO (`waitDeliveries` /
+//! `takeDeliveries`) in the order the core hands them out (see `steps.rs`
+//! for why). The outcome of the run goes back through
 //! `complete` / `fail` / `failWithStep` / `failWithApplicationError` /
 //! `abandon`, which the core reports exactly as for a Rust workflow. A
 //! cancel request reaches the code where the core delivers it (as
@@ -45,7 +47,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::NativeClient;
-use crate::codec::json_text;
 use crate::errors::{to_js_err, usage};
 use crate::retry::NativeRetryPolicy;
 use crate::steps::{Deliveries, NativeDelivery, NativeSlot, Steps};
@@ -132,6 +133,15 @@ impl From<NativeFailure> for Failure {
             stack: f.stack.unwrap_or_default(),
         }
     }
+}
+
+/// An awakeable the code created (`requestAwakeable`).
+#[napi(object)]
+pub struct NativeAwakeable {
+    /// Its position in the workflow's history.
+    pub seq: f64,
+    /// The id that completes it: `awk/SEQ/WORKFLOW_ID`.
+    pub id: String,
 }
 
 /// An interruption of a run (`interrupted`).
@@ -442,12 +452,13 @@ impl NativeRun {
         Ok(seq as f64)
     }
 
-    /// Waits for the event wait `requestEvent` took at `seq`: the core
-    /// commits the wait when this replica owns the workflow (once), and the
-    /// cluster resolves it. The event's payload (`{ value }`), the timeout
-    /// (`{ timedOut: true }`), or the error (`CANCELLED`,
-    /// `NON_DETERMINISM`, `SHUTTING_DOWN`, `REJECTED`...) is delivered with
-    /// `key` (`takeDeliveries`) in its turn.
+    /// Waits for the event wait `requestEvent` (or the awakeable
+    /// `requestAwakeable`) took at `seq`: the core commits the wait when
+    /// this replica owns the workflow (once), and the cluster resolves it.
+    /// The event's payload (`{ value }`), the timeout (`{ timedOut: true }`),
+    /// or the error (`CANCELLED`, `NON_DETERMINISM`, `SHUTTING_DOWN`,
+    /// `REJECTED`...; `STEP_FAILED` for a rejected awakeable) is delivered
+    /// with `key` (`takeDeliveries`) in its turn.
     #[napi]
     pub fn event(&self, seq: f64, key: u32) -> napi::Result<()> {
         self.inner.steps.event(seq as u64, key).map_err(to_js_err)
@@ -456,19 +467,16 @@ impl NativeRun {
     /// Takes the next position for setting the workflow's status `key` to
     /// the encoded `value`, at once, and returns it: status values, waits,
     /// sleeps and steps started side by side get positions in call order.
-    /// Then `status`. The value must be JSON text (empty: `null`), at most
-    /// 64 KiB (`MAX_STATUS_BYTES`). Throws `INVALID_ARGUMENT` for a value
-    /// that is not JSON or too large (nothing is taken then), and
-    /// `NON_DETERMINISM` when the history has another operation or another
-    /// key there.
+    /// Then `status`. The value is any encoding (the client's codec), at
+    /// most 64 KiB (`MAX_STATUS_BYTES`). Throws `INVALID_ARGUMENT` for a
+    /// value too large (nothing is taken then), and `NON_DETERMINISM` when
+    /// the history has another operation or another key there.
     #[napi]
     pub fn request_status(&self, key: String, value: Buffer) -> napi::Result<f64> {
-        let what = format!("status '{key}' of workflow '{}'", self.inner.workflow_id);
-        let value = json_text(&what, &value).map_err(to_js_err)?;
         let seq = self
             .inner
             .steps
-            .request_status(&key, value)
+            .request_status(&key, Bytes::from(value.to_vec()))
             .map_err(to_js_err)?;
         Ok(seq as f64)
     }
@@ -481,6 +489,24 @@ impl NativeRun {
     #[napi]
     pub fn status(&self, seq: f64, key: u32) -> napi::Result<()> {
         self.inner.steps.status(seq as u64, key).map_err(to_js_err)
+    }
+
+    /// Creates an awakeable at the next position, at once: its position
+    /// (`seq`) and the id that completes it (`id`, `awk/SEQ/WORKFLOW_ID`,
+    /// for `completeAwakeable` through any node). Awakeables, waits, sleeps
+    /// and steps started side by side get positions in call order. Then
+    /// `event(seq, key)` waits for it: the value it was resolved with
+    /// (`{ value }`, possibly empty), or `STEP_FAILED` with the type and
+    /// message it was rejected with, or the errors of an event wait
+    /// (`CANCELLED`, `NON_DETERMINISM`, `SHUTTING_DOWN`...). Throws
+    /// `NON_DETERMINISM` when the history has another operation there.
+    #[napi]
+    pub fn request_awakeable(&self) -> napi::Result<NativeAwakeable> {
+        let (seq, id) = self.inner.steps.request_awakeable().map_err(to_js_err)?;
+        Ok(NativeAwakeable {
+            seq: seq as f64,
+            id,
+        })
     }
 
     /// Races the operations the code took at positions `seqs` (sleeps and

@@ -329,3 +329,56 @@ test("the conformance worker's waiter waits for events, with and without a timeo
     await sidecar.kill();
   }
 });
+
+test("the conformance worker's awakener publishes its awakeable and returns its value or rejection", {
+  skip: !existsSync(WORKER) && "conformance worker not copied",
+  timeout: 60_000,
+}, async () => {
+  const dir = tempDir();
+  const sidecar = await singleNode(join(dir, "sidecar"));
+  const effects = new Effects(join(dir, "effects.txt"));
+  const proc = spawn(process.execPath, [WORKER], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: {
+      ...process.env,
+      RAFTORAL_SIDECAR_URL: sidecar.url,
+      CONFORMANCE_EFFECTS: effects.path,
+      CONFORMANCE_WORKFLOWS: "awakener",
+    },
+  });
+  let out = "";
+  proc.stdout.on("data", (d) => {
+    out += d;
+  });
+  try {
+    await eventually(() => out.includes("worker ready"), "the worker to register");
+    const client = await Client.connect(sidecar.url);
+    const published = async (handle) => {
+      let found;
+      await eventually(async () => {
+        found = (await handle.getStatus(["awakeable"])).awakeable;
+        return found !== undefined;
+      }, "the awakeable's id to be published");
+      return found;
+    };
+    const resolved = await client.startWorkflowByName("awakener", 1, null);
+    const id = resolved.workflowId;
+    const awakeable = await published(resolved);
+    assert.equal(awakeable, `awk/1/${id}`);
+    await client.resolveAwakeable(awakeable, { receipt: 9 });
+    assert.deepEqual(await resolved.result(), { value: { receipt: 9 } });
+    assert.deepEqual(
+      effects
+        .lines()
+        .filter((l) => l[0] === id)
+        .map((l) => `${l[1]} ${l[2]}`),
+      ["start 0"],
+    );
+    const rejected = await client.startWorkflowByName("awakener", 1, null);
+    await client.rejectAwakeable(await published(rejected), "card declined", "Declined");
+    assert.deepEqual(await rejected.result(), { rejected: { type: "Declined", message: "card declined" } });
+  } finally {
+    proc.kill("SIGKILL");
+    await sidecar.kill();
+  }
+});

@@ -1,6 +1,8 @@
 // Type-checked with `tsc --noEmit --strict` in the fresh project: types flow
 // from the workflow definition to startWorkflow and handle.result().
 import {
+  AlreadyCompleted,
+  type Awakeable,
   Cancelled,
   type CancelOptions,
   Client,
@@ -23,6 +25,7 @@ import {
   StepFailed,
   type WaitEventOptions,
   Worker,
+  type WorkflowInfo,
   workflow,
 } from "@raftoral/client";
 
@@ -150,6 +153,27 @@ const cart = workflow("cart", { version: 1 }, async (ctx, items: string[]) => {
   return items.length;
 });
 
+const payment = workflow("payment", { version: 1 }, async (ctx, order: Order) => {
+  const paid: Awakeable<{ receipt: string }> = ctx.awakeable<{ receipt: string }>();
+  const id: string = paid.id;
+  await ctx.setStatus("callback", id);
+  const untyped: Promise<unknown> = ctx.awakeable().promise;
+  untyped.catch(() => {});
+  // @ts-expect-error: the id is read-only
+  paid.id = "awk/0/other";
+  // @ts-expect-error: an awakeable is not a promise; await its promise
+  const wrong: { receipt: string } = await paid;
+  try {
+    const { receipt } = await paid.promise;
+    return `${order.id}: ${receipt}`;
+  } catch (e) {
+    if (e instanceof StepFailed) return `${e.type}: ${e.error}`;
+    throw e;
+  } finally {
+    console.log(wrong);
+  }
+});
+
 const lines: LogRecord[] = [];
 const logSink: LogSink = (record) => {
   lines.push(record);
@@ -158,7 +182,7 @@ const logSink: LogSink = (record) => {
 export async function main(url: string): Promise<void> {
   const client = await Client.connect(url);
   const worker = await Worker.create(client, {
-    workflows: [pingPong, charge, saga, refunding, helpers, sleeper, racer, approval, cart],
+    workflows: [pingPong, charge, saga, refunding, helpers, sleeper, racer, approval, cart, payment],
     retry,
     logSink,
   });
@@ -238,6 +262,23 @@ export async function main(url: string): Promise<void> {
   // @ts-expect-error: keys are a list of strings
   await client.getStatus("cart-7", "stage");
   console.log(started, fedInbox, stage, everything);
+  const paying = await client.startWorkflow(payment, { id: "p", amount: 4 });
+  const { callback } = await paying.getStatus(["callback"]);
+  const resolved: WorkflowInfo = await client.resolveAwakeable(String(callback), { receipt: "r-1" });
+  await client.resolveAwakeable("awk/1/p");
+  try {
+    await client.rejectAwakeable(String(callback), "too late", "Late");
+    await client.rejectAwakeable(String(callback), "too late");
+  } catch (e) {
+    if (e instanceof AlreadyCompleted) {
+      const which: string = e.awakeableId;
+      console.log(which, e.code === "ALREADY_COMPLETED");
+    }
+  }
+  // @ts-expect-error: the rejection's message is required
+  await client.rejectAwakeable(String(callback));
+  const paidFor: string = await paying.result();
+  console.log(resolved.status, paidFor);
   const approved: string | null = await waiting.result();
   console.log(duplicate, inbox, deadline, approved);
   console.log(answer, cents, wrong, naps, kinds, raced, timers, startAt, sleeping, wrongDelay, until, why);

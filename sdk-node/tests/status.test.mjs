@@ -9,7 +9,8 @@
 // workflow and the next ones only deliver (started false), concurrent calls
 // start one workflow and deliver every event, a key delivers once, start
 // options apply to the start, an ended workflow and a missing id are
-// refused with distinct errors.
+// refused with distinct errors. Values and inputs are the codec's bytes,
+// stored as they are: a codec whose output is not JSON works too.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -109,6 +110,29 @@ const cart = workflow("status_cart", { version: 1 }, async (ctx, input) => {
   }
   return { input: input === undefined ? "undefined" : input, got };
 });
+
+/**
+ * Sets its input and `undefined` as status values, then waits for `add`
+ * and sets what came; run by a worker with a codec that is not JSON.
+ */
+const binaryCart = workflow("status_binary_cart", { version: 1 }, async (ctx, input) => {
+  await ctx.setStatus("input", input);
+  await ctx.setStatus("nothing", undefined);
+  const got = await ctx.waitEvent("add");
+  await ctx.setStatus("got", got);
+  return { input, got };
+});
+
+/** Two bytes that are not UTF-8, then JSON: a codec whose output is not JSON text. */
+const TAG = Buffer.from([0xff, 0x00]);
+const tagged = {
+  encode: (v) => (v === undefined ? new Uint8Array(0) : Buffer.concat([TAG, Buffer.from(JSON.stringify(v))])),
+  decode: (b) => {
+    if (b.length === 0) return undefined;
+    assert.deepEqual(Buffer.from(b.subarray(0, 2)), TAG, "tagged bytes");
+    return JSON.parse(Buffer.from(b.subarray(2)).toString("utf8"));
+  },
+};
 
 let sidecar;
 let client;
@@ -333,12 +357,13 @@ test("signalWithStart with a key already delivered does not deliver again", asyn
   await client.cancelWorkflow(id, { reason: "done", cleanupMs: 0 });
 });
 
-test("signalWithStart sends an undefined input as null and no payload as undefined", async () => {
+test("signalWithStart sends an undefined input and no payload as undefined, as startWorkflow does", async () => {
   const id = newId("swst");
   const sent = await client.signalWithStart(cart, undefined, { id, event: "add" });
   assert.equal(sent.started, true);
+  assert.equal(sent.workflow.input, undefined, "no input");
   // JSON has no undefined: the result array carries null for the payload.
-  assert.deepEqual(await client.getHandle(id).result(), { input: null, got: [null] });
+  assert.deepEqual(await client.getHandle(id).result(), { input: "undefined", got: [null] });
   const received = (await client.history(id)).find((e) => e.kind === "EVENT_RECEIVED");
   assert.equal(received.value, undefined, "no payload");
 });
@@ -380,14 +405,32 @@ test("signalWithStart to an ended workflow is NotRunning; without an id, Invalid
     client.signalWithStart(cart, null, { id: newId(), event: "add", payload: { n: 1n } }),
     invalid(/cannot encode its payload/),
   );
-  // A codec whose output is not JSON text cannot carry the input.
-  const binary = await Client.connect(sidecar.url, {
-    codec: { encode: () => Uint8Array.of(0xff, 0x00), decode: () => null },
+});
+
+test("with a codec that is not JSON, signalWithStart's input and status values are its bytes", async () => {
+  const binary = await Client.connect(sidecar.url, { codec: tagged });
+  const binaryWorker = await Worker.create(await Client.connect(sidecar.url, { codec: tagged }), {
+    workflows: [binaryCart],
   });
-  const nobody = newId();
-  await assert.rejects(
-    binary.signalWithStart(cart, null, { id: nobody, event: "add" }),
-    invalid(/must encode to JSON text/),
-  );
-  await assert.rejects(client.getWorkflow(nobody), NotFound, "nothing was started");
+  try {
+    const id = newId("swst");
+    const sent = await binary.signalWithStart(binaryCart, { n: 1 }, { id, event: "add", payload: "book" });
+    assert.equal(sent.started, true);
+    assert.deepEqual(sent.workflow.input, { n: 1 }, "decoded with the codec");
+    assert.deepEqual(await binary.getHandle(id).result(), { input: { n: 1 }, got: "book" });
+    assert.deepEqual(await binary.getStatus(id), { got: "book", input: { n: 1 }, nothing: undefined });
+    // Stored as the codec encoded them: read back byte for byte.
+    const raw = await Client.connect(sidecar.url, {
+      codec: { encode: (v) => v, decode: (b) => Buffer.from(b) },
+    });
+    const values = (await raw.history(id)).filter((e) => e.kind === "STATUS_SET").map((e) => e.value);
+    assert.deepEqual(values, [
+      Buffer.concat([TAG, Buffer.from('{"n":1}')]),
+      Buffer.alloc(0),
+      Buffer.concat([TAG, Buffer.from('"book"')]),
+    ]);
+    assert.deepEqual((await raw.getWorkflow(id)).input, Buffer.concat([TAG, Buffer.from('{"n":1}')]));
+  } finally {
+    await binaryWorker.shutdown();
+  }
 });

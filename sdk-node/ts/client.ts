@@ -406,9 +406,8 @@ export class Client {
    * entry. `options.id` is required; the other start options
    * (`startDelay`, `executionTimeout`) are those of
    * {@link Client.startWorkflow}, used when this call starts it. The input
-   * is sent as JSON, as every SDK reads it: with a codec whose output is
-   * not JSON text it is refused, and an `undefined` input arrives as
-   * `null`.
+   * is encoded with the client's codec, as {@link Client.startWorkflow}
+   * encodes it.
    *
    * Rejects with `InvalidArgument` for a missing or empty `id`, bad start
    * options (as {@link Client.startWorkflow}), an input or payload the
@@ -499,6 +498,102 @@ export class Client {
       duplicate: sent.duplicate,
       workflow: sent.workflow ? this.#info(sent.workflow) : await this.getWorkflow(id),
     };
+  }
+
+  /**
+   * Resolves the awakeable `awakeableId` (the `id` of a `ctx.awakeable()`
+   * in a workflow's code, handed out by that code) with `value`, encoded
+   * with the client's codec (absent: no value, which the code gets as
+   * `undefined` with the JSON codec): the awakeable's `promise` resolves
+   * with it. Resolves with the workflow's state once the completion is
+   * committed, whichever node took the call, also while the workflow's
+   * owner is down; a completion that comes before the code awaits the
+   * awakeable is kept until it does.
+   *
+   * An awakeable is completed once: a second `resolveAwakeable` or
+   * `rejectAwakeable` of the same id rejects with `AlreadyCompleted`
+   * (code `ALREADY_COMPLETED`), and the first completion stands. Also
+   * rejects with `InvalidArgument` for an id that is not an awakeable's
+   * (not `awk/SEQ/WORKFLOW_ID`) or a value the codec cannot encode or over
+   * the sidecar's value limit, with `NotFound` when the workflow of the
+   * id is unknown, and with `NotRunning` (code `NOT_RUNNING`) when it has
+   * ended. Not retried by the SDK: retry a call whose answer was lost,
+   * and take `AlreadyCompleted` as done.
+   *
+   * @example
+   * ```ts
+   * const order = workflow("order", { version: 1 }, async (ctx, id: string) => {
+   *   const paid = ctx.awakeable<{ receipt: string }>();
+   *   await ctx.setStatus("callback", paid.id);
+   *   return (await paid.promise).receipt;
+   * });
+   *
+   * // The payment provider's webhook, on any app:
+   * const { callback } = await client.getStatus("order-42", ["callback"]);
+   * const info = await client.resolveAwakeable(String(callback), { receipt: "r-9" });
+   * console.log(info.workflowId, info.status); // its state once the completion is committed
+   * ```
+   */
+  async resolveAwakeable(awakeableId: string, value?: unknown): Promise<WorkflowInfo> {
+    if (typeof awakeableId !== "string") {
+      throw new InvalidArgument(
+        `resolveAwakeable: the awakeable's id must be a string (awk/SEQ/WORKFLOW_ID), not a ${typeof awakeableId}`,
+      );
+    }
+    let data: Uint8Array;
+    try {
+      data = this.codec.encode(value);
+    } catch (e) {
+      throw new InvalidArgument(
+        `awakeable '${awakeableId}': cannot encode its value: ${(e as Error).message}`,
+      );
+    }
+    return this.#info(await call(this.native.completeAwakeable(awakeableId, Buffer.from(data), null)));
+  }
+
+  /**
+   * Rejects the awakeable `awakeableId` (see
+   * {@link Client.resolveAwakeable}): the awakeable's `promise` in the
+   * workflow's code rejects with `StepFailed` whose `type` is `type`
+   * (default `"Rejected"`) and whose `error` is `message`, the same on
+   * every replica and in every replay; the code catches it as a step's
+   * failure, or fails with it. Resolves with the workflow's state once the
+   * rejection is committed.
+   *
+   * Once, as {@link Client.resolveAwakeable}: a second completion rejects
+   * with `AlreadyCompleted`. Also rejects with `InvalidArgument` for
+   * an id that is not an awakeable's, an empty `type` or one over 256
+   * bytes, with `NotFound` for an unknown workflow and `NotRunning` for
+   * one that has ended.
+   *
+   * @example
+   * ```ts
+   * // In the workflow: a rejection is a step failure.
+   * try {
+   *   await approval.promise;
+   * } catch (e) {
+   *   if (e instanceof StepFailed && e.type === "Denied") return "denied";
+   *   throw e;
+   * }
+   *
+   * // Elsewhere:
+   * await client.rejectAwakeable(approvalId, "the manager said no", "Denied");
+   * ```
+   */
+  async rejectAwakeable(awakeableId: string, message: string, type = "Rejected"): Promise<WorkflowInfo> {
+    if (typeof awakeableId !== "string") {
+      throw new InvalidArgument(
+        `rejectAwakeable: the awakeable's id must be a string (awk/SEQ/WORKFLOW_ID), not a ${typeof awakeableId}`,
+      );
+    }
+    if (typeof message !== "string") {
+      throw new InvalidArgument(`rejectAwakeable: message must be a string, not a ${typeof message}`);
+    }
+    if (typeof type !== "string" || type === "") {
+      throw new InvalidArgument("rejectAwakeable: type must be a non-empty string (the failure's type name)");
+    }
+    const failure = { type, message, detailsJson: "", nonRetryable: false, stack: "" };
+    return this.#info(await call(this.native.completeAwakeable(awakeableId, Buffer.alloc(0), failure)));
   }
 
   /**

@@ -25,6 +25,7 @@ export type ErrorCode =
   | "ATTEMPT_TIMEOUT"
   | "APPLICATION_ERROR"
   | "ALREADY_EXISTS"
+  | "ALREADY_COMPLETED"
   | "FAILED_PRECONDITION"
   | "RESOURCE_EXHAUSTED"
   | "UNAUTHENTICATED"
@@ -186,7 +187,8 @@ export class ShuttingDown extends RaftoralError {
 /**
  * The workflow is not running any more. Inside a workflow run: it stopped
  * running in the cluster while this run was in it (finished or cancelled
- * elsewhere); not a failure of this run. From `client.signalWorkflow`: the
+ * elsewhere); not a failure of this run. From `client.signalWorkflow`
+ * (and `signalWithStart`, `resolveAwakeable`, `rejectAwakeable`): the
  * workflow has ended (COMPLETED, FAILED or CANCELLED), so it takes no more
  * events (the sidecar's `FAILED_PRECONDITION`).
  */
@@ -196,6 +198,32 @@ export class NotRunning extends RaftoralError {
     readonly workflowId = "",
   ) {
     super("NOT_RUNNING", message);
+  }
+}
+
+/**
+ * The awakeable was completed before: `client.resolveAwakeable` or
+ * `client.rejectAwakeable` of an id that was already resolved or rejected
+ * (the sidecar's `ALREADY_EXISTS`). An awakeable is completed once, so the
+ * first completion stands; a retry of a completion whose answer was lost
+ * gets this error when the first one went through.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await client.resolveAwakeable(id, receipt);
+ * } catch (e) {
+ *   if (!(e instanceof AlreadyCompleted)) throw e; // completed before: nothing to do
+ * }
+ * ```
+ */
+export class AlreadyCompleted extends RaftoralError {
+  constructor(
+    message: string,
+    /** The awakeable's id. */
+    readonly awakeableId = "",
+  ) {
+    super("ALREADY_COMPLETED", message);
   }
 }
 
@@ -239,7 +267,10 @@ export class Rejected extends RaftoralError {
  * A step failed for good: its code threw a non-retryable error, or every
  * attempt failed. The failure is committed, so the same error is thrown at
  * the same step on every replica and in every replay, whichever language
- * threw it first. Catch it to compensate:
+ * threw it first. An awakeable's promise rejects with it too when the
+ * awakeable is rejected (`client.rejectAwakeable`): `type` and `error` are
+ * the rejection's type and message, `step` the awakeable's id. Catch it to
+ * compensate:
  *
  * ```ts
  * try {
@@ -477,6 +508,7 @@ interface Details {
   detailsJson?: string;
   nonRetryable?: boolean;
   failure?: NativeFailureRecord | null;
+  awakeableId?: string;
 }
 
 /** The SDK error for what a native call threw; other errors pass through. */
@@ -511,6 +543,8 @@ export function fromNative(e: unknown): unknown {
       return new Rejected(m, d.workflowId, d.streamCode);
     case "RESOURCE_EXHAUSTED":
       return new ResourceExhausted(m);
+    case "ALREADY_COMPLETED":
+      return new AlreadyCompleted(m, d.awakeableId);
     case "STEP_FAILED":
       return new StepFailed(
         m,

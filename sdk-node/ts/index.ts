@@ -30,6 +30,7 @@ export {
 export { type Codec, jsonCodec } from "./codec";
 export { type Duration, parseDuration } from "./duration";
 export {
+  AlreadyCompleted,
   ApplicationError,
   type ApplicationErrorOptions,
   AttemptTimeout,
@@ -67,6 +68,7 @@ export type {
 } from "./types";
 export { Worker, type WorkerOptions } from "./worker";
 export {
+  type Awakeable,
   type CheckpointOptions,
   checkpoint,
   currentContext,

@@ -86,6 +86,35 @@ export interface WaitEventOptions {
   timeout?: Duration;
 }
 
+/**
+ * An awakeable ({@link WorkflowContext.awakeable}): a durable promise of
+ * this workflow that the outside completes once, by `id`.
+ *
+ * @example
+ * ```ts
+ * const paid: Awakeable<{ receipt: string }> = ctx.awakeable<{ receipt: string }>();
+ * await ctx.checkpoint("ask for payment", () => requestPayment(order, { callback: paid.id }));
+ * const { receipt } = await paid.promise;
+ * ```
+ */
+export interface Awakeable<T> {
+  /**
+   * The id that completes it (`awk/SEQ/WORKFLOW_ID`), with
+   * `client.resolveAwakeable(id, value)` or
+   * `client.rejectAwakeable(id, message, type)` through any node. The same
+   * on every replica and in every replay; hand it out in a step or with
+   * {@link WorkflowContext.setStatus}.
+   */
+  readonly id: string;
+  /**
+   * Resolves with the value it is resolved with (decoded with the
+   * client's codec), or rejects with `StepFailed` (`type` and `error` are
+   * the rejection's type and message) when it is rejected; with
+   * {@link Cancelled} where the workflow's cancellation is delivered.
+   */
+  readonly promise: Promise<T>;
+}
+
 /** The timer name of a sleep without one, the same in every SDK. */
 const SLEEP = "sleep";
 
@@ -190,8 +219,11 @@ const current = new AsyncLocalStorage<WorkflowContext>();
  * steps started side by side (a deadline, say), deterministically. A
  * workflow waits durably for an event sent from outside
  * (`client.signalWorkflow`, `client.signalWithStart`) with
- * {@link WorkflowContext.waitEvent}, and tells the outside how it is
- * doing with {@link WorkflowContext.setStatus} (`client.getStatus`).
+ * {@link WorkflowContext.waitEvent}, for a completion from outside by id
+ * (a webhook's callback, a person's answer) with
+ * {@link WorkflowContext.awakeable} (`client.resolveAwakeable`), and tells
+ * the outside how it is doing with {@link WorkflowContext.setStatus}
+ * (`client.getStatus`).
  *
  * Code between steps runs again in every replay and on every replica, so it
  * must decide the same each time: take the time from
@@ -259,6 +291,8 @@ export class WorkflowContext {
   readonly #refused = new WeakSet<Promise<unknown>>();
   /** Operations that lost a `first`: abandoned, never raced again. */
   readonly #lost = new WeakSet<Promise<unknown>>();
+  /** The promises of event waits and awakeables: `first` refuses them, saying why. */
+  readonly #waits = new WeakSet<Promise<unknown>>();
 
   /** @internal Created by the worker. */
   constructor(
@@ -361,7 +395,9 @@ export class WorkflowContext {
    * rejects with its `StepFailed`. Also rejects with `TypeError` for an
    * argument that is not such a promise of this workflow (a plain promise,
    * a `Promise.race`, a promise of another workflow, an operation that
-   * lost a race), with {@link InvalidArgument} for no argument or the same
+   * lost a race, the promise of a {@link WorkflowContext.waitEvent} or
+   * of an awakeable: a wait takes a `timeout` instead), with
+   * {@link InvalidArgument} for no argument or the same
    * operation twice, with the error of an operation refused before it took
    * a position (a bad duration), and with {@link Cancelled} when the
    * workflow is cancelled meanwhile.
@@ -404,7 +440,14 @@ export class WorkflowContext {
       if (seq === undefined) {
         let what: string = typeof op;
         if (op instanceof Promise) {
-          what = this.#lost.has(op) ? "an operation that lost a race" : "another promise";
+          if (this.#lost.has(op)) {
+            what = "an operation that lost a race";
+          } else if (this.#waits.has(op)) {
+            what =
+              "a wait (ctx.waitEvent or an awakeable's promise), which cannot be raced (ctx.waitEvent takes a timeout instead)";
+          } else {
+            what = "another promise";
+          }
         }
         throw new TypeError(
           `first() takes the promises of this workflow's ctx.sleep, ctx.sleepUntil, ctx.checkpoint and ctx.now calls; argument ${i} is ${what}`,
@@ -600,9 +643,11 @@ export class WorkflowContext {
     const seq = callSync(() => this.#run.requestEvent(name, timeoutMs));
     const codec = this.#codec;
     // The resolution, handed out in its turn like a step's value.
-    return this.#wait((key) => this.#run.event(seq, key)).then((slot) =>
+    const wait = this.#wait((key) => this.#run.event(seq, key)).then((slot) =>
       slot.value == null ? null : (codec.decode(slot.value) as T),
     );
+    this.#waits.add(wait);
+    return wait;
   }
 
   /**
@@ -610,9 +655,9 @@ export class WorkflowContext {
    * for the outside (a stage, a progress count, the last error), read
    * with `client.getStatus(id)` from any node, also while this workflow's
    * owner is down and after the workflow ended. The value is encoded with
-   * the client's codec, as a step's value is, and must come out as JSON
-   * text, which every SDK reads (an `undefined` value is stored as
-   * `null`); at most 64 KiB encoded: data belongs in a step's value.
+   * the client's codec, as a step's value is, and stored as it comes out
+   * (with the JSON codec, an `undefined` value reads back as `undefined`);
+   * at most 64 KiB encoded: data belongs in a step's value.
    * Setting a key again replaces what readers get; the history keeps every
    * value (`STATUS_SET` entries).
    *
@@ -623,8 +668,8 @@ export class WorkflowContext {
    * Not for racing with {@link WorkflowContext.first}.
    *
    * Rejects, before any position is taken, with {@link InvalidArgument}
-   * for an empty key, a value the codec cannot encode or that is not JSON,
-   * a value over 64 KiB encoded (the message says `over the 65536-byte
+   * for an empty key, a value the codec cannot encode, a value over 64 KiB
+   * encoded (the message says `over the 65536-byte
    * limit`), or a call after the workflow finished; with `NonDeterminism`
    * as above; with {@link Cancelled} where the workflow's cancellation is
    * delivered, as a step does.
@@ -665,8 +710,7 @@ export class WorkflowContext {
       );
     }
     // The position is taken now, before any await, as a step's is; the
-    // addon refuses a value that is not JSON or over 64 KiB (nothing is
-    // taken then).
+    // addon refuses a value over 64 KiB (nothing is taken then).
     let seq: number;
     try {
       seq = callSync(() => this.#run.requestStatus(key, Buffer.from(data)));
@@ -675,6 +719,74 @@ export class WorkflowContext {
     }
     // The commit, handed out in its turn like a step's value.
     return this.#wait((k) => this.#run.status(seq, k)).then(() => undefined);
+  }
+
+  /**
+   * Creates an awakeable: a durable promise that the outside completes
+   * once, by id, through any node: a webhook's callback, a person's
+   * answer, another system's reply. Returns `{ id, promise }`
+   * ({@link Awakeable}): hand `id` out (in a step that calls the other
+   * system, or with {@link WorkflowContext.setStatus}), and await
+   * `promise`, which resolves with the value given to
+   * `client.resolveAwakeable(id, value)` (decoded with the client's
+   * codec), or rejects with `StepFailed` when it is rejected with
+   * `client.rejectAwakeable(id, message, type)` (`type` and `error` are
+   * the rejection's; catch it as a step's failure). A completion that
+   * comes before the code awaits `promise` is kept until it does; the
+   * second completion of an id is refused (`AlreadyCompleted`).
+   *
+   * Takes a position as a step does, when it is called (the id says which:
+   * `awk/SEQ/WORKFLOW_ID`), so the id is the same on every replica and in
+   * every replay, and the wait survives the death of its worker, of the
+   * owner and of the Raft leader, like {@link WorkflowContext.waitEvent}.
+   * The wait starts at the call: `promise` never rejects unhandled, and an
+   * awakeable never awaited is simply left. It cannot be raced with
+   * {@link WorkflowContext.first}, and has no timeout of its own: when the
+   * code needs a deadline, wait for an event with a `timeout` instead, or
+   * have the side that completes it reject it once its deadline passes.
+   * The history shows it as an event wait for the reserved name
+   * `raftoral.awakeable.SEQ`.
+   *
+   * Throws at the call, before any position is taken:
+   * {@link InvalidArgument} for a call after the workflow finished;
+   * `NonDeterminism` when the history has another operation at this
+   * position. `promise` rejects with {@link Cancelled} when the workflow's
+   * cancellation is delivered there, as a wait does.
+   *
+   * @example
+   * ```ts
+   * // An order waits for the payment provider's webhook.
+   * const order = workflow("order", { version: 1 }, async (ctx, id: string) => {
+   *   const paid = ctx.awakeable<{ receipt: string }>();
+   *   await ctx.checkpoint("start payment", () => startPayment(id, { callbackId: paid.id }));
+   *   try {
+   *     const { receipt } = await paid.promise;
+   *     return ctx.checkpoint("ship", () => ship(id, receipt));
+   *   } catch (e) {
+   *     if (!(e instanceof StepFailed)) throw e;
+   *     return `payment failed: ${e.type}: ${e.error}`;
+   *   }
+   * });
+   *
+   * // In the webhook's handler, on any app connected to any node:
+   * await client.resolveAwakeable(callbackId, { receipt: "r-9" });
+   * // or: await client.rejectAwakeable(callbackId, "card declined", "Declined");
+   * ```
+   */
+  awakeable<T = unknown>(): Awakeable<T> {
+    this.#refuseAfterEnd("awakeable()");
+    // The position is taken now, before any await, as a step's is.
+    const { seq, id } = callSync(() => this.#run.requestAwakeable());
+    const codec = this.#codec;
+    // The wait starts now (its resolution is handed out in its turn like
+    // a step's value); a rejection before the code awaits it is not an
+    // unhandled one.
+    const promise = this.#wait((key) => this.#run.event(seq, key)).then(
+      (slot) => codec.decode(slot.value ?? Buffer.alloc(0)) as T,
+    );
+    promise.catch(ignore);
+    this.#waits.add(promise);
+    return Object.freeze({ id, promise });
   }
 
   /**
