@@ -263,6 +263,7 @@ bench: bench-sdks-setup
 	$(BENCH_SDKS)
 	target/release/raftoral-bench tls --out bench/results/tls.json
 	target/release/raftoral-bench timers --out bench/results/timers.json
+	target/release/raftoral-bench signals --out bench/results/signals.json
 	target/release/raftoral-bench growth --workflows $(GROWTH_WORKFLOWS) --out bench/results/growth.json
 	bench/peers/restate/run.sh > bench/results/restate.json
 	bench/peers/temporal/run.sh > bench/results/temporal.json

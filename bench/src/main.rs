@@ -10,6 +10,7 @@ mod joining;
 mod language_thread;
 mod sdks;
 mod sidecars;
+mod signals;
 mod stats;
 mod timers;
 mod workflows;
@@ -116,6 +117,20 @@ enum Command {
         /// Plaintext/mTLS pairs of rows.
         #[arg(long, default_value_t = 2)]
         rounds: u32,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Events: a signal's round trip to a waiting workflow's result against
+    /// one commit on 1 and 3 durable nodes, and many workflows waiting at
+    /// once on one node, then one event each (events/s, RSS).
+    Signals {
+        /// Round trips (and commits) measured per cluster shape.
+        #[arg(long, default_value_t = 300)]
+        samples: u64,
+        /// Workflows waiting at once in the scale measurement.
+        #[arg(long, default_value_t = 10_000)]
+        waiting: u64,
         /// Write the results as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -273,6 +288,16 @@ async fn main() -> anyhow::Result<()> {
             let timers = timers::run(&sidecars::raftoral_binary()?, workflows, pending).await?;
             if let Some(out) = out {
                 write_json(&out, &timers)?;
+            }
+        }
+        Command::Signals {
+            samples,
+            waiting,
+            out,
+        } => {
+            let signals = signals::run(&sidecars::raftoral_binary()?, samples, waiting).await?;
+            if let Some(out) = out {
+                write_json(&out, &signals)?;
             }
         }
         Command::Growth { workflows, out } => {

@@ -63,8 +63,9 @@ pub const WORKFLOWS: [&str; 5] = ["ping_pong", "steps", "parallel", "flaky_once"
 
 /// The types only the in-process Rust workers register: `sleep` takes a
 /// number of milliseconds, sleeps durably that long and returns `true`
-/// (the timers bench, `timers.rs`).
-pub const RUST_ONLY: [&str; 1] = ["sleep"];
+/// (the timers bench, `timers.rs`); `echo` waits for the event `ping` and
+/// returns its payload (the signals bench, `signals.rs`).
+pub const RUST_ONLY: [&str; 2] = ["sleep", "echo"];
 
 /// The bench worker's workflows; every worker language implements the same
 /// contract (`bench/workers/`): `ping_pong` answers "pong" to "ping" after
@@ -123,6 +124,10 @@ pub async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
                 })
                 .await?;
             Ok(serde_json::to_vec(&attempts)?)
+        }
+        "echo" => {
+            let payload: Option<u64> = ctx.wait_event("ping", None).await?;
+            Ok(serde_json::to_vec(&payload)?)
         }
         "sleep" => {
             let ms: u64 = req.input()?;
