@@ -2,7 +2,8 @@
 //! per name, also before the workflow waits or while no worker runs it;
 //! idempotency keys; a wait's timeout against an event decided by the log;
 //! the replay of consumed events; an event acknowledged just before the
-//! owner's node dies consumed once; bad input refused with precise codes.
+//! owner's node dies consumed once; bad input refused with precise codes;
+//! the SDK's event stream making the history of waits one after another.
 //!
 //! The workers register `waiter` only when asked (`CONFORMANCE_WORKFLOWS`).
 //! Every worker runs these scenarios (the conformance matrix).
@@ -296,5 +297,50 @@ async fn bad_events_are_refused_with_precise_codes() -> anyhow::Result<()> {
     .await?;
     assert_eq!(sent[0]["duplicate"], false);
     assert_eq!(sent[0]["inbox_size"], 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_event_stream_takes_events_as_waits_do() -> anyhow::Result<()> {
+    let sidecar = Sidecar::start(&[]).await?;
+    let effects = sidecar.dir.path().join("effects.log");
+    let _worker = Worker::start(&sidecar.url, &effects, &[WORKFLOWS]).await?;
+    let client = RaftoralClient::connect(&sidecar.url).await?;
+    let id = client
+        .start_workflow(
+            "waiter",
+            1,
+            &serde_json::json!({"name": "item", "waits": 3, "stream": true}),
+        )
+        .await?
+        .workflow_id()
+        .to_owned();
+    // One before the stream takes it, the others while it waits.
+    signal(&sidecar.url, &id, "item", "\"a\"", "").await?;
+    eventually_async(DEADLINE, "the second wait to commit", || {
+        let (url, id) = (sidecar.url.clone(), id.clone());
+        async move {
+            Ok(event_entries(&history_at(&url, &id).await?)
+                .contains(&(2, HistoryEntryKind::EventWaiting)))
+        }
+    })
+    .await?;
+    signal(&sidecar.url, &id, "item", "\"b\"", "").await?;
+    signal(&sidecar.url, &id, "item", "\"c\"", "").await?;
+    assert_eq!(
+        result_json(&client, &id).await?,
+        serde_json::json!({"events": ["a", "b", "c"]})
+    );
+    let history = history_at(&sidecar.url, &id).await?;
+    let mut expected = Vec::new();
+    for seq in 1..=3 {
+        expected.push((seq, HistoryEntryKind::EventWaiting));
+        expected.push((seq, HistoryEntryKind::EventReceived));
+    }
+    assert_eq!(
+        event_entries(&history),
+        expected,
+        "the stream's items are waits one after another"
+    );
     Ok(())
 }

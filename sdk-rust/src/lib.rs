@@ -18,6 +18,7 @@ mod hand_over;
 mod handle;
 mod history;
 mod link;
+mod messages;
 mod race;
 mod retry;
 mod security;

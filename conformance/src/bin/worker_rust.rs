@@ -306,6 +306,8 @@ async fn waiter(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
         timeout_ms: Option<u64>,
         #[serde(default)]
         status: bool,
+        #[serde(default)]
+        stream: bool,
     }
     let input: Input = req.input()?;
     let ctx = req.context;
@@ -318,6 +320,19 @@ async fn waiter(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     .await?;
     if input.status {
         ctx.set_status("stage", "waiting").await?;
+    }
+    if input.stream {
+        // The SDK's event stream: the same waits, the same history.
+        use futures::StreamExt;
+        let events: Vec<serde_json::Value> = ctx
+            .events::<serde_json::Value>(&input.name, None)
+            .take(input.waits as usize)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        hanging_step(&ctx, &id, "after", 1).await?;
+        return Ok(serde_json::to_vec(&serde_json::json!({"events": events}))?);
     }
     let mut events = Vec::new();
     for i in 1..=input.waits {
