@@ -89,6 +89,11 @@ impl WorkerCore {
             }
             r.cursor += 1;
             if op == Op::Timer {
+                // Timers handed out already are behind every `first` the
+                // code can still call: forget them, so a run's map stays
+                // as small as its open timers.
+                let history = &r.history;
+                r.timer_positions.retain(|s, _| !history.passed(*s));
                 r.timer_positions.insert(seq, name.to_owned());
             }
             if r.history.resolution(seq).is_none() {

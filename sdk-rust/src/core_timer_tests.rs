@@ -319,3 +319,25 @@ async fn a_replica_takes_the_winner_and_waits_for_the_owners_cancel() {
     assert_eq!(first.await.unwrap().unwrap(), 1);
     assert!(rx.try_recv().is_err(), "a replica proposes nothing");
 }
+
+#[tokio::test]
+async fn the_timers_a_run_remembers_are_only_those_not_handed_out() {
+    let (core, mut rx) = connected();
+    let mut req = execute("w", true, &[]);
+    for seq in 0..100 {
+        let name = format!("t{seq}");
+        req.history
+            .push(timer_record(seq, &name, HistoryEntryKind::TimerStarted));
+        req.history
+            .push(timer_record(seq, &name, HistoryEntryKind::TimerFired));
+    }
+    let run = core.on_execute(req).unwrap();
+    for seq in 0..100 {
+        core.sleep(&run, &format!("t{seq}"), Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+    let remembered = core.lock().runs["w"].timer_positions.len();
+    assert!(remembered <= 1, "{remembered} timers remembered");
+    assert!(rx.try_recv().is_err(), "a replay proposes nothing");
+}
