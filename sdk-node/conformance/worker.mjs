@@ -304,6 +304,8 @@ const compensate = workflow("compensate", { version: 1 }, async (ctx, inp) => {
 // event's payload, or null when the timeout passed first. With `status`,
 // status values too: `stage` "waiting" before the first wait, `received`
 // the number of waits done after each, `stage` "done" after the last.
+// With `stream` (never with `timeout_ms` or `status`), the waits are the
+// first `waits` items of `ctx.events(name)`.
 // Then step `after` (which hangs under CONFORMANCE_HANG=1).
 const waiter = workflow("waiter", { version: 1 }, async (ctx, inp) => {
   const id = ctx.workflowId;
@@ -314,10 +316,21 @@ const waiter = workflow("waiter", { version: 1 }, async (ctx, inp) => {
   const options = inp.timeout_ms == null ? {} : { timeout: inp.timeout_ms };
   if (inp.status) await ctx.setStatus("stage", "waiting");
   const events = [];
-  for (let i = 1; i <= inp.waits; i++) {
-    // An event sent without a payload decodes as undefined: null in JSON.
-    events.push((await ctx.waitEvent(inp.name, options)) ?? null);
-    if (inp.status) await ctx.setStatus("received", i);
+  if (inp.stream) {
+    // The first K items of the async iterable (never with a timeout or
+    // status): the same waits, one after another, none taken ahead.
+    if (inp.waits > 0) {
+      for await (const item of ctx.events(inp.name)) {
+        events.push(item ?? null);
+        if (events.length === inp.waits) break;
+      }
+    }
+  } else {
+    for (let i = 1; i <= inp.waits; i++) {
+      // An event sent without a payload decodes as undefined: null in JSON.
+      events.push((await ctx.waitEvent(inp.name, options)) ?? null);
+      if (inp.status) await ctx.setStatus("received", i);
+    }
   }
   if (inp.status) await ctx.setStatus("stage", "done");
   await ctx.checkpoint("after", async () => {

@@ -7,7 +7,12 @@
 // by side take positions in call order; a cancel ends a wait. Refusals: bad
 // timeouts at the call, an unknown and an ended workflow (distinct errors),
 // a bad name, a payload over the limit, a full inbox. WorkflowInfo reports
-// inboxSize and eventWaits; the history the EVENT_* entries.
+// inboxSize and eventWaits; the history the EVENT_* entries. The async
+// iterable ctx.events: items in order (those sent before it included), a
+// timeout ends it (the late event goes to the next wait), a break leaves
+// the later events in the inbox, the history is that of plain waits, a
+// null payload is an item, refusals at the call, ctx.first refuses an
+// item, a cancel ends it after throwing.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -110,6 +115,94 @@ const cancellable = workflow("events_cancellable", { version: 1 }, async (ctx) =
   }
 });
 
+/**
+ * Step `gate` (waits for the latch `ID gate` when `gated`), then the items
+ * of `ctx.events(name, { timeout })` (no timeout when it is null) until it
+ * ends or `take` items came (`take` null: no limit). Then, when
+ * `waitsAfter` is a number, step `after` (opens the latch `ID at after`,
+ * then waits for the latch `ID after`) and `waitsAfter` plain waits for
+ * `name`. Returns the items, whether the iteration ended by itself, and
+ * what the plain waits got.
+ */
+const streamer = workflow("events_stream", { version: 1 }, async (ctx, inp) => {
+  const { name, take, timeout, gated, waitsAfter } = inp;
+  const id = ctx.workflowId;
+  await ctx.checkpoint("gate", async () => {
+    if (gated) await named(`${id} gate`).opened;
+    return true;
+  });
+  const items = [];
+  let ended = true;
+  if (take !== 0) {
+    for await (const item of ctx.events(name, timeout === null ? undefined : { timeout })) {
+      // Kept as it came: undefined (no payload) apart from null.
+      items.push(item === undefined ? "<undefined>" : item);
+      if (items.length === take) {
+        ended = false;
+        break;
+      }
+    }
+  }
+  const rest = [];
+  if (typeof waitsAfter === "number") {
+    await ctx.checkpoint("after", async () => {
+      named(`${id} at after`).open();
+      await named(`${id} after`).opened;
+      return true;
+    });
+    for (let i = 0; i < waitsAfter; i++) rest.push(await ctx.waitEvent(name));
+  }
+  return { items, ended, rest };
+});
+
+/**
+ * Calls ctx.events with a bad name and bad timeouts (noting each error and
+ * whether it was thrown at the call), races an item with ctx.first (noting
+ * the error), then step `after`.
+ */
+const streamRefused = workflow("events_stream_refused", { version: 1 }, async (ctx) => {
+  const errors = [];
+  for (const [name, options] of [
+    ["", undefined],
+    ["x", { timeout: -1 }],
+    ["x", { timeout: "367d" }],
+    ["x", { timeout: Number.POSITIVE_INFINITY }],
+    ["x", { timeout: "soon" }],
+  ]) {
+    try {
+      ctx.events(name, options);
+      errors.push("not thrown");
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  // An item is a wait: its position is taken by next(), and it times out.
+  const items = ctx.events("x", { timeout: 1 });
+  const item = items.next();
+  try {
+    await ctx.first(item);
+    errors.push("not thrown");
+  } catch (e) {
+    errors.push(e);
+  }
+  const end = await item;
+  const again = await items.next();
+  seen.set(ctx.workflowId, { errors, end, again });
+  return ctx.checkpoint("after", () => "went on");
+});
+
+/** An iteration without a timeout; a Cancelled there is noted with what next() gives after it, and thrown again. */
+const streamCancellable = workflow("events_stream_cancellable", { version: 1 }, async (ctx) => {
+  const items = ctx.events("never");
+  try {
+    for await (const item of items) return item;
+  } catch (e) {
+    seen.set(ctx.workflowId, { error: e, after: await items.next() });
+    throw e;
+  }
+  return "ended";
+});
+
 let sidecar;
 let client;
 let worker;
@@ -118,7 +211,7 @@ before(async () => {
   sidecar = await singleNode(join(tempDir(), "sidecar"), ["--max-value-bytes", String(MAX_VALUE_BYTES)]);
   client = await Client.connect(sidecar.url);
   worker = await Worker.create(await Client.connect(sidecar.url), {
-    workflows: [collector, pair, refused, cancellable],
+    workflows: [collector, pair, refused, cancellable, streamer, streamRefused, streamCancellable],
   });
 });
 
@@ -401,4 +494,160 @@ test("a pending workflow keeps events; a full inbox refuses more with ResourceEx
     return true;
   });
   await handle.cancel({ reason: "done", cleanupMs: 0 });
+});
+
+/** Starts the streamer (`gated` unless said otherwise) and waits until it runs. */
+async function streaming(inp) {
+  const handle = await client.startWorkflow(
+    streamer,
+    { take: null, timeout: null, gated: true, waitsAfter: null, ...inp },
+    { id: newId("evs") },
+  );
+  await eventually(async () => (await handle.get()).status === "RUNNING", "the workflow to run");
+  return handle;
+}
+
+test("ctx.events yields the events of a name in order, those sent before it starts first", async () => {
+  const handle = await streaming({ name: "item", take: 4 });
+  const id = handle.workflowId;
+  await handle.signal("item", "a");
+  await handle.signal("other", "not an item");
+  await handle.signal("item", { n: 2 });
+  assert.equal((await handle.get()).inboxSize, 3);
+  named(`${id} gate`).open();
+  // The two sent before are taken; the third item waits for its event.
+  await eventually(
+    async () => (await handle.get()).eventWaits.some((w) => w.seq === 3 && w.name === "item"),
+    "the third item's wait",
+  );
+  await handle.signal("item", "c");
+  await handle.signal("item", "d");
+  assert.deepEqual(await handle.result(), { items: ["a", { n: 2 }, "c", "d"], ended: false, rest: [] });
+  assert.deepEqual(await kinds(handle), [
+    "0 gate VALUE",
+    "1 item EVENT_WAITING",
+    "1 item EVENT_RECEIVED",
+    "2 item EVENT_WAITING",
+    "2 item EVENT_RECEIVED",
+    "3 item EVENT_WAITING",
+    "3 item EVENT_RECEIVED",
+    "4 item EVENT_WAITING",
+    "4 item EVENT_RECEIVED",
+  ]);
+});
+
+test("a null payload is an item of ctx.events, and so is an event without one: only a timeout ends it", async () => {
+  const handle = await streaming({ name: "n", timeout: 300 });
+  await handle.signal("n", null);
+  await handle.signal("n");
+  await handle.signal("n", 0);
+  named(`${handle.workflowId} gate`).open();
+  assert.deepEqual(await handle.result(), { items: [null, "<undefined>", 0], ended: true, rest: [] });
+  assert.deepEqual((await kinds(handle)).slice(-2), ["4 n EVENT_WAITING", "4 n EVENT_TIMED_OUT"]);
+});
+
+test("a timeout ends ctx.events; an event sent after it goes to the next wait", async () => {
+  const handle = await streaming({ name: "reply", timeout: 200, waitsAfter: 1 });
+  const id = handle.workflowId;
+  await handle.signal("reply", "first");
+  named(`${id} gate`).open();
+  await eventually(
+    async () => (await kinds(handle)).includes("2 reply EVENT_TIMED_OUT"),
+    "the second item's wait to time out",
+  );
+  const sent = await handle.signal("reply", "late");
+  assert.equal(sent.workflow.inboxSize, 1, "the timed-out wait does not take it");
+  assert.deepEqual(sent.workflow.eventWaits, [], "the ended iteration waits no more");
+  named(`${id} after`).open();
+  assert.deepEqual(await handle.result(), { items: ["first"], ended: true, rest: ["late"] });
+  const history = await handle.history();
+  assert.deepEqual(
+    history.map((e) => `${e.seq} ${e.checkpointName} ${e.kind}`),
+    [
+      "0 gate VALUE",
+      "1 reply EVENT_WAITING",
+      "1 reply EVENT_RECEIVED",
+      "2 reply EVENT_WAITING",
+      "2 reply EVENT_TIMED_OUT",
+      "3 after VALUE",
+      "4 reply EVENT_WAITING",
+      "4 reply EVENT_RECEIVED",
+    ],
+  );
+  const timedOut = history[4];
+  assert.ok(timedOut.committedAtMs >= timedOut.fireAtMs, "timed out at its deadline, not before");
+});
+
+test("breaking out of ctx.events after K items leaves the later events in the inbox", async () => {
+  const handle = await streaming({ name: "job", take: 2, waitsAfter: 1 });
+  const id = handle.workflowId;
+  for (const job of ["j1", "j2", "j3", "j4"]) await handle.signal("job", job);
+  named(`${id} gate`).open();
+  // Blocked in step `after`, past the break: no wait was taken ahead.
+  await named(`${id} at after`).opened;
+  const info = await handle.get();
+  assert.equal(info.inboxSize, 2, "j3 and j4 stay in the inbox");
+  assert.deepEqual(info.eventWaits, []);
+  named(`${id} after`).open();
+  assert.deepEqual(await handle.result(), { items: ["j1", "j2"], ended: false, rest: ["j3"] });
+  assert.deepEqual(await kinds(handle), [
+    "0 gate VALUE",
+    "1 job EVENT_WAITING",
+    "1 job EVENT_RECEIVED",
+    "2 job EVENT_WAITING",
+    "2 job EVENT_RECEIVED",
+    "3 after VALUE",
+    "4 job EVENT_WAITING",
+    "4 job EVENT_RECEIVED",
+  ]);
+});
+
+test("the history of K items of ctx.events is that of K plain waits", async () => {
+  // The same events, sent the same way, to a stream with a timeout and to
+  // the collector's plain waits with that timeout.
+  const stream = await streaming({ name: "e", timeout: 300 });
+  const plain = await gated("e", [300, 300, 300]);
+  for (const handle of [stream, plain]) {
+    await handle.signal("e", 1);
+    await handle.signal("e", { two: 2 });
+    named(`${handle.workflowId} gate`).open();
+  }
+  assert.deepEqual(await stream.result(), { items: [1, { two: 2 }], ended: true, rest: [] });
+  assert.deepEqual(await plain.result(), [1, { two: 2 }, null]);
+  const entries = async (handle) =>
+    (await handle.history()).map((e) => [e.seq, e.checkpointName, e.kind, e.value, e.fireAtMs === undefined]);
+  const history = await entries(stream);
+  assert.deepEqual(history, await entries(plain));
+  assert.equal(history.length, 7, "the gate, then three waits");
+});
+
+test("ctx.events refuses a bad name or timeout at the call; ctx.first refuses an item; a timed-out one ends it", async () => {
+  const handle = await client.startWorkflow(streamRefused, null, { id: newId("evs") });
+  assert.equal(await handle.result(), "went on");
+  const { errors, end, again } = seen.get(handle.workflowId);
+  const [name, negative, tooLong, infinite, unreadable, raced] = errors;
+  for (const e of [name, negative, tooLong, infinite, unreadable]) {
+    assert.ok(e instanceof InvalidArgument, String(e));
+  }
+  assert.match(name.message, /non-empty/);
+  assert.match(negative.message, /negative/);
+  assert.match(tooLong.message, /366 days/);
+  assert.match(infinite.message, /366 days/);
+  assert.match(unreadable.message, /'soon' is not a duration/);
+  assert.ok(raced instanceof TypeError, String(raced));
+  assert.match(raced.message, /argument 0 is the next item of ctx.events, a wait, which cannot be raced/);
+  assert.deepEqual(end, { done: true, value: undefined });
+  assert.deepEqual(again, { done: true, value: undefined }, "an ended iteration takes no position");
+  assert.deepEqual(await kinds(handle), ["0 x EVENT_WAITING", "0 x EVENT_TIMED_OUT", "1 after VALUE"]);
+});
+
+test("a cancel ends ctx.events after it throws Cancelled", async () => {
+  const handle = await client.startWorkflow(streamCancellable, null, { id: newId("evs") });
+  await eventually(async () => (await handle.get()).eventWaits.length === 1, "the wait to be committed");
+  await handle.cancel({ reason: "no more items", cleanupMs: 10_000 });
+  await assert.rejects(handle.result(), (e) => e instanceof Cancelled && e.reason === "no more items");
+  const { error, after: next } = seen.get(handle.workflowId);
+  assert.ok(error instanceof Cancelled, String(error));
+  assert.deepEqual(next, { done: true, value: undefined }, "no wait after the error");
+  assert.deepEqual(await kinds(handle), ["0 never EVENT_WAITING", "0 never STEP_FAILED"]);
 });

@@ -7,6 +7,7 @@ import {
   type CancelOptions,
   Client,
   type Duration,
+  type EventsOptions,
   type EventWait,
   type FirstResult,
   type HistoryEntryKind,
@@ -153,6 +154,38 @@ const cart = workflow("cart", { version: 1 }, async (ctx, items: string[]) => {
   return items.length;
 });
 
+const basket = workflow("basket", { version: 1 }, async (ctx, items: string[]) => {
+  const options: EventsOptions = { timeout: "1h" };
+  for await (const item of ctx.events<string>("add", options)) {
+    const added: string = item;
+    items.push(added);
+  }
+  const votes: AsyncIterableIterator<boolean> = ctx.events<boolean>("vote");
+  let yes = 0;
+  for await (const vote of votes) {
+    if (vote) yes++;
+    if (yes === 3) break;
+  }
+  const next: IteratorResult<unknown> = await ctx.events("any", { timeout: 30_000 }).next();
+  for await (const untyped of ctx.events("raw")) {
+    const raw: unknown = untyped;
+    // @ts-expect-error: an item without a type argument is unknown
+    raw.length;
+    break;
+  }
+  for await (const item of ctx.events<string>("x")) {
+    // @ts-expect-error: an item is never null (a timeout ends the iteration)
+    const never: null = item;
+    console.log(never);
+    break;
+  }
+  // @ts-expect-error: a timeout is a duration
+  ctx.events("x", { timeout: new Date() });
+  // @ts-expect-error: an event name is a string
+  ctx.events(1);
+  return { count: items.length, yes, done: next.done === true };
+});
+
 const payment = workflow("payment", { version: 1 }, async (ctx, order: Order) => {
   const paid: Awakeable<{ receipt: string }> = ctx.awakeable<{ receipt: string }>();
   const id: string = paid.id;
@@ -182,7 +215,7 @@ const logSink: LogSink = (record) => {
 export async function main(url: string): Promise<void> {
   const client = await Client.connect(url);
   const worker = await Worker.create(client, {
-    workflows: [pingPong, charge, saga, refunding, helpers, sleeper, racer, approval, cart, payment],
+    workflows: [pingPong, charge, saga, refunding, helpers, sleeper, racer, approval, cart, basket, payment],
     retry,
     logSink,
   });

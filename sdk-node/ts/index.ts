@@ -72,6 +72,7 @@ export {
   type CheckpointOptions,
   checkpoint,
   currentContext,
+  type EventsOptions,
   type FirstResult,
   NOW_STEP,
   type SleepOptions,

@@ -87,6 +87,28 @@ export interface WaitEventOptions {
 }
 
 /**
+ * Options of {@link WorkflowContext.events}.
+ *
+ * @example
+ * ```ts
+ * const options: EventsOptions = { timeout: "1h" };
+ * for await (const item of ctx.events<string>("add", options)) {
+ *   items.push(item);
+ * }
+ * ```
+ */
+export interface EventsOptions {
+  /**
+   * The timeout of each item's wait, as {@link WaitEventOptions.timeout}
+   * takes it (a number of milliseconds or a string such as `"1h"`, at most
+   * 366 days), counted from the commit of that wait: the iteration ends
+   * at the first wait it passes before an event comes. Absent: no
+   * timeout, and the iteration never ends by itself.
+   */
+  timeout?: Duration;
+}
+
+/**
  * An awakeable ({@link WorkflowContext.awakeable}): a durable promise of
  * this workflow that the outside completes once, by `id`.
  *
@@ -117,6 +139,9 @@ export interface Awakeable<T> {
 
 /** The timer name of a sleep without one, the same in every SDK. */
 const SLEEP = "sleep";
+
+/** The longest timeout of an event wait, the core's (366 days), checked by the addon too. */
+const MAX_WAIT_MS = 366 * 24 * 3600 * 1000;
 
 /**
  * What {@link WorkflowContext.first} resolves with: `index`, the position
@@ -293,6 +318,8 @@ export class WorkflowContext {
   readonly #lost = new WeakSet<Promise<unknown>>();
   /** The promises of event waits and awakeables: `first` refuses them, saying why. */
   readonly #waits = new WeakSet<Promise<unknown>>();
+  /** The promises of the items of {@link WorkflowContext.events}: `first` refuses them too. */
+  readonly #items = new WeakSet<Promise<unknown>>();
 
   /** @internal Created by the worker. */
   constructor(
@@ -395,8 +422,9 @@ export class WorkflowContext {
    * rejects with its `StepFailed`. Also rejects with `TypeError` for an
    * argument that is not such a promise of this workflow (a plain promise,
    * a `Promise.race`, a promise of another workflow, an operation that
-   * lost a race, the promise of a {@link WorkflowContext.waitEvent} or
-   * of an awakeable: a wait takes a `timeout` instead), with
+   * lost a race, the promise of a {@link WorkflowContext.waitEvent}, of
+   * an item of {@link WorkflowContext.events} or of an awakeable: a wait
+   * takes a `timeout` instead), with
    * {@link InvalidArgument} for no argument or the same
    * operation twice, with the error of an operation refused before it took
    * a position (a bad duration), and with {@link Cancelled} when the
@@ -442,6 +470,9 @@ export class WorkflowContext {
         if (op instanceof Promise) {
           if (this.#lost.has(op)) {
             what = "an operation that lost a race";
+          } else if (this.#items.has(op)) {
+            what =
+              "the next item of ctx.events, a wait, which cannot be raced (ctx.events takes a timeout instead)";
           } else if (this.#waits.has(op)) {
             what =
               "a wait (ctx.waitEvent or an awakeable's promise), which cannot be raced (ctx.waitEvent takes a timeout instead)";
@@ -623,31 +654,136 @@ export class WorkflowContext {
    * ```
    */
   waitEvent<T = unknown>(name: string, options?: WaitEventOptions): Promise<T | null> {
-    if (typeof name !== "string" || name === "") {
-      throw new InvalidArgument("the name of an event wait must be a non-empty string");
-    }
-    this.#refuseAfterEnd(`waitEvent('${name}')`);
-    const timeout = options?.timeout;
-    let timeoutMs: number | undefined;
-    if (timeout !== undefined) {
-      try {
-        timeoutMs = parseDuration(timeout);
-      } catch (e) {
-        throw new InvalidArgument(
-          `the wait for event '${name}' of workflow '${this.workflowId}': bad timeout: ${(e as Error).message}`,
-        );
-      }
-    }
-    // The position is taken now, before any await, as a step's is; the
-    // addon refuses a timeout beyond 366 days (nothing is taken then).
-    const seq = callSync(() => this.#run.requestEvent(name, timeoutMs));
+    const timeoutMs = this.#eventTimeout(name, options?.timeout, "waitEvent");
     const codec = this.#codec;
-    // The resolution, handed out in its turn like a step's value.
-    const wait = this.#wait((key) => this.#run.event(seq, key)).then((slot) =>
+    // A slot without a value is a timeout (null); with one, the payload.
+    const wait = this.#event(name, timeoutMs, "waitEvent").then((slot) =>
       slot.value == null ? null : (codec.decode(slot.value) as T),
     );
     this.#waits.add(wait);
     return wait;
+  }
+
+  /**
+   * The events named `name` as an async iterable, first in, first out:
+   * `for await (const item of ctx.events<T>(name)) { ... }`. Each item is
+   * one durable wait, a {@link WorkflowContext.waitEvent} for `name` with
+   * `options.timeout`, taken when the code asks for the next item (never
+   * ahead of time), so the history is exactly that of the same waits one
+   * after another, and the events it does not take stay in the inbox.
+   * Events sent before the iteration starts are its first items.
+   *
+   * With `options.timeout` (for each wait, from its commit), the iteration
+   * ends at the first wait that times out; an event sent after that stays
+   * in the inbox for the next wait of its name. Without one it never ends
+   * by itself: `break` out of the loop (or stop calling `next()`) when the
+   * code has what it needs; nothing more is waited for.
+   *
+   * The iteration tells a timeout from an event as
+   * {@link WorkflowContext.waitEvent} does, by what the cluster
+   * committed (an event or a timeout), never by the decoded payload: an
+   * event whose payload is `null` is an item `null`, and one sent without
+   * a payload an item `undefined` (with the JSON codec), neither ends it.
+   *
+   * `events()` itself takes no position, and throws at the call
+   * {@link InvalidArgument} for an empty name, a `timeout` it cannot read,
+   * a negative one or one beyond 366 days, or a call after the workflow
+   * finished. An error of a wait (`NonDeterminism`, {@link Cancelled}
+   * where the workflow's cancellation is delivered, {@link InvalidArgument}
+   * for a name the core reserves) is thrown by that item, and ends the
+   * iteration. Items are waits, one at a time: a `next()` called before
+   * the last item came takes its wait once that item came, and an item's
+   * promise cannot be raced with {@link WorkflowContext.first} (give a
+   * `timeout` instead).
+   *
+   * @example
+   * ```ts
+   * // A cart takes items until an hour passes without one.
+   * const cart = workflow("cart", { version: 1 }, async (ctx, items: string[]) => {
+   *   for await (const item of ctx.events<string>("add", { timeout: "1h" })) {
+   *     items.push(item);
+   *   }
+   *   return ctx.checkpoint("checkout", () => checkout(items));
+   * });
+   *
+   * // The first three votes, however long they take.
+   * const votes: boolean[] = [];
+   * for await (const vote of ctx.events<boolean>("vote")) {
+   *   votes.push(vote);
+   *   if (votes.length === 3) break;
+   * }
+   * ```
+   */
+  events<T = unknown>(name: string, options?: EventsOptions): AsyncIterableIterator<T> {
+    const timeoutMs = this.#eventTimeout(name, options?.timeout, "events");
+    // Checked here, at the call, as waitEvent's addon checks it: the first
+    // wait is only taken by the first next().
+    if (timeoutMs !== undefined && Math.ceil(timeoutMs) > MAX_WAIT_MS) {
+      throw new InvalidArgument(
+        `the wait for event '${name}' of workflow '${this.workflowId}' has a timeout over 366 days; wait in several steps for longer`,
+      );
+    }
+    const items = this.#eventItems<T>(name, timeoutMs);
+    const pending = this.#items;
+    return {
+      next(): Promise<IteratorResult<T>> {
+        const item = items.next();
+        pending.add(item);
+        return item;
+      },
+      return(): Promise<IteratorResult<T>> {
+        return items.return();
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  }
+
+  /** The items of {@link WorkflowContext.events}: each a wait taken when it is asked for. */
+  async *#eventItems<T>(name: string, timeoutMs: number | undefined): AsyncGenerator<T, void, undefined> {
+    for (;;) {
+      const slot = await this.#event(name, timeoutMs, "events");
+      if (slot.value == null) {
+        return; // timed out
+      }
+      yield this.#codec.decode(slot.value) as T;
+    }
+  }
+
+  /**
+   * The timeout of a wait for `name` in milliseconds (none: `undefined`);
+   * throws {@link InvalidArgument} for a bad name or timeout, or after the
+   * workflow finished.
+   */
+  #eventTimeout(name: string, timeout: Duration | undefined, what: string): number | undefined {
+    if (typeof name !== "string" || name === "") {
+      throw new InvalidArgument("the name of an event wait must be a non-empty string");
+    }
+    this.#refuseAfterEnd(`${what}('${name}')`);
+    if (timeout === undefined) {
+      return undefined;
+    }
+    try {
+      return parseDuration(timeout);
+    } catch (e) {
+      throw new InvalidArgument(
+        `the wait for event '${name}' of workflow '${this.workflowId}': bad timeout: ${(e as Error).message}`,
+      );
+    }
+  }
+
+  /**
+   * A wait for the event `name`, its position taken now (before any
+   * await, as a step's is); its slot handed out in its turn like a step's
+   * value: with the event's payload, or without a value when it timed out.
+   * Throws when no position is taken (the addon refuses a timeout beyond
+   * 366 days, a call after the workflow finished, non-determinism).
+   */
+  #event(name: string, timeoutMs: number | undefined, what: string): Promise<NativeSlot> {
+    this.#refuseAfterEnd(`${what}('${name}')`);
+    const seq = callSync(() => this.#run.requestEvent(name, timeoutMs));
+    return this.#wait((key) => this.#run.event(seq, key));
   }
 
   /**
