@@ -251,11 +251,16 @@ async def waiter(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str
     (which hangs under ``CONFORMANCE_HANG=1``). Returns the payloads, None
     for a wait whose timeout passed first. With ``status``, it also sets
     the status ``stage`` ("waiting" before the first wait, "done" after the
-    last) and ``received`` (the number of waits done, after each)."""
+    last) and ``received`` (the number of waits done, after each). With
+    ``stream`` (never with ``timeout_ms`` or ``status``), the waits are the
+    first ``waits`` items of ``ctx.events(name)``: the same history."""
     name: str = inp["name"]
     timeout_ms: Optional[int] = inp.get("timeout_ms")
     timeout = None if timeout_ms is None else timeout_ms / 1000
     status = bool(inp.get("status"))
+    stream = bool(inp.get("stream"))
+    if stream and (timeout_ms is not None or status):
+        raise raftoral.RaftoralError("waiter: 'stream' is never combined with a timeout or status")
 
     def before() -> bool:
         effect(ctx.workflow_id, "start", 0)
@@ -265,7 +270,12 @@ async def waiter(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str
     if status:
         await ctx.set_status("stage", "waiting")
     events: list[Any] = []
-    for i in range(inp["waits"]):
+    if stream and inp["waits"] > 0:
+        async for item in ctx.events(name):
+            events.append(item)
+            if len(events) == inp["waits"]:
+                break
+    for i in range(0 if stream else inp["waits"]):
         events.append(await ctx.wait_event(name, timeout))
         if status:
             await ctx.set_status("received", i + 1)

@@ -7,6 +7,7 @@ event stays for the next wait; an idempotency key delivers once."""
 from __future__ import annotations
 
 import asyncio
+import typing
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -368,3 +369,243 @@ async def test_a_full_inbox_refuses_more_events() -> None:
         # A duplicate is no new event: answered as such, not refused.
         again = await handle.signal("fill", 0, idempotency_key="fill-0")
         assert again.duplicate and again.workflow.inbox_size == limit
+
+
+# --- ctx.events(): the events of a name as an async iterator -----------------
+
+
+@raftoral.workflow(name="events_stream", version=1)
+async def stream_waiter(ctx: raftoral.WorkflowContext, inp: Waits) -> list[Any]:
+    """The first ``waits`` items of ``ctx.events(name)``."""
+    items: list[Any] = []
+    if inp.waits == 0:
+        return items
+    async for item in ctx.events(inp.name, timeout=inp.timeout):
+        items.append(item)
+        if len(items) == inp.waits:
+            break
+    return items
+
+
+def waits_of(n: int) -> list[tuple[int, str, str]]:
+    """The entries of ``n`` plain waits for ``item`` that each got an event."""
+    return [(seq, "item", kind) for seq in range(n) for kind in ("EVENT_WAITING", "EVENT_RECEIVED")]
+
+
+async def test_an_event_stream_yields_events_in_order_including_those_sent_before(
+    sidecar: Node, wf_id: str
+) -> None:
+    client = await raftoral.Client.connect(sidecar.url)
+    # Nobody runs it yet: these wait in the inbox, and come first.
+    handle = await client.start_workflow(stream_waiter, Waits("item", 4), id=wf_id)
+    await handle.signal("item", "a")
+    # A payload of JSON null is an item (None), not the end of the stream.
+    await handle.signal("item", None)
+    await handle.signal("other", "not-this-one")
+    async with raftoral.Worker(client, workflows=[stream_waiter]):
+
+        async def third_wait_open() -> bool:
+            return [w.seq for w in (await handle.get()).event_waits] == [2]
+
+        await eventually(third_wait_open, "the stream's third wait to be committed")
+        for payload in ("c", "d"):
+            await handle.signal("item", payload)
+        assert await handle.result(timeout=30) == ["a", None, "c", "d"]
+    history = await handle.history()
+    assert kinds(history) == waits_of(4)
+    assert all(e.fire_at_ms == 0 for e in history if e.kind == "EVENT_WAITING"), "no timeout"
+    # The other name's event is not taken.
+    assert (await handle.get()).inbox_size == 1
+
+
+@raftoral.workflow(name="stream_until_timeout", version=1)
+async def stream_until_timeout(ctx: raftoral.WorkflowContext, timeout: float) -> dict[str, Any]:
+    """The items of ``ctx.events("late", timeout=...)`` until a wait times
+    out, a step that waits for the test, then a plain wait."""
+    stream = ctx.events("late", timeout=timeout)
+    items = [item async for item in stream]
+    # Ended: asking again takes no position.
+    again = [item async for item in stream]
+    seen[ctx.workflow_id].append(repr(stream))
+
+    async def gate() -> bool:
+        await gates[ctx.workflow_id].wait()
+        return True
+
+    await ctx.checkpoint("gate", gate)
+    return {"items": items, "again": again, "next": await ctx.wait_event("late")}
+
+
+async def test_a_timeout_ends_the_stream_and_the_late_event_goes_to_the_next_wait(
+    sidecar: Node, wf_id: str
+) -> None:
+    gate = gates[wf_id] = asyncio.Event()
+    client = await raftoral.Client.connect(sidecar.url)
+    handle = await client.start_workflow(stream_until_timeout, 0.2, id=wf_id)
+    # In the inbox before the stream starts: its first wait takes it at once.
+    await handle.signal("late", "early")
+    async with raftoral.Worker(client, workflows=[stream_until_timeout]):
+
+        async def timed_out() -> bool:
+            return any(e.kind == "EVENT_TIMED_OUT" for e in await handle.history())
+
+        await eventually(timed_out, "the stream's second wait to time out")
+        sent = await handle.signal("late", "after-the-timeout")
+        # The timed-out wait does not take it: it waits in the inbox.
+        assert (sent.workflow.inbox_size, sent.workflow.event_waits) == (1, ())
+        gate.set()
+        assert await handle.result(timeout=30) == {
+            "items": ["early"],
+            "again": [],
+            "next": "after-the-timeout",
+        }
+        history = await handle.history()
+    assert kinds(history) == [
+        (0, "late", "EVENT_WAITING"),
+        (0, "late", "EVENT_RECEIVED"),
+        (1, "late", "EVENT_WAITING"),
+        (1, "late", "EVENT_TIMED_OUT"),
+        (2, "gate", "VALUE"),
+        (3, "late", "EVENT_WAITING"),
+        (3, "late", "EVENT_RECEIVED"),
+    ]
+    # Each item's wait has the timeout; the plain wait after it has none.
+    for waiting in (history[0], history[2]):
+        assert waiting.fire_at_ms == waiting.committed_at_ms + 200
+    assert history[5].fire_at_ms == 0
+    assert seen[wf_id] == ["<EventStream 'late' ended>"]
+
+
+@raftoral.workflow(name="stream_break", version=1)
+async def stream_break(ctx: raftoral.WorkflowContext, take: int) -> list[str]:
+    """The first ``take`` approvals of the stream, a step that waits for the
+    test, then one plain wait."""
+    taken: list[Approval] = []
+    async for approval in ctx.events("approval", result_type=Approval):
+        seen[ctx.workflow_id].append(type(approval).__name__)
+        taken.append(approval)
+        if len(taken) == take:
+            break
+
+    async def gate() -> bool:
+        seen[ctx.workflow_id].append("gate")
+        await gates[ctx.workflow_id].wait()
+        return True
+
+    await ctx.checkpoint("gate", gate)
+    after = await ctx.wait_event("approval", result_type=Approval)
+    assert after is not None
+    return [a.by for a in (*taken, after)]
+
+
+async def test_breaking_out_of_a_stream_leaves_later_events_in_the_inbox(
+    sidecar: Node, wf_id: str
+) -> None:
+    gate = gates[wf_id] = asyncio.Event()
+    client = await raftoral.Client.connect(sidecar.url)
+    handle = await client.start_workflow(stream_break, 3, id=wf_id)
+    for who in ("ana", "bo", "cy", "di", "ed"):
+        await handle.signal("approval", Approval(approved=True, by=who))
+    assert (await handle.get()).inbox_size == 5
+    async with raftoral.Worker(client, workflows=[stream_break]):
+        await eventually(lambda: "gate" in seen[wf_id], "the step after the loop")
+        # Three were taken; the stream holds no wait open after the break.
+        info = await handle.get()
+        assert (info.inbox_size, info.event_waits) == (2, ())
+        gate.set()
+        assert await handle.result(timeout=30) == ["ana", "bo", "cy", "di"]
+        history = await handle.history()
+    assert seen[wf_id] == ["Approval"] * 3 + ["gate"]
+    assert (await handle.get()).inbox_size == 1
+    assert kinds(history) == [
+        *[(seq, "approval", k) for seq in range(3) for k in ("EVENT_WAITING", "EVENT_RECEIVED")],
+        (3, "gate", "VALUE"),
+        (4, "approval", "EVENT_WAITING"),
+        (4, "approval", "EVENT_RECEIVED"),
+    ]
+
+
+async def test_a_stream_of_k_items_makes_the_history_of_k_plain_waits(sidecar: Node) -> None:
+    client = await raftoral.Client.connect(sidecar.url)
+
+    def shape(history: list[raftoral.HistoryEntry]) -> list[tuple[Any, ...]]:
+        """The history without its commit times (a wait's timeout as the
+        time from its commit)."""
+        return [
+            (
+                e.seq,
+                e.checkpoint_name,
+                e.kind,
+                client.codec.decode(e.value) if e.kind == "EVENT_RECEIVED" else None,
+                e.fire_at_ms - e.committed_at_ms if e.kind == "EVENT_WAITING" else None,
+            )
+            for e in history
+        ]
+
+    handles = [
+        await client.start_workflow(wf, Waits("item", 3, timeout=60.0))
+        for wf in (waiter, stream_waiter)
+    ]
+    for handle in handles:
+        await handle.signal("item", "a")
+        await handle.signal("item", {"n": 2})
+    async with raftoral.Worker(client, workflows=[waiter, stream_waiter]):
+        for handle in handles:
+
+            async def third_wait_open() -> bool:
+                return [w.seq for w in (await handle.get()).event_waits] == [2]  # noqa: B023
+
+            await eventually(third_wait_open, f"the third wait of {handle.workflow_id}")
+            await handle.signal("item", 3)
+            assert await handle.result(timeout=30) == ["a", {"n": 2}, 3]
+    shapes = [shape(await handle.history()) for handle in handles]
+    plain, streamed = shapes
+    assert streamed == plain
+    assert [s[:3] for s in streamed] == waits_of(3)
+    assert {s[4] for s in streamed if s[2] == "EVENT_WAITING"} == {60_000}
+
+
+@raftoral.workflow(name="stream_misuse", version=1)
+async def stream_misuse(ctx: raftoral.WorkflowContext, _: None) -> list[str]:
+    said: list[str] = []
+    try:
+        ctx.events("item", timeout=typing.cast(Any, "soon"))
+    except raftoral.InvalidArgument as e:
+        said.append(e.message)
+    # A negative timeout is refused when the first item is asked for, before
+    # a position is taken; the stream has ended then.
+    bad = ctx.events("item", timeout=-1.0)
+    try:
+        async for _item in bad:
+            said.append("an item")
+    except raftoral.InvalidArgument as e:
+        said.append(e.message)
+    said.append(repr(bad))
+    said.extend([str(item) async for item in bad])
+    stream = ctx.events("item", timeout=0.05)
+    first = stream.__anext__()
+    try:
+        stream.__anext__()
+    except raftoral.InvalidArgument as e:
+        said.append(e.message)
+    try:
+        await first
+    except StopAsyncIteration:
+        said.append(repr(stream))
+    return said
+
+
+async def test_a_stream_refuses_a_bad_timeout_and_takes_one_item_at_a_time() -> None:
+    async with raftoral.LocalNode() as node:
+        async with raftoral.Worker(node.client, workflows=[stream_misuse]):
+            handle = await node.client.start_workflow(stream_misuse, None)
+            said = await handle.result(timeout=30)
+            history = await handle.history()
+    wrong_type, negative, ended, busy, timed_out = said
+    assert "events 'item'" in wrong_type and "timeout" in wrong_type, wrong_type
+    assert "negative" in negative and "'item'" in negative, negative
+    assert ended == "<EventStream 'item' ended>"
+    assert "one item at a time" in busy, busy
+    assert timed_out == "<EventStream 'item' ended>"
+    # Only the one wait that was asked for and awaited is in the history.
+    assert kinds(history) == [(0, "item", "EVENT_WAITING"), (0, "item", "EVENT_TIMED_OUT")]

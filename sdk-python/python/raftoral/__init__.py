@@ -52,6 +52,7 @@ from .worker import Worker
 from .workflow import (
     Awakeable,
     Durable,
+    EventStream,
     Workflow,
     WorkflowContext,
     checkpoint,
@@ -68,6 +69,7 @@ __all__ = [
     "Client",
     "Codec",
     "Durable",
+    "EventStream",
     "EventWait",
     "Failure",
     "HistoryEntry",

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
+    AsyncIterator,
     Awaitable,
     Callable,
     Coroutine,
@@ -177,6 +178,86 @@ class Awakeable(Durable[T]):
 
     def __repr__(self) -> str:
         return f"<Awakeable {self.id!r} seq={self.seq}>"
+
+
+_NO_EVENT: Any = object()
+"""What a wait of :class:`EventStream` resolves to when its timeout passed
+first (``wait_event`` resolves to None then: a payload of JSON ``null``
+decodes to None too)."""
+
+
+class EventStream(AsyncIterator[T]):
+    """The events of one name as an async iterator: what
+    :meth:`WorkflowContext.events` returns, to use with ``async for``.
+
+    Each item is one durable wait for the event
+    (:meth:`WorkflowContext.wait_event`), whose position is taken when the
+    code asks for the item (``__anext__``), so the history is exactly that
+    of waits one after another. It ends (``StopAsyncIteration``) at the
+    first wait whose timeout passed first, and after an item that raised;
+    it holds nothing between items, so breaking out of the loop leaves
+    later events in the inbox. One item at a time: asking for the next
+    while one is still awaited raises :class:`~raftoral.InvalidArgument`.
+    """
+
+    __slots__ = ("_ctx", "_done", "_hint", "_name", "_taking", "_timeout")
+
+    def __init__(
+        self, ctx: WorkflowContext, name: str, timeout: Optional[float], hint: Any
+    ) -> None:
+        self._ctx = ctx
+        self._name = name
+        self._timeout = timeout
+        self._hint = hint
+        self._done = False
+        self._taking = False
+
+    @property
+    def name(self) -> str:
+        """The name of the events it takes."""
+        return self._name
+
+    def __aiter__(self) -> EventStream[T]:
+        return self
+
+    def __anext__(self) -> Awaitable[T]:
+        if self._done:
+            return _ended()
+        if self._taking:
+            raise InvalidArgument(
+                f"events '{self._name}' of workflow '{self._ctx.workflow_id}': the previous "
+                "item is still awaited; take one item at a time"
+            )
+        try:
+            # The position is taken now, when the item is asked for.
+            wait = self._ctx._wait_event(self._name, self._timeout, self._hint, _NO_EVENT)
+        except BaseException:
+            self._done = True
+            raise
+        self._taking = True
+        return self._take(wait)
+
+    async def _take(self, wait: Durable[Any]) -> T:
+        try:
+            value = await wait
+        except BaseException:
+            self._done = True
+            raise
+        finally:
+            self._taking = False
+        if value is _NO_EVENT:
+            self._done = True
+            raise StopAsyncIteration
+        return typing.cast(T, value)
+
+    def __repr__(self) -> str:
+        state = "ended" if self._done else "open"
+        return f"<EventStream {self._name!r} {state}>"
+
+
+async def _ended() -> Any:
+    """The item of an :class:`EventStream` that has ended."""
+    raise StopAsyncIteration
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -745,33 +826,111 @@ class WorkflowContext:
         :class:`~raftoral.Cancelled` when the workflow is cancelled while it
         waits.
         """
-        self._check_active(name)
-        seconds: Optional[float]
-        if timeout is None:
-            seconds = None
-        elif isinstance(timeout, timedelta):
-            seconds = timeout.total_seconds()
-        elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-            seconds = float(timeout)
-        else:
-            raise InvalidArgument(
-                f"wait_event '{name}' of workflow '{self.workflow_id}': the timeout is a "
-                f"number of seconds, a datetime.timedelta or None, got {type(timeout).__name__}"
-            )
-        # The position is taken now, in call order, as a step's is.
-        req = self._run.request_event(name, seconds)
-        return Durable(self, req.seq, name, False, self._event(req, result_type), is_event=True)
+        seconds = self._seconds("wait_event", name, timeout)
+        return self._wait_event(name, seconds, result_type, None)
 
-    async def _event(self, req: _core.EventRequest, hint: Any) -> Any:
+    def _seconds(
+        self, what: str, name: str, timeout: Union[float, timedelta, None]
+    ) -> Optional[float]:
+        """``timeout`` in seconds (None: none); raises
+        :class:`~raftoral.InvalidArgument` for another type."""
+        self._check_active(name)
+        if timeout is None:
+            return None
+        if isinstance(timeout, timedelta):
+            return timeout.total_seconds()
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+            return float(timeout)
+        raise InvalidArgument(
+            f"{what} '{name}' of workflow '{self.workflow_id}': the timeout is a "
+            f"number of seconds, a datetime.timedelta or None, got {type(timeout).__name__}"
+        )
+
+    def _wait_event(
+        self, name: str, seconds: Optional[float], hint: Any, on_timeout: Any
+    ) -> Durable[Any]:
+        """Takes the position of a wait for the event ``name`` now, in call
+        order as a step's is; the wait resolves to the payload decoded into
+        ``hint``, or to ``on_timeout`` when its timeout passed first."""
+        self._check_active(name)
+        req = self._run.request_event(name, seconds)
+        coro = self._event(req, hint, on_timeout)
+        return Durable(self, req.seq, name, False, coro, is_event=True)
+
+    async def _event(self, req: _core.EventRequest, hint: Any, on_timeout: Any) -> Any:
         """The payload the wait of ``req`` got, decoded into ``hint``, or
-        None when its timeout passed first (the wait is proposed first)."""
+        ``on_timeout`` when its timeout passed first (the wait is proposed
+        first)."""
         if self._commits is not None:
             payload = await self._commits.event(self._run, req)
         else:
             payload = await self._run.event(req)
-        if payload is None:
-            return None
+        if payload is None:  # timed out; a JSON null payload is b"null"
+            return on_timeout
         return self._codec.decode(payload, hint)
+
+    @overload
+    def events(
+        self,
+        name: str,
+        *,
+        timeout: Union[float, timedelta, None] = None,
+        result_type: type[T],
+    ) -> EventStream[T]: ...
+
+    @overload
+    def events(
+        self,
+        name: str,
+        *,
+        timeout: Union[float, timedelta, None] = None,
+        result_type: Any = None,
+    ) -> EventStream[Any]: ...
+
+    def events(
+        self,
+        name: str,
+        *,
+        timeout: Union[float, timedelta, None] = None,
+        result_type: Any = None,
+    ) -> EventStream[Any]:
+        """The events named ``name`` as an async iterator, first in, first
+        out: each item is one durable wait (:meth:`wait_event`, with the
+        same ``timeout`` and ``result_type``), taken when the loop asks for
+        the next item, so the history is exactly that of waits one after
+        another (a replay, or another SDK's code making the waits, sees
+        the same). Events sent before the loop started wait in the inbox
+        and come first. A batch of items until the sender goes quiet::
+
+            @raftoral.workflow(name="cart", version=1)
+            async def cart(ctx: raftoral.WorkflowContext, user: str) -> list[Item]:
+                items: list[Item] = []
+                async for item in ctx.events("add", timeout=timedelta(hours=1), result_type=Item):
+                    items.append(item)
+                    if len(items) == 10:
+                        break  # later events stay in the inbox
+                await ctx.checkpoint("order", lambda: place_order(user, items))
+                return items
+
+        With a ``timeout`` (seconds, or a :class:`~datetime.timedelta`, for
+        each wait), the iteration ends at the first wait that times out
+        (its history has ``EVENT_TIMED_OUT``); an event sent after that
+        stays in the inbox for the next wait of its name. Without one it
+        never ends: ``break`` out when the code has what it needs. Nothing
+        is held between items, so after a ``break`` the later events stay
+        in the inbox. Unlike :meth:`wait_event`, an item is never ``None``
+        for a timeout: a payload of JSON ``null`` is an item (``None``),
+        not the end.
+
+        Raises :class:`~raftoral.InvalidArgument` at the call for a timeout
+        of another type; when an item is asked for (as :meth:`wait_event`
+        at its call) for a negative timeout or one longer than 366 days,
+        and :class:`~raftoral.NonDeterminism` when the history has something
+        else at the item's position; :class:`~raftoral.Cancelled` when the
+        workflow is cancelled while it waits. The iteration ends after an
+        item that raised.
+        """
+        return EventStream(self, name, self._seconds("events", name, timeout), result_type)
 
     def set_status(self, key: str, value: Any) -> Durable[None]:
         """Sets this workflow's readable status ``key`` to ``value``
