@@ -82,7 +82,7 @@ impl WorkflowContext {
     }
 
     /// For bindings: commits the status of `req` (see
-    /// [`WorkerCore::status`]).
+    /// [`WorkerCore::status`](crate::WorkerCore::status)).
     pub async fn status(&self, req: &crate::StatusRequest) -> Result<(), ClientError> {
         self.core.status(&self.run, req).await
     }
@@ -117,7 +117,7 @@ impl WorkflowContext {
     }
 
     /// For bindings: the encoded value of the awakeable `req` (see
-    /// [`WorkerCore::awakeable`]).
+    /// [`WorkerCore::awakeable`](crate::WorkerCore::awakeable)).
     pub async fn awakeable_value(
         &self,
         req: &crate::AwakeableRequest,
@@ -136,7 +136,7 @@ impl WorkflowContext {
     }
 
     /// For bindings: the encoded payload of the event of `req`, or `None`
-    /// on timeout (see [`WorkerCore::event`]).
+    /// on timeout (see [`WorkerCore::event`](crate::WorkerCore::event)).
     pub async fn event(&self, req: &crate::EventRequest) -> Result<Option<Bytes>, ClientError> {
         self.core.event(&self.run, req).await
     }
