@@ -2,7 +2,9 @@
 //! of order (`RecordStep`).
 
 use super::*;
-use raftoral_proto::cluster::v1::{RecordCheckpoint, RecordStep};
+use raftoral_proto::cluster::v1::{
+    RecordCheckpoint, RecordStep, RegisterWorker, SetWorkerPresence,
+};
 use raftoral_proto::sidecar::v1::{Failure, HistoryEntryKind};
 
 pub(super) fn cmd_at(at: u64, kind: Kind) -> Command {

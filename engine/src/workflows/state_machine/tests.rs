@@ -1,6 +1,6 @@
 use super::*;
 use raftoral_proto::cluster::v1::CancelWorkflow;
-use raftoral_proto::cluster::v1::RecordCheckpoint;
+use raftoral_proto::cluster::v1::{RecordCheckpoint, RegisterWorker, SetWorkerPresence};
 
 fn cmd(kind: Kind) -> Command {
     Command {

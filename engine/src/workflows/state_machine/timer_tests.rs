@@ -3,7 +3,7 @@
 
 use super::step_tests::{cmd_at, failed, running, shape, step, value};
 use super::*;
-use raftoral_proto::cluster::v1::{CancelWorkflow, FireTimers, RecordStep};
+use raftoral_proto::cluster::v1::{CancelWorkflow, FireTimers, RecordStep, SetWorkerPresence};
 use raftoral_proto::sidecar::v1::HistoryEntryKind;
 
 fn sleep(seq: u64, duration_ms: u64) -> RecordStep {
