@@ -11,6 +11,8 @@ use raftoral_proto::sidecar::v1::{
     WorkflowCancellation, workflow_stream_response::Message as SidecarMsg,
 };
 
+use std::time::Duration;
+
 use super::{End, WorkerSession};
 use crate::workflows::state_machine::Workflow;
 
@@ -43,22 +45,12 @@ impl WorkerSession {
             tracing::info!(workflow = %wf.id, session = self.id, app_protocol = self.protocol, "the app predates cancel requests: the workflow is cancelled without cleanup");
             let (node, id, reason) = (self.node.clone(), wf.id.clone(), wf.cancel_reason.clone());
             tokio::spawn(async move {
-                let mut shutdown = node.shutdown_signal();
-                loop {
-                    match node
-                        .cancel_workflow_with(&id, &reason, Some(std::time::Duration::ZERO))
-                        .await
-                    {
-                        Err(e) if e.is_retryable() => {
-                            tracing::debug!(workflow = %id, error = %e, "cancel not committed yet; retrying");
-                            // A pause before asking again (no leader yet).
-                            tokio::select! {
-                                _ = tokio::time::sleep(super::RESULT_RETRY) => {}
-                                _ = crate::shutdown::stopped(&mut shutdown) => break,
-                            }
-                        }
-                        _ => break,
-                    }
+                let cancel = || node.cancel_workflow_with(&id, &reason, Some(Duration::ZERO));
+                let retrying = |e: &crate::EngineError| {
+                    tracing::debug!(workflow = %id, error = %e, "cancel not committed yet; retrying");
+                };
+                if let Some(Err(e)) = super::retry::until_settled(&node, cancel, retrying).await {
+                    tracing::debug!(workflow = %id, error = %e, "cancel refused");
                 }
             });
         }

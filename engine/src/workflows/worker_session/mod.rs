@@ -15,6 +15,7 @@
 mod cancel;
 mod dispatch;
 mod proposals;
+mod retry;
 mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -371,7 +372,7 @@ impl WorkerSession {
                 Err(e) if e.is_retryable() && attempt < REGISTER_ATTEMPTS => {
                     attempt += 1;
                     tracing::debug!(error = %e, attempt, "registration not committed yet; retrying");
-                    tokio::time::sleep(RESULT_RETRY).await;
+                    tokio::time::sleep(retry::RESULT_RETRY).await;
                 }
                 Err(e) => {
                     return Err(End::NotCaughtUp(format!(
@@ -461,33 +462,25 @@ impl WorkerSession {
             // forwards: without this a workflow whose result was lost would
             // stay running with all its work done. A retry that finds the
             // workflow already finished is the earlier attempt's success.
-            let mut shutdown = node.shutdown_signal();
-            loop {
-                match node
-                    .finish_workflow(&r.workflow_id, outcome.clone(), failure.clone())
-                    .await
-                {
-                    Ok(()) => break,
-                    Err(e) if e.is_retryable() => {
-                        node.note_result_retry();
-                        tracing::debug!(workflow = %r.workflow_id, error = %e, "workflow result not committed yet; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(RESULT_RETRY) => {}
-                            _ = crate::shutdown::stopped(&mut shutdown) => break,
-                        }
-                    }
-                    Err(EngineError::Rejected(crate::Rejection::NotRunning { status, .. }))
-                        if crate::is_terminal(status) =>
-                    {
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::debug!(workflow = %r.workflow_id, error = %e, "workflow result refused");
-                        let _ = refusals.send(Refusal {
-                            message: error_for(&e, Subject::WorkflowResult, &r.workflow_id, 0),
-                        });
-                        break;
-                    }
+            let settled = retry::until_settled(
+                &node,
+                || node.finish_workflow(&r.workflow_id, outcome.clone(), failure.clone()),
+                |e| {
+                    node.note_result_retry();
+                    tracing::debug!(workflow = %r.workflow_id, error = %e, "workflow result not committed yet; retrying");
+                },
+            )
+            .await;
+            match settled {
+                None | Some(Ok(())) => {}
+                Some(Err(EngineError::Rejected(crate::Rejection::NotRunning {
+                    status, ..
+                }))) if crate::is_terminal(status) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(workflow = %r.workflow_id, error = %e, "workflow result refused");
+                    let _ = refusals.send(Refusal {
+                        message: error_for(&e, Subject::WorkflowResult, &r.workflow_id, 0),
+                    });
                 }
             }
         });
@@ -577,8 +570,6 @@ fn stall_limit(config: &crate::config::NodeConfig) -> std::time::Duration {
 
 /// Attempts to commit a registration before the session gives up.
 const REGISTER_ATTEMPTS: u32 = 50;
-/// Pause between attempts to commit a workflow result or a registration.
-const RESULT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Two encoded results are the same outcome: the same bytes, or the same
 /// JSON value (languages write object keys in different orders: Rust sorts
