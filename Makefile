@@ -98,7 +98,7 @@ package:
 
 # The conformance files that run once per worker (scripts/conformance_matrix.py,
 # `make conformance`); test-rust runs every other test, so none runs twice.
-MATRIX_FILES := single_node cluster_workflows app_stream cluster mixed errors helpers timers cancel events status awakeables
+MATRIX_FILES := single_node cluster_workflows app_stream cluster mixed errors helpers timers cancel events status awakeables races mixed_messages
 CONFORMANCE_OTHER := $(filter-out $(MATRIX_FILES),$(basename $(notdir $(wildcard conformance/tests/*.rs))))
 
 # kubernetes_real.rs runs discovery against a real kube-apiserver (built
@@ -167,7 +167,7 @@ $(RAW)/gen/.generated: $(RAW_VENV) $(wildcard proto/raftoral/sidecar/v1/*.proto)
 	mkdir -p $(RAW)/gen
 	$(RAW)/.venv/bin/python -m grpc_tools.protoc -Iproto --python_out=$(RAW)/gen \
 		--grpc_python_out=$(RAW)/gen --pyi_out=$(RAW)/gen proto/raftoral/sidecar/v1/failure.proto \
-		proto/raftoral/sidecar/v1/app.proto
+		proto/raftoral/sidecar/v1/app.proto proto/raftoral/sidecar/v1/workflow_service.proto
 	@touch $@
 
 ## raw-worker: venv and generated stubs of the raw (SDK-less) conformance worker
@@ -180,10 +180,10 @@ lint-python: $(PY_TOOLS)
 	cd $(PY) && .venv/bin/mypy --strict python/raftoral tests conformance ../examples/ping-pong-python ../bench/workers
 	@# The raw worker and the matrix runner, with the SDK's settings; the raw
 	@# worker's generated stubs and grpc are untyped, so they are not followed.
-	$(PY)/.venv/bin/ruff check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py scripts/check_compose.py
-	$(PY)/.venv/bin/ruff format --check --config $(PY)/pyproject.toml $(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py scripts/check_compose.py
+	$(PY)/.venv/bin/ruff check --config $(PY)/pyproject.toml $(RAW)/worker.py $(RAW)/client.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py scripts/check_compose.py
+	$(PY)/.venv/bin/ruff format --check --config $(PY)/pyproject.toml $(RAW)/worker.py $(RAW)/client.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py scripts/check_compose.py
 	$(PY)/.venv/bin/mypy --strict --python-version 3.10 --follow-imports=skip --ignore-missing-imports \
-		$(RAW)/worker.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py scripts/check_compose.py
+		$(RAW)/worker.py $(RAW)/client.py scripts/conformance_matrix.py scripts/check_k8s.py scripts/check_layout.py scripts/check_compose.py
 
 $(NODE_TOOLS): $(NODE_SDK)/package.json
 	cd $(NODE_SDK) && $(NPM) install --no-audit --no-fund --no-package-lock --loglevel=error

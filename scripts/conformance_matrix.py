@@ -34,6 +34,7 @@ DEFAULT_FILES = [
     "app_stream",
     "cluster",
     "mixed",
+    "mixed_messages",
     "errors",
     "helpers",
     "timers",
@@ -41,10 +42,11 @@ DEFAULT_FILES = [
     "events",
     "status",
     "awakeables",
+    "races",
 ]
-# Runs once with every worker at a time (one per node, CONFORMANCE_MIXED),
-# not once per worker.
-MIXED = "mixed"
+# Run once with every worker at a time (one per node, CONFORMANCE_MIXED, and
+# their clients in CONFORMANCE_MIXED_CLIENTS), not once per worker.
+MIXED_FILES = ("mixed", "mixed_messages")
 
 # Scenarios that start no worker process (they drive the client API or the
 # app stream by hand): the same for every worker, so they run in the rust
@@ -79,6 +81,9 @@ class Worker:
     # The command line in CONFORMANCE_MIXED (the Rust worker has no
     # CONFORMANCE_WORKER value, being the default, but needs one there).
     line: str = ""
+    # The command line of its language's client mode, in
+    # CONFORMANCE_MIXED_CLIENTS (conformance/WORKERS.md, "Client mode").
+    client_line: str = ""
 
 
 def workers() -> dict[str, Worker]:
@@ -89,11 +94,13 @@ def workers() -> dict[str, Worker]:
         "rust", None, None if rust.exists() else f"{rust} missing: run `make build`"
     )
     found["rust"].line = str(rust)
+    found["rust"].client_line = str(ROOT / "target" / "debug" / "conformance-client-rust")
     py = ROOT / "sdk-python" / ".venv-test" / "bin" / "python"
     found["python"] = Worker(
         "python",
         f"{py} {ROOT / 'sdk-python' / 'conformance' / 'worker.py'}",
         None if py.exists() else "the wheel's venv is missing: run `make conformance`",
+        client_line=f"{py} {ROOT / 'sdk-python' / 'conformance' / 'client.py'}",
     )
     raw = ROOT / "conformance" / "raw-python"
     raw_py = raw / ".venv" / "bin" / "python"
@@ -102,6 +109,7 @@ def workers() -> dict[str, Worker]:
         "raw",
         f"{raw_py} {raw / 'worker.py'}",
         None if ok else "venv or generated stubs missing: run `make raw-worker`",
+        client_line=f"{raw_py} {raw / 'client.py'}",
     )
     # The Node worker runs from the fresh project `make test-node` installs
     # the npm tarballs into: what `npm install` gives a user.
@@ -114,6 +122,7 @@ def workers() -> dict[str, Worker]:
             "node",
             f"node {node_worker}",
             None if node_worker.exists() else f"{node_worker} missing: run `make test-node`",
+            client_line=f"node {node_worker.with_name('client.mjs')}",
         )
     return found
 
@@ -134,12 +143,13 @@ TIMES: list[tuple[str, str, float]] = []
 
 
 def run_file(
-    cargo: str, file: str, worker: Worker, skip: list[str], mixed: str = ""
+    cargo: str, file: str, worker: Worker, skip: list[str], mixed: str = "", clients: str = ""
 ) -> dict[str, str]:
     """Runs one test file with one worker; returns test name -> ok/FAILED."""
     env = dict(os.environ)
     env.pop("CONFORMANCE_WORKER", None)
     env["CONFORMANCE_MIXED"] = mixed
+    env["CONFORMANCE_MIXED_CLIENTS"] = clients
     if worker.command is not None:
         env["CONFORMANCE_WORKER"] = worker.command
     args = [cargo, "test", "-p", "raftoral-conformance", "--test", file, "--", "--exact"]
@@ -159,19 +169,26 @@ def run_file(
 
 
 def run_mixed(
-    cargo: str, chosen: list[Worker], tests: list[str], cells: dict[tuple[str, str], str]
+    cargo: str,
+    file: str,
+    chosen: list[Worker],
+    tests: list[str],
+    cells: dict[tuple[str, str], str],
 ) -> None:
-    """One run with the runnable workers on the nodes of one cluster."""
+    """One run of `file` with the runnable workers (and their clients) on the
+    nodes of one cluster."""
     able = [w for w in chosen if w.problem is None]
     for w in able:
         w.line = w.line or (w.command or "")
     if len(able) < 2:
         for w in chosen:
             for t in tests:
-                cells[(f"{MIXED}::{t}", w.name)] = "n/a: needs two runnable workers"
+                cells[(f"{file}::{t}", w.name)] = "n/a: needs two runnable workers"
         return
     together = Worker("+".join(w.name for w in able), None)
-    results = run_file(cargo, MIXED, together, [], ";".join(w.line for w in able))
+    workers_line = ";".join(w.line for w in able)
+    clients_line = ";".join(w.client_line for w in able)
+    results = run_file(cargo, file, together, [], workers_line, clients_line)
     for w in chosen:
         for t in tests:
             if w.problem is not None:
@@ -179,8 +196,8 @@ def run_mixed(
             elif results.get(t) == "ok":
                 verdict = f"pass (with {together.name})"
             else:
-                verdict = f"fail (target/conformance/logs/{MIXED}-{together.name}.log)"
-            cells[(f"{MIXED}::{t}", w.name)] = verdict
+                verdict = f"fail (target/conformance/logs/{file}-{together.name}.log)"
+            cells[(f"{file}::{t}", w.name)] = verdict
 
 
 def main() -> int:
@@ -204,8 +221,9 @@ def main() -> int:
         return 2
 
     cells: dict[tuple[str, str], str] = {}
-    if MIXED in scenarios:
-        run_mixed(cargo, [known[n] for n in names], scenarios.pop(MIXED), cells)
+    for file in MIXED_FILES:
+        if file in scenarios:
+            run_mixed(cargo, file, [known[n] for n in names], scenarios.pop(file), cells)
     for name in names:
         worker = known[name]
         for file, tests in scenarios.items():

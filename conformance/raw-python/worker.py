@@ -62,7 +62,12 @@ The protocol, as this file implements it (protocol_version 2):
 - a closed stream is reopened with backoff; meanwhile no run owns anything.
   Registrations are sent again and the sidecar re-sends every running
   workflow with its whole history and who owns it now; every pending
-  proposal is sent again.
+  proposal is sent again;
+- later protocols add durable timers (3), cancel requests (4), event waits
+  (5), status values and awakeables (6), and races over event waits (7):
+  the owner cancels a wait that lost a race with EVENT_WAIT_CANCELLED, and
+  one such entry at a wait that received an event already resolves
+  nothing (the event goes back to the workflow).
 
 Run it with the interpreter of conformance/raw-python/.venv after `make
 raw-worker` generated the stubs into conformance/raw-python/gen.
@@ -89,7 +94,9 @@ from raftoral.sidecar.v1 import app_pb2 as pb
 from raftoral.sidecar.v1 import app_pb2_grpc
 from raftoral.sidecar.v1 import failure_pb2 as fpb
 
-PROTOCOL_VERSION = 6  # entry kinds, attempts, failures, timers, cancel requests, events, status
+# Entry kinds, attempts, failures, timers, cancel requests, events, status
+# and awakeables, races over event waits.
+PROTOCOL_VERSION = 7
 CANCELLED_TYPE = "raftoral.Cancelled"  # a delivered cancel request's failure
 # Histories travel in ExecuteWorkflowRequest: up to 4 MiB plus a value or two
 # (see its comment), far above gRPC's default 4 MiB receive limit.
@@ -117,6 +124,9 @@ EVENT_WAITING = fpb.HISTORY_ENTRY_KIND_EVENT_WAITING
 EVENT_RECEIVED = fpb.HISTORY_ENTRY_KIND_EVENT_RECEIVED
 EVENT_TIMED_OUT = fpb.HISTORY_ENTRY_KIND_EVENT_TIMED_OUT
 STATUS_SET = fpb.HISTORY_ENTRY_KIND_STATUS_SET
+EVENT_WAIT_CANCELLED = fpb.HISTORY_ENTRY_KIND_EVENT_WAIT_CANCELLED
+# The entries that resolve an event wait's position.
+EVENT_RESOLUTIONS = (EVENT_RECEIVED, EVENT_TIMED_OUT, EVENT_WAIT_CANCELLED)
 
 
 def encode(value: Any) -> bytes:
@@ -348,6 +358,9 @@ class History:
         self.abandoned: set[int] = set()
         self.released = 0  # resolutions handed to the code: order[:released]
         self.low = 0  # the first unresolved seq
+        # Waits that received an event and gave it back once cancelled (a
+        # race's losers): their EVENT_WAIT_CANCELLED resolves nothing.
+        self.given_back: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -355,7 +368,11 @@ class History:
     def push(self, entry: Entry) -> None:
         """Appends the next entry in commit order."""
         self.entries.append(entry)
-        if entry.kind == TIMER_STARTED:
+        if entry.kind == EVENT_WAIT_CANCELLED and entry.seq in self.resolved:
+            # A give-back: recorded, not a resolution (not in the release
+            # order).
+            self.given_back.add(entry.seq)
+        elif entry.kind == TIMER_STARTED:
             self.timers[entry.seq] = entry.name  # resolved by its TIMER_FIRED
         elif entry.kind == EVENT_WAITING:
             self.waits[entry.seq] = entry.name  # resolved by the cluster
@@ -376,6 +393,12 @@ class History:
             self.order.append(entry.seq)
             while self.low in self.resolved:
                 self.low += 1
+
+    def wait_settled(self, seq: int) -> bool:
+        """True when the wait at `seq` needs no (more) cancelling: resolved
+        by anything but an event it took, or it gave that event back."""
+        entry = self.resolved.get(seq)
+        return (entry is not None and entry.kind != EVENT_RECEIVED) or seq in self.given_back
 
     def next_release(self) -> Optional[int]:
         """The seq whose resolution is the next to hand out, if committed."""
@@ -456,6 +479,10 @@ class Run:
         self.pending: dict[int, Pending] = {}  # seq -> its proposal
         self.refused: dict[int, str] = {}  # seq -> why its proposal was refused
         self.timers: dict[int, str] = {}  # timer positions the code took -> name
+        self.waits: dict[int, str] = {}  # event wait positions the code took -> name
+        # The cancellations of waits that lost a race (EVENT_WAIT_CANCELLED),
+        # sent by the owner until the history settles them: seq -> proposal.
+        self.wait_cancels: dict[int, Pending] = {}
         # Resolved steps waiting for their turn: seq -> what wakes them.
         self.ready: dict[int, asyncio.Future[Entry]] = {}
         self.stop: Optional[Stop] = None
@@ -480,6 +507,8 @@ class Run:
         another owner): they are sent again when the run owns its workflow."""
         for pending in self.pending.values():
             pending.sent = False
+        for cancel in self.wait_cancels.values():
+            cancel.sent = False
 
     def wait_turn(self, seq: int) -> asyncio.Future[Entry]:
         """What wakes the step of resolved `seq` when its resolution is
@@ -715,6 +744,10 @@ class Worker:
             def resend(run: Run = run, pending: Optional[Pending] = pending) -> None:
                 if pending is not None:
                     pending.sent = False
+                cancel = run.wait_cancels.get(e.seq)
+                if cancel is not None:  # a losing wait's cancellation
+                    cancel.sent = False
+                    self.send_wait_cancels(run)
                 run.poke()
 
             asyncio.get_running_loop().call_later(RETRY_S, resend)
@@ -788,7 +821,7 @@ class Worker:
         entry = run.history.resolved[seq]
         if entry.kind in (TIMER_FIRED, TIMER_CANCELLED):
             raise non_determinism(run.id, seq, f"timer:{entry.name}", name)
-        if entry.kind in (EVENT_RECEIVED, EVENT_TIMED_OUT):
+        if entry.kind in EVENT_RESOLUTIONS:
             raise non_determinism(run.id, seq, f"event:{entry.name}", name)
         if entry.kind == STATUS_SET:
             raise non_determinism(run.id, seq, f"status:{entry.name}", name)
@@ -840,6 +873,8 @@ class Worker:
         timer = entry.kind in (TIMER_FIRED, TIMER_CANCELLED)
         if not timer or entry.name != name:
             label = f"timer:{entry.name}" if timer else entry.name
+            if entry.kind in EVENT_RESOLUTIONS:
+                label = f"event:{entry.name}"
             raise non_determinism(run.id, seq, label, f"timer:{name}")
         if seq not in run.history.abandoned:
             await run.wait_turn(seq)
@@ -856,6 +891,7 @@ class Worker:
         seq = run.cursor
         run.cursor += 1
         run.names[seq] = (name, False)  # a cancellation here is a STEP_FAILED
+        run.waits[seq] = name
         self.deliver(run)
         return self._wait_event(run, seq, name, timeout_ms or 0)
 
@@ -871,6 +907,8 @@ class Worker:
             waiting = run.history.waits.get(seq)
             if waiting is not None and waiting != name:
                 raise non_determinism(run.id, seq, f"event:{waiting}", label)
+            if seq in run.history.abandoned:
+                return None  # lost a race: the race cancels the wait
             if waiting is not None or not run.is_owner or seq in run.cancel_targets:
                 await run.changed()  # the cluster resolves it
             else:
@@ -887,13 +925,11 @@ class Worker:
         if is_cancellation(entry):
             await run.wait_turn(seq)
             raise CancelledHere(entry.failure.message)
-        if entry.kind not in (EVENT_RECEIVED, EVENT_TIMED_OUT) or entry.name != name:
-            committed = (
-                f"event:{entry.name}"
-                if entry.kind in (EVENT_RECEIVED, EVENT_TIMED_OUT)
-                else entry.name
-            )
+        if entry.kind not in EVENT_RESOLUTIONS or entry.name != name:
+            committed = f"event:{entry.name}" if entry.kind in EVENT_RESOLUTIONS else entry.name
             raise non_determinism(run.id, seq, committed, label)
+        if seq in run.history.abandoned:
+            return None  # lost a race: nobody reads it
         await run.wait_turn(seq)
         if entry.kind == EVENT_RECEIVED and entry.failure is not None:
             # A rejected awakeable (the only events with a failure).
@@ -946,17 +982,22 @@ class Worker:
             raise CancelledHere(entry.failure.message)
         if entry.kind != STATUS_SET or entry.name != key:
             committed = f"status:{entry.name}" if entry.kind == STATUS_SET else entry.name
+            if entry.kind in EVENT_RESOLUTIONS:
+                committed = f"event:{entry.name}"
             raise non_determinism(run.id, seq, committed, label)
         await run.wait_turn(seq)
 
     async def first(self, run: Run, seqs: list[int]) -> int:
         """Races the operations at positions `seqs` (started, not awaited):
         the index of the one resolved first in commit order, the same on
-        every replica and in every replay. The others are abandoned; the
-        owner cancels a losing timer (TIMER_CANCELLED), a losing step runs
-        on to its commit. Returns once each losing timer's resolution is
-        behind the release cursor, live as in a replay (the raced
-        operations run as tasks meanwhile, so the winner takes its turn)."""
+        every replica and in every replay. The others are abandoned: the
+        owner cancels a losing timer (TIMER_CANCELLED) and a losing event
+        wait or awakeable (EVENT_WAIT_CANCELLED, app.proto "Races over
+        waits": an event it took goes back to the workflow); a losing step
+        runs on to its commit. Returns once each losing timer's or wait's
+        resolution is behind the release cursor, live as in a replay (the
+        raced operations run as tasks meanwhile, so the winner takes its
+        turn); it does not wait for a give-back to commit."""
         while True:
             if run.stop:
                 raise run.stop
@@ -965,6 +1006,10 @@ class Worker:
                 break
             await run.changed()
         run.history.abandoned.update(s for i, s in enumerate(seqs) if i != winner)
+        lost = [s for i, s in enumerate(seqs) if i != winner and s in run.timers]
+        for i, seq in enumerate(seqs):
+            if i != winner and self.lose_wait(run, seq):
+                lost.append(seq)
         self.deliver(run)  # a delivery to a loser does not count
         run.poke()
         for i, seq in enumerate(seqs):
@@ -983,12 +1028,54 @@ class Worker:
                 kind=TIMER_CANCELLED,
             )
             await self.propose(run, cancel)
-        for i, seq in enumerate(seqs):
-            while i != winner and seq in run.timers and not run.history.passed(seq):
+        for seq in lost:
+            while not run.history.passed(seq):
                 if run.stop:
                     raise run.stop
                 await run.changed()
         return winner
+
+    def lose_wait(self, run: Run, seq: int) -> bool:
+        """`seq` lost a race: when it is an event wait (or an awakeable),
+        notes its cancellation (sent by the owner until the history settles
+        it) and returns True; False for other operations, and for a wait a
+        delivered cancel request resolved."""
+        name = run.waits.get(seq)
+        if name is None:
+            return False
+        entry = run.history.resolved.get(seq)
+        if entry is not None and entry.kind not in EVENT_RESOLUTIONS:
+            return False  # a cancel request's STEP_FAILED (or non-determinism)
+        if not run.history.wait_settled(seq) and seq not in run.wait_cancels:
+            cancel = pb.CheckpointProposal(
+                workflow_id=run.id,
+                seq=seq,
+                checkpoint_name=name,
+                attempt=1,
+                kind=EVENT_WAIT_CANCELLED,
+            )
+            run.wait_cancels[seq] = Pending(cancel)
+        # A wait not sent yet is never sent; one in flight may still commit,
+        # and the cancel then follows it.
+        pending = run.pending.get(seq)
+        if pending is not None and not pending.sent and pending.proposal.kind == EVENT_WAITING:
+            del run.pending[seq]
+        return True
+
+    def send_wait_cancels(self, run: Run) -> None:
+        """Forgets the cancellations of losing waits the history settled,
+        and sends the others the sidecar does not hold while the run owns
+        its workflow. A refusal as UNEXPECTED_SEQ needs nothing: the history
+        tells what the position holds."""
+        h = run.history
+        for seq in [s for s in run.wait_cancels if h.wait_settled(s)]:
+            del run.wait_cancels[seq]
+        if not run.is_owner or run.stop is not None or self.outbox is None:
+            return
+        for seq in sorted(run.wait_cancels):
+            cancel = run.wait_cancels[seq]
+            if not cancel.sent and self.send(checkpoint_proposal=cancel.proposal):
+                cancel.sent = True
 
     def checkpoint(
         self, run: Run, name: str, compute: Callable[[], Awaitable[Any]]
@@ -1083,7 +1170,10 @@ class Worker:
         WorkflowCancellation): once nothing delivered it yet nor is on its
         way, a raftoral.Cancelled entry at every position the code awaits
         and did not give up on (none: the next one it takes), and the
-        attempts running there stop."""
+        attempts running there stop. Sends the cancellations of waits that
+        lost a race, too (this is called after every change that matters:
+        a commit, ownership, a new stream, a position taken)."""
+        self.send_wait_cancels(run)
         if run.cancel_request is None or run.stop is not None or not run.is_owner:
             return
         h = run.history
@@ -1487,6 +1577,41 @@ async def racer(w: Worker, run: Run) -> Any:
     return out
 
 
+def ignore_outcome(task: asyncio.Future[Any]) -> None:
+    """A race's loser: nobody reads its outcome (nor its stop)."""
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+async def event_racer(w: Worker, run: Run) -> Any:
+    async def before() -> bool:
+        effect(run.id, "start", 0)
+        return True
+
+    await w.checkpoint(run, "before", before)
+    inp = run.input
+    name: str = inp["name"]
+    timer_ms: int = inp["timer_ms"]
+    if inp.get("awakeable"):
+        wait_seq = run.cursor
+        awakeable_id, completed = w.awakeable(run)
+        await w.set_status(run, "awakeable", awakeable_id)
+        waiting = asyncio.ensure_future(completed)
+    else:
+        wait_seq = run.cursor
+        waiting = asyncio.ensure_future(w.wait_event(run, name, None))
+    timer_seq = run.cursor
+    deadline = asyncio.ensure_future(w.sleep(run, "race", timer_ms))
+    winner = await w.first(run, [wait_seq, timer_seq])
+    if winner == 0:
+        ignore_outcome(deadline)
+        return {"winner": "event", "value": await waiting}
+    ignore_outcome(waiting)
+    await deadline
+    if inp.get("awakeable"):
+        return {"winner": "timer"}
+    return {"winner": "timer", "then": await w.wait_event(run, name, None)}
+
+
 async def scheduled(w: Worker, run: Run) -> Any:
     async def ran() -> int:
         effect(run.id, "start", 0)
@@ -1509,6 +1634,7 @@ WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "compensate": compensate,  # likewise
     "waiter": waiter,  # likewise
     "awakener": awakener,  # likewise
+    "event_racer": event_racer,  # likewise
 }
 
 

@@ -194,6 +194,30 @@ pub async fn history_at(
         .entries)
 }
 
+/// Polls workflow `id`'s history on the node serving `url` until `holds`
+/// says yes (`what` names the condition in the timeout's error); returns
+/// that history.
+pub async fn wait_history(
+    url: &str,
+    id: &str,
+    what: &str,
+    holds: impl Fn(&[raftoral_client::proto::sidecar::v1::HistoryEntry]) -> bool,
+) -> anyhow::Result<Vec<raftoral_client::proto::sidecar::v1::HistoryEntry>> {
+    let deadline = tokio::time::Instant::now() + DEADLINE * 2;
+    let mut interval = tokio::time::interval(std::time::Duration::from_millis(20));
+    loop {
+        interval.tick().await;
+        let entries = history_at(url, id).await?;
+        if holds(&entries) {
+            return Ok(entries);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what} in the history of {id}: {entries:?}"
+        );
+    }
+}
+
 /// (name, value) of each committed checkpoint, as one node reports them.
 pub async fn history(
     cluster: &Cluster,

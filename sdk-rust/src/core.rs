@@ -28,8 +28,8 @@ use crate::history::{Entry, History};
 /// The app protocol this core speaks (see app.proto): failed steps,
 /// attempts and out-of-order seqs in histories (2), durable timers (3),
 /// cancel requests delivered into the code (4), event waits (5), status
-/// values (6).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// values and awakeables (6), cancelled waits of a `first` (7).
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Pause before re-sending a proposal the sidecar could not commit (no
 /// leader, timeout). Proposals are idempotent thanks to seq fencing.
@@ -117,6 +117,10 @@ struct RunState {
     /// The owner's proposals delivering the cancel request, by seq: true
     /// while sent on the current stream.
     cancel_proposals: BTreeMap<u64, bool>,
+    /// Waits that lost a `first`, by seq: their event names, and true
+    /// while their cancellation is sent on the current stream
+    /// (`core_events.rs`).
+    wait_cancels: BTreeMap<u64, (String, bool)>,
     /// Counts the times running attempts must stop: a cancel request
     /// delivered to new positions, or the run cancelled for good.
     interrupts: u64,
@@ -161,6 +165,9 @@ impl RunState {
             pending.sent = false;
         }
         for sent in self.cancel_proposals.values_mut() {
+            *sent = false;
+        }
+        for (_, sent) in self.wait_cancels.values_mut() {
             *sent = false;
         }
     }
@@ -359,6 +366,7 @@ impl WorkerCore {
                 open: BTreeMap::new(),
                 cancel_request: None,
                 cancel_proposals: BTreeMap::new(),
+                wait_cancels: BTreeMap::new(),
                 interrupts: 0,
                 cancelled: None,
                 random: Random::new(req.random_seed, &req.workflow_id),
@@ -401,7 +409,7 @@ impl WorkerCore {
                 tracing::error!(workflow = %ev.workflow_id, index = ev.history_index, have = len, "checkpoint event out of order; ignored");
                 return;
             }
-            run.cancel_request.is_some()
+            run.cancel_request.is_some() || !run.wait_cancels.is_empty()
         };
         // The common case (no cancel requested) takes the lock once.
         if deliver {
@@ -478,6 +486,12 @@ impl WorkerCore {
             // the run's next change (its waiting steps look every 200 ms).
             ErrorCode::Unavailable if run.cancel_proposals.contains_key(&e.seq) => {
                 run.cancel_proposals.insert(e.seq, false);
+            }
+            // A losing wait's cancellation: sent again at the next change.
+            ErrorCode::Unavailable if run.wait_cancels.contains_key(&e.seq) => {
+                if let Some((_, sent)) = run.wait_cancels.get_mut(&e.seq) {
+                    *sent = false;
+                }
             }
             // About one proposal: its waiting `commit` takes it.
             _ if run.pending.contains_key(&e.seq) => {

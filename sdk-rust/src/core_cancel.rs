@@ -97,7 +97,8 @@ impl WorkerCore {
         }
     }
 
-    /// Sends what delivering `workflow_id`'s cancel request needs now.
+    /// Sends what delivering `workflow_id`'s cancel request needs now, and
+    /// the cancellations of waits that lost a `first` (`core_events.rs`).
     /// Called after every change of the run that can matter: the request
     /// itself, a commit, ownership, a new stream, a position taken.
     pub(super) fn deliver_cancel(&self, workflow_id: &str) {
@@ -107,10 +108,11 @@ impl WorkerCore {
             let Some(r) = state.runs.get_mut(workflow_id) else {
                 return;
             };
-            if r.cancel_request.is_none() {
+            if r.cancel_request.is_none() && r.wait_cancels.is_empty() {
                 return;
             }
-            let proposals = r.cancel_proposals_to_send(workflow_id, connected);
+            let mut proposals = r.cancel_proposals_to_send(workflow_id, connected);
+            proposals.extend(r.wait_cancels_to_send(workflow_id, connected));
             if !proposals.is_empty() {
                 r.changed();
             }

@@ -4,6 +4,13 @@
 //! event of the name sent (before or after the wait), or `EVENT_TIMED_OUT`
 //! when the timeout passed first, decided by log order, the same on every
 //! replica and in every replay. Nothing here reads a clock.
+//!
+//! A wait that loses a `first` is cancelled by the owner
+//! (`EVENT_WAIT_CANCELLED`, app protocol 7): an open wait resolves so, and
+//! one that took an event meanwhile gives the event back to the workflow
+//! (the next wait of its name gets it). `first` does not wait for a
+//! give-back: the receipt it undoes is behind the release cursor already,
+//! live as in replay, and the cluster re-delivers the event in log order.
 
 use std::time::Duration;
 
@@ -13,7 +20,7 @@ use raftoral_proto::sidecar::v1::{CheckpointProposal, HistoryEntryKind};
 
 use super::steps::Settled;
 use super::timers::MAX_TIMER;
-use super::{RunHandle, WorkerCore, run_state};
+use super::{RunHandle, RunState, WorkerCore, run_state};
 use crate::error::{ClientError, StepFailure};
 use crate::history::Op;
 
@@ -166,5 +173,68 @@ impl WorkerCore {
             })));
         }
         Ok(value.unwrap_or_default())
+    }
+}
+
+impl WorkerCore {
+    /// `seq` lost a `first`: when it is an event wait, its cancellation is
+    /// noted (sent by the owner until the history settles it) and `true`
+    /// is returned; `false` for other operations.
+    pub(super) fn lose_wait(&self, run: &RunHandle, seq: u64) -> Result<bool, ClientError> {
+        {
+            let mut state = self.lock();
+            let r = run_state(&mut state, run)?;
+            let name = match r.history.resolution(seq) {
+                Some(e) if e.op() == Op::Event && !e.is_cancellation() => e.name.clone(),
+                Some(_) => return Ok(false),
+                None => match r.open.get(&seq) {
+                    Some((name, Op::Event)) => name.clone(),
+                    _ => return Ok(false),
+                },
+            };
+            if !r.history.wait_settled(seq) {
+                r.wait_cancels.entry(seq).or_insert((name, false));
+            }
+            // A wait not sent yet is never sent; one in flight may still
+            // commit, and the cancel then follows it.
+            if r.pending.get(&seq).is_some_and(|p| !p.sent) {
+                r.pending.remove(&seq);
+            }
+        }
+        self.deliver_cancel(&run.workflow_id);
+        Ok(true)
+    }
+}
+
+impl RunState {
+    /// The cancellations of losing waits not with the sidecar yet (the
+    /// owner's, on a stream); settled ones are forgotten.
+    pub(super) fn wait_cancels_to_send(
+        &mut self,
+        workflow_id: &str,
+        connected: bool,
+    ) -> Vec<CheckpointProposal> {
+        let history = &self.history;
+        self.wait_cancels
+            .retain(|seq, _| !history.wait_settled(*seq));
+        if !self.is_owner || !connected || self.ended.is_some() || self.cancelled.is_some() {
+            return Vec::new();
+        }
+        let mut proposals = Vec::new();
+        for (seq, (name, sent)) in self.wait_cancels.iter_mut() {
+            if *sent {
+                continue;
+            }
+            *sent = true;
+            proposals.push(CheckpointProposal {
+                workflow_id: workflow_id.to_owned(),
+                seq: *seq,
+                checkpoint_name: name.clone(),
+                kind: HistoryEntryKind::EventWaitCancelled as i32,
+                attempt: 1,
+                ..CheckpointProposal::default()
+            });
+        }
+        proposals
     }
 }

@@ -103,11 +103,13 @@ impl WorkerCore {
     /// first in commit order, the same on every replica and in every
     /// replay, once its resolution is handed out or is the next to be. The
     /// others are abandoned: their resolutions are skipped, a losing step
-    /// runs on to its commit, and a losing timer is cancelled by the owner
-    /// (`TIMER_CANCELLED`).
+    /// runs on to its commit, a losing timer is cancelled by the owner
+    /// (`TIMER_CANCELLED`), and so is a losing event wait
+    /// (`EVENT_WAIT_CANCELLED`: an event it took goes back to the
+    /// workflow).
     ///
-    /// It returns only once every losing timer's resolution (its
-    /// cancellation, or a firing that came first) is behind the release
+    /// It returns only once every losing timer's or wait's resolution (its
+    /// cancellation, or a firing, timeout or event that came first) is behind the release
     /// cursor, live as in a replay: branches running beside the race then
     /// see the same resolutions handed out before the code after the race
     /// goes on. The winner's own wait must be running meanwhile (the SDKs
@@ -140,7 +142,8 @@ impl WorkerCore {
                 .runs
                 .get(&run.workflow_id)
                 .is_some_and(|r| r.timer_positions.contains_key(seq));
-            if is_timer {
+            let is_wait = self.lose_wait(run, *seq)?;
+            if is_timer || is_wait {
                 self.wait_run(run, |r| r.history.passed(*seq).then_some(()))
                     .await?;
             }

@@ -49,7 +49,8 @@ impl Op {
             | HistoryEntryKind::TimerCancelled => Op::Timer,
             HistoryEntryKind::EventWaiting
             | HistoryEntryKind::EventReceived
-            | HistoryEntryKind::EventTimedOut => Op::Event,
+            | HistoryEntryKind::EventTimedOut
+            | HistoryEntryKind::EventWaitCancelled => Op::Event,
             HistoryEntryKind::StatusSet => Op::Status,
             _ => Op::Step,
         }
@@ -152,6 +153,9 @@ pub(crate) struct History {
     highest: Option<u64>,
     /// Seqs resolved by a delivered cancellation.
     cancellations: Vec<u64>,
+    /// Waits that received an event and gave it back once cancelled (the
+    /// losers of a `first`): an entry that resolves nothing.
+    given_back: HashSet<u64>,
 }
 
 impl History {
@@ -164,6 +168,13 @@ impl History {
     pub fn push(&mut self, entry: Entry) {
         let index = self.entries.len();
         self.highest = self.highest.max(Some(entry.seq));
+        if entry.kind == HistoryEntryKind::EventWaitCancelled
+            && self.resolved.contains_key(&entry.seq)
+        {
+            self.given_back.insert(entry.seq);
+            self.entries.push(entry);
+            return;
+        }
         if entry.kind == HistoryEntryKind::TimerStarted {
             self.timers.insert(entry.seq, entry.name.clone());
         } else if entry.kind == HistoryEntryKind::EventWaiting {
@@ -234,6 +245,14 @@ impl History {
         self.cancellations
             .iter()
             .any(|seq| !self.abandoned.contains(seq))
+    }
+
+    /// True when the wait at `seq` needs no (more) cancelling: resolved by
+    /// anything but an event it took, or it gave that event back.
+    pub fn wait_settled(&self, seq: u64) -> bool {
+        self.resolution(seq)
+            .is_some_and(|e| e.kind != HistoryEntryKind::EventReceived)
+            || self.given_back.contains(&seq)
     }
 
     /// True when the code gave up on `seq`.

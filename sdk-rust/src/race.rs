@@ -14,7 +14,7 @@ use crate::context::WorkflowContext;
 use crate::core::Slot;
 use crate::error::ClientError;
 
-/// A durable operation (a sleep or a step) that took its position and runs
+/// A durable operation (a sleep, a step or an event wait) that took its position and runs
 /// on its own; await it with [`wait`](Self::wait), or race it with
 /// [`WorkflowContext::first`].
 #[must_use = "a durable operation is awaited with wait() or raced with first()"]
@@ -87,6 +87,51 @@ impl WorkflowContext {
         Ok(Durable { seq, task })
     }
 
+    /// Starts a wait for the event `name` now (its position is taken
+    /// here), to await later or race with [`first`](Self::first): the
+    /// payload, or `None` when `timeout` passed first. A wait that loses a
+    /// race is cancelled, and an event it took meanwhile goes back to the
+    /// workflow for its next wait of that name.
+    pub fn start_event<T>(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Durable<Option<T>>, ClientError>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let req = self.core.request_event(&self.run, name, timeout)?;
+        let (core, run) = (self.core.clone(), self.run.clone());
+        Ok(Durable {
+            seq: req.seq(),
+            task: tokio::spawn(async move {
+                match core.event(&run, &req).await? {
+                    Some(payload) => Ok(Some(serde_json::from_slice(&payload)?)),
+                    None => Ok(None),
+                }
+            }),
+        })
+    }
+
+    /// Starts waiting for the awakeable `req` (created with
+    /// [`awakeable`](Self::awakeable)), to await later or race with
+    /// [`first`](Self::first): its value, or [`ClientError::StepFailed`]
+    /// when it was rejected. An awakeable that loses a race still takes
+    /// its one completion; nothing waits for it any more.
+    pub fn start_awakeable<T>(&self, req: &crate::AwakeableRequest) -> Durable<T>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let (core, run, req) = (self.core.clone(), self.run.clone(), req.clone());
+        Durable {
+            seq: req.seq(),
+            task: tokio::spawn(async move {
+                let value = core.awakeable(&run, &req).await?;
+                Ok(serde_json::from_slice(&value)?)
+            }),
+        }
+    }
+
     /// The lower-level race for language bindings: among the operations
     /// at positions `seqs` (started and not awaited), the index of the one
     /// resolved first in commit order; the others are abandoned (see
@@ -98,8 +143,21 @@ impl WorkflowContext {
     /// Races two durable operations: the result of the one resolved first
     /// in the workflow's history (commit order), the same on the owner, on
     /// every replica and in every replay. The loser is abandoned: a losing
-    /// sleep is cancelled (its timer never fires), a losing step runs on
-    /// to its commit.
+    /// sleep is cancelled (its timer never fires), a losing event wait is
+    /// cancelled (an event it took goes back to the workflow), a losing
+    /// step runs on to its commit.
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: raftoral_client::WorkflowContext) -> Result<(), raftoral_client::ClientError> {
+    /// use std::time::Duration;
+    /// use raftoral_client::Either;
+    /// let approval = ctx.start_event::<bool>("approval", None)?;
+    /// let reminder = ctx.start_sleep("reminder", Duration::from_secs(24 * 60 * 60))?;
+    /// if let Either::Second(()) = ctx.first(approval, reminder).await? {
+    ///     ctx.log().info("no answer in a day: reminding");
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// ```no_run
     /// # async fn f(ctx: raftoral_client::WorkflowContext) -> Result<(), raftoral_client::ClientError> {

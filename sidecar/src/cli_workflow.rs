@@ -450,6 +450,14 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
                         // The value is the event's payload.
                         line["kind"] = json!("event_received");
                     }
+                    HistoryEntryKind::EventWaitCancelled => {
+                        // A wait that lost a race; a value is the payload
+                        // of the event it gave back.
+                        line["kind"] = json!("event_wait_cancelled");
+                        if e.value.is_empty() {
+                            line["value"] = Value::Null;
+                        }
+                    }
                     HistoryEntryKind::StatusSet => {
                         // The name is the key, the value the status.
                         line["kind"] = json!("status_set");

@@ -372,6 +372,47 @@ async fn awakener(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     Ok(serde_json::to_vec(&out)?)
 }
 
+/// `event_racer`: an event wait (or an awakeable) raced against a sleep.
+async fn event_racer(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        name: String,
+        timer_ms: u64,
+        #[serde(default)]
+        awakeable: bool,
+    }
+    use raftoral_client::Either;
+    use serde_json::{Value, json};
+    let input: Input = req.input()?;
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    ctx.checkpoint("before", move || {
+        effect(&id, "start", 0);
+        true
+    })
+    .await?;
+    let race = Duration::from_millis(input.timer_ms);
+    let out = if input.awakeable {
+        let awakeable = ctx.awakeable()?;
+        ctx.set_status("awakeable", awakeable.id()).await?;
+        let wait = ctx.start_awakeable::<Value>(&awakeable);
+        match ctx.first(wait, ctx.start_sleep("race", race)?).await? {
+            Either::First(value) => json!({"winner": "event", "value": value}),
+            Either::Second(()) => json!({"winner": "timer"}),
+        }
+    } else {
+        let wait = ctx.start_event::<Value>(&input.name, None)?;
+        match ctx.first(wait, ctx.start_sleep("race", race)?).await? {
+            Either::First(value) => json!({"winner": "event", "value": value}),
+            Either::Second(()) => {
+                let then: Option<Value> = ctx.wait_event(&input.name, None).await?;
+                json!({"winner": "timer", "then": then})
+            }
+        }
+    };
+    Ok(serde_json::to_vec(&out)?)
+}
+
 /// The last step of several types: appends `ID start STEP`, hangs forever
 /// under `CONFORMANCE_HANG=1` (the app "dies" there), and yields `true`.
 async fn hanging_step(
@@ -537,6 +578,7 @@ async fn main() -> anyhow::Result<()> {
                         "compensate" => compensate(req).await,
                         "waiter" => waiter(req).await,
                         "awakener" => awakener(req).await,
+                        "event_racer" => event_racer(req).await,
                         other => Err(format!("this worker has no workflow '{other}'").into()),
                     }
                 })

@@ -208,14 +208,16 @@ pub(super) fn check_end(
         let Some(w) = state.workflow(id) else {
             continue;
         };
-        let consumed = w
-            .checkpoints
-            .iter()
-            .filter(|c| {
-                c.kind == raftoral_proto::sidecar::v1::HistoryEntryKind::EventReceived
-                    && c.value == payload.as_bytes()
-            })
-            .count();
+        // A wait that lost a race gives its event back (the entry that
+        // cancels it holds the payload): taken again later, or waiting.
+        let count = |kind| {
+            w.checkpoints
+                .iter()
+                .filter(|c| c.kind == kind && c.value == payload.as_bytes())
+                .count()
+        };
+        use raftoral_proto::sidecar::v1::HistoryEntryKind::{EventReceived, EventWaitCancelled};
+        let consumed = count(EventReceived) - count(EventWaitCancelled);
         let waiting = w.inbox.as_ref().map_or(0, |i| {
             i.events
                 .iter()
@@ -258,8 +260,18 @@ fn history_shape(w: &crate::workflows::state_machine::Workflow) -> Result<(), St
     // Event waits: committed once, resolved by an event or a timeout never
     // before its deadline (and never without one).
     let mut waits: BTreeMap<u64, u64> = BTreeMap::new();
+    // Waits that received an event, and those that gave it back once
+    // cancelled (the losers of a race).
+    let mut received = BTreeSet::new();
+    let mut returned = BTreeSet::new();
     for c in &w.checkpoints {
         if resolved.contains(&c.seq) {
+            if c.kind == HistoryEntryKind::EventWaitCancelled
+                && received.contains(&c.seq)
+                && returned.insert(c.seq)
+            {
+                continue;
+            }
             return Err(format!("step {} has an entry after its resolution", c.seq));
         }
         match c.kind {
@@ -294,6 +306,14 @@ fn history_shape(w: &crate::workflows::state_machine::Workflow) -> Result<(), St
                         c.seq, c.committed_at_ms
                     ));
                 }
+                if c.kind == HistoryEntryKind::EventReceived {
+                    received.insert(c.seq);
+                }
+                resolved.insert(c.seq);
+                continue;
+            }
+            // A wait cancelled before it resolved (or before it committed).
+            HistoryEntryKind::EventWaitCancelled => {
                 resolved.insert(c.seq);
                 continue;
             }

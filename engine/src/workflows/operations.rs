@@ -18,7 +18,7 @@ use crate::node::{ListFilter, Node, Started};
 use crate::workflows::state_machine::Event;
 use crate::workflows::state_machine::{
     Applied, CANCEL_LEVEL, Checkpoint, EVENTS_LEVEL, MAX_STATUS_BYTES, MAX_TIMER_MS, STATUS_LEVEL,
-    STEPS_LEVEL, TIMERS_LEVEL, Workflow,
+    STEPS_LEVEL, TIMERS_LEVEL, WAIT_CANCEL_LEVEL, Workflow,
 };
 
 /// When a started workflow runs, and how long it may take
@@ -277,6 +277,7 @@ impl Node {
                 | HistoryEntryKind::TimerStarted
                 | HistoryEntryKind::TimerCancelled
                 | HistoryEntryKind::EventWaiting
+                | HistoryEntryKind::EventWaitCancelled
                 | HistoryEntryKind::StatusSet,
                 None,
             ) => None,
@@ -285,7 +286,12 @@ impl Node {
                     "an app does not propose EVENT_RECEIVED or EVENT_TIMED_OUT: the cluster resolves an event wait".into(),
                 ));
             }
-            (HistoryEntryKind::EventWaiting | HistoryEntryKind::StatusSet, Some(_)) => {
+            (
+                HistoryEntryKind::EventWaiting
+                | HistoryEntryKind::EventWaitCancelled
+                | HistoryEntryKind::StatusSet,
+                Some(_),
+            ) => {
                 return Err(EngineError::InvalidArgument(format!(
                     "a {} entry carries no failure",
                     kind.as_str_name()
@@ -625,6 +631,7 @@ fn level_of(kind: HistoryEntryKind) -> u32 {
     match kind {
         HistoryEntryKind::StatusSet => STATUS_LEVEL,
         HistoryEntryKind::EventWaiting => EVENTS_LEVEL,
+        HistoryEntryKind::EventWaitCancelled => WAIT_CANCEL_LEVEL,
         HistoryEntryKind::TimerStarted | HistoryEntryKind::TimerCancelled => TIMERS_LEVEL,
         _ => STEPS_LEVEL,
     }

@@ -5,12 +5,14 @@
 //! else kept in the workflow's inbox, first in first out per name, until a
 //! wait for it commits (`steps.rs` calls [`StateMachine::wait_started`]).
 //! A wait with a timeout has a timer; when it fires first the position
-//! resolves as `EVENT_TIMED_OUT` and a later event stays in the inbox. All
-//! of it on apply, so every node and every replay decides the same.
+//! resolves as `EVENT_TIMED_OUT` and a later event stays in the inbox. A
+//! wait that lost a race is cancelled by its owner (`EVENT_WAIT_CANCELLED`);
+//! an event it took meanwhile goes back to the workflow. All of it on
+//! apply, so every node and every replay decides the same.
 
 use std::sync::Arc;
 
-use raftoral_proto::cluster::v1::{InboxEvent, SendEvent, StartWorkflow};
+use raftoral_proto::cluster::v1::{InboxEvent, RecordStep, SendEvent, StartWorkflow};
 use raftoral_proto::sidecar::v1::{HistoryEntryKind, WorkflowStatus};
 
 use super::workflow::{Checkpoint, Inbox, MAX_INBOX_BYTES, MAX_INBOX_EVENTS, Workflow};
@@ -19,6 +21,9 @@ use crate::error::Rejection;
 
 /// The command level of events (`SendEvent`, `EVENT_WAITING`).
 pub const EVENTS_LEVEL: u32 = 5;
+
+/// The command level of cancelled waits (`EVENT_WAIT_CANCELLED`).
+pub const WAIT_CANCEL_LEVEL: u32 = 7;
 
 impl StateMachine {
     /// `SendEvent`: consumed by a wait, or kept in the inbox.
@@ -203,5 +208,106 @@ impl StateMachine {
             committed_at_ms: now,
         };
         self.append_step(id, entry, now, events);
+    }
+
+    /// `EVENT_WAIT_CANCELLED` from the owner: the wait at `seq` lost a
+    /// race. An open wait (or a position the wait has not committed at
+    /// yet) is resolved by it, with its timeout dropped. A wait that took
+    /// an event before the cancel came gives it back: to the earliest open
+    /// wait of its name, else to the front of the inbox (it was the oldest
+    /// of its name), and the entry records the payload it gave back. A
+    /// position resolved otherwise (timed out, cancelled) is refused.
+    pub(super) fn cancel_wait(
+        &mut self,
+        c: &RecordStep,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Rejection> {
+        let wf = self.running_owned_by(&c.workflow_id, c.node_id)?;
+        let (seq, name) = (c.seq, c.checkpoint_name.clone());
+        let mut entry = Checkpoint {
+            seq,
+            name: name.clone(),
+            kind: HistoryEntryKind::EventWaitCancelled,
+            value: Default::default(),
+            failure: None,
+            attempt: 1,
+            next_attempt_at_ms: 0,
+            committed_at_ms: now,
+        };
+        let other = |got: &str| {
+            Rejection::InvalidStep(format!(
+                "position {seq} of workflow '{}' waits for event '{got}', not '{name}': the code changed",
+                c.workflow_id
+            ))
+        };
+        if let Some((waited, at)) = wf.open_wait(seq) {
+            if waited != name {
+                return Err(other(waited));
+            }
+            if at > 0 {
+                self.timers
+                    .remove(&(at, c.workflow_id.clone(), TimerSlot::EventTimeout(seq)));
+            }
+            entry.next_attempt_at_ms = at;
+            self.append_step(&c.workflow_id, entry, now, events);
+            return Ok(Applied::CheckpointRecorded);
+        }
+        if !wf.steps.is_resolved(seq) {
+            // The wait's own EVENT_WAITING has not committed: the cancel
+            // resolves the position first, and the wait is refused then.
+            if wf.open_timer(seq).is_some() || wf.steps.last_attempt(seq) > 0 {
+                return Err(Rejection::InvalidStep(format!(
+                    "position {seq} of workflow '{}' is not an event wait: the code changed",
+                    c.workflow_id
+                )));
+            }
+            if seq >= wf.steps.low().saturating_add(super::MAX_OPEN_STEPS) {
+                return Err(Rejection::TooManyOpenSteps {
+                    workflow_id: c.workflow_id.clone(),
+                    first_open: wf.steps.low(),
+                    seq,
+                });
+            }
+            self.append_step(&c.workflow_id, entry, now, events);
+            return Ok(Applied::CheckpointRecorded);
+        }
+        // Resolved: by an event it took (give it back, once), or otherwise.
+        let last = wf.checkpoints.iter().rev().find(|e| e.seq == seq);
+        let received = match last {
+            Some(e) if e.kind == HistoryEntryKind::EventReceived => e,
+            _ => {
+                return Err(Rejection::UnexpectedSeq {
+                    workflow_id: c.workflow_id.clone(),
+                    expected: wf.steps.low(),
+                    got: seq,
+                });
+            }
+        };
+        if received.name != name {
+            return Err(other(&received.name));
+        }
+        let event = InboxEvent {
+            name: received.name.clone(),
+            payload: received.value.clone(),
+            failure: received.failure.as_deref().cloned(),
+        };
+        entry.value = event.payload.clone();
+        self.append_step(&c.workflow_id, entry, now, events);
+        let wf = &self.workflows[&c.workflow_id];
+        match wf.first_wait_for(&event.name) {
+            Some(next) => self.receive(&c.workflow_id, next, event, now, events),
+            None => {
+                let wf = self
+                    .workflows
+                    .get_mut(&c.workflow_id)
+                    .map(Arc::make_mut)
+                    .expect("checked above");
+                let inbox = wf.inbox.get_or_insert_with(Box::<Inbox>::default);
+                inbox.bytes += event.payload.len();
+                inbox.events.push_front(event);
+            }
+        }
+        Ok(Applied::CheckpointRecorded)
     }
 }

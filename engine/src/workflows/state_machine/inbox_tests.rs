@@ -255,3 +255,84 @@ fn an_awakeables_rejection_reaches_its_wait_with_the_failure() {
         Ok(Applied::EventSent { duplicate: true })
     );
 }
+
+fn cancel(seq: u64, name: &str) -> RecordStep {
+    RecordStep {
+        kind: HistoryEntryKind::EventWaitCancelled as i32,
+        ..wait(seq, name, 0)
+    }
+}
+
+#[test]
+fn a_losing_wait_is_cancelled_and_gives_back_an_event_it_took() {
+    let mut sm = running();
+    // An open wait: the cancel resolves it and drops its timeout.
+    step(&mut sm, 2000, wait(0, "go", 500)).unwrap();
+    step(&mut sm, 2001, cancel(0, "go")).unwrap();
+    assert_eq!(sm.pending_timers(), 0);
+    assert!(matches!(
+        step(&mut sm, 2002, cancel(0, "go")),
+        Err(Rejection::UnexpectedSeq { .. })
+    ));
+    sm.apply(&cmd_at(2100, event("go", "e1", ""))).0.unwrap();
+    assert_eq!(sm.workflow("w").unwrap().to_info().inbox_size, 1);
+    // A wait that took an event gives it back to the inbox, once.
+    step(&mut sm, 2200, wait(1, "go", 0)).unwrap();
+    step(&mut sm, 2201, cancel(1, "go")).unwrap();
+    assert_eq!(
+        entries(&sm)[2..],
+        [
+            (1, HistoryEntryKind::EventWaiting, String::new()),
+            (1, HistoryEntryKind::EventReceived, "e1".into()),
+            (1, HistoryEntryKind::EventWaitCancelled, "e1".into()),
+        ]
+    );
+    let wf = sm.workflow("w").unwrap();
+    assert_eq!(wf.to_info().inbox_size, 1);
+    assert_eq!(wf.protocol_needed(), 7);
+    assert_eq!(wf.resolved_steps(), 2, "the give-back resolves nothing");
+    assert!(matches!(
+        step(&mut sm, 2202, cancel(1, "go")),
+        Err(Rejection::UnexpectedSeq { .. })
+    ));
+    // Given back while another wait of its name is open: that wait takes
+    // it, ahead of a later event of the name.
+    sm.apply(&cmd_at(2250, event("go", "e2", ""))).0.unwrap();
+    step(&mut sm, 2300, wait(2, "go", 0)).unwrap();
+    step(&mut sm, 2301, wait(3, "go", 0)).unwrap();
+    step(&mut sm, 2302, cancel(2, "go")).unwrap();
+    let tail: Vec<_> = entries(&sm).into_iter().skip(5).collect();
+    assert_eq!(
+        tail,
+        [
+            (2, HistoryEntryKind::EventWaiting, String::new()),
+            (2, HistoryEntryKind::EventReceived, "e1".into()),
+            (3, HistoryEntryKind::EventWaiting, String::new()),
+            (3, HistoryEntryKind::EventReceived, "e2".into()),
+            (2, HistoryEntryKind::EventWaitCancelled, "e1".into()),
+        ]
+    );
+    let wf = sm.workflow("w").unwrap();
+    assert_eq!(wf.inbox.as_ref().unwrap().events[0].payload, "e1");
+    // A wait cancelled before its own wait committed: the wait is refused.
+    step(&mut sm, 2400, cancel(4, "go")).unwrap();
+    assert!(matches!(
+        step(&mut sm, 2401, wait(4, "go", 0)),
+        Err(Rejection::UnexpectedSeq { .. })
+    ));
+    // Another name at an open wait is code that changed; a step position
+    // is no wait.
+    step(&mut sm, 2500, wait(5, "other", 0)).unwrap();
+    assert!(matches!(
+        step(&mut sm, 2501, cancel(5, "go")),
+        Err(Rejection::InvalidStep(m)) if m.contains("waits for event 'other'")
+    ));
+    step(&mut sm, 2502, value(6, 1)).unwrap();
+    assert!(matches!(
+        step(&mut sm, 2503, cancel(6, "go")),
+        Err(Rejection::UnexpectedSeq { .. })
+    ));
+    // All of it survives a snapshot.
+    let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
+    assert_eq!(restored.snapshot(), sm.snapshot());
+}

@@ -23,7 +23,7 @@ use crate::error::Rejection;
 pub use archive::{Archive, ArchiveError, Archived};
 pub use cancel::CANCEL_LEVEL;
 pub use events::{Event, EventAt};
-pub use inbox::EVENTS_LEVEL;
+pub use inbox::{EVENTS_LEVEL, WAIT_CANCEL_LEVEL};
 pub use pages::PageFilter;
 pub use snapshot::RestoreError;
 pub use status::{MAX_STATUS_BYTES, STATUS_LEVEL};

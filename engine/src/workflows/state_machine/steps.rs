@@ -28,10 +28,11 @@ pub const MAX_OPEN_STEPS: u64 = 256;
 /// 3 durable timers (`RecordStep` of kind `TIMER_STARTED`, `FireTimers`),
 /// 4 cancel requests (`CancelWorkflow.cleanup_ms`), 5 events (`SendEvent`,
 /// `EVENT_WAITING`), 6 status values (`STATUS_SET`) and signal-with-start
-/// (`StartWorkflow.signal`).
+/// (`StartWorkflow.signal`), 7 cancelled event waits
+/// (`EVENT_WAIT_CANCELLED`, `inbox.rs`).
 /// Recorded per node (`SetWorkerPresence.command_level`); a command of a
 /// level is proposed only once every member recorded at least it.
-pub const COMMAND_LEVEL: u32 = 6;
+pub const COMMAND_LEVEL: u32 = 7;
 
 /// The command level of `RecordStep` (values, failures, attempts).
 pub const STEPS_LEVEL: u32 = 2;
@@ -136,6 +137,9 @@ impl StateMachine {
                 "step {} of workflow '{}': an event wait is resolved by the cluster (an event sent, or its timeout), never by the app",
                 c.seq, c.workflow_id
             )));
+        }
+        if kind == HistoryEntryKind::EventWaitCancelled {
+            return self.cancel_wait(c, now, events);
         }
         if kind == HistoryEntryKind::StatusSet && c.value.len() > MAX_STATUS_BYTES {
             return Err(Rejection::InvalidStep(format!(

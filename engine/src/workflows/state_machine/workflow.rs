@@ -79,6 +79,7 @@ impl Checkpoint {
             HistoryEntryKind::EventWaiting
                 | HistoryEntryKind::EventReceived
                 | HistoryEntryKind::EventTimedOut
+                | HistoryEntryKind::EventWaitCancelled
         )
     }
 
@@ -113,13 +114,16 @@ impl Checkpoint {
     /// The app protocol that reads this entry, the history's entry number
     /// `position`: 0 for a plain value, 2 for failures and out-of-order
     /// seqs, 3 for timers, 4 for a delivered cancellation, 5 for event
-    /// waits, 6 for status values and awakeables (app.proto).
+    /// waits, 6 for status values and awakeables, 7 for cancelled waits
+    /// (app.proto).
     pub fn protocol_at(&self, position: u64) -> u32 {
         let awakeable = self.is_event()
             && self
                 .name
                 .starts_with(raftoral_proto::awakeable::EVENT_PREFIX);
-        if self.kind == HistoryEntryKind::StatusSet || awakeable {
+        if self.kind == HistoryEntryKind::EventWaitCancelled {
+            7
+        } else if self.kind == HistoryEntryKind::StatusSet || awakeable {
             6
         } else if self.is_event() {
             5
@@ -545,6 +549,11 @@ impl StepIndex {
             self.mixed = true;
         }
         self.protocol = self.protocol.max(entry.protocol_at(position));
+        // A wait cancelled after it received an event gave the event back:
+        // it resolves nothing (the receipt did).
+        if entry.kind == HistoryEntryKind::EventWaitCancelled && self.is_resolved(entry.seq) {
+            return;
+        }
         if entry.kind == HistoryEntryKind::EventWaiting {
             self.waits
                 .insert(entry.seq, (entry.name.clone(), entry.next_attempt_at_ms));

@@ -247,7 +247,7 @@ impl WorkerSession {
             session = self.id,
             app_protocol = self.protocol,
             needed,
-            "this workflow's history needs a newer app protocol than the app declared (failed or out-of-order steps need 2, timers 3, cancel deliveries 4, event waits 5, status values 6): it is left to apps that read it (upgrade the SDK)"
+            "this workflow's history needs a newer app protocol than the app declared (failed or out-of-order steps need 2, timers 3, cancel deliveries 4, event waits 5, status values 6, cancelled waits 7): it is left to apps that read it (upgrade the SDK)"
         );
         false
     }
@@ -259,7 +259,7 @@ impl WorkerSession {
             workflow = %workflow_id,
             session = self.id,
             app_protocol = self.protocol,
-            "the workflow's history now has entries this app's protocol cannot read (failed or out-of-order steps need 2, timers 3, cancel deliveries 4, event waits 5, status values 6): it stops receiving it (upgrade the SDK)"
+            "the workflow's history now has entries this app's protocol cannot read (failed or out-of-order steps need 2, timers 3, cancel deliveries 4, event waits 5, status values 6, cancelled waits 7): it stops receiving it (upgrade the SDK)"
         );
         self.active.remove(workflow_id);
         self.node.release(workflow_id, self.id);
