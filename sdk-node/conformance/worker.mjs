@@ -10,8 +10,8 @@
 // CONFORMANCE_STEP_PREFIX (checkpoint names of `steps`, default `step`),
 // CONFORMANCE_WORKFLOWS (comma list of what to register; default
 // `ping_pong,steps,blob`; `saga`, `flaky`, `fanout`, `helpers`, `sleeper`,
-// `racer`, `scheduled`, `compensate`, `waiter` and `awakener` only when
-// named),
+// `racer`, `scheduled`, `compensate`, `waiter`, `awakener` and
+// `event_racer` only when named),
 // CONFORMANCE_BAD_POLICY (`negative_interval` or `zero_attempts`: a workflow
 // defined with that retry policy, which the SDK refuses before anything is
 // registered). Prints `worker ready` once registered; stops cleanly on SIGTERM.
@@ -361,6 +361,32 @@ const awakener = workflow("awakener", { version: 1 }, async (ctx) => {
   }
 });
 
+// Step `before`, then an event wait for `name` (position 1, no timeout),
+// or with `awakeable` an awakeable (position 1) whose id is the status
+// `awakeable` (position 2), raced with a durable sleep `race` of `timer_ms`
+// (the next position). The wait wins: its payload. The sleep wins: without
+// `awakeable`, one more wait for `name` (no timeout) and its payload.
+const eventRacer = workflow("event_racer", { version: 1 }, async (ctx, inp) => {
+  const id = ctx.workflowId;
+  await ctx.checkpoint("before", () => {
+    effect(id, "start", 0);
+    return true;
+  });
+  if (inp.awakeable) {
+    const awakeable = ctx.awakeable();
+    await ctx.setStatus("awakeable", awakeable.id);
+    const won = await ctx.first(awakeable.promise, ctx.sleep(inp.timer_ms, { name: "race" }));
+    // A completion without a value decodes as undefined: null in JSON.
+    return won.index === 0 ? { winner: "event", value: won.value ?? null } : { winner: "timer" };
+  }
+  const wait = ctx.waitEvent(inp.name);
+  const won = await ctx.first(wait, ctx.sleep(inp.timer_ms, { name: "race" }));
+  if (won.index === 0) return { winner: "event", value: won.value ?? null };
+  const then = (await ctx.waitEvent(inp.name)) ?? null;
+  // The key WORKERS.md names (a JSON value, never a thenable).
+  return { winner: "timer", then };
+});
+
 const known = {
   ping_pong: pingPong,
   steps,
@@ -375,6 +401,7 @@ const known = {
   compensate,
   waiter,
   awakener,
+  event_racer: eventRacer,
 };
 
 // A bad retry policy (CONFORMANCE_BAD_POLICY) stops the worker before it

@@ -241,14 +241,16 @@ export declare class NativeRun {
    */
   requestAwakeable(): NativeAwakeable
   /**
-   * Races the operations the code took at positions `seqs` (sleeps and
-   * steps whose waits are started): the index of the one resolved first
-   * in commit order (`{ winner }`), the same on every replica and in
-   * every replay, is delivered with `key` (`takeDeliveries`) once its
-   * resolution is handed out or is the next to be. The others are
-   * abandoned: their resolutions are skipped, a losing timer is
-   * cancelled by the owner (`TIMER_CANCELLED`, committed before the
-   * delivery), a losing step runs on to its commit. Throws
+   * Races the operations the code took at positions `seqs` (sleeps,
+   * steps, event waits and awakeables whose waits are started): the
+   * index of the one resolved first in commit order (`{ winner }`), the
+   * same on every replica and in every replay, is delivered with `key`
+   * (`takeDeliveries`) once its resolution is handed out or is the next
+   * to be. The others are abandoned: their resolutions are skipped, a
+   * losing timer is cancelled by the owner (`TIMER_CANCELLED`, committed
+   * before the delivery), so is a losing event wait or awakeable
+   * (`EVENT_WAIT_CANCELLED`; an event it took goes back to the
+   * workflow), a losing step runs on to its commit. Throws
    * `INVALID_ARGUMENT` for no position, a position given twice or one
    * that is not a non-negative integer; delivers `CANCELLED`,
    * `SHUTTING_DOWN`, `NOT_RUNNING` as a wait does.
@@ -445,8 +447,8 @@ export interface NativeHistoryEntry {
    * What the entry records: `VALUE`, `STEP_FAILED`,
    * `STEP_ATTEMPT_FAILED`, `TIMER_STARTED`, `TIMER_FIRED`,
    * `TIMER_CANCELLED`, `EVENT_WAITING`, `EVENT_RECEIVED`,
-   * `EVENT_TIMED_OUT`, `STATUS_SET` (`UNKNOWN` for a kind newer than
-   * this SDK).
+   * `EVENT_TIMED_OUT`, `EVENT_WAIT_CANCELLED`, `STATUS_SET` (`UNKNOWN`
+   * for a kind newer than this SDK).
    */
   kind: string
   /**

@@ -220,8 +220,8 @@ pub struct NativeHistoryEntry {
     /// What the entry records: `VALUE`, `STEP_FAILED`,
     /// `STEP_ATTEMPT_FAILED`, `TIMER_STARTED`, `TIMER_FIRED`,
     /// `TIMER_CANCELLED`, `EVENT_WAITING`, `EVENT_RECEIVED`,
-    /// `EVENT_TIMED_OUT`, `STATUS_SET` (`UNKNOWN` for a kind newer than
-    /// this SDK).
+    /// `EVENT_TIMED_OUT`, `EVENT_WAIT_CANCELLED`, `STATUS_SET` (`UNKNOWN`
+    /// for a kind newer than this SDK).
     pub kind: String,
     /// For `TIMER_STARTED`, `TIMER_FIRED` and `TIMER_CANCELLED`: the
     /// timer's deadline; for `EVENT_*`, the wait's timeout when it has one
@@ -241,13 +241,16 @@ impl From<HistoryEntry> for NativeHistoryEntry {
             Ok(HistoryEntryKind::EventWaiting) => "EVENT_WAITING",
             Ok(HistoryEntryKind::EventReceived) => "EVENT_RECEIVED",
             Ok(HistoryEntryKind::EventTimedOut) => "EVENT_TIMED_OUT",
+            Ok(HistoryEntryKind::EventWaitCancelled) => "EVENT_WAIT_CANCELLED",
             Ok(HistoryEntryKind::StatusSet) => "STATUS_SET",
             Err(_) => "UNKNOWN",
         };
         let fire_at_ms = match kind {
             "TIMER_STARTED" | "TIMER_FIRED" | "TIMER_CANCELLED" => Some(e.fire_at_ms as f64),
             // 0: a wait without a timeout.
-            "EVENT_WAITING" | "EVENT_RECEIVED" | "EVENT_TIMED_OUT" => ms_or_none(e.fire_at_ms),
+            "EVENT_WAITING" | "EVENT_RECEIVED" | "EVENT_TIMED_OUT" | "EVENT_WAIT_CANCELLED" => {
+                ms_or_none(e.fire_at_ms)
+            }
             _ => None,
         };
         Self {

@@ -37,12 +37,14 @@
 //! `timer` then waits for the firing on the addon's runtime
 //! (`WorkflowContext::timer`), like a step's wait.
 //!
-//! `first` races positions the code took (sleeps and steps, their waits
-//! already started): `WorkflowContext::first_of` answers the index of the
+//! `first` races positions the code took (sleeps, steps, event waits and
+//! awakeables, their waits already started): `WorkflowContext::first_of` answers the index of the
 //! one resolved first in commit order, delivered through the same FIFO.
 //! The losers are abandoned by the core: their resolutions are skipped by
 //! the release rule (a losing step's wait may then never be answered, or
-//! answered once it commits), a losing timer is cancelled.
+//! answered once it commits), a losing timer is cancelled, and so is a
+//! losing event wait (`EVENT_WAIT_CANCELLED`: an event it took goes back
+//! to the workflow).
 //!
 //! Event waits (`ctx.waitEvent`) take a position the same way
 //! (`request_event`, `WorkflowContext::request_event`), and `event` waits
@@ -564,12 +566,13 @@ impl Steps {
         Ok(())
     }
 
-    /// Races the operations at positions `seqs` (sleeps and steps taken
-    /// and waited for): the index of the one resolved first in commit
-    /// order, the same on every replica and in every replay, is delivered
-    /// with `key` (`WorkflowContext::first_of`). The others are abandoned:
-    /// a losing timer is cancelled (the wait ends once the cancellation is
-    /// committed), a losing step runs on to its commit. An empty or
+    /// Races the operations at positions `seqs` (sleeps, steps, event
+    /// waits and awakeables taken and waited for): the index of the one
+    /// resolved first in commit order, the same on every replica and in
+    /// every replay, is delivered with `key` (`WorkflowContext::first_of`).
+    /// The others are abandoned: a losing timer or event wait is cancelled
+    /// (the wait ends once the cancellation is committed), a losing step
+    /// runs on to its commit. An empty or
     /// repeated `seqs` is a usage error.
     pub(crate) fn first(self: &Arc<Self>, seqs: Vec<u64>, key: u32) -> Result<(), ClientError> {
         let mut seen = std::collections::HashSet::new();

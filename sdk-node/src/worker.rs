@@ -11,11 +11,11 @@
 //! and says whether to run the step again (after the retry policy's delay)
 //! or raises `STEP_FAILED`. A durable timer (`ctx.sleep`) takes its
 //! position the same way (`requestTimer`), and `timer` waits for the
-//! cluster to fire it; `firstOf` races positions taken (sleeps and steps)
-//! and delivers the index of the one resolved first in commit order. A
-//! wait for an event (`ctx.waitEvent`) takes its position with
-//! `requestEvent`, and `event` waits for the cluster to resolve it (the
-//! event's payload, or its timeout). A status value (`ctx.setStatus`)
+//! cluster to fire it; `firstOf` races positions taken (sleeps, steps,
+//! event waits, awakeables) and delivers the index of the one resolved
+//! first in commit order. A wait for an event (`ctx.waitEvent`) takes its
+//! position with `requestEvent`, and `event` waits for the cluster to
+//! resolve it (the event's payload, or its timeout). A status value (`ctx.setStatus`)
 //! takes its position with `requestStatus`, and `status` waits for its
 //! commit. An awakeable (`ctx.awakeable`) takes its position and gets its
 //! id with `requestAwakeable`, and `event` waits for its completion.
@@ -509,14 +509,16 @@ impl NativeRun {
         })
     }
 
-    /// Races the operations the code took at positions `seqs` (sleeps and
-    /// steps whose waits are started): the index of the one resolved first
-    /// in commit order (`{ winner }`), the same on every replica and in
-    /// every replay, is delivered with `key` (`takeDeliveries`) once its
-    /// resolution is handed out or is the next to be. The others are
-    /// abandoned: their resolutions are skipped, a losing timer is
-    /// cancelled by the owner (`TIMER_CANCELLED`, committed before the
-    /// delivery), a losing step runs on to its commit. Throws
+    /// Races the operations the code took at positions `seqs` (sleeps,
+    /// steps, event waits and awakeables whose waits are started): the
+    /// index of the one resolved first in commit order (`{ winner }`), the
+    /// same on every replica and in every replay, is delivered with `key`
+    /// (`takeDeliveries`) once its resolution is handed out or is the next
+    /// to be. The others are abandoned: their resolutions are skipped, a
+    /// losing timer is cancelled by the owner (`TIMER_CANCELLED`, committed
+    /// before the delivery), so is a losing event wait or awakeable
+    /// (`EVENT_WAIT_CANCELLED`; an event it took goes back to the
+    /// workflow), a losing step runs on to its commit. Throws
     /// `INVALID_ARGUMENT` for no position, a position given twice or one
     /// that is not a non-negative integer; delivers `CANCELLED`,
     /// `SHUTTING_DOWN`, `NOT_RUNNING` as a wait does.

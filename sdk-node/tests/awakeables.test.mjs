@@ -9,7 +9,8 @@
 // Refused: a second completion (AlreadyCompleted, also after the end), a
 // malformed id, an unknown workflow, an ended one (distinct errors), an
 // awakeable's reserved event name (in a wait, in a signal); first()
-// refuses an awakeable's promise; awakeable() after the end.
+// refuses a status value (it races waits and awakeables: first.test.mjs);
+// awakeable() after the end.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -105,9 +106,9 @@ const replayed = workflow("awk_replayed", { version: 1 }, async (ctx) => {
 });
 
 /**
- * first() with an awakeable's promise and a wait, and a wait for an
- * awakeable's reserved event name, noting the errors; then the
- * awakeable's value.
+ * first() with a wait alone (it wins once it times out) and with a status
+ * value (refused), and a wait for an awakeable's reserved event name,
+ * noting the errors; then the awakeable's value.
  */
 const misuse = workflow("awk_misuse", { version: 1 }, async (ctx) => {
   const errors = {};
@@ -120,14 +121,15 @@ const misuse = workflow("awk_misuse", { version: 1 }, async (ctx) => {
     }
   };
   const awakeable = ctx.awakeable();
-  await grab("awakeable", () => ctx.first(awakeable.promise));
   const wait = ctx.waitEvent("never", { timeout: 1 });
-  await grab("wait", () => ctx.first(wait));
+  const alone = await ctx.first(wait);
   await grab("reserved", () => ctx.waitEvent("raftoral.awakeable.5"));
   assert.equal(await wait, null, "the wait times out");
-  await ctx.setStatus("awakeable", awakeable.id);
+  const status = ctx.setStatus("awakeable", awakeable.id);
+  await grab("status", () => ctx.first(status));
+  await status;
   const value = await awakeable.promise;
-  seen.set(ctx.workflowId, { errors, ctx });
+  seen.set(ctx.workflowId, { errors, alone, ctx });
   return value;
 });
 
@@ -349,7 +351,7 @@ test("a malformed id, an unknown workflow and an ended one are refused with dist
   await assert.rejects(client.rejectAwakeable(`awk/7/${id}`, "no"), ended);
 });
 
-test("first() refuses an awakeable's promise as it refuses a wait; reserved names; awakeable() after the end", async () => {
+test("first() takes a wait and refuses a status value; reserved names; awakeable() after the end", async () => {
   const handle = await client.startWorkflow(misuse, null, { id: newId("awk") });
   const awakeable = await published(handle.workflowId);
   // Its reserved event is not a user event's.
@@ -359,10 +361,10 @@ test("first() refuses an awakeable's promise as it refuses a wait; reserved name
   );
   await client.resolveAwakeable(awakeable, "went on");
   assert.equal(await handle.result(), "went on");
-  const { errors, ctx } = seen.get(handle.workflowId);
-  assert.match(errors.awakeable, /^TypeError: first\(\) takes the promises of this workflow's ctx.sleep/);
-  assert.match(errors.awakeable, /argument 0 is a wait \(ctx.waitEvent or an awakeable's promise\)/);
-  assert.match(errors.wait, /argument 0 is a wait/);
+  const { errors, alone, ctx } = seen.get(handle.workflowId);
+  assert.deepEqual(alone, { index: 0, value: null }, "a wait raced alone wins with its timeout");
+  assert.match(errors.status, /^TypeError: first\(\) takes the promises of this workflow's ctx.sleep/);
+  assert.match(errors.status, /argument 0 is another promise/);
   assert.match(errors.reserved, /^InvalidArgument: .*reserved for awakeables/);
   assert.throws(
     () => ctx.awakeable(),

@@ -635,7 +635,7 @@ test("ctx.events refuses a bad name or timeout at the call; ctx.first refuses an
   assert.match(infinite.message, /366 days/);
   assert.match(unreadable.message, /'soon' is not a duration/);
   assert.ok(raced instanceof TypeError, String(raced));
-  assert.match(raced.message, /argument 0 is the next item of ctx.events, a wait, which cannot be raced/);
+  assert.match(raced.message, /argument 0 is the next item of ctx.events, which cannot be raced/);
   assert.deepEqual(end, { done: true, value: undefined });
   assert.deepEqual(again, { done: true, value: undefined }, "an ended iteration takes no position");
   assert.deepEqual(await kinds(handle), ["0 x EVENT_WAITING", "0 x EVENT_TIMED_OUT", "1 after VALUE"]);

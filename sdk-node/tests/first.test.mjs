@@ -3,8 +3,13 @@
 // step (the step runs on, its late result refused without an unhandled
 // rejection), a step that beats a timer (the timer is cancelled: a
 // TIMER_CANCELLED entry, no pending timer left, not listed as sleeping),
-// and what first refuses. Against a sidecar: a replay on another worker
-// picks the same winner without running the step again.
+// and what first refuses. Event waits and awakeables raced with a sleep:
+// an event that beats a 60 s sleep (TIMER_CANCELLED), a 200 ms sleep that
+// beats a wait nobody answers (EVENT_WAIT_CANCELLED at the wait's
+// position; the next wait of that name gets the event sent afterwards),
+// an awakeable resolved through the client that beats a 60 s sleep.
+// Against a sidecar: a replay on another worker picks the same winner
+// without running the step again.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -83,6 +88,30 @@ const misuse = workflow("misuse", { version: 1 }, async (ctx) => {
   return { errors, again: again.index };
 });
 
+/**
+ * An event wait (position 0; with `awakeable`, an awakeable at 0 whose id
+ * is the status `awakeable` at 1) raced with a sleep `race` of `timerMs`.
+ * The wait wins: `{ winner: "event", value }`. The sleep wins: without
+ * `awakeable`, one more wait for `name` (no timeout), `{ winner: "timer",
+ * later }` with its payload; with it, `{ winner: "timer" }`.
+ */
+const waitRace = workflow("wait_race", { version: 1 }, async (ctx, { name, timerMs, awakeable }) => {
+  let wait;
+  if (awakeable) {
+    const awk = ctx.awakeable();
+    await ctx.setStatus("awakeable", awk.id);
+    wait = awk.promise;
+  } else {
+    wait = ctx.waitEvent(name);
+  }
+  const sleep = ctx.sleep(timerMs, { name: "race" });
+  const won = await ctx.first(wait, sleep);
+  if (won.index === 0) return { winner: "event", value: won.value };
+  if (awakeable) return { winner: "timer" };
+  const later = await ctx.waitEvent(name);
+  return { winner: "timer", later };
+});
+
 let node;
 let client;
 let worker;
@@ -90,7 +119,7 @@ let worker;
 before(async () => {
   node = await LocalNode.start();
   client = node.client();
-  worker = await Worker.create(client, { workflows: [race, misuse] });
+  worker = await Worker.create(client, { workflows: [race, misuse, waitRace] });
 });
 
 after(async () => {
@@ -250,4 +279,97 @@ test("a replay on another worker picks the same winner without running the step 
   } finally {
     await sidecar.kill();
   }
+});
+
+/** Polls the history of `handle` until `check(entries)` holds; returns them. */
+async function historyUntil(handle, check, what) {
+  let seen = [];
+  await eventually(async () => {
+    seen = await entries(handle);
+    return check(seen);
+  }, what);
+  return seen;
+}
+
+const has = (seq, kind) => (es) => es.some((e) => e[0] === seq && e[2] === kind);
+
+test("an event beats a 60 s sleep: the wait wins with its payload; the sleep is cancelled", {
+  timeout: 30_000,
+}, async () => {
+  const handle = await client.startWorkflow(waitRace, { name: "approval", timerMs: 60_000 });
+  await historyUntil(
+    handle,
+    (es) => has(0, "EVENT_WAITING")(es) && has(1, "TIMER_STARTED")(es),
+    "the wait and the sleep to start",
+  );
+  await handle.signal("approval", { approved: true });
+  assert.deepEqual(await handle.result(), { winner: "event", value: { approved: true } });
+  const history = await entries(handle);
+  assert.deepEqual(history.slice(0, 2).sort(), [
+    [0, "approval", "EVENT_WAITING"],
+    [1, "race", "TIMER_STARTED"],
+  ]);
+  assert.deepEqual(history.slice(2), [
+    [0, "approval", "EVENT_RECEIVED"],
+    [1, "race", "TIMER_CANCELLED"],
+  ]);
+  assert.deepEqual((await handle.get()).pendingTimers, []);
+});
+
+test("a 200 ms sleep beats a wait nobody answers: EVENT_WAIT_CANCELLED; the next wait gets the event", {
+  timeout: 30_000,
+}, async () => {
+  const handle = await client.startWorkflow(waitRace, { name: "approval", timerMs: 200 });
+  // The sleep won, the losing wait is cancelled, and the second wait of
+  // the name is open before the event is sent.
+  await historyUntil(
+    handle,
+    (es) => has(0, "EVENT_WAIT_CANCELLED")(es) && has(2, "EVENT_WAITING")(es),
+    "the losing wait to be cancelled and the next wait to start",
+  );
+  await eventually(
+    async () => (await handle.get()).eventWaits.some((w) => w.seq === 2),
+    "the second wait to be listed",
+  );
+  assert.ok(!(await handle.get()).eventWaits.some((w) => w.seq === 0), "the cancelled wait is not listed");
+  await handle.signal("approval", "late");
+  assert.deepEqual(await handle.result(), { winner: "timer", later: "late" });
+  const history = await handle.history();
+  const rows = history.map((e) => [e.seq, e.checkpointName, e.kind]);
+  assert.deepEqual(rows.slice(0, 2).sort(), [
+    [0, "approval", "EVENT_WAITING"],
+    [1, "race", "TIMER_STARTED"],
+  ]);
+  assert.deepEqual(rows.slice(2), [
+    [1, "race", "TIMER_FIRED"],
+    [0, "approval", "EVENT_WAIT_CANCELLED"],
+    [2, "approval", "EVENT_WAITING"],
+    [2, "approval", "EVENT_RECEIVED"],
+  ]);
+  // The cancel of an open wait gave nothing back.
+  assert.equal(history[3].value, undefined);
+  assert.equal(history[5].value, "late");
+  assert.equal((await handle.get()).inboxSize, 0);
+});
+
+test("an awakeable resolved through the client beats a 60 s sleep", { timeout: 30_000 }, async () => {
+  const handle = await client.startWorkflow(waitRace, { name: "unused", timerMs: 60_000, awakeable: true });
+  await historyUntil(handle, has(2, "TIMER_STARTED"), "the sleep to start");
+  const { awakeable } = await client.getStatus(handle.workflowId, ["awakeable"]);
+  assert.equal(awakeable, `awk/0/${handle.workflowId}`);
+  await client.resolveAwakeable(awakeable, { receipt: "r-9" });
+  assert.deepEqual(await handle.result(), { winner: "event", value: { receipt: "r-9" } });
+  const history = await entries(handle);
+  const name = "raftoral.awakeable.0";
+  assert.deepEqual(history.slice(0, 2).sort(), [
+    [0, name, "EVENT_WAITING"],
+    [1, "awakeable", "STATUS_SET"],
+  ]);
+  assert.deepEqual(history.slice(-3), [
+    [2, "race", "TIMER_STARTED"],
+    [0, name, "EVENT_RECEIVED"],
+    [2, "race", "TIMER_CANCELLED"],
+  ]);
+  assert.ok(!has(0, "EVENT_WAIT_CANCELLED")(history), "the winner is not cancelled");
+  assert.deepEqual((await handle.get()).pendingTimers, []);
 });

@@ -638,9 +638,13 @@ export class Client {
       const entry: HistoryEntry = {
         seq: e.seq,
         checkpointName: e.checkpointName,
-        // Only a value entry, a received event and a status hold an encoded value.
+        // Only a value entry, a received event, a status and a cancelled
+        // wait that gave an event back hold an encoded value.
         value:
-          kind === "VALUE" || kind === "EVENT_RECEIVED" || kind === "STATUS_SET"
+          kind === "VALUE" ||
+          kind === "EVENT_RECEIVED" ||
+          kind === "STATUS_SET" ||
+          (kind === "EVENT_WAIT_CANCELLED" && e.value.length > 0)
             ? this.codec.decode(e.value)
             : undefined,
         committedAtMs: e.committedAtMs,

@@ -190,9 +190,12 @@ export interface PendingTimer {
  * firing or the cancellation resolves the timer's position. A wait for an
  * event (`ctx.waitEvent`): `EVENT_WAITING` when the wait is committed,
  * then `EVENT_RECEIVED` (the event's payload is the entry's `value`) or
- * `EVENT_TIMED_OUT` resolves its position. `STATUS_SET`: a status value
- * the code set (`ctx.setStatus`; the key is the entry's `checkpointName`,
- * the value its `value`). `UNKNOWN`: a kind newer than this SDK.
+ * `EVENT_TIMED_OUT` resolves its position, or `EVENT_WAIT_CANCELLED` (a
+ * wait that lost a `ctx.first`; when the wait had received an event, the
+ * entry resolves nothing and gives that event back to the workflow, its
+ * payload the entry's `value`). `STATUS_SET`: a status value the code set
+ * (`ctx.setStatus`; the key is the entry's `checkpointName`, the value its
+ * `value`). `UNKNOWN`: a kind newer than this SDK.
  */
 export type HistoryEntryKind =
   | "VALUE"
@@ -204,6 +207,7 @@ export type HistoryEntryKind =
   | "EVENT_WAITING"
   | "EVENT_RECEIVED"
   | "EVENT_TIMED_OUT"
+  | "EVENT_WAIT_CANCELLED"
   | "STATUS_SET"
   | "UNKNOWN";
 
@@ -218,6 +222,7 @@ export const KINDS: readonly HistoryEntryKind[] = [
   "EVENT_WAITING",
   "EVENT_RECEIVED",
   "EVENT_TIMED_OUT",
+  "EVENT_WAIT_CANCELLED",
   "STATUS_SET",
 ];
 
@@ -237,8 +242,8 @@ export interface HistoryEntry {
   checkpointName: string;
   /**
    * The step's value (`kind` `VALUE`), the event's payload
-   * (`EVENT_RECEIVED`) or the status value (`STATUS_SET`); `undefined` for
-   * the other kinds.
+   * (`EVENT_RECEIVED`, or the event an `EVENT_WAIT_CANCELLED` gave back)
+   * or the status value (`STATUS_SET`); `undefined` for the other kinds.
    */
   value: unknown;
   committedAtMs: number;
@@ -246,9 +251,9 @@ export interface HistoryEntry {
   kind: HistoryEntryKind;
   /**
    * For `TIMER_STARTED`, `TIMER_FIRED` and `TIMER_CANCELLED`: the timer's
-   * deadline; for `EVENT_WAITING`, `EVENT_RECEIVED` and `EVENT_TIMED_OUT`,
-   * the wait's timeout when it has one (log time, milliseconds since the
-   * Unix epoch); else `undefined`.
+   * deadline; for `EVENT_WAITING`, `EVENT_RECEIVED`, `EVENT_TIMED_OUT` and
+   * `EVENT_WAIT_CANCELLED`, the wait's timeout when it has one (log time,
+   * milliseconds since the Unix epoch); else `undefined`.
    */
   fireAtMs?: number;
 }

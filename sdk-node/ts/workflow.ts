@@ -240,8 +240,9 @@ const current = new AsyncLocalStorage<WorkflowContext>();
  *
  * Durable timers ({@link WorkflowContext.sleep},
  * {@link WorkflowContext.sleepUntil}) take positions as steps do and may run
- * side by side with them; {@link WorkflowContext.first} races sleeps and
- * steps started side by side (a deadline, say), deterministically. A
+ * side by side with them; {@link WorkflowContext.first} races sleeps,
+ * steps, event waits and awakeables started side by side (a deadline,
+ * say), deterministically. A
  * workflow waits durably for an event sent from outside
  * (`client.signalWorkflow`, `client.signalWithStart`) with
  * {@link WorkflowContext.waitEvent}, for a completion from outside by id
@@ -307,18 +308,16 @@ export class WorkflowContext {
   #sink: LogSink;
   #log: WorkflowLogger | undefined;
   /**
-   * The positions of the durable operations (sleeps, steps) the code
-   * started, by the promise each returned: what {@link WorkflowContext.first}
-   * races.
+   * The positions of the durable operations (sleeps, steps, event waits,
+   * awakeables) the code started, by the promise each returned: what
+   * {@link WorkflowContext.first} races.
    */
   readonly #positions = new WeakMap<Promise<unknown>, number>();
   /** Operations refused before they took a position: `first` rejects with their error. */
   readonly #refused = new WeakSet<Promise<unknown>>();
   /** Operations that lost a `first`: abandoned, never raced again. */
   readonly #lost = new WeakSet<Promise<unknown>>();
-  /** The promises of event waits and awakeables: `first` refuses them, saying why. */
-  readonly #waits = new WeakSet<Promise<unknown>>();
-  /** The promises of the items of {@link WorkflowContext.events}: `first` refuses them too. */
+  /** The promises of the items of {@link WorkflowContext.events}: `first` refuses them, saying why. */
   readonly #items = new WeakSet<Promise<unknown>>();
 
   /** @internal Created by the worker. */
@@ -402,29 +401,35 @@ export class WorkflowContext {
    * Races durable operations already started (their positions taken): the
    * promises returned by {@link WorkflowContext.sleep},
    * {@link WorkflowContext.sleepUntil}, {@link WorkflowContext.checkpoint}
-   * (or the `checkpoint` function) and {@link WorkflowContext.now} of this
-   * workflow, not awaited yet. Resolves with the winner
-   * ({@link FirstResult}: its `index` among the arguments and its `value`):
-   * the operation whose resolution the workflow's history committed first,
-   * the same on the owner, on every replica and in every replay, so the
-   * code after it takes the same positions each time (which a
-   * `Promise.race` of the same promises does not promise).
+   * (or the `checkpoint` function), {@link WorkflowContext.now} and
+   * {@link WorkflowContext.waitEvent} of this workflow, and the `promise`
+   * of its awakeables ({@link WorkflowContext.awakeable}), not awaited
+   * yet. Resolves with the winner ({@link FirstResult}: its `index` among
+   * the arguments and its `value`): the operation whose resolution the
+   * workflow's history committed first, the same on the owner, on every
+   * replica and in every replay, so the code after it takes the same
+   * positions each time (which a `Promise.race` of the same promises does
+   * not promise).
    *
    * The others lose and are abandoned: a losing sleep is cancelled (its
    * timer never fires; the history records `TIMER_CANCELLED` at its
-   * position, and `first` resolves once that is committed); a losing step
-   * runs on to its commit (its value is committed if the workflow is still
-   * running then) and its result is dropped. A loser's promise may settle
-   * later or never; its rejection is never unhandled. A lost operation
-   * cannot be raced again.
+   * position, and `first` resolves once that is committed); a losing
+   * event wait or awakeable is cancelled too (`EVENT_WAIT_CANCELLED` at
+   * its position): an event that wait took meanwhile is given back to
+   * the workflow, and the next wait of its name gets it; a losing step
+   * runs on to its commit (its value is committed if the workflow is
+   * still running then) and its result is dropped. A loser's promise may
+   * settle later or never; its rejection is never unhandled. A lost
+   * operation cannot be raced again.
    *
    * A step that fails for good is a resolution too: when it wins, `first`
-   * rejects with its `StepFailed`. Also rejects with `TypeError` for an
-   * argument that is not such a promise of this workflow (a plain promise,
-   * a `Promise.race`, a promise of another workflow, an operation that
-   * lost a race, the promise of a {@link WorkflowContext.waitEvent}, of
-   * an item of {@link WorkflowContext.events} or of an awakeable: a wait
-   * takes a `timeout` instead), with
+   * rejects with its `StepFailed` (so does a rejected awakeable). A wait
+   * with a `timeout` that passes first wins with `null`. Also rejects
+   * with `TypeError` for an argument that is not such a promise of this
+   * workflow (a plain promise, a `Promise.race`, a `.then` of one, a
+   * promise of another workflow, an operation that lost a race, a
+   * {@link WorkflowContext.setStatus}, an item of
+   * {@link WorkflowContext.events}: race a `waitEvent` instead), with
    * {@link InvalidArgument} for no argument or the same
    * operation twice, with the error of an operation refused before it took
    * a position (a bad duration), and with {@link Cancelled} when the
@@ -439,6 +444,16 @@ export class WorkflowContext {
    *   await ctx.checkpoint("cancel order", () => cancelOrder(order));
    * } else {
    *   await ctx.checkpoint("ship", () => ship(order, won.value));
+   * }
+   *
+   * // An approval raced with a day: whichever the history resolved first.
+   * const approval = ctx.waitEvent<{ approved: boolean }>("approval");
+   * const reminder = ctx.sleep("24h", { name: "reminder" });
+   * const answer = await ctx.first(approval, reminder);
+   * if (answer.index === 1) {
+   *   // No answer within a day: the wait is cancelled (an approval sent
+   *   // from now on waits in the inbox for the next wait of its name).
+   *   await ctx.checkpoint("remind", () => remind(order));
    * }
    * ```
    */
@@ -472,16 +487,13 @@ export class WorkflowContext {
             what = "an operation that lost a race";
           } else if (this.#items.has(op)) {
             what =
-              "the next item of ctx.events, a wait, which cannot be raced (ctx.events takes a timeout instead)";
-          } else if (this.#waits.has(op)) {
-            what =
-              "a wait (ctx.waitEvent or an awakeable's promise), which cannot be raced (ctx.waitEvent takes a timeout instead)";
+              "the next item of ctx.events, which cannot be raced (race a ctx.waitEvent, or give ctx.events a timeout)";
           } else {
             what = "another promise";
           }
         }
         throw new TypeError(
-          `first() takes the promises of this workflow's ctx.sleep, ctx.sleepUntil, ctx.checkpoint and ctx.now calls; argument ${i} is ${what}`,
+          `first() takes the promises of this workflow's ctx.sleep, ctx.sleepUntil, ctx.checkpoint, ctx.now and ctx.waitEvent calls and of its awakeables; argument ${i} is ${what}`,
         );
       }
       if (seqs.includes(seq)) {
@@ -490,7 +502,7 @@ export class WorkflowContext {
       seqs.push(seq);
     }
     // The winner, handed out in its turn like a step's value; the core has
-    // abandoned (and cancelled, for a timer) the others by then.
+    // abandoned the others by then (and cancelled a timer or a wait).
     const { winner } = await this.#wait((key) => this.#run.firstOf(seqs, key));
     const index = winner ?? 0;
     for (const [i, op] of ops.entries()) {
@@ -625,8 +637,10 @@ export class WorkflowContext {
    * is returned), so `Promise.all([ctx.waitEvent("a"), ctx.waitEvent("b")])`
    * waits for both, with positions in call order. On replay a step, a
    * sleep or a wait for another name at that position is non-determinism.
-   * A wait cannot be raced with {@link WorkflowContext.first}: give it a
-   * `timeout` instead.
+   * A wait can be raced with {@link WorkflowContext.first} (against a
+   * sleep, a step, another wait): a losing wait is cancelled, and an
+   * event it took meanwhile goes back to the workflow for the next wait
+   * of its name.
    *
    * Throws at the call, before any position is taken:
    * {@link InvalidArgument} for an empty name, a `timeout` it cannot read,
@@ -649,6 +663,14 @@ export class WorkflowContext {
    *   return answer.approved ? ctx.checkpoint("ship", () => ship(id)) : "rejected";
    * });
    *
+   * // Or raced with a sleep: remind after a day, then wait on.
+   * const approval = ctx.waitEvent<{ approved: boolean }>("approval");
+   * const won = await ctx.first(approval, ctx.sleep("24h", { name: "reminder" }));
+   * if (won.index === 1) {
+   *   await ctx.checkpoint("remind", () => remind(id));
+   *   await ctx.waitEvent<{ approved: boolean }>("approval"); // takes an approval sent since
+   * }
+   *
    * // Elsewhere, when the person clicks "approve":
    * await client.signalWorkflow("order-42", "approval", { approved: true });
    * ```
@@ -657,11 +679,12 @@ export class WorkflowContext {
     const timeoutMs = this.#eventTimeout(name, options?.timeout, "waitEvent");
     const codec = this.#codec;
     // A slot without a value is a timeout (null); with one, the payload.
-    const wait = this.#event(name, timeoutMs, "waitEvent").then((slot) =>
-      slot.value == null ? null : (codec.decode(slot.value) as T),
+    const event = this.#event(name, timeoutMs, "waitEvent");
+    // The same operation for `first`: its position is the wait's.
+    return this.#sameAs(
+      event,
+      event.then((slot) => (slot.value == null ? null : (codec.decode(slot.value) as T))),
     );
-    this.#waits.add(wait);
-    return wait;
   }
 
   /**
@@ -694,7 +717,7 @@ export class WorkflowContext {
    * iteration. Items are waits, one at a time: a `next()` called before
    * the last item came takes its wait once that item came, and an item's
    * promise cannot be raced with {@link WorkflowContext.first} (give a
-   * `timeout` instead).
+   * `timeout`, or race a {@link WorkflowContext.waitEvent} instead).
    *
    * @example
    * ```ts
@@ -783,7 +806,10 @@ export class WorkflowContext {
   #event(name: string, timeoutMs: number | undefined, what: string): Promise<NativeSlot> {
     this.#refuseAfterEnd(`${what}('${name}')`);
     const seq = callSync(() => this.#run.requestEvent(name, timeoutMs));
-    return this.#wait((key) => this.#run.event(seq, key));
+    return this.#durable(
+      seq,
+      this.#wait((key) => this.#run.event(seq, key)),
+    );
   }
 
   /**
@@ -876,10 +902,11 @@ export class WorkflowContext {
    * every replay, and the wait survives the death of its worker, of the
    * owner and of the Raft leader, like {@link WorkflowContext.waitEvent}.
    * The wait starts at the call: `promise` never rejects unhandled, and an
-   * awakeable never awaited is simply left. It cannot be raced with
-   * {@link WorkflowContext.first}, and has no timeout of its own: when the
-   * code needs a deadline, wait for an event with a `timeout` instead, or
-   * have the side that completes it reject it once its deadline passes.
+   * awakeable never awaited is simply left. It has no timeout of its own:
+   * when the code needs a deadline, race `promise` with a sleep with
+   * {@link WorkflowContext.first} (a losing awakeable is cancelled: nothing
+   * waits for a completion that comes later; see the example), or have the
+   * side that completes it reject it once its deadline passes.
    * The history shows it as an event wait for the reserved name
    * `raftoral.awakeable.SEQ`.
    *
@@ -907,6 +934,12 @@ export class WorkflowContext {
    * // In the webhook's handler, on any app connected to any node:
    * await client.resolveAwakeable(callbackId, { receipt: "r-9" });
    * // or: await client.rejectAwakeable(callbackId, "card declined", "Declined");
+   *
+   * // A deadline: the payment, or 24 h, whichever the history resolved first.
+   * const paid = ctx.awakeable<{ receipt: string }>();
+   * await ctx.checkpoint("start payment", () => startPayment(id, { callbackId: paid.id }));
+   * const won = await ctx.first(paid.promise, ctx.sleep("24h", { name: "payment-deadline" }));
+   * if (won.index === 1) return "payment timed out";
    * ```
    */
   awakeable<T = unknown>(): Awakeable<T> {
@@ -917,11 +950,14 @@ export class WorkflowContext {
     // The wait starts now (its resolution is handed out in its turn like
     // a step's value); a rejection before the code awaits it is not an
     // unhandled one.
-    const promise = this.#wait((key) => this.#run.event(seq, key)).then(
-      (slot) => codec.decode(slot.value ?? Buffer.alloc(0)) as T,
+    // `first` races it at its position.
+    const promise = this.#durable(
+      seq,
+      this.#wait((key) => this.#run.event(seq, key)).then(
+        (slot) => codec.decode(slot.value ?? Buffer.alloc(0)) as T,
+      ),
     );
     promise.catch(ignore);
-    this.#waits.add(promise);
     return Object.freeze({ id, promise });
   }
 

@@ -7,8 +7,8 @@ that records each side effect as a line), ``CONFORMANCE_HANG=1`` (the
 ``CONFORMANCE_STEP_PREFIX`` (checkpoint names of ``steps``, default
 ``step``), ``CONFORMANCE_WORKFLOWS`` (comma list of what to register;
 ``saga``, ``flaky``, ``fanout``, ``helpers``, ``sleeper``, ``racer``,
-``scheduled``, ``compensate``, ``waiter`` and ``awakener`` only when
-named),
+``scheduled``, ``compensate``, ``waiter``, ``awakener`` and
+``event_racer`` only when named),
 ``CONFORMANCE_BAD_POLICY`` (a retry policy the SDK refuses, made before
 anything is registered).
 Prints ``worker ready`` once registered; stops cleanly on SIGTERM.
@@ -306,6 +306,31 @@ async def awakener(ctx: raftoral.WorkflowContext, _inp: Any) -> dict[str, Any]:
     return {"value": value}
 
 
+@raftoral.workflow(name="event_racer", version=1)
+async def event_racer(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str, Any]:
+    """A step, then a wait for the event ``name`` (no timeout) raced with
+    the durable sleep ``race`` of ``timer_ms`` ms; when the sleep wins, one
+    more wait for ``name``. With ``awakeable``: an awakeable whose id it
+    publishes as the status ``awakeable``, raced with the sleep."""
+    name: str = inp["name"]
+    timer_s = inp["timer_ms"] / 1000
+
+    def before() -> bool:
+        effect(ctx.workflow_id, "start", 0)
+        return True
+
+    await ctx.checkpoint("before", before)
+    if inp.get("awakeable"):
+        awakeable = ctx.awakeable()
+        await ctx.set_status("awakeable", awakeable.id)
+        won: tuple[int, Any] = await ctx.first(awakeable, ctx.sleep(timer_s, name="race"))
+        return {"winner": "event", "value": won[1]} if won[0] == 0 else {"winner": "timer"}
+    raced: tuple[int, Any] = await ctx.first(ctx.wait_event(name), ctx.sleep(timer_s, name="race"))
+    if raced[0] == 0:
+        return {"winner": "event", "value": raced[1]}
+    return {"winner": "timer", "then": await ctx.wait_event(name)}
+
+
 @dataclass
 class FlakyInput:
     fail_times: int
@@ -411,6 +436,7 @@ async def main() -> None:
         "compensate": compensate,
         "waiter": waiter,
         "awakener": awakener,
+        "event_racer": event_racer,
     }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

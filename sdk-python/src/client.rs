@@ -141,6 +141,7 @@ fn kind_name(kind: HistoryEntryKind) -> &'static str {
         HistoryEntryKind::EventReceived => "EVENT_RECEIVED",
         HistoryEntryKind::EventTimedOut => "EVENT_TIMED_OUT",
         HistoryEntryKind::StatusSet => "STATUS_SET",
+        HistoryEntryKind::EventWaitCancelled => "EVENT_WAIT_CANCELLED",
     }
 }
 

@@ -12,7 +12,7 @@
 //! `timers.rs`; waits for events (`request_event`, `event`) in `events.rs`;
 //! status values (`request_status`, `status`) in `status.rs`; awakeables
 //! (`awakeable`, `awakeable_value`) in `awakeables.rs`;
-//! races of timers and steps (`first_of`, `first_to`) are the core's
+//! races of timers, steps and waits (`first_of`, `first_to`) are the core's
 //! `first`. The deterministic helpers (`random`, `uuid`,
 //! `is_replaying`, `next_position`, and the module's `NOW_STEP` for
 //! `now()`) are the core's, so every SDK draws and decides the same.
@@ -569,12 +569,16 @@ impl Run {
         Ok(())
     }
 
-    /// Races the operations at positions `seqs` (timers and steps the code
-    /// took and started, not awaited yet): resolves to the index (in
-    /// `seqs`) of the one the history resolved first, the same on every
-    /// replica and in every replay (the core's `first`). The others are
-    /// abandoned: their resolutions are skipped, and a losing timer is
-    /// cancelled (`TIMER_CANCELLED`, committed before this resolves).
+    /// Races the operations at positions `seqs` (timers, steps, event
+    /// waits and awakeables the code took and started, not awaited yet):
+    /// resolves to the index (in `seqs`) of the one the history resolved
+    /// first, the same on every replica and in every replay (the core's
+    /// `first`). The others are abandoned: their resolutions are skipped,
+    /// a losing timer is cancelled (`TIMER_CANCELLED`, committed before
+    /// this resolves), and so is a losing wait (`EVENT_WAIT_CANCELLED`:
+    /// an open wait is resolved by it before this resolves; an event the
+    /// wait took already goes back to the workflow's next wait of its
+    /// name).
     /// Raises `InvalidArgument` for no seqs, `Cancelled`, `ShuttingDown`,
     /// `NotRunning`.
     fn first_of<'py>(&self, py: Python<'py>, seqs: Vec<u64>) -> PyResult<Bound<'py, PyAny>> {

@@ -8,6 +8,8 @@ completion that comes before the code waits is kept; a second one raises
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,30 +277,38 @@ async def test_bad_completions_raise_distinct_errors(sidecar: Node, wf_id: str) 
 
 @raftoral.workflow(name="awk_race", version=1)
 async def awk_race(ctx: raftoral.WorkflowContext, _: None) -> Any:
-    """Tries to race an awakeable with first(), then waits for it."""
-    awakeable = ctx.awakeable()
-    nap = ctx.sleep(0.01)
-    try:
-        await ctx.first(awakeable, nap)
-    except raftoral.InvalidArgument as e:
-        seen[ctx.workflow_id].append(e.message)
+    """Publishes an awakeable's id (positions 0 and 1), then races the
+    awakeable with a sleep of an hour (position 2)."""
+    awakeable = ctx.awakeable(result_type=Receipt)
     assert isinstance(awakeable, raftoral.Durable)
     assert repr(awakeable) == f"<Awakeable 'awk/0/{ctx.workflow_id}' seq=0>"
     assert (awakeable.seq, awakeable.name) == (0, awakeable.id)
-    await nap
     await ctx.set_status("awakeable", awakeable.id)
-    return await awakeable
+    index, value = await ctx.first(awakeable, ctx.sleep(3600, name="deadline"))
+    assert isinstance(value, Receipt)
+    return [index, value.ref]
 
 
-async def test_an_awakeable_is_not_raced_with_first() -> None:
+async def test_an_awakeable_raced_with_a_long_sleep_wins_when_resolved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with raftoral.LocalNode() as node:
         async with raftoral.Worker(node.client, workflows=[awk_race]):
             handle = await node.client.start_workflow(awk_race, None)
             awakeable_id = await published_id(node.client, handle.workflow_id)
-            await node.client.resolve_awakeable(awakeable_id, "resolved")
-            assert await handle.result(timeout=30) == "resolved"
-    [message] = seen[handle.workflow_id]
-    assert "awakeable" in message and "first()" in message, message
+            await node.client.resolve_awakeable(awakeable_id, Receipt(amount=7, ref="r-7"))
+            assert await handle.result(timeout=30) == [0, "r-7"]
+            history = await handle.history()
+            info = await handle.get()
+    assert awakeable_id == f"awk/0/{handle.workflow_id}"
+    by_seq = {seq: [e.kind for e in history if e.seq == seq] for seq in (0, 1, 2)}
+    assert by_seq[0] == ["EVENT_WAITING", "EVENT_RECEIVED"]
+    assert by_seq[1] == ["STATUS_SET"]
+    assert by_seq[2] in (["TIMER_STARTED", "TIMER_CANCELLED"], ["TIMER_CANCELLED"]), by_seq[2]
+    assert info.pending_timers == ()
+    gc.collect()
+    errors = [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR]
+    assert errors == [], "no task left with an exception nobody retrieved"
 
 
 @raftoral.workflow(name="awk_cancelled", version=1)

@@ -7,6 +7,8 @@ event stays for the next wait; an idempotency key delivers once."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import typing
 from collections import defaultdict
 from dataclasses import dataclass
@@ -300,26 +302,85 @@ async def test_a_negative_or_too_long_timeout_raises_and_commits_nothing(
 
 
 @raftoral.workflow(name="race_wait", version=1)
-async def race_wait(ctx: raftoral.WorkflowContext, _: None) -> str:
-    wait = ctx.wait_event("approval", 0.05)
-    nap = ctx.sleep(0.01)
-    try:
-        await ctx.first(wait, nap)
-    except raftoral.InvalidArgument as e:
-        seen[ctx.workflow_id].append(e.message)
+async def race_wait(ctx: raftoral.WorkflowContext, nap_s: float) -> list[Any]:
+    """A wait for ``approval`` (position 0, no timeout) raced with a sleep
+    of ``nap_s`` seconds (position 1); when the sleep wins, a second wait
+    for ``approval`` (position 2)."""
+    wait = ctx.wait_event("approval", result_type=Approval)
     assert repr(wait) == "<Durable wait_event 'approval' seq=0>"
-    assert await wait is None
-    await nap
-    return "done"
+    index, value = await ctx.first(wait, ctx.sleep(nap_s, name="reminder"))
+    if index == 0:
+        assert isinstance(value, Approval)
+        return [index, value.by]
+    assert value is None
+    then = await ctx.wait_event("approval", result_type=Approval)
+    assert isinstance(then, Approval)
+    return [index, None, then.by]
 
 
-async def test_a_wait_for_an_event_is_not_raced_with_first() -> None:
+def asyncio_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What asyncio logged as errors (a task's exception nobody retrieved)."""
+    gc.collect()
+    return [
+        r.getMessage() for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR
+    ]
+
+
+async def test_a_wait_raced_with_a_long_sleep_wins_with_the_event_and_cancels_the_sleep(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with raftoral.LocalNode() as node:
         async with raftoral.Worker(node.client, workflows=[race_wait]):
-            handle = await node.client.start_workflow(race_wait, None)
-            assert await handle.result(timeout=30) == "done"
-    [message] = seen[handle.workflow_id]
-    assert "wait_event a timeout" in message, message
+            handle = await node.client.start_workflow(race_wait, 3600.0)
+
+            async def waiting() -> bool:
+                return bool((await handle.get()).event_waits)
+
+            await eventually(waiting, "the raced wait to be committed")
+            await handle.signal("approval", Approval(approved=True, by="ann"))
+            assert await handle.result(timeout=30) == [0, "ann"]
+            history = await handle.history()
+            info = await handle.get()
+    by_seq = {seq: [(e.checkpoint_name, e.kind) for e in history if e.seq == seq] for seq in (0, 1)}
+    assert by_seq[0] == [("approval", "EVENT_WAITING"), ("approval", "EVENT_RECEIVED")]
+    assert by_seq[1] in (
+        [("reminder", "TIMER_STARTED"), ("reminder", "TIMER_CANCELLED")],
+        [("reminder", "TIMER_CANCELLED")],
+    ), by_seq[1]
+    assert len(history) == len(by_seq[0]) + len(by_seq[1])
+    assert (info.pending_timers, info.event_waits, info.inbox_size) == ((), (), 0)
+    assert asyncio_errors(caplog) == []
+
+
+async def test_a_short_sleep_beats_a_wait_whose_cancel_leaves_the_event_for_the_next_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with raftoral.LocalNode() as node:
+        async with raftoral.Worker(node.client, workflows=[race_wait]):
+            handle = await node.client.start_workflow(race_wait, 0.2)
+
+            async def second_wait_open() -> bool:
+                waits = (await handle.get()).event_waits
+                return [w.seq for w in waits] == [2]
+
+            await eventually(second_wait_open, "the wait after the race to be open")
+            history = await handle.history()
+            at_0 = [e.kind for e in history if e.seq == 0]
+            assert at_0 in (
+                ["EVENT_WAITING", "EVENT_WAIT_CANCELLED"],
+                ["EVENT_WAIT_CANCELLED"],
+            ), at_0
+            [cancel] = [e for e in history if e.kind == "EVENT_WAIT_CANCELLED"]
+            assert (cancel.seq, cancel.checkpoint_name, cancel.value) == (0, "approval", b"")
+            # The cancelled wait takes nothing: the event goes to the second.
+            await handle.signal("approval", Approval(approved=True, by="bob"))
+            assert await handle.result(timeout=30) == [1, None, "bob"]
+            history = await handle.history()
+    by_seq = {seq: [e.kind for e in history if e.seq == seq] for seq in (0, 1, 2)}
+    assert by_seq[0] == at_0
+    assert by_seq[1] == ["TIMER_STARTED", "TIMER_FIRED"]
+    assert by_seq[2] == ["EVENT_WAITING", "EVENT_RECEIVED"]
+    assert asyncio_errors(caplog) == []
 
 
 async def test_a_worker_killed_after_consuming_an_event_replays_the_same_payload(

@@ -199,6 +199,7 @@ HistoryEntryKind = Literal[
     "EVENT_RECEIVED",
     "EVENT_TIMED_OUT",
     "STATUS_SET",
+    "EVENT_WAIT_CANCELLED",
 ]
 """What a :class:`HistoryEntry` records."""
 
@@ -221,7 +222,12 @@ class HistoryEntry:
     <raftoral.WorkflowContext.wait_event>`) or ``"STATUS_SET"`` (the code
     set its status ``checkpoint_name`` to ``value``, see
     :meth:`WorkflowContext.set_status
-    <raftoral.WorkflowContext.set_status>`). ``fire_at_ms`` is the timer's
+    <raftoral.WorkflowContext.set_status>`) or ``"EVENT_WAIT_CANCELLED"``
+    (the wait for the event ``checkpoint_name`` lost a race,
+    :meth:`WorkflowContext.first <raftoral.WorkflowContext.first>`: it
+    ends an open wait; after an ``"EVENT_RECEIVED"`` its ``value`` is the
+    payload given back, which goes to the next wait of that name).
+    ``fire_at_ms`` is the timer's
     (or the wait's timeout) deadline on those entries, 0 on the others.
 
     An awakeable (:meth:`WorkflowContext.awakeable

@@ -77,9 +77,8 @@ class Durable(Coroutine[Any, Any, T]):
     - or run it with others (``asyncio.gather``, ``asyncio.create_task``:
       it is a coroutine);
     - or race it with :meth:`WorkflowContext.first`, which needs it not
-      awaited yet (sleeps and steps only: a wait for an event takes a
-      timeout instead, and neither a status set nor an awakeable is
-      raced).
+      awaited yet (sleeps, steps, waits for an event and awakeables; a
+      status set is not raced).
 
     Not awaiting it at all leaves its position taken and never resolved.
     """
@@ -155,8 +154,8 @@ class Awakeable(Durable[T]):
     resolved with, decoded as a step's value is; it raises
     :class:`~raftoral.StepFailed` when it was rejected. A
     :class:`Durable`: it can also run side by side with other operations
-    (``asyncio.gather``), but not be raced with
-    :meth:`WorkflowContext.first`.
+    (``asyncio.gather``), or be raced with :meth:`WorkflowContext.first`
+    (against a sleep, to stop waiting after a while).
     """
 
     __slots__ = ("id",)
@@ -816,9 +815,21 @@ class WorkflowContext:
         The position is taken when ``wait_event`` is called, like a step's
         (it returns a :class:`~raftoral.Durable`, to await once), so waits,
         sleeps and steps started side by side keep their call order. ``name``
-        is checked on replay as a step's. It cannot be raced with
-        :meth:`first` (a losing wait would still take an event later): give
-        it a ``timeout`` instead.
+        is checked on replay as a step's. It can be raced with
+        :meth:`first`, e.g. against a sleep, to act when no approval came
+        within a day (a reminder) and still take the approval when it
+        comes first::
+
+            index, decision = await ctx.first(
+                ctx.wait_event("approval", result_type=Decision),
+                ctx.sleep(timedelta(hours=24), name="reminder"),
+            )
+            if index == 1:  # no approval within 24 h
+                await ctx.checkpoint("remind", lambda: remind_manager(claim))
+
+        A wait that loses a race is cancelled (``EVENT_WAIT_CANCELLED`` in
+        the history): it takes no event any more, and an event it took
+        already goes back to the workflow, for the next wait of that name.
 
         Raises :class:`~raftoral.InvalidArgument` for a negative timeout or
         one longer than 366 days, and :class:`~raftoral.NonDeterminism` when
@@ -1047,8 +1058,18 @@ class WorkflowContext:
         (it returns an :class:`~raftoral.Awakeable`, a
         :class:`~raftoral.Durable` to await once), so the id is known at
         once and is the same in every replay: ``awk/SEQ/WORKFLOW_ID``, SEQ
-        its position. It cannot be raced with :meth:`first` (a losing wait
-        would still take its completion later).
+        its position. It can be raced with :meth:`first`, e.g. against a
+        sleep, to stop waiting after a while::
+
+            paid = ctx.awakeable(result_type=Receipt)
+            await ctx.checkpoint("payment", lambda: create_payment(order, paid.id))
+            index, receipt = await ctx.first(paid, ctx.sleep(timedelta(hours=24)))
+            if index == 1:  # not paid within 24 h
+                return await ctx.checkpoint("release", lambda: release_stock(order))
+
+        An awakeable that loses a race is cancelled
+        (``EVENT_WAIT_CANCELLED`` in the history): nothing waits for it any
+        more, and a completion it took already is not used.
 
         Raises :class:`~raftoral.NonDeterminism` when the history has
         something else at this position, at the call;
@@ -1082,11 +1103,12 @@ class WorkflowContext:
     async def first(
         self, a: Durable[Any], b: Durable[Any], /, *more: Durable[Any]
     ) -> tuple[int, Any]:
-        """Races durable operations (sleeps and steps, as :meth:`sleep`,
-        :meth:`sleep_until` and :meth:`checkpoint` return them, not awaited
-        yet): returns ``(index, value)`` of the one the history resolved
-        first, ``index`` its place among the arguments (0 for ``a``) and
-        ``value`` its result (``None`` for a sleep). The winner is decided
+        """Races durable operations (sleeps, steps, waits for an event and
+        awakeables, as :meth:`sleep`, :meth:`sleep_until`,
+        :meth:`checkpoint`, :meth:`wait_event` and :meth:`awakeable` return
+        them, not awaited yet): returns ``(index, value)`` of the one the
+        history resolved first, ``index`` its place among the arguments (0
+        for ``a``) and ``value`` its result (``None`` for a sleep). The winner is decided
         by commit order, so it is the same on the owner, on every replica
         and in every replay, whatever the clocks say::
 
@@ -1097,39 +1119,43 @@ class WorkflowContext:
             if index == 0:
                 await ctx.checkpoint("cancel-order", cancel_order)
 
+        An approval event raced against a 24 h sleep: the approval's
+        payload when it comes first, else a reminder (and the approval is
+        waited for again)::
+
+            index, decision = await ctx.first(
+                ctx.wait_event("approval", result_type=Decision),
+                ctx.sleep(timedelta(hours=24), name="reminder"),
+            )
+            if index == 1:
+                await ctx.checkpoint("remind", lambda: remind_manager(claim))
+                decision = await ctx.wait_event("approval", result_type=Decision)
+
         Every operation starts here (a step's function runs on the owner, a
-        sleep's timer is committed). The others are abandoned: a losing
-        sleep is cancelled (its timer never fires: a ``TIMER_CANCELLED``
-        entry is committed before this returns); a losing step runs on to
-        its commit, its value unused (a step still running when the worker
-        shuts down is cancelled). A winner that raised (a step that failed
-        for good: :class:`~raftoral.StepFailed`) raises here.
+        sleep's timer is committed, a wait is committed). The others are
+        abandoned: a losing sleep is cancelled (its timer never fires: a
+        ``TIMER_CANCELLED`` entry is committed before this returns); a
+        losing wait for an event (or awakeable) is cancelled (an
+        ``EVENT_WAIT_CANCELLED`` entry: an open wait is resolved by it
+        before this returns; an event the wait took already goes back to
+        the workflow, for the next wait of its name); a losing step runs on
+        to its commit, its value unused (a step still running when the
+        worker shuts down is cancelled). A winner that raised (a step that
+        failed for good, a rejected awakeable:
+        :class:`~raftoral.StepFailed`) raises here.
 
         Raises :class:`TypeError` for an argument that is not such an
         operation, :class:`~raftoral.InvalidArgument` for one already
-        awaited (or given twice, or of another workflow, or a wait for an
-        event: give :meth:`wait_event` a timeout instead, or an awakeable,
-        or a status set),
+        awaited (or given twice, or of another workflow, or a status set),
         and what the operations raise (:class:`~raftoral.Cancelled`, ...).
         """
         ops = (a, b, *more)
         for i, op in enumerate(ops):
             if not isinstance(op, Durable):
                 raise TypeError(
-                    f"first() races what ctx.sleep(), ctx.sleep_until() and "
-                    f"ctx.checkpoint() return, not awaited yet; argument {i} is "
-                    f"{type(op).__name__}"
-                )
-            if isinstance(op, Awakeable):
-                raise InvalidArgument(
-                    f"first(): {op!r} is an awakeable, which first() does not race (a "
-                    "losing wait would still take its completion later); await it instead"
-                )
-            if op.is_event:
-                raise InvalidArgument(
-                    f"first(): {op!r} is a wait for an event, which first() does not "
-                    "race (a losing wait would still take an event later); give "
-                    "ctx.wait_event a timeout instead"
+                    f"first() races what ctx.sleep(), ctx.sleep_until(), "
+                    f"ctx.checkpoint(), ctx.wait_event() and ctx.awakeable() return, "
+                    f"not awaited yet; argument {i} is {type(op).__name__}"
                 )
             if op.is_status:
                 raise InvalidArgument(
@@ -1143,14 +1169,16 @@ class WorkflowContext:
             if op._started:
                 raise InvalidArgument(
                     f"first(): {op!r} was awaited or started already; pass operations "
-                    "as ctx.sleep() and ctx.checkpoint() return them"
+                    "as ctx.sleep(), ctx.checkpoint(), ctx.wait_event() and "
+                    "ctx.awakeable() return them"
                 )
         if len({id(op) for op in ops}) < len(ops):
             raise InvalidArgument("first(): the same operation is given twice")
         for op in ops:
             op._started = True
         # Each one runs in a task of its own (a step computes, a timer's
-        # start is proposed); the core decides the winner from the history.
+        # start or a wait is proposed); the core decides the winner from
+        # the history, by the operations' positions.
         tasks = [asyncio.ensure_future(op) for op in ops]
         seqs = [op.seq for op in ops]
         try:
@@ -1167,8 +1195,10 @@ class WorkflowContext:
             if i == index:
                 continue
             task.add_done_callback(_retrieve)
-            if op.is_timer:
-                task.cancel()  # the core cancelled the timer already
+            if op.is_timer or op.is_event or isinstance(op, Awakeable):
+                # The core cancelled the timer, or the wait, already: its
+                # outcome (an event given back, a rejection) is nobody's.
+                task.cancel()
             elif not task.done():
                 self._abandoned.add(task)
                 task.add_done_callback(self._abandoned.discard)
