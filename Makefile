@@ -98,7 +98,7 @@ package:
 
 # The conformance files that run once per worker (scripts/conformance_matrix.py,
 # `make conformance`); test-rust runs every other test, so none runs twice.
-MATRIX_FILES := single_node cluster_workflows app_stream cluster mixed errors helpers timers cancel events status awakeables races mixed_messages
+MATRIX_FILES := single_node cluster_workflows app_stream cluster mixed errors helpers timers cancel events status awakeables races children mixed_messages
 CONFORMANCE_OTHER := $(filter-out $(MATRIX_FILES),$(basename $(notdir $(wildcard conformance/tests/*.rs))))
 
 # kubernetes_real.rs runs discovery against a real kube-apiserver (built
@@ -264,6 +264,7 @@ bench: bench-sdks-setup
 	target/release/raftoral-bench tls --out bench/results/tls.json
 	target/release/raftoral-bench timers --out bench/results/timers.json
 	target/release/raftoral-bench signals --out bench/results/signals.json
+	target/release/raftoral-bench children --out bench/results/children.json
 	target/release/raftoral-bench growth --workflows $(GROWTH_WORKFLOWS) --out bench/results/growth.json
 	bench/peers/restate/run.sh > bench/results/restate.json
 	bench/peers/temporal/run.sh > bench/results/temporal.json

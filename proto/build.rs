@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // signal-with-start's event (with its optional failure) boxed keeps
         // the common command small.
         .boxed(".raftoral.cluster.v1.StartWorkflow.signal")
+        // Likewise a child workflow's start, on the few steps that have one.
+        .boxed(".raftoral.cluster.v1.RecordStep.child")
         .compile_fds(descriptors)?;
     Ok(())
 }

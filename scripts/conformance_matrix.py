@@ -43,6 +43,7 @@ DEFAULT_FILES = [
     "status",
     "awakeables",
     "races",
+    "children",
 ]
 # Run once with every worker at a time (one per node, CONFORMANCE_MIXED, and
 # their clients in CONFORMANCE_MIXED_CLIENTS), not once per worker.

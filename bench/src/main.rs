@@ -1,6 +1,7 @@
 //! `raftoral-bench`: Raftoral's benchmark harness (`make bench`). Prints a
 //! table and writes the figures as JSON.
 
+mod children;
 mod cluster;
 mod commit;
 mod failover;
@@ -131,6 +132,19 @@ enum Command {
         /// Workflows waiting at once in the scale measurement.
         #[arg(long, default_value_t = 10_000)]
         waiting: u64,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Child workflows: a parent awaiting N `ping_pong` children against
+    /// one `ping_pong` alternated, on 1 and 3 durable nodes.
+    Children {
+        /// Parents measured per cluster shape.
+        #[arg(long, default_value_t = 30)]
+        samples: u64,
+        /// Children per parent.
+        #[arg(long, default_value_t = 100)]
+        children: u64,
         /// Write the results as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -298,6 +312,16 @@ async fn main() -> anyhow::Result<()> {
             let signals = signals::run(&sidecars::raftoral_binary()?, samples, waiting).await?;
             if let Some(out) = out {
                 write_json(&out, &signals)?;
+            }
+        }
+        Command::Children {
+            samples,
+            children,
+            out,
+        } => {
+            let rows = children::run(&sidecars::raftoral_binary()?, samples, children).await?;
+            if let Some(out) = out {
+                write_json(&out, &rows)?;
             }
         }
         Command::Growth { workflows, out } => {

@@ -64,8 +64,10 @@ pub const WORKFLOWS: [&str; 5] = ["ping_pong", "steps", "parallel", "flaky_once"
 /// The types only the in-process Rust workers register: `sleep` takes a
 /// number of milliseconds, sleeps durably that long and returns `true`
 /// (the timers bench, `timers.rs`); `echo` waits for the event `ping` and
-/// returns its payload (the signals bench, `signals.rs`).
-pub const RUST_ONLY: [&str; 2] = ["sleep", "echo"];
+/// returns its payload (the signals bench, `signals.rs`); `fanout` starts
+/// N `ping_pong` children and awaits them together (the children bench,
+/// `children.rs`).
+pub const RUST_ONLY: [&str; 3] = ["sleep", "echo", "fanout"];
 
 /// The bench worker's workflows; every worker language implements the same
 /// contract (`bench/workers/`): `ping_pong` answers "pong" to "ping" after
@@ -124,6 +126,20 @@ pub async fn handler(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
                 })
                 .await?;
             Ok(serde_json::to_vec(&attempts)?)
+        }
+        "fanout" => {
+            // All children started side by side (their starts share
+            // appends), then awaited together.
+            let n: usize = req.input()?;
+            let calls = (0..n).map(|_| {
+                ctx.call_child::<_, String>(
+                    "ping_pong",
+                    "ping",
+                    raftoral_client::ChildOptions::default(),
+                )
+            });
+            let results = futures::future::try_join_all(calls).await?;
+            Ok(serde_json::to_vec(&results.len())?)
         }
         "echo" => {
             let payload: Option<u64> = ctx.wait_event("ping", None).await?;

@@ -67,7 +67,12 @@ The protocol, as this file implements it (protocol_version 2):
   (5), status values and awakeables (6), and races over event waits (7):
   the owner cancels a wait that lost a race with EVENT_WAIT_CANCELLED, and
   one such entry at a wait that received an event already resolves
-  nothing (the event goes back to the workflow).
+  nothing (the event goes back to the workflow);
+- child workflows (8): a child start takes a position like a step; the
+  owner proposes CHILD_STARTED (checkpoint_name the child's type, child the
+  ChildStart) until the history holds it, and the cluster resolves the
+  position with CHILD_COMPLETED (the child's result) or CHILD_FAILED (its
+  failure, raised like a step's).
 
 Run it with the interpreter of conformance/raw-python/.venv after `make
 raw-worker` generated the stubs into conformance/raw-python/gen.
@@ -95,8 +100,8 @@ from raftoral.sidecar.v1 import app_pb2_grpc
 from raftoral.sidecar.v1 import failure_pb2 as fpb
 
 # Entry kinds, attempts, failures, timers, cancel requests, events, status
-# and awakeables, races over event waits.
-PROTOCOL_VERSION = 7
+# and awakeables, races over event waits, child workflows.
+PROTOCOL_VERSION = 8
 CANCELLED_TYPE = "raftoral.Cancelled"  # a delivered cancel request's failure
 # Histories travel in ExecuteWorkflowRequest: up to 4 MiB plus a value or two
 # (see its comment), far above gRPC's default 4 MiB receive limit.
@@ -127,6 +132,11 @@ STATUS_SET = fpb.HISTORY_ENTRY_KIND_STATUS_SET
 EVENT_WAIT_CANCELLED = fpb.HISTORY_ENTRY_KIND_EVENT_WAIT_CANCELLED
 # The entries that resolve an event wait's position.
 EVENT_RESOLUTIONS = (EVENT_RECEIVED, EVENT_TIMED_OUT, EVENT_WAIT_CANCELLED)
+CHILD_STARTED = fpb.HISTORY_ENTRY_KIND_CHILD_STARTED
+CHILD_COMPLETED = fpb.HISTORY_ENTRY_KIND_CHILD_COMPLETED
+CHILD_FAILED = fpb.HISTORY_ENTRY_KIND_CHILD_FAILED
+# The entries that resolve a child's position.
+CHILD_RESOLUTIONS = (CHILD_COMPLETED, CHILD_FAILED)
 
 
 def encode(value: Any) -> bytes:
@@ -214,6 +224,20 @@ def non_determinism(workflow_id: str, seq: int, committed: str, asked: str) -> R
         f"history has '{committed}', the code asked for '{asked}'; keep "
         "checkpoint names and order stable, or register a new workflow version"
     )
+
+
+def committed_label(entry: Entry) -> str:
+    """How non-determinism names the operation a resolution belongs to: a
+    step's name, or `timer:`, `event:`, `status:` or `child:` and its name."""
+    if entry.kind in (TIMER_FIRED, TIMER_CANCELLED):
+        return f"timer:{entry.name}"
+    if entry.kind in EVENT_RESOLUTIONS:
+        return f"event:{entry.name}"
+    if entry.kind == STATUS_SET:
+        return f"status:{entry.name}"
+    if entry.kind in CHILD_RESOLUTIONS:
+        return f"child:{entry.name}"
+    return entry.name
 
 
 # -- retries ----------------------------------------------------------------
@@ -351,6 +375,7 @@ class History:
         self.attempts: dict[int, Attempts] = {}  # unresolved seq -> attempts
         self.timers: dict[int, str] = {}  # started, unfired timer's seq -> name
         self.waits: dict[int, str] = {}  # committed, unresolved event wait's seq -> name
+        self.children: dict[int, str] = {}  # started, unended child's seq -> its type
         self.order: list[int] = []  # resolved seqs in commit order
         self.order_of: dict[int, int] = {}  # seq -> its place in order
         # Positions the code gave up on (a race's losers): their resolutions
@@ -376,6 +401,8 @@ class History:
             self.timers[entry.seq] = entry.name  # resolved by its TIMER_FIRED
         elif entry.kind == EVENT_WAITING:
             self.waits[entry.seq] = entry.name  # resolved by the cluster
+        elif entry.kind == CHILD_STARTED:
+            self.children[entry.seq] = entry.name  # resolved when the child ends
         elif entry.kind == STEP_ATTEMPT_FAILED:
             # The wait left, taken now (when the entry is learned): a clock
             # behind the log's waits the committed delay at most.
@@ -388,6 +415,7 @@ class History:
             self.attempts.pop(entry.seq, None)
             self.timers.pop(entry.seq, None)
             self.waits.pop(entry.seq, None)
+            self.children.pop(entry.seq, None)
             self.resolved[entry.seq] = entry
             self.order_of[entry.seq] = len(self.order)
             self.order.append(entry.seq)
@@ -427,6 +455,33 @@ class Pending:
     # Refused as TOO_MANY_OPEN_STEPS: not sent again before the history
     # is longer than this.
     hold: int = -1
+
+
+@dataclass
+class Child:
+    """A child workflow the code started (Worker.start_child): its id, its
+    position and type, its result (a task, running from the start: it sends
+    the start and waits for the child's end) and started() (waits for the
+    start to commit)."""
+
+    run: Run
+    seq: int
+    id: str
+    name: str
+    result: asyncio.Future[Any]
+
+    async def started(self) -> None:
+        """Returns once the child's CHILD_STARTED is committed (or its
+        position resolved, say by a cancel request); raises what ended its
+        start otherwise (non-determinism, a refusal, the run's stop)."""
+        h = self.run.history
+        while self.seq not in h.children and self.seq not in h.resolved:
+            if self.result.done():
+                self.result.result()  # raises what ended it
+                return
+            if self.run.stop is not None:
+                raise self.run.stop
+            await self.run.changed()
 
 
 MASK64 = (1 << 64) - 1
@@ -801,6 +856,8 @@ class Worker:
                 raise non_determinism(run.id, seq, f"timer:{run.history.timers[seq]}", name)
             if seq in run.history.waits:
                 raise non_determinism(run.id, seq, f"event:{run.history.waits[seq]}", name)
+            if seq in run.history.children:
+                raise non_determinism(run.id, seq, f"child:{run.history.children[seq]}", name)
             failed = run.history.attempts.get(seq)
             if failed is not None and failed.name != name:
                 raise non_determinism(run.id, seq, failed.name, name)
@@ -825,6 +882,8 @@ class Worker:
             raise non_determinism(run.id, seq, f"event:{entry.name}", name)
         if entry.kind == STATUS_SET:
             raise non_determinism(run.id, seq, f"status:{entry.name}", name)
+        if entry.kind in CHILD_RESOLUTIONS:
+            raise non_determinism(run.id, seq, f"child:{entry.name}", name)
         if entry.name != name:
             raise non_determinism(run.id, seq, entry.name, name)
         if seq in run.history.abandoned:
@@ -855,6 +914,12 @@ class Worker:
             started = run.history.timers.get(seq)
             if started is not None and started != name:
                 raise non_determinism(run.id, seq, f"timer:{started}", f"timer:{name}")
+            if seq in run.history.waits:
+                waiting = run.history.waits[seq]
+                raise non_determinism(run.id, seq, f"event:{waiting}", f"timer:{name}")
+            if seq in run.history.children:
+                child = run.history.children[seq]
+                raise non_determinism(run.id, seq, f"child:{child}", f"timer:{name}")
             if seq in run.history.abandoned:
                 return  # lost a race: the race cancels the timer
             if started is not None or not run.is_owner:
@@ -872,10 +937,7 @@ class Worker:
         entry = run.history.resolved[seq]
         timer = entry.kind in (TIMER_FIRED, TIMER_CANCELLED)
         if not timer or entry.name != name:
-            label = f"timer:{entry.name}" if timer else entry.name
-            if entry.kind in EVENT_RESOLUTIONS:
-                label = f"event:{entry.name}"
-            raise non_determinism(run.id, seq, label, f"timer:{name}")
+            raise non_determinism(run.id, seq, committed_label(entry), f"timer:{name}")
         if seq not in run.history.abandoned:
             await run.wait_turn(seq)
             if is_cancellation(entry):
@@ -904,6 +966,8 @@ class Worker:
                 raise non_determinism(run.id, seq, run.history.attempts[seq].name, label)
             if seq in run.history.timers:
                 raise non_determinism(run.id, seq, f"timer:{run.history.timers[seq]}", label)
+            if seq in run.history.children:
+                raise non_determinism(run.id, seq, f"child:{run.history.children[seq]}", label)
             waiting = run.history.waits.get(seq)
             if waiting is not None and waiting != name:
                 raise non_determinism(run.id, seq, f"event:{waiting}", label)
@@ -926,8 +990,7 @@ class Worker:
             await run.wait_turn(seq)
             raise CancelledHere(entry.failure.message)
         if entry.kind not in EVENT_RESOLUTIONS or entry.name != name:
-            committed = f"event:{entry.name}" if entry.kind in EVENT_RESOLUTIONS else entry.name
-            raise non_determinism(run.id, seq, committed, label)
+            raise non_determinism(run.id, seq, committed_label(entry), label)
         if seq in run.history.abandoned:
             return None  # lost a race: nobody reads it
         await run.wait_turn(seq)
@@ -964,6 +1027,8 @@ class Worker:
                 raise non_determinism(run.id, seq, f"timer:{run.history.timers[seq]}", label)
             if seq in run.history.waits:
                 raise non_determinism(run.id, seq, f"event:{run.history.waits[seq]}", label)
+            if seq in run.history.children:
+                raise non_determinism(run.id, seq, f"child:{run.history.children[seq]}", label)
             if not run.is_owner or seq in run.cancel_targets:
                 await run.changed()  # the owner commits it
             else:
@@ -981,11 +1046,96 @@ class Worker:
             await run.wait_turn(seq)
             raise CancelledHere(entry.failure.message)
         if entry.kind != STATUS_SET or entry.name != key:
-            committed = f"status:{entry.name}" if entry.kind == STATUS_SET else entry.name
-            if entry.kind in EVENT_RESOLUTIONS:
-                committed = f"event:{entry.name}"
-            raise non_determinism(run.id, seq, committed, label)
+            raise non_determinism(run.id, seq, committed_label(entry), label)
         await run.wait_turn(seq)
+
+    def start_child(
+        self,
+        run: Run,
+        workflow_name: str,
+        input: Any,
+        workflow_id: Optional[str] = None,
+        parent_close: int = fpb.PARENT_CLOSE_POLICY_UNSPECIFIED,
+        version: int = 1,
+    ) -> Child:
+        """Starts a child workflow of type `workflow_name` with `input` at
+        the run's next position (app.proto "Children"), named `workflow_id`
+        (none: `ID/SEQ`, the same in every replay). The owner proposes
+        CHILD_STARTED until the history holds it; the cluster resolves the
+        position when the child ends. Taken when called, like a step's; the
+        returned Child's result is already running."""
+        if workflow_id == run.id:
+            raise RuntimeError(
+                f"workflow '{run.id}' cannot be its own child: give the child another id, or none"
+            )
+        if workflow_id == "":
+            raise RuntimeError(
+                "a child's id must not be empty: give none and one is derived from "
+                "the parent's id and the position"
+            )
+        seq = run.cursor
+        run.cursor += 1
+        run.names[seq] = (workflow_name, False)  # a cancellation here is a STEP_FAILED
+        start = fpb.ChildStart(
+            workflow_name=workflow_name,
+            version=max(version, 1),
+            input=encode(input),
+            workflow_id=workflow_id if workflow_id is not None else f"{run.id}/{seq}",
+            parent_close=parent_close,
+        )
+        self.deliver(run)
+        task = asyncio.ensure_future(self._child(run, seq, start))
+
+        def ended(t: asyncio.Future[Any]) -> None:
+            # Nobody may read the outcome (a child left to its policy); its
+            # end may be what started() waits for.
+            if not t.cancelled():
+                t.exception()
+            run.poke()
+
+        task.add_done_callback(ended)
+        return Child(run, seq, start.workflow_id, workflow_name, task)
+
+    async def _child(self, run: Run, seq: int, start: Any) -> Any:
+        name: str = start.workflow_name
+        label = f"child:{name}"
+        while seq not in run.history.resolved:
+            if run.stop:
+                raise run.stop
+            if seq in run.history.attempts:
+                raise non_determinism(run.id, seq, run.history.attempts[seq].name, label)
+            if seq in run.history.timers:
+                raise non_determinism(run.id, seq, f"timer:{run.history.timers[seq]}", label)
+            if seq in run.history.waits:
+                raise non_determinism(run.id, seq, f"event:{run.history.waits[seq]}", label)
+            started = run.history.children.get(seq)
+            if started is not None and started != name:
+                raise non_determinism(run.id, seq, f"child:{started}", label)
+            if started is not None or not run.is_owner or seq in run.cancel_targets:
+                await run.changed()  # the child's end resolves it
+            else:
+                proposal = pb.CheckpointProposal(
+                    workflow_id=run.id,
+                    seq=seq,
+                    checkpoint_name=name,
+                    attempt=1,
+                    kind=CHILD_STARTED,
+                )
+                proposal.child.CopyFrom(start)
+                await self.propose(run, proposal)
+        entry = run.history.resolved[seq]
+        if is_cancellation(entry):
+            await run.wait_turn(seq)
+            raise CancelledHere(entry.failure.message)
+        if entry.kind not in CHILD_RESOLUTIONS or entry.name != name:
+            raise non_determinism(run.id, seq, committed_label(entry), label)
+        if seq in run.history.abandoned:
+            return None  # nobody reads it
+        await run.wait_turn(seq)
+        if entry.kind == CHILD_FAILED:
+            failure = entry.failure if entry.failure is not None else fpb.Failure(type="Error")
+            raise StepFailed(run.id, seq, name, entry.attempt, failure)
+        return json.loads(entry.value) if entry.value else None
 
     async def first(self, run: Run, seqs: list[int]) -> int:
         """Races the operations at positions `seqs` (started, not awaited):
@@ -1143,6 +1293,8 @@ class Worker:
                     return  # started (here or by another owner): it fires later
                 if proposal.kind == EVENT_WAITING and seq in run.history.waits:
                     return  # committed: the cluster resolves it
+                if proposal.kind == CHILD_STARTED and seq in run.history.children:
+                    return  # started: the child's end resolves it
                 failed = run.history.attempts.get(seq)
                 if failed is not None and failed.last >= proposal.attempt:
                     if failed.name != proposal.checkpoint_name:
@@ -1230,6 +1382,7 @@ class Worker:
                 or seq in run.history.resolved
                 or (seq in run.history.timers and pending.proposal.kind == TIMER_STARTED)
                 or (seq in run.history.waits and pending.proposal.kind == EVENT_WAITING)
+                or (seq in run.history.children and pending.proposal.kind == CHILD_STARTED)
                 or (failed is not None and failed.last >= pending.proposal.attempt)
             ):
                 continue
@@ -1612,6 +1765,46 @@ async def event_racer(w: Worker, run: Run) -> Any:
     return {"winner": "timer", "then": await w.wait_event(run, name, None)}
 
 
+PARENT_CLOSE = {
+    "cancel": fpb.PARENT_CLOSE_POLICY_CANCEL,
+    "abandon": fpb.PARENT_CLOSE_POLICY_ABANDON,
+    "terminate": fpb.PARENT_CLOSE_POLICY_TERMINATE,
+}
+
+
+async def parent(w: Worker, run: Run) -> Any:
+    async def before() -> bool:
+        effect(run.id, "start", 0)
+        return True
+
+    await w.checkpoint(run, "before", before)
+    inp = run.input
+    policy = PARENT_CLOSE.get(inp.get("policy") or "cancel", fpb.PARENT_CLOSE_POLICY_CANCEL)
+    own = bool(inp.get("self"))
+    children: list[Child] = []
+    for _ in range(1 if own else inp["n"]):
+        child = w.start_child(
+            run, inp["child"], inp.get("input"), run.id if own else None, parent_close=policy
+        )
+        await child.started()  # one after another
+        children.append(child)
+    if inp.get("leave"):
+        return {"children": [c.id for c in children]}
+    # Every result, in start order; the first failure in start order wins.
+    outcomes: list[tuple[bool, Any]] = []
+    for c in children:
+        try:
+            outcomes.append((True, await c.result))
+        except StepFailed as e:
+            outcomes.append((False, e))
+    results = []
+    for ok, value in outcomes:
+        if not ok:
+            return {"failed": {"type": value.type, "message": value.message}}
+        results.append(value)
+    return {"results": results}
+
+
 async def scheduled(w: Worker, run: Run) -> Any:
     async def ran() -> int:
         effect(run.id, "start", 0)
@@ -1635,6 +1828,7 @@ WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "waiter": waiter,  # likewise
     "awakener": awakener,  # likewise
     "event_racer": event_racer,  # likewise
+    "parent": parent,  # likewise
 }
 
 

@@ -452,6 +452,7 @@ async fn step_proposals_are_checked_and_fenced() -> anyhow::Result<()> {
             attempt,
             retry_delay_ms: 50,
             timer_duration_ms: 0,
+            child: None,
         }))
     };
     // A failed step without its failure, and details that are not JSON.

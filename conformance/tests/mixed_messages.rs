@@ -297,3 +297,58 @@ async fn every_language_signals_and_resolves_workflows_of_every_other() -> anyho
     drop(workers);
     Ok(())
 }
+
+/// The node whose worker runs the children of node `k`'s parents: two
+/// further on, so with the matrix's four languages (rust, python, raw,
+/// node) a Python parent has Node children and the reverse.
+fn child_node(k: u64, size: u64) -> u64 {
+    (k - 1 + 2) % size + 1
+}
+
+#[tokio::test]
+async fn a_parent_in_one_language_gets_the_results_of_children_run_by_another() -> anyhow::Result<()>
+{
+    let nodes = nodes()?;
+    let size = nodes.len() as u64;
+    let all: Vec<u64> = (1..=size).collect();
+    for k in 1..=size {
+        // This round, on a cluster of its own (registrations outlive their
+        // apps): node k runs parents only, its child node ping_pong only,
+        // so every child runs in another language than its parent.
+        let cluster = Cluster::start(size, false, FAST).await?;
+        cluster.wait_agreement(&all, &all).await?;
+        let mut workers = Vec::new();
+        for (n, node) in &nodes {
+            let only = match *n {
+                n if n == k => "parent",
+                n if n == child_node(k, size) => "ping_pong",
+                _ => "steps",
+            };
+            let url = &cluster.nodes[n].url;
+            let effects = cluster.dir.path().join(format!("effects{n}.log"));
+            let env = [("CONFORMANCE_WORKFLOWS", only)];
+            workers.push(Worker::start_as(node.worker.as_deref(), url, &effects, &env).await?);
+        }
+        let c = client(&cluster, k).await?;
+        let input = json!({"n": 3, "child": "ping_pong", "input": "ping"});
+        let id = start_owned(&c, k, "parent", &input).await?;
+        assert_eq!(
+            result_json(&c, &id).await?,
+            json!({"results": ["pong", "pong", "pong"]}),
+            "parent {id} on node {k}"
+        );
+        for seq in 1..=3 {
+            let child = c.get_workflow(&format!("{id}/{seq}")).await?;
+            assert_eq!(child.parent_id, id);
+            assert_eq!(
+                child.owner_node_id,
+                child_node(k, size),
+                "child {seq} of the parent on node {k}"
+            );
+        }
+        for w in workers {
+            w.kill().await?;
+        }
+    }
+    Ok(())
+}

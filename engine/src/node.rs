@@ -51,6 +51,8 @@ pub struct ListFilter {
     pub after: String,
     /// Only workflows waiting on a durable timer.
     pub sleeping: bool,
+    /// Only the children of this workflow (empty: any).
+    pub parent: String,
 }
 
 /// A running Raftoral node: one Raft group, its state machine and the local

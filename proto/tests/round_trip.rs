@@ -55,6 +55,20 @@ fn info() -> sidecar::WorkflowInfo {
             name: "approval".into(),
             timeout_at_ms: 13,
         }],
+        parent_id: "p".into(),
+        parent_seq: 14,
+        parent_close: sidecar::ParentClosePolicy::Abandon as i32,
+        open_children: vec!["w/1".into()],
+    }
+}
+
+fn child() -> sidecar::ChildStart {
+    sidecar::ChildStart {
+        workflow_name: "ship".into(),
+        version: 1,
+        input: "i".into(),
+        workflow_id: "w/9".into(),
+        parent_close: sidecar::ParentClosePolicy::Terminate as i32,
     }
 }
 
@@ -82,6 +96,7 @@ fn app_stream_messages() {
             attempt: 2,
             retry_delay_ms: 1000,
             timer_duration_ms: 7,
+            child: Some(child()),
         }),
         A::WorkflowResult(sidecar::WorkflowResult {
             workflow_id: "w".into(),
@@ -203,6 +218,7 @@ fn client_api_messages() {
         page_size: 10,
         page_token: "t".into(),
         sleeping: true,
+        parent_id: "p".into(),
     });
     round_trip(sidecar::ListWorkflowsResponse {
         workflows: vec![info(), info()],
@@ -277,6 +293,7 @@ fn log_commands() {
             attempt: 2,
             retry_delay_ms: 6,
             timer_duration_ms: 7,
+            child: Some(Box::new(child())),
         }),
         Kind::FireTimers(cluster::FireTimers {
             timers: vec![cluster::TimerRef {

@@ -10,8 +10,8 @@
 // CONFORMANCE_STEP_PREFIX (checkpoint names of `steps`, default `step`),
 // CONFORMANCE_WORKFLOWS (comma list of what to register; default
 // `ping_pong,steps,blob`; `saga`, `flaky`, `fanout`, `helpers`, `sleeper`,
-// `racer`, `scheduled`, `compensate`, `waiter`, `awakener` and
-// `event_racer` only when named),
+// `racer`, `scheduled`, `compensate`, `waiter`, `awakener`,
+// `event_racer` and `parent` only when named),
 // CONFORMANCE_BAD_POLICY (`negative_interval` or `zero_attempts`: a workflow
 // defined with that retry policy, which the SDK refuses before anything is
 // registered). Prints `worker ready` once registered; stops cleanly on SIGTERM.
@@ -387,6 +387,39 @@ const eventRacer = workflow("event_racer", { version: 1 }, async (ctx, inp) => {
   return { winner: "timer", then };
 });
 
+// Step `before`, then `n` children of type `child` with input `input`
+// started one after another (positions 1..n, default ids `ID/SEQ`) with the
+// parent-close policy `policy` (absent: cancel). With `self`: one child
+// named with this workflow's own id instead, which the SDK refuses (the
+// workflow fails with that refusal). With `leave`: their ids, at once.
+// Otherwise their results in start order, or the first failure in start
+// order (the SDK's step failure, caught).
+const parent = workflow("parent", { version: 1 }, async (ctx, inp) => {
+  const id = ctx.workflowId;
+  await ctx.checkpoint("before", () => {
+    effect(id, "start", 0);
+    return true;
+  });
+  const options = inp.policy === undefined || inp.policy === null ? {} : { parentClose: inp.policy };
+  if (inp.self) {
+    await ctx.startChild(inp.child, inp.input, { ...options, id });
+    throw new Error("the SDK started a child with the parent's own id");
+  }
+  const children = [];
+  for (let i = 0; i < inp.n; i++) {
+    children.push(await ctx.startChild(inp.child, inp.input, options));
+  }
+  if (inp.leave) return { children: children.map((c) => c.id) };
+  const settled = await Promise.allSettled(children.map((c) => c.result));
+  const failed = settled.find((s) => s.status === "rejected");
+  if (failed !== undefined) {
+    if (!(failed.reason instanceof StepFailed)) throw failed.reason;
+    return { failed: { type: failed.reason.type, message: failed.reason.error } };
+  }
+  // A result without a value decodes as undefined: null in JSON.
+  return { results: settled.map((s) => s.value ?? null) };
+});
+
 const known = {
   ping_pong: pingPong,
   steps,
@@ -402,6 +435,7 @@ const known = {
   waiter,
   awakener,
   event_racer: eventRacer,
+  parent,
 };
 
 // A bad retry policy (CONFORMANCE_BAD_POLICY) stops the worker before it

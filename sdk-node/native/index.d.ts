@@ -55,10 +55,11 @@ export declare class NativeClient {
    */
   cancelWorkflow(workflowId: string, reason: string, cleanupMs?: number | undefined | null): Promise<NativeWorkflowInfo>
   /**
-   * One page of workflows, filtered by status number and name, and with
-   * `sleeping` to those waiting on a durable timer.
+   * One page of workflows, filtered by status number and name, with
+   * `sleeping` to those waiting on a durable timer, and with `parentId`
+   * (non-empty) to the children of that workflow.
    */
-  listWorkflows(status: number, workflowName: string, pageSize: number, pageToken: string, sleeping?: boolean | undefined | null): Promise<NativePage>
+  listWorkflows(status: number, workflowName: string, pageSize: number, pageToken: string, sleeping?: boolean | undefined | null, parentId?: string | undefined | null): Promise<NativePage>
   /**
    * Sends the event `name` with the encoded `payload` to a workflow;
    * resolves once it is committed in the workflow's inbox (or consumed
@@ -241,8 +242,34 @@ export declare class NativeRun {
    */
   requestAwakeable(): NativeAwakeable
   /**
+   * Takes the next position for a child workflow of type `workflow` at
+   * `version` (0 means 1) with the encoded `input`, named `id` (absent:
+   * `PARENT_ID/SEQ`, the same in every replay), ended by `parentClose`
+   * (`"cancel"`, the default, `"abandon"` or `"terminate"`) if this
+   * workflow ends first; at once: its position (`seq`) and the child's
+   * id. Children, waits, sleeps and steps started side by side get
+   * positions in call order. Then `child(seq, key, startedKey)`. Throws
+   * `INVALID_ARGUMENT` for an empty workflow name, an empty id, this
+   * workflow's own id or an unknown policy (nothing is taken then), and
+   * `NON_DETERMINISM` when the history has another operation, or a
+   * child of another type, there.
+   */
+  requestChild(workflow: string, version: number, input: Buffer, id?: string | undefined | null, parentClose?: string | undefined | null): NativeChild
+  /**
+   * Starts the child `requestChild` took at `seq` (the core proposes its
+   * start when this replica owns the workflow, once; a replay starts
+   * nothing) and waits for its end: its result (`{ value }`), or its
+   * failure as `STEP_FAILED` (type `raftoral.ChildCancelled` for a
+   * cancelled child, `raftoral.ChildIdInUse` when another workflow holds
+   * its id), or the error of a wait (`CANCELLED`, `NON_DETERMINISM`,
+   * `SHUTTING_DOWN`...), is delivered with `key` (`takeDeliveries`) in
+   * its turn. With `startedKey`, the commit of the child's start (`{}`),
+   * or the error that ended the wait first, is delivered with that key.
+   */
+  child(seq: number, key: number, startedKey?: number | undefined | null): void
+  /**
    * Races the operations the code took at positions `seqs` (sleeps,
-   * steps, event waits and awakeables whose waits are started): the
+   * steps, event waits, awakeables and children whose waits are started): the
    * index of the one resolved first in commit order (`{ winner }`), the
    * same on every replica and in every replay, is delivered with `key`
    * (`takeDeliveries`) once its resolution is handed out or is the next
@@ -385,6 +412,14 @@ export interface NativeAwakeable {
   id: string
 }
 
+/** A child workflow the code started (`requestChild`). */
+export interface NativeChild {
+  /** Its position in the parent's history. */
+  seq: number
+  /** The child's workflow id (by default `PARENT_ID/SEQ`). */
+  id: string
+}
+
 /**
  * The outcome of one wait started with `key` (`slot`, `commit`,
  * `failStep`, `timer`, `firstOf`, `event`, `status`): a slot, or the error a native call
@@ -447,8 +482,10 @@ export interface NativeHistoryEntry {
    * What the entry records: `VALUE`, `STEP_FAILED`,
    * `STEP_ATTEMPT_FAILED`, `TIMER_STARTED`, `TIMER_FIRED`,
    * `TIMER_CANCELLED`, `EVENT_WAITING`, `EVENT_RECEIVED`,
-   * `EVENT_TIMED_OUT`, `EVENT_WAIT_CANCELLED`, `STATUS_SET` (`UNKNOWN`
-   * for a kind newer than this SDK).
+   * `EVENT_TIMED_OUT`, `EVENT_WAIT_CANCELLED`, `CHILD_STARTED` (its
+   * value: the child's id, UTF-8), `CHILD_COMPLETED` (the child's
+   * result), `CHILD_FAILED`, `STATUS_SET` (`UNKNOWN` for a kind newer
+   * than this SDK).
    */
   kind: string
   /**
@@ -688,6 +725,20 @@ export interface NativeWorkflowInfo {
   inboxSize: number
   /** The event waits of the running code, earliest first. */
   eventWaits: Array<NativeEventWait>
+  /** The parent of a child workflow; absent: none. */
+  parentId?: string
+  /**
+   * A child workflow's position in its parent's history; absent: not a
+   * child.
+   */
+  parentSeq?: number
+  /**
+   * What happens to a child workflow if its parent ends first:
+   * `"cancel"`, `"abandon"` or `"terminate"`; absent: not a child.
+   */
+  parentClose?: string
+  /** The children it started that have not ended, as workflow ids. */
+  openChildren: Array<string>
 }
 
 /**

@@ -11,7 +11,9 @@ use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use raftoral_client::proto::awakeable;
 use raftoral_client::proto::sidecar::v1::{EventWait, PendingTimer, StatusValue};
-use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind, ListWorkflowsRequest};
+use raftoral_client::proto::sidecar::v1::{
+    HistoryEntry, HistoryEntryKind, ListWorkflowsRequest, ParentClosePolicy,
+};
 use raftoral_client::{
     AppToken, ClientError, ClientTls, MAX_TIMER, RaftoralClient, Signal, StartOptions,
     StreamOptions, WorkflowInfo,
@@ -73,6 +75,16 @@ pub struct NativeWorkflowInfo {
     pub inbox_size: f64,
     /// The event waits of the running code, earliest first.
     pub event_waits: Vec<NativeEventWait>,
+    /// The parent of a child workflow; absent: none.
+    pub parent_id: Option<String>,
+    /// A child workflow's position in its parent's history; absent: not a
+    /// child.
+    pub parent_seq: Option<f64>,
+    /// What happens to a child workflow if its parent ends first:
+    /// `"cancel"`, `"abandon"` or `"terminate"`; absent: not a child.
+    pub parent_close: Option<String>,
+    /// The children it started that have not ended, as workflow ids.
+    pub open_children: Vec<String>,
 }
 
 /// A position where a workflow's code waits for an event.
@@ -181,7 +193,18 @@ fn ms_or_none(ms: u64) -> Option<f64> {
 
 impl From<WorkflowInfo> for NativeWorkflowInfo {
     fn from(info: WorkflowInfo) -> Self {
+        let child = !info.parent_id.is_empty();
+        let parent_close = match ParentClosePolicy::try_from(info.parent_close) {
+            Ok(ParentClosePolicy::Abandon) => "abandon",
+            Ok(ParentClosePolicy::Terminate) => "terminate",
+            // Unspecified means cancel; a policy newer than this SDK too.
+            _ => "cancel",
+        };
         Self {
+            parent_seq: child.then_some(info.parent_seq as f64),
+            parent_close: child.then(|| parent_close.to_owned()),
+            parent_id: child.then_some(info.parent_id),
+            open_children: info.open_children,
             status: info.status,
             owner_node_id: info.owner_node_id as f64,
             checkpoint_count: info.checkpoint_count as f64,
@@ -220,8 +243,10 @@ pub struct NativeHistoryEntry {
     /// What the entry records: `VALUE`, `STEP_FAILED`,
     /// `STEP_ATTEMPT_FAILED`, `TIMER_STARTED`, `TIMER_FIRED`,
     /// `TIMER_CANCELLED`, `EVENT_WAITING`, `EVENT_RECEIVED`,
-    /// `EVENT_TIMED_OUT`, `EVENT_WAIT_CANCELLED`, `STATUS_SET` (`UNKNOWN`
-    /// for a kind newer than this SDK).
+    /// `EVENT_TIMED_OUT`, `EVENT_WAIT_CANCELLED`, `CHILD_STARTED` (its
+    /// value: the child's id, UTF-8), `CHILD_COMPLETED` (the child's
+    /// result), `CHILD_FAILED`, `STATUS_SET` (`UNKNOWN` for a kind newer
+    /// than this SDK).
     pub kind: String,
     /// For `TIMER_STARTED`, `TIMER_FIRED` and `TIMER_CANCELLED`: the
     /// timer's deadline; for `EVENT_*`, the wait's timeout when it has one
@@ -242,6 +267,9 @@ impl From<HistoryEntry> for NativeHistoryEntry {
             Ok(HistoryEntryKind::EventReceived) => "EVENT_RECEIVED",
             Ok(HistoryEntryKind::EventTimedOut) => "EVENT_TIMED_OUT",
             Ok(HistoryEntryKind::EventWaitCancelled) => "EVENT_WAIT_CANCELLED",
+            Ok(HistoryEntryKind::ChildStarted) => "CHILD_STARTED",
+            Ok(HistoryEntryKind::ChildCompleted) => "CHILD_COMPLETED",
+            Ok(HistoryEntryKind::ChildFailed) => "CHILD_FAILED",
             Ok(HistoryEntryKind::StatusSet) => "STATUS_SET",
             Err(_) => "UNKNOWN",
         };
@@ -431,8 +459,9 @@ impl NativeClient {
         Ok(info.into())
     }
 
-    /// One page of workflows, filtered by status number and name, and with
-    /// `sleeping` to those waiting on a durable timer.
+    /// One page of workflows, filtered by status number and name, with
+    /// `sleeping` to those waiting on a durable timer, and with `parentId`
+    /// (non-empty) to the children of that workflow.
     #[napi]
     pub async fn list_workflows(
         &self,
@@ -441,6 +470,7 @@ impl NativeClient {
         page_size: u32,
         page_token: String,
         sleeping: Option<bool>,
+        parent_id: Option<String>,
     ) -> napi::Result<NativePage> {
         let page = self
             .inner
@@ -450,6 +480,7 @@ impl NativeClient {
                 page_size,
                 page_token,
                 sleeping: sleeping.unwrap_or(false),
+                parent_id: parent_id.unwrap_or_default(),
             })
             .await
             .map_err(to_js_err)?;

@@ -65,6 +65,15 @@
 //! resolved with, or the step failure it was rejected with, handed out in
 //! the same order.
 //!
+//! A child workflow (`ctx.startChild`, `ctx.callChild`) takes a position
+//! the same way (`request_child`, `WorkflowContext::request_child`, which
+//! also gives the child's id at once), and `child` then starts it and waits
+//! on the addon's runtime for its end (`WorkflowContext::child`): its
+//! result, or its failure as a step's (`STEP_FAILED`), handed out in the
+//! same order. With a second key, `child` also delivers the commit of the
+//! child's start (`WorkflowContext::child_started`), which `startChild`
+//! resolves with.
+//!
 //! Interruptions (a cancel request delivered into the code, or a cancel for
 //! good) stop the step attempts running in JavaScript, which then ask for
 //! their slots again (`slot`): the core answers `CANCELLED` where the
@@ -87,7 +96,8 @@ use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use raftoral_client::{
-    ClientError, ComputeToken, Failure, RetryPolicy, Slot, SlotRequest, WorkflowContext,
+    ChildOptions, ChildRequest, ClientError, ComputeToken, Failure, RetryPolicy, Slot, SlotRequest,
+    WorkflowContext,
 };
 use tokio::sync::Notify;
 
@@ -310,6 +320,9 @@ pub(crate) struct Steps {
     /// Status values whose position is taken and whose commit is not
     /// waited for, by seq. Locked after `open` when both are.
     statuses: Mutex<HashMap<u64, StatusWait>>,
+    /// Children whose position is taken and whose start is not sent yet,
+    /// by seq. Locked after `open` when both are.
+    children: Mutex<HashMap<u64, ChildRequest>>,
 }
 
 /// A step asked for and not resolved.
@@ -330,6 +343,7 @@ impl Steps {
             timers: Mutex::new(HashMap::new()),
             events: Mutex::new(HashMap::new()),
             statuses: Mutex::new(HashMap::new()),
+            children: Mutex::new(HashMap::new()),
         })
     }
 
@@ -542,6 +556,65 @@ impl Steps {
             Box::pin(async move { context.awakeable_value(&req).await.map(Some) });
         self.events.lock().expect("lock").insert(seq, wait);
         Ok((seq, id))
+    }
+
+    /// Takes the next position for a child workflow of type `workflow`
+    /// with the encoded `input`, at once, and returns the position and the
+    /// child's id (then [`child`](Self::child)). The core refuses an empty
+    /// id or the workflow's own here, before any position is taken, and a
+    /// position whose history holds another operation or a child of another
+    /// type (non-determinism).
+    pub(crate) fn request_child(
+        &self,
+        workflow: &str,
+        input: Bytes,
+        options: &ChildOptions,
+    ) -> Result<(u64, String), ClientError> {
+        // The hand-out lock, as `request` takes it: positions are taken
+        // one at a time.
+        let _open = self.lock();
+        let req = self.context.request_child(workflow, input, options)?;
+        let (seq, id) = (req.seq(), req.id().to_owned());
+        self.children.lock().expect("lock").insert(seq, req);
+        Ok((seq, id))
+    }
+
+    /// Starts the child at `seq` (from [`request_child`](Self::request_child):
+    /// the owner proposes its start once) and waits for its end; its result
+    /// (or its failure, `STEP_FAILED`) is delivered with `key`. With
+    /// `started_key`, the commit of its start (or the error that ended the
+    /// wait first, such as `CANCELLED`) is delivered with that key too.
+    pub(crate) fn child(
+        self: &Arc<Self>,
+        seq: u64,
+        key: u32,
+        started_key: Option<u32>,
+    ) -> Result<(), ClientError> {
+        let req = self
+            .children
+            .lock()
+            .expect("lock")
+            .remove(&seq)
+            .ok_or_else(|| {
+                ClientError::Usage(format!(
+                    "workflow '{}': child {seq} was not requested, or is waited for already",
+                    self.context.workflow_id()
+                ))
+            })?;
+        if let Some(started_key) = started_key {
+            let (context, req) = (self.context.clone(), req.clone());
+            self.deliver(Some(seq), started_key, async move {
+                context
+                    .child_started(&req)
+                    .await
+                    .map(|()| Answer::StatusSet)
+            });
+        }
+        let context = self.context.clone();
+        self.deliver(Some(seq), key, async move {
+            context.child(&req).await.map(|v| Answer::Event(Some(v)))
+        });
+        Ok(())
     }
 
     /// Waits for the status value at `seq` (from

@@ -18,7 +18,10 @@
 //! resolve it (the event's payload, or its timeout). A status value (`ctx.setStatus`)
 //! takes its position with `requestStatus`, and `status` waits for its
 //! commit. An awakeable (`ctx.awakeable`) takes its position and gets its
-//! id with `requestAwakeable`, and `event` waits for its completion.
+//! id with `requestAwakeable`, and `event` waits for its completion. A
+//! child workflow (`ctx.startChild`, `ctx.callChild`) takes its position
+//! and gets its id with `requestChild`, and `child` starts it and waits
+//! for its end (and, for `startChild`, for the commit of its start).
 //! Several steps of a run may be in flight at once; the outcomes of their
 //! waits reach JavaScript through the worker's FIFO (`waitDeliveries` /
 //! `takeDeliveries`) in the order the core hands them out (see `steps.rs`
@@ -40,8 +43,8 @@ use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use raftoral_client::{
-    ClientError, Failure, RaftoralClient, RunOutcome, RunReply, StepError, StepFailure,
-    WorkflowError,
+    ChildOptions, ClientError, Failure, ParentClose, RaftoralClient, RunOutcome, RunReply,
+    StepError, StepFailure, WorkflowError,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -141,6 +144,15 @@ pub struct NativeAwakeable {
     /// Its position in the workflow's history.
     pub seq: f64,
     /// The id that completes it: `awk/SEQ/WORKFLOW_ID`.
+    pub id: String,
+}
+
+/// A child workflow the code started (`requestChild`).
+#[napi(object)]
+pub struct NativeChild {
+    /// Its position in the parent's history.
+    pub seq: f64,
+    /// The child's workflow id (by default `PARENT_ID/SEQ`).
     pub id: String,
 }
 
@@ -509,8 +521,78 @@ impl NativeRun {
         })
     }
 
+    /// Takes the next position for a child workflow of type `workflow` at
+    /// `version` (0 means 1) with the encoded `input`, named `id` (absent:
+    /// `PARENT_ID/SEQ`, the same in every replay), ended by `parentClose`
+    /// (`"cancel"`, the default, `"abandon"` or `"terminate"`) if this
+    /// workflow ends first; at once: its position (`seq`) and the child's
+    /// id. Children, waits, sleeps and steps started side by side get
+    /// positions in call order. Then `child(seq, key, startedKey)`. Throws
+    /// `INVALID_ARGUMENT` for an empty workflow name, an empty id, this
+    /// workflow's own id or an unknown policy (nothing is taken then), and
+    /// `NON_DETERMINISM` when the history has another operation, or a
+    /// child of another type, there.
+    #[napi]
+    pub fn request_child(
+        &self,
+        workflow: String,
+        version: u32,
+        input: Buffer,
+        id: Option<String>,
+        parent_close: Option<String>,
+    ) -> napi::Result<NativeChild> {
+        if workflow.is_empty() {
+            return Err(usage(format!(
+                "a child workflow of '{}' needs a workflow name",
+                self.inner.workflow_id
+            )));
+        }
+        let parent_close = match parent_close.as_deref() {
+            None | Some("cancel") => ParentClose::Cancel,
+            Some("abandon") => ParentClose::Abandon,
+            Some("terminate") => ParentClose::Terminate,
+            Some(other) => {
+                return Err(usage(format!(
+                    "child '{workflow}' of workflow '{}': parentClose is '{other}'; it must be \"cancel\", \"abandon\" or \"terminate\"",
+                    self.inner.workflow_id
+                )));
+            }
+        };
+        let options = ChildOptions {
+            id,
+            version,
+            parent_close,
+        };
+        let (seq, id) = self
+            .inner
+            .steps
+            .request_child(&workflow, Bytes::from(input.to_vec()), &options)
+            .map_err(to_js_err)?;
+        Ok(NativeChild {
+            seq: seq as f64,
+            id,
+        })
+    }
+
+    /// Starts the child `requestChild` took at `seq` (the core proposes its
+    /// start when this replica owns the workflow, once; a replay starts
+    /// nothing) and waits for its end: its result (`{ value }`), or its
+    /// failure as `STEP_FAILED` (type `raftoral.ChildCancelled` for a
+    /// cancelled child, `raftoral.ChildIdInUse` when another workflow holds
+    /// its id), or the error of a wait (`CANCELLED`, `NON_DETERMINISM`,
+    /// `SHUTTING_DOWN`...), is delivered with `key` (`takeDeliveries`) in
+    /// its turn. With `startedKey`, the commit of the child's start (`{}`),
+    /// or the error that ended the wait first, is delivered with that key.
+    #[napi]
+    pub fn child(&self, seq: f64, key: u32, started_key: Option<u32>) -> napi::Result<()> {
+        self.inner
+            .steps
+            .child(seq as u64, key, started_key)
+            .map_err(to_js_err)
+    }
+
     /// Races the operations the code took at positions `seqs` (sleeps,
-    /// steps, event waits and awakeables whose waits are started): the
+    /// steps, event waits, awakeables and children whose waits are started): the
     /// index of the one resolved first in commit order (`{ winner }`), the
     /// same on every replica and in every replay, is delivered with `key`
     /// (`takeDeliveries`) once its resolution is handed out or is the next

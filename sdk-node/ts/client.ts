@@ -309,8 +309,15 @@ export class Client {
   }
 
   /**
-   * One page of workflows, filtered by status and name, and with
-   * `sleeping: true` to those waiting on a durable timer.
+   * One page of workflows, filtered by status and name, with
+   * `sleeping: true` to those waiting on a durable timer, and with
+   * `parentId` to the children of that workflow.
+   *
+   * @example
+   * ```ts
+   * const { workflows } = await client.listWorkflows({ parentId: "order-42" });
+   * const running = workflows.filter((w) => w.status === "RUNNING").map((w) => w.workflowId);
+   * ```
    */
   async listWorkflows(options: ListOptions = {}): Promise<WorkflowPage> {
     const status = options.status === undefined ? 0 : STATUSES.indexOf(options.status);
@@ -321,6 +328,7 @@ export class Client {
         options.pageSize ?? 0,
         options.pageToken ?? "",
         options.sleeping ?? false,
+        options.parentId,
       ),
     );
     return {
@@ -638,15 +646,19 @@ export class Client {
       const entry: HistoryEntry = {
         seq: e.seq,
         checkpointName: e.checkpointName,
-        // Only a value entry, a received event, a status and a cancelled
-        // wait that gave an event back hold an encoded value.
+        // Only a value entry, a received event, a status, a cancelled wait
+        // that gave an event back and a child's result hold an encoded
+        // value; a child's start holds its id (UTF-8).
         value:
-          kind === "VALUE" ||
-          kind === "EVENT_RECEIVED" ||
-          kind === "STATUS_SET" ||
-          (kind === "EVENT_WAIT_CANCELLED" && e.value.length > 0)
-            ? this.codec.decode(e.value)
-            : undefined,
+          kind === "CHILD_STARTED"
+            ? Buffer.from(e.value).toString("utf8")
+            : kind === "VALUE" ||
+                kind === "EVENT_RECEIVED" ||
+                kind === "STATUS_SET" ||
+                kind === "CHILD_COMPLETED" ||
+                (kind === "EVENT_WAIT_CANCELLED" && e.value.length > 0)
+              ? this.codec.decode(e.value)
+              : undefined,
         committedAtMs: e.committedAtMs,
         kind,
       };
@@ -683,6 +695,10 @@ export class Client {
         name: e.name,
         timeoutAtMs: e.timeoutAtMs ?? undefined,
       })),
+      parentId: w.parentId ?? undefined,
+      parentSeq: w.parentSeq ?? undefined,
+      parentClose: (w.parentClose ?? undefined) as WorkflowInfo["parentClose"],
+      openChildren: w.openChildren,
     };
   }
 }

@@ -22,15 +22,20 @@ export class Deliveries {
   }
 
   /**
-   * Starts a native wait with a fresh key (`start` passes it to the native
-   * call; what it throws is thrown here, and nothing waits then); `then`
-   * gets the outcome, in the order the core handed the outcomes out.
+   * Starts a native wait with a fresh key per outcome it delivers (`start`
+   * passes them to the native call; what it throws is thrown here, and
+   * nothing waits then); `thens[i]` gets the outcome delivered with the
+   * `i`th key, in the order the core handed the outcomes out.
    */
-  wait(start: (key: number) => void, then: (outcome: Outcome) => void): void {
-    this.#lastKey = (this.#lastKey + 1) >>> 0;
-    const key = this.#lastKey;
-    start(key);
-    this.#waiting.set(key, then);
+  wait(start: (...keys: number[]) => void, ...thens: ((outcome: Outcome) => void)[]): void {
+    const keys = thens.map(() => {
+      this.#lastKey = (this.#lastKey + 1) >>> 0;
+      return this.#lastKey;
+    });
+    start(...keys);
+    for (const [i, key] of keys.entries()) {
+      this.#waiting.set(key, thens[i]);
+    }
     if (!this.#pulling) {
       void this.#pull();
     }

@@ -96,6 +96,20 @@ export interface WorkflowInfo {
   inboxSize: number;
   /** The event waits (`ctx.waitEvent`) of its running code, earliest first. */
   eventWaits: EventWait[];
+  /**
+   * The workflow that started this one as a child (`ctx.startChild`,
+   * `ctx.callChild`); `undefined` when it is not a child.
+   */
+  parentId: string | undefined;
+  /** A child's position in its parent's history; `undefined` when it is not a child. */
+  parentSeq: number | undefined;
+  /**
+   * What happens to a child if its parent ends first (`"cancel"`,
+   * `"abandon"` or `"terminate"`); `undefined` when it is not a child.
+   */
+  parentClose: "cancel" | "abandon" | "terminate" | undefined;
+  /** The children this workflow started that have not ended, as workflow ids. */
+  openChildren: string[];
 }
 
 /**
@@ -208,6 +222,9 @@ export type HistoryEntryKind =
   | "EVENT_RECEIVED"
   | "EVENT_TIMED_OUT"
   | "EVENT_WAIT_CANCELLED"
+  | "CHILD_STARTED"
+  | "CHILD_COMPLETED"
+  | "CHILD_FAILED"
   | "STATUS_SET"
   | "UNKNOWN";
 
@@ -223,6 +240,9 @@ export const KINDS: readonly HistoryEntryKind[] = [
   "EVENT_RECEIVED",
   "EVENT_TIMED_OUT",
   "EVENT_WAIT_CANCELLED",
+  "CHILD_STARTED",
+  "CHILD_COMPLETED",
+  "CHILD_FAILED",
   "STATUS_SET",
 ];
 
@@ -242,8 +262,10 @@ export interface HistoryEntry {
   checkpointName: string;
   /**
    * The step's value (`kind` `VALUE`), the event's payload
-   * (`EVENT_RECEIVED`, or the event an `EVENT_WAIT_CANCELLED` gave back)
-   * or the status value (`STATUS_SET`); `undefined` for the other kinds.
+   * (`EVENT_RECEIVED`, or the event an `EVENT_WAIT_CANCELLED` gave back),
+   * the status value (`STATUS_SET`), the child's workflow id, a string
+   * (`CHILD_STARTED`; `checkpointName` is the child's workflow type) or the
+   * child's result (`CHILD_COMPLETED`); `undefined` for the other kinds.
    */
   value: unknown;
   committedAtMs: number;
@@ -271,6 +293,8 @@ export interface ListOptions {
    * with a timer started and not fired).
    */
   sleeping?: boolean;
+  /** Only the children of this workflow (`ctx.startChild`), running or ended. */
+  parentId?: string;
 }
 
 /** One page of `client.listWorkflows`. */

@@ -137,6 +137,65 @@ export interface Awakeable<T> {
   readonly promise: Promise<T>;
 }
 
+/**
+ * What happens to a child workflow still running when its parent ends:
+ * `"cancel"` (the default: a cancel request, so the child's code gets
+ * `Cancelled` and may clean up for 30 s), `"abandon"` (it runs on to its own
+ * end), or `"terminate"` (it ends at once, cancelled, without cleanup).
+ */
+export type ParentClose = "cancel" | "abandon" | "terminate";
+
+/**
+ * Options of {@link WorkflowContext.startChild} and
+ * {@link WorkflowContext.callChild}.
+ *
+ * @example
+ * ```ts
+ * const options: ChildOptions = { id: `invoice-${order}`, parentClose: "abandon" };
+ * const invoice = await ctx.startChild<string>("invoice", order, options);
+ * ```
+ */
+export interface ChildOptions {
+  /**
+   * The child's workflow id (not empty, not the parent's own). Absent:
+   * `PARENT_ID/SEQ`, the parent's id and the child's position in the
+   * parent's history, the same in every replay.
+   */
+  id?: string;
+  /**
+   * The child's workflow version (0 means 1). Default: the version of the
+   * {@link Workflow} given, else 1.
+   */
+  version?: number;
+  /** What happens to the child if the parent ends first (default `"cancel"`). */
+  parentClose?: ParentClose;
+}
+
+/**
+ * A started child workflow ({@link WorkflowContext.startChild}).
+ *
+ * @example
+ * ```ts
+ * const child: ChildHandle<string> = await ctx.startChild<string>("ship", parcel);
+ * await ctx.setStatus("shipment", child.id);
+ * const tracking: string = await child.result;
+ * ```
+ */
+export interface ChildHandle<T> {
+  /** The child's workflow id, for the client API (`client.getWorkflow(id)`). */
+  readonly id: string;
+  /**
+   * Resolves with the child's result (decoded with the client's codec), or
+   * rejects with `StepFailed` when the child failed: `type` and `error` are
+   * the child's failure type and message (`raftoral.ChildCancelled` for a
+   * cancelled child, `raftoral.WorkflowTimeout` for one that timed out,
+   * `raftoral.ChildIdInUse` when another workflow holds its id); with
+   * {@link Cancelled} where this workflow's cancellation is delivered. Can
+   * be raced with {@link WorkflowContext.first}; never rejects unhandled.
+   */
+  readonly result: Promise<T>;
+}
+
 /** The timer name of a sleep without one, the same in every SDK. */
 const SLEEP = "sleep";
 
@@ -169,6 +228,14 @@ export type FirstResult<T extends readonly unknown[]> = {
     value: Awaited<T[K]>;
   };
 }[number];
+
+/** A workflow type a child is started as: a {@link Workflow}, or its name and version. */
+export interface WorkflowRef {
+  /** Workflow type. */
+  readonly name: string;
+  /** Workflow version. */
+  readonly version: number;
+}
 
 /** The function of a workflow: `(ctx, input) => output`. */
 export type WorkflowFn<I, O> = (ctx: WorkflowContext, input: I) => O | Promise<O>;
@@ -402,9 +469,10 @@ export class WorkflowContext {
    * promises returned by {@link WorkflowContext.sleep},
    * {@link WorkflowContext.sleepUntil}, {@link WorkflowContext.checkpoint}
    * (or the `checkpoint` function), {@link WorkflowContext.now} and
-   * {@link WorkflowContext.waitEvent} of this workflow, and the `promise`
-   * of its awakeables ({@link WorkflowContext.awakeable}), not awaited
-   * yet. Resolves with the winner ({@link FirstResult}: its `index` among
+   * {@link WorkflowContext.waitEvent} and {@link WorkflowContext.callChild}
+   * of this workflow, the `promise` of its awakeables
+   * ({@link WorkflowContext.awakeable}) and the `result` of its children
+   * ({@link WorkflowContext.startChild}), not awaited yet. Resolves with the winner ({@link FirstResult}: its `index` among
    * the arguments and its `value`): the operation whose resolution the
    * workflow's history committed first, the same on the owner, on every
    * replica and in every replay, so the code after it takes the same
@@ -418,7 +486,8 @@ export class WorkflowContext {
    * its position): an event that wait took meanwhile is given back to
    * the workflow, and the next wait of its name gets it; a losing step
    * runs on to its commit (its value is committed if the workflow is
-   * still running then) and its result is dropped. A loser's promise may
+   * still running then) and its result is dropped, and so does a losing
+   * child (left to its parent-close policy when this workflow ends). A loser's promise may
    * settle later or never; its rejection is never unhandled. A lost
    * operation cannot be raced again.
    *
@@ -493,7 +562,7 @@ export class WorkflowContext {
           }
         }
         throw new TypeError(
-          `first() takes the promises of this workflow's ctx.sleep, ctx.sleepUntil, ctx.checkpoint, ctx.now and ctx.waitEvent calls and of its awakeables; argument ${i} is ${what}`,
+          `first() takes the promises of this workflow's ctx.sleep, ctx.sleepUntil, ctx.checkpoint, ctx.now, ctx.waitEvent and ctx.callChild calls and of its awakeables and children's results; argument ${i} is ${what}`,
         );
       }
       if (seqs.includes(seq)) {
@@ -959,6 +1028,177 @@ export class WorkflowContext {
     );
     promise.catch(ignore);
     return Object.freeze({ id, promise });
+  }
+
+  /**
+   * Starts the child workflow `workflow` (a {@link Workflow}, or a
+   * workflow type's name, run by any app connected to the cluster) with
+   * `input` (encoded with the client's codec), and resolves once its start
+   * is committed, in the same entry as this workflow's record of it:
+   * `{ id, result }` ({@link ChildHandle}). `result` resolves with the
+   * child's result, or rejects with `StepFailed` when the child fails
+   * (`type` and `error` are the child's failure type and message:
+   * `raftoral.ChildCancelled` for a cancelled child), as a step's failure
+   * does. A replay starts nothing: the child of this position exists.
+   *
+   * Takes a position as a step does, when it is called (before the promise
+   * is returned), so children started side by side get positions in call
+   * order. The child's id is `options.id`, else `PARENT_ID/SEQ` (its
+   * position here), the same in every replay. Start several and await their
+   * results together to fan out: `Promise.all(children.map((c) =>
+   * c.result))`. `result` can be raced with {@link WorkflowContext.first}
+   * (a losing child runs on; only its result is dropped), and never
+   * rejects unhandled: a result nobody awaits is simply left.
+   *
+   * When this workflow ends while the child runs, the child meets
+   * `options.parentClose`: `"cancel"` (the default), `"abandon"` or
+   * `"terminate"` ({@link ParentClose}). A cancel request of this workflow
+   * is delivered at the child's result as at a wait ({@link Cancelled});
+   * the child is then left to its policy when this workflow ends.
+   *
+   * Rejects, before any position is taken, with {@link InvalidArgument}
+   * for an input it cannot encode, an empty name or id, this workflow's own
+   * id, a bad version or policy, or a call after the workflow finished;
+   * with `NonDeterminism` when the history has another operation, or a
+   * child of another type, at this position.
+   *
+   * @example
+   * ```ts
+   * // Fan out: one child per parcel, then every tracking number.
+   * const order = workflow("order", { version: 1 }, async (ctx, parcels: string[]) => {
+   *   const shipments = [];
+   *   for (const parcel of parcels) {
+   *     shipments.push(await ctx.startChild<string>(ship, parcel));
+   *   }
+   *   return Promise.all(shipments.map((s) => s.result));
+   * });
+   *
+   * // A child raced with a deadline.
+   * const report = await ctx.startChild<string>("report", month);
+   * const won = await ctx.first(report.result, ctx.sleep("1h", { name: "report-deadline" }));
+   * ```
+   */
+  startChild<I, O>(
+    workflow: Workflow<I, O>,
+    input: I,
+    options?: ChildOptions,
+  ): Promise<ChildHandle<Awaited<O>>>;
+  startChild<T = unknown>(
+    workflow: string | WorkflowRef,
+    input?: unknown,
+    options?: ChildOptions,
+  ): Promise<ChildHandle<T>>;
+  async startChild<T>(
+    workflow: string | WorkflowRef,
+    input?: unknown,
+    options?: ChildOptions,
+  ): Promise<ChildHandle<T>> {
+    // The position is taken now, before any await (an async function runs
+    // up to its first await at the call).
+    const { id, result, started } = this.#child<T>(workflow, input, options, true);
+    await started;
+    return Object.freeze({ id, result });
+  }
+
+  /**
+   * Starts the child workflow `workflow` with `input`, as
+   * {@link WorkflowContext.startChild} does, and resolves with its result
+   * (decoded with the client's codec). Rejects with `StepFailed` when the
+   * child fails: `type` and `error` are the child's failure type and
+   * message (`raftoral.ChildCancelled` for a cancelled child); catch it as
+   * a step's failure. Can be raced with {@link WorkflowContext.first}.
+   * Otherwise rejects as {@link WorkflowContext.startChild} does.
+   *
+   * @example
+   * ```ts
+   * const receipt = await ctx.callChild<string>("charge", { order, amount });
+   * try {
+   *   await ctx.callChild(refund, { order });
+   * } catch (e) {
+   *   if (!(e instanceof StepFailed)) throw e;
+   *   ctx.log.warn(`refund failed: ${e.type}: ${e.error}`);
+   * }
+   * ```
+   */
+  callChild<I, O>(workflow: Workflow<I, O>, input: I, options?: ChildOptions): Promise<Awaited<O>>;
+  callChild<T = unknown>(workflow: string | WorkflowRef, input?: unknown, options?: ChildOptions): Promise<T>;
+  callChild<T>(workflow: string | WorkflowRef, input?: unknown, options?: ChildOptions): Promise<T> {
+    try {
+      return this.#child<T>(workflow, input, options, false).result;
+    } catch (e) {
+      return this.#refuse(e);
+    }
+  }
+
+  /**
+   * Takes the position of a child workflow and starts its wait (and, with
+   * `withStarted`, the wait for the commit of its start). Throws what
+   * refuses it, before any position is taken.
+   */
+  #child<T>(
+    workflow: string | WorkflowRef,
+    input: unknown,
+    options: ChildOptions | undefined,
+    withStarted: boolean,
+  ): { id: string; result: Promise<T>; started: Promise<unknown> } {
+    const name = typeof workflow === "string" ? workflow : workflow?.name;
+    if (typeof name !== "string" || name === "") {
+      throw new InvalidArgument("a child workflow needs a workflow (or a non-empty workflow name)");
+    }
+    this.#refuseAfterEnd(`child workflow '${name}'`);
+    const version = options?.version ?? (typeof workflow === "string" ? 1 : workflow.version);
+    if (!Number.isInteger(version) || version < 0 || version > 0xffff_ffff) {
+      throw new InvalidArgument(`child workflow '${name}': version must be a non-negative integer`);
+    }
+    const id = options?.id;
+    if (id !== undefined && typeof id !== "string") {
+      throw new InvalidArgument(`child workflow '${name}': id must be a string`);
+    }
+    const parentClose = options?.parentClose;
+    if (parentClose !== undefined && typeof parentClose !== "string") {
+      throw new InvalidArgument(
+        `child workflow '${name}': parentClose must be "cancel", "abandon" or "terminate"`,
+      );
+    }
+    let data: Uint8Array;
+    try {
+      data = this.#codec.encode(input);
+    } catch (e) {
+      throw new InvalidArgument(
+        `child workflow '${name}' of workflow '${this.workflowId}': cannot encode its input: ${(e as Error).message}; pass a JSON-compatible value`,
+      );
+    }
+    // The position is taken now, before any await, as a step's is; the
+    // addon refuses an empty or own id and an unknown policy first.
+    const child = callSync(() => this.#run.requestChild(name, version, Buffer.from(data), id, parentClose));
+    const seq = child.seq;
+    const outcomes: ((outcome: Outcome) => void)[] = [];
+    const ended = new Promise<NativeSlot>((resolve, reject) =>
+      outcomes.push((outcome) => this.#handOut(outcome, resolve, reject)),
+    );
+    let started: Promise<unknown> = Promise.resolve();
+    if (withStarted) {
+      started = new Promise<NativeSlot>((resolve, reject) =>
+        outcomes.push((outcome) => this.#handOut(outcome, resolve, reject)),
+      );
+    }
+    // The child's end (and the commit of its start), each handed out in
+    // its turn like a step's value.
+    this.#deliveries.wait(
+      (key, startedKey) => callSync(() => this.#run.child(seq, key, startedKey)),
+      ...outcomes,
+    );
+    const codec = this.#codec;
+    // `first` races it at its position.
+    const result = this.#durable(
+      seq,
+      ended.then((slot) => codec.decode(slot.value ?? Buffer.alloc(0)) as T),
+    );
+    if (withStarted) {
+      // A result nobody awaits never rejects unhandled.
+      result.catch(ignore);
+    }
+    return { id: child.id, result, started };
   }
 
   /**

@@ -7,8 +7,8 @@ that records each side effect as a line), ``CONFORMANCE_HANG=1`` (the
 ``CONFORMANCE_STEP_PREFIX`` (checkpoint names of ``steps``, default
 ``step``), ``CONFORMANCE_WORKFLOWS`` (comma list of what to register;
 ``saga``, ``flaky``, ``fanout``, ``helpers``, ``sleeper``, ``racer``,
-``scheduled``, ``compensate``, ``waiter``, ``awakener`` and
-``event_racer`` only when named),
+``scheduled``, ``compensate``, ``waiter``, ``awakener``,
+``event_racer`` and ``parent`` only when named),
 ``CONFORMANCE_BAD_POLICY`` (a retry policy the SDK refuses, made before
 anything is registered).
 Prints ``worker ready`` once registered; stops cleanly on SIGTERM.
@@ -331,6 +331,41 @@ async def event_racer(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dic
     return {"winner": "timer", "then": await ctx.wait_event(name)}
 
 
+@raftoral.workflow(name="parent", version=1)
+async def parent(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str, Any]:
+    """A step, then ``n`` children of type ``child`` with input ``input``
+    started one after another (default ids, policy ``policy``); with
+    ``self``, one child named as this workflow (the SDK refuses it). With
+    ``leave``, returns their ids at once; else their results in start
+    order, or the first child failure in start order."""
+
+    def before() -> bool:
+        effect(ctx.workflow_id, "start", 0)
+        return True
+
+    await ctx.checkpoint("before", before)
+    policy: str = inp.get("policy") or "cancel"
+    if inp.get("self"):
+        own = ctx.workflow_id
+        await ctx.start_child(inp["child"], inp.get("input"), id=own, parent_close=policy)
+        raise raftoral.RaftoralError("a workflow cannot be its own child")
+    handles = [
+        await ctx.start_child(inp["child"], inp.get("input"), parent_close=policy)
+        for _ in range(inp["n"])
+    ]
+    if inp.get("leave"):
+        return {"children": [h.id for h in handles]}
+    outcomes = await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
+    for outcome in outcomes:
+        # The run's own end (a cancellation, a shutdown) is no child's failure.
+        if isinstance(outcome, BaseException) and not isinstance(outcome, raftoral.StepFailed):
+            raise outcome
+    for outcome in outcomes:
+        if isinstance(outcome, raftoral.StepFailed):
+            return {"failed": {"type": outcome.type, "message": outcome.error_message}}
+    return {"results": list(outcomes)}
+
+
 @dataclass
 class FlakyInput:
     fail_times: int
@@ -437,6 +472,7 @@ async def main() -> None:
         "waiter": waiter,
         "awakener": awakener,
         "event_racer": event_racer,
+        "parent": parent,
     }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

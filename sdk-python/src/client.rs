@@ -68,6 +68,13 @@ pub(crate) fn info_dict(py: Python<'_>, info: &WorkflowInfo) -> PyResult<Py<PyDi
         .map(|w| (w.seq, w.name.as_str(), w.timeout_at_ms))
         .collect::<Vec<_>>();
     d.set_item("event_waits", waits)?;
+    // A child workflow's parent (empty: none), its position there and its
+    // parent-close policy (the proto's number); the children this workflow
+    // started that have not ended.
+    d.set_item("parent_id", &info.parent_id)?;
+    d.set_item("parent_seq", info.parent_seq)?;
+    d.set_item("parent_close", info.parent_close)?;
+    d.set_item("open_children", info.open_children.clone())?;
     // The structured failure of a FAILED workflow that has one (an uncaught
     // step failure, or the function's own `ApplicationError`); else None.
     match &info.failure {
@@ -142,6 +149,9 @@ fn kind_name(kind: HistoryEntryKind) -> &'static str {
         HistoryEntryKind::EventTimedOut => "EVENT_TIMED_OUT",
         HistoryEntryKind::StatusSet => "STATUS_SET",
         HistoryEntryKind::EventWaitCancelled => "EVENT_WAIT_CANCELLED",
+        HistoryEntryKind::ChildStarted => "CHILD_STARTED",
+        HistoryEntryKind::ChildCompleted => "CHILD_COMPLETED",
+        HistoryEntryKind::ChildFailed => "CHILD_FAILED",
     }
 }
 
@@ -510,8 +520,10 @@ impl Client {
     }
 
     /// One page of workflows: `(infos, next_page_token)`; with `sleeping`,
-    /// only the workflows waiting on a durable timer.
-    #[pyo3(signature = (status = 0, workflow_name = String::new(), page_size = 0, page_token = String::new(), sleeping = false))]
+    /// only the workflows waiting on a durable timer; with `parent_id`,
+    /// only the children of that workflow.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (status = 0, workflow_name = String::new(), page_size = 0, page_token = String::new(), sleeping = false, parent_id = String::new()))]
     fn list_workflows<'py>(
         &self,
         py: Python<'py>,
@@ -520,6 +532,7 @@ impl Client {
         page_size: u32,
         page_token: String,
         sleeping: bool,
+        parent_id: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.inner.clone();
         crate::future::into_py(py, async move {
@@ -530,6 +543,7 @@ impl Client {
                     page_size,
                     page_token,
                     sleeping,
+                    parent_id,
                 })
                 .await
                 .map_err(to_py_err)?;

@@ -8,6 +8,7 @@
 
 mod awakeables;
 mod bridge;
+mod children;
 mod client;
 mod errors;
 mod events;
@@ -43,6 +44,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::EventRequest>()?;
     m.add_class::<status::StatusRequest>()?;
     m.add_class::<awakeables::AwakeableRequest>()?;
+    m.add_class::<children::ChildRequest>()?;
     m.add_class::<bridge::CommitBridge>()?;
     m.add_class::<bridge::RunBridge>()?;
     m.add_class::<local::LocalNode>()?;

@@ -11,7 +11,8 @@
 //! for a Rust workflow. Durable timers (`request_timer`, `timer`) are in
 //! `timers.rs`; waits for events (`request_event`, `event`) in `events.rs`;
 //! status values (`request_status`, `status`) in `status.rs`; awakeables
-//! (`awakeable`, `awakeable_value`) in `awakeables.rs`;
+//! (`awakeable`, `awakeable_value`) in `awakeables.rs`; child workflows
+//! (`request_child`, `child`, `child_started`) in `children.rs`;
 //! races of timers, steps and waits (`first_of`, `first_to`) are the core's
 //! `first`. The deterministic helpers (`random`, `uuid`,
 //! `is_replaying`, `next_position`, and the module's `NOW_STEP` for
@@ -35,6 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::awakeables::AwakeableRequest;
 use crate::bridge::{CommitBridge, RunBridge};
+use crate::children::ChildRequest;
 use crate::client::Client;
 use crate::errors::to_py_err;
 use crate::events::EventRequest;
@@ -565,6 +567,71 @@ impl Run {
         let (wait, sender) = (req.wait()?, bridge.sender());
         pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
             sender.send(id, wait.await.map(Slot::Committed));
+        });
+        Ok(())
+    }
+
+    /// Starts a child workflow at the next position, at once, like
+    /// `request`: `workflow` at `version` with the encoded `input`,
+    /// named `id` (None: `PARENT_ID/SEQ`), ended by `parent_close`
+    /// (`"cancel"`, `"abandon"`, `"terminate"`) if this workflow ends first.
+    /// The start is proposed now (when this replica owns the run); await
+    /// `child_started` for its commit and `child` for the child's result.
+    /// Raises `InvalidArgument` (its own id, an empty id, an unknown
+    /// policy; nothing is taken then),
+    /// `NonDeterminism` when the history has something else there.
+    #[pyo3(signature = (workflow, version, input, id = None, parent_close = "cancel"))]
+    fn request_child(
+        &self,
+        workflow: &str,
+        version: u32,
+        input: Vec<u8>,
+        id: Option<String>,
+        parent_close: &str,
+    ) -> PyResult<ChildRequest> {
+        ChildRequest::take(&self.context, workflow, version, input, id, parent_close)
+    }
+
+    /// Waits for the child of `req` to end: its encoded result (bytes).
+    /// Raises `StepFailed` with the child's failure (type
+    /// `raftoral.ChildCancelled` for a cancelled child), `Cancelled`,
+    /// `NonDeterminism`, `ShuttingDown`, `NotRunning`.
+    fn child<'py>(&self, py: Python<'py>, req: &ChildRequest) -> PyResult<Bound<'py, PyAny>> {
+        let wait = req.result()?;
+        crate::future::into_py(py, async move {
+            let value = wait.await.map_err(to_py_err)?;
+            Ok(py_bytes(&value))
+        })
+    }
+
+    /// `child` through `bridge`: the outcome arrives as `(id, True,
+    /// value)` (or the error) from `bridge.drain()`, in the order the core
+    /// hands resolutions out, as `slot_to`'s.
+    fn child_to(&self, req: &ChildRequest, bridge: &CommitBridge, id: u64) -> PyResult<()> {
+        let (wait, sender) = (req.result()?, bridge.sender());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            sender.send(id, wait.await.map(Slot::Committed));
+        });
+        Ok(())
+    }
+
+    /// Waits until the start of the child of `req` is committed (or its
+    /// position resolved). Raises `Cancelled`, `ShuttingDown`,
+    /// `NotRunning`.
+    fn child_started<'py>(
+        &self,
+        py: Python<'py>,
+        req: &ChildRequest,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let wait = req.started()?;
+        crate::future::into_py(py, async move { wait.await.map_err(to_py_err) })
+    }
+
+    /// `child_started` through `bridge`: `(id, True, b"")` once committed.
+    fn child_started_to(&self, req: &ChildRequest, bridge: &CommitBridge, id: u64) -> PyResult<()> {
+        let (wait, sender) = (req.started()?, bridge.sender());
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            sender.send(id, wait.await.map(|()| Slot::Committed(Bytes::new())));
         });
         Ok(())
     }

@@ -296,13 +296,14 @@ impl RaftoralClient {
                     let Some(run) = run else { break };
                     let handler = handler.clone();
                     let core = core.clone();
+                    let client = self.clone();
                     running.spawn(async move {
                         let request = WorkflowRequest {
                             workflow_id: run.workflow_id.clone(),
                             workflow_name: run.workflow_name.clone(),
                             version: run.version,
                             input: run.input.clone(),
-                            context: WorkflowContext::new(core.clone(), run.clone()),
+                            context: WorkflowContext::new(core.clone(), run.clone(), client),
                         };
                         let outcome = match handler(request).await {
                             Ok(value) => Ok(Bytes::from(value)),

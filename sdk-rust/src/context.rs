@@ -22,11 +22,18 @@ use crate::retry::RetryPolicy;
 pub struct WorkflowContext {
     pub(crate) core: Arc<WorkerCore>,
     pub(crate) run: RunHandle,
+    /// The worker's client: what steps that reach other workflows call
+    /// (`outbound.rs`).
+    pub(crate) client: crate::RaftoralClient,
 }
 
 impl WorkflowContext {
-    pub(crate) fn new(core: Arc<WorkerCore>, run: RunHandle) -> Self {
-        Self { core, run }
+    pub(crate) fn new(
+        core: Arc<WorkerCore>,
+        run: RunHandle,
+        client: crate::RaftoralClient,
+    ) -> Self {
+        Self { core, run, client }
     }
 
     /// Id of the workflow instance.

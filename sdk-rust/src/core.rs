@@ -28,8 +28,9 @@ use crate::history::{Entry, History};
 /// The app protocol this core speaks (see app.proto): failed steps,
 /// attempts and out-of-order seqs in histories (2), durable timers (3),
 /// cancel requests delivered into the code (4), event waits (5), status
-/// values and awakeables (6), cancelled waits of a `first` (7).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// values and awakeables (6), cancelled waits of a `first` (7), child
+/// workflows (8).
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Pause before re-sending a proposal the sidecar could not commit (no
 /// leader, timeout). Proposals are idempotent thanks to seq fencing.
@@ -623,8 +624,11 @@ fn cancelled(run: &RunHandle, reason: &str) -> ClientError {
 
 #[path = "core_cancel.rs"]
 mod cancel;
+#[path = "core_children.rs"]
+mod children;
 #[path = "core_events.rs"]
 mod events;
+pub use children::ChildRequest;
 #[path = "core_determinism.rs"]
 mod helpers;
 pub use events::{AwakeableRequest, EventRequest};
@@ -654,6 +658,9 @@ mod timer_tests;
 #[path = "core_cancel_tests.rs"]
 mod cancel_tests;
 
+#[cfg(test)]
+#[path = "core_children_tests.rs"]
+mod children_tests;
 #[cfg(test)]
 #[path = "core_event_tests.rs"]
 mod event_tests;

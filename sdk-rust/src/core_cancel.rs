@@ -180,8 +180,10 @@ impl RunState {
             let (name, op) = self.open.get(seq).cloned().unwrap_or_default();
             let (kind, attempt) = if op == Op::Timer {
                 (HistoryEntryKind::TimerCancelled, 1)
-            } else if op == Op::Event {
-                // A wait ends with the step failure (app.proto, Events).
+            } else if op == Op::Event || op == Op::Child {
+                // A wait ends with the step failure (app.proto, Events); so
+                // does the wait for a child (which its parent's end then
+                // meets with its parent-close policy).
                 (HistoryEntryKind::StepFailed, 1)
             } else {
                 let last = history.attempts(*seq).map_or(0, |a| a.last);

@@ -385,6 +385,14 @@ impl WorkerCore {
                 let shutting_down = state.shutting_down;
                 let connected = state.outbound.is_some();
                 let r = run_state(&mut state, run)?;
+                // A child's start is handed out in its turn, by the task
+                // that started it (`core_children.rs`).
+                if proposal.kind() == HistoryEntryKind::ChildStarted
+                    && r.history.is_next_release(crate::history::start_key(seq))
+                {
+                    r.history.release();
+                    r.changed();
+                }
                 if let Some(entry) = r.history.resolution(seq) {
                     // Committed (here or by another owner): no more sends,
                     // and the result waits for its turn; a position the
@@ -404,6 +412,8 @@ impl WorkerCore {
                     && r.history.timer(seq).is_some())
                     || (proposal.kind() == HistoryEntryKind::EventWaiting
                         && r.history.wait(seq).is_some())
+                    || (proposal.kind() == HistoryEntryKind::ChildStarted
+                        && r.history.child(seq).is_some())
                 {
                     // The timer's start (the wait) is committed: the
                     // cluster resolves it, nothing more to send.
@@ -525,7 +535,12 @@ pub(super) fn resolved(
     match &entry.failure {
         // The workflow's cancel request, delivered here.
         Some(failure) if entry.is_cancellation() => Err(cancelled(run, &failure.message)),
-        Some(failure) if entry.kind == HistoryEntryKind::StepFailed => {
+        Some(failure)
+            if matches!(
+                entry.kind,
+                HistoryEntryKind::StepFailed | HistoryEntryKind::ChildFailed
+            ) =>
+        {
             Err(ClientError::StepFailed(Box::new(StepFailure {
                 workflow_id: run.workflow_id.clone(),
                 seq: entry.seq,

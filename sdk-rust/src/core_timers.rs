@@ -153,7 +153,7 @@ impl WorkerCore {
 
     /// Waits until `ready` gives a value, looking again at every change of
     /// the run; a shutdown, a cancel or the run's end stop the wait.
-    async fn wait_run<T>(
+    pub(super) async fn wait_run<T>(
         &self,
         run: &RunHandle,
         mut ready: impl FnMut(&mut super::RunState) -> Option<T>,

@@ -38,6 +38,8 @@ pub(crate) enum Op {
     Event,
     /// A readable status value set by the code.
     Status,
+    /// A child workflow started by the code.
+    Child,
 }
 
 impl Op {
@@ -52,6 +54,9 @@ impl Op {
             | HistoryEntryKind::EventTimedOut
             | HistoryEntryKind::EventWaitCancelled => Op::Event,
             HistoryEntryKind::StatusSet => Op::Status,
+            HistoryEntryKind::ChildStarted
+            | HistoryEntryKind::ChildCompleted
+            | HistoryEntryKind::ChildFailed => Op::Child,
             _ => Op::Step,
         }
     }
@@ -63,6 +68,7 @@ impl Op {
             Op::Timer => format!("timer:{name}"),
             Op::Event => format!("event:{name}"),
             Op::Status => format!("status:{name}"),
+            Op::Child => format!("child:{name}"),
         }
     }
 }
@@ -111,6 +117,17 @@ impl From<CheckpointEvent> for Entry {
     }
 }
 
+/// Marks a child's start in the release order, apart from its seq (which
+/// keys the child's end there).
+const START_BIT: u64 = 1 << 63;
+
+/// The release-order key of the start (`CHILD_STARTED`) of the child at
+/// `seq`: handed out in commit order like a resolution, so code that goes
+/// on once a child started goes on at the same point live and in replay.
+pub(crate) fn start_key(seq: u64) -> u64 {
+    seq | START_BIT
+}
+
 /// The failed attempts of one unresolved step.
 #[derive(Debug, Clone)]
 pub(crate) struct Attempts {
@@ -140,6 +157,8 @@ pub(crate) struct History {
     timers: HashMap<u64, String>,
     /// Event waits committed and not resolved yet: seq → the event name.
     waits: HashMap<u64, String>,
+    /// Children started and not ended yet: seq → the child's type.
+    children: HashMap<u64, String>,
     /// Resolved seqs in commit order.
     order: Vec<u64>,
     /// seq → its place in `order`.
@@ -179,6 +198,11 @@ impl History {
             self.timers.insert(entry.seq, entry.name.clone());
         } else if entry.kind == HistoryEntryKind::EventWaiting {
             self.waits.insert(entry.seq, entry.name.clone());
+        } else if entry.kind == HistoryEntryKind::ChildStarted {
+            self.children.insert(entry.seq, entry.name.clone());
+            let key = start_key(entry.seq);
+            self.order_of.insert(key, self.order.len());
+            self.order.push(key);
         } else if entry.kind == HistoryEntryKind::StepAttemptFailed {
             self.attempts.insert(
                 entry.seq,
@@ -192,6 +216,7 @@ impl History {
             self.attempts.remove(&entry.seq);
             self.timers.remove(&entry.seq);
             self.waits.remove(&entry.seq);
+            self.children.remove(&entry.seq);
             if entry.is_cancellation() {
                 self.cancellations.push(entry.seq);
             }
@@ -213,9 +238,20 @@ impl History {
         self.order.get(self.released) == Some(&seq)
     }
 
-    /// The seq whose resolution is the next to hand out, if any.
+    /// The seq whose resolution (or child's start) is the next to hand
+    /// out, if any.
     pub fn next_release(&self) -> Option<u64> {
-        self.order.get(self.released).copied()
+        self.order.get(self.released).map(|key| key & !START_BIT)
+    }
+
+    /// True when the start of the child at `seq` is behind the release
+    /// cursor, or the position resolved without one (a cancel request
+    /// delivered before the start committed).
+    pub fn start_passed(&self, seq: u64) -> bool {
+        match self.order_of.get(&start_key(seq)) {
+            Some(place) => *place < self.released,
+            None => self.resolved.contains_key(&seq),
+        }
     }
 
     /// The resolution of `seq` was handed out (it was the next one).
@@ -276,7 +312,7 @@ impl History {
         while self
             .order
             .get(self.released)
-            .is_some_and(|seq| self.abandoned.contains(seq))
+            .is_some_and(|key| self.abandoned.contains(&(key & !START_BIT)))
         {
             self.released += 1;
         }
@@ -312,8 +348,16 @@ impl History {
         if let Some(name) = self.wait(seq) {
             return Some((name, Some(Op::Event)));
         }
+        if let Some(name) = self.child(seq) {
+            return Some((name, Some(Op::Child)));
+        }
         self.attempts(seq)
             .map(|a| (a.name.as_str(), Some(Op::Step)))
+    }
+
+    /// The type of the child started at unresolved `seq`, if one is.
+    pub fn child(&self, seq: u64) -> Option<&str> {
+        self.children.get(&seq).map(String::as_str)
     }
 
     /// The failed attempts of unresolved `seq`, if any.

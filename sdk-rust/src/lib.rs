@@ -9,16 +9,19 @@
 //! - [`WorkerCore`]: the FFI-friendly checkpoint core the Python and Node
 //!   SDKs bind.
 
+mod children;
 mod client;
 mod context;
 mod core;
 mod determinism;
 mod error;
+mod execute;
 mod hand_over;
 mod handle;
 mod history;
 mod link;
 mod messages;
+mod outbound;
 mod race;
 mod retry;
 mod security;
@@ -26,11 +29,12 @@ mod signals;
 mod start_options;
 mod stream;
 
+pub use children::{ChildHandle, ChildOptions, ParentClose};
 pub use client::{RaftoralClient, WorkflowRequest};
 pub use context::{WorkflowContext, WorkflowLog};
 pub use core::{
-    AwakeableRequest, ComputeToken, EventRequest, MAX_STATUS_BYTES, MAX_TIMER, PROTOCOL_VERSION,
-    RunHandle, Slot, SlotRequest, StatusRequest, TimerRequest, WorkerCore,
+    AwakeableRequest, ChildRequest, ComputeToken, EventRequest, MAX_STATUS_BYTES, MAX_TIMER,
+    PROTOCOL_VERSION, RunHandle, Slot, SlotRequest, StatusRequest, TimerRequest, WorkerCore,
 };
 pub use determinism::NOW_STEP;
 pub use error::{ClientError, StepError, StepFailure, WorkflowError};

@@ -19,8 +19,8 @@ use crate::error::ClientError;
 /// [`WorkflowContext::first`].
 #[must_use = "a durable operation is awaited with wait() or raced with first()"]
 pub struct Durable<T> {
-    seq: u64,
-    task: tokio::task::JoinHandle<Result<T, ClientError>>,
+    pub(crate) seq: u64,
+    pub(crate) task: tokio::task::JoinHandle<Result<T, ClientError>>,
 }
 
 impl<T> Durable<T> {

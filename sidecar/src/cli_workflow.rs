@@ -156,6 +156,9 @@ enum WorkflowCommand {
         /// Only workflows waiting on a durable timer.
         #[arg(long)]
         sleeping: bool,
+        /// Only the child workflows this workflow started.
+        #[arg(long, default_value = "")]
+        parent: String,
     },
     /// Show a workflow's committed checkpoints.
     History {
@@ -392,6 +395,7 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
             name,
             limit,
             sleeping,
+            parent,
         } => {
             let r = client
                 .list_workflows(ListWorkflowsRequest {
@@ -400,6 +404,7 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
                     page_size: limit,
                     page_token: String::new(),
                     sleeping,
+                    parent_id: parent,
                 })
                 .await
                 .map_err(status)?
@@ -449,6 +454,19 @@ pub async fn run(args: WorkflowArgs) -> anyhow::Result<()> {
                     HistoryEntryKind::EventReceived => {
                         // The value is the event's payload.
                         line["kind"] = json!("event_received");
+                    }
+                    HistoryEntryKind::ChildStarted => {
+                        // The name is the child's type, the value its id.
+                        line["kind"] = json!("child_started");
+                        line["value"] = json!(String::from_utf8_lossy(&e.value));
+                    }
+                    HistoryEntryKind::ChildCompleted => {
+                        line["kind"] = json!("child_completed");
+                    }
+                    HistoryEntryKind::ChildFailed => {
+                        line["kind"] = json!("child_failed");
+                        line["value"] = Value::Null;
+                        line["failure"] = failure_json(e.failure.as_ref());
                     }
                     HistoryEntryKind::EventWaitCancelled => {
                         // A wait that lost a race; a value is the payload
@@ -535,5 +553,12 @@ fn info_json(w: &WorkflowInfo) -> Value {
             "name": t.name,
             "fire_at_ms": t.fire_at_ms,
         })).collect::<Vec<_>>(),
+        "parent": (!w.parent_id.is_empty()).then(|| json!({
+            "workflow_id": w.parent_id,
+            "seq": w.parent_seq,
+            "parent_close": w.parent_close().as_str_name()
+                .trim_start_matches("PARENT_CLOSE_POLICY_").to_ascii_lowercase(),
+        })),
+        "open_children": w.open_children,
     })
 }

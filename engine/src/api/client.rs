@@ -270,6 +270,7 @@ impl ClientApi {
                 page_size: r.page_size as usize,
                 after,
                 sleeping: r.sleeping,
+                parent: r.parent_id,
             })
             .map_err(to_status)?;
         let next_page_token = match (more, page.last()) {

@@ -521,6 +521,7 @@ impl Workload {
             attempt,
             retry_delay_ms: 0,
             timer_duration_ms: 0,
+            child: None,
         };
         let what = What::Checkpoint(id, seq, Resolution::Failed(CANCEL_REASON.into()));
         Some((Kind::RecordStep(step), what))
@@ -555,6 +556,7 @@ impl Workload {
                 attempt: 1,
                 retry_delay_ms: 0,
                 timer_duration_ms: timeout,
+                child: None,
             };
             return (Kind::RecordStep(wait), What::Wait(id, seq));
         }
@@ -570,6 +572,7 @@ impl Workload {
                 attempt: 1,
                 retry_delay_ms: 0,
                 timer_duration_ms: duration,
+                child: None,
             };
             return (Kind::RecordStep(start), What::Sleep(id, seq));
         }
@@ -600,6 +603,7 @@ impl Workload {
                 attempt,
                 retry_delay_ms: 0,
                 timer_duration_ms: 0,
+                child: None,
             };
             return (Kind::RecordStep(step), what);
         };
@@ -624,6 +628,7 @@ impl Workload {
             attempt,
             retry_delay_ms: u64::from(attempt) * 100,
             timer_duration_ms: 0,
+            child: None,
         };
         (Kind::RecordStep(step), what)
     }

@@ -20,5 +20,6 @@ pub mod limits;
 pub mod operations;
 pub mod signals;
 pub mod state_machine;
+mod step_proposals;
 pub(crate) mod timer_service;
 pub(crate) mod worker_session;

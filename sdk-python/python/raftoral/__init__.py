@@ -42,6 +42,7 @@ from .types import (
     Failure,
     HistoryEntry,
     HistoryEntryKind,
+    ParentClose,
     PendingTimer,
     SignalResult,
     SignalWithStartResult,
@@ -51,6 +52,7 @@ from .types import (
 from .worker import Worker
 from .workflow import (
     Awakeable,
+    ChildHandle,
     Durable,
     EventStream,
     Workflow,
@@ -66,6 +68,7 @@ __all__ = [
     "ApplicationError",
     "Awakeable",
     "Cancelled",
+    "ChildHandle",
     "Client",
     "Codec",
     "Durable",
@@ -81,6 +84,7 @@ __all__ = [
     "NonRetryableError",
     "NotFound",
     "NotRunning",
+    "ParentClose",
     "PendingTimer",
     "RaftoralError",
     "Rejected",

@@ -119,6 +119,29 @@ class Commits:
             raise
         return future
 
+    def child(self, run: _core.Run, req: _core.ChildRequest) -> asyncio.Future[Slot]:
+        """Resolves with the encoded result of the child workflow of
+        ``req``, or raises :class:`~raftoral.StepFailed` with its failure,
+        in the order the core hands resolutions out, as :meth:`slot`."""
+        key, future = self._new()
+        try:
+            run.child_to(req, self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
+    def child_started(self, run: _core.Run, req: _core.ChildRequest) -> asyncio.Future[Slot]:
+        """Resolves (with empty bytes) once the start of the child workflow
+        of ``req`` is committed."""
+        key, future = self._new()
+        try:
+            run.child_started_to(req, self._native, key)
+        except BaseException:
+            del self._pending[key]
+            raise
+        return future
+
     def first(self, run: _core.Run, seqs: list[int]) -> asyncio.Future[int]:
         """Resolves with the index (in ``seqs``) of the operation the
         history resolved first (the core's race, ``Run.first_to``), in the

@@ -455,16 +455,23 @@ class Client:
         workflow_name: Optional[str] = None,
         page_size: int = 100,
         sleeping: bool = False,
+        parent_id: Optional[str] = None,
     ) -> list[WorkflowInfo]:
         """Every workflow matching the filters, ordered by id (all pages);
         with ``sleeping``, only those waiting on a durable timer (running or
         pending, with a sleep started and not fired: see
-        ``WorkflowInfo.pending_timers``)."""
+        ``WorkflowInfo.pending_timers``); with ``parent_id``, only the child
+        workflows that workflow started (see
+        :meth:`WorkflowContext.start_child
+        <raftoral.WorkflowContext.start_child>`), ended ones included::
+
+            children = await client.list_workflows(parent_id="order-42")
+        """
         out: list[WorkflowInfo] = []
         token = ""
         while True:
             page, token = await self._native.list_workflows(
-                int(status or 0), workflow_name or "", page_size, token, sleeping
+                int(status or 0), workflow_name or "", page_size, token, sleeping, parent_id or ""
             )
             out.extend(WorkflowInfo._from_native(d) for d in page)
             if not token:

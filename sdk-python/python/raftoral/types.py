@@ -28,6 +28,28 @@ class WorkflowStatus(enum.IntEnum):
         )
 
 
+class ParentClose(str, enum.Enum):
+    """What happens to a child workflow still running when its parent ends
+    (:meth:`WorkflowContext.start_child
+    <raftoral.WorkflowContext.start_child>`; the protocol's
+    ``ParentClosePolicy``). A plain string works where one is taken
+    (``parent_close="abandon"``)."""
+
+    CANCEL = "cancel"
+    """Cancel it (the default): a child nobody waits for any more should
+    stop; its code gets :class:`~raftoral.Cancelled` and may clean up for
+    30 s."""
+    ABANDON = "abandon"
+    """Let it run to its end on its own."""
+    TERMINATE = "terminate"
+    """End it at once, CANCELLED, without a cleanup window."""
+
+    @classmethod
+    def _from_native(cls, policy: int) -> ParentClose:
+        # 0 (unspecified) is the default, cancel.
+        return {2: cls.ABANDON, 3: cls.TERMINATE}.get(policy, cls.CANCEL)
+
+
 @dataclass(frozen=True)
 class Failure:
     """An error raised by workflow code, structured, as every SDK reads it:
@@ -118,6 +140,13 @@ class WorkflowInfo:
     (:meth:`Client.signal_workflow <raftoral.Client.signal_workflow>`);
     ``event_waits`` are the waits of its code not resolved yet, earliest
     first (:class:`EventWait`).
+
+    A child workflow (:meth:`WorkflowContext.start_child
+    <raftoral.WorkflowContext.start_child>`) has its parent's id in
+    ``parent_id``, its position in the parent in ``parent_seq`` and its
+    :class:`ParentClose` policy in ``parent_close`` (``""``, 0 and ``None``
+    for a workflow that is no child); ``open_children`` are the ids of the
+    children a workflow started that have not ended.
     """
 
     workflow_id: str
@@ -140,10 +169,18 @@ class WorkflowInfo:
     cancel_deadline_ms: int = 0
     inbox_size: int = 0
     event_waits: tuple[EventWait, ...] = ()
+    parent_id: str = ""
+    parent_seq: int = 0
+    parent_close: Optional[ParentClose] = None
+    open_children: tuple[str, ...] = ()
 
     @classmethod
     def _from_native(cls, d: Mapping[str, Any]) -> WorkflowInfo:
         fields = dict(d)
+        fields["parent_close"] = (
+            ParentClose._from_native(fields["parent_close"]) if fields["parent_id"] else None
+        )
+        fields["open_children"] = tuple(fields["open_children"])
         fields["status"] = WorkflowStatus(fields["status"])
         failure = fields.get("failure")
         fields["failure"] = None if failure is None else Failure._from_native(failure)
@@ -200,6 +237,9 @@ HistoryEntryKind = Literal[
     "EVENT_TIMED_OUT",
     "STATUS_SET",
     "EVENT_WAIT_CANCELLED",
+    "CHILD_STARTED",
+    "CHILD_COMPLETED",
+    "CHILD_FAILED",
 ]
 """What a :class:`HistoryEntry` records."""
 
@@ -226,7 +266,13 @@ class HistoryEntry:
     (the wait for the event ``checkpoint_name`` lost a race,
     :meth:`WorkflowContext.first <raftoral.WorkflowContext.first>`: it
     ends an open wait; after an ``"EVENT_RECEIVED"`` its ``value`` is the
-    payload given back, which goes to the next wait of that name).
+    payload given back, which goes to the next wait of that name) or
+    ``"CHILD_STARTED"`` (the code started a child workflow of the type
+    ``checkpoint_name``: ``value`` is the child's id, UTF-8, see
+    :meth:`WorkflowContext.start_child
+    <raftoral.WorkflowContext.start_child>`), then ``"CHILD_COMPLETED"``
+    (``value`` is the child's result) or ``"CHILD_FAILED"`` (the child
+    failed, was cancelled or timed out).
     ``fire_at_ms`` is the timer's
     (or the wait's timeout) deadline on those entries, 0 on the others.
 

@@ -33,6 +33,7 @@ from ._log import _WorkflowLogger
 from .codec import Codec, JsonCodec
 from .errors import Cancelled, InvalidArgument, NonDeterminism, NotRunning, ShuttingDown
 from .retry import DEFAULT, RetryPolicy
+from .types import ParentClose
 
 if TYPE_CHECKING:
     from ._bridge import Commits, Slot
@@ -66,8 +67,9 @@ class Durable(Coroutine[Any, Any, T]):
     """A durable operation whose position in the workflow's history is
     already taken: what :meth:`WorkflowContext.checkpoint`,
     :meth:`WorkflowContext.sleep` (and :meth:`~WorkflowContext.sleep_until`),
-    :meth:`WorkflowContext.wait_event` and :meth:`WorkflowContext.set_status`
-    return, and :meth:`WorkflowContext.awakeable` (an :class:`Awakeable`).
+    :meth:`WorkflowContext.wait_event`, :meth:`WorkflowContext.set_status`
+    and :meth:`WorkflowContext.call_child` return, :meth:`WorkflowContext.awakeable`
+    (an :class:`Awakeable`) and :meth:`ChildHandle.result`.
 
     The position is taken when the method is called, before anything is
     awaited, so operations keep their call order in the history however
@@ -77,13 +79,23 @@ class Durable(Coroutine[Any, Any, T]):
     - or run it with others (``asyncio.gather``, ``asyncio.create_task``:
       it is a coroutine);
     - or race it with :meth:`WorkflowContext.first`, which needs it not
-      awaited yet (sleeps, steps, waits for an event and awakeables; a
-      status set is not raced).
+      awaited yet (sleeps, steps, waits for an event, awakeables and child
+      workflows' results; a status set is not raced).
 
     Not awaiting it at all leaves its position taken and never resolved.
     """
 
-    __slots__ = ("_coro", "_ctx", "_started", "is_event", "is_status", "is_timer", "name", "seq")
+    __slots__ = (
+        "_coro",
+        "_ctx",
+        "_started",
+        "is_child",
+        "is_event",
+        "is_status",
+        "is_timer",
+        "name",
+        "seq",
+    )
 
     def __init__(
         self,
@@ -94,6 +106,7 @@ class Durable(Coroutine[Any, Any, T]):
         coro: Coroutine[Any, Any, T],
         is_event: bool = False,
         is_status: bool = False,
+        is_child: bool = False,
     ) -> None:
         self._ctx = ctx
         self._coro = coro
@@ -110,6 +123,9 @@ class Durable(Coroutine[Any, Any, T]):
         """True for a wait for an event (:meth:`WorkflowContext.wait_event`)."""
         self.is_status = is_status
         """True for a status set (:meth:`WorkflowContext.set_status`)."""
+        self.is_child = is_child
+        """True for a child workflow's result (:meth:`WorkflowContext.call_child`,
+        :meth:`ChildHandle.result`)."""
 
     def __await__(self) -> Generator[Any, None, T]:
         self._started = True
@@ -136,6 +152,8 @@ class Durable(Coroutine[Any, Any, T]):
             return "wait_event"
         if self.is_status:
             return "set_status"
+        if self.is_child:
+            return "child"
         return "sleep" if self.is_timer else "checkpoint"
 
     @property
@@ -177,6 +195,59 @@ class Awakeable(Durable[T]):
 
     def __repr__(self) -> str:
         return f"<Awakeable {self.id!r} seq={self.seq}>"
+
+
+class ChildHandle(Generic[T]):
+    """A child workflow the code started, its start committed: what
+    :meth:`WorkflowContext.start_child` returns. :attr:`id` names it (for a
+    client's ``get_workflow``, ``signal_workflow``, ``cancel_workflow``);
+    :meth:`result` is the durable of its result, to await (once), to run
+    side by side with others (``asyncio.gather``) or to race with
+    :meth:`WorkflowContext.first`::
+
+        handle = await ctx.start_child("ship", parcel)
+        await ctx.checkpoint("notify", lambda: notify(handle.id))
+        tracking = await handle.result()
+    """
+
+    __slots__ = ("_ctx", "_durable", "_future", "_hint", "id", "seq", "workflow")
+
+    def __init__(
+        self,
+        ctx: WorkflowContext,
+        req: _core.ChildRequest,
+        workflow: str,
+        future: Awaitable[bytes],
+        hint: Any,
+    ) -> None:
+        self._ctx = ctx
+        self._future = future
+        self._hint = hint
+        self._durable: Optional[Durable[T]] = None
+        self.id: str = req.id
+        """The child's workflow id: the one given to ``start_child``, or
+        ``PARENT_ID/SEQ`` (the same in every replay)."""
+        self.seq: int = req.seq
+        """The child's position in this workflow's history."""
+        self.workflow: str = workflow
+        """The child's workflow type."""
+
+    def result(self) -> Durable[T]:
+        """The child's result as a :class:`Durable` (the same object at
+        every call): ``await handle.result()`` returns the value the child
+        returned, decoded with the worker's codec into the ``result_type``
+        given to ``start_child``, or raises :class:`~raftoral.StepFailed`
+        with the child's failure (``type`` the child's error type,
+        ``raftoral.ChildCancelled`` for a cancelled child,
+        ``raftoral.WorkflowTimeout`` for one that timed out;
+        ``error_message`` its message)."""
+        if self._durable is None:
+            coro = self._ctx._child_value(self._future, self._hint)
+            self._durable = Durable(self._ctx, self.seq, self.id, False, coro, is_child=True)
+        return self._durable
+
+    def __repr__(self) -> str:
+        return f"<ChildHandle {self.workflow!r} id={self.id!r} seq={self.seq}>"
 
 
 _NO_EVENT: Any = object()
@@ -1093,6 +1164,194 @@ class WorkflowContext:
         return self._codec.decode(value, hint)
 
     @overload
+    def start_child(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        id: Optional[str] = None,
+        version: int = 1,
+        parent_close: Union[ParentClose, str] = ParentClose.CANCEL,
+        result_type: type[T],
+    ) -> Coroutine[Any, Any, ChildHandle[T]]: ...
+
+    @overload
+    def start_child(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        id: Optional[str] = None,
+        version: int = 1,
+        parent_close: Union[ParentClose, str] = ParentClose.CANCEL,
+        result_type: Any = None,
+    ) -> Coroutine[Any, Any, ChildHandle[Any]]: ...
+
+    def start_child(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        id: Optional[str] = None,
+        version: int = 1,
+        parent_close: Union[ParentClose, str] = ParentClose.CANCEL,
+        result_type: Any = None,
+    ) -> Coroutine[Any, Any, ChildHandle[Any]]:
+        """Starts the child workflow ``workflow`` (its type, at ``version``)
+        with ``input``, and returns (awaited) a :class:`ChildHandle` once
+        its start is committed: the child is started by the cluster in the
+        same entry as this workflow's ``CHILD_STARTED``, so it exists
+        exactly once whatever fails, and a replay starts nothing. Fan out,
+        then collect the results::
+
+            @raftoral.workflow(name="shipments", version=1)
+            async def shipments(ctx: raftoral.WorkflowContext, parcels: list[str]) -> list[str]:
+                handles = [await ctx.start_child("ship", p, result_type=str) for p in parcels]
+                return list(await asyncio.gather(*(h.result() for h in handles)))
+
+        The child's id is ``id``, or ``PARENT_ID/SEQ`` (SEQ its position in
+        this workflow) when none is given: the same in every replay. Its
+        input is encoded with the worker's codec (the child's worker must
+        read it: JSON, the default, is what every SDK reads) and its result
+        decoded into ``result_type``.
+
+        ``parent_close`` (a :class:`~raftoral.ParentClose` or its name)
+        says what happens to the child if this workflow ends while it
+        runs: ``"cancel"`` (the default) requests its cancel (its code gets
+        :class:`~raftoral.Cancelled` and has 30 s to clean up),
+        ``"abandon"`` lets it run on, ``"terminate"`` ends it at once.
+
+        The position is taken when ``start_child`` is called (it returns a
+        coroutine to await), like a step's, so children started side by
+        side keep their call order. A child's failure is raised by its
+        result as :class:`~raftoral.StepFailed` (the step-failure
+        exception: ``type`` the child's error type,
+        ``raftoral.ChildCancelled`` for a cancelled child, ``error_message``
+        its message); a cancel of this workflow requested while it waits
+        for a child raises :class:`~raftoral.Cancelled` there.
+
+        Raises :class:`~raftoral.InvalidArgument` for this workflow's own
+        id, an empty id, an input the codec cannot encode or an unknown
+        ``parent_close`` (nothing is started), and
+        :class:`~raftoral.NonDeterminism` when the history has something
+        else (or a child of another type) at this position.
+        """
+        req = self._request_child(workflow, input, id, version, parent_close)
+        future = self._child_future(req)
+        handle: ChildHandle[Any] = ChildHandle(self, req, workflow, future, result_type)
+        return self._started(req, handle)
+
+    async def _started(self, req: _core.ChildRequest, handle: ChildHandle[T]) -> ChildHandle[T]:
+        """``handle`` once the start of its child is committed."""
+        if self._commits is not None:
+            await self._commits.child_started(self._run, req)
+        else:
+            await self._run.child_started(req)
+        return handle
+
+    @overload
+    def call_child(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        id: Optional[str] = None,
+        version: int = 1,
+        parent_close: Union[ParentClose, str] = ParentClose.CANCEL,
+        result_type: type[T],
+    ) -> Durable[T]: ...
+
+    @overload
+    def call_child(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        id: Optional[str] = None,
+        version: int = 1,
+        parent_close: Union[ParentClose, str] = ParentClose.CANCEL,
+        result_type: Any = None,
+    ) -> Durable[Any]: ...
+
+    def call_child(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        id: Optional[str] = None,
+        version: int = 1,
+        parent_close: Union[ParentClose, str] = ParentClose.CANCEL,
+        result_type: Any = None,
+    ) -> Durable[Any]:
+        """Starts the child workflow ``workflow`` with ``input`` and
+        returns (awaited) its result, decoded into ``result_type``: a
+        :meth:`start_child` whose handle's result is awaited at once::
+
+            try:
+                receipt = await ctx.call_child("charge", order, result_type=Receipt)
+            except raftoral.StepFailed as e:  # the child failed: e.type, e.error_message
+                await ctx.checkpoint("release", lambda: release_stock(order))
+                raise
+
+        The position is taken when ``call_child`` is called: it returns a
+        :class:`~raftoral.Durable`, to await (once), to run side by side
+        with others (``asyncio.gather``) or to race with :meth:`first`
+        (say against a sleep; a losing child runs on, to its
+        ``parent_close`` policy). The arguments, and what it raises, are
+        :meth:`start_child`'s: a failed, cancelled or timed-out child
+        raises :class:`~raftoral.StepFailed` with the child's failure
+        (``type``, ``error_message``).
+        """
+        req = self._request_child(workflow, input, id, version, parent_close)
+        coro = self._child_value(self._child_future(req), result_type)
+        return Durable(self, req.seq, req.id, False, coro, is_child=True)
+
+    def _request_child(
+        self,
+        workflow: str,
+        input: Any,
+        id: Optional[str],
+        version: int,
+        parent_close: Union[ParentClose, str],
+    ) -> _core.ChildRequest:
+        """Takes the position of a child workflow now, in call order as a
+        step's is, and proposes its start (on the owner)."""
+        self._check_active(workflow)
+        try:
+            policy = ParentClose(parent_close)
+        except ValueError:
+            raise InvalidArgument(
+                f"child workflow '{workflow}' of workflow '{self.workflow_id}': parent_close "
+                f"is 'cancel', 'abandon' or 'terminate', got {parent_close!r}; nothing was started"
+            ) from None
+        try:
+            data = self._codec.encode(input)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(
+                f"child workflow '{workflow}' of workflow '{self.workflow_id}': cannot "
+                f"encode its input: {e}; nothing was started"
+            ) from e
+        return self._run.request_child(workflow, version, data, id, policy.value)
+
+    def _child_future(self, req: _core.ChildRequest) -> Awaitable[bytes]:
+        """The outcome of the child of ``req`` (its encoded result, or its
+        failure), asked for now: the start is proposed at once, whether the
+        result is awaited or not."""
+        if self._commits is not None:
+            future: asyncio.Future[Any] = self._commits.child(self._run, req)
+        else:
+            future = asyncio.ensure_future(self._run.child(req))
+        # A result nobody awaits (a child left to its policy) is no error.
+        future.add_done_callback(_retrieve)
+        return future
+
+    async def _child_value(self, future: Awaitable[bytes], hint: Any) -> Any:
+        """The child's result, decoded into ``hint``; raises its failure."""
+        value = await future
+        assert isinstance(value, bytes)
+        return self._codec.decode(value, hint)
+
+    @overload
     async def first(self, a: Durable[A], b: Durable[B], /) -> tuple[int, Union[A, B]]: ...
 
     @overload
@@ -1103,12 +1362,14 @@ class WorkflowContext:
     async def first(
         self, a: Durable[Any], b: Durable[Any], /, *more: Durable[Any]
     ) -> tuple[int, Any]:
-        """Races durable operations (sleeps, steps, waits for an event and
-        awakeables, as :meth:`sleep`, :meth:`sleep_until`,
-        :meth:`checkpoint`, :meth:`wait_event` and :meth:`awakeable` return
-        them, not awaited yet): returns ``(index, value)`` of the one the
-        history resolved first, ``index`` its place among the arguments (0
-        for ``a``) and ``value`` its result (``None`` for a sleep). The winner is decided
+        """Races durable operations (sleeps, steps, waits for an event,
+        awakeables and child workflows' results, as :meth:`sleep`,
+        :meth:`sleep_until`, :meth:`checkpoint`, :meth:`wait_event`,
+        :meth:`awakeable`, :meth:`call_child` and
+        :meth:`ChildHandle.result` return them, not awaited yet): returns
+        ``(index, value)`` of the one the history resolved first,
+        ``index`` its place among the arguments (0 for ``a``) and
+        ``value`` its result (``None`` for a sleep). The winner is decided
         by commit order, so it is the same on the owner, on every replica
         and in every replay, whatever the clocks say::
 
@@ -1140,8 +1401,10 @@ class WorkflowContext:
         before this returns; an event the wait took already goes back to
         the workflow, for the next wait of its name); a losing step runs on
         to its commit, its value unused (a step still running when the
-        worker shuts down is cancelled). A winner that raised (a step that
-        failed for good, a rejected awakeable:
+        worker shuts down is cancelled); a losing child workflow runs on,
+        its result unused, until it ends or this workflow ends (then its
+        ``parent_close`` policy applies). A winner that raised (a step that
+        failed for good, a rejected awakeable, a failed child:
         :class:`~raftoral.StepFailed`) raises here.
 
         Raises :class:`TypeError` for an argument that is not such an
@@ -1152,10 +1415,12 @@ class WorkflowContext:
         ops = (a, b, *more)
         for i, op in enumerate(ops):
             if not isinstance(op, Durable):
+                hint = " (race its result(): a Durable)" if isinstance(op, ChildHandle) else ""
                 raise TypeError(
                     f"first() races what ctx.sleep(), ctx.sleep_until(), "
-                    f"ctx.checkpoint(), ctx.wait_event() and ctx.awakeable() return, "
-                    f"not awaited yet; argument {i} is {type(op).__name__}"
+                    f"ctx.checkpoint(), ctx.wait_event(), ctx.awakeable(), "
+                    f"ctx.call_child() and a child handle's result() return, "
+                    f"not awaited yet; argument {i} is {type(op).__name__}{hint}"
                 )
             if op.is_status:
                 raise InvalidArgument(
@@ -1195,9 +1460,11 @@ class WorkflowContext:
             if i == index:
                 continue
             task.add_done_callback(_retrieve)
-            if op.is_timer or op.is_event or isinstance(op, Awakeable):
+            if op.is_timer or op.is_event or op.is_child or isinstance(op, Awakeable):
                 # The core cancelled the timer, or the wait, already: its
-                # outcome (an event given back, a rejection) is nobody's.
+                # outcome (an event given back, a rejection) is nobody's. A
+                # losing child runs on (to its parent-close policy); only
+                # this wait for its result stops.
                 task.cancel()
             elif not task.done():
                 self._abandoned.add(task)

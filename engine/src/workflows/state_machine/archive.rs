@@ -31,7 +31,8 @@ use redb::{
     Database, Durability, ReadOnlyTable, ReadableDatabase as _, ReadableTable as _, TableDefinition,
 };
 
-use super::workflow::{Workflow, record, workflow};
+use super::record::{record, workflow};
+use super::workflow::Workflow;
 
 /// Finished workflows: id → `WorkflowRecord`.
 const FINISHED: TableDefinition<&str, &[u8]> = TableDefinition::new("finished");

@@ -62,7 +62,7 @@ impl StateMachine {
 
     /// Records a cancel request ending at `deadline`. A second request
     /// keeps the earlier deadline (and the first reason).
-    fn request_cancel(
+    pub(super) fn request_cancel(
         &mut self,
         id: &str,
         reason: String,
@@ -112,7 +112,13 @@ impl StateMachine {
 
     /// Ends a pending or running workflow as CANCELLED; its apps stop
     /// their runs.
-    fn end_cancelled(&mut self, id: &str, reason: String, now: u64, events: &mut Vec<Event>) {
+    pub(super) fn end_cancelled(
+        &mut self,
+        id: &str,
+        reason: String,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) {
         self.stop_run(id, WorkflowStatus::Cancelled, reason, None, now, events);
     }
 
@@ -149,6 +155,6 @@ impl StateMachine {
             workflow_id: id.to_owned(),
             status,
         });
-        self.note_finished(id, was, status, now);
+        self.note_finished(id, was, status, now, events);
     }
 }

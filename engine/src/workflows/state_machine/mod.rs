@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use raftoral_proto::cluster::v1::{
-    ChangeOwner, Command, FinishWorkflow, PurgeFinished, StartWorkflow, command::Kind,
+    ChangeOwner, Command, FinishWorkflow, StartWorkflow, command::Kind,
 };
 use raftoral_proto::sidecar::v1::WorkflowStatus;
 
@@ -22,6 +22,7 @@ use crate::error::Rejection;
 
 pub use archive::{Archive, ArchiveError, Archived};
 pub use cancel::CANCEL_LEVEL;
+pub use children::{CHILD_CANCELLED_TYPE, CHILD_ID_IN_USE_TYPE, CHILDREN_LEVEL};
 pub use events::{Event, EventAt};
 pub use inbox::{EVENTS_LEVEL, WAIT_CANCEL_LEVEL};
 pub use pages::PageFilter;
@@ -351,128 +352,23 @@ impl StateMachine {
 
     /// Moves a workflow that just reached a terminal status (at `now`) from
     /// status `was` out of the active index.
-    fn note_finished(&mut self, id: &str, was: WorkflowStatus, status: WorkflowStatus, now: u64) {
+    /// Its parent learns of its end, and its open children meet their
+    /// parent-close policy (`children.rs`).
+    fn note_finished(
+        &mut self,
+        id: &str,
+        was: WorkflowStatus,
+        status: WorkflowStatus,
+        now: u64,
+        events: &mut Vec<Event>,
+    ) {
         self.drop_timers(id);
         if self.active.remove(id) {
             self.count_active(Some(was), None, 1);
             *self.finished.entry(status as i32).or_default() += 1;
             self.finished_at.insert((now, id.to_owned()));
         }
-    }
-
-    /// Last-change time of the oldest finished workflow still kept.
-    pub fn oldest_finished_ms(&self) -> Option<u64> {
-        let memory = self.finished_at.first().map(|(at, _)| *at);
-        let archived = match self.archive.oldest_from(self.purged_before_ms) {
-            Ok(at) => at,
-            Err(e) => {
-                self.archive_failed(e);
-                None
-            }
-        };
-        memory.into_iter().chain(archived).min()
-    }
-
-    /// The cut-off for the next retention purge: `wanted`, or earlier so
-    /// that the purge removes about `max` workflows at most (more only
-    /// when more than `max` finished in the same millisecond). Applying a
-    /// purge walks what it removes on every node's Raft loop, so a backlog
-    /// (retention just enabled over millions of finished workflows) goes in
-    /// bounded chunks, one log entry each, instead of one stall longer than
-    /// an election timeout.
-    pub fn purge_cutoff(&self, wanted: u64, max: usize) -> u64 {
-        let mut times: Vec<u64> = self
-            .finished_at
-            .iter()
-            .take(max + 1)
-            .map(|(at, _)| *at)
-            .collect();
-        match self
-            .archive
-            .oldest_times_from(self.purged_before_ms, max + 1)
-        {
-            Ok(archived) => times.extend(archived),
-            Err(e) => self.archive_failed(e),
-        }
-        times.sort_unstable();
-        let (Some(&oldest), Some(&newest)) = (times.first(), times.last()) else {
-            return wanted;
-        };
-        let Some(&bound) = times.get(max) else {
-            // All of them fit: no further than the newest seen, or
-            // workflows finishing before the purge applies (with times
-            // behind a leader clock far ahead) would join it unbounded.
-            return wanted.min(newest + 1);
-        };
-        // Everything older than `bound` is at most `max` workflows; when
-        // they all share the oldest time, take that millisecond whole.
-        let bound = if bound == oldest { oldest + 1 } else { bound };
-        wanted.min(bound)
-    }
-
-    /// Finished workflows older than this were removed by the retention
-    /// period; 0 when none ever was.
-    pub fn purged_before_ms(&self) -> u64 {
-        self.purged_before_ms
-    }
-
-    /// Removes the finished workflows older than the command's cut-off,
-    /// clamped to the log's time `now`: a purge never reaches past what
-    /// the log has seen (a leader's clock ahead of the log), so every
-    /// workflow that finishes after it records a time at or past its
-    /// cut-off, and the same filter holds in memory and in the store.
-    fn purge_finished(&mut self, c: &PurgeFinished, now: u64) -> Applied {
-        let cutoff = c.finished_before_ms.min(now);
-        if cutoff < c.finished_before_ms {
-            tracing::warn!(
-                asked = c.finished_before_ms,
-                log_time = now,
-                "retention purge ahead of the log's time clamped to it"
-            );
-        }
-        // Archived ones first, those not also in memory (a flush in
-        // flight): memory's are counted below.
-        let archived = self
-            .archive
-            .finished_between(self.purged_before_ms, cutoff)
-            .unwrap_or_else(|e| {
-                self.archive_failed(e);
-                Vec::new()
-            });
-        let mut count = 0;
-        for (id, status) in archived {
-            if !self.workflows.contains_key(&id) {
-                if let Some(n) = self.finished.get_mut(&status) {
-                    *n = n.saturating_sub(1);
-                }
-                count += 1;
-            }
-        }
-        #[cfg(test)]
-        let archived_times = self
-            .archive
-            .oldest_times_from(self.purged_before_ms, usize::MAX)
-            .unwrap_or_default();
-        let keep = self.finished_at.split_off(&(cutoff, String::new()));
-        let purged = std::mem::replace(&mut self.finished_at, keep);
-        #[cfg(test)]
-        {
-            let times: BTreeSet<u64> = purged
-                .iter()
-                .map(|(at, _)| *at)
-                .chain(archived_times.into_iter().filter(|at| *at < cutoff))
-                .collect();
-            self.purges.push((count + purged.len() as u64, times.len()));
-        }
-        for (_, id) in &purged {
-            if let Some(wf) = self.workflows.remove(id)
-                && let Some(n) = self.finished.get_mut(&(wf.status as i32))
-            {
-                *n = n.saturating_sub(1);
-            }
-        }
-        self.purged_before_ms = self.purged_before_ms.max(cutoff);
-        Applied::Purged(count + purged.len() as u64)
+        self.workflow_ended(id, now, events);
     }
 
     fn change_owner(
@@ -581,6 +477,7 @@ impl StateMachine {
             cancel_reason: String::new(),
             cancel_deadline_ms: 0,
             inbox: None,
+            parent: None,
         };
         self.add_timers(&wf);
         if status == WorkflowStatus::Running {
@@ -655,7 +552,7 @@ impl StateMachine {
             workflow_id: c.workflow_id.clone(),
             status,
         });
-        self.note_finished(&c.workflow_id, WorkflowStatus::Running, status, now);
+        self.note_finished(&c.workflow_id, WorkflowStatus::Running, status, now, events);
         Ok(Applied::Finished)
     }
 }
@@ -677,11 +574,16 @@ pub mod archive;
 mod cancel;
 #[cfg(test)]
 mod cancel_tests;
+mod children;
+#[cfg(test)]
+mod children_tests;
 mod events;
 mod inbox;
 #[cfg(test)]
 mod inbox_tests;
 mod pages;
+mod record;
+mod retention;
 mod snapshot;
 mod status;
 #[cfg(test)]

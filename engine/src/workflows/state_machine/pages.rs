@@ -17,6 +17,8 @@ pub struct PageFilter<'a> {
     pub name: Option<&'a str>,
     /// Only workflows waiting on a durable timer.
     pub sleeping: bool,
+    /// Only the children this workflow started.
+    pub parent: Option<&'a str>,
 }
 
 impl StateMachine {
@@ -37,6 +39,30 @@ impl StateMachine {
                 && filter.name.is_none_or(|n| w.name == n)
                 && (!filter.sleeping || w.open_timers().next().is_some())
         };
+        if let Some(parent) = filter.parent {
+            // A parent's history names its children: read those, not the
+            // whole state.
+            let mut ids: Vec<String> = self.workflow(parent).map_or_else(Vec::new, |p| {
+                p.checkpoints
+                    .iter()
+                    .filter(|e| {
+                        e.kind == raftoral_proto::sidecar::v1::HistoryEntryKind::ChildStarted
+                    })
+                    .map(|e| String::from_utf8_lossy(&e.value).into_owned())
+                    .filter(|id| id.as_str() > after)
+                    .collect()
+            });
+            ids.sort();
+            let mut page: Vec<Arc<Workflow>> = ids
+                .iter()
+                .filter_map(|id| self.workflow(id))
+                .filter(|w| keep(w) && w.parent.as_ref().is_some_and(|l| l.workflow_id == parent))
+                .take(size + 1)
+                .collect();
+            let more = page.len() > size;
+            page.truncate(size);
+            return (page, more);
+        }
         // Finished workflows have no timers: a sleeping filter reads only
         // the active index.
         let active_only = filter.sleeping || filter.status.is_some_and(|s| !is_terminal(s));

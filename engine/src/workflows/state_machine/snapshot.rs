@@ -11,7 +11,8 @@ use raftoral_proto::cluster::v1::{StateSnapshot, WorkflowRecord};
 
 use super::StateMachine;
 use super::archive::{Archive, ArchiveError, Archived, Counts, Flush, Restorer};
-use super::workflow::{Workflow, WorkflowType, is_terminal, record, workflow};
+use super::record::{record, workflow};
+use super::workflow::{Workflow, WorkflowType, is_terminal};
 
 /// A snapshot that cannot be restored.
 #[derive(Debug, thiserror::Error)]

@@ -64,6 +64,7 @@ pub(super) fn value(seq: u64, attempt: u32) -> RecordStep {
         attempt,
         retry_delay_ms: 0,
         timer_duration_ms: 0,
+        child: None,
     }
 }
 
@@ -238,7 +239,7 @@ fn a_mixed_history_survives_a_snapshot_and_a_plain_one_is_written_as_before() {
     let (a, b) = (sm.workflow("w").unwrap(), restored.workflow("w").unwrap());
     assert_eq!(a.checkpoints, b.checkpoints);
     assert_eq!(a.steps, b.steps, "the index is rebuilt from the entries");
-    let record = workflow::record(&a);
+    let record = record::record(&a);
     assert_eq!(record.history_format, 1);
 
     // A plain history is written without seqs or format, as an engine that
@@ -257,7 +258,7 @@ fn a_mixed_history_survives_a_snapshot_and_a_plain_one_is_written_as_before() {
             .0
             .unwrap();
     }
-    let record = workflow::record(&plain.workflow("w").unwrap());
+    let record = record::record(&plain.workflow("w").unwrap());
     assert_eq!(record.history_format, 0);
     assert!(
         record
@@ -265,7 +266,7 @@ fn a_mixed_history_survives_a_snapshot_and_a_plain_one_is_written_as_before() {
             .iter()
             .all(|c| c.seq == 0 && c.attempt == 0)
     );
-    let back = workflow::workflow(record);
+    let back = record::workflow(record);
     let seqs: Vec<u64> = back.checkpoints.iter().map(|c| c.seq).collect();
     assert_eq!(seqs, vec![0, 1, 2]);
     assert!(back.is_plain_history());

@@ -29,10 +29,11 @@ pub const MAX_OPEN_STEPS: u64 = 256;
 /// 4 cancel requests (`CancelWorkflow.cleanup_ms`), 5 events (`SendEvent`,
 /// `EVENT_WAITING`), 6 status values (`STATUS_SET`) and signal-with-start
 /// (`StartWorkflow.signal`), 7 cancelled event waits
-/// (`EVENT_WAIT_CANCELLED`, `inbox.rs`).
+/// (`EVENT_WAIT_CANCELLED`, `inbox.rs`), 8 child workflows
+/// (`CHILD_STARTED`, `children.rs`).
 /// Recorded per node (`SetWorkerPresence.command_level`); a command of a
 /// level is proposed only once every member recorded at least it.
-pub const COMMAND_LEVEL: u32 = 7;
+pub const COMMAND_LEVEL: u32 = 8;
 
 /// The command level of `RecordStep` (values, failures, attempts).
 pub const STEPS_LEVEL: u32 = 2;
@@ -131,6 +132,15 @@ impl StateMachine {
         }
         if matches!(
             kind,
+            HistoryEntryKind::ChildCompleted | HistoryEntryKind::ChildFailed
+        ) {
+            return Err(Rejection::InvalidStep(format!(
+                "step {} of workflow '{}': a child's end is recorded by the cluster, never by the app",
+                c.seq, c.workflow_id
+            )));
+        }
+        if matches!(
+            kind,
             HistoryEntryKind::EventReceived | HistoryEntryKind::EventTimedOut
         ) {
             return Err(Rejection::InvalidStep(format!(
@@ -180,6 +190,8 @@ impl StateMachine {
                 entry.next_attempt_at_ms = at;
                 self.drop_sleep(&c.workflow_id, entry.seq, at);
             }
+        } else if entry.kind == HistoryEntryKind::ChildStarted {
+            return self.start_child(c, entry, now, events);
         } else if entry.kind == HistoryEntryKind::EventWaiting {
             let timeout = c.timer_duration_ms.min(MAX_TIMER_MS);
             let at = if timeout > 0 {
@@ -255,9 +267,19 @@ impl StateMachine {
                 "is a running timer",
             ));
         }
+        // An open child takes nothing but the delivery of a cancel request.
+        if wf.open_child(seq).is_some() && !p.entry.is_cancellation() {
+            return Err(busy(
+                p,
+                steps.low(),
+                HistoryEntryKind::ChildStarted,
+                "started a child workflow",
+            ));
+        }
         let last = steps.last_attempt(seq);
         if (p.entry.kind == HistoryEntryKind::TimerStarted
             || p.entry.kind == HistoryEntryKind::EventWaiting
+            || p.entry.kind == HistoryEntryKind::ChildStarted
             || cancel)
             && last > 0
         {

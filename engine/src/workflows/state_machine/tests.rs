@@ -1,5 +1,5 @@
 use super::*;
-use raftoral_proto::cluster::v1::CancelWorkflow;
+use raftoral_proto::cluster::v1::{CancelWorkflow, PurgeFinished};
 use raftoral_proto::cluster::v1::{RecordCheckpoint, RegisterWorker, SetWorkerPresence};
 
 fn cmd(kind: Kind) -> Command {
@@ -682,6 +682,7 @@ fn retention_removes_archived_workflows_at_once_and_from_the_store_at_the_next_f
         name: Some("ping_pong"),
         status: None,
         sleeping: false,
+        parent: None,
     };
     assert_eq!(sm.page("", &named, 10).0.len(), 2, "both in the name index");
     let restored = StateMachine::restore(&sm.snapshot(), 9).unwrap();
@@ -735,6 +736,7 @@ fn pages_share_records_and_an_active_filter_reads_only_active_ones() {
         status: Some(WorkflowStatus::Running),
         name: None,
         sleeping: false,
+        parent: None,
     };
     let (page, more) = sm.page("", &running, 2);
     let ids: Vec<&str> = page.iter().map(|w| w.id.as_str()).collect();
@@ -781,6 +783,7 @@ fn pages_merge_memory_and_the_archive_in_id_order_through_its_indexes() {
         name: Some("a"),
         status: None,
         sleeping: false,
+        parent: None,
     };
     assert_eq!(
         list("a1", named_a, 10),
@@ -790,12 +793,14 @@ fn pages_merge_memory_and_the_archive_in_id_order_through_its_indexes() {
         status: Some(WorkflowStatus::Completed),
         name: None,
         sleeping: false,
+        parent: None,
     };
     assert_eq!(list("", completed, 10).0, vec!["a0", "a1", "a2", "b4"]);
     let completed_b = PageFilter {
         status: Some(WorkflowStatus::Completed),
         name: Some("b"),
         sleeping: false,
+        parent: None,
     };
     assert_eq!(list("", completed_b, 10), (vec!["b4".into()], false));
 }

@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
-use raftoral_proto::cluster::v1::{CheckpointEntry, InboxEvent, WorkflowRecord};
+use raftoral_proto::cluster::v1::InboxEvent;
 use raftoral_proto::sidecar::v1::{
-    EventWait, Failure, HistoryEntryKind, PendingTimer, WorkflowInfo, WorkflowStatus,
+    EventWait, Failure, HistoryEntryKind, ParentClosePolicy, PendingTimer, WorkflowInfo,
+    WorkflowStatus,
 };
 
 /// Raft node id.
@@ -69,6 +70,17 @@ impl Checkpoint {
             HistoryEntryKind::StepAttemptFailed
                 | HistoryEntryKind::TimerStarted
                 | HistoryEntryKind::EventWaiting
+                | HistoryEntryKind::ChildStarted
+        )
+    }
+
+    /// True for the entries of a child workflow.
+    pub fn is_child(&self) -> bool {
+        matches!(
+            self.kind,
+            HistoryEntryKind::ChildStarted
+                | HistoryEntryKind::ChildCompleted
+                | HistoryEntryKind::ChildFailed
         )
     }
 
@@ -114,14 +126,16 @@ impl Checkpoint {
     /// The app protocol that reads this entry, the history's entry number
     /// `position`: 0 for a plain value, 2 for failures and out-of-order
     /// seqs, 3 for timers, 4 for a delivered cancellation, 5 for event
-    /// waits, 6 for status values and awakeables, 7 for cancelled waits
-    /// (app.proto).
+    /// waits, 6 for status values and awakeables, 7 for cancelled waits, 8
+    /// for child workflows (app.proto).
     pub fn protocol_at(&self, position: u64) -> u32 {
         let awakeable = self.is_event()
             && self
                 .name
                 .starts_with(raftoral_proto::awakeable::EVENT_PREFIX);
-        if self.kind == HistoryEntryKind::EventWaitCancelled {
+        if self.is_child() {
+            8
+        } else if self.kind == HistoryEntryKind::EventWaitCancelled {
             7
         } else if self.kind == HistoryEntryKind::StatusSet || awakeable {
             6
@@ -225,8 +239,22 @@ pub struct Workflow {
     /// Events sent and not consumed, and the idempotency keys delivered
     /// (`inbox.rs`); none for most workflows.
     pub inbox: Option<Box<Inbox>>,
+    /// The parent of a child workflow (`children.rs`); none at top level.
+    pub parent: Option<Box<ParentLink>>,
     /// Last change, ms since the Unix epoch.
     pub updated_at_ms: u64,
+}
+
+/// A child workflow's parent: the workflow and position that started it,
+/// and what happens to the child when the parent ends first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentLink {
+    /// The parent's workflow id.
+    pub workflow_id: String,
+    /// The parent's position (seq) that started the child.
+    pub seq: u64,
+    /// The parent-close policy.
+    pub close: ParentClosePolicy,
 }
 
 impl Workflow {
@@ -267,6 +295,13 @@ impl Workflow {
             },
             inbox_size: self.inbox.as_ref().map_or(0, |i| i.events.len() as u64),
             event_waits: self.event_waits(),
+            parent_id: self
+                .parent
+                .as_ref()
+                .map_or_else(String::new, |p| p.workflow_id.clone()),
+            parent_seq: self.parent.as_ref().map_or(0, |p| p.seq),
+            parent_close: self.parent.as_ref().map_or(0, |p| p.close as i32),
+            open_children: self.open_children().map(str::to_owned).collect(),
         }
     }
 
@@ -284,6 +319,17 @@ impl Workflow {
                 timeout_at_ms: *at,
             })
             .collect()
+    }
+
+    /// The ids of the children this workflow started that have not ended
+    /// (none once it finished).
+    pub fn open_children(&self) -> impl Iterator<Item = &str> + '_ {
+        self.steps.children.values().map(String::as_str)
+    }
+
+    /// The id of the open child at `seq`, if one is.
+    pub fn open_child(&self, seq: u64) -> Option<&str> {
+        self.steps.children.get(&seq).map(String::as_str)
     }
 
     /// The open wait at `seq`: its event name and timeout (0: none).
@@ -403,114 +449,6 @@ pub fn is_terminal(status: WorkflowStatus) -> bool {
     )
 }
 
-/// A workflow as a snapshot or the store holds it.
-pub(super) fn record(w: &Workflow) -> WorkflowRecord {
-    let plain = w.steps.is_plain();
-    WorkflowRecord {
-        workflow_id: w.id.clone(),
-        workflow_name: w.name.clone(),
-        version: w.version,
-        input: w.input.clone(),
-        status: w.status as i32,
-        owner_node_id: w.owner,
-        checkpoints: w
-            .checkpoints
-            .iter()
-            .map(|c| CheckpointEntry {
-                checkpoint_name: c.name.clone(),
-                value: c.value.clone(),
-                committed_at_ms: c.committed_at_ms,
-                // A plain history is written as before kinds existed, so an
-                // older engine reading it sees what it always did.
-                seq: if plain { 0 } else { c.seq },
-                kind: c.kind as i32,
-                failure: c.failure.as_deref().cloned(),
-                attempt: if plain { 0 } else { c.attempt },
-                next_attempt_at_ms: c.next_attempt_at_ms,
-            })
-            .collect(),
-        history_format: u32::from(!plain),
-        failure: w.failure.as_deref().cloned(),
-        result: w.result.clone(),
-        error: w.error.clone(),
-        pending_reason: w.pending_reason.clone(),
-        created_at_ms: w.created_at_ms,
-        updated_at_ms: w.updated_at_ms,
-        start_at_ms: w.start_at_ms,
-        timeout_at_ms: w.timeout_at_ms,
-        cancel_reason: w.cancel_reason.clone(),
-        cancel_deadline_ms: w.cancel_deadline_ms,
-        inbox: w
-            .inbox
-            .as_ref()
-            .map(|i| i.events.iter().cloned().collect())
-            .unwrap_or_default(),
-        event_keys: w
-            .inbox
-            .as_ref()
-            .map(|i| i.keys.iter().cloned().collect())
-            .unwrap_or_default(),
-    }
-}
-
-/// A workflow from its snapshot or store form.
-pub(super) fn workflow(w: WorkflowRecord) -> Workflow {
-    let status = w.status();
-    let plain = w.history_format == 0;
-    let checkpoints: Vec<Checkpoint> = w
-        .checkpoints
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| Checkpoint {
-            kind: c.kind(),
-            seq: if plain { i as u64 } else { c.seq },
-            name: c.checkpoint_name,
-            value: c.value,
-            failure: c.failure.map(Box::new),
-            attempt: c.attempt.max(1),
-            next_attempt_at_ms: c.next_attempt_at_ms,
-            committed_at_ms: c.committed_at_ms,
-        })
-        .collect();
-    Workflow {
-        id: w.workflow_id,
-        name: w.workflow_name,
-        version: w.version,
-        input: w.input,
-        status,
-        owner: w.owner_node_id,
-        steps: StepIndex::of(&checkpoints),
-        checkpoints,
-        result: w.result,
-        error: w.error,
-        failure: w.failure.map(Box::new),
-        pending_reason: w.pending_reason,
-        created_at_ms: w.created_at_ms,
-        updated_at_ms: w.updated_at_ms,
-        start_at_ms: w.start_at_ms,
-        timeout_at_ms: w.timeout_at_ms,
-        cancel_reason: w.cancel_reason,
-        cancel_deadline_ms: w.cancel_deadline_ms,
-        inbox: inbox_of(w.inbox, w.event_keys),
-    }
-}
-
-/// The inbox of a record: none when it holds no event and no key.
-fn inbox_of(events: Vec<InboxEvent>, keys: Vec<String>) -> Option<Box<Inbox>> {
-    if events.is_empty() && keys.is_empty() {
-        return None;
-    }
-    let mut inbox = Inbox {
-        bytes: events.iter().map(|e| e.payload.len()).sum(),
-        events: events.into(),
-        ..Inbox::default()
-    };
-    for key in &keys {
-        inbox.remember(key);
-    }
-    Some(Box::new(inbox))
-}
-
 /// Which steps a history resolved, derived from its entries (never
 /// serialized: rebuilt when a record is read, kept up to date on apply).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -529,6 +467,8 @@ pub struct StepIndex {
     pub(super) timers: BTreeMap<u64, u64>,
     /// Open event waits: seq → (event name, timeout in log time; 0: none).
     pub(super) waits: BTreeMap<u64, (String, u64)>,
+    /// Children started and not ended: seq → the child's workflow id.
+    pub(super) children: BTreeMap<u64, String>,
     /// The highest app protocol an entry needs (`Checkpoint::protocol_at`).
     pub(super) protocol: u32,
 }
@@ -559,10 +499,16 @@ impl StepIndex {
                 .insert(entry.seq, (entry.name.clone(), entry.next_attempt_at_ms));
             return;
         }
+        if entry.kind == HistoryEntryKind::ChildStarted {
+            let child = String::from_utf8_lossy(&entry.value).into_owned();
+            self.children.insert(entry.seq, child);
+            return;
+        }
         if entry.resolves() {
-            // A received or timed-out event, or a cancellation delivered
-            // at a wait.
+            // A received or timed-out event, a child's end, or a
+            // cancellation delivered at a wait or a child.
             self.waits.remove(&entry.seq);
+            self.children.remove(&entry.seq);
         }
         if entry.is_timer() {
             if entry.kind == HistoryEntryKind::TimerStarted {

@@ -16,11 +16,14 @@ use raftoral_client::{
 };
 use raftoral_conformance::{BlobInput, FanoutInput, FlakyInput, StepsInput};
 
+mod messages;
+use messages::{awakener, event_racer, parent, waiter};
+
 /// Appends one line `ID WHAT STEP MS` to the effects file (MS: milliseconds
 /// since the Unix epoch, comparable with the sidecar's commit times on the
 /// same machine): one `write` with O_APPEND, so concurrent workflows never
 /// interleave within a line.
-fn effect(workflow_id: &str, what: &str, step: u64) {
+pub(crate) fn effect(workflow_id: &str, what: &str, step: u64) {
     let Ok(path) = std::env::var("CONFORMANCE_EFFECTS") else {
         return;
     };
@@ -297,122 +300,6 @@ async fn compensate(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
     Err(cancel.into())
 }
 
-/// `waiter`: waits for events of one name, one after another.
-async fn waiter(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
-    #[derive(serde::Deserialize)]
-    struct Input {
-        name: String,
-        waits: u64,
-        timeout_ms: Option<u64>,
-        #[serde(default)]
-        status: bool,
-        #[serde(default)]
-        stream: bool,
-    }
-    let input: Input = req.input()?;
-    let ctx = req.context;
-    let id = ctx.workflow_id().to_owned();
-    let before = id.clone();
-    ctx.checkpoint("before", move || {
-        effect(&before, "start", 0);
-        true
-    })
-    .await?;
-    if input.status {
-        ctx.set_status("stage", "waiting").await?;
-    }
-    if input.stream {
-        // The SDK's event stream: the same waits, the same history.
-        use futures::StreamExt;
-        let events: Vec<serde_json::Value> = ctx
-            .events::<serde_json::Value>(&input.name, None)
-            .take(input.waits as usize)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
-        hanging_step(&ctx, &id, "after", 1).await?;
-        return Ok(serde_json::to_vec(&serde_json::json!({"events": events}))?);
-    }
-    let mut events = Vec::new();
-    for i in 1..=input.waits {
-        let got: Option<serde_json::Value> = ctx
-            .wait_event(&input.name, input.timeout_ms.map(Duration::from_millis))
-            .await?;
-        events.push(got.unwrap_or(serde_json::Value::Null));
-        if input.status {
-            ctx.set_status("received", &i).await?;
-        }
-    }
-    if input.status {
-        ctx.set_status("stage", "done").await?;
-    }
-    hanging_step(&ctx, &id, "after", 1).await?;
-    Ok(serde_json::to_vec(&serde_json::json!({"events": events}))?)
-}
-
-/// `awakener`: waits for an awakeable whose id it publishes as a status.
-async fn awakener(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
-    let ctx = req.context;
-    let id = ctx.workflow_id().to_owned();
-    ctx.checkpoint("before", move || {
-        effect(&id, "start", 0);
-        true
-    })
-    .await?;
-    let awakeable = ctx.awakeable()?;
-    ctx.set_status("awakeable", awakeable.id()).await?;
-    let out = match ctx.wait_awakeable::<serde_json::Value>(&awakeable).await {
-        Ok(value) => serde_json::json!({"value": value}),
-        Err(raftoral_client::ClientError::StepFailed(f)) => serde_json::json!({
-            "rejected": {"type": f.failure.r#type, "message": f.failure.message}
-        }),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(serde_json::to_vec(&out)?)
-}
-
-/// `event_racer`: an event wait (or an awakeable) raced against a sleep.
-async fn event_racer(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
-    #[derive(serde::Deserialize)]
-    struct Input {
-        name: String,
-        timer_ms: u64,
-        #[serde(default)]
-        awakeable: bool,
-    }
-    use raftoral_client::Either;
-    use serde_json::{Value, json};
-    let input: Input = req.input()?;
-    let ctx = req.context;
-    let id = ctx.workflow_id().to_owned();
-    ctx.checkpoint("before", move || {
-        effect(&id, "start", 0);
-        true
-    })
-    .await?;
-    let race = Duration::from_millis(input.timer_ms);
-    let out = if input.awakeable {
-        let awakeable = ctx.awakeable()?;
-        ctx.set_status("awakeable", awakeable.id()).await?;
-        let wait = ctx.start_awakeable::<Value>(&awakeable);
-        match ctx.first(wait, ctx.start_sleep("race", race)?).await? {
-            Either::First(value) => json!({"winner": "event", "value": value}),
-            Either::Second(()) => json!({"winner": "timer"}),
-        }
-    } else {
-        let wait = ctx.start_event::<Value>(&input.name, None)?;
-        match ctx.first(wait, ctx.start_sleep("race", race)?).await? {
-            Either::First(value) => json!({"winner": "event", "value": value}),
-            Either::Second(()) => {
-                let then: Option<Value> = ctx.wait_event(&input.name, None).await?;
-                json!({"winner": "timer", "then": then})
-            }
-        }
-    };
-    Ok(serde_json::to_vec(&out)?)
-}
-
 /// The last step of several types: appends `ID start STEP`, hangs forever
 /// under `CONFORMANCE_HANG=1` (the app "dies" there), and yields `true`.
 async fn hanging_step(
@@ -579,6 +466,7 @@ async fn main() -> anyhow::Result<()> {
                         "waiter" => waiter(req).await,
                         "awakener" => awakener(req).await,
                         "event_racer" => event_racer(req).await,
+                        "parent" => parent(req).await,
                         other => Err(format!("this worker has no workflow '{other}'").into()),
                     }
                 })
