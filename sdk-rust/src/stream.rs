@@ -208,10 +208,40 @@ async fn read_stream(
 }
 
 /// A stop of the process longer than this makes the stream stale: half the
-/// sidecar's app timeout (twice the heartbeat interval it asks for), so the
-/// app resyncs before its workflows could have moved (one app timeout of
-/// silence, then one more), and never below a second, so scheduling hiccups
-/// of a busy machine do not count.
+/// sidecar's app timeout (twice the heartbeat interval it asks for, a
+/// quarter of that timeout), so the app resyncs before its workflows could
+/// have moved (one app timeout of silence, then one more); and at least a
+/// second, so scheduling hiccups of a busy machine do not count, unless
+/// that would reach the app timeout itself: then three heartbeats. (With a
+/// one-second app timeout, a flat one-second floor let a stop just past the
+/// timeout go unnoticed, and the woken app ran execute requests for
+/// workflows that had moved: hardening.rs saw it once.)
 fn freeze_limit(heartbeat_every: Duration) -> Duration {
-    (heartbeat_every * 2).max(Duration::from_secs(1))
+    (heartbeat_every * 2).max(Duration::from_secs(1).min(heartbeat_every * 3))
+}
+
+#[cfg(test)]
+mod freeze_limit_tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_stays_below_the_sidecars_app_timeout() {
+        for app_timeout_ms in [400, 1000, 2000, 5000, 30_000] {
+            let every = Duration::from_millis(app_timeout_ms / 4);
+            let limit = freeze_limit(every);
+            assert!(
+                limit < Duration::from_millis(app_timeout_ms),
+                "{limit:?} for an app timeout of {app_timeout_ms} ms"
+            );
+            assert!(limit >= every * 2);
+        }
+        assert_eq!(
+            freeze_limit(Duration::from_millis(100)),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            freeze_limit(Duration::from_millis(400)),
+            Duration::from_secs(1)
+        );
+    }
 }
