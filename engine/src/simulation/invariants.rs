@@ -230,6 +230,7 @@ pub(super) fn check_end(
             ));
         }
     }
+    super::children::check_children(node, state, &workload.acked, retention)?;
     for (id, seq, attempt) in &workload.acked.attempts {
         let Some(w) = state.workflow(id) else {
             continue;
@@ -264,6 +265,8 @@ fn history_shape(w: &crate::workflows::state_machine::Workflow) -> Result<(), St
     // cancelled (the losers of a race).
     let mut received = BTreeSet::new();
     let mut returned = BTreeSet::new();
+    // Children started (their end resolves the position).
+    let mut children = BTreeSet::new();
     for c in &w.checkpoints {
         if resolved.contains(&c.seq) {
             if c.kind == HistoryEntryKind::EventWaitCancelled
@@ -314,6 +317,19 @@ fn history_shape(w: &crate::workflows::state_machine::Workflow) -> Result<(), St
             }
             // A wait cancelled before it resolved (or before it committed).
             HistoryEntryKind::EventWaitCancelled => {
+                resolved.insert(c.seq);
+                continue;
+            }
+            HistoryEntryKind::ChildStarted => {
+                if attempts.contains_key(&c.seq) || !children.insert(c.seq) {
+                    return Err(format!("child {} started after other entries", c.seq));
+                }
+                continue;
+            }
+            HistoryEntryKind::ChildCompleted | HistoryEntryKind::ChildFailed => {
+                if !children.contains(&c.seq) {
+                    return Err(format!("child {} ended without a start", c.seq));
+                }
                 resolved.insert(c.seq);
                 continue;
             }

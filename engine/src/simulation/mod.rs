@@ -19,6 +19,8 @@
 //! A failing seed prints the command that replays it; docs/TESTING.md says
 //! how to read its trace. `make simulate SEEDS=N` runs many.
 
+mod children;
+mod choices;
 mod invariants;
 mod lanes;
 mod node;

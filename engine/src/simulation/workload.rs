@@ -12,19 +12,20 @@ use prost::bytes::Bytes;
 use raftoral_proto::cluster::v1::command::Kind;
 use raftoral_proto::cluster::v1::{
     CancelWorkflow, Command, FinishWorkflow, RecordCheckpoint, RecordStep, RegisterWorker,
-    SendEvent, SetWorkerPresence, StartWorkflow, WorkflowType,
+    SetWorkerPresence, StartWorkflow, WorkflowType,
 };
 use raftoral_proto::sidecar::v1::{Failure, HistoryEntryKind, WorkflowStatus};
 use tokio::sync::oneshot;
 
+use super::choices::{
+    CANCEL_REASON, CancelPlan, EVENT, TYPE, cancel_plan, child_at, child_start, event_command,
+    event_payload, outcome, signal_starts, sleep_at, wait_at,
+};
 use crate::consensus::proposal::Proposal;
 use crate::error::EngineError;
 use crate::workflows::state_machine::{
-    Applied, CANCELLED_FAILURE_TYPE, NodeId, StateMachine, Workflow, stable_hash,
+    Applied, CANCELLED_FAILURE_TYPE, NodeId, StateMachine, Workflow,
 };
-
-/// The workflow type every app runs.
-pub(super) const TYPE: &str = "sim";
 
 /// A caller gives up on a proposal after this long (ms) and retries.
 const PROPOSAL_TIMEOUT_MS: u64 = 3_000;
@@ -50,29 +51,6 @@ pub(super) struct Flow {
     cancel_pending: Option<Pending>,
 }
 
-/// A client's cancel of a workflow: when (after the start), with which
-/// cleanup window, and whether the code's cleanup never ends.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct CancelPlan {
-    pub after_ms: u64,
-    pub cleanup_ms: u64,
-    pub stubborn: bool,
-}
-
-/// The reason of every simulated cancel.
-pub(super) const CANCEL_REASON: &str = "sim cancel";
-
-/// The cancel of workflow `id`, if its client cancels it (about one in
-/// five): a hash, as for [`outcome`].
-fn cancel_plan(id: &str) -> Option<CancelPlan> {
-    let h = stable_hash(&format!("{id}:cancel"));
-    h.is_multiple_of(5).then(|| CancelPlan {
-        after_ms: [0, 100, 400, 1_500][((h >> 8) % 4) as usize],
-        cleanup_ms: [300, 2_000][((h >> 12) % 2) as usize],
-        stubborn: (h >> 16).is_multiple_of(3),
-    })
-}
-
 #[derive(Debug)]
 enum What {
     Start(usize),
@@ -84,6 +62,7 @@ enum What {
     Checkpoint(String, u64, Resolution),
     Attempt(String, u64, u32),
     Sleep(String, u64),
+    Child(String, u64),
     Finish(String),
 }
 
@@ -111,72 +90,9 @@ pub(super) struct Acked {
     pub timers: BTreeSet<(String, u64)>,
     /// Delivered events: (workflow, payload).
     pub events: BTreeSet<(String, String)>,
+    /// Children started: (parent, seq).
+    pub children: BTreeSet<(String, u64)>,
     pub finishes: BTreeSet<String>,
-}
-
-/// What attempt `attempt` of step `seq` of workflow `id` does, the same in
-/// every seed (a hash, not the seed's random source, so seeds keep their
-/// scenarios): about one step in four fails its first one or two attempts,
-/// one in sixteen fails for good at once (the code catches it and goes on).
-fn outcome(id: &str, seq: u64, attempt: u32) -> Option<HistoryEntryKind> {
-    let h = stable_hash(&format!("{id}:{seq}"));
-    if h % 16 == 1 {
-        return Some(HistoryEntryKind::StepFailed);
-    }
-    let failing = if h.is_multiple_of(4) {
-        1 + (h >> 8) % 2
-    } else {
-        0
-    };
-    (u64::from(attempt) <= failing).then_some(HistoryEntryKind::StepAttemptFailed)
-}
-
-/// The durable sleep at step `seq` of workflow `id`, if the code sleeps
-/// there (about one position in five), with its duration (ms): a hash, as
-/// for [`outcome`].
-fn sleep_at(id: &str, seq: u64) -> Option<u64> {
-    let h = stable_hash(&format!("{id}:{seq}:sleep"));
-    h.is_multiple_of(5)
-        .then(|| [0, 50, 300, 1_000][((h >> 8) % 4) as usize])
-}
-
-/// The event wait at step `seq` of workflow `id`, if the code waits there
-/// (about one position in six that is not a sleep), with its timeout (ms;
-/// 0: none): a hash, as for [`outcome`].
-fn wait_at(id: &str, seq: u64) -> Option<u64> {
-    if sleep_at(id, seq).is_some() {
-        return None;
-    }
-    let h = stable_hash(&format!("{id}:{seq}:event"));
-    h.is_multiple_of(6)
-        .then(|| [0, 200, 1_500][((h >> 8) % 3) as usize])
-}
-
-/// The name of every simulated event.
-pub(super) const EVENT: &str = "go";
-
-/// The payload (and idempotency key) of event `j` sent to workflow `id`.
-pub(super) fn event_payload(id: &str, j: usize) -> String {
-    format!("{id}:ev{j}")
-}
-
-/// Event `j` of workflow `id`, keyed by its payload.
-fn event_command(id: &str, j: usize) -> SendEvent {
-    let payload = event_payload(id, j);
-    SendEvent {
-        workflow_id: id.to_owned(),
-        name: EVENT.into(),
-        payload: Bytes::from(payload.clone()),
-        idempotency_key: payload,
-        failure: None,
-    }
-}
-
-/// True when workflow `id`'s start carries its first event (a
-/// signal-with-start, retried like any start): about half of those that
-/// wait for events.
-fn signal_starts(id: &str) -> bool {
-    stable_hash(&format!("{id}:signal-start")).is_multiple_of(2)
 }
 
 /// Clients and apps.
@@ -301,6 +217,9 @@ impl Workload {
             }
             (What::Wait(id, seq), Applied::CheckpointRecorded) => {
                 self.acked.timers.insert((id, seq));
+            }
+            (What::Child(id, seq), Applied::CheckpointRecorded) => {
+                self.acked.children.insert((id, seq));
             }
             _ => {}
         }
@@ -460,8 +379,10 @@ impl Workload {
                 }
             } else if w.open_timer(w.first_open_step()).is_some()
                 || w.open_wait(w.first_open_step()).is_some()
+                || w.open_child(w.first_open_step()).is_some()
             {
-                // Asleep or waiting: the cluster resolves it.
+                // Asleep, waiting or awaiting a child: the cluster resolves
+                // it.
                 continue;
             } else {
                 self.next_step(node, &w, steps)
@@ -559,6 +480,10 @@ impl Workload {
                 child: None,
             };
             return (Kind::RecordStep(wait), What::Wait(id, seq));
+        }
+        if child_at(&id, seq) {
+            let start = child_start(&id, seq, node);
+            return (Kind::RecordStep(start), What::Child(id, seq));
         }
         if let Some(duration) = sleep_at(&id, seq) {
             let start = RecordStep {
