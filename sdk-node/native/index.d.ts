@@ -113,10 +113,15 @@ export declare class NativeClient {
   history(workflowId: string): Promise<Array<NativeHistoryEntry>>
 }
 
-/** An in-process, in-memory single-node cluster. */
+/** An in-process single-node cluster, in memory or on disk. */
 export declare class NativeLocalNode {
-  /** Starts a node with the engine's defaults and no storage. */
-  static start(): Promise<NativeLocalNode>
+  /**
+   * Starts a node with the engine's defaults; with `storagePath`, its
+   * Raft log and snapshots live in that directory (fsynced, created if
+   * missing) and a node started again on it resumes every workflow,
+   * otherwise it runs in memory.
+   */
+  static start(storagePath?: string | undefined | null): Promise<NativeLocalNode>
   /** A client connected in-process (no gRPC for the app stream). */
   client(): NativeClient
   /** Stops the node; safe to call twice. */

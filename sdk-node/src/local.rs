@@ -1,6 +1,7 @@
 //! `NativeLocalNode`: a Raftoral node inside the Node.js process (the engine
 //! is linked into the addon), for tests and single-process apps.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use napi_derive::napi;
@@ -11,7 +12,7 @@ use raftoral_embedded::EmbeddedNode;
 use crate::client::NativeClient;
 use crate::errors::{to_js_err, usage};
 
-/// An in-process, in-memory single-node cluster.
+/// An in-process single-node cluster, in memory or on disk.
 #[napi]
 pub struct NativeLocalNode {
     node: Mutex<Option<EmbeddedNode>>,
@@ -19,11 +20,18 @@ pub struct NativeLocalNode {
 
 #[napi]
 impl NativeLocalNode {
-    /// Starts a node with the engine's defaults and no storage.
+    /// Starts a node with the engine's defaults; with `storagePath`, its
+    /// Raft log and snapshots live in that directory (fsynced, created if
+    /// missing) and a node started again on it resumes every workflow,
+    /// otherwise it runs in memory.
     #[napi(factory)]
-    pub async fn start() -> napi::Result<Self> {
+    pub async fn start(storage_path: Option<String>) -> napi::Result<Self> {
         crate::init_logging();
-        let node = EmbeddedNode::start_on_engine_runtime(NodeConfig::default())
+        let config = NodeConfig {
+            storage_path: storage_path.filter(|p| !p.is_empty()).map(PathBuf::from),
+            ..NodeConfig::default()
+        };
+        let node = EmbeddedNode::start_on_engine_runtime(config)
             .await
             .map_err(|e| usage(format!("cannot start the local node: {e}")))?;
         Ok(Self {

@@ -16,6 +16,7 @@ import {
 } from "@raftoral/client";
 
 import { pingPong } from "./apps/workflows.mjs";
+import { eventually, tempDir } from "./harness.mjs";
 
 const seen = new Map();
 
@@ -155,4 +156,62 @@ test("a custom codec encodes inputs, checkpoints and results", async () => {
     await w.shutdown();
     await other.shutdown();
   }
+});
+
+/** A step, then a wait for the event `go`; returns the step's value and the payload. */
+const durable = workflow("durable_gate", { version: 1 }, async (ctx, x) => {
+  const before = await ctx.checkpoint("before", () => ({ x }));
+  const go = await ctx.waitEvent("go");
+  return { before, go };
+});
+
+test("a LocalNode with storagePath keeps its workflows across a restart on the same directory", async () => {
+  const storagePath = tempDir("raftoral-local-");
+  const first = await LocalNode.start({ storagePath });
+  const c1 = first.client();
+  const w1 = await Worker.create(c1, { workflows: [pingPong, durable] });
+  const done = await c1.startWorkflow(pingPong, "ping", { id: "kept-done" });
+  assert.equal(await done.result(), "pong");
+  const waiting = await c1.startWorkflow(durable, 3, { id: "kept-waiting" });
+  await eventually(
+    async () => (await waiting.history()).some((e) => e.kind === "EVENT_WAITING"),
+    "the workflow to reach its wait",
+  );
+  await w1.shutdown();
+  await first.shutdown();
+
+  const second = await LocalNode.start({ storagePath });
+  const c2 = second.client();
+  try {
+    const kept = await c2.getWorkflow("kept-done");
+    assert.equal(kept.status, "COMPLETED");
+    assert.equal(kept.result, "pong");
+    assert.equal((await c2.getWorkflow("kept-waiting")).status, "RUNNING");
+    // A worker resumes the running one by replay: the step is not run again.
+    const w2 = await Worker.create(c2, { workflows: [pingPong, durable] });
+    try {
+      await c2.signalWorkflow("kept-waiting", "go", "after restart");
+      assert.deepEqual(await c2.getHandle("kept-waiting").result(), {
+        before: { x: 3 },
+        go: "after restart",
+      });
+      const steps = (await c2.history("kept-waiting")).filter((e) => e.checkpointName === "before");
+      assert.equal(steps.length, 1);
+    } finally {
+      await w2.shutdown();
+    }
+  } finally {
+    await second.shutdown();
+  }
+  // In memory (no storagePath): nothing of that is there.
+  const memory = await LocalNode.start();
+  try {
+    await assert.rejects(memory.client().getWorkflow("kept-done"), { code: "NOT_FOUND" });
+  } finally {
+    await memory.shutdown();
+  }
+});
+
+test("a storagePath that is not a string is refused", async () => {
+  await assert.rejects(LocalNode.start({ storagePath: 42 }), InvalidArgument);
 });

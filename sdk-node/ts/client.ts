@@ -1,7 +1,7 @@
 /** {@link Client} and {@link WorkflowHandle}. */
 import { type Codec, jsonCodec } from "./codec";
 import { type Duration, parseDuration } from "./duration";
-import { call, InvalidArgument, workflowFailure } from "./errors";
+import { call, InvalidArgument, Timeout, workflowFailure } from "./errors";
 import native from "./native";
 import {
   type HistoryEntry,
@@ -14,7 +14,7 @@ import {
   type WorkflowInfo,
   type WorkflowPage,
 } from "./types";
-import type { Workflow } from "./workflow";
+import type { Workflow, WorkflowRef } from "./workflow";
 
 /** Options of {@link Client.connect}. */
 export interface ConnectOptions {
@@ -68,6 +68,55 @@ export interface StartOptions {
    */
   executionTimeout?: Duration;
 }
+
+/**
+ * Options of {@link Client.executeWorkflow}: those of
+ * {@link Client.startWorkflow}, the version of a workflow given by name,
+ * and how long to wait for its result.
+ *
+ * @example
+ * ```ts
+ * const receipt = await client.executeWorkflow<string>("billing", order, { version: 2, id: "bill-42", timeout: "5m" });
+ * ```
+ */
+export interface ExecuteOptions extends StartOptions {
+  /**
+   * Version of a workflow given by name (default 1); a {@link Workflow}
+   * definition brings its own.
+   */
+  version?: number;
+  /**
+   * How long to wait for the result, as {@link ResultOptions.timeout}:
+   * the call rejects with {@link Timeout} when the workflow has not ended
+   * by then (it keeps running). Absent: as long as it takes.
+   */
+  timeout?: Duration;
+}
+
+/**
+ * Options of {@link WorkflowHandle.result}.
+ *
+ * @example
+ * ```ts
+ * const value = await handle.result({ timeout: "30s" });
+ * ```
+ */
+export interface ResultOptions {
+  /**
+   * Wait at most this long (milliseconds, or a string such as `"30s"`;
+   * see {@link parseDuration}) for the workflow to end: the call rejects
+   * with {@link Timeout} when it has not (the workflow keeps running; ask
+   * again). Absent: as long as it takes.
+   */
+  timeout?: Duration;
+}
+
+/**
+ * The filter of {@link Client.workflows}: as {@link ListOptions} without a
+ * page token (the iterator follows the pages); `pageSize` is how many
+ * workflows each call fetches.
+ */
+export type WorkflowFilter = Omit<ListOptions, "pageToken">;
 
 /**
  * Options of {@link Client.cancelWorkflow} and {@link WorkflowHandle.cancel}.
@@ -235,6 +284,43 @@ export class Client {
     return new WorkflowHandle<O>(this, started.workflowId, started.alreadyStarted);
   }
 
+  /**
+   * Starts a workflow and waits for its result: {@link Client.startWorkflow}
+   * then {@link WorkflowHandle.result}. `workflow` is a definition, or a
+   * name (with `options.version`, default 1) or `{ name, version }` for a
+   * workflow another app runs. With `options.id`, a call retried after a
+   * lost answer finds the workflow the first call started and waits for
+   * it. Rejects as those two do: `WorkflowFailed`, `Cancelled`, `Timeout`
+   * when `options.timeout` passes first (the workflow keeps running).
+   *
+   * @example
+   * ```ts
+   * const answer = await client.executeWorkflow(pingPong, "ping"); // "pong"
+   * const total = await client.executeWorkflow<number>("sum", [1, 2, 3], { id: "sum-1", timeout: "1m" });
+   * ```
+   */
+  executeWorkflow<I, O>(wf: Workflow<I, O>, input: I, options?: ExecuteOptions): Promise<Awaited<O>>;
+  executeWorkflow<T = unknown>(
+    wf: string | WorkflowRef,
+    input?: unknown,
+    options?: ExecuteOptions,
+  ): Promise<T>;
+  async executeWorkflow<T>(
+    wf: string | WorkflowRef,
+    input?: unknown,
+    options: ExecuteOptions = {},
+  ): Promise<T> {
+    const name = typeof wf === "string" ? wf : wf?.name;
+    if (typeof name !== "string" || name === "") {
+      throw new InvalidArgument("executeWorkflow needs a workflow (or a non-empty workflow name)");
+    }
+    const version = options.version ?? (typeof wf === "string" ? 1 : wf.version);
+    // The result's timeout is read before anything starts.
+    const timeout = options.timeout === undefined ? undefined : parseDuration(options.timeout);
+    const handle = await this.startWorkflowByName<T>(name, version, input, options);
+    return handle.result(timeout === undefined ? {} : { timeout });
+  }
+
   /** A handle to an existing workflow; `O` is its output type. */
   getHandle<O = unknown>(workflowId: string): WorkflowHandle<O> {
     return new WorkflowHandle<O>(this, workflowId, true);
@@ -335,6 +421,35 @@ export class Client {
       workflows: page.workflows.map((w) => this.#info(w)),
       nextPageToken: page.nextPageToken,
     };
+  }
+
+  /**
+   * Every workflow matching `filter` (status, name, `sleeping`,
+   * `parentId`; see {@link ListOptions}), ordered by id: an async
+   * iterable that fetches a page of `pageSize` (absent: the server's
+   * default) when the previous one is used up, so a loop that stops early
+   * fetches no more. Each page is read when it is fetched: a workflow
+   * started meanwhile may or may not appear.
+   *
+   * @example
+   * ```ts
+   * for await (const w of client.workflows({ status: "RUNNING", workflowName: "order" })) {
+   *   console.log(w.workflowId, w.checkpointCount);
+   * }
+   * const children = [];
+   * for await (const c of client.workflows({ parentId: "order-42" })) children.push(c.workflowId);
+   * ```
+   */
+  async *workflows(filter: WorkflowFilter = {}): AsyncGenerator<WorkflowInfo, void, undefined> {
+    let pageToken = "";
+    for (;;) {
+      const page = await this.listWorkflows({ ...filter, pageToken });
+      yield* page.workflows;
+      if (page.nextPageToken === "" || page.nextPageToken === pageToken) {
+        return;
+      }
+      pageToken = page.nextPageToken;
+    }
   }
 
   /**
@@ -722,10 +837,37 @@ export class WorkflowHandle<O> {
    * Waits for the outcome: the decoded result, or a rejection with
    * `WorkflowFailed` (its `failure` has the type, message and details of a
    * structured failure) or `Cancelled` (once the workflow is CANCELLED: a
-   * cancel request waits for its cleanup to end).
+   * cancel request waits for its cleanup to end). With `options.timeout`,
+   * rejects with {@link Timeout} when the workflow has not ended by then
+   * (it keeps running: ask again); `TypeError` or `InvalidArgument` for a
+   * timeout it cannot read, as {@link parseDuration}.
+   *
+   * @example
+   * ```ts
+   * try {
+   *   console.log(await handle.result({ timeout: "30s" }));
+   * } catch (e) {
+   *   if (e instanceof Timeout) console.log("still running; ask again later");
+   *   else throw e;
+   * }
+   * ```
    */
-  async result(): Promise<O> {
-    const data = await call(this.#client.native.result(this.workflowId));
+  async result(options: ResultOptions = {}): Promise<O> {
+    const nc = this.#client.native;
+    if (options?.timeout !== undefined) {
+      const ms = parseDuration(options.timeout);
+      try {
+        // Bounded on the server: nothing is left waiting after a timeout.
+        await call(nc.waitWorkflow(this.workflowId, ms));
+      } catch (e) {
+        if (e instanceof Timeout) {
+          throw new Timeout(`workflow '${this.workflowId}' did not finish within ${ms} ms`);
+        }
+        throw e;
+      }
+    }
+    // Ended (or no timeout): the outcome, at once in the first case.
+    const data = await call(nc.result(this.workflowId));
     return this.#client.codec.decode(data) as O;
   }
 

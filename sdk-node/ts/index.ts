@@ -22,9 +22,12 @@ export {
   type CancelOptions,
   Client,
   type ConnectOptions,
+  type ExecuteOptions,
+  type ResultOptions,
   type SignalOptions,
   type SignalWithStartOptions,
   type StartOptions,
+  type WorkflowFilter,
   WorkflowHandle,
 } from "./client";
 export { type Codec, jsonCodec } from "./codec";
@@ -50,7 +53,7 @@ export {
   Unavailable,
   WorkflowFailed,
 } from "./errors";
-export { LocalNode } from "./local";
+export { LocalNode, type LocalNodeOptions } from "./local";
 export { consoleSink, type LogLevel, type LogRecord, type LogSink, type WorkflowLogger } from "./log";
 export type { RetryPolicy } from "./retry";
 export type {

@@ -169,6 +169,7 @@ export class Worker {
       this.#deliveries,
       this.#retries.get(`${run.workflowName}@${run.version}`),
       this.#logSink,
+      this.#client,
     );
     let data: Uint8Array;
     try {

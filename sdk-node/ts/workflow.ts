@@ -2,10 +2,24 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 
 import { Attempts, INTERRUPTED, type StepFn } from "./attempt";
+import type { Client } from "./client";
 import { type Codec, jsonCodec } from "./codec";
 import type { Deliveries, Outcome } from "./deliveries";
 import { type Duration, parseDuration } from "./duration";
-import { type Cancelled, callSync, failureOf, fromNative, InvalidArgument } from "./errors";
+import {
+  ApplicationError,
+  Cancelled,
+  call,
+  callSync,
+  failureOf,
+  fromNative,
+  InvalidArgument,
+  NonRetryableError,
+  NotFound,
+  NotRunning,
+  ResourceExhausted,
+  WorkflowFailed,
+} from "./errors";
 import { consoleSink, type LogSink, type WorkflowLogger, workflowLogger } from "./log";
 import native from "./native";
 import { checkRetryPolicy, type RetryPolicy } from "./retry";
@@ -374,6 +388,8 @@ export class WorkflowContext {
   #attempts: Attempts;
   #sink: LogSink;
   #log: WorkflowLogger | undefined;
+  /** The worker's client: the calls to other workflows go through it. */
+  #client: Client | undefined;
   /**
    * The positions of the durable operations (sleeps, steps, event waits,
    * awakeables) the code started, by the promise each returned: what
@@ -395,7 +411,9 @@ export class WorkflowContext {
     deliveries: Deliveries,
     retry: NativeRetryPolicy = {},
     sink: LogSink = consoleSink,
+    client?: Client,
   ) {
+    this.#client = client;
     this.#run = run;
     this.#codec = codec;
     this.signal = signal;
@@ -1131,6 +1149,161 @@ export class WorkflowContext {
   }
 
   /**
+   * Sends the event `name` with `payload` (encoded with the client's
+   * codec) to the workflow `target`, durably and once: a step named
+   * `signal:${target}:${name}` whose value is `true` when the target had
+   * the event already (a duplicate). The send carries the idempotency key
+   * `${workflowId}/${position}` (this step's position), so a new owner
+   * that sends again after a failover (the send went out, its commit did
+   * not) delivers nothing twice; a replay sends nothing.
+   *
+   * Rejects with `StepFailed` (the step fails for good) of type
+   * `raftoral.WorkflowNotFound` when `target` does not exist,
+   * `raftoral.WorkflowEnded` when it has ended, `raftoral.SignalRefused`
+   * for an event the cluster refuses (a bad name, a payload over the value
+   * limit, a full inbox); an unreachable cluster is retried (default retry
+   * policy; type `raftoral.Unavailable` once the attempts are spent).
+   * Rejects with `InvalidArgument` for a payload the codec cannot encode
+   * (no step is taken then). Can be raced with {@link WorkflowContext.first}.
+   *
+   * @example
+   * ```ts
+   * const shipping = workflow("shipping", { version: 1 }, async (ctx, order: string) => {
+   *   const tracking = await ctx.checkpoint("ship", () => ship(order));
+   *   await ctx.signalWorkflow(`order-${order}`, "shipped", { tracking });
+   * });
+   *
+   * try {
+   *   await ctx.signalWorkflow("order-42", "cancel", { reason: "out of stock" });
+   * } catch (e) {
+   *   if (!(e instanceof StepFailed && e.type === "raftoral.WorkflowEnded")) throw e;
+   * }
+   * ```
+   */
+  signalWorkflow(target: string, name: string, payload?: unknown): Promise<boolean> {
+    if (typeof target !== "string" || typeof name !== "string") {
+      return this.#refuse(
+        new InvalidArgument("signalWorkflow(target, name, payload): target and name must be strings"),
+      );
+    }
+    let data: Uint8Array;
+    try {
+      data = this.#codec.encode(payload);
+    } catch (e) {
+      return this.#refuse(
+        new InvalidArgument(
+          `event '${name}' for workflow '${target}' from workflow '${this.workflowId}': cannot encode its payload: ${(e as Error).message}`,
+        ),
+      );
+    }
+    const workflowId = this.workflowId;
+    return this.#outbound(`signal:${target}:${name}`, jsonCodec, (seq) => async () => {
+      const client = this.#outboundClient();
+      try {
+        const sent = await call(
+          client.native.signalWorkflow(target, name, Buffer.from(data), `${workflowId}/${seq}`),
+        );
+        return sent.duplicate;
+      } catch (e) {
+        throw outboundFailure(e);
+      }
+    });
+  }
+
+  /**
+   * Waits for the workflow `target` to end, durably: a step named
+   * `result:${target}` whose value is the target's result (decoded with
+   * the client's codec). A replay reads the committed result; a new owner
+   * after a failover waits again.
+   *
+   * Rejects with `StepFailed` (the step fails for good) carrying the
+   * target's own failure (its `type`, message as `error`, and `details`)
+   * when the target failed (`raftoral.WorkflowFailed` when it failed
+   * without a structured failure), of type `raftoral.WorkflowCancelled`
+   * when it was cancelled, `raftoral.WorkflowNotFound` when it does not
+   * exist; an unreachable cluster is retried (default retry policy). Can
+   * be raced with {@link WorkflowContext.first} (e.g. against a sleep).
+   *
+   * @example
+   * ```ts
+   * const invoice = await ctx.workflowResult<{ total: number }>("billing-42");
+   *
+   * try {
+   *   await ctx.workflowResult("fraud-check-42");
+   * } catch (e) {
+   *   if (e instanceof StepFailed && e.type === "raftoral.WorkflowCancelled") return "skipped";
+   *   throw e;
+   * }
+   * ```
+   */
+  workflowResult<T = unknown>(target: string): Promise<T> {
+    if (typeof target !== "string") {
+      return this.#refuse(
+        new InvalidArgument("workflowResult(target): target must be a workflow id (a string)"),
+      );
+    }
+    // The target's result is committed as it is (its bytes), and decoded
+    // with the client's codec.
+    const codec = this.#codec;
+    const raw: Codec = {
+      encode: (value) => value as Uint8Array,
+      decode: (data) => codec.decode(data),
+    };
+    return this.#outbound<T>(`result:${target}`, raw, () => async () => {
+      const client = this.#outboundClient();
+      try {
+        return (await call(client.native.result(target))) as T;
+      } catch (e) {
+        if (e instanceof WorkflowFailed) {
+          // The target's own failure, type and details kept.
+          const f = e.failure;
+          throw f === undefined
+            ? new NonRetryableError(e.error, { type: "raftoral.WorkflowFailed" })
+            : new NonRetryableError(f.message, { type: f.type, details: f.details });
+        }
+        if (e instanceof Cancelled) {
+          throw new NonRetryableError(`workflow '${target}' was cancelled: ${e.reason}`, {
+            type: "raftoral.WorkflowCancelled",
+          });
+        }
+        throw outboundFailure(e);
+      }
+    });
+  }
+
+  /**
+   * A step named `name` calling another workflow: its function (made with
+   * the step's position) runs under the default retry policy, its value is
+   * encoded with `codec`.
+   */
+  #outbound<T>(name: string, codec: Codec, make: (seq: number) => StepFn<T>): Promise<T> {
+    if (!this.#active) {
+      return this.#refuse(
+        new InvalidArgument(
+          `step '${name}' called after workflow '${this.workflowId}' finished; it belongs inside the workflow function`,
+        ),
+      );
+    }
+    let seq: number;
+    try {
+      seq = callSync(() => this.#run.request(name));
+    } catch (e) {
+      return this.#refuse(e);
+    }
+    return this.#durable(seq, this.#step(seq, name, make(seq), OUTBOUND_POLICY, codec));
+  }
+
+  /** The worker's client, for the calls to other workflows. */
+  #outboundClient(): Client {
+    if (this.#client === undefined) {
+      throw new NonRetryableError(`workflow '${this.workflowId}' runs without a client`, {
+        type: "raftoral.NoClient",
+      });
+    }
+    return this.#client;
+  }
+
+  /**
    * Takes the position of a child workflow and starts its wait (and, with
    * `withStarted`, the wait for the commit of its start). Throws what
    * refuses it, before any position is taken.
@@ -1481,6 +1654,36 @@ export class WorkflowContext {
   get active(): boolean {
     return this.#active;
   }
+}
+
+/**
+ * The retry policy of the calls to other workflows: the core's defaults,
+ * as the Rust SDK's `RetryPolicy::default()` (not the workflow's).
+ */
+const OUTBOUND_POLICY: NativeRetryPolicy = {};
+
+/** Failure type of a call to a workflow that does not exist. */
+const WORKFLOW_NOT_FOUND = "raftoral.WorkflowNotFound";
+/** Failure type of an event sent to a workflow that has ended. */
+const WORKFLOW_ENDED = "raftoral.WorkflowEnded";
+
+/**
+ * A client error of a call to another workflow as its step's failure:
+ * refusals that cannot change are non-retryable, the rest retried by the
+ * step's policy (as the Rust SDK's `outbound.rs`).
+ */
+function outboundFailure(e: unknown): ApplicationError {
+  const message = e instanceof Error ? e.message : String(e);
+  if (e instanceof NotFound) {
+    return new NonRetryableError(message, { type: WORKFLOW_NOT_FOUND });
+  }
+  if (e instanceof NotRunning) {
+    return new NonRetryableError(message, { type: WORKFLOW_ENDED });
+  }
+  if (e instanceof InvalidArgument || e instanceof ResourceExhausted) {
+    return new NonRetryableError(message, { type: "raftoral.SignalRefused" });
+  }
+  return new ApplicationError(message, { type: "raftoral.Unavailable" });
 }
 
 /** Ignores what a promise rejects with (a loser of `first`). */

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, Generic, Optional, Sequence, TypeVar, Union, overload
+from typing import Any, AsyncIterator, Generic, Optional, Sequence, TypeVar, Union, overload
 
 from . import _core
 from .codec import Codec, JsonCodec
@@ -136,6 +136,86 @@ class Client:
             id or "", name, version, data, delay or 0.0, timeout
         )
         return WorkflowHandle(self, workflow_id, already, result_type)
+
+    @overload
+    async def execute_workflow(
+        self,
+        workflow: Workflow[I, O],
+        input: I,
+        *,
+        id: Optional[str] = None,
+        start_delay: Union[float, timedelta, None] = None,
+        execution_timeout: Union[float, timedelta, None] = None,
+        timeout: Optional[float] = None,
+    ) -> O: ...
+
+    @overload
+    async def execute_workflow(
+        self,
+        workflow: str,
+        input: Any,
+        *,
+        id: Optional[str] = None,
+        version: int = 1,
+        start_delay: Union[float, timedelta, None] = None,
+        execution_timeout: Union[float, timedelta, None] = None,
+        result_type: Any = None,
+        timeout: Optional[float] = None,
+    ) -> Any: ...
+
+    async def execute_workflow(
+        self,
+        workflow: Union[Workflow[Any, Any], str],
+        input: Any,
+        *,
+        id: Optional[str] = None,
+        version: int = 1,
+        start_delay: Union[float, timedelta, None] = None,
+        execution_timeout: Union[float, timedelta, None] = None,
+        result_type: Any = None,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        """Starts ``workflow`` and waits for its result: a
+        :meth:`start_workflow` (same arguments: ``id`` for idempotency,
+        ``version``, ``start_delay``, ``execution_timeout``) then
+        :meth:`WorkflowHandle.result`, whose value it returns, decoded
+        into ``result_type`` (for a definition, its return annotation
+        unless ``result_type`` is given)::
+
+            receipt = await client.execute_workflow(checkout, order, id="order-42", timeout=60)
+            total = await client.execute_workflow("billing", order, result_type=int)
+
+        Idempotent on ``id`` as :meth:`start_workflow` is: a second call
+        with the same id waits for the same workflow (a retry after a lost
+        answer does not start it twice). ``timeout`` (seconds; None: as long
+        as it takes) bounds the wait for the result, not the workflow: it
+        raises :class:`~raftoral.Timeout` and the workflow runs on
+        (``execution_timeout`` bounds the workflow itself).
+
+        Raises what :meth:`start_workflow` raises, then what
+        :meth:`WorkflowHandle.result` raises: :class:`~raftoral.WorkflowFailed`,
+        :class:`~raftoral.Cancelled`, :class:`~raftoral.Timeout`.
+        """
+        if isinstance(workflow, Workflow):
+            handle = await self.start_workflow(
+                workflow,
+                input,
+                id=id,
+                start_delay=start_delay,
+                execution_timeout=execution_timeout,
+            )
+        else:
+            handle = await self.start_workflow(
+                workflow,
+                input,
+                id=id,
+                version=version,
+                start_delay=start_delay,
+                execution_timeout=execution_timeout,
+            )
+        if result_type is not None:
+            handle._result_type = result_type
+        return await handle.result(timeout=timeout)
 
     def get_handle(self, workflow_id: str, result_type: Any = None) -> WorkflowHandle[Any]:
         """A handle to an existing workflow, to wait for its result."""
@@ -448,6 +528,49 @@ class Client:
             return {}
         return {key: self.codec.decode(value) for key, value, _, _ in values}
 
+    async def workflows(
+        self,
+        *,
+        status: Optional[WorkflowStatus] = None,
+        workflow_name: Optional[str] = None,
+        sleeping: bool = False,
+        parent_id: Optional[str] = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[WorkflowInfo]:
+        """Every workflow matching the filters, ordered by id, as an async
+        iterator that fetches a page of ``page_size`` when it needs the
+        next one (so it holds one page at a time, and a ``break`` fetches
+        no more)::
+
+            async for info in client.workflows(status=raftoral.WorkflowStatus.FAILED):
+                print(info.workflow_id, info.error)
+
+        The filters: ``status``; ``workflow_name`` (the workflow type);
+        ``sleeping``, only those waiting on a durable timer (running or
+        pending, with a sleep started and not fired: see
+        ``WorkflowInfo.pending_timers``); ``parent_id``, only the child
+        workflows that workflow started (see
+        :meth:`WorkflowContext.start_child
+        <raftoral.WorkflowContext.start_child>`), ended ones included.
+        Each page is read when it is asked for: a workflow started or
+        ended meanwhile may or may not be listed. Raises
+        :class:`~raftoral.InvalidArgument` for a ``page_size`` below 1 (when
+        the first item is asked for) and for a bad filter.
+        """
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise InvalidArgument(
+                f"page_size is a number of workflows of at least 1, got {page_size!r}"
+            )
+        token = ""
+        while True:
+            page, token = await self._native.list_workflows(
+                int(status or 0), workflow_name or "", page_size, token, sleeping, parent_id or ""
+            )
+            for d in page:
+                yield WorkflowInfo._from_native(d)
+            if not token:
+                return
+
     async def list_workflows(
         self,
         *,
@@ -457,25 +580,22 @@ class Client:
         sleeping: bool = False,
         parent_id: Optional[str] = None,
     ) -> list[WorkflowInfo]:
-        """Every workflow matching the filters, ordered by id (all pages);
-        with ``sleeping``, only those waiting on a durable timer (running or
-        pending, with a sleep started and not fired: see
-        ``WorkflowInfo.pending_timers``); with ``parent_id``, only the child
-        workflows that workflow started (see
-        :meth:`WorkflowContext.start_child
-        <raftoral.WorkflowContext.start_child>`), ended ones included::
+        """Every workflow matching the filters, ordered by id (all pages
+        read, in a list): :meth:`workflows` collected, with the same
+        filters::
 
             children = await client.list_workflows(parent_id="order-42")
         """
-        out: list[WorkflowInfo] = []
-        token = ""
-        while True:
-            page, token = await self._native.list_workflows(
-                int(status or 0), workflow_name or "", page_size, token, sleeping, parent_id or ""
+        return [
+            info
+            async for info in self.workflows(
+                status=status,
+                workflow_name=workflow_name,
+                sleeping=sleeping,
+                parent_id=parent_id,
+                page_size=page_size,
             )
-            out.extend(WorkflowInfo._from_native(d) for d in page)
-            if not token:
-                return out
+        ]
 
     async def get_workflow_history(self, workflow_id: str) -> list[HistoryEntry]:
         """The committed history entries of the workflow, in commit order

@@ -145,7 +145,14 @@ class Worker:
             run.fail(f"this worker has no workflow '{run.workflow_name}' version {run.version}")
             return
         codec = self._client.codec
-        ctx = WorkflowContext(run, codec, self._commits, wf.retry or self._retry, self._abandoned)
+        ctx = WorkflowContext(
+            run,
+            codec,
+            self._commits,
+            wf.retry or self._retry,
+            self._abandoned,
+            self._client,
+        )
         _current.set(ctx)  # each task runs in its own copy of the context
         try:
             value = await wf.fn(ctx, codec.decode(run.input, wf.input_type))

@@ -31,12 +31,24 @@ from ._attempts import _INTERRUPTED, _TIMED_OUT, _Attempt, _failure, _Interrupte
 from ._core import NOW_STEP
 from ._log import _WorkflowLogger
 from .codec import Codec, JsonCodec
-from .errors import Cancelled, InvalidArgument, NonDeterminism, NotRunning, ShuttingDown
+from .errors import (
+    ApplicationError,
+    Cancelled,
+    InvalidArgument,
+    NonDeterminism,
+    NotFound,
+    NotRunning,
+    RaftoralError,
+    ResourceExhausted,
+    ShuttingDown,
+    WorkflowFailed,
+)
 from .retry import DEFAULT, RetryPolicy
 from .types import ParentClose
 
 if TYPE_CHECKING:
     from ._bridge import Commits, Slot
+    from .client import Client
 
 I = TypeVar("I")  # noqa: E741 - the usual name for an input type
 O = TypeVar("O")  # noqa: E741
@@ -69,7 +81,9 @@ class Durable(Coroutine[Any, Any, T]):
     :meth:`WorkflowContext.sleep` (and :meth:`~WorkflowContext.sleep_until`),
     :meth:`WorkflowContext.wait_event`, :meth:`WorkflowContext.set_status`
     and :meth:`WorkflowContext.call_child` return, :meth:`WorkflowContext.awakeable`
-    (an :class:`Awakeable`) and :meth:`ChildHandle.result`.
+    (an :class:`Awakeable`), :meth:`ChildHandle.result`, and the calls to
+    other workflows (:meth:`WorkflowContext.signal_workflow`,
+    :meth:`WorkflowContext.workflow_result`).
 
     The position is taken when the method is called, before anything is
     awaited, so operations keep their call order in the history however
@@ -467,9 +481,13 @@ class WorkflowContext:
         commits: Optional[Commits] = None,
         retry: Optional[RetryPolicy] = None,
         abandoned: Optional[set[asyncio.Task[Any]]] = None,
+        client: Optional[Client] = None,
     ) -> None:
         self._run = run
         self._codec = codec
+        # The worker's client (its sidecar connection): what the durable
+        # calls to other workflows (signal_workflow, workflow_result) use.
+        self._client = client
         self._commits = commits
         self._retry = retry or DEFAULT
         self._active = True
@@ -1351,6 +1369,146 @@ class WorkflowContext:
         assert isinstance(value, bytes)
         return self._codec.decode(value, hint)
 
+    def signal_workflow(self, target: str, name: str, payload: Any = None) -> Durable[bool]:
+        """Sends the event ``name`` with ``payload`` to the workflow
+        ``target`` (any workflow, by id), durably and once: a step named
+        ``signal:{target}:{name}`` whose attempt sends the event through the
+        worker's client (:meth:`Client.signal_workflow
+        <raftoral.Client.signal_workflow>`). Resolves to ``True`` when the
+        target had the event already (a duplicate), ``False`` when this call
+        delivered it. The target's code takes it with
+        :meth:`wait_event`::
+
+            @raftoral.workflow(name="warehouse", version=1)
+            async def warehouse(ctx: raftoral.WorkflowContext, order_id: str) -> str:
+                tracking = await ctx.checkpoint("ship", lambda: ship(order_id))
+                await ctx.signal_workflow(f"order-{order_id}", "shipped", tracking)
+                return tracking
+
+        The outcome is committed, so a replay does not send again. The send
+        carries the idempotency key ``{workflow_id}/{position}`` (this
+        step's position in the history): when the owner dies after sending
+        and before the step's commit, the next owner's send is the same
+        event again, and the target's inbox takes it once. ``payload`` is
+        encoded with the worker's codec when this is called (an
+        :class:`~raftoral.InvalidArgument` then, nothing sent, for one it
+        cannot encode).
+
+        A target that does not exist fails the step for good
+        (:class:`~raftoral.StepFailed` of type ``raftoral.WorkflowNotFound``),
+        and so does one that has ended (``raftoral.WorkflowEnded``) or that
+        refuses the event (a bad name, a payload over the value limit, a
+        full inbox: ``raftoral.SignalRefused``); an unreachable cluster is
+        retried with the default policy (:data:`raftoral.retry.DEFAULT`)::
+
+            try:
+                await ctx.signal_workflow("order-42", "shipped", tracking)
+            except raftoral.StepFailed as e:
+                if e.type != "raftoral.WorkflowEnded":
+                    raise
+
+        Like :meth:`checkpoint`, the position is taken at the call: it
+        returns a :class:`~raftoral.Durable` to await (once), to run side by
+        side with others or to race with :meth:`first`.
+        """
+        step = f"signal:{target}:{name}"
+        self._check_active(step)
+        client = self._calls(step)
+        try:
+            data = self._codec.encode(payload)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(
+                f"{step} of workflow '{self.workflow_id}': cannot encode the payload: {e}; "
+                "nothing was sent"
+            ) from e
+        # The position is taken now, in call order; the key is this step's.
+        req = self._run.request(step)
+        key = f"{self.workflow_id}/{req.seq}"
+
+        async def send() -> bool:
+            try:
+                duplicate, _ = await client._native.signal_workflow(target, name, data, key)
+            except ShuttingDown:
+                raise
+            except RaftoralError as e:
+                raise _call_failure(e, target) from None
+            return duplicate
+
+        coro: Coroutine[Any, Any, bool] = self._settle(step, req, send, bool, DEFAULT, _JSON)
+        return Durable(self, req.seq, step, False, coro)
+
+    @overload
+    def workflow_result(self, target: str, *, result_type: type[T]) -> Durable[T]: ...
+
+    @overload
+    def workflow_result(self, target: str, *, result_type: Any = None) -> Durable[Any]: ...
+
+    def workflow_result(self, target: str, *, result_type: Any = None) -> Durable[Any]:
+        """Waits for the workflow ``target`` (any workflow, by id: not
+        only a child) to end, durably: a step named ``result:{target}``
+        whose value is the target's result, decoded with the worker's codec
+        into ``result_type``::
+
+            @raftoral.workflow(name="invoice", version=1)
+            async def invoice(ctx: raftoral.WorkflowContext, order_id: str) -> str:
+                total = await ctx.workflow_result(f"billing-{order_id}", result_type=int)
+                return await ctx.checkpoint("send", lambda: send_invoice(order_id, total))
+
+        The result is committed (the target's encoded result as it is), so
+        a replay reads it and does not wait again; a new owner after a
+        failover waits again. A target that failed fails the step for good
+        with the target's own failure (:class:`~raftoral.StepFailed` whose
+        ``type``, ``error_message`` and ``details`` are the target's; type
+        ``raftoral.WorkflowFailed`` when its failure has none), a cancelled
+        target with ``raftoral.WorkflowCancelled``, and a target that does
+        not exist with ``raftoral.WorkflowNotFound``::
+
+            try:
+                total = await ctx.workflow_result("billing-42", result_type=int)
+            except raftoral.StepFailed as e:  # e.type: the target's failure type
+                await ctx.checkpoint("alert", lambda: alert(e.error_message))
+                raise
+
+        For a child this workflow started, :meth:`ChildHandle.result` is the
+        usual way. Like :meth:`checkpoint`, the position is taken at the
+        call: it returns a :class:`~raftoral.Durable`, to await (once), to
+        run side by side with others or to race with :meth:`first` (against
+        a sleep, to stop waiting after a while). Raises
+        :class:`~raftoral.InvalidArgument` for this workflow's own id (it
+        would wait for itself), at the call.
+        """
+        step = f"result:{target}"
+        self._check_active(step)
+        client = self._calls(step)
+        if target == self.workflow_id:
+            raise InvalidArgument(f"{step}: workflow '{target}' cannot wait for its own result")
+        req = self._run.request(step)
+
+        async def wait() -> bytes:
+            try:
+                return await client._native.result(target)
+            except ShuttingDown:
+                raise
+            except RaftoralError as e:
+                raise _call_failure(e, target) from None
+
+        # The step's value is the encoded result, decoded into result_type.
+        fn = typing.cast(Callable[[], Awaitable[Any]], wait)
+        coro: Coroutine[Any, Any, Any] = self._settle(
+            step, req, fn, result_type, DEFAULT, _Committed(self._codec)
+        )
+        return Durable(self, req.seq, step, False, coro)
+
+    def _calls(self, step: str) -> Client:
+        """The client the calls to other workflows go through: the
+        worker's."""
+        if self._client is None:
+            raise InvalidArgument(
+                f"{step} of workflow '{self.workflow_id}': calls to other workflows need "
+                "the worker's client (a context made by raftoral.Worker)"
+            )
+        return self._client
+
     @overload
     async def first(self, a: Durable[A], b: Durable[B], /) -> tuple[int, Union[A, B]]: ...
 
@@ -1667,6 +1825,59 @@ class WorkflowContext:
         waiting = self._cancel_outcome
         if waiting is not None and not waiting.done():
             waiting.set_result(reason)
+
+
+class _Committed:
+    """The codec of a ``result:`` step: its value is the target's encoded
+    result, committed as it is, and decoded with the worker's codec."""
+
+    def __init__(self, codec: Codec) -> None:
+        self._codec = codec
+
+    def encode(self, value: Any) -> bytes:
+        assert isinstance(value, bytes)
+        return value
+
+    def decode(self, data: bytes, type_hint: Any = None) -> Any:
+        return self._codec.decode(data, type_hint)
+
+
+def _call_failure(e: RaftoralError, target: str) -> ApplicationError:
+    """A client error of a call to workflow ``target`` as its step's
+    failure (the Rust SDK's types): refusals that cannot change are
+    non-retryable, the rest is retried by the step's policy."""
+    if isinstance(e, WorkflowFailed):
+        # The target's own failure, type and details kept.
+        if e.failure is not None:
+            return ApplicationError(
+                e.failure.message,
+                type=e.failure.type,
+                details=e.failure.details,
+                non_retryable=True,
+            )
+        return ApplicationError(e.error, type="raftoral.WorkflowFailed", non_retryable=True)
+    if isinstance(e, Cancelled):
+        return ApplicationError(
+            f"workflow '{target}' was cancelled: {e.reason}",
+            type="raftoral.WorkflowCancelled",
+            non_retryable=True,
+        )
+    if isinstance(e, NotFound):
+        return ApplicationError(e.message, type=WORKFLOW_NOT_FOUND_TYPE, non_retryable=True)
+    if isinstance(e, NotRunning):
+        return ApplicationError(e.message, type=WORKFLOW_ENDED_TYPE, non_retryable=True)
+    if isinstance(e, (InvalidArgument, ResourceExhausted)):
+        return ApplicationError(e.message, type="raftoral.SignalRefused", non_retryable=True)
+    return ApplicationError(e.message, type="raftoral.Unavailable")
+
+
+WORKFLOW_NOT_FOUND_TYPE = "raftoral.WorkflowNotFound"
+"""Failure type of a call to a workflow that does not exist
+(:meth:`WorkflowContext.signal_workflow`, :meth:`WorkflowContext.workflow_result`)."""
+
+WORKFLOW_ENDED_TYPE = "raftoral.WorkflowEnded"
+"""Failure type of a send to a workflow that has ended
+(:meth:`WorkflowContext.signal_workflow`)."""
 
 
 _JSON = JsonCodec()
