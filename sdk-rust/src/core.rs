@@ -16,8 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use raftoral_proto::sidecar::v1::{
     CheckpointEvent, ErrorCode, ExecuteWorkflowRequest, HeldRun, OwnershipChange, StreamError,
-    WorkflowCancellation, WorkflowResult, WorkflowStreamRequest,
-    workflow_stream_request::Message as AppMsg,
+    WorkflowCancellation, WorkflowStreamRequest, workflow_stream_request::Message as AppMsg,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -514,88 +513,6 @@ impl WorkerCore {
             run.changed();
         }
     }
-
-    /// Reports the workflow's outcome and forgets the run. The owner's result
-    /// is committed; a replica's is compared with it by the sidecar (a
-    /// difference is reported as non-determinism). Cancellation and shutdown
-    /// are not outcomes: nothing is reported, so a workflow interrupted by a
-    /// shutdown resumes elsewhere.
-    pub fn finish(&self, run: &RunHandle, outcome: Result<Bytes, ClientError>) {
-        let cleaning_up = {
-            let mut state = self.lock();
-            match state.runs.get(&run.workflow_id) {
-                Some(r) if r.generation == run.generation => {
-                    let cleaning_up = r.cancel_request.is_some() && r.cancelled.is_none();
-                    state.runs.remove(&run.workflow_id);
-                    cleaning_up
-                }
-                _ => return,
-            }
-        };
-        let result = match outcome {
-            // The code ended with the cancellation it was delivered: the
-            // workflow is CANCELLED (the sidecar checks a cancel was
-            // requested).
-            Err(ClientError::Cancelled { reason, .. }) if cleaning_up => WorkflowResult {
-                workflow_id: run.workflow_id.clone(),
-                success: false,
-                result: Bytes::new(),
-                error: format!("{}: {reason}", crate::history::CANCELLED_TYPE),
-                failure: Some(raftoral_proto::sidecar::v1::Failure {
-                    r#type: crate::history::CANCELLED_TYPE.into(),
-                    message: reason,
-                    ..Default::default()
-                }),
-            },
-            // Not outcomes of the workflow: a cancellation is committed
-            // already, a shutdown resumes elsewhere, and a workflow that
-            // finished elsewhere has its outcome. Reporting them would make
-            // a replica's "result" differ from the owner's: a false
-            // non-determinism report.
-            Err(
-                ClientError::Cancelled { .. }
-                | ClientError::Shutdown
-                | ClientError::NotRunning { .. },
-            ) => return,
-            Ok(value) => WorkflowResult {
-                workflow_id: run.workflow_id.clone(),
-                success: true,
-                result: value,
-                error: String::new(),
-                failure: None,
-            },
-            Err(e) => {
-                // An uncaught step failure fails the workflow with the
-                // step's error, structured; so does the function's own
-                // structured error.
-                let failure = match &e {
-                    ClientError::StepFailed(f) => Some(&f.failure),
-                    ClientError::WorkflowFailed {
-                        failure: Some(f), ..
-                    } => Some(&**f),
-                    _ => None,
-                }
-                .map(|f| steps::bounded(f.clone(), steps::FINAL_FAILURE_BYTES, &run.workflow_id));
-                WorkflowResult {
-                    workflow_id: run.workflow_id.clone(),
-                    success: false,
-                    result: Bytes::new(),
-                    // The function's own failure is stored as its message alone.
-                    error: match e {
-                        ClientError::WorkflowFailed { message, .. } => message,
-                        other => other.to_string(),
-                    },
-                    failure,
-                }
-            }
-        };
-        if cleaning_up && !result.success {
-            tracing::info!(workflow = %run.workflow_id, error = %result.error, "workflow ended after its cancel request");
-        } else if !result.success {
-            tracing::warn!(workflow = %run.workflow_id, error = %result.error, "workflow failed");
-        }
-        self.send(AppMsg::WorkflowResult(result));
-    }
 }
 
 fn run_state<'a>(
@@ -629,6 +546,8 @@ mod children;
 #[path = "core_events.rs"]
 mod events;
 pub use children::ChildRequest;
+#[path = "core_finish.rs"]
+mod finish;
 #[path = "core_determinism.rs"]
 mod helpers;
 pub use events::{AwakeableRequest, EventRequest};
