@@ -18,7 +18,9 @@ use raftoral_client::proto::sidecar::v1::{
     workflow_service_client::WorkflowServiceClient,
 };
 use raftoral_client::{RaftoralClient, WorkflowStatus};
-use raftoral_conformance::apps::{ThreeApps, client, history_at, wait_status, workflow_cli};
+use raftoral_conformance::apps::{
+    ThreeApps, client, history_at, wait_history, wait_status, workflow_cli,
+};
 use raftoral_conformance::{DEADLINE, Sidecar, Worker, count_effect, eventually, read_effects};
 
 const WORKFLOWS: (&str, &str) = ("CONFORMANCE_WORKFLOWS", "compensate");
@@ -94,7 +96,7 @@ async fn saga_cancelled_while(at_sleep: bool) -> anyhow::Result<()> {
         .await?;
     let id = handle.workflow_id().to_owned();
     if at_sleep {
-        eventually_history(&sidecar.url, &id, 2).await?;
+        wait_history(&sidecar.url, &id, "2 entries", |h| h.len() >= 2).await?;
     } else {
         effect_seen(&effects, &id, "start", 1).await?;
     }
@@ -130,15 +132,6 @@ async fn saga_cancelled_while(at_sleep: bool) -> anyhow::Result<()> {
         "the refund ran once"
     );
     Ok(())
-}
-
-/// Waits until workflow `id`'s history holds `n` entries.
-async fn eventually_history(url: &str, id: &str, n: usize) -> anyhow::Result<()> {
-    raftoral_conformance::eventually_async(DEADLINE, &format!("{n} entries of {id}"), || {
-        let (url, id) = (url.to_owned(), id.to_owned());
-        async move { Ok(history_at(&url, &id).await?.len() >= n) }
-    })
-    .await
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@
 
 use raftoral_client::proto::sidecar::v1::{HistoryEntry, HistoryEntryKind};
 use raftoral_client::{ClientError, RaftoralClient, WorkflowStatus};
-use raftoral_conformance::apps::{history_at, result_json};
+use raftoral_conformance::apps::{history_at, result_json, wait_history};
 use raftoral_conformance::{
     DEADLINE, FanoutInput, FlakyInput, Sidecar, Worker, count_effect, eventually, read_effects,
     read_effects_timed, saga_result,
@@ -372,12 +372,9 @@ async fn retries_continue_their_count_and_delay_after_the_owner_dies_during_back
     let leader_url = cluster.nodes[&leader].url.clone();
     // Attempt 1 failed and is committed; halfway through its delay the
     // owner dies.
-    raftoral_conformance::eventually_async(DEADLINE, "attempt 1 to fail", || {
-        let (url, id) = (leader_url.clone(), id.clone());
-        async move { Ok(!history_at(&url, &id).await?.is_empty()) }
-    })
-    .await?;
-    let first = history_at(&leader_url, &id).await?.remove(0);
+    let first = wait_history(&leader_url, &id, "attempt 1 to fail", |h| !h.is_empty())
+        .await?
+        .remove(0);
     assert_eq!(first.kind(), HistoryEntryKind::StepAttemptFailed);
     let committed = first.committed_at_ms;
     eventually(DEADLINE, "half the delay to pass", || {

@@ -14,11 +14,9 @@ use raftoral_client::proto::sidecar::v1::{
 };
 use raftoral_client::{RaftoralClient, WorkflowStatus};
 use raftoral_conformance::apps::{
-    ThreeApps, client, history_at, result_json, wait_status, workflow_cli,
+    ThreeApps, client, history_at, result_json, wait_history, wait_status, workflow_cli,
 };
-use raftoral_conformance::{
-    DEADLINE, Sidecar, Worker, count_effect, eventually_async, read_effects,
-};
+use raftoral_conformance::{DEADLINE, Sidecar, Worker, count_effect, read_effects};
 
 const WORKFLOWS: (&str, &str) = ("CONFORMANCE_WORKFLOWS", "waiter");
 /// A worker that runs nothing the scenarios start: their workflows wait
@@ -124,16 +122,14 @@ async fn a_timeout_that_comes_first_wins_and_the_late_event_goes_to_the_next_wai
         )
         .await?;
     let id = handle.workflow_id().to_owned();
-    eventually_async(
-        DEADLINE * 2,
+    wait_history(
+        &sidecar.url,
+        &id,
         "the first wait to time out and the second to start",
-        || {
-            let (url, id) = (sidecar.url.clone(), id.clone());
-            async move {
-                let entries = event_entries(&history_at(&url, &id).await?);
-                Ok(entries.contains(&(1, HistoryEntryKind::EventTimedOut))
-                    && entries.contains(&(2, HistoryEntryKind::EventWaiting)))
-            }
+        |h| {
+            let entries = event_entries(h);
+            entries.contains(&(1, HistoryEntryKind::EventTimedOut))
+                && entries.contains(&(2, HistoryEntryKind::EventWaiting))
         },
     )
     .await?;
@@ -211,12 +207,8 @@ async fn an_event_acknowledged_before_the_owners_node_dies_is_consumed_once() ->
         .await?;
     let id = handle.workflow_id().to_owned();
     let url = cluster.nodes[&other].url.clone();
-    eventually_async(DEADLINE, "the wait to commit", || {
-        let (url, id) = (url.clone(), id.clone());
-        async move {
-            Ok(event_entries(&history_at(&url, &id).await?)
-                .contains(&(1, HistoryEntryKind::EventWaiting)))
-        }
+    wait_history(&url, &id, "the wait to commit", |h| {
+        event_entries(h).contains(&(1, HistoryEntryKind::EventWaiting))
     })
     .await?;
     assert!(!signal(&url, &id, "go", "\"once\"", "").await?);
@@ -317,12 +309,8 @@ async fn an_event_stream_takes_events_as_waits_do() -> anyhow::Result<()> {
         .to_owned();
     // One before the stream takes it, the others while it waits.
     signal(&sidecar.url, &id, "item", "\"a\"", "").await?;
-    eventually_async(DEADLINE, "the second wait to commit", || {
-        let (url, id) = (sidecar.url.clone(), id.clone());
-        async move {
-            Ok(event_entries(&history_at(&url, &id).await?)
-                .contains(&(2, HistoryEntryKind::EventWaiting)))
-        }
+    wait_history(&sidecar.url, &id, "the second wait to commit", |h| {
+        event_entries(h).contains(&(2, HistoryEntryKind::EventWaiting))
     })
     .await?;
     signal(&sidecar.url, &id, "item", "\"b\"", "").await?;

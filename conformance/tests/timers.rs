@@ -18,7 +18,8 @@ use raftoral_client::proto::sidecar::v1::{
 };
 use raftoral_client::{RaftoralClient, WorkflowStatus};
 use raftoral_conformance::apps::{
-    Apps, ThreeApps, client, history_at, result_json, wait_status, workflow_cli as cli,
+    Apps, ThreeApps, client, history_at, result_json, wait_history, wait_status,
+    workflow_cli as cli,
 };
 use raftoral_conformance::cluster::Cluster;
 use raftoral_conformance::http::metric;
@@ -39,19 +40,10 @@ fn of_kind(entries: &[HistoryEntry], kind: HistoryEntryKind) -> Vec<&HistoryEntr
 /// Waits until workflow `id`'s history (through `url`) holds `n` started
 /// timers; returns that history.
 async fn started(url: &str, id: &str, n: usize) -> anyhow::Result<Vec<HistoryEntry>> {
-    eventually_async(DEADLINE, &format!("{n} timers of {id} started"), || {
-        let (url, id) = (url.to_owned(), id.to_owned());
-        async move {
-            Ok(of_kind(
-                &history_at(&url, &id).await?,
-                HistoryEntryKind::TimerStarted,
-            )
-            .len()
-                >= n)
-        }
+    wait_history(url, id, &format!("{n} started timers"), |h| {
+        of_kind(h, HistoryEntryKind::TimerStarted).len() >= n
     })
-    .await?;
-    history_at(url, id).await
+    .await
 }
 
 /// Checks a finished sleeper's history: `n` timers, each started once and
