@@ -98,7 +98,7 @@ package:
 
 # The conformance files that run once per worker (scripts/conformance_matrix.py,
 # `make conformance`); test-rust runs every other test, so none runs twice.
-MATRIX_FILES := single_node cluster_workflows app_stream cluster mixed errors helpers timers cancel events status awakeables races children mixed_messages
+MATRIX_FILES := single_node cluster_workflows app_stream cluster mixed errors helpers timers cancel events status awakeables races children calls mixed_messages
 CONFORMANCE_OTHER := $(filter-out $(MATRIX_FILES),$(basename $(notdir $(wildcard conformance/tests/*.rs))))
 
 # kubernetes_real.rs runs discovery against a real kube-apiserver (built

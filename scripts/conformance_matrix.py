@@ -44,6 +44,7 @@ DEFAULT_FILES = [
     "awakeables",
     "races",
     "children",
+    "calls",
 ]
 # Run once with every worker at a time (one per node, CONFORMANCE_MIXED, and
 # their clients in CONFORMANCE_MIXED_CLIENTS), not once per worker.

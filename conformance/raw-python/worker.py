@@ -74,6 +74,10 @@ The protocol, as this file implements it (protocol_version 2):
   position with CHILD_COMPLETED (the child's result) or CHILD_FAILED (its
   failure, raised like a step's).
 
+Calls to other workflows (the `caller` type) are no protocol of their own:
+they are ordinary steps whose code calls the client API (WorkflowService,
+workflow_service.proto) on the same sidecar, through one channel per worker.
+
 Run it with the interpreter of conformance/raw-python/.venv after `make
 raw-worker` generated the stubs into conformance/raw-python/gen.
 """
@@ -98,6 +102,8 @@ import grpc
 from raftoral.sidecar.v1 import app_pb2 as pb
 from raftoral.sidecar.v1 import app_pb2_grpc
 from raftoral.sidecar.v1 import failure_pb2 as fpb
+from raftoral.sidecar.v1 import workflow_service_pb2 as ws
+from raftoral.sidecar.v1 import workflow_service_pb2_grpc as ws_grpc
 
 # Entry kinds, attempts, failures, timers, cancel requests, events, status
 # and awakeables, races over event waits, child workflows.
@@ -635,6 +641,27 @@ class Worker:
         self.outbox: Optional[asyncio.Queue[Optional[pb.WorkflowStreamRequest]]] = None
         self.ready = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
+        # The client API, for steps that call other workflows: opened at
+        # the first call, one channel for the worker.
+        self._service_channel: Optional[grpc.aio.Channel] = None
+        self._service: Optional[ws_grpc.WorkflowServiceStub] = None
+
+    def service(self) -> ws_grpc.WorkflowServiceStub:
+        """The client API (WorkflowService) on the sidecar this worker
+        connects to, on the worker's one channel for it."""
+        if self._service is None:
+            self._service_channel = grpc.aio.insecure_channel(
+                self.url.removeprefix("http://"),
+                options=[("grpc.max_receive_message_length", MAX_MESSAGE)],
+            )
+            self._service = ws_grpc.WorkflowServiceStub(self._service_channel)
+        return self._service
+
+    async def close(self) -> None:
+        """Closes the client API's channel, if it was opened."""
+        channel, self._service_channel, self._service = self._service_channel, None, None
+        if channel is not None:
+            await channel.close()
 
     def send(self, **message: Any) -> bool:
         if self.outbox is None:
@@ -1805,6 +1832,108 @@ async def parent(w: Worker, run: Run) -> Any:
     return {"results": results}
 
 
+# What a refusal of the client API means for a call to another workflow:
+# these fail the step for good (the Rust SDK's types); any other status is
+# an attempt that failed, retried by the step's policy.
+CALL_REFUSALS = {
+    grpc.StatusCode.NOT_FOUND: "raftoral.WorkflowNotFound",
+    grpc.StatusCode.FAILED_PRECONDITION: "raftoral.WorkflowEnded",
+    grpc.StatusCode.INVALID_ARGUMENT: "raftoral.SignalRefused",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "raftoral.SignalRefused",
+}
+
+
+def call_failure(e: grpc.aio.AioRpcError) -> StepError:
+    """A client API error of a call to another workflow as its step's
+    failure."""
+    code = e.code()
+    message = e.details() or code.name
+    refusal = CALL_REFUSALS.get(code)
+    if refusal is None:
+        return StepError("raftoral.Unavailable", f"{code.name}: {message}")
+    return StepError(refusal, message, non_retryable=True)
+
+
+def signal_workflow(
+    w: Worker, run: Run, target: str, name: str, payload: Any
+) -> Coroutine[Any, Any, Any]:
+    """Sends the event `name` with `payload` to workflow `target`: a step
+    `signal:TARGET:NAME` whose code calls SignalWorkflow with the
+    idempotency key `ID/SEQ` (the step's position, taken here), so a send
+    repeated by a new owner reaches the target once. Its value is the
+    answer's duplicate flag."""
+    key = f"{run.id}/{run.cursor}"  # the position the step takes below
+    data = encode(payload)
+
+    async def send() -> bool:
+        request = ws.SignalWorkflowRequest(
+            workflow_id=target, name=name, payload=data, idempotency_key=key
+        )
+        try:
+            answer = await w.service().SignalWorkflow(request)
+        except grpc.aio.AioRpcError as e:
+            raise call_failure(e) from None
+        return bool(answer.duplicate)
+
+    return w.step(run, f"signal:{target}:{name}", lambda _attempt: send(), DEFAULT_POLICY)
+
+
+def workflow_result(w: Worker, run: Run, target: str) -> Coroutine[Any, Any, Any]:
+    """Waits for workflow `target` to end: a step `result:TARGET` whose
+    code calls WaitWorkflow until the target ended and whose value is its
+    result. A failed target fails the step for good with its failure (type
+    `raftoral.WorkflowFailed` when it has none), a cancelled one with
+    `raftoral.WorkflowCancelled`."""
+    if target == run.id:
+        raise RuntimeError(f"result:{target}: workflow '{target}' cannot wait for its own result")
+
+    async def wait() -> Any:
+        while True:
+            request = ws.WaitWorkflowRequest(workflow_id=target)
+            try:
+                answer = await w.service().WaitWorkflow(request)
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    continue  # not ended within the server's timeout: again
+                raise call_failure(e) from None
+            info = answer.workflow
+            if info.status == ws.WORKFLOW_STATUS_COMPLETED:
+                return json.loads(info.result) if info.result else None
+            if info.status == ws.WORKFLOW_STATUS_CANCELLED:
+                raise StepError(
+                    "raftoral.WorkflowCancelled",
+                    f"workflow '{target}' was cancelled: {info.error}",
+                    non_retryable=True,
+                )
+            if info.status == ws.WORKFLOW_STATUS_FAILED:
+                if info.HasField("failure") and info.failure.type:
+                    f = info.failure
+                    details = json.loads(f.details_json) if f.details_json else None
+                    raise StepError(f.type, f.message, details, non_retryable=True)
+                raise StepError("raftoral.WorkflowFailed", info.error, non_retryable=True)
+            # Not ended (should not be answered): ask again after a while.
+            await asyncio.sleep(RETRY_S)
+
+    return w.step(run, f"result:{target}", lambda _attempt: wait(), DEFAULT_POLICY)
+
+
+async def caller(w: Worker, run: Run) -> Any:
+    async def before() -> bool:
+        effect(run.id, "start", 0)
+        return True
+
+    await w.checkpoint(run, "before", before)
+    inp = run.input
+    try:
+        sent = await signal_workflow(w, run, inp["target"], inp["name"], inp.get("payload"))
+    except StepFailed as e:
+        return {"failed": {"type": e.type}}
+    result_of: Optional[str] = inp.get("result_of")
+    if result_of is None:
+        return {"sent": sent}
+    return {"sent": sent, "result": await workflow_result(w, run, result_of)}
+
+
 async def scheduled(w: Worker, run: Run) -> Any:
     async def ran() -> int:
         effect(run.id, "start", 0)
@@ -1829,6 +1958,7 @@ WORKFLOWS: dict[str, Callable[[Worker, Run], Awaitable[Any]]] = {
     "awakener": awakener,  # likewise
     "event_racer": event_racer,  # likewise
     "parent": parent,  # likewise
+    "caller": caller,  # likewise
 }
 
 
@@ -1854,6 +1984,7 @@ async def main() -> None:
     for task in list(worker.tasks):
         task.cancel()
     await asyncio.gather(serving, *worker.tasks, return_exceptions=True)
+    await worker.close()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@
 // CONFORMANCE_WORKFLOWS (comma list of what to register; default
 // `ping_pong,steps,blob`; `saga`, `flaky`, `fanout`, `helpers`, `sleeper`,
 // `racer`, `scheduled`, `compensate`, `waiter`, `awakener`,
-// `event_racer` and `parent` only when named),
+// `event_racer`, `parent` and `caller` only when named),
 // CONFORMANCE_BAD_POLICY (`negative_interval` or `zero_attempts`: a workflow
 // defined with that retry policy, which the SDK refuses before anything is
 // registered). Prints `worker ready` once registered; stops cleanly on SIGTERM.
@@ -420,6 +420,29 @@ const parent = workflow("parent", { version: 1 }, async (ctx, inp) => {
   return { results: settled.map((s) => s.value ?? null) };
 });
 
+// Step `before`, then the event `name` with `payload` sent to the workflow
+// `target` (a step `signal:T:N` at position 1); with `result_of`, then that
+// workflow's result (a step `result:R`). Returns the duplicate flag (and the
+// result), or the type of the send's failure (the SDK's step failure,
+// caught).
+const caller = workflow("caller", { version: 1 }, async (ctx, inp) => {
+  const id = ctx.workflowId;
+  await ctx.checkpoint("before", () => {
+    effect(id, "start", 0);
+    return true;
+  });
+  let sent;
+  try {
+    sent = await ctx.signalWorkflow(inp.target, inp.name, inp.payload);
+  } catch (e) {
+    if (!(e instanceof StepFailed)) throw e;
+    return { failed: { type: e.type } };
+  }
+  if (inp.result_of === undefined || inp.result_of === null) return { sent };
+  // A result without a value decodes as undefined: null in JSON.
+  return { sent, result: (await ctx.workflowResult(inp.result_of)) ?? null };
+});
+
 const known = {
   ping_pong: pingPong,
   steps,
@@ -436,6 +459,7 @@ const known = {
   awakener,
   event_racer: eventRacer,
   parent,
+  caller,
 };
 
 // A bad retry policy (CONFORMANCE_BAD_POLICY) stops the worker before it

@@ -8,7 +8,7 @@ that records each side effect as a line), ``CONFORMANCE_HANG=1`` (the
 ``step``), ``CONFORMANCE_WORKFLOWS`` (comma list of what to register;
 ``saga``, ``flaky``, ``fanout``, ``helpers``, ``sleeper``, ``racer``,
 ``scheduled``, ``compensate``, ``waiter``, ``awakener``,
-``event_racer`` and ``parent`` only when named),
+``event_racer``, ``parent`` and ``caller`` only when named),
 ``CONFORMANCE_BAD_POLICY`` (a retry policy the SDK refuses, made before
 anything is registered).
 Prints ``worker ready`` once registered; stops cleanly on SIGTERM.
@@ -366,6 +366,28 @@ async def parent(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str
     return {"results": list(outcomes)}
 
 
+@raftoral.workflow(name="caller", version=1)
+async def caller(ctx: raftoral.WorkflowContext, inp: dict[str, Any]) -> dict[str, Any]:
+    """A step, then the event ``name`` with ``payload`` sent to the workflow
+    ``target``; with ``result_of``, then that workflow's result. Returns the
+    duplicate flag (and the result), or the type of the send's failure (the
+    SDK's step failure, caught)."""
+
+    def before() -> bool:
+        effect(ctx.workflow_id, "start", 0)
+        return True
+
+    await ctx.checkpoint("before", before)
+    try:
+        sent = await ctx.signal_workflow(inp["target"], inp["name"], inp.get("payload"))
+    except raftoral.StepFailed as e:
+        return {"failed": {"type": e.type}}
+    result_of: Optional[str] = inp.get("result_of")
+    if result_of is None:
+        return {"sent": sent}
+    return {"sent": sent, "result": await ctx.workflow_result(result_of)}
+
+
 @dataclass
 class FlakyInput:
     fail_times: int
@@ -473,6 +495,7 @@ async def main() -> None:
         "awakener": awakener,
         "event_racer": event_racer,
         "parent": parent,
+        "caller": caller,
     }
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ use raftoral_client::{
 use raftoral_conformance::{BlobInput, FanoutInput, FlakyInput, StepsInput};
 
 mod messages;
-use messages::{awakener, event_racer, parent, waiter};
+use messages::{awakener, caller, event_racer, parent, waiter};
 
 /// Appends one line `ID WHAT STEP MS` to the effects file (MS: milliseconds
 /// since the Unix epoch, comparable with the sidecar's commit times on the
@@ -467,6 +467,7 @@ async fn main() -> anyhow::Result<()> {
                         "awakener" => awakener(req).await,
                         "event_racer" => event_racer(req).await,
                         "parent" => parent(req).await,
+                        "caller" => caller(req).await,
                         other => Err(format!("this worker has no workflow '{other}'").into()),
                     }
                 })

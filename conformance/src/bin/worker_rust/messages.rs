@@ -1,5 +1,6 @@
 //! The Rust worker's workflows that talk to other workflows or the outside
-//! (WORKERS.md): `waiter`, `awakener`, `event_racer` and `parent`.
+//! (WORKERS.md): `waiter`, `awakener`, `event_racer`, `parent` and
+//! `caller`.
 
 use std::time::Duration;
 
@@ -184,4 +185,46 @@ pub(crate) async fn parent(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowErro
         }
     }
     Ok(serde_json::to_vec(&json!({"results": out}))?)
+}
+
+/// `caller`: sends an event to another workflow, then maybe waits for one's
+/// result, from the workflow.
+pub(crate) async fn caller(req: WorkflowRequest) -> Result<Vec<u8>, WorkflowError> {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        target: String,
+        name: String,
+        payload: serde_json::Value,
+        #[serde(default)]
+        result_of: Option<String>,
+    }
+    use serde_json::json;
+    let input: Input = req.input()?;
+    let ctx = req.context;
+    let id = ctx.workflow_id().to_owned();
+    ctx.checkpoint("before", move || {
+        effect(&id, "start", 0);
+        true
+    })
+    .await?;
+    let sent = match ctx
+        .signal_workflow(&input.target, &input.name, &input.payload)
+        .await
+    {
+        Ok(duplicate) => duplicate,
+        Err(raftoral_client::ClientError::StepFailed(f)) => {
+            return Ok(serde_json::to_vec(
+                &json!({"failed": {"type": f.failure.r#type}}),
+            )?);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let out = match input.result_of {
+        Some(r) => {
+            let result: serde_json::Value = ctx.workflow_result(&r).await?;
+            json!({"sent": sent, "result": result})
+        }
+        None => json!({"sent": sent}),
+    };
+    Ok(serde_json::to_vec(&out)?)
 }
