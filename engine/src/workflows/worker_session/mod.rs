@@ -366,13 +366,14 @@ impl WorkerSession {
         // Retried through elections: an app that registered once expects to
         // get its workflows, not a lost registration.
         let mut attempt = 0;
+        let mut backoff = retry::Backoff::new();
         loop {
             match self.node.register_worker(&r.workflow_name, r.version).await {
                 Ok(()) => break,
                 Err(e) if e.is_retryable() && attempt < REGISTER_ATTEMPTS => {
                     attempt += 1;
                     tracing::debug!(error = %e, attempt, "registration not committed yet; retrying");
-                    tokio::time::sleep(retry::RESULT_RETRY).await;
+                    tokio::time::sleep(backoff.pause()).await;
                 }
                 Err(e) => {
                     return Err(End::NotCaughtUp(format!(
@@ -568,8 +569,10 @@ fn stall_limit(config: &crate::config::NodeConfig) -> std::time::Duration {
     (config.owner_timeout / 2).max(std::time::Duration::from_millis(500))
 }
 
-/// Attempts to commit a registration before the session gives up.
-const REGISTER_ATTEMPTS: u32 = 50;
+/// Attempts to commit a registration before the session gives up: with the
+/// backoff's pauses (20 ms doubling to 1 s), about 5 s of trying, as before
+/// the backoff (50 tries 100 ms apart).
+const REGISTER_ATTEMPTS: u32 = 10;
 
 /// Two encoded results are the same outcome: the same bytes, or the same
 /// JSON value (languages write object keys in different orders: Rust sorts

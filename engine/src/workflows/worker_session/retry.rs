@@ -11,9 +11,33 @@ use std::time::Duration;
 use crate::error::EngineError;
 use crate::node::Node;
 
-/// Pause between attempts to commit a workflow result, a cancel or a
-/// registration.
-pub(super) const RESULT_RETRY: Duration = Duration::from_millis(100);
+/// The first pause between attempts to commit a workflow result, a cancel
+/// or a registration: an election is usually over by then.
+const FIRST_PAUSE: Duration = Duration::from_millis(20);
+
+/// The longest pause: a cluster without a quorum is asked again at least
+/// this often.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// The pauses between attempts: doubling from [`FIRST_PAUSE`] up to
+/// [`MAX_PAUSE`], so a short election costs little and a long outage is not
+/// hammered.
+pub(super) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub(super) fn new() -> Self {
+        Backoff { next: FIRST_PAUSE }
+    }
+
+    /// The next pause (each longer than the last, up to the cap).
+    pub(super) fn pause(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (self.next * 2).min(MAX_PAUSE);
+        pause
+    }
+}
 
 /// Calls `attempt` until its outcome is not a retryable error, calling
 /// `on_retry` with each retryable one before the pause. `None` when the
@@ -28,16 +52,29 @@ where
     Fut: Future<Output = Result<T, EngineError>>,
 {
     let mut shutdown = node.shutdown_signal();
+    let mut backoff = Backoff::new();
     loop {
         match attempt().await {
             Err(e) if e.is_retryable() => {
                 on_retry(&e);
                 tokio::select! {
-                    _ = tokio::time::sleep(RESULT_RETRY) => {}
+                    _ = tokio::time::sleep(backoff.pause()) => {}
                     _ = crate::shutdown::stopped(&mut shutdown) => return None,
                 }
             }
             settled => return Some(settled),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_double_up_to_the_cap() {
+        let mut b = Backoff::new();
+        let pauses: Vec<u64> = (0..8).map(|_| b.pause().as_millis() as u64).collect();
+        assert_eq!(pauses, [20, 40, 80, 160, 320, 640, 1000, 1000]);
     }
 }
